@@ -1,0 +1,48 @@
+"""What the catalog knows about a dataset: never values, only shape and policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Role = Literal["identifier", "quasi_identifier", "sensitive", "attribute"]
+ROLES: tuple[str, ...] = ("identifier", "quasi_identifier", "sensitive", "attribute")
+LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4")
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str            # Arrow type, e.g. "int64", "string", "date32[day]"
+    role: Role
+    lower: float | None = None
+    upper: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "role": self.role}
+        if self.lower is not None:
+            out["lower"] = self.lower
+        if self.upper is not None:
+            out["upper"] = self.upper
+        return out
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    title: str
+    provider_id: str
+    level: str
+    row_count: int
+    columns: tuple[ColumnInfo, ...]
+    partitions: tuple[str, ...]   # absolute paths of the Parquet files
+
+    def column(self, name: str) -> ColumnInfo | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "title": self.title, "provider_id": self.provider_id,
+            "level": self.level, "row_count": self.row_count,
+            "columns": [c.to_json() for c in self.columns],
+        }

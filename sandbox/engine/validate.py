@@ -1,0 +1,256 @@
+"""Checking a plan against the catalog before anything is read.
+
+Produces a `CheckedPlan`: the plan, its dataset, the scan columns it needs, the output types,
+and `usage` (dataset → column → uses) that the contract check compares with its grants.
+Derived columns carry their source columns (lineage), so a use of a derived column counts as
+a use of every column it was computed from: `derive(x=col("resident_id"))` cannot launder an
+identifier into a group key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sandbox.catalog.models import DatasetInfo
+from sandbox.errors import DisclosureRefused, PlanError
+from sandbox.language import plan as p
+
+NUMERIC = frozenset({"int", "float"})
+
+
+def kind_of(arrow_type: str) -> str:
+    t = arrow_type.lower()
+    if t.startswith(("int", "uint")):
+        return "int"
+    if t.startswith(("float", "double", "halffloat", "decimal")):
+        return "float"
+    if t in ("string", "large_string", "utf8", "large_utf8"):
+        return "string"
+    if t.startswith(("date", "timestamp")):
+        return "date"
+    if t == "bool":
+        return "bool"
+    return "other"
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str
+    sources: frozenset[str]
+
+
+@dataclass
+class _Usage:
+    uses: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, sources: frozenset[str], use: str) -> None:
+        for s in sources:
+            self.uses.setdefault(s, set()).add(use)
+
+
+@dataclass(frozen=True)
+class CheckedPlan:
+    plan: p.Aggregate
+    dataset: DatasetInfo
+    scan_columns: tuple[str, ...]
+    output_kinds: tuple[tuple[str, str], ...]
+    usage: dict[str, dict[str, frozenset[str]]]
+
+
+def _lit_kind(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    return "string"
+
+
+def _comparable(a: str, b: str) -> bool:
+    if "null" in (a, b):
+        return True
+    if a in NUMERIC and b in NUMERIC:
+        return True
+    # ISO date strings compare with dates: col("birth_date") >= "1960-01-01".
+    return a == b or {a, b} == {"date", "string"}
+
+
+class _Typer:
+    def __init__(self, schema: dict[str, Field]) -> None:
+        self.schema = schema
+
+    def sources(self, e: p.Expr) -> frozenset[str]:
+        if isinstance(e, p.Col):
+            return self.schema[e.name].sources if e.name in self.schema else frozenset()
+        if isinstance(e, p.Call):
+            return frozenset().union(*(self.sources(a) for a in e.args))
+        return frozenset()
+
+    def kind(self, e: p.Expr) -> str:
+        if isinstance(e, p.Col):
+            if e.name not in self.schema:
+                raise PlanError(
+                    f"no column {e.name!r} here; available: {', '.join(sorted(self.schema))}"
+                )
+            return self.schema[e.name].kind
+        if isinstance(e, p.Lit):
+            if isinstance(e.value, tuple):
+                raise PlanError("a list can only be used with isin() or bucket()")
+            return _lit_kind(e.value)
+        return self._call(e)
+
+    def _fail(self, e: p.Call, kinds: list[str], need: str) -> PlanError:
+        return PlanError(
+            f"{p.describe_expr(e)}: {e.fn} needs {need}, got {' and '.join(kinds)}"
+        )
+
+    def _call(self, e: p.Call) -> str:
+        fn = e.fn
+        if fn in ("isin", "bucket"):
+            return self._list_call(e)
+        kinds = [self.kind(a) for a in e.args]
+        if fn in ("add", "sub", "mul", "div", "neg"):
+            if not all(k in NUMERIC or k == "null" for k in kinds):
+                raise self._fail(e, kinds, "numbers")
+            return "float" if fn == "div" or "float" in kinds else "int"
+        if fn in ("eq", "ne", "lt", "le", "gt", "ge"):
+            if not _comparable(*kinds):
+                raise self._fail(e, kinds, "two values of comparable types")
+            return "bool"
+        if fn == "between":
+            if not (_comparable(kinds[0], kinds[1]) and _comparable(kinds[0], kinds[2])):
+                raise self._fail(e, kinds, "values of comparable types")
+            return "bool"
+        if fn in ("and", "or", "not"):
+            if not all(k in ("bool", "null") for k in kinds):
+                raise self._fail(e, kinds, "conditions (booleans)")
+            return "bool"
+        if fn == "is_null":
+            return "bool"
+        if fn in ("year", "month"):
+            if kinds[0] != "date":
+                raise self._fail(e, kinds, "a date column")
+            return "int"
+        if fn in ("startswith", "endswith"):
+            if kinds != ["string", "string"] or not isinstance(e.args[1], p.Lit):
+                raise self._fail(e, kinds, "a string column and a literal string")
+            return "bool"
+        raise PlanError(f"unknown function '{fn}'")
+
+    def _list_call(self, e: p.Call) -> str:
+        target, values = e.args
+        kind = self.kind(target)
+        if not isinstance(values, p.Lit) or not isinstance(values.value, tuple):
+            raise PlanError(f"{e.fn}() takes a list of literal values")
+        if e.fn == "isin":
+            for v in values.value:
+                if not _comparable(kind, _lit_kind(v)):
+                    raise self._fail(e, [kind, _lit_kind(v)], "list values of the column's type")
+            return "bool"
+        edges = values.value
+        if kind not in NUMERIC or not all(_lit_kind(v) in NUMERIC for v in edges):
+            raise self._fail(e, [kind], "a numeric column and numeric edges")
+        if any(b <= a for a, b in zip(edges, edges[1:])):  # type: ignore[operator]
+            raise PlanError("bucket() edges must be strictly increasing")
+        return "string"
+
+
+def _chain(node: p.Node) -> list[p.Node]:
+    steps: list[p.Node] = []
+    while not isinstance(node, p.Scan):
+        steps.append(node)
+        node = node.input
+    steps.append(node)
+    return steps[::-1]
+
+
+def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
+    if not isinstance(plan, p.Aggregate):
+        raise PlanError("only aggregated tables can be collected")
+    steps = _chain(plan)
+    scan = steps[0]
+    assert isinstance(scan, p.Scan)
+    ds = datasets.get(scan.dataset)
+    if ds is None:
+        raise PlanError(
+            f"dataset {scan.dataset!r} is not available to this job; "
+            f"available: {', '.join(sorted(datasets)) or 'none'}"
+        )
+    schema = {c.name: Field(kind_of(c.type), frozenset({c.name})) for c in ds.columns}
+    usage = _Usage()
+    used_scan: set[str] = set()
+    typer = _Typer(schema)
+    for step in steps[1:]:
+        typer.schema = schema
+        if isinstance(step, p.Filter):
+            if typer.kind(step.predicate) not in ("bool", "null"):
+                raise PlanError(f"filter({p.describe_expr(step.predicate)}) needs a condition")
+            src = typer.sources(step.predicate)
+            usage.add(src, "filter")
+            used_scan |= src
+        elif isinstance(step, p.Derive):
+            new = dict(schema)
+            for name, e in step.columns:
+                new[name] = Field(typer.kind(e), typer.sources(e))
+            schema = new
+        elif isinstance(step, p.Select):
+            missing = [c for c in step.columns if c not in schema]
+            if missing:
+                raise PlanError(f"select(): no column {missing[0]!r}; available: "
+                                f"{', '.join(sorted(schema))}")
+            schema = {c: schema[c] for c in step.columns}
+        elif step is not plan:
+            raise PlanError("a collected aggregate cannot be aggregated again in one plan")
+        else:
+            assert isinstance(step, p.Aggregate)
+            kinds = _check_aggregate(step, schema, typer, usage, ds)
+            for k in step.keys:
+                used_scan |= schema[k].sources
+            for _, a in step.aggs:
+                if a.arg is not None:
+                    used_scan |= typer.sources(a.arg)
+    return CheckedPlan(
+        plan=plan, dataset=ds,
+        scan_columns=tuple(c.name for c in ds.columns if c.name in used_scan),
+        output_kinds=tuple(kinds),
+        usage={ds.name: {c: frozenset(u) for c, u in sorted(usage.uses.items())}},
+    )
+
+
+def _check_aggregate(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,
+                     usage: _Usage, ds: DatasetInfo) -> list[tuple[str, str]]:
+    def role(src: str) -> str:
+        c = ds.column(src)
+        return c.role if c else "attribute"
+
+    kinds: list[tuple[str, str]] = []
+    for key in step.keys:
+        if key not in schema:
+            raise PlanError(f"group_by(): no column {key!r}; available: {', '.join(sorted(schema))}")
+        ident = sorted(s for s in schema[key].sources if role(s) == "identifier")
+        if ident:
+            raise DisclosureRefused(
+                f"column {key!r} is (or is derived from) the identifier column {ident[0]!r}; "
+                "identifiers can never be grouped by or released"
+            )
+        usage.add(schema[key].sources, "group_by")
+        kinds.append((key, schema[key].kind))
+    for name, a in step.aggs:
+        if a.arg is None:
+            kinds.append((name, "int"))
+            continue
+        k = typer.kind(a.arg)
+        if k not in NUMERIC:
+            raise PlanError(f"{a.fn}({p.describe_expr(a.arg)}) needs a numeric column, got {k}")
+        src = typer.sources(a.arg)
+        ident = sorted(s for s in src if role(s) == "identifier")
+        if ident:
+            raise DisclosureRefused(
+                f"{a.fn}() over the identifier column {ident[0]!r} is not allowed"
+            )
+        usage.add(src, "aggregate")
+        kinds.append((name, "float" if a.fn == "mean" else k))
+    return kinds

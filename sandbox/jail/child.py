@@ -1,0 +1,126 @@
+"""Entry point of the jail process: `python -I -m sandbox.jail.child`.
+
+The process receives the job's code and parameters, compiles and runs them under the
+language policy, and talks to its driver only through frames on fds 0 and 1. It never
+receives rows: `collect()` sends a plan and gets back a released aggregate.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import IO, Any
+
+from RestrictedPython.PrintCollector import PrintCollector
+
+from sandbox.errors import CompileError, PlanError, SandboxError
+from sandbox.jail.protocol import read_frame, write_frame
+from sandbox.language.api import Released, namespace
+from sandbox.language.policy import FILENAME, compile_job, restricted_globals
+
+MAX_PRINT_CHARS = 64 * 1024
+
+
+class Refused(BaseException):
+    """The driver refused a request; the job ends. A BaseException so that operator code's
+    `except Exception` cannot swallow it and carry on probing."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", "refused"))
+        self.error = error
+
+
+class CappedPrint(PrintCollector):
+    def write(self, text: str) -> None:
+        if sum(len(t) for t in self.txt) + len(text) > MAX_PRINT_CHARS:
+            raise ValueError(f"print() output is limited to {MAX_PRINT_CHARS} characters")
+        super().write(text)
+
+
+def _output_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, Released):
+        return {"kind": "table", **value._body()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"kind": "scalar", "value": value}
+    raise SandboxError(
+        "emit() takes a collected table or a single number, string or boolean; "
+        f"got {type(value).__name__}"
+    )
+
+
+class PipeChannel:
+    def __init__(self, inp: IO[bytes], out: IO[bytes]) -> None:
+        self.inp, self.out = inp, out
+
+    def _request(self, message: dict[str, Any]) -> Any:
+        write_frame(self.out, message)
+        reply = read_frame(self.inp)
+        if not reply.get("ok"):
+            raise Refused(reply.get("error") or {})
+        return reply.get("result")
+
+    def collect(self, plan: Any) -> dict[str, Any]:
+        return self._request({"op": "collect", "plan": plan})
+
+    def emit(self, name: str, value: Any) -> None:
+        if not isinstance(name, str):
+            raise SandboxError("emit() takes an output name (a string) and a value")
+        self._request({"op": "emit", "name": name, "value": _output_value(value)})
+
+
+def _job_line(tb: Any) -> int | None:
+    line = None
+    for frame, lineno in traceback.walk_tb(tb):
+        if frame.f_code.co_filename == FILENAME:
+            line = lineno
+    return line
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    """Exception → operator-facing error: type, message and job line; never a host traceback."""
+    line = getattr(exc, "line", None) or _job_line(exc.__traceback__)
+    if isinstance(exc, CompileError):
+        return {"code": exc.code, "message": exc.message, "line": exc.line}
+    if isinstance(exc, SandboxError):
+        return {"code": exc.code, "message": exc.message, "line": line}
+    if isinstance(exc, RecursionError):
+        message = "recursion too deep"
+    elif isinstance(exc, MemoryError):
+        message = "the job ran out of memory"
+    else:
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+    return {"code": "job_code_error", "message": message, "line": line}
+
+
+def main() -> None:
+    # Private copies of the channel fds; fd 1 then points at stderr so that stray writes
+    # cannot corrupt the frame stream.
+    inp = os.fdopen(os.dup(0), "rb")
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    sys.stdout = sys.stderr
+
+    init = read_frame(inp)
+    channel = PipeChannel(inp, out)
+    glb: dict[str, Any] = {}
+    try:
+        code = compile_job(init["code"])
+        glb = restricted_globals(namespace(channel, init.get("params") or {}))
+        glb["_print_"] = CappedPrint
+        exec(code, glb)
+    except Refused as r:
+        write_frame(out, {"op": "refused", "error": r.error})
+        return
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a described outcome
+        rejected = isinstance(exc, (CompileError, PlanError))
+        write_frame(out, {"op": "failed", "rejected": rejected, "error": _describe(exc)})
+        return
+    printed = glb.get("_print")
+    write_frame(out, {"op": "done", "printed": printed() if callable(printed) else ""})
+
+
+if __name__ == "__main__":
+    main()

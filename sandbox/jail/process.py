@@ -1,0 +1,175 @@
+"""Starting and supervising one jail process per job.
+
+Each job gets a fresh interpreter (never reused), started with OS resource limits and killed
+hard at its wall-clock deadline. Everything the process sends is untrusted: the handler that
+answers it validates plans as it would any other input.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sandbox.jail.protocol import FrameError, read_frame, write_frame
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_seconds: int = 10
+    memory_bytes: int = 1024 * 1024 * 1024
+    wall_seconds: float = 30.0
+    max_requests: int = 1000
+
+
+class Handler(Protocol):
+    """Answers the jail's requests. Raising an exception with `code` and `message` refuses the
+    request; the job then ends with that refusal."""
+
+    def collect(self, plan: Any) -> dict[str, Any]: ...
+    def emit(self, name: str, value: Any) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """How the jail run ended. `status` is succeeded, failed or rejected."""
+
+    status: str
+    error: dict[str, Any] | None = None
+    printed: str = ""
+    wall_seconds: float = 0.0
+    diagnostics: str = field(default="", repr=False)  # host-side only, never shown to operators
+
+
+def _apply_limits(limits: Limits) -> None:
+    # Runs in the child between fork and exec.
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+def _reader(stream: Any, inbox: "queue.Queue[Any]") -> None:
+    try:
+        while True:
+            inbox.put(read_frame(stream))
+    except (EOFError, FrameError, OSError, ValueError) as e:
+        inbox.put(e)
+
+
+def _drain(stream: Any, sink: list[bytes], cap: int = 64 * 1024) -> None:
+    size = 0
+    for chunk in iter(lambda: stream.read(4096), b""):
+        if size < cap:
+            sink.append(chunk[: cap - size])
+            size += len(chunk)
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "line": None}
+
+
+def _refusal(exc: Exception) -> dict[str, Any]:
+    code = getattr(exc, "code", None)
+    if code is None:
+        raise exc
+    return {"code": code, "message": getattr(exc, "message", None) or str(exc)}
+
+
+def run_in_jail(code: str, params: dict[str, Any], handler: Handler, limits: Limits) -> Outcome:
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-m", "sandbox.jail.child"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: _apply_limits(limits), start_new_session=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+        cwd="/",
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    inbox: queue.Queue[Any] = queue.Queue()
+    stderr: list[bytes] = []
+    threading.Thread(target=_reader, args=(proc.stdout, inbox), daemon=True).start()
+    drain = threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True)
+    drain.start()
+    try:
+        write_frame(proc.stdin, {"code": code, "params": params})
+        outcome = _converse(proc, inbox, handler, limits, started + limits.wall_seconds)
+    except (BrokenPipeError, OSError):
+        outcome = None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        drain.join(timeout=1)
+    if outcome is None:
+        outcome = _crash_outcome(proc.returncode, limits)
+    outcome.wall_seconds = time.monotonic() - started
+    outcome.diagnostics = b"".join(stderr).decode("utf-8", "replace")
+    return outcome
+
+
+def _crash_outcome(returncode: int, limits: Limits) -> Outcome:
+    if returncode == -signal.SIGXCPU:
+        return Outcome("failed", _error("cpu_limit", f"the job used more than {limits.cpu_seconds} "
+                                        "s of CPU time; make it do less work per run"))
+    return Outcome("failed", _error("jail_crashed", "the job's process ended unexpectedly "
+                                    f"(exit status {returncode}); this is often a memory limit "
+                                    f"of {limits.memory_bytes // 2**20} MiB being reached"))
+
+
+def _converse(proc: subprocess.Popen[bytes], inbox: "queue.Queue[Any]", handler: Handler,
+              limits: Limits, deadline: float) -> Outcome | None:
+    assert proc.stdin
+    for _ in range(limits.max_requests):
+        try:
+            message = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return Outcome("failed", _error(
+                "timeout", f"the job ran longer than its {limits.wall_seconds:g} s limit and was "
+                "stopped; make it do less work per run"))
+        if isinstance(message, Exception):
+            return None
+        op = message.get("op") if isinstance(message, dict) else None
+        if op == "done":
+            printed = message.get("printed")
+            return Outcome("succeeded", printed=printed if isinstance(printed, str) else "")
+        if op == "failed":
+            error = message.get("error") if isinstance(message.get("error"), dict) else {}
+            status = "rejected" if message.get("rejected") is True else "failed"
+            return Outcome(status, _clean_error(error))
+        if op == "refused":
+            return Outcome("rejected", _clean_error(message.get("error") or {}))
+        reply = _answer(handler, op, message)
+        write_frame(proc.stdin, reply)
+        if not reply["ok"]:
+            return Outcome("rejected", reply["error"])
+    return Outcome("failed", _error("too_many_requests",
+                                    f"the job made more than {limits.max_requests} requests"))
+
+
+def _answer(handler: Handler, op: Any, message: dict[str, Any]) -> dict[str, Any]:
+    try:
+        if op == "collect":
+            return {"ok": True, "result": handler.collect(message.get("plan"))}
+        if op == "emit":
+            handler.emit(message.get("name"), message.get("value"))
+            return {"ok": True, "result": None}
+    except Exception as exc:  # noqa: BLE001 - domain errors become refusals, others re-raise
+        return {"ok": False, "error": _refusal(exc)}
+    return {"ok": False, "error": _error("protocol", "unknown request from job process")}
+
+
+def _clean_error(error: dict[str, Any]) -> dict[str, Any]:
+    """The jail is untrusted: keep only well-typed fields of what it reports."""
+    code = error.get("code") if isinstance(error.get("code"), str) else "job_code_error"
+    message = error.get("message") if isinstance(error.get("message"), str) else "job failed"
+    line = error.get("line") if isinstance(error.get("line"), int) else None
+    return {"code": code[:64], "message": message[:2000], "line": line}

@@ -1,0 +1,277 @@
+"""What operator code sees: `table`, `col`, `lit`, aggregates, `emit`, `params`.
+
+These proxies only build plan nodes. `collect()` hands the plan to a `Channel` (in the jail,
+a pipe to the job driver) and gets back a released aggregate as plain JSON values, wrapped in
+`Released`. Nothing here touches data, so nothing here can leak it.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Protocol
+
+from sandbox.errors import PlanError
+from sandbox.language import plan as p
+
+
+class Channel(Protocol):
+    def collect(self, plan: Any) -> dict[str, Any]: ...
+    def emit(self, name: str, value: Any) -> None: ...
+
+
+def _expr(value: Any) -> p.Expr:
+    if isinstance(value, Expr):
+        return value._node
+    if isinstance(value, (list, tuple)):
+        return p.Lit(tuple(value))
+    return p.Lit(value)
+
+
+class Expr:
+    """A column expression. Combine with arithmetic, comparisons and `& | ~`."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: p.Expr) -> None:
+        self._node = node
+
+    def _call(self, fn: str, *others: Any) -> "Expr":
+        return Expr(p.Call(fn, (self._node, *(_expr(o) for o in others))))
+
+    def _rcall(self, fn: str, other: Any) -> "Expr":
+        return Expr(p.Call(fn, (_expr(other), self._node)))
+
+    def __add__(self, o: Any) -> "Expr": return self._call("add", o)
+    def __radd__(self, o: Any) -> "Expr": return self._rcall("add", o)
+    def __sub__(self, o: Any) -> "Expr": return self._call("sub", o)
+    def __rsub__(self, o: Any) -> "Expr": return self._rcall("sub", o)
+    def __mul__(self, o: Any) -> "Expr": return self._call("mul", o)
+    def __rmul__(self, o: Any) -> "Expr": return self._rcall("mul", o)
+    def __truediv__(self, o: Any) -> "Expr": return self._call("div", o)
+    def __rtruediv__(self, o: Any) -> "Expr": return self._rcall("div", o)
+    def __neg__(self) -> "Expr": return Expr(p.Call("neg", (self._node,)))
+    def __eq__(self, o: Any) -> "Expr": return self._call("eq", o)  # type: ignore[override]
+    def __ne__(self, o: Any) -> "Expr": return self._call("ne", o)  # type: ignore[override]
+    def __lt__(self, o: Any) -> "Expr": return self._call("lt", o)
+    def __le__(self, o: Any) -> "Expr": return self._call("le", o)
+    def __gt__(self, o: Any) -> "Expr": return self._call("gt", o)
+    def __ge__(self, o: Any) -> "Expr": return self._call("ge", o)
+    def __and__(self, o: Any) -> "Expr": return self._call("and", o)
+    def __rand__(self, o: Any) -> "Expr": return self._rcall("and", o)
+    def __or__(self, o: Any) -> "Expr": return self._call("or", o)
+    def __ror__(self, o: Any) -> "Expr": return self._rcall("or", o)
+    def __invert__(self) -> "Expr": return Expr(p.Call("not", (self._node,)))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __bool__(self) -> bool:
+        raise PlanError(
+            "an expression has no truth value in Python; combine conditions with & | ~ "
+            "instead of and/or/not, and use filter() to apply them"
+        )
+
+    def isin(self, values: Any) -> "Expr":
+        if not isinstance(values, (list, tuple)):
+            raise PlanError("isin() takes a list of values")
+        return self._call("isin", list(values))
+
+    def between(self, low: Any, high: Any) -> "Expr":
+        return self._call("between", low, high)
+
+    def is_null(self) -> "Expr":
+        return self._call("is_null")
+
+    def year(self) -> "Expr":
+        return self._call("year")
+
+    def month(self) -> "Expr":
+        return self._call("month")
+
+    def startswith(self, prefix: str) -> "Expr":
+        return self._call("startswith", prefix)
+
+    def endswith(self, suffix: str) -> "Expr":
+        return self._call("endswith", suffix)
+
+    def bucket(self, edges: Any) -> "Expr":
+        """Coarsen a number into labelled bands, e.g. [18, 35) for edges [18, 35, 60]."""
+        if not isinstance(edges, (list, tuple)) or len(edges) < 1:
+            raise PlanError("bucket() takes a non-empty list of increasing edges")
+        return self._call("bucket", list(edges))
+
+    def __repr__(self) -> str:
+        return f"<expr {p.describe_expr(self._node)}>"
+
+
+class Aggregate:
+    """An aggregate to use inside agg(...)."""
+
+    __slots__ = ("_agg",)
+
+    def __init__(self, agg: p.Agg) -> None:
+        self._agg = agg
+
+    def __repr__(self) -> str:
+        return f"<aggregate {self._agg.fn}>"
+
+
+def col(name: str) -> Expr:
+    return Expr(p.Col(name))
+
+
+def lit(value: Any) -> Expr:
+    return Expr(_expr(value))
+
+
+def _agg_arg(x: Any) -> p.Expr:
+    return p.Col(x) if isinstance(x, str) else _expr(x)
+
+
+def count() -> Aggregate:
+    return Aggregate(p.Agg("count"))
+
+
+def sum_(x: Any, start: Any = 0) -> Any:
+    """sum('col') is an aggregate; sum(list) is Python's sum, for released values."""
+    if isinstance(x, (list, tuple)):
+        return builtins.sum(x, start)
+    return Aggregate(p.Agg("sum", _agg_arg(x)))
+
+
+def mean(x: Any) -> Aggregate:
+    return Aggregate(p.Agg("mean", _agg_arg(x)))
+
+
+def _aggs(named: dict[str, Any]) -> tuple[tuple[str, p.Agg], ...]:
+    out = []
+    for name, a in named.items():
+        if not isinstance(a, Aggregate):
+            raise PlanError(
+                f"agg({name}=…) needs an aggregate such as count(), sum('col') or mean('col')"
+            )
+        out.append((name, a._agg))
+    return tuple(out)
+
+
+class Table:
+    """A lazy table. Nothing is read until collect() of an aggregated table."""
+
+    __slots__ = ("_node", "_channel")
+
+    def __init__(self, node: p.Node, channel: Channel) -> None:
+        self._node = node
+        self._channel = channel
+
+    def _then(self, node: p.Node) -> "Table":
+        return Table(node, self._channel)
+
+    def filter(self, predicate: Expr) -> "Table":
+        if not isinstance(predicate, Expr):
+            raise PlanError("filter() takes a condition such as col('age') >= 65")
+        return self._then(p.Filter(self._node, predicate._node))
+
+    def derive(self, **columns: Any) -> "Table":
+        return self._then(p.Derive(self._node, tuple((k, _expr(v)) for k, v in columns.items())))
+
+    def select(self, *columns: str) -> "Table":
+        return self._then(p.Select(self._node, tuple(columns)))
+
+    def group_by(self, *keys: str) -> "Grouped":
+        if not keys or not all(isinstance(k, str) for k in keys):
+            raise PlanError("group_by() takes one or more column names")
+        return Grouped(self, tuple(keys))
+
+    def agg(self, **aggregates: Any) -> "Table":
+        return self._then(p.Aggregate(self._node, (), _aggs(aggregates)))
+
+    def collect(self) -> "Released":
+        if not isinstance(self._node, p.Aggregate):
+            raise PlanError(
+                "collect() releases aggregates only; rows never leave the sandbox. "
+                "Aggregate first, e.g. .group_by('district').agg(n=count()) or .agg(n=count())"
+            )
+        return Released(self._channel.collect(p.plan_to_json(self._node)))
+
+    def __repr__(self) -> str:
+        return f"<table from {p.scan_of(self._node).dataset!r}>"
+
+
+class Grouped:
+    __slots__ = ("_table", "_keys")
+
+    def __init__(self, table: Table, keys: tuple[str, ...]) -> None:
+        self._table = table
+        self._keys = keys
+
+    def agg(self, **aggregates: Any) -> Table:
+        t = self._table
+        return t._then(p.Aggregate(t._node, self._keys, _aggs(aggregates)))
+
+
+class Released:
+    """A released aggregate: column names, rows of plain values, suppressed cells as None."""
+
+    __slots__ = ("_columns", "_rows", "_suppressed")
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self._columns: list[str] = [c["name"] for c in body["columns"]]
+        self._rows: list[list[Any]] = body["rows"]
+        self._suppressed = body.get("suppressed", [])
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._columns)
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._rows]
+
+    @property
+    def suppressed(self) -> list[tuple[int, str]]:
+        return [(int(i), str(c)) for i, c in self._suppressed]
+
+    def column(self, name: str) -> list[Any]:
+        if name not in self._columns:
+            raise PlanError(f"no column {name!r}; columns: {', '.join(self._columns)}")
+        i = self._columns.index(name)
+        return [r[i] for r in self._rows]
+
+    def row(self, i: int) -> dict[str, Any]:
+        return dict(zip(self._columns, self._rows[i]))
+
+    def lookup(self, **keys: Any) -> dict[str, Any] | None:
+        """The first row whose columns equal the given values, as a dict, or None."""
+        for r in self._rows:
+            d = dict(zip(self._columns, r))
+            if all(d.get(k) == v for k, v in keys.items()):
+                return d
+        return None
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _body(self) -> dict[str, Any]:
+        return {"columns": self._columns, "rows": self._rows, "suppressed": self._suppressed}
+
+    def __repr__(self) -> str:
+        return f"<released table: {len(self._rows)} rows × {len(self._columns)} columns>"
+
+
+def namespace(channel: Channel, params: dict[str, Any]) -> dict[str, Any]:
+    """The job language's names, bound to one job's channel."""
+
+    def table(name: str) -> Table:
+        if not isinstance(name, str):
+            raise PlanError("table() takes a dataset name, e.g. table('population')")
+        return Table(p.Scan(name), channel)
+
+    def emit(name: str, value: Any) -> None:
+        channel.emit(name, value)
+
+    return {
+        "table": table, "col": col, "lit": lit, "count": count, "sum": sum_, "mean": mean,
+        "emit": emit, "params": params,
+    }
+
+
+LANGUAGE_NAMES = ("table", "col", "lit", "count", "sum", "mean", "emit", "params")

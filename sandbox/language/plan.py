@@ -1,0 +1,265 @@
+"""Plan nodes: the pure data that operator code builds and the engine executes.
+
+A plan crosses a process boundary as JSON (from the jail to the job driver), so the
+driver must treat it as untrusted input: `plan_from_json` validates every field and
+every node validates itself in ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Union
+
+from sandbox.errors import PlanError
+
+Scalar = Union[None, bool, int, float, str]
+
+# name -> (min args, max args); every argument is an Expr.
+FUNCTIONS: dict[str, tuple[int, int]] = {
+    "add": (2, 2), "sub": (2, 2), "mul": (2, 2), "div": (2, 2), "neg": (1, 1),
+    "eq": (2, 2), "ne": (2, 2), "lt": (2, 2), "le": (2, 2), "gt": (2, 2), "ge": (2, 2),
+    "and": (2, 2), "or": (2, 2), "not": (1, 1),
+    "isin": (2, 2), "between": (3, 3), "is_null": (1, 1),
+    "year": (1, 1), "month": (1, 1), "startswith": (2, 2), "endswith": (2, 2),
+    "bucket": (2, 2),
+}
+
+AGGREGATES: dict[str, bool] = {  # name -> takes an argument
+    "count": False, "sum": True, "mean": True,
+}
+
+MAX_PLAN_DEPTH = 64
+MAX_LIST_VALUES = 10_000
+NAME_MAX = 128
+
+
+def check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name or len(name) > NAME_MAX:
+        raise PlanError(f"{what} must be a non-empty string of at most {NAME_MAX} characters")
+    if name.startswith("__"):
+        raise PlanError(f"{what} may not start with '__' (reserved for the engine)")
+    return name
+
+
+def _check_scalar(value: object) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PlanError("literal numbers must be finite")
+    if value is not None and not isinstance(value, (bool, int, float, str)):
+        raise PlanError(
+            f"literal of type {type(value).__name__} is not supported; use numbers, strings, "
+            "booleans or None"
+        )
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "column name")
+
+
+@dataclass(frozen=True)
+class Lit:
+    """A literal; a tuple value is a list of scalars (for `isin` and `bucket`)."""
+
+    value: Scalar | tuple[Scalar, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.value, tuple):
+            if len(self.value) > MAX_LIST_VALUES:
+                raise PlanError(f"lists in expressions hold at most {MAX_LIST_VALUES} values")
+            for v in self.value:
+                _check_scalar(v)
+        else:
+            _check_scalar(self.value)
+
+
+@dataclass(frozen=True)
+class Call:
+    fn: str
+    args: tuple["Expr", ...]
+
+    def __post_init__(self) -> None:
+        if self.fn not in FUNCTIONS:
+            raise PlanError(f"unknown function '{self.fn}'")
+        lo, hi = FUNCTIONS[self.fn]
+        if not lo <= len(self.args) <= hi:
+            raise PlanError(f"function '{self.fn}' takes {lo} argument(s), got {len(self.args)}")
+
+
+Expr = Union[Col, Lit, Call]
+
+
+@dataclass(frozen=True)
+class Agg:
+    fn: str
+    arg: Expr | None = None
+
+    def __post_init__(self) -> None:
+        if self.fn not in AGGREGATES:
+            raise PlanError(f"unknown aggregate '{self.fn}'; available: {', '.join(AGGREGATES)}")
+        if AGGREGATES[self.fn] and self.arg is None:
+            raise PlanError(f"aggregate '{self.fn}' needs a column or expression")
+        if not AGGREGATES[self.fn] and self.arg is not None:
+            raise PlanError(f"aggregate '{self.fn}' takes no argument")
+
+
+@dataclass(frozen=True)
+class Scan:
+    dataset: str
+
+    def __post_init__(self) -> None:
+        check_name(self.dataset, "dataset name")
+
+
+@dataclass(frozen=True)
+class Filter:
+    input: "Node"
+    predicate: Expr
+
+
+@dataclass(frozen=True)
+class Derive:
+    input: "Node"
+    columns: tuple[tuple[str, Expr], ...]
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise PlanError("derive() needs at least one name=expression")
+        for name, _ in self.columns:
+            check_name(name, "derived column name")
+
+
+@dataclass(frozen=True)
+class Select:
+    input: "Node"
+    columns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise PlanError("select() needs at least one column")
+        for name in self.columns:
+            check_name(name, "column name")
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    input: "Node"
+    keys: tuple[str, ...]
+    aggs: tuple[tuple[str, Agg], ...]
+
+    def __post_init__(self) -> None:
+        if not self.aggs:
+            raise PlanError("agg() needs at least one name=aggregate, e.g. agg(n=count())")
+        names = [*self.keys, *(n for n, _ in self.aggs)]
+        for name in names:
+            check_name(name, "output column name")
+        if len(set(names)) != len(names):
+            raise PlanError("output column names of an aggregation must be distinct")
+
+
+Node = Union[Scan, Filter, Derive, Select, Aggregate]
+
+
+def scan_of(node: Node) -> Scan:
+    while not isinstance(node, Scan):
+        node = node.input
+    return node
+
+
+# --- JSON form -------------------------------------------------------------------------
+
+
+def expr_to_json(e: Expr) -> Any:
+    if isinstance(e, Col):
+        return {"col": e.name}
+    if isinstance(e, Lit):
+        return {"lit": list(e.value) if isinstance(e.value, tuple) else e.value}
+    return {"fn": e.fn, "args": [expr_to_json(a) for a in e.args]}
+
+
+def plan_to_json(n: Node) -> Any:
+    if isinstance(n, Scan):
+        return {"op": "scan", "dataset": n.dataset}
+    base = plan_to_json(n.input)
+    if isinstance(n, Filter):
+        return {"op": "filter", "input": base, "predicate": expr_to_json(n.predicate)}
+    if isinstance(n, Derive):
+        return {"op": "derive", "input": base,
+                "columns": [[k, expr_to_json(v)] for k, v in n.columns]}
+    if isinstance(n, Select):
+        return {"op": "select", "input": base, "columns": list(n.columns)}
+    return {
+        "op": "aggregate", "input": base, "keys": list(n.keys),
+        "aggs": [[k, {"fn": a.fn, "arg": None if a.arg is None else expr_to_json(a.arg)}]
+                 for k, a in n.aggs],
+    }
+
+
+def _obj(x: Any, keys: set[str]) -> dict[str, Any]:
+    if not isinstance(x, dict) or set(x) != keys:
+        raise PlanError("malformed plan")
+    return x
+
+
+def expr_from_json(x: Any, depth: int = 0) -> Expr:
+    if depth > MAX_PLAN_DEPTH:
+        raise PlanError(f"expressions may nest at most {MAX_PLAN_DEPTH} deep")
+    if isinstance(x, dict) and set(x) == {"col"}:
+        return Col(x["col"])
+    if isinstance(x, dict) and set(x) == {"lit"}:
+        v = x["lit"]
+        return Lit(tuple(v) if isinstance(v, list) else v)
+    d = _obj(x, {"fn", "args"})
+    if not isinstance(d["fn"], str) or not isinstance(d["args"], list):
+        raise PlanError("malformed plan")
+    return Call(d["fn"], tuple(expr_from_json(a, depth + 1) for a in d["args"]))
+
+
+def plan_from_json(x: Any, depth: int = 0) -> Node:
+    if depth > MAX_PLAN_DEPTH:
+        raise PlanError(f"plans may chain at most {MAX_PLAN_DEPTH} operations")
+    op = x.get("op") if isinstance(x, dict) else None
+    if op == "scan":
+        return Scan(_obj(x, {"op", "dataset"})["dataset"])
+    if op == "filter":
+        d = _obj(x, {"op", "input", "predicate"})
+        return Filter(plan_from_json(d["input"], depth + 1), expr_from_json(d["predicate"]))
+    if op == "derive":
+        d = _obj(x, {"op", "input", "columns"})
+        cols = d["columns"]
+        if not isinstance(cols, list) or not all(isinstance(c, list) and len(c) == 2 for c in cols):
+            raise PlanError("malformed plan")
+        return Derive(plan_from_json(d["input"], depth + 1),
+                      tuple((c[0], expr_from_json(c[1])) for c in cols))
+    if op == "select":
+        d = _obj(x, {"op", "input", "columns"})
+        if not isinstance(d["columns"], list):
+            raise PlanError("malformed plan")
+        return Select(plan_from_json(d["input"], depth + 1), tuple(d["columns"]))
+    if op == "aggregate":
+        d = _obj(x, {"op", "input", "keys", "aggs"})
+        if not isinstance(d["keys"], list) or not isinstance(d["aggs"], list):
+            raise PlanError("malformed plan")
+        aggs = []
+        for item in d["aggs"]:
+            if not isinstance(item, list) or len(item) != 2:
+                raise PlanError("malformed plan")
+            a = _obj(item[1], {"fn", "arg"})
+            if not isinstance(a["fn"], str):
+                raise PlanError("malformed plan")
+            arg = None if a["arg"] is None else expr_from_json(a["arg"])
+            aggs.append((item[0], Agg(a["fn"], arg)))
+        return Aggregate(plan_from_json(d["input"], depth + 1), tuple(d["keys"]), tuple(aggs))
+    raise PlanError("malformed plan")
+
+
+def describe_expr(e: Expr) -> str:
+    """A readable rendering for error messages: column names and literals of the code only."""
+    if isinstance(e, Col):
+        return f"col({e.name!r})"
+    if isinstance(e, Lit):
+        return repr(list(e.value)) if isinstance(e.value, tuple) else repr(e.value)
+    return f"{e.fn}({', '.join(describe_expr(a) for a in e.args)})"

@@ -1,0 +1,142 @@
+"""Compiling operator code: RestrictedPython plus our own stricter checks.
+
+RestrictedPython rewrites attribute, item and iteration access into guard calls and refuses
+underscore names. It still compiles `import`, classes and generators, which the job language
+does not need, and it leaves unknown names to fail at run time; we refuse all of those before
+anything runs, with the line number, so an operator learns at submission what is wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import operator
+from typing import Any
+
+from RestrictedPython import RestrictingNodeTransformer, compile_restricted_exec
+from RestrictedPython.Guards import (
+    full_write_guard,
+    guarded_iter_unpack_sequence,
+    guarded_unpack_sequence,
+    safer_getattr,
+)
+from RestrictedPython.PrintCollector import PrintCollector
+
+from sandbox.errors import CompileError
+from sandbox.language.api import LANGUAGE_NAMES
+
+MAX_SOURCE_BYTES = 64 * 1024
+FILENAME = "<job>"
+
+_SAFE_BUILTIN_NAMES = (
+    "None", "True", "False", "abs", "all", "any", "bool", "dict", "divmod", "enumerate",
+    "float", "int", "isinstance", "len", "list", "max", "min", "range", "repr", "reversed",
+    "round", "sorted", "str", "tuple", "zip",
+    "ArithmeticError", "Exception", "IndexError", "KeyError", "LookupError", "TypeError",
+    "ValueError", "ZeroDivisionError",
+)
+
+_FORBIDDEN_NODES: dict[type, str] = {
+    ast.Import: "imports are not available in job code; everything you need is built in "
+                "(table, col, count, sum, mean, emit, params)",
+    ast.ImportFrom: "imports are not available in job code; everything you need is built in",
+    ast.ClassDef: "classes are not available in job code; use functions and plain values",
+    ast.Global: "'global' is not available in job code",
+    ast.Nonlocal: "'nonlocal' is not available in job code",
+    ast.Yield: "generators are not available in job code; build a list instead",
+    ast.YieldFrom: "generators are not available in job code; build a list instead",
+    ast.GeneratorExp: "generator expressions are not available in job code; use a list "
+                      "comprehension [ … ] instead",
+    ast.AsyncFunctionDef: "async code is not available in job code",
+    ast.Await: "async code is not available in job code",
+    ast.AsyncFor: "async code is not available in job code",
+    ast.AsyncWith: "async code is not available in job code",
+    ast.With: "'with' is not available in job code",
+}
+
+
+def allowed_names() -> frozenset[str]:
+    return frozenset((*_SAFE_BUILTIN_NAMES, *LANGUAGE_NAMES, "print"))
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.Lambda)):
+            if isinstance(node, ast.FunctionDef):
+                names.add(node.name)
+            a = node.args
+            for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg):
+                if arg is not None:
+                    names.add(arg.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+    return names
+
+
+def check_source(source: str) -> ast.Module:
+    """Parse and apply the job-language rules that RestrictedPython leaves to run time."""
+    if len(source.encode("utf-8")) > MAX_SOURCE_BYTES:
+        raise CompileError(f"job code is larger than {MAX_SOURCE_BYTES // 1024} KiB")
+    try:
+        tree = ast.parse(source, FILENAME)
+    except SyntaxError as e:
+        raise CompileError(f"syntax error: {e.msg}", e.lineno) from None
+    except (ValueError, RecursionError, MemoryError):
+        raise CompileError("job code could not be parsed (too deeply nested or invalid)") from None
+    known = allowed_names() | _bound_names(tree)
+    for node in ast.walk(tree):
+        why = _FORBIDDEN_NODES.get(type(node))
+        if why:
+            raise CompileError(why, getattr(node, "lineno", None))
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in known:
+            raise CompileError(
+                f"name '{node.id}' is not available in job code; available: "
+                + ", ".join(sorted(LANGUAGE_NAMES)) + " and basic builtins (len, range, …)",
+                node.lineno,
+            )
+    return tree
+
+
+def compile_job(source: str) -> Any:
+    """Return a code object for `run_compiled`, or raise CompileError with a line number."""
+    check_source(source)
+    result = compile_restricted_exec(source, FILENAME, policy=RestrictingNodeTransformer)
+    if result.errors:
+        message = result.errors[0]
+        line = None
+        if message.startswith("Line "):
+            head, _, rest = message.partition(": ")
+            line = int(head[5:]) if head[5:].isdigit() else None
+            message = rest
+        raise CompileError(message, line)
+    return result.code
+
+
+def _inplace(op: str, x: Any, y: Any) -> Any:
+    ops = {"+=": operator.add, "-=": operator.sub, "*=": operator.mul, "/=": operator.truediv,
+           "//=": operator.floordiv, "%=": operator.mod, "**=": operator.pow}
+    if op not in ops:
+        raise CompileError(f"operator {op} is not available in job code")
+    return ops[op](x, y)
+
+
+def restricted_globals(language: dict[str, Any]) -> dict[str, Any]:
+    safe = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
+    return {
+        "__builtins__": safe,
+        "__name__": "job",
+        "__metaclass__": type,
+        "_getattr_": safer_getattr,
+        "_getitem_": lambda obj, key: obj[key],
+        "_getiter_": iter,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence,
+        "_write_": full_write_guard,
+        "_inplacevar_": _inplace,
+        "_print_": PrintCollector,
+        "_apply_": lambda f, *a, **kw: f(*a, **kw),
+        **language,
+    }
