@@ -40,7 +40,7 @@ class CappedPrint(PrintCollector):
 
 def _output_value(value: Any) -> dict[str, Any]:
     if isinstance(value, Released):
-        return {"kind": "table", **value._body()}
+        return value._body()
     if value is None or isinstance(value, (bool, int, float, str)):
         return {"kind": "scalar", "value": value}
     raise SandboxError(

@@ -211,9 +211,10 @@ class Grouped:
 class Released:
     """A released aggregate: column names, rows of plain values, suppressed cells as None."""
 
-    __slots__ = ("_columns", "_rows", "_suppressed")
+    __slots__ = ("_body_json", "_columns", "_rows", "_suppressed")
 
     def __init__(self, body: dict[str, Any]) -> None:
+        self._body_json = body
         self._columns: list[str] = [c["name"] for c in body["columns"]]
         self._rows: list[list[Any]] = body["rows"]
         self._suppressed = body.get("suppressed", [])
@@ -251,7 +252,7 @@ class Released:
         return len(self._rows)
 
     def _body(self) -> dict[str, Any]:
-        return {"columns": self._columns, "rows": self._rows, "suppressed": self._suppressed}
+        return self._body_json
 
     def __repr__(self) -> str:
         return f"<released table: {len(self._rows)} rows × {len(self._columns)} columns>"

@@ -1,0 +1,1 @@
+"""Usage contracts: documents, canonical form, signatures, lifecycle and scope checks."""

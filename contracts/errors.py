@@ -1,0 +1,37 @@
+"""Errors raised by the contracts package.
+
+Every error carries a snake_case ``code`` that the API puts in its JSON error envelope::
+
+    ContractError
+    ├── ContractInvalid         an application or stored document is malformed
+    ├── ContractStateError      a transition is not allowed in the current status
+    ├── ContractInactive        the contract cannot be used now (status or term)
+    ├── ContractScopeError      a job touches a dataset, column or use not granted
+    └── ContractSignatureError  a contract signature is malformed or does not verify
+"""
+
+from __future__ import annotations
+
+
+class ContractError(Exception):
+    code: str = "contract_error"
+
+
+class ContractInvalid(ContractError):
+    code = "contract_invalid"
+
+
+class ContractStateError(ContractError):
+    code = "contract_state"
+
+
+class ContractInactive(ContractError):
+    code = "contract_inactive"
+
+
+class ContractScopeError(ContractError):
+    code = "contract_scope"
+
+
+class ContractSignatureError(ContractError):
+    code = "contract_signature"

@@ -1,0 +1,134 @@
+"""Contract status and the transitions between them, as pure functions.
+
+    pending_approval ──(every provider approves)──▶ approved ──(bureau signs)──▶
+    signed_by_bureau ──(operator signs)──▶ active ⇄ suspended
+    pending_approval ──(a provider refuses)──▶ refused
+
+Each transition takes the current status and returns the next one, or raises
+ContractStateError naming the current status and what would have to happen first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from contracts.document import ContractDocument, format_time
+from contracts.errors import ContractInactive, ContractStateError
+
+
+class Status(StrEnum):
+    pending_approval = "pending_approval"
+    approved = "approved"
+    signed_by_bureau = "signed_by_bureau"
+    active = "active"
+    refused = "refused"
+    suspended = "suspended"
+    terminated = "terminated"
+    expired = "expired"
+
+
+FINAL_STATUSES = frozenset({Status.refused, Status.terminated, Status.expired})
+
+# Why a contract in each status cannot be used, and what would make it usable.
+_INACTIVE_REASONS: dict[Status, str] = {
+    Status.pending_approval: "it is waiting for approval by the providers of its datasets, "
+    "then for the bureau's and the operator's signatures",
+    Status.approved: "every provider has approved; it now needs the bureau's signature, "
+    "then the operator's",
+    Status.signed_by_bureau: "the bureau has signed; the operator must sign its canonical "
+    "bytes (POST /v1/contracts/{id}/sign with a signature) to activate it",
+    Status.refused: "a provider refused it; apply for a new contract",
+    Status.suspended: "it is suspended; it can be used again once the bureau or the "
+    "regulator resumes it",
+    Status.terminated: "it has been terminated; apply for a new contract",
+    Status.expired: "its term is over; apply for a new contract",
+}
+
+
+def approve(
+    status: Status,
+    approvals: frozenset[str],
+    provider_id: str,
+    required: frozenset[str],
+) -> tuple[Status, frozenset[str]]:
+    """Record one provider's approval; the contract is approved once all required approve."""
+    _require(status, Status.pending_approval, "approve",
+             "approval is only possible while it is 'pending_approval'")
+    if provider_id not in required:
+        raise ContractStateError(
+            f"cannot approve: provider {provider_id} provides none of this contract's "
+            f"datasets; approvals are needed from: {_ids(required)}"
+        )
+    if provider_id in approvals:
+        raise ContractStateError(
+            f"cannot approve: provider {provider_id} has already approved; still waiting "
+            f"for: {_ids(required - approvals)}"
+        )
+    approved = approvals | {provider_id}
+    next_status = Status.approved if required <= approved else Status.pending_approval
+    return next_status, approved
+
+
+def refuse(status: Status) -> Status:
+    _require(status, Status.pending_approval, "refuse",
+             "refusal is only possible while it is 'pending_approval'")
+    return Status.refused
+
+
+def sign_by_bureau(status: Status) -> Status:
+    _require(status, Status.approved, "sign as the bureau",
+             "the bureau signs only once every provider has approved (status 'approved')")
+    return Status.signed_by_bureau
+
+
+def sign_by_operator(status: Status) -> Status:
+    _require(status, Status.signed_by_bureau, "sign as the operator",
+             "the operator signs only after the bureau has signed (status 'signed_by_bureau')")
+    return Status.active
+
+
+def suspend(status: Status) -> Status:
+    _require(status, Status.active, "suspend", "only an 'active' contract can be suspended")
+    return Status.suspended
+
+
+def resume(status: Status) -> Status:
+    _require(status, Status.suspended, "resume", "only a 'suspended' contract can be resumed")
+    return Status.active
+
+
+def check_usable(doc: ContractDocument, status: Status, now: datetime) -> None:
+    """Raise ContractInactive unless jobs may run under ``doc`` at ``now``.
+
+    The term is half-open: usable from valid_from up to, not including, valid_to.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware, e.g. datetime.now(UTC)")
+    status = Status(status)
+    if status is not Status.active:
+        reason = _INACTIVE_REASONS[status].replace("{id}", doc.id)
+        raise ContractInactive(f"contract {doc.id} is '{status}', not active: {reason}")
+    term = f"{format_time(doc.valid_from)} to {format_time(doc.valid_to)}"
+    if now < doc.valid_from:
+        raise ContractInactive(
+            f"contract {doc.id} is not in force yet: its term is {term}; "
+            "submit jobs on or after valid_from"
+        )
+    if now >= doc.valid_to:
+        raise ContractInactive(
+            f"contract {doc.id} has expired: its term was {term}; "
+            "apply for a new contract to continue"
+        )
+
+
+def _require(status: Status, expected: Status, action: str, need: str) -> None:
+    status = Status(status)
+    if status is expected:
+        return
+    final = f"; '{status}' is final" if status in FINAL_STATUSES else ""
+    raise ContractStateError(f"cannot {action}: the contract is '{status}'; {need}{final}")
+
+
+def _ids(ids: frozenset[str]) -> str:
+    return ", ".join(sorted(ids)) if ids else "(none)"

@@ -1,0 +1,164 @@
+"""The job driver: runs one job's operator code in a jail and answers its plans.
+
+The driver is trusted code next to the data: it validates each plan the jail sends, checks it
+against the contract, keeps the scan within what the job was quoted for, runs it on an
+executor, applies disclosure control, and hands back only the released table. Under the Ray
+executor the driver itself runs as a Ray task, so operator code never runs on the API host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_UP, Decimal
+from typing import Any, Mapping
+
+import pyarrow as pa
+
+from contracts.document import ContractDocument
+from contracts.scope import check_scope
+from sandbox.catalog.models import DatasetInfo
+from sandbox.disclosure.threshold import apply_threshold, threshold_for
+from sandbox.engine.executor import Executor
+from sandbox.engine.validate import check_plan
+from sandbox.errors import PlanError, QuotaExceeded
+from sandbox.jail.process import Limits, run_in_jail
+from sandbox.language.plan import plan_from_json
+
+OUTPUT_NAME = re.compile(r"^[\w.\-]{1,128}$")
+MAX_SCALAR_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    code: str
+    params: Mapping[str, Any]
+    contract: ContractDocument
+    datasets: Mapping[str, DatasetInfo]
+    thresholds: Mapping[str, int]
+    limits: Limits
+    max_rows: int        # scan budget the quote covers
+    max_outputs: int
+
+
+@dataclass(frozen=True)
+class JobResult:
+    status: str                       # succeeded | failed | rejected
+    outputs: dict[str, Any]
+    usage: dict[str, Any]
+    disclosure: dict[str, Any]
+    error: dict[str, Any] | None
+    printed: str = ""
+
+
+def _canonical(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, ensure_ascii=False)
+
+
+@dataclass
+class _Handler:
+    spec: JobSpec
+    executor: Executor
+    rows_by_level: dict[str, int] = field(default_factory=dict)
+    releases: list[dict[str, Any]] = field(default_factory=list)
+    released: set[str] = field(default_factory=set)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_scanned(self) -> int:
+        return sum(self.rows_by_level.values())
+
+    def collect(self, plan_json: Any) -> dict[str, Any]:
+        checked = check_plan(plan_from_json(plan_json), dict(self.spec.datasets))
+        check_scope(self.spec.contract, checked.usage)
+        ds = checked.dataset
+        if self.rows_scanned + ds.row_count > self.spec.max_rows:
+            raise QuotaExceeded(
+                f"this collect() would scan {ds.row_count} more rows of {ds.name!r}, beyond the "
+                f"{self.spec.max_rows} rows this job was quoted for; each collect() call site is "
+                "quoted once, so avoid calling collect() in a loop"
+            )
+        try:
+            result = self.executor.aggregate(checked)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            # Arrow's messages can quote data values; say what failed without them.
+            raise PlanError("an expression could not be evaluated (arithmetic overflow, division "
+                            "or an invalid conversion); check the expressions of this plan")
+        self.rows_by_level[ds.level] = self.rows_by_level.get(ds.level, 0) + result.rows_scanned
+        threshold = threshold_for(ds.level, dict(self.spec.thresholds))
+        release = apply_threshold(result.table, checked.plan.keys, threshold)
+        self.releases.append({
+            "index": len(self.releases), "dataset": ds.name, "keys": list(checked.plan.keys),
+            "rows": len(release.body["rows"]),
+            "cells": len(release.body["rows"]) * len(checked.plan.aggs),
+            "suppressed": list(release.suppressed),
+        })
+        self.released.add(_canonical(release.body))
+        return release.body
+
+    def emit(self, name: Any, value: Any) -> None:
+        if not isinstance(name, str) or not OUTPUT_NAME.match(name):
+            raise PlanError("output names are 1–128 letters, digits, '_', '-' or '.'")
+        if name in self.outputs:
+            raise PlanError(f"output {name!r} was already emitted; use a different name")
+        if len(self.outputs) >= self.spec.max_outputs:
+            raise QuotaExceeded(
+                f"this job was quoted for {self.spec.max_outputs} output(s); each emit() call "
+                "site is quoted once, so avoid emit() in a loop"
+            )
+        self.outputs[name] = _check_output(value, self.released)
+
+
+def _check_output(value: Any, released: set[str]) -> dict[str, Any]:
+    """The jail is untrusted: an output must be a table this job released, or one scalar."""
+    if isinstance(value, dict) and value.get("kind") == "table":
+        if _canonical(value) not in released:
+            raise PlanError("emit() of a table must pass a collected result unchanged")
+        return value
+    if isinstance(value, dict) and value.get("kind") == "scalar" and set(value) == {"kind", "value"}:
+        v = value["value"]
+        if isinstance(v, float) and not math.isfinite(v):
+            raise PlanError("emit() of a number needs a finite value")
+        if v is None or isinstance(v, (bool, int, float)) or (
+                isinstance(v, str) and len(v) <= MAX_SCALAR_CHARS):
+            return value
+    raise PlanError("emit() takes a collected table or a single number, string or boolean")
+
+
+def _seconds(wall: float, limit: float) -> str:
+    return str(min(Decimal(repr(wall)), Decimal(repr(limit))).quantize(Decimal("0.001"), ROUND_UP))
+
+
+def run_job(spec: JobSpec, executor: Executor) -> JobResult:
+    handler = _Handler(spec, executor)
+    outcome = run_in_jail(spec.code, dict(spec.params), handler, spec.limits)
+    usage = {
+        "rows_scanned": handler.rows_scanned,
+        "rows_by_level": dict(sorted(handler.rows_by_level.items())),
+        "compute_seconds": _seconds(outcome.wall_seconds, spec.limits.wall_seconds),
+        "collects": len(handler.releases),
+        "outputs": len(handler.outputs) if outcome.status == "succeeded" else 0,
+    }
+    return JobResult(
+        status=outcome.status,
+        outputs=handler.outputs if outcome.status == "succeeded" else {},
+        usage=usage,
+        disclosure={"releases": handler.releases},
+        error=outcome.error,
+        printed=outcome.printed,
+    )
+
+
+def run_job_on_ray(spec: JobSpec) -> JobResult:
+    """Body of the Ray task that drives one job; its partition work fans out as Ray tasks."""
+    from sandbox.engine.executor import RayExecutor
+
+    return run_job(spec, RayExecutor())
+
+
+def output_digest(body: Any) -> str:
+    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()

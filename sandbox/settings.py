@@ -1,0 +1,66 @@
+"""Every setting of the service, read from `SANDBOX_*` environment variables.
+
+Each field's description is the documentation; `tests/unit/test_settings.py` checks that
+the README documents every one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SANDBOX_", frozen=True)
+
+    data_dir: Path = Field(Path("sandbox-data"), description=(
+        "Directory holding the SQLite database, the bureau key and the datasets' Parquet files."))
+    database_url: str | None = Field(None, description=(
+        "SQLAlchemy URL of the database; default: a SQLite file `sandbox.db` in the data directory."))
+    ray_address: str | None = Field(None, description=(
+        "Address of an existing Ray cluster (`RAY_ADDRESS` is honoured too); default: start a "
+        "local Ray."))
+    executor: str = Field("ray", pattern="^(ray|local)$", description=(
+        "`ray` runs jobs and partition work as Ray tasks; `local` runs them in the API process "
+        "(development only)."))
+    ray_num_cpus: int | None = Field(None, ge=1, description=(
+        "CPUs for a locally started Ray; default: all of this machine's."))
+    partition_rows: int = Field(1_000_000, ge=1, description=(
+        "Rows per Parquet partition when a dataset is ingested; partitions are the unit of "
+        "parallel work."))
+    job_wall_seconds: float = Field(30.0, gt=0, description=(
+        "Wall-clock limit of one job; the job's process is killed at this deadline."))
+    job_cpu_seconds: int = Field(10, ge=1, description="CPU-time limit of one job's code process.")
+    job_memory_mb: int = Field(1024, ge=64, description=(
+        "Address-space limit of one job's code process, in MiB."))
+    threshold_l1: int = Field(1, ge=1, description="Minimum contributors per released cell, L1 data.")
+    threshold_l2: int = Field(5, ge=1, description="Minimum contributors per released cell, L2 data.")
+    threshold_l3: int = Field(10, ge=1, description="Minimum contributors per released cell, L3 data.")
+    threshold_l4: int = Field(10, ge=1, description="Minimum contributors per released cell, L4 data.")
+    log_origin: str = Field("public-data-sandbox", description=(
+        "Origin line of the ledger's signed checkpoints: names this log to verifiers."))
+    max_upload_mb: int = Field(1024, ge=1, description="Largest dataset file accepted by ingest, in MiB.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'sandbox.db').resolve()}"
+
+    @property
+    def resolved_ray_address(self) -> str | None:
+        return self.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+    @property
+    def thresholds(self) -> dict[str, int]:
+        return {"L1": self.threshold_l1, "L2": self.threshold_l2,
+                "L3": self.threshold_l3, "L4": self.threshold_l4}
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / "keys" / "bureau.pem"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"

@@ -1,0 +1,113 @@
+"""Tables. Money is stored as integer fen; documents and reports as JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Principal(Base):
+    __tablename__ = "principals"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    license_no: Mapped[str | None] = mapped_column(String(100))
+    public_key: Mapped[str | None] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    provider_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    level: Mapped[str] = mapped_column(String(2))
+    row_count: Mapped[int] = mapped_column(BigInteger)
+    columns: Mapped[list[Any]] = mapped_column(JSON)      # [ColumnInfo.to_json()]
+    partitions: Mapped[list[Any]] = mapped_column(JSON)   # file names under the dataset dir
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PriceSchedule(Base):
+    __tablename__ = "price_schedules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    effective_from: Mapped[dt.datetime]
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    published_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Contract(Base):
+    __tablename__ = "contracts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    canonical: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(32))
+    required_approvals: Mapped[list[Any]] = mapped_column(JSON)
+    approvals: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    bureau_signature: Mapped[str | None] = mapped_column(String(128))
+    operator_signature: Mapped[str | None] = mapped_column(String(128))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    reserved_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("operator_id", "idempotency_key"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
+    operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    code: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    signature: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("price_schedules.id"))
+    quote: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    quote_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    charge: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    charge_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    disclosure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+
+class JobOutput(Base):
+    __tablename__ = "job_outputs"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    leaf: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LedgerNode(Base):
+    """Hash of the complete subtree covering leaves [index·2^level, (index+1)·2^level)."""
+
+    __tablename__ = "ledger_nodes"
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
