@@ -12,6 +12,7 @@ from operators.keys import parse_public_key
 from operators.roles import Role
 from operators.tokens import hash_token, new_token
 from sandbox.context import Context
+from sandbox.settings import Settings
 from sandbox.errors import BadRequest, Forbidden, Unauthenticated
 from sandbox.ledger import log
 from sandbox.store.models import Principal
@@ -68,3 +69,12 @@ def create_principal(ctx: Context, actor: Actor | None, name: str, role: str,
                    {"name": name, "role": role, "license_no": license_no,
                     "public_key": public_key})
     return p, token
+
+
+def bootstrap(settings: Settings, bureau_name: str = "数据局") -> tuple[Context, str]:
+    """A new instance with its first principal, the bureau; returns the bureau's token."""
+    from sandbox.context import create_instance
+
+    ctx = create_instance(settings)
+    _, token = create_principal(ctx, None, bureau_name, Role.bureau)
+    return ctx, token

@@ -1,0 +1,37 @@
+"""The FastAPI application: `create_app(settings)`."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from sandbox.api import errors
+from sandbox.api.routes import contracts, datasets, health, jobs, ledger, prices, principals
+from sandbox.context import Context, ensure_ray, open_instance
+from sandbox.service import recover_interrupted
+from sandbox.settings import Settings
+
+
+def create_app(settings: Settings | None = None, context: Context | None = None) -> FastAPI:
+    settings = settings or (context.settings if context else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = context or open_instance(settings)
+        recover_interrupted(ctx)
+        if settings.executor == "ray":
+            ensure_ray(settings)
+        app.state.ctx = ctx
+        yield
+        if context is None:
+            ctx.close()
+
+    app = FastAPI(title="Public Data Sandbox", version="1", lifespan=lifespan,
+                  description="Analyse public data without seeing it: disclosure-controlled "
+                              "aggregates under signed contracts and published prices.")
+    errors.install(app)
+    for module in (health, principals, datasets, prices, contracts, jobs, ledger):
+        app.include_router(module.router, prefix="/v1")
+    return app

@@ -1,0 +1,27 @@
+"""Request dependencies as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from sandbox.accounts import Actor, authenticate
+from sandbox.context import Context
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_context(request: Request) -> Context:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def get_actor(request: Request,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+              ) -> Actor:
+    return authenticate(get_context(request), credentials.credentials if credentials else None)
+
+
+Ctx = Annotated[Context, Depends(get_context)]
+CurrentActor = Annotated[Actor, Depends(get_actor)]

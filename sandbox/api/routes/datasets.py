@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.catalog import registry
+from sandbox.errors import IngestError
+
+router = APIRouter(tags=["datasets"])
+
+
+@router.post("/datasets", status_code=201)
+def create(file: Annotated[UploadFile, File()], meta: Annotated[str, Form()],
+           ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    try:
+        meta_json = json.loads(meta)
+    except ValueError:
+        raise IngestError("meta must be a JSON object: {name, title, provider_id, level, "
+                          "columns}") from None
+    info = registry.register(ctx, actor, file.file.read(), file.filename or "", meta_json)
+    return info.to_json()
+
+
+@router.get("/datasets")
+def list_all(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    with ctx.reading() as s:
+        return {"datasets": [d.to_json() for d in registry.all_datasets(ctx, s)]}
+
+
+@router.get("/datasets/{name}")
+def get_one(name: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    with ctx.reading() as s:
+        return registry.get(ctx, s, name).to_json()

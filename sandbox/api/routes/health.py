@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from sandbox.api.deps import CurrentActor
+
+router = APIRouter(tags=["principals"])
+
+
+@router.get("/health")
+def health() -> dict[str, Any]:
+    return {"ok": True}
+
+
+@router.get("/me")
+def me(actor: CurrentActor) -> dict[str, Any]:
+    return actor.to_json()

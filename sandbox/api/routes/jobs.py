@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fastapi import APIRouter
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from sandbox import service
+from sandbox.api.deps import Ctx, CurrentActor
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.post("/quotes")
+def quote(body: service.JobRequest, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return service.quote(ctx, actor, body)
+
+
+@router.post("/jobs", status_code=201)
+async def submit(body: service.JobRequest, ctx: Ctx, actor: CurrentActor,
+                 wait: bool = False) -> dict[str, Any]:
+    # The job runs elsewhere; this thread only records and (with wait) waits for it.
+    return await run_in_threadpool(service.submit, ctx, actor, body, wait)
+
+
+@router.get("/jobs/{job_id}")
+def get(job_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return service.get(ctx, actor, job_id)
+
+
+def _table(body: dict[str, Any]) -> pa.Table:
+    names = [c["name"] for c in body["columns"]]
+    columns = list(zip(*body["rows"])) if body["rows"] else [[] for _ in names]
+    return pa.table({n: pa.array(list(v)) for n, v in zip(names, columns)})
+
+
+def _csv(body: dict[str, Any]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out)
+    if body["kind"] == "scalar":
+        w.writerow(["value"])
+        w.writerow([body["value"]])
+    else:
+        w.writerow([c["name"] for c in body["columns"]])
+        w.writerows(body["rows"])
+    return out.getvalue()
+
+
+@router.get("/jobs/{job_id}/outputs/{name}")
+def output(job_id: str, name: str, ctx: Ctx, actor: CurrentActor,
+           format: Literal["json", "csv", "parquet"] = "json") -> Any:
+    body = service.output(ctx, actor, job_id, name)
+    if format == "json":
+        return body
+    if format == "csv":
+        # UTF-8 with BOM so that spreadsheet programs show Chinese names correctly.
+        return Response(("\ufeff" + _csv(body)).encode("utf-8"),
+                        media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}.csv"})
+    table = _table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return Response(sink.getvalue(), media_type="application/vnd.apache.parquet")

@@ -1,0 +1,131 @@
+"""Price schedules, quotes and bills in the database; the rules live in `pricing`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.document import ContractDocument
+from operators.roles import Role
+from pricing import Charge, Metered, PriceSchedule, format_money, parse_schedule, price
+from sandbox.accounts import Actor, require
+from sandbox.catalog.models import DatasetInfo
+from sandbox.context import Context
+from sandbox.errors import BadRequest, Conflict, NotFound
+from sandbox.language.analysis import CodeFacts
+from sandbox.ledger import log
+from sandbox.store.models import Job
+from sandbox.store.models import PriceSchedule as ScheduleRow
+
+
+def to_fen(amount: Decimal) -> int:
+    return int(amount * 100)
+
+
+def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
+    require(actor, Role.bureau)
+    schedule = parse_schedule(body)
+    with ctx.transaction() as s:
+        row = ScheduleRow(name=schedule.name, effective_from=schedule.effective_from,
+                          body=schedule.to_json())
+        s.add(row)
+        s.flush()
+        log.append(s, "price_schedule.published", actor.id, str(row.id), schedule.to_json())
+        return {"id": row.id, **schedule.to_json()}
+
+
+def in_force(session: Session, at: dt.datetime | None = None) -> tuple[int, PriceSchedule]:
+    at = at or dt.datetime.now(dt.timezone.utc)
+    row = session.scalar(
+        select(ScheduleRow).where(ScheduleRow.effective_from <= at.replace(tzinfo=None)
+                                  if session.bind and session.bind.dialect.name == "sqlite"
+                                  else ScheduleRow.effective_from <= at)
+        .order_by(ScheduleRow.effective_from.desc(), ScheduleRow.id.desc()).limit(1))
+    if row is None:
+        raise Conflict("no price schedule is in force yet; the bureau publishes one with "
+                       "POST /v1/price-schedules (or: sandbox prices publish FILE)")
+    return row.id, parse_schedule(row.body)
+
+
+def schedule_by_id(session: Session, schedule_id: int | None) -> PriceSchedule:
+    row = session.get(ScheduleRow, schedule_id) if schedule_id is not None else None
+    if row is None:
+        raise NotFound(f"price schedule {schedule_id} does not exist")
+    return parse_schedule(row.body)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The most a job may use; its quote prices this, and the driver enforces it."""
+
+    metered: Metered
+    max_rows: int
+    max_outputs: int
+
+
+def upper_bound(facts: CodeFacts, contract: ContractDocument,
+                datasets: Mapping[str, DatasetInfo], wall_seconds: float) -> Bound:
+    names = facts.datasets if facts.datasets is not None else frozenset(contract.datasets)
+    scans = max(facts.collects, 1)
+    rows_by_level: dict[str, int] = {}
+    for name in names:
+        if name in datasets:
+            d = datasets[name]
+            rows_by_level[d.level] = rows_by_level.get(d.level, 0) + d.row_count * scans
+    outputs = max(facts.emits, 1)
+    metered = Metered(calls=1, rows_by_level=rows_by_level,
+                      compute_seconds=Decimal(repr(wall_seconds)), outputs=outputs)
+    return Bound(metered, sum(rows_by_level.values()), outputs)
+
+
+def quote(schedule: PriceSchedule, bound: Bound, contract: ContractDocument) -> Charge:
+    return price(schedule, bound.metered, contract.purpose_class)
+
+
+def actual(schedule: PriceSchedule, usage: Mapping[str, Any], contract: ContractDocument) -> Charge:
+    metered = Metered(calls=1, rows_by_level=usage.get("rows_by_level", {}),
+                      compute_seconds=Decimal(usage.get("compute_seconds", "0")),
+                      outputs=int(usage.get("outputs", 0)))
+    return price(schedule, metered, contract.purpose_class)
+
+
+_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
+    m = _PERIOD.match(period)
+    if not m:
+        raise BadRequest("period must be a month written YYYY-MM, e.g. 2026-11")
+    year, month = int(m[1]), int(m[2])
+    start = dt.datetime(year, month, 1)
+    end = dt.datetime(year + month // 12, month % 12 + 1, 1)
+    return start, end
+
+
+def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = None) -> dict[str, Any]:
+    require(actor, Role.operator, Role.bureau, Role.regulator)
+    if actor.role == Role.operator:
+        operator_id = actor.id
+    start, end = _month(period)
+    with ctx.reading() as s:
+        q = select(Job).where(Job.charge.is_not(None), Job.finished_at >= start,
+                              Job.finished_at < end)
+        if operator_id:
+            q = q.where(Job.operator_id == operator_id)
+        jobs = list(s.scalars(q.order_by(Job.finished_at, Job.id)))
+    charges = [{
+        "job_id": j.id, "contract_id": j.contract_id, "operator_id": j.operator_id,
+        "status": j.status, "finished_at": j.finished_at.isoformat() + "Z" if j.finished_at else None,
+        **Charge.from_json(j.charge).to_json(),
+    } for j in jobs]
+    total = sum((Decimal(c["amount"]) for c in charges), Decimal("0"))
+    list_total = sum((Decimal(c["list_amount"]) for c in charges), Decimal("0"))
+    return {"period": period, "operator_id": operator_id, "currency": "CNY",
+            "charges": charges, "total": format_money(total),
+            "list_total": format_money(list_total)}

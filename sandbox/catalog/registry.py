@@ -1,0 +1,66 @@
+"""Datasets in the database: register (ingest + record + log), list, look up."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from operators.roles import Role
+from sandbox.accounts import Actor, require
+from sandbox.catalog.ingest import ingest, parse_meta
+from sandbox.catalog.models import ColumnInfo, DatasetInfo
+from sandbox.context import Context
+from sandbox.errors import Conflict, IngestError, NotFound
+from sandbox.ledger import log
+from sandbox.store.models import Dataset, Principal
+
+
+def to_info(ctx: Context, row: Dataset) -> DatasetInfo:
+    base = ctx.settings.datasets_dir / row.name
+    return DatasetInfo(
+        row.name, row.title, row.provider_id, row.level, row.row_count,
+        tuple(ColumnInfo(**c) for c in row.columns), tuple(str(base / p) for p in row.partitions),
+    )
+
+
+def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: Any) -> DatasetInfo:
+    require(actor, Role.bureau)
+    meta = parse_meta(meta_raw)
+    if len(data) > ctx.settings.max_upload_mb * 2**20:
+        raise IngestError(f"the file is larger than {ctx.settings.max_upload_mb} MiB")
+    with ctx.reading() as s:
+        if s.get(Dataset, meta.name) is not None:
+            raise Conflict(f"a dataset named {meta.name!r} already exists; choose another name")
+        provider = s.get(Principal, meta.provider_id)
+        if provider is None or provider.role != Role.provider:
+            raise IngestError(f"provider_id {meta.provider_id!r} is not a registered provider; "
+                              "create it first with POST /v1/principals (role 'provider')")
+    info = ingest(data, filename, meta, ctx.settings.datasets_dir, ctx.settings.partition_rows)
+    try:
+        with ctx.transaction() as s:
+            s.add(Dataset(name=info.name, title=info.title, provider_id=info.provider_id,
+                          level=info.level, row_count=info.row_count,
+                          columns=[c.to_json() for c in info.columns],
+                          partitions=[p.rsplit("/", 1)[1] for p in info.partitions]))
+            s.flush()
+            log.append(s, "dataset.registered", actor.id, info.name,
+                       {**info.to_json(), "partitions": len(info.partitions)})
+    except BaseException:
+        # Nothing half-registered: the files go if the record does not commit.
+        shutil.rmtree(ctx.settings.datasets_dir / info.name, ignore_errors=True)
+        raise
+    return info
+
+
+def get(ctx: Context, session: Session, name: str) -> DatasetInfo:
+    row = session.get(Dataset, name)
+    if row is None:
+        raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
+    return to_info(ctx, row)
+
+
+def all_datasets(ctx: Context, session: Session) -> list[DatasetInfo]:
+    return [to_info(ctx, r) for r in session.scalars(select(Dataset).order_by(Dataset.name))]

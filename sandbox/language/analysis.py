@@ -1,0 +1,57 @@
+"""What can be known about a job before it runs, from its source alone.
+
+Used to quote a job (an upper bound needs the datasets it may scan and how often it may
+collect) and to refuse early a job that names a dataset or column its contract does not grant.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CodeFacts:
+    datasets: frozenset[str] | None   # None: some table() name is computed at run time
+    columns: frozenset[str]            # literal column names: col("x"), group_by("x"), sum("x")…
+    defined: frozenset[str]            # names the code gives new columns (derive/agg keywords)
+    collects: int                      # call sites of .collect()
+    emits: int                         # call sites of emit()
+
+
+_COLUMN_METHODS = {"group_by", "select"}
+_COLUMN_FUNCS = {"col", "sum", "mean"}
+
+
+def _literal_strings(args: list[ast.expr]) -> list[str]:
+    return [a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+
+
+def analyse(tree: ast.Module) -> CodeFacts:
+    datasets: set[str] = set()
+    dynamic = False
+    columns: set[str] = set()
+    defined: set[str] = set()
+    collects = emits = 0
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Name):
+            if f.id == "table":
+                names = _literal_strings(node.args)
+                dynamic |= len(names) != len(node.args) or not node.args
+                datasets.update(names)
+            elif f.id in _COLUMN_FUNCS:
+                columns.update(_literal_strings(node.args[:1]))
+            elif f.id == "emit":
+                emits += 1
+        elif isinstance(f, ast.Attribute):
+            if f.attr == "collect":
+                collects += 1
+            elif f.attr in _COLUMN_METHODS:
+                columns.update(_literal_strings(node.args))
+            elif f.attr in ("derive", "agg"):
+                defined.update(k.arg for k in node.keywords if k.arg)
+    return CodeFacts(None if dynamic else frozenset(datasets), frozenset(columns),
+                     frozenset(defined), collects, emits)

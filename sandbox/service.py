@@ -1,0 +1,422 @@
+"""The job pipeline, one function per step.
+
+    submit ─ idempotency ─ contract usable ─ signature ─ compile ─ early scope check
+           ─ quote and reserve (atomically against the spend cap) ─ dispatch
+    run    ─ mark running ─ driver on the executor (Ray task or in-process)
+    settle ─ charge actual usage (≤ quote) ─ release the reservation ─ store outputs
+
+Every state change is logged in the same transaction that makes it. A failure anywhere
+releases what was reserved and leaves an explained job state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.document import ContractDocument
+from contracts.errors import ContractScopeError
+from contracts.lifecycle import Status, check_usable
+from operators.errors import OperatorError
+from operators.keys import verify
+from operators.roles import Role
+from operators.submission import submission_bytes
+from pricing import Charge, settle
+from sandbox import agreements, billing
+from sandbox.accounts import Actor, new_id, require
+from sandbox.catalog import registry
+from sandbox.catalog.models import DatasetInfo
+from sandbox.context import Context, ensure_ray
+from sandbox.disclosure.threshold import operator_view
+from sandbox.driver import JobResult, JobSpec, output_digest, run_job, run_job_on_ray
+from sandbox.engine.executor import LocalExecutor
+from sandbox.errors import CompileError, Conflict, NotFound, QuotaExceeded, SandboxError
+from sandbox.jail.process import Limits
+from sandbox.language.analysis import CodeFacts, analyse
+from sandbox.language.policy import check_source, compile_job
+from sandbox.ledger import log
+from sandbox.store.models import Contract, Job, JobOutput, Principal
+
+logger = logging.getLogger(__name__)
+
+FINISHED = ("succeeded", "failed", "rejected", "cancelled")
+
+
+class JobRequest(BaseModel):
+    """Body of `POST /v1/jobs` and `POST /v1/quotes`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    contract_id: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    signature: str | None = None
+
+
+class RejectedJob(SandboxError):
+    """A submission refused before it ran; the job is recorded as rejected."""
+
+    def __init__(self, cause: Exception, job_id: str) -> None:
+        super().__init__(getattr(cause, "message", None) or str(cause))
+        self.cause, self.job_id = cause, job_id
+        self.code = getattr(cause, "code", "rejected")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    contract: ContractDocument
+    datasets: dict[str, DatasetInfo]
+    facts: CodeFacts
+    schedule_id: int
+    quote: Charge
+    bound: billing.Bound
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _naive(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def limits(ctx: Context) -> Limits:
+    s = ctx.settings
+    return Limits(cpu_seconds=s.job_cpu_seconds, memory_bytes=s.job_memory_mb * 2**20,
+                  wall_seconds=s.job_wall_seconds)
+
+
+# --- submit ------------------------------------------------------------------------------
+
+
+def load_usable_contract(session: Session, actor: Actor, contract_id: str) -> ContractDocument:
+    row = agreements.load(session, actor, contract_id)
+    doc = agreements.document(row)
+    check_usable(doc, Status(row.status), now())
+    return doc
+
+
+def verify_signature(session: Session, actor: Actor, req: JobRequest) -> None:
+    """A signature, when sent, must verify against the operator's registered key."""
+    if req.signature is None:
+        return
+    key = session.get(Principal, actor.id).public_key  # type: ignore[union-attr]
+    if not key:
+        raise OperatorError("the submission is signed but you have no registered public key; "
+                            "ask the bureau to register it, or submit without a signature")
+    data = submission_bytes(req.contract_id, req.code, req.params, req.idempotency_key)
+    verify(key, data, req.signature, subject="the job submission's canonical bytes")
+
+
+def compile_code(code: str) -> CodeFacts:
+    facts = analyse(check_source(code))
+    compile_job(code)
+    return facts
+
+
+def check_names(contract: ContractDocument, facts: CodeFacts,
+                datasets: Mapping[str, DatasetInfo]) -> None:
+    """Refuse before running a job whose literal dataset or column names fall outside the
+    contract. Run-time plans are checked again in full by the driver."""
+    for name in sorted(facts.datasets or ()):
+        if name not in contract.datasets:
+            raise ContractScopeError(
+                f"dataset {name!r} is not part of contract {contract.id}; granted datasets: "
+                f"{', '.join(sorted(contract.datasets))}")
+    used = facts.datasets if facts.datasets is not None else frozenset(contract.datasets)
+    granted = {c for d in used for c in contract.datasets.get(d, {})}
+    for column in sorted(facts.columns - granted - facts.defined):
+        holder = next((d for d in sorted(used) if d in datasets and datasets[d].column(column)),
+                      None)
+        if holder:
+            raise ContractScopeError(
+                f"column {column!r} of dataset {holder!r} is not granted in contract "
+                f"{contract.id}; granted columns: "
+                f"{', '.join(sorted(contract.datasets.get(holder, {})))}")
+
+
+def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Prepared:
+    contract = load_usable_contract(session, actor, req.contract_id)
+    verify_signature(session, actor, req)
+    facts = compile_code(req.code)
+    datasets = {n: registry.get(ctx, session, n) for n in contract.datasets}
+    check_names(contract, facts, datasets)
+    schedule_id, schedule = billing.in_force(session)
+    bound = billing.upper_bound(facts, contract, datasets, ctx.settings.job_wall_seconds)
+    return Prepared(contract, datasets, facts, schedule_id,
+                    billing.quote(schedule, bound, contract), bound)
+
+
+def quote(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
+    require(actor, Role.operator)
+    with ctx.reading() as s:
+        p = prepare(ctx, s, actor, req)
+    return {"contract_id": req.contract_id, "quote": p.quote.to_json(),
+            "bounds": {"rows_scanned": p.bound.max_rows, "outputs": p.bound.max_outputs,
+                       "compute_seconds": ctx.settings.job_wall_seconds}}
+
+
+def _existing(session: Session, actor: Actor, req: JobRequest) -> Job | None:
+    if req.idempotency_key is None:
+        return None
+    job = session.scalar(select(Job).where(Job.operator_id == actor.id,
+                                           Job.idempotency_key == req.idempotency_key))
+    if job is not None and (job.code != req.code or job.contract_id != req.contract_id
+                            or job.params != req.params):
+        raise Conflict("this idempotency_key was already used for a different submission; "
+                       "use a new key for new work")
+    return job
+
+
+def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exception) -> str:
+    error = {"code": getattr(exc, "code", "rejected"),
+             "message": getattr(exc, "message", None) or str(exc),
+             "line": getattr(exc, "line", None)}
+    job_id = new_id("j")
+    with ctx.transaction() as s:
+        if s.get(Contract, req.contract_id) is None:
+            return job_id  # nothing to attach a record to; the error alone explains
+        s.add(Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
+                  params=req.params, idempotency_key=None, signature=req.signature,
+                  status="rejected", error=error, finished_at=_naive(now())))
+        s.flush()
+        log.append(s, "job.rejected", actor.id, job_id,
+                   {"contract_id": req.contract_id, "code_sha256": _sha(req.code), "error": error})
+    return job_id
+
+
+def _sha(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
+    """Quote the job and reserve its quote against the contract's spend cap, atomically."""
+    with ctx.money_lock, ctx.transaction() as s:
+        existing = _existing(s, actor, req)
+        if existing is not None:
+            return existing, False
+        p = prepare(ctx, s, actor, req)
+        contract = s.get(Contract, req.contract_id, with_for_update=True)
+        assert contract is not None
+        quote_fen = billing.to_fen(p.quote.amount)
+        cap = p.contract.spend_cap
+        if cap is not None and contract.spent_fen + contract.reserved_fen + quote_fen > billing.to_fen(cap):
+            left = billing.to_fen(cap) - contract.spent_fen - contract.reserved_fen
+            raise QuotaExceeded(
+                f"this job is quoted at {p.quote.amount} yuan but contract {contract.id} has "
+                f"{max(left, 0) / 100:.2f} yuan left under its spend cap of {cap}; wait for "
+                "running jobs to settle or apply for a contract with a higher cap")
+        contract.reserved_fen += quote_fen
+        job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
+                  params=req.params, idempotency_key=req.idempotency_key,
+                  signature=req.signature, status="queued", schedule_id=p.schedule_id,
+                  quote=p.quote.to_json(), quote_fen=quote_fen,
+                  usage={"bounds": {"rows_scanned": p.bound.max_rows,
+                                    "outputs": p.bound.max_outputs}})
+        s.add(job)
+        s.flush()
+        log.append(s, "job.submitted", actor.id, job.id, {
+            "contract_id": contract.id, "code_sha256": _sha(req.code), "params": req.params,
+            "signature": req.signature, "quote": p.quote.to_json()})
+        return job, True
+
+
+def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> dict[str, Any]:
+    require(actor, Role.operator)
+    try:
+        job, created = reserve(ctx, actor, req)
+    except (CompileError, ContractScopeError) as exc:
+        raise RejectedJob(exc, _record_rejection(ctx, actor, req, exc)) from exc
+    if created:
+        future = dispatch(ctx, job.id)
+        if wait:
+            future.result()
+    elif wait:
+        wait_for(ctx, job.id)
+    return get(ctx, actor, job.id)
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+_running: dict[str, Future[None]] = {}
+
+
+def dispatch(ctx: Context, job_id: str) -> Future[None]:
+    future = ctx.jobs.submit(run_and_settle, ctx, job_id)
+    _running[job_id] = future
+    future.add_done_callback(lambda _: _running.pop(job_id, None))
+    return future
+
+
+def wait_for(ctx: Context, job_id: str) -> None:
+    future = _running.get(job_id)
+    if future is not None:
+        future.result()
+
+
+def _spec(ctx: Context, job: Job) -> JobSpec:
+    with ctx.reading() as s:
+        row = s.get(Contract, job.contract_id)
+        assert row is not None
+        contract = agreements.document(row)
+        datasets = {n: registry.get(ctx, s, n) for n in contract.datasets}
+    bounds = (job.usage or {}).get("bounds", {})
+    return JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
+                   datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),
+                   max_rows=int(bounds.get("rows_scanned", 0)),
+                   max_outputs=int(bounds.get("outputs", 1)))
+
+
+def execute(ctx: Context, spec: JobSpec) -> JobResult:
+    if ctx.settings.executor == "local":
+        return run_job(spec, LocalExecutor())
+    import ray
+
+    ensure_ray(ctx.settings)
+    task = _ray_driver()
+    return ray.get(task.remote(spec))
+
+
+_driver_task = None
+
+
+def _ray_driver():  # type: ignore[no-untyped-def]
+    global _driver_task
+    if _driver_task is None:
+        import ray
+
+        _driver_task = ray.remote(run_job_on_ray).options(num_cpus=1, max_retries=0)
+    return _driver_task
+
+
+def mark_running(ctx: Context, job_id: str) -> Job:
+    with ctx.transaction() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        job.status = "running"
+        log.append(s, "job.started", None, job_id, {})
+        return job
+
+
+def run_and_settle(ctx: Context, job_id: str) -> None:
+    try:
+        job = mark_running(ctx, job_id)
+        result = execute(ctx, _spec(ctx, job))
+    except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
+        logger.exception("job %s failed in the service", job_id)
+        result = JobResult("failed", {}, {}, {"releases": []}, {
+            "code": "service_error", "fault": "service", "line": None,
+            "message": "the service failed while running this job; nothing was charged. "
+                       "Try again, and tell the bureau if it keeps happening"})
+    settle_job(ctx, job_id, result)
+
+
+# --- settle ------------------------------------------------------------------------------
+
+
+def _chargeable(result: JobResult) -> bool:
+    """Operators pay for work that ran: a success, or a failure of their own code."""
+    if result.status == "succeeded":
+        return True
+    return result.status == "failed" and (result.error or {}).get("fault") != "service"
+
+
+def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
+    with ctx.money_lock, ctx.transaction() as s:
+        job = s.get(Job, job_id)
+        contract_row = s.get(Contract, job.contract_id) if job else None
+        assert job is not None and contract_row is not None
+        contract = agreements.document(contract_row)
+        quote = Charge.from_json(job.quote) if job.quote else None
+        charge = None
+        if quote is not None:
+            schedule = billing.schedule_by_id(s, job.schedule_id)
+            actual = (billing.actual(schedule, result.usage, contract) if _chargeable(result)
+                      else Charge.from_lines(()))
+            charge = settle(quote, actual)
+        job.status = result.status
+        job.usage = {**(job.usage or {}), **result.usage}
+        job.disclosure = result.disclosure
+        job.error = result.error
+        job.finished_at = _naive(now())
+        job.charge = charge.to_json() if charge else None
+        job.charge_fen = billing.to_fen(charge.amount) if charge else 0
+        contract_row.reserved_fen -= job.quote_fen
+        contract_row.spent_fen += job.charge_fen
+        for name, body in result.outputs.items():
+            s.add(JobOutput(job_id=job_id, name=name, body=body))
+        log.append(s, f"job.{result.status}", None, job_id, {
+            "usage": result.usage, "error": result.error,
+            "outputs": {n: output_digest(b) for n, b in result.outputs.items()},
+            "disclosure": result.disclosure})
+        if charge is not None:
+            log.append(s, "charge.settled", None, job_id, {
+                "contract_id": job.contract_id, "operator_id": job.operator_id,
+                "charge": charge.to_json()})
+
+
+def recover_interrupted(ctx: Context) -> int:
+    """Jobs left queued or running by a stopped service fail, with their reservation released."""
+    with ctx.reading() as s:
+        ids = list(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
+    for job_id in ids:
+        settle_job(ctx, job_id, JobResult("failed", {}, {}, {"releases": []}, {
+            "code": "interrupted", "fault": "service", "line": None,
+            "message": "the service stopped while this job was waiting or running; nothing "
+                       "was charged. Submit it again"}))
+    return len(ids)
+
+
+# --- read --------------------------------------------------------------------------------
+
+
+def _load_job(session: Session, actor: Actor, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    visible = job is not None and (actor.role == Role.regulator or
+                                   (actor.role == Role.operator and job.operator_id == actor.id))
+    if not visible:
+        raise NotFound(f"no job {job_id!r} visible to you")
+    return job  # type: ignore[return-value]
+
+
+def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
+    disclosure = job.disclosure or {"releases": []}
+    return {
+        "id": job.id, "contract_id": job.contract_id, "operator_id": job.operator_id,
+        "status": job.status,
+        "created_at": job.created_at.isoformat(), "finished_at":
+            job.finished_at.isoformat() if job.finished_at else None,
+        "quote": job.quote, "charge": job.charge, "usage": job.usage,
+        "outputs": outputs,
+        "disclosure": disclosure if full else operator_view(disclosure),
+        "error": job.error,
+        **({"code": job.code, "params": job.params, "signature": job.signature} if full else {}),
+    }
+
+
+def get(ctx: Context, actor: Actor, job_id: str) -> dict[str, Any]:
+    with ctx.reading() as s:
+        job = _load_job(s, actor, job_id)
+        outputs = {o.name: o.body for o in s.scalars(
+            select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.name))}
+        return view(job, outputs, full=actor.role == Role.regulator)
+
+
+def output(ctx: Context, actor: Actor, job_id: str, name: str) -> dict[str, Any]:
+    require(actor, Role.operator, Role.regulator)
+    with ctx.reading() as s:
+        _load_job(s, actor, job_id)
+        out = s.get(JobOutput, (job_id, name))
+        if out is None:
+            raise NotFound(f"job {job_id} has no output named {name!r}")
+        return out.body
+
