@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -85,7 +86,7 @@ def ensure_ray(settings: Settings) -> None:
             return
         address = settings.resolved_ray_address
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
             ray.init(num_cpus=settings.ray_num_cpus, include_dashboard=False,
-                     log_to_driver=False)
+                     log_to_driver=False, logging_level=logging.WARNING)

@@ -76,11 +76,11 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if e.fn == "is_null":
         return pc.is_null(evaluate(args[0], table))
     if e.fn == "between":
-        x = evaluate(args[0], table)
+        x = _column(args[0], table)
         lo, hi = (_lit(evaluate(a, table), x.type) for a in args[1:])
         return pc.and_kleene(pc.greater_equal(x, lo), pc.less_equal(x, hi))
     if e.fn == "isin":
-        x = evaluate(args[0], table)
+        x = _column(args[0], table)
         values = [_lit(v, x.type) for v in args[1].value]  # type: ignore[union-attr]
         return pc.is_in(x, value_set=pa.array(values, type=x.type))
     if e.fn in ("year", "month"):
@@ -90,7 +90,7 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if e.fn == "endswith":
         return pc.ends_with(evaluate(args[0], table), pattern=args[1].value)  # type: ignore[union-attr]
     if e.fn == "bucket":
-        col = evaluate(args[0], table)
+        col = _column(args[0], table)
         return _bucket(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col,
                        args[1].value)  # type: ignore[union-attr]
     raise AssertionError(f"unchecked function {e.fn}")
@@ -102,12 +102,42 @@ def _as_column(value: Any, n: int) -> pa.Array | pa.ChunkedArray:
     return pa.array([value] * n) if not isinstance(value, pa.Scalar) else pa.repeat(value, n)
 
 
+def _column(e: p.Expr, table: pa.Table) -> pa.Array | pa.ChunkedArray:
+    # Functions that need the argument's Arrow type also accept a literal in its place.
+    return _as_column(evaluate(e, table), table.num_rows)
+
+
+def _columns_of(e: p.Expr) -> set[str]:
+    if isinstance(e, p.Col):
+        return {e.name}
+    if isinstance(e, p.Call):
+        return set().union(*(_columns_of(a) for a in e.args))
+    return set()
+
+
 def _steps(node: p.Node) -> list[p.Node]:
     out: list[p.Node] = []
     while not isinstance(node, p.Scan):
         out.append(node)
         node = node.input
     return out[::-1]
+
+
+def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
+    """All expressions of one derive() see the table before it, as validation types them.
+
+    Only the sources of columns used later are read, so a derived column whose sources were
+    not read is unused: it is skipped (and a column it would replace is dropped)."""
+    present = set(table.column_names)
+    new = [(name, _as_column(evaluate(e, table), table.num_rows) if _columns_of(e) <= present
+            else None) for name, e in step.columns]
+    for name, col in new:
+        i = table.schema.get_field_index(name)
+        if col is None:
+            table = table.remove_column(i) if i >= 0 else table
+        else:
+            table = table.set_column(i, name, col) if i >= 0 else table.append_column(name, col)
+    return table
 
 
 def partial(checked: CheckedPlan, path: str) -> pa.Table:
@@ -120,12 +150,10 @@ def partial(checked: CheckedPlan, path: str) -> pa.Table:
             mask = _as_column(evaluate(step.predicate, table), table.num_rows)
             table = table.filter(pc.fill_null(mask, False))
         elif isinstance(step, p.Derive):
-            for name, e in step.columns:
-                col = _as_column(evaluate(e, table), table.num_rows)
-                i = table.schema.get_field_index(name)
-                table = table.set_column(i, name, col) if i >= 0 else table.append_column(name, col)
+            table = _derive(step, table)
         elif isinstance(step, p.Select):
-            table = table.select(list(step.columns))
+            # Columns not read are not used later (validation reads every used column's sources).
+            table = table.select([c for c in step.columns if c in table.column_names])
     cols: dict[str, Any] = {k: table.column(k) for k in plan.keys}
     cols[ROWS] = pa.repeat(pa.scalar(1, pa.int64()), table.num_rows)
     specs: list[tuple[str, str]] = [(ROWS, "sum")]

@@ -154,7 +154,8 @@ class _Typer:
         if kind not in NUMERIC or not all(_lit_kind(v) in NUMERIC for v in edges):
             raise self._fail(e, [kind], "a numeric column and numeric edges")
         if any(b <= a for a, b in zip(edges, edges[1:])):  # type: ignore[operator]
-            raise PlanError("bucket() edges must be strictly increasing")
+            raise PlanError(f"{p.describe_expr(e)}: bucket() edges must be strictly increasing, "
+                            "e.g. [18, 35, 60]")
         return "string"
 
 

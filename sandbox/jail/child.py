@@ -20,6 +20,7 @@ from sandbox.language.api import Released, namespace
 from sandbox.language.policy import FILENAME, compile_job, restricted_globals
 
 MAX_PRINT_CHARS = 64 * 1024
+DATA_MODULES = ("pyarrow", "numpy", "pandas", "ray", "duckdb", "sqlalchemy")
 
 
 class Refused(BaseException):
@@ -103,6 +104,13 @@ def main() -> None:
     os.dup2(devnull, 0)
     sys.stdout = sys.stderr
 
+    # Defence in depth: this process must hold no data library that could reach raw data.
+    loaded = sorted(m for m in DATA_MODULES if m in sys.modules)
+    if loaded:
+        write_frame(out, {"op": "failed", "rejected": False, "error": {
+            "code": "jail_misconfigured", "message": "the job process was not isolated; "
+            "nothing ran", "line": None}})
+        return
     init = read_frame(inp)
     channel = PipeChannel(inp, out)
     glb: dict[str, Any] = {}

@@ -32,6 +32,7 @@ AGGREGATES: dict[str, bool] = {  # name -> takes an argument
 MAX_PLAN_DEPTH = 64
 MAX_LIST_VALUES = 10_000
 NAME_MAX = 128
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 
 def check_name(name: object, what: str) -> str:
@@ -45,6 +46,9 @@ def check_name(name: object, what: str) -> str:
 def _check_scalar(value: object) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise PlanError("literal numbers must be finite")
+    # Arrow computes in 64-bit integers; a larger literal cannot be compared or added.
+    if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+        raise PlanError("literal integers must fit in 64 bits; use a float for larger numbers")
     if value is not None and not isinstance(value, (bool, int, float, str)):
         raise PlanError(
             f"literal of type {type(value).__name__} is not supported; use numbers, strings, "

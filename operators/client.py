@@ -1,0 +1,513 @@
+"""Python client of the sandbox's HTTP API, for operators and the bureau's scripts.
+
+    c = SandboxClient("http://127.0.0.1:8000", token="sbx_…", signing_key=private_key)
+    job = c.submit(contract_id, code, params={}, wait=True)
+    table = job.output("elderly_by_district")      # pyarrow.Table, None in suppressed cells
+
+Built on a synchronous httpx client. pyarrow is imported only when an output is read, so
+importing this module stays fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote as _quote
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from operators.errors import SignatureInvalid
+from operators.keys import sign, verify
+from operators.submission import submission_bytes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "ClientError",
+    "ContractMismatch",
+    "Job",
+    "JobWaitTimeout",
+    "OutputUnavailable",
+    "SandboxAPIError",
+    "SandboxClient",
+    "SigningKeyMissing",
+]
+
+# Long enough for `?wait=true` on a job that runs up to the service's default 30 s wall
+# clock, plus queueing and a cold Ray start.
+DEFAULT_TIMEOUT = 120.0
+FINISHED = frozenset({"succeeded", "failed", "rejected", "cancelled"})
+OutputFormat = Literal["json", "csv", "parquet"]
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class ClientError(Exception):
+    """Base of everything this client raises on its own account (besides httpx transport
+    errors, which mean the service could not be reached at all)."""
+
+    code: str = "client_error"
+
+
+class SandboxAPIError(ClientError):
+    """The service answered with a non-2xx status and its JSON error envelope."""
+
+    code = "api_error"
+
+    def __init__(self, status: int, code: str, message: str,
+                 details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        # The service's code shadows the class default on purpose: callers branch on it.
+        self.code = code
+        self.message = message
+        # Extra envelope fields, e.g. `job_id` and `line` of a rejected submission.
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status} {self.code}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"SandboxAPIError({self.status!r}, {self.code!r}, {self.message!r})"
+
+
+class SigningKeyMissing(ClientError):
+    code = "signing_key_missing"
+
+
+class ContractMismatch(ClientError):
+    """What the service asks the operator to sign is not what it shows as the contract."""
+
+    code = "contract_mismatch"
+
+
+class OutputUnavailable(ClientError):
+    code = "output_unavailable"
+
+
+class JobWaitTimeout(ClientError):
+    code = "job_wait_timeout"
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as `GET /v1/jobs/{id}` shows it to its operator.
+
+    The instance is a snapshot; `refresh()` and `wait()` return a newer one.
+    """
+
+    id: str
+    status: str
+    contract_id: str | None
+    outputs: Mapping[str, Any]
+    usage: Mapping[str, Any]
+    quote: Mapping[str, Any] | None
+    charge: Mapping[str, Any] | None
+    disclosure: Mapping[str, Any]
+    error: Mapping[str, Any] | None
+    client: SandboxClient = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any], client: SandboxClient) -> Job:
+        return cls(id=body["id"], status=body["status"], contract_id=body.get("contract_id"),
+                   outputs=body.get("outputs") or {}, usage=body.get("usage") or {},
+                   quote=body.get("quote"), charge=body.get("charge"),
+                   disclosure=body.get("disclosure") or {}, error=body.get("error"),
+                   client=client)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def quote_amount(self) -> Decimal | None:
+        return _amount(self.quote)
+
+    @property
+    def charge_amount(self) -> Decimal | None:
+        return _amount(self.charge)
+
+    def output(self, name: str, as_: Literal["arrow", "json"] = "arrow") -> Any:
+        """A released output: a `pyarrow.Table` for a table (suppressed cells are None) or
+        the value of a scalar; `as_="json"` gives the body exactly as the API sent it."""
+        if name not in self.outputs:
+            raise OutputUnavailable(self._missing_output_message(name))
+        body = self.outputs[name]
+        if as_ == "json":
+            return body
+        if as_ != "arrow":
+            raise ValueError(f"as_ must be 'arrow' or 'json', got {as_!r}")
+        if body.get("kind") == "scalar":
+            return body.get("value")
+        return released_table(body)
+
+    def refresh(self) -> Job:
+        return self.client.job(self.id)
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT, poll: float = 0.5) -> Job:
+        """Poll until the job has finished; returns the finished snapshot."""
+        deadline = time.monotonic() + timeout
+        job = self
+        while not job.finished:
+            if time.monotonic() >= deadline:
+                raise JobWaitTimeout(
+                    f"job {self.id} is still {job.status} after {timeout:g} s; call wait() "
+                    "again with a longer timeout, or check it later with client.job(id)")
+            time.sleep(poll)
+            job = job.refresh()
+        return job
+
+    def _missing_output_message(self, name: str) -> str:
+        available = ", ".join(sorted(self.outputs)) or "none"
+        if not self.finished:
+            return (f"job {self.id} is {self.status}, so output {name!r} is not there yet; "
+                    "call job.wait() (or submit with wait=True) before reading outputs")
+        if self.status != "succeeded":
+            reason = (self.error or {}).get("message", "no reason given")
+            return f"job {self.id} {self.status} and released no output {name!r}: {reason}"
+        return (f"job {self.id} has no output named {name!r}; outputs: {available}. "
+                "Use the name given to emit() in the job's code")
+
+
+def _amount(money: Mapping[str, Any] | None) -> Decimal | None:
+    return Decimal(money["amount"]) if money and "amount" in money else None
+
+
+# --- released tables as Arrow --------------------------------------------------------------
+
+_DECIMAL = re.compile(r"^decimal(128|256)\((\d+),\s*(-?\d+)\)$")
+_TIMESTAMP = re.compile(r"^timestamp\[(s|ms|us|ns)(?:,\s*tz=(.+))?\]$")
+
+
+def released_table(body: Mapping[str, Any]) -> pa.Table:
+    """The API's released-table JSON as a `pyarrow.Table`, each column typed as announced."""
+    import pyarrow as pa
+
+    names = [c["name"] for c in body["columns"]]
+    rows = body.get("rows") or []
+    columns = list(zip(*rows)) if rows else [() for _ in names]
+    arrays = [_column(pa, list(values), c["type"]) for values, c in zip(columns, body["columns"])]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _arrow_type(pa: Any, spelling: str) -> Any:
+    """The Arrow type a column's `type` string names (pyarrow's own `str(type)`), or None."""
+    try:
+        return pa.type_for_alias(spelling)
+    except (ValueError, KeyError):
+        pass
+    if m := _DECIMAL.match(spelling):
+        make = pa.decimal128 if m[1] == "128" else pa.decimal256
+        return make(int(m[2]), int(m[3]))
+    if m := _TIMESTAMP.match(spelling):
+        return pa.timestamp(m[1], tz=m[2])
+    return None
+
+
+def _column(pa: Any, values: list[Any], spelling: str) -> Any:
+    arrow_type = _arrow_type(pa, spelling)
+    if arrow_type is None:
+        # A type this client does not know yet: keep the values rather than refuse them.
+        return pa.array(values)
+    try:
+        return pa.array(values, type=arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        # Dates and timestamps travel as ISO strings, decimals possibly as strings:
+        # Arrow's cast parses them.
+        try:
+            return pa.array(values).cast(arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise ClientError(
+                f"a column announced as {spelling} could not be read as that type ({exc}); "
+                "read the output with as_='json' and convert it yourself") from None
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+class SandboxClient:
+    """The sandbox's API for one principal (one bearer token).
+
+    Give `signing_key` (the operator's Ed25519 private key, registered with the bureau) to
+    sign contracts and job submissions. Pass `http_client` to reuse an existing
+    `httpx.Client` (it is then not closed by `close()`).
+    """
+
+    def __init__(self, base_url: str, token: str | None = None,
+                 signing_key: Ed25519PrivateKey | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, *,
+                 http_client: httpx.Client | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._key = signing_key
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=timeout)
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        signed = ", signing" if self._key is not None else ""
+        return f"SandboxClient({self.base_url!r}{signed})"
+
+    def __enter__(self) -> SandboxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    # -- anyone ---------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/health", auth=False)
+
+    def keys(self) -> dict[str, Any]:
+        """The service's public keys, e.g. `{"bureau": base64 raw Ed25519, …}`."""
+        return self._request("GET", "/keys", auth=False)
+
+    def price_schedule(self) -> dict[str, Any]:
+        return self._request("GET", "/price-schedules/current", auth=False)
+
+    # -- any principal --------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        return self._request("GET", "/me")
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/datasets")["datasets"]
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/datasets/{_seg(name)}")
+
+    def contract(self, contract_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/contracts/{_seg(contract_id)}")
+
+    def bills(self, period: str, operator_id: str | None = None) -> dict[str, Any]:
+        """Charges of a month (`YYYY-MM`); an operator always sees only its own."""
+        params = {"period": period, **({"operator_id": operator_id} if operator_id else {})}
+        return self._request("GET", "/bills", params=params)
+
+    # -- operator -------------------------------------------------------------------------
+
+    def apply_contract(self, datasets: Mapping[str, Mapping[str, list[str]]], purpose: str,
+                       purpose_class: str, valid_from: str | dt.datetime,
+                       valid_to: str | dt.datetime, quotas: Mapping[str, Any] | None = None,
+                       spend_cap: str | Decimal | int | None = None) -> dict[str, Any]:
+        """Apply for a contract: `datasets` maps dataset → column → uses."""
+        body: dict[str, Any] = {"datasets": datasets, "purpose": purpose,
+                                "purpose_class": purpose_class,
+                                "valid_from": _instant(valid_from), "valid_to": _instant(valid_to)}
+        if quotas is not None:
+            body["quotas"] = quotas
+        if spend_cap is not None:
+            body["spend_cap"] = _money(spend_cap, "spend_cap")
+        return self._request("POST", "/contracts", json=body)
+
+    def sign_contract(self, contract_id: str) -> dict[str, Any]:
+        """Sign a contract. With a signing key: checks that the canonical bytes are the
+        document shown and carry a valid bureau signature, then signs them as the operator.
+        Without a key, only the bureau can sign (the service holds its key)."""
+        path = f"/contracts/{_seg(contract_id)}/sign"
+        if self._key is None:
+            if self.me().get("role") == "bureau":
+                return self._request("POST", path)
+            raise SigningKeyMissing(
+                f"signing contract {contract_id} needs the operator's Ed25519 private key; "
+                "create the client with SandboxClient(..., signing_key=key), where key is the "
+                "private half of the public key the bureau registered for you "
+                "(operators.keys.private_key_from_pem reads a PEM file)")
+        view = self.contract(contract_id)
+        canonical = _canonical_of(view)
+        self._check_bureau_signature(view, canonical)
+        return self._request("POST", path, json={"signature": sign(self._key, canonical)})
+
+    def quote(self, contract_id: str, code: str,
+              params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The price of a job without running it: `{contract_id, quote, bounds}`."""
+        body = {"contract_id": contract_id, "code": code, "params": dict(params or {})}
+        return self._request("POST", "/quotes", json=body)
+
+    def submit(self, contract_id: str, code: str, params: Mapping[str, Any] | None = None,
+               idempotency_key: str | None = None, wait: bool = False) -> Job:
+        """Submit a job, signed when the client has a signing key. With `wait=True` the call
+        returns once the job has finished."""
+        params = dict(params or {})
+        body: dict[str, Any] = {"contract_id": contract_id, "code": code, "params": params}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        if self._key is not None:
+            body["signature"] = sign(
+                self._key, submission_bytes(contract_id, code, params, idempotency_key))
+        query = {"wait": "true"} if wait else None
+        return Job.from_json(self._request("POST", "/jobs", json=body, params=query), self)
+
+    def job(self, job_id: str) -> Job:
+        return Job.from_json(self._request("GET", f"/jobs/{_seg(job_id)}"), self)
+
+    def output_file(self, job_id: str, name: str, format: OutputFormat = "parquet") -> bytes:
+        """One released output as a file: Parquet, or CSV (UTF-8 with BOM, for spreadsheets)."""
+        response = self._send("GET", f"/jobs/{_seg(job_id)}/outputs/{_seg(name)}",
+                              params={"format": format})
+        return response.content
+
+    # -- provider, bureau, regulator ------------------------------------------------------
+
+    def approve_contract(self, contract_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/contracts/{_seg(contract_id)}/approve")
+
+    def refuse_contract(self, contract_id: str, reason: str) -> dict[str, Any]:
+        return self._request("POST", f"/contracts/{_seg(contract_id)}/refuse",
+                             json={"reason": reason})
+
+    def suspend_contract(self, contract_id: str, reason: str) -> dict[str, Any]:
+        return self._request("POST", f"/contracts/{_seg(contract_id)}/suspend",
+                             json={"reason": reason})
+
+    def create_principal(self, name: str, role: str, license_no: str | None = None,
+                         public_key: str | Ed25519PublicKey | None = None) -> dict[str, Any]:
+        """Bureau: register a principal. The answer holds its token, shown only this once."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if license_no is not None:
+            body["license_no"] = license_no
+        if public_key is not None:
+            body["public_key"] = _public_key_b64(public_key)
+        return self._request("POST", "/principals", json=body)
+
+    def publish_prices(self, schedule: Mapping[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/price-schedules", json=schedule)
+
+    def ingest(self, path: str | Path, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """Bureau: register a CSV or Parquet file as a dataset described by `meta`."""
+        path = Path(path)
+        with path.open("rb") as fh:
+            return self._request(
+                "POST", "/datasets", files={"file": (path.name, fh)},
+                data={"meta": json.dumps(meta, ensure_ascii=False)})
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Regulator, bureau: the ledger's latest signed checkpoint."""
+        return self._request("GET", "/ledger/checkpoint")
+
+    def ledger_entries(self, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
+        params = {"start": start, **({"end": end} if end is not None else {})}
+        return self._request("GET", "/ledger/entries", params=params)["entries"]
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _check_bureau_signature(self, view: Mapping[str, Any], canonical: bytes) -> None:
+        bureau_signature = (view.get("signatures") or {}).get("bureau")
+        if not bureau_signature:
+            return  # the service refuses the operator's signature before the bureau's
+        try:
+            verify(self.keys()["bureau"], canonical, bureau_signature,
+                   subject=f"contract {view.get('id')}")
+        except SignatureInvalid as exc:
+            raise ContractMismatch(
+                f"the bureau's signature on contract {view.get('id')} does not verify against "
+                f"the service's bureau key ({exc}); do not sign, and report this to the "
+                "bureau") from None
+
+    def _request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
+        return self._send(method, path, auth=auth, **kwargs).json()
+
+    def _send(self, method: str, path: str, *, auth: bool = True,
+              **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
+        response = self._http.request(method, f"{self.base_url}/v1{path}", headers=headers,
+                                      timeout=self._timeout, **kwargs)
+        if not response.is_success:
+            raise api_error(response)
+        return response
+
+
+def api_error(response: httpx.Response) -> SandboxAPIError:
+    """The SandboxAPIError for a non-2xx response, from its JSON envelope when it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("code"), str):
+        details = {k: v for k, v in body.items() if k not in ("ok", "status", "code", "error")}
+        status = body.get("status")
+        return SandboxAPIError(status if isinstance(status, int) else response.status_code,
+                               body["code"], str(body.get("error", "")), details)
+    # Not the service's envelope, e.g. a proxy in front of it.
+    snippet = response.text[:200].strip() or response.reason_phrase
+    return SandboxAPIError(response.status_code, "http_error",
+                           f"{response.request.method} {response.request.url} answered "
+                           f"without the sandbox's error envelope: {snippet}")
+
+
+def _canonical_of(view: Mapping[str, Any]) -> bytes:
+    """The contract's canonical bytes, after checking they encode the document shown.
+
+    Canonical bytes are a one-line domain prefix and the document's RFC 8785 JSON, which
+    never contains a raw newline; so the JSON starts after the first newline.
+    """
+    contract_id = view.get("id")
+    try:
+        canonical = base64.b64decode(view["canonical"], validate=True)
+        _, _, document_json = canonical.partition(b"\n")
+        signed_document = json.loads(document_json)
+    except (KeyError, TypeError, binascii.Error, ValueError):
+        raise ContractMismatch(
+            f"the service sent no readable canonical bytes for contract {contract_id}; do not "
+            "sign, and report this to the bureau") from None
+    if signed_document != view.get("document"):
+        raise ContractMismatch(
+            f"the canonical bytes of contract {contract_id} do not encode the document the "
+            "service shows; do not sign, and report this to the bureau")
+    return canonical
+
+
+def _seg(value: str) -> str:
+    """One URL path segment; ids and names may hold any character."""
+    return _quote(value, safe="")
+
+
+def _instant(value: str | dt.datetime) -> str:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{value!r} has no time zone; pass an aware datetime "
+                             "(e.g. tzinfo=datetime.timezone.utc) or an ISO 8601 string")
+        return value.isoformat()
+    return value
+
+
+def _money(value: str | Decimal | int, what: str) -> str:
+    # A float cannot hold most yuan amounts exactly (0.10 is not 0.1 in binary).
+    if isinstance(value, float) or isinstance(value, bool):
+        raise TypeError(f"{what} must be a decimal string, Decimal or int of yuan, not "
+                        f"{type(value).__name__}; e.g. \"1000.00\" or Decimal(\"1000.00\")")
+    return str(value)
+
+
+def _public_key_b64(key: str | Ed25519PublicKey) -> str:
+    if isinstance(key, Ed25519PrivateKey):
+        raise TypeError("pass the public key (private_key.public_key()), never the private "
+                        "key, when registering a principal")
+    if isinstance(key, Ed25519PublicKey):
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return base64.b64encode(raw).decode("ascii")
+    return key

@@ -1,0 +1,160 @@
+"""Shared fixtures: a real local Ray (once per run), real SQLite instances, real Parquet."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow.parquet as pq
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+
+from operators.keys import generate_private_key, public_key_b64, sign
+from sandbox.accounts import bootstrap
+from sandbox.api.app import create_app
+from sandbox.catalog.synthetic import generate_city
+from sandbox.context import Context
+from sandbox.settings import Settings
+
+SCHEDULE = {
+    "name": "2026 收费标准", "effective_from": "2026-01-01T00:00:00Z",
+    "items": [{"unit": "call", "price": "2.00"},
+              {"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"},
+              {"unit": "rows", "per": 10000, "price": "0.05", "level": "L2"},
+              {"unit": "compute_seconds", "price": "0.01"},
+              {"unit": "output", "price": "0.50"}],
+}
+
+GRANTS = {
+    "population": {"district": ["group_by", "filter"], "gender": ["group_by", "filter"],
+                   "birth_date": ["group_by", "filter"], "hukou_type": ["group_by", "filter"],
+                   "income": ["aggregate"]},
+}
+
+RESIDENTS = 20_000
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray for the whole test run (starting Ray costs seconds)."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def city() -> dict[str, Any]:
+    return generate_city(RESIDENTS, seed=7)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def parquet_bytes(table: Any) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+@dataclass
+class World:
+    """A running instance with the bureau, a provider, two operators and a regulator."""
+
+    client: TestClient
+    ctx: Context
+    bureau: str
+    provider: dict[str, Any]
+    operator: dict[str, Any]
+    operator_key: Ed25519PrivateKey
+    other_operator: dict[str, Any]
+    other_key: Ed25519PrivateKey
+    regulator: dict[str, Any]
+
+    def h(self, who: str | dict[str, Any]) -> dict[str, str]:
+        return auth(who if isinstance(who, str) else who["token"])
+
+    def ingest(self, name: str, table: Any, level: str, columns: dict[str, Any],
+               title: str = "数据集") -> Any:
+        meta = {"name": name, "title": title, "provider_id": self.provider["id"], "level": level,
+                "columns": columns}
+        return self.client.post("/v1/datasets", headers=self.h(self.bureau),
+                                files={"file": (f"{name}.parquet", parquet_bytes(table))},
+                                data={"meta": json.dumps(meta, ensure_ascii=False)})
+
+    def active_contract(self, grants: dict[str, Any] | None = None, operator: str = "operator",
+                        **terms: Any) -> str:
+        """Apply, approve, sign by bureau and operator; returns the active contract's id."""
+        op = getattr(self, operator)
+        key = self.operator_key if operator == "operator" else self.other_key
+        body = {"datasets": grants or GRANTS, "purpose": "养老服务设施规划",
+                "purpose_class": "commercial", "valid_from": "2026-01-01T00:00:00Z",
+                "valid_to": "2030-01-01T00:00:00Z", **terms}
+        r = self.client.post("/v1/contracts", json=body, headers=self.h(op))
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        assert self.client.post(f"/v1/contracts/{cid}/approve",
+                                headers=self.h(self.provider)).status_code == 200
+        assert self.client.post(f"/v1/contracts/{cid}/sign",
+                                headers=self.h(self.bureau)).status_code == 200
+        canonical = base64.b64decode(
+            self.client.get(f"/v1/contracts/{cid}", headers=self.h(op)).json()["canonical"])
+        r = self.client.post(f"/v1/contracts/{cid}/sign", json={"signature": sign(key, canonical)},
+                             headers=self.h(op))
+        assert r.json()["status"] == "active", r.text
+        return cid
+
+    def run(self, contract_id: str, code: str, operator: str = "operator",
+            **extra: Any) -> Any:
+        return self.client.post("/v1/jobs?wait=true", headers=self.h(getattr(self, operator)),
+                                json={"contract_id": contract_id, "code": code, **extra})
+
+
+def make_world(tmp_path: Path, city: dict[str, Any], executor: str) -> Iterator[World]:
+    settings = Settings(data_dir=tmp_path / "instance", executor=executor, partition_rows=6000,
+                        job_wall_seconds=20)
+    ctx, bureau = bootstrap(settings)
+    with TestClient(create_app(context=ctx)) as client:
+        def principal(name: str, role: str, key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
+            body: dict[str, Any] = {"name": name, "role": role}
+            if key is not None:
+                body["public_key"] = public_key_b64(key)
+                body["license_no"] = "授权运营-2026-001"
+            r = client.post("/v1/principals", json=body, headers=auth(bureau))
+            assert r.status_code == 201, r.text
+            return r.json()
+
+        op_key, other_key = generate_private_key(), generate_private_key()
+        world = World(client, ctx, bureau, principal("市公安局", "provider"),
+                      principal("某数据科技有限公司", "operator", op_key), op_key,
+                      principal("另一家运营公司", "operator", other_key), other_key,
+                      principal("市场监管审计处", "regulator"))
+        pop = city["population"]
+        assert world.ingest("population", pop.table, pop.level, pop.columns,
+                            pop.title).status_code == 201
+        assert client.post("/v1/price-schedules", json=SCHEDULE,
+                           headers=auth(bureau)).status_code == 201
+        yield world
+    ctx.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path, city: dict[str, Any], ray_local: None) -> Iterator[World]:
+    """An instance whose jobs run on the real local Ray."""
+    yield from make_world(tmp_path, city, "ray")
+
+
+@pytest.fixture
+def local_world(tmp_path: Path, city: dict[str, Any]) -> Iterator[World]:
+    """An instance whose jobs run in-process (fast; for HTTP behaviour that is not about Ray)."""
+    yield from make_world(tmp_path, city, "local")
