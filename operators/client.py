@@ -249,7 +249,7 @@ class SandboxClient:
 
     Give `signing_key` (the operator's Ed25519 private key, registered with the bureau) to
     sign contracts and job submissions. Pass `http_client` to reuse an existing
-    `httpx.Client` (it is then not closed by `close()`).
+    `httpx.Client` (its own timeout then applies, and `close()` leaves it open).
     """
 
     def __init__(self, base_url: str, token: str | None = None,
@@ -261,7 +261,6 @@ class SandboxClient:
         self._key = signing_key
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout)
-        self._timeout = timeout
 
     def __repr__(self) -> str:
         signed = ", signing" if self._key is not None else ""
@@ -435,7 +434,7 @@ class SandboxClient:
               **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
         response = self._http.request(method, f"{self.base_url}/v1{path}", headers=headers,
-                                      timeout=self._timeout, **kwargs)
+                                      **kwargs)
         if not response.is_success:
             raise api_error(response)
         return response

@@ -77,8 +77,9 @@ def _scrub(message: str) -> str:
 def read_file(data: bytes, filename: str) -> pa.Table:
     if not data:
         raise IngestError("the uploaded file is empty")
+    parquet = data[:4] == _PARQUET_MAGIC or filename.lower().endswith(".parquet")
     try:
-        if data[:4] == _PARQUET_MAGIC or filename.lower().endswith(".parquet"):
+        if parquet:
             return pq.read_table(io.BytesIO(data))
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
@@ -89,7 +90,7 @@ def read_file(data: bytes, filename: str) -> pa.Table:
                               "with: iconv -f GBK -t UTF-8 in.csv > out.csv)") from None
         return pacsv.read_csv(io.BytesIO(data))
     except pa.ArrowException as e:
-        kind = "Parquet" if data[:4] == _PARQUET_MAGIC else "CSV"
+        kind = "Parquet" if parquet else "CSV"
         raise IngestError(f"could not read the file as {kind}: {_scrub(str(e))}") from None
 
 

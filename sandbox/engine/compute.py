@@ -167,7 +167,9 @@ def partial(checked: CheckedPlan, path: str) -> pa.Table:
             v = pc.cast(v, pa.float64())
         cols[f"__v{i}"] = v
         specs += [(f"__v{i}", "count"), (f"__v{i}", "sum")]
-    grouped = pa.table(cols).group_by(list(plan.keys)).aggregate(specs)
+    # Single-threaded: a threaded hash aggregate sums floats in varying order, and a released
+    # value must not change from one run to the next.
+    grouped = pa.table(cols).group_by(list(plan.keys), use_threads=False).aggregate(specs)
     return _rename_partials(grouped, plan, rows_read)
 
 
@@ -196,7 +198,8 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
     both = pa.concat_tables([t.replace_schema_metadata(None) for t in partials],
                             promote_options="permissive")
     value_cols = [c for c in both.column_names if c.startswith("__")]
-    merged = both.group_by(list(plan.keys)).aggregate([(c, "sum") for c in value_cols])
+    merged = both.group_by(list(plan.keys), use_threads=False).aggregate(
+        [(c, "sum") for c in value_cols])
     merged = merged.rename_columns([c[:-4] if c.endswith("_sum") and c[:-4] in value_cols
                                     else c for c in merged.column_names])
     # An empty partition still yields one whole-table row whose sums are null: a count of 0.

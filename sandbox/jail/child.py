@@ -16,7 +16,7 @@ from RestrictedPython.PrintCollector import PrintCollector
 
 from sandbox.errors import CompileError, PlanError, SandboxError
 from sandbox.jail.protocol import read_frame, write_frame
-from sandbox.language.api import Released, namespace
+from sandbox.language.api import Released, Table, namespace
 from sandbox.language.policy import FILENAME, compile_job, restricted_globals
 
 MAX_PRINT_CHARS = 64 * 1024
@@ -33,9 +33,14 @@ class Refused(BaseException):
 
 
 class CappedPrint(PrintCollector):
+    def __init__(self, _getattr_: Any = None) -> None:
+        super().__init__(_getattr_)
+        self.size = 0  # a running total: summing self.txt per write is quadratic
+
     def write(self, text: str) -> None:
-        if sum(len(t) for t in self.txt) + len(text) > MAX_PRINT_CHARS:
+        if self.size + len(text) > MAX_PRINT_CHARS:
             raise ValueError(f"print() output is limited to {MAX_PRINT_CHARS} characters")
+        self.size += len(text)
         super().write(text)
 
 
@@ -44,9 +49,10 @@ def _output_value(value: Any) -> dict[str, Any]:
         return value._body()
     if value is None or isinstance(value, (bool, int, float, str)):
         return {"kind": "scalar", "value": value}
-    raise SandboxError(
+    hint = "; call .collect() on an aggregated table first" if isinstance(value, Table) else ""
+    raise PlanError(
         "emit() takes a collected table or a single number, string or boolean; "
-        f"got {type(value).__name__}"
+        f"got {type(value).__name__}{hint}"
     )
 
 
@@ -66,7 +72,7 @@ class PipeChannel:
 
     def emit(self, name: str, value: Any) -> None:
         if not isinstance(name, str):
-            raise SandboxError("emit() takes an output name (a string) and a value")
+            raise PlanError("emit() takes an output name (a string) and a value")
         self._request({"op": "emit", "name": name, "value": _output_value(value)})
 
 
@@ -113,11 +119,13 @@ def main() -> None:
         return
     init = read_frame(inp)
     channel = PipeChannel(inp, out)
-    glb: dict[str, Any] = {}
+    # RestrictedPython makes one collector per function body; sharing one keeps what
+    # functions print, and the cap applies to the whole job.
+    printed = CappedPrint()
     try:
         code = compile_job(init["code"])
         glb = restricted_globals(namespace(channel, init.get("params") or {}))
-        glb["_print_"] = CappedPrint
+        glb["_print_"] = lambda _getattr_=None: printed
         exec(code, glb)
     except Refused as r:
         write_frame(out, {"op": "refused", "error": r.error})
@@ -126,8 +134,7 @@ def main() -> None:
         rejected = isinstance(exc, (CompileError, PlanError))
         write_frame(out, {"op": "failed", "rejected": rejected, "error": _describe(exc)})
         return
-    printed = glb.get("_print")
-    write_frame(out, {"op": "done", "printed": printed() if callable(printed) else ""})
+    write_frame(out, {"op": "done", "printed": printed()})
 
 
 if __name__ == "__main__":

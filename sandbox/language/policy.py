@@ -76,6 +76,10 @@ def _bound_names(tree: ast.AST) -> set[str]:
     return names
 
 
+def _position(node: ast.AST) -> tuple[int, int]:
+    return getattr(node, "lineno", 0), getattr(node, "col_offset", 0)
+
+
 def check_source(source: str) -> ast.Module:
     """Parse and apply the job-language rules that RestrictedPython leaves to run time."""
     if len(source.encode("utf-8")) > MAX_SOURCE_BYTES:
@@ -87,7 +91,8 @@ def check_source(source: str) -> ast.Module:
     except (ValueError, RecursionError, MemoryError):
         raise CompileError("job code could not be parsed (too deeply nested or invalid)") from None
     known = allowed_names() | _bound_names(tree)
-    for node in ast.walk(tree):
+    # ast.walk is breadth-first; report the violation that comes first in the source.
+    for node in sorted(ast.walk(tree), key=_position):
         why = _FORBIDDEN_NODES.get(type(node))
         if why:
             raise CompileError(why, getattr(node, "lineno", None))

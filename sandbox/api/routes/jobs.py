@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 from typing import Any, Literal
+from urllib.parse import quote as percent_encode
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,10 +34,21 @@ def get(job_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return service.get(ctx, actor, job_id)
 
 
+def _column(values: list[Any], type_name: str) -> pa.Array:
+    """Values typed as the output declares them: JSON carries dates as ISO strings, and a
+    column of suppressed (null) cells has no type of its own."""
+    inferred = pa.array(values)
+    try:
+        declared = pa.type_for_alias(type_name)
+        return inferred if inferred.type == declared else inferred.cast(declared)
+    except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return inferred
+
+
 def _table(body: dict[str, Any]) -> pa.Table:
-    names = [c["name"] for c in body["columns"]]
-    columns = list(zip(*body["rows"])) if body["rows"] else [[] for _ in names]
-    return pa.table({n: pa.array(list(v)) for n, v in zip(names, columns)})
+    columns = list(zip(*body["rows"])) if body["rows"] else [() for _ in body["columns"]]
+    return pa.table({c["name"]: _column(list(v), c["type"])
+                     for c, v in zip(body["columns"], columns)})
 
 
 def _csv(body: dict[str, Any]) -> str:
@@ -61,8 +73,15 @@ def output(job_id: str, name: str, ctx: Ctx, actor: CurrentActor,
         # UTF-8 with BOM so that spreadsheet programs show Chinese names correctly.
         return Response(("\ufeff" + _csv(body)).encode("utf-8"),
                         media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}.csv"})
+                        headers=_attachment(f"{name}.csv"))
     table = _table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
     sink = io.BytesIO()
     pq.write_table(table, sink)
-    return Response(sink.getvalue(), media_type="application/vnd.apache.parquet")
+    return Response(sink.getvalue(), media_type="application/vnd.apache.parquet",
+                    headers=_attachment(f"{name}.parquet"))
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    # Header values are Latin-1: a Chinese output name travels percent-encoded (RFC 6266).
+    encoded = percent_encode(filename, safe="")
+    return {"Content-Disposition": f"attachment; filename*=UTF-8''{encoded}"}

@@ -1,0 +1,127 @@
+"""Where a job's time goes: its parts measured one at a time, next to the end-to-end time.
+
+    end to end (HTTP)  = API: auth, quote and reserve, ledger (SQLite)  + dispatch to the driver
+                         + jail wall (metered compute_seconds)          + settle, store, respond
+    jail wall          = fresh interpreter start-up and compile (bare jail)
+                         + plan validation + engine (Parquet read, Arrow compute, merge)
+                         + disclosure control
+
+The bare jail runs a job that only emits a number; the engine runs the job's checked plan on
+the same partitions, in-process and as Ray tasks started from here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.catalog import registry
+from sandbox.engine.executor import LocalExecutor
+from sandbox.engine.validate import CheckedPlan, check_plan
+from sandbox.jail.process import Limits, run_in_jail
+from sandbox.language.api import namespace
+from sandbox.language.plan import plan_from_json
+from sandbox.language.policy import compile_job, restricted_globals
+
+from benchmarks.instance import Instance
+from benchmarks.queries import Query
+from benchmarks.run import QueryResult, median_ms
+
+BARE_JOB = 'emit("one", 1)\n'
+
+
+@dataclass(frozen=True)
+class Part:
+    label: str
+    median_ms: float | None
+    how: str
+
+
+class _Recorder:
+    """A channel that keeps the plans a job's code sends and answers with an empty table."""
+
+    def __init__(self) -> None:
+        self.plans: list[Any] = []
+
+    def collect(self, plan: Any) -> dict[str, Any]:
+        self.plans.append(plan)
+        return {"kind": "table", "columns": [], "rows": [], "suppressed": []}
+
+    def emit(self, name: str, value: Any) -> None:
+        return None
+
+
+def plans_of(code: str) -> list[Any]:
+    """The plans a job's code would send, from running it against a recording channel."""
+    recorder = _Recorder()
+    exec(compile_job(code), restricted_globals(namespace(recorder, {})))  # noqa: S102 - our code
+    return recorder.plans
+
+
+def checked_plan(inst: Instance, query: Query) -> CheckedPlan:
+    plan = plans_of(query.code)[0]
+    with inst.ctx.reading() as s:
+        datasets = {d.name: d for d in registry.all_datasets(inst.ctx, s)}
+    return check_plan(plan_from_json(plan), datasets)
+
+
+def _median_of(fn: Callable[[], Any], repeat: int) -> float | None:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return median_ms(times)
+
+
+class _Quiet:
+    def collect(self, plan: Any) -> dict[str, Any]:
+        raise AssertionError("the bare job collects nothing")
+
+    def emit(self, name: str, value: Any) -> None:
+        return None
+
+
+def bare_jail_ms(repeat: int) -> float | None:
+    return _median_of(lambda: run_in_jail(BARE_JOB, {}, _Quiet(), Limits()), repeat)
+
+
+def ray_noop_ms(repeat: int) -> float | None:
+    import ray
+
+    noop = ray.remote(lambda: None).options(num_cpus=1)
+    return _median_of(lambda: ray.get(noop.remote()), repeat)
+
+
+def engine_ms(checked: CheckedPlan, executor: str, repeat: int) -> float | None:
+    if executor == "ray":
+        from sandbox.engine.executor import RayExecutor
+
+        ray_executor = RayExecutor()
+        return _median_of(lambda: ray_executor.aggregate(checked), repeat)
+    local = LocalExecutor()
+    return _median_of(lambda: local.aggregate(checked), repeat)
+
+
+def parts(inst: Instance, result: QueryResult, executor: str, repeat: int,
+          bare_ms: float | None, noop_ms: float | None) -> list[Part]:
+    """The parts of one measured query's job time, median milliseconds each."""
+    checked = checked_plan(inst, result.query)
+    e2e, jail = median_ms(result.sandbox_s), median_ms(result.compute_s)
+    out = [
+        Part("end to end over HTTP", e2e, "client: submit → released result"),
+        Part("jail wall (metered)", jail, "job's compute_seconds: jail start → exit"),
+        Part("outside the jail", e2e - jail if e2e is not None and jail is not None else None,
+             "API, SQLite writes, ledger, dispatch, settle, response"),
+        Part("bare jail", bare_ms, "a job that only emits 1: interpreter start-up, compile"),
+        Part("engine in-process", engine_ms(checked, "local", repeat),
+             "the checked plan on the same partitions, one thread"),
+    ]
+    if executor == "ray":
+        out += [Part("engine on Ray tasks", engine_ms(checked, "ray", repeat),
+                     "one Ray task per partition, merged here"),
+                Part("Ray no-op task", noop_ms, "submit + get of an empty task")]
+    return out

@@ -1,0 +1,160 @@
+"""Measuring each query on both sides: the sandbox over HTTP, DuckDB in-process.
+
+Each side gets one untimed warm-up run, then the same number of timed runs. The last
+sandbox release is compared with DuckDB's answer, cell by cell.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.compare import Check, compare
+from benchmarks.duck import DuckResult, DuckSide
+from benchmarks.instance import Instance
+from benchmarks.jobs import JobClient, Outcome, missing_features
+from benchmarks.queries import Query
+
+
+def median_ms(seconds: tuple[float, ...] | list[float]) -> float | None:
+    return statistics.median(seconds) * 1000 if seconds else None
+
+
+def percentile_ms(seconds: list[float] | tuple[float, ...], pct: float) -> float | None:
+    """Nearest-rank percentile: the smallest sample with at least pct % at or below it.
+    (p50 is reported as the median, like every other middle value here.)"""
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1] * 1000
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    query: Query
+    rows: int
+    status: str                               # ok | not yet supported | failed
+    sandbox_s: tuple[float, ...] = ()
+    duckdb_s: tuple[float, ...] = ()
+    compute_s: tuple[float, ...] = ()         # the jobs' metered jail wall time
+    first_s: float | None = None              # the untimed warm-up submission
+    check: Check | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        s, d = median_ms(self.sandbox_s), median_ms(self.duckdb_s)
+        return s / d if s is not None and d else None
+
+
+@dataclass(frozen=True)
+class SmallJobs:
+    """Small-job latency and throughput (q5)."""
+
+    result: QueryResult
+    sequential_s: tuple[float, ...]
+    clients: int
+    concurrent_jobs: int
+    concurrent_wall_s: float
+    concurrent_s: tuple[float, ...]
+    failures: tuple[str, ...] = field(default=())
+
+    @property
+    def throughput(self) -> float:
+        return self.concurrent_jobs / self.concurrent_wall_s if self.concurrent_wall_s else 0.0
+
+
+def time_duckdb(duck: DuckSide, sql: str, repeat: int) -> tuple[tuple[float, ...], DuckResult]:
+    duck.run(sql)  # warm-up: file metadata and the OS page cache, as for the sandbox
+    times, result = [], None
+    for _ in range(repeat):
+        seconds, result = duck.timed(sql)
+        times.append(seconds)
+    assert result is not None
+    return tuple(times), result
+
+
+def _first_failure(outcomes: list[Outcome]) -> Outcome | None:
+    return next((o for o in outcomes if not o.ok), None)
+
+
+def _refused(query: Query, rows: int, outcome: Outcome, duck_s: tuple[float, ...]) -> QueryResult:
+    if not outcome.unsupported(query.needs):
+        return QueryResult(query, rows, "failed", duckdb_s=duck_s, note=outcome.explain())
+    missing = missing_features(query.needs)
+    lacks = f"the job language has no {', '.join(missing)} yet; " if missing else ""
+    return QueryResult(query, rows, "not yet supported", duckdb_s=duck_s,
+                       first_s=outcome.seconds, note=lacks + outcome.explain())
+
+
+def measure_query(inst: Instance, duck: DuckSide, query: Query, repeat: int) -> QueryResult:
+    rows = sum(inst.row_count(d) for d in query.datasets)
+    duck_s, expected = time_duckdb(duck, query.sql, repeat)
+    with JobClient(inst) as client:
+        first = client.submit(query.code)
+        if not first.ok:
+            return _refused(query, rows, first, duck_s)
+        runs = [client.submit(query.code) for _ in range(repeat)]
+    failed = _first_failure(runs)
+    if failed is not None:
+        return QueryResult(query, rows, "failed", duckdb_s=duck_s, note=failed.explain())
+    return QueryResult(
+        query, rows, "ok", tuple(o.seconds for o in runs), duck_s,
+        tuple(o.compute_seconds for o in runs if o.compute_seconds is not None), first.seconds,
+        compare(runs[-1].output or {}, expected, query.keys, query.rel_tol))
+
+
+def _client_loop(inst: Instance, code: str, jobs: int, start: threading.Barrier,
+                 out: list[Outcome]) -> None:
+    with JobClient(inst) as client:
+        start.wait()
+        for _ in range(jobs):
+            out.append(client.submit(code))
+
+
+def run_concurrently(inst: Instance, code: str, clients: int,
+                     total: int) -> tuple[float, list[Outcome]]:
+    """`total` jobs from `clients` threads, each with its own connection; returns wall seconds."""
+    shares = [total // clients + (1 if i < total % clients else 0) for i in range(clients)]
+    start = threading.Barrier(clients + 1)
+    results: list[list[Outcome]] = [[] for _ in range(clients)]
+    threads = [threading.Thread(target=_client_loop, args=(inst, code, n, start, results[i]))
+               for i, n in enumerate(shares)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - began, [o for r in results for o in r]
+
+
+def measure_small_jobs(inst: Instance, duck: DuckSide, query: Query, jobs: int, clients: int,
+                       warmup: int = 3) -> SmallJobs:
+    rows = inst.row_count(query.datasets[0])
+    duck_s, expected = time_duckdb(duck, query.sql, jobs)
+    with JobClient(inst) as client:
+        first = [client.submit(query.code) for _ in range(warmup)]
+        if (bad := _first_failure(first)) is not None:
+            return SmallJobs(_refused(query, rows, bad, duck_s), (), clients, 0, 0.0, ())
+        sequential = [client.submit(query.code) for _ in range(jobs)]
+    wall, concurrent = run_concurrently(inst, query.code, clients, jobs)
+    failures = tuple(o.explain() for o in sequential + concurrent if not o.ok)
+    ok = [o for o in sequential if o.ok]
+    result = QueryResult(
+        query, rows, "ok" if not failures else "failed", tuple(o.seconds for o in ok), duck_s,
+        tuple(o.compute_seconds for o in ok if o.compute_seconds is not None), first[0].seconds,
+        compare(ok[-1].output or {}, expected, query.keys, query.rel_tol) if ok else None,
+        note=f"{len(failures)} of {2 * jobs} jobs failed: {failures[0]}" if failures else "")
+    return SmallJobs(result, tuple(o.seconds for o in ok), clients,
+                     sum(o.ok for o in concurrent), wall,
+                     tuple(o.seconds for o in concurrent if o.ok), failures[:5])
+
+
+def as_json(value: Any) -> Any:
+    """Seconds in milliseconds, rounded, for the JSON report."""
+    return [round(s * 1000, 3) for s in value]

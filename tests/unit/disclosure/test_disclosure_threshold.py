@@ -1,0 +1,123 @@
+"""The minimum-contributor rule on merged aggregates."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from sandbox.disclosure.threshold import (
+    DEFAULT_THRESHOLDS,
+    RULE,
+    apply_threshold,
+    operator_view,
+    threshold_for,
+)
+
+
+def result(**columns: list) -> pa.Table:
+    return pa.table(columns)
+
+
+def test_cells_below_the_threshold_become_null_and_are_listed() -> None:
+    table = pa.table({
+        "district": ["城关区", "湖滨区", "新城区"],
+        "n": [25, 3, 10],
+        "__c:n": [25, 3, 10],
+        "avg": [5000.5, 7000.0, 6500.25],
+        "__c:avg": [25, 3, 9],
+    })
+    release = apply_threshold(table, ("district",), 10)
+    assert release.body["rows"] == [["城关区", 25, 5000.5], ["湖滨区", None, None],
+                                    ["新城区", 10, None]]
+    assert release.body["suppressed"] == [[1, "n"], [1, "avg"], [2, "avg"]]
+    assert release.body["kind"] == "table"
+    assert release.body["columns"] == [{"name": "district", "type": "string"},
+                                       {"name": "n", "type": "int64"},
+                                       {"name": "avg", "type": "double"}]
+    assert release.suppressed[0] == {"row": 1, "column": "n", "rule": RULE, "threshold": 10,
+                                     "contributors": 3}
+    assert [s["contributors"] for s in release.suppressed] == [3, 3, 9]
+
+
+def test_a_cell_at_exactly_the_threshold_is_released() -> None:
+    release = apply_threshold(result(k=["a"], n=[10], **{"__c:n": [10]}), ("k",), 10)
+    assert release.body["rows"] == [["a", 10]]
+    assert release.body["suppressed"] == [] and release.suppressed == ()
+
+
+def test_keys_are_never_suppressed() -> None:
+    release = apply_threshold(result(k=["a"], n=[1], **{"__c:n": [1]}), ("k",), 10)
+    assert release.body["rows"] == [["a", None]]
+
+
+def test_a_whole_table_aggregate_with_fewer_rows_than_the_threshold_is_suppressed() -> None:
+    table = result(n=[4], **{"__c:n": [4]}, s=[123456], **{"__c:s": [4]})
+    release = apply_threshold(table, (), 5)
+    assert release.body["rows"] == [[None, None]]
+    assert release.body["suppressed"] == [[0, "n"], [0, "s"]]
+
+
+def test_an_empty_whole_table_aggregate_is_suppressed() -> None:
+    release = apply_threshold(result(n=[0], **{"__c:n": [0]}), (), 1)
+    assert release.body["rows"] == [[None]]
+
+
+def test_a_mean_over_few_non_null_values_is_suppressed_however_many_rows() -> None:
+    table = result(k=["a"], n=[1000], **{"__c:n": [1000]}, m=[88000.0], **{"__c:m": [2]})
+    release = apply_threshold(table, ("k",), 10)
+    assert release.body["rows"] == [["a", 1000, None]]
+    assert release.body["suppressed"] == [[0, "m"]]
+
+
+def test_a_null_contributor_count_counts_as_zero() -> None:
+    release = apply_threshold(result(n=[5], **{"__c:n": pa.array([None], pa.int64())}), (), 1)
+    assert release.body["rows"] == [[None]]
+    assert release.suppressed[0]["contributors"] == 0
+
+
+def test_values_become_plain_json() -> None:
+    table = pa.table({"d": pa.array([dt.date(2026, 1, 2)], pa.date32()),
+                      "m": [float("nan")], "__c:m": [50]})
+    release = apply_threshold(table, ("d",), 10)
+    assert release.body["rows"] == [["2026-01-02", None]]
+    assert release.body["suppressed"] == []
+
+
+def test_contributor_columns_are_not_released() -> None:
+    release = apply_threshold(result(n=[50], **{"__c:n": [50]}), (), 10)
+    assert [c["name"] for c in release.body["columns"]] == ["n"]
+    assert "__c:n" not in repr(release.body)
+
+
+def test_operator_view_strips_contributor_counts_only() -> None:
+    report = {"releases": [{"index": 0, "dataset": "people", "rows": 1,
+                            "suppressed": [{"row": 0, "column": "n", "rule": RULE,
+                                            "threshold": 10, "contributors": 3}]}],
+              "note": "kept"}
+    view = operator_view(report)
+    assert view == {"releases": [{"index": 0, "dataset": "people", "rows": 1,
+                                  "suppressed": [{"row": 0, "column": "n", "rule": RULE,
+                                                  "threshold": 10}]}],
+                    "note": "kept"}
+    assert report["releases"][0]["suppressed"][0]["contributors"] == 3  # not mutated
+
+
+@pytest.mark.parametrize(("level", "expected"), sorted(DEFAULT_THRESHOLDS.items()))
+def test_default_thresholds_per_level(level: str, expected: int) -> None:
+    assert threshold_for(level, {}) == expected
+
+
+def test_configured_thresholds_override_defaults_and_never_drop_below_one() -> None:
+    assert DEFAULT_THRESHOLDS == {"L1": 1, "L2": 5, "L3": 10, "L4": 10}
+    assert threshold_for("L4", {"L4": 20, "L3": 3}) == 20
+    assert threshold_for("L3", {"L4": 20, "L3": 3}) == 3
+    assert threshold_for("L2", {"L4": 20}) == 5
+    assert threshold_for("L1", {"L1": 0}) == 1
+    assert threshold_for("L2", {"L2": -4}) == 1
+
+
+def test_an_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown classification level 'L5'"):
+        threshold_for("L5", {})

@@ -1,0 +1,255 @@
+"""The job driver: jail + validation + contract scope + scan budget + disclosure + emit checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from contracts.document import ContractDocument
+from sandbox.catalog.ingest import ingest, parse_meta
+from sandbox.catalog.models import DatasetInfo
+from sandbox.driver import JobSpec, _Handler, _seconds, output_digest, run_job
+from sandbox.engine.executor import LocalExecutor
+from sandbox.errors import PlanError, QuotaExceeded
+from sandbox.jail.process import Limits
+
+SIZES = {"城关区": 30, "湖滨区": 25, "新城区": 5}
+ROWS = sum(SIZES.values())
+GRANTS = {"people": {"district": ["group_by", "filter"], "age": ["filter"],
+                     "income": ["aggregate"]}}
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory: pytest.TempPathFactory) -> DatasetInfo:
+    districts = [d for d, n in SIZES.items() for _ in range(n)]
+    table = pa.table({
+        "resident_id": [f"4399{i:06d}" for i in range(ROWS)],
+        "district": districts,
+        "age": [20 + i % 60 for i in range(ROWS)],
+        "income": [1000 * (1 + i % 7) for i in range(ROWS)],
+    })
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    meta = parse_meta({"name": "people", "title": "人口", "provider_id": "pr-1", "level": "L3",
+                       "columns": {"resident_id": {"role": "identifier"},
+                                   "district": {"role": "attribute"},
+                                   "age": {"role": "quasi_identifier"},
+                                   "income": {"role": "sensitive", "lower": 0}}})
+    return ingest(buf.getvalue(), "people.parquet", meta, tmp_path_factory.mktemp("ds"), 25)
+
+
+def contract(grants: dict[str, Any] | None = None) -> ContractDocument:
+    return ContractDocument(
+        id="c-1", version=1, operator_id="op-1", datasets=grants or GRANTS,
+        purpose="养老服务设施规划", purpose_class="commercial",
+        valid_from="2026-01-01T00:00:00Z", valid_to="2030-01-01T00:00:00Z",
+        quotas={}, spend_cap=None, issued_at="2026-01-01T00:00:00Z")
+
+
+def spec(people: DatasetInfo, code: str, **changes: Any) -> JobSpec:
+    base = JobSpec(job_id="j-1", code=code, params={"min_age": 30}, contract=contract(),
+                   datasets={"people": people}, thresholds={"L3": 10},
+                   limits=Limits(cpu_seconds=5, memory_bytes=512 * 2**20, wall_seconds=10.0),
+                   max_rows=10 * ROWS, max_outputs=3)
+    return dataclasses.replace(base, **changes)
+
+
+BY_DISTRICT = (
+    "res = table('people').filter(col('age') >= params['min_age']).group_by('district')"
+    ".agg(n=count(), total=sum('income'))\n"
+)
+
+
+def test_a_job_releases_thresholded_outputs_and_records_usage(people: DatasetInfo) -> None:
+    code = ("t = table('people').group_by('district').agg(n=count(), avg=mean('income'))\n"
+            "res = t.collect()\n"
+            "emit('by_district', res)\n"
+            "emit('districts', len(res))\n"
+            "print('done')\n")
+    result = run_job(spec(people, code), LocalExecutor())
+    assert result.status == "succeeded", result.error
+    assert result.error is None
+    table = result.outputs["by_district"]
+    assert [c["name"] for c in table["columns"]] == ["district", "n", "avg"]
+    rows = {r[0]: r[1:] for r in table["rows"]}
+    assert rows["城关区"][0] == 30 and rows["湖滨区"][0] == 25
+    assert rows["新城区"] == [None, None]  # 5 contributors < 10 at level L3
+    i = next(i for i, r in enumerate(table["rows"]) if r[0] == "新城区")
+    assert table["suppressed"] == [[i, "n"], [i, "avg"]]
+    assert result.outputs["districts"] == {"kind": "scalar", "value": 3}
+    assert result.printed == "done\n"
+    assert result.usage["rows_scanned"] == ROWS
+    assert result.usage["rows_by_level"] == {"L3": ROWS}
+    assert result.usage["collects"] == 1 and result.usage["outputs"] == 2
+    seconds = Decimal(result.usage["compute_seconds"])
+    assert Decimal("0") < seconds <= Decimal("10")
+    assert seconds == seconds.quantize(Decimal("0.001"))
+    (release,) = result.disclosure["releases"]
+    assert release["dataset"] == "people" and release["keys"] == ["district"]
+    assert release["rows"] == 3 and release["cells"] == 6
+    assert {s["contributors"] for s in release["suppressed"]} == {5}
+
+
+def test_a_column_used_beyond_its_grant_is_refused_as_contract_scope(people: DatasetInfo) -> None:
+    code = "res = table('people').group_by('age').agg(n=count()).collect()\nemit('x', res)\n"
+    result = run_job(spec(people, code), LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "contract_scope"
+    assert "column 'age' is not granted for group_by" in result.error["message"]
+    assert result.outputs == {}
+    assert result.usage["rows_scanned"] == 0
+
+
+def test_a_derived_column_cannot_launder_a_use(people: DatasetInfo) -> None:
+    code = ("res = table('people').derive(band=col('age').bucket([40, 60])).group_by('band')"
+            ".agg(n=count()).collect()\n")
+    result = run_job(spec(people, code), LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "contract_scope"
+    assert "'age'" in result.error["message"]
+
+
+def test_grouping_by_an_identifier_is_refused(people: DatasetInfo) -> None:
+    grants = {"people": {**GRANTS["people"], "resident_id": ["group_by"]}}
+    code = "res = table('people').group_by('resident_id').agg(n=count()).collect()\n"
+    result = run_job(spec(people, code, contract=contract(grants)), LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "disclosure_refused"
+
+
+def test_a_dataset_outside_the_job_is_refused(people: DatasetInfo) -> None:
+    result = run_job(spec(people, "x = table('secret').agg(n=count()).collect()\n"),
+                     LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "plan_invalid"
+    assert "available: people" in result.error["message"]
+
+
+def test_collect_in_a_loop_beyond_the_quoted_rows_is_refused(people: DatasetInfo) -> None:
+    code = ("t = table('people').agg(n=count())\n"
+            "for i in range(10):\n"
+            "    emit('n' + str(i), t.collect())\n")
+    result = run_job(spec(people, code, max_rows=2 * ROWS, max_outputs=10), LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "quota_exceeded"
+    assert f"beyond the {2 * ROWS} rows this job was quoted for" in result.error["message"]
+    assert "avoid calling collect() in a loop" in result.error["message"]
+    assert result.usage["rows_scanned"] == 2 * ROWS
+    assert result.usage["collects"] == 2
+    assert result.outputs == {}  # a job that did not succeed releases nothing
+
+
+def test_emit_beyond_the_quoted_outputs_is_refused(people: DatasetInfo) -> None:
+    code = "for i in range(5):\n    emit('x' + str(i), i)\n"
+    result = run_job(spec(people, code, max_outputs=2), LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "quota_exceeded"
+    assert "quoted for 2 output(s)" in result.error["message"]
+
+
+def test_an_expression_arrow_cannot_evaluate_fails_without_quoting_data(people: DatasetInfo) -> None:
+    code = "res = table('people').agg(s=sum(col('income') * 9000000000000000)).collect()\n"
+    result = run_job(spec(people, code), LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "plan_invalid"
+    assert "could not be evaluated" in result.error["message"]
+    assert not any(ch.isdigit() for ch in result.error["message"])
+
+
+def test_operator_code_errors_fail_the_job(people: DatasetInfo) -> None:
+    code = BY_DISTRICT + "emit('x', res.collect())\nx = 1 / 0\n"
+    result = run_job(spec(people, code), LocalExecutor())
+    assert result.status == "failed"
+    assert result.error["code"] == "job_code_error" and result.error["line"] == 3
+    assert result.usage["collects"] == 1
+    assert result.outputs == {}
+    assert result.usage["outputs"] == 0
+
+
+def test_compute_seconds_is_a_decimal_string_rounded_up_and_capped_at_the_limit() -> None:
+    assert _seconds(0.0121, 30.0) == "0.013"
+    assert _seconds(2.0, 30.0) == "2.000"
+    assert _seconds(31.7, 30.0) == "30.000"
+    assert _seconds(0.5, 0.25) == "0.250"
+
+
+# --- emit checks on the handler itself, as a tampered jail would call it ------------------
+
+
+@pytest.fixture
+def handler(people: DatasetInfo) -> _Handler:
+    return _Handler(spec(people, ""), LocalExecutor())
+
+
+def _plan() -> dict[str, Any]:
+    return {"op": "aggregate", "input": {"op": "scan", "dataset": "people"},
+            "keys": ["district"], "aggs": [["n", {"fn": "count", "arg": None}]]}
+
+
+def test_a_released_table_can_be_emitted_unchanged(handler: _Handler) -> None:
+    body = handler.collect(_plan())
+    handler.emit("by_district", body)
+    assert handler.outputs == {"by_district": body}
+
+
+def test_a_fabricated_table_is_refused(handler: _Handler) -> None:
+    handler.collect(_plan())
+    fabricated = {"kind": "table", "columns": [{"name": "resident_id", "type": "string"}],
+                  "rows": [["439900000001"]], "suppressed": []}
+    with pytest.raises(PlanError, match="collected result unchanged"):
+        handler.emit("leak", fabricated)
+    assert handler.outputs == {}
+
+
+def test_a_released_table_with_a_suppressed_cell_filled_in_is_refused(handler: _Handler) -> None:
+    body = handler.collect(_plan())
+    tampered = {**body, "rows": [[r[0], 5 if r[1] is None else r[1]] for r in body["rows"]],
+                "suppressed": []}
+    assert tampered != body
+    with pytest.raises(PlanError, match="collected result unchanged"):
+        handler.emit("tampered", tampered)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"kind": "scalar", "value": float("nan")}, {"kind": "scalar", "value": [1, 2]},
+     {"kind": "scalar", "value": "x" * 10_001}, {"kind": "scalar", "value": 1, "rows": []},
+     {"kind": "rows", "value": 1}, [1, 2], "text"],
+)
+def test_anything_but_a_released_table_or_one_scalar_is_refused(
+    handler: _Handler, value: Any
+) -> None:
+    with pytest.raises(PlanError):
+        handler.emit("x", value)
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "../x", "x" * 129, 3, None])
+def test_output_names_are_checked(handler: _Handler, name: Any) -> None:
+    with pytest.raises(PlanError, match="output names"):
+        handler.emit(name, {"kind": "scalar", "value": 1})
+
+
+def test_an_output_name_is_used_once(handler: _Handler) -> None:
+    handler.emit("份额", {"kind": "scalar", "value": 0.5})
+    with pytest.raises(PlanError, match="already emitted"):
+        handler.emit("份额", {"kind": "scalar", "value": 0.6})
+
+
+def test_the_scan_budget_counts_every_collect(handler: _Handler, people: DatasetInfo) -> None:
+    handler.spec = dataclasses.replace(handler.spec, max_rows=ROWS)
+    handler.collect(_plan())
+    assert handler.rows_by_level == {"L3": ROWS}
+    with pytest.raises(QuotaExceeded):
+        handler.collect(_plan())
+    assert handler.rows_scanned == ROWS
+
+
+def test_output_digest_is_stable_across_key_order() -> None:
+    assert output_digest({"a": 1, "b": [1, "区"]}) == output_digest({"b": [1, "区"], "a": 1})
+    assert output_digest({"a": 1}) != output_digest({"a": 2})
