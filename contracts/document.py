@@ -316,17 +316,23 @@ def _check_term(valid_from: datetime, valid_to: datetime) -> None:
         )
 
 
+QUOTAS: tuple[str, ...] = ("jobs_per_day", "rows_per_month")
+
+
 def _parse_quotas(raw: object) -> dict[str, int]:
     if not isinstance(raw, Mapping):
         raise ContractInvalid(
             f"quotas must be an object of non-negative integers, got {_json_type(raw)}; "
-            'e.g. {"jobs": 100}'
+            'e.g. {"jobs_per_day": 100}'
         )
     quotas: dict[str, int] = {}
     for name in sorted(raw, key=str):
         value = raw[name]
         if not isinstance(name, str) or not name:
             raise ContractInvalid(f"quota names must be non-empty strings, got {name!r}")
+        if name not in QUOTAS:
+            # A term the service would not enforce must not be signed as if it were.
+            raise ContractInvalid(f"unknown quota {name!r}; quotas are: {', '.join(QUOTAS)}")
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ContractInvalid(
                 f"quota '{name}' must be a non-negative integer, got {value!r}; "

@@ -7,6 +7,7 @@ Every error carries a snake_case ``code`` that the API puts in its JSON error en
     ├── ContractStateError      a transition is not allowed in the current status
     ├── ContractInactive        the contract cannot be used now (status or term)
     ├── ContractScopeError      a job touches a dataset, column or use not granted
+    ├── ContractQuotaExceeded   a job would exceed a quota (jobs per day, rows per month)
     └── ContractSignatureError  a contract signature is malformed or does not verify
 """
 
@@ -35,3 +36,9 @@ class ContractScopeError(ContractError):
 
 class ContractSignatureError(ContractError):
     code = "contract_signature"
+
+
+class ContractQuotaExceeded(ContractError):
+    """A job would exceed one of the contract's quotas."""
+
+    code = "contract_quota"

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
+from contracts.quota import BEIJING
 from operators.roles import Role
 from pricing import Charge, Metered, PriceSchedule, format_money, parse_schedule, price
 from sandbox.accounts import Actor, require
@@ -24,6 +25,10 @@ from sandbox.store.models import Job
 from sandbox.store.models import PriceSchedule as ScheduleRow
 
 
+def naive_utc(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
 def to_fen(amount: Decimal) -> int:
     return int(amount * 100)
 
@@ -32,7 +37,7 @@ def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
     require(actor, Role.bureau)
     schedule = parse_schedule(body)
     with ctx.transaction() as s:
-        row = ScheduleRow(name=schedule.name, effective_from=schedule.effective_from,
+        row = ScheduleRow(name=schedule.name, effective_from=naive_utc(schedule.effective_from),
                           body=schedule.to_json())
         s.add(row)
         s.flush()
@@ -43,9 +48,7 @@ def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
 def in_force(session: Session, at: dt.datetime | None = None) -> tuple[int, PriceSchedule]:
     at = at or dt.datetime.now(dt.timezone.utc)
     row = session.scalar(
-        select(ScheduleRow).where(ScheduleRow.effective_from <= at.replace(tzinfo=None)
-                                  if session.bind and session.bind.dialect.name == "sqlite"
-                                  else ScheduleRow.effective_from <= at)
+        select(ScheduleRow).where(ScheduleRow.effective_from <= naive_utc(at))
         .order_by(ScheduleRow.effective_from.desc(), ScheduleRow.id.desc()).limit(1))
     if row is None:
         raise Conflict("no price schedule is in force yet; the bureau publishes one with "
@@ -103,9 +106,10 @@ def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
     if not m:
         raise BadRequest("period must be a month written YYYY-MM, e.g. 2026-11")
     year, month = int(m[1]), int(m[2])
-    start = dt.datetime(year, month, 1)
-    end = dt.datetime(year + month // 12, month % 12 + 1, 1)
-    return start, end
+    # Billing months are the bureau's calendar months, Beijing time.
+    start = dt.datetime(year, month, 1, tzinfo=BEIJING)
+    end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=BEIJING)
+    return naive_utc(start), naive_utc(end)
 
 
 def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = None) -> dict[str, Any]:

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
 from contracts.errors import ContractScopeError
 from contracts.lifecycle import Status, check_usable
+from contracts.quota import check_quotas, day_start, month_start
+from contracts.scope import check_scope
 from operators.errors import OperatorError
 from operators.keys import verify
 from operators.roles import Role
@@ -84,10 +86,6 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _naive(t: dt.datetime) -> dt.datetime:
-    return t.astimezone(dt.timezone.utc).replace(tzinfo=None)
-
-
 def limits(ctx: Context) -> Limits:
     s = ctx.settings
     return Limits(cpu_seconds=s.job_cpu_seconds, memory_bytes=s.job_memory_mb * 2**20,
@@ -124,23 +122,20 @@ def compile_code(code: str) -> CodeFacts:
 
 def check_names(contract: ContractDocument, facts: CodeFacts,
                 datasets: Mapping[str, DatasetInfo]) -> None:
-    """Refuse before running a job whose literal dataset or column names fall outside the
-    contract. Run-time plans are checked again in full by the driver."""
-    for name in sorted(facts.datasets or ()):
-        if name not in contract.datasets:
-            raise ContractScopeError(
-                f"dataset {name!r} is not part of contract {contract.id}; granted datasets: "
-                f"{', '.join(sorted(contract.datasets))}")
+    """Refuse before running a job whose literal dataset names, column names or column uses
+    fall outside the contract. Run-time plans are checked again in full by the driver."""
+    check_scope(contract, {name: {} for name in facts.datasets or ()})
     used = facts.datasets if facts.datasets is not None else frozenset(contract.datasets)
-    granted = {c for d in used for c in contract.datasets.get(d, {})}
-    for column in sorted(facts.columns - granted - facts.defined):
-        holder = next((d for d in sorted(used) if d in datasets and datasets[d].column(column)),
-                      None)
-        if holder:
-            raise ContractScopeError(
-                f"column {column!r} of dataset {holder!r} is not granted in contract "
-                f"{contract.id}; granted columns: "
-                f"{', '.join(sorted(contract.datasets.get(holder, {})))}")
+    for column in sorted(facts.columns - facts.defined):
+        holders = [d for d in sorted(used) if d in datasets and datasets[d].column(column)]
+        wanted = facts.uses.get(column, frozenset())
+        if holders and not any(_grants(contract, d, column, wanted) for d in holders):
+            check_scope(contract, {holders[0]: {column: wanted}})
+
+
+def _grants(contract: ContractDocument, dataset: str, column: str, uses: frozenset[str]) -> bool:
+    granted = contract.datasets.get(dataset, {}).get(column)
+    return granted is not None and uses <= set(granted)
 
 
 def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Prepared:
@@ -186,7 +181,7 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
             return job_id  # nothing to attach a record to; the error alone explains
         s.add(Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=None, signature=req.signature,
-                  status="rejected", error=error, finished_at=_naive(now())))
+                  status="rejected", error=error, finished_at=billing.naive_utc(now())))
         s.flush()
         log.append(s, "job.rejected", actor.id, job_id,
                    {"contract_id": req.contract_id, "code_sha256": _sha(req.code), "error": error})
@@ -214,6 +209,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                 f"this job is quoted at {p.quote.amount} yuan but contract {contract.id} has "
                 f"{max(left, 0) / 100:.2f} yuan left under its spend cap of {cap}; wait for "
                 "running jobs to settle or apply for a contract with a higher cap")
+        check_quotas(p.contract, *_quota_usage(s, contract.id), p.bound.max_rows)
         contract.reserved_fen += quote_fen
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=req.idempotency_key,
@@ -227,6 +223,20 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
             "contract_id": contract.id, "code_sha256": _sha(req.code), "params": req.params,
             "signature": req.signature, "quote": p.quote.to_json()})
         return job, True
+
+
+def _quota_usage(session: Session, contract_id: str) -> tuple[int, int]:
+    """Jobs admitted today, and rows scanned or still reserved this month, for a contract."""
+    at = now()
+    admitted = (Job.contract_id == contract_id, Job.quote.is_not(None))
+    jobs_today = session.scalar(select(func.count()).select_from(Job).where(
+        *admitted, Job.created_at >= billing.naive_utc(day_start(at)))) or 0
+    rows = 0
+    for job in session.scalars(select(Job).where(*admitted,
+                                                 Job.created_at >= billing.naive_utc(month_start(at)))):
+        usage = job.usage or {}
+        rows += int(usage.get("rows_scanned", usage.get("bounds", {}).get("rows_scanned", 0)))
+    return jobs_today, rows
 
 
 def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> dict[str, Any]:
@@ -324,10 +334,12 @@ def run_and_settle(ctx: Context, job_id: str) -> None:
 
 
 def _chargeable(result: JobResult) -> bool:
-    """Operators pay for work that ran: a success, or a failure of their own code."""
-    if result.status == "succeeded":
-        return True
-    return result.status == "failed" and (result.error or {}).get("fault") != "service"
+    """Operators pay for work that ran, unless the service was at fault. A refusal costs
+    nothing until data was read: a job refused part-way (say, beyond its quoted scans) pays
+    for the scans it made."""
+    if (result.error or {}).get("fault") == "service":
+        return False
+    return result.status != "rejected" or result.usage.get("rows_scanned", 0) > 0
 
 
 def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
@@ -347,7 +359,7 @@ def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
         job.usage = {**(job.usage or {}), **result.usage}
         job.disclosure = result.disclosure
         job.error = result.error
-        job.finished_at = _naive(now())
+        job.finished_at = billing.naive_utc(now())
         job.charge = charge.to_json() if charge else None
         job.charge_fen = billing.to_fen(charge.amount) if charge else 0
         contract_row.reserved_fen -= job.quote_fen

@@ -30,6 +30,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (se.QuotaExceeded, 429),
     (se.JobFailed, 500),
     (ce.ContractScopeError, 403),
+    (ce.ContractQuotaExceeded, 429),
     (ce.ContractInactive, 403),
     (ce.ContractSignatureError, 400),
     (ce.ContractStateError, 409),

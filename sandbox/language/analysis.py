@@ -14,6 +14,7 @@ from dataclasses import dataclass
 class CodeFacts:
     datasets: frozenset[str] | None   # None: some table() name is computed at run time
     columns: frozenset[str]            # literal column names: col("x"), group_by("x"), sum("x")…
+    uses: dict[str, frozenset[str]]    # literal column → uses certain from the source alone
     defined: frozenset[str]            # names the code gives new columns (derive/agg keywords)
     collects: int                      # call sites of .collect()
     emits: int                         # call sites of emit()
@@ -25,6 +26,36 @@ _COLUMN_FUNCS = {"col", "sum", "mean"}
 
 def _literal_strings(args: list[ast.expr]) -> list[str]:
     return [a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+
+
+def _col_literals(node: ast.AST) -> set[str]:
+    return {n.args[0].value for n in ast.walk(node)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "col"
+            and n.args and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str)}
+
+
+def _uses(tree: ast.Module) -> dict[str, frozenset[str]]:
+    """Uses a literal column certainly gets: inside filter(…) it is filtered on, named in
+    group_by(…) it is grouped by, inside sum/mean(…) it is aggregated. Columns used through
+    derived names are left to the run-time check, which follows lineage."""
+    uses: dict[str, set[str]] = {}
+
+    def add(names: set[str] | list[str], use: str) -> None:
+        for name in names:
+            uses.setdefault(name, set()).add(use)
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr == "filter":
+            for arg in node.args:
+                add(_col_literals(arg), "filter")
+        elif isinstance(f, ast.Attribute) and f.attr == "group_by":
+            add(_literal_strings(node.args), "group_by")
+        elif isinstance(f, ast.Name) and f.id in ("sum", "mean") and node.args:
+            add(_literal_strings(node.args[:1]) + sorted(_col_literals(node.args[0])), "aggregate")
+    return {k: frozenset(v) for k, v in uses.items()}
 
 
 def analyse(tree: ast.Module) -> CodeFacts:
@@ -54,4 +85,4 @@ def analyse(tree: ast.Module) -> CodeFacts:
             elif f.attr in ("derive", "agg"):
                 defined.update(k.arg for k in node.keywords if k.arg)
     return CodeFacts(None if dynamic else frozenset(datasets), frozenset(columns),
-                     frozenset(defined), collects, emits)
+                     _uses(tree), frozenset(defined), collects, emits)

@@ -14,7 +14,8 @@ class Base(DeclarativeBase):
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    """Times are stored as naive UTC: SQLite keeps no zone, and one rule serves every database."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 class Principal(Base):

@@ -65,7 +65,7 @@ BAD_APPLICATIONS = [
     ("float cap", {**APPLICATION, "spend_cap": 99.9}, "spend_cap"),
     ("negative cap", {**APPLICATION, "spend_cap": "-5"}, "spend_cap"),
     ("cap below a fen", {**APPLICATION, "spend_cap": "1.001"}, "spend_cap"),
-    ("negative quota", {**APPLICATION, "quotas": {"jobs": -1}}, "jobs"),
+    ("negative quota", {**APPLICATION, "quotas": {"jobs_per_day": -1}}, "jobs_per_day"),
 ]
 
 
@@ -83,14 +83,14 @@ def test_invalid_applications_are_refused_and_not_recorded(local_world: World) -
 
 def test_application_is_recorded_as_applied(local_world: World) -> None:
     w = local_world
-    r = apply(w, {**APPLICATION, "spend_cap": "500", "quotas": {"jobs": 100}})
+    r = apply(w, {**APPLICATION, "spend_cap": "500", "quotas": {"jobs_per_day": 100}})
     assert r.status_code == 201, r.text
     c = r.json()
     assert c["status"] == "pending_approval"
     assert c["approvals"] == {"required": [w.provider["id"]], "given": []}
     doc = c["document"]
     assert doc["operator_id"] == w.operator["id"] and doc["version"] == 1
-    assert doc["spend_cap"] == "500.00" and doc["quotas"] == {"jobs": 100}
+    assert doc["spend_cap"] == "500.00" and doc["quotas"] == {"jobs_per_day": 100}
     assert doc["datasets"]["population"]["district"] == ["filter", "group_by"]
     assert c["signatures"] == {"bureau": None, "operator": None}
     # The canonical bytes are exactly those of the document, rebuildable by any party.

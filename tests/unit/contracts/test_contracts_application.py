@@ -24,7 +24,7 @@ def _body(**changes: Any) -> dict[str, Any]:
         "purpose_class": "public_interest",
         "valid_from": "2026-03-01T00:00:00+08:00",
         "valid_to": "2027-03-01T00:00:00Z",
-        "quotas": {"jobs": 100},
+        "quotas": {"jobs_per_day": 100},
         "spend_cap": "5000.00",
     }
     body.update(changes)
@@ -48,7 +48,7 @@ def test_valid_application_with_chinese_names() -> None:
     assert doc.valid_from == datetime(2026, 2, 28, 16, tzinfo=UTC)
     assert doc.valid_from.tzinfo is UTC
     assert doc.valid_to == datetime(2027, 3, 1, tzinfo=UTC)
-    assert doc.quotas == {"jobs": 100}
+    assert doc.quotas == {"jobs_per_day": 100}
     assert doc.spend_cap == Decimal("5000.00")
     assert doc.issued_at == ISSUED
     assert doc.granted_uses("人口", "区县") == ("group_by", "filter")
@@ -205,14 +205,14 @@ INVALID: list[tuple[str, Any, list[str]]] = [
         ["has fractions of a fen", "at most 2 decimal places"],
     ),
     ("cap-too-large", _body(spend_cap="1e40"), ["is too large"]),
-    ("quota-negative", _body(quotas={"jobs": -1}), ["quota 'jobs' must be a non-negative integer"]),
+    ("quota-negative", _body(quotas={"jobs_per_day": -1}), ["quota 'jobs_per_day' must be a non-negative integer"]),
     (
         "quota-string",
-        _body(quotas={"jobs": "100"}),
-        ["quota 'jobs' must be a non-negative integer", "without quotes"],
+        _body(quotas={"jobs_per_day": "100"}),
+        ["quota 'jobs_per_day' must be a non-negative integer", "without quotes"],
     ),
-    ("quota-float", _body(quotas={"jobs": 1.5}), ["quota 'jobs' must be a non-negative integer"]),
-    ("quota-bool", _body(quotas={"jobs": True}), ["quota 'jobs' must be a non-negative integer"]),
+    ("quota-float", _body(quotas={"jobs_per_day": 1.5}), ["quota 'jobs_per_day' must be a non-negative integer"]),
+    ("quota-bool", _body(quotas={"jobs_per_day": True}), ["quota 'jobs_per_day' must be a non-negative integer"]),
     ("quotas-not-object", _body(quotas=[100]), ["quotas must be an object"]),
     ("quota-empty-name", _body(quotas={"": 1}), ["quota names must be non-empty strings"]),
 ]

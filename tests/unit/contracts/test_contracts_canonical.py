@@ -20,7 +20,7 @@ DOC = ContractDocument(
     purpose_class="commercial",
     valid_from=datetime(2026, 3, 1, tzinfo=UTC),
     valid_to=datetime(2027, 3, 1, tzinfo=UTC),
-    quotas={"jobs": 100, "rows": 10_000_000},
+    quotas={"jobs_per_day": 100, "rows_per_month": 10_000_000},
     spend_cap=Decimal("5000"),
     issued_at=datetime(2026, 2, 20, 9, 30, 15, 250000, tzinfo=UTC),
 )
@@ -36,7 +36,7 @@ def test_to_json_uses_json_types_only() -> None:
         "purpose_class": "commercial",
         "valid_from": "2026-03-01T00:00:00Z",
         "valid_to": "2027-03-01T00:00:00Z",
-        "quotas": {"jobs": 100, "rows": 10_000_000},
+        "quotas": {"jobs_per_day": 100, "rows_per_month": 10_000_000},
         "spend_cap": "5000.00",
         "issued_at": "2026-02-20T09:30:15.250000Z",
     }
@@ -100,7 +100,7 @@ def test_same_terms_in_other_spellings_canonicalize_identically() -> None:
         purpose_class="commercial",
         valid_from=datetime(2026, 3, 1, 8, tzinfo=beijing),
         valid_to="2027-03-01T08:00:00+08:00",  # type: ignore[arg-type]
-        quotas={"rows": 10_000_000, "jobs": 100},
+        quotas={"rows_per_month": 10_000_000, "jobs_per_day": 100},
         spend_cap=Decimal("5000.000"),
         issued_at=datetime(2026, 2, 20, 17, 30, 15, 250000, tzinfo=beijing),
     )
@@ -121,8 +121,8 @@ def test_same_terms_in_other_spellings_canonicalize_identically() -> None:
         {"purpose_class": "public_interest"},
         {"valid_from": datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC)},
         {"valid_to": datetime(2027, 2, 28, tzinfo=UTC)},
-        {"quotas": {"jobs": 101, "rows": 10_000_000}},
-        {"quotas": {"jobs": 100}},
+        {"quotas": {"jobs_per_day": 101, "rows_per_month": 10_000_000}},
+        {"quotas": {"jobs_per_day": 100}},
         {"spend_cap": Decimal("5000.01")},
         {"spend_cap": None},
         {"issued_at": datetime(2026, 2, 20, 9, 30, 15, tzinfo=UTC)},

@@ -24,7 +24,7 @@ DOC = ContractDocument(
     purpose_class="commercial",
     valid_from=datetime(2026, 3, 1, tzinfo=UTC),
     valid_to=datetime(2027, 3, 1, tzinfo=UTC),
-    quotas={"jobs": 10},
+    quotas={"jobs_per_day": 10},
     spend_cap=Decimal("100.00"),
     issued_at=datetime(2026, 2, 20, tzinfo=UTC),
 )
