@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -73,13 +74,14 @@ def _breakdowns(inst: Instance, args: argparse.Namespace, measured: list[QueryRe
 def _fixed_costs(args: argparse.Namespace) -> tuple[float | None, float | None]:
     """Bare jail and Ray no-op round trip, measured on the idle service before any query."""
     reps = max(args.repeat, 10)
-    return (breakdown.bare_jail_ms(reps),
+    return (breakdown.bare_jail_ms(reps, args.executor),
             breakdown.ray_noop_ms(reps) if args.executor == "ray" else None)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    console = Console()
+    # Wide enough for the tables when the output goes to a file or a pipe.
+    console = Console(width=None if sys.stdout.isatty() else 140)
     opts = _options(args)
     console.print(f"setting up: {args.residents:,} residents, executor {args.executor}, "
                   f"queries {', '.join(args.queries)} …")

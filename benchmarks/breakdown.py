@@ -56,7 +56,7 @@ class _Recorder:
 def plans_of(code: str) -> list[Any]:
     """The plans a job's code would send, from running it against a recording channel."""
     recorder = _Recorder()
-    exec(compile_job(code), restricted_globals(namespace(recorder, {})))  # noqa: S102 - our code
+    exec(compile_job(code), restricted_globals(namespace(recorder, {})))  # noqa: S102 - our own
     return recorder.plans
 
 
@@ -85,8 +85,19 @@ class _Quiet:
         return None
 
 
-def bare_jail_ms(repeat: int) -> float | None:
+def _bare_jail_median(repeat: int) -> float | None:
     return _median_of(lambda: run_in_jail(BARE_JOB, {}, _Quiet(), Limits()), repeat)
+
+
+def bare_jail_ms(repeat: int, executor: str) -> float | None:
+    """A bare job's jail, started where jobs' jails start: in a Ray worker, or in this process
+    (forking a large process with many threads costs more than forking a small one)."""
+    if executor != "ray":
+        return _bare_jail_median(repeat)
+    import ray
+
+    task = ray.remote(_bare_jail_median).options(num_cpus=1, max_retries=0)
+    return ray.get(task.remote(repeat))  # type: ignore[no-any-return]
 
 
 def ray_noop_ms(repeat: int) -> float | None:
@@ -97,13 +108,17 @@ def ray_noop_ms(repeat: int) -> float | None:
 
 
 def engine_ms(checked: CheckedPlan, executor: str, repeat: int) -> float | None:
-    if executor == "ray":
-        from sandbox.engine.executor import RayExecutor
+    """The engine alone: ``local`` in this process; ``ray`` with a new executor per run, as the
+    job driver makes one per job; ``ray-reused`` with one executor for all runs."""
+    if executor == "local":
+        local = LocalExecutor()
+        return _median_of(lambda: local.aggregate(checked), repeat)
+    from sandbox.engine.executor import RayExecutor
 
-        ray_executor = RayExecutor()
-        return _median_of(lambda: ray_executor.aggregate(checked), repeat)
-    local = LocalExecutor()
-    return _median_of(lambda: local.aggregate(checked), repeat)
+    if executor == "ray":
+        return _median_of(lambda: RayExecutor().aggregate(checked), repeat)
+    reused = RayExecutor()
+    return _median_of(lambda: reused.aggregate(checked), repeat)
 
 
 def parts(inst: Instance, result: QueryResult, executor: str, repeat: int,
@@ -116,12 +131,17 @@ def parts(inst: Instance, result: QueryResult, executor: str, repeat: int,
         Part("jail wall (metered)", jail, "job's compute_seconds: jail start → exit"),
         Part("outside the jail", e2e - jail if e2e is not None and jail is not None else None,
              "API, SQLite writes, ledger, dispatch, settle, response"),
-        Part("bare jail", bare_ms, "a job that only emits 1: interpreter start-up, compile"),
+        Part("bare jail", bare_ms, "a job that only emits 1: process and interpreter start-up, "
+             "imports, compile, exit; started " + ("in a Ray worker" if executor == "ray"
+                                                   else "by the API process")),
         Part("engine in-process", engine_ms(checked, "local", repeat),
-             "the checked plan on the same partitions, one thread"),
+             "the checked plan on the same partitions, one after another in this process"),
     ]
     if executor == "ray":
         out += [Part("engine on Ray tasks", engine_ms(checked, "ray", repeat),
-                     "one Ray task per partition, merged here"),
+                     "a Ray task per partition, merged here; a new executor per job, as the "
+                     "driver does"),
+                Part("  … executor reused", engine_ms(checked, "ray-reused", repeat),
+                     "the same, with the remote function registered once"),
                 Part("Ray no-op task", noop_ms, "submit + get of an empty task")]
     return out

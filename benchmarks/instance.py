@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import os
 import socket
 import tempfile
 import threading
@@ -24,10 +23,9 @@ import httpx
 import pyarrow.parquet as pq
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from operators.keys import generate_private_key, public_key_b64, sign
 from sqlalchemy import select
 
+from operators.keys import generate_private_key, public_key_b64, sign
 from operators.roles import Role
 from sandbox.accounts import Actor, bootstrap
 from sandbox.api.app import create_app
@@ -61,7 +59,7 @@ class Options:
     executor: str
     partition_rows: int
     ingest: str                    # "http" or "direct"
-    datasets: frozenset[str]       # which of the city's datasets the queries need
+    datasets: frozenset[str]       # the datasets the chosen queries scan
     cache_dir: Path | None = None  # keeps the generated city between runs
 
 
@@ -219,7 +217,6 @@ def running_instance(opts: Options) -> Iterator[Instance]:
         settings = Settings(data_dir=workdir / "instance", executor=opts.executor,
                             partition_rows=opts.partition_rows, job_wall_seconds=600)
         if opts.executor == "ray":
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             ensure_ray(settings)  # from the main thread, so Ray installs its signal handlers
         files = city_files(opts, workdir)
         ctx, bureau = bootstrap(settings)

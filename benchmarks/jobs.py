@@ -79,14 +79,19 @@ class JobClient:
         inst = self._instance
         started = time.perf_counter()
         signature = sign(inst.operator_key, submission_bytes(inst.contract_id, code, {}, None))
-        r = self._http.post("/v1/jobs", params={"wait": "true"}, json={
-            "contract_id": inst.contract_id, "code": code, "signature": signature})
-        seconds = time.perf_counter() - started
-        return _outcome(r, seconds)
+        try:
+            r = self._http.post("/v1/jobs", params={"wait": "true"}, json={
+                "contract_id": inst.contract_id, "code": code, "signature": signature})
+        except httpx.HTTPError as exc:
+            return Outcome(time.perf_counter() - started, "unreachable", "transport", repr(exc))
+        return _outcome(r, time.perf_counter() - started)
 
 
 def _outcome(r: httpx.Response, seconds: float) -> Outcome:
-    body = r.json()
+    try:
+        body = r.json()
+    except ValueError:
+        return Outcome(seconds, "rejected", f"http_{r.status_code}", r.text[:200])
     if r.status_code != 201:
         return Outcome(seconds, "rejected", body.get("code"), body.get("error"))
     error = body.get("error") or {}

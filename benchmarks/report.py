@@ -150,7 +150,8 @@ def _verdict(ok: bool) -> str:
 
 def print_targets(console: Console, setup: Setup, results: list[QueryResult],
                   small: SmallJobs | None) -> None:
-    scale = "" if setup.residents >= TARGET_ROWS else (
+    ratios = any(r.query.name != "q5" for r in results)
+    scale = "" if setup.residents >= TARGET_ROWS or not ratios else (
         f" (ratios are targets at {TARGET_ROWS:,} residents; this run has {setup.residents:,})")
     t = Table("target", "measured", "", title="Targets" + scale)
     for r in results:

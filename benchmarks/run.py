@@ -1,7 +1,7 @@
 """Measuring each query on both sides: the sandbox over HTTP, DuckDB in-process.
 
-Each side gets one untimed warm-up run, then the same number of timed runs. The last
-sandbox release is compared with DuckDB's answer, cell by cell.
+Each side gets one untimed warm-up run, then the same number of timed runs, the two sides
+taking turns. The last sandbox release is compared with DuckDB's answer, cell by cell.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import duckdb
 
 from benchmarks.compare import Check, compare
 from benchmarks.duck import DuckResult, DuckSide
@@ -69,13 +71,24 @@ class SmallJobs:
 
 
 def time_duckdb(duck: DuckSide, sql: str, repeat: int) -> tuple[tuple[float, ...], DuckResult]:
-    duck.run(sql)  # warm-up: file metadata and the OS page cache, as for the sandbox
-    times, result = [], None
+    times, result = [], duck.run(sql)
     for _ in range(repeat):
         seconds, result = duck.timed(sql)
         times.append(seconds)
-    assert result is not None
     return tuple(times), result
+
+
+def alternate(duck: DuckSide, client: JobClient, query: Query,
+              repeat: int) -> tuple[tuple[float, ...], DuckResult, list[Outcome]]:
+    """Timed runs of both sides, taking turns, so that a noisy neighbour on the machine
+    slows both alike rather than whichever side happened to run at the time."""
+    times, outcomes, result = [], [], None
+    for _ in range(repeat):
+        seconds, result = duck.timed(query.sql)
+        times.append(seconds)
+        outcomes.append(client.submit(query.code))
+    assert result is not None
+    return tuple(times), result, outcomes
 
 
 def _first_failure(outcomes: list[Outcome]) -> Outcome | None:
@@ -93,14 +106,16 @@ def _refused(query: Query, rows: int, outcome: Outcome, duck_s: tuple[float, ...
 
 def measure_query(inst: Instance, duck: DuckSide, query: Query, repeat: int) -> QueryResult:
     rows = sum(inst.row_count(d) for d in query.datasets)
-    duck_s, expected = time_duckdb(duck, query.sql, repeat)
+    try:
+        duck.run(query.sql)  # warm-up: file metadata and the OS page cache, as for the sandbox
+    except duckdb.Error as exc:
+        return QueryResult(query, rows, "failed", note=f"DuckDB refused the SQL: {exc}")
     with JobClient(inst) as client:
         first = client.submit(query.code)
         if not first.ok:
-            return _refused(query, rows, first, duck_s)
-        runs = [client.submit(query.code) for _ in range(repeat)]
-    failed = _first_failure(runs)
-    if failed is not None:
+            return _refused(query, rows, first, time_duckdb(duck, query.sql, repeat)[0])
+        duck_s, expected, runs = alternate(duck, client, query, repeat)
+    if (failed := _first_failure(runs)) is not None:
         return QueryResult(query, rows, "failed", duckdb_s=duck_s, note=failed.explain())
     return QueryResult(
         query, rows, "ok", tuple(o.seconds for o in runs), duck_s,
@@ -136,12 +151,17 @@ def run_concurrently(inst: Instance, code: str, clients: int,
 def measure_small_jobs(inst: Instance, duck: DuckSide, query: Query, jobs: int, clients: int,
                        warmup: int = 3) -> SmallJobs:
     rows = inst.row_count(query.datasets[0])
-    duck_s, expected = time_duckdb(duck, query.sql, jobs)
+    try:
+        duck.run(query.sql)
+    except duckdb.Error as exc:
+        return SmallJobs(QueryResult(query, rows, "failed", note=f"DuckDB refused the SQL: {exc}"),
+                         (), clients, 0, 0.0, ())
     with JobClient(inst) as client:
         first = [client.submit(query.code) for _ in range(warmup)]
         if (bad := _first_failure(first)) is not None:
+            duck_s = time_duckdb(duck, query.sql, jobs)[0]
             return SmallJobs(_refused(query, rows, bad, duck_s), (), clients, 0, 0.0, ())
-        sequential = [client.submit(query.code) for _ in range(jobs)]
+        duck_s, expected, sequential = alternate(duck, client, query, jobs)
     wall, concurrent = run_concurrently(inst, query.code, clients, jobs)
     failures = tuple(o.explain() for o in sequential + concurrent if not o.ok)
     ok = [o for o in sequential if o.ok]

@@ -40,7 +40,15 @@ from sandbox.context import Context, ensure_ray
 from sandbox.disclosure.threshold import operator_view
 from sandbox.driver import JobResult, JobSpec, output_digest, run_job, run_job_on_ray
 from sandbox.engine.executor import LocalExecutor
-from sandbox.errors import CompileError, Conflict, NotFound, QuotaExceeded, SandboxError
+from sandbox.engine.validate import check_group_key
+from sandbox.errors import (
+    CompileError,
+    Conflict,
+    DisclosureRefused,
+    NotFound,
+    QuotaExceeded,
+    SandboxError,
+)
 from sandbox.jail.process import Limits
 from sandbox.language.analysis import CodeFacts, analyse
 from sandbox.language.policy import check_source, compile_job
@@ -131,6 +139,9 @@ def check_names(contract: ContractDocument, facts: CodeFacts,
         wanted = facts.uses.get(column, frozenset())
         if holders and not any(_grants(contract, d, column, wanted) for d in holders):
             check_scope(contract, {holders[0]: {column: wanted}})
+        if "group_by" in wanted:
+            for d in holders:
+                check_group_key(datasets[d], column)
 
 
 def _grants(contract: ContractDocument, dataset: str, column: str, uses: frozenset[str]) -> bool:
@@ -243,7 +254,7 @@ def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> d
     require(actor, Role.operator)
     try:
         job, created = reserve(ctx, actor, req)
-    except (CompileError, ContractScopeError) as exc:
+    except (CompileError, ContractScopeError, DisclosureRefused) as exc:
         raise RejectedJob(exc, _record_rejection(ctx, actor, req, exc)) from exc
     if created:
         future = dispatch(ctx, job.id)

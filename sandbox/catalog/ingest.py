@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -117,7 +118,11 @@ def _column_infos(table: pa.Table, meta: DatasetMeta) -> tuple[ColumnInfo, ...]:
             raise IngestError(f"column {name!r}: lower bound is above upper bound")
         if pa.types.is_null(typ):
             raise IngestError(f"column {name!r} is empty in every row; remove it or fill it")
-        infos.append(ColumnInfo(name, str(typ), pol.role, pol.lower, pol.upper))  # type: ignore[arg-type]
+        # How many groups a quasi-identifier would make decides whether it may be grouped raw.
+        distinct = (pc.count_distinct(table.column(name)).as_py()
+                    if pol.role == "quasi_identifier" else None)
+        infos.append(ColumnInfo(name, str(typ), pol.role, pol.lower, pol.upper,  # type: ignore[arg-type]
+                                distinct))
     return tuple(infos)
 
 

@@ -17,6 +17,14 @@ class ColumnInfo:
     role: Role
     lower: float | None = None
     upper: float | None = None
+    distinct: int | None = None   # quasi-identifiers only; internal, never shown to operators
+
+    def to_record(self) -> dict[str, Any]:
+        """The stored form, including what the catalog keeps to itself."""
+        out = self.to_json()
+        if self.distinct is not None:
+            out["distinct"] = self.distinct
+        return out
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type, "role": self.role}

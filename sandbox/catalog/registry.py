@@ -43,7 +43,7 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
         with ctx.transaction() as s:
             s.add(Dataset(name=info.name, title=info.title, provider_id=info.provider_id,
                           level=info.level, row_count=info.row_count,
-                          columns=[c.to_json() for c in info.columns],
+                          columns=[c.to_record() for c in info.columns],
                           partitions=[p.rsplit("/", 1)[1] for p in info.partitions]))
             s.flush()
             log.append(s, "dataset.registered", actor.id, info.name,

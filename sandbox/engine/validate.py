@@ -11,11 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sandbox.catalog.models import DatasetInfo
+from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.errors import DisclosureRefused, PlanError
 from sandbox.language import plan as p
 
 NUMERIC = frozenset({"int", "float"})
+
+# A quasi-identifier with more distinct values than this may only be grouped by in a
+# coarsened form (year(), month(), bucket(), a comparison…), never raw.
+MAX_RAW_QUASI_GROUPS = 100
+
+# Functions whose result has few distinct values whatever their input.
+COARSENING = frozenset({"bucket", "year", "month", "eq", "ne", "lt", "le", "gt", "ge", "and",
+                        "or", "not", "isin", "between", "is_null", "startswith", "endswith"})
 
 
 def kind_of(arrow_type: str) -> str:
@@ -37,6 +45,7 @@ def kind_of(arrow_type: str) -> str:
 class Field:
     kind: str
     sources: frozenset[str]
+    coarse: bool = True   # False: grouping by it could single out rare quasi-identifier values
 
 
 @dataclass
@@ -88,6 +97,13 @@ class _Typer:
         if isinstance(e, p.Call):
             return frozenset().union(*(self.sources(a) for a in e.args))
         return frozenset()
+
+    def coarse(self, e: p.Expr) -> bool:
+        if isinstance(e, p.Col):
+            return self.schema[e.name].coarse if e.name in self.schema else True
+        if isinstance(e, p.Call):
+            return e.fn in COARSENING or all(self.coarse(a) for a in e.args)
+        return True
 
     def kind(self, e: p.Expr) -> str:
         if isinstance(e, p.Col):
@@ -159,6 +175,23 @@ class _Typer:
         return "string"
 
 
+def check_group_key(ds: DatasetInfo, column: str) -> None:
+    """Refuse a raw group key that disclosure rules never allow (the same rules the full
+    plan check applies, for a key named directly in the code)."""
+    c = ds.column(column)
+    if c is None:
+        return
+    schema = {column: Field(kind_of(c.type), frozenset({column}), _raw_is_coarse(c))}
+    plan = p.Aggregate(p.Scan(ds.name), (column,), (("n", p.Agg("count")),))
+    _check_aggregate(plan, schema, _Typer(schema), _Usage(), ds)
+
+
+def _raw_is_coarse(c: ColumnInfo) -> bool:
+    if c.role != "quasi_identifier":
+        return True
+    return c.distinct is not None and c.distinct <= MAX_RAW_QUASI_GROUPS
+
+
 def _chain(node: p.Node) -> list[p.Node]:
     steps: list[p.Node] = []
     while not isinstance(node, p.Scan):
@@ -180,7 +213,8 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
             f"dataset {scan.dataset!r} is not available to this job; "
             f"available: {', '.join(sorted(datasets)) or 'none'}"
         )
-    schema = {c.name: Field(kind_of(c.type), frozenset({c.name})) for c in ds.columns}
+    schema = {c.name: Field(kind_of(c.type), frozenset({c.name}), _raw_is_coarse(c))
+              for c in ds.columns}
     usage = _Usage()
     used_scan: set[str] = set()
     typer = _Typer(schema)
@@ -195,7 +229,7 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
         elif isinstance(step, p.Derive):
             new = dict(schema)
             for name, e in step.columns:
-                new[name] = Field(typer.kind(e), typer.sources(e))
+                new[name] = Field(typer.kind(e), typer.sources(e), typer.coarse(e))
             schema = new
         elif isinstance(step, p.Select):
             missing = [c for c in step.columns if c not in schema]
@@ -236,6 +270,14 @@ def _check_aggregate(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,
             raise DisclosureRefused(
                 f"column {key!r} is (or is derived from) the identifier column {ident[0]!r}; "
                 "identifiers can never be grouped by or released"
+            )
+        if not schema[key].coarse:
+            quasi = sorted(s for s in schema[key].sources if role(s) == "quasi_identifier")
+            raise DisclosureRefused(
+                f"column {key!r} is (or is derived from) the quasi-identifier "
+                f"{(quasi or [key])[0]!r}, which has too many distinct values to group by "
+                f"as it is; group by a coarsened form, e.g. col({(quasi or [key])[0]!r}).year() "
+                "or .bucket([...])"
             )
         usage.add(schema[key].sources, "group_by")
         kinds.append((key, schema[key].kind))

@@ -86,3 +86,40 @@ def test_a_job_refused_part_way_pays_for_the_scans_it_made(local_world: World) -
     rows = [line for line in job["charge"]["lines"] if line["unit"] == "rows"]
     assert rows and rows[0]["quantity"] == RESIDENTS and rows[0]["amount"] == "0.20"
     assert float(job["charge"]["amount"]) <= float(job["quote"]["amount"])
+
+
+def test_grouping_by_a_fine_quasi_identifier_is_refused(local_world: World) -> None:
+    """Even with every count suppressed, grouping a district by exact birth date would list
+    which birth dates occur there. A raw fine-grained quasi-identifier is no group key."""
+    w = local_world
+    cid = w.active_contract()
+    r = _job(w, cid, 'emit("t", table("population").filter(col("district") == "北山区")'
+                     '.group_by("birth_date").agg(n=count()).collect())')
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "disclosure_refused" and "coarsened" in r.json()["error"]
+
+
+def test_a_fine_quasi_identifier_cannot_be_laundered_through_derive(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract()
+    r = w.run(cid, 'emit("t", table("population").derive(d=col("birth_date"))'
+                   '.group_by("d").agg(n=count()).collect())')
+    job = r.json()
+    assert r.status_code == 201 and job["status"] == "rejected", job
+    assert job["error"]["code"] == "disclosure_refused" and "'birth_date'" in job["error"]["message"]
+
+
+def test_coarsened_quasi_identifiers_and_small_ones_group_fine(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract()
+    job = w.run(cid, 'emit("t", table("population").derive(y=col("birth_date").year())'
+                     '.group_by("y", "gender").agg(n=count()).collect())').json()
+    assert job["status"] == "succeeded", job
+    genders = {row[1] for row in job["outputs"]["t"]["rows"]}
+    assert genders == {"男", "女"}  # gender is a quasi-identifier with 2 values: fine raw
+
+
+def test_the_catalog_never_shows_distinct_counts(local_world: World) -> None:
+    w = local_world
+    cols = w.client.get("/v1/datasets/population", headers=w.h(w.operator)).json()["columns"]
+    assert all(set(c) <= {"name", "type", "role", "lower", "upper"} for c in cols)

@@ -18,7 +18,7 @@ PEOPLE = DatasetInfo(
         ColumnInfo("resident_id", "string", "identifier"),
         ColumnInfo("serial", "int64", "identifier"),
         ColumnInfo("district", "string", "attribute"),
-        ColumnInfo("age", "int64", "quasi_identifier"),
+        ColumnInfo("age", "int64", "quasi_identifier", distinct=90),
         ColumnInfo("income", "double", "sensitive"),
         ColumnInfo("birth_date", "date32[day]", "quasi_identifier"),
         ColumnInfo("employed", "bool", "attribute"),
@@ -205,3 +205,28 @@ def test_output_kinds_follow_the_aggregates() -> None:
     checked = check(people().agg(n=count(), s=sum_("age"), f=sum_("income"), m=mean("age")))
     assert checked.output_kinds == (("n", "int"), ("s", "int"), ("f", "float"), ("m", "float"))
     assert checked.dataset is PEOPLE
+
+
+def test_a_fine_quasi_identifier_is_grouped_only_when_coarsened() -> None:
+    fine = DatasetInfo("people", "t", "p", "L3", 100, (
+        ColumnInfo("district", "string", "attribute"),
+        ColumnInfo("birth_date", "date32[day]", "quasi_identifier", distinct=5000),
+        ColumnInfo("income", "int64", "sensitive")), ())
+
+    def plan(keys: tuple[str, ...], derive: tuple[tuple[str, p.Expr], ...] = ()) -> p.Aggregate:
+        node: p.Node = p.Scan("people")
+        if derive:
+            node = p.Derive(node, derive)
+        return p.Aggregate(node, keys, (("n", p.Agg("count")),))
+
+    with pytest.raises(DisclosureRefused, match="'birth_date'.*coarsened"):
+        check_plan(plan(("birth_date",)), {"people": fine})
+    with pytest.raises(DisclosureRefused, match="'birth_date'"):   # renaming keeps it fine
+        check_plan(plan(("d",), (("d", p.Col("birth_date")),)), {"people": fine})
+    year = p.Call("year", (p.Col("birth_date"),))
+    check_plan(plan(("y",), (("y", year),)), {"people": fine})
+    check_plan(plan(("a",), (("a", p.Call("sub", (p.Lit(2024), year))),)), {"people": fine})
+    unknown = DatasetInfo("people", "t", "p", "L3", 100, (
+        ColumnInfo("birth_date", "date32[day]", "quasi_identifier"),), ())
+    with pytest.raises(DisclosureRefused):   # no recorded cardinality: assume fine-grained
+        check_plan(plan(("birth_date",)), {"people": unknown})
