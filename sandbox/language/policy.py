@@ -128,13 +128,29 @@ def _inplace(op: str, x: Any, y: Any) -> Any:
     return ops[op](x, y)
 
 
+_MISSING = object()
+
+
+def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
+    """`safer_getattr`, but a missing attribute is an error that lists what exists, instead of
+    a silent None that fails later as "'NoneType' object is not callable"."""
+    value = safer_getattr(obj, name, _MISSING)
+    if value is not _MISSING:
+        return value
+    if default is not _MISSING:
+        return default
+    public = sorted(a for a in dir(type(obj)) if not a.startswith("_"))
+    raise AttributeError(f"{type(obj).__name__} has no attribute {name!r}"
+                         + (f"; available: {', '.join(public)}" if len(public) <= 40 else ""))
+
+
 def restricted_globals(language: dict[str, Any]) -> dict[str, Any]:
     safe = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
     return {
         "__builtins__": safe,
         "__name__": "job",
         "__metaclass__": type,
-        "_getattr_": safer_getattr,
+        "_getattr_": guarded_getattr,
         "_getitem_": lambda obj, key: obj[key],
         "_getiter_": iter,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,

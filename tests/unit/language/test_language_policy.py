@@ -114,3 +114,16 @@ def test_a_program_in_the_job_language_compiles() -> None:
 def test_names_bound_anywhere_in_the_program_are_known() -> None:
     source = "def f(a, *rest, k=1, **kw):\n    return a\nfor q in [1]:\n    pass\nz = f(q)\n"
     assert compile_job(source) is not None
+
+
+def test_an_unknown_method_names_what_exists() -> None:
+    from sandbox.language.api import Table
+    from sandbox.language.plan import Scan
+    from sandbox.language.policy import guarded_getattr
+
+    table = Table(Scan("population"), channel=None)  # type: ignore[arg-type]
+    with pytest.raises(AttributeError, match="Table has no attribute 'join'; available: .*filter"):
+        guarded_getattr(table, "join")
+    assert guarded_getattr(table, "join", "fallback") == "fallback"
+    with pytest.raises(Exception):
+        guarded_getattr(table, "_node")  # private names stay refused
