@@ -32,19 +32,13 @@ from sandbox.api.app import create_app
 from sandbox.catalog import registry
 from sandbox.catalog.synthetic import CityDataset, generate_city, write_city
 from sandbox.context import Context, ensure_ray
+from sandbox.demo import PRICES
 from sandbox.settings import Settings
 from sandbox.store.models import Principal
 
 from benchmarks.queries import SMALL_DATASET
 
-SCHEDULE = {
-    "name": "2026 收费标准（基准测试）", "effective_from": "2026-01-01T00:00:00Z",
-    "items": [{"unit": "call", "price": "2.00"},
-              {"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"},
-              {"unit": "rows", "per": 10000, "price": "0.05", "level": "L2"},
-              {"unit": "compute_seconds", "price": "0.01"},
-              {"unit": "output", "price": "0.50"}],
-}
+SCHEDULE = PRICES
 CITY_DATASETS = ("population", "enterprises", "social_insurance")
 ALL_USES = ["group_by", "filter", "aggregate", "join"]
 HTTP_TIMEOUT = 600.0

@@ -20,16 +20,11 @@ from sandbox.accounts import bootstrap
 from sandbox.api.app import create_app
 from sandbox.catalog.synthetic import generate_city
 from sandbox.context import Context
+from sandbox.demo import PRICES
 from sandbox.settings import Settings
 
-SCHEDULE = {
-    "name": "2026 收费标准", "effective_from": "2026-01-01T00:00:00Z",
-    "items": [{"unit": "call", "price": "2.00"},
-              {"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"},
-              {"unit": "rows", "per": 10000, "price": "0.05", "level": "L2"},
-              {"unit": "compute_seconds", "price": "0.01"},
-              {"unit": "output", "price": "0.50"}],
-}
+# The demo's published fees: tests compute expected charges from the same schedule.
+SCHEDULE = PRICES
 
 GRANTS = {
     "population": {"district": ["group_by", "filter"], "gender": ["group_by", "filter"],
