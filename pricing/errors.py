@@ -6,9 +6,12 @@ envelope; messages say what was wrong and how to fix it.
     PricingError
     ├── MoneyError          invalid_money             an amount is not yuan with fen precision
     ├── ScheduleError       invalid_price_schedule    a price schedule fails validation
+    ├── CapsError           invalid_price_caps        a set of price caps fails validation
+    ├── CapExceeded         price_above_cap           a schedule prices a unit above its cap
     ├── MeteringError       invalid_metering          metered usage is malformed
     ├── ChargeError         invalid_charge            a charge is malformed or cannot be computed
-    └── SettlementError     settlement_exceeds_quote  an actual charge is above its quote
+    ├── SettlementError     settlement_exceeds_quote  an actual charge is above its quote
+    └── RevenueError        invalid_revenue           revenue lines or a report's inputs are malformed
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ class ScheduleError(PricingError):
     code = "invalid_price_schedule"
 
 
+class CapsError(PricingError):
+    code = "invalid_price_caps"
+
+
+class CapExceeded(PricingError):
+    code = "price_above_cap"
+
+
 class MeteringError(PricingError):
     code = "invalid_metering"
 
@@ -42,3 +53,7 @@ class ChargeError(PricingError):
 
 class SettlementError(PricingError):
     code = "settlement_exceeds_quote"
+
+
+class RevenueError(PricingError):
+    code = "invalid_revenue"

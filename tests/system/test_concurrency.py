@@ -1,0 +1,82 @@
+"""Money under concurrency, against a real `sandbox serve`: reservations against a spend cap
+are atomic, idempotency keys never charge twice, and nothing is lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from contracts.quota import BEIJING
+from live import Cast, active_contract, cast_of, run_server
+
+# One call fee and nothing else, so that a job's charge equals its quote and the number of
+# jobs a cap admits does not depend on how many have settled meanwhile.
+FLAT_FEE = {"name": "按次收费", "effective_from": "2026-01-02T00:00:00Z",
+            "items": [{"unit": "call", "price": "1.00"}]}
+JOB = 'emit("n", table("population").agg(n=count()).collect())'
+
+
+@pytest.fixture(scope="module")
+def cast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cast]:
+    root = tmp_path_factory.mktemp("concurrency")
+    with run_server(root, executor="local") as server, cast_of(server, root) as cast:
+        cast.bureau.publish_prices(FLAT_FEE)
+        yield cast
+
+
+def _submit(url: str, token: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{url}/v1/jobs", json=body, timeout=120,
+                      headers={"Authorization": f"Bearer {token}"})
+
+
+def _finish(cast: Cast, job_ids: list[str], limit: float = 120) -> list[Any]:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        jobs = [cast.operator.job(j) for j in job_ids]
+        if all(j.finished for j in jobs):
+            return jobs
+        time.sleep(0.5)
+    raise AssertionError("jobs did not finish in time")
+
+
+def test_a_cap_for_37_jobs_admits_exactly_37_of_100_concurrent_submissions(cast: Cast) -> None:
+    cid = active_contract(cast, spend_cap="37.00")
+    assert cast.operator.quote(cid, JOB)["quote"]["amount"] == "1.00"
+    body = {"contract_id": cid, "code": JOB}
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        responses = list(pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body),
+                                  range(100)))
+    codes = [r.status_code for r in responses]
+    assert codes.count(201) == 37 and codes.count(429) == 63, codes
+    for r in responses:
+        if r.status_code == 429:
+            err = r.json()
+            assert err["code"] == "quota_exceeded" and "spend cap of 37.00" in err["error"]
+    jobs = _finish(cast, [r.json()["id"] for r in responses if r.status_code == 201])
+    assert [j.status for j in jobs] == ["succeeded"] * 37
+    assert all(j.charge["amount"] == "1.00" for j in jobs)
+    spend = cast.bureau.contract(cid)["spend"]
+    assert spend == {"reserved_fen": 0, "spent_fen": 3700}
+    bill = cast.operator.bills(dt.datetime.now(BEIJING).strftime("%Y-%m"))
+    assert sum(1 for c in bill["charges"] if c["contract_id"] == cid) == 37
+    # The cap is used up: one more is refused, and nothing was reserved for it.
+    assert _submit(cast.server.url, cast.operator_token, body).status_code == 429
+    assert cast.bureau.contract(cid)["spend"] == spend
+
+
+def test_concurrent_resubmissions_with_one_key_run_and_charge_once(cast: Cast) -> None:
+    cid = active_contract(cast, spend_cap="100.00")
+    body = {"contract_id": cid, "code": JOB, "idempotency_key": "每日报表-2026-11-25"}
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body),
+                                  range(20)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["id"] for r in responses}) == 1
+    _finish(cast, [responses[0].json()["id"]])
+    assert cast.bureau.contract(cid)["spend"] == {"reserved_fen": 0, "spent_fen": 100}
