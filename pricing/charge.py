@@ -2,21 +2,36 @@
 
 Public-interest use is free but metered: its lines carry the schedule's list
 price in ``list_amount`` and 0 in ``amount``. Commercial use pays list price.
+Rows lines are per dataset, and per volume tier when a dataset's rows straddle tiers.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
-from pricing.errors import ChargeError, MeteringError, MoneyError, SettlementError
+from pricing.errors import ChargeError, MoneyError, SettlementError
+from pricing.metering import UNNAMED, Metered, RowsUse, check_month_to_date
 from pricing.money import ZERO, check_money, format_money, parse_money, round_fen, sum_money
 from pricing.schedule import LEVELS, UNITS, PriceSchedule, Unit
+from pricing.volume import rows_segments
+
+__all__ = [
+    "CURRENCY",
+    "PURPOSE_CLASSES",
+    "Charge",
+    "ChargeLine",
+    "Metered",
+    "PurposeClass",
+    "RowsUse",
+    "price",
+    "settle",
+]
 
 PurposeClass = Literal["public_interest", "commercial"]
 PURPOSE_CLASSES: tuple[PurposeClass, ...] = get_args(PurposeClass)
@@ -26,39 +41,26 @@ CURRENCY = "CNY"
 # the lines" while keeping the field typed as Decimal.
 _FROM_LINES = Decimal("NaN")
 _PLAIN_DECIMAL = re.compile(r"\d+(\.\d+)?")
-_LINE_FIELDS = ("unit", "quantity", "amount", "list_amount", "level")
+_LINE_FIELDS = ("unit", "quantity", "amount", "list_amount", "level", "dataset", "tier")
+_NOTHING_YET: Mapping[str, int] = MappingProxyType({})
 _CHARGE_FIELDS = ("amount", "currency", "lines", "list_amount")
 
 
 @dataclass(frozen=True)
-class Metered:
-    """What a job used: calls, rows scanned per classification level, compute seconds, outputs."""
-
-    calls: int = 1
-    rows_by_level: Mapping[str, int] = field(default_factory=dict)
-    compute_seconds: Decimal = Decimal(0)
-    outputs: int = 0
-
-    def __post_init__(self) -> None:
-        _check_count("calls", self.calls)
-        _check_count("outputs", self.outputs)
-        object.__setattr__(self, "rows_by_level", _check_rows(self.rows_by_level))
-        object.__setattr__(self, "compute_seconds", _check_seconds(self.compute_seconds))
-
-    @property
-    def rows_scanned(self) -> int:
-        return sum(self.rows_by_level.values())
-
-
-@dataclass(frozen=True)
 class ChargeLine:
-    """One billed unit; ``quantity`` is an int, or a decimal string for compute_seconds."""
+    """One billed unit; ``quantity`` is an int, or a decimal string for compute_seconds.
+
+    Rows lines name the ``dataset`` scanned (None for rows metered by level
+    only) and, when priced by volume tiers, the ``tier`` index the rows fell in.
+    """
 
     unit: Unit
     quantity: int | str
     amount: Decimal
     list_amount: Decimal
     level: str | None = None
+    dataset: str | None = None
+    tier: int | None = None
 
     def __post_init__(self) -> None:
         # Messages start with the field name so Charge.from_json can prefix the line's index.
@@ -75,6 +77,8 @@ class ChargeLine:
                 f"{format_money(self.list_amount)}; a line never costs more than the schedule price"
             )
         _check_line_level(self.unit, self.level)
+        _check_line_dataset(self.unit, self.dataset)
+        _check_line_tier(self.unit, self.tier)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -85,6 +89,10 @@ class ChargeLine:
         }
         if self.level is not None:
             out["level"] = self.level
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
+        if self.tier is not None:
+            out["tier"] = self.tier
         return out
 
     @classmethod
@@ -99,6 +107,8 @@ class ChargeLine:
             amount=_parse_charge_money("amount", obj["amount"]),
             list_amount=_parse_charge_money("list_amount", obj["list_amount"]),
             level=obj.get("level"),
+            dataset=obj.get("dataset"),
+            tier=obj.get("tier"),
         )
 
 
@@ -175,11 +185,25 @@ class Charge:
         )
 
 
-def price(schedule: PriceSchedule, metered: Metered, purpose_class: PurposeClass) -> Charge:
+def price(
+    schedule: PriceSchedule,
+    metered: Metered,
+    purpose_class: PurposeClass,
+    month_to_date: Mapping[str, int] = _NOTHING_YET,
+) -> Charge:
     """Price metered usage under ``schedule`` for a contract of ``purpose_class``.
 
-    One line per unit that the schedule prices and that was used; rows get one
-    line per classification level. A rows level with no applicable item is free.
+    One line per unit that the schedule prices and that was used. Rows get one
+    line per dataset, at the dataset's level price times its multiplier; rows at
+    a level with no applicable item are free. Under a tiered item a dataset gets
+    one line per tier its rows reach: ``month_to_date`` maps a level to the rows
+    the operator already scanned this billing month at that level before this
+    job, and the job's rows continue the count from there (see pricing.volume).
+    More rows already scanned this month never make a job dearer, so a quote
+    priced before other jobs of the month settle stays an upper bound.
+
+    Each line is computed exactly and rounded half-up to the fen, except that the
+    lines under one tiered item are rounded on their running total.
     """
     if purpose_class not in PURPOSE_CLASSES:
         raise ChargeError(
@@ -187,11 +211,25 @@ def price(schedule: PriceSchedule, metered: Metered, purpose_class: PurposeClass
         )
     if not isinstance(metered, Metered):
         raise ChargeError(f"metered usage must be a Metered, not {type(metered).__name__}")
-    lines = [
-        _price_line(schedule, unit, quantity, level, purpose_class)
-        for unit, quantity, level in _quantities(metered)
-        if quantity > 0
-    ]
+    if not isinstance(schedule, PriceSchedule):
+        raise ChargeError(f"schedule must be a PriceSchedule, not {type(schedule).__name__}")
+    so_far = check_month_to_date(month_to_date)
+    commercial = purpose_class == "commercial"
+    lines = [_flat_line(schedule, "call", metered.calls, commercial)]
+    lines.extend(
+        ChargeLine(
+            unit="rows",
+            quantity=segment.rows,
+            amount=segment.list_amount if commercial else ZERO,
+            list_amount=segment.list_amount,
+            level=segment.level,
+            dataset=segment.dataset if segment.dataset != UNNAMED else None,
+            tier=segment.tier,
+        )
+        for segment in rows_segments(schedule, metered.rows, so_far)
+    )
+    lines.append(_flat_line(schedule, "compute_seconds", metered.compute_seconds, commercial))
+    lines.append(_flat_line(schedule, "output", metered.outputs, commercial))
     return Charge.from_lines([line for line in lines if line is not None])
 
 
@@ -215,63 +253,20 @@ def settle(quote: Charge, actual: Charge) -> Charge:
     return actual
 
 
-def _quantities(metered: Metered) -> Iterator[tuple[Unit, int | Decimal, str | None]]:
-    yield "call", metered.calls, None
-    for level, rows in metered.rows_by_level.items():
-        yield "rows", rows, level
-    yield "compute_seconds", metered.compute_seconds, None
-    yield "output", metered.outputs, None
-
-
-def _price_line(
-    schedule: PriceSchedule,
-    unit: Unit,
-    quantity: int | Decimal,
-    level: str | None,
-    purpose_class: PurposeClass,
+def _flat_line(
+    schedule: PriceSchedule, unit: Unit, quantity: int | Decimal, commercial: bool
 ) -> ChargeLine | None:
-    item = schedule.price_for(unit, level)
-    if item is None:
+    item = schedule.price_for(unit)
+    if item is None or quantity <= 0:
         return None
+    assert item.price is not None  # only rows items take tiers
     list_amount = round_fen(Fraction(quantity) * Fraction(item.price) / item.per)
     return ChargeLine(
         unit=unit,
         quantity=format(quantity, "f") if isinstance(quantity, Decimal) else quantity,
-        amount=list_amount if purpose_class == "commercial" else ZERO,
+        amount=list_amount if commercial else ZERO,
         list_amount=list_amount,
-        level=level,
     )
-
-
-def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MeteringError(f"{name}: {value!r} is not a count; use a whole number, 0 or more")
-
-
-def _check_rows(rows_by_level: object) -> Mapping[str, int]:
-    if not isinstance(rows_by_level, Mapping):
-        raise MeteringError('rows_by_level: must map a level to rows scanned, e.g. {"L3": 120000}')
-    for level, rows in rows_by_level.items():
-        if level not in LEVELS:
-            raise MeteringError(
-                f"rows_by_level: {level!r} is not a classification level; "
-                f"use one of {', '.join(LEVELS)}"
-            )
-        _check_count(f"rows_by_level[{level!r}]", rows)
-    # A sorted read-only copy: the caller's dict may change, a charge's input must not.
-    return MappingProxyType({level: rows_by_level[level] for level in sorted(rows_by_level)})
-
-
-def _check_seconds(seconds: object) -> Decimal:
-    if isinstance(seconds, float):
-        raise MeteringError(
-            "compute_seconds: is a float; pass a Decimal, e.g. Decimal(str(round(seconds, 3)))"
-        )
-    if isinstance(seconds, int) and not isinstance(seconds, bool):
-        seconds = Decimal(seconds)
-    if not isinstance(seconds, Decimal) or not seconds.is_finite() or seconds.is_signed():
-        raise MeteringError(f"compute_seconds: {seconds!r} is not a Decimal of 0 or more seconds")
-    return seconds
 
 
 def _check_quantity(unit: str, quantity: object) -> None:
@@ -297,6 +292,32 @@ def _check_line_level(unit: str, level: object) -> None:
         raise ChargeError(
             f"level: only 'rows' lines have a level; remove it from this {unit!r} line"
         )
+
+
+def _check_line_dataset(unit: str, dataset: object) -> None:
+    if dataset is None:
+        return
+    if not isinstance(dataset, str) or not dataset.strip():
+        raise ChargeError(
+            f"dataset: {dataset!r} is not a dataset name; name the dataset scanned, "
+            "or leave dataset out"
+        )
+    if unit != "rows":
+        raise ChargeError(
+            f"dataset: only 'rows' lines name a dataset; remove it from this {unit!r} line"
+        )
+
+
+def _check_line_tier(unit: str, tier: object) -> None:
+    if tier is None:
+        return
+    if isinstance(tier, bool) or not isinstance(tier, int) or tier < 0:
+        raise ChargeError(
+            f"tier: {tier!r} is not a tier index; use the 0-based position of the tier in "
+            "the schedule item, or leave tier out for a flat price"
+        )
+    if unit != "rows":
+        raise ChargeError(f"tier: only 'rows' lines have a tier; remove it from this {unit!r} line")
 
 
 def _check_lines(lines: object) -> tuple[ChargeLine, ...]:

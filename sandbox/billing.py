@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -133,3 +135,21 @@ def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = Non
     return {"period": period, "operator_id": operator_id, "currency": "CNY",
             "charges": charges, "total": format_money(total),
             "list_total": format_money(list_total)}
+
+
+STATEMENT_COLUMNS = ("job_id", "contract_id", "operator_id", "finished_at", "unit", "dataset",
+                     "level", "tier", "quantity", "amount", "list_amount")
+
+
+def statement_csv(statement: dict[str, Any]) -> str:
+    """A statement as CSV: one row per charge line, then a total row equal to their sum."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(STATEMENT_COLUMNS)
+    for charge in statement["charges"]:
+        for line in charge["lines"]:
+            row = {**{k: charge.get(k) for k in STATEMENT_COLUMNS[:4]}, **line}
+            writer.writerow(["" if row.get(k) is None else row[k] for k in STATEMENT_COLUMNS])
+    writer.writerow(["total", "", statement["operator_id"] or "", statement["period"], "", "", "",
+                     "", "", statement["total"], statement["list_total"]])
+    return out.getvalue()

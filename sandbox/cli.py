@@ -18,6 +18,9 @@ app = typer.Typer(help="Public Data Sandbox: analyse public data without seeing 
 datasets_app = typer.Typer(help="The catalog of datasets (acts as the bureau on a local instance).",
                            no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+prices_app = typer.Typer(help="Published fees (acts as the bureau on a local instance).",
+                         no_args_is_help=True)
+app.add_typer(prices_app, name="prices")
 
 console = Console()
 err = Console(stderr=True)
@@ -107,9 +110,7 @@ def datasets_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False
     ctx = _open(data_dir)
     try:
         info = registry.register(ctx, _bureau(ctx), file.read_bytes(), file.name,
-                                 json.loads(meta.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as e:
-        _fail(f"{meta} is not valid JSON: {e.msg} (line {e.lineno})")
+                                 _read_json(meta))
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
     finally:
@@ -131,6 +132,86 @@ def datasets_list(data_dir: Optional[Path] = DataDir) -> None:
     table = Table("name", "title", "level", "rows", "provider")
     for d in rows:
         table.add_row(d["name"], d["title"], d["level"], str(d["row_count"]), d["provider_id"])
+    console.print(table)
+
+
+@prices_app.command("publish")
+def prices_publish(file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                               help="JSON price schedule: {name, effective_from, "
+                                                    "items: [{unit, price, per?, level?}]}"),
+                   data_dir: Optional[Path] = DataDir) -> None:
+    """Publish a new version of the price schedule."""
+    from sandbox import billing
+
+    ctx = _open(data_dir)
+    try:
+        published = billing.publish(ctx, _bureau(ctx), _read_json(file))
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
+    finally:
+        ctx.close()
+    console.print(f"Published schedule {published['id']}: {published['name']}, in force from "
+                  f"{published['effective_from']}")
+    _print_schedule(published)
+
+
+@prices_app.command("show")
+def prices_show(data_dir: Optional[Path] = DataDir) -> None:
+    """Show the schedule in force now."""
+    from sandbox import billing
+
+    ctx = _open(data_dir)
+    try:
+        with ctx.reading() as s:
+            schedule_id, schedule = billing.in_force(s)
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
+    finally:
+        ctx.close()
+    console.print(f"Schedule {schedule_id}: {schedule.name}")
+    _print_schedule(schedule.to_json())
+
+
+@app.command()
+def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time)."),
+          operator: Optional[str] = typer.Option(None, help="Only this operator's charges."),
+          csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the statement "
+                                                  "as CSV (UTF-8) to this file."),
+          data_dir: Optional[Path] = DataDir) -> None:
+    """Monthly statement of charges on a local instance, as the bureau sees it."""
+    from sandbox import billing
+
+    ctx = _open(data_dir)
+    try:
+        statement = billing.bills(ctx, _bureau(ctx), period, operator)
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
+    finally:
+        ctx.close()
+    table = Table("job", "operator", "finished", "amount", "list amount",
+                  title=f"Statement {period}" + (f" for {operator}" if operator else ""))
+    for c in statement["charges"]:
+        table.add_row(c["job_id"], c["operator_id"], c["finished_at"] or "", c["amount"],
+                      c["list_amount"])
+    table.add_row("[bold]total", "", "", f"[bold]{statement['total']}", statement["list_total"])
+    console.print(table)
+    if csv_file is not None:
+        csv_file.write_text("\ufeff" + billing.statement_csv(statement), encoding="utf-8")
+        console.print(f"Wrote {csv_file}")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        _fail(f"{path} is not valid JSON: {e.msg} (line {e.lineno})")
+
+
+def _print_schedule(schedule: dict[str, Any]) -> None:
+    table = Table("unit", "price (yuan)", "per", "level")
+    for item in schedule["items"]:
+        table.add_row(item["unit"], item.get("price", "tiered"), str(item.get("per", 1)),
+                      item.get("level", ""))
     console.print(table)
 
 

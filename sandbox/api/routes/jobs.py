@@ -3,7 +3,6 @@ from __future__ import annotations
 import csv
 import io
 from typing import Any, Literal
-from urllib.parse import quote as percent_encode
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sandbox import service
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.api.files import attachment, csv_response
 
 router = APIRouter(tags=["jobs"])
 
@@ -70,18 +70,9 @@ def output(job_id: str, name: str, ctx: Ctx, actor: CurrentActor,
     if format == "json":
         return body
     if format == "csv":
-        # UTF-8 with BOM so that spreadsheet programs show Chinese names correctly.
-        return Response(("\ufeff" + _csv(body)).encode("utf-8"),
-                        media_type="text/csv; charset=utf-8",
-                        headers=_attachment(f"{name}.csv"))
+        return csv_response(_csv(body), f"{name}.csv")
     table = _table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return Response(sink.getvalue(), media_type="application/vnd.apache.parquet",
-                    headers=_attachment(f"{name}.parquet"))
-
-
-def _attachment(filename: str) -> dict[str, str]:
-    # Header values are Latin-1: a Chinese output name travels percent-encoded (RFC 6266).
-    encoded = percent_encode(filename, safe="")
-    return {"Content-Disposition": f"attachment; filename*=UTF-8''{encoded}"}
+                    headers=attachment(f"{name}.parquet"))

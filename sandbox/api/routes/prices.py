@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body
 
 from sandbox import billing
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.api.files import csv_response
 
 router = APIRouter(tags=["pricing"])
 
@@ -24,6 +25,11 @@ def current(ctx: Ctx) -> dict[str, Any]:
 
 
 @router.get("/bills")
-def bills(period: str, ctx: Ctx, actor: CurrentActor,
-          operator_id: str | None = None) -> dict[str, Any]:
-    return billing.bills(ctx, actor, period, operator_id)
+def bills(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
+          format: Literal["json", "csv"] = "json") -> Any:
+    """A monthly statement (Beijing-time month); `format=csv` gives one row per charge line."""
+    statement = billing.bills(ctx, actor, period, operator_id)
+    if format == "json":
+        return statement
+    name = f"statement-{period}" + (f"-{operator_id}" if operator_id else "")
+    return csv_response(billing.statement_csv(statement), f"{name}.csv")

@@ -200,9 +200,9 @@ def test_non_object_item_and_non_object_schedule() -> None:
 
 def test_unknown_fields_are_named_with_the_valid_ones() -> None:
     message = schedule_error(schedule_with({"unit": "call", "prcie": "2"}))
-    assert message == "items[0].prcie: unknown field; a price item has unit, price, per, level"
+    assert message == "items[0].prcie: unknown field; a price item has unit, price, per, level, tiers"
     message = schedule_error(schedule_with({"unit": "call", "price": "2"}, currency="USD"))
-    assert message == "currency: unknown field; a price schedule has name, effective_from, items"
+    assert message == "currency: unknown field; a price schedule has name, effective_from, items, multipliers"
 
 
 def test_direct_construction_is_validated_too() -> None:

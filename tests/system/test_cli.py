@@ -1,0 +1,124 @@
+"""The `sandbox` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sandbox.demo import PRICES
+
+POLICY = {"居民编号": {"role": "identifier"}, "街道": {"role": "attribute"},
+          "月收入": {"role": "sensitive", "lower": 0, "upper": 100000}}
+
+
+def sandbox(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("sandbox")
+    env = {**os.environ, "SANDBOX_EXECUTOR": "local", "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([str(script) if script.exists() else "sandbox", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Path:
+    r = sandbox("init", "--data-dir", "inst", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["token"].startswith("sbx_") and Path(out["data_dir"]) == tmp_path / "inst"
+    return tmp_path
+
+
+def _provider_id(root: Path) -> str:
+    from sandbox.accounts import create_principal
+    from sandbox.context import open_instance
+    from sandbox.settings import Settings
+
+    ctx = open_instance(Settings(data_dir=root / "inst", executor="local"))
+    try:
+        return create_principal(ctx, None, "市公安局", "provider")[0].id
+    finally:
+        ctx.close()
+
+
+def test_init_refuses_to_overwrite_an_instance(instance: Path) -> None:
+    r = sandbox("init", "--data-dir", "inst", cwd=instance)
+    assert r.returncode == 1 and "already exists" in r.stderr
+
+
+def test_commands_on_a_missing_instance_say_how_to_create_one(tmp_path: Path) -> None:
+    r = sandbox("datasets", "list", "--data-dir", "nowhere", cwd=tmp_path)
+    assert r.returncode == 1 and "sandbox init --data-dir nowhere" in r.stderr
+
+
+def test_ingest_a_chinese_csv_and_list_it(instance: Path) -> None:
+    rows = "居民编号,街道,月收入\n" + "".join(f"R{i:04d},{'东关街道' if i % 2 else '西湖街道'},{3000 + i}\n"
+                                          for i in range(50))
+    (instance / "居民.csv").write_text(rows, encoding="utf-8")
+    meta = {"name": "居民", "title": "居民收入", "provider_id": _provider_id(instance),
+            "level": "L2", "columns": POLICY}
+    (instance / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    r = sandbox("datasets", "ingest", "居民.csv", "--meta", "meta.json", "--data-dir", "inst",
+                cwd=instance)
+    assert r.returncode == 0, r.stderr
+    assert "居民" in r.stdout and "50 rows" in r.stdout and "月收入" in r.stdout
+    listed = sandbox("datasets", "list", "--data-dir", "inst", cwd=instance)
+    assert "居民收入" in listed.stdout
+    again = sandbox("datasets", "ingest", "居民.csv", "--meta", "meta.json", "--data-dir", "inst",
+                    cwd=instance)
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_ingest_with_a_bad_policy_fails_and_leaves_nothing(instance: Path) -> None:
+    (instance / "d.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    meta = {"name": "d", "title": "d", "provider_id": _provider_id(instance), "level": "L1",
+            "columns": {"a": {"role": "attribute"}, "c": {"role": "attribute"}}}
+    (instance / "m.json").write_text(json.dumps(meta), encoding="utf-8")
+    r = sandbox("datasets", "ingest", "d.csv", "--meta", "m.json", "--data-dir", "inst",
+                cwd=instance)
+    assert r.returncode == 1 and "'c'" in r.stderr
+    assert list((instance / "inst" / "datasets").iterdir()) == []
+
+
+def test_prices_publish_show_and_refuse_a_bad_schedule(instance: Path) -> None:
+    r = sandbox("prices", "show", "--data-dir", "inst", cwd=instance)
+    assert r.returncode == 1 and "no price schedule is in force" in r.stderr
+    (instance / "p.json").write_text(json.dumps(PRICES, ensure_ascii=False), encoding="utf-8")
+    r = sandbox("prices", "publish", "p.json", "--data-dir", "inst", cwd=instance)
+    assert r.returncode == 0 and "公共数据产品收费标准" in r.stdout, r.stderr
+    shown = sandbox("prices", "show", "--data-dir", "inst", cwd=instance)
+    assert "compute_seconds" in shown.stdout and "0.10" in shown.stdout
+    bad = {**PRICES, "items": [{"unit": "rows", "price": "0.001"}]}
+    (instance / "bad.json").write_text(json.dumps(bad), encoding="utf-8")
+    r = sandbox("prices", "publish", "bad.json", "--data-dir", "inst", cwd=instance)
+    assert r.returncode == 1 and "items[0].price" in r.stderr
+
+
+def test_bills_writes_a_csv_statement(instance: Path) -> None:
+    r = sandbox("bills", "2026-11", "--csv", "s.csv", "--data-dir", "inst", cwd=instance)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.reader(io.StringIO((instance / "s.csv").read_text(encoding="utf-8-sig"))))
+    assert rows[0][:3] == ["job_id", "contract_id", "operator_id"] and rows[-1][0] == "total"
+    bad = sandbox("bills", "2026-13", "--data-dir", "inst", cwd=instance)
+    assert bad.returncode == 1 and "YYYY-MM" in bad.stderr
+
+
+def test_the_demo_tells_the_whole_story_on_ray(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("sandbox")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "RAY_AUTH_MODE": "disabled"}
+    env.pop("SANDBOX_EXECUTOR", None)
+    r = subprocess.run([str(script) if script.exists() else "sandbox", "demo"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = r.stdout
+    assert "local Ray cluster" in out
+    assert "▒ suppressed" in out and "suppressed by min_contributors" in out
+    assert "HTTP 403 contract_scope" in out and "'hukou_type'" in out
+    assert "HTTP 400 code_rejected" in out and "line 1" in out
+    assert "root hash verified against the bureau's public key" in out
+    assert "charged" in out and "quoted" in out
