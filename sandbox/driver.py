@@ -63,14 +63,21 @@ def _canonical(body: Any) -> str:
 class _Handler:
     spec: JobSpec
     executor: Executor
-    rows_by_level: dict[str, int] = field(default_factory=dict)
+    rows_by_dataset: dict[str, int] = field(default_factory=dict)
     releases: list[dict[str, Any]] = field(default_factory=list)
     released: set[str] = field(default_factory=set)
     outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows_scanned(self) -> int:
-        return sum(self.rows_by_level.values())
+        return sum(self.rows_by_dataset.values())
+
+    def rows_by_level(self) -> dict[str, int]:
+        levels: dict[str, int] = {}
+        for name, rows in self.rows_by_dataset.items():
+            level = self.spec.datasets[name].level
+            levels[level] = levels.get(level, 0) + rows
+        return dict(sorted(levels.items()))
 
     def collect(self, plan_json: Any) -> dict[str, Any]:
         checked = check_plan(plan_from_json(plan_json), dict(self.spec.datasets))
@@ -88,7 +95,7 @@ class _Handler:
             # Arrow's messages can quote data values; say what failed without them.
             raise PlanError("an expression could not be evaluated (arithmetic overflow, division "
                             "or an invalid conversion); check the expressions of this plan")
-        self.rows_by_level[ds.level] = self.rows_by_level.get(ds.level, 0) + result.rows_scanned
+        self.rows_by_dataset[ds.name] = self.rows_by_dataset.get(ds.name, 0) + result.rows_scanned
         threshold = threshold_for(ds.level, dict(self.spec.thresholds))
         release = apply_threshold(result.table, checked.plan.keys, threshold)
         self.releases.append({
@@ -138,7 +145,8 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
     outcome = run_in_jail(spec.code, dict(spec.params), handler, spec.limits)
     usage = {
         "rows_scanned": handler.rows_scanned,
-        "rows_by_level": dict(sorted(handler.rows_by_level.items())),
+        "rows_by_level": handler.rows_by_level(),
+        "rows_by_dataset": dict(sorted(handler.rows_by_dataset.items())),
         "compute_seconds": _seconds(outcome.wall_seconds, spec.limits.wall_seconds),
         "collects": len(handler.releases),
         "outputs": len(handler.outputs) if outcome.status == "succeeded" else 0,

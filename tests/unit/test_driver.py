@@ -244,7 +244,8 @@ def test_an_output_name_is_used_once(handler: _Handler) -> None:
 def test_the_scan_budget_counts_every_collect(handler: _Handler, people: DatasetInfo) -> None:
     handler.spec = dataclasses.replace(handler.spec, max_rows=ROWS)
     handler.collect(_plan())
-    assert handler.rows_by_level == {"L3": ROWS}
+    assert handler.rows_by_level() == {"L3": ROWS}
+    assert handler.rows_by_dataset == {"people": ROWS}
     with pytest.raises(QuotaExceeded):
         handler.collect(_plan())
     assert handler.rows_scanned == ROWS
