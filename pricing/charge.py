@@ -17,7 +17,14 @@ from typing import Any, Literal, get_args
 
 from pricing.errors import ChargeError, MoneyError, SettlementError
 from pricing.metering import UNNAMED, Metered, RowsUse, check_month_to_date
-from pricing.money import ZERO, check_money, format_money, parse_money, round_fen, sum_money
+from pricing.money import (
+    ZERO,
+    check_money,
+    format_money,
+    parse_money,
+    round_fen,
+    sum_money,
+)
 from pricing.schedule import LEVELS, UNITS, PriceSchedule, Unit
 from pricing.volume import rows_segments
 

@@ -25,7 +25,7 @@ Unit = Literal["call", "rows", "compute_seconds", "output"]
 UNITS: tuple[Unit, ...] = get_args(Unit)
 LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4")
 
-MAX_MULTIPLIER = Decimal("10")
+MAX_MULTIPLIER = Decimal(10)
 
 _ITEM_FIELDS = ("unit", "price", "per", "level", "tiers")
 _TIER_FIELDS = ("up_to", "price")
@@ -256,6 +256,11 @@ def _parse_tiers(raw: object) -> tuple[PriceTier, ...]:
         raise ScheduleError(f"tiers: must be a non-empty list of tiers such as {_EXAMPLE_TIERS}")
     tiers: list[PriceTier] = []
     for index, raw_tier in enumerate(raw):
+        if not isinstance(raw_tier, Mapping):
+            raise ScheduleError(
+                f'tiers[{index}]: a tier must be an object such as '
+                f'{{"up_to": 1000000, "price": "0.10"}}, not {type(raw_tier).__name__}'
+            )
         try:
             tiers.append(_parse_tier(raw_tier))
         except ScheduleError as error:
@@ -263,13 +268,7 @@ def _parse_tiers(raw: object) -> tuple[PriceTier, ...]:
     return tuple(tiers)
 
 
-def _parse_tier(raw: object) -> PriceTier:
-    if not isinstance(raw, Mapping):
-        # The leading space keeps "tiers[i]. a tier…" readable after the index prefix.
-        raise ScheduleError(
-            f' a tier must be an object such as {{"up_to": 1000000, "price": "0.10"}}, '
-            f"not {type(raw).__name__}"
-        )
+def _parse_tier(raw: Mapping[str, Any]) -> PriceTier:
     for key in raw:
         if key not in _TIER_FIELDS:
             raise ScheduleError(f"{key}: unknown field; a tier has {', '.join(_TIER_FIELDS)}")

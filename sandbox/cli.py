@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sandbox.cli_ledger import ledger_app
 from sandbox.settings import Settings
 
 app = typer.Typer(help="Public Data Sandbox: analyse public data without seeing it.",
@@ -21,6 +22,7 @@ app.add_typer(datasets_app, name="datasets")
 prices_app = typer.Typer(help="Published fees (acts as the bureau on a local instance).",
                          no_args_is_help=True)
 app.add_typer(prices_app, name="prices")
+app.add_typer(ledger_app, name="ledger")
 
 console = Console()
 err = Console(stderr=True)
