@@ -45,7 +45,10 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class CapItem:
-    """The most a schedule may charge: ``max_price`` yuan per ``per`` units (at ``level`` for rows)."""
+    """The most a schedule may charge: ``max_price`` yuan per ``per`` units.
+
+    ``level`` narrows a rows cap to one classification level.
+    """
 
     unit: Unit
     max_price: Decimal

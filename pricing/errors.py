@@ -11,7 +11,7 @@ envelope; messages say what was wrong and how to fix it.
     ├── MeteringError       invalid_metering          metered usage is malformed
     ├── ChargeError         invalid_charge            a charge is malformed or cannot be computed
     ├── SettlementError     settlement_exceeds_quote  an actual charge is above its quote
-    └── RevenueError        invalid_revenue           revenue lines or a report's inputs are malformed
+    └── RevenueError        invalid_revenue           revenue lines or report inputs are malformed
 """
 
 from __future__ import annotations

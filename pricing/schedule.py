@@ -39,9 +39,9 @@ _PLAIN_DECIMAL = re.compile(r"\d+(\.\d+)?")
 class PriceTier:
     """One volume tier of a rows item: ``price`` per the item's ``per`` rows.
 
-    ``up_to`` is the cumulative count of rows scanned in the billing month at
-    which the tier ends (rows ``up_to + 1`` onwards fall in the next tier);
-    ``None`` marks the last, open-ended tier.
+    Tiers count rows per operator and per item: the rows the operator scanned
+    in the billing month at the levels the item prices. The tier ends after row
+    ``up_to`` of that count; ``None`` marks the last, open-ended tier.
     """
 
     up_to: int | None
@@ -122,7 +122,7 @@ class PriceSchedule:
         object.__setattr__(self, "multipliers", _check_multipliers(self.multipliers))
 
     def index_for(self, unit: Unit, level: str | None = None) -> int | None:
-        """Index of the item pricing ``unit`` at ``level``; a level-specific item beats a level-less one."""
+        """Index of the item pricing ``unit`` at ``level`` (as ``price_for`` picks it), or None."""
         fallback: int | None = None
         for index, item in enumerate(self.items):
             if item.unit != unit:
@@ -278,7 +278,9 @@ def _parse_tier(raw: Mapping[str, Any]) -> PriceTier:
             "or null for the last tier"
         )
     if "price" not in raw:
-        raise ScheduleError('price: missing; give the tier\'s price as a decimal string such as "0.10"')
+        raise ScheduleError(
+            'price: missing; give the tier\'s price as a decimal string of yuan such as "0.10"'
+        )
     return PriceTier(up_to=raw["up_to"], price=_parse_price(raw["price"]))
 
 
@@ -413,7 +415,8 @@ def _check_dataset_name(name: object) -> None:
 def _check_multipliers(multipliers: object) -> Mapping[str, Decimal]:
     if not isinstance(multipliers, Mapping):
         raise ScheduleError(
-            'multipliers: must map a dataset name to a Decimal, e.g. {"population": Decimal("1.50")}'
+            "multipliers: must map a dataset name to a Decimal, "
+            'e.g. {"population": Decimal("1.50")}'
         )
     checked: dict[str, Decimal] = {}
     for name in multipliers:
@@ -428,7 +431,8 @@ def _check_multiplier(name: str, value: object) -> Decimal:
     where = f"multipliers[{name!r}]"
     if isinstance(value, float) or not isinstance(value, Decimal) or not value.is_finite():
         raise ScheduleError(
-            f'{where}: {value!r} is not a finite Decimal; write it as a decimal string such as "1.50"'
+            f"{where}: {value!r} is not a finite Decimal; "
+            'write it as a decimal string such as "1.50"'
         )
     exact = Fraction(value)
     if (exact * 100).denominator != 1:

@@ -80,7 +80,7 @@ def _tiered(
     rows of any dataset never costs more, so a quote priced at the bound stays
     above the actual charge.
     """
-    order = sorted(uses, key=lambda u: (u.dataset, u.level))
+    order = sorted(uses, key=lambda u: (-schedule.multiplier(u.dataset), u.dataset, u.level))
     position, running, billed = start, Fraction(0), Fraction(0)
     for use in order:
         multiplier = schedule.multiplier(use.dataset)
