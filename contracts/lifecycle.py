@@ -1,9 +1,15 @@
 """Contract status and the transitions between them, as pure functions.
 
-    pending_approval ──(every provider approves)──▶ approved ──(bureau signs)──▶
-    signed_by_bureau ──(operator signs)──▶ active ⇄ suspended
+    draft ──(operator submits)──▶ pending_approval ──(every provider approves)──▶ approved
+    approved ──(bureau signs)──▶ signed_by_bureau ──(operator signs)──▶ active
     pending_approval ──(a provider refuses)──▶ refused
+    active ──(bureau or regulator)──▶ suspended ──(regulator resumes)──▶ active
+    any status that is not final ──(bureau or operator)──▶ terminated
+    any status but draft, once the term is over ──▶ expired
+    active ──(an amendment is activated)──▶ superseded
 
+An amendment is a new version of the same contract that goes through approval and both
+signatures again; the version in force stays active until the new one is activated.
 Each transition takes the current status and returns the next one, or raises
 ContractStateError naming the current status and what would have to happen first.
 """
@@ -18,6 +24,7 @@ from contracts.errors import ContractInactive, ContractStateError
 
 
 class Status(StrEnum):
+    draft = "draft"
     pending_approval = "pending_approval"
     approved = "approved"
     signed_by_bureau = "signed_by_bureau"
@@ -26,12 +33,19 @@ class Status(StrEnum):
     suspended = "suspended"
     terminated = "terminated"
     expired = "expired"
+    superseded = "superseded"
 
 
-FINAL_STATUSES = frozenset({Status.refused, Status.terminated, Status.expired})
+FINAL_STATUSES = frozenset({Status.refused, Status.terminated, Status.expired,
+                            Status.superseded})
+# A draft is not expired: its operator can still edit the term before submitting it.
+EXPIRABLE = frozenset(Status) - FINAL_STATUSES - {Status.draft}
+TERMINABLE = frozenset(Status) - FINAL_STATUSES
 
 # Why a contract in each status cannot be used, and what would make it usable.
 _INACTIVE_REASONS: dict[Status, str] = {
+    Status.draft: "it is a draft; edit it if needed (PUT /v1/contracts/{id}) and submit it "
+    "(POST /v1/contracts/{id}/submit) for approval",
     Status.pending_approval: "it is waiting for approval by the providers of its datasets, "
     "then for the bureau's and the operator's signatures",
     Status.approved: "every provider has approved; it now needs the bureau's signature, "
@@ -39,11 +53,26 @@ _INACTIVE_REASONS: dict[Status, str] = {
     Status.signed_by_bureau: "the bureau has signed; the operator must sign its canonical "
     "bytes (POST /v1/contracts/{id}/sign with a signature) to activate it",
     Status.refused: "a provider refused it; apply for a new contract",
-    Status.suspended: "it is suspended; it can be used again once the bureau or the "
-    "regulator resumes it",
+    Status.suspended: "it is suspended; it can be used again once the regulator resumes it",
     Status.terminated: "it has been terminated; apply for a new contract",
     Status.expired: "its term is over; apply for a new contract",
+    Status.superseded: "a newer version of it is in force; jobs run under the current "
+    "version (GET /v1/contracts/{id})",
 }
+
+
+def submit(status: Status) -> Status:
+    """The operator sends a draft for approval."""
+    _require(status, Status.draft, "submit",
+             "only a 'draft' is submitted; an application sent without \"draft\": true "
+             "is already waiting for approval")
+    return Status.pending_approval
+
+
+def check_editable(status: Status) -> None:
+    _require(status, Status.draft, "edit",
+             "only a 'draft' can be edited; to change the terms of an active contract, "
+             "amend it (POST /v1/contracts/{id}/amend)")
 
 
 def approve(
@@ -98,6 +127,49 @@ def resume(status: Status) -> Status:
     return Status.active
 
 
+def terminate(status: Status) -> Status:
+    _require_any(status, TERMINABLE, "terminate",
+                 "any status that is not final can be terminated")
+    return Status.terminated
+
+
+def expire(status: Status) -> Status:
+    _require_any(status, EXPIRABLE, "expire",
+                 "a contract expires from any status but 'draft' that is not final")
+    return Status.expired
+
+
+def supersede(status: Status) -> Status:
+    _require(status, Status.active, "supersede",
+             "only the 'active' version is superseded, when an amendment is activated")
+    return Status.superseded
+
+
+def check_amendable(status: Status) -> None:
+    """An amendment is only proposed for a contract in force and not suspended."""
+    _require(status, Status.active, "amend",
+             "only an 'active' contract is amended; a suspended one must first be resumed "
+             "by the regulator, and one not yet active can be refused or terminated and "
+             "applied for again")
+
+
+def check_activatable(current: Status) -> None:
+    """An amendment replaces the version in force only while that version is active.
+
+    Activating it while the contract is suspended would lift the suspension by the back door.
+    """
+    _require(current, Status.active, "activate the amendment",
+             "the version in force must be 'active'; a suspended contract must first be "
+             "resumed by the regulator")
+
+
+def is_due_to_expire(doc: ContractDocument, status: Status, now: datetime) -> bool:
+    """Whether the term of ``doc`` is over while its status still says otherwise."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware, e.g. datetime.now(UTC)")
+    return Status(status) in EXPIRABLE and now >= doc.valid_to
+
+
 def check_usable(doc: ContractDocument, status: Status, now: datetime) -> None:
     """Raise ContractInactive unless jobs may run under ``doc`` at ``now``.
 
@@ -128,6 +200,16 @@ def _require(status: Status, expected: Status, action: str, need: str) -> None:
         return
     final = f"; '{status}' is final" if status in FINAL_STATUSES else ""
     raise ContractStateError(f"cannot {action}: the contract is '{status}'; {need}{final}")
+
+
+def _require_any(status: Status, allowed: frozenset[Status], action: str, need: str) -> None:
+    status = Status(status)
+    if status in allowed:
+        return
+    final = f"; '{status}' is final" if status in FINAL_STATUSES else ""
+    statuses = ", ".join(f"'{s}'" for s in Status if s in allowed)
+    raise ContractStateError(
+        f"cannot {action}: the contract is '{status}'; {need} ({statuses}){final}")
 
 
 def _ids(ids: frozenset[str]) -> str:

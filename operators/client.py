@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from operators.errors import SignatureInvalid
 from operators.keys import sign, verify
+from operators.rotation import rotation_bytes
 from operators.submission import submission_bytes
 
 if TYPE_CHECKING:
@@ -312,21 +313,78 @@ class SandboxClient:
     def apply_contract(self, datasets: Mapping[str, Mapping[str, list[str]]], purpose: str,
                        purpose_class: str, valid_from: str | dt.datetime,
                        valid_to: str | dt.datetime, quotas: Mapping[str, Any] | None = None,
-                       spend_cap: str | Decimal | int | None = None) -> dict[str, Any]:
-        """Apply for a contract: `datasets` maps dataset → column → uses."""
-        body: dict[str, Any] = {"datasets": datasets, "purpose": purpose,
-                                "purpose_class": purpose_class,
-                                "valid_from": _instant(valid_from), "valid_to": _instant(valid_to)}
-        if quotas is not None:
-            body["quotas"] = quotas
-        if spend_cap is not None:
-            body["spend_cap"] = _money(spend_cap, "spend_cap")
+                       spend_cap: str | Decimal | int | None = None,
+                       draft: bool = False) -> dict[str, Any]:
+        """Apply for a contract: `datasets` maps dataset → column → uses. With `draft=True`
+        the application stays an editable draft until `submit_contract`."""
+        body = _terms(datasets, purpose, purpose_class, valid_from, valid_to, quotas, spend_cap)
+        if draft:
+            body["draft"] = True
         return self._request("POST", "/contracts", json=body)
 
+    def edit_contract(self, contract_id: str, datasets: Mapping[str, Mapping[str, list[str]]],
+                      purpose: str, purpose_class: str, valid_from: str | dt.datetime,
+                      valid_to: str | dt.datetime, quotas: Mapping[str, Any] | None = None,
+                      spend_cap: str | Decimal | int | None = None) -> dict[str, Any]:
+        """Replace the terms of a draft."""
+        body = _terms(datasets, purpose, purpose_class, valid_from, valid_to, quotas, spend_cap)
+        return self._request("PUT", f"/contracts/{_seg(contract_id)}", json=body)
+
+    def submit_contract(self, contract_id: str) -> dict[str, Any]:
+        """Send a draft for approval."""
+        return self._request("POST", f"/contracts/{_seg(contract_id)}/submit")
+
+    def amend_contract(self, contract_id: str, datasets: Mapping[str, Mapping[str, list[str]]],
+                       purpose: str, purpose_class: str, valid_from: str | dt.datetime,
+                       valid_to: str | dt.datetime, quotas: Mapping[str, Any] | None = None,
+                       spend_cap: str | Decimal | int | None = None) -> dict[str, Any]:
+        """Propose new terms for an active contract as its next version; the version in force
+        stays in force until the new one is approved and signed (`sign_contract`)."""
+        body = _terms(datasets, purpose, purpose_class, valid_from, valid_to, quotas, spend_cap)
+        return self._request("POST", f"/contracts/{_seg(contract_id)}/amend", json=body)
+
+    def terminate_contract(self, contract_id: str, reason: str) -> dict[str, Any]:
+        """End a contract for good (its operator, or the bureau)."""
+        return self._request("POST", f"/contracts/{_seg(contract_id)}/terminate",
+                             json={"reason": reason})
+
+    def contract_version(self, contract_id: str, version: int) -> dict[str, Any]:
+        """One version of a contract, e.g. a superseded one or an amendment in progress."""
+        return self._request("GET", f"/contracts/{_seg(contract_id)}/versions/{int(version)}")
+
+    def rotate_token(self) -> str:
+        """Replace this client's API token; the old one stops working at once. Returns the
+        new token (store it: it is shown only this once); the client uses it from now on."""
+        token: str = self._request("POST", "/me/token")["token"]
+        self._token = token
+        return token
+
+    def rotate_key(self, new_key: Ed25519PrivateKey) -> dict[str, Any]:
+        """Register `new_key`'s public half as this principal's key, signed by the current
+        signing key; the client signs with `new_key` from now on. Contracts signed with the
+        old key stay verifiable against it (`principal_keys` lists every key)."""
+        if self._key is None:
+            raise SigningKeyMissing(
+                "rotating a key needs the current private key to sign the rotation; create "
+                "the client with signing_key=<current key>, or ask the bureau to register "
+                "the new key")
+        me = self.me()["id"]
+        current = next((k for k in self.principal_keys(me) if k["current"]), None)
+        if current is None:
+            raise ClientError(f"{me} has no current key to rotate from; the bureau registers "
+                              "a principal's first key")
+        public = _public_key_b64(new_key.public_key())
+        signature = sign(self._key, rotation_bytes(me, public, current["id"]))
+        registered = self._request("POST", f"/principals/{_seg(me)}/keys",
+                                   json={"public_key": public, "signature": signature})
+        self._key = new_key
+        return registered
+
     def sign_contract(self, contract_id: str) -> dict[str, Any]:
-        """Sign a contract. With a signing key: checks that the canonical bytes are the
-        document shown and carry a valid bureau signature, then signs them as the operator.
-        Without a key, only the bureau can sign (the service holds its key)."""
+        """Sign a contract, or the amendment of it that is in progress. With a signing key:
+        checks that the canonical bytes are the document shown and carry a valid bureau
+        signature, then signs them as the operator. Without a key, only the bureau can sign
+        (the service holds its key)."""
         path = f"/contracts/{_seg(contract_id)}/sign"
         if self._key is None:
             if self.me().get("role") == "bureau":
@@ -337,6 +395,9 @@ class SandboxClient:
                 "private half of the public key the bureau registered for you "
                 "(operators.keys.private_key_from_pem reads a PEM file)")
         view = self.contract(contract_id)
+        if view.get("amendment"):
+            # The service takes the operator's signature for the version in progress.
+            view = self.contract_version(contract_id, view["amendment"]["version"])
         canonical = _canonical_of(view)
         self._check_bureau_signature(view, canonical)
         return self._request("POST", path, json={"signature": sign(self._key, canonical)})
@@ -383,15 +444,64 @@ class SandboxClient:
         return self._request("POST", f"/contracts/{_seg(contract_id)}/suspend",
                              json={"reason": reason})
 
+    def resume_contract(self, contract_id: str, reason: str) -> dict[str, Any]:
+        """Regulator: lift a contract's suspension."""
+        return self._request("POST", f"/contracts/{_seg(contract_id)}/resume",
+                             json={"reason": reason})
+
     def create_principal(self, name: str, role: str, license_no: str | None = None,
-                         public_key: str | Ed25519PublicKey | None = None) -> dict[str, Any]:
+                         public_key: str | Ed25519PublicKey | None = None,
+                         license_valid_to: str | dt.datetime | None = None) -> dict[str, Any]:
         """Bureau: register a principal. The answer holds its token, shown only this once."""
         body: dict[str, Any] = {"name": name, "role": role}
         if license_no is not None:
             body["license_no"] = license_no
+        if license_valid_to is not None:
+            body["license_valid_to"] = _instant(license_valid_to)
         if public_key is not None:
             body["public_key"] = _public_key_b64(public_key)
         return self._request("POST", "/principals", json=body)
+
+    def principal(self, principal_id: str) -> dict[str, Any]:
+        """Bureau, regulator, or the principal itself: status, licence, history, key id."""
+        return self._request("GET", f"/principals/{_seg(principal_id)}")
+
+    def update_license(self, principal_id: str, license_no: str | None = None,
+                       license_valid_to: str | dt.datetime | None = None) -> dict[str, Any]:
+        """Bureau: record a renewed licence (`license_valid_to=None`: no end date)."""
+        body = {"license_no": license_no,
+                "license_valid_to": None if license_valid_to is None
+                else _instant(license_valid_to)}
+        return self._request("POST", f"/principals/{_seg(principal_id)}/license", json=body)
+
+    def suspend_principal(self, principal_id: str, reason: str) -> dict[str, Any]:
+        """Bureau, regulator: the principal is refused everywhere but `GET /v1/me`."""
+        return self._request("POST", f"/principals/{_seg(principal_id)}/suspend",
+                             json={"reason": reason})
+
+    def resume_principal(self, principal_id: str, reason: str) -> dict[str, Any]:
+        return self._request("POST", f"/principals/{_seg(principal_id)}/resume",
+                             json={"reason": reason})
+
+    def revoke_tokens(self, principal_id: str, reason: str,
+                      reissue: bool = False) -> dict[str, Any]:
+        """Bureau: every token of the principal stops working; with `reissue` the answer
+        holds a new one, shown only this once."""
+        return self._request("POST", f"/principals/{_seg(principal_id)}/revoke-tokens",
+                             json={"reason": reason, "reissue": reissue})
+
+    def principal_keys(self, principal_id: str) -> list[dict[str, Any]]:
+        """Every key the principal ever had, oldest first, with `valid_from`/`revoked_at`."""
+        return self._request("GET", f"/principals/{_seg(principal_id)}/keys")["keys"]
+
+    def register_key(self, principal_id: str, public_key: str | Ed25519PublicKey,
+                     reason: str | None = None) -> dict[str, Any]:
+        """Bureau: make `public_key` the principal's current key (the previous one is revoked
+        and kept). A principal rotates its own key with `rotate_key`."""
+        body: dict[str, Any] = {"public_key": _public_key_b64(public_key)}
+        if reason is not None:
+            body["reason"] = reason
+        return self._request("POST", f"/principals/{_seg(principal_id)}/keys", json=body)
 
     def publish_prices(self, schedule: Mapping[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/price-schedules", json=schedule)
@@ -478,6 +588,21 @@ def _canonical_of(view: Mapping[str, Any]) -> bytes:
             f"the canonical bytes of contract {contract_id} do not encode the document the "
             "service shows; do not sign, and report this to the bureau")
     return canonical
+
+
+def _terms(datasets: Mapping[str, Mapping[str, list[str]]], purpose: str, purpose_class: str,
+           valid_from: str | dt.datetime, valid_to: str | dt.datetime,
+           quotas: Mapping[str, Any] | None, spend_cap: str | Decimal | int | None
+           ) -> dict[str, Any]:
+    """The body of an application, a draft edit or an amendment."""
+    body: dict[str, Any] = {"datasets": datasets, "purpose": purpose,
+                            "purpose_class": purpose_class,
+                            "valid_from": _instant(valid_from), "valid_to": _instant(valid_to)}
+    if quotas is not None:
+        body["quotas"] = quotas
+    if spend_cap is not None:
+        body["spend_cap"] = _money(spend_cap, "spend_cap")
+    return body
 
 
 def _seg(value: str) -> str:

@@ -14,16 +14,33 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
-from contracts.quota import BEIJING
+from contracts.quota import BEIJING, month_start
 from operators.roles import Role
-from pricing import Charge, Metered, PriceSchedule, format_money, parse_schedule, price
+from pricing import (
+    CapExceeded,
+    Charge,
+    Metered,
+    PriceCaps,
+    PriceSchedule,
+    RevenueLine,
+    RowsUse,
+    charge_revenue_lines,
+    check_caps,
+    format_money,
+    parse_caps,
+    parse_money,
+    parse_schedule,
+    price,
+    revenue_report,
+)
 from sandbox.accounts import Actor, require
 from sandbox.catalog.models import DatasetInfo
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound
 from sandbox.language.analysis import CodeFacts
 from sandbox.ledger import log
-from sandbox.store.models import Job
+from sandbox.store.models import AllowedRevenue, Contract, Job
+from sandbox.store.models import PriceCaps as CapsRow
 from sandbox.store.models import PriceSchedule as ScheduleRow
 
 
@@ -39,6 +56,9 @@ def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
     require(actor, Role.bureau)
     schedule = parse_schedule(body)
     with ctx.transaction() as s:
+        caps = caps_in_force(s, schedule.effective_from)
+        if caps is not None:
+            check_caps(schedule, caps)
         row = ScheduleRow(name=schedule.name, effective_from=naive_utc(schedule.effective_from),
                           body=schedule.to_json())
         s.add(row)
@@ -65,6 +85,85 @@ def schedule_by_id(session: Session, schedule_id: int | None) -> PriceSchedule:
     return parse_schedule(row.body)
 
 
+def caps_in_force(session: Session, at: dt.datetime | None = None) -> PriceCaps | None:
+    at = at or dt.datetime.now(dt.timezone.utc)
+    row = session.scalar(select(CapsRow).where(CapsRow.effective_from <= naive_utc(at))
+                         .order_by(CapsRow.effective_from.desc(), CapsRow.id.desc()).limit(1))
+    return None if row is None else parse_caps(row.body)
+
+
+def publish_caps(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
+    """Record maximum fees. The schedule in force must already respect them: lower fees
+    first, then caps, so that no job is ever priced above a cap."""
+    require(actor, Role.bureau)
+    caps = parse_caps(body)
+    with ctx.transaction() as s:
+        try:
+            _, schedule = in_force(s)
+        except Conflict:
+            schedule = None
+        if schedule is not None:
+            try:
+                check_caps(schedule, caps)
+            except CapExceeded as e:
+                raise Conflict(f"the schedule in force is above these caps: {e.message}; "
+                               "publish a schedule within them first") from None
+        row = CapsRow(name=caps.name, effective_from=naive_utc(caps.effective_from),
+                      body=caps.to_json())
+        s.add(row)
+        s.flush()
+        log.append(s, "price_caps.published", actor.id, str(row.id), caps.to_json())
+        return {"id": row.id, **caps.to_json()}
+
+
+def record_allowed_revenue(ctx: Context, actor: Actor, period: str, amount: str) -> dict[str, Any]:
+    require(actor, Role.bureau)
+    _month(period)
+    value = parse_money(amount, what="allowed revenue")
+    with ctx.transaction() as s:
+        row = s.get(AllowedRevenue, period)
+        if row is None:
+            row = AllowedRevenue(period=period, amount_fen=to_fen(value))
+            s.add(row)
+        else:
+            row.amount_fen = to_fen(value)
+        log.append(s, "revenue.allowed_recorded", actor.id, period,
+                   {"amount": format_money(value)})
+    return {"period": period, "amount": format_money(value)}
+
+
+def _next_period(period: str) -> str:
+    year, month = int(period[:4]), int(period[5:])
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def _revenue_lines(session: Session, period: str) -> list[RevenueLine]:
+    start, end = _month(period)
+    rows = session.execute(
+        select(Job.operator_id, Job.charge, Contract.document)
+        .join(Contract, Job.contract_id == Contract.id)
+        .where(Job.charge.is_not(None), Job.finished_at >= start, Job.finished_at < end))
+    return [line for operator_id, charge, document in rows
+            for line in charge_revenue_lines(operator_id, document["purpose_class"],
+                                             Charge.from_json(charge))]
+
+
+def revenue(ctx: Context, actor: Actor, period: str) -> dict[str, Any]:
+    """Revenue for a month against its maximum allowed revenue. An excess is deducted from
+    the next month's allowance, so the chain runs from the first month with an allowance."""
+    require(actor, Role.regulator, Role.bureau)
+    _month(period)
+    with ctx.reading() as s:
+        allowed = {r.period: Decimal(r.amount_fen) / 100 for r in s.scalars(select(AllowedRevenue))}
+        current = min([p for p in allowed if p <= period], default=period)
+        carried = Decimal("0")
+        while True:
+            report = revenue_report(_revenue_lines(s, current), allowed.get(current), carried)
+            if current == period:
+                return {"period": period, **report.to_json()}
+            carried, current = report.carry_forward, _next_period(current)
+
+
 @dataclass(frozen=True)
 class Bound:
     """The most a job may use; its quote prices this, and the driver enforces it."""
@@ -78,26 +177,47 @@ def upper_bound(facts: CodeFacts, contract: ContractDocument,
                 datasets: Mapping[str, DatasetInfo], wall_seconds: float) -> Bound:
     names = facts.datasets if facts.datasets is not None else frozenset(contract.datasets)
     scans = max(facts.collects, 1)
-    rows_by_level: dict[str, int] = {}
-    for name in names:
-        if name in datasets:
-            d = datasets[name]
-            rows_by_level[d.level] = rows_by_level.get(d.level, 0) + d.row_count * scans
+    rows = [RowsUse(n, datasets[n].level, datasets[n].row_count * scans)
+            for n in sorted(names) if n in datasets]
     outputs = max(facts.emits, 1)
-    metered = Metered(calls=1, rows_by_level=rows_by_level,
-                      compute_seconds=Decimal(repr(wall_seconds)), outputs=outputs)
-    return Bound(metered, sum(rows_by_level.values()), outputs)
+    metered = Metered(calls=1, rows=rows, compute_seconds=Decimal(repr(wall_seconds)),
+                      outputs=outputs)
+    return Bound(metered, metered.rows_scanned, outputs)
 
 
-def quote(schedule: PriceSchedule, bound: Bound, contract: ContractDocument) -> Charge:
-    return price(schedule, bound.metered, contract.purpose_class)
+def volume_this_month(session: Session, operator_id: str, at: dt.datetime) -> dict[str, int]:
+    """Rows an operator's commercial jobs scanned this billing month, by level: the position
+    on tiered volume prices (public-interest use is free and does not count)."""
+    start = naive_utc(month_start(at))
+    levels: dict[str, int] = {}
+    jobs = session.execute(
+        select(Job.usage, Contract.document).join(Contract, Job.contract_id == Contract.id)
+        .where(Job.operator_id == operator_id, Job.charge.is_not(None), Job.finished_at >= start))
+    for usage, document in jobs:
+        if document.get("purpose_class") == "commercial":
+            for level, rows in (usage or {}).get("rows_by_level", {}).items():
+                levels[level] = levels.get(level, 0) + int(rows)
+    return levels
 
 
-def actual(schedule: PriceSchedule, usage: Mapping[str, Any], contract: ContractDocument) -> Charge:
-    metered = Metered(calls=1, rows_by_level=usage.get("rows_by_level", {}),
+def quote(schedule: PriceSchedule, bound: Bound, contract: ContractDocument,
+          month_to_date: Mapping[str, int]) -> Charge:
+    return price(schedule, bound.metered, contract.purpose_class, month_to_date)
+
+
+def actual(schedule: PriceSchedule, usage: Mapping[str, Any], contract: ContractDocument,
+           levels: Mapping[str, str], month_to_date: Mapping[str, int]) -> Charge:
+    rows = [RowsUse(name, levels[name], int(n))
+            for name, n in sorted(usage.get("rows_by_dataset", {}).items()) if int(n) > 0]
+    metered = Metered(calls=1, rows=rows,
                       compute_seconds=Decimal(usage.get("compute_seconds", "0")),
                       outputs=int(usage.get("outputs", 0)))
-    return price(schedule, metered, contract.purpose_class)
+    return price(schedule, metered, contract.purpose_class, month_to_date)
+
+
+def period_of(moment: dt.datetime) -> str:
+    """The billing month (Beijing time) a moment falls in, as YYYY-MM."""
+    return moment.astimezone(BEIJING).strftime("%Y-%m")
 
 
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")

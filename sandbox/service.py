@@ -32,7 +32,7 @@ from operators.keys import verify
 from operators.roles import Role
 from operators.submission import submission_bytes
 from pricing import Charge, settle
-from sandbox import agreements, billing
+from sandbox import accounts, agreements, billing
 from sandbox.accounts import Actor, new_id, require
 from sandbox.catalog import registry
 from sandbox.catalog.models import DatasetInfo
@@ -53,7 +53,7 @@ from sandbox.jail.process import Limits
 from sandbox.language.analysis import CodeFacts, analyse
 from sandbox.language.policy import check_source, compile_job
 from sandbox.ledger import log
-from sandbox.store.models import Contract, Job, JobOutput, Principal
+from sandbox.store.models import Contract, Job, JobOutput
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class Prepared:
     schedule_id: int
     quote: Charge
     bound: billing.Bound
+    month_to_date: dict[str, int]   # the operator's volume this month, fixing its price tier
 
 
 def now() -> dt.datetime:
@@ -104,22 +105,35 @@ def limits(ctx: Context) -> Limits:
 
 
 def load_usable_contract(session: Session, actor: Actor, contract_id: str) -> ContractDocument:
+    """The version in force of a contract jobs may run under now, for a licensed operator.
+
+    A contract found past its term is moved to 'expired' and that is committed at once: the
+    refusal that follows would otherwise roll the expiry back with the caller's transaction.
+    """
+    at = agreements.now()
+    accounts.check_license(session, actor.id, at)
     row = agreements.load(session, actor, contract_id)
+    if agreements.expire_current_if_due(session, row):
+        session.commit()
     doc = agreements.document(row)
-    check_usable(doc, Status(row.status), now())
+    check_usable(doc, Status(row.status), at)
     return doc
 
 
 def verify_signature(session: Session, actor: Actor, req: JobRequest) -> None:
-    """A signature, when sent, must verify against the operator's registered key."""
+    """A signature, when sent, must verify against the operator's key in force now.
+
+    An unsigned submission is accepted (and recorded with no signature).
+    """
     if req.signature is None:
         return
-    key = session.get(Principal, actor.id).public_key  # type: ignore[union-attr]
-    if not key:
+    key = accounts.current_key(session, actor.id)
+    if key is None:
         raise OperatorError("the submission is signed but you have no registered public key; "
                             "ask the bureau to register it, or submit without a signature")
     data = submission_bytes(req.contract_id, req.code, req.params, req.idempotency_key)
-    verify(key, data, req.signature, subject="the job submission's canonical bytes")
+    verify(key.public_key, data, req.signature,
+           subject=f"the job submission's canonical bytes (key {key.id})")
 
 
 def compile_code(code: str) -> CodeFacts:
@@ -157,8 +171,9 @@ def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Pr
     check_names(contract, facts, datasets)
     schedule_id, schedule = billing.in_force(session)
     bound = billing.upper_bound(facts, contract, datasets, ctx.settings.job_wall_seconds)
+    volume = billing.volume_this_month(session, actor.id, now())
     return Prepared(contract, datasets, facts, schedule_id,
-                    billing.quote(schedule, bound, contract), bound)
+                    billing.quote(schedule, bound, contract, volume), bound, volume)
 
 
 def quote(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
@@ -227,7 +242,9 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                   signature=req.signature, status="queued", schedule_id=p.schedule_id,
                   quote=p.quote.to_json(), quote_fen=quote_fen,
                   usage={"bounds": {"rows_scanned": p.bound.max_rows,
-                                    "outputs": p.bound.max_outputs}})
+                                    "outputs": p.bound.max_outputs,
+                                    "month": billing.period_of(now()),
+                                    "month_to_date": p.month_to_date}})
         s.add(job)
         s.flush()
         log.append(s, "job.submitted", actor.id, job.id, {
@@ -363,8 +380,9 @@ def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
         charge = None
         if quote is not None:
             schedule = billing.schedule_by_id(s, job.schedule_id)
-            actual = (billing.actual(schedule, result.usage, contract) if _chargeable(result)
-                      else Charge.from_lines(()))
+            actual = (billing.actual(schedule, result.usage, contract, _levels(ctx, s, result),
+                                     _settlement_volume(s, job))
+                      if _chargeable(result) else Charge.from_lines(()))
             charge = settle(quote, actual)
         job.status = result.status
         job.usage = {**(job.usage or {}), **result.usage}
@@ -385,6 +403,20 @@ def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
             log.append(s, "charge.settled", None, job_id, {
                 "contract_id": job.contract_id, "operator_id": job.operator_id,
                 "charge": charge.to_json()})
+
+
+def _levels(ctx: Context, session: Session, result: JobResult) -> dict[str, str]:
+    return {name: registry.get(ctx, session, name).level
+            for name in result.usage.get("rows_by_dataset", {})}
+
+
+def _settlement_volume(session: Session, job: Job) -> dict[str, int]:
+    """The volume tier position to settle at: this month's volume now (never lower than at
+    the quote, so never dearer), or the quote's if the month has turned since."""
+    bounds = (job.usage or {}).get("bounds", {})
+    if bounds.get("month") == billing.period_of(now()):
+        return billing.volume_this_month(session, job.operator_id, now())
+    return dict(bounds.get("month_to_date", {}))
 
 
 def recover_interrupted(ctx: Context) -> int:

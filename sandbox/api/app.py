@@ -7,6 +7,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
+from sandbox import agreements
 from sandbox.api import errors
 from sandbox.api.routes import contracts, datasets, health, jobs, ledger, prices, principals
 from sandbox.context import Context, ensure_ray, open_instance
@@ -21,6 +22,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = context or open_instance(settings)
         recover_interrupted(ctx)
+        agreements.expire_due(ctx)
         if settings.executor == "ray":
             ensure_ray(settings)
         app.state.ctx = ctx

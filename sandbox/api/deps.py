@@ -23,5 +23,14 @@ def get_actor(request: Request,
     return authenticate(get_context(request), credentials.credentials if credentials else None)
 
 
+def get_self(request: Request,
+             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+             ) -> Actor:
+    """The caller even when suspended, so that it can still learn who it is and why."""
+    return authenticate(get_context(request), credentials.credentials if credentials else None,
+                        allow_suspended=True)
+
+
 Ctx = Annotated[Context, Depends(get_context)]
 CurrentActor = Annotated[Actor, Depends(get_actor)]
+SelfActor = Annotated[Actor, Depends(get_self)]

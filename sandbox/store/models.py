@@ -27,6 +27,36 @@ class Principal(Base):
     public_key: Mapped[str | None] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # None: a licence without an end date (and every principal created before licences had one).
+    license_valid_to: Mapped[dt.datetime | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(16), default="active")   # active | suspended
+    status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)     # [{status, at, by, reason}]
+
+
+class PrincipalKey(Base):
+    """One registered Ed25519 public key; a rotation revokes the previous one but keeps it,
+    so signatures made while it was current stay verifiable."""
+
+    __tablename__ = "principal_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    valid_from: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    revoked_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    registered_by: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class PrincipalToken(Base):
+    """Every API token ever issued, by hash; kept after revocation to explain a refusal."""
+
+    __tablename__ = "principal_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    revoked_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Dataset(Base):
@@ -50,6 +80,26 @@ class PriceSchedule(Base):
     published_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class PriceCaps(Base):
+    """Maximum fees (上限收费标准) a schedule may not exceed, versioned like schedules."""
+
+    __tablename__ = "price_caps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    effective_from: Mapped[dt.datetime]
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    published_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AllowedRevenue(Base):
+    """The maximum allowed revenue (最高准许收入) the bureau records for a billing month."""
+
+    __tablename__ = "allowed_revenue"
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Contract(Base):
     __tablename__ = "contracts"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -66,6 +116,28 @@ class Contract(Base):
     spent_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The version in force (or, before the first activation, the one applied for); the
+    # columns above mirror that version's row in `contract_versions`.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ContractVersion(Base):
+    """One version of a contract: its document, approvals, signatures and status history."""
+
+    __tablename__ = "contract_versions"
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    canonical: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(32))
+    status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    required_approvals: Mapped[list[Any]] = mapped_column(JSON)
+    approvals: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    bureau_signature: Mapped[str | None] = mapped_column(String(128), default=None)
+    operator_signature: Mapped[str | None] = mapped_column(String(128), default=None)
+    operator_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)     # [{status, at, by, reason}]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Job(Base):
@@ -112,3 +184,18 @@ class LedgerNode(Base):
     level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class LedgerWitness(Base):
+    """A checkpoint co-signed by a witness (the regulator): the bureau's note plus the
+    witness's signature line, kept as posted so anyone can re-verify both."""
+
+    __tablename__ = "ledger_witnesses"
+    __table_args__ = (UniqueConstraint("size", "public_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    size: Mapped[int] = mapped_column(BigInteger, index=True)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    name: Mapped[str] = mapped_column(String(200))
+    public_key: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

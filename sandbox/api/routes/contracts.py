@@ -23,6 +23,7 @@ class Signature(BaseModel):
 
 @router.post("/contracts", status_code=201)
 def apply(ctx: Ctx, actor: CurrentActor, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    """Apply for a contract; with `"draft": true` it stays an editable draft until submitted."""
     return agreements.apply(ctx, actor, body)
 
 
@@ -50,3 +51,39 @@ def sign(contract_id: str, ctx: Ctx, actor: CurrentActor,
 @router.post("/contracts/{contract_id}/suspend")
 def suspend(contract_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return agreements.suspend(ctx, actor, contract_id, body.reason)
+
+
+@router.put("/contracts/{contract_id}")
+def edit(contract_id: str, ctx: Ctx, actor: CurrentActor,
+         body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    """Replace the terms of a draft (same body as an application, without `draft`)."""
+    return agreements.edit(ctx, actor, contract_id, body)
+
+
+@router.post("/contracts/{contract_id}/submit")
+def submit(contract_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Send a draft for approval."""
+    return agreements.submit(ctx, actor, contract_id)
+
+
+@router.post("/contracts/{contract_id}/resume")
+def resume(contract_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return agreements.resume(ctx, actor, contract_id, body.reason)
+
+
+@router.post("/contracts/{contract_id}/terminate")
+def terminate(contract_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return agreements.terminate(ctx, actor, contract_id, body.reason)
+
+
+@router.post("/contracts/{contract_id}/amend", status_code=201)
+def amend(contract_id: str, ctx: Ctx, actor: CurrentActor,
+          body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    """Propose new terms (same body as an application) as the contract's next version."""
+    return agreements.amend(ctx, actor, contract_id, body)
+
+
+@router.get("/contracts/{contract_id}/versions/{version}")
+def get_version(contract_id: str, version: int, ctx: Ctx,
+                actor: CurrentActor) -> dict[str, Any]:
+    return agreements.get_version(ctx, actor, contract_id, version)

@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from sandbox.api.deps import CurrentActor
+from sandbox.api.deps import SelfActor
 
 router = APIRouter(tags=["principals"])
 
@@ -15,5 +15,5 @@ def health() -> dict[str, Any]:
 
 
 @router.get("/me")
-def me(actor: CurrentActor) -> dict[str, Any]:
+def me(actor: SelfActor) -> dict[str, Any]:
     return actor.to_json()

@@ -1,16 +1,22 @@
+"""The ledger: public keys, signed checkpoints, entries, proofs and witness co-signatures."""
+
 from __future__ import annotations
 
 import base64
 from typing import Any
 
-from fastapi import APIRouter
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
 
-from operators.keys import public_key_b64
+from operators.keys import parse_public_key, public_key_b64
 from operators.roles import Role
 from sandbox.accounts import require
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.context import Context
 from sandbox.ledger import log
 from sandbox.ledger.note import vkey
+from sandbox.store.models import Principal
 
 router = APIRouter(tags=["ledger"])
 
@@ -49,3 +55,48 @@ def consistency(first: int, second: int, ctx: Ctx, actor: CurrentActor) -> dict[
     with ctx.reading() as s:
         return {"first": first, "second": second,
                 "proof": log.consistency_proof(s, first, second)}
+
+
+class WitnessKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    public_key: str = Field(description="base64 of the witness's raw Ed25519 public key")
+
+
+class Cosignature(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    checkpoint: str = Field(min_length=1, max_length=20_000,
+                            description="the bureau's signed note with the witness's line added")
+    witness: WitnessKey
+
+
+@router.post("/ledger/witness", status_code=201)
+def witness(body: Cosignature, ctx: Ctx, actor: CurrentActor,
+            response: Response) -> dict[str, Any]:
+    """Regulator: keep a checkpoint co-signed as a witness (idempotent per size and key)."""
+    require(actor, Role.regulator)
+    signer = log.Witness(body.witness.name, _raw_public_key(body.witness.public_key))
+    with ctx.transaction() as s:
+        principal = s.get(Principal, actor.id)
+        record, created = log.add_witness(
+            s, body.checkpoint, ctx.settings.log_origin, _bureau_public(ctx), signer, actor.id,
+            registered_key=principal.public_key if principal else None)
+    if not created:
+        response.status_code = 200
+    return record
+
+
+@router.get("/ledger/witnessed")
+def witnessed(ctx: Ctx, actor: CurrentActor, size: int | None = None) -> dict[str, Any]:
+    require(actor, Role.regulator, Role.bureau)
+    with ctx.reading() as s:
+        return {"witnessed": log.witnessed(s, size)}
+
+
+def _bureau_public(ctx: Context) -> bytes:
+    return ctx.bureau_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _raw_public_key(b64: str) -> bytes:
+    key = parse_public_key(b64)
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)

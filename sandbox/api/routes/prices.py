@@ -3,10 +3,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body
+from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox import billing
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import csv_response
+from sandbox.errors import NotFound
 
 router = APIRouter(tags=["pricing"])
 
@@ -22,6 +24,39 @@ def current(ctx: Ctx) -> dict[str, Any]:
     with ctx.reading() as s:
         schedule_id, schedule = billing.in_force(s)
     return {"id": schedule_id, **schedule.to_json()}
+
+
+@router.post("/price-caps", status_code=201)
+def publish_caps(ctx: Ctx, actor: CurrentActor, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    """Maximum fees (上限收费标准): later schedules above them are refused."""
+    return billing.publish_caps(ctx, actor, body)
+
+
+@router.get("/price-caps/current")
+def current_caps(ctx: Ctx) -> dict[str, Any]:
+    with ctx.reading() as s:
+        caps = billing.caps_in_force(s)
+    if caps is None:
+        raise NotFound("no price caps are recorded")
+    return caps.to_json()
+
+
+class Allowance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: str = Field(description="Decimal string of yuan, e.g. \"120000.00\"")
+
+
+@router.put("/revenue/allowed/{period}")
+def record_allowed(period: str, body: Allowance, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Record the maximum allowed revenue (最高准许收入) of a billing month."""
+    return billing.record_allowed_revenue(ctx, actor, period, body.amount)
+
+
+@router.get("/reports/revenue")
+def revenue(period: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Revenue by operator, dataset and unit, public-interest use at list value, and the
+    comparison with the month's allowed revenue (an excess is deducted from the next month)."""
+    return billing.revenue(ctx, actor, period)
 
 
 @router.get("/bills")

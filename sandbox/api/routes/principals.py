@@ -16,12 +16,89 @@ class NewPrincipal(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: str
     license_no: str | None = Field(None, max_length=100)
+    license_valid_to: str | None = Field(None, description="ISO 8601 with a time zone")
     public_key: str | None = None
+
+
+class License(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    license_no: str | None = Field(None, max_length=100)
+    license_valid_to: str | None = Field(None, description="ISO 8601; null: no end date")
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Revocation(Reason):
+    reissue: bool = False
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    public_key: str = Field(min_length=1, max_length=200)
+    signature: str | None = Field(None, description=(
+        "needed when a principal registers its own next key: base64 Ed25519 signature by "
+        "its current key over operators.rotation.rotation_bytes"))
+    reason: str | None = Field(None, max_length=2000)
 
 
 @router.post("/principals", status_code=201)
 def create(body: NewPrincipal, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     p, token = accounts.create_principal(ctx, actor, body.name, body.role, body.license_no,
-                                         body.public_key)
+                                         body.public_key, body.license_valid_to)
+    with ctx.reading() as s:
+        key = accounts.current_key(s, p.id)
     return {"id": p.id, "name": p.name, "role": p.role, "license_no": p.license_no,
-            "token": token}
+            "license_valid_to": accounts.utc_text(p.license_valid_to),
+            "key_id": key.id if key else None, "token": token}
+
+
+@router.get("/principals/{principal_id}")
+def get(principal_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return accounts.get_principal(ctx, actor, principal_id)
+
+
+@router.post("/principals/{principal_id}/license")
+def update_license(principal_id: str, body: License, ctx: Ctx,
+                   actor: CurrentActor) -> dict[str, Any]:
+    """Bureau: record a renewed or changed operating licence."""
+    return accounts.update_license(ctx, actor, principal_id, body.license_no,
+                                   body.license_valid_to)
+
+
+@router.post("/principals/{principal_id}/suspend")
+def suspend(principal_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return accounts.suspend_principal(ctx, actor, principal_id, body.reason)
+
+
+@router.post("/principals/{principal_id}/resume")
+def resume(principal_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return accounts.resume_principal(ctx, actor, principal_id, body.reason)
+
+
+@router.post("/principals/{principal_id}/revoke-tokens")
+def revoke_tokens(principal_id: str, body: Revocation, ctx: Ctx,
+                  actor: CurrentActor) -> dict[str, Any]:
+    """Bureau: every token of the principal stops working; `reissue` returns a new one once."""
+    return accounts.revoke_tokens(ctx, actor, principal_id, body.reason, body.reissue)
+
+
+@router.get("/principals/{principal_id}/keys")
+def list_keys(principal_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return accounts.list_keys(ctx, actor, principal_id)
+
+
+@router.post("/principals/{principal_id}/keys", status_code=201)
+def register_key(principal_id: str, body: NewKey, ctx: Ctx,
+                 actor: CurrentActor) -> dict[str, Any]:
+    """Make a new public key current; the previous one is revoked but kept for verification."""
+    return accounts.register_key(ctx, actor, principal_id, body.public_key, body.signature,
+                                 body.reason)
+
+
+@router.post("/me/token")
+def rotate_token(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """A new API token for the caller (shown once); the one used for this call stops working."""
+    return accounts.rotate_token(ctx, actor)

@@ -7,32 +7,62 @@ import pytest
 from contracts.document import ContractDocument
 from contracts.errors import ContractInactive, ContractStateError
 from contracts.lifecycle import (
+    EXPIRABLE,
+    FINAL_STATUSES,
+    TERMINABLE,
     Status,
     approve,
+    check_activatable,
+    check_amendable,
+    check_editable,
     check_usable,
+    expire,
+    is_due_to_expire,
     refuse,
     resume,
     sign_by_bureau,
     sign_by_operator,
+    submit,
+    supersede,
     suspend,
+    terminate,
 )
 
 S = Status
+NOT_FINAL = [s for s in Status if s not in FINAL_STATUSES]
 TRANSITIONS: dict[str, tuple[Callable[[Status], Status], dict[Status, Status]]] = {
+    "submit": (submit, {S.draft: S.pending_approval}),
     "refuse": (refuse, {S.pending_approval: S.refused}),
     "sign_by_bureau": (sign_by_bureau, {S.approved: S.signed_by_bureau}),
     "sign_by_operator": (sign_by_operator, {S.signed_by_bureau: S.active}),
     "suspend": (suspend, {S.active: S.suspended}),
     "resume": (resume, {S.suspended: S.active}),
+    "terminate": (terminate, {s: S.terminated for s in NOT_FINAL}),
+    "expire": (expire, {s: S.expired for s in NOT_FINAL if s is not S.draft}),
+    "supersede": (supersede, {S.active: S.superseded}),
 }
 CASES = [(name, status) for name in TRANSITIONS for status in Status]
+
+# Checks that guard an action without changing the status: the one status each allows.
+GUARDS: dict[str, tuple[Callable[[Status], None], Status]] = {
+    "check_editable": (check_editable, S.draft),
+    "check_amendable": (check_amendable, S.active),
+    "check_activatable": (check_activatable, S.active),
+}
+GUARD_CASES = [(name, status) for name in GUARDS for status in Status]
 
 
 def test_statuses() -> None:
     assert [s.value for s in Status] == [
-        "pending_approval", "approved", "signed_by_bureau", "active",
-        "refused", "suspended", "terminated", "expired",
+        "draft", "pending_approval", "approved", "signed_by_bureau", "active",
+        "refused", "suspended", "terminated", "expired", "superseded",
     ]
+
+
+def test_status_sets() -> None:
+    assert FINAL_STATUSES == {S.refused, S.terminated, S.expired, S.superseded}
+    assert TERMINABLE == set(NOT_FINAL)
+    assert EXPIRABLE == set(NOT_FINAL) - {S.draft}
 
 
 @pytest.mark.parametrize(("name", "status"), CASES, ids=[f"{n}-{s}" for n, s in CASES])
@@ -48,12 +78,39 @@ def test_transition_table(name: str, status: Status) -> None:
     # The message names the status the transition would need.
     assert any(f"'{needed}'" in message for needed in allowed)
     assert info.value.code == "contract_state"
+    if status in FINAL_STATUSES:
+        assert f"'{status}' is final" in message
 
 
-@pytest.mark.parametrize("status", [S.refused, S.terminated, S.expired])
+@pytest.mark.parametrize(("name", "status"), GUARD_CASES,
+                         ids=[f"{n}-{s}" for n, s in GUARD_CASES])
+def test_guard_table(name: str, status: Status) -> None:
+    guard, allowed = GUARDS[name]
+    if status is allowed:
+        guard(status)
+        return
+    with pytest.raises(ContractStateError) as info:
+        guard(status)
+    assert f"the contract is '{status}'" in str(info.value)
+    assert f"'{allowed}'" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [S.suspended, S.pending_approval])
+def test_amending_says_what_to_do(status: Status) -> None:
+    with pytest.raises(ContractStateError, match="resumed by the regulator"):
+        check_amendable(status)
+
+
+def test_editing_an_active_contract_points_to_amendment() -> None:
+    with pytest.raises(ContractStateError, match="/amend"):
+        check_editable(S.active)
+
+
+@pytest.mark.parametrize("status", sorted(FINAL_STATUSES))
 def test_final_statuses_say_so(status: Status) -> None:
-    with pytest.raises(ContractStateError, match=f"'{status}' is final"):
-        resume(status)
+    for transition in (resume, terminate, expire):
+        with pytest.raises(ContractStateError, match=f"'{status}' is final"):
+            transition(status)
 
 
 def test_transitions_accept_plain_strings() -> None:
@@ -107,6 +164,12 @@ def test_full_happy_path() -> None:
     assert resume(suspend(status)) is S.active
 
 
+def test_draft_path_ends_terminated() -> None:
+    status = submit(S.draft)
+    status, _ = approve(status, frozenset(), "p-hr", frozenset({"p-hr"}))
+    assert terminate(suspend(sign_by_operator(sign_by_bureau(status)))) is S.terminated
+
+
 DOC = ContractDocument(
     id="c-12",
     version=1,
@@ -117,7 +180,7 @@ DOC = ContractDocument(
     valid_from=datetime(2026, 3, 1, tzinfo=UTC),
     valid_to=datetime(2027, 3, 1, tzinfo=UTC),
     quotas={},
-    spend_cap=Decimal("0"),
+    spend_cap=Decimal(0),
     issued_at=datetime(2026, 2, 20, tzinfo=UTC),
 )
 IN_TERM = datetime(2026, 6, 1, tzinfo=UTC)
@@ -137,9 +200,11 @@ def test_active_contract_in_term_is_usable() -> None:
         (S.approved, "needs the bureau's signature"),
         (S.signed_by_bureau, "POST /v1/contracts/c-12/sign"),
         (S.refused, "apply for a new contract"),
-        (S.suspended, "resumes it"),
+        (S.suspended, "once the regulator resumes it"),
         (S.terminated, "apply for a new contract"),
         (S.expired, "apply for a new contract"),
+        (S.draft, "POST /v1/contracts/c-12/submit"),
+        (S.superseded, "a newer version of it is in force"),
     ],
 )
 def test_inactive_statuses(status: Status, hint: str) -> None:
@@ -166,3 +231,20 @@ def test_after_term(now: datetime) -> None:
 def test_naive_now_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         check_usable(DOC, S.active, datetime(2026, 6, 1))
+
+
+@pytest.mark.parametrize("status", sorted(EXPIRABLE))
+def test_due_to_expire_from_valid_to_on(status: Status) -> None:
+    assert not is_due_to_expire(DOC, status, DOC.valid_to - timedelta(microseconds=1))
+    assert is_due_to_expire(DOC, status, DOC.valid_to)
+    assert is_due_to_expire(DOC, status, DOC.valid_to + timedelta(days=400))
+
+
+@pytest.mark.parametrize("status", [S.draft, *sorted(FINAL_STATUSES)])
+def test_drafts_and_final_statuses_never_expire(status: Status) -> None:
+    assert not is_due_to_expire(DOC, status, DOC.valid_to + timedelta(days=1))
+
+
+def test_expiry_needs_an_aware_now() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        is_due_to_expire(DOC, S.active, datetime(2030, 1, 1))

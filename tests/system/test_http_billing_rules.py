@@ -1,0 +1,141 @@
+"""Price rules end to end: caps, tiered monthly volume, per-dataset multipliers, the revenue
+report against the maximum allowed revenue, and the README's worked example."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from conftest import RESIDENTS, World
+from sandbox.store.models import Job
+
+# The README's worked example: tiered rows, no time-based fee, so every amount is exact.
+WORKED = {
+    "name": "示例收费标准", "effective_from": "2026-01-02T00:00:00Z",
+    "items": [{"unit": "call", "price": "2.00"},
+              {"unit": "rows", "per": 10000, "level": "L3",
+               "tiers": [{"up_to": 30000, "price": "0.10"}, {"up_to": None, "price": "0.05"}]},
+              {"unit": "output", "price": "0.50"}],
+}
+ONE_SCAN = 'emit("n", table("population").agg(n=count()).collect())'
+TWO_SCANS = ('a = table("population").group_by("district").agg(n=count()).collect()\n'
+             'b = table("population").group_by("gender").agg(n=count()).collect()\n'
+             'emit("by_district", a)\nemit("by_gender", b)')
+CAPS = {"name": "2026 上限收费标准", "effective_from": "2026-01-01T00:00:00Z",
+        "items": [{"unit": "call", "max_price": "3.00"},
+                  {"unit": "rows", "per": 10000, "max_price": "0.12", "level": "L3"}]}
+
+
+def publish(w: World, schedule: dict[str, Any]) -> Any:
+    return w.client.post("/v1/price-schedules", json=schedule, headers=w.h(w.bureau))
+
+
+def lines(job: dict[str, Any], unit: str) -> list[dict[str, Any]]:
+    return [line for line in job["charge"]["lines"] if line["unit"] == unit]
+
+
+def test_the_readme_worked_example(local_world: World) -> None:
+    w = local_world
+    assert RESIDENTS == 20_000
+    assert publish(w, WORKED).status_code == 201
+    cid = w.active_contract()
+    jobs = [w.run(cid, code).json() for code in (ONE_SCAN, ONE_SCAN, TWO_SCANS)]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 3
+    assert [j["charge"]["amount"] for j in jobs] == ["2.70", "2.65", "3.20"]
+    # Job 2 straddles the 30 000-row tier boundary: 10 000 rows at 0.10, 10 000 at 0.05.
+    assert [(line.get("tier"), line["quantity"], line["amount"])
+            for line in lines(jobs[1], "rows")] == [(0, 10000, "0.10"), (1, 10000, "0.05")]
+    assert all(Decimal(j["charge"]["amount"]) <= Decimal(j["quote"]["amount"]) for j in jobs)
+    period = jobs[0]["finished_at"][:7]
+    bill = w.client.get(f"/v1/bills?period={period}", headers=w.h(w.operator)).json()
+    assert bill["total"] == "8.55"
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    example = readme[readme.index("## Worked example"):]
+    for amount in ("2.70", "2.65", "3.20", "8.55"):
+        assert amount in example
+
+
+def test_a_schedule_above_the_caps_is_refused_naming_the_item(local_world: World) -> None:
+    w = local_world
+    assert w.client.post("/v1/price-caps", json=CAPS, headers=w.h(w.bureau)).status_code == 201
+    assert w.client.get("/v1/price-caps/current").json()["name"] == "2026 上限收费标准"
+    over = {**WORKED, "items": [{"unit": "call", "price": "2.00"},
+                                {"unit": "rows", "per": 10000, "price": "0.13", "level": "L3"}]}
+    r = publish(w, over)
+    assert r.status_code == 400 and r.json()["code"] == "price_above_cap"
+    assert "items[1]" in r.json()["error"] and "0.12" in r.json()["error"]
+    at_cap = {**over, "items": [{"unit": "call", "price": "3.00"},
+                                {"unit": "rows", "per": 10000, "price": "0.12", "level": "L3"}]}
+    assert publish(w, at_cap).status_code == 201
+
+
+def test_caps_below_the_schedule_in_force_are_refused(local_world: World) -> None:
+    w = local_world
+    low = {**CAPS, "items": [{"unit": "call", "max_price": "1.00"}]}
+    r = w.client.post("/v1/price-caps", json=low, headers=w.h(w.bureau))
+    assert r.status_code == 409 and "publish a schedule within them first" in r.json()["error"]
+    assert w.client.get("/v1/price-caps/current").status_code == 404
+
+
+def test_per_dataset_multipliers_scale_the_rows_line(local_world: World) -> None:
+    w = local_world
+    schedule = {**WORKED, "multipliers": {"population": "1.50"},
+                "items": [{"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"}]}
+    assert publish(w, schedule).status_code == 201
+    job = w.run(w.active_contract(), ONE_SCAN).json()
+    (rows,) = lines(job, "rows")
+    assert rows["dataset"] == "population" and rows["amount"] == "0.30"   # 2 × 0.10 × 1.5
+
+
+def _age_job(w: World, job_id: str, months: int) -> None:
+    """Move a finished job into an earlier month (time travel for the report's chain)."""
+    with w.ctx.transaction() as s:
+        job = s.scalar(select(Job).where(Job.id == job_id))
+        assert job is not None and job.finished_at is not None
+        job.finished_at = job.finished_at - dt.timedelta(days=31 * months)
+
+
+def _period(finished_at: str, months_back: int = 0) -> str:
+    moment = dt.datetime.fromisoformat(finished_at.replace("Z", "+00:00"))
+    moment -= dt.timedelta(days=31 * months_back)
+    return moment.astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m")
+
+
+def test_revenue_report_with_allowed_revenue_and_carry_forward(local_world: World) -> None:
+    w = local_world
+    assert publish(w, WORKED).status_code == 201
+    commercial = w.active_contract()
+    public = w.active_contract(purpose_class="public_interest")
+    earlier = w.run(commercial, ONE_SCAN).json()            # 2.70, moved to last month
+    _age_job(w, earlier["id"], 1)
+    now_jobs = [w.run(commercial, ONE_SCAN).json(), w.run(public, ONE_SCAN).json()]
+    last, this = _period(earlier["finished_at"], 1), _period(now_jobs[0]["finished_at"])
+    h = w.h(w.bureau)
+    assert w.client.put(f"/v1/revenue/allowed/{last}", json={"amount": "2.00"},
+                        headers=h).status_code == 200
+    assert w.client.put(f"/v1/revenue/allowed/{this}", json={"amount": "10.00"},
+                        headers=h).status_code == 200
+    old = w.client.get(f"/v1/reports/revenue?period={last}", headers=w.h(w.regulator)).json()
+    assert old["revenue"] == "2.70" and old["excess"] == "0.70" and old["carry_forward"] == "0.70"
+    new = w.client.get(f"/v1/reports/revenue?period={this}", headers=w.h(w.regulator)).json()
+    assert new["carried_deduction"] == "0.70" and new["effective_allowed"] == "9.30"
+    assert new["revenue"] == now_jobs[0]["charge"]["amount"]
+    assert Decimal(new["public_interest_list_value"]) == Decimal(now_jobs[1]["charge"]["list_amount"]) > 0
+    assert sum(Decimal(o["amount"]) for o in new["by_operator"]) == Decimal(new["revenue"])
+    assert sum(Decimal(u["amount"]) for u in new["by_unit"]) == Decimal(new["revenue"])
+    assert {d["dataset"] for d in new["by_dataset"]} == {"population", None}
+    r = w.client.get(f"/v1/reports/revenue?period={this}", headers=w.h(w.operator))
+    assert r.status_code == 403
+
+
+def test_allowed_revenue_is_validated(local_world: World) -> None:
+    w = local_world
+    r = w.client.put("/v1/revenue/allowed/2026-13", json={"amount": "1.00"}, headers=w.h(w.bureau))
+    assert r.status_code == 400 and "YYYY-MM" in r.json()["error"]
+    r = w.client.put("/v1/revenue/allowed/2026-11", json={"amount": "1.001"}, headers=w.h(w.bureau))
+    assert r.status_code == 400 and re.search("2 decimal places", r.json()["error"])
