@@ -36,10 +36,10 @@ from pricing import (
 from sandbox.accounts import Actor, require
 from sandbox.catalog.models import DatasetInfo
 from sandbox.context import Context
-from sandbox.errors import BadRequest, Conflict, NotFound
+from sandbox.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from sandbox.language.analysis import CodeFacts
 from sandbox.ledger import log
-from sandbox.store.models import AllowedRevenue, Contract, Job
+from sandbox.store.models import AllowedRevenue, Contract, Job, PrepaidAccount, Principal
 from sandbox.store.models import PriceCaps as CapsRow
 from sandbox.store.models import PriceSchedule as ScheduleRow
 
@@ -130,6 +130,67 @@ def record_allowed_revenue(ctx: Context, actor: Actor, period: str, amount: str)
         log.append(s, "revenue.allowed_recorded", actor.id, period,
                    {"amount": format_money(value)})
     return {"period": period, "amount": format_money(value)}
+
+
+def reserve_prepaid(session: Session, operator_id: str, quote_fen: int) -> None:
+    """Hold a quote against the operator's prepaid balance, if it has one (in the caller's
+    transaction, beside the spend-cap reservation)."""
+    account = session.get(PrepaidAccount, operator_id, with_for_update=True)
+    if account is None:
+        return
+    available = account.balance_fen - account.reserved_fen
+    if quote_fen > available:
+        raise QuotaExceeded(
+            f"this job is quoted at {quote_fen / 100:.2f} yuan but your prepaid balance has "
+            f"{max(available, 0) / 100:.2f} yuan available; ask the bureau to top it up or wait "
+            "for running jobs to settle")
+    account.reserved_fen += quote_fen
+
+
+def settle_prepaid(session: Session, operator_id: str, quote_fen: int, charge_fen: int) -> None:
+    account = session.get(PrepaidAccount, operator_id, with_for_update=True)
+    if account is not None:
+        account.reserved_fen -= quote_fen
+        account.balance_fen -= charge_fen
+
+
+def prepaid_view(account: PrepaidAccount) -> dict[str, Any]:
+    return {"operator_id": account.operator_id,
+            "balance": format_money(Decimal(account.balance_fen) / 100),
+            "reserved": format_money(Decimal(account.reserved_fen) / 100),
+            "available": format_money(Decimal(account.balance_fen - account.reserved_fen) / 100)}
+
+
+def top_up(ctx: Context, actor: Actor, operator_id: str, amount: str) -> dict[str, Any]:
+    """Credit an operator's prepaid balance, opening the account on the first top-up."""
+    require(actor, Role.bureau)
+    value = parse_money(amount, what="top-up")
+    if value <= 0:
+        raise BadRequest("a top-up must be a positive amount of yuan, e.g. \"500.00\"")
+    with ctx.money_lock, ctx.transaction() as s:
+        operator = s.get(Principal, operator_id)
+        if operator is None or operator.role != Role.operator:
+            raise NotFound(f"no operator {operator_id!r}")
+        account = s.get(PrepaidAccount, operator_id, with_for_update=True)
+        if account is None:
+            account = PrepaidAccount(operator_id=operator_id, balance_fen=0, reserved_fen=0)
+            s.add(account)
+        account.balance_fen += to_fen(value)
+        s.flush()
+        log.append(s, "prepaid.topped_up", actor.id, operator_id,
+                   {"amount": format_money(value), "balance_fen": account.balance_fen})
+        return prepaid_view(account)
+
+
+def prepaid(ctx: Context, actor: Actor, operator_id: str) -> dict[str, Any]:
+    if actor.role == Role.operator and actor.id != operator_id or actor.role == Role.provider:
+        raise NotFound(f"no prepaid account {operator_id!r} visible to you")
+    with ctx.reading() as s:
+        account = s.get(PrepaidAccount, operator_id)
+        if account is None:
+            raise NotFound(f"operator {operator_id!r} has no prepaid account; it is billed in "
+                           "arrears")
+        return prepaid_view(account)
 
 
 def _next_period(period: str) -> str:

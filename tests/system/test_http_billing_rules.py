@@ -139,3 +139,65 @@ def test_allowed_revenue_is_validated(local_world: World) -> None:
     assert r.status_code == 400 and "YYYY-MM" in r.json()["error"]
     r = w.client.put("/v1/revenue/allowed/2026-11", json={"amount": "1.001"}, headers=w.h(w.bureau))
     assert r.status_code == 400 and re.search("2 decimal places", r.json()["error"])
+
+
+def test_prepaid_balance_reserves_quotes_and_is_debited_by_charges(local_world: World) -> None:
+    w = local_world
+    assert publish(w, WORKED).status_code == 201
+    cid = w.active_contract()
+    op = w.operator["id"]
+    assert w.client.get(f"/v1/prepaid/{op}", headers=w.h(w.operator)).status_code == 404
+    r = w.client.post(f"/v1/prepaid/{op}/top-ups", json={"amount": "5.00"}, headers=w.h(w.bureau))
+    assert r.status_code == 201 and r.json()["available"] == "5.00"
+    quote = w.client.post("/v1/quotes", headers=w.h(w.operator),
+                          json={"contract_id": cid, "code": ONE_SCAN}).json()["quote"]["amount"]
+    assert quote == "2.70"
+    first = w.run(cid, ONE_SCAN).json()
+    assert first["status"] == "succeeded"
+    account = w.client.get(f"/v1/prepaid/{op}", headers=w.h(w.operator)).json()
+    assert account == {"operator_id": op, "balance": "2.30", "reserved": "0.00", "available": "2.30"}
+    refused = w.run(cid, ONE_SCAN)   # quoted 2.65 now (tier 2 starts), above 2.30 available
+    assert refused.status_code == 429 and "prepaid balance" in refused.json()["error"]
+    assert w.client.get(f"/v1/prepaid/{op}", headers=w.h(w.other_operator)).status_code == 404
+    assert w.client.get(f"/v1/prepaid/{op}", headers=w.h(w.regulator)).json()["balance"] == "2.30"
+    r = w.client.post(f"/v1/prepaid/{op}/top-ups", json={"amount": "-1"}, headers=w.h(w.bureau))
+    assert r.status_code == 400
+    r = w.client.post(f"/v1/prepaid/{op}/top-ups", json={"amount": "1.00"}, headers=w.h(w.operator))
+    assert r.status_code == 403
+
+
+def test_a_job_is_billed_at_the_schedule_in_force_when_it_was_quoted(local_world: World) -> None:
+    w = local_world
+    assert publish(w, WORKED).status_code == 201
+    cid = w.active_contract()
+    slow = 'x = 0\nfor i in range(1500000):\n    x += 1\n' + ONE_SCAN
+    r = w.client.post("/v1/jobs", headers=w.h(w.operator), json={"contract_id": cid, "code": slow})
+    assert r.status_code == 201 and r.json()["status"] in ("queued", "running")
+    dearer = {**WORKED, "name": "调价后", "effective_from": "2026-01-03T00:00:00Z",
+              "items": [{"unit": "call", "price": "9.00"}]}
+    assert publish(w, dearer).status_code == 201
+    deadline = dt.datetime.now() + dt.timedelta(seconds=60)
+    job = r.json()
+    while job["status"] in ("queued", "running") and dt.datetime.now() < deadline:
+        job = w.client.get(f"/v1/jobs/{job['id']}", headers=w.h(w.operator)).json()
+    assert job["status"] == "succeeded", job
+    assert job["charge"]["amount"] == "2.70"     # the old schedule, not the 9.00 call fee
+    assert w.run(cid, ONE_SCAN).json()["charge"]["amount"] == "9.00"
+
+
+def test_the_csv_statement_lines_sum_to_its_total(local_world: World) -> None:
+    import csv
+    import io
+
+    w = local_world
+    assert publish(w, WORKED).status_code == 201
+    cid = w.active_contract()
+    jobs = [w.run(cid, code).json() for code in (ONE_SCAN, TWO_SCANS)]
+    period = jobs[0]["finished_at"][:7]
+    r = w.client.get(f"/v1/bills?period={period}&format=csv", headers=w.h(w.operator))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    body, total = rows[:-1], rows[-1]
+    assert total["job_id"] == "total"
+    assert sum(Decimal(x["amount"]) for x in body) == Decimal(total["amount"]) == Decimal("5.95")
+    assert {x["job_id"] for x in body} == {j["id"] for j in jobs}

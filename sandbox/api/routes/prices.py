@@ -41,13 +41,15 @@ def current_caps(ctx: Ctx) -> dict[str, Any]:
     return caps.to_json()
 
 
-class Allowance(BaseModel):
+class Amount(BaseModel):
+    """An amount of money: a decimal string of yuan."""
+
     model_config = ConfigDict(extra="forbid")
     amount: str = Field(description="Decimal string of yuan, e.g. \"120000.00\"")
 
 
 @router.put("/revenue/allowed/{period}")
-def record_allowed(period: str, body: Allowance, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+def record_allowed(period: str, body: Amount, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Record the maximum allowed revenue (最高准许收入) of a billing month."""
     return billing.record_allowed_revenue(ctx, actor, period, body.amount)
 
@@ -57,6 +59,17 @@ def revenue(period: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Revenue by operator, dataset and unit, public-interest use at list value, and the
     comparison with the month's allowed revenue (an excess is deducted from the next month)."""
     return billing.revenue(ctx, actor, period)
+
+
+@router.post("/prepaid/{operator_id}/top-ups", status_code=201)
+def top_up(operator_id: str, body: Amount, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Credit an operator's prepaid balance (the bureau); jobs then reserve against it."""
+    return billing.top_up(ctx, actor, operator_id, body.amount)
+
+
+@router.get("/prepaid/{operator_id}")
+def prepaid(operator_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return billing.prepaid(ctx, actor, operator_id)
 
 
 @router.get("/bills")
