@@ -236,6 +236,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                 f"{max(left, 0) / 100:.2f} yuan left under its spend cap of {cap}; wait for "
                 "running jobs to settle or apply for a contract with a higher cap")
         check_quotas(p.contract, *_quota_usage(s, contract.id), p.bound.max_rows)
+        billing.reserve_prepaid(s, actor.id, quote_fen)
         contract.reserved_fen += quote_fen
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=req.idempotency_key,
@@ -393,6 +394,7 @@ def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
         job.charge_fen = billing.to_fen(charge.amount) if charge else 0
         contract_row.reserved_fen -= job.quote_fen
         contract_row.spent_fen += job.charge_fen
+        billing.settle_prepaid(s, job.operator_id, job.quote_fen, job.charge_fen)
         for name, body in result.outputs.items():
             s.add(JobOutput(job_id=job_id, name=name, body=body))
         log.append(s, f"job.{result.status}", None, job_id, {

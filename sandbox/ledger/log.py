@@ -64,8 +64,8 @@ class _Tail:
 
     An append only ever needs the border (the complete subtrees that tile [0, size), see
     `_border`), so keeping it per transaction saves a size query and a node lookup per event.
-    It is tied to the transaction object: a commit or rollback starts a new transaction and
-    the next append reloads it from the database.
+    It is tied to the (innermost) transaction object: a commit, rollback or savepoint starts
+    another transaction object, and the next append reloads the tail from the database.
     """
 
     transaction: object
@@ -90,7 +90,8 @@ def _border(n: int) -> list[_Position]:
 
 def _tail(session: Session) -> _Tail:
     session.connection()  # begins the transaction if none has begun, so it can be compared
-    transaction = session.get_transaction()
+    # The innermost transaction: a savepoint rolled back must not leave a stale tail behind.
+    transaction = session.get_nested_transaction() or session.get_transaction()
     tail = session.info.get(_TAIL_KEY)
     if tail is None or tail.transaction is not transaction:
         n = size(session)

@@ -91,6 +91,16 @@ class PriceCaps(Base):
     published_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class PrepaidAccount(Base):
+    """An operator's prepaid balance, for bureaus that bill in advance. Operators without an
+    account are billed in arrears."""
+
+    __tablename__ = "prepaid_accounts"
+    operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), primary_key=True)
+    balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class AllowedRevenue(Base):
     """The maximum allowed revenue (最高准许收入) the bureau records for a billing month."""
 

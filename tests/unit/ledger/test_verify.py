@@ -85,6 +85,22 @@ def test_a_clean_log_verifies(local_world: World) -> None:
     assert report.checkpoint is not None and report.checkpoint.startswith(f"{origin}\n")
 
 
+def test_a_rolled_back_savepoint_leaves_a_log_that_verifies(local_world: World) -> None:
+    w = local_world
+    before = verify(w).size
+    assert before is not None
+    with w.ctx.transaction() as s:
+        log.append(s, "contract.applied", "o-1", "c-kept", {})
+        with pytest.raises(RuntimeError):
+            with s.begin_nested():
+                log.append(s, "contract.applied", "o-1", "c-undone", {})
+                raise RuntimeError("the nested change failed")
+        assert log.append(s, "contract.applied", "o-1", "c-after", {}) == before + 1
+    report = verify(w)
+    assert report.ok, report.problems
+    assert report.size == before + 2
+
+
 def test_entries_are_read_across_pages(local_world: World) -> None:
     w = local_world
     grow(w, log.MAX_ENTRIES_PER_PAGE + 50)
