@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sandbox.cli_contracts import contracts_app
 from sandbox.cli_ledger import ledger_app
 from sandbox.settings import Settings
 
@@ -23,6 +24,7 @@ prices_app = typer.Typer(help="Published fees (acts as the bureau on a local ins
                          no_args_is_help=True)
 app.add_typer(prices_app, name="prices")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(contracts_app, name="contracts")
 
 console = Console()
 err = Console(stderr=True)

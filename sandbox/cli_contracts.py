@@ -1,0 +1,58 @@
+"""`sandbox contracts …`: checking exported contracts offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from contracts.verify import verify_export
+
+contracts_app = typer.Typer(help="Check contracts offline against public keys.",
+                            no_args_is_help=True)
+console = Console()
+
+
+def read_key(value: str, party: str = "bureau") -> str:
+    """A base64 raw Ed25519 key given inline, or a file holding one (or `GET /v1/keys` JSON)."""
+    path = Path(value)
+    if not path.is_file():
+        return value.strip()
+    text = path.read_text(encoding="utf-8").strip()
+    if text.startswith("{"):
+        keys = json.loads(text)
+        if party not in keys:
+            raise typer.BadParameter(f"{path} has no {party!r} key")
+        return str(keys[party])
+    return text
+
+
+@contracts_app.command("verify")
+def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                       help="JSON of GET /v1/contracts/{id}."),
+           bureau_key: str = typer.Option(..., "--bureau-key", help="The bureau's public key "
+                                          "(base64), or a file with it or with GET /v1/keys JSON."),
+           operator_key: Optional[str] = typer.Option(None, "--operator-key", help="The "
+                                                      "operator's public key (base64 or file).")
+           ) -> None:
+    """Check an exported contract's canonical bytes and signatures, with no service."""
+    try:
+        export = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        console.print(f"[red]{file} is not JSON: {e.msg}[/]")
+        raise typer.Exit(2)
+    result = verify_export(export, read_key(bureau_key, "bureau"),
+                           read_key(operator_key, "operator") if operator_key else None)
+    console.print(f"contract {result.contract_id} version {result.version}")
+    for line in result.checked:
+        console.print(f"  [green]✓[/] {line}")
+    for line in result.skipped:
+        console.print(f"  [yellow]–[/] not checked: {line}")
+    for line in result.problems:
+        console.print(f"  [red]✗ {line}[/]")
+    if not result.ok:
+        raise typer.Exit(1)
+    console.print("[bold green]verified[/]")
