@@ -22,7 +22,16 @@ from operators.roles import Role
 from operators.rotation import rotation_bytes
 from operators.tokens import hash_token, new_token
 from sandbox.context import Context
-from sandbox.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
+from sandbox.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    LicenseExpired,
+    NotFound,
+    PrincipalSuspended,
+    TokenRevoked,
+    Unauthenticated,
+)
 from sandbox.ledger import log
 from sandbox.settings import Settings
 from sandbox.store.models import Principal, PrincipalKey, PrincipalToken
@@ -31,18 +40,6 @@ ACTIVE, SUSPENDED = "active", "suspended"
 # Only these can be suspended: suspending the bureau or a regulator would leave nobody to
 # administer or oversee the instance.
 SUSPENDABLE = (Role.operator, Role.provider)
-
-
-class PrincipalSuspended(Forbidden):
-    code = "principal_suspended"
-
-
-class LicenseExpired(Forbidden):
-    code = "license_expired"
-
-
-class TokenRevoked(Unauthenticated):
-    code = "token_revoked"
 
 
 @dataclass(frozen=True)

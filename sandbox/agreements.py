@@ -85,6 +85,11 @@ def _version(session: Session, contract_id: str, number: int) -> ContractVersion
     return v
 
 
+def version_document(session: Session, contract_id: str, number: int) -> ContractDocument:
+    """The terms of one version: a job runs and is billed under the version it was quoted on."""
+    return document(_version(session, contract_id, number))
+
+
 def _current(session: Session, row: Contract) -> ContractVersion:
     return _version(session, row.id, row.version)
 

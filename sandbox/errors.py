@@ -7,8 +7,11 @@
     │   ├── CompileError                operator code refused by the language policy
     │   └── IngestError                 a dataset file or policy could not be ingested
     ├── Unauthenticated            401  missing or unknown token
+    │   └── TokenRevoked                a token that was rotated or revoked
     ├── Forbidden                  403  role or ownership does not allow this
-    │   └── DisclosureRefused           a request that disclosure rules never allow
+    │   ├── DisclosureRefused           a request that disclosure rules never allow
+    │   ├── PrincipalSuspended          the caller is suspended
+    │   └── LicenseExpired              the operator's licence is no longer valid
     ├── NotFound                   404
     ├── Conflict                   409  duplicate name, wrong state
     ├── QuotaExceeded              429  contract quota or spend cap would be exceeded
@@ -53,8 +56,20 @@ class Unauthenticated(SandboxError):
     code = "unauthenticated"
 
 
+class TokenRevoked(Unauthenticated):
+    code = "token_revoked"
+
+
 class Forbidden(SandboxError):
     code = "forbidden"
+
+
+class PrincipalSuspended(Forbidden):
+    code = "principal_suspended"
+
+
+class LicenseExpired(Forbidden):
+    code = "license_expired"
 
 
 class DisclosureRefused(Forbidden):

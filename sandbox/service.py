@@ -89,6 +89,8 @@ class Prepared:
     quote: Charge
     bound: billing.Bound
     month_to_date: dict[str, int]   # the operator's volume this month, fixing its price tier
+    contract_version: int
+    signing_key_id: str | None
 
 
 def now() -> dt.datetime:
@@ -120,13 +122,12 @@ def load_usable_contract(session: Session, actor: Actor, contract_id: str) -> Co
     return doc
 
 
-def verify_signature(session: Session, actor: Actor, req: JobRequest) -> None:
-    """A signature, when sent, must verify against the operator's key in force now.
-
-    An unsigned submission is accepted (and recorded with no signature).
-    """
+def verify_signature(session: Session, actor: Actor, req: JobRequest) -> str | None:
+    """A signature, when sent, must verify against the operator's key in force now; returns
+    that key's id, so the record shows which key signed. An unsigned submission is accepted
+    (and recorded with no signature)."""
     if req.signature is None:
-        return
+        return None
     key = accounts.current_key(session, actor.id)
     if key is None:
         raise OperatorError("the submission is signed but you have no registered public key; "
@@ -134,6 +135,7 @@ def verify_signature(session: Session, actor: Actor, req: JobRequest) -> None:
     data = submission_bytes(req.contract_id, req.code, req.params, req.idempotency_key)
     verify(key.public_key, data, req.signature,
            subject=f"the job submission's canonical bytes (key {key.id})")
+    return key.id
 
 
 def compile_code(code: str) -> CodeFacts:
@@ -165,7 +167,7 @@ def _grants(contract: ContractDocument, dataset: str, column: str, uses: frozens
 
 def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Prepared:
     contract = load_usable_contract(session, actor, req.contract_id)
-    verify_signature(session, actor, req)
+    signing_key_id = verify_signature(session, actor, req)
     facts = compile_code(req.code)
     datasets = {n: registry.get(ctx, session, n) for n in contract.datasets}
     check_names(contract, facts, datasets)
@@ -173,7 +175,8 @@ def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Pr
     bound = billing.upper_bound(facts, contract, datasets, ctx.settings.job_wall_seconds)
     volume = billing.volume_this_month(session, actor.id, now())
     return Prepared(contract, datasets, facts, schedule_id,
-                    billing.quote(schedule, bound, contract, volume), bound, volume)
+                    billing.quote(schedule, bound, contract, volume), bound, volume,
+                    contract.version, signing_key_id)
 
 
 def quote(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
@@ -240,7 +243,9 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         contract.reserved_fen += quote_fen
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=req.idempotency_key,
-                  signature=req.signature, status="queued", schedule_id=p.schedule_id,
+                  signature=req.signature, signing_key_id=p.signing_key_id,
+                  contract_version=p.contract_version, status="queued",
+                  schedule_id=p.schedule_id,
                   quote=p.quote.to_json(), quote_fen=quote_fen,
                   usage={"bounds": {"rows_scanned": p.bound.max_rows,
                                     "outputs": p.bound.max_outputs,
@@ -304,9 +309,7 @@ def wait_for(ctx: Context, job_id: str) -> None:
 
 def _spec(ctx: Context, job: Job) -> JobSpec:
     with ctx.reading() as s:
-        row = s.get(Contract, job.contract_id)
-        assert row is not None
-        contract = agreements.document(row)
+        contract = agreements.version_document(s, job.contract_id, job.contract_version)
         datasets = {n: registry.get(ctx, s, n) for n in contract.datasets}
     bounds = (job.usage or {}).get("bounds", {})
     return JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
@@ -376,7 +379,7 @@ def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
         job = s.get(Job, job_id)
         contract_row = s.get(Contract, job.contract_id) if job else None
         assert job is not None and contract_row is not None
-        contract = agreements.document(contract_row)
+        contract = agreements.version_document(s, job.contract_id, job.contract_version)
         quote = Charge.from_json(job.quote) if job.quote else None
         charge = None
         if quote is not None:
@@ -463,7 +466,9 @@ def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
         "outputs": outputs,
         "disclosure": disclosure if full else operator_view(disclosure),
         "error": job.error,
-        **({"code": job.code, "params": job.params, "signature": job.signature} if full else {}),
+        "contract_version": job.contract_version,
+        **({"code": job.code, "params": job.params, "signature": job.signature,
+            "signing_key_id": job.signing_key_id} if full else {}),
     }
 
 

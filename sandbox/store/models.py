@@ -155,7 +155,9 @@ class Job(Base):
     __table_args__ = (UniqueConstraint("operator_id", "idempotency_key"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
+    contract_version: Mapped[int] = mapped_column(Integer, default=1)  # the terms it ran under
     operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    signing_key_id: Mapped[str | None] = mapped_column(String(64))   # key that signed it, if any
     code: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from contracts.canonical import canonical_bytes
 from contracts.document import ContractDocument
 from operators.keys import public_key_b64, sign, verify
+from operators.submission import submission_bytes
 from sandbox import accounts, agreements
 from sandbox.api.app import create_app
 from sandbox.store.models import Contract, ContractVersion
@@ -433,3 +434,44 @@ def test_a_provider_of_a_new_dataset_sees_the_amendment(local_world: World, city
     assert r.json()["amendment"] == {"version": 2, "status": "pending_approval"}
     r = post(w, f"/v1/contracts/{cid}/approve", "provider")
     assert r.json()["amendment"] == {"version": 2, "status": "approved"}
+
+
+def test_a_running_job_keeps_the_terms_of_the_version_it_was_quoted_under(
+        local_world: World) -> None:
+    """Version 2 (public interest, free) activates while a version-1 job runs: the job still
+    runs and is billed under version 1."""
+    w = local_world
+    cid = w.active_contract(spend_cap="5000.00")
+    slow = 'x = 0\nfor i in range(2500000):\n    x += 1\n' + INCOME_CODE
+    r = w.client.post("/v1/jobs", headers=w.h(w.operator), json={"contract_id": cid, "code": slow})
+    assert r.status_code == 201 and r.json()["contract_version"] == 1
+    post(w, f"/v1/contracts/{cid}/amend", "operator",
+         {**APPLICATION, "datasets": NARROW, "purpose_class": "public_interest"})
+    post(w, f"/v1/contracts/{cid}/approve", "provider")
+    post(w, f"/v1/contracts/{cid}/sign", "bureau")
+    assert sign_version(w, cid, 2).json()["version"] == 2
+    job = r.json()
+    deadline = dt.datetime.now() + dt.timedelta(seconds=60)
+    while job["status"] in ("queued", "running") and dt.datetime.now() < deadline:
+        job = w.client.get(f"/v1/jobs/{job['id']}", headers=w.h(w.operator)).json()
+    assert job["status"] == "succeeded", "version 1 granted income: " + str(job["error"])
+    assert job["contract_version"] == 1
+    assert job["charge"]["amount"] == job["charge"]["list_amount"] != "0.00", "billed as commercial"
+    after = w.run(cid, COUNT_CODE).json()
+    assert after["contract_version"] == 2 and after["charge"]["amount"] == "0.00"
+
+
+def test_the_regulator_sees_which_key_signed_a_submission(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract()
+    data = submission_bytes(cid, COUNT_CODE, {}, None)
+    job = w.run(cid, COUNT_CODE, signature=sign(w.operator_key, data)).json()
+    keys = w.client.get(f"/v1/principals/{w.operator['id']}/keys", headers=w.h(w.regulator)).json()
+    current = [k["id"] for k in keys["keys"] if k["current"]]
+    seen = w.client.get(f"/v1/jobs/{job['id']}", headers=w.h(w.regulator)).json()
+    assert seen["signing_key_id"] == current[0] and seen["signature"]
+    assert "signing_key_id" not in w.client.get(f"/v1/jobs/{job['id']}",
+                                                headers=w.h(w.operator)).json()
+    unsigned = w.client.get(f"/v1/jobs/{w.run(cid, COUNT_CODE).json()['id']}",
+                            headers=w.h(w.regulator)).json()
+    assert unsigned["signing_key_id"] is None and unsigned["signature"] is None
