@@ -58,12 +58,12 @@ def document(row: Contract | ContractVersion) -> ContractDocument:
 def load(session: Session, actor: Actor, contract_id: str) -> Contract:
     """The contract, if `actor` is a party to it or oversees it; 404 otherwise (no probing)."""
     row = session.get(Contract, contract_id)
-    if row is None or not _may_read(session, actor, row):
+    if row is None or not may_read(session, actor, row):
         raise NotFound(f"no contract {contract_id!r} visible to you")
     return row
 
 
-def _may_read(session: Session, actor: Actor, row: Contract) -> bool:
+def may_read(session: Session, actor: Actor, row: Contract) -> bool:
     if actor.role in (Role.bureau, Role.regulator):
         return True
     if actor.role == Role.operator:

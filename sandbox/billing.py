@@ -33,7 +33,7 @@ from pricing import (
     price,
     revenue_report,
 )
-from sandbox.accounts import Actor, require
+from sandbox.accounts import Actor, require, utc_text
 from sandbox.catalog.models import DatasetInfo
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound, QuotaExceeded
@@ -118,7 +118,7 @@ def publish_caps(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
 
 def record_allowed_revenue(ctx: Context, actor: Actor, period: str, amount: str) -> dict[str, Any]:
     require(actor, Role.bureau)
-    _month(period)
+    month_bounds(period)
     value = parse_money(amount, what="allowed revenue")
     with ctx.transaction() as s:
         row = s.get(AllowedRevenue, period)
@@ -199,7 +199,7 @@ def _next_period(period: str) -> str:
 
 
 def _revenue_lines(session: Session, period: str) -> list[RevenueLine]:
-    start, end = _month(period)
+    start, end = month_bounds(period)
     rows = session.execute(
         select(Job.operator_id, Job.charge, Contract.document)
         .join(Contract, Job.contract_id == Contract.id)
@@ -213,7 +213,7 @@ def revenue(ctx: Context, actor: Actor, period: str) -> dict[str, Any]:
     """Revenue for a month against its maximum allowed revenue. An excess is deducted from
     the next month's allowance, so the chain runs from the first month with an allowance."""
     require(actor, Role.regulator, Role.bureau)
-    _month(period)
+    month_bounds(period)
     with ctx.reading() as s:
         allowed = {r.period: Decimal(r.amount_fen) / 100 for r in s.scalars(select(AllowedRevenue))}
         current = min([p for p in allowed if p <= period], default=period)
@@ -284,7 +284,7 @@ def period_of(moment: dt.datetime) -> str:
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
-def _month(period: str) -> tuple[dt.datetime, dt.datetime]:
+def month_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
     m = _PERIOD.match(period)
     if not m:
         raise BadRequest("period must be a month written YYYY-MM, e.g. 2026-11")
@@ -299,7 +299,7 @@ def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = Non
     require(actor, Role.operator, Role.bureau, Role.regulator)
     if actor.role == Role.operator:
         operator_id = actor.id
-    start, end = _month(period)
+    start, end = month_bounds(period)
     with ctx.reading() as s:
         q = select(Job).where(Job.charge.is_not(None), Job.finished_at >= start,
                               Job.finished_at < end)
@@ -308,7 +308,7 @@ def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = Non
         jobs = list(s.scalars(q.order_by(Job.finished_at, Job.id)))
     charges = [{
         "job_id": j.id, "contract_id": j.contract_id, "operator_id": j.operator_id,
-        "status": j.status, "finished_at": j.finished_at.isoformat() + "Z" if j.finished_at else None,
+        "status": j.status, "finished_at": utc_text(j.finished_at),
         **Charge.from_json(j.charge).to_json(),
     } for j in jobs]
     total = sum((Decimal(c["amount"]) for c in charges), Decimal("0"))

@@ -33,7 +33,7 @@ from operators.roles import Role
 from operators.submission import submission_bytes
 from pricing import Charge, settle
 from sandbox import accounts, agreements, billing
-from sandbox.accounts import Actor, new_id, require
+from sandbox.accounts import Actor, new_id, require, utc_text
 from sandbox.catalog import registry
 from sandbox.catalog.models import DatasetInfo
 from sandbox.context import Context, ensure_ray
@@ -448,20 +448,13 @@ def _load_job(session: Session, actor: Actor, job_id: str) -> Job:
     return job  # type: ignore[return-value]
 
 
-def _utc_text(t: dt.datetime) -> str:
-    # Stored times are UTC but come back naive from SQLite; without the 'Z' a client
-    # would read them as its local time.
-    aware = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-    return aware.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
     disclosure = job.disclosure or {"releases": []}
     return {
         "id": job.id, "contract_id": job.contract_id, "operator_id": job.operator_id,
         "status": job.status,
-        "created_at": _utc_text(job.created_at),
-        "finished_at": _utc_text(job.finished_at) if job.finished_at else None,
+        "created_at": utc_text(job.created_at),
+        "finished_at": utc_text(job.finished_at),
         "quote": job.quote, "charge": job.charge, "usage": job.usage,
         "outputs": outputs,
         "disclosure": disclosure if full else operator_view(disclosure),

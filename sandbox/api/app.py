@@ -9,7 +9,16 @@ from fastapi import FastAPI
 
 from sandbox import agreements
 from sandbox.api import errors
-from sandbox.api.routes import contracts, datasets, health, jobs, ledger, prices, principals
+from sandbox.api.routes import (
+    contracts,
+    datasets,
+    health,
+    jobs,
+    ledger,
+    prices,
+    principals,
+    reports,
+)
 from sandbox.context import Context, ensure_ray, open_instance
 from sandbox.service import recover_interrupted
 from sandbox.settings import Settings
@@ -34,6 +43,6 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
                   description="Analyse public data without seeing it: disclosure-controlled "
                               "aggregates under signed contracts and published prices.")
     errors.install(app)
-    for module in (health, principals, datasets, prices, contracts, jobs, ledger):
+    for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports):
         app.include_router(module.router, prefix="/v1")
     return app

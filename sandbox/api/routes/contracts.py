@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import agreements
+from sandbox import agreements, oversight
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.api.files import csv_response
 
 router = APIRouter(tags=["contracts"])
 
@@ -25,6 +26,17 @@ class Signature(BaseModel):
 def apply(ctx: Ctx, actor: CurrentActor, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """Apply for a contract; with `"draft": true` it stays an editable draft until submitted."""
     return agreements.apply(ctx, actor, body)
+
+
+@router.get("/contracts")
+def list_contracts(ctx: Ctx, actor: CurrentActor, status: str | None = None,
+                   operator_id: str | None = None, limit: int = 100, offset: int = 0,
+                   format: Literal["json", "csv"] = "json") -> Any:
+    """Contracts visible to the caller, with status history; `format=csv` for an inspection."""
+    rows = oversight.contracts(ctx, actor, status, operator_id, limit, offset)
+    if format == "csv":
+        return csv_response(oversight.to_csv(rows, oversight.CONTRACT_COLUMNS), "contracts.csv")
+    return {"contracts": rows}
 
 
 @router.get("/contracts/{contract_id}")

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from sandbox import service
+from sandbox import oversight, service
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import attachment, csv_response
 
@@ -27,6 +27,19 @@ async def submit(body: service.JobRequest, ctx: Ctx, actor: CurrentActor,
                  wait: bool = False) -> dict[str, Any]:
     # The job runs elsewhere; this thread only records and (with wait) waits for it.
     return await run_in_threadpool(service.submit, ctx, actor, body, wait)
+
+
+@router.get("/jobs")
+def list_jobs(ctx: Ctx, actor: CurrentActor, contract_id: str | None = None,
+              operator_id: str | None = None, status: str | None = None,
+              period: str | None = None, limit: int = 100, offset: int = 0,
+              format: Literal["json", "csv"] = "json") -> Any:
+    """Jobs: an operator's own; for the regulator every job, with code, signature and the
+    full disclosure report. `period` (YYYY-MM) filters by submission month."""
+    rows = oversight.jobs(ctx, actor, contract_id, operator_id, status, period, limit, offset)
+    if format == "csv":
+        return csv_response(oversight.to_csv(rows, oversight.JOB_COLUMNS), "jobs.csv")
+    return {"jobs": rows}
 
 
 @router.get("/jobs/{job_id}")
