@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx
 
-from operators.keys import sign
-from operators.submission import submission_bytes
+from operators.submission import sign_submission
 from sandbox.language.api import Expr, Grouped, Table, namespace
 
 from benchmarks.instance import HTTP_TIMEOUT, Instance, auth
@@ -78,10 +77,10 @@ class JobClient:
         """POST /v1/jobs?wait=true, signed like the SDK does; returns when the job finished."""
         inst = self._instance
         started = time.perf_counter()
-        signature = sign(inst.operator_key, submission_bytes(inst.contract_id, code, {}, None))
+        signed = sign_submission(inst.operator_key, inst.contract_id, code)
         try:
             r = self._http.post("/v1/jobs", params={"wait": "true"}, json={
-                "contract_id": inst.contract_id, "code": code, "signature": signature})
+                "contract_id": inst.contract_id, "code": code, **signed})
         except httpx.HTTPError as exc:
             return Outcome(time.perf_counter() - started, "unreachable", "transport", repr(exc))
         return _outcome(r, time.perf_counter() - started)

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from operators.errors import SignatureInvalid
 from operators.keys import sign, verify
 from operators.rotation import rotation_bytes
-from operators.submission import submission_bytes
+from operators.submission import sign_submission
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -417,8 +417,7 @@ class SandboxClient:
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
         if self._key is not None:
-            body["signature"] = sign(
-                self._key, submission_bytes(contract_id, code, params, idempotency_key))
+            body.update(sign_submission(self._key, contract_id, code, params, idempotency_key))
         query = {"wait": "true"} if wait else None
         return Job.from_json(self._request("POST", "/jobs", json=body, params=query), self)
 

@@ -2,17 +2,21 @@
 
 The code is represented by its SHA-256 so the signed message stays small; the domain
 prefix keeps a submission signature from ever being valid as any other kind of signature.
+The signing time is part of the bytes, so a signed submission cannot be replayed later.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from operators.errors import SubmissionInvalid
+from operators.keys import sign
 
 SUBMISSION_DOMAIN = b"public-data-sandbox/job-submission/v1\n"
 
@@ -22,12 +26,14 @@ def submission_bytes(
     code: str,
     params: Mapping[str, Any],
     idempotency_key: str | None,
+    signed_at: str,
 ) -> bytes:
     body = {
         "contract_id": contract_id,
         "code_sha256": hashlib.sha256(code.encode("utf-8")).hexdigest(),
         "params": _plain_json(params, "params"),
         "idempotency_key": idempotency_key,
+        "signed_at": signed_at,
     }
     try:
         return SUBMISSION_DOMAIN + rfc8785.dumps(body)
@@ -54,3 +60,27 @@ def _plain_json(value: Any, where: str) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
     return value
+
+
+def now_text() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def sign_submission(private_key: Ed25519PrivateKey, contract_id: str, code: str,
+                    params: Mapping[str, Any] | None = None, idempotency_key: str | None = None,
+                    signed_at: str | None = None) -> dict[str, str]:
+    """The `signature` and `signed_at` fields of a signed job submission (signed now)."""
+    at = signed_at or now_text()
+    data = submission_bytes(contract_id, code, params or {}, idempotency_key, at)
+    return {"signature": sign(private_key, data), "signed_at": at}
+
+
+def parse_signed_at(value: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise SubmissionInvalid("signed_at must be an ISO 8601 time with a time zone, e.g. "
+                                f"{now_text()!r}")
+    return moment

@@ -27,7 +27,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from operators.keys import generate_private_key, public_key_b64, sign
-from operators.submission import submission_bytes
+from operators.submission import sign_submission
 from sandbox.accounts import bootstrap
 from sandbox.api.app import create_app
 from sandbox.context import ensure_ray
@@ -180,7 +180,7 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
     q = _check(client.post("/v1/quotes", headers=h(operator["token"]), json=body))
     story.say(f"  quote before running: at most {q['quote']['amount']} yuan "
               f"(≤ {q['bounds']['rows_scanned']} rows, ≤ {q['bounds']['outputs']} outputs)")
-    body["signature"] = sign(op_key, submission_bytes(cid, JOB, params, "demo-1"))
+    body.update(sign_submission(op_key, cid, JOB, params, "demo-1"))
     t = time.monotonic()
     job = _check(client.post("/v1/jobs?wait=true", headers=h(operator["token"]), json=body), 201)
     story.say(f"  job {job['id']} {job['status']} in {time.monotonic() - t:.2f} s; its code ran "

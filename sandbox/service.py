@@ -27,10 +27,10 @@ from contracts.errors import ContractScopeError
 from contracts.lifecycle import Status, check_usable
 from contracts.quota import check_quotas, day_start, month_start
 from contracts.scope import check_scope
-from operators.errors import OperatorError
+from operators.errors import OperatorError, SubmissionInvalid
 from operators.keys import verify
 from operators.roles import Role
-from operators.submission import submission_bytes
+from operators.submission import parse_signed_at, submission_bytes
 from pricing import Charge, settle
 from sandbox import accounts, agreements, billing
 from sandbox.accounts import Actor, new_id, require, utc_text
@@ -58,6 +58,7 @@ from sandbox.store.models import Contract, Job, JobOutput
 logger = logging.getLogger(__name__)
 
 FINISHED = ("succeeded", "failed", "rejected", "cancelled")
+SIGNATURE_MAX_AGE_SECONDS = 600
 
 
 class JobRequest(BaseModel):
@@ -69,6 +70,8 @@ class JobRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     signature: str | None = None
+    signed_at: str | None = Field(None, max_length=40, description=(
+        "When the submission was signed (ISO 8601); part of the signed bytes"))
 
 
 class RejectedJob(SandboxError):
@@ -132,7 +135,18 @@ def verify_signature(session: Session, actor: Actor, req: JobRequest) -> str | N
     if key is None:
         raise OperatorError("the submission is signed but you have no registered public key; "
                             "ask the bureau to register it, or submit without a signature")
-    data = submission_bytes(req.contract_id, req.code, req.params, req.idempotency_key)
+    if req.signed_at is None:
+        raise SubmissionInvalid("a signed submission needs signed_at, the time it was signed "
+                                "(ISO 8601), which is part of the signed bytes")
+    lag = abs((now() - parse_signed_at(req.signed_at)).total_seconds())
+    if lag > SIGNATURE_MAX_AGE_SECONDS:
+        raise SubmissionInvalid(
+            f"the submission was signed at {req.signed_at}, more than "
+            f"{SIGNATURE_MAX_AGE_SECONDS // 60} minutes from the service's clock; sign it again "
+            "now (a signature is only accepted close to when it was made, so it cannot be "
+            "replayed)")
+    data = submission_bytes(req.contract_id, req.code, req.params, req.idempotency_key,
+                            req.signed_at)
     verify(key.public_key, data, req.signature,
            subject=f"the job submission's canonical bytes (key {key.id})")
     return key.id
@@ -244,6 +258,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=req.idempotency_key,
                   signature=req.signature, signing_key_id=p.signing_key_id,
+                  signed_at=req.signed_at if req.signature else None,
                   contract_version=p.contract_version, status="queued",
                   schedule_id=p.schedule_id,
                   quote=p.quote.to_json(), quote_fen=quote_fen,
@@ -461,7 +476,7 @@ def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
         "error": job.error,
         "contract_version": job.contract_version,
         **({"code": job.code, "params": job.params, "signature": job.signature,
-            "signing_key_id": job.signing_key_id} if full else {}),
+            "signed_at": job.signed_at, "signing_key_id": job.signing_key_id} if full else {}),
     }
 
 

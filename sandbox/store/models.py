@@ -158,6 +158,7 @@ class Job(Base):
     contract_version: Mapped[int] = mapped_column(Integer, default=1)  # the terms it ran under
     operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
     signing_key_id: Mapped[str | None] = mapped_column(String(64))   # key that signed it, if any
+    signed_at: Mapped[str | None] = mapped_column(String(40))        # as signed, verbatim
     code: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))

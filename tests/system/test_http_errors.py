@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import pytest
+from conftest import SCHEDULE, World, make_world
 from httpx import Response
 
-from conftest import SCHEDULE, World, make_world
+from operators.submission import now_text
 
 ENVELOPE = {"ok", "status", "code", "error"}
 EXTRAS = {"job_id", "line"}
@@ -67,7 +68,8 @@ def _post(path: str, who: str = "operator", body: Any = None, raw: bytes | None 
             return s.world.client.post(path.format(s=s), content=raw,
                                        headers={**h, "Content-Type": "application/json"})
         filled = json.loads(json.dumps(body).replace("{active}", s.active)
-                            .replace("{capped}", s.capped)) if body is not None else None
+                            .replace("{capped}", s.capped)
+                            .replace("{now}", now_text())) if body is not None else None
         return s.world.client.post(path.format(s=s), json=filled, headers=h)
     return call
 
@@ -181,7 +183,8 @@ BAD_REQUESTS: list[tuple[str, Call, int, str]] = [
     ("code-rejected", _post("/v1/jobs", body={"contract_id": "{active}", "code": "import os"}),
      400, "code_rejected"),
     ("bad-submission-signature", _post("/v1/jobs", body={
-        "contract_id": "{active}", "code": COUNT_CODE, "signature": "AAAA"}),
+        "contract_id": "{active}", "code": COUNT_CODE, "signature": "AAAA",
+        "signed_at": "{now}"}),
      400, "signature_invalid"),
     # 409: duplicate name, wrong contract state
     ("duplicate-dataset", lambda s: s.world.ingest("population", _tiny_table(), "L2",

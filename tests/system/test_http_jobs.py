@@ -16,7 +16,7 @@ import pytest
 
 from conftest import GRANTS, World
 from operators.keys import generate_private_key, sign
-from operators.submission import submission_bytes
+from operators.submission import now_text, sign_submission, submission_bytes
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
 SMALL_GROUPS = ('rows = table("population").filter(col("district") == params["区"])'
@@ -223,21 +223,24 @@ def test_signed_submission_is_accepted_and_bad_signature_refused(local_world: Wo
     w = local_world
     cid = w.active_contract()
     params = {"区": "城关区", "年份": 2026}
-    good = sign(w.operator_key, submission_bytes(cid, SMALL_GROUPS, params, "签名-1"))
+    at = now_text()
+    good = sign(w.operator_key, submission_bytes(cid, SMALL_GROUPS, params, "签名-1", at))
     body = {"contract_id": cid, "code": SMALL_GROUPS, "params": params,
-            "idempotency_key": "签名-1", "signature": good}
+            "idempotency_key": "签名-1", "signature": good, "signed_at": at}
     r = w.client.post("/v1/jobs?wait=true", json=body, headers=w.h(w.operator))
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["status"] == "succeeded"
     seen = w.client.get(f"/v1/jobs/{job['id']}", headers=w.h(w.regulator)).json()
-    assert seen["signature"] == good
+    assert seen["signature"] == good and seen["signed_at"] == at
 
     submitted = ledger_types(w).count("job.submitted")
+    earlier = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)).isoformat()
     bad = [
-        sign(generate_private_key(), submission_bytes(cid, SMALL_GROUPS, params, "签名-2")),
-        sign(w.operator_key, submission_bytes(cid, SMALL_GROUPS, {"区": "湖滨区"}, "签名-2")),
-        sign(w.operator_key, submission_bytes(cid, COUNT_CODE, params, "签名-2")),
+        sign(generate_private_key(), submission_bytes(cid, SMALL_GROUPS, params, "签名-2", at)),
+        sign(w.operator_key, submission_bytes(cid, SMALL_GROUPS, {"区": "湖滨区"}, "签名-2", at)),
+        sign(w.operator_key, submission_bytes(cid, COUNT_CODE, params, "签名-2", at)),
+        sign(w.operator_key, submission_bytes(cid, SMALL_GROUPS, params, "签名-2", earlier)),
         good,  # signed for another idempotency key
         "bm90IGEgc2lnbmF0dXJl",
     ]
@@ -249,10 +252,30 @@ def test_signed_submission_is_accepted_and_bad_signature_refused(local_world: Wo
     assert ledger_types(w).count("job.submitted") == submitted
     # Signed by the right key, but the other operator's key is registered for the other.
     other = w.active_contract(operator="other_operator")
-    forged = sign(w.operator_key, submission_bytes(other, COUNT_CODE, {}, None))
+    forged = sign_submission(w.operator_key, other, COUNT_CODE)
     r = w.client.post("/v1/jobs", headers=w.h(w.other_operator),
-                      json={"contract_id": other, "code": COUNT_CODE, "signature": forged})
+                      json={"contract_id": other, "code": COUNT_CODE, **forged})
     assert r.status_code == 400 and r.json()["code"] == "signature_invalid"
+
+
+def test_a_signature_is_only_accepted_close_to_its_signing_time(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract()
+    stale = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=20)).isoformat()
+    body = {"contract_id": cid, "code": COUNT_CODE,
+            **sign_submission(w.operator_key, cid, COUNT_CODE, signed_at=stale)}
+    r = w.client.post("/v1/jobs", headers=w.h(w.operator), json=body)
+    assert r.status_code == 400 and r.json()["code"] == "submission_invalid"
+    assert "sign it again now" in r.json()["error"]
+    missing = {k: v for k, v in sign_submission(w.operator_key, cid, COUNT_CODE).items()
+               if k != "signed_at"}
+    r = w.client.post("/v1/jobs", headers=w.h(w.operator),
+                      json={"contract_id": cid, "code": COUNT_CODE, **missing})
+    assert r.status_code == 400 and "signed_at" in r.json()["error"]
+    r = w.client.post("/v1/jobs", headers=w.h(w.operator), json={
+        "contract_id": cid, "code": COUNT_CODE,
+        **sign_submission(w.operator_key, cid, COUNT_CODE, signed_at="yesterday")})
+    assert r.status_code == 400 and "ISO 8601" in r.json()["error"]
 
 
 def test_job_without_wait_finishes_later(local_world: World) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from contracts.canonical import canonical_bytes
 from contracts.document import ContractDocument
 from operators.keys import public_key_b64, sign, verify
-from operators.submission import submission_bytes
+from operators.submission import sign_submission
 from sandbox import accounts, agreements
 from sandbox.api.app import create_app
 from sandbox.store.models import Contract, ContractVersion
@@ -464,8 +464,7 @@ def test_a_running_job_keeps_the_terms_of_the_version_it_was_quoted_under(
 def test_the_regulator_sees_which_key_signed_a_submission(local_world: World) -> None:
     w = local_world
     cid = w.active_contract()
-    data = submission_bytes(cid, COUNT_CODE, {}, None)
-    job = w.run(cid, COUNT_CODE, signature=sign(w.operator_key, data)).json()
+    job = w.run(cid, COUNT_CODE, **sign_submission(w.operator_key, cid, COUNT_CODE)).json()
     keys = w.client.get(f"/v1/principals/{w.operator['id']}/keys", headers=w.h(w.regulator)).json()
     current = [k["id"] for k in keys["keys"] if k["current"]]
     seen = w.client.get(f"/v1/jobs/{job['id']}", headers=w.h(w.regulator)).json()

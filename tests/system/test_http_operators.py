@@ -17,7 +17,7 @@ from operators.client import SandboxAPIError, SandboxClient
 from operators.errors import SignatureInvalid
 from operators.keys import generate_private_key, public_key_b64, sign, verify
 from operators.rotation import rotation_bytes
-from operators.submission import submission_bytes
+from operators.submission import sign_submission
 from sandbox import accounts
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
@@ -63,7 +63,7 @@ def activate(w: World, token: str, key: Ed25519PrivateKey) -> str:
 
 def signed_job(contract_id: str, key: Ed25519PrivateKey) -> dict[str, Any]:
     return {"contract_id": contract_id, "code": COUNT_CODE,
-            "signature": sign(key, submission_bytes(contract_id, COUNT_CODE, {}, None))}
+            **sign_submission(key, contract_id, COUNT_CODE)}
 
 
 def keys_of(w: World, principal_id: str, who: str = "bureau") -> list[dict[str, Any]]:

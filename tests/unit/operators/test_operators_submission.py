@@ -12,7 +12,8 @@ PARAMS = {"min_age": 65, "districts": ["城关区", "湖滨区"], "opts": {"a": 
 
 
 def _bytes(**changes: object) -> bytes:
-    args: dict = {"contract_id": "c-12", "code": CODE, "params": PARAMS, "idempotency_key": "k-1"}
+    args: dict = {"contract_id": "c-12", "code": CODE, "params": PARAMS, "idempotency_key": "k-1",
+                  "signed_at": "2026-11-25T08:00:00Z"}
     args.update(changes)
     return submission_bytes(**args)
 
@@ -27,6 +28,7 @@ def test_layout_is_domain_prefix_then_canonical_json() -> None:
         "code_sha256": hashlib.sha256(CODE.encode("utf-8")).hexdigest(),
         "params": PARAMS,
         "idempotency_key": "k-1",
+        "signed_at": "2026-11-25T08:00:00Z",
     }
     # RFC 8785: sorted keys, no whitespace, UTF-8 rather than \u escapes.
     assert body.startswith(b'{"code_sha256":"')
@@ -57,6 +59,7 @@ def test_null_idempotency_key() -> None:
         {"params": {}},
         {"idempotency_key": "k-2"},
         {"idempotency_key": None},
+        {"signed_at": "2026-11-25T08:00:01Z"},
     ],
 )
 def test_any_field_change_changes_the_bytes(change: dict) -> None:
@@ -82,3 +85,16 @@ def test_params_that_are_not_canonical_json_are_refused(params: dict) -> None:
         _bytes(params=params)
     assert info.value.code == "submission_invalid"
     assert "string" in str(info.value)
+
+
+def test_sign_submission_gives_the_body_fields_and_a_verifiable_signature() -> None:
+    from operators.submission import parse_signed_at, sign_submission
+
+    key = generate_private_key()
+    fields = sign_submission(key, "c-12", CODE, PARAMS, "k-1")
+    assert set(fields) == {"signature", "signed_at"}
+    assert parse_signed_at(fields["signed_at"]).tzinfo is not None
+    data = submission_bytes("c-12", CODE, PARAMS, "k-1", fields["signed_at"])
+    verify(public_key_b64(key), data, fields["signature"])
+    with pytest.raises(SubmissionInvalid, match="time zone"):
+        parse_signed_at("2026-11-25T08:00:00")
