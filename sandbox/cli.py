@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sandbox.cli_contracts import contracts_app
+from sandbox.cli_jobs import jobs_app, keys_app
 from sandbox.cli_ledger import ledger_app
 from sandbox.settings import Settings
 
@@ -25,6 +26,8 @@ prices_app = typer.Typer(help="Published fees (acts as the bureau on a local ins
 app.add_typer(prices_app, name="prices")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
 
 console = Console()
 err = Console(stderr=True)

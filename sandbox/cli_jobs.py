@@ -1,0 +1,120 @@
+"""`sandbox keys …` and `sandbox jobs …`: an operator's signing key, and jobs from the shell."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from operators.client import ClientError, Job, SandboxClient
+from operators.keys import (
+    generate_private_key,
+    private_key_from_pem,
+    private_key_to_pem,
+    public_key_b64,
+)
+
+keys_app = typer.Typer(help="An operator's Ed25519 signing key.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Submit and read jobs on a running service.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+Url = typer.Option("http://127.0.0.1:8000", "--url", envvar="SANDBOX_URL", help="Service URL.")
+Token = typer.Option(..., "--token", envvar="SANDBOX_TOKEN", help="Your API token.")
+
+
+@keys_app.command("generate")
+def generate(out: Path = typer.Option(..., "--out", help="Where to write the private key "
+                                      "(PEM, readable by you only).")) -> None:
+    """Make a key pair; prints the public key to register with the bureau."""
+    if out.exists():
+        err.print(f"[red]error:[/] {out} exists; choose another file, a key is never overwritten")
+        raise typer.Exit(1)
+    key = generate_private_key()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private_key_to_pem(key))
+    console.print(f"Private key written to {out} (mode 600). Public key, for the bureau:")
+    print(public_key_b64(key))
+
+
+def _client(url: str, token: str, key: Optional[Path]) -> SandboxClient:
+    signing = private_key_from_pem(key.read_bytes()) if key else None
+    return SandboxClient(url, token=token, signing_key=signing)
+
+
+def _params(raw: Optional[str]) -> dict[str, Any]:
+    if not raw:
+        return {}
+    text = Path(raw[1:]).read_text(encoding="utf-8") if raw.startswith("@") else raw
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise typer.BadParameter(f"params must be a JSON object: {e.msg}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("params must be a JSON object, e.g. '{\"year\": 2024}'")
+    return value
+
+
+def _show(job: Job) -> None:
+    colour = {"succeeded": "green", "running": "yellow", "queued": "yellow"}.get(job.status, "red")
+    console.print(f"job {job.id}: [{colour}]{job.status}[/]")
+    if job.error:
+        line = f" (line {job.error['line']})" if job.error.get("line") else ""
+        console.print(f"  [red]{job.error.get('code')}[/]{line}: {job.error.get('message')}")
+    for name, body in (job.outputs or {}).items():
+        if body.get("kind") == "scalar":
+            console.print(f"  {name} = {body['value']}")
+            continue
+        suppressed = {(i, c) for i, c in body.get("suppressed", [])}
+        names = [c["name"] for c in body["columns"]]
+        table = Table(*names, title=name)
+        for i, row in enumerate(body["rows"]):
+            table.add_row(*["▒" if (i, n) in suppressed else str(v) for n, v in zip(names, row)])
+        console.print(table)
+    if job.charge:
+        console.print(f"  charged {job.charge['amount']} yuan (quoted {job.quote['amount']})")
+
+
+def _run(action: Any) -> None:
+    try:
+        action()
+    except ClientError as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1)
+    except httpx.HTTPError as e:
+        err.print(f"[red]error:[/] could not reach the service: {e}")
+        raise typer.Exit(2)
+
+
+@jobs_app.command("submit")
+def submit(contract: str = typer.Option(..., "--contract", help="Contract id."),
+           code: Path = typer.Option(..., "--code", exists=True, dir_okay=False,
+                                     help="The job's code (UTF-8)."),
+           params: Optional[str] = typer.Option(None, "--params", help="JSON object, or @file."),
+           key: Optional[Path] = typer.Option(None, "--key", exists=True, dir_okay=False,
+                                              help="Your private key: the submission is signed."),
+           idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key"),
+           wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the result."),
+           url: str = Url, token: str = Token) -> None:
+    """Submit a job (signed when --key is given) and show its released outputs."""
+    def action() -> None:
+        with _client(url, token, key) as client:
+            _show(client.submit(contract, code.read_text(encoding="utf-8"), _params(params),
+                                idempotency_key, wait=wait))
+    _run(action)
+
+
+@jobs_app.command("show")
+def show(job_id: str = typer.Argument(...), url: str = Url, token: str = Token) -> None:
+    """Show a job: status, error, outputs and charge."""
+    def action() -> None:
+        with _client(url, token, None) as client:
+            _show(client.job(job_id))
+    _run(action)
