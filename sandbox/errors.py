@@ -15,7 +15,8 @@
     ├── NotFound                   404
     ├── Conflict                   409  duplicate name, wrong state
     ├── QuotaExceeded              429  contract quota or spend cap would be exceeded
-    └── JobFailed                  500  the job failed for a reason that is not the operator's
+    ├── JobFailed                  500  the job failed for a reason that is not the operator's
+    └── LedgerInconsistent         503  the stored log does not add up; writes stop
 
 The domain packages keep their own trees (`operators.errors.OperatorError`,
 `contracts.errors.ContractError`, `pricing.errors.PricingError`); they are mapped beside these.
@@ -90,3 +91,10 @@ class QuotaExceeded(SandboxError):
 
 class JobFailed(SandboxError):
     code = "job_failed"
+
+
+class LedgerInconsistent(SandboxError):
+    """The log's stored rows disagree with each other (e.g. a row was deleted by hand). Every
+    state change is logged, so the service refuses changes rather than log around the gap."""
+
+    code = "ledger_inconsistent"

@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Select, and_, bindparam, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sandbox.errors import BadRequest, Conflict, Forbidden
+from sandbox.errors import BadRequest, Conflict, Forbidden, LedgerInconsistent
 from sandbox.ledger import merkle
 from sandbox.ledger.errors import NoteError
 from sandbox.ledger.note import Checkpoint, open_checkpoint, open_note, sign_note
@@ -114,13 +115,22 @@ def append(session: Session, type_: str, actor: str | None, subject: str | None,
     # Core inserts on the session's connection: same transaction, without the unit of work's
     # per-object bookkeeping (the log's rows are never updated through the ORM).
     connection = session.connection()
-    connection.execute(_INSERT_ENTRY, [{"index": index, "leaf": leaf}])
-    connection.execute(_INSERT_NODE,
-                       [{"level": level, "index": i, "hash": h} for level, i, h in nodes])
+    try:
+        connection.execute(_INSERT_ENTRY, [{"index": index, "leaf": leaf}])
+        connection.execute(_INSERT_NODE,
+                           [{"level": level, "index": i, "hash": h} for level, i, h in nodes])
+    except IntegrityError:
+        raise _inconsistent(f"entry {index} or its tree hashes already exist") from None
     tail.size = index + 1
     known = {**tail.border, **{(level, i): h for level, i, h in nodes}}
     tail.border = {p: known[p] for p in _border(tail.size)}
     return index
+
+
+def _inconsistent(detail: str) -> LedgerInconsistent:
+    return LedgerInconsistent(
+        f"the stored log is inconsistent ({detail}); changes are refused until the bureau "
+        "restores the log from backup. Run 'sandbox ledger verify' to locate the damage")
 
 
 # --- reading: roots, entries, proofs ---------------------------------------------------------

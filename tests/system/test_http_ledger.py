@@ -240,3 +240,22 @@ def test_ray_job_is_logged_and_provable(world: World) -> None:
                          headers=w.h(w.regulator)).json()["proof"]
     verify_inclusion(leaf_hash(base64.b64decode(entry["leaf"])), index, size,
                      [base64.b64decode(p) for p in proof], root)
+
+
+def test_a_deleted_log_row_stops_changes_with_a_clear_error(local_world: World) -> None:
+    """Deleting the newest entry by hand leaves its tree hashes behind: the service refuses
+    further changes (503, explained) instead of logging around the gap."""
+    import sqlite3
+
+    w = local_world
+    db = w.ctx.settings.data_dir / "sandbox.db"
+    size = w.client.get("/v1/ledger/checkpoint", headers=w.h(w.regulator)).json()["size"]
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM ledger_entries WHERE \"index\" = ?", (size - 1,))
+    r = w.client.post("/v1/principals", json={"name": "新运营方", "role": "operator"},
+                      headers=w.h(w.bureau))
+    assert r.status_code == 503 and r.json()["code"] == "ledger_inconsistent"
+    assert "sandbox ledger verify" in r.json()["error"]
+    with sqlite3.connect(db) as conn:   # the refused change left nothing behind
+        assert conn.execute("SELECT count(*) FROM principals WHERE name = ?",
+                            ("新运营方",)).fetchone() == (0,)
