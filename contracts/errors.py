@@ -8,6 +8,7 @@ Every error carries a snake_case ``code`` that the API puts in its JSON error en
     ├── ContractInactive        the contract cannot be used now (status or term)
     ├── ContractScopeError      a job touches a dataset, column or use not granted
     ├── ContractQuotaExceeded   a job would exceed a quota (jobs per day, rows per month)
+    ├── ContractBudgetExceeded  a job would exceed a dataset's privacy budget (ε)
     └── ContractSignatureError  a contract signature is malformed or does not verify
 """
 
@@ -42,3 +43,9 @@ class ContractQuotaExceeded(ContractError):
     """A job would exceed one of the contract's quotas."""
 
     code = "contract_quota"
+
+
+class ContractBudgetExceeded(ContractError):
+    """A job would spend more privacy budget (ε) on a dataset than the contract has left."""
+
+    code = "privacy_budget_exceeded"
