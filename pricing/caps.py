@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 from pricing.errors import CapExceeded, CapsError, MoneyError, ScheduleError
+from pricing.listing import parse_list
 from pricing.money import check_money, format_money, parse_money, round_fen
 from pricing.schedule import (
     LEVELS,
@@ -225,24 +226,7 @@ def _decimal_text(x: Fraction) -> str:
 
 
 def _parse_cap_items(raw: object) -> tuple[CapItem, ...]:
-    if raw is None:
-        raise CapsError(f"items: missing; give a list of caps such as [{_EXAMPLE_CAP}]")
-    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
-        raise CapsError(
-            f"items: must be a list of caps such as [{_EXAMPLE_CAP}], not {type(raw).__name__}"
-        )
-    items: list[CapItem] = []
-    for index, raw_item in enumerate(raw):
-        if not isinstance(raw_item, Mapping):
-            raise CapsError(
-                f"items[{index}]: a cap must be an object such as {_EXAMPLE_CAP}, "
-                f"not {type(raw_item).__name__}"
-            )
-        try:
-            items.append(_parse_cap_item(raw_item))
-        except CapsError as error:
-            raise CapsError(f"items[{index}].{error.message}") from None
-    return tuple(items)
+    return parse_list(raw, "items", _parse_cap_item, CapsError, "cap", _EXAMPLE_CAP)
 
 
 def _parse_cap_item(raw: Mapping[str, Any]) -> CapItem:

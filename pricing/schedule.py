@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from pricing.errors import MoneyError, ScheduleError
+from pricing.listing import parse_list
 from pricing.money import check_money, format_money, parse_money
 
 Unit = Literal["call", "rows", "compute_seconds", "output"]
@@ -193,27 +194,8 @@ def _parse_time(raw: object) -> datetime:
 
 
 def _parse_items(raw: object) -> tuple[PriceItem, ...]:
-    if raw is None:
-        raise ScheduleError(
-            'items: missing; give a list of price items such as [{"unit": "call", "price": "2.00"}]'
-        )
-    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
-        raise ScheduleError(
-            f'items: must be a list of price items such as [{{"unit": "call", "price": "2.00"}}], '
-            f"not {type(raw).__name__}"
-        )
-    items: list[PriceItem] = []
-    for index, raw_item in enumerate(raw):
-        if not isinstance(raw_item, Mapping):
-            raise ScheduleError(
-                f"items[{index}]: a price item must be an object such as "
-                f'{{"unit": "call", "price": "2.00"}}, not {type(raw_item).__name__}'
-            )
-        try:
-            items.append(_parse_item(raw_item))
-        except ScheduleError as error:
-            raise ScheduleError(f"items[{index}].{error.message}") from None
-    return tuple(items)
+    return parse_list(raw, "items", _parse_item, ScheduleError, "price item",
+                      '{"unit": "call", "price": "2.00"}')
 
 
 def _parse_item(raw: Mapping[str, Any]) -> PriceItem:
@@ -254,18 +236,8 @@ def _parse_price(raw: object) -> Decimal:
 def _parse_tiers(raw: object) -> tuple[PriceTier, ...]:
     if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence) or not raw:
         raise ScheduleError(f"tiers: must be a non-empty list of tiers such as {_EXAMPLE_TIERS}")
-    tiers: list[PriceTier] = []
-    for index, raw_tier in enumerate(raw):
-        if not isinstance(raw_tier, Mapping):
-            raise ScheduleError(
-                f'tiers[{index}]: a tier must be an object such as '
-                f'{{"up_to": 1000000, "price": "0.10"}}, not {type(raw_tier).__name__}'
-            )
-        try:
-            tiers.append(_parse_tier(raw_tier))
-        except ScheduleError as error:
-            raise ScheduleError(f"tiers[{index}].{error.message}") from None
-    return tuple(tiers)
+    return parse_list(raw, "tiers", _parse_tier, ScheduleError, "tier",
+                      '{"up_to": 1000000, "price": "0.10"}')
 
 
 def _parse_tier(raw: Mapping[str, Any]) -> PriceTier:

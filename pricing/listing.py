@@ -1,0 +1,32 @@
+"""Parsing a JSON list of objects with errors that point at the offending element."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from pricing.errors import PricingError
+
+T = TypeVar("T")
+
+
+def parse_list(raw: object, field: str, parse_one: Callable[[Mapping[str, Any]], T],
+               error: type[PricingError], noun: str, example: str) -> tuple[T, ...]:
+    """Parse `raw` as a list of `noun` objects. An element's error is re-raised prefixed with
+    its position, e.g. "items[1].price: …", so the message names the item. Whether an empty
+    list is acceptable is the caller's rule."""
+    if raw is None:
+        raise error(f"{field}: missing; give a list of {noun}s such as [{example}]")
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
+        raise error(f"{field}: must be a list of {noun}s such as [{example}], "
+                    f"not {type(raw).__name__}")
+    out: list[T] = []
+    for index, element in enumerate(raw):
+        if not isinstance(element, Mapping):
+            raise error(f"{field}[{index}]: a {noun} must be an object such as {example}, "
+                        f"not {type(element).__name__}")
+        try:
+            out.append(parse_one(element))
+        except error as e:
+            raise error(f"{field}[{index}].{e.message}") from None
+    return tuple(out)
