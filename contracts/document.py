@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, cast
 
+from contracts.budget import PrivacyTerm
 from contracts.errors import ContractInvalid
 
 Use = Literal["group_by", "filter", "aggregate", "join"]
@@ -26,7 +27,7 @@ Grants = Mapping[str, Mapping[str, tuple[Use, ...]]]
 _CENT = Decimal("0.01")
 _EXAMPLE_GRANTS = '{"population": {"district": ["group_by"], "age": ["filter"]}}'
 _APPLICATION_REQUIRED = ("datasets", "purpose", "purpose_class", "valid_from", "valid_to")
-_APPLICATION_FIELDS = (*_APPLICATION_REQUIRED, "quotas", "spend_cap")
+_APPLICATION_FIELDS = (*_APPLICATION_REQUIRED, "quotas", "spend_cap", "disclosure", "privacy")
 _DOCUMENT_FIELDS = (
     "id",
     "version",
@@ -40,6 +41,10 @@ _DOCUMENT_FIELDS = (
     "spend_cap",
     "issued_at",
 )
+# Written only when set, so documents without them keep their canonical bytes (and signatures).
+_OPTIONAL_FIELDS = ("disclosure", "privacy")
+DISCLOSURE_TERMS: tuple[str, ...] = ("min_contributors",)
+MAX_MIN_CONTRIBUTORS = 10_000
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,10 @@ class ContractDocument:
     The term is the half-open interval [valid_from, valid_to). ``spend_cap`` is in yuan.
     Construction normalizes (UTC datetimes, uses in USES order, cap to fen) and validates,
     so two documents with the same terms compare equal and canonicalize identically.
+
+    ``disclosure`` can only make disclosure control stricter than the service's defaults
+    (``min_contributors`` raises the per-cell threshold). A dataset named in ``privacy`` is
+    analysed only under differential privacy, within the ε budget its term sets.
     """
 
     id: str
@@ -62,6 +71,8 @@ class ContractDocument:
     quotas: Mapping[str, int]
     spend_cap: Decimal | None
     issued_at: datetime
+    disclosure: Mapping[str, int] = field(default_factory=dict)
+    privacy: Mapping[str, PrivacyTerm] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_identifier(self.id, "id")
@@ -82,6 +93,8 @@ class ContractDocument:
         object.__setattr__(self, "quotas", _parse_quotas(self.quotas))
         object.__setattr__(self, "spend_cap", _parse_spend_cap(self.spend_cap))
         object.__setattr__(self, "issued_at", _parse_time(self.issued_at, "issued_at"))
+        object.__setattr__(self, "disclosure", _parse_disclosure(self.disclosure))
+        object.__setattr__(self, "privacy", _parse_privacy(self.privacy, self.datasets))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +112,9 @@ class ContractDocument:
             "quotas": dict(self.quotas),
             "spend_cap": None if self.spend_cap is None else str(self.spend_cap),
             "issued_at": format_time(self.issued_at),
+            **({"disclosure": dict(self.disclosure)} if self.disclosure else {}),
+            **({"privacy": {name: term.to_json() for name, term in self.privacy.items()}}
+               if self.privacy else {}),
         }
 
     @classmethod
@@ -108,9 +124,8 @@ class ContractDocument:
         Unknown fields are refused rather than dropped: dropping one would change the
         canonical bytes and so break every signature over the document.
         """
-        _check_fields(
-            obj, allowed=_DOCUMENT_FIELDS, required=_DOCUMENT_FIELDS, what="contract document"
-        )
+        _check_fields(obj, allowed=(*_DOCUMENT_FIELDS, *_OPTIONAL_FIELDS),
+                      required=_DOCUMENT_FIELDS, what="contract document")
         return cls(
             id=obj["id"],
             version=obj["version"],
@@ -123,7 +138,15 @@ class ContractDocument:
             quotas=obj["quotas"],
             spend_cap=obj["spend_cap"],
             issued_at=obj["issued_at"],
+            disclosure=obj.get("disclosure", {}),
+            privacy=obj.get("privacy", {}),
         )
+
+    @property
+    def min_contributors(self) -> int | None:
+        """The contract's own per-cell threshold, if it sets one (the service takes the
+        stricter of it and the level's default)."""
+        return self.disclosure.get("min_contributors")
 
     def granted_uses(self, dataset: str, column: str) -> tuple[Use, ...]:
         """The uses granted on one column, empty when the column is not granted."""
@@ -137,10 +160,12 @@ def parse_application(
     operator_id: str,
     issued_at: datetime,
     known_columns: Mapping[str, Collection[str]],
+    levels: Mapping[str, str] | None = None,
 ) -> ContractDocument:
     """Validate an operator's ``POST /v1/contracts`` body into version 1 of a contract.
 
-    ``known_columns`` is the catalog: dataset name → its column names.
+    ``known_columns`` is the catalog: dataset name → its column names; ``levels`` maps dataset
+    names to classification levels (L4 data is only granted under differential privacy).
     """
     if not isinstance(body, Mapping):
         raise ContractInvalid(
@@ -158,7 +183,7 @@ def parse_application(
             f"valid_to {format_time(valid_to)} is not after the time of application "
             f"{format_time(issued)}; choose an end of term in the future"
         )
-    return ContractDocument(
+    doc = ContractDocument(
         id=contract_id,
         version=1,
         operator_id=operator_id,
@@ -170,7 +195,21 @@ def parse_application(
         quotas={} if body.get("quotas") is None else body["quotas"],
         spend_cap=body.get("spend_cap"),
         issued_at=issued,
+        disclosure={} if body.get("disclosure") is None else body["disclosure"],
+        privacy={} if body.get("privacy") is None else body["privacy"],
     )
+    _check_l4_privacy(doc, levels or {})
+    return doc
+
+
+def _check_l4_privacy(doc: ContractDocument, levels: Mapping[str, str]) -> None:
+    for dataset in doc.datasets:
+        if levels.get(dataset) == "L4" and dataset not in doc.privacy:
+            raise ContractInvalid(
+                f"dataset '{dataset}' is classified L4 and may only be analysed under "
+                "differential privacy; add privacy terms for it, e.g. "
+                f'"privacy": {{"{dataset}": {{"epsilon": "1.0", "per_job_epsilon": "0.1"}}}}'
+            )
 
 
 def format_time(moment: datetime) -> str:
@@ -390,3 +429,39 @@ def _json_type(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return "a list"
     return f"a {type(value).__name__}"
+
+
+def _parse_disclosure(raw: object) -> dict[str, int]:
+    how = 'e.g. {"min_contributors": 20}'
+    if not isinstance(raw, Mapping):
+        raise ContractInvalid(f"disclosure must be an object, got {_json_type(raw)}; {how}")
+    terms: dict[str, int] = {}
+    for name in sorted(raw, key=str):
+        if name not in DISCLOSURE_TERMS:
+            # A term the service would not enforce must not be signed as if it were.
+            raise ContractInvalid(f"unknown disclosure term {name!r}; terms are: "
+                                  f"{', '.join(DISCLOSURE_TERMS)} ({how})")
+        value = raw[name]
+        if (isinstance(value, bool) or not isinstance(value, int)
+                or not 1 <= value <= MAX_MIN_CONTRIBUTORS):
+            raise ContractInvalid(
+                f"disclosure {name} must be a whole number from 1 to {MAX_MIN_CONTRIBUTORS}, "
+                f"got {value!r}; it can only make the service's threshold stricter ({how})")
+        terms[name] = value
+    return terms
+
+
+def _parse_privacy(raw: object, datasets: Grants) -> dict[str, PrivacyTerm]:
+    example = '{"population": {"epsilon": "1.0", "per_job_epsilon": "0.1"}}'
+    if not isinstance(raw, Mapping):
+        raise ContractInvalid(f"privacy must be an object mapping dataset names to their "
+                              f"epsilon budgets, got {_json_type(raw)}; e.g. {example}")
+    terms: dict[str, PrivacyTerm] = {}
+    for dataset in sorted(raw, key=str):
+        _check_name(dataset, "privacy dataset")
+        if dataset not in datasets:
+            raise ContractInvalid(
+                f"privacy names dataset '{dataset}', which the contract does not grant; "
+                f"granted datasets: {_names(list(datasets))}")
+        terms[dataset] = PrivacyTerm.parse(dataset, raw[dataset])
+    return terms

@@ -25,7 +25,7 @@ from contracts.errors import ContractInvalid, ContractStateError
 from contracts.lifecycle import FINAL_STATUSES, Status
 from contracts.signing import sign_contract, verify_contract
 from operators.roles import Role
-from sandbox import accounts
+from sandbox import accounts, privacy
 from sandbox.accounts import (
     Actor,
     history_entry,
@@ -35,13 +35,14 @@ from sandbox.accounts import (
     utc_text,
 )
 from sandbox.catalog import registry
+from sandbox.disclosure.dp import ineligibility
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Forbidden, NotFound
 from sandbox.ledger import log
 from sandbox.store.models import Contract, ContractVersion
 
 _APPLICATION_FIELDS = ("datasets", "purpose", "purpose_class", "valid_from", "valid_to",
-                       "quotas", "spend_cap")
+                       "quotas", "spend_cap", "disclosure", "privacy")
 
 
 def now() -> dt.datetime:
@@ -144,6 +145,7 @@ def view(session: Session, row: Contract) -> dict[str, Any]:
         "operator_key_id": current.operator_key_id,
         "approvals": {"required": row.required_approvals, "given": row.approvals},
         "spend": {"reserved_fen": row.reserved_fen, "spent_fen": row.spent_fen},
+        "privacy": privacy.balances(session, document(row)),
         "history": list(current.history or []),
         "amendment": (None if amendment is None else
                       {"version": amendment.version, "status": amendment.status}),
@@ -172,6 +174,15 @@ def get(ctx: Context, actor: Actor, contract_id: str) -> dict[str, Any]:
         return view(s, load(s, actor, contract_id))
 
 
+def budget(ctx: Context, actor: Actor, contract_id: str) -> dict[str, Any]:
+    """The privacy budgets of the terms in force: ε total, spent, reserved, remaining."""
+    _expire_first(ctx, contract_id)
+    with ctx.reading() as s:
+        row = load(s, actor, contract_id)
+        return {"contract_id": row.id, "version": row.version,
+                "privacy": privacy.balances(s, document(row))}
+
+
 def get_version(ctx: Context, actor: Actor, contract_id: str, number: int) -> dict[str, Any]:
     _expire_first(ctx, contract_id)
     with ctx.reading() as s:
@@ -188,7 +199,14 @@ def _parse(ctx: Context, session: Session, body: Any, contract_id: str, operator
     datasets = {d.name: d for d in registry.all_datasets(ctx, session)}
     known = {name: [c.name for c in d.columns] for name, d in datasets.items()}
     doc = parse_application(body, contract_id=contract_id, operator_id=operator_id,
-                            issued_at=now(), known_columns=known)
+                            issued_at=now(), known_columns=known,
+                            levels={name: d.level for name, d in datasets.items()})
+    for name in doc.privacy:
+        reason = ineligibility(datasets[name])
+        if reason is not None:
+            raise ContractInvalid(f"dataset '{name}' cannot be granted under differential "
+                                  f"privacy: {reason}; ask the bureau to register it with one "
+                                  "row per person")
     if version != 1:
         doc = dataclasses.replace(doc, version=version)
     return doc, sorted({datasets[name].provider_id for name in doc.datasets})
@@ -253,7 +271,7 @@ def submit(ctx: Context, actor: Actor, contract_id: str) -> dict[str, Any]:
         accounts.check_license(s, actor.id, now())
         v = _working(s, row)
         status = lifecycle.submit(Status(v.status))
-        terms = {k: v.document[k] for k in _APPLICATION_FIELDS}
+        terms = {k: v.document[k] for k in _APPLICATION_FIELDS if k in v.document}
         # A draft may wait for weeks: its term and datasets must still hold when it is sent.
         doc, required = _parse(ctx, s, terms, row.id, row.operator_id, v.version)
         _replace_terms(row, v, doc, required)

@@ -18,13 +18,15 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
+from contracts.budget import ZERO, Epsilon
 from contracts.document import ContractDocument
 from contracts.scope import check_scope
 from sandbox.catalog.models import DatasetInfo
+from sandbox.disclosure import dp
 from sandbox.disclosure.threshold import apply_threshold, threshold_for
 from sandbox.engine.executor import Executor
 from sandbox.engine.validate import check_plan
-from sandbox.errors import PlanError, QuotaExceeded
+from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
 from sandbox.jail.process import Limits, run_in_jail
 from sandbox.language.plan import plan_from_json
 
@@ -43,6 +45,10 @@ class JobSpec:
     limits: Limits
     max_rows: int        # scan budget the quote covers
     max_outputs: int
+    # Differential privacy: the ε this job reserved per dataset the contract puts under it
+    # (exact decimal strings), spread over the code's collect() call sites.
+    epsilon: Mapping[str, str] = field(default_factory=dict)
+    collect_sites: int = 1
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class _Handler:
     releases: list[dict[str, Any]] = field(default_factory=list)
     released: set[str] = field(default_factory=set)
     outputs: dict[str, Any] = field(default_factory=dict)
+    epsilon_used: dict[str, Epsilon] = field(default_factory=dict)
 
     @property
     def rows_scanned(self) -> int:
@@ -89,6 +96,9 @@ class _Handler:
                 f"{self.spec.max_rows} rows this job was quoted for; each collect() call site is "
                 "quoted once, so avoid calling collect() in a loop"
             )
+        epsilon = self._private_share(ds.name)
+        if epsilon is not None:
+            checked = dp.prepare(checked)
         try:
             result = self.executor.aggregate(checked)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
@@ -96,16 +106,44 @@ class _Handler:
             raise PlanError("an expression could not be evaluated (arithmetic overflow, division "
                             "or an invalid conversion); check the expressions of this plan")
         self.rows_by_dataset[ds.name] = self.rows_by_dataset.get(ds.name, 0) + result.rows_scanned
-        threshold = threshold_for(ds.level, dict(self.spec.thresholds))
-        release = apply_threshold(result.table, checked.plan.keys, threshold)
+        table, noise = result.table, ()
+        if epsilon is not None:
+            table, noise = dp.privatize(result.table, checked, epsilon)
+            self.epsilon_used[ds.name] = self.epsilon_used.get(ds.name, ZERO) + epsilon
+        # A contract may only make the threshold stricter than the level's.
+        threshold = max(threshold_for(ds.level, dict(self.spec.thresholds)),
+                        self.spec.contract.min_contributors or 1)
+        release = apply_threshold(table, checked.plan.keys, threshold)
         self.releases.append({
             "index": len(self.releases), "dataset": ds.name, "keys": list(checked.plan.keys),
             "rows": len(release.body["rows"]),
             "cells": len(release.body["rows"]) * len(checked.plan.aggs),
             "suppressed": list(release.suppressed),
+            **({"noise": [n.to_json() for n in noise]} if noise else {}),
         })
         self.released.add(_canonical(release.body))
         return release.body
+
+    def _private_share(self, dataset: str) -> Epsilon | None:
+        """The ε one collect() of `dataset` spends, or None when the contract does not put
+        it under differential privacy. Refuses once the job's ε for it is used up."""
+        if dataset not in self.spec.contract.privacy:
+            return None
+        reserved = self.spec.epsilon.get(dataset)
+        if reserved is None:
+            raise DisclosureRefused(
+                f"dataset '{dataset}' is analysed under differential privacy and this job "
+                "reserved no ε for it; name it literally, table('" + dataset + "'), so the "
+                "submission reserves its ε")
+        total = Epsilon.parse(reserved)
+        share = total / max(self.spec.collect_sites, 1)
+        if self.epsilon_used.get(dataset, ZERO) + share > total:
+            raise QuotaExceeded(
+                f"this job's ε of {total} for dataset '{dataset}' is used up: each collect() "
+                f"of it spends ε/{max(self.spec.collect_sites, 1)}, one share per collect() "
+                "call site. Put the aggregates you need into one collect(), and avoid "
+                "calling collect() in a loop")
+        return share
 
     def emit(self, name: Any, value: Any) -> None:
         if not isinstance(name, str) or not OUTPUT_NAME.match(name):
@@ -151,6 +189,10 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         "collects": len(handler.releases),
         "outputs": len(handler.outputs) if outcome.status == "succeeded" else 0,
     }
+    if handler.epsilon_used:
+        # Charged in whole micro-ε, rounded up, so the budget never under-counts.
+        usage["epsilon_by_dataset"] = {name: str(Epsilon.from_micro(eps.micro()))
+                                       for name, eps in sorted(handler.epsilon_used.items())}
     return JobResult(
         status=outcome.status,
         outputs=handler.outputs if outcome.status == "succeeded" else {},

@@ -32,7 +32,7 @@ from operators.keys import verify
 from operators.roles import Role
 from operators.submission import parse_signed_at, submission_bytes
 from pricing import Charge, settle
-from sandbox import accounts, agreements, billing
+from sandbox import accounts, agreements, billing, privacy
 from sandbox.accounts import Actor, new_id, require, utc_text
 from sandbox.catalog import registry
 from sandbox.catalog.models import DatasetInfo
@@ -70,6 +70,9 @@ class JobRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     signature: str | None = None
+    # ε per differentially private dataset, as decimal strings; else the contract's
+    # per_job_epsilon. Not part of the signed bytes.
+    epsilon: dict[str, str] | None = None
     signed_at: str | None = Field(None, max_length=40, description=(
         "When the submission was signed (ISO 8601); part of the signed bytes"))
 
@@ -103,7 +106,7 @@ def now() -> dt.datetime:
 def limits(ctx: Context) -> Limits:
     s = ctx.settings
     return Limits(cpu_seconds=s.job_cpu_seconds, memory_bytes=s.job_memory_mb * 2**20,
-                  wall_seconds=s.job_wall_seconds)
+                  wall_seconds=s.job_wall_seconds, warm_processes=s.jail_warm_processes)
 
 
 # --- submit ------------------------------------------------------------------------------
@@ -253,6 +256,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                 f"{max(left, 0) / 100:.2f} yuan left under its spend cap of {cap}; wait for "
                 "running jobs to settle or apply for a contract with a higher cap")
         check_quotas(p.contract, *_quota_usage(s, contract.id), p.bound.max_rows)
+        epsilon = privacy.job_epsilon(p.contract, p.facts, req.epsilon)
         billing.reserve_prepaid(s, actor.id, quote_fen)
         contract.reserved_fen += quote_fen
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
@@ -265,13 +269,23 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                   usage={"bounds": {"rows_scanned": p.bound.max_rows,
                                     "outputs": p.bound.max_outputs,
                                     "month": billing.period_of(now()),
-                                    "month_to_date": p.month_to_date}})
+                                    "month_to_date": p.month_to_date,
+                                    **_epsilon_bounds(epsilon, p.facts)}})
         s.add(job)
         s.flush()
         log.append(s, "job.submitted", actor.id, job.id, {
             "contract_id": contract.id, "code_sha256": _sha(req.code), "params": req.params,
             "signature": req.signature, "quote": p.quote.to_json()})
+        privacy.reserve(s, p.contract, job.id, actor.id, epsilon)
         return job, True
+
+
+def _epsilon_bounds(epsilon: Mapping[str, Any], facts: CodeFacts) -> dict[str, Any]:
+    """The ε a job reserved, and the collect() call sites the driver spreads it over."""
+    if not epsilon:
+        return {}
+    return {"epsilon": {name: str(eps) for name, eps in sorted(epsilon.items())},
+            "collect_sites": max(facts.collects, 1)}
 
 
 def _quota_usage(session: Session, contract_id: str) -> tuple[int, int]:
@@ -330,7 +344,9 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
     return JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
                    datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),
                    max_rows=int(bounds.get("rows_scanned", 0)),
-                   max_outputs=int(bounds.get("outputs", 1)))
+                   max_outputs=int(bounds.get("outputs", 1)),
+                   epsilon=dict(bounds.get("epsilon", {})),
+                   collect_sites=int(bounds.get("collect_sites", 1)))
 
 
 def execute(ctx: Context, spec: JobSpec) -> JobResult:
@@ -412,6 +428,9 @@ def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
         job.charge_fen = billing.to_fen(charge.amount) if charge else 0
         contract_row.reserved_fen -= job.quote_fen
         contract_row.spent_fen += job.charge_fen
+        privacy.settle(s, job.contract_id, job_id,
+                       (job.usage or {}).get("bounds", {}).get("epsilon", {}), result.usage,
+                       service_fault=(result.error or {}).get("fault") == "service")
         billing.settle_prepaid(s, job.operator_id, job.quote_fen, job.charge_fen)
         for name, body in result.outputs.items():
             s.add(JobOutput(job_id=job_id, name=name, body=body))

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     job_cpu_seconds: int = Field(10, ge=1, description="CPU-time limit of one job's code process.")
     job_memory_mb: int = Field(1024, ge=64, description=(
         "Address-space limit of one job's code process, in MiB."))
+    jail_warm_processes: int = Field(2, ge=0, le=32, description=(
+        "Job code processes started ahead of need on each worker (each still runs one job "
+        "only); 0 starts every job's process on demand."))
     threshold_l1: int = Field(1, ge=1, description="Minimum contributors per released cell, L1 data.")
     threshold_l2: int = Field(5, ge=1, description="Minimum contributors per released cell, L2 data.")
     threshold_l3: int = Field(10, ge=1, description="Minimum contributors per released cell, L3 data.")

@@ -122,8 +122,14 @@ def _column_infos(table: pa.Table, meta: DatasetMeta) -> tuple[ColumnInfo, ...]:
         distinct = (pc.count_distinct(table.column(name)).as_py()
                     if pol.role == "quasi_identifier" else None)
         infos.append(ColumnInfo(name, str(typ), pol.role, pol.lower, pol.upper,  # type: ignore[arg-type]
-                                distinct))
+                                distinct, _unique(table.column(name))
+                                if pol.role == "identifier" else None))
     return tuple(infos)
+
+
+def _unique(column: pa.ChunkedArray) -> bool:
+    """Whether every row has its own value (no nulls, no repeats): one row per person."""
+    return column.null_count == 0 and pc.count_distinct(column).as_py() == len(column)
 
 
 def write_partitions(table: pa.Table, target: Path, partition_rows: int) -> list[str]:

@@ -18,12 +18,17 @@ class ColumnInfo:
     lower: float | None = None
     upper: float | None = None
     distinct: int | None = None   # quasi-identifiers only; internal, never shown to operators
+    # Identifiers only: True when no two rows share a value (one row per person), which
+    # differential privacy relies on; internal, like `distinct`.
+    unique: bool | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The stored form, including what the catalog keeps to itself."""
         out = self.to_json()
         if self.distinct is not None:
             out["distinct"] = self.distinct
+        if self.unique is not None:
+            out["unique"] = self.unique
         return out
 
     def to_json(self) -> dict[str, Any]:

@@ -165,12 +165,22 @@ def partial(checked: CheckedPlan, path: str) -> pa.Table:
             v = pc.cast(v, pa.int64())
         elif not pa.types.is_floating(v.type):
             v = pc.cast(v, pa.float64())
+        if checked.clamp is not None and checked.clamp[i] is not None:
+            v = _clamp(v, *checked.clamp[i])
         cols[f"__v{i}"] = v
         specs += [(f"__v{i}", "count"), (f"__v{i}", "sum")]
     # Single-threaded: a threaded hash aggregate sums floats in varying order, and a released
     # value must not change from one run to the next.
     grouped = pa.table(cols).group_by(list(plan.keys), use_threads=False).aggregate(specs)
     return _rename_partials(grouped, plan, rows_read)
+
+
+def _clamp(values: pa.Array | pa.ChunkedArray, lower: float, upper: float) -> Any:
+    """Values limited to [lower, upper], nulls kept: bounds each person's effect on a sum,
+    which is what differential privacy's noise is calibrated to."""
+    lo, hi = pa.scalar(lower, values.type), pa.scalar(upper, values.type)
+    return pc.min_element_wise(pc.max_element_wise(values, lo, skip_nulls=False), hi,
+                               skip_nulls=False)
 
 
 def _rename_partials(grouped: pa.Table, plan: p.Aggregate, rows_read: int) -> pa.Table:
@@ -218,4 +228,6 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
         n, s = merged.column(f"__n{i}"), merged.column(f"__s{i}")
         out[name] = s if a.fn == "sum" else pc.divide(pc.cast(s, pa.float64()), pc.cast(n, pa.float64()))
         out[f"__c:{name}"] = n
+        if checked.clamp is not None:
+            out[f"__s:{name}"] = s   # the exact sum, for a noisy mean; never released
     return pa.table(out)

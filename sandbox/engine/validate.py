@@ -64,6 +64,9 @@ class CheckedPlan:
     scan_columns: tuple[str, ...]
     output_kinds: tuple[tuple[str, str], ...]
     usage: dict[str, dict[str, frozenset[str]]]
+    # Set for a differentially private release: per aggregate, the [lower, upper] its values
+    # are clamped to before summing (None for count). None: an exact release, as always.
+    clamp: tuple[tuple[float, float] | None, ...] | None = None
 
 
 def _lit_kind(v: object) -> str:

@@ -1,7 +1,8 @@
 """Starting and supervising one jail process per job.
 
 Each job gets a fresh interpreter (never reused), started with OS resource limits and killed
-hard at its wall-clock deadline. Everything the process sends is untrusted: the handler that
+hard at its wall-clock deadline. A few interpreters are started ahead of need, so a job does
+not wait for Python to start and import the language; each is still handed out only once. Everything the process sends is untrusted: the handler that
 answers it validates plans as it would any other input.
 """
 
@@ -27,6 +28,7 @@ class Limits:
     memory_bytes: int = 1024 * 1024 * 1024
     wall_seconds: float = 30.0
     max_requests: int = 1000
+    warm_processes: int = 2     # started ahead of need; 0 starts each job's process on demand
 
 
 class Handler(Protocol):
@@ -84,15 +86,54 @@ def _refusal(exc: Exception) -> dict[str, Any]:
     return {"code": code, "message": getattr(exc, "message", None) or str(exc)}
 
 
-def run_in_jail(code: str, params: dict[str, Any], handler: Handler, limits: Limits) -> Outcome:
-    started = time.monotonic()
-    proc = subprocess.Popen(
+def _spawn(limits: Limits) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-I", "-m", "sandbox.jail.child"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         preexec_fn=lambda: _apply_limits(limits), start_new_session=True,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
         cwd="/",
     )
+
+
+class _WarmPool:
+    """Jail processes started ahead of need, per set of limits. A process waits, idle, for
+    its one job; if its parent dies its stdin closes and it exits."""
+
+    def __init__(self) -> None:
+        self._ready: dict[Limits, list[subprocess.Popen[bytes]]] = {}
+        self._starting: dict[Limits, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, limits: Limits) -> subprocess.Popen[bytes]:
+        proc = None
+        with self._lock:
+            ready = self._ready.setdefault(limits, [])
+            while ready and proc is None:
+                candidate = ready.pop(0)
+                proc = candidate if candidate.poll() is None else None
+        if limits.warm_processes > 0:
+            threading.Thread(target=self._refill, args=(limits,), daemon=True).start()
+        return proc if proc is not None else _spawn(limits)
+
+    def _refill(self, limits: Limits) -> None:
+        with self._lock:
+            have = len(self._ready.setdefault(limits, [])) + self._starting.get(limits, 0)
+            missing = max(limits.warm_processes - have, 0)
+            self._starting[limits] = self._starting.get(limits, 0) + missing
+        for _ in range(missing):
+            proc = _spawn(limits)
+            with self._lock:
+                self._ready[limits].append(proc)
+                self._starting[limits] -= 1
+
+
+_pool = _WarmPool()
+
+
+def run_in_jail(code: str, params: dict[str, Any], handler: Handler, limits: Limits) -> Outcome:
+    started = time.monotonic()
+    proc = _pool.take(limits)
     assert proc.stdin and proc.stdout and proc.stderr
     inbox: queue.Queue[Any] = queue.Queue()
     stderr: list[bytes] = []

@@ -212,3 +212,16 @@ class LedgerWitness(Base):
     public_key: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PrivacyBudget(Base):
+    """Differential-privacy budget used per contract × dataset, in whole micro-ε (10⁻⁶).
+
+    The total is a term of the contract version in force, so it is read from the document
+    rather than stored twice; `reserved` is held by jobs still queued or running."""
+
+    __tablename__ = "privacy_budgets"
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(128), primary_key=True)
+    spent_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_micro: Mapped[int] = mapped_column(BigInteger, default=0)

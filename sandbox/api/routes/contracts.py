@@ -44,6 +44,13 @@ def get(contract_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return agreements.get(ctx, actor, contract_id)
 
 
+@router.get("/contracts/{contract_id}/budget")
+def budget(contract_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Privacy budgets (ε) per dataset under differential privacy: total, spent, reserved by
+    running jobs, remaining."""
+    return agreements.budget(ctx, actor, contract_id)
+
+
 @router.post("/contracts/{contract_id}/approve")
 def approve(contract_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return agreements.approve(ctx, actor, contract_id)

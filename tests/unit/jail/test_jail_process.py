@@ -227,12 +227,18 @@ def _jail_children_of(pid: int) -> list[int]:
     return found
 
 
-def test_a_killed_child_gives_a_failed_outcome_not_a_hang() -> None:
+def test_a_killed_child_gives_a_failed_outcome_not_a_hang(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sandbox.jail.process as jail
+
+    used: list[subprocess.Popen[bytes]] = []
+    real_take = jail._pool.take
+    monkeypatch.setattr(jail._pool, "take", lambda lim: used.append(real_take(lim)) or used[-1])
+
     class Killer(Handler):
         def collect(self, plan: Any) -> dict[str, Any]:
-            children = _jail_children_of(os.getpid())
-            assert len(children) == 1
-            os.kill(children[0], signal.SIGKILL)
+            assert used[-1].pid in _jail_children_of(os.getpid())
+            os.kill(used[-1].pid, signal.SIGKILL)
             time.sleep(0.1)  # let the pipe close before the reply is written
             return super().collect(plan)
 
@@ -286,3 +292,37 @@ def test_stdout_writes_cannot_corrupt_the_frame_channel() -> None:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def test_warm_processes_are_each_used_for_one_job_only() -> None:
+    """Pre-started interpreters hide start-up time, but a process never sees a second job."""
+    import sandbox.jail.process as jail
+
+    class Pid:
+        def collect(self, plan: Any) -> dict[str, Any]:
+            raise AssertionError("no plans here")
+
+        def emit(self, name: str, value: Any) -> None:
+            pass
+
+    limits = jail.Limits(warm_processes=2, wall_seconds=10)
+    taken = []
+    real_take = jail._pool.take
+
+    def spy(lim: jail.Limits) -> Any:
+        proc = real_take(lim)
+        taken.append(proc)
+        return proc
+
+    jail._pool.take = spy  # type: ignore[method-assign]
+    try:
+        for _ in range(5):
+            assert jail.run_in_jail('emit("x", 1)', {}, Pid(), limits).status == "succeeded"
+    finally:
+        jail._pool.take = real_take  # type: ignore[method-assign]
+    assert len({p.pid for p in taken}) == 5, "every job ran in a process of its own"
+    assert all(p.poll() is not None for p in taken), "used processes are gone"
+    time.sleep(1.0)
+    with jail._pool._lock:
+        ready = jail._pool._ready.get(limits, [])
+        assert 1 <= len(ready) <= 2 and all(p.poll() is None for p in ready)
