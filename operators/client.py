@@ -314,12 +314,20 @@ class SandboxClient:
                        purpose_class: str, valid_from: str | dt.datetime,
                        valid_to: str | dt.datetime, quotas: Mapping[str, Any] | None = None,
                        spend_cap: str | Decimal | int | None = None,
-                       draft: bool = False) -> dict[str, Any]:
+                       draft: bool = False,
+                       privacy: Mapping[str, Mapping[str, str]] | None = None,
+                       disclosure: Mapping[str, int] | None = None) -> dict[str, Any]:
         """Apply for a contract: `datasets` maps dataset → column → uses. With `draft=True`
-        the application stays an editable draft until `submit_contract`."""
+        the application stays an editable draft until `submit_contract`. `privacy` maps a
+        dataset to `{"epsilon": "1.0", "per_job_epsilon": "0.1"}` (differential privacy);
+        `disclosure` may raise the threshold, e.g. `{"min_contributors": 20}`."""
         body = _terms(datasets, purpose, purpose_class, valid_from, valid_to, quotas, spend_cap)
         if draft:
             body["draft"] = True
+        if privacy is not None:
+            body["privacy"] = {k: dict(v) for k, v in privacy.items()}
+        if disclosure is not None:
+            body["disclosure"] = dict(disclosure)
         return self._request("POST", "/contracts", json=body)
 
     def edit_contract(self, contract_id: str, datasets: Mapping[str, Mapping[str, list[str]]],
@@ -409,13 +417,17 @@ class SandboxClient:
         return self._request("POST", "/quotes", json=body)
 
     def submit(self, contract_id: str, code: str, params: Mapping[str, Any] | None = None,
-               idempotency_key: str | None = None, wait: bool = False) -> Job:
+               idempotency_key: str | None = None, wait: bool = False,
+               epsilon: Mapping[str, str] | None = None) -> Job:
         """Submit a job, signed when the client has a signing key. With `wait=True` the call
-        returns once the job has finished."""
+        returns once the job has finished. `epsilon` (dataset → decimal string) overrides the
+        contract's per-job privacy budget for datasets under differential privacy."""
         params = dict(params or {})
         body: dict[str, Any] = {"contract_id": contract_id, "code": code, "params": params}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
+        if epsilon is not None:
+            body["epsilon"] = dict(epsilon)
         if self._key is not None:
             body.update(sign_submission(self._key, contract_id, code, params, idempotency_key))
         query = {"wait": "true"} if wait else None

@@ -200,9 +200,11 @@ def quote(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
     require(actor, Role.operator)
     with ctx.reading() as s:
         p = prepare(ctx, s, actor, req)
+    epsilon = privacy.job_epsilon(p.contract, p.facts, req.epsilon)
     return {"contract_id": req.contract_id, "quote": p.quote.to_json(),
             "bounds": {"rows_scanned": p.bound.max_rows, "outputs": p.bound.max_outputs,
-                       "compute_seconds": ctx.settings.job_wall_seconds}}
+                       "compute_seconds": ctx.settings.job_wall_seconds,
+                       **_epsilon_bounds(epsilon, p.facts)}}
 
 
 def _existing(session: Session, actor: Actor, req: JobRequest) -> Job | None:
@@ -210,8 +212,9 @@ def _existing(session: Session, actor: Actor, req: JobRequest) -> Job | None:
         return None
     job = session.scalar(select(Job).where(Job.operator_id == actor.id,
                                            Job.idempotency_key == req.idempotency_key))
+    requested = (job.usage or {}).get("bounds", {}).get("requested_epsilon") if job else None
     if job is not None and (job.code != req.code or job.contract_id != req.contract_id
-                            or job.params != req.params):
+                            or job.params != req.params or requested != req.epsilon):
         raise Conflict("this idempotency_key was already used for a different submission; "
                        "use a new key for new work")
     return job
@@ -270,6 +273,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                                     "outputs": p.bound.max_outputs,
                                     "month": billing.period_of(now()),
                                     "month_to_date": p.month_to_date,
+                                    "requested_epsilon": req.epsilon,
                                     **_epsilon_bounds(epsilon, p.facts)}})
         s.add(job)
         s.flush()

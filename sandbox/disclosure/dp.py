@@ -126,7 +126,7 @@ def privatize(table: pa.Table, checked: CheckedPlan,
     for (name, agg), bounds in zip(plan.aggs, clamp):
         if bounds is None:
             counts, record = noisy_counts(table.column(name).to_pylist(), share, name)
-            out[name], out[f"__c:{name}"] = pa.array(counts, pa.int64()), pa.array(counts, pa.int64())
+            out[name] = out[f"__c:{name}"] = pa.array(counts, pa.int64())
             noise.append(record)
             continue
         counts, count_record = noisy_counts(table.column(f"__c:{name}").to_pylist(), share / 2,

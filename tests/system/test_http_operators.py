@@ -178,11 +178,12 @@ def test_key_rotation_keeps_old_signatures_verifiable_and_new_ones_need_the_new_
     # New submissions need the new key; unsigned ones are still accepted.
     refused(w.client.post("/v1/jobs", json=signed_job(cid, w.operator_key),
                           headers=w.h(w.operator)), 400, "signature_invalid", new["id"])
-    r = w.client.post("/v1/jobs?wait=true", json=signed_job(cid, new_key),
-                      headers=w.h(w.operator))
+    submitted = signed_job(cid, new_key)
+    r = w.client.post("/v1/jobs?wait=true", json=submitted, headers=w.h(w.operator))
     assert r.status_code == 201 and r.json()["status"] == "succeeded", r.text
     job = w.client.get(f"/v1/jobs/{r.json()['id']}", headers=w.h(w.regulator)).json()
-    assert job["signature"] == signed_job(cid, new_key)["signature"]
+    assert job["signature"] == submitted["signature"]
+    assert job["signing_key_id"] == new["id"]
     unsigned = w.run(cid, COUNT_CODE).json()
     assert unsigned["status"] == "succeeded"
     assert w.client.get(f"/v1/jobs/{unsigned['id']}",

@@ -9,10 +9,10 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from conftest import World
 
 from sandbox import service
 from sandbox.driver import JobResult
-from tests.conftest import World
 
 PRIVATE = {"population": {"epsilon": "0.5", "per_job_epsilon": "0.2"}}
 BY_DISTRICT = ("emit('t', table('population').group_by('district')"
@@ -83,6 +83,10 @@ def test_a_job_past_the_budget_is_refused_before_it_runs(local_world: World) -> 
     w = local_world
     cid = w.active_contract(privacy=PRIVATE)
     code = "emit('n', table('population').agg(n=count()).collect())"
+    quote = w.client.post("/v1/quotes", headers=w.h(w.operator),
+                          json={"contract_id": cid, "code": code}).json()
+    assert quote["bounds"]["epsilon"] == {"population": "0.2"}
+    assert quote["bounds"]["collect_sites"] == 1
     assert w.run(cid, code).json()["status"] == "succeeded"
     assert w.run(cid, code).json()["status"] == "succeeded"
     submitted = len(ledger(w, "job.submitted"))
@@ -219,3 +223,31 @@ def test_a_dataset_with_several_rows_per_person_cannot_be_private(local_world: W
         "privacy": {"缴费记录": {"epsilon": "1", "per_job_epsilon": "0.1"}}})
     assert r.status_code == 400, r.text
     assert "one row per person" in r.json()["error"]
+
+
+def test_an_idempotent_replay_must_ask_for_the_same_epsilon(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract(privacy=PRIVATE)
+    code = "emit('n', table('population').agg(n=count()).collect())"
+    first = w.run(cid, code, idempotency_key="隐私-1", epsilon={"population": "0.1"})
+    assert first.status_code == 201, first.text
+    again = w.run(cid, code, idempotency_key="隐私-1", epsilon={"population": "0.1"})
+    assert again.json()["id"] == first.json()["id"]
+    other = w.run(cid, code, idempotency_key="隐私-1", epsilon={"population": "0.2"})
+    assert other.status_code == 409 and "idempotency_key" in other.json()["error"]
+
+
+def test_the_client_applies_for_privacy_terms_and_sets_epsilon(local_world: World) -> None:
+    import datetime as dt
+
+    from conftest import GRANTS
+    from operators.client import SandboxClient
+
+    w = local_world
+    c = SandboxClient("http://testserver", token=w.operator["token"], http_client=w.client)
+    applied = c.apply_contract(GRANTS, "隐私保护统计", "public_interest",
+                               dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                               "2030-01-01T00:00:00Z", privacy=PRIVATE,
+                               disclosure={"min_contributors": 20})
+    assert applied["document"]["privacy"]["population"]["per_job_epsilon"] == "0.2"
+    assert applied["document"]["disclosure"] == {"min_contributors": 20}

@@ -247,8 +247,8 @@ def test_the_contract_can_raise_the_threshold_but_never_lower_it(people: Dataset
     code = "emit('a', table('people').group_by('district').agg(n=count()).collect())\n"
 
     def suppressed(min_contributors: int) -> set[str]:
-        job = spec(people, code, contract=contract(disclosure={"min_contributors": min_contributors}),
-                   epsilon={})
+        terms = contract(disclosure={"min_contributors": min_contributors})
+        job = spec(people, code, contract=terms, epsilon={})
         rows = run_job(job, LocalExecutor()).outputs["a"]["rows"]
         return {r[0] for r in rows if r[1] is None}
 
