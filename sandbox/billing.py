@@ -132,6 +132,18 @@ def record_allowed_revenue(ctx: Context, actor: Actor, period: str, amount: str)
     return {"period": period, "amount": format_money(value)}
 
 
+def reserve_under_cap(contract: Contract, cap: Decimal | None, quote_fen: int) -> None:
+    """Hold a quote against the contract's spend cap (the caller holds the row's lock)."""
+    if cap is not None:
+        left = to_fen(cap) - contract.spent_fen - contract.reserved_fen
+        if quote_fen > left:
+            raise QuotaExceeded(
+                f"this job is quoted at {quote_fen / 100:.2f} yuan but contract {contract.id} "
+                f"has {max(left, 0) / 100:.2f} yuan left under its spend cap of {cap}; wait for "
+                "running jobs to settle or apply for a contract with a higher cap")
+    contract.reserved_fen += quote_fen
+
+
 def reserve_prepaid(session: Session, operator_id: str, quote_fen: int) -> None:
     """Hold a quote against the operator's prepaid balance, if it has one (in the caller's
     transaction, beside the spend-cap reservation)."""

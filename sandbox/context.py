@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -28,6 +28,7 @@ class Context:
     bureau_key: Ed25519PrivateKey
     jobs: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16, "job"))
     money_lock: threading.Lock = field(default_factory=threading.Lock)
+    running: dict[str, Future[None]] = field(default_factory=dict)   # job id → its run
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -46,7 +46,6 @@ from sandbox.errors import (
     Conflict,
     DisclosureRefused,
     NotFound,
-    QuotaExceeded,
     SandboxError,
 )
 from sandbox.jail.process import Limits
@@ -251,17 +250,10 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         contract = s.get(Contract, req.contract_id, with_for_update=True)
         assert contract is not None
         quote_fen = billing.to_fen(p.quote.amount)
-        cap = p.contract.spend_cap
-        if cap is not None and contract.spent_fen + contract.reserved_fen + quote_fen > billing.to_fen(cap):
-            left = billing.to_fen(cap) - contract.spent_fen - contract.reserved_fen
-            raise QuotaExceeded(
-                f"this job is quoted at {p.quote.amount} yuan but contract {contract.id} has "
-                f"{max(left, 0) / 100:.2f} yuan left under its spend cap of {cap}; wait for "
-                "running jobs to settle or apply for a contract with a higher cap")
         check_quotas(p.contract, *_quota_usage(s, contract.id), p.bound.max_rows)
         epsilon = privacy.job_epsilon(p.contract, p.facts, req.epsilon)
+        billing.reserve_under_cap(contract, p.contract.spend_cap, quote_fen)
         billing.reserve_prepaid(s, actor.id, quote_fen)
-        contract.reserved_fen += quote_fen
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=req.idempotency_key,
                   signature=req.signature, signing_key_id=p.signing_key_id,
@@ -277,9 +269,13 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                                     **_epsilon_bounds(epsilon, p.facts)}})
         s.add(job)
         s.flush()
+        # Enough to re-check the operator's signature from the log alone.
         log.append(s, "job.submitted", actor.id, job.id, {
-            "contract_id": contract.id, "code_sha256": _sha(req.code), "params": req.params,
-            "signature": req.signature, "quote": p.quote.to_json()})
+            "contract_id": contract.id, "contract_version": p.contract_version,
+            "code_sha256": _sha(req.code), "params": req.params,
+            "idempotency_key": req.idempotency_key, "signature": req.signature,
+            "signed_at": job.signed_at, "signing_key_id": p.signing_key_id,
+            "quote": p.quote.to_json()})
         privacy.reserve(s, p.contract, job.id, actor.id, epsilon)
         return job, True
 
@@ -324,18 +320,15 @@ def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> d
 # --- run ---------------------------------------------------------------------------------
 
 
-_running: dict[str, Future[None]] = {}
-
-
 def dispatch(ctx: Context, job_id: str) -> Future[None]:
     future = ctx.jobs.submit(run_and_settle, ctx, job_id)
-    _running[job_id] = future
-    future.add_done_callback(lambda _: _running.pop(job_id, None))
+    ctx.running[job_id] = future
+    future.add_done_callback(lambda _: ctx.running.pop(job_id, None))
     return future
 
 
 def wait_for(ctx: Context, job_id: str) -> None:
-    future = _running.get(job_id)
+    future = ctx.running.get(job_id)
     if future is not None:
         future.result()
 

@@ -4,17 +4,23 @@ inclusion and consistency proofs verify offline with the published bureau key.""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from typing import Any
 
 import pyarrow as pa
 import pytest
-
 from conftest import SCHEDULE, World
+
 from operators.keys import generate_private_key, public_key_b64
 from sandbox.ledger.errors import LedgerError
-from sandbox.ledger.merkle import leaf_hash, root_hash, verify_consistency, verify_inclusion
+from sandbox.ledger.merkle import (
+    leaf_hash,
+    root_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from sandbox.ledger.note import open_checkpoint, parse_vkey
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
@@ -259,3 +265,30 @@ def test_a_deleted_log_row_stops_changes_with_a_clear_error(local_world: World) 
     with sqlite3.connect(db) as conn:   # the refused change left nothing behind
         assert conn.execute("SELECT count(*) FROM principals WHERE name = ?",
                             ("新运营方",)).fetchone() == (0,)
+
+
+def test_the_log_alone_lets_a_regulator_recheck_a_submission_signature(local_world: World) -> None:
+    """From the job.submitted event and the operator's key, the signed bytes are rebuilt."""
+    from operators.keys import verify
+    from operators.submission import sign_submission, submission_bytes
+
+    w = local_world
+    cid = w.active_contract()
+    code = 'emit("n", table("population").agg(n=count()).collect())'
+    params = {"年份": 2024}
+    signed = sign_submission(w.operator_key, cid, code, params, "日报-1")
+    job = w.client.post("/v1/jobs?wait=true", headers=w.h(w.operator), json={
+        "contract_id": cid, "code": code, "params": params, "idempotency_key": "日报-1",
+        **signed}).json()
+    entries = w.client.get("/v1/ledger/entries", headers=w.h(w.regulator)).json()["entries"]
+    (event,) = [e["event"] for e in entries
+                if e["event"]["type"] == "job.submitted" and e["event"]["subject"] == job["id"]]
+    data = event["data"]
+    assert data["code_sha256"] == hashlib.sha256(code.encode()).hexdigest()
+    keys = w.client.get(f"/v1/principals/{w.operator['id']}/keys",
+                        headers=w.h(w.regulator)).json()["keys"]
+    (key,) = [k for k in keys if k["id"] == data["signing_key_id"]]
+    rebuilt = submission_bytes(data["contract_id"], code, data["params"],
+                               data["idempotency_key"], data["signed_at"])
+    verify(key["public_key"], rebuilt, data["signature"])
+    assert event["actor"] == w.operator["id"] and data["contract_version"] == 1
