@@ -8,6 +8,7 @@ executor the driver itself runs as a Ray task, so operator code never runs on th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -205,9 +206,15 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
 
 def run_job_on_ray(spec: JobSpec) -> JobResult:
     """Body of the Ray task that drives one job; its partition work fans out as Ray tasks."""
+    return run_job(spec, _ray_executor())
+
+
+@functools.cache
+def _ray_executor() -> Executor:
+    # One per worker process: registering the partition task with Ray costs milliseconds.
     from sandbox.engine.executor import RayExecutor
 
-    return run_job(spec, RayExecutor())
+    return RayExecutor()
 
 
 def output_digest(body: Any) -> str:
