@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 from pricing.errors import CapExceeded, CapsError, MoneyError, ScheduleError
-from pricing.listing import parse_list
+from pricing.listing import check_unit_levels, parse_list
 from pricing.money import check_money, format_money, parse_money, round_fen
 from pricing.schedule import (
     LEVELS,
@@ -255,22 +255,7 @@ def _check_cap_items(items: object) -> tuple[CapItem, ...]:
     checked = tuple(items)
     if not checked:
         raise CapsError(f"items: price caps need at least one cap, e.g. {_EXAMPLE_CAP}")
-    seen: dict[tuple[str, str | None], int] = {}
-    for index, cap in enumerate(checked):
-        if not isinstance(cap, CapItem):
-            raise CapsError(
-                f"items[{index}]: expected a CapItem, not {type(cap).__name__}; "
-                "build caps from JSON with parse_caps"
-            )
-        key = (cap.unit, cap.level)
-        if key in seen:
-            at_level = f" at level {cap.level!r}" if cap.level else " without a level"
-            raise CapsError(
-                f"items[{index}]: unit {cap.unit!r}{at_level} is already capped by "
-                f"items[{seen[key]}]; keep one of them"
-            )
-        seen[key] = index
-    return checked
+    return check_unit_levels(checked, CapItem, CapsError, "capped", "parse_caps")
 
 
 def _as_caps_error(check: Callable[..., _T], *args: object) -> _T:

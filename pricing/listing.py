@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pricing.errors import PricingError
 
@@ -30,3 +30,28 @@ def parse_list(raw: object, field: str, parse_one: Callable[[Mapping[str, Any]],
         except error as e:
             raise error(f"{field}[{index}].{e.message}") from None
     return tuple(out)
+
+
+class _Keyed(Protocol):
+    unit: str
+    level: str | None
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
+def check_unit_levels(items: tuple[K, ...], kind: type, error: type[PricingError],
+                      verb: str, parser: str) -> tuple[K, ...]:
+    """Each (unit, level) at most once: two prices (or caps) for one unit would be ambiguous."""
+    seen: dict[tuple[str, str | None], int] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise error(f"items[{index}]: expected a {kind.__name__}, not "
+                        f"{type(item).__name__}; build them from JSON with {parser}")
+        key = (item.unit, item.level)
+        if key in seen:
+            at_level = f" at level {item.level!r}" if item.level else " without a level"
+            raise error(f"items[{index}]: unit {item.unit!r}{at_level} is already {verb} by "
+                        f"items[{seen[key]}]; keep one of them")
+        seen[key] = index
+    return items

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from pricing.errors import MoneyError, ScheduleError
-from pricing.listing import parse_list
+from pricing.listing import check_unit_levels, parse_list
 from pricing.money import check_money, format_money, parse_money
 
 Unit = Literal["call", "rows", "compute_seconds", "output"]
@@ -467,22 +467,7 @@ def _check_items(items: object) -> tuple[PriceItem, ...]:
             "items: a price schedule needs at least one item, "
             'e.g. {"unit": "call", "price": "2.00"}'
         )
-    seen: dict[tuple[str, str | None], int] = {}
-    for index, item in enumerate(checked):
-        if not isinstance(item, PriceItem):
-            raise ScheduleError(
-                f"items[{index}]: expected a PriceItem, not {type(item).__name__}; "
-                "build schedules from JSON with parse_schedule"
-            )
-        key = (item.unit, item.level)
-        if key in seen:
-            at_level = f" at level {item.level!r}" if item.level else " without a level"
-            raise ScheduleError(
-                f"items[{index}]: unit {item.unit!r}{at_level} is already priced by "
-                f"items[{seen[key]}]; keep one of them"
-            )
-        seen[key] = index
-    return checked
+    return check_unit_levels(checked, PriceItem, ScheduleError, "priced", "parse_schedule")
 
 
 def _iso_utc(moment: datetime) -> str:
