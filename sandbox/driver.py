@@ -121,6 +121,7 @@ class _Handler:
             "cells": len(release.body["rows"]) * len(checked.plan.aggs),
             "suppressed": list(release.suppressed),
             **({"noise": [n.to_json() for n in noise]} if noise else {}),
+            **({"coarsened": list(release.coarsened)} if release.coarsened else {}),
         })
         self.released.add(_canonical(release.body))
         return release.body

@@ -75,9 +75,19 @@ def check_eligible(ds: DatasetInfo) -> None:
                                 "row per person")
 
 
+# Aggregates whose noise is calibrated; the others have no mechanism here yet.
+PRIVATE_AGGREGATES = frozenset({"count", "sum", "mean"})
+
+
 def prepare(checked: CheckedPlan) -> CheckedPlan:
     """The plan marked for a private release: each sum/mean clamps to its column's bounds."""
     check_eligible(checked.dataset)
+    for name, a in checked.plan.aggs:
+        if a.fn not in PRIVATE_AGGREGATES:
+            raise DisclosureRefused(
+                f"{a.fn}() (output {name!r}) is not available under differential privacy yet; "
+                f"dataset '{checked.dataset.name}' is analysed under it by this contract, so use "
+                f"{', '.join(sorted(PRIVATE_AGGREGATES))}() instead")
     return dataclasses.replace(checked, clamp=tuple(
         None if a.arg is None else _bounds(checked, a) for _, a in checked.plan.aggs))
 

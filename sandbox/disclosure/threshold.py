@@ -18,12 +18,18 @@ from sandbox.catalog.models import LEVELS
 
 DEFAULT_THRESHOLDS: dict[str, int] = {"L1": 1, "L2": 5, "L3": 10, "L4": 10}
 RULE = "min_contributors"
+COARSEN_RULE = "significant_figures"
+# Set by the engine on an output column whose exact value would be one person's value
+# (a quantile of a sensitive column): the number of significant figures to release.
+COARSEN_KEY = b"coarsen_significant_figures"
 
 
 @dataclass(frozen=True)
 class Release:
     body: dict[str, Any]          # API.md's released table
     suppressed: tuple[dict[str, Any], ...]   # {"row", "column", "rule", "threshold", "contributors"}
+    # {"column", "rule", "digits", "reason"} per column released rounded, for the report.
+    coarsened: tuple[dict[str, Any], ...] = ()
 
 
 def threshold_for(level: str, thresholds: dict[str, int]) -> int:
@@ -40,10 +46,28 @@ def _json_value(v: Any) -> Any:
     return v
 
 
+def significant(value: Any, digits: int) -> Any:
+    """`value` rounded to `digits` significant figures (None and 0 unchanged)."""
+    if value is None or not isinstance(value, (int, float)) or value == 0:
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    return round(float(value), digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def _coarsen_digits(result: pa.Table, name: str) -> int | None:
+    meta = result.schema.field(name).metadata or {}
+    return int(meta[COARSEN_KEY]) if COARSEN_KEY in meta else None
+
+
 def apply_threshold(result: pa.Table, keys: tuple[str, ...], threshold: int) -> Release:
     values = [n for n in result.column_names if not n.startswith("__c:")]
     aggs = [n for n in values if n not in keys]
-    rows = [[_json_value(v) for v in r] for r in zip(*(result.column(n).to_pylist() for n in values))]
+    coarse = {n: d for n in aggs if (d := _coarsen_digits(result, n)) is not None}
+    columns = [result.column(n).to_pylist() for n in values]
+    columns = [[significant(v, coarse[n]) for v in c] if n in coarse else c
+               for n, c in zip(values, columns)]
+    rows = [[_json_value(v) for v in r] for r in zip(*columns)]
     contributors = {a: result.column(f"__c:{a}").to_pylist() for a in aggs}
     suppressed: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
@@ -59,7 +83,11 @@ def apply_threshold(result: pa.Table, keys: tuple[str, ...], threshold: int) -> 
         "rows": rows,
         "suppressed": [[s["row"], s["column"]] for s in suppressed],
     }
-    return Release(body, tuple(suppressed))
+    coarsened = tuple(
+        {"column": n, "rule": COARSEN_RULE, "digits": d,
+         "reason": "a quantile of a sensitive column is one person's value; released rounded "
+                   f"to {d} significant figures"} for n, d in coarse.items())
+    return Release(body, tuple(suppressed), coarsened)
 
 
 def operator_view(report: dict[str, Any]) -> dict[str, Any]:

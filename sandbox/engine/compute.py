@@ -8,6 +8,7 @@ be combined exactly. The counts double as contributor counts for disclosure cont
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from sandbox.disclosure.threshold import COARSEN_KEY
 from sandbox.engine.validate import CheckedPlan
 from sandbox.errors import PlanError
 from sandbox.language import plan as p
@@ -93,7 +95,52 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
         col = _column(args[0], table)
         return _bucket(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col,
                        args[1].value)  # type: ignore[union-attr]
+    if e.fn == "cast":
+        return _cast(_column(args[0], table), args[1].value)  # type: ignore[union-attr]
+    if e.fn == "abs":
+        return pc.abs_checked(evaluate(args[0], table))
+    if e.fn == "round":
+        # Half away from zero, as SQL rounds; Arrow's default is half to even.
+        return pc.round(_column(args[0], table), args[1].value,  # type: ignore[union-attr]
+                        round_mode="half_towards_infinity")
+    if e.fn == "case":
+        return _case([_column(a, table) for a in args])
     raise AssertionError(f"unchecked function {e.fn}")
+
+
+def _cast(x: pa.Array | pa.ChunkedArray, kind: str) -> Any:
+    if kind == "float":
+        return pc.cast(x, pa.float64())
+    if kind == "string":
+        return pc.cast(x, pa.string())
+    if pa.types.is_floating(x.type):
+        # To the nearest, halves to even, as SQL engines cast doubles (and Python rounds).
+        x = pc.round(x, 0, round_mode="half_to_even")
+    return pc.cast(x, pa.int64())
+
+
+def _case(args: list[pa.Array | pa.ChunkedArray]) -> Any:
+    conditions = [pc.cast(c, pa.bool_()) for c in args[:-1:2]]
+    values = [*args[1:-1:2], args[-1]]
+    types = {v.type for v in values if not pa.types.is_null(v.type)}
+    if len(types) > 1 and all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+        target = pa.float64()
+    elif any(pa.types.is_integer(t) for t in types):
+        target = pa.int64()
+    else:
+        target = types.pop() if types else pa.null()
+    values = [pc.cast(v, target) for v in values]
+    if any(isinstance(a, pa.ChunkedArray) for a in (*conditions, *values)):
+        conditions = [_contiguous(c) for c in conditions]
+        values = [_contiguous(v) for v in values]
+    cond = pc.make_struct(*conditions, field_names=[f"c{i}" for i in range(len(conditions))])
+    return pc.case_when(cond, *values)
+
+
+def _contiguous(x: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(x, pa.ChunkedArray):
+        return x.combine_chunks() if x.num_chunks else pa.array([], x.type)
+    return x
 
 
 def _as_column(value: Any, n: int) -> pa.Array | pa.ChunkedArray:
@@ -141,7 +188,9 @@ def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
 
 
 def partial(checked: CheckedPlan, path: str) -> pa.Table:
-    """Partial aggregates of one partition: keys, __rows, and __n{i}/__s{i} per aggregate."""
+    """Partial aggregates of one partition: keys, __rows, and per aggregate i the columns
+    `_specs` names (__n{i} non-null count, __s{i} sum, __x{i} extreme, __m{i} squared
+    deviations, __d{i} distinct values, __q{i} all values)."""
     table = pq.read_table(path, columns=list(checked.scan_columns))
     rows_read = pq.ParquetFile(path).metadata.num_rows
     plan = checked.plan
@@ -156,23 +205,55 @@ def partial(checked: CheckedPlan, path: str) -> pa.Table:
             table = table.select([c for c in step.columns if c in table.column_names])
     cols: dict[str, Any] = {k: table.column(k) for k in plan.keys}
     cols[ROWS] = pa.repeat(pa.scalar(1, pa.int64()), table.num_rows)
-    specs: list[tuple[str, str]] = [(ROWS, "sum")]
+    if not plan.keys:
+        # Arrow has no whole-table kernels for distinct values or lists: group by a constant.
+        cols[ALL] = pa.repeat(pa.scalar(0, pa.int8()), table.num_rows)
+    specs: list[tuple[Any, ...]] = [(ROWS, "sum")]
+    names: dict[str, str] = {f"{ROWS}_sum": ROWS}
     for i, (_, a) in enumerate(plan.aggs):
         if a.arg is None:
             continue
         v = _as_column(evaluate(a.arg, table), table.num_rows)
         if pa.types.is_integer(v.type):
             v = pc.cast(v, pa.int64())
-        elif not pa.types.is_floating(v.type):
+        elif pa.types.is_floating(v.type) or pa.types.is_null(v.type):
             v = pc.cast(v, pa.float64())
         if checked.clamp is not None and checked.clamp[i] is not None:
             v = _clamp(v, *checked.clamp[i])
         cols[f"__v{i}"] = v
-        specs += [(f"__v{i}", "count"), (f"__v{i}", "sum")]
+        for fn, out, options in _specs(a.fn, i):
+            specs.append((f"__v{i}", fn, options) if options is not None else (f"__v{i}", fn))
+            names[f"__v{i}_{fn}"] = out
     # Single-threaded: a threaded hash aggregate sums floats in varying order, and a released
     # value must not change from one run to the next.
-    grouped = pa.table(cols).group_by(list(plan.keys), use_threads=False).aggregate(specs)
-    return _rename_partials(grouped, plan, rows_read)
+    grouped = pa.table(cols).group_by(_group_keys(plan), use_threads=False).aggregate(specs)
+    grouped = grouped.rename_columns([names.get(n, n) for n in grouped.column_names])
+    return grouped.replace_schema_metadata({"rows_read": str(rows_read)})
+
+
+ALL = "__all"
+
+
+def _group_keys(plan: p.Aggregate) -> list[str]:
+    return list(plan.keys) or [ALL]
+
+
+def _specs(fn: str, i: int) -> list[tuple[str, str, Any]]:
+    """Arrow aggregations of one partition for aggregate `fn` number `i`: (kernel, partial
+    column, options)."""
+    count = ("count", f"__n{i}", None)
+    if fn in ("sum", "mean"):
+        return [count, ("sum", f"__s{i}", None)]
+    if fn in ("var", "std"):
+        return [count, ("sum", f"__s{i}", None),
+                ("variance", f"__m{i}", pc.VarianceOptions(ddof=0))]
+    if fn in ("min", "max"):
+        return [count, (fn, f"__x{i}", None)]
+    if fn == "count_distinct":
+        return [("distinct", f"__d{i}", pc.CountOptions(mode="only_valid"))]
+    if fn == "quantile":
+        return [count, ("list", f"__q{i}", None)]
+    raise AssertionError(f"unchecked aggregate {fn}")
 
 
 def _clamp(values: pa.Array | pa.ChunkedArray, lower: float, upper: float) -> Any:
@@ -183,21 +264,6 @@ def _clamp(values: pa.Array | pa.ChunkedArray, lower: float, upper: float) -> An
                                skip_nulls=False)
 
 
-def _rename_partials(grouped: pa.Table, plan: p.Aggregate, rows_read: int) -> pa.Table:
-    names = []
-    for n in grouped.column_names:
-        if n.endswith("_count") and n.startswith("__v"):
-            names.append("__n" + n[3:-6])
-        elif n.endswith("_sum") and n.startswith("__v"):
-            names.append("__s" + n[3:-4])
-        elif n == f"{ROWS}_sum":
-            names.append(ROWS)
-        else:
-            names.append(n)
-    out = grouped.rename_columns(names)
-    return out.replace_schema_metadata({"rows_read": str(rows_read)})
-
-
 def rows_read(partials: list[pa.Table]) -> int:
     return sum(int((t.schema.metadata or {}).get(b"rows_read", b"0")) for t in partials)
 
@@ -205,29 +271,142 @@ def rows_read(partials: list[pa.Table]) -> int:
 def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
     """Combine partials into final values plus per-cell contributor counts `__c:<name>`."""
     plan = checked.plan
+    keys = _group_keys(plan)
     both = pa.concat_tables([t.replace_schema_metadata(None) for t in partials],
                             promote_options="permissive")
-    value_cols = [c for c in both.column_names if c.startswith("__")]
-    merged = both.group_by(list(plan.keys), use_threads=False).aggregate(
-        [(c, "sum") for c in value_cols])
-    merged = merged.rename_columns([c[:-4] if c.endswith("_sum") and c[:-4] in value_cols
-                                    else c for c in merged.column_names])
+    summed = [c for c in both.column_names if c == ROWS or c[:3] in ("__n", "__s")]
+    extremes = [(f"__x{i}", a.fn) for i, (_, a) in enumerate(plan.aggs) if a.fn in ("min", "max")]
+    merged = both.group_by(keys, use_threads=False).aggregate(
+        [(c, "sum") for c in summed] + list(extremes))
+    merged = merged.rename_columns([_strip_kernel(c, summed, extremes)
+                                    for c in merged.column_names])
+    if not plan.keys and merged.num_rows == 0:
+        # No partition had a row: a whole-table aggregate is still one row, of count 0.
+        merged = pa.table({c: pa.nulls(1, merged.schema.field(c).type)
+                           for c in merged.column_names})
     # An empty partition still yields one whole-table row whose sums are null: a count of 0.
-    for c in value_cols:
+    for c in summed:
         if c == ROWS or c.startswith("__n"):
             i = merged.schema.get_field_index(c)
             merged = merged.set_column(i, c, pc.fill_null(merged.column(c), 0))
     if plan.keys:
         merged = merged.sort_by([(k, "ascending") for k in plan.keys])
+    groups = _group_tuples(merged, plan.keys)
     out: dict[str, Any] = {k: merged.column(k) for k in plan.keys}
     for i, (name, a) in enumerate(plan.aggs):
         if a.fn == "count":
             out[name] = merged.column(ROWS)
             out[f"__c:{name}"] = merged.column(ROWS)
             continue
-        n, s = merged.column(f"__n{i}"), merged.column(f"__s{i}")
-        out[name] = s if a.fn == "sum" else pc.divide(pc.cast(s, pa.float64()), pc.cast(n, pa.float64()))
+        if a.fn == "count_distinct":
+            out[name] = pa.array(_merge_distinct(both, plan.keys, i, groups), pa.int64())
+            out[f"__c:{name}"] = merged.column(ROWS)
+            continue
+        n = merged.column(f"__n{i}")
+        if a.fn in ("sum", "mean"):
+            s = merged.column(f"__s{i}")
+            out[name] = s if a.fn == "sum" else pc.divide(pc.cast(s, pa.float64()),
+                                                          pc.cast(n, pa.float64()))
+            if checked.clamp is not None:
+                out[f"__s:{name}"] = s   # the exact sum, for a noisy mean; never released
+        elif a.fn in ("min", "max"):
+            out[name] = merged.column(f"__x{i}")
+        elif a.fn in ("var", "std"):
+            out[name] = pa.array(_merge_variance(both, plan.keys, i, groups, a.fn == "std"),
+                                 pa.float64())
+        else:
+            assert a.param is not None
+            out[name] = pa.array(_merge_quantile(both, plan.keys, i, groups, a.param),
+                                 pa.float64())
         out[f"__c:{name}"] = n
-        if checked.clamp is not None:
-            out[f"__s:{name}"] = s   # the exact sum, for a noisy mean; never released
-    return pa.table(out)
+    table = pa.table(out)
+    return _mark_coarsened(table, checked.coarsen)
+
+
+def _strip_kernel(name: str, summed: list[str], extremes: list[tuple[str, str]]) -> str:
+    for column, kernel in [*((c, "sum") for c in summed), *extremes]:
+        if name == f"{column}_{kernel}":
+            return column
+    return name
+
+
+def _group_tuples(merged: pa.Table, keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    if not keys:
+        return [()] * merged.num_rows
+    return list(zip(*(merged.column(k).to_pylist() for k in keys)))
+
+
+Group = tuple[Any, ...]
+
+
+def _by_group(both: pa.Table, keys: tuple[str, ...],
+              columns: list[str]) -> dict[Group, list[tuple[Any, ...]]]:
+    """The partial rows of each group, in partition order (so merges are deterministic)."""
+    key_rows = zip(*(both.column(k).to_pylist() for k in keys)) if keys else (
+        () for _ in range(both.num_rows))
+    out: dict[Group, list[tuple[Any, ...]]] = {}
+    for key, values in zip(key_rows, zip(*(both.column(c).to_pylist() for c in columns))):
+        out.setdefault(tuple(key), []).append(values)
+    return out
+
+
+def _merge_distinct(both: pa.Table, keys: tuple[str, ...], i: int,
+                    groups: list[tuple[Any, ...]]) -> list[int]:
+    parts = _by_group(both, keys, [f"__d{i}"])
+    return [len(set().union(*(v or () for (v,) in parts.get(g, [])))) for g in groups]
+
+
+def _merge_variance(both: pa.Table, keys: tuple[str, ...], i: int,
+                    groups: list[tuple[Any, ...]], root: bool) -> list[float | None]:
+    """Chan et al.'s pairwise update of (count, mean, squared deviations): exact for the
+    partition means, without the cancellation of a sum of squares."""
+    parts = _by_group(both, keys, [f"__n{i}", f"__s{i}", f"__m{i}"])
+    out: list[float | None] = []
+    for g in groups:
+        n, mean, m2 = 0, 0.0, 0.0
+        for nb, sb, vb in parts.get(g, []):
+            if not nb:
+                continue
+            mean_b, m2_b = float(sb) / nb, float(vb) * nb
+            total = n + nb
+            delta = mean_b - mean
+            mean += delta * nb / total
+            m2 += m2_b + delta * delta * n * nb / total
+            n = total
+        variance = m2 / (n - 1) if n >= 2 else None
+        out.append(None if variance is None else math.sqrt(variance) if root else variance)
+    return out
+
+
+def _merge_quantile(both: pa.Table, keys: tuple[str, ...], i: int,
+                    groups: list[tuple[Any, ...]], q: float) -> list[float | None]:
+    parts = _by_group(both, keys, [f"__q{i}"])
+    out: list[float | None] = []
+    for g in groups:
+        values = sorted(v for (vs,) in parts.get(g, []) for v in (vs or ()) if v is not None)
+        out.append(quantile_cont(values, q) if values else None)
+    return out
+
+
+def quantile_cont(ordered: list[Any], q: float) -> float:
+    """Linear interpolation between the two values nearest position q·(n−1), as SQL's
+    quantile_cont."""
+    position = q * (len(ordered) - 1)
+    lo, hi = math.floor(position), math.ceil(position)
+    if lo == hi:
+        return float(ordered[lo])
+    d = position - lo
+    return float(ordered[lo]) * (1.0 - d) + float(ordered[hi]) * d
+
+
+COARSEN_DIGITS = 2
+
+
+def _mark_coarsened(table: pa.Table, names: tuple[str, ...]) -> pa.Table:
+    """Columns disclosure control must round before release, marked in the field metadata
+    so the mark travels with the table."""
+    if not names:
+        return table
+    fields = [f.with_metadata({COARSEN_KEY: str(COARSEN_DIGITS).encode()}) if f.name in names
+              else f for f in table.schema]
+    return table.cast(pa.schema(fields))

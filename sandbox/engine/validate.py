@@ -9,6 +9,7 @@ identifier into a group key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
@@ -23,7 +24,14 @@ MAX_RAW_QUASI_GROUPS = 100
 
 # Functions whose result has few distinct values whatever their input.
 COARSENING = frozenset({"bucket", "year", "month", "eq", "ne", "lt", "le", "gt", "ge", "and",
-                        "or", "not", "isin", "between", "is_null", "startswith", "endswith"})
+                        "or", "not", "isin", "between", "is_null", "startswith", "endswith",
+                        "case"})
+
+# Roles whose single values may be released by min()/max(): an extreme is one person's value.
+EXTREME_ROLES = frozenset({"attribute"})
+# Aggregates whose value is one row's value (or between two): coarsened on sensitive columns.
+COARSENED_ON_SENSITIVE = frozenset({"quantile"})
+ORDERED = frozenset({"int", "float", "string", "date"})
 
 
 def kind_of(arrow_type: str) -> str:
@@ -67,6 +75,9 @@ class CheckedPlan:
     # Set for a differentially private release: per aggregate, the [lower, upper] its values
     # are clamped to before summing (None for count). None: an exact release, as always.
     clamp: tuple[tuple[float, float] | None, ...] | None = None
+    # Output columns released only coarsened (2 significant figures): quantiles of sensitive
+    # columns, whose exact value is one person's value.
+    coarsen: tuple[str, ...] = ()
 
 
 def _lit_kind(v: object) -> str:
@@ -157,7 +168,36 @@ class _Typer:
             if kinds != ["string", "string"] or not isinstance(e.args[1], p.Lit):
                 raise self._fail(e, kinds, "a string column and a literal string")
             return "bool"
+        if fn == "cast":
+            return self._cast(e, kinds)
+        if fn in ("abs", "round"):
+            if kinds[0] not in NUMERIC and kinds[0] != "null":
+                raise self._fail(e, kinds[:1], "a number")
+            if fn == "round" and not (isinstance(e.args[1], p.Lit) and kinds[1] == "int"):
+                raise self._fail(e, kinds, "a number and a whole number of digits")
+            return kinds[0]
+        if fn == "case":
+            return self._case(e, kinds)
         raise PlanError(f"unknown function '{fn}'")
+
+    def _cast(self, e: p.Call, kinds: list[str]) -> str:
+        target = e.args[1].value if isinstance(e.args[1], p.Lit) else None
+        if target not in p.CAST_KINDS:
+            raise self._fail(e, kinds, "a value and one of 'int', 'float', 'string'")
+        if target != "string" and kinds[0] not in (*NUMERIC, "string", "bool", "null"):
+            raise self._fail(e, kinds[:1], f"a number, string or boolean to become {target}")
+        return str(target)
+
+    def _case(self, e: p.Call, kinds: list[str]) -> str:
+        conditions, values = kinds[:-1:2], [*kinds[1:-1:2], kinds[-1]]
+        if not all(k in ("bool", "null") for k in conditions):
+            raise self._fail(e, conditions, "conditions (booleans) in each (condition, value)")
+        present = {k for k in values if k != "null"}
+        if present <= NUMERIC and len(present) == 2:
+            return "float"
+        if len(present) > 1:
+            raise self._fail(e, sorted(present), "values of one type (and the default too)")
+        return present.pop() if present else "null"
 
     def _list_call(self, e: p.Call) -> str:
         target, values = e.args
@@ -245,6 +285,7 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
         else:
             assert isinstance(step, p.Aggregate)
             kinds = _check_aggregate(step, schema, typer, usage, ds)
+            coarsen = _coarsened(step, typer, ds)
             for k in step.keys:
                 used_scan |= schema[k].sources
             for _, a in step.aggs:
@@ -255,6 +296,7 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
         scan_columns=tuple(c.name for c in ds.columns if c.name in used_scan),
         output_kinds=tuple(kinds),
         usage={ds.name: {c: frozenset(u) for c, u in sorted(usage.uses.items())}},
+        coarsen=coarsen,
     )
 
 
@@ -289,14 +331,52 @@ def _check_aggregate(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,
             kinds.append((name, "int"))
             continue
         k = typer.kind(a.arg)
-        if k not in NUMERIC:
-            raise PlanError(f"{a.fn}({p.describe_expr(a.arg)}) needs a numeric column, got {k}")
         src = typer.sources(a.arg)
-        ident = sorted(s for s in src if role(s) == "identifier")
-        if ident:
-            raise DisclosureRefused(
-                f"{a.fn}() over the identifier column {ident[0]!r} is not allowed"
-            )
+        _check_agg_arg(a, k, src, role)
         usage.add(src, "aggregate")
-        kinds.append((name, "float" if a.fn == "mean" else k))
+        kinds.append((name, _agg_kind(a.fn, k)))
     return kinds
+
+
+def _agg_kind(fn: str, arg_kind: str) -> str:
+    if fn in ("count_distinct",):
+        return "int"
+    if fn in ("mean", "var", "std", "quantile"):
+        return "float"
+    return arg_kind
+
+
+def _check_agg_arg(a: p.Agg, kind: str, src: frozenset[str], role: Callable[[str], str]) -> None:
+    assert a.arg is not None
+    what = f"{a.fn}({p.describe_expr(a.arg)})"
+    if a.fn == "count_distinct":
+        # Counting distinct values releases a count, never a value: any role and type will do.
+        if kind == "other":
+            raise PlanError(f"{what} needs a number, string, date or boolean column")
+        return
+    ident = sorted(s for s in src if role(s) == "identifier")
+    if ident:
+        raise DisclosureRefused(f"{a.fn}() over the identifier column {ident[0]!r} is not allowed")
+    if a.fn in ("min", "max"):
+        if kind not in ORDERED:
+            raise PlanError(f"{what} needs a number, string or date column, got {kind}")
+        private = sorted((s, role(s)) for s in src if role(s) not in EXTREME_ROLES)
+        if private:
+            column, r = private[0]
+            raise DisclosureRefused(
+                f"{a.fn}() over column {column!r} is not allowed: it is a {r.replace('_', '-')} "
+                f"column, and its smallest or largest value is one individual's value; use "
+                f"quantile({column!r}, 0.05) or a bucketed count instead")
+        return
+    if kind not in NUMERIC:
+        raise PlanError(f"{what} needs a numeric column, got {kind}")
+
+
+def _coarsened(step: p.Aggregate, typer: _Typer, ds: DatasetInfo) -> tuple[str, ...]:
+    def sensitive(src: str) -> bool:
+        c = ds.column(src)
+        return c is not None and c.role == "sensitive"
+
+    return tuple(name for name, a in step.aggs
+                 if a.fn in COARSENED_ON_SENSITIVE and a.arg is not None
+                 and any(sensitive(s) for s in typer.sources(a.arg)))

@@ -20,8 +20,10 @@ class CodeFacts:
     emits: int                         # call sites of emit()
 
 
-_COLUMN_METHODS = {"group_by", "select"}
-_COLUMN_FUNCS = {"col", "sum", "mean"}
+_COLUMN_METHODS = {"group_by", "select", "histogram"}
+# Aggregates whose first argument is a column (or an expression over columns).
+_AGGREGATE_FUNCS = {"sum", "mean", "count_distinct", "var", "std", "min", "max", "quantile"}
+_COLUMN_FUNCS = {"col", *_AGGREGATE_FUNCS}
 
 
 def _literal_strings(args: list[ast.expr]) -> list[str]:
@@ -36,7 +38,8 @@ def _col_literals(node: ast.AST) -> set[str]:
 
 def _uses(tree: ast.Module) -> dict[str, frozenset[str]]:
     """Uses a literal column certainly gets: inside filter(…) it is filtered on, named in
-    group_by(…) it is grouped by, inside sum/mean(…) it is aggregated. Columns used through
+    group_by(…) or histogram(…) it is grouped by, inside an aggregate such as sum(…) or
+    quantile(…) it is aggregated. Columns used through
     derived names are left to the run-time check, which follows lineage."""
     uses: dict[str, set[str]] = {}
 
@@ -53,7 +56,9 @@ def _uses(tree: ast.Module) -> dict[str, frozenset[str]]:
                 add(_col_literals(arg), "filter")
         elif isinstance(f, ast.Attribute) and f.attr == "group_by":
             add(_literal_strings(node.args), "group_by")
-        elif isinstance(f, ast.Name) and f.id in ("sum", "mean") and node.args:
+        elif isinstance(f, ast.Attribute) and f.attr == "histogram":
+            add(_literal_strings(node.args[:1]), "group_by")
+        elif isinstance(f, ast.Name) and f.id in _AGGREGATE_FUNCS and node.args:
             add(_literal_strings(node.args[:1]) + sorted(_col_literals(node.args[0])), "aggregate")
     return {k: frozenset(v) for k, v in uses.items()}
 
@@ -82,6 +87,8 @@ def analyse(tree: ast.Module) -> CodeFacts:
                 collects += 1
             elif f.attr in _COLUMN_METHODS:
                 columns.update(_literal_strings(node.args))
+                if f.attr == "histogram":
+                    defined.update({"bin", "n"})
             elif f.attr in ("derive", "agg"):
                 defined.update(k.arg for k in node.keywords if k.arg)
     return CodeFacts(None if dynamic else frozenset(datasets), frozenset(columns),

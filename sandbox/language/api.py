@@ -99,6 +99,21 @@ class Expr:
             raise PlanError("bucket() takes a non-empty list of increasing edges")
         return self._call("bucket", list(edges))
 
+    def cast(self, kind: str) -> "Expr":
+        """Convert to "int" (floats round to the nearest, halves to even), "float" or "string"."""
+        if kind not in p.CAST_KINDS:
+            raise PlanError(f"cast() takes one of {', '.join(map(repr, p.CAST_KINDS))}")
+        return self._call("cast", kind)
+
+    def abs(self) -> "Expr":
+        return self._call("abs")
+
+    def round(self, ndigits: int = 0) -> "Expr":
+        """Round half away from zero, as SQL does (Python's round() rounds half to even)."""
+        if isinstance(ndigits, bool) or not isinstance(ndigits, int):
+            raise PlanError("round() takes a whole number of digits, e.g. round(2)")
+        return self._call("round", ndigits)
+
     def __repr__(self) -> str:
         return f"<expr {p.describe_expr(self._node)}>"
 
@@ -142,12 +157,60 @@ def mean(x: Any) -> Aggregate:
     return Aggregate(p.Agg("mean", _agg_arg(x)))
 
 
+def count_distinct(x: Any) -> Aggregate:
+    """The number of distinct non-null values (exact)."""
+    return Aggregate(p.Agg("count_distinct", _agg_arg(x)))
+
+
+def var(x: Any) -> Aggregate:
+    """Sample variance (n - 1 in the denominator); None for fewer than two values."""
+    return Aggregate(p.Agg("var", _agg_arg(x)))
+
+
+def std(x: Any) -> Aggregate:
+    """Sample standard deviation (n - 1 in the denominator)."""
+    return Aggregate(p.Agg("std", _agg_arg(x)))
+
+
+def quantile(x: Any, q: Any) -> Aggregate:
+    """The q-quantile (0 ≤ q ≤ 1), linearly interpolated between the two nearest values."""
+    return Aggregate(p.Agg("quantile", _agg_arg(x), q))
+
+
+def _is_column(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return len(args) == 1 and not kwargs and isinstance(args[0], (str, Expr))
+
+
+def min_(*args: Any, **kwargs: Any) -> Any:
+    """min('col') is an aggregate; min(list) or min(a, b) is Python's min, for released values."""
+    if _is_column(args, kwargs):
+        return Aggregate(p.Agg("min", _agg_arg(args[0])))
+    return builtins.min(*args, **kwargs)
+
+
+def max_(*args: Any, **kwargs: Any) -> Any:
+    """max('col') is an aggregate; max(list) or max(a, b) is Python's max, for released values."""
+    if _is_column(args, kwargs):
+        return Aggregate(p.Agg("max", _agg_arg(args[0])))
+    return builtins.max(*args, **kwargs)
+
+
+def case(*pairs: Any, default: Any = None) -> Expr:
+    """case((cond, value), …, default=value): the value of the first true condition."""
+    if not pairs or not all(isinstance(c, tuple) and len(c) == 2 for c in pairs):
+        raise PlanError("case() takes (condition, value) pairs, e.g. "
+                        "case((col('age') >= 65, 'senior'), default='other')")
+    args = [_expr(x) for pair in pairs for x in pair]
+    return Expr(p.Call("case", (*args, _expr(default))))
+
+
 def _aggs(named: dict[str, Any]) -> tuple[tuple[str, p.Agg], ...]:
     out = []
     for name, a in named.items():
         if not isinstance(a, Aggregate):
             raise PlanError(
-                f"agg({name}=…) needs an aggregate such as count(), sum('col') or mean('col')"
+                f"agg({name}=…) needs an aggregate such as count(), sum('col'), mean('col') "
+                "or quantile('col', 0.5)"
             )
         out.append((name, a._agg))
     return tuple(out)
@@ -183,6 +246,15 @@ class Table:
 
     def agg(self, **aggregates: Any) -> "Table":
         return self._then(p.Aggregate(self._node, (), _aggs(aggregates)))
+
+    def histogram(self, column: str, edges: Any) -> "Table":
+        """Row counts per band of `column`: a table with columns `bin` and `n`, the same as
+        derive(bin=col(column).bucket(edges)).group_by("bin").agg(n=count())."""
+        if not isinstance(column, str):
+            raise PlanError("histogram() takes a column name and a list of edges, "
+                            "e.g. histogram('income', [0, 1000, 5000])")
+        binned = self.derive(bin=col(column).bucket(edges))
+        return binned.group_by("bin").agg(n=count())
 
     def collect(self) -> "Released":
         if not isinstance(self._node, p.Aggregate):
@@ -271,8 +343,10 @@ def namespace(channel: Channel, params: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "table": table, "col": col, "lit": lit, "count": count, "sum": sum_, "mean": mean,
-        "emit": emit, "params": params,
+        "count_distinct": count_distinct, "var": var, "std": std, "min": min_, "max": max_,
+        "quantile": quantile, "case": case, "emit": emit, "params": params,
     }
 
 
-LANGUAGE_NAMES = ("table", "col", "lit", "count", "sum", "mean", "emit", "params")
+LANGUAGE_NAMES = ("table", "col", "lit", "count", "sum", "mean", "count_distinct", "var", "std",
+                  "min", "max", "quantile", "case", "emit", "params")

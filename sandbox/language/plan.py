@@ -23,11 +23,21 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
     "isin": (2, 2), "between": (3, 3), "is_null": (1, 1),
     "year": (1, 1), "month": (1, 1), "startswith": (2, 2), "endswith": (2, 2),
     "bucket": (2, 2),
+    # cast(x, "int"|"float"|"string"); abs(x); round(x, ndigits).
+    "cast": (2, 2), "abs": (1, 1), "round": (2, 2),
+    # case(cond1, value1, cond2, value2, …, default): an odd count, at least one pair.
+    "case": (3, 2 * 64 + 1),
 }
 
+CAST_KINDS = ("int", "float", "string")
+
 AGGREGATES: dict[str, bool] = {  # name -> takes an argument
-    "count": False, "sum": True, "mean": True,
+    "count": False, "sum": True, "mean": True, "count_distinct": True, "var": True, "std": True,
+    "min": True, "max": True, "quantile": True,
 }
+
+# Aggregates that take a number besides their column: quantile(col, q) with q in [0, 1].
+PARAM_AGGREGATES = frozenset({"quantile"})
 
 MAX_PLAN_DEPTH = 64
 MAX_LIST_VALUES = 10_000
@@ -91,6 +101,8 @@ class Call:
         lo, hi = FUNCTIONS[self.fn]
         if not lo <= len(self.args) <= hi:
             raise PlanError(f"function '{self.fn}' takes {lo} argument(s), got {len(self.args)}")
+        if self.fn == "case" and len(self.args) % 2 == 0:
+            raise PlanError("case() takes (condition, value) pairs and a default")
 
 
 Expr = Union[Col, Lit, Call]
@@ -100,10 +112,19 @@ Expr = Union[Col, Lit, Call]
 class Agg:
     fn: str
     arg: Expr | None = None
+    param: float | None = None
 
     def __post_init__(self) -> None:
         if self.fn not in AGGREGATES:
             raise PlanError(f"unknown aggregate '{self.fn}'; available: {', '.join(AGGREGATES)}")
+        if self.fn in PARAM_AGGREGATES:
+            q = self.param
+            if (isinstance(q, bool) or not isinstance(q, (int, float))
+                    or not math.isfinite(q) or not 0 <= q <= 1):
+                raise PlanError(f"aggregate '{self.fn}' needs a number between 0 and 1, "
+                                "e.g. quantile('income', 0.5) for the median")
+        elif self.param is not None:
+            raise PlanError(f"aggregate '{self.fn}' takes only a column or expression")
         if AGGREGATES[self.fn] and self.arg is None:
             raise PlanError(f"aggregate '{self.fn}' needs a column or expression")
         if not AGGREGATES[self.fn] and self.arg is not None:
@@ -197,9 +218,13 @@ def plan_to_json(n: Node) -> Any:
         return {"op": "select", "input": base, "columns": list(n.columns)}
     return {
         "op": "aggregate", "input": base, "keys": list(n.keys),
-        "aggs": [[k, {"fn": a.fn, "arg": None if a.arg is None else expr_to_json(a.arg)}]
-                 for k, a in n.aggs],
+        "aggs": [[k, _agg_to_json(a)] for k, a in n.aggs],
     }
+
+
+def _agg_to_json(a: Agg) -> dict[str, Any]:
+    d = {"fn": a.fn, "arg": None if a.arg is None else expr_to_json(a.arg)}
+    return d if a.param is None else {**d, "param": a.param}
 
 
 def _obj(x: Any, keys: set[str]) -> dict[str, Any]:
@@ -251,11 +276,12 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
         for item in d["aggs"]:
             if not isinstance(item, list) or len(item) != 2:
                 raise PlanError("malformed plan")
-            a = _obj(item[1], {"fn", "arg"})
+            has_param = isinstance(item[1], dict) and "param" in item[1]
+            a = _obj(item[1], {"fn", "arg", "param"} if has_param else {"fn", "arg"})
             if not isinstance(a["fn"], str):
                 raise PlanError("malformed plan")
             arg = None if a["arg"] is None else expr_from_json(a["arg"])
-            aggs.append((item[0], Agg(a["fn"], arg)))
+            aggs.append((item[0], Agg(a["fn"], arg, a.get("param"))))
         return Aggregate(plan_from_json(d["input"], depth + 1), tuple(d["keys"]), tuple(aggs))
     raise PlanError("malformed plan")
 

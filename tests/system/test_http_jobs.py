@@ -355,3 +355,16 @@ def test_ray_job_failure_and_idempotent_retry(world: World) -> None:
     assert s["reserved_fen"] == 0
     charged = [failed["charge"]["amount"], again["charge"]["amount"]]
     assert s["spent_fen"] == sum(round(float(a) * 100) for a in charged)
+
+
+def test_a_quantile_of_income_is_coarsened_and_the_report_says_so(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract()
+    job = w.run(cid, 'emit("q", table("population").group_by("district")'
+                     '.agg(median=quantile("income", 0.5)).collect())').json()
+    assert job["status"] == "succeeded", job
+    medians = [row[1] for row in job["outputs"]["q"]["rows"] if row[1] is not None]
+    assert medians and all(float(f"{m:.2g}") == m for m in medians)
+    (release,) = job["disclosure"]["releases"]
+    assert release["coarsened"] and release["coarsened"][0]["column"] == "median"
+    assert release["coarsened"][0]["rule"] == "significant_figures"

@@ -18,12 +18,25 @@ from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure import dp
 from sandbox.driver import JobSpec, run_job
+from sandbox.disclosure.threshold import significant
+from sandbox.engine.compute import quantile_cont
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.errors import DisclosureRefused
 from sandbox.jail.process import Limits
 from sandbox.language import plan as p
-from sandbox.language.api import Table, col, count, mean, sum_
+from sandbox.language.api import (
+    Table,
+    col,
+    count,
+    count_distinct,
+    mean,
+    min_,
+    quantile,
+    std,
+    sum_,
+    var,
+)
 
 SIZES = {"城关区": 300, "湖滨区": 250, "新城区": 5}
 ROWS = sum(SIZES.values())
@@ -254,3 +267,30 @@ def test_the_contract_can_raise_the_threshold_but_never_lower_it(people: Dataset
 
     assert suppressed(260) == {"湖滨区", "新城区"}      # stricter than the level's 10
     assert suppressed(1) == {"新城区"}                  # the level's 10 still applies
+
+
+@pytest.mark.parametrize("agg", [lambda: count_distinct("age"), lambda: var("income"),
+                                 lambda: std("income"), lambda: quantile("income", 0.5),
+                                 lambda: min_("district")])
+def test_aggregates_without_a_mechanism_are_refused_under_dp(
+    people: DatasetInfo, agg: Any
+) -> None:
+    with pytest.raises(DisclosureRefused, match="not available under differential privacy yet"):
+        dp.prepare(checked(T.group_by("district").agg(n=count(), x=agg()), people))
+
+
+def test_a_job_using_quantile_under_dp_fails_with_the_refusal(people: DatasetInfo) -> None:
+    code = "emit('q', table('people').agg(q=quantile('income', 0.5)).collect())\n"
+    result = run_job(spec(people, code), LocalExecutor())
+    assert result.status == "rejected"
+    assert "not available under differential privacy yet" in str(result.error)
+
+
+def test_a_quantile_of_a_sensitive_column_is_released_coarsened(people: DatasetInfo) -> None:
+    code = ("t = table('people').derive(v=col('income') + col('age'))\n"
+            "emit('q', t.agg(q=quantile('v', 0.37)).collect())\n")
+    result = run_job(spec(people, code, contract=contract(), epsilon={}), LocalExecutor())
+    assert result.status == "succeeded", result.error
+    exact = quantile_cont(sorted(v + 20 + i % 60 for i, v in enumerate(INCOMES)), 0.37)
+    released = result.outputs["q"]["rows"][0][0]
+    assert released == significant(exact, 2) != exact

@@ -8,10 +8,12 @@ import pyarrow as pa
 import pytest
 
 from sandbox.disclosure.threshold import (
+    COARSEN_KEY,
     DEFAULT_THRESHOLDS,
     RULE,
     apply_threshold,
     operator_view,
+    significant,
     threshold_for,
 )
 
@@ -121,3 +123,33 @@ def test_configured_thresholds_override_defaults_and_never_drop_below_one() -> N
 def test_an_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown classification level 'L5'"):
         threshold_for("L5", {})
+
+
+def _marked(table: pa.Table, name: str) -> pa.Table:
+    fields = [f.with_metadata({COARSEN_KEY: b"2"}) if f.name == name else f
+              for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def test_a_marked_column_is_released_to_two_significant_figures_and_reported() -> None:
+    t = _marked(result(d=["a", "b", "c", "d"], q=[12345.6, 0.012345, -987.0, None],
+                       m=[12345.6, 1.0, 2.0, 3.0], **{"__c:q": [20, 20, 20, 20],
+                                                      "__c:m": [20, 20, 20, 20]}), "q")
+    release = apply_threshold(t, ("d",), 10)
+    assert [r[1] for r in release.body["rows"]] == [12000.0, 0.012, -990.0, None]
+    assert release.body["rows"][0][2] == 12345.6
+    assert [(c["column"], c["rule"], c["digits"]) for c in release.coarsened] == [
+        ("q", "significant_figures", 2)]
+    assert "one person's value" in release.coarsened[0]["reason"]
+
+
+def test_unmarked_releases_report_no_coarsening() -> None:
+    release = apply_threshold(result(n=[30], **{"__c:n": [30]}), (), 10)
+    assert release.coarsened == ()
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (0, 0), (0.0, 0.0), (1.0, 1.0), (99.5, 100.0), (-0.0004567, -0.00046), (123456789, 120000000.0),
+])
+def test_significant_figures(value: float, expected: float) -> None:
+    assert significant(value, 2) == expected

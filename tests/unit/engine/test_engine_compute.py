@@ -15,10 +15,24 @@ import pytest
 
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
+from sandbox.engine import compute
 from sandbox.engine.executor import LocalExecutor, RayExecutor
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.language import plan as p
-from sandbox.language.api import Table, col, count, mean, sum_
+from sandbox.language.api import (
+    Table,
+    case,
+    col,
+    count,
+    count_distinct,
+    max_,
+    mean,
+    min_,
+    quantile,
+    std,
+    sum_,
+    var,
+)
 
 ROWS, PART = 2000, 500
 DISTRICTS = ["城关区", "湖滨区", "新城区"]
@@ -120,6 +134,44 @@ CASES: dict[str, tuple[Table, str]] = {
     "group_nothing_matches": (
         T.filter(col("age") > 1000).group_by("district").agg(n=count()),
         "SELECT district, count(*) FROM t WHERE age > 1000 GROUP BY district"),
+    "count_distinct": (
+        T.group_by("district").agg(d=count_distinct("age"), b=count_distinct(
+            col("age").bucket([18, 60])), r=count_distinct("resident_id")),
+        "SELECT district, count(DISTINCT age), count(DISTINCT CASE WHEN age IS NULL THEN NULL "
+        "WHEN age < 18 THEN '< 18' WHEN age < 60 THEN '[18, 60)' ELSE '>= 60' END), "
+        "count(DISTINCT resident_id) FROM t GROUP BY district"),
+    "var_std": (
+        T.group_by("district").agg(v=var("income"), s=std("age"), w=var(col("age") * 1.5)),
+        "SELECT district, var_samp(income), stddev_samp(age), var_samp(age * 1.5) FROM t "
+        "GROUP BY district"),
+    "var_of_one_value_is_null": (
+        T.filter(col("age") == 3).group_by("district").agg(v=var("age"), s=std("income")),
+        "SELECT district, var_samp(age), stddev_samp(income) FROM t WHERE age = 3 "
+        "GROUP BY district"),
+    "min_max_attribute": (
+        T.filter(col("age") > 50).agg(lo=min_("district"), hi=max_("district")),
+        "SELECT min(district), max(district) FROM t WHERE age > 50"),
+    "min_max_nothing_matches": (
+        T.filter(col("age") > 1000).agg(lo=min_("district"), q=quantile("income", 0.5),
+                                         d=count_distinct("age"), v=var("age")),
+        "SELECT min(district), quantile_cont(income, 0.5), count(DISTINCT age), var_samp(age) "
+        "FROM t WHERE age > 1000"),
+    "quantile": (
+        T.group_by("district").agg(med=quantile("income", 0.5), p9=quantile("age", 0.9),
+                                   lo=quantile("age", 0.0), hi=quantile("income", 1)),
+        "SELECT district, quantile_cont(income, 0.5), quantile_cont(age, 0.9), "
+        "quantile_cont(age, 0.0), quantile_cont(income, 1.0) FROM t GROUP BY district"),
+    "histogram": (
+        T.histogram("age", [18, 35, 60]),
+        f"SELECT {BANDS} AS bin, count(*) FROM t GROUP BY bin"),
+    "cast_abs_round_case": (
+        T.derive(a=(col("age") - 50).abs(), r=col("income").round(-2), f=col("age").cast("float"),
+                 i=(col("income") / 7).cast("int"),
+                 c=case((col("age") >= 65, "老"), (col("age") >= 18, "成"), default="少"))
+         .group_by("c").agg(a=sum_("a"), r=sum_("r"), f=mean("f"), i=sum_("i")),
+        "SELECT CASE WHEN age >= 65 THEN '老' WHEN age >= 18 THEN '成' ELSE '少' END AS c, "
+        "sum(abs(age - 50)), sum(round(income, -2)), avg(age::DOUBLE), "
+        "sum((income / 7)::BIGINT) FROM t GROUP BY c"),
     "derive_select_unused_identifier": (
         T.derive(rid=col("resident_id"), a2=col("age") * 2).select("district", "a2", "rid")
          .group_by("district").agg(s=sum_("a2")),
@@ -225,3 +277,32 @@ def test_ray_executor_gives_the_same_table_as_local(
     remote = RayExecutor().aggregate(checked)
     assert remote.table.equals(local.table)
     assert remote.rows_scanned == local.rows_scanned == ROWS
+
+
+def test_contributor_counts_of_new_aggregates(people: DatasetInfo) -> None:
+    t = T.group_by("district").agg(d=count_distinct("age"), q=quantile("income", 0.5),
+                                   lo=min_("district"), v=var("age"))
+    table = LocalExecutor().aggregate(_checked(t, people)).table
+    ours = sorted(zip(*(table.column(c).to_pylist()
+                        for c in ("district", "__c:d", "__c:q", "__c:lo", "__c:v"))),
+                  key=_sort_key)
+    theirs = sorted(duckdb_rows(people, "SELECT district, count(*), count(income), "
+                                        "count(district), count(age) FROM t GROUP BY district"),
+                    key=_sort_key)
+    assert ours == theirs
+
+
+def test_a_quantile_of_a_sensitive_column_is_marked_for_coarsening(people: DatasetInfo) -> None:
+    t = T.agg(q=quantile("income", 0.5), a=quantile("age", 0.5), m=mean("income"))
+    checked = _checked(t, people)
+    assert checked.coarsen == ("q",)
+    schema = LocalExecutor().aggregate(checked).table.schema
+    assert schema.field("q").metadata == {compute.COARSEN_KEY: b"2"}
+    assert not schema.field("a").metadata and not schema.field("m").metadata
+
+
+def test_quantile_cont_interpolates_linearly() -> None:
+    assert compute.quantile_cont([1, 2, 3, 4], 0.5) == 2.5
+    assert compute.quantile_cont([10], 0.3) == 10.0
+    assert compute.quantile_cont([0, 10], 0.25) == 2.5
+    assert compute.quantile_cont([1, 5, 9], 1.0) == 9.0

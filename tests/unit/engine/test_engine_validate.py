@@ -7,10 +7,25 @@ from typing import Any
 import pytest
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
-from sandbox.engine.validate import CheckedPlan, check_plan, kind_of
+from sandbox.engine.validate import CheckedPlan, Field, _Typer, check_plan, kind_of
 from sandbox.errors import DisclosureRefused, PlanError
 from sandbox.language import plan as p
-from sandbox.language.api import Table, col, count, lit, mean, sum_
+from sandbox.language.api import (
+    Expr,
+    Table,
+    case,
+    col,
+    count,
+    count_distinct,
+    lit,
+    max_,
+    mean,
+    min_,
+    quantile,
+    std,
+    sum_,
+    var,
+)
 
 PEOPLE = DatasetInfo(
     name="people", title="人口", provider_id="pr-1", level="L3", row_count=100,
@@ -230,3 +245,85 @@ def test_a_fine_quasi_identifier_is_grouped_only_when_coarsened() -> None:
         ColumnInfo("birth_date", "date32[day]", "quasi_identifier"),), ())
     with pytest.raises(DisclosureRefused):   # no recorded cardinality: assume fine-grained
         check_plan(plan(("birth_date",)), {"people": unknown})
+
+
+@pytest.mark.parametrize("fn", [min_, max_])
+@pytest.mark.parametrize(("column", "role"), [
+    ("age", "quasi-identifier"), ("income", "sensitive"), ("serial", "identifier")])
+def test_min_and_max_are_refused_on_columns_that_are_not_attributes(
+    fn: Any, column: str, role: str
+) -> None:
+    with pytest.raises(DisclosureRefused) as info:
+        check(people().agg(x=fn(col(column) + 1)))
+    message = info.value.message
+    assert repr(column) in message or "identifier" in message
+    if role != "identifier":
+        assert f"a {role} column" in message and "one individual's value" in message
+
+
+def test_min_and_max_of_attributes_keep_the_column_type() -> None:
+    c = check(people().derive(d=col("district")).agg(lo=min_("d"), hi=max_("district")))
+    assert c.output_kinds == (("lo", "string"), ("hi", "string"))
+    assert c.usage["people"]["district"] == frozenset({"aggregate"})
+
+
+def test_min_of_a_boolean_is_a_type_error() -> None:
+    assert "needs a number, string or date" in plan_error(people().agg(x=min_("employed")))
+
+
+def test_new_aggregates_have_their_output_kinds() -> None:
+    c = check(people().group_by("district").agg(
+        d=count_distinct("resident_id"), v=var("age"), s=std("income"), q=quantile("age", 0.5)))
+    assert c.output_kinds == (("district", "string"), ("d", "int"), ("v", "float"),
+                              ("s", "float"), ("q", "float"))
+    assert c.usage["people"]["resident_id"] == frozenset({"aggregate"})
+
+
+@pytest.mark.parametrize("agg", [lambda: var("district"), lambda: std("birth_date"),
+                                 lambda: quantile("district", 0.5)])
+def test_var_std_quantile_need_numbers(agg: Any) -> None:
+    assert "needs a numeric column" in plan_error(people().agg(x=agg()))
+
+
+@pytest.mark.parametrize("agg", [lambda: var("serial"), lambda: quantile("serial", 0.5)])
+def test_var_and_quantile_of_an_identifier_are_refused(agg: Any) -> None:
+    with pytest.raises(DisclosureRefused, match="identifier column 'serial'"):
+        check(people().agg(x=agg()))
+
+
+def test_quantiles_derived_from_sensitive_columns_are_coarsened() -> None:
+    c = check(people().derive(k=col("income") / 1000).agg(
+        a=quantile("k", 0.5), b=quantile("age", 0.5), m=mean("income")))
+    assert c.coarsen == ("a",)
+
+
+@pytest.mark.parametrize(("build", "kind"), [
+    (lambda: col("age").cast("float"), "float"),
+    (lambda: col("district").cast("int"), "int"),
+    (lambda: col("birth_date").cast("string"), "string"),
+    (lambda: col("income").abs(), "float"),
+    (lambda: col("age").round(-1), "int"),
+    (lambda: case((col("age") > 60, 1), default=0.5), "float"),
+    (lambda: case((col("age") > 60, "老"), default=None), "string"),
+])
+def test_kinds_of_new_expressions(build: Any, kind: str) -> None:
+    schema = {c.name: Field(kind_of(c.type), frozenset({c.name})) for c in PEOPLE.columns}
+    assert _Typer(schema).kind(build()._node) == kind
+    check(people().derive(x=build()).agg(n=count_distinct("x")))  # and it runs through check
+
+
+@pytest.mark.parametrize(("build", "fragment"), [
+    (lambda: col("birth_date").cast("int"), "to become int"),
+    (lambda: col("district").abs(), "needs a number"),
+    (lambda: Expr(p.Call("round", (p.Col("age"), p.Lit(1.5)))), "whole number of digits"),
+    (lambda: Expr(p.Call("cast", (p.Col("age"), p.Lit("date")))), "one of 'int', 'float'"),
+    (lambda: case((col("age"), 1), default=0), "conditions (booleans)"),
+    (lambda: case((col("age") > 1, 1), default="x"), "values of one type"),
+])
+def test_new_expression_type_errors_name_the_expression(build: Any, fragment: str) -> None:
+    assert fragment in plan_error(people().derive(x=build()).agg(n=count()))
+
+
+def test_case_of_literal_values_is_coarse_enough_to_group_by() -> None:
+    t = people().derive(band=case((col("age") >= 65, "老"), default="其他"))
+    assert check(t.group_by("band").agg(n=count())).output_kinds[0] == ("band", "string")

@@ -62,3 +62,31 @@ def test_code_without_tables_has_no_datasets() -> None:
 
 def test_sum_of_a_list_names_no_column() -> None:
     assert facts("x = sum([1, 2])\n").columns == frozenset()
+
+
+NEW_AGGREGATES = '''
+t = table("population")
+r = t.group_by("district").agg(d=count_distinct("hukou_type"), v=var("income"),
+    s=std(col("age") * 2), lo=min("birth_year"), hi=max("birth_year"),
+    q=quantile("wage", 0.5))
+h = t.histogram("savings", [0, 1000, 5000]).collect()
+x = min([1, 2]) + max(3, 4)
+'''
+
+
+def test_new_aggregates_count_their_columns_as_aggregated() -> None:
+    f = facts(NEW_AGGREGATES)
+    for column in ("hukou_type", "income", "age", "birth_year", "wage"):
+        assert f.uses[column] == frozenset({"aggregate"}), column
+    assert f.columns >= {"hukou_type", "income", "age", "birth_year", "wage", "savings"}
+
+
+def test_a_histogram_column_is_grouped_by_and_defines_bin_and_n() -> None:
+    f = facts(NEW_AGGREGATES)
+    assert f.uses["savings"] == frozenset({"group_by"})
+    assert {"bin", "n"} <= f.defined
+
+
+def test_min_and_max_of_python_values_name_no_column() -> None:
+    f = facts("x = min([1, 2]) + max(3, 4)\n")
+    assert f.columns == frozenset() and f.uses == {}

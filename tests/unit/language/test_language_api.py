@@ -8,7 +8,18 @@ import pytest
 
 from sandbox.errors import PlanError
 from sandbox.language import plan as p
-from sandbox.language.api import Aggregate, Expr, Released, col, count, lit, mean, namespace, sum_
+from sandbox.language.api import (
+    LANGUAGE_NAMES,
+    Aggregate,
+    Expr,
+    Released,
+    col,
+    count,
+    lit,
+    mean,
+    namespace,
+    sum_,
+)
 from sandbox.language.plan import plan_from_json
 
 BODY = {
@@ -173,4 +184,56 @@ def test_emit_and_params_go_through_the_channel(
     ns["emit"]("share", 0.5)
     assert channel.emitted == [("share", 0.5)]
     assert ns["params"] == {"year": 2026}
-    assert set(ns) == {"table", "col", "lit", "count", "sum", "mean", "emit", "params"}
+    assert set(ns) == set(LANGUAGE_NAMES) == {
+        "table", "col", "lit", "count", "sum", "mean", "count_distinct", "var", "std", "min",
+        "max", "quantile", "case", "emit", "params"}
+
+
+def test_new_aggregates_build_their_plan_nodes(ns: dict[str, Any]) -> None:
+    assert ns["count_distinct"]("district")._agg == p.Agg("count_distinct", p.Col("district"))
+    assert ns["var"]("income")._agg == p.Agg("var", p.Col("income"))
+    assert ns["std"](col("income") * 2)._agg == p.Agg(
+        "std", p.Call("mul", (p.Col("income"), p.Lit(2))))
+    assert ns["quantile"]("income", 0.9)._agg == p.Agg("quantile", p.Col("income"), 0.9)
+    with pytest.raises(PlanError, match="between 0 and 1"):
+        ns["quantile"]("income", 90)
+
+
+def test_min_and_max_are_aggregates_of_columns_and_pythons_otherwise(ns: dict[str, Any]) -> None:
+    assert ns["min"]("age")._agg == p.Agg("min", p.Col("age"))
+    assert ns["max"](col("age") + 1)._agg == p.Agg("max", p.Call("add", (p.Col("age"), p.Lit(1))))
+    assert ns["min"]([3, 1, 2]) == 1 and ns["max"]([3, 1, 2]) == 3
+    assert ns["min"](4, 7) == 4 and ns["max"](4, 7) == 7
+    assert ns["max"]([], default=0) == 0
+    assert ns["min"]([(2, "b"), (1, "a")], key=lambda t: t[1]) == (1, "a")
+
+
+def test_cast_abs_round_and_case_build_calls(ns: dict[str, Any]) -> None:
+    assert col("x").cast("float")._node == p.Call("cast", (p.Col("x"), p.Lit("float")))
+    assert col("x").abs()._node == p.Call("abs", (p.Col("x"),))
+    assert col("x").round(2)._node == p.Call("round", (p.Col("x"), p.Lit(2)))
+    e = ns["case"]((col("age") >= 65, "老"), (col("age") >= 18, "成"), default="少")
+    assert e._node == p.Call("case", (p.Call("ge", (p.Col("age"), p.Lit(65))), p.Lit("老"),
+                                      p.Call("ge", (p.Col("age"), p.Lit(18))), p.Lit("成"),
+                                      p.Lit("少")))
+
+
+@pytest.mark.parametrize("misuse, message", [
+    (lambda ns: col("x").cast("double"), "cast\\(\\) takes one of"),
+    (lambda ns: col("x").round(1.5), "whole number of digits"),
+    (lambda ns: ns["case"](col("a") > 1, default=0), "\\(condition, value\\) pairs"),
+    (lambda ns: ns["case"](default=0), "\\(condition, value\\) pairs"),
+    (lambda ns: ns["table"]("t").histogram(col("a"), [1, 2]), "column name and a list"),
+])
+def test_misuse_of_new_expressions_is_explained(ns: dict[str, Any], misuse: Any,
+                                                message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        misuse(ns)
+
+
+def test_histogram_is_a_bucketed_group_count(ns: dict[str, Any]) -> None:
+    t = ns["table"]("population")
+    sugar = t.histogram("income", [0, 1000, 5000])
+    plain = t.derive(bin=col("income").bucket([0, 1000, 5000])).group_by("bin").agg(n=count())
+    assert sugar._node == plain._node
+    assert isinstance(sugar._node, p.Aggregate) and sugar._node.keys == ("bin",)

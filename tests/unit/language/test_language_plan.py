@@ -27,6 +27,10 @@ def _args_for(fn: str) -> tuple[p.Expr, ...]:
         return (DISTRICT, p.Lit(("城关区", "湖滨区")))
     if fn == "bucket":
         return (AGE, p.Lit((18, 35.5, 60)))
+    if fn == "case":
+        return (p.Call("ge", (AGE, p.Lit(65))), p.Lit("老"), p.Lit("少"))
+    if fn == "cast":
+        return (AGE, p.Lit("float"))
     lo, _ = FUNCTIONS[fn]
     return (AGE, p.Lit(65), p.Lit(None))[:lo]
 
@@ -44,7 +48,8 @@ def test_every_function_round_trips(fn: str) -> None:
 
 @pytest.mark.parametrize("fn", sorted(AGGREGATES))
 def test_every_aggregate_round_trips(fn: str) -> None:
-    agg = p.Agg(fn, p.Call("mul", (AGE, p.Lit(2.5)))) if AGGREGATES[fn] else p.Agg(fn)
+    param = 0.25 if fn in p.PARAM_AGGREGATES else None
+    agg = p.Agg(fn, p.Call("mul", (AGE, p.Lit(2.5))), param) if AGGREGATES[fn] else p.Agg(fn)
     node = p.Aggregate(p.Scan("population"), ("区县",), (("v", agg),))
     assert _through_json(node) == node
 
@@ -180,3 +185,27 @@ def test_describe_expr_renders_code_not_data() -> None:
 def test_scan_of_finds_the_dataset_at_the_bottom_of_a_chain() -> None:
     node = p.Select(p.Filter(p.Scan("population"), p.Lit(True)), ("a",))
     assert p.scan_of(node) == p.Scan("population")
+
+
+@pytest.mark.parametrize("q", [-0.1, 1.5, None, True, "0.5", float("nan")])
+def test_a_quantile_needs_a_number_between_0_and_1(q: object) -> None:
+    with pytest.raises(PlanError, match="between 0 and 1"):
+        p.Agg("quantile", AGE, q)  # type: ignore[arg-type]
+
+
+def test_only_quantile_takes_a_parameter() -> None:
+    with pytest.raises(PlanError, match="only a column"):
+        p.Agg("sum", AGE, 0.5)
+
+
+def test_an_aggregate_without_a_parameter_keeps_its_two_key_json_form() -> None:
+    node = p.Aggregate(p.Scan("d"), (),
+                       (("s", p.Agg("sum", AGE)), ("q", p.Agg("quantile", AGE, 0.5))))
+    aggs = plan_to_json(node)["aggs"]
+    assert set(aggs[0][1]) == {"fn", "arg"} and aggs[1][1]["param"] == 0.5
+
+
+def test_case_needs_pairs_and_a_default() -> None:
+    cond = p.Call("ge", (AGE, p.Lit(65)))
+    with pytest.raises(PlanError, match="pairs and a default"):
+        p.Call("case", (cond, p.Lit(1), cond, p.Lit(2)))

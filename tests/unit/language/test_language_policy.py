@@ -127,3 +127,23 @@ def test_an_unknown_method_names_what_exists() -> None:
     assert guarded_getattr(table, "join", "fallback") == "fallback"
     with pytest.raises(Exception):
         guarded_getattr(table, "_node")  # private names stay refused
+
+
+def test_min_and_max_in_job_code_are_aggregates_of_columns_and_pythons_of_values() -> None:
+    from typing import Any
+
+    from sandbox.language.api import Aggregate, namespace
+    from sandbox.language.policy import restricted_globals
+
+    class NoChannel:
+        def collect(self, plan: Any) -> dict[str, Any]:
+            raise AssertionError("not used")
+
+        def emit(self, name: str, value: Any) -> None:
+            raise AssertionError("not used")
+
+    scope = restricted_globals(namespace(NoChannel(), {}))
+    exec(compile_job("a = min('age')\nb = max(col('age'))\nc = min([3, 1])\nd = max(2, 5)\n"),
+         scope)
+    assert isinstance(scope["a"], Aggregate) and isinstance(scope["b"], Aggregate)
+    assert (scope["c"], scope["d"]) == (1, 5)
