@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 from pricing.errors import CapExceeded, CapsError, MoneyError, ScheduleError
-from pricing.listing import check_unit_levels, parse_list
+from pricing.listing import check_unit_levels, index_for, parse_list
 from pricing.money import check_money, format_money, parse_money, round_fen
 from pricing.schedule import (
     LEVELS,
@@ -93,15 +93,8 @@ class PriceCaps:
 
     def cap_for(self, unit: Unit, level: str | None = None) -> CapItem | None:
         """The cap on ``unit`` at ``level``; a level-specific cap beats a level-less one."""
-        fallback: CapItem | None = None
-        for cap in self.items:
-            if cap.unit != unit:
-                continue
-            if level is not None and cap.level == level:
-                return cap
-            if cap.level is None:
-                fallback = cap
-        return fallback
+        index = index_for(self.items, unit, level)
+        return None if index is None else self.items[index]
 
     def to_json(self) -> dict[str, Any]:
         return {

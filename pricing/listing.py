@@ -55,3 +55,16 @@ def check_unit_levels(items: tuple[K, ...], kind: type, error: type[PricingError
                         f"items[{seen[key]}]; keep one of them")
         seen[key] = index
     return items
+
+
+def index_for(items: tuple[_Keyed, ...], unit: str, level: str | None) -> int | None:
+    """The entry for `unit` at `level`: a level-specific one beats a level-less one."""
+    fallback: int | None = None
+    for index, item in enumerate(items):
+        if item.unit != unit:
+            continue
+        if level is not None and item.level == level:
+            return index
+        if item.level is None:
+            fallback = index
+    return fallback

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from pricing.errors import MoneyError, ScheduleError
-from pricing.listing import check_unit_levels, parse_list
+from pricing.listing import check_unit_levels, index_for, parse_list
 from pricing.money import check_money, format_money, parse_money
 
 Unit = Literal["call", "rows", "compute_seconds", "output"]
@@ -124,15 +124,7 @@ class PriceSchedule:
 
     def index_for(self, unit: Unit, level: str | None = None) -> int | None:
         """Index of the item pricing ``unit`` at ``level`` (as ``price_for`` picks it), or None."""
-        fallback: int | None = None
-        for index, item in enumerate(self.items):
-            if item.unit != unit:
-                continue
-            if level is not None and item.level == level:
-                return index
-            if item.level is None:
-                fallback = index
-        return fallback
+        return index_for(self.items, unit, level)
 
     def price_for(self, unit: Unit, level: str | None = None) -> PriceItem | None:
         """The item pricing ``unit`` at ``level``; a level-specific item beats a level-less one."""
