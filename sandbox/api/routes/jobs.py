@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from operators.client import released_table
 from sandbox import oversight, service
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import attachment, csv_response
@@ -47,23 +48,6 @@ def get(job_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return service.get(ctx, actor, job_id)
 
 
-def _column(values: list[Any], type_name: str) -> pa.Array:
-    """Values typed as the output declares them: JSON carries dates as ISO strings, and a
-    column of suppressed (null) cells has no type of its own."""
-    inferred = pa.array(values)
-    try:
-        declared = pa.type_for_alias(type_name)
-        return inferred if inferred.type == declared else inferred.cast(declared)
-    except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return inferred
-
-
-def _table(body: dict[str, Any]) -> pa.Table:
-    columns = list(zip(*body["rows"])) if body["rows"] else [() for _ in body["columns"]]
-    return pa.table({c["name"]: _column(list(v), c["type"])
-                     for c, v in zip(body["columns"], columns)})
-
-
 def _csv(body: dict[str, Any]) -> str:
     out = io.StringIO()
     w = csv.writer(out)
@@ -84,7 +68,7 @@ def output(job_id: str, name: str, ctx: Ctx, actor: CurrentActor,
         return body
     if format == "csv":
         return csv_response(_csv(body), f"{name}.csv")
-    table = _table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
+    table = released_table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return Response(sink.getvalue(), media_type="application/vnd.apache.parquet",
