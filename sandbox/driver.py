@@ -8,6 +8,7 @@ executor the driver itself runs as a Ray task, so operator code never runs on th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -24,7 +25,10 @@ from contracts.document import ContractDocument
 from contracts.scope import check_scope
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure import dp
-from sandbox.disclosure.threshold import apply_threshold, threshold_for
+from sandbox.disclosure.control import Policy, release
+from sandbox.disclosure.difference import History
+from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
+from sandbox.disclosure.threshold import cell_threshold
 from sandbox.engine.executor import Executor
 from sandbox.engine.validate import check_plan
 from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
@@ -50,6 +54,10 @@ class JobSpec:
     # (exact decimal strings), spread over the code's collect() call sites.
     epsilon: Mapping[str, str] = field(default_factory=dict)
     collect_sites: int = 1
+    dominance: tuple[DominanceRule, ...] = DEFAULT_RULES
+    # The contract's earlier released cells per dataset (serialized contributor bitmaps),
+    # for the difference check.
+    released_sets: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class JobResult:
     disclosure: dict[str, Any]
     error: dict[str, Any] | None
     printed: str = ""
+    # Contributor sets this job released, per dataset, for the contract's history.
+    released_sets: dict[str, list[bytes]] = field(default_factory=dict)
 
 
 def _canonical(body: Any) -> str:
@@ -75,6 +85,8 @@ class _Handler:
     released: set[str] = field(default_factory=set)
     outputs: dict[str, Any] = field(default_factory=dict)
     epsilon_used: dict[str, Epsilon] = field(default_factory=dict)
+    histories: dict[str, History] = field(default_factory=dict)
+    new_sets: dict[str, list[bytes]] = field(default_factory=dict)
 
     @property
     def rows_scanned(self) -> int:
@@ -90,41 +102,62 @@ class _Handler:
     def collect(self, plan_json: Any) -> dict[str, Any]:
         checked = check_plan(plan_from_json(plan_json), dict(self.spec.datasets))
         check_scope(self.spec.contract, checked.usage)
-        ds = checked.dataset
-        if self.rows_scanned + ds.row_count > self.spec.max_rows:
+        # The primary (left-most) dataset's rows are a cell's contributors; a join reads more.
+        ds, read = checked.dataset, checked.datasets
+        _refuse_private_join(self.spec.contract, read)
+        more = sum(d.row_count for d in read)
+        if self.rows_scanned + more > self.spec.max_rows:
             raise QuotaExceeded(
-                f"this collect() would scan {ds.row_count} more rows of {ds.name!r}, beyond the "
+                f"this collect() would scan {more} more rows of "
+                f"{', '.join(repr(d.name) for d in read)}, beyond the "
                 f"{self.spec.max_rows} rows this job was quoted for; each collect() call site is "
                 "quoted once, so avoid calling collect() in a loop"
             )
         epsilon = self._private_share(ds.name)
+        # A joined cell is as sensitive as the most sensitive dataset it draws on.
+        threshold = max(cell_threshold(d.level, dict(self.spec.thresholds),
+                                       self.spec.contract.min_contributors) for d in read)
         if epsilon is not None:
             checked = dp.prepare(checked)
+        else:
+            checked = dataclasses.replace(checked, disclosure_stats=True)
         try:
             result = self.executor.aggregate(checked)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             # Arrow's messages can quote data values; say what failed without them.
             raise PlanError("an expression could not be evaluated (arithmetic overflow, division "
                             "or an invalid conversion); check the expressions of this plan")
-        self.rows_by_dataset[ds.name] = self.rows_by_dataset.get(ds.name, 0) + result.rows_scanned
+        for name, rows in result.rows_by_dataset.items():
+            self.rows_by_dataset[name] = self.rows_by_dataset.get(name, 0) + rows
         table, noise = result.table, ()
         if epsilon is not None:
             table, noise = dp.privatize(result.table, checked, epsilon)
             self.epsilon_used[ds.name] = self.epsilon_used.get(ds.name, ZERO) + epsilon
-        # A contract may only make the threshold stricter than the level's.
-        threshold = max(threshold_for(ds.level, dict(self.spec.thresholds)),
-                        self.spec.contract.min_contributors or 1)
-        release = apply_threshold(table, checked.plan.keys, threshold)
+        if epsilon is None:
+            # Exact values: every rule applies. Noisy values: the noise protects cells and
+            # composes across releases, so only the minimum-contributor rule is kept.
+            released = release(table, checked.plan.keys,
+                               Policy(threshold, self.spec.dominance), self._history(ds.name))
+            self.new_sets.setdefault(ds.name, []).extend(released.new_sets)
+        else:
+            released = release(table, checked.plan.keys,
+                               Policy(threshold, dominance=(), secondary=False))
         self.releases.append({
             "index": len(self.releases), "dataset": ds.name, "keys": list(checked.plan.keys),
-            "rows": len(release.body["rows"]),
-            "cells": len(release.body["rows"]) * len(checked.plan.aggs),
-            "suppressed": list(release.suppressed),
+            **({"joined": [d.name for d in read[1:]]} if len(read) > 1 else {}),
+            "rows": len(released.body["rows"]),
+            "cells": len(released.body["rows"]) * len(checked.plan.aggs),
+            "suppressed": list(released.suppressed),
             **({"noise": [n.to_json() for n in noise]} if noise else {}),
-            **({"coarsened": list(release.coarsened)} if release.coarsened else {}),
+            **({"coarsened": list(released.coarsened)} if released.coarsened else {}),
         })
-        self.released.add(_canonical(release.body))
-        return release.body
+        self.released.add(_canonical(released.body))
+        return released.body
+
+    def _history(self, dataset: str) -> History:
+        if dataset not in self.histories:
+            self.histories[dataset] = History.of(self.spec.released_sets.get(dataset, ()))
+        return self.histories[dataset]
 
     def _private_share(self, dataset: str) -> Epsilon | None:
         """The ε one collect() of `dataset` spends, or None when the contract does not put
@@ -158,6 +191,15 @@ class _Handler:
                 "site is quoted once, so avoid emit() in a loop"
             )
         self.outputs[name] = _check_output(value, self.released)
+
+
+def _refuse_private_join(contract: ContractDocument, read: tuple[DatasetInfo, ...]) -> None:
+    private = [d.name for d in read if d.name in contract.privacy]
+    if len(read) > 1 and private:
+        raise DisclosureRefused(
+            f"dataset '{private[0]}' is analysed under differential privacy in this contract, "
+            "and joins with such a dataset are not available yet; analyse it on its own, "
+            "without join()")
 
 
 def _check_output(value: Any, released: set[str]) -> dict[str, Any]:
@@ -202,6 +244,8 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         disclosure={"releases": handler.releases},
         error=outcome.error,
         printed=outcome.printed,
+        # Whatever the outcome, the job's code saw these cells (and may have printed them).
+        released_sets=handler.new_sets,
     )
 
 

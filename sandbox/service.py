@@ -11,6 +11,7 @@ releases what was reserved and leaves an explained job state.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -32,12 +33,13 @@ from operators.keys import verify
 from operators.roles import Role
 from operators.submission import parse_signed_at, submission_bytes
 from pricing import Charge, settle
-from sandbox import accounts, agreements, billing, privacy
+from sandbox import accounts, agreements, billing, privacy, release_history
 from sandbox.accounts import Actor, new_id, require, utc_text
 from sandbox.catalog import registry
 from sandbox.catalog.models import DatasetInfo
 from sandbox.context import Context, ensure_ray
-from sandbox.disclosure.threshold import operator_view
+from sandbox.disclosure.dominance import parse_rules
+from sandbox.disclosure.threshold import cell_threshold, operator_view
 from sandbox.driver import JobResult, JobSpec, output_digest, run_job, run_job_on_ray
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import check_group_key
@@ -48,10 +50,12 @@ from sandbox.errors import (
     NotFound,
     SandboxError,
 )
+from sandbox.jail import seccomp
 from sandbox.jail.process import Limits
 from sandbox.language.analysis import CodeFacts, analyse
 from sandbox.language.policy import check_source, compile_job
 from sandbox.ledger import log
+from sandbox.settings import Settings
 from sandbox.store.models import Contract, Job, JobOutput
 
 logger = logging.getLogger(__name__)
@@ -105,7 +109,24 @@ def now() -> dt.datetime:
 def limits(ctx: Context) -> Limits:
     s = ctx.settings
     return Limits(cpu_seconds=s.job_cpu_seconds, memory_bytes=s.job_memory_mb * 2**20,
-                  wall_seconds=s.job_wall_seconds, warm_processes=s.jail_warm_processes)
+                  wall_seconds=s.job_wall_seconds, warm_processes=s.jail_warm_processes,
+                  require_seccomp=s.jail_require_seccomp)
+
+
+def report_jail_filter(settings: Settings) -> str | None:
+    """Say loudly at start when job processes cannot get their system-call filter here."""
+    problem = seccomp.probe()
+    if problem is None:
+        return None
+    if settings.jail_require_seccomp:
+        logger.error("JOBS WILL BE REFUSED: the job process's system-call filter (seccomp) "
+                     "cannot be installed on this host (%s). Run the service on Linux with "
+                     "libseccomp, or set SANDBOX_JAIL_REQUIRE_SECCOMP=false to run jobs "
+                     "without it.", problem)
+    else:
+        logger.error("JOBS RUN WITHOUT A SYSTEM-CALL FILTER: seccomp cannot be installed on "
+                     "this host (%s) and SANDBOX_JAIL_REQUIRE_SECCOMP=false.", problem)
+    return problem
 
 
 # --- submit ------------------------------------------------------------------------------
@@ -337,13 +358,16 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
     with ctx.reading() as s:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
         datasets = {n: registry.get(ctx, s, n) for n in contract.datasets}
+        released = release_history.load(s, job.contract_id, contract.datasets)
     bounds = (job.usage or {}).get("bounds", {})
     return JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
                    datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),
                    max_rows=int(bounds.get("rows_scanned", 0)),
                    max_outputs=int(bounds.get("outputs", 1)),
                    epsilon=dict(bounds.get("epsilon", {})),
-                   collect_sites=int(bounds.get("collect_sites", 1)))
+                   collect_sites=int(bounds.get("collect_sites", 1)),
+                   dominance=parse_rules(ctx.settings.dominance_rules),
+                   released_sets=released)
 
 
 def execute(ctx: Context, spec: JobSpec) -> JobResult:
@@ -378,8 +402,11 @@ def mark_running(ctx: Context, job_id: str) -> Job:
 
 
 def run_and_settle(ctx: Context, job_id: str) -> None:
+    history_mark = None
     try:
         job = mark_running(ctx, job_id)
+        with ctx.reading() as s:
+            history_mark = release_history.mark(s)
         result = execute(ctx, _spec(ctx, job))
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
         logger.exception("job %s failed in the service", job_id)
@@ -387,7 +414,7 @@ def run_and_settle(ctx: Context, job_id: str) -> None:
             "code": "service_error", "fault": "service", "line": None,
             "message": "the service failed while running this job; nothing was charged. "
                        "Try again, and tell the bureau if it keeps happening"})
-    settle_job(ctx, job_id, result)
+    settle_job(ctx, job_id, result, history_mark)
 
 
 # --- settle ------------------------------------------------------------------------------
@@ -402,12 +429,14 @@ def _chargeable(result: JobResult) -> bool:
     return result.status != "rejected" or result.usage.get("rows_scanned", 0) > 0
 
 
-def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
+def settle_job(ctx: Context, job_id: str, result: JobResult,
+               history_mark: int | None = None) -> None:
     with ctx.money_lock, ctx.transaction() as s:
         job = s.get(Job, job_id)
         contract_row = s.get(Contract, job.contract_id) if job else None
         assert job is not None and contract_row is not None
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
+        result = _record_releases(ctx, s, job, contract, result, history_mark)
         quote = Charge.from_json(job.quote) if job.quote else None
         charge = None
         if quote is not None:
@@ -439,6 +468,32 @@ def settle_job(ctx: Context, job_id: str, result: JobResult) -> None:
             log.append(s, "charge.settled", None, job_id, {
                 "contract_id": job.contract_id, "operator_id": job.operator_id,
                 "charge": charge.to_json()})
+
+
+def _record_releases(ctx: Context, session: Session, job: Job, contract: ContractDocument,
+                     result: JobResult, history_mark: int | None) -> JobResult:
+    """Add the job's released cells to the contract's history, unless they conflict with
+    cells another job of the contract released while this one ran: then its outputs are
+    withheld, and it fails."""
+    new = {d: sets for d, sets in result.released_sets.items() if sets}
+    if not new:
+        return result
+    if history_mark is not None:
+        thresholds = {d: cell_threshold(registry.get(ctx, session, d).level,
+                                        ctx.settings.thresholds, contract.min_contributors)
+                      for d in new}
+        dataset = release_history.conflicting(session, job.contract_id, new, history_mark,
+                                              thresholds, job.id)
+        if dataset is not None:
+            return dataclasses.replace(result, status="failed", outputs={}, released_sets={},
+                                       error={"code": "disclosure_conflict", "line": None,
+                                              "message": (
+                f"another job of this contract released cells of dataset '{dataset}' while "
+                "this one ran, and this job's cells differ from them in too few people to "
+                "release both; this job's outputs are withheld. Submit it again: it will be "
+                "checked against those releases")})
+    release_history.record(session, job.contract_id, job.id, new)
+    return result
 
 
 def _levels(ctx: Context, session: Session, result: JobResult) -> dict[str, str]:

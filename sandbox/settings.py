@@ -39,10 +39,19 @@ class Settings(BaseSettings):
     jail_warm_processes: int = Field(2, ge=0, le=32, description=(
         "Job code processes started ahead of need on each worker (each still runs one job "
         "only); 0 starts every job's process on demand."))
+    jail_require_seccomp: bool = Field(True, description=(
+        "Refuse to run jobs where the job process's system-call filter (seccomp) cannot be "
+        "installed; `false` runs them anyway, with only the language's and rlimits' walls "
+        "(the service warns at start)."))
     threshold_l1: int = Field(1, ge=1, description="Minimum contributors per released cell, L1 data.")
     threshold_l2: int = Field(5, ge=1, description="Minimum contributors per released cell, L2 data.")
     threshold_l3: int = Field(10, ge=1, description="Minimum contributors per released cell, L3 data.")
     threshold_l4: int = Field(10, ge=1, description="Minimum contributors per released cell, L4 data.")
+    dominance_rules: str = Field("1:50,2:67", pattern=r"^\s*(\d+\s*:\s*\d+(\.\d+)?\s*(,\s*|$))*$",
+                                 description=(
+        "Dominance rules for released sums and means, as `n:percent` pairs: a cell is "
+        "suppressed when its n largest contributions exceed that share of its total; empty "
+        "turns the rule off."))
     log_origin: str = Field("public-data-sandbox", description=(
         "Origin line of the ledger's signed checkpoints: names this log to verifiers."))
     max_upload_mb: int = Field(1024, ge=1, description="Largest dataset file accepted by ingest, in MiB.")

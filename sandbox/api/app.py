@@ -20,7 +20,7 @@ from sandbox.api.routes import (
     reports,
 )
 from sandbox.context import Context, ensure_ray, open_instance
-from sandbox.service import recover_interrupted
+from sandbox.service import recover_interrupted, report_jail_filter
 from sandbox.settings import Settings
 
 
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = context or open_instance(settings)
         recover_interrupted(ctx)
+        report_jail_filter(settings)
         agreements.expire_due(ctx)
         if settings.executor == "ray":
             ensure_ray(settings)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyroaring import BitMap64
 
 from sandbox.disclosure.threshold import COARSEN_KEY
+from sandbox.engine import protection
 from sandbox.engine.validate import CheckedPlan
 from sandbox.errors import PlanError
 from sandbox.language import plan as p
@@ -162,14 +165,6 @@ def _columns_of(e: p.Expr) -> set[str]:
     return set()
 
 
-def _steps(node: p.Node) -> list[p.Node]:
-    out: list[p.Node] = []
-    while not isinstance(node, p.Scan):
-        out.append(node)
-        node = node.input
-    return out[::-1]
-
-
 def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
     """All expressions of one derive() see the table before it, as validation types them.
 
@@ -187,14 +182,20 @@ def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
     return table
 
 
-def partial(checked: CheckedPlan, path: str) -> pa.Table:
-    """Partial aggregates of one partition: keys, __rows, and per aggregate i the columns
-    `_specs` names (__n{i} non-null count, __s{i} sum, __x{i} extreme, __m{i} squared
-    deviations, __d{i} distinct values, __q{i} all values)."""
-    table = pq.read_table(path, columns=list(checked.scan_columns))
-    rows_read = pq.ParquetFile(path).metadata.num_rows
-    plan = checked.plan
-    for step in _steps(plan)[:-1]:
+def read_partition(checked: CheckedPlan, scan: int, index: int) -> pa.Table:
+    """Partition `index` of the plan's read number `scan`: only the columns the plan uses,
+    and for the primary (left-most) table, when disclosure statistics are wanted, global
+    row ids (the contributors of every cell are its rows)."""
+    read = checked.reads[scan]
+    table = pq.read_table(read.dataset.partitions[index], columns=list(read.columns))
+    if scan == 0 and checked.disclosure_stats:
+        table = protection.with_row_ids(table, index)
+    return table
+
+
+def apply_steps(steps: Sequence[p.Node], table: pa.Table) -> pa.Table:
+    """Filter, derive and select steps, in order."""
+    for step in steps:
         if isinstance(step, p.Filter):
             mask = _as_column(evaluate(step.predicate, table), table.num_rows)
             table = table.filter(pc.fill_null(mask, False))
@@ -202,7 +203,20 @@ def partial(checked: CheckedPlan, path: str) -> pa.Table:
             table = _derive(step, table)
         elif isinstance(step, p.Select):
             # Columns not read are not used later (validation reads every used column's sources).
-            table = table.select([c for c in step.columns if c in table.column_names])
+            keep = [*step.columns, protection.ROW_ID]
+            table = table.select([c for c in keep if c in table.column_names])
+        else:
+            raise AssertionError(f"not a row step: {type(step).__name__}")
+    return table
+
+
+def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
+    """Partial aggregates of one partition of the plan's (filtered, derived, joined) table:
+    keys, __rows, and per aggregate i the columns `_specs` names (__n{i} non-null count,
+    __s{i} sum, __x{i} extreme, __m{i} squared deviations, __d{i} distinct values, __q{i} all
+    values)."""
+    plan = checked.plan
+    stats = checked.disclosure_stats
     cols: dict[str, Any] = {k: table.column(k) for k in plan.keys}
     cols[ROWS] = pa.repeat(pa.scalar(1, pa.int64()), table.num_rows)
     if not plan.keys:
@@ -210,6 +224,11 @@ def partial(checked: CheckedPlan, path: str) -> pa.Table:
         cols[ALL] = pa.repeat(pa.scalar(0, pa.int8()), table.num_rows)
     specs: list[tuple[Any, ...]] = [(ROWS, "sum")]
     names: dict[str, str] = {f"{ROWS}_sum": ROWS}
+    abs_lists: dict[str, str] = {}
+    if stats:
+        cols[protection.ROW_ID] = table.column(protection.ROW_ID)
+        specs.append((protection.ROW_ID, "list"))
+        names[f"{protection.ROW_ID}_list"] = protection.ROW_ID
     for i, (_, a) in enumerate(plan.aggs):
         if a.arg is None:
             continue
@@ -224,11 +243,44 @@ def partial(checked: CheckedPlan, path: str) -> pa.Table:
         for fn, out, options in _specs(a.fn, i):
             specs.append((f"__v{i}", fn, options) if options is not None else (f"__v{i}", fn))
             names[f"__v{i}_{fn}"] = out
+        if stats and a.fn in protection.DOMINANCE_AGGREGATES:
+            cols[f"__abs{i}"] = protection.abs_values(v)
+            specs.append((f"__abs{i}", "list"))
+            names[f"__abs{i}_list"] = abs_lists[f"__abs{i}"] = f"{i}"
+        if stats and _joins(checked):
+            # After a join a primary row can appear many times: contributors are the distinct
+            # primary rows with a value, not the joined rows.
+            cols[f"{JOINED_IDS}{i}"] = pc.if_else(pc.is_valid(v), table.column(protection.ROW_ID),
+                                                 pa.scalar(None, pa.uint64()))
+            specs.append((f"{JOINED_IDS}{i}", "distinct", pc.CountOptions(mode="only_valid")))
+            names[f"{JOINED_IDS}{i}_distinct"] = f"{JOINED_IDS}{i}"
     # Single-threaded: a threaded hash aggregate sums floats in varying order, and a released
     # value must not change from one run to the next.
     grouped = pa.table(cols).group_by(_group_keys(plan), use_threads=False).aggregate(specs)
     grouped = grouped.rename_columns([names.get(n, n) for n in grouped.column_names])
-    return grouped.replace_schema_metadata({"rows_read": str(rows_read)})
+    if stats:
+        grouped = protection.reduce_partial(grouped, {i: i for i in abs_lists.values()})
+    for c in grouped.column_names:
+        if c.startswith(JOINED_IDS):
+            grouped = grouped.set_column(grouped.schema.get_field_index(c), c,
+                                         _bitmaps(grouped.column(c)))
+    return grouped
+
+
+# Per aggregate of a joined table: the primary row ids with a value, one bitmap per group.
+JOINED_IDS = "__who:"
+
+
+def _joins(checked: CheckedPlan) -> bool:
+    return len(checked.reads) > 1
+
+
+def _bitmaps(lists: pa.ChunkedArray) -> pa.Array:
+    arr = lists.combine_chunks()
+    values = arr.flatten().to_numpy(zero_copy_only=False)
+    offsets = arr.offsets.to_numpy() - arr.offsets[0].as_py()
+    return pa.array([protection.bitmap(values[a:b]).serialize()
+                     for a, b in zip(offsets[:-1], offsets[1:])], pa.binary())
 
 
 ALL = "__all"
@@ -262,10 +314,6 @@ def _clamp(values: pa.Array | pa.ChunkedArray, lower: float, upper: float) -> An
     lo, hi = pa.scalar(lower, values.type), pa.scalar(upper, values.type)
     return pc.min_element_wise(pc.max_element_wise(values, lo, skip_nulls=False), hi,
                                skip_nulls=False)
-
-
-def rows_read(partials: list[pa.Table]) -> int:
-    return sum(int((t.schema.metadata or {}).get(b"rows_read", b"0")) for t in partials)
 
 
 def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
@@ -319,8 +367,46 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
             out[name] = pa.array(_merge_quantile(both, plan.keys, i, groups, a.param),
                                  pa.float64())
         out[f"__c:{name}"] = n
+    if checked.disclosure_stats:
+        out.update(_merge_stats(both, plan, groups))
+        if _joins(checked):
+            out.update(_joined_contributors(both, plan, groups, out[protection.IDS]))
     table = pa.table(out)
     return _mark_coarsened(table, checked.coarsen)
+
+
+def _merge_stats(both: pa.Table, plan: p.Aggregate,
+                 groups: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """Per released row its contributing rows, and per sum/mean its largest contributions
+    (see engine.protection), in the order of `groups`."""
+    parts = _by_group(both, plan.keys, [protection.IDS])
+    out: dict[str, Any] = {protection.IDS: pa.array(
+        [protection.merge_ids(parts.get(g, [])) for g in groups], pa.binary())}
+    for i, (name, a) in enumerate(plan.aggs):
+        if a.fn not in protection.DOMINANCE_AGGREGATES:
+            continue
+        parts = _by_group(both, plan.keys, [protection.TOP + str(i), protection.MASS + str(i)])
+        merged = [protection.merge_top(parts.get(g, [])) for g in groups]
+        out[protection.TOP + name] = pa.array([t for t, _ in merged], pa.list_(pa.float64()))
+        out[protection.MASS + name] = pa.array([m for _, m in merged], pa.float64())
+    return out
+
+
+def _joined_contributors(both: pa.Table, plan: p.Aggregate, groups: list[tuple[Any, ...]],
+                         ids: pa.Array) -> dict[str, Any]:
+    """Contributor counts of a joined table's cells: distinct primary rows (with a value),
+    however many rows of the other tables each one matched."""
+    rows = [len(BitMap64.deserialize(blob)) for blob in ids.to_pylist()]
+    out: dict[str, Any] = {}
+    for i, (name, a) in enumerate(plan.aggs):
+        if a.arg is None or a.fn == "count_distinct":
+            out[f"__c:{name}"] = pa.array(rows, pa.int64())
+            continue
+        parts = _by_group(both, plan.keys, [f"{JOINED_IDS}{i}"])
+        out[f"__c:{name}"] = pa.array(
+            [len(BitMap64.deserialize(protection.merge_ids(parts.get(g, [])))) for g in groups],
+            pa.int64())
+    return out
 
 
 def _strip_kernel(name: str, summed: list[str], extremes: list[tuple[str, str]]) -> str:

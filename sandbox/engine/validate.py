@@ -49,27 +49,44 @@ def kind_of(arrow_type: str) -> str:
     return "other"
 
 
+# A column of one table read by the plan: (position of its scan in `plan.scans(...)`, name).
+# Positions, not dataset names, so the two reads of a table joined with itself stay apart.
+Source = tuple[int, str]
+
+# Kinds a join key may have; keys join within one kind, or numbers with numbers.
+JOINABLE = frozenset({"int", "float", "string", "date", "bool"})
+
+
 @dataclass(frozen=True)
 class Field:
     kind: str
-    sources: frozenset[str]
+    sources: frozenset[Source]
     coarse: bool = True   # False: grouping by it could single out rare quasi-identifier values
 
 
 @dataclass
 class _Usage:
-    uses: dict[str, set[str]] = field(default_factory=dict)
+    uses: dict[Source, set[str]] = field(default_factory=dict)
 
-    def add(self, sources: frozenset[str], use: str) -> None:
+    def add(self, sources: frozenset[Source], use: str) -> None:
         for s in sources:
             self.uses.setdefault(s, set()).add(use)
 
 
 @dataclass(frozen=True)
+class ScanInfo:
+    """One table the plan reads and the columns read from it (catalog order, no more than
+    the plan uses)."""
+
+    dataset: DatasetInfo
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CheckedPlan:
     plan: p.Aggregate
-    dataset: DatasetInfo
-    scan_columns: tuple[str, ...]
+    dataset: DatasetInfo            # the primary (left-most) table: its rows are a cell's contributors
+    scan_columns: tuple[str, ...]   # columns read from `dataset`
     output_kinds: tuple[tuple[str, str], ...]
     usage: dict[str, dict[str, frozenset[str]]]
     # Set for a differentially private release: per aggregate, the [lower, upper] its values
@@ -78,6 +95,23 @@ class CheckedPlan:
     # Output columns released only coarsened (2 significant figures): quantiles of sensitive
     # columns, whose exact value is one person's value.
     coarsen: tuple[str, ...] = ()
+    # Every table read, in the order of `plan.scans(plan)`; empty means `dataset` alone.
+    scans: tuple[ScanInfo, ...] = ()
+    # Set for an exact release that disclosure control must check: the engine then also
+    # reports each cell's contributing rows and its largest contributions (engine.protection).
+    disclosure_stats: bool = False
+
+    @property
+    def reads(self) -> tuple[ScanInfo, ...]:
+        return self.scans or (ScanInfo(self.dataset, self.scan_columns),)
+
+    @property
+    def datasets(self) -> tuple[DatasetInfo, ...]:
+        """The distinct datasets read, primary first."""
+        out: dict[str, DatasetInfo] = {}
+        for read in self.reads:
+            out.setdefault(read.dataset.name, read.dataset)
+        return tuple(out.values())
 
 
 def _lit_kind(v: object) -> str:
@@ -224,9 +258,9 @@ def check_group_key(ds: DatasetInfo, column: str) -> None:
     c = ds.column(column)
     if c is None:
         return
-    schema = {column: Field(kind_of(c.type), frozenset({column}), _raw_is_coarse(c))}
+    schema = {column: Field(kind_of(c.type), frozenset({(0, column)}), _raw_is_coarse(c))}
     plan = p.Aggregate(p.Scan(ds.name), (column,), (("n", p.Agg("count")),))
-    _check_aggregate(plan, schema, _Typer(schema), _Usage(), ds)
+    _check_aggregate(plan, schema, _Typer(schema), _Usage(), _roles((ds,)))
 
 
 def _raw_is_coarse(c: ColumnInfo) -> bool:
@@ -235,89 +269,136 @@ def _raw_is_coarse(c: ColumnInfo) -> bool:
     return c.distinct is not None and c.distinct <= MAX_RAW_QUASI_GROUPS
 
 
-def _chain(node: p.Node) -> list[p.Node]:
-    steps: list[p.Node] = []
-    while not isinstance(node, p.Scan):
-        steps.append(node)
-        node = node.input
-    steps.append(node)
-    return steps[::-1]
+def _roles(read: tuple[DatasetInfo, ...] | list[DatasetInfo]) -> Callable[[Source], str]:
+    def role(src: Source) -> str:
+        c = read[src[0]].column(src[1])
+        return c.role if c else "attribute"
+    return role
+
+
+@dataclass
+class _Checker:
+    """Walks a plan bottom-up, typing each table it builds and noting what it reads."""
+
+    available: dict[str, DatasetInfo]
+    read: list[DatasetInfo] = field(default_factory=list)
+    usage: _Usage = field(default_factory=_Usage)
+    used: set[Source] = field(default_factory=set)
+
+    def relation(self, node: p.Node) -> dict[str, Field]:
+        if isinstance(node, p.Scan):
+            return self._scan(node)
+        if isinstance(node, p.Join):
+            return self._join(node)
+        if isinstance(node, p.Aggregate):
+            raise PlanError("a collected aggregate cannot be aggregated again in one plan")
+        schema = self.relation(node.input)
+        typer = _Typer(schema)
+        if isinstance(node, p.Filter):
+            if typer.kind(node.predicate) not in ("bool", "null"):
+                raise PlanError(f"filter({p.describe_expr(node.predicate)}) needs a condition")
+            src = typer.sources(node.predicate)
+            self.usage.add(src, "filter")
+            self.used |= src
+            return schema
+        if isinstance(node, p.Derive):
+            new = dict(schema)
+            for name, e in node.columns:
+                new[name] = Field(typer.kind(e), typer.sources(e), typer.coarse(e))
+            return new
+        missing = [c for c in node.columns if c not in schema]
+        if missing:
+            raise PlanError(f"select(): no column {missing[0]!r}; available: "
+                            f"{', '.join(sorted(schema))}")
+        return {c: schema[c] for c in node.columns}
+
+    def _scan(self, node: p.Scan) -> dict[str, Field]:
+        ds = self.available.get(node.dataset)
+        if ds is None:
+            raise PlanError(
+                f"dataset {node.dataset!r} is not available to this job; "
+                f"available: {', '.join(sorted(self.available)) or 'none'}"
+            )
+        i = len(self.read)
+        self.read.append(ds)
+        return {c.name: Field(kind_of(c.type), frozenset({(i, c.name)}), _raw_is_coarse(c))
+                for c in ds.columns}
+
+    def _join(self, node: p.Join) -> dict[str, Field]:
+        left, right = self.relation(node.left), self.relation(node.right)
+        for side, schema in (("left", left), ("right", right)):
+            missing = [k for k in node.on if k not in schema]
+            if missing:
+                raise PlanError(f"join(): no column {missing[0]!r} in the {side} table; "
+                                f"available: {', '.join(sorted(schema))}")
+        both = sorted((set(left) & set(right)) - set(node.on))
+        if both:
+            raise PlanError(
+                f"join(): column {both[0]!r} is in both tables but is not a join key, so it "
+                f"would be ambiguous; before joining, select() only the columns you need from "
+                f"one side, or derive() it under another name there, e.g. "
+                f"derive({both[0]}_2=col({both[0]!r})) and select() that")
+        out = dict(left)
+        for k in node.on:
+            lk, rk = left[k].kind, right[k].kind
+            if not (lk in JOINABLE and rk in JOINABLE and (lk == rk or {lk, rk} <= NUMERIC)):
+                raise PlanError(
+                    f"join(): key {k!r} is {lk} in the left table and {rk} in the right table; "
+                    "keys must be of one kind (numbers may join numbers): convert one side "
+                    f"first, e.g. derive({k}=col({k!r}).cast('string'))")
+            src = left[k].sources | right[k].sources
+            self.usage.add(left[k].sources, "join")
+            self.usage.add(right[k].sources, "join")
+            self.used |= src
+            out[k] = Field("float" if lk != rk else lk, src, left[k].coarse and right[k].coarse)
+        out.update({c: f for c, f in right.items() if c not in node.on})
+        return out
 
 
 def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
     if not isinstance(plan, p.Aggregate):
         raise PlanError("only aggregated tables can be collected")
-    steps = _chain(plan)
-    scan = steps[0]
-    assert isinstance(scan, p.Scan)
-    ds = datasets.get(scan.dataset)
-    if ds is None:
-        raise PlanError(
-            f"dataset {scan.dataset!r} is not available to this job; "
-            f"available: {', '.join(sorted(datasets)) or 'none'}"
-        )
-    schema = {c.name: Field(kind_of(c.type), frozenset({c.name}), _raw_is_coarse(c))
-              for c in ds.columns}
-    usage = _Usage()
-    used_scan: set[str] = set()
+    checker = _Checker(dict(datasets))
+    schema = checker.relation(plan.input)
     typer = _Typer(schema)
-    for step in steps[1:]:
-        typer.schema = schema
-        if isinstance(step, p.Filter):
-            if typer.kind(step.predicate) not in ("bool", "null"):
-                raise PlanError(f"filter({p.describe_expr(step.predicate)}) needs a condition")
-            src = typer.sources(step.predicate)
-            usage.add(src, "filter")
-            used_scan |= src
-        elif isinstance(step, p.Derive):
-            new = dict(schema)
-            for name, e in step.columns:
-                new[name] = Field(typer.kind(e), typer.sources(e), typer.coarse(e))
-            schema = new
-        elif isinstance(step, p.Select):
-            missing = [c for c in step.columns if c not in schema]
-            if missing:
-                raise PlanError(f"select(): no column {missing[0]!r}; available: "
-                                f"{', '.join(sorted(schema))}")
-            schema = {c: schema[c] for c in step.columns}
-        elif step is not plan:
-            raise PlanError("a collected aggregate cannot be aggregated again in one plan")
-        else:
-            assert isinstance(step, p.Aggregate)
-            kinds = _check_aggregate(step, schema, typer, usage, ds)
-            coarsen = _coarsened(step, typer, ds)
-            for k in step.keys:
-                used_scan |= schema[k].sources
-            for _, a in step.aggs:
-                if a.arg is not None:
-                    used_scan |= typer.sources(a.arg)
+    role = _roles(checker.read)
+    kinds = _check_aggregate(plan, schema, typer, checker.usage, role)
+    coarsen = _coarsened(plan, typer, role)
+    for k in plan.keys:
+        checker.used |= schema[k].sources
+    for _, a in plan.aggs:
+        if a.arg is not None:
+            checker.used |= typer.sources(a.arg)
+    reads = tuple(ScanInfo(ds, tuple(c.name for c in ds.columns if (i, c.name) in checker.used))
+                  for i, ds in enumerate(checker.read))
+    usage: dict[str, dict[str, set[str]]] = {}
+    for (i, column), uses in checker.usage.uses.items():
+        usage.setdefault(checker.read[i].name, {}).setdefault(column, set()).update(uses)
+    for ds in checker.read:
+        usage.setdefault(ds.name, {})
     return CheckedPlan(
-        plan=plan, dataset=ds,
-        scan_columns=tuple(c.name for c in ds.columns if c.name in used_scan),
+        plan=plan, dataset=reads[0].dataset, scan_columns=reads[0].columns,
         output_kinds=tuple(kinds),
-        usage={ds.name: {c: frozenset(u) for c, u in sorted(usage.uses.items())}},
-        coarsen=coarsen,
+        usage={name: {c: frozenset(u) for c, u in sorted(cols.items())}
+               for name, cols in sorted(usage.items())},
+        coarsen=coarsen, scans=reads,
     )
 
 
 def _check_aggregate(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,
-                     usage: _Usage, ds: DatasetInfo) -> list[tuple[str, str]]:
-    def role(src: str) -> str:
-        c = ds.column(src)
-        return c.role if c else "attribute"
-
+                     usage: _Usage, role: Callable[[Source], str]) -> list[tuple[str, str]]:
     kinds: list[tuple[str, str]] = []
     for key in step.keys:
         if key not in schema:
             raise PlanError(f"group_by(): no column {key!r}; available: {', '.join(sorted(schema))}")
-        ident = sorted(s for s in schema[key].sources if role(s) == "identifier")
+        ident = sorted(s[1] for s in schema[key].sources if role(s) == "identifier")
         if ident:
             raise DisclosureRefused(
                 f"column {key!r} is (or is derived from) the identifier column {ident[0]!r}; "
                 "identifiers can never be grouped by or released"
             )
         if not schema[key].coarse:
-            quasi = sorted(s for s in schema[key].sources if role(s) == "quasi_identifier")
+            quasi = sorted(s[1] for s in schema[key].sources if role(s) == "quasi_identifier")
             raise DisclosureRefused(
                 f"column {key!r} is (or is derived from) the quasi-identifier "
                 f"{(quasi or [key])[0]!r}, which has too many distinct values to group by "
@@ -346,7 +427,8 @@ def _agg_kind(fn: str, arg_kind: str) -> str:
     return arg_kind
 
 
-def _check_agg_arg(a: p.Agg, kind: str, src: frozenset[str], role: Callable[[str], str]) -> None:
+def _check_agg_arg(a: p.Agg, kind: str, src: frozenset[Source],
+                   role: Callable[[Source], str]) -> None:
     assert a.arg is not None
     what = f"{a.fn}({p.describe_expr(a.arg)})"
     if a.fn == "count_distinct":
@@ -354,13 +436,13 @@ def _check_agg_arg(a: p.Agg, kind: str, src: frozenset[str], role: Callable[[str
         if kind == "other":
             raise PlanError(f"{what} needs a number, string, date or boolean column")
         return
-    ident = sorted(s for s in src if role(s) == "identifier")
+    ident = sorted(s[1] for s in src if role(s) == "identifier")
     if ident:
         raise DisclosureRefused(f"{a.fn}() over the identifier column {ident[0]!r} is not allowed")
     if a.fn in ("min", "max"):
         if kind not in ORDERED:
             raise PlanError(f"{what} needs a number, string or date column, got {kind}")
-        private = sorted((s, role(s)) for s in src if role(s) not in EXTREME_ROLES)
+        private = sorted((s[1], role(s)) for s in src if role(s) not in EXTREME_ROLES)
         if private:
             column, r = private[0]
             raise DisclosureRefused(
@@ -372,11 +454,8 @@ def _check_agg_arg(a: p.Agg, kind: str, src: frozenset[str], role: Callable[[str
         raise PlanError(f"{what} needs a numeric column, got {kind}")
 
 
-def _coarsened(step: p.Aggregate, typer: _Typer, ds: DatasetInfo) -> tuple[str, ...]:
-    def sensitive(src: str) -> bool:
-        c = ds.column(src)
-        return c is not None and c.role == "sensitive"
-
+def _coarsened(step: p.Aggregate, typer: _Typer, role: Callable[[Source], str]
+               ) -> tuple[str, ...]:
     return tuple(name for name, a in step.aggs
                  if a.fn in COARSENED_ON_SENSITIVE and a.arg is not None
-                 and any(sensitive(s) for s in typer.sources(a.arg)))
+                 and any(role(s) == "sensitive" for s in typer.sources(a.arg)))

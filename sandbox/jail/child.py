@@ -10,16 +10,22 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+# Loaded lazily by the compiler (to normalise non-ASCII identifiers such as 人数); the
+# system-call filter would refuse opening it later.
+import unicodedata  # noqa: F401
 from typing import IO, Any
 
 from RestrictedPython.PrintCollector import PrintCollector
 
 from sandbox.errors import CompileError, PlanError, SandboxError
+from sandbox.jail import seccomp
 from sandbox.jail.protocol import read_frame, write_frame
 from sandbox.language.api import Released, Table, namespace
 from sandbox.language.policy import FILENAME, compile_job, restricted_globals
 
 MAX_PRINT_CHARS = 64 * 1024
+# Passed by a service configured to run jobs even where the system-call filter cannot load.
+ALLOW_UNFILTERED = "--allow-unfiltered"
 DATA_MODULES = ("pyarrow", "numpy", "pandas", "ray", "duckdb", "sqlalchemy")
 
 
@@ -95,6 +101,10 @@ def _describe(exc: BaseException) -> dict[str, Any]:
         message = "recursion too deep"
     elif isinstance(exc, MemoryError):
         message = "the job ran out of memory"
+    elif isinstance(exc, (OSError, ImportError)):
+        # Their messages name host files; what matters is that the walls held.
+        message = (f"{type(exc).__name__}: job code may not use files, the network, other "
+                   "programs or modules")
     else:
         message = f"{type(exc).__name__}: {exc}"[:2000]
     return {"code": "job_code_error", "message": message, "line": line}
@@ -117,7 +127,20 @@ def main() -> None:
             "code": "jail_misconfigured", "message": "the job process was not isolated; "
             "nothing ran", "line": None}})
         return
+    # Everything the job needs is imported by now: from here on, no file, socket or process.
+    try:
+        seccomp.install()
+        unfiltered = None
+    except seccomp.FilterUnavailable as e:
+        unfiltered = str(e)
     init = read_frame(inp)
+    if unfiltered is not None and ALLOW_UNFILTERED not in sys.argv:
+        write_frame(out, {"op": "failed", "rejected": False, "error": {
+            "code": "jail_unfiltered", "line": None, "message": "this host cannot install the "
+            "job process's system-call filter, so jobs are not run here; nothing ran. The "
+            "bureau must fix the host (Linux with libseccomp) or explicitly allow unfiltered "
+            "jobs"}})
+        return
     channel = PipeChannel(inp, out)
     # RestrictedPython makes one collector per function body; sharing one keeps what
     # functions print, and the cap applies to the whole job.

@@ -36,10 +36,20 @@ def _col_literals(node: ast.AST) -> set[str]:
             and n.args and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str)}
 
 
+def _join_keys(node: ast.Call) -> list[str]:
+    """The literal column names of a join(other, on=…) call: a name or a list of names."""
+    on = [k.value for k in node.keywords if k.arg == "on"] or node.args[1:2]
+    if not on:
+        return []
+    if isinstance(on[0], (ast.List, ast.Tuple)):
+        return _literal_strings(on[0].elts)
+    return _literal_strings(on[:1])
+
+
 def _uses(tree: ast.Module) -> dict[str, frozenset[str]]:
     """Uses a literal column certainly gets: inside filter(…) it is filtered on, named in
     group_by(…) or histogram(…) it is grouped by, inside an aggregate such as sum(…) or
-    quantile(…) it is aggregated. Columns used through
+    quantile(…) it is aggregated, named in join(…, on=…) it is joined on. Columns used through
     derived names are left to the run-time check, which follows lineage."""
     uses: dict[str, set[str]] = {}
 
@@ -58,6 +68,8 @@ def _uses(tree: ast.Module) -> dict[str, frozenset[str]]:
             add(_literal_strings(node.args), "group_by")
         elif isinstance(f, ast.Attribute) and f.attr == "histogram":
             add(_literal_strings(node.args[:1]), "group_by")
+        elif isinstance(f, ast.Attribute) and f.attr == "join":
+            add(_join_keys(node), "join")
         elif isinstance(f, ast.Name) and f.id in _AGGREGATE_FUNCS and node.args:
             add(_literal_strings(node.args[:1]) + sorted(_col_literals(node.args[0])), "aggregate")
     return {k: frozenset(v) for k, v in uses.items()}
@@ -89,6 +101,8 @@ def analyse(tree: ast.Module) -> CodeFacts:
                 columns.update(_literal_strings(node.args))
                 if f.attr == "histogram":
                     defined.update({"bin", "n"})
+            elif f.attr == "join":
+                columns.update(_join_keys(node))
             elif f.attr in ("derive", "agg"):
                 defined.update(k.arg for k in node.keywords if k.arg)
     return CodeFacts(None if dynamic else frozenset(datasets), frozenset(columns),

@@ -239,6 +239,20 @@ class Table:
     def select(self, *columns: str) -> "Table":
         return self._then(p.Select(self._node, tuple(columns)))
 
+    def join(self, other: "Table", on: Any = None) -> "Table":
+        """Rows of both tables whose `on` columns are equal (an inner join; null keys match
+        nothing). `on` is a column name or a list of names present on both sides; every other
+        column may be on one side only. This table stays the primary one: cells count its rows."""
+        if not isinstance(other, Table):
+            raise PlanError("join() takes another table, e.g. "
+                            "insured.join(table('population'), on='resident_id')")
+        keys = [on] if isinstance(on, str) else on
+        if not isinstance(keys, (list, tuple)) or not keys or not all(
+                isinstance(k, str) for k in keys):
+            raise PlanError("join() needs on= a column name or a list of column names present "
+                            "in both tables, e.g. on='resident_id'")
+        return self._then(p.Join(self._node, other._node, tuple(keys)))
+
     def group_by(self, *keys: str) -> "Grouped":
         if not keys or not all(isinstance(k, str) for k in keys):
             raise PlanError("group_by() takes one or more column names")
@@ -265,7 +279,7 @@ class Table:
         return Released(self._channel.collect(p.plan_to_json(self._node)))
 
     def __repr__(self) -> str:
-        return f"<table from {p.scan_of(self._node).dataset!r}>"
+        return f"<table from {', '.join(repr(s.dataset) for s in p.scans(self._node))}>"
 
 
 class Grouped:

@@ -40,6 +40,8 @@ AGGREGATES: dict[str, bool] = {  # name -> takes an argument
 PARAM_AGGREGATES = frozenset({"quantile"})
 
 MAX_PLAN_DEPTH = 64
+# Datasets one plan may read (a chain of joins reads one more per join).
+MAX_PLAN_SCANS = 8
 MAX_LIST_VALUES = 10_000
 NAME_MAX = 128
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
@@ -185,13 +187,51 @@ class Aggregate:
             raise PlanError("output column names of an aggregation must be distinct")
 
 
-Node = Union[Scan, Filter, Derive, Select, Aggregate]
+@dataclass(frozen=True)
+class Join:
+    """Inner equality join: rows of `left` and `right` whose `on` columns are all equal (a
+    null key matches nothing, as in SQL). The result has the left columns, then the right
+    columns other than the keys; `left` is the primary side, whose rows are the contributors."""
+
+    left: "Node"
+    right: "Node"
+    on: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.on:
+            raise PlanError("join() needs the column(s) to join on, e.g. on='resident_id'")
+        for name in self.on:
+            check_name(name, "join column name")
+        if len(set(self.on)) != len(self.on):
+            raise PlanError("join() columns must be distinct")
+        if len(scans(self)) > MAX_PLAN_SCANS:
+            raise PlanError(f"one plan may read at most {MAX_PLAN_SCANS} tables; "
+                            "join fewer tables per collect()")
+
+
+Node = Union[Scan, Filter, Derive, Select, Join, Aggregate]
+
+
+def scans(node: Node) -> tuple[Scan, ...]:
+    """Every table a plan reads, left to right: the first is the primary (left-most) one.
+
+    A table joined with itself appears twice, once per read."""
+    out: list[Scan] = []
+    stack: list[Node] = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Scan):
+            out.append(n)
+        elif isinstance(n, Join):
+            stack += [n.right, n.left]
+        else:
+            stack.append(n.input)
+    return tuple(out)
 
 
 def scan_of(node: Node) -> Scan:
-    while not isinstance(node, Scan):
-        node = node.input
-    return node
+    """The primary (left-most) table of a plan."""
+    return scans(node)[0]
 
 
 # --- JSON form -------------------------------------------------------------------------
@@ -208,6 +248,9 @@ def expr_to_json(e: Expr) -> Any:
 def plan_to_json(n: Node) -> Any:
     if isinstance(n, Scan):
         return {"op": "scan", "dataset": n.dataset}
+    if isinstance(n, Join):
+        return {"op": "join", "left": plan_to_json(n.left), "right": plan_to_json(n.right),
+                "on": list(n.on)}
     base = plan_to_json(n.input)
     if isinstance(n, Filter):
         return {"op": "filter", "input": base, "predicate": expr_to_json(n.predicate)}
@@ -268,6 +311,12 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
         if not isinstance(d["columns"], list):
             raise PlanError("malformed plan")
         return Select(plan_from_json(d["input"], depth + 1), tuple(d["columns"]))
+    if op == "join":
+        d = _obj(x, {"op", "left", "right", "on"})
+        if not isinstance(d["on"], list):
+            raise PlanError("malformed plan")
+        return Join(plan_from_json(d["left"], depth + 1), plan_from_json(d["right"], depth + 1),
+                    tuple(d["on"]))
     if op == "aggregate":
         d = _obj(x, {"op", "input", "keys", "aggs"})
         if not isinstance(d["keys"], list) or not isinstance(d["aggs"], list):

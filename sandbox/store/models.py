@@ -225,3 +225,19 @@ class PrivacyBudget(Base):
     dataset: Mapped[str] = mapped_column(String(128), primary_key=True)
     spent_micro: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReleasedSet(Base):
+    """The contributing rows of a cell released under a contract (a serialized 64-bit roaring
+    bitmap of global row ids), one per distinct set: the difference check's history."""
+
+    __tablename__ = "released_sets"
+    __table_args__ = (UniqueConstraint("contract_id", "dataset", "digest"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
+    dataset: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(64))
+    cardinality: Mapped[int] = mapped_column(BigInteger)
+    members: Mapped[bytes] = mapped_column(LargeBinary)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

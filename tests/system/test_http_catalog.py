@@ -80,7 +80,7 @@ def test_chinese_dataset_is_usable_end_to_end(local_world: World) -> None:
     r = w.run(cid, 'emit("各区", table("居民抽样").group_by("区县")'
                    '.agg(人数=count(), 平均收入=mean("月收入")).collect())')
     job = r.json()
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", job["error"]
     out = job["outputs"]["各区"]
     assert [c["name"] for c in out["columns"]] == ["区县", "人数", "平均收入"]
     assert {row[0]: row[1] for row in out["rows"]} == {"城关区": 80, "湖滨区": 40}

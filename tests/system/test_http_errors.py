@@ -246,7 +246,8 @@ def test_errors_carry_no_data_values(setup: Setup) -> None:
 
 def test_success_bodies_are_not_envelopes(setup: Setup) -> None:
     w = setup.world
-    assert w.client.get("/v1/health").json() == {"ok": True}
+    assert w.client.get("/v1/health").json() == {
+        "ok": True, "jail": {"seccomp": True, "jobs_run": True}}
     me = w.client.get("/v1/me", headers=w.h(w.operator)).json()
     assert me == {"id": w.operator["id"], "name": w.operator["name"], "role": "operator"}
 

@@ -115,17 +115,25 @@ def test_small_groups_are_suppressed_and_reported(local_world: World, city: Any)
     released = {(h, g): n for h, g, n in out["rows"]}
     assert set(released) == set(truth)
     suppressed = {tuple(cell) for cell in out["suppressed"]}
+    (release,) = job["disclosure"]["releases"]
+    rules = {(c["row"], c["column"]): c for c in release["suppressed"]}
     for i, (h, g, n) in enumerate(out["rows"]):
         if truth[(h, g)] < THRESHOLD_L3:
             assert n is None and (i, "n") in suppressed
+            assert rules[(i, "n")]["rule"] == "min_contributors"
+            assert rules[(i, "n")]["threshold"] == THRESHOLD_L3
+        elif (i, "n") in suppressed:
+            # Secondary suppression: hidden so the small cell cannot be subtracted out.
+            assert n is None and rules[(i, "n")]["rule"] == "secondary"
         else:
-            assert n == truth[(h, g)] and (i, "n") not in suppressed
-    (release,) = job["disclosure"]["releases"]
+            assert n == truth[(h, g)]
     assert release["dataset"] == "population" and release["keys"] == ["hukou_type", "gender"]
     assert [(s["row"], s["column"]) for s in release["suppressed"]] == sorted(suppressed)
-    for cell in release["suppressed"]:
-        assert cell["rule"] == "min_contributors" and cell["threshold"] == THRESHOLD_L3
-        assert "contributors" not in cell
+    assert all("contributors" not in cell for cell in release["suppressed"])
+    # No hukou type and no gender has exactly one hidden cell.
+    for k in (0, 1):
+        lines = Counter(out["rows"][i][k] for i, _ in suppressed)
+        assert 1 not in lines.values()
 
 
 def test_params_reach_the_code(local_world: World, city: Any) -> None:
@@ -324,8 +332,10 @@ def test_ray_job_releases_suppressed_table_and_downloads(world: World, city: Any
     assert job["status"] == "succeeded", job
     out = job["outputs"]["户籍性别"]
     truth = true_counts(city, "北山区")
-    for h, g, n in out["rows"]:
-        assert n == (truth[(h, g)] if truth[(h, g)] >= THRESHOLD_L3 else None)
+    hidden = {i for i, _ in out["suppressed"]}
+    for i, (h, g, n) in enumerate(out["rows"]):
+        assert n == (None if i in hidden else truth[(h, g)])
+        assert truth[(h, g)] >= THRESHOLD_L3 or i in hidden
     assert out["suppressed"]
     assert job["usage"]["rows_scanned"] == 20_000
     table = pq.read_table(io.BytesIO(download(w, job["id"], "户籍性别", "parquet").content))
@@ -337,7 +347,10 @@ def test_ray_job_releases_suppressed_table_and_downloads(world: World, city: Any
     assert len(release["suppressed"]) == len(out["suppressed"])
     for cell in release["suppressed"]:
         h, g, _ = out["rows"][cell["row"]]
-        assert cell["contributors"] == truth[(h, g)] < cell["threshold"]
+        if cell["rule"] == "min_contributors":
+            assert cell["contributors"] == truth[(h, g)] < cell["threshold"]
+        else:
+            assert cell["rule"] == "secondary" and truth[(h, g)] >= THRESHOLD_L3
 
 
 def test_ray_job_failure_and_idempotent_retry(world: World) -> None:

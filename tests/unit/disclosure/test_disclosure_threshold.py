@@ -7,11 +7,11 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
+from sandbox.disclosure.control import apply_threshold
 from sandbox.disclosure.threshold import (
     COARSEN_KEY,
     DEFAULT_THRESHOLDS,
     RULE,
-    apply_threshold,
     operator_view,
     significant,
     threshold_for,

@@ -122,9 +122,9 @@ def test_an_unknown_method_names_what_exists() -> None:
     from sandbox.language.policy import guarded_getattr
 
     table = Table(Scan("population"), channel=None)  # type: ignore[arg-type]
-    with pytest.raises(AttributeError, match="Table has no attribute 'join'; available: .*filter"):
-        guarded_getattr(table, "join")
-    assert guarded_getattr(table, "join", "fallback") == "fallback"
+    with pytest.raises(AttributeError, match="Table has no attribute 'pivot'; available: .*filter.*join"):
+        guarded_getattr(table, "pivot")
+    assert guarded_getattr(table, "pivot", "fallback") == "fallback"
     with pytest.raises(Exception):
         guarded_getattr(table, "_node")  # private names stay refused
 

@@ -1,0 +1,409 @@
+"""Joins across datasets, distributed and memory-bounded.
+
+A plan is cut into *pieces*: descriptions of how one task builds one partition of a table
+(read a Parquet file, apply filter/derive/select steps, join with other partitions). A
+piece's inputs that other tasks computed are passed to its task as arguments, so the
+scheduler starts it only once they exist and nothing waits inside a task.
+
+Each join picks one of two strategies, from catalog row counts alone:
+
+- **broadcast** when the right side is small (at most `BROADCAST_MAX_ROWS` rows read):
+  its partitions are computed by one task each and concatenated once; every left partition
+  is joined against that one shared table inside the task that goes on to aggregate it;
+- **partitioned hash join** otherwise: both sides are split into P buckets by a hash of the
+  key (one task per partition, P results each), and one task per bucket joins the bucket's
+  pieces of both sides and carries on.
+
+Left-deep chains (a.join(b).join(c)) compose: a later join's left side is the earlier join's
+pieces, still unmaterialised. The primary (left-most) table keeps its row ids through every
+join; other tables never get any, since a cell's contributors are the primary's rows.
+
+`run` drives everything through a `Runner`: in-process (a loop) or Ray (tasks), the same
+functions either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sandbox.engine import compute, protection
+from sandbox.engine.validate import CheckedPlan
+from sandbox.language import plan as p
+
+# Right sides reading at most this many rows (catalog row counts, before filters) are
+# broadcast; larger ones are hash-partitioned. A constant, not a setting: it is about the
+# memory of one worker, not about a deployment's policy.
+BROADCAST_MAX_ROWS = 2_000_000
+# Buckets of a partitioned join: as many as the larger side has partitions, at most this.
+MAX_BUCKETS = 256
+
+READS_KEY = b"rows_by_scan"
+
+
+# --- pieces -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Read:
+    """Partition `index` of the plan's read number `scan`."""
+
+    scan: int
+    index: int
+
+
+@dataclass(frozen=True)
+class Input:
+    """The task's input number `index`: a table another task computed."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Concat:
+    inputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Filter/derive/select steps, bottom-up, applied to what `base` builds."""
+
+    base: "Piece"
+    steps: tuple[p.Node, ...]
+
+
+@dataclass(frozen=True)
+class JoinPieces:
+    left: "Piece"
+    right: "Piece"
+    on: tuple[str, ...]
+
+
+Piece = Union[Read, Input, Concat, Steps, JoinPieces]
+Reads = dict[int, int]   # scan position → rows read from its files
+
+
+def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tuple[pa.Table, Reads]:
+    """The table one piece describes, and the rows this call read from each scan."""
+    if isinstance(piece, Read):
+        read = checked.reads[piece.scan]
+        path = read.dataset.partitions[piece.index]
+        table = compute.read_partition(checked, piece.scan, piece.index)
+        return table, {piece.scan: pq.ParquetFile(path).metadata.num_rows}
+    if isinstance(piece, Input):
+        return inputs[piece.index], {}
+    if isinstance(piece, Concat):
+        tables = [inputs[i] for i in piece.inputs]
+        return pa.concat_tables(tables, promote_options="permissive"), {}
+    if isinstance(piece, Steps):
+        table, reads = build(checked, piece.base, inputs)
+        return compute.apply_steps(piece.steps, table), reads
+    left, left_reads = build(checked, piece.left, inputs)
+    right, right_reads = build(checked, piece.right, inputs)
+    return join_tables(left, right, piece.on), _add(left_reads, right_reads)
+
+
+def _add(a: Reads, b: Reads) -> Reads:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in sorted({*a, *b})}
+
+
+# --- joining two tables -----------------------------------------------------------------
+
+
+def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str]) -> pa.Table:
+    """Inner equality join with SQL's semantics: a null key matches nothing, numbers compare
+    as numbers whatever their width. Deterministic (single-threaded), left columns first."""
+    keys = list(on)
+    left, right = _non_null_keys(left, keys), _non_null_keys(right, keys)
+    right = right.drop_columns([c for c in right.column_names if c == protection.ROW_ID])
+    for k in keys:
+        lt, rt = left.schema.field(k).type, right.schema.field(k).type
+        if lt != rt:
+            common = _common_type(lt, rt)
+            left = left.set_column(left.schema.get_field_index(k), k, pc.cast(left.column(k), common))
+            right = right.set_column(right.schema.get_field_index(k), k,
+                                     pc.cast(right.column(k), common))
+    # Arrow's join carries no columns of the null type; they hold nothing, so re-add them.
+    empty = [(c, side) for side in (left, right) for c in side.column_names
+             if c not in keys and pa.types.is_null(side.schema.field(c).type)]
+    left = left.drop_columns([c for c, side in empty if side is left])
+    right = right.drop_columns([c for c, side in empty if side is right])
+    joined = left.join(right, keys=keys, join_type="inner", use_threads=False,
+                       coalesce_keys=True)
+    for c, _ in empty:
+        joined = joined.append_column(c, pa.nulls(joined.num_rows))
+    return joined
+
+
+def _non_null_keys(table: pa.Table, keys: list[str]) -> pa.Table:
+    mask = None
+    for k in keys:
+        valid = pc.is_valid(table.column(k))
+        mask = valid if mask is None else pc.and_(mask, valid)
+    return table.filter(mask) if mask is not None and table.num_rows else table
+
+
+def _common_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    """The type both sides of a key are compared in (validation allows only these pairs)."""
+    if pa.types.is_floating(a) or pa.types.is_floating(b) or pa.types.is_decimal(a) \
+            or pa.types.is_decimal(b):
+        return pa.float64()
+    if pa.types.is_integer(a) and pa.types.is_integer(b):
+        return pa.int64()
+    if _is_text(a) and _is_text(b):
+        return pa.large_string() if pa.types.is_large_string(a) or \
+            pa.types.is_large_string(b) else pa.string()
+    if _is_time(a) and _is_time(b):
+        return pa.timestamp("us")
+    return a
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _is_time(t: pa.DataType) -> bool:
+    return pa.types.is_date(t) or pa.types.is_timestamp(t)
+
+
+# --- hash partitioning ------------------------------------------------------------------
+
+_U64 = np.uint64
+# splitmix64's finaliser constants, and a multiplier for combining keys and string bytes.
+_M1, _M2, _K = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB), _U64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> _U64(30))) * _M1
+        x = (x ^ (x >> _U64(27))) * _M2
+    return x ^ (x >> _U64(31))
+
+
+def _key_hash(values: pa.Array) -> np.ndarray:
+    """A 64-bit hash per value (no nulls) that is equal for values the join finds equal:
+    numbers hash by value as doubles, dates and timestamps as microseconds, text by bytes."""
+    t = values.type
+    if pa.types.is_boolean(t):
+        return _mix(values.to_numpy(zero_copy_only=False).astype(np.uint64))
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        doubles = values.cast(pa.float64()).to_numpy(zero_copy_only=False) + 0.0  # -0.0 → 0.0
+        doubles = np.where(np.isnan(doubles), np.nan, doubles)  # one NaN bit pattern
+        return _mix(np.ascontiguousarray(doubles).view(np.uint64))
+    if _is_time(t):
+        micros = pc.cast(values, pa.timestamp("us")).cast(pa.int64())
+        return _mix(micros.to_numpy(zero_copy_only=False).view(np.uint64))
+    if _is_text(t):
+        return _text_hash(values)
+    raise AssertionError(f"unchecked join key type {t}")
+
+
+def _text_hash(values: pa.Array) -> np.ndarray:
+    """Polynomial hash of each string's UTF-8 bytes, vectorised over the data buffer."""
+    offset_type = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    n = len(values)
+    offsets = np.frombuffer(values.buffers()[1], offset_type)[values.offset:values.offset + n + 1]
+    offsets = offsets.astype(np.int64)
+    lengths = np.diff(offsets)
+    data_buffer = values.buffers()[2]
+    data = (np.frombuffer(data_buffer, np.uint8) if data_buffer is not None
+            else np.zeros(0, np.uint8))[offsets[0]:offsets[-1]].astype(np.uint64)
+    h = lengths.astype(np.uint64) * _K
+    if data.size:
+        starts = offsets[:-1] - offsets[0]
+        position = np.arange(data.size) - np.repeat(starts, lengths)
+        with np.errstate(over="ignore"):
+            powers = np.cumprod(np.full(int(lengths.max()), _K, dtype=np.uint64))
+            terms = (data + _U64(1)) * powers[position]
+        nonempty = lengths > 0
+        sums = np.add.reduceat(terms, starts[nonempty])
+        h[nonempty] ^= sums
+    return _mix(h)
+
+
+def bucket_ids(table: pa.Table, on: Sequence[str], buckets: int) -> np.ndarray:
+    h = np.zeros(table.num_rows, np.uint64)
+    for k in on:
+        column = table.column(k)
+        values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        with np.errstate(over="ignore"):
+            h = _mix(h * _K + _key_hash(values))
+    return (h % _U64(buckets)).astype(np.int64)
+
+
+def split(table: pa.Table, on: Sequence[str], buckets: int) -> list[pa.Table]:
+    """The rows of `table` with non-null keys in `buckets` parts by key hash, each part in
+    the table's row order."""
+    table = _non_null_keys(table, list(on))
+    ids = bucket_ids(table, on, buckets)
+    order = np.argsort(ids, kind="stable")
+    bounds = np.searchsorted(ids[order], np.arange(buckets + 1))
+    ordered = table.take(pa.array(order))
+    return [ordered.slice(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+# --- task bodies ------------------------------------------------------------------------
+
+
+def part_task(checked: CheckedPlan, piece: Piece, *inputs: pa.Table) -> tuple[pa.Table, Reads]:
+    return build(checked, piece, inputs)
+
+
+def concat_task(*tables: pa.Table) -> pa.Table:
+    return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+
+
+def split_task(checked: CheckedPlan, piece: Piece, on: tuple[str, ...], buckets: int,
+               *inputs: pa.Table) -> tuple[Any, ...]:
+    table, reads = build(checked, piece, inputs)
+    return (*split(table, on, buckets), reads)
+
+
+def partial_task(checked: CheckedPlan, piece: Piece, *inputs: pa.Table) -> pa.Table:
+    table, reads = build(checked, piece, inputs)
+    return compute.partial_of(checked, table).replace_schema_metadata(
+        {READS_KEY: json.dumps(reads).encode()})
+
+
+# --- driving ------------------------------------------------------------------------------
+
+
+class Runner(Protocol):
+    """Runs task bodies: `call` returns a handle (or `returns` handles) to the result."""
+
+    def put(self, value: Any) -> Any: ...
+    def call(self, fn: Callable[..., Any], *args: Any, returns: int = 1) -> Any: ...
+    def get(self, handles: list[Any]) -> list[Any]: ...
+
+
+class LocalRunner:
+    def put(self, value: Any) -> Any:
+        return value
+
+    def call(self, fn: Callable[..., Any], *args: Any, returns: int = 1) -> Any:
+        out = fn(*args)
+        return list(out) if returns > 1 else out
+
+    def get(self, handles: list[Any]) -> list[Any]:
+        return handles
+
+
+@dataclass(frozen=True)
+class Part:
+    """One partition of a table still to be built: its piece and the handles of its inputs."""
+
+    piece: Piece
+    inputs: tuple[Any, ...] = ()
+
+
+@dataclass
+class Planner:
+    checked: CheckedPlan
+    runner: Runner
+    broadcast_max_rows: int = BROADCAST_MAX_ROWS
+    checked_ref: Any = None
+    reads: list[Any] = None  # type: ignore[assignment]
+    next_scan: int = 0
+
+    def __post_init__(self) -> None:
+        self.checked_ref = self.runner.put(self.checked)
+        self.reads = []
+
+    def parts(self, node: p.Node) -> list[Part]:
+        steps: list[p.Node] = []
+        while isinstance(node, (p.Filter, p.Derive, p.Select)):
+            steps.append(node)
+            node = node.input
+        if isinstance(node, p.Scan):
+            scan = self.next_scan
+            self.next_scan += 1
+            n = len(self.checked.reads[scan].dataset.partitions)
+            base = [Part(Read(scan, i)) for i in range(n)]
+        elif isinstance(node, p.Join):
+            base = self._join(node)
+        else:
+            raise AssertionError("a checked plan aggregates once, at the top")
+        if not steps:
+            return base
+        ordered = tuple(steps[::-1])
+        return [Part(Steps(part.piece, ordered), part.inputs) for part in base]
+
+    def _join(self, node: p.Join) -> list[Part]:
+        first_right = self.next_scan + len(p.scans(node.left))
+        left = self.parts(node.left)
+        right_rows = self._estimate(node.right, first_right)
+        right = self.parts(node.right)
+        if right_rows <= self.broadcast_max_rows:
+            return self._broadcast(left, right, node.on)
+        return self._partitioned(left, right, node.on)
+
+    def _estimate(self, node: p.Node, first_scan: int) -> float:
+        """Rows the right side may have: what its tables hold, unbounded if it joins itself
+        (a join can multiply rows)."""
+        reads = p.scans(node)
+        if len(reads) > 1:
+            return float("inf")
+        return float(self.checked.reads[first_scan].dataset.row_count)
+
+    def _broadcast(self, left: list[Part], right: list[Part], on: tuple[str, ...]) -> list[Part]:
+        tables = []
+        for part in right:
+            table, reads = self.runner.call(part_task, self.checked_ref, part.piece,
+                                            *part.inputs, returns=2)
+            tables.append(table)
+            self.reads.append(reads)
+        shared = self.runner.call(concat_task, *tables)
+        return [Part(JoinPieces(part.piece, Input(len(part.inputs)), on), (*part.inputs, shared))
+                for part in left]
+
+    def _partitioned(self, left: list[Part], right: list[Part],
+                     on: tuple[str, ...]) -> list[Part]:
+        buckets = max(1, min(MAX_BUCKETS, max(len(left), len(right))))
+        left_buckets = [self._split(part, on, buckets) for part in left]
+        right_buckets = [self._split(part, on, buckets) for part in right]
+        nl = len(left_buckets)
+        return [Part(JoinPieces(Concat(tuple(range(nl))),
+                                Concat(tuple(range(nl, nl + len(right_buckets)))), on),
+                     (*(b[j] for b in left_buckets), *(b[j] for b in right_buckets)))
+                for j in range(buckets)]
+
+    def _split(self, part: Part, on: tuple[str, ...], buckets: int) -> list[Any]:
+        out = self.runner.call(split_task, self.checked_ref, part.piece, on, buckets,
+                               *part.inputs, returns=buckets + 1)
+        self.reads.append(out[-1])
+        return list(out[:-1])
+
+
+@dataclass(frozen=True)
+class Run:
+    partials: list[pa.Table]
+    rows_by_dataset: dict[str, int]
+
+
+def run(checked: CheckedPlan, runner: Runner,
+        broadcast_max_rows: int = BROADCAST_MAX_ROWS) -> Run:
+    """Partial aggregates of every partition of the plan's joined table, and the rows read
+    from each dataset (a table joined with itself counts once: the same rows)."""
+    planner = Planner(checked, runner, broadcast_max_rows)
+    parts = planner.parts(checked.plan.input)
+    handles = [runner.call(partial_task, planner.checked_ref, part.piece, *part.inputs)
+               for part in parts]
+    partials = runner.get(handles)
+    by_scan: Reads = {}
+    for reads in [*runner.get(planner.reads),
+                  *(json.loads((t.schema.metadata or {}).get(READS_KEY, b"{}")) for t in partials)]:
+        by_scan = _add(by_scan, {int(k): int(v) for k, v in reads.items()})
+    rows: dict[str, int] = {}
+    for scan, n in by_scan.items():
+        name = checked.reads[scan].dataset.name
+        rows[name] = max(rows.get(name, 0), n)
+    for ds in checked.datasets:
+        rows.setdefault(ds.name, 0)
+    return Run(partials, rows)

@@ -1,0 +1,70 @@
+"""The contract's history of released cells, kept for the difference check.
+
+The job driver checks each new cell against the history as it stood when the job started
+(plus the job's own earlier releases). Two jobs of one contract may run at once, so each
+job's new sets are checked again at settlement, under the settlement lock, against the sets
+other jobs recorded meanwhile; a job that conflicts has its outputs withheld.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pyroaring import FrozenBitMap64
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from sandbox.disclosure.difference import History, digest
+from sandbox.store.models import ReleasedSet
+
+
+def mark(session: Session) -> int:
+    """The newest recorded set's id: what a job's history snapshot contains."""
+    return int(session.scalar(select(func.max(ReleasedSet.id))) or 0)
+
+
+def load(session: Session, contract_id: str, datasets: Iterable[str], after: int = 0,
+         other_than: str | None = None) -> dict[str, tuple[bytes, ...]]:
+    query = (select(ReleasedSet.dataset, ReleasedSet.members)
+             .where(ReleasedSet.contract_id == contract_id,
+                    ReleasedSet.dataset.in_(list(datasets)), ReleasedSet.id > after)
+             .order_by(ReleasedSet.id))
+    if other_than is not None:
+        query = query.where(ReleasedSet.job_id != other_than)
+    rows = session.execute(query)
+    out: dict[str, list[bytes]] = {}
+    for dataset, members in rows:
+        out.setdefault(dataset, []).append(members)
+    return {name: tuple(sets) for name, sets in out.items()}
+
+
+def conflicting(session: Session, contract_id: str, new: Mapping[str, list[bytes]],
+                after: int, thresholds: Mapping[str, int], job_id: str) -> str | None:
+    """The dataset whose new sets conflict with sets other jobs recorded since `after`."""
+    since = load(session, contract_id, new, after, other_than=job_id)
+    for dataset, sets in sorted(new.items()):
+        others = History.of(since.get(dataset, ()))
+        if not len(others):
+            continue
+        if any(others.conflict(blob, thresholds[dataset]) for blob in sets):
+            return dataset
+    return None
+
+
+def record(session: Session, contract_id: str, job_id: str,
+           new: Mapping[str, list[bytes]]) -> int:
+    known = {(d, g) for d, g in session.execute(
+        select(ReleasedSet.dataset, ReleasedSet.digest)
+        .where(ReleasedSet.contract_id == contract_id, ReleasedSet.dataset.in_(list(new))))}
+    added = 0
+    for dataset, sets in sorted(new.items()):
+        for blob in sets:
+            key = (dataset, digest(blob))
+            if key in known:
+                continue
+            known.add(key)
+            session.add(ReleasedSet(contract_id=contract_id, dataset=dataset, digest=key[1],
+                                    cardinality=len(FrozenBitMap64.deserialize(blob)),
+                                    members=blob, job_id=job_id))
+            added += 1
+    return added

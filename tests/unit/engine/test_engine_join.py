@@ -1,0 +1,516 @@
+"""Joins in validation (per-side typing, lineage, roles, usage), in the engine (broadcast and
+partitioned hash joins, in-process and on Ray) and in the driver (budget, threshold, privacy)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyroaring import BitMap64
+
+from contracts.document import ContractDocument
+from sandbox.catalog.ingest import ingest, parse_meta
+from sandbox.catalog.models import ColumnInfo, DatasetInfo
+from sandbox.engine import join, protection
+from sandbox.driver import JobSpec, run_job
+from sandbox.engine.executor import LocalExecutor, RayExecutor
+from sandbox.engine.validate import CheckedPlan, ScanInfo, check_group_key, check_plan
+from sandbox.errors import DisclosureRefused, PlanError
+from sandbox.jail.process import Limits
+from sandbox.language import plan as p
+from sandbox.language.api import Table, col, count, count_distinct, mean, sum_
+
+
+def _ds(name: str, level: str, rows: int, *columns: ColumnInfo) -> DatasetInfo:
+    return DatasetInfo(name=name, title=name, provider_id="pr-1", level=level, row_count=rows,
+                       columns=columns, partitions=())
+
+
+PEOPLE = _ds("people", "L3", 100,
+             ColumnInfo("resident_id", "string", "identifier"),
+             ColumnInfo("district", "string", "attribute"),
+             ColumnInfo("age", "int64", "quasi_identifier", distinct=90),
+             ColumnInfo("birth_date", "date32[day]", "quasi_identifier"),
+             ColumnInfo("income", "double", "sensitive"))
+INSURED = _ds("insured", "L2", 80,
+              ColumnInfo("resident_id", "string", "identifier"),
+              ColumnInfo("credit_code", "string", "identifier"),
+              ColumnInfo("district", "string", "attribute"),
+              ColumnInfo("base", "double", "sensitive"),
+              ColumnInfo("months", "int64", "attribute"))
+FIRMS = _ds("firms", "L1", 10,
+            ColumnInfo("credit_code", "string", "identifier"),
+            ColumnInfo("industry", "string", "attribute"),
+            ColumnInfo("employees", "int32", "attribute"),
+            ColumnInfo("share", "float64", "attribute"),
+            ColumnInfo("founded", "date32[day]", "attribute"))
+CATALOG = {d.name: d for d in (PEOPLE, INSURED, FIRMS)}
+
+
+class NoChannel:
+    def collect(self, plan: Any) -> dict[str, Any]:
+        raise AssertionError("not used")
+
+    def emit(self, name: str, value: Any) -> None:
+        raise AssertionError("not used")
+
+
+def t(name: str) -> Table:
+    return Table(p.Scan(name), NoChannel())
+
+
+def check(table: Table) -> CheckedPlan:
+    return check_plan(table._node, CATALOG)
+
+
+def q3() -> Table:
+    """Insured people joined with their records and their employers, by industry."""
+    people = t("people").select("resident_id", "income")
+    firms = t("firms").select("credit_code", "industry")
+    return (t("insured").select("resident_id", "credit_code", "base")
+            .join(people, on="resident_id").join(firms, on="credit_code"))
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def test_usage_covers_every_dataset_read_with_join_keys_used_for_join_on_both_sides() -> None:
+    checked = check(q3().group_by("industry").agg(n=count(), m=mean("income"), b=sum_("base")))
+    assert checked.usage == {
+        "firms": {"credit_code": {"join"}, "industry": {"group_by"}},
+        "insured": {"base": {"aggregate"}, "credit_code": {"join"}, "resident_id": {"join"}},
+        "people": {"income": {"aggregate"}, "resident_id": {"join"}},
+    }
+
+
+def test_the_primary_dataset_is_the_left_most_and_every_read_has_its_own_columns() -> None:
+    checked = check(q3().group_by("industry").agg(n=count()))
+    assert checked.dataset is INSURED
+    assert checked.scan_columns == ("resident_id", "credit_code")
+    assert checked.datasets == (INSURED, PEOPLE, FIRMS)
+    assert checked.reads == (ScanInfo(INSURED, ("resident_id", "credit_code")),
+                             ScanInfo(PEOPLE, ("resident_id",)),
+                             ScanInfo(FIRMS, ("credit_code", "industry")))
+    assert checked.output_kinds == (("industry", "string"), ("n", "int"))
+
+
+def test_a_plan_without_joins_still_reads_one_dataset() -> None:
+    checked = check(t("people").group_by("district").agg(n=count()))
+    assert checked.datasets == (PEOPLE,)
+    assert checked.reads == (ScanInfo(PEOPLE, ("district",)),)
+    assert checked.usage == {"people": {"district": {"group_by"}}}
+
+
+def test_a_table_joined_with_itself_keeps_its_two_reads_apart() -> None:
+    left = t("people").select("resident_id", "income")
+    right = t("people").select("resident_id", "district")
+    checked = check(left.join(right, on="resident_id").group_by("district").agg(n=count()))
+    assert checked.reads == (ScanInfo(PEOPLE, ("resident_id",)),
+                             ScanInfo(PEOPLE, ("resident_id", "district")))
+    assert checked.datasets == (PEOPLE,)
+    assert checked.usage == {"people": {"district": {"group_by"}, "resident_id": {"join"}}}
+
+
+def test_a_column_on_both_sides_that_is_no_key_is_ambiguous() -> None:
+    with pytest.raises(PlanError) as info:
+        check(t("insured").join(t("people"), on="resident_id").agg(n=count()))
+    message = info.value.message
+    assert "'district'" in message and "both tables" in message
+    assert "select()" in message and "derive()" in message
+
+
+def test_renaming_one_side_resolves_the_ambiguity() -> None:
+    people = t("people").derive(home=col("district")).select("resident_id", "home", "income")
+    joined = t("insured").join(people, on="resident_id")
+    checked = check(joined.group_by("district", "home").agg(n=count()))
+    assert checked.usage["people"]["district"] == {"group_by"}
+    assert checked.usage["insured"]["district"] == {"group_by"}
+
+
+@pytest.mark.parametrize(("left", "right", "side"), [
+    ("insured", "firms", "right"),
+    ("firms", "people", "left"),
+])
+def test_a_join_key_missing_on_one_side_names_the_side(left: str, right: str, side: str) -> None:
+    with pytest.raises(PlanError, match=f"no column 'resident_id' in the {side} table"):
+        check(t(left).join(t(right), on="resident_id").agg(n=count()))
+
+
+def test_join_keys_of_incompatible_kinds_name_the_column_and_kinds() -> None:
+    firms = t("firms").derive(resident_id=col("founded")).select("resident_id", "industry")
+    with pytest.raises(PlanError) as info:
+        check(t("people").join(firms, on="resident_id").agg(n=count()))
+    message = info.value.message
+    assert "'resident_id'" in message and "string in the left" in message
+    assert "date in the right" in message
+
+
+def test_numbers_join_numbers_and_the_key_becomes_a_float() -> None:
+    firms = t("firms").derive(k=col("employees")).select("k", "industry")
+    other = t("firms").derive(k=col("share")).select("k", "founded")
+    checked = check(firms.join(other, on="k").agg(n=count(), s=sum_("k")))
+    assert checked.output_kinds == (("n", "int"), ("s", "float"))
+
+
+def test_a_boolean_cannot_join_a_number() -> None:
+    left = t("firms").derive(k=col("employees") > 3).select("k", "industry")
+    right = t("firms").select("employees").derive(k=col("employees")).select("k")
+    with pytest.raises(PlanError, match="bool in the left table and int in the right"):
+        check(left.join(right, on="k").agg(n=count()))
+
+
+def test_an_unknown_dataset_on_the_right_is_refused() -> None:
+    with pytest.raises(PlanError, match="'nowhere' is not available"):
+        check(t("people").join(t("nowhere"), on="resident_id").agg(n=count()))
+
+
+def test_identifier_join_keys_stay_identifiers_after_the_join() -> None:
+    joined = t("insured").select("resident_id", "base").join(
+        t("people").select("resident_id", "income"), on="resident_id")
+    with pytest.raises(DisclosureRefused, match="identifier column 'resident_id'"):
+        check(joined.group_by("resident_id").agg(n=count()))
+    with pytest.raises(DisclosureRefused, match="identifier column 'resident_id'"):
+        check(joined.agg(s=sum_("resident_id")))
+    # Counting distinct people releases a count only.
+    checked = check(joined.agg(people=count_distinct("resident_id")))
+    assert checked.usage["people"]["resident_id"] == {"join", "aggregate"}
+
+
+def test_a_derived_copy_of_the_joined_identifier_cannot_be_grouped_by() -> None:
+    joined = t("insured").select("resident_id", "base").join(
+        t("people").select("resident_id", "income"), on="resident_id")
+    laundered = joined.derive(x=col("resident_id")).select("x", "income")
+    with pytest.raises(DisclosureRefused) as info:
+        check(laundered.group_by("x").agg(n=count()))
+    assert "'x'" in info.value.message and "'resident_id'" in info.value.message
+
+
+def test_a_key_that_is_an_identifier_on_one_side_only_is_one_after_the_join() -> None:
+    # Left: an attribute renamed to the right's identifier name; the merged key carries both.
+    left = t("firms").derive(credit_code=col("industry")).select("credit_code", "share")
+    right = t("insured").select("credit_code", "base")
+    with pytest.raises(DisclosureRefused, match="identifier column 'credit_code'"):
+        check(left.join(right, on="credit_code").group_by("credit_code").agg(n=count()))
+
+
+def test_raw_quasi_identifiers_stay_too_fine_to_group_by_through_a_join() -> None:
+    joined = t("insured").select("resident_id", "base").join(
+        t("people").select("resident_id", "birth_date"), on="resident_id")
+    with pytest.raises(DisclosureRefused, match="quasi-identifier 'birth_date'"):
+        check(joined.group_by("birth_date").agg(n=count()))
+    check(joined.derive(born=col("birth_date").year()).group_by("born").agg(n=count()))
+
+
+def test_quantiles_of_a_sensitive_column_from_the_right_are_coarsened() -> None:
+    from sandbox.language.api import quantile
+
+    joined = t("insured").select("resident_id", "months").join(
+        t("people").select("resident_id", "income"), on="resident_id")
+    checked = check(joined.agg(q=quantile("income", 0.5), m=quantile("months", 0.5)))
+    assert checked.coarsen == ("q",)
+
+
+def test_an_aggregate_inside_a_join_side_is_refused() -> None:
+    node = p.Aggregate(p.Join(p.Aggregate(p.Scan("people"), ("district",),
+                                          (("n", p.Agg("count")),)),
+                              p.Scan("firms"), ("district",)), (), (("n", p.Agg("count")),))
+    with pytest.raises(PlanError, match="cannot be aggregated again"):
+        check_plan(node, CATALOG)
+
+
+def test_check_group_key_still_refuses_a_raw_identifier() -> None:
+    with pytest.raises(DisclosureRefused):
+        check_group_key(PEOPLE, "resident_id")
+    check_group_key(PEOPLE, "district")
+
+
+# --- hash partitioning ------------------------------------------------------------------
+
+
+def _hashes(values: pa.Array) -> list[int]:
+    return join._key_hash(values).tolist()
+
+
+def test_numbers_hash_by_value_whatever_their_type() -> None:
+    ints = pa.array([0, 3, -7, 2**40], pa.int64())
+    assert _hashes(ints) == _hashes(pa.array([0.0, 3.0, -7.0, 2.0**40]))
+    assert _hashes(pa.array([0, 3, -7], pa.int8())) == _hashes(pa.array([0.0, 3.0, -7.0]))
+    assert _hashes(pa.array([-0.0])) == _hashes(pa.array([0], pa.int16()))
+    assert len(set(_hashes(ints))) == 4
+
+
+def test_dates_hash_like_midnight_timestamps() -> None:
+    days = [dt.date(1960, 1, 1), dt.date(2024, 12, 31)]
+    midnights = [dt.datetime(d.year, d.month, d.day) for d in days]
+    assert _hashes(pa.array(days, pa.date32())) == _hashes(pa.array(midnights, pa.timestamp("ms")))
+
+
+def test_text_hashes_by_bytes_across_string_types_and_slices() -> None:
+    words = ["", "城关区", "a", "ab", "ba", "", "湖滨区" * 40]
+    small, large = pa.array(words, pa.string()), pa.array(words, pa.large_string())
+    assert _hashes(small) == _hashes(large)
+    assert _hashes(small.slice(2, 3)) == _hashes(pa.array(words[2:5]))
+    assert len(set(_hashes(small))) == len(set(words))
+
+
+def test_split_keeps_every_non_null_key_row_once_and_equal_keys_together() -> None:
+    table = pa.table({"k": pa.array([f"k{i % 37}" for i in range(500)] + [None] * 5),
+                      "row": pa.array(range(505), pa.int64())})
+    parts = join.split(table, ["k"], 7)
+    assert len(parts) == 7
+    rows = sorted(r for part in parts for r in part.column("row").to_pylist())
+    assert rows == list(range(500))
+    homes = {}
+    for i, part in enumerate(parts):
+        for k in part.column("k").to_pylist():
+            assert homes.setdefault(k, i) == i
+        assert part.column("row").to_pylist() == sorted(part.column("row").to_pylist())
+    assert sum(1 for part in parts if part.num_rows) > 3, "keys spread over the buckets"
+
+
+def test_join_tables_drops_null_keys_matches_numbers_across_types_and_keeps_null_columns() -> None:
+    left = pa.table({"k": pa.array([1, None, 2, 2], pa.int64()), "a": [1, 2, 3, 4],
+                     "__row": pa.array([10, 11, 12, 13], pa.uint64())})
+    right = pa.table({"k": pa.array([None, 2.0, 2.0, 5.0]), "b": ["x", "y", "z", "w"],
+                      "nothing": pa.nulls(4), "__row": pa.array([0, 1, 2, 3], pa.uint64())})
+    out = join.join_tables(left, right, ["k"])
+    assert out.column_names == ["k", "a", "__row", "b", "nothing"]
+    got = sorted(zip(*(out.column(c).to_pylist() for c in ("k", "a", "__row", "b"))))
+    assert got == [(2.0, 3, 12, "y"), (2.0, 3, 12, "z"), (2.0, 4, 13, "y"), (2.0, 4, 13, "z")]
+    assert out.column("nothing").null_count == 4
+
+
+# --- the engine ---------------------------------------------------------------------------
+
+
+def _dataset(root: Path, name: str, table: pa.Table, roles: dict[str, str],
+             partition_rows: int, level: str = "L2") -> DatasetInfo:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    meta = parse_meta({"name": name, "title": name, "provider_id": "pr-1", "level": level,
+                       "columns": {c: {"role": r} for c, r in roles.items()}})
+    return ingest(buf.getvalue(), f"{name}.parquet", meta, root, partition_rows)
+
+
+@pytest.fixture(scope="module")
+def town(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DatasetInfo]:
+    """Ten people (four partitions); jobs: person 0 holds six, person 1 one, an unknown
+    person one, a null key one; firms: two of three firms have jobs."""
+    root = tmp_path_factory.mktemp("town")
+    people = pa.table({"pid": [f"p{i}" for i in range(10)],
+                       "district": ["城关区", "湖滨区"] * 5,
+                       "income": [float(1000 * i) for i in range(10)]})
+    jobs = pa.table({"pid": ["p0"] * 6 + ["p1", "p99", None],
+                     "firm": ["f1", "f2", "f1", "f2", "f1", "f3", "f2", "f1", "f1"],
+                     "pay": [10, 20, 30, 40, 50, 60, 70, 80, 90]})
+    firms = pa.table({"firm": ["f1", "f2", "f3"], "industry": ["制造业", "金融业", "教育"]})
+    ident = {"pid": "identifier"}
+    return {
+        "people": _dataset(root, "people", people,
+                           {**ident, "district": "attribute", "income": "attribute"}, 3, "L3"),
+        "jobs": _dataset(root, "jobs", jobs,
+                         {**ident, "firm": "identifier", "pay": "attribute"}, 4),
+        "firms": _dataset(root, "firms", firms, {"firm": "identifier", "industry": "attribute"},
+                          2),
+    }
+
+
+class RecordingRunner(join.LocalRunner):
+    """The in-process runner, noting which task bodies ran."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def call(self, fn: Any, *args: Any, returns: int = 1) -> Any:
+        self.ran.append(fn.__name__)
+        return super().call(fn, *args, returns=returns)
+
+
+def _town_plan(town: dict[str, DatasetInfo], table: Table, stats: bool = False) -> CheckedPlan:
+    checked = check_plan(table._node, town)
+    return dataclasses.replace(checked, disclosure_stats=True) if stats else checked
+
+
+def _people_jobs() -> Table:
+    return t("people").join(t("jobs"), on="pid")
+
+
+def test_a_small_right_side_is_broadcast_once(town: dict[str, DatasetInfo]) -> None:
+    runner = RecordingRunner()
+    checked = _town_plan(town, _people_jobs().group_by("district").agg(n=count()))
+    join.run(checked, runner)
+    jobs_parts, people_parts = len(town["jobs"].partitions), len(town["people"].partitions)
+    assert runner.ran == ["part_task"] * jobs_parts + ["concat_task"] + \
+        ["partial_task"] * people_parts
+
+
+def test_a_large_right_side_is_hash_partitioned(town: dict[str, DatasetInfo]) -> None:
+    runner = RecordingRunner()
+    checked = _town_plan(town, _people_jobs().group_by("district").agg(n=count()))
+    join.run(checked, runner, broadcast_max_rows=town["jobs"].row_count - 1)
+    n_people, n_jobs = len(town["people"].partitions), len(town["jobs"].partitions)
+    buckets = max(n_people, n_jobs)
+    assert runner.ran == ["split_task"] * (n_people + n_jobs) + ["partial_task"] * buckets
+
+
+def test_a_right_side_that_joins_is_never_broadcast(town: dict[str, DatasetInfo]) -> None:
+    runner = RecordingRunner()
+    right = t("jobs").join(t("firms"), on="firm")
+    checked = _town_plan(town, t("people").join(right, on="pid").agg(n=count()))
+    join.run(checked, runner, broadcast_max_rows=10**9)
+    assert "concat_task" in runner.ran        # firms, inside the right side, is broadcast
+    assert runner.ran.count("split_task") == len(town["people"].partitions) + len(
+        town["jobs"].partitions)
+
+
+@pytest.mark.parametrize("broadcast", [10**9, 0], ids=["broadcast", "partitioned"])
+def test_a_chain_of_joins_counts_matches_and_every_dataset_read(
+        town: dict[str, DatasetInfo], broadcast: int) -> None:
+    firms = t("firms").select("firm", "industry")
+    q = (t("jobs").join(t("people").select("pid", "income"), on="pid").join(firms, on="firm")
+         .group_by("industry").agg(n=count(), pay=sum_("pay"), income=sum_("income")))
+    result = LocalExecutor(broadcast).aggregate(_town_plan(town, q))
+    got = {r["industry"]: (r["n"], r["pay"], r["income"]) for r in result.table.to_pylist()}
+    # p99 and the null key match no one; p0's six jobs and p1's one remain.
+    assert got == {"制造业": (3, 10 + 30 + 50, 0.0), "金融业": (3, 20 + 40 + 70, 1000.0),
+                   "教育": (1, 60, 0.0)}
+    assert result.rows_by_dataset == {"jobs": 9, "people": 10, "firms": 3}
+    assert result.rows_scanned == 22
+
+
+@pytest.mark.parametrize("broadcast", [10**9, 0], ids=["broadcast", "partitioned"])
+def test_contributors_of_a_join_are_distinct_primary_rows(
+        town: dict[str, DatasetInfo], broadcast: int) -> None:
+    """p0 matches six jobs: a cell of seven joined rows has two contributing people."""
+    q = _people_jobs().agg(n=count(), pay=sum_("pay"), k=count_distinct("firm"))
+    table = LocalExecutor(broadcast).aggregate(_town_plan(town, q, stats=True)).table
+    row = table.to_pylist()[0]
+    assert (row["n"], row["pay"], row["k"]) == (7, 10 + 20 + 30 + 40 + 50 + 60 + 70, 3)
+    assert (row["__c:n"], row["__c:pay"], row["__c:k"]) == (2, 2, 2)
+    contributors = set(BitMap64.deserialize(row[protection.IDS]))
+    # People p0 and p1: rows 0 and 1 of the first partition of people.
+    assert contributors == {0, 1}
+
+
+def test_contributors_of_an_aggregate_count_only_rows_with_a_value(
+        tmp_path: Path) -> None:
+    people = _dataset(tmp_path, "people", pa.table({"pid": ["a", "b", "c"]}),
+                      {"pid": "identifier"}, 10)
+    scores = _dataset(tmp_path, "scores",
+                      pa.table({"pid": ["a", "a", "a", "b", "c"],
+                                "v": pa.array([1.0, 2.0, 3.0, None, None])}),
+                      {"pid": "identifier", "v": "attribute"}, 10)
+    q = t("people").join(t("scores"), on="pid").agg(n=count(), m=mean("v"))
+    checked = dataclasses.replace(check_plan(q._node, {"people": people, "scores": scores}),
+                                  disclosure_stats=True)
+    row = LocalExecutor().aggregate(checked).table.to_pylist()[0]
+    assert (row["n"], row["m"]) == (5, 2.0)
+    assert (row["__c:n"], row["__c:m"]) == (3, 1)   # only a has values
+
+
+def test_a_table_joined_with_itself_is_metered_once(town: dict[str, DatasetInfo]) -> None:
+    left = t("people").select("pid", "income")
+    right = t("people").derive(d=col("district")).select("pid", "d")
+    q = left.join(right, on="pid").group_by("d").agg(n=count(), s=sum_("income"))
+    result = LocalExecutor().aggregate(_town_plan(town, q))
+    assert {r["d"]: (r["n"], r["s"]) for r in result.table.to_pylist()} == {
+        "城关区": (5, 20000.0), "湖滨区": (5, 25000.0)}
+    assert result.rows_by_dataset == {"people": 10}
+
+
+def test_joined_results_are_the_same_every_run(town: dict[str, DatasetInfo]) -> None:
+    q = _people_jobs().group_by("district").agg(m=mean("income"), p=sum_("pay"))
+    checked = _town_plan(town, q, stats=True)
+    first = LocalExecutor(0).aggregate(checked).table
+    assert all(LocalExecutor(0).aggregate(checked).table.equals(first) for _ in range(5))
+
+
+def test_ray_runs_a_join_the_way_the_loop_does(town: dict[str, DatasetInfo],
+                                               ray_local: None) -> None:
+    q = (t("jobs").join(t("people").select("pid", "district"), on="pid")
+         .join(t("firms"), on="firm").group_by("district", "industry").agg(n=count()))
+    checked = _town_plan(town, q, stats=True)
+    local = LocalExecutor().aggregate(checked)
+    for broadcast in (10**9, 0):
+        remote = RayExecutor(broadcast).aggregate(checked)
+        assert remote.table.drop_columns([protection.IDS]).equals(
+            local.table.drop_columns([protection.IDS]))
+        assert remote.rows_by_dataset == local.rows_by_dataset
+
+
+# --- the driver ---------------------------------------------------------------------------
+
+JOINED_COUNT = ("j = table('jobs').join(table('people').select('pid'), on='pid')\n"
+                "emit('joined', j.agg(n=count()).collect())\n")
+TOWN_GRANTS = {"jobs": {"pid": ["join"], "firm": ["join"], "pay": ["aggregate"]},
+               "people": {"pid": ["join"], "district": ["group_by"]},
+               "firms": {"firm": ["join"], "industry": ["group_by"]}}
+
+
+def _contract(**terms: Any) -> ContractDocument:
+    return ContractDocument(
+        id="c-1", version=1, operator_id="op-1", datasets=TOWN_GRANTS,
+        purpose="就业结构分析", purpose_class="commercial",
+        valid_from="2026-01-01T00:00:00Z", valid_to="2030-01-01T00:00:00Z",
+        quotas={}, spend_cap=None, issued_at="2026-01-01T00:00:00Z", **terms)
+
+
+def _spec(town: dict[str, DatasetInfo], code: str, **changes: Any) -> JobSpec:
+    base = JobSpec(job_id="j-1", code=code, params={}, contract=_contract(), datasets=town,
+                   thresholds={"L1": 1, "L2": 5, "L3": 10},
+                   limits=Limits(cpu_seconds=5, memory_bytes=512 * 2**20, wall_seconds=10.0),
+                   max_rows=100, max_outputs=3)
+    return dataclasses.replace(base, **changes)
+
+
+def test_a_joined_cell_needs_the_strictest_threshold_and_is_metered_per_dataset(
+        town: dict[str, DatasetInfo]) -> None:
+    code = JOINED_COUNT + "emit('alone', table('jobs').agg(p=sum('pay')).collect())\n"
+    result = run_job(_spec(town, code), LocalExecutor())
+    assert result.status == "succeeded", result.error
+    # Seven job rows matched a person: enough for jobs (L2, 5), not for people (L3, 10).
+    assert result.outputs["joined"]["rows"] == [[None]]
+    assert result.outputs["alone"]["rows"] == [[450]]
+    joined, alone = result.disclosure["releases"]
+    assert joined["dataset"] == "jobs" and joined["joined"] == ["people"]
+    assert [(c["rule"], c["threshold"], c["contributors"]) for c in joined["suppressed"]] == [
+        ("min_contributors", 10, 7)]
+    assert "joined" not in alone and alone["suppressed"] == []
+    assert result.usage["rows_by_dataset"] == {"jobs": 9 + 9, "people": 10}
+    assert result.usage["rows_by_level"] == {"L2": 18, "L3": 10}
+
+
+def test_a_join_beyond_the_quoted_rows_is_refused_naming_the_datasets(
+        town: dict[str, DatasetInfo]) -> None:
+    result = run_job(_spec(town, JOINED_COUNT, max_rows=9 + 10 - 1), LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "quota_exceeded"
+    assert "19 more rows of 'jobs', 'people'" in result.error["message"]
+    assert result.usage["rows_scanned"] == 0
+
+
+def test_a_join_with_a_differentially_private_dataset_is_refused(
+        town: dict[str, DatasetInfo]) -> None:
+    contract = _contract(privacy={"people": {"epsilon": "1", "per_job_epsilon": "0.5"}})
+    result = run_job(_spec(town, JOINED_COUNT, contract=contract, epsilon={"people": "0.5"}),
+                     LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "disclosure_refused"
+    message = result.error["message"]
+    assert "'people'" in message and "differential privacy" in message and "join()" in message
+    assert result.usage["rows_scanned"] == 0
+
+
+def test_a_join_key_not_granted_for_join_is_out_of_scope(town: dict[str, DatasetInfo]) -> None:
+    grants = {**TOWN_GRANTS, "people": {"pid": ["filter"]}}
+    contract = dataclasses.replace(_contract(), datasets=grants)
+    result = run_job(_spec(town, JOINED_COUNT, contract=contract), LocalExecutor())
+    assert result.status == "rejected"
+    assert result.error["code"] == "contract_scope"
+    assert "'pid'" in result.error["message"] and "join" in result.error["message"]
