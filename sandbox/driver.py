@@ -37,6 +37,9 @@ from sandbox.language.plan import plan_from_json
 
 OUTPUT_NAME = re.compile(r"^[\w.\-]{1,128}$")
 MAX_SCALAR_CHARS = 10_000
+# Released tables are summaries: a collect() with more groups than this is refused (the cap
+# also bounds what crosses into the job process).
+MAX_RELEASED_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,10 @@ class _Handler:
                             "or an invalid conversion); check the expressions of this plan")
         for name, rows in result.rows_by_dataset.items():
             self.rows_by_dataset[name] = self.rows_by_dataset.get(name, 0) + rows
+        if result.table.num_rows > MAX_RELEASED_ROWS:
+            raise PlanError(f"this collect() has more than {MAX_RELEASED_ROWS} groups, more than "
+                            "one release may hold; group by coarser keys (bucket(), year(), "
+                            "fewer columns) or filter first")
         table, noise = result.table, ()
         if epsilon is not None:
             table, noise = dp.privatize(result.table, checked, epsilon)

@@ -261,3 +261,15 @@ def test_the_scan_budget_counts_every_collect(handler: _Handler, people: Dataset
 def test_output_digest_is_stable_across_key_order() -> None:
     assert output_digest({"a": 1, "b": [1, "区"]}) == output_digest({"b": [1, "区"], "a": 1})
     assert output_digest({"a": 1}) != output_digest({"a": 2})
+
+
+def test_a_release_with_too_many_groups_is_refused(people: DatasetInfo,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import sandbox.driver as driver
+
+    monkeypatch.setattr(driver, "MAX_RELEASED_ROWS", 2)
+    code = "emit('x', table('people').group_by('district').agg(n=count()).collect())\n"
+    result = run_job(spec(people, code), LocalExecutor())
+    assert result.status == "rejected"
+    assert "more than 2 groups" in result.error["message"]
+    assert result.outputs == {}
