@@ -5,6 +5,7 @@ subtracting released cells from a released total. Each must fail to reveal the t
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from typing import Any
 
@@ -159,3 +160,36 @@ def test_a_dominated_sum_is_suppressed(world: World, city: Any, rules: str) -> N
                                           or sum(incomes[:2]) > 0.67 * sum(incomes))
         if dominated:
             assert row[3] is None
+
+
+def test_two_concurrent_jobs_cannot_difference_each_other(local_world: World, city: Any) -> None:
+    """The second job's history snapshot predates the first job's release: the check at
+    settlement must withhold it."""
+    import threading
+
+    w = local_world
+    target = _target(city)
+    cid = w.active_contract()
+    district = f'(col("district") == "{target["district"]}")'
+    slow = "x = 0\nfor i in range(3 * 10**6):\n    x += 1\n"
+    results: dict[str, Any] = {}
+
+    def run(name: str, code: str) -> None:
+        results[name] = w.run(cid, code).json()
+
+    second = threading.Thread(target=run, args=(
+        "minus_one", slow + _sum_job(f"{district} & ~({_is_target(target)})")))
+    second.start()
+    time.sleep(0.3)          # the slow job has started (its history snapshot is taken)
+    run("district", _sum_job(district))
+    second.join(timeout=60)
+    first, late = results["district"], results["minus_one"]
+    assert first["status"] == "succeeded" and _cells(first)[1] is not None
+    # The late job either saw the first release (suppressed by the difference check) or, if
+    # its snapshot predates it, is withheld at settlement. Never are both totals released.
+    if late["status"] == "succeeded":
+        assert _cells(late) == [None, None]
+    else:
+        assert late["status"] == "failed" and late["error"]["code"] == "disclosure_conflict"
+        assert late["outputs"] == {}
+        assert "withheld" in late["error"]["message"]
