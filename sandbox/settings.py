@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     log_origin: str = Field("public-data-sandbox", description=(
         "Origin line of the ledger's signed checkpoints: names this log to verifiers."))
     max_upload_mb: int = Field(1024, ge=1, description="Largest dataset file accepted by ingest, in MiB.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Partition paths travel to Ray workers, which resolve a relative path elsewhere.
+        return value.expanduser().resolve()
 
     @property
     def resolved_database_url(self) -> str:
