@@ -18,15 +18,16 @@ Left-deep chains (a.join(b).join(c)) compose: a later join's left side is the ea
 pieces, still unmaterialised. The primary (left-most) table keeps its row ids through every
 join; other tables never get any, since a cell's contributors are the primary's rows.
 
-`run` drives everything through a `Runner`: in-process (a loop) or Ray (tasks), the same
-functions either way.
+A plan without joins is the simplest case: one task per partition of its table. `run`
+drives everything through a `Runner`: in-process (a loop) or Ray (tasks), the same functions
+either way.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
 
 import numpy as np
@@ -127,19 +128,31 @@ def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str]) -> pa.Table:
         lt, rt = left.schema.field(k).type, right.schema.field(k).type
         if lt != rt:
             common = _common_type(lt, rt)
-            left = left.set_column(left.schema.get_field_index(k), k, pc.cast(left.column(k), common))
-            right = right.set_column(right.schema.get_field_index(k), k,
-                                     pc.cast(right.column(k), common))
+            left = _cast_column(left, k, common)
+            right = _cast_column(right, k, common)
     # Arrow's join carries no columns of the null type; they hold nothing, so re-add them.
     empty = [(c, side) for side in (left, right) for c in side.column_names
              if c not in keys and pa.types.is_null(side.schema.field(c).type)]
     left = left.drop_columns([c for c, side in empty if side is left])
     right = right.drop_columns([c for c, side in empty if side is right])
-    joined = left.join(right, keys=keys, join_type="inner", use_threads=False,
-                       coalesce_keys=True)
+    if right.num_rows <= left.num_rows:
+        joined = left.join(right, keys=keys, join_type="inner", use_threads=False,
+                           coalesce_keys=True)
+    else:
+        # Arrow builds its hash table on the second table: building on the smaller side is
+        # several times faster, as when a partition meets a large broadcast table.
+        joined = right.join(left, keys=keys, join_type="inner", use_threads=False,
+                            coalesce_keys=True)
+        joined = joined.select([*left.column_names,
+                                *(c for c in right.column_names if c not in keys)])
     for c, _ in empty:
         joined = joined.append_column(c, pa.nulls(joined.num_rows))
     return joined
+
+
+def _cast_column(table: pa.Table, name: str, to: pa.DataType) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name,
+                            pc.cast(table.column(name), to))
 
 
 def _non_null_keys(table: pa.Table, keys: list[str]) -> pa.Table:
@@ -305,16 +318,18 @@ class Part:
 
 @dataclass
 class Planner:
+    """Cuts a plan into parts, starting the tasks that must run before the final ones."""
+
     checked: CheckedPlan
     runner: Runner
     broadcast_max_rows: int = BROADCAST_MAX_ROWS
-    checked_ref: Any = None
-    reads: list[Any] = None  # type: ignore[assignment]
-    next_scan: int = 0
+    checked_ref: Any = field(init=False)
+    reads: list[Any] = field(init=False, default_factory=list)   # handles of rows-read counts
+    next_scan: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
+        # Shipped once, shared by every task.
         self.checked_ref = self.runner.put(self.checked)
-        self.reads = []
 
     def parts(self, node: p.Node) -> list[Part]:
         steps: list[p.Node] = []
@@ -345,8 +360,8 @@ class Planner:
         return self._partitioned(left, right, node.on)
 
     def _estimate(self, node: p.Node, first_scan: int) -> float:
-        """Rows the right side may have: what its tables hold, unbounded if it joins itself
-        (a join can multiply rows)."""
+        """Rows the right side may have: what its table holds (filters only remove rows), or
+        unbounded when it contains a join, which can multiply rows."""
         reads = p.scans(node)
         if len(reads) > 1:
             return float("inf")

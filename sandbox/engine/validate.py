@@ -85,7 +85,7 @@ class ScanInfo:
 @dataclass(frozen=True)
 class CheckedPlan:
     plan: p.Aggregate
-    dataset: DatasetInfo            # the primary (left-most) table: its rows are a cell's contributors
+    dataset: DatasetInfo            # the primary (left-most) table: its rows are the contributors
     scan_columns: tuple[str, ...]   # columns read from `dataset`
     output_kinds: tuple[tuple[str, str], ...]
     usage: dict[str, dict[str, frozenset[str]]]

@@ -1,13 +1,15 @@
 """Starting and supervising one jail process per job.
 
-Each job gets a fresh interpreter (never reused), started with OS resource limits and killed
-hard at its wall-clock deadline. A few interpreters are started ahead of need, so a job does
-not wait for Python to start and import the language; each is still handed out only once. Everything the process sends is untrusted: the handler that
-answers it validates plans as it would any other input.
+Each job gets a fresh process (never reused), with OS resource limits, killed hard at its
+wall-clock deadline. By default it is forked from a template process that has already started
+Python and imported the job language (`jail.forkserver`), so a job does not wait ~70 ms for an
+interpreter; the template itself never runs job code. Everything the process sends is
+untrusted: the handler that answers it validates plans as it would any other input.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import resource
@@ -19,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sandbox.jail.forkserver import ForkServer
 from sandbox.jail.protocol import FrameError, read_frame, write_frame
 
 
@@ -28,7 +31,9 @@ class Limits:
     memory_bytes: int = 1024 * 1024 * 1024
     wall_seconds: float = 30.0
     max_requests: int = 1000
-    warm_processes: int = 2     # started ahead of need; 0 starts each job's process on demand
+    # Above 0: job processes are forked from a template that has done the imports; 0 starts
+    # each job's process as a new interpreter.
+    warm_processes: int = 2
     # False runs jobs even where the system-call filter cannot be installed (never by default).
     require_seccomp: bool = True
 
@@ -52,8 +57,9 @@ class Outcome:
     diagnostics: str = field(default="", repr=False)  # host-side only, never shown to operators
 
 
-def _apply_limits(limits: Limits) -> None:
-    # Runs in the child between fork and exec.
+def apply_limits(limits: Limits) -> None:
+    # Runs in the job process before any job code: between fork and exec, or after the
+    # template's fork.
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
@@ -91,50 +97,43 @@ def _refusal(exc: Exception) -> dict[str, Any]:
     return {"code": code, "message": getattr(exc, "message", None) or str(exc)}
 
 
+def _environment() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+
+
+def _child_args(limits: Limits) -> tuple[str, ...]:
+    return () if limits.require_seccomp else ("--allow-unfiltered",)
+
+
 def _spawn(limits: Limits) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-I", "-m", "sandbox.jail.child",
-         *(() if limits.require_seccomp else ("--allow-unfiltered",))],
+        [sys.executable, "-I", "-m", "sandbox.jail.child", *_child_args(limits)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=lambda: _apply_limits(limits), start_new_session=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
-        cwd="/",
+        preexec_fn=lambda: apply_limits(limits), start_new_session=True,
+        env=_environment(), cwd="/",
     )
 
 
-class _WarmPool:
-    """Jail processes started ahead of need, per set of limits. A process waits, idle, for
-    its one job; if its parent dies its stdin closes and it exits."""
+class _Starter:
+    """Where job processes come from: forked from a template that has done the imports (one
+    per driver process, restarted if it dies), or, with `warm_processes=0`, each started as a
+    new interpreter. Either way a process runs one job and is gone."""
 
     def __init__(self) -> None:
-        self._ready: dict[Limits, list[subprocess.Popen[bytes]]] = {}
-        self._starting: dict[Limits, int] = {}
+        self._server: ForkServer | None = None
         self._lock = threading.Lock()
 
-    def take(self, limits: Limits) -> subprocess.Popen[bytes]:
-        proc = None
+    def take(self, limits: Limits) -> Any:
+        if limits.warm_processes <= 0:
+            return _spawn(limits)
         with self._lock:
-            ready = self._ready.setdefault(limits, [])
-            while ready and proc is None:
-                candidate = ready.pop(0)
-                proc = candidate if candidate.poll() is None else None
-        if limits.warm_processes > 0:
-            threading.Thread(target=self._refill, args=(limits,), daemon=True).start()
-        return proc if proc is not None else _spawn(limits)
-
-    def _refill(self, limits: Limits) -> None:
-        with self._lock:
-            have = len(self._ready.setdefault(limits, [])) + self._starting.get(limits, 0)
-            missing = max(limits.warm_processes - have, 0)
-            self._starting[limits] = self._starting.get(limits, 0) + missing
-        for _ in range(missing):
-            proc = _spawn(limits)
-            with self._lock:
-                self._ready[limits].append(proc)
-                self._starting[limits] -= 1
+            if self._server is None or not self._server.alive():
+                self._server = ForkServer(_environment())
+            server = self._server
+        return server.fork(dataclasses.asdict(limits), _child_args(limits))
 
 
-_pool = _WarmPool()
+_pool = _Starter()
 
 
 def run_in_jail(code: str, params: dict[str, Any], handler: Handler, limits: Limits) -> Outcome:
@@ -153,7 +152,7 @@ def run_in_jail(code: str, params: dict[str, Any], handler: Handler, limits: Lim
         outcome = None
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill(proc.pid)
         proc.wait()
         drain.join(timeout=1)
     if outcome is None:
@@ -161,6 +160,17 @@ def run_in_jail(code: str, params: dict[str, Any], handler: Handler, limits: Lim
     outcome.wall_seconds = time.monotonic() - started
     outcome.diagnostics = b"".join(stderr).decode("utf-8", "replace")
     return outcome
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        # A forked child that has not yet started its own session: kill it alone.
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _crash_outcome(returncode: int, limits: Limits) -> Outcome:

@@ -40,6 +40,7 @@ AGGREGATES: dict[str, bool] = {  # name -> takes an argument
 PARAM_AGGREGATES = frozenset({"quantile"})
 
 MAX_PLAN_DEPTH = 64
+MAX_PLAN_NODES = 5_000
 # Datasets one plan may read (a chain of joins reads one more per join).
 MAX_PLAN_SCANS = 8
 MAX_LIST_VALUES = 10_000
@@ -290,7 +291,30 @@ def expr_from_json(x: Any, depth: int = 0) -> Expr:
     return Call(d["fn"], tuple(expr_from_json(a, depth + 1) for a in d["args"]))
 
 
+def _too_large(x: Any) -> bool:
+    """Whether a JSON plan has more than MAX_PLAN_NODES objects and lists, counted without
+    recursion (the plan is untrusted)."""
+    stack, seen = [x], 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            continue
+        seen += 1
+        if seen > MAX_PLAN_NODES:
+            return True
+    return False
+
+
 def plan_from_json(x: Any, depth: int = 0) -> Node:
+    if depth == 0 and _too_large(x):
+        # Validating and evaluating cost time in proportion; a plan this large is an attack
+        # on the driver (an expression doubled many times), not an analysis.
+        raise PlanError(f"a plan may have at most {MAX_PLAN_NODES} parts (columns, literals, "
+                        "functions, steps); simplify the expressions of this collect()")
     if depth > MAX_PLAN_DEPTH:
         raise PlanError(f"plans may chain at most {MAX_PLAN_DEPTH} operations")
     op = x.get("op") if isinstance(x, dict) else None

@@ -108,7 +108,13 @@ def check_source(source: str) -> ast.Module:
 def compile_job(source: str) -> Any:
     """Return a code object for `run_compiled`, or raise CompileError with a line number."""
     check_source(source)
-    result = compile_restricted_exec(source, FILENAME, policy=RestrictingNodeTransformer)
+    try:
+        result = compile_restricted_exec(source, FILENAME, policy=RestrictingNodeTransformer)
+    except (RecursionError, MemoryError):
+        # RestrictedPython's transformer recurses per nesting level: a long chain such as
+        # 1+1+…+1 exhausts the stack before Python's own limits are reached.
+        raise CompileError("job code is nested too deeply to compile (a very long chained "
+                           "expression?); split it into several statements") from None
     if result.errors:
         message = result.errors[0]
         line = None

@@ -17,8 +17,8 @@ from pyroaring import BitMap64
 from contracts.document import ContractDocument
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
-from sandbox.engine import join, protection
 from sandbox.driver import JobSpec, run_job
+from sandbox.engine import join, protection
 from sandbox.engine.executor import LocalExecutor, RayExecutor
 from sandbox.engine.validate import CheckedPlan, ScanInfo, check_group_key, check_plan
 from sandbox.errors import DisclosureRefused, PlanError
@@ -514,3 +514,12 @@ def test_a_join_key_not_granted_for_join_is_out_of_scope(town: dict[str, Dataset
     assert result.status == "rejected"
     assert result.error["code"] == "contract_scope"
     assert "'pid'" in result.error["message"] and "join" in result.error["message"]
+
+
+def test_join_tables_gives_the_same_rows_and_columns_whichever_side_is_larger() -> None:
+    small = pa.table({"a": [1, 2], "k": ["x", "y"]})
+    large = pa.table({"k": ["y", "x", "x", "z"], "b": [10, 20, 30, 40]})
+    one, other = join.join_tables(small, large, ["k"]), join.join_tables(large, small, ["k"])
+    assert one.column_names == ["a", "k", "b"] and other.column_names == ["k", "b", "a"]
+    assert sorted(one.to_pylist(), key=str) == sorted(other.to_pylist(), key=str)
+    assert sorted((r["a"], r["b"]) for r in one.to_pylist()) == [(1, 20), (1, 30), (2, 10)]

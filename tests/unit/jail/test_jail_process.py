@@ -210,8 +210,10 @@ def test_too_many_requests_end_the_job() -> None:
 
 
 def _jail_children_of(pid: int) -> list[int]:
-    """Jail processes started by `pid` (and nothing else it started, such as Ray)."""
-    found = []
+    """Jail processes started by `pid`, directly or forked by its job-process template (and
+    nothing else it started, such as Ray)."""
+    parents: dict[int, int] = {}
+    jail: set[int] = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -221,10 +223,11 @@ def _jail_children_of(pid: int) -> list[int]:
                     cmdline = f.read()
             except OSError:
                 continue
-            if (int(stat.rsplit(")", 1)[1].split()[1]) == pid
-                    and b"sandbox.jail.child" in cmdline):
-                found.append(int(entry))
-    return found
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            if b"sandbox.jail." in cmdline:
+                jail.add(int(entry))
+    templates = {p for p in jail if parents.get(p) == pid}
+    return sorted(p for p in jail if parents.get(p) == pid or parents.get(p) in templates)
 
 
 def test_a_killed_child_gives_a_failed_outcome_not_a_hang(
@@ -295,7 +298,7 @@ def test_stdout_writes_cannot_corrupt_the_frame_channel() -> None:
 
 
 def test_warm_processes_are_each_used_for_one_job_only() -> None:
-    """Pre-started interpreters hide start-up time, but a process never sees a second job."""
+    """A template hides start-up time, but every job gets a process of its own, once."""
     import sandbox.jail.process as jail
 
     class Pid:
@@ -322,7 +325,38 @@ def test_warm_processes_are_each_used_for_one_job_only() -> None:
         jail._pool.take = real_take  # type: ignore[method-assign]
     assert len({p.pid for p in taken}) == 5, "every job ran in a process of its own"
     assert all(p.poll() is not None for p in taken), "used processes are gone"
-    time.sleep(1.0)
-    with jail._pool._lock:
-        ready = jail._pool._ready.get(limits, [])
-        assert 1 <= len(ready) <= 2 and all(p.poll() is None for p in ready)
+    # The template they were forked from lives on, and is none of them.
+    server = jail._pool._server
+    assert server is not None and server.alive()
+    assert server.process.pid not in {p.pid for p in taken}
+
+
+def test_forked_job_processes_get_their_limits_and_filter() -> None:
+    """What the template forks is as locked down as a freshly started job process."""
+    import sandbox.jail.process as jail
+
+    seen: dict[str, str] = {}
+
+    class Inspect:
+        def collect(self, plan: Any) -> dict[str, Any]:
+            (pid,) = [p for p in _jail_children_of(os.getpid())
+                      if p != jail._pool._server.process.pid]  # type: ignore[union-attr]
+            with open(f"/proc/{pid}/status") as f:
+                seen["status"] = f.read()
+            with open(f"/proc/{pid}/limits") as f:
+                seen["limits"] = f.read()
+            return BODY
+
+        def emit(self, name: str, value: Any) -> None:
+            pass
+
+    limits = jail.Limits(warm_processes=1, wall_seconds=10, cpu_seconds=7,
+                         memory_bytes=300 * 2**20)
+    outcome = jail.run_in_jail("table('p').agg(n=count()).collect()\n", {}, Inspect(), limits)
+    assert outcome.status == "succeeded", outcome.error
+    assert "Seccomp:\t2" in seen["status"]
+    cpu = next(line for line in seen["limits"].splitlines() if line.startswith("Max cpu time"))
+    assert cpu.split()[3:5] == ["7", "8"]
+    memory = next(line for line in seen["limits"].splitlines()
+                  if line.startswith("Max address space"))
+    assert memory.split()[3] == str(300 * 2**20)

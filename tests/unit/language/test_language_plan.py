@@ -209,3 +209,24 @@ def test_case_needs_pairs_and_a_default() -> None:
     cond = p.Call("ge", (AGE, p.Lit(65)))
     with pytest.raises(PlanError, match="pairs and a default"):
         p.Call("case", (cond, p.Lit(1), cond, p.Lit(2)))
+
+
+def test_a_plan_larger_than_the_cap_is_refused_before_it_is_parsed() -> None:
+    from sandbox.errors import PlanError
+    from sandbox.language.plan import MAX_PLAN_NODES, plan_from_json
+
+    expr: dict = {"col": "income"}
+    for _ in range(14):   # doubled: 2**14 leaves, as `e = e + e` in a loop builds
+        expr = {"fn": "add", "args": [expr, expr]}
+    plan = {"op": "aggregate", "input": {"op": "scan", "dataset": "population"},
+            "keys": [], "aggs": [["s", {"fn": "sum", "arg": expr}]]}
+    with pytest.raises(PlanError, match=f"at most {MAX_PLAN_NODES} parts"):
+        plan_from_json(plan)
+
+
+def test_compiling_a_very_long_chain_is_a_refusal_not_a_crash() -> None:
+    from sandbox.errors import CompileError
+    from sandbox.language.policy import compile_job
+
+    with pytest.raises(CompileError, match="nested too deeply"):
+        compile_job("x = " + "1+" * 300 + "1\n")
