@@ -189,9 +189,7 @@ def _converse(proc: subprocess.Popen[bytes], inbox: "queue.Queue[Any]", handler:
         try:
             message = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
-            return Outcome("failed", _error(
-                "timeout", f"the job ran longer than its {limits.wall_seconds:g} s limit and was "
-                "stopped; make it do less work per run"))
+            return _timeout(limits)
         if isinstance(message, Exception):
             return None
         op = message.get("op") if isinstance(message, dict) else None
@@ -205,11 +203,21 @@ def _converse(proc: subprocess.Popen[bytes], inbox: "queue.Queue[Any]", handler:
         if op == "refused":
             return Outcome("rejected", _clean_error(message.get("error") or {}))
         reply = _answer(handler, op, message)
+        if time.monotonic() > deadline:
+            # The driver's own work (validating and computing a plan) ran past the job's
+            # limit: nothing computed after the deadline reaches the job.
+            return _timeout(limits)
         write_frame(proc.stdin, reply)
         if not reply["ok"]:
             return Outcome("rejected", reply["error"])
     return Outcome("failed", _error("too_many_requests",
                                     f"the job made more than {limits.max_requests} requests"))
+
+
+def _timeout(limits: Limits) -> Outcome:
+    return Outcome("failed", _error(
+        "timeout", f"the job ran longer than its {limits.wall_seconds:g} s limit and was "
+        "stopped; make it do less work per run"))
 
 
 def _answer(handler: Handler, op: Any, message: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from sandbox.errors import CompileError
 from sandbox.language.api import LANGUAGE_NAMES
 
 MAX_SOURCE_BYTES = 64 * 1024
+MAX_SOURCE_NODES = 50_000
 FILENAME = "<job>"
 
 _SAFE_BUILTIN_NAMES = (
@@ -90,6 +91,11 @@ def check_source(source: str) -> ast.Module:
         raise CompileError(f"syntax error: {e.msg}", e.lineno) from None
     except (ValueError, RecursionError, MemoryError):
         raise CompileError("job code could not be parsed (too deeply nested or invalid)") from None
+    nodes = sum(1 for _ in ast.walk(tree))
+    if nodes > MAX_SOURCE_NODES:
+        # Compiling costs time in proportion, in the API process and again in the job's.
+        raise CompileError(f"job code has {nodes} syntax elements, more than the "
+                           f"{MAX_SOURCE_NODES} allowed; simplify it")
     known = allowed_names() | _bound_names(tree)
     # ast.walk is breadth-first; report the violation that comes first in the source.
     for node in sorted(ast.walk(tree), key=_position):

@@ -360,3 +360,20 @@ def test_forked_job_processes_get_their_limits_and_filter() -> None:
     memory = next(line for line in seen["limits"].splitlines()
                   if line.startswith("Max address space"))
     assert memory.split()[3] == str(300 * 2**20)
+
+
+def test_driver_work_past_the_deadline_is_not_delivered() -> None:
+    """A plan whose evaluation outlasts the job's limit ends the job as timed out, and the
+    late result never reaches the job's code."""
+    import sandbox.jail.process as jail
+
+    class Slow(Handler):
+        def collect(self, plan: Any) -> dict[str, Any]:
+            time.sleep(2.5)
+            return super().collect(plan)
+
+    started = time.monotonic()
+    outcome = jail.run_in_jail("x = table('p').agg(n=count()).collect()\nemit('x', x)\n", {},
+                               Slow(), jail.Limits(wall_seconds=1.5, warm_processes=1))
+    assert outcome.status == "failed" and outcome.error["code"] == "timeout"
+    assert time.monotonic() - started < 4

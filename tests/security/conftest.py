@@ -1,0 +1,186 @@
+"""Fixtures for the attack suite: instances with short job limits, and the checks every attack
+outcome must pass (ended as rejected or failed, explained, nothing leaked)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SCHEDULE, World, auth
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
+
+from operators.keys import generate_private_key, public_key_b64
+from sandbox.accounts import bootstrap
+from sandbox.api.app import create_app
+from sandbox.settings import Settings
+
+# Short limits so that every bomb ends within seconds. Escapes run with roomier limits, so
+# that each attack reaches the step it attacks instead of a time limit, and so that the
+# isolation test's bomb is still running while the other operator's job completes.
+SHORT_WALL_SECONDS = 3.0
+SHORT_CPU_SECONDS = 1
+SHORT_MEMORY_MB = 256
+ROOMY_WALL_SECONDS = 6.0
+ROOMY_CPU_SECONDS = 4
+
+# A lax contract: every use of every column, identifiers included. The contract check then
+# stops nothing, so what stops an attack is the jail, the language or the disclosure rules,
+# which must hold whatever a contract grants.
+LAX_GRANTS = {"population": {c: ["group_by", "filter", "aggregate"]
+                             for c in ("resident_id", "name", "gender", "birth_date", "district",
+                                       "hukou_type", "income")}}
+
+# What must never reach an operator: host paths and Python host tracebacks.
+HOST_MARKERS = ("/work", "site-packages", ".py\"", ".py'", "Traceback (most recent call last)",
+                "/usr/lib", "/root", "File \"")
+RESIDENT_ID = re.compile(r"\d{17}[\dX]")
+CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
+
+
+@dataclass
+class Attacked:
+    """An instance under attack, with what it must never reveal."""
+
+    world: World
+    data_dir: Path
+    wall_seconds: float
+    resident_ids: frozenset[str]
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one submission ended, as the operator saw it."""
+
+    status: str            # rejected | failed | succeeded | queued | running | http_<n>
+    stage: str             # submission (refused before running) | run
+    code: str
+    message: str
+    outputs: dict[str, Any]
+    text: str              # every response body seen, for leak checks
+
+
+def _world(tmp: Path, city: dict[str, Any], partition_rows: int = 6000,
+           **limits: Any) -> Iterator[World]:
+    """Like tests/conftest.py's make_world, with job limits of our own. Server errors come back
+    as responses, as a real client would see them, instead of being raised into the test."""
+    settings = Settings(data_dir=tmp / "instance", executor="ray", partition_rows=partition_rows,
+                        jail_warm_processes=2, **limits)
+    ctx, bureau = bootstrap(settings)
+    with TestClient(create_app(context=ctx), raise_server_exceptions=False) as client:
+        def principal(name: str, role: str, key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
+            body: dict[str, Any] = {"name": name, "role": role}
+            if key is not None:
+                body["public_key"] = public_key_b64(key)
+                body["license_no"] = "授权运营-2026-007"
+            r = client.post("/v1/principals", json=body, headers=auth(bureau))
+            assert r.status_code == 201, r.text
+            return r.json()
+
+        op_key, other_key = generate_private_key(), generate_private_key()
+        world = World(client, ctx, bureau, principal("市公安局", "provider"),
+                      principal("某数据科技有限公司", "operator", op_key), op_key,
+                      principal("另一家运营公司", "operator", other_key), other_key,
+                      principal("市场监管审计处", "regulator"))
+        pop = city["population"]
+        assert world.ingest("population", pop.table, pop.level, pop.columns,
+                            pop.title).status_code == 201
+        assert client.post("/v1/price-schedules", json=SCHEDULE,
+                           headers=auth(bureau)).status_code == 201
+        yield world
+    ctx.close()
+
+
+def _attacked(world: World, tmp: Path, city: dict[str, Any], wall: float) -> Attacked:
+    t = city["population"].table
+    return Attacked(world, tmp, wall, frozenset(t["resident_id"].to_pylist()),
+                    frozenset(t["name"].to_pylist()))
+
+
+@pytest.fixture(scope="session")
+def short_world(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any],
+                ray_local: None) -> Iterator[Attacked]:
+    """The bombs' instance. Its jobs run one at a time."""
+    tmp = tmp_path_factory.mktemp("attacked")
+    # Smaller partitions than the other instances: work per plan node is paid per partition.
+    for world in _world(tmp, city, partition_rows=3000, job_wall_seconds=SHORT_WALL_SECONDS,
+                        job_cpu_seconds=SHORT_CPU_SECONDS, job_memory_mb=SHORT_MEMORY_MB):
+        yield _attacked(world, tmp, city, SHORT_WALL_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def roomy_world(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any],
+                ray_local: None) -> Iterator[Attacked]:
+    """The escapes' instance, and the isolation test's."""
+    tmp = tmp_path_factory.mktemp("escapes")
+    for world in _world(tmp, city, job_wall_seconds=ROOMY_WALL_SECONDS,
+                        job_cpu_seconds=ROOMY_CPU_SECONDS):
+        yield _attacked(world, tmp, city, ROOMY_WALL_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def contract(roomy_world: Attacked) -> str:
+    """The demo's grants: no identifier columns."""
+    return roomy_world.world.active_contract()
+
+
+@pytest.fixture(scope="session")
+def lax_contract(roomy_world: Attacked) -> str:
+    return roomy_world.world.active_contract(LAX_GRANTS)
+
+
+@pytest.fixture(scope="session")
+def bomb_contract(short_world: Attacked) -> str:
+    return short_world.world.active_contract(LAX_GRANTS)
+
+
+def submit(target: Attacked, contract_id: str, code: str,
+           params: dict[str, Any] | None = None) -> tuple[Outcome, float]:
+    """Submit and wait; returns the outcome and the wall time of the whole request."""
+    w = target.world
+    started = time.monotonic()
+    r = w.run(contract_id, code, params=params or {})
+    elapsed = time.monotonic() - started
+    texts = [r.text]
+    body = r.json()
+    if r.status_code == 201:
+        error = body.get("error") or {}
+        return Outcome(body["status"], "run", str(error.get("code", "")),
+                       str(error.get("message", "")), body.get("outputs") or {},
+                       "\n".join(texts)), elapsed
+    status = f"http_{r.status_code}"
+    if body.get("job_id"):
+        # A refusal at submission is recorded as a rejected job; read it back too.
+        job = w.client.get(f"/v1/jobs/{body['job_id']}", headers=w.h(w.operator))
+        texts.append(job.text)
+        if job.status_code == 200:
+            status = job.json()["status"]
+    return Outcome(status, "submission", str(body.get("code", "")), str(body.get("error", "")),
+                   {}, "\n".join(texts)), elapsed
+
+
+def leaks(target: Attacked, text: str) -> list[str]:
+    """Host details or data values found in what the operator received."""
+    found = [m for m in HOST_MARKERS if m in text]
+    if str(target.data_dir) in text:
+        found.append("the instance's data directory")
+    found += [f"resident_id {m}" for m in RESIDENT_ID.findall(text) if m in target.resident_ids]
+    for run in CJK_RUN.findall(text):
+        found += [f"name {run[i:i + n]}" for n in (2, 3, 4) for i in range(len(run) - n + 1)
+                  if run[i:i + n] in target.names]
+    return found
+
+
+def assert_contained(target: Attacked, outcome: Outcome) -> None:
+    """The attack ended as rejected or failed, was explained, and revealed nothing."""
+    assert outcome.status in ("rejected", "failed"), outcome
+    assert outcome.message.strip(), outcome
+    assert outcome.outputs == {}, outcome
+    assert not leaks(target, outcome.text), (leaks(target, outcome.text), outcome)
+
