@@ -315,12 +315,12 @@ def _quota_usage(session: Session, contract_id: str) -> tuple[int, int]:
     admitted = (Job.contract_id == contract_id, Job.quote.is_not(None))
     jobs_today = session.scalar(select(func.count()).select_from(Job).where(
         *admitted, Job.created_at >= billing.naive_utc(day_start(at)))) or 0
-    rows = 0
-    for job in session.scalars(select(Job).where(*admitted,
-                                                 Job.created_at >= billing.naive_utc(month_start(at)))):
-        usage = job.usage or {}
-        rows += int(usage.get("rows_scanned", usage.get("bounds", {}).get("rows_scanned", 0)))
-    return jobs_today, rows
+    # Summed by the database: a settled job's actual rows, else the bound it reserved.
+    scanned = func.coalesce(Job.usage["rows_scanned"].as_integer(),
+                            Job.usage[("bounds", "rows_scanned")].as_integer(), 0)
+    rows = session.scalar(select(func.coalesce(func.sum(scanned), 0)).where(
+        *admitted, Job.created_at >= billing.naive_utc(month_start(at)))) or 0
+    return jobs_today, int(rows)
 
 
 def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> dict[str, Any]:

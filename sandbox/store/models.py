@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -152,7 +152,10 @@ class ContractVersion(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("operator_id", "idempotency_key"),)
+    # Quotas and volume tiers sum a contract's and an operator's jobs of a month per submission.
+    __table_args__ = (UniqueConstraint("operator_id", "idempotency_key"),
+                      Index("ix_jobs_contract_created", "contract_id", "created_at"),
+                      Index("ix_jobs_operator_finished", "operator_id", "finished_at"))
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
     contract_version: Mapped[int] = mapped_column(Integer, default=1)  # the terms it ran under
