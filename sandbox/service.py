@@ -109,7 +109,7 @@ def now() -> dt.datetime:
 def limits(ctx: Context) -> Limits:
     s = ctx.settings
     return Limits(cpu_seconds=s.job_cpu_seconds, memory_bytes=s.job_memory_mb * 2**20,
-                  wall_seconds=s.job_wall_seconds, warm_processes=s.jail_warm_processes,
+                  wall_seconds=s.job_wall_seconds, fork_template=s.jail_fork_template,
                   require_seccomp=s.jail_require_seccomp)
 
 

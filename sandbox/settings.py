@@ -36,9 +36,11 @@ class Settings(BaseSettings):
     job_cpu_seconds: int = Field(10, ge=1, description="CPU-time limit of one job's code process.")
     job_memory_mb: int = Field(1024, ge=64, description=(
         "Address-space limit of one job's code process, in MiB."))
-    jail_warm_processes: int = Field(2, ge=0, le=32, description=(
-        "Job code processes started ahead of need on each worker (each still runs one job "
-        "only); 0 starts every job's process on demand."))
+    jail_fork_template: bool = Field(True, description=(
+        "Fork each job's code process from a template process (one per worker) that has "
+        "already started Python and imported the job language, ~2 ms instead of ~70 ms; "
+        "every job still gets a fresh process of its own. `false` starts a new interpreter "
+        "per job."))
     jail_require_seccomp: bool = Field(True, description=(
         "Refuse to run jobs where the job process's system-call filter (seccomp) cannot be "
         "installed; `false` runs them anyway, with only the language's and rlimits' walls "

@@ -31,9 +31,9 @@ class Limits:
     memory_bytes: int = 1024 * 1024 * 1024
     wall_seconds: float = 30.0
     max_requests: int = 1000
-    # Above 0: job processes are forked from a template that has done the imports; 0 starts
+    # True: job processes are forked from a template that has done the imports; False starts
     # each job's process as a new interpreter.
-    warm_processes: int = 2
+    fork_template: bool = True
     # False runs jobs even where the system-call filter cannot be installed (never by default).
     require_seccomp: bool = True
 
@@ -116,7 +116,7 @@ def _spawn(limits: Limits) -> subprocess.Popen[bytes]:
 
 class _Starter:
     """Where job processes come from: forked from a template that has done the imports (one
-    per driver process, restarted if it dies), or, with `warm_processes=0`, each started as a
+    per driver process, restarted if it dies), or, with `fork_template=False`, each started as a
     new interpreter. Either way a process runs one job and is gone."""
 
     def __init__(self) -> None:
@@ -124,7 +124,7 @@ class _Starter:
         self._lock = threading.Lock()
 
     def take(self, limits: Limits) -> Any:
-        if limits.warm_processes <= 0:
+        if not limits.fork_template:
             return _spawn(limits)
         with self._lock:
             if self._server is None or not self._server.alive():

@@ -71,7 +71,7 @@ def _world(tmp: Path, city: dict[str, Any], partition_rows: int = 6000,
     """Like tests/conftest.py's make_world, with job limits of our own. Server errors come back
     as responses, as a real client would see them, instead of being raised into the test."""
     settings = Settings(data_dir=tmp / "instance", executor="ray", partition_rows=partition_rows,
-                        jail_warm_processes=2, **limits)
+                        jail_fork_template=True, **limits)
     ctx, bureau = bootstrap(settings)
     with TestClient(create_app(context=ctx), raise_server_exceptions=False) as client:
         def principal(name: str, role: str, key: Ed25519PrivateKey | None = None) -> dict[str, Any]:

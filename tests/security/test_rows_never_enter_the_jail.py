@@ -50,7 +50,7 @@ class _Idle:
 
 
 def test_the_running_job_process_maps_no_data_library_and_is_filtered() -> None:
-    limits = Limits(wall_seconds=4, cpu_seconds=10, warm_processes=0)
+    limits = Limits(wall_seconds=4, cpu_seconds=10, fork_template=False)
     done: list[Any] = []
     runner = threading.Thread(target=lambda: done.append(
         run_in_jail(BUSY, {}, _Idle(), limits)))
@@ -117,7 +117,7 @@ def test_only_released_aggregates_cross_into_the_job_process(population: Any) ->
         '.agg(n=count(), s=sum("income"), m=mean("income"), people=count_distinct("resident_id"))'
         '.collect()\nemit("a", a)\n'), params={}, contract=doc,
         datasets={"population": info}, thresholds={"L3": 10},
-        limits=Limits(wall_seconds=20, warm_processes=0), max_rows=10**6, max_outputs=2)
+        limits=Limits(wall_seconds=20, fork_template=False), max_rows=10**6, max_outputs=2)
     recording = _Recording(_Handler(spec, LocalExecutor()))
     outcome = run_in_jail(spec.code, {}, recording, spec.limits)
     assert outcome.status == "succeeded", outcome.error

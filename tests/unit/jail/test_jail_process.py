@@ -297,7 +297,7 @@ def test_stdout_writes_cannot_corrupt_the_frame_channel() -> None:
         proc.wait()
 
 
-def test_warm_processes_are_each_used_for_one_job_only() -> None:
+def test_forked_processes_are_each_used_for_one_job_only() -> None:
     """A template hides start-up time, but every job gets a process of its own, once."""
     import sandbox.jail.process as jail
 
@@ -308,7 +308,7 @@ def test_warm_processes_are_each_used_for_one_job_only() -> None:
         def emit(self, name: str, value: Any) -> None:
             pass
 
-    limits = jail.Limits(warm_processes=2, wall_seconds=10)
+    limits = jail.Limits(fork_template=True, wall_seconds=10)
     taken = []
     real_take = jail._pool.take
 
@@ -350,7 +350,7 @@ def test_forked_job_processes_get_their_limits_and_filter() -> None:
         def emit(self, name: str, value: Any) -> None:
             pass
 
-    limits = jail.Limits(warm_processes=1, wall_seconds=10, cpu_seconds=7,
+    limits = jail.Limits(fork_template=True, wall_seconds=10, cpu_seconds=7,
                          memory_bytes=300 * 2**20)
     outcome = jail.run_in_jail("table('p').agg(n=count()).collect()\n", {}, Inspect(), limits)
     assert outcome.status == "succeeded", outcome.error
@@ -374,6 +374,6 @@ def test_driver_work_past_the_deadline_is_not_delivered() -> None:
 
     started = time.monotonic()
     outcome = jail.run_in_jail("x = table('p').agg(n=count()).collect()\nemit('x', x)\n", {},
-                               Slow(), jail.Limits(wall_seconds=1.5, warm_processes=1))
+                               Slow(), jail.Limits(wall_seconds=1.5, fork_template=True))
     assert outcome.status == "failed" and outcome.error["code"] == "timeout"
     assert time.monotonic() - started < 4

@@ -80,7 +80,7 @@ class _NoData:
 def test_a_job_runs_normally_behind_the_filter() -> None:
     handler = _NoData()
     outcome = run_in_jail("x = sorted([3, 1, 2])\nemit('s', sum(x) * 2)\n", {}, handler,
-                          Limits(wall_seconds=10, warm_processes=0))
+                          Limits(wall_seconds=10, fork_template=False))
     assert outcome.status == "succeeded", outcome
     assert handler.emitted == ("s", {"kind": "scalar", "value": 12})
 
@@ -89,7 +89,7 @@ def test_a_late_import_inside_the_job_process_fails_cleanly() -> None:
     # An encoding not loaded before the filter needs its module file: the filter refuses the
     # open(), and the job fails with an ordinary error instead of reading the disk.
     outcome = run_in_jail("emit('s', 'x'.encode('cp1252'))\n", {}, _NoData(),
-                          Limits(wall_seconds=10, warm_processes=0))
+                          Limits(wall_seconds=10, fork_template=False))
     assert outcome.status == "failed"
     assert outcome.error is not None
     assert outcome.error["message"].startswith("PermissionError: job code may not use files")
