@@ -2,7 +2,7 @@
 
     end to end (HTTP)  = API: auth, quote and reserve, ledger (SQLite)  + dispatch to the driver
                          + jail wall (metered compute_seconds)          + settle, store, respond
-    jail wall          = fresh interpreter start-up and compile (bare jail)
+    jail wall          = job process (forked from its template), compile, exit (bare jail)
                          + plan validation + engine (Parquet read, Arrow compute, merge)
                          + disclosure control
 
@@ -131,8 +131,8 @@ def parts(inst: Instance, result: QueryResult, executor: str, repeat: int,
         Part("jail wall (metered)", jail, "job's compute_seconds: jail start → exit"),
         Part("outside the jail", e2e - jail if e2e is not None and jail is not None else None,
              "API, SQLite writes, ledger, dispatch, settle, response"),
-        Part("bare jail", bare_ms, "a job that only emits 1: process and interpreter start-up, "
-             "imports, compile, exit; started " + ("in a Ray worker" if executor == "ray"
+        Part("bare jail", bare_ms, "a job that only emits 1: fork from the template, filter, "
+             "compile, exit; started " + ("in a Ray worker" if executor == "ray"
                                                    else "by the API process")),
         Part("engine in-process", engine_ms(checked, "local", repeat),
              "the checked plan on the same partitions, one after another in this process"),
