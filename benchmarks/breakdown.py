@@ -116,8 +116,9 @@ def engine_ms(checked: CheckedPlan, executor: str, repeat: int) -> float | None:
     from sandbox.engine.executor import RayExecutor
 
     if executor == "ray":
-        return _median_of(lambda: RayExecutor().aggregate(checked), repeat)
-    reused = RayExecutor()
+        return _median_of(lambda: RayExecutor(in_place_max_rows=0).aggregate(checked),
+                          repeat)
+    reused = RayExecutor(in_place_max_rows=0)
     return _median_of(lambda: reused.aggregate(checked), repeat)
 
 

@@ -91,3 +91,8 @@ def ensure_ray(settings: Settings) -> None:
         else:
             ray.init(num_cpus=settings.ray_num_cpus, include_dashboard=False,
                      log_to_driver=False, logging_level=logging.WARNING)
+        # The scan cache lives as long as this process's Ray job, not as long as the first
+        # worker that happens to read a partition.
+        from sandbox.engine import cache
+
+        cache.actor()

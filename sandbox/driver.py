@@ -61,6 +61,8 @@ class JobSpec:
     # The contract's earlier released cells per dataset (serialized contributor bitmaps),
     # for the difference check.
     released_sets: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
+    # Plans reading at most this many rows run in the driver's own Ray task.
+    in_place_max_rows: int = 250_000
 
 
 @dataclass(frozen=True)
@@ -257,16 +259,17 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
 
 
 def run_job_on_ray(spec: JobSpec) -> JobResult:
-    """Body of the Ray task that drives one job; its partition work fans out as Ray tasks."""
-    return run_job(spec, _ray_executor())
+    """Body of the Ray task that drives one job; its partition work fans out as Ray tasks
+    (or, for a small scan, runs right here)."""
+    return run_job(spec, _ray_executor(spec.in_place_max_rows))
 
 
 @functools.cache
-def _ray_executor() -> Executor:
+def _ray_executor(in_place_max_rows: int) -> Executor:
     # One per worker process: registering the partition task with Ray costs milliseconds.
     from sandbox.engine.executor import RayExecutor
 
-    return RayExecutor()
+    return RayExecutor(in_place_max_rows=in_place_max_rows)
 
 
 def output_digest(body: Any) -> str:

@@ -367,7 +367,8 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
                    epsilon=dict(bounds.get("epsilon", {})),
                    collect_sites=int(bounds.get("collect_sites", 1)),
                    dominance=parse_rules(ctx.settings.dominance_rules),
-                   released_sets=released)
+                   released_sets=released,
+                   in_place_max_rows=ctx.settings.engine_in_place_rows)
 
 
 def execute(ctx: Context, spec: JobSpec) -> JobResult:

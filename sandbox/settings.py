@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         "Refuse to run jobs where the job process's system-call filter (seccomp) cannot be "
         "installed; `false` runs them anyway, with only the language's and rlimits' walls "
         "(the service warns at start)."))
+    engine_in_place_rows: int = Field(250_000, ge=0, description=(
+        "A plan reading at most this many rows (all its datasets together) runs inside the "
+        "job's driver task on its Ray worker, instead of one Ray task per partition, which "
+        "costs more than such a scan; 0 always fans out."))
     threshold_l1: int = Field(1, ge=1, description="Minimum contributors per released cell, L1 data.")
     threshold_l2: int = Field(5, ge=1, description="Minimum contributors per released cell, L2 data.")
     threshold_l3: int = Field(10, ge=1, description="Minimum contributors per released cell, L3 data.")

@@ -25,6 +25,9 @@ from sandbox.errors import IngestError
 
 NAME_PATTERN = r"^[^\W\d][\w\-]{0,127}$"
 _PARQUET_MAGIC = b"PAR1"
+# Rows per Parquet row group: the unit a filtered scan can skip by its statistics (a whole
+# partition in one group could only be read or skipped entirely).
+ROW_GROUP_ROWS = 128 * 1024
 
 
 class ColumnPolicy(BaseModel):
@@ -142,7 +145,8 @@ def write_partitions(table: pa.Table, target: Path, partition_rows: int) -> list
         names = []
         for i, start in enumerate(range(0, max(table.num_rows, 1), partition_rows)):
             name = f"part-{i:05d}.parquet"
-            pq.write_table(table.slice(start, partition_rows), tmp / name)
+            pq.write_table(table.slice(start, partition_rows), tmp / name,
+                           row_group_size=ROW_GROUP_ROWS)
             names.append(name)
         tmp.rename(target)
     except BaseException:

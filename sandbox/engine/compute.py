@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyroaring import BitMap64
 
 from sandbox.disclosure.threshold import COARSEN_KEY
-from sandbox.engine import protection
+from sandbox.engine import cache, protection, prune
 from sandbox.engine.validate import CheckedPlan
 from sandbox.errors import PlanError
 from sandbox.language import plan as p
@@ -182,15 +181,40 @@ def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
     return table
 
 
-def read_partition(checked: CheckedPlan, scan: int, index: int) -> pa.Table:
+def read_partition(checked: CheckedPlan, scan: int, index: int,
+                   where: Sequence[p.Expr] = (), cached: bool = False) -> pa.Table:
     """Partition `index` of the plan's read number `scan`: only the columns the plan uses,
     and for the primary (left-most) table, when disclosure statistics are wanted, global
-    row ids (the contributors of every cell are its rows)."""
+    row ids (the contributors of every cell are its rows).
+
+    Row groups that cannot satisfy `where` (predicates on the read's own columns, which the
+    caller still applies) are skipped; ids stay each row's true place in the file. `cached`:
+    serve and keep the projected table in the object store's scan cache (engine.cache)."""
     read = checked.reads[scan]
-    table = pq.read_table(read.dataset.partitions[index], columns=list(read.columns))
+    f = prune.footer(read.dataset.partitions[index])
+    groups = prune.row_groups(f, where)
+    if groups == []:
+        table = f.schema.empty_table().select(list(read.columns))
+    else:
+        table = _load(f, read.columns, groups, cached)
     if scan == 0 and checked.disclosure_stats:
-        table = protection.with_row_ids(table, index)
+        table = protection.with_row_ids(table, index, prune.positions(f, groups))
     return table
+
+
+def _load(f: prune.Footer, columns: Sequence[str], groups: list[int] | None,
+          cached: bool) -> pa.Table:
+    def load() -> pa.Table:
+        return prune.read(f, columns, groups)
+
+    # A table of no columns (a bare count) costs nothing to read, and would lose its row
+    # count on the way through the object store.
+    handle = cache.actor() if cached and columns else None
+    if handle is None:
+        return load()
+    key = cache.ScanKey(f.path, f.mtime_ns, f.size, tuple(columns),
+                        None if groups is None else tuple(groups))
+    return cache.fetch(handle, key, load)
 
 
 def apply_steps(steps: Sequence[p.Node], table: pa.Table) -> pa.Table:
@@ -259,7 +283,8 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     grouped = pa.table(cols).group_by(_group_keys(plan), use_threads=False).aggregate(specs)
     grouped = grouped.rename_columns([names.get(n, n) for n in grouped.column_names])
     if stats:
-        grouped = protection.reduce_partial(grouped, {i: i for i in abs_lists.values()})
+        grouped = protection.reduce_partial(grouped, {i: i for i in abs_lists.values()},
+                                            per_primary_row=_joins(checked))
     for c in grouped.column_names:
         if c.startswith(JOINED_IDS):
             grouped = grouped.set_column(grouped.schema.get_field_index(c), c,

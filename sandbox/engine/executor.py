@@ -45,7 +45,9 @@ class LocalExecutor:
 
 class _RayRunner:
     """Task bodies as Ray tasks; handles are object refs, which Ray resolves before a task
-    that takes them starts."""
+    that takes them starts. Partition reads go through the object store's scan cache."""
+
+    caches_scans = True
 
     def __init__(self, ray: Any) -> None:
         self._ray = ray
@@ -64,12 +66,29 @@ class _RayRunner:
         return self._ray.get(handles)
 
 
+class _InPlaceRunner(join.LocalRunner):
+    """Task bodies run right here, in the Ray worker that drives the job, still reading
+    through the scan cache."""
+
+    caches_scans = True
+
+
+# A plan reading at most this many rows in all runs inside the job's driver task: a Ray task
+# per partition costs more (scheduling, moving the plan and the partial) than the scan.
+IN_PLACE_MAX_ROWS = 250_000
+
+
 class RayExecutor:
-    def __init__(self, broadcast_max_rows: int = join.BROADCAST_MAX_ROWS) -> None:
+    def __init__(self, broadcast_max_rows: int = join.BROADCAST_MAX_ROWS,
+                 in_place_max_rows: int = IN_PLACE_MAX_ROWS) -> None:
         import ray
 
         self._runner = _RayRunner(ray)
+        self._in_place = _InPlaceRunner()
         self._broadcast_max_rows = broadcast_max_rows
+        self._in_place_max_rows = in_place_max_rows
 
     def aggregate(self, checked: CheckedPlan) -> AggregateResult:
-        return _result(checked, join.run(checked, self._runner, self._broadcast_max_rows))
+        small = sum(read.dataset.row_count for read in checked.reads) <= self._in_place_max_rows
+        runner = self._in_place if small else self._runner
+        return _result(checked, join.run(checked, runner, self._broadcast_max_rows))

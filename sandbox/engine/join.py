@@ -33,9 +33,8 @@ from typing import Any, Protocol, Union
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from sandbox.engine import compute, protection
+from sandbox.engine import compute, protection, prune
 from sandbox.engine.validate import CheckedPlan
 from sandbox.language import plan as p
 
@@ -58,6 +57,10 @@ class Read:
 
     scan: int
     index: int
+    # Predicates on the read's own columns that rows must satisfy (applied later; here they
+    # only let the read skip row groups), and whether the read may use the scan cache.
+    where: tuple[p.Expr, ...] = ()
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,10 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
     if isinstance(piece, Read):
         read = checked.reads[piece.scan]
         path = read.dataset.partitions[piece.index]
-        table = compute.read_partition(checked, piece.scan, piece.index)
-        return table, {piece.scan: pq.ParquetFile(path).metadata.num_rows}
+        table = compute.read_partition(checked, piece.scan, piece.index, piece.where,
+                                       piece.cached)
+        # Metered: every row of the partition, read or skipped — what the quote covers.
+        return table, {piece.scan: prune.footer(path).num_rows}
     if isinstance(piece, Input):
         return inputs[piece.index], {}
     if isinstance(piece, Concat):
@@ -340,7 +345,9 @@ class Planner:
             scan = self.next_scan
             self.next_scan += 1
             n = len(self.checked.reads[scan].dataset.partitions)
-            base = [Part(Read(scan, i)) for i in range(n)]
+            where = prune.scan_predicates(steps[::-1])
+            cached = bool(getattr(self.runner, "caches_scans", False))
+            base = [Part(Read(scan, i, where, cached)) for i in range(n)]
         elif isinstance(node, p.Join):
             base = self._join(node)
         else:

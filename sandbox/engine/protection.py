@@ -31,9 +31,16 @@ MASS = "__mass:"        # per sum/mean output: the sum of |value|s
 DOMINANCE_AGGREGATES = frozenset({"sum", "mean"})
 
 
-def with_row_ids(table: pa.Table, partition_index: int) -> pa.Table:
+def with_row_ids(table: pa.Table, partition_index: int,
+                 positions: np.ndarray | None = None) -> pa.Table:
+    """Each row's global id. `positions`: each row's place in its partition file, when only
+    some of the file's rows were read (rows 0, 1, 2… when None)."""
     base = np.uint64(partition_index) << np.uint64(32)
-    ids = np.arange(table.num_rows, dtype=np.uint64) | base
+    if positions is None:
+        positions = np.arange(table.num_rows, dtype=np.uint64)
+    elif len(positions) != table.num_rows:
+        raise AssertionError("one position per row read")
+    ids = np.asarray(positions, dtype=np.uint64) | base
     return table.append_column(ROW_ID, pa.array(ids, pa.uint64()))
 
 
@@ -49,19 +56,27 @@ def _segments(lists: pa.ChunkedArray | pa.ListArray) -> tuple[np.ndarray, np.nda
     return arr.flatten().to_numpy(zero_copy_only=False), offsets
 
 
-def reduce_partial(grouped: pa.Table, abs_columns: dict[str, str]) -> pa.Table:
+def reduce_partial(grouped: pa.Table, abs_columns: dict[str, str],
+                   per_primary_row: bool = False) -> pa.Table:
     """Replace the per-group list columns of one partition by a bitmap and, per column in
-    `abs_columns` (list column → output name), its top two values and their total mass."""
-    ids, offsets = _segments(grouped.column(ROW_ID))
-    blobs = [bitmap(ids[a:b]).serialize() for a, b in zip(offsets[:-1], offsets[1:])]
+    `abs_columns` (list column → output name), its top two contributions and their total
+    mass. With `per_primary_row` (a joined table, where one primary row can appear many
+    times) a contribution is the sum over a primary row's joined rows."""
+    ids, id_offsets = _segments(grouped.column(ROW_ID))
+    blobs = [bitmap(ids[a:b]).serialize() for a, b in zip(id_offsets[:-1], id_offsets[1:])]
     grouped = grouped.set_column(grouped.schema.get_field_index(ROW_ID), IDS,
                                  pa.array(blobs, pa.binary()))
     for column, name in abs_columns.items():
         values, offsets = _segments(grouped.column(column))
         values = np.nan_to_num(values.astype("float64"), nan=0.0)
+        # Both lists come from one single-threaded hash aggregation: in the same row order.
+        by_row = per_primary_row and np.array_equal(offsets, id_offsets)
         tops, masses = [], []
         for a, b in zip(offsets[:-1], offsets[1:]):
             seg = values[a:b]
+            if by_row and b > a:
+                _, which = np.unique(ids[a:b], return_inverse=True)
+                seg = np.bincount(which, weights=seg)
             tops.append(_top_two(seg))
             masses.append(float(seg.sum()))
         i = grouped.schema.get_field_index(column)

@@ -212,7 +212,8 @@ def test_joins_equal_duckdb(data: tuple[Any, ...], plan: dict[str, Any], broadca
 
 @pytest.mark.parametrize("broadcast", [True, False], ids=["broadcast", "partitioned"])
 def test_joins_on_ray_equal_duckdb(ray_local: None, broadcast: bool) -> None:
-    executor = RayExecutor(broadcast_max_rows=10**9 if broadcast else 0)
+    executor = RayExecutor(broadcast_max_rows=10**9 if broadcast else 0,
+                           in_place_max_rows=0)
 
     @settings(max_examples=6, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

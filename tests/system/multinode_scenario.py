@@ -162,7 +162,8 @@ def run(workdir: Path, residents: int, partition_rows: int, threshold: int) -> d
         settings = Settings(data_dir=(workdir / "instance").resolve(), executor="ray",
                             ray_address=cluster.address, partition_rows=partition_rows,
                             threshold_l3=threshold, job_wall_seconds=40,
-                            jail_fork_template=False)
+                            jail_fork_template=False,
+                            engine_in_place_rows=0)
         with instance(settings) as w:
             # The instance attached to the cluster rather than starting a Ray of its own.
             attached = {"gcs_address": ray.get_runtime_context().gcs_address,

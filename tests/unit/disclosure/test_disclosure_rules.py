@@ -189,3 +189,18 @@ def test_secondary_suppression_runs_along_every_key_until_stable() -> None:
 def test_a_single_row_needs_no_partner() -> None:
     out = release(_table([("甲", 3)], ("d",)), ("d",), Policy(10))
     assert len(out.suppressed) == 1 and control.SECONDARY_RULE not in repr(out.suppressed)
+
+
+def test_after_a_join_a_contribution_is_a_primary_row_s_total() -> None:
+    # Primary row 7 appears three times (three joined records of 30): together 90 of 120,
+    # which dominates although no single joined row does.
+    grouped = pa.table({"k": ["a"], protection.ROW_ID: pa.array(
+        [[7, 1, 7, 2, 7]], pa.list_(pa.uint64())), "0": pa.array(
+        [[30.0, 15.0, 30.0, 15.0, 30.0]], pa.list_(pa.float64()))})
+    per_row = protection.reduce_partial(grouped, {"0": "0"}, per_primary_row=True)
+    assert per_row.column(protection.TOP + "0").to_pylist() == [[90.0, 15.0]]
+    assert per_row.column(protection.MASS + "0").to_pylist() == [120.0]
+    hit = dominated([90.0, 15.0], 120.0, dominance.DEFAULT_RULES)
+    assert hit is not None and hit.rule.n == 1
+    per_record = protection.reduce_partial(grouped, {"0": "0"})
+    assert per_record.column(protection.TOP + "0").to_pylist() == [[30.0, 30.0]]

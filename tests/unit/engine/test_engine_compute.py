@@ -274,7 +274,7 @@ def test_ray_executor_gives_the_same_table_as_local(
 ) -> None:
     checked = _checked(CASES[case][0], people)
     local = LocalExecutor().aggregate(checked)
-    remote = RayExecutor().aggregate(checked)
+    remote = RayExecutor(in_place_max_rows=0).aggregate(checked)
     assert remote.table.equals(local.table)
     assert remote.rows_scanned == local.rows_scanned == ROWS
 
@@ -306,3 +306,20 @@ def test_quantile_cont_interpolates_linearly() -> None:
     assert compute.quantile_cont([10], 0.3) == 10.0
     assert compute.quantile_cont([0, 10], 0.25) == 2.5
     assert compute.quantile_cont([1, 5, 9], 1.0) == 9.0
+
+
+@pytest.mark.ray
+def test_a_small_scan_runs_in_place_on_ray_with_the_same_result(
+        people: DatasetInfo, ray_local: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.engine import executor as ex
+
+    checked = _checked(CASES["filter_group_count_sum_mean"][0], people)
+    fanned: list[Any] = []
+    real_call = ex._RayRunner.call
+    monkeypatch.setattr(ex._RayRunner, "call",
+                        lambda self, fn, *a, **k: fanned.append(fn) or real_call(self, fn, *a, **k))
+    small = ex.RayExecutor().aggregate(checked)
+    assert fanned == []                                  # no Ray task per partition
+    wide = ex.RayExecutor(in_place_max_rows=0).aggregate(checked)
+    assert fanned                                        # … unless told to fan out
+    assert small.table.equals(wide.table) and small.rows_scanned == wide.rows_scanned == ROWS

@@ -438,7 +438,7 @@ def test_ray_runs_a_join_the_way_the_loop_does(town: dict[str, DatasetInfo],
     checked = _town_plan(town, q, stats=True)
     local = LocalExecutor().aggregate(checked)
     for broadcast in (10**9, 0):
-        remote = RayExecutor(broadcast).aggregate(checked)
+        remote = RayExecutor(broadcast, in_place_max_rows=0).aggregate(checked)
         assert remote.table.drop_columns([protection.IDS]).equals(
             local.table.drop_columns([protection.IDS]))
         assert remote.rows_by_dataset == local.rows_by_dataset
