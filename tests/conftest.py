@@ -115,12 +115,16 @@ class World:
                                 json={"contract_id": contract_id, "code": code, **extra})
 
 
-def make_world(tmp_path: Path, city: dict[str, Any], executor: str) -> Iterator[World]:
+def make_world(tmp_path: Path, city: dict[str, Any], executor: str, *,
+               raise_server_exceptions: bool = True, **settings: Any) -> Iterator[World]:
+    """A populated instance; `settings` override the test defaults below."""
     # On Ray, every scan fans out as Ray tasks (the test data is small enough to run in place).
-    settings = Settings(data_dir=tmp_path / "instance", executor=executor, partition_rows=6000,
-                        job_wall_seconds=20, engine_in_place_rows=0)
-    ctx, bureau = bootstrap(settings)
-    with TestClient(create_app(context=ctx)) as client:
+    defaults: dict[str, Any] = {"partition_rows": 6000, "job_wall_seconds": 20,
+                                "engine_in_place_rows": 0}
+    ctx, bureau = bootstrap(Settings(data_dir=tmp_path / "instance", executor=executor,
+                                     **{**defaults, **settings}))
+    with TestClient(create_app(context=ctx),
+                    raise_server_exceptions=raise_server_exceptions) as client:
         def principal(name: str, role: str, key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
             body: dict[str, Any] = {"name": name, "role": role}
             if key is not None:

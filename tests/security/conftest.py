@@ -11,14 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCHEDULE, World, auth
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi.testclient import TestClient
-
-from operators.keys import generate_private_key, public_key_b64
-from sandbox.accounts import bootstrap
-from sandbox.api.app import create_app
-from sandbox.settings import Settings
+from conftest import World, make_world
 
 # Short limits so that every bomb ends within seconds. Escapes run with roomier limits, so
 # that each attack reaches the step it attacks instead of a time limit, and so that the
@@ -68,33 +61,10 @@ class Outcome:
 
 def _world(tmp: Path, city: dict[str, Any], partition_rows: int = 6000,
            **limits: Any) -> Iterator[World]:
-    """Like tests/conftest.py's make_world, with job limits of our own. Server errors come back
-    as responses, as a real client would see them, instead of being raised into the test."""
-    settings = Settings(data_dir=tmp / "instance", executor="ray", partition_rows=partition_rows,
-                        jail_fork_template=True, **limits)
-    ctx, bureau = bootstrap(settings)
-    with TestClient(create_app(context=ctx), raise_server_exceptions=False) as client:
-        def principal(name: str, role: str, key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
-            body: dict[str, Any] = {"name": name, "role": role}
-            if key is not None:
-                body["public_key"] = public_key_b64(key)
-                body["license_no"] = "授权运营-2026-007"
-            r = client.post("/v1/principals", json=body, headers=auth(bureau))
-            assert r.status_code == 201, r.text
-            return r.json()
-
-        op_key, other_key = generate_private_key(), generate_private_key()
-        world = World(client, ctx, bureau, principal("市公安局", "provider"),
-                      principal("某数据科技有限公司", "operator", op_key), op_key,
-                      principal("另一家运营公司", "operator", other_key), other_key,
-                      principal("市场监管审计处", "regulator"))
-        pop = city["population"]
-        assert world.ingest("population", pop.table, pop.level, pop.columns,
-                            pop.title).status_code == 201
-        assert client.post("/v1/price-schedules", json=SCHEDULE,
-                           headers=auth(bureau)).status_code == 201
-        yield world
-    ctx.close()
+    """tests/conftest.py's world with job limits of our own. Server errors come back as
+    responses, as a real client would see them, instead of being raised into the test."""
+    yield from make_world(tmp, city, "ray", raise_server_exceptions=False,
+                          partition_rows=partition_rows, jail_fork_template=True, **limits)
 
 
 def _attacked(world: World, tmp: Path, city: dict[str, Any], wall: float) -> Attacked:
