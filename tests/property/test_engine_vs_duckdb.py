@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from plans import NoChannel
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.engine.executor import LocalExecutor
@@ -53,14 +54,6 @@ row = st.fixed_dictionaries({
 })
 # Sizes drawn first: left to itself, hypothesis favours lists of a few rows.
 rows = st.integers(0, 60).flatmap(lambda n: st.lists(row, min_size=n, max_size=n))
-
-
-class NoChannel:
-    def collect(self, plan: Any) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def emit(self, name: str, value: Any) -> None:
-        raise AssertionError("not used")
 
 
 @dataclass(frozen=True)

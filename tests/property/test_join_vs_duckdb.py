@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from plans import NoChannel
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.engine.executor import Executor, LocalExecutor, RayExecutor
@@ -66,14 +67,6 @@ third_row = st.fixed_dictionaries({
 def _rows(row: st.SearchStrategy[dict[str, Any]], most: int) -> st.SearchStrategy[Any]:
     # Sizes drawn first: left to itself, hypothesis favours lists of a few rows.
     return st.integers(0, most).flatmap(lambda n: st.lists(row, min_size=n, max_size=n))
-
-
-class NoChannel:
-    def collect(self, plan: Any) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def emit(self, name: str, value: Any) -> None:
-        raise AssertionError("not used")
 
 
 @dataclass(frozen=True)

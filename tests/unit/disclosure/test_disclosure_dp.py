@@ -11,14 +11,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from plans import NoChannel
 
 from contracts.budget import Epsilon
 from contracts.document import ContractDocument
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure import dp
-from sandbox.driver import JobSpec, run_job
 from sandbox.disclosure.threshold import significant
+from sandbox.driver import JobSpec, run_job
 from sandbox.engine.compute import quantile_cont
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import CheckedPlan, check_plan
@@ -65,14 +66,6 @@ def _dataset(tmp_path_factory: pytest.TempPathFactory, name: str, ids: list[str]
 @pytest.fixture(scope="module")
 def people(tmp_path_factory: pytest.TempPathFactory) -> DatasetInfo:
     return _dataset(tmp_path_factory, "people", [f"4399{i:06d}" for i in range(ROWS)])
-
-
-class NoChannel:
-    def collect(self, plan: Any) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def emit(self, name: str, value: Any) -> None:
-        raise AssertionError("not used")
 
 
 T = Table(p.Scan("people"), NoChannel())

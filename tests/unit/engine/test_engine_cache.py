@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from plans import NoChannel
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.engine import cache
@@ -25,14 +26,6 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 
 SCHEMA = pa.schema([("g", pa.string()), ("x", pa.int64())])
 COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
-
-
-class NoChannel:
-    def collect(self, plan: Any) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def emit(self, name: str, value: Any) -> None:
-        raise AssertionError("not used")
 
 
 def _dataset(root: Path, parts: list[list[tuple[str, int]]]) -> DatasetInfo:

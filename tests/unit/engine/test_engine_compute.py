@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from plans import NoChannel
 
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
@@ -72,14 +73,6 @@ def people(tmp_path_factory: pytest.TempPathFactory) -> DatasetInfo:
                                    "birth_date": {"role": "quasi_identifier"}}})
     return ingest(buf.getvalue(), "people.parquet", meta,
                   tmp_path_factory.mktemp("datasets"), PART)
-
-
-class NoChannel:
-    def collect(self, plan: Any) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def emit(self, name: str, value: Any) -> None:
-        raise AssertionError("not used")
 
 
 T = Table(p.Scan("people"), NoChannel())

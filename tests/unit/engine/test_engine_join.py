@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from plans import NoChannel
 from pyroaring import BitMap64
 
 from contracts.document import ContractDocument
@@ -51,14 +52,6 @@ FIRMS = _ds("firms", "L1", 10,
             ColumnInfo("share", "float64", "attribute"),
             ColumnInfo("founded", "date32[day]", "attribute"))
 CATALOG = {d.name: d for d in (PEOPLE, INSURED, FIRMS)}
-
-
-class NoChannel:
-    def collect(self, plan: Any) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def emit(self, name: str, value: Any) -> None:
-        raise AssertionError("not used")
 
 
 def t(name: str) -> Table:

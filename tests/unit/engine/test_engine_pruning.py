@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from plans import NoChannel
 
 from sandbox.catalog.ingest import ROW_GROUP_ROWS, write_partitions
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
@@ -33,14 +34,6 @@ SCHEMA = pa.schema([("x", pa.int64()), ("f", pa.float64()), ("g", pa.string()),
 COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
 GROUP = 10          # rows per row group in these files
 STRINGS = ["a", "b", "北京", "上海", "城关区"]
-
-
-class NoChannel:
-    def collect(self, plan: Any) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def emit(self, name: str, value: Any) -> None:
-        raise AssertionError("not used")
 
 
 def _write(table: pa.Table, root: Path, cuts: list[int], group: int = GROUP,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from plans import NoChannel
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.engine.validate import CheckedPlan, Field, _Typer, check_plan, kind_of
@@ -40,14 +41,6 @@ PEOPLE = DatasetInfo(
     ),
     partitions=(),
 )
-
-
-class NoChannel:
-    def collect(self, plan: Any) -> dict[str, Any]:
-        raise AssertionError("validation tests never collect")
-
-    def emit(self, name: str, value: Any) -> None:
-        raise AssertionError("validation tests never emit")
 
 
 def people() -> Table:
