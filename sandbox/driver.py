@@ -73,8 +73,9 @@ class JobResult:
     disclosure: dict[str, Any]
     error: dict[str, Any] | None
     printed: str = ""
-    # Contributor sets this job released, per dataset, for the contract's history.
-    released_sets: dict[str, list[bytes]] = field(default_factory=dict)
+    # Contributor sets this job released, per dataset, each with the threshold it was
+    # released under, for the contract's history.
+    released_sets: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
 
 
 def _canonical(body: Any) -> str:
@@ -91,7 +92,7 @@ class _Handler:
     outputs: dict[str, Any] = field(default_factory=dict)
     epsilon_used: dict[str, Epsilon] = field(default_factory=dict)
     histories: dict[str, History] = field(default_factory=dict)
-    new_sets: dict[str, list[bytes]] = field(default_factory=dict)
+    new_sets: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
 
     @property
     def rows_scanned(self) -> int:
@@ -147,7 +148,8 @@ class _Handler:
             # composes across releases, so only the minimum-contributor rule is kept.
             released = release(table, checked.plan.keys,
                                Policy(threshold, self.spec.dominance), self._history(ds.name))
-            self.new_sets.setdefault(ds.name, []).extend(released.new_sets)
+            self.new_sets.setdefault(ds.name, []).extend(
+                (blob, threshold) for blob in released.new_sets)
         else:
             released = release(table, checked.plan.keys,
                                Policy(threshold, dominance=(), secondary=False))

@@ -38,27 +38,28 @@ def load(session: Session, contract_id: str, datasets: Iterable[str], after: int
     return {name: tuple(sets) for name, sets in out.items()}
 
 
-def conflicting(session: Session, contract_id: str, new: Mapping[str, list[bytes]],
-                after: int, thresholds: Mapping[str, int], job_id: str) -> str | None:
-    """The dataset whose new sets conflict with sets other jobs recorded since `after`."""
+NewSets = Mapping[str, list[tuple[bytes, int]]]   # dataset → (set, threshold it passed)
+
+
+def conflicting(session: Session, contract_id: str, new: NewSets, after: int,
+                job_id: str) -> str | None:
+    """The dataset whose new sets conflict, at the threshold each was released under, with
+    sets other jobs recorded since `after`."""
     since = load(session, contract_id, new, after, other_than=job_id)
     for dataset, sets in sorted(new.items()):
         others = History.of(since.get(dataset, ()))
-        if not len(others):
-            continue
-        if any(others.conflict(blob, thresholds[dataset]) for blob in sets):
+        if len(others) and any(others.conflict(blob, threshold) for blob, threshold in sets):
             return dataset
     return None
 
 
-def record(session: Session, contract_id: str, job_id: str,
-           new: Mapping[str, list[bytes]]) -> int:
+def record(session: Session, contract_id: str, job_id: str, new: NewSets) -> int:
     known = {(d, g) for d, g in session.execute(
         select(ReleasedSet.dataset, ReleasedSet.digest)
         .where(ReleasedSet.contract_id == contract_id, ReleasedSet.dataset.in_(list(new))))}
     added = 0
     for dataset, sets in sorted(new.items()):
-        for blob in sets:
+        for blob, _ in sets:
             key = (dataset, digest(blob))
             if key in known:
                 continue

@@ -39,7 +39,7 @@ from sandbox.catalog import registry
 from sandbox.catalog.models import DatasetInfo
 from sandbox.context import Context, ensure_ray
 from sandbox.disclosure.dominance import parse_rules
-from sandbox.disclosure.threshold import cell_threshold, operator_view
+from sandbox.disclosure.threshold import operator_view
 from sandbox.driver import JobResult, JobSpec, output_digest, run_job, run_job_on_ray
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import check_group_key
@@ -354,13 +354,16 @@ def wait_for(ctx: Context, job_id: str) -> None:
         future.result()
 
 
-def _spec(ctx: Context, job: Job) -> JobSpec:
+def _spec(ctx: Context, job: Job) -> tuple[JobSpec, int]:
+    """The job's spec, and the release history's mark it was read at (for settlement's
+    re-check against sets other jobs record meanwhile)."""
     with ctx.reading() as s:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
         datasets = {n: registry.get(ctx, s, n) for n in contract.datasets}
+        history_mark = release_history.mark(s)
         released = release_history.load(s, job.contract_id, contract.datasets)
     bounds = (job.usage or {}).get("bounds", {})
-    return JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
+    spec = JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
                    datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),
                    max_rows=int(bounds.get("rows_scanned", 0)),
                    max_outputs=int(bounds.get("outputs", 1)),
@@ -369,6 +372,7 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
                    dominance=parse_rules(ctx.settings.dominance_rules),
                    released_sets=released,
                    in_place_max_rows=ctx.settings.engine_in_place_rows)
+    return spec, history_mark
 
 
 def execute(ctx: Context, spec: JobSpec) -> JobResult:
@@ -406,9 +410,8 @@ def run_and_settle(ctx: Context, job_id: str) -> None:
     history_mark = None
     try:
         job = mark_running(ctx, job_id)
-        with ctx.reading() as s:
-            history_mark = release_history.mark(s)
-        result = execute(ctx, _spec(ctx, job))
+        spec, history_mark = _spec(ctx, job)
+        result = execute(ctx, spec)
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
         logger.exception("job %s failed in the service", job_id)
         result = JobResult("failed", {}, {}, {"releases": []}, {
@@ -437,7 +440,7 @@ def settle_job(ctx: Context, job_id: str, result: JobResult,
         contract_row = s.get(Contract, job.contract_id) if job else None
         assert job is not None and contract_row is not None
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
-        result = _record_releases(ctx, s, job, contract, result, history_mark)
+        result = _record_releases(s, job, result, history_mark)
         quote = Charge.from_json(job.quote) if job.quote else None
         charge = None
         if quote is not None:
@@ -471,8 +474,8 @@ def settle_job(ctx: Context, job_id: str, result: JobResult,
                 "charge": charge.to_json()})
 
 
-def _record_releases(ctx: Context, session: Session, job: Job, contract: ContractDocument,
-                     result: JobResult, history_mark: int | None) -> JobResult:
+def _record_releases(session: Session, job: Job, result: JobResult,
+                     history_mark: int | None) -> JobResult:
     """Add the job's released cells to the contract's history, unless they conflict with
     cells another job of the contract released while this one ran: then its outputs are
     withheld, and it fails."""
@@ -480,11 +483,8 @@ def _record_releases(ctx: Context, session: Session, job: Job, contract: Contrac
     if not new:
         return result
     if history_mark is not None:
-        thresholds = {d: cell_threshold(registry.get(ctx, session, d).level,
-                                        ctx.settings.thresholds, contract.min_contributors)
-                      for d in new}
         dataset = release_history.conflicting(session, job.contract_id, new, history_mark,
-                                              thresholds, job.id)
+                                              job.id)
         if dataset is not None:
             return dataclasses.replace(result, status="failed", outputs={}, released_sets={},
                                        error={"code": "disclosure_conflict", "line": None,
