@@ -288,7 +288,7 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     for c in grouped.column_names:
         if c.startswith(JOINED_IDS):
             grouped = grouped.set_column(grouped.schema.get_field_index(c), c,
-                                         _bitmaps(grouped.column(c)))
+                                         protection.bitmaps(grouped.column(c)))
     return grouped
 
 
@@ -298,14 +298,6 @@ JOINED_IDS = "__who:"
 
 def _joins(checked: CheckedPlan) -> bool:
     return len(checked.reads) > 1
-
-
-def _bitmaps(lists: pa.ChunkedArray) -> pa.Array:
-    arr = lists.combine_chunks()
-    values = arr.flatten().to_numpy(zero_copy_only=False)
-    offsets = arr.offsets.to_numpy() - arr.offsets[0].as_py()
-    return pa.array([protection.bitmap(values[a:b]).serialize()
-                     for a, b in zip(offsets[:-1], offsets[1:])], pa.binary())
 
 
 ALL = "__all"
@@ -429,7 +421,7 @@ def _joined_contributors(both: pa.Table, plan: p.Aggregate, groups: list[tuple[A
             continue
         parts = _by_group(both, plan.keys, [f"{JOINED_IDS}{i}"])
         out[f"__c:{name}"] = pa.array(
-            [len(BitMap64.deserialize(protection.merge_ids(parts.get(g, [])))) for g in groups],
+            [len(protection.union(parts.get(g, []))) for g in groups],
             pa.int64())
     return out
 

@@ -56,6 +56,16 @@ def _segments(lists: pa.ChunkedArray | pa.ListArray) -> tuple[np.ndarray, np.nda
     return arr.flatten().to_numpy(zero_copy_only=False), offsets
 
 
+def bitmaps(lists: pa.ChunkedArray | pa.ListArray) -> pa.Array:
+    """One serialized bitmap per list of row ids."""
+    return _serialized(*_segments(lists))
+
+
+def _serialized(ids: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    return pa.array([bitmap(ids[a:b]).serialize() for a, b in zip(offsets[:-1], offsets[1:])],
+                    pa.binary())
+
+
 def reduce_partial(grouped: pa.Table, abs_columns: dict[str, str],
                    per_primary_row: bool = False) -> pa.Table:
     """Replace the per-group list columns of one partition by a bitmap and, per column in
@@ -63,9 +73,8 @@ def reduce_partial(grouped: pa.Table, abs_columns: dict[str, str],
     mass. With `per_primary_row` (a joined table, where one primary row can appear many
     times) a contribution is the sum over a primary row's joined rows."""
     ids, id_offsets = _segments(grouped.column(ROW_ID))
-    blobs = [bitmap(ids[a:b]).serialize() for a, b in zip(id_offsets[:-1], id_offsets[1:])]
     grouped = grouped.set_column(grouped.schema.get_field_index(ROW_ID), IDS,
-                                 pa.array(blobs, pa.binary()))
+                                 _serialized(ids, id_offsets))
     for column, name in abs_columns.items():
         values, offsets = _segments(grouped.column(column))
         values = np.nan_to_num(values.astype("float64"), nan=0.0)
@@ -93,12 +102,17 @@ def _top_two(values: np.ndarray) -> list[float]:
     return sorted(part.tolist(), reverse=True)
 
 
-def merge_ids(parts: list[tuple[Any, ...]]) -> bytes:
+def union(parts: list[tuple[Any, ...]]) -> BitMap64:
+    """The union of the partitions' serialized bitmaps of one group."""
     merged = BitMap64()
     for (blob,) in parts:
         if blob:
             merged |= BitMap64.deserialize(blob)
-    return merged.serialize()
+    return merged
+
+
+def merge_ids(parts: list[tuple[Any, ...]]) -> bytes:
+    return union(parts).serialize()
 
 
 def merge_top(parts: list[tuple[Any, ...]]) -> tuple[list[float], float]:
