@@ -24,8 +24,6 @@ from sandbox.language.api import Released, Table, namespace
 from sandbox.language.policy import FILENAME, compile_job, restricted_globals
 
 MAX_PRINT_CHARS = 64 * 1024
-# Passed by a service configured to run jobs even where the system-call filter cannot load.
-ALLOW_UNFILTERED = "--allow-unfiltered"
 DATA_MODULES = ("pyarrow", "numpy", "pandas", "ray", "duckdb", "sqlalchemy")
 
 
@@ -134,7 +132,7 @@ def main() -> None:
     except seccomp.FilterUnavailable as e:
         unfiltered = str(e)
     init = read_frame(inp)
-    if unfiltered is not None and ALLOW_UNFILTERED not in sys.argv:
+    if unfiltered is not None and seccomp.ALLOW_UNFILTERED not in sys.argv:
         write_frame(out, {"op": "failed", "rejected": False, "error": {
             "code": "jail_unfiltered", "line": None, "message": "this host cannot install the "
             "job process's system-call filter, so jobs are not run here; nothing ran. The "

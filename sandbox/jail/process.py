@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sandbox.jail import seccomp
 from sandbox.jail.forkserver import ForkServer
 from sandbox.jail.protocol import FrameError, read_frame, write_frame
 
@@ -102,7 +103,7 @@ def _environment() -> dict[str, str]:
 
 
 def _child_args(limits: Limits) -> tuple[str, ...]:
-    return () if limits.require_seccomp else ("--allow-unfiltered",)
+    return () if limits.require_seccomp else (seccomp.ALLOW_UNFILTERED,)
 
 
 def _spawn(limits: Limits) -> subprocess.Popen[bytes]:

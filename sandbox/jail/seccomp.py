@@ -41,6 +41,11 @@ DENIED: tuple[str, ...] = (
 )
 
 
+# The job process's argument from a service configured to run jobs even where the filter
+# cannot load.
+ALLOW_UNFILTERED = "--allow-unfiltered"
+
+
 class FilterUnavailable(Exception):
     """The filter could not be installed here (no libseccomp, not Linux, or refused)."""
 
