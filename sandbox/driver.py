@@ -29,7 +29,7 @@ from sandbox.disclosure.control import Policy, release
 from sandbox.disclosure.difference import History
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.threshold import cell_threshold
-from sandbox.engine.executor import Executor
+from sandbox.engine.executor import IN_PLACE_MAX_ROWS, Executor
 from sandbox.engine.validate import check_plan
 from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
 from sandbox.jail.process import Limits, run_in_jail
@@ -62,7 +62,7 @@ class JobSpec:
     # for the difference check.
     released_sets: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
     # Plans reading at most this many rows run in the driver's own Ray task.
-    in_place_max_rows: int = 250_000
+    in_place_max_rows: int = IN_PLACE_MAX_ROWS
 
 
 @dataclass(frozen=True)
