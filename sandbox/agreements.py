@@ -40,6 +40,7 @@ from sandbox.context import Context
 from sandbox.errors import BadRequest, Forbidden, NotFound
 from sandbox.ledger import log
 from sandbox.store.models import Contract, ContractVersion
+from sandbox.store.parsed import ByContent
 
 _APPLICATION_FIELDS = ("datasets", "purpose", "purpose_class", "valid_from", "valid_to",
                        "quotas", "spend_cap", "disclosure", "privacy")
@@ -50,7 +51,11 @@ def now() -> dt.datetime:
 
 
 def document(row: Contract | ContractVersion) -> ContractDocument:
-    return ContractDocument.from_json(row.document)
+    return _stored_document(row.document)
+
+
+# Every submission and settlement reads the terms of its contract version.
+_stored_document = ByContent(ContractDocument.from_json)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -457,6 +462,12 @@ def _close_amendment(session: Session, row: Contract, status: Status, by: str | 
     _move(row, pending, status, by, reason)
     log.append(session, f"contract.{status}", by, row.id,
                {"reason": reason, "version": pending.version})
+
+
+def current_due_to_expire(session: Session, row: Contract) -> bool:
+    """Whether the version in force is past its term and not yet recorded as expired."""
+    current = _current(session, row)
+    return lifecycle.is_due_to_expire(document(current), Status(current.status), now())
 
 
 def expire_current_if_due(session: Session, row: Contract) -> bool:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
@@ -43,6 +44,7 @@ from sandbox.catalog.models import LEVELS
 from sandbox.store.models import AllowedRevenue, Contract, Job, PrepaidAccount, Principal
 from sandbox.store.models import PriceCaps as CapsRow
 from sandbox.store.models import PriceSchedule as ScheduleRow
+from sandbox.store.parsed import ByContent
 
 
 def naive_utc(moment: dt.datetime) -> dt.datetime:
@@ -76,14 +78,18 @@ def in_force(session: Session, at: dt.datetime | None = None) -> tuple[int, Pric
     if row is None:
         raise Conflict("no price schedule is in force yet; the bureau publishes one with "
                        "POST /v1/price-schedules (or: sandbox prices publish FILE)")
-    return row.id, parse_schedule(row.body)
+    return row.id, _stored_schedule(row.body)
 
 
 def schedule_by_id(session: Session, schedule_id: int | None) -> PriceSchedule:
     row = session.get(ScheduleRow, schedule_id) if schedule_id is not None else None
     if row is None:
         raise NotFound(f"price schedule {schedule_id} does not exist")
-    return parse_schedule(row.body)
+    return _stored_schedule(row.body)
+
+
+# Every submission and settlement reads the schedule it is priced under.
+_stored_schedule = ByContent(parse_schedule)
 
 
 def caps_in_force(session: Session, at: dt.datetime | None = None) -> PriceCaps | None:
@@ -262,14 +268,20 @@ def upper_bound(facts: CodeFacts, contract: ContractDocument,
 def volume_this_month(session: Session, operator_id: str, at: dt.datetime) -> dict[str, int]:
     """Rows an operator's commercial jobs scanned this billing month, by level: the position
     on tiered volume prices (public-interest use is free and does not count)."""
-    start = naive_utc(month_start(at))
-    # Summed by the database, one column per level: this runs for every submission.
-    sums = [func.sum(Job.usage[("rows_by_level", level)].as_integer()) for level in LEVELS]
-    totals = session.execute(
-        select(*sums).join(Contract, Job.contract_id == Contract.id)
-        .where(Job.operator_id == operator_id, Job.charge.is_not(None), Job.finished_at >= start,
-               Contract.document["purpose_class"].as_string() == "commercial")).one()
+    totals = session.execute(_volume_query(), {
+        "operator_id": operator_id, "start": naive_utc(month_start(at))}).one()
     return {level: int(n) for level, n in zip(LEVELS, totals) if n}
+
+
+@functools.cache
+def _volume_query() -> Any:
+    # Summed by the database, one column per level: this runs for every submission, so the
+    # statement is composed once.
+    sums = [func.sum(Job.usage[("rows_by_level", level)].as_integer()) for level in LEVELS]
+    return (select(*sums).join(Contract, Job.contract_id == Contract.id)
+            .where(Job.operator_id == bindparam("operator_id"), Job.charge.is_not(None),
+                   Job.finished_at >= bindparam("start"),
+                   Contract.document["purpose_class"].as_string() == "commercial"))
 
 
 def quote(schedule: PriceSchedule, bound: Bound, contract: ContractDocument,

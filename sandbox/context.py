@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from operators.keys import generate_private_key, private_key_from_pem, private_key_to_pem
 from sandbox.errors import Conflict, NotFound
 from sandbox.settings import Settings
-from sandbox.store.db import make_engine, make_sessionmaker
+from sandbox.store.db import make_engine, make_reader, make_sessionmaker
 
 
 @dataclass
@@ -29,16 +29,25 @@ class Context:
     jobs: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16, "job"))
     money_lock: threading.Lock = field(default_factory=threading.Lock)
     running: dict[str, Future[None]] = field(default_factory=dict)   # job id → its run
+    readers: sessionmaker[Session] | None = None
+    # SQLite has one writer at a time. Writers of this process queue here, in order, instead
+    # of in SQLite's busy handler, which polls with sleeps of up to 100 ms.
+    write_lock: threading.RLock = field(default_factory=threading.RLock)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        with self.sessions.begin() as session:
+        with self._writer(), self.sessions.begin() as session:
             yield session
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with self.sessions() as session:
+        """A session that only reads: it sees one consistent snapshot and, on SQLite, waits
+        for no writer. Changes made in it are refused by the database."""
+        with (self.readers or self.sessions)() as session:
             yield session
+
+    def _writer(self) -> threading.RLock | nullcontext[None]:
+        return self.write_lock if self.engine.dialect.name == "sqlite" else nullcontext()
 
     def close(self) -> None:
         self.jobs.shutdown(wait=True)
@@ -72,7 +81,7 @@ def open_instance(settings: Settings) -> Context:
 
 def _context(settings: Settings, key: Ed25519PrivateKey) -> Context:
     engine = make_engine(settings.resolved_database_url)
-    return Context(settings, engine, make_sessionmaker(engine), key)
+    return Context(settings, engine, make_sessionmaker(engine), key, readers=make_reader(engine))
 
 
 _ray_lock = threading.Lock()

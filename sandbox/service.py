@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import logging
 from concurrent.futures import Future
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
@@ -175,7 +176,11 @@ def verify_signature(session: Session, actor: Actor, req: JobRequest) -> str | N
     return key.id
 
 
+@functools.lru_cache(maxsize=512)
 def compile_code(code: str) -> CodeFacts:
+    """What the code uses, once it compiles. Kept per source text: the same job is often
+    submitted again and again (a dashboard's refresh), and compiling is pure. A refusal is
+    not kept; it is raised anew each time."""
     facts = analyse(check_source(code))
     compile_job(code)
     return facts
@@ -206,7 +211,7 @@ def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Pr
     contract = load_usable_contract(session, actor, req.contract_id)
     signing_key_id = verify_signature(session, actor, req)
     facts = compile_code(req.code)
-    datasets = {n: registry.get(ctx, session, n) for n in contract.datasets}
+    datasets = registry.get_many(ctx, session, contract.datasets)
     check_names(contract, facts, datasets)
     schedule_id, schedule = billing.in_force(session)
     bound = billing.upper_bound(facts, contract, datasets, ctx.settings.job_wall_seconds)
@@ -218,7 +223,8 @@ def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Pr
 
 def quote(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
     require(actor, Role.operator)
-    with ctx.reading() as s:
+    # A transaction, not a read: finding the contract past its term records its expiry.
+    with ctx.transaction() as s:
         p = prepare(ctx, s, actor, req)
     epsilon = privacy.job_epsilon(p.contract, p.facts, req.epsilon)
     return {"contract_id": req.contract_id, "quote": p.quote.to_json(),
@@ -262,13 +268,26 @@ def _sha(code: str) -> str:
 
 
 def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
-    """Quote the job and reserve its quote against the contract's spend cap, atomically."""
+    """Quote the job and reserve its quote against the contract's spend cap, atomically.
+
+    What only reads (the contract, the signature, compiling, the quote) is done first, outside
+    the write transaction: writers take turns, so the turn is kept short. The write
+    transaction checks again what may have changed meanwhile."""
+    with ctx.reading() as s:
+        existing = _existing(s, actor, req)
+        if existing is not None:
+            return existing, False
+        early = _prepare_reading(ctx, s, actor, req)
     with ctx.money_lock, ctx.transaction() as s:
         existing = _existing(s, actor, req)
         if existing is not None:
             return existing, False
-        p = prepare(ctx, s, actor, req)
         contract = s.get(Contract, req.contract_id, with_for_update=True)
+        p = early.prepared if early is not None and early.still(contract) else None
+        if p is None:
+            # The contract changed (or is due to expire) since it was read: again, in here.
+            p = prepare(ctx, s, actor, req)
+            contract = s.get(Contract, req.contract_id, with_for_update=True)
         assert contract is not None
         quote_fen = billing.to_fen(p.quote.amount)
         check_quotas(p.contract, *_quota_usage(s, contract.id), p.bound.max_rows)
@@ -301,6 +320,34 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         return job, True
 
 
+@dataclass(frozen=True)
+class _Early:
+    """A submission prepared from a read, and the state of its contract row at that read."""
+
+    prepared: Prepared
+    contract_state: tuple[Any, ...]
+
+    def still(self, row: Contract | None) -> bool:
+        return row is not None and _state(row) == self.contract_state
+
+
+def _state(row: Contract) -> tuple[Any, ...]:
+    # Not updated_at: every reservation touches the row.
+    return row.version, row.status
+
+
+def _prepare_reading(ctx: Context, session: Session, actor: Actor,
+                     req: JobRequest) -> _Early | None:
+    """The submission prepared in a read-only session; None when preparing it must write
+    (its contract is past its term, and the expiry is to be recorded)."""
+    row = session.get(Contract, req.contract_id)
+    if row is not None and agreements.current_due_to_expire(session, row):
+        return None
+    p = prepare(ctx, session, actor, req)
+    assert row is not None  # prepare refuses a contract it cannot find
+    return _Early(p, _state(row))
+
+
 def _epsilon_bounds(epsilon: Mapping[str, Any], facts: CodeFacts) -> dict[str, Any]:
     """The ε a job reserved, and the collect() call sites the driver spreads it over."""
     if not epsilon:
@@ -312,15 +359,22 @@ def _epsilon_bounds(epsilon: Mapping[str, Any], facts: CodeFacts) -> dict[str, A
 def _quota_usage(session: Session, contract_id: str) -> tuple[int, int]:
     """Jobs admitted today, and rows scanned or still reserved this month, for a contract."""
     at = now()
-    admitted = (Job.contract_id == contract_id, Job.quote.is_not(None))
-    jobs_today = session.scalar(select(func.count()).select_from(Job).where(
-        *admitted, Job.created_at >= billing.naive_utc(day_start(at)))) or 0
-    # Summed by the database: a settled job's actual rows, else the bound it reserved.
+    today, rows = session.execute(_quota_usage_query(), {
+        "contract_id": contract_id, "day": billing.naive_utc(day_start(at)),
+        "month": billing.naive_utc(month_start(at))}).one()
+    return int(today or 0), int(rows or 0)
+
+
+@functools.cache
+def _quota_usage_query() -> Any:
+    # Built once: composing the expression costs more than running it. One pass over the
+    # contract's jobs of the month (a Beijing day lies within its month).
     scanned = func.coalesce(Job.usage["rows_scanned"].as_integer(),
                             Job.usage[("bounds", "rows_scanned")].as_integer(), 0)
-    rows = session.scalar(select(func.coalesce(func.sum(scanned), 0)).where(
-        *admitted, Job.created_at >= billing.naive_utc(month_start(at)))) or 0
-    return jobs_today, int(rows)
+    today = case((Job.created_at >= bindparam("day"), 1), else_=0)
+    return select(func.sum(today), func.coalesce(func.sum(scanned), 0)).where(
+        Job.contract_id == bindparam("contract_id"), Job.quote.is_not(None),
+        Job.created_at >= bindparam("month"))
 
 
 def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> dict[str, Any]:
@@ -330,7 +384,7 @@ def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> d
     except (CompileError, ContractScopeError, DisclosureRefused) as exc:
         raise RejectedJob(exc, _record_rejection(ctx, actor, req, exc)) from exc
     if created:
-        future = dispatch(ctx, job.id)
+        future = dispatch(ctx, job)
         if wait:
             future.result()
     elif wait:
@@ -341,8 +395,11 @@ def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> d
 # --- run ---------------------------------------------------------------------------------
 
 
-def dispatch(ctx: Context, job_id: str) -> Future[None]:
-    future = ctx.jobs.submit(run_and_settle, ctx, job_id)
+def dispatch(ctx: Context, job: Job) -> Future[None]:
+    """Run a job just reserved; `job` is the row as reserve() wrote it (it holds what the run
+    needs, so the run does not read it back)."""
+    job_id = job.id
+    future = ctx.jobs.submit(run_and_settle, ctx, job)
     ctx.running[job_id] = future
     future.add_done_callback(lambda _: ctx.running.pop(job_id, None))
     return future
@@ -359,7 +416,7 @@ def _spec(ctx: Context, job: Job) -> tuple[JobSpec, int]:
     re-check against sets other jobs record meanwhile)."""
     with ctx.reading() as s:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
-        datasets = {n: registry.get(ctx, s, n) for n in contract.datasets}
+        datasets = registry.get_many(ctx, s, contract.datasets)
         history_mark = release_history.mark(s)
         released = release_history.load(s, job.contract_id, contract.datasets)
     bounds = (job.usage or {}).get("bounds", {})
@@ -397,19 +454,17 @@ def _ray_driver():  # type: ignore[no-untyped-def]
     return _driver_task
 
 
-def mark_running(ctx: Context, job_id: str) -> Job:
+def mark_running(ctx: Context, job_id: str) -> None:
     with ctx.transaction() as s:
-        job = s.get(Job, job_id)
-        assert job is not None
-        job.status = "running"
+        s.execute(update(Job).where(Job.id == job_id).values(status="running"))
         log.append(s, "job.started", None, job_id, {})
-        return job
 
 
-def run_and_settle(ctx: Context, job_id: str) -> None:
-    history_mark = None
+def run_and_settle(ctx: Context, job: Job) -> None:
+    job_id = job.id
+    history_mark, spec = None, None
     try:
-        job = mark_running(ctx, job_id)
+        mark_running(ctx, job_id)
         spec, history_mark = _spec(ctx, job)
         result = execute(ctx, spec)
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
@@ -418,7 +473,7 @@ def run_and_settle(ctx: Context, job_id: str) -> None:
             "code": "service_error", "fault": "service", "line": None,
             "message": "the service failed while running this job; nothing was charged. "
                        "Try again, and tell the bureau if it keeps happening"})
-    settle_job(ctx, job_id, result, history_mark)
+    settle_job(ctx, job_id, result, history_mark, spec)
 
 
 # --- settle ------------------------------------------------------------------------------
@@ -434,19 +489,22 @@ def _chargeable(result: JobResult) -> bool:
 
 
 def settle_job(ctx: Context, job_id: str, result: JobResult,
-               history_mark: int | None = None) -> None:
+               history_mark: int | None = None, spec: JobSpec | None = None) -> None:
+    """Charge, release the reservation, store the outputs. `spec`, when the job got as far as
+    one, already holds the terms and datasets it ran under."""
     with ctx.money_lock, ctx.transaction() as s:
         job = s.get(Job, job_id)
         contract_row = s.get(Contract, job.contract_id) if job else None
         assert job is not None and contract_row is not None
-        contract = agreements.version_document(s, job.contract_id, job.contract_version)
+        contract = (spec.contract if spec is not None else
+                    agreements.version_document(s, job.contract_id, job.contract_version))
         result = _record_releases(s, job, result, history_mark)
         quote = Charge.from_json(job.quote) if job.quote else None
         charge = None
         if quote is not None:
             schedule = billing.schedule_by_id(s, job.schedule_id)
-            actual = (billing.actual(schedule, result.usage, contract, _levels(ctx, s, result),
-                                     _settlement_volume(s, job))
+            actual = (billing.actual(schedule, result.usage, contract,
+                                     _levels(ctx, s, result, spec), _settlement_volume(s, job))
                       if _chargeable(result) else Charge.from_lines(()))
             charge = settle(quote, actual)
         job.status = result.status
@@ -497,8 +555,10 @@ def _record_releases(session: Session, job: Job, result: JobResult,
     return result
 
 
-def _levels(ctx: Context, session: Session, result: JobResult) -> dict[str, str]:
-    return {name: registry.get(ctx, session, name).level
+def _levels(ctx: Context, session: Session, result: JobResult,
+            spec: JobSpec | None) -> dict[str, str]:
+    known = spec.datasets if spec is not None else {}
+    return {name: known[name].level if name in known else registry.get(ctx, session, name).level
             for name in result.usage.get("rows_by_dataset", {})}
 
 

@@ -14,13 +14,19 @@ ids depend on the partition's place in the dataset, and are added after the read
 
 Any trouble with the cache (the actor died, an object was lost with its owner) falls back to
 reading the file: the cache is never needed for a correct answer.
+
+A job's driver that computes a small plan itself (in place) also keeps the tables it read in
+its own process (`local_front`), a few hundred MB at most: asking the actor and mapping the
+object, then releasing it again, costs a small job more than its scan.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +36,8 @@ CACHE_NAME = "sandbox-scan-cache"
 # At most this many bytes of tables, and at most this share of the cluster's object store.
 MAX_BYTES = 2 << 30
 STORE_FRACTION = 0.25
+# Tables a driver process keeps for its in-place plans.
+LOCAL_MAX_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -125,9 +133,74 @@ def forget(name: str = CACHE_NAME) -> None:
         _handles.pop(name, None)
 
 
+class _Local:
+    """This process's most recently used tables, bounded by bytes. Tables only: the shared
+    memory they map stays pinned while they are held, which the bound keeps small."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._tables: OrderedDict[ScanKey, pa.Table] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: ScanKey) -> pa.Table | None:
+        with self._lock:
+            table = self._tables.get(key)
+            if table is not None:
+                self._tables.move_to_end(key)
+            return table
+
+    def put(self, key: ScanKey, table: pa.Table) -> None:
+        size = table.get_total_buffer_size()
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            # The file's older versions are never asked for again.
+            stale = [k for k in self._tables
+                     if k == key or (k.path == key.path and k.version != key.version)]
+            for old in stale:
+                self._bytes -= self._tables.pop(old).get_total_buffer_size()
+            self._tables[key] = table
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, dropped = self._tables.popitem(last=False)
+                self._bytes -= dropped.get_total_buffer_size()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables.clear()
+            self._bytes = 0
+
+
+_local = _Local(LOCAL_MAX_BYTES)
+_use_local: contextvars.ContextVar[bool] = contextvars.ContextVar("scan_cache_local",
+                                                                  default=False)
+
+
+@contextlib.contextmanager
+def local_front() -> Iterator[None]:
+    """Within the block, fetch() serves and keeps tables in this process first."""
+    token = _use_local.set(True)
+    try:
+        yield
+    finally:
+        _use_local.reset(token)
+
+
 def fetch(handle: Any, key: ScanKey, load: Callable[[], pa.Table],
           name: str = CACHE_NAME) -> pa.Table:
     """The table `key` names: from the cache when it holds it, else `load()`ed and cached."""
+    if not _use_local.get():
+        return _fetch_shared(handle, key, load, name)
+    table = _local.get(key)
+    if table is None:
+        table = _fetch_shared(handle, key, load, name)
+        _local.put(key, table)
+    return table
+
+
+def _fetch_shared(handle: Any, key: ScanKey, load: Callable[[], pa.Table],
+                  name: str) -> pa.Table:
     import ray
     from ray.exceptions import ObjectLostError, RayActorError
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from sandbox.engine import compute, join
+from sandbox.engine import cache, compute, join
 from sandbox.engine.validate import CheckedPlan
 
 
@@ -90,5 +90,7 @@ class RayExecutor:
 
     def aggregate(self, checked: CheckedPlan) -> AggregateResult:
         small = sum(read.dataset.row_count for read in checked.reads) <= self._in_place_max_rows
-        runner = self._in_place if small else self._runner
-        return _result(checked, join.run(checked, runner, self._broadcast_max_rows))
+        if not small:
+            return _result(checked, join.run(checked, self._runner, self._broadcast_max_rows))
+        with cache.local_front():
+            return _result(checked, join.run(checked, self._in_place, self._broadcast_max_rows))

@@ -128,9 +128,13 @@ def _run_child(fds: list[int], limits: dict[str, Any], args: list[str]) -> None:
 
 
 def serve(sock: socket.socket) -> None:
-    # Everything a job process imports, imported once, here.
+    # Everything a job process imports, imported once, here: the filter library too (its
+    # import costs a job several ms), though only the children ever install a filter.
     import sandbox.jail.child  # noqa: F401
     import sandbox.jail.process  # noqa: F401
+    from sandbox.jail import seccomp
+
+    seccomp.preload()
 
     while True:
         try:

@@ -50,6 +50,15 @@ class FilterUnavailable(Exception):
     """The filter could not be installed here (no libseccomp, not Linux, or refused)."""
 
 
+def preload() -> None:
+    """Import the filter library now (a template process does, for the processes it forks);
+    a missing library is reported later, by install()."""
+    try:
+        import pyseccomp  # noqa: F401
+    except (ImportError, OSError):
+        pass
+
+
 def install() -> None:
     """Install the filter on the calling process, for good."""
     try:

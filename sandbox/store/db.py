@@ -9,6 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sandbox.store.models import Base
 
+# Execution option of the engine that read-only sessions use.
+READ_ONLY = "sandbox_read_only"
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
@@ -24,14 +27,18 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own BEGIN handling defers locking; take the write lock at BEGIN so that a
-        # read-then-write transaction (reservations, ledger appends) cannot interleave.
+        # read-then-write transaction (reservations, ledger appends) cannot interleave. Readers
+        # begin deferred: under WAL they read a snapshot and never wait for the writer.
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn: Any) -> None:
+            reader = bool(conn.get_execution_options().get(READ_ONLY, False))
+            # query_only makes a reader's mistaken write an error instead of a lock upgrade.
+            conn.exec_driver_sql(f"PRAGMA query_only={int(reader)}")
+            conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
     Base.metadata.create_all(engine)
@@ -40,3 +47,8 @@ def make_engine(url: str) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_reader(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for reading only: on SQLite they take no write lock."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)

@@ -194,3 +194,35 @@ def test_a_lost_table_is_read_again(small_cache: tuple[Any, str]) -> None:
     assert stats["dropped"] == 1
     # The table read again is cached in its place.
     assert cache.fetch(handle, _key(5), lambda: _table(10, 9), name).column("x")[0].as_py() == 8
+
+
+def test_an_in_place_plan_keeps_its_tables_in_the_driver_process(tmp_path: Path) -> None:
+    """A small plan computed in place asks the shared cache once; later runs in the same
+    process are served from the process's own tables, and a changed file is read again."""
+    ds = _dataset(tmp_path, PARTS)
+    checked, executor = _plan(ds), RayExecutor(in_place_max_rows=1_000)
+    cache._local.clear()
+    before = _stats()
+    first = executor.aggregate(checked)
+    middle = _stats()
+    second = executor.aggregate(checked)
+    after = _stats()
+    assert _delta(before, middle) == {"hits": 0, "misses": 2}
+    assert _delta(middle, after) == {"hits": 0, "misses": 0}
+    assert second.table.equals(first.table)
+    st = os.stat(ds.partitions[1])
+    pq.write_table(pa.table({"g": ["新城区"], "x": [7]}, schema=SCHEMA), ds.partitions[1])
+    os.utime(ds.partitions[1], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    third = executor.aggregate(checked)
+    assert _delta(after, _stats()) == {"hits": 0, "misses": 1}
+    assert dict(zip(third.table.column("g").to_pylist(),
+                    third.table.column("s").to_pylist())) == {"城关区": 4, "湖滨区": 2, "新城区": 7}
+
+
+def test_the_driver_processs_tables_stay_within_their_bound() -> None:
+    local = cache._Local(max_bytes=2000)
+    for i in range(4):
+        local.put(_key(i), _table(100, i))     # 800 bytes each
+    assert [local.get(_key(i)) is not None for i in range(4)] == [False, False, True, True]
+    local.put(_key(9), _table(1000, 9))         # larger than the bound: never kept
+    assert local.get(_key(9)) is None and local.get(_key(3)) is not None
