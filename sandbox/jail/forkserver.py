@@ -128,8 +128,9 @@ def _run_child(fds: list[int], limits: dict[str, Any], args: list[str]) -> None:
 
 
 def serve(sock: socket.socket) -> None:
-    # Everything a job process imports, imported once, here: the filter library too (its
-    # import costs a job several ms), though only the children ever install a filter.
+    # Everything a job process imports, imported once, here: the filter too, built but not
+    # loaded (importing its library and building it cost a job several ms); only the
+    # children ever load it.
     import sandbox.jail.child  # noqa: F401
     import sandbox.jail.process  # noqa: F401
     from sandbox.jail import seccomp

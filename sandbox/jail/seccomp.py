@@ -17,6 +17,7 @@ import errno
 import functools
 import subprocess
 import sys
+from typing import Any
 
 DENIED: tuple[str, ...] = (
     # files: opening, creating, renaming, removing, linking, changing ownership or mode
@@ -51,16 +52,27 @@ class FilterUnavailable(Exception):
 
 
 def preload() -> None:
-    """Import the filter library now (a template process does, for the processes it forks);
-    a missing library is reported later, by install()."""
+    """Build the filter now, unloaded (a template process does, for the processes it forks:
+    building it costs a job a millisecond or more); a missing library is reported later, by
+    install()."""
     try:
-        import pyseccomp  # noqa: F401
-    except (ImportError, OSError):
+        _built()
+    except FilterUnavailable:
         pass
 
 
 def install() -> None:
     """Install the filter on the calling process, for good."""
+    f = _built()
+    try:
+        f.load()
+    except OSError as e:
+        raise FilterUnavailable(f"the kernel refused the filter: {e}") from None
+
+
+@functools.cache
+def _built() -> Any:
+    """The filter's rules, compiled by libseccomp but not yet loaded into any process."""
     try:
         import pyseccomp
     except (ImportError, OSError) as e:  # OSError: libseccomp.so.2 missing
@@ -72,9 +84,9 @@ def install() -> None:
                 f.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
             except (ValueError, OSError):
                 continue  # a call this architecture does not have
-        f.load()
     except OSError as e:
-        raise FilterUnavailable(f"the kernel refused the filter: {e}") from None
+        raise FilterUnavailable(f"the filter could not be built: {e}") from None
+    return f
 
 
 _PROBE = """
