@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
@@ -139,7 +139,27 @@ def record_allowed_revenue(ctx: Context, actor: Actor, period: str, amount: str)
     return {"period": period, "amount": format_money(value)}
 
 
-def reserve_under_cap(contract: Contract, cap: Decimal | None, quote_fen: int) -> None:
+@dataclass(frozen=True)
+class ContractMoney:
+    """What a reservation needs of a contract's row, read under its lock."""
+
+    id: str
+    version: int
+    status: str
+    spent_fen: int
+    reserved_fen: int
+
+
+def lock_contract(session: Session, contract_id: str) -> ContractMoney | None:
+    # Only these columns: the row's document and canonical bytes are not needed here.
+    row = session.execute(
+        select(Contract.version, Contract.status, Contract.spent_fen, Contract.reserved_fen)
+        .where(Contract.id == contract_id).with_for_update()).one_or_none()
+    return None if row is None else ContractMoney(contract_id, *row)
+
+
+def reserve_under_cap(session: Session, contract: ContractMoney, cap: Decimal | None,
+                      quote_fen: int) -> None:
     """Hold a quote against the contract's spend cap (the caller holds the row's lock)."""
     if cap is not None:
         left = to_fen(cap) - contract.spent_fen - contract.reserved_fen
@@ -148,7 +168,23 @@ def reserve_under_cap(contract: Contract, cap: Decimal | None, quote_fen: int) -
                 f"this job is quoted at {quote_fen / 100:.2f} yuan but contract {contract.id} "
                 f"has {max(left, 0) / 100:.2f} yuan left under its spend cap of {cap}; wait for "
                 "running jobs to settle or apply for a contract with a higher cap")
-    contract.reserved_fen += quote_fen
+    _add_to_contract(session, contract.id, reserved=quote_fen)
+
+
+def settle_contract(session: Session, contract_id: str, quote_fen: int, charge_fen: int) -> None:
+    """Release a job's reservation and count what it was charged as spent."""
+    _add_to_contract(session, contract_id, reserved=-quote_fen, spent=charge_fen)
+
+
+def _add_to_contract(session: Session, contract_id: str, reserved: int = 0,
+                     spent: int = 0) -> None:
+    # In the database, not through a loaded row: no one reads the row back in this
+    # transaction, and loading it means decoding its whole document.
+    session.execute(
+        update(Contract).where(Contract.id == contract_id)
+        .values(reserved_fen=Contract.reserved_fen + reserved,
+                spent_fen=Contract.spent_fen + spent)
+        .execution_options(synchronize_session=False))
 
 
 def reserve_prepaid(session: Session, operator_id: str, quote_fen: int) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from operators.keys import generate_private_key, private_key_from_pem, private_key_to_pem
+from sandbox.catalog.models import DatasetInfo
 from sandbox.errors import Conflict, NotFound
 from sandbox.settings import Settings
 from sandbox.store.db import make_engine, make_reader, make_sessionmaker
@@ -30,6 +31,8 @@ class Context:
     money_lock: threading.Lock = field(default_factory=threading.Lock)
     running: dict[str, Future[None]] = field(default_factory=dict)   # job id → its run
     readers: sessionmaker[Session] | None = None
+    # Registered datasets as read by this process (they never change once registered).
+    catalog: dict[str, DatasetInfo] = field(default_factory=dict)
     # SQLite has one writer at a time. Writers of this process queue here, in order, instead
     # of in SQLite's busy handler, which polls with sleeps of up to 100 ms.
     write_lock: threading.RLock = field(default_factory=threading.RLock)

@@ -282,17 +282,17 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         existing = _existing(s, actor, req)
         if existing is not None:
             return existing, False
-        contract = s.get(Contract, req.contract_id, with_for_update=True)
+        contract = billing.lock_contract(s, req.contract_id)
         p = early.prepared if early is not None and early.still(contract) else None
         if p is None:
             # The contract changed (or is due to expire) since it was read: again, in here.
             p = prepare(ctx, s, actor, req)
-            contract = s.get(Contract, req.contract_id, with_for_update=True)
+            contract = billing.lock_contract(s, req.contract_id)
         assert contract is not None
         quote_fen = billing.to_fen(p.quote.amount)
         check_quotas(p.contract, *_quota_usage(s, contract.id), p.bound.max_rows)
         epsilon = privacy.job_epsilon(p.contract, p.facts, req.epsilon)
-        billing.reserve_under_cap(contract, p.contract.spend_cap, quote_fen)
+        billing.reserve_under_cap(s, contract, p.contract.spend_cap, quote_fen)
         billing.reserve_prepaid(s, actor.id, quote_fen)
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=req.idempotency_key,
@@ -325,15 +325,11 @@ class _Early:
     """A submission prepared from a read, and the state of its contract row at that read."""
 
     prepared: Prepared
-    contract_state: tuple[Any, ...]
+    contract_state: tuple[int, str]
 
-    def still(self, row: Contract | None) -> bool:
-        return row is not None and _state(row) == self.contract_state
-
-
-def _state(row: Contract) -> tuple[Any, ...]:
-    # Not updated_at: every reservation touches the row.
-    return row.version, row.status
+    def still(self, row: billing.ContractMoney | None) -> bool:
+        # Not updated_at: every reservation touches the row.
+        return row is not None and (row.version, row.status) == self.contract_state
 
 
 def _prepare_reading(ctx: Context, session: Session, actor: Actor,
@@ -345,7 +341,7 @@ def _prepare_reading(ctx: Context, session: Session, actor: Actor,
         return None
     p = prepare(ctx, session, actor, req)
     assert row is not None  # prepare refuses a contract it cannot find
-    return _Early(p, _state(row))
+    return _Early(p, (row.version, row.status))
 
 
 def _epsilon_bounds(epsilon: Mapping[str, Any], facts: CodeFacts) -> dict[str, Any]:
@@ -494,8 +490,7 @@ def settle_job(ctx: Context, job_id: str, result: JobResult,
     one, already holds the terms and datasets it ran under."""
     with ctx.money_lock, ctx.transaction() as s:
         job = s.get(Job, job_id)
-        contract_row = s.get(Contract, job.contract_id) if job else None
-        assert job is not None and contract_row is not None
+        assert job is not None
         contract = (spec.contract if spec is not None else
                     agreements.version_document(s, job.contract_id, job.contract_version))
         result = _record_releases(s, job, result, history_mark)
@@ -514,8 +509,7 @@ def settle_job(ctx: Context, job_id: str, result: JobResult,
         job.finished_at = billing.naive_utc(now())
         job.charge = charge.to_json() if charge else None
         job.charge_fen = billing.to_fen(charge.amount) if charge else 0
-        contract_row.reserved_fen -= job.quote_fen
-        contract_row.spent_fen += job.charge_fen
+        billing.settle_contract(s, job.contract_id, job.quote_fen, job.charge_fen)
         privacy.settle(s, job.contract_id, job_id,
                        (job.usage or {}).get("bounds", {}).get("epsilon", {}), result.usage,
                        service_fault=(result.error or {}).get("fault") == "service")

@@ -64,13 +64,20 @@ def get(ctx: Context, session: Session, name: str) -> DatasetInfo:
 
 
 def get_many(ctx: Context, session: Session, names: Iterable[str]) -> dict[str, DatasetInfo]:
-    """Each of `names`, in one query; refuses like `get` when one does not exist."""
+    """Each of `names`; refuses like `get` when one does not exist.
+
+    A registered dataset never changes (nothing updates or removes its row or its files),
+    so what this process has read once it keeps: every job submission and run asks."""
     wanted = sorted(set(names))
-    rows = {r.name: r for r in session.scalars(select(Dataset).where(Dataset.name.in_(wanted)))}
-    for name in wanted:
-        if name not in rows:
-            raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
-    return {name: to_info(ctx, rows[name]) for name in wanted}
+    missing = [name for name in wanted if name not in ctx.catalog]
+    if missing:
+        rows = {r.name: r for r in session.scalars(
+            select(Dataset).where(Dataset.name.in_(missing)))}
+        for name in missing:
+            if name not in rows:
+                raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
+            ctx.catalog[name] = to_info(ctx, rows[name])
+    return {name: ctx.catalog[name] for name in wanted}
 
 
 def all_datasets(ctx: Context, session: Session) -> list[DatasetInfo]:
