@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from operators.keys import generate_private_key, private_key_from_pem, private_key_to_pem
 from sandbox.catalog.models import DatasetInfo
+from sandbox.release_history import Snapshots
 from sandbox.errors import Conflict, NotFound
 from sandbox.settings import Settings
 from sandbox.store.db import make_engine, make_reader, make_sessionmaker
@@ -33,6 +34,8 @@ class Context:
     readers: sessionmaker[Session] | None = None
     # Registered datasets as read by this process (they never change once registered).
     catalog: dict[str, DatasetInfo] = field(default_factory=dict)
+    # The release histories recent jobs started from, for the next jobs of their contracts.
+    snapshots: Snapshots = field(default_factory=Snapshots)
     # SQLite has one writer at a time. Writers of this process queue here, in order, instead
     # of in SQLite's busy handler, which polls with sleeps of up to 100 ms.
     write_lock: threading.RLock = field(default_factory=threading.RLock)
@@ -84,7 +87,17 @@ def open_instance(settings: Settings) -> Context:
 
 def _context(settings: Settings, key: Ed25519PrivateKey) -> Context:
     engine = make_engine(settings.resolved_database_url)
-    return Context(settings, engine, make_sessionmaker(engine), key, readers=make_reader(engine))
+    share = (lambda sets: _put_on_ray(settings, sets)) if settings.executor == "ray" else None
+    return Context(settings, engine, make_sessionmaker(engine), key, readers=make_reader(engine),
+                   snapshots=Snapshots(share))
+
+
+def _put_on_ray(settings: Settings, value: object) -> object:
+    """`value` in the object store, once: job drivers on any node fetch it from there."""
+    import ray
+
+    ensure_ray(settings)
+    return ray.put(value)
 
 
 _ray_lock = threading.Lock()

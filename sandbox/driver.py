@@ -26,7 +26,7 @@ from contracts.scope import check_scope
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure import dp
 from sandbox.disclosure.control import Policy, release
-from sandbox.disclosure.difference import History
+from sandbox.disclosure.difference import Histories, History, Snapshot
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.threshold import cell_threshold
 from sandbox.engine.executor import IN_PLACE_MAX_ROWS, Executor
@@ -60,7 +60,7 @@ class JobSpec:
     dominance: tuple[DominanceRule, ...] = DEFAULT_RULES
     # The contract's earlier released cells per dataset (serialized contributor bitmaps),
     # for the difference check.
-    released_sets: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
+    released_sets: Mapping[str, Snapshot] = field(default_factory=dict)
     # Plans reading at most this many rows run in the driver's own Ray task.
     in_place_max_rows: int = IN_PLACE_MAX_ROWS
 
@@ -167,7 +167,9 @@ class _Handler:
 
     def _history(self, dataset: str) -> History:
         if dataset not in self.histories:
-            self.histories[dataset] = History.of(self.spec.released_sets.get(dataset, ()))
+            snapshot = self.spec.released_sets.get(dataset)
+            self.histories[dataset] = (History() if snapshot is None else
+                                       _histories.history(snapshot, _resolve))
         return self.histories[dataset]
 
     def _private_share(self, dataset: str) -> Epsilon | None:
@@ -231,6 +233,16 @@ def _check_output(value: Any, released: set[str]) -> dict[str, Any]:
 
 def _seconds(wall: float, limit: float) -> str:
     return str(min(Decimal(repr(wall)), Decimal(repr(limit))).quantize(Decimal("0.001"), ROUND_UP))
+
+
+# What this process has built of contracts' histories, for their next jobs.
+_histories = Histories()
+
+
+def _resolve(ref: Any) -> tuple[bytes, ...]:
+    import ray
+
+    return ray.get(ref)  # type: ignore[no-any-return]
 
 
 def run_job(spec: JobSpec, executor: Executor) -> JobResult:

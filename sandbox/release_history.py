@@ -8,13 +8,16 @@ other jobs recorded meanwhile; a job that conflicts has its outputs withheld.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from pyroaring import FrozenBitMap64
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from sandbox.disclosure.difference import History, digest
+from sandbox.disclosure.difference import History, Snapshot, digest
 from sandbox.store.models import ReleasedSet
 
 
@@ -24,11 +27,13 @@ def mark(session: Session) -> int:
 
 
 def load(session: Session, contract_id: str, datasets: Iterable[str], after: int = 0,
-         other_than: str | None = None) -> dict[str, tuple[bytes, ...]]:
+         other_than: str | None = None, upto: int | None = None) -> dict[str, tuple[bytes, ...]]:
     query = (select(ReleasedSet.dataset, ReleasedSet.members)
              .where(ReleasedSet.contract_id == contract_id,
                     ReleasedSet.dataset.in_(list(datasets)), ReleasedSet.id > after)
              .order_by(ReleasedSet.id))
+    if upto is not None:
+        query = query.where(ReleasedSet.id <= upto)
     if other_than is not None:
         query = query.where(ReleasedSet.job_id != other_than)
     rows = session.execute(query)
@@ -36,6 +41,62 @@ def load(session: Session, contract_id: str, datasets: Iterable[str], after: int
     for dataset, members in rows:
         out.setdefault(dataset, []).append(members)
     return {name: tuple(sets) for name, sets in out.items()}
+
+
+def newest(session: Session, contract_id: str, datasets: Iterable[str]) -> dict[str, int]:
+    """Per dataset, the id of the contract's newest released set of it (0: none yet)."""
+    names = list(datasets)
+    rows = session.execute(
+        select(ReleasedSet.dataset, func.max(ReleasedSet.id))
+        .where(ReleasedSet.contract_id == contract_id, ReleasedSet.dataset.in_(names))
+        .group_by(ReleasedSet.dataset))
+    found = {dataset: int(last) for dataset, last in rows}
+    return {name: found.get(name, 0) for name in names}
+
+
+Share = Callable[[tuple[bytes, ...]], Any]   # sets → a handle a job's driver can resolve
+
+
+class Snapshots:
+    """The histories jobs start from, kept while they stay current.
+
+    A history only grows, so (contract, dataset, newest set id) names its content. Jobs of a
+    contract whose history has not grown since the last job reuse what that job was given,
+    instead of reading and shipping every set again; with Ray the sets go to the object store
+    once (`share`) and each job's driver resolves the handle, which its process also keeps."""
+
+    def __init__(self, share: Share | None = None, size: int = 64) -> None:
+        self._share = share
+        self._size = size
+        self._kept: OrderedDict[tuple[str, str, int], Snapshot] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_job(self, session: Session, contract_id: str,
+                datasets: Iterable[str]) -> dict[str, Snapshot]:
+        out = {}
+        for dataset, last in newest(session, contract_id, datasets).items():
+            key = (contract_id, dataset, last)
+            with self._lock:
+                snap = self._kept.get(key)
+                if snap is not None:
+                    self._kept.move_to_end(key)
+            if snap is None:
+                snap = self._snapshot(session, key)
+            out[dataset] = snap
+        return out
+
+    def _snapshot(self, session: Session, key: tuple[str, str, int]) -> Snapshot:
+        contract_id, dataset, last = key
+        sets = load(session, contract_id, [dataset], upto=last).get(dataset, ())
+        if not sets:
+            return Snapshot(key, sets=())
+        snap = (Snapshot(key, ref=self._share(sets)) if self._share is not None
+                else Snapshot(key, sets=sets))
+        with self._lock:
+            self._kept[key] = snap
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return snap
 
 
 NewSets = Mapping[str, list[tuple[bytes, int]]]   # dataset → (set, threshold it passed)

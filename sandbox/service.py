@@ -414,7 +414,7 @@ def _spec(ctx: Context, job: Job) -> tuple[JobSpec, int]:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
         datasets = registry.get_many(ctx, s, contract.datasets)
         history_mark = release_history.mark(s)
-        released = release_history.load(s, job.contract_id, contract.datasets)
+        released = ctx.snapshots.for_job(s, job.contract_id, contract.datasets)
     bounds = (job.usage or {}).get("bounds", {})
     spec = JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
                    datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),

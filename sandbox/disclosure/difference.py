@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyroaring import BitMap64, FrozenBitMap64
 
@@ -47,6 +50,7 @@ class History:
     _sizes: list[int] = field(default_factory=list)
     _sets: list[FrozenBitMap64] = field(default_factory=list)
     _digests: set[str] = field(default_factory=set)
+    nbytes: int = 0   # of the sets, serialized
 
     @classmethod
     def of(cls, blobs: "list[bytes] | tuple[bytes, ...]") -> "History":
@@ -58,6 +62,10 @@ class History:
     def __len__(self) -> int:
         return len(self._sets)
 
+    def copy(self) -> "History":
+        """An independent history with the same sets (which are immutable, so shared)."""
+        return History(list(self._sizes), list(self._sets), set(self._digests), self.nbytes)
+
     def add(self, blob: bytes) -> bool:
         """Remember a released set; False when it was already known."""
         d = digest(blob)
@@ -68,6 +76,7 @@ class History:
         self._sizes.insert(i, len(s))
         self._sets.insert(i, s)
         self._digests.add(d)
+        self.nbytes += len(blob)
         return True
 
     def _near(self, size: int, threshold: int) -> list[FrozenBitMap64]:
@@ -103,3 +112,45 @@ class History:
             if d is not None:
                 return Conflict(d, "difference")
         return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A contract × dataset's released sets up to its newest one: what a job's difference
+    check starts from. `key` (contract, dataset, newest set id) names the content; the sets
+    come inline, or as a handle to resolve (a Ray object ref) when they were shared."""
+
+    key: tuple[str, str, int]
+    sets: tuple[bytes, ...] | None = None
+    ref: Any = None
+
+
+class Histories:
+    """Histories built from snapshots, kept by a process that checks many jobs' releases (a
+    job driver) so that a contract's next job need not deserialize the same sets again.
+    Each job gets its own copy to add its releases to. Bounded by the sets' bytes."""
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self._max_bytes = max_bytes
+        self._kept: OrderedDict[tuple[str, str, int], History] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def history(self, snapshot: Snapshot, resolve: Any = None) -> History:
+        with self._lock:
+            kept = self._kept.get(snapshot.key)
+            if kept is not None:
+                self._kept.move_to_end(snapshot.key)
+                return kept.copy()
+        sets = snapshot.sets if snapshot.sets is not None else resolve(snapshot.ref)
+        built = History.of(sets)
+        size = built.nbytes
+        if size <= self._max_bytes:
+            with self._lock:
+                if snapshot.key not in self._kept:
+                    self._kept[snapshot.key] = built
+                    self._bytes += size
+                while self._bytes > self._max_bytes:
+                    _, dropped = self._kept.popitem(last=False)
+                    self._bytes -= dropped.nbytes
+        return built.copy()

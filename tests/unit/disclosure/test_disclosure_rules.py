@@ -204,3 +204,45 @@ def test_after_a_join_a_contribution_is_a_primary_row_s_total() -> None:
     assert hit is not None and hit.rule.n == 1
     per_record = protection.reduce_partial(grouped, {"0": "0"})
     assert per_record.column(protection.TOP + "0").to_pylist() == [[30.0, 30.0]]
+
+
+# --- histories kept between jobs -------------------------------------------------------------
+
+
+def _blob(ids: range) -> bytes:
+    from pyroaring import BitMap64
+
+    return BitMap64(ids).serialize()
+
+
+def test_a_kept_history_is_built_once_and_each_job_gets_its_own_copy() -> None:
+    from sandbox.disclosure.difference import Histories, Snapshot
+
+    resolved: list[object] = []
+
+    def resolve(ref: object) -> tuple[bytes, ...]:
+        resolved.append(ref)
+        return (_blob(range(0, 50)),)
+
+    kept = Histories()
+    snap = Snapshot(("c-1", "population", 7), ref="handle")
+    first = kept.history(snap, resolve)
+    assert first.add(_blob(range(0, 60)))            # this job's own release …
+    second = kept.history(snap, resolve)
+    assert resolved == ["handle"]                     # … resolved once
+    assert len(first) == 2 and len(second) == 1       # … and not seen by the next job
+    # A set that differs from the kept one by 3 people is still refused for the next job.
+    assert second.conflict(_blob(range(0, 53)), threshold=10) is not None
+
+
+def test_kept_histories_stay_within_their_bound() -> None:
+    from sandbox.disclosure.difference import Histories, Snapshot
+
+    blob = _blob(range(0, 1000))
+    kept = Histories(max_bytes=len(blob) * 2)
+    calls: list[int] = []
+    for i in range(3):
+        kept.history(Snapshot(("c", "d", i), sets=(blob,)))
+    for i in (2, 1, 0):
+        kept.history(Snapshot(("c", "d", i), ref=i), lambda ref: calls.append(ref) or (blob,))
+    assert calls == [0]        # the oldest was dropped; the two newest were kept
