@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -333,6 +334,10 @@ def _clamp(values: pa.Array | pa.ChunkedArray, lower: float, upper: float) -> An
                                skip_nulls=False)
 
 
+# Per row of the concatenated partials, its place in them: the merge lists them per group.
+PARTIAL_ROW = "__partial"
+
+
 def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
     """Combine partials into final values plus per-cell contributor counts `__c:<name>`."""
     plan = checked.plan
@@ -341,8 +346,9 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
                             promote_options="permissive")
     summed = [c for c in both.column_names if c == ROWS or c[:3] in ("__n", "__s")]
     extremes = [(f"__x{i}", a.fn) for i, (_, a) in enumerate(plan.aggs) if a.fn in ("min", "max")]
-    merged = both.group_by(keys, use_threads=False).aggregate(
-        [(c, "sum") for c in summed] + list(extremes))
+    numbered = both.append_column(PARTIAL_ROW, pa.array(np.arange(both.num_rows), pa.int64()))
+    merged = numbered.group_by(keys, use_threads=False).aggregate(
+        [(c, "sum") for c in summed] + list(extremes) + [(PARTIAL_ROW, "list")])
     merged = merged.rename_columns([_strip_kernel(c, summed, extremes)
                                     for c in merged.column_names])
     if not plan.keys and merged.num_rows == 0:
@@ -356,7 +362,7 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
             merged = merged.set_column(i, c, pc.fill_null(merged.column(c), 0))
     if plan.keys:
         merged = merged.sort_by([(k, "ascending") for k in plan.keys])
-    groups = _group_tuples(merged, plan.keys)
+    groups = Groups.of(merged.column(f"{PARTIAL_ROW}_list"), both.num_rows)
     out: dict[str, Any] = {k: merged.column(k) for k in plan.keys}
     for i, (name, a) in enumerate(plan.aggs):
         if a.fn == "count":
@@ -364,7 +370,7 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
             out[f"__c:{name}"] = merged.column(ROWS)
             continue
         if a.fn == "count_distinct":
-            out[name] = pa.array(_merge_distinct(both, plan.keys, i, groups), pa.int64())
+            out[name] = _merge_distinct(both.column(f"__d{i}"), groups)
             out[f"__c:{name}"] = merged.column(ROWS)
             continue
         n = merged.column(f"__n{i}")
@@ -377,12 +383,10 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
         elif a.fn in ("min", "max"):
             out[name] = merged.column(f"__x{i}")
         elif a.fn in ("var", "std"):
-            out[name] = pa.array(_merge_variance(both, plan.keys, i, groups, a.fn == "std"),
-                                 pa.float64())
+            out[name] = _merge_variance(both, i, groups, a.fn == "std")
         else:
             assert a.param is not None
-            out[name] = pa.array(_merge_quantile(both, plan.keys, i, groups, a.param),
-                                 pa.float64())
+            out[name] = _merge_quantile(both.column(f"__q{i}"), groups, a.param)
         out[f"__c:{name}"] = n
     if checked.disclosure_stats:
         out.update(_merge_stats(both, plan, groups))
@@ -392,24 +396,162 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
     return _mark_coarsened(table, checked.coarsen)
 
 
-def _merge_stats(both: pa.Table, plan: p.Aggregate,
-                 groups: list[tuple[Any, ...]]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Groups:
+    """Which partial rows (rows of the concatenated partials) make up each merged group:
+    group g's are `rows[bounds[g]:bounds[g + 1]]`, in partition order, so that merges that
+    depend on order (float sums) give the same result every run."""
+
+    rows: np.ndarray
+    bounds: np.ndarray
+
+    @staticmethod
+    def of(members: pa.ChunkedArray | pa.ListArray, n_rows: int) -> Groups:
+        """From one list of partial row numbers per merged group (a null list: no rows)."""
+        lists = _contiguous(members)
+        group = np.zeros(n_rows, np.int64)
+        group[lists.flatten().to_numpy()] = pc.list_parent_indices(lists).to_numpy()
+        counts = np.bincount(group, minlength=len(lists))
+        # Stable: within a group, rows stay in their (partition) order.
+        return Groups(np.argsort(group, kind="stable"),
+                      np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for a, b in zip(self.bounds[:-1].tolist(), self.bounds[1:].tolist()):
+            yield self.rows[a:b]
+
+    def ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry of `rows`: its group and its place within the group (0 = first)."""
+        counts = np.diff(self.bounds)
+        group = np.repeat(np.arange(len(self)), counts)
+        return group, np.arange(len(self.rows)) - np.repeat(self.bounds[:-1], counts)
+
+
+def _list_values(column: pa.ChunkedArray, drop_nulls: bool = False
+                 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """The values of a list column (one list per partial row) and each row's [start, end)
+    in them; a null list is empty. `drop_nulls`: without the null values."""
+    lists = _contiguous(column)
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    starts, ends = offsets[:-1], offsets[1:]
+    if lists.null_count:
+        ends = np.where(pc.is_valid(lists).to_numpy(zero_copy_only=False), ends, starts)
+    values = lists.values
+    if drop_nulls and values.null_count:
+        valid = pc.is_valid(values)
+        kept = np.concatenate([[0], np.cumsum(valid.to_numpy(zero_copy_only=False))])
+        starts, ends, values = kept[starts], kept[ends], values.filter(valid)
+    return values, starts, ends
+
+
+def _merge_distinct(column: pa.ChunkedArray, groups: Groups) -> pa.Array:
+    """Distinct non-null values per group, counted by Arrow's hash over the partitions'
+    distinct values of the group (no Python object per value)."""
+    values, starts, ends = _list_values(column)
+    counts = []
+    for rows in groups:
+        pieces = [values.slice(a, b - a) for a, b in zip(starts[rows], ends[rows])]
+        counts.append(pc.count_distinct(pa.chunked_array(pieces, values.type),
+                                        mode="only_valid").as_py() if pieces else 0)
+    return pa.array(counts, pa.int64())
+
+
+def _merge_variance(both: pa.Table, i: int, groups: Groups, root: bool) -> pa.Array:
+    """Chan et al.'s pairwise update of (count, mean, squared deviations): exact for the
+    partition means, without the cancellation of a sum of squares. Each group takes its
+    partitions in order, the same float operations one after the other for every run; the
+    groups are updated side by side, one partition rank at a time."""
+    counts = both.column(f"__n{i}").fill_null(0).to_numpy().astype(np.int64)
+    sums = _floats(both.column(f"__s{i}"))
+    m2s = _floats(both.column(f"__m{i}"))
+    n = np.zeros(len(groups), np.int64)
+    mean = np.zeros(len(groups))
+    m2 = np.zeros(len(groups))
+    group, rank = groups.ranks()
+    for r in range(int(rank.max()) + 1 if len(rank) else 0):
+        at = rank == r
+        rows, g = groups.rows[at], group[at]
+        some = counts[rows] > 0
+        rows, g = rows[some], g[some]
+        nb = counts[rows]
+        mean_b, m2_b = sums[rows] / nb, m2s[rows] * nb
+        total = n[g] + nb
+        delta = mean_b - mean[g]
+        mean[g] = mean[g] + delta * nb / total
+        m2[g] = m2[g] + (m2_b + delta * delta * n[g] * nb / total)
+        n[g] = total
+    enough = n >= 2
+    variance = np.divide(m2, n - 1, out=np.zeros(len(groups)), where=enough)
+    return pa.array(np.sqrt(variance) if root else variance, pa.float64(), mask=~enough)
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as doubles, nulls as 0 (as Python's float() converts each value)."""
+    values = _contiguous(column)
+    if pa.types.is_null(values.type):
+        return np.zeros(len(values))
+    return values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _merge_quantile(column: pa.ChunkedArray, groups: Groups, q: float) -> pa.Array:
+    """Exact quantile per group of the partitions' value lists: the group's values are
+    copied together once and only the one or two order statistics needed are selected
+    (np.partition, linear time), not the whole group sorted."""
+    values, starts, ends = _list_values(column, drop_nulls=True)
+    flat = values.to_numpy(zero_copy_only=False)
+    if flat.dtype == object:   # decimals: ordered as their nearest doubles
+        flat = flat.astype(np.float64)
+    out = np.zeros(len(groups))
+    known = np.zeros(len(groups), bool)
+    for g, rows in enumerate(groups):
+        pieces = [flat[a:b] for a, b in zip(starts[rows], ends[rows])]
+        selected = np.concatenate(pieces) if pieces else flat[:0]
+        if selected.size:
+            out[g], known[g] = quantile_of(selected, q), True
+    return pa.array(out, pa.float64(), mask=~known)
+
+
+def quantile_of(values: np.ndarray, q: float) -> float:
+    """quantile_cont of unordered values, reordering `values` in place: only the values at
+    the two ranks around position q·(n−1) are put in their sorted places, which is all that
+    quantile_cont reads (NaN ranks last, as in SQL engines)."""
+    position = q * (len(values) - 1)
+    values.partition(sorted({math.floor(position), math.ceil(position)}))
+    return quantile_cont(values, q)
+
+
+def quantile_cont(ordered: Sequence[Any], q: float) -> float:
+    """Linear interpolation between the two values nearest position q·(n−1), as SQL's
+    quantile_cont."""
+    position = q * (len(ordered) - 1)
+    lo, hi = math.floor(position), math.ceil(position)
+    if lo == hi:
+        return float(ordered[lo])
+    d = position - lo
+    return float(ordered[lo]) * (1.0 - d) + float(ordered[hi]) * d
+
+
+def _merge_stats(both: pa.Table, plan: p.Aggregate, groups: Groups) -> dict[str, Any]:
     """Per released row its contributing rows, and per sum/mean its largest contributions
     (see engine.protection), in the order of `groups`."""
-    parts = _by_group(both, plan.keys, [protection.IDS])
+    blobs = both.column(protection.IDS).to_pylist()
     out: dict[str, Any] = {protection.IDS: pa.array(
-        [protection.merge_ids(parts.get(g, [])) for g in groups], pa.binary())}
+        [protection.merge_ids([blobs[r] for r in rows]) for rows in groups], pa.binary())}
     for i, (name, a) in enumerate(plan.aggs):
         if a.fn not in protection.DOMINANCE_AGGREGATES:
             continue
-        parts = _by_group(both, plan.keys, [protection.TOP + str(i), protection.MASS + str(i)])
-        merged = [protection.merge_top(parts.get(g, [])) for g in groups]
+        tops = both.column(protection.TOP + str(i)).to_pylist()
+        masses = both.column(protection.MASS + str(i)).to_pylist()
+        merged = [protection.merge_top([(tops[r], masses[r]) for r in rows]) for rows in groups]
         out[protection.TOP + name] = pa.array([t for t, _ in merged], pa.list_(pa.float64()))
         out[protection.MASS + name] = pa.array([m for _, m in merged], pa.float64())
     return out
 
 
-def _joined_contributors(both: pa.Table, plan: p.Aggregate, groups: list[tuple[Any, ...]],
+def _joined_contributors(both: pa.Table, plan: p.Aggregate, groups: Groups,
                          ids: pa.Array) -> dict[str, Any]:
     """Contributor counts of a joined table's cells: distinct primary rows (with a value),
     however many rows of the other tables each one matched."""
@@ -419,9 +561,9 @@ def _joined_contributors(both: pa.Table, plan: p.Aggregate, groups: list[tuple[A
         if a.arg is None or a.fn == "count_distinct":
             out[f"__c:{name}"] = pa.array(rows, pa.int64())
             continue
-        parts = _by_group(both, plan.keys, [f"{JOINED_IDS}{i}"])
+        blobs = both.column(f"{JOINED_IDS}{i}").to_pylist()
         out[f"__c:{name}"] = pa.array(
-            [len(protection.union(parts.get(g, []))) for g in groups],
+            [len(protection.union([blobs[r] for r in members])) for members in groups],
             pa.int64())
     return out
 
@@ -431,75 +573,6 @@ def _strip_kernel(name: str, summed: list[str], extremes: list[tuple[str, str]])
         if name == f"{column}_{kernel}":
             return column
     return name
-
-
-def _group_tuples(merged: pa.Table, keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    if not keys:
-        return [()] * merged.num_rows
-    return list(zip(*(merged.column(k).to_pylist() for k in keys)))
-
-
-Group = tuple[Any, ...]
-
-
-def _by_group(both: pa.Table, keys: tuple[str, ...],
-              columns: list[str]) -> dict[Group, list[tuple[Any, ...]]]:
-    """The partial rows of each group, in partition order (so merges are deterministic)."""
-    key_rows = zip(*(both.column(k).to_pylist() for k in keys)) if keys else (
-        () for _ in range(both.num_rows))
-    out: dict[Group, list[tuple[Any, ...]]] = {}
-    for key, values in zip(key_rows, zip(*(both.column(c).to_pylist() for c in columns))):
-        out.setdefault(tuple(key), []).append(values)
-    return out
-
-
-def _merge_distinct(both: pa.Table, keys: tuple[str, ...], i: int,
-                    groups: list[tuple[Any, ...]]) -> list[int]:
-    parts = _by_group(both, keys, [f"__d{i}"])
-    return [len(set().union(*(v or () for (v,) in parts.get(g, [])))) for g in groups]
-
-
-def _merge_variance(both: pa.Table, keys: tuple[str, ...], i: int,
-                    groups: list[tuple[Any, ...]], root: bool) -> list[float | None]:
-    """Chan et al.'s pairwise update of (count, mean, squared deviations): exact for the
-    partition means, without the cancellation of a sum of squares."""
-    parts = _by_group(both, keys, [f"__n{i}", f"__s{i}", f"__m{i}"])
-    out: list[float | None] = []
-    for g in groups:
-        n, mean, m2 = 0, 0.0, 0.0
-        for nb, sb, vb in parts.get(g, []):
-            if not nb:
-                continue
-            mean_b, m2_b = float(sb) / nb, float(vb) * nb
-            total = n + nb
-            delta = mean_b - mean
-            mean += delta * nb / total
-            m2 += m2_b + delta * delta * n * nb / total
-            n = total
-        variance = m2 / (n - 1) if n >= 2 else None
-        out.append(None if variance is None else math.sqrt(variance) if root else variance)
-    return out
-
-
-def _merge_quantile(both: pa.Table, keys: tuple[str, ...], i: int,
-                    groups: list[tuple[Any, ...]], q: float) -> list[float | None]:
-    parts = _by_group(both, keys, [f"__q{i}"])
-    out: list[float | None] = []
-    for g in groups:
-        values = sorted(v for (vs,) in parts.get(g, []) for v in (vs or ()) if v is not None)
-        out.append(quantile_cont(values, q) if values else None)
-    return out
-
-
-def quantile_cont(ordered: list[Any], q: float) -> float:
-    """Linear interpolation between the two values nearest position q·(n−1), as SQL's
-    quantile_cont."""
-    position = q * (len(ordered) - 1)
-    lo, hi = math.floor(position), math.ceil(position)
-    if lo == hi:
-        return float(ordered[lo])
-    d = position - lo
-    return float(ordered[lo]) * (1.0 - d) + float(ordered[hi]) * d
 
 
 COARSEN_DIGITS = 2

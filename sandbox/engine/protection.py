@@ -102,17 +102,17 @@ def _top_two(values: np.ndarray) -> list[float]:
     return sorted(part.tolist(), reverse=True)
 
 
-def union(parts: list[tuple[Any, ...]]) -> BitMap64:
+def union(blobs: list[bytes | None]) -> BitMap64:
     """The union of the partitions' serialized bitmaps of one group."""
     merged = BitMap64()
-    for (blob,) in parts:
+    for blob in blobs:
         if blob:
             merged |= BitMap64.deserialize(blob)
     return merged
 
 
-def merge_ids(parts: list[tuple[Any, ...]]) -> bytes:
-    return union(parts).serialize()
+def merge_ids(blobs: list[bytes | None]) -> bytes:
+    return union(blobs).serialize()
 
 
 def merge_top(parts: list[tuple[Any, ...]]) -> tuple[list[float], float]:
