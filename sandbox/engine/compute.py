@@ -264,6 +264,10 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
             v = pc.cast(v, pa.float64())
         if checked.clamp is not None and checked.clamp[i] is not None:
             v = _clamp(v, *checked.clamp[i])
+        if a.fn == "count_distinct" and pa.types.is_floating(v.type):
+            # Arrow's hashes tell -0.0 from 0.0; SQL counts them as one value (+ 0.0 turns
+            # -0.0 into 0.0 and leaves every other value as it is).
+            v = pc.add(v, pa.scalar(0.0, v.type))
         cols[f"__v{i}"] = v
         for fn, out, options in _specs(a.fn, i):
             specs.append((f"__v{i}", fn, options) if options is not None else (f"__v{i}", fn))

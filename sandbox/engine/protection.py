@@ -17,12 +17,13 @@ disclosure step drops every `__` column before a table is released.
 from __future__ import annotations
 
 import array
+import struct
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyroaring import BitMap64
+from pyroaring import BitMap, BitMap64
 
 ROW_ID = "__row"
 IDS = "__ids"           # per released row: serialized BitMap64 of contributing row ids
@@ -62,8 +63,27 @@ def bitmaps(lists: pa.ChunkedArray | pa.ListArray) -> pa.Array:
 
 
 def _serialized(ids: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    return pa.array([bitmap(ids[a:b]).serialize() for a, b in zip(offsets[:-1], offsets[1:])],
+    return pa.array([serialized(ids[a:b]) for a, b in zip(offsets[:-1], offsets[1:])],
                     pa.binary())
+
+
+_LOW = np.uint64(0xFFFFFFFF)
+_HIGH = np.uint64(32)
+
+
+def serialized(ids: np.ndarray) -> bytes:
+    """`bitmap(ids).serialize()`, byte for byte. When every id has the same high 32 bits
+    (the rows of one partition), built as a 32-bit bitmap, three times faster: a 64-bit
+    bitmap's portable form is its number of 32-bit buckets, then per bucket its high 32 bits
+    and that bucket's 32-bit portable form."""
+    ids = np.asarray(ids, dtype=np.uint64)
+    if len(ids) == 0:
+        return bitmap(ids).serialize()
+    high = int(ids.min() >> _HIGH)
+    if high != int(ids.max() >> _HIGH):
+        return bitmap(ids).serialize()
+    low = array.array("I", (ids & _LOW).astype(np.uint32).tobytes())
+    return struct.pack("<QI", 1, high) + BitMap(low).serialize()
 
 
 def reduce_partial(grouped: pa.Table, abs_columns: dict[str, str],

@@ -1,0 +1,226 @@
+"""Merging partials: values that span partitions, nulls, empty partitions and whole-table
+aggregates give what DuckDB gives over the same files; disclosure statistics are the rows
+that contribute."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from plans import NoChannel
+from pyroaring import BitMap64
+
+from sandbox.catalog.models import ColumnInfo, DatasetInfo
+from sandbox.engine import compute, join, protection
+from sandbox.engine.executor import LocalExecutor
+from sandbox.engine.validate import check_plan
+from sandbox.language import plan as p
+from sandbox.language.api import Table, col, count, count_distinct, quantile, std, sum_, var
+
+SCHEMA = pa.schema([("k", pa.string()), ("x", pa.int64()), ("f", pa.float64()),
+                    ("d", pa.date32())])
+COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
+
+
+def _dataset(root: Path, parts: list[list[dict[str, Any]]]) -> DatasetInfo:
+    paths = []
+    for i, rows in enumerate(parts):
+        path = root / f"part-{i}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
+        paths.append(str(path))
+    return DatasetInfo("t", "测试", "pr-1", "L1", sum(map(len, parts)), COLUMNS, tuple(paths))
+
+
+def _rows(**columns: list[Any]) -> list[dict[str, Any]]:
+    n = len(next(iter(columns.values())))
+    return [{name: values[i] for name, values in columns.items()} for i in range(n)]
+
+
+def _run(ds: DatasetInfo, t: Table, stats: bool = False) -> pa.Table:
+    checked = dataclasses.replace(check_plan(t._node, {"t": ds}), disclosure_stats=stats)
+    return LocalExecutor().aggregate(checked).table
+
+
+def _duckdb(ds: DatasetInfo, sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet({list(ds.partitions)!r})")
+    return con.execute(sql).fetchall()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-12)
+    return bool(a == b)
+
+
+def _check(ds: DatasetInfo, result: pa.Table, names: list[str], sql: str) -> None:
+    ours = sorted(zip(*(result.column(n).to_pylist() for n in names)),
+                  key=lambda r: (r[0] is None, r[0] or ""))
+    theirs = sorted(_duckdb(ds, sql), key=lambda r: (r[0] is None, r[0] or ""))
+    assert len(ours) == len(theirs), (ours, theirs)
+    for mine, expected in zip(ours, theirs):
+        assert all(_same(a, b) for a, b in zip(mine, expected)), (mine, expected)
+
+
+T = Table(p.Scan("t"), NoChannel())
+
+# Group "a" spans all three partitions (the middle one empty), with values repeated across
+# them and nulls in every one; "b" lives in one partition only; the null key is a group.
+PARTS = [
+    _rows(k=["a", "a", "b", None, "a"], x=[1, 2, None, 5, 2], f=[0.5, None, 2.0, 1.0, 0.5],
+          d=[None, "2020-01-01", "2020-01-02", None, "2020-01-01"]),
+    [],
+    _rows(k=["a", "a", None, "a"], x=[2, 3, None, None], f=[0.5, 7.25, None, -1.0],
+          d=["2020-01-01", "2020-03-01", "2020-01-02", None]),
+]
+
+
+def _parts() -> list[list[dict[str, Any]]]:
+    import datetime as dt
+    return [[{**r, "d": dt.date.fromisoformat(r["d"]) if r["d"] else None} for r in part]
+            for part in PARTS]
+
+
+@pytest.fixture()
+def spread(tmp_path: Path) -> DatasetInfo:
+    return _dataset(tmp_path, _parts())
+
+
+def test_distinct_values_repeated_across_partitions_count_once_and_nulls_not_at_all(
+        spread: DatasetInfo) -> None:
+    t = T.group_by("k").agg(n=count(), x=count_distinct("x"), f=count_distinct("f"),
+                            d=count_distinct("d"))
+    _check(spread, _run(spread, t), ["k", "n", "x", "f", "d"],
+           "SELECT k, count(*), count(DISTINCT x), count(DISTINCT f), count(DISTINCT d) "
+           "FROM t GROUP BY k")
+
+
+def test_whole_table_distinct_counts_and_quantiles_span_partitions(spread: DatasetInfo) -> None:
+    t = T.agg(n=count(), x=count_distinct("x"), q=quantile("x", 0.5), r=quantile("f", 0.9),
+              v=var("f"))
+    result = _run(spread, t)
+    (expected,) = _duckdb(spread, "SELECT count(*), count(DISTINCT x), quantile_cont(x, 0.5), "
+                                  "quantile_cont(f, 0.9), var_samp(f) FROM t")
+    ours = tuple(result.column(n)[0].as_py() for n in ["n", "x", "q", "r", "v"])
+    assert all(_same(a, b) for a, b in zip(ours, expected)), (ours, expected)
+
+
+def test_quantiles_of_a_group_spanning_partitions(spread: DatasetInfo) -> None:
+    t = T.group_by("k").agg(lo=quantile("x", 0.0), m=quantile("x", 0.5),
+                            p=quantile("f", 0.9), hi=quantile("f", 1.0), a=quantile("f", 0.25))
+    _check(spread, _run(spread, t), ["k", "lo", "m", "p", "hi", "a"],
+           "SELECT k, quantile_cont(x, 0.0), quantile_cont(x, 0.5), quantile_cont(f, 0.9), "
+           "quantile_cont(f, 1.0), quantile_cont(f, 0.25) FROM t GROUP BY k")
+
+
+def test_a_group_with_only_nulls_has_no_quantile_and_no_distinct_values(tmp_path: Path) -> None:
+    ds = _dataset(tmp_path, [_rows(k=["a", "b"], x=[None, 1], f=[None, 1.0], d=[None, None]),
+                             _rows(k=["a"], x=[None], f=[None], d=[None])])
+    t = T.group_by("k").agg(q=quantile("x", 0.5), d=count_distinct("x"), v=std("f"))
+    result = _run(ds, t)
+    assert result.select(["k", "q", "d", "v"]).to_pylist() == [
+        {"k": "a", "q": None, "d": 0, "v": None}, {"k": "b", "q": 1.0, "d": 1, "v": None}]
+
+
+def test_empty_partitions_alone_give_one_whole_table_row(tmp_path: Path) -> None:
+    ds = _dataset(tmp_path, [[], []])
+    t = T.agg(n=count(), d=count_distinct("x"), q=quantile("f", 0.5), v=var("x"))
+    assert _run(ds, t, stats=True).select(["n", "d", "q", "v"]).to_pylist() == [
+        {"n": 0, "d": 0, "q": None, "v": None}]
+
+
+def test_nan_ranks_last_in_quantiles_and_signed_zeros_are_one_value(tmp_path: Path) -> None:
+    nan = float("nan")
+    ds = _dataset(tmp_path, [_rows(k=["a"] * 3, x=[1, 2, 3], f=[nan, 0.0, 1.0], d=[None] * 3),
+                             _rows(k=["a"] * 2, x=[4, 5], f=[-0.0, nan], d=[None] * 2)])
+    t = T.group_by("k").agg(m=quantile("f", 0.5), hi=quantile("f", 1.0),
+                            d=count_distinct("f"))
+    _check(ds, _run(ds, t), ["k", "m", "hi", "d"],
+           "SELECT k, quantile_cont(f, 0.5), quantile_cont(f, 1.0), count(DISTINCT f) "
+           "FROM t GROUP BY k")
+
+
+def _chan(parts: list[tuple[int, float, float]]) -> float | None:
+    """The pairwise variance merge, one partition after the other, in Python floats."""
+    n, mean, m2 = 0, 0.0, 0.0
+    for nb, sb, vb in parts:
+        if not nb:
+            continue
+        mean_b, m2_b = float(sb) / nb, float(vb) * nb
+        total = n + nb
+        delta = mean_b - mean
+        mean += delta * nb / total
+        m2 += m2_b + delta * delta * n * nb / total
+        n = total
+    return m2 / (n - 1) if n >= 2 else None
+
+
+def test_variance_merges_partitions_in_order_with_the_same_float_operations(
+        tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    keys = ["a", "b", "c", "d"]
+    parts = [_rows(k=[keys[g] for g in rng.integers(0, 4 - (i % 2), 50)],
+                   x=rng.integers(-10**6, 10**6, 50).tolist(),
+                   f=rng.normal(1e6, 3.0, 50).tolist(), d=[None] * 50) for i in range(5)]
+    ds = _dataset(tmp_path, parts)
+    checked = check_plan(T.group_by("k").agg(v=var("f"), w=std("x"))._node, {"t": ds})
+    partials = join.run(checked, join.LocalRunner()).partials
+    both = pa.concat_tables([t.replace_schema_metadata(None) for t in partials])
+    merged = compute.merge(checked, partials)
+    assert merged.column("k").to_pylist() == keys
+    for i, (name, root) in enumerate([("v", False), ("w", True)]):
+        rows = list(zip(*(both.column(c).to_pylist()
+                          for c in ["k", f"__n{i}", f"__s{i}", f"__m{i}"])))
+        variances = [_chan([(n, s, m) for k, n, s, m in rows if k == g]) for g in keys]
+        expected = [None if v is None else math.sqrt(v) if root else v for v in variances]
+        assert merged.column(name).to_pylist() == expected     # bit for bit
+
+
+def test_contributors_are_the_rows_of_each_group_across_partitions(spread: DatasetInfo) -> None:
+    t = T.group_by("k").agg(n=count(), s=sum_("x"), d=count_distinct("d"))
+    result = _run(spread, t, stats=True)
+    expected: dict[Any, list[int]] = {}
+    for index, rows in enumerate(PARTS):
+        for position, r in enumerate(rows):
+            expected.setdefault(r["k"], []).append((index << 32) | position)
+    ids = {k: sorted(BitMap64.deserialize(blob)) for k, blob in
+           zip(result.column("k").to_pylist(), result.column(protection.IDS).to_pylist())}
+    assert ids == expected
+    assert result.column("n").to_pylist() == [len(expected[k]) for k in ["a", "b", None]]
+
+
+def test_a_filter_that_empties_a_group_in_some_partitions_keeps_the_others(
+        spread: DatasetInfo) -> None:
+    t = T.filter(col("x") >= 2).group_by("k").agg(d=count_distinct("x"), q=quantile("x", 0.5))
+    _check(spread, _run(spread, t, stats=True), ["k", "d", "q"],
+           "SELECT k, count(DISTINCT x), quantile_cont(x, 0.5) FROM t WHERE x >= 2 GROUP BY k")
+
+
+@pytest.mark.parametrize("ids", [
+    np.array([], np.uint64),
+    np.array([7], np.uint64),
+    np.arange(100_000, dtype=np.uint64) | (np.uint64(3) << np.uint64(32)),  # a whole partition
+    np.sort(np.random.default_rng(1).choice(2**32, 50_000, replace=False)).astype(np.uint64),
+    np.random.default_rng(2).choice(300_000, 20_000, replace=False).astype(np.uint64)
+    | (np.uint64(9) << np.uint64(32)),                                        # unordered
+    np.array([1, 2, (1 << 32) | 5, (7 << 32) | 1], np.uint64),                # several parts
+])
+def test_bitmaps_serialize_byte_for_byte_as_64_bit_bitmaps(ids: np.ndarray) -> None:
+    assert protection.serialized(ids) == protection.bitmap(ids).serialize()
+    assert sorted(BitMap64.deserialize(protection.serialized(ids))) == sorted(ids.tolist())
+
+
+def test_groups_list_each_groups_partial_rows_in_partition_order() -> None:
+    groups = compute.Groups.of(pa.array([[4, 0, 2], None, [3, 1]], pa.list_(pa.int64())), 5)
+    assert [rows.tolist() for rows in groups] == [[0, 2, 4], [], [1, 3]]
+    group, rank = groups.ranks()
+    assert group.tolist() == [0, 0, 0, 2, 2] and rank.tolist() == [0, 1, 2, 0, 1]
