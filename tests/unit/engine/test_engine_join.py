@@ -252,6 +252,15 @@ def test_text_hashes_by_bytes_across_string_types_and_slices() -> None:
     assert len(set(_hashes(small))) == len(set(words))
 
 
+def test_text_of_one_width_hashes_as_it_does_among_other_widths() -> None:
+    ids = ["439906198209121842", "439902196505257248", "城关区0", "91439903MA8A855U5C"]
+    ids = [i for i in ids if len(i.encode()) == 18] + ["439901200001011234"]
+    mixed = pa.array([*ids, "a", ""])                     # the per-byte path
+    assert _hashes(pa.array(ids)) == _hashes(mixed)[:len(ids)]
+    assert _hashes(pa.array(ids[1:3])) == _hashes(pa.array(ids).slice(1, 2))
+    assert _hashes(pa.array(["", ""])) == _hashes(pa.array(["", "", "x"]))[:2]
+
+
 def test_split_keeps_every_non_null_key_row_once_and_equal_keys_together() -> None:
     table = pa.table({"k": pa.array([f"k{i % 37}" for i in range(500)] + [None] * 5),
                       "row": pa.array(range(505), pa.int64())})
