@@ -250,6 +250,7 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     specs: list[tuple[Any, ...]] = [(ROWS, "sum")]
     names: dict[str, str] = {f"{ROWS}_sum": ROWS}
     abs_lists: dict[str, str] = {}
+    joined: list[int] = []   # aggregates with a `JOINED_IDS` column
     if stats:
         cols[protection.ROW_ID] = table.column(protection.ROW_ID)
         specs.append((protection.ROW_ID, "list"))
@@ -276,13 +277,16 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
             cols[f"__abs{i}"] = protection.abs_values(v)
             specs.append((f"__abs{i}", "list"))
             names[f"__abs{i}_list"] = abs_lists[f"__abs{i}"] = f"{i}"
-        if stats and _joins(checked):
+        if stats and _joins(checked) and a.fn != "count_distinct":
             # After a join a primary row can appear many times: contributors are the distinct
-            # primary rows with a value, not the joined rows.
-            cols[f"{JOINED_IDS}{i}"] = pc.if_else(pc.is_valid(v), table.column(protection.ROW_ID),
-                                                 pa.scalar(None, pa.uint64()))
-            specs.append((f"{JOINED_IDS}{i}", "distinct", pc.CountOptions(mode="only_valid")))
-            names[f"{JOINED_IDS}{i}_distinct"] = f"{JOINED_IDS}{i}"
+            # primary rows with a value, not the joined rows. A bitmap holds each id once; when
+            # every row has a value they are the group's rows, whose bitmap is made anyway.
+            joined.append(i)
+            if v.null_count:
+                cols[f"{JOINED_IDS}{i}"] = pc.if_else(
+                    pc.is_valid(v), table.column(protection.ROW_ID), pa.scalar(None, pa.uint64()))
+                specs.append((f"{JOINED_IDS}{i}", "list"))
+                names[f"{JOINED_IDS}{i}_list"] = f"{JOINED_IDS}{i}"
     # Single-threaded: a threaded hash aggregate sums floats in varying order, and a released
     # value must not change from one run to the next.
     grouped = pa.table(cols).group_by(_group_keys(plan), use_threads=False).aggregate(specs)
@@ -290,10 +294,16 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     if stats:
         grouped = protection.reduce_partial(grouped, {i: i for i in abs_lists.values()},
                                             per_primary_row=_joins(checked))
-    for c in grouped.column_names:
-        if c.startswith(JOINED_IDS):
-            grouped = grouped.set_column(grouped.schema.get_field_index(c), c,
-                                         protection.bitmaps(grouped.column(c)))
+    for i in joined:
+        # Last and in aggregate order, whichever way each was made: every partial has one
+        # schema.
+        name = f"{JOINED_IDS}{i}"
+        if name in grouped.column_names:
+            blobs = protection.bitmaps(grouped.column(name), drop_nulls=True)
+            grouped = grouped.drop_columns([name])
+        else:
+            blobs = grouped.column(protection.IDS)
+        grouped = grouped.append_column(name, blobs)
     return grouped
 
 

@@ -50,16 +50,23 @@ def bitmap(ids: np.ndarray) -> BitMap64:
     return BitMap64(array.array("Q", np.ascontiguousarray(ids, dtype=np.uint64).tobytes()))
 
 
-def _segments(lists: pa.ChunkedArray | pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-    """Flattened values and offsets of a list column (one list per group)."""
+def _segments(lists: pa.ChunkedArray | pa.ListArray,
+              drop_nulls: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened values and offsets of a list column (one list per group); `drop_nulls`:
+    without the null values (else they become NaN)."""
     arr = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
     offsets = arr.offsets.to_numpy() - arr.offsets[0].as_py()
-    return arr.flatten().to_numpy(zero_copy_only=False), offsets
+    values = arr.flatten()
+    if drop_nulls and values.null_count:
+        valid = pc.is_valid(values)
+        offsets = np.concatenate([[0], np.cumsum(valid.to_numpy(zero_copy_only=False))])[offsets]
+        values = values.filter(valid)
+    return values.to_numpy(zero_copy_only=False), offsets
 
 
-def bitmaps(lists: pa.ChunkedArray | pa.ListArray) -> pa.Array:
-    """One serialized bitmap per list of row ids."""
-    return _serialized(*_segments(lists))
+def bitmaps(lists: pa.ChunkedArray | pa.ListArray, drop_nulls: bool = False) -> pa.Array:
+    """One serialized bitmap per list of row ids (`drop_nulls`: of its non-null ids)."""
+    return _serialized(*_segments(lists, drop_nulls))
 
 
 def _serialized(ids: np.ndarray, offsets: np.ndarray) -> pa.Array:
