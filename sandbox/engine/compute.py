@@ -271,6 +271,8 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
             v = pc.add(v, pa.scalar(0.0, v.type))
         cols[f"__v{i}"] = v
         for fn, out, options in _specs(a.fn, i):
+            if fn == "list" and _value_list(checked, i) != i:
+                continue   # another quantile's list holds the same values
             specs.append((f"__v{i}", fn, options) if options is not None else (f"__v{i}", fn))
             names[f"__v{i}_{fn}"] = out
         if stats and a.fn in protection.DOMINANCE_AGGREGATES:
@@ -340,6 +342,17 @@ def _specs(fn: str, i: int) -> list[tuple[str, str, Any]]:
     raise AssertionError(f"unchecked aggregate {fn}")
 
 
+def _value_list(checked: CheckedPlan, i: int) -> int:
+    """The aggregate whose `__q` list quantile number `i` reads: the first quantile of the
+    same values (a median and a p90 of one column share one list per partition)."""
+    def values(j: int) -> tuple[str, Any]:
+        # repr, not ==: Lit(1) == Lit(True), yet they evaluate to different types.
+        return repr(checked.plan.aggs[j][1].arg), checked.clamp[j] if checked.clamp else None
+
+    return next(j for j, (_, a) in enumerate(checked.plan.aggs)
+                if a.fn == "quantile" and values(j) == values(i))
+
+
 def _clamp(values: pa.Array | pa.ChunkedArray, lower: float, upper: float) -> Any:
     """Values limited to [lower, upper], nulls kept: bounds each person's effect on a sum,
     which is what differential privacy's noise is calibrated to."""
@@ -378,6 +391,7 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
         merged = merged.sort_by([(k, "ascending") for k in plan.keys])
     groups = Groups.of(merged.column(f"{PARTIAL_ROW}_list"), both.num_rows)
     out: dict[str, Any] = {k: merged.column(k) for k in plan.keys}
+    quantiles = _merge_quantiles(checked, both, groups)
     for i, (name, a) in enumerate(plan.aggs):
         if a.fn == "count":
             out[name] = merged.column(ROWS)
@@ -400,7 +414,7 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
             out[name] = _merge_variance(both, i, groups, a.fn == "std")
         else:
             assert a.param is not None
-            out[name] = _merge_quantile(both.column(f"__q{i}"), groups, a.param)
+            out[name] = quantiles[i]
         out[f"__c:{name}"] = n
     if checked.disclosure_stats:
         out.update(_merge_stats(both, plan, groups))
@@ -510,31 +524,45 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
     return values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
-def _merge_quantile(column: pa.ChunkedArray, groups: Groups, q: float) -> pa.Array:
-    """Exact quantile per group of the partitions' value lists: the group's values are
-    copied together once and only the one or two order statistics needed are selected
-    (np.partition, linear time), not the whole group sorted."""
+def _merge_quantiles(checked: CheckedPlan, both: pa.Table, groups: Groups
+                     ) -> dict[int, pa.Array]:
+    """Exact quantiles per group, by aggregate number, from the partitions' value lists:
+    a group's values are copied together once per list and only the order statistics its
+    quantiles need are selected (np.partition, linear time), not the whole group sorted."""
+    by_list: dict[int, list[int]] = {}
+    for i, (_, a) in enumerate(checked.plan.aggs):
+        if a.fn == "quantile":
+            by_list.setdefault(_value_list(checked, i), []).append(i)
+    out: dict[int, pa.Array] = {}
+    for j, aggs in by_list.items():
+        qs = [checked.plan.aggs[i][1].param for i in aggs]
+        for i, values in zip(aggs, _quantiles(both.column(f"__q{j}"), groups, qs)):
+            out[i] = values
+    return out
+
+
+def _quantiles(column: pa.ChunkedArray, groups: Groups, qs: list[Any]) -> list[pa.Array]:
     values, starts, ends = _list_values(column, drop_nulls=True)
     flat = values.to_numpy(zero_copy_only=False)
     if flat.dtype == object:   # decimals: ordered as their nearest doubles
         flat = flat.astype(np.float64)
-    out = np.zeros(len(groups))
+    out = np.zeros((len(qs), len(groups)))
     known = np.zeros(len(groups), bool)
     for g, rows in enumerate(groups):
         pieces = [flat[a:b] for a, b in zip(starts[rows], ends[rows])]
         selected = np.concatenate(pieces) if pieces else flat[:0]
         if selected.size:
-            out[g], known[g] = quantile_of(selected, q), True
-    return pa.array(out, pa.float64(), mask=~known)
+            out[:, g], known[g] = quantiles_of(selected, qs), True
+    return [pa.array(row, pa.float64(), mask=~known) for row in out]
 
 
-def quantile_of(values: np.ndarray, q: float) -> float:
-    """quantile_cont of unordered values, reordering `values` in place: only the values at
-    the two ranks around position q·(n−1) are put in their sorted places, which is all that
-    quantile_cont reads (NaN ranks last, as in SQL engines)."""
-    position = q * (len(values) - 1)
-    values.partition(sorted({math.floor(position), math.ceil(position)}))
-    return quantile_cont(values, q)
+def quantiles_of(values: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """quantile_cont of unordered values at each of `qs`, reordering `values` in place:
+    only the values at the two ranks around each position q·(n−1) are put in their sorted
+    places, which is all that quantile_cont reads (NaN ranks last, as in SQL engines)."""
+    positions = [q * (len(values) - 1) for q in qs]
+    values.partition(sorted({r for x in positions for r in (math.floor(x), math.ceil(x))}))
+    return [quantile_cont(values, q) for q in qs]
 
 
 def quantile_cont(ordered: Sequence[Any], q: float) -> float:

@@ -224,3 +224,14 @@ def test_groups_list_each_groups_partial_rows_in_partition_order() -> None:
     assert [rows.tolist() for rows in groups] == [[0, 2, 4], [], [1, 3]]
     group, rank = groups.ranks()
     assert group.tolist() == [0, 0, 0, 2, 2] and rank.tolist() == [0, 1, 2, 0, 1]
+
+
+def test_quantiles_of_the_same_values_share_one_list_per_partition(spread: DatasetInfo) -> None:
+    t = T.group_by("k").agg(m=quantile("x", 0.5), p=quantile("x", 0.9),
+                            y=quantile(col("x") * 2, 0.5), lo=quantile("x", 0.0))
+    checked = check_plan(t._node, {"t": spread})
+    partials = join.run(checked, join.LocalRunner()).partials
+    assert [c for c in partials[0].column_names if c.startswith("__q")] == ["__q0", "__q2"]
+    _check(spread, LocalExecutor().aggregate(checked).table, ["k", "m", "p", "y", "lo"],
+           "SELECT k, quantile_cont(x, 0.5), quantile_cont(x, 0.9), quantile_cont(x * 2, 0.5), "
+           "quantile_cont(x, 0.0) FROM t GROUP BY k")
