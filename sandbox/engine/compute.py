@@ -238,8 +238,12 @@ def apply_steps(steps: Sequence[p.Node], table: pa.Table) -> pa.Table:
 def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     """Partial aggregates of one partition of the plan's (filtered, derived, joined) table:
     keys, __rows, and per aggregate i the columns `_specs` names (__n{i} non-null count,
-    __s{i} sum, __x{i} extreme, __m{i} squared deviations, __d{i} distinct values, __q{i} all
-    values)."""
+    __s{i} sum, __x{i} extreme, __m{i} squared deviations), __d{i} its distinct values and
+    __q{i} all its values (lists), and the disclosure statistics (engine.protection).
+
+    One hash aggregation gives the numbers and, per group, the positions of its rows; every
+    per-row list is then gathered from those positions (a take each) rather than hashed
+    again, and distinct values are found per group."""
     plan = checked.plan
     stats = checked.disclosure_stats
     cols: dict[str, Any] = {k: table.column(k) for k in plan.keys}
@@ -249,63 +253,129 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
         cols[ALL] = pa.repeat(pa.scalar(0, pa.int8()), table.num_rows)
     specs: list[tuple[Any, ...]] = [(ROWS, "sum")]
     names: dict[str, str] = {f"{ROWS}_sum": ROWS}
-    abs_lists: dict[str, str] = {}
-    joined: list[int] = []   # aggregates with a `JOINED_IDS` column
-    if stats:
-        cols[protection.ROW_ID] = table.column(protection.ROW_ID)
-        specs.append((protection.ROW_ID, "list"))
-        names[f"{protection.ROW_ID}_list"] = protection.ROW_ID
+    values: dict[int, Any] = {}
     for i, (_, a) in enumerate(plan.aggs):
         if a.arg is None:
             continue
-        v = _as_column(evaluate(a.arg, table), table.num_rows)
-        if pa.types.is_integer(v.type):
-            v = pc.cast(v, pa.int64())
-        elif pa.types.is_floating(v.type) or pa.types.is_null(v.type):
-            v = pc.cast(v, pa.float64())
-        if checked.clamp is not None and checked.clamp[i] is not None:
-            v = _clamp(v, *checked.clamp[i])
-        if a.fn == "count_distinct" and pa.types.is_floating(v.type):
-            # Arrow's hashes tell -0.0 from 0.0; SQL counts them as one value (+ 0.0 turns
-            # -0.0 into 0.0 and leaves every other value as it is).
-            v = pc.add(v, pa.scalar(0.0, v.type))
+        v = values[i] = _value(checked, i, table)
         cols[f"__v{i}"] = v
         for fn, out, options in _specs(a.fn, i):
-            if fn == "list" and _value_list(checked, i) != i:
-                continue   # another quantile's list holds the same values
             specs.append((f"__v{i}", fn, options) if options is not None else (f"__v{i}", fn))
             names[f"__v{i}_{fn}"] = out
-        if stats and a.fn in protection.DOMINANCE_AGGREGATES:
-            cols[f"__abs{i}"] = protection.abs_values(v)
-            specs.append((f"__abs{i}", "list"))
-            names[f"__abs{i}_list"] = abs_lists[f"__abs{i}"] = f"{i}"
-        if stats and _joins(checked) and a.fn != "count_distinct":
-            # After a join a primary row can appear many times: contributors are the distinct
-            # primary rows with a value, not the joined rows. A bitmap holds each id once; when
-            # every row has a value they are the group's rows, whose bitmap is made anyway.
-            joined.append(i)
-            if v.null_count:
-                cols[f"{JOINED_IDS}{i}"] = pc.if_else(
-                    pc.is_valid(v), table.column(protection.ROW_ID), pa.scalar(None, pa.uint64()))
-                specs.append((f"{JOINED_IDS}{i}", "list"))
-                names[f"{JOINED_IDS}{i}_list"] = f"{JOINED_IDS}{i}"
+    listed = stats or any(a.fn in LISTED for _, a in plan.aggs)
+    if listed:
+        cols[POSITIONS] = pa.array(np.arange(table.num_rows), pa.int64())
+        specs.append((POSITIONS, "list"))
     # Single-threaded: a threaded hash aggregate sums floats in varying order, and a released
     # value must not change from one run to the next.
     grouped = pa.table(cols).group_by(_group_keys(plan), use_threads=False).aggregate(specs)
     grouped = grouped.rename_columns([names.get(n, n) for n in grouped.column_names])
-    if stats:
-        grouped = protection.reduce_partial(grouped, {i: i for i in abs_lists.values()},
-                                            per_primary_row=_joins(checked))
-    for i in joined:
-        # Last and in aggregate order, whichever way each was made: every partial has one
-        # schema.
-        name = f"{JOINED_IDS}{i}"
-        if name in grouped.column_names:
-            blobs = protection.bitmaps(grouped.column(name), drop_nulls=True)
-            grouped = grouped.drop_columns([name])
+    if not listed:
+        return grouped
+    rows = _contiguous(grouped.column(f"{POSITIONS}_list"))
+    grouped = grouped.drop_columns([f"{POSITIONS}_list"])
+    for i, (_, a) in enumerate(plan.aggs):
+        if a.fn == "count_distinct":
+            grouped = grouped.append_column(f"__d{i}", _distinct(values[i], rows))
+        elif a.fn == "quantile" and _value_list(checked, i) == i:
+            grouped = grouped.append_column(f"__q{i}", _gather(values[i], rows))
+    return _with_stats(checked, table, grouped, values, rows) if stats else grouped
+
+
+# Aggregates whose partials list values per group; the per-group positions of the rows that
+# the lists are gathered by.
+LISTED = frozenset({"count_distinct", "quantile"})
+POSITIONS = "__pos"
+
+
+def _value(checked: CheckedPlan, i: int, table: pa.Table) -> Any:
+    """The values aggregate `i` aggregates: integers as int64, floats as float64, clamped
+    when the release is differentially private."""
+    a = checked.plan.aggs[i][1]
+    assert a.arg is not None
+    v = _as_column(evaluate(a.arg, table), table.num_rows)
+    if pa.types.is_integer(v.type):
+        v = pc.cast(v, pa.int64())
+    elif pa.types.is_floating(v.type) or pa.types.is_null(v.type):
+        v = pc.cast(v, pa.float64())
+    if checked.clamp is not None and checked.clamp[i] is not None:
+        v = _clamp(v, *checked.clamp[i])
+    if a.fn == "count_distinct" and pa.types.is_floating(v.type):
+        # Arrow's hashes tell -0.0 from 0.0; SQL counts them as one value (+ 0.0 turns
+        # -0.0 into 0.0 and leaves every other value as it is).
+        v = pc.add(v, pa.scalar(0.0, v.type))
+    return v
+
+
+def _gather(values: Any, rows: pa.ListArray) -> pa.ListArray:
+    """Per group, the values of its rows in row order: what Arrow's hash "list" aggregate
+    gives, from the groups' row positions."""
+    taken = _contiguous(values).take(rows.flatten())
+    return pa.ListArray.from_arrays(_offsets(rows), taken)
+
+
+def _offsets(lists: pa.ListArray) -> pa.Array:
+    offsets = lists.offsets
+    return pc.subtract(offsets, offsets[0]) if len(offsets) and offsets[0].as_py() else offsets
+
+
+# Groups of at least this many rows on average have their distinct values hashed one group
+# at a time (a small hash table per group, cheap per value, ~5 µs per call); with more,
+# smaller groups, all (group, value) pairs are hashed in one aggregation instead.
+ROWS_PER_GROUP_HASH = 128
+
+
+def _distinct(values: Any, rows: pa.ListArray) -> pa.ListArray:
+    """Per group, its distinct non-null values (as Arrow's hash "distinct" aggregate)."""
+    taken = _contiguous(values).take(rows.flatten())
+    bounds = _offsets(rows).to_numpy().astype(np.int64)
+    n_groups = len(bounds) - 1
+    if n_groups * ROWS_PER_GROUP_HASH <= len(taken):
+        uniques = [pc.unique(taken.slice(a, b - a)).drop_null()
+                   for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+        lengths = np.array([len(u) for u in uniques], np.int64)
+        distinct = pa.concat_arrays(uniques) if uniques else taken.slice(0, 0)
+    else:
+        group = np.repeat(np.arange(n_groups), np.diff(bounds))
+        pairs = pa.table({"g": group, "v": taken}).group_by(["g", "v"], use_threads=False)
+        pairs = pairs.aggregate([]).filter(pc.is_valid(pc.field("v"))).sort_by("g")
+        lengths = np.bincount(pairs.column("g").to_numpy(), minlength=n_groups)
+        distinct = _contiguous(pairs.column("v"))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), distinct)
+
+
+def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,
+                values: dict[int, Any], rows: pa.ListArray) -> pa.Table:
+    """The partial with its disclosure statistics: per group the bitmap of its rows, per
+    sum/mean its largest contributions, and after a join, per aggregate, the bitmap of the
+    primary rows with a value."""
+    plan = checked.plan
+    ids = table.column(protection.ROW_ID)
+    grouped = grouped.append_column(protection.ROW_ID, _gather(ids, rows))
+    abs_lists: list[str] = []
+    for i, (_, a) in enumerate(plan.aggs):
+        if a.fn in protection.DOMINANCE_AGGREGATES:
+            abs_lists.append(str(i))
+            grouped = grouped.append_column(str(i), _gather(protection.abs_values(values[i]),
+                                                            rows))
+    grouped = protection.reduce_partial(grouped, {c: c for c in abs_lists},
+                                        per_primary_row=_joins(checked))
+    if not _joins(checked):
+        return grouped
+    for i, (_, a) in enumerate(plan.aggs):
+        if a.arg is None or a.fn == "count_distinct":
+            continue
+        # After a join a primary row can appear many times: contributors are the distinct
+        # primary rows with a value, not the joined rows. A bitmap holds each id once; when
+        # every row has a value they are the group's rows, whose bitmap is made anyway.
+        v = values[i]
+        if v.null_count:
+            with_value = pc.if_else(pc.is_valid(v), ids, pa.scalar(None, pa.uint64()))
+            blobs = protection.bitmaps(_gather(with_value, rows), drop_nulls=True)
         else:
             blobs = grouped.column(protection.IDS)
-        grouped = grouped.append_column(name, blobs)
+        grouped = grouped.append_column(f"{JOINED_IDS}{i}", blobs)
     return grouped
 
 
@@ -336,9 +406,9 @@ def _specs(fn: str, i: int) -> list[tuple[str, str, Any]]:
     if fn in ("min", "max"):
         return [count, (fn, f"__x{i}", None)]
     if fn == "count_distinct":
-        return [("distinct", f"__d{i}", pc.CountOptions(mode="only_valid"))]
+        return []   # __d{i}: gathered after the aggregation
     if fn == "quantile":
-        return [count, ("list", f"__q{i}", None)]
+        return [count]   # and __q{i}, gathered after the aggregation
     raise AssertionError(f"unchecked aggregate {fn}")
 
 

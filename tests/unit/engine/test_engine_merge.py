@@ -95,6 +95,14 @@ def spread(tmp_path: Path) -> DatasetInfo:
     return _dataset(tmp_path, _parts())
 
 
+@pytest.fixture(params=["per group", "all pairs"])
+def distinct_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Either way of finding a partition's distinct values per group."""
+    monkeypatch.setattr(compute, "ROWS_PER_GROUP_HASH", 1 if request.param == "per group"
+                        else 10**9)
+
+
+@pytest.mark.usefixtures("distinct_path")
 def test_distinct_values_repeated_across_partitions_count_once_and_nulls_not_at_all(
         spread: DatasetInfo) -> None:
     t = T.group_by("k").agg(n=count(), x=count_distinct("x"), f=count_distinct("f"),
@@ -122,6 +130,7 @@ def test_quantiles_of_a_group_spanning_partitions(spread: DatasetInfo) -> None:
            "quantile_cont(f, 1.0), quantile_cont(f, 0.25) FROM t GROUP BY k")
 
 
+@pytest.mark.usefixtures("distinct_path")
 def test_a_group_with_only_nulls_has_no_quantile_and_no_distinct_values(tmp_path: Path) -> None:
     ds = _dataset(tmp_path, [_rows(k=["a", "b"], x=[None, 1], f=[None, 1.0], d=[None, None]),
                              _rows(k=["a"], x=[None], f=[None], d=[None])])
@@ -138,6 +147,7 @@ def test_empty_partitions_alone_give_one_whole_table_row(tmp_path: Path) -> None
         {"n": 0, "d": 0, "q": None, "v": None}]
 
 
+@pytest.mark.usefixtures("distinct_path")
 def test_nan_ranks_last_in_quantiles_and_signed_zeros_are_one_value(tmp_path: Path) -> None:
     nan = float("nan")
     ds = _dataset(tmp_path, [_rows(k=["a"] * 3, x=[1, 2, 3], f=[nan, 0.0, 1.0], d=[None] * 3),
@@ -235,3 +245,23 @@ def test_quantiles_of_the_same_values_share_one_list_per_partition(spread: Datas
     _check(spread, LocalExecutor().aggregate(checked).table, ["k", "m", "p", "y", "lo"],
            "SELECT k, quantile_cont(x, 0.5), quantile_cont(x, 0.9), quantile_cont(x * 2, 0.5), "
            "quantile_cont(x, 0.0) FROM t GROUP BY k")
+
+
+@pytest.mark.usefixtures("distinct_path")
+def test_distinct_values_of_many_groups_of_every_type(tmp_path: Path) -> None:
+    import datetime as dt
+    rng = np.random.default_rng(3)
+    parts = [_rows(k=[f"g{g}" for g in rng.integers(0, 40, 300)],
+                   x=[None if v < 0 else int(v) for v in rng.integers(-3, 12, 300)],
+                   f=[None if v < 0 else v / 2 for v in rng.integers(-3, 9, 300)],
+                   d=[dt.date(2020, 1, 1) + dt.timedelta(days=int(v))
+                      for v in rng.integers(0, 20, 300)]) for _ in range(3)]
+    ds = _dataset(tmp_path, parts)
+    t = T.group_by("k").agg(x=count_distinct("x"), f=count_distinct("f"),
+                            d=count_distinct("d"), s=count_distinct("k"))
+    _check(ds, _run(ds, t, stats=True), ["k", "x", "f", "d", "s"],
+           "SELECT k, count(DISTINCT x), count(DISTINCT f), count(DISTINCT d), "
+           "count(DISTINCT k) FROM t GROUP BY k")
+    whole = T.agg(x=count_distinct("x"), k=count_distinct("k"))
+    assert _run(ds, whole).select(["x", "k"]).to_pylist() == [
+        dict(zip(["x", "k"], _duckdb(ds, "SELECT count(DISTINCT x), count(DISTINCT k) FROM t")[0]))]
