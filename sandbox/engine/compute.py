@@ -282,9 +282,9 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     return _with_stats(checked, table, grouped, values, rows) if stats else grouped
 
 
-# Aggregates whose partials list values per group; the per-group positions of the rows that
-# the lists are gathered by.
+# Aggregates whose partials hold lists of values per group.
 LISTED = frozenset({"count_distinct", "quantile"})
+# Each row's position in the partition's table: listed per group, the lists are gathered by.
 POSITIONS = "__pos"
 
 

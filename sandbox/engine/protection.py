@@ -8,10 +8,11 @@ For an exact (not differentially private) release the engine also reports, per r
 - per sum/mean, the two largest absolute contributions and the total absolute contribution,
   for the dominance rule.
 
-Per partition these come out of the same hash aggregation as the aggregates (as lists per
-group) and are reduced to a bitmap and three numbers; merging unions the bitmaps and keeps the
-two largest of the partitions' largest values. Nothing here leaves the trusted driver: the
-disclosure step drops every `__` column before a table is released.
+Per partition these start as lists per group (gathered by the row positions that the
+aggregates' hash aggregation lists per group) and are reduced to a bitmap and three numbers;
+merging unions the bitmaps and keeps the two largest of the partitions' largest values.
+Nothing here leaves the trusted driver: the disclosure step drops every `__` column before a
+table is released.
 """
 
 from __future__ import annotations
