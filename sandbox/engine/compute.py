@@ -319,35 +319,32 @@ def _offsets(lists: pa.ListArray) -> pa.Array:
     return pc.subtract(offsets, offsets[0]) if len(offsets) and offsets[0].as_py() else offsets
 
 
-# A partition's distinct values are marked in a (group × distinct value) table of booleans
-# when it has at most this many cells per row (or 2**16 cells); else (many groups with many
-# values each) its (group, value) pairs are hashed.
-DENSE_CELLS_PER_ROW = 16
+# Groups of at least this many rows on average have their distinct values hashed one group
+# at a time (a small hash table per group, cheap per value, ~5 µs per call); with more,
+# smaller groups, all (group, value) pairs are hashed in one aggregation instead.
+ROWS_PER_GROUP_HASH = 128
 
 
 def _distinct(values: Any, rows: pa.ListArray) -> pa.ListArray:
-    """Per group (the positions of its rows), its distinct non-null values: the values are
-    hashed once for the whole partition (dictionary codes), then each group's codes are
-    marked in a table of booleans, or deduplicated as (group, code) pairs."""
-    encoded = pc.dictionary_encode(_contiguous(values))
-    n_groups, n_values = len(rows), len(encoded.dictionary)
-    group = np.zeros(len(encoded), np.int64)
-    group[rows.flatten().to_numpy()] = pc.list_parent_indices(rows).to_numpy()
-    codes = encoded.indices.fill_null(0).to_numpy().astype(np.int64)
-    if encoded.null_count:   # nulls are no value
-        valid = pc.is_valid(encoded.indices).to_numpy(zero_copy_only=False)
-        codes, group = codes[valid], group[valid]
-    if n_groups * n_values <= DENSE_CELLS_PER_ROW * max(len(encoded), 4096):
-        seen = np.zeros(n_groups * n_values, bool)
-        seen[group * n_values + codes] = True
-        group, codes = np.divmod(np.flatnonzero(seen), max(n_values, 1))
+    """Per group (the positions of its rows), its distinct non-null values, as Arrow's hash
+    "distinct" aggregate gives them but about twice as fast: each group's values hashed on
+    their own when groups are large, else all (group, value) pairs in one aggregation."""
+    taken = _contiguous(values).take(rows.flatten())
+    bounds = _offsets(rows).to_numpy().astype(np.int64)
+    n_groups = len(bounds) - 1
+    if n_groups * ROWS_PER_GROUP_HASH <= len(taken):
+        uniques = [pc.unique(taken.slice(a, b - a)).drop_null()
+                   for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+        lengths = np.array([len(u) for u in uniques], np.int64)
+        distinct = pa.concat_arrays(uniques) if uniques else taken.slice(0, 0)
     else:
-        pairs = pa.table({"g": group, "c": codes}).group_by(["g", "c"], use_threads=False)
-        pairs = pairs.aggregate([]).sort_by("g")
-        group, codes = pairs.column("g").to_numpy(), pairs.column("c").to_numpy()
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=n_groups))])
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
-                                    encoded.dictionary.take(pa.array(codes)))
+        group = np.repeat(np.arange(n_groups), np.diff(bounds))
+        pairs = pa.table({"g": group, "v": taken}).group_by(["g", "v"], use_threads=False)
+        pairs = pairs.aggregate([]).filter(pc.is_valid(pc.field("v"))).sort_by("g")
+        lengths = np.bincount(pairs.column("g").to_numpy(), minlength=n_groups)
+        distinct = _contiguous(pairs.column("v"))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), distinct)
 
 
 def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,

@@ -95,11 +95,11 @@ def spread(tmp_path: Path) -> DatasetInfo:
     return _dataset(tmp_path, _parts())
 
 
-@pytest.fixture(params=["marked", "hashed pairs"])
+@pytest.fixture(params=["per group", "all pairs"])
 def distinct_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Either way of finding a partition's distinct values per group."""
-    if request.param == "hashed pairs":
-        monkeypatch.setattr(compute, "DENSE_CELLS_PER_ROW", 0)
+    monkeypatch.setattr(compute, "ROWS_PER_GROUP_HASH", 1 if request.param == "per group"
+                        else 10**9)
 
 
 @pytest.mark.usefixtures("distinct_path")
