@@ -39,10 +39,11 @@ def with_row_ids(table: pa.Table, partition_index: int,
     some of the file's rows were read (rows 0, 1, 2… when None)."""
     base = np.uint64(partition_index) << np.uint64(32)
     if positions is None:
-        positions = np.arange(table.num_rows, dtype=np.uint64)
+        ids = np.arange(base, base + np.uint64(table.num_rows), dtype=np.uint64)
     elif len(positions) != table.num_rows:
         raise AssertionError("one position per row read")
-    ids = np.asarray(positions, dtype=np.uint64) | base
+    else:
+        ids = np.asarray(positions, dtype=np.uint64) | base
     return table.append_column(ROW_ID, pa.array(ids, pa.uint64()))
 
 
