@@ -1,8 +1,12 @@
-"""A channel for building plans in tests that never run them."""
+"""Helpers for tests that build plans: a channel for plans never run, and a switch for how
+partitions' text columns are read."""
 
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
+
+from sandbox.engine import prune
 
 
 class NoChannel:
@@ -13,3 +17,9 @@ class NoChannel:
 
     def emit(self, name: str, value: Any) -> None:
         raise AssertionError("this table is built for its plan only; nothing emits")
+
+
+def dictionaries(on: bool) -> Any:
+    """Within the block, every text column stored with a dictionary is read as an Arrow
+    dictionary (on), or none is (off); by default only those of large partitions are."""
+    return mock.patch.object(prune, "_DICTIONARY_BYTES_PER_VALUE", float("inf") if on else -1.0)

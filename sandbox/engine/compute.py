@@ -60,6 +60,23 @@ _BINARY = {
 }
 
 
+def plain(x: Any) -> Any:
+    """`x` with dictionary-encoded text decoded to its values. Reads keep text columns of few
+    distinct values as dictionaries, which compare, filter and group fast; kernels that
+    have no dictionary version (prefix tests, extremes, distinct counts, joins) get plain
+    values."""
+    if isinstance(x, (pa.Array, pa.ChunkedArray)) and pa.types.is_dictionary(x.type):
+        return pc.cast(x, x.type.value_type)
+    return x
+
+
+def plain_table(table: pa.Table) -> pa.Table:
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, plain(table.column(i)))
+    return table
+
+
 def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if isinstance(e, p.Col):
         return table.column(e.name)
@@ -68,6 +85,8 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
     args = e.args
     if e.fn in _BINARY:
         a, b = evaluate(args[0], table), evaluate(args[1], table)
+        if _is_column(a) and _is_column(b) and a.type != b.type:
+            a, b = plain(a), plain(b)   # dictionary against text: compare the values
         a, b = _lit(a, getattr(b, "type", None)), _lit(b, getattr(a, "type", None))
         return _BINARY[e.fn](a, b)
     if e.fn == "div":
@@ -86,20 +105,21 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
         return pc.and_kleene(pc.greater_equal(x, lo), pc.less_equal(x, hi))
     if e.fn == "isin":
         x = _column(args[0], table)
-        values = [_lit(v, x.type) for v in args[1].value]  # type: ignore[union-attr]
-        return pc.is_in(x, value_set=pa.array(values, type=x.type))
+        kind = x.type.value_type if pa.types.is_dictionary(x.type) else x.type
+        values = [_lit(v, kind) for v in args[1].value]  # type: ignore[union-attr]
+        return pc.is_in(x, value_set=pa.array(values, type=kind))
     if e.fn in ("year", "month"):
         return getattr(pc, e.fn)(evaluate(args[0], table))
     if e.fn == "startswith":
-        return pc.starts_with(evaluate(args[0], table), pattern=args[1].value)  # type: ignore[union-attr]
+        return pc.starts_with(plain(evaluate(args[0], table)), pattern=args[1].value)  # type: ignore[union-attr]
     if e.fn == "endswith":
-        return pc.ends_with(evaluate(args[0], table), pattern=args[1].value)  # type: ignore[union-attr]
+        return pc.ends_with(plain(evaluate(args[0], table)), pattern=args[1].value)  # type: ignore[union-attr]
     if e.fn == "bucket":
         col = _column(args[0], table)
         return _bucket(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col,
                        args[1].value)  # type: ignore[union-attr]
     if e.fn == "cast":
-        return _cast(_column(args[0], table), args[1].value)  # type: ignore[union-attr]
+        return _cast(plain(_column(args[0], table)), args[1].value)  # type: ignore[union-attr]
     if e.fn == "abs":
         return pc.abs_checked(evaluate(args[0], table))
     if e.fn == "round":
@@ -107,7 +127,7 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
         return pc.round(_column(args[0], table), args[1].value,  # type: ignore[union-attr]
                         round_mode="half_towards_infinity")
     if e.fn == "case":
-        return _case([_column(a, table) for a in args])
+        return _case([plain(_column(a, table)) for a in args])
     raise AssertionError(f"unchecked function {e.fn}")
 
 
@@ -144,6 +164,10 @@ def _contiguous(x: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(x, pa.ChunkedArray):
         return x.combine_chunks() if x.num_chunks else pa.array([], x.type)
     return x
+
+
+def _is_column(x: Any) -> bool:
+    return isinstance(x, (pa.Array, pa.ChunkedArray))
 
 
 def _as_column(value: Any, n: int) -> pa.Array | pa.ChunkedArray:
@@ -267,9 +291,11 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
         cols[POSITIONS] = pa.array(np.arange(table.num_rows), pa.int64())
         specs.append((POSITIONS, "list"))
     # Single-threaded: a threaded hash aggregate sums floats in varying order, and a released
-    # value must not change from one run to the next.
-    grouped = pa.table(cols).group_by(_group_keys(plan), use_threads=False).aggregate(specs)
-    grouped = grouped.rename_columns([names.get(n, n) for n in grouped.column_names])
+    # value must not change from one run to the next. Dictionary keys group as integers once
+    # every chunk shares one dictionary; the partial's keys are plain values.
+    grouped = pa.table(cols).unify_dictionaries().group_by(
+        _group_keys(plan), use_threads=False).aggregate(specs)
+    grouped = plain_table(grouped.rename_columns([names.get(n, n) for n in grouped.column_names]))
     if not listed:
         return grouped
     rows = _contiguous(grouped.column(f"{POSITIONS}_list"))
@@ -293,7 +319,7 @@ def _value(checked: CheckedPlan, i: int, table: pa.Table) -> Any:
     when the release is differentially private."""
     a = checked.plan.aggs[i][1]
     assert a.arg is not None
-    v = _as_column(evaluate(a.arg, table), table.num_rows)
+    v = plain(_as_column(evaluate(a.arg, table), table.num_rows))
     if pa.types.is_integer(v.type):
         v = pc.cast(v, pa.int64())
     elif pa.types.is_floating(v.type) or pa.types.is_null(v.type):

@@ -101,6 +101,9 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
         path = read.dataset.partitions[piece.index]
         table = compute.read_partition(checked, piece.scan, piece.index, piece.where,
                                        piece.cached)
+        if len(checked.reads) > 1:
+            # Arrow's joins, and the key hashes here, take plain values, not dictionaries.
+            table = compute.plain_table(table)
         # Metered: every row of the partition, read or skipped — what the quote covers.
         return table, {piece.scan: prune.footer(path).num_rows}
     if isinstance(piece, Input):

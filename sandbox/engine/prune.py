@@ -256,9 +256,38 @@ def positions(f: Footer, groups: list[int] | None) -> np.ndarray | None:
 
 
 def read(f: Footer, columns: Sequence[str], groups: list[int] | None) -> pa.Table:
-    """The projected rows of `groups` (all when None) of the partition."""
+    """The projected rows of `groups` (all when None) of the partition. Text columns stored
+    as dictionaries are read as Arrow dictionaries (see `dictionary_columns`)."""
     cols = list(columns)
-    pf = pq.ParquetFile(f.path, metadata=f.metadata)
+    pf = pq.ParquetFile(f.path, metadata=f.metadata,
+                        read_dictionary=dictionary_columns(f, cols))
     if groups is None:
         return pf.read(columns=cols)
     return pf.read_row_groups(groups, columns=cols)
+
+
+# Dictionary-encoded data pages hold bit-packed indices: a few bits a value, never more than
+# four bytes. A text column whose dictionary outgrew its page limit falls back to plain pages
+# (each value's bytes and length), which are more.
+_DICTIONARY_BYTES_PER_VALUE = 4.0
+
+
+def dictionary_columns(f: Footer, columns: Sequence[str]) -> list[str]:
+    """The text columns among `columns` that the partition stores dictionary-encoded in
+    every row group (a district, a gender: few distinct values). Read as dictionaries they
+    decode ~5x faster, and filter and group as integers; a column of unique values (an ID
+    number) is stored plain and read as text."""
+    wanted = {c for c in columns if pa.types.is_string(f.schema.field(c).type)}
+    if not wanted or f.metadata.num_row_groups == 0:
+        return []
+    out = []
+    for i in range(f.metadata.num_columns):
+        name = f.metadata.schema.column(i).path
+        if name not in wanted:
+            continue
+        chunks = [f.metadata.row_group(g).column(i) for g in range(f.metadata.num_row_groups)]
+        if all(c.has_dictionary_page and c.num_values and
+               c.total_uncompressed_size / c.num_values <= _DICTIONARY_BYTES_PER_VALUE
+               for c in chunks):
+            out.append(name)
+    return out

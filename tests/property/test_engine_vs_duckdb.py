@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plans import NoChannel
+from plans import NoChannel, dictionaries
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.engine.executor import LocalExecutor
@@ -75,6 +75,7 @@ FILTERS = [
     Piece(lambda: (col("d") >= "2015-06-01") | (col("k") != 1),
           "d >= DATE '2015-06-01' OR k <> 1"),
     Piece(lambda: col("x") > 1000, "x > 1000"),   # nothing matches
+    Piece(lambda: col("g").startswith("北") | (col("g") < "b"), "starts_with(g, '北') OR g < 'b'"),
 ]
 
 DERIVED = {
@@ -122,6 +123,8 @@ plans = st.fixed_dictionaries({
     "keys": st.lists(st.sampled_from(["k", "g", "b", "y", "c", "i"]), max_size=2, unique=True),
     "aggs": st.lists(_aggregates(), min_size=1, max_size=4),
     "cuts": st.lists(st.integers(0, 60), max_size=2),
+    # Read text columns as Arrow dictionaries, as large partitions of few distinct values are.
+    "dictionary": st.booleans(),
 })
 
 
@@ -168,7 +171,7 @@ def test_engine_equals_duckdb(data: list[dict[str, Any]], plan: dict[str, Any]) 
     sql = (f"WITH v AS (SELECT *, {derived} FROM t WHERE {where}) "
            f"SELECT {select} FROM v{group}")
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, dictionaries(plan["dictionary"]):
         ds = _write(data, plan["cuts"], Path(tmp))
         result = LocalExecutor().aggregate(check_plan(table._node, {"t": ds})).table
         ours = list(zip(*(result.column(n).to_pylist() for n in [*keys, *named])))

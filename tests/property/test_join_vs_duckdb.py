@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plans import NoChannel
+from plans import NoChannel, dictionaries
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.engine.executor import Executor, LocalExecutor, RayExecutor
@@ -198,9 +198,11 @@ def _compare(executor: Executor, data: tuple[Any, ...], plan: dict[str, Any]) ->
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=tables, plan=plans, broadcast=st.booleans())
-def test_joins_equal_duckdb(data: tuple[Any, ...], plan: dict[str, Any], broadcast: bool) -> None:
-    _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan)
+@given(data=tables, plan=plans, broadcast=st.booleans(), dictionary=st.booleans())
+def test_joins_equal_duckdb(data: tuple[Any, ...], plan: dict[str, Any], broadcast: bool,
+                            dictionary: bool) -> None:
+    with dictionaries(dictionary):
+        _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan)
 
 
 @pytest.mark.parametrize("broadcast", [True, False], ids=["broadcast", "partitioned"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import math
@@ -316,3 +317,58 @@ def test_a_small_scan_runs_in_place_on_ray_with_the_same_result(
     wide = ex.RayExecutor(in_place_max_rows=0).aggregate(checked)
     assert fanned                                        # … unless told to fan out
     assert small.table.equals(wide.table) and small.rows_scanned == wide.rows_scanned == ROWS
+
+
+# --- text columns read as dictionaries ---------------------------------------------------------
+
+
+def _wide(tmp_path: Any) -> DatasetInfo:
+    """One partition large enough that its few-valued text columns are stored as dictionaries
+    (and its unique IDs are not)."""
+    rng = np.random.default_rng(5)
+    n = 200_000
+    district = pa.array([DISTRICTS[i] if keep else None for i, keep in
+                         zip(rng.integers(0, 3, n), rng.random(n) > 0.01)], pa.string())
+    path = tmp_path / "part-0.parquet"
+    pq.write_table(pa.table({"resident_id": [f"4399{i:010d}" for i in range(n)],
+                             "district": district,
+                             "x": pa.array(rng.integers(-5, 50, n), pa.int64())}), path)
+    from sandbox.catalog.models import ColumnInfo
+    columns = (ColumnInfo("resident_id", "string", "identifier"),
+               ColumnInfo("district", "string", "attribute"), ColumnInfo("x", "int64", "attribute"))
+    return DatasetInfo("w", "字典", "pr-1", "L1", n, columns, (str(path),))
+
+
+def test_few_valued_text_is_read_as_a_dictionary_and_unique_ids_are_not(tmp_path: Any) -> None:
+    from sandbox.engine import prune
+
+    ds = _wide(tmp_path)
+    f = prune.footer(ds.partitions[0])
+    assert prune.dictionary_columns(f, ["resident_id", "district", "x"]) == ["district"]
+    table = prune.read(f, ["resident_id", "district"], None)
+    assert pa.types.is_dictionary(table.schema.field("district").type)
+    assert table.schema.field("resident_id").type == pa.string()
+
+
+def test_dictionary_reads_give_the_same_results_as_plain_ones(tmp_path: Any) -> None:
+    from plans import dictionaries
+
+    ds = _wide(tmp_path)
+    t = Table(p.Scan("w"), NoChannel())
+    plans = [
+        t.filter(col("district").isin(["城关区", "新城区"]) & (col("x") > 3))
+         .group_by("district").agg(n=count(), s=sum_("x"), d=count_distinct("district")),
+        t.filter(col("district").startswith("湖") | (col("district") < "新"))
+         .derive(c=case((col("district") == "城关区", "城"), default=col("district")))
+         .group_by("c").agg(n=count(), lo=min_("district"), hi=max_("x")),
+        t.filter(col("district").is_null() | (col("district") != "湖滨区")).agg(
+            n=count(), k=count_distinct("district")),
+    ]
+    for plan in plans:
+        checked = dataclasses.replace(check_plan(plan._node, {"w": ds}), disclosure_stats=True)
+        with dictionaries(False):
+            plain = LocalExecutor().aggregate(checked).table
+        with dictionaries(True):
+            encoded = LocalExecutor().aggregate(checked).table
+        assert encoded.equals(plain), plan._node
+        assert all(not pa.types.is_dictionary(f.type) for f in encoded.schema)
