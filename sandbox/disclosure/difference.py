@@ -20,6 +20,7 @@ Group keys are released from the data even when a cell is suppressed.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -31,7 +32,10 @@ from pyroaring import BitMap64, FrozenBitMap64
 RULE = "difference"
 
 
+@functools.lru_cache(maxsize=256)
 def digest(blob: bytes) -> str:
+    # Kept: a release asks for a set's digest to check it and again to add it, and a set of
+    # millions of rows is megabytes to hash (a bytes object caches its own hash for the key).
     return hashlib.sha256(blob).hexdigest()
 
 

@@ -46,11 +46,13 @@ def _bucket_labels(edges: tuple[Any, ...]) -> list[str]:
 
 
 def _bucket(values: pa.Array, edges: tuple[Any, ...]) -> pa.Array:
+    """Each value's band label, as a dictionary of the labels (a band per row is an index,
+    not a copy of its label's text, and it groups as an integer)."""
     arr = values.to_numpy(zero_copy_only=False).astype("float64")
-    idx = np.searchsorted(np.asarray(edges, dtype="float64"), arr, side="right")
-    labels = pa.array(_bucket_labels(edges))
-    out = labels.take(pa.array(idx))
-    return pc.if_else(pc.is_null(values), pa.scalar(None, pa.string()), out)
+    idx = np.searchsorted(np.asarray(edges, dtype="float64"), arr, side="right").astype(np.int32)
+    mask = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+    return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=mask),
+                                          pa.array(_bucket_labels(edges), pa.string()))
 
 
 _BINARY = {

@@ -109,7 +109,7 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
     if isinstance(piece, Input):
         return inputs[piece.index], {}
     if isinstance(piece, Concat):
-        tables = [inputs[i] for i in piece.inputs]
+        tables = [compute.plain_table(inputs[i]) for i in piece.inputs]
         return pa.concat_tables(tables, promote_options="permissive"), {}
     if isinstance(piece, Steps):
         table, reads = build(checked, piece.base, inputs)
@@ -130,6 +130,8 @@ def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str]) -> pa.Table:
     """Inner equality join with SQL's semantics: a null key matches nothing, numbers compare
     as numbers whatever their width. Deterministic (single-threaded), left columns first."""
     keys = list(on)
+    # Bands (bucket()) are dictionaries even here; Arrow's join takes plain values.
+    left, right = compute.plain_table(left), compute.plain_table(right)
     left, right = _non_null_keys(left, keys), _non_null_keys(right, keys)
     right = right.drop_columns([c for c in right.column_names if c == protection.ROW_ID])
     for k in keys:
@@ -280,7 +282,7 @@ def bucket_ids(table: pa.Table, on: Sequence[str], buckets: int) -> np.ndarray:
 def split(table: pa.Table, on: Sequence[str], buckets: int) -> list[pa.Table]:
     """The rows of `table` with non-null keys in `buckets` parts by key hash, each part in
     the table's row order."""
-    table = _non_null_keys(table, list(on))
+    table = _non_null_keys(compute.plain_table(table), list(on))
     ids = bucket_ids(table, on, buckets)
     # numpy sorts 16-bit integers stably by radix, several times faster than 64-bit ones.
     order = np.argsort(ids.astype(np.int16) if buckets <= 2**15 else ids, kind="stable")
@@ -297,7 +299,9 @@ def part_task(checked: CheckedPlan, piece: Piece, *inputs: pa.Table) -> tuple[pa
 
 
 def concat_task(*tables: pa.Table) -> pa.Table:
-    return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+    if not tables:
+        return pa.table({})
+    return pa.concat_tables([compute.plain_table(t) for t in tables], promote_options="permissive")
 
 
 def split_task(checked: CheckedPlan, piece: Piece, on: tuple[str, ...], buckets: int,
