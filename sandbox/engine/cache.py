@@ -15,18 +15,17 @@ ids depend on the partition's place in the dataset, and are added after the read
 Any trouble with the cache (the actor died, an object was lost with its owner) falls back to
 reading the file: the cache is never needed for a correct answer.
 
-A job's driver that computes a small plan itself (in place) also keeps the tables it read in
-its own process (`local_front`), a few hundred MB at most: asking the actor and mapping the
-object, then releasing it again, costs a small job more than its scan.
+The processes that read partitions for jobs (job drivers computing small plans in place, and
+the workers of partition tasks) also keep the tables they read in their own memory (`local`),
+a few hundred MB at most per process: asking the actor, mapping the object and releasing it
+again costs several milliseconds a partition, more than a small job's whole scan.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +35,7 @@ CACHE_NAME = "sandbox-scan-cache"
 # At most this many bytes of tables, and at most this share of the cluster's object store.
 MAX_BYTES = 2 << 30
 STORE_FRACTION = 0.25
-# Tables a driver process keeps for its in-place plans.
+# Tables a reading process keeps of its own.
 LOCAL_MAX_BYTES = 256 << 20
 
 
@@ -173,24 +172,13 @@ class _Local:
 
 
 _local = _Local(LOCAL_MAX_BYTES)
-_use_local: contextvars.ContextVar[bool] = contextvars.ContextVar("scan_cache_local",
-                                                                  default=False)
-
-
-@contextlib.contextmanager
-def local_front() -> Iterator[None]:
-    """Within the block, fetch() serves and keeps tables in this process first."""
-    token = _use_local.set(True)
-    try:
-        yield
-    finally:
-        _use_local.reset(token)
 
 
 def fetch(handle: Any, key: ScanKey, load: Callable[[], pa.Table],
-          name: str = CACHE_NAME) -> pa.Table:
-    """The table `key` names: from the cache when it holds it, else `load()`ed and cached."""
-    if not _use_local.get():
+          name: str = CACHE_NAME, local: bool = False) -> pa.Table:
+    """The table `key` names: from the cache when it holds it, else `load()`ed and cached.
+    `local`: this process's own tables first, and keep it among them."""
+    if not local:
         return _fetch_shared(handle, key, load, name)
     table = _local.get(key)
     if table is None:

@@ -209,7 +209,8 @@ def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
 
 
 def read_partition(checked: CheckedPlan, scan: int, index: int,
-                   where: Sequence[p.Expr] = (), cached: bool = False) -> pa.Table:
+                   where: Sequence[p.Expr] = (), cached: bool = False,
+                   local: bool = False) -> pa.Table:
     """Partition `index` of the plan's read number `scan`: only the columns the plan uses,
     and for the primary (left-most) table, when disclosure statistics are wanted, global
     row ids (the contributors of every cell are its rows).
@@ -223,14 +224,14 @@ def read_partition(checked: CheckedPlan, scan: int, index: int,
     if groups == []:
         table = f.schema.empty_table().select(list(read.columns))
     else:
-        table = _load(f, read.columns, groups, cached)
+        table = _load(f, read.columns, groups, cached, local)
     if scan == 0 and checked.disclosure_stats:
         table = protection.with_row_ids(table, index, prune.positions(f, groups))
     return table
 
 
 def _load(f: prune.Footer, columns: Sequence[str], groups: list[int] | None,
-          cached: bool) -> pa.Table:
+          cached: bool, local: bool = False) -> pa.Table:
     def load() -> pa.Table:
         return prune.read(f, columns, groups)
 
@@ -241,7 +242,7 @@ def _load(f: prune.Footer, columns: Sequence[str], groups: list[int] | None,
         return load()
     key = cache.ScanKey(f.path, f.mtime_ns, f.size, tuple(columns),
                         None if groups is None else tuple(groups))
-    return cache.fetch(handle, key, load)
+    return cache.fetch(handle, key, load, local=local)
 
 
 def apply_steps(steps: Sequence[p.Node], table: pa.Table) -> pa.Table:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from sandbox.engine import cache, compute, join
+from sandbox.engine import compute, join
 from sandbox.engine.validate import CheckedPlan
 
 
@@ -45,12 +45,14 @@ class LocalExecutor:
 
 class _RayRunner:
     """Task bodies as Ray tasks; handles are object refs, which Ray resolves before a task
-    that takes them starts. Partition reads go through the object store's scan cache."""
+    that takes them starts. Partition reads go through the object store's scan cache and,
+    with `keeps_scans`, the reading worker's own tables."""
 
     caches_scans = True
 
-    def __init__(self, ray: Any) -> None:
+    def __init__(self, ray: Any, keeps_scans: bool = True) -> None:
         self._ray = ray
+        self.keeps_scans = keeps_scans
         self._remote: dict[Callable[..., Any], Any] = {}
 
     def put(self, value: Any) -> Any:
@@ -71,6 +73,7 @@ class _InPlaceRunner(join.LocalRunner):
     through the scan cache."""
 
     caches_scans = True
+    keeps_scans = True
 
 
 # A plan reading at most this many rows in all runs inside the job's driver task: a Ray task
@@ -80,17 +83,15 @@ IN_PLACE_MAX_ROWS = 250_000
 
 class RayExecutor:
     def __init__(self, broadcast_max_rows: int = join.BROADCAST_MAX_ROWS,
-                 in_place_max_rows: int = IN_PLACE_MAX_ROWS) -> None:
+                 in_place_max_rows: int = IN_PLACE_MAX_ROWS, keeps_scans: bool = True) -> None:
         import ray
 
-        self._runner = _RayRunner(ray)
+        self._runner = _RayRunner(ray, keeps_scans)
         self._in_place = _InPlaceRunner()
         self._broadcast_max_rows = broadcast_max_rows
         self._in_place_max_rows = in_place_max_rows
 
     def aggregate(self, checked: CheckedPlan) -> AggregateResult:
         small = sum(read.dataset.row_count for read in checked.reads) <= self._in_place_max_rows
-        if not small:
-            return _result(checked, join.run(checked, self._runner, self._broadcast_max_rows))
-        with cache.local_front():
-            return _result(checked, join.run(checked, self._in_place, self._broadcast_max_rows))
+        runner = self._in_place if small else self._runner
+        return _result(checked, join.run(checked, runner, self._broadcast_max_rows))

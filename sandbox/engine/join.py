@@ -61,6 +61,8 @@ class Read:
     # only let the read skip row groups), and whether the read may use the scan cache.
     where: tuple[p.Expr, ...] = ()
     cached: bool = False
+    # …and whether the process that reads it keeps the table too (cache.fetch's `local`).
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
         read = checked.reads[piece.scan]
         path = read.dataset.partitions[piece.index]
         table = compute.read_partition(checked, piece.scan, piece.index, piece.where,
-                                       piece.cached)
+                                       piece.cached, piece.local)
         if len(checked.reads) > 1:
             # Arrow's joins, and the key hashes here, take plain values, not dictionaries.
             table = compute.plain_table(table)
@@ -373,7 +375,8 @@ class Planner:
             n = len(self.checked.reads[scan].dataset.partitions)
             where = prune.scan_predicates(steps[::-1])
             cached = bool(getattr(self.runner, "caches_scans", False))
-            base = [Part(Read(scan, i, where, cached)) for i in range(n)]
+            local = bool(getattr(self.runner, "keeps_scans", False))
+            base = [Part(Read(scan, i, where, cached, local)) for i in range(n)]
         elif isinstance(node, p.Join):
             base = self._join(node)
         else:
