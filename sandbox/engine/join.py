@@ -90,6 +90,9 @@ class JoinPieces:
     left: "Piece"
     right: "Piece"
     on: tuple[str, ...]
+    # The right side's key is unique (an identifier the catalog recorded as one row each):
+    # every left row matches at most one right row, found by a lookup.
+    unique_right: bool = False
 
 
 Piece = Union[Read, Input, Concat, Steps, JoinPieces]
@@ -118,7 +121,8 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
         return compute.apply_steps(piece.steps, table), reads
     left, left_reads = build(checked, piece.left, inputs)
     right, right_reads = build(checked, piece.right, inputs)
-    return join_tables(left, right, piece.on), _add(left_reads, right_reads)
+    return (join_tables(left, right, piece.on, piece.unique_right),
+            _add(left_reads, right_reads))
 
 
 def _add(a: Reads, b: Reads) -> Reads:
@@ -128,9 +132,11 @@ def _add(a: Reads, b: Reads) -> Reads:
 # --- joining two tables -----------------------------------------------------------------
 
 
-def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str]) -> pa.Table:
+def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str],
+                unique_right: bool = False) -> pa.Table:
     """Inner equality join with SQL's semantics: a null key matches nothing, numbers compare
-    as numbers whatever their width. Deterministic (single-threaded), left columns first."""
+    as numbers whatever their width. Deterministic (single-threaded), left columns first.
+    `unique_right`: the right side has at most one row per key (see `_lookup_join`)."""
     keys = list(on)
     # Bands (bucket()) are dictionaries even here; Arrow's join takes plain values.
     left, right = compute.plain_table(left), compute.plain_table(right)
@@ -142,6 +148,8 @@ def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str]) -> pa.Table:
             common = _common_type(lt, rt)
             left = _cast_column(left, k, common)
             right = _cast_column(right, k, common)
+    if unique_right and len(keys) == 1:
+        return _lookup_join(left, right, keys[0])
     # Arrow's join carries no columns of the null type; they hold nothing, so re-add them.
     empty = [(c, side) for side in (left, right) for c in side.column_names
              if c not in keys and pa.types.is_null(side.schema.field(c).type)]
@@ -160,6 +168,28 @@ def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str]) -> pa.Table:
     for c, _ in empty:
         joined = joined.append_column(c, pa.nulls(joined.num_rows))
     return joined
+
+
+def _lookup_join(left: pa.Table, right: pa.Table, key: str) -> pa.Table:
+    """The join when each key has at most one right row: every left row looks its key up
+    among the right keys (one hash table of them) and takes that row's columns. About twice
+    as fast as a general hash join here, and the result keeps the left rows' order."""
+    where = pc.index_in(left.column(key), value_set=_contiguous(right.column(key)),
+                        skip_nulls=True)
+    matched = pc.is_valid(where)
+    rows = pc.indices_nonzero(matched)
+    joined = left.take(rows)
+    found = pc.take(where, rows)
+    for name in right.column_names:
+        if name != key:
+            joined = joined.append_column(name, right.column(name).take(found))
+    return joined
+
+
+def _contiguous(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    return column
 
 
 def _cast_column(table: pa.Table, name: str, to: pa.DataType) -> pa.Table:
@@ -390,10 +420,24 @@ class Planner:
         first_right = self.next_scan + len(p.scans(node.left))
         left = self.parts(node.left)
         right_rows = self._estimate(node.right, first_right)
+        unique = self._unique_key(node.right, node.on, first_right)
         right = self.parts(node.right)
         if right_rows <= self.broadcast_max_rows:
-            return self._broadcast(left, right, node.on)
-        return self._partitioned(left, right, node.on)
+            return self._broadcast(left, right, node.on, unique)
+        return self._partitioned(left, right, node.on, unique)
+
+    def _unique_key(self, node: p.Node, on: tuple[str, ...], first_scan: int) -> bool:
+        """Whether the right side has one row per key value: a single key column that the
+        catalog recorded as unique in its dataset, read through filters and selects only
+        (which keep it unique) and no derive (which could redefine it)."""
+        if len(on) != 1:
+            return False
+        while isinstance(node, (p.Filter, p.Select)):
+            node = node.input
+        if not isinstance(node, p.Scan):
+            return False
+        column = self.checked.reads[first_scan].dataset.column(on[0])
+        return column is not None and column.unique is True
 
     def _estimate(self, node: p.Node, first_scan: int) -> float:
         """Rows the right side may have: what its table holds (filters only remove rows), or
@@ -403,7 +447,8 @@ class Planner:
             return float("inf")
         return float(self.checked.reads[first_scan].dataset.row_count)
 
-    def _broadcast(self, left: list[Part], right: list[Part], on: tuple[str, ...]) -> list[Part]:
+    def _broadcast(self, left: list[Part], right: list[Part], on: tuple[str, ...],
+                   unique: bool) -> list[Part]:
         tables = []
         for part in right:
             table, reads = self.runner.call(part_task, self.checked_ref, part.piece,
@@ -411,17 +456,17 @@ class Planner:
             tables.append(table)
             self.reads.append(reads)
         shared = self.runner.call(concat_task, *tables)
-        return [Part(JoinPieces(part.piece, Input(len(part.inputs)), on), (*part.inputs, shared))
-                for part in left]
+        return [Part(JoinPieces(part.piece, Input(len(part.inputs)), on, unique),
+                     (*part.inputs, shared)) for part in left]
 
-    def _partitioned(self, left: list[Part], right: list[Part],
-                     on: tuple[str, ...]) -> list[Part]:
+    def _partitioned(self, left: list[Part], right: list[Part], on: tuple[str, ...],
+                     unique: bool) -> list[Part]:
         buckets = max(1, min(MAX_BUCKETS, max(len(left), len(right))))
         left_buckets = [self._split(part, on, buckets) for part in left]
         right_buckets = [self._split(part, on, buckets) for part in right]
         nl = len(left_buckets)
         return [Part(JoinPieces(Concat(tuple(range(nl))),
-                                Concat(tuple(range(nl, nl + len(right_buckets)))), on),
+                                Concat(tuple(range(nl, nl + len(right_buckets)))), on, unique),
                      (*(b[j] for b in left_buckets), *(b[j] for b in right_buckets)))
                 for j in range(buckets)]
 

@@ -115,7 +115,7 @@ tables = st.tuples(_rows(left_row, 40), _rows(right_row, 30), _rows(third_row, 8
 
 
 def _write(name: str, schema: pa.Schema, data: list[dict[str, Any]], cuts: list[int],
-           root: Path) -> DatasetInfo:
+           root: Path, unique: str | None = None) -> DatasetInfo:
     table = pa.Table.from_pylist(data, schema=schema)
     bounds = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
     paths = []
@@ -123,8 +123,20 @@ def _write(name: str, schema: pa.Schema, data: list[dict[str, Any]], cuts: list[
         path = root / f"{name}-{i}.parquet"
         pq.write_table(table.slice(a, b - a), path)
         paths.append(str(path))
-    columns = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in schema)
+    columns = tuple(ColumnInfo(f.name, str(f.type), "attribute",
+                               unique=True if f.name == unique else None) for f in schema)
     return DatasetInfo(name, name, "pr-1", "L1", len(data), columns, tuple(paths))
+
+
+def _one_per_key(data: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The rows with the first of each non-null key: a key the catalog would record unique."""
+    seen: set[Any] = set()
+    out = []
+    for row in data:
+        if row[key] is not None and row[key] not in seen:
+            seen.add(row[key])
+            out.append(row)
+    return out
 
 
 def _job(plan: dict[str, Any]) -> tuple[Table, list[str], str]:
@@ -172,13 +184,18 @@ def _by_key(rows: list[tuple[Any, ...]], n_keys: int) -> dict[tuple[Any, ...], t
     return out
 
 
-def _compare(executor: Executor, data: tuple[Any, ...], plan: dict[str, Any]) -> None:
+def _compare(executor: Executor, data: tuple[Any, ...], plan: dict[str, Any],
+             unique: bool = False) -> None:
+    """`unique`: the right table has one row per `k`, and its catalog entry says so (its
+    joins on `k` look rows up instead of hash-joining)."""
     table, names, sql = _job(plan)
     n_keys = len(plan["keys"])
+    if unique:
+        data = (data[0], _one_per_key(data[1], "k"), data[2])
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         left = _write("l", LEFT, data[0], plan["cuts"][0], root)
-        right = _write("r", RIGHT, data[1], plan["cuts"][1], root)
+        right = _write("r", RIGHT, data[1], plan["cuts"][1], root, "k" if unique else None)
         third = _write("t", THIRD, data[2], [], root)
         checked = check_plan(table._node, {"l": left, "r": right, "t": third})
         result = executor.aggregate(checked)
@@ -198,11 +215,13 @@ def _compare(executor: Executor, data: tuple[Any, ...], plan: dict[str, Any]) ->
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=tables, plan=plans, broadcast=st.booleans(), dictionary=st.booleans())
+@given(data=tables, plan=plans, broadcast=st.booleans(), dictionary=st.booleans(),
+       unique=st.booleans())
 def test_joins_equal_duckdb(data: tuple[Any, ...], plan: dict[str, Any], broadcast: bool,
-                            dictionary: bool) -> None:
+                            dictionary: bool, unique: bool) -> None:
     with dictionaries(dictionary):
-        _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan)
+        _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan,
+                 unique)
 
 
 @pytest.mark.parametrize("broadcast", [True, False], ids=["broadcast", "partitioned"])

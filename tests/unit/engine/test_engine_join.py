@@ -525,3 +525,67 @@ def test_join_tables_gives_the_same_rows_and_columns_whichever_side_is_larger() 
     assert one.column_names == ["a", "k", "b"] and other.column_names == ["k", "b", "a"]
     assert sorted(one.to_pylist(), key=str) == sorted(other.to_pylist(), key=str)
     assert sorted((r["a"], r["b"]) for r in one.to_pylist()) == [(1, 20), (1, 30), (2, 10)]
+
+
+# --- lookups on a unique right key ------------------------------------------------------------
+
+
+class _Planning:
+    """A runner that only plans: tasks are not run, their handles are placeholders."""
+
+    def put(self, value: Any) -> Any:
+        return value
+
+    def call(self, fn: Any, *args: Any, returns: int = 1) -> Any:
+        return None if returns == 1 else [None] * returns
+
+    def get(self, handles: list[Any]) -> list[Any]:
+        return handles
+
+
+def _joins_of(checked: CheckedPlan) -> list[join.JoinPieces]:
+    planner = join.Planner(checked, _Planning())
+    found: list[join.JoinPieces] = []
+
+    def walk(piece: Any) -> None:
+        if isinstance(piece, join.JoinPieces):
+            found.append(piece)
+            walk(piece.left)
+        elif isinstance(piece, join.Steps):
+            walk(piece.base)
+
+    for part in planner.parts(checked.plan.input):
+        walk(part.piece)
+    return found
+
+
+def _unique_catalog() -> dict[str, DatasetInfo]:
+    def unique_id(ds: DatasetInfo, name: str) -> DatasetInfo:
+        return dataclasses.replace(ds, columns=tuple(
+            dataclasses.replace(c, unique=True) if c.name == name else c for c in ds.columns),
+            partitions=("part-0.parquet",))
+    return {"people": unique_id(PEOPLE, "resident_id"), "firms": unique_id(FIRMS, "credit_code"),
+            "insured": dataclasses.replace(INSURED, partitions=("part-0.parquet",))}
+
+
+def test_a_right_side_keyed_by_a_unique_identifier_is_looked_up() -> None:
+    plan = q3().group_by("industry").agg(n=count())._node
+    looked_up = [j.unique_right for j in _joins_of(check_plan(plan, _unique_catalog()))]
+    assert looked_up == [True, True]     # firms by credit_code, and people by resident_id
+    # Without the catalog's word, or when the key is computed, it is a general hash join.
+    assert [j.unique_right for j in _joins_of(check_plan(plan, {
+        n: dataclasses.replace(d, partitions=("part-0.parquet",)) for n, d in CATALOG.items()}))
+            ] == [False, False]
+
+
+def test_a_lookup_join_keeps_sql_semantics() -> None:
+    left = pa.table({"k": pa.array([1, None, 2, 3, 1], pa.int64()), "v": [10, 20, 30, 40, 50],
+                     protection.ROW_ID: pa.array([0, 1, 2, 3, 4], pa.uint64())})
+    right = pa.table({"k": pa.array([1, 3, None, 9], pa.int32()), "w": ["a", "c", "n", "z"]})
+    looked = join.join_tables(left, right, ["k"], unique_right=True)
+    hashed = join.join_tables(left, right, ["k"])
+    assert looked.column_names == hashed.column_names == ["k", "v", protection.ROW_ID, "w"]
+    assert looked.to_pylist() == [{"k": 1, "v": 10, protection.ROW_ID: 0, "w": "a"},
+                                  {"k": 3, "v": 40, protection.ROW_ID: 3, "w": "c"},
+                                  {"k": 1, "v": 50, protection.ROW_ID: 4, "w": "a"}]
+    assert sorted(looked.to_pylist(), key=str) == sorted(hashed.to_pylist(), key=str)
