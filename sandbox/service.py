@@ -469,7 +469,7 @@ def run_and_settle(ctx: Context, job: Job) -> None:
             "code": "service_error", "fault": "service", "line": None,
             "message": "the service failed while running this job; nothing was charged. "
                        "Try again, and tell the bureau if it keeps happening"})
-    settle_job(ctx, job_id, result, history_mark, spec)
+    settle_job(ctx, job_id, result, history_mark, spec, job)
 
 
 # --- settle ------------------------------------------------------------------------------
@@ -485,11 +485,14 @@ def _chargeable(result: JobResult) -> bool:
 
 
 def settle_job(ctx: Context, job_id: str, result: JobResult,
-               history_mark: int | None = None, spec: JobSpec | None = None) -> None:
+               history_mark: int | None = None, spec: JobSpec | None = None,
+               reserved: Job | None = None) -> None:
     """Charge, release the reservation, store the outputs. `spec`, when the job got as far as
-    one, already holds the terms and datasets it ran under."""
+    one, already holds the terms and datasets it ran under; `reserved` is the row as
+    reserve() wrote it (nothing but its status changes until settlement), so it need not be
+    read again."""
     with ctx.money_lock, ctx.transaction() as s:
-        job = s.get(Job, job_id)
+        job = s.merge(reserved, load=False) if reserved is not None else s.get(Job, job_id)
         assert job is not None
         contract = (spec.contract if spec is not None else
                     agreements.version_document(s, job.contract_id, job.contract_version))
