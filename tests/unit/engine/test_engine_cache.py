@@ -60,37 +60,50 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 PARTS = [[("城关区", 1), ("湖滨区", 2), ("城关区", 3)], [("湖滨区", 4), ("新城区", -5)]]
 
 
-def test_a_repeated_scan_is_served_from_the_cache(tmp_path: Path) -> None:
+# Where a plan's partitions are read: by Ray tasks (which ask the shared store every time,
+# unless their workers keep scans too), or in place by the driving process (which keeps them).
+WAYS = {"tasks": dict(in_place_max_rows=0, keeps_scans=False),
+        "tasks-keeping": dict(in_place_max_rows=0, keeps_scans=True),
+        "in-place": dict(in_place_max_rows=1_000)}
+
+
+@pytest.mark.parametrize("way", ["tasks", "in-place"])
+def test_a_repeated_scan_is_served_from_the_cache(tmp_path: Path, way: str) -> None:
     ds = _dataset(tmp_path, PARTS)
-    checked, executor = _plan(ds), RayExecutor(in_place_max_rows=0, keeps_scans=False)
+    checked, executor = _plan(ds), RayExecutor(**WAYS[way])
+    cache._local.clear()
     before = _stats()
     first = executor.aggregate(checked)
     middle = _stats()
     second = executor.aggregate(checked)
     after = _stats()
     assert _delta(before, middle) == {"hits": 0, "misses": 2}
-    assert _delta(middle, after) == {"hits": 2, "misses": 0}
+    # In place, this process kept what it read: the store is not even asked again.
+    assert _delta(middle, after) == {"hits": 0 if way == "in-place" else 2, "misses": 0}
     assert second.table.equals(first.table)
     assert first.table.equals(LocalExecutor().aggregate(checked).table)
     assert second.rows_by_dataset == {"t": 5}
 
 
-@pytest.mark.parametrize("keeps_scans", [False, True], ids=["shared", "and-workers-own"])
-def test_a_changed_file_is_not_served_stale(tmp_path: Path, keeps_scans: bool) -> None:
+def _rewrite(path: str, rows: dict[str, list[Any]]) -> None:
+    """Other rows in a partition; its mtime moves forward for certain."""
+    st = os.stat(path)
+    pq.write_table(pa.table(rows, schema=SCHEMA), path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+def test_a_changed_file_is_not_served_stale(tmp_path: Path, way: str) -> None:
     ds = _dataset(tmp_path, PARTS)
-    checked = _plan(ds)
-    executor = RayExecutor(in_place_max_rows=0, keeps_scans=keeps_scans)
-    for _ in range(3):   # every worker that may take a partition has read it once
+    checked, executor = _plan(ds), RayExecutor(**WAYS[way])
+    for _ in range(3):   # every process that may read a partition has read it once
         executor.aggregate(checked)
-    # Rewrite the first partition with other rows; its mtime moves forward for certain.
-    st = os.stat(ds.partitions[0])
-    pq.write_table(pa.table({"g": ["城关区"], "x": [100]}, schema=SCHEMA), ds.partitions[0])
-    os.utime(ds.partitions[0], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    _rewrite(ds.partitions[0], {"g": ["城关区"], "x": [100]})
     before = _stats()
     result = executor.aggregate(checked)
     delta = _delta(before, _stats())
     assert delta["misses"] == 1                   # the changed file is read again, for certain
-    if not keeps_scans:
+    if way == "tasks":
         assert delta["hits"] == 1                 # the unchanged one comes from the store
     assert result.table.to_pylist() == LocalExecutor().aggregate(checked).table.to_pylist()
     assert dict(zip(result.table.column("g").to_pylist(),
@@ -200,29 +213,6 @@ def test_a_lost_table_is_read_again(small_cache: tuple[Any, str]) -> None:
     assert stats["dropped"] == 1
     # The table read again is cached in its place.
     assert cache.fetch(handle, _key(5), lambda: _table(10, 9), name).column("x")[0].as_py() == 8
-
-
-def test_an_in_place_plan_keeps_its_tables_in_the_driver_process(tmp_path: Path) -> None:
-    """A small plan computed in place asks the shared cache once; later runs in the same
-    process are served from the process's own tables, and a changed file is read again."""
-    ds = _dataset(tmp_path, PARTS)
-    checked, executor = _plan(ds), RayExecutor(in_place_max_rows=1_000)
-    cache._local.clear()   # this process is the driver: its plan runs in place, here
-    before = _stats()
-    first = executor.aggregate(checked)
-    middle = _stats()
-    second = executor.aggregate(checked)
-    after = _stats()
-    assert _delta(before, middle) == {"hits": 0, "misses": 2}
-    assert _delta(middle, after) == {"hits": 0, "misses": 0}
-    assert second.table.equals(first.table)
-    st = os.stat(ds.partitions[1])
-    pq.write_table(pa.table({"g": ["新城区"], "x": [7]}, schema=SCHEMA), ds.partitions[1])
-    os.utime(ds.partitions[1], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    third = executor.aggregate(checked)
-    assert _delta(after, _stats()) == {"hits": 0, "misses": 1}
-    assert dict(zip(third.table.column("g").to_pylist(),
-                    third.table.column("s").to_pylist())) == {"城关区": 4, "湖滨区": 2, "新城区": 7}
 
 
 def test_the_driver_processs_tables_stay_within_their_bound() -> None:
