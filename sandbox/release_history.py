@@ -8,8 +8,6 @@ other jobs recorded meanwhile; a job that conflicts has its outputs withheld.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sandbox.disclosure.difference import History, Snapshot, digest
+from sandbox.lru import LRU
 from sandbox.store.models import ReleasedSet
 
 
@@ -67,22 +66,14 @@ class Snapshots:
 
     def __init__(self, share: Share | None = None, size: int = 64) -> None:
         self._share = share
-        self._size = size
-        self._kept: OrderedDict[tuple[str, str, int], Snapshot] = OrderedDict()
-        self._lock = threading.Lock()
+        self._kept: LRU[tuple[str, str, int], Snapshot] = LRU(size)
 
     def for_job(self, session: Session, contract_id: str,
                 datasets: Iterable[str]) -> dict[str, Snapshot]:
         out = {}
         for dataset, last in newest(session, contract_id, datasets).items():
             key = (contract_id, dataset, last)
-            with self._lock:
-                snap = self._kept.get(key)
-                if snap is not None:
-                    self._kept.move_to_end(key)
-            if snap is None:
-                snap = self._snapshot(session, key)
-            out[dataset] = snap
+            out[dataset] = self._kept.get(key) or self._snapshot(session, key)
         return out
 
     def _snapshot(self, session: Session, key: tuple[str, str, int]) -> Snapshot:
@@ -92,10 +83,7 @@ class Snapshots:
             return Snapshot(key, sets=())
         snap = (Snapshot(key, ref=self._share(sets)) if self._share is not None
                 else Snapshot(key, sets=sets))
-        with self._lock:
-            self._kept[key] = snap
-            while len(self._kept) > self._size:
-                self._kept.popitem(last=False)
+        self._kept.put(key, snap)
         return snap
 
 

@@ -132,13 +132,14 @@ def _differences(result: pa.Table, aggs: list[str], policy: Policy,
         open_cells = [a for a in aggs if (i, a) not in out]
         if not open_cells:
             continue
-        conflict = history.conflict(blob, policy.threshold)
+        d = difference.digest(blob)
+        conflict = history.conflict(blob, policy.threshold, d)
         if conflict is not None:
             for a in open_cells:
                 out[(i, a)] = {"rule": difference.RULE, "threshold": policy.threshold,
                                "via": conflict.via, "differs_by": conflict.differs_by}
             continue
-        if history.add(blob):
+        if history.add(blob, d):
             new.append(blob)
     return tuple(new)
 

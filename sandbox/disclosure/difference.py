@@ -20,22 +20,18 @@ Group keys are released from the data even when a cell is suppressed.
 from __future__ import annotations
 
 import bisect
-import functools
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyroaring import BitMap64, FrozenBitMap64
 
+from sandbox.lru import LRU
+
 RULE = "difference"
 
 
-@functools.lru_cache(maxsize=256)
 def digest(blob: bytes) -> str:
-    # Kept: a release asks for a set's digest to check it and again to add it, and a set of
-    # millions of rows is megabytes to hash (a bytes object caches its own hash for the key).
     return hashlib.sha256(blob).hexdigest()
 
 
@@ -70,9 +66,10 @@ class History:
         """An independent history with the same sets (which are immutable, so shared)."""
         return History(list(self._sizes), list(self._sets), set(self._digests), self.nbytes)
 
-    def add(self, blob: bytes) -> bool:
-        """Remember a released set; False when it was already known."""
-        d = digest(blob)
+    def add(self, blob: bytes, d: str | None = None) -> bool:
+        """Remember a released set; False when it was already known. `d`: its digest, when
+        the caller has it (a set of millions of rows is megabytes to hash)."""
+        d = d or digest(blob)
         if d in self._digests:
             return False
         s = FrozenBitMap64.deserialize(blob)
@@ -95,8 +92,8 @@ class History:
                 return d
         return None
 
-    def conflict(self, blob: bytes, threshold: int) -> Conflict | None:
-        if threshold <= 1 or digest(blob) in self._digests:
+    def conflict(self, blob: bytes, threshold: int, d: str | None = None) -> Conflict | None:
+        if threshold <= 1 or (d or digest(blob)) in self._digests:
             return None
         new = FrozenBitMap64.deserialize(blob)
         d = self._close(new, threshold)
@@ -135,26 +132,12 @@ class Histories:
     Each job gets its own copy to add its releases to. Bounded by the sets' bytes."""
 
     def __init__(self, max_bytes: int = 256 << 20) -> None:
-        self._max_bytes = max_bytes
-        self._kept: OrderedDict[tuple[str, str, int], History] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._kept: LRU[tuple[str, str, int], History] = LRU(max_bytes, lambda h: h.nbytes)
 
     def history(self, snapshot: Snapshot, resolve: Any = None) -> History:
-        with self._lock:
-            kept = self._kept.get(snapshot.key)
-            if kept is not None:
-                self._kept.move_to_end(snapshot.key)
-                return kept.copy()
-        sets = snapshot.sets if snapshot.sets is not None else resolve(snapshot.ref)
-        built = History.of(sets)
-        size = built.nbytes
-        if size <= self._max_bytes:
-            with self._lock:
-                if snapshot.key not in self._kept:
-                    self._kept[snapshot.key] = built
-                    self._bytes += size
-                while self._bytes > self._max_bytes:
-                    _, dropped = self._kept.popitem(last=False)
-                    self._bytes -= dropped.nbytes
-        return built.copy()
+        kept = self._kept.get(snapshot.key)
+        if kept is None:
+            sets = snapshot.sets if snapshot.sets is not None else resolve(snapshot.ref)
+            kept = History.of(sets)
+            self._kept.put(snapshot.key, kept)
+        return kept.copy()

@@ -31,6 +31,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from sandbox.lru import LRU
+
 CACHE_NAME = "sandbox-scan-cache"
 # At most this many bytes of tables, and at most this share of the cluster's object store.
 MAX_BYTES = 2 << 30
@@ -132,46 +134,9 @@ def forget(name: str = CACHE_NAME) -> None:
         _handles.pop(name, None)
 
 
-class _Local:
-    """This process's most recently used tables, bounded by bytes. Tables only: the shared
-    memory they map stays pinned while they are held, which the bound keeps small."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._tables: OrderedDict[ScanKey, pa.Table] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: ScanKey) -> pa.Table | None:
-        with self._lock:
-            table = self._tables.get(key)
-            if table is not None:
-                self._tables.move_to_end(key)
-            return table
-
-    def put(self, key: ScanKey, table: pa.Table) -> None:
-        size = table.get_total_buffer_size()
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            # The file's older versions are never asked for again.
-            stale = [k for k in self._tables
-                     if k == key or (k.path == key.path and k.version != key.version)]
-            for old in stale:
-                self._bytes -= self._tables.pop(old).get_total_buffer_size()
-            self._tables[key] = table
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, dropped = self._tables.popitem(last=False)
-                self._bytes -= dropped.get_total_buffer_size()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._tables.clear()
-            self._bytes = 0
-
-
-_local = _Local(LOCAL_MAX_BYTES)
+# This process's most recently used tables. Tables only: the shared memory they map stays
+# pinned while they are held, which the bound keeps small.
+_local: LRU[ScanKey, pa.Table] = LRU(LOCAL_MAX_BYTES, lambda t: t.get_total_buffer_size())
 
 
 def fetch(handle: Any, key: ScanKey, load: Callable[[], pa.Table],
@@ -183,7 +148,8 @@ def fetch(handle: Any, key: ScanKey, load: Callable[[], pa.Table],
     table = _local.get(key)
     if table is None:
         table = _fetch_shared(handle, key, load, name)
-        _local.put(key, table)
+        # The file's older versions are never asked for again.
+        _local.put(key, table, replaces=lambda k: k.path == key.path and k.version != key.version)
     return table
 
 

@@ -9,10 +9,10 @@ row that is rewritten: different content is a different key.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
+
+from sandbox.lru import LRU
 
 T = TypeVar("T")
 
@@ -23,19 +23,12 @@ class ByContent(Generic[T]):
 
     def __init__(self, parse: Callable[[Mapping[str, Any]], T], size: int = 256) -> None:
         self._parse = parse
-        self._size = size
-        self._kept: OrderedDict[str, T] = OrderedDict()
-        self._lock = threading.Lock()
+        self._kept: LRU[str, T] = LRU(size)
 
     def __call__(self, body: Mapping[str, Any]) -> T:
         key = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
-        with self._lock:
-            if key in self._kept:
-                self._kept.move_to_end(key)
-                return self._kept[key]
-        value = self._parse(body)   # may raise: a refusal is not kept
-        with self._lock:
-            self._kept[key] = value
-            while len(self._kept) > self._size:
-                self._kept.popitem(last=False)
+        value = self._kept.get(key)
+        if value is None:
+            value = self._parse(body)   # may raise: a refusal is not kept
+            self._kept.put(key, value)
         return value

@@ -213,12 +213,3 @@ def test_a_lost_table_is_read_again(small_cache: tuple[Any, str]) -> None:
     assert stats["dropped"] == 1
     # The table read again is cached in its place.
     assert cache.fetch(handle, _key(5), lambda: _table(10, 9), name).column("x")[0].as_py() == 8
-
-
-def test_the_driver_processs_tables_stay_within_their_bound() -> None:
-    local = cache._Local(max_bytes=2000)
-    for i in range(4):
-        local.put(_key(i), _table(100, i))     # 800 bytes each
-    assert [local.get(_key(i)) is not None for i in range(4)] == [False, False, True, True]
-    local.put(_key(9), _table(1000, 9))         # larger than the bound: never kept
-    assert local.get(_key(9)) is None and local.get(_key(3)) is not None
