@@ -117,9 +117,7 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if e.fn == "endswith":
         return pc.ends_with(plain(evaluate(args[0], table)), pattern=args[1].value)  # type: ignore[union-attr]
     if e.fn == "bucket":
-        col = _column(args[0], table)
-        return _bucket(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col,
-                       args[1].value)  # type: ignore[union-attr]
+        return _bucket(contiguous(_column(args[0], table)), args[1].value)  # type: ignore[union-attr]
     if e.fn == "cast":
         return _cast(plain(_column(args[0], table)), args[1].value)  # type: ignore[union-attr]
     if e.fn == "abs":
@@ -156,13 +154,14 @@ def _case(args: list[pa.Array | pa.ChunkedArray]) -> Any:
         target = types.pop() if types else pa.null()
     values = [pc.cast(v, target) for v in values]
     if any(isinstance(a, pa.ChunkedArray) for a in (*conditions, *values)):
-        conditions = [_contiguous(c) for c in conditions]
-        values = [_contiguous(v) for v in values]
+        conditions = [contiguous(c) for c in conditions]
+        values = [contiguous(v) for v in values]
     cond = pc.make_struct(*conditions, field_names=[f"c{i}" for i in range(len(conditions))])
     return pc.case_when(cond, *values)
 
 
-def _contiguous(x: pa.Array | pa.ChunkedArray) -> pa.Array:
+def contiguous(x: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array of a column's values, for kernels that take no chunked input."""
     if isinstance(x, pa.ChunkedArray):
         return x.combine_chunks() if x.num_chunks else pa.array([], x.type)
     return x
@@ -301,7 +300,7 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     grouped = plain_table(grouped.rename_columns([names.get(n, n) for n in grouped.column_names]))
     if not listed:
         return grouped
-    rows = _contiguous(grouped.column(f"{POSITIONS}_list"))
+    rows = contiguous(grouped.column(f"{POSITIONS}_list"))
     grouped = grouped.drop_columns([f"{POSITIONS}_list"])
     for i, (_, a) in enumerate(plan.aggs):
         if a.fn == "count_distinct":
@@ -339,7 +338,7 @@ def _value(checked: CheckedPlan, i: int, table: pa.Table) -> Any:
 def _gather(values: Any, rows: pa.ListArray) -> pa.ListArray:
     """Per group, the values of its rows in row order: what Arrow's hash "list" aggregate
     gives, from the groups' row positions."""
-    taken = _contiguous(values).take(rows.flatten())
+    taken = contiguous(values).take(rows.flatten())
     return pa.ListArray.from_arrays(_offsets(rows), taken)
 
 
@@ -358,7 +357,7 @@ def _distinct(values: Any, rows: pa.ListArray) -> pa.ListArray:
     """Per group (the positions of its rows), its distinct non-null values, as Arrow's hash
     "distinct" aggregate gives them but about twice as fast: each group's values hashed on
     their own when groups are large, else all (group, value) pairs in one aggregation."""
-    taken = _contiguous(values).take(rows.flatten())
+    taken = contiguous(values).take(rows.flatten())
     bounds = _offsets(rows).to_numpy().astype(np.int64)
     n_groups = len(bounds) - 1
     if n_groups * ROWS_PER_GROUP_HASH <= len(taken):
@@ -371,7 +370,7 @@ def _distinct(values: Any, rows: pa.ListArray) -> pa.ListArray:
         pairs = pa.table({"g": group, "v": taken}).group_by(["g", "v"], use_threads=False)
         pairs = pairs.aggregate([]).filter(pc.is_valid(pc.field("v"))).sort_by("g")
         lengths = np.bincount(pairs.column("g").to_numpy(), minlength=n_groups)
-        distinct = _contiguous(pairs.column("v"))
+        distinct = contiguous(pairs.column("v"))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), distinct)
 
@@ -537,7 +536,7 @@ class Groups:
     @staticmethod
     def of(members: pa.ChunkedArray | pa.ListArray, n_rows: int) -> Groups:
         """From one list of partial row numbers per merged group (a null list: no rows)."""
-        lists = _contiguous(members)
+        lists = contiguous(members)
         group = np.zeros(n_rows, np.int64)
         group[lists.flatten().to_numpy()] = pc.list_parent_indices(lists).to_numpy()
         counts = np.bincount(group, minlength=len(lists))
@@ -563,7 +562,7 @@ def _list_values(column: pa.ChunkedArray, drop_nulls: bool = False
                  ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """The values of a list column (one list per partial row) and each row's [start, end)
     in them; a null list is empty. `drop_nulls`: without the null values."""
-    lists = _contiguous(column)
+    lists = contiguous(column)
     offsets = lists.offsets.to_numpy().astype(np.int64)
     starts, ends = offsets[:-1], offsets[1:]
     if lists.null_count:
@@ -620,7 +619,7 @@ def _merge_variance(both: pa.Table, i: int, groups: Groups, root: bool) -> pa.Ar
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
     """A numeric column as doubles, nulls as 0 (as Python's float() converts each value)."""
-    values = _contiguous(column)
+    values = contiguous(column)
     if pa.types.is_null(values.type):
         return np.zeros(len(values))
     return values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
