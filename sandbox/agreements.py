@@ -472,10 +472,10 @@ def current_due_to_expire(session: Session, row: Contract) -> bool:
 
 def expire_current_if_due(session: Session, row: Contract) -> bool:
     """Expire the version in force if its term is over; True when it was."""
+    if not current_due_to_expire(session, row):
+        return False
     current = _current(session, row)
     doc = document(current)
-    if not lifecycle.is_due_to_expire(doc, Status(current.status), now()):
-        return False
     reason = f"its term ended at {format_time(doc.valid_to)}"
     _move(row, current, lifecycle.expire(Status(current.status)), None, reason)
     log.append(session, "contract.expired", None, row.id,

@@ -48,7 +48,7 @@ class Context:
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """A session that only reads: it sees one consistent snapshot and, on SQLite, waits
-        for no writer. Changes made in it are refused by the database."""
+        for no writer and has changes made in it refused."""
         with (self.readers or self.sessions)() as session:
             yield session
 

@@ -364,7 +364,8 @@ def _quota_usage(session: Session, contract_id: str) -> tuple[int, int]:
 @functools.cache
 def _quota_usage_query() -> Any:
     # Built once: composing the expression costs more than running it. One pass over the
-    # contract's jobs of the month (a Beijing day lies within its month).
+    # contract's jobs of the month (a Beijing day lies within its month), each counting its
+    # actual rows once settled, else the bound it reserved.
     scanned = func.coalesce(Job.usage["rows_scanned"].as_integer(),
                             Job.usage[("bounds", "rows_scanned")].as_integer(), 0)
     today = case((Job.created_at >= bindparam("day"), 1), else_=0)
