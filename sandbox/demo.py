@@ -236,8 +236,8 @@ def _show_release(story: Story, job: dict[str, Any]) -> None:
     order = sorted(range(len(out["rows"])), key=lambda i: (
         out["rows"][i][0], BAND_ORDER.index(out["rows"][i][1])
         if out["rows"][i][1] in BAND_ORDER else 99))
-    table = Table(*names, title="released: residents_60_plus "
-                  "(▒ = suppressed, fewer than 10 residents)")
+    table = Table(*names, title="released: residents_60_plus (groups of fewer than 10 "
+                  "residents are not shown; ▒ = suppressed)")
     for i in order:
         row = out["rows"][i]
         cells = []
@@ -254,8 +254,8 @@ def _show_release(story: Story, job: dict[str, Any]) -> None:
     story.say(f"  computed in the job's own Python from released cells: share of 80+ among "
               f"60+ = {share:.1%}")
     for release in job["disclosure"]["releases"]:
-        cells = ", ".join(f"row {s['row']} {s['column']}" for s in release["suppressed"])
-        story.say(f"  disclosure report: {release['cells']} cells, "
-                  f"{len(release['suppressed'])} suppressed by min_contributors "
-                  f"(threshold {release['suppressed'][0]['threshold'] if release['suppressed'] else '-'})"
+        cells = ", ".join(f"row {s['row']} {s['column']} ({s['rule']})"
+                          for s in release["suppressed"])
+        story.say(f"  disclosure report: {release['cells']} cells released, "
+                  f"{len(release['suppressed'])} of them suppressed"
                   + (f": {cells}" if cells else ""))

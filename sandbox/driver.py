@@ -25,21 +25,25 @@ from contracts.document import ContractDocument
 from contracts.scope import check_scope
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure import dp
-from sandbox.disclosure.control import Policy, release
+from sandbox.disclosure import control
+from sandbox.disclosure.control import Policy
 from sandbox.disclosure.difference import Histories, History, Snapshot
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.threshold import cell_threshold
 from sandbox.engine.executor import IN_PLACE_MAX_ROWS, Executor
-from sandbox.engine.validate import check_plan
+from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
 from sandbox.jail.process import Limits, run_in_jail
 from sandbox.language.plan import plan_from_json
 
 OUTPUT_NAME = re.compile(r"^[\w.\-]{1,128}$")
 MAX_SCALAR_CHARS = 10_000
-# Released tables are summaries: a collect() with more groups than this is refused (the cap
-# also bounds what crosses into the job process).
+# Released tables are summaries: a collect() releases at most this many groups, in key order
+# (the cap also bounds what crosses into the job process).
 MAX_RELEASED_ROWS = 10_000
+# Arrow type names of a released table's columns, by the kinds the plan check gives them.
+ARROW_TYPES = {"int": "int64", "float": "double", "string": "string", "bool": "bool",
+               "date": "date32[day]"}
 
 
 @dataclass(frozen=True)
@@ -125,34 +129,28 @@ class _Handler:
                                        self.spec.contract.min_contributors) for d in read)
         if epsilon is not None:
             checked = dp.prepare(checked)
+            # Spent once data is read, whatever happens next: a collect that reads data and
+            # then ends in a refusal must cost what a release costs, or the refusal is free.
+            self.epsilon_used[ds.name] = self.epsilon_used.get(ds.name, ZERO) + epsilon
         else:
             checked = dataclasses.replace(checked, disclosure_stats=True)
         try:
             result = self.executor.aggregate(checked)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            # Arrow's messages can quote data values; say what failed without them.
-            raise PlanError("an expression could not be evaluated (arithmetic overflow, division "
-                            "or an invalid conversion); check the expressions of this plan")
-        for name, rows in result.rows_by_dataset.items():
-            self.rows_by_dataset[name] = self.rows_by_dataset.get(name, 0) + rows
-        if result.table.num_rows > MAX_RELEASED_ROWS:
-            raise PlanError(f"this collect() has more than {MAX_RELEASED_ROWS} groups, more than "
-                            "one release may hold; group by coarser keys (bucket(), year(), "
-                            "fewer columns) or filter first")
-        table, noise = result.table, ()
-        if epsilon is not None:
-            table, noise = dp.privatize(result.table, checked, epsilon)
-            self.epsilon_used[ds.name] = self.epsilon_used.get(ds.name, ZERO) + epsilon
-        if epsilon is None:
-            # Exact values: every rule applies. Noisy values: the noise protects cells and
-            # composes across releases, so only the minimum-contributor rule is kept.
-            released = release(table, checked.plan.keys,
-                               Policy(threshold, self.spec.dominance), self._history(ds.name))
-            self.new_sets.setdefault(ds.name, []).extend(
-                (blob, threshold) for blob in released.new_sets)
+            # Evaluation is total, so this is a residual failure of the engine on this data.
+            # It must not become the job's outcome (an oracle on values never released): the
+            # collect releases nothing, and the rows it would have read count as read.
+            result = None
+        if result is None:
+            for d in read:
+                self.rows_by_dataset[d.name] = self.rows_by_dataset.get(d.name, 0) + d.row_count
+            released = control.unevaluable(checked.plan.keys, [
+                (name, ARROW_TYPES.get(kind, "null")) for name, kind in checked.output_kinds])
+            noise: tuple[dp.Noise, ...] = ()
         else:
-            released = release(table, checked.plan.keys,
-                               Policy(threshold, dominance=(), secondary=False))
+            for name, rows in result.rows_by_dataset.items():
+                self.rows_by_dataset[name] = self.rows_by_dataset.get(name, 0) + rows
+            released, noise = self._release(checked, result.table, threshold, epsilon)
         self.releases.append({
             "index": len(self.releases), "dataset": ds.name, "keys": list(checked.plan.keys),
             **({"joined": [d.name for d in read[1:]]} if len(read) > 1 else {}),
@@ -161,9 +159,31 @@ class _Handler:
             "suppressed": list(released.suppressed),
             **({"noise": [n.to_json() for n in noise]} if noise else {}),
             **({"coarsened": list(released.coarsened)} if released.coarsened else {}),
+            **({"truncated": released.truncated} if released.truncated else {}),
+            **({"left_out": released.small} if released.small else {}),
         })
         self.released.add(_canonical(released.body))
         return released.body
+
+    def _release(self, checked: CheckedPlan, table: pa.Table, threshold: int,
+                 epsilon: Epsilon | None) -> tuple[control.Release, tuple[dp.Noise, ...]]:
+        ds = checked.dataset
+        if epsilon is not None:
+            # Noisy values: the noise protects cells and composes across releases, so only
+            # the minimum-contributor rule is kept (on noisy counts), and the groups shown are
+            # chosen privately too.
+            table, noise = dp.privatize(table, checked, epsilon)
+            table = dp.select_partitions(table, checked, noise)
+            return control.release(table, checked.plan.keys,
+                                   Policy(threshold, dominance=(), secondary=False,
+                                          max_rows=MAX_RELEASED_ROWS)), noise
+        released = control.release(table, checked.plan.keys,
+                                   Policy(threshold, self.spec.dominance,
+                                          max_rows=MAX_RELEASED_ROWS),
+                                   self._history(ds.name))
+        self.new_sets.setdefault(ds.name, []).extend(
+            (blob, threshold) for blob in released.new_sets)
+        return released, ()
 
     def _history(self, dataset: str) -> History:
         if dataset not in self.histories:

@@ -15,12 +15,14 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import json
 import logging
+import math
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
@@ -79,6 +81,45 @@ class JobRequest(BaseModel):
     epsilon: dict[str, str] | None = None
     signed_at: str | None = Field(None, max_length=40, description=(
         "When the submission was signed (ISO 8601); part of the signed bytes"))
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        check_params(v)
+        return v
+
+
+# Parameters are recorded in the log as canonical JSON (RFC 8785), which holds integers only
+# up to 2**53 - 1 exactly, and they reach the job's code: bounded like the code itself.
+MAX_PARAMS_BYTES = 64 * 1024
+MAX_PARAMS_DEPTH = 32
+MAX_EXACT_INT = 2**53 - 1
+
+
+def check_params(params: Any) -> None:
+    """Refuse parameters the log cannot hold exactly or that are too large to be a job's
+    settings, with what to change."""
+    stack: list[tuple[Any, int]] = [(params, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_PARAMS_DEPTH:
+            raise ValueError(f"params nest more than {MAX_PARAMS_DEPTH} levels deep; flatten them")
+        if isinstance(value, dict):
+            stack += [(x, depth + 1) for x in value.values()]
+        elif isinstance(value, list):
+            stack += [(x, depth + 1) for x in value]
+        elif isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        elif isinstance(value, int) and abs(value) > MAX_EXACT_INT:
+            raise ValueError(f"params hold an integer beyond ±{MAX_EXACT_INT} (2^53 − 1), "
+                             "which the log's canonical JSON cannot hold exactly; pass it as "
+                             "a string or a float")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("params hold a number that is not finite")
+    size = len(json.dumps(params, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_PARAMS_BYTES:
+        raise ValueError(f"params are {size} bytes of JSON, more than {MAX_PARAMS_BYTES}; "
+                         "pass fewer or smaller values")
 
 
 class RejectedJob(SandboxError):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sandbox.disclosure import difference, dominance, threshold
 from sandbox.disclosure.dominance import DominanceRule
@@ -35,6 +36,10 @@ class Policy:
     dominance: tuple[DominanceRule, ...] = dominance.DEFAULT_RULES
     # Off for noisy releases: noise already hides what subtracting from a total would show.
     secondary: bool = True
+    # Released tables are summaries: rows beyond this many (in key order) are left out, and
+    # the report says so. A cap on released rows, not a refusal: whether a job fails must not
+    # depend on how many groups the data has.
+    max_rows: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,10 @@ class Release:
     coarsened: tuple[dict[str, Any], ...] = ()
     # Contributing sets (serialized bitmaps) of the rows released here, new to the history.
     new_sets: tuple[bytes, ...] = ()
+    # Rows left out: groups with too few contributors in every cell (`small`), and groups
+    # beyond `Policy.max_rows` (`truncated`).
+    small: int = 0
+    truncated: int = 0
 
 
 def _json_value(v: Any) -> Any:
@@ -63,8 +72,41 @@ def _coarsen_digits(result: pa.Table, name: str) -> int | None:
 Cell = tuple[int, str]
 
 
+def _small_groups(result: pa.Table, keys: tuple[str, ...], minimum: int) -> list[bool]:
+    """Per row, whether every one of its cells has fewer than `minimum` contributors.
+
+    Such rows are left out of the release: which rows appear must not depend on a group
+    smaller than the threshold (a key shown with its cells hidden still says "someone here
+    matched the filter"). A whole-table aggregate keeps its one row (its key is no one's)."""
+    counts = [n for n in result.column_names if n.startswith("__c:")]
+    if not keys or not counts:
+        return [False] * result.num_rows
+    enough = None
+    for name in counts:
+        ok = pc.greater_equal(pc.fill_null(result.column(name), 0), minimum)
+        enough = ok if enough is None else pc.or_(enough, ok)
+    assert enough is not None
+    return [not v for v in enough.to_pylist()]
+
+
+def _beyond_cap(small: list[bool], cap: int) -> int:
+    """Index of the first row after the first `cap` rows that are shown (len: none)."""
+    shown = 0
+    for i, s in enumerate(small):
+        if not s:
+            shown += 1
+            if shown > cap:
+                return i
+    return len(small)
+
+
 def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
             history: difference.History | None = None) -> Release:
+    small = _small_groups(result, keys, policy.threshold)
+    end = _beyond_cap(small, policy.max_rows)
+    truncated = sum(1 for s in small[end:] if not s)
+    if end < result.num_rows:
+        result, small = result.slice(0, end), small[:end]
     values = [n for n in result.column_names if not n.startswith("__")]
     aggs = [n for n in values if n not in keys]
     coarse = {n: d for n in aggs if (d := _coarsen_digits(result, n)) is not None}
@@ -84,23 +126,49 @@ def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
     _dominance(result, aggs, policy, out)
     new_sets = _differences(result, aggs, policy, history, out)
     if policy.secondary:
+        # Left-out rows count as hidden cells here: a total published elsewhere minus the
+        # rows shown would otherwise give a left-out group's value.
         _secondary(result, keys, aggs, contributors, out)
 
+    # Shown rows, renumbered.
+    place = {}
+    for i, s in enumerate(small):
+        if not s:
+            place[i] = len(place)
     suppressed = []
     for (i, a), why in sorted(out.items(), key=lambda kv: (kv[0][0], aggs.index(kv[0][1]))):
         rows[i][values.index(a)] = None
-        suppressed.append({"row": i, "column": a, **why})
+        if i in place:
+            if "protects" in why:
+                why = {**why, "protects": [place.get(why["protects"][0]), a]}
+            suppressed.append({"row": place[i], "column": a, **why})
     body = {
         "kind": "table",
         "columns": [{"name": n, "type": str(result.schema.field(n).type)} for n in values],
-        "rows": rows,
+        "rows": [rows[i] for i in place],
         "suppressed": [[s["row"], s["column"]] for s in suppressed],
     }
     coarsened = tuple(
         {"column": n, "rule": threshold.COARSEN_RULE, "digits": d,
          "reason": "a quantile of a sensitive column is one person's value; released rounded "
                    f"to {d} significant figures"} for n, d in coarse.items())
-    return Release(body, tuple(suppressed), coarsened, new_sets)
+    return Release(body, tuple(suppressed), coarsened, new_sets, sum(small), truncated)
+
+
+UNEVALUABLE_RULE = "evaluation"
+
+
+def unevaluable(keys: tuple[str, ...], columns: list[tuple[str, str]]) -> Release:
+    """The release of a plan the engine could not evaluate on this data: no group, or the one
+    whole-table row with every cell hidden. Evaluation is total (failures give null), so this
+    is a last resort that still keeps the job's outcome independent of the data."""
+    aggs = [n for n, _ in columns if n not in keys]
+    rows = [] if keys else [[None] * len(columns)]
+    suppressed = [] if keys else [{"row": 0, "column": a, "rule": UNEVALUABLE_RULE}
+                                  for a in aggs]
+    body = {"kind": "table", "columns": [{"name": n, "type": t} for n, t in columns],
+            "rows": rows, "suppressed": [[s["row"], s["column"]] for s in suppressed]}
+    return Release(body, tuple(suppressed))
 
 
 def apply_threshold(result: pa.Table, keys: tuple[str, ...], minimum: int) -> Release:

@@ -193,3 +193,29 @@ def _laplace(values: list[Any], sensitivity: int | float,
             return list(measurement([int(v) if integer else float(v) for v in values])), scale
         scale = math.nextafter(scale, math.inf)
     raise AssertionError("no Laplace scale within ε was found")
+
+
+# Partition selection: a group's key is shown only when its noisy count clears a threshold
+# set so that a group of one person appears with probability at most DELTA per release (the
+# Laplace-threshold mechanism; Rogers et al., "A Unifying Privacy Analysis Framework for
+# Unknown Domain Algorithms in Differential Privacy", 2023). Keys come from the data, so
+# without it the mere presence of a key would say that someone in that group matched.
+DELTA = 1e-6
+
+
+def selection_threshold(scale: float, delta: float = DELTA) -> float:
+    """The noisy count a group needs to be shown: P(Laplace(scale) noise lifts a count of 1
+    to it) = ½·exp(−(τ − 1)/scale) = delta."""
+    return 1.0 + scale * math.log(1.0 / (2.0 * delta))
+
+
+def select_partitions(table: pa.Table, checked: CheckedPlan,
+                      noise: tuple[Noise, ...]) -> pa.Table:
+    """The groups of a privatized table whose noisy count clears `selection_threshold`.
+    A whole-table aggregate keeps its row: its key is no one's."""
+    counted = next((n for n in noise if n.quantity == "count"), None)
+    if not checked.plan.keys or counted is None or table.num_rows == 0:
+        return table
+    tau = selection_threshold(counted.scale)
+    counts = table.column(f"__c:{counted.column}").to_pylist()
+    return table.filter(pa.array([c is not None and c >= tau for c in counts], pa.bool_()))

@@ -48,6 +48,9 @@ def significant(value: Any, digits: int) -> Any:
 # Report fields derived from the data (how many contributed, how much the largest held, by how
 # many rows two releases differ): the regulator sees them, the operator does not.
 REGULATOR_ONLY = frozenset({"contributors", "share", "differs_by"})
+# Per release: how many groups were left out for being too small (that small groups exist is
+# what the rule hides).
+REGULATOR_ONLY_RELEASE = frozenset({"left_out"})
 
 
 def operator_view(report: dict[str, Any]) -> dict[str, Any]:
@@ -55,8 +58,9 @@ def operator_view(report: dict[str, Any]) -> dict[str, Any]:
     return {
         **report,
         "releases": [
-            {**r, "suppressed": [{k: v for k, v in s.items() if k not in REGULATOR_ONLY}
-                                 for s in r.get("suppressed", [])]}
+            {**{k: v for k, v in r.items() if k not in REGULATOR_ONLY_RELEASE},
+             "suppressed": [{k: v for k, v in s.items() if k not in REGULATOR_ONLY}
+                            for s in r.get("suppressed", [])]}
             for r in report.get("releases", [])
         ],
     }

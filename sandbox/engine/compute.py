@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +57,6 @@ def _bucket(values: pa.Array, edges: tuple[Any, ...]) -> pa.Array:
 
 
 _BINARY = {
-    "add": pc.add_checked, "sub": pc.subtract_checked, "mul": pc.multiply_checked,
     "eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal,
     "gt": pc.greater, "ge": pc.greater_equal, "and": pc.and_kleene, "or": pc.or_kleene,
 }
@@ -85,6 +85,9 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if isinstance(e, p.Lit):
         return e.value
     args = e.args
+    if e.fn in _ARITHMETIC:
+        a, b = (plain(evaluate(x, table)) for x in args)
+        return _arithmetic(e.fn, a, b)
     if e.fn in _BINARY:
         a, b = evaluate(args[0], table), evaluate(args[1], table)
         if _is_column(a) and _is_column(b) and a.type != b.type:
@@ -92,11 +95,11 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
         a, b = _lit(a, getattr(b, "type", None)), _lit(b, getattr(a, "type", None))
         return _BINARY[e.fn](a, b)
     if e.fn == "div":
-        a, b = (pc.cast(evaluate(x, table), pa.float64()) if not isinstance(x, p.Lit)
+        a, b = (_as_double(plain(evaluate(x, table))) if not isinstance(x, p.Lit)
                 else float(x.value) if x.value is not None else None for x in args)
-        return pc.divide(a, b)
+        return finite(pc.divide(a, b))
     if e.fn == "neg":
-        return pc.negate_checked(evaluate(args[0], table))
+        return _arithmetic("sub", 0, plain(evaluate(args[0], table)))
     if e.fn == "not":
         return pc.invert(evaluate(args[0], table))
     if e.fn == "is_null":
@@ -111,7 +114,7 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
         values = [_lit(v, kind) for v in args[1].value]  # type: ignore[union-attr]
         return pc.is_in(x, value_set=pa.array(values, type=kind))
     if e.fn in ("year", "month"):
-        return getattr(pc, e.fn)(evaluate(args[0], table))
+        return _rowwise(getattr(pc, e.fn), _column(args[0], table))
     if e.fn == "startswith":
         return pc.starts_with(plain(evaluate(args[0], table)), pattern=args[1].value)  # type: ignore[union-attr]
     if e.fn == "endswith":
@@ -121,25 +124,101 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if e.fn == "cast":
         return _cast(plain(_column(args[0], table)), args[1].value)  # type: ignore[union-attr]
     if e.fn == "abs":
-        return pc.abs_checked(evaluate(args[0], table))
+        x = plain(_column(args[0], table))
+        if not pa.types.is_integer(x.type):
+            return pc.abs(x)
+        return pc.if_else(pc.less(x, 0), _arithmetic("sub", 0, x), x)
     if e.fn == "round":
         # Half away from zero, as SQL rounds; Arrow's default is half to even.
-        return pc.round(_column(args[0], table), args[1].value,  # type: ignore[union-attr]
-                        round_mode="half_towards_infinity")
+        digits = args[1].value  # type: ignore[union-attr]
+        return _rowwise(lambda x: pc.round(x, digits, round_mode="half_towards_infinity"),
+                        _column(args[0], table))
     if e.fn == "case":
         return _case([plain(_column(a, table)) for a in args])
     raise AssertionError(f"unchecked function {e.fn}")
 
 
+# Evaluation is total: whatever the data, an expression gives a value or null, never an error.
+# Whether a job fails must not depend on a value that was never released (a filter that keeps
+# one person, then an overflow or a failed cast, would be a one-bit oracle on that person), so
+# what SQL engines turn into an error or null becomes null here, row by row.
+
+# Integer results beyond this magnitude are null: int64 ends at ±9.22e18, and the check is
+# made on the double-precision result, which is exact to well within the margin.
+INT_LIMIT = 9.2e18
+_ARITHMETIC = {"add": pc.add, "sub": pc.subtract, "mul": pc.multiply}
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_WHOLE = re.compile(r"^[+-]?[0-9]{1,18}$")
+
+
+def _null_where(bad: Any, x: Any) -> Any:
+    return pc.if_else(bad, pa.scalar(None, x.type), x)
+
+
+def finite(x: Any) -> Any:
+    """Floats with ±inf and NaN (overflow, 0/0, x/0) as null, as SQL engines give them."""
+    if not pa.types.is_floating(x.type):
+        return x
+    return _null_where(pc.invert(pc.is_finite(x)), x)
+
+
+def _as_double(x: Any) -> Any:
+    if isinstance(x, (pa.Array, pa.ChunkedArray, pa.Scalar)):
+        return pc.cast(x, pa.float64(), safe=False)
+    return None if x is None else float(x)
+
+
+def _arithmetic(fn: str, a: Any, b: Any) -> Any:
+    """a + b, a − b or a × b: integers wrap in Arrow's unchecked kernels, so a result whose
+    double-precision counterpart leaves int64's range is made null; floats that overflow to
+    infinity are null too."""
+    out = _ARITHMETIC[fn](a, b)
+    if pa.types.is_integer(out.type):
+        approx = _ARITHMETIC[fn](_as_double(a), _as_double(b))
+        return _null_where(pc.greater(pc.abs(approx), INT_LIMIT), out)
+    return finite(out)
+
+
+def _rowwise(kernel: Any, x: Any) -> Any:
+    """`kernel(x)`, with the rows it fails on as null: halves of the input are retried until
+    the failing rows are found, so the cost is a few kernel calls per failing row."""
+    try:
+        return kernel(x)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if not isinstance(x, (pa.Array, pa.ChunkedArray)) or len(x) <= 1:
+            if isinstance(x, (pa.Array, pa.ChunkedArray)):
+                return pa.nulls(len(x), kernel(x.slice(0, 0)).type)
+            raise
+        x = contiguous(x)
+        half = len(x) // 2
+        return pa.concat_arrays([contiguous(_rowwise(kernel, x.slice(0, half))),
+                                 contiguous(_rowwise(kernel, x.slice(half)))])
+
+
+def _float_to_int(x: Any) -> Any:
+    # To the nearest, halves to even, as SQL engines cast doubles (and Python rounds).
+    x = pc.round(finite(x), 0, round_mode="half_to_even")
+    return pc.cast(_null_where(pc.greater(pc.abs(x), INT_LIMIT), x), pa.int64())
+
+
+def _text_to_float(x: Any) -> Any:
+    return finite(pc.cast(_null_where(pc.invert(pc.match_substring_regex(x, _NUMBER.pattern)),
+                                      x), pa.float64()))
+
+
 def _cast(x: pa.Array | pa.ChunkedArray, kind: str) -> Any:
-    if kind == "float":
-        return pc.cast(x, pa.float64())
     if kind == "string":
         return pc.cast(x, pa.string())
+    text = pa.types.is_string(x.type) or pa.types.is_large_string(x.type)
+    if kind == "float":
+        return _text_to_float(x) if text else pc.cast(x, pa.float64(), safe=False)
+    if text:
+        whole = pc.fill_null(pc.match_substring_regex(x, _WHOLE.pattern), False)
+        exact = pc.cast(_null_where(pc.invert(whole), x), pa.int64())
+        return pc.coalesce(exact, _float_to_int(_text_to_float(_null_where(whole, x))))
     if pa.types.is_floating(x.type):
-        # To the nearest, halves to even, as SQL engines cast doubles (and Python rounds).
-        x = pc.round(x, 0, round_mode="half_to_even")
-    return pc.cast(x, pa.int64())
+        return _float_to_int(x)
+    return _rowwise(lambda v: pc.cast(v, pa.int64()), x)
 
 
 def _case(args: list[pa.Array | pa.ChunkedArray]) -> Any:
@@ -152,7 +231,7 @@ def _case(args: list[pa.Array | pa.ChunkedArray]) -> Any:
         target = pa.int64()
     else:
         target = types.pop() if types else pa.null()
-    values = [pc.cast(v, target) for v in values]
+    values = [pc.cast(v, target, safe=False) for v in values]
     if any(isinstance(a, pa.ChunkedArray) for a in (*conditions, *values)):
         conditions = [contiguous(c) for c in conditions]
         values = [contiguous(v) for v in values]
@@ -323,9 +402,9 @@ def _value(checked: CheckedPlan, i: int, table: pa.Table) -> Any:
     assert a.arg is not None
     v = plain(_as_column(evaluate(a.arg, table), table.num_rows))
     if pa.types.is_integer(v.type):
-        v = pc.cast(v, pa.int64())
+        v = pc.cast(v, pa.int64(), safe=False)
     elif pa.types.is_floating(v.type) or pa.types.is_null(v.type):
-        v = pc.cast(v, pa.float64())
+        v = pc.cast(v, pa.float64(), safe=False)
     if checked.clamp is not None and checked.clamp[i] is not None:
         v = _clamp(v, *checked.clamp[i])
     if a.fn == "count_distinct" and pa.types.is_floating(v.type):
@@ -504,7 +583,7 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
         n = merged.column(f"__n{i}")
         if a.fn in ("sum", "mean"):
             s = merged.column(f"__s{i}")
-            out[name] = s if a.fn == "sum" else pc.divide(pc.cast(s, pa.float64()),
+            out[name] = s if a.fn == "sum" else pc.divide(pc.cast(s, pa.float64(), safe=False),
                                                           pc.cast(n, pa.float64()))
             if checked.clamp is not None:
                 out[f"__s:{name}"] = s   # the exact sum, for a noisy mean; never released

@@ -188,7 +188,7 @@ def _lookup_join(left: pa.Table, right: pa.Table, key: str) -> pa.Table:
 
 def _cast_column(table: pa.Table, name: str, to: pa.DataType) -> pa.Table:
     return table.set_column(table.schema.get_field_index(name), name,
-                            pc.cast(table.column(name), to))
+                            pc.cast(table.column(name), to, safe=False))
 
 
 def _non_null_keys(table: pa.Table, keys: list[str]) -> pa.Table:
@@ -245,7 +245,7 @@ def _key_hash(values: pa.Array) -> np.ndarray:
     if pa.types.is_boolean(t):
         return _mix(values.to_numpy(zero_copy_only=False).astype(np.uint64))
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        doubles = values.cast(pa.float64()).to_numpy(zero_copy_only=False) + 0.0  # -0.0 → 0.0
+        doubles = values.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False) + 0.0  # -0.0 → 0.0
         doubles = np.where(np.isnan(doubles), np.nan, doubles)  # one NaN bit pattern
         return _mix(np.ascontiguousarray(doubles).view(np.uint64))
     if _is_time(t):

@@ -150,4 +150,4 @@ def merge_top(parts: list[tuple[Any, ...]]) -> tuple[list[float], float]:
 
 
 def abs_values(values: pa.Array | pa.ChunkedArray) -> Any:
-    return pc.cast(pc.abs(values), pa.float64())
+    return pc.cast(pc.abs(values), pa.float64(), safe=False)

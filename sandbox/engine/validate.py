@@ -22,10 +22,10 @@ NUMERIC = frozenset({"int", "float"})
 # coarsened form (year(), month(), bucket(), a comparison…), never raw.
 MAX_RAW_QUASI_GROUPS = 100
 
-# Functions whose result has few distinct values whatever their input.
+# Functions whose result has few distinct values whatever their input. Not case(): its
+# result is one of its values, which may be as fine as the column they come from.
 COARSENING = frozenset({"bucket", "year", "month", "eq", "ne", "lt", "le", "gt", "ge", "and",
-                        "or", "not", "isin", "between", "is_null", "startswith", "endswith",
-                        "case"})
+                        "or", "not", "isin", "between", "is_null", "startswith", "endswith"})
 
 # Roles whose single values may be released by min()/max(): an extreme is one person's value.
 EXTREME_ROLES = frozenset({"attribute"})
@@ -150,6 +150,9 @@ class _Typer:
         if isinstance(e, p.Col):
             return self.schema[e.name].coarse if e.name in self.schema else True
         if isinstance(e, p.Call):
+            if e.fn == "case":   # as coarse as its values; the conditions only choose
+                values = [*e.args[1:-1:2], e.args[-1]]
+                return all(self.coarse(v) for v in values)
             return e.fn in COARSENING or all(self.coarse(a) for a in e.args)
         return True
 
@@ -346,6 +349,14 @@ class _Checker:
                     f"join(): key {k!r} is {lk} in the left table and {rk} in the right table; "
                     "keys must be of one kind (numbers may join numbers): convert one side "
                     f"first, e.g. derive({k}=col({k!r}).cast('string'))")
+            for side, f in (("left", left[k]), ("right", right[k])):
+                if not f.sources:
+                    # A key computed from literals alone matches every row with every row:
+                    # one side filtered to one person then "contributes" to every cell.
+                    raise PlanError(
+                        f"join(): key {k!r} of the {side} table is not computed from any "
+                        "column of it; join on columns of both tables (e.g. an identifier "
+                        "or a code both tables hold)")
             src = left[k].sources | right[k].sources
             self.usage.add(left[k].sources, "join")
             self.usage.add(right[k].sources, "join")
@@ -431,12 +442,18 @@ def _check_agg_arg(a: p.Agg, kind: str, src: frozenset[Source],
                    role: Callable[[Source], str]) -> None:
     assert a.arg is not None
     what = f"{a.fn}({p.describe_expr(a.arg)})"
+    ident = sorted(s[1] for s in src if role(s) == "identifier")
     if a.fn == "count_distinct":
-        # Counting distinct values releases a count, never a value: any role and type will do.
+        # Counting distinct values releases a count, never a value: any role and type will
+        # do, but an identifier only as it is (the number of distinct people). Mixed into an
+        # expression (case(income > t, resident_id, 'x')) it counts one person's condition.
         if kind == "other":
             raise PlanError(f"{what} needs a number, string, date or boolean column")
+        if ident and not isinstance(a.arg, p.Col):
+            raise DisclosureRefused(
+                f"{what}: the identifier column {ident[0]!r} may be counted only as it is, "
+                f"count_distinct({ident[0]!r}), not inside an expression")
         return
-    ident = sorted(s[1] for s in src if role(s) == "identifier")
     if ident:
         raise DisclosureRefused(f"{a.fn}() over the identifier column {ident[0]!r} is not allowed")
     if a.fn in ("min", "max"):

@@ -120,7 +120,7 @@ def test_the_demo_tells_the_whole_story_on_ray(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
     assert "local Ray cluster" in out
-    assert "▒ suppressed" in out and "suppressed by min_contributors" in out
+    assert "▒ suppressed" in out and "(secondary)" in out
     assert "HTTP 403 contract_scope" in out and "'hukou_type'" in out
     assert "HTTP 400 code_rejected" in out and "line 1" in out
     assert "root hash verified against the bureau's public key" in out

@@ -160,24 +160,26 @@ def _table(rows: list[tuple[Any, ...]], keys: tuple[str, ...]) -> pa.Table:
 def test_one_suppressed_cell_takes_the_smallest_other_cell_with_it() -> None:
     result = _table([("甲", 40), ("乙", 3), ("丙", 25), ("丁", 90)], ("d",))
     out = release(result, ("d",), Policy(10))
-    assert [r[1] for r in out.body["rows"]] == [40, None, None, 90]
-    assert out.suppressed[1] == {"row": 2, "column": "n", "rule": "secondary",
-                                 "protects": [1, "n"]}
-    # A published total minus the released cells now leaves two unknowns, not one.
-    assert sum(1 for r in out.body["rows"] if r[1] is None) == 2
+    # 乙 is left out (too small in every cell); a published total minus the rows shown would
+    # give its count, so the smallest shown cell is hidden with it.
+    assert out.body["rows"] == [["甲", 40], ["丙", None], ["丁", 90]]
+    assert out.suppressed == ({"row": 1, "column": "n", "rule": "secondary",
+                               "protects": [None, "n"]},)
 
 
 def test_two_suppressed_cells_need_no_more() -> None:
     result = _table([("甲", 40), ("乙", 3), ("丙", 4)], ("d",))
     out = release(result, ("d",), Policy(10))
-    assert [s["rule"] for s in out.suppressed] == ["min_contributors", "min_contributors"]
+    assert out.body["rows"] == [["甲", 40]] and out.suppressed == () and out.small == 2
 
 
 def test_secondary_suppression_runs_along_every_key_until_stable() -> None:
     rows = [("甲", "男", 50), ("甲", "女", 4), ("乙", "男", 60), ("乙", "女", 70),
             ("丙", "男", 80), ("丙", "女", 90)]
     out = release(_table(rows, ("d", "g")), ("d", "g"), Policy(10))
-    hidden = {(r[0], r[1]) for r in out.body["rows"] if r[2] is None}
+    shown = {(r[0], r[1]) for r in out.body["rows"]}
+    left_out = {(d, g) for d, g, _ in rows} - shown
+    hidden = {(r[0], r[1]) for r in out.body["rows"] if r[2] is None} | left_out
     # Every line (fixed district, or fixed gender) holds 0 or at least 2 hidden cells.
     for district in "甲乙丙":
         assert len([h for h in hidden if h[0] == district]) != 1
@@ -187,8 +189,10 @@ def test_secondary_suppression_runs_along_every_key_until_stable() -> None:
 
 
 def test_a_single_row_needs_no_partner() -> None:
-    out = release(_table([("甲", 3)], ("d",)), ("d",), Policy(10))
-    assert len(out.suppressed) == 1 and control.SECONDARY_RULE not in repr(out.suppressed)
+    out = release(_table([("甲", 3), ("乙", 30)], ("d",)), ("d",), Policy(10, secondary=False))
+    assert out.body["rows"] == [["乙", 30]] and out.suppressed == ()
+    out = release(_table([("甲", 30)], ("d",)), ("d",), Policy(10))
+    assert out.suppressed == () and control.SECONDARY_RULE not in repr(out.suppressed)
 
 
 def test_after_a_join_a_contribution_is_a_primary_row_s_total() -> None:

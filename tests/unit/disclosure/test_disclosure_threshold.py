@@ -31,16 +31,16 @@ def test_cells_below_the_threshold_become_null_and_are_listed() -> None:
         "__c:avg": [25, 3, 9],
     })
     release = apply_threshold(table, ("district",), 10)
-    assert release.body["rows"] == [["城关区", 25, 5000.5], ["湖滨区", None, None],
-                                    ["新城区", 10, None]]
-    assert release.body["suppressed"] == [[1, "n"], [1, "avg"], [2, "avg"]]
+    # 湖滨区 has no cell of 10 contributors: its row is left out, not shown with its key.
+    assert release.body["rows"] == [["城关区", 25, 5000.5], ["新城区", 10, None]]
+    assert release.body["suppressed"] == [[1, "avg"]]
+    assert release.small == 1
     assert release.body["kind"] == "table"
     assert release.body["columns"] == [{"name": "district", "type": "string"},
                                        {"name": "n", "type": "int64"},
                                        {"name": "avg", "type": "double"}]
-    assert release.suppressed[0] == {"row": 1, "column": "n", "rule": RULE, "threshold": 10,
-                                     "contributors": 3}
-    assert [s["contributors"] for s in release.suppressed] == [3, 3, 9]
+    assert release.suppressed[0] == {"row": 1, "column": "avg", "rule": RULE, "threshold": 10,
+                                     "contributors": 9}
 
 
 def test_a_cell_at_exactly_the_threshold_is_released() -> None:
@@ -49,9 +49,10 @@ def test_a_cell_at_exactly_the_threshold_is_released() -> None:
     assert release.body["suppressed"] == [] and release.suppressed == ()
 
 
-def test_keys_are_never_suppressed() -> None:
-    release = apply_threshold(result(k=["a"], n=[1], **{"__c:n": [1]}), ("k",), 10)
-    assert release.body["rows"] == [["a", None]]
+def test_a_group_too_small_in_every_cell_is_left_out_key_and_all() -> None:
+    release = apply_threshold(result(k=["a", "b"], n=[1, 12], **{"__c:n": [1, 12]}), ("k",), 10)
+    assert release.body["rows"] == [["b", 12]]
+    assert release.body["suppressed"] == [] and release.small == 1
 
 
 def test_a_whole_table_aggregate_with_fewer_rows_than_the_threshold_is_suppressed() -> None:
