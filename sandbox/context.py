@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from operators.keys import generate_private_key, private_key_from_pem, private_key_to_pem
 from sandbox.catalog.models import DatasetInfo
-from sandbox.release_history import Snapshots
 from sandbox.errors import Conflict, NotFound
 from sandbox.settings import Settings
 from sandbox.store.db import make_engine, make_reader, make_sessionmaker
@@ -34,8 +33,10 @@ class Context:
     readers: sessionmaker[Session] | None = None
     # Registered datasets as read by this process (they never change once registered).
     catalog: dict[str, DatasetInfo] = field(default_factory=dict)
-    # The release histories recent jobs started from, for the next jobs of their contracts.
-    snapshots: Snapshots = field(default_factory=Snapshots)
+    # The release gate (disclosure.gate): an in-process gate or the instance's Ray actor,
+    # made when the first job needs it.
+    _gate: Any = None
+    _gate_lock: threading.Lock = field(default_factory=threading.Lock)
     # SQLite has one writer at a time. Writers of this process queue here, in order, instead
     # of in SQLite's busy handler, which polls with sleeps of up to 100 ms.
     write_lock: threading.RLock = field(default_factory=threading.RLock)
@@ -51,6 +52,18 @@ class Context:
         for no writer and has changes made in it refused."""
         with (self.readers or self.sessions)() as session:
             yield session
+
+    def gate(self) -> Any:
+        with self._gate_lock:
+            if self._gate is None:
+                from sandbox import release_history
+
+                def load(operator_id: str) -> list[bytes]:
+                    with self.reading() as s:
+                        return list(release_history.load(s, operator_id))
+
+                self._gate = release_history.gate_handle(self.settings, load)
+            return self._gate
 
     def _writer(self) -> threading.RLock | nullcontext[None]:
         return self.write_lock if self.engine.dialect.name == "sqlite" else nullcontext()
@@ -87,17 +100,7 @@ def open_instance(settings: Settings) -> Context:
 
 def _context(settings: Settings, key: Ed25519PrivateKey) -> Context:
     engine = make_engine(settings.resolved_database_url)
-    share = (lambda sets: _put_on_ray(settings, sets)) if settings.executor == "ray" else None
-    return Context(settings, engine, make_sessionmaker(engine), key, readers=make_reader(engine),
-                   snapshots=Snapshots(share))
-
-
-def _put_on_ray(settings: Settings, value: object) -> object:
-    """`value` in the object store, once: job drivers on any node fetch it from there."""
-    import ray
-
-    ensure_ray(settings)
-    return ray.put(value)
+    return Context(settings, engine, make_sessionmaker(engine), key, readers=make_reader(engine))
 
 
 _ray_lock = threading.Lock()

@@ -27,8 +27,8 @@ from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure import dp
 from sandbox.disclosure import control
 from sandbox.disclosure.control import Policy
-from sandbox.disclosure.difference import Histories, History, Snapshot
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
+from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.threshold import cell_threshold
 from sandbox.engine.executor import IN_PLACE_MAX_ROWS, Executor
 from sandbox.engine.validate import CheckedPlan, check_plan
@@ -62,9 +62,10 @@ class JobSpec:
     epsilon: Mapping[str, str] = field(default_factory=dict)
     collect_sites: int = 1
     dominance: tuple[DominanceRule, ...] = DEFAULT_RULES
-    # The contract's earlier released cells per dataset (serialized contributor bitmaps),
-    # for the difference check.
-    released_sets: Mapping[str, Snapshot] = field(default_factory=dict)
+    # The release gate (disclosure.gate: in-process, or a handle to its Ray actor) and whose
+    # releases these are: every release is audited against all of the operator's.
+    operator_id: str = ""
+    gate: Any = None
     # Plans reading at most this many rows run in the driver's own Ray task.
     in_place_max_rows: int = IN_PLACE_MAX_ROWS
 
@@ -77,8 +78,8 @@ class JobResult:
     disclosure: dict[str, Any]
     error: dict[str, Any] | None
     printed: str = ""
-    # Contributor sets this job released, per dataset, each with the threshold it was
-    # released under, for the contract's history.
+    # The sets of people this job released, per dataset, each with the threshold it was
+    # released under, for the operator's recorded history.
     released_sets: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
 
 
@@ -95,7 +96,6 @@ class _Handler:
     released: set[str] = field(default_factory=set)
     outputs: dict[str, Any] = field(default_factory=dict)
     epsilon_used: dict[str, Epsilon] = field(default_factory=dict)
-    histories: dict[str, History] = field(default_factory=dict)
     new_sets: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
 
     @property
@@ -133,7 +133,8 @@ class _Handler:
             # then ends in a refusal must cost what a release costs, or the refusal is free.
             self.epsilon_used[ds.name] = self.epsilon_used.get(ds.name, ZERO) + epsilon
         else:
-            checked = dataclasses.replace(checked, disclosure_stats=True)
+            checked = dataclasses.replace(checked, disclosure_stats=True,
+                                          quantile_window=threshold)
         try:
             result = self.executor.aggregate(checked)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
@@ -180,17 +181,21 @@ class _Handler:
         released = control.release(table, checked.plan.keys,
                                    Policy(threshold, self.spec.dominance,
                                           max_rows=MAX_RELEASED_ROWS),
-                                   self._history(ds.name))
-        self.new_sets.setdefault(ds.name, []).extend(
-            (blob, threshold) for blob in released.new_sets)
+                                   functools.partial(self._audit, threshold))
+        for j, blob in released.new_sets:
+            self.new_sets.setdefault(checked.reads[j].dataset.name, []).append((blob, threshold))
         return released, ()
 
-    def _history(self, dataset: str) -> History:
-        if dataset not in self.histories:
-            snapshot = self.spec.released_sets.get(dataset)
-            self.histories[dataset] = (History() if snapshot is None else
-                                       _histories.history(snapshot, _resolve))
-        return self.histories[dataset]
+    def _audit(self, threshold: int, rows: list[list[bytes] | None]) -> list[Any]:
+        gate = self.spec.gate
+        if gate is None:
+            # No instance gate (a job run on its own): its releases are audited together.
+            gate = self._own_gate = getattr(self, "_own_gate", None) or Gate(lambda _: ())
+        if hasattr(gate, "audit") and hasattr(gate.audit, "remote"):
+            import ray
+
+            return ray.get(gate.audit.remote(self.spec.operator_id, rows, threshold))  # type: ignore[no-any-return]
+        return gate.audit(self.spec.operator_id, rows, threshold)  # type: ignore[no-any-return]
 
     def _private_share(self, dataset: str) -> Epsilon | None:
         """The ε one collect() of `dataset` spends, or None when the contract does not put
@@ -253,16 +258,6 @@ def _check_output(value: Any, released: set[str]) -> dict[str, Any]:
 
 def _seconds(wall: float, limit: float) -> str:
     return str(min(Decimal(repr(wall)), Decimal(repr(limit))).quantize(Decimal("0.001"), ROUND_UP))
-
-
-# What this process has built of contracts' histories, for their next jobs.
-_histories = Histories()
-
-
-def _resolve(ref: Any) -> tuple[bytes, ...]:
-    import ray
-
-    return ray.get(ref)  # type: ignore[no-any-return]
 
 
 def run_job(spec: JobSpec, executor: Executor) -> JobResult:

@@ -449,14 +449,10 @@ def wait_for(ctx: Context, job_id: str) -> None:
         future.result()
 
 
-def _spec(ctx: Context, job: Job) -> tuple[JobSpec, int]:
-    """The job's spec, and the release history's mark it was read at (for settlement's
-    re-check against sets other jobs record meanwhile)."""
+def _spec(ctx: Context, job: Job) -> JobSpec:
     with ctx.reading() as s:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
         datasets = registry.get_many(ctx, s, contract.datasets)
-        history_mark = release_history.mark(s)
-        released = ctx.snapshots.for_job(s, job.contract_id, contract.datasets)
     bounds = (job.usage or {}).get("bounds", {})
     spec = JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
                    datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),
@@ -465,9 +461,9 @@ def _spec(ctx: Context, job: Job) -> tuple[JobSpec, int]:
                    epsilon=dict(bounds.get("epsilon", {})),
                    collect_sites=int(bounds.get("collect_sites", 1)),
                    dominance=parse_rules(ctx.settings.dominance_rules),
-                   released_sets=released,
+                   operator_id=job.operator_id, gate=ctx.gate(),
                    in_place_max_rows=ctx.settings.engine_in_place_rows)
-    return spec, history_mark
+    return spec
 
 
 def execute(ctx: Context, spec: JobSpec) -> JobResult:
@@ -500,10 +496,10 @@ def mark_running(ctx: Context, job_id: str) -> None:
 
 def run_and_settle(ctx: Context, job: Job) -> None:
     job_id = job.id
-    history_mark, spec = None, None
+    spec = None
     try:
         mark_running(ctx, job_id)
-        spec, history_mark = _spec(ctx, job)
+        spec = _spec(ctx, job)
         result = execute(ctx, spec)
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
         logger.exception("job %s failed in the service", job_id)
@@ -511,7 +507,7 @@ def run_and_settle(ctx: Context, job: Job) -> None:
             "code": "service_error", "fault": "service", "line": None,
             "message": "the service failed while running this job; nothing was charged. "
                        "Try again, and tell the bureau if it keeps happening"})
-    settle_job(ctx, job_id, result, history_mark, spec, job)
+    settle_job(ctx, job_id, result, spec, job)
 
 
 # --- settle ------------------------------------------------------------------------------
@@ -526,8 +522,7 @@ def _chargeable(result: JobResult) -> bool:
     return result.status != "rejected" or result.usage.get("rows_scanned", 0) > 0
 
 
-def settle_job(ctx: Context, job_id: str, result: JobResult,
-               history_mark: int | None = None, spec: JobSpec | None = None,
+def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | None = None,
                reserved: Job | None = None) -> None:
     """Charge, release the reservation, store the outputs. `spec`, when the job got as far as
     one, already holds the terms and datasets it ran under; `reserved` is the row as
@@ -538,7 +533,9 @@ def settle_job(ctx: Context, job_id: str, result: JobResult,
         assert job is not None
         contract = (spec.contract if spec is not None else
                     agreements.version_document(s, job.contract_id, job.contract_version))
-        result = _record_releases(s, job, result, history_mark)
+        # Whatever the outcome, the job's code saw these cells: they stay in the history.
+        release_history.record(s, job.operator_id, job.contract_id, job.id,
+                               {d: sets for d, sets in result.released_sets.items() if sets})
         quote = Charge.from_json(job.quote) if job.quote else None
         charge = None
         if quote is not None:
@@ -569,29 +566,6 @@ def settle_job(ctx: Context, job_id: str, result: JobResult,
             log.append(s, "charge.settled", None, job_id, {
                 "contract_id": job.contract_id, "operator_id": job.operator_id,
                 "charge": charge.to_json()})
-
-
-def _record_releases(session: Session, job: Job, result: JobResult,
-                     history_mark: int | None) -> JobResult:
-    """Add the job's released cells to the contract's history, unless they conflict with
-    cells another job of the contract released while this one ran: then its outputs are
-    withheld, and it fails."""
-    new = {d: sets for d, sets in result.released_sets.items() if sets}
-    if not new:
-        return result
-    if history_mark is not None:
-        dataset = release_history.conflicting(session, job.contract_id, new, history_mark,
-                                              job.id)
-        if dataset is not None:
-            return dataclasses.replace(result, status="failed", outputs={}, released_sets={},
-                                       error={"code": "disclosure_conflict", "line": None,
-                                              "message": (
-                f"another job of this contract released cells of dataset '{dataset}' while "
-                "this one ran, and this job's cells differ from them in too few people to "
-                "release both; this job's outputs are withheld. Submit it again: it will be "
-                "checked against those releases")})
-    release_history.record(session, job.contract_id, job.id, new)
-    return result
 
 
 def _levels(ctx: Context, session: Session, result: JobResult,

@@ -20,7 +20,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sandbox.catalog.models import LEVELS, ROLES, ColumnInfo, DatasetInfo
+from sandbox.catalog import entities
+from sandbox.catalog.models import ENTITY, LEVELS, ROLES, ColumnInfo, DatasetInfo
 from sandbox.errors import IngestError
 
 NAME_PATTERN = r"^[^\W\d][\w\-]{0,127}$"
@@ -162,6 +163,9 @@ def ingest(data: bytes, filename: str, meta: DatasetMeta, datasets_dir: Path,
         raise IngestError("the file has no rows")
     columns = _column_infos(table, meta)
     target = datasets_dir / meta.name
-    parts = write_partitions(table, target, partition_rows)
+    named_by = next((c.name for c in columns if c.role == "identifier"), None)
+    numbers = entities.Registry(datasets_dir / entities.DIRECTORY).number(
+        table.column(named_by) if named_by else None, table.num_rows)
+    parts = write_partitions(table.append_column(ENTITY, numbers), target, partition_rows)
     return DatasetInfo(meta.name, meta.title, meta.provider_id, meta.level, table.num_rows,
                        columns, tuple(str(target / p) for p in parts))

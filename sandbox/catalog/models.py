@@ -8,6 +8,8 @@ from typing import Any, Literal
 Role = Literal["identifier", "quasi_identifier", "sensitive", "attribute"]
 ROLES: tuple[str, ...] = ("identifier", "quasi_identifier", "sensitive", "attribute")
 LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4")
+# Stored with every row: the number of the person or firm it describes (catalog.entities).
+ENTITY = "__entity"
 
 
 @dataclass(frozen=True)

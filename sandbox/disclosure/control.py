@@ -1,29 +1,34 @@
 """Turning an engine result into a released table: every disclosure rule, in order.
 
-1. minimum contributors per cell (`threshold`);
-2. dominance of sums and means (`dominance`), where the engine measured contributions;
-3. difference checks of each row's contributing set against the contract's earlier releases
-   (`difference`), where the engine reported the sets; a row that fails loses all its cells;
+1. minimum contributors per cell (`threshold`): distinct people of every table read whose
+   rows count for the cell; a row none of whose cells reaches it is left out, key and all;
+2. dominance of magnitudes (`dominance`: sums, means, variances, quantiles), per table read;
+3. the audit of each row's people against everything the operator was released before
+   (`audit`, through the gate, which records what passes); a row that fails loses all its
+   cells;
 4. secondary suppression: in any line of the table (cells that share every key but one, the
-   whole table for one key) where exactly one cell of a column is suppressed, the smallest
-   other cell of the line is suppressed too, so the suppressed cell cannot be recovered by
-   subtracting the released ones from a total published elsewhere. Repeated until every line
-   has none or at least two suppressed cells.
+   whole table for one key) where exactly one cell of a column is hidden (suppressed, or its
+   row left out), the smallest other cell of the line is suppressed too, so the hidden cell
+   cannot be recovered by subtracting the released ones from a total published elsewhere.
+   Repeated until every line has none or at least two hidden cells.
 
-Suppressed cells become null and are listed; nothing is dropped silently.
+Suppressed cells become null and are listed; rows left out are counted in the regulator's
+report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.disclosure import difference, dominance, threshold
+from sandbox.disclosure import audit as audit_rules
+from sandbox.disclosure import dominance, threshold
 from sandbox.disclosure.dominance import DominanceRule
 from sandbox.engine import protection
 
@@ -48,8 +53,9 @@ class Release:
     suppressed: tuple[dict[str, Any], ...]   # {"row", "column", "rule", …} per cell
     # {"column", "rule", "digits", "reason"} per column released rounded, for the report.
     coarsened: tuple[dict[str, Any], ...] = ()
-    # Contributing sets (serialized bitmaps) of the rows released here, new to the history.
-    new_sets: tuple[bytes, ...] = ()
+    # The people (serialized bitmaps) of the rows released here, with the table read each
+    # set is of: for the operator's recorded history.
+    new_sets: tuple[tuple[int, bytes], ...] = ()
     # Rows left out: groups with too few contributors in every cell (`small`), and groups
     # beyond `Policy.max_rows` (`truncated`).
     small: int = 0
@@ -101,7 +107,7 @@ def _beyond_cap(small: list[bool], cap: int) -> int:
 
 
 def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
-            history: difference.History | None = None) -> Release:
+            audit: Audit | None = None) -> Release:
     small = _small_groups(result, keys, policy.threshold)
     end = _beyond_cap(small, policy.max_rows)
     truncated = sum(1 for s in small[end:] if not s)
@@ -124,7 +130,7 @@ def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
                 out[(i, a)] = {"rule": threshold.RULE, "threshold": policy.threshold,
                                "contributors": n}
     _dominance(result, aggs, policy, out)
-    new_sets = _differences(result, aggs, policy, history, out)
+    new_sets = _differences(result, aggs, policy, audit, out)
     if policy.secondary:
         # Left-out rows count as hidden cells here: a total published elsewhere minus the
         # rows shown would otherwise give a left-out group's value.
@@ -178,38 +184,53 @@ def apply_threshold(result: pa.Table, keys: tuple[str, ...], minimum: int) -> Re
 
 def _dominance(result: pa.Table, aggs: list[str], policy: Policy,
                out: dict[Cell, dict[str, Any]]) -> None:
+    names = set(result.column_names)
     for a in aggs:
-        if not policy.dominance or protection.TOP + a not in result.column_names:
+        if not policy.dominance or protection.MASS + a not in names:
             continue
-        tops = result.column(protection.TOP + a).to_pylist()
         masses = result.column(protection.MASS + a).to_pylist()
-        for i, (top, mass) in enumerate(zip(tops, masses)):
-            hit = dominance.dominated(top or [], mass or 0.0, policy.dominance)
-            if hit is not None and (i, a) not in out:
-                out[(i, a)] = {"rule": dominance.RULE, "n": hit.rule.n,
-                               "k": float(hit.rule.k), "share": round(hit.share, 4)}
+        # Per table read: one person's contributions through one table (a person repeated by
+        # a join contributes each time).
+        j = 0
+        while protection.top(j, a) in names:
+            tops = result.column(protection.top(j, a)).to_pylist()
+            for i, (top, mass) in enumerate(zip(tops, masses)):
+                hit = dominance.dominated(top or [], mass or 0.0, policy.dominance)
+                if hit is not None and (i, a) not in out:
+                    out[(i, a)] = {"rule": dominance.RULE, "n": hit.rule.n,
+                                   "k": float(hit.rule.k), "share": round(hit.share, 4)}
+            j += 1
 
 
-def _differences(result: pa.Table, aggs: list[str], policy: Policy,
-                 history: difference.History | None,
-                 out: dict[Cell, dict[str, Any]]) -> tuple[bytes, ...]:
-    if history is None or protection.IDS not in result.column_names:
+Audit = Callable[[list[list[bytes] | None]], list[Any]]
+
+
+def _differences(result: pa.Table, aggs: list[str], policy: Policy, audit: Audit | None,
+                 out: dict[Cell, dict[str, Any]]) -> tuple[tuple[int, bytes], ...]:
+    """Audit each row still to be released (its people, per table read) against everything
+    the operator was released before (disclosure.audit); a row that fails loses every cell.
+    Returns the (read, set) pairs released."""
+    names = set(result.column_names)
+    reads = 0
+    while protection.ids(reads) in names:
+        reads += 1
+    if audit is None or not reads:
         return ()
-    new: list[bytes] = []
-    for i, blob in enumerate(result.column(protection.IDS).to_pylist()):
-        open_cells = [a for a in aggs if (i, a) not in out]
-        if not open_cells:
+    sets = [result.column(protection.ids(j)).to_pylist() for j in range(reads)]
+    rows: list[list[bytes] | None] = [
+        [s[i] for s in sets] if any((i, a) not in out for a in aggs) else None
+        for i in range(result.num_rows)]
+    released: list[tuple[int, bytes]] = []
+    for i, (row, conflict) in enumerate(zip(rows, audit(rows))):
+        if row is None:
             continue
-        d = difference.digest(blob)
-        conflict = history.conflict(blob, policy.threshold, d)
-        if conflict is not None:
-            for a in open_cells:
-                out[(i, a)] = {"rule": difference.RULE, "threshold": policy.threshold,
-                               "via": conflict.via, "differs_by": conflict.differs_by}
+        if conflict is None:
+            released += [(j, blob) for j, blob in enumerate(row)]
             continue
-        if history.add(blob, d):
-            new.append(blob)
-    return tuple(new)
+        for a in aggs:
+            out.setdefault((i, a), {"rule": audit_rules.RULE, "threshold": policy.threshold,
+                                    "via": conflict.via, "differs_by": conflict.differs_by})
+    return tuple(released)
 
 
 def _lines(result: pa.Table, keys: tuple[str, ...]) -> list[list[int]]:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyroaring import BitMap64
 
+from sandbox.catalog.models import ENTITY
 from sandbox.disclosure.threshold import COARSEN_KEY
 from sandbox.engine import cache, protection, prune
 from sandbox.engine.validate import CheckedPlan
@@ -275,15 +276,27 @@ def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
     Only the sources of columns used later are read, so a derived column whose sources were
     not read is unused: it is skipped (and a column it would replace is dropped)."""
     present = set(table.column_names)
-    new = [(name, _as_column(evaluate(e, table), table.num_rows) if _columns_of(e) <= present
-            else None) for name, e in step.columns]
-    for name, col in new:
-        i = table.schema.get_field_index(name)
-        if col is None:
-            table = table.remove_column(i) if i >= 0 else table
-        else:
-            table = table.set_column(i, name, col) if i >= 0 else table.append_column(name, col)
+    view = shadow_view(table) if _shadows(table) else None
+    new = []
+    for name, e in step.columns:
+        used = _columns_of(e)
+        col = _as_column(evaluate(e, table), table.num_rows) if used <= present else None
+        traced = view is not None and col is not None and any(SHADOW + u in present
+                                                               for u in used)
+        new.append((name, col, _as_column(evaluate(e, view), table.num_rows)
+                    if traced and view is not None else None))
+    for name, col, shadow in new:
+        table = _put(table, name, col)
+        table = _put(table, SHADOW + name, shadow)
     return table
+
+
+def _put(table: pa.Table, name: str, col: Any) -> pa.Table:
+    """`table` with column `name` set to `col`, or removed when `col` is None."""
+    i = table.schema.get_field_index(name)
+    if col is None:
+        return table.remove_column(i) if i >= 0 else table
+    return table.set_column(i, name, col) if i >= 0 else table.append_column(name, col)
 
 
 def read_partition(checked: CheckedPlan, scan: int, index: int,
@@ -299,13 +312,55 @@ def read_partition(checked: CheckedPlan, scan: int, index: int,
     read = checked.reads[scan]
     f = prune.footer(read.dataset.partitions[index])
     groups = prune.row_groups(f, where)
+    columns = list(read.columns)
+    stored = checked.disclosure_stats and ENTITY in f.schema.names
+    if stored:
+        columns.append(ENTITY)
     if groups == []:
-        table = f.schema.empty_table().select(list(read.columns))
+        table = f.schema.empty_table().select(columns)
     else:
-        table = _load(f, read.columns, groups, cached, local)
-    if scan == 0 and checked.disclosure_stats:
-        table = protection.with_row_ids(table, index, prune.positions(f, groups))
+        table = _load(f, columns, groups, cached, local)
+    if not checked.disclosure_stats:
+        return table
+    if stored:
+        table = table.rename_columns([protection.entity(scan) if c == ENTITY else c
+                                      for c in table.column_names])
+    else:
+        table = protection.with_row_entities(table, scan, read.dataset.name, index,
+                                             prune.positions(f, groups))
+    for column in (checked.shadowed[scan] if checked.shadowed else ()):
+        if column in table.column_names:
+            table = table.append_column(SHADOW + column, perturbed(table.column(column)))
     return table
+
+
+# Beside a sensitive column, the same column perturbed (`perturbed`), carried through filters,
+# derived columns and joins, so that the engine can tell which rows' aggregated values come
+# from the sensitive data: those whose value changes when its sensitive inputs change.
+SHADOW = "__p:"
+
+
+def perturbed(x: pa.Array | pa.ChunkedArray) -> Any:
+    """Every value moved, by an amount no one would pick as a literal: x·φ + 7.3 (x·2 + 7 for
+    integers, which stay integers)."""
+    x = plain(x)
+    if pa.types.is_integer(x.type):
+        return _arithmetic("add", _arithmetic("mul", pc.cast(x, pa.int64()), 2), 7)
+    return finite(pc.add(pc.multiply(pc.cast(x, pa.float64(), safe=False), 1.6180339887),
+                         7.3))
+
+
+def shadow_view(table: pa.Table) -> pa.Table:
+    """`table` with each shadowed column's perturbed values in its place."""
+    names = table.column_names
+    present = set(names)
+    return pa.Table.from_arrays(
+        [table.column(SHADOW + n) if SHADOW + n in present else table.column(n) for n in names],
+        names=names)
+
+
+def _shadows(table: pa.Table) -> bool:
+    return any(n.startswith(SHADOW) for n in table.column_names)
 
 
 def _load(f: prune.Footer, columns: Sequence[str], groups: list[int] | None,
@@ -333,8 +388,9 @@ def apply_steps(steps: Sequence[p.Node], table: pa.Table) -> pa.Table:
             table = _derive(step, table)
         elif isinstance(step, p.Select):
             # Columns not read are not used later (validation reads every used column's sources).
-            keep = [*step.columns, protection.ROW_ID]
-            table = table.select([c for c in keep if c in table.column_names])
+            keep = set(step.columns) | {SHADOW + c for c in step.columns}
+            table = table.select([c for c in table.column_names
+                                  if c in keep or protection.is_entity(c)])
         else:
             raise AssertionError(f"not a row step: {type(step).__name__}")
     return table
@@ -456,40 +512,34 @@ def _distinct(values: Any, rows: pa.ListArray) -> pa.ListArray:
 
 def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,
                 values: dict[int, Any], rows: pa.ListArray) -> pa.Table:
-    """The partial with its disclosure statistics: per group the bitmap of its rows, per
-    sum/mean its largest contributions, and after a join, per aggregate, the bitmap of the
-    primary rows with a value."""
+    """The partial with its disclosure statistics (engine.protection): per group and read
+    the entities in it, per aggregate who counts for it, and per magnitude aggregate its
+    largest contributions."""
     plan = checked.plan
-    ids = table.column(protection.ROW_ID)
-    grouped = grouped.append_column(protection.ROW_ID, _gather(ids, rows))
-    abs_lists: list[str] = []
+    stats = protection.PartialStats(table, len(checked.reads), rows, checked.unique)
+    stats.groups()
+    view = shadow_view(table) if checked.tainted and _shadows(table) else None
     for i, (_, a) in enumerate(plan.aggs):
-        if a.fn in protection.DOMINANCE_AGGREGATES:
-            abs_lists.append(str(i))
-            grouped = grouped.append_column(str(i), _gather(protection.abs_values(values[i]),
-                                                            rows))
-    grouped = protection.reduce_partial(grouped, {c: c for c in abs_lists},
-                                        per_primary_row=_joins(checked))
-    if not _joins(checked):
-        return grouped
-    for i, (_, a) in enumerate(plan.aggs):
-        if a.arg is None or a.fn == "count_distinct":
+        if a.arg is None:
             continue
-        # After a join a primary row can appear many times: contributors are the distinct
-        # primary rows with a value, not the joined rows. A bitmap holds each id once; when
-        # every row has a value they are the group's rows, whose bitmap is made anyway.
         v = values[i]
-        if v.null_count:
-            with_value = pc.if_else(pc.is_valid(v), ids, pa.scalar(None, pa.uint64()))
-            blobs = protection.bitmaps(_gather(with_value, rows), drop_nulls=True)
-        else:
-            blobs = grouped.column(protection.IDS)
-        grouped = grouped.append_column(f"{JOINED_IDS}{i}", blobs)
+        counted = pc.is_valid(v)
+        if i in checked.tainted and view is not None:
+            moved = _value(checked, i, view)
+            changed = pc.or_kleene(pc.not_equal(plain(v), plain(moved)), pc.is_null(moved))
+            counted = pc.and_(counted, pc.fill_null(changed, True))
+        mask = contiguous(counted).to_numpy(zero_copy_only=False).astype(bool)
+        if i in checked.tainted or not checked.unique:
+            stats.contributors(i, mask)
+        if a.fn in ("sum", "mean", "var", "std"):
+            numbers = _floats(v)
+            if a.fn in ("sum", "mean"):
+                stats.magnitudes(i, np.where(mask, numbers, 0.0))
+            else:
+                stats.extremes(i, numbers, mask)
+    for name, column in stats.columns.items():
+        grouped = grouped.append_column(name, column)
     return grouped
-
-
-# Per aggregate of a joined table: the primary row ids with a value, one bitmap per group.
-JOINED_IDS = "__who:"
 
 
 def _joins(checked: CheckedPlan) -> bool:
@@ -590,15 +640,16 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
         elif a.fn in ("min", "max"):
             out[name] = merged.column(f"__x{i}")
         elif a.fn in ("var", "std"):
-            out[name] = _merge_variance(both, i, groups, a.fn == "std")
+            out[name], mean, squares = _merge_variance(both, i, groups, a.fn == "std")
+            if checked.disclosure_stats:
+                out.update(protection.merge_deviations(both, i, name, list(groups),
+                                                       mean, squares))
         else:
             assert a.param is not None
             out[name] = quantiles[i]
         out[f"__c:{name}"] = n
     if checked.disclosure_stats:
-        out.update(_merge_stats(both, plan, groups))
-        if _joins(checked):
-            out.update(_joined_contributors(both, plan, groups, out[protection.IDS]))
+        out.update(_merge_stats(checked, both, groups, out, quantiles))
     table = pa.table(out)
     return _mark_coarsened(table, checked.coarsen)
 
@@ -667,11 +718,13 @@ def _merge_distinct(column: pa.ChunkedArray, groups: Groups) -> pa.Array:
     return pa.array(counts, pa.int64())
 
 
-def _merge_variance(both: pa.Table, i: int, groups: Groups, root: bool) -> pa.Array:
+def _merge_variance(both: pa.Table, i: int, groups: Groups, root: bool
+                    ) -> tuple[pa.Array, list[float | None], list[float]]:
     """Chan et al.'s pairwise update of (count, mean, squared deviations): exact for the
     partition means, without the cancellation of a sum of squares. Each group takes its
     partitions in order, the same float operations one after the other for every run; the
-    groups are updated side by side, one partition rank at a time."""
+    groups are updated side by side, one partition rank at a time. Also returns each group's
+    mean and sum of squared deviations (for the dominance rule)."""
     counts = both.column(f"__n{i}").fill_null(0).to_numpy().astype(np.int64)
     sums = _floats(both.column(f"__s{i}"))
     m2s = _floats(both.column(f"__m{i}"))
@@ -693,7 +746,8 @@ def _merge_variance(both: pa.Table, i: int, groups: Groups, root: bool) -> pa.Ar
         n[g] = total
     enough = n >= 2
     variance = np.divide(m2, n - 1, out=np.zeros(len(groups)), where=enough)
-    return pa.array(np.sqrt(variance) if root else variance, pa.float64(), mask=~enough)
+    return (pa.array(np.sqrt(variance) if root else variance, pa.float64(), mask=~enough),
+            [float(x) if k else None for x, k in zip(mean, n > 0)], m2.tolist())
 
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
@@ -705,35 +759,66 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _merge_quantiles(checked: CheckedPlan, both: pa.Table, groups: Groups
-                     ) -> dict[int, pa.Array]:
-    """Exact quantiles per group, by aggregate number, from the partitions' value lists:
-    a group's values are copied together once per list and only the order statistics its
-    quantiles need are selected (np.partition, linear time), not the whole group sorted."""
+                     ) -> dict[Any, Any]:
+    """Quantiles per group, by aggregate number, from the partitions' value lists: a group's
+    values are copied together once per list and only the order statistics its quantiles
+    need are selected (np.partition, linear time), not the whole group sorted. With a
+    `quantile_window`, each is the mean of that many order statistics around its position,
+    and ("stats", i) holds the window's largest values and total for the dominance rule."""
     by_list: dict[int, list[int]] = {}
     for i, (_, a) in enumerate(checked.plan.aggs):
         if a.fn == "quantile":
             by_list.setdefault(_value_list(checked, i), []).append(i)
-    out: dict[int, pa.Array] = {}
+    out: dict[Any, Any] = {}
     for j, aggs in by_list.items():
         qs = [checked.plan.aggs[i][1].param for i in aggs]
-        for i, values in zip(aggs, _quantiles(both.column(f"__q{j}"), groups, qs)):
+        column = both.column(f"__q{j}")
+        if checked.quantile_window:
+            for i, q in zip(aggs, qs):
+                name = checked.plan.aggs[i][0]
+                out[i], out[("stats", i)] = _windowed(column, groups, q, name,
+                                                      checked.quantile_window)
+            continue
+        for i, values in zip(aggs, _quantiles(column, groups, qs)):
             out[i] = values
     return out
 
 
-def _quantiles(column: pa.ChunkedArray, groups: Groups, qs: list[Any]) -> list[pa.Array]:
+def _group_values(column: pa.ChunkedArray, groups: Groups) -> Iterator[np.ndarray]:
+    """Each group's non-null values, from the partitions' lists (a copy per group)."""
     values, starts, ends = _list_values(column, drop_nulls=True)
     flat = values.to_numpy(zero_copy_only=False)
     if flat.dtype == object:   # decimals: ordered as their nearest doubles
         flat = flat.astype(np.float64)
+    for rows in groups:
+        pieces = [flat[a:b] for a, b in zip(starts[rows], ends[rows])]
+        yield np.concatenate(pieces) if pieces else flat[:0].copy()
+
+
+def _quantiles(column: pa.ChunkedArray, groups: Groups, qs: list[Any]) -> list[pa.Array]:
     out = np.zeros((len(qs), len(groups)))
     known = np.zeros(len(groups), bool)
-    for g, rows in enumerate(groups):
-        pieces = [flat[a:b] for a, b in zip(starts[rows], ends[rows])]
-        selected = np.concatenate(pieces) if pieces else flat[:0]
+    for g, selected in enumerate(_group_values(column, groups)):
         if selected.size:
             out[:, g], known[g] = quantiles_of(selected, qs), True
     return [pa.array(row, pa.float64(), mask=~known) for row in out]
+
+
+def _windowed(column: pa.ChunkedArray, groups: Groups, q: float, name: str, size: int
+              ) -> tuple[pa.Array, dict[str, pa.Array]]:
+    means: list[float | None] = []
+    tops, masses = [], []
+    for selected in _group_values(column, groups):
+        selected = np.sort(selected.astype(np.float64))
+        selected = selected[np.isfinite(selected)]
+        near = protection.window(selected, q, size)
+        means.append(float(near.mean()) if near.size else None)
+        magnitude = np.abs(near)
+        tops.append(sorted(magnitude.tolist(), reverse=True)[:2])
+        masses.append(float(magnitude.sum()))
+    return pa.array(means, pa.float64()), {
+        protection.top(0, name): pa.array(tops, pa.list_(pa.float64())),
+        protection.MASS + name: pa.array(masses, pa.float64())}
 
 
 def quantiles_of(values: np.ndarray, qs: Sequence[float]) -> list[float]:
@@ -756,38 +841,27 @@ def quantile_cont(ordered: Sequence[Any], q: float) -> float:
     return float(ordered[lo]) * (1.0 - d) + float(ordered[hi]) * d
 
 
-def _merge_stats(both: pa.Table, plan: p.Aggregate, groups: Groups) -> dict[str, Any]:
-    """Per released row its contributing rows, and per sum/mean its largest contributions
-    (see engine.protection), in the order of `groups`."""
-    blobs = both.column(protection.IDS).to_pylist()
-    out: dict[str, Any] = {protection.IDS: pa.array(
-        [protection.merge_ids([blobs[r] for r in rows]) for rows in groups], pa.binary())}
+def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict[str, Any],
+                 quantiles: dict[int, Any]) -> dict[str, Any]:
+    """Per released row, the entities of each read in it; per cell, its contributors (the
+    fewest counted entities over the reads); per magnitude aggregate, its largest
+    contributions (see engine.protection)."""
+    plan, reads, members = checked.plan, len(checked.reads), list(groups)
+    stats = protection.merge_groups(both, reads, members)
     for i, (name, a) in enumerate(plan.aggs):
-        if a.fn not in protection.DOMINANCE_AGGREGATES:
+        if a.arg is None:
+            if not checked.unique:
+                sizes = [[len(BitMap64.deserialize(b)) for b in stats[protection.ids(j)]
+                          .to_pylist()] for j in range(reads)]
+                stats[f"__c:{name}"] = pa.array([min(c) for c in zip(*sizes)], pa.int64())
             continue
-        tops = both.column(protection.TOP + str(i)).to_pylist()
-        masses = both.column(protection.MASS + str(i)).to_pylist()
-        merged = [protection.merge_top([(tops[r], masses[r]) for r in rows]) for rows in groups]
-        out[protection.TOP + name] = pa.array([t for t, _ in merged], pa.list_(pa.float64()))
-        out[protection.MASS + name] = pa.array([m for _, m in merged], pa.float64())
-    return out
-
-
-def _joined_contributors(both: pa.Table, plan: p.Aggregate, groups: Groups,
-                         ids: pa.Array) -> dict[str, Any]:
-    """Contributor counts of a joined table's cells: distinct primary rows (with a value),
-    however many rows of the other tables each one matched."""
-    rows = [len(BitMap64.deserialize(blob)) for blob in ids.to_pylist()]
-    out: dict[str, Any] = {}
-    for i, (name, a) in enumerate(plan.aggs):
-        if a.arg is None or a.fn == "count_distinct":
-            out[f"__c:{name}"] = pa.array(rows, pa.int64())
-            continue
-        blobs = both.column(f"{JOINED_IDS}{i}").to_pylist()
-        out[f"__c:{name}"] = pa.array(
-            [len(protection.union([blobs[r] for r in members])) for members in groups],
-            pa.int64())
-    return out
+        stats[f"__c:{name}"] = protection.merge_contributors(both, i, reads, members,
+                                                             out[f"__c:{name}"])
+        if a.fn in ("sum", "mean"):
+            stats.update(protection.merge_magnitudes(both, i, name, reads, members))
+        elif ("stats", i) in quantiles:
+            stats.update(quantiles[("stats", i)])
+    return stats
 
 
 def _strip_kernel(name: str, summed: list[str], extremes: list[tuple[str, str]]) -> str:

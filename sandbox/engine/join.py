@@ -141,7 +141,6 @@ def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str],
     # Bands (bucket()) are dictionaries even here; Arrow's join takes plain values.
     left, right = compute.plain_table(left), compute.plain_table(right)
     left, right = _non_null_keys(left, keys), _non_null_keys(right, keys)
-    right = right.drop_columns([c for c in right.column_names if c == protection.ROW_ID])
     for k in keys:
         lt, rt = left.schema.field(k).type, right.schema.field(k).type
         if lt != rt:
@@ -238,9 +237,11 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> _U64(31))
 
 
-def _key_hash(values: pa.Array) -> np.ndarray:
+def key_hash(values: pa.Array) -> np.ndarray:
     """A 64-bit hash per value (no nulls) that is equal for values the join finds equal:
-    numbers hash by value as doubles, dates and timestamps as microseconds, text by bytes."""
+    numbers hash by value as doubles, dates and timestamps as microseconds, text by bytes.
+    Entity numbers are assigned by these hashes (catalog.entities), so they must stay the
+    same from one version to the next (a test pins some)."""
     t = values.type
     if pa.types.is_boolean(t):
         return _mix(values.to_numpy(zero_copy_only=False).astype(np.uint64))
@@ -300,7 +301,7 @@ def bucket_ids(table: pa.Table, on: Sequence[str], buckets: int) -> np.ndarray:
     for k in on:
         values = compute.contiguous(table.column(k))
         with np.errstate(over="ignore"):
-            h = _mix(h * _K + _key_hash(values))
+            h = _mix(h * _K + key_hash(values))
     return (h % _U64(buckets)).astype(np.int64)
 
 

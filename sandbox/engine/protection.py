@@ -1,24 +1,31 @@
 """Statistics the engine gathers for disclosure control, beside the aggregates themselves.
 
-For an exact (not differentially private) release the engine also reports, per released row:
+Disclosure control counts people (entities: catalog.entities), in every table a plan reads,
+not just rows of the left-most one: a join whose right side is filtered to one person would
+otherwise give that person's value to a cell of thousands of "contributors". For an exact (not
+differentially private) release the engine reports, per released row and per table read
+(`j`, the read's place in `plan.scans`):
 
-- the set of contributing rows, as a 64-bit roaring bitmap of global row ids (partition index
-  in the high 32 bits, position in the partition in the low 32), so the difference check can
-  compare a new cell's contributors with every cell released before;
-- per sum/mean, the two largest absolute contributions and the total absolute contribution,
-  for the dominance rule.
+- `__ids{j}`: the entities of read `j` in the group, as a 64-bit roaring bitmap, for the
+  release history;
+- `__c:<name>`: each cell's contributors, the fewest, over the reads, of the distinct entities
+  whose rows count for it: rows with a value that comes from the data (`counted`: a row whose
+  value does not change when its sensitive inputs change is padding, not a contribution);
+- `__top{j}:<name>` and `__mass:<name>`, per magnitude aggregate: the two largest absolute
+  contributions of single entities of read `j`, and the total, for the dominance rule. A
+  person's contribution is the sum over their rows, however many times a join repeated them.
 
-Per partition these start as lists per group (gathered by the row positions that the
-aggregates' hash aggregation lists per group) and are reduced to a bitmap and three numbers;
-merging unions the bitmaps and keeps the two largest of the partitions' largest values.
-Nothing here leaves the trusted driver: the disclosure step drops every `__` column before a
-table is released.
+Per partition these are gathered per group from the row positions the hash aggregation lists;
+merging unions bitmaps and sums each entity's contributions across partitions. Nothing here
+leaves the trusted driver: the disclosure step drops every `__` column before release.
 """
 
 from __future__ import annotations
 
 import array
+import hashlib
 import struct
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,102 +33,86 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyroaring import BitMap, BitMap64
 
-ROW_ID = "__row"
-IDS = "__ids"           # per released row: serialized BitMap64 of contributing row ids
-TOP = "__top:"          # per sum/mean output: its two largest |value|s, largest first
-MASS = "__mass:"        # per sum/mean output: the sum of |value|s
-DOMINANCE_AGGREGATES = frozenset({"sum", "mean"})
+# Aggregates whose cells are magnitudes one large contribution can dominate.
+DOMINANCE_AGGREGATES = frozenset({"sum", "mean", "var", "std", "quantile"})
+# Per partition and group, the largest entity contributions kept for the merge: an entity's
+# rows split over partitions are summed across them when each part is among these.
+KEEP_TOP = 8
+MASS = "__mass:"
 
 
-def with_row_ids(table: pa.Table, partition_index: int,
-                 positions: np.ndarray | None = None) -> pa.Table:
-    """Each row's global id. `positions`: each row's place in its partition file, when only
-    some of the file's rows were read (rows 0, 1, 2… when None)."""
-    base = np.uint64(partition_index) << np.uint64(32)
+def entity(scan: int) -> str:
+    """The column of read `scan`'s entity numbers, carried through the plan's row steps."""
+    return f"__e{scan}"
+
+
+def is_entity(name: str) -> bool:
+    return name.startswith("__e") and name[3:].isdigit()
+
+
+def ids(scan: int) -> str:
+    return f"__ids{scan}"
+
+
+IDS = ids(0)
+
+
+def top(scan: int, name: str) -> str:
+    return f"__top{scan}:{name}"
+
+
+TOP = "__top0:"
+
+
+def _tag(dataset: str) -> int:
+    return int.from_bytes(hashlib.sha256(dataset.encode("utf-8")).digest()[:2], "big") & 0x7FFF
+
+
+def with_row_entities(table: pa.Table, scan: int, dataset: str, partition_index: int,
+                      positions: np.ndarray | None = None) -> pa.Table:
+    """Entity numbers for a partition stored without them: each row its own entity, numbered
+    apart from every registered entity (the top bit set) and from other datasets' rows.
+    `positions`: each row's place in its file, when only some rows were read."""
+    base = (np.uint64(1) << np.uint64(63)) | (np.uint64(_tag(dataset)) << np.uint64(48)) | (
+        np.uint64(partition_index) << np.uint64(32))
     if positions is None:
-        ids = np.arange(base, base + np.uint64(table.num_rows), dtype=np.uint64)
+        numbers = np.arange(table.num_rows, dtype=np.uint64) | base
     elif len(positions) != table.num_rows:
         raise AssertionError("one position per row read")
     else:
-        ids = np.asarray(positions, dtype=np.uint64) | base
-    return table.append_column(ROW_ID, pa.array(ids, pa.uint64()))
+        numbers = np.asarray(positions, dtype=np.uint64) | base
+    return table.append_column(entity(scan), pa.array(numbers, pa.uint64()))
 
 
-def bitmap(ids: np.ndarray) -> BitMap64:
+def bitmap(members: np.ndarray) -> BitMap64:
     # Through array.array: pyroaring reads its buffer directly, ~10x faster than from numpy.
-    return BitMap64(array.array("Q", np.ascontiguousarray(ids, dtype=np.uint64).tobytes()))
-
-
-def _segments(lists: pa.ChunkedArray | pa.ListArray,
-              drop_nulls: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Flattened values and offsets of a list column (one list per group); `drop_nulls`:
-    without the null values (else they become NaN)."""
-    arr = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
-    offsets = arr.offsets.to_numpy() - arr.offsets[0].as_py()
-    values = arr.flatten()
-    if drop_nulls and values.null_count:
-        valid = pc.is_valid(values)
-        offsets = np.concatenate([[0], np.cumsum(valid.to_numpy(zero_copy_only=False))])[offsets]
-        values = values.filter(valid)
-    return values.to_numpy(zero_copy_only=False), offsets
-
-
-def bitmaps(lists: pa.ChunkedArray | pa.ListArray, drop_nulls: bool = False) -> pa.Array:
-    """One serialized bitmap per list of row ids (`drop_nulls`: of its non-null ids)."""
-    return _serialized(*_segments(lists, drop_nulls))
-
-
-def _serialized(ids: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    return pa.array([serialized(ids[a:b]) for a, b in zip(offsets[:-1], offsets[1:])],
-                    pa.binary())
+    return BitMap64(array.array("Q", np.ascontiguousarray(members, dtype=np.uint64).tobytes()))
 
 
 _LOW = np.uint64(0xFFFFFFFF)
 _HIGH = np.uint64(32)
 
 
-def serialized(ids: np.ndarray) -> bytes:
-    """`bitmap(ids).serialize()`, byte for byte. When every id has the same high 32 bits
-    (the rows of one partition), built as a 32-bit bitmap, three times faster: a 64-bit
-    bitmap's portable form is its number of 32-bit buckets, then per bucket its high 32 bits
-    and that bucket's 32-bit portable form."""
-    ids = np.asarray(ids, dtype=np.uint64)
-    if len(ids) == 0:
-        return bitmap(ids).serialize()
-    high = int(ids.min() >> _HIGH)
-    if high != int(ids.max() >> _HIGH):
-        return bitmap(ids).serialize()
-    low = array.array("I", (ids & _LOW).astype(np.uint32).tobytes())
+def serialized(members: np.ndarray) -> bytes:
+    """`bitmap(members).serialize()`, byte for byte. When every number has the same high 32
+    bits, built as a 32-bit bitmap, three times faster: a 64-bit bitmap's portable form is its
+    number of 32-bit buckets, then per bucket its high 32 bits and its 32-bit portable form."""
+    members = np.asarray(members, dtype=np.uint64)
+    if len(members) == 0:
+        return bitmap(members).serialize()
+    high = int(members.min() >> _HIGH)
+    if high != int(members.max() >> _HIGH):
+        return bitmap(members).serialize()
+    low = array.array("I", (members & _LOW).astype(np.uint32).tobytes())
     return struct.pack("<QI", 1, high) + BitMap(low).serialize()
 
 
-def reduce_partial(grouped: pa.Table, abs_columns: dict[str, str],
-                   per_primary_row: bool = False) -> pa.Table:
-    """Replace the per-group list columns of one partition by a bitmap and, per column in
-    `abs_columns` (list column → output name), its top two contributions and their total
-    mass. With `per_primary_row` (a joined table, where one primary row can appear many
-    times) a contribution is the sum over a primary row's joined rows."""
-    ids, id_offsets = _segments(grouped.column(ROW_ID))
-    grouped = grouped.set_column(grouped.schema.get_field_index(ROW_ID), IDS,
-                                 _serialized(ids, id_offsets))
-    for column, name in abs_columns.items():
-        values, offsets = _segments(grouped.column(column))
-        values = np.nan_to_num(values.astype("float64"), nan=0.0)
-        # Both lists come from one single-threaded hash aggregation: in the same row order.
-        by_row = per_primary_row and np.array_equal(offsets, id_offsets)
-        tops, masses = [], []
-        for a, b in zip(offsets[:-1], offsets[1:]):
-            seg = values[a:b]
-            if by_row and b > a:
-                _, which = np.unique(ids[a:b], return_inverse=True)
-                seg = np.bincount(which, weights=seg)
-            tops.append(_top_two(seg))
-            masses.append(float(seg.sum()))
-        i = grouped.schema.get_field_index(column)
-        grouped = grouped.remove_column(i)
-        grouped = grouped.append_column(TOP + name, pa.array(tops, pa.list_(pa.float64())))
-        grouped = grouped.append_column(MASS + name, pa.array(masses, pa.float64()))
-    return grouped
+def union(blobs: Iterable[bytes | None]) -> BitMap64:
+    merged = BitMap64()
+    for blob in blobs:
+        if blob:
+            merged |= BitMap64.deserialize(blob)
+    return merged
 
 
 def _top_two(values: np.ndarray) -> list[float]:
@@ -131,23 +122,157 @@ def _top_two(values: np.ndarray) -> list[float]:
     return sorted(part.tolist(), reverse=True)
 
 
-def union(blobs: list[bytes | None]) -> BitMap64:
-    """The union of the partitions' serialized bitmaps of one group."""
-    merged = BitMap64()
-    for blob in blobs:
-        if blob:
-            merged |= BitMap64.deserialize(blob)
-    return merged
+# --- per partition ----------------------------------------------------------------------
 
 
-def merge_ids(blobs: list[bytes | None]) -> bytes:
-    return union(blobs).serialize()
+class PartialStats:
+    """The statistics of one partition's groups. `positions`: per group, the positions of
+    its rows in `table`; `unique`: one read whose rows are each a different entity, where
+    counting rows counts entities (no bitmap per cell is needed)."""
+
+    def __init__(self, table: pa.Table, reads: int, positions: pa.ListArray,
+                 unique: bool) -> None:
+        offsets = positions.offsets.to_numpy()
+        self.bounds = (offsets - offsets[0]).astype(np.int64)
+        self.rows = positions.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+        self.entities = [table.column(entity(j)).to_numpy().astype(np.uint64)[self.rows]
+                         for j in range(reads)]
+        self.unique = unique
+        self.columns: dict[str, pa.Array] = {}
+
+    def _segments(self) -> Iterable[tuple[int, int]]:
+        return zip(self.bounds[:-1].tolist(), self.bounds[1:].tolist())
+
+    def groups(self) -> None:
+        for j, members in enumerate(self.entities):
+            self.columns[ids(j)] = pa.array(
+                [serialized(members[a:b]) for a, b in self._segments()], pa.binary())
+
+    def contributors(self, i: int, counted: np.ndarray) -> None:
+        """Who counts for aggregate `i`: the rows where `counted` (per row of the table)."""
+        mask = counted[self.rows]
+        if self.unique:
+            counts = np.add.reduceat(mask.astype(np.int64), self.bounds[:-1]) if len(mask) \
+                else np.zeros(len(self.bounds) - 1, np.int64)
+            counts[np.diff(self.bounds) == 0] = 0
+            self.columns[f"__k{i}"] = pa.array(counts, pa.int64())
+            return
+        for j, members in enumerate(self.entities):
+            self.columns[f"__who{j}:{i}"] = pa.array(
+                [serialized(members[a:b][mask[a:b]]) for a, b in self._segments()],
+                pa.binary())
+
+    def magnitudes(self, i: int, contributions: np.ndarray) -> None:
+        """Per group and read, the largest contributions of single entities (with who made
+        them), and the total: `contributions` per row of the table, 0 where a row does not
+        count."""
+        values = np.nan_to_num(np.abs(contributions[self.rows]), nan=0.0)
+        masses = [float(values[a:b].sum()) for a, b in self._segments()]
+        self.columns[f"{MASS}{i}"] = pa.array(masses, pa.float64())
+        for j, members in enumerate(self.entities):
+            tops, who = [], []
+            for a, b in self._segments():
+                seg, ent = values[a:b], members[a:b]
+                if not self.unique and len(ent):
+                    ent, which = np.unique(ent, return_inverse=True)
+                    seg = np.bincount(which, weights=seg)
+                order = np.argsort(-seg, kind="stable")[:KEEP_TOP]
+                tops.append(seg[order].tolist())
+                who.append(ent[order].tolist())
+            self.columns[f"__tv{j}:{i}"] = pa.array(tops, pa.list_(pa.float64()))
+            self.columns[f"__ti{j}:{i}"] = pa.array(who, pa.list_(pa.uint64()))
+
+    def extremes(self, i: int, values: np.ndarray, counted: np.ndarray) -> None:
+        """Per group, the two largest and two smallest counted values (for the squared
+        deviations a variance is made of), and their count and sum."""
+        v, keep = values[self.rows], counted[self.rows]
+        out = []
+        for a, b in self._segments():
+            seg = v[a:b][keep[a:b]]
+            seg = seg[np.isfinite(seg)]
+            if len(seg) > 4:
+                seg = np.concatenate([np.partition(seg, 1)[:2], np.partition(seg, -2)[-2:]])
+            out.append(seg.tolist())
+        self.columns[f"__ext:{i}"] = pa.array(out, pa.list_(pa.float64()))
 
 
-def merge_top(parts: list[tuple[Any, ...]]) -> tuple[list[float], float]:
-    tops = sorted((v for top, _ in parts for v in (top or ())), reverse=True)[:2]
-    return tops, float(sum(mass or 0.0 for _, mass in parts))
+# --- merged --------------------------------------------------------------------------------
 
 
-def abs_values(values: pa.Array | pa.ChunkedArray) -> Any:
-    return pc.cast(pc.abs(values), pa.float64(), safe=False)
+def merge_groups(parts: pa.Table, reads: int, groups: Sequence[np.ndarray]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for j in range(reads):
+        blobs = parts.column(ids(j)).to_pylist()
+        out[ids(j)] = pa.array([union(blobs[r] for r in rows).serialize() for rows in groups],
+                               pa.binary())
+    return out
+
+
+def merge_contributors(parts: pa.Table, i: int, reads: int, groups: Sequence[np.ndarray],
+                       fallback: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Aggregate `i`'s contributors per merged group: the fewest distinct counted entities
+    over the reads (`fallback`: the merged value counts, when every valued row counts and
+    rows are entities)."""
+    if f"__k{i}" in parts.column_names:
+        counts = parts.column(f"__k{i}").to_pylist()
+        return pa.array([sum(counts[r] or 0 for r in rows) for rows in groups], pa.int64())
+    if f"__who0:{i}" not in parts.column_names:
+        return fallback
+    fewest: list[int] | None = None
+    for j in range(reads):
+        blobs = parts.column(f"__who{j}:{i}").to_pylist()
+        sizes = [len(union(blobs[r] for r in rows)) for rows in groups]
+        fewest = sizes if fewest is None else [min(a, b) for a, b in zip(fewest, sizes)]
+    return pa.array(fewest or [], pa.int64())
+
+
+def merge_magnitudes(parts: pa.Table, i: int, name: str, reads: int,
+                     groups: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Per read, each merged group's two largest single-entity contributions (an entity's
+    parts in several partitions added up), and the total."""
+    masses = parts.column(f"{MASS}{i}").to_pylist()
+    out: dict[str, Any] = {MASS + name: pa.array(
+        [float(sum(masses[r] or 0.0 for r in rows)) for rows in groups], pa.float64())}
+    for j in range(reads):
+        values = parts.column(f"__tv{j}:{i}").to_pylist()
+        who = parts.column(f"__ti{j}:{i}").to_pylist()
+        tops = []
+        for rows in groups:
+            by_entity: dict[int, float] = {}
+            for r in rows:
+                for e, v in zip(who[r] or (), values[r] or ()):
+                    by_entity[e] = by_entity.get(e, 0.0) + v
+            tops.append(sorted(by_entity.values(), reverse=True)[:2])
+        out[top(j, name)] = pa.array(tops, pa.list_(pa.float64()))
+    return out
+
+
+def merge_deviations(parts: pa.Table, i: int, name: str, groups: Sequence[np.ndarray],
+                     means: Sequence[float | None], squares: Sequence[float | None]
+                     ) -> dict[str, Any]:
+    """For a variance: the two largest squared deviations from the group's mean (they come
+    from its two largest or two smallest values) and their total, the sum of squares."""
+    ext = parts.column(f"__ext:{i}").to_pylist()
+    tops = []
+    for rows, m in zip(groups, means):
+        values = [v for r in rows for v in (ext[r] or ())]
+        if m is None or not values:
+            tops.append([])
+            continue
+        values = sorted(values)
+        candidates = {*values[:2], *values[-2:]}
+        tops.append(_top_two(np.array([(v - m) ** 2 for v in candidates])))
+    return {top(0, name): pa.array(tops, pa.list_(pa.float64())),
+            MASS + name: pa.array([float(s or 0.0) for s in squares], pa.float64())}
+
+
+def window(values: np.ndarray, q: float, size: int) -> np.ndarray:
+    """The `size` order statistics nearest position q·(n − 1) of sorted `values` (all of
+    them when there are fewer): what a quantile is released as the mean of, so that no one
+    person's value is ever released as an order statistic."""
+    n = len(values)
+    if n <= size:
+        return values
+    centre = q * (n - 1)
+    start = int(min(max(round(centre - (size - 1) / 2), 0), n - size))
+    return values[start:start + size]

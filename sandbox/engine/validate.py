@@ -62,6 +62,7 @@ class Field:
     kind: str
     sources: frozenset[Source]
     coarse: bool = True   # False: grouping by it could single out rare quasi-identifier values
+    raw: bool = False     # a table's own column, as read (not computed by derive())
 
 
 @dataclass
@@ -100,6 +101,24 @@ class CheckedPlan:
     # Set for an exact release that disclosure control must check: the engine then also
     # reports each cell's contributing rows and its largest contributions (engine.protection).
     disclosure_stats: bool = False
+    # Aggregates whose contributors are the rows whose value comes from sensitive data: their
+    # argument is an expression over a sensitive column, and a row whose value stays the same
+    # when that column's value changes (constant padding, a branch that ignores it) is not
+    # a contribution. Per read, the sensitive columns the engine evaluates perturbed for it.
+    tainted: frozenset[int] = frozenset()
+    shadowed: tuple[tuple[str, ...], ...] = ()
+    # Set for an exact release: a quantile is released as the mean of this many order
+    # statistics around its position, never as one person's value (0: exact, as computed).
+    quantile_window: int = 0
+
+    @property
+    def unique(self) -> bool:
+        """One table read, whose rows are each a different person: counting rows counts
+        people."""
+        if len(self.reads) != 1:
+            return False
+        named = next((c for c in self.dataset.columns if c.role == "identifier"), None)
+        return named is None or bool(named.unique)
 
     @property
     def reads(self) -> tuple[ScanInfo, ...]:
@@ -324,7 +343,8 @@ class _Checker:
             )
         i = len(self.read)
         self.read.append(ds)
-        return {c.name: Field(kind_of(c.type), frozenset({(i, c.name)}), _raw_is_coarse(c))
+        return {c.name: Field(kind_of(c.type), frozenset({(i, c.name)}), _raw_is_coarse(c),
+                              raw=True)
                 for c in ds.columns}
 
     def _join(self, node: p.Join) -> dict[str, Field]:
@@ -387,13 +407,37 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
         usage.setdefault(checker.read[i].name, {}).setdefault(column, set()).update(uses)
     for ds in checker.read:
         usage.setdefault(ds.name, {})
+    tainted, shadowed = _tainted(plan, schema, typer, checker.read)
     return CheckedPlan(
         plan=plan, dataset=reads[0].dataset, scan_columns=reads[0].columns,
         output_kinds=tuple(kinds),
         usage={name: {c: frozenset(u) for c, u in sorted(cols.items())}
                for name, cols in sorted(usage.items())},
-        coarsen=coarsen, scans=reads,
+        coarsen=coarsen, scans=reads, tainted=tainted, shadowed=shadowed,
     )
+
+
+def _tainted(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,
+             read: list[DatasetInfo]) -> tuple[frozenset[int], tuple[tuple[str, ...], ...]]:
+    """The aggregates whose contributions must be traced to sensitive data, and per read the
+    numeric sensitive columns that tracing perturbs. A sensitive column aggregated as it is
+    needs none: every row with a value contributes it."""
+    tainted: set[int] = set()
+    shadowed: list[set[str]] = [set() for _ in read]
+    for i, (_, a) in enumerate(step.aggs):
+        if a.arg is None:
+            continue
+        sensitive = set()
+        for j, column in typer.sources(a.arg):
+            c = read[j].column(column)
+            if c is not None and c.role == "sensitive" and kind_of(c.type) in NUMERIC:
+                sensitive.add((j, column))
+        bare = isinstance(a.arg, p.Col) and schema[a.arg.name].raw
+        if sensitive and not bare:
+            tainted.add(i)
+            for j, column in sensitive:
+                shadowed[j].add(column)
+    return frozenset(tainted), tuple(tuple(sorted(cols)) for cols in shadowed)
 
 
 def _check_aggregate(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,

@@ -231,12 +231,16 @@ class PrivacyBudget(Base):
 
 
 class ReleasedSet(Base):
-    """The contributing rows of a cell released under a contract (a serialized 64-bit roaring
-    bitmap of global row ids), one per distinct set: the difference check's history."""
+    """The people (a serialized 64-bit roaring bitmap of entity numbers) of a cell released
+    to an operator, one row per distinct set: the release gate's history (disclosure.audit),
+    which is the operator's across all its contracts and datasets. `contract_id` and
+    `dataset` say where the set was first released."""
 
     __tablename__ = "released_sets"
-    __table_args__ = (UniqueConstraint("contract_id", "dataset", "digest"),)
+    __table_args__ = (UniqueConstraint("operator_id", "digest"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    threshold: Mapped[int] = mapped_column(Integer, default=10)
     contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
     dataset: Mapped[str] = mapped_column(String(128))
     digest: Mapped[str] = mapped_column(String(64))

@@ -25,11 +25,19 @@ def meta(columns: dict[str, Any] | None = None, **fields: Any) -> Any:
 
 
 def listing(d: Path) -> list[str]:
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+    """Datasets' directories (not the entity registry's)."""
+    return sorted(p.name for p in d.iterdir() if p.name != ".entities") if d.exists() else []
 
 
 def read_back(partitions: tuple[str, ...]) -> pa.Table:
-    return pa.concat_tables(pq.read_table(p) for p in partitions)
+    """The rows as uploaded, without the entity numbers stored beside them."""
+    return pa.concat_tables(pq.read_table(p) for p in partitions).drop_columns(["__entity"])
+
+
+def test_every_row_is_stored_with_its_entity_number(tmp_path: Path) -> None:
+    info = ingest(CSV.encode("utf-8"), "人口.csv", meta(), tmp_path, partition_rows=2)
+    numbers = pa.concat_tables(pq.read_table(p) for p in info.partitions).column("__entity")
+    assert numbers.type == pa.uint64() and numbers.to_pylist() == [0, 1, 2]
 
 
 def test_a_csv_with_chinese_headers_and_values_round_trips(tmp_path: Path) -> None:

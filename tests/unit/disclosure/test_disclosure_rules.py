@@ -9,9 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sandbox.disclosure import control, difference, dominance
+from pyroaring import BitMap64
+
+from sandbox.disclosure import control, dominance
+from sandbox.disclosure.audit import Conflict, Partition
 from sandbox.disclosure.control import Policy, release
-from sandbox.disclosure.difference import History
+from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.dominance import DominanceRule, dominated, parse_rules
 from sandbox.disclosure.threshold import operator_view
 from sandbox.engine import protection
@@ -77,73 +80,138 @@ def test_a_dominated_sum_is_suppressed_and_reported_without_its_share_to_operato
         {"row": 0, "column": "total", "rule": "dominance", "n": 1, "k": 0.5}]
 
 
+def _stats(entities: list[int], positions: list[list[int]], unique: bool = True
+           ) -> protection.PartialStats:
+    table = pa.table({protection.entity(0): pa.array(entities, pa.uint64())})
+    lists = pa.array(positions, pa.list_(pa.int64()))
+    return protection.PartialStats(table, 1, lists, unique)
+
+
 def test_the_engine_measures_contributions_for_dominance() -> None:
-    grouped = pa.table({"k": ["a", "b"], protection.ROW_ID: pa.array(
-        [[0, 1, 2], [3]], pa.list_(pa.uint64())), "0": pa.array(
-        [[5.0, 1.0, 7.0], [2.0]], pa.list_(pa.float64()))})
-    reduced = protection.reduce_partial(grouped, {"0": "0"})
-    assert reduced.column(protection.TOP + "0").to_pylist() == [[7.0, 5.0], [2.0]]
-    assert reduced.column(protection.MASS + "0").to_pylist() == [13.0, 2.0]
-    merged = protection.merge_top([([7.0, 5.0], 13.0), ([6.0], 6.0)])
-    assert merged == ([7.0, 6.0], 19.0)
+    stats = _stats([0, 1, 2, 3], [[0, 1, 2], [3]])
+    stats.magnitudes(0, np.array([5.0, -1.0, 7.0, 2.0]))
+    assert stats.columns["__tv0:0"].to_pylist() == [[7.0, 5.0, 1.0], [2.0]]
+    assert stats.columns[protection.MASS + "0"].to_pylist() == [13.0, 2.0]
+    # Merged: one person's parts in two partitions are added up.
+    parts = pa.table({"__tv0:0": pa.array([[7.0, 5.0], [6.0]], pa.list_(pa.float64())),
+                      "__ti0:0": pa.array([[2, 0], [2]], pa.list_(pa.uint64())),
+                      protection.MASS + "0": [12.0, 6.0]})
+    merged = protection.merge_magnitudes(parts, 0, "total", 1, [np.array([0, 1])])
+    assert merged[protection.top(0, "total")].to_pylist() == [[13.0, 5.0]]
+    assert merged[protection.MASS + "total"].to_pylist() == [18.0]
 
 
-# --- difference checks ----------------------------------------------------------------------
+def test_a_person_repeated_by_a_join_contributes_the_sum_of_their_rows() -> None:
+    # Entity 7 appears three times (three joined records of 30): together 90 of 120, which
+    # dominates although no single joined row does.
+    stats = _stats([7, 1, 7, 2, 7], [[0, 1, 2, 3, 4]], unique=False)
+    stats.magnitudes(0, np.array([30.0, 15.0, 30.0, 15.0, 30.0]))
+    assert stats.columns["__tv0:0"].to_pylist()[0][:2] == [90.0, 15.0]
+    assert stats.columns[protection.MASS + "0"].to_pylist() == [120.0]
+    hit = dominated([90.0, 15.0], 120.0, dominance.DEFAULT_RULES)
+    assert hit is not None and hit.rule.n == 1
+
+
+def test_contributors_are_the_rows_that_count_per_person() -> None:
+    stats = _stats([4, 4, 5, 6], [[0, 1, 2, 3]], unique=False)
+    stats.contributors(0, np.array([True, True, False, True]))
+    (blob,) = stats.columns["__who0:0"].to_pylist()
+    assert sorted(BitMap64.deserialize(blob)) == [4, 6]
+    counted = _stats([0, 1, 2, 3], [[0, 1], [2, 3]])
+    counted.contributors(1, np.array([True, False, True, True]))
+    assert counted.columns["__k1"].to_pylist() == [1, 2]
+
+
+# --- the audit of an operator's releases ----------------------------------------------------
+
+
+def _ids(lo: int, hi: int) -> np.ndarray:
+    return np.arange(lo, hi, dtype=np.uint64)
+
+
+def _partition(*sets: np.ndarray) -> Partition:
+    part = Partition()
+    for s in sets:
+        part.add(s)
+    return part
 
 
 def test_two_sets_differing_by_one_person_are_not_both_released() -> None:
-    h = History.of([span(0, 500)])
-    c = h.conflict(span(0, 501), 10)
-    assert c == difference.Conflict(1, "pair")
-    assert h.conflict(span(0, 500), 10) is None          # the same people again: same values
-    assert h.conflict(span(0, 510), 10) is None          # ten more people: allowed at 10
-    assert h.conflict(span(0, 509), 10) is not None
-    assert h.conflict(span(0, 501), 1) is None           # a threshold of 1 protects nothing
+    part = _partition(_ids(0, 500))
+    assert part.conflict(_ids(0, 501), 10) == Conflict(1, "new")
+    assert part.conflict(_ids(0, 499), 10) == Conflict(1, "atoms")
+    assert part.conflict(_ids(0, 500), 10) is None       # the same people again: same values
+    assert part.conflict(_ids(0, 510), 10) is None       # ten more people: allowed at 10
+    assert part.conflict(_ids(0, 501), 1) is None        # a threshold of 1 protects nothing
 
 
 def test_swapping_one_person_for_another_is_caught() -> None:
-    h = History.of([span(0, 500)])
-    swapped = ids(*range(1, 500), 777)
-    assert h.conflict(swapped, 10) == difference.Conflict(2, "pair")
+    part = _partition(_ids(0, 500))
+    swapped = np.array([*range(1, 500), 777], dtype=np.uint64)
+    assert part.conflict(swapped, 10) is not None
 
 
 def test_the_tracker_of_complementary_filters_is_caught_in_any_order() -> None:
-    everyone = span(0, 1000)
-    p = span(0, 400)                        # P
-    rest_but_target = span(400, 999)        # not P and not C (C = {999})
+    everyone, p, rest_but_target = _ids(0, 1000), _ids(0, 400), _ids(400, 999)
     for earlier, new in [((p, rest_but_target), everyone), ((everyone, p), rest_but_target),
                          ((everyone, rest_but_target), p)]:
-        h = History.of(list(earlier))
-        assert h.conflict(new, 10) == difference.Conflict(1, "difference"), new
+        assert _partition(*earlier).conflict(new, 10) is not None, new
 
 
-def test_disjoint_and_far_apart_sets_pass() -> None:
-    h = History.of([span(0, 1000), span(0, 100), span(100, 200)])
-    assert h.conflict(span(200, 300), 10) is None
-    assert h.conflict(span(0, 200), 10) is None     # the union of two released cells
-    assert h.conflict(span(5000, 5003), 10) is None
+def test_unions_of_three_releases_cannot_isolate_anyone() -> None:
+    # A∪B, B∪C, A∪C, then A∪B∪C plus one person: (the last) − ½(sum of the first three) is her.
+    a, b, c = _ids(0, 100), _ids(100, 200), _ids(200, 300)
+    part = _partition(np.concatenate([a, b]), np.concatenate([b, c]))
+    assert part.conflict(np.concatenate([a, c]), 10) is None
+    part.add(np.concatenate([a, c]))
+    assert part.conflict(_ids(0, 301), 10) == Conflict(1, "new")
+    assert part.conflict(_ids(0, 300), 10) is None
 
 
-def test_history_keeps_each_set_once() -> None:
-    h = History()
-    assert h.add(span(0, 10)) and not h.add(span(0, 10))
-    assert len(h) == 1
+def test_disjoint_sets_and_unions_of_released_cells_pass() -> None:
+    part = _partition(_ids(0, 1000), _ids(0, 100), _ids(100, 200))
+    assert part.conflict(_ids(200, 300), 10) is None
+    assert part.conflict(_ids(0, 200), 10) is None     # the union of two released cells
+    assert part.conflict(_ids(5000, 5003), 10) == Conflict(3, "new")
+
+
+def test_the_cost_of_a_check_does_not_grow_with_the_number_of_releases() -> None:
+    # 5 000 releases of 20 people each leave one atom per release; a check touches only the
+    # atoms of its own members.
+    part = Partition()
+    for k in range(5000):
+        part.add(_ids(k * 20, k * 20 + 20))
+    assert len(part.sizes) == 5000 and part.people.nbytes == 100_000 * 8
+    assert part.conflict(_ids(0, 40), 10) is None
+    assert part.conflict(_ids(0, 25), 10) == Conflict(5, "atoms")
 
 
 def _counts(keys: list[str], n: list[int], sets: list[bytes]) -> pa.Table:
     return pa.table({"d": keys, "n": n, "__c:n": n, protection.IDS: pa.array(sets, pa.binary())})
 
 
-def test_release_suppresses_a_row_that_differs_from_history_and_learns_the_others() -> None:
-    h = History.of([span(0, 100)])
+def test_release_suppresses_a_row_the_audit_refuses_and_records_the_others() -> None:
+    gate = Gate(lambda _: [span(0, 100)])
     result = _counts(["甲", "乙"], [101, 50], [span(0, 101), span(200, 250)])
-    out = release(result, ("d",), Policy(10, secondary=False), h)
+    out = release(result, ("d",), Policy(10, secondary=False),
+                  lambda rows: gate.audit("op-1", rows, 10))
     assert out.body["rows"] == [["甲", None], ["乙", 50]]
     assert out.suppressed[0]["rule"] == "difference" and out.suppressed[0]["differs_by"] == 1
-    assert out.new_sets == (span(200, 250),)
-    assert len(h) == 2
+    assert out.new_sets == ((0, span(200, 250)),)
+    # The gate remembers what it let through, for this operator only.
+    assert gate.audit("op-1", [[span(200, 249)]], 10)[0] is not None
+    assert gate.audit("op-2", [[span(200, 249)]], 10) == [None]
     assert "differs_by" not in repr(operator_view({"releases": [{"suppressed":
                                                                  list(out.suppressed)}]}))
+
+
+def test_a_row_of_a_join_passes_only_if_all_its_sets_do_together() -> None:
+    gate = Gate(lambda _: [])
+    # Left: everyone; right: everyone but one. Each alone is new and large; together they
+    # would leave that one person alone in an atom.
+    (verdict,) = gate.audit("op", [[span(0, 100), span(0, 99)]], 10)
+    assert verdict is not None
+    assert gate.audit("op", [[span(0, 100)]], 10) == [None]   # nothing was kept of the refusal
 
 
 # --- secondary suppression ------------------------------------------------------------------
@@ -193,60 +261,3 @@ def test_a_single_row_needs_no_partner() -> None:
     assert out.body["rows"] == [["乙", 30]] and out.suppressed == ()
     out = release(_table([("甲", 30)], ("d",)), ("d",), Policy(10))
     assert out.suppressed == () and control.SECONDARY_RULE not in repr(out.suppressed)
-
-
-def test_after_a_join_a_contribution_is_a_primary_row_s_total() -> None:
-    # Primary row 7 appears three times (three joined records of 30): together 90 of 120,
-    # which dominates although no single joined row does.
-    grouped = pa.table({"k": ["a"], protection.ROW_ID: pa.array(
-        [[7, 1, 7, 2, 7]], pa.list_(pa.uint64())), "0": pa.array(
-        [[30.0, 15.0, 30.0, 15.0, 30.0]], pa.list_(pa.float64()))})
-    per_row = protection.reduce_partial(grouped, {"0": "0"}, per_primary_row=True)
-    assert per_row.column(protection.TOP + "0").to_pylist() == [[90.0, 15.0]]
-    assert per_row.column(protection.MASS + "0").to_pylist() == [120.0]
-    hit = dominated([90.0, 15.0], 120.0, dominance.DEFAULT_RULES)
-    assert hit is not None and hit.rule.n == 1
-    per_record = protection.reduce_partial(grouped, {"0": "0"})
-    assert per_record.column(protection.TOP + "0").to_pylist() == [[30.0, 30.0]]
-
-
-# --- histories kept between jobs -------------------------------------------------------------
-
-
-def _blob(ids: range) -> bytes:
-    from pyroaring import BitMap64
-
-    return BitMap64(ids).serialize()
-
-
-def test_a_kept_history_is_built_once_and_each_job_gets_its_own_copy() -> None:
-    from sandbox.disclosure.difference import Histories, Snapshot
-
-    resolved: list[object] = []
-
-    def resolve(ref: object) -> tuple[bytes, ...]:
-        resolved.append(ref)
-        return (_blob(range(0, 50)),)
-
-    kept = Histories()
-    snap = Snapshot(("c-1", "population", 7), ref="handle")
-    first = kept.history(snap, resolve)
-    assert first.add(_blob(range(0, 60)))            # this job's own release …
-    second = kept.history(snap, resolve)
-    assert resolved == ["handle"]                     # … resolved once
-    assert len(first) == 2 and len(second) == 1       # … and not seen by the next job
-    # A set that differs from the kept one by 3 people is still refused for the next job.
-    assert second.conflict(_blob(range(0, 53)), threshold=10) is not None
-
-
-def test_kept_histories_stay_within_their_bound() -> None:
-    from sandbox.disclosure.difference import Histories, Snapshot
-
-    blob = _blob(range(0, 1000))
-    kept = Histories(max_bytes=len(blob) * 2)
-    calls: list[int] = []
-    for i in range(3):
-        kept.history(Snapshot(("c", "d", i), sets=(blob,)))
-    for i in (2, 1, 0):
-        kept.history(Snapshot(("c", "d", i), ref=i), lambda ref: calls.append(ref) or (blob,))
-    assert calls == [0]        # the oldest was dropped; the two newest were kept

@@ -227,7 +227,7 @@ def test_check_group_key_still_refuses_a_raw_identifier() -> None:
 
 
 def _hashes(values: pa.Array) -> list[int]:
-    return join._key_hash(values).tolist()
+    return join.key_hash(values).tolist()
 
 
 def test_numbers_hash_by_value_whatever_their_type() -> None:
@@ -278,13 +278,15 @@ def test_split_keeps_every_non_null_key_row_once_and_equal_keys_together() -> No
 
 def test_join_tables_drops_null_keys_matches_numbers_across_types_and_keeps_null_columns() -> None:
     left = pa.table({"k": pa.array([1, None, 2, 2], pa.int64()), "a": [1, 2, 3, 4],
-                     "__row": pa.array([10, 11, 12, 13], pa.uint64())})
+                     "__e0": pa.array([10, 11, 12, 13], pa.uint64())})
     right = pa.table({"k": pa.array([None, 2.0, 2.0, 5.0]), "b": ["x", "y", "z", "w"],
-                      "nothing": pa.nulls(4), "__row": pa.array([0, 1, 2, 3], pa.uint64())})
+                      "nothing": pa.nulls(4), "__e1": pa.array([0, 1, 2, 3], pa.uint64())})
     out = join.join_tables(left, right, ["k"])
-    assert out.column_names == ["k", "a", "__row", "b", "nothing"]
-    got = sorted(zip(*(out.column(c).to_pylist() for c in ("k", "a", "__row", "b"))))
-    assert got == [(2.0, 3, 12, "y"), (2.0, 3, 12, "z"), (2.0, 4, 13, "y"), (2.0, 4, 13, "z")]
+    # Both sides' people travel with the joined rows.
+    assert out.column_names == ["k", "a", "__e0", "b", "__e1", "nothing"]
+    got = sorted(zip(*(out.column(c).to_pylist() for c in ("k", "a", "__e0", "b", "__e1"))))
+    assert got == [(2.0, 3, 12, "y", 1), (2.0, 3, 12, "z", 2), (2.0, 4, 13, "y", 1),
+                   (2.0, 4, 13, "z", 2)]
     assert out.column("nothing").null_count == 4
 
 
@@ -476,14 +478,18 @@ def test_a_joined_cell_needs_the_strictest_threshold_and_is_metered_per_dataset(
     code = JOINED_COUNT + "emit('alone', table('jobs').agg(p=sum('pay')).collect())\n"
     result = run_job(_spec(town, code), LocalExecutor())
     assert result.status == "succeeded", result.error
-    # Seven job rows matched a person: enough for jobs (L2, 5), not for people (L3, 10).
+    # Seven job rows matched a person: two people, too few for people (L3, 10) and for jobs.
     assert result.outputs["joined"]["rows"] == [[None]]
-    assert result.outputs["alone"]["rows"] == [[450]]
     joined, alone = result.disclosure["releases"]
     assert joined["dataset"] == "jobs" and joined["joined"] == ["people"]
     assert [(c["rule"], c["threshold"], c["contributors"]) for c in joined["suppressed"]] == [
-        ("min_contributors", 10, 7)]
-    assert "joined" not in alone and alone["suppressed"] == []
+        ("min_contributors", 10, 2)]
+    # Nine jobs, but held by four people (p0 six, p1, p99 and an unnamed one): thresholds
+    # count people, so L2's 5 is not reached.
+    assert result.outputs["alone"]["rows"] == [[None]]
+    assert "joined" not in alone
+    assert [(c["rule"], c["contributors"]) for c in alone["suppressed"]] == [
+        ("min_contributors", 4)]
     assert result.usage["rows_by_dataset"] == {"jobs": 9 + 9, "people": 10}
     assert result.usage["rows_by_level"] == {"L2": 18, "L3": 10}
 
@@ -580,12 +586,12 @@ def test_a_right_side_keyed_by_a_unique_identifier_is_looked_up() -> None:
 
 def test_a_lookup_join_keeps_sql_semantics() -> None:
     left = pa.table({"k": pa.array([1, None, 2, 3, 1], pa.int64()), "v": [10, 20, 30, 40, 50],
-                     protection.ROW_ID: pa.array([0, 1, 2, 3, 4], pa.uint64())})
+                     protection.entity(0): pa.array([0, 1, 2, 3, 4], pa.uint64())})
     right = pa.table({"k": pa.array([1, 3, None, 9], pa.int32()), "w": ["a", "c", "n", "z"]})
     looked = join.join_tables(left, right, ["k"], unique_right=True)
     hashed = join.join_tables(left, right, ["k"])
-    assert looked.column_names == hashed.column_names == ["k", "v", protection.ROW_ID, "w"]
-    assert looked.to_pylist() == [{"k": 1, "v": 10, protection.ROW_ID: 0, "w": "a"},
-                                  {"k": 3, "v": 40, protection.ROW_ID: 3, "w": "c"},
-                                  {"k": 1, "v": 50, protection.ROW_ID: 4, "w": "a"}]
+    assert looked.column_names == hashed.column_names == ["k", "v", protection.entity(0), "w"]
+    assert looked.to_pylist() == [{"k": 1, "v": 10, protection.entity(0): 0, "w": "a"},
+                                  {"k": 3, "v": 40, protection.entity(0): 3, "w": "c"},
+                                  {"k": 1, "v": 50, protection.entity(0): 4, "w": "a"}]
     assert sorted(looked.to_pylist(), key=str) == sorted(hashed.to_pylist(), key=str)

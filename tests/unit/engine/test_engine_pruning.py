@@ -157,10 +157,11 @@ def test_row_ids_are_true_positions(tmp_path: Path) -> None:
     ds = _write(_sorted_table(), tmp_path, cuts=[40])
     checked = _plan(ds, col("x").isin([12, 25, 63]))
     table = compute.read_partition(checked, 0, 1, (col("x").isin([12, 25, 63])._node,))
-    full = protection.with_row_ids(pq.read_table(ds.partitions[1], columns=list(
-        checked.reads[0].columns)), 1)
+    full = protection.with_row_entities(pq.read_table(ds.partitions[1], columns=list(
+        checked.reads[0].columns)), 0, ds.name, 1)
     # The pruned read holds only row group 2 of the second file, ids 20..29 of partition 1.
-    assert table.column(protection.ROW_ID).to_pylist() == [(1 << 32) | i for i in range(20, 30)]
+    base = (1 << 63) | (protection._tag(ds.name) << 48) | (1 << 32)
+    assert table.column(protection.entity(0)).to_pylist() == [base | i for i in range(20, 30)]
     assert table.to_pylist() == full.slice(20, 10).to_pylist()
 
 
