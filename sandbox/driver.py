@@ -30,10 +30,12 @@ from sandbox.disclosure.control import Policy
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.threshold import cell_threshold
-from sandbox.engine.executor import IN_PLACE_MAX_ROWS, Executor
+from sandbox.engine import protection
+from sandbox.engine.executor import IN_PLACE_MAX_ROWS, AggregateResult, Executor
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
 from sandbox.jail.process import Limits, run_in_jail
+from sandbox.language import plan as p
 from sandbox.language.plan import plan_from_json
 
 OUTPUT_NAME = re.compile(r"^[\w.\-]{1,128}$")
@@ -81,6 +83,9 @@ class JobResult:
     # The sets of people this job released, per dataset, each with the threshold it was
     # released under, for the operator's recorded history.
     released_sets: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
+    # Per collect, what the engine saw that the operator does not (`_observe`): the input of
+    # the regulator's detection. Never part of what the operator sees.
+    observations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _canonical(body: Any) -> str:
@@ -97,6 +102,7 @@ class _Handler:
     outputs: dict[str, Any] = field(default_factory=dict)
     epsilon_used: dict[str, Epsilon] = field(default_factory=dict)
     new_sets: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
+    observations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rows_scanned(self) -> int:
@@ -115,6 +121,7 @@ class _Handler:
         # The primary (left-most) dataset's rows are a cell's contributors; a join reads more.
         ds, read = checked.dataset, checked.datasets
         _refuse_private_join(self.spec.contract, read)
+        _refuse_many_to_many(checked)
         more = sum(d.row_count for d in read)
         if self.rows_scanned + more > self.spec.max_rows:
             raise QuotaExceeded(
@@ -152,6 +159,8 @@ class _Handler:
             for name, rows in result.rows_by_dataset.items():
                 self.rows_by_dataset[name] = self.rows_by_dataset.get(name, 0) + rows
             released, noise = self._release(checked, result.table, threshold, epsilon)
+        self.observations.append(_observe(checked, result, released, threshold,
+                                          len(self.releases)))
         self.releases.append({
             "index": len(self.releases), "dataset": ds.name, "keys": list(checked.plan.keys),
             **({"joined": [d.name for d in read[1:]]} if len(read) > 1 else {}),
@@ -231,6 +240,48 @@ class _Handler:
         self.outputs[name] = _check_output(value, self.released)
 
 
+def _observe(checked: CheckedPlan, result: AggregateResult | None, released: control.Release,
+             threshold: int, index: int) -> dict[str, Any]:
+    """What the engine saw of one collect that the operator does not: how many people its
+    filters selected (per table read), the plan's shape and constants, what the rules hid.
+    For the regulator's detection of attack patterns (never shown to the operator)."""
+    form, literals = p.shape(checked.plan)
+    rules: dict[str, int] = {}
+    for cell in released.suppressed:
+        rules[cell["rule"]] = rules.get(cell["rule"], 0) + 1
+    selected: list[int] = []
+    table = result.table if result is not None else None
+    j = 0
+    while table is not None and protection.ids(j) in table.column_names:
+        selected.append(len(protection.union(table.column(protection.ids(j)).to_pylist())))
+        j += 1
+    sensitive = any(c is not None and c.role == "sensitive"
+                    for read in checked.reads for name in read.columns
+                    if (c := read.dataset.column(name)) is not None)
+    return {
+        "index": index, "dataset": checked.dataset.name,
+        "shape": hashlib.sha256(_canonical(form).encode("utf-8")).hexdigest()[:16],
+        "literals": literals[:64], "threshold": threshold, "sensitive": sensitive,
+        "selected": selected, "groups": (table.num_rows if table is not None else 0),
+        "rules": rules, "left_out": released.small,
+        "private": checked.clamp is not None,
+    }
+
+
+def _refuse_many_to_many(checked: CheckedPlan) -> None:
+    """A join must match each row of one side to at most one row of the other, through a
+    key the catalog records unique: otherwise a few people's rows can be multiplied onto
+    many (fan-out), and how long the job takes depends on who matched. Decided from the
+    catalog alone, so the refusal says nothing about the data."""
+    if checked.many_to_many:
+        keys = ", ".join(repr(k) for k in checked.many_to_many[0])
+        raise PlanError(
+            f"join(on={keys}): neither table holds these keys once per row (no column the "
+            "catalog records as a unique identifier among them), so rows could match many "
+            "times over; join on an identifier that is unique in one of the tables, e.g. "
+            "population's resident_id or enterprises' credit_code")
+
+
 def _refuse_private_join(contract: ContractDocument, read: tuple[DatasetInfo, ...]) -> None:
     private = [d.name for d in read if d.name in contract.privacy]
     if len(read) > 1 and private:
@@ -284,6 +335,7 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         printed=outcome.printed,
         # Whatever the outcome, the job's code saw these cells (and may have printed them).
         released_sets=handler.new_sets,
+        observations=handler.observations,
     )
 
 

@@ -143,6 +143,6 @@ JOB_COLUMNS = ("id", "contract_id", "contract_version", "operator_id", "status",
                "finished_at", "code", "params", "signature", "signing_key_id", "usage", "quote",
                "charge", "disclosure", "error", "outputs")
 RELEASE_COLUMNS = ("job_id", "operator_id", "contract_id", "finished_at", "index", "dataset",
-                   "keys", "rows", "cells", "suppressed")
+                   "keys", "rows", "cells", "suppressed", "left_out")
 USAGE_COLUMNS = ("operator_id", "jobs", "by_status", "rows_scanned", "compute_seconds",
                  "outputs", "amount", "list_amount")

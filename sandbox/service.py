@@ -36,7 +36,7 @@ from operators.keys import verify
 from operators.roles import Role
 from operators.submission import parse_signed_at, submission_bytes
 from pricing import Charge, settle
-from sandbox import accounts, agreements, billing, privacy, release_history
+from sandbox import accounts, agreements, billing, flags, privacy, release_history
 from sandbox.accounts import Actor, new_id, require, utc_text
 from sandbox.catalog import registry
 from sandbox.catalog.models import DatasetInfo
@@ -566,6 +566,9 @@ def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | Non
             log.append(s, "charge.settled", None, job_id, {
                 "contract_id": job.contract_id, "operator_id": job.operator_id,
                 "charge": charge.to_json()})
+        # The regulator's second line: attack patterns, flags, suspension past their score.
+        flags.record(s, job, result.observations, suspend_score=ctx.settings.flag_suspend_score,
+                     window=dt.timedelta(days=ctx.settings.flag_window_days))
 
 
 def _levels(ctx: Context, session: Session, result: JobResult,

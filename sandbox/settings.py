@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     log_origin: str = Field("public-data-sandbox", description=(
         "Origin line of the ledger's signed checkpoints: names this log to verifiers."))
     max_upload_mb: int = Field(1024, ge=1, description="Largest dataset file accepted by ingest, in MiB.")
+    flag_suspend_score: int = Field(10, ge=0, description=(
+        "A contract is suspended automatically, pending the regulator's review, once the "
+        "scores of its unreviewed flags (attack patterns detected in its jobs) of the last "
+        "`SANDBOX_FLAG_WINDOW_DAYS` days reach this; 0 never suspends."))
+    flag_window_days: int = Field(7, ge=1, description=(
+        "Days over which a contract's unreviewed flag scores are added up for the automatic "
+        "suspension."))
 
     @field_validator("data_dir")
     @classmethod

@@ -12,6 +12,7 @@ from sandbox.api import errors
 from sandbox.api.routes import (
     contracts,
     datasets,
+    flags,
     health,
     jobs,
     ledger,
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
                   description="Analyse public data without seeing it: disclosure-controlled "
                               "aggregates under signed contracts and published prices.")
     errors.install(app)
-    for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports):
+    for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports,
+                   flags):
         app.include_router(module.router, prefix="/v1")
     return app

@@ -69,9 +69,12 @@ class Field:
 class _Usage:
     uses: dict[Source, set[str]] = field(default_factory=dict)
 
-    def add(self, sources: frozenset[Source], use: str) -> None:
+    def add(self, sources: frozenset[Source], use: str | None) -> None:
+        """Note a use of each source (None: read, for no use in particular)."""
         for s in sources:
-            self.uses.setdefault(s, set()).add(use)
+            uses = self.uses.setdefault(s, set())
+            if use is not None:
+                uses.add(use)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class CheckedPlan:
     # a contribution. Per read, the sensitive columns the engine evaluates perturbed for it.
     tainted: frozenset[int] = frozenset()
     shadowed: tuple[tuple[str, ...], ...] = ()
+    # The keys of joins with no key recorded unique on either side (see _Checker).
+    many_to_many: tuple[tuple[str, ...], ...] = ()
     # Set for an exact release: a quantile is released as the mean of this many order
     # statistics around its position, never as one person's value (0: exact, as computed).
     quantile_window: int = 0
@@ -306,6 +311,16 @@ class _Checker:
     read: list[DatasetInfo] = field(default_factory=list)
     usage: _Usage = field(default_factory=_Usage)
     used: set[Source] = field(default_factory=set)
+    # Joins in which no key is a column the catalog records unique on either side: each row
+    # may match many rows of the other table, and one person's rows many times over.
+    many_to_many: list[tuple[str, ...]] = field(default_factory=list)
+
+    def _unique(self, f: Field) -> bool:
+        if not f.raw or len(f.sources) != 1:
+            return False
+        (i, column), = f.sources
+        c = self.read[i].column(column)
+        return c is not None and bool(c.unique)
 
     def relation(self, node: p.Node) -> dict[str, Field]:
         if isinstance(node, p.Scan):
@@ -327,6 +342,8 @@ class _Checker:
             new = dict(schema)
             for name, e in node.columns:
                 new[name] = Field(typer.kind(e), typer.sources(e), typer.coarse(e))
+                # Even a derived column no one uses may only read columns the contract grants.
+                self.usage.add(typer.sources(e), None)
             return new
         missing = [c for c in node.columns if c not in schema]
         if missing:
@@ -361,6 +378,8 @@ class _Checker:
                 f"would be ambiguous; before joining, select() only the columns you need from "
                 f"one side, or derive() it under another name there, e.g. "
                 f"derive({both[0]}_2=col({both[0]!r})) and select() that")
+        if not any(self._unique(side[k]) for side in (left, right) for k in node.on):
+            self.many_to_many.append(node.on)
         out = dict(left)
         for k in node.on:
             lk, rk = left[k].kind, right[k].kind
@@ -414,6 +433,7 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
         usage={name: {c: frozenset(u) for c, u in sorted(cols.items())}
                for name, cols in sorted(usage.items())},
         coarsen=coarsen, scans=reads, tainted=tainted, shadowed=shadowed,
+        many_to_many=tuple(checker.many_to_many),
     )
 
 

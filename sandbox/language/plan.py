@@ -366,3 +366,22 @@ def describe_expr(e: Expr) -> str:
     if isinstance(e, Lit):
         return repr(list(e.value)) if isinstance(e.value, tuple) else repr(e.value)
     return f"{e.fn}({', '.join(describe_expr(a) for a in e.args)})"
+
+
+def shape(node: Node) -> tuple[Any, list[Any]]:
+    """A plan with its literals taken out, and the literals in order: two plans of one shape
+    differ only in constants (a filter's bound, a parameter), which is how a search over
+    values looks (the release gate's detection compares shapes across jobs)."""
+    literals: list[Any] = []
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            if set(x) == {"lit"}:
+                literals.append(x["lit"])
+                return {"lit": "?"}
+            return {k: strip(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return strip(plan_to_json(node)), literals

@@ -248,3 +248,48 @@ class ReleasedSet(Base):
     members: Mapped[bytes] = mapped_column(LargeBinary)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class JobObservation(Base):
+    """What the engine saw of one collect() of a job that the operator does not see
+    (`JobResult.observations`), kept for the regulator's detection of attack patterns
+    (`sandbox.detection`). Detection reads an operator's recent rows of one plan shape, so
+    they are indexed that way; `hidden` and `rules` let it find recent refusals without
+    reading whole reports."""
+
+    __tablename__ = "job_observations"
+    __table_args__ = (Index("ix_job_observations_operator_shape_created",
+                            "operator_id", "shape", "created_at"),
+                      Index("ix_job_observations_operator_created", "operator_id", "created_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
+    index: Mapped[int] = mapped_column(Integer)          # the collect's place in the job
+    shape: Mapped[str] = mapped_column(String(16))       # hash of the plan, literals blanked
+    literals: Mapped[list[Any]] = mapped_column(JSON)    # the plan's literals, params included
+    dataset: Mapped[str] = mapped_column(String(128))
+    # Every cell suppressed or every group left out.
+    hidden: Mapped[bool] = mapped_column(default=False)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # rule → cells it hid
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Flag(Base):
+    """An attack pattern detection found in a job, for the regulator only (never shown to
+    the operator). Unreviewed scores of a contract add up towards its automatic suspension."""
+
+    __tablename__ = "flags"
+    __table_args__ = (Index("ix_flags_contract_created", "contract_id", "created_at"),
+                      Index("ix_flags_operator_created", "operator_id", "created_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
+    pattern: Mapped[str] = mapped_column(String(32))
+    score: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    reviewed_by: Mapped[str | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)

@@ -113,16 +113,14 @@ def test_small_groups_are_suppressed_and_reported(local_world: World, city: Any)
     truth = true_counts(city, "北山区")
     assert any(n < THRESHOLD_L3 for n in truth.values()), "the data must have a small group"
     released = {(h, g): n for h, g, n in out["rows"]}
-    assert set(released) == set(truth)
+    # Groups below the threshold are left out, key and all: the rest are shown.
+    assert set(released) == {k for k, n in truth.items() if n >= THRESHOLD_L3}
     suppressed = {tuple(cell) for cell in out["suppressed"]}
     (release,) = job["disclosure"]["releases"]
+    assert "left_out" not in release     # how many: for the regulator only
     rules = {(c["row"], c["column"]): c for c in release["suppressed"]}
     for i, (h, g, n) in enumerate(out["rows"]):
-        if truth[(h, g)] < THRESHOLD_L3:
-            assert n is None and (i, "n") in suppressed
-            assert rules[(i, "n")]["rule"] == "min_contributors"
-            assert rules[(i, "n")]["threshold"] == THRESHOLD_L3
-        elif (i, "n") in suppressed:
+        if (i, "n") in suppressed:
             # Secondary suppression: hidden so the small cell cannot be subtracted out.
             assert n is None and rules[(i, "n")]["rule"] == "secondary"
         else:
@@ -130,9 +128,11 @@ def test_small_groups_are_suppressed_and_reported(local_world: World, city: Any)
     assert release["dataset"] == "population" and release["keys"] == ["hukou_type", "gender"]
     assert [(s["row"], s["column"]) for s in release["suppressed"]] == sorted(suppressed)
     assert all("contributors" not in cell for cell in release["suppressed"])
-    # No hukou type and no gender has exactly one hidden cell.
+    # No hukou type and no gender has exactly one hidden cell (left out, or suppressed).
+    hidden = [k for k in truth if k not in released] + [
+        tuple(out["rows"][i][:2]) for i, _ in suppressed]
     for k in (0, 1):
-        lines = Counter(out["rows"][i][k] for i, _ in suppressed)
+        lines = Counter(key[k] for key in hidden)
         assert 1 not in lines.values()
 
 

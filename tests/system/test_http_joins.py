@@ -66,7 +66,13 @@ def test_three_datasets_joined_on_ray_equal_duckdb(world: World, city: dict[str,
     assert names == ["industry", "n", "avg_income", "avg_base"]
     expected = {r[0]: r[1:] for r in _duckdb(city, Q3.sql)}
     released = {r[0]: r[1:] for r in out["rows"]}
-    assert set(released) == set(expected)
+    # A cell counts people in every table read: industries with fewer than 10 firms or
+    # fewer than 10 insured residents are left out, the rest are released.
+    people = {industry: min(firms, residents) for industry, firms, residents in _duckdb(
+        city, """SELECT e.industry, count(DISTINCT e.credit_code), count(DISTINCT s.resident_id)
+                 FROM social_insurance s JOIN population p ON p.resident_id = s.resident_id
+                 JOIN enterprises e ON e.credit_code = s.credit_code GROUP BY e.industry""")}
+    assert set(released) == {i for i, n in people.items() if n >= 10}
     suppressed = {(int(i), c) for i, c in out["suppressed"]}
     compared = 0
     for i, row in enumerate(out["rows"]):
@@ -76,7 +82,7 @@ def test_three_datasets_joined_on_ray_equal_duckdb(world: World, city: dict[str,
             else:
                 assert _close(ours, theirs), (row[0], column, ours, theirs)
                 compared += 1
-    assert compared >= len(expected), "most cells of the synthetic city are large"
+    assert compared >= len(released), "most cells of the synthetic city are large"
     # Each dataset's rows are read once and metered at its own level.
     rows = {n: city[n].table.num_rows for n in ("population", "social_insurance", "enterprises")}
     assert job["usage"]["rows_by_dataset"] == rows
@@ -102,19 +108,20 @@ def test_cells_of_a_join_need_the_strictest_threshold_of_its_datasets(
             '.agg(n=count()).collect())\n')
     job = w.run(cid, code).json()
     assert job["status"] == "succeeded", job
-    expected = dict(_duckdb(city, """
-        SELECT e.industry, count(*) FROM enterprises e
-        JOIN social_insurance s ON s.credit_code = e.credit_code
-        WHERE s.months_paid >= 400 GROUP BY e.industry"""))
+    # The cell's people: the firms, and the insured residents their rows come from.
+    expected = {industry: (n, min(firms, residents)) for industry, n, firms, residents in
+                _duckdb(city, """
+        SELECT e.industry, count(*), count(DISTINCT e.credit_code), count(DISTINCT s.resident_id)
+        FROM enterprises e JOIN social_insurance s ON s.credit_code = e.credit_code
+        WHERE s.months_paid >= 400 GROUP BY e.industry""")}
     out = job["outputs"]["t"]
     released = {r[0]: r[1] for r in out["rows"]}
-    assert set(released) == set(expected)
-    assert any(n < THRESHOLD for n in expected.values()), "the data must have a small cell"
-    for industry, n in expected.items():
-        if n < THRESHOLD:
-            assert released[industry] is None
-        elif released[industry] is not None:
-            assert released[industry] == n
+    assert any(p < THRESHOLD for _, p in expected.values()), "the data must have a small cell"
+    assert any(p >= THRESHOLD for _, p in expected.values()), "… and a large one"
+    # Small cells (fewer than 10 of either kind of person) are left out, the rest released.
+    assert set(released) == {i for i, (_, p) in expected.items() if p >= THRESHOLD}
+    for industry, n in released.items():
+        assert n is None or n == expected[industry][0]
 
 
 def test_a_join_key_the_contract_does_not_grant_for_join_is_refused(

@@ -12,6 +12,8 @@ from conftest import World
 SMALL = ('emit("t", table("population").filter(col("district") == "北山区")'
          '.group_by("hukou_type", "gender").agg(n=count()).collect())')
 COUNT = 'emit("n", table("population").agg(n=count()).collect())'
+ONE_DAY = ('emit("t", table("population").filter(col("birth_date") == "1980-04-21")'
+           '.agg(n=count()).collect())')
 
 
 def get(w: World, path: str, who: Any) -> Any:
@@ -66,14 +68,22 @@ def test_releases_report_suppressions_with_contributor_counts(local_world: World
     cid = w.active_contract()
     job = w.run(cid, SMALL).json()
     assert job["status"] == "succeeded" and job["outputs"]["t"]["suppressed"]
+    total = w.run(cid, ONE_DAY).json()
+    assert total["status"] == "succeeded" and total["outputs"]["t"]["rows"] == [[None]]
     period = job["finished_at"][:7]
-    (release,) = get(w, f"/v1/releases?period={period}", w.regulator).json()["releases"]
-    assert release["job_id"] == job["id"] and release["dataset"] == "population"
-    assert release["keys"] == ["hukou_type", "gender"]
-    primary = [s for s in release["suppressed"] if s["rule"] == "min_contributors"]
-    assert primary and all("contributors" in s and s["contributors"] < 10 for s in primary)
+    grouped, whole = get(w, f"/v1/releases?period={period}", w.regulator).json()["releases"]
+    assert grouped["job_id"] == job["id"] and grouped["dataset"] == "population"
+    assert grouped["keys"] == ["hukou_type", "gender"]
+    # Its small groups were left out: how many, the regulator sees; their partners are hidden.
+    assert grouped["left_out"] >= 1
+    assert {s["rule"] for s in grouped["suppressed"]} == {"secondary"}
+    # A whole-table cell keeps its row: its contributors are in the regulator's report.
+    (primary,) = whole["suppressed"]
+    assert primary["rule"] == "min_contributors" and primary["contributors"] < 10
     exported = rows_of(get(w, f"/v1/releases?period={period}&format=csv", w.regulator))
-    assert exported[0]["job_id"] == job["id"] and "contributors" in exported[0]["suppressed"]
+    assert exported[0]["job_id"] == job["id"] and exported[0]["left_out"] == str(
+        grouped["left_out"])
+    assert "contributors" in exported[1]["suppressed"]
     assert get(w, f"/v1/releases?period={period}", w.operator).status_code == 403
 
 

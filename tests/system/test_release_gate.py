@@ -1,0 +1,59 @@
+"""The release gate's memory over HTTP: an operator's releases are audited across all its
+contracts, recorded for good, and known again to a gate started afresh (another process)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from conftest import World
+
+from sandbox import release_history
+from sandbox.disclosure.gate import Gate
+from sandbox.engine import protection
+
+
+def _target(city: Any) -> dict[str, Any]:
+    from collections import Counter
+
+    t = city["population"].table.to_pylist()
+    seen = Counter((r["district"], r["birth_date"], r["gender"]) for r in t)
+    return next(r for r in t if r["income"] > 0
+                and seen[(r["district"], r["birth_date"], r["gender"])] == 1)
+
+
+def _total(where: str) -> str:
+    return (f'emit("r", table("population").filter({where})'
+            '.agg(n=count(), s=sum("income")).collect())\n')
+
+
+def test_the_audit_spans_contracts_and_survives_a_new_gate(local_world: World,
+                                                           city: Any) -> None:
+    w = local_world
+    target = _target(city)
+    district = f'(col("district") == "{target["district"]}")'
+    minus_her = (f'{district} & ~((col("birth_date") == "{target["birth_date"].isoformat()}")'
+                 f' & (col("gender") == "{target["gender"]}"))')
+    first, second = w.active_contract(), w.active_contract()
+    job = w.run(first, _total(district)).json()
+    assert job["outputs"]["r"]["rows"][0][1] is not None
+    # The same operator, another contract: the district minus one resident is refused.
+    job = w.run(second, _total(minus_her)).json()
+    assert job["outputs"]["r"]["rows"] == [[None, None]]
+    assert {c["rule"] for c in job["disclosure"]["releases"][0]["suppressed"]} == {"difference"}
+    # Another operator may ask it: its history is its own.
+    other = w.active_contract(operator="other_operator")
+    job = w.run(other, _total(minus_her), operator="other_operator").json()
+    assert job["outputs"]["r"]["rows"][0][1] is not None
+
+    # The sets were recorded: a gate built afresh from the database refuses it too.
+    def load(operator_id: str) -> list[bytes]:
+        with w.ctx.reading() as s:
+            return list(release_history.load(s, operator_id))
+
+    recorded = load(w.operator["id"])
+    assert len(recorded) == 1          # the refused release was not recorded
+    everyone = sorted(protection.union(recorded))
+    all_but_one = protection.bitmap(np.array(everyone[:-1], dtype=np.uint64)).serialize()
+    (verdict,) = Gate(load).audit(w.operator["id"], [[all_but_one]], 10)
+    assert verdict is not None and verdict.differs_by == 1
