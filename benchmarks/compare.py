@@ -18,14 +18,23 @@ class Check:
     cells: int                       # compared cells
     suppressed: int                  # cells the sandbox withheld, not compared
     mismatches: tuple[str, ...]      # the first few differences, described
+    left_out: int = 0                # DuckDB's groups the release left out (too small)
+    total: int = 0                   # DuckDB's cells (groups × aggregates): what could be known
 
     @property
     def ok(self) -> bool:
         return not self.mismatches
 
+    @property
+    def released_share(self) -> float:
+        """Utility: the share of DuckDB's cells the sandbox released."""
+        return self.cells / self.total if self.total else 1.0
+
     def summary(self) -> str:
         if self.ok:
-            return f"equal in {self.cells} cells ({self.suppressed} suppressed)"
+            return (f"equal in {self.cells} cells ({self.suppressed} suppressed, "
+                    f"{self.left_out} small groups left out; {self.released_share:.1%} of "
+                    "cells released)")
         return f"MISMATCH: {'; '.join(self.mismatches)}"
 
 
@@ -74,6 +83,9 @@ def compare(body: dict[str, Any], duck: DuckResult, keys: tuple[str, ...],
             theirs = want[duck.columns.index(name)]
             if not same(row[j], theirs, rel_tol):
                 problems.append(f"{key} {name}: sandbox {row[j]!r} ≠ DuckDB {_plain(theirs)!r}")
-    problems += [f"group {k} is missing from the release" for k in expected if k not in seen]
+    # Groups too small in every cell are left out of a release, key and all.
+    left_out = sum(1 for k in expected if k not in seen)
+    total = len(expected) * (len(names) - len(keys))
     return Check(cells, len(suppressed), tuple(problems[:MAX_SHOWN]) +
-                 ((f"… {len(problems) - MAX_SHOWN} more",) if len(problems) > MAX_SHOWN else ()))
+                 ((f"… {len(problems) - MAX_SHOWN} more",) if len(problems) > MAX_SHOWN else ()),
+                 left_out, total)

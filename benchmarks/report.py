@@ -84,7 +84,10 @@ def _note(r: QueryResult) -> str:
     if not r.check.ok:
         return "[bold red]MISMATCH[/] (below)"
     first = f"; first run {r.first_s * 1000:,.0f} ms" if r.first_s is not None else ""
-    return f"= DuckDB in {r.check.cells} cells{first}"
+    # Utility: of DuckDB's cells, how many the gate released (the rest suppressed, or in
+    # groups too small to show).
+    return (f"= DuckDB in {r.check.cells} cells; {r.check.released_share:.0%} of "
+            f"{r.check.total} released{first}")
 
 
 def _details(console: Console, results: list[QueryResult]) -> None:
@@ -181,6 +184,7 @@ def _result_json(r: QueryResult) -> dict[str, Any]:
         "first_run_ms": r.first_s * 1000 if r.first_s is not None else None,
         "check": None if r.check is None else {
             "ok": r.check.ok, "cells": r.check.cells, "suppressed": r.check.suppressed,
+            "left_out": r.check.left_out, "released_share": round(r.check.released_share, 4),
             "mismatches": list(r.check.mismatches)},
         "note": r.note, "needs": list(r.query.needs), "code": r.query.code, "sql": r.query.sql,
     }

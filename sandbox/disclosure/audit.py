@@ -28,6 +28,7 @@ and atoms whose members were released under a lower level's threshold.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,10 @@ class Conflict:
     via: str   # "new" (people released for the first time) or "atoms" (a split of earlier ones)
 
 
+def digest(blob: bytes) -> bytes:
+    return hashlib.blake2b(blob, digest_size=16).digest()
+
+
 def members(blob: bytes) -> np.ndarray:
     """A serialized bitmap's members, sorted."""
     return np.asarray(BitMap64.deserialize(blob).to_array(), dtype=np.uint64)
@@ -57,10 +62,14 @@ class Partition:
     people: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     atoms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # Digests of the sets added: a set released before is a union of atoms, always allowed,
+    # and recognised without a search (the same query asked again costs a hash).
+    known: set[bytes] = field(default_factory=set)
 
     @property
     def nbytes(self) -> int:
-        return int(self.people.nbytes + self.atoms.nbytes + self.sizes.nbytes)
+        return int(self.people.nbytes + self.atoms.nbytes + self.sizes.nbytes
+                   + 48 * len(self.known))
 
     def _locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each member's place in `people`, and whether it is there."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from sandbox.disclosure.audit import Conflict, Partition, members
+from sandbox.disclosure.audit import Conflict, Partition, digest, members
 from sandbox.lru import LRU
 
 Rows = Sequence[Sequence[bytes] | None]   # per released row, its sets (one per table read)
@@ -34,6 +34,7 @@ class Gate:
             held = Partition()
             for blob in self._load(operator):
                 held.add(members(blob))
+                held.known.add(digest(blob))
             self._held.put(operator, held)
         return held
 
@@ -50,6 +51,9 @@ class Gate:
 def _admit(partition: Partition, sets: Sequence[bytes], threshold: int) -> Conflict | None:
     if threshold <= 1:
         return None
+    digests = [digest(blob) for blob in sets]
+    if all(d in partition.known for d in digests):
+        return None        # asked before: the same people, nothing new to combine
     arrays = [members(blob) for blob in sets]
     # A row with several sets (one per table a join read) passes only as a whole: the later
     # sets are checked against the earlier ones too, and a refusal undoes them.
@@ -61,6 +65,7 @@ def _admit(partition: Partition, sets: Sequence[bytes], threshold: int) -> Confl
                 partition.people, partition.atoms, partition.sizes = saved
             return conflict
         partition.add(ids)
+    partition.known.update(digests)
     return None
 
 

@@ -115,6 +115,14 @@ def union(blobs: Iterable[bytes | None]) -> BitMap64:
     return merged
 
 
+def _largest(values: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k largest values, largest first (a partial sort: groups are large)."""
+    if len(values) > k:
+        part = np.argpartition(-values, k - 1)[:k]
+        return part[np.argsort(-values[part], kind="stable")]
+    return np.argsort(-values, kind="stable")
+
+
 def _top_two(values: np.ndarray) -> list[float]:
     if len(values) <= 2:
         return sorted(values.tolist(), reverse=True)
@@ -176,7 +184,7 @@ class PartialStats:
                 if not self.unique and len(ent):
                     ent, which = np.unique(ent, return_inverse=True)
                     seg = np.bincount(which, weights=seg)
-                order = np.argsort(-seg, kind="stable")[:KEEP_TOP]
+                order = _largest(seg, KEEP_TOP)
                 tops.append(seg[order].tolist())
                 who.append(ent[order].tolist())
             self.columns[f"__tv{j}:{i}"] = pa.array(tops, pa.list_(pa.float64()))
