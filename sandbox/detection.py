@@ -28,6 +28,7 @@ Pure: no database, web framework or cluster. `sandbox.flags` stores what goes in
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,15 +55,17 @@ class Flag:
 
 @dataclass(frozen=True)
 class Seen:
-    """One earlier observation of the operator (a collect of one of its jobs), as kept."""
+    """One earlier observation of the operator (a collect of one of its jobs), as kept:
+    its constants by digest (`literals_key`); the values themselves only when loaded."""
 
     job_id: str
     index: int
     shape: str
-    literals: Any
+    key: str
     hidden: bool
-    rules: Mapping[str, int]
+    differenced: bool   # a cell of it was refused by the difference rule
     at: dt.datetime
+    literals: Any = None
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,21 @@ def hidden(obs: Observation) -> bool:
     return cells is not None and int(cells) > 0 and suppressed >= int(cells)
 
 
+def differenced(obs: Observation) -> bool:
+    """Whether a cell of a release was refused as a near-duplicate of earlier releases."""
+    return bool((obs.get("rules") or {}).get("difference"))
+
+
+def literals_key(literals: Any) -> str:
+    """A digest of a plan's constants: equal for equal constants, in order."""
+    text = json.dumps(literals or [], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def seen(job_id: str, obs: Observation, at: dt.datetime) -> Seen:
     return Seen(job_id, int(obs.get("index", 0)), str(obs.get("shape", "")),
-                obs.get("literals") or [], hidden(obs), dict(obs.get("rules") or {}), at)
+                literals_key(obs.get("literals")), hidden(obs), differenced(obs), at,
+                obs.get("literals") or [])
 
 
 def bounded(recent: Iterable[Seen], now: dt.datetime) -> list[Seen]:
@@ -95,10 +110,6 @@ def bounded(recent: Iterable[Seen], now: dt.datetime) -> list[Seen]:
     since = now - RECENT_WINDOW
     return sorted((s for s in recent if s.at >= since), key=lambda s: s.at,
                   reverse=True)[:RECENT_LIMIT]
-
-
-def _key(literals: Any) -> str:
-    return json.dumps(literals, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _where(obs: Observation) -> dict[str, Any]:
@@ -135,11 +146,11 @@ def one_sided_join(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
 
 def search(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     """One plan asked again with other constants or parameters: a bisection or a sweep."""
-    mine = _key(obs.get("literals") or [])
+    mine = literals_key(obs.get("literals"))
     others: dict[str, Seen] = {}
     for s in ctx.same_shape:
-        if (k := _key(s.literals)) != mine:
-            others.setdefault(k, s)
+        if s.key != mine:
+            others.setdefault(s.key, s)
     if len(others) < SEARCH_DISTINCT:
         return None
     return {**_where(obs), "shape": obs.get("shape"), "literals": obs.get("literals") or [],
@@ -156,9 +167,9 @@ def near_duplicate(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     cells = int((obs.get("rules") or {}).get("difference", 0))
     if cells == 0:
         return None
-    again = [s for s in ctx.overall if s.rules.get("difference")]
-    mine = _key(obs.get("literals") or [])
-    varied = [s for s in ctx.same_shape if _key(s.literals) != mine]
+    again = [s for s in ctx.overall if s.differenced]
+    mine = literals_key(obs.get("literals"))
+    varied = [s for s in ctx.same_shape if s.key != mine]
     if not again and not varied:
         return None
     return {**_where(obs), "cells": cells, "earlier_refused": _earlier(again),

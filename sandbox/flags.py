@@ -17,10 +17,11 @@ code, which only the regulator reads.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from contracts import lifecycle
@@ -54,17 +55,21 @@ def record(session: Session, job: Job, observations: Sequence[Mapping[str, Any]]
     observed = _with_cells(observations, job.disclosure)
     recent = _recent(session, job, observed, now)
     found = detection.detect(job.id, observed, recent, now)
-    session.add_all(JobObservation(
+    # A Core insert: the rows are never updated, so they need no unit-of-work bookkeeping.
+    session.execute(insert(JobObservation), [dict(
         job_id=job.id, operator_id=job.operator_id, contract_id=job.contract_id,
         index=int(o.get("index", i)), shape=str(o.get("shape", "")),
-        literals=list(o.get("literals") or []), dataset=str(o.get("dataset", "")),
-        hidden=detection.hidden(o), rules=dict(o.get("rules") or {}), created_at=now)
-        for i, o in enumerate(observed))
+        literals=list(o.get("literals") or []),
+        literals_key=detection.literals_key(o.get("literals")),
+        dataset=str(o.get("dataset", "")), hidden=detection.hidden(o),
+        differenced=detection.differenced(o), created_at=now)
+        for i, o in enumerate(observed)])
+    if not found:
+        return []
+    _name_earlier_constants(session, job.operator_id, [f.detail for f in found])
     rows = [Flag(job_id=job.id, operator_id=job.operator_id, contract_id=job.contract_id,
                  pattern=f.pattern, score=f.score, detail=f.detail, created_at=now)
             for f in found]
-    if not rows:
-        return []
     session.add_all(rows)
     session.flush()
     log.append(session, "flag.raised", None, job.id, {
@@ -88,23 +93,56 @@ def _with_cells(observations: Sequence[Mapping[str, Any]],
 
 def _recent(session: Session, job: Job, observed: Sequence[Mapping[str, Any]],
             now: dt.datetime) -> list[detection.Seen]:
-    """The operator's observations detection compares with: per shape of this job, and (when
-    a release of this job hid everything or met the difference rule) of any shape, each the
-    newest RECENT_LIMIT of the last RECENT_WINDOW; index range scans, bounded."""
-    since = now - detection.RECENT_WINDOW
-    base = select(JobObservation).where(JobObservation.operator_id == job.operator_id,
-                                        JobObservation.created_at >= since)
-    newest = (JobObservation.created_at.desc(), JobObservation.id.desc())
-    queries = [base.where(JobObservation.shape == shape).order_by(*newest)
-               for shape in sorted({str(o.get("shape", "")) for o in observed
-                                    if not o.get("private")})]
-    if any(detection.hidden(o) or (o.get("rules") or {}).get("difference") for o in observed):
-        queries.append(base.order_by(*newest))
-    rows: dict[int, JobObservation] = {}
-    for q in queries:
-        rows.update((r.id, r) for r in session.scalars(q.limit(detection.RECENT_LIMIT)))
-    return [detection.Seen(r.job_id, r.index, r.shape, r.literals, r.hidden, r.rules or {},
-                           r.created_at) for r in rows.values()]
+    """The operator's observations detection compares with, from the newest RECENT_LIMIT of
+    the last RECENT_WINDOW: per shape of this job, the newest of each distinct set of
+    constants; and (when a release of this job hid everything or met the difference rule)
+    those of any shape that did too. Index range scans, bounded; a dashboard refreshed all
+    day costs one row."""
+    window = {"operator_id": job.operator_id, "since": now - detection.RECENT_WINDOW,
+              "limit": detection.RECENT_LIMIT}
+    by_constants, refused, load = _recent_queries()
+    ids: set[int] = set()
+    for shape in sorted({str(x.get("shape", "")) for x in observed if not x.get("private")}):
+        ids.update(session.scalars(by_constants, {**window, "shape": shape}))
+    if any(detection.hidden(x) or detection.differenced(x) for x in observed):
+        ids.update(session.scalars(refused, window))
+    if not ids:
+        return []
+    return [detection.Seen(*row) for row in session.execute(load, {"ids": list(ids)})]
+
+
+@functools.cache
+def _recent_queries() -> tuple[Any, Any, Any]:
+    # Built once (composing them costs more than running them), with bound parameters.
+    o = JobObservation
+    mine = (o.operator_id == bindparam("operator_id"), o.created_at >= bindparam("since"))
+    newest = (o.created_at.desc(), o.id.desc())
+    shaped = (select(o.id, o.literals_key).where(*mine, o.shape == bindparam("shape"))
+              .order_by(*newest).limit(bindparam("limit")).subquery())
+    by_constants = select(func.max(shaped.c.id)).group_by(shaped.c.literals_key)
+    recent = (select(o.id, o.hidden, o.differenced).where(*mine)
+              .order_by(*newest).limit(bindparam("limit")).subquery())
+    refused = select(recent.c.id).where(or_(recent.c.hidden, recent.c.differenced))
+    load = select(o.job_id, o.index, o.shape, o.literals_key, o.hidden, o.differenced,
+                  o.created_at).where(o.id.in_(bindparam("ids", expanding=True)))
+    return by_constants, refused, load
+
+
+def _name_earlier_constants(session: Session, operator_id: str,
+                            details: Sequence[dict[str, Any]]) -> None:
+    """Fill in the constants of the earlier observations flags name (recent ones are read
+    without them), so the regulator sees the values a search went through."""
+    named = [e for d in details for r in d.get("releases", []) for v in r.values()
+             if isinstance(v, list) for e in v
+             if isinstance(e, dict) and {"job_id", "index"} <= set(e) and e.get("literals") is None]
+    if not named:
+        return
+    o = JobObservation
+    known = {(j, i): lits for j, i, lits in session.execute(
+        select(o.job_id, o.index, o.literals).where(
+            o.operator_id == operator_id, o.job_id.in_(sorted({e["job_id"] for e in named}))))}
+    for e in named:
+        e["literals"] = known.get((e["job_id"], e["index"]))
 
 
 def _suspend_if_due(session: Session, contract_id: str, limit: int,
@@ -118,7 +156,8 @@ def _suspend_if_due(session: Session, contract_id: str, limit: int,
     score = sum(s for _, _, s in pending)
     if score < limit:
         return
-    row = session.get(Contract, contract_id)
+    # Locked (where the database can), so that two settlements at once suspend it once.
+    row = session.get(Contract, contract_id, with_for_update=True)
     if row is None or row.status != Status.active:
         return  # already suspended, or no longer in force
     current = agreements._current(session, row)  # noqa: SLF001 - the same move as a suspension

@@ -253,9 +253,9 @@ class ReleasedSet(Base):
 class JobObservation(Base):
     """What the engine saw of one collect() of a job that the operator does not see
     (`JobResult.observations`), kept for the regulator's detection of attack patterns
-    (`sandbox.detection`). Detection reads an operator's recent rows of one plan shape, so
-    they are indexed that way; `hidden` and `rules` let it find recent refusals without
-    reading whole reports."""
+    (`sandbox.detection`). Detection reads an operator's recent rows of one plan shape on
+    every settlement, so they are indexed that way and it reads no JSON: constants are
+    compared by digest, refusals by flag."""
 
     __tablename__ = "job_observations"
     __table_args__ = (Index("ix_job_observations_operator_shape_created",
@@ -268,10 +268,10 @@ class JobObservation(Base):
     index: Mapped[int] = mapped_column(Integer)          # the collect's place in the job
     shape: Mapped[str] = mapped_column(String(16))       # hash of the plan, literals blanked
     literals: Mapped[list[Any]] = mapped_column(JSON)    # the plan's literals, params included
+    literals_key: Mapped[str] = mapped_column(String(16))  # their digest
     dataset: Mapped[str] = mapped_column(String(128))
-    # Every cell suppressed or every group left out.
-    hidden: Mapped[bool] = mapped_column(default=False)
-    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # rule → cells it hid
+    hidden: Mapped[bool] = mapped_column(default=False)  # every cell hidden or group left out
+    differenced: Mapped[bool] = mapped_column(default=False)  # a cell refused as near-duplicate
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -31,7 +31,8 @@ def obs(**over: Any) -> dict[str, Any]:
 def earlier(job: str, shape: str = "aaaaaaaaaaaaaaaa", literals: Any = (), *,
             hidden: bool = False, rules: dict[str, int] | None = None,
             ago: dt.timedelta = dt.timedelta(minutes=5), index: int = 0) -> Seen:
-    return Seen(job, index, shape, list(literals), hidden, rules or {}, NOW - ago)
+    return Seen(job, index, shape, detection.literals_key(list(literals)), hidden,
+                bool((rules or {}).get("difference")), NOW - ago, list(literals))
 
 
 def patterns(observations: list[dict[str, Any]], recent: list[Seen] = []) -> list[str]:  # noqa: B006
