@@ -15,6 +15,11 @@ would tell an attacker something about the data and how to stay unnoticed.
     near_duplicate          2    releases refused as near-duplicates of earlier ones, again
     repeated_suppression    1    asking again and again for what is then wholly hidden
     evaluation              2    plans the engine could not evaluate on the data
+    padding                 3    aggregates whose rows mostly carry values that do not come
+                                 from the sensitive data (constants around one person)
+    fine_keys               2    groupings so fine that most groups are too small to show
+    refused                 1    plans the disclosure rules refuse outright (identifiers in
+                                 expressions, joins that could fan out, keys from literals)
 
 A job raises each pattern at most once; the flag's detail lists the releases (collects) that
 matched. Releases under differential privacy are protected by their noise and raise only
@@ -203,6 +208,32 @@ def evaluation(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     return {**_where(obs), "rules": dict(obs.get("rules") or {})} if failed else None
 
 
+def padding(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
+    """Cells with enough rows but too few contributions from the sensitive data: padding."""
+    padded = int(obs.get("padded") or 0)
+    return {**_where(obs), "cells": padded} if padded else None
+
+
+# `fine_keys`: at least this many groups left out, and at least half of all groups.
+FINE_LEFT_OUT = 10
+
+
+def fine_keys(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
+    """Groupings so fine that most groups hold fewer people than the threshold: listing
+    near-unique keys (exact dates, one-yuan bands) to see who is there."""
+    groups, left_out = int(obs.get("groups") or 0), int(obs.get("left_out") or 0)
+    if left_out < FINE_LEFT_OUT or 2 * left_out < groups:
+        return None
+    return {**_where(obs), "groups": groups, "left_out": left_out}
+
+
+def refused(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
+    """A plan the disclosure rules refused outright, before reading anything."""
+    if not obs.get("refused"):
+        return None
+    return {"index": obs.get("index"), "refused": obs["refused"], "reason": obs.get("reason")}
+
+
 Check = Callable[[Observation, _Context], dict[str, Any] | None]
 
 
@@ -224,6 +255,9 @@ PATTERNS: tuple[Pattern, ...] = tuple(
         (near_duplicate, 2, False),
         (repeated_suppression, 1, False),
         (evaluation, 2, True),
+        (padding, 3, False),
+        (fine_keys, 2, False),
+        (refused, 1, True),
     ))
 SCORES: dict[str, int] = {p.name: p.score for p in PATTERNS}
 
@@ -244,6 +278,8 @@ def detect(job_id: str, observations: Sequence[Observation], recent: Iterable[Se
         for pattern in PATTERNS:
             if obs.get("private") and not pattern.private_too:
                 continue
+            if obs.get("refused") and pattern.check is not refused:
+                continue   # nothing was read: only the refusal itself says something
             detail = pattern.check(obs, ctx)
             if detail is not None:
                 found.setdefault(pattern.name, []).append(detail)

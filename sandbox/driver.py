@@ -31,6 +31,7 @@ from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.threshold import cell_threshold
 from sandbox.engine import protection
+from sandbox.engine.compute import VALUED
 from sandbox.engine.executor import IN_PLACE_MAX_ROWS, AggregateResult, Executor
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
@@ -116,6 +117,15 @@ class _Handler:
         return dict(sorted(levels.items()))
 
     def collect(self, plan_json: Any) -> dict[str, Any]:
+        try:
+            return self._collect(plan_json)
+        except DisclosureRefused as exc:
+            # A plan the rules refuse outright is itself a sign, for the regulator's eyes.
+            self.observations.append({"index": len(self.releases), "refused": exc.code,
+                                      "reason": str(exc)[:300]})
+            raise
+
+    def _collect(self, plan_json: Any) -> dict[str, Any]:
         checked = check_plan(plan_from_json(plan_json), dict(self.spec.datasets))
         check_scope(self.spec.contract, checked.usage)
         # The primary (left-most) dataset's rows are a cell's contributors; a join reads more.
@@ -264,8 +274,24 @@ def _observe(checked: CheckedPlan, result: AggregateResult | None, released: con
         "literals": literals[:64], "threshold": threshold, "sensitive": sensitive,
         "selected": selected, "groups": (table.num_rows if table is not None else 0),
         "rules": rules, "left_out": released.small,
-        "private": checked.clamp is not None,
+        "cells": len(released.body["rows"]) * len(checked.plan.aggs),
+        "padded": _padded(table, threshold) if table is not None else 0,
+        "evaluated": result is not None, "private": checked.clamp is not None,
     }
+
+
+def _padded(table: pa.Table, threshold: int) -> int:
+    """Cells whose rows with a value would pass the threshold but whose contributions from
+    the sensitive data do not: everyone else padded with values that ignore it."""
+    padded = 0
+    for name in table.column_names:
+        if not name.startswith(VALUED):
+            continue
+        valued = table.column(name).to_pylist()
+        counted = table.column("__c:" + name[len(VALUED):]).to_pylist()
+        padded += sum(1 for v, c in zip(valued, counted)
+                      if (v or 0) >= threshold and (c or 0) < threshold)
+    return padded
 
 
 def _refuse_many_to_many(checked: CheckedPlan) -> None:
@@ -275,7 +301,7 @@ def _refuse_many_to_many(checked: CheckedPlan) -> None:
     catalog alone, so the refusal says nothing about the data."""
     if checked.many_to_many:
         keys = ", ".join(repr(k) for k in checked.many_to_many[0])
-        raise PlanError(
+        raise DisclosureRefused(
             f"join(on={keys}): neither table holds these keys once per row (no column the "
             "catalog records as a unique identifier among them), so rows could match many "
             "times over; join on an identifier that is unique in one of the tables, e.g. "

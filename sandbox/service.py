@@ -295,12 +295,16 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
     with ctx.transaction() as s:
         if s.get(Contract, req.contract_id) is None:
             return job_id  # nothing to attach a record to; the error alone explains
-        s.add(Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
+        job = Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=None, signature=req.signature,
-                  status="rejected", error=error, finished_at=billing.naive_utc(now())))
+                  status="rejected", error=error, finished_at=billing.naive_utc(now()))
+        s.add(job)
         s.flush()
         log.append(s, "job.rejected", actor.id, job_id,
                    {"contract_id": req.contract_id, "code_sha256": _sha(req.code), "error": error})
+        if isinstance(exc, DisclosureRefused):
+            # Refused by the disclosure rules before it ran: a sign for the regulator too.
+            _detect(ctx, s, job, [{"index": 0, "refused": exc.code, "reason": str(exc)[:300]}])
     return job_id
 
 
@@ -567,8 +571,12 @@ def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | Non
                 "contract_id": job.contract_id, "operator_id": job.operator_id,
                 "charge": charge.to_json()})
         # The regulator's second line: attack patterns, flags, suspension past their score.
-        flags.record(s, job, result.observations, suspend_score=ctx.settings.flag_suspend_score,
-                     window=dt.timedelta(days=ctx.settings.flag_window_days))
+        _detect(ctx, s, job, result.observations)
+
+
+def _detect(ctx: Context, session: Session, job: Job, observations: Any) -> None:
+    flags.record(session, job, observations, suspend_score=ctx.settings.flag_suspend_score,
+                 window=dt.timedelta(days=ctx.settings.flag_window_days))
 
 
 def _levels(ctx: Context, session: Session, result: JobResult,

@@ -841,6 +841,11 @@ def quantile_cont(ordered: Sequence[Any], q: float) -> float:
     return float(ordered[lo]) * (1.0 - d) + float(ordered[hi]) * d
 
 
+# Per traced aggregate: its rows with a value, beside `__c:` (those that count), so that
+# the driver can see cells padded with values that do not come from the sensitive data.
+VALUED = "__valued:"
+
+
 def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict[str, Any],
                  quantiles: dict[int, Any]) -> dict[str, Any]:
     """Per released row, the entities of each read in it; per cell, its contributors (the
@@ -855,6 +860,8 @@ def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict
                           .to_pylist()] for j in range(reads)]
                 stats[f"__c:{name}"] = pa.array([min(c) for c in zip(*sizes)], pa.int64())
             continue
+        if i in checked.tainted:
+            stats[VALUED + name] = out[f"__c:{name}"]
         stats[f"__c:{name}"] = protection.merge_contributors(both, i, reads, members,
                                                              out[f"__c:{name}"])
         if a.fn in ("sum", "mean"):

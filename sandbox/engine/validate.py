@@ -392,7 +392,7 @@ class _Checker:
                 if not f.sources:
                     # A key computed from literals alone matches every row with every row:
                     # one side filtered to one person then "contributes" to every cell.
-                    raise PlanError(
+                    raise DisclosureRefused(
                         f"join(): key {k!r} of the {side} table is not computed from any "
                         "column of it; join on columns of both tables (e.g. an identifier "
                         "or a code both tables hold)")

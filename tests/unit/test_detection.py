@@ -249,3 +249,24 @@ def test_detection_is_pure() -> None:
     names |= {n.module.split(".")[0] for n in ast.walk(tree)
               if isinstance(n, ast.ImportFrom) and n.module}
     assert not names & {"sqlalchemy", "fastapi", "starlette", "ray", "sandbox", "pyarrow"}
+
+
+# --- padding, fine keys and refusals -----------------------------------------------------------
+
+
+def test_padding_is_flagged_where_contributions_fall_short_of_the_rows() -> None:
+    assert patterns([obs(padded=1, rules={"min_contributors": 1})]) == ["padding"]
+    assert patterns([obs(padded=0)]) == []
+
+
+def test_groupings_that_leave_out_most_groups_are_flagged() -> None:
+    # group_by an exact birth date: thousands of groups, almost all too small.
+    assert patterns([obs(groups=3000, left_out=2990, selected=[20000])]) == ["fine_keys"]
+    # The README example leaves out 4 of 32: an ordinary table.
+    assert patterns([obs(groups=32, left_out=4)]) == []
+
+
+def test_a_refused_plan_is_flagged_and_nothing_else_is_read_into_it() -> None:
+    refusal = {"index": 0, "refused": "disclosure_refused", "reason": "identifier in count"}
+    assert patterns([refusal]) == ["refused"]
+    assert patterns([{**refusal, "private": True}]) == ["refused"]
