@@ -20,6 +20,8 @@ would tell an attacker something about the data and how to stay unnoticed.
     fine_keys               2    groupings so fine that most groups are too small to show
     refused                 1    plans the disclosure rules refuse outright (identifiers in
                                  expressions, joins that could fan out, keys from literals)
+    pinpoint                2    exact matches on identifiers or fine quasi-identifiers (an
+                                 exact birth date): naming one person in a filter
 
 A job raises each pattern at most once; the flag's detail lists the releases (collects) that
 matched. Releases under differential privacy are protected by their noise and raise only
@@ -163,19 +165,22 @@ def search(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
 
 
 def near_duplicate(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
-    """Releases refused as near-duplicates of earlier ones (differencing), more than once.
+    """Releases refused as near-duplicates of earlier ones (differencing) in the way attacks are.
 
-    One refusal alone is no sign: an overview followed by a breakdown of one of its groups
-    can meet the rule by chance. It counts when another recent release met it too, or when
-    this plan was asked before with other constants (two filters differing by a few people).
-    """
+    A refusal alone is no sign: an overview followed by a breakdown of one of its groups
+    meets the rule by chance. It counts when the refused set was nearly an earlier one (a
+    few people added or left out: two filters differing by a person, a tracker), or when
+    this plan was asked before with other constants."""
     cells = int((obs.get("rules") or {}).get("difference", 0))
     if cells == 0:
         return None
-    again = [s for s in ctx.overall if s.differenced]
     mine = literals_key(obs.get("literals"))
     varied = [s for s in ctx.same_shape if s.key != mine]
-    if not again and not varied:
+    again = [s for s in ctx.overall if s.differenced]
+    # A set that is an earlier one (a union of released atoms) but for a few people is the
+    # differencing attack itself. Cross-tabulations of people already released meet the rule
+    # in ordinary work, with small pieces inside them; those are not near.
+    if not varied and not obs.get("near"):
         return None
     return {**_where(obs), "cells": cells, "earlier_refused": _earlier(again),
             "earlier_same_shape": _earlier(varied)}
@@ -227,6 +232,12 @@ def fine_keys(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     return {**_where(obs), "groups": groups, "left_out": left_out}
 
 
+def pinpoint(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
+    """A plan matching an identifier or a fine quasi-identifier exactly: naming a person."""
+    columns = list(obs.get("pinpoints") or ())
+    return {**_where(obs), "columns": columns} if columns else None
+
+
 def refused(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     """A plan the disclosure rules refused outright, before reading anything."""
     if not obs.get("refused"):
@@ -258,6 +269,7 @@ PATTERNS: tuple[Pattern, ...] = tuple(
         (padding, 3, False),
         (fine_keys, 2, False),
         (refused, 1, True),
+        (pinpoint, 2, True),
     ))
 SCORES: dict[str, int] = {p.name: p.score for p in PATTERNS}
 

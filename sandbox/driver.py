@@ -277,7 +277,38 @@ def _observe(checked: CheckedPlan, result: AggregateResult | None, released: con
         "cells": len(released.body["rows"]) * len(checked.plan.aggs),
         "padded": _padded(table, threshold) if table is not None else 0,
         "evaluated": result is not None, "private": checked.clamp is not None,
+        "pinpoints": _pinpoints(checked),
+        # Cells the audit refused because their set is nearly an earlier one.
+        "near": sum(1 for cell in released.suppressed
+                    if cell["rule"] == control.audit_rules.RULE and cell.get("near")),
     }
+
+
+# Quasi-identifiers with more distinct values than this single people out when matched
+# exactly (an exact birth date); ordinary analyses take ranges or coarsened forms of them.
+PINPOINT_DISTINCT = 100
+
+
+def _pinpoints(checked: CheckedPlan) -> list[str]:
+    """Columns the plan matches exactly against constants that name few people: identifiers
+    and fine quasi-identifiers compared with `==` or `isin` (in a filter, a case() or any
+    expression). Decided from the code and the catalog alone."""
+    fine = {c.name for read in checked.reads for c in read.dataset.columns
+            if c.role == "identifier" or (c.role == "quasi_identifier"
+                                          and (c.distinct or 0) > PINPOINT_DISTINCT)}
+    found: set[str] = set()
+    stack: list[Any] = [p.plan_to_json(checked.plan)]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            if x.get("fn") in ("eq", "isin") and isinstance(x.get("args"), list):
+                names = {a["col"] for a in x["args"] if isinstance(a, dict) and "col" in a}
+                if any(isinstance(a, dict) and "lit" in a for a in x["args"]):
+                    found |= names & fine
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return sorted(found)
 
 
 def _padded(table: pa.Table, threshold: int) -> int:

@@ -43,6 +43,11 @@ class Conflict:
 
     differs_by: int
     via: str   # "new" (people released for the first time) or "atoms" (a split of earlier ones)
+    # Whether the set is nearly a union of earlier atoms: fewer than the threshold of people
+    # added to, or left out of, the atoms it touches (two filters differing by a person, a
+    # tracker), rather than a new cross-classification of people already released (whose
+    # small pieces are inside the set).
+    near: bool = False
 
 
 def digest(blob: bytes) -> bytes:
@@ -91,13 +96,15 @@ class Partition:
             return None
         at, known = self._locate(ids)
         fresh = int(len(ids) - known.sum())
-        if 0 < fresh < threshold:
-            return Conflict(fresh, "new")
         _, inside, outside = self._pieces(at, known)
         split = outside > 0
+        left_out = int(outside[split].sum())
+        if 0 < fresh < threshold:
+            return Conflict(fresh, "new", near=left_out < threshold)
         small = split & ((inside < threshold) | (outside < threshold))
         if small.any():
-            return Conflict(int(np.minimum(inside[small], outside[small]).min()), "atoms")
+            return Conflict(int(np.minimum(inside[small], outside[small]).min()), "atoms",
+                            near=left_out < threshold and fresh < threshold)
         return None
 
     def add(self, ids: np.ndarray) -> None:

@@ -229,7 +229,8 @@ def _differences(result: pa.Table, aggs: list[str], policy: Policy, audit: Audit
             continue
         for a in aggs:
             out.setdefault((i, a), {"rule": audit_rules.RULE, "threshold": policy.threshold,
-                                    "via": conflict.via, "differs_by": conflict.differs_by})
+                                    "via": conflict.via, "differs_by": conflict.differs_by,
+                                    "near": conflict.near})
     return tuple(released)
 
 

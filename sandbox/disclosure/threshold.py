@@ -47,7 +47,7 @@ def significant(value: Any, digits: int) -> Any:
 
 # Report fields derived from the data (how many contributed, how much the largest held, by how
 # many rows two releases differ): the regulator sees them, the operator does not.
-REGULATOR_ONLY = frozenset({"contributors", "share", "differs_by"})
+REGULATOR_ONLY = frozenset({"contributors", "share", "differs_by", "near"})
 # Per release: how many groups were left out for being too small (that small groups exist is
 # what the rule hides).
 REGULATOR_ONLY_RELEASE = frozenset({"left_out"})

@@ -184,9 +184,12 @@ def _stable(job: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def new_operator(attack_world: World) -> Callable[..., Operator]:
+def new_operator(attack_world: World) -> Iterator[Callable[..., Operator]]:
     """Registers operators through POST /v1/principals, as the bureau, each with an active
-    contract (terms as given)."""
+    contract (terms as given). Afterwards: the attack raised at least one flag for the
+    regulator (detection, the second line), whatever the release gate did."""
+    made: list[Operator] = []
+
     def make(grants: dict[str, Any] | None = None, **terms: Any) -> Operator:
         count = next(_registered)
         key = generate_private_key()
@@ -197,9 +200,22 @@ def new_operator(attack_world: World) -> Callable[..., Operator]:
         assert r.status_code == 201, r.text
         op = Operator(w, r.json(), key)
         op.new_contract(grants, **terms)
+        made.append(op)
         return op
 
-    return make
+    yield make
+    assert_flagged(attack_world, made)
+
+
+def assert_flagged(w: World, attackers: list[Operator]) -> None:
+    """At least one of the attackers' jobs raised a flag, which only the regulator sees."""
+    raised = []
+    for op in attackers:
+        r = w.client.get(f"/v1/flags?operator_id={op.principal['id']}", headers=w.h(w.regulator))
+        assert r.status_code == 200, r.text
+        raised += [f["pattern"] for f in r.json()["flags"]]
+        assert w.client.get("/v1/flags", headers=op.headers).status_code == 403
+    assert raised, "the attack raised no flag for the regulator"
 
 
 @pytest.fixture

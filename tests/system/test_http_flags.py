@@ -83,6 +83,35 @@ def test_ordinary_jobs_raise_no_flag(world: World) -> None:
     assert contract["status"] == "active"
 
 
+def test_the_benchmark_queries_raise_no_flag(world: World, city: dict[str, Any]) -> None:
+    """The benchmark's analyses (a filtered group-by, distinct counts, a three-table join,
+    quantiles and a histogram) as one operator would run them, each twice."""
+    from benchmarks.queries import QUERIES
+    from sandbox.catalog.synthetic import generate_city
+
+    w = world
+    for name in ("social_insurance", "enterprises"):
+        d = city[name]
+        assert w.ingest(name, d.table, d.level, d.columns, d.title).status_code == 201
+    sample = generate_city(2000, seed=11)["population"]
+    assert w.ingest("population_sample", sample.table, sample.level, sample.columns,
+                    sample.title).status_code == 201
+    grants = {name: {c: ["group_by", "filter", "aggregate", "join"] for c in cols}
+              for name, cols in (
+                  ("population", ("resident_id", "district", "gender", "birth_date",
+                                  "hukou_type", "income")),
+                  ("population_sample", ("district", "birth_date", "income")),
+                  ("social_insurance", ("resident_id", "credit_code", "contribution_base")),
+                  ("enterprises", ("credit_code", "industry")))}
+    cid = w.active_contract(grants)
+    for query in QUERIES.values():
+        for _ in range(2):
+            job = w.run(cid, query.code).json()
+            assert job["status"] == "succeeded", (query.name, [
+                (f["pattern"], f["detail"]) for f in listed(w)])
+    assert [(f["pattern"], f["detail"]) for f in listed(w)] == []
+
+
 def test_a_search_and_an_isolating_filter_are_flagged_for_the_regulator_only(
         world: World, city: dict[str, Any]) -> None:
     w = world

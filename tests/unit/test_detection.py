@@ -160,12 +160,13 @@ def test_near_duplicate_fires_on_a_difference_refusal_met_again() -> None:
                   rules={"difference": 2})
     # Two filters differing by a few people: the same shape, another constant.
     assert "near_duplicate" in patterns([refused], [earlier("j-1", SHAPE, [20000])])
-    # Or another recent release was refused as a near-duplicate too.
-    (flag,) = [f for f in detect(JOB, [refused], [earlier("j-1", "x" * 16,
-                                                            rules={"difference": 1})], NOW)
+    # Another plan refused too is not enough: cross-tabulations meet the rule in ordinary work.
+    assert "near_duplicate" not in patterns([refused], [earlier("j-1", "x" * 16,
+                                                                rules={"difference": 1})])
+    (flag,) = [f for f in detect(JOB, [refused], [earlier("j-1", SHAPE, [20000])], NOW)
                if f.pattern == "near_duplicate"]
     assert flag.detail["releases"][0]["cells"] == 2
-    assert flag.detail["releases"][0]["earlier_refused"][0]["job_id"] == "j-1"
+    assert flag.detail["releases"][0]["earlier_same_shape"][0]["job_id"] == "j-1"
 
 
 def test_near_duplicate_is_silent_on_one_refusal_or_none() -> None:
@@ -270,3 +271,14 @@ def test_a_refused_plan_is_flagged_and_nothing_else_is_read_into_it() -> None:
     refusal = {"index": 0, "refused": "disclosure_refused", "reason": "identifier in count"}
     assert patterns([refusal]) == ["refused"]
     assert patterns([{**refusal, "private": True}]) == ["refused"]
+
+
+def test_exact_matches_on_fine_quasi_identifiers_are_flagged_from_the_code_alone() -> None:
+    assert patterns([obs(pinpoints=["birth_date"])]) == ["pinpoint"]
+    assert patterns([obs(pinpoints=["birth_date"], private=True, selected=[])]) == ["pinpoint"]
+
+
+def test_a_refusal_of_a_set_nearly_an_earlier_one_is_flagged_at_once() -> None:
+    assert patterns([obs(rules={"difference": 2}, near=2)]) == ["near_duplicate"]
+    # A cross-tabulation splits atoms into small interior pieces: ordinary.
+    assert patterns([obs(rules={"difference": 2}, near=0)]) == []
