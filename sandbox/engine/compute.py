@@ -175,9 +175,39 @@ def _arithmetic(fn: str, a: Any, b: Any) -> Any:
     infinity are null too."""
     out = _ARITHMETIC[fn](a, b)
     if pa.types.is_integer(out.type):
+        if _within(fn, _extent(a), _extent(b)):
+            return out   # no row can overflow: skip the per-row check
         approx = _ARITHMETIC[fn](_as_double(a), _as_double(b))
         return _null_where(pc.greater(pc.abs(approx), INT_LIMIT), out)
     return finite(out)
+
+
+def _extent(x: Any) -> tuple[int, int] | None:
+    """The smallest and largest integer of an operand (None: unknown or empty)."""
+    if isinstance(x, pa.Scalar):
+        x = x.as_py()
+    if isinstance(x, bool) or x is None:
+        return None
+    if isinstance(x, int):
+        return x, x
+    if isinstance(x, (pa.Array, pa.ChunkedArray)) and pa.types.is_integer(x.type):
+        bounds = pc.min_max(x)
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        return None if lo is None else (lo, hi)
+    return None
+
+
+def _within(fn: str, a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
+    """Whether every result of a op b lies within INT_LIMIT (exact, in Python integers)."""
+    if a is None or b is None:
+        return False
+    if fn == "add":
+        ends = [a[0] + b[0], a[1] + b[1]]
+    elif fn == "sub":
+        ends = [a[0] - b[1], a[1] - b[0]]
+    else:
+        ends = [x * y for x in a for y in b]
+    return max(abs(e) for e in ends) <= INT_LIMIT
 
 
 def _rowwise(kernel: Any, x: Any) -> Any:
