@@ -126,6 +126,13 @@ def job_tasks() -> dict[str, dict[str, str]]:
     return tasks
 
 
+def _role(driver: bool, function: str) -> str:
+    if driver:
+        return "driver"
+    # The release gate is an actor the driver calls at each release, on the API's host.
+    return "release gate" if function.startswith("GateActor.") else "started by the driver"
+
+
 def placement(expected: int, wait_seconds: float) -> list[dict[str, str]]:
     """The job's driver task and the tasks it started, each with the node it ran on. Events
     reach the control store in batches: this waits until `expected` started tasks are seen."""
@@ -134,9 +141,9 @@ def placement(expected: int, wait_seconds: float) -> list[dict[str, str]]:
         tasks = job_tasks()
         drivers = {i for i, t in tasks.items() if t.get("function") == DRIVER_TASK}
         placed = [{"function": t.get("function", ""), "node_id": t.get("node_id", ""),
-                   "role": "driver" if i in drivers else "started by the driver"}
+                   "role": _role(i in drivers, t.get("function", ""))}
                   for i, t in tasks.items() if i in drivers or t.get("parent") in drivers]
-        started = [t for t in placed if t["role"] != "driver" and t["node_id"]]
+        started = [t for t in placed if t["role"] == "started by the driver" and t["node_id"]]
         if len(started) >= expected or time.monotonic() > deadline:
             return placed
         time.sleep(0.2)
@@ -189,7 +196,7 @@ def run(workdir: Path, residents: int, partition_rows: int, threshold: int) -> d
                 "job": job,
                 "tasks": placed,
                 "started_tasks_by_node": dict(Counter(
-                    t["node"] for t in placed if t["role"] != "driver")),
+                    t["node"] for t in placed if t["role"] == "started by the driver")),
             }
     finally:
         ray.shutdown()
