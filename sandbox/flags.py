@@ -27,14 +27,13 @@ from sqlalchemy.orm import Session
 from contracts import lifecycle
 from contracts.lifecycle import Status
 from operators.roles import Role
-from sandbox import agreements, detection
+from sandbox import agreements, detection, oversight
 from sandbox.accounts import Actor, require, utc_text
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound
 from sandbox.ledger import log
 from sandbox.store.models import Contract, Flag, Job, JobObservation, utcnow
 
-PAGE_MAX = 1000
 NOTE_MAX = 4000
 # What the operator reads on its suspended contract: why in general, never which patterns.
 SUSPENSION_REASON = ("suspended automatically pending the regulator's review of this "
@@ -193,8 +192,7 @@ def listing(ctx: Context, actor: Actor, operator_id: str | None = None,
             unreviewed: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """Flags, newest first, each with its job's code and params. Regulator only."""
     require(actor, Role.regulator)
-    if not 1 <= limit <= PAGE_MAX or offset < 0:
-        raise BadRequest(f"ask for 1 <= limit <= {PAGE_MAX} and offset >= 0")
+    limit, offset = oversight.checked_page(limit, offset)
     if pattern is not None and pattern not in detection.SCORES:
         raise BadRequest(f"no pattern {pattern!r}; filter by one of: "
                          f"{', '.join(detection.SCORES)}")

@@ -26,7 +26,8 @@ from sandbox.store.models import Contract, Job, JobOutput
 PAGE_MAX = 1000
 
 
-def _page(limit: int, offset: int) -> tuple[int, int]:
+def checked_page(limit: int, offset: int) -> tuple[int, int]:
+    """A listing's page, checked (the same bounds for every listing)."""
     if not 1 <= limit <= PAGE_MAX or offset < 0:
         raise BadRequest(f"ask for 1 <= limit <= {PAGE_MAX} and offset >= 0")
     return limit, offset
@@ -35,7 +36,7 @@ def _page(limit: int, offset: int) -> tuple[int, int]:
 def contracts(ctx: Context, actor: Actor, status: str | None = None,
               operator_id: str | None = None, limit: int = 100, offset: int = 0
               ) -> list[dict[str, Any]]:
-    limit, offset = _page(limit, offset)
+    limit, offset = checked_page(limit, offset)
     with ctx.reading() as s:
         q = select(Contract).order_by(Contract.created_at, Contract.id)
         if status:
@@ -53,7 +54,7 @@ def jobs(ctx: Context, actor: Actor, contract_id: str | None = None,
          operator_id: str | None = None, status: str | None = None, period: str | None = None,
          limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     require(actor, Role.operator, Role.regulator)
-    limit, offset = _page(limit, offset)
+    limit, offset = checked_page(limit, offset)
     with ctx.reading() as s:
         q = select(Job).order_by(Job.created_at, Job.id)
         if actor.role == Role.operator:
