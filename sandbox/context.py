@@ -58,7 +58,7 @@ class Context:
             if self._gate is None:
                 from sandbox import release_history
 
-                def load(operator_id: str) -> list[bytes]:
+                def load(operator_id: str) -> list[tuple[str, bytes]]:
                     with self.reading() as s:
                         return list(release_history.load(s, operator_id))
 

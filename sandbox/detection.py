@@ -22,6 +22,8 @@ would tell an attacker something about the data and how to stay unnoticed.
                                  expressions, joins that could fan out, keys from literals)
     pinpoint                2    exact matches on identifiers or fine quasi-identifiers (an
                                  exact birth date): naming one person in a filter
+    extreme                 1    quantiles at the very ends (below 1 % or above 99 %): asking
+                                 for the oldest, the richest
 
 A job raises each pattern at most once; the flag's detail lists the releases (collects) that
 matched. Releases under differential privacy are protected by their noise and raise only
@@ -238,6 +240,12 @@ def pinpoint(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     return {**_where(obs), "columns": columns} if columns else None
 
 
+def extreme(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
+    """Quantiles at the very ends of a distribution: one person's value is what they ask for."""
+    columns = list(obs.get("extremes") or ())
+    return {**_where(obs), "columns": columns} if columns else None
+
+
 def refused(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     """A plan the disclosure rules refused outright, before reading anything."""
     if not obs.get("refused"):
@@ -270,6 +278,7 @@ PATTERNS: tuple[Pattern, ...] = tuple(
         (fine_keys, 2, False),
         (refused, 1, True),
         (pinpoint, 2, True),
+        (extreme, 1, True),
     ))
 SCORES: dict[str, int] = {p.name: p.score for p in PATTERNS}
 

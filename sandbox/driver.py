@@ -83,7 +83,7 @@ class JobResult:
     printed: str = ""
     # The sets of people this job released, per dataset, each with the threshold it was
     # released under, for the operator's recorded history.
-    released_sets: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
+    released_sets: dict[str, list[tuple[bytes, int, str]]] = field(default_factory=dict)
     # Per collect, what the engine saw that the operator does not (`_observe`): the input of
     # the regulator's detection. Never part of what the operator sees.
     observations: list[dict[str, Any]] = field(default_factory=list)
@@ -102,7 +102,7 @@ class _Handler:
     released: set[str] = field(default_factory=set)
     outputs: dict[str, Any] = field(default_factory=dict)
     epsilon_used: dict[str, Epsilon] = field(default_factory=dict)
-    new_sets: dict[str, list[tuple[bytes, int]]] = field(default_factory=dict)
+    new_sets: dict[str, list[tuple[bytes, int, str]]] = field(default_factory=dict)
     observations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -197,15 +197,17 @@ class _Handler:
             return control.release(table, checked.plan.keys,
                                    Policy(threshold, dominance=(), secondary=False,
                                           max_rows=MAX_RELEASED_ROWS)), noise
+        measures = tuple((name, m) for (name, _), m in zip(checked.plan.aggs, checked.measures)
+                         if m is not None)
         released = control.release(table, checked.plan.keys,
                                    Policy(threshold, self.spec.dominance,
-                                          max_rows=MAX_RELEASED_ROWS),
+                                          max_rows=MAX_RELEASED_ROWS, measures=measures),
                                    functools.partial(self._audit, threshold))
-        for j, blob in released.new_sets:
-            self.new_sets.setdefault(checked.reads[j].dataset.name, []).append((blob, threshold))
+        for space, blob in released.new_sets:
+            self.new_sets.setdefault(ds.name, []).append((blob, threshold, space))
         return released, ()
 
-    def _audit(self, threshold: int, rows: list[list[bytes] | None]) -> list[Any]:
+    def _audit(self, threshold: int, rows: list[control.Sets | None]) -> list[Any]:
         gate = self.spec.gate
         if gate is None:
             # No instance gate (a job run on its own): its releases are audited together.
@@ -278,12 +280,16 @@ def _observe(checked: CheckedPlan, result: AggregateResult | None, released: con
         "padded": _padded(table, threshold) if table is not None else 0,
         "evaluated": result is not None, "private": checked.clamp is not None,
         "pinpoints": _pinpoints(checked),
+        "extremes": [name for name, a in checked.plan.aggs if a.fn == "quantile"
+                     and a.param is not None and not EXTREME_Q <= a.param <= 1 - EXTREME_Q],
         # Cells the audit refused because their set is nearly an earlier one.
         "near": sum(1 for cell in released.suppressed
                     if cell["rule"] == control.audit_rules.RULE and cell.get("near")),
     }
 
 
+# Quantiles this close to 0 or 1 ask for the extremes, which a release never gives exactly.
+EXTREME_Q = 0.01
 # Quasi-identifiers with more distinct values than this single people out when matched
 # exactly (an exact birth date); ordinary analyses take ranges or coarsened forms of them.
 PINPOINT_DISTINCT = 100

@@ -18,30 +18,32 @@ from sqlalchemy.orm import Session
 
 from sandbox.store.models import ReleasedSet
 
-NewSets = Mapping[str, list[tuple[bytes, int]]]   # dataset → (set, threshold it passed)
+# dataset → (set, threshold it passed, what it was released about: disclosure.gate's space)
+NewSets = Mapping[str, list[tuple[bytes, int, str]]]
 
 
 def digest(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def load(session: Session, operator_id: str) -> Iterator[bytes]:
-    """The operator's recorded sets that constrain later releases (threshold above 1), in the
-    order they were recorded."""
-    yield from session.scalars(
-        select(ReleasedSet.members)
-        .where(ReleasedSet.operator_id == operator_id, ReleasedSet.threshold > 1)
-        .order_by(ReleasedSet.id)
-        .execution_options(yield_per=256))
+def load(session: Session, operator_id: str) -> Iterator[tuple[str, bytes]]:
+    """The operator's recorded sets that constrain later releases (threshold above 1), with
+    what each was released about, in the order they were recorded."""
+    for space, blob in session.execute(
+            select(ReleasedSet.space, ReleasedSet.members)
+            .where(ReleasedSet.operator_id == operator_id, ReleasedSet.threshold > 1)
+            .order_by(ReleasedSet.id)
+            .execution_options(yield_per=256)):
+        yield space, blob
 
 
-def loader(database_url: str) -> Callable[[str], Iterable[bytes]]:
+def loader(database_url: str) -> Callable[[str], Iterable[tuple[str, bytes]]]:
     """`load` for a process of its own (the gate's actor), reading through its own engine."""
     from sandbox.store.db import make_engine, make_reader
 
     sessions = make_reader(make_engine(database_url))
 
-    def read(operator_id: str) -> list[bytes]:
+    def read(operator_id: str) -> list[tuple[str, bytes]]:
         with sessions() as s:
             return list(load(s, operator_id))
     return read
@@ -50,25 +52,27 @@ def loader(database_url: str) -> Callable[[str], Iterable[bytes]]:
 def record(session: Session, operator_id: str, contract_id: str, job_id: str,
            new: NewSets) -> int:
     """Keep a job's released sets (each distinct set of the operator once)."""
-    digests = {digest(blob): (dataset, blob, threshold)
-               for dataset, sets in sorted(new.items()) for blob, threshold in sets}
+    # A set is kept once per operator and space.
+    digests = {digest(space.encode("utf-8") + blob): (dataset, blob, threshold, space)
+               for dataset, sets in sorted(new.items()) for blob, threshold, space in sets}
     if not digests:
         return 0
     known = set(session.scalars(select(ReleasedSet.digest).where(
         ReleasedSet.operator_id == operator_id, ReleasedSet.digest.in_(list(digests)))))
     added = 0
-    for d, (dataset, blob, threshold) in digests.items():
+    for d, (dataset, blob, threshold, space) in digests.items():
         if d in known:
             continue
         session.add(ReleasedSet(operator_id=operator_id, contract_id=contract_id,
-                                dataset=dataset, digest=d, threshold=threshold,
+                                dataset=dataset, digest=d, threshold=threshold, space=space,
                                 cardinality=len(FrozenBitMap64.deserialize(blob)),
                                 members=blob, job_id=job_id))
         added += 1
     return added
 
 
-def gate_handle(settings: Any, load_local: Callable[[str], Iterable[bytes]]) -> Any:
+def gate_handle(settings: Any,
+                load_local: Callable[[str], Iterable[tuple[str, bytes]]]) -> Any:
     """The instance's gate: a Ray actor shared by every process of the instance (one per
     database), or an in-process gate when jobs run in-process."""
     from sandbox.disclosure.gate import Gate, GateActor

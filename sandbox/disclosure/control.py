@@ -45,6 +45,9 @@ class Policy:
     # the report says so. A cap on released rows, not a refusal: whether a job fails must not
     # depend on how many groups the data has.
     max_rows: int = 10_000
+    # Per magnitude aggregate (output name), what it measures (engine: CheckedPlan.measures):
+    # the audit keeps the people contributing to each measure as sets of their own.
+    measures: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,9 @@ class Release:
     suppressed: tuple[dict[str, Any], ...]   # {"row", "column", "rule", …} per cell
     # {"column", "rule", "digits", "reason"} per column released rounded, for the report.
     coarsened: tuple[dict[str, Any], ...] = ()
-    # The people (serialized bitmaps) of the rows released here, with the table read each
-    # set is of: for the operator's recorded history.
-    new_sets: tuple[tuple[int, bytes], ...] = ()
+    # The people (serialized bitmaps) of the rows released here, with what they were released
+    # about (control.Sets): for the operator's recorded history.
+    new_sets: tuple[tuple[str, bytes], ...] = ()
     # Rows left out: groups with too few contributors in every cell (`small`), and groups
     # beyond `Policy.max_rows` (`truncated`).
     small: int = 0
@@ -202,30 +205,51 @@ def _dominance(result: pa.Table, aggs: list[str], policy: Policy,
             j += 1
 
 
-Audit = Callable[[list[list[bytes] | None]], list[Any]]
+# The people (serialized bitmaps) of one released row, by what they were released about:
+# "people" for the row's groups (one set per table read), "measure:<columns>" for those who
+# contribute to a magnitude (sum, mean…) of those columns.
+Sets = list[tuple[str, bytes]]
+Audit = Callable[[list[Sets | None]], list[Any]]
+PEOPLE = "people"
+
+
+def _row_sets(result: pa.Table, aggs: list[str], policy: Policy,
+              out: dict[Cell, dict[str, Any]]) -> list[Sets | None]:
+    names = set(result.column_names)
+    measures = dict(policy.measures)
+    columns: list[tuple[str, str | None, str]] = []   # (space, aggregate or None, column)
+    j = 0
+    while protection.ids(j) in names:
+        columns.append((PEOPLE, None, protection.ids(j)))
+        for a in aggs:
+            if a in measures and protection.nonzero_set(j, a) in names:
+                columns.append((f"measure:{measures[a]}", a, protection.nonzero_set(j, a)))
+        j += 1
+    values = {c: result.column(c).to_pylist() for _, _, c in columns}
+    rows: list[Sets | None] = []
+    for i in range(result.num_rows):
+        if all((i, a) in out for a in aggs):
+            rows.append(None)
+            continue
+        rows.append([(space, values[c][i]) for space, a, c in columns
+                     if a is None or (i, a) not in out])
+    return rows
 
 
 def _differences(result: pa.Table, aggs: list[str], policy: Policy, audit: Audit | None,
-                 out: dict[Cell, dict[str, Any]]) -> tuple[tuple[int, bytes], ...]:
-    """Audit each row still to be released (its people, per table read) against everything
-    the operator was released before (disclosure.audit); a row that fails loses every cell.
-    Returns the (read, set) pairs released."""
-    names = set(result.column_names)
-    reads = 0
-    while protection.ids(reads) in names:
-        reads += 1
-    if audit is None or not reads:
+                 out: dict[Cell, dict[str, Any]]) -> tuple[tuple[str, bytes], ...]:
+    """Audit each row still to be released (its people, per table read and per measure)
+    against everything the operator was released before (disclosure.audit); a row that
+    fails loses every cell. Returns the (space, set) pairs released."""
+    if audit is None or protection.ids(0) not in result.column_names:
         return ()
-    sets = [result.column(protection.ids(j)).to_pylist() for j in range(reads)]
-    rows: list[list[bytes] | None] = [
-        [s[i] for s in sets] if any((i, a) not in out for a in aggs) else None
-        for i in range(result.num_rows)]
-    released: list[tuple[int, bytes]] = []
+    rows = _row_sets(result, aggs, policy, out)
+    released: list[tuple[str, bytes]] = []
     for i, (row, conflict) in enumerate(zip(rows, audit(rows))):
         if row is None:
             continue
         if conflict is None:
-            released += [(j, blob) for j, blob in enumerate(row)]
+            released += row
             continue
         for a in aggs:
             out.setdefault((i, a), {"rule": audit_rules.RULE, "threshold": policy.threshold,

@@ -19,22 +19,28 @@ import numpy as np
 from sandbox.disclosure.audit import Conflict, Partition, digest, members
 from sandbox.lru import LRU
 
-Rows = Sequence[Sequence[bytes] | None]   # per released row, its sets (one per table read)
+# Per released row, its sets: (space, serialized bitmap), the space saying what the people
+# were released about ("people" for groups, "measure:<columns>" for those contributing to a
+# magnitude). Each space has its own partition: a count says nothing about incomes.
+Rows = Sequence[Sequence[tuple[str, bytes]] | None]
 
 
 class Gate:
-    def __init__(self, load: Callable[[str], Iterable[bytes]], max_bytes: int = 2 << 30) -> None:
+    def __init__(self, load: Callable[[str], Iterable[tuple[str, bytes]]],
+                 max_bytes: int = 2 << 30) -> None:
         self._load = load
         self._lock = threading.Lock()
-        self._held: LRU[str, Partition] = LRU(max_bytes, lambda p: p.nbytes)
+        self._held: LRU[str, dict[str, Partition]] = LRU(
+            max_bytes, lambda spaces: sum(p.nbytes for p in spaces.values()))
 
-    def _partition(self, operator: str) -> Partition:
+    def _partitions(self, operator: str) -> dict[str, Partition]:
         held = self._held.get(operator)
         if held is None:
-            held = Partition()
-            for blob in self._load(operator):
-                held.add(members(blob))
-                held.known.add(digest(blob))
+            held = {}
+            for space, blob in self._load(operator):
+                part = held.setdefault(space, Partition())
+                part.add(members(blob))
+                part.known.add(digest(blob))
             self._held.put(operator, held)
         return held
 
@@ -42,30 +48,38 @@ class Gate:
         """Check each row's sets against the operator's releases (and the rows before it)
         and record the rows that pass; per row, why it may not be released, or None."""
         with self._lock:
-            partition = self._partition(operator)
-            out = [_admit(partition, sets, threshold) if sets else None for sets in rows]
-            self._held.put(operator, partition)   # its size may have changed
+            spaces = self._partitions(operator)
+            out = [_admit(spaces, sets, threshold) if sets else None for sets in rows]
+            self._held.put(operator, spaces)   # its size may have changed
             return out
 
 
-def _admit(partition: Partition, sets: Sequence[bytes], threshold: int) -> Conflict | None:
+def _admit(spaces: dict[str, Partition], sets: Sequence[tuple[str, bytes]],
+           threshold: int) -> Conflict | None:
     if threshold <= 1:
         return None
-    digests = [digest(blob) for blob in sets]
-    if all(d in partition.known for d in digests):
+    digests = [(space, digest(blob)) for space, blob in sets]
+    if all(space in spaces and d in spaces[space].known for space, d in digests):
         return None        # asked before: the same people, nothing new to combine
-    arrays = [members(blob) for blob in sets]
-    # A row with several sets (one per table a join read) passes only as a whole: the later
-    # sets are checked against the earlier ones too, and a refusal undoes them.
-    saved = _copy(partition) if len(arrays) > 1 else None
-    for ids in arrays:
+    # A row with several sets (a join's tables, its measures) passes only as a whole: the
+    # later sets are checked against the earlier ones too, and a refusal undoes them all.
+    touched = {space for space, _ in sets}
+    saved = {space: _copy(spaces[space]) for space in touched if space in spaces} \
+        if len(sets) > 1 else {}
+    for space, blob in sets:
+        partition = spaces.setdefault(space, Partition())
+        ids = members(blob)
         conflict = partition.conflict(ids, threshold)
         if conflict is not None:
-            if saved is not None:
-                partition.people, partition.atoms, partition.sizes = saved
+            for name in touched:
+                if name in saved:
+                    spaces[name].people, spaces[name].atoms, spaces[name].sizes = saved[name]
+                elif len(sets) > 1:
+                    spaces.pop(name, None)
             return conflict
         partition.add(ids)
-    partition.known.update(digests)
+    for space, d in digests:
+        spaces[space].known.add(d)
     return None
 
 

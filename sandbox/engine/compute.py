@@ -561,11 +561,13 @@ def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,
         mask = contiguous(counted).to_numpy(zero_copy_only=False).astype(bool)
         if i in checked.tainted or not checked.unique:
             stats.contributors(i, mask)
-        if a.fn in ("sum", "mean", "var", "std"):
-            numbers = _floats(v)
+        if a.fn in protection.DOMINANCE_AGGREGATES:
+            numbers = _floats(v) if pa.types.is_integer(v.type) or pa.types.is_floating(
+                v.type) else np.ones(len(mask))
+            stats.nonzero(i, mask & (numbers != 0))
             if a.fn in ("sum", "mean"):
                 stats.magnitudes(i, np.where(mask, numbers, 0.0))
-            else:
+            elif a.fn in ("var", "std"):
                 stats.extremes(i, numbers, mask)
     for name, column in stats.columns.items():
         grouped = grouped.append_column(name, column)
@@ -894,6 +896,8 @@ def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict
             stats[VALUED + name] = out[f"__c:{name}"]
         stats[f"__c:{name}"] = protection.merge_contributors(both, i, reads, members,
                                                              out[f"__c:{name}"])
+        if a.fn in protection.DOMINANCE_AGGREGATES:
+            stats.update(protection.merge_nonzero(both, i, name, reads, members))
         if a.fn in ("sum", "mean"):
             stats.update(protection.merge_magnitudes(both, i, name, reads, members))
         elif ("stats", i) in quantiles:

@@ -170,6 +170,14 @@ class PartialStats:
                 [serialized(members[a:b][mask[a:b]]) for a, b in self._segments()],
                 pa.binary())
 
+    def nonzero(self, i: int, counted: np.ndarray) -> None:
+        """Per group and read, the people whose contribution to magnitude aggregate `i` is
+        not zero: what a sum over the group says something about (see `nonzero_set`)."""
+        for j, members in enumerate(self.entities):
+            self.columns[f"__z{j}:{i}"] = pa.array(
+                [serialized(members[a:b][counted[self.rows][a:b]]) for a, b in self._segments()],
+                pa.binary())
+
     def magnitudes(self, i: int, contributions: np.ndarray) -> None:
         """Per group and read, the largest contributions of single entities (with who made
         them), and the total: `contributions` per row of the table, 0 where a row does not
@@ -232,6 +240,24 @@ def merge_contributors(parts: pa.Table, i: int, reads: int, groups: Sequence[np.
         sizes = [len(union(blobs[r] for r in rows)) for rows in groups]
         fewest = sizes if fewest is None else [min(a, b) for a, b in zip(fewest, sizes)]
     return pa.array(fewest or [], pa.int64())
+
+
+def nonzero_set(read: int, name: str) -> str:
+    """The column of a released row's people with a non-zero contribution to magnitude
+    aggregate `name`, through read `read`. The audit keeps these apart from the groups'
+    people: a difference of two sums isolates whoever is in one and not the other *and
+    contributes*, so ten people of whom nine contribute 0 isolate the tenth."""
+    return f"__nzset{read}:{name}"
+
+
+def merge_nonzero(parts: pa.Table, i: int, name: str, reads: int,
+                  groups: Sequence[np.ndarray]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for j in range(reads):
+        blobs = parts.column(f"__z{j}:{i}").to_pylist()
+        out[nonzero_set(j, name)] = pa.array(
+            [union(blobs[r] for r in rows).serialize() for rows in groups], pa.binary())
+    return out
 
 
 def merge_magnitudes(parts: pa.Table, i: int, name: str, reads: int,

@@ -112,6 +112,10 @@ class CheckedPlan:
     shadowed: tuple[tuple[str, ...], ...] = ()
     # The keys of joins with no key recorded unique on either side (see _Checker).
     many_to_many: tuple[tuple[str, ...], ...] = ()
+    # Per aggregate, for magnitudes (sum, mean, var, std, quantile): what they measure, named
+    # by the columns their values come from ("population.income"); the release audit keeps
+    # the people who contribute to each such measure apart (None: counts).
+    measures: tuple[str | None, ...] = ()
     # Set for an exact release: a quantile is released as the mean of this many order
     # statistics around its position, never as one person's value (0: exact, as computed).
     quantile_window: int = 0
@@ -434,7 +438,23 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
                for name, cols in sorted(usage.items())},
         coarsen=coarsen, scans=reads, tainted=tainted, shadowed=shadowed,
         many_to_many=tuple(checker.many_to_many),
+        measures=tuple(_measure(a, typer, checker.read) for _, a in plan.aggs),
     )
+
+
+MAGNITUDES = frozenset({"sum", "mean", "var", "std", "quantile"})
+
+
+def _measure(a: p.Agg, typer: _Typer, read: list[DatasetInfo]) -> str | None:
+    """What a magnitude aggregate measures: its sensitive source columns, or failing those
+    all its source columns, as "dataset.column" names (None for counts)."""
+    if a.fn not in MAGNITUDES or a.arg is None:
+        return None
+    sources = sorted({(read[j].name, column) for j, column in typer.sources(a.arg)})
+    sensitive = [(d, c) for d, c in sources
+                 if (info := next(r for r in read if r.name == d).column(c)) is not None
+                 and info.role == "sensitive"]
+    return ",".join(f"{d}.{c}" for d, c in (sensitive or sources)) or "constant"
 
 
 def _tainted(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,

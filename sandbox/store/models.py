@@ -241,6 +241,9 @@ class ReleasedSet(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
     threshold: Mapped[int] = mapped_column(Integer, default=10)
+    # What the people were released about: "people" (a group) or "measure:<columns>" (those
+    # contributing to a magnitude of those columns); each has its own audit (disclosure.gate).
+    space: Mapped[str] = mapped_column(String(300), default="people")
     contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
     dataset: Mapped[str] = mapped_column(String(128))
     digest: Mapped[str] = mapped_column(String(64))

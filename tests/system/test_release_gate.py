@@ -47,13 +47,14 @@ def test_the_audit_spans_contracts_and_survives_a_new_gate(local_world: World,
     assert job["outputs"]["r"]["rows"][0][1] is not None
 
     # The sets were recorded: a gate built afresh from the database refuses it too.
-    def load(operator_id: str) -> list[bytes]:
+    def load(operator_id: str) -> list[tuple[str, bytes]]:
         with w.ctx.reading() as s:
             return list(release_history.load(s, operator_id))
 
     recorded = load(w.operator["id"])
-    assert len(recorded) == 1          # the refused release was not recorded
-    everyone = sorted(protection.union(recorded))
+    # The district's people, and its income earners: the refused release was not recorded.
+    assert sorted(space for space, _ in recorded) == ["measure:population.income", "people"]
+    everyone = sorted(protection.union(blob for space, blob in recorded if space == "people"))
     all_but_one = protection.bitmap(np.array(everyone[:-1], dtype=np.uint64)).serialize()
-    (verdict,) = Gate(load).audit(w.operator["id"], [[all_but_one]], 10)
+    (verdict,) = Gate(load).audit(w.operator["id"], [[("people", all_but_one)]], 10)
     assert verdict is not None and verdict.differs_by == 1

@@ -282,3 +282,8 @@ def test_a_refusal_of_a_set_nearly_an_earlier_one_is_flagged_at_once() -> None:
     assert patterns([obs(rules={"difference": 2}, near=2)]) == ["near_duplicate"]
     # A cross-tabulation splits atoms into small interior pieces: ordinary.
     assert patterns([obs(rules={"difference": 2}, near=0)]) == []
+
+
+def test_quantiles_at_the_very_ends_are_flagged() -> None:
+    assert patterns([obs(extremes=["oldest"])]) == ["extreme"]
+    assert patterns([obs(extremes=[])]) == []

@@ -195,16 +195,18 @@ def _counts(keys: list[str], n: list[int], sets: list[bytes]) -> pa.Table:
 
 
 def test_release_suppresses_a_row_the_audit_refuses_and_records_the_others() -> None:
-    gate = Gate(lambda _: [span(0, 100)])
+    gate = Gate(lambda _: [("people", span(0, 100))])
     result = _counts(["甲", "乙"], [101, 50], [span(0, 101), span(200, 250)])
     out = release(result, ("d",), Policy(10, secondary=False),
                   lambda rows: gate.audit("op-1", rows, 10))
     assert out.body["rows"] == [["甲", None], ["乙", 50]]
     assert out.suppressed[0]["rule"] == "difference" and out.suppressed[0]["differs_by"] == 1
-    assert out.new_sets == ((0, span(200, 250)),)
+    assert out.new_sets == (("people", span(200, 250)),)
     # The gate remembers what it let through, for this operator only.
-    assert gate.audit("op-1", [[span(200, 249)]], 10)[0] is not None
-    assert gate.audit("op-2", [[span(200, 249)]], 10) == [None]
+    assert gate.audit("op-1", [[("people", span(200, 249))]], 10)[0] is not None
+    assert gate.audit("op-2", [[("people", span(200, 249))]], 10) == [None]
+    # … and for what it was released about: a measure of the same people is audited apart.
+    assert gate.audit("op-1", [[("measure:population.income", span(200, 249))]], 10) == [None]
     assert "differs_by" not in repr(operator_view({"releases": [{"suppressed":
                                                                  list(out.suppressed)}]}))
 
@@ -213,9 +215,23 @@ def test_a_row_of_a_join_passes_only_if_all_its_sets_do_together() -> None:
     gate = Gate(lambda _: [])
     # Left: everyone; right: everyone but one. Each alone is new and large; together they
     # would leave that one person alone in an atom.
-    (verdict,) = gate.audit("op", [[span(0, 100), span(0, 99)]], 10)
+    (verdict,) = gate.audit("op", [[("people", span(0, 100)), ("people", span(0, 99))]], 10)
     assert verdict is not None
-    assert gate.audit("op", [[span(0, 100)]], 10) == [None]   # nothing was kept of the refusal
+    # Nothing was kept of the refusal.
+    assert gate.audit("op", [[("people", span(0, 100))]], 10) == [None]
+
+
+def test_ten_people_of_whom_one_contributes_are_one_person_to_a_sum() -> None:
+    """A district's income total, then the district without her and nine people who earn
+    nothing: 10 people apart, but one contributor apart."""
+    gate = Gate(lambda _: [])
+    income = "measure:population.income"
+    district = [("people", span(0, 1000)), (income, span(0, 600))]
+    assert gate.audit("op", [district], 10) == [None]
+    # Without her (600 earns) and nine children (990..999, no income).
+    without = [("people", span(0, 990)), (income, span(0, 599))]
+    (verdict,) = gate.audit("op", [without], 10)
+    assert verdict is not None and verdict.differs_by == 1
 
 
 # --- secondary suppression ------------------------------------------------------------------
