@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from decimal import ROUND_UP, Decimal
 from typing import Any, Mapping
@@ -32,7 +33,8 @@ from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.threshold import cell_threshold
 from sandbox.engine import protection
 from sandbox.engine.compute import VALUED
-from sandbox.engine.executor import IN_PLACE_MAX_ROWS, AggregateResult, Executor
+from sandbox.engine.executor import (IN_PLACE_MAX_ROWS, AggregateResult, DeadlinePassed,
+                                     Executor)
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
 from sandbox.jail.process import Limits, run_in_jail
@@ -104,6 +106,8 @@ class _Handler:
     epsilon_used: dict[str, Epsilon] = field(default_factory=dict)
     new_sets: dict[str, list[tuple[bytes, int, str]]] = field(default_factory=dict)
     observations: list[dict[str, Any]] = field(default_factory=list)
+    # When the job's time runs out (time.monotonic()): partition work stops there.
+    deadline: float | None = None
 
     @property
     def rows_scanned(self) -> int:
@@ -153,7 +157,10 @@ class _Handler:
             checked = dataclasses.replace(checked, disclosure_stats=True,
                                           quantile_window=threshold)
         try:
-            result = self.executor.aggregate(checked)
+            result = self.executor.aggregate(checked, self.deadline)
+        except DeadlinePassed:
+            # The jail's conversation turns this into the job's timeout.
+            raise PlanError("this collect() was stopped at the job's time limit") from None
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             # Evaluation is total, so this is a residual failure of the engine on this data.
             # It must not become the job's outcome (an oracle on values never released): the
@@ -375,7 +382,7 @@ def _seconds(wall: float, limit: float) -> str:
 
 
 def run_job(spec: JobSpec, executor: Executor) -> JobResult:
-    handler = _Handler(spec, executor)
+    handler = _Handler(spec, executor, deadline=time.monotonic() + spec.limits.wall_seconds)
     outcome = run_in_jail(spec.code, dict(spec.params), handler, spec.limits)
     usage = {
         "rows_scanned": handler.rows_scanned,

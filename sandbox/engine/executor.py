@@ -8,6 +8,7 @@ same functions in a loop, for fast unit tests and tiny datasets.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,7 +28,12 @@ class AggregateResult:
 
 
 class Executor(Protocol):
-    def aggregate(self, checked: CheckedPlan) -> AggregateResult: ...
+    def aggregate(self, checked: CheckedPlan,
+                  deadline: float | None = None) -> AggregateResult: ...
+
+
+class DeadlinePassed(Exception):
+    """The job's time ran out while its plan was computed: the work was stopped."""
 
 
 def _result(checked: CheckedPlan, run: join.Run) -> AggregateResult:
@@ -39,7 +45,8 @@ class LocalExecutor:
     def __init__(self, broadcast_max_rows: int = join.BROADCAST_MAX_ROWS) -> None:
         self._broadcast_max_rows = broadcast_max_rows
 
-    def aggregate(self, checked: CheckedPlan) -> AggregateResult:
+    def aggregate(self, checked: CheckedPlan,
+                  deadline: float | None = None) -> AggregateResult:
         return _result(checked, join.run(checked, join.LocalRunner(), self._broadcast_max_rows))
 
 
@@ -68,6 +75,31 @@ class _RayRunner:
         return self._ray.get(handles)
 
 
+class _Deadlined:
+    """A Ray runner whose waits end at the job's deadline: tasks still running then are
+    cancelled, so a job's partition work never outlives the job (`monotonic` deadline)."""
+
+    def __init__(self, runner: _RayRunner, deadline: float) -> None:
+        self._runner, self._deadline = runner, deadline
+        self.caches_scans, self.keeps_scans = runner.caches_scans, runner.keeps_scans
+
+    def put(self, value: Any) -> Any:
+        return self._runner.put(value)
+
+    def call(self, fn: Callable[..., Any], *args: Any, returns: int = 1) -> Any:
+        return self._runner.call(fn, *args, returns=returns)
+
+    def get(self, handles: list[Any]) -> list[Any]:
+        ray = self._runner._ray
+        _, pending = ray.wait(handles, num_returns=len(handles),
+                              timeout=max(0.0, self._deadline - time.monotonic()))
+        if pending:
+            for handle in pending:
+                ray.cancel(handle, force=True)
+            raise DeadlinePassed("the job's time ran out while its plan was computed")
+        return ray.get(handles)
+
+
 class _InPlaceRunner(join.LocalRunner):
     """Task bodies run right here, in the Ray worker that drives the job, still reading
     through the scan cache."""
@@ -91,7 +123,10 @@ class RayExecutor:
         self._broadcast_max_rows = broadcast_max_rows
         self._in_place_max_rows = in_place_max_rows
 
-    def aggregate(self, checked: CheckedPlan) -> AggregateResult:
+    def aggregate(self, checked: CheckedPlan,
+                  deadline: float | None = None) -> AggregateResult:
         small = sum(read.dataset.row_count for read in checked.reads) <= self._in_place_max_rows
-        runner = self._in_place if small else self._runner
+        runner: Any = self._in_place if small else self._runner
+        if not small and deadline is not None:
+            runner = _Deadlined(self._runner, deadline)
         return _result(checked, join.run(checked, runner, self._broadcast_max_rows))

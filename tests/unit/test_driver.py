@@ -172,7 +172,7 @@ def test_a_plan_the_engine_cannot_evaluate_releases_nothing_and_the_job_goes_on(
         people: DatasetInfo, monkeypatch: pytest.MonkeyPatch) -> None:
     import pyarrow as pa
 
-    def broken(checked: Any) -> Any:
+    def broken(checked: Any, deadline: Any = None) -> Any:
         raise pa.ArrowInvalid("value 123456 out of range")
 
     executor = LocalExecutor()

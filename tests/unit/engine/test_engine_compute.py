@@ -372,3 +372,26 @@ def test_dictionary_reads_give_the_same_results_as_plain_ones(tmp_path: Any) -> 
             encoded = LocalExecutor().aggregate(checked).table
         assert encoded.equals(plain), plan._node
         assert all(not pa.types.is_dictionary(f.type) for f in encoded.schema)
+
+
+def test_partition_work_stops_at_the_jobs_deadline(ray_local: None, tmp_path: Any) -> None:
+    """Ray tasks still running when a job's time is up are cancelled, not waited for."""
+    import time as clock
+
+    import ray
+
+    from sandbox.engine.executor import DeadlinePassed, _Deadlined, _RayRunner
+
+    @ray.remote(num_cpus=1)
+    def slow() -> int:
+        clock.sleep(30)
+        return 1
+
+    runner = _Deadlined(_RayRunner(ray), clock.monotonic() + 0.5)
+    handle = slow.remote()
+    started = clock.monotonic()
+    with pytest.raises(DeadlinePassed):
+        runner.get([handle])
+    assert clock.monotonic() - started < 5
+    with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+        ray.get(handle, timeout=10)
