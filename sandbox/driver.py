@@ -108,6 +108,13 @@ class _Handler:
     observations: list[dict[str, Any]] = field(default_factory=list)
     # When the job's time runs out (time.monotonic()): partition work stops there.
     deadline: float | None = None
+    # The gate releases are audited by: the instance's, or (a job run on its own, without
+    # one) a gate of the job's own, so that its releases are still audited together.
+    gate: Any = None
+
+    def __post_init__(self) -> None:
+        if self.gate is None:
+            self.gate = self.spec.gate if self.spec.gate is not None else Gate(lambda _: ())
 
     @property
     def rows_scanned(self) -> int:
@@ -215,11 +222,8 @@ class _Handler:
         return released, ()
 
     def _audit(self, threshold: int, rows: list[control.Sets | None]) -> list[Any]:
-        gate = self.spec.gate
-        if gate is None:
-            # No instance gate (a job run on its own): its releases are audited together.
-            gate = self._own_gate = getattr(self, "_own_gate", None) or Gate(lambda _: ())
-        if hasattr(gate, "audit") and hasattr(gate.audit, "remote"):
+        gate = self.gate
+        if hasattr(gate.audit, "remote"):   # the Ray actor
             import ray
 
             return ray.get(gate.audit.remote(self.spec.operator_id, rows, threshold))  # type: ignore[no-any-return]
@@ -268,12 +272,10 @@ def _observe(checked: CheckedPlan, result: AggregateResult | None, released: con
     rules: dict[str, int] = {}
     for cell in released.suppressed:
         rules[cell["rule"]] = rules.get(cell["rule"], 0) + 1
-    selected: list[int] = []
     table = result.table if result is not None else None
-    j = 0
-    while table is not None and protection.ids(j) in table.column_names:
-        selected.append(len(protection.union(table.column(protection.ids(j)).to_pylist())))
-        j += 1
+    selected = [] if table is None else [
+        len(protection.union(table.column(protection.ids(j)).to_pylist()))
+        for j in range(protection.reads_in(table.column_names))]
     sensitive = any(c is not None and c.role == "sensitive"
                     for read in checked.reads for name in read.columns
                     if (c := read.dataset.column(name)) is not None)
@@ -286,7 +288,7 @@ def _observe(checked: CheckedPlan, result: AggregateResult | None, released: con
         "cells": len(released.body["rows"]) * len(checked.plan.aggs),
         "padded": _padded(table, threshold) if table is not None else 0,
         "evaluated": result is not None, "private": checked.clamp is not None,
-        "pinpoints": _pinpoints(checked),
+        "pinpoints": _pinpoints(checked, form),
         "extremes": [name for name, a in checked.plan.aggs if a.fn == "quantile"
                      and a.param is not None and not EXTREME_Q <= a.param <= 1 - EXTREME_Q],
         # Cells the audit refused because their set is nearly an earlier one.
@@ -302,15 +304,16 @@ EXTREME_Q = 0.01
 PINPOINT_DISTINCT = 100
 
 
-def _pinpoints(checked: CheckedPlan) -> list[str]:
-    """Columns the plan matches exactly against constants that name few people: identifiers
-    and fine quasi-identifiers compared with `==` or `isin` (in a filter, a case() or any
-    expression). Decided from the code and the catalog alone."""
+def _pinpoints(checked: CheckedPlan, form: Any) -> list[str]:
+    """Columns the plan (`form`: its JSON with literals blanked, `plan.shape`) matches
+    exactly against constants that name few people: identifiers and fine quasi-identifiers
+    compared with `==` or `isin` (in a filter, a case() or any expression). Decided from the
+    code and the catalog alone."""
     fine = {c.name for read in checked.reads for c in read.dataset.columns
             if c.role == "identifier" or (c.role == "quasi_identifier"
                                           and (c.distinct or 0) > PINPOINT_DISTINCT)}
     found: set[str] = set()
-    stack: list[Any] = [p.plan_to_json(checked.plan)]
+    stack: list[Any] = [form]
     while stack:
         x = stack.pop()
         if isinstance(x, dict):

@@ -218,13 +218,11 @@ def _row_sets(result: pa.Table, aggs: list[str], policy: Policy,
     names = set(result.column_names)
     measures = dict(policy.measures)
     columns: list[tuple[str, str | None, str]] = []   # (space, aggregate or None, column)
-    j = 0
-    while protection.ids(j) in names:
+    for j in range(protection.reads_in(names)):
         columns.append((PEOPLE, None, protection.ids(j)))
         for a in aggs:
             if a in measures and protection.nonzero_set(j, a) in names:
                 columns.append((f"measure:{measures[a]}", a, protection.nonzero_set(j, a)))
-        j += 1
     values = {c: result.column(c).to_pylist() for _, _, c in columns}
     rows: list[Sets | None] = []
     for i in range(result.num_rows):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,8 +147,8 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
 # made on the double-precision result, which is exact to well within the margin.
 INT_LIMIT = 9.2e18
 _ARITHMETIC = {"add": pc.add, "sub": pc.subtract, "mul": pc.multiply}
-_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
-_WHOLE = re.compile(r"^[+-]?[0-9]{1,18}$")
+_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_WHOLE = r"^[+-]?[0-9]{1,18}$"
 
 
 def _null_where(bad: Any, x: Any) -> Any:
@@ -233,7 +232,7 @@ def _float_to_int(x: Any) -> Any:
 
 
 def _text_to_float(x: Any) -> Any:
-    return finite(pc.cast(_null_where(pc.invert(pc.match_substring_regex(x, _NUMBER.pattern)),
+    return finite(pc.cast(_null_where(pc.invert(pc.match_substring_regex(x, _NUMBER)),
                                       x), pa.float64()))
 
 
@@ -242,9 +241,9 @@ def _cast(x: pa.Array | pa.ChunkedArray, kind: str) -> Any:
         return pc.cast(x, pa.string())
     text = pa.types.is_string(x.type) or pa.types.is_large_string(x.type)
     if kind == "float":
-        return _text_to_float(x) if text else pc.cast(x, pa.float64(), safe=False)
+        return _text_to_float(x) if text else _as_double(x)
     if text:
-        whole = pc.fill_null(pc.match_substring_regex(x, _WHOLE.pattern), False)
+        whole = pc.fill_null(pc.match_substring_regex(x, _WHOLE), False)
         exact = pc.cast(_null_where(pc.invert(whole), x), pa.int64())
         return pc.coalesce(exact, _float_to_int(_text_to_float(_null_where(whole, x))))
     if pa.types.is_floating(x.type):
@@ -314,7 +313,7 @@ def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
         traced = view is not None and col is not None and any(SHADOW + u in present
                                                                for u in used)
         new.append((name, col, _as_column(evaluate(e, view), table.num_rows)
-                    if traced and view is not None else None))
+                    if traced else None))
     for name, col, shadow in new:
         table = _put(table, name, col)
         table = _put(table, SHADOW + name, shadow)
@@ -561,9 +560,8 @@ def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,
         mask = contiguous(counted).to_numpy(zero_copy_only=False).astype(bool)
         if i in checked.tainted or not checked.unique:
             stats.contributors(i, mask)
-        if a.fn in protection.DOMINANCE_AGGREGATES:
-            numbers = _floats(v) if pa.types.is_integer(v.type) or pa.types.is_floating(
-                v.type) else np.ones(len(mask))
+        if a.fn in p.MAGNITUDES:   # numeric arguments only (engine.validate)
+            numbers = _floats(v)
             stats.nonzero(i, mask & (numbers != 0))
             if a.fn in ("sum", "mean"):
                 stats.magnitudes(i, np.where(mask, numbers, 0.0))
@@ -572,10 +570,6 @@ def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,
     for name, column in stats.columns.items():
         grouped = grouped.append_column(name, column)
     return grouped
-
-
-def _joins(checked: CheckedPlan) -> bool:
-    return len(checked.reads) > 1
 
 
 ALL = "__all"
@@ -896,7 +890,7 @@ def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict
             stats[VALUED + name] = out[f"__c:{name}"]
         stats[f"__c:{name}"] = protection.merge_contributors(both, i, reads, members,
                                                              out[f"__c:{name}"])
-        if a.fn in protection.DOMINANCE_AGGREGATES:
+        if a.fn in p.MAGNITUDES:
             stats.update(protection.merge_nonzero(both, i, name, reads, members))
         if a.fn in ("sum", "mean"):
             stats.update(protection.merge_magnitudes(both, i, name, reads, members))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import array
 import hashlib
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyroaring import BitMap, BitMap64
 
-# Aggregates whose cells are magnitudes one large contribution can dominate.
-DOMINANCE_AGGREGATES = frozenset({"sum", "mean", "var", "std", "quantile"})
 # Per partition and group, the largest entity contributions kept for the merge: an entity's
 # rows split over partitions are summed across them when each part is among these.
 KEEP_TOP = 8
@@ -57,11 +55,16 @@ def ids(scan: int) -> str:
 IDS = ids(0)
 
 
+def reads_in(columns: Collection[str]) -> int:
+    """How many tables' people a merged result carries (its `ids(j)` columns)."""
+    j = 0
+    while ids(j) in columns:
+        j += 1
+    return j
+
+
 def top(scan: int, name: str) -> str:
     return f"__top{scan}:{name}"
-
-
-TOP = "__top0:"
 
 
 def _tag(dataset: str) -> int:

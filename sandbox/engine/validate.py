@@ -442,13 +442,10 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
     )
 
 
-MAGNITUDES = frozenset({"sum", "mean", "var", "std", "quantile"})
-
-
 def _measure(a: p.Agg, typer: _Typer, read: list[DatasetInfo]) -> str | None:
     """What a magnitude aggregate measures: its sensitive source columns, or failing those
     all its source columns, as "dataset.column" names (None for counts)."""
-    if a.fn not in MAGNITUDES or a.arg is None:
+    if a.fn not in p.MAGNITUDES or a.arg is None:
         return None
     sources = sorted({(read[j].name, column) for j, column in typer.sources(a.arg)})
     sensitive = [(d, c) for d, c in sources

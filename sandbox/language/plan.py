@@ -36,6 +36,9 @@ AGGREGATES: dict[str, bool] = {  # name -> takes an argument
     "min": True, "max": True, "quantile": True,
 }
 
+# Aggregates of magnitudes, which one large contribution can dominate (counts are not).
+MAGNITUDES = frozenset({"sum", "mean", "var", "std", "quantile"})
+
 # Aggregates that take a number besides their column: quantile(col, q) with q in [0, 1].
 PARAM_AGGREGATES = frozenset({"quantile"})
 

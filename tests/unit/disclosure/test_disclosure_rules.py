@@ -62,7 +62,7 @@ def _magnitude(tops: list[list[float]], masses: list[float], n: list[int]) -> pa
     return pa.table({
         "industry": [f"行业{i}" for i in range(len(n))],
         "total": masses, "__c:total": n,
-        protection.TOP + "total": pa.array(tops, pa.list_(pa.float64())),
+        protection.top(0, "total"): pa.array(tops, pa.list_(pa.float64())),
         protection.MASS + "total": masses,
     })
 
