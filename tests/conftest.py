@@ -87,11 +87,19 @@ class World:
                                 files={"file": (f"{name}.parquet", parquet_bytes(table))},
                                 data={"meta": json.dumps(meta, ensure_ascii=False)})
 
-    def active_contract(self, grants: dict[str, Any] | None = None, operator: str = "operator",
-                        **terms: Any) -> str:
-        """Apply, approve, sign by bureau and operator; returns the active contract's id."""
-        op = getattr(self, operator)
-        key = self.operator_key if operator == "operator" else self.other_key
+    def register_operator(self, name: str, license_no: str
+                          ) -> tuple[dict[str, Any], Ed25519PrivateKey]:
+        """A new licensed operator, registered by the bureau with an Ed25519 key of its own."""
+        key = generate_private_key()
+        r = self.client.post("/v1/principals", headers=self.h(self.bureau), json={
+            "name": name, "role": "operator", "public_key": public_key_b64(key),
+            "license_no": license_no})
+        assert r.status_code == 201, r.text
+        return r.json(), key
+
+    def activate(self, op: dict[str, Any], key: Ed25519PrivateKey,
+                 grants: dict[str, Any] | None = None, **terms: Any) -> str:
+        """Apply as `op`, approve, sign by bureau and operator; the active contract's id."""
         body = {"datasets": grants or GRANTS, "purpose": "养老服务设施规划",
                 "purpose_class": "commercial", "valid_from": "2026-01-01T00:00:00Z",
                 "valid_to": "2030-01-01T00:00:00Z", **terms}
@@ -106,8 +114,14 @@ class World:
             self.client.get(f"/v1/contracts/{cid}", headers=self.h(op)).json()["canonical"])
         r = self.client.post(f"/v1/contracts/{cid}/sign", json={"signature": sign(key, canonical)},
                              headers=self.h(op))
-        assert r.json()["status"] == "active", r.text
+        assert r.status_code == 200 and r.json()["status"] == "active", r.text
         return cid
+
+    def active_contract(self, grants: dict[str, Any] | None = None, operator: str = "operator",
+                        **terms: Any) -> str:
+        """An active contract of the world's operator (or `other_operator`)."""
+        key = self.operator_key if operator == "operator" else self.other_key
+        return self.activate(getattr(self, operator), key, grants, **terms)
 
     def run(self, contract_id: str, code: str, operator: str = "operator",
             **extra: Any) -> Any:

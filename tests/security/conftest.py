@@ -150,6 +150,19 @@ def leaks(target: Attacked, text: str) -> list[str]:
     return found
 
 
+def assert_flagged(w: World, principals: list[dict[str, Any]]) -> list[str]:
+    """The patterns the attackers' jobs raised, which only the regulator sees: at least one
+    (detection, the second line of exact mode, whatever the release gate did)."""
+    raised = []
+    for who in principals:
+        r = w.client.get(f"/v1/flags?operator_id={who['id']}", headers=w.h(w.regulator))
+        assert r.status_code == 200, r.text
+        raised += [f["pattern"] for f in r.json()["flags"]]
+        assert w.client.get("/v1/flags", headers=w.h(who)).status_code == 403
+    assert raised, "the attack raised no flag for the regulator"
+    return raised
+
+
 def assert_contained(target: Attacked, outcome: Outcome) -> None:
     """The attack ended as rejected or failed, was explained, and revealed nothing."""
     assert outcome.status in ("rejected", "failed"), outcome

@@ -27,7 +27,6 @@ Classes of attack:
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import math
@@ -43,10 +42,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from conftest import World, make_world
 
-from operators.keys import generate_private_key, public_key_b64, sign
 from sandbox.catalog.synthetic import HUKOU_TYPES
 
-from .conftest import LAX_GRANTS
+from .conftest import LAX_GRANTS, assert_flagged
 
 # Every use of every column, joins included.
 GRANTS = {"population": {column: [*uses, "join"]
@@ -90,22 +88,8 @@ class Operator:
 
     def new_contract(self, grants: dict[str, Any] | None = None, **terms: Any) -> str:
         """Apply, have it approved and signed by the bureau, sign it: an active contract."""
-        w = self.world
-        body = {"datasets": grants or GRANTS, "purpose": "居民收入结构研究",
-                "purpose_class": "commercial", "valid_from": "2026-01-01T00:00:00Z",
-                "valid_to": "2030-01-01T00:00:00Z", **terms}
-        r = w.client.post("/v1/contracts", json=body, headers=self.headers)
-        assert r.status_code == 201, r.text
-        cid = r.json()["id"]
-        assert w.client.post(f"/v1/contracts/{cid}/approve",
-                             headers=w.h(w.provider)).status_code == 200
-        assert w.client.post(f"/v1/contracts/{cid}/sign",
-                             headers=w.h(w.bureau)).status_code == 200
-        canonical = base64.b64decode(
-            w.client.get(f"/v1/contracts/{cid}", headers=self.headers).json()["canonical"])
-        r = w.client.post(f"/v1/contracts/{cid}/sign",
-                          json={"signature": sign(self.key, canonical)}, headers=self.headers)
-        assert r.status_code == 200 and r.json()["status"] == "active", r.text
+        cid = self.world.activate(self.principal, self.key, grants or GRANTS,
+                                  **{"purpose": "居民收入结构研究", **terms})
         self.contracts.append(cid)
         return cid
 
@@ -192,30 +176,14 @@ def new_operator(attack_world: World) -> Iterator[Callable[..., Operator]]:
 
     def make(grants: dict[str, Any] | None = None, **terms: Any) -> Operator:
         count = next(_registered)
-        key = generate_private_key()
-        w = attack_world
-        r = w.client.post("/v1/principals", headers=w.h(w.bureau), json={
-            "name": f"攻击测试公司{count}", "role": "operator", "public_key": public_key_b64(key),
-            "license_no": f"授权运营-2026-A{count:03d}"})
-        assert r.status_code == 201, r.text
-        op = Operator(w, r.json(), key)
+        op = Operator(attack_world, *attack_world.register_operator(
+            f"攻击测试公司{count}", f"授权运营-2026-A{count:03d}"))
         op.new_contract(grants, **terms)
         made.append(op)
         return op
 
     yield make
-    assert_flagged(attack_world, made)
-
-
-def assert_flagged(w: World, attackers: list[Operator]) -> None:
-    """At least one of the attackers' jobs raised a flag, which only the regulator sees."""
-    raised = []
-    for op in attackers:
-        r = w.client.get(f"/v1/flags?operator_id={op.principal['id']}", headers=w.h(w.regulator))
-        assert r.status_code == 200, r.text
-        raised += [f["pattern"] for f in r.json()["flags"]]
-        assert w.client.get("/v1/flags", headers=op.headers).status_code == 403
-    assert raised, "the attack raised no flag for the regulator"
+    assert_flagged(attack_world, [op.principal for op in made])
 
 
 @pytest.fixture

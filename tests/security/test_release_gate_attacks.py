@@ -23,7 +23,6 @@ same people (5), timing (6), and robustness of the params document (7).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import itertools
 import json
@@ -38,7 +37,7 @@ import pytest
 from conftest import World, auth, make_world
 from httpx import Response
 
-from operators.keys import generate_private_key, public_key_b64, sign
+from .conftest import assert_flagged
 
 USES = ["group_by", "filter", "aggregate", "join"]
 ENVELOPE = {"ok", "status", "code", "error"}
@@ -108,47 +107,14 @@ def fresh(gate: World, everything: dict[str, Any],
     made: list[Operator] = []
 
     def make(grants: dict[str, Any] | None = None) -> Operator:
-        w = gate
-        key = generate_private_key()
         n = next(_names)
-        r = w.client.post("/v1/principals", headers=w.h(w.bureau), json={
-            "name": f"攻击测试运营方{n}", "role": "operator",
-            "public_key": public_key_b64(key), "license_no": f"授权运营-2026-A{n:03d}"})
-        assert r.status_code == 201, r.text
-        who = r.json()
-        body = {"datasets": grants or everything, "purpose": "养老服务设施规划",
-                "purpose_class": "commercial", "valid_from": "2026-01-01T00:00:00Z",
-                "valid_to": "2030-01-01T00:00:00Z"}
-        r = w.client.post("/v1/contracts", json=body, headers=auth(who["token"]))
-        assert r.status_code == 201, r.text
-        cid = r.json()["id"]
-        assert w.client.post(f"/v1/contracts/{cid}/approve",
-                             headers=w.h(w.provider)).status_code == 200
-        assert w.client.post(f"/v1/contracts/{cid}/sign",
-                             headers=w.h(w.bureau)).status_code == 200
-        canonical = base64.b64decode(w.client.get(f"/v1/contracts/{cid}",
-                                                  headers=auth(who["token"])).json()["canonical"])
-        r = w.client.post(f"/v1/contracts/{cid}/sign", json={"signature": sign(key, canonical)},
-                          headers=auth(who["token"]))
-        assert r.json()["status"] == "active", r.text
-        made.append(Operator(w, who, cid))
+        who, key = gate.register_operator(f"攻击测试运营方{n}", f"授权运营-2026-A{n:03d}")
+        made.append(Operator(gate, who, gate.activate(who, key, grants or everything)))
         return made[-1]
 
     yield make
     if request.node.get_closest_marker("no_flag") is None:
-        flagged(gate, made)
-
-
-def flagged(w: World, attackers: list[Operator]) -> list[str]:
-    """The patterns the attackers' jobs raised, which only the regulator sees; at least one."""
-    raised = []
-    for op in attackers:
-        r = w.client.get(f"/v1/flags?operator_id={op.principal['id']}", headers=w.h(w.regulator))
-        assert r.status_code == 200, r.text
-        raised += [f["pattern"] for f in r.json()["flags"]]
-        assert w.client.get("/v1/flags", headers=op.headers).status_code == 403
-    assert raised, "the attack raised no flag for the regulator"
-    return raised
+        assert_flagged(gate, [op.principal for op in made])
 
 
 @pytest.fixture
@@ -637,7 +603,7 @@ def test_the_keys_of_a_released_table_are_caught_as_an_oracle_before_a_search_co
     w = op.world
     contract = w.client.get(f"/v1/contracts/{op.contract}", headers=op.headers).json()
     assert contract["status"] == "suspended"
-    assert "pinpoint" in flagged(w, [op])
+    assert "pinpoint" in assert_flagged(w, [op.principal])
 
 
 # === 5. several datasets of the same people ==================================================
