@@ -24,6 +24,12 @@ would tell an attacker something about the data and how to stay unnoticed.
                                  exact birth date): naming one person in a filter
     extreme                 1    quantiles at the very ends (below 1 % or above 99 %): asking
                                  for the oldest, the richest
+    escape                  5    code reaching past the language for the host or the
+                                 interpreter (language.signs), whether or not it compiled
+    probe                   1    code trying what the language leaves out or treating its
+                                 objects as something else
+    exhaustion              1    code built or run to exhaust a limit (size, depth, time,
+                                 memory, requests)
 
 A job raises each pattern at most once; the flag's detail lists the releases (collects) that
 matched. Releases under differential privacy are protected by their noise and raise only
@@ -253,6 +259,28 @@ def refused(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     return {"index": obs.get("index"), "refused": obs["refused"], "reason": obs.get("reason")}
 
 
+def _sign(kind: str) -> Check:
+    def check(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
+        shown = list((obs.get("signs") or {}).get(kind) or ())
+        return {"index": obs.get("index"), "signs": shown} if shown else None
+    return check
+
+
+def escape(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
+    """Code reaching past the language for the host or the interpreter's insides."""
+    return _sign("escape")(obs, ctx)
+
+
+def probe(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
+    """Code trying what the language leaves out, or its objects as something else."""
+    return _sign("probe")(obs, ctx)
+
+
+def exhaustion(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
+    """Code built or run to exhaust a limit: size, depth, time, memory, requests."""
+    return _sign("exhaustion")(obs, ctx)
+
+
 Check = Callable[[Observation, _Context], dict[str, Any] | None]
 
 
@@ -279,7 +307,13 @@ PATTERNS: tuple[Pattern, ...] = tuple(
         (refused, 1, True),
         (pinpoint, 2, True),
         (extreme, 1, True),
+        (escape, 5, True),
+        (probe, 1, True),
+        (exhaustion, 1, True),
     ))
+# Patterns about the code rather than a release: the only ones an observation of the code
+# (one with `signs`) is checked against, and checked only against such observations.
+CODE_PATTERNS = frozenset({"escape", "probe", "exhaustion"})
 SCORES: dict[str, int] = {p.name: p.score for p in PATTERNS}
 
 
@@ -301,9 +335,12 @@ def detect(job_id: str, observations: Sequence[Observation], recent: Iterable[Se
                 continue
             if obs.get("refused") and pattern.check is not refused:
                 continue   # nothing was read: only the refusal itself says something
+            if ("signs" in obs) != (pattern.name in CODE_PATTERNS):
+                continue
             detail = pattern.check(obs, ctx)
             if detail is not None:
                 found.setdefault(pattern.name, []).append(detail)
-        earlier.append(seen(job_id, obs, now))
+        if "signs" not in obs:
+            earlier.append(seen(job_id, obs, now))
     return [Flag(p.name, p.score, {"releases": found[p.name]}) for p in PATTERNS
             if p.name in found]

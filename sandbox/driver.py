@@ -39,7 +39,9 @@ from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
 from sandbox.jail.process import Limits, run_in_jail
 from sandbox.language import plan as p
+from sandbox.language import signs
 from sandbox.language.plan import plan_from_json
+from sandbox.language.policy import allowed_names
 
 OUTPUT_NAME = re.compile(r"^[\w.\-]{1,128}$")
 MAX_SCALAR_CHARS = 10_000
@@ -149,8 +151,7 @@ class _Handler:
                 f"this collect() would scan {more} more rows of "
                 f"{', '.join(repr(d.name) for d in read)}, beyond the "
                 f"{self.spec.max_rows} rows this job was quoted for; each collect() call site is "
-                "quoted once, so avoid calling collect() in a loop"
-            )
+                "quoted once, so avoid calling collect() in a loop", sign="exhaustion")
         epsilon = self._private_share(ds.name)
         # A joined cell is as sensitive as the most sensitive dataset it draws on.
         threshold = max(cell_threshold(d.level, dict(self.spec.thresholds),
@@ -247,19 +248,19 @@ class _Handler:
                 f"this job's ε of {total} for dataset '{dataset}' is used up: each collect() "
                 f"of it spends ε/{max(self.spec.collect_sites, 1)}, one share per collect() "
                 "call site. Put the aggregates you need into one collect(), and avoid "
-                "calling collect() in a loop")
+                "calling collect() in a loop", sign="exhaustion")
         return share
 
     def emit(self, name: Any, value: Any) -> None:
         if not isinstance(name, str) or not OUTPUT_NAME.match(name):
-            raise PlanError("output names are 1–128 letters, digits, '_', '-' or '.'")
+            raise PlanError("output names are 1–128 letters, digits, '_', '-' or '.'",
+                            sign=_name_sign(name))
         if name in self.outputs:
             raise PlanError(f"output {name!r} was already emitted; use a different name")
         if len(self.outputs) >= self.spec.max_outputs:
             raise QuotaExceeded(
                 f"this job was quoted for {self.spec.max_outputs} output(s); each emit() call "
-                "site is quoted once, so avoid emit() in a loop"
-            )
+                "site is quoted once, so avoid emit() in a loop", sign="exhaustion")
         self.outputs[name] = _check_output(value, self.released)
 
 
@@ -364,11 +365,19 @@ def _refuse_private_join(contract: ContractDocument, read: tuple[DatasetInfo, ..
             "without join()")
 
 
+def _name_sign(name: Any) -> str | None:
+    if not isinstance(name, str):
+        return "probe"
+    # A path in an output name is aimed at wherever outputs are stored.
+    return "escape" if "/" in name or "\\" in name or ".." in name else None
+
+
 def _check_output(value: Any, released: set[str]) -> dict[str, Any]:
     """The jail is untrusted: an output must be a table this job released, or one scalar."""
     if isinstance(value, dict) and value.get("kind") == "table":
         if _canonical(value) not in released:
-            raise PlanError("emit() of a table must pass a collected result unchanged")
+            raise PlanError("emit() of a table must pass a collected result unchanged",
+                            sign="probe")
         return value
     if isinstance(value, dict) and value.get("kind") == "scalar" and set(value) == {"kind", "value"}:
         v = value["value"]
@@ -377,7 +386,8 @@ def _check_output(value: Any, released: set[str]) -> dict[str, Any]:
         if v is None or isinstance(v, (bool, int, float)) or (
                 isinstance(v, str) and len(v) <= MAX_SCALAR_CHARS):
             return value
-    raise PlanError("emit() takes a collected table or a single number, string or boolean")
+    raise PlanError("emit() takes a collected table or a single number, string or boolean",
+                    sign="probe")
 
 
 def _seconds(wall: float, limit: float) -> str:
@@ -408,8 +418,18 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         printed=outcome.printed,
         # Whatever the outcome, the job's code saw these cells (and may have printed them).
         released_sets=handler.new_sets,
-        observations=handler.observations,
+        observations=[*handler.observations,
+                      *code_observation(spec.code, len(handler.releases), outcome.sign)],
     )
+
+
+def code_observation(code: str, index: int, ending: str | None = None) -> list[dict[str, Any]]:
+    """What the code itself and the way it ended say (language.signs), as an observation
+    for detection; none when they say nothing."""
+    found = signs.static_signs(code, allowed_names())
+    if ending is not None:
+        found.setdefault(ending, []).append("how the job ended")
+    return [{"index": index, "signs": found}] if found else []
 
 
 def run_job_on_ray(spec: JobSpec) -> JobResult:

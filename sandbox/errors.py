@@ -28,9 +28,12 @@ from __future__ import annotations
 class SandboxError(Exception):
     code = "error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, sign: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # What the error says about the code that caused it (`sandbox.language.signs`), for
+        # detection: never part of what the operator is shown.
+        self.sign = sign
 
 
 class BadRequest(SandboxError):
@@ -44,8 +47,9 @@ class PlanError(BadRequest):
 class CompileError(BadRequest):
     code = "code_rejected"
 
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(f"line {line}: {message}" if line else message)
+    def __init__(self, message: str, line: int | None = None, *,
+                 sign: str | None = None) -> None:
+        super().__init__(f"line {line}: {message}" if line else message, sign=sign)
         self.line = line
 
 

@@ -54,15 +54,17 @@ def record(session: Session, job: Job, observations: Sequence[Mapping[str, Any]]
     observed = _with_cells(observations, job.disclosure)
     recent = _recent(session, job, observed, now)
     found = detection.detect(job.id, observed, recent, now)
-    # A Core insert: the rows are never updated, so they need no unit-of-work bookkeeping.
-    session.execute(insert(JobObservation), [dict(
+    kept = [dict(
         job_id=job.id, operator_id=job.operator_id, contract_id=job.contract_id,
         index=int(o.get("index", i)), shape=str(o.get("shape", "")),
         literals=list(o.get("literals") or []),
         literals_key=detection.literals_key(o.get("literals")),
         dataset=str(o.get("dataset", "")), hidden=detection.hidden(o),
         differenced=detection.differenced(o), created_at=now)
-        for i, o in enumerate(observed)])
+        for i, o in enumerate(observed) if "signs" not in o]
+    if kept:
+        # A Core insert: the rows are never updated, so need no unit-of-work bookkeeping.
+        session.execute(insert(JobObservation), kept)
     if not found:
         return []
     _name_earlier_constants(session, job.operator_id, [f.detail for f in found])
@@ -101,7 +103,8 @@ def _recent(session: Session, job: Job, observed: Sequence[Mapping[str, Any]],
               "limit": detection.RECENT_LIMIT}
     by_constants, refused, load = _recent_queries()
     ids: set[int] = set()
-    for shape in sorted({str(x.get("shape", "")) for x in observed if not x.get("private")}):
+    for shape in sorted({str(x.get("shape", "")) for x in observed
+                         if not x.get("private") and "signs" not in x}):
         ids.update(session.scalars(by_constants, {**window, "shape": shape}))
     if any(detection.hidden(x) or detection.differenced(x) for x in observed):
         ids.update(session.scalars(refused, window))
@@ -189,7 +192,8 @@ _ABOUT = {p.name: p.summary for p in detection.PATTERNS}
 
 def listing(ctx: Context, actor: Actor, operator_id: str | None = None,
             contract_id: str | None = None, pattern: str | None = None,
-            unreviewed: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+            unreviewed: bool = False, limit: int = 100, offset: int = 0,
+            job_id: str | None = None) -> list[dict[str, Any]]:
     """Flags, newest first, each with its job's code and params. Regulator only."""
     require(actor, Role.regulator)
     limit, offset = oversight.checked_page(limit, offset)
@@ -201,6 +205,8 @@ def listing(ctx: Context, actor: Actor, operator_id: str | None = None,
         q = q.where(Flag.operator_id == operator_id)
     if contract_id:
         q = q.where(Flag.contract_id == contract_id)
+    if job_id:
+        q = q.where(Flag.job_id == job_id)
     if pattern:
         q = q.where(Flag.pattern == pattern)
     if unreviewed:

@@ -43,7 +43,8 @@ from sandbox.catalog.models import DatasetInfo
 from sandbox.context import Context, ensure_ray
 from sandbox.disclosure.dominance import parse_rules
 from sandbox.disclosure.threshold import operator_view
-from sandbox.driver import JobResult, JobSpec, output_digest, run_job, run_job_on_ray
+from sandbox.driver import (JobResult, JobSpec, code_observation, output_digest, run_job,
+                            run_job_on_ray)
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import check_group_key
 from sandbox.errors import (
@@ -302,9 +303,12 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
         s.flush()
         log.append(s, "job.rejected", actor.id, job_id,
                    {"contract_id": req.contract_id, "code_sha256": _sha(req.code), "error": error})
+        observed = code_observation(req.code, 0, getattr(exc, "sign", None))
         if isinstance(exc, DisclosureRefused):
             # Refused by the disclosure rules before it ran: a sign for the regulator too.
-            _detect(ctx, s, job, [{"index": 0, "refused": exc.code, "reason": str(exc)[:300]}])
+            observed.append({"index": 0, "refused": exc.code, "reason": str(exc)[:300]})
+        if observed:
+            _detect(ctx, s, job, observed)
     return job_id
 
 

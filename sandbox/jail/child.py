@@ -19,9 +19,10 @@ from RestrictedPython.PrintCollector import PrintCollector
 
 from sandbox.errors import CompileError, PlanError, SandboxError
 from sandbox.jail import seccomp
-from sandbox.jail.protocol import read_frame, write_frame
-from sandbox.language.api import Released, Table, namespace
+from sandbox.jail.protocol import FrameError, read_frame, write_frame
+from sandbox.language.api import LANGUAGE_TYPES, Released, Table, namespace
 from sandbox.language.policy import FILENAME, compile_job, restricted_globals
+from sandbox.language.signs import EXHAUSTION, runtime_sign
 
 MAX_PRINT_CHARS = 64 * 1024
 DATA_MODULES = ("pyarrow", "numpy", "pandas", "ray", "duckdb", "sqlalchemy")
@@ -54,10 +55,10 @@ def _output_value(value: Any) -> dict[str, Any]:
     if value is None or isinstance(value, (bool, int, float, str)):
         return {"kind": "scalar", "value": value}
     hint = "; call .collect() on an aggregated table first" if isinstance(value, Table) else ""
+    # Forgetting collect() is a slip; handing emit() anything else is trying its walls.
     raise PlanError(
         "emit() takes a collected table or a single number, string or boolean; "
-        f"got {type(value).__name__}{hint}"
-    )
+        f"got {type(value).__name__}{hint}", sign=None if hint else "probe")
 
 
 class PipeChannel:
@@ -76,7 +77,7 @@ class PipeChannel:
 
     def emit(self, name: str, value: Any) -> None:
         if not isinstance(name, str):
-            raise PlanError("emit() takes an output name (a string) and a value")
+            raise PlanError("emit() takes an output name (a string) and a value", sign="probe")
         self._request({"op": "emit", "name": name, "value": _output_value(value)})
 
 
@@ -92,9 +93,9 @@ def _describe(exc: BaseException) -> dict[str, Any]:
     """Exception → operator-facing error: type, message and job line; never a host traceback."""
     line = getattr(exc, "line", None) or _job_line(exc.__traceback__)
     if isinstance(exc, CompileError):
-        return {"code": exc.code, "message": exc.message, "line": exc.line}
+        return {"code": exc.code, "message": exc.message, "line": exc.line, "sign": exc.sign}
     if isinstance(exc, SandboxError):
-        return {"code": exc.code, "message": exc.message, "line": line}
+        return {"code": exc.code, "message": exc.message, "line": line, "sign": exc.sign}
     if isinstance(exc, RecursionError):
         message = "recursion too deep"
     elif isinstance(exc, MemoryError):
@@ -105,7 +106,9 @@ def _describe(exc: BaseException) -> dict[str, Any]:
                    "programs or modules")
     else:
         message = f"{type(exc).__name__}: {exc}"[:2000]
-    return {"code": "job_code_error", "message": message, "line": line}
+    # For detection only: the driver takes `sign` out before the operator sees the error.
+    sign = EXHAUSTION if isinstance(exc, FrameError) else runtime_sign(exc, LANGUAGE_TYPES)
+    return {"code": "job_code_error", "message": message, "line": line, "sign": sign}
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sandbox.jail import seccomp
 from sandbox.jail.forkserver import ForkServer
 from sandbox.jail.protocol import FrameError, read_frame, write_frame
+from sandbox.language.signs import ESCAPE, EXHAUSTION, PROBE, SIGNS
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Outcome:
     printed: str = ""
     wall_seconds: float = 0.0
     diagnostics: str = field(default="", repr=False)  # host-side only, never shown to operators
+    # What the ending says about the code, for detection (language.signs); never shown.
+    sign: str | None = None
 
 
 def apply_limits(limits: Limits) -> None:
@@ -177,10 +180,14 @@ def _kill(pid: int) -> None:
 def _crash_outcome(returncode: int, limits: Limits) -> Outcome:
     if returncode == -signal.SIGXCPU:
         return Outcome("failed", _error("cpu_limit", f"the job used more than {limits.cpu_seconds} "
-                                        "s of CPU time; make it do less work per run"))
+                                        "s of CPU time; make it do less work per run"),
+                       sign=EXHAUSTION)
+    # Killed by the system-call filter: the job asked the kernel for something it may not.
+    sign = ESCAPE if returncode == -signal.SIGSYS else EXHAUSTION
     return Outcome("failed", _error("jail_crashed", "the job's process ended unexpectedly "
                                     f"(exit status {returncode}); this is often a memory limit "
-                                    f"of {limits.memory_bytes // 2**20} MiB being reached"))
+                                    f"of {limits.memory_bytes // 2**20} MiB being reached"),
+                   sign=sign)
 
 
 def _converse(proc: subprocess.Popen[bytes], inbox: "queue.Queue[Any]", handler: Handler,
@@ -200,37 +207,41 @@ def _converse(proc: subprocess.Popen[bytes], inbox: "queue.Queue[Any]", handler:
         if op == "failed":
             error = message.get("error") if isinstance(message.get("error"), dict) else {}
             status = "rejected" if message.get("rejected") is True else "failed"
-            return Outcome(status, _clean_error(error))
+            sign = error.get("sign") if error.get("sign") in SIGNS else None
+            return Outcome(status, _clean_error(error), sign=sign)
         if op == "refused":
             return Outcome("rejected", _clean_error(message.get("error") or {}))
-        reply = _answer(handler, op, message)
+        reply, sign = _answer(handler, op, message)
         if time.monotonic() > deadline:
             # The driver's own work (validating and computing a plan) ran past the job's
             # limit: nothing computed after the deadline reaches the job.
             return _timeout(limits)
         write_frame(proc.stdin, reply)
         if not reply["ok"]:
-            return Outcome("rejected", reply["error"])
+            return Outcome("rejected", reply["error"], sign=sign)
     return Outcome("failed", _error("too_many_requests",
-                                    f"the job made more than {limits.max_requests} requests"))
+                                    f"the job made more than {limits.max_requests} requests"),
+                   sign=EXHAUSTION)
 
 
 def _timeout(limits: Limits) -> Outcome:
     return Outcome("failed", _error(
         "timeout", f"the job ran longer than its {limits.wall_seconds:g} s limit and was "
-        "stopped; make it do less work per run"))
+        "stopped; make it do less work per run"), sign=EXHAUSTION)
 
 
-def _answer(handler: Handler, op: Any, message: dict[str, Any]) -> dict[str, Any]:
+def _answer(handler: Handler, op: Any,
+            message: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The reply to one request, and the sign a refusal gives (kept from the job)."""
     try:
         if op == "collect":
-            return {"ok": True, "result": handler.collect(message.get("plan"))}
+            return {"ok": True, "result": handler.collect(message.get("plan"))}, None
         if op == "emit":
             handler.emit(message.get("name"), message.get("value"))
-            return {"ok": True, "result": None}
+            return {"ok": True, "result": None}, None
     except Exception as exc:  # noqa: BLE001 - domain errors become refusals, others re-raise
-        return {"ok": False, "error": _refusal(exc)}
-    return {"ok": False, "error": _error("protocol", "unknown request from job process")}
+        return {"ok": False, "error": _refusal(exc)}, getattr(exc, "sign", None)
+    return {"ok": False, "error": _error("protocol", "unknown request from job process")}, PROBE
 
 
 # Failures the job process reports before any operator code ran: the service's, not charged.

@@ -67,8 +67,7 @@ class Expr:
     def __bool__(self) -> bool:
         raise PlanError(
             "an expression has no truth value in Python; combine conditions with & | ~ "
-            "instead of and/or/not, and use filter() to apply them"
-        )
+            "instead of and/or/not, and use filter() to apply them", sign="probe")
 
     def isin(self, values: Any) -> "Expr":
         if not isinstance(values, (list, tuple)):
@@ -274,8 +273,8 @@ class Table:
         if not isinstance(self._node, p.Aggregate):
             raise PlanError(
                 "collect() releases aggregates only; rows never leave the sandbox. "
-                "Aggregate first, e.g. .group_by('district').agg(n=count()) or .agg(n=count())"
-            )
+                "Aggregate first, e.g. .group_by('district').agg(n=count()) or .agg(n=count())",
+                sign="probe")
         return Released(self._channel.collect(p.plan_to_json(self._node)))
 
     def __repr__(self) -> str:
@@ -349,7 +348,8 @@ def namespace(channel: Channel, params: dict[str, Any]) -> dict[str, Any]:
 
     def table(name: str) -> Table:
         if not isinstance(name, str):
-            raise PlanError("table() takes a dataset name, e.g. table('population')")
+            raise PlanError("table() takes a dataset name, e.g. table('population')",
+                            sign="probe")
         return Table(p.Scan(name), channel)
 
     def emit(name: str, value: Any) -> None:
@@ -361,6 +361,9 @@ def namespace(channel: Channel, params: dict[str, Any]) -> dict[str, Any]:
         "quantile": quantile, "case": case, "emit": emit, "params": params,
     }
 
+
+# The language's own classes: an error naming one came from treating it as something else.
+LANGUAGE_TYPES = frozenset({"Expr", "Aggregate", "Table", "Grouped", "Released"})
 
 LANGUAGE_NAMES = ("table", "col", "lit", "count", "sum", "mean", "count_distinct", "var", "std",
                   "min", "max", "quantile", "case", "emit", "params")

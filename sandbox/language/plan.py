@@ -53,9 +53,11 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name or len(name) > NAME_MAX:
-        raise PlanError(f"{what} must be a non-empty string of at most {NAME_MAX} characters")
+        raise PlanError(f"{what} must be a non-empty string of at most {NAME_MAX} characters",
+                        sign=None if isinstance(name, str) else "probe")
     if name.startswith("__"):
-        raise PlanError(f"{what} may not start with '__' (reserved for the engine)")
+        raise PlanError(f"{what} may not start with '__' (reserved for the engine)",
+                        sign="escape")
     return name
 
 
@@ -68,8 +70,7 @@ def _check_scalar(value: object) -> None:
     if value is not None and not isinstance(value, (bool, int, float, str)):
         raise PlanError(
             f"literal of type {type(value).__name__} is not supported; use numbers, strings, "
-            "booleans or None"
-        )
+            "booleans or None", sign="probe")
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,8 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
         # Validating and evaluating cost time in proportion; a plan this large is an attack
         # on the driver (an expression doubled many times), not an analysis.
         raise PlanError(f"a plan may have at most {MAX_PLAN_NODES} parts (columns, literals, "
-                        "functions, steps); simplify the expressions of this collect()")
+                        "functions, steps); simplify the expressions of this collect()",
+                        sign="exhaustion")
     if depth > MAX_PLAN_DEPTH:
         raise PlanError(f"plans may chain at most {MAX_PLAN_DEPTH} operations")
     op = x.get("op") if isinstance(x, dict) else None

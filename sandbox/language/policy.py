@@ -53,6 +53,9 @@ _FORBIDDEN_NODES: dict[type, str] = {
     ast.AsyncFor: "async code is not available in job code",
     ast.AsyncWith: "async code is not available in job code",
     ast.With: "'with' is not available in job code",
+    # A class pattern reads attributes by name without going through the attribute guard.
+    ast.MatchClass: "class patterns in 'match' are not available in job code; compare "
+                    "values with == instead",
 }
 
 
@@ -60,11 +63,16 @@ def allowed_names() -> frozenset[str]:
     return frozenset((*_SAFE_BUILTIN_NAMES, *LANGUAGE_NAMES, "print"))
 
 
-def _bound_names(tree: ast.AST) -> set[str]:
+def bound_names(tree: ast.AST) -> set[str]:
+    """Names the code itself binds: assignments, functions, arguments, handlers, patterns."""
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
             names.add(node.id)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names.add(node.rest)
         elif isinstance(node, (ast.FunctionDef, ast.Lambda)):
             if isinstance(node, ast.FunctionDef):
                 names.add(node.name)
@@ -84,19 +92,20 @@ def _position(node: ast.AST) -> tuple[int, int]:
 def check_source(source: str) -> ast.Module:
     """Parse and apply the job-language rules that RestrictedPython leaves to run time."""
     if len(source.encode("utf-8")) > MAX_SOURCE_BYTES:
-        raise CompileError(f"job code is larger than {MAX_SOURCE_BYTES // 1024} KiB")
+        raise CompileError(f"job code is larger than {MAX_SOURCE_BYTES // 1024} KiB", sign="exhaustion")
     try:
         tree = ast.parse(source, FILENAME)
     except SyntaxError as e:
         raise CompileError(f"syntax error: {e.msg}", e.lineno) from None
     except (ValueError, RecursionError, MemoryError):
-        raise CompileError("job code could not be parsed (too deeply nested or invalid)") from None
+        raise CompileError("job code could not be parsed (too deeply nested or invalid)",
+                           sign="exhaustion") from None
     nodes = sum(1 for _ in ast.walk(tree))
     if nodes > MAX_SOURCE_NODES:
         # Compiling costs time in proportion, in the API process and again in the job's.
         raise CompileError(f"job code has {nodes} syntax elements, more than the "
-                           f"{MAX_SOURCE_NODES} allowed; simplify it")
-    known = allowed_names() | _bound_names(tree)
+                           f"{MAX_SOURCE_NODES} allowed; simplify it", sign="exhaustion")
+    known = allowed_names() | bound_names(tree)
     # ast.walk is breadth-first; report the violation that comes first in the source.
     for node in sorted(ast.walk(tree), key=_position):
         why = _FORBIDDEN_NODES.get(type(node))
@@ -120,7 +129,7 @@ def compile_job(source: str) -> Any:
         # RestrictedPython's transformer recurses per nesting level: a long chain such as
         # 1+1+…+1 exhausts the stack before Python's own limits are reached.
         raise CompileError("job code is nested too deeply to compile (a very long chained "
-                           "expression?); split it into several statements") from None
+                           "expression?); split it into several statements", sign="exhaustion") from None
     if result.errors:
         message = result.errors[0]
         line = None

@@ -57,6 +57,7 @@ class Outcome:
     message: str
     outputs: dict[str, Any]
     text: str              # every response body seen, for leak checks
+    job_id: str = ""
 
 
 def _world(tmp: Path, city: dict[str, Any], partition_rows: int = 6000,
@@ -126,7 +127,7 @@ def submit(target: Attacked, contract_id: str, code: str,
         error = body.get("error") or {}
         return Outcome(body["status"], "run", str(error.get("code", "")),
                        str(error.get("message", "")), body.get("outputs") or {},
-                       "\n".join(texts)), elapsed
+                       "\n".join(texts), body["id"]), elapsed
     status = f"http_{r.status_code}"
     if body.get("job_id"):
         # A refusal at submission is recorded as a rejected job; read it back too.
@@ -135,7 +136,7 @@ def submit(target: Attacked, contract_id: str, code: str,
         if job.status_code == 200:
             status = job.json()["status"]
     return Outcome(status, "submission", str(body.get("code", "")), str(body.get("error", "")),
-                   {}, "\n".join(texts)), elapsed
+                   {}, "\n".join(texts), str(body.get("job_id") or "")), elapsed
 
 
 def leaks(target: Attacked, text: str) -> list[str]:
@@ -164,9 +165,20 @@ def assert_flagged(w: World, principals: list[dict[str, Any]]) -> list[str]:
 
 
 def assert_contained(target: Attacked, outcome: Outcome) -> None:
-    """The attack ended as rejected or failed, was explained, and revealed nothing."""
+    """The attack ended as rejected or failed, was explained, revealed nothing, and raised
+    a flag for the regulator on its job."""
     assert outcome.status in ("rejected", "failed"), outcome
     assert outcome.message.strip(), outcome
     assert outcome.outputs == {}, outcome
     assert not leaks(target, outcome.text), (leaks(target, outcome.text), outcome)
+    assert job_flags(target.world, outcome.job_id), f"no flag on the attack's job: {outcome}"
+
+
+def job_flags(w: World, job_id: str) -> list[str]:
+    """The patterns flagged on one job, as the regulator lists them."""
+    assert job_id, "the attack left no job record"
+    r = w.client.get(f"/v1/flags?job_id={job_id}", headers=w.h(w.regulator))
+    assert r.status_code == 200, r.text
+    assert all(f["job_id"] == job_id for f in r.json()["flags"])
+    return [f["pattern"] for f in r.json()["flags"]]
 

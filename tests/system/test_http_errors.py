@@ -180,7 +180,7 @@ BAD_REQUESTS: list[tuple[str, Call, int, str]] = [
      "invalid_request"),
     ("dataset-bad-level", _upload({"name": "t1", "level": "L9", "columns": {"a": {
         "role": "attribute"}}}, b"a\n1\n"), 400, "ingest_failed"),
-    ("code-rejected", _post("/v1/jobs", body={"contract_id": "{active}", "code": "import os"}),
+    ("code-rejected", _post("/v1/jobs", body={"contract_id": "{active}", "code": "import pandas"}),
      400, "code_rejected"),
     ("bad-submission-signature", _post("/v1/jobs", body={
         "contract_id": "{active}", "code": COUNT_CODE, "signature": "AAAA",
@@ -225,7 +225,7 @@ def test_every_error_has_the_one_envelope(setup: Setup, call: Call, status: int,
 def test_rejected_submission_envelope_names_job_and_line(setup: Setup) -> None:
     w = setup.world
     r = w.client.post("/v1/jobs", headers=w.h(w.operator),
-                      json={"contract_id": setup.active, "code": "x = 1\nimport os\n"})
+                      json={"contract_id": setup.active, "code": "x = 1\nimport pandas\n"})
     body = assert_error(r, 400, "code_rejected")
     assert body["line"] == 2
     assert "line 2" in body["error"]

@@ -22,11 +22,12 @@ class Review(BaseModel):
 @router.get("/flags")
 def list_flags(ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
                contract_id: str | None = None, pattern: str | None = None,
-               unreviewed: bool = False, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+               unreviewed: bool = False, limit: int = 100, offset: int = 0,
+               job_id: str | None = None) -> dict[str, Any]:
     """Regulator: flags newest first, each naming its job, with the job's code and params.
-    `unreviewed=true` lists only those not yet reviewed."""
+    `unreviewed=true` lists only those not yet reviewed; `job_id` those of one job."""
     return {"flags": flags.listing(ctx, actor, operator_id, contract_id, pattern, unreviewed,
-                                   limit, offset)}
+                                   limit, offset, job_id)}
 
 
 @router.post("/flags/{flag_id}/review")
