@@ -75,6 +75,8 @@ class JobSpec:
     gate: Any = None
     # Plans reading at most this many rows run in the driver's own Ray task.
     in_place_max_rows: int = IN_PLACE_MAX_ROWS
+    # Reported compute time is a whole number of these seconds (0: milliseconds).
+    timing_quantum: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -390,8 +392,16 @@ def _check_output(value: Any, released: set[str]) -> dict[str, Any]:
                     sign="probe")
 
 
-def _seconds(wall: float, limit: float) -> str:
-    return str(min(Decimal(repr(wall)), Decimal(repr(limit))).quantize(Decimal("0.001"), ROUND_UP))
+def reported_seconds(wall: float, limit: float, quantum: float = 0.0) -> str:
+    """The compute time a job is reported (and billed) for: its wall time, at most its limit,
+    rounded up to milliseconds, or to a whole number of `quantum` seconds so that how long
+    the engine worked on the data shows only in steps that coarse."""
+    seconds = min(Decimal(repr(wall)), Decimal(repr(limit))).quantize(Decimal("0.001"), ROUND_UP)
+    if quantum <= 0:
+        return str(seconds)
+    step = Decimal(repr(quantum))
+    steps = max(1, math.ceil(seconds / step))
+    return str((steps * step).quantize(Decimal("0.001"), ROUND_UP))
 
 
 def run_job(spec: JobSpec, executor: Executor) -> JobResult:
@@ -401,7 +411,8 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         "rows_scanned": handler.rows_scanned,
         "rows_by_level": handler.rows_by_level(),
         "rows_by_dataset": dict(sorted(handler.rows_by_dataset.items())),
-        "compute_seconds": _seconds(outcome.wall_seconds, spec.limits.wall_seconds),
+        "compute_seconds": reported_seconds(outcome.wall_seconds, spec.limits.wall_seconds,
+                                            spec.timing_quantum),
         "collects": len(handler.releases),
         "outputs": len(handler.outputs) if outcome.status == "succeeded" else 0,
     }

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -470,7 +471,8 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
                    collect_sites=int(bounds.get("collect_sites", 1)),
                    dominance=parse_rules(ctx.settings.dominance_rules),
                    operator_id=job.operator_id, gate=ctx.gate(),
-                   in_place_max_rows=ctx.settings.engine_in_place_rows)
+                   in_place_max_rows=ctx.settings.engine_in_place_rows,
+                   timing_quantum=ctx.settings.timing_quantum_seconds)
     return spec
 
 
@@ -505,6 +507,7 @@ def mark_running(ctx: Context, job_id: str) -> None:
 def run_and_settle(ctx: Context, job: Job) -> None:
     job_id = job.id
     spec = None
+    started = time.monotonic()
     try:
         mark_running(ctx, job_id)
         spec = _spec(ctx, job)
@@ -515,7 +518,19 @@ def run_and_settle(ctx: Context, job: Job) -> None:
             "code": "service_error", "fault": "service", "line": None,
             "message": "the service failed while running this job; nothing was charged. "
                        "Try again, and tell the bureau if it keeps happening"})
+    if spec is not None and spec.epsilon:
+        _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
     settle_job(ctx, job_id, result, spec, job)
+
+
+def _hold_to_quantum(started: float, quantum: float) -> None:
+    """A job under differential privacy ends at a whole number of quanta from its start:
+    how long the engine worked on the data is then visible only in steps that coarse, not
+    in the time its status and results take to appear."""
+    if quantum <= 0:
+        return
+    elapsed = time.monotonic() - started
+    time.sleep(max(1, math.ceil(elapsed / quantum)) * quantum - elapsed)
 
 
 # --- settle ------------------------------------------------------------------------------

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         "A contract is suspended automatically, pending the regulator's review, once the "
         "scores of its unreviewed flags (attack patterns detected in its jobs) of the last "
         "`SANDBOX_FLAG_WINDOW_DAYS` days reach this; 0 never suspends."))
+    timing_quantum_seconds: float = Field(1.0, ge=0, le=60, description=(
+        "Reported compute time is rounded up to a whole number of these seconds, so the "
+        "report does not show how long the engine worked on the data; a job under "
+        "differential privacy also ends (its status and results appear) only at such a "
+        "boundary from its start. 0 reports milliseconds and holds no job."))
     flag_window_days: int = Field(7, ge=1, description=(
         "Days over which a contract's unreviewed flag scores are added up for the automatic "
         "suspension."))

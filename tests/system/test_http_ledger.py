@@ -111,8 +111,11 @@ def test_every_state_change_appends_its_event(local_world: World) -> None:
 
     r = w.client.post("/v1/jobs", json={"contract_id": cid, "code": "import os"},
                       headers=w.h(w.operator))
-    (event,) = watch.new()
+    # Rejected; and, the code reaching for the host, flagged for the regulator (detection).
+    event, flagged = watch.new()
     assert event["type"] == "job.rejected" and event["subject"] == r.json()["job_id"]
+    assert flagged["type"] == "flag.raised" and flagged["subject"] == r.json()["job_id"]
+    assert [f["pattern"] for f in flagged["data"]["flags"]] == ["escape"]
 
     w.client.post(f"/v1/contracts/{cid}/suspend", json={"reason": "抽查"},
                   headers=w.h(w.regulator))

@@ -4,7 +4,9 @@ with the money, spent or refunded at settlement, visible to operator and regulat
 from __future__ import annotations
 
 import dataclasses
+import time
 from concurrent.futures import Future
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -251,3 +253,20 @@ def test_the_client_applies_for_privacy_terms_and_sets_epsilon(local_world: Worl
                                disclosure={"min_contributors": 20})
     assert applied["document"]["privacy"]["population"]["per_job_epsilon"] == "0.2"
     assert applied["document"]["disclosure"] == {"min_contributors": 20}
+
+
+def test_a_private_job_ends_at_a_whole_step_of_time_and_reports_that_step(
+        local_world: World) -> None:
+    """How long the engine worked on private data shows neither in the report nor in when
+    the result appears: both are whole steps of `timing_quantum_seconds` from the start."""
+    w = local_world
+    quantum = w.ctx.settings.timing_quantum_seconds
+    assert quantum > 0
+    cid = w.active_contract(privacy=PRIVATE)
+    started = time.monotonic()
+    job = w.run(cid, BY_DISTRICT).json()
+    elapsed = time.monotonic() - started
+    assert job["status"] == "succeeded", job
+    assert elapsed >= quantum                   # held to the step, though the work took less
+    seconds = Decimal(job["usage"]["compute_seconds"])
+    assert seconds > 0 and seconds % Decimal(repr(quantum)) == 0, seconds

@@ -14,7 +14,7 @@ import pytest
 from contracts.document import ContractDocument
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
-from sandbox.driver import JobSpec, _Handler, _seconds, output_digest, run_job
+from sandbox.driver import JobSpec, _Handler, output_digest, reported_seconds, run_job
 from sandbox.engine.executor import LocalExecutor
 from sandbox.errors import PlanError, QuotaExceeded
 from sandbox.disclosure.threshold import operator_view
@@ -198,10 +198,18 @@ def test_operator_code_errors_fail_the_job(people: DatasetInfo) -> None:
 
 
 def test_compute_seconds_is_a_decimal_string_rounded_up_and_capped_at_the_limit() -> None:
-    assert _seconds(0.0121, 30.0) == "0.013"
-    assert _seconds(2.0, 30.0) == "2.000"
-    assert _seconds(31.7, 30.0) == "30.000"
-    assert _seconds(0.5, 0.25) == "0.250"
+    assert reported_seconds(0.0121, 30.0) == "0.013"
+    assert reported_seconds(2.0, 30.0) == "2.000"
+    assert reported_seconds(31.7, 30.0) == "30.000"
+    assert reported_seconds(0.5, 0.25) == "0.250"
+
+
+def test_compute_seconds_in_coarse_steps_show_only_the_step() -> None:
+    assert reported_seconds(0.0121, 30.0, 1.0) == "1.000"
+    assert reported_seconds(0.9, 30.0, 1.0) == "1.000"
+    assert reported_seconds(1.0001, 30.0, 1.0) == "2.000"
+    assert reported_seconds(0.3, 30.0, 0.25) == "0.500"
+    assert reported_seconds(0.0, 30.0, 1.0) == "1.000"      # even nothing costs one step
 
 
 # --- emit checks on the handler itself, as a tampered jail would call it ------------------
