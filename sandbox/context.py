@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from operators.keys import generate_private_key, private_key_from_pem, private_key_to_pem
 from sandbox.catalog.models import DatasetInfo
-from sandbox.errors import Conflict, NotFound
+from sandbox.errors import Conflict, NotFound, RayUnavailable
 from sandbox.settings import Settings
 from sandbox.store.db import make_engine, make_reader, make_sessionmaker
 
@@ -107,20 +109,115 @@ _ray_lock = threading.Lock()
 
 
 def ensure_ray(settings: Settings) -> None:
-    """Attach to the configured Ray cluster, or start a local one, once per process."""
+    """Attach to the configured Ray cluster, or start a private local one, once per process.
+
+    Raises `RayUnavailable` when a configured cluster does not answer within
+    `settings.ray_connect_timeout`."""
     import ray
 
     with _ray_lock:
         if ray.is_initialized():
             return
         address = settings.resolved_ray_address
-        if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        if address and address != "local":
+            _attach(address, _address_source(settings), settings.ray_connect_timeout)
         else:
-            ray.init(num_cpus=settings.ray_num_cpus, include_dashboard=False,
+            # "local", not None: with None Ray looks for a cluster to join, and joins the one
+            # named in the file the last `ray start` left in its temp directory even when that
+            # cluster is long gone (then it retries for minutes).
+            ray.init(address="local", num_cpus=settings.ray_num_cpus, include_dashboard=False,
                      log_to_driver=False, logging_level=logging.WARNING)
         # The scan cache lives as long as this process's Ray job, not as long as the first
         # worker that happens to read a partition.
         from sandbox.engine import cache
 
         cache.actor()
+
+
+def ray_gcs_address() -> str:
+    """The GCS address of the Ray this process uses (after `ensure_ray`)."""
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def _address_source(settings: Settings) -> str:
+    return "SANDBOX_RAY_ADDRESS" if settings.ray_address else "RAY_ADDRESS"
+
+
+def _attach(address: str, source: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    endpoint = _endpoint(address)
+    if endpoint is not None:
+        _probe(address, source, endpoint, timeout)
+    _init_within(address, source, timeout, max(deadline - time.monotonic(), 0.1))
+
+
+def _endpoint(address: str) -> tuple[str, int] | None:
+    """HOST and PORT of `HOST:PORT`, `ray://HOST:PORT` or `[IPV6]:PORT`; None for the forms
+    Ray resolves itself (`auto`)."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _probe(address: str, source: str, endpoint: tuple[str, int], timeout: float) -> None:
+    # Ray's own connect retries for minutes and cannot be interrupted while it waits; a plain
+    # TCP connect says within the timeout whether anything listens there at all.
+    try:
+        socket.create_connection(endpoint, timeout=timeout).close()
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise RayUnavailable(
+            f"cannot reach the Ray cluster at {address} (from {source}): {reason} within "
+            f"{timeout:g} s. Check that the cluster's head runs (`ray start --head` prints its "
+            f"address) and that port {endpoint[1]} of {endpoint[0]} is open from this machine; "
+            f"or unset {source} to start a local Ray. SANDBOX_RAY_CONNECT_TIMEOUT sets how "
+            "long to wait.") from e
+
+
+def _init_within(address: str, source: str, timeout: float, remaining: float) -> None:
+    """`ray.init(address)` bounded in time: Ray blocks in native code for each of its
+    retries, where neither a timeout nor a signal reaches it, so it runs in a thread of its
+    own (an attaching driver starts no Ray processes that would die with that thread)."""
+    import ray
+
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def connect() -> None:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except BaseException as e:  # handed to the waiting thread, which raises it
+            failure.append(e)
+        finally:
+            done.set()
+
+    quiet = _DropMessage("SIGTERM handler is not set")  # the serving thread handles signals
+    logging.getLogger("ray._private.worker").addFilter(quiet)
+    try:
+        threading.Thread(target=connect, name="ray-connect", daemon=True).start()
+        answered = done.wait(remaining)
+    finally:
+        logging.getLogger("ray._private.worker").removeFilter(quiet)
+    if not answered:
+        raise RayUnavailable(
+            f"the Ray cluster at {address} (from {source}) did not answer within {timeout:g} s: "
+            "something listens there, but no Ray head that lets this machine join. Check that "
+            "it is the GCS address `ray start --head` printed (port 6379 unless chosen "
+            "otherwise), not the dashboard's or the client server's, and that this machine "
+            "can reach the cluster's nodes; SANDBOX_RAY_CONNECT_TIMEOUT sets how long to wait.")
+    if failure:
+        raise RayUnavailable(f"cannot attach to the Ray cluster at {address} (from {source}): "
+                             f"{failure[0]}") from failure[0]
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)

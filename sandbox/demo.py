@@ -34,6 +34,7 @@ from sandbox.context import ensure_ray
 from sandbox.catalog.synthetic import generate_city
 from sandbox.ledger.note import open_checkpoint
 from sandbox.settings import Settings
+from sandbox.startup import stoppable
 
 PRICES = {
     "name": "2026 年公共数据产品收费标准", "effective_from": "2026-01-01T00:00:00Z",
@@ -96,7 +97,8 @@ def run_demo(console: Console, residents: int = 30_000, seed: int = 2026,
     with tempfile.TemporaryDirectory(prefix="sandbox-demo-") as tmp:
         settings = Settings(data_dir=Path(tmp), executor=executor, partition_rows=10_000)
         if executor == "ray":
-            ensure_ray(settings)  # from the main thread, so Ray installs its signal handlers
+            with stoppable():  # Ctrl-C stops the demo while Ray starts, too
+                ensure_ray(settings)  # from the main thread: Ray's processes live as long as it
         ctx, bureau = bootstrap(settings)
         story.title("A throw-away instance")
         story.say(f"SQLite, the bureau's Ed25519 key and Parquet files live in {tmp}. Jobs run "

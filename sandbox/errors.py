@@ -16,7 +16,8 @@
     ├── Conflict                   409  duplicate name, wrong state
     ├── QuotaExceeded              429  contract quota or spend cap would be exceeded
     ├── JobFailed                  500  the job failed for a reason that is not the operator's
-    └── LedgerInconsistent         503  the stored log does not add up; writes stop
+    ├── LedgerInconsistent         503  the stored log does not add up; writes stop
+    └── RayUnavailable             503  the configured Ray cluster cannot be reached
 
 The domain packages keep their own trees (`operators.errors.OperatorError`,
 `contracts.errors.ContractError`, `pricing.errors.PricingError`); they are mapped beside these.
@@ -102,3 +103,9 @@ class LedgerInconsistent(SandboxError):
     state change is logged, so the service refuses changes rather than log around the gap."""
 
     code = "ledger_inconsistent"
+
+
+class RayUnavailable(SandboxError):
+    """The Ray cluster named by `SANDBOX_RAY_ADDRESS`/`RAY_ADDRESS` did not answer in time."""
+
+    code = "ray_unavailable"

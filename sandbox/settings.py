@@ -22,7 +22,11 @@ class Settings(BaseSettings):
         "SQLAlchemy URL of the database; default: a SQLite file `sandbox.db` in the data directory."))
     ray_address: str | None = Field(None, description=(
         "Address of an existing Ray cluster (`RAY_ADDRESS` is honoured too); default: start a "
-        "local Ray."))
+        "private local Ray, whatever other Ray instances run on the machine."))
+    ray_connect_timeout: float = Field(10.0, gt=0, description=(
+        "Seconds the service waits at start-up for the Ray cluster at `SANDBOX_RAY_ADDRESS` "
+        "(or `RAY_ADDRESS`) to answer; past it the start fails with an error naming the "
+        "address."))
     executor: str = Field("ray", pattern="^(ray|local)$", description=(
         "`ray` runs jobs and partition work as Ray tasks; `local` runs them in the API process "
         "(development only)."))

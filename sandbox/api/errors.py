@@ -30,6 +30,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (se.QuotaExceeded, 429),
     (se.JobFailed, 500),
     (se.LedgerInconsistent, 503),
+    (se.RayUnavailable, 503),
     (ce.ContractScopeError, 403),
     (ce.ContractQuotaExceeded, 429),
     (ce.ContractBudgetExceeded, 429),
