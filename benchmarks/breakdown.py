@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.catalog import registry
+from sandbox.records import registry
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.jail.process import Limits, run_in_jail

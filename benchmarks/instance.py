@@ -27,12 +27,12 @@ from sqlalchemy import select
 
 from operators.keys import generate_private_key, public_key_b64, sign
 from operators.roles import Role
-from sandbox.accounts import Actor, bootstrap
+from sandbox.records.principals import Actor, bootstrap
 from sandbox.api.app import create_app
-from sandbox.catalog import registry
+from sandbox.records import registry
 from sandbox.catalog.synthetic import CityDataset, generate_city, write_city
 from sandbox.context import Context, ensure_ray
-from sandbox.demo import PRICES
+from sandbox.cli.demo import PRICES
 from sandbox.settings import Settings
 from sandbox.store.models import Principal
 

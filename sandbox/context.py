@@ -16,7 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from operators.keys import generate_private_key, private_key_from_pem, private_key_to_pem
+from operators.keys import (
+    generate_private_key,
+    private_key_from_pem,
+    private_key_to_pem,
+)
 from sandbox.catalog.models import DatasetInfo
 from sandbox.errors import Conflict, NotFound, RayUnavailable
 from sandbox.settings import Settings
@@ -58,13 +62,13 @@ class Context:
     def gate(self) -> Any:
         with self._gate_lock:
             if self._gate is None:
-                from sandbox import release_history
+                from sandbox.records import releases
 
                 def load(operator_id: str) -> list[tuple[str, bytes]]:
                     with self.reading() as s:
-                        return list(release_history.load(s, operator_id))
+                        return list(releases.load(s, operator_id))
 
-                self._gate = release_history.gate_handle(self.settings, load)
+                self._gate = releases.gate_handle(self.settings, load)
             return self._gate
 
     def _writer(self) -> threading.RLock | nullcontext[None]:

@@ -7,7 +7,6 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from sandbox import agreements
 from sandbox.api import errors
 from sandbox.api.routes import (
     contracts,
@@ -21,7 +20,9 @@ from sandbox.api.routes import (
     reports,
 )
 from sandbox.context import Context, ensure_ray, open_instance
-from sandbox.service import recover_interrupted, report_jail_filter
+from sandbox.pipeline.execution import report_jail_filter
+from sandbox.pipeline.settlement import recover_interrupted
+from sandbox.records import agreements
 from sandbox.settings import Settings
 
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from sandbox.accounts import Actor, authenticate
 from sandbox.context import Context
+from sandbox.records.principals import Actor, authenticate
 
 _bearer = HTTPBearer(auto_error=False)
 

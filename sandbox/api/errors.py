@@ -17,7 +17,7 @@ from operators import errors as oe
 from pricing import errors as pe
 from sandbox import errors as se
 from sandbox.ledger import errors as le
-from sandbox.service import RejectedJob
+from sandbox.pipeline.submission import RejectedJob
 
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS: tuple[tuple[type[Exception], int], ...] = (

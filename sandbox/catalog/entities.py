@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sandbox.engine.join import key_hash
+
 # Under the datasets directory (a name no dataset can have: names start with a letter).
 DIRECTORY = ".entities"
 _KEYS = "keys.npy"

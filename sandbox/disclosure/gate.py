@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from sandbox.common.lru import LRU
 from sandbox.disclosure.audit import Conflict, Partition, digest, members
-from sandbox.lru import LRU
 
 # Per released row, its sets: (space, serialized bitmap), the space saying what the people
 # were released about ("people" for groups, "measure:<columns>" for those contributing to a
@@ -92,9 +92,9 @@ class GateActor:
     driver of an instance shares it. It reads the recorded sets itself."""
 
     def __init__(self, database_url: str) -> None:
-        from sandbox import release_history
+        from sandbox.records import releases
 
-        self._gate = Gate(release_history.loader(database_url))
+        self._gate = Gate(releases.loader(database_url))
 
     def audit(self, operator: str, rows: Rows, threshold: int) -> list[Conflict | None]:
         return self._gate.audit(operator, rows, threshold)

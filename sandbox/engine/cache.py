@@ -31,7 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sandbox.lru import LRU
+from sandbox.common.lru import LRU
 
 CACHE_NAME = "sandbox-scan-cache"
 # At most this many bytes of tables, and at most this share of the cluster's object store.

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.engine import compute, protection, prune
+from sandbox.engine import compute, prune
 from sandbox.engine.validate import CheckedPlan
 from sandbox.language import plan as p
 

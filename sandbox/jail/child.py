@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+
 # Loaded lazily by the compiler (to normalise non-ASCII identifiers such as 人数); the
 # system-call filter would refuse opening it later.
 import unicodedata  # noqa: F401

@@ -1,4 +1,4 @@
-"""Signs in job code that its author is trying the walls, for detection (`sandbox.detection`).
+"""Signs in job code that its author is trying the walls, for detection (`sandbox.disclosure.detection`).
 
 The compiler refuses these constructs with a plain message, as it refuses a typo: an
 operator learns nothing from the refusal about whether anyone noticed. What is noticed is

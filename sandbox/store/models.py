@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -256,7 +266,7 @@ class ReleasedSet(Base):
 class JobObservation(Base):
     """What the engine saw of one collect() of a job that the operator does not see
     (`JobResult.observations`), kept for the regulator's detection of attack patterns
-    (`sandbox.detection`). Detection reads an operator's recent rows of one plan shape on
+    (`sandbox.disclosure.detection`). Detection reads an operator's recent rows of one plan shape on
     every settlement, so they are indexed that way and it reads no JSON: constants are
     compared by digest, refusals by flag."""
 

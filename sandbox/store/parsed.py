@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from sandbox.lru import LRU
+from sandbox.common.lru import LRU
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ import pytest
 from contracts.document import ContractDocument
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.synthetic import generate_city
-from sandbox.driver import JobSpec, _Handler
+from sandbox.pipeline.driver import JobSpec, _Handler
 from sandbox.engine.executor import LocalExecutor
 from sandbox.jail.process import Limits, run_in_jail
 

@@ -39,7 +39,7 @@ from fastapi.testclient import TestClient
 from ray.cluster_utils import Cluster
 
 from operators.keys import generate_private_key, public_key_b64
-from sandbox.accounts import bootstrap
+from sandbox.records.principals import bootstrap
 from sandbox.api.app import create_app
 from sandbox.catalog.synthetic import generate_city
 from sandbox.settings import Settings

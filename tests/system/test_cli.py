@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.demo import PRICES
+from sandbox.cli.demo import PRICES
 
 POLICY = {"居民编号": {"role": "identifier"}, "街道": {"role": "attribute"},
           "月收入": {"role": "sensitive", "lower": 0, "upper": 100000}}
@@ -35,7 +35,7 @@ def instance(tmp_path: Path) -> Path:
 
 
 def _provider_id(root: Path) -> str:
-    from sandbox.accounts import create_principal
+    from sandbox.records.principals import create_principal
     from sandbox.context import open_instance
     from sandbox.settings import Settings
 

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.compute as pc
 from conftest import GRANTS, World, make_world
 
-from sandbox.detection import SCORES
+from sandbox.disclosure.detection import SCORES
 
 # Filtering on income is what the attacks below need; the grant is the contract's to give.
 INCOME_FILTER = {"population": {**GRANTS["population"], "income": ["aggregate", "filter"]}}

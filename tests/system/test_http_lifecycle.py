@@ -17,7 +17,8 @@ from contracts.canonical import canonical_bytes
 from contracts.document import ContractDocument
 from operators.keys import public_key_b64, sign, verify
 from operators.submission import sign_submission
-from sandbox import accounts, agreements
+from sandbox.records import principals
+from sandbox.records import agreements
 from sandbox.api.app import create_app
 from sandbox.store.models import Contract, ContractVersion
 

@@ -18,7 +18,7 @@ from operators.errors import SignatureInvalid
 from operators.keys import generate_private_key, public_key_b64, sign, verify
 from operators.rotation import rotation_bytes
 from operators.submission import sign_submission
-from sandbox import accounts
+from sandbox.records import principals
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
 APPLICATION = {"datasets": GRANTS, "purpose": "养老服务设施规划", "purpose_class": "commercial",
@@ -172,8 +172,8 @@ def test_key_rotation_keeps_old_signatures_verifiable_and_new_ones_need_the_new_
         verify(new_public, base64.b64decode(c["canonical"]), c["signatures"]["operator"])
     with w.ctx.reading() as s:
         at_activation = dt.datetime.fromisoformat(c["history"][-1]["at"])
-        assert accounts.key_at(s, op_id, at_activation).id == old["id"]  # type: ignore[union-attr]
-        assert accounts.current_key(s, op_id).id == new["id"]  # type: ignore[union-attr]
+        assert principals.key_at(s, op_id, at_activation).id == old["id"]  # type: ignore[union-attr]
+        assert principals.current_key(s, op_id).id == new["id"]  # type: ignore[union-attr]
 
     # New submissions need the new key; unsigned ones are still accepted.
     refused(w.client.post("/v1/jobs", json=signed_job(cid, w.operator_key),

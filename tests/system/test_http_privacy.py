@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 from conftest import World
 
-from sandbox import service
-from sandbox.driver import JobResult
+from sandbox.pipeline import execution, settlement
+from sandbox.pipeline.driver import JobResult
 
 PRIVATE = {"population": {"epsilon": "0.5", "per_job_epsilon": "0.2"}}
 BY_DISTRICT = ("emit('t', table('population').group_by('district')"
@@ -129,7 +129,7 @@ def test_a_service_fault_refunds_the_epsilon(local_world: World,
         assert spec.epsilon == {"population": "0.2"}     # the driver would have got its ε
         raise RuntimeError("worker lost")
 
-    monkeypatch.setattr(service, "execute", broken)
+    monkeypatch.setattr(execution, "execute", broken)
     job = w.run(cid, BY_DISTRICT).json()
     assert job["status"] == "failed" and job["error"]["fault"] == "service"
     assert budget(w, cid) == {"total": "0.5", "spent": "0", "reserved": "0", "remaining": "0.5",
@@ -144,11 +144,11 @@ def test_reserved_epsilon_shows_while_a_job_waits_and_comes_back_on_recovery(
     w = local_world
     cid = w.active_contract(privacy=PRIVATE)
 
-    monkeypatch.setattr(service, "dispatch", lambda ctx, job_id: _done())
+    monkeypatch.setattr(execution, "dispatch", lambda ctx, job_id: _done())
     job = w.run(cid, BY_DISTRICT).json()
     assert job["status"] == "queued"
     assert budget(w, cid)["reserved"] == "0.2" and budget(w, cid)["remaining"] == "0.3"
-    assert service.recover_interrupted(w.ctx) == 1
+    assert settlement.recover_interrupted(w.ctx) == 1
     assert budget(w, cid) == {"total": "0.5", "spent": "0", "reserved": "0", "remaining": "0.5",
                               "per_job_epsilon": "0.2"}
 
@@ -157,16 +157,16 @@ def test_a_service_fault_refunds_even_after_a_release(local_world: World,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     w = local_world
     cid = w.active_contract(privacy=PRIVATE)
-    monkeypatch.setattr(service, "dispatch", lambda ctx, job_id: _done())
+    monkeypatch.setattr(execution, "dispatch", lambda ctx, job_id: _done())
     job_id = w.run(cid, BY_DISTRICT).json()["id"]
     faulted = JobResult("failed", {}, {"epsilon_by_dataset": {"population": "0.2"}},
                         {"releases": []}, {"code": "service_error", "fault": "service",
                                            "line": None, "message": "the service failed"})
-    service.settle_job(w.ctx, job_id, faulted)
+    settlement.settle_job(w.ctx, job_id, faulted)
     assert budget(w, cid)["spent"] == "0" and budget(w, cid)["remaining"] == "0.5"
     # The same usage without a service fault is charged.
     job_id = w.run(cid, BY_DISTRICT).json()["id"]
-    service.settle_job(w.ctx, job_id, dataclasses.replace(faulted, error={
+    settlement.settle_job(w.ctx, job_id, dataclasses.replace(faulted, error={
         "code": "job_code_error", "line": 2, "message": "division by zero"}))
     assert budget(w, cid)["spent"] == "0.2"
 
@@ -243,6 +243,7 @@ def test_the_client_applies_for_privacy_terms_and_sets_epsilon(local_world: Worl
     import datetime as dt
 
     from conftest import GRANTS
+
     from operators.client import SandboxClient
 
     w = local_world

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from conftest import World
 
-from sandbox import release_history
+from sandbox.records import releases
 from sandbox.disclosure.gate import Gate
 from sandbox.engine import protection
 
@@ -49,7 +49,7 @@ def test_the_audit_spans_contracts_and_survives_a_new_gate(local_world: World,
     # The sets were recorded: a gate built afresh from the database refuses it too.
     def load(operator_id: str) -> list[tuple[str, bytes]]:
         with w.ctx.reading() as s:
-            return list(release_history.load(s, operator_id))
+            return list(releases.load(s, operator_id))
 
     recorded = load(w.operator["id"])
     # The district's people, and its income earners: the refused release was not recorded.

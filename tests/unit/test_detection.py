@@ -1,4 +1,4 @@
-"""Detection of attack patterns (sandbox.detection): each pattern fires on the shape of its
+"""Detection of attack patterns (sandbox.disclosure.detection): each pattern fires on the shape of its
 attack and stays silent on ordinary analyses; what a job is compared with is bounded."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sandbox import detection
-from sandbox.detection import RECENT_LIMIT, RECENT_WINDOW, Seen, detect
+from sandbox.disclosure import detection
+from sandbox.disclosure.detection import RECENT_LIMIT, RECENT_WINDOW, Seen, detect
 
 ROOT = Path(__file__).parents[2]
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0)
@@ -234,7 +234,7 @@ def test_differentially_private_releases_raise_only_evaluation() -> None:
 
 def test_every_pattern_says_what_attack_it_catches_and_its_score_is_documented() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    module = (ROOT / "sandbox" / "detection.py").read_text(encoding="utf-8")
+    module = (ROOT / "sandbox" / "disclosure" / "detection.py").read_text(encoding="utf-8")
     for p in detection.PATTERNS:
         doc = p.check.__doc__ or ""
         assert doc and p.summary == doc.splitlines()[0] and len(p.summary) <= 100, p.name
@@ -244,7 +244,7 @@ def test_every_pattern_says_what_attack_it_catches_and_its_score_is_documented()
 
 
 def test_detection_is_pure() -> None:
-    tree = ast.parse((ROOT / "sandbox" / "detection.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "sandbox" / "disclosure" / "detection.py").read_text(encoding="utf-8"))
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
              for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree)

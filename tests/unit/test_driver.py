@@ -14,7 +14,7 @@ import pytest
 from contracts.document import ContractDocument
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
-from sandbox.driver import JobSpec, _Handler, output_digest, reported_seconds, run_job
+from sandbox.pipeline.driver import JobSpec, _Handler, output_digest, reported_seconds, run_job
 from sandbox.engine.executor import LocalExecutor
 from sandbox.errors import PlanError, QuotaExceeded
 from sandbox.disclosure.threshold import operator_view
@@ -291,7 +291,7 @@ def test_output_digest_is_stable_across_key_order() -> None:
 
 def test_a_release_with_too_many_groups_is_capped(people: DatasetInfo,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import sandbox.driver as driver
+    import sandbox.pipeline.driver as driver
 
     monkeypatch.setattr(driver, "MAX_RELEASED_ROWS", 1)
     code = "emit('x', table('people').group_by('district').agg(n=count()).collect())\n"

@@ -6,7 +6,7 @@ import threading
 
 import pyarrow as pa
 
-from sandbox.lru import LRU
+from sandbox.common.lru import LRU
 
 
 def test_the_least_recently_used_go_first_and_the_bound_holds() -> None:

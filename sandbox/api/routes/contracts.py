@@ -5,9 +5,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import agreements, oversight
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import csv_response
+from sandbox.records import agreements, listings
 
 router = APIRouter(tags=["contracts"])
 
@@ -33,9 +33,9 @@ def list_contracts(ctx: Ctx, actor: CurrentActor, status: str | None = None,
                    operator_id: str | None = None, limit: int = 100, offset: int = 0,
                    format: Literal["json", "csv"] = "json") -> Any:
     """Contracts visible to the caller, with status history; `format=csv` for an inspection."""
-    rows = oversight.contracts(ctx, actor, status, operator_id, limit, offset)
+    rows = listings.contracts(ctx, actor, status, operator_id, limit, offset)
     if format == "csv":
-        return csv_response(oversight.to_csv(rows, oversight.CONTRACT_COLUMNS), "contracts.csv")
+        return csv_response(listings.to_csv(rows, listings.CONTRACT_COLUMNS), "contracts.csv")
     return {"contracts": rows}
 
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 
 from sandbox.api.deps import Ctx, CurrentActor
-from sandbox.catalog import registry
 from sandbox.errors import IngestError
+from sandbox.records import registry
 
 router = APIRouter(tags=["datasets"])
 

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import flags
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.records import flags
 
 router = APIRouter(tags=["flags"])
 

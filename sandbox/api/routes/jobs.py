@@ -11,23 +11,24 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from operators.client import released_table
-from sandbox import oversight, service
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import attachment, csv_response
+from sandbox.pipeline import submission
+from sandbox.records import jobs, listings
 
 router = APIRouter(tags=["jobs"])
 
 
 @router.post("/quotes")
-def quote(body: service.JobRequest, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
-    return service.quote(ctx, actor, body)
+def quote(body: submission.JobRequest, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return submission.quote(ctx, actor, body)
 
 
 @router.post("/jobs", status_code=201)
-async def submit(body: service.JobRequest, ctx: Ctx, actor: CurrentActor,
+async def submit(body: submission.JobRequest, ctx: Ctx, actor: CurrentActor,
                  wait: bool = False) -> dict[str, Any]:
     # The job runs elsewhere; this thread only records and (with wait) waits for it.
-    return await run_in_threadpool(service.submit, ctx, actor, body, wait)
+    return await run_in_threadpool(submission.submit, ctx, actor, body, wait)
 
 
 @router.get("/jobs")
@@ -37,15 +38,15 @@ def list_jobs(ctx: Ctx, actor: CurrentActor, contract_id: str | None = None,
               format: Literal["json", "csv"] = "json") -> Any:
     """Jobs: an operator's own; for the regulator every job, with code, signature and the
     full disclosure report. `period` (YYYY-MM) filters by submission month."""
-    rows = oversight.jobs(ctx, actor, contract_id, operator_id, status, period, limit, offset)
+    rows = listings.jobs(ctx, actor, contract_id, operator_id, status, period, limit, offset)
     if format == "csv":
-        return csv_response(oversight.to_csv(rows, oversight.JOB_COLUMNS), "jobs.csv")
+        return csv_response(listings.to_csv(rows, listings.JOB_COLUMNS), "jobs.csv")
     return {"jobs": rows}
 
 
 @router.get("/jobs/{job_id}")
 def get(job_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
-    return service.get(ctx, actor, job_id)
+    return jobs.get(ctx, actor, job_id)
 
 
 def _csv(body: dict[str, Any]) -> str:
@@ -63,7 +64,7 @@ def _csv(body: dict[str, Any]) -> str:
 @router.get("/jobs/{job_id}/outputs/{name}")
 def output(job_id: str, name: str, ctx: Ctx, actor: CurrentActor,
            format: Literal["json", "csv", "parquet"] = "json") -> Any:
-    body = service.output(ctx, actor, job_id, name)
+    body = jobs.output(ctx, actor, job_id, name)
     if format == "json":
         return body
     if format == "csv":

@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operators.keys import parse_public_key, public_key_b64
 from operators.roles import Role
-from sandbox.accounts import require
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.context import Context
 from sandbox.ledger import log
 from sandbox.ledger.note import vkey
+from sandbox.records.principals import require
 from sandbox.store.models import Principal
 
 router = APIRouter(tags=["ledger"])

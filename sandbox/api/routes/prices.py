@@ -5,37 +5,37 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import billing
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import csv_response
 from sandbox.errors import NotFound
+from sandbox.records import money
 
 router = APIRouter(tags=["pricing"])
 
 
 @router.post("/price-schedules", status_code=201)
 def publish(ctx: Ctx, actor: CurrentActor, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-    return billing.publish(ctx, actor, body)
+    return money.publish(ctx, actor, body)
 
 
 @router.get("/price-schedules/current")
 def current(ctx: Ctx) -> dict[str, Any]:
     """Published fees, readable without a token: the rules require fees to be public."""
     with ctx.reading() as s:
-        schedule_id, schedule = billing.in_force(s)
+        schedule_id, schedule = money.in_force(s)
     return {"id": schedule_id, **schedule.to_json()}
 
 
 @router.post("/price-caps", status_code=201)
 def publish_caps(ctx: Ctx, actor: CurrentActor, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """Maximum fees (上限收费标准): later schedules above them are refused."""
-    return billing.publish_caps(ctx, actor, body)
+    return money.publish_caps(ctx, actor, body)
 
 
 @router.get("/price-caps/current")
 def current_caps(ctx: Ctx) -> dict[str, Any]:
     with ctx.reading() as s:
-        caps = billing.caps_in_force(s)
+        caps = money.caps_in_force(s)
     if caps is None:
         raise NotFound("no price caps are recorded")
     return caps.to_json()
@@ -51,33 +51,33 @@ class Amount(BaseModel):
 @router.put("/revenue/allowed/{period}")
 def record_allowed(period: str, body: Amount, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Record the maximum allowed revenue (最高准许收入) of a billing month."""
-    return billing.record_allowed_revenue(ctx, actor, period, body.amount)
+    return money.record_allowed_revenue(ctx, actor, period, body.amount)
 
 
 @router.get("/reports/revenue")
 def revenue(period: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Revenue by operator, dataset and unit, public-interest use at list value, and the
     comparison with the month's allowed revenue (an excess is deducted from the next month)."""
-    return billing.revenue(ctx, actor, period)
+    return money.revenue(ctx, actor, period)
 
 
 @router.post("/prepaid/{operator_id}/top-ups", status_code=201)
 def top_up(operator_id: str, body: Amount, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Credit an operator's prepaid balance (the bureau); jobs then reserve against it."""
-    return billing.top_up(ctx, actor, operator_id, body.amount)
+    return money.top_up(ctx, actor, operator_id, body.amount)
 
 
 @router.get("/prepaid/{operator_id}")
 def prepaid(operator_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
-    return billing.prepaid(ctx, actor, operator_id)
+    return money.prepaid(ctx, actor, operator_id)
 
 
 @router.get("/bills")
 def bills(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
           format: Literal["json", "csv"] = "json") -> Any:
     """A monthly statement (Beijing-time month); `format=csv` gives one row per charge line."""
-    statement = billing.bills(ctx, actor, period, operator_id)
+    statement = money.bills(ctx, actor, period, operator_id)
     if format == "json":
         return statement
     name = f"statement-{period}" + (f"-{operator_id}" if operator_id else "")
-    return csv_response(billing.statement_csv(statement), f"{name}.csv")
+    return csv_response(money.statement_csv(statement), f"{name}.csv")

@@ -5,8 +5,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox import accounts
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.records import principals
 
 router = APIRouter(tags=["principals"])
 
@@ -46,59 +46,59 @@ class NewKey(BaseModel):
 
 @router.post("/principals", status_code=201)
 def create(body: NewPrincipal, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
-    p, token = accounts.create_principal(ctx, actor, body.name, body.role, body.license_no,
+    p, token = principals.create_principal(ctx, actor, body.name, body.role, body.license_no,
                                          body.public_key, body.license_valid_to)
     with ctx.reading() as s:
-        key = accounts.current_key(s, p.id)
+        key = principals.current_key(s, p.id)
     return {"id": p.id, "name": p.name, "role": p.role, "license_no": p.license_no,
-            "license_valid_to": accounts.utc_text(p.license_valid_to),
+            "license_valid_to": principals.utc_text(p.license_valid_to),
             "key_id": key.id if key else None, "token": token}
 
 
 @router.get("/principals/{principal_id}")
 def get(principal_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
-    return accounts.get_principal(ctx, actor, principal_id)
+    return principals.get_principal(ctx, actor, principal_id)
 
 
 @router.post("/principals/{principal_id}/license")
 def update_license(principal_id: str, body: License, ctx: Ctx,
                    actor: CurrentActor) -> dict[str, Any]:
     """Bureau: record a renewed or changed operating licence."""
-    return accounts.update_license(ctx, actor, principal_id, body.license_no,
+    return principals.update_license(ctx, actor, principal_id, body.license_no,
                                    body.license_valid_to)
 
 
 @router.post("/principals/{principal_id}/suspend")
 def suspend(principal_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
-    return accounts.suspend_principal(ctx, actor, principal_id, body.reason)
+    return principals.suspend_principal(ctx, actor, principal_id, body.reason)
 
 
 @router.post("/principals/{principal_id}/resume")
 def resume(principal_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
-    return accounts.resume_principal(ctx, actor, principal_id, body.reason)
+    return principals.resume_principal(ctx, actor, principal_id, body.reason)
 
 
 @router.post("/principals/{principal_id}/revoke-tokens")
 def revoke_tokens(principal_id: str, body: Revocation, ctx: Ctx,
                   actor: CurrentActor) -> dict[str, Any]:
     """Bureau: every token of the principal stops working; `reissue` returns a new one once."""
-    return accounts.revoke_tokens(ctx, actor, principal_id, body.reason, body.reissue)
+    return principals.revoke_tokens(ctx, actor, principal_id, body.reason, body.reissue)
 
 
 @router.get("/principals/{principal_id}/keys")
 def list_keys(principal_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
-    return accounts.list_keys(ctx, actor, principal_id)
+    return principals.list_keys(ctx, actor, principal_id)
 
 
 @router.post("/principals/{principal_id}/keys", status_code=201)
 def register_key(principal_id: str, body: NewKey, ctx: Ctx,
                  actor: CurrentActor) -> dict[str, Any]:
     """Make a new public key current; the previous one is revoked but kept for verification."""
-    return accounts.register_key(ctx, actor, principal_id, body.public_key, body.signature,
+    return principals.register_key(ctx, actor, principal_id, body.public_key, body.signature,
                                  body.reason)
 
 
 @router.post("/me/token")
 def rotate_token(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """A new API token for the caller (shown once); the one used for this call stops working."""
-    return accounts.rotate_token(ctx, actor)
+    return principals.rotate_token(ctx, actor)

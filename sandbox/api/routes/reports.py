@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 
-from sandbox import oversight
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import csv_response
+from sandbox.records import listings
 
 router = APIRouter(tags=["reports"])
 
@@ -17,9 +17,9 @@ router = APIRouter(tags=["reports"])
 def releases(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
              format: Literal["json", "csv"] = "json") -> Any:
     """Every aggregate released in a month, with the cells suppressed and why (regulator)."""
-    rows = oversight.releases(ctx, actor, period, operator_id)
+    rows = listings.releases(ctx, actor, period, operator_id)
     if format == "csv":
-        return csv_response(oversight.to_csv(rows, oversight.RELEASE_COLUMNS),
+        return csv_response(listings.to_csv(rows, listings.RELEASE_COLUMNS),
                             f"releases-{period}.csv")
     return {"period": period, "releases": rows}
 
@@ -28,7 +28,7 @@ def releases(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None
 def usage(period: str, ctx: Ctx, actor: CurrentActor,
           format: Literal["json", "csv"] = "json") -> Any:
     """Usage and charges per operator for a month (regulator, bureau)."""
-    rows = oversight.usage(ctx, actor, period)
+    rows = listings.usage(ctx, actor, period)
     if format == "csv":
-        return csv_response(oversight.to_csv(rows, oversight.USAGE_COLUMNS), f"usage-{period}.csv")
+        return csv_response(listings.to_csv(rows, listings.USAGE_COLUMNS), f"usage-{period}.csv")
     return {"period": period, "operators": rows}

@@ -19,7 +19,7 @@ from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure import dp
 from sandbox.disclosure.threshold import significant
-from sandbox.driver import JobSpec, run_job
+from sandbox.pipeline.driver import JobSpec, run_job
 from sandbox.engine.compute import quantile_cont
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import CheckedPlan, check_plan

@@ -18,7 +18,7 @@ from pyroaring import BitMap64
 from contracts.document import ContractDocument
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
-from sandbox.driver import JobSpec, run_job
+from sandbox.pipeline.driver import JobSpec, run_job
 from sandbox.engine import join, protection
 from sandbox.engine.executor import LocalExecutor, RayExecutor
 from sandbox.engine.validate import CheckedPlan, ScanInfo, check_group_key, check_plan

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from sandbox.accounts import bootstrap
+from sandbox.records.principals import bootstrap
 from sandbox.context import Context
 from sandbox.settings import Settings
 from sandbox.store.models import Principal

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sandbox.cli_contracts import contracts_app
-from sandbox.cli_jobs import jobs_app, keys_app
-from sandbox.cli_ledger import ledger_app
+from sandbox.cli.contracts import contracts_app
+from sandbox.cli.jobs import jobs_app, keys_app
+from sandbox.cli.ledger import ledger_app
 from sandbox.settings import Settings
 
 app = typer.Typer(help="Public Data Sandbox: analyse public data without seeing it.",
@@ -59,7 +59,7 @@ def init(data_dir: Optional[Path] = DataDir,
          as_json: bool = typer.Option(False, "--json", help="Print {data_dir, token} as JSON."),
          bureau_name: str = typer.Option("数据局", help="Name of the bureau principal.")) -> None:
     """Create a new instance: database, the bureau's signing key, the bureau principal."""
-    from sandbox.accounts import bootstrap
+    from sandbox.records.principals import bootstrap
 
     settings = _settings(data_dir)
     try:
@@ -82,7 +82,7 @@ def serve(data_dir: Optional[Path] = DataDir,
           host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
           port: int = typer.Option(8000, help="Port to listen on.")) -> None:
     """Run the HTTP API (and a local Ray, unless SANDBOX_RAY_ADDRESS/RAY_ADDRESS is set)."""
-    from sandbox.startup import stoppable
+    from sandbox.cli.startup import stoppable
 
     settings = _settings(data_dir)
     with stoppable():
@@ -120,7 +120,7 @@ def demo(residents: int = typer.Option(30_000, min=1000, help="Synthetic city si
          seed: int = typer.Option(2026, help="Seed of the synthetic city."),
          executor: str = typer.Option("ray", help="ray (default) or local.")) -> None:
     """The whole story on a throw-away instance with synthetic city data."""
-    from sandbox.demo import run_demo
+    from sandbox.cli.demo import run_demo
     from sandbox.errors import RayUnavailable
 
     try:
@@ -137,7 +137,7 @@ def datasets_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False
                                                    "columns: {col: {role, lower?, upper?}}}"),
                     data_dir: Optional[Path] = DataDir) -> None:
     """Register a dataset on a local instance, as the bureau."""
-    from sandbox.catalog import registry
+    from sandbox.records import registry
 
     ctx = _open(data_dir)
     try:
@@ -155,7 +155,7 @@ def datasets_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False
 @datasets_app.command("list")
 def datasets_list(data_dir: Optional[Path] = DataDir) -> None:
     """List the catalog of a local instance."""
-    from sandbox.catalog import registry
+    from sandbox.records import registry
 
     ctx = _open(data_dir)
     with ctx.reading() as s:
@@ -173,11 +173,11 @@ def prices_publish(file: Path = typer.Argument(..., exists=True, dir_okay=False,
                                                     "items: [{unit, price, per?, level?}]}"),
                    data_dir: Optional[Path] = DataDir) -> None:
     """Publish a new version of the price schedule."""
-    from sandbox import billing
+    from sandbox.records import money
 
     ctx = _open(data_dir)
     try:
-        published = billing.publish(ctx, _bureau(ctx), _read_json(file))
+        published = money.publish(ctx, _bureau(ctx), _read_json(file))
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
     finally:
@@ -190,12 +190,12 @@ def prices_publish(file: Path = typer.Argument(..., exists=True, dir_okay=False,
 @prices_app.command("show")
 def prices_show(data_dir: Optional[Path] = DataDir) -> None:
     """Show the schedule in force now."""
-    from sandbox import billing
+    from sandbox.records import money
 
     ctx = _open(data_dir)
     try:
         with ctx.reading() as s:
-            schedule_id, schedule = billing.in_force(s)
+            schedule_id, schedule = money.in_force(s)
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
     finally:
@@ -211,11 +211,11 @@ def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time).
                                                   "as CSV (UTF-8) to this file."),
           data_dir: Optional[Path] = DataDir) -> None:
     """Monthly statement of charges on a local instance, as the bureau sees it."""
-    from sandbox import billing
+    from sandbox.records import money
 
     ctx = _open(data_dir)
     try:
-        statement = billing.bills(ctx, _bureau(ctx), period, operator)
+        statement = money.bills(ctx, _bureau(ctx), period, operator)
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
     finally:
@@ -228,7 +228,7 @@ def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time).
     table.add_row("[bold]total", "", "", f"[bold]{statement['total']}", statement["list_total"])
     console.print(table)
     if csv_file is not None:
-        csv_file.write_text("\ufeff" + billing.statement_csv(statement), encoding="utf-8")
+        csv_file.write_text("\ufeff" + money.statement_csv(statement), encoding="utf-8")
         console.print(f"Wrote {csv_file}")
 
 
@@ -268,7 +268,7 @@ def _bureau(ctx: Any) -> Any:
     from sqlalchemy import select
 
     from operators.roles import Role
-    from sandbox.accounts import Actor
+    from sandbox.records.principals import Actor
     from sandbox.store.models import Principal
 
     with ctx.reading() as s:

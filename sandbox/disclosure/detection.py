@@ -37,7 +37,7 @@ matched. Releases under differential privacy are protected by their noise and ra
 the operator's RECENT_LIMIT newest observations and none older than RECENT_WINDOW, so the
 cost never grows with the operator's history.
 
-Pure: no database, web framework or cluster. `sandbox.flags` stores what goes in and out.
+Pure: no database, web framework or cluster. `sandbox.records.flags` stores what goes in and out.
 """
 
 from __future__ import annotations

@@ -17,10 +17,11 @@ from sqlalchemy import select
 
 from operators.roles import Role
 from pricing import format_money
-from sandbox import agreements, billing, service
-from sandbox.accounts import Actor, require, utc_text
 from sandbox.context import Context
 from sandbox.errors import BadRequest
+from sandbox.records import agreements, money
+from sandbox.records.jobs import view as job_view
+from sandbox.records.principals import Actor, require, utc_text
 from sandbox.store.models import Contract, Job, JobOutput
 
 PAGE_MAX = 1000
@@ -66,7 +67,7 @@ def jobs(ctx: Context, actor: Actor, contract_id: str | None = None,
         if status:
             q = q.where(Job.status == status)
         if period:
-            start, end = billing.month_bounds(period)
+            start, end = money.month_bounds(period)
             q = q.where(Job.created_at >= start, Job.created_at < end)
         page = list(s.scalars(q.offset(offset).limit(limit)))
         names: dict[str, list[str]] = {}
@@ -74,14 +75,14 @@ def jobs(ctx: Context, actor: Actor, contract_id: str | None = None,
                 JobOutput.job_id.in_([j.id for j in page])).order_by(JobOutput.name)):
             names.setdefault(job_id, []).append(name)
         full = actor.role == Role.regulator
-        return [{**service.view(j, {}, full), "outputs": names.get(j.id, [])} for j in page]
+        return [{**job_view(j, {}, full), "outputs": names.get(j.id, [])} for j in page]
 
 
 def releases(ctx: Context, actor: Actor, period: str,
              operator_id: str | None = None) -> list[dict[str, Any]]:
     """Every aggregate released to operator code in a month, with what was suppressed."""
     require(actor, Role.regulator)
-    start, end = billing.month_bounds(period)
+    start, end = money.month_bounds(period)
     with ctx.reading() as s:
         q = select(Job).where(Job.finished_at >= start, Job.finished_at < end)
         if operator_id:
@@ -98,7 +99,7 @@ def releases(ctx: Context, actor: Actor, period: str,
 def usage(ctx: Context, actor: Actor, period: str) -> list[dict[str, Any]]:
     """Per operator: jobs by status, rows scanned, compute seconds, outputs and charges."""
     require(actor, Role.regulator, Role.bureau)
-    start, end = billing.month_bounds(period)
+    start, end = money.month_bounds(period)
     totals: dict[str, dict[str, Any]] = {}
     with ctx.reading() as s:
         for job in s.scalars(select(Job).where(Job.finished_at >= start, Job.finished_at < end)):

@@ -28,13 +28,13 @@ from rich.table import Table
 
 from operators.keys import generate_private_key, public_key_b64, sign
 from operators.submission import sign_submission
-from sandbox.accounts import bootstrap
 from sandbox.api.app import create_app
-from sandbox.context import ensure_ray
 from sandbox.catalog.synthetic import generate_city
+from sandbox.cli.startup import stoppable
+from sandbox.context import ensure_ray
 from sandbox.ledger.note import open_checkpoint
+from sandbox.records.principals import bootstrap
 from sandbox.settings import Settings
-from sandbox.startup import stoppable
 
 PRICES = {
     "name": "2026 年公共数据产品收费标准", "effective_from": "2026-01-01T00:00:00Z",

@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from operators.roles import Role
-from sandbox.accounts import Actor, require
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.context import Context
 from sandbox.errors import Conflict, IngestError, NotFound
 from sandbox.ledger import log
+from sandbox.records.principals import Actor, require
 from sandbox.store.models import Dataset, Principal
 
 

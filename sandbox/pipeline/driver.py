@@ -25,16 +25,19 @@ from contracts.budget import ZERO, Epsilon
 from contracts.document import ContractDocument
 from contracts.scope import check_scope
 from sandbox.catalog.models import DatasetInfo
-from sandbox.disclosure import dp
-from sandbox.disclosure import control
+from sandbox.disclosure import control, dp
 from sandbox.disclosure.control import Policy
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.threshold import cell_threshold
 from sandbox.engine import protection
 from sandbox.engine.compute import VALUED
-from sandbox.engine.executor import (IN_PLACE_MAX_ROWS, AggregateResult, DeadlinePassed,
-                                     Executor)
+from sandbox.engine.executor import (
+    IN_PLACE_MAX_ROWS,
+    AggregateResult,
+    DeadlinePassed,
+    Executor,
+)
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
 from sandbox.jail.process import Limits, run_in_jail

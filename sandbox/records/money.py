@@ -34,14 +34,19 @@ from pricing import (
     price,
     revenue_report,
 )
-from sandbox.accounts import Actor, require, utc_text
-from sandbox.catalog.models import DatasetInfo
+from sandbox.catalog.models import LEVELS, DatasetInfo
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from sandbox.language.analysis import CodeFacts
 from sandbox.ledger import log
-from sandbox.catalog.models import LEVELS
-from sandbox.store.models import AllowedRevenue, Contract, Job, PrepaidAccount, Principal
+from sandbox.records.principals import Actor, require, utc_text
+from sandbox.store.models import (
+    AllowedRevenue,
+    Contract,
+    Job,
+    PrepaidAccount,
+    Principal,
+)
 from sandbox.store.models import PriceCaps as CapsRow
 from sandbox.store.models import PriceSchedule as ScheduleRow
 from sandbox.store.parsed import ByContent

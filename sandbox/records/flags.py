@@ -1,7 +1,7 @@
 """Flags: attack patterns detected in operators' jobs, kept for the regulator, and the
 automatic suspension of a contract whose unreviewed flags add up.
 
-    settle_job ─ record: keep the job's observations ─ detect (sandbox.detection) ─ keep flags
+    settle_job ─ record: keep the job's observations ─ detect (sandbox.disclosure.detection) ─ keep flags
                ─ log them ─ unreviewed scores of the contract over the window ≥ the limit?
                ─ suspend the contract, as a regulator's suspension does, logged alike
     GET  /v1/flags              the regulator lists them, with each job's code and params
@@ -27,11 +27,12 @@ from sqlalchemy.orm import Session
 from contracts import lifecycle
 from contracts.lifecycle import Status
 from operators.roles import Role
-from sandbox import agreements, detection, oversight
-from sandbox.accounts import Actor, require, utc_text
 from sandbox.context import Context
+from sandbox.disclosure import detection
 from sandbox.errors import BadRequest, Conflict, NotFound
 from sandbox.ledger import log
+from sandbox.records import agreements, listings
+from sandbox.records.principals import Actor, require, utc_text
 from sandbox.store.models import Contract, Flag, Job, JobObservation, utcnow
 
 NOTE_MAX = 4000
@@ -196,7 +197,7 @@ def listing(ctx: Context, actor: Actor, operator_id: str | None = None,
             job_id: str | None = None) -> list[dict[str, Any]]:
     """Flags, newest first, each with its job's code and params. Regulator only."""
     require(actor, Role.regulator)
-    limit, offset = oversight.checked_page(limit, offset)
+    limit, offset = listings.checked_page(limit, offset)
     if pattern is not None and pattern not in detection.SCORES:
         raise BadRequest(f"no pattern {pattern!r}; filter by one of: "
                          f"{', '.join(detection.SCORES)}")

@@ -1,30 +1,24 @@
-"""The job pipeline, one function per step.
+"""Submitting a job, one function per step:
 
     submit ─ idempotency ─ contract usable ─ signature ─ compile ─ early scope check
-           ─ quote and reserve (atomically against the spend cap) ─ dispatch
-    run    ─ mark running ─ driver on the executor (Ray task or in-process)
-    settle ─ charge actual usage (≤ quote) ─ release the reservation ─ store outputs
+           ─ quote and reserve (atomically against the spend cap) ─ dispatch (execution)
 
-Every state change is logged in the same transaction that makes it. A failure anywhere
-releases what was reserved and leaves an explained job state.
+A refusal before anything is reserved is recorded as a rejected job, with what detection
+reads in its code. Every state change is logged in the same transaction that makes it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import functools
 import hashlib
 import json
 import logging
 import math
-import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
@@ -36,36 +30,30 @@ from operators.errors import OperatorError, SubmissionInvalid
 from operators.keys import verify
 from operators.roles import Role
 from operators.submission import parse_signed_at, submission_bytes
-from pricing import Charge, settle
-from sandbox import accounts, agreements, billing, flags, privacy, release_history
-from sandbox.accounts import Actor, new_id, require, utc_text
-from sandbox.catalog import registry
+from pricing import Charge
 from sandbox.catalog.models import DatasetInfo
-from sandbox.context import Context, ensure_ray
-from sandbox.disclosure.dominance import parse_rules
-from sandbox.disclosure.threshold import operator_view
-from sandbox.driver import (JobResult, JobSpec, code_observation, output_digest, run_job,
-                            run_job_on_ray)
-from sandbox.engine.executor import LocalExecutor
+from sandbox.common.clock import now
+from sandbox.context import Context
 from sandbox.engine.validate import check_group_key
 from sandbox.errors import (
     CompileError,
     Conflict,
     DisclosureRefused,
-    NotFound,
     SandboxError,
 )
-from sandbox.jail import seccomp
-from sandbox.jail.process import Limits
 from sandbox.language.analysis import CodeFacts, analyse
 from sandbox.language.policy import check_source, compile_job
 from sandbox.ledger import log
-from sandbox.settings import Settings
-from sandbox.store.models import Contract, Job, JobOutput
+from sandbox.pipeline import execution
+from sandbox.pipeline.driver import code_observation
+from sandbox.pipeline.settlement import detect
+from sandbox.records import agreements, budgets, money, principals, registry
+from sandbox.records.jobs import get
+from sandbox.records.principals import Actor, new_id, require
+from sandbox.store.models import Contract, Job
 
 logger = logging.getLogger(__name__)
 
-FINISHED = ("succeeded", "failed", "rejected", "cancelled")
 SIGNATURE_MAX_AGE_SECONDS = 600
 
 
@@ -140,37 +128,10 @@ class Prepared:
     facts: CodeFacts
     schedule_id: int
     quote: Charge
-    bound: billing.Bound
+    bound: money.Bound
     month_to_date: dict[str, int]   # the operator's volume this month, fixing its price tier
     contract_version: int
     signing_key_id: str | None
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def limits(ctx: Context) -> Limits:
-    s = ctx.settings
-    return Limits(cpu_seconds=s.job_cpu_seconds, memory_bytes=s.job_memory_mb * 2**20,
-                  wall_seconds=s.job_wall_seconds, fork_template=s.jail_fork_template,
-                  require_seccomp=s.jail_require_seccomp)
-
-
-def report_jail_filter(settings: Settings) -> str | None:
-    """Say loudly at start when job processes cannot get their system-call filter here."""
-    problem = seccomp.probe()
-    if problem is None:
-        return None
-    if settings.jail_require_seccomp:
-        logger.error("JOBS WILL BE REFUSED: the job process's system-call filter (seccomp) "
-                     "cannot be installed on this host (%s). Run the service on Linux with "
-                     "libseccomp, or set SANDBOX_JAIL_REQUIRE_SECCOMP=false to run jobs "
-                     "without it.", problem)
-    else:
-        logger.error("JOBS RUN WITHOUT A SYSTEM-CALL FILTER: seccomp cannot be installed on "
-                     "this host (%s) and SANDBOX_JAIL_REQUIRE_SECCOMP=false.", problem)
-    return problem
 
 
 # --- submit ------------------------------------------------------------------------------
@@ -183,7 +144,7 @@ def load_usable_contract(session: Session, actor: Actor, contract_id: str) -> Co
     refusal that follows would otherwise roll the expiry back with the caller's transaction.
     """
     at = agreements.now()
-    accounts.check_license(session, actor.id, at)
+    principals.check_license(session, actor.id, at)
     row = agreements.load(session, actor, contract_id)
     if agreements.expire_current_if_due(session, row):
         session.commit()
@@ -198,7 +159,7 @@ def verify_signature(session: Session, actor: Actor, req: JobRequest) -> str | N
     (and recorded with no signature)."""
     if req.signature is None:
         return None
-    key = accounts.current_key(session, actor.id)
+    key = principals.current_key(session, actor.id)
     if key is None:
         raise OperatorError("the submission is signed but you have no registered public key; "
                             "ask the bureau to register it, or submit without a signature")
@@ -256,11 +217,11 @@ def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Pr
     facts = compile_code(req.code)
     datasets = registry.get_many(ctx, session, contract.datasets)
     check_names(contract, facts, datasets)
-    schedule_id, schedule = billing.in_force(session)
-    bound = billing.upper_bound(facts, contract, datasets, ctx.settings.job_wall_seconds)
-    volume = billing.volume_this_month(session, actor.id, now())
+    schedule_id, schedule = money.in_force(session)
+    bound = money.upper_bound(facts, contract, datasets, ctx.settings.job_wall_seconds)
+    volume = money.volume_this_month(session, actor.id, now())
     return Prepared(contract, datasets, facts, schedule_id,
-                    billing.quote(schedule, bound, contract, volume), bound, volume,
+                    money.quote(schedule, bound, contract, volume), bound, volume,
                     contract.version, signing_key_id)
 
 
@@ -269,7 +230,7 @@ def quote(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
     # A transaction, not a read: finding the contract past its term records its expiry.
     with ctx.transaction() as s:
         p = prepare(ctx, s, actor, req)
-    epsilon = privacy.job_epsilon(p.contract, p.facts, req.epsilon)
+    epsilon = budgets.job_epsilon(p.contract, p.facts, req.epsilon)
     return {"contract_id": req.contract_id, "quote": p.quote.to_json(),
             "bounds": {"rows_scanned": p.bound.max_rows, "outputs": p.bound.max_outputs,
                        "compute_seconds": ctx.settings.job_wall_seconds,
@@ -299,7 +260,7 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
             return job_id  # nothing to attach a record to; the error alone explains
         job = Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=None, signature=req.signature,
-                  status="rejected", error=error, finished_at=billing.naive_utc(now()))
+                  status="rejected", error=error, finished_at=money.naive_utc(now()))
         s.add(job)
         s.flush()
         log.append(s, "job.rejected", actor.id, job_id,
@@ -309,7 +270,7 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
             # Refused by the disclosure rules before it ran: a sign for the regulator too.
             observed.append({"index": 0, "refused": exc.code, "reason": str(exc)[:300]})
         if observed:
-            _detect(ctx, s, job, observed)
+            detect(ctx, s, job, observed)
     return job_id
 
 
@@ -332,18 +293,18 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         existing = _existing(s, actor, req)
         if existing is not None:
             return existing, False
-        contract = billing.lock_contract(s, req.contract_id)
+        contract = money.lock_contract(s, req.contract_id)
         p = early.prepared if early is not None and early.still(contract) else None
         if p is None:
             # The contract changed (or is due to expire) since it was read: again, in here.
             p = prepare(ctx, s, actor, req)
-            contract = billing.lock_contract(s, req.contract_id)
+            contract = money.lock_contract(s, req.contract_id)
         assert contract is not None
-        quote_fen = billing.to_fen(p.quote.amount)
+        quote_fen = money.to_fen(p.quote.amount)
         check_quotas(p.contract, *_quota_usage(s, contract.id), p.bound.max_rows)
-        epsilon = privacy.job_epsilon(p.contract, p.facts, req.epsilon)
-        billing.reserve_under_cap(s, contract, p.contract.spend_cap, quote_fen)
-        billing.reserve_prepaid(s, actor.id, quote_fen)
+        epsilon = budgets.job_epsilon(p.contract, p.facts, req.epsilon)
+        money.reserve_under_cap(s, contract, p.contract.spend_cap, quote_fen)
+        money.reserve_prepaid(s, actor.id, quote_fen)
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=req.idempotency_key,
                   signature=req.signature, signing_key_id=p.signing_key_id,
@@ -353,7 +314,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                   quote=p.quote.to_json(), quote_fen=quote_fen,
                   usage={"bounds": {"rows_scanned": p.bound.max_rows,
                                     "outputs": p.bound.max_outputs,
-                                    "month": billing.period_of(now()),
+                                    "month": money.period_of(now()),
                                     "month_to_date": p.month_to_date,
                                     "requested_epsilon": req.epsilon,
                                     **_epsilon_bounds(epsilon, p.facts)}})
@@ -366,7 +327,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
             "idempotency_key": req.idempotency_key, "signature": req.signature,
             "signed_at": job.signed_at, "signing_key_id": p.signing_key_id,
             "quote": p.quote.to_json()})
-        privacy.reserve(s, p.contract, job.id, actor.id, epsilon)
+        budgets.reserve(s, p.contract, job.id, actor.id, epsilon)
         return job, True
 
 
@@ -377,7 +338,7 @@ class _Early:
     prepared: Prepared
     contract_state: tuple[int, str]
 
-    def still(self, row: billing.ContractMoney | None) -> bool:
+    def still(self, row: money.ContractMoney | None) -> bool:
         # Not updated_at: every reservation touches the row.
         return row is not None and (row.version, row.status) == self.contract_state
 
@@ -406,8 +367,8 @@ def _quota_usage(session: Session, contract_id: str) -> tuple[int, int]:
     """Jobs admitted today, and rows scanned or still reserved this month, for a contract."""
     at = now()
     today, rows = session.execute(_quota_usage_query(), {
-        "contract_id": contract_id, "day": billing.naive_utc(day_start(at)),
-        "month": billing.naive_utc(month_start(at))}).one()
+        "contract_id": contract_id, "day": money.naive_utc(day_start(at)),
+        "month": money.naive_utc(month_start(at))}).one()
     return int(today or 0), int(rows or 0)
 
 
@@ -431,244 +392,11 @@ def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> d
     except (CompileError, ContractScopeError, DisclosureRefused) as exc:
         raise RejectedJob(exc, _record_rejection(ctx, actor, req, exc)) from exc
     if created:
-        future = dispatch(ctx, job)
+        future = execution.dispatch(ctx, job)
         if wait:
             future.result()
     elif wait:
-        wait_for(ctx, job.id)
+        execution.wait_for(ctx, job.id)
     return get(ctx, actor, job.id)
 
-
-# --- run ---------------------------------------------------------------------------------
-
-
-def dispatch(ctx: Context, job: Job) -> Future[None]:
-    """Run a job just reserved; `job` is the row as reserve() wrote it (it holds what the run
-    needs, so the run does not read it back)."""
-    job_id = job.id
-    future = ctx.jobs.submit(run_and_settle, ctx, job)
-    ctx.running[job_id] = future
-    future.add_done_callback(lambda _: ctx.running.pop(job_id, None))
-    return future
-
-
-def wait_for(ctx: Context, job_id: str) -> None:
-    future = ctx.running.get(job_id)
-    if future is not None:
-        future.result()
-
-
-def _spec(ctx: Context, job: Job) -> JobSpec:
-    with ctx.reading() as s:
-        contract = agreements.version_document(s, job.contract_id, job.contract_version)
-        datasets = registry.get_many(ctx, s, contract.datasets)
-    bounds = (job.usage or {}).get("bounds", {})
-    spec = JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
-                   datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),
-                   max_rows=int(bounds.get("rows_scanned", 0)),
-                   max_outputs=int(bounds.get("outputs", 1)),
-                   epsilon=dict(bounds.get("epsilon", {})),
-                   collect_sites=int(bounds.get("collect_sites", 1)),
-                   dominance=parse_rules(ctx.settings.dominance_rules),
-                   operator_id=job.operator_id, gate=ctx.gate(),
-                   in_place_max_rows=ctx.settings.engine_in_place_rows,
-                   timing_quantum=ctx.settings.timing_quantum_seconds)
-    return spec
-
-
-def execute(ctx: Context, spec: JobSpec) -> JobResult:
-    if ctx.settings.executor == "local":
-        return run_job(spec, LocalExecutor())
-    import ray
-
-    ensure_ray(ctx.settings)
-    task = _ray_driver()
-    return ray.get(task.remote(spec))
-
-
-_driver_task = None
-
-
-def _ray_driver():  # type: ignore[no-untyped-def]
-    global _driver_task
-    if _driver_task is None:
-        import ray
-
-        _driver_task = ray.remote(run_job_on_ray).options(num_cpus=1, max_retries=0)
-    return _driver_task
-
-
-def mark_running(ctx: Context, job_id: str) -> None:
-    with ctx.transaction() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(status="running"))
-        log.append(s, "job.started", None, job_id, {})
-
-
-def run_and_settle(ctx: Context, job: Job) -> None:
-    job_id = job.id
-    spec = None
-    started = time.monotonic()
-    try:
-        mark_running(ctx, job_id)
-        spec = _spec(ctx, job)
-        result = execute(ctx, spec)
-    except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
-        logger.exception("job %s failed in the service", job_id)
-        result = JobResult("failed", {}, {}, {"releases": []}, {
-            "code": "service_error", "fault": "service", "line": None,
-            "message": "the service failed while running this job; nothing was charged. "
-                       "Try again, and tell the bureau if it keeps happening"})
-    if spec is not None and spec.epsilon:
-        _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
-    settle_job(ctx, job_id, result, spec, job)
-
-
-def _hold_to_quantum(started: float, quantum: float) -> None:
-    """A job under differential privacy ends at a whole number of quanta from its start:
-    how long the engine worked on the data is then visible only in steps that coarse, not
-    in the time its status and results take to appear."""
-    if quantum <= 0:
-        return
-    elapsed = time.monotonic() - started
-    time.sleep(max(1, math.ceil(elapsed / quantum)) * quantum - elapsed)
-
-
-# --- settle ------------------------------------------------------------------------------
-
-
-def _chargeable(result: JobResult) -> bool:
-    """Operators pay for work that ran, unless the service was at fault. A refusal costs
-    nothing until data was read: a job refused part-way (say, beyond its quoted scans) pays
-    for the scans it made."""
-    if (result.error or {}).get("fault") == "service":
-        return False
-    return result.status != "rejected" or result.usage.get("rows_scanned", 0) > 0
-
-
-def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | None = None,
-               reserved: Job | None = None) -> None:
-    """Charge, release the reservation, store the outputs. `spec`, when the job got as far as
-    one, already holds the terms and datasets it ran under; `reserved` is the row as
-    reserve() wrote it (nothing but its status changes until settlement), so it need not be
-    read again."""
-    with ctx.money_lock, ctx.transaction() as s:
-        job = s.merge(reserved, load=False) if reserved is not None else s.get(Job, job_id)
-        assert job is not None
-        contract = (spec.contract if spec is not None else
-                    agreements.version_document(s, job.contract_id, job.contract_version))
-        # Whatever the outcome, the job's code saw these cells: they stay in the history.
-        release_history.record(s, job.operator_id, job.contract_id, job.id,
-                               {d: sets for d, sets in result.released_sets.items() if sets})
-        quote = Charge.from_json(job.quote) if job.quote else None
-        charge = None
-        if quote is not None:
-            schedule = billing.schedule_by_id(s, job.schedule_id)
-            actual = (billing.actual(schedule, result.usage, contract,
-                                     _levels(ctx, s, result, spec), _settlement_volume(s, job))
-                      if _chargeable(result) else Charge.from_lines(()))
-            charge = settle(quote, actual)
-        job.status = result.status
-        job.usage = {**(job.usage or {}), **result.usage}
-        job.disclosure = result.disclosure
-        job.error = result.error
-        job.finished_at = billing.naive_utc(now())
-        job.charge = charge.to_json() if charge else None
-        job.charge_fen = billing.to_fen(charge.amount) if charge else 0
-        billing.settle_contract(s, job.contract_id, job.quote_fen, job.charge_fen)
-        privacy.settle(s, job.contract_id, job_id,
-                       (job.usage or {}).get("bounds", {}).get("epsilon", {}), result.usage,
-                       service_fault=(result.error or {}).get("fault") == "service")
-        billing.settle_prepaid(s, job.operator_id, job.quote_fen, job.charge_fen)
-        for name, body in result.outputs.items():
-            s.add(JobOutput(job_id=job_id, name=name, body=body))
-        log.append(s, f"job.{result.status}", None, job_id, {
-            "usage": result.usage, "error": result.error,
-            "outputs": {n: output_digest(b) for n, b in result.outputs.items()},
-            "disclosure": result.disclosure})
-        if charge is not None:
-            log.append(s, "charge.settled", None, job_id, {
-                "contract_id": job.contract_id, "operator_id": job.operator_id,
-                "charge": charge.to_json()})
-        # The regulator's second line: attack patterns, flags, suspension past their score.
-        _detect(ctx, s, job, result.observations)
-
-
-def _detect(ctx: Context, session: Session, job: Job, observations: Any) -> None:
-    flags.record(session, job, observations, suspend_score=ctx.settings.flag_suspend_score,
-                 window=dt.timedelta(days=ctx.settings.flag_window_days))
-
-
-def _levels(ctx: Context, session: Session, result: JobResult,
-            spec: JobSpec | None) -> dict[str, str]:
-    known = spec.datasets if spec is not None else {}
-    return {name: known[name].level if name in known else registry.get(ctx, session, name).level
-            for name in result.usage.get("rows_by_dataset", {})}
-
-
-def _settlement_volume(session: Session, job: Job) -> dict[str, int]:
-    """The volume tier position to settle at: this month's volume now (never lower than at
-    the quote, so never dearer), or the quote's if the month has turned since."""
-    bounds = (job.usage or {}).get("bounds", {})
-    if bounds.get("month") == billing.period_of(now()):
-        return billing.volume_this_month(session, job.operator_id, now())
-    return dict(bounds.get("month_to_date", {}))
-
-
-def recover_interrupted(ctx: Context) -> int:
-    """Jobs left queued or running by a stopped service fail, with their reservation released."""
-    with ctx.reading() as s:
-        ids = list(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
-    for job_id in ids:
-        settle_job(ctx, job_id, JobResult("failed", {}, {}, {"releases": []}, {
-            "code": "interrupted", "fault": "service", "line": None,
-            "message": "the service stopped while this job was waiting or running; nothing "
-                       "was charged. Submit it again"}))
-    return len(ids)
-
-
-# --- read --------------------------------------------------------------------------------
-
-
-def _load_job(session: Session, actor: Actor, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    visible = job is not None and (actor.role == Role.regulator or
-                                   (actor.role == Role.operator and job.operator_id == actor.id))
-    if not visible:
-        raise NotFound(f"no job {job_id!r} visible to you")
-    return job  # type: ignore[return-value]
-
-
-def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
-    disclosure = job.disclosure or {"releases": []}
-    return {
-        "id": job.id, "contract_id": job.contract_id, "operator_id": job.operator_id,
-        "status": job.status,
-        "created_at": utc_text(job.created_at),
-        "finished_at": utc_text(job.finished_at),
-        "quote": job.quote, "charge": job.charge, "usage": job.usage,
-        "outputs": outputs,
-        "disclosure": disclosure if full else operator_view(disclosure),
-        "error": job.error,
-        "contract_version": job.contract_version,
-        **({"code": job.code, "params": job.params, "signature": job.signature,
-            "signed_at": job.signed_at, "signing_key_id": job.signing_key_id} if full else {}),
-    }
-
-
-def get(ctx: Context, actor: Actor, job_id: str) -> dict[str, Any]:
-    with ctx.reading() as s:
-        job = _load_job(s, actor, job_id)
-        outputs = {o.name: o.body for o in s.scalars(
-            select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.name))}
-        return view(job, outputs, full=actor.role == Role.regulator)
-
-
-def output(ctx: Context, actor: Actor, job_id: str, name: str) -> dict[str, Any]:
-    require(actor, Role.operator, Role.regulator)
-    with ctx.reading() as s:
-        _load_job(s, actor, job_id)
-        out = s.get(JobOutput, (job_id, name))
-        if out is None:
-            raise NotFound(f"job {job_id} has no output named {name!r}")
-        return out.body
 

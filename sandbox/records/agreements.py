@@ -25,8 +25,12 @@ from contracts.errors import ContractInvalid, ContractStateError
 from contracts.lifecycle import FINAL_STATUSES, Status
 from contracts.signing import sign_contract, verify_contract
 from operators.roles import Role
-from sandbox import accounts, privacy
-from sandbox.accounts import (
+from sandbox.context import Context
+from sandbox.disclosure.dp import ineligibility
+from sandbox.errors import BadRequest, Forbidden, NotFound
+from sandbox.ledger import log
+from sandbox.records import budgets, principals, registry
+from sandbox.records.principals import (
     Actor,
     history_entry,
     new_id,
@@ -34,11 +38,6 @@ from sandbox.accounts import (
     require_reason,
     utc_text,
 )
-from sandbox.catalog import registry
-from sandbox.disclosure.dp import ineligibility
-from sandbox.context import Context
-from sandbox.errors import BadRequest, Forbidden, NotFound
-from sandbox.ledger import log
 from sandbox.store.models import Contract, ContractVersion
 from sandbox.store.parsed import ByContent
 
@@ -47,7 +46,7 @@ _APPLICATION_FIELDS = ("datasets", "purpose", "purpose_class", "valid_from", "va
 
 
 def now() -> dt.datetime:
-    return accounts.now()
+    return principals.now()
 
 
 def document(row: Contract | ContractVersion) -> ContractDocument:
@@ -150,7 +149,7 @@ def view(session: Session, row: Contract) -> dict[str, Any]:
         "operator_key_id": current.operator_key_id,
         "approvals": {"required": row.required_approvals, "given": row.approvals},
         "spend": {"reserved_fen": row.reserved_fen, "spent_fen": row.spent_fen},
-        "privacy": privacy.balances(session, document(row)),
+        "privacy": budgets.balances(session, document(row)),
         "history": list(current.history or []),
         "amendment": (None if amendment is None else
                       {"version": amendment.version, "status": amendment.status}),
@@ -185,7 +184,7 @@ def budget(ctx: Context, actor: Actor, contract_id: str) -> dict[str, Any]:
     with ctx.reading() as s:
         row = load(s, actor, contract_id)
         return {"contract_id": row.id, "version": row.version,
-                "privacy": privacy.balances(s, document(row))}
+                "privacy": budgets.balances(s, document(row))}
 
 
 def get_version(ctx: Context, actor: Actor, contract_id: str, number: int) -> dict[str, Any]:
@@ -232,7 +231,7 @@ def apply(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
     require(actor, Role.operator)
     draft, terms = _split_draft(body)
     with ctx.transaction() as s:
-        accounts.check_license(s, actor.id, now())
+        principals.check_license(s, actor.id, now())
         doc, required = _parse(ctx, s, terms, new_id("c"), actor.id, 1)
         status = Status.draft if draft else Status.pending_approval
         v = ContractVersion(contract_id=doc.id, version=1, document=doc.to_json(),
@@ -273,7 +272,7 @@ def submit(ctx: Context, actor: Actor, contract_id: str) -> dict[str, Any]:
     require(actor, Role.operator)
     with ctx.transaction() as s:
         row = load(s, actor, contract_id)
-        accounts.check_license(s, actor.id, now())
+        principals.check_license(s, actor.id, now())
         v = _working(s, row)
         status = lifecycle.submit(Status(v.status))
         terms = {k: v.document[k] for k in _APPLICATION_FIELDS if k in v.document}
@@ -308,7 +307,7 @@ def amend(ctx: Context, actor: Actor, contract_id: str, body: Any) -> dict[str, 
     _expire_first(ctx, contract_id)
     with ctx.transaction() as s:
         row = load(s, actor, contract_id)
-        accounts.check_license(s, actor.id, now())
+        principals.check_license(s, actor.id, now())
         lifecycle.check_amendable(Status(row.status))
         pending = _amendment(s, row)
         if pending is not None:
@@ -389,11 +388,11 @@ def _sign_as_operator(session: Session, actor: Actor, row: Contract, v: Contract
         raise BadRequest("send {\"signature\": base64 Ed25519 signature over the "
                          "contract's canonical bytes (GET /v1/contracts/{id})}")
     status = lifecycle.sign_by_operator(Status(v.status))
-    accounts.check_license(session, actor.id, now())
+    principals.check_license(session, actor.id, now())
     amendment = v.version != row.version
     if amendment:
         lifecycle.check_activatable(Status(row.status))
-    key = accounts.current_key(session, actor.id)
+    key = principals.current_key(session, actor.id)
     if key is None:
         raise BadRequest("register your public key with the bureau before signing")
     verify_contract(key.public_key, document(v), signature)

@@ -1,0 +1,1 @@
+"""The `sandbox` command: one module per command group."""

@@ -1,0 +1,2 @@
+"""A job's path: submission (checks, quote, reservation), execution (the driver next
+to the data), settlement (charge, budgets, outputs, detection)."""

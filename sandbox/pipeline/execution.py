@@ -1,0 +1,139 @@
+"""Running a reserved job: its spec, the driver on the executor (a Ray task or in-process),
+then settlement. Jobs under differential privacy end on a whole step of time."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from concurrent.futures import Future
+
+from sqlalchemy import update
+
+from sandbox.context import Context, ensure_ray
+from sandbox.disclosure.dominance import parse_rules
+from sandbox.engine.executor import LocalExecutor
+from sandbox.jail import seccomp
+from sandbox.jail.process import Limits
+from sandbox.ledger import log
+from sandbox.pipeline.driver import JobResult, JobSpec, run_job, run_job_on_ray
+from sandbox.pipeline.settlement import settle_job
+from sandbox.records import agreements, registry
+from sandbox.settings import Settings
+from sandbox.store.models import Job
+
+logger = logging.getLogger(__name__)
+
+
+def limits(ctx: Context) -> Limits:
+    s = ctx.settings
+    return Limits(cpu_seconds=s.job_cpu_seconds, memory_bytes=s.job_memory_mb * 2**20,
+                  wall_seconds=s.job_wall_seconds, fork_template=s.jail_fork_template,
+                  require_seccomp=s.jail_require_seccomp)
+
+
+def report_jail_filter(settings: Settings) -> str | None:
+    """Say loudly at start when job processes cannot get their system-call filter here."""
+    problem = seccomp.probe()
+    if problem is None:
+        return None
+    if settings.jail_require_seccomp:
+        logger.error("JOBS WILL BE REFUSED: the job process's system-call filter (seccomp) "
+                     "cannot be installed on this host (%s). Run the service on Linux with "
+                     "libseccomp, or set SANDBOX_JAIL_REQUIRE_SECCOMP=false to run jobs "
+                     "without it.", problem)
+    else:
+        logger.error("JOBS RUN WITHOUT A SYSTEM-CALL FILTER: seccomp cannot be installed on "
+                     "this host (%s) and SANDBOX_JAIL_REQUIRE_SECCOMP=false.", problem)
+    return problem
+
+
+def dispatch(ctx: Context, job: Job) -> Future[None]:
+    """Run a job just reserved; `job` is the row as reserve() wrote it (it holds what the run
+    needs, so the run does not read it back)."""
+    job_id = job.id
+    future = ctx.jobs.submit(run_and_settle, ctx, job)
+    ctx.running[job_id] = future
+    future.add_done_callback(lambda _: ctx.running.pop(job_id, None))
+    return future
+
+
+def wait_for(ctx: Context, job_id: str) -> None:
+    future = ctx.running.get(job_id)
+    if future is not None:
+        future.result()
+
+
+def _spec(ctx: Context, job: Job) -> JobSpec:
+    with ctx.reading() as s:
+        contract = agreements.version_document(s, job.contract_id, job.contract_version)
+        datasets = registry.get_many(ctx, s, contract.datasets)
+    bounds = (job.usage or {}).get("bounds", {})
+    spec = JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
+                   datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),
+                   max_rows=int(bounds.get("rows_scanned", 0)),
+                   max_outputs=int(bounds.get("outputs", 1)),
+                   epsilon=dict(bounds.get("epsilon", {})),
+                   collect_sites=int(bounds.get("collect_sites", 1)),
+                   dominance=parse_rules(ctx.settings.dominance_rules),
+                   operator_id=job.operator_id, gate=ctx.gate(),
+                   in_place_max_rows=ctx.settings.engine_in_place_rows,
+                   timing_quantum=ctx.settings.timing_quantum_seconds)
+    return spec
+
+
+def execute(ctx: Context, spec: JobSpec) -> JobResult:
+    if ctx.settings.executor == "local":
+        return run_job(spec, LocalExecutor())
+    import ray
+
+    ensure_ray(ctx.settings)
+    task = _ray_driver()
+    return ray.get(task.remote(spec))
+
+
+_driver_task = None
+
+
+def _ray_driver():  # type: ignore[no-untyped-def]
+    global _driver_task
+    if _driver_task is None:
+        import ray
+
+        _driver_task = ray.remote(run_job_on_ray).options(num_cpus=1, max_retries=0)
+    return _driver_task
+
+
+def mark_running(ctx: Context, job_id: str) -> None:
+    with ctx.transaction() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(status="running"))
+        log.append(s, "job.started", None, job_id, {})
+
+
+def run_and_settle(ctx: Context, job: Job) -> None:
+    job_id = job.id
+    spec = None
+    started = time.monotonic()
+    try:
+        mark_running(ctx, job_id)
+        spec = _spec(ctx, job)
+        result = execute(ctx, spec)
+    except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
+        logger.exception("job %s failed in the service", job_id)
+        result = JobResult("failed", {}, {}, {"releases": []}, {
+            "code": "service_error", "fault": "service", "line": None,
+            "message": "the service failed while running this job; nothing was charged. "
+                       "Try again, and tell the bureau if it keeps happening"})
+    if spec is not None and spec.epsilon:
+        _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
+    settle_job(ctx, job_id, result, spec, job)
+
+
+def _hold_to_quantum(started: float, quantum: float) -> None:
+    """A job under differential privacy ends at a whole number of quanta from its start:
+    how long the engine worked on the data is then visible only in steps that coarse, not
+    in the time its status and results take to appear."""
+    if quantum <= 0:
+        return
+    elapsed = time.monotonic() - started
+    time.sleep(max(1, math.ceil(elapsed / quantum)) * quantum - elapsed)

@@ -1,0 +1,113 @@
+"""Settling a job: charge actual usage (never above the quote), release the reservation and
+the ε not spent, store outputs, record released sets and observations for detection.
+
+Every state change is logged in the same transaction that makes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pricing import Charge, settle
+from sandbox.common.clock import now
+from sandbox.context import Context
+from sandbox.ledger import log
+from sandbox.pipeline.driver import JobResult, JobSpec, output_digest
+from sandbox.records import agreements, budgets, flags, money, registry, releases
+from sandbox.store.models import Job, JobOutput
+
+logger = logging.getLogger(__name__)
+
+
+def _chargeable(result: JobResult) -> bool:
+    """Operators pay for work that ran, unless the service was at fault. A refusal costs
+    nothing until data was read: a job refused part-way (say, beyond its quoted scans) pays
+    for the scans it made."""
+    if (result.error or {}).get("fault") == "service":
+        return False
+    return result.status != "rejected" or result.usage.get("rows_scanned", 0) > 0
+
+
+def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | None = None,
+               reserved: Job | None = None) -> None:
+    """Charge, release the reservation, store the outputs. `spec`, when the job got as far as
+    one, already holds the terms and datasets it ran under; `reserved` is the row as
+    reserve() wrote it (nothing but its status changes until settlement), so it need not be
+    read again."""
+    with ctx.money_lock, ctx.transaction() as s:
+        job = s.merge(reserved, load=False) if reserved is not None else s.get(Job, job_id)
+        assert job is not None
+        contract = (spec.contract if spec is not None else
+                    agreements.version_document(s, job.contract_id, job.contract_version))
+        # Whatever the outcome, the job's code saw these cells: they stay in the history.
+        releases.record(s, job.operator_id, job.contract_id, job.id,
+                               {d: sets for d, sets in result.released_sets.items() if sets})
+        quote = Charge.from_json(job.quote) if job.quote else None
+        charge = None
+        if quote is not None:
+            schedule = money.schedule_by_id(s, job.schedule_id)
+            actual = (money.actual(schedule, result.usage, contract,
+                                     _levels(ctx, s, result, spec), _settlement_volume(s, job))
+                      if _chargeable(result) else Charge.from_lines(()))
+            charge = settle(quote, actual)
+        job.status = result.status
+        job.usage = {**(job.usage or {}), **result.usage}
+        job.disclosure = result.disclosure
+        job.error = result.error
+        job.finished_at = money.naive_utc(now())
+        job.charge = charge.to_json() if charge else None
+        job.charge_fen = money.to_fen(charge.amount) if charge else 0
+        money.settle_contract(s, job.contract_id, job.quote_fen, job.charge_fen)
+        budgets.settle(s, job.contract_id, job_id,
+                       (job.usage or {}).get("bounds", {}).get("epsilon", {}), result.usage,
+                       service_fault=(result.error or {}).get("fault") == "service")
+        money.settle_prepaid(s, job.operator_id, job.quote_fen, job.charge_fen)
+        for name, body in result.outputs.items():
+            s.add(JobOutput(job_id=job_id, name=name, body=body))
+        log.append(s, f"job.{result.status}", None, job_id, {
+            "usage": result.usage, "error": result.error,
+            "outputs": {n: output_digest(b) for n, b in result.outputs.items()},
+            "disclosure": result.disclosure})
+        if charge is not None:
+            log.append(s, "charge.settled", None, job_id, {
+                "contract_id": job.contract_id, "operator_id": job.operator_id,
+                "charge": charge.to_json()})
+        # The regulator's second line: attack patterns, flags, suspension past their score.
+        detect(ctx, s, job, result.observations)
+
+
+def detect(ctx: Context, session: Session, job: Job, observations: Any) -> None:
+    flags.record(session, job, observations, suspend_score=ctx.settings.flag_suspend_score,
+                 window=dt.timedelta(days=ctx.settings.flag_window_days))
+
+
+def _levels(ctx: Context, session: Session, result: JobResult,
+            spec: JobSpec | None) -> dict[str, str]:
+    known = spec.datasets if spec is not None else {}
+    return {name: known[name].level if name in known else registry.get(ctx, session, name).level
+            for name in result.usage.get("rows_by_dataset", {})}
+
+
+def _settlement_volume(session: Session, job: Job) -> dict[str, int]:
+    """The volume tier position to settle at: this month's volume now (never lower than at
+    the quote, so never dearer), or the quote's if the month has turned since."""
+    bounds = (job.usage or {}).get("bounds", {})
+    if bounds.get("month") == money.period_of(now()):
+        return money.volume_this_month(session, job.operator_id, now())
+    return dict(bounds.get("month_to_date", {}))
+
+
+def recover_interrupted(ctx: Context) -> int:
+    """Jobs left queued or running by a stopped service fail, with their reservation released."""
+    with ctx.reading() as s:
+        ids = list(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
+    for job_id in ids:
+        settle_job(ctx, job_id, JobResult("failed", {}, {}, {"releases": []}, {
+            "code": "interrupted", "fault": "service", "line": None,
+            "message": "the service stopped while this job was waiting or running; nothing "
+                       "was charged. Submit it again"}))
+    return len(ids)

@@ -1,0 +1,63 @@
+"""Jobs as their owners and regulators see them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from operators.roles import Role
+from sandbox.context import Context
+from sandbox.disclosure.threshold import operator_view
+from sandbox.errors import (
+    NotFound,
+)
+from sandbox.records.principals import Actor, require, utc_text
+from sandbox.store.models import Job, JobOutput
+
+FINISHED = ("succeeded", "failed", "rejected", "cancelled")
+
+
+def load_job(session: Session, actor: Actor, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    visible = job is not None and (actor.role == Role.regulator or
+                                   (actor.role == Role.operator and job.operator_id == actor.id))
+    if not visible:
+        raise NotFound(f"no job {job_id!r} visible to you")
+    return job  # type: ignore[return-value]
+
+
+def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
+    disclosure = job.disclosure or {"releases": []}
+    return {
+        "id": job.id, "contract_id": job.contract_id, "operator_id": job.operator_id,
+        "status": job.status,
+        "created_at": utc_text(job.created_at),
+        "finished_at": utc_text(job.finished_at),
+        "quote": job.quote, "charge": job.charge, "usage": job.usage,
+        "outputs": outputs,
+        "disclosure": disclosure if full else operator_view(disclosure),
+        "error": job.error,
+        "contract_version": job.contract_version,
+        **({"code": job.code, "params": job.params, "signature": job.signature,
+            "signed_at": job.signed_at, "signing_key_id": job.signing_key_id} if full else {}),
+    }
+
+
+def get(ctx: Context, actor: Actor, job_id: str) -> dict[str, Any]:
+    with ctx.reading() as s:
+        job = load_job(s, actor, job_id)
+        outputs = {o.name: o.body for o in s.scalars(
+            select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.name))}
+        return view(job, outputs, full=actor.role == Role.regulator)
+
+
+def output(ctx: Context, actor: Actor, job_id: str, name: str) -> dict[str, Any]:
+    require(actor, Role.operator, Role.regulator)
+    with ctx.reading() as s:
+        load_job(s, actor, job_id)
+        out = s.get(JobOutput, (job_id, name))
+        if out is None:
+            raise NotFound(f"job {job_id} has no output named {name!r}")
+        return out.body
