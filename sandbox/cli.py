@@ -184,13 +184,16 @@ def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time).
           operator: Optional[str] = typer.Option(None, help="Only this operator's charges."),
           csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the statement "
                                                   "as CSV (UTF-8) to this file."),
+          xlsx_file: Optional[Path] = typer.Option(None, "--xlsx", help="Also write the "
+                                                   "statement as an Excel workbook to this file."),
           data_dir: Optional[Path] = DataDir) -> None:
     """Monthly statement of charges on a local instance, as the bureau sees it."""
-    from sandbox import billing
+    from sandbox import billing, exports
 
     ctx = _open(data_dir)
     try:
         statement = billing.bills(ctx, _bureau(ctx), period, operator)
+        sheet = billing.statement_table(ctx, statement)
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
     finally:
@@ -202,9 +205,10 @@ def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time).
                       c["list_amount"])
     table.add_row("[bold]total", "", "", f"[bold]{statement['total']}", statement["list_total"])
     console.print(table)
-    if csv_file is not None:
-        csv_file.write_text("\ufeff" + billing.statement_csv(statement), encoding="utf-8")
-        console.print(f"Wrote {csv_file}")
+    for path, fmt in ((csv_file, "csv"), (xlsx_file, "xlsx")):
+        if path is not None:
+            path.write_bytes(exports.render(sheet, fmt))
+            console.print(f"Wrote {path}")
 
 
 def _read_json(path: Path) -> Any:

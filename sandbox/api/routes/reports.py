@@ -1,34 +1,33 @@
-"""Inspection reports for the regulator (and usage for the bureau), as JSON or CSV."""
+"""Inspection reports for the regulator (and usage for the bureau), as JSON, CSV or XLSX."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 
 from sandbox import oversight
 from sandbox.api.deps import Ctx, CurrentActor
-from sandbox.api.files import csv_response
+from sandbox.api.files import ListingFormat, export_response
 
 router = APIRouter(tags=["reports"])
 
 
 @router.get("/releases")
 def releases(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
-             format: Literal["json", "csv"] = "json") -> Any:
+             format: ListingFormat = "json") -> Any:
     """Every aggregate released in a month, with the cells suppressed and why (regulator)."""
     rows = oversight.releases(ctx, actor, period, operator_id)
-    if format == "csv":
-        return csv_response(oversight.to_csv(rows, oversight.RELEASE_COLUMNS),
-                            f"releases-{period}.csv")
+    if format != "json":
+        return export_response(oversight.releases_table(rows), format, f"releases-{period}")
     return {"period": period, "releases": rows}
 
 
 @router.get("/reports/usage")
 def usage(period: str, ctx: Ctx, actor: CurrentActor,
-          format: Literal["json", "csv"] = "json") -> Any:
+          format: ListingFormat = "json") -> Any:
     """Usage and charges per operator for a month (regulator, bureau)."""
     rows = oversight.usage(ctx, actor, period)
-    if format == "csv":
-        return csv_response(oversight.to_csv(rows, oversight.USAGE_COLUMNS), f"usage-{period}.csv")
+    if format != "json":
+        return export_response(oversight.usage_table(rows), format, f"usage-{period}")
     return {"period": period, "operators": rows}
