@@ -295,9 +295,12 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
     with ctx.transaction() as s:
         if s.get(Contract, req.contract_id) is None:
             return job_id  # nothing to attach a record to; the error alone explains
+        # Submitted and refused in one moment: both times from one reading of the clock, so
+        # the record never finishes before it was created.
+        at = billing.naive_utc(now())
         job = Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=None, signature=req.signature,
-                  status="rejected", error=error, finished_at=billing.naive_utc(now()))
+                  status="rejected", error=error, created_at=at, finished_at=at)
         s.add(job)
         s.flush()
         log.append(s, "job.rejected", actor.id, job_id,
@@ -340,6 +343,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         billing.reserve_under_cap(s, contract, p.contract.spend_cap, quote_fen)
         billing.reserve_prepaid(s, actor.id, quote_fen)
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
+                  created_at=billing.naive_utc(now()),
                   params=req.params, idempotency_key=req.idempotency_key,
                   signature=req.signature, signing_key_id=p.signing_key_id,
                   signed_at=req.signed_at if req.signature else None,
@@ -552,7 +556,8 @@ def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | Non
         job.usage = {**(job.usage or {}), **result.usage}
         job.disclosure = result.disclosure
         job.error = result.error
-        job.finished_at = billing.naive_utc(now())
+        # The service's one clock; never before the job's creation, should it step back.
+        job.finished_at = max(billing.naive_utc(now()), job.created_at)
         job.charge = charge.to_json() if charge else None
         job.charge_fen = billing.to_fen(charge.amount) if charge else 0
         billing.settle_contract(s, job.contract_id, job.quote_fen, job.charge_fen)
