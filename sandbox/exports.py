@@ -226,8 +226,8 @@ def _xlsx_cell(cell: Any, kind: Kind, value: Any) -> None:
         # Excel has no time zones: the cell holds Beijing wall time, the header names the zone.
         cell.value = moment.astimezone(BEIJING).replace(tzinfo=None)
         cell.number_format = TIME_FORMAT
-    else:
-        _text_cell(cell, as_text(value))
+    elif text := as_text(value):
+        _text_cell(cell, text)
 
 
 def _text_cell(cell: Any, text: str) -> Any:
