@@ -135,9 +135,10 @@ def contracts_table(ctx: Context, rows: Sequence[dict[str, Any]]) -> Table:
 def _contract_row(names: Directory, row: dict[str, Any]) -> dict[str, Any]:
     doc = row["document"]
     datasets = sorted(doc.get("datasets", {}))
-    signed = {h["status"]: h for h in row.get("history", [])
-              if h["status"] in ("signed_by_bureau", "active")}
-    bureau, operator = signed.get("signed_by_bureau", {}), signed.get("active", {})
+    # The operator's signature is what first made the version active; a later "active" is a
+    # resumption by the regulator or the bureau.
+    bureau = _first(row.get("history", []), "signed_by_bureau")
+    operator = _first(row.get("history", []), "active")
     return {
         "id": row["id"], "version": row["version"], "status": row["status"],
         "status_reason": row["status_reason"],
@@ -158,6 +159,10 @@ def _contract_row(names: Directory, row: dict[str, Any]) -> dict[str, Any]:
         "reserved": Decimal(row["spend"]["reserved_fen"]) / 100,
         "issued_at": doc.get("issued_at"),
     }
+
+
+def _first(history: Sequence[dict[str, Any]], status: str) -> dict[str, Any]:
+    return next((h for h in history if h["status"] == status), {})
 
 
 def _titled(names: Directory, dataset: str) -> str:
@@ -198,7 +203,7 @@ def _named(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
     return rows
 
 
-T, N, M, TIME = Kind.TEXT, Kind.NUMBER, Kind.MONEY, Kind.TIME
+N, M, TIME = Kind.NUMBER, Kind.MONEY, Kind.TIME
 
 CONTRACT_COLUMNS = (
     Column("id", "合同编号"), Column("version", "版本", N), Column("status", "状态"),
