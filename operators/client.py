@@ -53,7 +53,7 @@ __all__ = [
 # clock, plus queueing and a cold Ray start.
 DEFAULT_TIMEOUT = 120.0
 FINISHED = frozenset({"succeeded", "failed", "rejected", "cancelled"})
-OutputFormat = Literal["json", "csv", "parquet"]
+OutputFormat = Literal["json", "csv", "xlsx", "parquet"]
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -437,7 +437,7 @@ class SandboxClient:
         return Job.from_json(self._request("GET", f"/jobs/{_seg(job_id)}"), self)
 
     def output_file(self, job_id: str, name: str, format: OutputFormat = "parquet") -> bytes:
-        """One released output as a file: Parquet, or CSV (UTF-8 with BOM, for spreadsheets)."""
+        """One released output as a file: Parquet, CSV (UTF-8 with BOM) or an XLSX workbook."""
         response = self._send("GET", f"/jobs/{_seg(job_id)}/outputs/{_seg(name)}",
                               params={"format": format})
         return response.content

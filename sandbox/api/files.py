@@ -1,10 +1,19 @@
-"""File downloads: CSV that spreadsheets read correctly, and safe attachment names."""
+"""File downloads: export tables as CSV or XLSX, and safe attachment names."""
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import quote as percent_encode
 
 from fastapi.responses import Response
+
+from sandbox.common import exports
+
+# The formats a listing, report or released output offers besides JSON (Parquet is added
+# where the data is a released output); the query parameter is checked against these, so an
+# unknown one is refused in the error envelope with this list.
+ListingFormat = Literal["json", "csv", "xlsx"]
+OutputFormat = Literal["json", "csv", "xlsx", "parquet"]
 
 
 def attachment(filename: str) -> dict[str, str]:
@@ -13,7 +22,7 @@ def attachment(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f"attachment; filename*=UTF-8''{encoded}"}
 
 
-def csv_response(text: str, filename: str) -> Response:
-    # UTF-8 with a BOM so that spreadsheet programs show Chinese names correctly.
-    return Response(("\ufeff" + text).encode("utf-8"), media_type="text/csv; charset=utf-8",
-                    headers=attachment(filename))
+def export_response(table: exports.Table, fmt: str, stem: str) -> Response:
+    """`table` as a download in `fmt` (csv or xlsx), named `stem` plus the extension."""
+    return Response(exports.render(table, fmt), media_type=exports.MEDIA_TYPES[fmt],
+                    headers=attachment(f"{stem}.{fmt}"))

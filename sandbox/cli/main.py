@@ -82,37 +82,16 @@ def serve(data_dir: Optional[Path] = DataDir,
           host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
           port: int = typer.Option(8000, help="Port to listen on.")) -> None:
     """Run the HTTP API (and a local Ray, unless SANDBOX_RAY_ADDRESS/RAY_ADDRESS is set)."""
-    from sandbox.cli.startup import stoppable
+    import uvicorn
+
+    from sandbox.api.app import create_app
+    from sandbox.context import is_initialised
 
     settings = _settings(data_dir)
-    with stoppable():
-        import uvicorn
-
-        from sandbox.api.app import create_app
-        from sandbox.context import is_initialised
-
-        if not is_initialised(settings):
-            _fail(f"no instance in {settings.data_dir}; create one with: "
-                  f"sandbox init --data-dir {settings.data_dir}")
-        if settings.executor == "ray":
-            _start_ray(settings)
-        api = create_app(settings)
-    uvicorn.run(api, host=host, port=port, log_level="info")
-
-
-def _start_ray(settings: Settings) -> None:
-    # From the main thread, before uvicorn: Ray's processes are tied to the thread that
-    # starts them, and a failure here stops the command before it listens.
-    from sandbox.context import ensure_ray, ray_gcs_address
-    from sandbox.errors import RayUnavailable
-
-    try:
-        ensure_ray(settings)
-    except RayUnavailable as e:
-        _fail(e.message)
-    how = ("attached to the cluster at" if settings.resolved_ray_address
-           else "started a private local Ray at")
-    err.print(f"Ray: {how} {ray_gcs_address()}")
+    if not is_initialised(settings):
+        _fail(f"no instance in {settings.data_dir}; create one with: "
+              f"sandbox init --data-dir {settings.data_dir}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 @app.command()
@@ -121,12 +100,8 @@ def demo(residents: int = typer.Option(30_000, min=1000, help="Synthetic city si
          executor: str = typer.Option("ray", help="ray (default) or local.")) -> None:
     """The whole story on a throw-away instance with synthetic city data."""
     from sandbox.cli.demo import run_demo
-    from sandbox.errors import RayUnavailable
 
-    try:
-        run_demo(console, residents=residents, seed=seed, executor=executor)
-    except RayUnavailable as e:
-        _fail(e.message)
+    run_demo(console, residents=residents, seed=seed, executor=executor)
 
 
 @datasets_app.command("ingest")
@@ -209,13 +184,17 @@ def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time).
           operator: Optional[str] = typer.Option(None, help="Only this operator's charges."),
           csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the statement "
                                                   "as CSV (UTF-8) to this file."),
+          xlsx_file: Optional[Path] = typer.Option(None, "--xlsx", help="Also write the "
+                                                   "statement as an Excel workbook to this file."),
           data_dir: Optional[Path] = DataDir) -> None:
     """Monthly statement of charges on a local instance, as the bureau sees it."""
+    from sandbox.common import exports
     from sandbox.records import money
 
     ctx = _open(data_dir)
     try:
         statement = money.bills(ctx, _bureau(ctx), period, operator)
+        sheet = money.statement_table(ctx, statement)
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
     finally:
@@ -227,9 +206,10 @@ def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time).
                       c["list_amount"])
     table.add_row("[bold]total", "", "", f"[bold]{statement['total']}", statement["list_total"])
     console.print(table)
-    if csv_file is not None:
-        csv_file.write_text("\ufeff" + money.statement_csv(statement), encoding="utf-8")
-        console.print(f"Wrote {csv_file}")
+    for path, fmt in ((csv_file, "csv"), (xlsx_file, "xlsx")):
+        if path is not None:
+            path.write_bytes(exports.render(sheet, fmt))
+            console.print(f"Wrote {path}")
 
 
 def _read_json(path: Path) -> Any:

@@ -58,7 +58,8 @@ def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | Non
         job.usage = {**(job.usage or {}), **result.usage}
         job.disclosure = result.disclosure
         job.error = result.error
-        job.finished_at = money.naive_utc(now())
+        # The service's one clock; never before the job's creation, should it step back.
+        job.finished_at = max(money.naive_utc(now()), job.created_at)
         job.charge = charge.to_json() if charge else None
         job.charge_fen = money.to_fen(charge.amount) if charge else 0
         money.settle_contract(s, job.contract_id, job.quote_fen, job.charge_fen)

@@ -258,9 +258,12 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
     with ctx.transaction() as s:
         if s.get(Contract, req.contract_id) is None:
             return job_id  # nothing to attach a record to; the error alone explains
+        # Submitted and refused in one moment: both times from one reading of the clock, so
+        # the record never finishes before it was created.
+        at = money.naive_utc(now())
         job = Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=None, signature=req.signature,
-                  status="rejected", error=error, finished_at=money.naive_utc(now()))
+                  status="rejected", error=error, created_at=at, finished_at=at)
         s.add(job)
         s.flush()
         log.append(s, "job.rejected", actor.id, job_id,
@@ -306,6 +309,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         money.reserve_under_cap(s, contract, p.contract.spend_cap, quote_fen)
         money.reserve_prepaid(s, actor.id, quote_fen)
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
+                  created_at=money.naive_utc(now()),
                   params=req.params, idempotency_key=req.idempotency_key,
                   signature=req.signature, signing_key_id=p.signing_key_id,
                   signed_at=req.signed_at if req.signature else None,

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from operators.roles import Role
+from sandbox.common import exports
 from sandbox.context import Context
 from sandbox.disclosure.threshold import operator_view
 from sandbox.errors import (
@@ -61,3 +62,21 @@ def output(ctx: Context, actor: Actor, job_id: str, name: str) -> dict[str, Any]
         if out is None:
             raise NotFound(f"job {job_id} has no output named {name!r}")
         return out.body
+
+
+_NUMERIC_TYPES = ("int", "uint", "float", "double", "decimal", "halffloat")
+
+
+def output_table(name: str, body: dict[str, Any]) -> exports.Table:
+    """A released output as an export table; suppressed cells are marked, not blank."""
+    if body["kind"] == "scalar":
+        value = body["value"]
+        kind = exports.Kind.TEXT if isinstance(value, (str, bool)) else exports.Kind.NUMBER
+        return exports.Table(name, [exports.Column("value", "值", kind)], [{"value": value}])
+    columns = [exports.Column(c["name"], c["name"], exports.Kind.NUMBER
+                              if str(c["type"]).startswith(_NUMERIC_TYPES) else exports.Kind.TEXT)
+               for c in body["columns"]]
+    hidden = {(i, column) for i, column in body.get("suppressed", [])}
+    rows = [{c.key: exports.SUPPRESSED if (i, c.key) in hidden else value
+             for c, value in zip(columns, row)} for i, row in enumerate(body["rows"])]
+    return exports.Table(name, columns, rows)

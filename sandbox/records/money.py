@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import functools
-import io
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,10 +33,12 @@ from pricing import (
     revenue_report,
 )
 from sandbox.catalog.models import LEVELS, DatasetInfo
+from sandbox.common.exports import Column, Kind, Table
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from sandbox.language.analysis import CodeFacts
 from sandbox.ledger import log
+from sandbox.records import directory
 from sandbox.records.principals import Actor, require, utc_text
 from sandbox.store.models import (
     AllowedRevenue,
@@ -281,8 +281,17 @@ def revenue(ctx: Context, actor: Actor, period: str) -> dict[str, Any]:
         while True:
             report = revenue_report(_revenue_lines(s, current), allowed.get(current), carried)
             if current == period:
-                return {"period": period, **report.to_json()}
+                return _named_revenue(directory.load(s), {"period": period, **report.to_json()})
             carried, current = report.carry_forward, _next_period(current)
+
+
+def _named_revenue(names: directory.Directory, report: dict[str, Any]) -> dict[str, Any]:
+    for row in report["by_operator"]:
+        row["operator_name"] = names.name(row["operator_id"])
+    for row in report["by_dataset"]:
+        row["dataset_title"] = names.dataset_title(row["dataset"])
+        row["department"] = names.department(row["dataset"])
+    return report
 
 
 @dataclass(frozen=True)
@@ -370,9 +379,10 @@ def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = Non
         if operator_id:
             q = q.where(Job.operator_id == operator_id)
         jobs = list(s.scalars(q.order_by(Job.finished_at, Job.id)))
+        names = directory.load(s)
     charges = [{
         "job_id": j.id, "contract_id": j.contract_id, "operator_id": j.operator_id,
-        "status": j.status, "finished_at": utc_text(j.finished_at),
+        "operator_name": names.name(j.operator_id), "status": j.status, "finished_at": utc_text(j.finished_at),
         **Charge.from_json(j.charge).to_json(),
     } for j in jobs]
     total = sum((Decimal(c["amount"]) for c in charges), Decimal("0"))
@@ -382,19 +392,52 @@ def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = Non
             "list_total": format_money(list_total)}
 
 
-STATEMENT_COLUMNS = ("job_id", "contract_id", "operator_id", "finished_at", "unit", "dataset",
-                     "level", "tier", "quantity", "amount", "list_amount")
+def statement_table(ctx: Context, statement: dict[str, Any]) -> Table:
+    """A statement as a table: one row per charge line, then a total row equal to their sum."""
+    with ctx.reading() as s:
+        names = directory.load(s)
+    rows = [{**{k: charge.get(k) for k in ("job_id", "contract_id", "operator_id",
+                                            "operator_name", "finished_at")},
+             **line, "dataset_title": names.dataset_title(line.get("dataset")),
+             "department": names.department(line.get("dataset"))}
+            for charge in statement["charges"] for line in charge["lines"]]
+    total = {"job_id": "total", "operator_id": statement["operator_id"],
+             "operator_name": names.name(statement["operator_id"]),
+             "finished_at": statement["period"], "amount": statement["total"],
+             "list_amount": statement["list_total"]}
+    return Table(f"账单 {statement['period']}", STATEMENT_COLUMNS, [*rows, total])
 
 
-def statement_csv(statement: dict[str, Any]) -> str:
-    """A statement as CSV: one row per charge line, then a total row equal to their sum."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(STATEMENT_COLUMNS)
-    for charge in statement["charges"]:
-        for line in charge["lines"]:
-            row = {**{k: charge.get(k) for k in STATEMENT_COLUMNS[:4]}, **line}
-            writer.writerow(["" if row.get(k) is None else row[k] for k in STATEMENT_COLUMNS])
-    writer.writerow(["total", "", statement["operator_id"] or "", statement["period"], "", "", "",
-                     "", "", statement["total"], statement["list_total"]])
-    return out.getvalue()
+def revenue_table(report: dict[str, Any]) -> Table:
+    """The revenue report flat: one row for the month against its allowed revenue, then one
+    per operator, per dataset and per billing unit."""
+    summary = {"section": "total", **report, "amount": report["revenue"],
+               "list_amount": report["list_value"]}
+    rows = [summary,
+            *({"section": "operator", "key": r["operator_id"], "name": r.get("operator_name"), **r}
+              for r in report["by_operator"]),
+            *({"section": "dataset", "key": r["dataset"], "name": r.get("dataset_title"), **r}
+              for r in report["by_dataset"]),
+            *({"section": "unit", "key": r["unit"], **r} for r in report["by_unit"])]
+    return Table(f"收入 {report['period']}", REVENUE_COLUMNS,
+                 [{"period": report["period"], **r} for r in rows])
+
+
+_M = Kind.MONEY
+STATEMENT_COLUMNS = (
+    Column("job_id", "作业编号"), Column("contract_id", "合同编号"),
+    Column("operator_id", "运营单位编号"), Column("operator_name", "运营单位"),
+    Column("finished_at", "结束时间", Kind.TIME), Column("unit", "计费单位"),
+    Column("dataset", "数据集"), Column("dataset_title", "数据集名称"),
+    Column("department", "数据提供部门"), Column("level", "数据级别"), Column("tier", "阶梯"),
+    Column("quantity", "数量", Kind.NUMBER), Column("amount", "金额（元）", _M),
+    Column("list_amount", "标价（元）", _M))
+REVENUE_COLUMNS = (
+    Column("period", "月份"), Column("section", "分类"), Column("key", "编号"),
+    Column("name", "名称"), Column("department", "数据提供部门"),
+    Column("amount", "收入（元）", _M), Column("list_amount", "标价（元）", _M),
+    Column("public_interest_list_value", "公益使用标价（元）", _M),
+    Column("allowed_revenue", "最高准许收入（元）", _M),
+    Column("carried_deduction", "上月结转扣减（元）", _M),
+    Column("effective_allowed", "本月准许收入（元）", _M), Column("excess", "超出（元）", _M),
+    Column("carry_forward", "结转下月扣减（元）", _M))

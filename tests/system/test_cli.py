@@ -10,9 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import openpyxl
 import pytest
 
-from sandbox.cli.demo import PRICES
+from sandbox.cli.main.demo import PRICES
 
 POLICY = {"居民编号": {"role": "identifier"}, "街道": {"role": "attribute"},
           "月收入": {"role": "sensitive", "lower": 0, "upper": 100000}}
@@ -103,10 +104,14 @@ def test_prices_publish_show_and_refuse_a_bad_schedule(instance: Path) -> None:
 
 
 def test_bills_writes_a_csv_statement(instance: Path) -> None:
-    r = sandbox("bills", "2026-11", "--csv", "s.csv", "--data-dir", "inst", cwd=instance)
+    r = sandbox("bills", "2026-11", "--csv", "s.csv", "--xlsx", "s.xlsx", "--data-dir", "inst",
+                cwd=instance)
     assert r.returncode == 0, r.stderr
     rows = list(csv.reader(io.StringIO((instance / "s.csv").read_text(encoding="utf-8-sig"))))
     assert rows[0][:3] == ["job_id", "contract_id", "operator_id"] and rows[-1][0] == "total"
+    sheet = openpyxl.load_workbook(instance / "s.xlsx").active
+    assert sheet["A1"].value == "作业编号" and sheet.freeze_panes == "A2"
+    assert sheet.cell(row=sheet.max_row, column=1).value == "total"
     bad = sandbox("bills", "2026-13", "--data-dir", "inst", cwd=instance)
     assert bad.returncode == 1 and "YYYY-MM" in bad.stderr
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any
 
 from conftest import World
@@ -37,7 +36,12 @@ def test_contract_listing_follows_who_may_read_and_carries_history(local_world: 
     assert [h["status"] for h in c["history"]][-1] == "active" and len(c["history"]) >= 4
     exported = rows_of(get(w, "/v1/contracts?format=csv", w.regulator))
     assert {r["id"] for r in exported} == {mine, theirs}
-    assert json.loads(exported[0]["document"])["purpose"] == "养老服务设施规划"
+    # Terms in columns, with names people read beside the ids.
+    first = exported[0]
+    assert first["purpose"] == "养老服务设施规划" and first["purpose_class"] == "commercial"
+    assert first["operator_name"] == "某数据科技有限公司" and first["departments"] == "市公安局"
+    assert first["columns"].startswith("population.birth_date: filter, group_by;")
+    assert first["bureau_signed_at"] and first["operator_signed_by"] == "某数据科技有限公司"
     assert get(w, "/v1/contracts?status=suspended", w.regulator).json()["contracts"] == []
     assert get(w, "/v1/contracts?limit=0", w.regulator).status_code == 400
 

@@ -34,3 +34,8 @@ def test_jail_side_language_does_not_import_data_libraries() -> None:
     for name in ("api.py", "plan.py", "policy.py"):
         bad = _imports(ROOT / "sandbox" / "language" / name) & {"pyarrow", "numpy", "ray"}
         assert not bad, f"sandbox/language/{name} imports {sorted(bad)}"
+
+
+def test_the_export_writer_knows_no_web_framework_or_database() -> None:
+    bad = _imports(ROOT / "sandbox" / "exports.py") & {"fastapi", "starlette", "sqlalchemy", "ray"}
+    assert not bad, f"sandbox/exports.py imports {sorted(bad)}"

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.api.deps import Ctx, CurrentActor
-from sandbox.api.files import csv_response
+from sandbox.api.files import ListingFormat, export_response
 from sandbox.records import agreements, listings
 
 router = APIRouter(tags=["contracts"])
@@ -31,11 +31,12 @@ def apply(ctx: Ctx, actor: CurrentActor, body: dict[str, Any] = Body(...)) -> di
 @router.get("/contracts")
 def list_contracts(ctx: Ctx, actor: CurrentActor, status: str | None = None,
                    operator_id: str | None = None, limit: int = 100, offset: int = 0,
-                   format: Literal["json", "csv"] = "json") -> Any:
-    """Contracts visible to the caller, with status history; `format=csv` for an inspection."""
+                   format: ListingFormat = "json") -> Any:
+    """Contracts visible to the caller, with status history; `format=csv` or `xlsx` for an
+    inspection, one row per contract with its terms in columns."""
     rows = listings.contracts(ctx, actor, status, operator_id, limit, offset)
-    if format == "csv":
-        return csv_response(listings.to_csv(rows, listings.CONTRACT_COLUMNS), "contracts.csv")
+    if format != "json":
+        return export_response(listings.contracts_table(ctx, rows), format, "contracts")
     return {"contracts": rows}
 
 

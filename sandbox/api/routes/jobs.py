@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import csv
 import io
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from operators.client import released_table
 from sandbox.api.deps import Ctx, CurrentActor
-from sandbox.api.files import attachment, csv_response
+from sandbox.api.files import ListingFormat, OutputFormat, attachment, export_response
 from sandbox.pipeline import submission
 from sandbox.records import jobs, listings
 
@@ -35,12 +34,13 @@ async def submit(body: submission.JobRequest, ctx: Ctx, actor: CurrentActor,
 def list_jobs(ctx: Ctx, actor: CurrentActor, contract_id: str | None = None,
               operator_id: str | None = None, status: str | None = None,
               period: str | None = None, limit: int = 100, offset: int = 0,
-              format: Literal["json", "csv"] = "json") -> Any:
+              format: ListingFormat = "json") -> Any:
     """Jobs: an operator's own; for the regulator every job, with code, signature and the
-    full disclosure report. `period` (YYYY-MM) filters by submission month."""
+    full disclosure report. `period` (YYYY-MM) filters by submission month; `format=csv` or
+    `xlsx` for a spreadsheet."""
     rows = listings.jobs(ctx, actor, contract_id, operator_id, status, period, limit, offset)
-    if format == "csv":
-        return csv_response(listings.to_csv(rows, listings.JOB_COLUMNS), "jobs.csv")
+    if format != "json":
+        return export_response(listings.jobs_table(rows), format, "jobs")
     return {"jobs": rows}
 
 
@@ -49,26 +49,15 @@ def get(job_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return jobs.get(ctx, actor, job_id)
 
 
-def _csv(body: dict[str, Any]) -> str:
-    out = io.StringIO()
-    w = csv.writer(out)
-    if body["kind"] == "scalar":
-        w.writerow(["value"])
-        w.writerow([body["value"]])
-    else:
-        w.writerow([c["name"] for c in body["columns"]])
-        w.writerows(body["rows"])
-    return out.getvalue()
-
-
 @router.get("/jobs/{job_id}/outputs/{name}")
 def output(job_id: str, name: str, ctx: Ctx, actor: CurrentActor,
-           format: Literal["json", "csv", "parquet"] = "json") -> Any:
+           format: OutputFormat = "json") -> Any:
+    """One released output: JSON, a spreadsheet (`csv`, `xlsx`) or Parquet."""
     body = jobs.output(ctx, actor, job_id, name)
     if format == "json":
         return body
-    if format == "csv":
-        return csv_response(_csv(body), f"{name}.csv")
+    if format != "parquet":
+        return export_response(jobs.output_table(name, body), format, name)
     table = released_table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
     sink = io.BytesIO()
     pq.write_table(table, sink)

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.api.deps import Ctx, CurrentActor
-from sandbox.api.files import csv_response
+from sandbox.api.files import ListingFormat, export_response
 from sandbox.errors import NotFound
 from sandbox.records import money
 
@@ -55,10 +55,14 @@ def record_allowed(period: str, body: Amount, ctx: Ctx, actor: CurrentActor) -> 
 
 
 @router.get("/reports/revenue")
-def revenue(period: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+def revenue(period: str, ctx: Ctx, actor: CurrentActor, format: ListingFormat = "json") -> Any:
     """Revenue by operator, dataset and unit, public-interest use at list value, and the
-    comparison with the month's allowed revenue (an excess is deducted from the next month)."""
-    return money.revenue(ctx, actor, period)
+    comparison with the month's allowed revenue (an excess is deducted from the next month).
+    `format=csv` or `xlsx`: one row for the month, then one per operator, dataset and unit."""
+    report = money.revenue(ctx, actor, period)
+    if format == "json":
+        return report
+    return export_response(money.revenue_table(report), format, f"revenue-{period}")
 
 
 @router.post("/prepaid/{operator_id}/top-ups", status_code=201)
@@ -74,10 +78,11 @@ def prepaid(operator_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
 
 @router.get("/bills")
 def bills(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
-          format: Literal["json", "csv"] = "json") -> Any:
-    """A monthly statement (Beijing-time month); `format=csv` gives one row per charge line."""
+          format: ListingFormat = "json") -> Any:
+    """A monthly statement (Beijing-time month); `format=csv` or `xlsx` gives one row per
+    charge line and a total row."""
     statement = money.bills(ctx, actor, period, operator_id)
     if format == "json":
         return statement
     name = f"statement-{period}" + (f"-{operator_id}" if operator_id else "")
-    return csv_response(money.statement_csv(statement), f"{name}.csv")
+    return export_response(money.statement_table(ctx, statement), format, name)
