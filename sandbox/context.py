@@ -40,9 +40,9 @@ class Context:
     # Registered datasets as read by this process (they never change once registered).
     catalog: dict[str, DatasetInfo] = field(default_factory=dict)
     # The release gate (disclosure.gate): an in-process gate or the instance's Ray actor,
-    # made when the first job needs it.
-    _gate: Any = None
-    _gate_lock: threading.Lock = field(default_factory=threading.Lock)
+    # made when the first job needs it (records.releases.gate).
+    gate_handle: Any = None
+    gate_lock: threading.Lock = field(default_factory=threading.Lock)
     # SQLite has one writer at a time. Writers of this process queue here, in order, instead
     # of in SQLite's busy handler, which polls with sleeps of up to 100 ms.
     write_lock: threading.RLock = field(default_factory=threading.RLock)
@@ -58,18 +58,6 @@ class Context:
         for no writer and has changes made in it refused."""
         with (self.readers or self.sessions)() as session:
             yield session
-
-    def gate(self) -> Any:
-        with self._gate_lock:
-            if self._gate is None:
-                from sandbox.records import releases
-
-                def load(operator_id: str) -> list[tuple[str, bytes]]:
-                    with self.reading() as s:
-                        return list(releases.load(s, operator_id))
-
-                self._gate = releases.gate_handle(self.settings, load)
-            return self._gate
 
     def _writer(self) -> threading.RLock | nullcontext[None]:
         return self.write_lock if self.engine.dialect.name == "sqlite" else nullcontext()

@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from operators.keys import generate_private_key, public_key_b64, sign
-from sandbox.records.principals import bootstrap
 from sandbox.api.app import create_app
 from sandbox.catalog.synthetic import generate_city
-from sandbox.context import Context
 from sandbox.cli.demo import PRICES
+from sandbox.context import Context
+from sandbox.records.principals import bootstrap
 from sandbox.settings import Settings
 
 # The demo's published fees: tests compute expected charges from the same schedule.

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+from conftest import GRANTS, SCHEDULE
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from conftest import GRANTS, SCHEDULE
 from operators.client import SandboxClient
 from operators.keys import generate_private_key
 from sandbox.catalog.synthetic import generate_city, write_city

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.engine.join import key_hash
+from sandbox.common.hashing import key_hash
 
 # Under the datasets directory (a name no dataset can have: names start with a letter).
 DIRECTORY = ".entities"

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from sandbox.disclosure import audit as audit_rules
 from sandbox.disclosure import dominance, threshold
 from sandbox.disclosure.dominance import DominanceRule
-from sandbox.engine import protection
+from sandbox.engine import internal, protection
 
 SECONDARY_RULE = "secondary"
 
@@ -75,7 +75,7 @@ def _json_value(v: Any) -> Any:
 
 def _coarsen_digits(result: pa.Table, name: str) -> int | None:
     meta = result.schema.field(name).metadata or {}
-    return int(meta[threshold.COARSEN_KEY]) if threshold.COARSEN_KEY in meta else None
+    return int(meta[internal.COARSEN_KEY]) if internal.COARSEN_KEY in meta else None
 
 
 Cell = tuple[int, str]
@@ -87,7 +87,7 @@ def _small_groups(result: pa.Table, keys: tuple[str, ...], minimum: int) -> list
     Such rows are left out of the release: which rows appear must not depend on a group
     smaller than the threshold (a key shown with its cells hidden still says "someone here
     matched the filter"). A whole-table aggregate keeps its one row (its key is no one's)."""
-    counts = [n for n in result.column_names if n.startswith("__c:")]
+    counts = internal.contributor_columns(result.column_names)
     if not keys or not counts:
         return [False] * result.num_rows
     enough = None
@@ -116,14 +116,14 @@ def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
     truncated = sum(1 for s in small[end:] if not s)
     if end < result.num_rows:
         result, small = result.slice(0, end), small[:end]
-    values = [n for n in result.column_names if not n.startswith("__")]
+    values = internal.released(result.column_names)
     aggs = [n for n in values if n not in keys]
     coarse = {n: d for n in aggs if (d := _coarsen_digits(result, n)) is not None}
     columns = [result.column(n).to_pylist() for n in values]
     columns = [[threshold.significant(v, coarse[n]) for v in c] if n in coarse else c
                for n, c in zip(values, columns)]
     rows = [[_json_value(v) for v in r] for r in zip(*columns)]
-    contributors = {a: result.column(f"__c:{a}").to_pylist() for a in aggs}
+    contributors = {a: result.column(internal.contributors(a)).to_pylist() for a in aggs}
 
     out: dict[Cell, dict[str, Any]] = {}
     for i in range(len(rows)):

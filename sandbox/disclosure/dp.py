@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from contracts.budget import Epsilon
 from sandbox.catalog.models import DatasetInfo
+from sandbox.engine import internal
 from sandbox.engine.validate import CheckedPlan, kind_of
 from sandbox.errors import DisclosureRefused
 from sandbox.language import plan as p
@@ -136,15 +137,15 @@ def privatize(table: pa.Table, checked: CheckedPlan,
     for (name, agg), bounds in zip(plan.aggs, clamp):
         if bounds is None:
             counts, record = noisy_counts(table.column(name).to_pylist(), share, name)
-            out[name] = out[f"__c:{name}"] = pa.array(counts, pa.int64())
+            out[name] = out[internal.contributors(name)] = pa.array(counts, pa.int64())
             noise.append(record)
             continue
-        counts, count_record = noisy_counts(table.column(f"__c:{name}").to_pylist(), share / 2,
+        counts, count_record = noisy_counts(table.column(internal.contributors(name)).to_pylist(), share / 2,
                                             name)
-        sums, sum_record = noisy_sums(table.column(f"__s:{name}"), share / 2, bounds, name)
+        sums, sum_record = noisy_sums(table.column(internal.exact_sum(name)), share / 2, bounds, name)
         out[name] = sums if agg.fn == "sum" else pa.array(_means(sums.to_pylist(), counts,
                                                                  bounds), pa.float64())
-        out[f"__c:{name}"] = pa.array(counts, pa.int64())
+        out[internal.contributors(name)] = pa.array(counts, pa.int64())
         noise += [count_record, sum_record]
     return pa.table(out), tuple(noise)
 
@@ -217,5 +218,5 @@ def select_partitions(table: pa.Table, checked: CheckedPlan,
     if not checked.plan.keys or counted is None or table.num_rows == 0:
         return table
     tau = selection_threshold(counted.scale)
-    counts = table.column(f"__c:{counted.column}").to_pylist()
+    counts = table.column(internal.contributors(counted.column)).to_pylist()
     return table.filter(pa.array([c is not None and c >= tau for c in counts], pa.bool_()))

@@ -91,10 +91,8 @@ class GateActor:
     """The gate as a Ray actor: one per database, so that every API process and every job
     driver of an instance shares it. It reads the recorded sets itself."""
 
-    def __init__(self, database_url: str) -> None:
-        from sandbox.records import releases
-
-        self._gate = Gate(releases.loader(database_url))
+    def __init__(self, load: Callable[[str], Iterable[tuple[str, bytes]]]) -> None:
+        self._gate = Gate(load)
 
     def audit(self, operator: str, rows: Rows, threshold: int) -> list[Conflict | None]:
         return self._gate.audit(operator, rows, threshold)

@@ -19,9 +19,6 @@ from sandbox.catalog.models import LEVELS
 DEFAULT_THRESHOLDS: dict[str, int] = {"L1": 1, "L2": 5, "L3": 10, "L4": 10}
 RULE = "min_contributors"
 COARSEN_RULE = "significant_figures"
-# Set by the engine on an output column whose exact value would be one person's value
-# (a quantile of a sensitive column): the number of significant figures to release.
-COARSEN_KEY = b"coarsen_significant_figures"
 
 
 def threshold_for(level: str, thresholds: dict[str, int]) -> int:

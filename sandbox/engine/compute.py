@@ -19,13 +19,10 @@ import pyarrow.compute as pc
 from pyroaring import BitMap64
 
 from sandbox.catalog.models import ENTITY
-from sandbox.disclosure.threshold import COARSEN_KEY
-from sandbox.engine import cache, protection, prune
+from sandbox.engine import cache, internal, protection, prune
 from sandbox.engine.validate import CheckedPlan
 from sandbox.errors import PlanError
 from sandbox.language import plan as p
-
-ROWS = "__rows"
 
 
 def _lit(value: Any, like: pa.DataType | None) -> Any:
@@ -310,13 +307,13 @@ def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
     for name, e in step.columns:
         used = _columns_of(e)
         col = _as_column(evaluate(e, table), table.num_rows) if used <= present else None
-        traced = view is not None and col is not None and any(SHADOW + u in present
+        traced = view is not None and col is not None and any(internal.shadow(u) in present
                                                                for u in used)
         new.append((name, col, _as_column(evaluate(e, view), table.num_rows)
                     if traced else None))
     for name, col, shadow in new:
         table = _put(table, name, col)
-        table = _put(table, SHADOW + name, shadow)
+        table = _put(table, internal.shadow(name), shadow)
     return table
 
 
@@ -359,14 +356,10 @@ def read_partition(checked: CheckedPlan, scan: int, index: int,
                                              prune.positions(f, groups))
     for column in (checked.shadowed[scan] if checked.shadowed else ()):
         if column in table.column_names:
-            table = table.append_column(SHADOW + column, perturbed(table.column(column)))
+            table = table.append_column(internal.shadow(column), perturbed(table.column(column)))
     return table
 
 
-# Beside a sensitive column, the same column perturbed (`perturbed`), carried through filters,
-# derived columns and joins, so that the engine can tell which rows' aggregated values come
-# from the sensitive data: those whose value changes when its sensitive inputs change.
-SHADOW = "__p:"
 
 
 def perturbed(x: pa.Array | pa.ChunkedArray) -> Any:
@@ -384,12 +377,12 @@ def shadow_view(table: pa.Table) -> pa.Table:
     names = table.column_names
     present = set(names)
     return pa.Table.from_arrays(
-        [table.column(SHADOW + n) if SHADOW + n in present else table.column(n) for n in names],
+        [table.column(internal.shadow(n)) if internal.shadow(n) in present else table.column(n) for n in names],
         names=names)
 
 
 def _shadows(table: pa.Table) -> bool:
-    return any(n.startswith(SHADOW) for n in table.column_names)
+    return any(n.startswith(internal.SHADOW) for n in table.column_names)
 
 
 def _load(f: prune.Footer, columns: Sequence[str], groups: list[int] | None,
@@ -417,7 +410,7 @@ def apply_steps(steps: Sequence[p.Node], table: pa.Table) -> pa.Table:
             table = _derive(step, table)
         elif isinstance(step, p.Select):
             # Columns not read are not used later (validation reads every used column's sources).
-            keep = set(step.columns) | {SHADOW + c for c in step.columns}
+            keep = set(step.columns) | {internal.shadow(c) for c in step.columns}
             table = table.select([c for c in table.column_names
                                   if c in keep or protection.is_entity(c)])
         else:
@@ -437,12 +430,12 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     plan = checked.plan
     stats = checked.disclosure_stats
     cols: dict[str, Any] = {k: table.column(k) for k in plan.keys}
-    cols[ROWS] = pa.repeat(pa.scalar(1, pa.int64()), table.num_rows)
+    cols[internal.ROWS] = pa.repeat(pa.scalar(1, pa.int64()), table.num_rows)
     if not plan.keys:
         # Arrow has no whole-table kernels for distinct values or lists: group by a constant.
-        cols[ALL] = pa.repeat(pa.scalar(0, pa.int8()), table.num_rows)
-    specs: list[tuple[Any, ...]] = [(ROWS, "sum")]
-    names: dict[str, str] = {f"{ROWS}_sum": ROWS}
+        cols[internal.ALL] = pa.repeat(pa.scalar(0, pa.int8()), table.num_rows)
+    specs: list[tuple[Any, ...]] = [(internal.ROWS, "sum")]
+    names: dict[str, str] = {f"{internal.ROWS}_sum": internal.ROWS}
     values: dict[int, Any] = {}
     for i, (_, a) in enumerate(plan.aggs):
         if a.arg is None:
@@ -454,8 +447,8 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
             names[f"__v{i}_{fn}"] = out
     listed = stats or any(a.fn in LISTED for _, a in plan.aggs)
     if listed:
-        cols[POSITIONS] = pa.array(np.arange(table.num_rows), pa.int64())
-        specs.append((POSITIONS, "list"))
+        cols[internal.POSITIONS] = pa.array(np.arange(table.num_rows), pa.int64())
+        specs.append((internal.POSITIONS, "list"))
     # Single-threaded: a threaded hash aggregate sums floats in varying order, and a released
     # value must not change from one run to the next. Dictionary keys group as integers once
     # every chunk shares one dictionary; the partial's keys are plain values.
@@ -464,20 +457,19 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     grouped = plain_table(grouped.rename_columns([names.get(n, n) for n in grouped.column_names]))
     if not listed:
         return grouped
-    rows = contiguous(grouped.column(f"{POSITIONS}_list"))
-    grouped = grouped.drop_columns([f"{POSITIONS}_list"])
+    rows = contiguous(grouped.column(f"{internal.POSITIONS}_list"))
+    grouped = grouped.drop_columns([f"{internal.POSITIONS}_list"])
     for i, (_, a) in enumerate(plan.aggs):
         if a.fn == "count_distinct":
-            grouped = grouped.append_column(f"__d{i}", _distinct(values[i], rows))
+            grouped = grouped.append_column(internal.partial_distinct(i), _distinct(values[i], rows))
         elif a.fn == "quantile" and _value_list(checked, i) == i:
-            grouped = grouped.append_column(f"__q{i}", _gather(values[i], rows))
+            grouped = grouped.append_column(internal.partial_values(i), _gather(values[i], rows))
     return _with_stats(checked, table, grouped, values, rows) if stats else grouped
 
 
 # Aggregates whose partials hold lists of values per group.
 LISTED = frozenset({"count_distinct", "quantile"})
 # Each row's position in the partition's table: listed per group, the lists are gathered by.
-POSITIONS = "__pos"
 
 
 def _value(checked: CheckedPlan, i: int, table: pa.Table) -> Any:
@@ -572,24 +564,23 @@ def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,
     return grouped
 
 
-ALL = "__all"
 
 
 def _group_keys(plan: p.Aggregate) -> list[str]:
-    return list(plan.keys) or [ALL]
+    return list(plan.keys) or [internal.ALL]
 
 
 def _specs(fn: str, i: int) -> list[tuple[str, str, Any]]:
     """Arrow aggregations of one partition for aggregate `fn` number `i`: (kernel, partial
     column, options)."""
-    count = ("count", f"__n{i}", None)
+    count = ("count", internal.partial_count(i), None)
     if fn in ("sum", "mean"):
-        return [count, ("sum", f"__s{i}", None)]
+        return [count, ("sum", internal.partial_sum(i), None)]
     if fn in ("var", "std"):
-        return [count, ("sum", f"__s{i}", None),
-                ("variance", f"__m{i}", pc.VarianceOptions(ddof=0))]
+        return [count, ("sum", internal.partial_sum(i), None),
+                ("variance", internal.partial_m2(i), pc.VarianceOptions(ddof=0))]
     if fn in ("min", "max"):
-        return [count, (fn, f"__x{i}", None)]
+        return [count, (fn, internal.partial_extreme(i), None)]
     if fn == "count_distinct":
         return []   # __d{i}: gathered after the aggregation
     if fn == "quantile":
@@ -616,8 +607,6 @@ def _clamp(values: pa.Array | pa.ChunkedArray, lower: float, upper: float) -> An
                                skip_nulls=False)
 
 
-# Per row of the concatenated partials, its place in them: the merge lists them per group.
-PARTIAL_ROW = "__partial"
 
 
 def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
@@ -626,11 +615,11 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
     keys = _group_keys(plan)
     both = pa.concat_tables([t.replace_schema_metadata(None) for t in partials],
                             promote_options="permissive")
-    summed = [c for c in both.column_names if c == ROWS or c[:3] in ("__n", "__s")]
-    extremes = [(f"__x{i}", a.fn) for i, (_, a) in enumerate(plan.aggs) if a.fn in ("min", "max")]
-    numbered = both.append_column(PARTIAL_ROW, pa.array(np.arange(both.num_rows), pa.int64()))
+    summed = [c for c in both.column_names if internal.summed_partial(c)]
+    extremes = [(internal.partial_extreme(i), a.fn) for i, (_, a) in enumerate(plan.aggs) if a.fn in ("min", "max")]
+    numbered = both.append_column(internal.PARTIAL_ROW, pa.array(np.arange(both.num_rows), pa.int64()))
     merged = numbered.group_by(keys, use_threads=False).aggregate(
-        [(c, "sum") for c in summed] + list(extremes) + [(PARTIAL_ROW, "list")])
+        [(c, "sum") for c in summed] + list(extremes) + [(internal.PARTIAL_ROW, "list")])
     merged = merged.rename_columns([_strip_kernel(c, summed, extremes)
                                     for c in merged.column_names])
     if not plan.keys and merged.num_rows == 0:
@@ -639,32 +628,32 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
                            for c in merged.column_names})
     # An empty partition still yields one whole-table row whose sums are null: a count of 0.
     for c in summed:
-        if c == ROWS or c.startswith("__n"):
+        if internal.counted_partial(c):
             i = merged.schema.get_field_index(c)
             merged = merged.set_column(i, c, pc.fill_null(merged.column(c), 0))
     if plan.keys:
         merged = merged.sort_by([(k, "ascending") for k in plan.keys])
-    groups = Groups.of(merged.column(f"{PARTIAL_ROW}_list"), both.num_rows)
+    groups = Groups.of(merged.column(f"{internal.PARTIAL_ROW}_list"), both.num_rows)
     out: dict[str, Any] = {k: merged.column(k) for k in plan.keys}
     quantiles = _merge_quantiles(checked, both, groups)
     for i, (name, a) in enumerate(plan.aggs):
         if a.fn == "count":
-            out[name] = merged.column(ROWS)
-            out[f"__c:{name}"] = merged.column(ROWS)
+            out[name] = merged.column(internal.ROWS)
+            out[internal.contributors(name)] = merged.column(internal.ROWS)
             continue
         if a.fn == "count_distinct":
-            out[name] = _merge_distinct(both.column(f"__d{i}"), groups)
-            out[f"__c:{name}"] = merged.column(ROWS)
+            out[name] = _merge_distinct(both.column(internal.partial_distinct(i)), groups)
+            out[internal.contributors(name)] = merged.column(internal.ROWS)
             continue
-        n = merged.column(f"__n{i}")
+        n = merged.column(internal.partial_count(i))
         if a.fn in ("sum", "mean"):
-            s = merged.column(f"__s{i}")
+            s = merged.column(internal.partial_sum(i))
             out[name] = s if a.fn == "sum" else pc.divide(pc.cast(s, pa.float64(), safe=False),
                                                           pc.cast(n, pa.float64()))
             if checked.clamp is not None:
-                out[f"__s:{name}"] = s   # the exact sum, for a noisy mean; never released
+                out[internal.exact_sum(name)] = s   # the exact sum, for a noisy mean; never released
         elif a.fn in ("min", "max"):
-            out[name] = merged.column(f"__x{i}")
+            out[name] = merged.column(internal.partial_extreme(i))
         elif a.fn in ("var", "std"):
             out[name], mean, squares = _merge_variance(both, i, groups, a.fn == "std")
             if checked.disclosure_stats:
@@ -673,7 +662,7 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
         else:
             assert a.param is not None
             out[name] = quantiles[i]
-        out[f"__c:{name}"] = n
+        out[internal.contributors(name)] = n
     if checked.disclosure_stats:
         out.update(_merge_stats(checked, both, groups, out, quantiles))
     table = pa.table(out)
@@ -751,9 +740,9 @@ def _merge_variance(both: pa.Table, i: int, groups: Groups, root: bool
     partitions in order, the same float operations one after the other for every run; the
     groups are updated side by side, one partition rank at a time. Also returns each group's
     mean and sum of squared deviations (for the dominance rule)."""
-    counts = both.column(f"__n{i}").fill_null(0).to_numpy().astype(np.int64)
-    sums = _floats(both.column(f"__s{i}"))
-    m2s = _floats(both.column(f"__m{i}"))
+    counts = both.column(internal.partial_count(i)).fill_null(0).to_numpy().astype(np.int64)
+    sums = _floats(both.column(internal.partial_sum(i)))
+    m2s = _floats(both.column(internal.partial_m2(i)))
     n = np.zeros(len(groups), np.int64)
     mean = np.zeros(len(groups))
     m2 = np.zeros(len(groups))
@@ -798,7 +787,7 @@ def _merge_quantiles(checked: CheckedPlan, both: pa.Table, groups: Groups
     out: dict[Any, Any] = {}
     for j, aggs in by_list.items():
         qs = [checked.plan.aggs[i][1].param for i in aggs]
-        column = both.column(f"__q{j}")
+        column = both.column(internal.partial_values(j))
         if checked.quantile_window:
             for i, q in zip(aggs, qs):
                 name = checked.plan.aggs[i][0]
@@ -867,9 +856,6 @@ def quantile_cont(ordered: Sequence[Any], q: float) -> float:
     return float(ordered[lo]) * (1.0 - d) + float(ordered[hi]) * d
 
 
-# Per traced aggregate: its rows with a value, beside `__c:` (those that count), so that
-# the driver can see cells padded with values that do not come from the sensitive data.
-VALUED = "__valued:"
 
 
 def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict[str, Any],
@@ -884,12 +870,12 @@ def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict
             if not checked.unique:
                 sizes = [[len(BitMap64.deserialize(b)) for b in stats[protection.ids(j)]
                           .to_pylist()] for j in range(reads)]
-                stats[f"__c:{name}"] = pa.array([min(c) for c in zip(*sizes)], pa.int64())
+                stats[internal.contributors(name)] = pa.array([min(c) for c in zip(*sizes)], pa.int64())
             continue
         if i in checked.tainted:
-            stats[VALUED + name] = out[f"__c:{name}"]
-        stats[f"__c:{name}"] = protection.merge_contributors(both, i, reads, members,
-                                                             out[f"__c:{name}"])
+            stats[internal.valued(name)] = out[internal.contributors(name)]
+        stats[internal.contributors(name)] = protection.merge_contributors(both, i, reads, members,
+                                                             out[internal.contributors(name)])
         if a.fn in p.MAGNITUDES:
             stats.update(protection.merge_nonzero(both, i, name, reads, members))
         if a.fn in ("sum", "mean"):
@@ -914,6 +900,6 @@ def _mark_coarsened(table: pa.Table, names: tuple[str, ...]) -> pa.Table:
     so the mark travels with the table."""
     if not names:
         return table
-    fields = [f.with_metadata({COARSEN_KEY: str(COARSEN_DIGITS).encode()}) if f.name in names
+    fields = [f.with_metadata({internal.COARSEN_KEY: str(COARSEN_DIGITS).encode()}) if f.name in names
               else f for f in table.schema]
     return table.cast(pa.schema(fields))

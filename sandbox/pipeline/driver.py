@@ -30,8 +30,7 @@ from sandbox.disclosure.control import Policy
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.threshold import cell_threshold
-from sandbox.engine import protection
-from sandbox.engine.compute import VALUED
+from sandbox.engine import internal, protection
 from sandbox.engine.executor import (
     IN_PLACE_MAX_ROWS,
     AggregateResult,
@@ -338,10 +337,10 @@ def _padded(table: pa.Table, threshold: int) -> int:
     the sensitive data do not: everyone else padded with values that ignore it."""
     padded = 0
     for name in table.column_names:
-        if not name.startswith(VALUED):
+        if not name.startswith(internal.VALUED):
             continue
         valued = table.column(name).to_pylist()
-        counted = table.column("__c:" + name[len(VALUED):]).to_pylist()
+        counted = table.column(internal.contributors(internal.aggregate_of(name))).to_pylist()
         padded += sum(1 for v, c in zip(valued, counted)
                       if (v or 0) >= threshold and (c or 0) < threshold)
     return padded

@@ -18,7 +18,7 @@ from sandbox.jail.process import Limits
 from sandbox.ledger import log
 from sandbox.pipeline.driver import JobResult, JobSpec, run_job, run_job_on_ray
 from sandbox.pipeline.settlement import settle_job
-from sandbox.records import agreements, registry
+from sandbox.records import agreements, registry, releases
 from sandbox.settings import Settings
 from sandbox.store.models import Job
 
@@ -76,7 +76,7 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
                    epsilon=dict(bounds.get("epsilon", {})),
                    collect_sites=int(bounds.get("collect_sites", 1)),
                    dominance=parse_rules(ctx.settings.dominance_rules),
-                   operator_id=job.operator_id, gate=ctx.gate(),
+                   operator_id=job.operator_id, gate=releases.gate(ctx),
                    in_place_max_rows=ctx.settings.engine_in_place_rows,
                    timing_quantum=ctx.settings.timing_quantum_seconds)
     return spec

@@ -8,6 +8,7 @@ restart, another process) knows them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from pyroaring import FrozenBitMap64
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sandbox.context import Context
 from sandbox.store.models import ReleasedSet
 
 # dataset → (set, threshold it passed, what it was released about: disclosure.gate's space)
@@ -37,16 +39,29 @@ def load(session: Session, operator_id: str) -> Iterator[tuple[str, bytes]]:
         yield space, blob
 
 
-def loader(database_url: str) -> Callable[[str], Iterable[tuple[str, bytes]]]:
-    """`load` for a process of its own (the gate's actor), reading through its own engine."""
+@functools.cache
+def _reader(database_url: str) -> Any:
     from sandbox.store.db import make_engine, make_reader
 
-    sessions = make_reader(make_engine(database_url))
+    return make_reader(make_engine(database_url))
 
-    def read(operator_id: str) -> list[tuple[str, bytes]]:
-        with sessions() as s:
-            return list(load(s, operator_id))
-    return read
+
+def load_from(database_url: str, operator_id: str) -> list[tuple[str, bytes]]:
+    """`load` for a process of its own (the gate's actor), reading through its own engine."""
+    with _reader(database_url)() as s:
+        return list(load(s, operator_id))
+
+
+def gate(ctx: Context) -> Any:
+    """The instance's release gate, made when the first job needs it."""
+    with ctx.gate_lock:
+        if ctx.gate_handle is None:
+            def read(operator_id: str) -> list[tuple[str, bytes]]:
+                with ctx.reading() as s:
+                    return list(load(s, operator_id))
+
+            ctx.gate_handle = gate_handle(ctx.settings, read)
+        return ctx.gate_handle
 
 
 def record(session: Session, operator_id: str, contract_id: str, job_id: str,
@@ -90,4 +105,5 @@ def gate_handle(settings: Any,
     # On this node: an SQLite database is a file only this machine can open.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0, max_restarts=-1)(GateActor)
-    return actor.options(name=name, get_if_exists=True, scheduling_strategy=here).remote(url)
+    return actor.options(name=name, get_if_exists=True,
+                         scheduling_strategy=here).remote(functools.partial(load_from, url))

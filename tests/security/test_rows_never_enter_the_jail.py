@@ -17,9 +17,9 @@ import pytest
 from contracts.document import ContractDocument
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.synthetic import generate_city
-from sandbox.pipeline.driver import JobSpec, _Handler
 from sandbox.engine.executor import LocalExecutor
 from sandbox.jail.process import Limits, run_in_jail
+from sandbox.pipeline.driver import JobSpec, _Handler
 
 BUSY = "x = 0\nfor i in range(10**9):\n    x += 1\n"
 

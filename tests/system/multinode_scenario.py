@@ -39,9 +39,9 @@ from fastapi.testclient import TestClient
 from ray.cluster_utils import Cluster
 
 from operators.keys import generate_private_key, public_key_b64
-from sandbox.records.principals import bootstrap
 from sandbox.api.app import create_app
 from sandbox.catalog.synthetic import generate_city
+from sandbox.records.principals import bootstrap
 from sandbox.settings import Settings
 
 # The custom resource each node carries: Ray reports it with the node, so a task's node id

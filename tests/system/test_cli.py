@@ -12,7 +12,6 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-
 from sandbox.cli.main.demo import PRICES
 
 POLICY = {"居民编号": {"role": "identifier"}, "街道": {"role": "attribute"},
@@ -36,8 +35,8 @@ def instance(tmp_path: Path) -> Path:
 
 
 def _provider_id(root: Path) -> str:
-    from sandbox.records.principals import create_principal
     from sandbox.context import open_instance
+    from sandbox.records.principals import create_principal
     from sandbox.settings import Settings
 
     ctx = open_instance(Settings(data_dir=root / "inst", executor="local"))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from conftest import World
+
 from operators.keys import public_key_b64
 
 

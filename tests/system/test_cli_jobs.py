@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from live import Cast, active_contract, cast_of, run_server
+
 from operators.keys import private_key_from_pem, private_key_to_pem, public_key_b64
 
 

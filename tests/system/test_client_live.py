@@ -18,10 +18,10 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from conftest import GRANTS, SCHEDULE, World
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from live import RESIDENTS, Cast, active_contract, cast_of, run_server
+
 from operators.client import (
     ContractMismatch,
     OutputUnavailable,
@@ -33,7 +33,6 @@ from operators.client import (
 )
 from operators.keys import generate_private_key
 from sandbox.catalog.synthetic import DISTRICTS
-
 
 # Elderly residents by district and hukou type: the small district's rare hukou types fall
 # below the L3 threshold of 10, so the release has suppressed cells.

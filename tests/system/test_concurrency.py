@@ -10,9 +10,9 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+from live import Cast, active_contract, cast_of, run_server
 
 from contracts.quota import BEIJING
-from live import Cast, active_contract, cast_of, run_server
 
 # One call fee and nothing else, so that a job's charge equals its quote and the number of
 # jobs a cap admits does not depend on how many have settled meanwhile.

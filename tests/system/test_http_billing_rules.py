@@ -9,9 +9,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from conftest import RESIDENTS, World
 from sqlalchemy import select
 
-from conftest import RESIDENTS, World
 from sandbox.store.models import Job
 
 # The README's worked example: tiered rows, no time-based fee, so every amount is exact.

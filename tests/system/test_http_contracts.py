@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 import pytest
-
 from conftest import GRANTS, World, auth, parquet_bytes
+
 from contracts.canonical import canonical_bytes
 from contracts.document import ContractDocument
 from operators.errors import SignatureInvalid

@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
 from conftest import World
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
-
 from conftest import World, make_world
 
 SMALL_GROUPS = ('rows = table("population").filter(col("district") == "北山区")'

@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import GRANTS, World
+
 from operators.keys import generate_private_key, sign
 from operators.submission import now_text, sign_submission, submission_bytes
 

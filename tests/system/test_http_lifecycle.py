@@ -17,9 +17,8 @@ from contracts.canonical import canonical_bytes
 from contracts.document import ContractDocument
 from operators.keys import public_key_b64, sign, verify
 from operators.submission import sign_submission
-from sandbox.records import principals
-from sandbox.records import agreements
 from sandbox.api.app import create_app
+from sandbox.records import agreements, principals
 from sandbox.store.models import Contract, ContractVersion
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'

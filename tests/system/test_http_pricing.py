@@ -8,7 +8,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
-
 from conftest import SCHEDULE, World
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'

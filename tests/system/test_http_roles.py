@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
-from httpx import Response
-
 from conftest import SCHEDULE, World, auth, make_world, parquet_bytes
+from httpx import Response
 
 ROLES = ("bureau", "provider", "operator", "regulator")
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 import rfc8785
+from conftest import World
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from conftest import World
 from live import run_server
+
 from operators.client import SandboxClient
 from operators.keys import private_key_from_pem, private_key_to_pem, public_key_b64
 from sandbox.ledger import merkle

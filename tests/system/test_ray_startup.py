@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from live import _free_port, _sandbox, _wait_healthy
 
 pytestmark = pytest.mark.ray

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from conftest import World
 
-from sandbox.records import releases
 from sandbox.disclosure.gate import Gate
 from sandbox.engine import protection
+from sandbox.records import releases
 
 
 def _target(city: Any) -> dict[str, Any]:

@@ -14,11 +14,17 @@ import pytest
 from contracts.document import ContractDocument
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
-from sandbox.pipeline.driver import JobSpec, _Handler, output_digest, reported_seconds, run_job
+from sandbox.disclosure.threshold import operator_view
 from sandbox.engine.executor import LocalExecutor
 from sandbox.errors import PlanError, QuotaExceeded
-from sandbox.disclosure.threshold import operator_view
 from sandbox.jail.process import Limits
+from sandbox.pipeline.driver import (
+    JobSpec,
+    _Handler,
+    output_digest,
+    reported_seconds,
+    run_job,
+)
 
 SIZES = {"城关区": 30, "湖滨区": 25, "新城区": 5}
 ROWS = sum(SIZES.values())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from sandbox.catalog.entities import Registry
-from sandbox.engine.join import key_hash
+from sandbox.common.hashing import key_hash
 
 
 def test_the_same_identifier_gets_the_same_number_in_every_dataset(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure import dp
 from sandbox.disclosure.threshold import significant
-from sandbox.pipeline.driver import JobSpec, run_job
 from sandbox.engine.compute import quantile_cont
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import CheckedPlan, check_plan
@@ -38,6 +37,7 @@ from sandbox.language.api import (
     sum_,
     var,
 )
+from sandbox.pipeline.driver import JobSpec, run_job
 
 SIZES = {"城关区": 300, "湖滨区": 250, "新城区": 5}
 ROWS = sum(SIZES.values())

@@ -8,14 +8,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from pyroaring import BitMap64
 
 from sandbox.disclosure import control, dominance
 from sandbox.disclosure.audit import Conflict, Partition
 from sandbox.disclosure.control import Policy, release
-from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.dominance import DominanceRule, dominated, parse_rules
+from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.threshold import operator_view
 from sandbox.engine import protection
 

@@ -9,13 +9,13 @@ import pytest
 
 from sandbox.disclosure.control import apply_threshold
 from sandbox.disclosure.threshold import (
-    COARSEN_KEY,
     DEFAULT_THRESHOLDS,
     RULE,
     operator_view,
     significant,
     threshold_for,
 )
+from sandbox.engine.internal import COARSEN_KEY
 
 
 def result(**columns: list) -> pa.Table:

@@ -17,7 +17,7 @@ from plans import NoChannel
 
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
-from sandbox.engine import compute
+from sandbox.engine import compute, internal
 from sandbox.engine.executor import LocalExecutor, RayExecutor
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.language import plan as p
@@ -291,7 +291,7 @@ def test_a_quantile_of_a_sensitive_column_is_marked_for_coarsening(people: Datas
     checked = _checked(t, people)
     assert checked.coarsen == ("q",)
     schema = LocalExecutor().aggregate(checked).table.schema
-    assert schema.field("q").metadata == {compute.COARSEN_KEY: b"2"}
+    assert schema.field("q").metadata == {internal.COARSEN_KEY: b"2"}
     assert not schema.field("a").metadata and not schema.field("m").metadata
 
 

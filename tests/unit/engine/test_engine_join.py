@@ -18,7 +18,7 @@ from pyroaring import BitMap64
 from contracts.document import ContractDocument
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
-from sandbox.pipeline.driver import JobSpec, run_job
+from sandbox.common.hashing import key_hash
 from sandbox.engine import join, protection
 from sandbox.engine.executor import LocalExecutor, RayExecutor
 from sandbox.engine.validate import CheckedPlan, ScanInfo, check_group_key, check_plan
@@ -26,6 +26,7 @@ from sandbox.errors import DisclosureRefused, PlanError
 from sandbox.jail.process import Limits
 from sandbox.language import plan as p
 from sandbox.language.api import Table, col, count, count_distinct, mean, sum_
+from sandbox.pipeline.driver import JobSpec, run_job
 
 
 def _ds(name: str, level: str, rows: int, *columns: ColumnInfo) -> DatasetInfo:
@@ -227,7 +228,7 @@ def test_check_group_key_still_refuses_a_raw_identifier() -> None:
 
 
 def _hashes(values: pa.Array) -> list[int]:
-    return join.key_hash(values).tolist()
+    return key_hash(values).tolist()
 
 
 def test_numbers_hash_by_value_whatever_their_type() -> None:

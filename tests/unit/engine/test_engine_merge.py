@@ -22,7 +22,16 @@ from sandbox.engine import compute, join, protection
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import check_plan
 from sandbox.language import plan as p
-from sandbox.language.api import Table, col, count, count_distinct, quantile, std, sum_, var
+from sandbox.language.api import (
+    Table,
+    col,
+    count,
+    count_distinct,
+    quantile,
+    std,
+    sum_,
+    var,
+)
 
 SCHEMA = pa.schema([("k", pa.string()), ("x", pa.int64()), ("f", pa.float64()),
                     ("d", pa.date32())])

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import rfc8785
+from conftest import World
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import delete, select, update
 
-from conftest import World
 from sandbox.ledger import log, merkle
 from sandbox.ledger.errors import NoteError
 from sandbox.ledger.note import Checkpoint, sign_note, vkey

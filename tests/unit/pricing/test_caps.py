@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from pricing import CapExceeded, CapItem, CapsError, PriceCaps, check_caps, parse_caps, parse_schedule
+from pricing import (
+    CapExceeded,
+    CapItem,
+    CapsError,
+    PriceCaps,
+    check_caps,
+    parse_caps,
+    parse_schedule,
+)
 
 JAN = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -5,7 +5,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pricing import MoneyError, check_money, format_money, parse_money, round_fen, sum_money
+from pricing import (
+    MoneyError,
+    check_money,
+    format_money,
+    parse_money,
+    round_fen,
+    sum_money,
+)
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from sandbox.records.principals import bootstrap
 from sandbox.context import Context
+from sandbox.records.principals import bootstrap
 from sandbox.settings import Settings
 from sandbox.store.models import Principal
 
