@@ -12,7 +12,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from sandbox.cli.main.demo import PRICES
+from sandbox.cli.demo import PRICES
 
 POLICY = {"居民编号": {"role": "identifier"}, "街道": {"role": "attribute"},
           "月收入": {"role": "sensitive", "lower": 0, "upper": 100000}}
