@@ -82,16 +82,37 @@ def serve(data_dir: Optional[Path] = DataDir,
           host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
           port: int = typer.Option(8000, help="Port to listen on.")) -> None:
     """Run the HTTP API (and a local Ray, unless SANDBOX_RAY_ADDRESS/RAY_ADDRESS is set)."""
-    import uvicorn
-
-    from sandbox.api.app import create_app
-    from sandbox.context import is_initialised
+    from sandbox.cli.startup import stoppable
 
     settings = _settings(data_dir)
-    if not is_initialised(settings):
-        _fail(f"no instance in {settings.data_dir}; create one with: "
-              f"sandbox init --data-dir {settings.data_dir}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    with stoppable():
+        import uvicorn
+
+        from sandbox.api.app import create_app
+        from sandbox.context import is_initialised
+
+        if not is_initialised(settings):
+            _fail(f"no instance in {settings.data_dir}; create one with: "
+                  f"sandbox init --data-dir {settings.data_dir}")
+        if settings.executor == "ray":
+            _start_ray(settings)
+        api = create_app(settings)
+    uvicorn.run(api, host=host, port=port, log_level="info")
+
+
+def _start_ray(settings: Settings) -> None:
+    # From the main thread, before uvicorn: Ray's processes are tied to the thread that
+    # starts them, and a failure here stops the command before it listens.
+    from sandbox.context import ensure_ray, ray_gcs_address
+    from sandbox.errors import RayUnavailable
+
+    try:
+        ensure_ray(settings)
+    except RayUnavailable as e:
+        _fail(e.message)
+    how = ("attached to the cluster at" if settings.resolved_ray_address
+           else "started a private local Ray at")
+    err.print(f"Ray: {how} {ray_gcs_address()}")
 
 
 @app.command()
@@ -100,8 +121,12 @@ def demo(residents: int = typer.Option(30_000, min=1000, help="Synthetic city si
          executor: str = typer.Option("ray", help="ray (default) or local.")) -> None:
     """The whole story on a throw-away instance with synthetic city data."""
     from sandbox.cli.demo import run_demo
+    from sandbox.errors import RayUnavailable
 
-    run_demo(console, residents=residents, seed=seed, executor=executor)
+    try:
+        run_demo(console, residents=residents, seed=seed, executor=executor)
+    except RayUnavailable as e:
+        _fail(e.message)
 
 
 @datasets_app.command("ingest")
