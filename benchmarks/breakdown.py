@@ -17,17 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.records import registry
+from benchmarks.instance import Instance
+from benchmarks.queries import Query
+from benchmarks.run import QueryResult, median_ms
 from sandbox.engine.executor import LocalExecutor
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.jail.process import Limits, run_in_jail
 from sandbox.language.api import namespace
 from sandbox.language.plan import plan_from_json
 from sandbox.language.policy import compile_job, restricted_globals
-
-from benchmarks.instance import Instance
-from benchmarks.queries import Query
-from benchmarks.run import QueryResult, median_ms
+from sandbox.records import registry
 
 BARE_JOB = 'emit("one", 1)\n'
 

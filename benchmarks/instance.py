@@ -25,18 +25,17 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
+from benchmarks.queries import SMALL_DATASET
 from operators.keys import generate_private_key, public_key_b64, sign
 from operators.roles import Role
-from sandbox.records.principals import Actor, bootstrap
 from sandbox.api.app import create_app
-from sandbox.records import registry
 from sandbox.catalog.synthetic import CityDataset, generate_city, write_city
-from sandbox.context import Context, ensure_ray
 from sandbox.cli.demo import PRICES
+from sandbox.context import Context, ensure_ray
+from sandbox.records import registry
+from sandbox.records.principals import Actor, bootstrap
 from sandbox.settings import Settings
 from sandbox.store.models import Principal
-
-from benchmarks.queries import SMALL_DATASET
 
 SCHEDULE = PRICES
 CITY_DATASETS = ("population", "enterprises", "social_insurance")

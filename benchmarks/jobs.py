@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 
-from operators.submission import sign_submission
-from sandbox.language.api import Expr, Grouped, Table, namespace
-
 from benchmarks.instance import HTTP_TIMEOUT, Instance, auth
 from benchmarks.queries import OUTPUT
+from operators.submission import sign_submission
+from sandbox.language.api import Expr, Grouped, Table, namespace
 
 # Refusals that mean "the language or the engine cannot express this (yet)".
 PLAN_CODES = frozenset({"code_rejected", "plan_invalid"})
@@ -67,7 +66,7 @@ class JobClient:
         self._http = httpx.Client(base_url=instance.url, timeout=HTTP_TIMEOUT,
                                   headers=auth(instance.operator_token))
 
-    def __enter__(self) -> "JobClient":
+    def __enter__(self) -> JobClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -138,7 +138,7 @@ def _leaf_maker() -> Callable[[int], bytes]:
     placeholder id is a template: keys and their order do not depend on the id. Checked
     against rfc8785 itself on a sample.
     """
-    stamp = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    stamp = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
     def event(i: int) -> dict[str, object]:
         return {"type": "charge.settled", "actor": None, "subject": f"j-{i:012x}",

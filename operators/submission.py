@@ -63,7 +63,7 @@ def _plain_json(value: Any, where: str) -> Any:
 
 
 def now_text() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def sign_submission(private_key: Ed25519PrivateKey, contract_id: str, code: str,

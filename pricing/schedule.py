@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
@@ -447,7 +447,7 @@ def _check_effective_from(moment: object) -> datetime:
             f"effective_from: {moment.isoformat()!r} has no time zone; "
             "add 'Z' for UTC or an offset such as '+08:00'"
         )
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _check_items(items: object) -> tuple[PriceItem, ...]:
@@ -463,4 +463,4 @@ def _check_items(items: object) -> tuple[PriceItem, ...]:
 
 
 def _iso_utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -12,9 +12,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -133,7 +134,7 @@ def cast_of(server: Server, tmp: Path) -> Iterator[Cast]:
 def active_contract(cast: Cast, **terms: Any) -> str:
     applied = cast.operator.apply_contract(
         GRANTS, "养老服务设施规划", "commercial",
-        dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), "2030-01-01T00:00:00Z", **terms)
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "2030-01-01T00:00:00Z", **terms)
     cid = applied["id"]
     assert applied["status"] == "pending_approval"
     cast.provider.approve_contract(cid)

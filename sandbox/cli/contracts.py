@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -35,7 +34,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False,
                                        help="JSON of GET /v1/contracts/{id}."),
            bureau_key: str = typer.Option(..., "--bureau-key", help="The bureau's public key "
                                           "(base64), or a file with it or with GET /v1/keys JSON."),
-           operator_key: Optional[str] = typer.Option(None, "--operator-key", help="The "
+           operator_key: str | None = typer.Option(None, "--operator-key", help="The "
                                                       "operator's public key (base64 or file).")
            ) -> None:
     """Check an exported contract's canonical bytes and signatures, with no service."""
@@ -43,7 +42,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False,
         export = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         console.print(f"[red]{file} is not JSON: {e.msg}[/]")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     result = verify_export(export, read_key(bureau_key, "bureau"),
                            read_key(operator_key, "operator") if operator_key else None)
     console.print(f"contract {result.contract_id} version {result.version}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import typer
@@ -44,12 +44,12 @@ def generate(out: Path = typer.Option(..., "--out", help="Where to write the pri
     print(public_key_b64(key))
 
 
-def _client(url: str, token: str, key: Optional[Path]) -> SandboxClient:
+def _client(url: str, token: str, key: Path | None) -> SandboxClient:
     signing = private_key_from_pem(key.read_bytes()) if key else None
     return SandboxClient(url, token=token, signing_key=signing)
 
 
-def _params(raw: Optional[str]) -> dict[str, Any]:
+def _params(raw: str | None) -> dict[str, Any]:
     if not raw:
         return {}
     text = Path(raw[1:]).read_text(encoding="utf-8") if raw.startswith("@") else raw
@@ -87,20 +87,20 @@ def _run(action: Any) -> None:
         action()
     except ClientError as e:
         err.print(f"[red]error:[/] {e}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except httpx.HTTPError as e:
         err.print(f"[red]error:[/] could not reach the service: {e}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 @jobs_app.command("submit")
 def submit(contract: str = typer.Option(..., "--contract", help="Contract id."),
            code: Path = typer.Option(..., "--code", exists=True, dir_okay=False,
                                      help="The job's code (UTF-8)."),
-           params: Optional[str] = typer.Option(None, "--params", help="JSON object, or @file."),
-           key: Optional[Path] = typer.Option(None, "--key", exists=True, dir_okay=False,
+           params: str | None = typer.Option(None, "--params", help="JSON object, or @file."),
+           key: Path | None = typer.Option(None, "--key", exists=True, dir_okay=False,
                                               help="Your private key: the submission is signed."),
-           idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key"),
+           idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
            wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the result."),
            url: str = Url, token: str = Token) -> None:
     """Submit a job (signed when --key is given) and show its released outputs."""

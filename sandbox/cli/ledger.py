@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import httpx
 import typer
@@ -57,14 +57,14 @@ def _cannot_run(message: str) -> NoReturn:
     raise typer.Exit(CANNOT_RUN)
 
 
-def _require_token(token: Optional[str]) -> str:
+def _require_token(token: str | None) -> str:
     if not token:
         _cannot_run("pass --token or set SANDBOX_TOKEN to a regulator's or the bureau's API "
                     "token")
     return token
 
 
-def _bureau_key(source: LedgerSource, given: Optional[str], trust_served: bool) -> BureauKey:
+def _bureau_key(source: LedgerSource, given: str | None, trust_served: bool) -> BureauKey:
     if given is None and not trust_served:
         _cannot_run("pass the bureau's public key with --bureau-key KEY_OR_FILE (or, only to "
                     "try things out, --trust-served-key)")
@@ -102,12 +102,12 @@ def _run_errors() -> tuple[type[Exception], ...]:
 
 
 @ledger_app.command()
-def verify(url: str = Url, token: Optional[str] = Token,
-           bureau_key: Optional[str] = BureauKeyOption,
-           checkpoint: Optional[Path] = typer.Option(
+def verify(url: str = Url, token: str | None = Token,
+           bureau_key: str | None = BureauKeyOption,
+           checkpoint: Path | None = typer.Option(
                None, "--checkpoint", help="A checkpoint saved earlier: the log must still "
                "contain exactly what it signed."),
-           save_checkpoint: Optional[Path] = typer.Option(
+           save_checkpoint: Path | None = typer.Option(
                None, "--save-checkpoint", help="Write the newly verified checkpoint here "
                "(only when everything verified) for the next run's --checkpoint."),
            trust_served_key: bool = TrustServed) -> None:
@@ -128,8 +128,8 @@ def verify(url: str = Url, token: Optional[str] = Token,
 
 
 @ledger_app.command("checkpoint")
-def save(url: str = Url, token: Optional[str] = Token,
-         out: Optional[Path] = typer.Option(None, "--out", help="Write the signed note here "
+def save(url: str = Url, token: str | None = Token,
+         out: Path | None = typer.Option(None, "--out", help="Write the signed note here "
                                             "instead of printing it.")) -> None:
     """Fetch the latest signed checkpoint (verify it later with 'ledger verify --checkpoint')."""
     try:
@@ -145,16 +145,16 @@ def save(url: str = Url, token: Optional[str] = Token,
 
 
 @ledger_app.command("cosign")
-def cosign_command(url: str = Url, token: Optional[str] = Token,
+def cosign_command(url: str = Url, token: str | None = Token,
                    key: Path = typer.Option(..., "--key", exists=True, dir_okay=False,
                                             help="The witness's Ed25519 private key (PEM)."),
                    name: str = typer.Option(..., "--name", help="The witness's key name, e.g. "
                                             "regulator.example.gov.cn"),
-                   previous: Optional[Path] = typer.Option(
+                   previous: Path | None = typer.Option(
                        None, "--previous", help="The last checkpoint this witness holds: the "
                        "log must have only grown since."),
-                   bureau_key: Optional[str] = BureauKeyOption,
-                   save_checkpoint: Optional[Path] = typer.Option(
+                   bureau_key: str | None = BureauKeyOption,
+                   save_checkpoint: Path | None = typer.Option(
                        None, "--save-checkpoint", help="Write the co-signed checkpoint here "
                        "(the next run's --previous)."),
                    trust_served_key: bool = TrustServed) -> None:
@@ -170,7 +170,7 @@ def cosign_command(url: str = Url, token: Optional[str] = Token,
     except (LedgerError, SandboxAPIError) as exc:
         # A checkpoint that does not verify, or the service refusing the co-signature.
         err.print(f"[bold red]not co-signed:[/] {exc}")
-        raise typer.Exit(FAILED if isinstance(exc, LedgerError) else CANNOT_RUN)
+        raise typer.Exit(FAILED if isinstance(exc, LedgerError) else CANNOT_RUN) from None
     since = f", consistent with your checkpoint of size {done.previous_size}" \
         if done.previous_size is not None else ""
     console.print(f"[bold green]Co-signed[/] checkpoint of size {done.size} as {name}{since}.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -36,7 +36,7 @@ DataDir = typer.Option(None, "--data-dir", help="Instance directory (default: $S
                        "or ./sandbox-data).")
 
 
-def _settings(data_dir: Optional[Path], **overrides: Any) -> Settings:
+def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
@@ -55,7 +55,7 @@ def _domain_errors() -> tuple[type[Exception], ...]:
 
 
 @app.command()
-def init(data_dir: Optional[Path] = DataDir,
+def init(data_dir: Path | None = DataDir,
          as_json: bool = typer.Option(False, "--json", help="Print {data_dir, token} as JSON."),
          bureau_name: str = typer.Option("数据局", help="Name of the bureau principal.")) -> None:
     """Create a new instance: database, the bureau's signing key, the bureau principal."""
@@ -78,7 +78,7 @@ def init(data_dir: Optional[Path] = DataDir,
 
 
 @app.command()
-def serve(data_dir: Optional[Path] = DataDir,
+def serve(data_dir: Path | None = DataDir,
           host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
           port: int = typer.Option(8000, help="Port to listen on.")) -> None:
     """Run the HTTP API (and a local Ray, unless SANDBOX_RAY_ADDRESS/RAY_ADDRESS is set)."""
@@ -135,7 +135,7 @@ def datasets_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False
                     meta: Path = typer.Option(..., "--meta", exists=True, dir_okay=False,
                                               help="JSON: {name, title, provider_id, level, "
                                                    "columns: {col: {role, lower?, upper?}}}"),
-                    data_dir: Optional[Path] = DataDir) -> None:
+                    data_dir: Path | None = DataDir) -> None:
     """Register a dataset on a local instance, as the bureau."""
     from sandbox.records import registry
 
@@ -153,7 +153,7 @@ def datasets_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False
 
 
 @datasets_app.command("list")
-def datasets_list(data_dir: Optional[Path] = DataDir) -> None:
+def datasets_list(data_dir: Path | None = DataDir) -> None:
     """List the catalog of a local instance."""
     from sandbox.records import registry
 
@@ -171,7 +171,7 @@ def datasets_list(data_dir: Optional[Path] = DataDir) -> None:
 def prices_publish(file: Path = typer.Argument(..., exists=True, dir_okay=False,
                                                help="JSON price schedule: {name, effective_from, "
                                                     "items: [{unit, price, per?, level?}]}"),
-                   data_dir: Optional[Path] = DataDir) -> None:
+                   data_dir: Path | None = DataDir) -> None:
     """Publish a new version of the price schedule."""
     from sandbox.records import money
 
@@ -188,7 +188,7 @@ def prices_publish(file: Path = typer.Argument(..., exists=True, dir_okay=False,
 
 
 @prices_app.command("show")
-def prices_show(data_dir: Optional[Path] = DataDir) -> None:
+def prices_show(data_dir: Path | None = DataDir) -> None:
     """Show the schedule in force now."""
     from sandbox.records import money
 
@@ -206,12 +206,12 @@ def prices_show(data_dir: Optional[Path] = DataDir) -> None:
 
 @app.command()
 def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time)."),
-          operator: Optional[str] = typer.Option(None, help="Only this operator's charges."),
-          csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the statement "
+          operator: str | None = typer.Option(None, help="Only this operator's charges."),
+          csv_file: Path | None = typer.Option(None, "--csv", help="Also write the statement "
                                                   "as CSV (UTF-8) to this file."),
-          xlsx_file: Optional[Path] = typer.Option(None, "--xlsx", help="Also write the "
+          xlsx_file: Path | None = typer.Option(None, "--xlsx", help="Also write the "
                                                    "statement as an Excel workbook to this file."),
-          data_dir: Optional[Path] = DataDir) -> None:
+          data_dir: Path | None = DataDir) -> None:
     """Monthly statement of charges on a local instance, as the bureau sees it."""
     from sandbox.common import exports
     from sandbox.records import money
@@ -260,7 +260,7 @@ def _print_columns(dataset: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _open(data_dir: Optional[Path]):  # type: ignore[no-untyped-def]
+def _open(data_dir: Path | None):  # type: ignore[no-untyped-def]
     from sandbox.context import open_instance
 
     try:

@@ -14,9 +14,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Iterator
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

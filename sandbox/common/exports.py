@@ -31,10 +31,11 @@ import io
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any, Final, Mapping, Sequence
+from typing import Any, Final
 
 from openpyxl import Workbook
 from openpyxl.styles import Font

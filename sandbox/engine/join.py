@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -82,21 +82,21 @@ class Concat:
 class Steps:
     """Filter/derive/select steps, bottom-up, applied to what `base` builds."""
 
-    base: "Piece"
+    base: Piece
     steps: tuple[p.Node, ...]
 
 
 @dataclass(frozen=True)
 class JoinPieces:
-    left: "Piece"
-    right: "Piece"
+    left: Piece
+    right: Piece
     on: tuple[str, ...]
     # The right side's key is unique (an identifier the catalog recorded as one row each):
     # every left row matches at most one right row, found by a lookup.
     unique_right: bool = False
 
 
-Piece = Union[Read, Input, Concat, Steps, JoinPieces]
+Piece = Read | Input | Concat | Steps | JoinPieces
 Reads = dict[int, int]   # scan position → rows read from its files
 
 

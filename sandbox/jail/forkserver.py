@@ -35,7 +35,7 @@ def _status(raw: int) -> int:
 class ForkedProcess:
     """A job process forked by the template, with the parts of `Popen` the jail uses."""
 
-    def __init__(self, server: "ForkServer", pid: int, stdin: IO[bytes], stdout: IO[bytes],
+    def __init__(self, server: ForkServer, pid: int, stdin: IO[bytes], stdout: IO[bytes],
                  stderr: IO[bytes]) -> None:
         self._server = server
         self.pid, self.stdin, self.stdout, self.stderr = pid, stdin, stdout, stderr

@@ -74,7 +74,7 @@ def apply_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
 
 
-def _reader(stream: Any, inbox: "queue.Queue[Any]") -> None:
+def _reader(stream: Any, inbox: queue.Queue[Any]) -> None:
     try:
         while True:
             inbox.put(read_frame(stream))
@@ -190,7 +190,7 @@ def _crash_outcome(returncode: int, limits: Limits) -> Outcome:
                    sign=sign)
 
 
-def _converse(proc: subprocess.Popen[bytes], inbox: "queue.Queue[Any]", handler: Handler,
+def _converse(proc: subprocess.Popen[bytes], inbox: queue.Queue[Any], handler: Handler,
               limits: Limits, deadline: float) -> Outcome | None:
     assert proc.stdin
     for _ in range(limits.max_requests):

@@ -35,32 +35,32 @@ class Expr:
     def __init__(self, node: p.Expr) -> None:
         self._node = node
 
-    def _call(self, fn: str, *others: Any) -> "Expr":
+    def _call(self, fn: str, *others: Any) -> Expr:
         return Expr(p.Call(fn, (self._node, *(_expr(o) for o in others))))
 
-    def _rcall(self, fn: str, other: Any) -> "Expr":
+    def _rcall(self, fn: str, other: Any) -> Expr:
         return Expr(p.Call(fn, (_expr(other), self._node)))
 
-    def __add__(self, o: Any) -> "Expr": return self._call("add", o)
-    def __radd__(self, o: Any) -> "Expr": return self._rcall("add", o)
-    def __sub__(self, o: Any) -> "Expr": return self._call("sub", o)
-    def __rsub__(self, o: Any) -> "Expr": return self._rcall("sub", o)
-    def __mul__(self, o: Any) -> "Expr": return self._call("mul", o)
-    def __rmul__(self, o: Any) -> "Expr": return self._rcall("mul", o)
-    def __truediv__(self, o: Any) -> "Expr": return self._call("div", o)
-    def __rtruediv__(self, o: Any) -> "Expr": return self._rcall("div", o)
-    def __neg__(self) -> "Expr": return Expr(p.Call("neg", (self._node,)))
-    def __eq__(self, o: Any) -> "Expr": return self._call("eq", o)  # type: ignore[override]
-    def __ne__(self, o: Any) -> "Expr": return self._call("ne", o)  # type: ignore[override]
-    def __lt__(self, o: Any) -> "Expr": return self._call("lt", o)
-    def __le__(self, o: Any) -> "Expr": return self._call("le", o)
-    def __gt__(self, o: Any) -> "Expr": return self._call("gt", o)
-    def __ge__(self, o: Any) -> "Expr": return self._call("ge", o)
-    def __and__(self, o: Any) -> "Expr": return self._call("and", o)
-    def __rand__(self, o: Any) -> "Expr": return self._rcall("and", o)
-    def __or__(self, o: Any) -> "Expr": return self._call("or", o)
-    def __ror__(self, o: Any) -> "Expr": return self._rcall("or", o)
-    def __invert__(self) -> "Expr": return Expr(p.Call("not", (self._node,)))
+    def __add__(self, o: Any) -> Expr: return self._call("add", o)
+    def __radd__(self, o: Any) -> Expr: return self._rcall("add", o)
+    def __sub__(self, o: Any) -> Expr: return self._call("sub", o)
+    def __rsub__(self, o: Any) -> Expr: return self._rcall("sub", o)
+    def __mul__(self, o: Any) -> Expr: return self._call("mul", o)
+    def __rmul__(self, o: Any) -> Expr: return self._rcall("mul", o)
+    def __truediv__(self, o: Any) -> Expr: return self._call("div", o)
+    def __rtruediv__(self, o: Any) -> Expr: return self._rcall("div", o)
+    def __neg__(self) -> Expr: return Expr(p.Call("neg", (self._node,)))
+    def __eq__(self, o: Any) -> Expr: return self._call("eq", o)  # type: ignore[override]
+    def __ne__(self, o: Any) -> Expr: return self._call("ne", o)  # type: ignore[override]
+    def __lt__(self, o: Any) -> Expr: return self._call("lt", o)
+    def __le__(self, o: Any) -> Expr: return self._call("le", o)
+    def __gt__(self, o: Any) -> Expr: return self._call("gt", o)
+    def __ge__(self, o: Any) -> Expr: return self._call("ge", o)
+    def __and__(self, o: Any) -> Expr: return self._call("and", o)
+    def __rand__(self, o: Any) -> Expr: return self._rcall("and", o)
+    def __or__(self, o: Any) -> Expr: return self._call("or", o)
+    def __ror__(self, o: Any) -> Expr: return self._rcall("or", o)
+    def __invert__(self) -> Expr: return Expr(p.Call("not", (self._node,)))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -69,45 +69,45 @@ class Expr:
             "an expression has no truth value in Python; combine conditions with & | ~ "
             "instead of and/or/not, and use filter() to apply them", sign="probe")
 
-    def isin(self, values: Any) -> "Expr":
+    def isin(self, values: Any) -> Expr:
         if not isinstance(values, (list, tuple)):
             raise PlanError("isin() takes a list of values")
         return self._call("isin", list(values))
 
-    def between(self, low: Any, high: Any) -> "Expr":
+    def between(self, low: Any, high: Any) -> Expr:
         return self._call("between", low, high)
 
-    def is_null(self) -> "Expr":
+    def is_null(self) -> Expr:
         return self._call("is_null")
 
-    def year(self) -> "Expr":
+    def year(self) -> Expr:
         return self._call("year")
 
-    def month(self) -> "Expr":
+    def month(self) -> Expr:
         return self._call("month")
 
-    def startswith(self, prefix: str) -> "Expr":
+    def startswith(self, prefix: str) -> Expr:
         return self._call("startswith", prefix)
 
-    def endswith(self, suffix: str) -> "Expr":
+    def endswith(self, suffix: str) -> Expr:
         return self._call("endswith", suffix)
 
-    def bucket(self, edges: Any) -> "Expr":
+    def bucket(self, edges: Any) -> Expr:
         """Coarsen a number into labelled bands, e.g. [18, 35) for edges [18, 35, 60]."""
         if not isinstance(edges, (list, tuple)) or len(edges) < 1:
             raise PlanError("bucket() takes a non-empty list of increasing edges")
         return self._call("bucket", list(edges))
 
-    def cast(self, kind: str) -> "Expr":
+    def cast(self, kind: str) -> Expr:
         """Convert to "int" (floats round to the nearest, halves to even), "float" or "string"."""
         if kind not in p.CAST_KINDS:
             raise PlanError(f"cast() takes one of {', '.join(map(repr, p.CAST_KINDS))}")
         return self._call("cast", kind)
 
-    def abs(self) -> "Expr":
+    def abs(self) -> Expr:
         return self._call("abs")
 
-    def round(self, ndigits: int = 0) -> "Expr":
+    def round(self, ndigits: int = 0) -> Expr:
         """Round half away from zero, as SQL does (Python's round() rounds half to even)."""
         if isinstance(ndigits, bool) or not isinstance(ndigits, int):
             raise PlanError("round() takes a whole number of digits, e.g. round(2)")
@@ -224,21 +224,21 @@ class Table:
         self._node = node
         self._channel = channel
 
-    def _then(self, node: p.Node) -> "Table":
+    def _then(self, node: p.Node) -> Table:
         return Table(node, self._channel)
 
-    def filter(self, predicate: Expr) -> "Table":
+    def filter(self, predicate: Expr) -> Table:
         if not isinstance(predicate, Expr):
             raise PlanError("filter() takes a condition such as col('age') >= 65")
         return self._then(p.Filter(self._node, predicate._node))
 
-    def derive(self, **columns: Any) -> "Table":
+    def derive(self, **columns: Any) -> Table:
         return self._then(p.Derive(self._node, tuple((k, _expr(v)) for k, v in columns.items())))
 
-    def select(self, *columns: str) -> "Table":
+    def select(self, *columns: str) -> Table:
         return self._then(p.Select(self._node, tuple(columns)))
 
-    def join(self, other: "Table", on: Any = None) -> "Table":
+    def join(self, other: Table, on: Any = None) -> Table:
         """Rows of both tables whose `on` columns are equal (an inner join; null keys match
         nothing). `on` is a column name or a list of names present on both sides; every other
         column may be on one side only. This table stays the primary one: cells count its rows."""
@@ -252,15 +252,15 @@ class Table:
                             "in both tables, e.g. on='resident_id'")
         return self._then(p.Join(self._node, other._node, tuple(keys)))
 
-    def group_by(self, *keys: str) -> "Grouped":
+    def group_by(self, *keys: str) -> Grouped:
         if not keys or not all(isinstance(k, str) for k in keys):
             raise PlanError("group_by() takes one or more column names")
         return Grouped(self, tuple(keys))
 
-    def agg(self, **aggregates: Any) -> "Table":
+    def agg(self, **aggregates: Any) -> Table:
         return self._then(p.Aggregate(self._node, (), _aggs(aggregates)))
 
-    def histogram(self, column: str, edges: Any) -> "Table":
+    def histogram(self, column: str, edges: Any) -> Table:
         """Row counts per band of `column`: a table with columns `bin` and `n`, the same as
         derive(bin=col(column).bucket(edges)).group_by("bin").agg(n=count())."""
         if not isinstance(column, str):
@@ -269,7 +269,7 @@ class Table:
         binned = self.derive(bin=col(column).bucket(edges))
         return binned.group_by("bin").agg(n=count())
 
-    def collect(self) -> "Released":
+    def collect(self) -> Released:
         if not isinstance(self._node, p.Aggregate):
             raise PlanError(
                 "collect() releases aggregates only; rows never leave the sandbox. "

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from sandbox.errors import PlanError
 
-Scalar = Union[None, bool, int, float, str]
+Scalar = None | bool | int | float | str
 
 # name -> (min args, max args); every argument is an Expr.
 FUNCTIONS: dict[str, tuple[int, int]] = {
@@ -100,7 +100,7 @@ class Lit:
 @dataclass(frozen=True)
 class Call:
     fn: str
-    args: tuple["Expr", ...]
+    args: tuple[Expr, ...]
 
     def __post_init__(self) -> None:
         if self.fn not in FUNCTIONS:
@@ -112,7 +112,7 @@ class Call:
             raise PlanError("case() takes (condition, value) pairs and a default")
 
 
-Expr = Union[Col, Lit, Call]
+Expr = Col | Lit | Call
 
 
 @dataclass(frozen=True)
@@ -148,13 +148,13 @@ class Scan:
 
 @dataclass(frozen=True)
 class Filter:
-    input: "Node"
+    input: Node
     predicate: Expr
 
 
 @dataclass(frozen=True)
 class Derive:
-    input: "Node"
+    input: Node
     columns: tuple[tuple[str, Expr], ...]
 
     def __post_init__(self) -> None:
@@ -166,7 +166,7 @@ class Derive:
 
 @dataclass(frozen=True)
 class Select:
-    input: "Node"
+    input: Node
     columns: tuple[str, ...]
 
     def __post_init__(self) -> None:
@@ -178,7 +178,7 @@ class Select:
 
 @dataclass(frozen=True)
 class Aggregate:
-    input: "Node"
+    input: Node
     keys: tuple[str, ...]
     aggs: tuple[tuple[str, Agg], ...]
 
@@ -198,8 +198,8 @@ class Join:
     null key matches nothing, as in SQL). The result has the left columns, then the right
     columns other than the keys; `left` is the primary side, whose rows are the contributors."""
 
-    left: "Node"
-    right: "Node"
+    left: Node
+    right: Node
     on: tuple[str, ...]
 
     def __post_init__(self) -> None:
@@ -214,7 +214,7 @@ class Join:
                             "join fewer tables per collect()")
 
 
-Node = Union[Scan, Filter, Derive, Select, Join, Aggregate]
+Node = Scan | Filter | Derive | Select | Join | Aggregate
 
 
 def scans(node: Node) -> tuple[Scan, ...]:

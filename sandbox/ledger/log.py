@@ -105,7 +105,7 @@ def append(session: Session, type_: str, actor: str | None, subject: str | None,
            data: dict[str, Any] | None = None) -> int:
     event = {
         "type": type_, "actor": actor, "subject": subject, "data": data or {},
-        "at": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        "at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
     }
     leaf = rfc8785.dumps(event)
     tail = _tail(session)

@@ -331,7 +331,7 @@ class MemoryTree:
                 "hash the entry with leaf_hash(data) or use append_data(data)"
             )
         index = self.size
-        for level, position, value in completed_subtrees(index, leaf, self.node):
+        for level, _position, value in completed_subtrees(index, leaf, self.node):
             if level == len(self._levels):
                 self._levels.append([])
             # Subtrees of one level complete left to right, so `position` is the next slot.

@@ -15,9 +15,10 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_UP, Decimal
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow as pa
 

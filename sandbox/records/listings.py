@@ -7,8 +7,9 @@ all contracts, and the regulator everything, with code, signatures and full disc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session

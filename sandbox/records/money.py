@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -53,7 +54,7 @@ from sandbox.store.parsed import ByContent
 
 
 def naive_utc(moment: dt.datetime) -> dt.datetime:
-    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def to_fen(amount: Decimal) -> int:
@@ -76,7 +77,7 @@ def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
 
 
 def in_force(session: Session, at: dt.datetime | None = None) -> tuple[int, PriceSchedule]:
-    at = at or dt.datetime.now(dt.timezone.utc)
+    at = at or dt.datetime.now(dt.UTC)
     row = session.scalar(
         select(ScheduleRow).where(ScheduleRow.effective_from <= naive_utc(at))
         .order_by(ScheduleRow.effective_from.desc(), ScheduleRow.id.desc()).limit(1))
@@ -98,7 +99,7 @@ _stored_schedule = ByContent(parse_schedule)
 
 
 def caps_in_force(session: Session, at: dt.datetime | None = None) -> PriceCaps | None:
-    at = at or dt.datetime.now(dt.timezone.utc)
+    at = at or dt.datetime.now(dt.UTC)
     row = session.scalar(select(CapsRow).where(CapsRow.effective_from <= naive_utc(at))
                          .order_by(CapsRow.effective_from.desc(), CapsRow.id.desc()).limit(1))
     return None if row is None else parse_caps(row.body)

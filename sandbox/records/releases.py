@@ -31,7 +31,7 @@ def digest(blob: bytes) -> str:
 def load(session: Session, operator_id: str) -> Iterator[tuple[str, bytes]]:
     """The operator's recorded sets that constrain later releases (threshold above 1), with
     what each was released about, in the order they were recorded."""
-    for space, blob in session.execute(
+    for space, blob in session.execute(  # noqa: UP028 - plain pairs, not result rows
             select(ReleasedSet.space, ReleasedSet.members)
             .where(ReleasedSet.operator_id == operator_id, ReleasedSet.threshold > 1)
             .order_by(ReleasedSet.id)

@@ -25,7 +25,7 @@ class Base(DeclarativeBase):
 
 def utcnow() -> dt.datetime:
     """Times are stored as naive UTC: SQLite keeps no zone, and one rule serves every database."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Principal(Base):

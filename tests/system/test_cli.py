@@ -12,6 +12,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+
 from sandbox.cli.demo import PRICES
 
 POLICY = {"居民编号": {"role": "identifier"}, "街道": {"role": "attribute"},

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pyarrow as pa
@@ -100,7 +101,7 @@ def test_signed_submission_is_recorded_and_billed(live: Cast, contract_id: str) 
     assert again.id == job.id
     finished = job.wait(timeout=30, poll=0.1)
     assert finished.status == "succeeded"
-    period = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
+    period = dt.datetime.now(dt.UTC).strftime("%Y-%m")
     bill = live.operator.bills(period)
     charged = {c["job_id"]: Decimal(c["amount"]) for c in bill["charges"]}
     assert charged[job.id] == finished.charge_amount

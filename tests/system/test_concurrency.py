@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest

@@ -17,7 +17,7 @@ SURVEY_CSV = ("区县,性别,年龄,月收入\n"
               "城关区,男,34,5200\n"
               "湖滨区,女,61,3100\n"
               "城关区,女,45,7300\n"
-              "北山区,男,70,2100\n").encode("utf-8")
+              "北山区,男,70,2100\n").encode()
 SURVEY_POLICY = {"区县": {"role": "attribute"}, "性别": {"role": "quasi_identifier"},
                  "年龄": {"role": "quasi_identifier", "lower": 0, "upper": 120},
                  "月收入": {"role": "sensitive", "lower": 0, "upper": 100000}}

@@ -153,7 +153,7 @@ def test_a_dominated_sum_is_suppressed(world: World, city: Any, rules: str) -> N
         incomes = sorted(by_cell[(out_rows[c["row"]][0], out_rows[c["row"]][1])], reverse=True)
         share = sum(incomes[:c["n"]]) / sum(incomes)
         assert share > c["k"] and c["share"] == pytest.approx(share, abs=1e-4)
-    for i, row in enumerate(out_rows):
+    for _i, row in enumerate(out_rows):
         incomes = sorted(by_cell[(row[0], row[1])], reverse=True)
         dominated = sum(incomes) > 0 and (incomes[0] > 0.5 * sum(incomes)
                                           or sum(incomes[:2]) > 0.67 * sum(incomes))

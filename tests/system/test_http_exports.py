@@ -7,8 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import openpyxl
@@ -58,8 +59,9 @@ class Exports:
             "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z"}).json()
         assert w.client.post(f"/v1/contracts/{refused['id']}/refuse", headers=w.h(w.provider),
                              json={"reason": REASON}).status_code == 200
-        run = lambda code, params: w.client.post("/v1/jobs?wait=true", headers=w.h(self.op), json={
-            "contract_id": self.cid, "code": code, "params": params})
+        def run(code: str, params: dict[str, Any]) -> Any:
+            return w.client.post("/v1/jobs?wait=true", headers=w.h(self.op), json={
+                "contract_id": self.cid, "code": code, "params": params})
         self.job = run(CODE, {"note": NOTE, LINK: "@SUM(A1)"}).json()
         assert self.job["status"] == "succeeded", self.job["error"]
         rejected = run(READS_A2, {"=x": LINK})
@@ -68,7 +70,8 @@ class Exports:
 
     def paths(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """Every export: route template → (a path to it, who may fetch it)."""
-        out = lambda name: f"/v1/jobs/{self.job['id']}/outputs/{quote(name, safe='')}"
+        def out(name: str) -> str:
+            return f"/v1/jobs/{self.job['id']}/outputs/{quote(name, safe='')}"
         w, p = self.w, self.period
         return {
             "/v1/jobs/{job_id}/outputs/{name}": (out("分组"), self.op),

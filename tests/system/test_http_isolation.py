@@ -4,8 +4,9 @@ sees every job in full, the owner sees its own without contributor counts."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from conftest import World, make_world
@@ -16,7 +17,7 @@ SMALL_GROUPS = ('rows = table("population").filter(col("district") == "北山区
 
 
 def this_month() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m")
 
 
 @dataclass

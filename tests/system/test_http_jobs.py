@@ -243,7 +243,7 @@ def test_signed_submission_is_accepted_and_bad_signature_refused(local_world: Wo
     assert seen["signature"] == good and seen["signed_at"] == at
 
     submitted = ledger_types(w).count("job.submitted")
-    earlier = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)).isoformat()
+    earlier = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
     bad = [
         sign(generate_private_key(), submission_bytes(cid, SMALL_GROUPS, params, "签名-2", at)),
         sign(w.operator_key, submission_bytes(cid, SMALL_GROUPS, {"区": "湖滨区"}, "签名-2", at)),
@@ -269,7 +269,7 @@ def test_signed_submission_is_accepted_and_bad_signature_refused(local_world: Wo
 def test_a_signature_is_only_accepted_close_to_its_signing_time(local_world: World) -> None:
     w = local_world
     cid = w.active_contract()
-    stale = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=20)).isoformat()
+    stale = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)).isoformat()
     body = {"contract_id": cid, "code": COUNT_CODE,
             **sign_submission(w.operator_key, cid, COUNT_CODE, signed_at=stale)}
     r = w.client.post("/v1/jobs", headers=w.h(w.operator), json=body)
@@ -305,8 +305,8 @@ def test_job_without_wait_finishes_later(local_world: World) -> None:
     created, finished = (dt.datetime.fromisoformat(job[k].replace("Z", "+00:00"))
                          for k in ("created_at", "finished_at"))
     assert job["created_at"].endswith("Z") and job["finished_at"].endswith("Z")
-    assert created <= finished <= dt.datetime.now(dt.timezone.utc)
-    assert dt.datetime.now(dt.timezone.utc) - created < dt.timedelta(minutes=1)
+    assert created <= finished <= dt.datetime.now(dt.UTC)
+    assert dt.datetime.now(dt.UTC) - created < dt.timedelta(minutes=1)
     types = ledger_types(w)
     assert types[-3:] == ["job.started", "job.succeeded", "charge.settled"]
 

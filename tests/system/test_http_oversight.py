@@ -28,7 +28,8 @@ def test_contract_listing_follows_who_may_read_and_carries_history(local_world: 
     w = local_world
     mine = w.active_contract()
     theirs = w.active_contract(operator="other_operator")
-    ids = lambda who: {c["id"] for c in get(w, "/v1/contracts", who).json()["contracts"]}
+    def ids(who: dict[str, Any]) -> set[str]:
+        return {c["id"] for c in get(w, "/v1/contracts", who).json()["contracts"]}
     assert ids(w.operator) == {mine} and ids(w.other_operator) == {theirs}
     assert ids(w.regulator) == ids(w.bureau) == {mine, theirs} == ids(w.provider)
     listed = get(w, f"/v1/contracts?operator_id={w.operator['id']}", w.regulator).json()

@@ -51,7 +51,7 @@ def lines(charge: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def this_month() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m")
 
 
 def spend(w: World, cid: str) -> dict[str, int]:
@@ -204,7 +204,7 @@ def test_current_schedule_is_the_latest_in_force(local_world: World) -> None:
     w = local_world
     first = w.client.get("/v1/price-schedules/current").json()
     assert first["name"] == SCHEDULE["name"] and first["items"][0] == item("call")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cid = w.active_contract()
     old_job = w.run(cid, COUNT_CODE).json()
 

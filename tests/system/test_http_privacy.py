@@ -249,7 +249,7 @@ def test_the_client_applies_for_privacy_terms_and_sets_epsilon(local_world: Worl
     w = local_world
     c = SandboxClient("http://testserver", token=w.operator["token"], http_client=w.client)
     applied = c.apply_contract(GRANTS, "隐私保护统计", "public_interest",
-                               dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                               dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
                                "2030-01-01T00:00:00Z", privacy=PRIVATE,
                                disclosure={"min_contributors": 20})
     assert applied["document"]["privacy"]["population"]["per_job_epsilon"] == "0.2"

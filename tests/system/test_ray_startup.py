@@ -19,8 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from live import _free_port, _sandbox, _wait_healthy

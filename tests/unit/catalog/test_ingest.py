@@ -143,8 +143,8 @@ def test_a_file_named_parquet_that_is_not_parquet_is_reported_as_parquet() -> No
 
 @pytest.mark.parametrize(
     ("data", "fragment"),
-    [(b"", "empty"), ("a,a\n1,2\n".encode(), "duplicate column names"),
-     ("a,b\n".encode(), "no rows"), ("a,b\n,1\n,2\n".encode(), "'a' is empty in every row")],
+    [(b"", "empty"), (b"a,a\n1,2\n", "duplicate column names"),
+     (b"a,b\n", "no rows"), (b"a,b\n,1\n,2\n", "'a' is empty in every row")],
 )
 def test_files_without_usable_data_are_refused(tmp_path: Path, data: bytes, fragment: str) -> None:
     cols = {"a": {"role": "attribute"}, "b": {"role": "attribute"}}

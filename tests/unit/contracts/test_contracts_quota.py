@@ -41,8 +41,8 @@ def test_unknown_quota_names_are_refused_rather_than_signed_unenforced() -> None
 
 def test_days_and_months_follow_beijing_time() -> None:
     # 2026-03-31 17:00 UTC is already 1 April in Beijing.
-    moment = dt.datetime(2026, 3, 31, 17, 0, tzinfo=dt.timezone.utc)
+    moment = dt.datetime(2026, 3, 31, 17, 0, tzinfo=dt.UTC)
     assert day_start(moment) == dt.datetime(2026, 4, 1, tzinfo=BEIJING)
     assert month_start(moment) == dt.datetime(2026, 4, 1, tzinfo=BEIJING)
-    assert month_start(moment).astimezone(dt.timezone.utc) == dt.datetime(
-        2026, 3, 31, 16, 0, tzinfo=dt.timezone.utc)
+    assert month_start(moment).astimezone(dt.UTC) == dt.datetime(
+        2026, 3, 31, 16, 0, tzinfo=dt.UTC)

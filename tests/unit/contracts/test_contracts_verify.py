@@ -7,7 +7,7 @@ from contracts.signing import sign_contract
 from contracts.verify import verify_export
 from operators.keys import generate_private_key, public_key_b64
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BUREAU, OPERATOR, OTHER = generate_private_key(), generate_private_key(), generate_private_key()
 DOC = ContractDocument(
     id="c-1", version=2, operator_id="o-1", datasets={"人口": {"街道": ("group_by",)}},

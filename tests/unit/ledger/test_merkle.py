@@ -6,7 +6,7 @@ import hashlib
 import json
 import random
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def _tree(size: int = len(LEAF_HASHES)) -> MemoryTree:
 # --- naive reference: RFC 6962 §2.1 definitions, recursive over leaf lists ----------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def ref_mth(leaves: tuple[bytes, ...]) -> bytes:
     n = len(leaves)
     if n == 0:

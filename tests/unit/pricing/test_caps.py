@@ -1,6 +1,6 @@
 """Price caps (上限收费标准): parsing, and refusing schedules priced above them."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,7 @@ from pricing import (
     parse_schedule,
 )
 
-JAN = datetime(2026, 1, 1, tzinfo=timezone.utc)
+JAN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def caps_of(*items: dict[str, Any], **fields: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -249,7 +249,7 @@ def schedules(draw: st.DrawFn) -> PriceSchedule:
         items.append(PriceItem("rows", draw(PRICE), draw(PER), level))
     if not items:
         items.append(PriceItem("call", draw(PRICE)))
-    return PriceSchedule("fees", datetime(2026, 1, 1, tzinfo=timezone.utc), tuple(items))
+    return PriceSchedule("fees", datetime(2026, 1, 1, tzinfo=UTC), tuple(items))
 
 
 metereds = st.builds(

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -32,7 +32,7 @@ def schedule_error(obj: Any) -> str:
 def test_parses_the_api_example() -> None:
     schedule = parse_schedule(API_EXAMPLE)
     assert schedule.name == "2026 fees"
-    assert schedule.effective_from == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert schedule.effective_from == datetime(2026, 1, 1, tzinfo=UTC)
     assert schedule.items == (
         PriceItem("call", Decimal("2.00")),
         PriceItem("rows", Decimal("0.10"), per=10000, level="L3"),
@@ -211,12 +211,12 @@ def test_direct_construction_is_validated_too() -> None:
     with pytest.raises(ScheduleError, match="price: .*float"):
         PriceItem("call", 2.0)  # type: ignore[arg-type]
     with pytest.raises(ScheduleError, match=r"items\[0\]: expected a PriceItem"):
-        PriceSchedule("fees", datetime(2026, 1, 1, tzinfo=timezone.utc), ({"unit": "call"},))  # type: ignore[arg-type]
+        PriceSchedule("fees", datetime(2026, 1, 1, tzinfo=UTC), ({"unit": "call"},))  # type: ignore[arg-type]
 
 
 def test_direct_construction_normalises_items_and_price() -> None:
     schedule = PriceSchedule(
-        "fees", datetime(2026, 1, 1, tzinfo=timezone.utc), [PriceItem("call", Decimal("2"))]  # type: ignore[arg-type]
+        "fees", datetime(2026, 1, 1, tzinfo=UTC), [PriceItem("call", Decimal("2"))]  # type: ignore[arg-type]
     )
     assert isinstance(schedule.items, tuple)
     assert str(schedule.items[0].price) == "2.00"

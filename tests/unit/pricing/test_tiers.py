@@ -1,6 +1,6 @@
 """Volume tiers and per-dataset multipliers in price schedules: parsing, validation, JSON."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,7 @@ TIERED_ITEM: dict[str, Any] = {
         {"up_to": None, "price": "0.05"},
     ],
 }
-JAN = datetime(2026, 1, 1, tzinfo=timezone.utc)
+JAN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def schedule_with(*items: dict[str, Any], **fields: Any) -> dict[str, Any]:

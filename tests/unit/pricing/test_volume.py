@@ -1,7 +1,7 @@
 """Pricing rows per dataset: multipliers, volume tiers over the month, and why quotes stay upper bounds."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -266,7 +266,7 @@ def schedules(draw: st.DrawFn) -> PriceSchedule:
         else:
             items.append(PriceItem("rows", Decimal(draw(FEN_PRICE)).scaleb(-2), per, level))
     multipliers = draw(st.dictionaries(st.sampled_from(DATASETS), MULTIPLIER))
-    return PriceSchedule("fees", datetime(2026, 1, 1, tzinfo=timezone.utc), tuple(items), multipliers)
+    return PriceSchedule("fees", datetime(2026, 1, 1, tzinfo=UTC), tuple(items), multipliers)
 
 
 @st.composite
