@@ -19,11 +19,18 @@
     ├── LedgerInconsistent         503  the stored log does not add up; writes stop
     └── RayUnavailable             503  the configured Ray cluster cannot be reached
 
+A job that did not succeed carries a `JobError` (code, message, line, and whether the service
+was at fault) from where it ended to its record; its status is a `JobStatus`.
+
 The domain packages keep their own trees (`operators.errors.OperatorError`,
 `contracts.errors.ContractError`, `pricing.errors.PricingError`); they are mapped beside these.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 
 class SandboxError(Exception):
@@ -109,3 +116,55 @@ class RayUnavailable(SandboxError):
     """The Ray cluster named by `SANDBOX_RAY_ADDRESS`/`RAY_ADDRESS` did not answer in time."""
 
     code = "ray_unavailable"
+
+
+class JobStatus(StrEnum):
+    """Where a job is. The last four are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class Fault(StrEnum):
+    """Whose fault a job's failure is. The service's costs the operator nothing."""
+
+    SERVICE = "service"
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job did not succeed: one value from the jail (or the driver, or the service) to
+    the job's record and the HTTP response, where it is written as `to_json()`."""
+
+    code: str
+    message: str
+    line: int | None = None
+    fault: Fault | None = None
+
+    @classmethod
+    def of(cls, exc: BaseException) -> JobError:
+        return cls(str(getattr(exc, "code", "rejected")),
+                   getattr(exc, "message", None) or str(exc), getattr(exc, "line", None))
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> JobError:
+        fault = body.get("fault")
+        return cls(body["code"], body["message"], body.get("line"),
+                   Fault(fault) if fault is not None else None)
+
+    @property
+    def service_fault(self) -> bool:
+        return self.fault is Fault.SERVICE
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "line": self.line}
+        return {**body, "fault": self.fault.value} if self.fault is not None else body
+

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.jail import seccomp
 from sandbox.jail.forkserver import ForkServer
 from sandbox.jail.protocol import FrameError, read_frame, write_frame
@@ -52,8 +53,8 @@ class Handler(Protocol):
 class Outcome:
     """How the jail run ended. `status` is succeeded, failed or rejected."""
 
-    status: str
-    error: dict[str, Any] | None = None
+    status: JobStatus
+    error: JobError | None = None
     printed: str = ""
     wall_seconds: float = 0.0
     diagnostics: str = field(default="", repr=False)  # host-side only, never shown to operators
@@ -90,8 +91,8 @@ def _drain(stream: Any, sink: list[bytes], cap: int = 64 * 1024) -> None:
             size += len(chunk)
 
 
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message, "line": None}
+def _error(code: str, message: str) -> JobError:
+    return JobError(code, message)
 
 
 def _refusal(exc: Exception) -> dict[str, Any]:
@@ -179,12 +180,12 @@ def _kill(pid: int) -> None:
 
 def _crash_outcome(returncode: int, limits: Limits) -> Outcome:
     if returncode == -signal.SIGXCPU:
-        return Outcome("failed", _error("cpu_limit", f"the job used more than {limits.cpu_seconds} "
+        return Outcome(JobStatus.FAILED, _error("cpu_limit", f"the job used more than {limits.cpu_seconds} "
                                         "s of CPU time; make it do less work per run"),
                        sign=EXHAUSTION)
     # Killed by the system-call filter: the job asked the kernel for something it may not.
     sign = ESCAPE if returncode == -signal.SIGSYS else EXHAUSTION
-    return Outcome("failed", _error("jail_crashed", "the job's process ended unexpectedly "
+    return Outcome(JobStatus.FAILED, _error("jail_crashed", "the job's process ended unexpectedly "
                                     f"(exit status {returncode}); this is often a memory limit "
                                     f"of {limits.memory_bytes // 2**20} MiB being reached"),
                    sign=sign)
@@ -203,14 +204,15 @@ def _converse(proc: subprocess.Popen[bytes], inbox: queue.Queue[Any], handler: H
         op = message.get("op") if isinstance(message, dict) else None
         if op == "done":
             printed = message.get("printed")
-            return Outcome("succeeded", printed=printed if isinstance(printed, str) else "")
+            return Outcome(JobStatus.SUCCEEDED,
+                           printed=printed if isinstance(printed, str) else "")
         if op == "failed":
             error = message.get("error") if isinstance(message.get("error"), dict) else {}
-            status = "rejected" if message.get("rejected") is True else "failed"
+            status = JobStatus.REJECTED if message.get("rejected") is True else JobStatus.FAILED
             sign = error.get("sign") if error.get("sign") in SIGNS else None
             return Outcome(status, _clean_error(error), sign=sign)
         if op == "refused":
-            return Outcome("rejected", _clean_error(message.get("error") or {}))
+            return Outcome(JobStatus.REJECTED, _clean_error(message.get("error") or {}))
         reply, sign = _answer(handler, op, message)
         if time.monotonic() > deadline:
             # The driver's own work (validating and computing a plan) ran past the job's
@@ -218,14 +220,14 @@ def _converse(proc: subprocess.Popen[bytes], inbox: queue.Queue[Any], handler: H
             return _timeout(limits)
         write_frame(proc.stdin, reply)
         if not reply["ok"]:
-            return Outcome("rejected", reply["error"], sign=sign)
-    return Outcome("failed", _error("too_many_requests",
+            return Outcome(JobStatus.REJECTED, JobError.from_json(reply["error"]), sign=sign)
+    return Outcome(JobStatus.FAILED, _error("too_many_requests",
                                     f"the job made more than {limits.max_requests} requests"),
                    sign=EXHAUSTION)
 
 
 def _timeout(limits: Limits) -> Outcome:
-    return Outcome("failed", _error(
+    return Outcome(JobStatus.FAILED, _error(
         "timeout", f"the job ran longer than its {limits.wall_seconds:g} s limit and was "
         "stopped; make it do less work per run"), sign=EXHAUSTION)
 
@@ -241,17 +243,17 @@ def _answer(handler: Handler, op: Any,
             return {"ok": True, "result": None}, None
     except Exception as exc:  # noqa: BLE001 - domain errors become refusals, others re-raise
         return {"ok": False, "error": _refusal(exc)}, getattr(exc, "sign", None)
-    return {"ok": False, "error": _error("protocol", "unknown request from job process")}, PROBE
+    return {"ok": False, "error": _error("protocol", "unknown request from job process").to_json()}, PROBE
 
 
 # Failures the job process reports before any operator code ran: the service's, not charged.
 SERVICE_FAULTS = frozenset({"jail_misconfigured", "jail_unfiltered"})
 
 
-def _clean_error(error: dict[str, Any]) -> dict[str, Any]:
+def _clean_error(error: dict[str, Any]) -> JobError:
     """The jail is untrusted: keep only well-typed fields of what it reports."""
     code = error.get("code") if isinstance(error.get("code"), str) else "job_code_error"
     message = error.get("message") if isinstance(error.get("message"), str) else "job failed"
     line = error.get("line") if isinstance(error.get("line"), int) else None
-    cleaned = {"code": code[:64], "message": message[:2000], "line": line}
-    return {**cleaned, "fault": "service"} if code in SERVICE_FAULTS else cleaned
+    return JobError(code[:64], message[:2000], line,
+                    Fault.SERVICE if code in SERVICE_FAULTS else None)

@@ -39,7 +39,7 @@ from sandbox.engine.executor import (
     Executor,
 )
 from sandbox.engine.validate import CheckedPlan, check_plan
-from sandbox.errors import DisclosureRefused, PlanError, QuotaExceeded
+from sandbox.errors import DisclosureRefused, JobError, JobStatus, PlanError, QuotaExceeded
 from sandbox.jail.process import Limits, run_in_jail
 from sandbox.language import plan as p
 from sandbox.language import signs
@@ -84,11 +84,11 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobResult:
-    status: str                       # succeeded | failed | rejected
+    status: JobStatus                 # succeeded | failed | rejected
     outputs: dict[str, Any]
     usage: dict[str, Any]
     disclosure: dict[str, Any]
-    error: dict[str, Any] | None
+    error: JobError | None
     printed: str = ""
     # The sets of people this job released, per dataset, each with the threshold it was
     # released under, for the operator's recorded history.
@@ -417,7 +417,7 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         "compute_seconds": reported_seconds(outcome.wall_seconds, spec.limits.wall_seconds,
                                             spec.timing_quantum),
         "collects": len(handler.releases),
-        "outputs": len(handler.outputs) if outcome.status == "succeeded" else 0,
+        "outputs": len(handler.outputs) if outcome.status == JobStatus.SUCCEEDED else 0,
     }
     if handler.epsilon_used:
         # Charged in whole micro-ε, rounded up, so the budget never under-counts.
@@ -425,7 +425,7 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
                                        for name, eps in sorted(handler.epsilon_used.items())}
     return JobResult(
         status=outcome.status,
-        outputs=handler.outputs if outcome.status == "succeeded" else {},
+        outputs=handler.outputs if outcome.status == JobStatus.SUCCEEDED else {},
         usage=usage,
         disclosure={"releases": handler.releases},
         error=outcome.error,

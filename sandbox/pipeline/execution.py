@@ -13,12 +13,14 @@ from sqlalchemy import update
 from sandbox.context import Context, ensure_ray
 from sandbox.disclosure.dominance import parse_rules
 from sandbox.engine.executor import LocalExecutor
+from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.jail import seccomp
 from sandbox.jail.process import Limits
 from sandbox.ledger import log
 from sandbox.pipeline.driver import JobResult, JobSpec, run_job, run_job_on_ray
 from sandbox.pipeline.settlement import settle_job
 from sandbox.records import agreements, registry, releases
+from sandbox.records.jobs import Reservation
 from sandbox.settings import Settings
 from sandbox.store.models import Job
 
@@ -68,13 +70,11 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
     with ctx.reading() as s:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
         datasets = registry.get_many(ctx, s, contract.datasets)
-    bounds = (job.usage or {}).get("bounds", {})
+    reserved = Reservation.of(job)
     spec = JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
                    datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),
-                   max_rows=int(bounds.get("rows_scanned", 0)),
-                   max_outputs=int(bounds.get("outputs", 1)),
-                   epsilon=dict(bounds.get("epsilon", {})),
-                   collect_sites=int(bounds.get("collect_sites", 1)),
+                   max_rows=reserved.rows_scanned, max_outputs=reserved.outputs,
+                   epsilon=dict(reserved.epsilon), collect_sites=reserved.collect_sites,
                    dominance=parse_rules(ctx.settings.dominance_rules),
                    operator_id=job.operator_id, gate=releases.gate(ctx),
                    in_place_max_rows=ctx.settings.engine_in_place_rows,
@@ -106,7 +106,7 @@ def _ray_driver():  # type: ignore[no-untyped-def]
 
 def mark_running(ctx: Context, job_id: str) -> None:
     with ctx.transaction() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(status="running"))
+        s.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.RUNNING))
         log.append(s, "job.started", None, job_id, {})
 
 
@@ -120,10 +120,10 @@ def run_and_settle(ctx: Context, job: Job) -> None:
         result = execute(ctx, spec)
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
         logger.exception("job %s failed in the service", job_id)
-        result = JobResult("failed", {}, {}, {"releases": []}, {
-            "code": "service_error", "fault": "service", "line": None,
-            "message": "the service failed while running this job; nothing was charged. "
-                       "Try again, and tell the bureau if it keeps happening"})
+        result = JobResult(JobStatus.FAILED, {}, {}, {"releases": []}, JobError(
+            "service_error", "the service failed while running this job; nothing was "
+            "charged. Try again, and tell the bureau if it keeps happening",
+            fault=Fault.SERVICE))
     if spec is not None and spec.epsilon:
         _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
     settle_job(ctx, job_id, result, spec, job)

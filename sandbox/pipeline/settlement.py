@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 from pricing import Charge, settle
 from sandbox.common.clock import now
 from sandbox.context import Context
+from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.ledger import log
 from sandbox.pipeline.driver import JobResult, JobSpec, output_digest
 from sandbox.records import agreements, budgets, flags, money, registry, releases
+from sandbox.records.jobs import Reservation
 from sandbox.store.models import Job, JobOutput
 
 logger = logging.getLogger(__name__)
@@ -27,9 +29,9 @@ def _chargeable(result: JobResult) -> bool:
     """Operators pay for work that ran, unless the service was at fault. A refusal costs
     nothing until data was read: a job refused part-way (say, beyond its quoted scans) pays
     for the scans it made."""
-    if (result.error or {}).get("fault") == "service":
+    if result.error is not None and result.error.service_fault:
         return False
-    return result.status != "rejected" or result.usage.get("rows_scanned", 0) > 0
+    return result.status != JobStatus.REJECTED or result.usage.get("rows_scanned", 0) > 0
 
 
 def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | None = None,
@@ -57,20 +59,20 @@ def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | Non
         job.status = result.status
         job.usage = {**(job.usage or {}), **result.usage}
         job.disclosure = result.disclosure
-        job.error = result.error
+        job.error = result.error.to_json() if result.error is not None else None
         # The service's one clock; never before the job's creation, should it step back.
         job.finished_at = max(money.naive_utc(now()), job.created_at)
         job.charge = charge.to_json() if charge else None
         job.charge_fen = money.to_fen(charge.amount) if charge else 0
         money.settle_contract(s, job.contract_id, job.quote_fen, job.charge_fen)
         budgets.settle(s, job.contract_id, job_id,
-                       (job.usage or {}).get("bounds", {}).get("epsilon", {}), result.usage,
-                       service_fault=(result.error or {}).get("fault") == "service")
+                       dict(Reservation.of(job).epsilon), result.usage,
+                       service_fault=result.error is not None and result.error.service_fault)
         money.settle_prepaid(s, job.operator_id, job.quote_fen, job.charge_fen)
         for name, body in result.outputs.items():
             s.add(JobOutput(job_id=job_id, name=name, body=body))
         log.append(s, f"job.{result.status}", None, job_id, {
-            "usage": result.usage, "error": result.error,
+            "usage": result.usage, "error": job.error,
             "outputs": {n: output_digest(b) for n, b in result.outputs.items()},
             "disclosure": result.disclosure})
         if charge is not None:
@@ -96,19 +98,19 @@ def _levels(ctx: Context, session: Session, result: JobResult,
 def _settlement_volume(session: Session, job: Job) -> dict[str, int]:
     """The volume tier position to settle at: this month's volume now (never lower than at
     the quote, so never dearer), or the quote's if the month has turned since."""
-    bounds = (job.usage or {}).get("bounds", {})
-    if bounds.get("month") == money.period_of(now()):
+    reserved = Reservation.of(job)
+    if reserved.month == money.period_of(now()):
         return money.volume_this_month(session, job.operator_id, now())
-    return dict(bounds.get("month_to_date", {}))
+    return dict(reserved.month_to_date)
 
 
 def recover_interrupted(ctx: Context) -> int:
     """Jobs left queued or running by a stopped service fail, with their reservation released."""
     with ctx.reading() as s:
-        ids = list(s.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))))
+        ids = list(s.scalars(select(Job.id).where(
+            Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))))
     for job_id in ids:
-        settle_job(ctx, job_id, JobResult("failed", {}, {}, {"releases": []}, {
-            "code": "interrupted", "fault": "service", "line": None,
-            "message": "the service stopped while this job was waiting or running; nothing "
-                       "was charged. Submit it again"}))
+        settle_job(ctx, job_id, JobResult(JobStatus.FAILED, {}, {}, {"releases": []}, JobError(
+            "interrupted", "the service stopped while this job was waiting or running; "
+            "nothing was charged. Submit it again", fault=Fault.SERVICE)))
     return len(ids)

@@ -40,6 +40,8 @@ from sandbox.errors import (
     CompileError,
     Conflict,
     DisclosureRefused,
+    JobError,
+    JobStatus,
     SandboxError,
 )
 from sandbox.language.analysis import CodeFacts, analyse
@@ -49,7 +51,7 @@ from sandbox.pipeline import execution
 from sandbox.pipeline.driver import code_observation
 from sandbox.pipeline.settlement import detect
 from sandbox.records import agreements, budgets, money, principals, registry
-from sandbox.records.jobs import get
+from sandbox.records.jobs import Reservation, get
 from sandbox.records.principals import Actor, new_id, require
 from sandbox.store.models import Contract, Job
 
@@ -243,7 +245,7 @@ def _existing(session: Session, actor: Actor, req: JobRequest) -> Job | None:
         return None
     job = session.scalar(select(Job).where(Job.operator_id == actor.id,
                                            Job.idempotency_key == req.idempotency_key))
-    requested = (job.usage or {}).get("bounds", {}).get("requested_epsilon") if job else None
+    requested = Reservation.of(job).requested_epsilon if job else None
     if job is not None and (job.code != req.code or job.contract_id != req.contract_id
                             or job.params != req.params or requested != req.epsilon):
         raise Conflict("this idempotency_key was already used for a different submission; "
@@ -252,9 +254,7 @@ def _existing(session: Session, actor: Actor, req: JobRequest) -> Job | None:
 
 
 def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exception) -> str:
-    error = {"code": getattr(exc, "code", "rejected"),
-             "message": getattr(exc, "message", None) or str(exc),
-             "line": getattr(exc, "line", None)}
+    error = JobError.of(exc).to_json()
     job_id = new_id("j")
     with ctx.transaction() as s:
         if s.get(Contract, req.contract_id) is None:
@@ -264,7 +264,7 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
         at = money.naive_utc(now())
         job = Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=None, signature=req.signature,
-                  status="rejected", error=error, created_at=at, finished_at=at)
+                  status=JobStatus.REJECTED, error=error, created_at=at, finished_at=at)
         s.add(job)
         s.flush()
         log.append(s, "job.rejected", actor.id, job_id,
@@ -314,15 +314,14 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                   params=req.params, idempotency_key=req.idempotency_key,
                   signature=req.signature, signing_key_id=p.signing_key_id,
                   signed_at=req.signed_at if req.signature else None,
-                  contract_version=p.contract_version, status="queued",
+                  contract_version=p.contract_version, status=JobStatus.QUEUED,
                   schedule_id=p.schedule_id,
                   quote=p.quote.to_json(), quote_fen=quote_fen,
-                  usage={"bounds": {"rows_scanned": p.bound.max_rows,
-                                    "outputs": p.bound.max_outputs,
-                                    "month": money.period_of(now()),
-                                    "month_to_date": p.month_to_date,
-                                    "requested_epsilon": req.epsilon,
-                                    **_epsilon_bounds(epsilon, p.facts)}})
+                  usage={"bounds": Reservation(
+                      p.bound.max_rows, p.bound.max_outputs, money.period_of(now()),
+                      p.month_to_date, req.epsilon,
+                      {name: str(eps) for name, eps in sorted(epsilon.items())},
+                      max(p.facts.collects, 1)).to_json()})
         s.add(job)
         s.flush()
         # Enough to re-check the operator's signature from the log alone.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -17,8 +19,39 @@ from sandbox.errors import (
 from sandbox.records.principals import Actor, require, utc_text
 from sandbox.store.models import Job, JobOutput
 
-FINISHED = ("succeeded", "failed", "rejected", "cancelled")
 
+@dataclass(frozen=True)
+class Reservation:
+    """What a job reserved when it was admitted: the scans and outputs its quote covers, the
+    month and volume its price tier was taken at, and the ε it holds per private dataset
+    (spread over its collect() call sites). Kept in the job's record as `usage["bounds"]`,
+    which operators read, so its JSON keeps that shape."""
+
+    rows_scanned: int
+    outputs: int
+    month: str = ""
+    month_to_date: Mapping[str, int] = field(default_factory=dict)
+    requested_epsilon: Mapping[str, str] | None = None
+    epsilon: Mapping[str, str] = field(default_factory=dict)
+    collect_sites: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "rows_scanned": self.rows_scanned, "outputs": self.outputs, "month": self.month,
+            "month_to_date": dict(self.month_to_date),
+            "requested_epsilon": (dict(self.requested_epsilon)
+                                  if self.requested_epsilon is not None else None)}
+        if self.epsilon:
+            body.update(epsilon=dict(self.epsilon), collect_sites=self.collect_sites)
+        return body
+
+    @classmethod
+    def of(cls, job: Job) -> Reservation:
+        b = (job.usage or {}).get("bounds", {})
+        return cls(int(b.get("rows_scanned", 0)), int(b.get("outputs", 1)),
+                   str(b.get("month", "")), dict(b.get("month_to_date", {})),
+                   b.get("requested_epsilon"), dict(b.get("epsilon", {})),
+                   int(b.get("collect_sites", 1)))
 
 def load_job(session: Session, actor: Actor, job_id: str) -> Job:
     job = session.get(Job, job_id)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from conftest import World
 
+from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.pipeline import execution, settlement
 from sandbox.pipeline.driver import JobResult
 
@@ -159,15 +160,15 @@ def test_a_service_fault_refunds_even_after_a_release(local_world: World,
     cid = w.active_contract(privacy=PRIVATE)
     monkeypatch.setattr(execution, "dispatch", lambda ctx, job_id: _done())
     job_id = w.run(cid, BY_DISTRICT).json()["id"]
-    faulted = JobResult("failed", {}, {"epsilon_by_dataset": {"population": "0.2"}},
-                        {"releases": []}, {"code": "service_error", "fault": "service",
-                                           "line": None, "message": "the service failed"})
+    faulted = JobResult(JobStatus.FAILED, {}, {"epsilon_by_dataset": {"population": "0.2"}},
+                        {"releases": []}, JobError("service_error", "the service failed",
+                                                   fault=Fault.SERVICE))
     settlement.settle_job(w.ctx, job_id, faulted)
     assert budget(w, cid)["spent"] == "0" and budget(w, cid)["remaining"] == "0.5"
     # The same usage without a service fault is charged.
     job_id = w.run(cid, BY_DISTRICT).json()["id"]
-    settlement.settle_job(w.ctx, job_id, dataclasses.replace(faulted, error={
-        "code": "job_code_error", "line": 2, "message": "division by zero"}))
+    settlement.settle_job(w.ctx, job_id, dataclasses.replace(
+        faulted, error=JobError("job_code_error", "division by zero", 2)))
     assert budget(w, cid)["spent"] == "0.2"
 
 

@@ -112,8 +112,8 @@ def test_a_column_used_beyond_its_grant_is_refused_as_contract_scope(people: Dat
     code = "res = table('people').group_by('age').agg(n=count()).collect()\nemit('x', res)\n"
     result = run_job(spec(people, code), LocalExecutor())
     assert result.status == "rejected"
-    assert result.error["code"] == "contract_scope"
-    assert "column 'age' is not granted for group_by" in result.error["message"]
+    assert result.error.code == "contract_scope"
+    assert "column 'age' is not granted for group_by" in result.error.message
     assert result.outputs == {}
     assert result.usage["rows_scanned"] == 0
 
@@ -123,8 +123,8 @@ def test_a_derived_column_cannot_launder_a_use(people: DatasetInfo) -> None:
             ".agg(n=count()).collect()\n")
     result = run_job(spec(people, code), LocalExecutor())
     assert result.status == "rejected"
-    assert result.error["code"] == "contract_scope"
-    assert "'age'" in result.error["message"]
+    assert result.error.code == "contract_scope"
+    assert "'age'" in result.error.message
 
 
 def test_grouping_by_an_identifier_is_refused(people: DatasetInfo) -> None:
@@ -132,15 +132,15 @@ def test_grouping_by_an_identifier_is_refused(people: DatasetInfo) -> None:
     code = "res = table('people').group_by('resident_id').agg(n=count()).collect()\n"
     result = run_job(spec(people, code, contract=contract(grants)), LocalExecutor())
     assert result.status == "rejected"
-    assert result.error["code"] == "disclosure_refused"
+    assert result.error.code == "disclosure_refused"
 
 
 def test_a_dataset_outside_the_job_is_refused(people: DatasetInfo) -> None:
     result = run_job(spec(people, "x = table('secret').agg(n=count()).collect()\n"),
                      LocalExecutor())
     assert result.status == "rejected"
-    assert result.error["code"] == "plan_invalid"
-    assert "available: people" in result.error["message"]
+    assert result.error.code == "plan_invalid"
+    assert "available: people" in result.error.message
 
 
 def test_collect_in_a_loop_beyond_the_quoted_rows_is_refused(people: DatasetInfo) -> None:
@@ -149,9 +149,9 @@ def test_collect_in_a_loop_beyond_the_quoted_rows_is_refused(people: DatasetInfo
             "    emit('n' + str(i), t.collect())\n")
     result = run_job(spec(people, code, max_rows=2 * ROWS, max_outputs=10), LocalExecutor())
     assert result.status == "rejected"
-    assert result.error["code"] == "quota_exceeded"
-    assert f"beyond the {2 * ROWS} rows this job was quoted for" in result.error["message"]
-    assert "avoid calling collect() in a loop" in result.error["message"]
+    assert result.error.code == "quota_exceeded"
+    assert f"beyond the {2 * ROWS} rows this job was quoted for" in result.error.message
+    assert "avoid calling collect() in a loop" in result.error.message
     assert result.usage["rows_scanned"] == 2 * ROWS
     assert result.usage["collects"] == 2
     assert result.outputs == {}  # a job that did not succeed releases nothing
@@ -161,8 +161,8 @@ def test_emit_beyond_the_quoted_outputs_is_refused(people: DatasetInfo) -> None:
     code = "for i in range(5):\n    emit('x' + str(i), i)\n"
     result = run_job(spec(people, code, max_outputs=2), LocalExecutor())
     assert result.status == "rejected"
-    assert result.error["code"] == "quota_exceeded"
-    assert "quoted for 2 output(s)" in result.error["message"]
+    assert result.error.code == "quota_exceeded"
+    assert "quoted for 2 output(s)" in result.error.message
 
 
 def test_an_overflowing_expression_is_null_not_an_error(people: DatasetInfo) -> None:
@@ -197,7 +197,7 @@ def test_operator_code_errors_fail_the_job(people: DatasetInfo) -> None:
     code = BY_DISTRICT + "emit('x', res.collect())\nx = 1 / 0\n"
     result = run_job(spec(people, code), LocalExecutor())
     assert result.status == "failed"
-    assert result.error["code"] == "job_code_error" and result.error["line"] == 3
+    assert result.error.code == "job_code_error" and result.error.line == 3
     assert result.usage["collects"] == 1
     assert result.outputs == {}
     assert result.usage["outputs"] == 0

@@ -222,7 +222,7 @@ def test_collects_beyond_the_call_sites_are_refused(people: DatasetInfo) -> None
             "    emit(d, table('people').filter(col('district') == d).agg(n=count()).collect())\n")
     result = run_job(spec(people, code, collect_sites=1), LocalExecutor())
     assert result.status == "rejected"
-    assert "ε of 0.3 for dataset 'people' is used up" in result.error["message"]
+    assert "ε of 0.3 for dataset 'people' is used up" in result.error.message
     assert result.usage["epsilon_by_dataset"] == {"people": "0.3"}   # the first one spent it
 
 

@@ -499,8 +499,8 @@ def test_a_join_beyond_the_quoted_rows_is_refused_naming_the_datasets(
         town: dict[str, DatasetInfo]) -> None:
     result = run_job(_spec(town, JOINED_COUNT, max_rows=9 + 10 - 1), LocalExecutor())
     assert result.status == "rejected"
-    assert result.error["code"] == "quota_exceeded"
-    assert "19 more rows of 'jobs', 'people'" in result.error["message"]
+    assert result.error.code == "quota_exceeded"
+    assert "19 more rows of 'jobs', 'people'" in result.error.message
     assert result.usage["rows_scanned"] == 0
 
 
@@ -510,8 +510,8 @@ def test_a_join_with_a_differentially_private_dataset_is_refused(
     result = run_job(_spec(town, JOINED_COUNT, contract=contract, epsilon={"people": "0.5"}),
                      LocalExecutor())
     assert result.status == "rejected"
-    assert result.error["code"] == "disclosure_refused"
-    message = result.error["message"]
+    assert result.error.code == "disclosure_refused"
+    message = result.error.message
     assert "'people'" in message and "differential privacy" in message and "join()" in message
     assert result.usage["rows_scanned"] == 0
 
@@ -521,8 +521,8 @@ def test_a_join_key_not_granted_for_join_is_out_of_scope(town: dict[str, Dataset
     contract = dataclasses.replace(_contract(), datasets=grants)
     result = run_job(_spec(town, JOINED_COUNT, contract=contract), LocalExecutor())
     assert result.status == "rejected"
-    assert result.error["code"] == "contract_scope"
-    assert "'pid'" in result.error["message"] and "join" in result.error["message"]
+    assert result.error.code == "contract_scope"
+    assert "'pid'" in result.error.message and "join" in result.error.message
 
 
 def test_join_tables_gives_the_same_rows_and_columns_whichever_side_is_larger() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.errors import QuotaExceeded
+from sandbox.errors import JobError, QuotaExceeded
 from sandbox.jail.child import MAX_PRINT_CHARS
 from sandbox.jail.process import Limits, Outcome, run_in_jail
 from sandbox.jail.protocol import read_frame, write_frame
@@ -81,22 +81,22 @@ def test_operator_code_sees_only_the_released_body() -> None:
 def test_operator_code_cannot_reach_behind_the_proxies(reach: str) -> None:
     outcome, h = run(f"t = table('p').agg(n=count())\nres = t.collect()\nx = {reach}\n")
     assert outcome.status == "rejected"
-    assert outcome.error is not None and outcome.error["line"] == 3
+    assert outcome.error is not None and outcome.error.line == 3
     assert h.plans == []  # refused at compile time, before anything ran
 
 
 def test_emitting_something_that_is_not_a_released_table_or_scalar_is_refused() -> None:
     outcome, h = run("x = 1\nemit('rows', [['城关区', 1]])\n")
     assert outcome.status == "rejected"
-    assert outcome.error["code"] == "plan_invalid" and outcome.error["line"] == 2
-    assert "emit() takes a collected table" in outcome.error["message"]
+    assert outcome.error.code == "plan_invalid" and outcome.error.line == 2
+    assert "emit() takes a collected table" in outcome.error.message
     assert h.emits == []
 
 
 def test_emitting_a_table_that_was_not_collected_says_to_collect_it() -> None:
     outcome, h = run("t = table('p').agg(n=count())\nemit('t', t)\n")
     assert outcome.status == "rejected"
-    assert "call .collect()" in outcome.error["message"]
+    assert "call .collect()" in outcome.error.message
     assert h.plans == [] and h.emits == []
 
 
@@ -105,8 +105,8 @@ def test_an_infinite_loop_ends_as_failed_within_the_cpu_limit_plus_a_second() ->
     started = time.monotonic()
     outcome, _ = run("while True:\n    pass\n", limits=limits)
     assert outcome.status == "failed"
-    assert outcome.error["code"] == "cpu_limit"
-    assert "1 s of CPU" in outcome.error["message"]
+    assert outcome.error.code == "cpu_limit"
+    assert "1 s of CPU" in outcome.error.message
     assert time.monotonic() - started < limits.cpu_seconds + 1
 
 
@@ -116,7 +116,7 @@ def test_a_memory_bomb_fails_cleanly(bomb: str) -> None:
     limits = Limits(cpu_seconds=5, memory_bytes=256 * 2**20, wall_seconds=10.0)
     outcome, _ = run(bomb, limits=limits)
     assert outcome.status == "failed"
-    assert "memory" in outcome.error["message"]
+    assert "memory" in outcome.error.message
     assert outcome.wall_seconds < 5
 
 
@@ -125,8 +125,8 @@ def test_the_wall_clock_limit_kills_a_job_that_is_within_its_cpu_limit() -> None
     started = time.monotonic()
     outcome, _ = run("i = 0\nwhile True:\n    i = (i + 1) % 7\n", limits=limits)
     assert outcome.status == "failed"
-    assert outcome.error["code"] == "timeout"
-    assert "0.5 s limit" in outcome.error["message"]
+    assert outcome.error.code == "timeout"
+    assert "0.5 s limit" in outcome.error.message
     assert time.monotonic() - started < 2.5
 
 
@@ -140,8 +140,8 @@ def test_print_output_is_capped_quickly() -> None:
     started = time.monotonic()
     outcome, _ = run("for i in range(100000):\n    print('0123456789')\n")
     assert outcome.status == "failed"
-    assert f"limited to {MAX_PRINT_CHARS} characters" in outcome.error["message"]
-    assert outcome.error["line"] == 2
+    assert f"limited to {MAX_PRINT_CHARS} characters" in outcome.error.message
+    assert outcome.error.line == 2
     assert time.monotonic() - started < 2
 
 
@@ -149,8 +149,7 @@ def test_a_handler_refusal_ends_the_job_as_rejected() -> None:
     outcome, h = run("t = table('p').agg(n=count())\na = t.collect()\nb = t.collect()\n"
                      "emit('a', a)\n", handler=Handler(refuse_after=1))
     assert outcome.status == "rejected"
-    assert outcome.error == {"code": "quota_exceeded",
-                             "message": "beyond the rows this job was quoted for"}
+    assert outcome.error == JobError("quota_exceeded", "beyond the rows this job was quoted for")
     assert len(h.plans) == 2
     assert h.emits == []
 
@@ -168,7 +167,7 @@ def test_operator_code_cannot_swallow_a_refusal_and_carry_on(clause: str) -> Non
     )
     outcome, h = run(code, handler=Handler(refuse_after=0))
     assert outcome.status == "rejected"
-    assert outcome.error["code"] == "quota_exceeded"
+    assert outcome.error.code == "quota_exceeded"
     assert len(h.plans) == 1
     assert h.emits == []
 
@@ -187,16 +186,15 @@ def test_a_handler_error_without_a_code_is_not_turned_into_a_refusal() -> None:
 def test_errors_in_operator_code_carry_the_job_line() -> None:
     outcome, _ = run("x = 1\ny = x / 0\n")
     assert outcome.status == "failed"
-    assert outcome.error == {"code": "job_code_error",
-                             "message": "ZeroDivisionError: division by zero", "line": 2}
+    assert outcome.error == JobError("job_code_error", "ZeroDivisionError: division by zero", 2)
 
 
 def test_a_plan_error_in_operator_code_rejects_the_job_with_its_line() -> None:
     outcome, h = run("t = table('p')\n\nr = t.filter(col('a') > 1).collect()\n")
     assert outcome.status == "rejected"
-    assert outcome.error["code"] == "plan_invalid"
-    assert outcome.error["line"] == 3
-    assert "aggregates only" in outcome.error["message"]
+    assert outcome.error.code == "plan_invalid"
+    assert outcome.error.line == 3
+    assert "aggregates only" in outcome.error.message
     assert h.plans == []
 
 
@@ -205,7 +203,7 @@ def test_too_many_requests_end_the_job() -> None:
     outcome, h = run("t = table('p').agg(n=count())\nfor i in range(10):\n    t.collect()\n",
                      limits=limits)
     assert outcome.status == "failed"
-    assert outcome.error["code"] == "too_many_requests"
+    assert outcome.error.code == "too_many_requests"
     assert len(h.plans) == 3
 
 
@@ -248,8 +246,8 @@ def test_a_killed_child_gives_a_failed_outcome_not_a_hang(
     started = time.monotonic()
     outcome, _ = run("x = table('p').agg(n=count()).collect()\nemit('x', x)\n", handler=Killer())
     assert outcome.status == "failed"
-    assert outcome.error["code"] == "jail_crashed"
-    assert "exit status -9" in outcome.error["message"]
+    assert outcome.error.code == "jail_crashed"
+    assert "exit status -9" in outcome.error.message
     assert time.monotonic() - started < 5
 
 
@@ -375,5 +373,5 @@ def test_driver_work_past_the_deadline_is_not_delivered() -> None:
     started = time.monotonic()
     outcome = jail.run_in_jail("x = table('p').agg(n=count()).collect()\nemit('x', x)\n", {},
                                Slow(), jail.Limits(wall_seconds=1.5, fork_template=True))
-    assert outcome.status == "failed" and outcome.error["code"] == "timeout"
+    assert outcome.status == "failed" and outcome.error.code == "timeout"
     assert time.monotonic() - started < 4

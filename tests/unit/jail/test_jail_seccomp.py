@@ -92,5 +92,5 @@ def test_a_late_import_inside_the_job_process_fails_cleanly() -> None:
                           Limits(wall_seconds=10, fork_template=False))
     assert outcome.status == "failed"
     assert outcome.error is not None
-    assert outcome.error["message"].startswith("PermissionError: job code may not use files")
-    assert "/" not in outcome.error["message"]   # no host path
+    assert outcome.error.message.startswith("PermissionError: job code may not use files")
+    assert "/" not in outcome.error.message   # no host path
