@@ -44,6 +44,9 @@ class Context:
     # made when the first job needs it (records.releases.gate).
     gate_handle: Any = None
     gate_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Where job drivers run (pipeline.execution.runner): decided once, from the settings.
+    runner: Any = None
+    runner_lock: threading.Lock = field(default_factory=threading.Lock)
     # SQLite has one writer at a time. Writers of this process queue here, in order, instead
     # of in SQLite's busy handler, which polls with sleeps of up to 100 ms.
     write_lock: threading.RLock = field(default_factory=threading.RLock)

@@ -19,8 +19,8 @@ from sandbox.api.routes import (
     principals,
     reports,
 )
-from sandbox.context import Context, ensure_ray, open_instance
-from sandbox.pipeline.execution import report_jail_filter
+from sandbox.context import Context, open_instance
+from sandbox.pipeline.execution import report_jail_filter, runner
 from sandbox.pipeline.settlement import recover_interrupted
 from sandbox.records import agreements
 from sandbox.settings import Settings
@@ -35,8 +35,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         recover_interrupted(ctx)
         report_jail_filter(settings)
         agreements.expire_due(ctx)
-        if settings.executor == "ray":
-            ensure_ray(settings)
+        runner(ctx)   # where jobs run, decided (and Ray started) before the first request
         app.state.ctx = ctx
         yield
         if context is None:

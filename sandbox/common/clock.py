@@ -1,4 +1,8 @@
-"""The service's clock: every time it records is read here, in UTC."""
+"""The service's clock and its forms of time: every time the service reads goes through `now`.
+
+Times are stored as naive UTC (SQLite keeps no zone, and one rule serves every database) and
+written out as ISO 8601 in UTC with a `Z`.
+"""
 
 from __future__ import annotations
 
@@ -7,3 +11,20 @@ import datetime as dt
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def stored(moment: dt.datetime) -> dt.datetime:
+    """`moment` as the database keeps it: naive UTC."""
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def stored_now() -> dt.datetime:
+    return stored(now())
+
+
+def text(moment: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`; a stored (naive) time is taken as UTC."""
+    if moment is None:
+        return None
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return aware.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -41,6 +41,8 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
+from sandbox.common import clock
+
 FORMATS: Final = ("csv", "xlsx")
 MEDIA_TYPES: Final = {
     "csv": "text/csv; charset=utf-8",
@@ -119,7 +121,7 @@ def as_text(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     if isinstance(value, dt.datetime):
-        return _utc_text(value)
+        return clock.text(value)
     return str(value)
 
 
@@ -164,11 +166,6 @@ def _moment(value: Any) -> dt.datetime | None:
     return None
 
 
-def _utc_text(moment: dt.datetime) -> str:
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    return aware.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 # -- CSV ---------------------------------------------------------------------------------------
 
 def to_csv(table: Table) -> bytes:
@@ -187,7 +184,7 @@ def _csv_cell(kind: Kind, value: Any) -> str:
     if kind is Kind.NUMBER and (number := _number(value)) is not None:
         return repr(number) if isinstance(number, float) else str(number)
     if kind is Kind.TIME and (moment := _moment(value)) is not None:
-        return _utc_text(moment)
+        return clock.text(moment)
     return neutralise(as_text(value))
 
 

@@ -10,7 +10,6 @@ lookups rather than a rehash of the log.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import functools
 import json
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from sqlalchemy import Select, and_, bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sandbox.common import clock
 from sandbox.errors import BadRequest, Conflict, Forbidden, LedgerInconsistent
 from sandbox.ledger import merkle
 from sandbox.ledger.errors import NoteError
@@ -105,7 +105,7 @@ def append(session: Session, type_: str, actor: str | None, subject: str | None,
            data: dict[str, Any] | None = None) -> int:
     event = {
         "type": type_, "actor": actor, "subject": subject, "data": data or {},
-        "at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "at": clock.now().isoformat().replace("+00:00", "Z"),
     }
     leaf = rfc8785.dumps(event)
     tail = _tail(session)

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from concurrent.futures import Future
+from typing import Protocol
 
 from sqlalchemy import update
 
@@ -82,26 +83,44 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
     return spec
 
 
-def execute(ctx: Context, spec: JobSpec) -> JobResult:
-    if ctx.settings.executor == "local":
+class Runner(Protocol):
+    """Where a job's driver runs: chosen once per instance (`runner`)."""
+
+    def __call__(self, spec: JobSpec) -> JobResult: ...
+
+
+class LocalRunner:
+    """In this process, partitions and all: for tests and a single small machine."""
+
+    def __call__(self, spec: JobSpec) -> JobResult:
         return run_job(spec, LocalExecutor())
-    import ray
-
-    ensure_ray(ctx.settings)
-    task = _ray_driver()
-    return ray.get(task.remote(spec))
 
 
-_driver_task = None
+class RayRunner:
+    """As a Ray task, next to the data; its partition work fans out as Ray tasks."""
 
-
-def _ray_driver():  # type: ignore[no-untyped-def]
-    global _driver_task
-    if _driver_task is None:
+    def __init__(self, settings: Settings) -> None:
         import ray
 
-        _driver_task = ray.remote(run_job_on_ray).options(num_cpus=1, max_retries=0)
-    return _driver_task
+        ensure_ray(settings)
+        self._task = ray.remote(run_job_on_ray).options(num_cpus=1, max_retries=0)
+
+    def __call__(self, spec: JobSpec) -> JobResult:
+        import ray
+
+        return ray.get(self._task.remote(spec))  # type: ignore[no-any-return]
+
+
+def runner(ctx: Context) -> Runner:
+    """The instance's runner, made once (starting or joining Ray when jobs run there)."""
+    with ctx.runner_lock:
+        if ctx.runner is None:
+            ctx.runner = RayRunner(ctx.settings) if ctx.settings.executor == "ray" else LocalRunner()
+        return ctx.runner  # type: ignore[no-any-return]
+
+
+def execute(ctx: Context, spec: JobSpec) -> JobResult:
+    return runner(ctx)(spec)
 
 
 def mark_running(ctx: Context, job_id: str) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pricing import Charge, settle
-from sandbox.common.clock import now
+from sandbox.common import clock
 from sandbox.context import Context
 from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.ledger import log
@@ -61,7 +61,7 @@ def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | Non
         job.disclosure = result.disclosure
         job.error = result.error.to_json() if result.error is not None else None
         # The service's one clock; never before the job's creation, should it step back.
-        job.finished_at = max(money.naive_utc(now()), job.created_at)
+        job.finished_at = max(clock.stored(clock.now()), job.created_at)
         job.charge = charge.to_json() if charge else None
         job.charge_fen = money.to_fen(charge.amount) if charge else 0
         money.settle_contract(s, job.contract_id, job.quote_fen, job.charge_fen)
@@ -99,8 +99,8 @@ def _settlement_volume(session: Session, job: Job) -> dict[str, int]:
     """The volume tier position to settle at: this month's volume now (never lower than at
     the quote, so never dearer), or the quote's if the month has turned since."""
     reserved = Reservation.of(job)
-    if reserved.month == money.period_of(now()):
-        return money.volume_this_month(session, job.operator_id, now())
+    if reserved.month == money.period_of(clock.now()):
+        return money.volume_this_month(session, job.operator_id, clock.now())
     return dict(reserved.month_to_date)
 
 

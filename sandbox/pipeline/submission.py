@@ -33,7 +33,7 @@ from operators.roles import Role
 from operators.submission import parse_signed_at, submission_bytes
 from pricing import Charge
 from sandbox.catalog.models import DatasetInfo
-from sandbox.common.clock import now
+from sandbox.common import clock
 from sandbox.context import Context
 from sandbox.engine.validate import check_group_key
 from sandbox.errors import (
@@ -146,7 +146,7 @@ def load_usable_contract(session: Session, actor: Actor, contract_id: str) -> Co
     A contract found past its term is moved to 'expired' and that is committed at once: the
     refusal that follows would otherwise roll the expiry back with the caller's transaction.
     """
-    at = agreements.now()
+    at = clock.now()
     principals.check_license(session, actor.id, at)
     row = agreements.load(session, actor, contract_id)
     if agreements.expire_current_if_due(session, row):
@@ -169,7 +169,7 @@ def verify_signature(session: Session, actor: Actor, req: JobRequest) -> str | N
     if req.signed_at is None:
         raise SubmissionInvalid("a signed submission needs signed_at, the time it was signed "
                                 "(ISO 8601), which is part of the signed bytes")
-    lag = abs((now() - parse_signed_at(req.signed_at)).total_seconds())
+    lag = abs((clock.now() - parse_signed_at(req.signed_at)).total_seconds())
     if lag > SIGNATURE_MAX_AGE_SECONDS:
         raise SubmissionInvalid(
             f"the submission was signed at {req.signed_at}, more than "
@@ -222,7 +222,7 @@ def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Pr
     check_names(contract, facts, datasets)
     schedule_id, schedule = money.in_force(session)
     bound = money.upper_bound(facts, contract, datasets, ctx.settings.job_wall_seconds)
-    volume = money.volume_this_month(session, actor.id, now())
+    volume = money.volume_this_month(session, actor.id, clock.now())
     return Prepared(contract, datasets, facts, schedule_id,
                     money.quote(schedule, bound, contract, volume), bound, volume,
                     contract.version, signing_key_id)
@@ -261,7 +261,7 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
             return job_id  # nothing to attach a record to; the error alone explains
         # Submitted and refused in one moment: both times from one reading of the clock, so
         # the record never finishes before it was created.
-        at = money.naive_utc(now())
+        at = clock.stored(clock.now())
         job = Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
                   params=req.params, idempotency_key=None, signature=req.signature,
                   status=JobStatus.REJECTED, error=error, created_at=at, finished_at=at)
@@ -310,7 +310,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         money.reserve_under_cap(s, contract, p.contract.spend_cap, quote_fen)
         money.reserve_prepaid(s, actor.id, quote_fen)
         job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
-                  created_at=money.naive_utc(now()),
+                  created_at=clock.stored(clock.now()),
                   params=req.params, idempotency_key=req.idempotency_key,
                   signature=req.signature, signing_key_id=p.signing_key_id,
                   signed_at=req.signed_at if req.signature else None,
@@ -318,7 +318,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                   schedule_id=p.schedule_id,
                   quote=p.quote.to_json(), quote_fen=quote_fen,
                   usage={"bounds": Reservation(
-                      p.bound.max_rows, p.bound.max_outputs, money.period_of(now()),
+                      p.bound.max_rows, p.bound.max_outputs, money.period_of(clock.now()),
                       p.month_to_date, req.epsilon,
                       {name: str(eps) for name, eps in sorted(epsilon.items())},
                       max(p.facts.collects, 1)).to_json()})
@@ -369,10 +369,10 @@ def _epsilon_bounds(epsilon: Mapping[str, Any], facts: CodeFacts) -> dict[str, A
 
 def _quota_usage(session: Session, contract_id: str) -> tuple[int, int]:
     """Jobs admitted today, and rows scanned or still reserved this month, for a contract."""
-    at = now()
+    at = clock.now()
     today, rows = session.execute(_quota_usage_query(), {
-        "contract_id": contract_id, "day": money.naive_utc(day_start(at)),
-        "month": money.naive_utc(month_start(at))}).one()
+        "contract_id": contract_id, "day": clock.stored(day_start(at)),
+        "month": clock.stored(month_start(at))}).one()
     return int(today or 0), int(rows or 0)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,6 +24,7 @@ from contracts.errors import ContractInvalid, ContractStateError
 from contracts.lifecycle import FINAL_STATUSES, Status
 from contracts.signing import sign_contract, verify_contract
 from operators.roles import Role
+from sandbox.common import clock
 from sandbox.context import Context
 from sandbox.disclosure.dp import ineligibility
 from sandbox.errors import BadRequest, Forbidden, NotFound
@@ -36,17 +36,12 @@ from sandbox.records.principals import (
     new_id,
     require,
     require_reason,
-    utc_text,
 )
 from sandbox.store.models import Contract, ContractVersion
 from sandbox.store.parsed import ByContent
 
 _APPLICATION_FIELDS = ("datasets", "purpose", "purpose_class", "valid_from", "valid_to",
                        "quotas", "spend_cap", "disclosure", "privacy")
-
-
-def now() -> dt.datetime:
-    return principals.now()
 
 
 def document(row: Contract | ContractVersion) -> ContractDocument:
@@ -155,7 +150,7 @@ def view(session: Session, row: Contract) -> dict[str, Any]:
                       {"version": amendment.version, "status": amendment.status}),
         "versions": [{"version": v.version, "status": v.status,
                       "status_reason": v.status_reason, "history": list(v.history or []),
-                      "created_at": utc_text(v.created_at)}
+                      "created_at": clock.text(v.created_at)}
                      for v in versions(session, row.id)],
     }
 
@@ -168,7 +163,7 @@ def version_view(v: ContractVersion) -> dict[str, Any]:
         "signatures": {"bureau": v.bureau_signature, "operator": v.operator_signature},
         "operator_key_id": v.operator_key_id,
         "approvals": {"required": v.required_approvals, "given": v.approvals},
-        "history": list(v.history or []), "created_at": utc_text(v.created_at),
+        "history": list(v.history or []), "created_at": clock.text(v.created_at),
     }
 
 
@@ -203,7 +198,7 @@ def _parse(ctx: Context, session: Session, body: Any, contract_id: str, operator
     datasets = {d.name: d for d in registry.all_datasets(ctx, session)}
     known = {name: [c.name for c in d.columns] for name, d in datasets.items()}
     doc = parse_application(body, contract_id=contract_id, operator_id=operator_id,
-                            issued_at=now(), known_columns=known,
+                            issued_at=clock.now(), known_columns=known,
                             levels={name: d.level for name, d in datasets.items()})
     for name in doc.privacy:
         reason = ineligibility(datasets[name])
@@ -231,7 +226,7 @@ def apply(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
     require(actor, Role.operator)
     draft, terms = _split_draft(body)
     with ctx.transaction() as s:
-        principals.check_license(s, actor.id, now())
+        principals.check_license(s, actor.id, clock.now())
         doc, required = _parse(ctx, s, terms, new_id("c"), actor.id, 1)
         status = Status.draft if draft else Status.pending_approval
         v = ContractVersion(contract_id=doc.id, version=1, document=doc.to_json(),
@@ -272,7 +267,7 @@ def submit(ctx: Context, actor: Actor, contract_id: str) -> dict[str, Any]:
     require(actor, Role.operator)
     with ctx.transaction() as s:
         row = load(s, actor, contract_id)
-        principals.check_license(s, actor.id, now())
+        principals.check_license(s, actor.id, clock.now())
         v = _working(s, row)
         status = lifecycle.submit(Status(v.status))
         terms = {k: v.document[k] for k in _APPLICATION_FIELDS if k in v.document}
@@ -307,7 +302,7 @@ def amend(ctx: Context, actor: Actor, contract_id: str, body: Any) -> dict[str, 
     _expire_first(ctx, contract_id)
     with ctx.transaction() as s:
         row = load(s, actor, contract_id)
-        principals.check_license(s, actor.id, now())
+        principals.check_license(s, actor.id, clock.now())
         lifecycle.check_amendable(Status(row.status))
         pending = _amendment(s, row)
         if pending is not None:
@@ -388,7 +383,7 @@ def _sign_as_operator(session: Session, actor: Actor, row: Contract, v: Contract
         raise BadRequest("send {\"signature\": base64 Ed25519 signature over the "
                          "contract's canonical bytes (GET /v1/contracts/{id})}")
     status = lifecycle.sign_by_operator(Status(v.status))
-    principals.check_license(session, actor.id, now())
+    principals.check_license(session, actor.id, clock.now())
     amendment = v.version != row.version
     if amendment:
         lifecycle.check_activatable(Status(row.status))
@@ -466,7 +461,7 @@ def _close_amendment(session: Session, row: Contract, status: Status, by: str | 
 def current_due_to_expire(session: Session, row: Contract) -> bool:
     """Whether the version in force is past its term and not yet recorded as expired."""
     current = _current(session, row)
-    return lifecycle.is_due_to_expire(document(current), Status(current.status), now())
+    return lifecycle.is_due_to_expire(document(current), Status(current.status), clock.now())
 
 
 def expire_current_if_due(session: Session, row: Contract) -> bool:
@@ -489,7 +484,7 @@ def expire_if_due(session: Session, row: Contract) -> bool:
     pending = _amendment(session, row)
     if pending is not None:
         doc = document(pending)
-        if lifecycle.is_due_to_expire(doc, Status(pending.status), now()):
+        if lifecycle.is_due_to_expire(doc, Status(pending.status), clock.now()):
             reason = f"its term ended at {format_time(doc.valid_to)} before it was activated"
             _move(row, pending, lifecycle.expire(Status(pending.status)), None, reason)
             log.append(session, "contract.expired", None, row.id,

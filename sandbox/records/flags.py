@@ -27,13 +27,14 @@ from sqlalchemy.orm import Session
 from contracts import lifecycle
 from contracts.lifecycle import Status
 from operators.roles import Role
+from sandbox.common import clock
 from sandbox.context import Context
 from sandbox.disclosure import detection
 from sandbox.errors import BadRequest, Conflict, NotFound
 from sandbox.ledger import log
 from sandbox.records import agreements, listings
-from sandbox.records.principals import Actor, require, utc_text
-from sandbox.store.models import Contract, Flag, Job, JobObservation, utcnow
+from sandbox.records.principals import Actor, require
+from sandbox.store.models import Contract, Flag, Job, JobObservation
 
 NOTE_MAX = 4000
 # What the operator reads on its suspended contract: why in general, never which patterns.
@@ -51,7 +52,7 @@ def record(session: Session, job: Job, observations: Sequence[Mapping[str, Any]]
     score `suspend_score` or more (0: never). Runs in the caller's transaction."""
     if not observations:
         return []
-    now = utcnow()
+    now = clock.stored_now()
     observed = _with_cells(observations, job.disclosure)
     recent = _recent(session, job, observed, now)
     found = detection.detect(job.id, observed, recent, now)
@@ -180,11 +181,11 @@ def view(flag: Flag, job: Job | None) -> dict[str, Any]:
         "id": flag.id, "job_id": flag.job_id, "operator_id": flag.operator_id,
         "contract_id": flag.contract_id, "pattern": flag.pattern, "score": flag.score,
         "about": _ABOUT.get(flag.pattern, ""), "detail": flag.detail,
-        "created_at": utc_text(flag.created_at), "reviewed_at": utc_text(flag.reviewed_at),
+        "created_at": clock.text(flag.created_at), "reviewed_at": clock.text(flag.reviewed_at),
         "reviewed_by": flag.reviewed_by, "note": flag.note,
         "job": None if job is None else {
             "id": job.id, "status": job.status, "code": job.code, "params": job.params,
-            "created_at": utc_text(job.created_at)},
+            "created_at": clock.text(job.created_at)},
     }
 
 
@@ -231,9 +232,9 @@ def review(ctx: Context, actor: Actor, flag_id: int, note: str) -> dict[str, Any
             raise NotFound(f"no flag {flag_id}; the flags are listed at GET /v1/flags")
         if flag.reviewed_at is not None:
             raise Conflict(f"flag {flag_id} was already reviewed at "
-                           f"{utc_text(flag.reviewed_at)} by {flag.reviewed_by}; a flag is "
+                           f"{clock.text(flag.reviewed_at)} by {flag.reviewed_by}; a flag is "
                            "reviewed once (GET /v1/flags?unreviewed=true lists those left)")
-        flag.reviewed_at, flag.reviewed_by, flag.note = utcnow(), actor.id, note
+        flag.reviewed_at, flag.reviewed_by, flag.note = clock.stored_now(), actor.id, note
         log.append(s, "flag.reviewed", actor.id, flag.job_id, {
             "flag_id": flag.id, "contract_id": flag.contract_id, "pattern": flag.pattern,
             "note": note})

@@ -10,13 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from operators.roles import Role
-from sandbox.common import exports
+from sandbox.common import clock, exports
 from sandbox.context import Context
 from sandbox.disclosure.threshold import operator_view
 from sandbox.errors import (
     NotFound,
 )
-from sandbox.records.principals import Actor, require, utc_text
+from sandbox.records.principals import Actor, require
 from sandbox.store.models import Job, JobOutput
 
 
@@ -67,8 +67,8 @@ def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
     return {
         "id": job.id, "contract_id": job.contract_id, "operator_id": job.operator_id,
         "status": job.status,
-        "created_at": utc_text(job.created_at),
-        "finished_at": utc_text(job.finished_at),
+        "created_at": clock.text(job.created_at),
+        "finished_at": clock.text(job.finished_at),
         "quote": job.quote, "charge": job.charge, "usage": job.usage,
         "outputs": outputs,
         "disclosure": disclosure if full else operator_view(disclosure),

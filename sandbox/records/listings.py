@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 
 from operators.roles import Role
 from pricing import format_money
+from sandbox.common import clock
 from sandbox.common.exports import Column, Kind, Table
 from sandbox.context import Context
 from sandbox.errors import BadRequest
 from sandbox.records import agreements, directory, money
 from sandbox.records.directory import Directory
 from sandbox.records.jobs import view as job_view
-from sandbox.records.principals import Actor, require, utc_text
+from sandbox.records.principals import Actor, require
 from sandbox.store.models import Contract, Job, JobOutput
 
 PAGE_MAX = 1000
@@ -94,7 +95,7 @@ def releases(ctx: Context, actor: Actor, period: str,
             for release in (job.disclosure or {}).get("releases", []):
                 out.append({"job_id": job.id, "operator_id": job.operator_id,
                             "contract_id": job.contract_id,
-                            "finished_at": utc_text(job.finished_at), **release})
+                            "finished_at": clock.text(job.finished_at), **release})
         return _named(s, out)
 
 

@@ -34,13 +34,14 @@ from pricing import (
     revenue_report,
 )
 from sandbox.catalog.models import LEVELS, DatasetInfo
+from sandbox.common import clock
 from sandbox.common.exports import Column, Kind, Table
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from sandbox.language.analysis import CodeFacts
 from sandbox.ledger import log
 from sandbox.records import directory
-from sandbox.records.principals import Actor, require, utc_text
+from sandbox.records.principals import Actor, require
 from sandbox.store.models import (
     AllowedRevenue,
     Contract,
@@ -51,10 +52,6 @@ from sandbox.store.models import (
 from sandbox.store.models import PriceCaps as CapsRow
 from sandbox.store.models import PriceSchedule as ScheduleRow
 from sandbox.store.parsed import ByContent
-
-
-def naive_utc(moment: dt.datetime) -> dt.datetime:
-    return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def to_fen(amount: Decimal) -> int:
@@ -68,7 +65,7 @@ def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
         caps = caps_in_force(s, schedule.effective_from)
         if caps is not None:
             check_caps(schedule, caps)
-        row = ScheduleRow(name=schedule.name, effective_from=naive_utc(schedule.effective_from),
+        row = ScheduleRow(name=schedule.name, effective_from=clock.stored(schedule.effective_from),
                           body=schedule.to_json())
         s.add(row)
         s.flush()
@@ -77,9 +74,9 @@ def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
 
 
 def in_force(session: Session, at: dt.datetime | None = None) -> tuple[int, PriceSchedule]:
-    at = at or dt.datetime.now(dt.UTC)
+    at = at or clock.now()
     row = session.scalar(
-        select(ScheduleRow).where(ScheduleRow.effective_from <= naive_utc(at))
+        select(ScheduleRow).where(ScheduleRow.effective_from <= clock.stored(at))
         .order_by(ScheduleRow.effective_from.desc(), ScheduleRow.id.desc()).limit(1))
     if row is None:
         raise Conflict("no price schedule is in force yet; the bureau publishes one with "
@@ -99,8 +96,8 @@ _stored_schedule = ByContent(parse_schedule)
 
 
 def caps_in_force(session: Session, at: dt.datetime | None = None) -> PriceCaps | None:
-    at = at or dt.datetime.now(dt.UTC)
-    row = session.scalar(select(CapsRow).where(CapsRow.effective_from <= naive_utc(at))
+    at = at or clock.now()
+    row = session.scalar(select(CapsRow).where(CapsRow.effective_from <= clock.stored(at))
                          .order_by(CapsRow.effective_from.desc(), CapsRow.id.desc()).limit(1))
     return None if row is None else parse_caps(row.body)
 
@@ -121,7 +118,7 @@ def publish_caps(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
             except CapExceeded as e:
                 raise Conflict(f"the schedule in force is above these caps: {e.message}; "
                                "publish a schedule within them first") from None
-        row = CapsRow(name=caps.name, effective_from=naive_utc(caps.effective_from),
+        row = CapsRow(name=caps.name, effective_from=clock.stored(caps.effective_from),
                       body=caps.to_json())
         s.add(row)
         s.flush()
@@ -320,7 +317,7 @@ def volume_this_month(session: Session, operator_id: str, at: dt.datetime) -> di
     """Rows an operator's commercial jobs scanned this billing month, by level: the position
     on tiered volume prices (public-interest use is free and does not count)."""
     totals = session.execute(_volume_query(), {
-        "operator_id": operator_id, "start": naive_utc(month_start(at))}).one()
+        "operator_id": operator_id, "start": clock.stored(month_start(at))}).one()
     return {level: int(n) for level, n in zip(LEVELS, totals) if n}
 
 
@@ -366,7 +363,7 @@ def month_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
     # Billing months are the bureau's calendar months, Beijing time.
     start = dt.datetime(year, month, 1, tzinfo=BEIJING)
     end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=BEIJING)
-    return naive_utc(start), naive_utc(end)
+    return clock.stored(start), clock.stored(end)
 
 
 def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = None) -> dict[str, Any]:
@@ -383,7 +380,7 @@ def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = Non
         names = directory.load(s)
     charges = [{
         "job_id": j.id, "contract_id": j.contract_id, "operator_id": j.operator_id,
-        "operator_name": names.name(j.operator_id), "status": j.status, "finished_at": utc_text(j.finished_at),
+        "operator_name": names.name(j.operator_id), "status": j.status, "finished_at": clock.text(j.finished_at),
         **Charge.from_json(j.charge).to_json(),
     } for j in jobs]
     total = sum((Decimal(c["amount"]) for c in charges), Decimal("0"))

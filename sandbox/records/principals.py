@@ -21,6 +21,7 @@ from operators.keys import parse_public_key, verify
 from operators.roles import Role
 from operators.rotation import rotation_bytes
 from operators.tokens import hash_token, new_token
+from sandbox.common import clock
 from sandbox.context import Context
 from sandbox.errors import (
     BadRequest,
@@ -57,25 +58,8 @@ class Actor:
         return body
 
 
-def now() -> dt.datetime:
-    """The service's clock for terms, licences and status histories (one place to set it)."""
-    return dt.datetime.now(dt.UTC)
-
-
-def naive(moment: dt.datetime) -> dt.datetime:
-    """UTC without a zone, the form stored (see `sandbox.store.models.utcnow`)."""
-    return moment.astimezone(dt.UTC).replace(tzinfo=None)
-
-
-def utc_text(moment: dt.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    return aware.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def history_entry(status: str, by: str | None, reason: str | None) -> dict[str, Any]:
-    return {"status": status, "at": utc_text(now()), "by": by, "reason": reason}
+    return {"status": status, "at": clock.text(clock.now()), "by": by, "reason": reason}
 
 
 def new_id(prefix: str) -> str:
@@ -122,7 +106,7 @@ def _explain_unknown_token(session: Session, digest: str) -> None:
     old = session.get(PrincipalToken, digest)
     if old is not None and old.revoked_at is not None:
         raise TokenRevoked(
-            f"this API token was revoked at {utc_text(old.revoked_at)} ({old.revoked_reason}); "
+            f"this API token was revoked at {clock.text(old.revoked_at)} ({old.revoked_reason}); "
             "use the token that replaced it, or ask the bureau for a new one")
     raise Unauthenticated("unknown API token; ask the bureau for a valid one")
 
@@ -143,8 +127,8 @@ def parse_license_valid_to(raw: str | dt.datetime | None) -> dt.datetime | None:
                              ) from None
     if raw.tzinfo is None or raw.utcoffset() is None:
         raise BadRequest(f"license_valid_to has no time zone; {how}")
-    if raw <= now():
-        raise BadRequest(f"license_valid_to {utc_text(raw)} is already past; give the end of "
+    if raw <= clock.now():
+        raise BadRequest(f"license_valid_to {clock.text(raw)} is already past; give the end of "
                          "the licence's validity as printed on the licence")
     return raw.astimezone(dt.UTC)
 
@@ -166,18 +150,18 @@ def create_principal(ctx: Context, actor: Actor | None, name: str, role: str,
     token = new_token()
     p = Principal(id=new_id(role[:1] if role != "provider" else "d"), name=name, role=role,
                   license_no=license_no, public_key=public_key, token_hash=hash_token(token),
-                  license_valid_to=naive(valid_to) if valid_to else None, status=ACTIVE,
+                  license_valid_to=clock.stored(valid_to) if valid_to else None, status=ACTIVE,
                   history=[history_entry(ACTIVE, actor.id if actor else None, "created")])
     with ctx.transaction() as s:
         s.add(p)
         s.flush()
-        s.add(PrincipalToken(token_hash=p.token_hash, principal_id=p.id, issued_at=naive(now())))
+        s.add(PrincipalToken(token_hash=p.token_hash, principal_id=p.id, issued_at=clock.stored_now()))
         key_id = None
         if public_key is not None:
             key_id = _add_key(s, p, public_key, actor.id if actor else None).id
         log.append(s, "principal.created", actor.id if actor else None, p.id,
                    {"name": name, "role": role, "license_no": license_no,
-                    "license_valid_to": utc_text(valid_to), "public_key": public_key,
+                    "license_valid_to": clock.text(valid_to), "public_key": public_key,
                     "key_id": key_id})
     return p, token
 
@@ -185,9 +169,9 @@ def create_principal(ctx: Context, actor: Actor | None, name: str, role: str,
 def principal_view(session: Session, p: Principal) -> dict[str, Any]:
     key = current_key(session, p.id)
     return {"id": p.id, "name": p.name, "role": p.role, "license_no": p.license_no,
-            "license_valid_to": utc_text(p.license_valid_to), "status": p.status,
+            "license_valid_to": clock.text(p.license_valid_to), "status": p.status,
             "status_reason": p.status_reason, "history": list(p.history or []),
-            "key_id": key.id if key else None, "created_at": utc_text(p.created_at)}
+            "key_id": key.id if key else None, "created_at": clock.text(p.created_at)}
 
 
 def _target(session: Session, principal_id: str) -> Principal:
@@ -217,10 +201,10 @@ def check_license(session: Session, principal_id: str, at: dt.datetime) -> None:
     p = session.get(Principal, principal_id)
     if p is None or p.role != Role.operator or p.license_valid_to is None:
         return
-    if naive(at) >= p.license_valid_to:
+    if clock.stored(at) >= p.license_valid_to:
         raise LicenseExpired(
             f"the operating licence {p.license_no or '(no number)'} of {p.name} ({p.id}) expired "
-            f"at {utc_text(p.license_valid_to)}; an operator without a valid licence cannot "
+            f"at {clock.text(p.license_valid_to)}; an operator without a valid licence cannot "
             "apply for contracts or submit jobs. Ask the bureau to record the renewed licence "
             f"(POST /v1/principals/{p.id}/license)")
 
@@ -233,9 +217,9 @@ def update_license(ctx: Context, actor: Actor, principal_id: str, license_no: st
         p = _target(s, principal_id)
         if license_no is not None:
             p.license_no = license_no
-        p.license_valid_to = naive(valid_to) if valid_to else None
+        p.license_valid_to = clock.stored(valid_to) if valid_to else None
         log.append(s, "principal.license_updated", actor.id, p.id,
-                   {"license_no": p.license_no, "license_valid_to": utc_text(valid_to)})
+                   {"license_no": p.license_no, "license_valid_to": clock.text(valid_to)})
         return principal_view(s, p)
 
 
@@ -299,7 +283,7 @@ def rotate_token(ctx: Context, actor: Actor) -> dict[str, Any]:
         _revoke_tokens(s, p, "replaced by POST /v1/me/token")
         _issue(s, p, token)
         log.append(s, "principal.token_rotated", actor.id, p.id, {})
-        return {"id": p.id, "token": token, "issued_at": utc_text(now())}
+        return {"id": p.id, "token": token, "issued_at": clock.text(clock.now())}
 
 
 def revoke_tokens(ctx: Context, actor: Actor, principal_id: str, reason: str,
@@ -321,11 +305,11 @@ def revoke_tokens(ctx: Context, actor: Actor, principal_id: str, reason: str,
             p.token_hash = hash_token(new_token())
         log.append(s, "principal.tokens_revoked", actor.id, p.id,
                    {"reason": reason, "reissued": token is not None})
-        return {"id": p.id, "revoked_at": utc_text(now()), "token": token}
+        return {"id": p.id, "revoked_at": clock.text(clock.now()), "token": token}
 
 
 def _revoke_tokens(session: Session, p: Principal, reason: str) -> None:
-    at = naive(now())
+    at = clock.stored_now()
     live = list(session.scalars(select(PrincipalToken).where(
         PrincipalToken.principal_id == p.id, PrincipalToken.revoked_at.is_(None))))
     if session.get(PrincipalToken, p.token_hash) is None:
@@ -339,7 +323,7 @@ def _revoke_tokens(session: Session, p: Principal, reason: str) -> None:
 def _issue(session: Session, p: Principal, token: str) -> None:
     p.token_hash = hash_token(token)
     session.add(PrincipalToken(token_hash=p.token_hash, principal_id=p.id,
-                               issued_at=naive(now())))
+                               issued_at=clock.stored_now()))
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -353,7 +337,7 @@ def current_key(session: Session, principal_id: str) -> PrincipalKey | None:
 
 def key_at(session: Session, principal_id: str, at: dt.datetime) -> PrincipalKey | None:
     """The key that was current at ``at``, to check a signature made then."""
-    moment = naive(at)
+    moment = clock.stored(at)
     for key in session.scalars(select(PrincipalKey).where(
             PrincipalKey.principal_id == principal_id, PrincipalKey.valid_from <= moment
     ).order_by(PrincipalKey.valid_from.desc())):
@@ -364,7 +348,7 @@ def key_at(session: Session, principal_id: str, at: dt.datetime) -> PrincipalKey
 
 def key_view(key: PrincipalKey) -> dict[str, Any]:
     return {"id": key.id, "principal_id": key.principal_id, "public_key": key.public_key,
-            "valid_from": utc_text(key.valid_from), "revoked_at": utc_text(key.revoked_at),
+            "valid_from": clock.text(key.valid_from), "revoked_at": clock.text(key.revoked_at),
             "revoked_reason": key.revoked_reason, "registered_by": key.registered_by,
             "current": key.revoked_at is None}
 
@@ -396,7 +380,7 @@ def register_key(ctx: Context, actor: Actor, principal_id: str, public_key: str,
             _check_rotation_signature(p, previous, public_key, signature)
         _refuse_reused_key(s, p, public_key)
         if previous is not None:
-            previous.revoked_at = naive(now())
+            previous.revoked_at = clock.stored_now()
             previous.revoked_reason = reason or "rotated"
         key = _add_key(s, p, public_key, actor.id)
         log.append(s, "principal.key_registered", actor.id, p.id, {
@@ -435,7 +419,7 @@ def _refuse_reused_key(session: Session, p: Principal, public_key: str) -> None:
 def _add_key(session: Session, p: Principal, public_key: str,
              registered_by: str | None) -> PrincipalKey:
     key = PrincipalKey(id=new_id("k"), principal_id=p.id, public_key=public_key,
-                       valid_from=naive(now()), registered_by=registered_by)
+                       valid_from=clock.stored_now(), registered_by=registered_by)
     session.add(key)
     # The column keeps the key in force, for readers that know of one key only.
     p.public_key = public_key

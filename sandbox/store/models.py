@@ -18,14 +18,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sandbox.common import clock
+
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
-
-
-def utcnow() -> dt.datetime:
-    """Times are stored as naive UTC: SQLite keeps no zone, and one rule serves every database."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Principal(Base):
@@ -36,7 +33,7 @@ class Principal(Base):
     license_no: Mapped[str | None] = mapped_column(String(100))
     public_key: Mapped[str | None] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
     # None: a licence without an end date (and every principal created before licences had one).
     license_valid_to: Mapped[dt.datetime | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(16), default="active")   # active | suspended
@@ -52,7 +49,7 @@ class PrincipalKey(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
     public_key: Mapped[str] = mapped_column(String(64))
-    valid_from: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    valid_from: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked_reason: Mapped[str | None] = mapped_column(Text, default=None)
     registered_by: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -64,7 +61,7 @@ class PrincipalToken(Base):
     __tablename__ = "principal_tokens"
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
-    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    issued_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
@@ -78,7 +75,7 @@ class Dataset(Base):
     row_count: Mapped[int] = mapped_column(BigInteger)
     columns: Mapped[list[Any]] = mapped_column(JSON)      # [ColumnInfo.to_json()]
     partitions: Mapped[list[Any]] = mapped_column(JSON)   # file names under the dataset dir
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class PriceSchedule(Base):
@@ -87,7 +84,7 @@ class PriceSchedule(Base):
     name: Mapped[str] = mapped_column(String(200))
     effective_from: Mapped[dt.datetime]
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
-    published_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class PriceCaps(Base):
@@ -98,7 +95,7 @@ class PriceCaps(Base):
     name: Mapped[str] = mapped_column(String(200))
     effective_from: Mapped[dt.datetime]
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
-    published_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class PrepaidAccount(Base):
@@ -117,7 +114,7 @@ class AllowedRevenue(Base):
     __tablename__ = "allowed_revenue"
     period: Mapped[str] = mapped_column(String(7), primary_key=True)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
-    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class Contract(Base):
@@ -134,8 +131,8 @@ class Contract(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     reserved_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     spent_fen: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now, onupdate=clock.stored_now)
     # The version in force (or, before the first activation, the one applied for); the
     # columns above mirror that version's row in `contract_versions`.
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -157,7 +154,7 @@ class ContractVersion(Base):
     operator_signature: Mapped[str | None] = mapped_column(String(128), default=None)
     operator_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
     history: Mapped[list[Any]] = mapped_column(JSON, default=list)     # [{status, at, by, reason}]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class Job(Base):
@@ -185,7 +182,7 @@ class Job(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     disclosure: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
     finished_at: Mapped[dt.datetime | None]
 
 
@@ -200,7 +197,7 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     leaf: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class LedgerNode(Base):
@@ -224,7 +221,7 @@ class LedgerWitness(Base):
     name: Mapped[str] = mapped_column(String(200))
     public_key: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class PrivacyBudget(Base):
@@ -260,7 +257,7 @@ class ReleasedSet(Base):
     cardinality: Mapped[int] = mapped_column(BigInteger)
     members: Mapped[bytes] = mapped_column(LargeBinary)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class JobObservation(Base):
@@ -285,7 +282,7 @@ class JobObservation(Base):
     dataset: Mapped[str] = mapped_column(String(128))
     hidden: Mapped[bool] = mapped_column(default=False)  # every cell hidden or group left out
     differenced: Mapped[bool] = mapped_column(default=False)  # a cell refused as near-duplicate
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class Flag(Base):
@@ -302,7 +299,7 @@ class Flag(Base):
     pattern: Mapped[str] = mapped_column(String(32))
     score: Mapped[int] = mapped_column(Integer)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     reviewed_by: Mapped[str | None] = mapped_column(ForeignKey("principals.id"), default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)

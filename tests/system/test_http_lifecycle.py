@@ -18,7 +18,8 @@ from contracts.document import ContractDocument
 from operators.keys import public_key_b64, sign, verify
 from operators.submission import sign_submission
 from sandbox.api.app import create_app
-from sandbox.records import agreements, principals
+from sandbox.common import clock
+from sandbox.records import agreements
 from sandbox.store.models import Contract, ContractVersion
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
@@ -131,7 +132,7 @@ def test_a_draft_whose_term_passed_is_refused_at_submission(local_world: World,
                                                             ) -> None:
     w = local_world
     cid = post(w, "/v1/contracts", "operator", {**APPLICATION, "draft": True}).json()["id"]
-    monkeypatch.setattr(principals, "now", lambda: END_OF_TERM + dt.timedelta(days=1))
+    monkeypatch.setattr(clock, "now", lambda: END_OF_TERM + dt.timedelta(days=1))
     assert contract(w, cid)["status"] == "draft", "a draft does not expire"
     refused(post(w, f"/v1/contracts/{cid}/submit", "operator"), 400, "contract_invalid",
             "valid_to")
@@ -224,9 +225,9 @@ def test_a_contract_read_after_its_term_is_expired_and_logged_once(
         local_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     w = local_world
     cid = w.active_contract()
-    monkeypatch.setattr(principals, "now", lambda: END_OF_TERM - dt.timedelta(seconds=1))
+    monkeypatch.setattr(clock, "now", lambda: END_OF_TERM - dt.timedelta(seconds=1))
     assert contract(w, cid)["status"] == "active"
-    monkeypatch.setattr(principals, "now", lambda: END_OF_TERM)
+    monkeypatch.setattr(clock, "now", lambda: END_OF_TERM)
     c = contract(w, cid)
     assert c["status"] == "expired"
     last = c["history"][-1]
@@ -244,7 +245,7 @@ def test_a_contract_used_after_its_term_is_expired_and_logged(
     w = local_world
     cid = w.active_contract()
     spend = contract(w, cid)["spend"]
-    monkeypatch.setattr(principals, "now", lambda: END_OF_TERM + dt.timedelta(hours=1))
+    monkeypatch.setattr(clock, "now", lambda: END_OF_TERM + dt.timedelta(hours=1))
     for path in ("/v1/quotes", "/v1/jobs"):
         refused(post(w, path, "operator", {"contract_id": cid, "code": COUNT_CODE}),
                 403, "contract_inactive", "'expired'", "term is over")
@@ -261,7 +262,7 @@ def test_a_suspended_contract_also_expires(local_world: World,
     w = local_world
     cid = w.active_contract()
     post(w, f"/v1/contracts/{cid}/suspend", "regulator", {"reason": "抽查"})
-    monkeypatch.setattr(principals, "now", lambda: END_OF_TERM)
+    monkeypatch.setattr(clock, "now", lambda: END_OF_TERM)
     assert statuses(contract(w, cid)["history"])[-2:] == ["suspended", "expired"]
 
 
@@ -272,7 +273,7 @@ def test_service_start_expires_every_contract_past_its_term(
     later = w.active_contract(valid_to="2031-01-01T00:00:00Z")
     waiting = post(w, "/v1/contracts", "operator", APPLICATION).json()["id"]
     draft = post(w, "/v1/contracts", "operator", {**APPLICATION, "draft": True}).json()["id"]
-    monkeypatch.setattr(principals, "now", lambda: END_OF_TERM + dt.timedelta(days=2))
+    monkeypatch.setattr(clock, "now", lambda: END_OF_TERM + dt.timedelta(days=2))
     with TestClient(create_app(context=w.ctx)):
         pass
     with w.ctx.reading() as s:

@@ -18,6 +18,7 @@ from operators.errors import SignatureInvalid
 from operators.keys import generate_private_key, public_key_b64, sign, verify
 from operators.rotation import rotation_bytes
 from operators.submission import sign_submission
+from sandbox.common import clock
 from sandbox.records import principals
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
@@ -86,7 +87,7 @@ def test_an_expired_licence_blocks_applications_and_jobs_until_renewed(
     assert w.client.post("/v1/jobs?wait=true", json={"contract_id": cid, "code": COUNT_CODE},
                          headers=auth(op["token"])).json()["status"] == "succeeded"
 
-    monkeypatch.setattr(principals, "now",
+    monkeypatch.setattr(clock, "now",
                         lambda: dt.datetime(2027, 1, 2, tzinfo=dt.UTC))
     for path, body in (("/v1/jobs", {"contract_id": cid, "code": COUNT_CODE}),
                        ("/v1/quotes", {"contract_id": cid, "code": COUNT_CODE}),
@@ -130,7 +131,7 @@ def test_a_licence_without_an_end_never_expires(local_world: World,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     w = local_world
     cid = w.active_contract()
-    monkeypatch.setattr(principals, "now",
+    monkeypatch.setattr(clock, "now",
                         lambda: dt.datetime(2029, 12, 31, tzinfo=dt.UTC))
     assert w.run(cid, COUNT_CODE).json()["status"] == "succeeded"
 

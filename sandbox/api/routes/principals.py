@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.common import clock
 from sandbox.records import principals
 
 router = APIRouter(tags=["principals"])
@@ -51,7 +52,7 @@ def create(body: NewPrincipal, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     with ctx.reading() as s:
         key = principals.current_key(s, p.id)
     return {"id": p.id, "name": p.name, "role": p.role, "license_no": p.license_no,
-            "license_valid_to": principals.utc_text(p.license_valid_to),
+            "license_valid_to": clock.text(p.license_valid_to),
             "key_id": key.id if key else None, "token": token}
 
 
