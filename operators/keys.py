@@ -35,7 +35,7 @@ def public_key_b64(private: Ed25519PrivateKey) -> str:
 
 
 def parse_public_key(b64: str) -> Ed25519PublicKey:
-    raw = _strict_b64decode(b64)
+    raw = strict_b64decode(b64)
     if raw is None or len(raw) != PUBLIC_KEY_BYTES:
         found = "text that is not valid base64" if raw is None else f"{len(raw)} bytes"
         raise InvalidPublicKey(
@@ -92,7 +92,7 @@ def verify(
     problem, not the signer's.
     """
     public = parse_public_key(public_b64)
-    raw = _strict_b64decode(signature_b64)
+    raw = strict_b64decode(signature_b64)
     if raw is None or len(raw) != SIGNATURE_BYTES:
         found = "text that is not valid base64" if raw is None else f"{len(raw)} bytes"
         raise SignatureInvalid(
@@ -109,13 +109,18 @@ def verify(
         ) from None
 
 
-def _strict_b64decode(text: str) -> bytes | None:
-    """Decode standard base64, or None when ``text`` is not base64 at all."""
+def strict_b64decode(text: object, *, canonical: bool = False) -> bytes | None:
+    """Decode standard base64, or None when ``text`` is not base64 at all. ``canonical``
+    also refuses every spelling but the one encoding gives (one value, one spelling), as
+    signed notes and log entries need."""
     if not isinstance(text, str):
         return None
     try:
         # validate=True rejects stray characters instead of silently skipping them,
         # so a truncated or mangled value cannot decode to something else.
-        return base64.b64decode(text.strip(), validate=True)
+        raw = base64.b64decode(text if canonical else text.strip(), validate=True)
     except (binascii.Error, ValueError):
         return None
+    if canonical and (not text or base64.b64encode(raw).decode("ascii") != text):
+        return None
+    return raw

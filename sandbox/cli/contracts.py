@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from contracts.verify import verify_export
+from sandbox.ledger.verify import inline_or_file
 
 contracts_app = typer.Typer(help="Check contracts offline against public keys.",
                             no_args_is_help=True)
@@ -17,14 +18,11 @@ console = Console()
 
 def read_key(value: str, party: str = "bureau") -> str:
     """A base64 raw Ed25519 key given inline, or a file holding one (or `GET /v1/keys` JSON)."""
-    path = Path(value)
-    if not path.is_file():
-        return value.strip()
-    text = path.read_text(encoding="utf-8").strip()
+    text = inline_or_file(value)
     if text.startswith("{"):
         keys = json.loads(text)
         if party not in keys:
-            raise typer.BadParameter(f"{path} has no {party!r} key")
+            raise typer.BadParameter(f"{value} has no {party!r} key")
         return str(keys[party])
     return text
 

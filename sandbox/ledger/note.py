@@ -15,7 +15,6 @@ Witnesses (the regulator) co-sign by appending their own signature line.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from operators.keys import strict_b64decode
 from sandbox.ledger.errors import NoteError
 from sandbox.ledger.merkle import HASH_SIZE
 
@@ -88,7 +88,7 @@ class Checkpoint:
             raise NoteError(
                 "checkpoint tree size must be ASCII decimal digits without leading zeros"
             )
-        root = _strict_b64decode(root_text)
+        root = strict_b64decode(root_text, canonical=True)
         if root is None:
             raise NoteError("checkpoint root hash is not canonical standard base64")
         return cls(origin, int(size_text), root)
@@ -120,7 +120,7 @@ def parse_vkey(text: str) -> tuple[str, bytes]:
         )
     name, hex_id, encoded = parts
     _check_key_name(name)
-    raw = _strict_b64decode(encoded)
+    raw = strict_b64decode(encoded, canonical=True)
     if raw is None or len(raw) != 1 + PUBLIC_KEY_BYTES or raw[:1] != ED25519_TYPE:
         raise NoteError(
             f"verifier key for {name} must carry base64 of 0x01 followed by a "
@@ -248,7 +248,7 @@ def _parse_signature_line(line: str) -> _Signature:
         )
     name, _, encoded = line[len(SIGNATURE_PREFIX) :].partition(" ")
     _check_key_name(name)
-    blob = _strict_b64decode(encoded)
+    blob = strict_b64decode(encoded, canonical=True)
     if blob is None or len(blob) <= KEY_ID_BYTES:
         raise NoteError(
             f"signature by {name} must be standard base64 of a 4-byte key ID followed by "
@@ -291,13 +291,3 @@ def _public_raw(private_key: Ed25519PrivateKey) -> bytes:
 def _has_control(text: str) -> bool:
     return any(ch < " " for ch in text)
 
-
-def _strict_b64decode(text: str) -> bytes | None:
-    """Decode canonical standard base64, or None: one value, one spelling."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if not text or base64.b64encode(raw).decode("ascii") != text:
-        return None
-    return raw

@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from operators.client import SandboxAPIError, api_error
+from operators.keys import strict_b64decode
 from sandbox.ledger import merkle
 from sandbox.ledger.errors import LedgerError, NoteError, ProofError
 from sandbox.ledger.note import Checkpoint, add_signature, open_checkpoint, parse_vkey
@@ -84,7 +85,7 @@ def parse_bureau_key(text: str) -> BureauKey:
     (``<origin>+<key id>+<base64>``, as ``/v1/keys`` shows in ``ledger_vkey``) or a PEM
     public key."""
     text = text.strip()
-    raw = _strict_b64(text)
+    raw = strict_b64decode(text, canonical=True)
     if raw is not None and len(raw) == 32:
         return BureauKey(raw)
     if text.startswith("-----BEGIN PUBLIC KEY-----"):
@@ -98,12 +99,16 @@ def parse_bureau_key(text: str) -> BureauKey:
         "bureau through a channel you trust (not only from the service you are checking)")
 
 
+def inline_or_file(value: str) -> str:
+    """A key (or any short text) given inline, or the text of the file it names: how every
+    command takes a public key."""
+    path = Path(value)
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else value.strip()
+
+
 def load_bureau_key(value: str) -> BureauKey:
     """:func:`parse_bureau_key` of ``value``, or of the file it names."""
-    path = Path(value)
-    if path.is_file():
-        return parse_bureau_key(path.read_text(encoding="utf-8"))
-    return parse_bureau_key(value)
+    return parse_bureau_key(inline_or_file(value))
 
 
 def _pem_public_raw(text: str) -> bytes:
@@ -115,14 +120,6 @@ def _pem_public_raw(text: str) -> bytes:
         raise NoteError("the PEM bureau key is not an Ed25519 public key; ask the bureau for "
                         "its ledger key")
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def _strict_b64(text: str) -> bytes | None:
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return raw if text and base64.b64encode(raw).decode("ascii") == text else None
 
 
 # --- talking to the service ----------------------------------------------------------------------
@@ -338,7 +335,7 @@ def _leaf_of(entry: Any, index: int) -> tuple[bytes | None, Problem | None]:
         found = entry.get("index") if isinstance(entry, dict) else None
         return None, Problem("entry_index", f"expected entry {index} but the log served entry "
                              f"{found!r}: entries are missing or out of order", index)
-    leaf = _strict_b64(entry["leaf"]) if isinstance(entry.get("leaf"), str) else None
+    leaf = strict_b64decode(entry["leaf"], canonical=True) if isinstance(entry.get("leaf"), str) else None
     if leaf is None:
         return None, Problem("entry_leaf", f"entry {index} has no base64 leaf", index)
     try:
