@@ -35,6 +35,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from sandbox.ledger import log, merkle
+from sandbox.store import schema
 from sandbox.store.db import make_engine, make_sessionmaker
 from sandbox.store.models import LedgerEntry, LedgerNode
 
@@ -79,7 +80,9 @@ def _event(i: int) -> dict[str, object]:
 def _fresh(directory: Path, name: str) -> sessionmaker[Session]:
     path = directory / f"{name}.db"
     path.unlink(missing_ok=True)
-    return make_sessionmaker(make_engine(f"sqlite:///{path}"))
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    return make_sessionmaker(engine)
 
 
 def appends_per_second(sessions: sessionmaker[Session], count: int, batch: int) -> float:

@@ -25,6 +25,7 @@ from operators.keys import (
 from sandbox.catalog.models import DatasetInfo
 from sandbox.errors import Conflict, NotFound, RayUnavailable
 from sandbox.settings import Settings
+from sandbox.store import schema
 from sandbox.store.db import make_engine, make_reader, make_sessionmaker
 
 
@@ -86,14 +87,22 @@ def create_instance(settings: Settings) -> Context:
     fd = os.open(settings.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(private_key_to_pem(key))
-    return _context(settings, key)
+    ctx = _context(settings, key)
+    schema.upgrade(ctx.engine)
+    return ctx
 
 
 def open_instance(settings: Settings) -> Context:
     if not is_initialised(settings):
         raise NotFound(f"no instance in {settings.data_dir}; create one with: "
                        f"sandbox init --data-dir {settings.data_dir}")
-    return _context(settings, private_key_from_pem(settings.key_path.read_bytes()))
+    ctx = _context(settings, private_key_from_pem(settings.key_path.read_bytes()))
+    try:
+        schema.check_current(ctx.engine, settings.data_dir)
+    except Conflict:
+        ctx.engine.dispose()
+        raise
+    return ctx
 
 
 def _context(settings: Settings, key: Ed25519PrivateKey) -> Context:

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from databases import BACKENDS, fresh_database
 from fastapi.testclient import TestClient
 
 from operators.keys import generate_private_key, public_key_b64, sign
@@ -169,7 +170,11 @@ def world(tmp_path: Path, city: dict[str, Any], ray_local: None) -> Iterator[Wor
     yield from make_world(tmp_path, city, "ray")
 
 
-@pytest.fixture
-def local_world(tmp_path: Path, city: dict[str, Any]) -> Iterator[World]:
-    """An instance whose jobs run in-process (fast; for HTTP behaviour that is not about Ray)."""
-    yield from make_world(tmp_path, city, "local")
+@pytest.fixture(params=BACKENDS)
+def local_world(tmp_path: Path, city: dict[str, Any],
+                request: pytest.FixtureRequest) -> Iterator[World]:
+    """An instance whose jobs run in-process (fast; for HTTP behaviour that is not about Ray),
+    on each database the suite runs on."""
+    with fresh_database(request.param) as url:
+        yield from make_world(tmp_path, city, "local",
+                              **({"database_url": url} if url else {}))

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sandbox.cli.contracts import contracts_app
+from sandbox.cli.db import db_app
 from sandbox.cli.jobs import jobs_app, keys_app
 from sandbox.cli.ledger import ledger_app
 from sandbox.settings import Settings
@@ -28,6 +29,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(db_app, name="db")
 
 console = Console()
 err = Console(stderr=True)
@@ -94,10 +96,20 @@ def serve(data_dir: Path | None = DataDir,
         if not is_initialised(settings):
             _fail(f"no instance in {settings.data_dir}; create one with: "
                   f"sandbox init --data-dir {settings.data_dir}")
+        _check_schema(settings)
         if settings.executor == "ray":
             _start_ray(settings)
         api = create_app(settings)
     uvicorn.run(api, host=host, port=port, log_level="info")
+
+
+def _check_schema(settings: Settings) -> None:
+    from sandbox.context import open_instance
+
+    try:
+        open_instance(settings).close()
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
 
 
 def _start_ray(settings: Settings) -> None:

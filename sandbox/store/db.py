@@ -7,8 +7,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from sandbox.store.models import Base
-
 # Execution option of the engine that read-only sessions use.
 READ_ONLY = "sandbox_read_only"
 
@@ -41,8 +39,24 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    Base.metadata.create_all(engine)
+        if engine.dialect.name == "postgresql":
+            event.listen(engine, "begin", _postgresql_begin)
+    # The schema is the migrations' (sandbox.store.schema), not made here.
     return engine
+
+
+# Writers of every process of an instance take this transaction-level advisory lock first:
+# the same one-writer-at-a-time order SQLite's BEGIN IMMEDIATE gives, now across API workers,
+# for the read-then-write transactions (reservations against caps, ledger appends).
+WRITER_LOCK = 0x5A4E_D807
+
+
+def _postgresql_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(READ_ONLY, False):
+        # One consistent snapshot, and a mistaken write is an error.
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    else:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

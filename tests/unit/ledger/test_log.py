@@ -18,6 +18,7 @@ from sandbox.errors import BadRequest
 from sandbox.ledger import log, merkle
 from sandbox.ledger.errors import NoteError, ProofError
 from sandbox.ledger.note import open_checkpoint
+from sandbox.store import schema
 from sandbox.store.db import make_engine, make_sessionmaker
 from sandbox.store.models import LedgerEntry, LedgerNode
 
@@ -28,6 +29,7 @@ ORIGIN = "sandbox.example.gov.cn/ledger"
 @pytest.fixture
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    schema.upgrade(engine)
     yield make_sessionmaker(engine)
     engine.dispose()
 

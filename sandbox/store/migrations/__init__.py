@@ -1,0 +1,1 @@
+"""Alembic migrations of the service database (see sandbox.store.schema)."""
