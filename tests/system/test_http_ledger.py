@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from conftest import SCHEDULE, World
+from sqlalchemy import create_engine, text
 
 from operators.keys import generate_private_key, public_key_b64
 from sandbox.ledger.errors import LedgerError
@@ -254,20 +255,20 @@ def test_ray_job_is_logged_and_provable(world: World) -> None:
 def test_a_deleted_log_row_stops_changes_with_a_clear_error(local_world: World) -> None:
     """Deleting the newest entry by hand leaves its tree hashes behind: the service refuses
     further changes (503, explained) instead of logging around the gap."""
-    import sqlite3
-
     w = local_world
-    db = w.ctx.settings.data_dir / "sandbox.db"
+    # By hand, outside the service: a connection of its own to the instance's database.
+    outside = create_engine(w.ctx.settings.resolved_database_url)
     size = w.client.get("/v1/ledger/checkpoint", headers=w.h(w.regulator)).json()["size"]
-    with sqlite3.connect(db) as conn:
-        conn.execute("DELETE FROM ledger_entries WHERE \"index\" = ?", (size - 1,))
+    with outside.begin() as conn:
+        conn.execute(text('DELETE FROM ledger_entries WHERE "index" = :i'), {"i": size - 1})
     r = w.client.post("/v1/principals", json={"name": "新运营方", "role": "operator"},
                       headers=w.h(w.bureau))
     assert r.status_code == 503 and r.json()["code"] == "ledger_inconsistent"
     assert "sandbox ledger verify" in r.json()["error"]
-    with sqlite3.connect(db) as conn:   # the refused change left nothing behind
-        assert conn.execute("SELECT count(*) FROM principals WHERE name = ?",
-                            ("新运营方",)).fetchone() == (0,)
+    with outside.connect() as conn:   # the refused change left nothing behind
+        assert conn.execute(text("SELECT count(*) FROM principals WHERE name = :n"),
+                            {"n": "新运营方"}).scalar() == 0
+    outside.dispose()
 
 
 def test_the_log_alone_lets_a_regulator_recheck_a_submission_signature(local_world: World) -> None:
