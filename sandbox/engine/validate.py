@@ -167,7 +167,7 @@ class _Typer:
     def __init__(self, schema: dict[str, Field]) -> None:
         self.schema = schema
 
-    def sources(self, e: p.Expr) -> frozenset[str]:
+    def sources(self, e: p.Expr) -> frozenset[Source]:
         if isinstance(e, p.Col):
             return self.schema[e.name].sources if e.name in self.schema else frozenset()
         if isinstance(e, p.Call):
