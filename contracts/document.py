@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from contracts.budget import PrivacyTerm
 from contracts.errors import ContractInvalid
@@ -320,7 +320,7 @@ def _parse_purpose_class(raw: object) -> PurposeClass:
         raise ContractInvalid(
             f"purpose_class {raw!r} is not valid; use one of: {', '.join(PURPOSE_CLASSES)}"
         )
-    return cast(PurposeClass, raw)
+    return raw
 
 
 def _parse_time(raw: object, field: str) -> datetime:

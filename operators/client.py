@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote as _quote
 
 import httpx
@@ -295,7 +295,7 @@ class SandboxClient:
         return self._request("GET", "/me")
 
     def datasets(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/datasets")["datasets"]
+        return self._listing("/datasets", "datasets")
 
     def dataset(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/datasets/{_seg(name)}")
@@ -503,7 +503,7 @@ class SandboxClient:
 
     def principal_keys(self, principal_id: str) -> list[dict[str, Any]]:
         """Every key the principal ever had, oldest first, with `valid_from`/`revoked_at`."""
-        return self._request("GET", f"/principals/{_seg(principal_id)}/keys")["keys"]
+        return self._listing(f"/principals/{_seg(principal_id)}/keys", "keys")
 
     def register_key(self, principal_id: str, public_key: str | Ed25519PublicKey,
                      reason: str | None = None) -> dict[str, Any]:
@@ -531,7 +531,7 @@ class SandboxClient:
 
     def ledger_entries(self, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
         params = {"start": start, **({"end": end} if end is not None else {})}
-        return self._request("GET", "/ledger/entries", params=params)["entries"]
+        return self._listing("/ledger/entries", "entries", params=params)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -548,8 +548,15 @@ class SandboxClient:
                 f"the service's bureau key ({exc}); do not sign, and report this to the "
                 "bureau") from None
 
-    def _request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
-        return self._send(method, path, auth=auth, **kwargs).json()
+    def _request(self, method: str, path: str, *, auth: bool = True,
+                 **kwargs: Any) -> dict[str, Any]:
+        # Every route of the API answers a JSON object.
+        return cast(dict[str, Any], self._send(method, path, auth=auth, **kwargs).json())
+
+    def _listing(self, path: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """The list of objects a GET answers under `key`, e.g. `{"datasets": [...]}`."""
+        items: list[dict[str, Any]] = self._request("GET", path, **kwargs)[key]
+        return items
 
     def _send(self, method: str, path: str, *, auth: bool = True,
               **kwargs: Any) -> httpx.Response:

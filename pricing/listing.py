@@ -33,8 +33,12 @@ def parse_list(raw: object, field: str, parse_one: Callable[[Mapping[str, Any]],
 
 
 class _Keyed(Protocol):
-    unit: str
-    level: str | None
+    # Read-only, so that frozen items with a narrower `unit` (a Literal) match.
+    @property
+    def unit(self) -> str: ...
+
+    @property
+    def level(self) -> str | None: ...
 
 
 K = TypeVar("K", bound=_Keyed)

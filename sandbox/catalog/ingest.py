@@ -133,7 +133,7 @@ def _column_infos(table: pa.Table, meta: DatasetMeta) -> tuple[ColumnInfo, ...]:
 
 def _unique(column: pa.ChunkedArray) -> bool:
     """Whether every row has its own value (no nulls, no repeats): one row per person."""
-    return column.null_count == 0 and pc.count_distinct(column).as_py() == len(column)
+    return bool(column.null_count == 0 and pc.count_distinct(column).as_py() == len(column))
 
 
 def _encodings(table: pa.Table) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import datetime as dt
 import numbers
 import pathlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,7 +48,7 @@ class CityDataset:
     name: str
     title: str
     level: str
-    columns: dict[str, dict]
+    columns: dict[str, dict[str, Any]]
     table: pa.Table
     provider: str = ""
 
@@ -180,7 +181,7 @@ _DAYS_PER_MONTH = 365.2425 / 12
 _DAYS_TO_EIGHTEEN = int(18 * 365.2425)
 
 
-def _population_columns() -> dict[str, dict]:
+def _population_columns() -> dict[str, dict[str, Any]]:
     return {
         "resident_id": {"role": "identifier"},
         "name": {"role": "identifier"},
@@ -192,7 +193,7 @@ def _population_columns() -> dict[str, dict]:
     }
 
 
-def _enterprise_columns() -> dict[str, dict]:
+def _enterprise_columns() -> dict[str, dict[str, Any]]:
     return {
         "credit_code": {"role": "identifier"},
         "name": {"role": "identifier"},
@@ -203,7 +204,7 @@ def _enterprise_columns() -> dict[str, dict]:
     }
 
 
-def _social_insurance_columns() -> dict[str, dict]:
+def _social_insurance_columns() -> dict[str, dict[str, Any]]:
     return {
         "resident_id": {"role": "identifier"},
         "credit_code": {"role": "identifier"},
@@ -321,7 +322,8 @@ def _sample_residents(rng: np.random.Generator, count: int) -> _Residents:
 def _age_distribution() -> np.ndarray:
     single_years = np.repeat(np.array(_AGE_BAND_SHARES) / 5, 5)
     weights = np.append(single_years, _AGE_100_SHARE)
-    return weights / weights.sum()
+    shares: np.ndarray = weights / weights.sum()
+    return shares
 
 
 def _male_share(age: np.ndarray) -> np.ndarray:
@@ -342,7 +344,8 @@ def _employment_rate(age: np.ndarray, hukou: np.ndarray) -> np.ndarray:
     # Formal employment with social insurance: lower for students, near-retirees and rural hukou.
     by_hukou = np.array([0.68, 0.50, 0.74, 0.62])[hukou]
     by_age = np.select([age < 18, age <= 22, age <= 54, age <= 60], [0.0, 0.55, 1.0, 0.75], 0.0)
-    return by_hukou * by_age
+    rate: np.ndarray = by_hukou * by_age
+    return rate
 
 
 def _incomes(
@@ -593,7 +596,8 @@ def _date_digits(days: np.ndarray) -> np.ndarray:
     year = months.astype("datetime64[Y]").astype(np.int64) + 1970
     month = months.astype(np.int64) % 12 + 1
     day = (calendar - months.astype("datetime64[D]")).astype(np.int64) + 1
-    return _digits(year * 10_000 + month * 100 + day, 8)[days - first]
+    digits: np.ndarray = _digits(year * 10_000 + month * 100 + day, 8)[days - first]
+    return digits
 
 
 def _digits(values: np.ndarray, width: int, base: int = 10) -> np.ndarray:

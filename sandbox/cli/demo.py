@@ -256,8 +256,8 @@ def _show_release(story: Story, job: dict[str, Any]) -> None:
     story.say(f"  computed in the job's own Python from released cells: share of 80+ among "
               f"60+ = {share:.1%}")
     for release in job["disclosure"]["releases"]:
-        cells = ", ".join(f"row {s['row']} {s['column']} ({s['rule']})"
-                          for s in release["suppressed"])
+        hidden = ", ".join(f"row {s['row']} {s['column']} ({s['rule']})"
+                           for s in release["suppressed"])
         story.say(f"  disclosure report: {release['cells']} cells released, "
                   f"{len(release['suppressed'])} of them suppressed"
-                  + (f": {cells}" if cells else ""))
+                  + (f": {hidden}" if hidden else ""))

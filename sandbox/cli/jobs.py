@@ -79,7 +79,7 @@ def _show(job: Job) -> None:
             table.add_row(*["▒" if (i, n) in suppressed else str(v) for n, v in zip(names, row)])
         console.print(table)
     if job.charge:
-        console.print(f"  charged {job.charge['amount']} yuan (quoted {job.quote['amount']})")
+        console.print(f"  charged {job.charge_amount} yuan (quoted {job.quote_amount})")
 
 
 def _run(action: Any) -> None:

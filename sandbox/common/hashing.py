@@ -12,11 +12,11 @@ import pyarrow.compute as pc
 
 
 def is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
 def is_time(t: pa.DataType) -> bool:
-    return pa.types.is_date(t) or pa.types.is_timestamp(t)
+    return bool(pa.types.is_date(t) or pa.types.is_timestamp(t))
 
 
 U64 = np.uint64
@@ -30,7 +30,8 @@ def mix(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         x = (x ^ (x >> U64(30))) * _M1
         x = (x ^ (x >> U64(27))) * _M2
-    return x ^ (x >> U64(31))
+    mixed: np.ndarray = x ^ (x >> U64(31))
+    return mixed
 
 
 def key_hash(values: pa.Array) -> np.ndarray:

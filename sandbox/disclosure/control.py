@@ -140,7 +140,7 @@ def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
         _secondary(result, keys, aggs, contributors, out)
 
     # Shown rows, renumbered.
-    place = {}
+    place: dict[int, int] = {}
     for i, s in enumerate(small):
         if not s:
             place[i] = len(place)

@@ -121,6 +121,8 @@ def _derived(node: p.Node) -> set[str]:
     while not isinstance(node, p.Scan):
         if isinstance(node, p.Derive):
             names |= {name for name, _ in node.columns}
+        # The driver refuses a join with a dataset under differential privacy before this.
+        assert not isinstance(node, p.Join)
         node = node.input
     return names
 

@@ -76,6 +76,19 @@ def plain_table(table: pa.Table) -> pa.Table:
     return table
 
 
+def _param(e: p.Expr) -> Any:
+    """The value of a function's literal parameter (a bucket's edges, a cast's kind, a
+    prefix…): the plan's check admits only literals there, of the kind each function takes."""
+    assert isinstance(e, p.Lit)
+    return e.value
+
+
+def _number(lit: p.Lit) -> float | None:
+    # The plan's check admits only numbers (or null) as operands of arithmetic.
+    assert not isinstance(lit.value, (str, tuple))
+    return None if lit.value is None else float(lit.value)
+
+
 def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if isinstance(e, p.Col):
         return table.column(e.name)
@@ -93,7 +106,7 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
         return _BINARY[e.fn](a, b)
     if e.fn == "div":
         a, b = (_as_double(plain(evaluate(x, table))) if not isinstance(x, p.Lit)
-                else float(x.value) if x.value is not None else None for x in args)
+                else _number(x) for x in args)
         return finite(pc.divide(a, b))
     if e.fn == "neg":
         return _arithmetic("sub", 0, plain(evaluate(args[0], table)))
@@ -108,18 +121,18 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if e.fn == "isin":
         x = _column(args[0], table)
         kind = x.type.value_type if pa.types.is_dictionary(x.type) else x.type
-        values = [_lit(v, kind) for v in args[1].value]  # type: ignore[union-attr]
+        values = [_lit(v, kind) for v in _param(args[1])]
         return pc.is_in(x, value_set=pa.array(values, type=kind))
     if e.fn in ("year", "month"):
         return _rowwise(getattr(pc, e.fn), _column(args[0], table))
     if e.fn == "startswith":
-        return pc.starts_with(plain(evaluate(args[0], table)), pattern=args[1].value)  # type: ignore[union-attr]
+        return pc.starts_with(plain(evaluate(args[0], table)), pattern=_param(args[1]))
     if e.fn == "endswith":
-        return pc.ends_with(plain(evaluate(args[0], table)), pattern=args[1].value)  # type: ignore[union-attr]
+        return pc.ends_with(plain(evaluate(args[0], table)), pattern=_param(args[1]))
     if e.fn == "bucket":
-        return _bucket(contiguous(_column(args[0], table)), args[1].value)  # type: ignore[union-attr]
+        return _bucket(contiguous(_column(args[0], table)), _param(args[1]))
     if e.fn == "cast":
-        return _cast(plain(_column(args[0], table)), args[1].value)  # type: ignore[union-attr]
+        return _cast(plain(_column(args[0], table)), _param(args[1]))
     if e.fn == "abs":
         x = plain(_column(args[0], table))
         if not pa.types.is_integer(x.type):
@@ -127,7 +140,7 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
         return pc.if_else(pc.less(x, 0), _arithmetic("sub", 0, x), x)
     if e.fn == "round":
         # Half away from zero, as SQL rounds; Arrow's default is half to even.
-        digits = args[1].value  # type: ignore[union-attr]
+        digits = _param(args[1])
         return _rowwise(lambda x: pc.round(x, digits, round_mode="half_towards_infinity"),
                         _column(args[0], table))
     if e.fn == "case":
@@ -482,8 +495,9 @@ def _value(checked: CheckedPlan, i: int, table: pa.Table) -> Any:
         v = pc.cast(v, pa.int64(), safe=False)
     elif pa.types.is_floating(v.type) or pa.types.is_null(v.type):
         v = pc.cast(v, pa.float64(), safe=False)
-    if checked.clamp is not None and checked.clamp[i] is not None:
-        v = _clamp(v, *checked.clamp[i])
+    bounds = checked.clamp[i] if checked.clamp is not None else None
+    if bounds is not None:
+        v = _clamp(v, *bounds)
     if a.fn == "count_distinct" and pa.types.is_floating(v.type):
         # Arrow's hashes tell -0.0 from 0.0; SQL counts them as one value (+ 0.0 turns
         # -0.0 into 0.0 and leaves every other value as it is).
@@ -770,11 +784,16 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
     values = contiguous(column)
     if pa.types.is_null(values.type):
         return np.zeros(len(values))
-    return values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
+    floats: np.ndarray = values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
+    return floats
+
+
+# A quantile's values by aggregate number i, and ("stats", i) for its window's statistics.
+QuantileKey = int | tuple[str, int]
 
 
 def _merge_quantiles(checked: CheckedPlan, both: pa.Table, groups: Groups
-                     ) -> dict[Any, Any]:
+                     ) -> dict[QuantileKey, Any]:
     """Quantiles per group, by aggregate number, from the partitions' value lists: a group's
     values are copied together once per list and only the order statistics its quantiles
     need are selected (np.partition, linear time), not the whole group sorted. With a
@@ -784,9 +803,9 @@ def _merge_quantiles(checked: CheckedPlan, both: pa.Table, groups: Groups
     for i, (_, a) in enumerate(checked.plan.aggs):
         if a.fn == "quantile":
             by_list.setdefault(_value_list(checked, i), []).append(i)
-    out: dict[Any, Any] = {}
+    out: dict[QuantileKey, Any] = {}
     for j, aggs in by_list.items():
-        qs = [checked.plan.aggs[i][1].param for i in aggs]
+        qs = [_level(checked.plan.aggs[i][1]) for i in aggs]
         column = both.column(internal.partial_values(j))
         if checked.quantile_window:
             for i, q in zip(aggs, qs):
@@ -808,6 +827,12 @@ def _group_values(column: pa.ChunkedArray, groups: Groups) -> Iterator[np.ndarra
     for rows in groups:
         pieces = [flat[a:b] for a, b in zip(starts[rows], ends[rows])]
         yield np.concatenate(pieces) if pieces else flat[:0].copy()
+
+
+def _level(a: p.Agg) -> float:
+    # Agg itself checks that a quantile has its level, a number between 0 and 1.
+    assert a.param is not None
+    return a.param
 
 
 def _quantiles(column: pa.ChunkedArray, groups: Groups, qs: list[Any]) -> list[pa.Array]:
@@ -845,7 +870,7 @@ def quantiles_of(values: np.ndarray, qs: Sequence[float]) -> list[float]:
     return [quantile_cont(values, q) for q in qs]
 
 
-def quantile_cont(ordered: Sequence[Any], q: float) -> float:
+def quantile_cont(ordered: Sequence[Any] | np.ndarray, q: float) -> float:
     """Linear interpolation between the two values nearest position q·(n−1), as SQL's
     quantile_cont."""
     position = q * (len(ordered) - 1)
@@ -859,7 +884,7 @@ def quantile_cont(ordered: Sequence[Any], q: float) -> float:
 
 
 def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict[str, Any],
-                 quantiles: dict[int, Any]) -> dict[str, Any]:
+                 quantiles: dict[QuantileKey, Any]) -> dict[str, Any]:
     """Per released row, the entities of each read in it; per cell, its contributors (the
     fewest counted entities over the reads); per magnitude aggregate, its largest
     contributions (see engine.protection)."""

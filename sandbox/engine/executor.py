@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
 
@@ -72,7 +72,8 @@ class _RayRunner:
         return remote.options(num_returns=returns).remote(*args)
 
     def get(self, handles: list[Any]) -> list[Any]:
-        return self._ray.get(handles)
+        # Ray answers a list of handles with the list of their values.
+        return cast(list[Any], self._ray.get(handles))
 
 
 class _Deadlined:
@@ -97,7 +98,7 @@ class _Deadlined:
             for handle in pending:
                 ray.cancel(handle, force=True)
             raise DeadlinePassed("the job's time ran out while its plan was computed")
-        return ray.get(handles)
+        return cast(list[Any], ray.get(handles))
 
 
 class _InPlaceRunner(join.LocalRunner):

@@ -289,7 +289,7 @@ def merge_deviations(parts: pa.Table, i: int, name: str, groups: Sequence[np.nda
     """For a variance: the two largest squared deviations from the group's mean (they come
     from its two largest or two smallest values) and their total, the sum of squares."""
     ext = parts.column(f"__ext:{i}").to_pylist()
-    tops = []
+    tops: list[list[float]] = []
     for rows, m in zip(groups, means):
         values = [v for r in rows for v in (ext[r] or ())]
         if m is None or not values:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from contracts.document import Use
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.errors import DisclosureRefused, PlanError
 from sandbox.language import plan as p
@@ -67,9 +68,9 @@ class Field:
 
 @dataclass
 class _Usage:
-    uses: dict[Source, set[str]] = field(default_factory=dict)
+    uses: dict[Source, set[Use]] = field(default_factory=dict)
 
-    def add(self, sources: frozenset[Source], use: str | None) -> None:
+    def add(self, sources: frozenset[Source], use: Use | None) -> None:
         """Note a use of each source (None: read, for no use in particular)."""
         for s in sources:
             uses = self.uses.setdefault(s, set())
@@ -92,7 +93,7 @@ class CheckedPlan:
     dataset: DatasetInfo            # the primary (left-most) table: its rows are the contributors
     scan_columns: tuple[str, ...]   # columns read from `dataset`
     output_kinds: tuple[tuple[str, str], ...]
-    usage: dict[str, dict[str, frozenset[str]]]
+    usage: dict[str, dict[str, frozenset[Use]]]
     # Set for a differentially private release: per aggregate, the [lower, upper] its values
     # are clamped to before summing (None for count). None: an exact release, as always.
     clamp: tuple[tuple[float, float] | None, ...] | None = None
@@ -167,7 +168,7 @@ class _Typer:
     def __init__(self, schema: dict[str, Field]) -> None:
         self.schema = schema
 
-    def sources(self, e: p.Expr) -> frozenset[str]:
+    def sources(self, e: p.Expr) -> frozenset[Source]:
         if isinstance(e, p.Col):
             return self.schema[e.name].sources if e.name in self.schema else frozenset()
         if isinstance(e, p.Call):
@@ -425,7 +426,7 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
             checker.used |= typer.sources(a.arg)
     reads = tuple(ScanInfo(ds, tuple(c.name for c in ds.columns if (i, c.name) in checker.used))
                   for i, ds in enumerate(checker.read))
-    usage: dict[str, dict[str, set[str]]] = {}
+    usage: dict[str, dict[str, set[Use]]] = {}
     for (i, column), uses in checker.usage.uses.items():
         usage.setdefault(checker.read[i].name, {}).setdefault(column, set()).update(uses)
     for ds in checker.read:

@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import IO, Any
+from typing import IO, Any, cast
 
 MAX_MESSAGE = 64 * 1024
 
@@ -79,7 +79,8 @@ class ForkServer:
             reply = self._sock.recv(MAX_MESSAGE)
         if not reply:
             raise OSError("the job-process template has exited")
-        return json.loads(reply)
+        # The template answers each request with one JSON object.
+        return cast(dict[str, Any], json.loads(reply))
 
     def fork(self, limits: dict[str, Any], args: tuple[str, ...]) -> ForkedProcess:
         pipes = [os.pipe() for _ in range(3)]

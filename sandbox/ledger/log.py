@@ -153,7 +153,7 @@ def _load_nodes(session: Session, positions: Sequence[_Position]) -> dict[_Posit
 
 
 @functools.lru_cache(maxsize=512)
-def _nodes_query(count: int) -> Select[tuple[int, int, bytes]]:
+def _nodes_query(count: int) -> Select[int, int, bytes]:
     # An OR of (level, index) pairs rather than a row-value IN: SQLite answers the OR with one
     # primary-key search per pair but scans the whole table for the IN. Built once per count,
     # since composing the expression costs far more than running it.

@@ -40,7 +40,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 import rfc8785
@@ -160,10 +160,11 @@ class LedgerSource:
         return BureauKey(raw, name, "served")
 
     def checkpoint(self) -> dict[str, Any]:
-        return self._get("/ledger/checkpoint")
+        return cast(dict[str, Any], self._get("/ledger/checkpoint"))
 
     def entries(self, start: int, end: int) -> list[dict[str, Any]]:
-        return self._get("/ledger/entries", start=start, end=end)["entries"]
+        return cast(list[dict[str, Any]],
+                    self._get("/ledger/entries", start=start, end=end)["entries"])
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         return _hashes(self._get("/ledger/proofs/consistency", first=first, second=second))
@@ -174,16 +175,17 @@ class LedgerSource:
     def witness(self, note: str, name: str, public_key: bytes) -> dict[str, Any]:
         body = {"checkpoint": note,
                 "witness": {"name": name, "public_key": base64.b64encode(public_key).decode()}}
-        return self._send("POST", "/ledger/witness", json=body)
+        return cast(dict[str, Any], self._send("POST", "/ledger/witness", json=body))
 
     def witnessed(self, size: int | None = None) -> list[dict[str, Any]]:
         params = {} if size is None else {"size": size}
-        return self._get("/ledger/witnessed", **params)["witnessed"]
+        return cast(list[dict[str, Any]], self._get("/ledger/witnessed", **params)["witnessed"])
 
     def _get(self, path: str, **params: int) -> Any:
         return self._send("GET", path, params=params)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        # Any: the JSON as the service sent it, not checked here.
         try:
             response = self._client.request(method, f"{self.url}/v1{path}",
                                             headers=self._headers, **kwargs)
