@@ -7,6 +7,7 @@ written out as ISO 8601 in UTC with a `Z`.
 from __future__ import annotations
 
 import datetime as dt
+from typing import overload
 
 
 def now() -> dt.datetime:
@@ -20,6 +21,14 @@ def stored(moment: dt.datetime) -> dt.datetime:
 
 def stored_now() -> dt.datetime:
     return stored(now())
+
+
+@overload
+def text(moment: dt.datetime) -> str: ...
+@overload
+def text(moment: None) -> None: ...
+@overload
+def text(moment: dt.datetime | None) -> str | None: ...
 
 
 def text(moment: dt.datetime | None) -> str | None:
