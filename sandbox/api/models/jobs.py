@@ -47,8 +47,7 @@ class Output(Open):
 
 
 class _JobFields(Open):
-    """The regulator also sees `code`, `params`, `signature`, `signed_at`, `signing_key_id`
-    and the full disclosure report."""
+    """What a job and a listed job share."""
 
     id: str
     contract_id: str
@@ -71,10 +70,15 @@ class _JobFields(Open):
 
 
 class Job(_JobFields):
+    """A job as its owner sees it; the regulator also sees `code`, `params`, `signature`,
+    `signed_at`, `signing_key_id` and the full disclosure report."""
+
     outputs: dict[str, Output] = Field(description="Released outputs by name")
 
 
 class ListedJob(_JobFields):
+    """A job in a listing: its outputs by name only, and the operator's name."""
+
     outputs: list[str] = Field(description="Names of the released outputs")
     operator_name: str | None = None
 
