@@ -8,9 +8,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors
+from sandbox.api.models.oversight import Flag, Flags
 from sandbox.records import flags
 
-router = APIRouter(tags=["flags"])
+router = APIRouter(tags=["flags"], route_class=ModelRoute, responses=ERRORS)
 
 
 class Review(BaseModel):
@@ -19,7 +21,7 @@ class Review(BaseModel):
                       description="What the regulator found, kept with the flag and logged")
 
 
-@router.get("/flags")
+@router.get("/flags", response_model=Flags, responses=SIGNED_IN)
 def list_flags(ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
                contract_id: str | None = None, pattern: str | None = None,
                unreviewed: bool = False, limit: int = 100, offset: int = 0,
@@ -30,7 +32,8 @@ def list_flags(ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
                                    limit, offset, job_id)}
 
 
-@router.post("/flags/{flag_id}/review")
+@router.post("/flags/{flag_id}/review", response_model=Flag,
+             responses=SIGNED_IN | errors(404, 409))
 def review(flag_id: int, body: Review, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Regulator: mark a flag reviewed, with a note. Reviewed flags no longer count towards
     the contract's automatic suspension."""

@@ -5,12 +5,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from sandbox.api.deps import Ctx, SelfActor
+from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute
+from sandbox.api.models.principals import Health, Me
 from sandbox.jail import seccomp
 
-router = APIRouter(tags=["principals"])
+router = APIRouter(tags=["principals"], route_class=ModelRoute, responses=ERRORS)
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 def health(ctx: Ctx) -> dict[str, Any]:
     """Liveness, and whether job processes get their system-call filter on this host."""
     problem = seccomp.probe()
@@ -19,6 +21,6 @@ def health(ctx: Ctx) -> dict[str, Any]:
                                  **({"problem": problem} if problem else {})}}
 
 
-@router.get("/me")
+@router.get("/me", response_model=Me, responses=SIGNED_IN)
 def me(actor: SelfActor) -> dict[str, Any]:
     return actor.to_json()

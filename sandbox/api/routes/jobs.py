@@ -12,25 +12,30 @@ from starlette.concurrency import run_in_threadpool
 from operators.client import released_table
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import ListingFormat, OutputFormat, attachment, export_response
+from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors, files
+from sandbox.api.models.jobs import Job, Jobs, Output, Quote
 from sandbox.pipeline import submission
 from sandbox.records import jobs, listings
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=ModelRoute, responses=ERRORS)
+
+# A submission may find the contract, a quota or the cluster unavailable.
+SUBMISSION = SIGNED_IN | errors(404, 409, 429, 503)
 
 
-@router.post("/quotes")
+@router.post("/quotes", response_model=Quote, responses=SUBMISSION)
 def quote(body: submission.JobRequest, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return submission.quote(ctx, actor, body)
 
 
-@router.post("/jobs", status_code=201)
+@router.post("/jobs", status_code=201, response_model=Job, responses=SUBMISSION)
 async def submit(body: submission.JobRequest, ctx: Ctx, actor: CurrentActor,
                  wait: bool = False) -> dict[str, Any]:
     # The job runs elsewhere; this thread only records and (with wait) waits for it.
     return await run_in_threadpool(submission.submit, ctx, actor, body, wait)
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=Jobs, responses=SIGNED_IN | files("csv", "xlsx"))
 def list_jobs(ctx: Ctx, actor: CurrentActor, contract_id: str | None = None,
               operator_id: str | None = None, status: str | None = None,
               period: str | None = None, limit: int = 100, offset: int = 0,
@@ -44,12 +49,13 @@ def list_jobs(ctx: Ctx, actor: CurrentActor, contract_id: str | None = None,
     return {"jobs": rows}
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", response_model=Job, responses=SIGNED_IN | errors(404))
 def get(job_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return jobs.get(ctx, actor, job_id)
 
 
-@router.get("/jobs/{job_id}/outputs/{name}")
+@router.get("/jobs/{job_id}/outputs/{name}", response_model=Output,
+            responses=SIGNED_IN | errors(404) | files("csv", "xlsx", "parquet"))
 def output(job_id: str, name: str, ctx: Ctx, actor: CurrentActor,
            format: OutputFormat = "json") -> Any:
     """One released output: JSON, a spreadsheet (`csv`, `xlsx`) or Parquet."""

@@ -12,44 +12,57 @@ from pydantic import BaseModel, ConfigDict, Field
 from operators.keys import parse_public_key, public_key_b64
 from operators.roles import Role
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors
+from sandbox.api.models.ledger import (
+    Checkpoint,
+    ConsistencyProof,
+    Entries,
+    InclusionProof,
+    ServiceKeys,
+    Witnessed,
+    WitnessedList,
+)
 from sandbox.context import Context
 from sandbox.ledger import log
 from sandbox.ledger.note import vkey
 from sandbox.records.principals import require
 from sandbox.store.models import Principal
 
-router = APIRouter(tags=["ledger"])
+router = APIRouter(tags=["ledger"], route_class=ModelRoute, responses=ERRORS)
 
 
-@router.get("/keys")
+@router.get("/keys", response_model=ServiceKeys)
 def keys(ctx: Ctx) -> dict[str, Any]:
     public = public_key_b64(ctx.bureau_key)
     return {"bureau": public,
             "ledger_vkey": vkey(ctx.settings.log_origin, base64.b64decode(public))}
 
 
-@router.get("/ledger/checkpoint")
+@router.get("/ledger/checkpoint", response_model=Checkpoint,
+            responses=SIGNED_IN | errors(503))
 def checkpoint(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     require(actor, Role.regulator, Role.bureau)
     with ctx.reading() as s:
         return log.checkpoint(s, ctx.settings.log_origin, ctx.bureau_key)
 
 
-@router.get("/ledger/entries")
+@router.get("/ledger/entries", response_model=Entries, responses=SIGNED_IN)
 def entries(ctx: Ctx, actor: CurrentActor, start: int = 0, end: int | None = None) -> dict[str, Any]:
     require(actor, Role.regulator, Role.bureau)
     with ctx.reading() as s:
         return {"entries": log.entries(s, start, end)}
 
 
-@router.get("/ledger/proofs/inclusion")
+@router.get("/ledger/proofs/inclusion", response_model=InclusionProof,
+            responses=SIGNED_IN | errors(503))
 def inclusion(index: int, size: int, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     require(actor, Role.regulator, Role.bureau)
     with ctx.reading() as s:
         return {"index": index, "size": size, "proof": log.inclusion_proof(s, index, size)}
 
 
-@router.get("/ledger/proofs/consistency")
+@router.get("/ledger/proofs/consistency", response_model=ConsistencyProof,
+            responses=SIGNED_IN | errors(503))
 def consistency(first: int, second: int, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     require(actor, Role.regulator, Role.bureau)
     with ctx.reading() as s:
@@ -70,7 +83,9 @@ class Cosignature(BaseModel):
     witness: WitnessKey
 
 
-@router.post("/ledger/witness", status_code=201)
+@router.post("/ledger/witness", status_code=201, response_model=Witnessed,
+             responses={200: {"model": Witnessed, "description": "Already kept: the kept record"},
+                        **SIGNED_IN, **errors(409)})
 def witness(body: Cosignature, ctx: Ctx, actor: CurrentActor,
             response: Response) -> dict[str, Any]:
     """Regulator: keep a checkpoint co-signed as a witness (idempotent per size and key)."""
@@ -86,7 +101,7 @@ def witness(body: Cosignature, ctx: Ctx, actor: CurrentActor,
     return record
 
 
-@router.get("/ledger/witnessed")
+@router.get("/ledger/witnessed", response_model=WitnessedList, responses=SIGNED_IN)
 def witnessed(ctx: Ctx, actor: CurrentActor, size: int | None = None) -> dict[str, Any]:
     require(actor, Role.regulator, Role.bureau)
     with ctx.reading() as s:

@@ -2,23 +2,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import ListingFormat, export_response
+from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors, files
+from sandbox.api.models.pricing import (
+    AllowedRevenue,
+    Prepaid,
+    PriceCaps,
+    PriceCapsBody,
+    PriceSchedule,
+    PriceScheduleBody,
+    Revenue,
+    Statement,
+)
 from sandbox.errors import NotFound
 from sandbox.records import money
 
-router = APIRouter(tags=["pricing"])
+router = APIRouter(tags=["pricing"], route_class=ModelRoute, responses=ERRORS)
 
 
-@router.post("/price-schedules", status_code=201)
-def publish(ctx: Ctx, actor: CurrentActor, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-    return money.publish(ctx, actor, body)
+@router.post("/price-schedules", status_code=201, response_model=PriceSchedule,
+             responses=SIGNED_IN | errors(409))
+def publish(body: PriceScheduleBody, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return money.publish(ctx, actor, body.as_sent())
 
 
-@router.get("/price-schedules/current")
+@router.get("/price-schedules/current", response_model=PriceSchedule, responses=errors(409))
 def current(ctx: Ctx) -> dict[str, Any]:
     """Published fees, readable without a token: the rules require fees to be public."""
     with ctx.reading() as s:
@@ -26,13 +38,14 @@ def current(ctx: Ctx) -> dict[str, Any]:
     return {"id": schedule_id, **schedule.to_json()}
 
 
-@router.post("/price-caps", status_code=201)
-def publish_caps(ctx: Ctx, actor: CurrentActor, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+@router.post("/price-caps", status_code=201, response_model=PriceCaps,
+             responses=SIGNED_IN | errors(409))
+def publish_caps(body: PriceCapsBody, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Maximum fees (上限收费标准): later schedules above them are refused."""
-    return money.publish_caps(ctx, actor, body)
+    return money.publish_caps(ctx, actor, body.as_sent())
 
 
-@router.get("/price-caps/current")
+@router.get("/price-caps/current", response_model=PriceCaps, responses=errors(404))
 def current_caps(ctx: Ctx) -> dict[str, Any]:
     with ctx.reading() as s:
         caps = money.caps_in_force(s)
@@ -48,13 +61,14 @@ class Amount(BaseModel):
     amount: str = Field(description="Decimal string of yuan, e.g. \"120000.00\"")
 
 
-@router.put("/revenue/allowed/{period}")
+@router.put("/revenue/allowed/{period}", response_model=AllowedRevenue, responses=SIGNED_IN)
 def record_allowed(period: str, body: Amount, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Record the maximum allowed revenue (最高准许收入) of a billing month."""
     return money.record_allowed_revenue(ctx, actor, period, body.amount)
 
 
-@router.get("/reports/revenue")
+@router.get("/reports/revenue", response_model=Revenue,
+            responses=SIGNED_IN | files("csv", "xlsx"))
 def revenue(period: str, ctx: Ctx, actor: CurrentActor, format: ListingFormat = "json") -> Any:
     """Revenue by operator, dataset and unit, public-interest use at list value, and the
     comparison with the month's allowed revenue (an excess is deducted from the next month).
@@ -65,18 +79,20 @@ def revenue(period: str, ctx: Ctx, actor: CurrentActor, format: ListingFormat = 
     return export_response(money.revenue_table(report), format, f"revenue-{period}")
 
 
-@router.post("/prepaid/{operator_id}/top-ups", status_code=201)
+@router.post("/prepaid/{operator_id}/top-ups", status_code=201, response_model=Prepaid,
+             responses=SIGNED_IN | errors(404))
 def top_up(operator_id: str, body: Amount, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Credit an operator's prepaid balance (the bureau); jobs then reserve against it."""
     return money.top_up(ctx, actor, operator_id, body.amount)
 
 
-@router.get("/prepaid/{operator_id}")
+@router.get("/prepaid/{operator_id}", response_model=Prepaid,
+            responses=SIGNED_IN | errors(404))
 def prepaid(operator_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return money.prepaid(ctx, actor, operator_id)
 
 
-@router.get("/bills")
+@router.get("/bills", response_model=Statement, responses=SIGNED_IN | files("csv", "xlsx"))
 def bills(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
           format: ListingFormat = "json") -> Any:
     """A monthly statement (Beijing-time month); `format=csv` or `xlsx` gives one row per

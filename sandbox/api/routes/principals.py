@@ -6,10 +6,19 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.api.deps import Ctx, CurrentActor
+from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors
+from sandbox.api.models.principals import (
+    Key,
+    Keys,
+    Principal,
+    PrincipalCreated,
+    TokenIssued,
+    TokensRevoked,
+)
 from sandbox.common import clock
 from sandbox.records import principals
 
-router = APIRouter(tags=["principals"])
+router = APIRouter(tags=["principals"], route_class=ModelRoute, responses=ERRORS)
 
 
 class NewPrincipal(BaseModel):
@@ -45,7 +54,8 @@ class NewKey(BaseModel):
     reason: str | None = Field(None, max_length=2000)
 
 
-@router.post("/principals", status_code=201)
+@router.post("/principals", status_code=201, response_model=PrincipalCreated,
+             responses=SIGNED_IN | errors(409))
 def create(body: NewPrincipal, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     p, token = principals.create_principal(ctx, actor, body.name, body.role, body.license_no,
                                          body.public_key, body.license_valid_to)
@@ -56,12 +66,14 @@ def create(body: NewPrincipal, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
             "key_id": key.id if key else None, "token": token}
 
 
-@router.get("/principals/{principal_id}")
+@router.get("/principals/{principal_id}", response_model=Principal,
+            responses=SIGNED_IN | errors(404))
 def get(principal_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return principals.get_principal(ctx, actor, principal_id)
 
 
-@router.post("/principals/{principal_id}/license")
+@router.post("/principals/{principal_id}/license", response_model=Principal,
+             responses=SIGNED_IN | errors(404))
 def update_license(principal_id: str, body: License, ctx: Ctx,
                    actor: CurrentActor) -> dict[str, Any]:
     """Bureau: record a renewed or changed operating licence."""
@@ -69,29 +81,34 @@ def update_license(principal_id: str, body: License, ctx: Ctx,
                                    body.license_valid_to)
 
 
-@router.post("/principals/{principal_id}/suspend")
+@router.post("/principals/{principal_id}/suspend", response_model=Principal,
+             responses=SIGNED_IN | errors(404, 409))
 def suspend(principal_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return principals.suspend_principal(ctx, actor, principal_id, body.reason)
 
 
-@router.post("/principals/{principal_id}/resume")
+@router.post("/principals/{principal_id}/resume", response_model=Principal,
+             responses=SIGNED_IN | errors(404, 409))
 def resume(principal_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return principals.resume_principal(ctx, actor, principal_id, body.reason)
 
 
-@router.post("/principals/{principal_id}/revoke-tokens")
+@router.post("/principals/{principal_id}/revoke-tokens", response_model=TokensRevoked,
+             responses=SIGNED_IN | errors(404))
 def revoke_tokens(principal_id: str, body: Revocation, ctx: Ctx,
                   actor: CurrentActor) -> dict[str, Any]:
     """Bureau: every token of the principal stops working; `reissue` returns a new one once."""
     return principals.revoke_tokens(ctx, actor, principal_id, body.reason, body.reissue)
 
 
-@router.get("/principals/{principal_id}/keys")
+@router.get("/principals/{principal_id}/keys", response_model=Keys,
+            responses=SIGNED_IN | errors(404))
 def list_keys(principal_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return principals.list_keys(ctx, actor, principal_id)
 
 
-@router.post("/principals/{principal_id}/keys", status_code=201)
+@router.post("/principals/{principal_id}/keys", status_code=201, response_model=Key,
+             responses=SIGNED_IN | errors(404, 409))
 def register_key(principal_id: str, body: NewKey, ctx: Ctx,
                  actor: CurrentActor) -> dict[str, Any]:
     """Make a new public key current; the previous one is revoked but kept for verification."""
@@ -99,7 +116,7 @@ def register_key(principal_id: str, body: NewKey, ctx: Ctx,
                                  body.reason)
 
 
-@router.post("/me/token")
+@router.post("/me/token", response_model=TokenIssued, responses=SIGNED_IN)
 def rotate_token(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """A new API token for the caller (shown once); the one used for this call stops working."""
     return principals.rotate_token(ctx, actor)

@@ -8,12 +8,15 @@ from fastapi import APIRouter
 
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import ListingFormat, export_response
+from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, files
+from sandbox.api.models.oversight import Releases, Usage
 from sandbox.records import listings
 
-router = APIRouter(tags=["reports"])
+router = APIRouter(tags=["reports"], route_class=ModelRoute, responses=ERRORS)
 
 
-@router.get("/releases")
+@router.get("/releases", response_model=Releases,
+            responses=SIGNED_IN | files("csv", "xlsx"))
 def releases(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
              format: ListingFormat = "json") -> Any:
     """Every aggregate released in a month, with the cells suppressed and why (regulator)."""
@@ -23,7 +26,8 @@ def releases(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None
     return {"period": period, "releases": rows}
 
 
-@router.get("/reports/usage")
+@router.get("/reports/usage", response_model=Usage,
+            responses=SIGNED_IN | files("csv", "xlsx"))
 def usage(period: str, ctx: Ctx, actor: CurrentActor,
           format: ListingFormat = "json") -> Any:
     """Usage and charges per operator for a month (regulator, bureau)."""

@@ -1,0 +1,87 @@
+"""Jobs: quotes, the job as its owner or the regulator sees it, released outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from sandbox.api.models.common import Number, Open
+from sandbox.api.models.pricing import Charge
+
+
+class Bounds(Open):
+    """The most the job may use; the quote prices this."""
+
+    rows_scanned: int
+    outputs: int
+    compute_seconds: Number
+
+
+class Quote(Open):
+    contract_id: str
+    quote: Charge
+    bounds: Bounds
+
+
+class JobError(Open):
+    code: str
+    message: str
+    line: int | None = None
+
+
+class OutputColumn(Open):
+    name: str
+    type: str
+
+
+class Output(Open):
+    """A released output: a table (`columns`, `rows`, `suppressed`) or a scalar (`value`).
+    Suppressed cells are null and listed in `suppressed` as [row index, column]."""
+
+    kind: str = Field(description="table or scalar")
+    columns: list[OutputColumn] | None = None
+    rows: list[list[Any]] | None = None
+    suppressed: list[list[Any]] | None = None
+    value: Any = None
+
+
+class _JobFields(Open):
+    """What a job and a listed job share."""
+
+    id: str
+    contract_id: str
+    operator_id: str
+    status: str = Field(description="queued, running, succeeded, failed, rejected, cancelled")
+    created_at: str | None
+    finished_at: str | None
+    quote: Charge | None
+    charge: Charge | None
+    usage: dict[str, Any] | None = Field(description="At least rows_scanned and "
+                                         "compute_seconds once finished")
+    disclosure: dict[str, Any] = Field(description="Which rule suppressed what, per release")
+    error: JobError | None
+    contract_version: int | None
+    code: str | None = None
+    params: dict[str, Any] | None = None
+    signature: str | None = None
+    signed_at: str | None = None
+    signing_key_id: str | None = None
+
+
+class Job(_JobFields):
+    """A job as its owner sees it; the regulator also sees `code`, `params`, `signature`,
+    `signed_at`, `signing_key_id` and the full disclosure report."""
+
+    outputs: dict[str, Output] = Field(description="Released outputs by name")
+
+
+class ListedJob(_JobFields):
+    """A job in a listing: its outputs by name only, and the operator's name."""
+
+    outputs: list[str] = Field(description="Names of the released outputs")
+    operator_name: str | None = None
+
+
+class Jobs(Open):
+    jobs: list[ListedJob]
