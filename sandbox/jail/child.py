@@ -40,7 +40,7 @@ class Refused(BaseException):
 
 class CappedPrint(PrintCollector):
     def __init__(self, _getattr_: Any = None) -> None:
-        super().__init__(_getattr_)
+        super().__init__(_getattr_)  # type: ignore[no-untyped-call]  # RestrictedPython
         self.size = 0  # a running total: summing self.txt per write is quadratic
 
     def write(self, text: str) -> None:
@@ -74,7 +74,8 @@ class PipeChannel:
         return reply.get("result")
 
     def collect(self, plan: Any) -> dict[str, Any]:
-        return self._request({"op": "collect", "plan": plan})
+        result: dict[str, Any] = self._request({"op": "collect", "plan": plan})
+        return result
 
     def emit(self, name: str, value: Any) -> None:
         if not isinstance(name, str):

@@ -46,7 +46,8 @@ class Handler(Protocol):
     request; the job then ends with that refusal."""
 
     def collect(self, plan: Any) -> dict[str, Any]: ...
-    def emit(self, name: str, value: Any) -> None: ...
+    # What the jail sends is untrusted: the handler checks the name too.
+    def emit(self, name: Any, value: Any) -> None: ...
 
 
 @dataclass
@@ -252,8 +253,9 @@ SERVICE_FAULTS = frozenset({"jail_misconfigured", "jail_unfiltered"})
 
 def _clean_error(error: dict[str, Any]) -> JobError:
     """The jail is untrusted: keep only well-typed fields of what it reports."""
-    code = error.get("code") if isinstance(error.get("code"), str) else "job_code_error"
-    message = error.get("message") if isinstance(error.get("message"), str) else "job failed"
-    line = error.get("line") if isinstance(error.get("line"), int) else None
+    code, message, line = error.get("code"), error.get("message"), error.get("line")
+    code = code if isinstance(code, str) else "job_code_error"
+    message = message if isinstance(message, str) else "job failed"
+    line = line if isinstance(line, int) else None
     return JobError(code[:64], message[:2000], line,
                     Fault.SERVICE if code in SERVICE_FAULTS else None)

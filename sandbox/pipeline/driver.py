@@ -26,7 +26,7 @@ from contracts.budget import ZERO, Epsilon
 from contracts.document import ContractDocument
 from contracts.scope import check_scope
 from sandbox.catalog.models import DatasetInfo
-from sandbox.disclosure import control, dp
+from sandbox.disclosure import audit, control, dp
 from sandbox.disclosure.control import Policy
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.gate import Gate
@@ -299,7 +299,7 @@ def _observe(checked: CheckedPlan, result: AggregateResult | None, released: con
                      and a.param is not None and not EXTREME_Q <= a.param <= 1 - EXTREME_Q],
         # Cells the audit refused because their set is nearly an earlier one.
         "near": sum(1 for cell in released.suppressed
-                    if cell["rule"] == control.audit_rules.RULE and cell.get("near")),
+                    if cell["rule"] == audit.RULE and cell.get("near")),
     }
 
 

@@ -108,7 +108,7 @@ class RayRunner:
     def __call__(self, spec: JobSpec) -> JobResult:
         import ray
 
-        return ray.get(self._task.remote(spec))  # type: ignore[no-any-return]
+        return ray.get(self._task.remote(spec))
 
 
 def runner(ctx: Context) -> Runner:

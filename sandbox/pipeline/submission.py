@@ -16,13 +16,13 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
-from contracts.document import ContractDocument
+from contracts.document import ContractDocument, Use
 from contracts.errors import ContractScopeError
 from contracts.lifecycle import Status, check_usable
 from contracts.quota import check_quotas, day_start, month_start
@@ -203,7 +203,7 @@ def check_names(contract: ContractDocument, facts: CodeFacts,
         holders = [d for d in sorted(used) if d in datasets and datasets[d].column(column)]
         wanted = facts.uses.get(column, frozenset())
         if holders and not any(_grants(contract, d, column, wanted) for d in holders):
-            check_scope(contract, {holders[0]: {column: wanted}})
+            check_scope(contract, {holders[0]: {column: cast(frozenset[Use], wanted)}})
         if "group_by" in wanted:
             for d in holders:
                 check_group_key(datasets[d], column)

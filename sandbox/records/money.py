@@ -381,7 +381,7 @@ def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = Non
     charges = [{
         "job_id": j.id, "contract_id": j.contract_id, "operator_id": j.operator_id,
         "operator_name": names.name(j.operator_id), "status": j.status, "finished_at": clock.text(j.finished_at),
-        **Charge.from_json(j.charge).to_json(),
+        **Charge.from_json(j.charge or {}).to_json(),
     } for j in jobs]
     total = sum((Decimal(c["amount"]) for c in charges), Decimal("0"))
     list_total = sum((Decimal(c["list_amount"]) for c in charges), Decimal("0"))
