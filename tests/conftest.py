@@ -36,6 +36,14 @@ GRANTS = {
 RESIDENTS = 20_000
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs ray_local, however indirectly, is marked `ray`, so that
+    `-m "not ray"` selects the part that runs without starting Ray."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """One local Ray for the whole test run (starting Ray costs seconds)."""

@@ -260,7 +260,6 @@ def test_result_types(people: DatasetInfo) -> None:
         ("__c:m", "int64")]
 
 
-@pytest.mark.ray
 @pytest.mark.parametrize("case", ["filter_group_count_sum_mean", "bucket", "whole_table",
                                   "whole_table_nothing_matches"])
 def test_ray_executor_gives_the_same_table_as_local(
@@ -302,7 +301,6 @@ def test_quantile_cont_interpolates_linearly() -> None:
     assert compute.quantile_cont([1, 5, 9], 1.0) == 9.0
 
 
-@pytest.mark.ray
 def test_a_small_scan_runs_in_place_on_ray_with_the_same_result(
         people: DatasetInfo, ray_local: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from sandbox.engine import executor as ex
