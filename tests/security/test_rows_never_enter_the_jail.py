@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
+from factories import ingested
 
 from contracts.document import ContractDocument
-from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.synthetic import generate_city
 from sandbox.engine.executor import LocalExecutor
 from sandbox.jail.process import Limits, run_in_jail
@@ -94,12 +93,9 @@ class _Recording:
 @pytest.fixture(scope="module")
 def population(tmp_path_factory: pytest.TempPathFactory) -> Any:
     city = generate_city(3000, seed=11)["population"]
-    directory = tmp_path_factory.mktemp("datasets")
-    path = directory / "population.parquet"
-    pq.write_table(city.table, path)
-    meta = parse_meta({"name": "population", "title": city.title, "provider_id": "p-1",
-                       "level": city.level, "columns": city.columns})
-    info = ingest(path.read_bytes(), "population.parquet", meta, directory / "store", 1000)
+    info = ingested(tmp_path_factory.mktemp("datasets") / "store", "population", city.table,
+                    city.columns, level=city.level, partition_rows=1000, title=city.title,
+                    provider_id="p-1")
     return info, city.table
 
 

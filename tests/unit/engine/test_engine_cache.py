@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from factories import partitioned
 from plans import NoChannel
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
@@ -29,14 +30,8 @@ COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
 
 
 def _dataset(root: Path, parts: list[list[tuple[str, int]]]) -> DatasetInfo:
-    paths = []
-    for i, rows in enumerate(parts):
-        path = root / f"part-{i}.parquet"
-        pq.write_table(pa.table({"g": [g for g, _ in rows], "x": [x for _, x in rows]},
-                                schema=SCHEMA), path)
-        paths.append(str(path))
-    return DatasetInfo("t", "缓存", "pr-1", "L1", sum(len(r) for r in parts), COLUMNS,
-                       tuple(paths))
+    return partitioned(root, [pa.table({"g": [g for g, _ in rows], "x": [x for _, x in rows]},
+                                       schema=SCHEMA) for rows in parts], COLUMNS, title="缓存")
 
 
 def _plan(ds: DatasetInfo) -> CheckedPlan:
