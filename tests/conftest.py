@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
+import queue
 from collections.abc import Iterator
+from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from databases import BACKENDS, fresh_database
+from factories import parquet_bytes
 from fastapi.testclient import TestClient
 
 from operators.keys import generate_private_key, public_key_b64, sign
@@ -22,6 +23,7 @@ from sandbox.api.app import create_app
 from sandbox.catalog.synthetic import generate_city
 from sandbox.cli.demo import PRICES
 from sandbox.context import Context
+from sandbox.pipeline import execution
 from sandbox.records.principals import bootstrap
 from sandbox.settings import Settings
 
@@ -35,6 +37,14 @@ GRANTS = {
 }
 
 RESIDENTS = 20_000
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs ray_local, however indirectly, is marked `ray`, so that
+    `-m "not ray"` selects the part that runs without starting Ray."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +66,6 @@ def city() -> dict[str, Any]:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def parquet_bytes(table: Any) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
 
 
 @dataclass
@@ -130,6 +134,16 @@ class World:
         return self.client.post("/v1/jobs?wait=true", headers=self.h(getattr(self, operator)),
                                 json={"contract_id": contract_id, "code": code, **extra})
 
+    def wait_for_job(self, job_id: str, who: str | dict[str, Any] = "operator",
+                     timeout: float = 30) -> dict[str, Any]:
+        """The job as `who` sees it once it has settled (or `timeout` s have passed)."""
+        # The instance's own handle on a job it runs: done once the job is settled.
+        running = self.ctx.running.get(job_id)
+        if running is not None:
+            wait([running], timeout)
+        who = getattr(self, who) if isinstance(who, str) else who
+        return self.client.get(f"/v1/jobs/{job_id}", headers=self.h(who)).json()  # type: ignore[no-any-return]
+
 
 def make_world(tmp_path: Path, city: dict[str, Any], executor: str, *,
                raise_server_exceptions: bool = True, **settings: Any) -> Iterator[World]:
@@ -168,6 +182,20 @@ def make_world(tmp_path: Path, city: dict[str, Any], executor: str, *,
 def world(tmp_path: Path, city: dict[str, Any], ray_local: None) -> Iterator[World]:
     """An instance whose jobs run on the real local Ray."""
     yield from make_world(tmp_path, city, "ray")
+
+
+@pytest.fixture
+def jobs_started(monkeypatch: pytest.MonkeyPatch) -> queue.Queue[str]:
+    """Each job's id as the service marks it running (in this process, whichever executor)."""
+    started: queue.Queue[str] = queue.Queue()
+    mark_running = execution.mark_running
+
+    def spy(ctx: Context, job_id: str) -> None:
+        mark_running(ctx, job_id)
+        started.put(job_id)
+
+    monkeypatch.setattr(execution, "mark_running", spy)
+    return started
 
 
 @pytest.fixture(params=BACKENDS)

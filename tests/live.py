@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import httpx
 import pytest
 from conftest import GRANTS, SCHEDULE
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from waiting import wait_until
 
 from operators.client import SandboxClient
 from operators.keys import generate_private_key
@@ -51,17 +51,16 @@ def _sandbox(*args: str) -> list[str]:
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, limit: float) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"sandbox serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
-                return
+            return httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"sandbox serve was not healthy within {limit:g} s:\n{log.read_text()[-3000:]}")
+            return False
+
+    wait_until(healthy, limit, interval=0.2,
+               message=lambda: f"sandbox serve was not healthy:\n{log.read_text()[-3000:]}")
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
+from factories import partitioned, slices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plans import NoChannel, dictionaries
@@ -129,14 +129,8 @@ plans = st.fixed_dictionaries({
 
 
 def _write(data: list[dict[str, Any]], cuts: list[int], root: Path) -> DatasetInfo:
-    table = pa.Table.from_pylist(data, schema=SCHEMA)
-    bounds = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
-    paths = []
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:] or [len(data)])):
-        path = root / f"part-{i}.parquet"
-        pq.write_table(table.slice(a, b - a), path)
-        paths.append(str(path))
-    return DatasetInfo("t", "随机", "pr-1", "L1", len(data), COLUMNS, tuple(paths))
+    return partitioned(root, slices(pa.Table.from_pylist(data, schema=SCHEMA), cuts), COLUMNS,
+                       title="随机")
 
 
 def _same(a: Any, b: Any) -> bool:

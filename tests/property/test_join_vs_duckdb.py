@@ -13,8 +13,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from factories import partitioned, slices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plans import NoChannel, dictionaries
@@ -116,16 +116,10 @@ tables = st.tuples(_rows(left_row, 40), _rows(right_row, 30), _rows(third_row, 8
 
 def _write(name: str, schema: pa.Schema, data: list[dict[str, Any]], cuts: list[int],
            root: Path, unique: str | None = None) -> DatasetInfo:
-    table = pa.Table.from_pylist(data, schema=schema)
-    bounds = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
-    paths = []
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:] or [len(data)])):
-        path = root / f"{name}-{i}.parquet"
-        pq.write_table(table.slice(a, b - a), path)
-        paths.append(str(path))
     columns = tuple(ColumnInfo(f.name, str(f.type), "attribute",
                                unique=True if f.name == unique else None) for f in schema)
-    return DatasetInfo(name, name, "pr-1", "L1", len(data), columns, tuple(paths))
+    return partitioned(root, slices(pa.Table.from_pylist(data, schema=schema), cuts), columns,
+                       name=name, title=name, prefix=name)
 
 
 def _one_per_key(data: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import queue
 import re
 import time
 from collections import Counter
@@ -118,12 +119,8 @@ class Operator:
         return {"status": f"http_{r.status_code}", "error": body, "outputs": {}}
 
     def wait(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
-                return job
-            time.sleep(0.05)
+        self.world.wait_for_job(job_id, self.principal, timeout)
+        return self.job(job_id)
 
     def budget(self, contract: str | None = None) -> dict[str, Any]:
         r = self.world.client.get(f"/v1/contracts/{contract or self.contract}/budget",
@@ -671,7 +668,8 @@ emit("r", table("population").filter(WHO).derive(b=bands).group_by("b").agg(n=co
 # --- 5. withheld is not unseen ------------------------------------------------------------
 
 
-def _withheld(new_operator: Callable[..., Operator], target: Target, encode: str) -> None:
+def _withheld(new_operator: Callable[..., Operator], target: Target, encode: str,
+              jobs_started: queue.Queue[str]) -> None:
     """Two jobs of one contract at once: the later-settling one releases her district
     without her, then encodes whether that sum is above g into `encode`; the other releases
     her whole district meanwhile, so the later one's outputs conflict with it. Run for a g
@@ -694,11 +692,11 @@ hit = v is not None and v > params["g"]
         op = new_operator()
         r = op.post(late, {"g": g}, wait=False)
         assert r.status_code == 201, r.text
-        late_id = r.json()["id"]
-        deadline = time.monotonic() + 30
-        while op.job(late_id)["status"] == "queued" and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.3)           # its history snapshot is taken as it starts
+        while jobs_started.get(timeout=30) != r.json()["id"]:
+            pass   # the other job of the previous round
+        # Its first collect happens in a Ray worker, which tells this process nothing: time
+        # for it to reach the release gate before the other job does.
+        time.sleep(0.3)
         totals.append(cell(op.run(first), "s"))
         seen.append(op.observe(r))
     if any(total is not None for total in totals):
@@ -706,40 +704,44 @@ hit = v is not None and v > params["g"]
 
 
 def test_withheld_job_encodes_the_value_in_its_number_of_collects(
-        new_operator: Callable[..., Operator], target: Target) -> None:
+        new_operator: Callable[..., Operator], target: Target,
+        jobs_started: queue.Queue[str]) -> None:
     """Withheld is not unseen, collects: the later job collects once more iff its sum > g."""
     _withheld(new_operator, target, '''
 if hit:
     table("population").agg(n=count()).collect()
-''')
+''', jobs_started)
 
 
 def test_withheld_job_encodes_the_value_in_its_disclosure_report(
-        new_operator: Callable[..., Operator], target: Target) -> None:
+        new_operator: Callable[..., Operator], target: Target,
+        jobs_started: queue.Queue[str]) -> None:
     """Withheld is not unseen, report keys: group by gender iff its sum > g, else hukou_type."""
     _withheld(new_operator, target, '''
 key = "gender" if hit else "hukou_type"
 emit("k", table("population").group_by(key).agg(n=count()).collect())
-''')
+''', jobs_started)
 
 
 def test_withheld_job_encodes_the_value_in_its_number_of_emits(
-        new_operator: Callable[..., Operator], target: Target) -> None:
+        new_operator: Callable[..., Operator], target: Target,
+        jobs_started: queue.Queue[str]) -> None:
     """Withheld is not unseen, emits: one output or two, as usage and charge count them."""
     _withheld(new_operator, target, '''
 emit("a", 1)
 if hit:
     emit("b", 2)
-''')
+''', jobs_started)
 
 
 def test_withheld_job_puts_the_value_in_its_error_message(
-        new_operator: Callable[..., Operator], target: Target) -> None:
+        new_operator: Callable[..., Operator], target: Target,
+        jobs_started: queue.Queue[str]) -> None:
     """Withheld is not unseen, error: the later job fails naming the sum it saw, or ends."""
     _withheld(new_operator, target, '''
 if hit:
     raise ValueError("the district without her sums to " + str(v))
-''')
+''', jobs_started)
 
 
 # --- 6. differencing beyond pairs -----------------------------------------------------------

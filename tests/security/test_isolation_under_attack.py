@@ -3,6 +3,7 @@ in an infinite loop, operator B's job runs, releases the right numbers and finis
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import Counter
@@ -23,19 +24,9 @@ def _expected_by_district(city: Any) -> dict[str, int | None]:
     return {d: (n if n >= threshold else None) for d, n in counts.items()}
 
 
-def _wait_until_running(target: Attacked, operator: str, timeout: float = 10.0) -> None:
-    w = target.world
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs = w.client.get("/v1/jobs?status=running", headers=w.h(getattr(w, operator))).json()
-        if jobs["jobs"]:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the bomb never started running")
-
-
 def test_a_bomb_does_not_hold_up_another_operator(roomy_world: Attacked, contract: str,
-                                                  city: Any) -> None:
+                                                  city: Any,
+                                                  jobs_started: queue.Queue[str]) -> None:
     w = roomy_world.world
     theirs = w.active_contract(operator="other_operator")
     bomb: dict[str, Any] = {}
@@ -46,7 +37,10 @@ def test_a_bomb_does_not_hold_up_another_operator(roomy_world: Attacked, contrac
 
     thread = threading.Thread(target=run_bomb, daemon=True)
     thread.start()
-    _wait_until_running(roomy_world, "operator")
+    try:
+        jobs_started.get(timeout=10)
+    except queue.Empty:
+        raise AssertionError("the bomb never started running") from None
 
     r = w.run(theirs, BY_DISTRICT, operator="other_operator")
     finished = time.monotonic()

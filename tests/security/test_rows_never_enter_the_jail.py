@@ -7,21 +7,20 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
+from factories import ingested
 
 from contracts.document import ContractDocument
-from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.synthetic import generate_city
 from sandbox.engine.executor import LocalExecutor
 from sandbox.jail.process import Limits, run_in_jail
 from sandbox.pipeline.driver import JobSpec, _Handler
 
-BUSY = "x = 0\nfor i in range(10**9):\n    x += 1\n"
+# Says when its own code runs (the process's start-up imports are over), then stays busy.
+BUSY = "emit('started', 1)\nx = 0\nfor i in range(10**9):\n    x += 1\n"
 
 
 def _jail_pids() -> list[int]:
@@ -41,29 +40,30 @@ def _jail_pids() -> list[int]:
     return pids
 
 
-class _Idle:
+class _Started:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
     def collect(self, plan: Any) -> dict[str, Any]:
         raise AssertionError("not used")
 
     def emit(self, name: str, value: Any) -> None:
-        raise AssertionError("not used")
+        assert name == "started"
+        self.event.set()
 
 
 def test_the_running_job_process_maps_no_data_library_and_is_filtered() -> None:
     limits = Limits(wall_seconds=4, cpu_seconds=10, fork_template=False)
     done: list[Any] = []
+    handler = _Started()
     runner = threading.Thread(target=lambda: done.append(
-        run_in_jail(BUSY, {}, _Idle(), limits)))
+        run_in_jail(BUSY, {}, handler, limits)))
     runner.start()
     try:
-        deadline = time.monotonic() + 3
-        pids: list[int] = []
-        while not pids and time.monotonic() < deadline:
-            pids = _jail_pids()
-            time.sleep(0.05)
+        assert handler.event.wait(timeout=10), "the job's code never ran"
+        pids = _jail_pids()
         assert pids, "the job process was not found"
         (pid,) = pids
-        time.sleep(0.5)  # well into the job's busy loop: start-up imports are done
         maps = Path(f"/proc/{pid}/maps").read_text()
         status = Path(f"/proc/{pid}/status").read_text()
     finally:
@@ -72,7 +72,7 @@ def test_the_running_job_process_maps_no_data_library_and_is_filtered() -> None:
         assert library not in maps, f"the job process has {library} mapped"
     seccomp = next(line for line in status.splitlines() if line.startswith("Seccomp:"))
     assert seccomp.split()[1] == "2", "the system-call filter is not installed"
-    assert done and done[0].status == "failed" and done[0].error["code"] == "timeout"
+    assert done and done[0].status == "failed" and done[0].error.code == "timeout"
 
 
 class _Recording:
@@ -94,12 +94,9 @@ class _Recording:
 @pytest.fixture(scope="module")
 def population(tmp_path_factory: pytest.TempPathFactory) -> Any:
     city = generate_city(3000, seed=11)["population"]
-    directory = tmp_path_factory.mktemp("datasets")
-    path = directory / "population.parquet"
-    pq.write_table(city.table, path)
-    meta = parse_meta({"name": "population", "title": city.title, "provider_id": "p-1",
-                       "level": city.level, "columns": city.columns})
-    info = ingest(path.read_bytes(), "population.parquet", meta, directory / "store", 1000)
+    info = ingested(tmp_path_factory.mktemp("datasets") / "store", "population", city.table,
+                    city.columns, level=city.level, partition_rows=1000, title=city.title,
+                    provider_id="p-1")
     return info, city.table
 
 

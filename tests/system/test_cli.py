@@ -116,6 +116,7 @@ def test_bills_writes_a_csv_statement(instance: Path) -> None:
     assert bad.returncode == 1 and "YYYY-MM" in bad.stderr
 
 
+@pytest.mark.ray  # starts a Ray of its own, in the demo's process
 def test_the_demo_tells_the_whole_story_on_ray(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("sandbox")
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "RAY_AUTH_MODE": "disabled"}

@@ -10,7 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import World, parquet_bytes
+from conftest import World
+from factories import parquet_bytes
 from httpx import Response
 
 SURVEY_CSV = ("区县,性别,年龄,月收入\n"

@@ -8,7 +8,8 @@ import json
 from typing import Any
 
 import pytest
-from conftest import GRANTS, World, auth, parquet_bytes
+from conftest import GRANTS, World, auth
+from factories import parquet_bytes
 
 from contracts.canonical import canonical_bytes
 from contracts.document import ContractDocument

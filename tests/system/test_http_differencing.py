@@ -5,7 +5,7 @@ subtracting released cells from a released total. Each must fail to reveal the t
 from __future__ import annotations
 
 import datetime as dt
-import time
+import queue
 from collections import Counter
 from typing import Any
 
@@ -161,7 +161,8 @@ def test_a_dominated_sum_is_suppressed(world: World, city: Any, rules: str) -> N
             assert row[3] is None
 
 
-def test_two_concurrent_jobs_cannot_difference_each_other(local_world: World, city: Any) -> None:
+def test_two_concurrent_jobs_cannot_difference_each_other(
+        local_world: World, city: Any, jobs_started: queue.Queue[str]) -> None:
     """Two jobs of one operator at once: the gate audits and records each release at
     collect time, so whichever collects second is refused, and its code never sees it."""
     import threading
@@ -179,7 +180,7 @@ def test_two_concurrent_jobs_cannot_difference_each_other(local_world: World, ci
     second = threading.Thread(target=run, args=(
         "minus_one", slow + _sum_job(f"{district} & ~({_is_target(target)})")))
     second.start()
-    time.sleep(0.3)          # the slow job has started (its history snapshot is taken)
+    jobs_started.get(timeout=30)  # the slow job runs: it collects after the district's release
     run("district", _sum_job(district))
     second.join(timeout=60)
     first, late = results["district"], results["minus_one"]

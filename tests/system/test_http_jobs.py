@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import time
 from collections import Counter
 from typing import Any
 
@@ -295,10 +294,7 @@ def test_job_without_wait_finishes_later(local_world: World) -> None:
     job = r.json()
     assert job["status"] in ("queued", "running", "succeeded")
     assert job["quote"]["amount"]
-    deadline = time.monotonic() + 20
-    while job["status"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.05)
-        job = w.client.get(f"/v1/jobs/{job['id']}", headers=w.h(w.operator)).json()
+    job = w.wait_for_job(job["id"], timeout=20)
     assert job["status"] == "succeeded"
     assert job["outputs"]["n"]["rows"] == [[20_000]]
     # Times are UTC and say so, so no client reads them as its local time.

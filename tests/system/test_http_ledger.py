@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 from typing import Any
 
 import pyarrow as pa
@@ -230,12 +229,7 @@ def test_ray_job_is_logged_and_provable(world: World) -> None:
     r = w.client.post("/v1/jobs", json={"contract_id": cid, "code": COUNT_CODE},
                       headers=w.h(w.operator))
     assert r.status_code == 201, r.text
-    job_id = r.json()["id"]
-    deadline = time.monotonic() + 30
-    job = r.json()
-    while job["status"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.1)
-        job = w.client.get(f"/v1/jobs/{job_id}", headers=w.h(w.operator)).json()
+    job = w.wait_for_job(r.json()["id"])
     assert job["status"] == "succeeded", job
     assert job["outputs"]["n"]["rows"] == [[20_000]]
     events = watch.new()

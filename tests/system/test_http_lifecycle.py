@@ -9,7 +9,8 @@ import json
 from typing import Any
 
 import pytest
-from conftest import GRANTS, World, parquet_bytes
+from conftest import GRANTS, World
+from factories import parquet_bytes
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import SCHEDULE, World, auth, make_world, parquet_bytes
+from conftest import SCHEDULE, World, auth, make_world
+from factories import parquet_bytes
 from httpx import Response
 
 ROLES = ("bureau", "provider", "operator", "regulator")

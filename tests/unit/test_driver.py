@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from factories import ingested
 
 from contracts.document import ContractDocument
-from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure.threshold import operator_view
 from sandbox.engine.executor import LocalExecutor
@@ -41,14 +39,11 @@ def people(tmp_path_factory: pytest.TempPathFactory) -> DatasetInfo:
         "age": [20 + i % 60 for i in range(ROWS)],
         "income": [1000 * (1 + i % 7) for i in range(ROWS)],
     })
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    meta = parse_meta({"name": "people", "title": "人口", "provider_id": "pr-1", "level": "L3",
-                       "columns": {"resident_id": {"role": "identifier"},
-                                   "district": {"role": "attribute"},
-                                   "age": {"role": "quasi_identifier"},
-                                   "income": {"role": "sensitive", "lower": 0}}})
-    return ingest(buf.getvalue(), "people.parquet", meta, tmp_path_factory.mktemp("ds"), 25)
+    return ingested(tmp_path_factory.mktemp("ds"), "people", table,
+                    {"resident_id": {"role": "identifier"}, "district": {"role": "attribute"},
+                     "age": {"role": "quasi_identifier"},
+                     "income": {"role": "sensitive", "lower": 0}},
+                    level="L3", partition_rows=25, title="人口")
 
 
 def contract(grants: dict[str, Any] | None = None) -> ContractDocument:

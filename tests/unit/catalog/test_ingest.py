@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from factories import parquet_bytes
 
 from sandbox.catalog.ingest import ingest, parse_meta, read_file, write_partitions
 from sandbox.errors import IngestError
@@ -72,11 +72,9 @@ def test_a_gbk_csv_is_refused_with_the_iconv_hint(tmp_path: Path) -> None:
 def test_parquet_input_keeps_its_types(tmp_path: Path) -> None:
     table = pa.table({"区县": ["城关区", "湖滨区"], "出生日期": pa.array([0, 365], pa.date32()),
                       "人数": pa.array([3, 4], pa.int32())})
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
     cols = {"区县": {"role": "attribute"}, "出生日期": {"role": "quasi_identifier"},
             "人数": {"role": "attribute"}}
-    info = ingest(buf.getvalue(), "upload.bin", meta(cols), tmp_path, 1000)
+    info = ingest(parquet_bytes(table), "upload.bin", meta(cols), tmp_path, 1000)
     assert [c.type for c in info.columns] == ["string", "date32[day]", "int32"]
     assert read_back(info.partitions).equals(table)
 

@@ -4,18 +4,16 @@ job's collects, and the refusals that keep the noise calibrated."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import statistics
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from factories import ingested
 from plans import NoChannel
 
 from contracts.budget import Epsilon
 from contracts.document import ContractDocument
-from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure import dp
 from sandbox.disclosure.threshold import significant
@@ -52,15 +50,11 @@ def _dataset(tmp_path_factory: pytest.TempPathFactory, name: str, ids: list[str]
     districts = [d for d, n in SIZES.items() for _ in range(n)]
     table = pa.table({"resident_id": ids, "district": districts,
                       "age": [20 + i % 60 for i in range(ROWS)], "income": INCOMES})
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    meta = parse_meta({"name": name, "title": "人口", "provider_id": "pr-1", "level": "L3",
-                       "columns": {"resident_id": {"role": "identifier"},
-                                   "district": {"role": "attribute"},
-                                   "age": {"role": "quasi_identifier"},
-                                   "income": {"role": "sensitive", "lower": 0,
-                                              "upper": UPPER}}})
-    return ingest(buf.getvalue(), f"{name}.parquet", meta, tmp_path_factory.mktemp(name), 200)
+    return ingested(tmp_path_factory.mktemp(name), name, table,
+                    {"resident_id": {"role": "identifier"}, "district": {"role": "attribute"},
+                     "age": {"role": "quasi_identifier"},
+                     "income": {"role": "sensitive", "lower": 0, "upper": UPPER}},
+                    level="L3", partition_rows=200, title="人口")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ never is, it stays within its byte bound, and a lost table is read again."""
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from factories import partitioned
 from plans import NoChannel
+from waiting import wait_until
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.engine import cache
@@ -29,14 +30,8 @@ COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
 
 
 def _dataset(root: Path, parts: list[list[tuple[str, int]]]) -> DatasetInfo:
-    paths = []
-    for i, rows in enumerate(parts):
-        path = root / f"part-{i}.parquet"
-        pq.write_table(pa.table({"g": [g for g, _ in rows], "x": [x for _, x in rows]},
-                                schema=SCHEMA), path)
-        paths.append(str(path))
-    return DatasetInfo("t", "缓存", "pr-1", "L1", sum(len(r) for r in parts), COLUMNS,
-                       tuple(paths))
+    return partitioned(root, [pa.table({"g": [g for g, _ in rows], "x": [x for _, x in rows]},
+                                       schema=SCHEMA) for rows in parts], COLUMNS, title="缓存")
 
 
 def _plan(ds: DatasetInfo) -> CheckedPlan:
@@ -171,14 +166,14 @@ def _wait_until_lost(ref: Any) -> None:
     """Ray notices an owner's death asynchronously; wait until a get reports it."""
     import ray
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def lost() -> bool:
         try:
             ray.get(ref, timeout=5)
         except ray.exceptions.ObjectLostError:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the object outlived its owner")
+            return True
+        return False
+
+    wait_until(lost, 30, interval=0.1, message="the object outlived its owner")
 
 
 def test_a_lost_table_is_read_again(small_cache: tuple[Any, str]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import io
 import math
 from typing import Any
 
@@ -13,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from factories import ingested, partitioned
 from plans import NoChannel
 
-from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import DatasetInfo
 from sandbox.engine import compute, internal
 from sandbox.engine.executor import LocalExecutor, RayExecutor
@@ -64,16 +63,11 @@ def _table() -> pa.Table:
 
 @pytest.fixture(scope="module")
 def people(tmp_path_factory: pytest.TempPathFactory) -> DatasetInfo:
-    buf = io.BytesIO()
-    pq.write_table(_table(), buf)
-    meta = parse_meta({"name": "people", "title": "人口", "provider_id": "pr-1", "level": "L3",
-                       "columns": {"resident_id": {"role": "identifier"},
-                                   "district": {"role": "attribute"},
-                                   "age": {"role": "quasi_identifier"},
-                                   "income": {"role": "sensitive"},
-                                   "birth_date": {"role": "quasi_identifier"}}})
-    return ingest(buf.getvalue(), "people.parquet", meta,
-                  tmp_path_factory.mktemp("datasets"), PART)
+    return ingested(tmp_path_factory.mktemp("datasets"), "people", _table(),
+                    {"resident_id": {"role": "identifier"}, "district": {"role": "attribute"},
+                     "age": {"role": "quasi_identifier"}, "income": {"role": "sensitive"},
+                     "birth_date": {"role": "quasi_identifier"}},
+                    level="L3", partition_rows=PART, title="人口")
 
 
 T = Table(p.Scan("people"), NoChannel())
@@ -260,7 +254,6 @@ def test_result_types(people: DatasetInfo) -> None:
         ("__c:m", "int64")]
 
 
-@pytest.mark.ray
 @pytest.mark.parametrize("case", ["filter_group_count_sum_mean", "bucket", "whole_table",
                                   "whole_table_nothing_matches"])
 def test_ray_executor_gives_the_same_table_as_local(
@@ -302,7 +295,6 @@ def test_quantile_cont_interpolates_linearly() -> None:
     assert compute.quantile_cont([1, 5, 9], 1.0) == 9.0
 
 
-@pytest.mark.ray
 def test_a_small_scan_runs_in_place_on_ray_with_the_same_result(
         people: DatasetInfo, ray_local: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from sandbox.engine import executor as ex
@@ -329,14 +321,12 @@ def _wide(tmp_path: Any) -> DatasetInfo:
     n = 200_000
     district = pa.array([DISTRICTS[i] if keep else None for i, keep in
                          zip(rng.integers(0, 3, n), rng.random(n) > 0.01)], pa.string())
-    path = tmp_path / "part-0.parquet"
-    pq.write_table(pa.table({"resident_id": [f"4399{i:010d}" for i in range(n)],
-                             "district": district,
-                             "x": pa.array(rng.integers(-5, 50, n), pa.int64())}), path)
+    table = pa.table({"resident_id": [f"4399{i:010d}" for i in range(n)], "district": district,
+                      "x": pa.array(rng.integers(-5, 50, n), pa.int64())})
     from sandbox.catalog.models import ColumnInfo
     columns = (ColumnInfo("resident_id", "string", "identifier"),
                ColumnInfo("district", "string", "attribute"), ColumnInfo("x", "int64", "attribute"))
-    return DatasetInfo("w", "字典", "pr-1", "L1", n, columns, (str(path),))
+    return partitioned(tmp_path, [table], columns, name="w", title="字典")
 
 
 def test_few_valued_text_is_read_as_a_dictionary_and_unique_ids_are_not(tmp_path: Any) -> None:

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import io
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from factories import ingested
 from plans import NoChannel
 from pyroaring import BitMap64
 
 from contracts.document import ContractDocument
-from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.common.hashing import key_hash
 from sandbox.engine import join, protection
@@ -296,11 +294,8 @@ def test_join_tables_drops_null_keys_matches_numbers_across_types_and_keeps_null
 
 def _dataset(root: Path, name: str, table: pa.Table, roles: dict[str, str],
              partition_rows: int, level: str = "L2") -> DatasetInfo:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    meta = parse_meta({"name": name, "title": name, "provider_id": "pr-1", "level": level,
-                       "columns": {c: {"role": r} for c, r in roles.items()}})
-    return ingest(buf.getvalue(), f"{name}.parquet", meta, root, partition_rows)
+    return ingested(root, name, table, {c: {"role": r} for c, r in roles.items()}, level=level,
+                    partition_rows=partition_rows)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from factories import partitioned
 from plans import NoChannel
 from pyroaring import BitMap64
 
@@ -39,12 +39,8 @@ COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
 
 
 def _dataset(root: Path, parts: list[list[dict[str, Any]]]) -> DatasetInfo:
-    paths = []
-    for i, rows in enumerate(parts):
-        path = root / f"part-{i}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
-        paths.append(str(path))
-    return DatasetInfo("t", "测试", "pr-1", "L1", sum(map(len, parts)), COLUMNS, tuple(paths))
+    return partitioned(root, [pa.Table.from_pylist(rows, schema=SCHEMA) for rows in parts],
+                       COLUMNS, title="测试")
 
 
 def _rows(**columns: list[Any]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from factories import partitioned, slices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plans import NoChannel
@@ -38,14 +39,8 @@ STRINGS = ["a", "b", "北京", "上海", "城关区"]
 
 def _write(table: pa.Table, root: Path, cuts: list[int], group: int = GROUP,
            statistics: bool = True) -> DatasetInfo:
-    bounds = sorted({0, table.num_rows, *(min(c, table.num_rows) for c in cuts)})
-    paths = []
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:] or [table.num_rows])):
-        path = root / f"part-{i}.parquet"
-        pq.write_table(table.slice(a, b - a), path, row_group_size=group,
+    return partitioned(root, slices(table, cuts), COLUMNS, title="剪枝", row_group_size=group,
                        write_statistics=statistics)
-        paths.append(str(path))
-    return DatasetInfo("t", "剪枝", "pr-1", "L1", table.num_rows, COLUMNS, tuple(paths))
 
 
 def _sorted_table(n: int = 80) -> pa.Table:

@@ -240,7 +240,7 @@ def test_a_killed_child_gives_a_failed_outcome_not_a_hang(
         def collect(self, plan: Any) -> dict[str, Any]:
             assert used[-1].pid in _jail_children_of(os.getpid())
             os.kill(used[-1].pid, signal.SIGKILL)
-            time.sleep(0.1)  # let the pipe close before the reply is written
+            used[-1].wait()  # dead, its pipes closed, before the reply is written
             return super().collect(plan)
 
     started = time.monotonic()
@@ -367,7 +367,7 @@ def test_driver_work_past_the_deadline_is_not_delivered() -> None:
 
     class Slow(Handler):
         def collect(self, plan: Any) -> dict[str, Any]:
-            time.sleep(2.5)
+            time.sleep(2.5)  # the slow evaluation under test: past the 1.5 s limit
             return super().collect(plan)
 
     started = time.monotonic()
