@@ -115,33 +115,55 @@ def engine_ms(checked: CheckedPlan, executor: str, repeat: int) -> float | None:
     from sandbox.engine.executor import RayExecutor
 
     if executor == "ray":
-        return _median_of(lambda: RayExecutor(in_place_max_rows=0).aggregate(checked),
-                          repeat)
+        return _median_of(lambda: RayExecutor(in_place_max_rows=0).aggregate(checked), repeat)
     reused = RayExecutor(in_place_max_rows=0)
     return _median_of(lambda: reused.aggregate(checked), repeat)
 
 
-def parts(inst: Instance, result: QueryResult, executor: str, repeat: int,
-          bare_ms: float | None, noop_ms: float | None) -> list[Part]:
+def parts(
+    inst: Instance,
+    result: QueryResult,
+    executor: str,
+    repeat: int,
+    bare_ms: float | None,
+    noop_ms: float | None,
+) -> list[Part]:
     """The parts of one measured query's job time, median milliseconds each."""
     checked = checked_plan(inst, result.query)
     e2e, jail = median_ms(result.sandbox_s), median_ms(result.compute_s)
     out = [
         Part("end to end over HTTP", e2e, "client: submit → released result"),
         Part("jail wall (metered)", jail, "job's compute_seconds: jail start → exit"),
-        Part("outside the jail", e2e - jail if e2e is not None and jail is not None else None,
-             "API, SQLite writes, ledger, dispatch, settle, response"),
-        Part("bare jail", bare_ms, "a job that only emits 1: fork from the template, filter, "
-             "compile, exit; started " + ("in a Ray worker" if executor == "ray"
-                                                   else "by the API process")),
-        Part("engine in-process", engine_ms(checked, "local", repeat),
-             "the checked plan on the same partitions, one after another in this process"),
+        Part(
+            "outside the jail",
+            e2e - jail if e2e is not None and jail is not None else None,
+            "API, SQLite writes, ledger, dispatch, settle, response",
+        ),
+        Part(
+            "bare jail",
+            bare_ms,
+            "a job that only emits 1: fork from the template, filter, "
+            "compile, exit; started "
+            + ("in a Ray worker" if executor == "ray" else "by the API process"),
+        ),
+        Part(
+            "engine in-process",
+            engine_ms(checked, "local", repeat),
+            "the checked plan on the same partitions, one after another in this process",
+        ),
     ]
     if executor == "ray":
-        out += [Part("engine on Ray tasks", engine_ms(checked, "ray", repeat),
-                     "a Ray task per partition, merged here; a new executor per job, as the "
-                     "driver does"),
-                Part("  … executor reused", engine_ms(checked, "ray-reused", repeat),
-                     "the same, with the remote function registered once"),
-                Part("Ray no-op task", noop_ms, "submit + get of an empty task")]
+        out += [
+            Part(
+                "engine on Ray tasks",
+                engine_ms(checked, "ray", repeat),
+                "a Ray task per partition, merged here; a new executor per job, as the driver does",
+            ),
+            Part(
+                "  … executor reused",
+                engine_ms(checked, "ray-reused", repeat),
+                "the same, with the remote function registered once",
+            ),
+            Part("Ray no-op task", noop_ms, "submit + get of an empty task"),
+        ]
     return out

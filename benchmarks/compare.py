@@ -15,11 +15,11 @@ MAX_SHOWN = 5
 
 @dataclass(frozen=True)
 class Check:
-    cells: int                       # compared cells
-    suppressed: int                  # cells the sandbox withheld, not compared
-    mismatches: tuple[str, ...]      # the first few differences, described
-    left_out: int = 0                # DuckDB's groups the release left out (too small)
-    total: int = 0                   # DuckDB's cells (groups × aggregates): what could be known
+    cells: int  # compared cells
+    suppressed: int  # cells the sandbox withheld, not compared
+    mismatches: tuple[str, ...]  # the first few differences, described
+    left_out: int = 0  # DuckDB's groups the release left out (too small)
+    total: int = 0  # DuckDB's cells (groups × aggregates): what could be known
 
     @property
     def ok(self) -> bool:
@@ -32,9 +32,11 @@ class Check:
 
     def summary(self) -> str:
         if self.ok:
-            return (f"equal in {self.cells} cells ({self.suppressed} suppressed, "
-                    f"{self.left_out} small groups left out; {self.released_share:.1%} of "
-                    "cells released)")
+            return (
+                f"equal in {self.cells} cells ({self.suppressed} suppressed, "
+                f"{self.left_out} small groups left out; {self.released_share:.1%} of "
+                "cells released)"
+            )
         return f"MISMATCH: {'; '.join(self.mismatches)}"
 
 
@@ -60,8 +62,7 @@ def same(a: Any, b: Any, rel_tol: float) -> bool:
     return bool(a == b)
 
 
-def compare(body: dict[str, Any], duck: DuckResult, keys: tuple[str, ...],
-            rel_tol: float) -> Check:
+def compare(body: dict[str, Any], duck: DuckResult, keys: tuple[str, ...], rel_tol: float) -> Check:
     names = [c["name"] for c in body["columns"]]
     if sorted(names) != sorted(duck.columns):
         return Check(0, 0, (f"columns differ: sandbox {names}, DuckDB {list(duck.columns)}",))
@@ -86,6 +87,11 @@ def compare(body: dict[str, Any], duck: DuckResult, keys: tuple[str, ...],
     # Groups too small in every cell are left out of a release, key and all.
     left_out = sum(1 for k in expected if k not in seen)
     total = len(expected) * (len(names) - len(keys))
-    return Check(cells, len(suppressed), tuple(problems[:MAX_SHOWN]) +
-                 ((f"… {len(problems) - MAX_SHOWN} more",) if len(problems) > MAX_SHOWN else ()),
-                 left_out, total)
+    return Check(
+        cells,
+        len(suppressed),
+        tuple(problems[:MAX_SHOWN])
+        + ((f"… {len(problems) - MAX_SHOWN} more",) if len(problems) > MAX_SHOWN else ()),
+        left_out,
+        total,
+    )

@@ -51,8 +51,8 @@ class Options:
     seed: int
     executor: str
     partition_rows: int
-    ingest: str                    # "http" or "direct"
-    datasets: frozenset[str]       # the datasets the chosen queries scan
+    ingest: str  # "http" or "direct"
+    datasets: frozenset[str]  # the datasets the chosen queries scan
     cache_dir: Path | None = None  # keeps the generated city between runs
 
 
@@ -97,16 +97,19 @@ def free_port() -> int:
 def serving(ctx: Context) -> Iterator[str]:
     """The API of ``ctx`` under uvicorn on a loopback port, for as long as the block runs."""
     port = free_port()
-    config = uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port,
-                            log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_SECONDS
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start; run with the executor 'local' to "
-                               "rule out Ray, and check that loopback ports are free")
+            raise RuntimeError(
+                "the API server did not start; run with the executor 'local' to "
+                "rule out Ray, and check that loopback ports are free"
+            )
         time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -132,8 +135,9 @@ def city_files(opts: Options, workdir: Path) -> dict[str, Path]:
         if not small.exists():
             # A separate draw, not a slice of the city: a sample registered as its own dataset.
             small.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(generate_city(opts.small_rows, seed=opts.seed + 1)["population"].table,
-                           small)
+            pq.write_table(
+                generate_city(opts.small_rows, seed=opts.seed + 1)["population"].table, small
+            )
         paths[SMALL_DATASET] = small
     return {name: path for name, path in paths.items() if name in opts.datasets}
 
@@ -147,20 +151,37 @@ def _policies() -> dict[str, CityDataset]:
 def _meta(name: str, provider_id: str) -> dict[str, Any]:
     ds = _policies()["population" if name == SMALL_DATASET else name]
     title = ds.title + ("（抽样）" if name == SMALL_DATASET else "")
-    return {"name": name, "title": title, "provider_id": provider_id, "level": ds.level,
-            "columns": ds.columns}
+    return {
+        "name": name,
+        "title": title,
+        "provider_id": provider_id,
+        "level": ds.level,
+        "columns": ds.columns,
+    }
 
 
-def ingest(client: httpx.Client, ctx: Context, bureau: str, method: str, name: str,
-           path: Path, provider_id: str) -> float:
+def ingest(
+    client: httpx.Client,
+    ctx: Context,
+    bureau: str,
+    method: str,
+    name: str,
+    path: Path,
+    provider_id: str,
+) -> float:
     """Register one dataset from its Parquet file; returns the seconds it took."""
     meta = _meta(name, provider_id)
     data = path.read_bytes()
     started = time.perf_counter()
     if method == "http":
-        _check(client.post("/v1/datasets", headers=auth(bureau),
-                           files={"file": (path.name, data, "application/vnd.apache.parquet")},
-                           data={"meta": json.dumps(meta, ensure_ascii=False)}))
+        _check(
+            client.post(
+                "/v1/datasets",
+                headers=auth(bureau),
+                files={"file": (path.name, data, "application/vnd.apache.parquet")},
+                data={"meta": json.dumps(meta, ensure_ascii=False)},
+            )
+        )
     else:
         registry.register(ctx, _bureau(ctx), data, path.name, meta)
     return time.perf_counter() - started
@@ -176,27 +197,50 @@ def _bureau(ctx: Context) -> Actor:
 # --- principals, fees, contract --------------------------------------------------------------
 
 
-def principal(client: httpx.Client, bureau: str, name: str, role: str,
-              key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
+def principal(
+    client: httpx.Client, bureau: str, name: str, role: str, key: Ed25519PrivateKey | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"name": name, "role": role}
     if key is not None:
         body |= {"public_key": public_key_b64(key), "license_no": "授权运营-2026-100"}
     return _check(client.post("/v1/principals", headers=auth(bureau), json=body))
 
 
-def active_contract(client: httpx.Client, bureau: str, provider: str, operator: str,
-                    key: Ed25519PrivateKey, datasets: dict[str, list[str]]) -> str:
+def active_contract(
+    client: httpx.Client,
+    bureau: str,
+    provider: str,
+    operator: str,
+    key: Ed25519PrivateKey,
+    datasets: dict[str, list[str]],
+) -> str:
     """Apply (every column, every use), approve, sign by the bureau, then by the operator."""
     grants = {name: {c: ALL_USES for c in columns} for name, columns in datasets.items()}
-    cid = _check(client.post("/v1/contracts", headers=auth(operator), json={
-        "datasets": grants, "purpose": "公共数据平台性能基准", "purpose_class": "commercial",
-        "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z"}))["id"]
+    cid = _check(
+        client.post(
+            "/v1/contracts",
+            headers=auth(operator),
+            json={
+                "datasets": grants,
+                "purpose": "公共数据平台性能基准",
+                "purpose_class": "commercial",
+                "valid_from": "2026-01-01T00:00:00Z",
+                "valid_to": "2030-01-01T00:00:00Z",
+            },
+        )
+    )["id"]
     _check(client.post(f"/v1/contracts/{cid}/approve", headers=auth(provider)))
     _check(client.post(f"/v1/contracts/{cid}/sign", headers=auth(bureau)))
     canonical = base64.b64decode(
-        _check(client.get(f"/v1/contracts/{cid}", headers=auth(operator)))["canonical"])
-    signed = _check(client.post(f"/v1/contracts/{cid}/sign", headers=auth(operator),
-                                json={"signature": sign(key, canonical)}))
+        _check(client.get(f"/v1/contracts/{cid}", headers=auth(operator)))["canonical"]
+    )
+    signed = _check(
+        client.post(
+            f"/v1/contracts/{cid}/sign",
+            headers=auth(operator),
+            json={"signature": sign(key, canonical)},
+        )
+    )
     if signed["status"] != "active":
         raise RuntimeError(f"contract {cid} is {signed['status']} after both signatures")
     return cid
@@ -207,8 +251,12 @@ def running_instance(opts: Options) -> Iterator[Instance]:
     """A fresh instance in a temporary directory, served over HTTP, torn down afterwards."""
     with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as tmp:
         workdir = Path(tmp)
-        settings = Settings(data_dir=workdir / "instance", executor=opts.executor,
-                            partition_rows=opts.partition_rows, job_wall_seconds=600)
+        settings = Settings(
+            data_dir=workdir / "instance",
+            executor=opts.executor,
+            partition_rows=opts.partition_rows,
+            job_wall_seconds=600,
+        )
         if opts.executor == "ray":
             ensure_ray(settings)  # from the main thread, so Ray installs its signal handlers
         files = city_files(opts, workdir)
@@ -224,15 +272,15 @@ def running_instance(opts: Options) -> Iterator[Instance]:
                 ray.shutdown()
 
 
-def _populate(client: httpx.Client, ctx: Context, bureau: str, opts: Options, url: str,
-              files: dict[str, Path]) -> Instance:
+def _populate(
+    client: httpx.Client, ctx: Context, bureau: str, opts: Options, url: str, files: dict[str, Path]
+) -> Instance:
     provider = principal(client, bureau, "市大数据中心", "provider")
     key = generate_private_key()
     operator = principal(client, bureau, "智城数据科技有限公司", "operator", key)
     seconds = {}
     for name in sorted(opts.datasets):
-        seconds[name] = ingest(client, ctx, bureau, opts.ingest, name, files[name],
-                               provider["id"])
+        seconds[name] = ingest(client, ctx, bureau, opts.ingest, name, files[name], provider["id"])
     _check(client.post("/v1/price-schedules", headers=auth(bureau), json=SCHEDULE))
     columns = {name: list(_meta(name, provider["id"])["columns"]) for name in seconds}
     cid = active_contract(client, bureau, provider["token"], operator["token"], key, columns)

@@ -20,7 +20,8 @@ PLAN_CODES = frozenset({"code_rejected", "plan_invalid"})
 def missing_features(needs: tuple[str, ...]) -> tuple[str, ...]:
     """Names the job language does not offer: neither a global of job code nor a method."""
     offered = set(namespace(_NoChannel(), {})) | {
-        n for cls in (Table, Grouped, Expr) for n in dir(cls) if not n.startswith("_")}
+        n for cls in (Table, Grouped, Expr) for n in dir(cls) if not n.startswith("_")
+    }
     return tuple(n for n in needs if n not in offered)
 
 
@@ -37,11 +38,11 @@ class Outcome:
     """One submission: how long it took end to end, and what came back."""
 
     seconds: float
-    status: str                      # the job's status, or "rejected" for a refused submission
-    code: str | None = None          # error code when not succeeded
+    status: str  # the job's status, or "rejected" for a refused submission
+    code: str | None = None  # error code when not succeeded
     message: str | None = None
     output: dict[str, Any] | None = None
-    compute_seconds: float | None = None   # the job's own wall time in its jail, as metered
+    compute_seconds: float | None = None  # the job's own wall time in its jail, as metered
 
     @property
     def ok(self) -> bool:
@@ -63,8 +64,9 @@ class JobClient:
 
     def __init__(self, instance: Instance) -> None:
         self._instance = instance
-        self._http = httpx.Client(base_url=instance.url, timeout=HTTP_TIMEOUT,
-                                  headers=auth(instance.operator_token))
+        self._http = httpx.Client(
+            base_url=instance.url, timeout=HTTP_TIMEOUT, headers=auth(instance.operator_token)
+        )
 
     def __enter__(self) -> JobClient:
         return self
@@ -78,8 +80,11 @@ class JobClient:
         started = time.perf_counter()
         signed = sign_submission(inst.operator_key, inst.contract_id, code)
         try:
-            r = self._http.post("/v1/jobs", params={"wait": "true"}, json={
-                "contract_id": inst.contract_id, "code": code, **signed})
+            r = self._http.post(
+                "/v1/jobs",
+                params={"wait": "true"},
+                json={"contract_id": inst.contract_id, "code": code, **signed},
+            )
         except httpx.HTTPError as exc:
             return Outcome(time.perf_counter() - started, "unreachable", "transport", repr(exc))
         return _outcome(r, time.perf_counter() - started)
@@ -95,6 +100,11 @@ def _outcome(r: httpx.Response, seconds: float) -> Outcome:
     error = body.get("error") or {}
     usage = body.get("usage") or {}
     compute = usage.get("compute_seconds")
-    return Outcome(seconds, body["status"], error.get("code"), error.get("message"),
-                   (body.get("outputs") or {}).get(OUTPUT),
-                   float(compute) if compute is not None else None)
+    return Outcome(
+        seconds,
+        body["status"],
+        error.get("code"),
+        error.get("message"),
+        (body.get("outputs") or {}).get(OUTPUT),
+        float(compute) if compute is not None else None,
+    )

@@ -57,7 +57,7 @@ class Options:
 
 @dataclass(frozen=True)
 class Results:
-    single_per_s: float          # medians over the repeats
+    single_per_s: float  # medians over the repeats
     batched_per_s: float
     build_s: float
     build_per_s: float
@@ -66,15 +66,24 @@ class Results:
     root_ms: float
     verify_inclusion_ms: float
     verify_consistency_ms: float
-    rebuild_per_s: float         # leaves per second a verifier hashes into MemoryTree
+    rebuild_per_s: float  # leaves per second a verifier hashes into MemoryTree
 
 
 def _event(i: int) -> dict[str, object]:
     # The size and shape of a typical logged event (a settled charge).
-    return {"job": f"j-{i:012x}", "contract": "c-5f2a9e01d3b4", "quote": "2.34",
-            "charge": {"amount": "2.34", "currency": "CNY",
-                       "lines": [{"unit": "call", "quantity": 1, "amount": "2.00"},
-                                 {"unit": "rows", "quantity": 20000, "amount": "0.34"}]}}
+    return {
+        "job": f"j-{i:012x}",
+        "contract": "c-5f2a9e01d3b4",
+        "quote": "2.34",
+        "charge": {
+            "amount": "2.34",
+            "currency": "CNY",
+            "lines": [
+                {"unit": "call", "quantity": 1, "amount": "2.00"},
+                {"unit": "rows", "quantity": 20000, "amount": "0.34"},
+            ],
+        },
+    }
 
 
 def _fresh(directory: Path, name: str) -> sessionmaker[Session]:
@@ -123,8 +132,9 @@ def build_bulk(sessions: sessionmaker[Session], size: int) -> bytes:
             for i in range(chunk_start, min(size, chunk_start + BULK_CHUNK)):
                 leaf = leaf_of(i)
                 entries.append({"index": i, "leaf": leaf})
-                for level, index, value in merkle.completed_subtrees(i, merkle.leaf_hash(leaf),
-                                                                     node_at):
+                for level, index, value in merkle.completed_subtrees(
+                    i, merkle.leaf_hash(leaf), node_at
+                ):
                     if level == len(newest):
                         newest.append((index, value))
                     newest[level] = (index, value)
@@ -144,8 +154,13 @@ def _leaf_maker() -> Callable[[int], bytes]:
     stamp = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
     def event(i: int) -> dict[str, object]:
-        return {"type": "charge.settled", "actor": None, "subject": f"j-{i:012x}",
-                "data": _event(i), "at": stamp}
+        return {
+            "type": "charge.settled",
+            "actor": None,
+            "subject": f"j-{i:012x}",
+            "data": _event(i),
+            "at": stamp,
+        }
 
     placeholder = b"@" * 12
     template = rfc8785.dumps(event(0)).replace(f"{0:012x}".encode(), placeholder)
@@ -161,7 +176,7 @@ def _leaf_maker() -> Callable[[int], bytes]:
 def _root_of_border(size: int, newest: list[tuple[int, bytes]]) -> bytes:
     """The root from the complete subtrees tiling [0, size): RFC 6962 splits off the largest."""
     border = [newest[level][1] for level in range(size.bit_length()) if size >> level & 1]
-    root = border[0]          # smallest subtree first; each larger one is a left sibling
+    root = border[0]  # smallest subtree first; each larger one is a left sibling
     for left in border[1:]:
         root = merkle.node_hash(left, root)
     return root
@@ -180,33 +195,49 @@ def _median_ms(seconds: list[float]) -> float:
     return statistics.median(seconds) * 1000
 
 
-def measure_proofs(sessions: sessionmaker[Session], size: int, root: bytes, count: int,
-                   seed: int) -> dict[str, float]:
+def measure_proofs(
+    sessions: sessionmaker[Session], size: int, root: bytes, count: int, seed: int
+) -> dict[str, float]:
     rng = random.Random(seed)
     indexes = [rng.randrange(size) for _ in range(count)]
     firsts = [rng.randrange(1, size) for _ in range(count)]
     with sessions() as s:
         if log.root(s, size) != root:
-            raise SystemExit("the store's root differs from the root computed while building; "
-                             "the node table is wrong, so no proof time would mean anything")
-        inclusion = _timed(iter([lambda i=i: log.inclusion_proof(s, i, size)
-                                 for i in indexes]))
-        consistency = _timed(iter([lambda f=f: log.consistency_proof(s, f, size)
-                                   for f in firsts]))
+            raise SystemExit(
+                "the store's root differs from the root computed while building; "
+                "the node table is wrong, so no proof time would mean anything"
+            )
+        inclusion = _timed(iter([lambda i=i: log.inclusion_proof(s, i, size) for i in indexes]))
+        consistency = _timed(iter([lambda f=f: log.consistency_proof(s, f, size) for f in firsts]))
         roots = _timed(iter([lambda: log.root(s, size)] * count))
         proofs = [log.inclusion_proof(s, i, size) for i in indexes[:200]]
         leaves = {i: s.get(LedgerEntry, i).leaf for i in indexes[:200]}  # type: ignore[union-attr]
         cons = [(f, log.consistency_proof(s, f, size), log.root(s, f)) for f in firsts[:200]]
-    verify_inc = _timed(iter([
-        lambda i=i, p=p: merkle.verify_inclusion(merkle.leaf_hash(leaves[i]), i, size,
-                                                 _unb64(p), root)
-        for i, p in zip(indexes[:200], proofs)]))
-    verify_cons = _timed(iter([
-        lambda f=f, p=p, r=r: merkle.verify_consistency(f, size, r, root, _unb64(p))
-        for f, p, r in cons]))
-    return {"inclusion_ms": _median_ms(inclusion), "consistency_ms": _median_ms(consistency),
-            "root_ms": _median_ms(roots), "verify_inclusion_ms": _median_ms(verify_inc),
-            "verify_consistency_ms": _median_ms(verify_cons)}
+    verify_inc = _timed(
+        iter(
+            [
+                lambda i=i, p=p: merkle.verify_inclusion(
+                    merkle.leaf_hash(leaves[i]), i, size, _unb64(p), root
+                )
+                for i, p in zip(indexes[:200], proofs)
+            ]
+        )
+    )
+    verify_cons = _timed(
+        iter(
+            [
+                lambda f=f, p=p, r=r: merkle.verify_consistency(f, size, r, root, _unb64(p))
+                for f, p, r in cons
+            ]
+        )
+    )
+    return {
+        "inclusion_ms": _median_ms(inclusion),
+        "consistency_ms": _median_ms(consistency),
+        "root_ms": _median_ms(roots),
+        "verify_inclusion_ms": _median_ms(verify_inc),
+        "verify_consistency_ms": _median_ms(verify_cons),
+    }
 
 
 def _unb64(proof: list[str]) -> list[bytes]:
@@ -229,42 +260,72 @@ def run(options: Options, directory: Path, console: Console) -> Results:
     single, batched = [], []
     for r in range(options.repeat):
         single.append(appends_per_second(_fresh(directory, f"single-{r}"), options.appends, 1))
-        batched.append(appends_per_second(_fresh(directory, f"batched-{r}"),
-                                          options.appends * 5, options.batch))
-        console.print(f"  appends, run {r + 1}/{options.repeat}: {single[-1]:,.0f}/s single, "
-                      f"{batched[-1]:,.0f}/s batched")
+        batched.append(
+            appends_per_second(
+                _fresh(directory, f"batched-{r}"), options.appends * 5, options.batch
+            )
+        )
+        console.print(
+            f"  appends, run {r + 1}/{options.repeat}: {single[-1]:,.0f}/s single, "
+            f"{batched[-1]:,.0f}/s batched"
+        )
     sessions = _fresh(directory, "large")
     console.print(f"  building {options.size:,} entries ({options.build}) …")
     start = time.perf_counter()
-    root = (build_bulk(sessions, options.size) if options.build == "bulk"
-            else build_direct(sessions, options.size, options.batch))
+    root = (
+        build_bulk(sessions, options.size)
+        if options.build == "bulk"
+        else build_direct(sessions, options.size, options.batch)
+    )
     build_s = time.perf_counter() - start
     proofs = measure_proofs(sessions, options.size, root, options.proofs, options.seed)
-    return Results(statistics.median(single), statistics.median(batched), build_s,
-                   options.size / build_s, rebuild_per_s=rebuild_per_second(sessions, 200_000),
-                   **proofs)
+    return Results(
+        statistics.median(single),
+        statistics.median(batched),
+        build_s,
+        options.size / build_s,
+        rebuild_per_s=rebuild_per_second(sessions, 200_000),
+        **proofs,
+    )
 
 
 def print_results(console: Console, options: Options, results: Results) -> None:
-    console.print(f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
-                  f"{os.cpu_count()} cores, {platform.platform()}")
+    console.print(
+        f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} cores, {platform.platform()}"
+    )
     table = Table("measure", "median", "target", "", title="Transparency log (SQLite)")
 
     def row(what: str, value: str, target: str = "", met: bool | None = None) -> None:
         mark = "" if met is None else ("[green]met[/]" if met else "[red]missed[/]")
         table.add_row(what, value, target, mark)
 
-    row(f"appends, one event per transaction ({options.appends:,} × {options.repeat})",
-        f"{results.single_per_s:,.0f}/s")
-    row(f"appends, {options.batch} events per transaction",
-        f"{results.batched_per_s:,.0f}/s", f"≥ {TARGET_APPENDS_PER_S:,}/s",
-        results.batched_per_s >= TARGET_APPENDS_PER_S)
-    row(f"build {options.size:,} entries ({options.build})",
-        f"{results.build_s:,.1f} s ({results.build_per_s:,.0f}/s)")
-    row(f"inclusion proof at {options.size:,}", f"{results.inclusion_ms:.3f} ms",
-        f"≤ {TARGET_PROOF_MS:g} ms", results.inclusion_ms <= TARGET_PROOF_MS)
-    row(f"consistency proof at {options.size:,}", f"{results.consistency_ms:.3f} ms",
-        f"≤ {TARGET_PROOF_MS:g} ms", results.consistency_ms <= TARGET_PROOF_MS)
+    row(
+        f"appends, one event per transaction ({options.appends:,} × {options.repeat})",
+        f"{results.single_per_s:,.0f}/s",
+    )
+    row(
+        f"appends, {options.batch} events per transaction",
+        f"{results.batched_per_s:,.0f}/s",
+        f"≥ {TARGET_APPENDS_PER_S:,}/s",
+        results.batched_per_s >= TARGET_APPENDS_PER_S,
+    )
+    row(
+        f"build {options.size:,} entries ({options.build})",
+        f"{results.build_s:,.1f} s ({results.build_per_s:,.0f}/s)",
+    )
+    row(
+        f"inclusion proof at {options.size:,}",
+        f"{results.inclusion_ms:.3f} ms",
+        f"≤ {TARGET_PROOF_MS:g} ms",
+        results.inclusion_ms <= TARGET_PROOF_MS,
+    )
+    row(
+        f"consistency proof at {options.size:,}",
+        f"{results.consistency_ms:.3f} ms",
+        f"≤ {TARGET_PROOF_MS:g} ms",
+        results.consistency_ms <= TARGET_PROOF_MS,
+    )
     row(f"root at {options.size:,}", f"{results.root_ms:.3f} ms")
     row("verify an inclusion proof (client)", f"{results.verify_inclusion_ms:.3f} ms")
     row("verify a consistency proof (client)", f"{results.verify_consistency_ms:.3f} ms")
@@ -273,27 +334,42 @@ def print_results(console: Console, options: Options, results: Results) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    a = argparse.ArgumentParser(prog="python -m benchmarks.ledger", description=(
-        "Appends per second and proof times of the SQLite-backed transparency log."))
+    a = argparse.ArgumentParser(
+        prog="python -m benchmarks.ledger",
+        description=("Appends per second and proof times of the SQLite-backed transparency log."),
+    )
     a.add_argument("--size", type=int, default=1_000_000, help="entries of the large log")
-    a.add_argument("--appends", type=int, default=2000,
-                   help="events per single-transaction run (batched runs append 5× as many)")
+    a.add_argument(
+        "--appends",
+        type=int,
+        default=2000,
+        help="events per single-transaction run (batched runs append 5× as many)",
+    )
     a.add_argument("--batch", type=int, default=100, help="events per batched transaction")
     a.add_argument("--repeat", type=int, default=3, help="runs of each append measurement")
     a.add_argument("--proofs", type=int, default=1000, help="proofs timed of each kind")
-    a.add_argument("--build", choices=("bulk", "direct"), default="bulk",
-                   help="fill the large log in bulk (default) or through log.append")
+    a.add_argument(
+        "--build",
+        choices=("bulk", "direct"),
+        default="bulk",
+        help="fill the large log in bulk (default) or through log.append",
+    )
     a.add_argument("--seed", type=int, default=2026)
-    a.add_argument("--dir", type=Path, default=None,
-                   help="where the databases go (default: a temporary directory)")
+    a.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the databases go (default: a temporary directory)",
+    )
     a.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     return a
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    options = Options(args.size, args.appends, args.batch, args.repeat, args.proofs,
-                      args.build, args.seed)
+    options = Options(
+        args.size, args.appends, args.batch, args.repeat, args.proofs, args.build, args.seed
+    )
     console = Console()
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
         directory = args.dir or Path(tmp)
@@ -301,8 +377,10 @@ def main(argv: list[str] | None = None) -> None:
         results = run(options, directory, console)
     print_results(console, options, results)
     if args.json is not None:
-        args.json.write_text(json.dumps({"options": asdict(options), "results": asdict(results)},
-                                        indent=2), encoding="utf-8")
+        args.json.write_text(
+            json.dumps({"options": asdict(options), "results": asdict(results)}, indent=2),
+            encoding="utf-8",
+        )
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ HISTOGRAM_EDGES = (0, 3000, 6000, 10000, 20000)
 class Query:
     name: str
     title: str
-    datasets: tuple[str, ...]      # scanned; the first is the one whose rows are reported
-    keys: tuple[str, ...]          # group keys: how released rows are matched to SQL rows
-    code: str                      # job code; emits OUTPUT
-    sql: str                       # DuckDB SQL over views named like the datasets
-    needs: tuple[str, ...] = ()    # language features beyond count/sum/mean, by name
-    rel_tol: float = 1e-9          # floats compare within this relative tolerance
+    datasets: tuple[str, ...]  # scanned; the first is the one whose rows are reported
+    keys: tuple[str, ...]  # group keys: how released rows are matched to SQL rows
+    code: str  # job code; emits OUTPUT
+    sql: str  # DuckDB SQL over views named like the datasets
+    needs: tuple[str, ...] = ()  # language features beyond count/sum/mean, by name
+    rel_tol: float = 1e-9  # floats compare within this relative tolerance
 
     def __post_init__(self) -> None:
         if not self.datasets or f'emit("{OUTPUT}"' not in self.code:
@@ -62,7 +62,10 @@ def _bucket_sql(column: str, edges: tuple[int, ...]) -> str:
 Q1 = elderly_by_district("q1", "population", "filter, group by 1 key: count, mean")
 
 Q2 = Query(
-    "q2", "group by 2 keys: count_distinct", ("population",), ("district", "hukou_type"),
+    "q2",
+    "group by 2 keys: count_distinct",
+    ("population",),
+    ("district", "hukou_type"),
     code=f'''\
 pop = table("population")
 res = (pop.group_by("district", "hukou_type")
@@ -79,8 +82,10 @@ GROUP BY district, hukou_type
 )
 
 Q3 = Query(
-    "q3", "population ⋈ social insurance ⋈ enterprises",
-    ("population", "social_insurance", "enterprises"), ("industry",),
+    "q3",
+    "population ⋈ social insurance ⋈ enterprises",
+    ("population", "social_insurance", "enterprises"),
+    ("industry",),
     code=f'''\
 people = table("population").select("resident_id", "income")
 insured = table("social_insurance").select("resident_id", "credit_code", "contribution_base")
@@ -106,7 +111,9 @@ GROUP BY e.industry
 # above the last edge. Quantiles are compared with DuckDB's interpolating quantile_cont within
 # 1 %, which also admits a mergeable approximate sketch.
 Q4 = Query(
-    "q4", "quantiles and a histogram of income, by district", ("population",),
+    "q4",
+    "quantiles and a histogram of income, by district",
+    ("population",),
     ("district", "bin"),
     code=f'''\
 earners = table("population").filter(col("income") > 0)

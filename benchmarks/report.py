@@ -56,13 +56,20 @@ def _cpu_model() -> str:
 
 def machine() -> dict[str, Any]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    memory = (
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    )
     return {
-        "cpu": _cpu_model(), "cores": os.cpu_count(), "usable_cores": usable,
-        "memory_gib": round(memory / 2**30, 1), "os": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gib": round(memory / 2**30, 1),
+        "os": platform.platform(),
         "python": sys.version.split()[0],
-        **{name: _version(name) for name in ("pyarrow", "ray", "duckdb", "numpy", "fastapi",
-                                             "uvicorn", "httpx")},
+        **{
+            name: _version(name)
+            for name in ("pyarrow", "ray", "duckdb", "numpy", "fastapi", "uvicorn", "httpx")
+        },
     }
 
 
@@ -86,8 +93,10 @@ def _note(r: QueryResult) -> str:
     first = f"; first run {r.first_s * 1000:,.0f} ms" if r.first_s is not None else ""
     # Utility: of DuckDB's cells, how many the gate released (the rest suppressed, or in
     # groups too small to show).
-    return (f"= DuckDB in {r.check.cells} cells; {r.check.released_share:.0%} of "
-            f"{r.check.total} released{first}")
+    return (
+        f"= DuckDB in {r.check.cells} cells; {r.check.released_share:.0%} of "
+        f"{r.check.total} released{first}"
+    )
 
 
 def _details(console: Console, results: list[QueryResult]) -> None:
@@ -99,8 +108,13 @@ def _details(console: Console, results: list[QueryResult]) -> None:
         console.print(f"[{style}]{r.query.name} {r.status}[/]: {text}")
 
 
-def print_report(console: Console, setup: Setup, results: list[QueryResult],
-                 small: SmallJobs | None, breakdowns: dict[str, list[Part]]) -> None:
+def print_report(
+    console: Console,
+    setup: Setup,
+    results: list[QueryResult],
+    small: SmallJobs | None,
+    breakdowns: dict[str, list[Part]],
+) -> None:
     facts = machine()
     console.rule("[bold]Machine")
     console.print(", ".join(f"{k} {v}" for k, v in facts.items()))
@@ -108,17 +122,35 @@ def print_report(console: Console, setup: Setup, results: list[QueryResult],
     console.print(
         f"{setup.residents:,} residents, executor {setup.executor}, {setup.partition_rows:,} rows "
         f"per partition, repeat {setup.repeat}, DuckDB threads {setup.duckdb_threads}; "
-        f"ingested via {setup.ingest}: " + ", ".join(
+        f"ingested via {setup.ingest}: "
+        + ", ".join(
             f"{n} {s:.1f} s ({setup.partitions.get(n, 0)} part.)"
-            for n, s in setup.ingest_seconds.items()) + f"; setup {setup.setup_seconds:.0f} s")
-    table = Table("query", "what", "rows", "sandbox median ms", "DuckDB median ms",
-                  "ratio", "notes", title="Sandbox (submission → released result, over HTTP) "
-                  "vs DuckDB (in-process) on the same Parquet files")
+            for n, s in setup.ingest_seconds.items()
+        )
+        + f"; setup {setup.setup_seconds:.0f} s"
+    )
+    table = Table(
+        "query",
+        "what",
+        "rows",
+        "sandbox median ms",
+        "DuckDB median ms",
+        "ratio",
+        "notes",
+        title="Sandbox (submission → released result, over HTTP) "
+        "vs DuckDB (in-process) on the same Parquet files",
+    )
     every = results + ([small.result] if small else [])
     for r in every:
-        table.add_row(r.query.name, r.query.title, f"{r.rows:,}", _ms(median_ms(r.sandbox_s)),
-                      _ms(median_ms(r.duckdb_s)), _ratio(r.ratio),
-                      _note(r))
+        table.add_row(
+            r.query.name,
+            r.query.title,
+            f"{r.rows:,}",
+            _ms(median_ms(r.sandbox_s)),
+            _ms(median_ms(r.duckdb_s)),
+            _ratio(r.ratio),
+            _note(r),
+        )
     console.print(table)
     _details(console, every)
     if small is not None:
@@ -134,13 +166,19 @@ def print_report(console: Console, setup: Setup, results: list[QueryResult],
 def print_small_jobs(console: Console, small: SmallJobs) -> None:
     t = Table("measure", "value", title=f"Small jobs: {small.result.rows:,}-row dataset")
     t.add_row("sequential jobs", str(len(small.sequential_s)))
-    t.add_row("p50 / p99 latency", f"{_ms(median_ms(small.sequential_s))} / "
-              f"{_ms(percentile_ms(small.sequential_s, 99))} ms")
-    t.add_row(f"throughput, {small.clients} concurrent clients",
-              f"{small.throughput:.1f} jobs/s ({small.concurrent_jobs} jobs in "
-              f"{small.concurrent_wall_s:.1f} s)")
-    t.add_row("p50 / p99 latency under load", f"{_ms(median_ms(small.concurrent_s))} / "
-              f"{_ms(percentile_ms(small.concurrent_s, 99))} ms")
+    t.add_row(
+        "p50 / p99 latency",
+        f"{_ms(median_ms(small.sequential_s))} / {_ms(percentile_ms(small.sequential_s, 99))} ms",
+    )
+    t.add_row(
+        f"throughput, {small.clients} concurrent clients",
+        f"{small.throughput:.1f} jobs/s ({small.concurrent_jobs} jobs in "
+        f"{small.concurrent_wall_s:.1f} s)",
+    )
+    t.add_row(
+        "p50 / p99 latency under load",
+        f"{_ms(median_ms(small.concurrent_s))} / {_ms(percentile_ms(small.concurrent_s, 99))} ms",
+    )
     t.add_row("DuckDB median, in-process", f"{_ms(median_ms(small.result.duckdb_s))} ms")
     if small.failures:
         t.add_row("[red]failures", "; ".join(small.failures))
@@ -151,59 +189,103 @@ def _verdict(ok: bool) -> str:
     return "[green]met[/]" if ok else "[red]missed[/]"
 
 
-def print_targets(console: Console, setup: Setup, results: list[QueryResult],
-                  small: SmallJobs | None) -> None:
+def print_targets(
+    console: Console, setup: Setup, results: list[QueryResult], small: SmallJobs | None
+) -> None:
     ratios = any(r.query.name != "q5" for r in results)
-    scale = "" if setup.residents >= TARGET_ROWS or not ratios else (
-        f" (ratios are targets at {TARGET_ROWS:,} residents; this run has {setup.residents:,})")
+    scale = (
+        ""
+        if setup.residents >= TARGET_ROWS or not ratios
+        else (
+            f" (ratios are targets at {TARGET_ROWS:,} residents; this run has {setup.residents:,})"
+        )
+    )
     t = Table("target", "measured", "", title="Targets" + scale)
     for r in results:
         if r.query.name == "q5":
             continue
         label = f"{r.query.name} ratio ≤ {TARGET_RATIO}"
-        t.add_row(label, _ratio(r.ratio), _verdict(r.ratio <= TARGET_RATIO)
-                  if r.ratio is not None else r.status)
+        t.add_row(
+            label,
+            _ratio(r.ratio),
+            _verdict(r.ratio <= TARGET_RATIO) if r.ratio is not None else r.status,
+        )
     if small is not None and small.sequential_s:
         p50 = median_ms(small.sequential_s) or 0.0
         p99 = percentile_ms(small.sequential_s, 99) or 0.0
-        t.add_row(f"small-job p50 ≤ {TARGET_P50_MS:.0f} ms", f"{p50:.1f} ms",
-                  _verdict(p50 <= TARGET_P50_MS))
-        t.add_row(f"small-job p99 ≤ {TARGET_P99_MS:.0f} ms", f"{p99:.1f} ms",
-                  _verdict(p99 <= TARGET_P99_MS))
-        t.add_row(f"≥ {TARGET_JOBS_PER_S:.0f} jobs/s with {small.clients} clients",
-                  f"{small.throughput:.1f} jobs/s", _verdict(small.throughput >= TARGET_JOBS_PER_S))
+        t.add_row(
+            f"small-job p50 ≤ {TARGET_P50_MS:.0f} ms",
+            f"{p50:.1f} ms",
+            _verdict(p50 <= TARGET_P50_MS),
+        )
+        t.add_row(
+            f"small-job p99 ≤ {TARGET_P99_MS:.0f} ms",
+            f"{p99:.1f} ms",
+            _verdict(p99 <= TARGET_P99_MS),
+        )
+        t.add_row(
+            f"≥ {TARGET_JOBS_PER_S:.0f} jobs/s with {small.clients} clients",
+            f"{small.throughput:.1f} jobs/s",
+            _verdict(small.throughput >= TARGET_JOBS_PER_S),
+        )
     console.print(t)
 
 
 def _result_json(r: QueryResult) -> dict[str, Any]:
     return {
-        "query": r.query.name, "title": r.query.title, "rows": r.rows, "status": r.status,
-        "sandbox_median_ms": median_ms(r.sandbox_s), "duckdb_median_ms": median_ms(r.duckdb_s),
-        "ratio": r.ratio, "sandbox_ms": as_json(r.sandbox_s), "duckdb_ms": as_json(r.duckdb_s),
+        "query": r.query.name,
+        "title": r.query.title,
+        "rows": r.rows,
+        "status": r.status,
+        "sandbox_median_ms": median_ms(r.sandbox_s),
+        "duckdb_median_ms": median_ms(r.duckdb_s),
+        "ratio": r.ratio,
+        "sandbox_ms": as_json(r.sandbox_s),
+        "duckdb_ms": as_json(r.duckdb_s),
         "jail_wall_ms": as_json(r.compute_s),
         "first_run_ms": r.first_s * 1000 if r.first_s is not None else None,
-        "check": None if r.check is None else {
-            "ok": r.check.ok, "cells": r.check.cells, "suppressed": r.check.suppressed,
-            "left_out": r.check.left_out, "released_share": round(r.check.released_share, 4),
-            "mismatches": list(r.check.mismatches)},
-        "note": r.note, "needs": list(r.query.needs), "code": r.query.code, "sql": r.query.sql,
+        "check": None
+        if r.check is None
+        else {
+            "ok": r.check.ok,
+            "cells": r.check.cells,
+            "suppressed": r.check.suppressed,
+            "left_out": r.check.left_out,
+            "released_share": round(r.check.released_share, 4),
+            "mismatches": list(r.check.mismatches),
+        },
+        "note": r.note,
+        "needs": list(r.query.needs),
+        "code": r.query.code,
+        "sql": r.query.sql,
     }
 
 
-def write_json(path: Path, setup: Setup, results: list[QueryResult], small: SmallJobs | None,
-               breakdowns: dict[str, list[Part]]) -> None:
+def write_json(
+    path: Path,
+    setup: Setup,
+    results: list[QueryResult],
+    small: SmallJobs | None,
+    breakdowns: dict[str, list[Part]],
+) -> None:
     body: dict[str, Any] = {
-        "machine": machine(), "setup": setup.__dict__,
+        "machine": machine(),
+        "setup": setup.__dict__,
         "queries": [_result_json(r) for r in results],
-        "small_jobs": None if small is None else {
+        "small_jobs": None
+        if small is None
+        else {
             **_result_json(small.result),
             "p50_ms": median_ms(small.sequential_s),
             "p99_ms": percentile_ms(small.sequential_s, 99),
-            "clients": small.clients, "concurrent_jobs": small.concurrent_jobs,
-            "concurrent_wall_s": small.concurrent_wall_s, "jobs_per_s": small.throughput,
+            "clients": small.clients,
+            "concurrent_jobs": small.concurrent_jobs,
+            "concurrent_wall_s": small.concurrent_wall_s,
+            "jobs_per_s": small.throughput,
             "concurrent_p50_ms": median_ms(small.concurrent_s),
             "concurrent_p99_ms": percentile_ms(small.concurrent_s, 99),
-            "failures": list(small.failures)},
+            "failures": list(small.failures),
+        },
         "breakdown": {name: [p.__dict__ for p in parts] for name, parts in breakdowns.items()},
     }
     path.write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

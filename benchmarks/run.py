@@ -39,11 +39,11 @@ def percentile_ms(seconds: list[float] | tuple[float, ...], pct: float) -> float
 class QueryResult:
     query: Query
     rows: int
-    status: str                               # ok | not yet supported | failed
+    status: str  # ok | not yet supported | failed
     sandbox_s: tuple[float, ...] = ()
     duckdb_s: tuple[float, ...] = ()
-    compute_s: tuple[float, ...] = ()         # the jobs' metered jail wall time
-    first_s: float | None = None              # the untimed warm-up submission
+    compute_s: tuple[float, ...] = ()  # the jobs' metered jail wall time
+    first_s: float | None = None  # the untimed warm-up submission
     check: Check | None = None
     note: str = ""
 
@@ -78,8 +78,9 @@ def time_duckdb(duck: DuckSide, sql: str, repeat: int) -> tuple[tuple[float, ...
     return tuple(times), result
 
 
-def alternate(duck: DuckSide, client: JobClient, query: Query,
-              repeat: int) -> tuple[tuple[float, ...], DuckResult, list[Outcome]]:
+def alternate(
+    duck: DuckSide, client: JobClient, query: Query, repeat: int
+) -> tuple[tuple[float, ...], DuckResult, list[Outcome]]:
     """Timed runs of both sides, taking turns, so that a noisy neighbour on the machine
     slows both alike rather than whichever side happened to run at the time."""
     times, outcomes, result = [], [], None
@@ -100,8 +101,14 @@ def _refused(query: Query, rows: int, outcome: Outcome, duck_s: tuple[float, ...
         return QueryResult(query, rows, "failed", duckdb_s=duck_s, note=outcome.explain())
     missing = missing_features(query.needs)
     lacks = f"the job language has no {', '.join(missing)} yet; " if missing else ""
-    return QueryResult(query, rows, "not yet supported", duckdb_s=duck_s,
-                       first_s=outcome.seconds, note=lacks + outcome.explain())
+    return QueryResult(
+        query,
+        rows,
+        "not yet supported",
+        duckdb_s=duck_s,
+        first_s=outcome.seconds,
+        note=lacks + outcome.explain(),
+    )
 
 
 def measure_query(inst: Instance, duck: DuckSide, query: Query, repeat: int) -> QueryResult:
@@ -118,27 +125,37 @@ def measure_query(inst: Instance, duck: DuckSide, query: Query, repeat: int) -> 
     if (failed := _first_failure(runs)) is not None:
         return QueryResult(query, rows, "failed", duckdb_s=duck_s, note=failed.explain())
     return QueryResult(
-        query, rows, "ok", tuple(o.seconds for o in runs), duck_s,
-        tuple(o.compute_seconds for o in runs if o.compute_seconds is not None), first.seconds,
-        compare(runs[-1].output or {}, expected, query.keys, query.rel_tol))
+        query,
+        rows,
+        "ok",
+        tuple(o.seconds for o in runs),
+        duck_s,
+        tuple(o.compute_seconds for o in runs if o.compute_seconds is not None),
+        first.seconds,
+        compare(runs[-1].output or {}, expected, query.keys, query.rel_tol),
+    )
 
 
-def _client_loop(inst: Instance, code: str, jobs: int, start: threading.Barrier,
-                 out: list[Outcome]) -> None:
+def _client_loop(
+    inst: Instance, code: str, jobs: int, start: threading.Barrier, out: list[Outcome]
+) -> None:
     with JobClient(inst) as client:
         start.wait()
         for _ in range(jobs):
             out.append(client.submit(code))
 
 
-def run_concurrently(inst: Instance, code: str, clients: int,
-                     total: int) -> tuple[float, list[Outcome]]:
+def run_concurrently(
+    inst: Instance, code: str, clients: int, total: int
+) -> tuple[float, list[Outcome]]:
     """`total` jobs from `clients` threads, each with its own connection; returns wall seconds."""
     shares = [total // clients + (1 if i < total % clients else 0) for i in range(clients)]
     start = threading.Barrier(clients + 1)
     results: list[list[Outcome]] = [[] for _ in range(clients)]
-    threads = [threading.Thread(target=_client_loop, args=(inst, code, n, start, results[i]))
-               for i, n in enumerate(shares)]
+    threads = [
+        threading.Thread(target=_client_loop, args=(inst, code, n, start, results[i]))
+        for i, n in enumerate(shares)
+    ]
     for t in threads:
         t.start()
     start.wait()
@@ -148,14 +165,21 @@ def run_concurrently(inst: Instance, code: str, clients: int,
     return time.perf_counter() - began, [o for r in results for o in r]
 
 
-def measure_small_jobs(inst: Instance, duck: DuckSide, query: Query, jobs: int, clients: int,
-                       warmup: int = 3) -> SmallJobs:
+def measure_small_jobs(
+    inst: Instance, duck: DuckSide, query: Query, jobs: int, clients: int, warmup: int = 3
+) -> SmallJobs:
     rows = inst.row_count(query.datasets[0])
     try:
         duck.run(query.sql)
     except duckdb.Error as exc:
-        return SmallJobs(QueryResult(query, rows, "failed", note=f"DuckDB refused the SQL: {exc}"),
-                         (), clients, 0, 0.0, ())
+        return SmallJobs(
+            QueryResult(query, rows, "failed", note=f"DuckDB refused the SQL: {exc}"),
+            (),
+            clients,
+            0,
+            0.0,
+            (),
+        )
     with JobClient(inst) as client:
         first = [client.submit(query.code) for _ in range(warmup)]
         if (bad := _first_failure(first)) is not None:
@@ -166,13 +190,25 @@ def measure_small_jobs(inst: Instance, duck: DuckSide, query: Query, jobs: int, 
     failures = tuple(o.explain() for o in sequential + concurrent if not o.ok)
     ok = [o for o in sequential if o.ok]
     result = QueryResult(
-        query, rows, "ok" if not failures else "failed", tuple(o.seconds for o in ok), duck_s,
-        tuple(o.compute_seconds for o in ok if o.compute_seconds is not None), first[0].seconds,
+        query,
+        rows,
+        "ok" if not failures else "failed",
+        tuple(o.seconds for o in ok),
+        duck_s,
+        tuple(o.compute_seconds for o in ok if o.compute_seconds is not None),
+        first[0].seconds,
         compare(ok[-1].output or {}, expected, query.keys, query.rel_tol) if ok else None,
-        note=f"{len(failures)} of {2 * jobs} jobs failed: {failures[0]}" if failures else "")
-    return SmallJobs(result, tuple(o.seconds for o in ok), clients,
-                     sum(o.ok for o in concurrent), wall,
-                     tuple(o.seconds for o in concurrent if o.ok), failures[:5])
+        note=f"{len(failures)} of {2 * jobs} jobs failed: {failures[0]}" if failures else "",
+    )
+    return SmallJobs(
+        result,
+        tuple(o.seconds for o in ok),
+        clients,
+        sum(o.ok for o in concurrent),
+        wall,
+        tuple(o.seconds for o in concurrent if o.ok),
+        failures[:5],
+    )
 
 
 def as_json(value: Any) -> Any:

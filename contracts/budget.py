@@ -33,8 +33,9 @@ class Epsilon:
     value: Fraction
 
     def __post_init__(self) -> None:
-        if isinstance(self.value, (bool, float)) or not isinstance(self.value,
-                                                                   (Fraction, int, Decimal)):
+        if isinstance(self.value, (bool, float)) or not isinstance(
+            self.value, (Fraction, int, Decimal)
+        ):
             raise TypeError(f"ε must be exact (int, Decimal or Fraction), got {self.value!r}")
         value = Fraction(self.value)
         if value < 0:
@@ -49,8 +50,9 @@ class Epsilon:
         if not isinstance(raw, str):
             raise ContractInvalid(f"{what} must be a decimal string, got {_kind(raw)}; {_HOW}")
         if not _TERM.match(raw):
-            raise ContractInvalid(f"{what} {raw!r} is not a decimal with at most 3 decimal "
-                                  f"places; {_HOW}")
+            raise ContractInvalid(
+                f"{what} {raw!r} is not a decimal with at most 3 decimal places; {_HOW}"
+            )
         eps = cls(Fraction(Decimal(raw)))
         if eps.value <= 0 or eps.value > MAX_EPSILON:
             raise ContractInvalid(f"{what} {raw!r} is out of range; {_HOW}")
@@ -118,21 +120,26 @@ class PrivacyTerm:
             return raw
         example = '{"epsilon": "1.0", "per_job_epsilon": "0.1"}'
         if not isinstance(raw, Mapping):
-            raise ContractInvalid(f"privacy terms for dataset '{dataset}' must be an object "
-                                  f"like {example}, got {_kind(raw)}")
+            raise ContractInvalid(
+                f"privacy terms for dataset '{dataset}' must be an object "
+                f"like {example}, got {_kind(raw)}"
+            )
         unknown = sorted(str(k) for k in raw if k not in ("epsilon", "per_job_epsilon"))
         missing = [k for k in ("epsilon", "per_job_epsilon") if k not in raw]
         if unknown or missing:
             wrong = f"unknown field '{unknown[0]}'" if unknown else f"missing '{missing[0]}'"
-            raise ContractInvalid(f"privacy terms for dataset '{dataset}': {wrong}; "
-                                  f"give exactly {example}")
+            raise ContractInvalid(
+                f"privacy terms for dataset '{dataset}': {wrong}; give exactly {example}"
+            )
         total = Epsilon.parse(raw["epsilon"], f"privacy epsilon of dataset '{dataset}'")
-        per_job = Epsilon.parse(raw["per_job_epsilon"],
-                                f"privacy per_job_epsilon of dataset '{dataset}'")
+        per_job = Epsilon.parse(
+            raw["per_job_epsilon"], f"privacy per_job_epsilon of dataset '{dataset}'"
+        )
         if per_job > total:
             raise ContractInvalid(
                 f"per_job_epsilon {per_job} of dataset '{dataset}' is above its total epsilon "
-                f"{total}; a job cannot spend more than the whole budget, so lower it")
+                f"{total}; a job cannot spend more than the whole budget, so lower it"
+            )
         return cls(total, per_job)
 
     def to_json(self) -> dict[str, str]:
@@ -143,8 +150,15 @@ def remaining(total: Epsilon, spent: Epsilon, reserved: Epsilon) -> Epsilon:
     return total - spent - reserved
 
 
-def check_budget(spent: Epsilon, reserved: Epsilon, requested: Epsilon, total: Epsilon, *,
-                 dataset: str, contract_id: str) -> None:
+def check_budget(
+    spent: Epsilon,
+    reserved: Epsilon,
+    requested: Epsilon,
+    total: Epsilon,
+    *,
+    dataset: str,
+    contract_id: str,
+) -> None:
     """Raise unless `requested` fits in what `total` leaves after `spent` and `reserved`
     (the ε of jobs still running)."""
     left = remaining(total, spent, reserved)
@@ -152,17 +166,22 @@ def check_budget(spent: Epsilon, reserved: Epsilon, requested: Epsilon, total: E
         return
     usable = _floor_term(left)
     if usable == ZERO:
-        how = ("The budget is used up: apply to amend the contract for a larger epsilon"
-               + (", or wait for running jobs to settle (a failed job's ε is refunded)"
-                  if reserved > ZERO else ""))
+        how = "The budget is used up: apply to amend the contract for a larger epsilon" + (
+            ", or wait for running jobs to settle (a failed job's ε is refunded)"
+            if reserved > ZERO
+            else ""
+        )
     else:
-        how = (f'Declare a smaller epsilon for this job (e.g. "epsilon": {{"{dataset}": '
-               f'"{usable}"}}; less ε means more noise), wait for running jobs '
-               "to settle, or apply to amend the contract for a larger epsilon")
+        how = (
+            f'Declare a smaller epsilon for this job (e.g. "epsilon": {{"{dataset}": '
+            f'"{usable}"}}; less ε means more noise), wait for running jobs '
+            "to settle, or apply to amend the contract for a larger epsilon"
+        )
     raise ContractBudgetExceeded(
         f"this job would spend ε={requested} on dataset '{dataset}' but contract "
         f"{contract_id} has ε={left} left of its {total} ({spent} spent, {reserved} reserved "
-        f"by running jobs). {how}")
+        f"by running jobs). {how}"
+    )
 
 
 def _floor_term(eps: Epsilon) -> Epsilon:

@@ -113,8 +113,11 @@ class ContractDocument:
             "spend_cap": None if self.spend_cap is None else str(self.spend_cap),
             "issued_at": format_time(self.issued_at),
             **({"disclosure": dict(self.disclosure)} if self.disclosure else {}),
-            **({"privacy": {name: term.to_json() for name, term in self.privacy.items()}}
-               if self.privacy else {}),
+            **(
+                {"privacy": {name: term.to_json() for name, term in self.privacy.items()}}
+                if self.privacy
+                else {}
+            ),
         }
 
     @classmethod
@@ -124,8 +127,12 @@ class ContractDocument:
         Unknown fields are refused rather than dropped: dropping one would change the
         canonical bytes and so break every signature over the document.
         """
-        _check_fields(obj, allowed=(*_DOCUMENT_FIELDS, *_OPTIONAL_FIELDS),
-                      required=_DOCUMENT_FIELDS, what="contract document")
+        _check_fields(
+            obj,
+            allowed=(*_DOCUMENT_FIELDS, *_OPTIONAL_FIELDS),
+            required=_DOCUMENT_FIELDS,
+            what="contract document",
+        )
         return cls(
             id=obj["id"],
             version=obj["version"],
@@ -439,14 +446,20 @@ def _parse_disclosure(raw: object) -> dict[str, int]:
     for name in sorted(raw, key=str):
         if name not in DISCLOSURE_TERMS:
             # A term the service would not enforce must not be signed as if it were.
-            raise ContractInvalid(f"unknown disclosure term {name!r}; terms are: "
-                                  f"{', '.join(DISCLOSURE_TERMS)} ({how})")
+            raise ContractInvalid(
+                f"unknown disclosure term {name!r}; terms are: "
+                f"{', '.join(DISCLOSURE_TERMS)} ({how})"
+            )
         value = raw[name]
-        if (isinstance(value, bool) or not isinstance(value, int)
-                or not 1 <= value <= MAX_MIN_CONTRIBUTORS):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= MAX_MIN_CONTRIBUTORS
+        ):
             raise ContractInvalid(
                 f"disclosure {name} must be a whole number from 1 to {MAX_MIN_CONTRIBUTORS}, "
-                f"got {value!r}; it can only make the service's threshold stricter ({how})")
+                f"got {value!r}; it can only make the service's threshold stricter ({how})"
+            )
         terms[name] = value
     return terms
 
@@ -454,14 +467,17 @@ def _parse_disclosure(raw: object) -> dict[str, int]:
 def _parse_privacy(raw: object, datasets: Grants) -> dict[str, PrivacyTerm]:
     example = '{"population": {"epsilon": "1.0", "per_job_epsilon": "0.1"}}'
     if not isinstance(raw, Mapping):
-        raise ContractInvalid(f"privacy must be an object mapping dataset names to their "
-                              f"epsilon budgets, got {_json_type(raw)}; e.g. {example}")
+        raise ContractInvalid(
+            f"privacy must be an object mapping dataset names to their "
+            f"epsilon budgets, got {_json_type(raw)}; e.g. {example}"
+        )
     terms: dict[str, PrivacyTerm] = {}
     for dataset in sorted(raw, key=str):
         _check_name(dataset, "privacy dataset")
         if dataset not in datasets:
             raise ContractInvalid(
                 f"privacy names dataset '{dataset}', which the contract does not grant; "
-                f"granted datasets: {_names(list(datasets))}")
+                f"granted datasets: {_names(list(datasets))}"
+            )
         terms[dataset] = PrivacyTerm.parse(dataset, raw[dataset])
     return terms

@@ -36,8 +36,7 @@ class Status(StrEnum):
     superseded = "superseded"
 
 
-FINAL_STATUSES = frozenset({Status.refused, Status.terminated, Status.expired,
-                            Status.superseded})
+FINAL_STATUSES = frozenset({Status.refused, Status.terminated, Status.expired, Status.superseded})
 # A draft is not expired: its operator can still edit the term before submitting it.
 EXPIRABLE = frozenset(Status) - FINAL_STATUSES - {Status.draft}
 TERMINABLE = frozenset(Status) - FINAL_STATUSES
@@ -63,16 +62,24 @@ _INACTIVE_REASONS: dict[Status, str] = {
 
 def submit(status: Status) -> Status:
     """The operator sends a draft for approval."""
-    _require(status, Status.draft, "submit",
-             "only a 'draft' is submitted; an application sent without \"draft\": true "
-             "is already waiting for approval")
+    _require(
+        status,
+        Status.draft,
+        "submit",
+        "only a 'draft' is submitted; an application sent without \"draft\": true "
+        "is already waiting for approval",
+    )
     return Status.pending_approval
 
 
 def check_editable(status: Status) -> None:
-    _require(status, Status.draft, "edit",
-             "only a 'draft' can be edited; to change the terms of an active contract, "
-             "amend it (POST /v1/contracts/{id}/amend)")
+    _require(
+        status,
+        Status.draft,
+        "edit",
+        "only a 'draft' can be edited; to change the terms of an active contract, "
+        "amend it (POST /v1/contracts/{id}/amend)",
+    )
 
 
 def approve(
@@ -82,8 +89,12 @@ def approve(
     required: frozenset[str],
 ) -> tuple[Status, frozenset[str]]:
     """Record one provider's approval; the contract is approved once all required approve."""
-    _require(status, Status.pending_approval, "approve",
-             "approval is only possible while it is 'pending_approval'")
+    _require(
+        status,
+        Status.pending_approval,
+        "approve",
+        "approval is only possible while it is 'pending_approval'",
+    )
     if provider_id not in required:
         raise ContractStateError(
             f"cannot approve: provider {provider_id} provides none of this contract's "
@@ -100,20 +111,32 @@ def approve(
 
 
 def refuse(status: Status) -> Status:
-    _require(status, Status.pending_approval, "refuse",
-             "refusal is only possible while it is 'pending_approval'")
+    _require(
+        status,
+        Status.pending_approval,
+        "refuse",
+        "refusal is only possible while it is 'pending_approval'",
+    )
     return Status.refused
 
 
 def sign_by_bureau(status: Status) -> Status:
-    _require(status, Status.approved, "sign as the bureau",
-             "the bureau signs only once every provider has approved (status 'approved')")
+    _require(
+        status,
+        Status.approved,
+        "sign as the bureau",
+        "the bureau signs only once every provider has approved (status 'approved')",
+    )
     return Status.signed_by_bureau
 
 
 def sign_by_operator(status: Status) -> Status:
-    _require(status, Status.signed_by_bureau, "sign as the operator",
-             "the operator signs only after the bureau has signed (status 'signed_by_bureau')")
+    _require(
+        status,
+        Status.signed_by_bureau,
+        "sign as the operator",
+        "the operator signs only after the bureau has signed (status 'signed_by_bureau')",
+    )
     return Status.active
 
 
@@ -128,29 +151,40 @@ def resume(status: Status) -> Status:
 
 
 def terminate(status: Status) -> Status:
-    _require_any(status, TERMINABLE, "terminate",
-                 "any status that is not final can be terminated")
+    _require_any(status, TERMINABLE, "terminate", "any status that is not final can be terminated")
     return Status.terminated
 
 
 def expire(status: Status) -> Status:
-    _require_any(status, EXPIRABLE, "expire",
-                 "a contract expires from any status but 'draft' that is not final")
+    _require_any(
+        status,
+        EXPIRABLE,
+        "expire",
+        "a contract expires from any status but 'draft' that is not final",
+    )
     return Status.expired
 
 
 def supersede(status: Status) -> Status:
-    _require(status, Status.active, "supersede",
-             "only the 'active' version is superseded, when an amendment is activated")
+    _require(
+        status,
+        Status.active,
+        "supersede",
+        "only the 'active' version is superseded, when an amendment is activated",
+    )
     return Status.superseded
 
 
 def check_amendable(status: Status) -> None:
     """An amendment is only proposed for a contract in force and not suspended."""
-    _require(status, Status.active, "amend",
-             "only an 'active' contract is amended; a suspended one must first be resumed "
-             "by the regulator, and one not yet active can be refused or terminated and "
-             "applied for again")
+    _require(
+        status,
+        Status.active,
+        "amend",
+        "only an 'active' contract is amended; a suspended one must first be resumed "
+        "by the regulator, and one not yet active can be refused or terminated and "
+        "applied for again",
+    )
 
 
 def check_activatable(current: Status) -> None:
@@ -158,9 +192,13 @@ def check_activatable(current: Status) -> None:
 
     Activating it while the contract is suspended would lift the suspension by the back door.
     """
-    _require(current, Status.active, "activate the amendment",
-             "the version in force must be 'active'; a suspended contract must first be "
-             "resumed by the regulator")
+    _require(
+        current,
+        Status.active,
+        "activate the amendment",
+        "the version in force must be 'active'; a suspended contract must first be "
+        "resumed by the regulator",
+    )
 
 
 def is_due_to_expire(doc: ContractDocument, status: Status, now: datetime) -> bool:
@@ -209,7 +247,8 @@ def _require_any(status: Status, allowed: frozenset[Status], action: str, need: 
     final = f"; '{status}' is final" if status in FINAL_STATUSES else ""
     statuses = ", ".join(f"'{s}'" for s in Status if s in allowed)
     raise ContractStateError(
-        f"cannot {action}: the contract is '{status}'; {need} ({statuses}){final}")
+        f"cannot {action}: the contract is '{status}'; {need} ({statuses}){final}"
+    )
 
 
 def _ids(ids: frozenset[str]) -> str:

@@ -22,8 +22,9 @@ def month_start(moment: dt.datetime) -> dt.datetime:
     return day_start(moment).replace(day=1)
 
 
-def check_quotas(doc: ContractDocument, jobs_today: int, rows_this_month: int,
-                 job_rows: int) -> None:
+def check_quotas(
+    doc: ContractDocument, jobs_today: int, rows_this_month: int, job_rows: int
+) -> None:
     """Raise if admitting one more job, which may scan up to `job_rows`, exceeds a quota.
 
     `jobs_today` counts jobs already admitted today; `rows_this_month` counts rows scanned,
@@ -33,10 +34,12 @@ def check_quotas(doc: ContractDocument, jobs_today: int, rows_this_month: int,
     if jobs is not None and jobs_today + 1 > jobs:
         raise ContractQuotaExceeded(
             f"contract {doc.id} allows {jobs} job(s) per day (Beijing time) and "
-            f"{jobs_today} ran today; try again tomorrow or apply for a larger quota")
+            f"{jobs_today} ran today; try again tomorrow or apply for a larger quota"
+        )
     rows = doc.quotas.get("rows_per_month")
     if rows is not None and rows_this_month + job_rows > rows:
         raise ContractQuotaExceeded(
             f"contract {doc.id} allows {rows} rows scanned per month; {rows_this_month} are "
             f"used or reserved and this job may scan up to {job_rows}. Scan less (fewer "
-            "collect() calls or datasets), wait for next month, or apply for a larger quota")
+            "collect() calls or datasets), wait for next month, or apply for a larger quota"
+        )

@@ -8,9 +8,7 @@ from contracts.document import USES, ContractDocument, Use
 from contracts.errors import ContractScopeError
 
 
-def check_scope(
-    doc: ContractDocument, usage: Mapping[str, Mapping[str, Collection[Use]]]
-) -> None:
+def check_scope(doc: ContractDocument, usage: Mapping[str, Mapping[str, Collection[Use]]]) -> None:
     """Raise ContractScopeError on the first dataset, column or use ``doc`` does not grant.
 
     ``usage`` is what a job's plan does: dataset → column → uses. Datasets and columns are

@@ -33,12 +33,15 @@ class ContractCheck:
         return not self.problems
 
 
-def verify_export(export: Mapping[str, Any], bureau_key: str,
-                  operator_key: str | None = None) -> ContractCheck:
+def verify_export(
+    export: Mapping[str, Any], bureau_key: str, operator_key: str | None = None
+) -> ContractCheck:
     try:
         doc = ContractDocument.from_json(export["document"])
     except (KeyError, TypeError, ContractError) as e:
-        return ContractCheck("?", 0, problems=(f"the export holds no valid contract document: {e}",))
+        return ContractCheck(
+            "?", 0, problems=(f"the export holds no valid contract document: {e}",)
+        )
     checked: list[str] = []
     problems: list[str] = []
     skipped: list[str] = []
@@ -49,8 +52,10 @@ def verify_export(export: Mapping[str, Any], bureau_key: str,
     if shipped == canonical_bytes(doc):
         checked.append("canonical bytes equal the document's RFC 8785 form")
     else:
-        problems.append("the export's canonical bytes differ from the document's canonical "
-                        "form: the document or the bytes were altered")
+        problems.append(
+            "the export's canonical bytes differ from the document's canonical "
+            "form: the document or the bytes were altered"
+        )
     signatures = export.get("signatures") or {}
     for party, key in (("bureau", bureau_key), ("operator", operator_key)):
         signature = signatures.get(party)

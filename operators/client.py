@@ -71,8 +71,9 @@ class SandboxAPIError(ClientError):
 
     code = "api_error"
 
-    def __init__(self, status: int, code: str, message: str,
-                 details: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         # The service's code shadows the class default on purpose: callers branch on it.
@@ -129,11 +130,18 @@ class Job:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any], client: SandboxClient) -> Job:
-        return cls(id=body["id"], status=body["status"], contract_id=body.get("contract_id"),
-                   outputs=body.get("outputs") or {}, usage=body.get("usage") or {},
-                   quote=body.get("quote"), charge=body.get("charge"),
-                   disclosure=body.get("disclosure") or {}, error=body.get("error"),
-                   client=client)
+        return cls(
+            id=body["id"],
+            status=body["status"],
+            contract_id=body.get("contract_id"),
+            outputs=body.get("outputs") or {},
+            usage=body.get("usage") or {},
+            quote=body.get("quote"),
+            charge=body.get("charge"),
+            disclosure=body.get("disclosure") or {},
+            error=body.get("error"),
+            client=client,
+        )
 
     @property
     def finished(self) -> bool:
@@ -172,7 +180,8 @@ class Job:
             if time.monotonic() >= deadline:
                 raise JobWaitTimeout(
                     f"job {self.id} is still {job.status} after {timeout:g} s; call wait() "
-                    "again with a longer timeout, or check it later with client.job(id)")
+                    "again with a longer timeout, or check it later with client.job(id)"
+                )
             time.sleep(poll)
             job = job.refresh()
         return job
@@ -180,13 +189,17 @@ class Job:
     def _missing_output_message(self, name: str) -> str:
         available = ", ".join(sorted(self.outputs)) or "none"
         if not self.finished:
-            return (f"job {self.id} is {self.status}, so output {name!r} is not there yet; "
-                    "call job.wait() (or submit with wait=True) before reading outputs")
+            return (
+                f"job {self.id} is {self.status}, so output {name!r} is not there yet; "
+                "call job.wait() (or submit with wait=True) before reading outputs"
+            )
         if self.status != "succeeded":
             reason = (self.error or {}).get("message", "no reason given")
             return f"job {self.id} {self.status} and released no output {name!r}: {reason}"
-        return (f"job {self.id} has no output named {name!r}; outputs: {available}. "
-                "Use the name given to emit() in the job's code")
+        return (
+            f"job {self.id} has no output named {name!r}; outputs: {available}. "
+            "Use the name given to emit() in the job's code"
+        )
 
 
 def _amount(money: Mapping[str, Any] | None) -> Decimal | None:
@@ -239,7 +252,8 @@ def _column(pa: Any, values: list[Any], spelling: str) -> Any:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ClientError(
                 f"a column announced as {spelling} could not be read as that type ({exc}); "
-                "read the output with as_='json' and convert it yourself") from None
+                "read the output with as_='json' and convert it yourself"
+            ) from None
 
 
 # --- the client --------------------------------------------------------------------------
@@ -253,10 +267,15 @@ class SandboxClient:
     `httpx.Client` (its own timeout then applies, and `close()` leaves it open).
     """
 
-    def __init__(self, base_url: str, token: str | None = None,
-                 signing_key: Ed25519PrivateKey | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, *,
-                 http_client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        http_client: httpx.Client | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._key = signing_key
@@ -310,13 +329,19 @@ class SandboxClient:
 
     # -- operator -------------------------------------------------------------------------
 
-    def apply_contract(self, datasets: Mapping[str, Mapping[str, list[str]]], purpose: str,
-                       purpose_class: str, valid_from: str | dt.datetime,
-                       valid_to: str | dt.datetime, quotas: Mapping[str, Any] | None = None,
-                       spend_cap: str | Decimal | int | None = None,
-                       draft: bool = False,
-                       privacy: Mapping[str, Mapping[str, str]] | None = None,
-                       disclosure: Mapping[str, int] | None = None) -> dict[str, Any]:
+    def apply_contract(
+        self,
+        datasets: Mapping[str, Mapping[str, list[str]]],
+        purpose: str,
+        purpose_class: str,
+        valid_from: str | dt.datetime,
+        valid_to: str | dt.datetime,
+        quotas: Mapping[str, Any] | None = None,
+        spend_cap: str | Decimal | int | None = None,
+        draft: bool = False,
+        privacy: Mapping[str, Mapping[str, str]] | None = None,
+        disclosure: Mapping[str, int] | None = None,
+    ) -> dict[str, Any]:
         """Apply for a contract: `datasets` maps dataset → column → uses. With `draft=True`
         the application stays an editable draft until `submit_contract`. `privacy` maps a
         dataset to `{"epsilon": "1.0", "per_job_epsilon": "0.1"}` (differential privacy);
@@ -330,10 +355,17 @@ class SandboxClient:
             body["disclosure"] = dict(disclosure)
         return self._request("POST", "/contracts", json=body)
 
-    def edit_contract(self, contract_id: str, datasets: Mapping[str, Mapping[str, list[str]]],
-                      purpose: str, purpose_class: str, valid_from: str | dt.datetime,
-                      valid_to: str | dt.datetime, quotas: Mapping[str, Any] | None = None,
-                      spend_cap: str | Decimal | int | None = None) -> dict[str, Any]:
+    def edit_contract(
+        self,
+        contract_id: str,
+        datasets: Mapping[str, Mapping[str, list[str]]],
+        purpose: str,
+        purpose_class: str,
+        valid_from: str | dt.datetime,
+        valid_to: str | dt.datetime,
+        quotas: Mapping[str, Any] | None = None,
+        spend_cap: str | Decimal | int | None = None,
+    ) -> dict[str, Any]:
         """Replace the terms of a draft."""
         body = _terms(datasets, purpose, purpose_class, valid_from, valid_to, quotas, spend_cap)
         return self._request("PUT", f"/contracts/{_seg(contract_id)}", json=body)
@@ -342,10 +374,17 @@ class SandboxClient:
         """Send a draft for approval."""
         return self._request("POST", f"/contracts/{_seg(contract_id)}/submit")
 
-    def amend_contract(self, contract_id: str, datasets: Mapping[str, Mapping[str, list[str]]],
-                       purpose: str, purpose_class: str, valid_from: str | dt.datetime,
-                       valid_to: str | dt.datetime, quotas: Mapping[str, Any] | None = None,
-                       spend_cap: str | Decimal | int | None = None) -> dict[str, Any]:
+    def amend_contract(
+        self,
+        contract_id: str,
+        datasets: Mapping[str, Mapping[str, list[str]]],
+        purpose: str,
+        purpose_class: str,
+        valid_from: str | dt.datetime,
+        valid_to: str | dt.datetime,
+        quotas: Mapping[str, Any] | None = None,
+        spend_cap: str | Decimal | int | None = None,
+    ) -> dict[str, Any]:
         """Propose new terms for an active contract as its next version; the version in force
         stays in force until the new one is approved and signed (`sign_contract`)."""
         body = _terms(datasets, purpose, purpose_class, valid_from, valid_to, quotas, spend_cap)
@@ -353,8 +392,9 @@ class SandboxClient:
 
     def terminate_contract(self, contract_id: str, reason: str) -> dict[str, Any]:
         """End a contract for good (its operator, or the bureau)."""
-        return self._request("POST", f"/contracts/{_seg(contract_id)}/terminate",
-                             json={"reason": reason})
+        return self._request(
+            "POST", f"/contracts/{_seg(contract_id)}/terminate", json={"reason": reason}
+        )
 
     def contract_version(self, contract_id: str, version: int) -> dict[str, Any]:
         """One version of a contract, e.g. a superseded one or an amendment in progress."""
@@ -375,16 +415,22 @@ class SandboxClient:
             raise SigningKeyMissing(
                 "rotating a key needs the current private key to sign the rotation; create "
                 "the client with signing_key=<current key>, or ask the bureau to register "
-                "the new key")
+                "the new key"
+            )
         me = self.me()["id"]
         current = next((k for k in self.principal_keys(me) if k["current"]), None)
         if current is None:
-            raise ClientError(f"{me} has no current key to rotate from; the bureau registers "
-                              "a principal's first key")
+            raise ClientError(
+                f"{me} has no current key to rotate from; the bureau registers "
+                "a principal's first key"
+            )
         public = _public_key_b64(new_key.public_key())
         signature = sign(self._key, rotation_bytes(me, public, current["id"]))
-        registered = self._request("POST", f"/principals/{_seg(me)}/keys",
-                                   json={"public_key": public, "signature": signature})
+        registered = self._request(
+            "POST",
+            f"/principals/{_seg(me)}/keys",
+            json={"public_key": public, "signature": signature},
+        )
         self._key = new_key
         return registered
 
@@ -401,7 +447,8 @@ class SandboxClient:
                 f"signing contract {contract_id} needs the operator's Ed25519 private key; "
                 "create the client with SandboxClient(..., signing_key=key), where key is the "
                 "private half of the public key the bureau registered for you "
-                "(operators.keys.private_key_from_pem reads a PEM file)")
+                "(operators.keys.private_key_from_pem reads a PEM file)"
+            )
         view = self.contract(contract_id)
         if view.get("amendment"):
             # The service takes the operator's signature for the version in progress.
@@ -410,15 +457,22 @@ class SandboxClient:
         self._check_bureau_signature(view, canonical)
         return self._request("POST", path, json={"signature": sign(self._key, canonical)})
 
-    def quote(self, contract_id: str, code: str,
-              params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def quote(
+        self, contract_id: str, code: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The price of a job without running it: `{contract_id, quote, bounds}`."""
         body = {"contract_id": contract_id, "code": code, "params": dict(params or {})}
         return self._request("POST", "/quotes", json=body)
 
-    def submit(self, contract_id: str, code: str, params: Mapping[str, Any] | None = None,
-               idempotency_key: str | None = None, wait: bool = False,
-               epsilon: Mapping[str, str] | None = None) -> Job:
+    def submit(
+        self,
+        contract_id: str,
+        code: str,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        epsilon: Mapping[str, str] | None = None,
+    ) -> Job:
         """Submit a job, signed when the client has a signing key. With `wait=True` the call
         returns once the job has finished. `epsilon` (dataset → decimal string) overrides the
         contract's per-job privacy budget for datasets under differential privacy."""
@@ -438,8 +492,9 @@ class SandboxClient:
 
     def output_file(self, job_id: str, name: str, format: OutputFormat = "parquet") -> bytes:
         """One released output as a file: Parquet, CSV (UTF-8 with BOM) or an XLSX workbook."""
-        response = self._send("GET", f"/jobs/{_seg(job_id)}/outputs/{_seg(name)}",
-                              params={"format": format})
+        response = self._send(
+            "GET", f"/jobs/{_seg(job_id)}/outputs/{_seg(name)}", params={"format": format}
+        )
         return response.content
 
     # -- provider, bureau, regulator ------------------------------------------------------
@@ -448,21 +503,29 @@ class SandboxClient:
         return self._request("POST", f"/contracts/{_seg(contract_id)}/approve")
 
     def refuse_contract(self, contract_id: str, reason: str) -> dict[str, Any]:
-        return self._request("POST", f"/contracts/{_seg(contract_id)}/refuse",
-                             json={"reason": reason})
+        return self._request(
+            "POST", f"/contracts/{_seg(contract_id)}/refuse", json={"reason": reason}
+        )
 
     def suspend_contract(self, contract_id: str, reason: str) -> dict[str, Any]:
-        return self._request("POST", f"/contracts/{_seg(contract_id)}/suspend",
-                             json={"reason": reason})
+        return self._request(
+            "POST", f"/contracts/{_seg(contract_id)}/suspend", json={"reason": reason}
+        )
 
     def resume_contract(self, contract_id: str, reason: str) -> dict[str, Any]:
         """Regulator: lift a contract's suspension."""
-        return self._request("POST", f"/contracts/{_seg(contract_id)}/resume",
-                             json={"reason": reason})
+        return self._request(
+            "POST", f"/contracts/{_seg(contract_id)}/resume", json={"reason": reason}
+        )
 
-    def create_principal(self, name: str, role: str, license_no: str | None = None,
-                         public_key: str | Ed25519PublicKey | None = None,
-                         license_valid_to: str | dt.datetime | None = None) -> dict[str, Any]:
+    def create_principal(
+        self,
+        name: str,
+        role: str,
+        license_no: str | None = None,
+        public_key: str | Ed25519PublicKey | None = None,
+        license_valid_to: str | dt.datetime | None = None,
+    ) -> dict[str, Any]:
         """Bureau: register a principal. The answer holds its token, shown only this once."""
         body: dict[str, Any] = {"name": name, "role": role}
         if license_no is not None:
@@ -477,36 +540,48 @@ class SandboxClient:
         """Bureau, regulator, or the principal itself: status, licence, history, key id."""
         return self._request("GET", f"/principals/{_seg(principal_id)}")
 
-    def update_license(self, principal_id: str, license_no: str | None = None,
-                       license_valid_to: str | dt.datetime | None = None) -> dict[str, Any]:
+    def update_license(
+        self,
+        principal_id: str,
+        license_no: str | None = None,
+        license_valid_to: str | dt.datetime | None = None,
+    ) -> dict[str, Any]:
         """Bureau: record a renewed licence (`license_valid_to=None`: no end date)."""
-        body = {"license_no": license_no,
-                "license_valid_to": None if license_valid_to is None
-                else _instant(license_valid_to)}
+        body = {
+            "license_no": license_no,
+            "license_valid_to": None if license_valid_to is None else _instant(license_valid_to),
+        }
         return self._request("POST", f"/principals/{_seg(principal_id)}/license", json=body)
 
     def suspend_principal(self, principal_id: str, reason: str) -> dict[str, Any]:
         """Bureau, regulator: the principal is refused everywhere but `GET /v1/me`."""
-        return self._request("POST", f"/principals/{_seg(principal_id)}/suspend",
-                             json={"reason": reason})
+        return self._request(
+            "POST", f"/principals/{_seg(principal_id)}/suspend", json={"reason": reason}
+        )
 
     def resume_principal(self, principal_id: str, reason: str) -> dict[str, Any]:
-        return self._request("POST", f"/principals/{_seg(principal_id)}/resume",
-                             json={"reason": reason})
+        return self._request(
+            "POST", f"/principals/{_seg(principal_id)}/resume", json={"reason": reason}
+        )
 
-    def revoke_tokens(self, principal_id: str, reason: str,
-                      reissue: bool = False) -> dict[str, Any]:
+    def revoke_tokens(
+        self, principal_id: str, reason: str, reissue: bool = False
+    ) -> dict[str, Any]:
         """Bureau: every token of the principal stops working; with `reissue` the answer
         holds a new one, shown only this once."""
-        return self._request("POST", f"/principals/{_seg(principal_id)}/revoke-tokens",
-                             json={"reason": reason, "reissue": reissue})
+        return self._request(
+            "POST",
+            f"/principals/{_seg(principal_id)}/revoke-tokens",
+            json={"reason": reason, "reissue": reissue},
+        )
 
     def principal_keys(self, principal_id: str) -> list[dict[str, Any]]:
         """Every key the principal ever had, oldest first, with `valid_from`/`revoked_at`."""
         return self._listing(f"/principals/{_seg(principal_id)}/keys", "keys")
 
-    def register_key(self, principal_id: str, public_key: str | Ed25519PublicKey,
-                     reason: str | None = None) -> dict[str, Any]:
+    def register_key(
+        self, principal_id: str, public_key: str | Ed25519PublicKey, reason: str | None = None
+    ) -> dict[str, Any]:
         """Bureau: make `public_key` the principal's current key (the previous one is revoked
         and kept). A principal rotates its own key with `rotate_key`."""
         body: dict[str, Any] = {"public_key": _public_key_b64(public_key)}
@@ -522,8 +597,11 @@ class SandboxClient:
         path = Path(path)
         with path.open("rb") as fh:
             return self._request(
-                "POST", "/datasets", files={"file": (path.name, fh)},
-                data={"meta": json.dumps(meta, ensure_ascii=False)})
+                "POST",
+                "/datasets",
+                files={"file": (path.name, fh)},
+                data={"meta": json.dumps(meta, ensure_ascii=False)},
+            )
 
     def checkpoint(self) -> dict[str, Any]:
         """Regulator, bureau: the ledger's latest signed checkpoint."""
@@ -540,16 +618,22 @@ class SandboxClient:
         if not bureau_signature:
             return  # the service refuses the operator's signature before the bureau's
         try:
-            verify(self.keys()["bureau"], canonical, bureau_signature,
-                   subject=f"contract {view.get('id')}")
+            verify(
+                self.keys()["bureau"],
+                canonical,
+                bureau_signature,
+                subject=f"contract {view.get('id')}",
+            )
         except SignatureInvalid as exc:
             raise ContractMismatch(
                 f"the bureau's signature on contract {view.get('id')} does not verify against "
                 f"the service's bureau key ({exc}); do not sign, and report this to the "
-                "bureau") from None
+                "bureau"
+            ) from None
 
-    def _request(self, method: str, path: str, *, auth: bool = True,
-                 **kwargs: Any) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, *, auth: bool = True, **kwargs: Any
+    ) -> dict[str, Any]:
         # Every route of the API answers a JSON object.
         return cast(dict[str, Any], self._send(method, path, auth=auth, **kwargs).json())
 
@@ -558,11 +642,11 @@ class SandboxClient:
         items: list[dict[str, Any]] = self._request("GET", path, **kwargs)[key]
         return items
 
-    def _send(self, method: str, path: str, *, auth: bool = True,
-              **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
-        response = self._http.request(method, f"{self.base_url}/v1{path}", headers=headers,
-                                      **kwargs)
+        response = self._http.request(
+            method, f"{self.base_url}/v1{path}", headers=headers, **kwargs
+        )
         if not response.is_success:
             raise api_error(response)
         return response
@@ -577,13 +661,20 @@ def api_error(response: httpx.Response) -> SandboxAPIError:
     if isinstance(body, dict) and isinstance(body.get("code"), str):
         details = {k: v for k, v in body.items() if k not in ("ok", "status", "code", "error")}
         status = body.get("status")
-        return SandboxAPIError(status if isinstance(status, int) else response.status_code,
-                               body["code"], str(body.get("error", "")), details)
+        return SandboxAPIError(
+            status if isinstance(status, int) else response.status_code,
+            body["code"],
+            str(body.get("error", "")),
+            details,
+        )
     # Not the service's envelope, e.g. a proxy in front of it.
     snippet = response.text[:200].strip() or response.reason_phrase
-    return SandboxAPIError(response.status_code, "http_error",
-                           f"{response.request.method} {response.request.url} answered "
-                           f"without the sandbox's error envelope: {snippet}")
+    return SandboxAPIError(
+        response.status_code,
+        "http_error",
+        f"{response.request.method} {response.request.url} answered "
+        f"without the sandbox's error envelope: {snippet}",
+    )
 
 
 def _canonical_of(view: Mapping[str, Any]) -> bytes:
@@ -600,22 +691,33 @@ def _canonical_of(view: Mapping[str, Any]) -> bytes:
     except (KeyError, TypeError, binascii.Error, ValueError):
         raise ContractMismatch(
             f"the service sent no readable canonical bytes for contract {contract_id}; do not "
-            "sign, and report this to the bureau") from None
+            "sign, and report this to the bureau"
+        ) from None
     if signed_document != view.get("document"):
         raise ContractMismatch(
             f"the canonical bytes of contract {contract_id} do not encode the document the "
-            "service shows; do not sign, and report this to the bureau")
+            "service shows; do not sign, and report this to the bureau"
+        )
     return canonical
 
 
-def _terms(datasets: Mapping[str, Mapping[str, list[str]]], purpose: str, purpose_class: str,
-           valid_from: str | dt.datetime, valid_to: str | dt.datetime,
-           quotas: Mapping[str, Any] | None, spend_cap: str | Decimal | int | None
-           ) -> dict[str, Any]:
+def _terms(
+    datasets: Mapping[str, Mapping[str, list[str]]],
+    purpose: str,
+    purpose_class: str,
+    valid_from: str | dt.datetime,
+    valid_to: str | dt.datetime,
+    quotas: Mapping[str, Any] | None,
+    spend_cap: str | Decimal | int | None,
+) -> dict[str, Any]:
     """The body of an application, a draft edit or an amendment."""
-    body: dict[str, Any] = {"datasets": datasets, "purpose": purpose,
-                            "purpose_class": purpose_class,
-                            "valid_from": _instant(valid_from), "valid_to": _instant(valid_to)}
+    body: dict[str, Any] = {
+        "datasets": datasets,
+        "purpose": purpose,
+        "purpose_class": purpose_class,
+        "valid_from": _instant(valid_from),
+        "valid_to": _instant(valid_to),
+    }
     if quotas is not None:
         body["quotas"] = quotas
     if spend_cap is not None:
@@ -631,8 +733,10 @@ def _seg(value: str) -> str:
 def _instant(value: str | dt.datetime) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            raise ValueError(f"{value!r} has no time zone; pass an aware datetime "
-                             "(e.g. tzinfo=datetime.timezone.utc) or an ISO 8601 string")
+            raise ValueError(
+                f"{value!r} has no time zone; pass an aware datetime "
+                "(e.g. tzinfo=datetime.timezone.utc) or an ISO 8601 string"
+            )
         return value.isoformat()
     return value
 
@@ -640,15 +744,19 @@ def _instant(value: str | dt.datetime) -> str:
 def _money(value: str | Decimal | int, what: str) -> str:
     # A float cannot hold most yuan amounts exactly (0.10 is not 0.1 in binary).
     if isinstance(value, float) or isinstance(value, bool):
-        raise TypeError(f"{what} must be a decimal string, Decimal or int of yuan, not "
-                        f"{type(value).__name__}; e.g. \"1000.00\" or Decimal(\"1000.00\")")
+        raise TypeError(
+            f"{what} must be a decimal string, Decimal or int of yuan, not "
+            f'{type(value).__name__}; e.g. "1000.00" or Decimal("1000.00")'
+        )
     return str(value)
 
 
 def _public_key_b64(key: str | Ed25519PublicKey) -> str:
     if isinstance(key, Ed25519PrivateKey):
-        raise TypeError("pass the public key (private_key.public_key()), never the private "
-                        "key, when registering a principal")
+        raise TypeError(
+            "pass the public key (private_key.public_key()), never the private "
+            "key, when registering a principal"
+        )
     if isinstance(key, Ed25519PublicKey):
         raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return base64.b64encode(raw).decode("ascii")

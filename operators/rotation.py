@@ -22,6 +22,9 @@ def rotation_bytes(principal_id: str, new_public_key: str, previous_key_id: str)
     malformed key is refused before anything is signed over it.
     """
     parse_public_key(new_public_key)
-    body = {"principal_id": principal_id, "public_key": new_public_key,
-            "previous_key_id": previous_key_id}
+    body = {
+        "principal_id": principal_id,
+        "public_key": new_public_key,
+        "previous_key_id": previous_key_id,
+    }
     return KEY_ROTATION_DOMAIN + rfc8785.dumps(body)

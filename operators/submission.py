@@ -52,8 +52,7 @@ def _plain_json(value: Any, where: str) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise SubmissionInvalid(
-                    f"{where} has a key of type {type(key).__name__}; "
-                    "object keys must be strings"
+                    f"{where} has a key of type {type(key).__name__}; object keys must be strings"
                 )
             out[key] = _plain_json(item, f"{where}.{key}")
         return out
@@ -66,9 +65,14 @@ def now_text() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def sign_submission(private_key: Ed25519PrivateKey, contract_id: str, code: str,
-                    params: Mapping[str, Any] | None = None, idempotency_key: str | None = None,
-                    signed_at: str | None = None) -> dict[str, str]:
+def sign_submission(
+    private_key: Ed25519PrivateKey,
+    contract_id: str,
+    code: str,
+    params: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    signed_at: str | None = None,
+) -> dict[str, str]:
     """The `signature` and `signed_at` fields of a signed job submission (signed now)."""
     at = signed_at or now_text()
     data = submission_bytes(contract_id, code, params or {}, idempotency_key, at)
@@ -81,6 +85,7 @@ def parse_signed_at(value: str) -> dt.datetime:
     except (ValueError, AttributeError):
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise SubmissionInvalid("signed_at must be an ISO 8601 time with a time zone, e.g. "
-                                f"{now_text()!r}")
+        raise SubmissionInvalid(
+            f"signed_at must be an ISO 8601 time with a time zone, e.g. {now_text()!r}"
+        )
     return moment

@@ -31,6 +31,4 @@ def token_matches(token: str, stored_hash: str) -> bool:
     """Whether ``token`` hashes to ``stored_hash``, compared in constant time."""
     # Compare bytes, not str: hmac.compare_digest refuses non-ASCII str, and a
     # malformed stored value must yield False rather than an exception.
-    return hmac.compare_digest(
-        hash_token(token).encode("utf-8"), stored_hash.encode("utf-8")
-    )
+    return hmac.compare_digest(hash_token(token).encode("utf-8"), stored_hash.encode("utf-8"))

@@ -230,7 +230,7 @@ def _parse_cap_item(raw: Mapping[str, Any]) -> CapItem:
         raise CapsError(f"unit: missing; use one of {', '.join(UNITS)}")
     if "max_price" not in raw:
         raise CapsError(
-            'max_price: missing; give the highest price allowed as a decimal string of yuan '
+            "max_price: missing; give the highest price allowed as a decimal string of yuan "
             'such as "0.12"'
         )
     try:

@@ -280,7 +280,7 @@ def _check_quantity(unit: str, quantity: object) -> None:
     if unit == "compute_seconds":
         if not isinstance(quantity, str) or not _PLAIN_DECIMAL.fullmatch(quantity):
             raise ChargeError(
-                f"quantity: {quantity!r} is not a decimal string of seconds; write e.g. \"12.5\""
+                f'quantity: {quantity!r} is not a decimal string of seconds; write e.g. "12.5"'
             )
     elif isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
         raise ChargeError(

@@ -130,8 +130,7 @@ def _check_uses(rows: object) -> tuple[RowsUse, ...]:
     for index, use in enumerate(rows):
         if not isinstance(use, RowsUse):
             raise MeteringError(
-                f"rows[{index}]: expected a RowsUse(dataset, level, rows), "
-                f"not {type(use).__name__}"
+                f"rows[{index}]: expected a RowsUse(dataset, level, rows), not {type(use).__name__}"
             )
         # A named dataset has one level; unnamed rows are one entry per level.
         key = (use.dataset, use.level if use.dataset == UNNAMED else "")

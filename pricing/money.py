@@ -32,24 +32,21 @@ def parse_money(value: str | Decimal, *, what: str = "price") -> Decimal:
     if isinstance(value, float):
         raise MoneyError(
             f"{what} {value!r} is a float; send money as a decimal string such as "
-            f"\"{value:.2f}\" (floats cannot hold fen exactly)"
+            f'"{value:.2f}" (floats cannot hold fen exactly)'
         )
     if not isinstance(value, str):
         raise MoneyError(
-            f"{what} must be a decimal string of yuan such as \"2.00\", "
-            f"not {type(value).__name__}"
+            f'{what} must be a decimal string of yuan such as "2.00", not {type(value).__name__}'
         )
     try:
         amount = Decimal(value)
     except ArithmeticError:
         raise MoneyError(
-            f"{what} {value!r} is not a decimal number; write yuan like \"2.00\""
+            f'{what} {value!r} is not a decimal number; write yuan like "2.00"'
         ) from None
     check_money(amount, what=f"{what} {value!r}")
     if not _PLAIN_DECIMAL.fullmatch(value):
-        raise MoneyError(
-            f"{what} {value!r} is not written as plain digits; write yuan like \"2.00\""
-        )
+        raise MoneyError(f'{what} {value!r} is not written as plain digits; write yuan like "2.00"')
     return _fen_to_decimal(_exact_fen(Fraction(amount)))
 
 
@@ -57,19 +54,18 @@ def check_money(value: Decimal, *, what: str = "amount") -> Decimal:
     """Validate an amount (Decimal, finite, not negative, fen precision); return it with two places."""
     if isinstance(value, float):
         raise MoneyError(
-            f"{what} is a float; use Decimal built from a string, e.g. Decimal(\"2.00\")"
+            f'{what} is a float; use Decimal built from a string, e.g. Decimal("2.00")'
         )
     if not isinstance(value, Decimal):
         raise MoneyError(f"{what} must be a Decimal of yuan, not {type(value).__name__}")
     if not value.is_finite():
-        raise MoneyError(f"{what} is not a finite amount; write yuan like \"2.00\"")
+        raise MoneyError(f'{what} is not a finite amount; write yuan like "2.00"')
     if value.is_signed():
         raise MoneyError(f"{what} is negative; amounts are zero or more yuan")
     exact = Fraction(value)
     if (exact * 100).denominator != 1:
         raise MoneyError(
-            f"{what} has more than 2 decimal places; "
-            "prices are in yuan with fen precision"
+            f"{what} has more than 2 decimal places; prices are in yuan with fen precision"
         )
     return _fen_to_decimal(_exact_fen(exact))
 

@@ -186,8 +186,9 @@ def _parse_time(raw: object) -> datetime:
 
 
 def _parse_items(raw: object) -> tuple[PriceItem, ...]:
-    return parse_list(raw, "items", _parse_item, ScheduleError, "price item",
-                      '{"unit": "call", "price": "2.00"}')
+    return parse_list(
+        raw, "items", _parse_item, ScheduleError, "price item", '{"unit": "call", "price": "2.00"}'
+    )
 
 
 def _parse_item(raw: Mapping[str, Any]) -> PriceItem:
@@ -228,8 +229,9 @@ def _parse_price(raw: object) -> Decimal:
 def _parse_tiers(raw: object) -> tuple[PriceTier, ...]:
     if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence) or not raw:
         raise ScheduleError(f"tiers: must be a non-empty list of tiers such as {_EXAMPLE_TIERS}")
-    return parse_list(raw, "tiers", _parse_tier, ScheduleError, "tier",
-                      '{"up_to": 1000000, "price": "0.10"}')
+    return parse_list(
+        raw, "tiers", _parse_tier, ScheduleError, "tier", '{"up_to": 1000000, "price": "0.10"}'
+    )
 
 
 def _parse_tier(raw: Mapping[str, Any]) -> PriceTier:
@@ -251,7 +253,7 @@ def _parse_tier(raw: Mapping[str, Any]) -> PriceTier:
 def _parse_multipliers(raw: object) -> Mapping[str, Decimal]:
     if not isinstance(raw, Mapping):
         raise ScheduleError(
-            'multipliers: must be an object mapping a dataset name to a decimal string, '
+            "multipliers: must be an object mapping a dataset name to a decimal string, "
             'e.g. {"population": "1.50"}'
         )
     parsed: dict[str, Decimal] = {}

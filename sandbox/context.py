@@ -37,7 +37,7 @@ class Context:
     bureau_key: Ed25519PrivateKey
     jobs: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16, "job"))
     money_lock: threading.Lock = field(default_factory=threading.Lock)
-    running: dict[str, Future[None]] = field(default_factory=dict)   # job id → its run
+    running: dict[str, Future[None]] = field(default_factory=dict)  # job id → its run
     readers: sessionmaker[Session] | None = None
     # Registered datasets as read by this process (they never change once registered).
     catalog: dict[str, DatasetInfo] = field(default_factory=dict)
@@ -79,8 +79,10 @@ def is_initialised(settings: Settings) -> bool:
 def create_instance(settings: Settings) -> Context:
     """Create the data directory, database and bureau key of a new instance."""
     if is_initialised(settings):
-        raise Conflict(f"an instance already exists in {settings.data_dir}; use another "
-                       "--data-dir or remove it first")
+        raise Conflict(
+            f"an instance already exists in {settings.data_dir}; use another "
+            "--data-dir or remove it first"
+        )
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     settings.key_path.parent.mkdir(parents=True, exist_ok=True)
     key = generate_private_key()
@@ -94,8 +96,10 @@ def create_instance(settings: Settings) -> Context:
 
 def open_instance(settings: Settings) -> Context:
     if not is_initialised(settings):
-        raise NotFound(f"no instance in {settings.data_dir}; create one with: "
-                       f"sandbox init --data-dir {settings.data_dir}")
+        raise NotFound(
+            f"no instance in {settings.data_dir}; create one with: "
+            f"sandbox init --data-dir {settings.data_dir}"
+        )
     ctx = _context(settings, private_key_from_pem(settings.key_path.read_bytes()))
     try:
         schema.check_current(ctx.engine, settings.data_dir)
@@ -130,8 +134,13 @@ def ensure_ray(settings: Settings) -> None:
             # "local", not None: with None Ray looks for a cluster to join, and joins the one
             # named in the file the last `ray start` left in its temp directory even when that
             # cluster is long gone (then it retries for minutes).
-            ray.init(address="local", num_cpus=settings.ray_num_cpus, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(
+                address="local",
+                num_cpus=settings.ray_num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
         # The scan cache lives as long as this process's Ray job, not as long as the first
         # worker that happens to read a partition.
         from sandbox.engine import cache
@@ -180,7 +189,8 @@ def _probe(address: str, source: str, endpoint: tuple[str, int], timeout: float)
             f"{timeout:g} s. Check that the cluster's head runs (`ray start --head` prints its "
             f"address) and that port {endpoint[1]} of {endpoint[0]} is open from this machine; "
             f"or unset {source} to start a local Ray. SANDBOX_RAY_CONNECT_TIMEOUT sets how "
-            "long to wait.") from e
+            "long to wait."
+        ) from e
 
 
 def _init_within(address: str, source: str, timeout: float, remaining: float) -> None:
@@ -213,10 +223,12 @@ def _init_within(address: str, source: str, timeout: float, remaining: float) ->
             "something listens there, but no Ray head that lets this machine join. Check that "
             "it is the GCS address `ray start --head` printed (port 6379 unless chosen "
             "otherwise), not the dashboard's or the client server's, and that this machine "
-            "can reach the cluster's nodes; SANDBOX_RAY_CONNECT_TIMEOUT sets how long to wait.")
+            "can reach the cluster's nodes; SANDBOX_RAY_CONNECT_TIMEOUT sets how long to wait."
+        )
     if failure:
-        raise RayUnavailable(f"cannot attach to the Ray cluster at {address} (from {source}): "
-                             f"{failure[0]}") from failure[0]
+        raise RayUnavailable(
+            f"cannot attach to the Ray cluster at {address} (from {source}): {failure[0]}"
+        ) from failure[0]
 
 
 class _DropMessage(logging.Filter):

@@ -55,8 +55,7 @@ class PlanError(BadRequest):
 class CompileError(BadRequest):
     code = "code_rejected"
 
-    def __init__(self, message: str, line: int | None = None, *,
-                 sign: str | None = None) -> None:
+    def __init__(self, message: str, line: int | None = None, *, sign: str | None = None) -> None:
         super().__init__(f"line {line}: {message}" if line else message, sign=sign)
         self.line = line
 
@@ -151,14 +150,21 @@ class JobError:
 
     @classmethod
     def of(cls, exc: BaseException) -> JobError:
-        return cls(str(getattr(exc, "code", "rejected")),
-                   getattr(exc, "message", None) or str(exc), getattr(exc, "line", None))
+        return cls(
+            str(getattr(exc, "code", "rejected")),
+            getattr(exc, "message", None) or str(exc),
+            getattr(exc, "line", None),
+        )
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> JobError:
         fault = body.get("fault")
-        return cls(body["code"], body["message"], body.get("line"),
-                   Fault(fault) if fault is not None else None)
+        return cls(
+            body["code"],
+            body["message"],
+            body.get("line"),
+            Fault(fault) if fault is not None else None,
+        )
 
     @property
     def service_fault(self) -> bool:
@@ -167,4 +173,3 @@ class JobError:
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message, "line": self.line}
         return {**body, "fault": self.fault.value} if self.fault is not None else body
-

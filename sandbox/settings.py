@@ -16,67 +16,146 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SANDBOX_", frozen=True)
 
-    data_dir: Path = Field(Path("sandbox-data"), description=(
-        "Directory holding the SQLite database, the bureau key and the datasets' Parquet files."))
-    database_url: str | None = Field(None, description=(
-        "SQLAlchemy URL of the database; default: a SQLite file `sandbox.db` in the data directory."))
-    ray_address: str | None = Field(None, description=(
-        "Address of an existing Ray cluster (`RAY_ADDRESS` is honoured too); default: start a "
-        "private local Ray, whatever other Ray instances run on the machine."))
-    ray_connect_timeout: float = Field(10.0, gt=0, description=(
-        "Seconds the service waits at start-up for the Ray cluster at `SANDBOX_RAY_ADDRESS` "
-        "(or `RAY_ADDRESS`) to answer; past it the start fails with an error naming the "
-        "address."))
-    executor: str = Field("ray", pattern="^(ray|local)$", description=(
-        "`ray` runs jobs and partition work as Ray tasks; `local` runs them in the API process "
-        "(development only)."))
-    ray_num_cpus: int | None = Field(None, ge=1, description=(
-        "CPUs for a locally started Ray; default: all of this machine's."))
-    partition_rows: int = Field(1_000_000, ge=1, description=(
-        "Rows per Parquet partition when a dataset is ingested; partitions are the unit of "
-        "parallel work."))
-    job_wall_seconds: float = Field(30.0, gt=0, description=(
-        "Wall-clock limit of one job; the job's process is killed at this deadline."))
+    data_dir: Path = Field(
+        Path("sandbox-data"),
+        description=(
+            "Directory holding the SQLite database, the bureau key and the datasets' Parquet files."
+        ),
+    )
+    database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL of the database; default: a SQLite file `sandbox.db` in the data directory."
+        ),
+    )
+    ray_address: str | None = Field(
+        None,
+        description=(
+            "Address of an existing Ray cluster (`RAY_ADDRESS` is honoured too); default: start a "
+            "private local Ray, whatever other Ray instances run on the machine."
+        ),
+    )
+    ray_connect_timeout: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Seconds the service waits at start-up for the Ray cluster at `SANDBOX_RAY_ADDRESS` "
+            "(or `RAY_ADDRESS`) to answer; past it the start fails with an error naming the "
+            "address."
+        ),
+    )
+    executor: str = Field(
+        "ray",
+        pattern="^(ray|local)$",
+        description=(
+            "`ray` runs jobs and partition work as Ray tasks; `local` runs them in the API process "
+            "(development only)."
+        ),
+    )
+    ray_num_cpus: int | None = Field(
+        None, ge=1, description=("CPUs for a locally started Ray; default: all of this machine's.")
+    )
+    partition_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description=(
+            "Rows per Parquet partition when a dataset is ingested; partitions are the unit of "
+            "parallel work."
+        ),
+    )
+    job_wall_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=("Wall-clock limit of one job; the job's process is killed at this deadline."),
+    )
     job_cpu_seconds: int = Field(10, ge=1, description="CPU-time limit of one job's code process.")
-    job_memory_mb: int = Field(1024, ge=64, description=(
-        "Address-space limit of one job's code process, in MiB."))
-    jail_fork_template: bool = Field(True, description=(
-        "Fork each job's code process from a template process (one per worker) that has "
-        "already started Python and imported the job language, ~2 ms instead of ~70 ms; "
-        "every job still gets a fresh process of its own. `false` starts a new interpreter "
-        "per job."))
-    jail_require_seccomp: bool = Field(True, description=(
-        "Refuse to run jobs where the job process's system-call filter (seccomp) cannot be "
-        "installed; `false` runs them anyway, with only the language's and rlimits' walls "
-        "(the service warns at start)."))
-    engine_in_place_rows: int = Field(250_000, ge=0, description=(
-        "A plan reading at most this many rows (all its datasets together) runs inside the "
-        "job's driver task on its Ray worker, instead of one Ray task per partition, which "
-        "costs more than such a scan; 0 always fans out."))
-    threshold_l1: int = Field(1, ge=1, description="Minimum contributors per released cell, L1 data.")
-    threshold_l2: int = Field(5, ge=1, description="Minimum contributors per released cell, L2 data.")
-    threshold_l3: int = Field(10, ge=1, description="Minimum contributors per released cell, L3 data.")
-    threshold_l4: int = Field(10, ge=1, description="Minimum contributors per released cell, L4 data.")
-    dominance_rules: str = Field("1:50,2:67", pattern=r"^\s*(\d+\s*:\s*\d+(\.\d+)?\s*(,\s*|$))*$",
-                                 description=(
-        "Dominance rules for released sums and means, as `n:percent` pairs: a cell is "
-        "suppressed when its n largest contributions exceed that share of its total; empty "
-        "turns the rule off."))
-    log_origin: str = Field("public-data-sandbox", description=(
-        "Origin line of the ledger's signed checkpoints: names this log to verifiers."))
-    max_upload_mb: int = Field(1024, ge=1, description="Largest dataset file accepted by ingest, in MiB.")
-    flag_suspend_score: int = Field(10, ge=0, description=(
-        "A contract is suspended automatically, pending the regulator's review, once the "
-        "scores of its unreviewed flags (attack patterns detected in its jobs) of the last "
-        "`SANDBOX_FLAG_WINDOW_DAYS` days reach this; 0 never suspends."))
-    timing_quantum_seconds: float = Field(1.0, ge=0, le=60, description=(
-        "Reported compute time is rounded up to a whole number of these seconds, so the "
-        "report does not show how long the engine worked on the data; a job under "
-        "differential privacy also ends (its status and results appear) only at such a "
-        "boundary from its start. 0 reports milliseconds and holds no job."))
-    flag_window_days: int = Field(7, ge=1, description=(
-        "Days over which a contract's unreviewed flag scores are added up for the automatic "
-        "suspension."))
+    job_memory_mb: int = Field(
+        1024, ge=64, description=("Address-space limit of one job's code process, in MiB.")
+    )
+    jail_fork_template: bool = Field(
+        True,
+        description=(
+            "Fork each job's code process from a template process (one per worker) that has "
+            "already started Python and imported the job language, ~2 ms instead of ~70 ms; "
+            "every job still gets a fresh process of its own. `false` starts a new interpreter "
+            "per job."
+        ),
+    )
+    jail_require_seccomp: bool = Field(
+        True,
+        description=(
+            "Refuse to run jobs where the job process's system-call filter (seccomp) cannot be "
+            "installed; `false` runs them anyway, with only the language's and rlimits' walls "
+            "(the service warns at start)."
+        ),
+    )
+    engine_in_place_rows: int = Field(
+        250_000,
+        ge=0,
+        description=(
+            "A plan reading at most this many rows (all its datasets together) runs inside the "
+            "job's driver task on its Ray worker, instead of one Ray task per partition, which "
+            "costs more than such a scan; 0 always fans out."
+        ),
+    )
+    threshold_l1: int = Field(
+        1, ge=1, description="Minimum contributors per released cell, L1 data."
+    )
+    threshold_l2: int = Field(
+        5, ge=1, description="Minimum contributors per released cell, L2 data."
+    )
+    threshold_l3: int = Field(
+        10, ge=1, description="Minimum contributors per released cell, L3 data."
+    )
+    threshold_l4: int = Field(
+        10, ge=1, description="Minimum contributors per released cell, L4 data."
+    )
+    dominance_rules: str = Field(
+        "1:50,2:67",
+        pattern=r"^\s*(\d+\s*:\s*\d+(\.\d+)?\s*(,\s*|$))*$",
+        description=(
+            "Dominance rules for released sums and means, as `n:percent` pairs: a cell is "
+            "suppressed when its n largest contributions exceed that share of its total; empty "
+            "turns the rule off."
+        ),
+    )
+    log_origin: str = Field(
+        "public-data-sandbox",
+        description=(
+            "Origin line of the ledger's signed checkpoints: names this log to verifiers."
+        ),
+    )
+    max_upload_mb: int = Field(
+        1024, ge=1, description="Largest dataset file accepted by ingest, in MiB."
+    )
+    flag_suspend_score: int = Field(
+        10,
+        ge=0,
+        description=(
+            "A contract is suspended automatically, pending the regulator's review, once the "
+            "scores of its unreviewed flags (attack patterns detected in its jobs) of the last "
+            "`SANDBOX_FLAG_WINDOW_DAYS` days reach this; 0 never suspends."
+        ),
+    )
+    timing_quantum_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description=(
+            "Reported compute time is rounded up to a whole number of these seconds, so the "
+            "report does not show how long the engine worked on the data; a job under "
+            "differential privacy also ends (its status and results appear) only at such a "
+            "boundary from its start. 0 reports milliseconds and holds no job."
+        ),
+    )
+    flag_window_days: int = Field(
+        7,
+        ge=1,
+        description=(
+            "Days over which a contract's unreviewed flag scores are added up for the automatic "
+            "suspension."
+        ),
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -94,8 +173,12 @@ class Settings(BaseSettings):
 
     @property
     def thresholds(self) -> dict[str, int]:
-        return {"L1": self.threshold_l1, "L2": self.threshold_l2,
-                "L3": self.threshold_l3, "L4": self.threshold_l4}
+        return {
+            "L1": self.threshold_l1,
+            "L2": self.threshold_l2,
+            "L3": self.threshold_l3,
+            "L4": self.threshold_l4,
+        }
 
     @property
     def key_path(self) -> Path:

@@ -31,9 +31,13 @@ from sandbox.settings import Settings
 SCHEDULE = PRICES
 
 GRANTS = {
-    "population": {"district": ["group_by", "filter"], "gender": ["group_by", "filter"],
-                   "birth_date": ["group_by", "filter"], "hukou_type": ["group_by", "filter"],
-                   "income": ["aggregate"]},
+    "population": {
+        "district": ["group_by", "filter"],
+        "gender": ["group_by", "filter"],
+        "birth_date": ["group_by", "filter"],
+        "hukou_type": ["group_by", "filter"],
+        "income": ["aggregate"],
+    },
 }
 
 RESIDENTS = 20_000
@@ -85,57 +89,98 @@ class World:
     def h(self, who: str | dict[str, Any]) -> dict[str, str]:
         return auth(who if isinstance(who, str) else who["token"])
 
-    def ingest(self, name: str, table: Any, level: str, columns: dict[str, Any],
-               title: str = "数据集") -> Any:
-        meta = {"name": name, "title": title, "provider_id": self.provider["id"], "level": level,
-                "columns": columns}
-        return self.client.post("/v1/datasets", headers=self.h(self.bureau),
-                                files={"file": (f"{name}.parquet", parquet_bytes(table))},
-                                data={"meta": json.dumps(meta, ensure_ascii=False)})
+    def ingest(
+        self, name: str, table: Any, level: str, columns: dict[str, Any], title: str = "数据集"
+    ) -> Any:
+        meta = {
+            "name": name,
+            "title": title,
+            "provider_id": self.provider["id"],
+            "level": level,
+            "columns": columns,
+        }
+        return self.client.post(
+            "/v1/datasets",
+            headers=self.h(self.bureau),
+            files={"file": (f"{name}.parquet", parquet_bytes(table))},
+            data={"meta": json.dumps(meta, ensure_ascii=False)},
+        )
 
-    def register_operator(self, name: str, license_no: str
-                          ) -> tuple[dict[str, Any], Ed25519PrivateKey]:
+    def register_operator(
+        self, name: str, license_no: str
+    ) -> tuple[dict[str, Any], Ed25519PrivateKey]:
         """A new licensed operator, registered by the bureau with an Ed25519 key of its own."""
         key = generate_private_key()
-        r = self.client.post("/v1/principals", headers=self.h(self.bureau), json={
-            "name": name, "role": "operator", "public_key": public_key_b64(key),
-            "license_no": license_no})
+        r = self.client.post(
+            "/v1/principals",
+            headers=self.h(self.bureau),
+            json={
+                "name": name,
+                "role": "operator",
+                "public_key": public_key_b64(key),
+                "license_no": license_no,
+            },
+        )
         assert r.status_code == 201, r.text
         return r.json(), key
 
-    def activate(self, op: dict[str, Any], key: Ed25519PrivateKey,
-                 grants: dict[str, Any] | None = None, **terms: Any) -> str:
+    def activate(
+        self,
+        op: dict[str, Any],
+        key: Ed25519PrivateKey,
+        grants: dict[str, Any] | None = None,
+        **terms: Any,
+    ) -> str:
         """Apply as `op`, approve, sign by bureau and operator; the active contract's id."""
-        body = {"datasets": grants or GRANTS, "purpose": "养老服务设施规划",
-                "purpose_class": "commercial", "valid_from": "2026-01-01T00:00:00Z",
-                "valid_to": "2030-01-01T00:00:00Z", **terms}
+        body = {
+            "datasets": grants or GRANTS,
+            "purpose": "养老服务设施规划",
+            "purpose_class": "commercial",
+            "valid_from": "2026-01-01T00:00:00Z",
+            "valid_to": "2030-01-01T00:00:00Z",
+            **terms,
+        }
         r = self.client.post("/v1/contracts", json=body, headers=self.h(op))
         assert r.status_code == 201, r.text
         cid = r.json()["id"]
-        assert self.client.post(f"/v1/contracts/{cid}/approve",
-                                headers=self.h(self.provider)).status_code == 200
-        assert self.client.post(f"/v1/contracts/{cid}/sign",
-                                headers=self.h(self.bureau)).status_code == 200
+        assert (
+            self.client.post(
+                f"/v1/contracts/{cid}/approve", headers=self.h(self.provider)
+            ).status_code
+            == 200
+        )
+        assert (
+            self.client.post(f"/v1/contracts/{cid}/sign", headers=self.h(self.bureau)).status_code
+            == 200
+        )
         canonical = base64.b64decode(
-            self.client.get(f"/v1/contracts/{cid}", headers=self.h(op)).json()["canonical"])
-        r = self.client.post(f"/v1/contracts/{cid}/sign", json={"signature": sign(key, canonical)},
-                             headers=self.h(op))
+            self.client.get(f"/v1/contracts/{cid}", headers=self.h(op)).json()["canonical"]
+        )
+        r = self.client.post(
+            f"/v1/contracts/{cid}/sign",
+            json={"signature": sign(key, canonical)},
+            headers=self.h(op),
+        )
         assert r.status_code == 200 and r.json()["status"] == "active", r.text
         return cid
 
-    def active_contract(self, grants: dict[str, Any] | None = None, operator: str = "operator",
-                        **terms: Any) -> str:
+    def active_contract(
+        self, grants: dict[str, Any] | None = None, operator: str = "operator", **terms: Any
+    ) -> str:
         """An active contract of the world's operator (or `other_operator`)."""
         key = self.operator_key if operator == "operator" else self.other_key
         return self.activate(getattr(self, operator), key, grants, **terms)
 
-    def run(self, contract_id: str, code: str, operator: str = "operator",
-            **extra: Any) -> Any:
-        return self.client.post("/v1/jobs?wait=true", headers=self.h(getattr(self, operator)),
-                                json={"contract_id": contract_id, "code": code, **extra})
+    def run(self, contract_id: str, code: str, operator: str = "operator", **extra: Any) -> Any:
+        return self.client.post(
+            "/v1/jobs?wait=true",
+            headers=self.h(getattr(self, operator)),
+            json={"contract_id": contract_id, "code": code, **extra},
+        )
 
-    def wait_for_job(self, job_id: str, who: str | dict[str, Any] = "operator",
-                     timeout: float = 30) -> dict[str, Any]:
+    def wait_for_job(
+        self, job_id: str, who: str | dict[str, Any] = "operator", timeout: float = 30
+    ) -> dict[str, Any]:
         """The job as `who` sees it once it has settled (or `timeout` s have passed)."""
         # The instance's own handle on a job it runs: done once the job is settled.
         running = self.ctx.running.get(job_id)
@@ -145,16 +190,28 @@ class World:
         return self.client.get(f"/v1/jobs/{job_id}", headers=self.h(who)).json()  # type: ignore[no-any-return]
 
 
-def make_world(tmp_path: Path, city: dict[str, Any], executor: str, *,
-               raise_server_exceptions: bool = True, **settings: Any) -> Iterator[World]:
+def make_world(
+    tmp_path: Path,
+    city: dict[str, Any],
+    executor: str,
+    *,
+    raise_server_exceptions: bool = True,
+    **settings: Any,
+) -> Iterator[World]:
     """A populated instance; `settings` override the test defaults below."""
     # On Ray, every scan fans out as Ray tasks (the test data is small enough to run in place).
-    defaults: dict[str, Any] = {"partition_rows": 6000, "job_wall_seconds": 20,
-                                "engine_in_place_rows": 0}
-    ctx, bureau = bootstrap(Settings(data_dir=tmp_path / "instance", executor=executor,
-                                     **{**defaults, **settings}))
-    with TestClient(create_app(context=ctx),
-                    raise_server_exceptions=raise_server_exceptions) as client:
+    defaults: dict[str, Any] = {
+        "partition_rows": 6000,
+        "job_wall_seconds": 20,
+        "engine_in_place_rows": 0,
+    }
+    ctx, bureau = bootstrap(
+        Settings(data_dir=tmp_path / "instance", executor=executor, **{**defaults, **settings})
+    )
+    with TestClient(
+        create_app(context=ctx), raise_server_exceptions=raise_server_exceptions
+    ) as client:
+
         def principal(name: str, role: str, key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
             body: dict[str, Any] = {"name": name, "role": role}
             if key is not None:
@@ -165,15 +222,26 @@ def make_world(tmp_path: Path, city: dict[str, Any], executor: str, *,
             return r.json()
 
         op_key, other_key = generate_private_key(), generate_private_key()
-        world = World(client, ctx, bureau, principal("市公安局", "provider"),
-                      principal("某数据科技有限公司", "operator", op_key), op_key,
-                      principal("另一家运营公司", "operator", other_key), other_key,
-                      principal("市场监管审计处", "regulator"))
+        world = World(
+            client,
+            ctx,
+            bureau,
+            principal("市公安局", "provider"),
+            principal("某数据科技有限公司", "operator", op_key),
+            op_key,
+            principal("另一家运营公司", "operator", other_key),
+            other_key,
+            principal("市场监管审计处", "regulator"),
+        )
         pop = city["population"]
-        assert world.ingest("population", pop.table, pop.level, pop.columns,
-                            pop.title).status_code == 201
-        assert client.post("/v1/price-schedules", json=SCHEDULE,
-                           headers=auth(bureau)).status_code == 201
+        assert (
+            world.ingest("population", pop.table, pop.level, pop.columns, pop.title).status_code
+            == 201
+        )
+        assert (
+            client.post("/v1/price-schedules", json=SCHEDULE, headers=auth(bureau)).status_code
+            == 201
+        )
         yield world
     ctx.close()
 
@@ -199,10 +267,10 @@ def jobs_started(monkeypatch: pytest.MonkeyPatch) -> queue.Queue[str]:
 
 
 @pytest.fixture(params=BACKENDS)
-def local_world(tmp_path: Path, city: dict[str, Any],
-                request: pytest.FixtureRequest) -> Iterator[World]:
+def local_world(
+    tmp_path: Path, city: dict[str, Any], request: pytest.FixtureRequest
+) -> Iterator[World]:
     """An instance whose jobs run in-process (fast; for HTTP behaviour that is not about Ray),
     on each database the suite runs on."""
     with fresh_database(request.param) as url:
-        yield from make_world(tmp_path, city, "local",
-                              **({"database_url": url} if url else {}))
+        yield from make_world(tmp_path, city, "local", **({"database_url": url} if url else {}))

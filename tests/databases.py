@@ -24,8 +24,10 @@ def fresh_database(backend: str) -> Iterator[str | None]:
         yield None
         return
     if not SERVER:
-        pytest.skip("PostgreSQL: set SANDBOX_TEST_DATABASE_URL "
-                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) to run on it")
+        pytest.skip(
+            "PostgreSQL: set SANDBOX_TEST_DATABASE_URL "
+            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) to run on it"
+        )
     admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
     name = f"sandbox_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as c:

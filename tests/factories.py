@@ -22,13 +22,28 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def ingested(root: Path, name: str, table: pa.Table, columns: dict[str, Any], *, level: str,
-             partition_rows: int, title: str | None = None,
-             provider_id: str = "pr-1") -> DatasetInfo:
+def ingested(
+    root: Path,
+    name: str,
+    table: pa.Table,
+    columns: dict[str, Any],
+    *,
+    level: str,
+    partition_rows: int,
+    title: str | None = None,
+    provider_id: str = "pr-1",
+) -> DatasetInfo:
     """`table` uploaded as `<name>.parquet` and ingested under `root`; `columns` as in a
     dataset's meta (each column's role and bounds)."""
-    meta = parse_meta({"name": name, "title": title or name, "provider_id": provider_id,
-                       "level": level, "columns": columns})
+    meta = parse_meta(
+        {
+            "name": name,
+            "title": title or name,
+            "provider_id": provider_id,
+            "level": level,
+            "columns": columns,
+        }
+    )
     return ingest(parquet_bytes(table), f"{name}.parquet", meta, root, partition_rows)
 
 
@@ -39,9 +54,17 @@ def slices(table: pa.Table, cuts: Sequence[int]) -> list[pa.Table]:
     return [table.slice(a, b - a) for a, b in zip(bounds, bounds[1:] or [n])]
 
 
-def partitioned(root: Path, parts: Sequence[pa.Table], columns: tuple[ColumnInfo, ...], *,
-                name: str = "t", title: str, prefix: str = "part", level: str = "L1",
-                **write_options: Any) -> DatasetInfo:
+def partitioned(
+    root: Path,
+    parts: Sequence[pa.Table],
+    columns: tuple[ColumnInfo, ...],
+    *,
+    name: str = "t",
+    title: str,
+    prefix: str = "part",
+    level: str = "L1",
+    **write_options: Any,
+) -> DatasetInfo:
     """A dataset whose partitions are `parts`, one file each, written under `root` as
     `<prefix>-<i>.parquet` with pyarrow's `write_options` (row_group_size, ...)."""
     paths = []
@@ -49,5 +72,6 @@ def partitioned(root: Path, parts: Sequence[pa.Table], columns: tuple[ColumnInfo
         path = root / f"{prefix}-{i}.parquet"
         pq.write_table(part, path, **write_options)
         paths.append(str(path))
-    return DatasetInfo(name, title, "pr-1", level, sum(part.num_rows for part in parts),
-                       columns, tuple(paths))
+    return DatasetInfo(
+        name, title, "pr-1", level, sum(part.num_rows for part in parts), columns, tuple(paths)
+    )

@@ -59,28 +59,46 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, limit: flo
         except httpx.TransportError:
             return False
 
-    wait_until(healthy, limit, interval=0.2,
-               message=lambda: f"sandbox serve was not healthy:\n{log.read_text()[-3000:]}")
+    wait_until(
+        healthy,
+        limit,
+        interval=0.2,
+        message=lambda: f"sandbox serve was not healthy:\n{log.read_text()[-3000:]}",
+    )
 
 
 @contextlib.contextmanager
 def run_server(root: Path, executor: str | None) -> Iterator[Server]:
-    env = {**os.environ, "SANDBOX_JOB_WALL_SECONDS": "20", "SANDBOX_PARTITION_ROWS": "2000",
-           "SANDBOX_RAY_NUM_CPUS": "2", "RAY_AUTH_MODE": "disabled"}
+    env = {
+        **os.environ,
+        "SANDBOX_JOB_WALL_SECONDS": "20",
+        "SANDBOX_PARTITION_ROWS": "2000",
+        "SANDBOX_RAY_NUM_CPUS": "2",
+        "RAY_AUTH_MODE": "disabled",
+    }
     env.pop("SANDBOX_EXECUTOR", None)
     if executor is not None:
         env["SANDBOX_EXECUTOR"] = executor
     data_dir = root / "instance"
-    init = subprocess.run(_sandbox("init", "--data-dir", str(data_dir), "--json"), env=env,
-                          capture_output=True, text=True, timeout=60)
+    init = subprocess.run(
+        _sandbox("init", "--data-dir", str(data_dir), "--json"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert init.returncode == 0, init.stderr
     created = json.loads(init.stdout)
     assert Path(created["data_dir"]) == data_dir.resolve()
     port = _free_port()
     log = root / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(_sandbox("serve", "--data-dir", str(data_dir), "--port", str(port)),
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            _sandbox("serve", "--data-dir", str(data_dir), "--port", str(port)),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_healthy(url, proc, log, STARTUP_SECONDS)
@@ -112,17 +130,30 @@ def cast_of(server: Server, tmp: Path) -> Iterator[Cast]:
     bureau = SandboxClient(server.url, token=server.bureau_token)
     key = generate_private_key()
     provider = bureau.create_principal("市公安局", "provider")
-    operator = bureau.create_principal("某数据科技有限公司", "operator", license_no="授权运营-2026-007",
-                                       public_key=key.public_key())
+    operator = bureau.create_principal(
+        "某数据科技有限公司",
+        "operator",
+        license_no="授权运营-2026-007",
+        public_key=key.public_key(),
+    )
     population = generate_city(RESIDENTS, seed=SEED)["population"]
     paths = write_city(tmp / "city", RESIDENTS, seed=SEED)
-    bureau.ingest(paths["population"], {
-        "name": "population", "title": population.title, "provider_id": provider["id"],
-        "level": population.level, "columns": population.columns})
+    bureau.ingest(
+        paths["population"],
+        {
+            "name": "population",
+            "title": population.title,
+            "provider_id": provider["id"],
+            "level": population.level,
+            "columns": population.columns,
+        },
+    )
     bureau.publish_prices(SCHEDULE)
-    clients = (SandboxClient(server.url, token=provider["token"]),
-               SandboxClient(server.url, token=operator["token"], signing_key=key),
-               SandboxClient(server.url, token=operator["token"]))
+    clients = (
+        SandboxClient(server.url, token=provider["token"]),
+        SandboxClient(server.url, token=operator["token"], signing_key=key),
+        SandboxClient(server.url, token=operator["token"]),
+    )
     try:
         yield Cast(server, bureau, clients[0], clients[1], key, operator["token"], clients[2])
     finally:
@@ -132,8 +163,13 @@ def cast_of(server: Server, tmp: Path) -> Iterator[Cast]:
 
 def active_contract(cast: Cast, **terms: Any) -> str:
     applied = cast.operator.apply_contract(
-        GRANTS, "养老服务设施规划", "commercial",
-        dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "2030-01-01T00:00:00Z", **terms)
+        GRANTS,
+        "养老服务设施规划",
+        "commercial",
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "2030-01-01T00:00:00Z",
+        **terms,
+    )
     cid = applied["id"]
     assert applied["status"] == "pending_approval"
     cast.provider.approve_contract(cid)
@@ -141,5 +177,3 @@ def active_contract(cast: Cast, **terms: Any) -> str:
     signed = cast.operator.sign_contract(cid)
     assert signed["status"] == "active", signed
     return cid
-
-

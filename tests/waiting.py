@@ -10,14 +10,19 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05,
-               message: str | Callable[[], str] = "the condition did not hold") -> T:
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    interval: float = 0.05,
+    message: str | Callable[[], str] = "the condition did not hold",
+) -> T:
     """The first true value of `predicate`, asked every `interval` s; AssertionError with
     `message` (a callable: made when needed) after `timeout` s."""
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"{message() if callable(message) else message} "
-                                 f"(waited {timeout:g} s)")
+            raise AssertionError(
+                f"{message() if callable(message) else message} (waited {timeout:g} s)"
+            )
         time.sleep(interval)
     return value

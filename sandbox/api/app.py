@@ -35,17 +35,20 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         recover_interrupted(ctx)
         report_jail_filter(settings)
         agreements.expire_due(ctx)
-        runner(ctx)   # where jobs run, decided (and Ray started) before the first request
+        runner(ctx)  # where jobs run, decided (and Ray started) before the first request
         app.state.ctx = ctx
         yield
         if context is None:
             ctx.close()
 
-    app = FastAPI(title="Public Data Sandbox", version="1", lifespan=lifespan,
-                  description="Analyse public data without seeing it: disclosure-controlled "
-                              "aggregates under signed contracts and published prices.")
+    app = FastAPI(
+        title="Public Data Sandbox",
+        version="1",
+        lifespan=lifespan,
+        description="Analyse public data without seeing it: disclosure-controlled "
+        "aggregates under signed contracts and published prices.",
+    )
     errors.install(app)
-    for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports,
-                   flags):
+    for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags):
         app.include_router(module.router, prefix="/v1")
     return app

@@ -17,18 +17,19 @@ def get_context(request: Request) -> Context:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
-def get_actor(request: Request,
-              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-              ) -> Actor:
+def get_actor(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Actor:
     return authenticate(get_context(request), credentials.credentials if credentials else None)
 
 
-def get_self(request: Request,
-             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-             ) -> Actor:
+def get_self(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Actor:
     """The caller even when suspended, so that it can still learn who it is and why."""
-    return authenticate(get_context(request), credentials.credentials if credentials else None,
-                        allow_suspended=True)
+    return authenticate(
+        get_context(request), credentials.credentials if credentials else None, allow_suspended=True
+    )
 
 
 Ctx = Annotated[Context, Depends(get_context)]

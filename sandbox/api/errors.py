@@ -1,6 +1,6 @@
 """The one JSON error envelope, and the mapping of every error class to an HTTP status.
 
-    {"ok": false, "status": 403, "code": "contract_scope", "error": "…"}
+{"ok": false, "status": 403, "code": "contract_scope", "error": "…"}
 """
 
 from __future__ import annotations
@@ -45,8 +45,13 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (le.LedgerError, 400),
 )
 
-DOMAIN_ERRORS = (se.SandboxError, ce.ContractError, oe.OperatorError, pe.PricingError,
-                 le.LedgerError)
+DOMAIN_ERRORS = (
+    se.SandboxError,
+    ce.ContractError,
+    oe.OperatorError,
+    pe.PricingError,
+    le.LedgerError,
+)
 
 
 def status_of(exc: Exception) -> int:
@@ -54,8 +59,9 @@ def status_of(exc: Exception) -> int:
 
 
 def envelope(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"ok": False, "status": status, "code": code, "error": message, **extra},
-                        status_code=status)
+    return JSONResponse(
+        {"ok": False, "status": status, "code": code, "error": message, **extra}, status_code=status
+    )
 
 
 def _message(exc: Exception) -> str:
@@ -74,10 +80,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RejectedJob)
     async def _rejected(_: Request, exc: RejectedJob) -> JSONResponse:
         cause = exc.cause
-        return envelope(status_of(cause), exc.code, _message(cause), job_id=exc.job_id,
-                        line=getattr(cause, "line", None))
+        return envelope(
+            status_of(cause),
+            exc.code,
+            _message(cause),
+            job_id=exc.job_id,
+            line=getattr(cause, "line", None),
+        )
 
     for cls in DOMAIN_ERRORS:
+
         @app.exception_handler(cls)
         async def _domain(_: Request, exc: Exception) -> JSONResponse:
             return envelope(status_of(exc), getattr(exc, "code", "error"), _message(exc))
@@ -93,5 +105,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return envelope(500, "internal_error", "the service hit an unexpected error; nothing "
-                        "was changed by this request. Tell the bureau if it keeps happening")
+        return envelope(
+            500,
+            "internal_error",
+            "the service hit an unexpected error; nothing "
+            "was changed by this request. Tell the bureau if it keeps happening",
+        )

@@ -24,5 +24,8 @@ def attachment(filename: str) -> dict[str, str]:
 
 def export_response(table: exports.Table, fmt: str, stem: str) -> Response:
     """`table` as a download in `fmt` (csv or xlsx), named `stem` plus the extension."""
-    return Response(exports.render(table, fmt), media_type=exports.MEDIA_TYPES[fmt],
-                    headers=attachment(f"{stem}.{fmt}"))
+    return Response(
+        exports.render(table, fmt),
+        media_type=exports.MEDIA_TYPES[fmt],
+        headers=attachment(f"{stem}.{fmt}"),
+    )

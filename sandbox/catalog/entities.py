@@ -53,14 +53,20 @@ class Registry:
     def _load(self) -> tuple[np.ndarray, np.ndarray, int]:
         if not (self._dir / _KEYS).exists():
             return np.zeros(0, np.uint64), np.zeros(0, np.uint64), 0
-        return (np.load(self._dir / _KEYS), np.load(self._dir / _NUMBERS),
-                int(np.load(self._dir / _NEXT)[0]))
+        return (
+            np.load(self._dir / _KEYS),
+            np.load(self._dir / _NUMBERS),
+            int(np.load(self._dir / _NEXT)[0]),
+        )
 
     def _save(self, keys: np.ndarray, numbers: np.ndarray, next_number: int) -> None:
         # Each file is written whole and renamed into place; `next` last, so a crash between
         # renames leaves numbers already assigned unused, never assigned twice.
-        for name, value in ((_KEYS, keys), (_NUMBERS, numbers),
-                            (_NEXT, np.array([next_number], np.uint64))):
+        for name, value in (
+            (_KEYS, keys),
+            (_NUMBERS, numbers),
+            (_NEXT, np.array([next_number], np.uint64)),
+        ):
             tmp = self._dir / f".{name}.tmp"
             with open(tmp, "wb") as f:
                 np.save(f, value)
@@ -77,11 +83,13 @@ class Registry:
                 arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
                 named = pc.is_valid(arr).to_numpy(zero_copy_only=False)
                 hashes = key_hash(arr.filter(pa.array(named)))
-                distinct, first, which = np.unique(hashes, return_index=True,
-                                                   return_inverse=True)
+                distinct, first, which = np.unique(hashes, return_index=True, return_inverse=True)
                 at = np.minimum(np.searchsorted(keys, distinct), max(len(keys) - 1, 0))
-                known = (at < len(keys)) & (keys[at] == distinct) if len(keys) else \
-                    np.zeros(len(distinct), bool)
+                known = (
+                    (at < len(keys)) & (keys[at] == distinct)
+                    if len(keys)
+                    else np.zeros(len(distinct), bool)
+                )
                 assigned = np.empty(len(distinct), np.uint64)
                 assigned[known] = numbers[at[known]]
                 fresh = int((~known).sum())

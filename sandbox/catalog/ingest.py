@@ -69,8 +69,11 @@ def parse_meta(raw: Any) -> DatasetMeta:
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "meta"
-        hint = (" (names start with a letter and use letters, digits, '_' or '-')"
-                if err["loc"] and err["loc"][0] == "name" else "")
+        hint = (
+            " (names start with a letter and use letters, digits, '_' or '-')"
+            if err["loc"] and err["loc"][0] == "name"
+            else ""
+        )
         raise IngestError(f"dataset meta: {where}: {err['msg']}{hint}") from None
 
 
@@ -91,8 +94,10 @@ def read_file(data: bytes, filename: str) -> pa.Table:
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:
-            raise IngestError("the CSV file is not UTF-8; save it as UTF-8 (a GBK file converts "
-                              "with: iconv -f GBK -t UTF-8 in.csv > out.csv)") from None
+            raise IngestError(
+                "the CSV file is not UTF-8; save it as UTF-8 (a GBK file converts "
+                "with: iconv -f GBK -t UTF-8 in.csv > out.csv)"
+            ) from None
         return pacsv.read_csv(io.BytesIO(data))
     except pa.ArrowException as e:
         kind = "Parquet" if parquet else "CSV"
@@ -105,29 +110,46 @@ def _column_infos(table: pa.Table, meta: DatasetMeta) -> tuple[ColumnInfo, ...]:
         raise IngestError("the file has duplicate column names")
     unknown = [c for c in meta.columns if c not in names]
     if unknown:
-        raise IngestError(f"the policy names column {unknown[0]!r}, which is not in the file; "
-                          f"file columns: {', '.join(names)}")
+        raise IngestError(
+            f"the policy names column {unknown[0]!r}, which is not in the file; "
+            f"file columns: {', '.join(names)}"
+        )
     missing = [c for c in names if c not in meta.columns]
     if missing:
-        raise IngestError(f"column {missing[0]!r} has no role in the policy; give every column "
-                          f"one of: {', '.join(ROLES)}")
+        raise IngestError(
+            f"column {missing[0]!r} has no role in the policy; give every column "
+            f"one of: {', '.join(ROLES)}"
+        )
     infos = []
     for name in names:
         pol, typ = meta.columns[name], table.schema.field(name).type
         numeric = pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)
         if (pol.lower is not None or pol.upper is not None) and not numeric:
-            raise IngestError(f"column {name!r} has bounds but is of type {typ}; bounds apply "
-                              "to numeric columns only")
+            raise IngestError(
+                f"column {name!r} has bounds but is of type {typ}; bounds apply "
+                "to numeric columns only"
+            )
         if pol.lower is not None and pol.upper is not None and pol.lower > pol.upper:
             raise IngestError(f"column {name!r}: lower bound is above upper bound")
         if pa.types.is_null(typ):
             raise IngestError(f"column {name!r} is empty in every row; remove it or fill it")
         # How many groups a quasi-identifier would make decides whether it may be grouped raw.
-        distinct = (pc.count_distinct(table.column(name)).as_py()
-                    if pol.role == "quasi_identifier" else None)
-        infos.append(ColumnInfo(name, str(typ), pol.role, pol.lower, pol.upper,  # type: ignore[arg-type]
-                                distinct, _unique(table.column(name))
-                                if pol.role == "identifier" else None))
+        distinct = (
+            pc.count_distinct(table.column(name)).as_py()
+            if pol.role == "quasi_identifier"
+            else None
+        )
+        infos.append(
+            ColumnInfo(
+                name,
+                str(typ),
+                pol.role,  # type: ignore[arg-type]
+                pol.lower,
+                pol.upper,
+                distinct,
+                _unique(table.column(name)) if pol.role == "identifier" else None,
+            )
+        )
     return tuple(infos)
 
 
@@ -141,8 +163,10 @@ def _encodings(table: pa.Table) -> dict[str, Any]:
     thousand rows instead of eight per row, and read five times faster."""
     if ENTITY not in table.column_names:
         return {}
-    return {"use_dictionary": [c for c in table.column_names if c != ENTITY],
-            "column_encoding": {ENTITY: "DELTA_BINARY_PACKED"}}
+    return {
+        "use_dictionary": [c for c in table.column_names if c != ENTITY],
+        "column_encoding": {ENTITY: "DELTA_BINARY_PACKED"},
+    }
 
 
 def write_partitions(table: pa.Table, target: Path, partition_rows: int) -> list[str]:
@@ -155,8 +179,12 @@ def write_partitions(table: pa.Table, target: Path, partition_rows: int) -> list
         names = []
         for i, start in enumerate(range(0, max(table.num_rows, 1), partition_rows)):
             name = f"part-{i:05d}.parquet"
-            pq.write_table(table.slice(start, partition_rows), tmp / name,
-                           row_group_size=ROW_GROUP_ROWS, **_encodings(table))
+            pq.write_table(
+                table.slice(start, partition_rows),
+                tmp / name,
+                row_group_size=ROW_GROUP_ROWS,
+                **_encodings(table),
+            )
             names.append(name)
         tmp.rename(target)
     except BaseException:
@@ -165,8 +193,9 @@ def write_partitions(table: pa.Table, target: Path, partition_rows: int) -> list
     return names
 
 
-def ingest(data: bytes, filename: str, meta: DatasetMeta, datasets_dir: Path,
-           partition_rows: int) -> DatasetInfo:
+def ingest(
+    data: bytes, filename: str, meta: DatasetMeta, datasets_dir: Path, partition_rows: int
+) -> DatasetInfo:
     table = read_file(data, filename)
     if table.num_rows == 0:
         raise IngestError("the file has no rows")
@@ -174,7 +203,15 @@ def ingest(data: bytes, filename: str, meta: DatasetMeta, datasets_dir: Path,
     target = datasets_dir / meta.name
     named_by = next((c.name for c in columns if c.role == "identifier"), None)
     numbers = entities.Registry(datasets_dir / entities.DIRECTORY).number(
-        table.column(named_by) if named_by else None, table.num_rows)
+        table.column(named_by) if named_by else None, table.num_rows
+    )
     parts = write_partitions(table.append_column(ENTITY, numbers), target, partition_rows)
-    return DatasetInfo(meta.name, meta.title, meta.provider_id, meta.level, table.num_rows,
-                       columns, tuple(str(target / p) for p in parts))
+    return DatasetInfo(
+        meta.name,
+        meta.title,
+        meta.provider_id,
+        meta.level,
+        table.num_rows,
+        columns,
+        tuple(str(target / p) for p in parts),
+    )

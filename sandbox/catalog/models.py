@@ -15,11 +15,11 @@ ENTITY = "__entity"
 @dataclass(frozen=True)
 class ColumnInfo:
     name: str
-    type: str            # Arrow type, e.g. "int64", "string", "date32[day]"
+    type: str  # Arrow type, e.g. "int64", "string", "date32[day]"
     role: Role
     lower: float | None = None
     upper: float | None = None
-    distinct: int | None = None   # quasi-identifiers only; internal, never shown to operators
+    distinct: int | None = None  # quasi-identifiers only; internal, never shown to operators
     # Identifiers only: True when no two rows share a value (one row per person), which
     # differential privacy relies on; internal, like `distinct`.
     unique: bool | None = None
@@ -50,14 +50,17 @@ class DatasetInfo:
     level: str
     row_count: int
     columns: tuple[ColumnInfo, ...]
-    partitions: tuple[str, ...]   # absolute paths of the Parquet files
+    partitions: tuple[str, ...]  # absolute paths of the Parquet files
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "title": self.title, "provider_id": self.provider_id,
-            "level": self.level, "row_count": self.row_count,
+            "name": self.name,
+            "title": self.title,
+            "provider_id": self.provider_id,
+            "level": self.level,
+            "row_count": self.row_count,
             "columns": [c.to_json() for c in self.columns],
         }

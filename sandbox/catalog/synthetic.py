@@ -114,27 +114,128 @@ GENDERS: tuple[str, ...] = ("女", "男")  # indexed by the male flag
 # Population share per five-year band 0-4 … 95-99, then age 100; shaped after the 2020 census,
 # shifted to the recent drop in births.
 _AGE_BAND_SHARES = (
-    4.0, 5.6, 6.2, 5.6, 5.2, 5.6, 7.6, 8.2, 6.8, 7.0,
-    8.4, 8.2, 6.6, 5.4, 4.2, 2.8, 1.7, 0.95, 0.35, 0.08,
+    4.0,
+    5.6,
+    6.2,
+    5.6,
+    5.2,
+    5.6,
+    7.6,
+    8.2,
+    6.8,
+    7.0,
+    8.4,
+    8.2,
+    6.6,
+    5.4,
+    4.2,
+    2.8,
+    1.7,
+    0.95,
+    0.35,
+    0.08,
 )
 _AGE_100_SHARE = 0.004
 
 # Surnames with approximate shares (percent) of the national population.
 _SURNAMES: tuple[tuple[str, float], ...] = (
-    ("王", 7.1), ("李", 7.0), ("张", 6.7), ("刘", 5.4), ("陈", 4.5), ("杨", 3.1), ("黄", 2.2),
-    ("赵", 2.0), ("吴", 2.0), ("周", 1.9), ("徐", 1.5), ("孙", 1.5), ("马", 1.3), ("朱", 1.3),
-    ("胡", 1.2), ("郭", 1.2), ("何", 1.1), ("林", 1.0), ("罗", 1.0), ("高", 1.0), ("郑", 0.8),
-    ("梁", 0.8), ("谢", 0.7), ("宋", 0.7), ("唐", 0.7), ("许", 0.6), ("韩", 0.6), ("冯", 0.6),
-    ("邓", 0.6), ("曹", 0.6), ("彭", 0.5), ("曾", 0.5), ("肖", 0.5), ("田", 0.5), ("董", 0.5),
-    ("袁", 0.4), ("潘", 0.4), ("于", 0.4), ("蒋", 0.4), ("蔡", 0.4), ("余", 0.4), ("杜", 0.4),
-    ("叶", 0.4), ("程", 0.4), ("苏", 0.3), ("魏", 0.3), ("吕", 0.3), ("丁", 0.3), ("任", 0.3),
-    ("沈", 0.3), ("姚", 0.3), ("卢", 0.3), ("姜", 0.3), ("崔", 0.3), ("钟", 0.3), ("谭", 0.3),
-    ("陆", 0.3), ("汪", 0.3), ("范", 0.3), ("金", 0.3), ("石", 0.3), ("廖", 0.3), ("贾", 0.3),
-    ("夏", 0.3), ("韦", 0.3), ("付", 0.3), ("方", 0.3), ("白", 0.2), ("邹", 0.2), ("孟", 0.2),
-    ("熊", 0.2), ("秦", 0.2), ("邱", 0.2), ("江", 0.2), ("尹", 0.2), ("薛", 0.2), ("闫", 0.2),
-    ("段", 0.2), ("雷", 0.2), ("侯", 0.2), ("龙", 0.2), ("史", 0.2), ("陶", 0.2), ("黎", 0.2),
-    ("贺", 0.2), ("顾", 0.2), ("毛", 0.2), ("郝", 0.2), ("龚", 0.2), ("邵", 0.2), ("万", 0.2),
-    ("钱", 0.2), ("严", 0.2), ("欧阳", 0.05), ("司马", 0.01), ("诸葛", 0.01), ("上官", 0.01),
+    ("王", 7.1),
+    ("李", 7.0),
+    ("张", 6.7),
+    ("刘", 5.4),
+    ("陈", 4.5),
+    ("杨", 3.1),
+    ("黄", 2.2),
+    ("赵", 2.0),
+    ("吴", 2.0),
+    ("周", 1.9),
+    ("徐", 1.5),
+    ("孙", 1.5),
+    ("马", 1.3),
+    ("朱", 1.3),
+    ("胡", 1.2),
+    ("郭", 1.2),
+    ("何", 1.1),
+    ("林", 1.0),
+    ("罗", 1.0),
+    ("高", 1.0),
+    ("郑", 0.8),
+    ("梁", 0.8),
+    ("谢", 0.7),
+    ("宋", 0.7),
+    ("唐", 0.7),
+    ("许", 0.6),
+    ("韩", 0.6),
+    ("冯", 0.6),
+    ("邓", 0.6),
+    ("曹", 0.6),
+    ("彭", 0.5),
+    ("曾", 0.5),
+    ("肖", 0.5),
+    ("田", 0.5),
+    ("董", 0.5),
+    ("袁", 0.4),
+    ("潘", 0.4),
+    ("于", 0.4),
+    ("蒋", 0.4),
+    ("蔡", 0.4),
+    ("余", 0.4),
+    ("杜", 0.4),
+    ("叶", 0.4),
+    ("程", 0.4),
+    ("苏", 0.3),
+    ("魏", 0.3),
+    ("吕", 0.3),
+    ("丁", 0.3),
+    ("任", 0.3),
+    ("沈", 0.3),
+    ("姚", 0.3),
+    ("卢", 0.3),
+    ("姜", 0.3),
+    ("崔", 0.3),
+    ("钟", 0.3),
+    ("谭", 0.3),
+    ("陆", 0.3),
+    ("汪", 0.3),
+    ("范", 0.3),
+    ("金", 0.3),
+    ("石", 0.3),
+    ("廖", 0.3),
+    ("贾", 0.3),
+    ("夏", 0.3),
+    ("韦", 0.3),
+    ("付", 0.3),
+    ("方", 0.3),
+    ("白", 0.2),
+    ("邹", 0.2),
+    ("孟", 0.2),
+    ("熊", 0.2),
+    ("秦", 0.2),
+    ("邱", 0.2),
+    ("江", 0.2),
+    ("尹", 0.2),
+    ("薛", 0.2),
+    ("闫", 0.2),
+    ("段", 0.2),
+    ("雷", 0.2),
+    ("侯", 0.2),
+    ("龙", 0.2),
+    ("史", 0.2),
+    ("陶", 0.2),
+    ("黎", 0.2),
+    ("贺", 0.2),
+    ("顾", 0.2),
+    ("毛", 0.2),
+    ("郝", 0.2),
+    ("龚", 0.2),
+    ("邵", 0.2),
+    ("万", 0.2),
+    ("钱", 0.2),
+    ("严", 0.2),
+    ("欧阳", 0.05),
+    ("司马", 0.01),
+    ("诸葛", 0.01),
+    ("上官", 0.01),
 )
 _MALE_GIVEN = tuple(
     "伟强磊军勇杰涛斌超明刚平辉鹏华飞鑫波宇浩凯健俊帆帅旭宁龙林阳建国志文博晨轩子睿泽然天振海峰成东亮"
@@ -239,7 +340,9 @@ def generate_city(residents: int, seed: int = 0) -> dict[str, CityDataset]:
     residents = int(residents)
     rng = np.random.default_rng(seed)
     people = _sample_residents(rng, residents)
-    firms = _sample_enterprises(rng, max(_MIN_ENTERPRISES, round(residents * _ENTERPRISES_PER_RESIDENT)))
+    firms = _sample_enterprises(
+        rng, max(_MIN_ENTERPRISES, round(residents * _ENTERPRISES_PER_RESIDENT))
+    )
     workers = np.flatnonzero(people.employed)
     employer = rng.choice(len(firms.size_weight), size=len(workers), p=firms.size_weight)
     income = _incomes(rng, people, workers, firms.industry[employer])
@@ -293,7 +396,9 @@ def write_city(directory: pathlib.Path, residents: int, seed: int = 0) -> dict[s
 
 def _check_residents(residents: int) -> None:
     if isinstance(residents, bool) or not isinstance(residents, numbers.Integral):
-        raise TypeError(f"residents must be an int, got {type(residents).__name__}; pass a whole number")
+        raise TypeError(
+            f"residents must be an int, got {type(residents).__name__}; pass a whole number"
+        )
     if not MIN_RESIDENTS <= residents <= MAX_RESIDENTS:
         raise ValueError(
             f"residents must be between {MIN_RESIDENTS} and {MAX_RESIDENTS}, got {residents}; "
@@ -369,7 +474,9 @@ def _incomes(
     income[workers] = median * rng.lognormal(0.0, 0.55, size=len(workers))
 
     informal = working_age & ~people.employed & (rng.random(count) < 0.5)
-    income[informal] = 2500.0 * district_factor[informal] * rng.lognormal(0.0, 0.6, size=int(informal.sum()))
+    income[informal] = (
+        2500.0 * district_factor[informal] * rng.lognormal(0.0, 0.6, size=int(informal.sum()))
+    )
 
     elderly = people.age > high
     urban_pension = elderly & urban & (rng.random(count) < 0.85)
@@ -401,7 +508,9 @@ def _resident_ids(rng: np.random.Generator, people: _Residents) -> pa.Array:
 def _sequence_numbers(rng: np.random.Generator, people: _Residents) -> np.ndarray:
     """Distinct 3-digit sequence numbers within each (district, birth date, sex): odd for men."""
     slots = 499  # 001..997 odd for men, 002..998 even for women
-    key = (people.district * 100_000 + (people.birth_days - people.birth_days.min())) * 2 + people.male
+    key = (
+        people.district * 100_000 + (people.birth_days - people.birth_days.min())
+    ) * 2 + people.male
     order = np.argsort(key.astype(np.int32))
     sorted_key = key[order]
     starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
@@ -446,10 +555,14 @@ def _person_names(rng: np.random.Generator, male: np.ndarray) -> pa.Array:
     males, females = len(_MALE_GIVEN), len(_FEMALE_GIVEN)
 
     def given_character() -> np.ndarray:
-        return np.where(male, rng.integers(0, males, count), males + rng.integers(0, females, count))
+        return np.where(
+            male, rng.integers(0, males, count), males + rng.integers(0, females, count)
+        )
 
     first = given_character()
-    second = np.where(rng.random(count) < _SINGLE_CHARACTER_NAME_SHARE, len(pool) - 1, given_character())
+    second = np.where(
+        rng.random(count) < _SINGLE_CHARACTER_NAME_SHARE, len(pool) - 1, given_character()
+    )
     return _join(_take(surnames, surname), _take(pool, first), _take(pool, second))
 
 
@@ -470,7 +583,9 @@ def _credit_codes(rng: np.random.Generator, district: np.ndarray) -> pa.Array:
     area = np.array([d.area_code for d in _DISTRICTS], dtype=np.int64)[district]
     serial = rng.choice(31**_ORG_ID_CHARACTERS, size=count, replace=False)  # unique codes
     serial_values = _digits(serial, _ORG_ID_CHARACTERS, base=31)
-    prefix_values = np.tile(np.array([_CREDIT_ALPHABET.index(c) for c in "MA"], dtype=np.uint8), (count, 1))
+    prefix_values = np.tile(
+        np.array([_CREDIT_ALPHABET.index(c) for c in "MA"], dtype=np.uint8), (count, 1)
+    )
     org_values = np.hstack([prefix_values, serial_values])
     org_chars = _CREDIT_ALPHABET_BYTES[org_values]
     org_check = _ORG_CHECK_CHARS[11 - (_org_code_values(org_chars) @ _ORG_WEIGHTS) % 11]
@@ -491,11 +606,15 @@ def _enterprise_table(
 ) -> pa.Table:
     count = len(firms.district)
     # Headcount includes staff without social insurance here (part-timers, those insured elsewhere).
-    employees = np.minimum(insured + rng.binomial(insured, 0.15) + rng.geometric(0.5, count), _MAX_EMPLOYEES)
+    employees = np.minimum(
+        insured + rng.binomial(insured, 0.15) + rng.geometric(0.5, count), _MAX_EMPLOYEES
+    )
     capital_factor = np.array([i.capital_factor for i in _INDUSTRIES])[firms.industry]
     capital = 100_000.0 * employees**0.9 * capital_factor * rng.lognormal(0.0, 1.0, count)
     # Registered capital is subscribed in whole 万元.
-    capital = np.clip(np.rint(capital / 10_000) * 10_000, 10_000, _MAX_REGISTERED_CAPITAL).astype(np.int64)
+    capital = np.clip(np.rint(capital / 10_000) * 10_000, 10_000, _MAX_REGISTERED_CAPITAL).astype(
+        np.int64
+    )
     return pa.table(
         {
             "credit_code": credit_codes,
@@ -508,7 +627,9 @@ def _enterprise_table(
     )
 
 
-def _company_names(rng: np.random.Generator, firms: _Enterprises, employees: np.ndarray) -> pa.Array:
+def _company_names(
+    rng: np.random.Generator, firms: _Enterprises, employees: np.ndarray
+) -> pa.Array:
     """Names like 湖滨区华盛科技有限公司: district, two-character trade name, line of business, form."""
     count = len(firms.district)
     trade = _TRADE_NAME_CHARACTERS
@@ -537,7 +658,9 @@ def _social_insurance_table(
     count = len(workers)
     # The base follows declared wages, with reporting noise, within the city's floor and ceiling.
     base = np.clip(
-        np.rint(worker_income * rng.lognormal(0.0, 0.08, count)), _CONTRIBUTION_FLOOR, _CONTRIBUTION_CEILING
+        np.rint(worker_income * rng.lognormal(0.0, 0.08, count)),
+        _CONTRIBUTION_FLOOR,
+        _CONTRIBUTION_CEILING,
     ).astype(np.int64)
     adult_days = np.maximum(_REFERENCE_DAYS - (people.birth_days[workers] + _DAYS_TO_EIGHTEEN), 1)
     span_days = np.maximum((adult_days * rng.uniform(0.15, 1.0, count)).astype(np.int64), 1)
@@ -570,7 +693,7 @@ def _allocate(rng: np.random.Generator, count: int, weights: list[float]) -> np.
     if remainder > 0:
         counts[np.argsort(-(quota - np.floor(quota)), kind="stable")[:remainder]] += 1
     elif remainder < 0:
-        for index in np.argsort(-counts, kind="stable")[: -remainder]:
+        for index in np.argsort(-counts, kind="stable")[:-remainder]:
             counts[index] -= 1
     return rng.permutation(np.repeat(np.arange(len(shares)), counts))
 
@@ -611,7 +734,9 @@ def _ascii_strings(chars: np.ndarray) -> pa.Array:
     rows, width = chars.shape
     offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int32)
     data = np.ascontiguousarray(chars, dtype=np.uint8)
-    return pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pa.Array.from_buffers(
+        pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
 
 
 def _take(values: tuple[str, ...] | list[str], indices: np.ndarray) -> pa.Array:

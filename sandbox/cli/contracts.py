@@ -11,8 +11,9 @@ from rich.console import Console
 from contracts.verify import verify_export
 from sandbox.ledger.verify import inline_or_file
 
-contracts_app = typer.Typer(help="Check contracts offline against public keys.",
-                            no_args_is_help=True)
+contracts_app = typer.Typer(
+    help="Check contracts offline against public keys.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -28,21 +29,30 @@ def read_key(value: str, party: str = "bureau") -> str:
 
 
 @contracts_app.command("verify")
-def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False,
-                                       help="JSON of GET /v1/contracts/{id}."),
-           bureau_key: str = typer.Option(..., "--bureau-key", help="The bureau's public key "
-                                          "(base64), or a file with it or with GET /v1/keys JSON."),
-           operator_key: str | None = typer.Option(None, "--operator-key", help="The "
-                                                      "operator's public key (base64 or file).")
-           ) -> None:
+def verify(
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="JSON of GET /v1/contracts/{id}."
+    ),
+    bureau_key: str = typer.Option(
+        ...,
+        "--bureau-key",
+        help="The bureau's public key (base64), or a file with it or with GET /v1/keys JSON.",
+    ),
+    operator_key: str | None = typer.Option(
+        None, "--operator-key", help="The operator's public key (base64 or file)."
+    ),
+) -> None:
     """Check an exported contract's canonical bytes and signatures, with no service."""
     try:
         export = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         console.print(f"[red]{file} is not JSON: {e.msg}[/]")
         raise typer.Exit(2) from None
-    result = verify_export(export, read_key(bureau_key, "bureau"),
-                           read_key(operator_key, "operator") if operator_key else None)
+    result = verify_export(
+        export,
+        read_key(bureau_key, "bureau"),
+        read_key(operator_key, "operator") if operator_key else None,
+    )
     console.print(f"contract {result.contract_id} version {result.version}")
     for line in result.checked:
         console.print(f"  [green]✓[/] {line}")

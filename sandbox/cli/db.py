@@ -13,8 +13,9 @@ db_app = typer.Typer(help="The database schema of an instance.", no_args_is_help
 console = Console()
 err = Console(stderr=True)
 
-DataDir = typer.Option(None, "--data-dir", help="Instance directory (default: $SANDBOX_DATA_DIR "
-                                                "or ./sandbox-data).")
+DataDir = typer.Option(
+    None, "--data-dir", help="Instance directory (default: $SANDBOX_DATA_DIR or ./sandbox-data)."
+)
 
 
 def _engine(data_dir: Path | None):  # type: ignore[no-untyped-def]
@@ -22,8 +23,10 @@ def _engine(data_dir: Path | None):  # type: ignore[no-untyped-def]
 
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
     if not settings.key_path.exists():
-        err.print(f"[red]error:[/] no instance in {settings.data_dir}; create one with: "
-                  f"sandbox init --data-dir {settings.data_dir}")
+        err.print(
+            f"[red]error:[/] no instance in {settings.data_dir}; create one with: "
+            f"sandbox init --data-dir {settings.data_dir}"
+        )
         raise typer.Exit(1)
     return make_engine(settings.resolved_database_url)
 
@@ -57,7 +60,9 @@ def status(data_dir: Path | None = DataDir) -> None:
     finally:
         engine.dispose()
     newest = schema.head()
-    console.print(f"revision {at or '(none)'}; this service needs {newest}"
-                  + ("" if at == newest else " — run: sandbox db upgrade"))
+    console.print(
+        f"revision {at or '(none)'}; this service needs {newest}"
+        + ("" if at == newest else " — run: sandbox db upgrade")
+    )
     if at != newest:
         raise typer.Exit(1)

@@ -37,15 +37,18 @@ from sandbox.records.principals import bootstrap
 from sandbox.settings import Settings
 
 PRICES = {
-    "name": "2026 年公共数据产品收费标准", "effective_from": "2026-01-01T00:00:00Z",
-    "items": [{"unit": "call", "price": "2.00"},
-              {"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"},
-              {"unit": "rows", "per": 10000, "price": "0.05", "level": "L2"},
-              {"unit": "compute_seconds", "price": "0.01"},
-              {"unit": "output", "price": "0.50"}],
+    "name": "2026 年公共数据产品收费标准",
+    "effective_from": "2026-01-01T00:00:00Z",
+    "items": [
+        {"unit": "call", "price": "2.00"},
+        {"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"},
+        {"unit": "rows", "per": 10000, "price": "0.05", "level": "L2"},
+        {"unit": "compute_seconds", "price": "0.01"},
+        {"unit": "output", "price": "0.50"},
+    ],
 }
 
-JOB = '''\
+JOB = """\
 pop = table("population")
 aged = pop.derive(age=params["year"] - col("birth_date").year()).filter(col("age") >= 60)
 banded = aged.derive(age_band=col("age").bucket([60, 70, 80, 90]))
@@ -55,18 +58,18 @@ emit("residents_60_plus", released)
 counts = [(band, n) for district, band, n, avg in released.rows if n is not None]
 emit("share_80_plus", sum([n for band, n in counts if band in ("[80, 90)", ">= 90")])
      / sum([n for band, n in counts]))
-'''
+"""
 
-OUT_OF_CONTRACT = '''\
+OUT_OF_CONTRACT = """\
 res = table("population").group_by("hukou_type").agg(n=count()).collect()
 emit("by_hukou", res)
-'''
+"""
 
-ESCAPE = '''\
+ESCAPE = """\
 klass = ().__class__.__base__
 for sub in klass.__subclasses__():
     print(sub)
-'''
+"""
 
 BAND_ORDER = ["[60, 70)", "[70, 80)", "[80, 90)", ">= 90"]
 
@@ -90,8 +93,9 @@ def _check(r: Any, status: int = 200) -> dict[str, Any]:
     return r.json()  # type: ignore[no-any-return]
 
 
-def run_demo(console: Console, residents: int = 30_000, seed: int = 2026,
-             executor: str = "ray") -> None:
+def run_demo(
+    console: Console, residents: int = 30_000, seed: int = 2026, executor: str = "ray"
+) -> None:
     started = time.monotonic()
     story = Story(console)
     with tempfile.TemporaryDirectory(prefix="sandbox-demo-") as tmp:
@@ -101,14 +105,18 @@ def run_demo(console: Console, residents: int = 30_000, seed: int = 2026,
                 ensure_ray(settings)  # from the main thread: Ray's processes live as long as it
         ctx, bureau = bootstrap(settings)
         story.title("A throw-away instance")
-        story.say(f"SQLite, the bureau's Ed25519 key and Parquet files live in {tmp}. Jobs run "
-                  f"on {'a local Ray cluster started now' if executor == 'ray' else 'this process'}.")
+        story.say(
+            f"SQLite, the bureau's Ed25519 key and Parquet files live in {tmp}. Jobs run "
+            f"on {'a local Ray cluster started now' if executor == 'ray' else 'this process'}."
+        )
         with TestClient(create_app(context=ctx)) as client:
             _tell(story, client, bureau, residents, seed)
         ctx.close()
     console.rule()
-    console.print(f"[bold green]Done[/] in {time.monotonic() - started:.1f} s. Everything above "
-                  "went through the HTTP API: see `sandbox serve` and /docs to run it for real.")
+    console.print(
+        f"[bold green]Done[/] in {time.monotonic() - started:.1f} s. Everything above "
+        "went through the HTTP API: see `sandbox serve` and /docs to run it for real."
+    )
 
 
 def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: int) -> None:
@@ -119,16 +127,26 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
     op_key = generate_private_key()
     people = {}
     for name, role, extra in [
-        ("市公安局", "provider", {}), ("市人力资源和社会保障局", "provider", {}),
+        ("市公安局", "provider", {}),
+        ("市人力资源和社会保障局", "provider", {}),
         ("市市场监督管理局", "provider", {}),
-        ("智城数据科技有限公司", "operator",
-         {"license_no": "授权运营-2026-007", "public_key": public_key_b64(op_key)}),
+        (
+            "智城数据科技有限公司",
+            "operator",
+            {"license_no": "授权运营-2026-007", "public_key": public_key_b64(op_key)},
+        ),
         ("市数据资源监管处", "regulator", {}),
     ]:
-        people[name] = _check(client.post("/v1/principals", headers=h(bureau),
-                                          json={"name": name, "role": role, **extra}), 201)
+        people[name] = _check(
+            client.post(
+                "/v1/principals", headers=h(bureau), json={"name": name, "role": role, **extra}
+            ),
+            201,
+        )
         story.say(f"  {role:<9} {name}  ({people[name]['id']}, token shown once)")
-    police, hrss, market = (people[n] for n in ("市公安局", "市人力资源和社会保障局", "市市场监督管理局"))
+    police, hrss, market = (
+        people[n] for n in ("市公安局", "市人力资源和社会保障局", "市市场监督管理局")
+    )
     operator, regulator = people["智城数据科技有限公司"], people["市数据资源监管处"]
 
     story.title("Departments' data enters the catalog (raw rows never leave it)")
@@ -137,15 +155,32 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
     for name, ds in city.items():
         buf = io.BytesIO()
         pq.write_table(ds.table, buf)
-        meta = {"name": name, "title": ds.title, "provider_id": owners[name]["id"],
-                "level": ds.level, "columns": ds.columns}
-        info = _check(client.post("/v1/datasets", headers=h(bureau),
-                                  files={"file": (f"{name}.parquet", buf.getvalue())},
-                                  data={"meta": json.dumps(meta, ensure_ascii=False)}), 201)
-        story.say(f"  {info['name']:<17} {info['title']:<14} level {info['level']}  "
-                  f"{info['row_count']:>7} rows, owned by {owners[name]['id']}")
-    roles = Table("column of population", "type", "role", title="What an operator can see: "
-                  "shape and policy, never values")
+        meta = {
+            "name": name,
+            "title": ds.title,
+            "provider_id": owners[name]["id"],
+            "level": ds.level,
+            "columns": ds.columns,
+        }
+        info = _check(
+            client.post(
+                "/v1/datasets",
+                headers=h(bureau),
+                files={"file": (f"{name}.parquet", buf.getvalue())},
+                data={"meta": json.dumps(meta, ensure_ascii=False)},
+            ),
+            201,
+        )
+        story.say(
+            f"  {info['name']:<17} {info['title']:<14} level {info['level']}  "
+            f"{info['row_count']:>7} rows, owned by {owners[name]['id']}"
+        )
+    roles = Table(
+        "column of population",
+        "type",
+        "role",
+        title="What an operator can see: shape and policy, never values",
+    )
     for c in client.get("/v1/datasets/population", headers=h(operator["token"])).json()["columns"]:
         roles.add_row(c["name"], c["type"], c["role"])
     story.console.print(roles)
@@ -157,22 +192,48 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
         story.say(f"  {item['unit']:<16} {item['price']} yuan{per} {item.get('level', '')}")
 
     story.title("A usage contract: applied for, approved, signed twice")
-    contract = _check(client.post("/v1/contracts", headers=h(operator["token"]), json={
-        "datasets": {"population": {"district": ["group_by"], "birth_date": ["group_by", "filter"],
-                                    "income": ["aggregate"]}},
-        "purpose": "养老服务设施布局规划", "purpose_class": "commercial",
-        "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2027-12-31T00:00:00Z",
-        "spend_cap": "500.00"}), 201)
+    contract = _check(
+        client.post(
+            "/v1/contracts",
+            headers=h(operator["token"]),
+            json={
+                "datasets": {
+                    "population": {
+                        "district": ["group_by"],
+                        "birth_date": ["group_by", "filter"],
+                        "income": ["aggregate"],
+                    }
+                },
+                "purpose": "养老服务设施布局规划",
+                "purpose_class": "commercial",
+                "valid_from": "2026-01-01T00:00:00Z",
+                "valid_to": "2027-12-31T00:00:00Z",
+                "spend_cap": "500.00",
+            },
+        ),
+        201,
+    )
     cid = contract["id"]
-    story.say(f"  operator applies for {cid}: district (group_by), birth_date (group_by, filter), "
-              "income (aggregate only)")
-    story.say(f"  provider 市公安局 approves → "
-              f"{_check(client.post(f'/v1/contracts/{cid}/approve', headers=h(police['token'])))['status']}")
-    story.say(f"  bureau signs → "
-              f"{_check(client.post(f'/v1/contracts/{cid}/sign', headers=h(bureau)))['status']}")
+    story.say(
+        f"  operator applies for {cid}: district (group_by), birth_date (group_by, filter), "
+        "income (aggregate only)"
+    )
+    story.say(
+        f"  provider 市公安局 approves → "
+        f"{_check(client.post(f'/v1/contracts/{cid}/approve', headers=h(police['token'])))['status']}"
+    )
+    story.say(
+        f"  bureau signs → "
+        f"{_check(client.post(f'/v1/contracts/{cid}/sign', headers=h(bureau)))['status']}"
+    )
     canonical = base64.b64decode(contract["canonical"])
-    signed = _check(client.post(f"/v1/contracts/{cid}/sign", headers=h(operator["token"]),
-                                json={"signature": sign(op_key, canonical)}))
+    signed = _check(
+        client.post(
+            f"/v1/contracts/{cid}/sign",
+            headers=h(operator["token"]),
+            json={"signature": sign(op_key, canonical)},
+        )
+    )
     story.say(f"  operator signs the canonical bytes with its Ed25519 key → {signed['status']}")
 
     story.title("The operator's job: residents 60+ by district and age band")
@@ -180,47 +241,65 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
     params = {"year": 2024}
     body = {"contract_id": cid, "code": JOB, "params": params, "idempotency_key": "demo-1"}
     q = _check(client.post("/v1/quotes", headers=h(operator["token"]), json=body))
-    story.say(f"  quote before running: at most {q['quote']['amount']} yuan "
-              f"(≤ {q['bounds']['rows_scanned']} rows, ≤ {q['bounds']['outputs']} outputs)")
+    story.say(
+        f"  quote before running: at most {q['quote']['amount']} yuan "
+        f"(≤ {q['bounds']['rows_scanned']} rows, ≤ {q['bounds']['outputs']} outputs)"
+    )
     body.update(sign_submission(op_key, cid, JOB, params, "demo-1"))
     t = time.monotonic()
     job = _check(client.post("/v1/jobs?wait=true", headers=h(operator["token"]), json=body), 201)
-    story.say(f"  job {job['id']} {job['status']} in {time.monotonic() - t:.2f} s; its code ran "
-              "in a locked-down process that only ever received the released aggregate")
+    story.say(
+        f"  job {job['id']} {job['status']} in {time.monotonic() - t:.2f} s; its code ran "
+        "in a locked-down process that only ever received the released aggregate"
+    )
     _show_release(story, job)
 
     story.title("The bill")
     for line in job["charge"]["lines"]:
         story.say(f"  {line['unit']:<16} {str(line['quantity']):>8}  {line['amount']:>6} yuan")
-    story.say(f"  [bold]charged {job['charge']['amount']} yuan[/] (quoted {job['quote']['amount']}); "
-              f"usage: {job['usage']['rows_scanned']} rows scanned, "
-              f"{job['usage']['compute_seconds']} s")
+    story.say(
+        f"  [bold]charged {job['charge']['amount']} yuan[/] (quoted {job['quote']['amount']}); "
+        f"usage: {job['usage']['rows_scanned']} rows scanned, "
+        f"{job['usage']['compute_seconds']} s"
+    )
     period = job["finished_at"][:7]
     bill = _check(client.get(f"/v1/bills?period={period}", headers=h(operator["token"])))
     story.say(f"  statement {period}: {len(bill['charges'])} charge(s), total {bill['total']} yuan")
 
     story.title("A job outside the contract is refused")
     story.console.print(Syntax(OUT_OF_CONTRACT, "python", line_numbers=True, word_wrap=True))
-    r = client.post("/v1/jobs?wait=true", headers=h(operator["token"]),
-                    json={"contract_id": cid, "code": OUT_OF_CONTRACT})
+    r = client.post(
+        "/v1/jobs?wait=true",
+        headers=h(operator["token"]),
+        json={"contract_id": cid, "code": OUT_OF_CONTRACT},
+    )
     story.say(f"  HTTP {r.status_code} [yellow]{r.json()['code']}[/]: {r.json()['error']}")
 
     story.title("An escape attempt is rejected before anything runs")
     story.console.print(Syntax(ESCAPE, "python", line_numbers=True, word_wrap=True))
-    r = client.post("/v1/jobs?wait=true", headers=h(operator["token"]),
-                    json={"contract_id": cid, "code": ESCAPE})
+    r = client.post(
+        "/v1/jobs?wait=true",
+        headers=h(operator["token"]),
+        json={"contract_id": cid, "code": ESCAPE},
+    )
     story.say(f"  HTTP {r.status_code} [yellow]{r.json()['code']}[/]: {r.json()['error']}")
 
     story.title("The regulator checks the tamper-evident log")
     head = _check(client.get("/v1/ledger/checkpoint", headers=h(regulator["token"])))
     keys = client.get("/v1/keys").json()
     checkpoint, names = open_checkpoint(
-        head["checkpoint"], {n: base64.b64decode(keys["bureau"]) for n in [_origin(head)]})
+        head["checkpoint"], {n: base64.b64decode(keys["bureau"]) for n in [_origin(head)]}
+    )
     story.console.print(Panel(head["checkpoint"].rstrip(), title="signed checkpoint (C2SP note)"))
-    story.say(f"  {checkpoint.size} events; root hash verified against the bureau's public key "
-              f"(signed by: {', '.join(names)})")
-    entries = _check(client.get(f"/v1/ledger/entries?start=0&end={checkpoint.size}",
-                                headers=h(regulator["token"])))["entries"]
+    story.say(
+        f"  {checkpoint.size} events; root hash verified against the bureau's public key "
+        f"(signed by: {', '.join(names)})"
+    )
+    entries = _check(
+        client.get(
+            f"/v1/ledger/entries?start=0&end={checkpoint.size}", headers=h(regulator["token"])
+        )
+    )["entries"]
     kinds: dict[str, int] = {}
     for e in entries:
         kinds[e["event"]["type"]] = kinds.get(e["event"]["type"], 0) + 1
@@ -235,11 +314,18 @@ def _show_release(story: Story, job: dict[str, Any]) -> None:
     out = job["outputs"]["residents_60_plus"]
     suppressed = {(i, c) for i, c in out["suppressed"]}
     names = [c["name"] for c in out["columns"]]
-    order = sorted(range(len(out["rows"])), key=lambda i: (
-        out["rows"][i][0], BAND_ORDER.index(out["rows"][i][1])
-        if out["rows"][i][1] in BAND_ORDER else 99))
-    table = Table(*names, title="released: residents_60_plus (groups of fewer than 10 "
-                  "residents are not shown; ▒ = suppressed)")
+    order = sorted(
+        range(len(out["rows"])),
+        key=lambda i: (
+            out["rows"][i][0],
+            BAND_ORDER.index(out["rows"][i][1]) if out["rows"][i][1] in BAND_ORDER else 99,
+        ),
+    )
+    table = Table(
+        *names,
+        title="released: residents_60_plus (groups of fewer than 10 "
+        "residents are not shown; ▒ = suppressed)",
+    )
     for i in order:
         row = out["rows"][i]
         cells = []
@@ -253,11 +339,15 @@ def _show_release(story: Story, job: dict[str, Any]) -> None:
         table.add_row(*cells)
     story.console.print(table)
     share = job["outputs"]["share_80_plus"]["value"]
-    story.say(f"  computed in the job's own Python from released cells: share of 80+ among "
-              f"60+ = {share:.1%}")
+    story.say(
+        f"  computed in the job's own Python from released cells: share of 80+ among "
+        f"60+ = {share:.1%}"
+    )
     for release in job["disclosure"]["releases"]:
-        hidden = ", ".join(f"row {s['row']} {s['column']} ({s['rule']})"
-                           for s in release["suppressed"])
-        story.say(f"  disclosure report: {release['cells']} cells released, "
-                  f"{len(release['suppressed'])} of them suppressed"
-                  + (f": {hidden}" if hidden else ""))
+        hidden = ", ".join(
+            f"row {s['row']} {s['column']} ({s['rule']})" for s in release["suppressed"]
+        )
+        story.say(
+            f"  disclosure report: {release['cells']} cells released, "
+            f"{len(release['suppressed'])} of them suppressed" + (f": {hidden}" if hidden else "")
+        )

@@ -30,8 +30,11 @@ Token = typer.Option(..., "--token", envvar="SANDBOX_TOKEN", help="Your API toke
 
 
 @keys_app.command("generate")
-def generate(out: Path = typer.Option(..., "--out", help="Where to write the private key "
-                                      "(PEM, readable by you only).")) -> None:
+def generate(
+    out: Path = typer.Option(
+        ..., "--out", help="Where to write the private key (PEM, readable by you only)."
+    ),
+) -> None:
     """Make a key pair; prints the public key to register with the bureau."""
     if out.exists():
         err.print(f"[red]error:[/] {out} exists; choose another file, a key is never overwritten")
@@ -94,27 +97,47 @@ def _run(action: Any) -> None:
 
 
 @jobs_app.command("submit")
-def submit(contract: str = typer.Option(..., "--contract", help="Contract id."),
-           code: Path = typer.Option(..., "--code", exists=True, dir_okay=False,
-                                     help="The job's code (UTF-8)."),
-           params: str | None = typer.Option(None, "--params", help="JSON object, or @file."),
-           key: Path | None = typer.Option(None, "--key", exists=True, dir_okay=False,
-                                              help="Your private key: the submission is signed."),
-           idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
-           wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the result."),
-           url: str = Url, token: str = Token) -> None:
+def submit(
+    contract: str = typer.Option(..., "--contract", help="Contract id."),
+    code: Path = typer.Option(
+        ..., "--code", exists=True, dir_okay=False, help="The job's code (UTF-8)."
+    ),
+    params: str | None = typer.Option(None, "--params", help="JSON object, or @file."),
+    key: Path | None = typer.Option(
+        None,
+        "--key",
+        exists=True,
+        dir_okay=False,
+        help="Your private key: the submission is signed.",
+    ),
+    idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the result."),
+    url: str = Url,
+    token: str = Token,
+) -> None:
     """Submit a job (signed when --key is given) and show its released outputs."""
+
     def action() -> None:
         with _client(url, token, key) as client:
-            _show(client.submit(contract, code.read_text(encoding="utf-8"), _params(params),
-                                idempotency_key, wait=wait))
+            _show(
+                client.submit(
+                    contract,
+                    code.read_text(encoding="utf-8"),
+                    _params(params),
+                    idempotency_key,
+                    wait=wait,
+                )
+            )
+
     _run(action)
 
 
 @jobs_app.command("show")
 def show(job_id: str = typer.Argument(...), url: str = Url, token: str = Token) -> None:
     """Show a job: status, error, outputs and charge."""
+
     def action() -> None:
         with _client(url, token, None) as client:
             _show(client.job(job_id))
+
     _run(action)

@@ -31,8 +31,9 @@ from sandbox.ledger.verify import (
     verify_log,
 )
 
-ledger_app = typer.Typer(help="Verify the tamper-evident log of a running service.",
-                         no_args_is_help=True)
+ledger_app = typer.Typer(
+    help="Verify the tamper-evident log of a running service.", no_args_is_help=True
+)
 
 console = Console()
 err = Console(stderr=True)
@@ -41,15 +42,27 @@ FAILED, CANNOT_RUN = 1, 2
 SHOWN_PROBLEMS = 20
 
 Url = typer.Option(..., "--url", help="The service's base URL, e.g. https://sandbox.example.gov.cn")
-Token = typer.Option(None, "--token", envvar="SANDBOX_TOKEN", show_envvar=True,
-                     help="API token of a regulator or the bureau.")
+Token = typer.Option(
+    None,
+    "--token",
+    envvar="SANDBOX_TOKEN",
+    show_envvar=True,
+    help="API token of a regulator or the bureau.",
+)
 BureauKeyOption = typer.Option(
-    None, "--bureau-key", help="The bureau's public key, or a file holding it: base64 of the raw "
+    None,
+    "--bureau-key",
+    help="The bureau's public key, or a file holding it: base64 of the raw "
     "Ed25519 key, the '<origin>+<id>+<base64>' verifier key or PEM. Get it from the bureau, "
-    "not from the service you check.")
-TrustServed = typer.Option(False, "--trust-served-key", help="Take the bureau key from the "
-                           "service's /v1/keys. This proves nothing against the service itself; "
-                           "use it only to try the command out.")
+    "not from the service you check.",
+)
+TrustServed = typer.Option(
+    False,
+    "--trust-served-key",
+    help="Take the bureau key from the "
+    "service's /v1/keys. This proves nothing against the service itself; "
+    "use it only to try the command out.",
+)
 
 
 def _cannot_run(message: str) -> NoReturn:
@@ -59,15 +72,16 @@ def _cannot_run(message: str) -> NoReturn:
 
 def _require_token(token: str | None) -> str:
     if not token:
-        _cannot_run("pass --token or set SANDBOX_TOKEN to a regulator's or the bureau's API "
-                    "token")
+        _cannot_run("pass --token or set SANDBOX_TOKEN to a regulator's or the bureau's API token")
     return token
 
 
 def _bureau_key(source: LedgerSource, given: str | None, trust_served: bool) -> BureauKey:
     if given is None and not trust_served:
-        _cannot_run("pass the bureau's public key with --bureau-key KEY_OR_FILE (or, only to "
-                    "try things out, --trust-served-key)")
+        _cannot_run(
+            "pass the bureau's public key with --bureau-key KEY_OR_FILE (or, only to "
+            "try things out, --trust-served-key)"
+        )
     try:
         key = load_bureau_key(given) if given is not None else None
     except NoteError as exc:
@@ -77,8 +91,10 @@ def _bureau_key(source: LedgerSource, given: str | None, trust_served: bool) -> 
         return key
     served = source.served_key()
     if key is not None and key.public_key != served.public_key:
-        _cannot_run("the service serves a bureau key that differs from the one you gave; "
-                    "trust the bureau's own publication and verify without --trust-served-key")
+        _cannot_run(
+            "the service serves a bureau key that differs from the one you gave; "
+            "trust the bureau's own publication and verify without --trust-served-key"
+        )
     return key or served
 
 
@@ -86,8 +102,10 @@ def _read_note(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        _cannot_run(f"cannot read the {what} {path} ({exc}); give a file written by "
-                    "'sandbox ledger checkpoint --out' or '--save-checkpoint'")
+        _cannot_run(
+            f"cannot read the {what} {path} ({exc}); give a file written by "
+            "'sandbox ledger checkpoint --out' or '--save-checkpoint'"
+        )
 
 
 def _write_note(path: Path, note: str) -> None:
@@ -102,15 +120,23 @@ def _run_errors() -> tuple[type[Exception], ...]:
 
 
 @ledger_app.command()
-def verify(url: str = Url, token: str | None = Token,
-           bureau_key: str | None = BureauKeyOption,
-           checkpoint: Path | None = typer.Option(
-               None, "--checkpoint", help="A checkpoint saved earlier: the log must still "
-               "contain exactly what it signed."),
-           save_checkpoint: Path | None = typer.Option(
-               None, "--save-checkpoint", help="Write the newly verified checkpoint here "
-               "(only when everything verified) for the next run's --checkpoint."),
-           trust_served_key: bool = TrustServed) -> None:
+def verify(
+    url: str = Url,
+    token: str | None = Token,
+    bureau_key: str | None = BureauKeyOption,
+    checkpoint: Path | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="A checkpoint saved earlier: the log must still contain exactly what it signed.",
+    ),
+    save_checkpoint: Path | None = typer.Option(
+        None,
+        "--save-checkpoint",
+        help="Write the newly verified checkpoint here "
+        "(only when everything verified) for the next run's --checkpoint.",
+    ),
+    trust_served_key: bool = TrustServed,
+) -> None:
     """Download the whole log, rebuild its Merkle tree and check it against signed checkpoints."""
     saved = _read_note(checkpoint, "saved checkpoint") if checkpoint else None
     try:
@@ -128,9 +154,13 @@ def verify(url: str = Url, token: str | None = Token,
 
 
 @ledger_app.command("checkpoint")
-def save(url: str = Url, token: str | None = Token,
-         out: Path | None = typer.Option(None, "--out", help="Write the signed note here "
-                                            "instead of printing it.")) -> None:
+def save(
+    url: str = Url,
+    token: str | None = Token,
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the signed note here instead of printing it."
+    ),
+) -> None:
     """Fetch the latest signed checkpoint (verify it later with 'ledger verify --checkpoint')."""
     try:
         with LedgerSource(url, _require_token(token)) as source:
@@ -145,19 +175,28 @@ def save(url: str = Url, token: str | None = Token,
 
 
 @ledger_app.command("cosign")
-def cosign_command(url: str = Url, token: str | None = Token,
-                   key: Path = typer.Option(..., "--key", exists=True, dir_okay=False,
-                                            help="The witness's Ed25519 private key (PEM)."),
-                   name: str = typer.Option(..., "--name", help="The witness's key name, e.g. "
-                                            "regulator.example.gov.cn"),
-                   previous: Path | None = typer.Option(
-                       None, "--previous", help="The last checkpoint this witness holds: the "
-                       "log must have only grown since."),
-                   bureau_key: str | None = BureauKeyOption,
-                   save_checkpoint: Path | None = typer.Option(
-                       None, "--save-checkpoint", help="Write the co-signed checkpoint here "
-                       "(the next run's --previous)."),
-                   trust_served_key: bool = TrustServed) -> None:
+def cosign_command(
+    url: str = Url,
+    token: str | None = Token,
+    key: Path = typer.Option(
+        ..., "--key", exists=True, dir_okay=False, help="The witness's Ed25519 private key (PEM)."
+    ),
+    name: str = typer.Option(
+        ..., "--name", help="The witness's key name, e.g. regulator.example.gov.cn"
+    ),
+    previous: Path | None = typer.Option(
+        None,
+        "--previous",
+        help="The last checkpoint this witness holds: the log must have only grown since.",
+    ),
+    bureau_key: str | None = BureauKeyOption,
+    save_checkpoint: Path | None = typer.Option(
+        None,
+        "--save-checkpoint",
+        help="Write the co-signed checkpoint here (the next run's --previous).",
+    ),
+    trust_served_key: bool = TrustServed,
+) -> None:
     """As a witness: check the latest checkpoint against yours, co-sign it, post it back."""
     held = _read_note(previous, "previous checkpoint") if previous else None
     try:
@@ -171,8 +210,11 @@ def cosign_command(url: str = Url, token: str | None = Token,
         # A checkpoint that does not verify, or the service refusing the co-signature.
         err.print(f"[bold red]not co-signed:[/] {exc}")
         raise typer.Exit(FAILED if isinstance(exc, LedgerError) else CANNOT_RUN) from None
-    since = f", consistent with your checkpoint of size {done.previous_size}" \
-        if done.previous_size is not None else ""
+    since = (
+        f", consistent with your checkpoint of size {done.previous_size}"
+        if done.previous_size is not None
+        else ""
+    )
     console.print(f"[bold green]Co-signed[/] checkpoint of size {done.size} as {name}{since}.")
     if save_checkpoint is not None:
         _write_note(save_checkpoint, done.checkpoint)
@@ -184,22 +226,28 @@ def _print_report(report: VerifyReport) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("service", report.url)
-    key_note = " [yellow](served by the service itself: not independent)[/]" \
-        if report.key_source == "served" else ""
+    key_note = (
+        " [yellow](served by the service itself: not independent)[/]"
+        if report.key_source == "served"
+        else ""
+    )
     table.add_row("log", f"{report.origin}{key_note}")
     if report.size is not None and report.root_hash is not None:
-        table.add_row("checkpoint", f"size {report.size}, root "
-                      f"{base64.b64encode(report.root_hash).decode()}")
+        table.add_row(
+            "checkpoint", f"size {report.size}, root {base64.b64encode(report.root_hash).decode()}"
+        )
         table.add_row("signed by", ", ".join(report.signers))
         table.add_row("entries checked", str(report.entries_checked))
     if report.saved_size is not None:
         verdict = {True: "consistent", False: "NOT consistent", None: "nothing to prove"}
-        table.add_row("saved checkpoint",
-                      f"size {report.saved_size}: {verdict[report.consistent_with_saved]}")
+        table.add_row(
+            "saved checkpoint", f"size {report.saved_size}: {verdict[report.consistent_with_saved]}"
+        )
     console.print(table)
     if report.ok:
-        console.print("[bold green]Verified:[/] every entry is in the signed tree and the log "
-                      "only grew.")
+        console.print(
+            "[bold green]Verified:[/] every entry is in the signed tree and the log only grew."
+        )
         return
     first = report.first_bad_index
     where = f" — first bad entry: index {first}" if first is not None else ""

@@ -17,13 +17,18 @@ from sandbox.cli.jobs import jobs_app, keys_app
 from sandbox.cli.ledger import ledger_app
 from sandbox.settings import Settings
 
-app = typer.Typer(help="Public Data Sandbox: analyse public data without seeing it.",
-                  no_args_is_help=True, add_completion=False)
-datasets_app = typer.Typer(help="The catalog of datasets (acts as the bureau on a local instance).",
-                           no_args_is_help=True)
+app = typer.Typer(
+    help="Public Data Sandbox: analyse public data without seeing it.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+datasets_app = typer.Typer(
+    help="The catalog of datasets (acts as the bureau on a local instance).", no_args_is_help=True
+)
 app.add_typer(datasets_app, name="datasets")
-prices_app = typer.Typer(help="Published fees (acts as the bureau on a local instance).",
-                         no_args_is_help=True)
+prices_app = typer.Typer(
+    help="Published fees (acts as the bureau on a local instance).", no_args_is_help=True
+)
 app.add_typer(prices_app, name="prices")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(contracts_app, name="contracts")
@@ -34,8 +39,9 @@ app.add_typer(db_app, name="db")
 console = Console()
 err = Console(stderr=True)
 
-DataDir = typer.Option(None, "--data-dir", help="Instance directory (default: $SANDBOX_DATA_DIR "
-                       "or ./sandbox-data).")
+DataDir = typer.Option(
+    None, "--data-dir", help="Instance directory (default: $SANDBOX_DATA_DIR or ./sandbox-data)."
+)
 
 
 def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
@@ -57,9 +63,11 @@ def _domain_errors() -> tuple[type[Exception], ...]:
 
 
 @app.command()
-def init(data_dir: Path | None = DataDir,
-         as_json: bool = typer.Option(False, "--json", help="Print {data_dir, token} as JSON."),
-         bureau_name: str = typer.Option("数据局", help="Name of the bureau principal.")) -> None:
+def init(
+    data_dir: Path | None = DataDir,
+    as_json: bool = typer.Option(False, "--json", help="Print {data_dir, token} as JSON."),
+    bureau_name: str = typer.Option("数据局", help="Name of the bureau principal."),
+) -> None:
     """Create a new instance: database, the bureau's signing key, the bureau principal."""
     from sandbox.records.principals import bootstrap
 
@@ -80,9 +88,11 @@ def init(data_dir: Path | None = DataDir,
 
 
 @app.command()
-def serve(data_dir: Path | None = DataDir,
-          host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-          port: int = typer.Option(8000, help="Port to listen on.")) -> None:
+def serve(
+    data_dir: Path | None = DataDir,
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
     """Run the HTTP API (and a local Ray, unless SANDBOX_RAY_ADDRESS/RAY_ADDRESS is set)."""
     from sandbox.cli.startup import stoppable
 
@@ -94,8 +104,10 @@ def serve(data_dir: Path | None = DataDir,
         from sandbox.context import is_initialised
 
         if not is_initialised(settings):
-            _fail(f"no instance in {settings.data_dir}; create one with: "
-                  f"sandbox init --data-dir {settings.data_dir}")
+            _fail(
+                f"no instance in {settings.data_dir}; create one with: "
+                f"sandbox init --data-dir {settings.data_dir}"
+            )
         _check_schema(settings)
         if settings.executor == "ray":
             _start_ray(settings)
@@ -122,15 +134,20 @@ def _start_ray(settings: Settings) -> None:
         ensure_ray(settings)
     except RayUnavailable as e:
         _fail(e.message)
-    how = ("attached to the cluster at" if settings.resolved_ray_address
-           else "started a private local Ray at")
+    how = (
+        "attached to the cluster at"
+        if settings.resolved_ray_address
+        else "started a private local Ray at"
+    )
     err.print(f"Ray: {how} {ray_gcs_address()}")
 
 
 @app.command()
-def demo(residents: int = typer.Option(30_000, min=1000, help="Synthetic city size."),
-         seed: int = typer.Option(2026, help="Seed of the synthetic city."),
-         executor: str = typer.Option("ray", help="ray (default) or local.")) -> None:
+def demo(
+    residents: int = typer.Option(30_000, min=1000, help="Synthetic city size."),
+    seed: int = typer.Option(2026, help="Seed of the synthetic city."),
+    executor: str = typer.Option("ray", help="ray (default) or local."),
+) -> None:
     """The whole story on a throw-away instance with synthetic city data."""
     from sandbox.cli.demo import run_demo
     from sandbox.errors import RayUnavailable
@@ -142,25 +159,33 @@ def demo(residents: int = typer.Option(30_000, min=1000, help="Synthetic city si
 
 
 @datasets_app.command("ingest")
-def datasets_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False,
-                                                help="CSV (UTF-8) or Parquet file."),
-                    meta: Path = typer.Option(..., "--meta", exists=True, dir_okay=False,
-                                              help="JSON: {name, title, provider_id, level, "
-                                                   "columns: {col: {role, lower?, upper?}}}"),
-                    data_dir: Path | None = DataDir) -> None:
+def datasets_ingest(
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CSV (UTF-8) or Parquet file."
+    ),
+    meta: Path = typer.Option(
+        ...,
+        "--meta",
+        exists=True,
+        dir_okay=False,
+        help="JSON: {name, title, provider_id, level, columns: {col: {role, lower?, upper?}}}",
+    ),
+    data_dir: Path | None = DataDir,
+) -> None:
     """Register a dataset on a local instance, as the bureau."""
     from sandbox.records import registry
 
     ctx = _open(data_dir)
     try:
-        info = registry.register(ctx, _bureau(ctx), file.read_bytes(), file.name,
-                                 _read_json(meta))
+        info = registry.register(ctx, _bureau(ctx), file.read_bytes(), file.name, _read_json(meta))
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
     finally:
         ctx.close()
-    console.print(f"Registered [bold]{info.name}[/] ({info.title}): {info.row_count} rows, "
-                  f"level {info.level}, {len(info.partitions)} partition(s)")
+    console.print(
+        f"Registered [bold]{info.name}[/] ({info.title}): {info.row_count} rows, "
+        f"level {info.level}, {len(info.partitions)} partition(s)"
+    )
     _print_columns(info.to_json())
 
 
@@ -180,10 +205,15 @@ def datasets_list(data_dir: Path | None = DataDir) -> None:
 
 
 @prices_app.command("publish")
-def prices_publish(file: Path = typer.Argument(..., exists=True, dir_okay=False,
-                                               help="JSON price schedule: {name, effective_from, "
-                                                    "items: [{unit, price, per?, level?}]}"),
-                   data_dir: Path | None = DataDir) -> None:
+def prices_publish(
+    file: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="JSON price schedule: {name, effective_from, items: [{unit, price, per?, level?}]}",
+    ),
+    data_dir: Path | None = DataDir,
+) -> None:
     """Publish a new version of the price schedule."""
     from sandbox.records import money
 
@@ -194,8 +224,10 @@ def prices_publish(file: Path = typer.Argument(..., exists=True, dir_okay=False,
         _fail(getattr(e, "message", str(e)))
     finally:
         ctx.close()
-    console.print(f"Published schedule {published['id']}: {published['name']}, in force from "
-                  f"{published['effective_from']}")
+    console.print(
+        f"Published schedule {published['id']}: {published['name']}, in force from "
+        f"{published['effective_from']}"
+    )
     _print_schedule(published)
 
 
@@ -217,13 +249,17 @@ def prices_show(data_dir: Path | None = DataDir) -> None:
 
 
 @app.command()
-def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time)."),
-          operator: str | None = typer.Option(None, help="Only this operator's charges."),
-          csv_file: Path | None = typer.Option(None, "--csv", help="Also write the statement "
-                                                  "as CSV (UTF-8) to this file."),
-          xlsx_file: Path | None = typer.Option(None, "--xlsx", help="Also write the "
-                                                   "statement as an Excel workbook to this file."),
-          data_dir: Path | None = DataDir) -> None:
+def bills(
+    period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time)."),
+    operator: str | None = typer.Option(None, help="Only this operator's charges."),
+    csv_file: Path | None = typer.Option(
+        None, "--csv", help="Also write the statement as CSV (UTF-8) to this file."
+    ),
+    xlsx_file: Path | None = typer.Option(
+        None, "--xlsx", help="Also write the statement as an Excel workbook to this file."
+    ),
+    data_dir: Path | None = DataDir,
+) -> None:
     """Monthly statement of charges on a local instance, as the bureau sees it."""
     from sandbox.common import exports
     from sandbox.records import money
@@ -236,11 +272,18 @@ def bills(period: str = typer.Argument(..., help="Month, YYYY-MM (Beijing time).
         _fail(getattr(e, "message", str(e)))
     finally:
         ctx.close()
-    table = Table("job", "operator", "finished", "amount", "list amount",
-                  title=f"Statement {period}" + (f" for {operator}" if operator else ""))
+    table = Table(
+        "job",
+        "operator",
+        "finished",
+        "amount",
+        "list amount",
+        title=f"Statement {period}" + (f" for {operator}" if operator else ""),
+    )
     for c in statement["charges"]:
-        table.add_row(c["job_id"], c["operator_id"], c["finished_at"] or "", c["amount"],
-                      c["list_amount"])
+        table.add_row(
+            c["job_id"], c["operator_id"], c["finished_at"] or "", c["amount"], c["list_amount"]
+        )
     table.add_row("[bold]total", "", "", f"[bold]{statement['total']}", statement["list_total"])
     console.print(table)
     for path, fmt in ((csv_file, "csv"), (xlsx_file, "xlsx")):
@@ -259,15 +302,21 @@ def _read_json(path: Path) -> Any:
 def _print_schedule(schedule: dict[str, Any]) -> None:
     table = Table("unit", "price (yuan)", "per", "level")
     for item in schedule["items"]:
-        table.add_row(item["unit"], item.get("price", "tiered"), str(item.get("per", 1)),
-                      item.get("level", ""))
+        table.add_row(
+            item["unit"],
+            item.get("price", "tiered"),
+            str(item.get("per", 1)),
+            item.get("level", ""),
+        )
     console.print(table)
 
 
 def _print_columns(dataset: dict[str, Any]) -> None:
     table = Table("column", "type", "role", "bounds")
     for c in dataset["columns"]:
-        bounds = f"{c.get('lower', '')}..{c.get('upper', '')}" if "lower" in c or "upper" in c else ""
+        bounds = (
+            f"{c.get('lower', '')}..{c.get('upper', '')}" if "lower" in c or "upper" in c else ""
+        )
         table.add_row(c["name"], c["type"], c["role"], bounds)
     console.print(table)
 
@@ -289,7 +338,9 @@ def _bureau(ctx: Any) -> Any:
     from sandbox.store.models import Principal
 
     with ctx.reading() as s:
-        p = s.scalar(select(Principal).where(Principal.role == "bureau").order_by(Principal.created_at))
+        p = s.scalar(
+            select(Principal).where(Principal.role == "bureau").order_by(Principal.created_at)
+        )
     if p is None:
         _fail("this instance has no bureau principal")
     return Actor(p.id, p.name, Role.bureau)

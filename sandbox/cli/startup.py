@@ -61,6 +61,7 @@ def _watch(read_end: int) -> None:
 
 
 def _exit_for(sig: signal.Signals) -> None:
-    os.write(sys.stderr.fileno(), f"sandbox: {sig.name} received while starting; "
-             "stopped.\n".encode())
+    os.write(
+        sys.stderr.fileno(), f"sandbox: {sig.name} received while starting; stopped.\n".encode()
+    )
     os._exit(128 + sig.value)

@@ -112,6 +112,7 @@ def neutralise(text: str) -> str:
 
 # -- values ------------------------------------------------------------------------------------
 
+
 def as_text(value: Any) -> str:
     """How any value reads as text: nested values as JSON, None as nothing."""
     if value is None or value is SUPPRESSED:
@@ -168,6 +169,7 @@ def _moment(value: Any) -> dt.datetime | None:
 
 # -- CSV ---------------------------------------------------------------------------------------
 
+
 def to_csv(table: Table) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -189,6 +191,7 @@ def _csv_cell(kind: Kind, value: Any) -> str:
 
 
 # -- XLSX --------------------------------------------------------------------------------------
+
 
 def to_xlsx(table: Table) -> bytes:
     wb = Workbook()

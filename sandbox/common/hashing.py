@@ -43,7 +43,9 @@ def key_hash(values: pa.Array) -> np.ndarray:
     if pa.types.is_boolean(t):
         return mix(values.to_numpy(zero_copy_only=False).astype(np.uint64))
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        doubles = values.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False) + 0.0  # -0.0 → 0.0
+        doubles = (
+            values.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False) + 0.0
+        )  # -0.0 → 0.0
         doubles = np.where(np.isnan(doubles), np.nan, doubles)  # one NaN bit pattern
         return mix(np.ascontiguousarray(doubles).view(np.uint64))
     if is_time(t):
@@ -58,12 +60,13 @@ def _text_hash(values: pa.Array) -> np.ndarray:
     """Polynomial hash of each string's UTF-8 bytes, vectorised over the data buffer."""
     offset_type = np.int64 if pa.types.is_large_string(values.type) else np.int32
     n = len(values)
-    offsets = np.frombuffer(values.buffers()[1], offset_type)[values.offset:values.offset + n + 1]
+    offsets = np.frombuffer(values.buffers()[1], offset_type)[values.offset : values.offset + n + 1]
     offsets = offsets.astype(np.int64)
     lengths = np.diff(offsets)
     data_buffer = values.buffers()[2]
-    data = (np.frombuffer(data_buffer, np.uint8) if data_buffer is not None
-            else np.zeros(0, np.uint8))[offsets[0]:offsets[-1]]
+    data = (
+        np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    )[offsets[0] : offsets[-1]]
     h = lengths.astype(np.uint64) * K
     if data.size and (lengths == lengths[0]).all():
         h ^= _fixed_width_sums(data.reshape(n, int(lengths[0])))

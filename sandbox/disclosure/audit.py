@@ -42,7 +42,7 @@ class Conflict:
     """Why a set was refused: the smallest piece of people it would have singled out."""
 
     differs_by: int
-    via: str   # "new" (people released for the first time) or "atoms" (a split of earlier ones)
+    via: str  # "new" (people released for the first time) or "atoms" (a split of earlier ones)
     # Whether the set is nearly a union of earlier atoms: fewer than the threshold of people
     # added to, or left out of, the atoms it touches (two filters differing by a person, a
     # tracker), rather than a new cross-classification of people already released (whose
@@ -73,8 +73,9 @@ class Partition:
 
     @property
     def nbytes(self) -> int:
-        return int(self.people.nbytes + self.atoms.nbytes + self.sizes.nbytes
-                   + 48 * len(self.known))
+        return int(
+            self.people.nbytes + self.atoms.nbytes + self.sizes.nbytes + 48 * len(self.known)
+        )
 
     def _locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each member's place in `people`, and whether it is there."""
@@ -84,8 +85,9 @@ class Partition:
         known[inside] = self.people[at[inside]] == ids[inside]
         return at, known
 
-    def _pieces(self, at: np.ndarray, known: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _pieces(
+        self, at: np.ndarray, known: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         touched, inside = np.unique(self.atoms[at[known]], return_counts=True)
         return touched, inside, self.sizes[touched] - inside
 
@@ -103,8 +105,11 @@ class Partition:
             return Conflict(fresh, "new", near=left_out < threshold)
         small = split & ((inside < threshold) | (outside < threshold))
         if small.any():
-            return Conflict(int(np.minimum(inside[small], outside[small]).min()), "atoms",
-                            near=left_out < threshold and fresh < threshold)
+            return Conflict(
+                int(np.minimum(inside[small], outside[small]).min()),
+                "atoms",
+                near=left_out < threshold and fresh < threshold,
+            )
         return None
 
     def add(self, ids: np.ndarray) -> None:

@@ -52,8 +52,8 @@ class Policy:
 
 @dataclass(frozen=True)
 class Release:
-    body: dict[str, Any]          # API.md's released table
-    suppressed: tuple[dict[str, Any], ...]   # {"row", "column", "rule", …} per cell
+    body: dict[str, Any]  # API.md's released table
+    suppressed: tuple[dict[str, Any], ...]  # {"row", "column", "rule", …} per cell
     # {"column", "rule", "digits", "reason"} per column released rounded, for the report.
     coarsened: tuple[dict[str, Any], ...] = ()
     # The people (serialized bitmaps) of the rows released here, with what they were released
@@ -109,8 +109,9 @@ def _beyond_cap(small: list[bool], cap: int) -> int:
     return len(small)
 
 
-def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
-            audit: Audit | None = None) -> Release:
+def release(
+    result: pa.Table, keys: tuple[str, ...], policy: Policy, audit: Audit | None = None
+) -> Release:
     small = _small_groups(result, keys, policy.threshold)
     end = _beyond_cap(small, policy.max_rows)
     truncated = sum(1 for s in small[end:] if not s)
@@ -120,8 +121,10 @@ def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
     aggs = [n for n in values if n not in keys]
     coarse = {n: d for n in aggs if (d := _coarsen_digits(result, n)) is not None}
     columns = [result.column(n).to_pylist() for n in values]
-    columns = [[threshold.significant(v, coarse[n]) for v in c] if n in coarse else c
-               for n, c in zip(values, columns)]
+    columns = [
+        [threshold.significant(v, coarse[n]) for v in c] if n in coarse else c
+        for n, c in zip(values, columns)
+    ]
     rows = [[_json_value(v) for v in r] for r in zip(*columns)]
     contributors = {a: result.column(internal.contributors(a)).to_pylist() for a in aggs}
 
@@ -130,8 +133,11 @@ def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
         for a in aggs:
             n = contributors[a][i] or 0
             if n < policy.threshold:
-                out[(i, a)] = {"rule": threshold.RULE, "threshold": policy.threshold,
-                               "contributors": n}
+                out[(i, a)] = {
+                    "rule": threshold.RULE,
+                    "threshold": policy.threshold,
+                    "contributors": n,
+                }
     _dominance(result, aggs, policy, out)
     new_sets = _differences(result, aggs, policy, audit, out)
     if policy.secondary:
@@ -158,9 +164,15 @@ def release(result: pa.Table, keys: tuple[str, ...], policy: Policy,
         "suppressed": [[s["row"], s["column"]] for s in suppressed],
     }
     coarsened = tuple(
-        {"column": n, "rule": threshold.COARSEN_RULE, "digits": d,
-         "reason": "a quantile of a sensitive column is one person's value; released rounded "
-                   f"to {d} significant figures"} for n, d in coarse.items())
+        {
+            "column": n,
+            "rule": threshold.COARSEN_RULE,
+            "digits": d,
+            "reason": "a quantile of a sensitive column is one person's value; released rounded "
+            f"to {d} significant figures",
+        }
+        for n, d in coarse.items()
+    )
     return Release(body, tuple(suppressed), coarsened, new_sets, sum(small), truncated)
 
 
@@ -173,10 +185,13 @@ def unevaluable(keys: tuple[str, ...], columns: list[tuple[str, str]]) -> Releas
     is a last resort that still keeps the job's outcome independent of the data."""
     aggs = [n for n, _ in columns if n not in keys]
     rows = [] if keys else [[None] * len(columns)]
-    suppressed = [] if keys else [{"row": 0, "column": a, "rule": UNEVALUABLE_RULE}
-                                  for a in aggs]
-    body = {"kind": "table", "columns": [{"name": n, "type": t} for n, t in columns],
-            "rows": rows, "suppressed": [[s["row"], s["column"]] for s in suppressed]}
+    suppressed = [] if keys else [{"row": 0, "column": a, "rule": UNEVALUABLE_RULE} for a in aggs]
+    body = {
+        "kind": "table",
+        "columns": [{"name": n, "type": t} for n, t in columns],
+        "rows": rows,
+        "suppressed": [[s["row"], s["column"]] for s in suppressed],
+    }
     return Release(body, tuple(suppressed))
 
 
@@ -185,8 +200,9 @@ def apply_threshold(result: pa.Table, keys: tuple[str, ...], minimum: int) -> Re
     return release(result, keys, Policy(minimum, dominance=(), secondary=False))
 
 
-def _dominance(result: pa.Table, aggs: list[str], policy: Policy,
-               out: dict[Cell, dict[str, Any]]) -> None:
+def _dominance(
+    result: pa.Table, aggs: list[str], policy: Policy, out: dict[Cell, dict[str, Any]]
+) -> None:
     names = set(result.column_names)
     for a in aggs:
         if not policy.dominance or protection.MASS + a not in names:
@@ -200,8 +216,12 @@ def _dominance(result: pa.Table, aggs: list[str], policy: Policy,
             for i, (top, mass) in enumerate(zip(tops, masses)):
                 hit = dominance.dominated(top or [], mass or 0.0, policy.dominance)
                 if hit is not None and (i, a) not in out:
-                    out[(i, a)] = {"rule": dominance.RULE, "n": hit.rule.n,
-                                   "k": float(hit.rule.k), "share": round(hit.share, 4)}
+                    out[(i, a)] = {
+                        "rule": dominance.RULE,
+                        "n": hit.rule.n,
+                        "k": float(hit.rule.k),
+                        "share": round(hit.share, 4),
+                    }
             j += 1
 
 
@@ -213,11 +233,12 @@ Audit = Callable[[list[Sets | None]], list[Any]]
 PEOPLE = "people"
 
 
-def _row_sets(result: pa.Table, aggs: list[str], policy: Policy,
-              out: dict[Cell, dict[str, Any]]) -> list[Sets | None]:
+def _row_sets(
+    result: pa.Table, aggs: list[str], policy: Policy, out: dict[Cell, dict[str, Any]]
+) -> list[Sets | None]:
     names = set(result.column_names)
     measures = dict(policy.measures)
-    columns: list[tuple[str, str | None, str]] = []   # (space, aggregate or None, column)
+    columns: list[tuple[str, str | None, str]] = []  # (space, aggregate or None, column)
     for j in range(protection.reads_in(names)):
         columns.append((PEOPLE, None, protection.ids(j)))
         for a in aggs:
@@ -229,13 +250,19 @@ def _row_sets(result: pa.Table, aggs: list[str], policy: Policy,
         if all((i, a) in out for a in aggs):
             rows.append(None)
             continue
-        rows.append([(space, values[c][i]) for space, a, c in columns
-                     if a is None or (i, a) not in out])
+        rows.append(
+            [(space, values[c][i]) for space, a, c in columns if a is None or (i, a) not in out]
+        )
     return rows
 
 
-def _differences(result: pa.Table, aggs: list[str], policy: Policy, audit: Audit | None,
-                 out: dict[Cell, dict[str, Any]]) -> tuple[tuple[str, bytes], ...]:
+def _differences(
+    result: pa.Table,
+    aggs: list[str],
+    policy: Policy,
+    audit: Audit | None,
+    out: dict[Cell, dict[str, Any]],
+) -> tuple[tuple[str, bytes], ...]:
     """Audit each row still to be released (its people, per table read and per measure)
     against everything the operator was released before (disclosure.audit); a row that
     fails loses every cell. Returns the (space, set) pairs released."""
@@ -250,9 +277,16 @@ def _differences(result: pa.Table, aggs: list[str], policy: Policy, audit: Audit
             released += row
             continue
         for a in aggs:
-            out.setdefault((i, a), {"rule": audit_rules.RULE, "threshold": policy.threshold,
-                                    "via": conflict.via, "differs_by": conflict.differs_by,
-                                    "near": conflict.near})
+            out.setdefault(
+                (i, a),
+                {
+                    "rule": audit_rules.RULE,
+                    "threshold": policy.threshold,
+                    "via": conflict.via,
+                    "differs_by": conflict.differs_by,
+                    "near": conflict.near,
+                },
+            )
     return tuple(released)
 
 
@@ -265,13 +299,18 @@ def _lines(result: pa.Table, keys: tuple[str, ...]) -> list[list[int]]:
     for j in range(len(keys)):
         by_rest: dict[tuple[Any, ...], list[int]] = {}
         for i, kv in enumerate(key_values):
-            by_rest.setdefault(kv[:j] + kv[j + 1:], []).append(i)
+            by_rest.setdefault(kv[:j] + kv[j + 1 :], []).append(i)
         lines += [rows for rows in by_rest.values() if len(rows) >= 2]
     return lines
 
 
-def _secondary(result: pa.Table, keys: tuple[str, ...], aggs: list[str],
-               contributors: dict[str, list[Any]], out: dict[Cell, dict[str, Any]]) -> None:
+def _secondary(
+    result: pa.Table,
+    keys: tuple[str, ...],
+    aggs: list[str],
+    contributors: dict[str, list[Any]],
+    out: dict[Cell, dict[str, Any]],
+) -> None:
     lines = _lines(result, keys)
     changed = True
     while changed:
@@ -281,7 +320,9 @@ def _secondary(result: pa.Table, keys: tuple[str, ...], aggs: list[str],
                 hidden = [i for i in line if (i, a) in out]
                 if len(hidden) != 1:
                     continue
-                partner = min((i for i in line if (i, a) not in out),
-                              key=lambda i: (contributors[a][i] or 0, i))
+                partner = min(
+                    (i for i in line if (i, a) not in out),
+                    key=lambda i: (contributors[a][i] or 0, i),
+                )
                 out[(partner, a)] = {"rule": SECONDARY_RULE, "protects": [hidden[0], a]}
                 changed = True

@@ -78,7 +78,7 @@ class Seen:
     shape: str
     key: str
     hidden: bool
-    differenced: bool   # a cell of it was refused by the difference rule
+    differenced: bool  # a cell of it was refused by the difference rule
     at: dt.datetime
     literals: Any = None
 
@@ -86,8 +86,8 @@ class Seen:
 @dataclass(frozen=True)
 class _Context:
     job_id: str
-    same_shape: Sequence[Seen]   # bounded, newest first; this job's earlier collects included
-    overall: Sequence[Seen]      # likewise, of any shape
+    same_shape: Sequence[Seen]  # bounded, newest first; this job's earlier collects included
+    overall: Sequence[Seen]  # likewise, of any shape
 
 
 def hidden(obs: Observation) -> bool:
@@ -115,16 +115,24 @@ def literals_key(literals: Any) -> str:
 
 
 def seen(job_id: str, obs: Observation, at: dt.datetime) -> Seen:
-    return Seen(job_id, int(obs.get("index", 0)), str(obs.get("shape", "")),
-                literals_key(obs.get("literals")), hidden(obs), differenced(obs), at,
-                obs.get("literals") or [])
+    return Seen(
+        job_id,
+        int(obs.get("index", 0)),
+        str(obs.get("shape", "")),
+        literals_key(obs.get("literals")),
+        hidden(obs),
+        differenced(obs),
+        at,
+        obs.get("literals") or [],
+    )
 
 
 def bounded(recent: Iterable[Seen], now: dt.datetime) -> list[Seen]:
     """The newest RECENT_LIMIT of `recent` within RECENT_WINDOW of `now`, newest first."""
     since = now - RECENT_WINDOW
-    return sorted((s for s in recent if s.at >= since), key=lambda s: s.at,
-                  reverse=True)[:RECENT_LIMIT]
+    return sorted((s for s in recent if s.at >= since), key=lambda s: s.at, reverse=True)[
+        :RECENT_LIMIT
+    ]
 
 
 def _where(obs: Observation) -> dict[str, Any]:
@@ -132,8 +140,10 @@ def _where(obs: Observation) -> dict[str, Any]:
 
 
 def _earlier(items: Iterable[Seen]) -> list[dict[str, Any]]:
-    return [{"job_id": s.job_id, "index": s.index, "literals": s.literals}
-            for s in list(items)[:DETAIL_EARLIER]]
+    return [
+        {"job_id": s.job_id, "index": s.index, "literals": s.literals}
+        for s in list(items)[:DETAIL_EARLIER]
+    ]
 
 
 # --- patterns ------------------------------------------------------------------------------
@@ -168,8 +178,13 @@ def search(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
             others.setdefault(s.key, s)
     if len(others) < SEARCH_DISTINCT:
         return None
-    return {**_where(obs), "shape": obs.get("shape"), "literals": obs.get("literals") or [],
-            "distinct_earlier": len(others), "earlier": _earlier(others.values())}
+    return {
+        **_where(obs),
+        "shape": obs.get("shape"),
+        "literals": obs.get("literals") or [],
+        "distinct_earlier": len(others),
+        "earlier": _earlier(others.values()),
+    }
 
 
 def near_duplicate(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
@@ -190,8 +205,12 @@ def near_duplicate(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     # in ordinary work, with small pieces inside them; those are not near.
     if not varied and not obs.get("near"):
         return None
-    return {**_where(obs), "cells": cells, "earlier_refused": _earlier(again),
-            "earlier_same_shape": _earlier(varied)}
+    return {
+        **_where(obs),
+        "cells": cells,
+        "earlier_refused": _earlier(again),
+        "earlier_same_shape": _earlier(varied),
+    }
 
 
 def repeated_suppression(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
@@ -204,8 +223,12 @@ def repeated_suppression(obs: Observation, ctx: _Context) -> dict[str, Any] | No
             jobs.append(s.job_id)
     if len(jobs) < SUPPRESSED_JOBS:
         return None
-    return {**_where(obs), "rules": dict(obs.get("rules") or {}),
-            "left_out": obs.get("left_out", 0), "earlier_jobs": jobs[:DETAIL_EARLIER]}
+    return {
+        **_where(obs),
+        "rules": dict(obs.get("rules") or {}),
+        "left_out": obs.get("left_out", 0),
+        "earlier_jobs": jobs[:DETAIL_EARLIER],
+    }
 
 
 def evaluation(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
@@ -217,7 +240,8 @@ def evaluation(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
         # release always has one per table read (`selected`), and a grouped one leaves no
         # cell to name the rule on.
         failed = bool((obs.get("rules") or {}).get("evaluation")) or (
-            not obs.get("private") and not obs.get("selected"))
+            not obs.get("private") and not obs.get("selected")
+        )
     return {**_where(obs), "rules": dict(obs.get("rules") or {})} if failed else None
 
 
@@ -263,6 +287,7 @@ def _sign(kind: str) -> Check:
     def check(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
         shown = list((obs.get("signs") or {}).get(kind) or ())
         return {"index": obs.get("index"), "signs": shown} if shown else None
+
     return check
 
 
@@ -289,7 +314,7 @@ class Pattern:
     name: str
     score: int
     check: Check
-    private_too: bool = False   # also checked on differentially private releases
+    private_too: bool = False  # also checked on differentially private releases
     summary: str = field(default="")
 
 
@@ -310,15 +335,17 @@ PATTERNS: tuple[Pattern, ...] = tuple(
         (escape, 5, True),
         (probe, 1, True),
         (exhaustion, 1, True),
-    ))
+    )
+)
 # Patterns about the code rather than a release: the only ones an observation of the code
 # (one with `signs`) is checked against, and checked only against such observations.
 CODE_PATTERNS = frozenset({"escape", "probe", "exhaustion"})
 SCORES: dict[str, int] = {p.name: p.score for p in PATTERNS}
 
 
-def detect(job_id: str, observations: Sequence[Observation], recent: Iterable[Seen],
-           now: dt.datetime) -> list[Flag]:
+def detect(
+    job_id: str, observations: Sequence[Observation], recent: Iterable[Seen], now: dt.datetime
+) -> list[Flag]:
     """The patterns one job's observations raise, given the operator's recent observations
     (of other jobs; bounded here again). Each collect is compared with the job's earlier
     collects too. At most one flag per pattern, listing the releases that matched."""
@@ -327,14 +354,16 @@ def detect(job_id: str, observations: Sequence[Observation], recent: Iterable[Se
     earlier: list[Seen] = []
     for obs in observations:
         pool = [*history, *earlier]
-        ctx = _Context(job_id,
-                       bounded((s for s in pool if s.shape == obs.get("shape")), now),
-                       bounded(pool, now))
+        ctx = _Context(
+            job_id,
+            bounded((s for s in pool if s.shape == obs.get("shape")), now),
+            bounded(pool, now),
+        )
         for pattern in PATTERNS:
             if obs.get("private") and not pattern.private_too:
                 continue
             if obs.get("refused") and pattern.check is not refused:
-                continue   # nothing was read: only the refusal itself says something
+                continue  # nothing was read: only the refusal itself says something
             if ("signs" in obs) != (pattern.name in CODE_PATTERNS):
                 continue
             detail = pattern.check(obs, ctx)
@@ -342,5 +371,4 @@ def detect(job_id: str, observations: Sequence[Observation], recent: Iterable[Se
                 found.setdefault(pattern.name, []).append(detail)
         if "signs" not in obs:
             earlier.append(seen(job_id, obs, now))
-    return [Flag(p.name, p.score, {"releases": found[p.name]}) for p in PATTERNS
-            if p.name in found]
+    return [Flag(p.name, p.score, {"releases": found[p.name]}) for p in PATTERNS if p.name in found]

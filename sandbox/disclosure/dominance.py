@@ -17,8 +17,8 @@ RULE = "dominance"
 
 @dataclass(frozen=True)
 class DominanceRule:
-    n: int            # the largest n contributions …
-    k: Fraction       # … may make up at most this share of the cell's total
+    n: int  # the largest n contributions …
+    k: Fraction  # … may make up at most this share of the cell's total
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= 2:
@@ -47,11 +47,10 @@ def parse_rules(text: str) -> tuple[DominanceRule, ...]:
 @dataclass(frozen=True)
 class Dominated:
     rule: DominanceRule
-    share: float      # of the total held by the rule's n largest contributions
+    share: float  # of the total held by the rule's n largest contributions
 
 
-def dominated(top: list[float], mass: float,
-              rules: tuple[DominanceRule, ...]) -> Dominated | None:
+def dominated(top: list[float], mass: float, rules: tuple[DominanceRule, ...]) -> Dominated | None:
     """The first rule the cell breaks, given its largest |contributions| and their total."""
     if mass <= 0:
         return None

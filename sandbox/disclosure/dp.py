@@ -49,31 +49,41 @@ class Noise:
     """One noisy quantity of a release, as the disclosure report records it."""
 
     column: str
-    quantity: str          # "count" or "sum"
+    quantity: str  # "count" or "sum"
     epsilon: Epsilon
     sensitivity: int | float
     scale: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"column": self.column, "quantity": self.quantity, "rule": RULE,
-                "epsilon": str(self.epsilon), "mechanism": MECHANISM,
-                "sensitivity": self.sensitivity, "scale": self.scale}
+        return {
+            "column": self.column,
+            "quantity": self.quantity,
+            "rule": RULE,
+            "epsilon": str(self.epsilon),
+            "mechanism": MECHANISM,
+            "sensitivity": self.sensitivity,
+            "scale": self.scale,
+        }
 
 
 def ineligibility(ds: DatasetInfo) -> str | None:
     """Why `ds` cannot be analysed under differential privacy, or None when it can."""
     if any(c.role == "identifier" and c.unique for c in ds.columns):
         return None
-    return ("the noise is calibrated to one row per person, and no identifier column of "
-            f"dataset '{ds.name}' is unique (a person may have several rows)")
+    return (
+        "the noise is calibrated to one row per person, and no identifier column of "
+        f"dataset '{ds.name}' is unique (a person may have several rows)"
+    )
 
 
 def check_eligible(ds: DatasetInfo) -> None:
     reason = ineligibility(ds)
     if reason is not None:
-        raise DisclosureRefused(f"dataset '{ds.name}' cannot be released under differential "
-                                f"privacy: {reason}; the bureau must re-register it with one "
-                                "row per person")
+        raise DisclosureRefused(
+            f"dataset '{ds.name}' cannot be released under differential "
+            f"privacy: {reason}; the bureau must re-register it with one "
+            "row per person"
+        )
 
 
 # Aggregates whose noise is calibrated; the others have no mechanism here yet.
@@ -88,30 +98,41 @@ def prepare(checked: CheckedPlan) -> CheckedPlan:
             raise DisclosureRefused(
                 f"{a.fn}() (output {name!r}) is not available under differential privacy yet; "
                 f"dataset '{checked.dataset.name}' is analysed under it by this contract, so use "
-                f"{', '.join(sorted(PRIVATE_AGGREGATES))}() instead")
-    return dataclasses.replace(checked, clamp=tuple(
-        None if a.arg is None else _bounds(checked, a) for _, a in checked.plan.aggs))
+                f"{', '.join(sorted(PRIVATE_AGGREGATES))}() instead"
+            )
+    return dataclasses.replace(
+        checked,
+        clamp=tuple(None if a.arg is None else _bounds(checked, a) for _, a in checked.plan.aggs),
+    )
 
 
 def _bounds(checked: CheckedPlan, agg: p.Agg) -> Bounds:
     ds = checked.dataset
     assert agg.arg is not None
-    what = (f"{agg.fn}({p.describe_expr(agg.arg)}) on dataset '{ds.name}', which this contract "
-            "analyses under differential privacy,")
+    what = (
+        f"{agg.fn}({p.describe_expr(agg.arg)}) on dataset '{ds.name}', which this contract "
+        "analyses under differential privacy,"
+    )
     if not isinstance(agg.arg, p.Col) or agg.arg.name in _derived(checked.plan):
-        raise DisclosureRefused(f"{what} needs a catalog column, not an expression: its noise "
-                                "is calibrated to the column's bounds. Aggregate the column "
-                                "itself, e.g. sum('income'), and transform the result")
+        raise DisclosureRefused(
+            f"{what} needs a catalog column, not an expression: its noise "
+            "is calibrated to the column's bounds. Aggregate the column "
+            "itself, e.g. sum('income'), and transform the result"
+        )
     column = ds.column(agg.arg.name)
     if column is None or column.lower is None or column.upper is None:
-        raise DisclosureRefused(f"{what} needs a column with lower and upper bounds in the "
-                                "catalog to calibrate its noise, and this one has none; use "
-                                "count(), or ask the bureau to record bounds for the column")
+        raise DisclosureRefused(
+            f"{what} needs a column with lower and upper bounds in the "
+            "catalog to calibrate its noise, and this one has none; use "
+            "count(), or ask the bureau to record bounds for the column"
+        )
     if kind_of(column.type) == "int":
         lower, upper = math.ceil(column.lower), math.floor(column.upper)
         if lower > upper:
-            raise DisclosureRefused(f"{what} needs bounds that contain a whole number; ask "
-                                    "the bureau to correct the column's bounds")
+            raise DisclosureRefused(
+                f"{what} needs bounds that contain a whole number; ask "
+                "the bureau to correct the column's bounds"
+            )
         return lower, upper
     return float(column.lower), float(column.upper)
 
@@ -127,8 +148,9 @@ def _derived(node: p.Node) -> set[str]:
     return names
 
 
-def privatize(table: pa.Table, checked: CheckedPlan,
-              epsilon: Epsilon) -> tuple[pa.Table, tuple[Noise, ...]]:
+def privatize(
+    table: pa.Table, checked: CheckedPlan, epsilon: Epsilon
+) -> tuple[pa.Table, tuple[Noise, ...]]:
     """Noisy values and noisy contributor counts for one collect() of a prepared plan,
     spending `epsilon` in all. The exact sums the engine passed along are dropped."""
     plan, clamp = checked.plan, checked.clamp
@@ -142,36 +164,49 @@ def privatize(table: pa.Table, checked: CheckedPlan,
             out[name] = out[internal.contributors(name)] = pa.array(counts, pa.int64())
             noise.append(record)
             continue
-        counts, count_record = noisy_counts(table.column(internal.contributors(name)).to_pylist(), share / 2,
-                                            name)
-        sums, sum_record = noisy_sums(table.column(internal.exact_sum(name)), share / 2, bounds, name)
-        out[name] = sums if agg.fn == "sum" else pa.array(_means(sums.to_pylist(), counts,
-                                                                 bounds), pa.float64())
+        counts, count_record = noisy_counts(
+            table.column(internal.contributors(name)).to_pylist(), share / 2, name
+        )
+        sums, sum_record = noisy_sums(
+            table.column(internal.exact_sum(name)), share / 2, bounds, name
+        )
+        out[name] = (
+            sums
+            if agg.fn == "sum"
+            else pa.array(_means(sums.to_pylist(), counts, bounds), pa.float64())
+        )
         out[internal.contributors(name)] = pa.array(counts, pa.int64())
         noise += [count_record, sum_record]
     return pa.table(out), tuple(noise)
 
 
-def noisy_counts(counts: list[int | None], epsilon: Epsilon,
-                 column: str) -> tuple[list[int], Noise]:
+def noisy_counts(
+    counts: list[int | None], epsilon: Epsilon, column: str
+) -> tuple[list[int], Noise]:
     values, scale = _laplace([int(c or 0) for c in counts], 1, epsilon)
     return [max(int(v), 0) for v in values], Noise(column, "count", epsilon, 1, scale)
 
 
-def noisy_sums(sums: pa.ChunkedArray | pa.Array, epsilon: Epsilon, bounds: Bounds,
-               column: str) -> tuple[pa.Array, Noise]:
+def noisy_sums(
+    sums: pa.ChunkedArray | pa.Array, epsilon: Epsilon, bounds: Bounds, column: str
+) -> tuple[pa.Array, Noise]:
     lower, upper = bounds
     integer = pa.types.is_integer(sums.type)
     sensitivity = max(abs(lower), abs(upper))
     # A cell with no values sums to 0: releasing null instead would reveal that.
-    values, scale = _laplace([v or 0 for v in sums.to_pylist()],
-                             int(sensitivity) if integer else float(sensitivity), epsilon)
+    values, scale = _laplace(
+        [v or 0 for v in sums.to_pylist()],
+        int(sensitivity) if integer else float(sensitivity),
+        epsilon,
+    )
     if lower >= 0:
         values = [max(v, 0) for v in values]
     elif upper <= 0:
         values = [min(v, 0) for v in values]
-    return (pa.array(values, pa.int64() if integer else pa.float64()),
-            Noise(column, "sum", epsilon, sensitivity, scale))
+    return (
+        pa.array(values, pa.int64() if integer else pa.float64()),
+        Noise(column, "sum", epsilon, sensitivity, scale),
+    )
 
 
 def _means(sums: list[Any], counts: list[int], bounds: Bounds) -> list[float | None]:
@@ -179,8 +214,9 @@ def _means(sums: list[Any], counts: list[int], bounds: Bounds) -> list[float | N
     return [None if n <= 0 else min(max(s / n, lower), upper) for s, n in zip(sums, counts)]
 
 
-def _laplace(values: list[Any], sensitivity: int | float,
-             epsilon: Epsilon) -> tuple[list[Any], float]:
+def _laplace(
+    values: list[Any], sensitivity: int | float, epsilon: Epsilon
+) -> tuple[list[Any], float]:
     """Laplace noise from OpenDP with scale sensitivity/ε, nudged up until OpenDP's own
     privacy map (which rounds conservatively) confirms the release costs at most ε."""
     if epsilon.value <= 0:
@@ -212,8 +248,7 @@ def selection_threshold(scale: float, delta: float = DELTA) -> float:
     return 1.0 + scale * math.log(1.0 / (2.0 * delta))
 
 
-def select_partitions(table: pa.Table, checked: CheckedPlan,
-                      noise: tuple[Noise, ...]) -> pa.Table:
+def select_partitions(table: pa.Table, checked: CheckedPlan, noise: tuple[Noise, ...]) -> pa.Table:
     """The groups of a privatized table whose noisy count clears `selection_threshold`.
     A whole-table aggregate keeps its row: its key is no one's."""
     counted = next((n for n in noise if n.quantity == "count"), None)

@@ -26,12 +26,14 @@ Rows = Sequence[Sequence[tuple[str, bytes]] | None]
 
 
 class Gate:
-    def __init__(self, load: Callable[[str], Iterable[tuple[str, bytes]]],
-                 max_bytes: int = 2 << 30) -> None:
+    def __init__(
+        self, load: Callable[[str], Iterable[tuple[str, bytes]]], max_bytes: int = 2 << 30
+    ) -> None:
         self._load = load
         self._lock = threading.Lock()
         self._held: LRU[str, dict[str, Partition]] = LRU(
-            max_bytes, lambda spaces: sum(p.nbytes for p in spaces.values()))
+            max_bytes, lambda spaces: sum(p.nbytes for p in spaces.values())
+        )
 
     def _partitions(self, operator: str) -> dict[str, Partition]:
         held = self._held.get(operator)
@@ -50,22 +52,26 @@ class Gate:
         with self._lock:
             spaces = self._partitions(operator)
             out = [_admit(spaces, sets, threshold) if sets else None for sets in rows]
-            self._held.put(operator, spaces)   # its size may have changed
+            self._held.put(operator, spaces)  # its size may have changed
             return out
 
 
-def _admit(spaces: dict[str, Partition], sets: Sequence[tuple[str, bytes]],
-           threshold: int) -> Conflict | None:
+def _admit(
+    spaces: dict[str, Partition], sets: Sequence[tuple[str, bytes]], threshold: int
+) -> Conflict | None:
     if threshold <= 1:
         return None
     digests = [(space, digest(blob)) for space, blob in sets]
     if all(space in spaces and d in spaces[space].known for space, d in digests):
-        return None        # asked before: the same people, nothing new to combine
+        return None  # asked before: the same people, nothing new to combine
     # A row with several sets (a join's tables, its measures) passes only as a whole: the
     # later sets are checked against the earlier ones too, and a refusal undoes them all.
     touched = {space for space, _ in sets}
-    saved = {space: _copy(spaces[space]) for space in touched if space in spaces} \
-        if len(sets) > 1 else {}
+    saved = (
+        {space: _copy(spaces[space]) for space in touched if space in spaces}
+        if len(sets) > 1
+        else {}
+    )
     for space, blob in sets:
         partition = spaces.setdefault(space, Partition())
         ids = members(blob)

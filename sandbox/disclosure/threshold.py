@@ -55,9 +55,13 @@ def operator_view(report: dict[str, Any]) -> dict[str, Any]:
     return {
         **report,
         "releases": [
-            {**{k: v for k, v in r.items() if k not in REGULATOR_ONLY_RELEASE},
-             "suppressed": [{k: v for k, v in s.items() if k not in REGULATOR_ONLY}
-                            for s in r.get("suppressed", [])]}
+            {
+                **{k: v for k, v in r.items() if k not in REGULATOR_ONLY_RELEASE},
+                "suppressed": [
+                    {k: v for k, v in s.items() if k not in REGULATOR_ONLY}
+                    for s in r.get("suppressed", [])
+                ],
+            }
             for r in report.get("releases", [])
         ],
     }

@@ -47,7 +47,7 @@ class ScanKey:
     mtime_ns: int
     size: int
     columns: tuple[str, ...]
-    row_groups: tuple[int, ...] | None   # None: every row group
+    row_groups: tuple[int, ...] | None  # None: every row group
 
     @property
     def version(self) -> tuple[int, int]:
@@ -93,8 +93,12 @@ class ScanCache:
             self._counts["dropped"] += 1
 
     def stats(self) -> dict[str, int]:
-        return {**self._counts, "entries": len(self._entries), "bytes": self._bytes,
-                "max_bytes": self._max_bytes}
+        return {
+            **self._counts,
+            "entries": len(self._entries),
+            "bytes": self._bytes,
+            "max_bytes": self._max_bytes,
+        }
 
     def _remove(self, key: ScanKey) -> None:
         _, nbytes = self._entries.pop(key)
@@ -116,9 +120,16 @@ def actor(name: str = CACHE_NAME, max_bytes: int | None = None) -> Any:
         handle = _handles.get(name)
         if handle is None:
             bound = max_bytes if max_bytes is not None else _default_bound(ray)
-            handle = ray.remote(ScanCache).options(
-                name=name, get_if_exists=True, num_cpus=0, max_restarts=0,
-            ).remote(bound)
+            handle = (
+                ray.remote(ScanCache)
+                .options(
+                    name=name,
+                    get_if_exists=True,
+                    num_cpus=0,
+                    max_restarts=0,
+                )
+                .remote(bound)
+            )
             _handles[name] = handle
         return handle
 
@@ -139,8 +150,13 @@ def forget(name: str = CACHE_NAME) -> None:
 _local: LRU[ScanKey, pa.Table] = LRU(LOCAL_MAX_BYTES, lambda t: t.get_total_buffer_size())
 
 
-def fetch(handle: Any, key: ScanKey, load: Callable[[], pa.Table],
-          name: str = CACHE_NAME, local: bool = False) -> pa.Table:
+def fetch(
+    handle: Any,
+    key: ScanKey,
+    load: Callable[[], pa.Table],
+    name: str = CACHE_NAME,
+    local: bool = False,
+) -> pa.Table:
     """The table `key` names: from the cache when it holds it, else `load()`ed and cached.
     `local`: this process's own tables first, and keep it among them."""
     if not local:
@@ -153,8 +169,7 @@ def fetch(handle: Any, key: ScanKey, load: Callable[[], pa.Table],
     return table
 
 
-def _fetch_shared(handle: Any, key: ScanKey, load: Callable[[], pa.Table],
-                  name: str) -> pa.Table:
+def _fetch_shared(handle: Any, key: ScanKey, load: Callable[[], pa.Table], name: str) -> pa.Table:
     import ray
     from ray.exceptions import ObjectLostError, RayActorError
 

@@ -37,6 +37,7 @@ def _lit(value: Any, like: pa.DataType | None) -> Any:
 def _bucket_labels(edges: tuple[Any, ...]) -> list[str]:
     def fmt(x: Any) -> str:
         return str(int(x)) if float(x).is_integer() else str(x)
+
     labels = [f"< {fmt(edges[0])}"]
     labels += [f"[{fmt(a)}, {fmt(b)})" for a, b in zip(edges, edges[1:])]
     labels.append(f">= {fmt(edges[-1])}")
@@ -49,13 +50,20 @@ def _bucket(values: pa.Array, edges: tuple[Any, ...]) -> pa.Array:
     arr = values.to_numpy(zero_copy_only=False).astype("float64")
     idx = np.searchsorted(np.asarray(edges, dtype="float64"), arr, side="right").astype(np.int32)
     mask = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
-    return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=mask),
-                                          pa.array(_bucket_labels(edges), pa.string()))
+    return pa.DictionaryArray.from_arrays(
+        pa.array(idx, pa.int32(), mask=mask), pa.array(_bucket_labels(edges), pa.string())
+    )
 
 
 _BINARY = {
-    "eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal,
-    "gt": pc.greater, "ge": pc.greater_equal, "and": pc.and_kleene, "or": pc.or_kleene,
+    "eq": pc.equal,
+    "ne": pc.not_equal,
+    "lt": pc.less,
+    "le": pc.less_equal,
+    "gt": pc.greater,
+    "ge": pc.greater_equal,
+    "and": pc.and_kleene,
+    "or": pc.or_kleene,
 }
 
 
@@ -101,12 +109,14 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if e.fn in _BINARY:
         a, b = evaluate(args[0], table), evaluate(args[1], table)
         if _is_column(a) and _is_column(b) and a.type != b.type:
-            a, b = plain(a), plain(b)   # dictionary against text: compare the values
+            a, b = plain(a), plain(b)  # dictionary against text: compare the values
         a, b = _lit(a, getattr(b, "type", None)), _lit(b, getattr(a, "type", None))
         return _BINARY[e.fn](a, b)
     if e.fn == "div":
-        a, b = (_as_double(plain(evaluate(x, table))) if not isinstance(x, p.Lit)
-                else _number(x) for x in args)
+        a, b = (
+            _as_double(plain(evaluate(x, table))) if not isinstance(x, p.Lit) else _number(x)
+            for x in args
+        )
         return finite(pc.divide(a, b))
     if e.fn == "neg":
         return _arithmetic("sub", 0, plain(evaluate(args[0], table)))
@@ -141,8 +151,10 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
     if e.fn == "round":
         # Half away from zero, as SQL rounds; Arrow's default is half to even.
         digits = _param(args[1])
-        return _rowwise(lambda x: pc.round(x, digits, round_mode="half_towards_infinity"),
-                        _column(args[0], table))
+        return _rowwise(
+            lambda x: pc.round(x, digits, round_mode="half_towards_infinity"),
+            _column(args[0], table),
+        )
     if e.fn == "case":
         return _case([plain(_column(a, table)) for a in args])
     raise AssertionError(f"unchecked function {e.fn}")
@@ -185,7 +197,7 @@ def _arithmetic(fn: str, a: Any, b: Any) -> Any:
     out = _ARITHMETIC[fn](a, b)
     if pa.types.is_integer(out.type):
         if _within(fn, _extent(a), _extent(b)):
-            return out   # no row can overflow: skip the per-row check
+            return out  # no row can overflow: skip the per-row check
         approx = _ARITHMETIC[fn](_as_double(a), _as_double(b))
         return _null_where(pc.greater(pc.abs(approx), INT_LIMIT), out)
     return finite(out)
@@ -231,8 +243,12 @@ def _rowwise(kernel: Any, x: Any) -> Any:
             raise
         x = contiguous(x)
         half = len(x) // 2
-        return pa.concat_arrays([contiguous(_rowwise(kernel, x.slice(0, half))),
-                                 contiguous(_rowwise(kernel, x.slice(half)))])
+        return pa.concat_arrays(
+            [
+                contiguous(_rowwise(kernel, x.slice(0, half))),
+                contiguous(_rowwise(kernel, x.slice(half))),
+            ]
+        )
 
 
 def _float_to_int(x: Any) -> Any:
@@ -242,8 +258,9 @@ def _float_to_int(x: Any) -> Any:
 
 
 def _text_to_float(x: Any) -> Any:
-    return finite(pc.cast(_null_where(pc.invert(pc.match_substring_regex(x, _NUMBER)),
-                                      x), pa.float64()))
+    return finite(
+        pc.cast(_null_where(pc.invert(pc.match_substring_regex(x, _NUMBER)), x), pa.float64())
+    )
 
 
 def _cast(x: pa.Array | pa.ChunkedArray, kind: str) -> Any:
@@ -320,10 +337,12 @@ def _derive(step: p.Derive, table: pa.Table) -> pa.Table:
     for name, e in step.columns:
         used = _columns_of(e)
         col = _as_column(evaluate(e, table), table.num_rows) if used <= present else None
-        traced = view is not None and col is not None and any(internal.shadow(u) in present
-                                                               for u in used)
-        new.append((name, col, _as_column(evaluate(e, view), table.num_rows)
-                    if traced else None))
+        traced = (
+            view is not None
+            and col is not None
+            and any(internal.shadow(u) in present for u in used)
+        )
+        new.append((name, col, _as_column(evaluate(e, view), table.num_rows) if traced else None))
     for name, col, shadow in new:
         table = _put(table, name, col)
         table = _put(table, internal.shadow(name), shadow)
@@ -338,9 +357,14 @@ def _put(table: pa.Table, name: str, col: Any) -> pa.Table:
     return table.set_column(i, name, col) if i >= 0 else table.append_column(name, col)
 
 
-def read_partition(checked: CheckedPlan, scan: int, index: int,
-                   where: Sequence[p.Expr] = (), cached: bool = False,
-                   local: bool = False) -> pa.Table:
+def read_partition(
+    checked: CheckedPlan,
+    scan: int,
+    index: int,
+    where: Sequence[p.Expr] = (),
+    cached: bool = False,
+    local: bool = False,
+) -> pa.Table:
     """Partition `index` of the plan's read number `scan`: only the columns the plan uses,
     and for the primary (left-most) table, when disclosure statistics are wanted, global
     row ids (the contributors of every cell are its rows).
@@ -362,17 +386,17 @@ def read_partition(checked: CheckedPlan, scan: int, index: int,
     if not checked.disclosure_stats:
         return table
     if stored:
-        table = table.rename_columns([protection.entity(scan) if c == ENTITY else c
-                                      for c in table.column_names])
+        table = table.rename_columns(
+            [protection.entity(scan) if c == ENTITY else c for c in table.column_names]
+        )
     else:
-        table = protection.with_row_entities(table, scan, read.dataset.name, index,
-                                             prune.positions(f, groups))
-    for column in (checked.shadowed[scan] if checked.shadowed else ()):
+        table = protection.with_row_entities(
+            table, scan, read.dataset.name, index, prune.positions(f, groups)
+        )
+    for column in checked.shadowed[scan] if checked.shadowed else ():
         if column in table.column_names:
             table = table.append_column(internal.shadow(column), perturbed(table.column(column)))
     return table
-
-
 
 
 def perturbed(x: pa.Array | pa.ChunkedArray) -> Any:
@@ -381,8 +405,7 @@ def perturbed(x: pa.Array | pa.ChunkedArray) -> Any:
     x = plain(x)
     if pa.types.is_integer(x.type):
         return _arithmetic("add", _arithmetic("mul", pc.cast(x, pa.int64()), 2), 7)
-    return finite(pc.add(pc.multiply(pc.cast(x, pa.float64(), safe=False), 1.6180339887),
-                         7.3))
+    return finite(pc.add(pc.multiply(pc.cast(x, pa.float64(), safe=False), 1.6180339887), 7.3))
 
 
 def shadow_view(table: pa.Table) -> pa.Table:
@@ -390,16 +413,25 @@ def shadow_view(table: pa.Table) -> pa.Table:
     names = table.column_names
     present = set(names)
     return pa.Table.from_arrays(
-        [table.column(internal.shadow(n)) if internal.shadow(n) in present else table.column(n) for n in names],
-        names=names)
+        [
+            table.column(internal.shadow(n)) if internal.shadow(n) in present else table.column(n)
+            for n in names
+        ],
+        names=names,
+    )
 
 
 def _shadows(table: pa.Table) -> bool:
     return any(n.startswith(internal.SHADOW) for n in table.column_names)
 
 
-def _load(f: prune.Footer, columns: Sequence[str], groups: list[int] | None,
-          cached: bool, local: bool = False) -> pa.Table:
+def _load(
+    f: prune.Footer,
+    columns: Sequence[str],
+    groups: list[int] | None,
+    cached: bool,
+    local: bool = False,
+) -> pa.Table:
     def load() -> pa.Table:
         return prune.read(f, columns, groups)
 
@@ -408,8 +440,9 @@ def _load(f: prune.Footer, columns: Sequence[str], groups: list[int] | None,
     handle = cache.actor() if cached and columns else None
     if handle is None:
         return load()
-    key = cache.ScanKey(f.path, f.mtime_ns, f.size, tuple(columns),
-                        None if groups is None else tuple(groups))
+    key = cache.ScanKey(
+        f.path, f.mtime_ns, f.size, tuple(columns), None if groups is None else tuple(groups)
+    )
     return cache.fetch(handle, key, load, local=local)
 
 
@@ -424,8 +457,9 @@ def apply_steps(steps: Sequence[p.Node], table: pa.Table) -> pa.Table:
         elif isinstance(step, p.Select):
             # Columns not read are not used later (validation reads every used column's sources).
             keep = set(step.columns) | {internal.shadow(c) for c in step.columns}
-            table = table.select([c for c in table.column_names
-                                  if c in keep or protection.is_entity(c)])
+            table = table.select(
+                [c for c in table.column_names if c in keep or protection.is_entity(c)]
+            )
         else:
             raise AssertionError(f"not a row step: {type(step).__name__}")
     return table
@@ -465,8 +499,12 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     # Single-threaded: a threaded hash aggregate sums floats in varying order, and a released
     # value must not change from one run to the next. Dictionary keys group as integers once
     # every chunk shares one dictionary; the partial's keys are plain values.
-    grouped = pa.table(cols).unify_dictionaries().group_by(
-        _group_keys(plan), use_threads=False).aggregate(specs)
+    grouped = (
+        pa.table(cols)
+        .unify_dictionaries()
+        .group_by(_group_keys(plan), use_threads=False)
+        .aggregate(specs)
+    )
     grouped = plain_table(grouped.rename_columns([names.get(n, n) for n in grouped.column_names]))
     if not listed:
         return grouped
@@ -474,7 +512,9 @@ def partial_of(checked: CheckedPlan, table: pa.Table) -> pa.Table:
     grouped = grouped.drop_columns([f"{internal.POSITIONS}_list"])
     for i, (_, a) in enumerate(plan.aggs):
         if a.fn == "count_distinct":
-            grouped = grouped.append_column(internal.partial_distinct(i), _distinct(values[i], rows))
+            grouped = grouped.append_column(
+                internal.partial_distinct(i), _distinct(values[i], rows)
+            )
         elif a.fn == "quantile" and _value_list(checked, i) == i:
             grouped = grouped.append_column(internal.partial_values(i), _gather(values[i], rows))
     return _with_stats(checked, table, grouped, values, rows) if stats else grouped
@@ -531,8 +571,10 @@ def _distinct(values: Any, rows: pa.ListArray) -> pa.ListArray:
     bounds = _offsets(rows).to_numpy().astype(np.int64)
     n_groups = len(bounds) - 1
     if n_groups * ROWS_PER_GROUP_HASH <= len(taken):
-        uniques = [pc.unique(taken.slice(a, b - a)).drop_null()
-                   for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+        uniques = [
+            pc.unique(taken.slice(a, b - a)).drop_null()
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())
+        ]
         lengths = np.array([len(u) for u in uniques], np.int64)
         distinct = pa.concat_arrays(uniques) if uniques else taken.slice(0, 0)
     else:
@@ -545,8 +587,13 @@ def _distinct(values: Any, rows: pa.ListArray) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), distinct)
 
 
-def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,
-                values: dict[int, Any], rows: pa.ListArray) -> pa.Table:
+def _with_stats(
+    checked: CheckedPlan,
+    table: pa.Table,
+    grouped: pa.Table,
+    values: dict[int, Any],
+    rows: pa.ListArray,
+) -> pa.Table:
     """The partial with its disclosure statistics (engine.protection): per group and read
     the entities in it, per aggregate who counts for it, and per magnitude aggregate its
     largest contributions."""
@@ -566,7 +613,7 @@ def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,
         mask = contiguous(counted).to_numpy(zero_copy_only=False).astype(bool)
         if i in checked.tainted or not checked.unique:
             stats.contributors(i, mask)
-        if a.fn in p.MAGNITUDES:   # numeric arguments only (engine.validate)
+        if a.fn in p.MAGNITUDES:  # numeric arguments only (engine.validate)
             numbers = _floats(v)
             stats.nonzero(i, mask & (numbers != 0))
             if a.fn in ("sum", "mean"):
@@ -576,8 +623,6 @@ def _with_stats(checked: CheckedPlan, table: pa.Table, grouped: pa.Table,
     for name, column in stats.columns.items():
         grouped = grouped.append_column(name, column)
     return grouped
-
-
 
 
 def _group_keys(plan: p.Aggregate) -> list[str]:
@@ -591,55 +636,71 @@ def _specs(fn: str, i: int) -> list[tuple[str, str, Any]]:
     if fn in ("sum", "mean"):
         return [count, ("sum", internal.partial_sum(i), None)]
     if fn in ("var", "std"):
-        return [count, ("sum", internal.partial_sum(i), None),
-                ("variance", internal.partial_m2(i), pc.VarianceOptions(ddof=0))]
+        return [
+            count,
+            ("sum", internal.partial_sum(i), None),
+            ("variance", internal.partial_m2(i), pc.VarianceOptions(ddof=0)),
+        ]
     if fn in ("min", "max"):
         return [count, (fn, internal.partial_extreme(i), None)]
     if fn == "count_distinct":
-        return []   # __d{i}: gathered after the aggregation
+        return []  # __d{i}: gathered after the aggregation
     if fn == "quantile":
-        return [count]   # and __q{i}, gathered after the aggregation
+        return [count]  # and __q{i}, gathered after the aggregation
     raise AssertionError(f"unchecked aggregate {fn}")
 
 
 def _value_list(checked: CheckedPlan, i: int) -> int:
     """The aggregate whose `__q` list quantile number `i` reads: the first quantile of the
     same values (a median and a p90 of one column share one list per partition)."""
+
     def values(j: int) -> tuple[str, Any]:
         # repr, not ==: Lit(1) == Lit(True), yet they evaluate to different types.
         return repr(checked.plan.aggs[j][1].arg), checked.clamp[j] if checked.clamp else None
 
-    return next(j for j, (_, a) in enumerate(checked.plan.aggs)
-                if a.fn == "quantile" and values(j) == values(i))
+    return next(
+        j
+        for j, (_, a) in enumerate(checked.plan.aggs)
+        if a.fn == "quantile" and values(j) == values(i)
+    )
 
 
 def _clamp(values: pa.Array | pa.ChunkedArray, lower: float, upper: float) -> Any:
     """Values limited to [lower, upper], nulls kept: bounds each person's effect on a sum,
     which is what differential privacy's noise is calibrated to."""
     lo, hi = pa.scalar(lower, values.type), pa.scalar(upper, values.type)
-    return pc.min_element_wise(pc.max_element_wise(values, lo, skip_nulls=False), hi,
-                               skip_nulls=False)
-
-
+    return pc.min_element_wise(
+        pc.max_element_wise(values, lo, skip_nulls=False), hi, skip_nulls=False
+    )
 
 
 def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
     """Combine partials into final values plus per-cell contributor counts `__c:<name>`."""
     plan = checked.plan
     keys = _group_keys(plan)
-    both = pa.concat_tables([t.replace_schema_metadata(None) for t in partials],
-                            promote_options="permissive")
+    both = pa.concat_tables(
+        [t.replace_schema_metadata(None) for t in partials], promote_options="permissive"
+    )
     summed = [c for c in both.column_names if internal.summed_partial(c)]
-    extremes = [(internal.partial_extreme(i), a.fn) for i, (_, a) in enumerate(plan.aggs) if a.fn in ("min", "max")]
-    numbered = both.append_column(internal.PARTIAL_ROW, pa.array(np.arange(both.num_rows), pa.int64()))
+    extremes = [
+        (internal.partial_extreme(i), a.fn)
+        for i, (_, a) in enumerate(plan.aggs)
+        if a.fn in ("min", "max")
+    ]
+    numbered = both.append_column(
+        internal.PARTIAL_ROW, pa.array(np.arange(both.num_rows), pa.int64())
+    )
     merged = numbered.group_by(keys, use_threads=False).aggregate(
-        [(c, "sum") for c in summed] + list(extremes) + [(internal.PARTIAL_ROW, "list")])
-    merged = merged.rename_columns([_strip_kernel(c, summed, extremes)
-                                    for c in merged.column_names])
+        [(c, "sum") for c in summed] + list(extremes) + [(internal.PARTIAL_ROW, "list")]
+    )
+    merged = merged.rename_columns(
+        [_strip_kernel(c, summed, extremes) for c in merged.column_names]
+    )
     if not plan.keys and merged.num_rows == 0:
         # No partition had a row: a whole-table aggregate is still one row, of count 0.
-        merged = pa.table({c: pa.nulls(1, merged.schema.field(c).type)
-                           for c in merged.column_names})
+        merged = pa.table(
+            {c: pa.nulls(1, merged.schema.field(c).type) for c in merged.column_names}
+        )
     # An empty partition still yields one whole-table row whose sums are null: a count of 0.
     for c in summed:
         if internal.counted_partial(c):
@@ -662,17 +723,19 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
         n = merged.column(internal.partial_count(i))
         if a.fn in ("sum", "mean"):
             s = merged.column(internal.partial_sum(i))
-            out[name] = s if a.fn == "sum" else pc.divide(pc.cast(s, pa.float64(), safe=False),
-                                                          pc.cast(n, pa.float64()))
+            out[name] = (
+                s
+                if a.fn == "sum"
+                else pc.divide(pc.cast(s, pa.float64(), safe=False), pc.cast(n, pa.float64()))
+            )
             if checked.clamp is not None:
-                out[internal.exact_sum(name)] = s   # the exact sum, for a noisy mean; never released
+                out[internal.exact_sum(name)] = s  # the exact sum, for a noisy mean; never released
         elif a.fn in ("min", "max"):
             out[name] = merged.column(internal.partial_extreme(i))
         elif a.fn in ("var", "std"):
             out[name], mean, squares = _merge_variance(both, i, groups, a.fn == "std")
             if checked.disclosure_stats:
-                out.update(protection.merge_deviations(both, i, name, list(groups),
-                                                       mean, squares))
+                out.update(protection.merge_deviations(both, i, name, list(groups), mean, squares))
         else:
             assert a.param is not None
             out[name] = quantiles[i]
@@ -700,8 +763,10 @@ class Groups:
         group[lists.flatten().to_numpy()] = pc.list_parent_indices(lists).to_numpy()
         counts = np.bincount(group, minlength=len(lists))
         # Stable: within a group, rows stay in their (partition) order.
-        return Groups(np.argsort(group, kind="stable"),
-                      np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+        return Groups(
+            np.argsort(group, kind="stable"),
+            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        )
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
@@ -717,8 +782,9 @@ class Groups:
         return group, np.arange(len(self.rows)) - np.repeat(self.bounds[:-1], counts)
 
 
-def _list_values(column: pa.ChunkedArray, drop_nulls: bool = False
-                 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+def _list_values(
+    column: pa.ChunkedArray, drop_nulls: bool = False
+) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """The values of a list column (one list per partial row) and each row's [start, end)
     in them; a null list is empty. `drop_nulls`: without the null values."""
     lists = contiguous(column)
@@ -742,13 +808,15 @@ def _merge_distinct(column: pa.ChunkedArray, groups: Groups) -> pa.Array:
     for rows in groups:
         pieces = [values.slice(a, b - a) for a, b in zip(starts[rows], ends[rows])]
         # One contiguous array: Arrow counts it three times faster than the same chunks.
-        counts.append(pc.count_distinct(pa.concat_arrays(pieces), mode="only_valid").as_py()
-                      if pieces else 0)
+        counts.append(
+            pc.count_distinct(pa.concat_arrays(pieces), mode="only_valid").as_py() if pieces else 0
+        )
     return pa.array(counts, pa.int64())
 
 
-def _merge_variance(both: pa.Table, i: int, groups: Groups, root: bool
-                    ) -> tuple[pa.Array, list[float | None], list[float]]:
+def _merge_variance(
+    both: pa.Table, i: int, groups: Groups, root: bool
+) -> tuple[pa.Array, list[float | None], list[float]]:
     """Chan et al.'s pairwise update of (count, mean, squared deviations): exact for the
     partition means, without the cancellation of a sum of squares. Each group takes its
     partitions in order, the same float operations one after the other for every run; the
@@ -775,8 +843,11 @@ def _merge_variance(both: pa.Table, i: int, groups: Groups, root: bool
         n[g] = total
     enough = n >= 2
     variance = np.divide(m2, n - 1, out=np.zeros(len(groups)), where=enough)
-    return (pa.array(np.sqrt(variance) if root else variance, pa.float64(), mask=~enough),
-            [float(x) if k else None for x, k in zip(mean, n > 0)], m2.tolist())
+    return (
+        pa.array(np.sqrt(variance) if root else variance, pa.float64(), mask=~enough),
+        [float(x) if k else None for x, k in zip(mean, n > 0)],
+        m2.tolist(),
+    )
 
 
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
@@ -792,8 +863,9 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
 QuantileKey = int | tuple[str, int]
 
 
-def _merge_quantiles(checked: CheckedPlan, both: pa.Table, groups: Groups
-                     ) -> dict[QuantileKey, Any]:
+def _merge_quantiles(
+    checked: CheckedPlan, both: pa.Table, groups: Groups
+) -> dict[QuantileKey, Any]:
     """Quantiles per group, by aggregate number, from the partitions' value lists: a group's
     values are copied together once per list and only the order statistics its quantiles
     need are selected (np.partition, linear time), not the whole group sorted. With a
@@ -810,8 +882,9 @@ def _merge_quantiles(checked: CheckedPlan, both: pa.Table, groups: Groups
         if checked.quantile_window:
             for i, q in zip(aggs, qs):
                 name = checked.plan.aggs[i][0]
-                out[i], out[("stats", i)] = _windowed(column, groups, q, name,
-                                                      checked.quantile_window)
+                out[i], out[("stats", i)] = _windowed(
+                    column, groups, q, name, checked.quantile_window
+                )
             continue
         for i, values in zip(aggs, _quantiles(column, groups, qs)):
             out[i] = values
@@ -822,7 +895,7 @@ def _group_values(column: pa.ChunkedArray, groups: Groups) -> Iterator[np.ndarra
     """Each group's non-null values, from the partitions' lists (a copy per group)."""
     values, starts, ends = _list_values(column, drop_nulls=True)
     flat = values.to_numpy(zero_copy_only=False)
-    if flat.dtype == object:   # decimals: ordered as their nearest doubles
+    if flat.dtype == object:  # decimals: ordered as their nearest doubles
         flat = flat.astype(np.float64)
     for rows in groups:
         pieces = [flat[a:b] for a, b in zip(starts[rows], ends[rows])]
@@ -844,8 +917,9 @@ def _quantiles(column: pa.ChunkedArray, groups: Groups, qs: list[Any]) -> list[p
     return [pa.array(row, pa.float64(), mask=~known) for row in out]
 
 
-def _windowed(column: pa.ChunkedArray, groups: Groups, q: float, name: str, size: int
-              ) -> tuple[pa.Array, dict[str, pa.Array]]:
+def _windowed(
+    column: pa.ChunkedArray, groups: Groups, q: float, name: str, size: int
+) -> tuple[pa.Array, dict[str, pa.Array]]:
     means: list[float | None] = []
     tops, masses = [], []
     for selected in _group_values(column, groups):
@@ -858,7 +932,8 @@ def _windowed(column: pa.ChunkedArray, groups: Groups, q: float, name: str, size
         masses.append(float(magnitude.sum()))
     return pa.array(means, pa.float64()), {
         protection.top(0, name): pa.array(tops, pa.list_(pa.float64())),
-        protection.MASS + name: pa.array(masses, pa.float64())}
+        protection.MASS + name: pa.array(masses, pa.float64()),
+    }
 
 
 def quantiles_of(values: np.ndarray, qs: Sequence[float]) -> list[float]:
@@ -881,10 +956,13 @@ def quantile_cont(ordered: Sequence[Any] | np.ndarray, q: float) -> float:
     return float(ordered[lo]) * (1.0 - d) + float(ordered[hi]) * d
 
 
-
-
-def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict[str, Any],
-                 quantiles: dict[QuantileKey, Any]) -> dict[str, Any]:
+def _merge_stats(
+    checked: CheckedPlan,
+    both: pa.Table,
+    groups: Groups,
+    out: dict[str, Any],
+    quantiles: dict[QuantileKey, Any],
+) -> dict[str, Any]:
     """Per released row, the entities of each read in it; per cell, its contributors (the
     fewest counted entities over the reads); per magnitude aggregate, its largest
     contributions (see engine.protection)."""
@@ -893,14 +971,19 @@ def _merge_stats(checked: CheckedPlan, both: pa.Table, groups: Groups, out: dict
     for i, (name, a) in enumerate(plan.aggs):
         if a.arg is None:
             if not checked.unique:
-                sizes = [[len(BitMap64.deserialize(b)) for b in stats[protection.ids(j)]
-                          .to_pylist()] for j in range(reads)]
-                stats[internal.contributors(name)] = pa.array([min(c) for c in zip(*sizes)], pa.int64())
+                sizes = [
+                    [len(BitMap64.deserialize(b)) for b in stats[protection.ids(j)].to_pylist()]
+                    for j in range(reads)
+                ]
+                stats[internal.contributors(name)] = pa.array(
+                    [min(c) for c in zip(*sizes)], pa.int64()
+                )
             continue
         if i in checked.tainted:
             stats[internal.valued(name)] = out[internal.contributors(name)]
-        stats[internal.contributors(name)] = protection.merge_contributors(both, i, reads, members,
-                                                             out[internal.contributors(name)])
+        stats[internal.contributors(name)] = protection.merge_contributors(
+            both, i, reads, members, out[internal.contributors(name)]
+        )
         if a.fn in p.MAGNITUDES:
             stats.update(protection.merge_nonzero(both, i, name, reads, members))
         if a.fn in ("sum", "mean"):
@@ -925,6 +1008,10 @@ def _mark_coarsened(table: pa.Table, names: tuple[str, ...]) -> pa.Table:
     so the mark travels with the table."""
     if not names:
         return table
-    fields = [f.with_metadata({internal.COARSEN_KEY: str(COARSEN_DIGITS).encode()}) if f.name in names
-              else f for f in table.schema]
+    fields = [
+        f.with_metadata({internal.COARSEN_KEY: str(COARSEN_DIGITS).encode()})
+        if f.name in names
+        else f
+        for f in table.schema
+    ]
     return table.cast(pa.schema(fields))

@@ -21,15 +21,14 @@ from sandbox.engine.validate import CheckedPlan
 
 @dataclass(frozen=True)
 class AggregateResult:
-    table: pa.Table       # keys, aggregate values and `__c:<name>` contributor counts
+    table: pa.Table  # keys, aggregate values and `__c:<name>` contributor counts
     rows_scanned: int
     # Rows read per dataset; a dataset joined with itself counts once.
     rows_by_dataset: dict[str, int] = field(default_factory=dict)
 
 
 class Executor(Protocol):
-    def aggregate(self, checked: CheckedPlan,
-                  deadline: float | None = None) -> AggregateResult: ...
+    def aggregate(self, checked: CheckedPlan, deadline: float | None = None) -> AggregateResult: ...
 
 
 class DeadlinePassed(Exception):
@@ -37,16 +36,16 @@ class DeadlinePassed(Exception):
 
 
 def _result(checked: CheckedPlan, run: join.Run) -> AggregateResult:
-    return AggregateResult(compute.merge(checked, run.partials),
-                           sum(run.rows_by_dataset.values()), run.rows_by_dataset)
+    return AggregateResult(
+        compute.merge(checked, run.partials), sum(run.rows_by_dataset.values()), run.rows_by_dataset
+    )
 
 
 class LocalExecutor:
     def __init__(self, broadcast_max_rows: int = join.BROADCAST_MAX_ROWS) -> None:
         self._broadcast_max_rows = broadcast_max_rows
 
-    def aggregate(self, checked: CheckedPlan,
-                  deadline: float | None = None) -> AggregateResult:
+    def aggregate(self, checked: CheckedPlan, deadline: float | None = None) -> AggregateResult:
         return _result(checked, join.run(checked, join.LocalRunner(), self._broadcast_max_rows))
 
 
@@ -92,8 +91,9 @@ class _Deadlined:
 
     def get(self, handles: list[Any]) -> list[Any]:
         ray = self._runner._ray
-        _, pending = ray.wait(handles, num_returns=len(handles),
-                              timeout=max(0.0, self._deadline - time.monotonic()))
+        _, pending = ray.wait(
+            handles, num_returns=len(handles), timeout=max(0.0, self._deadline - time.monotonic())
+        )
         if pending:
             for handle in pending:
                 ray.cancel(handle, force=True)
@@ -115,8 +115,12 @@ IN_PLACE_MAX_ROWS = 250_000
 
 
 class RayExecutor:
-    def __init__(self, broadcast_max_rows: int = join.BROADCAST_MAX_ROWS,
-                 in_place_max_rows: int = IN_PLACE_MAX_ROWS, keeps_scans: bool = True) -> None:
+    def __init__(
+        self,
+        broadcast_max_rows: int = join.BROADCAST_MAX_ROWS,
+        in_place_max_rows: int = IN_PLACE_MAX_ROWS,
+        keeps_scans: bool = True,
+    ) -> None:
         import ray
 
         self._runner = _RayRunner(ray, keeps_scans)
@@ -124,8 +128,7 @@ class RayExecutor:
         self._broadcast_max_rows = broadcast_max_rows
         self._in_place_max_rows = in_place_max_rows
 
-    def aggregate(self, checked: CheckedPlan,
-                  deadline: float | None = None) -> AggregateResult:
+    def aggregate(self, checked: CheckedPlan, deadline: float | None = None) -> AggregateResult:
         small = sum(read.dataset.row_count for read in checked.reads) <= self._in_place_max_rows
         runner: Any = self._in_place if small else self._runner
         if not small and deadline is not None:

@@ -16,10 +16,10 @@ PREFIX = "__"
 # quantile of a sensitive column): the number of significant figures to release.
 COARSEN_KEY = b"coarsen_significant_figures"
 
-ROWS = "__rows"          # rows per group (the count of a grouped table)
-ALL = "__all"            # the one group key of a whole-table aggregate
+ROWS = "__rows"  # rows per group (the count of a grouped table)
+ALL = "__all"  # the one group key of a whole-table aggregate
 PARTIAL_ROW = "__partial"  # a partial row's place among all partitions' partial rows
-POSITIONS = "__pos"      # a row's position in its partition, for gathering values
+POSITIONS = "__pos"  # a row's position in its partition, for gathering values
 
 _CONTRIBUTORS = "__c:"
 _EXACT_SUM = "__s:"
@@ -50,7 +50,7 @@ def aggregate_of(column: str) -> str:
     """The aggregate a `contributors`, `valued` or `exact_sum` column is about."""
     for prefix in (_CONTRIBUTORS, VALUED, _EXACT_SUM):
         if column.startswith(prefix):
-            return column[len(prefix):]
+            return column[len(prefix) :]
     raise ValueError(f"{column!r} is not a per-aggregate column")
 
 

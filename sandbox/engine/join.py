@@ -97,7 +97,7 @@ class JoinPieces:
 
 
 Piece = Read | Input | Concat | Steps | JoinPieces
-Reads = dict[int, int]   # scan position → rows read from its files
+Reads = dict[int, int]  # scan position → rows read from its files
 
 
 def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tuple[pa.Table, Reads]:
@@ -105,8 +105,9 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
     if isinstance(piece, Read):
         read = checked.reads[piece.scan]
         path = read.dataset.partitions[piece.index]
-        table = compute.read_partition(checked, piece.scan, piece.index, piece.where,
-                                       piece.cached, piece.local)
+        table = compute.read_partition(
+            checked, piece.scan, piece.index, piece.where, piece.cached, piece.local
+        )
         if len(checked.reads) > 1:
             # Arrow's joins, and the key hashes here, take plain values, not dictionaries.
             table = compute.plain_table(table)
@@ -122,8 +123,7 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
         return compute.apply_steps(piece.steps, table), reads
     left, left_reads = build(checked, piece.left, inputs)
     right, right_reads = build(checked, piece.right, inputs)
-    return (join_tables(left, right, piece.on, piece.unique_right),
-            _add(left_reads, right_reads))
+    return (join_tables(left, right, piece.on, piece.unique_right), _add(left_reads, right_reads))
 
 
 def _add(a: Reads, b: Reads) -> Reads:
@@ -133,8 +133,9 @@ def _add(a: Reads, b: Reads) -> Reads:
 # --- joining two tables -----------------------------------------------------------------
 
 
-def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str],
-                unique_right: bool = False) -> pa.Table:
+def join_tables(
+    left: pa.Table, right: pa.Table, on: Sequence[str], unique_right: bool = False
+) -> pa.Table:
     """Inner equality join with SQL's semantics: a null key matches nothing, numbers compare
     as numbers whatever their width. Deterministic (single-threaded), left columns first.
     `unique_right`: the right side has at most one row per key (see `_lookup_join`)."""
@@ -151,20 +152,27 @@ def join_tables(left: pa.Table, right: pa.Table, on: Sequence[str],
     if unique_right and len(keys) == 1:
         return _lookup_join(left, right, keys[0])
     # Arrow's join carries no columns of the null type; they hold nothing, so re-add them.
-    empty = [(c, side) for side in (left, right) for c in side.column_names
-             if c not in keys and pa.types.is_null(side.schema.field(c).type)]
+    empty = [
+        (c, side)
+        for side in (left, right)
+        for c in side.column_names
+        if c not in keys and pa.types.is_null(side.schema.field(c).type)
+    ]
     left = left.drop_columns([c for c, side in empty if side is left])
     right = right.drop_columns([c for c, side in empty if side is right])
     if right.num_rows <= left.num_rows:
-        joined = left.join(right, keys=keys, join_type="inner", use_threads=False,
-                           coalesce_keys=True)
+        joined = left.join(
+            right, keys=keys, join_type="inner", use_threads=False, coalesce_keys=True
+        )
     else:
         # Arrow builds its hash table on the second table: building on the smaller side is
         # several times faster, as when a partition meets a large broadcast table.
-        joined = right.join(left, keys=keys, join_type="inner", use_threads=False,
-                            coalesce_keys=True)
-        joined = joined.select([*left.column_names,
-                                *(c for c in right.column_names if c not in keys)])
+        joined = right.join(
+            left, keys=keys, join_type="inner", use_threads=False, coalesce_keys=True
+        )
+        joined = joined.select(
+            [*left.column_names, *(c for c in right.column_names if c not in keys)]
+        )
     for c, _ in empty:
         joined = joined.append_column(c, pa.nulls(joined.num_rows))
     return joined
@@ -174,8 +182,9 @@ def _lookup_join(left: pa.Table, right: pa.Table, key: str) -> pa.Table:
     """The join when each key has at most one right row: every left row looks its key up
     among the right keys (one hash table of them) and takes that row's columns. About twice
     as fast as a general hash join here, and the result keeps the left rows' order."""
-    where = pc.index_in(left.column(key), value_set=compute.contiguous(right.column(key)),
-                        skip_nulls=True)
+    where = pc.index_in(
+        left.column(key), value_set=compute.contiguous(right.column(key)), skip_nulls=True
+    )
     matched = pc.is_valid(where)
     rows = pc.indices_nonzero(matched)
     joined = left.take(rows)
@@ -187,15 +196,16 @@ def _lookup_join(left: pa.Table, right: pa.Table, key: str) -> pa.Table:
 
 
 def _cast_column(table: pa.Table, name: str, to: pa.DataType) -> pa.Table:
-    return table.set_column(table.schema.get_field_index(name), name,
-                            pc.cast(table.column(name), to, safe=False))
+    return table.set_column(
+        table.schema.get_field_index(name), name, pc.cast(table.column(name), to, safe=False)
+    )
 
 
 def _non_null_keys(table: pa.Table, keys: list[str]) -> pa.Table:
     mask = None
     for k in keys:
         if not table.column(k).null_count:
-            continue   # filtering by an all-true mask would still copy every column
+            continue  # filtering by an all-true mask would still copy every column
         valid = pc.is_valid(table.column(k))
         mask = valid if mask is None else pc.and_(mask, valid)
     return table.filter(mask) if mask is not None and table.num_rows else table
@@ -203,14 +213,21 @@ def _non_null_keys(table: pa.Table, keys: list[str]) -> pa.Table:
 
 def _common_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     """The type both sides of a key are compared in (validation allows only these pairs)."""
-    if pa.types.is_floating(a) or pa.types.is_floating(b) or pa.types.is_decimal(a) \
-            or pa.types.is_decimal(b):
+    if (
+        pa.types.is_floating(a)
+        or pa.types.is_floating(b)
+        or pa.types.is_decimal(a)
+        or pa.types.is_decimal(b)
+    ):
         return pa.float64()
     if pa.types.is_integer(a) and pa.types.is_integer(b):
         return pa.int64()
     if is_text(a) and is_text(b):
-        return pa.large_string() if pa.types.is_large_string(a) or \
-            pa.types.is_large_string(b) else pa.string()
+        return (
+            pa.large_string()
+            if pa.types.is_large_string(a) or pa.types.is_large_string(b)
+            else pa.string()
+        )
     if is_time(a) and is_time(b):
         return pa.timestamp("us")
     return a
@@ -253,8 +270,9 @@ def concat_task(*tables: pa.Table) -> pa.Table:
     return pa.concat_tables([compute.plain_table(t) for t in tables], promote_options="permissive")
 
 
-def split_task(checked: CheckedPlan, piece: Piece, on: tuple[str, ...], buckets: int,
-               *inputs: pa.Table) -> tuple[Any, ...]:
+def split_task(
+    checked: CheckedPlan, piece: Piece, on: tuple[str, ...], buckets: int, *inputs: pa.Table
+) -> tuple[Any, ...]:
     table, reads = build(checked, piece, inputs)
     return (*split(table, on, buckets), reads)
 
@@ -262,7 +280,8 @@ def split_task(checked: CheckedPlan, piece: Piece, on: tuple[str, ...], buckets:
 def partial_task(checked: CheckedPlan, piece: Piece, *inputs: pa.Table) -> pa.Table:
     table, reads = build(checked, piece, inputs)
     return compute.partial_of(checked, table).replace_schema_metadata(
-        {READS_KEY: json.dumps(reads).encode()})
+        {READS_KEY: json.dumps(reads).encode()}
+    )
 
 
 # --- driving ------------------------------------------------------------------------------
@@ -304,7 +323,7 @@ class Planner:
     runner: Runner
     broadcast_max_rows: int = BROADCAST_MAX_ROWS
     checked_ref: Any = field(init=False)
-    reads: list[Any] = field(init=False, default_factory=list)   # handles of rows-read counts
+    reads: list[Any] = field(init=False, default_factory=list)  # handles of rows-read counts
     next_scan: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -364,32 +383,48 @@ class Planner:
             return float("inf")
         return float(self.checked.reads[first_scan].dataset.row_count)
 
-    def _broadcast(self, left: list[Part], right: list[Part], on: tuple[str, ...],
-                   unique: bool) -> list[Part]:
+    def _broadcast(
+        self, left: list[Part], right: list[Part], on: tuple[str, ...], unique: bool
+    ) -> list[Part]:
         tables = []
         for part in right:
-            table, reads = self.runner.call(part_task, self.checked_ref, part.piece,
-                                            *part.inputs, returns=2)
+            table, reads = self.runner.call(
+                part_task, self.checked_ref, part.piece, *part.inputs, returns=2
+            )
             tables.append(table)
             self.reads.append(reads)
         shared = self.runner.call(concat_task, *tables)
-        return [Part(JoinPieces(part.piece, Input(len(part.inputs)), on, unique),
-                     (*part.inputs, shared)) for part in left]
+        return [
+            Part(
+                JoinPieces(part.piece, Input(len(part.inputs)), on, unique), (*part.inputs, shared)
+            )
+            for part in left
+        ]
 
-    def _partitioned(self, left: list[Part], right: list[Part], on: tuple[str, ...],
-                     unique: bool) -> list[Part]:
+    def _partitioned(
+        self, left: list[Part], right: list[Part], on: tuple[str, ...], unique: bool
+    ) -> list[Part]:
         buckets = max(1, min(MAX_BUCKETS, max(len(left), len(right))))
         left_buckets = [self._split(part, on, buckets) for part in left]
         right_buckets = [self._split(part, on, buckets) for part in right]
         nl = len(left_buckets)
-        return [Part(JoinPieces(Concat(tuple(range(nl))),
-                                Concat(tuple(range(nl, nl + len(right_buckets)))), on, unique),
-                     (*(b[j] for b in left_buckets), *(b[j] for b in right_buckets)))
-                for j in range(buckets)]
+        return [
+            Part(
+                JoinPieces(
+                    Concat(tuple(range(nl))),
+                    Concat(tuple(range(nl, nl + len(right_buckets)))),
+                    on,
+                    unique,
+                ),
+                (*(b[j] for b in left_buckets), *(b[j] for b in right_buckets)),
+            )
+            for j in range(buckets)
+        ]
 
     def _split(self, part: Part, on: tuple[str, ...], buckets: int) -> list[Any]:
-        out = self.runner.call(split_task, self.checked_ref, part.piece, on, buckets,
-                               *part.inputs, returns=buckets + 1)
+        out = self.runner.call(
+            split_task, self.checked_ref, part.piece, on, buckets, *part.inputs, returns=buckets + 1
+        )
         self.reads.append(out[-1])
         return list(out[:-1])
 
@@ -400,18 +435,20 @@ class Run:
     rows_by_dataset: dict[str, int]
 
 
-def run(checked: CheckedPlan, runner: Runner,
-        broadcast_max_rows: int = BROADCAST_MAX_ROWS) -> Run:
+def run(checked: CheckedPlan, runner: Runner, broadcast_max_rows: int = BROADCAST_MAX_ROWS) -> Run:
     """Partial aggregates of every partition of the plan's joined table, and the rows read
     from each dataset (a table joined with itself counts once: the same rows)."""
     planner = Planner(checked, runner, broadcast_max_rows)
     parts = planner.parts(checked.plan.input)
-    handles = [runner.call(partial_task, planner.checked_ref, part.piece, *part.inputs)
-               for part in parts]
+    handles = [
+        runner.call(partial_task, planner.checked_ref, part.piece, *part.inputs) for part in parts
+    ]
     partials = runner.get(handles)
     by_scan: Reads = {}
-    for reads in [*runner.get(planner.reads),
-                  *(json.loads((t.schema.metadata or {}).get(READS_KEY, b"{}")) for t in partials)]:
+    for reads in [
+        *runner.get(planner.reads),
+        *(json.loads((t.schema.metadata or {}).get(READS_KEY, b"{}")) for t in partials),
+    ]:
         by_scan = _add(by_scan, {int(k): int(v) for k, v in reads.items()})
     rows: dict[str, int] = {}
     for scan, n in by_scan.items():

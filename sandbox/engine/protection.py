@@ -70,13 +70,21 @@ def _tag(dataset: str) -> int:
     return int.from_bytes(hashlib.sha256(dataset.encode("utf-8")).digest()[:2], "big") & 0x7FFF
 
 
-def with_row_entities(table: pa.Table, scan: int, dataset: str, partition_index: int,
-                      positions: np.ndarray | None = None) -> pa.Table:
+def with_row_entities(
+    table: pa.Table,
+    scan: int,
+    dataset: str,
+    partition_index: int,
+    positions: np.ndarray | None = None,
+) -> pa.Table:
     """Entity numbers for a partition stored without them: each row its own entity, numbered
     apart from every registered entity (the top bit set) and from other datasets' rows.
     `positions`: each row's place in its file, when only some rows were read."""
-    base = (np.uint64(1) << np.uint64(63)) | (np.uint64(_tag(dataset)) << np.uint64(48)) | (
-        np.uint64(partition_index) << np.uint64(32))
+    base = (
+        (np.uint64(1) << np.uint64(63))
+        | (np.uint64(_tag(dataset)) << np.uint64(48))
+        | (np.uint64(partition_index) << np.uint64(32))
+    )
     if positions is None:
         numbers = np.arange(table.num_rows, dtype=np.uint64) | base
     elif len(positions) != table.num_rows:
@@ -140,13 +148,13 @@ class PartialStats:
     its rows in `table`; `unique`: one read whose rows are each a different entity, where
     counting rows counts entities (no bitmap per cell is needed)."""
 
-    def __init__(self, table: pa.Table, reads: int, positions: pa.ListArray,
-                 unique: bool) -> None:
+    def __init__(self, table: pa.Table, reads: int, positions: pa.ListArray, unique: bool) -> None:
         offsets = positions.offsets.to_numpy()
         self.bounds = (offsets - offsets[0]).astype(np.int64)
         self.rows = positions.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-        self.entities = [table.column(entity(j)).to_numpy().astype(np.uint64)[self.rows]
-                         for j in range(reads)]
+        self.entities = [
+            table.column(entity(j)).to_numpy().astype(np.uint64)[self.rows] for j in range(reads)
+        ]
         self.unique = unique
         self.columns: dict[str, pa.Array] = {}
 
@@ -156,21 +164,25 @@ class PartialStats:
     def groups(self) -> None:
         for j, members in enumerate(self.entities):
             self.columns[ids(j)] = pa.array(
-                [serialized(members[a:b]) for a, b in self._segments()], pa.binary())
+                [serialized(members[a:b]) for a, b in self._segments()], pa.binary()
+            )
 
     def contributors(self, i: int, counted: np.ndarray) -> None:
         """Who counts for aggregate `i`: the rows where `counted` (per row of the table)."""
         mask = counted[self.rows]
         if self.unique:
-            counts = np.add.reduceat(mask.astype(np.int64), self.bounds[:-1]) if len(mask) \
+            counts = (
+                np.add.reduceat(mask.astype(np.int64), self.bounds[:-1])
+                if len(mask)
                 else np.zeros(len(self.bounds) - 1, np.int64)
+            )
             counts[np.diff(self.bounds) == 0] = 0
             self.columns[f"__k{i}"] = pa.array(counts, pa.int64())
             return
         for j, members in enumerate(self.entities):
             self.columns[f"__who{j}:{i}"] = pa.array(
-                [serialized(members[a:b][mask[a:b]]) for a, b in self._segments()],
-                pa.binary())
+                [serialized(members[a:b][mask[a:b]]) for a, b in self._segments()], pa.binary()
+            )
 
     def nonzero(self, i: int, counted: np.ndarray) -> None:
         """Per group and read, the people whose contribution to magnitude aggregate `i` is
@@ -178,7 +190,8 @@ class PartialStats:
         for j, members in enumerate(self.entities):
             self.columns[f"__z{j}:{i}"] = pa.array(
                 [serialized(members[a:b][counted[self.rows][a:b]]) for a, b in self._segments()],
-                pa.binary())
+                pa.binary(),
+            )
 
     def magnitudes(self, i: int, contributions: np.ndarray) -> None:
         """Per group and read, the largest contributions of single entities (with who made
@@ -221,13 +234,19 @@ def merge_groups(parts: pa.Table, reads: int, groups: Sequence[np.ndarray]) -> d
     out: dict[str, Any] = {}
     for j in range(reads):
         blobs = parts.column(ids(j)).to_pylist()
-        out[ids(j)] = pa.array([union(blobs[r] for r in rows).serialize() for rows in groups],
-                               pa.binary())
+        out[ids(j)] = pa.array(
+            [union(blobs[r] for r in rows).serialize() for rows in groups], pa.binary()
+        )
     return out
 
 
-def merge_contributors(parts: pa.Table, i: int, reads: int, groups: Sequence[np.ndarray],
-                       fallback: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+def merge_contributors(
+    parts: pa.Table,
+    i: int,
+    reads: int,
+    groups: Sequence[np.ndarray],
+    fallback: pa.Array | pa.ChunkedArray,
+) -> pa.Array | pa.ChunkedArray:
     """Aggregate `i`'s contributors per merged group: the fewest distinct counted entities
     over the reads (`fallback`: the merged value counts, when every valued row counts and
     rows are entities)."""
@@ -252,23 +271,29 @@ def nonzero_set(read: int, name: str) -> str:
     return f"__nzset{read}:{name}"
 
 
-def merge_nonzero(parts: pa.Table, i: int, name: str, reads: int,
-                  groups: Sequence[np.ndarray]) -> dict[str, Any]:
+def merge_nonzero(
+    parts: pa.Table, i: int, name: str, reads: int, groups: Sequence[np.ndarray]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for j in range(reads):
         blobs = parts.column(f"__z{j}:{i}").to_pylist()
         out[nonzero_set(j, name)] = pa.array(
-            [union(blobs[r] for r in rows).serialize() for rows in groups], pa.binary())
+            [union(blobs[r] for r in rows).serialize() for rows in groups], pa.binary()
+        )
     return out
 
 
-def merge_magnitudes(parts: pa.Table, i: int, name: str, reads: int,
-                     groups: Sequence[np.ndarray]) -> dict[str, Any]:
+def merge_magnitudes(
+    parts: pa.Table, i: int, name: str, reads: int, groups: Sequence[np.ndarray]
+) -> dict[str, Any]:
     """Per read, each merged group's two largest single-entity contributions (an entity's
     parts in several partitions added up), and the total."""
     masses = parts.column(f"{MASS}{i}").to_pylist()
-    out: dict[str, Any] = {MASS + name: pa.array(
-        [float(sum(masses[r] or 0.0 for r in rows)) for rows in groups], pa.float64())}
+    out: dict[str, Any] = {
+        MASS + name: pa.array(
+            [float(sum(masses[r] or 0.0 for r in rows)) for rows in groups], pa.float64()
+        )
+    }
     for j in range(reads):
         values = parts.column(f"__tv{j}:{i}").to_pylist()
         who = parts.column(f"__ti{j}:{i}").to_pylist()
@@ -283,9 +308,14 @@ def merge_magnitudes(parts: pa.Table, i: int, name: str, reads: int,
     return out
 
 
-def merge_deviations(parts: pa.Table, i: int, name: str, groups: Sequence[np.ndarray],
-                     means: Sequence[float | None], squares: Sequence[float | None]
-                     ) -> dict[str, Any]:
+def merge_deviations(
+    parts: pa.Table,
+    i: int,
+    name: str,
+    groups: Sequence[np.ndarray],
+    means: Sequence[float | None],
+    squares: Sequence[float | None],
+) -> dict[str, Any]:
     """For a variance: the two largest squared deviations from the group's mean (they come
     from its two largest or two smallest values) and their total, the sum of squares."""
     ext = parts.column(f"__ext:{i}").to_pylist()
@@ -298,8 +328,10 @@ def merge_deviations(parts: pa.Table, i: int, name: str, groups: Sequence[np.nda
         values = sorted(values)
         candidates = {*values[:2], *values[-2:]}
         tops.append(_top_two(np.array([(v - m) ** 2 for v in candidates])))
-    return {top(0, name): pa.array(tops, pa.list_(pa.float64())),
-            MASS + name: pa.array([float(s or 0.0) for s in squares], pa.float64())}
+    return {
+        top(0, name): pa.array(tops, pa.list_(pa.float64())),
+        MASS + name: pa.array([float(s or 0.0) for s in squares], pa.float64()),
+    }
 
 
 def window(values: np.ndarray, q: float, size: int) -> np.ndarray:
@@ -311,4 +343,4 @@ def window(values: np.ndarray, q: float, size: int) -> np.ndarray:
         return values
     centre = q * (n - 1)
     start = int(min(max(round(centre - (size - 1) / 2), 0), n - size))
-    return values[start:start + size]
+    return values[start : start + size]

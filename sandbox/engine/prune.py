@@ -85,8 +85,7 @@ def row_groups(f: Footer, predicates: Sequence[p.Expr]) -> list[int] | None:
     if not predicates or n == 0:
         return None
     columns = {f.metadata.schema.column(j).path: j for j in range(f.metadata.num_columns)}
-    keep = [i for i in range(n)
-            if all(_may_match(e, _RowGroup(f, columns, i)) for e in predicates)]
+    keep = [i for i in range(n) if all(_may_match(e, _RowGroup(f, columns, i)) for e in predicates)]
     return None if len(keep) == n else keep
 
 
@@ -112,8 +111,12 @@ class _RowGroup:
 
     def all_null(self, name: str) -> bool:
         s = self._stats(name)
-        return (s is not None and s.has_null_count and self._rg.num_rows > 0
-                and s.null_count == self._rg.num_rows)
+        return (
+            s is not None
+            and s.has_null_count
+            and self._rg.num_rows > 0
+            and s.null_count == self._rg.num_rows
+        )
 
     def may_hold_null(self, name: str) -> bool:
         s = self._stats(name)
@@ -159,7 +162,7 @@ def _compare(rg: _RowGroup, name: str, op: str, value: Any) -> bool:
     if t is None:
         return True
     if rg.all_null(name) and value is not None:
-        return False   # a comparison with null is null, which a filter drops
+        return False  # a comparison with null is null, which a filter drops
     coerced = _coerce(value, t)
     bounds = rg.bounds(name)
     if coerced is None or bounds is None:
@@ -200,7 +203,7 @@ def _isin(rg: _RowGroup, name: str, values: tuple[Any, ...]) -> bool:
         c, as_float = coerced
         if as_float and pa.types.is_integer(t):
             if not float(c).is_integer():
-                return True   # not castable: evaluation reports it
+                return True  # not castable: evaluation reports it
             c, as_float = int(c), False
         lo, hi = _bound(bounds.lo, t, as_float), _bound(bounds.hi, t, as_float)
         if lo is None or hi is None or lo <= c <= hi:
@@ -224,7 +227,7 @@ def _coerce(value: Any, t: pa.DataType) -> tuple[Any, bool] | None:
         try:
             return dt.date.fromisoformat(value), False
         except ValueError:
-            return None   # evaluation reports the bad date
+            return None  # evaluation reports the bad date
     return None
 
 
@@ -251,16 +254,14 @@ def positions(f: Footer, groups: list[int] | None) -> np.ndarray | None:
     starts = f.row_group_starts()
     if not groups:
         return np.zeros(0, np.uint64)
-    return np.concatenate([np.arange(starts[g], starts[g + 1], dtype=np.uint64)
-                           for g in groups])
+    return np.concatenate([np.arange(starts[g], starts[g + 1], dtype=np.uint64) for g in groups])
 
 
 def read(f: Footer, columns: Sequence[str], groups: list[int] | None) -> pa.Table:
     """The projected rows of `groups` (all when None) of the partition. Text columns stored
     as dictionaries are read as Arrow dictionaries (see `dictionary_columns`)."""
     cols = list(columns)
-    pf = pq.ParquetFile(f.path, metadata=f.metadata,
-                        read_dictionary=dictionary_columns(f, cols))
+    pf = pq.ParquetFile(f.path, metadata=f.metadata, read_dictionary=dictionary_columns(f, cols))
     if groups is None:
         return pf.read(columns=cols)
     return pf.read_row_groups(groups, columns=cols)
@@ -286,8 +287,11 @@ def dictionary_columns(f: Footer, columns: Sequence[str]) -> list[str]:
         if name not in wanted:
             continue
         chunks = [f.metadata.row_group(g).column(i) for g in range(f.metadata.num_row_groups)]
-        if all(c.has_dictionary_page and c.num_values and
-               c.total_uncompressed_size / c.num_values <= _DICTIONARY_BYTES_PER_VALUE
-               for c in chunks):
+        if all(
+            c.has_dictionary_page
+            and c.num_values
+            and c.total_uncompressed_size / c.num_values <= _DICTIONARY_BYTES_PER_VALUE
+            for c in chunks
+        ):
             out.append(name)
     return out

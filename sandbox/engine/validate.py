@@ -25,8 +25,27 @@ MAX_RAW_QUASI_GROUPS = 100
 
 # Functions whose result has few distinct values whatever their input. Not case(): its
 # result is one of its values, which may be as fine as the column they come from.
-COARSENING = frozenset({"bucket", "year", "month", "eq", "ne", "lt", "le", "gt", "ge", "and",
-                        "or", "not", "isin", "between", "is_null", "startswith", "endswith"})
+COARSENING = frozenset(
+    {
+        "bucket",
+        "year",
+        "month",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "and",
+        "or",
+        "not",
+        "isin",
+        "between",
+        "is_null",
+        "startswith",
+        "endswith",
+    }
+)
 
 # Roles whose single values may be released by min()/max(): an extreme is one person's value.
 EXTREME_ROLES = frozenset({"attribute"})
@@ -62,8 +81,8 @@ JOINABLE = frozenset({"int", "float", "string", "date", "bool"})
 class Field:
     kind: str
     sources: frozenset[Source]
-    coarse: bool = True   # False: grouping by it could single out rare quasi-identifier values
-    raw: bool = False     # a table's own column, as read (not computed by derive())
+    coarse: bool = True  # False: grouping by it could single out rare quasi-identifier values
+    raw: bool = False  # a table's own column, as read (not computed by derive())
 
 
 @dataclass
@@ -90,8 +109,8 @@ class ScanInfo:
 @dataclass(frozen=True)
 class CheckedPlan:
     plan: p.Aggregate
-    dataset: DatasetInfo            # the primary (left-most) table: its rows are the contributors
-    scan_columns: tuple[str, ...]   # columns read from `dataset`
+    dataset: DatasetInfo  # the primary (left-most) table: its rows are the contributors
+    scan_columns: tuple[str, ...]  # columns read from `dataset`
     output_kinds: tuple[tuple[str, str], ...]
     usage: dict[str, dict[str, frozenset[Use]]]
     # Set for a differentially private release: per aggregate, the [lower, upper] its values
@@ -179,7 +198,7 @@ class _Typer:
         if isinstance(e, p.Col):
             return self.schema[e.name].coarse if e.name in self.schema else True
         if isinstance(e, p.Call):
-            if e.fn == "case":   # as coarse as its values; the conditions only choose
+            if e.fn == "case":  # as coarse as its values; the conditions only choose
                 values = [*e.args[1:-1:2], e.args[-1]]
                 return all(self.coarse(v) for v in values)
             return e.fn in COARSENING or all(self.coarse(a) for a in e.args)
@@ -199,9 +218,7 @@ class _Typer:
         return self._call(e)
 
     def _fail(self, e: p.Call, kinds: list[str], need: str) -> PlanError:
-        return PlanError(
-            f"{p.describe_expr(e)}: {e.fn} needs {need}, got {' and '.join(kinds)}"
-        )
+        return PlanError(f"{p.describe_expr(e)}: {e.fn} needs {need}, got {' and '.join(kinds)}")
 
     def _call(self, e: p.Call) -> str:
         fn = e.fn
@@ -279,8 +296,10 @@ class _Typer:
         if kind not in NUMERIC or not all(_lit_kind(v) in NUMERIC for v in edges):
             raise self._fail(e, [kind], "a numeric column and numeric edges")
         if any(b <= a for a, b in zip(edges, edges[1:])):  # type: ignore[operator]
-            raise PlanError(f"{p.describe_expr(e)}: bucket() edges must be strictly increasing, "
-                            "e.g. [18, 35, 60]")
+            raise PlanError(
+                f"{p.describe_expr(e)}: bucket() edges must be strictly increasing, "
+                "e.g. [18, 35, 60]"
+            )
         return "string"
 
 
@@ -305,6 +324,7 @@ def _roles(read: tuple[DatasetInfo, ...] | list[DatasetInfo]) -> Callable[[Sourc
     def role(src: Source) -> str:
         c = read[src[0]].column(src[1])
         return c.role if c else "attribute"
+
     return role
 
 
@@ -323,7 +343,7 @@ class _Checker:
     def _unique(self, f: Field) -> bool:
         if not f.raw or len(f.sources) != 1:
             return False
-        (i, column), = f.sources
+        ((i, column),) = f.sources
         c = self.read[i].column(column)
         return c is not None and bool(c.unique)
 
@@ -352,8 +372,9 @@ class _Checker:
             return new
         missing = [c for c in node.columns if c not in schema]
         if missing:
-            raise PlanError(f"select(): no column {missing[0]!r}; available: "
-                            f"{', '.join(sorted(schema))}")
+            raise PlanError(
+                f"select(): no column {missing[0]!r}; available: {', '.join(sorted(schema))}"
+            )
         return {c: schema[c] for c in node.columns}
 
     def _scan(self, node: p.Scan) -> dict[str, Field]:
@@ -365,24 +386,28 @@ class _Checker:
             )
         i = len(self.read)
         self.read.append(ds)
-        return {c.name: Field(kind_of(c.type), frozenset({(i, c.name)}), _raw_is_coarse(c),
-                              raw=True)
-                for c in ds.columns}
+        return {
+            c.name: Field(kind_of(c.type), frozenset({(i, c.name)}), _raw_is_coarse(c), raw=True)
+            for c in ds.columns
+        }
 
     def _join(self, node: p.Join) -> dict[str, Field]:
         left, right = self.relation(node.left), self.relation(node.right)
         for side, schema in (("left", left), ("right", right)):
             missing = [k for k in node.on if k not in schema]
             if missing:
-                raise PlanError(f"join(): no column {missing[0]!r} in the {side} table; "
-                                f"available: {', '.join(sorted(schema))}")
+                raise PlanError(
+                    f"join(): no column {missing[0]!r} in the {side} table; "
+                    f"available: {', '.join(sorted(schema))}"
+                )
         both = sorted((set(left) & set(right)) - set(node.on))
         if both:
             raise PlanError(
                 f"join(): column {both[0]!r} is in both tables but is not a join key, so it "
                 f"would be ambiguous; before joining, select() only the columns you need from "
                 f"one side, or derive() it under another name there, e.g. "
-                f"derive({both[0]}_2=col({both[0]!r})) and select() that")
+                f"derive({both[0]}_2=col({both[0]!r})) and select() that"
+            )
         if not any(self._unique(side[k]) for side in (left, right) for k in node.on):
             self.many_to_many.append(node.on)
         out = dict(left)
@@ -392,7 +417,8 @@ class _Checker:
                 raise PlanError(
                     f"join(): key {k!r} is {lk} in the left table and {rk} in the right table; "
                     "keys must be of one kind (numbers may join numbers): convert one side "
-                    f"first, e.g. derive({k}=col({k!r}).cast('string'))")
+                    f"first, e.g. derive({k}=col({k!r}).cast('string'))"
+                )
             for side, f in (("left", left[k]), ("right", right[k])):
                 if not f.sources:
                     # A key computed from literals alone matches every row with every row:
@@ -400,7 +426,8 @@ class _Checker:
                     raise DisclosureRefused(
                         f"join(): key {k!r} of the {side} table is not computed from any "
                         "column of it; join on columns of both tables (e.g. an identifier "
-                        "or a code both tables hold)")
+                        "or a code both tables hold)"
+                    )
             src = left[k].sources | right[k].sources
             self.usage.add(left[k].sources, "join")
             self.usage.add(right[k].sources, "join")
@@ -424,8 +451,10 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
     for _, a in plan.aggs:
         if a.arg is not None:
             checker.used |= typer.sources(a.arg)
-    reads = tuple(ScanInfo(ds, tuple(c.name for c in ds.columns if (i, c.name) in checker.used))
-                  for i, ds in enumerate(checker.read))
+    reads = tuple(
+        ScanInfo(ds, tuple(c.name for c in ds.columns if (i, c.name) in checker.used))
+        for i, ds in enumerate(checker.read)
+    )
     usage: dict[str, dict[str, set[Use]]] = {}
     for (i, column), uses in checker.usage.uses.items():
         usage.setdefault(checker.read[i].name, {}).setdefault(column, set()).update(uses)
@@ -433,11 +462,18 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
         usage.setdefault(ds.name, {})
     tainted, shadowed = _tainted(plan, schema, typer, checker.read)
     return CheckedPlan(
-        plan=plan, dataset=reads[0].dataset, scan_columns=reads[0].columns,
+        plan=plan,
+        dataset=reads[0].dataset,
+        scan_columns=reads[0].columns,
         output_kinds=tuple(kinds),
-        usage={name: {c: frozenset(u) for c, u in sorted(cols.items())}
-               for name, cols in sorted(usage.items())},
-        coarsen=coarsen, scans=reads, tainted=tainted, shadowed=shadowed,
+        usage={
+            name: {c: frozenset(u) for c, u in sorted(cols.items())}
+            for name, cols in sorted(usage.items())
+        },
+        coarsen=coarsen,
+        scans=reads,
+        tainted=tainted,
+        shadowed=shadowed,
         many_to_many=tuple(checker.many_to_many),
         measures=tuple(_measure(a, typer, checker.read) for _, a in plan.aggs),
     )
@@ -449,14 +485,18 @@ def _measure(a: p.Agg, typer: _Typer, read: list[DatasetInfo]) -> str | None:
     if a.fn not in p.MAGNITUDES or a.arg is None:
         return None
     sources = sorted({(read[j].name, column) for j, column in typer.sources(a.arg)})
-    sensitive = [(d, c) for d, c in sources
-                 if (info := next(r for r in read if r.name == d).column(c)) is not None
-                 and info.role == "sensitive"]
+    sensitive = [
+        (d, c)
+        for d, c in sources
+        if (info := next(r for r in read if r.name == d).column(c)) is not None
+        and info.role == "sensitive"
+    ]
     return ",".join(f"{d}.{c}" for d, c in (sensitive or sources)) or "constant"
 
 
-def _tainted(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,
-             read: list[DatasetInfo]) -> tuple[frozenset[int], tuple[tuple[str, ...], ...]]:
+def _tainted(
+    step: p.Aggregate, schema: dict[str, Field], typer: _Typer, read: list[DatasetInfo]
+) -> tuple[frozenset[int], tuple[tuple[str, ...], ...]]:
     """The aggregates whose contributions must be traced to sensitive data, and per read the
     numeric sensitive columns that tracing perturbs. A sensitive column aggregated as it is
     needs none: every row with a value contributes it."""
@@ -478,12 +518,19 @@ def _tainted(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,
     return frozenset(tainted), tuple(tuple(sorted(cols)) for cols in shadowed)
 
 
-def _check_aggregate(step: p.Aggregate, schema: dict[str, Field], typer: _Typer,
-                     usage: _Usage, role: Callable[[Source], str]) -> list[tuple[str, str]]:
+def _check_aggregate(
+    step: p.Aggregate,
+    schema: dict[str, Field],
+    typer: _Typer,
+    usage: _Usage,
+    role: Callable[[Source], str],
+) -> list[tuple[str, str]]:
     kinds: list[tuple[str, str]] = []
     for key in step.keys:
         if key not in schema:
-            raise PlanError(f"group_by(): no column {key!r}; available: {', '.join(sorted(schema))}")
+            raise PlanError(
+                f"group_by(): no column {key!r}; available: {', '.join(sorted(schema))}"
+            )
         ident = sorted(s[1] for s in schema[key].sources if role(s) == "identifier")
         if ident:
             raise DisclosureRefused(
@@ -520,8 +567,9 @@ def _agg_kind(fn: str, arg_kind: str) -> str:
     return arg_kind
 
 
-def _check_agg_arg(a: p.Agg, kind: str, src: frozenset[Source],
-                   role: Callable[[Source], str]) -> None:
+def _check_agg_arg(
+    a: p.Agg, kind: str, src: frozenset[Source], role: Callable[[Source], str]
+) -> None:
     assert a.arg is not None
     what = f"{a.fn}({p.describe_expr(a.arg)})"
     ident = sorted(s[1] for s in src if role(s) == "identifier")
@@ -534,7 +582,8 @@ def _check_agg_arg(a: p.Agg, kind: str, src: frozenset[Source],
         if ident and not isinstance(a.arg, p.Col):
             raise DisclosureRefused(
                 f"{what}: the identifier column {ident[0]!r} may be counted only as it is, "
-                f"count_distinct({ident[0]!r}), not inside an expression")
+                f"count_distinct({ident[0]!r}), not inside an expression"
+            )
         return
     if ident:
         raise DisclosureRefused(f"{a.fn}() over the identifier column {ident[0]!r} is not allowed")
@@ -547,14 +596,18 @@ def _check_agg_arg(a: p.Agg, kind: str, src: frozenset[Source],
             raise DisclosureRefused(
                 f"{a.fn}() over column {column!r} is not allowed: it is a {r.replace('_', '-')} "
                 f"column, and its smallest or largest value is one individual's value; use "
-                f"quantile({column!r}, 0.05) or a bucketed count instead")
+                f"quantile({column!r}, 0.05) or a bucketed count instead"
+            )
         return
     if kind not in NUMERIC:
         raise PlanError(f"{what} needs a numeric column, got {kind}")
 
 
-def _coarsened(step: p.Aggregate, typer: _Typer, role: Callable[[Source], str]
-               ) -> tuple[str, ...]:
-    return tuple(name for name, a in step.aggs
-                 if a.fn in COARSENED_ON_SENSITIVE and a.arg is not None
-                 and any(role(s) == "sensitive" for s in typer.sources(a.arg)))
+def _coarsened(step: p.Aggregate, typer: _Typer, role: Callable[[Source], str]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, a in step.aggs
+        if a.fn in COARSENED_ON_SENSITIVE
+        and a.arg is not None
+        and any(role(s) == "sensitive" for s in typer.sources(a.arg))
+    )

@@ -59,7 +59,9 @@ def _output_value(value: Any) -> dict[str, Any]:
     # Forgetting collect() is a slip; handing emit() anything else is trying its walls.
     raise PlanError(
         "emit() takes a collected table or a single number, string or boolean; "
-        f"got {type(value).__name__}{hint}", sign=None if hint else "probe")
+        f"got {type(value).__name__}{hint}",
+        sign=None if hint else "probe",
+    )
 
 
 class PipeChannel:
@@ -104,8 +106,10 @@ def _describe(exc: BaseException) -> dict[str, Any]:
         message = "the job ran out of memory"
     elif isinstance(exc, (OSError, ImportError)):
         # Their messages name host files; what matters is that the walls held.
-        message = (f"{type(exc).__name__}: job code may not use files, the network, other "
-                   "programs or modules")
+        message = (
+            f"{type(exc).__name__}: job code may not use files, the network, other "
+            "programs or modules"
+        )
     else:
         message = f"{type(exc).__name__}: {exc}"[:2000]
     # For detection only: the driver takes `sign` out before the operator sees the error.
@@ -126,9 +130,18 @@ def main() -> None:
     # Defence in depth: this process must hold no data library that could reach raw data.
     loaded = sorted(m for m in DATA_MODULES if m in sys.modules)
     if loaded:
-        write_frame(out, {"op": "failed", "rejected": False, "error": {
-            "code": "jail_misconfigured", "message": "the job process was not isolated; "
-            "nothing ran", "line": None}})
+        write_frame(
+            out,
+            {
+                "op": "failed",
+                "rejected": False,
+                "error": {
+                    "code": "jail_misconfigured",
+                    "message": "the job process was not isolated; nothing ran",
+                    "line": None,
+                },
+            },
+        )
         return
     # Everything the job needs is imported by now: from here on, no file, socket or process.
     try:
@@ -138,11 +151,21 @@ def main() -> None:
         unfiltered = str(e)
     init = read_frame(inp)
     if unfiltered is not None and seccomp.ALLOW_UNFILTERED not in sys.argv:
-        write_frame(out, {"op": "failed", "rejected": False, "error": {
-            "code": "jail_unfiltered", "line": None, "message": "this host cannot install the "
-            "job process's system-call filter, so jobs are not run here; nothing ran. The "
-            "bureau must fix the host (Linux with libseccomp) or explicitly allow unfiltered "
-            "jobs"}})
+        write_frame(
+            out,
+            {
+                "op": "failed",
+                "rejected": False,
+                "error": {
+                    "code": "jail_unfiltered",
+                    "line": None,
+                    "message": "this host cannot install the "
+                    "job process's system-call filter, so jobs are not run here; nothing ran. The "
+                    "bureau must fix the host (Linux with libseccomp) or explicitly allow unfiltered "
+                    "jobs",
+                },
+            },
+        )
         return
     channel = PipeChannel(inp, out)
     # RestrictedPython makes one collector per function body; sharing one keeps what

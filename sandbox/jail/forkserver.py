@@ -35,8 +35,9 @@ def _status(raw: int) -> int:
 class ForkedProcess:
     """A job process forked by the template, with the parts of `Popen` the jail uses."""
 
-    def __init__(self, server: ForkServer, pid: int, stdin: IO[bytes], stdout: IO[bytes],
-                 stderr: IO[bytes]) -> None:
+    def __init__(
+        self, server: ForkServer, pid: int, stdin: IO[bytes], stdout: IO[bytes], stderr: IO[bytes]
+    ) -> None:
         self._server = server
         self.pid, self.stdin, self.stdout, self.stderr = pid, stdin, stdout, stderr
         self.returncode: int | None = None
@@ -62,8 +63,12 @@ class ForkServer:
         self._lock = threading.Lock()
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-m", "sandbox.jail.forkserver", str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env, cwd="/",
-            start_new_session=True)
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd="/",
+            start_new_session=True,
+        )
         theirs.close()
 
     def alive(self) -> bool:
@@ -86,8 +91,9 @@ class ForkServer:
         pipes = [os.pipe() for _ in range(3)]
         child_ends = (pipes[0][0], pipes[1][1], pipes[2][1])
         try:
-            pid = self.request({"op": "fork", "limits": limits, "args": list(args)},
-                               child_ends)["pid"]
+            pid = self.request({"op": "fork", "limits": limits, "args": list(args)}, child_ends)[
+                "pid"
+            ]
         except BaseException:
             for r, w in pipes:
                 os.close(r)
@@ -95,8 +101,13 @@ class ForkServer:
             raise
         for fd in child_ends:
             os.close(fd)
-        return ForkedProcess(self, int(pid), os.fdopen(pipes[0][1], "wb"),
-                             os.fdopen(pipes[1][0], "rb"), os.fdopen(pipes[2][0], "rb"))
+        return ForkedProcess(
+            self,
+            int(pid),
+            os.fdopen(pipes[0][1], "wb"),
+            os.fdopen(pipes[1][0], "rb"),
+            os.fdopen(pipes[2][0], "rb"),
+        )
 
     def close(self) -> None:
         self._sock.close()

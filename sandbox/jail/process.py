@@ -114,9 +114,13 @@ def _child_args(limits: Limits) -> tuple[str, ...]:
 def _spawn(limits: Limits) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-I", "-m", "sandbox.jail.child", *_child_args(limits)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=lambda: apply_limits(limits), start_new_session=True,
-        env=_environment(), cwd="/",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: apply_limits(limits),
+        start_new_session=True,
+        env=_environment(),
+        cwd="/",
     )
 
 
@@ -181,19 +185,36 @@ def _kill(pid: int) -> None:
 
 def _crash_outcome(returncode: int, limits: Limits) -> Outcome:
     if returncode == -signal.SIGXCPU:
-        return Outcome(JobStatus.FAILED, _error("cpu_limit", f"the job used more than {limits.cpu_seconds} "
-                                        "s of CPU time; make it do less work per run"),
-                       sign=EXHAUSTION)
+        return Outcome(
+            JobStatus.FAILED,
+            _error(
+                "cpu_limit",
+                f"the job used more than {limits.cpu_seconds} "
+                "s of CPU time; make it do less work per run",
+            ),
+            sign=EXHAUSTION,
+        )
     # Killed by the system-call filter: the job asked the kernel for something it may not.
     sign = ESCAPE if returncode == -signal.SIGSYS else EXHAUSTION
-    return Outcome(JobStatus.FAILED, _error("jail_crashed", "the job's process ended unexpectedly "
-                                    f"(exit status {returncode}); this is often a memory limit "
-                                    f"of {limits.memory_bytes // 2**20} MiB being reached"),
-                   sign=sign)
+    return Outcome(
+        JobStatus.FAILED,
+        _error(
+            "jail_crashed",
+            "the job's process ended unexpectedly "
+            f"(exit status {returncode}); this is often a memory limit "
+            f"of {limits.memory_bytes // 2**20} MiB being reached",
+        ),
+        sign=sign,
+    )
 
 
-def _converse(proc: subprocess.Popen[bytes], inbox: queue.Queue[Any], handler: Handler,
-              limits: Limits, deadline: float) -> Outcome | None:
+def _converse(
+    proc: subprocess.Popen[bytes],
+    inbox: queue.Queue[Any],
+    handler: Handler,
+    limits: Limits,
+    deadline: float,
+) -> Outcome | None:
     assert proc.stdin
     for _ in range(limits.max_requests):
         try:
@@ -205,8 +226,7 @@ def _converse(proc: subprocess.Popen[bytes], inbox: queue.Queue[Any], handler: H
         op = message.get("op") if isinstance(message, dict) else None
         if op == "done":
             printed = message.get("printed")
-            return Outcome(JobStatus.SUCCEEDED,
-                           printed=printed if isinstance(printed, str) else "")
+            return Outcome(JobStatus.SUCCEEDED, printed=printed if isinstance(printed, str) else "")
         if op == "failed":
             error = message.get("error") if isinstance(message.get("error"), dict) else {}
             status = JobStatus.REJECTED if message.get("rejected") is True else JobStatus.FAILED
@@ -222,19 +242,28 @@ def _converse(proc: subprocess.Popen[bytes], inbox: queue.Queue[Any], handler: H
         write_frame(proc.stdin, reply)
         if not reply["ok"]:
             return Outcome(JobStatus.REJECTED, JobError.from_json(reply["error"]), sign=sign)
-    return Outcome(JobStatus.FAILED, _error("too_many_requests",
-                                    f"the job made more than {limits.max_requests} requests"),
-                   sign=EXHAUSTION)
+    return Outcome(
+        JobStatus.FAILED,
+        _error("too_many_requests", f"the job made more than {limits.max_requests} requests"),
+        sign=EXHAUSTION,
+    )
 
 
 def _timeout(limits: Limits) -> Outcome:
-    return Outcome(JobStatus.FAILED, _error(
-        "timeout", f"the job ran longer than its {limits.wall_seconds:g} s limit and was "
-        "stopped; make it do less work per run"), sign=EXHAUSTION)
+    return Outcome(
+        JobStatus.FAILED,
+        _error(
+            "timeout",
+            f"the job ran longer than its {limits.wall_seconds:g} s limit and was "
+            "stopped; make it do less work per run",
+        ),
+        sign=EXHAUSTION,
+    )
 
 
-def _answer(handler: Handler, op: Any,
-            message: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+def _answer(
+    handler: Handler, op: Any, message: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
     """The reply to one request, and the sign a refusal gives (kept from the job)."""
     try:
         if op == "collect":
@@ -244,7 +273,10 @@ def _answer(handler: Handler, op: Any,
             return {"ok": True, "result": None}, None
     except Exception as exc:  # noqa: BLE001 - domain errors become refusals, others re-raise
         return {"ok": False, "error": _refusal(exc)}, getattr(exc, "sign", None)
-    return {"ok": False, "error": _error("protocol", "unknown request from job process").to_json()}, PROBE
+    return {
+        "ok": False,
+        "error": _error("protocol", "unknown request from job process").to_json(),
+    }, PROBE
 
 
 # Failures the job process reports before any operator code ran: the service's, not charged.
@@ -257,5 +289,6 @@ def _clean_error(error: dict[str, Any]) -> JobError:
     code = code if isinstance(code, str) else "job_code_error"
     message = message if isinstance(message, str) else "job failed"
     line = line if isinstance(line, int) else None
-    return JobError(code[:64], message[:2000], line,
-                    Fault.SERVICE if code in SERVICE_FAULTS else None)
+    return JobError(
+        code[:64], message[:2000], line, Fault.SERVICE if code in SERVICE_FAULTS else None
+    )

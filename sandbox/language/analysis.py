@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CodeFacts:
-    datasets: frozenset[str] | None   # None: some table() name is computed at run time
-    columns: frozenset[str]            # literal column names: col("x"), group_by("x"), sum("x")…
-    uses: dict[str, frozenset[str]]    # literal column → uses certain from the source alone
-    defined: frozenset[str]            # names the code gives new columns (derive/agg keywords)
-    collects: int                      # call sites of .collect()
-    emits: int                         # call sites of emit()
+    datasets: frozenset[str] | None  # None: some table() name is computed at run time
+    columns: frozenset[str]  # literal column names: col("x"), group_by("x"), sum("x")…
+    uses: dict[str, frozenset[str]]  # literal column → uses certain from the source alone
+    defined: frozenset[str]  # names the code gives new columns (derive/agg keywords)
+    collects: int  # call sites of .collect()
+    emits: int  # call sites of emit()
 
 
 _COLUMN_METHODS = {"group_by", "select", "histogram"}
@@ -31,9 +31,16 @@ def _literal_strings(args: list[ast.expr]) -> list[str]:
 
 
 def _col_literals(node: ast.AST) -> set[str]:
-    return {n.args[0].value for n in ast.walk(node)
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "col"
-            and n.args and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str)}
+    return {
+        n.args[0].value
+        for n in ast.walk(node)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Name)
+        and n.func.id == "col"
+        and n.args
+        and isinstance(n.args[0], ast.Constant)
+        and isinstance(n.args[0].value, str)
+    }
 
 
 def _join_keys(node: ast.Call) -> list[str]:
@@ -105,5 +112,11 @@ def analyse(tree: ast.Module) -> CodeFacts:
                 columns.update(_join_keys(node))
             elif f.attr in ("derive", "agg"):
                 defined.update(k.arg for k in node.keywords if k.arg)
-    return CodeFacts(None if dynamic else frozenset(datasets), frozenset(columns),
-                     _uses(tree), frozenset(defined), collects, emits)
+    return CodeFacts(
+        None if dynamic else frozenset(datasets),
+        frozenset(columns),
+        _uses(tree),
+        frozenset(defined),
+        collects,
+        emits,
+    )

@@ -41,33 +41,74 @@ class Expr:
     def _rcall(self, fn: str, other: Any) -> Expr:
         return Expr(p.Call(fn, (_expr(other), self._node)))
 
-    def __add__(self, o: Any) -> Expr: return self._call("add", o)
-    def __radd__(self, o: Any) -> Expr: return self._rcall("add", o)
-    def __sub__(self, o: Any) -> Expr: return self._call("sub", o)
-    def __rsub__(self, o: Any) -> Expr: return self._rcall("sub", o)
-    def __mul__(self, o: Any) -> Expr: return self._call("mul", o)
-    def __rmul__(self, o: Any) -> Expr: return self._rcall("mul", o)
-    def __truediv__(self, o: Any) -> Expr: return self._call("div", o)
-    def __rtruediv__(self, o: Any) -> Expr: return self._rcall("div", o)
-    def __neg__(self) -> Expr: return Expr(p.Call("neg", (self._node,)))
-    def __eq__(self, o: Any) -> Expr: return self._call("eq", o)  # type: ignore[override]
-    def __ne__(self, o: Any) -> Expr: return self._call("ne", o)  # type: ignore[override]
-    def __lt__(self, o: Any) -> Expr: return self._call("lt", o)
-    def __le__(self, o: Any) -> Expr: return self._call("le", o)
-    def __gt__(self, o: Any) -> Expr: return self._call("gt", o)
-    def __ge__(self, o: Any) -> Expr: return self._call("ge", o)
-    def __and__(self, o: Any) -> Expr: return self._call("and", o)
-    def __rand__(self, o: Any) -> Expr: return self._rcall("and", o)
-    def __or__(self, o: Any) -> Expr: return self._call("or", o)
-    def __ror__(self, o: Any) -> Expr: return self._rcall("or", o)
-    def __invert__(self) -> Expr: return Expr(p.Call("not", (self._node,)))
+    def __add__(self, o: Any) -> Expr:
+        return self._call("add", o)
+
+    def __radd__(self, o: Any) -> Expr:
+        return self._rcall("add", o)
+
+    def __sub__(self, o: Any) -> Expr:
+        return self._call("sub", o)
+
+    def __rsub__(self, o: Any) -> Expr:
+        return self._rcall("sub", o)
+
+    def __mul__(self, o: Any) -> Expr:
+        return self._call("mul", o)
+
+    def __rmul__(self, o: Any) -> Expr:
+        return self._rcall("mul", o)
+
+    def __truediv__(self, o: Any) -> Expr:
+        return self._call("div", o)
+
+    def __rtruediv__(self, o: Any) -> Expr:
+        return self._rcall("div", o)
+
+    def __neg__(self) -> Expr:
+        return Expr(p.Call("neg", (self._node,)))
+
+    def __eq__(self, o: Any) -> Expr:  # type: ignore[override]
+        return self._call("eq", o)
+
+    def __ne__(self, o: Any) -> Expr:  # type: ignore[override]
+        return self._call("ne", o)
+
+    def __lt__(self, o: Any) -> Expr:
+        return self._call("lt", o)
+
+    def __le__(self, o: Any) -> Expr:
+        return self._call("le", o)
+
+    def __gt__(self, o: Any) -> Expr:
+        return self._call("gt", o)
+
+    def __ge__(self, o: Any) -> Expr:
+        return self._call("ge", o)
+
+    def __and__(self, o: Any) -> Expr:
+        return self._call("and", o)
+
+    def __rand__(self, o: Any) -> Expr:
+        return self._rcall("and", o)
+
+    def __or__(self, o: Any) -> Expr:
+        return self._call("or", o)
+
+    def __ror__(self, o: Any) -> Expr:
+        return self._rcall("or", o)
+
+    def __invert__(self) -> Expr:
+        return Expr(p.Call("not", (self._node,)))
 
     __hash__ = None  # type: ignore[assignment]
 
     def __bool__(self) -> bool:
         raise PlanError(
             "an expression has no truth value in Python; combine conditions with & | ~ "
-            "instead of and/or/not, and use filter() to apply them", sign="probe")
+            "instead of and/or/not, and use filter() to apply them",
+            sign="probe",
+        )
 
     def isin(self, values: Any) -> Expr:
         if not isinstance(values, (list, tuple)):
@@ -197,8 +238,10 @@ def max_(*args: Any, **kwargs: Any) -> Any:
 def case(*pairs: Any, default: Any = None) -> Expr:
     """case((cond, value), …, default=value): the value of the first true condition."""
     if not pairs or not all(isinstance(c, tuple) and len(c) == 2 for c in pairs):
-        raise PlanError("case() takes (condition, value) pairs, e.g. "
-                        "case((col('age') >= 65, 'senior'), default='other')")
+        raise PlanError(
+            "case() takes (condition, value) pairs, e.g. "
+            "case((col('age') >= 65, 'senior'), default='other')"
+        )
     args = [_expr(x) for pair in pairs for x in pair]
     return Expr(p.Call("case", (*args, _expr(default))))
 
@@ -243,13 +286,20 @@ class Table:
         nothing). `on` is a column name or a list of names present on both sides; every other
         column may be on one side only. This table stays the primary one: cells count its rows."""
         if not isinstance(other, Table):
-            raise PlanError("join() takes another table, e.g. "
-                            "insured.join(table('population'), on='resident_id')")
+            raise PlanError(
+                "join() takes another table, e.g. "
+                "insured.join(table('population'), on='resident_id')"
+            )
         keys = [on] if isinstance(on, str) else on
-        if not isinstance(keys, (list, tuple)) or not keys or not all(
-                isinstance(k, str) for k in keys):
-            raise PlanError("join() needs on= a column name or a list of column names present "
-                            "in both tables, e.g. on='resident_id'")
+        if (
+            not isinstance(keys, (list, tuple))
+            or not keys
+            or not all(isinstance(k, str) for k in keys)
+        ):
+            raise PlanError(
+                "join() needs on= a column name or a list of column names present "
+                "in both tables, e.g. on='resident_id'"
+            )
         return self._then(p.Join(self._node, other._node, tuple(keys)))
 
     def group_by(self, *keys: str) -> Grouped:
@@ -264,8 +314,10 @@ class Table:
         """Row counts per band of `column`: a table with columns `bin` and `n`, the same as
         derive(bin=col(column).bucket(edges)).group_by("bin").agg(n=count())."""
         if not isinstance(column, str):
-            raise PlanError("histogram() takes a column name and a list of edges, "
-                            "e.g. histogram('income', [0, 1000, 5000])")
+            raise PlanError(
+                "histogram() takes a column name and a list of edges, "
+                "e.g. histogram('income', [0, 1000, 5000])"
+            )
         binned = self.derive(bin=col(column).bucket(edges))
         return binned.group_by("bin").agg(n=count())
 
@@ -274,7 +326,8 @@ class Table:
             raise PlanError(
                 "collect() releases aggregates only; rows never leave the sandbox. "
                 "Aggregate first, e.g. .group_by('district').agg(n=count()) or .agg(n=count())",
-                sign="probe")
+                sign="probe",
+            )
         return Released(self._channel.collect(p.plan_to_json(self._node)))
 
     def __repr__(self) -> str:
@@ -348,22 +401,48 @@ def namespace(channel: Channel, params: dict[str, Any]) -> dict[str, Any]:
 
     def table(name: str) -> Table:
         if not isinstance(name, str):
-            raise PlanError("table() takes a dataset name, e.g. table('population')",
-                            sign="probe")
+            raise PlanError("table() takes a dataset name, e.g. table('population')", sign="probe")
         return Table(p.Scan(name), channel)
 
     def emit(name: str, value: Any) -> None:
         channel.emit(name, value)
 
     return {
-        "table": table, "col": col, "lit": lit, "count": count, "sum": sum_, "mean": mean,
-        "count_distinct": count_distinct, "var": var, "std": std, "min": min_, "max": max_,
-        "quantile": quantile, "case": case, "emit": emit, "params": params,
+        "table": table,
+        "col": col,
+        "lit": lit,
+        "count": count,
+        "sum": sum_,
+        "mean": mean,
+        "count_distinct": count_distinct,
+        "var": var,
+        "std": std,
+        "min": min_,
+        "max": max_,
+        "quantile": quantile,
+        "case": case,
+        "emit": emit,
+        "params": params,
     }
 
 
 # The language's own classes: an error naming one came from treating it as something else.
 LANGUAGE_TYPES = frozenset({"Expr", "Aggregate", "Table", "Grouped", "Released"})
 
-LANGUAGE_NAMES = ("table", "col", "lit", "count", "sum", "mean", "count_distinct", "var", "std",
-                  "min", "max", "quantile", "case", "emit", "params")
+LANGUAGE_NAMES = (
+    "table",
+    "col",
+    "lit",
+    "count",
+    "sum",
+    "mean",
+    "count_distinct",
+    "var",
+    "std",
+    "min",
+    "max",
+    "quantile",
+    "case",
+    "emit",
+    "params",
+)

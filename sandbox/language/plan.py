@@ -17,14 +17,32 @@ Scalar = None | bool | int | float | str
 
 # name -> (min args, max args); every argument is an Expr.
 FUNCTIONS: dict[str, tuple[int, int]] = {
-    "add": (2, 2), "sub": (2, 2), "mul": (2, 2), "div": (2, 2), "neg": (1, 1),
-    "eq": (2, 2), "ne": (2, 2), "lt": (2, 2), "le": (2, 2), "gt": (2, 2), "ge": (2, 2),
-    "and": (2, 2), "or": (2, 2), "not": (1, 1),
-    "isin": (2, 2), "between": (3, 3), "is_null": (1, 1),
-    "year": (1, 1), "month": (1, 1), "startswith": (2, 2), "endswith": (2, 2),
+    "add": (2, 2),
+    "sub": (2, 2),
+    "mul": (2, 2),
+    "div": (2, 2),
+    "neg": (1, 1),
+    "eq": (2, 2),
+    "ne": (2, 2),
+    "lt": (2, 2),
+    "le": (2, 2),
+    "gt": (2, 2),
+    "ge": (2, 2),
+    "and": (2, 2),
+    "or": (2, 2),
+    "not": (1, 1),
+    "isin": (2, 2),
+    "between": (3, 3),
+    "is_null": (1, 1),
+    "year": (1, 1),
+    "month": (1, 1),
+    "startswith": (2, 2),
+    "endswith": (2, 2),
     "bucket": (2, 2),
     # cast(x, "int"|"float"|"string"); abs(x); round(x, ndigits).
-    "cast": (2, 2), "abs": (1, 1), "round": (2, 2),
+    "cast": (2, 2),
+    "abs": (1, 1),
+    "round": (2, 2),
     # case(cond1, value1, cond2, value2, …, default): an odd count, at least one pair.
     "case": (3, 2 * 64 + 1),
 }
@@ -32,8 +50,15 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
 CAST_KINDS = ("int", "float", "string")
 
 AGGREGATES: dict[str, bool] = {  # name -> takes an argument
-    "count": False, "sum": True, "mean": True, "count_distinct": True, "var": True, "std": True,
-    "min": True, "max": True, "quantile": True,
+    "count": False,
+    "sum": True,
+    "mean": True,
+    "count_distinct": True,
+    "var": True,
+    "std": True,
+    "min": True,
+    "max": True,
+    "quantile": True,
 }
 
 # Aggregates of magnitudes, which one large contribution can dominate (counts are not).
@@ -53,11 +78,12 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name or len(name) > NAME_MAX:
-        raise PlanError(f"{what} must be a non-empty string of at most {NAME_MAX} characters",
-                        sign=None if isinstance(name, str) else "probe")
+        raise PlanError(
+            f"{what} must be a non-empty string of at most {NAME_MAX} characters",
+            sign=None if isinstance(name, str) else "probe",
+        )
     if name.startswith("__"):
-        raise PlanError(f"{what} may not start with '__' (reserved for the engine)",
-                        sign="escape")
+        raise PlanError(f"{what} may not start with '__' (reserved for the engine)", sign="escape")
     return name
 
 
@@ -70,7 +96,9 @@ def _check_scalar(value: object) -> None:
     if value is not None and not isinstance(value, (bool, int, float, str)):
         raise PlanError(
             f"literal of type {type(value).__name__} is not supported; use numbers, strings, "
-            "booleans or None", sign="probe")
+            "booleans or None",
+            sign="probe",
+        )
 
 
 @dataclass(frozen=True)
@@ -126,10 +154,16 @@ class Agg:
             raise PlanError(f"unknown aggregate '{self.fn}'; available: {', '.join(AGGREGATES)}")
         if self.fn in PARAM_AGGREGATES:
             q = self.param
-            if (isinstance(q, bool) or not isinstance(q, (int, float))
-                    or not math.isfinite(q) or not 0 <= q <= 1):
-                raise PlanError(f"aggregate '{self.fn}' needs a number between 0 and 1, "
-                                "e.g. quantile('income', 0.5) for the median")
+            if (
+                isinstance(q, bool)
+                or not isinstance(q, (int, float))
+                or not math.isfinite(q)
+                or not 0 <= q <= 1
+            ):
+                raise PlanError(
+                    f"aggregate '{self.fn}' needs a number between 0 and 1, "
+                    "e.g. quantile('income', 0.5) for the median"
+                )
         elif self.param is not None:
             raise PlanError(f"aggregate '{self.fn}' takes only a column or expression")
         if AGGREGATES[self.fn] and self.arg is None:
@@ -210,8 +244,10 @@ class Join:
         if len(set(self.on)) != len(self.on):
             raise PlanError("join() columns must be distinct")
         if len(scans(self)) > MAX_PLAN_SCANS:
-            raise PlanError(f"one plan may read at most {MAX_PLAN_SCANS} tables; "
-                            "join fewer tables per collect()")
+            raise PlanError(
+                f"one plan may read at most {MAX_PLAN_SCANS} tables; "
+                "join fewer tables per collect()"
+            )
 
 
 Node = Scan | Filter | Derive | Select | Join | Aggregate
@@ -254,18 +290,27 @@ def plan_to_json(n: Node) -> Any:
     if isinstance(n, Scan):
         return {"op": "scan", "dataset": n.dataset}
     if isinstance(n, Join):
-        return {"op": "join", "left": plan_to_json(n.left), "right": plan_to_json(n.right),
-                "on": list(n.on)}
+        return {
+            "op": "join",
+            "left": plan_to_json(n.left),
+            "right": plan_to_json(n.right),
+            "on": list(n.on),
+        }
     base = plan_to_json(n.input)
     if isinstance(n, Filter):
         return {"op": "filter", "input": base, "predicate": expr_to_json(n.predicate)}
     if isinstance(n, Derive):
-        return {"op": "derive", "input": base,
-                "columns": [[k, expr_to_json(v)] for k, v in n.columns]}
+        return {
+            "op": "derive",
+            "input": base,
+            "columns": [[k, expr_to_json(v)] for k, v in n.columns],
+        }
     if isinstance(n, Select):
         return {"op": "select", "input": base, "columns": list(n.columns)}
     return {
-        "op": "aggregate", "input": base, "keys": list(n.keys),
+        "op": "aggregate",
+        "input": base,
+        "keys": list(n.keys),
         "aggs": [[k, _agg_to_json(a)] for k, a in n.aggs],
     }
 
@@ -317,9 +362,11 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
     if depth == 0 and _too_large(x):
         # Validating and evaluating cost time in proportion; a plan this large is an attack
         # on the driver (an expression doubled many times), not an analysis.
-        raise PlanError(f"a plan may have at most {MAX_PLAN_NODES} parts (columns, literals, "
-                        "functions, steps); simplify the expressions of this collect()",
-                        sign="exhaustion")
+        raise PlanError(
+            f"a plan may have at most {MAX_PLAN_NODES} parts (columns, literals, "
+            "functions, steps); simplify the expressions of this collect()",
+            sign="exhaustion",
+        )
     if depth > MAX_PLAN_DEPTH:
         raise PlanError(f"plans may chain at most {MAX_PLAN_DEPTH} operations")
     op = x.get("op") if isinstance(x, dict) else None
@@ -333,8 +380,9 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
         cols = d["columns"]
         if not isinstance(cols, list) or not all(isinstance(c, list) and len(c) == 2 for c in cols):
             raise PlanError("malformed plan")
-        return Derive(plan_from_json(d["input"], depth + 1),
-                      tuple((c[0], expr_from_json(c[1])) for c in cols))
+        return Derive(
+            plan_from_json(d["input"], depth + 1), tuple((c[0], expr_from_json(c[1])) for c in cols)
+        )
     if op == "select":
         d = _obj(x, {"op", "input", "columns"})
         if not isinstance(d["columns"], list):
@@ -344,8 +392,11 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
         d = _obj(x, {"op", "left", "right", "on"})
         if not isinstance(d["on"], list):
             raise PlanError("malformed plan")
-        return Join(plan_from_json(d["left"], depth + 1), plan_from_json(d["right"], depth + 1),
-                    tuple(d["on"]))
+        return Join(
+            plan_from_json(d["left"], depth + 1),
+            plan_from_json(d["right"], depth + 1),
+            tuple(d["on"]),
+        )
     if op == "aggregate":
         d = _obj(x, {"op", "input", "keys", "aggs"})
         if not isinstance(d["keys"], list) or not isinstance(d["aggs"], list):

@@ -31,16 +31,44 @@ MAX_SOURCE_NODES = 50_000
 FILENAME = "<job>"
 
 _SAFE_BUILTIN_NAMES = (
-    "None", "True", "False", "abs", "all", "any", "bool", "dict", "divmod", "enumerate",
-    "float", "int", "isinstance", "len", "list", "max", "min", "range", "repr", "reversed",
-    "round", "sorted", "str", "tuple", "zip",
-    "ArithmeticError", "Exception", "IndexError", "KeyError", "LookupError", "TypeError",
-    "ValueError", "ZeroDivisionError",
+    "None",
+    "True",
+    "False",
+    "abs",
+    "all",
+    "any",
+    "bool",
+    "dict",
+    "divmod",
+    "enumerate",
+    "float",
+    "int",
+    "isinstance",
+    "len",
+    "list",
+    "max",
+    "min",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "sorted",
+    "str",
+    "tuple",
+    "zip",
+    "ArithmeticError",
+    "Exception",
+    "IndexError",
+    "KeyError",
+    "LookupError",
+    "TypeError",
+    "ValueError",
+    "ZeroDivisionError",
 )
 
 _FORBIDDEN_NODES: dict[type, str] = {
     ast.Import: "imports are not available in job code; everything you need is built in "
-                "(table, col, count, sum, mean, emit, params)",
+    "(table, col, count, sum, mean, emit, params)",
     ast.ImportFrom: "imports are not available in job code; everything you need is built in",
     ast.ClassDef: "classes are not available in job code; use functions and plain values",
     ast.Global: "'global' is not available in job code",
@@ -48,7 +76,7 @@ _FORBIDDEN_NODES: dict[type, str] = {
     ast.Yield: "generators are not available in job code; build a list instead",
     ast.YieldFrom: "generators are not available in job code; build a list instead",
     ast.GeneratorExp: "generator expressions are not available in job code; use a list "
-                      "comprehension [ … ] instead",
+    "comprehension [ … ] instead",
     ast.AsyncFunctionDef: "async code is not available in job code",
     ast.Await: "async code is not available in job code",
     ast.AsyncFor: "async code is not available in job code",
@@ -56,7 +84,7 @@ _FORBIDDEN_NODES: dict[type, str] = {
     ast.With: "'with' is not available in job code",
     # A class pattern reads attributes by name without going through the attribute guard.
     ast.MatchClass: "class patterns in 'match' are not available in job code; compare "
-                    "values with == instead",
+    "values with == instead",
 }
 
 
@@ -93,19 +121,25 @@ def _position(node: ast.AST) -> tuple[int, int]:
 def check_source(source: str) -> ast.Module:
     """Parse and apply the job-language rules that RestrictedPython leaves to run time."""
     if len(source.encode("utf-8")) > MAX_SOURCE_BYTES:
-        raise CompileError(f"job code is larger than {MAX_SOURCE_BYTES // 1024} KiB", sign="exhaustion")
+        raise CompileError(
+            f"job code is larger than {MAX_SOURCE_BYTES // 1024} KiB", sign="exhaustion"
+        )
     try:
         tree = ast.parse(source, FILENAME)
     except SyntaxError as e:
         raise CompileError(f"syntax error: {e.msg}", e.lineno) from None
     except (ValueError, RecursionError, MemoryError):
-        raise CompileError("job code could not be parsed (too deeply nested or invalid)",
-                           sign="exhaustion") from None
+        raise CompileError(
+            "job code could not be parsed (too deeply nested or invalid)", sign="exhaustion"
+        ) from None
     nodes = sum(1 for _ in ast.walk(tree))
     if nodes > MAX_SOURCE_NODES:
         # Compiling costs time in proportion, in the API process and again in the job's.
-        raise CompileError(f"job code has {nodes} syntax elements, more than the "
-                           f"{MAX_SOURCE_NODES} allowed; simplify it", sign="exhaustion")
+        raise CompileError(
+            f"job code has {nodes} syntax elements, more than the "
+            f"{MAX_SOURCE_NODES} allowed; simplify it",
+            sign="exhaustion",
+        )
     known = allowed_names() | bound_names(tree)
     # ast.walk is breadth-first; report the violation that comes first in the source.
     for node in sorted(ast.walk(tree), key=_position):
@@ -115,7 +149,8 @@ def check_source(source: str) -> ast.Module:
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in known:
             raise CompileError(
                 f"name '{node.id}' is not available in job code; available: "
-                + ", ".join(sorted(LANGUAGE_NAMES)) + " and basic builtins (len, range, …)",
+                + ", ".join(sorted(LANGUAGE_NAMES))
+                + " and basic builtins (len, range, …)",
                 node.lineno,
             )
     return tree
@@ -129,8 +164,11 @@ def compile_job(source: str) -> Any:
     except (RecursionError, MemoryError):
         # RestrictedPython's transformer recurses per nesting level: a long chain such as
         # 1+1+…+1 exhausts the stack before Python's own limits are reached.
-        raise CompileError("job code is nested too deeply to compile (a very long chained "
-                           "expression?); split it into several statements", sign="exhaustion") from None
+        raise CompileError(
+            "job code is nested too deeply to compile (a very long chained "
+            "expression?); split it into several statements",
+            sign="exhaustion",
+        ) from None
     if result.errors:
         message = result.errors[0]
         line = None
@@ -143,8 +181,15 @@ def compile_job(source: str) -> Any:
 
 
 def _inplace(op: str, x: Any, y: Any) -> Any:
-    ops = {"+=": operator.add, "-=": operator.sub, "*=": operator.mul, "/=": operator.truediv,
-           "//=": operator.floordiv, "%=": operator.mod, "**=": operator.pow}
+    ops = {
+        "+=": operator.add,
+        "-=": operator.sub,
+        "*=": operator.mul,
+        "/=": operator.truediv,
+        "//=": operator.floordiv,
+        "%=": operator.mod,
+        "**=": operator.pow,
+    }
     if op not in ops:
         raise CompileError(f"operator {op} is not available in job code")
     return ops[op](x, y)
@@ -162,8 +207,10 @@ def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
     if default is not _MISSING:
         return default
     public = sorted(a for a in dir(type(obj)) if not a.startswith("_"))
-    raise AttributeError(f"{type(obj).__name__} has no attribute {name!r}"
-                         + (f"; available: {', '.join(public)}" if len(public) <= 40 else ""))
+    raise AttributeError(
+        f"{type(obj).__name__} has no attribute {name!r}"
+        + (f"; available: {', '.join(public)}" if len(public) <= 40 else "")
+    )
 
 
 def restricted_globals(language: dict[str, Any]) -> dict[str, Any]:

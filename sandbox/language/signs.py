@@ -37,21 +37,89 @@ EXHAUSTION: Final = "exhaustion"
 SIGNS: Final = frozenset({ESCAPE, PROBE, EXHAUSTION})
 
 # Builtins and modules that reach the host or the interpreter's insides.
-HOST_NAMES = frozenset({
-    "__import__", "__builtins__", "breakpoint", "compile", "delattr", "dir", "eval", "exec",
-    "exit", "getattr", "globals", "hasattr", "help", "input", "locals", "memoryview", "object",
-    "open", "quit", "setattr", "super", "type", "vars", "classmethod", "staticmethod",
-    "property", "sys", "os", "builtins", "importlib", "inspect", "gc", "ctypes", "subprocess",
-    "socket", "signal", "marshal", "pickle", "shutil", "pathlib", "io", "resource",
-    "threading", "multiprocessing", "posix", "pty", "mmap", "code", "codeop", "types",
-})
+HOST_NAMES = frozenset(
+    {
+        "__import__",
+        "__builtins__",
+        "breakpoint",
+        "compile",
+        "delattr",
+        "dir",
+        "eval",
+        "exec",
+        "exit",
+        "getattr",
+        "globals",
+        "hasattr",
+        "help",
+        "input",
+        "locals",
+        "memoryview",
+        "object",
+        "open",
+        "quit",
+        "setattr",
+        "super",
+        "type",
+        "vars",
+        "classmethod",
+        "staticmethod",
+        "property",
+        "sys",
+        "os",
+        "builtins",
+        "importlib",
+        "inspect",
+        "gc",
+        "ctypes",
+        "subprocess",
+        "socket",
+        "signal",
+        "marshal",
+        "pickle",
+        "shutil",
+        "pathlib",
+        "io",
+        "resource",
+        "threading",
+        "multiprocessing",
+        "posix",
+        "pty",
+        "mmap",
+        "code",
+        "codeop",
+        "types",
+    }
+)
 # Attributes of interpreter internals: frames, tracebacks, generators, code objects, types.
-INTERNAL_ATTRIBUTES = frozenset({
-    "mro", "subclasses", "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code",
-    "ag_frame", "ag_code", "f_back", "f_globals", "f_locals", "f_builtins", "f_code",
-    "tb_frame", "tb_next", "co_consts", "co_code", "co_names", "with_traceback", "obj",
-    "func_globals", "func_code", "format_map",
-})
+INTERNAL_ATTRIBUTES = frozenset(
+    {
+        "mro",
+        "subclasses",
+        "gi_frame",
+        "gi_code",
+        "gi_yieldfrom",
+        "cr_frame",
+        "cr_code",
+        "ag_frame",
+        "ag_code",
+        "f_back",
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_code",
+        "tb_frame",
+        "tb_next",
+        "co_consts",
+        "co_code",
+        "co_names",
+        "with_traceback",
+        "obj",
+        "func_globals",
+        "func_code",
+        "format_map",
+    }
+)
 # A format replacement field that reads an attribute or an item: "{0.__class__}", "{x[k]}".
 _FORMAT_WALK = re.compile(r"\{[^{}]*[.\[][^{}]*\}")
 _PYTHON_BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_"))
@@ -85,12 +153,12 @@ def static_signs(source: str, offered: frozenset[str]) -> dict[str, list[str]]:
     return found
 
 
-def _node_signs(node: ast.AST, offered: frozenset[str],
-                bound: set[str]) -> list[tuple[str, str]]:
+def _node_signs(node: ast.AST, offered: frozenset[str], bound: set[str]) -> list[tuple[str, str]]:
     signs: list[tuple[str, str]] = []
     if isinstance(node, (ast.Import, ast.ImportFrom)):
-        modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                   else [node.module or "."])
+        modules = (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or "."]
+        )
         for m in modules:
             host = m.split(".")[0] in HOST_NAMES
             signs.append((ESCAPE if host else PROBE, f"import {m}"))
@@ -159,7 +227,7 @@ def runtime_sign(exc: BaseException, language_types: frozenset[str]) -> str | No
         # Files, modules, str.format: walls the language's own use never meets.
         return ESCAPE
     if isinstance(exc, TypeError) and "attribute-less object" in message:
-        return ESCAPE   # the write guard: assigning onto the language's objects
+        return ESCAPE  # the write guard: assigning onto the language's objects
     if isinstance(exc, ValueError) and ("limited to" in message or "Exceeds the limit" in message):
         return EXHAUSTION
     if isinstance(exc, (TypeError, AttributeError, KeyError)):

@@ -101,24 +101,34 @@ def _tail(session: Session) -> _Tail:
     return tail
 
 
-def append(session: Session, type_: str, actor: str | None, subject: str | None,
-           data: dict[str, Any] | None = None) -> int:
+def append(
+    session: Session,
+    type_: str,
+    actor: str | None,
+    subject: str | None,
+    data: dict[str, Any] | None = None,
+) -> int:
     event = {
-        "type": type_, "actor": actor, "subject": subject, "data": data or {},
+        "type": type_,
+        "actor": actor,
+        "subject": subject,
+        "data": data or {},
         "at": clock.now().isoformat().replace("+00:00", "Z"),
     }
     leaf = rfc8785.dumps(event)
     tail = _tail(session)
     index = tail.size
-    nodes = merkle.completed_subtrees(index, merkle.leaf_hash(leaf),
-                                      lambda level, i: tail.border[(level, i)])
+    nodes = merkle.completed_subtrees(
+        index, merkle.leaf_hash(leaf), lambda level, i: tail.border[(level, i)]
+    )
     # Core inserts on the session's connection: same transaction, without the unit of work's
     # per-object bookkeeping (the log's rows are never updated through the ORM).
     connection = session.connection()
     try:
         connection.execute(_INSERT_ENTRY, [{"index": index, "leaf": leaf}])
-        connection.execute(_INSERT_NODE,
-                           [{"level": level, "index": i, "hash": h} for level, i, h in nodes])
+        connection.execute(
+            _INSERT_NODE, [{"level": level, "index": i, "hash": h} for level, i, h in nodes]
+        )
     except IntegrityError:
         raise _inconsistent(f"entry {index} or its tree hashes already exist") from None
     tail.size = index + 1
@@ -130,7 +140,8 @@ def append(session: Session, type_: str, actor: str | None, subject: str | None,
 def _inconsistent(detail: str) -> LedgerInconsistent:
     return LedgerInconsistent(
         f"the stored log is inconsistent ({detail}); changes are refused until the bureau "
-        "restores the log from backup. Run 'sandbox ledger verify' to locate the damage")
+        "restores the log from backup. Run 'sandbox ledger verify' to locate the damage"
+    )
 
 
 # --- reading: roots, entries, proofs ---------------------------------------------------------
@@ -157,8 +168,12 @@ def _nodes_query(count: int) -> Select[int, int, bytes]:
     # An OR of (level, index) pairs rather than a row-value IN: SQLite answers the OR with one
     # primary-key search per pair but scans the whole table for the IN. Built once per count,
     # since composing the expression costs far more than running it.
-    match = or_(*(and_(LedgerNode.level == bindparam(f"l{j}"),
-                       LedgerNode.index == bindparam(f"i{j}")) for j in range(count)))
+    match = or_(
+        *(
+            and_(LedgerNode.level == bindparam(f"l{j}"), LedgerNode.index == bindparam(f"i{j}"))
+            for j in range(count)
+        )
+    )
     return select(LedgerNode.level, LedgerNode.index, LedgerNode.hash).where(match)
 
 
@@ -198,11 +213,15 @@ def entries(session: Session, start: int, end: int | None) -> list[dict[str, Any
     if start < 0 or end < start:
         raise BadRequest("ask for entries with 0 <= start <= end")
     end = min(end, start + MAX_ENTRIES_PER_PAGE)
-    rows = session.execute(select(LedgerEntry.index, LedgerEntry.leaf)
-                           .where(LedgerEntry.index >= start, LedgerEntry.index < end)
-                           .order_by(LedgerEntry.index))
-    return [{"index": index, "leaf": base64.b64encode(leaf).decode(), "event": json.loads(leaf)}
-            for index, leaf in rows]
+    rows = session.execute(
+        select(LedgerEntry.index, LedgerEntry.leaf)
+        .where(LedgerEntry.index >= start, LedgerEntry.index < end)
+        .order_by(LedgerEntry.index)
+    )
+    return [
+        {"index": index, "leaf": base64.b64encode(leaf).decode(), "event": json.loads(leaf)}
+        for index, leaf in rows
+    ]
 
 
 def _b64(hashes: list[bytes]) -> list[str]:
@@ -212,15 +231,17 @@ def _b64(hashes: list[bytes]) -> list[str]:
 def inclusion_proof(session: Session, index: int, tree_size: int) -> list[str]:
     if not 0 <= index < tree_size <= size(session):
         raise BadRequest(f"ask for 0 <= index < size <= {size(session)} (the log's size)")
-    return _b64(_with_nodes(session,
-                            lambda hash_at: merkle.inclusion_proof(index, tree_size, hash_at)))
+    return _b64(
+        _with_nodes(session, lambda hash_at: merkle.inclusion_proof(index, tree_size, hash_at))
+    )
 
 
 def consistency_proof(session: Session, first: int, second: int) -> list[str]:
     if not 0 < first <= second <= size(session):
         raise BadRequest(f"ask for 0 < first <= second <= {size(session)} (the log's size)")
-    return _b64(_with_nodes(session,
-                            lambda hash_at: merkle.consistency_proof(first, second, hash_at)))
+    return _b64(
+        _with_nodes(session, lambda hash_at: merkle.consistency_proof(first, second, hash_at))
+    )
 
 
 # --- witnesses -------------------------------------------------------------------------------
@@ -238,9 +259,15 @@ class Witness:
         return base64.b64encode(self.public_key).decode("ascii")
 
 
-def add_witness(session: Session, note: str, origin: str, bureau_public: bytes,
-                witness: Witness, actor_id: str,
-                registered_key: str | None = None) -> tuple[dict[str, Any], bool]:
+def add_witness(
+    session: Session,
+    note: str,
+    origin: str,
+    bureau_public: bytes,
+    witness: Witness,
+    actor_id: str,
+    registered_key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
     """Keep a checkpoint co-signed by ``witness``; returns its record and whether it is new.
 
     The note must carry a valid bureau signature and a valid witness signature over the same
@@ -250,26 +277,45 @@ def add_witness(session: Session, note: str, origin: str, bureau_public: bytes,
     if registered_key is not None and registered_key != witness.public_key_b64:
         raise WitnessKeyMismatch(
             "the witness key is not the public key registered for your principal; sign with "
-            "the key the bureau registered for you, or ask the bureau to register this one")
+            "the key the bureau registered for you, or ask the bureau to register this one"
+        )
     if witness.name == origin:
         raise WitnessRefused(
             f"the witness key name must differ from the log's origin {origin!r}, which names "
-            "the bureau's key; use a name of your own, such as 'regulator.example.gov.cn'")
+            "the bureau's key; use a name of your own, such as 'regulator.example.gov.cn'"
+        )
     checkpoint_ = _bureau_checkpoint(note, origin, bureau_public)
     _check_witness_signature(note, witness)
     _check_matches_log(session, checkpoint_)
-    kept = session.scalar(select(LedgerWitness).where(
-        LedgerWitness.size == checkpoint_.size,
-        LedgerWitness.public_key == witness.public_key_b64))
+    kept = session.scalar(
+        select(LedgerWitness).where(
+            LedgerWitness.size == checkpoint_.size,
+            LedgerWitness.public_key == witness.public_key_b64,
+        )
+    )
     if kept is not None:
         return _witness_json(kept), False
-    row = LedgerWitness(size=checkpoint_.size, root_hash=checkpoint_.root_hash,
-                        name=witness.name, public_key=witness.public_key_b64, note=note)
+    row = LedgerWitness(
+        size=checkpoint_.size,
+        root_hash=checkpoint_.root_hash,
+        name=witness.name,
+        public_key=witness.public_key_b64,
+        note=note,
+    )
     session.add(row)
     session.flush()
-    append(session, WITNESSED_EVENT, actor_id, str(checkpoint_.size),
-           {"size": checkpoint_.size, "root_hash": base64.b64encode(checkpoint_.root_hash).decode(),
-            "witness": witness.name, "public_key": witness.public_key_b64})
+    append(
+        session,
+        WITNESSED_EVENT,
+        actor_id,
+        str(checkpoint_.size),
+        {
+            "size": checkpoint_.size,
+            "root_hash": base64.b64encode(checkpoint_.root_hash).decode(),
+            "witness": witness.name,
+            "public_key": witness.public_key_b64,
+        },
+    )
     return _witness_json(row), True
 
 
@@ -297,7 +343,8 @@ def _check_witness_signature(note: str, witness: Witness) -> None:
         raise WitnessRefused(
             f"the witness signature of {witness.name!r} does not verify: {exc}. Co-sign the "
             "bureau's note unchanged with note.add_signature and the private key of the "
-            "public key you send") from None
+            "public key you send"
+        ) from None
 
 
 def _check_matches_log(session: Session, checkpoint_: Checkpoint) -> None:
@@ -305,15 +352,22 @@ def _check_matches_log(session: Session, checkpoint_: Checkpoint) -> None:
     if checkpoint_.size > n:
         raise CheckpointMismatch(
             f"the checkpoint is for {checkpoint_.size} entries but this log has {n}; "
-            "co-sign a checkpoint fetched from GET /v1/ledger/checkpoint")
+            "co-sign a checkpoint fetched from GET /v1/ledger/checkpoint"
+        )
     if root(session, checkpoint_.size) != checkpoint_.root_hash:
         raise CheckpointMismatch(
             f"the checkpoint's root hash is not this log's root at size {checkpoint_.size}: "
             "the log and the checkpoint disagree on history; do not co-sign it, and verify "
-            "the log with 'sandbox ledger verify'")
+            "the log with 'sandbox ledger verify'"
+        )
 
 
 def _witness_json(row: LedgerWitness) -> dict[str, Any]:
-    return {"size": row.size, "root_hash": base64.b64encode(row.root_hash).decode(),
-            "name": row.name, "public_key": row.public_key, "checkpoint": row.note,
-            "created_at": row.created_at.isoformat() + "Z"}
+    return {
+        "size": row.size,
+        "root_hash": base64.b64encode(row.root_hash).decode(),
+        "name": row.name,
+        "public_key": row.public_key,
+        "checkpoint": row.note,
+        "created_at": row.created_at.isoformat() + "Z",
+    }

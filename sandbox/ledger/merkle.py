@@ -95,9 +95,7 @@ def range_hash(start: int, end: int, hash_at: HashAt) -> bytes:
     return node_hash(range_hash(start, mid, hash_at), range_hash(mid, end, hash_at))
 
 
-def completed_subtrees(
-    index: int, leaf: bytes, node_at: NodeAt
-) -> list[tuple[int, int, bytes]]:
+def completed_subtrees(index: int, leaf: bytes, node_at: NodeAt) -> list[tuple[int, int, bytes]]:
     """Nodes ``(level, index, hash)`` that become complete when leaf ``index`` is appended.
 
     The first entry is the leaf itself; each further one joins the previous entry with its
@@ -343,8 +341,11 @@ class MemoryTree:
 
     def node(self, level: int, index: int) -> bytes:
         """Stored hash of the complete subtree (level, index)."""
-        if level < 0 or index < 0 or level >= len(self._levels) or index >= len(
-            self._levels[level]
+        if (
+            level < 0
+            or index < 0
+            or level >= len(self._levels)
+            or index >= len(self._levels[level])
         ):
             raise ProofRangeError(
                 f"no complete subtree at level {level}, index {index} in a tree of size "

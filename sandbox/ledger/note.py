@@ -290,4 +290,3 @@ def _public_raw(private_key: Ed25519PrivateKey) -> bytes:
 
 def _has_control(text: str) -> bool:
     return any(ch < " " for ch in text)
-

@@ -96,7 +96,8 @@ def parse_bureau_key(text: str) -> BureauKey:
     raise NoteError(
         "the bureau key must be base64 of the 32 raw bytes of its Ed25519 public key, a "
         "verifier key '<origin>+<key id>+<base64>' or a PEM public key; get it from the "
-        "bureau through a channel you trust (not only from the service you are checking)")
+        "bureau through a channel you trust (not only from the service you are checking)"
+    )
 
 
 def inline_or_file(value: str) -> str:
@@ -117,8 +118,9 @@ def _pem_public_raw(text: str) -> bytes:
     except (ValueError, UnicodeEncodeError):
         key = None
     if not isinstance(key, Ed25519PublicKey):
-        raise NoteError("the PEM bureau key is not an Ed25519 public key; ask the bureau for "
-                        "its ledger key")
+        raise NoteError(
+            "the PEM bureau key is not an Ed25519 public key; ask the bureau for its ledger key"
+        )
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -132,8 +134,13 @@ class LedgerSource:
     it is then left open by :meth:`close`.
     """
 
-    def __init__(self, url: str, token: str | None, client: httpx.Client | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        client: httpx.Client | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self.url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._owns_client = client is None
@@ -155,16 +162,19 @@ class LedgerSource:
         try:
             name, raw = parse_vkey(body["ledger_vkey"])
         except (KeyError, TypeError):
-            raise LogUnavailable(f"{self.url}/v1/keys has no 'ledger_vkey'; pass the bureau "
-                                 "key explicitly with --bureau-key") from None
+            raise LogUnavailable(
+                f"{self.url}/v1/keys has no 'ledger_vkey'; pass the bureau "
+                "key explicitly with --bureau-key"
+            ) from None
         return BureauKey(raw, name, "served")
 
     def checkpoint(self) -> dict[str, Any]:
         return cast(dict[str, Any], self._get("/ledger/checkpoint"))
 
     def entries(self, start: int, end: int) -> list[dict[str, Any]]:
-        return cast(list[dict[str, Any]],
-                    self._get("/ledger/entries", start=start, end=end)["entries"])
+        return cast(
+            list[dict[str, Any]], self._get("/ledger/entries", start=start, end=end)["entries"]
+        )
 
     def consistency(self, first: int, second: int) -> list[bytes]:
         return _hashes(self._get("/ledger/proofs/consistency", first=first, second=second))
@@ -173,8 +183,10 @@ class LedgerSource:
         return _hashes(self._get("/ledger/proofs/inclusion", index=index, size=size))
 
     def witness(self, note: str, name: str, public_key: bytes) -> dict[str, Any]:
-        body = {"checkpoint": note,
-                "witness": {"name": name, "public_key": base64.b64encode(public_key).decode()}}
+        body = {
+            "checkpoint": note,
+            "witness": {"name": name, "public_key": base64.b64encode(public_key).decode()},
+        }
         return cast(dict[str, Any], self._send("POST", "/ledger/witness", json=body))
 
     def witnessed(self, size: int | None = None) -> list[dict[str, Any]]:
@@ -187,18 +199,23 @@ class LedgerSource:
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         # Any: the JSON as the service sent it, not checked here.
         try:
-            response = self._client.request(method, f"{self.url}/v1{path}",
-                                            headers=self._headers, **kwargs)
+            response = self._client.request(
+                method, f"{self.url}/v1{path}", headers=self._headers, **kwargs
+            )
         except httpx.HTTPError as exc:
-            raise LogUnavailable(f"could not reach {self.url} ({type(exc).__name__}: {exc}); "
-                                 "check the URL and that the service is running") from None
+            raise LogUnavailable(
+                f"could not reach {self.url} ({type(exc).__name__}: {exc}); "
+                "check the URL and that the service is running"
+            ) from None
         if not response.is_success:
             raise api_error(response)
         try:
             return response.json()
         except ValueError:
-            raise LogUnavailable(f"{method} {path} at {self.url} did not answer JSON; check "
-                                 "that the URL is the sandbox service's") from None
+            raise LogUnavailable(
+                f"{method} {path} at {self.url} did not answer JSON; check "
+                "that the URL is the sandbox service's"
+            ) from None
 
 
 def _hashes(body: Mapping[str, Any]) -> list[bytes]:
@@ -225,13 +242,13 @@ class VerifyReport:
     url: str
     key_source: Literal["given", "served"]
     origin: str
-    size: int | None                     # the signed checkpoint's, once its signature verified
+    size: int | None  # the signed checkpoint's, once its signature verified
     root_hash: bytes | None
     signers: tuple[str, ...]
     entries_checked: int
     saved_size: int | None
-    consistent_with_saved: bool | None   # None: no saved checkpoint, or nothing to prove
-    checkpoint: str | None               # the verified signed note, to keep for next time
+    consistent_with_saved: bool | None  # None: no saved checkpoint, or nothing to prove
+    checkpoint: str | None  # the verified signed note, to keep for next time
     problems: tuple[Problem, ...]
 
     @property
@@ -258,10 +275,10 @@ def verify_log(source: LedgerSource, key: BureauKey, saved: str | None = None) -
     try:
         current, signers = open_checkpoint(note, {origin: key.public_key}, origin)
     except NoteError as exc:
-        problems.append(Problem("checkpoint_signature", f"the latest checkpoint is refused: "
-                                f"{exc}"))
-        return VerifyReport(source.url, key.source, origin, None, None, (), 0, None, None,
-                            None, tuple(problems))
+        problems.append(Problem("checkpoint_signature", f"the latest checkpoint is refused: {exc}"))
+        return VerifyReport(
+            source.url, key.source, origin, None, None, (), 0, None, None, None, tuple(problems)
+        )
     problems += _served_fields(served, current)
     previous = _open_saved(saved, key, origin, problems) if saved is not None else None
     tree = _download(source, current.size, problems)
@@ -270,27 +287,43 @@ def verify_log(source: LedgerSource, key: BureauKey, saved: str | None = None) -
     if previous is not None:
         consistent, found = _against_saved(source, tree, previous, current)
         problems += found
-    return VerifyReport(source.url, key.source, origin, current.size, current.root_hash,
-                        tuple(signers), tree.size, previous.size if previous else None,
-                        consistent, note, tuple(problems))
+    return VerifyReport(
+        source.url,
+        key.source,
+        origin,
+        current.size,
+        current.root_hash,
+        tuple(signers),
+        tree.size,
+        previous.size if previous else None,
+        consistent,
+        note,
+        tuple(problems),
+    )
 
 
 def _served_fields(served: Mapping[str, Any], current: Checkpoint) -> list[Problem]:
     root = base64.b64encode(current.root_hash).decode()
     if served.get("size") == current.size and served.get("root_hash") == root:
         return []
-    return [Problem("checkpoint_fields",
-                    "the size or root_hash the service sent beside the signed note differ "
-                    "from the note; only the signed note is trusted")]
+    return [
+        Problem(
+            "checkpoint_fields",
+            "the size or root_hash the service sent beside the signed note differ "
+            "from the note; only the signed note is trusted",
+        )
+    ]
 
 
-def _open_saved(saved: str, key: BureauKey, origin: str,
-                problems: list[Problem]) -> Checkpoint | None:
+def _open_saved(
+    saved: str, key: BureauKey, origin: str, problems: list[Problem]
+) -> Checkpoint | None:
     try:
         previous, _ = open_checkpoint(saved, {origin: key.public_key}, origin)
     except NoteError as exc:
-        problems.append(Problem("saved_checkpoint_signature",
-                                f"the saved checkpoint is refused: {exc}"))
+        problems.append(
+            Problem("saved_checkpoint_signature", f"the saved checkpoint is refused: {exc}")
+        )
         return None
     return previous
 
@@ -307,9 +340,13 @@ def _download(source: LedgerSource, size: int, problems: list[Problem]) -> merkl
     while tree.size < size:
         page = source.entries(tree.size, size)
         if not page:
-            problems.append(Problem("entries_missing",
-                                    f"the checkpoint has {size} entries but the log served only "
-                                    f"{tree.size}", tree.size))
+            problems.append(
+                Problem(
+                    "entries_missing",
+                    f"the checkpoint has {size} entries but the log served only {tree.size}",
+                    tree.size,
+                )
+            )
             return tree
         for entry in page:
             index = tree.size
@@ -326,8 +363,12 @@ def _download(source: LedgerSource, size: int, problems: list[Problem]) -> merkl
                     problems.append(trouble)
             tree.append_data(leaf)
     if noted > MAX_ENTRY_PROBLEMS:
-        problems.append(Problem("entries_more_problems", f"{noted - MAX_ENTRY_PROBLEMS} more "
-                                "entries have problems like the ones above"))
+        problems.append(
+            Problem(
+                "entries_more_problems",
+                f"{noted - MAX_ENTRY_PROBLEMS} more entries have problems like the ones above",
+            )
+        )
     return tree
 
 
@@ -335,27 +376,42 @@ def _leaf_of(entry: Any, index: int) -> tuple[bytes | None, Problem | None]:
     """The leaf bytes of ``entry`` at position ``index``, and what is wrong with it if anything."""
     if not isinstance(entry, dict) or entry.get("index") != index:
         found = entry.get("index") if isinstance(entry, dict) else None
-        return None, Problem("entry_index", f"expected entry {index} but the log served entry "
-                             f"{found!r}: entries are missing or out of order", index)
-    leaf = strict_b64decode(entry["leaf"], canonical=True) if isinstance(entry.get("leaf"), str) else None
+        return None, Problem(
+            "entry_index",
+            f"expected entry {index} but the log served entry "
+            f"{found!r}: entries are missing or out of order",
+            index,
+        )
+    leaf = (
+        strict_b64decode(entry["leaf"], canonical=True)
+        if isinstance(entry.get("leaf"), str)
+        else None
+    )
     if leaf is None:
         return None, Problem("entry_leaf", f"entry {index} has no base64 leaf", index)
     try:
         decoded = json.loads(leaf)
     except ValueError:
-        return leaf, Problem("entry_event", f"the leaf of entry {index} is not UTF-8 JSON",
-                             index)
+        return leaf, Problem("entry_event", f"the leaf of entry {index} is not UTF-8 JSON", index)
     if _json_text(decoded) != _json_text(entry.get("event")):
-        return leaf, Problem("entry_event", f"the event shown for entry {index} is not its "
-                             "leaf decoded: the service shows something other than what it "
-                             "logged", index)
+        return leaf, Problem(
+            "entry_event",
+            f"the event shown for entry {index} is not its "
+            "leaf decoded: the service shows something other than what it "
+            "logged",
+            index,
+        )
     try:
         canonical = rfc8785.dumps(decoded) == leaf
     except (ValueError, TypeError):
         canonical = False
     if not canonical:
-        return leaf, Problem("entry_not_canonical", f"the leaf of entry {index} is not "
-                             "canonical (RFC 8785) JSON, so the log did not write it", index)
+        return leaf, Problem(
+            "entry_not_canonical",
+            f"the leaf of entry {index} is not "
+            "canonical (RFC 8785) JSON, so the log did not write it",
+            index,
+        )
     return leaf, None
 
 
@@ -364,46 +420,79 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def _against(source: LedgerSource, tree: merkle.MemoryTree, head: Checkpoint, code: str,
-             what: str) -> list[Problem]:
+def _against(
+    source: LedgerSource, tree: merkle.MemoryTree, head: Checkpoint, code: str, what: str
+) -> list[Problem]:
     """The first downloaded entry not proven against the signed tree head ``head``."""
     index = first_unproven(source, tree, head.size, head.root_hash)
     if index is None:
         return []
-    proven = ("" if index == 0 else "entry 0 is proven, " if index == 1
-              else f"entries 0 to {index - 1} are proven, ")
-    return [Problem(code, f"the entries do not hash to the root of {what} (size {head.size}): "
-                    f"{proven}entry {index} is the first the log cannot prove", index)]
+    proven = (
+        ""
+        if index == 0
+        else "entry 0 is proven, "
+        if index == 1
+        else f"entries 0 to {index - 1} are proven, "
+    )
+    return [
+        Problem(
+            code,
+            f"the entries do not hash to the root of {what} (size {head.size}): "
+            f"{proven}entry {index} is the first the log cannot prove",
+            index,
+        )
+    ]
 
 
-def _against_saved(source: LedgerSource, tree: merkle.MemoryTree, previous: Checkpoint,
-                   current: Checkpoint) -> tuple[bool | None, list[Problem]]:
+def _against_saved(
+    source: LedgerSource, tree: merkle.MemoryTree, previous: Checkpoint, current: Checkpoint
+) -> tuple[bool | None, list[Problem]]:
     if previous.size > current.size:
-        return False, [Problem(
-            "log_truncated", f"the saved checkpoint has {previous.size} entries but the log now "
-            f"has {current.size}: entries {current.size} to {previous.size - 1} were removed",
-            current.size)]
+        return False, [
+            Problem(
+                "log_truncated",
+                f"the saved checkpoint has {previous.size} entries but the log now "
+                f"has {current.size}: entries {current.size} to {previous.size - 1} were removed",
+                current.size,
+            )
+        ]
     if previous.size == 0:
         return None, []
     consistent = _consistent(source, previous, current)
-    problems = [] if consistent else [Problem(
-        "inconsistent", f"the log's consistency proof from the saved size {previous.size} to "
-        f"{current.size} does not verify: the log rewrote history after you saved the "
-        "checkpoint, or one of the two signed checkpoints is a fork")]
+    problems = (
+        []
+        if consistent
+        else [
+            Problem(
+                "inconsistent",
+                f"the log's consistency proof from the saved size {previous.size} to "
+                f"{current.size} does not verify: the log rewrote history after you saved the "
+                "checkpoint, or one of the two signed checkpoints is a fork",
+            )
+        ]
+    )
     found = _against(source, tree, previous, "saved_root_mismatch", "your saved checkpoint")
     if found and not consistent:
-        found = [Problem(p.code, p.message + "; the log's own proofs no longer lead to the "
-                         "saved root, so the first altered entry is at this index or later",
-                         p.index) for p in found]
+        found = [
+            Problem(
+                p.code,
+                p.message + "; the log's own proofs no longer lead to the "
+                "saved root, so the first altered entry is at this index or later",
+                p.index,
+            )
+            for p in found
+        ]
     return consistent, problems + found
 
 
 def _consistent(source: LedgerSource, previous: Checkpoint, current: Checkpoint) -> bool:
     try:
-        proof = [] if previous.size == current.size else source.consistency(previous.size,
-                                                                            current.size)
-        merkle.verify_consistency(previous.size, current.size, previous.root_hash,
-                                  current.root_hash, proof)
+        proof = (
+            [] if previous.size == current.size else source.consistency(previous.size, current.size)
+        )
+        merkle.verify_consistency(
+            previous.size, current.size, previous.root_hash, current.root_hash, proof
+        )
     except (ProofError, SandboxAPIError) as exc:
         if isinstance(exc, SandboxAPIError) and exc.status != 400:
             raise
@@ -411,8 +500,9 @@ def _consistent(source: LedgerSource, previous: Checkpoint, current: Checkpoint)
     return True
 
 
-def first_unproven(source: LedgerSource, tree: merkle.MemoryTree, size: int,
-                   root: bytes) -> int | None:
+def first_unproven(
+    source: LedgerSource, tree: merkle.MemoryTree, size: int, root: bytes
+) -> int | None:
     """Index of the first leaf of ``tree`` the log cannot prove against the signed tree head
     (``size``, ``root``), or None when all leaves below ``min(tree.size, size)`` are proven.
 
@@ -431,8 +521,9 @@ def first_unproven(source: LedgerSource, tree: merkle.MemoryTree, size: int,
     return proven
 
 
-def _proven(source: LedgerSource, tree: merkle.MemoryTree, prefix: int, size: int,
-            root: bytes) -> bool:
+def _proven(
+    source: LedgerSource, tree: merkle.MemoryTree, prefix: int, size: int, root: bytes
+) -> bool:
     if prefix == size:
         return tree.root(size) == root
     try:
@@ -462,8 +553,13 @@ class Cosigned:
     record: Mapping[str, Any]
 
 
-def cosign(source: LedgerSource, key: BureauKey, witness_key: Ed25519PrivateKey, name: str,
-           previous: str | None = None) -> Cosigned:
+def cosign(
+    source: LedgerSource,
+    key: BureauKey,
+    witness_key: Ed25519PrivateKey,
+    name: str,
+    previous: str | None = None,
+) -> Cosigned:
     """Act as a witness: check the latest checkpoint's bureau signature and, given the last
     checkpoint this witness holds, that the log only grew since; then co-sign and post it.
 
@@ -477,17 +573,19 @@ def cosign(source: LedgerSource, key: BureauKey, witness_key: Ed25519PrivateKey,
     if previous is not None:
         held, _ = open_checkpoint(previous, {origin: key.public_key}, origin)
         if held.size > current.size:
-            raise ProofError(f"the log has {current.size} entries, fewer than the "
-                             f"{held.size} of the checkpoint you hold: it lost entries; do not "
-                             "co-sign, and run 'sandbox ledger verify'")
+            raise ProofError(
+                f"the log has {current.size} entries, fewer than the "
+                f"{held.size} of the checkpoint you hold: it lost entries; do not "
+                "co-sign, and run 'sandbox ledger verify'"
+            )
         if held.size > 0:
-            proof = [] if held.size == current.size else source.consistency(held.size,
-                                                                            current.size)
-            merkle.verify_consistency(held.size, current.size, held.root_hash,
-                                      current.root_hash, proof)
+            proof = [] if held.size == current.size else source.consistency(held.size, current.size)
+            merkle.verify_consistency(
+                held.size, current.size, held.root_hash, current.root_hash, proof
+            )
     cosigned = add_signature(note, name, witness_key)
-    public = witness_key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                   serialization.PublicFormat.Raw)
+    public = witness_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     record = source.witness(cosigned, name, public)
-    return Cosigned(current.size, current.root_hash, held.size if held else None, cosigned,
-                    record)
+    return Cosigned(current.size, current.root_hash, held.size if held else None, cosigned, record)

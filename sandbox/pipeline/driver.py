@@ -52,8 +52,13 @@ MAX_SCALAR_CHARS = 10_000
 # (the cap also bounds what crosses into the job process).
 MAX_RELEASED_ROWS = 10_000
 # Arrow type names of a released table's columns, by the kinds the plan check gives them.
-ARROW_TYPES = {"int": "int64", "float": "double", "string": "string", "bool": "bool",
-               "date": "date32[day]"}
+ARROW_TYPES = {
+    "int": "int64",
+    "float": "double",
+    "string": "string",
+    "bool": "bool",
+    "date": "date32[day]",
+}
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class JobSpec:
     datasets: Mapping[str, DatasetInfo]
     thresholds: Mapping[str, int]
     limits: Limits
-    max_rows: int        # scan budget the quote covers
+    max_rows: int  # scan budget the quote covers
     max_outputs: int
     # Differential privacy: the ε this job reserved per dataset the contract puts under it
     # (exact decimal strings), spread over the code's collect() call sites.
@@ -84,7 +89,7 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobResult:
-    status: JobStatus                 # succeeded | failed | rejected
+    status: JobStatus  # succeeded | failed | rejected
     outputs: dict[str, Any]
     usage: dict[str, Any]
     disclosure: dict[str, Any]
@@ -139,8 +144,9 @@ class _Handler:
             return self._collect(plan_json)
         except DisclosureRefused as exc:
             # A plan the rules refuse outright is itself a sign, for the regulator's eyes.
-            self.observations.append({"index": len(self.releases), "refused": exc.code,
-                                      "reason": str(exc)[:300]})
+            self.observations.append(
+                {"index": len(self.releases), "refused": exc.code, "reason": str(exc)[:300]}
+            )
             raise
 
     def _collect(self, plan_json: Any) -> dict[str, Any]:
@@ -156,19 +162,22 @@ class _Handler:
                 f"this collect() would scan {more} more rows of "
                 f"{', '.join(repr(d.name) for d in read)}, beyond the "
                 f"{self.spec.max_rows} rows this job was quoted for; each collect() call site is "
-                "quoted once, so avoid calling collect() in a loop", sign="exhaustion")
+                "quoted once, so avoid calling collect() in a loop",
+                sign="exhaustion",
+            )
         epsilon = self._private_share(ds.name)
         # A joined cell is as sensitive as the most sensitive dataset it draws on.
-        threshold = max(cell_threshold(d.level, dict(self.spec.thresholds),
-                                       self.spec.contract.min_contributors) for d in read)
+        threshold = max(
+            cell_threshold(d.level, dict(self.spec.thresholds), self.spec.contract.min_contributors)
+            for d in read
+        )
         if epsilon is not None:
             checked = dp.prepare(checked)
             # Spent once data is read, whatever happens next: a collect that reads data and
             # then ends in a refusal must cost what a release costs, or the refusal is free.
             self.epsilon_used[ds.name] = self.epsilon_used.get(ds.name, ZERO) + epsilon
         else:
-            checked = dataclasses.replace(checked, disclosure_stats=True,
-                                          quantile_window=threshold)
+            checked = dataclasses.replace(checked, disclosure_stats=True, quantile_window=threshold)
         try:
             result = self.executor.aggregate(checked, self.deadline)
         except DeadlinePassed:
@@ -182,31 +191,37 @@ class _Handler:
         if result is None:
             for d in read:
                 self.rows_by_dataset[d.name] = self.rows_by_dataset.get(d.name, 0) + d.row_count
-            released = control.unevaluable(checked.plan.keys, [
-                (name, ARROW_TYPES.get(kind, "null")) for name, kind in checked.output_kinds])
+            released = control.unevaluable(
+                checked.plan.keys,
+                [(name, ARROW_TYPES.get(kind, "null")) for name, kind in checked.output_kinds],
+            )
             noise: tuple[dp.Noise, ...] = ()
         else:
             for name, rows in result.rows_by_dataset.items():
                 self.rows_by_dataset[name] = self.rows_by_dataset.get(name, 0) + rows
             released, noise = self._release(checked, result.table, threshold, epsilon)
-        self.observations.append(_observe(checked, result, released, threshold,
-                                          len(self.releases)))
-        self.releases.append({
-            "index": len(self.releases), "dataset": ds.name, "keys": list(checked.plan.keys),
-            **({"joined": [d.name for d in read[1:]]} if len(read) > 1 else {}),
-            "rows": len(released.body["rows"]),
-            "cells": len(released.body["rows"]) * len(checked.plan.aggs),
-            "suppressed": list(released.suppressed),
-            **({"noise": [n.to_json() for n in noise]} if noise else {}),
-            **({"coarsened": list(released.coarsened)} if released.coarsened else {}),
-            **({"truncated": released.truncated} if released.truncated else {}),
-            **({"left_out": released.small} if released.small else {}),
-        })
+        self.observations.append(_observe(checked, result, released, threshold, len(self.releases)))
+        self.releases.append(
+            {
+                "index": len(self.releases),
+                "dataset": ds.name,
+                "keys": list(checked.plan.keys),
+                **({"joined": [d.name for d in read[1:]]} if len(read) > 1 else {}),
+                "rows": len(released.body["rows"]),
+                "cells": len(released.body["rows"]) * len(checked.plan.aggs),
+                "suppressed": list(released.suppressed),
+                **({"noise": [n.to_json() for n in noise]} if noise else {}),
+                **({"coarsened": list(released.coarsened)} if released.coarsened else {}),
+                **({"truncated": released.truncated} if released.truncated else {}),
+                **({"left_out": released.small} if released.small else {}),
+            }
+        )
         self.released.add(_canonical(released.body))
         return released.body
 
-    def _release(self, checked: CheckedPlan, table: pa.Table, threshold: int,
-                 epsilon: Epsilon | None) -> tuple[control.Release, tuple[dp.Noise, ...]]:
+    def _release(
+        self, checked: CheckedPlan, table: pa.Table, threshold: int, epsilon: Epsilon | None
+    ) -> tuple[control.Release, tuple[dp.Noise, ...]]:
         ds = checked.dataset
         if epsilon is not None:
             # Noisy values: the noise protects cells and composes across releases, so only
@@ -214,22 +229,27 @@ class _Handler:
             # chosen privately too.
             table, noise = dp.privatize(table, checked, epsilon)
             table = dp.select_partitions(table, checked, noise)
-            return control.release(table, checked.plan.keys,
-                                   Policy(threshold, dominance=(), secondary=False,
-                                          max_rows=MAX_RELEASED_ROWS)), noise
-        measures = tuple((name, m) for (name, _), m in zip(checked.plan.aggs, checked.measures)
-                         if m is not None)
-        released = control.release(table, checked.plan.keys,
-                                   Policy(threshold, self.spec.dominance,
-                                          max_rows=MAX_RELEASED_ROWS, measures=measures),
-                                   functools.partial(self._audit, threshold))
+            return control.release(
+                table,
+                checked.plan.keys,
+                Policy(threshold, dominance=(), secondary=False, max_rows=MAX_RELEASED_ROWS),
+            ), noise
+        measures = tuple(
+            (name, m) for (name, _), m in zip(checked.plan.aggs, checked.measures) if m is not None
+        )
+        released = control.release(
+            table,
+            checked.plan.keys,
+            Policy(threshold, self.spec.dominance, max_rows=MAX_RELEASED_ROWS, measures=measures),
+            functools.partial(self._audit, threshold),
+        )
         for space, blob in released.new_sets:
             self.new_sets.setdefault(ds.name, []).append((blob, threshold, space))
         return released, ()
 
     def _audit(self, threshold: int, rows: list[control.Sets | None]) -> list[Any]:
         gate = self.gate
-        if hasattr(gate.audit, "remote"):   # the Ray actor
+        if hasattr(gate.audit, "remote"):  # the Ray actor
             import ray
 
             return ray.get(gate.audit.remote(self.spec.operator_id, rows, threshold))  # type: ignore[no-any-return]
@@ -245,7 +265,8 @@ class _Handler:
             raise DisclosureRefused(
                 f"dataset '{dataset}' is analysed under differential privacy and this job "
                 "reserved no ε for it; name it literally, table('" + dataset + "'), so the "
-                "submission reserves its ε")
+                "submission reserves its ε"
+            )
         total = Epsilon.parse(reserved)
         share = total / max(self.spec.collect_sites, 1)
         if self.epsilon_used.get(dataset, ZERO) + share > total:
@@ -253,24 +274,34 @@ class _Handler:
                 f"this job's ε of {total} for dataset '{dataset}' is used up: each collect() "
                 f"of it spends ε/{max(self.spec.collect_sites, 1)}, one share per collect() "
                 "call site. Put the aggregates you need into one collect(), and avoid "
-                "calling collect() in a loop", sign="exhaustion")
+                "calling collect() in a loop",
+                sign="exhaustion",
+            )
         return share
 
     def emit(self, name: Any, value: Any) -> None:
         if not isinstance(name, str) or not OUTPUT_NAME.match(name):
-            raise PlanError("output names are 1–128 letters, digits, '_', '-' or '.'",
-                            sign=_name_sign(name))
+            raise PlanError(
+                "output names are 1–128 letters, digits, '_', '-' or '.'", sign=_name_sign(name)
+            )
         if name in self.outputs:
             raise PlanError(f"output {name!r} was already emitted; use a different name")
         if len(self.outputs) >= self.spec.max_outputs:
             raise QuotaExceeded(
                 f"this job was quoted for {self.spec.max_outputs} output(s); each emit() call "
-                "site is quoted once, so avoid emit() in a loop", sign="exhaustion")
+                "site is quoted once, so avoid emit() in a loop",
+                sign="exhaustion",
+            )
         self.outputs[name] = _check_output(value, self.released)
 
 
-def _observe(checked: CheckedPlan, result: AggregateResult | None, released: control.Release,
-             threshold: int, index: int) -> dict[str, Any]:
+def _observe(
+    checked: CheckedPlan,
+    result: AggregateResult | None,
+    released: control.Release,
+    threshold: int,
+    index: int,
+) -> dict[str, Any]:
     """What the engine saw of one collect that the operator does not: how many people its
     filters selected (per table read), the plan's shape and constants, what the rules hid.
     For the regulator's detection of attack patterns (never shown to the operator)."""
@@ -279,27 +310,47 @@ def _observe(checked: CheckedPlan, result: AggregateResult | None, released: con
     for cell in released.suppressed:
         rules[cell["rule"]] = rules.get(cell["rule"], 0) + 1
     table = result.table if result is not None else None
-    selected = [] if table is None else [
-        len(protection.union(table.column(protection.ids(j)).to_pylist()))
-        for j in range(protection.reads_in(table.column_names))]
-    sensitive = any(c is not None and c.role == "sensitive"
-                    for read in checked.reads for name in read.columns
-                    if (c := read.dataset.column(name)) is not None)
+    selected = (
+        []
+        if table is None
+        else [
+            len(protection.union(table.column(protection.ids(j)).to_pylist()))
+            for j in range(protection.reads_in(table.column_names))
+        ]
+    )
+    sensitive = any(
+        c is not None and c.role == "sensitive"
+        for read in checked.reads
+        for name in read.columns
+        if (c := read.dataset.column(name)) is not None
+    )
     return {
-        "index": index, "dataset": checked.dataset.name,
+        "index": index,
+        "dataset": checked.dataset.name,
         "shape": hashlib.sha256(_canonical(form).encode("utf-8")).hexdigest()[:16],
-        "literals": literals[:64], "threshold": threshold, "sensitive": sensitive,
-        "selected": selected, "groups": (table.num_rows if table is not None else 0),
-        "rules": rules, "left_out": released.small,
+        "literals": literals[:64],
+        "threshold": threshold,
+        "sensitive": sensitive,
+        "selected": selected,
+        "groups": (table.num_rows if table is not None else 0),
+        "rules": rules,
+        "left_out": released.small,
         "cells": len(released.body["rows"]) * len(checked.plan.aggs),
         "padded": _padded(table, threshold) if table is not None else 0,
-        "evaluated": result is not None, "private": checked.clamp is not None,
+        "evaluated": result is not None,
+        "private": checked.clamp is not None,
         "pinpoints": _pinpoints(checked, form),
-        "extremes": [name for name, a in checked.plan.aggs if a.fn == "quantile"
-                     and a.param is not None and not EXTREME_Q <= a.param <= 1 - EXTREME_Q],
+        "extremes": [
+            name
+            for name, a in checked.plan.aggs
+            if a.fn == "quantile"
+            and a.param is not None
+            and not EXTREME_Q <= a.param <= 1 - EXTREME_Q
+        ],
         # Cells the audit refused because their set is nearly an earlier one.
-        "near": sum(1 for cell in released.suppressed
-                    if cell["rule"] == audit.RULE and cell.get("near")),
+        "near": sum(
+            1 for cell in released.suppressed if cell["rule"] == audit.RULE and cell.get("near")
+        ),
     }
 
 
@@ -315,9 +366,13 @@ def _pinpoints(checked: CheckedPlan, form: Any) -> list[str]:
     exactly against constants that name few people: identifiers and fine quasi-identifiers
     compared with `==` or `isin` (in a filter, a case() or any expression). Decided from the
     code and the catalog alone."""
-    fine = {c.name for read in checked.reads for c in read.dataset.columns
-            if c.role == "identifier" or (c.role == "quasi_identifier"
-                                          and (c.distinct or 0) > PINPOINT_DISTINCT)}
+    fine = {
+        c.name
+        for read in checked.reads
+        for c in read.dataset.columns
+        if c.role == "identifier"
+        or (c.role == "quasi_identifier" and (c.distinct or 0) > PINPOINT_DISTINCT)
+    }
     found: set[str] = set()
     stack: list[Any] = [form]
     while stack:
@@ -342,8 +397,9 @@ def _padded(table: pa.Table, threshold: int) -> int:
             continue
         valued = table.column(name).to_pylist()
         counted = table.column(internal.contributors(internal.aggregate_of(name))).to_pylist()
-        padded += sum(1 for v, c in zip(valued, counted)
-                      if (v or 0) >= threshold and (c or 0) < threshold)
+        padded += sum(
+            1 for v, c in zip(valued, counted) if (v or 0) >= threshold and (c or 0) < threshold
+        )
     return padded
 
 
@@ -358,7 +414,8 @@ def _refuse_many_to_many(checked: CheckedPlan) -> None:
             f"join(on={keys}): neither table holds these keys once per row (no column the "
             "catalog records as a unique identifier among them), so rows could match many "
             "times over; join on an identifier that is unique in one of the tables, e.g. "
-            "population's resident_id or enterprises' credit_code")
+            "population's resident_id or enterprises' credit_code"
+        )
 
 
 def _refuse_private_join(contract: ContractDocument, read: tuple[DatasetInfo, ...]) -> None:
@@ -367,7 +424,8 @@ def _refuse_private_join(contract: ContractDocument, read: tuple[DatasetInfo, ..
         raise DisclosureRefused(
             f"dataset '{private[0]}' is analysed under differential privacy in this contract, "
             "and joins with such a dataset are not available yet; analyse it on its own, "
-            "without join()")
+            "without join()"
+        )
 
 
 def _name_sign(name: Any) -> str | None:
@@ -381,18 +439,27 @@ def _check_output(value: Any, released: set[str]) -> dict[str, Any]:
     """The jail is untrusted: an output must be a table this job released, or one scalar."""
     if isinstance(value, dict) and value.get("kind") == "table":
         if _canonical(value) not in released:
-            raise PlanError("emit() of a table must pass a collected result unchanged",
-                            sign="probe")
+            raise PlanError(
+                "emit() of a table must pass a collected result unchanged", sign="probe"
+            )
         return value
-    if isinstance(value, dict) and value.get("kind") == "scalar" and set(value) == {"kind", "value"}:
+    if (
+        isinstance(value, dict)
+        and value.get("kind") == "scalar"
+        and set(value) == {"kind", "value"}
+    ):
         v = value["value"]
         if isinstance(v, float) and not math.isfinite(v):
             raise PlanError("emit() of a number needs a finite value")
-        if v is None or isinstance(v, (bool, int, float)) or (
-                isinstance(v, str) and len(v) <= MAX_SCALAR_CHARS):
+        if (
+            v is None
+            or isinstance(v, (bool, int, float))
+            or (isinstance(v, str) and len(v) <= MAX_SCALAR_CHARS)
+        ):
             return value
-    raise PlanError("emit() takes a collected table or a single number, string or boolean",
-                    sign="probe")
+    raise PlanError(
+        "emit() takes a collected table or a single number, string or boolean", sign="probe"
+    )
 
 
 def reported_seconds(wall: float, limit: float, quantum: float = 0.0) -> str:
@@ -414,15 +481,18 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         "rows_scanned": handler.rows_scanned,
         "rows_by_level": handler.rows_by_level(),
         "rows_by_dataset": dict(sorted(handler.rows_by_dataset.items())),
-        "compute_seconds": reported_seconds(outcome.wall_seconds, spec.limits.wall_seconds,
-                                            spec.timing_quantum),
+        "compute_seconds": reported_seconds(
+            outcome.wall_seconds, spec.limits.wall_seconds, spec.timing_quantum
+        ),
         "collects": len(handler.releases),
         "outputs": len(handler.outputs) if outcome.status == JobStatus.SUCCEEDED else 0,
     }
     if handler.epsilon_used:
         # Charged in whole micro-ε, rounded up, so the budget never under-counts.
-        usage["epsilon_by_dataset"] = {name: str(Epsilon.from_micro(eps.micro()))
-                                       for name, eps in sorted(handler.epsilon_used.items())}
+        usage["epsilon_by_dataset"] = {
+            name: str(Epsilon.from_micro(eps.micro()))
+            for name, eps in sorted(handler.epsilon_used.items())
+        }
     return JobResult(
         status=outcome.status,
         outputs=handler.outputs if outcome.status == JobStatus.SUCCEEDED else {},
@@ -432,8 +502,10 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         printed=outcome.printed,
         # Whatever the outcome, the job's code saw these cells (and may have printed them).
         released_sets=handler.new_sets,
-        observations=[*handler.observations,
-                      *code_observation(spec.code, len(handler.releases), outcome.sign)],
+        observations=[
+            *handler.observations,
+            *code_observation(spec.code, len(handler.releases), outcome.sign),
+        ],
     )
 
 

@@ -30,9 +30,13 @@ logger = logging.getLogger(__name__)
 
 def limits(ctx: Context) -> Limits:
     s = ctx.settings
-    return Limits(cpu_seconds=s.job_cpu_seconds, memory_bytes=s.job_memory_mb * 2**20,
-                  wall_seconds=s.job_wall_seconds, fork_template=s.jail_fork_template,
-                  require_seccomp=s.jail_require_seccomp)
+    return Limits(
+        cpu_seconds=s.job_cpu_seconds,
+        memory_bytes=s.job_memory_mb * 2**20,
+        wall_seconds=s.job_wall_seconds,
+        fork_template=s.jail_fork_template,
+        require_seccomp=s.jail_require_seccomp,
+    )
 
 
 def report_jail_filter(settings: Settings) -> str | None:
@@ -41,13 +45,19 @@ def report_jail_filter(settings: Settings) -> str | None:
     if problem is None:
         return None
     if settings.jail_require_seccomp:
-        logger.error("JOBS WILL BE REFUSED: the job process's system-call filter (seccomp) "
-                     "cannot be installed on this host (%s). Run the service on Linux with "
-                     "libseccomp, or set SANDBOX_JAIL_REQUIRE_SECCOMP=false to run jobs "
-                     "without it.", problem)
+        logger.error(
+            "JOBS WILL BE REFUSED: the job process's system-call filter (seccomp) "
+            "cannot be installed on this host (%s). Run the service on Linux with "
+            "libseccomp, or set SANDBOX_JAIL_REQUIRE_SECCOMP=false to run jobs "
+            "without it.",
+            problem,
+        )
     else:
-        logger.error("JOBS RUN WITHOUT A SYSTEM-CALL FILTER: seccomp cannot be installed on "
-                     "this host (%s) and SANDBOX_JAIL_REQUIRE_SECCOMP=false.", problem)
+        logger.error(
+            "JOBS RUN WITHOUT A SYSTEM-CALL FILTER: seccomp cannot be installed on "
+            "this host (%s) and SANDBOX_JAIL_REQUIRE_SECCOMP=false.",
+            problem,
+        )
     return problem
 
 
@@ -72,14 +82,24 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
         datasets = registry.get_many(ctx, s, contract.datasets)
     reserved = Reservation.of(job)
-    spec = JobSpec(job_id=job.id, code=job.code, params=job.params, contract=contract,
-                   datasets=datasets, thresholds=ctx.settings.thresholds, limits=limits(ctx),
-                   max_rows=reserved.rows_scanned, max_outputs=reserved.outputs,
-                   epsilon=dict(reserved.epsilon), collect_sites=reserved.collect_sites,
-                   dominance=parse_rules(ctx.settings.dominance_rules),
-                   operator_id=job.operator_id, gate=releases.gate(ctx),
-                   in_place_max_rows=ctx.settings.engine_in_place_rows,
-                   timing_quantum=ctx.settings.timing_quantum_seconds)
+    spec = JobSpec(
+        job_id=job.id,
+        code=job.code,
+        params=job.params,
+        contract=contract,
+        datasets=datasets,
+        thresholds=ctx.settings.thresholds,
+        limits=limits(ctx),
+        max_rows=reserved.rows_scanned,
+        max_outputs=reserved.outputs,
+        epsilon=dict(reserved.epsilon),
+        collect_sites=reserved.collect_sites,
+        dominance=parse_rules(ctx.settings.dominance_rules),
+        operator_id=job.operator_id,
+        gate=releases.gate(ctx),
+        in_place_max_rows=ctx.settings.engine_in_place_rows,
+        timing_quantum=ctx.settings.timing_quantum_seconds,
+    )
     return spec
 
 
@@ -115,7 +135,9 @@ def runner(ctx: Context) -> Runner:
     """The instance's runner, made once (starting or joining Ray when jobs run there)."""
     with ctx.runner_lock:
         if ctx.runner is None:
-            ctx.runner = RayRunner(ctx.settings) if ctx.settings.executor == "ray" else LocalRunner()
+            ctx.runner = (
+                RayRunner(ctx.settings) if ctx.settings.executor == "ray" else LocalRunner()
+            )
         return ctx.runner  # type: ignore[no-any-return]
 
 
@@ -139,10 +161,18 @@ def run_and_settle(ctx: Context, job: Job) -> None:
         result = execute(ctx, spec)
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
         logger.exception("job %s failed in the service", job_id)
-        result = JobResult(JobStatus.FAILED, {}, {}, {"releases": []}, JobError(
-            "service_error", "the service failed while running this job; nothing was "
-            "charged. Try again, and tell the bureau if it keeps happening",
-            fault=Fault.SERVICE))
+        result = JobResult(
+            JobStatus.FAILED,
+            {},
+            {},
+            {"releases": []},
+            JobError(
+                "service_error",
+                "the service failed while running this job; nothing was "
+                "charged. Try again, and tell the bureau if it keeps happening",
+                fault=Fault.SERVICE,
+            ),
+        )
     if spec is not None and spec.epsilon:
         _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
     settle_job(ctx, job_id, result, spec, job)

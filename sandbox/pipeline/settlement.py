@@ -34,8 +34,13 @@ def _chargeable(result: JobResult) -> bool:
     return result.status != JobStatus.REJECTED or result.usage.get("rows_scanned", 0) > 0
 
 
-def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | None = None,
-               reserved: Job | None = None) -> None:
+def settle_job(
+    ctx: Context,
+    job_id: str,
+    result: JobResult,
+    spec: JobSpec | None = None,
+    reserved: Job | None = None,
+) -> None:
     """Charge, release the reservation, store the outputs. `spec`, when the job got as far as
     one, already holds the terms and datasets it ran under; `reserved` is the row as
     reserve() wrote it (nothing but its status changes until settlement), so it need not be
@@ -43,18 +48,34 @@ def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | Non
     with ctx.money_lock, ctx.transaction() as s:
         job = s.merge(reserved, load=False) if reserved is not None else s.get(Job, job_id)
         assert job is not None
-        contract = (spec.contract if spec is not None else
-                    agreements.version_document(s, job.contract_id, job.contract_version))
+        contract = (
+            spec.contract
+            if spec is not None
+            else agreements.version_document(s, job.contract_id, job.contract_version)
+        )
         # Whatever the outcome, the job's code saw these cells: they stay in the history.
-        releases.record(s, job.operator_id, job.contract_id, job.id,
-                               {d: sets for d, sets in result.released_sets.items() if sets})
+        releases.record(
+            s,
+            job.operator_id,
+            job.contract_id,
+            job.id,
+            {d: sets for d, sets in result.released_sets.items() if sets},
+        )
         quote = Charge.from_json(job.quote) if job.quote else None
         charge = None
         if quote is not None:
             schedule = money.schedule_by_id(s, job.schedule_id)
-            actual = (money.actual(schedule, result.usage, contract,
-                                     _levels(ctx, s, result, spec), _settlement_volume(s, job))
-                      if _chargeable(result) else Charge.from_lines(()))
+            actual = (
+                money.actual(
+                    schedule,
+                    result.usage,
+                    contract,
+                    _levels(ctx, s, result, spec),
+                    _settlement_volume(s, job),
+                )
+                if _chargeable(result)
+                else Charge.from_lines(())
+            )
             charge = settle(quote, actual)
         job.status = result.status
         job.usage = {**(job.usage or {}), **result.usage}
@@ -65,34 +86,63 @@ def settle_job(ctx: Context, job_id: str, result: JobResult, spec: JobSpec | Non
         job.charge = charge.to_json() if charge else None
         job.charge_fen = money.to_fen(charge.amount) if charge else 0
         money.settle_contract(s, job.contract_id, job.quote_fen, job.charge_fen)
-        budgets.settle(s, job.contract_id, job_id,
-                       dict(Reservation.of(job).epsilon), result.usage,
-                       service_fault=result.error is not None and result.error.service_fault)
+        budgets.settle(
+            s,
+            job.contract_id,
+            job_id,
+            dict(Reservation.of(job).epsilon),
+            result.usage,
+            service_fault=result.error is not None and result.error.service_fault,
+        )
         money.settle_prepaid(s, job.operator_id, job.quote_fen, job.charge_fen)
         for name, body in result.outputs.items():
             s.add(JobOutput(job_id=job_id, name=name, body=body))
-        log.append(s, f"job.{result.status}", None, job_id, {
-            "usage": result.usage, "error": job.error,
-            "outputs": {n: output_digest(b) for n, b in result.outputs.items()},
-            "disclosure": result.disclosure})
+        log.append(
+            s,
+            f"job.{result.status}",
+            None,
+            job_id,
+            {
+                "usage": result.usage,
+                "error": job.error,
+                "outputs": {n: output_digest(b) for n, b in result.outputs.items()},
+                "disclosure": result.disclosure,
+            },
+        )
         if charge is not None:
-            log.append(s, "charge.settled", None, job_id, {
-                "contract_id": job.contract_id, "operator_id": job.operator_id,
-                "charge": charge.to_json()})
+            log.append(
+                s,
+                "charge.settled",
+                None,
+                job_id,
+                {
+                    "contract_id": job.contract_id,
+                    "operator_id": job.operator_id,
+                    "charge": charge.to_json(),
+                },
+            )
         # The regulator's second line: attack patterns, flags, suspension past their score.
         detect(ctx, s, job, result.observations)
 
 
 def detect(ctx: Context, session: Session, job: Job, observations: Any) -> None:
-    flags.record(session, job, observations, suspend_score=ctx.settings.flag_suspend_score,
-                 window=dt.timedelta(days=ctx.settings.flag_window_days))
+    flags.record(
+        session,
+        job,
+        observations,
+        suspend_score=ctx.settings.flag_suspend_score,
+        window=dt.timedelta(days=ctx.settings.flag_window_days),
+    )
 
 
-def _levels(ctx: Context, session: Session, result: JobResult,
-            spec: JobSpec | None) -> dict[str, str]:
+def _levels(
+    ctx: Context, session: Session, result: JobResult, spec: JobSpec | None
+) -> dict[str, str]:
     known = spec.datasets if spec is not None else {}
-    return {name: known[name].level if name in known else registry.get(ctx, session, name).level
-            for name in result.usage.get("rows_by_dataset", {})}
+    return {
+        name: known[name].level if name in known else registry.get(ctx, session, name).level
+        for name in result.usage.get("rows_by_dataset", {})
+    }
 
 
 def _settlement_volume(session: Session, job: Job) -> dict[str, int]:
@@ -107,10 +157,24 @@ def _settlement_volume(session: Session, job: Job) -> dict[str, int]:
 def recover_interrupted(ctx: Context) -> int:
     """Jobs left queued or running by a stopped service fail, with their reservation released."""
     with ctx.reading() as s:
-        ids = list(s.scalars(select(Job.id).where(
-            Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))))
+        ids = list(
+            s.scalars(select(Job.id).where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))))
+        )
     for job_id in ids:
-        settle_job(ctx, job_id, JobResult(JobStatus.FAILED, {}, {}, {"releases": []}, JobError(
-            "interrupted", "the service stopped while this job was waiting or running; "
-            "nothing was charged. Submit it again", fault=Fault.SERVICE)))
+        settle_job(
+            ctx,
+            job_id,
+            JobResult(
+                JobStatus.FAILED,
+                {},
+                {},
+                {"releases": []},
+                JobError(
+                    "interrupted",
+                    "the service stopped while this job was waiting or running; "
+                    "nothing was charged. Submit it again",
+                    fault=Fault.SERVICE,
+                ),
+            ),
+        )
     return len(ids)

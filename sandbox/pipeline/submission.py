@@ -72,8 +72,11 @@ class JobRequest(BaseModel):
     # ε per differentially private dataset, as decimal strings; else the contract's
     # per_job_epsilon. Not part of the signed bytes.
     epsilon: dict[str, str] | None = None
-    signed_at: str | None = Field(None, max_length=40, description=(
-        "When the submission was signed (ISO 8601); part of the signed bytes"))
+    signed_at: str | None = Field(
+        None,
+        max_length=40,
+        description=("When the submission was signed (ISO 8601); part of the signed bytes"),
+    )
 
     @field_validator("params")
     @classmethod
@@ -104,15 +107,19 @@ def check_params(params: Any) -> None:
         elif isinstance(value, bool) or value is None or isinstance(value, str):
             continue
         elif isinstance(value, int) and abs(value) > MAX_EXACT_INT:
-            raise ValueError(f"params hold an integer beyond ±{MAX_EXACT_INT} (2^53 − 1), "
-                             "which the log's canonical JSON cannot hold exactly; pass it as "
-                             "a string or a float")
+            raise ValueError(
+                f"params hold an integer beyond ±{MAX_EXACT_INT} (2^53 − 1), "
+                "which the log's canonical JSON cannot hold exactly; pass it as "
+                "a string or a float"
+            )
         elif isinstance(value, float) and not math.isfinite(value):
             raise ValueError("params hold a number that is not finite")
     size = len(json.dumps(params, ensure_ascii=False).encode("utf-8"))
     if size > MAX_PARAMS_BYTES:
-        raise ValueError(f"params are {size} bytes of JSON, more than {MAX_PARAMS_BYTES}; "
-                         "pass fewer or smaller values")
+        raise ValueError(
+            f"params are {size} bytes of JSON, more than {MAX_PARAMS_BYTES}; "
+            "pass fewer or smaller values"
+        )
 
 
 class RejectedJob(SandboxError):
@@ -132,7 +139,7 @@ class Prepared:
     schedule_id: int
     quote: Charge
     bound: money.Bound
-    month_to_date: dict[str, int]   # the operator's volume this month, fixing its price tier
+    month_to_date: dict[str, int]  # the operator's volume this month, fixing its price tier
     contract_version: int
     signing_key_id: str | None
 
@@ -164,22 +171,32 @@ def verify_signature(session: Session, actor: Actor, req: JobRequest) -> str | N
         return None
     key = principals.current_key(session, actor.id)
     if key is None:
-        raise OperatorError("the submission is signed but you have no registered public key; "
-                            "ask the bureau to register it, or submit without a signature")
+        raise OperatorError(
+            "the submission is signed but you have no registered public key; "
+            "ask the bureau to register it, or submit without a signature"
+        )
     if req.signed_at is None:
-        raise SubmissionInvalid("a signed submission needs signed_at, the time it was signed "
-                                "(ISO 8601), which is part of the signed bytes")
+        raise SubmissionInvalid(
+            "a signed submission needs signed_at, the time it was signed "
+            "(ISO 8601), which is part of the signed bytes"
+        )
     lag = abs((clock.now() - parse_signed_at(req.signed_at)).total_seconds())
     if lag > SIGNATURE_MAX_AGE_SECONDS:
         raise SubmissionInvalid(
             f"the submission was signed at {req.signed_at}, more than "
             f"{SIGNATURE_MAX_AGE_SECONDS // 60} minutes from the service's clock; sign it again "
             "now (a signature is only accepted close to when it was made, so it cannot be "
-            "replayed)")
-    data = submission_bytes(req.contract_id, req.code, req.params, req.idempotency_key,
-                            req.signed_at)
-    verify(key.public_key, data, req.signature,
-           subject=f"the job submission's canonical bytes (key {key.id})")
+            "replayed)"
+        )
+    data = submission_bytes(
+        req.contract_id, req.code, req.params, req.idempotency_key, req.signed_at
+    )
+    verify(
+        key.public_key,
+        data,
+        req.signature,
+        subject=f"the job submission's canonical bytes (key {key.id})",
+    )
     return key.id
 
 
@@ -193,8 +210,9 @@ def compile_code(code: str) -> CodeFacts:
     return facts
 
 
-def check_names(contract: ContractDocument, facts: CodeFacts,
-                datasets: Mapping[str, DatasetInfo]) -> None:
+def check_names(
+    contract: ContractDocument, facts: CodeFacts, datasets: Mapping[str, DatasetInfo]
+) -> None:
     """Refuse before running a job whose literal dataset names, column names or column uses
     fall outside the contract. Run-time plans are checked again in full by the driver."""
     check_scope(contract, {name: {} for name in facts.datasets or ()})
@@ -223,9 +241,17 @@ def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Pr
     schedule_id, schedule = money.in_force(session)
     bound = money.upper_bound(facts, contract, datasets, ctx.settings.job_wall_seconds)
     volume = money.volume_this_month(session, actor.id, clock.now())
-    return Prepared(contract, datasets, facts, schedule_id,
-                    money.quote(schedule, bound, contract, volume), bound, volume,
-                    contract.version, signing_key_id)
+    return Prepared(
+        contract,
+        datasets,
+        facts,
+        schedule_id,
+        money.quote(schedule, bound, contract, volume),
+        bound,
+        volume,
+        contract.version,
+        signing_key_id,
+    )
 
 
 def quote(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
@@ -234,22 +260,35 @@ def quote(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
     with ctx.transaction() as s:
         p = prepare(ctx, s, actor, req)
     epsilon = budgets.job_epsilon(p.contract, p.facts, req.epsilon)
-    return {"contract_id": req.contract_id, "quote": p.quote.to_json(),
-            "bounds": {"rows_scanned": p.bound.max_rows, "outputs": p.bound.max_outputs,
-                       "compute_seconds": ctx.settings.job_wall_seconds,
-                       **_epsilon_bounds(epsilon, p.facts)}}
+    return {
+        "contract_id": req.contract_id,
+        "quote": p.quote.to_json(),
+        "bounds": {
+            "rows_scanned": p.bound.max_rows,
+            "outputs": p.bound.max_outputs,
+            "compute_seconds": ctx.settings.job_wall_seconds,
+            **_epsilon_bounds(epsilon, p.facts),
+        },
+    }
 
 
 def _existing(session: Session, actor: Actor, req: JobRequest) -> Job | None:
     if req.idempotency_key is None:
         return None
-    job = session.scalar(select(Job).where(Job.operator_id == actor.id,
-                                           Job.idempotency_key == req.idempotency_key))
+    job = session.scalar(
+        select(Job).where(Job.operator_id == actor.id, Job.idempotency_key == req.idempotency_key)
+    )
     requested = Reservation.of(job).requested_epsilon if job else None
-    if job is not None and (job.code != req.code or job.contract_id != req.contract_id
-                            or job.params != req.params or requested != req.epsilon):
-        raise Conflict("this idempotency_key was already used for a different submission; "
-                       "use a new key for new work")
+    if job is not None and (
+        job.code != req.code
+        or job.contract_id != req.contract_id
+        or job.params != req.params
+        or requested != req.epsilon
+    ):
+        raise Conflict(
+            "this idempotency_key was already used for a different submission; "
+            "use a new key for new work"
+        )
     return job
 
 
@@ -262,13 +301,28 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
         # Submitted and refused in one moment: both times from one reading of the clock, so
         # the record never finishes before it was created.
         at = clock.stored(clock.now())
-        job = Job(id=job_id, contract_id=req.contract_id, operator_id=actor.id, code=req.code,
-                  params=req.params, idempotency_key=None, signature=req.signature,
-                  status=JobStatus.REJECTED, error=error, created_at=at, finished_at=at)
+        job = Job(
+            id=job_id,
+            contract_id=req.contract_id,
+            operator_id=actor.id,
+            code=req.code,
+            params=req.params,
+            idempotency_key=None,
+            signature=req.signature,
+            status=JobStatus.REJECTED,
+            error=error,
+            created_at=at,
+            finished_at=at,
+        )
         s.add(job)
         s.flush()
-        log.append(s, "job.rejected", actor.id, job_id,
-                   {"contract_id": req.contract_id, "code_sha256": _sha(req.code), "error": error})
+        log.append(
+            s,
+            "job.rejected",
+            actor.id,
+            job_id,
+            {"contract_id": req.contract_id, "code_sha256": _sha(req.code), "error": error},
+        )
         observed = code_observation(req.code, 0, getattr(exc, "sign", None))
         if isinstance(exc, DisclosureRefused):
             # Refused by the disclosure rules before it ran: a sign for the regulator too.
@@ -309,28 +363,54 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         epsilon = budgets.job_epsilon(p.contract, p.facts, req.epsilon)
         money.reserve_under_cap(s, contract, p.contract.spend_cap, quote_fen)
         money.reserve_prepaid(s, actor.id, quote_fen)
-        job = Job(id=new_id("j"), contract_id=contract.id, operator_id=actor.id, code=req.code,
-                  created_at=clock.stored(clock.now()),
-                  params=req.params, idempotency_key=req.idempotency_key,
-                  signature=req.signature, signing_key_id=p.signing_key_id,
-                  signed_at=req.signed_at if req.signature else None,
-                  contract_version=p.contract_version, status=JobStatus.QUEUED,
-                  schedule_id=p.schedule_id,
-                  quote=p.quote.to_json(), quote_fen=quote_fen,
-                  usage={"bounds": Reservation(
-                      p.bound.max_rows, p.bound.max_outputs, money.period_of(clock.now()),
-                      p.month_to_date, req.epsilon,
-                      {name: str(eps) for name, eps in sorted(epsilon.items())},
-                      max(p.facts.collects, 1)).to_json()})
+        job = Job(
+            id=new_id("j"),
+            contract_id=contract.id,
+            operator_id=actor.id,
+            code=req.code,
+            created_at=clock.stored(clock.now()),
+            params=req.params,
+            idempotency_key=req.idempotency_key,
+            signature=req.signature,
+            signing_key_id=p.signing_key_id,
+            signed_at=req.signed_at if req.signature else None,
+            contract_version=p.contract_version,
+            status=JobStatus.QUEUED,
+            schedule_id=p.schedule_id,
+            quote=p.quote.to_json(),
+            quote_fen=quote_fen,
+            usage={
+                "bounds": Reservation(
+                    p.bound.max_rows,
+                    p.bound.max_outputs,
+                    money.period_of(clock.now()),
+                    p.month_to_date,
+                    req.epsilon,
+                    {name: str(eps) for name, eps in sorted(epsilon.items())},
+                    max(p.facts.collects, 1),
+                ).to_json()
+            },
+        )
         s.add(job)
         s.flush()
         # Enough to re-check the operator's signature from the log alone.
-        log.append(s, "job.submitted", actor.id, job.id, {
-            "contract_id": contract.id, "contract_version": p.contract_version,
-            "code_sha256": _sha(req.code), "params": req.params,
-            "idempotency_key": req.idempotency_key, "signature": req.signature,
-            "signed_at": job.signed_at, "signing_key_id": p.signing_key_id,
-            "quote": p.quote.to_json()})
+        log.append(
+            s,
+            "job.submitted",
+            actor.id,
+            job.id,
+            {
+                "contract_id": contract.id,
+                "contract_version": p.contract_version,
+                "code_sha256": _sha(req.code),
+                "params": req.params,
+                "idempotency_key": req.idempotency_key,
+                "signature": req.signature,
+                "signed_at": job.signed_at,
+                "signing_key_id": p.signing_key_id,
+                "quote": p.quote.to_json(),
+            },
+        )
         budgets.reserve(s, p.contract, job.id, actor.id, epsilon)
         return job, True
 
@@ -347,8 +427,9 @@ class _Early:
         return row is not None and (row.version, row.status) == self.contract_state
 
 
-def _prepare_reading(ctx: Context, session: Session, actor: Actor,
-                     req: JobRequest) -> _Early | None:
+def _prepare_reading(
+    ctx: Context, session: Session, actor: Actor, req: JobRequest
+) -> _Early | None:
     """The submission prepared in a read-only session; None when preparing it must write
     (its contract is past its term, and the expiry is to be recorded)."""
     row = session.get(Contract, req.contract_id)
@@ -363,16 +444,23 @@ def _epsilon_bounds(epsilon: Mapping[str, Any], facts: CodeFacts) -> dict[str, A
     """The ε a job reserved, and the collect() call sites the driver spreads it over."""
     if not epsilon:
         return {}
-    return {"epsilon": {name: str(eps) for name, eps in sorted(epsilon.items())},
-            "collect_sites": max(facts.collects, 1)}
+    return {
+        "epsilon": {name: str(eps) for name, eps in sorted(epsilon.items())},
+        "collect_sites": max(facts.collects, 1),
+    }
 
 
 def _quota_usage(session: Session, contract_id: str) -> tuple[int, int]:
     """Jobs admitted today, and rows scanned or still reserved this month, for a contract."""
     at = clock.now()
-    today, rows = session.execute(_quota_usage_query(), {
-        "contract_id": contract_id, "day": clock.stored(day_start(at)),
-        "month": clock.stored(month_start(at))}).one()
+    today, rows = session.execute(
+        _quota_usage_query(),
+        {
+            "contract_id": contract_id,
+            "day": clock.stored(day_start(at)),
+            "month": clock.stored(month_start(at)),
+        },
+    ).one()
     return int(today or 0), int(rows or 0)
 
 
@@ -381,12 +469,17 @@ def _quota_usage_query() -> Any:
     # Built once: composing the expression costs more than running it. One pass over the
     # contract's jobs of the month (a Beijing day lies within its month), each counting its
     # actual rows once settled, else the bound it reserved.
-    scanned = func.coalesce(Job.usage["rows_scanned"].as_integer(),
-                            Job.usage[("bounds", "rows_scanned")].as_integer(), 0)
+    scanned = func.coalesce(
+        Job.usage["rows_scanned"].as_integer(),
+        Job.usage[("bounds", "rows_scanned")].as_integer(),
+        0,
+    )
     today = case((Job.created_at >= bindparam("day"), 1), else_=0)
     return select(func.sum(today), func.coalesce(func.sum(scanned), 0)).where(
-        Job.contract_id == bindparam("contract_id"), Job.quote.is_not(None),
-        Job.created_at >= bindparam("month"))
+        Job.contract_id == bindparam("contract_id"),
+        Job.quote.is_not(None),
+        Job.created_at >= bindparam("month"),
+    )
 
 
 def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> dict[str, Any]:
@@ -402,5 +495,3 @@ def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> d
     elif wait:
         execution.wait_for(ctx, job.id)
     return get(ctx, actor, job.id)
-
-

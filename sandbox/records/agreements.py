@@ -40,8 +40,17 @@ from sandbox.records.principals import (
 from sandbox.store.models import Contract, ContractVersion
 from sandbox.store.parsed import ByContent
 
-_APPLICATION_FIELDS = ("datasets", "purpose", "purpose_class", "valid_from", "valid_to",
-                       "quotas", "spend_cap", "disclosure", "privacy")
+_APPLICATION_FIELDS = (
+    "datasets",
+    "purpose",
+    "purpose_class",
+    "valid_from",
+    "valid_to",
+    "quotas",
+    "spend_cap",
+    "disclosure",
+    "privacy",
+)
 
 
 def document(row: Contract | ContractVersion) -> ContractDocument:
@@ -69,13 +78,21 @@ def may_read(session: Session, actor: Actor, row: Contract) -> bool:
     if actor.role == Role.operator:
         return row.operator_id == actor.id
     # A provider sees what it is asked to approve; a draft is still the operator's own.
-    return any(actor.id in v.required_approvals for v in versions(session, row.id)
-               if v.status != Status.draft)
+    return any(
+        actor.id in v.required_approvals
+        for v in versions(session, row.id)
+        if v.status != Status.draft
+    )
 
 
 def versions(session: Session, contract_id: str) -> list[ContractVersion]:
-    return list(session.scalars(select(ContractVersion).where(
-        ContractVersion.contract_id == contract_id).order_by(ContractVersion.version)))
+    return list(
+        session.scalars(
+            select(ContractVersion)
+            .where(ContractVersion.contract_id == contract_id)
+            .order_by(ContractVersion.version)
+        )
+    )
 
 
 def _version(session: Session, contract_id: str, number: int) -> ContractVersion:
@@ -115,8 +132,9 @@ def _mirror(row: Contract, v: ContractVersion) -> None:
     row.bureau_signature, row.operator_signature = v.bureau_signature, v.operator_signature
 
 
-def _move(row: Contract, v: ContractVersion, status: Status, by: str | None,
-          reason: str | None) -> None:
+def _move(
+    row: Contract, v: ContractVersion, status: Status, by: str | None, reason: str | None
+) -> None:
     v.status, v.status_reason = status, reason
     # Reassign rather than append: the JSON column only notices a new value.
     v.history = [*(v.history or []), history_entry(status, by, reason)]
@@ -136,7 +154,9 @@ def view(session: Session, row: Contract) -> dict[str, Any]:
     current = _current(session, row)
     amendment = _amendment(session, row)
     return {
-        "id": row.id, "status": row.status, "status_reason": row.status_reason,
+        "id": row.id,
+        "status": row.status,
+        "status_reason": row.status_reason,
         "version": row.version,
         "document": row.document,
         "canonical": base64.b64encode(row.canonical).decode(),
@@ -146,24 +166,37 @@ def view(session: Session, row: Contract) -> dict[str, Any]:
         "spend": {"reserved_fen": row.reserved_fen, "spent_fen": row.spent_fen},
         "privacy": budgets.balances(session, document(row)),
         "history": list(current.history or []),
-        "amendment": (None if amendment is None else
-                      {"version": amendment.version, "status": amendment.status}),
-        "versions": [{"version": v.version, "status": v.status,
-                      "status_reason": v.status_reason, "history": list(v.history or []),
-                      "created_at": clock.text(v.created_at)}
-                     for v in versions(session, row.id)],
+        "amendment": (
+            None
+            if amendment is None
+            else {"version": amendment.version, "status": amendment.status}
+        ),
+        "versions": [
+            {
+                "version": v.version,
+                "status": v.status,
+                "status_reason": v.status_reason,
+                "history": list(v.history or []),
+                "created_at": clock.text(v.created_at),
+            }
+            for v in versions(session, row.id)
+        ],
     }
 
 
 def version_view(v: ContractVersion) -> dict[str, Any]:
     return {
-        "id": v.contract_id, "version": v.version, "status": v.status,
-        "status_reason": v.status_reason, "document": v.document,
+        "id": v.contract_id,
+        "version": v.version,
+        "status": v.status,
+        "status_reason": v.status_reason,
+        "document": v.document,
         "canonical": base64.b64encode(v.canonical).decode(),
         "signatures": {"bureau": v.bureau_signature, "operator": v.operator_signature},
         "operator_key_id": v.operator_key_id,
         "approvals": {"required": v.required_approvals, "given": v.approvals},
-        "history": list(v.history or []), "created_at": clock.text(v.created_at),
+        "history": list(v.history or []),
+        "created_at": clock.text(v.created_at),
     }
 
 
@@ -178,8 +211,11 @@ def budget(ctx: Context, actor: Actor, contract_id: str) -> dict[str, Any]:
     _expire_first(ctx, contract_id)
     with ctx.reading() as s:
         row = load(s, actor, contract_id)
-        return {"contract_id": row.id, "version": row.version,
-                "privacy": budgets.balances(s, document(row))}
+        return {
+            "contract_id": row.id,
+            "version": row.version,
+            "privacy": budgets.balances(s, document(row)),
+        }
 
 
 def get_version(ctx: Context, actor: Actor, contract_id: str, number: int) -> dict[str, Any]:
@@ -192,20 +228,28 @@ def get_version(ctx: Context, actor: Actor, contract_id: str, number: int) -> di
 # --- applying, drafts and amendments -------------------------------------------------------
 
 
-def _parse(ctx: Context, session: Session, body: Any, contract_id: str, operator_id: str,
-           version: int) -> tuple[ContractDocument, list[str]]:
+def _parse(
+    ctx: Context, session: Session, body: Any, contract_id: str, operator_id: str, version: int
+) -> tuple[ContractDocument, list[str]]:
     """Version ``version`` of a contract from application terms, checked against the catalog."""
     datasets = {d.name: d for d in registry.all_datasets(ctx, session)}
     known = {name: [c.name for c in d.columns] for name, d in datasets.items()}
-    doc = parse_application(body, contract_id=contract_id, operator_id=operator_id,
-                            issued_at=clock.now(), known_columns=known,
-                            levels={name: d.level for name, d in datasets.items()})
+    doc = parse_application(
+        body,
+        contract_id=contract_id,
+        operator_id=operator_id,
+        issued_at=clock.now(),
+        known_columns=known,
+        levels={name: d.level for name, d in datasets.items()},
+    )
     for name in doc.privacy:
         reason = ineligibility(datasets[name])
         if reason is not None:
-            raise ContractInvalid(f"dataset '{name}' cannot be granted under differential "
-                                  f"privacy: {reason}; ask the bureau to register it with one "
-                                  "row per person")
+            raise ContractInvalid(
+                f"dataset '{name}' cannot be granted under differential "
+                f"privacy: {reason}; ask the bureau to register it with one "
+                "row per person"
+            )
     if version != 1:
         doc = dataclasses.replace(doc, version=version)
     return doc, sorted({datasets[name].provider_id for name in doc.datasets})
@@ -216,8 +260,10 @@ def _split_draft(body: Any) -> tuple[bool, Any]:
         return False, body
     draft = body["draft"]
     if not isinstance(draft, bool):
-        raise ContractInvalid(f"draft must be true or false, got {draft!r}; send "
-                              "\"draft\": true to keep editing before submitting")
+        raise ContractInvalid(
+            f"draft must be true or false, got {draft!r}; send "
+            '"draft": true to keep editing before submitting'
+        )
     return draft, {k: v for k, v in body.items() if k != "draft"}
 
 
@@ -229,18 +275,36 @@ def apply(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
         principals.check_license(s, actor.id, clock.now())
         doc, required = _parse(ctx, s, terms, new_id("c"), actor.id, 1)
         status = Status.draft if draft else Status.pending_approval
-        v = ContractVersion(contract_id=doc.id, version=1, document=doc.to_json(),
-                            canonical=canonical_bytes(doc), status=status,
-                            required_approvals=required, approvals=[],
-                            history=[history_entry(status, actor.id, None)])
-        row = Contract(id=doc.id, operator_id=actor.id, document=v.document,
-                       canonical=v.canonical, status=status, required_approvals=required,
-                       approvals=[], version=1)
+        v = ContractVersion(
+            contract_id=doc.id,
+            version=1,
+            document=doc.to_json(),
+            canonical=canonical_bytes(doc),
+            status=status,
+            required_approvals=required,
+            approvals=[],
+            history=[history_entry(status, actor.id, None)],
+        )
+        row = Contract(
+            id=doc.id,
+            operator_id=actor.id,
+            document=v.document,
+            canonical=v.canonical,
+            status=status,
+            required_approvals=required,
+            approvals=[],
+            version=1,
+        )
         s.add(row)
         s.flush()
         s.add(v)
-        log.append(s, "contract.drafted" if draft else "contract.applied", actor.id, doc.id,
-                   {"version": 1, "document": doc.to_json(), "required_approvals": required})
+        log.append(
+            s,
+            "contract.drafted" if draft else "contract.applied",
+            actor.id,
+            doc.id,
+            {"version": 1, "document": doc.to_json(), "required_approvals": required},
+        )
         return view(s, row)
 
 
@@ -248,17 +312,23 @@ def edit(ctx: Context, actor: Actor, contract_id: str, body: Any) -> dict[str, A
     """Replace the terms of a draft (`PUT /v1/contracts/{id}`)."""
     require(actor, Role.operator)
     if isinstance(body, Mapping) and "draft" in body:
-        raise BadRequest("leave 'draft' out when editing: a draft stays a draft until "
-                         f"POST /v1/contracts/{contract_id}/submit")
+        raise BadRequest(
+            "leave 'draft' out when editing: a draft stays a draft until "
+            f"POST /v1/contracts/{contract_id}/submit"
+        )
     with ctx.transaction() as s:
         row = load(s, actor, contract_id)
         v = _working(s, row)
         lifecycle.check_editable(Status(v.status))
         doc, required = _parse(ctx, s, body, row.id, row.operator_id, v.version)
         _replace_terms(row, v, doc, required)
-        log.append(s, "contract.draft_updated", actor.id, row.id,
-                   {"version": v.version, "document": doc.to_json(),
-                    "required_approvals": required})
+        log.append(
+            s,
+            "contract.draft_updated",
+            actor.id,
+            row.id,
+            {"version": v.version, "document": doc.to_json(), "required_approvals": required},
+        )
         return view(s, row)
 
 
@@ -275,14 +345,19 @@ def submit(ctx: Context, actor: Actor, contract_id: str) -> dict[str, Any]:
         doc, required = _parse(ctx, s, terms, row.id, row.operator_id, v.version)
         _replace_terms(row, v, doc, required)
         _move(row, v, status, actor.id, None)
-        log.append(s, "contract.submitted", actor.id, row.id,
-                   {"version": v.version, "document": doc.to_json(),
-                    "required_approvals": required})
+        log.append(
+            s,
+            "contract.submitted",
+            actor.id,
+            row.id,
+            {"version": v.version, "document": doc.to_json(), "required_approvals": required},
+        )
         return view(s, row)
 
 
-def _replace_terms(row: Contract, v: ContractVersion, doc: ContractDocument,
-                   required: list[str]) -> None:
+def _replace_terms(
+    row: Contract, v: ContractVersion, doc: ContractDocument, required: list[str]
+) -> None:
     v.document, v.canonical = doc.to_json(), canonical_bytes(doc)
     v.required_approvals, v.approvals = required, []
     if v.version == row.version:
@@ -297,8 +372,7 @@ def amend(ctx: Context, actor: Actor, contract_id: str, body: Any) -> dict[str, 
     """
     require(actor, Role.operator)
     if isinstance(body, Mapping) and "draft" in body:
-        raise BadRequest("an amendment is not a draft; send the complete new terms without "
-                         "'draft'")
+        raise BadRequest("an amendment is not a draft; send the complete new terms without 'draft'")
     _expire_first(ctx, contract_id)
     with ctx.transaction() as s:
         row = load(s, actor, contract_id)
@@ -309,18 +383,30 @@ def amend(ctx: Context, actor: Actor, contract_id: str, body: Any) -> dict[str, 
             raise ContractStateError(
                 f"cannot amend: version {pending.version} of contract {row.id} is already "
                 f"'{pending.status}'; wait until it is activated or refused before proposing "
-                "another amendment")
+                "another amendment"
+            )
         number = versions(s, row.id)[-1].version + 1
         doc, required = _parse(ctx, s, body, row.id, row.operator_id, number)
-        s.add(ContractVersion(
-            contract_id=row.id, version=number, document=doc.to_json(),
-            canonical=canonical_bytes(doc), status=Status.pending_approval,
-            required_approvals=required, approvals=[],
-            history=[history_entry(Status.pending_approval, actor.id, None)]))
+        s.add(
+            ContractVersion(
+                contract_id=row.id,
+                version=number,
+                document=doc.to_json(),
+                canonical=canonical_bytes(doc),
+                status=Status.pending_approval,
+                required_approvals=required,
+                approvals=[],
+                history=[history_entry(Status.pending_approval, actor.id, None)],
+            )
+        )
         s.flush()
-        log.append(s, "contract.amended", actor.id, row.id,
-                   {"version": number, "document": doc.to_json(),
-                    "required_approvals": required})
+        log.append(
+            s,
+            "contract.amended",
+            actor.id,
+            row.id,
+            {"version": number, "document": doc.to_json(), "required_approvals": required},
+        )
         return view(s, row)
 
 
@@ -333,15 +419,17 @@ def approve(ctx: Context, actor: Actor, contract_id: str) -> dict[str, Any]:
     with ctx.transaction() as s:
         row = load(s, actor, contract_id)
         v = _working(s, row)
-        status, given = lifecycle.approve(Status(v.status), frozenset(v.approvals), actor.id,
-                                          frozenset(v.required_approvals))
+        status, given = lifecycle.approve(
+            Status(v.status), frozenset(v.approvals), actor.id, frozenset(v.required_approvals)
+        )
         v.approvals = sorted(given)
         if status != v.status:
             _move(row, v, status, actor.id, None)
         elif v.version == row.version:
             _mirror(row, v)
-        log.append(s, "contract.approved", actor.id, row.id,
-                   {"status": status, "version": v.version})
+        log.append(
+            s, "contract.approved", actor.id, row.id, {"status": status, "version": v.version}
+        )
         return view(s, row)
 
 
@@ -355,8 +443,9 @@ def refuse(ctx: Context, actor: Actor, contract_id: str, reason: str) -> dict[st
         if actor.id not in v.required_approvals:
             raise Forbidden("only a provider of one of the contract's datasets can refuse it")
         _move(row, v, lifecycle.refuse(Status(v.status)), actor.id, reason)
-        log.append(s, "contract.refused", actor.id, row.id,
-                   {"reason": reason, "version": v.version})
+        log.append(
+            s, "contract.refused", actor.id, row.id, {"reason": reason, "version": v.version}
+        )
         return view(s, row)
 
 
@@ -370,18 +459,26 @@ def sign(ctx: Context, actor: Actor, contract_id: str, signature: str | None) ->
             status = lifecycle.sign_by_bureau(Status(v.status))
             v.bureau_signature = sign_contract(ctx.bureau_key, document(v))
             _move(row, v, status, actor.id, None)
-            log.append(s, "contract.signed", actor.id, row.id,
-                       {"by": "bureau", "signature": v.bureau_signature, "version": v.version})
+            log.append(
+                s,
+                "contract.signed",
+                actor.id,
+                row.id,
+                {"by": "bureau", "signature": v.bureau_signature, "version": v.version},
+            )
         else:
             _sign_as_operator(s, actor, row, v, signature)
         return view(s, row)
 
 
-def _sign_as_operator(session: Session, actor: Actor, row: Contract, v: ContractVersion,
-                      signature: str | None) -> None:
+def _sign_as_operator(
+    session: Session, actor: Actor, row: Contract, v: ContractVersion, signature: str | None
+) -> None:
     if not signature:
-        raise BadRequest("send {\"signature\": base64 Ed25519 signature over the "
-                         "contract's canonical bytes (GET /v1/contracts/{id})}")
+        raise BadRequest(
+            'send {"signature": base64 Ed25519 signature over the '
+            "contract's canonical bytes (GET /v1/contracts/{id})}"
+        )
     status = lifecycle.sign_by_operator(Status(v.status))
     principals.check_license(session, actor.id, clock.now())
     amendment = v.version != row.version
@@ -393,15 +490,29 @@ def _sign_as_operator(session: Session, actor: Actor, row: Contract, v: Contract
     verify_contract(key.public_key, document(v), signature)
     v.operator_signature, v.operator_key_id = signature, key.id
     _move(row, v, status, actor.id, None)
-    log.append(session, "contract.signed", actor.id, row.id,
-               {"by": "operator", "signature": signature, "key_id": key.id,
-                "version": v.version})
+    log.append(
+        session,
+        "contract.signed",
+        actor.id,
+        row.id,
+        {"by": "operator", "signature": signature, "key_id": key.id, "version": v.version},
+    )
     if amendment:
         old = _current(session, row)
-        _move(row, old, lifecycle.supersede(Status(old.status)), actor.id,
-              f"superseded by version {v.version}")
-        log.append(session, "contract.superseded", actor.id, row.id,
-                   {"version": old.version, "by_version": v.version})
+        _move(
+            row,
+            old,
+            lifecycle.supersede(Status(old.status)),
+            actor.id,
+            f"superseded by version {v.version}",
+        )
+        log.append(
+            session,
+            "contract.superseded",
+            actor.id,
+            row.id,
+            {"version": old.version, "by_version": v.version},
+        )
         _mirror(row, v)
     log.append(session, "contract.activated", actor.id, row.id, {"version": v.version})
 
@@ -412,29 +523,37 @@ def _sign_as_operator(session: Session, actor: Actor, row: Contract, v: Contract
 def suspend(ctx: Context, actor: Actor, contract_id: str, reason: str) -> dict[str, Any]:
     require(actor, Role.bureau, Role.regulator)
     reason = require_reason(reason, "a suspension")
-    return _contract_transition(ctx, actor, contract_id, lifecycle.suspend, reason,
-                                "contract.suspended")
+    return _contract_transition(
+        ctx, actor, contract_id, lifecycle.suspend, reason, "contract.suspended"
+    )
 
 
 def resume(ctx: Context, actor: Actor, contract_id: str, reason: str) -> dict[str, Any]:
     """Only the regulator lifts a suspension, whoever imposed it."""
     require(actor, Role.regulator)
     reason = require_reason(reason, "resuming a contract")
-    return _contract_transition(ctx, actor, contract_id, lifecycle.resume, reason,
-                                "contract.resumed")
+    return _contract_transition(
+        ctx, actor, contract_id, lifecycle.resume, reason, "contract.resumed"
+    )
 
 
 def terminate(ctx: Context, actor: Actor, contract_id: str, reason: str) -> dict[str, Any]:
     """End a contract for good: by the bureau, or by its own operator."""
     require(actor, Role.bureau, Role.operator)
     reason = require_reason(reason, "a termination")
-    return _contract_transition(ctx, actor, contract_id, lifecycle.terminate, reason,
-                                "contract.terminated")
+    return _contract_transition(
+        ctx, actor, contract_id, lifecycle.terminate, reason, "contract.terminated"
+    )
 
 
-def _contract_transition(ctx: Context, actor: Actor, contract_id: str,
-                         transition: Callable[[Status], Status],
-                         reason: str, event: str) -> dict[str, Any]:
+def _contract_transition(
+    ctx: Context,
+    actor: Actor,
+    contract_id: str,
+    transition: Callable[[Status], Status],
+    reason: str,
+    event: str,
+) -> dict[str, Any]:
     """Move the version in force; a final status also closes an amendment in progress."""
     _expire_first(ctx, contract_id)
     with ctx.transaction() as s:
@@ -454,8 +573,9 @@ def _close_amendment(session: Session, row: Contract, status: Status, by: str | 
         return
     reason = f"the contract is {status}"
     _move(row, pending, status, by, reason)
-    log.append(session, f"contract.{status}", by, row.id,
-               {"reason": reason, "version": pending.version})
+    log.append(
+        session, f"contract.{status}", by, row.id, {"reason": reason, "version": pending.version}
+    )
 
 
 def current_due_to_expire(session: Session, row: Contract) -> bool:
@@ -472,8 +592,9 @@ def expire_current_if_due(session: Session, row: Contract) -> bool:
     doc = document(current)
     reason = f"its term ended at {format_time(doc.valid_to)}"
     _move(row, current, lifecycle.expire(Status(current.status)), None, reason)
-    log.append(session, "contract.expired", None, row.id,
-               {"reason": reason, "version": current.version})
+    log.append(
+        session, "contract.expired", None, row.id, {"reason": reason, "version": current.version}
+    )
     _close_amendment(session, row, Status.expired, None)
     return True
 
@@ -487,8 +608,13 @@ def expire_if_due(session: Session, row: Contract) -> bool:
         if lifecycle.is_due_to_expire(doc, Status(pending.status), clock.now()):
             reason = f"its term ended at {format_time(doc.valid_to)} before it was activated"
             _move(row, pending, lifecycle.expire(Status(pending.status)), None, reason)
-            log.append(session, "contract.expired", None, row.id,
-                       {"reason": reason, "version": pending.version})
+            log.append(
+                session,
+                "contract.expired",
+                None,
+                row.id,
+                {"reason": reason, "version": pending.version},
+            )
             changed = True
     return changed
 

@@ -23,8 +23,9 @@ from sandbox.ledger import log
 from sandbox.store.models import PrivacyBudget
 
 
-def job_epsilon(contract: ContractDocument, facts: CodeFacts,
-                requested: Mapping[str, str] | None) -> dict[str, Epsilon]:
+def job_epsilon(
+    contract: ContractDocument, facts: CodeFacts, requested: Mapping[str, str] | None
+) -> dict[str, Epsilon]:
     """The ε a job reserves per private dataset it may read (those its code names, or all of
     the contract's when a name is computed at run time): what it declares, else the
     contract's per_job_epsilon."""
@@ -36,10 +37,13 @@ def job_epsilon(contract: ContractDocument, facts: CodeFacts,
             raise BadRequest(
                 f"epsilon names dataset '{name}', which contract {contract.id} does not "
                 "analyse under differential privacy; datasets it does: "
-                f"{', '.join(sorted(private)) or '(none)'}")
+                f"{', '.join(sorted(private)) or '(none)'}"
+            )
         if name not in touched:
-            raise BadRequest(f"epsilon names dataset '{name}', which this job's code never "
-                             "reads; remove it from epsilon")
+            raise BadRequest(
+                f"epsilon names dataset '{name}', which this job's code never "
+                "reads; remove it from epsilon"
+            )
     wanted: dict[str, Epsilon] = {}
     for name in sorted(touched):
         if name not in requested:
@@ -52,20 +56,42 @@ def job_epsilon(contract: ContractDocument, facts: CodeFacts,
     return wanted
 
 
-def reserve(session: Session, contract: ContractDocument, job_id: str, actor_id: str,
-            wanted: Mapping[str, Epsilon]) -> None:
+def reserve(
+    session: Session,
+    contract: ContractDocument,
+    job_id: str,
+    actor_id: str,
+    wanted: Mapping[str, Epsilon],
+) -> None:
     """Hold each dataset's ε for the job, refusing when a budget has too little left."""
     for name, eps in sorted(wanted.items()):
         row = _row(session, contract.id, name)
-        check_budget(Epsilon.from_micro(row.spent_micro), Epsilon.from_micro(row.reserved_micro),
-                     eps, contract.privacy[name].epsilon, dataset=name, contract_id=contract.id)
+        check_budget(
+            Epsilon.from_micro(row.spent_micro),
+            Epsilon.from_micro(row.reserved_micro),
+            eps,
+            contract.privacy[name].epsilon,
+            dataset=name,
+            contract_id=contract.id,
+        )
         row.reserved_micro += eps.micro()
-        log.append(session, "privacy.reserved", actor_id, job_id,
-                   {"contract_id": contract.id, "dataset": name, "epsilon": str(eps)})
+        log.append(
+            session,
+            "privacy.reserved",
+            actor_id,
+            job_id,
+            {"contract_id": contract.id, "dataset": name, "epsilon": str(eps)},
+        )
 
 
-def settle(session: Session, contract_id: str, job_id: str, reserved: Mapping[str, str],
-           usage: Mapping[str, Any], service_fault: bool) -> None:
+def settle(
+    session: Session,
+    contract_id: str,
+    job_id: str,
+    reserved: Mapping[str, str],
+    usage: Mapping[str, Any],
+    service_fault: bool,
+) -> None:
     """Release a settled job's hold. The ε its releases used stays spent, whatever became of
     the job, since the noisy values reached its code; a service fault refunds everything."""
     used = usage.get("epsilon_by_dataset", {}) or {}
@@ -76,34 +102,57 @@ def settle(session: Session, contract_id: str, job_id: str, reserved: Mapping[st
         row.reserved_micro -= held.micro()
         row.spent_micro += spent.micro()
         if spent > ZERO:
-            log.append(session, "privacy.spent", None, job_id,
-                       {"contract_id": contract_id, "dataset": name, "epsilon": str(spent)})
+            log.append(
+                session,
+                "privacy.spent",
+                None,
+                job_id,
+                {"contract_id": contract_id, "dataset": name, "epsilon": str(spent)},
+            )
         if held - spent > ZERO:
-            log.append(session, "privacy.refunded", None, job_id, {
-                "contract_id": contract_id, "dataset": name, "epsilon": str(held - spent),
-                "reason": "service fault" if service_fault else "not used by the job"})
+            log.append(
+                session,
+                "privacy.refunded",
+                None,
+                job_id,
+                {
+                    "contract_id": contract_id,
+                    "dataset": name,
+                    "epsilon": str(held - spent),
+                    "reason": "service fault" if service_fault else "not used by the job",
+                },
+            )
 
 
 def balances(session: Session, contract: ContractDocument) -> dict[str, dict[str, str]]:
     """Per private dataset of the terms in force: total, spent, reserved and remaining ε."""
-    rows = {r.dataset: r for r in session.scalars(
-        select(PrivacyBudget).where(PrivacyBudget.contract_id == contract.id))}
+    rows = {
+        r.dataset: r
+        for r in session.scalars(
+            select(PrivacyBudget).where(PrivacyBudget.contract_id == contract.id)
+        )
+    }
     out: dict[str, dict[str, str]] = {}
     for name, term in sorted(contract.privacy.items()):
         row = rows.get(name)
         spent = Epsilon.from_micro(row.spent_micro if row else 0)
         held = Epsilon.from_micro(row.reserved_micro if row else 0)
-        out[name] = {"total": str(term.epsilon), "spent": str(spent), "reserved": str(held),
-                     "remaining": str(remaining(term.epsilon, spent, held)),
-                     "per_job_epsilon": str(term.per_job_epsilon)}
+        out[name] = {
+            "total": str(term.epsilon),
+            "spent": str(spent),
+            "reserved": str(held),
+            "remaining": str(remaining(term.epsilon, spent, held)),
+            "per_job_epsilon": str(term.per_job_epsilon),
+        }
     return out
 
 
 def _row(session: Session, contract_id: str, dataset: str) -> PrivacyBudget:
     row = session.get(PrivacyBudget, (contract_id, dataset), with_for_update=True)
     if row is None:
-        row = PrivacyBudget(contract_id=contract_id, dataset=dataset, spent_micro=0,
-                            reserved_micro=0)
+        row = PrivacyBudget(
+            contract_id=contract_id, dataset=dataset, spent_micro=0, reserved_micro=0
+        )
         session.add(row)
         session.flush()
     return row

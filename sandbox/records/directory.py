@@ -16,8 +16,8 @@ from sandbox.store.models import Dataset, Principal
 
 @dataclass(frozen=True)
 class Directory:
-    principals: dict[str, str]                  # id → name
-    datasets: dict[str, tuple[str, str]]        # name → (title, provider id)
+    principals: dict[str, str]  # id → name
+    datasets: dict[str, tuple[str, str]]  # name → (title, provider id)
 
     def name(self, principal_id: str | None) -> str | None:
         return self.principals.get(principal_id) if principal_id else None
@@ -32,7 +32,13 @@ class Directory:
 
 def load(session: Session) -> Directory:
     return Directory(
-        principals={id_: name for id_, name in session.execute(
-            select(Principal.id, Principal.name))},
-        datasets={name: (title, provider) for name, title, provider in session.execute(
-            select(Dataset.name, Dataset.title, Dataset.provider_id))})
+        principals={
+            id_: name for id_, name in session.execute(select(Principal.id, Principal.name))
+        },
+        datasets={
+            name: (title, provider)
+            for name, title, provider in session.execute(
+                select(Dataset.name, Dataset.title, Dataset.provider_id)
+            )
+        },
+    )

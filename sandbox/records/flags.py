@@ -38,15 +38,23 @@ from sandbox.store.models import Contract, Flag, Job, JobObservation
 
 NOTE_MAX = 4000
 # What the operator reads on its suspended contract: why in general, never which patterns.
-SUSPENSION_REASON = ("suspended automatically pending the regulator's review of this "
-                     "contract's recent jobs; only the regulator can resume it")
+SUSPENSION_REASON = (
+    "suspended automatically pending the regulator's review of this "
+    "contract's recent jobs; only the regulator can resume it"
+)
 
 
 # --- recording (inside settle_job's transaction) --------------------------------------------
 
 
-def record(session: Session, job: Job, observations: Sequence[Mapping[str, Any]], *,
-           suspend_score: int, window: dt.timedelta) -> list[Flag]:
+def record(
+    session: Session,
+    job: Job,
+    observations: Sequence[Mapping[str, Any]],
+    *,
+    suspend_score: int,
+    window: dt.timedelta,
+) -> list[Flag]:
     """Keep a settled job's observations, detect patterns against the operator's recent ones,
     keep the flags, and suspend the contract once its unreviewed flags of the last `window`
     score `suspend_score` or more (0: never). Runs in the caller's transaction."""
@@ -56,35 +64,62 @@ def record(session: Session, job: Job, observations: Sequence[Mapping[str, Any]]
     observed = _with_cells(observations, job.disclosure)
     recent = _recent(session, job, observed, now)
     found = detection.detect(job.id, observed, recent, now)
-    kept = [dict(
-        job_id=job.id, operator_id=job.operator_id, contract_id=job.contract_id,
-        index=int(o.get("index", i)), shape=str(o.get("shape", "")),
-        literals=list(o.get("literals") or []),
-        literals_key=detection.literals_key(o.get("literals")),
-        dataset=str(o.get("dataset", "")), hidden=detection.hidden(o),
-        differenced=detection.differenced(o), created_at=now)
-        for i, o in enumerate(observed) if "signs" not in o]
+    kept = [
+        dict(
+            job_id=job.id,
+            operator_id=job.operator_id,
+            contract_id=job.contract_id,
+            index=int(o.get("index", i)),
+            shape=str(o.get("shape", "")),
+            literals=list(o.get("literals") or []),
+            literals_key=detection.literals_key(o.get("literals")),
+            dataset=str(o.get("dataset", "")),
+            hidden=detection.hidden(o),
+            differenced=detection.differenced(o),
+            created_at=now,
+        )
+        for i, o in enumerate(observed)
+        if "signs" not in o
+    ]
     if kept:
         # A Core insert: the rows are never updated, so need no unit-of-work bookkeeping.
         session.execute(insert(JobObservation), kept)
     if not found:
         return []
     _name_earlier_constants(session, job.operator_id, [f.detail for f in found])
-    rows = [Flag(job_id=job.id, operator_id=job.operator_id, contract_id=job.contract_id,
-                 pattern=f.pattern, score=f.score, detail=f.detail, created_at=now)
-            for f in found]
+    rows = [
+        Flag(
+            job_id=job.id,
+            operator_id=job.operator_id,
+            contract_id=job.contract_id,
+            pattern=f.pattern,
+            score=f.score,
+            detail=f.detail,
+            created_at=now,
+        )
+        for f in found
+    ]
     session.add_all(rows)
     session.flush()
-    log.append(session, "flag.raised", None, job.id, {
-        "contract_id": job.contract_id, "operator_id": job.operator_id,
-        "flags": [{"id": r.id, "pattern": r.pattern, "score": r.score} for r in rows]})
+    log.append(
+        session,
+        "flag.raised",
+        None,
+        job.id,
+        {
+            "contract_id": job.contract_id,
+            "operator_id": job.operator_id,
+            "flags": [{"id": r.id, "pattern": r.pattern, "score": r.score} for r in rows],
+        },
+    )
     if suspend_score > 0:
         _suspend_if_due(session, job.contract_id, suspend_score, now - window)
     return rows
 
 
-def _with_cells(observations: Sequence[Mapping[str, Any]],
-                disclosure: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def _with_cells(
+    observations: Sequence[Mapping[str, Any]], disclosure: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
     """The observations with the number of cells each release showed, from the report."""
     cells = {r.get("index"): r.get("cells") for r in (disclosure or {}).get("releases", [])}
     out = []
@@ -94,19 +129,24 @@ def _with_cells(observations: Sequence[Mapping[str, Any]],
     return out
 
 
-def _recent(session: Session, job: Job, observed: Sequence[Mapping[str, Any]],
-            now: dt.datetime) -> list[detection.Seen]:
+def _recent(
+    session: Session, job: Job, observed: Sequence[Mapping[str, Any]], now: dt.datetime
+) -> list[detection.Seen]:
     """The operator's observations detection compares with, from the newest RECENT_LIMIT of
     the last RECENT_WINDOW: per shape of this job, the newest of each distinct set of
     constants; and (when a release of this job hid everything or met the difference rule)
     those of any shape that did too. Index range scans, bounded; a dashboard refreshed all
     day costs one row."""
-    window = {"operator_id": job.operator_id, "since": now - detection.RECENT_WINDOW,
-              "limit": detection.RECENT_LIMIT}
+    window = {
+        "operator_id": job.operator_id,
+        "since": now - detection.RECENT_WINDOW,
+        "limit": detection.RECENT_LIMIT,
+    }
     by_constants, refused, load = _recent_queries()
     ids: set[int] = set()
-    for shape in sorted({str(x.get("shape", "")) for x in observed
-                         if not x.get("private") and "signs" not in x}):
+    for shape in sorted(
+        {str(x.get("shape", "")) for x in observed if not x.get("private") and "signs" not in x}
+    ):
         ids.update(session.scalars(by_constants, {**window, "shape": shape}))
     if any(detection.hidden(x) or detection.differenced(x) for x in observed):
         ids.update(session.scalars(refused, window))
@@ -121,42 +161,68 @@ def _recent_queries() -> tuple[Any, Any, Any]:
     o = JobObservation
     mine = (o.operator_id == bindparam("operator_id"), o.created_at >= bindparam("since"))
     newest = (o.created_at.desc(), o.id.desc())
-    shaped = (select(o.id, o.literals_key).where(*mine, o.shape == bindparam("shape"))
-              .order_by(*newest).limit(bindparam("limit")).subquery())
+    shaped = (
+        select(o.id, o.literals_key)
+        .where(*mine, o.shape == bindparam("shape"))
+        .order_by(*newest)
+        .limit(bindparam("limit"))
+        .subquery()
+    )
     by_constants = select(func.max(shaped.c.id)).group_by(shaped.c.literals_key)
-    recent = (select(o.id, o.hidden, o.differenced).where(*mine)
-              .order_by(*newest).limit(bindparam("limit")).subquery())
+    recent = (
+        select(o.id, o.hidden, o.differenced)
+        .where(*mine)
+        .order_by(*newest)
+        .limit(bindparam("limit"))
+        .subquery()
+    )
     refused = select(recent.c.id).where(or_(recent.c.hidden, recent.c.differenced))
-    load = select(o.job_id, o.index, o.shape, o.literals_key, o.hidden, o.differenced,
-                  o.created_at).where(o.id.in_(bindparam("ids", expanding=True)))
+    load = select(
+        o.job_id, o.index, o.shape, o.literals_key, o.hidden, o.differenced, o.created_at
+    ).where(o.id.in_(bindparam("ids", expanding=True)))
     return by_constants, refused, load
 
 
-def _name_earlier_constants(session: Session, operator_id: str,
-                            details: Sequence[dict[str, Any]]) -> None:
+def _name_earlier_constants(
+    session: Session, operator_id: str, details: Sequence[dict[str, Any]]
+) -> None:
     """Fill in the constants of the earlier observations flags name (recent ones are read
     without them), so the regulator sees the values a search went through."""
-    named = [e for d in details for r in d.get("releases", []) for v in r.values()
-             if isinstance(v, list) for e in v
-             if isinstance(e, dict) and {"job_id", "index"} <= set(e) and e.get("literals") is None]
+    named = [
+        e
+        for d in details
+        for r in d.get("releases", [])
+        for v in r.values()
+        if isinstance(v, list)
+        for e in v
+        if isinstance(e, dict) and {"job_id", "index"} <= set(e) and e.get("literals") is None
+    ]
     if not named:
         return
     o = JobObservation
-    known = {(j, i): lits for j, i, lits in session.execute(
-        select(o.job_id, o.index, o.literals).where(
-            o.operator_id == operator_id, o.job_id.in_(sorted({e["job_id"] for e in named}))))}
+    known = {
+        (j, i): lits
+        for j, i, lits in session.execute(
+            select(o.job_id, o.index, o.literals).where(
+                o.operator_id == operator_id, o.job_id.in_(sorted({e["job_id"] for e in named}))
+            )
+        )
+    }
     for e in named:
         e["literals"] = known.get((e["job_id"], e["index"]))
 
 
-def _suspend_if_due(session: Session, contract_id: str, limit: int,
-                    since: dt.datetime) -> None:
+def _suspend_if_due(session: Session, contract_id: str, limit: int, since: dt.datetime) -> None:
     """Suspend an active contract whose unreviewed flags since `since` score `limit` or more:
     the lifecycle's suspension, moved and logged as `agreements.suspend` does for a regulator,
     by the service (no actor) and with the flags it is for (the log is not the operator's)."""
-    pending = session.execute(select(Flag.id, Flag.pattern, Flag.score).where(
-        Flag.contract_id == contract_id, Flag.reviewed_at.is_(None),
-        Flag.created_at >= since).order_by(Flag.id)).all()
+    pending = session.execute(
+        select(Flag.id, Flag.pattern, Flag.score)
+        .where(
+            Flag.contract_id == contract_id, Flag.reviewed_at.is_(None), Flag.created_at >= since
+        )
+        .order_by(Flag.id)
+    ).all()
     score = sum(s for _, _, s in pending)
     if score < limit:
         return
@@ -167,10 +233,21 @@ def _suspend_if_due(session: Session, contract_id: str, limit: int,
     current = agreements._current(session, row)  # noqa: SLF001 - the same move as a suspension
     status = lifecycle.suspend(Status(current.status))
     agreements._move(row, current, status, None, SUSPENSION_REASON)  # noqa: SLF001
-    log.append(session, "contract.suspended", None, row.id, {
-        "reason": SUSPENSION_REASON, "version": current.version, "automatic": True,
-        "score": score, "limit": limit, "patterns": sorted({p for _, p, _ in pending}),
-        "flags": [i for i, _, _ in pending]})
+    log.append(
+        session,
+        "contract.suspended",
+        None,
+        row.id,
+        {
+            "reason": SUSPENSION_REASON,
+            "version": current.version,
+            "automatic": True,
+            "score": score,
+            "limit": limit,
+            "patterns": sorted({p for _, p, _ in pending}),
+            "flags": [i for i, _, _ in pending],
+        },
+    )
 
 
 # --- the regulator's routes ---------------------------------------------------------------
@@ -178,30 +255,49 @@ def _suspend_if_due(session: Session, contract_id: str, limit: int,
 
 def view(flag: Flag, job: Job | None) -> dict[str, Any]:
     return {
-        "id": flag.id, "job_id": flag.job_id, "operator_id": flag.operator_id,
-        "contract_id": flag.contract_id, "pattern": flag.pattern, "score": flag.score,
-        "about": _ABOUT.get(flag.pattern, ""), "detail": flag.detail,
-        "created_at": clock.text(flag.created_at), "reviewed_at": clock.text(flag.reviewed_at),
-        "reviewed_by": flag.reviewed_by, "note": flag.note,
-        "job": None if job is None else {
-            "id": job.id, "status": job.status, "code": job.code, "params": job.params,
-            "created_at": clock.text(job.created_at)},
+        "id": flag.id,
+        "job_id": flag.job_id,
+        "operator_id": flag.operator_id,
+        "contract_id": flag.contract_id,
+        "pattern": flag.pattern,
+        "score": flag.score,
+        "about": _ABOUT.get(flag.pattern, ""),
+        "detail": flag.detail,
+        "created_at": clock.text(flag.created_at),
+        "reviewed_at": clock.text(flag.reviewed_at),
+        "reviewed_by": flag.reviewed_by,
+        "note": flag.note,
+        "job": None
+        if job is None
+        else {
+            "id": job.id,
+            "status": job.status,
+            "code": job.code,
+            "params": job.params,
+            "created_at": clock.text(job.created_at),
+        },
     }
 
 
 _ABOUT = {p.name: p.summary for p in detection.PATTERNS}
 
 
-def listing(ctx: Context, actor: Actor, operator_id: str | None = None,
-            contract_id: str | None = None, pattern: str | None = None,
-            unreviewed: bool = False, limit: int = 100, offset: int = 0,
-            job_id: str | None = None) -> list[dict[str, Any]]:
+def listing(
+    ctx: Context,
+    actor: Actor,
+    operator_id: str | None = None,
+    contract_id: str | None = None,
+    pattern: str | None = None,
+    unreviewed: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+    job_id: str | None = None,
+) -> list[dict[str, Any]]:
     """Flags, newest first, each with its job's code and params. Regulator only."""
     require(actor, Role.regulator)
     limit, offset = listings.checked_page(limit, offset)
     if pattern is not None and pattern not in detection.SCORES:
-        raise BadRequest(f"no pattern {pattern!r}; filter by one of: "
-                         f"{', '.join(detection.SCORES)}")
+        raise BadRequest(f"no pattern {pattern!r}; filter by one of: {', '.join(detection.SCORES)}")
     q = select(Flag, Job).join(Job, Job.id == Flag.job_id)
     if operator_id:
         q = q.where(Flag.operator_id == operator_id)
@@ -231,11 +327,22 @@ def review(ctx: Context, actor: Actor, flag_id: int, note: str) -> dict[str, Any
         if flag is None:
             raise NotFound(f"no flag {flag_id}; the flags are listed at GET /v1/flags")
         if flag.reviewed_at is not None:
-            raise Conflict(f"flag {flag_id} was already reviewed at "
-                           f"{clock.text(flag.reviewed_at)} by {flag.reviewed_by}; a flag is "
-                           "reviewed once (GET /v1/flags?unreviewed=true lists those left)")
+            raise Conflict(
+                f"flag {flag_id} was already reviewed at "
+                f"{clock.text(flag.reviewed_at)} by {flag.reviewed_by}; a flag is "
+                "reviewed once (GET /v1/flags?unreviewed=true lists those left)"
+            )
         flag.reviewed_at, flag.reviewed_by, flag.note = clock.stored_now(), actor.id, note
-        log.append(s, "flag.reviewed", actor.id, flag.job_id, {
-            "flag_id": flag.id, "contract_id": flag.contract_id, "pattern": flag.pattern,
-            "note": note})
+        log.append(
+            s,
+            "flag.reviewed",
+            actor.id,
+            flag.job_id,
+            {
+                "flag_id": flag.id,
+                "contract_id": flag.contract_id,
+                "pattern": flag.pattern,
+                "note": note,
+            },
+        )
         return view(flag, s.get(Job, flag.job_id))

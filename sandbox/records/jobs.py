@@ -37,10 +37,14 @@ class Reservation:
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "rows_scanned": self.rows_scanned, "outputs": self.outputs, "month": self.month,
+            "rows_scanned": self.rows_scanned,
+            "outputs": self.outputs,
+            "month": self.month,
             "month_to_date": dict(self.month_to_date),
-            "requested_epsilon": (dict(self.requested_epsilon)
-                                  if self.requested_epsilon is not None else None)}
+            "requested_epsilon": (
+                dict(self.requested_epsilon) if self.requested_epsilon is not None else None
+            ),
+        }
         if self.epsilon:
             body.update(epsilon=dict(self.epsilon), collect_sites=self.collect_sites)
         return body
@@ -48,15 +52,23 @@ class Reservation:
     @classmethod
     def of(cls, job: Job) -> Reservation:
         b = (job.usage or {}).get("bounds", {})
-        return cls(int(b.get("rows_scanned", 0)), int(b.get("outputs", 1)),
-                   str(b.get("month", "")), dict(b.get("month_to_date", {})),
-                   b.get("requested_epsilon"), dict(b.get("epsilon", {})),
-                   int(b.get("collect_sites", 1)))
+        return cls(
+            int(b.get("rows_scanned", 0)),
+            int(b.get("outputs", 1)),
+            str(b.get("month", "")),
+            dict(b.get("month_to_date", {})),
+            b.get("requested_epsilon"),
+            dict(b.get("epsilon", {})),
+            int(b.get("collect_sites", 1)),
+        )
+
 
 def load_job(session: Session, actor: Actor, job_id: str) -> Job:
     job = session.get(Job, job_id)
-    visible = job is not None and (actor.role == Role.regulator or
-                                   (actor.role == Role.operator and job.operator_id == actor.id))
+    visible = job is not None and (
+        actor.role == Role.regulator
+        or (actor.role == Role.operator and job.operator_id == actor.id)
+    )
     if not visible:
         raise NotFound(f"no job {job_id!r} visible to you")
     return job  # type: ignore[return-value]
@@ -65,25 +77,42 @@ def load_job(session: Session, actor: Actor, job_id: str) -> Job:
 def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
     disclosure = job.disclosure or {"releases": []}
     return {
-        "id": job.id, "contract_id": job.contract_id, "operator_id": job.operator_id,
+        "id": job.id,
+        "contract_id": job.contract_id,
+        "operator_id": job.operator_id,
         "status": job.status,
         "created_at": clock.text(job.created_at),
         "finished_at": clock.text(job.finished_at),
-        "quote": job.quote, "charge": job.charge, "usage": job.usage,
+        "quote": job.quote,
+        "charge": job.charge,
+        "usage": job.usage,
         "outputs": outputs,
         "disclosure": disclosure if full else operator_view(disclosure),
         "error": job.error,
         "contract_version": job.contract_version,
-        **({"code": job.code, "params": job.params, "signature": job.signature,
-            "signed_at": job.signed_at, "signing_key_id": job.signing_key_id} if full else {}),
+        **(
+            {
+                "code": job.code,
+                "params": job.params,
+                "signature": job.signature,
+                "signed_at": job.signed_at,
+                "signing_key_id": job.signing_key_id,
+            }
+            if full
+            else {}
+        ),
     }
 
 
 def get(ctx: Context, actor: Actor, job_id: str) -> dict[str, Any]:
     with ctx.reading() as s:
         job = load_job(s, actor, job_id)
-        outputs = {o.name: o.body for o in s.scalars(
-            select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.name))}
+        outputs = {
+            o.name: o.body
+            for o in s.scalars(
+                select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.name)
+            )
+        }
         return view(job, outputs, full=actor.role == Role.regulator)
 
 
@@ -106,10 +135,20 @@ def output_table(name: str, body: dict[str, Any]) -> exports.Table:
         value = body["value"]
         kind = exports.Kind.TEXT if isinstance(value, (str, bool)) else exports.Kind.NUMBER
         return exports.Table(name, [exports.Column("value", "值", kind)], [{"value": value}])
-    columns = [exports.Column(c["name"], c["name"], exports.Kind.NUMBER
-                              if str(c["type"]).startswith(_NUMERIC_TYPES) else exports.Kind.TEXT)
-               for c in body["columns"]]
+    columns = [
+        exports.Column(
+            c["name"],
+            c["name"],
+            exports.Kind.NUMBER if str(c["type"]).startswith(_NUMERIC_TYPES) else exports.Kind.TEXT,
+        )
+        for c in body["columns"]
+    ]
     hidden = {(i, column) for i, column in body.get("suppressed", [])}
-    rows = [{c.key: exports.SUPPRESSED if (i, c.key) in hidden else value
-             for c, value in zip(columns, row)} for i, row in enumerate(body["rows"])]
+    rows = [
+        {
+            c.key: exports.SUPPRESSED if (i, c.key) in hidden else value
+            for c, value in zip(columns, row)
+        }
+        for i, row in enumerate(body["rows"])
+    ]
     return exports.Table(name, columns, rows)

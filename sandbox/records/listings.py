@@ -36,9 +36,14 @@ def checked_page(limit: int, offset: int) -> tuple[int, int]:
     return limit, offset
 
 
-def contracts(ctx: Context, actor: Actor, status: str | None = None,
-              operator_id: str | None = None, limit: int = 100, offset: int = 0
-              ) -> list[dict[str, Any]]:
+def contracts(
+    ctx: Context,
+    actor: Actor,
+    status: str | None = None,
+    operator_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     limit, offset = checked_page(limit, offset)
     with ctx.reading() as s:
         q = select(Contract).order_by(Contract.created_at, Contract.id)
@@ -49,13 +54,20 @@ def contracts(ctx: Context, actor: Actor, status: str | None = None,
         if actor.role == Role.operator:
             q = q.where(Contract.operator_id == actor.id)
         visible = (r for r in s.scalars(q) if agreements.may_read(s, actor, r))
-        rows = list(visible)[offset:offset + limit]
+        rows = list(visible)[offset : offset + limit]
         return [agreements.view(s, r) for r in rows]
 
 
-def jobs(ctx: Context, actor: Actor, contract_id: str | None = None,
-         operator_id: str | None = None, status: str | None = None, period: str | None = None,
-         limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+def jobs(
+    ctx: Context,
+    actor: Actor,
+    contract_id: str | None = None,
+    operator_id: str | None = None,
+    status: str | None = None,
+    period: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     require(actor, Role.operator, Role.regulator)
     limit, offset = checked_page(limit, offset)
     with ctx.reading() as s:
@@ -73,16 +85,19 @@ def jobs(ctx: Context, actor: Actor, contract_id: str | None = None,
             q = q.where(Job.created_at >= start, Job.created_at < end)
         page = list(s.scalars(q.offset(offset).limit(limit)))
         names: dict[str, list[str]] = {}
-        for job_id, name in s.execute(select(JobOutput.job_id, JobOutput.name).where(
-                JobOutput.job_id.in_([j.id for j in page])).order_by(JobOutput.name)):
+        for job_id, name in s.execute(
+            select(JobOutput.job_id, JobOutput.name)
+            .where(JobOutput.job_id.in_([j.id for j in page]))
+            .order_by(JobOutput.name)
+        ):
             names.setdefault(job_id, []).append(name)
         full = actor.role == Role.regulator
-        return _named(s, [{**job_view(j, {}, full), "outputs": names.get(j.id, [])}
-                          for j in page])
+        return _named(s, [{**job_view(j, {}, full), "outputs": names.get(j.id, [])} for j in page])
 
 
-def releases(ctx: Context, actor: Actor, period: str,
-             operator_id: str | None = None) -> list[dict[str, Any]]:
+def releases(
+    ctx: Context, actor: Actor, period: str, operator_id: str | None = None
+) -> list[dict[str, Any]]:
     """Every aggregate released to operator code in a month, with what was suppressed."""
     require(actor, Role.regulator)
     start, end = money.month_bounds(period)
@@ -93,9 +108,15 @@ def releases(ctx: Context, actor: Actor, period: str,
         out = []
         for job in s.scalars(q.order_by(Job.finished_at, Job.id)):
             for release in (job.disclosure or {}).get("releases", []):
-                out.append({"job_id": job.id, "operator_id": job.operator_id,
-                            "contract_id": job.contract_id,
-                            "finished_at": clock.text(job.finished_at), **release})
+                out.append(
+                    {
+                        "job_id": job.id,
+                        "operator_id": job.operator_id,
+                        "contract_id": job.contract_id,
+                        "finished_at": clock.text(job.finished_at),
+                        **release,
+                    }
+                )
         return _named(s, out)
 
 
@@ -106,10 +127,19 @@ def usage(ctx: Context, actor: Actor, period: str) -> list[dict[str, Any]]:
     totals: dict[str, dict[str, Any]] = {}
     with ctx.reading() as s:
         for job in s.scalars(select(Job).where(Job.finished_at >= start, Job.finished_at < end)):
-            t = totals.setdefault(job.operator_id, {
-                "operator_id": job.operator_id, "jobs": 0, "by_status": {}, "rows_scanned": 0,
-                "compute_seconds": Decimal(0), "outputs": 0, "amount": Decimal(0),
-                "list_amount": Decimal(0)})
+            t = totals.setdefault(
+                job.operator_id,
+                {
+                    "operator_id": job.operator_id,
+                    "jobs": 0,
+                    "by_status": {},
+                    "rows_scanned": 0,
+                    "compute_seconds": Decimal(0),
+                    "outputs": 0,
+                    "amount": Decimal(0),
+                    "list_amount": Decimal(0),
+                },
+            )
             u = job.usage or {}
             t["jobs"] += 1
             t["by_status"][job.status] = t["by_status"].get(job.status, 0) + 1
@@ -119,13 +149,22 @@ def usage(ctx: Context, actor: Actor, period: str) -> list[dict[str, Any]]:
             if job.charge:
                 t["amount"] += Decimal(job.charge["amount"])
                 t["list_amount"] += Decimal(job.charge["list_amount"])
-        return _named(s, [{**t, "compute_seconds": str(t["compute_seconds"]),
-                           "amount": format_money(t["amount"]),
-                           "list_amount": format_money(t["list_amount"])}
-                          for _, t in sorted(totals.items())])
+        return _named(
+            s,
+            [
+                {
+                    **t,
+                    "compute_seconds": str(t["compute_seconds"]),
+                    "amount": format_money(t["amount"]),
+                    "list_amount": format_money(t["list_amount"]),
+                }
+                for _, t in sorted(totals.items())
+            ],
+        )
 
 
 # -- exports -----------------------------------------------------------------------------------
+
 
 def contracts_table(ctx: Context, rows: Sequence[dict[str, Any]]) -> Table:
     """Contracts flattened into columns people read: who, which data, why, how long, signed
@@ -143,19 +182,28 @@ def _contract_row(names: Directory, row: dict[str, Any]) -> dict[str, Any]:
     bureau = _first(row.get("history", []), "signed_by_bureau")
     operator = _first(row.get("history", []), "active")
     return {
-        "id": row["id"], "version": row["version"], "status": row["status"],
+        "id": row["id"],
+        "version": row["version"],
+        "status": row["status"],
         "status_reason": row["status_reason"],
-        "operator_id": doc.get("operator_id"), "operator_name": names.name(doc.get("operator_id")),
+        "operator_id": doc.get("operator_id"),
+        "operator_name": names.name(doc.get("operator_id")),
         "datasets": "; ".join(_titled(names, d) for d in datasets),
         "departments": "; ".join(sorted({names.department(d) or "" for d in datasets} - {""})),
-        "columns": "; ".join(f"{d}.{c}: {', '.join(uses)}"
-                             for d in datasets for c, uses in sorted(doc["datasets"][d].items())),
-        "purpose": doc.get("purpose"), "purpose_class": doc.get("purpose_class"),
-        "valid_from": doc.get("valid_from"), "valid_to": doc.get("valid_to"),
+        "columns": "; ".join(
+            f"{d}.{c}: {', '.join(uses)}"
+            for d in datasets
+            for c, uses in sorted(doc["datasets"][d].items())
+        ),
+        "purpose": doc.get("purpose"),
+        "purpose_class": doc.get("purpose_class"),
+        "valid_from": doc.get("valid_from"),
+        "valid_to": doc.get("valid_to"),
         "spend_cap": doc.get("spend_cap"),
         "quotas": ", ".join(f"{k}={v}" for k, v in sorted((doc.get("quotas") or {}).items())),
         "approved_by": "; ".join(names.name(p) or p for p in row["approvals"]["given"]),
-        "bureau_signed_by": names.name(bureau.get("by")), "bureau_signed_at": bureau.get("at"),
+        "bureau_signed_by": names.name(bureau.get("by")),
+        "bureau_signed_at": bureau.get("at"),
         "operator_signed_by": names.name(operator.get("by")),
         "operator_signed_at": operator.get("at"),
         "spent": Decimal(row["spend"]["spent_fen"]) / 100,
@@ -179,11 +227,14 @@ def jobs_table(rows: Sequence[dict[str, Any]]) -> Table:
 
 def _job_row(row: dict[str, Any]) -> dict[str, Any]:
     usage, error = row.get("usage") or {}, row.get("error") or {}
-    return {**row, "rows_scanned": usage.get("rows_scanned"),
-            "compute_seconds": usage.get("compute_seconds"),
-            "quote_amount": (row.get("quote") or {}).get("amount"),
-            "charge_amount": (row.get("charge") or {}).get("amount"),
-            "error_message": error.get("message")}
+    return {
+        **row,
+        "rows_scanned": usage.get("rows_scanned"),
+        "compute_seconds": usage.get("compute_seconds"),
+        "quote_amount": (row.get("quote") or {}).get("amount"),
+        "charge_amount": (row.get("charge") or {}).get("amount"),
+        "error_message": error.get("message"),
+    }
 
 
 def releases_table(rows: Sequence[dict[str, Any]]) -> Table:
@@ -209,42 +260,79 @@ def _named(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
 N, M, TIME = Kind.NUMBER, Kind.MONEY, Kind.TIME
 
 CONTRACT_COLUMNS = (
-    Column("id", "合同编号"), Column("version", "版本", N), Column("status", "状态"),
-    Column("status_reason", "状态说明"), Column("operator_id", "运营单位编号"),
-    Column("operator_name", "运营单位"), Column("datasets", "数据集"),
-    Column("departments", "数据提供部门"), Column("columns", "授权字段及用途"),
-    Column("purpose", "用途"), Column("purpose_class", "用途类别"),
-    Column("valid_from", "生效时间", TIME), Column("valid_to", "到期时间", TIME),
-    Column("spend_cap", "费用上限（元）", M), Column("quotas", "配额"),
-    Column("approved_by", "审批部门"), Column("bureau_signed_by", "数据局签署人"),
+    Column("id", "合同编号"),
+    Column("version", "版本", N),
+    Column("status", "状态"),
+    Column("status_reason", "状态说明"),
+    Column("operator_id", "运营单位编号"),
+    Column("operator_name", "运营单位"),
+    Column("datasets", "数据集"),
+    Column("departments", "数据提供部门"),
+    Column("columns", "授权字段及用途"),
+    Column("purpose", "用途"),
+    Column("purpose_class", "用途类别"),
+    Column("valid_from", "生效时间", TIME),
+    Column("valid_to", "到期时间", TIME),
+    Column("spend_cap", "费用上限（元）", M),
+    Column("quotas", "配额"),
+    Column("approved_by", "审批部门"),
+    Column("bureau_signed_by", "数据局签署人"),
     Column("bureau_signed_at", "数据局签署时间", TIME),
     Column("operator_signed_by", "运营单位签署人"),
     Column("operator_signed_at", "运营单位签署时间", TIME),
-    Column("spent", "已结算（元）", M), Column("reserved", "已预留（元）", M),
-    Column("issued_at", "合同出具时间", TIME))
+    Column("spent", "已结算（元）", M),
+    Column("reserved", "已预留（元）", M),
+    Column("issued_at", "合同出具时间", TIME),
+)
 JOB_COLUMNS = (
-    Column("id", "作业编号"), Column("contract_id", "合同编号"),
-    Column("contract_version", "合同版本", N), Column("operator_id", "运营单位编号"),
-    Column("operator_name", "运营单位"), Column("status", "状态"),
-    Column("created_at", "提交时间", TIME), Column("finished_at", "结束时间", TIME),
-    Column("code", "代码"), Column("params", "参数"), Column("signature", "签名"),
-    Column("signing_key_id", "签名密钥"), Column("rows_scanned", "扫描行数", N),
-    Column("compute_seconds", "计算秒数", N), Column("quote_amount", "报价（元）", M),
-    Column("charge_amount", "收费（元）", M), Column("error_message", "错误说明"),
-    Column("usage", "用量明细"), Column("quote", "报价明细"), Column("charge", "收费明细"),
-    Column("disclosure", "披露控制报告"), Column("error", "错误明细"),
-    Column("outputs", "输出"))
+    Column("id", "作业编号"),
+    Column("contract_id", "合同编号"),
+    Column("contract_version", "合同版本", N),
+    Column("operator_id", "运营单位编号"),
+    Column("operator_name", "运营单位"),
+    Column("status", "状态"),
+    Column("created_at", "提交时间", TIME),
+    Column("finished_at", "结束时间", TIME),
+    Column("code", "代码"),
+    Column("params", "参数"),
+    Column("signature", "签名"),
+    Column("signing_key_id", "签名密钥"),
+    Column("rows_scanned", "扫描行数", N),
+    Column("compute_seconds", "计算秒数", N),
+    Column("quote_amount", "报价（元）", M),
+    Column("charge_amount", "收费（元）", M),
+    Column("error_message", "错误说明"),
+    Column("usage", "用量明细"),
+    Column("quote", "报价明细"),
+    Column("charge", "收费明细"),
+    Column("disclosure", "披露控制报告"),
+    Column("error", "错误明细"),
+    Column("outputs", "输出"),
+)
 RELEASE_COLUMNS = (
-    Column("job_id", "作业编号"), Column("operator_id", "运营单位编号"),
-    Column("operator_name", "运营单位"), Column("contract_id", "合同编号"),
-    Column("finished_at", "结束时间", TIME), Column("index", "序号", N),
-    Column("dataset", "数据集"), Column("dataset_title", "数据集名称"),
-    Column("department", "数据提供部门"), Column("keys", "分组字段"),
-    Column("rows", "行数", N), Column("cells", "单元格数", N),
-    Column("suppressed", "抑制的单元格"), Column("left_out", "略去的分组数", N))
+    Column("job_id", "作业编号"),
+    Column("operator_id", "运营单位编号"),
+    Column("operator_name", "运营单位"),
+    Column("contract_id", "合同编号"),
+    Column("finished_at", "结束时间", TIME),
+    Column("index", "序号", N),
+    Column("dataset", "数据集"),
+    Column("dataset_title", "数据集名称"),
+    Column("department", "数据提供部门"),
+    Column("keys", "分组字段"),
+    Column("rows", "行数", N),
+    Column("cells", "单元格数", N),
+    Column("suppressed", "抑制的单元格"),
+    Column("left_out", "略去的分组数", N),
+)
 USAGE_COLUMNS = (
-    Column("operator_id", "运营单位编号"), Column("operator_name", "运营单位"),
-    Column("jobs", "作业数", N), Column("by_status", "各状态作业数"),
-    Column("rows_scanned", "扫描行数", N), Column("compute_seconds", "计算秒数", N),
-    Column("outputs", "输出数", N), Column("amount", "收费（元）", M),
-    Column("list_amount", "标价（元）", M))
+    Column("operator_id", "运营单位编号"),
+    Column("operator_name", "运营单位"),
+    Column("jobs", "作业数", N),
+    Column("by_status", "各状态作业数"),
+    Column("rows_scanned", "扫描行数", N),
+    Column("compute_seconds", "计算秒数", N),
+    Column("outputs", "输出数", N),
+    Column("amount", "收费（元）", M),
+    Column("list_amount", "标价（元）", M),
+)

@@ -65,8 +65,11 @@ def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
         caps = caps_in_force(s, schedule.effective_from)
         if caps is not None:
             check_caps(schedule, caps)
-        row = ScheduleRow(name=schedule.name, effective_from=clock.stored(schedule.effective_from),
-                          body=schedule.to_json())
+        row = ScheduleRow(
+            name=schedule.name,
+            effective_from=clock.stored(schedule.effective_from),
+            body=schedule.to_json(),
+        )
         s.add(row)
         s.flush()
         log.append(s, "price_schedule.published", actor.id, str(row.id), schedule.to_json())
@@ -76,11 +79,16 @@ def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
 def in_force(session: Session, at: dt.datetime | None = None) -> tuple[int, PriceSchedule]:
     at = at or clock.now()
     row = session.scalar(
-        select(ScheduleRow).where(ScheduleRow.effective_from <= clock.stored(at))
-        .order_by(ScheduleRow.effective_from.desc(), ScheduleRow.id.desc()).limit(1))
+        select(ScheduleRow)
+        .where(ScheduleRow.effective_from <= clock.stored(at))
+        .order_by(ScheduleRow.effective_from.desc(), ScheduleRow.id.desc())
+        .limit(1)
+    )
     if row is None:
-        raise Conflict("no price schedule is in force yet; the bureau publishes one with "
-                       "POST /v1/price-schedules (or: sandbox prices publish FILE)")
+        raise Conflict(
+            "no price schedule is in force yet; the bureau publishes one with "
+            "POST /v1/price-schedules (or: sandbox prices publish FILE)"
+        )
     return row.id, _stored_schedule(row.body)
 
 
@@ -97,8 +105,12 @@ _stored_schedule = ByContent(parse_schedule)
 
 def caps_in_force(session: Session, at: dt.datetime | None = None) -> PriceCaps | None:
     at = at or clock.now()
-    row = session.scalar(select(CapsRow).where(CapsRow.effective_from <= clock.stored(at))
-                         .order_by(CapsRow.effective_from.desc(), CapsRow.id.desc()).limit(1))
+    row = session.scalar(
+        select(CapsRow)
+        .where(CapsRow.effective_from <= clock.stored(at))
+        .order_by(CapsRow.effective_from.desc(), CapsRow.id.desc())
+        .limit(1)
+    )
     return None if row is None else parse_caps(row.body)
 
 
@@ -116,10 +128,13 @@ def publish_caps(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
             try:
                 check_caps(schedule, caps)
             except CapExceeded as e:
-                raise Conflict(f"the schedule in force is above these caps: {e.message}; "
-                               "publish a schedule within them first") from None
-        row = CapsRow(name=caps.name, effective_from=clock.stored(caps.effective_from),
-                      body=caps.to_json())
+                raise Conflict(
+                    f"the schedule in force is above these caps: {e.message}; "
+                    "publish a schedule within them first"
+                ) from None
+        row = CapsRow(
+            name=caps.name, effective_from=clock.stored(caps.effective_from), body=caps.to_json()
+        )
         s.add(row)
         s.flush()
         log.append(s, "price_caps.published", actor.id, str(row.id), caps.to_json())
@@ -137,8 +152,7 @@ def record_allowed_revenue(ctx: Context, actor: Actor, period: str, amount: str)
             s.add(row)
         else:
             row.amount_fen = to_fen(value)
-        log.append(s, "revenue.allowed_recorded", actor.id, period,
-                   {"amount": format_money(value)})
+        log.append(s, "revenue.allowed_recorded", actor.id, period, {"amount": format_money(value)})
     return {"period": period, "amount": format_money(value)}
 
 
@@ -157,12 +171,15 @@ def lock_contract(session: Session, contract_id: str) -> ContractMoney | None:
     # Only these columns: the row's document and canonical bytes are not needed here.
     row = session.execute(
         select(Contract.version, Contract.status, Contract.spent_fen, Contract.reserved_fen)
-        .where(Contract.id == contract_id).with_for_update()).one_or_none()
+        .where(Contract.id == contract_id)
+        .with_for_update()
+    ).one_or_none()
     return None if row is None else ContractMoney(contract_id, *row)
 
 
-def reserve_under_cap(session: Session, contract: ContractMoney, cap: Decimal | None,
-                      quote_fen: int) -> None:
+def reserve_under_cap(
+    session: Session, contract: ContractMoney, cap: Decimal | None, quote_fen: int
+) -> None:
     """Hold a quote against the contract's spend cap (the caller holds the row's lock)."""
     if cap is not None:
         left = to_fen(cap) - contract.spent_fen - contract.reserved_fen
@@ -170,7 +187,8 @@ def reserve_under_cap(session: Session, contract: ContractMoney, cap: Decimal | 
             raise QuotaExceeded(
                 f"this job is quoted at {quote_fen / 100:.2f} yuan but contract {contract.id} "
                 f"has {max(left, 0) / 100:.2f} yuan left under its spend cap of {cap}; wait for "
-                "running jobs to settle or apply for a contract with a higher cap")
+                "running jobs to settle or apply for a contract with a higher cap"
+            )
     _add_to_contract(session, contract.id, reserved=quote_fen)
 
 
@@ -179,15 +197,15 @@ def settle_contract(session: Session, contract_id: str, quote_fen: int, charge_f
     _add_to_contract(session, contract_id, reserved=-quote_fen, spent=charge_fen)
 
 
-def _add_to_contract(session: Session, contract_id: str, reserved: int = 0,
-                     spent: int = 0) -> None:
+def _add_to_contract(session: Session, contract_id: str, reserved: int = 0, spent: int = 0) -> None:
     # In the database, not through a loaded row: no one reads the row back in this
     # transaction, and loading it means decoding its whole document.
     session.execute(
-        update(Contract).where(Contract.id == contract_id)
-        .values(reserved_fen=Contract.reserved_fen + reserved,
-                spent_fen=Contract.spent_fen + spent)
-        .execution_options(synchronize_session=False))
+        update(Contract)
+        .where(Contract.id == contract_id)
+        .values(reserved_fen=Contract.reserved_fen + reserved, spent_fen=Contract.spent_fen + spent)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def reserve_prepaid(session: Session, operator_id: str, quote_fen: int) -> None:
@@ -201,7 +219,8 @@ def reserve_prepaid(session: Session, operator_id: str, quote_fen: int) -> None:
         raise QuotaExceeded(
             f"this job is quoted at {quote_fen / 100:.2f} yuan but your prepaid balance has "
             f"{max(available, 0) / 100:.2f} yuan available; ask the bureau to top it up or wait "
-            "for running jobs to settle")
+            "for running jobs to settle"
+        )
     account.reserved_fen += quote_fen
 
 
@@ -213,10 +232,12 @@ def settle_prepaid(session: Session, operator_id: str, quote_fen: int, charge_fe
 
 
 def prepaid_view(account: PrepaidAccount) -> dict[str, Any]:
-    return {"operator_id": account.operator_id,
-            "balance": format_money(Decimal(account.balance_fen) / 100),
-            "reserved": format_money(Decimal(account.reserved_fen) / 100),
-            "available": format_money(Decimal(account.balance_fen - account.reserved_fen) / 100)}
+    return {
+        "operator_id": account.operator_id,
+        "balance": format_money(Decimal(account.balance_fen) / 100),
+        "reserved": format_money(Decimal(account.reserved_fen) / 100),
+        "available": format_money(Decimal(account.balance_fen - account.reserved_fen) / 100),
+    }
 
 
 def top_up(ctx: Context, actor: Actor, operator_id: str, amount: str) -> dict[str, Any]:
@@ -224,7 +245,7 @@ def top_up(ctx: Context, actor: Actor, operator_id: str, amount: str) -> dict[st
     require(actor, Role.bureau)
     value = parse_money(amount, what="top-up")
     if value <= 0:
-        raise BadRequest("a top-up must be a positive amount of yuan, e.g. \"500.00\"")
+        raise BadRequest('a top-up must be a positive amount of yuan, e.g. "500.00"')
     with ctx.money_lock, ctx.transaction() as s:
         operator = s.get(Principal, operator_id)
         if operator is None or operator.role != Role.operator:
@@ -235,8 +256,13 @@ def top_up(ctx: Context, actor: Actor, operator_id: str, amount: str) -> dict[st
             s.add(account)
         account.balance_fen += to_fen(value)
         s.flush()
-        log.append(s, "prepaid.topped_up", actor.id, operator_id,
-                   {"amount": format_money(value), "balance_fen": account.balance_fen})
+        log.append(
+            s,
+            "prepaid.topped_up",
+            actor.id,
+            operator_id,
+            {"amount": format_money(value), "balance_fen": account.balance_fen},
+        )
         return prepaid_view(account)
 
 
@@ -246,8 +272,9 @@ def prepaid(ctx: Context, actor: Actor, operator_id: str) -> dict[str, Any]:
     with ctx.reading() as s:
         account = s.get(PrepaidAccount, operator_id)
         if account is None:
-            raise NotFound(f"operator {operator_id!r} has no prepaid account; it is billed in "
-                           "arrears")
+            raise NotFound(
+                f"operator {operator_id!r} has no prepaid account; it is billed in arrears"
+            )
         return prepaid_view(account)
 
 
@@ -261,10 +288,15 @@ def _revenue_lines(session: Session, period: str) -> list[RevenueLine]:
     rows = session.execute(
         select(Job.operator_id, Job.charge, Contract.document)
         .join(Contract, Job.contract_id == Contract.id)
-        .where(Job.charge.is_not(None), Job.finished_at >= start, Job.finished_at < end))
-    return [line for operator_id, charge, document in rows
-            for line in charge_revenue_lines(operator_id, document["purpose_class"],
-                                             Charge.from_json(charge))]
+        .where(Job.charge.is_not(None), Job.finished_at >= start, Job.finished_at < end)
+    )
+    return [
+        line
+        for operator_id, charge, document in rows
+        for line in charge_revenue_lines(
+            operator_id, document["purpose_class"], Charge.from_json(charge)
+        )
+    ]
 
 
 def revenue(ctx: Context, actor: Actor, period: str) -> dict[str, Any]:
@@ -301,23 +333,32 @@ class Bound:
     max_outputs: int
 
 
-def upper_bound(facts: CodeFacts, contract: ContractDocument,
-                datasets: Mapping[str, DatasetInfo], wall_seconds: float) -> Bound:
+def upper_bound(
+    facts: CodeFacts,
+    contract: ContractDocument,
+    datasets: Mapping[str, DatasetInfo],
+    wall_seconds: float,
+) -> Bound:
     names = facts.datasets if facts.datasets is not None else frozenset(contract.datasets)
     scans = max(facts.collects, 1)
-    rows = [RowsUse(n, datasets[n].level, datasets[n].row_count * scans)
-            for n in sorted(names) if n in datasets]
+    rows = [
+        RowsUse(n, datasets[n].level, datasets[n].row_count * scans)
+        for n in sorted(names)
+        if n in datasets
+    ]
     outputs = max(facts.emits, 1)
-    metered = Metered(calls=1, rows=rows, compute_seconds=Decimal(repr(wall_seconds)),
-                      outputs=outputs)
+    metered = Metered(
+        calls=1, rows=rows, compute_seconds=Decimal(repr(wall_seconds)), outputs=outputs
+    )
     return Bound(metered, metered.rows_scanned, outputs)
 
 
 def volume_this_month(session: Session, operator_id: str, at: dt.datetime) -> dict[str, int]:
     """Rows an operator's commercial jobs scanned this billing month, by level: the position
     on tiered volume prices (public-interest use is free and does not count)."""
-    totals = session.execute(_volume_query(), {
-        "operator_id": operator_id, "start": clock.stored(month_start(at))}).one()
+    totals = session.execute(
+        _volume_query(), {"operator_id": operator_id, "start": clock.stored(month_start(at))}
+    ).one()
     return {level: int(n) for level, n in zip(LEVELS, totals) if n}
 
 
@@ -326,24 +367,45 @@ def _volume_query() -> Any:
     # Summed by the database, one column per level: this runs for every submission, so the
     # statement is composed once.
     sums = [func.sum(Job.usage[("rows_by_level", level)].as_integer()) for level in LEVELS]
-    return (select(*sums).join(Contract, Job.contract_id == Contract.id)
-            .where(Job.operator_id == bindparam("operator_id"), Job.charge.is_not(None),
-                   Job.finished_at >= bindparam("start"),
-                   Contract.document["purpose_class"].as_string() == "commercial"))
+    return (
+        select(*sums)
+        .join(Contract, Job.contract_id == Contract.id)
+        .where(
+            Job.operator_id == bindparam("operator_id"),
+            Job.charge.is_not(None),
+            Job.finished_at >= bindparam("start"),
+            Contract.document["purpose_class"].as_string() == "commercial",
+        )
+    )
 
 
-def quote(schedule: PriceSchedule, bound: Bound, contract: ContractDocument,
-          month_to_date: Mapping[str, int]) -> Charge:
+def quote(
+    schedule: PriceSchedule,
+    bound: Bound,
+    contract: ContractDocument,
+    month_to_date: Mapping[str, int],
+) -> Charge:
     return price(schedule, bound.metered, contract.purpose_class, month_to_date)
 
 
-def actual(schedule: PriceSchedule, usage: Mapping[str, Any], contract: ContractDocument,
-           levels: Mapping[str, str], month_to_date: Mapping[str, int]) -> Charge:
-    rows = [RowsUse(name, levels[name], int(n))
-            for name, n in sorted(usage.get("rows_by_dataset", {}).items()) if int(n) > 0]
-    metered = Metered(calls=1, rows=rows,
-                      compute_seconds=Decimal(usage.get("compute_seconds", "0")),
-                      outputs=int(usage.get("outputs", 0)))
+def actual(
+    schedule: PriceSchedule,
+    usage: Mapping[str, Any],
+    contract: ContractDocument,
+    levels: Mapping[str, str],
+    month_to_date: Mapping[str, int],
+) -> Charge:
+    rows = [
+        RowsUse(name, levels[name], int(n))
+        for name, n in sorted(usage.get("rows_by_dataset", {}).items())
+        if int(n) > 0
+    ]
+    metered = Metered(
+        calls=1,
+        rows=rows,
+        compute_seconds=Decimal(usage.get("compute_seconds", "0")),
+        outputs=int(usage.get("outputs", 0)),
+    )
     return price(schedule, metered, contract.purpose_class, month_to_date)
 
 
@@ -366,76 +428,130 @@ def month_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
     return clock.stored(start), clock.stored(end)
 
 
-def bills(ctx: Context, actor: Actor, period: str, operator_id: str | None = None) -> dict[str, Any]:
+def bills(
+    ctx: Context, actor: Actor, period: str, operator_id: str | None = None
+) -> dict[str, Any]:
     require(actor, Role.operator, Role.bureau, Role.regulator)
     if actor.role == Role.operator:
         operator_id = actor.id
     start, end = month_bounds(period)
     with ctx.reading() as s:
-        q = select(Job).where(Job.charge.is_not(None), Job.finished_at >= start,
-                              Job.finished_at < end)
+        q = select(Job).where(
+            Job.charge.is_not(None), Job.finished_at >= start, Job.finished_at < end
+        )
         if operator_id:
             q = q.where(Job.operator_id == operator_id)
         jobs = list(s.scalars(q.order_by(Job.finished_at, Job.id)))
         names = directory.load(s)
-    charges = [{
-        "job_id": j.id, "contract_id": j.contract_id, "operator_id": j.operator_id,
-        "operator_name": names.name(j.operator_id), "status": j.status, "finished_at": clock.text(j.finished_at),
-        **Charge.from_json(j.charge or {}).to_json(),
-    } for j in jobs]
+    charges = [
+        {
+            "job_id": j.id,
+            "contract_id": j.contract_id,
+            "operator_id": j.operator_id,
+            "operator_name": names.name(j.operator_id),
+            "status": j.status,
+            "finished_at": clock.text(j.finished_at),
+            **Charge.from_json(j.charge or {}).to_json(),
+        }
+        for j in jobs
+    ]
     total = sum((Decimal(c["amount"]) for c in charges), Decimal("0"))
     list_total = sum((Decimal(c["list_amount"]) for c in charges), Decimal("0"))
-    return {"period": period, "operator_id": operator_id, "currency": "CNY",
-            "charges": charges, "total": format_money(total),
-            "list_total": format_money(list_total)}
+    return {
+        "period": period,
+        "operator_id": operator_id,
+        "currency": "CNY",
+        "charges": charges,
+        "total": format_money(total),
+        "list_total": format_money(list_total),
+    }
 
 
 def statement_table(ctx: Context, statement: dict[str, Any]) -> Table:
     """A statement as a table: one row per charge line, then a total row equal to their sum."""
     with ctx.reading() as s:
         names = directory.load(s)
-    rows = [{**{k: charge.get(k) for k in ("job_id", "contract_id", "operator_id",
-                                            "operator_name", "finished_at")},
-             **line, "dataset_title": names.dataset_title(line.get("dataset")),
-             "department": names.department(line.get("dataset"))}
-            for charge in statement["charges"] for line in charge["lines"]]
-    total = {"job_id": "total", "operator_id": statement["operator_id"],
-             "operator_name": names.name(statement["operator_id"]),
-             "finished_at": statement["period"], "amount": statement["total"],
-             "list_amount": statement["list_total"]}
+    rows = [
+        {
+            **{
+                k: charge.get(k)
+                for k in ("job_id", "contract_id", "operator_id", "operator_name", "finished_at")
+            },
+            **line,
+            "dataset_title": names.dataset_title(line.get("dataset")),
+            "department": names.department(line.get("dataset")),
+        }
+        for charge in statement["charges"]
+        for line in charge["lines"]
+    ]
+    total = {
+        "job_id": "total",
+        "operator_id": statement["operator_id"],
+        "operator_name": names.name(statement["operator_id"]),
+        "finished_at": statement["period"],
+        "amount": statement["total"],
+        "list_amount": statement["list_total"],
+    }
     return Table(f"账单 {statement['period']}", STATEMENT_COLUMNS, [*rows, total])
 
 
 def revenue_table(report: dict[str, Any]) -> Table:
     """The revenue report flat: one row for the month against its allowed revenue, then one
     per operator, per dataset and per billing unit."""
-    summary = {"section": "total", **report, "amount": report["revenue"],
-               "list_amount": report["list_value"]}
-    rows = [summary,
-            *({"section": "operator", "key": r["operator_id"], "name": r.get("operator_name"), **r}
-              for r in report["by_operator"]),
-            *({"section": "dataset", "key": r["dataset"], "name": r.get("dataset_title"), **r}
-              for r in report["by_dataset"]),
-            *({"section": "unit", "key": r["unit"], **r} for r in report["by_unit"])]
-    return Table(f"收入 {report['period']}", REVENUE_COLUMNS,
-                 [{"period": report["period"], **r} for r in rows])
+    summary = {
+        "section": "total",
+        **report,
+        "amount": report["revenue"],
+        "list_amount": report["list_value"],
+    }
+    rows = [
+        summary,
+        *(
+            {"section": "operator", "key": r["operator_id"], "name": r.get("operator_name"), **r}
+            for r in report["by_operator"]
+        ),
+        *(
+            {"section": "dataset", "key": r["dataset"], "name": r.get("dataset_title"), **r}
+            for r in report["by_dataset"]
+        ),
+        *({"section": "unit", "key": r["unit"], **r} for r in report["by_unit"]),
+    ]
+    return Table(
+        f"收入 {report['period']}",
+        REVENUE_COLUMNS,
+        [{"period": report["period"], **r} for r in rows],
+    )
 
 
 _M = Kind.MONEY
 STATEMENT_COLUMNS = (
-    Column("job_id", "作业编号"), Column("contract_id", "合同编号"),
-    Column("operator_id", "运营单位编号"), Column("operator_name", "运营单位"),
-    Column("finished_at", "结束时间", Kind.TIME), Column("unit", "计费单位"),
-    Column("dataset", "数据集"), Column("dataset_title", "数据集名称"),
-    Column("department", "数据提供部门"), Column("level", "数据级别"), Column("tier", "阶梯"),
-    Column("quantity", "数量", Kind.NUMBER), Column("amount", "金额（元）", _M),
-    Column("list_amount", "标价（元）", _M))
+    Column("job_id", "作业编号"),
+    Column("contract_id", "合同编号"),
+    Column("operator_id", "运营单位编号"),
+    Column("operator_name", "运营单位"),
+    Column("finished_at", "结束时间", Kind.TIME),
+    Column("unit", "计费单位"),
+    Column("dataset", "数据集"),
+    Column("dataset_title", "数据集名称"),
+    Column("department", "数据提供部门"),
+    Column("level", "数据级别"),
+    Column("tier", "阶梯"),
+    Column("quantity", "数量", Kind.NUMBER),
+    Column("amount", "金额（元）", _M),
+    Column("list_amount", "标价（元）", _M),
+)
 REVENUE_COLUMNS = (
-    Column("period", "月份"), Column("section", "分类"), Column("key", "编号"),
-    Column("name", "名称"), Column("department", "数据提供部门"),
-    Column("amount", "收入（元）", _M), Column("list_amount", "标价（元）", _M),
+    Column("period", "月份"),
+    Column("section", "分类"),
+    Column("key", "编号"),
+    Column("name", "名称"),
+    Column("department", "数据提供部门"),
+    Column("amount", "收入（元）", _M),
+    Column("list_amount", "标价（元）", _M),
     Column("public_interest_list_value", "公益使用标价（元）", _M),
     Column("allowed_revenue", "最高准许收入（元）", _M),
     Column("carried_deduction", "上月结转扣减（元）", _M),
-    Column("effective_allowed", "本月准许收入（元）", _M), Column("excess", "超出（元）", _M),
-    Column("carry_forward", "结转下月扣减（元）", _M))
+    Column("effective_allowed", "本月准许收入（元）", _M),
+    Column("excess", "超出（元）", _M),
+    Column("carry_forward", "结转下月扣减（元）", _M),
+)

@@ -73,7 +73,7 @@ def require(actor: Actor, *roles: Role) -> None:
 
 def require_reason(reason: str, what: str) -> str:
     if not reason.strip():
-        raise BadRequest(f"{what} needs a reason: {{\"reason\": \"…\"}}")
+        raise BadRequest(f'{what} needs a reason: {{"reason": "…"}}')
     return reason.strip()
 
 
@@ -98,7 +98,8 @@ def authenticate(ctx: Context, token: str | None, *, allow_suspended: bool = Fal
     if p.status == SUSPENDED and not allow_suspended:
         raise PrincipalSuspended(
             f"{p.name} ({p.id}) is suspended: {p.status_reason}; until it is resumed (by the "
-            "regulator, or by the bureau if the bureau suspended it) only GET /v1/me answers")
+            "regulator, or by the bureau if the bureau suspended it) only GET /v1/me answers"
+        )
     return actor
 
 
@@ -107,7 +108,8 @@ def _explain_unknown_token(session: Session, digest: str) -> None:
     if old is not None and old.revoked_at is not None:
         raise TokenRevoked(
             f"this API token was revoked at {clock.text(old.revoked_at)} ({old.revoked_reason}); "
-            "use the token that replaced it, or ask the bureau for a new one")
+            "use the token that replaced it, or ask the bureau for a new one"
+        )
     raise Unauthenticated("unknown API token; ask the bureau for a valid one")
 
 
@@ -123,20 +125,28 @@ def parse_license_valid_to(raw: str | dt.datetime | None) -> dt.datetime | None:
         try:
             raw = dt.datetime.fromisoformat(raw)
         except ValueError:
-            raise BadRequest(f"license_valid_to {raw!r} is not an ISO 8601 date-time; {how}"
-                             ) from None
+            raise BadRequest(
+                f"license_valid_to {raw!r} is not an ISO 8601 date-time; {how}"
+            ) from None
     if raw.tzinfo is None or raw.utcoffset() is None:
         raise BadRequest(f"license_valid_to has no time zone; {how}")
     if raw <= clock.now():
-        raise BadRequest(f"license_valid_to {clock.text(raw)} is already past; give the end of "
-                         "the licence's validity as printed on the licence")
+        raise BadRequest(
+            f"license_valid_to {clock.text(raw)} is already past; give the end of "
+            "the licence's validity as printed on the licence"
+        )
     return raw.astimezone(dt.UTC)
 
 
-def create_principal(ctx: Context, actor: Actor | None, name: str, role: str,
-                     license_no: str | None = None, public_key: str | None = None,
-                     license_valid_to: str | dt.datetime | None = None
-                     ) -> tuple[Principal, str]:
+def create_principal(
+    ctx: Context,
+    actor: Actor | None,
+    name: str,
+    role: str,
+    license_no: str | None = None,
+    public_key: str | None = None,
+    license_valid_to: str | dt.datetime | None = None,
+) -> tuple[Principal, str]:
     """Create a principal and return it with its API token (shown once, stored hashed)."""
     if actor is not None:
         require(actor, Role.bureau)
@@ -148,30 +158,57 @@ def create_principal(ctx: Context, actor: Actor | None, name: str, role: str,
         parse_public_key(public_key)
     valid_to = parse_license_valid_to(license_valid_to)
     token = new_token()
-    p = Principal(id=new_id(role[:1] if role != "provider" else "d"), name=name, role=role,
-                  license_no=license_no, public_key=public_key, token_hash=hash_token(token),
-                  license_valid_to=clock.stored(valid_to) if valid_to else None, status=ACTIVE,
-                  history=[history_entry(ACTIVE, actor.id if actor else None, "created")])
+    p = Principal(
+        id=new_id(role[:1] if role != "provider" else "d"),
+        name=name,
+        role=role,
+        license_no=license_no,
+        public_key=public_key,
+        token_hash=hash_token(token),
+        license_valid_to=clock.stored(valid_to) if valid_to else None,
+        status=ACTIVE,
+        history=[history_entry(ACTIVE, actor.id if actor else None, "created")],
+    )
     with ctx.transaction() as s:
         s.add(p)
         s.flush()
-        s.add(PrincipalToken(token_hash=p.token_hash, principal_id=p.id, issued_at=clock.stored_now()))
+        s.add(
+            PrincipalToken(token_hash=p.token_hash, principal_id=p.id, issued_at=clock.stored_now())
+        )
         key_id = None
         if public_key is not None:
             key_id = _add_key(s, p, public_key, actor.id if actor else None).id
-        log.append(s, "principal.created", actor.id if actor else None, p.id,
-                   {"name": name, "role": role, "license_no": license_no,
-                    "license_valid_to": clock.text(valid_to), "public_key": public_key,
-                    "key_id": key_id})
+        log.append(
+            s,
+            "principal.created",
+            actor.id if actor else None,
+            p.id,
+            {
+                "name": name,
+                "role": role,
+                "license_no": license_no,
+                "license_valid_to": clock.text(valid_to),
+                "public_key": public_key,
+                "key_id": key_id,
+            },
+        )
     return p, token
 
 
 def principal_view(session: Session, p: Principal) -> dict[str, Any]:
     key = current_key(session, p.id)
-    return {"id": p.id, "name": p.name, "role": p.role, "license_no": p.license_no,
-            "license_valid_to": clock.text(p.license_valid_to), "status": p.status,
-            "status_reason": p.status_reason, "history": list(p.history or []),
-            "key_id": key.id if key else None, "created_at": clock.text(p.created_at)}
+    return {
+        "id": p.id,
+        "name": p.name,
+        "role": p.role,
+        "license_no": p.license_no,
+        "license_valid_to": clock.text(p.license_valid_to),
+        "status": p.status,
+        "status_reason": p.status_reason,
+        "history": list(p.history or []),
+        "key_id": key.id if key else None,
+        "created_at": clock.text(p.created_at),
+    }
 
 
 def _target(session: Session, principal_id: str) -> Principal:
@@ -183,8 +220,10 @@ def _target(session: Session, principal_id: str) -> Principal:
 
 def _require_self_or_overseer(actor: Actor, principal_id: str, what: str) -> None:
     if actor.id != principal_id and actor.role not in (Role.bureau, Role.regulator):
-        raise Forbidden(f"only the bureau, the regulator and the principal itself can {what}; "
-                        f"you are {actor.role} {actor.id}")
+        raise Forbidden(
+            f"only the bureau, the regulator and the principal itself can {what}; "
+            f"you are {actor.role} {actor.id}"
+        )
 
 
 def get_principal(ctx: Context, actor: Actor, principal_id: str) -> dict[str, Any]:
@@ -206,11 +245,17 @@ def check_license(session: Session, principal_id: str, at: dt.datetime) -> None:
             f"the operating licence {p.license_no or '(no number)'} of {p.name} ({p.id}) expired "
             f"at {clock.text(p.license_valid_to)}; an operator without a valid licence cannot "
             "apply for contracts or submit jobs. Ask the bureau to record the renewed licence "
-            f"(POST /v1/principals/{p.id}/license)")
+            f"(POST /v1/principals/{p.id}/license)"
+        )
 
 
-def update_license(ctx: Context, actor: Actor, principal_id: str, license_no: str | None,
-                   license_valid_to: str | None) -> dict[str, Any]:
+def update_license(
+    ctx: Context,
+    actor: Actor,
+    principal_id: str,
+    license_no: str | None,
+    license_valid_to: str | None,
+) -> dict[str, Any]:
     require(actor, Role.bureau)
     valid_to = parse_license_valid_to(license_valid_to)
     with ctx.transaction() as s:
@@ -218,33 +263,37 @@ def update_license(ctx: Context, actor: Actor, principal_id: str, license_no: st
         if license_no is not None:
             p.license_no = license_no
         p.license_valid_to = clock.stored(valid_to) if valid_to else None
-        log.append(s, "principal.license_updated", actor.id, p.id,
-                   {"license_no": p.license_no, "license_valid_to": clock.text(valid_to)})
+        log.append(
+            s,
+            "principal.license_updated",
+            actor.id,
+            p.id,
+            {"license_no": p.license_no, "license_valid_to": clock.text(valid_to)},
+        )
         return principal_view(s, p)
 
 
 # --- suspension ----------------------------------------------------------------------------
 
 
-def suspend_principal(ctx: Context, actor: Actor, principal_id: str,
-                      reason: str) -> dict[str, Any]:
+def suspend_principal(ctx: Context, actor: Actor, principal_id: str, reason: str) -> dict[str, Any]:
     require(actor, Role.bureau, Role.regulator)
     reason = require_reason(reason, "a suspension")
     with ctx.transaction() as s:
         p = _target(s, principal_id)
         if Role(p.role) not in SUSPENDABLE:
-            raise Forbidden(f"{p.id} is a {p.role}; only operators and providers can be "
-                            "suspended")
+            raise Forbidden(f"{p.id} is a {p.role}; only operators and providers can be suspended")
         if p.status == SUSPENDED:
-            raise Conflict(f"{p.id} is already suspended ({p.status_reason}); resume it first "
-                           "to suspend it for another reason")
+            raise Conflict(
+                f"{p.id} is already suspended ({p.status_reason}); resume it first "
+                "to suspend it for another reason"
+            )
         _set_status(p, SUSPENDED, actor, reason)
         log.append(s, "principal.suspended", actor.id, p.id, {"reason": reason})
         return principal_view(s, p)
 
 
-def resume_principal(ctx: Context, actor: Actor, principal_id: str,
-                     reason: str) -> dict[str, Any]:
+def resume_principal(ctx: Context, actor: Actor, principal_id: str, reason: str) -> dict[str, Any]:
     """The regulator lifts any suspension; the bureau only those the bureau imposed."""
     require(actor, Role.bureau, Role.regulator)
     reason = require_reason(reason, "resuming a principal")
@@ -253,8 +302,9 @@ def resume_principal(ctx: Context, actor: Actor, principal_id: str,
         if p.status != SUSPENDED:
             raise Conflict(f"{p.id} is {p.status}, not suspended; there is nothing to resume")
         if actor.role == Role.bureau and _suspended_by_role(s, p) != Role.bureau:
-            raise Forbidden(f"{p.id} was suspended by the regulator; only the regulator can "
-                            "resume it")
+            raise Forbidden(
+                f"{p.id} was suspended by the regulator; only the regulator can resume it"
+            )
         _set_status(p, ACTIVE, actor, reason)
         log.append(s, "principal.resumed", actor.id, p.id, {"reason": reason})
         return principal_view(s, p)
@@ -286,14 +336,16 @@ def rotate_token(ctx: Context, actor: Actor) -> dict[str, Any]:
         return {"id": p.id, "token": token, "issued_at": clock.text(clock.now())}
 
 
-def revoke_tokens(ctx: Context, actor: Actor, principal_id: str, reason: str,
-                  reissue: bool = False) -> dict[str, Any]:
+def revoke_tokens(
+    ctx: Context, actor: Actor, principal_id: str, reason: str, reissue: bool = False
+) -> dict[str, Any]:
     """Revoke every token of a principal; with ``reissue`` return a new one (shown once)."""
     require(actor, Role.bureau)
     reason = require_reason(reason, "revoking tokens")
     if principal_id == actor.id:
-        raise Forbidden("you cannot revoke your own tokens here; replace your token with "
-                        "POST /v1/me/token")
+        raise Forbidden(
+            "you cannot revoke your own tokens here; replace your token with POST /v1/me/token"
+        )
     token = new_token() if reissue else None
     with ctx.transaction() as s:
         p = _target(s, principal_id)
@@ -303,15 +355,25 @@ def revoke_tokens(ctx: Context, actor: Actor, principal_id: str, reason: str,
         else:
             # The column must hold some hash; this one belongs to a token nobody ever saw.
             p.token_hash = hash_token(new_token())
-        log.append(s, "principal.tokens_revoked", actor.id, p.id,
-                   {"reason": reason, "reissued": token is not None})
+        log.append(
+            s,
+            "principal.tokens_revoked",
+            actor.id,
+            p.id,
+            {"reason": reason, "reissued": token is not None},
+        )
         return {"id": p.id, "revoked_at": clock.text(clock.now()), "token": token}
 
 
 def _revoke_tokens(session: Session, p: Principal, reason: str) -> None:
     at = clock.stored_now()
-    live = list(session.scalars(select(PrincipalToken).where(
-        PrincipalToken.principal_id == p.id, PrincipalToken.revoked_at.is_(None))))
+    live = list(
+        session.scalars(
+            select(PrincipalToken).where(
+                PrincipalToken.principal_id == p.id, PrincipalToken.revoked_at.is_(None)
+            )
+        )
+    )
     if session.get(PrincipalToken, p.token_hash) is None:
         # A principal created before tokens were recorded: record its token to revoke it.
         live.append(PrincipalToken(token_hash=p.token_hash, principal_id=p.id, issued_at=at))
@@ -322,56 +384,79 @@ def _revoke_tokens(session: Session, p: Principal, reason: str) -> None:
 
 def _issue(session: Session, p: Principal, token: str) -> None:
     p.token_hash = hash_token(token)
-    session.add(PrincipalToken(token_hash=p.token_hash, principal_id=p.id,
-                               issued_at=clock.stored_now()))
+    session.add(
+        PrincipalToken(token_hash=p.token_hash, principal_id=p.id, issued_at=clock.stored_now())
+    )
 
 
 # --- keys ----------------------------------------------------------------------------------
 
 
 def current_key(session: Session, principal_id: str) -> PrincipalKey | None:
-    return session.scalar(select(PrincipalKey).where(
-        PrincipalKey.principal_id == principal_id, PrincipalKey.revoked_at.is_(None)
-    ).order_by(PrincipalKey.valid_from.desc()).limit(1))
+    return session.scalar(
+        select(PrincipalKey)
+        .where(PrincipalKey.principal_id == principal_id, PrincipalKey.revoked_at.is_(None))
+        .order_by(PrincipalKey.valid_from.desc())
+        .limit(1)
+    )
 
 
 def key_at(session: Session, principal_id: str, at: dt.datetime) -> PrincipalKey | None:
     """The key that was current at ``at``, to check a signature made then."""
     moment = clock.stored(at)
-    for key in session.scalars(select(PrincipalKey).where(
-            PrincipalKey.principal_id == principal_id, PrincipalKey.valid_from <= moment
-    ).order_by(PrincipalKey.valid_from.desc())):
+    for key in session.scalars(
+        select(PrincipalKey)
+        .where(PrincipalKey.principal_id == principal_id, PrincipalKey.valid_from <= moment)
+        .order_by(PrincipalKey.valid_from.desc())
+    ):
         if key.revoked_at is None or key.revoked_at > moment:
             return key
     return None
 
 
 def key_view(key: PrincipalKey) -> dict[str, Any]:
-    return {"id": key.id, "principal_id": key.principal_id, "public_key": key.public_key,
-            "valid_from": clock.text(key.valid_from), "revoked_at": clock.text(key.revoked_at),
-            "revoked_reason": key.revoked_reason, "registered_by": key.registered_by,
-            "current": key.revoked_at is None}
+    return {
+        "id": key.id,
+        "principal_id": key.principal_id,
+        "public_key": key.public_key,
+        "valid_from": clock.text(key.valid_from),
+        "revoked_at": clock.text(key.revoked_at),
+        "revoked_reason": key.revoked_reason,
+        "registered_by": key.registered_by,
+        "current": key.revoked_at is None,
+    }
 
 
 def list_keys(ctx: Context, actor: Actor, principal_id: str) -> dict[str, Any]:
     _require_self_or_overseer(actor, principal_id, "list a principal's keys")
     with ctx.reading() as s:
         _target(s, principal_id)
-        keys = s.scalars(select(PrincipalKey).where(PrincipalKey.principal_id == principal_id)
-                         .order_by(PrincipalKey.valid_from))
+        keys = s.scalars(
+            select(PrincipalKey)
+            .where(PrincipalKey.principal_id == principal_id)
+            .order_by(PrincipalKey.valid_from)
+        )
         return {"principal_id": principal_id, "keys": [key_view(k) for k in keys]}
 
 
-def register_key(ctx: Context, actor: Actor, principal_id: str, public_key: str,
-                 signature: str | None = None, reason: str | None = None) -> dict[str, Any]:
+def register_key(
+    ctx: Context,
+    actor: Actor,
+    principal_id: str,
+    public_key: str,
+    signature: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
     """Make ``public_key`` the principal's current key, revoking the one in force.
 
     The bureau needs no signature. The principal itself signs
     ``rotation_bytes(principal_id, public_key, <id of its current key>)`` with that key.
     """
     if actor.role != Role.bureau and actor.id != principal_id:
-        raise Forbidden(f"only the bureau, or the principal itself, registers a principal's "
-                        f"keys; you are {actor.role} {actor.id}")
+        raise Forbidden(
+            f"only the bureau, or the principal itself, registers a principal's "
+            f"keys; you are {actor.role} {actor.id}"
+        )
     parse_public_key(public_key)
     with ctx.transaction() as s:
         p = _target(s, principal_id)
@@ -383,43 +468,69 @@ def register_key(ctx: Context, actor: Actor, principal_id: str, public_key: str,
             previous.revoked_at = clock.stored_now()
             previous.revoked_reason = reason or "rotated"
         key = _add_key(s, p, public_key, actor.id)
-        log.append(s, "principal.key_registered", actor.id, p.id, {
-            "key_id": key.id, "public_key": public_key,
-            "previous_key_id": previous.id if previous else None,
-            "by": "bureau" if actor.role == Role.bureau else "self", "reason": reason})
+        log.append(
+            s,
+            "principal.key_registered",
+            actor.id,
+            p.id,
+            {
+                "key_id": key.id,
+                "public_key": public_key,
+                "previous_key_id": previous.id if previous else None,
+                "by": "bureau" if actor.role == Role.bureau else "self",
+                "reason": reason,
+            },
+        )
         return key_view(key)
 
 
-def _check_rotation_signature(p: Principal, previous: PrincipalKey | None, public_key: str,
-                              signature: str | None) -> None:
+def _check_rotation_signature(
+    p: Principal, previous: PrincipalKey | None, public_key: str, signature: str | None
+) -> None:
     if previous is None:
         raise Forbidden(f"{p.id} has no key yet; the bureau registers a principal's first key")
     if not signature:
         raise BadRequest(
-            "registering your next key needs {\"public_key\": …, \"signature\": …}: base64 "
+            'registering your next key needs {"public_key": …, "signature": …}: base64 '
             f"Ed25519 signature by your current key ({previous.id}) over "
             "operators.rotation.rotation_bytes(your id, the new public key, "
-            f"'{previous.id}')")
+            f"'{previous.id}')"
+        )
     data = rotation_bytes(p.id, public_key, previous.id)
     try:
-        verify(previous.public_key, data, signature,
-               subject=f"the key rotation statement for {p.id} (previous key {previous.id})")
+        verify(
+            previous.public_key,
+            data,
+            signature,
+            subject=f"the key rotation statement for {p.id} (previous key {previous.id})",
+        )
     except SignatureInvalid as exc:
         raise SignatureInvalid(f"key rotation refused: {exc}") from exc
 
 
 def _refuse_reused_key(session: Session, p: Principal, public_key: str) -> None:
-    old = session.scalar(select(PrincipalKey).where(PrincipalKey.principal_id == p.id,
-                                                    PrincipalKey.public_key == public_key))
+    old = session.scalar(
+        select(PrincipalKey).where(
+            PrincipalKey.principal_id == p.id, PrincipalKey.public_key == public_key
+        )
+    )
     if old is not None:
-        raise Conflict(f"this public key was already registered for {p.id} as {old.id}; "
-                       "generate a new key pair for a rotation")
+        raise Conflict(
+            f"this public key was already registered for {p.id} as {old.id}; "
+            "generate a new key pair for a rotation"
+        )
 
 
-def _add_key(session: Session, p: Principal, public_key: str,
-             registered_by: str | None) -> PrincipalKey:
-    key = PrincipalKey(id=new_id("k"), principal_id=p.id, public_key=public_key,
-                       valid_from=clock.stored_now(), registered_by=registered_by)
+def _add_key(
+    session: Session, p: Principal, public_key: str, registered_by: str | None
+) -> PrincipalKey:
+    key = PrincipalKey(
+        id=new_id("k"),
+        principal_id=p.id,
+        public_key=public_key,
+        valid_from=clock.stored_now(),
+        registered_by=registered_by,
+    )
     session.add(key)
     # The column keeps the key in force, for readers that know of one key only.
     p.public_key = public_key

@@ -22,8 +22,13 @@ from sandbox.store.models import Dataset, Principal
 def to_info(ctx: Context, row: Dataset) -> DatasetInfo:
     base = ctx.settings.datasets_dir / row.name
     return DatasetInfo(
-        row.name, row.title, row.provider_id, row.level, row.row_count,
-        tuple(ColumnInfo(**c) for c in row.columns), tuple(str(base / p) for p in row.partitions),
+        row.name,
+        row.title,
+        row.provider_id,
+        row.level,
+        row.row_count,
+        tuple(ColumnInfo(**c) for c in row.columns),
+        tuple(str(base / p) for p in row.partitions),
     )
 
 
@@ -37,18 +42,32 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
             raise Conflict(f"a dataset named {meta.name!r} already exists; choose another name")
         provider = s.get(Principal, meta.provider_id)
         if provider is None or provider.role != Role.provider:
-            raise IngestError(f"provider_id {meta.provider_id!r} is not a registered provider; "
-                              "create it first with POST /v1/principals (role 'provider')")
+            raise IngestError(
+                f"provider_id {meta.provider_id!r} is not a registered provider; "
+                "create it first with POST /v1/principals (role 'provider')"
+            )
     info = ingest(data, filename, meta, ctx.settings.datasets_dir, ctx.settings.partition_rows)
     try:
         with ctx.transaction() as s:
-            s.add(Dataset(name=info.name, title=info.title, provider_id=info.provider_id,
-                          level=info.level, row_count=info.row_count,
-                          columns=[c.to_record() for c in info.columns],
-                          partitions=[p.rsplit("/", 1)[1] for p in info.partitions]))
+            s.add(
+                Dataset(
+                    name=info.name,
+                    title=info.title,
+                    provider_id=info.provider_id,
+                    level=info.level,
+                    row_count=info.row_count,
+                    columns=[c.to_record() for c in info.columns],
+                    partitions=[p.rsplit("/", 1)[1] for p in info.partitions],
+                )
+            )
             s.flush()
-            log.append(s, "dataset.registered", actor.id, info.name,
-                       {**info.to_json(), "partitions": len(info.partitions)})
+            log.append(
+                s,
+                "dataset.registered",
+                actor.id,
+                info.name,
+                {**info.to_json(), "partitions": len(info.partitions)},
+            )
     except BaseException:
         # Nothing half-registered: the files go if the record does not commit.
         shutil.rmtree(ctx.settings.datasets_dir / info.name, ignore_errors=True)
@@ -71,8 +90,9 @@ def get_many(ctx: Context, session: Session, names: Iterable[str]) -> dict[str, 
     wanted = sorted(set(names))
     missing = [name for name in wanted if name not in ctx.catalog]
     if missing:
-        rows = {r.name: r for r in session.scalars(
-            select(Dataset).where(Dataset.name.in_(missing)))}
+        rows = {
+            r.name: r for r in session.scalars(select(Dataset).where(Dataset.name.in_(missing)))
+        }
         for name in missing:
             if name not in rows:
                 raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")

@@ -32,10 +32,11 @@ def load(session: Session, operator_id: str) -> Iterator[tuple[str, bytes]]:
     """The operator's recorded sets that constrain later releases (threshold above 1), with
     what each was released about, in the order they were recorded."""
     for space, blob in session.execute(  # noqa: UP028 - plain pairs, not result rows
-            select(ReleasedSet.space, ReleasedSet.members)
-            .where(ReleasedSet.operator_id == operator_id, ReleasedSet.threshold > 1)
-            .order_by(ReleasedSet.id)
-            .execution_options(yield_per=256)):
+        select(ReleasedSet.space, ReleasedSet.members)
+        .where(ReleasedSet.operator_id == operator_id, ReleasedSet.threshold > 1)
+        .order_by(ReleasedSet.id)
+        .execution_options(yield_per=256)
+    ):
         yield space, blob
 
 
@@ -56,6 +57,7 @@ def gate(ctx: Context) -> Any:
     """The instance's release gate, made when the first job needs it."""
     with ctx.gate_lock:
         if ctx.gate_handle is None:
+
             def read(operator_id: str) -> list[tuple[str, bytes]]:
                 with ctx.reading() as s:
                     return list(load(s, operator_id))
@@ -64,30 +66,45 @@ def gate(ctx: Context) -> Any:
         return ctx.gate_handle
 
 
-def record(session: Session, operator_id: str, contract_id: str, job_id: str,
-           new: NewSets) -> int:
+def record(session: Session, operator_id: str, contract_id: str, job_id: str, new: NewSets) -> int:
     """Keep a job's released sets (each distinct set of the operator once)."""
     # A set is kept once per operator and space.
-    digests = {digest(space.encode("utf-8") + blob): (dataset, blob, threshold, space)
-               for dataset, sets in sorted(new.items()) for blob, threshold, space in sets}
+    digests = {
+        digest(space.encode("utf-8") + blob): (dataset, blob, threshold, space)
+        for dataset, sets in sorted(new.items())
+        for blob, threshold, space in sets
+    }
     if not digests:
         return 0
-    known = set(session.scalars(select(ReleasedSet.digest).where(
-        ReleasedSet.operator_id == operator_id, ReleasedSet.digest.in_(list(digests)))))
+    known = set(
+        session.scalars(
+            select(ReleasedSet.digest).where(
+                ReleasedSet.operator_id == operator_id, ReleasedSet.digest.in_(list(digests))
+            )
+        )
+    )
     added = 0
     for d, (dataset, blob, threshold, space) in digests.items():
         if d in known:
             continue
-        session.add(ReleasedSet(operator_id=operator_id, contract_id=contract_id,
-                                dataset=dataset, digest=d, threshold=threshold, space=space,
-                                cardinality=len(FrozenBitMap64.deserialize(blob)),
-                                members=blob, job_id=job_id))
+        session.add(
+            ReleasedSet(
+                operator_id=operator_id,
+                contract_id=contract_id,
+                dataset=dataset,
+                digest=d,
+                threshold=threshold,
+                space=space,
+                cardinality=len(FrozenBitMap64.deserialize(blob)),
+                members=blob,
+                job_id=job_id,
+            )
+        )
         added += 1
     return added
 
 
-def gate_handle(settings: Any,
-                load_local: Callable[[str], Iterable[tuple[str, bytes]]]) -> Any:
+def gate_handle(settings: Any, load_local: Callable[[str], Iterable[tuple[str, bytes]]]) -> Any:
     """The instance's gate: a Ray actor shared by every process of the instance (one per
     database), or an in-process gate when jobs run in-process."""
     from sandbox.disclosure.gate import Gate, GateActor
@@ -105,5 +122,6 @@ def gate_handle(settings: Any,
     # On this node: an SQLite database is a file only this machine can open.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0, max_restarts=-1)(GateActor)
-    return actor.options(name=name, get_if_exists=True,
-                         scheduling_strategy=here).remote(functools.partial(load_from, url))
+    return actor.options(name=name, get_if_exists=True, scheduling_strategy=here).remote(
+        functools.partial(load_from, url)
+    )

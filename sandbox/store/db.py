@@ -24,6 +24,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+
         # pysqlite's own BEGIN handling defers locking; take the write lock at BEGIN so that a
         # read-then-write transaction (reservations, ledger appends) cannot interleave. Readers
         # begin deferred: under WAL they read a snapshot and never wait for the writer.

@@ -36,9 +36,9 @@ class Principal(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
     # None: a licence without an end date (and every principal created before licences had one).
     license_valid_to: Mapped[dt.datetime | None] = mapped_column(default=None)
-    status: Mapped[str] = mapped_column(String(16), default="active")   # active | suspended
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | suspended
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
-    history: Mapped[list[Any]] = mapped_column(JSON, default=list)     # [{status, at, by, reason}]
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{status, at, by, reason}]
 
 
 class PrincipalKey(Base):
@@ -73,8 +73,8 @@ class Dataset(Base):
     provider_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
     level: Mapped[str] = mapped_column(String(2))
     row_count: Mapped[int] = mapped_column(BigInteger)
-    columns: Mapped[list[Any]] = mapped_column(JSON)      # [ColumnInfo.to_json()]
-    partitions: Mapped[list[Any]] = mapped_column(JSON)   # file names under the dataset dir
+    columns: Mapped[list[Any]] = mapped_column(JSON)  # [ColumnInfo.to_json()]
+    partitions: Mapped[list[Any]] = mapped_column(JSON)  # file names under the dataset dir
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
@@ -132,7 +132,9 @@ class Contract(Base):
     reserved_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     spent_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now, onupdate=clock.stored_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        default=clock.stored_now, onupdate=clock.stored_now
+    )
     # The version in force (or, before the first activation, the one applied for); the
     # columns above mirror that version's row in `contract_versions`.
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -153,22 +155,24 @@ class ContractVersion(Base):
     bureau_signature: Mapped[str | None] = mapped_column(String(128), default=None)
     operator_signature: Mapped[str | None] = mapped_column(String(128), default=None)
     operator_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
-    history: Mapped[list[Any]] = mapped_column(JSON, default=list)     # [{status, at, by, reason}]
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{status, at, by, reason}]
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
 
 
 class Job(Base):
     __tablename__ = "jobs"
     # Quotas and volume tiers sum a contract's and an operator's jobs of a month per submission.
-    __table_args__ = (UniqueConstraint("operator_id", "idempotency_key"),
-                      Index("ix_jobs_contract_created", "contract_id", "created_at"),
-                      Index("ix_jobs_operator_finished", "operator_id", "finished_at"))
+    __table_args__ = (
+        UniqueConstraint("operator_id", "idempotency_key"),
+        Index("ix_jobs_contract_created", "contract_id", "created_at"),
+        Index("ix_jobs_operator_finished", "operator_id", "finished_at"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
     contract_version: Mapped[int] = mapped_column(Integer, default=1)  # the terms it ran under
     operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
-    signing_key_id: Mapped[str | None] = mapped_column(String(64))   # key that signed it, if any
-    signed_at: Mapped[str | None] = mapped_column(String(40))        # as signed, verbatim
+    signing_key_id: Mapped[str | None] = mapped_column(String(64))  # key that signed it, if any
+    signed_at: Mapped[str | None] = mapped_column(String(40))  # as signed, verbatim
     code: Mapped[str] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
@@ -268,16 +272,17 @@ class JobObservation(Base):
     compared by digest, refusals by flag."""
 
     __tablename__ = "job_observations"
-    __table_args__ = (Index("ix_job_observations_operator_shape_created",
-                            "operator_id", "shape", "created_at"),
-                      Index("ix_job_observations_operator_created", "operator_id", "created_at"))
+    __table_args__ = (
+        Index("ix_job_observations_operator_shape_created", "operator_id", "shape", "created_at"),
+        Index("ix_job_observations_operator_created", "operator_id", "created_at"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
     contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
-    index: Mapped[int] = mapped_column(Integer)          # the collect's place in the job
-    shape: Mapped[str] = mapped_column(String(16))       # hash of the plan, literals blanked
-    literals: Mapped[list[Any]] = mapped_column(JSON)    # the plan's literals, params included
+    index: Mapped[int] = mapped_column(Integer)  # the collect's place in the job
+    shape: Mapped[str] = mapped_column(String(16))  # hash of the plan, literals blanked
+    literals: Mapped[list[Any]] = mapped_column(JSON)  # the plan's literals, params included
     literals_key: Mapped[str] = mapped_column(String(16))  # their digest
     dataset: Mapped[str] = mapped_column(String(128))
     hidden: Mapped[bool] = mapped_column(default=False)  # every cell hidden or group left out
@@ -290,8 +295,10 @@ class Flag(Base):
     the operator). Unreviewed scores of a contract add up towards its automatic suspension."""
 
     __tablename__ = "flags"
-    __table_args__ = (Index("ix_flags_contract_created", "contract_id", "created_at"),
-                      Index("ix_flags_operator_created", "operator_id", "created_at"))
+    __table_args__ = (
+        Index("ix_flags_contract_created", "contract_id", "created_at"),
+        Index("ix_flags_operator_created", "operator_id", "created_at"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))

@@ -29,6 +29,6 @@ class ByContent(Generic[T]):
         key = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
         value = self._kept.get(key)
         if value is None:
-            value = self._parse(body)   # may raise: a refusal is not kept
+            value = self._parse(body)  # may raise: a refusal is not kept
             self._kept.put(key, value)
         return value

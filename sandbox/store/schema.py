@@ -23,8 +23,7 @@ def _config(engine: Engine | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", "sandbox.store:migrations")
     if engine is not None:
-        config.set_main_option("sqlalchemy.url",
-                               engine.url.render_as_string(hide_password=False))
+        config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return config
 
 
@@ -53,9 +52,13 @@ def check_current(engine: Engine, data_dir: object) -> None:
     if at == newest:
         return
     if at is None and not inspect(engine).has_table("jobs"):
-        raise Conflict(f"the database of {data_dir} has no schema; create the instance with: "
-                       f"sandbox init --data-dir {data_dir}")
+        raise Conflict(
+            f"the database of {data_dir} has no schema; create the instance with: "
+            f"sandbox init --data-dir {data_dir}"
+        )
     where = f"is at revision {at}" if at else "records no revision"
-    raise Conflict(f"the database schema of {data_dir} {where}, this version of the service "
-                   f"needs {newest}; upgrade it first with: "
-                   f"sandbox db upgrade --data-dir {data_dir}")
+    raise Conflict(
+        f"the database schema of {data_dir} {where}, this version of the service "
+        f"needs {newest}; upgrade it first with: "
+        f"sandbox db upgrade --data-dir {data_dir}"
+    )

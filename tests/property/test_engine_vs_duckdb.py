@@ -38,20 +38,29 @@ from sandbox.language.api import (
     var,
 )
 
-SCHEMA = pa.schema([("k", pa.int64()), ("g", pa.string()), ("x", pa.int64()),
-                    ("f", pa.float64()), ("d", pa.date32())])
+SCHEMA = pa.schema(
+    [
+        ("k", pa.int64()),
+        ("g", pa.string()),
+        ("x", pa.int64()),
+        ("f", pa.float64()),
+        ("d", pa.date32()),
+    ]
+)
 # Every column an attribute, so min/max are allowed and no grouping is refused.
 COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
 STRINGS = ["北京", "上海", "城关区", "a", "b", "Z"]
 
-row = st.fixed_dictionaries({
-    "k": st.none() | st.integers(0, 3),
-    "g": st.none() | st.sampled_from(STRINGS),
-    "x": st.none() | st.integers(-50, 50),
-    # Multiples of 1/4: exact in binary, so sums do not depend on the order of addition.
-    "f": st.none() | st.integers(-400, 400).map(lambda i: i / 4),
-    "d": st.none() | st.dates(dt.date(1990, 1, 1), dt.date(2030, 12, 31)),
-})
+row = st.fixed_dictionaries(
+    {
+        "k": st.none() | st.integers(0, 3),
+        "g": st.none() | st.sampled_from(STRINGS),
+        "x": st.none() | st.integers(-50, 50),
+        # Multiples of 1/4: exact in binary, so sums do not depend on the order of addition.
+        "f": st.none() | st.integers(-400, 400).map(lambda i: i / 4),
+        "d": st.none() | st.dates(dt.date(1990, 1, 1), dt.date(2030, 12, 31)),
+    }
+)
 # Sizes drawn first: left to itself, hypothesis favours lists of a few rows.
 rows = st.integers(0, 60).flatmap(lambda n: st.lists(row, min_size=n, max_size=n))
 
@@ -72,26 +81,31 @@ FILTERS = [
     Piece(lambda: col("f").between(-20, 35.5), "f BETWEEN -20 AND 35.5"),
     Piece(lambda: col("x").is_null(), "x IS NULL"),
     Piece(lambda: ~col("g").is_null() & (col("f") < 0), "g IS NOT NULL AND f < 0"),
-    Piece(lambda: (col("d") >= "2015-06-01") | (col("k") != 1),
-          "d >= DATE '2015-06-01' OR k <> 1"),
-    Piece(lambda: col("x") > 1000, "x > 1000"),   # nothing matches
+    Piece(lambda: (col("d") >= "2015-06-01") | (col("k") != 1), "d >= DATE '2015-06-01' OR k <> 1"),
+    Piece(lambda: col("x") > 1000, "x > 1000"),  # nothing matches
     Piece(lambda: col("g").startswith("北") | (col("g") < "b"), "starts_with(g, '北') OR g < 'b'"),
 ]
 
 DERIVED = {
-    "b": Piece(lambda: col("x").bucket([-10, 0, 10]),
-               "CASE WHEN x IS NULL THEN NULL WHEN x < -10 THEN '< -10' WHEN x < 0 THEN "
-               "'[-10, 0)' WHEN x < 10 THEN '[0, 10)' ELSE '>= 10' END"),
+    "b": Piece(
+        lambda: col("x").bucket([-10, 0, 10]),
+        "CASE WHEN x IS NULL THEN NULL WHEN x < -10 THEN '< -10' WHEN x < 0 THEN "
+        "'[-10, 0)' WHEN x < 10 THEN '[0, 10)' ELSE '>= 10' END",
+    ),
     "y": Piece(lambda: col("d").year(), "year(d)"),
     "z": Piece(lambda: col("x") * 2 + col("f") - 1, "x * 2 + f - 1"),
     "h": Piece(lambda: col("x") / 4, "x / 4"),
     "a": Piece(lambda: (col("x") - 5).abs(), "abs(x - 5)"),
     "r": Piece(lambda: (col("f") * 3).round(1), "round(f * 3, 1)"),
     "i": Piece(lambda: col("f").cast("int"), "CAST(f AS BIGINT)"),
-    "c": Piece(lambda: case((col("x") > 0, "正"), (col("x") < 0, "负"), default="零"),
-               "CASE WHEN x > 0 THEN '正' WHEN x < 0 THEN '负' ELSE '零' END"),
-    "m": Piece(lambda: case((col("g") == "a", col("f")), default=col("x")),
-               "CASE WHEN g = 'a' THEN f ELSE x END"),
+    "c": Piece(
+        lambda: case((col("x") > 0, "正"), (col("x") < 0, "负"), default="零"),
+        "CASE WHEN x > 0 THEN '正' WHEN x < 0 THEN '负' ELSE '零' END",
+    ),
+    "m": Piece(
+        lambda: case((col("g") == "a", col("f")), default=col("x")),
+        "CASE WHEN g = 'a' THEN f ELSE x END",
+    ),
 }
 
 NUMBERS = ["x", "f", "z", "h", "k", "a", "r", "i", "m"]
@@ -99,8 +113,9 @@ ORDERED = [*NUMBERS, "g", "d"]
 
 
 def _aggregates() -> st.SearchStrategy[tuple[Callable[[], Aggregate], str]]:
-    def of(columns: list[str], make: Callable[[str], tuple[Callable[[], Aggregate], str]]
-           ) -> st.SearchStrategy[tuple[Callable[[], Aggregate], str]]:
+    def of(
+        columns: list[str], make: Callable[[str], tuple[Callable[[], Aggregate], str]]
+    ) -> st.SearchStrategy[tuple[Callable[[], Aggregate], str]]:
         return st.sampled_from(columns).map(make)
 
     return st.one_of(
@@ -113,24 +128,27 @@ def _aggregates() -> st.SearchStrategy[tuple[Callable[[], Aggregate], str]]:
         of(ORDERED, lambda c: (lambda: min_(c), f"min({c})")),
         of(ORDERED, lambda c: (lambda: max_(c), f"max({c})")),
         st.tuples(st.sampled_from(NUMBERS), st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0])).map(
-            lambda cq: (lambda: quantile(cq[0], cq[1]),
-                        f"quantile_cont({cq[0]}, {cq[1]})")),
+            lambda cq: (lambda: quantile(cq[0], cq[1]), f"quantile_cont({cq[0]}, {cq[1]})")
+        ),
     )
 
 
-plans = st.fixed_dictionaries({
-    "filters": st.lists(st.sampled_from(FILTERS), max_size=2),
-    "keys": st.lists(st.sampled_from(["k", "g", "b", "y", "c", "i"]), max_size=2, unique=True),
-    "aggs": st.lists(_aggregates(), min_size=1, max_size=4),
-    "cuts": st.lists(st.integers(0, 60), max_size=2),
-    # Read text columns as Arrow dictionaries, as large partitions of few distinct values are.
-    "dictionary": st.booleans(),
-})
+plans = st.fixed_dictionaries(
+    {
+        "filters": st.lists(st.sampled_from(FILTERS), max_size=2),
+        "keys": st.lists(st.sampled_from(["k", "g", "b", "y", "c", "i"]), max_size=2, unique=True),
+        "aggs": st.lists(_aggregates(), min_size=1, max_size=4),
+        "cuts": st.lists(st.integers(0, 60), max_size=2),
+        # Read text columns as Arrow dictionaries, as large partitions of few distinct values are.
+        "dictionary": st.booleans(),
+    }
+)
 
 
 def _write(data: list[dict[str, Any]], cuts: list[int], root: Path) -> DatasetInfo:
-    return partitioned(root, slices(pa.Table.from_pylist(data, schema=SCHEMA), cuts), COLUMNS,
-                       title="随机")
+    return partitioned(
+        root, slices(pa.Table.from_pylist(data, schema=SCHEMA), cuts), COLUMNS, title="随机"
+    )
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -162,8 +180,7 @@ def test_engine_equals_duckdb(data: list[dict[str, Any]], plan: dict[str, Any]) 
     derived = ", ".join(f"{piece.sql} AS {name}" for name, piece in DERIVED.items())
     select = ", ".join([*keys, *(sql for _, sql in plan["aggs"])])
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
-    sql = (f"WITH v AS (SELECT *, {derived} FROM t WHERE {where}) "
-           f"SELECT {select} FROM v{group}")
+    sql = f"WITH v AS (SELECT *, {derived} FROM t WHERE {where}) SELECT {select} FROM v{group}"
 
     with tempfile.TemporaryDirectory() as tmp, dictionaries(plan["dictionary"]):
         ds = _write(data, plan["cuts"], Path(tmp))
@@ -184,8 +201,13 @@ def test_an_all_empty_dataset_still_gives_one_whole_table_row() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ds = _write([], [], Path(tmp))
         t = Table(p.Scan("t"), NoChannel()).agg(
-            n=count(), d=count_distinct("g"), q=quantile("x", 0.5), lo=min_("d"), v=var("f"))
+            n=count(), d=count_distinct("g"), q=quantile("x", 0.5), lo=min_("d"), v=var("f")
+        )
         result = LocalExecutor().aggregate(check_plan(t._node, {"t": ds})).table
     assert [result.column(c).to_pylist() for c in ("n", "d", "q", "lo", "v")] == [
-        [0], [0], [None], [None], [None]]
-
+        [0],
+        [0],
+        [None],
+        [None],
+        [None],
+    ]

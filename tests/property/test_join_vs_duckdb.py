@@ -37,31 +37,45 @@ from sandbox.language.api import (
     var,
 )
 
-LEFT = pa.schema([("k", pa.int64()), ("s", pa.string()), ("g", pa.string()),
-                  ("x", pa.int64()), ("f", pa.float64())])
-RIGHT = pa.schema([("k", pa.int32()), ("s", pa.large_string()), ("h", pa.string()),
-                   ("y", pa.float64())])
+LEFT = pa.schema(
+    [
+        ("k", pa.int64()),
+        ("s", pa.string()),
+        ("g", pa.string()),
+        ("x", pa.int64()),
+        ("f", pa.float64()),
+    ]
+)
+RIGHT = pa.schema(
+    [("k", pa.int32()), ("s", pa.large_string()), ("h", pa.string()), ("y", pa.float64())]
+)
 THIRD = pa.schema([("s", pa.string()), ("z", pa.int64())])
 KEYS = ["城关区", "湖滨区", "a", "", "Z"]
 
-left_row = st.fixed_dictionaries({
-    "k": st.none() | st.integers(0, 5),
-    "s": st.none() | st.sampled_from(KEYS),
-    "g": st.none() | st.sampled_from(["北", "南"]),
-    "x": st.none() | st.integers(-20, 20),
-    # Multiples of 1/4: exact in binary, so sums do not depend on the order of addition.
-    "f": st.none() | st.integers(-200, 200).map(lambda i: i / 4),
-})
-right_row = st.fixed_dictionaries({
-    "k": st.none() | st.integers(2, 8),       # 0, 1 never match; 6–8 match no left row
-    "s": st.none() | st.sampled_from(KEYS),
-    "h": st.none() | st.sampled_from(["甲", "乙", "丙"]),
-    "y": st.none() | st.integers(-40, 40).map(lambda i: i / 4),
-})
-third_row = st.fixed_dictionaries({
-    "s": st.none() | st.sampled_from(KEYS[1:]),
-    "z": st.none() | st.integers(0, 9),
-})
+left_row = st.fixed_dictionaries(
+    {
+        "k": st.none() | st.integers(0, 5),
+        "s": st.none() | st.sampled_from(KEYS),
+        "g": st.none() | st.sampled_from(["北", "南"]),
+        "x": st.none() | st.integers(-20, 20),
+        # Multiples of 1/4: exact in binary, so sums do not depend on the order of addition.
+        "f": st.none() | st.integers(-200, 200).map(lambda i: i / 4),
+    }
+)
+right_row = st.fixed_dictionaries(
+    {
+        "k": st.none() | st.integers(2, 8),  # 0, 1 never match; 6–8 match no left row
+        "s": st.none() | st.sampled_from(KEYS),
+        "h": st.none() | st.sampled_from(["甲", "乙", "丙"]),
+        "y": st.none() | st.integers(-40, 40).map(lambda i: i / 4),
+    }
+)
+third_row = st.fixed_dictionaries(
+    {
+        "s": st.none() | st.sampled_from(KEYS[1:]),
+        "z": st.none() | st.integers(0, 9),
+    }
+)
 
 
 def _rows(row: st.SearchStrategy[dict[str, Any]], most: int) -> st.SearchStrategy[Any]:
@@ -75,18 +89,24 @@ class Piece:
     sql: str
 
 
-LEFT_FILTERS = [Piece(lambda: col("x") > 0, "x > 0"), Piece(lambda: col("f") <= 10, "f <= 10"),
-                Piece(lambda: ~col("g").is_null(), "g IS NOT NULL")]
-RIGHT_FILTERS = [Piece(lambda: col("y") >= 0, "y >= 0"),
-                 Piece(lambda: col("h") != "丙", "h <> '丙'")]
+LEFT_FILTERS = [
+    Piece(lambda: col("x") > 0, "x > 0"),
+    Piece(lambda: col("f") <= 10, "f <= 10"),
+    Piece(lambda: ~col("g").is_null(), "g IS NOT NULL"),
+]
+RIGHT_FILTERS = [
+    Piece(lambda: col("y") >= 0, "y >= 0"),
+    Piece(lambda: col("h") != "丙", "h <> '丙'"),
+]
 
-NUMBERS = ["x", "f", "y", "w"]     # w is derived after the join from both sides
+NUMBERS = ["x", "f", "y", "w"]  # w is derived after the join from both sides
 ORDERED = [*NUMBERS, "g", "h"]
 
 
 def _aggregates() -> st.SearchStrategy[tuple[Callable[[], Aggregate], str]]:
-    def of(columns: list[str], make: Callable[[str], tuple[Callable[[], Aggregate], str]]
-           ) -> st.SearchStrategy[tuple[Callable[[], Aggregate], str]]:
+    def of(
+        columns: list[str], make: Callable[[str], tuple[Callable[[], Aggregate], str]]
+    ) -> st.SearchStrategy[tuple[Callable[[], Aggregate], str]]:
         return st.sampled_from(columns).map(make)
 
     return st.one_of(
@@ -101,25 +121,42 @@ def _aggregates() -> st.SearchStrategy[tuple[Callable[[], Aggregate], str]]:
     )
 
 
-plans = st.fixed_dictionaries({
-    "on": st.sampled_from([("k",), ("s",), ("k", "s")]),
-    "third": st.booleans(),
-    "left_filters": st.lists(st.sampled_from(LEFT_FILTERS), max_size=1),
-    "right_filters": st.lists(st.sampled_from(RIGHT_FILTERS), max_size=1),
-    "keys": st.lists(st.sampled_from(["g", "h"]), max_size=2, unique=True),
-    "aggs": st.lists(_aggregates(), min_size=1, max_size=3),
-    "cuts": st.tuples(st.lists(st.integers(0, 40), max_size=2),
-                      st.lists(st.integers(0, 30), max_size=2)),
-})
+plans = st.fixed_dictionaries(
+    {
+        "on": st.sampled_from([("k",), ("s",), ("k", "s")]),
+        "third": st.booleans(),
+        "left_filters": st.lists(st.sampled_from(LEFT_FILTERS), max_size=1),
+        "right_filters": st.lists(st.sampled_from(RIGHT_FILTERS), max_size=1),
+        "keys": st.lists(st.sampled_from(["g", "h"]), max_size=2, unique=True),
+        "aggs": st.lists(_aggregates(), min_size=1, max_size=3),
+        "cuts": st.tuples(
+            st.lists(st.integers(0, 40), max_size=2), st.lists(st.integers(0, 30), max_size=2)
+        ),
+    }
+)
 tables = st.tuples(_rows(left_row, 40), _rows(right_row, 30), _rows(third_row, 8))
 
 
-def _write(name: str, schema: pa.Schema, data: list[dict[str, Any]], cuts: list[int],
-           root: Path, unique: str | None = None) -> DatasetInfo:
-    columns = tuple(ColumnInfo(f.name, str(f.type), "attribute",
-                               unique=True if f.name == unique else None) for f in schema)
-    return partitioned(root, slices(pa.Table.from_pylist(data, schema=schema), cuts), columns,
-                       name=name, title=name, prefix=name)
+def _write(
+    name: str,
+    schema: pa.Schema,
+    data: list[dict[str, Any]],
+    cuts: list[int],
+    root: Path,
+    unique: str | None = None,
+) -> DatasetInfo:
+    columns = tuple(
+        ColumnInfo(f.name, str(f.type), "attribute", unique=True if f.name == unique else None)
+        for f in schema
+    )
+    return partitioned(
+        root,
+        slices(pa.Table.from_pylist(data, schema=schema), cuts),
+        columns,
+        name=name,
+        title=name,
+        prefix=name,
+    )
 
 
 def _one_per_key(data: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -154,8 +191,10 @@ def _job(plan: dict[str, Any]) -> tuple[Table, list[str], str]:
 
     lw = " AND ".join(f"({piece.sql})" for piece in plan["left_filters"]) or "TRUE"
     rw = " AND ".join(f"({piece.sql})" for piece in plan["right_filters"]) or "TRUE"
-    sql_from = (f"(SELECT * FROM l WHERE {lw}) l JOIN "
-                f"(SELECT {', '.join(right_columns)} FROM r WHERE {rw}) r USING ({', '.join(on)})")
+    sql_from = (
+        f"(SELECT * FROM l WHERE {lw}) l JOIN "
+        f"(SELECT {', '.join(right_columns)} FROM r WHERE {rw}) r USING ({', '.join(on)})"
+    )
     if plan["third"]:
         sql_from = f"(SELECT * FROM {sql_from}) lr JOIN t USING (s)"
     select = ", ".join([*keys, *(sql for _, sql in plan["aggs"])])
@@ -178,8 +217,9 @@ def _by_key(rows: list[tuple[Any, ...]], n_keys: int) -> dict[tuple[Any, ...], t
     return out
 
 
-def _compare(executor: Executor, data: tuple[Any, ...], plan: dict[str, Any],
-             unique: bool = False) -> None:
+def _compare(
+    executor: Executor, data: tuple[Any, ...], plan: dict[str, Any], unique: bool = False
+) -> None:
     """`unique`: the right table has one row per `k`, and its catalog entry says so (its
     joins on `k` look rows up instead of hash-joining)."""
     table, names, sql = _job(plan)
@@ -196,12 +236,16 @@ def _compare(executor: Executor, data: tuple[Any, ...], plan: dict[str, Any],
         ours = list(zip(*(result.table.column(n).to_pylist() for n in names)))
         con = duckdb.connect()
         for ds in (left, right, third):
-            con.execute(f"CREATE VIEW {ds.name} AS "
-                        f"SELECT * FROM read_parquet({list(ds.partitions)!r})")
+            con.execute(
+                f"CREATE VIEW {ds.name} AS SELECT * FROM read_parquet({list(ds.partitions)!r})"
+            )
         theirs = con.execute(sql).fetchall()
         con.close()
-    assert result.rows_by_dataset == {"l": len(data[0]), "r": len(data[1]),
-                                      **({"t": len(data[2])} if plan["third"] else {})}
+    assert result.rows_by_dataset == {
+        "l": len(data[0]),
+        "r": len(data[1]),
+        **({"t": len(data[2])} if plan["third"] else {}),
+    }
     mine, expected = _by_key(ours, n_keys), _by_key(theirs, n_keys)
     assert mine.keys() == expected.keys(), (sql, ours, theirs)
     for key, values in expected.items():
@@ -209,22 +253,26 @@ def _compare(executor: Executor, data: tuple[Any, ...], plan: dict[str, Any],
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=tables, plan=plans, broadcast=st.booleans(), dictionary=st.booleans(),
-       unique=st.booleans())
-def test_joins_equal_duckdb(data: tuple[Any, ...], plan: dict[str, Any], broadcast: bool,
-                            dictionary: bool, unique: bool) -> None:
+@given(
+    data=tables, plan=plans, broadcast=st.booleans(), dictionary=st.booleans(), unique=st.booleans()
+)
+def test_joins_equal_duckdb(
+    data: tuple[Any, ...], plan: dict[str, Any], broadcast: bool, dictionary: bool, unique: bool
+) -> None:
     with dictionaries(dictionary):
-        _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan,
-                 unique)
+        _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan, unique)
 
 
 @pytest.mark.parametrize("broadcast", [True, False], ids=["broadcast", "partitioned"])
 def test_joins_on_ray_equal_duckdb(ray_local: None, broadcast: bool) -> None:
-    executor = RayExecutor(broadcast_max_rows=10**9 if broadcast else 0,
-                           in_place_max_rows=0)
+    executor = RayExecutor(broadcast_max_rows=10**9 if broadcast else 0, in_place_max_rows=0)
 
-    @settings(max_examples=6, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=6,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(data=tables, plan=plans)
     def check(data: tuple[Any, ...], plan: dict[str, Any]) -> None:
         _compare(executor, data, plan)

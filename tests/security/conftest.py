@@ -25,13 +25,24 @@ ROOMY_CPU_SECONDS = 4
 # A lax contract: every use of every column, identifiers included. The contract check then
 # stops nothing, so what stops an attack is the jail, the language or the disclosure rules,
 # which must hold whatever a contract grants.
-LAX_GRANTS = {"population": {c: ["group_by", "filter", "aggregate"]
-                             for c in ("resident_id", "name", "gender", "birth_date", "district",
-                                       "hukou_type", "income")}}
+LAX_GRANTS = {
+    "population": {
+        c: ["group_by", "filter", "aggregate"]
+        for c in ("resident_id", "name", "gender", "birth_date", "district", "hukou_type", "income")
+    }
+}
 
 # What must never reach an operator: host paths and Python host tracebacks.
-HOST_MARKERS = ("/work", "site-packages", ".py\"", ".py'", "Traceback (most recent call last)",
-                "/usr/lib", "/root", "File \"")
+HOST_MARKERS = (
+    "/work",
+    "site-packages",
+    '.py"',
+    ".py'",
+    "Traceback (most recent call last)",
+    "/usr/lib",
+    "/root",
+    'File "',
+)
 RESIDENT_ID = re.compile(r"\d{17}[\dX]")
 CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 
@@ -51,50 +62,68 @@ class Attacked:
 class Outcome:
     """How one submission ended, as the operator saw it."""
 
-    status: str            # rejected | failed | succeeded | queued | running | http_<n>
-    stage: str             # submission (refused before running) | run
+    status: str  # rejected | failed | succeeded | queued | running | http_<n>
+    stage: str  # submission (refused before running) | run
     code: str
     message: str
     outputs: dict[str, Any]
-    text: str              # every response body seen, for leak checks
+    text: str  # every response body seen, for leak checks
     job_id: str = ""
 
 
-def _world(tmp: Path, city: dict[str, Any], partition_rows: int = 6000,
-           **limits: Any) -> Iterator[World]:
+def _world(
+    tmp: Path, city: dict[str, Any], partition_rows: int = 6000, **limits: Any
+) -> Iterator[World]:
     """tests/conftest.py's world with job limits of our own. Server errors come back as
     responses, as a real client would see them, instead of being raised into the test."""
     # Detection would suspend the shared contract part-way through a hundred attacks on the
     # jail; these suites are about containment (the disclosure suites check flags).
-    yield from make_world(tmp, city, "ray", raise_server_exceptions=False,
-                          partition_rows=partition_rows, jail_fork_template=True,
-                          flag_suspend_score=0, **limits)
+    yield from make_world(
+        tmp,
+        city,
+        "ray",
+        raise_server_exceptions=False,
+        partition_rows=partition_rows,
+        jail_fork_template=True,
+        flag_suspend_score=0,
+        **limits,
+    )
 
 
 def _attacked(world: World, tmp: Path, city: dict[str, Any], wall: float) -> Attacked:
     t = city["population"].table
-    return Attacked(world, tmp, wall, frozenset(t["resident_id"].to_pylist()),
-                    frozenset(t["name"].to_pylist()))
+    return Attacked(
+        world, tmp, wall, frozenset(t["resident_id"].to_pylist()), frozenset(t["name"].to_pylist())
+    )
 
 
 @pytest.fixture(scope="session")
-def short_world(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any],
-                ray_local: None) -> Iterator[Attacked]:
+def short_world(
+    tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any], ray_local: None
+) -> Iterator[Attacked]:
     """The bombs' instance. Its jobs run one at a time."""
     tmp = tmp_path_factory.mktemp("attacked")
     # Smaller partitions than the other instances: work per plan node is paid per partition.
-    for world in _world(tmp, city, partition_rows=3000, job_wall_seconds=SHORT_WALL_SECONDS,
-                        job_cpu_seconds=SHORT_CPU_SECONDS, job_memory_mb=SHORT_MEMORY_MB):
+    for world in _world(
+        tmp,
+        city,
+        partition_rows=3000,
+        job_wall_seconds=SHORT_WALL_SECONDS,
+        job_cpu_seconds=SHORT_CPU_SECONDS,
+        job_memory_mb=SHORT_MEMORY_MB,
+    ):
         yield _attacked(world, tmp, city, SHORT_WALL_SECONDS)
 
 
 @pytest.fixture(scope="session")
-def roomy_world(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any],
-                ray_local: None) -> Iterator[Attacked]:
+def roomy_world(
+    tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any], ray_local: None
+) -> Iterator[Attacked]:
     """The escapes' instance, and the isolation test's."""
     tmp = tmp_path_factory.mktemp("escapes")
-    for world in _world(tmp, city, job_wall_seconds=ROOMY_WALL_SECONDS,
-                        job_cpu_seconds=ROOMY_CPU_SECONDS):
+    for world in _world(
+        tmp, city, job_wall_seconds=ROOMY_WALL_SECONDS, job_cpu_seconds=ROOMY_CPU_SECONDS
+    ):
         yield _attacked(world, tmp, city, ROOMY_WALL_SECONDS)
 
 
@@ -114,8 +143,9 @@ def bomb_contract(short_world: Attacked) -> str:
     return short_world.world.active_contract(LAX_GRANTS)
 
 
-def submit(target: Attacked, contract_id: str, code: str,
-           params: dict[str, Any] | None = None) -> tuple[Outcome, float]:
+def submit(
+    target: Attacked, contract_id: str, code: str, params: dict[str, Any] | None = None
+) -> tuple[Outcome, float]:
     """Submit and wait; returns the outcome and the wall time of the whole request."""
     w = target.world
     started = time.monotonic()
@@ -125,9 +155,15 @@ def submit(target: Attacked, contract_id: str, code: str,
     body = r.json()
     if r.status_code == 201:
         error = body.get("error") or {}
-        return Outcome(body["status"], "run", str(error.get("code", "")),
-                       str(error.get("message", "")), body.get("outputs") or {},
-                       "\n".join(texts), body["id"]), elapsed
+        return Outcome(
+            body["status"],
+            "run",
+            str(error.get("code", "")),
+            str(error.get("message", "")),
+            body.get("outputs") or {},
+            "\n".join(texts),
+            body["id"],
+        ), elapsed
     status = f"http_{r.status_code}"
     if body.get("job_id"):
         # A refusal at submission is recorded as a rejected job; read it back too.
@@ -135,8 +171,15 @@ def submit(target: Attacked, contract_id: str, code: str,
         texts.append(job.text)
         if job.status_code == 200:
             status = job.json()["status"]
-    return Outcome(status, "submission", str(body.get("code", "")), str(body.get("error", "")),
-                   {}, "\n".join(texts), str(body.get("job_id") or "")), elapsed
+    return Outcome(
+        status,
+        "submission",
+        str(body.get("code", "")),
+        str(body.get("error", "")),
+        {},
+        "\n".join(texts),
+        str(body.get("job_id") or ""),
+    ), elapsed
 
 
 def leaks(target: Attacked, text: str) -> list[str]:
@@ -146,8 +189,12 @@ def leaks(target: Attacked, text: str) -> list[str]:
         found.append("the instance's data directory")
     found += [f"resident_id {m}" for m in RESIDENT_ID.findall(text) if m in target.resident_ids]
     for run in CJK_RUN.findall(text):
-        found += [f"name {run[i:i + n]}" for n in (2, 3, 4) for i in range(len(run) - n + 1)
-                  if run[i:i + n] in target.names]
+        found += [
+            f"name {run[i : i + n]}"
+            for n in (2, 3, 4)
+            for i in range(len(run) - n + 1)
+            if run[i : i + n] in target.names
+        ]
     return found
 
 
@@ -181,4 +228,3 @@ def job_flags(w: World, job_id: str) -> list[str]:
     assert r.status_code == 200, r.text
     assert all(f["job_id"] == job_id for f in r.json()["flags"])
     return [f["pattern"] for f in r.json()["flags"]]
-

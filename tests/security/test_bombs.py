@@ -22,68 +22,98 @@ def bomb(name: str, code: str) -> Any:
 
 
 RUN_TIME = [
-    bomb("infinite-loop", """
+    bomb(
+        "infinite-loop",
+        """
         while True:
             pass
-    """),
+    """,
+    ),
     bomb("power-tower-10**10**10", "x = 10 ** 10 ** 10\n"),
     bomb("power-2**(2**40)", "x = 2 ** (2 ** 40)\n"),
     bomb("huge-string", 'x = "x" * 10 ** 10\n'),
     bomb("huge-list", "x = [0] * 10 ** 10\n"),
     bomb("tuple-repeat-not-folded", "x = (1,) * 10 ** 8\n"),
     bomb("sorted-huge-range", "x = sorted(range(10 ** 9))\n"),
-    bomb("memory-growth", """
+    bomb(
+        "memory-growth",
+        """
         xs = []
         while True:
             xs.append("x" * 10 ** 6)
-    """),
-    bomb("memory-error-swallowed", """
+    """,
+    ),
+    bomb(
+        "memory-error-swallowed",
+        """
         while True:
             try:
                 x = [0] * 10 ** 9
             except:
                 pass
-    """),
-    bomb("deep-recursion", """
+    """,
+    ),
+    bomb(
+        "deep-recursion",
+        """
         def down(n):
             return down(n + 1)
         down(0)
-    """),
-    bomb("recursion-error-swallowed", """
+    """,
+    ),
+    bomb(
+        "recursion-error-swallowed",
+        """
         def down(n):
             try:
                 return down(n + 1)
             except:
                 return down(n + 1)
         down(0)
-    """),
+    """,
+    ),
     bomb("giant-print", 'print("x" * 10 ** 7)\n'),
-    bomb("print-limit-swallowed", """
+    bomb(
+        "print-limit-swallowed",
+        """
         while True:
             try:
                 print("x" * 60000)
             except Exception:
                 pass
-    """),
+    """,
+    ),
     bomb("int-to-str-conversion", "s = str(10 ** 200000)\n"),
-    bomb("collect-in-a-loop", """
+    bomb(
+        "collect-in-a-loop",
+        """
         for i in range(100000):
             table("population").agg(n=count()).collect()
-    """),
-    bomb("emit-in-a-loop", """
+    """,
+    ),
+    bomb(
+        "emit-in-a-loop",
+        """
         for i in range(100000):
             emit("o" + str(i), i)
-    """),
+    """,
+    ),
     bomb("huge-emit-scalar", 'emit("o", "x" * (9 * 2 ** 20))\n'),
     bomb("huge-emit-over-frame-size", 'emit("o", "x" * (20 * 2 ** 20))\n'),
-    bomb("regex-import", """
+    bomb(
+        "regex-import",
+        """
         import re
         re.match("(a+)+$", "a" * 40 + "b")
-    """),
-    bomb("regex-reached-through-builtins", """
+    """,
+    ),
+    bomb(
+        "regex-reached-through-builtins",
+        """
         re = __builtins__["__import__"]("re")
         re.match("(a+)+$", "a" * 40 + "b")
-    """),
+    """,
+    ),
 ]
 
 COMPILE_TIME = [
@@ -117,16 +147,19 @@ DRIVER = [
 
 
 @pytest.mark.parametrize("code", RUN_TIME + COMPILE_TIME + DRIVER)
-def test_bomb_ends_in_time_and_explained(short_world: Attacked, bomb_contract: str,
-                                         code: str) -> None:
+def test_bomb_ends_in_time_and_explained(
+    short_world: Attacked, bomb_contract: str, code: str
+) -> None:
     outcome, elapsed = submit(short_world, bomb_contract, code)
     assert_contained(short_world, outcome)
     assert elapsed < BUDGET_SECONDS, f"took {elapsed:.1f} s: {outcome}"
 
 
-def test_the_service_still_answers_after_the_bombs(short_world: Attacked, bomb_contract: str,
-                                                   city: Any) -> None:
-    outcome, _ = submit(short_world, bomb_contract,
-                        'emit("n", table("population").agg(n=count()).collect())\n')
+def test_the_service_still_answers_after_the_bombs(
+    short_world: Attacked, bomb_contract: str, city: Any
+) -> None:
+    outcome, _ = submit(
+        short_world, bomb_contract, 'emit("n", table("population").agg(n=count()).collect())\n'
+    )
     assert outcome.status == "succeeded", outcome
     assert outcome.outputs["n"]["rows"] == [[city["population"].table.num_rows]]

@@ -24,9 +24,9 @@ def _expected_by_district(city: Any) -> dict[str, int | None]:
     return {d: (n if n >= threshold else None) for d, n in counts.items()}
 
 
-def test_a_bomb_does_not_hold_up_another_operator(roomy_world: Attacked, contract: str,
-                                                  city: Any,
-                                                  jobs_started: queue.Queue[str]) -> None:
+def test_a_bomb_does_not_hold_up_another_operator(
+    roomy_world: Attacked, contract: str, city: Any, jobs_started: queue.Queue[str]
+) -> None:
     w = roomy_world.world
     theirs = w.active_contract(operator="other_operator")
     bomb: dict[str, Any] = {}

@@ -33,8 +33,9 @@ def _jail_pids() -> list[int]:
             status = (entry / "status").read_text()
         except OSError:
             continue
-        ppid = next(int(line.split()[1]) for line in status.splitlines()
-                    if line.startswith("PPid:"))
+        ppid = next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")
+        )
         if b"sandbox.jail.child" in cmdline and ppid == os.getpid():
             pids.append(int(entry.name))
     return pids
@@ -56,8 +57,7 @@ def test_the_running_job_process_maps_no_data_library_and_is_filtered() -> None:
     limits = Limits(wall_seconds=4, cpu_seconds=10, fork_template=False)
     done: list[Any] = []
     handler = _Started()
-    runner = threading.Thread(target=lambda: done.append(
-        run_in_jail(BUSY, {}, handler, limits)))
+    runner = threading.Thread(target=lambda: done.append(run_in_jail(BUSY, {}, handler, limits)))
     runner.start()
     try:
         assert handler.event.wait(timeout=10), "the job's code never ran"
@@ -94,34 +94,63 @@ class _Recording:
 @pytest.fixture(scope="module")
 def population(tmp_path_factory: pytest.TempPathFactory) -> Any:
     city = generate_city(3000, seed=11)["population"]
-    info = ingested(tmp_path_factory.mktemp("datasets") / "store", "population", city.table,
-                    city.columns, level=city.level, partition_rows=1000, title=city.title,
-                    provider_id="p-1")
+    info = ingested(
+        tmp_path_factory.mktemp("datasets") / "store",
+        "population",
+        city.table,
+        city.columns,
+        level=city.level,
+        partition_rows=1000,
+        title=city.title,
+        provider_id="p-1",
+    )
     return info, city.table
 
 
 def test_only_released_aggregates_cross_into_the_job_process(population: Any) -> None:
     info, table = population
     doc = ContractDocument(
-        id="c-1", version=1, operator_id="o-1", purpose="人口结构分析",
+        id="c-1",
+        version=1,
+        operator_id="o-1",
+        purpose="人口结构分析",
         purpose_class="public_interest",
-        datasets={"population": {"district": ["group_by", "filter"], "gender": ["group_by"],
-                                 "income": ["aggregate"], "resident_id": ["aggregate"]}},
-        valid_from="2026-01-01T00:00:00Z", valid_to="2030-01-01T00:00:00Z",
-        quotas={}, spend_cap=None, issued_at="2026-01-01T00:00:00Z")
-    spec = JobSpec(job_id="j-1", code=(
-        'a = table("population").group_by("district", "gender")'
-        '.agg(n=count(), s=sum("income"), m=mean("income"), people=count_distinct("resident_id"))'
-        '.collect()\nemit("a", a)\n'), params={}, contract=doc,
-        datasets={"population": info}, thresholds={"L3": 10},
-        limits=Limits(wall_seconds=20, fork_template=False), max_rows=10**6, max_outputs=2)
+        datasets={
+            "population": {
+                "district": ["group_by", "filter"],
+                "gender": ["group_by"],
+                "income": ["aggregate"],
+                "resident_id": ["aggregate"],
+            }
+        },
+        valid_from="2026-01-01T00:00:00Z",
+        valid_to="2030-01-01T00:00:00Z",
+        quotas={},
+        spend_cap=None,
+        issued_at="2026-01-01T00:00:00Z",
+    )
+    spec = JobSpec(
+        job_id="j-1",
+        code=(
+            'a = table("population").group_by("district", "gender")'
+            '.agg(n=count(), s=sum("income"), m=mean("income"), people=count_distinct("resident_id"))'
+            '.collect()\nemit("a", a)\n'
+        ),
+        params={},
+        contract=doc,
+        datasets={"population": info},
+        thresholds={"L3": 10},
+        limits=Limits(wall_seconds=20, fork_template=False),
+        max_rows=10**6,
+        max_outputs=2,
+    )
     recording = _Recording(_Handler(spec, LocalExecutor()))
     outcome = run_in_jail(spec.code, {}, recording, spec.limits)
     assert outcome.status == "succeeded", outcome.error
     (sent,) = recording.sent
     body = json.loads(sent)
     groups = {(d, g) for d, g in zip(table["district"].to_pylist(), table["gender"].to_pylist())}
-    assert len(body["rows"]) == len(groups)       # one row per group, not per person
+    assert len(body["rows"]) == len(groups)  # one row per group, not per person
     for column in ("resident_id", "name"):
         for value in table[column].to_pylist():
             assert value not in sent

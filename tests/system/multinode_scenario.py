@@ -48,9 +48,11 @@ from sandbox.settings import Settings
 # can be told apart by name.
 NODE_NAMES = ("head", "worker-1", "worker-2")
 WORKER_CPUS = 2
-CODE = ('t = table("population").group_by("district", "hukou_type")'
-        '.agg(n=count(), total=sum("income")).collect()\n'
-        'emit("区户籍收入", t)\n')
+CODE = (
+    't = table("population").group_by("district", "hukou_type")'
+    '.agg(n=count(), total=sum("income")).collect()\n'
+    'emit("区户籍收入", t)\n'
+)
 DRIVER_TASK = "run_job_on_ray"
 
 
@@ -58,8 +60,10 @@ def start_cluster() -> Cluster:
     head, *workers = NODE_NAMES
     # The API process attaches to the head, which offers no CPU: every task of a job needs
     # one, so none can run on the API's host.
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "resources": {head: 1}, "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "resources": {head: 1}, "include_dashboard": False},
+    )
     for name in workers:
         cluster.add_node(num_cpus=WORKER_CPUS, resources={name: 1})
     cluster.wait_for_nodes()
@@ -71,12 +75,18 @@ def warm_up() -> None:
     run jobs before. Ray hands a job's queued tasks to whichever worker is ready first, and a
     job this small is over before a cold node has started a worker process, so without this
     the spread would depend on start-up timing."""
+
     @ray.remote(num_cpus=1)
     def ready() -> None:
-        time.sleep(0.5)   # overlapping, so each CPU gets its own worker process
+        time.sleep(0.5)  # overlapping, so each CPU gets its own worker process
 
-    ray.get([ready.options(resources={name: 0.01}).remote()
-             for name in NODE_NAMES[1:] for _ in range(WORKER_CPUS)])
+    ray.get(
+        [
+            ready.options(resources={name: 0.01}).remote()
+            for name in NODE_NAMES[1:]
+            for _ in range(WORKER_CPUS)
+        ]
+    )
 
 
 def principals(client: TestClient, bureau: str) -> dict[str, Any]:
@@ -94,8 +104,14 @@ def principals(client: TestClient, bureau: str) -> dict[str, Any]:
     operator, op_key = make("某数据科技有限公司", "operator", licensed=True)
     other, other_key = make("另一家运营公司", "operator", licensed=True)
     regulator, _ = make("市场监管审计处", "regulator")
-    return {"provider": provider, "operator": operator, "operator_key": op_key,
-            "other_operator": other, "other_key": other_key, "regulator": regulator}
+    return {
+        "provider": provider,
+        "operator": operator,
+        "operator_key": op_key,
+        "other_operator": other,
+        "other_key": other_key,
+        "regulator": regulator,
+    }
 
 
 @contextmanager
@@ -140,9 +156,15 @@ def placement(expected: int, wait_seconds: float) -> list[dict[str, str]]:
     while True:
         tasks = job_tasks()
         drivers = {i for i, t in tasks.items() if t.get("function") == DRIVER_TASK}
-        placed = [{"function": t.get("function", ""), "node_id": t.get("node_id", ""),
-                   "role": _role(i in drivers, t.get("function", ""))}
-                  for i, t in tasks.items() if i in drivers or t.get("parent") in drivers]
+        placed = [
+            {
+                "function": t.get("function", ""),
+                "node_id": t.get("node_id", ""),
+                "role": _role(i in drivers, t.get("function", "")),
+            }
+            for i, t in tasks.items()
+            if i in drivers or t.get("parent") in drivers
+        ]
         started = [t for t in placed if t["role"] == "started by the driver" and t["node_id"]]
         if len(started) >= expected or time.monotonic() > deadline:
             return placed
@@ -166,15 +188,22 @@ def run(workdir: Path, residents: int, partition_rows: int, threshold: int) -> d
 
     cluster = start_cluster()
     try:
-        settings = Settings(data_dir=(workdir / "instance").resolve(), executor="ray",
-                            ray_address=cluster.address, partition_rows=partition_rows,
-                            threshold_l3=threshold, job_wall_seconds=40,
-                            jail_fork_template=False,
-                            engine_in_place_rows=0)
+        settings = Settings(
+            data_dir=(workdir / "instance").resolve(),
+            executor="ray",
+            ray_address=cluster.address,
+            partition_rows=partition_rows,
+            threshold_l3=threshold,
+            job_wall_seconds=40,
+            jail_fork_template=False,
+            engine_in_place_rows=0,
+        )
         with instance(settings) as w:
             # The instance attached to the cluster rather than starting a Ray of its own.
-            attached = {"gcs_address": ray.get_runtime_context().gcs_address,
-                        "nodes": len([n for n in ray.nodes() if n["Alive"]])}
+            attached = {
+                "gcs_address": ray.get_runtime_context().gcs_address,
+                "nodes": len([n for n in ray.nodes() if n["Alive"]]),
+            }
             warm_up()
             r = w.ingest("population", pop.table, pop.level, pop.columns, pop.title)
             assert r.status_code == 201, r.text
@@ -182,12 +211,15 @@ def run(workdir: Path, residents: int, partition_rows: int, threshold: int) -> d
             assert r.status_code == 201, r.text
             cid = w.active_contract(GRANTS)
             job = w.run(cid, CODE).json()
-            partitions = sorted(str(p) for p in (settings.datasets_dir / "population")
-                                .glob("*.parquet"))
+            partitions = sorted(
+                str(p) for p in (settings.datasets_dir / "population").glob("*.parquet")
+            )
             names = node_names()
             waited = 15 if job.get("status") == "succeeded" else 2
-            placed = [{**t, "node": names.get(t["node_id"], "unknown")}
-                      for t in placement(len(partitions), waited)]
+            placed = [
+                {**t, "node": names.get(t["node_id"], "unknown")}
+                for t in placement(len(partitions), waited)
+            ]
             return {
                 "cluster_address": cluster.address,
                 "attached": attached,
@@ -195,8 +227,9 @@ def run(workdir: Path, residents: int, partition_rows: int, threshold: int) -> d
                 "partitions": partitions,
                 "job": job,
                 "tasks": placed,
-                "started_tasks_by_node": dict(Counter(
-                    t["node"] for t in placed if t["role"] == "started by the driver")),
+                "started_tasks_by_node": dict(
+                    Counter(t["node"] for t in placed if t["role"] == "started by the driver")
+                ),
             }
     finally:
         ray.shutdown()

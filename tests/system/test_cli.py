@@ -15,15 +15,24 @@ import pytest
 
 from sandbox.cli.demo import PRICES
 
-POLICY = {"居民编号": {"role": "identifier"}, "街道": {"role": "attribute"},
-          "月收入": {"role": "sensitive", "lower": 0, "upper": 100000}}
+POLICY = {
+    "居民编号": {"role": "identifier"},
+    "街道": {"role": "attribute"},
+    "月收入": {"role": "sensitive", "lower": 0, "upper": 100000},
+}
 
 
 def sandbox(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("sandbox")
     env = {**os.environ, "SANDBOX_EXECUTOR": "local", "PYTHONIOENCODING": "utf-8"}
-    return subprocess.run([str(script) if script.exists() else "sandbox", *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(script) if script.exists() else "sandbox", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -61,30 +70,44 @@ def test_commands_on_a_missing_instance_say_how_to_create_one(tmp_path: Path) ->
 
 
 def test_ingest_a_chinese_csv_and_list_it(instance: Path) -> None:
-    rows = "居民编号,街道,月收入\n" + "".join(f"R{i:04d},{'东关街道' if i % 2 else '西湖街道'},{3000 + i}\n"
-                                          for i in range(50))
+    rows = "居民编号,街道,月收入\n" + "".join(
+        f"R{i:04d},{'东关街道' if i % 2 else '西湖街道'},{3000 + i}\n" for i in range(50)
+    )
     (instance / "居民.csv").write_text(rows, encoding="utf-8")
-    meta = {"name": "居民", "title": "居民收入", "provider_id": _provider_id(instance),
-            "level": "L2", "columns": POLICY}
+    meta = {
+        "name": "居民",
+        "title": "居民收入",
+        "provider_id": _provider_id(instance),
+        "level": "L2",
+        "columns": POLICY,
+    }
     (instance / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    r = sandbox("datasets", "ingest", "居民.csv", "--meta", "meta.json", "--data-dir", "inst",
-                cwd=instance)
+    r = sandbox(
+        "datasets", "ingest", "居民.csv", "--meta", "meta.json", "--data-dir", "inst", cwd=instance
+    )
     assert r.returncode == 0, r.stderr
     assert "居民" in r.stdout and "50 rows" in r.stdout and "月收入" in r.stdout
     listed = sandbox("datasets", "list", "--data-dir", "inst", cwd=instance)
     assert "居民收入" in listed.stdout
-    again = sandbox("datasets", "ingest", "居民.csv", "--meta", "meta.json", "--data-dir", "inst",
-                    cwd=instance)
+    again = sandbox(
+        "datasets", "ingest", "居民.csv", "--meta", "meta.json", "--data-dir", "inst", cwd=instance
+    )
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
 def test_ingest_with_a_bad_policy_fails_and_leaves_nothing(instance: Path) -> None:
     (instance / "d.csv").write_text("a,b\n1,2\n", encoding="utf-8")
-    meta = {"name": "d", "title": "d", "provider_id": _provider_id(instance), "level": "L1",
-            "columns": {"a": {"role": "attribute"}, "c": {"role": "attribute"}}}
+    meta = {
+        "name": "d",
+        "title": "d",
+        "provider_id": _provider_id(instance),
+        "level": "L1",
+        "columns": {"a": {"role": "attribute"}, "c": {"role": "attribute"}},
+    }
     (instance / "m.json").write_text(json.dumps(meta), encoding="utf-8")
-    r = sandbox("datasets", "ingest", "d.csv", "--meta", "m.json", "--data-dir", "inst",
-                cwd=instance)
+    r = sandbox(
+        "datasets", "ingest", "d.csv", "--meta", "m.json", "--data-dir", "inst", cwd=instance
+    )
     assert r.returncode == 1 and "'c'" in r.stderr
     assert list((instance / "inst" / "datasets").iterdir()) == []
 
@@ -104,8 +127,9 @@ def test_prices_publish_show_and_refuse_a_bad_schedule(instance: Path) -> None:
 
 
 def test_bills_writes_a_csv_statement(instance: Path) -> None:
-    r = sandbox("bills", "2026-11", "--csv", "s.csv", "--xlsx", "s.xlsx", "--data-dir", "inst",
-                cwd=instance)
+    r = sandbox(
+        "bills", "2026-11", "--csv", "s.csv", "--xlsx", "s.xlsx", "--data-dir", "inst", cwd=instance
+    )
     assert r.returncode == 0, r.stderr
     rows = list(csv.reader(io.StringIO((instance / "s.csv").read_text(encoding="utf-8-sig"))))
     assert rows[0][:3] == ["job_id", "contract_id", "operator_id"] and rows[-1][0] == "total"
@@ -121,8 +145,14 @@ def test_the_demo_tells_the_whole_story_on_ray(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("sandbox")
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "RAY_AUTH_MODE": "disabled"}
     env.pop("SANDBOX_EXECUTOR", None)
-    r = subprocess.run([str(script) if script.exists() else "sandbox", "demo"], cwd=tmp_path,
-                       env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(script) if script.exists() else "sandbox", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
     assert "local Ray cluster" in out

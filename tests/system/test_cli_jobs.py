@@ -19,8 +19,14 @@ def cli(*args: str, cwd: Path, token: str | None = None) -> subprocess.Completed
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "COLUMNS": "200"}
     if token:
         env["SANDBOX_TOKEN"] = token
-    return subprocess.run([str(script) if script.exists() else "sandbox", *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(script) if script.exists() else "sandbox", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,9 @@ def test_keys_generate_writes_a_private_key_only_its_owner_reads(tmp_path: Path)
     assert r.returncode == 0, r.stderr
     pem = tmp_path / "op.pem"
     assert pem.stat().st_mode & 0o777 == 0o600
-    assert r.stdout.strip().splitlines()[-1] == public_key_b64(private_key_from_pem(pem.read_bytes()))
+    assert r.stdout.strip().splitlines()[-1] == public_key_b64(
+        private_key_from_pem(pem.read_bytes())
+    )
     again = cli("keys", "generate", "--out", "op.pem", cwd=tmp_path)
     assert again.returncode == 1 and "never overwritten" in again.stderr
 
@@ -45,29 +53,57 @@ def test_jobs_submit_signs_runs_and_shows_the_release(cast: Cast, tmp_path: Path
     (tmp_path / "op.pem").write_bytes(private_key_to_pem(cast.operator_key))
     (tmp_path / "job.py").write_text(
         'emit("按区", table("population").group_by("district").agg(n=count()).collect())\n'
-        'emit("年份", params["year"])\n', encoding="utf-8")
-    r = cli("jobs", "submit", "--url", cast.server.url, "--contract", cid, "--code", "job.py",
-            "--params", '{"year": 2024}', "--key", "op.pem", cwd=tmp_path,
-            token=cast.operator_token)
+        'emit("年份", params["year"])\n',
+        encoding="utf-8",
+    )
+    r = cli(
+        "jobs",
+        "submit",
+        "--url",
+        cast.server.url,
+        "--contract",
+        cid,
+        "--code",
+        "job.py",
+        "--params",
+        '{"year": 2024}',
+        "--key",
+        "op.pem",
+        cwd=tmp_path,
+        token=cast.operator_token,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "succeeded" in r.stdout and "按区" in r.stdout and "城关区" in r.stdout
     assert "年份 = 2024" in r.stdout and "charged" in r.stdout
     job_id = r.stdout.split("job ", 1)[1].split(":", 1)[0]
     entries = cast.bureau.ledger_entries()
-    submitted = [e["event"] for e in entries if e["event"]["type"] == "job.submitted"
-                 and e["event"]["subject"] == job_id]
+    submitted = [
+        e["event"]
+        for e in entries
+        if e["event"]["type"] == "job.submitted" and e["event"]["subject"] == job_id
+    ]
     assert submitted and submitted[0]["data"]["signature"], "the CLI signed the submission"
-    shown = cli("jobs", "show", job_id, "--url", cast.server.url, cwd=tmp_path,
-                token=cast.operator_token)
+    shown = cli(
+        "jobs", "show", job_id, "--url", cast.server.url, cwd=tmp_path, token=cast.operator_token
+    )
     assert shown.returncode == 0 and "succeeded" in shown.stdout
 
 
 def test_jobs_submit_reports_a_rejection_with_its_line(cast: Cast, tmp_path: Path) -> None:
     cid = active_contract(cast, spend_cap="100.00")
     (tmp_path / "bad.py").write_text("x = 1\nimport os\n", encoding="utf-8")
-    r = cli("jobs", "submit", "--url", cast.server.url, "--contract", cid, "--code", "bad.py",
-            cwd=tmp_path, token=cast.operator_token)
+    r = cli(
+        "jobs",
+        "submit",
+        "--url",
+        cast.server.url,
+        "--contract",
+        cid,
+        "--code",
+        "bad.py",
+        cwd=tmp_path,
+        token=cast.operator_token,
+    )
     assert r.returncode == 1 and "code_rejected" in r.stderr and "line 2" in r.stderr
-    unreachable = cli("jobs", "show", "j-1", "--url", "http://127.0.0.1:9", cwd=tmp_path,
-                      token="t")
+    unreachable = cli("jobs", "show", "j-1", "--url", "http://127.0.0.1:9", cwd=tmp_path, token="t")
     assert unreachable.returncode == 2 and "could not reach" in unreachable.stderr

@@ -69,8 +69,9 @@ def test_roles_and_catalog_seen_through_the_client(live: Cast) -> None:
     assert live.operator.price_schedule()["name"] == SCHEDULE["name"]
 
 
-def test_signed_job_releases_a_typed_table_and_costs_at_most_its_quote(live: Cast,
-                                                                       contract_id: str) -> None:
+def test_signed_job_releases_a_typed_table_and_costs_at_most_its_quote(
+    live: Cast, contract_id: str
+) -> None:
     quoted = Decimal(live.operator.quote(contract_id, ELDERLY)["quote"]["amount"])
     job = live.operator.submit(contract_id, ELDERLY, params={"年份": 1959}, wait=True)
 
@@ -107,16 +108,22 @@ def test_signed_submission_is_recorded_and_billed(live: Cast, contract_id: str) 
     assert charged[job.id] == finished.charge_amount
     assert Decimal(bill["total"]) >= finished.charge_amount  # type: ignore[operator]
     entries = live.bureau.ledger_entries()
-    (submitted,) = [e["event"] for e in entries
-                    if e["event"]["type"] == "job.submitted" and e["event"]["subject"] == job.id]
+    (submitted,) = [
+        e["event"]
+        for e in entries
+        if e["event"]["type"] == "job.submitted" and e["event"]["subject"] == job.id
+    ]
     assert submitted["data"]["signature"], "the client signs every submission it has a key for"
     assert live.bureau.checkpoint()["size"] == len(entries)
 
 
 def test_errors_carry_status_and_code(live: Cast, contract_id: str) -> None:
     with pytest.raises(SandboxAPIError) as scope:
-        live.operator.submit(contract_id, 'emit("x", table("population").group_by("name")'
-                                          '.agg(n=count()).collect())', wait=True)
+        live.operator.submit(
+            contract_id,
+            'emit("x", table("population").group_by("name").agg(n=count()).collect())',
+            wait=True,
+        )
     assert (scope.value.status, scope.value.code) == (403, "contract_scope")
     assert "name" in scope.value.message and scope.value.details["job_id"]
     assert str(scope.value).startswith("HTTP 403 contract_scope: ")
@@ -135,16 +142,18 @@ def test_errors_carry_status_and_code(live: Cast, contract_id: str) -> None:
 
 
 def test_submission_signed_with_another_key_is_refused(live: Cast, contract_id: str) -> None:
-    stranger = SandboxClient(live.server.url, token=live.operator_token,
-                             signing_key=generate_private_key())
+    stranger = SandboxClient(
+        live.server.url, token=live.operator_token, signing_key=generate_private_key()
+    )
     with stranger, pytest.raises(SandboxAPIError) as refused:
         stranger.submit(contract_id, 'emit("t", 1)', wait=True)
     assert (refused.value.status, refused.value.code) == (400, "signature_invalid")
 
 
 def test_contract_signing_needs_the_operators_key(live: Cast) -> None:
-    cid = live.operator.apply_contract(GRANTS, "人口结构研究", "public_interest",
-                                       "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z")["id"]
+    cid = live.operator.apply_contract(
+        GRANTS, "人口结构研究", "public_interest", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"
+    )["id"]
     live.provider.approve_contract(cid)
     live.bureau.sign_contract(cid)
     with pytest.raises(SigningKeyMissing, match="signing_key="):
@@ -160,7 +169,8 @@ def test_output_files_keep_chinese_names(live: Cast, contract_id: str) -> None:
     assert csv_text.splitlines()[0] == "district,n" and "城关区" in csv_text
     parquet = pq.read_table(pa.BufferReader(live.operator.output_file(job.id, "by_district")))
     assert sorted(parquet.column("district").to_pylist()) == sorted(
-        job.output("by_district").column("district").to_pylist())
+        job.output("by_district").column("district").to_pylist()
+    )
 
 
 @pytest.mark.ray
@@ -168,8 +178,10 @@ def test_job_runs_on_ray_behind_a_live_server(tmp_path: Path) -> None:
     with run_server(tmp_path, executor=None) as server, cast_of(server, tmp_path) as cast:
         cid = active_contract(cast)
         job = cast.operator.submit(
-            cid, 'emit("t", table("population").group_by("district").agg(n=count()).collect())',
-            wait=True)
+            cid,
+            'emit("t", table("population").group_by("district").agg(n=count()).collect())',
+            wait=True,
+        )
     assert job.status == "succeeded", job.error
     counts = job.output("t").column("n").to_pylist()
     assert sum(n for n in counts if n is not None) <= RESIDENTS
@@ -178,11 +190,13 @@ def test_job_runs_on_ray_behind_a_live_server(tmp_path: Path) -> None:
 # --- in-process: the client on the app's TestClient ---------------------------------------------
 
 
-def _client_for(world: World, who: dict[str, Any] | str,
-                key: Ed25519PrivateKey | None = None) -> SandboxClient:
+def _client_for(
+    world: World, who: dict[str, Any] | str, key: Ed25519PrivateKey | None = None
+) -> SandboxClient:
     token = who if isinstance(who, str) else who["token"]
-    return SandboxClient("http://testserver", token=token, signing_key=key,
-                         http_client=world.client)
+    return SandboxClient(
+        "http://testserver", token=token, signing_key=key, http_client=world.client
+    )
 
 
 def test_job_snapshot_explains_missing_outputs(local_world: World) -> None:
@@ -199,7 +213,8 @@ def test_job_snapshot_explains_missing_outputs(local_world: World) -> None:
 
 
 def test_sign_contract_refuses_canonical_bytes_that_differ_from_the_document(
-        local_world: World) -> None:
+    local_world: World,
+) -> None:
     cid = local_world.active_contract()
     view = _client_for(local_world, local_world.operator).contract(cid)
     assert _canonical_of(view) == base64.b64decode(view["canonical"])
@@ -211,8 +226,14 @@ def test_sign_contract_refuses_canonical_bytes_that_differ_from_the_document(
 def test_money_is_never_sent_as_float(local_world: World) -> None:
     op = _client_for(local_world, local_world.operator, local_world.operator_key)
     with pytest.raises(TypeError, match="decimal string"):
-        op.apply_contract(GRANTS, "研究", "commercial", "2026-01-01T00:00:00Z",
-                          "2027-01-01T00:00:00Z", spend_cap=100.1)  # type: ignore[arg-type]
+        op.apply_contract(
+            GRANTS,
+            "研究",
+            "commercial",
+            "2026-01-01T00:00:00Z",
+            "2027-01-01T00:00:00Z",
+            spend_cap=100.1,
+        )  # type: ignore[arg-type]
 
 
 def test_validation_errors_arrive_as_api_errors(local_world: World) -> None:
@@ -224,8 +245,9 @@ def test_validation_errors_arrive_as_api_errors(local_world: World) -> None:
 
 def test_non_envelope_errors_are_still_readable() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(502, text="Bad Gateway"))
-    client = SandboxClient("http://proxy.example", token="t",
-                           http_client=httpx.Client(transport=transport))
+    client = SandboxClient(
+        "http://proxy.example", token="t", http_client=httpx.Client(transport=transport)
+    )
     with pytest.raises(SandboxAPIError) as bad:
         client.me()
     assert (bad.value.status, bad.value.code) == (502, "http_error")
@@ -233,22 +255,37 @@ def test_non_envelope_errors_are_still_readable() -> None:
 
 
 def test_released_table_types_columns_as_announced() -> None:
-    table = released_table({
-        "kind": "table",
-        "columns": [{"name": "区", "type": "string"}, {"name": "day", "type": "date32[day]"},
-                    {"name": "at", "type": "timestamp[us, tz=UTC]"},
-                    {"name": "amount", "type": "decimal128(12, 2)"},
-                    {"name": "n", "type": "int64"}, {"name": "odd", "type": "map<x>"}],
-        "rows": [["城关区", "2024-12-31", "2024-12-31T08:00:00+00:00", "12.30", None, 1],
-                 ["北山区", None, None, None, 3, 2]],
-        "suppressed": [[0, "n"]],
-    })
-    assert table.schema.types == [pa.string(), pa.date32(), pa.timestamp("us", tz="UTC"),
-                                  pa.decimal128(12, 2), pa.int64(), pa.int64()]
+    table = released_table(
+        {
+            "kind": "table",
+            "columns": [
+                {"name": "区", "type": "string"},
+                {"name": "day", "type": "date32[day]"},
+                {"name": "at", "type": "timestamp[us, tz=UTC]"},
+                {"name": "amount", "type": "decimal128(12, 2)"},
+                {"name": "n", "type": "int64"},
+                {"name": "odd", "type": "map<x>"},
+            ],
+            "rows": [
+                ["城关区", "2024-12-31", "2024-12-31T08:00:00+00:00", "12.30", None, 1],
+                ["北山区", None, None, None, 3, 2],
+            ],
+            "suppressed": [[0, "n"]],
+        }
+    )
+    assert table.schema.types == [
+        pa.string(),
+        pa.date32(),
+        pa.timestamp("us", tz="UTC"),
+        pa.decimal128(12, 2),
+        pa.int64(),
+        pa.int64(),
+    ]
     assert table.column("区").to_pylist() == ["城关区", "北山区"]
     assert table.column("day")[0].as_py() == dt.date(2024, 12, 31)
     assert table.column("amount")[0].as_py() == Decimal("12.30")
     assert table.column("n").to_pylist() == [None, 3]
-    empty = released_table({"kind": "table", "columns": [{"name": "n", "type": "int64"}],
-                            "rows": [], "suppressed": []})
+    empty = released_table(
+        {"kind": "table", "columns": [{"name": "n", "type": "int64"}], "rows": [], "suppressed": []}
+    )
     assert empty.num_rows == 0 and empty.schema.field("n").type == pa.int64()

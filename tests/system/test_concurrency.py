@@ -17,8 +17,11 @@ from contracts.quota import BEIJING
 
 # One call fee and nothing else, so that a job's charge equals its quote and the number of
 # jobs a cap admits does not depend on how many have settled meanwhile.
-FLAT_FEE = {"name": "按次收费", "effective_from": "2026-01-02T00:00:00Z",
-            "items": [{"unit": "call", "price": "1.00"}]}
+FLAT_FEE = {
+    "name": "按次收费",
+    "effective_from": "2026-01-02T00:00:00Z",
+    "items": [{"unit": "call", "price": "1.00"}],
+}
 JOB = 'emit("n", table("population").agg(n=count()).collect())'
 
 
@@ -31,14 +34,16 @@ def cast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cast]:
 
 
 def _submit(url: str, token: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(f"{url}/v1/jobs", json=body, timeout=120,
-                      headers={"Authorization": f"Bearer {token}"})
+    return httpx.post(
+        f"{url}/v1/jobs", json=body, timeout=120, headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def _finish(cast: Cast, job_ids: list[str], limit: float = 120) -> list[Any]:
     deadline = time.monotonic() + limit
-    return [cast.operator.job(j).wait(timeout=max(0.0, deadline - time.monotonic()))
-            for j in job_ids]
+    return [
+        cast.operator.job(j).wait(timeout=max(0.0, deadline - time.monotonic())) for j in job_ids
+    ]
 
 
 def test_a_cap_for_37_jobs_admits_exactly_37_of_100_concurrent_submissions(cast: Cast) -> None:
@@ -46,8 +51,9 @@ def test_a_cap_for_37_jobs_admits_exactly_37_of_100_concurrent_submissions(cast:
     assert cast.operator.quote(cid, JOB)["quote"]["amount"] == "1.00"
     body = {"contract_id": cid, "code": JOB}
     with ThreadPoolExecutor(max_workers=100) as pool:
-        responses = list(pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body),
-                                  range(100)))
+        responses = list(
+            pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body), range(100))
+        )
     codes = [r.status_code for r in responses]
     assert codes.count(201) == 37 and codes.count(429) == 63, codes
     for r in responses:
@@ -70,8 +76,9 @@ def test_concurrent_resubmissions_with_one_key_run_and_charge_once(cast: Cast) -
     cid = active_contract(cast, spend_cap="100.00")
     body = {"contract_id": cid, "code": JOB, "idempotency_key": "每日报表-2026-11-25"}
     with ThreadPoolExecutor(max_workers=20) as pool:
-        responses = list(pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body),
-                                  range(20)))
+        responses = list(
+            pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body), range(20))
+        )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
     _finish(cast, [responses[0].json()["id"]])

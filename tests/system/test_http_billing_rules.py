@@ -16,19 +16,33 @@ from sandbox.store.models import Job
 
 # The README's worked example: tiered rows, no time-based fee, so every amount is exact.
 WORKED = {
-    "name": "示例收费标准", "effective_from": "2026-01-02T00:00:00Z",
-    "items": [{"unit": "call", "price": "2.00"},
-              {"unit": "rows", "per": 10000, "level": "L3",
-               "tiers": [{"up_to": 30000, "price": "0.10"}, {"up_to": None, "price": "0.05"}]},
-              {"unit": "output", "price": "0.50"}],
+    "name": "示例收费标准",
+    "effective_from": "2026-01-02T00:00:00Z",
+    "items": [
+        {"unit": "call", "price": "2.00"},
+        {
+            "unit": "rows",
+            "per": 10000,
+            "level": "L3",
+            "tiers": [{"up_to": 30000, "price": "0.10"}, {"up_to": None, "price": "0.05"}],
+        },
+        {"unit": "output", "price": "0.50"},
+    ],
 }
 ONE_SCAN = 'emit("n", table("population").agg(n=count()).collect())'
-TWO_SCANS = ('a = table("population").group_by("district").agg(n=count()).collect()\n'
-             'b = table("population").group_by("gender").agg(n=count()).collect()\n'
-             'emit("by_district", a)\nemit("by_gender", b)')
-CAPS = {"name": "2026 上限收费标准", "effective_from": "2026-01-01T00:00:00Z",
-        "items": [{"unit": "call", "max_price": "3.00"},
-                  {"unit": "rows", "per": 10000, "max_price": "0.12", "level": "L3"}]}
+TWO_SCANS = (
+    'a = table("population").group_by("district").agg(n=count()).collect()\n'
+    'b = table("population").group_by("gender").agg(n=count()).collect()\n'
+    'emit("by_district", a)\nemit("by_gender", b)'
+)
+CAPS = {
+    "name": "2026 上限收费标准",
+    "effective_from": "2026-01-01T00:00:00Z",
+    "items": [
+        {"unit": "call", "max_price": "3.00"},
+        {"unit": "rows", "per": 10000, "max_price": "0.12", "level": "L3"},
+    ],
+}
 
 
 def publish(w: World, schedule: dict[str, Any]) -> Any:
@@ -48,14 +62,15 @@ def test_the_readme_worked_example(local_world: World) -> None:
     assert [j["status"] for j in jobs] == ["succeeded"] * 3
     assert [j["charge"]["amount"] for j in jobs] == ["2.70", "2.65", "3.20"]
     # Job 2 straddles the 30 000-row tier boundary: 10 000 rows at 0.10, 10 000 at 0.05.
-    assert [(line.get("tier"), line["quantity"], line["amount"])
-            for line in lines(jobs[1], "rows")] == [(0, 10000, "0.10"), (1, 10000, "0.05")]
+    assert [
+        (line.get("tier"), line["quantity"], line["amount"]) for line in lines(jobs[1], "rows")
+    ] == [(0, 10000, "0.10"), (1, 10000, "0.05")]
     assert all(Decimal(j["charge"]["amount"]) <= Decimal(j["quote"]["amount"]) for j in jobs)
     period = jobs[0]["finished_at"][:7]
     bill = w.client.get(f"/v1/bills?period={period}", headers=w.h(w.operator)).json()
     assert bill["total"] == "8.55"
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    example = readme[readme.index("## Worked example"):]
+    example = readme[readme.index("## Worked example") :]
     for amount in ("2.70", "2.65", "3.20", "8.55"):
         assert amount in example
 
@@ -64,13 +79,23 @@ def test_a_schedule_above_the_caps_is_refused_naming_the_item(local_world: World
     w = local_world
     assert w.client.post("/v1/price-caps", json=CAPS, headers=w.h(w.bureau)).status_code == 201
     assert w.client.get("/v1/price-caps/current").json()["name"] == "2026 上限收费标准"
-    over = {**WORKED, "items": [{"unit": "call", "price": "2.00"},
-                                {"unit": "rows", "per": 10000, "price": "0.13", "level": "L3"}]}
+    over = {
+        **WORKED,
+        "items": [
+            {"unit": "call", "price": "2.00"},
+            {"unit": "rows", "per": 10000, "price": "0.13", "level": "L3"},
+        ],
+    }
     r = publish(w, over)
     assert r.status_code == 400 and r.json()["code"] == "price_above_cap"
     assert "items[1]" in r.json()["error"] and "0.12" in r.json()["error"]
-    at_cap = {**over, "items": [{"unit": "call", "price": "3.00"},
-                                {"unit": "rows", "per": 10000, "price": "0.12", "level": "L3"}]}
+    at_cap = {
+        **over,
+        "items": [
+            {"unit": "call", "price": "3.00"},
+            {"unit": "rows", "per": 10000, "price": "0.12", "level": "L3"},
+        ],
+    }
     assert publish(w, at_cap).status_code == 201
 
 
@@ -84,12 +109,15 @@ def test_caps_below_the_schedule_in_force_are_refused(local_world: World) -> Non
 
 def test_per_dataset_multipliers_scale_the_rows_line(local_world: World) -> None:
     w = local_world
-    schedule = {**WORKED, "multipliers": {"population": "1.50"},
-                "items": [{"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"}]}
+    schedule = {
+        **WORKED,
+        "multipliers": {"population": "1.50"},
+        "items": [{"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"}],
+    }
     assert publish(w, schedule).status_code == 201
     job = w.run(w.active_contract(), ONE_SCAN).json()
     (rows,) = lines(job, "rows")
-    assert rows["dataset"] == "population" and rows["amount"] == "0.30"   # 2 × 0.10 × 1.5
+    assert rows["dataset"] == "population" and rows["amount"] == "0.30"  # 2 × 0.10 × 1.5
 
 
 def _age_job(w: World, job_id: str, months: int) -> None:
@@ -111,21 +139,29 @@ def test_revenue_report_with_allowed_revenue_and_carry_forward(local_world: Worl
     assert publish(w, WORKED).status_code == 201
     commercial = w.active_contract()
     public = w.active_contract(purpose_class="public_interest")
-    earlier = w.run(commercial, ONE_SCAN).json()            # 2.70, moved to last month
+    earlier = w.run(commercial, ONE_SCAN).json()  # 2.70, moved to last month
     _age_job(w, earlier["id"], 1)
     now_jobs = [w.run(commercial, ONE_SCAN).json(), w.run(public, ONE_SCAN).json()]
     last, this = _period(earlier["finished_at"], 1), _period(now_jobs[0]["finished_at"])
     h = w.h(w.bureau)
-    assert w.client.put(f"/v1/revenue/allowed/{last}", json={"amount": "2.00"},
-                        headers=h).status_code == 200
-    assert w.client.put(f"/v1/revenue/allowed/{this}", json={"amount": "10.00"},
-                        headers=h).status_code == 200
+    assert (
+        w.client.put(f"/v1/revenue/allowed/{last}", json={"amount": "2.00"}, headers=h).status_code
+        == 200
+    )
+    assert (
+        w.client.put(f"/v1/revenue/allowed/{this}", json={"amount": "10.00"}, headers=h).status_code
+        == 200
+    )
     old = w.client.get(f"/v1/reports/revenue?period={last}", headers=w.h(w.regulator)).json()
     assert old["revenue"] == "2.70" and old["excess"] == "0.70" and old["carry_forward"] == "0.70"
     new = w.client.get(f"/v1/reports/revenue?period={this}", headers=w.h(w.regulator)).json()
     assert new["carried_deduction"] == "0.70" and new["effective_allowed"] == "9.30"
     assert new["revenue"] == now_jobs[0]["charge"]["amount"]
-    assert Decimal(new["public_interest_list_value"]) == Decimal(now_jobs[1]["charge"]["list_amount"]) > 0
+    assert (
+        Decimal(new["public_interest_list_value"])
+        == Decimal(now_jobs[1]["charge"]["list_amount"])
+        > 0
+    )
     assert sum(Decimal(o["amount"]) for o in new["by_operator"]) == Decimal(new["revenue"])
     assert sum(Decimal(u["amount"]) for u in new["by_unit"]) == Decimal(new["revenue"])
     assert {d["dataset"] for d in new["by_dataset"]} == {"population", None}
@@ -149,14 +185,20 @@ def test_prepaid_balance_reserves_quotes_and_is_debited_by_charges(local_world: 
     assert w.client.get(f"/v1/prepaid/{op}", headers=w.h(w.operator)).status_code == 404
     r = w.client.post(f"/v1/prepaid/{op}/top-ups", json={"amount": "5.00"}, headers=w.h(w.bureau))
     assert r.status_code == 201 and r.json()["available"] == "5.00"
-    quote = w.client.post("/v1/quotes", headers=w.h(w.operator),
-                          json={"contract_id": cid, "code": ONE_SCAN}).json()["quote"]["amount"]
+    quote = w.client.post(
+        "/v1/quotes", headers=w.h(w.operator), json={"contract_id": cid, "code": ONE_SCAN}
+    ).json()["quote"]["amount"]
     assert quote == "2.70"
     first = w.run(cid, ONE_SCAN).json()
     assert first["status"] == "succeeded"
     account = w.client.get(f"/v1/prepaid/{op}", headers=w.h(w.operator)).json()
-    assert account == {"operator_id": op, "balance": "2.30", "reserved": "0.00", "available": "2.30"}
-    refused = w.run(cid, ONE_SCAN)   # quoted 2.65 now (tier 2 starts), above 2.30 available
+    assert account == {
+        "operator_id": op,
+        "balance": "2.30",
+        "reserved": "0.00",
+        "available": "2.30",
+    }
+    refused = w.run(cid, ONE_SCAN)  # quoted 2.65 now (tier 2 starts), above 2.30 available
     assert refused.status_code == 429 and "prepaid balance" in refused.json()["error"]
     assert w.client.get(f"/v1/prepaid/{op}", headers=w.h(w.other_operator)).status_code == 404
     assert w.client.get(f"/v1/prepaid/{op}", headers=w.h(w.regulator)).json()["balance"] == "2.30"
@@ -170,18 +212,22 @@ def test_a_job_is_billed_at_the_schedule_in_force_when_it_was_quoted(local_world
     w = local_world
     assert publish(w, WORKED).status_code == 201
     cid = w.active_contract()
-    slow = 'x = 0\nfor i in range(1500000):\n    x += 1\n' + ONE_SCAN
+    slow = "x = 0\nfor i in range(1500000):\n    x += 1\n" + ONE_SCAN
     r = w.client.post("/v1/jobs", headers=w.h(w.operator), json={"contract_id": cid, "code": slow})
     assert r.status_code == 201 and r.json()["status"] in ("queued", "running")
-    dearer = {**WORKED, "name": "调价后", "effective_from": "2026-01-03T00:00:00Z",
-              "items": [{"unit": "call", "price": "9.00"}]}
+    dearer = {
+        **WORKED,
+        "name": "调价后",
+        "effective_from": "2026-01-03T00:00:00Z",
+        "items": [{"unit": "call", "price": "9.00"}],
+    }
     assert publish(w, dearer).status_code == 201
     deadline = dt.datetime.now() + dt.timedelta(seconds=60)
     job = r.json()
     while job["status"] in ("queued", "running") and dt.datetime.now() < deadline:
         job = w.client.get(f"/v1/jobs/{job['id']}", headers=w.h(w.operator)).json()
     assert job["status"] == "succeeded", job
-    assert job["charge"]["amount"] == "2.70"     # the old schedule, not the 9.00 call fee
+    assert job["charge"]["amount"] == "2.70"  # the old schedule, not the 9.00 call fee
     assert w.run(cid, ONE_SCAN).json()["charge"]["amount"] == "9.00"
 
 

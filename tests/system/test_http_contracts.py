@@ -17,8 +17,13 @@ from operators.errors import SignatureInvalid
 from operators.keys import generate_private_key, public_key_b64, sign, verify
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
-APPLICATION = {"datasets": GRANTS, "purpose": "养老服务设施规划", "purpose_class": "commercial",
-               "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z"}
+APPLICATION = {
+    "datasets": GRANTS,
+    "purpose": "养老服务设施规划",
+    "purpose_class": "commercial",
+    "valid_from": "2026-01-01T00:00:00Z",
+    "valid_to": "2030-01-01T00:00:00Z",
+}
 
 
 def ledger_types(w: World) -> list[str]:
@@ -27,8 +32,7 @@ def ledger_types(w: World) -> list[str]:
 
 
 def apply(w: World, body: dict[str, Any] | None = None, who: str = "operator") -> Any:
-    return w.client.post("/v1/contracts", json=body or APPLICATION,
-                         headers=w.h(getattr(w, who)))
+    return w.client.post("/v1/contracts", json=body or APPLICATION, headers=w.h(getattr(w, who)))
 
 
 def contract(w: World, cid: str, token: str | None = None) -> dict[str, Any]:
@@ -45,22 +49,36 @@ BAD_APPLICATIONS = [
     ("missing purpose", without("purpose"), "purpose"),
     ("missing datasets", without("datasets"), "datasets"),
     ("unknown field", {**APPLICATION, "price": "0"}, "price"),
-    ("unknown dataset", {**APPLICATION, "datasets": {"户籍底册": {"district": ["filter"]}}},
-     "户籍底册"),
-    ("unknown column", {**APPLICATION, "datasets": {"population": {"学历": ["group_by"]}}},
-     "学历"),
-    ("invalid use", {**APPLICATION, "datasets": {"population": {"district": ["download"]}}},
-     "download"),
-    ("uses as a string", {**APPLICATION, "datasets": {"population": {"district": "group_by"}}},
-     "district"),
+    (
+        "unknown dataset",
+        {**APPLICATION, "datasets": {"户籍底册": {"district": ["filter"]}}},
+        "户籍底册",
+    ),
+    ("unknown column", {**APPLICATION, "datasets": {"population": {"学历": ["group_by"]}}}, "学历"),
+    (
+        "invalid use",
+        {**APPLICATION, "datasets": {"population": {"district": ["download"]}}},
+        "download",
+    ),
+    (
+        "uses as a string",
+        {**APPLICATION, "datasets": {"population": {"district": "group_by"}}},
+        "district",
+    ),
     ("no datasets", {**APPLICATION, "datasets": {}}, "datasets"),
     ("no columns", {**APPLICATION, "datasets": {"population": {}}}, "population"),
     ("blank purpose", {**APPLICATION, "purpose": "  "}, "purpose"),
     ("bad purpose class", {**APPLICATION, "purpose_class": "charity"}, "charity"),
-    ("term backwards", {**APPLICATION, "valid_from": "2029-01-01T00:00:00Z",
-                        "valid_to": "2028-01-01T00:00:00Z"}, "valid_to"),
-    ("term over", {**APPLICATION, "valid_from": "2020-01-01T00:00:00Z",
-                   "valid_to": "2021-01-01T00:00:00Z"}, "valid_to"),
+    (
+        "term backwards",
+        {**APPLICATION, "valid_from": "2029-01-01T00:00:00Z", "valid_to": "2028-01-01T00:00:00Z"},
+        "valid_to",
+    ),
+    (
+        "term over",
+        {**APPLICATION, "valid_from": "2020-01-01T00:00:00Z", "valid_to": "2021-01-01T00:00:00Z"},
+        "valid_to",
+    ),
     ("no time zone", {**APPLICATION, "valid_from": "2026-01-01T00:00:00"}, "time zone"),
     ("not a date", {**APPLICATION, "valid_to": "明年"}, "valid_to"),
     ("float cap", {**APPLICATION, "spend_cap": 99.9}, "spend_cap"),
@@ -102,28 +120,39 @@ def test_application_is_recorded_as_applied(local_world: World) -> None:
 
 def test_approval_needs_every_provider_and_only_them(local_world: World, city: Any) -> None:
     w = local_world
-    r = w.client.post("/v1/principals", headers=w.h(w.bureau),
-                      json={"name": "市市场监管局", "role": "provider"})
+    r = w.client.post(
+        "/v1/principals", headers=w.h(w.bureau), json={"name": "市市场监管局", "role": "provider"}
+    )
     second = r.json()
     ent = city["enterprises"]
-    meta = {"name": "enterprises", "title": ent.title, "provider_id": second["id"],
-            "level": ent.level, "columns": ent.columns}
-    r = w.client.post("/v1/datasets", headers=w.h(w.bureau),
-                      files={"file": ("e.parquet", parquet_bytes(ent.table))},
-                      data={"meta": json.dumps(meta, ensure_ascii=False)})
+    meta = {
+        "name": "enterprises",
+        "title": ent.title,
+        "provider_id": second["id"],
+        "level": ent.level,
+        "columns": ent.columns,
+    }
+    r = w.client.post(
+        "/v1/datasets",
+        headers=w.h(w.bureau),
+        files={"file": ("e.parquet", parquet_bytes(ent.table))},
+        data={"meta": json.dumps(meta, ensure_ascii=False)},
+    )
     assert r.status_code == 201, r.text
     body = {**APPLICATION, "datasets": {**GRANTS, "enterprises": {"industry": ["group_by"]}}}
     cid = apply(w, body).json()["id"]
     assert sorted(contract(w, cid)["approvals"]["required"]) == sorted(
-        [w.provider["id"], second["id"]])
+        [w.provider["id"], second["id"]]
+    )
 
     # Neither the operator nor the bureau approves; they have the wrong role.
     for token in (w.operator["token"], w.bureau):
         r = w.client.post(f"/v1/contracts/{cid}/approve", headers=auth(token))
         assert r.status_code == 403 and r.json()["code"] == "forbidden"
     # A provider of neither dataset does not even see the contract.
-    stranger = w.client.post("/v1/principals", headers=w.h(w.bureau),
-                             json={"name": "市气象局", "role": "provider"}).json()
+    stranger = w.client.post(
+        "/v1/principals", headers=w.h(w.bureau), json={"name": "市气象局", "role": "provider"}
+    ).json()
     r = w.client.post(f"/v1/contracts/{cid}/approve", headers=auth(stranger["token"]))
     assert r.status_code == 404
 
@@ -147,10 +176,13 @@ def test_bureau_then_operator_sign_and_signatures_verify_offline(local_world: Wo
     # Nobody signs before approval; the operator never signs before the bureau.
     r = w.client.post(f"/v1/contracts/{cid}/sign", headers=w.h(w.bureau))
     assert r.status_code == 409 and r.json()["code"] == "contract_state"
-    assert w.client.post(f"/v1/contracts/{cid}/approve",
-                         headers=w.h(w.provider)).json()["status"] == "approved"
-    r = w.client.post(f"/v1/contracts/{cid}/sign", json={"signature": good},
-                      headers=w.h(w.operator))
+    assert (
+        w.client.post(f"/v1/contracts/{cid}/approve", headers=w.h(w.provider)).json()["status"]
+        == "approved"
+    )
+    r = w.client.post(
+        f"/v1/contracts/{cid}/sign", json={"signature": good}, headers=w.h(w.operator)
+    )
     assert r.status_code == 409 and r.json()["code"] == "contract_state"
 
     r = w.client.post(f"/v1/contracts/{cid}/sign", headers=w.h(w.bureau))
@@ -160,23 +192,35 @@ def test_bureau_then_operator_sign_and_signatures_verify_offline(local_world: Wo
     # Wrong signatures are refused and leave the contract waiting for the operator.
     stranger_key = generate_private_key()
     tampered = canonical.replace(b"commercial", b"public_interest")
-    for bad in (sign(stranger_key, canonical), sign(w.operator_key, tampered),
-                sign(w.operator_key, canonical[len(b"public-data-sandbox/contract/v1\n"):])):
-        r = w.client.post(f"/v1/contracts/{cid}/sign", json={"signature": bad},
-                          headers=w.h(w.operator))
+    for bad in (
+        sign(stranger_key, canonical),
+        sign(w.operator_key, tampered),
+        sign(w.operator_key, canonical[len(b"public-data-sandbox/contract/v1\n") :]),
+    ):
+        r = w.client.post(
+            f"/v1/contracts/{cid}/sign", json={"signature": bad}, headers=w.h(w.operator)
+        )
         assert r.status_code == 400, r.text
         assert r.json()["code"] == "contract_signature"
         assert contract(w, cid)["status"] == "signed_by_bureau"
-    r = w.client.post(f"/v1/contracts/{cid}/sign", json={"signature": "bm90IGEgc2lnbmF0dXJl"},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        f"/v1/contracts/{cid}/sign",
+        json={"signature": "bm90IGEgc2lnbmF0dXJl"},
+        headers=w.h(w.operator),
+    )
     assert r.status_code == 400 and contract(w, cid)["signatures"]["operator"] is None
     r = w.client.post(f"/v1/contracts/{cid}/sign", headers=w.h(w.operator))
     assert r.status_code == 400 and "signature" in r.json()["error"]
-    assert w.client.post("/v1/jobs", json={"contract_id": cid, "code": COUNT_CODE},
-                         headers=w.h(w.operator)).json()["code"] == "contract_inactive"
+    assert (
+        w.client.post(
+            "/v1/jobs", json={"contract_id": cid, "code": COUNT_CODE}, headers=w.h(w.operator)
+        ).json()["code"]
+        == "contract_inactive"
+    )
 
-    r = w.client.post(f"/v1/contracts/{cid}/sign", json={"signature": good},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        f"/v1/contracts/{cid}/sign", json={"signature": good}, headers=w.h(w.operator)
+    )
     assert r.status_code == 200 and r.json()["status"] == "active"
     signed = contract(w, cid, w.regulator["token"])
     assert signed["signatures"]["operator"] == good
@@ -190,22 +234,27 @@ def test_bureau_then_operator_sign_and_signatures_verify_offline(local_world: Wo
     with pytest.raises(SignatureInvalid):
         verify(bureau_key, canonical, signed["signatures"]["operator"])
 
-    r = w.client.post(f"/v1/contracts/{cid}/sign", json={"signature": good},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        f"/v1/contracts/{cid}/sign", json={"signature": good}, headers=w.h(w.operator)
+    )
     assert r.status_code == 409, "an active contract is not signed again"
 
 
 def test_operator_without_key_cannot_sign(local_world: World) -> None:
     w = local_world
-    r = w.client.post("/v1/principals", headers=w.h(w.bureau),
-                      json={"name": "无密钥公司", "role": "operator"})
+    r = w.client.post(
+        "/v1/principals", headers=w.h(w.bureau), json={"name": "无密钥公司", "role": "operator"}
+    )
     keyless = r.json()
     r = w.client.post("/v1/contracts", json=APPLICATION, headers=auth(keyless["token"]))
     cid = r.json()["id"]
     w.client.post(f"/v1/contracts/{cid}/approve", headers=w.h(w.provider))
     w.client.post(f"/v1/contracts/{cid}/sign", headers=w.h(w.bureau))
-    r = w.client.post(f"/v1/contracts/{cid}/sign", headers=auth(keyless["token"]),
-                      json={"signature": sign(generate_private_key(), b"x")})
+    r = w.client.post(
+        f"/v1/contracts/{cid}/sign",
+        headers=auth(keyless["token"]),
+        json={"signature": sign(generate_private_key(), b"x")},
+    )
     assert r.status_code == 400
     assert "public key" in r.json()["error"]
     assert contract(w, cid, keyless["token"])["status"] == "signed_by_bureau"
@@ -216,40 +265,50 @@ def test_suspended_contract_refuses_jobs_and_quotes(local_world: World) -> None:
     cid = w.active_contract()
     assert w.run(cid, COUNT_CODE).json()["status"] == "succeeded"
     for who in ("operator", "provider"):
-        r = w.client.post(f"/v1/contracts/{cid}/suspend", json={"reason": "x"},
-                          headers=w.h(getattr(w, who)))
+        r = w.client.post(
+            f"/v1/contracts/{cid}/suspend", json={"reason": "x"}, headers=w.h(getattr(w, who))
+        )
         assert r.status_code == 403
-    r = w.client.post(f"/v1/contracts/{cid}/suspend", json={"reason": "发现异常查询"},
-                      headers=w.h(w.regulator))
+    r = w.client.post(
+        f"/v1/contracts/{cid}/suspend", json={"reason": "发现异常查询"}, headers=w.h(w.regulator)
+    )
     assert r.status_code == 200 and r.json()["status"] == "suspended"
     assert r.json()["status_reason"] == "发现异常查询"
     spend = contract(w, cid)["spend"]
     for path in ("/v1/jobs?wait=true", "/v1/quotes"):
-        r = w.client.post(path, json={"contract_id": cid, "code": COUNT_CODE},
-                          headers=w.h(w.operator))
+        r = w.client.post(
+            path, json={"contract_id": cid, "code": COUNT_CODE}, headers=w.h(w.operator)
+        )
         assert r.status_code == 403, r.text
         assert r.json()["code"] == "contract_inactive"
         assert "suspended" in r.json()["error"]
     assert contract(w, cid)["spend"] == spend
-    r = w.client.post(f"/v1/contracts/{cid}/suspend", json={"reason": "again"},
-                      headers=w.h(w.bureau))
+    r = w.client.post(
+        f"/v1/contracts/{cid}/suspend", json={"reason": "again"}, headers=w.h(w.bureau)
+    )
     assert r.status_code == 409 and r.json()["code"] == "contract_state"
 
 
-@pytest.mark.parametrize("code,missing", [
-    ('emit("n", table("enterprises").agg(n=count()).collect())', "'enterprises'"),
-    ('emit("n", table("population").group_by("name").agg(n=count()).collect())', "'name'"),
-    ('emit("n", table("population").filter(col("resident_id") == "x").agg(n=count())'
-     '.collect())', "'resident_id'"),
-    ('emit("n", table("population").agg(s=sum("name")).collect())', "'name'"),
-])
-def test_job_outside_scope_is_refused_and_recorded(local_world: World, code: str,
-                                                   missing: str) -> None:
+@pytest.mark.parametrize(
+    "code,missing",
+    [
+        ('emit("n", table("enterprises").agg(n=count()).collect())', "'enterprises'"),
+        ('emit("n", table("population").group_by("name").agg(n=count()).collect())', "'name'"),
+        (
+            'emit("n", table("population").filter(col("resident_id") == "x").agg(n=count())'
+            ".collect())",
+            "'resident_id'",
+        ),
+        ('emit("n", table("population").agg(s=sum("name")).collect())', "'name'"),
+    ],
+)
+def test_job_outside_scope_is_refused_and_recorded(
+    local_world: World, code: str, missing: str
+) -> None:
     w = local_world
     cid = w.active_contract()
     spend = contract(w, cid)["spend"]
-    r = w.client.post("/v1/jobs", json={"contract_id": cid, "code": code},
-                      headers=w.h(w.operator))
+    r = w.client.post("/v1/jobs", json={"contract_id": cid, "code": code}, headers=w.h(w.operator))
     assert r.status_code == 403, r.text
     err = r.json()
     assert err["code"] == "contract_scope" and missing in err["error"]
@@ -273,9 +332,11 @@ def test_use_outside_scope_is_rejected_and_not_charged(local_world: World) -> No
     job = r.json()
     if r.status_code == 403:  # refused before running
         assert job["code"] == "contract_scope"
-        message, job = job["error"], w.client.get(f"/v1/jobs/{job['job_id']}",
-                                                  headers=w.h(w.operator)).json()
-    else:                     # refused when its plan reached the driver
+        message, job = (
+            job["error"],
+            w.client.get(f"/v1/jobs/{job['job_id']}", headers=w.h(w.operator)).json(),
+        )
+    else:  # refused when its plan reached the driver
         assert r.status_code == 201, r.text
         message = job["error"]["message"]
     assert job["status"] == "rejected" and job["error"]["code"] == "contract_scope"

@@ -27,7 +27,7 @@ PURPOSE = '@SUM(1+1)*cmd|" /C calc"!A0'
 TITLE = "-1+1 分组数据"
 REASON = '=HYPERLINK("http://evil.example","拒绝")'
 NOTE = '=HYPERLINK("http://evil.example","说明")'
-SMALL_OUTPUT = "-小组"   # output names allow letters, digits and _ - . only
+SMALL_OUTPUT = "-小组"  # output names allow letters, digits and _ - . only
 
 # Code that starts like a formula and still runs: a bare expression statement.
 CODE = f'''+1
@@ -48,20 +48,49 @@ class Exports:
 
     def __init__(self, w: World) -> None:
         self.w = w
-        assert w.ingest("敏感分组", hostile_table(), "L2", {
-            "类别": {"role": "attribute"},
-            "月收入": {"role": "sensitive", "lower": 0, "upper": 100000}}, TITLE).status_code == 201
+        assert (
+            w.ingest(
+                "敏感分组",
+                hostile_table(),
+                "L2",
+                {
+                    "类别": {"role": "attribute"},
+                    "月收入": {"role": "sensitive", "lower": 0, "upper": 100000},
+                },
+                TITLE,
+            ).status_code
+            == 201
+        )
         self.op, key = w.register_operator(NAME, "@SUM(A1)")
         grants = {**GRANTS, "敏感分组": {"类别": ["group_by"], "月收入": ["aggregate"]}}
         self.cid = w.activate(self.op, key, grants, purpose=PURPOSE)
-        refused = w.client.post("/v1/contracts", headers=w.h(self.op), json={
-            "datasets": GRANTS, "purpose": LINK, "purpose_class": "public_interest",
-            "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z"}).json()
-        assert w.client.post(f"/v1/contracts/{refused['id']}/refuse", headers=w.h(w.provider),
-                             json={"reason": REASON}).status_code == 200
+        refused = w.client.post(
+            "/v1/contracts",
+            headers=w.h(self.op),
+            json={
+                "datasets": GRANTS,
+                "purpose": LINK,
+                "purpose_class": "public_interest",
+                "valid_from": "2026-01-01T00:00:00Z",
+                "valid_to": "2030-01-01T00:00:00Z",
+            },
+        ).json()
+        assert (
+            w.client.post(
+                f"/v1/contracts/{refused['id']}/refuse",
+                headers=w.h(w.provider),
+                json={"reason": REASON},
+            ).status_code
+            == 200
+        )
+
         def run(code: str, params: dict[str, Any]) -> Any:
-            return w.client.post("/v1/jobs?wait=true", headers=w.h(self.op), json={
-                "contract_id": self.cid, "code": code, "params": params})
+            return w.client.post(
+                "/v1/jobs?wait=true",
+                headers=w.h(self.op),
+                json={"contract_id": self.cid, "code": code, "params": params},
+            )
+
         self.job = run(CODE, {"note": NOTE, LINK: "@SUM(A1)"}).json()
         assert self.job["status"] == "succeeded", self.job["error"]
         rejected = run(READS_A2, {"=x": LINK})
@@ -70,8 +99,10 @@ class Exports:
 
     def paths(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """Every export: route template → (a path to it, who may fetch it)."""
+
         def out(name: str) -> str:
             return f"/v1/jobs/{self.job['id']}/outputs/{quote(name, safe='')}"
+
         w, p = self.w, self.period
         return {
             "/v1/jobs/{job_id}/outputs/{name}": (out("分组"), self.op),
@@ -104,23 +135,29 @@ def export_routes(w: World) -> set[str]:
     """Every GET route that takes a `format`, from the service's own OpenAPI document: what
     the walk below must cover."""
     paths = w.client.get("/openapi.json").json()["paths"]
-    return {path for path, ops in paths.items() if "get" in ops
-            and any(p["name"] == "format" and p["in"] == "query"
-                    for p in ops["get"].get("parameters", []))}
+    return {
+        path
+        for path, ops in paths.items()
+        if "get" in ops
+        and any(
+            p["name"] == "format" and p["in"] == "query" for p in ops["get"].get("parameters", [])
+        )
+    }
 
 
 def csv_cells(response: Any) -> list[list[str]]:
     assert response.headers["content-type"].startswith("text/csv")
-    assert response.content.startswith("\ufeff".encode())   # Excel reads UTF-8 by the BOM
+    assert response.content.startswith("\ufeff".encode())  # Excel reads UTF-8 by the BOM
     return list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"), newline="")))
 
 
 def sheet_of(response: Any) -> Any:
     assert response.headers["content-type"].startswith(
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
     with zipfile.ZipFile(io.BytesIO(response.content)) as z:
         xml = z.read("xl/worksheets/sheet1.xml").decode()
-    assert "<f>" not in xml and "<f " not in xml    # not one formula in the file
+    assert "<f>" not in xml and "<f " not in xml  # not one formula in the file
     return openpyxl.load_workbook(io.BytesIO(response.content)).active
 
 
@@ -142,20 +179,32 @@ def test_the_walk_covers_every_export_route(exports: Exports) -> None:
     assert walked == export_routes(exports.w)
 
 
-@pytest.mark.parametrize("key", ["/v1/jobs/{job_id}/outputs/{name}",
-                                 "/v1/jobs/{job_id}/outputs/{name}#suppressed",
-                                 "/v1/jobs/{job_id}/outputs/{name}#scalar", "/v1/jobs",
-                                 "/v1/jobs#operator", "/v1/contracts", "/v1/releases",
-                                 "/v1/reports/usage", "/v1/reports/revenue", "/v1/bills",
-                                 "/v1/bills#operator"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "/v1/jobs/{job_id}/outputs/{name}",
+        "/v1/jobs/{job_id}/outputs/{name}#suppressed",
+        "/v1/jobs/{job_id}/outputs/{name}#scalar",
+        "/v1/jobs",
+        "/v1/jobs#operator",
+        "/v1/contracts",
+        "/v1/releases",
+        "/v1/reports/usage",
+        "/v1/reports/revenue",
+        "/v1/bills",
+        "/v1/bills#operator",
+    ],
+)
 def test_no_export_holds_a_cell_a_spreadsheet_would_evaluate(exports: Exports, key: str) -> None:
     rows = csv_cells(exports.get(key, "csv"))
     assert len(rows) >= 2
     for row in rows:
         for cell in row:
             # Only a genuine negative number may start with "-"; text starts with a quote.
-            assert not cell.startswith(TRIGGERS) or cell.startswith("-") and is_number(cell), \
-                (key, cell)
+            assert not cell.startswith(TRIGGERS) or cell.startswith("-") and is_number(cell), (
+                key,
+                cell,
+            )
     sheet = sheet_of(exports.get(key, "xlsx"))
     assert sheet.freeze_panes == "A2" and sheet.max_row == len(rows)
     for cell in cells(sheet):
@@ -183,8 +232,10 @@ def test_hostile_group_keys_stay_text_and_counts_stay_numbers(exports: Exports) 
 
 
 def test_suppressed_cells_are_named_in_the_workbook_and_empty_in_csv(exports: Exports) -> None:
-    body = exports.w.client.get(exports.paths()["/v1/jobs/{job_id}/outputs/{name}#suppressed"][0],
-                                headers=exports.w.h(exports.op)).json()
+    body = exports.w.client.get(
+        exports.paths()["/v1/jobs/{job_id}/outputs/{name}#suppressed"][0],
+        headers=exports.w.h(exports.op),
+    ).json()
     assert body["suppressed"]
     rows = csv_cells(exports.get("/v1/jobs/{job_id}/outputs/{name}#suppressed", "csv"))
     sheet = sheet_of(exports.get("/v1/jobs/{job_id}/outputs/{name}#suppressed", "xlsx"))
@@ -222,15 +273,17 @@ def test_the_regulators_job_listing_shows_code_and_params_as_text(exports: Expor
     assert done["提交时间 (北京时间 UTC+8)"].is_date and done["扫描行数"].data_type == "n"
     assert done["收费（元）"].number_format == "0.00" and done["收费（元）"].data_type == "n"
     rejected = next(r for r in by_title if r["状态"].value == "rejected")
-    assert (rejected["提交时间 (北京时间 UTC+8)"].value
-            == rejected["结束时间 (北京时间 UTC+8)"].value)
+    assert (
+        rejected["提交时间 (北京时间 UTC+8)"].value == rejected["结束时间 (北京时间 UTC+8)"].value
+    )
 
 
 def test_contracts_are_flat_with_names_and_hostile_terms_as_text(exports: Exports) -> None:
     rows = csv_cells(exports.get("/v1/contracts", "csv"))
     header = rows[0]
-    mine = [dict(zip(header, r)) for r in rows[1:]
-            if r[header.index("operator_id")] == exports.op["id"]]
+    mine = [
+        dict(zip(header, r)) for r in rows[1:] if r[header.index("operator_id")] == exports.op["id"]
+    ]
     active = next(c for c in mine if c["status"] == "active")
     refused = next(c for c in mine if c["status"] != "active")
     assert active["purpose"] == "'" + PURPOSE and active["operator_name"] == "'" + NAME

@@ -15,19 +15,25 @@ from sandbox.disclosure.detection import SCORES
 
 # Filtering on income is what the attacks below need; the grant is the contract's to give.
 INCOME_FILTER = {"population": {**GRANTS["population"], "income": ["aggregate", "filter"]}}
-SEARCH = ('emit("t", table("population").filter(col("income") > params["t"])'
-          '.agg(n=count(), m=mean("income")).collect())')
-AT_LEAST = 'emit("n", table("population").filter(col("income") >= params["t"]).agg(n=count()).collect())'
-BY_DISTRICT = ('emit("t", table("population").group_by("district")'
-               '.agg(n=count(), avg_income=mean("income")).collect())')
-README_EXAMPLE = '''pop = table("population")
+SEARCH = (
+    'emit("t", table("population").filter(col("income") > params["t"])'
+    '.agg(n=count(), m=mean("income")).collect())'
+)
+AT_LEAST = (
+    'emit("n", table("population").filter(col("income") >= params["t"]).agg(n=count()).collect())'
+)
+BY_DISTRICT = (
+    'emit("t", table("population").group_by("district")'
+    '.agg(n=count(), avg_income=mean("income")).collect())'
+)
+README_EXAMPLE = """pop = table("population")
 aged = pop.derive(age=params["year"] - col("birth_date").year()).filter(col("age") >= 60)
 res = (aged.derive(age_band=col("age").bucket([60, 70, 80, 90]))
            .group_by("district", "age_band").agg(n=count(), avg_income=mean("income"))
            .collect())                       # a released aggregate: plain values, None where suppressed
 emit("residents_60_plus", res)
 emit("groups", len(res))
-'''
+"""
 ENVELOPE = {"ok", "status", "code", "error"}
 
 
@@ -75,8 +81,12 @@ def test_ordinary_jobs_raise_no_flag(world: World) -> None:
     cid = w.active_contract()
     ran(w, cid, BY_DISTRICT)
     ran(w, cid, README_EXAMPLE, year=2024)
-    ran(w, cid, 'emit("t", table("population").filter(col("district") == "北山区")'
-                '.group_by("hukou_type", "gender").agg(n=count()).collect())')
+    ran(
+        w,
+        cid,
+        'emit("t", table("population").filter(col("district") == "北山区")'
+        '.group_by("hukou_type", "gender").agg(n=count()).collect())',
+    )
     ran(w, cid, BY_DISTRICT)  # asked again: a refresh
     assert listed(w) == []
     contract = w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()
@@ -94,26 +104,38 @@ def test_the_benchmark_queries_raise_no_flag(world: World, city: dict[str, Any])
         d = city[name]
         assert w.ingest(name, d.table, d.level, d.columns, d.title).status_code == 201
     sample = generate_city(2000, seed=11)["population"]
-    assert w.ingest("population_sample", sample.table, sample.level, sample.columns,
-                    sample.title).status_code == 201
-    grants = {name: {c: ["group_by", "filter", "aggregate", "join"] for c in cols}
-              for name, cols in (
-                  ("population", ("resident_id", "district", "gender", "birth_date",
-                                  "hukou_type", "income")),
-                  ("population_sample", ("district", "birth_date", "income")),
-                  ("social_insurance", ("resident_id", "credit_code", "contribution_base")),
-                  ("enterprises", ("credit_code", "industry")))}
+    assert (
+        w.ingest(
+            "population_sample", sample.table, sample.level, sample.columns, sample.title
+        ).status_code
+        == 201
+    )
+    grants = {
+        name: {c: ["group_by", "filter", "aggregate", "join"] for c in cols}
+        for name, cols in (
+            (
+                "population",
+                ("resident_id", "district", "gender", "birth_date", "hukou_type", "income"),
+            ),
+            ("population_sample", ("district", "birth_date", "income")),
+            ("social_insurance", ("resident_id", "credit_code", "contribution_base")),
+            ("enterprises", ("credit_code", "industry")),
+        )
+    }
     cid = w.active_contract(grants)
     for query in QUERIES.values():
         for _ in range(2):
             job = w.run(cid, query.code).json()
-            assert job["status"] == "succeeded", (query.name, [
-                (f["pattern"], f["detail"]) for f in listed(w)])
+            assert job["status"] == "succeeded", (
+                query.name,
+                [(f["pattern"], f["detail"]) for f in listed(w)],
+            )
     assert [(f["pattern"], f["detail"]) for f in listed(w)] == []
 
 
 def test_a_search_and_an_isolating_filter_are_flagged_for_the_regulator_only(
-        world: World, city: dict[str, Any]) -> None:
+    world: World, city: dict[str, Any]
+) -> None:
     w = world
     cid = w.active_contract(INCOME_FILTER)
     sweep = [ran(w, cid, SEARCH, t=t) for t in (1000, 2000, 3000, 4000)]
@@ -130,7 +152,8 @@ def test_a_search_and_an_isolating_filter_are_flagged_for_the_regulator_only(
     assert "small_selection" in by_job[isolating["id"]]
     # Newest first, and each names its job with the job's code and params.
     assert [f["created_at"] for f in everything] == sorted(
-        (f["created_at"] for f in everything), reverse=True)
+        (f["created_at"] for f in everything), reverse=True
+    )
     (search,) = listed(w, "?pattern=search")
     assert search["job_id"] == sweep[3]["id"] and search["score"] == SCORES["search"]
     assert search["job"]["code"] == SEARCH and search["job"]["params"] == {"t": 4000}
@@ -144,8 +167,7 @@ def test_a_search_and_an_isolating_filter_are_flagged_for_the_regulator_only(
     assert listed(w, f"?operator_id={w.other_operator['id']}") == []
     assert len(listed(w, f"?contract_id={cid}&operator_id={w.operator['id']}")) == len(everything)
     assert [f["id"] for f in listed(w, "?limit=1&offset=1")] == [everything[1]["id"]]
-    assert "search" in assert_envelope(flags(w, "?pattern=bisection"), 400,
-                                       "bad_request")["error"]
+    assert "search" in assert_envelope(flags(w, "?pattern=bisection"), 400, "bad_request")["error"]
     assert_envelope(flags(w, "?limit=0"), 400, "bad_request")
 
     # Operators (and the bureau: flags carry code) are refused; nothing they read shows flags.
@@ -159,38 +181,55 @@ def test_a_search_and_an_isolating_filter_are_flagged_for_the_regulator_only(
     assert_nothing_of_flags(w.client.get("/v1/jobs", headers=w.h(w.operator)).text)
     assert_nothing_of_flags(w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).text)
     assert w.client.get("/v1/ledger/entries", headers=w.h(w.operator)).status_code == 403
-    review = w.client.post(f"/v1/flags/{small['id']}/review", headers=w.h(w.operator),
-                           json={"note": "看过了"})
+    review = w.client.post(
+        f"/v1/flags/{small['id']}/review", headers=w.h(w.operator), json={"note": "看过了"}
+    )
     assert_envelope(review, 403, "forbidden")
 
     # The regulator reviews, once, with a note; the log records it.
-    r = w.client.post(f"/v1/flags/{small['id']}/review", headers=w.h(w.regulator),
-                      json={"note": "核实为测试数据，无风险"})
+    r = w.client.post(
+        f"/v1/flags/{small['id']}/review",
+        headers=w.h(w.regulator),
+        json={"note": "核实为测试数据，无风险"},
+    )
     assert r.status_code == 200, r.text
-    assert r.json()["reviewed_by"] == w.regulator["id"] and r.json()["note"] == "核实为测试数据，无风险"
+    assert (
+        r.json()["reviewed_by"] == w.regulator["id"]
+        and r.json()["note"] == "核实为测试数据，无风险"
+    )
     assert small["id"] not in {f["id"] for f in listed(w, "?unreviewed=true")}
-    again = w.client.post(f"/v1/flags/{small['id']}/review", headers=w.h(w.regulator),
-                          json={"note": "再看"})
+    again = w.client.post(
+        f"/v1/flags/{small['id']}/review", headers=w.h(w.regulator), json={"note": "再看"}
+    )
     assert "unreviewed=true" in assert_envelope(again, 409, "conflict")["error"]
-    blank = w.client.post(f"/v1/flags/{search['id']}/review", headers=w.h(w.regulator),
-                          json={"note": "  "})
+    blank = w.client.post(
+        f"/v1/flags/{search['id']}/review", headers=w.h(w.regulator), json={"note": "  "}
+    )
     assert "note" in assert_envelope(blank, 400, "bad_request")["error"]
-    assert_envelope(w.client.post("/v1/flags/999999/review", headers=w.h(w.regulator),
-                                  json={"note": "x"}), 404, "not_found")
-    events = [e["event"] for e in w.client.get(
-        "/v1/ledger/entries", headers=w.h(w.regulator)).json()["entries"]]
+    assert_envelope(
+        w.client.post("/v1/flags/999999/review", headers=w.h(w.regulator), json={"note": "x"}),
+        404,
+        "not_found",
+    )
+    events = [
+        e["event"]
+        for e in w.client.get("/v1/ledger/entries", headers=w.h(w.regulator)).json()["entries"]
+    ]
     raised = [e for e in events if e["type"] == "flag.raised"]
-    assert {f["pattern"] for e in raised for f in e["data"]["flags"]} >= {"search",
-                                                                          "small_selection"}
+    assert {f["pattern"] for e in raised for f in e["data"]["flags"]} >= {
+        "search",
+        "small_selection",
+    }
     (reviewed,) = [e for e in events if e["type"] == "flag.reviewed"]
     assert reviewed["actor"] == w.regulator["id"] and reviewed["data"]["flag_id"] == small["id"]
 
 
 def test_past_the_score_the_contract_is_suspended_and_the_next_job_refused(
-        world: World, city: dict[str, Any]) -> None:
+    world: World, city: dict[str, Any]
+) -> None:
     w = world
     cid = w.active_contract(INCOME_FILTER)
-    other = w.active_contract()   # another contract of the same operator stays usable
+    other = w.active_contract()  # another contract of the same operator stays usable
     incomes = top_incomes(city)
     # A walk down the top incomes, each filter selecting a few people, each wholly suppressed:
     # small_selection (3) each, repeated_suppression (1) from the third: 3 + 3 + 4 = 10.
@@ -219,14 +258,18 @@ def test_past_the_score_the_contract_is_suspended_and_the_next_job_refused(
 
     # The regulator reviews every flag, then resumes: jobs run again, with nothing pending.
     for f in listed(w, f"?contract_id={cid}&unreviewed=true"):
-        r = w.client.post(f"/v1/flags/{f['id']}/review", headers=w.h(w.regulator),
-                          json={"note": "已约谈运营单位"})
+        r = w.client.post(
+            f"/v1/flags/{f['id']}/review", headers=w.h(w.regulator), json={"note": "已约谈运营单位"}
+        )
         assert r.status_code == 200, r.text
-    r = w.client.post(f"/v1/contracts/{cid}/resume", headers=w.h(w.regulator),
-                      json={"reason": "已核查"})
+    r = w.client.post(
+        f"/v1/contracts/{cid}/resume", headers=w.h(w.regulator), json={"reason": "已核查"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "active", r.text
     ran(w, cid, BY_DISTRICT)
-    assert w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()["status"] == "active"
+    assert (
+        w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()["status"] == "active"
+    )
 
 
 def test_a_suspend_score_of_zero_only_flags(tmp_path: Path, city: dict[str, Any]) -> None:

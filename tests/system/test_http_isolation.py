@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from conftest import World, make_world
 
-SMALL_GROUPS = ('rows = table("population").filter(col("district") == "北山区")'
-                '.group_by("hukou_type", "gender").agg(n=count()).collect()\n'
-                'emit("北山区户籍", rows)\n')
+SMALL_GROUPS = (
+    'rows = table("population").filter(col("district") == "北山区")'
+    '.group_by("hukou_type", "gender").agg(n=count()).collect()\n'
+    'emit("北山区户籍", rows)\n'
+)
 
 
 def this_month() -> str:
@@ -23,9 +25,9 @@ def this_month() -> str:
 @dataclass
 class Setup:
     world: World
-    contract: str          # the operator's
-    job: dict[str, Any]    # the operator's finished job
-    other_contract: str    # the other operator's
+    contract: str  # the operator's
+    job: dict[str, Any]  # the operator's finished job
+    other_contract: str  # the other operator's
     other_job: dict[str, Any]
 
 
@@ -36,8 +38,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any]) -> Ite
         job = w.run(cid, SMALL_GROUPS, params={"备注": "第一批"}).json()
         assert job["status"] == "succeeded", job
         other = w.active_contract(operator="other_operator")
-        other_job = w.run(other, 'emit("total", table("population").agg(n=count()).collect())',
-                          operator="other_operator").json()
+        other_job = w.run(
+            other,
+            'emit("total", table("population").agg(n=count()).collect())',
+            operator="other_operator",
+        ).json()
         assert other_job["status"] == "succeeded", other_job
         yield Setup(w, cid, job, other, other_job)
 
@@ -54,8 +59,10 @@ def test_other_operator_cannot_read_job_or_outputs(setup: Setup) -> None:
     other = w.h(w.other_operator)
     _assert_hidden(w.client.get(f"/v1/jobs/{job['id']}", headers=other), "北山区", "本地农村")
     for fmt in ("json", "csv", "parquet"):
-        _assert_hidden(w.client.get(f"/v1/jobs/{job['id']}/outputs/北山区户籍?format={fmt}",
-                                    headers=other), "本地农村")
+        _assert_hidden(
+            w.client.get(f"/v1/jobs/{job['id']}/outputs/北山区户籍?format={fmt}", headers=other),
+            "本地农村",
+        )
     # The same answer as for a job that does not exist: no probing for ids.
     missing = w.client.get("/v1/jobs/j-000000000000", headers=other).json()
     hidden = w.client.get(f"/v1/jobs/{job['id']}", headers=other).json()
@@ -70,16 +77,18 @@ def test_other_operator_cannot_read_or_use_contract(setup: Setup) -> None:
     _assert_hidden(w.client.post("/v1/quotes", json=body, headers=other))
     before = w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()["spend"]
     _assert_hidden(w.client.post("/v1/jobs?wait=true", json=body, headers=other))
-    _assert_hidden(w.client.post(f"/v1/contracts/{cid}/sign", json={"signature": "AAAA"},
-                                 headers=other))
+    _assert_hidden(
+        w.client.post(f"/v1/contracts/{cid}/sign", json={"signature": "AAAA"}, headers=other)
+    )
     after = w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()["spend"]
     assert after == before
 
 
 def test_provider_of_other_data_cannot_see_contract(setup: Setup) -> None:
     w = setup.world
-    r = w.client.post("/v1/principals", headers=w.h(w.bureau),
-                      json={"name": "市医保局", "role": "provider"})
+    r = w.client.post(
+        "/v1/principals", headers=w.h(w.bureau), json={"name": "市医保局", "role": "provider"}
+    )
     stranger = w.h(r.json()["token"])
     _assert_hidden(w.client.get(f"/v1/contracts/{setup.contract}", headers=stranger))
     _assert_hidden(w.client.get(f"/v1/jobs/{setup.job['id']}", headers=stranger))
@@ -95,17 +104,18 @@ def test_bills_show_an_operator_only_its_own_charges(setup: Setup) -> None:
     assert {c["job_id"] for c in mine["charges"]} == {setup.job["id"]}
     assert mine["operator_id"] == w.operator["id"]
     # Asking for another operator's bill still returns one's own.
-    r = w.client.get(f"/v1/bills?period={period}&operator_id={w.other_operator['id']}",
-                     headers=w.h(w.operator))
+    r = w.client.get(
+        f"/v1/bills?period={period}&operator_id={w.other_operator['id']}", headers=w.h(w.operator)
+    )
     assert {c["job_id"] for c in r.json()["charges"]} == {setup.job["id"]}
     theirs = w.client.get(f"/v1/bills?period={period}", headers=w.h(w.other_operator)).json()
     assert {c["job_id"] for c in theirs["charges"]} == {setup.other_job["id"]}
     for overseer in (w.bureau, w.regulator):
         every = w.client.get(f"/v1/bills?period={period}", headers=w.h(overseer)).json()
-        assert {c["job_id"] for c in every["charges"]} == {setup.job["id"],
-                                                         setup.other_job["id"]}
-        one = w.client.get(f"/v1/bills?period={period}&operator_id={w.other_operator['id']}",
-                           headers=w.h(overseer)).json()
+        assert {c["job_id"] for c in every["charges"]} == {setup.job["id"], setup.other_job["id"]}
+        one = w.client.get(
+            f"/v1/bills?period={period}&operator_id={w.other_operator['id']}", headers=w.h(overseer)
+        ).json()
         assert {c["job_id"] for c in one["charges"]} == {setup.other_job["id"]}
 
 
@@ -146,5 +156,4 @@ def test_owner_sees_disclosure_without_contributor_counts(setup: Setup) -> None:
 def test_bureau_and_providers_do_not_read_jobs(setup: Setup) -> None:
     w = setup.world
     for token in (w.bureau, w.provider["token"]):
-        _assert_hidden(w.client.get(f"/v1/jobs/{setup.job['id']}", headers=w.h(token)),
-                       "本地农村")
+        _assert_hidden(w.client.get(f"/v1/jobs/{setup.job['id']}", headers=w.h(token)), "本地农村")

@@ -18,17 +18,23 @@ from operators.keys import generate_private_key, sign
 from operators.submission import now_text, sign_submission, submission_bytes
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
-SMALL_GROUPS = ('rows = table("population").filter(col("district") == params["区"])'
-                '.group_by("hukou_type", "gender").agg(n=count()).collect()\n'
-                'emit("户籍性别", rows)\n')
+SMALL_GROUPS = (
+    'rows = table("population").filter(col("district") == params["区"])'
+    '.group_by("hukou_type", "gender").agg(n=count()).collect()\n'
+    'emit("户籍性别", rows)\n'
+)
 THRESHOLD_L3 = 10
 
 
 def true_counts(city: Any, district: str) -> Counter[tuple[str, str]]:
     t = city["population"].table
-    return Counter((h, g) for d, h, g in zip(t["district"].to_pylist(),
-                                             t["hukou_type"].to_pylist(),
-                                             t["gender"].to_pylist()) if d == district)
+    return Counter(
+        (h, g)
+        for d, h, g in zip(
+            t["district"].to_pylist(), t["hukou_type"].to_pylist(), t["gender"].to_pylist()
+        )
+        if d == district
+    )
 
 
 def spend(w: World, cid: str) -> dict[str, int]:
@@ -48,23 +54,29 @@ def download(w: World, job_id: str, name: str, fmt: str) -> Any:
 
 # --- compile refusals ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("code,line", [
-    ("import os\n", 1),
-    ("x = 1\nfrom os import path\n", 2),
-    ('n = 1\n\nf = open("/etc/passwd")\n', 3),
-    ("t = table('population')\nk = t.__class__\n", 2),
-    ("x = ().__class__.__bases__\n", 1),
-    ('x = getattr(table("population"), "__dict__")\n', 1),
-    ('eval("1 + 1")\n', 1),
-    ("def f(:\n", 1),
-])
-def test_code_refused_at_submission_names_the_line(local_world: World, code: str,
-                                                   line: int) -> None:
+
+@pytest.mark.parametrize(
+    "code,line",
+    [
+        ("import os\n", 1),
+        ("x = 1\nfrom os import path\n", 2),
+        ('n = 1\n\nf = open("/etc/passwd")\n', 3),
+        ("t = table('population')\nk = t.__class__\n", 2),
+        ("x = ().__class__.__bases__\n", 1),
+        ('x = getattr(table("population"), "__dict__")\n', 1),
+        ('eval("1 + 1")\n', 1),
+        ("def f(:\n", 1),
+    ],
+)
+def test_code_refused_at_submission_names_the_line(
+    local_world: World, code: str, line: int
+) -> None:
     w = local_world
     cid = w.active_contract()
     before = spend(w, cid)
-    r = w.client.post("/v1/jobs?wait=true", json={"contract_id": cid, "code": code},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        "/v1/jobs?wait=true", json={"contract_id": cid, "code": code}, headers=w.h(w.operator)
+    )
     assert r.status_code == 400, r.text
     err = r.json()
     assert err["code"] == "code_rejected"
@@ -74,21 +86,29 @@ def test_code_refused_at_submission_names_the_line(local_world: World, code: str
     assert job["error"]["code"] == "code_rejected" and job["error"]["line"] == line
     assert spend(w, cid) == before
     # A quote of the same code is refused the same way, without recording a job.
-    q = w.client.post("/v1/quotes", json={"contract_id": cid, "code": code},
-                      headers=w.h(w.operator))
+    q = w.client.post(
+        "/v1/quotes", json={"contract_id": cid, "code": code}, headers=w.h(w.operator)
+    )
     assert q.status_code == 400 and q.json()["code"] == "code_rejected"
 
 
 # --- disclosure -----------------------------------------------------------------------------
 
+
 def test_identifier_group_by_is_refused_even_when_granted(local_world: World) -> None:
     w = local_world
-    grants = {"population": {**GRANTS["population"], "name": ["group_by", "join"],
-                             "resident_id": ["group_by"]}}
+    grants = {
+        "population": {
+            **GRANTS["population"],
+            "name": ["group_by", "join"],
+            "resident_id": ["group_by"],
+        }
+    }
     cid = w.active_contract(grants)
     for column in ("name", "resident_id"):
-        r = w.run(cid, f'emit("t", table("population").group_by("{column}")'
-                       '.agg(n=count()).collect())')
+        r = w.run(
+            cid, f'emit("t", table("population").group_by("{column}").agg(n=count()).collect())'
+        )
         job = r.json()
         assert r.status_code in (201, 403), r.text
         if r.status_code == 403:
@@ -116,7 +136,7 @@ def test_small_groups_are_suppressed_and_reported(local_world: World, city: Any)
     assert set(released) == {k for k, n in truth.items() if n >= THRESHOLD_L3}
     suppressed = {tuple(cell) for cell in out["suppressed"]}
     (release,) = job["disclosure"]["releases"]
-    assert "left_out" not in release     # how many: for the regulator only
+    assert "left_out" not in release  # how many: for the regulator only
     rules = {(c["row"], c["column"]): c for c in release["suppressed"]}
     for i, (h, g, n) in enumerate(out["rows"]):
         if (i, "n") in suppressed:
@@ -129,7 +149,8 @@ def test_small_groups_are_suppressed_and_reported(local_world: World, city: Any)
     assert all("contributors" not in cell for cell in release["suppressed"])
     # No hukou type and no gender has exactly one hidden cell (left out, or suppressed).
     hidden = [k for k in truth if k not in released] + [
-        tuple(out["rows"][i][:2]) for i, _ in suppressed]
+        tuple(out["rows"][i][:2]) for i, _ in suppressed
+    ]
     for k in (0, 1):
         lines = Counter(key[k] for key in hidden)
         assert 1 not in lines.values()
@@ -146,6 +167,7 @@ def test_params_reach_the_code(local_world: World, city: Any) -> None:
 
 # --- downloads ------------------------------------------------------------------------------
 
+
 def test_outputs_download_as_json_csv_and_parquet(local_world: World, city: Any) -> None:
     w = local_world
     cid = w.active_contract()
@@ -154,14 +176,17 @@ def test_outputs_download_as_json_csv_and_parquet(local_world: World, city: Any)
     assert job["status"] == "succeeded", job
     out = job["outputs"]["户籍性别"]
     assert download(w, job["id"], "户籍性别", "json").json() == out
-    assert w.client.get(f"/v1/jobs/{job['id']}/outputs/户籍性别",
-                        headers=w.h(w.operator)).json() == out
+    assert (
+        w.client.get(f"/v1/jobs/{job['id']}/outputs/户籍性别", headers=w.h(w.operator)).json()
+        == out
+    )
 
     r = download(w, job["id"], "户籍性别", "csv")
     assert r.headers["content-type"].startswith("text/csv")
     assert "charset=utf-8" in r.headers["content-type"]
     assert r.headers["content-disposition"] == (
-        "attachment; filename*=UTF-8''%E6%88%B7%E7%B1%8D%E6%80%A7%E5%88%AB.csv")
+        "attachment; filename*=UTF-8''%E6%88%B7%E7%B1%8D%E6%80%A7%E5%88%AB.csv"
+    )
     text = r.content.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["hukou_type", "gender", "n"]
@@ -178,7 +203,9 @@ def test_outputs_download_as_json_csv_and_parquet(local_world: World, city: Any)
 
     assert download(w, job["id"], "占比", "json").json() == {"kind": "scalar", "value": 0.25}
     assert download(w, job["id"], "说明", "csv").content.decode("utf-8-sig").splitlines() == [
-        "value", "北山区户籍结构"]
+        "value",
+        "北山区户籍结构",
+    ]
     scalar = pq.read_table(io.BytesIO(download(w, job["id"], "占比", "parquet").content))
     assert scalar.to_pylist() == [{"value": 0.25}]
 
@@ -188,8 +215,11 @@ def test_parquet_keeps_declared_types_when_every_cell_is_suppressed(local_world:
     Parquet download still carries the declared column types."""
     w = local_world
     cid = w.active_contract()
-    job = w.run(cid, 'emit("t", table("population").filter(col("birth_date") >= "2024-12-01")'
-                     '.group_by("district").agg(n=count(), m=mean("income")).collect())').json()
+    job = w.run(
+        cid,
+        'emit("t", table("population").filter(col("birth_date") >= "2024-12-01")'
+        '.group_by("district").agg(n=count(), m=mean("income")).collect())',
+    ).json()
     assert job["status"] == "succeeded", job
     out = job["outputs"]["t"]
     assert all(n is None for _, n, _ in out["rows"])
@@ -199,6 +229,7 @@ def test_parquet_keeps_declared_types_when_every_cell_is_suppressed(local_world:
 
 
 # --- idempotency and signatures ------------------------------------------------------------
+
 
 def test_idempotency_key_returns_the_same_job_and_charges_once(local_world: World) -> None:
     w = local_world
@@ -216,13 +247,13 @@ def test_idempotency_key_returns_the_same_job_and_charges_once(local_world: Worl
     assert after_first["spent_fen"] == round(float(first["charge"]["amount"]) * 100)
     assert ledger_types(w).count("job.submitted") == submitted
     # The same key for different work is a conflict, not a silent replay.
-    r = w.client.post("/v1/jobs", json={**body, "code": COUNT_CODE + "\n"},
-                      headers=w.h(w.operator))
+    r = w.client.post("/v1/jobs", json={**body, "code": COUNT_CODE + "\n"}, headers=w.h(w.operator))
     assert r.status_code == 409 and r.json()["code"] == "conflict"
     # Another operator may use the same key for its own job.
     other = w.active_contract(operator="other_operator")
-    r = w.client.post("/v1/jobs?wait=true", headers=w.h(w.other_operator),
-                      json={**body, "contract_id": other})
+    r = w.client.post(
+        "/v1/jobs?wait=true", headers=w.h(w.other_operator), json={**body, "contract_id": other}
+    )
     assert r.status_code == 201 and r.json()["id"] != first["id"]
 
 
@@ -232,8 +263,14 @@ def test_signed_submission_is_accepted_and_bad_signature_refused(local_world: Wo
     params = {"区": "城关区", "年份": 2026}
     at = now_text()
     good = sign(w.operator_key, submission_bytes(cid, SMALL_GROUPS, params, "签名-1", at))
-    body = {"contract_id": cid, "code": SMALL_GROUPS, "params": params,
-            "idempotency_key": "签名-1", "signature": good, "signed_at": at}
+    body = {
+        "contract_id": cid,
+        "code": SMALL_GROUPS,
+        "params": params,
+        "idempotency_key": "签名-1",
+        "signature": good,
+        "signed_at": at,
+    }
     r = w.client.post("/v1/jobs?wait=true", json=body, headers=w.h(w.operator))
     assert r.status_code == 201, r.text
     job = r.json()
@@ -252,16 +289,22 @@ def test_signed_submission_is_accepted_and_bad_signature_refused(local_world: Wo
         "bm90IGEgc2lnbmF0dXJl",
     ]
     for signature in bad:
-        r = w.client.post("/v1/jobs?wait=true", headers=w.h(w.operator),
-                          json={**body, "idempotency_key": "签名-2", "signature": signature})
+        r = w.client.post(
+            "/v1/jobs?wait=true",
+            headers=w.h(w.operator),
+            json={**body, "idempotency_key": "签名-2", "signature": signature},
+        )
         assert r.status_code == 400, r.text
         assert r.json()["code"] == "signature_invalid"
     assert ledger_types(w).count("job.submitted") == submitted
     # Signed by the right key, but the other operator's key is registered for the other.
     other = w.active_contract(operator="other_operator")
     forged = sign_submission(w.operator_key, other, COUNT_CODE)
-    r = w.client.post("/v1/jobs", headers=w.h(w.other_operator),
-                      json={"contract_id": other, "code": COUNT_CODE, **forged})
+    r = w.client.post(
+        "/v1/jobs",
+        headers=w.h(w.other_operator),
+        json={"contract_id": other, "code": COUNT_CODE, **forged},
+    )
     assert r.status_code == 400 and r.json()["code"] == "signature_invalid"
 
 
@@ -269,27 +312,43 @@ def test_a_signature_is_only_accepted_close_to_its_signing_time(local_world: Wor
     w = local_world
     cid = w.active_contract()
     stale = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)).isoformat()
-    body = {"contract_id": cid, "code": COUNT_CODE,
-            **sign_submission(w.operator_key, cid, COUNT_CODE, signed_at=stale)}
+    body = {
+        "contract_id": cid,
+        "code": COUNT_CODE,
+        **sign_submission(w.operator_key, cid, COUNT_CODE, signed_at=stale),
+    }
     r = w.client.post("/v1/jobs", headers=w.h(w.operator), json=body)
     assert r.status_code == 400 and r.json()["code"] == "submission_invalid"
     assert "sign it again now" in r.json()["error"]
-    missing = {k: v for k, v in sign_submission(w.operator_key, cid, COUNT_CODE).items()
-               if k != "signed_at"}
-    r = w.client.post("/v1/jobs", headers=w.h(w.operator),
-                      json={"contract_id": cid, "code": COUNT_CODE, **missing})
+    missing = {
+        k: v
+        for k, v in sign_submission(w.operator_key, cid, COUNT_CODE).items()
+        if k != "signed_at"
+    }
+    r = w.client.post(
+        "/v1/jobs",
+        headers=w.h(w.operator),
+        json={"contract_id": cid, "code": COUNT_CODE, **missing},
+    )
     assert r.status_code == 400 and "signed_at" in r.json()["error"]
-    r = w.client.post("/v1/jobs", headers=w.h(w.operator), json={
-        "contract_id": cid, "code": COUNT_CODE,
-        **sign_submission(w.operator_key, cid, COUNT_CODE, signed_at="yesterday")})
+    r = w.client.post(
+        "/v1/jobs",
+        headers=w.h(w.operator),
+        json={
+            "contract_id": cid,
+            "code": COUNT_CODE,
+            **sign_submission(w.operator_key, cid, COUNT_CODE, signed_at="yesterday"),
+        },
+    )
     assert r.status_code == 400 and "ISO 8601" in r.json()["error"]
 
 
 def test_job_without_wait_finishes_later(local_world: World) -> None:
     w = local_world
     cid = w.active_contract()
-    r = w.client.post("/v1/jobs", json={"contract_id": cid, "code": COUNT_CODE},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        "/v1/jobs", json={"contract_id": cid, "code": COUNT_CODE}, headers=w.h(w.operator)
+    )
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["status"] in ("queued", "running", "succeeded")
@@ -298,8 +357,10 @@ def test_job_without_wait_finishes_later(local_world: World) -> None:
     assert job["status"] == "succeeded"
     assert job["outputs"]["n"]["rows"] == [[20_000]]
     # Times are UTC and say so, so no client reads them as its local time.
-    created, finished = (dt.datetime.fromisoformat(job[k].replace("Z", "+00:00"))
-                         for k in ("created_at", "finished_at"))
+    created, finished = (
+        dt.datetime.fromisoformat(job[k].replace("Z", "+00:00"))
+        for k in ("created_at", "finished_at")
+    )
     assert job["created_at"].endswith("Z") and job["finished_at"].endswith("Z")
     assert created <= finished <= dt.datetime.now(dt.UTC)
     assert dt.datetime.now(dt.UTC) - created < dt.timedelta(minutes=1)
@@ -320,6 +381,7 @@ def test_failing_code_fails_with_line_and_releases_reservation(local_world: Worl
 
 
 # --- on the real local Ray ------------------------------------------------------------------
+
 
 def test_ray_job_releases_suppressed_table_and_downloads(world: World, city: Any) -> None:
     w = world
@@ -369,8 +431,11 @@ def test_ray_job_failure_and_idempotent_retry(world: World) -> None:
 def test_a_quantile_of_income_is_coarsened_and_the_report_says_so(local_world: World) -> None:
     w = local_world
     cid = w.active_contract()
-    job = w.run(cid, 'emit("q", table("population").group_by("district")'
-                     '.agg(median=quantile("income", 0.5)).collect())').json()
+    job = w.run(
+        cid,
+        'emit("q", table("population").group_by("district")'
+        '.agg(median=quantile("income", 0.5)).collect())',
+    ).json()
     assert job["status"] == "succeeded", job
     medians = [row[1] for row in job["outputs"]["q"]["rows"] if row[1] is not None]
     assert medians and all(float(f"{m:.2g}") == m for m in medians)

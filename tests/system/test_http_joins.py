@@ -13,10 +13,16 @@ from conftest import World
 from benchmarks.queries import OUTPUT, Q3
 
 JOIN_GRANTS = {
-    "population": {"resident_id": ["join"], "income": ["aggregate"],
-                   "district": ["group_by", "filter"]},
-    "social_insurance": {"resident_id": ["join"], "credit_code": ["join"],
-                         "contribution_base": ["aggregate"]},
+    "population": {
+        "resident_id": ["join"],
+        "income": ["aggregate"],
+        "district": ["group_by", "filter"],
+    },
+    "social_insurance": {
+        "resident_id": ["join"],
+        "credit_code": ["join"],
+        "contribution_base": ["aggregate"],
+    },
     "enterprises": {"credit_code": ["join"], "industry": ["group_by"]},
 }
 # L3 population and social insurance, L2 enterprises: cells need the L3 threshold.
@@ -68,10 +74,15 @@ def test_three_datasets_joined_on_ray_equal_duckdb(world: World, city: dict[str,
     released = {r[0]: r[1:] for r in out["rows"]}
     # A cell counts people in every table read: industries with fewer than 10 firms or
     # fewer than 10 insured residents are left out, the rest are released.
-    people = {industry: min(firms, residents) for industry, firms, residents in _duckdb(
-        city, """SELECT e.industry, count(DISTINCT e.credit_code), count(DISTINCT s.resident_id)
+    people = {
+        industry: min(firms, residents)
+        for industry, firms, residents in _duckdb(
+            city,
+            """SELECT e.industry, count(DISTINCT e.credit_code), count(DISTINCT s.resident_id)
                  FROM social_insurance s JOIN population p ON p.resident_id = s.resident_id
-                 JOIN enterprises e ON e.credit_code = s.credit_code GROUP BY e.industry""")}
+                 JOIN enterprises e ON e.credit_code = s.credit_code GROUP BY e.industry""",
+        )
+    }
     assert set(released) == {i for i, n in people.items() if n >= 10}
     suppressed = {(int(i), c) for i, c in out["suppressed"]}
     compared = 0
@@ -88,32 +99,44 @@ def test_three_datasets_joined_on_ray_equal_duckdb(world: World, city: dict[str,
     assert job["usage"]["rows_by_dataset"] == rows
     assert job["usage"]["rows_scanned"] == sum(rows.values())
     assert job["usage"]["rows_by_level"] == {
-        "L2": rows["enterprises"], "L3": rows["population"] + rows["social_insurance"]}
+        "L2": rows["enterprises"],
+        "L3": rows["population"] + rows["social_insurance"],
+    }
 
 
 def test_cells_of_a_join_need_the_strictest_threshold_of_its_datasets(
-        local_world: World, city: dict[str, Any]) -> None:
+    local_world: World, city: dict[str, Any]
+) -> None:
     """Enterprises (L2, threshold 5) joined with social insurance (L3, threshold 10): cells
     count enterprises, and need 10 of them."""
     w = local_world
     _ingest_city(w, city)
-    cid = w.active_contract({
-        "enterprises": {"credit_code": ["join"], "industry": ["group_by"]},
-        "social_insurance": {"credit_code": ["join"], "months_paid": ["filter"]},
-    })
-    code = ('firms = table("enterprises").select("credit_code", "industry")\n'
-            'long = table("social_insurance").filter(col("months_paid") >= 400)'
-            '.select("credit_code")\n'
-            'emit("t", firms.join(long, on="credit_code").group_by("industry")'
-            '.agg(n=count()).collect())\n')
+    cid = w.active_contract(
+        {
+            "enterprises": {"credit_code": ["join"], "industry": ["group_by"]},
+            "social_insurance": {"credit_code": ["join"], "months_paid": ["filter"]},
+        }
+    )
+    code = (
+        'firms = table("enterprises").select("credit_code", "industry")\n'
+        'long = table("social_insurance").filter(col("months_paid") >= 400)'
+        '.select("credit_code")\n'
+        'emit("t", firms.join(long, on="credit_code").group_by("industry")'
+        ".agg(n=count()).collect())\n"
+    )
     job = w.run(cid, code).json()
     assert job["status"] == "succeeded", job
     # The cell's people: the firms, and the insured residents their rows come from.
-    expected = {industry: (n, min(firms, residents)) for industry, n, firms, residents in
-                _duckdb(city, """
+    expected = {
+        industry: (n, min(firms, residents))
+        for industry, n, firms, residents in _duckdb(
+            city,
+            """
         SELECT e.industry, count(*), count(DISTINCT e.credit_code), count(DISTINCT s.resident_id)
         FROM enterprises e JOIN social_insurance s ON s.credit_code = e.credit_code
-        WHERE s.months_paid >= 400 GROUP BY e.industry""")}
+        WHERE s.months_paid >= 400 GROUP BY e.industry""",
+        )
+    }
     out = job["outputs"]["t"]
     released = {r[0]: r[1] for r in out["rows"]}
     assert any(p < THRESHOLD for _, p in expected.values()), "the data must have a small cell"
@@ -125,11 +148,11 @@ def test_cells_of_a_join_need_the_strictest_threshold_of_its_datasets(
 
 
 def test_a_join_key_the_contract_does_not_grant_for_join_is_refused(
-        local_world: World, city: dict[str, Any]) -> None:
+    local_world: World, city: dict[str, Any]
+) -> None:
     w = local_world
     _ingest_city(w, city)
-    grants = {**JOIN_GRANTS,
-              "enterprises": {"credit_code": ["filter"], "industry": ["group_by"]}}
+    grants = {**JOIN_GRANTS, "enterprises": {"credit_code": ["filter"], "industry": ["group_by"]}}
     cid = w.active_contract(grants)
     # social_insurance grants join on credit_code, so only the run-time plan check, which
     # knows the key is read from enterprises too, can refuse it.
@@ -142,12 +165,19 @@ def test_a_join_key_the_contract_does_not_grant_for_join_is_refused(
 
 
 def test_a_join_key_no_dataset_grants_for_join_is_refused_at_submission(
-        local_world: World, city: dict[str, Any]) -> None:
+    local_world: World, city: dict[str, Any]
+) -> None:
     w = local_world
     _ingest_city(w, city)
-    grants = {**JOIN_GRANTS, "population": {"resident_id": ["filter"], "income": ["aggregate"]},
-              "social_insurance": {"resident_id": ["filter"], "credit_code": ["join"],
-                                   "contribution_base": ["aggregate"]}}
+    grants = {
+        **JOIN_GRANTS,
+        "population": {"resident_id": ["filter"], "income": ["aggregate"]},
+        "social_insurance": {
+            "resident_id": ["filter"],
+            "credit_code": ["join"],
+            "contribution_base": ["aggregate"],
+        },
+    }
     cid = w.active_contract(grants)
     r = w.run(cid, Q3.code)
     assert r.status_code == 403, r.text
@@ -155,17 +185,22 @@ def test_a_join_key_no_dataset_grants_for_join_is_refused_at_submission(
     assert "'resident_id'" in r.json()["error"] and "join" in r.json()["error"]
 
 
-def test_the_joined_identifier_cannot_be_grouped_by(local_world: World,
-                                                    city: dict[str, Any]) -> None:
+def test_the_joined_identifier_cannot_be_grouped_by(
+    local_world: World, city: dict[str, Any]
+) -> None:
     w = local_world
     _ingest_city(w, city)
-    grants = {"population": {"resident_id": ["join", "group_by"], "income": ["aggregate"]},
-              "social_insurance": {"resident_id": ["join", "group_by"]}}
+    grants = {
+        "population": {"resident_id": ["join", "group_by"], "income": ["aggregate"]},
+        "social_insurance": {"resident_id": ["join", "group_by"]},
+    }
     cid = w.active_contract(grants)
-    code = ('people = table("population").select("resident_id", "income")\n'
-            'insured = table("social_insurance").select("resident_id")\n'
-            'j = insured.join(people, on="resident_id").derive(who=col("resident_id"))\n'
-            'emit("t", j.group_by("who").agg(n=count()).collect())\n')
+    code = (
+        'people = table("population").select("resident_id", "income")\n'
+        'insured = table("social_insurance").select("resident_id")\n'
+        'j = insured.join(people, on="resident_id").derive(who=col("resident_id"))\n'
+        'emit("t", j.group_by("who").agg(n=count()).collect())\n'
+    )
     job = _job(w, w.run(cid, code))
     assert job["status"] == "rejected", job
     assert job["error"]["code"] == "disclosure_refused"
@@ -175,11 +210,13 @@ def test_the_joined_identifier_cannot_be_grouped_by(local_world: World,
 
 
 def test_a_join_with_a_differentially_private_dataset_is_refused(
-        local_world: World, city: dict[str, Any]) -> None:
+    local_world: World, city: dict[str, Any]
+) -> None:
     w = local_world
     _ingest_city(w, city)
-    cid = w.active_contract(JOIN_GRANTS,
-                            privacy={"population": {"epsilon": "0.5", "per_job_epsilon": "0.2"}})
+    cid = w.active_contract(
+        JOIN_GRANTS, privacy={"population": {"epsilon": "0.5", "per_job_epsilon": "0.2"}}
+    )
     job = _job(w, w.run(cid, Q3.code))
     assert job["status"] == "rejected", job
     assert job["error"]["code"] == "disclosure_refused"
@@ -187,15 +224,21 @@ def test_a_join_with_a_differentially_private_dataset_is_refused(
     assert "'population'" in job["error"]["message"] and "join()" in job["error"]["message"]
 
 
-def test_an_ambiguous_join_explains_how_to_fix_it(local_world: World,
-                                                  city: dict[str, Any]) -> None:
+def test_an_ambiguous_join_explains_how_to_fix_it(local_world: World, city: dict[str, Any]) -> None:
     w = local_world
     _ingest_city(w, city)
-    cid = w.active_contract({"enterprises": {"district": ["join"]},
-                             "population": {"district": ["join"]}})
+    cid = w.active_contract(
+        {"enterprises": {"district": ["join"]}, "population": {"district": ["join"]}}
+    )
     # Both tables have a column 'name'; it must be dropped or renamed on one side first.
-    job = _job(w, w.run(cid, 'emit("t", table("enterprises").join(table("population"), '
-                            'on="district").agg(n=count()).collect())\n'))
+    job = _job(
+        w,
+        w.run(
+            cid,
+            'emit("t", table("enterprises").join(table("population"), '
+            'on="district").agg(n=count()).collect())\n',
+        ),
+    )
     assert job["status"] == "rejected", job
     message = job["error"]["message"]
     assert "'name'" in message and "both tables" in message and "select()" in message

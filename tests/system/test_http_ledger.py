@@ -74,51 +74,67 @@ def test_every_state_change_appends_its_event(local_world: World) -> None:
     w = local_world
     watch = Watch(w)
     key = generate_private_key()
-    r = w.client.post("/v1/principals", headers=w.h(w.bureau),
-                      json={"name": "第三家公司", "role": "operator",
-                            "public_key": public_key_b64(key)})
+    r = w.client.post(
+        "/v1/principals",
+        headers=w.h(w.bureau),
+        json={"name": "第三家公司", "role": "operator", "public_key": public_key_b64(key)},
+    )
     (event,) = watch.new()
     assert event["type"] == "principal.created" and event["subject"] == r.json()["id"]
     assert event["actor"] == w.client.get("/v1/me", headers=w.h(w.bureau)).json()["id"]
     assert event["data"]["public_key"] == public_key_b64(key)
     assert "token" not in json.dumps(event)
 
-    assert w.ingest("小表", pa.table({"区": ["城关区"] * 3}), "L1",
-                    {"区": {"role": "attribute"}}).status_code == 201
+    assert (
+        w.ingest(
+            "小表", pa.table({"区": ["城关区"] * 3}), "L1", {"区": {"role": "attribute"}}
+        ).status_code
+        == 201
+    )
     (event,) = watch.new()
     assert event["type"] == "dataset.registered" and event["subject"] == "小表"
     assert "城关区" not in json.dumps(event, ensure_ascii=False)
 
-    assert w.client.post("/v1/price-schedules", json=SCHEDULE,
-                         headers=w.h(w.bureau)).status_code == 201
+    assert (
+        w.client.post("/v1/price-schedules", json=SCHEDULE, headers=w.h(w.bureau)).status_code
+        == 201
+    )
     assert watch.types() == ["price_schedule.published"]
 
     cid = w.active_contract()
     events = watch.new()
-    assert [e["type"] for e in events] == ["contract.applied", "contract.approved",
-                                           "contract.signed", "contract.signed",
-                                           "contract.activated"]
+    assert [e["type"] for e in events] == [
+        "contract.applied",
+        "contract.approved",
+        "contract.signed",
+        "contract.signed",
+        "contract.activated",
+    ]
     assert {e["subject"] for e in events} == {cid}
     assert [e["data"].get("by") for e in events[2:4]] == ["bureau", "operator"]
 
     job = w.run(cid, COUNT_CODE).json()
     events = watch.new()
-    assert [e["type"] for e in events] == ["job.submitted", "job.started", "job.succeeded",
-                                           "charge.settled"]
+    assert [e["type"] for e in events] == [
+        "job.submitted",
+        "job.started",
+        "job.succeeded",
+        "charge.settled",
+    ]
     assert {e["subject"] for e in events} == {job["id"]}
     assert events[0]["data"]["quote"] == job["quote"]
     assert events[3]["data"]["charge"] == job["charge"]
 
-    r = w.client.post("/v1/jobs", json={"contract_id": cid, "code": "import os"},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        "/v1/jobs", json={"contract_id": cid, "code": "import os"}, headers=w.h(w.operator)
+    )
     # Rejected; and, the code reaching for the host, flagged for the regulator (detection).
     event, flagged = watch.new()
     assert event["type"] == "job.rejected" and event["subject"] == r.json()["job_id"]
     assert flagged["type"] == "flag.raised" and flagged["subject"] == r.json()["job_id"]
     assert [f["pattern"] for f in flagged["data"]["flags"]] == ["escape"]
 
-    w.client.post(f"/v1/contracts/{cid}/suspend", json={"reason": "抽查"},
-                  headers=w.h(w.regulator))
+    w.client.post(f"/v1/contracts/{cid}/suspend", json={"reason": "抽查"}, headers=w.h(w.regulator))
     assert watch.types() == ["contract.suspended"]
 
 
@@ -127,14 +143,17 @@ def test_refused_requests_append_nothing(local_world: World) -> None:
     cid = w.active_contract()
     watch = Watch(w)
     refused = [
-        w.client.post("/v1/principals", json={"name": "x", "role": "operator"},
-                      headers=w.h(w.operator)),
-        w.client.post("/v1/price-schedules", json={**SCHEDULE, "items": []},
-                      headers=w.h(w.bureau)),
+        w.client.post(
+            "/v1/principals", json={"name": "x", "role": "operator"}, headers=w.h(w.operator)
+        ),
+        w.client.post("/v1/price-schedules", json={**SCHEDULE, "items": []}, headers=w.h(w.bureau)),
         w.client.post("/v1/contracts", json={"purpose": "x"}, headers=w.h(w.operator)),
         w.client.post(f"/v1/contracts/{cid}/approve", headers=w.h(w.provider)),
-        w.client.post("/v1/jobs", json={"contract_id": cid, "code": COUNT_CODE,
-                                        "signature": "AAAA"}, headers=w.h(w.operator)),
+        w.client.post(
+            "/v1/jobs",
+            json={"contract_id": cid, "code": COUNT_CODE, "signature": "AAAA"},
+            headers=w.h(w.operator),
+        ),
         w.client.get("/v1/ledger/entries", headers=w.h(w.operator)),
     ]
     assert all(r.status_code >= 400 for r in refused)
@@ -164,8 +183,10 @@ def test_inclusion_proofs_verify_for_every_entry(local_world: World) -> None:
     for entry in logged:
         leaf = base64.b64decode(entry["leaf"])
         assert json.loads(leaf) == entry["event"]
-        r = w.client.get(f"/v1/ledger/proofs/inclusion?index={entry['index']}&size={size}",
-                         headers=w.h(w.regulator))
+        r = w.client.get(
+            f"/v1/ledger/proofs/inclusion?index={entry['index']}&size={size}",
+            headers=w.h(w.regulator),
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert (body["index"], body["size"]) == (entry["index"], size)
@@ -175,8 +196,12 @@ def test_inclusion_proofs_verify_for_every_entry(local_world: World) -> None:
     first = base64.b64decode(logged[0]["leaf"])
     altered = first.replace(b'"role":"bureau"', b'"role":"regulator"')
     assert altered != first
-    proof = [base64.b64decode(p) for p in w.client.get(
-        f"/v1/ledger/proofs/inclusion?index=0&size={size}", headers=w.h(w.bureau)).json()["proof"]]
+    proof = [
+        base64.b64decode(p)
+        for p in w.client.get(
+            f"/v1/ledger/proofs/inclusion?index=0&size={size}", headers=w.h(w.bureau)
+        ).json()["proof"]
+    ]
     with pytest.raises(LedgerError):
         verify_inclusion(leaf_hash(altered), 0, size, proof, root)
 
@@ -188,21 +213,23 @@ def test_consistency_between_two_checkpoints(local_world: World) -> None:
     w.run(cid, COUNT_CODE)
     second, second_root = checkpoint(w)
     assert second > first
-    for old, old_root in ((first, first_root), (1, _root_of_prefix(w, 1)),
-                          (second, second_root)):
-        r = w.client.get(f"/v1/ledger/proofs/consistency?first={old}&second={second}",
-                         headers=w.h(w.regulator))
+    for old, old_root in ((first, first_root), (1, _root_of_prefix(w, 1)), (second, second_root)):
+        r = w.client.get(
+            f"/v1/ledger/proofs/consistency?first={old}&second={second}", headers=w.h(w.regulator)
+        )
         assert r.status_code == 200, r.text
         assert (r.json()["first"], r.json()["second"]) == (old, second)
         proof = [base64.b64decode(p) for p in r.json()["proof"]]
         verify_consistency(old, second, old_root, second_root, proof)
-    r = w.client.get(f"/v1/ledger/proofs/consistency?first={first}&second={second}",
-                     headers=w.h(w.bureau))
+    r = w.client.get(
+        f"/v1/ledger/proofs/consistency?first={first}&second={second}", headers=w.h(w.bureau)
+    )
     proof = [base64.b64decode(p) for p in r.json()["proof"]]
     with pytest.raises(LedgerError):
         verify_consistency(first, second, bytes(32), second_root, proof)
-    r = w.client.get(f"/v1/ledger/proofs/consistency?first={first}&second={second + 1}",
-                     headers=w.h(w.bureau))
+    r = w.client.get(
+        f"/v1/ledger/proofs/consistency?first={first}&second={second + 1}", headers=w.h(w.bureau)
+    )
     assert r.status_code == 400
 
 
@@ -226,24 +253,35 @@ def test_ray_job_is_logged_and_provable(world: World) -> None:
     w = world
     cid = w.active_contract()
     watch = Watch(w)
-    r = w.client.post("/v1/jobs", json={"contract_id": cid, "code": COUNT_CODE},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        "/v1/jobs", json={"contract_id": cid, "code": COUNT_CODE}, headers=w.h(w.operator)
+    )
     assert r.status_code == 201, r.text
     job = w.wait_for_job(r.json()["id"])
     assert job["status"] == "succeeded", job
     assert job["outputs"]["n"]["rows"] == [[20_000]]
     events = watch.new()
-    assert [e["type"] for e in events] == ["job.submitted", "job.started", "job.succeeded",
-                                           "charge.settled"]
+    assert [e["type"] for e in events] == [
+        "job.submitted",
+        "job.started",
+        "job.succeeded",
+        "charge.settled",
+    ]
     assert events[-1]["data"]["charge"] == job["charge"]
     size, root = checkpoint(w)
     index = size - 1
     (entry,) = entries(w, index)
     assert entry["event"]["type"] == "charge.settled"
-    proof = w.client.get(f"/v1/ledger/proofs/inclusion?index={index}&size={size}",
-                         headers=w.h(w.regulator)).json()["proof"]
-    verify_inclusion(leaf_hash(base64.b64decode(entry["leaf"])), index, size,
-                     [base64.b64decode(p) for p in proof], root)
+    proof = w.client.get(
+        f"/v1/ledger/proofs/inclusion?index={index}&size={size}", headers=w.h(w.regulator)
+    ).json()["proof"]
+    verify_inclusion(
+        leaf_hash(base64.b64decode(entry["leaf"])),
+        index,
+        size,
+        [base64.b64decode(p) for p in proof],
+        root,
+    )
 
 
 def test_a_deleted_log_row_stops_changes_with_a_clear_error(local_world: World) -> None:
@@ -255,13 +293,18 @@ def test_a_deleted_log_row_stops_changes_with_a_clear_error(local_world: World) 
     size = w.client.get("/v1/ledger/checkpoint", headers=w.h(w.regulator)).json()["size"]
     with outside.begin() as conn:
         conn.execute(text('DELETE FROM ledger_entries WHERE "index" = :i'), {"i": size - 1})
-    r = w.client.post("/v1/principals", json={"name": "新运营方", "role": "operator"},
-                      headers=w.h(w.bureau))
+    r = w.client.post(
+        "/v1/principals", json={"name": "新运营方", "role": "operator"}, headers=w.h(w.bureau)
+    )
     assert r.status_code == 503 and r.json()["code"] == "ledger_inconsistent"
     assert "sandbox ledger verify" in r.json()["error"]
-    with outside.connect() as conn:   # the refused change left nothing behind
-        assert conn.execute(text("SELECT count(*) FROM principals WHERE name = :n"),
-                            {"n": "新运营方"}).scalar() == 0
+    with outside.connect() as conn:  # the refused change left nothing behind
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM principals WHERE name = :n"), {"n": "新运营方"}
+            ).scalar()
+            == 0
+        )
     outside.dispose()
 
 
@@ -275,18 +318,31 @@ def test_the_log_alone_lets_a_regulator_recheck_a_submission_signature(local_wor
     code = 'emit("n", table("population").agg(n=count()).collect())'
     params = {"年份": 2024}
     signed = sign_submission(w.operator_key, cid, code, params, "日报-1")
-    job = w.client.post("/v1/jobs?wait=true", headers=w.h(w.operator), json={
-        "contract_id": cid, "code": code, "params": params, "idempotency_key": "日报-1",
-        **signed}).json()
+    job = w.client.post(
+        "/v1/jobs?wait=true",
+        headers=w.h(w.operator),
+        json={
+            "contract_id": cid,
+            "code": code,
+            "params": params,
+            "idempotency_key": "日报-1",
+            **signed,
+        },
+    ).json()
     entries = w.client.get("/v1/ledger/entries", headers=w.h(w.regulator)).json()["entries"]
-    (event,) = [e["event"] for e in entries
-                if e["event"]["type"] == "job.submitted" and e["event"]["subject"] == job["id"]]
+    (event,) = [
+        e["event"]
+        for e in entries
+        if e["event"]["type"] == "job.submitted" and e["event"]["subject"] == job["id"]
+    ]
     data = event["data"]
     assert data["code_sha256"] == hashlib.sha256(code.encode()).hexdigest()
-    keys = w.client.get(f"/v1/principals/{w.operator['id']}/keys",
-                        headers=w.h(w.regulator)).json()["keys"]
+    keys = w.client.get(f"/v1/principals/{w.operator['id']}/keys", headers=w.h(w.regulator)).json()[
+        "keys"
+    ]
     (key,) = [k for k in keys if k["id"] == data["signing_key_id"]]
-    rebuilt = submission_bytes(data["contract_id"], code, data["params"],
-                               data["idempotency_key"], data["signed_at"])
+    rebuilt = submission_bytes(
+        data["contract_id"], code, data["params"], data["idempotency_key"], data["signed_at"]
+    )
     verify(key["public_key"], rebuilt, data["signature"])
     assert event["actor"] == w.operator["id"] and data["contract_version"] == 1

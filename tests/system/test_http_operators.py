@@ -22,8 +22,13 @@ from sandbox.common import clock
 from sandbox.records import principals
 
 COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
-APPLICATION = {"datasets": GRANTS, "purpose": "养老服务设施规划", "purpose_class": "commercial",
-               "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z"}
+APPLICATION = {
+    "datasets": GRANTS,
+    "purpose": "养老服务设施规划",
+    "purpose_class": "commercial",
+    "valid_from": "2026-01-01T00:00:00Z",
+    "valid_to": "2030-01-01T00:00:00Z",
+}
 
 
 def refused(r: Any, status: int, code: str, *needles: str) -> dict[str, Any]:
@@ -55,16 +60,21 @@ def activate(w: World, token: str, key: Ed25519PrivateKey) -> str:
     assert w.client.post(f"/v1/contracts/{cid}/approve", headers=w.h(w.provider)).is_success
     assert w.client.post(f"/v1/contracts/{cid}/sign", headers=w.h(w.bureau)).is_success
     canonical = base64.b64decode(
-        w.client.get(f"/v1/contracts/{cid}", headers=auth(token)).json()["canonical"])
-    r = w.client.post(f"/v1/contracts/{cid}/sign", headers=auth(token),
-                      json={"signature": sign(key, canonical)})
+        w.client.get(f"/v1/contracts/{cid}", headers=auth(token)).json()["canonical"]
+    )
+    r = w.client.post(
+        f"/v1/contracts/{cid}/sign", headers=auth(token), json={"signature": sign(key, canonical)}
+    )
     assert r.json()["status"] == "active", r.text
     return cid
 
 
 def signed_job(contract_id: str, key: Ed25519PrivateKey) -> dict[str, Any]:
-    return {"contract_id": contract_id, "code": COUNT_CODE,
-            **sign_submission(key, contract_id, COUNT_CODE)}
+    return {
+        "contract_id": contract_id,
+        "code": COUNT_CODE,
+        **sign_submission(key, contract_id, COUNT_CODE),
+    }
 
 
 def keys_of(w: World, principal_id: str, who: str = "bureau") -> list[dict[str, Any]]:
@@ -77,62 +87,101 @@ def keys_of(w: World, principal_id: str, who: str = "bureau") -> list[dict[str, 
 
 
 def test_an_expired_licence_blocks_applications_and_jobs_until_renewed(
-        local_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    local_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = local_world
     key = generate_private_key()
-    op = new_operator(w, key, license_no="授权运营-2026-009",
-                      license_valid_to="2027-01-01T00:00:00+08:00")
+    op = new_operator(
+        w, key, license_no="授权运营-2026-009", license_valid_to="2027-01-01T00:00:00+08:00"
+    )
     assert op["license_valid_to"] == "2026-12-31T16:00:00Z"
     cid = activate(w, op["token"], key)
-    assert w.client.post("/v1/jobs?wait=true", json={"contract_id": cid, "code": COUNT_CODE},
-                         headers=auth(op["token"])).json()["status"] == "succeeded"
+    assert (
+        w.client.post(
+            "/v1/jobs?wait=true",
+            json={"contract_id": cid, "code": COUNT_CODE},
+            headers=auth(op["token"]),
+        ).json()["status"]
+        == "succeeded"
+    )
 
-    monkeypatch.setattr(clock, "now",
-                        lambda: dt.datetime(2027, 1, 2, tzinfo=dt.UTC))
-    for path, body in (("/v1/jobs", {"contract_id": cid, "code": COUNT_CODE}),
-                       ("/v1/quotes", {"contract_id": cid, "code": COUNT_CODE}),
-                       ("/v1/contracts", APPLICATION),
-                       (f"/v1/contracts/{cid}/amend", APPLICATION)):
-        refused(w.client.post(path, json=body, headers=auth(op["token"])), 403,
-                "license_expired", "授权运营-2026-009", "2026-12-31T16:00:00Z",
-                f"/v1/principals/{op['id']}/license")
+    monkeypatch.setattr(clock, "now", lambda: dt.datetime(2027, 1, 2, tzinfo=dt.UTC))
+    for path, body in (
+        ("/v1/jobs", {"contract_id": cid, "code": COUNT_CODE}),
+        ("/v1/quotes", {"contract_id": cid, "code": COUNT_CODE}),
+        ("/v1/contracts", APPLICATION),
+        (f"/v1/contracts/{cid}/amend", APPLICATION),
+    ):
+        refused(
+            w.client.post(path, json=body, headers=auth(op["token"])),
+            403,
+            "license_expired",
+            "授权运营-2026-009",
+            "2026-12-31T16:00:00Z",
+            f"/v1/principals/{op['id']}/license",
+        )
     # Other operators are not affected.
     assert w.run(w.active_contract(), COUNT_CODE).json()["status"] == "succeeded"
 
     for who in ("operator", "regulator"):
-        refused(w.client.post(f"/v1/principals/{op['id']}/license", headers=w.h(getattr(w, who)),
-                              json={"license_valid_to": "2028-01-01T00:00:00Z"}), 403,
-                "forbidden")
-    r = w.client.post(f"/v1/principals/{op['id']}/license", headers=w.h(w.bureau),
-                      json={"license_no": "授权运营-2027-009",
-                            "license_valid_to": "2028-01-01T00:00:00Z"})
+        refused(
+            w.client.post(
+                f"/v1/principals/{op['id']}/license",
+                headers=w.h(getattr(w, who)),
+                json={"license_valid_to": "2028-01-01T00:00:00Z"},
+            ),
+            403,
+            "forbidden",
+        )
+    r = w.client.post(
+        f"/v1/principals/{op['id']}/license",
+        headers=w.h(w.bureau),
+        json={"license_no": "授权运营-2027-009", "license_valid_to": "2028-01-01T00:00:00Z"},
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["license_no"], r.json()["license_valid_to"]) == (
-        "授权运营-2027-009", "2028-01-01T00:00:00Z")
-    assert w.client.post("/v1/jobs?wait=true", json={"contract_id": cid, "code": COUNT_CODE},
-                         headers=auth(op["token"])).json()["status"] == "succeeded"
+        "授权运营-2027-009",
+        "2028-01-01T00:00:00Z",
+    )
+    assert (
+        w.client.post(
+            "/v1/jobs?wait=true",
+            json={"contract_id": cid, "code": COUNT_CODE},
+            headers=auth(op["token"]),
+        ).json()["status"]
+        == "succeeded"
+    )
     assert "principal.license_updated" in event_types(w, op["id"])
 
 
-@pytest.mark.parametrize("valid_to,needle", [
-    ("2020-01-01T00:00:00Z", "already past"),
-    ("2030-01-01T00:00:00", "time zone"),
-    ("明年年底", "ISO 8601"),
-])
-def test_invalid_licence_ends_are_refused(local_world: World, valid_to: str,
-                                          needle: str) -> None:
+@pytest.mark.parametrize(
+    "valid_to,needle",
+    [
+        ("2020-01-01T00:00:00Z", "already past"),
+        ("2030-01-01T00:00:00", "time zone"),
+        ("明年年底", "ISO 8601"),
+    ],
+)
+def test_invalid_licence_ends_are_refused(local_world: World, valid_to: str, needle: str) -> None:
     w = local_world
-    refused(w.client.post("/v1/principals", headers=w.h(w.bureau),
-                          json={"name": "x", "role": "operator", "license_valid_to": valid_to}),
-            400, "bad_request", needle)
+    refused(
+        w.client.post(
+            "/v1/principals",
+            headers=w.h(w.bureau),
+            json={"name": "x", "role": "operator", "license_valid_to": valid_to},
+        ),
+        400,
+        "bad_request",
+        needle,
+    )
 
 
-def test_a_licence_without_an_end_never_expires(local_world: World,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_licence_without_an_end_never_expires(
+    local_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = local_world
     cid = w.active_contract()
-    monkeypatch.setattr(clock, "now",
-                        lambda: dt.datetime(2029, 12, 31, tzinfo=dt.UTC))
+    monkeypatch.setattr(clock, "now", lambda: dt.datetime(2029, 12, 31, tzinfo=dt.UTC))
     assert w.run(cid, COUNT_CODE).json()["status"] == "succeeded"
 
 
@@ -140,21 +189,26 @@ def test_a_licence_without_an_end_never_expires(local_world: World,
 
 
 def test_key_rotation_keeps_old_signatures_verifiable_and_new_ones_need_the_new_key(
-        local_world: World) -> None:
+    local_world: World,
+) -> None:
     w = local_world
     op_id = w.operator["id"]
     cid = w.active_contract()
     (old,) = keys_of(w, op_id)
     assert old["public_key"] == public_key_b64(w.operator_key) and old["current"]
-    assert w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()[
-        "operator_key_id"] == old["id"]
+    assert (
+        w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()["operator_key_id"]
+        == old["id"]
+    )
 
     new_key = generate_private_key()
     new_public = public_key_b64(new_key)
     statement = rotation_bytes(op_id, new_public, old["id"])
-    r = w.client.post(f"/v1/principals/{op_id}/keys", headers=w.h(w.operator),
-                      json={"public_key": new_public,
-                            "signature": sign(w.operator_key, statement)})
+    r = w.client.post(
+        f"/v1/principals/{op_id}/keys",
+        headers=w.h(w.operator),
+        json={"public_key": new_public, "signature": sign(w.operator_key, statement)},
+    )
     assert r.status_code == 201, r.text
     new = r.json()
     assert new["current"] and new["public_key"] == new_public and new["revoked_at"] is None
@@ -177,8 +231,12 @@ def test_key_rotation_keeps_old_signatures_verifiable_and_new_ones_need_the_new_
         assert principals.current_key(s, op_id).id == new["id"]  # type: ignore[union-attr]
 
     # New submissions need the new key; unsigned ones are still accepted.
-    refused(w.client.post("/v1/jobs", json=signed_job(cid, w.operator_key),
-                          headers=w.h(w.operator)), 400, "signature_invalid", new["id"])
+    refused(
+        w.client.post("/v1/jobs", json=signed_job(cid, w.operator_key), headers=w.h(w.operator)),
+        400,
+        "signature_invalid",
+        new["id"],
+    )
     submitted = signed_job(cid, new_key)
     r = w.client.post("/v1/jobs?wait=true", json=submitted, headers=w.h(w.operator))
     assert r.status_code == 201 and r.json()["status"] == "succeeded", r.text
@@ -187,14 +245,25 @@ def test_key_rotation_keeps_old_signatures_verifiable_and_new_ones_need_the_new_
     assert job["signing_key_id"] == new["id"]
     unsigned = w.run(cid, COUNT_CODE).json()
     assert unsigned["status"] == "succeeded"
-    assert w.client.get(f"/v1/jobs/{unsigned['id']}",
-                        headers=w.h(w.regulator)).json()["signature"] is None
+    assert (
+        w.client.get(f"/v1/jobs/{unsigned['id']}", headers=w.h(w.regulator)).json()["signature"]
+        is None
+    )
 
     # A replayed rotation statement no longer matches the key in force.
-    refused(w.client.post(f"/v1/principals/{op_id}/keys", headers=w.h(w.operator),
-                          json={"public_key": public_key_b64(generate_private_key()),
-                                "signature": sign(w.operator_key, statement)}),
-            400, "signature_invalid", "key rotation refused")
+    refused(
+        w.client.post(
+            f"/v1/principals/{op_id}/keys",
+            headers=w.h(w.operator),
+            json={
+                "public_key": public_key_b64(generate_private_key()),
+                "signature": sign(w.operator_key, statement),
+            },
+        ),
+        400,
+        "signature_invalid",
+        "key rotation refused",
+    )
     assert event_types(w, op_id).count("principal.key_registered") == 1
 
 
@@ -202,8 +271,11 @@ def test_a_contract_signed_after_rotation_records_the_new_key(local_world: World
     w = local_world
     op_id = w.operator["id"]
     new_key = generate_private_key()
-    r = w.client.post(f"/v1/principals/{op_id}/keys", headers=w.h(w.bureau),
-                      json={"public_key": public_key_b64(new_key), "reason": "密钥遗失"})
+    r = w.client.post(
+        f"/v1/principals/{op_id}/keys",
+        headers=w.h(w.bureau),
+        json={"public_key": public_key_b64(new_key), "reason": "密钥遗失"},
+    )
     assert r.status_code == 201, r.text
     old = keys_of(w, op_id)[0]
     assert old["revoked_reason"] == "密钥遗失"
@@ -211,14 +283,25 @@ def test_a_contract_signed_after_rotation_records_the_new_key(local_world: World
     w.client.post(f"/v1/contracts/{cid}/approve", headers=w.h(w.provider))
     w.client.post(f"/v1/contracts/{cid}/sign", headers=w.h(w.bureau))
     canonical = base64.b64decode(
-        w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()["canonical"])
-    refused(w.client.post(f"/v1/contracts/{cid}/sign", headers=w.h(w.operator),
-                          json={"signature": sign(w.operator_key, canonical)}),
-            400, "contract_signature")
-    r = w.client.post(f"/v1/contracts/{cid}/sign", headers=w.h(w.operator),
-                      json={"signature": sign(new_key, canonical)})
-    assert r.json()["status"] == "active" and r.json()["operator_key_id"] == keys_of(
-        w, op_id)[1]["id"]
+        w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()["canonical"]
+    )
+    refused(
+        w.client.post(
+            f"/v1/contracts/{cid}/sign",
+            headers=w.h(w.operator),
+            json={"signature": sign(w.operator_key, canonical)},
+        ),
+        400,
+        "contract_signature",
+    )
+    r = w.client.post(
+        f"/v1/contracts/{cid}/sign",
+        headers=w.h(w.operator),
+        json={"signature": sign(new_key, canonical)},
+    )
+    assert (
+        r.json()["status"] == "active" and r.json()["operator_key_id"] == keys_of(w, op_id)[1]["id"]
+    )
 
 
 def test_key_registration_refusals_change_nothing(local_world: World) -> None:
@@ -227,25 +310,54 @@ def test_key_registration_refusals_change_nothing(local_world: World) -> None:
     current = keys_of(w, op_id)[0]
     fresh = public_key_b64(generate_private_key())
     path = f"/v1/principals/{op_id}/keys"
-    refused(w.client.post(path, headers=w.h(w.operator), json={"public_key": fresh}),
-            400, "bad_request", "signature", current["id"])
+    refused(
+        w.client.post(path, headers=w.h(w.operator), json={"public_key": fresh}),
+        400,
+        "bad_request",
+        "signature",
+        current["id"],
+    )
     # Signed by the new key itself rather than the key in force.
     other = generate_private_key()
-    refused(w.client.post(path, headers=w.h(w.operator), json={
-        "public_key": public_key_b64(other),
-        "signature": sign(other, rotation_bytes(op_id, public_key_b64(other), current["id"]))}),
-        400, "signature_invalid")
-    refused(w.client.post(path, headers=w.h(w.other_operator), json={"public_key": fresh}),
-            403, "forbidden")
-    refused(w.client.post(path, headers=w.h(w.regulator), json={"public_key": fresh}),
-            403, "forbidden")
-    refused(w.client.post(path, headers=w.h(w.bureau), json={"public_key": "abc"}),
-            400, "invalid_public_key")
-    refused(w.client.post(path, headers=w.h(w.bureau),
-                          json={"public_key": current["public_key"]}), 409, "conflict",
-            current["id"])
-    assert w.client.post("/v1/principals/o-nobody/keys", headers=w.h(w.bureau),
-                         json={"public_key": fresh}).status_code == 404
+    refused(
+        w.client.post(
+            path,
+            headers=w.h(w.operator),
+            json={
+                "public_key": public_key_b64(other),
+                "signature": sign(
+                    other, rotation_bytes(op_id, public_key_b64(other), current["id"])
+                ),
+            },
+        ),
+        400,
+        "signature_invalid",
+    )
+    refused(
+        w.client.post(path, headers=w.h(w.other_operator), json={"public_key": fresh}),
+        403,
+        "forbidden",
+    )
+    refused(
+        w.client.post(path, headers=w.h(w.regulator), json={"public_key": fresh}), 403, "forbidden"
+    )
+    refused(
+        w.client.post(path, headers=w.h(w.bureau), json={"public_key": "abc"}),
+        400,
+        "invalid_public_key",
+    )
+    refused(
+        w.client.post(path, headers=w.h(w.bureau), json={"public_key": current["public_key"]}),
+        409,
+        "conflict",
+        current["id"],
+    )
+    assert (
+        w.client.post(
+            "/v1/principals/o-nobody/keys", headers=w.h(w.bureau), json={"public_key": fresh}
+        ).status_code
+        == 404
+    )
     for who in ("other_operator", "provider"):
         refused(w.client.get(path, headers=w.h(getattr(w, who))), 403, "forbidden")
     assert keys_of(w, op_id) == [current]
@@ -256,11 +368,22 @@ def test_a_first_key_is_registered_by_the_bureau(local_world: World) -> None:
     op = new_operator(w)
     key = generate_private_key()
     path = f"/v1/principals/{op['id']}/keys"
-    refused(w.client.post(path, headers=auth(op["token"]),
-                          json={"public_key": public_key_b64(key), "signature": "AAAA"}),
-            403, "forbidden", "bureau registers")
-    assert w.client.post(path, headers=w.h(w.bureau),
-                         json={"public_key": public_key_b64(key)}).status_code == 201
+    refused(
+        w.client.post(
+            path,
+            headers=auth(op["token"]),
+            json={"public_key": public_key_b64(key), "signature": "AAAA"},
+        ),
+        403,
+        "forbidden",
+        "bureau registers",
+    )
+    assert (
+        w.client.post(
+            path, headers=w.h(w.bureau), json={"public_key": public_key_b64(key)}
+        ).status_code
+        == 201
+    )
     assert activate(w, op["token"], key)
 
 
@@ -274,8 +397,7 @@ def test_token_rotation_invalidates_the_old_token(local_world: World) -> None:
     assert r.status_code == 200, r.text
     new = r.json()["token"]
     assert new != old and new.startswith("sbx_")
-    refused(w.client.get("/v1/me", headers=auth(old)), 401, "token_revoked",
-            "POST /v1/me/token")
+    refused(w.client.get("/v1/me", headers=auth(old)), 401, "token_revoked", "POST /v1/me/token")
     refused(w.client.get("/v1/datasets", headers=auth(old)), 401, "token_revoked")
     assert w.client.get("/v1/me", headers=auth(new)).json()["id"] == w.operator["id"]
     events = w.client.get("/v1/ledger/entries", headers=w.h(w.regulator)).json()["entries"]
@@ -289,12 +411,21 @@ def test_the_bureau_revokes_tokens_and_may_reissue_one(local_world: World) -> No
     op_id, token = w.operator["id"], w.operator["token"]
     path = f"/v1/principals/{op_id}/revoke-tokens"
     for who in ("operator", "regulator", "provider"):
-        refused(w.client.post(path, headers=w.h(getattr(w, who)), json={"reason": "x"}),
-                403, "forbidden")
+        refused(
+            w.client.post(path, headers=w.h(getattr(w, who)), json={"reason": "x"}),
+            403,
+            "forbidden",
+        )
     refused(w.client.post(path, headers=w.h(w.bureau), json={}), 400, "invalid_request")
     me = w.client.get("/v1/me", headers=w.h(w.bureau)).json()["id"]
-    refused(w.client.post(f"/v1/principals/{me}/revoke-tokens", headers=w.h(w.bureau),
-                          json={"reason": "x"}), 403, "forbidden", "/v1/me/token")
+    refused(
+        w.client.post(
+            f"/v1/principals/{me}/revoke-tokens", headers=w.h(w.bureau), json={"reason": "x"}
+        ),
+        403,
+        "forbidden",
+        "/v1/me/token",
+    )
 
     r = w.client.post(path, headers=w.h(w.bureau), json={"reason": "令牌泄露"})
     assert r.status_code == 200 and r.json()["token"] is None, r.text
@@ -303,8 +434,7 @@ def test_the_bureau_revokes_tokens_and_may_reissue_one(local_world: World) -> No
     reissued = r.json()["token"]
     assert w.client.get("/v1/me", headers=auth(reissued)).json()["id"] == op_id
     refused(w.client.get("/v1/me", headers=auth(token)), 401, "token_revoked")
-    assert event_types(w, op_id)[-2:] == ["principal.tokens_revoked",
-                                          "principal.tokens_revoked"]
+    assert event_types(w, op_id)[-2:] == ["principal.tokens_revoked", "principal.tokens_revoked"]
 
 
 # --- suspension of principals --------------------------------------------------------------
@@ -315,38 +445,78 @@ def test_a_suspended_operator_is_refused_everywhere_but_me(local_world: World) -
     op_id = w.operator["id"]
     cid = w.active_contract()
     for who in ("operator", "provider", "other_operator"):
-        refused(w.client.post(f"/v1/principals/{op_id}/suspend", headers=w.h(getattr(w, who)),
-                              json={"reason": "x"}), 403, "forbidden")
-    r = w.client.post(f"/v1/principals/{op_id}/suspend", headers=w.h(w.regulator),
-                      json={"reason": "涉嫌违规查询"})
+        refused(
+            w.client.post(
+                f"/v1/principals/{op_id}/suspend",
+                headers=w.h(getattr(w, who)),
+                json={"reason": "x"},
+            ),
+            403,
+            "forbidden",
+        )
+    r = w.client.post(
+        f"/v1/principals/{op_id}/suspend", headers=w.h(w.regulator), json={"reason": "涉嫌违规查询"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "suspended", r.text
 
     me = w.client.get("/v1/me", headers=w.h(w.operator))
     assert me.status_code == 200
-    assert me.json() == {"id": op_id, "name": w.operator["name"], "role": "operator",
-                         "status": "suspended", "status_reason": "涉嫌违规查询"}
+    assert me.json() == {
+        "id": op_id,
+        "name": w.operator["name"],
+        "role": "operator",
+        "status": "suspended",
+        "status_reason": "涉嫌违规查询",
+    }
     for method, path, body in (
-            ("GET", "/v1/datasets", None), ("GET", f"/v1/contracts/{cid}", None),
-            ("POST", "/v1/jobs", {"contract_id": cid, "code": COUNT_CODE}),
-            ("POST", "/v1/contracts", APPLICATION), ("POST", "/v1/me/token", None),
-            ("GET", f"/v1/principals/{op_id}", None), ("GET", "/v1/bills?period=2026-01", None)):
+        ("GET", "/v1/datasets", None),
+        ("GET", f"/v1/contracts/{cid}", None),
+        ("POST", "/v1/jobs", {"contract_id": cid, "code": COUNT_CODE}),
+        ("POST", "/v1/contracts", APPLICATION),
+        ("POST", "/v1/me/token", None),
+        ("GET", f"/v1/principals/{op_id}", None),
+        ("GET", "/v1/bills?period=2026-01", None),
+    ):
         r = w.client.request(method, path, json=body, headers=w.h(w.operator))
         refused(r, 403, "principal_suspended", "涉嫌违规查询", "GET /v1/me")
 
-    refused(w.client.post(f"/v1/principals/{op_id}/suspend", headers=w.h(w.bureau),
-                          json={"reason": "again"}), 409, "conflict")
-    refused(w.client.post(f"/v1/principals/{op_id}/resume", headers=w.h(w.bureau),
-                          json={"reason": "x"}), 403, "forbidden", "only the regulator")
-    r = w.client.post(f"/v1/principals/{op_id}/resume", headers=w.h(w.regulator),
-                      json={"reason": "核查无误"})
+    refused(
+        w.client.post(
+            f"/v1/principals/{op_id}/suspend", headers=w.h(w.bureau), json={"reason": "again"}
+        ),
+        409,
+        "conflict",
+    )
+    refused(
+        w.client.post(
+            f"/v1/principals/{op_id}/resume", headers=w.h(w.bureau), json={"reason": "x"}
+        ),
+        403,
+        "forbidden",
+        "only the regulator",
+    )
+    r = w.client.post(
+        f"/v1/principals/{op_id}/resume", headers=w.h(w.regulator), json={"reason": "核查无误"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "active"
     assert [(h["status"], h["reason"]) for h in r.json()["history"]] == [
-        ("active", "created"), ("suspended", "涉嫌违规查询"), ("active", "核查无误")]
+        ("active", "created"),
+        ("suspended", "涉嫌违规查询"),
+        ("active", "核查无误"),
+    ]
     assert w.run(cid, COUNT_CODE).json()["status"] == "succeeded"
     assert w.client.get("/v1/me", headers=w.h(w.operator)).json() == {
-        "id": op_id, "name": w.operator["name"], "role": "operator"}
-    refused(w.client.post(f"/v1/principals/{op_id}/resume", headers=w.h(w.regulator),
-                          json={"reason": "x"}), 409, "conflict")
+        "id": op_id,
+        "name": w.operator["name"],
+        "role": "operator",
+    }
+    refused(
+        w.client.post(
+            f"/v1/principals/{op_id}/resume", headers=w.h(w.regulator), json={"reason": "x"}
+        ),
+        409,
+        "conflict",
+    )
     assert event_types(w, op_id)[-2:] == ["principal.suspended", "principal.resumed"]
 
 
@@ -354,24 +524,44 @@ def test_the_bureau_resumes_a_provider_it_suspended(local_world: World) -> None:
     w = local_world
     pid = w.provider["id"]
     cid = w.client.post("/v1/contracts", json=APPLICATION, headers=w.h(w.operator)).json()["id"]
-    w.client.post(f"/v1/principals/{pid}/suspend", headers=w.h(w.bureau),
-                  json={"reason": "人员变动"})
-    refused(w.client.post(f"/v1/contracts/{cid}/approve", headers=w.h(w.provider)), 403,
-            "principal_suspended")
-    r = w.client.post(f"/v1/principals/{pid}/resume", headers=w.h(w.bureau),
-                      json={"reason": "已交接"})
+    w.client.post(
+        f"/v1/principals/{pid}/suspend", headers=w.h(w.bureau), json={"reason": "人员变动"}
+    )
+    refused(
+        w.client.post(f"/v1/contracts/{cid}/approve", headers=w.h(w.provider)),
+        403,
+        "principal_suspended",
+    )
+    r = w.client.post(
+        f"/v1/principals/{pid}/resume", headers=w.h(w.bureau), json={"reason": "已交接"}
+    )
     assert r.status_code == 200, r.text
-    assert w.client.post(f"/v1/contracts/{cid}/approve",
-                         headers=w.h(w.provider)).json()["status"] == "approved"
+    assert (
+        w.client.post(f"/v1/contracts/{cid}/approve", headers=w.h(w.provider)).json()["status"]
+        == "approved"
+    )
 
 
 def test_the_bureau_and_the_regulator_cannot_be_suspended(local_world: World) -> None:
     w = local_world
     bureau_id = w.client.get("/v1/me", headers=w.h(w.bureau)).json()["id"]
-    refused(w.client.post(f"/v1/principals/{bureau_id}/suspend", headers=w.h(w.regulator),
-                          json={"reason": "x"}), 403, "forbidden", "operators and providers")
-    refused(w.client.post(f"/v1/principals/{w.regulator['id']}/suspend",
-                          headers=w.h(w.bureau), json={"reason": "x"}), 403, "forbidden")
+    refused(
+        w.client.post(
+            f"/v1/principals/{bureau_id}/suspend", headers=w.h(w.regulator), json={"reason": "x"}
+        ),
+        403,
+        "forbidden",
+        "operators and providers",
+    )
+    refused(
+        w.client.post(
+            f"/v1/principals/{w.regulator['id']}/suspend",
+            headers=w.h(w.bureau),
+            json={"reason": "x"},
+        ),
+        403,
+        "forbidden",
+    )
     assert w.client.get("/v1/me", headers=w.h(w.bureau)).status_code == 200
 
 
@@ -383,11 +573,15 @@ def test_principals_are_read_by_themselves_and_overseers(local_world: World) -> 
         assert r.status_code == 200, r.text
         body = r.json()
         assert (body["id"], body["status"], body["license_no"]) == (
-            op_id, "active", "授权运营-2026-001")
+            op_id,
+            "active",
+            "授权运营-2026-001",
+        )
         assert body["key_id"] == keys_of(w, op_id)[0]["id"]
     for who in ("other_operator", "provider"):
-        refused(w.client.get(f"/v1/principals/{op_id}", headers=w.h(getattr(w, who))), 403,
-                "forbidden")
+        refused(
+            w.client.get(f"/v1/principals/{op_id}", headers=w.h(getattr(w, who))), 403, "forbidden"
+        )
     assert w.client.get("/v1/principals/o-nobody", headers=w.h(w.bureau)).status_code == 404
 
 
@@ -395,8 +589,7 @@ def test_principals_are_read_by_themselves_and_overseers(local_world: World) -> 
 
 
 def sdk(w: World, token: str, key: Ed25519PrivateKey | None = None) -> SandboxClient:
-    return SandboxClient("http://testserver", token=token, signing_key=key,
-                         http_client=w.client)
+    return SandboxClient("http://testserver", token=token, signing_key=key, http_client=w.client)
 
 
 def test_the_client_drives_the_whole_lifecycle(local_world: World) -> None:
@@ -404,34 +597,49 @@ def test_the_client_drives_the_whole_lifecycle(local_world: World) -> None:
     bureau, regulator = sdk(w, w.bureau), sdk(w, w.regulator["token"])
     provider = sdk(w, w.provider["token"])
     key = generate_private_key()
-    made = bureau.create_principal("客户端运营公司", "operator", license_no="授权运营-2026-020",
-                                   public_key=key.public_key(),
-                                   license_valid_to=dt.datetime(2029, 1, 1,
-                                                                tzinfo=dt.UTC))
+    made = bureau.create_principal(
+        "客户端运营公司",
+        "operator",
+        license_no="授权运营-2026-020",
+        public_key=key.public_key(),
+        license_valid_to=dt.datetime(2029, 1, 1, tzinfo=dt.UTC),
+    )
     assert made["license_valid_to"] == "2029-01-01T00:00:00Z" and made["key_id"]
     op = sdk(w, made["token"], key)
 
-    draft = op.apply_contract(GRANTS, "初稿", "commercial", "2026-01-01T00:00:00Z",
-                              "2030-01-01T00:00:00Z", draft=True)
+    draft = op.apply_contract(
+        GRANTS, "初稿", "commercial", "2026-01-01T00:00:00Z", "2030-01-01T00:00:00Z", draft=True
+    )
     cid = draft["id"]
     assert draft["status"] == "draft"
-    edited = op.edit_contract(cid, GRANTS, "养老规划", "public_interest",
-                              "2026-01-01T00:00:00Z", "2030-01-01T00:00:00Z",
-                              quotas={"jobs_per_day": 50})
+    edited = op.edit_contract(
+        cid,
+        GRANTS,
+        "养老规划",
+        "public_interest",
+        "2026-01-01T00:00:00Z",
+        "2030-01-01T00:00:00Z",
+        quotas={"jobs_per_day": 50},
+    )
     assert edited["document"]["purpose_class"] == "public_interest"
     assert op.submit_contract(cid)["status"] == "pending_approval"
     provider.approve_contract(cid)
     bureau.sign_contract(cid)
     assert op.sign_contract(cid)["status"] == "active"
 
-    amended = op.amend_contract(cid, GRANTS, "养老规划（扩展）", "public_interest",
-                                "2026-01-01T00:00:00Z", "2031-01-01T00:00:00Z")
+    amended = op.amend_contract(
+        cid,
+        GRANTS,
+        "养老规划（扩展）",
+        "public_interest",
+        "2026-01-01T00:00:00Z",
+        "2031-01-01T00:00:00Z",
+    )
     assert amended["amendment"] == {"version": 2, "status": "pending_approval"}
     provider.approve_contract(cid)
     bureau.sign_contract(cid)
     activated = op.sign_contract(cid)  # signs the amendment in progress
-    assert (activated["version"], activated["document"]["valid_to"]) == (
-        2, "2031-01-01T00:00:00Z")
+    assert (activated["version"], activated["document"]["valid_to"]) == (2, "2031-01-01T00:00:00Z")
     assert op.contract_version(cid, 1)["status"] == "superseded"
 
     new_key = generate_private_key()
@@ -447,8 +655,10 @@ def test_the_client_drives_the_whole_lifecycle(local_world: World) -> None:
 
     assert regulator.suspend_contract(cid, "抽查")["status"] == "suspended"
     assert regulator.resume_contract(cid, "正常")["status"] == "active"
-    assert bureau.update_license(made["id"], "授权运营-2027-020",
-                                 "2030-06-30T00:00:00Z")["license_no"] == "授权运营-2027-020"
+    assert (
+        bureau.update_license(made["id"], "授权运营-2027-020", "2030-06-30T00:00:00Z")["license_no"]
+        == "授权运营-2027-020"
+    )
     assert regulator.suspend_principal(made["id"], "核查")["status"] == "suspended"
     assert op.me()["status"] == "suspended"
     assert regulator.resume_principal(made["id"], "核查完毕")["status"] == "active"

@@ -8,11 +8,15 @@ from typing import Any
 
 from conftest import World
 
-SMALL = ('emit("t", table("population").filter(col("district") == "北山区")'
-         '.group_by("hukou_type", "gender").agg(n=count()).collect())')
+SMALL = (
+    'emit("t", table("population").filter(col("district") == "北山区")'
+    '.group_by("hukou_type", "gender").agg(n=count()).collect())'
+)
 COUNT = 'emit("n", table("population").agg(n=count()).collect())'
-ONE_DAY = ('emit("t", table("population").filter(col("birth_date") == "1980-04-21")'
-           '.agg(n=count()).collect())')
+ONE_DAY = (
+    'emit("t", table("population").filter(col("birth_date") == "1980-04-21")'
+    ".agg(n=count()).collect())"
+)
 
 
 def get(w: World, path: str, who: Any) -> Any:
@@ -28,8 +32,10 @@ def test_contract_listing_follows_who_may_read_and_carries_history(local_world: 
     w = local_world
     mine = w.active_contract()
     theirs = w.active_contract(operator="other_operator")
+
     def ids(who: dict[str, Any]) -> set[str]:
         return {c["id"] for c in get(w, "/v1/contracts", who).json()["contracts"]}
+
     assert ids(w.operator) == {mine} and ids(w.other_operator) == {theirs}
     assert ids(w.regulator) == ids(w.bureau) == {mine, theirs} == ids(w.provider)
     listed = get(w, f"/v1/contracts?operator_id={w.operator['id']}", w.regulator).json()
@@ -61,7 +67,9 @@ def test_job_listing_shows_code_and_signatures_to_the_regulator_only(local_world
     by_operator = get(w, f"/v1/jobs?operator_id={w.operator['id']}", w.regulator).json()["jobs"]
     assert [j["id"] for j in by_operator] == [job["id"]]
     period = job["finished_at"][:7]
-    assert len(get(w, f"/v1/jobs?period={period}&status=succeeded", w.regulator).json()["jobs"]) == 2
+    assert (
+        len(get(w, f"/v1/jobs?period={period}&status=succeeded", w.regulator).json()["jobs"]) == 2
+    )
     exported = rows_of(get(w, "/v1/jobs?format=csv", w.regulator))
     assert {r["code"] for r in exported} == {COUNT}
     assert get(w, "/v1/jobs", w.bureau).status_code == 403
@@ -87,7 +95,8 @@ def test_releases_report_suppressions_with_contributor_counts(local_world: World
     assert primary["rule"] == "min_contributors" and primary["contributors"] < 10
     exported = rows_of(get(w, f"/v1/releases?period={period}&format=csv", w.regulator))
     assert exported[0]["job_id"] == job["id"] and exported[0]["left_out"] == str(
-        grouped["left_out"])
+        grouped["left_out"]
+    )
     assert "contributors" in exported[1]["suppressed"]
     assert get(w, f"/v1/releases?period={period}", w.operator).status_code == 403
 

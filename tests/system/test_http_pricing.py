@@ -14,16 +14,16 @@ COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
 JOBS = {
     "count": COUNT_CODE,
     "grouped": 'emit("t", table("population").group_by("district").agg(n=count(), '
-               'avg=mean("income")).collect())',
+    'avg=mean("income")).collect())',
     "two scans and a scalar": 'a = table("population").agg(n=count()).collect()\n'
-                              'b = table("population").filter(col("gender") == "女")'
-                              '.agg(n=count()).collect()\n'
-                              'emit("a", a)\nemit("b", b)\nemit("share", 0.5)\n',
+    'b = table("population").filter(col("gender") == "女")'
+    ".agg(n=count()).collect()\n"
+    'emit("a", a)\nemit("b", b)\nemit("share", 0.5)\n',
     "no data": 'emit("x", 1)',
     "fails after a scan": 'a = table("population").agg(n=count()).collect()\nx = 1 / 0\n',
     "collects in a loop": 'for d in ["城关区", "湖滨区"]:\n'
-                          '    emit(d, table("population").filter(col("district") == d)'
-                          '.agg(n=count()).collect())\n',
+    '    emit(d, table("population").filter(col("district") == d)'
+    ".agg(n=count()).collect())\n",
 }
 FEN = Decimal("0.01")
 
@@ -46,8 +46,9 @@ def expected_amount(unit: str, quantity: Any, level: str | None = None) -> Decim
 
 
 def lines(charge: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {(ln["unit"] + (":" + ln["level"] if "level" in ln else "")): ln
-            for ln in charge["lines"]}
+    return {
+        (ln["unit"] + (":" + ln["level"] if "level" in ln else "")): ln for ln in charge["lines"]
+    }
 
 
 def this_month() -> str:
@@ -59,8 +60,9 @@ def spend(w: World, cid: str) -> dict[str, int]:
 
 
 def quote(w: World, cid: str, code: str) -> dict[str, Any]:
-    r = w.client.post("/v1/quotes", json={"contract_id": cid, "code": code},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        "/v1/quotes", json={"contract_id": cid, "code": code}, headers=w.h(w.operator)
+    )
     assert r.status_code == 200, r.text
     return r.json()["quote"]
 
@@ -106,7 +108,8 @@ def test_commercial_charge_follows_the_schedule(local_world: World) -> None:
     q = lines(job["quote"])
     assert q["rows:L3"]["quantity"] == 2 * rows and q["output"]["quantity"] == 3
     assert Decimal(q["compute_seconds"]["quantity"]) == Decimal(
-        str(w.ctx.settings.job_wall_seconds))
+        str(w.ctx.settings.job_wall_seconds)
+    )
 
 
 def test_rows_are_priced_by_level(local_world: World, city: Any) -> None:
@@ -115,10 +118,14 @@ def test_rows_are_priced_by_level(local_world: World, city: Any) -> None:
     assert w.ingest("enterprises", ent.table, "L2", ent.columns).status_code == 201
     small = ent.table.slice(0, 50)
     assert w.ingest("open_list", small, "L1", ent.columns).status_code == 201
-    cid = w.active_contract({"enterprises": {"industry": ["group_by"]},
-                             "open_list": {"industry": ["group_by"]}})
-    job = w.run(cid, 'a = table("enterprises").agg(n=count()).collect()\n'
-                     'b = table("open_list").agg(n=count()).collect()\nemit("a", a)\n').json()
+    cid = w.active_contract(
+        {"enterprises": {"industry": ["group_by"]}, "open_list": {"industry": ["group_by"]}}
+    )
+    job = w.run(
+        cid,
+        'a = table("enterprises").agg(n=count()).collect()\n'
+        'b = table("open_list").agg(n=count()).collect()\nemit("a", a)\n',
+    ).json()
     assert job["status"] == "succeeded", job
     got = lines(job["charge"])
     assert got["rows:L2"]["quantity"] == ent.table.num_rows
@@ -157,8 +164,9 @@ def test_bills_add_up_by_period_and_operator(local_world: World) -> None:
     for charge, job in zip(bill["charges"], jobs):
         assert charge["amount"] == job["charge"]["amount"]
         assert money(charge["amount"]) == sum(money(ln["amount"]) for ln in charge["lines"])
-    assert money(bill["total"]) == sum(money(ln["amount"]) for c in bill["charges"]
-                                       for ln in c["lines"])
+    assert money(bill["total"]) == sum(
+        money(ln["amount"]) for c in bill["charges"] for ln in c["lines"]
+    )
     assert money(bill["total"]) == sum(money(j["charge"]["amount"]) for j in jobs)
     assert money(bill["list_total"]) == sum(money(c["list_amount"]) for c in bill["charges"])
     assert spend(w, mine)["spent_fen"] == int(money(bill["total"]) * 100)
@@ -185,11 +193,14 @@ def test_spend_cap_refuses_the_job_beyond_it(local_world: World) -> None:
     assert before["reserved_fen"] == 0
     left = per_job * allowed - Decimal(before["spent_fen"]) / 100
     assert left < per_job, "the cap must now be too small for one more quote"
-    submitted = sum(e["event"]["type"] == "job.submitted" for e in w.client.get(
-        "/v1/ledger/entries", headers=w.h(w.regulator)).json()["entries"])
+    submitted = sum(
+        e["event"]["type"] == "job.submitted"
+        for e in w.client.get("/v1/ledger/entries", headers=w.h(w.regulator)).json()["entries"]
+    )
 
-    r = w.client.post("/v1/jobs?wait=true", json={"contract_id": cid, "code": COUNT_CODE},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        "/v1/jobs?wait=true", json={"contract_id": cid, "code": COUNT_CODE}, headers=w.h(w.operator)
+    )
     assert r.status_code == 429, r.text
     err = r.json()
     assert err["code"] == "quota_exceeded" and "job_id" not in err
@@ -208,20 +219,30 @@ def test_current_schedule_is_the_latest_in_force(local_world: World) -> None:
     cid = w.active_contract()
     old_job = w.run(cid, COUNT_CODE).json()
 
-    newer = {**SCHEDULE, "name": "2026 调价", "items": [{"unit": "call", "price": "3.00"}],
-             "effective_from": (now - dt.timedelta(days=1)).isoformat()}
+    newer = {
+        **SCHEDULE,
+        "name": "2026 调价",
+        "items": [{"unit": "call", "price": "3.00"}],
+        "effective_from": (now - dt.timedelta(days=1)).isoformat(),
+    }
     r = w.client.post("/v1/price-schedules", json=newer, headers=w.h(w.bureau))
     assert r.status_code == 201, r.text
     published = r.json()
-    future = {**SCHEDULE, "name": "明年标准", "items": [{"unit": "call", "price": "9.00"}],
-              "effective_from": (now + dt.timedelta(days=365)).isoformat()}
-    assert w.client.post("/v1/price-schedules", json=future,
-                         headers=w.h(w.bureau)).status_code == 201
+    future = {
+        **SCHEDULE,
+        "name": "明年标准",
+        "items": [{"unit": "call", "price": "9.00"}],
+        "effective_from": (now + dt.timedelta(days=365)).isoformat(),
+    }
+    assert (
+        w.client.post("/v1/price-schedules", json=future, headers=w.h(w.bureau)).status_code == 201
+    )
 
     current = w.client.get("/v1/price-schedules/current").json()
     assert current["id"] == published["id"] != first["id"]
     assert current["name"] == "2026 调价" and current["items"] == [
-        {"unit": "call", "price": "3.00"}]
+        {"unit": "call", "price": "3.00"}
+    ]
     assert current["effective_from"].endswith("Z")
     q = quote(w, cid, COUNT_CODE)
     assert [(ln["unit"], ln["amount"]) for ln in q["lines"]] == [("call", "3.00")]
@@ -231,40 +252,54 @@ def test_current_schedule_is_the_latest_in_force(local_world: World) -> None:
     assert lines(again["charge"])["call"]["amount"] == "2.00"
 
 
-@pytest.mark.parametrize("items,needle", [
-    ([{"unit": "call", "price": "2.00"}, {"unit": "minutes", "price": "1.00"}], "items[1].unit"),
-    ([{"unit": "call", "price": 2.0}], "items[0].price"),
-    ([{"unit": "call", "price": "-1.00"}], "items[0].price"),
-    ([{"unit": "call", "price": "0.001"}], "items[0].price"),
-    ([{"unit": "call", "price": "2.00"}, {"unit": "rows", "price": "0.1", "per": 0}],
-     "items[1].per"),
-    ([{"unit": "call", "price": "2.00", "level": "L3"}], "items[0].level"),
-    ([{"unit": "call", "price": "2.00"}, {"unit": "call", "price": "3.00"}], "items[1]"),
-    ([{"unit": "output"}], "items[0].price"),
-    ([], "items"),
-])
-def test_invalid_schedule_is_refused_naming_the_item(local_world: World, items: list[Any],
-                                                     needle: str) -> None:
+@pytest.mark.parametrize(
+    "items,needle",
+    [
+        (
+            [{"unit": "call", "price": "2.00"}, {"unit": "minutes", "price": "1.00"}],
+            "items[1].unit",
+        ),
+        ([{"unit": "call", "price": 2.0}], "items[0].price"),
+        ([{"unit": "call", "price": "-1.00"}], "items[0].price"),
+        ([{"unit": "call", "price": "0.001"}], "items[0].price"),
+        (
+            [{"unit": "call", "price": "2.00"}, {"unit": "rows", "price": "0.1", "per": 0}],
+            "items[1].per",
+        ),
+        ([{"unit": "call", "price": "2.00", "level": "L3"}], "items[0].level"),
+        ([{"unit": "call", "price": "2.00"}, {"unit": "call", "price": "3.00"}], "items[1]"),
+        ([{"unit": "output"}], "items[0].price"),
+        ([], "items"),
+    ],
+)
+def test_invalid_schedule_is_refused_naming_the_item(
+    local_world: World, items: list[Any], needle: str
+) -> None:
     w = local_world
     before = w.client.get("/v1/price-schedules/current").json()
-    r = w.client.post("/v1/price-schedules", json={**SCHEDULE, "items": items},
-                      headers=w.h(w.bureau))
+    r = w.client.post(
+        "/v1/price-schedules", json={**SCHEDULE, "items": items}, headers=w.h(w.bureau)
+    )
     assert r.status_code == 400, r.text
     assert r.json()["code"] == "invalid_price_schedule"
     assert r.json()["error"].startswith(needle), r.json()["error"]
     assert w.client.get("/v1/price-schedules/current").json() == before
 
 
-@pytest.mark.parametrize("body,needle", [
-    ({**SCHEDULE, "effective_from": "2026-01-01T00:00:00"}, "effective_from"),
-    ({**SCHEDULE, "effective_from": "下个月"}, "effective_from"),
-    ({**SCHEDULE, "name": " "}, "name"),
-    ({**SCHEDULE, "currency": "USD"}, "currency"),
-])
-def test_invalid_schedule_fields_are_named(local_world: World, body: dict[str, Any],
-                                           needle: str) -> None:
-    r = local_world.client.post("/v1/price-schedules", json=body,
-                                headers=local_world.h(local_world.bureau))
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ({**SCHEDULE, "effective_from": "2026-01-01T00:00:00"}, "effective_from"),
+        ({**SCHEDULE, "effective_from": "下个月"}, "effective_from"),
+        ({**SCHEDULE, "name": " "}, "name"),
+        ({**SCHEDULE, "currency": "USD"}, "currency"),
+    ],
+)
+def test_invalid_schedule_fields_are_named(
+    local_world: World, body: dict[str, Any], needle: str
+) -> None:
+    r = local_world.client.post(
+        "/v1/price-schedules", json=body, headers=local_world.h(local_world.bureau)
+    )
     assert r.status_code == 400, r.text
     assert r.json()["error"].startswith(needle)
-

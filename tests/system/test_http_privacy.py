@@ -18,8 +18,10 @@ from sandbox.pipeline import execution, settlement
 from sandbox.pipeline.driver import JobResult
 
 PRIVATE = {"population": {"epsilon": "0.5", "per_job_epsilon": "0.2"}}
-BY_DISTRICT = ("emit('t', table('population').group_by('district')"
-               ".agg(n=count(), avg_income=mean('income')).collect())")
+BY_DISTRICT = (
+    "emit('t', table('population').group_by('district')"
+    ".agg(n=count(), avg_income=mean('income')).collect())"
+)
 
 
 def budget(w: World, cid: str, who: str | dict[str, Any] | None = None) -> dict[str, str]:
@@ -34,11 +36,17 @@ def ledger(w: World, kind: str) -> list[dict[str, Any]]:
 
 
 def test_a_private_dataset_releases_noisy_counts_and_spends_the_per_job_epsilon(
-        local_world: World, city: Any) -> None:
+    local_world: World, city: Any
+) -> None:
     w = local_world
     cid = w.active_contract(privacy=PRIVATE)
-    assert budget(w, cid) == {"total": "0.5", "spent": "0", "reserved": "0", "remaining": "0.5",
-                              "per_job_epsilon": "0.2"}
+    assert budget(w, cid) == {
+        "total": "0.5",
+        "spent": "0",
+        "reserved": "0",
+        "remaining": "0.5",
+        "per_job_epsilon": "0.2",
+    }
     job = w.run(cid, BY_DISTRICT).json()
     assert job["status"] == "succeeded", job
     truth = dict(zip(*_counts(city["population"].table)))
@@ -48,8 +56,13 @@ def test_a_private_dataset_releases_noisy_counts_and_spends_the_per_job_epsilon(
     assert all(abs(released[d] - truth[d]) < 300 for d in truth)
     assert any(released[d] != truth[d] for d in truth)
     assert job["usage"]["epsilon_by_dataset"] == {"population": "0.2"}
-    assert budget(w, cid) == {"total": "0.5", "spent": "0.2", "reserved": "0",
-                              "remaining": "0.3", "per_job_epsilon": "0.2"}
+    assert budget(w, cid) == {
+        "total": "0.5",
+        "spent": "0.2",
+        "reserved": "0",
+        "remaining": "0.3",
+        "per_job_epsilon": "0.2",
+    }
     view = w.client.get(f"/v1/contracts/{cid}", headers=w.h(w.operator)).json()
     assert view["privacy"]["population"]["remaining"] == "0.3"
     # The operator sees that noise was added and with which ε; contributors stay hidden.
@@ -73,9 +86,11 @@ def test_the_regulator_sees_epsilon_and_scale_of_every_noisy_release(local_world
     full = w.client.get(f"/v1/jobs/{job_id}", headers=w.h(w.regulator)).json()
     noise = full["disclosure"]["releases"][0]["noise"]
     assert [(n["column"], n["quantity"]) for n in noise] == [
-        ("n", "count"), ("avg_income", "count"), ("avg_income", "sum")]
-    assert all(n["rule"] == "differential_privacy" and n["mechanism"] == "laplace"
-               for n in noise)
+        ("n", "count"),
+        ("avg_income", "count"),
+        ("avg_income", "sum"),
+    ]
+    assert all(n["rule"] == "differential_privacy" and n["mechanism"] == "laplace" for n in noise)
     assert noise[0]["epsilon"] == "0.1" and noise[0]["scale"] == pytest.approx(10.0)
     assert noise[2]["sensitivity"] == 200_000
     assert noise[2]["scale"] == pytest.approx(200_000 / 0.05)
@@ -86,8 +101,9 @@ def test_a_job_past_the_budget_is_refused_before_it_runs(local_world: World) -> 
     w = local_world
     cid = w.active_contract(privacy=PRIVATE)
     code = "emit('n', table('population').agg(n=count()).collect())"
-    quote = w.client.post("/v1/quotes", headers=w.h(w.operator),
-                          json={"contract_id": cid, "code": code}).json()
+    quote = w.client.post(
+        "/v1/quotes", headers=w.h(w.operator), json={"contract_id": cid, "code": code}
+    ).json()
     assert quote["bounds"]["epsilon"] == {"population": "0.2"}
     assert quote["bounds"]["collect_sites"] == 1
     assert w.run(cid, code).json()["status"] == "succeeded"
@@ -99,7 +115,7 @@ def test_a_job_past_the_budget_is_refused_before_it_runs(local_world: World) -> 
     assert body["code"] == "privacy_budget_exceeded"
     assert "'population'" in body["error"] and "ε=0.1 left of its 0.5" in body["error"]
     assert '"epsilon": {"population": "0.1"}' in body["error"]
-    assert len(ledger(w, "job.submitted")) == submitted          # nothing was admitted
+    assert len(ledger(w, "job.submitted")) == submitted  # nothing was admitted
     assert budget(w, cid)["remaining"] == "0.1"
     # Declaring a smaller ε (more noise) fits what is left.
     job = w.run(cid, code, epsilon={"population": "0.1"}).json()
@@ -116,32 +132,48 @@ def test_a_job_that_fails_after_its_release_still_spends_epsilon(local_world: Wo
     # One that fails before any release gives its ε back.
     job = w.run(cid, "x = 1 / 0\nr = table('population').agg(n=count()).collect()").json()
     assert job["status"] == "failed"
-    assert budget(w, cid) == {"total": "0.5", "spent": "0.2", "reserved": "0",
-                              "remaining": "0.3", "per_job_epsilon": "0.2"}
+    assert budget(w, cid) == {
+        "total": "0.5",
+        "spent": "0.2",
+        "reserved": "0",
+        "remaining": "0.3",
+        "per_job_epsilon": "0.2",
+    }
     assert ledger(w, "privacy.refunded")[-1]["data"]["reason"] == "not used by the job"
 
 
-def test_a_service_fault_refunds_the_epsilon(local_world: World,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_service_fault_refunds_the_epsilon(
+    local_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = local_world
     cid = w.active_contract(privacy=PRIVATE)
 
     def broken(ctx: Any, spec: Any) -> Any:
-        assert spec.epsilon == {"population": "0.2"}     # the driver would have got its ε
+        assert spec.epsilon == {"population": "0.2"}  # the driver would have got its ε
         raise RuntimeError("worker lost")
 
     monkeypatch.setattr(execution, "execute", broken)
     job = w.run(cid, BY_DISTRICT).json()
     assert job["status"] == "failed" and job["error"]["fault"] == "service"
-    assert budget(w, cid) == {"total": "0.5", "spent": "0", "reserved": "0", "remaining": "0.5",
-                              "per_job_epsilon": "0.2"}
+    assert budget(w, cid) == {
+        "total": "0.5",
+        "spent": "0",
+        "reserved": "0",
+        "remaining": "0.5",
+        "per_job_epsilon": "0.2",
+    }
     refund = ledger(w, "privacy.refunded")[-1]
-    assert refund["data"] == {"contract_id": cid, "dataset": "population", "epsilon": "0.2",
-                              "reason": "service fault"}
+    assert refund["data"] == {
+        "contract_id": cid,
+        "dataset": "population",
+        "epsilon": "0.2",
+        "reason": "service fault",
+    }
 
 
 def test_reserved_epsilon_shows_while_a_job_waits_and_comes_back_on_recovery(
-        local_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    local_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = local_world
     cid = w.active_contract(privacy=PRIVATE)
 
@@ -150,25 +182,38 @@ def test_reserved_epsilon_shows_while_a_job_waits_and_comes_back_on_recovery(
     assert job["status"] == "queued"
     assert budget(w, cid)["reserved"] == "0.2" and budget(w, cid)["remaining"] == "0.3"
     assert settlement.recover_interrupted(w.ctx) == 1
-    assert budget(w, cid) == {"total": "0.5", "spent": "0", "reserved": "0", "remaining": "0.5",
-                              "per_job_epsilon": "0.2"}
+    assert budget(w, cid) == {
+        "total": "0.5",
+        "spent": "0",
+        "reserved": "0",
+        "remaining": "0.5",
+        "per_job_epsilon": "0.2",
+    }
 
 
-def test_a_service_fault_refunds_even_after_a_release(local_world: World,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_service_fault_refunds_even_after_a_release(
+    local_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = local_world
     cid = w.active_contract(privacy=PRIVATE)
     monkeypatch.setattr(execution, "dispatch", lambda ctx, job_id: _done())
     job_id = w.run(cid, BY_DISTRICT).json()["id"]
-    faulted = JobResult(JobStatus.FAILED, {}, {"epsilon_by_dataset": {"population": "0.2"}},
-                        {"releases": []}, JobError("service_error", "the service failed",
-                                                   fault=Fault.SERVICE))
+    faulted = JobResult(
+        JobStatus.FAILED,
+        {},
+        {"epsilon_by_dataset": {"population": "0.2"}},
+        {"releases": []},
+        JobError("service_error", "the service failed", fault=Fault.SERVICE),
+    )
     settlement.settle_job(w.ctx, job_id, faulted)
     assert budget(w, cid)["spent"] == "0" and budget(w, cid)["remaining"] == "0.5"
     # The same usage without a service fault is charged.
     job_id = w.run(cid, BY_DISTRICT).json()["id"]
-    settlement.settle_job(w.ctx, job_id, dataclasses.replace(
-        faulted, error=JobError("job_code_error", "division by zero", 2)))
+    settlement.settle_job(
+        w.ctx,
+        job_id,
+        dataclasses.replace(faulted, error=JobError("job_code_error", "division by zero", 2)),
+    )
     assert budget(w, cid)["spent"] == "0.2"
 
 
@@ -182,10 +227,12 @@ def test_epsilon_in_a_submission_is_checked(local_world: World) -> None:
     w = local_world
     cid = w.active_contract(privacy=PRIVATE)
     code = "emit('n', table('population').agg(n=count()).collect())"
-    for epsilon, message in [({"population": 0.1}, "invalid_request"),
-                             ({"population": "0.0001"}, "at most 3 decimal places"),
-                             ({"population": "0.6"}, "privacy_budget_exceeded"),
-                             ({"enterprises": "0.1"}, "does not analyse")]:
+    for epsilon, message in [
+        ({"population": 0.1}, "invalid_request"),
+        ({"population": "0.0001"}, "at most 3 decimal places"),
+        ({"population": "0.6"}, "privacy_budget_exceeded"),
+        ({"enterprises": "0.1"}, "does not analyse"),
+    ]:
         r = w.run(cid, code, epsilon=epsilon)
         assert r.status_code in (400, 429), r.text
         assert message in r.text
@@ -194,14 +241,27 @@ def test_epsilon_in_a_submission_is_checked(local_world: World) -> None:
 
 def test_an_l4_dataset_is_granted_only_under_differential_privacy(local_world: World) -> None:
     w = local_world
-    table = pa.table({"resident_id": [f"4399{i:06d}" for i in range(50)],
-                      "district": ["城关区"] * 50, "benefit": [100 * (i % 7) for i in range(50)]})
-    columns = {"resident_id": {"role": "identifier"}, "district": {"role": "attribute"},
-               "benefit": {"role": "sensitive", "lower": 0, "upper": 1000}}
+    table = pa.table(
+        {
+            "resident_id": [f"4399{i:06d}" for i in range(50)],
+            "district": ["城关区"] * 50,
+            "benefit": [100 * (i % 7) for i in range(50)],
+        }
+    )
+    columns = {
+        "resident_id": {"role": "identifier"},
+        "district": {"role": "attribute"},
+        "benefit": {"role": "sensitive", "lower": 0, "upper": 1000},
+    }
     assert w.ingest("低保", table, "L4", columns).status_code == 201
     grants = {"低保": {"district": ["group_by"], "benefit": ["aggregate"]}}
-    body = {"datasets": grants, "purpose": "救助政策评估", "purpose_class": "public_interest",
-            "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z"}
+    body = {
+        "datasets": grants,
+        "purpose": "救助政策评估",
+        "purpose_class": "public_interest",
+        "valid_from": "2026-01-01T00:00:00Z",
+        "valid_to": "2030-01-01T00:00:00Z",
+    }
     r = w.client.post("/v1/contracts", json=body, headers=w.h(w.operator))
     assert r.status_code == 400 and r.json()["code"] == "contract_invalid"
     assert "classified L4" in r.json()["error"] and '"privacy"' in r.json()["error"]
@@ -214,16 +274,29 @@ def test_an_l4_dataset_is_granted_only_under_differential_privacy(local_world: W
 
 def test_a_dataset_with_several_rows_per_person_cannot_be_private(local_world: World) -> None:
     w = local_world
-    table = pa.table({"resident_id": [f"4399{i // 3:06d}" for i in range(60)],
-                      "months": [i % 12 for i in range(60)]})
-    columns = {"resident_id": {"role": "identifier"},
-               "months": {"role": "attribute", "lower": 0, "upper": 12}}
+    table = pa.table(
+        {
+            "resident_id": [f"4399{i // 3:06d}" for i in range(60)],
+            "months": [i % 12 for i in range(60)],
+        }
+    )
+    columns = {
+        "resident_id": {"role": "identifier"},
+        "months": {"role": "attribute", "lower": 0, "upper": 12},
+    }
     assert w.ingest("缴费记录", table, "L3", columns).status_code == 201
-    r = w.client.post("/v1/contracts", headers=w.h(w.operator), json={
-        "datasets": {"缴费记录": {"months": ["aggregate"]}}, "purpose": "社保缴费分析",
-        "purpose_class": "public_interest", "valid_from": "2026-01-01T00:00:00Z",
-        "valid_to": "2030-01-01T00:00:00Z",
-        "privacy": {"缴费记录": {"epsilon": "1", "per_job_epsilon": "0.1"}}})
+    r = w.client.post(
+        "/v1/contracts",
+        headers=w.h(w.operator),
+        json={
+            "datasets": {"缴费记录": {"months": ["aggregate"]}},
+            "purpose": "社保缴费分析",
+            "purpose_class": "public_interest",
+            "valid_from": "2026-01-01T00:00:00Z",
+            "valid_to": "2030-01-01T00:00:00Z",
+            "privacy": {"缴费记录": {"epsilon": "1", "per_job_epsilon": "0.1"}},
+        },
+    )
     assert r.status_code == 400, r.text
     assert "one row per person" in r.json()["error"]
 
@@ -249,16 +322,22 @@ def test_the_client_applies_for_privacy_terms_and_sets_epsilon(local_world: Worl
 
     w = local_world
     c = SandboxClient("http://testserver", token=w.operator["token"], http_client=w.client)
-    applied = c.apply_contract(GRANTS, "隐私保护统计", "public_interest",
-                               dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-                               "2030-01-01T00:00:00Z", privacy=PRIVATE,
-                               disclosure={"min_contributors": 20})
+    applied = c.apply_contract(
+        GRANTS,
+        "隐私保护统计",
+        "public_interest",
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "2030-01-01T00:00:00Z",
+        privacy=PRIVATE,
+        disclosure={"min_contributors": 20},
+    )
     assert applied["document"]["privacy"]["population"]["per_job_epsilon"] == "0.2"
     assert applied["document"]["disclosure"] == {"min_contributors": 20}
 
 
 def test_a_private_job_ends_at_a_whole_step_of_time_and_reports_that_step(
-        local_world: World) -> None:
+    local_world: World,
+) -> None:
     """How long the engine worked on private data shows neither in the report nor in when
     the result appears: both are whole steps of `timing_quantum_seconds` from the start."""
     w = local_world
@@ -269,6 +348,6 @@ def test_a_private_job_ends_at_a_whole_step_of_time_and_reports_that_step(
     job = w.run(cid, BY_DISTRICT).json()
     elapsed = time.monotonic() - started
     assert job["status"] == "succeeded", job
-    assert elapsed >= quantum                   # held to the step, though the work took less
+    assert elapsed >= quantum  # held to the step, though the work took less
     seconds = Decimal(job["usage"]["compute_seconds"])
     assert seconds > 0 and seconds % Decimal(repr(quantum)) == 0, seconds

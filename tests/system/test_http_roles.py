@@ -19,13 +19,17 @@ COUNT_CODE = 'emit("n", table("population").agg(n=count()).collect())'
 @dataclass
 class Setup:
     world: World
-    pending: str    # a contract waiting for approval
-    active: str     # an active contract of `operator`
+    pending: str  # a contract waiting for approval
+    active: str  # an active contract of `operator`
 
     def who(self, role: str) -> str:
         w = self.world
-        return {"bureau": w.bureau, "provider": w.provider["token"],
-                "operator": w.operator["token"], "regulator": w.regulator["token"]}[role]
+        return {
+            "bureau": w.bureau,
+            "provider": w.provider["token"],
+            "operator": w.operator["token"],
+            "regulator": w.regulator["token"],
+        }[role]
 
     def ledger_size(self) -> int:
         r = self.world.client.get("/v1/ledger/checkpoint", headers=auth(self.world.bureau))
@@ -36,10 +40,17 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any]) -> Iterator[Setup]:
     for w in make_world(tmp_path_factory.mktemp("roles"), city, "local"):
         active = w.active_contract()
-        r = w.client.post("/v1/contracts", headers=w.h(w.operator), json={
-            "datasets": {"population": {"district": ["group_by"]}}, "purpose": "人口结构研究",
-            "purpose_class": "public_interest", "valid_from": "2026-01-01T00:00:00Z",
-            "valid_to": "2030-01-01T00:00:00Z"})
+        r = w.client.post(
+            "/v1/contracts",
+            headers=w.h(w.operator),
+            json={
+                "datasets": {"population": {"district": ["group_by"]}},
+                "purpose": "人口结构研究",
+                "purpose_class": "public_interest",
+                "valid_from": "2026-01-01T00:00:00Z",
+                "valid_to": "2030-01-01T00:00:00Z",
+            },
+        )
         assert r.status_code == 201, r.text
         yield Setup(w, r.json()["id"], active)
 
@@ -47,51 +58,109 @@ def setup(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any]) -> Ite
 def _dataset_upload(s: Setup, token: str) -> Response:
     import pyarrow as pa
 
-    meta = {"name": "角色测试", "title": "角色测试", "provider_id": s.world.provider["id"],
-            "level": "L1", "columns": {"a": {"role": "attribute"}}}
-    return s.world.client.post("/v1/datasets", headers=auth(token),
-                               files={"file": ("t.parquet", parquet_bytes(pa.table({"a": [1]})))},
-                               data={"meta": json.dumps(meta, ensure_ascii=False)})
+    meta = {
+        "name": "角色测试",
+        "title": "角色测试",
+        "provider_id": s.world.provider["id"],
+        "level": "L1",
+        "columns": {"a": {"role": "attribute"}},
+    }
+    return s.world.client.post(
+        "/v1/datasets",
+        headers=auth(token),
+        files={"file": ("t.parquet", parquet_bytes(pa.table({"a": [1]})))},
+        data={"meta": json.dumps(meta, ensure_ascii=False)},
+    )
 
 
 # route name → (allowed roles, request made with a token)
 ROUTES: dict[str, tuple[set[str], Any]] = {
-    "create principal": ({"bureau"}, lambda s, t: s.world.client.post(
-        "/v1/principals", headers=auth(t), json={"name": "新单位", "role": "operator"})),
+    "create principal": (
+        {"bureau"},
+        lambda s, t: s.world.client.post(
+            "/v1/principals", headers=auth(t), json={"name": "新单位", "role": "operator"}
+        ),
+    ),
     "ingest dataset": ({"bureau"}, _dataset_upload),
-    "publish prices": ({"bureau"}, lambda s, t: s.world.client.post(
-        "/v1/price-schedules", headers=auth(t), json=SCHEDULE)),
-    "apply for contract": ({"operator"}, lambda s, t: s.world.client.post(
-        "/v1/contracts", headers=auth(t), json={
-            "datasets": {"population": {"district": ["group_by"]}}, "purpose": "研究",
-            "purpose_class": "commercial", "valid_from": "2026-01-01T00:00:00Z",
-            "valid_to": "2030-01-01T00:00:00Z"})),
-    "approve contract": ({"provider"}, lambda s, t: s.world.client.post(
-        f"/v1/contracts/{s.pending}/approve", headers=auth(t))),
-    "refuse contract": ({"provider"}, lambda s, t: s.world.client.post(
-        f"/v1/contracts/{s.pending}/refuse", headers=auth(t), json={"reason": "用途不明"})),
-    "sign contract": ({"bureau", "operator"}, lambda s, t: s.world.client.post(
-        f"/v1/contracts/{s.pending}/sign", headers=auth(t))),
-    "suspend contract": ({"bureau", "regulator"}, lambda s, t: s.world.client.post(
-        f"/v1/contracts/{s.active}/suspend", headers=auth(t), json={"reason": "检查"})),
-    "quote": ({"operator"}, lambda s, t: s.world.client.post(
-        "/v1/quotes", headers=auth(t), json={"contract_id": s.active, "code": COUNT_CODE})),
-    "submit job": ({"operator"}, lambda s, t: s.world.client.post(
-        "/v1/jobs", headers=auth(t), json={"contract_id": s.active, "code": COUNT_CODE})),
-    "bills": ({"operator", "bureau", "regulator"}, lambda s, t: s.world.client.get(
-        "/v1/bills?period=2026-01", headers=auth(t))),
-    "ledger checkpoint": ({"regulator", "bureau"}, lambda s, t: s.world.client.get(
-        "/v1/ledger/checkpoint", headers=auth(t))),
-    "ledger entries": ({"regulator", "bureau"}, lambda s, t: s.world.client.get(
-        "/v1/ledger/entries?start=0&end=2", headers=auth(t))),
-    "inclusion proof": ({"regulator", "bureau"}, lambda s, t: s.world.client.get(
-        "/v1/ledger/proofs/inclusion?index=0&size=2", headers=auth(t))),
-    "consistency proof": ({"regulator", "bureau"}, lambda s, t: s.world.client.get(
-        "/v1/ledger/proofs/consistency?first=1&second=2", headers=auth(t))),
+    "publish prices": (
+        {"bureau"},
+        lambda s, t: s.world.client.post("/v1/price-schedules", headers=auth(t), json=SCHEDULE),
+    ),
+    "apply for contract": (
+        {"operator"},
+        lambda s, t: s.world.client.post(
+            "/v1/contracts",
+            headers=auth(t),
+            json={
+                "datasets": {"population": {"district": ["group_by"]}},
+                "purpose": "研究",
+                "purpose_class": "commercial",
+                "valid_from": "2026-01-01T00:00:00Z",
+                "valid_to": "2030-01-01T00:00:00Z",
+            },
+        ),
+    ),
+    "approve contract": (
+        {"provider"},
+        lambda s, t: s.world.client.post(f"/v1/contracts/{s.pending}/approve", headers=auth(t)),
+    ),
+    "refuse contract": (
+        {"provider"},
+        lambda s, t: s.world.client.post(
+            f"/v1/contracts/{s.pending}/refuse", headers=auth(t), json={"reason": "用途不明"}
+        ),
+    ),
+    "sign contract": (
+        {"bureau", "operator"},
+        lambda s, t: s.world.client.post(f"/v1/contracts/{s.pending}/sign", headers=auth(t)),
+    ),
+    "suspend contract": (
+        {"bureau", "regulator"},
+        lambda s, t: s.world.client.post(
+            f"/v1/contracts/{s.active}/suspend", headers=auth(t), json={"reason": "检查"}
+        ),
+    ),
+    "quote": (
+        {"operator"},
+        lambda s, t: s.world.client.post(
+            "/v1/quotes", headers=auth(t), json={"contract_id": s.active, "code": COUNT_CODE}
+        ),
+    ),
+    "submit job": (
+        {"operator"},
+        lambda s, t: s.world.client.post(
+            "/v1/jobs", headers=auth(t), json={"contract_id": s.active, "code": COUNT_CODE}
+        ),
+    ),
+    "bills": (
+        {"operator", "bureau", "regulator"},
+        lambda s, t: s.world.client.get("/v1/bills?period=2026-01", headers=auth(t)),
+    ),
+    "ledger checkpoint": (
+        {"regulator", "bureau"},
+        lambda s, t: s.world.client.get("/v1/ledger/checkpoint", headers=auth(t)),
+    ),
+    "ledger entries": (
+        {"regulator", "bureau"},
+        lambda s, t: s.world.client.get("/v1/ledger/entries?start=0&end=2", headers=auth(t)),
+    ),
+    "inclusion proof": (
+        {"regulator", "bureau"},
+        lambda s, t: s.world.client.get(
+            "/v1/ledger/proofs/inclusion?index=0&size=2", headers=auth(t)
+        ),
+    ),
+    "consistency proof": (
+        {"regulator", "bureau"},
+        lambda s, t: s.world.client.get(
+            "/v1/ledger/proofs/consistency?first=1&second=2", headers=auth(t)
+        ),
+    ),
 }
 
-FORBIDDEN = [(route, role) for route, (allowed, _) in ROUTES.items()
-             for role in ROLES if role not in allowed]
+FORBIDDEN = [
+    (route, role) for route, (allowed, _) in ROUTES.items() for role in ROLES if role not in allowed
+]
 
 
 @pytest.mark.parametrize("route,role", FORBIDDEN, ids=[f"{r}-{o}" for r, o in FORBIDDEN])
@@ -112,8 +181,17 @@ def test_no_token_is_refused(setup: Setup, route: str) -> None:
     assert r.json()["code"] == "unauthenticated"
 
 
-@pytest.mark.parametrize("route", ["bills", "ledger checkpoint", "ledger entries",
-                                   "inclusion proof", "consistency proof", "quote"])
+@pytest.mark.parametrize(
+    "route",
+    [
+        "bills",
+        "ledger checkpoint",
+        "ledger entries",
+        "inclusion proof",
+        "consistency proof",
+        "quote",
+    ],
+)
 def test_allowed_roles_are_served(setup: Setup, route: str) -> None:
     allowed, call = ROUTES[route]
     for role in sorted(allowed):
@@ -124,32 +202,45 @@ def test_allowed_roles_are_served(setup: Setup, route: str) -> None:
 def test_the_allowed_roles_change_state(local_world: World) -> None:
     """Each state-changing route succeeds for its role (the forbidden matrix' counterpart)."""
     w = local_world
-    made = w.client.post("/v1/principals", headers=w.h(w.bureau),
-                         json={"name": "市人社局", "role": "provider"})
+    made = w.client.post(
+        "/v1/principals", headers=w.h(w.bureau), json={"name": "市人社局", "role": "provider"}
+    )
     assert made.status_code == 201 and made.json()["role"] == "provider"
     assert made.json()["token"]
-    assert w.client.post("/v1/price-schedules", headers=w.h(w.bureau),
-                         json=SCHEDULE).status_code == 201
+    assert (
+        w.client.post("/v1/price-schedules", headers=w.h(w.bureau), json=SCHEDULE).status_code
+        == 201
+    )
     cid = w.active_contract()  # operator applies, provider approves, bureau and operator sign
     assert w.run(cid, COUNT_CODE).json()["status"] == "succeeded"
-    r = w.client.post(f"/v1/contracts/{cid}/suspend", headers=w.h(w.regulator),
-                      json={"reason": "例行检查"})
+    r = w.client.post(
+        f"/v1/contracts/{cid}/suspend", headers=w.h(w.regulator), json={"reason": "例行检查"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "suspended"
     other = w.active_contract()
-    r = w.client.post(f"/v1/contracts/{other}/suspend", headers=w.h(w.bureau),
-                      json={"reason": "例行检查"})
+    r = w.client.post(
+        f"/v1/contracts/{other}/suspend", headers=w.h(w.bureau), json={"reason": "例行检查"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "suspended"
 
 
 def test_refusal_by_the_provider(local_world: World) -> None:
     w = local_world
-    r = w.client.post("/v1/contracts", headers=w.h(w.operator), json={
-        "datasets": {"population": {"district": ["group_by"]}}, "purpose": "研究",
-        "purpose_class": "commercial", "valid_from": "2026-01-01T00:00:00Z",
-        "valid_to": "2030-01-01T00:00:00Z"})
+    r = w.client.post(
+        "/v1/contracts",
+        headers=w.h(w.operator),
+        json={
+            "datasets": {"population": {"district": ["group_by"]}},
+            "purpose": "研究",
+            "purpose_class": "commercial",
+            "valid_from": "2026-01-01T00:00:00Z",
+            "valid_to": "2030-01-01T00:00:00Z",
+        },
+    )
     cid = r.json()["id"]
-    r = w.client.post(f"/v1/contracts/{cid}/refuse", headers=w.h(w.provider),
-                      json={"reason": "用途与数据不符"})
+    r = w.client.post(
+        f"/v1/contracts/{cid}/refuse", headers=w.h(w.provider), json={"reason": "用途与数据不符"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "refused"
     assert r.json()["status_reason"] == "用途与数据不符"
@@ -157,8 +248,10 @@ def test_refusal_by_the_provider(local_world: World) -> None:
     assert r.status_code == 409 and r.json()["code"] == "contract_state"
 
 
-@pytest.mark.parametrize("path,key", [("/v1/health", "ok"), ("/v1/keys", "bureau"),
-                                      ("/v1/price-schedules/current", "items")])
+@pytest.mark.parametrize(
+    "path,key",
+    [("/v1/health", "ok"), ("/v1/keys", "bureau"), ("/v1/price-schedules/current", "items")],
+)
 def test_public_routes_need_no_token(setup: Setup, path: str, key: str) -> None:
     r = setup.world.client.get(path)
     assert r.status_code == 200, r.text

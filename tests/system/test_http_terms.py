@@ -6,7 +6,9 @@ from conftest import GRANTS, RESIDENTS, World
 
 
 def _job(w: World, cid: str, code: str) -> Any:
-    return w.client.post("/v1/jobs", headers=w.h(w.operator), json={"contract_id": cid, "code": code})
+    return w.client.post(
+        "/v1/jobs", headers=w.h(w.operator), json={"contract_id": cid, "code": code}
+    )
 
 
 def test_a_use_not_granted_is_refused_at_submission_with_403(local_world: World) -> None:
@@ -21,24 +23,32 @@ def test_a_use_not_granted_is_refused_at_submission_with_403(local_world: World)
     assert "granted uses: aggregate" in body["error"]
     job = w.client.get(f"/v1/jobs/{body['job_id']}", headers=w.h(w.operator)).json()
     assert job["status"] == "rejected" and job["charge"] is None
-    events = w.client.get(f"/v1/ledger/entries?start={before}",
-                          headers=w.h(w.bureau)).json()["entries"]
+    events = w.client.get(f"/v1/ledger/entries?start={before}", headers=w.h(w.bureau)).json()[
+        "entries"
+    ]
     assert [e["event"]["type"] for e in events] == ["job.rejected"]
 
 
 def test_filter_on_an_aggregate_only_column_is_refused_at_submission(local_world: World) -> None:
     w = local_world
     cid = w.active_contract()
-    r = _job(w, cid, 't = table("population").filter(col("income") > 5000).agg(n=count())\n'
-                     'emit("t", t.collect())')
+    r = _job(
+        w,
+        cid,
+        't = table("population").filter(col("income") > 5000).agg(n=count())\n'
+        'emit("t", t.collect())',
+    )
     assert r.status_code == 403 and "for filter" in r.json()["error"]
 
 
 def test_granted_uses_pass_the_early_check(local_world: World) -> None:
     w = local_world
     cid = w.active_contract()
-    r = w.run(cid, 'emit("t", table("population").filter(col("district") == "城关区")'
-                   '.group_by("gender").agg(m=mean("income")).collect())')
+    r = w.run(
+        cid,
+        'emit("t", table("population").filter(col("district") == "城关区")'
+        '.group_by("gender").agg(m=mean("income")).collect())',
+    )
     assert r.status_code == 201 and r.json()["status"] == "succeeded", r.text
 
 
@@ -56,8 +66,10 @@ def test_rows_per_month_quota_counts_the_quoted_scan(local_world: World) -> None
     w = local_world
     cid = w.active_contract(quotas={"rows_per_month": RESIDENTS * 2})
     one_scan = 'emit("t", table("population").agg(n=count()).collect())'
-    two_scans = ('a = table("population").agg(n=count()).collect()\n'
-                 'b = table("population").agg(n=count()).collect()\nemit("n", len(a) + len(b))')
+    two_scans = (
+        'a = table("population").agg(n=count()).collect()\n'
+        'b = table("population").agg(n=count()).collect()\nemit("n", len(a) + len(b))'
+    )
     assert w.run(cid, one_scan).json()["status"] == "succeeded"
     r = w.run(cid, two_scans)  # would need 2 more scans; only 1 is left this month
     assert r.status_code == 429 and r.json()["code"] == "contract_quota", r.text
@@ -66,10 +78,18 @@ def test_rows_per_month_quota_counts_the_quoted_scan(local_world: World) -> None
 
 def test_unknown_quota_is_refused_at_application(local_world: World) -> None:
     w = local_world
-    r = w.client.post("/v1/contracts", headers=w.h(w.operator), json={
-        "datasets": GRANTS, "purpose": "规划", "purpose_class": "commercial",
-        "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z",
-        "quotas": {"queries": 5}})
+    r = w.client.post(
+        "/v1/contracts",
+        headers=w.h(w.operator),
+        json={
+            "datasets": GRANTS,
+            "purpose": "规划",
+            "purpose_class": "commercial",
+            "valid_from": "2026-01-01T00:00:00Z",
+            "valid_to": "2030-01-01T00:00:00Z",
+            "quotas": {"queries": 5},
+        },
+    )
     assert r.status_code == 400 and "unknown quota 'queries'" in r.json()["error"]
 
 
@@ -77,9 +97,11 @@ def test_a_job_refused_part_way_pays_for_the_scans_it_made(local_world: World) -
     w = local_world
     cid = w.active_contract()
     # One collect() call site is quoted for one scan; the loop asks for three.
-    code = ('for i in range(3):\n'
-            '    r = table("population").agg(n=count()).collect()\n'
-            'emit("n", len(r))')
+    code = (
+        "for i in range(3):\n"
+        '    r = table("population").agg(n=count()).collect()\n'
+        'emit("n", len(r))'
+    )
     job = w.run(cid, code).json()
     assert job["status"] == "rejected" and job["error"]["code"] == "quota_exceeded"
     assert job["usage"]["rows_scanned"] == RESIDENTS
@@ -93,8 +115,12 @@ def test_grouping_by_a_fine_quasi_identifier_is_refused(local_world: World) -> N
     which birth dates occur there. A raw fine-grained quasi-identifier is no group key."""
     w = local_world
     cid = w.active_contract()
-    r = _job(w, cid, 'emit("t", table("population").filter(col("district") == "北山区")'
-                     '.group_by("birth_date").agg(n=count()).collect())')
+    r = _job(
+        w,
+        cid,
+        'emit("t", table("population").filter(col("district") == "北山区")'
+        '.group_by("birth_date").agg(n=count()).collect())',
+    )
     assert r.status_code == 403, r.text
     assert r.json()["code"] == "disclosure_refused" and "coarsened" in r.json()["error"]
 
@@ -102,18 +128,26 @@ def test_grouping_by_a_fine_quasi_identifier_is_refused(local_world: World) -> N
 def test_a_fine_quasi_identifier_cannot_be_laundered_through_derive(local_world: World) -> None:
     w = local_world
     cid = w.active_contract()
-    r = w.run(cid, 'emit("t", table("population").derive(d=col("birth_date"))'
-                   '.group_by("d").agg(n=count()).collect())')
+    r = w.run(
+        cid,
+        'emit("t", table("population").derive(d=col("birth_date"))'
+        '.group_by("d").agg(n=count()).collect())',
+    )
     job = r.json()
     assert r.status_code == 201 and job["status"] == "rejected", job
-    assert job["error"]["code"] == "disclosure_refused" and "'birth_date'" in job["error"]["message"]
+    assert (
+        job["error"]["code"] == "disclosure_refused" and "'birth_date'" in job["error"]["message"]
+    )
 
 
 def test_coarsened_quasi_identifiers_and_small_ones_group_fine(local_world: World) -> None:
     w = local_world
     cid = w.active_contract()
-    job = w.run(cid, 'emit("t", table("population").derive(y=col("birth_date").year())'
-                     '.group_by("y", "gender").agg(n=count()).collect())').json()
+    job = w.run(
+        cid,
+        'emit("t", table("population").derive(y=col("birth_date").year())'
+        '.group_by("y", "gender").agg(n=count()).collect())',
+    ).json()
     assert job["status"] == "succeeded", job
     genders = {row[1] for row in job["outputs"]["t"]["rows"]}
     assert genders == {"男", "女"}  # gender is a quasi-identifier with 2 values: fine raw

@@ -45,19 +45,27 @@ def ledger_cli(*args: str, cwd: Path, token: str | None = None) -> subprocess.Co
     env.update({"PYTHONIOENCODING": "utf-8", "COLUMNS": "200"})
     if token is not None:
         env["SANDBOX_TOKEN"] = token
-    return subprocess.run([str(script) if script.exists() else "sandbox", "ledger", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(script) if script.exists() else "sandbox", "ledger", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def tamper(db: Path, index: int) -> None:
     """Rewrite one logged event straight in the service's SQLite file."""
     with sqlite3.connect(db) as con:
-        (leaf,) = con.execute("SELECT leaf FROM ledger_entries WHERE \"index\" = ?",
-                              (index,)).fetchone()
+        (leaf,) = con.execute(
+            'SELECT leaf FROM ledger_entries WHERE "index" = ?', (index,)
+        ).fetchone()
         event = json.loads(leaf)
         event["data"]["name"] = "改过的名字"
-        con.execute("UPDATE ledger_entries SET leaf = ? WHERE \"index\" = ?",
-                    (rfc8785.dumps(event), index))
+        con.execute(
+            'UPDATE ledger_entries SET leaf = ? WHERE "index" = ?', (rfc8785.dumps(event), index)
+        )
 
 
 def test_a_regulator_verifies_and_witnesses_a_live_log_and_catches_tampering(
@@ -75,33 +83,53 @@ def test_a_regulator_verifies_and_witnesses_a_live_log_and_catches_tampering(
         (desk / "bureau.pub").write_text(public_key_b64(bureau_key) + "\n", encoding="utf-8")
         common = ("--url", server.url, "--bureau-key", "bureau.pub")
 
-        r = ledger_cli("checkpoint", "--url", server.url, "--out", "saved.txt", cwd=desk,
-                       token=regulator)
+        r = ledger_cli(
+            "checkpoint", "--url", server.url, "--out", "saved.txt", cwd=desk, token=regulator
+        )
         assert r.returncode == 0, r.stderr
         assert (desk / "saved.txt").read_text(encoding="utf-8").startswith("public-data-sandbox\n")
         for i in range(3, 6):
             bureau.create_principal(f"运营公司{i}", "operator")
 
-        r = ledger_cli("verify", *common, "--token", regulator, "--checkpoint", "saved.txt",
-                       "--save-checkpoint", "latest.txt", cwd=desk)
+        r = ledger_cli(
+            "verify",
+            *common,
+            "--token",
+            regulator,
+            "--checkpoint",
+            "saved.txt",
+            "--save-checkpoint",
+            "latest.txt",
+            cwd=desk,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         assert "Verified" in r.stdout and "consistent" in r.stdout
         assert (desk / "latest.txt").exists()
 
         (desk / "witness.pem").write_bytes(private_key_to_pem(Ed25519PrivateKey.generate()))
-        r = ledger_cli("cosign", *common, "--key", "witness.pem", "--name", WITNESS,
-                       "--previous", "saved.txt", cwd=desk, token=regulator)
+        r = ledger_cli(
+            "cosign",
+            *common,
+            "--key",
+            "witness.pem",
+            "--name",
+            WITNESS,
+            "--previous",
+            "saved.txt",
+            cwd=desk,
+            token=regulator,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
-        kept = httpx.get(f"{server.url}/v1/ledger/witnessed",
-                         headers={"Authorization": f"Bearer {regulator}"}).json()["witnessed"]
+        kept = httpx.get(
+            f"{server.url}/v1/ledger/witnessed", headers={"Authorization": f"Bearer {regulator}"}
+        ).json()["witnessed"]
         assert [w["name"] for w in kept] == [WITNESS]
 
         r = ledger_cli("verify", "--url", server.url, "--token", regulator, cwd=desk)
         assert r.returncode == 2 and "--bureau-key" in r.stderr
 
         tamper(server.data_dir / "sandbox.db", 2)
-        r = ledger_cli("verify", *common, "--checkpoint", "latest.txt", cwd=desk,
-                       token=regulator)
+        r = ledger_cli("verify", *common, "--checkpoint", "latest.txt", cwd=desk, token=regulator)
         assert r.returncode == 1, r.stdout + r.stderr
         assert "NOT verified" in r.stderr and "first bad entry: index 2" in r.stderr
         bureau.close()
@@ -119,8 +147,13 @@ def bureau(w: World) -> BureauKey:
     return BureauKey(raw(w.ctx.bureau_key))
 
 
-def post(w: World, note: str, key: Ed25519PrivateKey, who: dict[str, Any] | str | None = None,
-         name: str = WITNESS) -> httpx.Response:
+def post(
+    w: World,
+    note: str,
+    key: Ed25519PrivateKey,
+    who: dict[str, Any] | str | None = None,
+    name: str = WITNESS,
+) -> httpx.Response:
     body = {"checkpoint": note, "witness": {"name": name, "public_key": public_key_b64(key)}}
     return w.client.post("/v1/ledger/witness", json=body, headers=w.h(who or w.regulator))
 
@@ -148,8 +181,9 @@ def test_cosign_checks_consistency_and_the_service_keeps_the_cosigned_note(
     w = local_world
     key = Ed25519PrivateKey.generate()
     held = latest(w)
-    w.client.post("/v1/principals", json={"name": "新运营方", "role": "operator"},
-                  headers=w.h(w.bureau))
+    w.client.post(
+        "/v1/principals", json={"name": "新运营方", "role": "operator"}, headers=w.h(w.bureau)
+    )
     done = cosign(ledger_source(w, w.regulator), bureau(w), key, WITNESS, held)
     assert done.previous_size is not None and done.size == done.previous_size + 1
     origin = w.ctx.settings.log_origin
@@ -158,17 +192,24 @@ def test_cosign_checks_consistency_and_the_service_keeps_the_cosigned_note(
 
     event = last_event(w)
     assert event["type"] == "ledger.witnessed" and event["actor"] == w.regulator["id"]
-    assert event["data"] == {"size": done.size,
-                             "root_hash": base64.b64encode(done.root_hash).decode(),
-                             "witness": WITNESS, "public_key": public_key_b64(key)}
+    assert event["data"] == {
+        "size": done.size,
+        "root_hash": base64.b64encode(done.root_hash).decode(),
+        "witness": WITNESS,
+        "public_key": public_key_b64(key),
+    }
     for who in (w.regulator, w.bureau):
         r = w.client.get(f"/v1/ledger/witnessed?size={done.size}", headers=w.h(who))
         assert r.status_code == 200, r.text
         (kept,) = r.json()["witnessed"]
         assert kept["checkpoint"] == done.checkpoint and kept["name"] == WITNESS
         assert kept["size"] == done.size
-    assert w.client.get(f"/v1/ledger/witnessed?size={done.size + 1}",
-                        headers=w.h(w.bureau)).json()["witnessed"] == []
+    assert (
+        w.client.get(f"/v1/ledger/witnessed?size={done.size + 1}", headers=w.h(w.bureau)).json()[
+            "witnessed"
+        ]
+        == []
+    )
 
     # Co-signing the same checkpoint again keeps one record and logs nothing new.
     again = post(w, done.checkpoint, key)
@@ -180,11 +221,13 @@ def test_cosign_refuses_a_log_inconsistent_with_the_held_checkpoint(local_world:
     w = local_world
     origin = w.ctx.settings.log_origin
     size = w.client.get("/v1/ledger/checkpoint", headers=w.h(w.bureau)).json()["size"]
-    fork = sign_note(Checkpoint(origin, size - 1, merkle.leaf_hash(b"fork")).body(), origin,
-                     w.ctx.bureau_key)
+    fork = sign_note(
+        Checkpoint(origin, size - 1, merkle.leaf_hash(b"fork")).body(), origin, w.ctx.bureau_key
+    )
     with pytest.raises(ProofError):
-        cosign(ledger_source(w, w.regulator), bureau(w), Ed25519PrivateKey.generate(), WITNESS,
-               fork)
+        cosign(
+            ledger_source(w, w.regulator), bureau(w), Ed25519PrivateKey.generate(), WITNESS, fork
+        )
     assert w.client.get("/v1/ledger/witnessed", headers=w.h(w.bureau)).json()["witnessed"] == []
 
 
@@ -199,8 +242,11 @@ def test_a_wrong_witness_signature_is_refused(local_world: World) -> None:
     lines[1] = str(int(lines[1]) - 1)
     forged = sign_note("\n".join(lines) + "\n", WITNESS, signer)
     refused(post(w, forged, signer), 400, "ledger_witness_refused")
-    refused(post(w, add_signature(latest(w), origin, signer), signer, name=origin), 400,
-            "ledger_witness_refused")
+    refused(
+        post(w, add_signature(latest(w), origin, signer), signer, name=origin),
+        400,
+        "ledger_witness_refused",
+    )
     assert w.client.get("/v1/ledger/witnessed", headers=w.h(w.bureau)).json()["witnessed"] == []
 
 
@@ -209,8 +255,10 @@ def test_a_checkpoint_that_is_not_the_logs_is_refused(local_world: World) -> Non
     origin = w.ctx.settings.log_origin
     key = Ed25519PrivateKey.generate()
     size = w.client.get("/v1/ledger/checkpoint", headers=w.h(w.bureau)).json()["size"]
-    for forged in (Checkpoint(origin, size - 1, merkle.leaf_hash(b"other history")),
-                   Checkpoint(origin, size + 5, merkle.leaf_hash(b"the future"))):
+    for forged in (
+        Checkpoint(origin, size - 1, merkle.leaf_hash(b"other history")),
+        Checkpoint(origin, size + 5, merkle.leaf_hash(b"the future")),
+    ):
         note = add_signature(sign_note(forged.body(), origin, w.ctx.bureau_key), WITNESS, key)
         refused(post(w, note, key), 409, "ledger_checkpoint_mismatch")
 
@@ -224,9 +272,15 @@ def test_only_a_regulator_cosigns_and_with_its_registered_key(local_world: World
     refused(w.client.get("/v1/ledger/witnessed", headers=w.h(w.operator)), 403, "forbidden")
 
     registered = Ed25519PrivateKey.generate()
-    r = w.client.post("/v1/principals", headers=w.h(w.bureau),
-                      json={"name": "审计署特派办", "role": "regulator",
-                            "public_key": public_key_b64(registered)})
+    r = w.client.post(
+        "/v1/principals",
+        headers=w.h(w.bureau),
+        json={
+            "name": "审计署特派办",
+            "role": "regulator",
+            "public_key": public_key_b64(registered),
+        },
+    )
     assert r.status_code == 201, r.text
     auditor = r.json()
     refused(post(w, note, key, auditor), 403, "ledger_witness_key_mismatch")

@@ -26,8 +26,10 @@ from sandbox.store import schema
 from sandbox.store.db import make_engine
 from sandbox.store.models import Base
 
-BY_DISTRICT = ('emit("t", table("population").group_by("district")'
-               '.agg(n=count(), avg=mean("income")).collect())\n')
+BY_DISTRICT = (
+    'emit("t", table("population").group_by("district")'
+    '.agg(n=count(), avg=mean("income")).collect())\n'
+)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -46,7 +48,8 @@ def test_the_models_and_the_migrations_agree(tmp_path: Path, backend: str) -> No
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_instance_made_at_the_first_revision_and_filled_upgrades_intact(
-        tmp_path: Path, city: dict[str, Any], backend: str) -> None:
+    tmp_path: Path, city: dict[str, Any], backend: str
+) -> None:
     with fresh_database(backend) as url:
         database = url or f"sqlite:///{tmp_path / 'instance' / 'sandbox.db'}"
         (tmp_path / "instance").mkdir()
@@ -57,8 +60,9 @@ def test_an_instance_made_at_the_first_revision_and_filled_upgrades_intact(
             cid = w.active_contract()
             before = w.run(cid, BY_DISTRICT).json()
             assert before["status"] == "succeeded", before
-            saved = w.client.get("/v1/ledger/checkpoint",
-                                 headers=w.h(w.regulator)).json()["checkpoint"]
+            saved = w.client.get("/v1/ledger/checkpoint", headers=w.h(w.regulator)).json()[
+                "checkpoint"
+            ]
             schema.upgrade(w.ctx.engine)
             assert schema.current(w.ctx.engine) == schema.head()
             # The jobs and charges are still there and new ones run and are charged.
@@ -68,12 +72,17 @@ def test_an_instance_made_at_the_first_revision_and_filled_upgrades_intact(
             assert after["status"] == "succeeded" and after["charge"], after
             # The ledger verifies from outside, against a checkpoint saved before the upgrade.
             source = LedgerSource("http://testserver", w.regulator["token"], client=w.client)
-            report = verify_log(source, BureauKey(w.ctx.bureau_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)), saved)
+            report = verify_log(
+                source,
+                BureauKey(
+                    w.ctx.bureau_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+                ),
+                saved,
+            )
             assert report.ok and report.consistent_with_saved, report.problems
 
 
-def test_an_instance_whose_schema_is_behind_is_refused_with_the_command(
-        tmp_path: Path) -> None:
+def test_an_instance_whose_schema_is_behind_is_refused_with_the_command(tmp_path: Path) -> None:
     home = tmp_path / "instance"
     env = {**os.environ, "SANDBOX_DATA_DIR": str(home)}
     sandbox = [sys.executable, "-m", "sandbox.cli.main"]
@@ -86,11 +95,13 @@ def test_an_instance_whose_schema_is_behind_is_refused_with_the_command(
 
     with pytest.raises(Conflict, match="sandbox db upgrade --data-dir"):
         open_instance(settings)
-    served = subprocess.run([*sandbox, "serve", "--port", "0"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    served = subprocess.run(
+        [*sandbox, "serve", "--port", "0"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert served.returncode == 1 and "sandbox db upgrade" in served.stderr, served.stderr
 
-    upgraded = subprocess.run([*sandbox, "db", "upgrade"], env=env, capture_output=True,
-                              text=True, check=True)
+    upgraded = subprocess.run(
+        [*sandbox, "db", "upgrade"], env=env, capture_output=True, text=True, check=True
+    )
     assert f"to {schema.head()}" in upgraded.stdout
     open_instance(settings).close()

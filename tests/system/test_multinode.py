@@ -40,21 +40,36 @@ def run_scenario(workdir: Path) -> dict[str, Any]:
     env.update(RAY_AUTH_MODE="disabled", RAY_TMPDIR=ray_dir)
     try:
         proc = subprocess.run(
-            [sys.executable, str(SCENARIO), str(workdir), "--residents", str(RESIDENTS),
-             "--partition-rows", str(PARTITION_ROWS), "--threshold", str(THRESHOLD)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS,
-            check=False)
+            [
+                sys.executable,
+                str(SCENARIO),
+                str(workdir),
+                "--residents",
+                str(RESIDENTS),
+                "--partition-rows",
+                str(PARTITION_ROWS),
+                "--threshold",
+                str(THRESHOLD),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_SECONDS,
+            check=False,
+        )
     finally:
         shutil.rmtree(ray_dir, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["stderr"] = proc.stderr[-4000:]   # the service's log, shown when a job fails
+    out["stderr"] = proc.stderr[-4000:]  # the service's log, shown when a job fails
     return out
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory,
-             ray_local: None) -> tuple[Path, dict[str, Any]]:
+def scenario(
+    tmp_path_factory: pytest.TempPathFactory, ray_local: None
+) -> tuple[Path, dict[str, Any]]:
     # The suite's Ray is up while the cluster runs: the two must not meet.
     workdir = tmp_path_factory.mktemp("multinode")
     return workdir, run_scenario(workdir)
@@ -64,12 +79,15 @@ def truth(parquet: Path) -> dict[tuple[str, str], tuple[int, int, int]]:
     """(district, hukou_type) → (rows, rows with an income, income total), by DuckDB."""
     rows = duckdb.execute(
         "SELECT district, hukou_type, count(*), count(income), sum(income) "
-        "FROM read_parquet(?) GROUP BY district, hukou_type", [str(parquet)]).fetchall()
+        "FROM read_parquet(?) GROUP BY district, hukou_type",
+        [str(parquet)],
+    ).fetchall()
     return {(d, h): (n, k, int(s or 0)) for d, h, n, k, s in rows}
 
 
 def test_instance_attaches_to_the_cluster_and_partitions_the_dataset(
-        scenario: tuple[Path, dict[str, Any]]) -> None:
+    scenario: tuple[Path, dict[str, Any]],
+) -> None:
     workdir, out = scenario
     assert out["attached"] == {"gcs_address": out["cluster_address"], "nodes": 3}
     assert out["nodes"] == ["head", "worker-1", "worker-2"]
@@ -80,7 +98,8 @@ def test_instance_attaches_to_the_cluster_and_partitions_the_dataset(
 
 
 def test_released_table_matches_an_independent_computation(
-        scenario: tuple[Path, dict[str, Any]]) -> None:
+    scenario: tuple[Path, dict[str, Any]],
+) -> None:
     workdir, out = scenario
     job = out["job"]
     assert job["status"] == "succeeded", (job, out["stderr"])
@@ -90,17 +109,19 @@ def test_released_table_matches_an_independent_computation(
     expected = truth(workdir / "population.parquet")
     released = {(d, h): (n, total) for d, h, n, total in table["rows"]}
     # Groups too small in every cell are left out, key and all.
-    assert set(released) == {k for k, (rows, with_income, _) in expected.items()
-                             if max(rows, with_income) >= THRESHOLD}
-    suppressed = {(table["rows"][i][0], table["rows"][i][1], col)
-                  for i, col in table["suppressed"]}
+    assert set(released) == {
+        k for k, (rows, with_income, _) in expected.items() if max(rows, with_income) >= THRESHOLD
+    }
+    suppressed = {(table["rows"][i][0], table["rows"][i][1], col) for i, col in table["suppressed"]}
     small = sum(1 for rows, _, _ in expected.values() if rows < THRESHOLD)
     for key, (n, total) in released.items():
         rows, with_income, income = expected[key]
         # Cells under the minimum-contributor threshold are withheld and listed; every cell
         # that is released is exact.
-        for col, value, contributors, exact in (("n", n, rows, rows),
-                                                ("total", total, with_income, income)):
+        for col, value, contributors, exact in (
+            ("n", n, rows, rows),
+            ("total", total, with_income, income),
+        ):
             if contributors < THRESHOLD:
                 assert value is None and (*key, col) in suppressed
             if value is None:
@@ -118,7 +139,8 @@ def test_partition_tasks_ran_on_more_than_one_node(scenario: tuple[Path, dict[st
     # Besides the partition tasks, the driver calls only the instance's release gate.
     started = [t for t in out["tasks"] if t["role"] == "started by the driver"]
     assert {t["function"] for t in out["tasks"] if t["role"] == "release gate"} <= {
-        "GateActor.audit"}
+        "GateActor.audit"
+    }
     # The job's driver (and so its operator code) ran on a worker node: the head, where the
     # API process is attached, offers no CPU.
     assert driver["function"] == "run_job_on_ray" and driver["node"] in WORKERS, driver

@@ -17,12 +17,16 @@ from sandbox.api.models import principals as principal_models
 from sandbox.api.models.common import ErrorEnvelope
 
 ENVELOPE = "#/components/schemas/ErrorEnvelope"
-MODELS = {name: cls for module in (catalog, common, contracts, jobs, ledger, oversight, pricing,
-                                   principal_models)
-          for name, cls in inspect.getmembers(module, inspect.isclass)
-          if issubclass(cls, BaseModel)}
-CODE = ('d = table("population").group_by("district").agg(n=count()).collect()\n'
-        'emit("by_district", d)\nemit("share", 0.25)\nemit("note", "区县")\n')
+MODELS = {
+    name: cls
+    for module in (catalog, common, contracts, jobs, ledger, oversight, pricing, principal_models)
+    for name, cls in inspect.getmembers(module, inspect.isclass)
+    if issubclass(cls, BaseModel)
+}
+CODE = (
+    'd = table("population").group_by("district").agg(n=count()).collect()\n'
+    'emit("by_district", d)\nemit("share", 0.25)\nemit("note", "区县")\n'
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +35,11 @@ def document() -> dict[str, Any]:
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(method.upper(), path, op) for path, item in document["paths"].items()
-            for method, op in item.items()]
+    return [
+        (method.upper(), path, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+    ]
 
 
 def _json_schema(response: dict[str, Any]) -> dict[str, Any]:
@@ -47,8 +54,9 @@ def test_every_operation_declares_its_success_body(document: dict[str, Any]) -> 
         assert success, f"{method} {path} declares no success response"
         for status in success:
             schema = _json_schema(op["responses"][status])
-            assert schema.get("$ref") or schema.get("properties"), \
+            assert schema.get("$ref") or schema.get("properties"), (
                 f"{method} {path} {status}: empty response schema"
+            )
 
 
 def test_every_operation_declares_the_error_envelope(document: dict[str, Any]) -> None:
@@ -67,33 +75,56 @@ def test_every_operation_declares_the_error_envelope(document: dict[str, Any]) -
 
 def test_file_downloads_declare_their_media_types(document: dict[str, Any]) -> None:
     content = document["paths"]["/v1/jobs/{job_id}/outputs/{name}"]["get"]["responses"]["200"][
-        "content"]
-    assert {"application/json", "text/csv; charset=utf-8", "application/vnd.apache.parquet",
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"} <= set(content)
-    for path in ("/v1/contracts", "/v1/jobs", "/v1/bills", "/v1/releases", "/v1/reports/usage",
-                 "/v1/reports/revenue"):
-        assert "text/csv; charset=utf-8" in document["paths"][path]["get"]["responses"]["200"][
-            "content"], path
+        "content"
+    ]
+    assert {
+        "application/json",
+        "text/csv; charset=utf-8",
+        "application/vnd.apache.parquet",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    } <= set(content)
+    for path in (
+        "/v1/contracts",
+        "/v1/jobs",
+        "/v1/bills",
+        "/v1/releases",
+        "/v1/reports/usage",
+        "/v1/reports/revenue",
+    ):
+        assert (
+            "text/csv; charset=utf-8"
+            in document["paths"][path]["get"]["responses"]["200"]["content"]
+        ), path
 
 
-@pytest.mark.parametrize(("method", "path", "required"), [
-    ("post", "/v1/contracts", {"datasets", "purpose", "purpose_class", "valid_from", "valid_to"}),
-    ("put", "/v1/contracts/{contract_id}", {"datasets", "purpose"}),
-    ("post", "/v1/contracts/{contract_id}/amend", {"datasets", "purpose"}),
-    ("post", "/v1/price-schedules", {"name", "effective_from", "items"}),
-    ("post", "/v1/price-caps", {"name", "effective_from", "items"}),
-])
-def test_contract_and_price_bodies_have_schemas(document: dict[str, Any], method: str,
-                                                path: str, required: set[str]) -> None:
-    ref = document["paths"][path][method]["requestBody"]["content"]["application/json"][
-        "schema"]["$ref"]
+@pytest.mark.parametrize(
+    ("method", "path", "required"),
+    [
+        (
+            "post",
+            "/v1/contracts",
+            {"datasets", "purpose", "purpose_class", "valid_from", "valid_to"},
+        ),
+        ("put", "/v1/contracts/{contract_id}", {"datasets", "purpose"}),
+        ("post", "/v1/contracts/{contract_id}/amend", {"datasets", "purpose"}),
+        ("post", "/v1/price-schedules", {"name", "effective_from", "items"}),
+        ("post", "/v1/price-caps", {"name", "effective_from", "items"}),
+    ],
+)
+def test_contract_and_price_bodies_have_schemas(
+    document: dict[str, Any], method: str, path: str, required: set[str]
+) -> None:
+    ref = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"][
+        "$ref"
+    ]
     schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert required <= set(schema["required"]) <= set(schema["properties"])
     assert all("default" not in p for p in schema["properties"].values())
 
 
-def _declared_model(document: dict[str, Any], method: str, url: str,
-                   status: int) -> type[BaseModel]:
+def _declared_model(
+    document: dict[str, Any], method: str, url: str, status: int
+) -> type[BaseModel]:
     """The model the document declares for `status` of the operation that `url` reaches."""
     path = url.split("?")[0]
     for template, item in document["paths"].items():
@@ -108,8 +139,12 @@ def _conforms(world: World, method: str, url: str, who: Any, **kwargs: Any) -> d
     validated model gives back exactly the body sent, so the model dropped and added nothing."""
     r = world.client.request(method, url, headers=world.h(who), **kwargs)
     assert r.status_code < 300, r.text
-    model = _declared_model(world.client.app.openapi(),  # type: ignore[attr-defined]
-                            method.lower(), url, r.status_code)
+    model = _declared_model(
+        world.client.app.openapi(),  # type: ignore[attr-defined]
+        method.lower(),
+        url,
+        r.status_code,
+    )
     body = r.json()
     assert model.model_validate(body).model_dump(mode="json", exclude_unset=True) == body
     return body  # type: ignore[no-any-return]
@@ -149,8 +184,7 @@ def test_real_responses_match_their_models(local_world: World) -> None:
     checkpoint = _conforms(w, "GET", "/v1/ledger/checkpoint", reg)
     _conforms(w, "GET", "/v1/ledger/entries?start=0&end=3", reg)
     _conforms(w, "GET", f"/v1/ledger/proofs/inclusion?index=0&size={checkpoint['size']}", reg)
-    _conforms(w, "GET", f"/v1/ledger/proofs/consistency?first=1&second={checkpoint['size']}",
-              reg)
+    _conforms(w, "GET", f"/v1/ledger/proofs/consistency?first=1&second={checkpoint['size']}", reg)
 
 
 def test_errors_match_the_envelope(local_world: World) -> None:
@@ -171,11 +205,13 @@ def test_domain_checks_of_typed_bodies_are_unchanged(local_world: World) -> None
     """The contract and price body models check nothing themselves: the domain packages still
     refuse a bad body, with their own codes."""
     w = local_world
-    r = w.client.post("/v1/contracts", json={"purpose": "x", "colour": "red"},
-                      headers=w.h(w.operator))
+    r = w.client.post(
+        "/v1/contracts", json={"purpose": "x", "colour": "red"}, headers=w.h(w.operator)
+    )
     assert r.status_code == 400 and r.json()["code"] != "invalid_request", r.text
-    r = w.client.post("/v1/price-schedules", json={"name": 5, "items": "none"},
-                      headers=w.h(w.bureau))
+    r = w.client.post(
+        "/v1/price-schedules", json={"name": 5, "items": "none"}, headers=w.h(w.bureau)
+    )
     assert r.status_code == 400 and r.json()["code"] != "invalid_request", r.text
     r = w.client.post("/v1/price-caps", json=[], headers=w.h(w.bureau))
     assert r.status_code == 400 and r.json()["code"] == "invalid_request", r.text

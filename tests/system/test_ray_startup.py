@@ -45,16 +45,23 @@ def ray_dir() -> Iterator[Path]:
 
 
 def _env(ray_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "SANDBOX_RAY_ADDRESS", "SANDBOX_EXECUTOR",
-                        "SANDBOX_RAY_NUM_CPUS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("RAY_ADDRESS", "SANDBOX_RAY_ADDRESS", "SANDBOX_EXECUTOR", "SANDBOX_RAY_NUM_CPUS")
+    }
     return {**env, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(ray_dir), **extra}
 
 
 def _instance(root: Path) -> Path:
     data_dir = root / "instance"
-    init = subprocess.run(_sandbox("init", "--data-dir", str(data_dir), "--json"),
-                          capture_output=True, text=True, timeout=60)
+    init = subprocess.run(
+        _sandbox("init", "--data-dir", str(data_dir), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert init.returncode == 0, init.stderr
     return Path(json.loads(init.stdout)["data_dir"])
 
@@ -64,8 +71,12 @@ def _serving(data_dir: Path, env: dict[str, str], log: Path) -> Iterator[str]:
     """A healthy `sandbox serve`, stopped afterwards; its URL."""
     port = _free_port()
     with log.open("wb") as out:
-        proc = subprocess.Popen(_sandbox("serve", "--data-dir", str(data_dir), "--port", str(port)),
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            _sandbox("serve", "--data-dir", str(data_dir), "--port", str(port)),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc, log, STARTUP_SECONDS)
@@ -140,20 +151,29 @@ def listener() -> Iterator[socket.socket]:
         yield server
 
 
-@pytest.mark.parametrize("variable,target", [("SANDBOX_RAY_ADDRESS", "closed"),
-                                             ("RAY_ADDRESS", "closed"),
-                                             ("SANDBOX_RAY_ADDRESS", "silent")])
-def test_an_unreachable_address_fails_fast(tmp_path: Path, ray_dir: Path,
-                                           listener: socket.socket, variable: str,
-                                           target: str) -> None:
+@pytest.mark.parametrize(
+    "variable,target",
+    [
+        ("SANDBOX_RAY_ADDRESS", "closed"),
+        ("RAY_ADDRESS", "closed"),
+        ("SANDBOX_RAY_ADDRESS", "silent"),
+    ],
+)
+def test_an_unreachable_address_fails_fast(
+    tmp_path: Path, ray_dir: Path, listener: socket.socket, variable: str, target: str
+) -> None:
     port = _closed_port() if target == "closed" else listener.getsockname()[1]
     address = f"127.0.0.1:{port}"
     env = _env(ray_dir, **{variable: address, "SANDBOX_RAY_CONNECT_TIMEOUT": "2"})
     data_dir = _instance(tmp_path)
     started = time.monotonic()
-    done = subprocess.run(_sandbox("serve", "--data-dir", str(data_dir), "--port",
-                                   str(_free_port())),
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        _sandbox("serve", "--data-dir", str(data_dir), "--port", str(_free_port())),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stderr
     assert elapsed < 2 + 10, f"took {elapsed:.1f} s"
@@ -166,9 +186,12 @@ def test_an_unreachable_address_fails_fast(tmp_path: Path, ray_dir: Path,
 
 def _serve_in_background(data_dir: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen(_sandbox("serve", "--data-dir", str(data_dir), "--port",
-                                         str(_free_port())),
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            _sandbox("serve", "--data-dir", str(data_dir), "--port", str(_free_port())),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _stopped_within(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path) -> None:
@@ -179,32 +202,35 @@ def _stopped_within(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Pat
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
-        pytest.fail(f"sandbox serve ignored {sig.name} for {STOP_SECONDS:g} s:\n"
-                    f"{log.read_text()[-3000:]}")
+        pytest.fail(
+            f"sandbox serve ignored {sig.name} for {STOP_SECONDS:g} s:\n{log.read_text()[-3000:]}"
+        )
     assert proc.returncode == 128 + sig.value, log.read_text()[-3000:]
     assert time.monotonic() - sent < STOP_SECONDS
     assert "Application startup complete" not in log.read_text()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
-def test_a_signal_stops_it_while_ray_starts(tmp_path: Path, ray_dir: Path,
-                                            sig: signal.Signals) -> None:
+def test_a_signal_stops_it_while_ray_starts(
+    tmp_path: Path, ray_dir: Path, sig: signal.Signals
+) -> None:
     log = tmp_path / "serve.log"
-    proc = _serve_in_background(_instance(tmp_path), _env(ray_dir, SANDBOX_RAY_NUM_CPUS="1"),
-                                log)
+    proc = _serve_in_background(_instance(tmp_path), _env(ray_dir, SANDBOX_RAY_NUM_CPUS="1"), log)
 
     def ray_starting() -> bool:
         assert proc.poll() is None, log.read_text()[-3000:]
         return bool(_ray_processes(ray_dir, "gcs_server"))
 
-    wait_until(ray_starting, STARTUP_SECONDS, interval=0.02,
-               message=lambda: log.read_text()[-3000:])
+    wait_until(
+        ray_starting, STARTUP_SECONDS, interval=0.02, message=lambda: log.read_text()[-3000:]
+    )
     _stopped_within(proc, sig, log)
     _wait_gone(ray_dir, STOP_SECONDS, "Ray processes outlived the service")
 
 
-def test_sigterm_stops_it_while_it_waits_for_a_cluster(tmp_path: Path, ray_dir: Path,
-                                                       listener: socket.socket) -> None:
+def test_sigterm_stops_it_while_it_waits_for_a_cluster(
+    tmp_path: Path, ray_dir: Path, listener: socket.socket
+) -> None:
     address = f"127.0.0.1:{listener.getsockname()[1]}"
     env = _env(ray_dir, SANDBOX_RAY_ADDRESS=address, SANDBOX_RAY_CONNECT_TIMEOUT="120")
     log = tmp_path / "serve.log"

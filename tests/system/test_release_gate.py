@@ -18,22 +18,26 @@ def _target(city: Any) -> dict[str, Any]:
 
     t = city["population"].table.to_pylist()
     seen = Counter((r["district"], r["birth_date"], r["gender"]) for r in t)
-    return next(r for r in t if r["income"] > 0
-                and seen[(r["district"], r["birth_date"], r["gender"])] == 1)
+    return next(
+        r for r in t if r["income"] > 0 and seen[(r["district"], r["birth_date"], r["gender"])] == 1
+    )
 
 
 def _total(where: str) -> str:
-    return (f'emit("r", table("population").filter({where})'
-            '.agg(n=count(), s=sum("income")).collect())\n')
+    return (
+        f'emit("r", table("population").filter({where})'
+        '.agg(n=count(), s=sum("income")).collect())\n'
+    )
 
 
-def test_the_audit_spans_contracts_and_survives_a_new_gate(local_world: World,
-                                                           city: Any) -> None:
+def test_the_audit_spans_contracts_and_survives_a_new_gate(local_world: World, city: Any) -> None:
     w = local_world
     target = _target(city)
     district = f'(col("district") == "{target["district"]}")'
-    minus_her = (f'{district} & ~((col("birth_date") == "{target["birth_date"].isoformat()}")'
-                 f' & (col("gender") == "{target["gender"]}"))')
+    minus_her = (
+        f'{district} & ~((col("birth_date") == "{target["birth_date"].isoformat()}")'
+        f' & (col("gender") == "{target["gender"]}"))'
+    )
     first, second = w.active_contract(), w.active_contract()
     job = w.run(first, _total(district)).json()
     assert job["outputs"]["r"]["rows"][0][1] is not None

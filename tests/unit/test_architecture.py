@@ -56,8 +56,9 @@ def layer_of(module: str) -> int | None:
 
 def _sandbox_modules() -> list[Path]:
     # The package's own __init__ is empty: it belongs to no layer.
-    return [p for p in sorted((ROOT / "sandbox").rglob("*.py"))
-            if p != ROOT / "sandbox" / "__init__.py"]
+    return [
+        p for p in sorted((ROOT / "sandbox").rglob("*.py")) if p != ROOT / "sandbox" / "__init__.py"
+    ]
 
 
 def _module_name(path: Path) -> str:
@@ -91,8 +92,10 @@ def test_no_package_imports_from_a_layer_above_it() -> None:
         for target in sorted(_modules_imported(path)):
             theirs = layer_of(target)
             if theirs is not None and theirs > own:
-                upward.append(f"{path.relative_to(ROOT)} imports {target} "
-                              f"({LAYERS[theirs][0]} is above {LAYERS[own][0]})")
+                upward.append(
+                    f"{path.relative_to(ROOT)} imports {target} "
+                    f"({LAYERS[theirs][0]} is above {LAYERS[own][0]})"
+                )
     assert not upward, "\n".join(upward)
 
 
@@ -101,7 +104,7 @@ def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from sandbox.records import releases\n", encoding="utf-8")
     assert "sandbox.records.releases" in _modules_imported(module)
-    assert layer_of("sandbox.records.releases")  > layer_of("sandbox.context")  # type: ignore[operator]
+    assert layer_of("sandbox.records.releases") > layer_of("sandbox.context")  # type: ignore[operator]
 
 
 def test_jail_side_language_does_not_import_data_libraries() -> None:
@@ -117,8 +120,9 @@ def test_the_export_writer_knows_no_web_framework_or_database() -> None:
     assert not bad, f"sandbox/common/exports.py imports {sorted(bad)}"
 
 
-@pytest.mark.parametrize("package", ["common", "language", "catalog", "engine", "disclosure",
-                                     "jail"])
+@pytest.mark.parametrize(
+    "package", ["common", "language", "catalog", "engine", "disclosure", "jail"]
+)
 def test_the_lower_layers_know_no_web_framework_or_database(package: str) -> None:
     for path in sorted((ROOT / "sandbox" / package).rglob("*.py")):
         bad = _imports(path) & {"fastapi", "starlette", "sqlalchemy", "typer"}

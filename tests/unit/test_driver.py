@@ -26,39 +26,66 @@ from sandbox.pipeline.driver import (
 
 SIZES = {"城关区": 30, "湖滨区": 25, "新城区": 5}
 ROWS = sum(SIZES.values())
-GRANTS = {"people": {"district": ["group_by", "filter"], "age": ["filter"],
-                     "income": ["aggregate"]}}
+GRANTS = {
+    "people": {"district": ["group_by", "filter"], "age": ["filter"], "income": ["aggregate"]}
+}
 
 
 @pytest.fixture(scope="module")
 def people(tmp_path_factory: pytest.TempPathFactory) -> DatasetInfo:
     districts = [d for d, n in SIZES.items() for _ in range(n)]
-    table = pa.table({
-        "resident_id": [f"4399{i:06d}" for i in range(ROWS)],
-        "district": districts,
-        "age": [20 + i % 60 for i in range(ROWS)],
-        "income": [1000 * (1 + i % 7) for i in range(ROWS)],
-    })
-    return ingested(tmp_path_factory.mktemp("ds"), "people", table,
-                    {"resident_id": {"role": "identifier"}, "district": {"role": "attribute"},
-                     "age": {"role": "quasi_identifier"},
-                     "income": {"role": "sensitive", "lower": 0}},
-                    level="L3", partition_rows=25, title="人口")
+    table = pa.table(
+        {
+            "resident_id": [f"4399{i:06d}" for i in range(ROWS)],
+            "district": districts,
+            "age": [20 + i % 60 for i in range(ROWS)],
+            "income": [1000 * (1 + i % 7) for i in range(ROWS)],
+        }
+    )
+    return ingested(
+        tmp_path_factory.mktemp("ds"),
+        "people",
+        table,
+        {
+            "resident_id": {"role": "identifier"},
+            "district": {"role": "attribute"},
+            "age": {"role": "quasi_identifier"},
+            "income": {"role": "sensitive", "lower": 0},
+        },
+        level="L3",
+        partition_rows=25,
+        title="人口",
+    )
 
 
 def contract(grants: dict[str, Any] | None = None) -> ContractDocument:
     return ContractDocument(
-        id="c-1", version=1, operator_id="op-1", datasets=grants or GRANTS,
-        purpose="养老服务设施规划", purpose_class="commercial",
-        valid_from="2026-01-01T00:00:00Z", valid_to="2030-01-01T00:00:00Z",
-        quotas={}, spend_cap=None, issued_at="2026-01-01T00:00:00Z")
+        id="c-1",
+        version=1,
+        operator_id="op-1",
+        datasets=grants or GRANTS,
+        purpose="养老服务设施规划",
+        purpose_class="commercial",
+        valid_from="2026-01-01T00:00:00Z",
+        valid_to="2030-01-01T00:00:00Z",
+        quotas={},
+        spend_cap=None,
+        issued_at="2026-01-01T00:00:00Z",
+    )
 
 
 def spec(people: DatasetInfo, code: str, **changes: Any) -> JobSpec:
-    base = JobSpec(job_id="j-1", code=code, params={"min_age": 30}, contract=contract(),
-                   datasets={"people": people}, thresholds={"L3": 10},
-                   limits=Limits(cpu_seconds=5, memory_bytes=512 * 2**20, wall_seconds=10.0),
-                   max_rows=10 * ROWS, max_outputs=3)
+    base = JobSpec(
+        job_id="j-1",
+        code=code,
+        params={"min_age": 30},
+        contract=contract(),
+        datasets={"people": people},
+        thresholds={"L3": 10},
+        limits=Limits(cpu_seconds=5, memory_bytes=512 * 2**20, wall_seconds=10.0),
+        max_rows=10 * ROWS,
+        max_outputs=3,
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -69,11 +96,13 @@ BY_DISTRICT = (
 
 
 def test_a_job_releases_thresholded_outputs_and_records_usage(people: DatasetInfo) -> None:
-    code = ("t = table('people').group_by('district').agg(n=count(), avg=mean('income'))\n"
-            "res = t.collect()\n"
-            "emit('by_district', res)\n"
-            "emit('districts', len(res))\n"
-            "print('done')\n")
+    code = (
+        "t = table('people').group_by('district').agg(n=count(), avg=mean('income'))\n"
+        "res = t.collect()\n"
+        "emit('by_district', res)\n"
+        "emit('districts', len(res))\n"
+        "print('done')\n"
+    )
     result = run_job(spec(people, code), LocalExecutor())
     assert result.status == "succeeded", result.error
     assert result.error is None
@@ -97,10 +126,12 @@ def test_a_job_releases_thresholded_outputs_and_records_usage(people: DatasetInf
     (release,) = result.disclosure["releases"]
     assert release["dataset"] == "people" and release["keys"] == ["district"]
     assert release["rows"] == 2 and release["cells"] == 4
-    assert release["left_out"] == 1           # for the regulator; the operator's view drops it
+    assert release["left_out"] == 1  # for the regulator; the operator's view drops it
     assert "left_out" not in operator_view(result.disclosure)["releases"][0]
-    assert {(c["rule"], tuple(c["protects"])) for c in release["suppressed"] if c["row"] == j} \
-        == {("secondary", (None, "n")), ("secondary", (None, "avg"))}
+    assert {(c["rule"], tuple(c["protects"])) for c in release["suppressed"] if c["row"] == j} == {
+        ("secondary", (None, "n")),
+        ("secondary", (None, "avg")),
+    }
 
 
 def test_a_column_used_beyond_its_grant_is_refused_as_contract_scope(people: DatasetInfo) -> None:
@@ -114,8 +145,10 @@ def test_a_column_used_beyond_its_grant_is_refused_as_contract_scope(people: Dat
 
 
 def test_a_derived_column_cannot_launder_a_use(people: DatasetInfo) -> None:
-    code = ("res = table('people').derive(band=col('age').bucket([40, 60])).group_by('band')"
-            ".agg(n=count()).collect()\n")
+    code = (
+        "res = table('people').derive(band=col('age').bucket([40, 60])).group_by('band')"
+        ".agg(n=count()).collect()\n"
+    )
     result = run_job(spec(people, code), LocalExecutor())
     assert result.status == "rejected"
     assert result.error.code == "contract_scope"
@@ -131,17 +164,20 @@ def test_grouping_by_an_identifier_is_refused(people: DatasetInfo) -> None:
 
 
 def test_a_dataset_outside_the_job_is_refused(people: DatasetInfo) -> None:
-    result = run_job(spec(people, "x = table('secret').agg(n=count()).collect()\n"),
-                     LocalExecutor())
+    result = run_job(
+        spec(people, "x = table('secret').agg(n=count()).collect()\n"), LocalExecutor()
+    )
     assert result.status == "rejected"
     assert result.error.code == "plan_invalid"
     assert "available: people" in result.error.message
 
 
 def test_collect_in_a_loop_beyond_the_quoted_rows_is_refused(people: DatasetInfo) -> None:
-    code = ("t = table('people').agg(n=count())\n"
-            "for i in range(10):\n"
-            "    emit('n' + str(i), t.collect())\n")
+    code = (
+        "t = table('people').agg(n=count())\n"
+        "for i in range(10):\n"
+        "    emit('n' + str(i), t.collect())\n"
+    )
     result = run_job(spec(people, code, max_rows=2 * ROWS, max_outputs=10), LocalExecutor())
     assert result.status == "rejected"
     assert result.error.code == "quota_exceeded"
@@ -162,15 +198,18 @@ def test_emit_beyond_the_quoted_outputs_is_refused(people: DatasetInfo) -> None:
 
 def test_an_overflowing_expression_is_null_not_an_error(people: DatasetInfo) -> None:
     # Whether a job fails must not depend on data: an overflow is a null value, as in SQL.
-    code = ("res = table('people').agg(n=count(), s=sum(col('income').cast('int') "
-            "* 9000000000000000)).collect()\nemit('r', res)\n")
+    code = (
+        "res = table('people').agg(n=count(), s=sum(col('income').cast('int') "
+        "* 9000000000000000)).collect()\nemit('r', res)\n"
+    )
     result = run_job(spec(people, code), LocalExecutor())
     assert result.status == "succeeded", result.error
     assert result.outputs["r"]["rows"][0][0] == ROWS
 
 
 def test_a_plan_the_engine_cannot_evaluate_releases_nothing_and_the_job_goes_on(
-        people: DatasetInfo, monkeypatch: pytest.MonkeyPatch) -> None:
+    people: DatasetInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pyarrow as pa
 
     def broken(checked: Any, deadline: Any = None) -> Any:
@@ -178,9 +217,11 @@ def test_a_plan_the_engine_cannot_evaluate_releases_nothing_and_the_job_goes_on(
 
     executor = LocalExecutor()
     monkeypatch.setattr(executor, "aggregate", broken)
-    code = ("a = table('people').agg(n=count()).collect()\n"
-            "b = table('people').group_by('district').agg(n=count()).collect()\n"
-            "emit('a', a)\nemit('b', b)\n")
+    code = (
+        "a = table('people').agg(n=count()).collect()\n"
+        "b = table('people').group_by('district').agg(n=count()).collect()\n"
+        "emit('a', a)\nemit('b', b)\n"
+    )
     result = run_job(spec(people, code), executor)
     assert result.status == "succeeded", result.error
     assert result.outputs["a"]["rows"] == [[None]] and result.outputs["b"]["rows"] == []
@@ -210,7 +251,7 @@ def test_compute_seconds_in_coarse_steps_show_only_the_step() -> None:
     assert reported_seconds(0.9, 30.0, 1.0) == "1.000"
     assert reported_seconds(1.0001, 30.0, 1.0) == "2.000"
     assert reported_seconds(0.3, 30.0, 0.25) == "0.500"
-    assert reported_seconds(0.0, 30.0, 1.0) == "1.000"      # even nothing costs one step
+    assert reported_seconds(0.0, 30.0, 1.0) == "1.000"  # even nothing costs one step
 
 
 # --- emit checks on the handler itself, as a tampered jail would call it ------------------
@@ -222,8 +263,12 @@ def handler(people: DatasetInfo) -> _Handler:
 
 
 def _plan() -> dict[str, Any]:
-    return {"op": "aggregate", "input": {"op": "scan", "dataset": "people"},
-            "keys": ["district"], "aggs": [["n", {"fn": "count", "arg": None}]]}
+    return {
+        "op": "aggregate",
+        "input": {"op": "scan", "dataset": "people"},
+        "keys": ["district"],
+        "aggs": [["n", {"fn": "count", "arg": None}]],
+    }
 
 
 def test_a_released_table_can_be_emitted_unchanged(handler: _Handler) -> None:
@@ -234,8 +279,12 @@ def test_a_released_table_can_be_emitted_unchanged(handler: _Handler) -> None:
 
 def test_a_fabricated_table_is_refused(handler: _Handler) -> None:
     handler.collect(_plan())
-    fabricated = {"kind": "table", "columns": [{"name": "resident_id", "type": "string"}],
-                  "rows": [["439900000001"]], "suppressed": []}
+    fabricated = {
+        "kind": "table",
+        "columns": [{"name": "resident_id", "type": "string"}],
+        "rows": [["439900000001"]],
+        "suppressed": [],
+    }
     with pytest.raises(PlanError, match="collected result unchanged"):
         handler.emit("leak", fabricated)
     assert handler.outputs == {}
@@ -243,8 +292,11 @@ def test_a_fabricated_table_is_refused(handler: _Handler) -> None:
 
 def test_a_released_table_with_a_suppressed_cell_filled_in_is_refused(handler: _Handler) -> None:
     body = handler.collect(_plan())
-    tampered = {**body, "rows": [[r[0], 5 if r[1] is None else r[1]] for r in body["rows"]],
-                "suppressed": []}
+    tampered = {
+        **body,
+        "rows": [[r[0], 5 if r[1] is None else r[1]] for r in body["rows"]],
+        "suppressed": [],
+    }
     assert tampered != body
     with pytest.raises(PlanError, match="collected result unchanged"):
         handler.emit("tampered", tampered)
@@ -252,9 +304,15 @@ def test_a_released_table_with_a_suppressed_cell_filled_in_is_refused(handler: _
 
 @pytest.mark.parametrize(
     "value",
-    [{"kind": "scalar", "value": float("nan")}, {"kind": "scalar", "value": [1, 2]},
-     {"kind": "scalar", "value": "x" * 10_001}, {"kind": "scalar", "value": 1, "rows": []},
-     {"kind": "rows", "value": 1}, [1, 2], "text"],
+    [
+        {"kind": "scalar", "value": float("nan")},
+        {"kind": "scalar", "value": [1, 2]},
+        {"kind": "scalar", "value": "x" * 10_001},
+        {"kind": "scalar", "value": 1, "rows": []},
+        {"kind": "rows", "value": 1},
+        [1, 2],
+        "text",
+    ],
 )
 def test_anything_but_a_released_table_or_one_scalar_is_refused(
     handler: _Handler, value: Any
@@ -290,8 +348,9 @@ def test_output_digest_is_stable_across_key_order() -> None:
     assert output_digest({"a": 1}) != output_digest({"a": 2})
 
 
-def test_a_release_with_too_many_groups_is_capped(people: DatasetInfo,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_release_with_too_many_groups_is_capped(
+    people: DatasetInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sandbox.pipeline.driver as driver
 
     monkeypatch.setattr(driver, "MAX_RELEASED_ROWS", 1)

@@ -23,14 +23,21 @@ from sandbox.common.exports import (
     to_xlsx,
 )
 
-HOSTILE = ['=HYPERLINK("http://evil.example","点我")', "@SUM(A1)", "+1+1", "-1+1", "\t=1",
-           "\r=1"]
-TABLE = Table("报表", [Column("key", "分组"), Column("n", "人数", Kind.NUMBER),
-                     Column("fee", "金额（元）", Kind.MONEY), Column("at", "时间", Kind.TIME)], [
-    {"key": h, "n": -3, "fee": "2.5", "at": "2026-11-30T16:30:00Z"} for h in HOSTILE] + [
-    {"key": "城关区", "n": SUPPRESSED, "fee": Decimal("0.1"), "at": dt.datetime(2026, 1, 1)},
-    {"key": {"a": [1]}, "n": "=1+1", "fee": "-1+1", "at": "=NOW()"},
-])
+HOSTILE = ['=HYPERLINK("http://evil.example","点我")', "@SUM(A1)", "+1+1", "-1+1", "\t=1", "\r=1"]
+TABLE = Table(
+    "报表",
+    [
+        Column("key", "分组"),
+        Column("n", "人数", Kind.NUMBER),
+        Column("fee", "金额（元）", Kind.MONEY),
+        Column("at", "时间", Kind.TIME),
+    ],
+    [{"key": h, "n": -3, "fee": "2.5", "at": "2026-11-30T16:30:00Z"} for h in HOSTILE]
+    + [
+        {"key": "城关区", "n": SUPPRESSED, "fee": Decimal("0.1"), "at": dt.datetime(2026, 1, 1)},
+        {"key": {"a": [1]}, "n": "=1+1", "fee": "-1+1", "at": "=NOW()"},
+    ],
+)
 
 
 def read_csv(data: bytes) -> list[list[str]]:
@@ -71,7 +78,7 @@ def test_xlsx_types_every_cell_and_never_writes_a_formula() -> None:
         assert row[0].quotePrefix
         assert row[1].value == -3 and row[1].data_type == "n"
         assert row[2].value == 2.5 and row[2].number_format == "0.00"
-        assert row[3].value == dt.datetime(2026, 12, 1, 0, 30)   # Beijing time
+        assert row[3].value == dt.datetime(2026, 12, 1, 0, 30)  # Beijing time
     suppressed = body[6]
     assert suppressed[1].value == "（已抑制）" and suppressed[1].data_type == "s"
     assert suppressed[3].value == dt.datetime(2026, 1, 1, 8, 0)

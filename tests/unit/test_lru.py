@@ -13,7 +13,7 @@ def test_the_least_recently_used_go_first_and_the_bound_holds() -> None:
     kept: LRU[str, int] = LRU(3)
     for k in "abc":
         kept.put(k, ord(k))
-    assert kept.get("a") == ord("a")        # a is now the most recently used
+    assert kept.get("a") == ord("a")  # a is now the most recently used
     kept.put("d", 4)
     assert [kept.get(k) is not None for k in "abcd"] == [True, False, True, True]
 
@@ -21,9 +21,9 @@ def test_the_least_recently_used_go_first_and_the_bound_holds() -> None:
 def test_weights_are_the_values_measure_and_an_overweight_value_is_not_kept() -> None:
     kept: LRU[int, pa.Table] = LRU(2000, lambda t: t.get_total_buffer_size())
     for i in range(4):
-        kept.put(i, pa.table({"x": pa.array([i] * 100, pa.int64())}))   # 800 bytes each
+        kept.put(i, pa.table({"x": pa.array([i] * 100, pa.int64())}))  # 800 bytes each
     assert [kept.get(i) is not None for i in range(4)] == [False, False, True, True]
-    kept.put(9, pa.table({"x": pa.array([9] * 1000, pa.int64())}))      # over the bound alone
+    kept.put(9, pa.table({"x": pa.array([9] * 1000, pa.int64())}))  # over the bound alone
     assert kept.get(9) is None and kept.get(3) is not None
 
 

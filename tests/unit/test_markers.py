@@ -18,9 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _collected(*args: str) -> set[str]:
     # A process of its own: collecting the real files here would import them into this run.
-    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                        "-p", "no:cacheprovider", *args], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return {line.split("::")[1] for line in r.stdout.splitlines() if "::" in line}
 
@@ -37,7 +41,8 @@ def test_the_suites_ray_tests_are_marked_and_its_local_ones_are_not() -> None:
 
 def test_every_way_of_asking_for_ray_local_is_marked(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nmarkers = ray: needs a local Ray instance\n")
-    pytester.makepyfile(test_some="""
+    pytester.makepyfile(
+        test_some="""
         import pytest
 
         @pytest.fixture(scope="session")
@@ -60,7 +65,8 @@ def test_every_way_of_asking_for_ray_local_is_marked(pytester: pytest.Pytester) 
 
         def test_without_ray(tmp_path):
             pass
-    """)
+    """
+    )
     hook = SimpleNamespace(pytest_collection_modifyitems=conftest.pytest_collection_modifyitems)
     pytester.runpytest("-m", "ray", plugins=[hook]).assert_outcomes(passed=3, deselected=1)
     rest = pytester.runpytest("-m", "not ray", "-v", plugins=[hook])

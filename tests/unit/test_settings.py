@@ -12,7 +12,9 @@ def test_every_setting_is_documented_in_the_readme(name: str) -> None:
     assert f"`SANDBOX_{name.upper()}`" in README
 
 
-def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("SANDBOX_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SANDBOX_THRESHOLD_L3", "25")
     monkeypatch.setenv("SANDBOX_EXECUTOR", "local")

@@ -24,9 +24,17 @@ class Open(BaseModel):
 class ErrorEnvelope(BaseModel):
     """Every error, whatever its cause (validation included), in one shape."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"example": {
-        "ok": False, "status": 403, "code": "contract_scope",
-        "error": "column 'name' is not granted for group_by in contract c-12"}})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "ok": False,
+                "status": 403,
+                "code": "contract_scope",
+                "error": "column 'name' is not granted for group_by in contract c-12",
+            }
+        },
+    )
     ok: Literal[False]
     status: int = Field(description="The HTTP status, repeated")
     code: str = Field(description="Stable machine-readable cause, e.g. contract_scope")
@@ -49,8 +57,9 @@ _MEANING = {
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The error envelope, declared for each of `statuses`."""
-    return {status: {"model": ErrorEnvelope, "description": _MEANING[status]}
-            for status in statuses}
+    return {
+        status: {"model": ErrorEnvelope, "description": _MEANING[status]} for status in statuses
+    }
 
 
 # Declared on every router. `default` also covers what a route does not list, and keeps
@@ -73,8 +82,12 @@ MEDIA_TYPES = {
 def files(*formats: str) -> dict[int | str, dict[str, Any]]:
     """The success response also offered as file downloads in `formats` (`?format=`)."""
     binary = {"type": "string", "format": "binary"}
-    return {200: {"content": {MEDIA_TYPES[f]: {"schema": binary} for f in formats},
-                  "description": "JSON, or with `format=` the same data as a download"}}
+    return {
+        200: {
+            "content": {MEDIA_TYPES[f]: {"schema": binary} for f in formats},
+            "description": "JSON, or with `format=` the same data as a download",
+        }
+    }
 
 
 class ModelRoute(APIRoute):
@@ -96,13 +109,17 @@ class DomainChecked(BaseModel):
 
     def as_sent(self) -> dict[str, Any]:
         """The body as the client sent it, unknown fields included for the domain to refuse."""
-        sent = {name: getattr(self, name) for name in type(self).model_fields
-                if name in self.model_fields_set}
+        sent = {
+            name: getattr(self, name)
+            for name in type(self).model_fields
+            if name in self.model_fields_set
+        }
         return {**sent, **(self.model_extra or {})}
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, schema: cs.CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+    def __get_pydantic_json_schema__(
+        cls, schema: cs.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
         json_schema = handler.resolve_ref_schema(handler(schema))
         for prop in json_schema.get("properties", {}).values():
             prop.pop("default", None)

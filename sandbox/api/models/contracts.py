@@ -17,23 +17,33 @@ Grants = dict[str, dict[str, list[str]]]
 class ApplicationBody(DomainChecked):
     """The terms applied for; also the body of an edit (without `draft`) and an amendment."""
 
-    REQUIRED: ClassVar[tuple[str, ...]] = ("datasets", "purpose", "purpose_class",
-                                           "valid_from", "valid_to")
-    datasets: SkipValidation[Grants] = Field(None, description=(
-        "dataset → column → uses, each of group_by, filter, aggregate, join"))
+    REQUIRED: ClassVar[tuple[str, ...]] = (
+        "datasets",
+        "purpose",
+        "purpose_class",
+        "valid_from",
+        "valid_to",
+    )
+    datasets: SkipValidation[Grants] = Field(
+        None, description=("dataset → column → uses, each of group_by, filter, aggregate, join")
+    )
     purpose: SkipValidation[str] = Field(None)
     purpose_class: SkipValidation[str] = Field(None, description="public_interest or commercial")
     valid_from: SkipValidation[str] = Field(None, description="ISO 8601 with a time zone")
     valid_to: SkipValidation[str] = Field(None, description="ISO 8601 with a time zone")
-    quotas: SkipValidation[dict[str, int]] = Field(None, description=(
-        "jobs_per_day, rows_per_month"))
+    quotas: SkipValidation[dict[str, int]] = Field(
+        None, description=("jobs_per_day, rows_per_month")
+    )
     spend_cap: SkipValidation[str | None] = Field(None, description="Decimal string of yuan")
-    disclosure: SkipValidation[dict[str, Any]] = Field(None, description=(
-        "Stricter disclosure rules than the defaults"))
-    privacy: SkipValidation[dict[str, dict[str, Any]]] = Field(None, description=(
-        "dataset → differential-privacy terms: epsilon, per_job_epsilon"))
-    draft: SkipValidation[bool] = Field(None, description=(
-        "Apply only: true keeps the application an editable draft"))
+    disclosure: SkipValidation[dict[str, Any]] = Field(
+        None, description=("Stricter disclosure rules than the defaults")
+    )
+    privacy: SkipValidation[dict[str, dict[str, Any]]] = Field(
+        None, description=("dataset → differential-privacy terms: epsilon, per_job_epsilon")
+    )
+    draft: SkipValidation[bool] = Field(
+        None, description=("Apply only: true keeps the application an editable draft")
+    )
 
 
 # --- responses ----------------------------------------------------------------------------

@@ -57,8 +57,9 @@ class _JobFields(Open):
     finished_at: str | None
     quote: Charge | None
     charge: Charge | None
-    usage: dict[str, Any] | None = Field(description="At least rows_scanned and "
-                                         "compute_seconds once finished")
+    usage: dict[str, Any] | None = Field(
+        description="At least rows_scanned and compute_seconds once finished"
+    )
     disclosure: dict[str, Any] = Field(description="Which rule suppressed what, per release")
     error: JobError | None
     contract_version: int | None

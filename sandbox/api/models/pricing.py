@@ -15,8 +15,9 @@ _MONEY = "Decimal string of yuan"
 
 class TierBody(DomainChecked):
     REQUIRED: ClassVar[tuple[str, ...]] = ("price",)
-    up_to: SkipValidation[int | None] = Field(None, description="Last unit of the tier; "
-                                              "null for the last tier")
+    up_to: SkipValidation[int | None] = Field(
+        None, description="Last unit of the tier; null for the last tier"
+    )
     price: SkipValidation[str] = Field(None, description=_MONEY)
 
 
@@ -36,8 +37,9 @@ class PriceScheduleBody(DomainChecked):
     name: SkipValidation[str] = Field(None)
     effective_from: SkipValidation[str] = Field(None, description="ISO 8601 with a time zone")
     items: SkipValidation[list[PriceItemBody]] = Field(None)
-    multipliers: SkipValidation[dict[str, str]] = Field(None, description=(
-        "Per dataset, a decimal factor on its data-volume price"))
+    multipliers: SkipValidation[dict[str, str]] = Field(
+        None, description=("Per dataset, a decimal factor on its data-volume price")
+    )
 
 
 class CapBody(DomainChecked):

@@ -82,5 +82,3 @@ class TokensRevoked(Open):
     id: str
     revoked_at: str | None
     token: str | None = Field(description="With `reissue`: a new token, shown this once")
-
-

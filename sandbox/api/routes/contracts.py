@@ -39,11 +39,16 @@ def apply(body: ApplicationBody, ctx: Ctx, actor: CurrentActor) -> dict[str, Any
     return agreements.apply(ctx, actor, body.as_sent())
 
 
-@router.get("/contracts", response_model=Contracts,
-            responses=SIGNED_IN | files("csv", "xlsx"))
-def list_contracts(ctx: Ctx, actor: CurrentActor, status: str | None = None,
-                   operator_id: str | None = None, limit: int = 100, offset: int = 0,
-                   format: ListingFormat = "json") -> Any:
+@router.get("/contracts", response_model=Contracts, responses=SIGNED_IN | files("csv", "xlsx"))
+def list_contracts(
+    ctx: Ctx,
+    actor: CurrentActor,
+    status: str | None = None,
+    operator_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    format: ListingFormat = "json",
+) -> Any:
     """Contracts visible to the caller, with status history; `format=csv` or `xlsx` for an
     inspection, one row per contract with its terms in columns."""
     rows = listings.contracts(ctx, actor, status, operator_id, limit, offset)
@@ -52,14 +57,16 @@ def list_contracts(ctx: Ctx, actor: CurrentActor, status: str | None = None,
     return {"contracts": rows}
 
 
-@router.get("/contracts/{contract_id}", response_model=Contract,
-            responses=SIGNED_IN | errors(404))
+@router.get("/contracts/{contract_id}", response_model=Contract, responses=SIGNED_IN | errors(404))
 def get(contract_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return agreements.get(ctx, actor, contract_id)
 
 
-@router.get("/contracts/{contract_id}/budget", response_model=ContractBudgets,
-            responses=SIGNED_IN | errors(404))
+@router.get(
+    "/contracts/{contract_id}/budget",
+    response_model=ContractBudgets,
+    responses=SIGNED_IN | errors(404),
+)
 def budget(contract_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Privacy budgets (ε) per dataset under differential privacy: total, spent, reserved by
     running jobs, remaining."""
@@ -77,8 +84,9 @@ def refuse(contract_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dic
 
 
 @router.post("/contracts/{contract_id}/sign", response_model=Contract, responses=TRANSITION)
-def sign(contract_id: str, ctx: Ctx, actor: CurrentActor,
-         body: Signature | None = None) -> dict[str, Any]:
+def sign(
+    contract_id: str, ctx: Ctx, actor: CurrentActor, body: Signature | None = None
+) -> dict[str, Any]:
     return agreements.sign(ctx, actor, contract_id, body.signature if body else None)
 
 
@@ -88,8 +96,7 @@ def suspend(contract_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> di
 
 
 @router.put("/contracts/{contract_id}", response_model=Contract, responses=TRANSITION)
-def edit(contract_id: str, body: ApplicationBody, ctx: Ctx,
-         actor: CurrentActor) -> dict[str, Any]:
+def edit(contract_id: str, body: ApplicationBody, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Replace the terms of a draft (same body as an application, without `draft`)."""
     return agreements.edit(ctx, actor, contract_id, body.as_sent())
 
@@ -105,22 +112,23 @@ def resume(contract_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dic
     return agreements.resume(ctx, actor, contract_id, body.reason)
 
 
-@router.post("/contracts/{contract_id}/terminate", response_model=Contract,
-             responses=TRANSITION)
+@router.post("/contracts/{contract_id}/terminate", response_model=Contract, responses=TRANSITION)
 def terminate(contract_id: str, body: Reason, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return agreements.terminate(ctx, actor, contract_id, body.reason)
 
 
-@router.post("/contracts/{contract_id}/amend", status_code=201, response_model=Contract,
-             responses=TRANSITION)
-def amend(contract_id: str, body: ApplicationBody, ctx: Ctx,
-          actor: CurrentActor) -> dict[str, Any]:
+@router.post(
+    "/contracts/{contract_id}/amend", status_code=201, response_model=Contract, responses=TRANSITION
+)
+def amend(contract_id: str, body: ApplicationBody, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Propose new terms (same body as an application) as the contract's next version."""
     return agreements.amend(ctx, actor, contract_id, body.as_sent())
 
 
-@router.get("/contracts/{contract_id}/versions/{version}", response_model=ContractVersion,
-            responses=SIGNED_IN | errors(404))
-def get_version(contract_id: str, version: int, ctx: Ctx,
-                actor: CurrentActor) -> dict[str, Any]:
+@router.get(
+    "/contracts/{contract_id}/versions/{version}",
+    response_model=ContractVersion,
+    responses=SIGNED_IN | errors(404),
+)
+def get_version(contract_id: str, version: int, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return agreements.get_version(ctx, actor, contract_id, version)

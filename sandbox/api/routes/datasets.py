@@ -14,15 +14,18 @@ from sandbox.records import registry
 router = APIRouter(tags=["datasets"], route_class=ModelRoute, responses=ERRORS)
 
 
-@router.post("/datasets", status_code=201, response_model=Dataset,
-             responses=SIGNED_IN | errors(409))
-def create(file: Annotated[UploadFile, File()], meta: Annotated[str, Form()],
-           ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+@router.post(
+    "/datasets", status_code=201, response_model=Dataset, responses=SIGNED_IN | errors(409)
+)
+def create(
+    file: Annotated[UploadFile, File()], meta: Annotated[str, Form()], ctx: Ctx, actor: CurrentActor
+) -> dict[str, Any]:
     try:
         meta_json = json.loads(meta)
     except ValueError:
-        raise IngestError("meta must be a JSON object: {name, title, provider_id, level, "
-                          "columns}") from None
+        raise IngestError(
+            "meta must be a JSON object: {name, title, provider_id, level, columns}"
+        ) from None
     info = registry.register(ctx, actor, file.file.read(), file.filename or "", meta_json)
     return info.to_json()
 

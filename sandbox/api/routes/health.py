@@ -17,8 +17,14 @@ def health(ctx: Ctx) -> dict[str, Any]:
     """Liveness, and whether job processes get their system-call filter on this host."""
     problem = seccomp.probe()
     refused = problem is not None and ctx.settings.jail_require_seccomp
-    return {"ok": True, "jail": {"seccomp": problem is None, "jobs_run": not refused,
-                                 **({"problem": problem} if problem else {})}}
+    return {
+        "ok": True,
+        "jail": {
+            "seccomp": problem is None,
+            "jobs_run": not refused,
+            **({"problem": problem} if problem else {}),
+        },
+    }
 
 
 @router.get("/me", response_model=Me, responses=SIGNED_IN)

@@ -29,17 +29,25 @@ def quote(body: submission.JobRequest, ctx: Ctx, actor: CurrentActor) -> dict[st
 
 
 @router.post("/jobs", status_code=201, response_model=Job, responses=SUBMISSION)
-async def submit(body: submission.JobRequest, ctx: Ctx, actor: CurrentActor,
-                 wait: bool = False) -> dict[str, Any]:
+async def submit(
+    body: submission.JobRequest, ctx: Ctx, actor: CurrentActor, wait: bool = False
+) -> dict[str, Any]:
     # The job runs elsewhere; this thread only records and (with wait) waits for it.
     return await run_in_threadpool(submission.submit, ctx, actor, body, wait)
 
 
 @router.get("/jobs", response_model=Jobs, responses=SIGNED_IN | files("csv", "xlsx"))
-def list_jobs(ctx: Ctx, actor: CurrentActor, contract_id: str | None = None,
-              operator_id: str | None = None, status: str | None = None,
-              period: str | None = None, limit: int = 100, offset: int = 0,
-              format: ListingFormat = "json") -> Any:
+def list_jobs(
+    ctx: Ctx,
+    actor: CurrentActor,
+    contract_id: str | None = None,
+    operator_id: str | None = None,
+    status: str | None = None,
+    period: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    format: ListingFormat = "json",
+) -> Any:
     """Jobs: an operator's own; for the regulator every job, with code, signature and the
     full disclosure report. `period` (YYYY-MM) filters by submission month; `format=csv` or
     `xlsx` for a spreadsheet."""
@@ -54,18 +62,27 @@ def get(job_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return jobs.get(ctx, actor, job_id)
 
 
-@router.get("/jobs/{job_id}/outputs/{name}", response_model=Output,
-            responses=SIGNED_IN | errors(404) | files("csv", "xlsx", "parquet"))
-def output(job_id: str, name: str, ctx: Ctx, actor: CurrentActor,
-           format: OutputFormat = "json") -> Any:
+@router.get(
+    "/jobs/{job_id}/outputs/{name}",
+    response_model=Output,
+    responses=SIGNED_IN | errors(404) | files("csv", "xlsx", "parquet"),
+)
+def output(
+    job_id: str, name: str, ctx: Ctx, actor: CurrentActor, format: OutputFormat = "json"
+) -> Any:
     """One released output: JSON, a spreadsheet (`csv`, `xlsx`) or Parquet."""
     body = jobs.output(ctx, actor, job_id, name)
     if format == "json":
         return body
     if format != "parquet":
         return export_response(jobs.output_table(name, body), format, name)
-    table = released_table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
+    table = (
+        released_table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
+    )
     sink = io.BytesIO()
     pq.write_table(table, sink)
-    return Response(sink.getvalue(), media_type="application/vnd.apache.parquet",
-                    headers=attachment(f"{name}.parquet"))
+    return Response(
+        sink.getvalue(),
+        media_type="application/vnd.apache.parquet",
+        headers=attachment(f"{name}.parquet"),
+    )

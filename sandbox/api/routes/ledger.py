@@ -34,12 +34,13 @@ router = APIRouter(tags=["ledger"], route_class=ModelRoute, responses=ERRORS)
 @router.get("/keys", response_model=ServiceKeys)
 def keys(ctx: Ctx) -> dict[str, Any]:
     public = public_key_b64(ctx.bureau_key)
-    return {"bureau": public,
-            "ledger_vkey": vkey(ctx.settings.log_origin, base64.b64decode(public))}
+    return {
+        "bureau": public,
+        "ledger_vkey": vkey(ctx.settings.log_origin, base64.b64decode(public)),
+    }
 
 
-@router.get("/ledger/checkpoint", response_model=Checkpoint,
-            responses=SIGNED_IN | errors(503))
+@router.get("/ledger/checkpoint", response_model=Checkpoint, responses=SIGNED_IN | errors(503))
 def checkpoint(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     require(actor, Role.regulator, Role.bureau)
     with ctx.reading() as s:
@@ -47,27 +48,30 @@ def checkpoint(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
 
 
 @router.get("/ledger/entries", response_model=Entries, responses=SIGNED_IN)
-def entries(ctx: Ctx, actor: CurrentActor, start: int = 0, end: int | None = None) -> dict[str, Any]:
+def entries(
+    ctx: Ctx, actor: CurrentActor, start: int = 0, end: int | None = None
+) -> dict[str, Any]:
     require(actor, Role.regulator, Role.bureau)
     with ctx.reading() as s:
         return {"entries": log.entries(s, start, end)}
 
 
-@router.get("/ledger/proofs/inclusion", response_model=InclusionProof,
-            responses=SIGNED_IN | errors(503))
+@router.get(
+    "/ledger/proofs/inclusion", response_model=InclusionProof, responses=SIGNED_IN | errors(503)
+)
 def inclusion(index: int, size: int, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     require(actor, Role.regulator, Role.bureau)
     with ctx.reading() as s:
         return {"index": index, "size": size, "proof": log.inclusion_proof(s, index, size)}
 
 
-@router.get("/ledger/proofs/consistency", response_model=ConsistencyProof,
-            responses=SIGNED_IN | errors(503))
+@router.get(
+    "/ledger/proofs/consistency", response_model=ConsistencyProof, responses=SIGNED_IN | errors(503)
+)
 def consistency(first: int, second: int, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     require(actor, Role.regulator, Role.bureau)
     with ctx.reading() as s:
-        return {"first": first, "second": second,
-                "proof": log.consistency_proof(s, first, second)}
+        return {"first": first, "second": second, "proof": log.consistency_proof(s, first, second)}
 
 
 class WitnessKey(BaseModel):
@@ -78,24 +82,39 @@ class WitnessKey(BaseModel):
 
 class Cosignature(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    checkpoint: str = Field(min_length=1, max_length=20_000,
-                            description="the bureau's signed note with the witness's line added")
+    checkpoint: str = Field(
+        min_length=1,
+        max_length=20_000,
+        description="the bureau's signed note with the witness's line added",
+    )
     witness: WitnessKey
 
 
-@router.post("/ledger/witness", status_code=201, response_model=Witnessed,
-             responses={200: {"model": Witnessed, "description": "Already kept: the kept record"},
-                        **SIGNED_IN, **errors(409)})
-def witness(body: Cosignature, ctx: Ctx, actor: CurrentActor,
-            response: Response) -> dict[str, Any]:
+@router.post(
+    "/ledger/witness",
+    status_code=201,
+    response_model=Witnessed,
+    responses={
+        200: {"model": Witnessed, "description": "Already kept: the kept record"},
+        **SIGNED_IN,
+        **errors(409),
+    },
+)
+def witness(body: Cosignature, ctx: Ctx, actor: CurrentActor, response: Response) -> dict[str, Any]:
     """Regulator: keep a checkpoint co-signed as a witness (idempotent per size and key)."""
     require(actor, Role.regulator)
     signer = log.Witness(body.witness.name, _raw_public_key(body.witness.public_key))
     with ctx.transaction() as s:
         principal = s.get(Principal, actor.id)
         record, created = log.add_witness(
-            s, body.checkpoint, ctx.settings.log_origin, _bureau_public(ctx), signer, actor.id,
-            registered_key=principal.public_key if principal else None)
+            s,
+            body.checkpoint,
+            ctx.settings.log_origin,
+            _bureau_public(ctx),
+            signer,
+            actor.id,
+            registered_key=principal.public_key if principal else None,
+        )
     if not created:
         response.status_code = 200
     return record

@@ -24,8 +24,12 @@ from sandbox.records import money
 router = APIRouter(tags=["pricing"], route_class=ModelRoute, responses=ERRORS)
 
 
-@router.post("/price-schedules", status_code=201, response_model=PriceSchedule,
-             responses=SIGNED_IN | errors(409))
+@router.post(
+    "/price-schedules",
+    status_code=201,
+    response_model=PriceSchedule,
+    responses=SIGNED_IN | errors(409),
+)
 def publish(body: PriceScheduleBody, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return money.publish(ctx, actor, body.as_sent())
 
@@ -38,8 +42,9 @@ def current(ctx: Ctx) -> dict[str, Any]:
     return {"id": schedule_id, **schedule.to_json()}
 
 
-@router.post("/price-caps", status_code=201, response_model=PriceCaps,
-             responses=SIGNED_IN | errors(409))
+@router.post(
+    "/price-caps", status_code=201, response_model=PriceCaps, responses=SIGNED_IN | errors(409)
+)
 def publish_caps(body: PriceCapsBody, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Maximum fees (上限收费标准): later schedules above them are refused."""
     return money.publish_caps(ctx, actor, body.as_sent())
@@ -58,7 +63,7 @@ class Amount(BaseModel):
     """An amount of money: a decimal string of yuan."""
 
     model_config = ConfigDict(extra="forbid")
-    amount: str = Field(description="Decimal string of yuan, e.g. \"120000.00\"")
+    amount: str = Field(description='Decimal string of yuan, e.g. "120000.00"')
 
 
 @router.put("/revenue/allowed/{period}", response_model=AllowedRevenue, responses=SIGNED_IN)
@@ -67,8 +72,7 @@ def record_allowed(period: str, body: Amount, ctx: Ctx, actor: CurrentActor) -> 
     return money.record_allowed_revenue(ctx, actor, period, body.amount)
 
 
-@router.get("/reports/revenue", response_model=Revenue,
-            responses=SIGNED_IN | files("csv", "xlsx"))
+@router.get("/reports/revenue", response_model=Revenue, responses=SIGNED_IN | files("csv", "xlsx"))
 def revenue(period: str, ctx: Ctx, actor: CurrentActor, format: ListingFormat = "json") -> Any:
     """Revenue by operator, dataset and unit, public-interest use at list value, and the
     comparison with the month's allowed revenue (an excess is deducted from the next month).
@@ -79,22 +83,30 @@ def revenue(period: str, ctx: Ctx, actor: CurrentActor, format: ListingFormat = 
     return export_response(money.revenue_table(report), format, f"revenue-{period}")
 
 
-@router.post("/prepaid/{operator_id}/top-ups", status_code=201, response_model=Prepaid,
-             responses=SIGNED_IN | errors(404))
+@router.post(
+    "/prepaid/{operator_id}/top-ups",
+    status_code=201,
+    response_model=Prepaid,
+    responses=SIGNED_IN | errors(404),
+)
 def top_up(operator_id: str, body: Amount, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     """Credit an operator's prepaid balance (the bureau); jobs then reserve against it."""
     return money.top_up(ctx, actor, operator_id, body.amount)
 
 
-@router.get("/prepaid/{operator_id}", response_model=Prepaid,
-            responses=SIGNED_IN | errors(404))
+@router.get("/prepaid/{operator_id}", response_model=Prepaid, responses=SIGNED_IN | errors(404))
 def prepaid(operator_id: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return money.prepaid(ctx, actor, operator_id)
 
 
 @router.get("/bills", response_model=Statement, responses=SIGNED_IN | files("csv", "xlsx"))
-def bills(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
-          format: ListingFormat = "json") -> Any:
+def bills(
+    period: str,
+    ctx: Ctx,
+    actor: CurrentActor,
+    operator_id: str | None = None,
+    format: ListingFormat = "json",
+) -> Any:
     """A monthly statement (Beijing-time month); `format=csv` or `xlsx` gives one row per
     charge line and a total row."""
     statement = money.bills(ctx, actor, period, operator_id)

@@ -15,10 +15,14 @@ from sandbox.records import listings
 router = APIRouter(tags=["reports"], route_class=ModelRoute, responses=ERRORS)
 
 
-@router.get("/releases", response_model=Releases,
-            responses=SIGNED_IN | files("csv", "xlsx"))
-def releases(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None = None,
-             format: ListingFormat = "json") -> Any:
+@router.get("/releases", response_model=Releases, responses=SIGNED_IN | files("csv", "xlsx"))
+def releases(
+    period: str,
+    ctx: Ctx,
+    actor: CurrentActor,
+    operator_id: str | None = None,
+    format: ListingFormat = "json",
+) -> Any:
     """Every aggregate released in a month, with the cells suppressed and why (regulator)."""
     rows = listings.releases(ctx, actor, period, operator_id)
     if format != "json":
@@ -26,10 +30,8 @@ def releases(period: str, ctx: Ctx, actor: CurrentActor, operator_id: str | None
     return {"period": period, "releases": rows}
 
 
-@router.get("/reports/usage", response_model=Usage,
-            responses=SIGNED_IN | files("csv", "xlsx"))
-def usage(period: str, ctx: Ctx, actor: CurrentActor,
-          format: ListingFormat = "json") -> Any:
+@router.get("/reports/usage", response_model=Usage, responses=SIGNED_IN | files("csv", "xlsx"))
+def usage(period: str, ctx: Ctx, actor: CurrentActor, format: ListingFormat = "json") -> Any:
     """Usage and charges per operator for a month (regulator, bureau)."""
     rows = listings.usage(ctx, actor, period)
     if format != "json":

@@ -10,8 +10,12 @@ from sandbox.store.models import Base
 
 def _run(connection: Connection) -> None:
     # Batch mode: SQLite alters a table by copying it, which Alembic does for us.
-    context.configure(connection=connection, target_metadata=Base.metadata,
-                      render_as_batch=True, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -14,13 +14,23 @@ from sandbox.catalog.ingest import ingest, parse_meta, read_file, write_partitio
 from sandbox.errors import IngestError
 
 CSV = "区县,年龄,姓名,收入\n城关区,30,张三,5000.5\n湖滨区,41,李四,\n新城区,67,王五,3200\n"
-POLICY = {"区县": {"role": "attribute"}, "年龄": {"role": "quasi_identifier"},
-          "姓名": {"role": "identifier"}, "收入": {"role": "sensitive", "lower": 0, "upper": 1e6}}
+POLICY = {
+    "区县": {"role": "attribute"},
+    "年龄": {"role": "quasi_identifier"},
+    "姓名": {"role": "identifier"},
+    "收入": {"role": "sensitive", "lower": 0, "upper": 1e6},
+}
 
 
 def meta(columns: dict[str, Any] | None = None, **fields: Any) -> Any:
-    raw = {"name": "人口_2026", "title": "常住人口", "provider_id": "pr-1", "level": "L3",
-           "columns": POLICY if columns is None else columns, **fields}
+    raw = {
+        "name": "人口_2026",
+        "title": "常住人口",
+        "provider_id": "pr-1",
+        "level": "L3",
+        "columns": POLICY if columns is None else columns,
+        **fields,
+    }
     return parse_meta(raw)
 
 
@@ -45,8 +55,11 @@ def test_a_csv_with_chinese_headers_and_values_round_trips(tmp_path: Path) -> No
     assert info.name == "人口_2026" and info.title == "常住人口" and info.level == "L3"
     assert info.row_count == 3
     assert [(c.name, c.type, c.role) for c in info.columns] == [
-        ("区县", "string", "attribute"), ("年龄", "int64", "quasi_identifier"),
-        ("姓名", "string", "identifier"), ("收入", "double", "sensitive")]
+        ("区县", "string", "attribute"),
+        ("年龄", "int64", "quasi_identifier"),
+        ("姓名", "string", "identifier"),
+        ("收入", "double", "sensitive"),
+    ]
     assert (info.column("收入").lower, info.column("收入").upper) == (0, 1e6)
     back = read_back(info.partitions)
     assert back.column("区县").to_pylist() == ["城关区", "湖滨区", "新城区"]
@@ -70,10 +83,18 @@ def test_a_gbk_csv_is_refused_with_the_iconv_hint(tmp_path: Path) -> None:
 
 
 def test_parquet_input_keeps_its_types(tmp_path: Path) -> None:
-    table = pa.table({"区县": ["城关区", "湖滨区"], "出生日期": pa.array([0, 365], pa.date32()),
-                      "人数": pa.array([3, 4], pa.int32())})
-    cols = {"区县": {"role": "attribute"}, "出生日期": {"role": "quasi_identifier"},
-            "人数": {"role": "attribute"}}
+    table = pa.table(
+        {
+            "区县": ["城关区", "湖滨区"],
+            "出生日期": pa.array([0, 365], pa.date32()),
+            "人数": pa.array([3, 4], pa.int32()),
+        }
+    )
+    cols = {
+        "区县": {"role": "attribute"},
+        "出生日期": {"role": "quasi_identifier"},
+        "人数": {"role": "attribute"},
+    }
     info = ingest(parquet_bytes(table), "upload.bin", meta(cols), tmp_path, 1000)
     assert [c.type for c in info.columns] == ["string", "date32[day]", "int32"]
     assert read_back(info.partitions).equals(table)
@@ -94,7 +115,11 @@ def test_partitions_hold_partition_rows_each(tmp_path: Path) -> None:
         ({**POLICY, "电话": {"role": "identifier"}}, {}, "names column '电话', which is not in"),
         ({k: v for k, v in POLICY.items() if k != "姓名"}, {}, "column '姓名' has no role"),
         ({**POLICY, "区县": {"role": "attribute", "lower": 0}}, {}, "bounds apply to numeric"),
-        ({**POLICY, "收入": {"role": "sensitive", "lower": 5, "upper": 1}}, {}, "lower bound is above"),
+        (
+            {**POLICY, "收入": {"role": "sensitive", "lower": 5, "upper": 1}},
+            {},
+            "lower bound is above",
+        ),
         ({**POLICY, "区县": {"role": "public"}}, {}, "role must be one of"),
         ({**POLICY, "区县": {"role": "attribute", "pii": True}}, {}, "Extra inputs"),
         (POLICY, {"level": "L9"}, "level must be one of L1, L2, L3, L4"),
@@ -124,8 +149,13 @@ def test_a_bad_role_lists_the_roles() -> None:
 def test_a_malformed_csv_error_quotes_no_data(tmp_path: Path) -> None:
     data = "区县,年龄\n城关区,30\n湖滨区,41,机密数值SECRET-7731\n".encode()
     with pytest.raises(IngestError) as info:
-        ingest(data, "bad.csv", meta({"区县": {"role": "attribute"}, "年龄": {"role": "attribute"}}),
-               tmp_path, 1000)
+        ingest(
+            data,
+            "bad.csv",
+            meta({"区县": {"role": "attribute"}, "年龄": {"role": "attribute"}}),
+            tmp_path,
+            1000,
+        )
     message = info.value.message
     assert "could not read the file as CSV" in message
     assert "Expected 2 columns, got 3" in message
@@ -141,8 +171,12 @@ def test_a_file_named_parquet_that_is_not_parquet_is_reported_as_parquet() -> No
 
 @pytest.mark.parametrize(
     ("data", "fragment"),
-    [(b"", "empty"), (b"a,a\n1,2\n", "duplicate column names"),
-     (b"a,b\n", "no rows"), (b"a,b\n,1\n,2\n", "'a' is empty in every row")],
+    [
+        (b"", "empty"),
+        (b"a,a\n1,2\n", "duplicate column names"),
+        (b"a,b\n", "no rows"),
+        (b"a,b\n,1\n,2\n", "'a' is empty in every row"),
+    ],
 )
 def test_files_without_usable_data_are_refused(tmp_path: Path, data: bytes, fragment: str) -> None:
     cols = {"a": {"role": "attribute"}, "b": {"role": "attribute"}}

@@ -85,7 +85,9 @@ def credit_code_check(body: str) -> str:
 def organisation_code_check(body: str) -> str:
     """GB 11714-1997 check character of the 8-character organisation code."""
     weights = [3, 7, 9, 10, 5, 8, 4, 2]
-    total = sum((int(c) if c.isdigit() else ord(c) - ord("A") + 10) * w for c, w in zip(body, weights))
+    total = sum(
+        (int(c) if c.isdigit() else ord(c) - ord("A") + 10) * w for c, w in zip(body, weights)
+    )
     return {10: "X", 11: "0"}.get(11 - total % 11, str(11 - total % 11))
 
 
@@ -101,7 +103,9 @@ def test_check_characters_match_published_examples() -> None:
     assert organisation_code_check("M000100Y") == "4"
 
 
-def test_datasets_come_in_order_with_levels_titles_and_schemas(city: dict[str, CityDataset]) -> None:
+def test_datasets_come_in_order_with_levels_titles_and_schemas(
+    city: dict[str, CityDataset],
+) -> None:
     assert list(city) == ["population", "enterprises", "social_insurance"]
     assert {name: d.level for name, d in city.items()} == {
         "population": "L3",
@@ -124,7 +128,11 @@ def test_roles_cover_every_column_and_bounds_hold(city: dict[str, CityDataset]) 
                 values = dataset.table[column]
                 assert pc.min(values).as_py() >= meta["lower"], column
                 assert pc.max(values).as_py() <= meta["upper"], column
-    assert city["population"].columns["income"] == {"role": "sensitive", "lower": 0, "upper": 200_000}
+    assert city["population"].columns["income"] == {
+        "role": "sensitive",
+        "lower": 0,
+        "upper": 200_000,
+    }
     assert city["population"].columns["resident_id"]["role"] == "identifier"
     assert city["social_insurance"].columns["insured_since"]["role"] == "quasi_identifier"
 
@@ -184,7 +192,9 @@ def test_credit_codes_are_valid_unique_and_match_district(city: dict[str, CityDa
         assert code[16] == organisation_code_check(code[8:16])
 
 
-def test_social_insurance_keys_exist_and_employment_share_is_realistic(city: dict[str, CityDataset]) -> None:
+def test_social_insurance_keys_exist_and_employment_share_is_realistic(
+    city: dict[str, CityDataset],
+) -> None:
     population, enterprises = city["population"].table, city["enterprises"].table
     insurance = city["social_insurance"].table
     assert pc.all(pc.is_in(insurance["resident_id"], value_set=population["resident_id"])).as_py()
@@ -199,7 +209,9 @@ def test_social_insurance_keys_exist_and_employment_share_is_realistic(city: dic
     assert 0.55 <= insured.sum() / working_age.sum() <= 0.65
 
 
-def test_enterprise_headcount_covers_insured_staff_and_is_heavy_tailed(city: dict[str, CityDataset]) -> None:
+def test_enterprise_headcount_covers_insured_staff_and_is_heavy_tailed(
+    city: dict[str, CityDataset],
+) -> None:
     enterprises = city["enterprises"].table
     insured = collections.Counter(city["social_insurance"].table["credit_code"].to_pylist())
     employees = enterprises["employees"].to_numpy()
@@ -213,9 +225,13 @@ def test_enterprise_headcount_covers_insured_staff_and_is_heavy_tailed(city: dic
     assert (employees[listed] >= 500).all()
 
 
-def test_contribution_base_follows_income_within_floor_and_ceiling(city: dict[str, CityDataset]) -> None:
+def test_contribution_base_follows_income_within_floor_and_ceiling(
+    city: dict[str, CityDataset],
+) -> None:
     population, insurance = city["population"].table, city["social_insurance"].table
-    income_by_id = dict(zip(population["resident_id"].to_pylist(), population["income"].to_pylist()))
+    income_by_id = dict(
+        zip(population["resident_id"].to_pylist(), population["income"].to_pylist())
+    )
     income = np.array([income_by_id[rid] for rid in insurance["resident_id"].to_pylist()])
     base = insurance["contribution_base"].to_numpy()
     assert base.min() == 4_000 and base.max() <= 30_000
@@ -228,7 +244,9 @@ def test_insured_since_lies_between_eighteenth_birthday_and_reference_date(
     city: dict[str, CityDataset],
 ) -> None:
     population, insurance = city["population"].table, city["social_insurance"].table
-    birth_by_id = dict(zip(population["resident_id"].to_pylist(), population["birth_date"].to_pylist()))
+    birth_by_id = dict(
+        zip(population["resident_id"].to_pylist(), population["birth_date"].to_pylist())
+    )
     for rid, since, months in zip(
         insurance["resident_id"].to_pylist(),
         insurance["insured_since"].to_pylist(),
@@ -252,7 +270,12 @@ def test_ages_income_and_demographics_are_plausible(city: dict[str, CityDataset]
     assert 3_000 < np.median(adults) < 12_000 and adults.max() > 3 * np.median(adults)
     genders = collections.Counter(population["gender"].to_pylist())
     assert set(genders) == {"男", "女"} and 0.45 < genders["男"] / RESIDENTS < 0.55
-    assert set(population["hukou_type"].to_pylist()) == {"本地城镇", "本地农村", "外地城镇", "外地农村"}
+    assert set(population["hukou_type"].to_pylist()) == {
+        "本地城镇",
+        "本地农村",
+        "外地城镇",
+        "外地农村",
+    }
 
 
 def test_every_district_and_industry_appears_in_proportion(city: dict[str, CityDataset]) -> None:

@@ -42,7 +42,9 @@ def test_valid_application_with_chinese_names() -> None:
     assert doc.id == "c-12"
     assert doc.version == 1
     assert doc.operator_id == "op-7"
-    assert doc.datasets == {"人口": {"区县": ("group_by", "filter"), "年龄": ("filter", "aggregate")}}
+    assert doc.datasets == {
+        "人口": {"区县": ("group_by", "filter"), "年龄": ("filter", "aggregate")}
+    }
     assert doc.purpose == "城关区养老服务设施规划"
     assert doc.purpose_class == "public_interest"
     assert doc.valid_from == datetime(2026, 2, 28, 16, tzinfo=UTC)
@@ -74,7 +76,14 @@ def test_all_uses_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("cap", "expected"),
-    [("0", "0.00"), ("12.5", "12.50"), (" 7 ", "7.00"), (300, "300.00"), (Decimal("1.25"), "1.25"), ("-0", "0.00")],
+    [
+        ("0", "0.00"),
+        ("12.5", "12.50"),
+        (" 7 ", "7.00"),
+        (300, "300.00"),
+        (Decimal("1.25"), "1.25"),
+        ("-0", "0.00"),
+    ],
 )
 def test_spend_cap_forms(cap: Any, expected: str) -> None:
     doc = _parse(_body(spend_cap=cap))
@@ -109,7 +118,11 @@ INVALID: list[tuple[str, Any, list[str]]] = [
         ["dataset '户籍' is not in the catalog", "known datasets: enterprises, 人口"],
     ),
     ("dataset-empty", _body(datasets={"人口": {}}), ["dataset '人口' grants no columns", "e.g."]),
-    ("dataset-not-object", _body(datasets={"人口": ["区县"]}), ["dataset '人口' grants no columns"]),
+    (
+        "dataset-not-object",
+        _body(datasets={"人口": ["区县"]}),
+        ["dataset '人口' grants no columns"],
+    ),
     (
         "unknown-column",
         _body(datasets={"人口": {"姓名": ["filter"]}}),
@@ -120,7 +133,11 @@ INVALID: list[tuple[str, Any, list[str]]] = [
         _body(datasets={"人口": {"区县": []}}),
         ["column '区县' of dataset '人口' lists no uses", "group_by, filter, aggregate, join"],
     ),
-    ("uses-string", _body(datasets={"人口": {"区县": "group_by"}}), ["lists no uses", "give a list"]),
+    (
+        "uses-string",
+        _body(datasets={"人口": {"区县": "group_by"}}),
+        ["lists no uses", "give a list"],
+    ),
     (
         "unknown-use",
         _body(datasets={"人口": {"区县": ["sort"]}}),
@@ -205,20 +222,34 @@ INVALID: list[tuple[str, Any, list[str]]] = [
         ["has fractions of a fen", "at most 2 decimal places"],
     ),
     ("cap-too-large", _body(spend_cap="1e40"), ["is too large"]),
-    ("quota-negative", _body(quotas={"jobs_per_day": -1}), ["quota 'jobs_per_day' must be a non-negative integer"]),
+    (
+        "quota-negative",
+        _body(quotas={"jobs_per_day": -1}),
+        ["quota 'jobs_per_day' must be a non-negative integer"],
+    ),
     (
         "quota-string",
         _body(quotas={"jobs_per_day": "100"}),
         ["quota 'jobs_per_day' must be a non-negative integer", "without quotes"],
     ),
-    ("quota-float", _body(quotas={"jobs_per_day": 1.5}), ["quota 'jobs_per_day' must be a non-negative integer"]),
-    ("quota-bool", _body(quotas={"jobs_per_day": True}), ["quota 'jobs_per_day' must be a non-negative integer"]),
+    (
+        "quota-float",
+        _body(quotas={"jobs_per_day": 1.5}),
+        ["quota 'jobs_per_day' must be a non-negative integer"],
+    ),
+    (
+        "quota-bool",
+        _body(quotas={"jobs_per_day": True}),
+        ["quota 'jobs_per_day' must be a non-negative integer"],
+    ),
     ("quotas-not-object", _body(quotas=[100]), ["quotas must be an object"]),
     ("quota-empty-name", _body(quotas={"": 1}), ["quota names must be non-empty strings"]),
 ]
 
 
-@pytest.mark.parametrize(("body", "fragments"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(
+    ("body", "fragments"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
 def test_invalid_applications(body: Any, fragments: list[str]) -> None:
     with pytest.raises(ContractInvalid) as info:
         _parse(body)

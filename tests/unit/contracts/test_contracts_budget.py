@@ -34,7 +34,7 @@ def test_text_forms_are_one_spelling() -> None:
     assert str(eps("1.0")) == str(eps("1")) == str(eps("1.000")) == "1"
     assert str(eps("10")) == "10"
     assert str(eps("0.250")) == "0.25"
-    assert str(eps("0.1") / 3) == "1/30"      # no finite decimal: exact, not rounded
+    assert str(eps("0.1") / 3) == "1/30"  # no finite decimal: exact, not rounded
     assert str(eps("0.1") / 4) == "0.025"
 
 
@@ -46,8 +46,10 @@ def test_micro_rounds_up_so_charges_never_under_count() -> None:
     assert Epsilon.from_text("0.033334") == Epsilon.from_micro(33_334)
 
 
-@pytest.mark.parametrize("raw", ["0", "0.000", "10.001", "11", "-1", "0.0001", "1e-3", "", " 1",
-                                 "1.", ".5", "NaN", "Infinity"])
+@pytest.mark.parametrize(
+    "raw",
+    ["0", "0.000", "10.001", "11", "-1", "0.0001", "1e-3", "", " 1", "1.", ".5", "NaN", "Infinity"],
+)
 def test_term_values_out_of_range_or_oddly_written_are_refused(raw: str) -> None:
     with pytest.raises(ContractInvalid) as info:
         Epsilon.parse(raw)
@@ -56,7 +58,7 @@ def test_term_values_out_of_range_or_oddly_written_are_refused(raw: str) -> None
 
 @pytest.mark.parametrize("raw", [0.1, 1, None, True, Decimal("0.1")])
 def test_term_values_must_be_strings(raw: object) -> None:
-    with pytest.raises(ContractInvalid, match='as a decimal string|must be a decimal string'):
+    with pytest.raises(ContractInvalid, match="as a decimal string|must be a decimal string"):
         Epsilon.parse(raw)
 
 
@@ -87,14 +89,15 @@ def test_check_budget_passes_up_to_the_total_exactly() -> None:
 
 def test_check_budget_names_the_dataset_what_is_left_and_how_to_proceed() -> None:
     with pytest.raises(ContractBudgetExceeded) as info:
-        check_budget(eps("0.7"), eps("0.2"), eps("0.2"), eps("1"), dataset="人口",
-                     contract_id="c-1")
+        check_budget(
+            eps("0.7"), eps("0.2"), eps("0.2"), eps("1"), dataset="人口", contract_id="c-1"
+        )
     message = info.value.args[0]
     assert info.value.code == "privacy_budget_exceeded"
     assert isinstance(info.value, ContractError)
     assert "'人口'" in message and "c-1" in message
     assert "ε=0.1 left of its 1" in message
-    assert '"epsilon": {"人口": "0.1"}' in message      # a smaller ε that would fit
+    assert '"epsilon": {"人口": "0.1"}' in message  # a smaller ε that would fit
     assert "amend the contract" in message
 
 
@@ -104,5 +107,6 @@ def test_a_used_up_budget_says_so() -> None:
     assert "used up" in info.value.args[0]
     assert "wait for running jobs" not in info.value.args[0]
     with pytest.raises(ContractBudgetExceeded, match="wait for running jobs"):
-        check_budget(eps("0.9"), eps("0.1"), eps("0.1"), eps("1"), dataset="人口",
-                     contract_id="c-1")
+        check_budget(
+            eps("0.9"), eps("0.1"), eps("0.1"), eps("1"), dataset="人口", contract_id="c-1"
+        )

@@ -15,7 +15,10 @@ DOC = ContractDocument(
     id="c-12",
     version=1,
     operator_id="op-7",
-    datasets={"人口": {"区县": ("filter", "group_by"), "年龄": ("aggregate",)}, "enterprises": {"industry": ("join",)}},
+    datasets={
+        "人口": {"区县": ("filter", "group_by"), "年龄": ("aggregate",)},
+        "enterprises": {"industry": ("join",)},
+    },
     purpose="城关区养老服务设施规划",
     purpose_class="commercial",
     valid_from=datetime(2026, 3, 1, tzinfo=UTC),
@@ -31,7 +34,10 @@ def test_to_json_uses_json_types_only() -> None:
         "id": "c-12",
         "version": 1,
         "operator_id": "op-7",
-        "datasets": {"人口": {"区县": ["filter", "group_by"], "年龄": ["aggregate"]}, "enterprises": {"industry": ["join"]}},
+        "datasets": {
+            "人口": {"区县": ["filter", "group_by"], "年龄": ["aggregate"]},
+            "enterprises": {"industry": ["join"]},
+        },
         "purpose": "城关区养老服务设施规划",
         "purpose_class": "commercial",
         "valid_from": "2026-03-01T00:00:00Z",
@@ -65,7 +71,7 @@ def test_canonical_bytes_layout() -> None:
     data = canonical_bytes(DOC)
     assert CONTRACT_DOMAIN == b"public-data-sandbox/contract/v1\n"
     assert data == CONTRACT_DOMAIN + rfc8785.dumps(DOC.to_json())
-    body = data[len(CONTRACT_DOMAIN):]
+    body = data[len(CONTRACT_DOMAIN) :]
     assert body.startswith(b'{"datasets":{"enterprises":')
     assert "城关区".encode() in body
     assert b"\n" not in body and b" " not in body
@@ -95,7 +101,10 @@ def test_same_terms_in_other_spellings_canonicalize_identically() -> None:
         id="c-12",
         version=1,
         operator_id="op-7",
-        datasets={"enterprises": {"industry": ["join", "join"]}, "人口": {"年龄": ["aggregate"], "区县": ["group_by", "filter"]}},
+        datasets={
+            "enterprises": {"industry": ["join", "join"]},
+            "人口": {"年龄": ["aggregate"], "区县": ["group_by", "filter"]},
+        },
         purpose="  城关区养老服务设施规划 ",
         purpose_class="commercial",
         valid_from=datetime(2026, 3, 1, 8, tzinfo=beijing),
@@ -115,8 +124,18 @@ def test_same_terms_in_other_spellings_canonicalize_identically() -> None:
         {"version": 2},
         {"operator_id": "op-8"},
         {"datasets": {"人口": {"区县": ("filter", "group_by"), "年龄": ("aggregate",)}}},
-        {"datasets": {"人口": {"区县": ("filter",), "年龄": ("aggregate",)}, "enterprises": {"industry": ("join",)}}},
-        {"datasets": {"人口": {"区县": ("filter", "group_by"), "年龄": ("aggregate", "filter")}, "enterprises": {"industry": ("join",)}}},
+        {
+            "datasets": {
+                "人口": {"区县": ("filter",), "年龄": ("aggregate",)},
+                "enterprises": {"industry": ("join",)},
+            }
+        },
+        {
+            "datasets": {
+                "人口": {"区县": ("filter", "group_by"), "年龄": ("aggregate", "filter")},
+                "enterprises": {"industry": ("join",)},
+            }
+        },
         {"purpose": "城关区养老服务设施规划。"},
         {"purpose_class": "public_interest"},
         {"valid_from": datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC)},

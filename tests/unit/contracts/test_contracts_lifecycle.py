@@ -54,8 +54,16 @@ GUARD_CASES = [(name, status) for name in GUARDS for status in Status]
 
 def test_statuses() -> None:
     assert [s.value for s in Status] == [
-        "draft", "pending_approval", "approved", "signed_by_bureau", "active",
-        "refused", "suspended", "terminated", "expired", "superseded",
+        "draft",
+        "pending_approval",
+        "approved",
+        "signed_by_bureau",
+        "active",
+        "refused",
+        "suspended",
+        "terminated",
+        "expired",
+        "superseded",
     ]
 
 
@@ -82,8 +90,7 @@ def test_transition_table(name: str, status: Status) -> None:
         assert f"'{status}' is final" in message
 
 
-@pytest.mark.parametrize(("name", "status"), GUARD_CASES,
-                         ids=[f"{n}-{s}" for n, s in GUARD_CASES])
+@pytest.mark.parametrize(("name", "status"), GUARD_CASES, ids=[f"{n}-{s}" for n, s in GUARD_CASES])
 def test_guard_table(name: str, status: Status) -> None:
     guard, allowed = GUARDS[name]
     if status is allowed:
@@ -152,7 +159,9 @@ def test_approve_refuses_second_approval() -> None:
 
 @pytest.mark.parametrize("status", [s for s in Status if s is not S.pending_approval])
 def test_approve_only_while_pending(status: Status) -> None:
-    expected = f"the contract is '{status}'; approval is only possible while it is 'pending_approval'"
+    expected = (
+        f"the contract is '{status}'; approval is only possible while it is 'pending_approval'"
+    )
     with pytest.raises(ContractStateError, match=expected):
         approve(status, frozenset(), "p-hr", REQUIRED)
 

@@ -9,10 +9,18 @@ from contracts.quota import BEIJING, check_quotas, day_start, month_start
 
 def _doc(**quotas: int) -> ContractDocument:
     return ContractDocument(
-        id="c-1", version=1, operator_id="o-1", datasets={"population": {"district": ("group_by",)}},
-        purpose="规划", purpose_class="commercial", valid_from="2026-01-01T00:00:00Z",
-        valid_to="2027-01-01T00:00:00Z", quotas=quotas, spend_cap=None,
-        issued_at="2026-01-01T00:00:00Z")
+        id="c-1",
+        version=1,
+        operator_id="o-1",
+        datasets={"population": {"district": ("group_by",)}},
+        purpose="规划",
+        purpose_class="commercial",
+        valid_from="2026-01-01T00:00:00Z",
+        valid_to="2027-01-01T00:00:00Z",
+        quotas=quotas,
+        spend_cap=None,
+        issued_at="2026-01-01T00:00:00Z",
+    )
 
 
 def test_no_quotas_means_no_limit() -> None:
@@ -44,5 +52,4 @@ def test_days_and_months_follow_beijing_time() -> None:
     moment = dt.datetime(2026, 3, 31, 17, 0, tzinfo=dt.UTC)
     assert day_start(moment) == dt.datetime(2026, 4, 1, tzinfo=BEIJING)
     assert month_start(moment) == dt.datetime(2026, 4, 1, tzinfo=BEIJING)
-    assert month_start(moment).astimezone(dt.UTC) == dt.datetime(
-        2026, 3, 31, 16, 0, tzinfo=dt.UTC)
+    assert month_start(moment).astimezone(dt.UTC) == dt.datetime(2026, 3, 31, 16, 0, tzinfo=dt.UTC)

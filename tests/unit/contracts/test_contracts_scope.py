@@ -11,7 +11,11 @@ DOC = ContractDocument(
     version=1,
     operator_id="op-7",
     datasets={
-        "population": {"district": ("group_by", "filter"), "name": ("filter", "aggregate"), "age": ("filter",)},
+        "population": {
+            "district": ("group_by", "filter"),
+            "name": ("filter", "aggregate"),
+            "age": ("filter",),
+        },
         "人口": {"区县": ("group_by",)},
     },
     purpose="elderly care planning",
@@ -30,7 +34,10 @@ DOC = ContractDocument(
         {},
         {"population": {}},
         {"population": {"district": ["group_by"], "age": {"filter"}}},
-        {"population": {"district": ("filter", "group_by"), "name": ["aggregate"]}, "人口": {"区县": ["group_by"]}},
+        {
+            "population": {"district": ("filter", "group_by"), "name": ["aggregate"]},
+            "人口": {"区县": ["group_by"]},
+        },
     ],
 )
 def test_usage_within_the_grants_passes(usage: dict) -> None:

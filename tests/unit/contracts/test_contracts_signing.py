@@ -44,7 +44,11 @@ def test_signature_is_over_the_canonical_bytes() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"spend_cap": Decimal("100.01")}, {"datasets": {"人口": {"区县": ("group_by", "filter", "join")}}}, {"version": 2}],
+    [
+        {"spend_cap": Decimal("100.01")},
+        {"datasets": {"人口": {"区县": ("group_by", "filter", "join")}}},
+        {"version": 2},
+    ],
 )
 def test_tampered_document_is_detected(change: dict) -> None:
     signature = sign_contract(BUREAU, DOC)

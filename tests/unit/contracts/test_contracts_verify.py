@@ -10,16 +10,29 @@ from operators.keys import generate_private_key, public_key_b64
 UTC = dt.UTC
 BUREAU, OPERATOR, OTHER = generate_private_key(), generate_private_key(), generate_private_key()
 DOC = ContractDocument(
-    id="c-1", version=2, operator_id="o-1", datasets={"人口": {"街道": ("group_by",)}},
-    purpose="养老规划", purpose_class="commercial", valid_from=dt.datetime(2026, 1, 1, tzinfo=UTC),
-    valid_to=dt.datetime(2027, 1, 1, tzinfo=UTC), quotas={}, spend_cap=None,
-    issued_at=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    id="c-1",
+    version=2,
+    operator_id="o-1",
+    datasets={"人口": {"街道": ("group_by",)}},
+    purpose="养老规划",
+    purpose_class="commercial",
+    valid_from=dt.datetime(2026, 1, 1, tzinfo=UTC),
+    valid_to=dt.datetime(2027, 1, 1, tzinfo=UTC),
+    quotas={},
+    spend_cap=None,
+    issued_at=dt.datetime(2026, 1, 1, tzinfo=UTC),
+)
 
 
 def export(doc: ContractDocument = DOC, **changes: object) -> dict[str, object]:
     out: dict[str, object] = {
-        "document": doc.to_json(), "canonical": base64.b64encode(canonical_bytes(doc)).decode(),
-        "signatures": {"bureau": sign_contract(BUREAU, doc), "operator": sign_contract(OPERATOR, doc)}}
+        "document": doc.to_json(),
+        "canonical": base64.b64encode(canonical_bytes(doc)).decode(),
+        "signatures": {
+            "bureau": sign_contract(BUREAU, doc),
+            "operator": sign_contract(OPERATOR, doc),
+        },
+    }
     out.update(changes)
     return out
 
@@ -45,8 +58,11 @@ def test_a_signature_by_another_key_is_refused() -> None:
 
 
 def test_a_missing_signature_is_a_problem_and_a_missing_key_is_reported_as_unchecked() -> None:
-    r = verify_export(export(signatures={"bureau": sign_contract(BUREAU, DOC)}),
-                      public_key_b64(BUREAU), public_key_b64(OPERATOR))
+    r = verify_export(
+        export(signatures={"bureau": sign_contract(BUREAU, DOC)}),
+        public_key_b64(BUREAU),
+        public_key_b64(OPERATOR),
+    )
     assert r.problems == ("the contract has no operator signature",)
     r = verify_export(export(), public_key_b64(BUREAU))
     assert r.ok and r.skipped and "operator" in r.skipped[0]

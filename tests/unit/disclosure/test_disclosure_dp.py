@@ -42,19 +42,39 @@ ROWS = sum(SIZES.values())
 UPPER = 5000
 # Incomes run to 9000, above the catalog's upper bound of 5000: clamping must bite.
 INCOMES = [1000 * (1 + i % 9) for i in range(ROWS)]
-GRANTS = {"people": {"district": ["group_by", "filter"], "age": ["filter", "aggregate"],
-                     "income": ["aggregate"]}}
+GRANTS = {
+    "people": {
+        "district": ["group_by", "filter"],
+        "age": ["filter", "aggregate"],
+        "income": ["aggregate"],
+    }
+}
 
 
 def _dataset(tmp_path_factory: pytest.TempPathFactory, name: str, ids: list[str]) -> DatasetInfo:
     districts = [d for d, n in SIZES.items() for _ in range(n)]
-    table = pa.table({"resident_id": ids, "district": districts,
-                      "age": [20 + i % 60 for i in range(ROWS)], "income": INCOMES})
-    return ingested(tmp_path_factory.mktemp(name), name, table,
-                    {"resident_id": {"role": "identifier"}, "district": {"role": "attribute"},
-                     "age": {"role": "quasi_identifier"},
-                     "income": {"role": "sensitive", "lower": 0, "upper": UPPER}},
-                    level="L3", partition_rows=200, title="人口")
+    table = pa.table(
+        {
+            "resident_id": ids,
+            "district": districts,
+            "age": [20 + i % 60 for i in range(ROWS)],
+            "income": INCOMES,
+        }
+    )
+    return ingested(
+        tmp_path_factory.mktemp(name),
+        name,
+        table,
+        {
+            "resident_id": {"role": "identifier"},
+            "district": {"role": "attribute"},
+            "age": {"role": "quasi_identifier"},
+            "income": {"role": "sensitive", "lower": 0, "upper": UPPER},
+        },
+        level="L3",
+        partition_rows=200,
+        title="人口",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +100,11 @@ def test_the_scale_is_sensitivity_over_epsilon() -> None:
     _, record = dp.noisy_counts([100, 200], eps("0.5"), "n")
     assert record.scale == pytest.approx(2.0)
     assert (record.sensitivity, record.quantity, str(record.epsilon)) == (1, "count", "0.5")
-    _, record = dp.noisy_sums(pa.array([10_000, 20_000], pa.int64()), eps("0.25"), (0, UPPER),
-                              "s")
+    _, record = dp.noisy_sums(pa.array([10_000, 20_000], pa.int64()), eps("0.25"), (0, UPPER), "s")
     assert record.scale == pytest.approx(UPPER / 0.25)
     assert record.sensitivity == UPPER
     _, record = dp.noisy_sums(pa.array([1.5], pa.float64()), eps("2"), (-300.0, 100.0), "s")
-    assert record.scale == pytest.approx(150.0)       # max(|lower|, |upper|) / ε
+    assert record.scale == pytest.approx(150.0)  # max(|lower|, |upper|) / ε
     assert record.to_json()["rule"] == "differential_privacy"
     assert record.to_json()["mechanism"] == "laplace"
 
@@ -94,7 +113,7 @@ def test_noise_is_present_and_centred_on_the_truth() -> None:
     truth, epsilon = 500, eps("0.1")
     values = [dp.noisy_counts([truth], epsilon, "n")[0][0] for _ in range(200)]
     scale = 1 / 0.1
-    assert len(set(values)) > 20                       # not the same value twice over
+    assert len(set(values)) > 20  # not the same value twice over
     assert all(isinstance(v, int) for v in values)
     # The mean of 200 draws has a standard deviation of about 0.1 scale.
     assert abs(statistics.fmean(values) - truth) < scale
@@ -112,23 +131,21 @@ def test_noisy_counts_are_whole_and_never_negative() -> None:
 def test_clamping_happens_in_the_engine_and_bounds_the_sum(people: DatasetInfo) -> None:
     t = T.agg(n=count(), s=sum_("income"))
     exact = LocalExecutor().aggregate(checked(t, people)).table
-    assert exact.column("s").to_pylist() == [sum(INCOMES)]    # unchanged without DP
+    assert exact.column("s").to_pylist() == [sum(INCOMES)]  # unchanged without DP
     assert "__s:s" not in exact.column_names
     private = dp.prepare(checked(t, people))
     assert private.clamp == (None, (0, UPPER))
     clamped = LocalExecutor().aggregate(private).table
     assert clamped.column("__s:s").to_pylist() == [sum(min(v, UPPER) for v in INCOMES)]
     noisy, noise = dp.privatize(clamped, private, eps("10"))
-    assert noisy.column_names == ["n", "__c:n", "s", "__c:s"]   # exact sums are not passed on
+    assert noisy.column_names == ["n", "__c:n", "s", "__c:s"]  # exact sums are not passed on
     # With ε=10 the noise on the sum has scale 5000 / 2.5 = 2000, far below the 1.1M clamped off.
     assert abs(noisy.column("s")[0].as_py() - sum(min(v, UPPER) for v in INCOMES)) < 40_000
-    assert [(n.column, n.quantity) for n in noise] == [("n", "count"), ("s", "count"),
-                                                       ("s", "sum")]
-    assert sum(n.epsilon.value for n in noise) == 10         # the collect's ε, all of it
+    assert [(n.column, n.quantity) for n in noise] == [("n", "count"), ("s", "count"), ("s", "sum")]
+    assert sum(n.epsilon.value for n in noise) == 10  # the collect's ε, all of it
 
 
-def test_a_noisy_mean_is_noisy_sum_over_noisy_count_within_the_bounds(
-        people: DatasetInfo) -> None:
+def test_a_noisy_mean_is_noisy_sum_over_noisy_count_within_the_bounds(people: DatasetInfo) -> None:
     private = dp.prepare(checked(T.group_by("district").agg(m=mean("income")), people))
     table, noise = dp.privatize(LocalExecutor().aggregate(private).table, private, eps("10"))
     means = dict(zip(table.column("district").to_pylist(), table.column("m").to_pylist()))
@@ -146,19 +163,25 @@ def test_a_sum_over_a_column_without_bounds_is_refused(people: DatasetInfo) -> N
 
 
 def test_an_expression_cannot_be_summed_privately(people: DatasetInfo) -> None:
-    for t in (T.agg(s=sum_(col("income") * 2)),
-              T.derive(income=col("income") * 100).agg(m=mean("income"))):
+    for t in (
+        T.agg(s=sum_(col("income") * 2)),
+        T.derive(income=col("income") * 100).agg(m=mean("income")),
+    ):
         with pytest.raises(DisclosureRefused, match="not an expression"):
             dp.prepare(checked(t, people))
 
 
 def test_a_dataset_with_several_rows_per_person_is_refused(
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     twice = _dataset(tmp_path_factory, "people2", [f"4399{i // 2:06d}" for i in range(ROWS)])
     assert twice.column("resident_id").unique is False
     with pytest.raises(DisclosureRefused, match="one row per person"):
-        dp.prepare(check_plan(Table(p.Scan("people2"), NoChannel()).agg(n=count())._node,
-                              {"people2": twice}))
+        dp.prepare(
+            check_plan(
+                Table(p.Scan("people2"), NoChannel()).agg(n=count())._node, {"people2": twice}
+            )
+        )
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -166,38 +189,66 @@ def test_a_dataset_with_several_rows_per_person_is_refused(
 
 def contract(**terms: Any) -> ContractDocument:
     return ContractDocument(
-        id="c-1", version=1, operator_id="op-1", datasets=GRANTS, purpose="养老服务设施规划",
-        purpose_class="commercial", valid_from="2026-01-01T00:00:00Z",
-        valid_to="2030-01-01T00:00:00Z", quotas={}, spend_cap=None,
-        issued_at="2026-01-01T00:00:00Z", **terms)
+        id="c-1",
+        version=1,
+        operator_id="op-1",
+        datasets=GRANTS,
+        purpose="养老服务设施规划",
+        purpose_class="commercial",
+        valid_from="2026-01-01T00:00:00Z",
+        valid_to="2030-01-01T00:00:00Z",
+        quotas={},
+        spend_cap=None,
+        issued_at="2026-01-01T00:00:00Z",
+        **terms,
+    )
 
 
 PRIVATE = {"people": {"epsilon": "1", "per_job_epsilon": "0.3"}}
 
 
 def spec(people: DatasetInfo, code: str, **changes: Any) -> JobSpec:
-    base = JobSpec(job_id="j-1", code=code, params={}, contract=contract(privacy=PRIVATE),
-                   datasets={"people": people}, thresholds={"L3": 10},
-                   limits=Limits(cpu_seconds=5, memory_bytes=512 * 2**20, wall_seconds=10.0),
-                   max_rows=10 * ROWS, max_outputs=3, epsilon={"people": "0.3"},
-                   collect_sites=2)
+    base = JobSpec(
+        job_id="j-1",
+        code=code,
+        params={},
+        contract=contract(privacy=PRIVATE),
+        datasets={"people": people},
+        thresholds={"L3": 10},
+        limits=Limits(cpu_seconds=5, memory_bytes=512 * 2**20, wall_seconds=10.0),
+        max_rows=10 * ROWS,
+        max_outputs=3,
+        epsilon={"people": "0.3"},
+        collect_sites=2,
+    )
     return dataclasses.replace(base, **changes)
 
 
-TWO_COLLECTS = ("a = table('people').group_by('district').agg(n=count()).collect()\n"
-                "b = table('people').agg(s=sum('income')).collect()\n"
-                "emit('a', a)\n")
+TWO_COLLECTS = (
+    "a = table('people').group_by('district').agg(n=count()).collect()\n"
+    "b = table('people').agg(s=sum('income')).collect()\n"
+    "emit('a', a)\n"
+)
 
 
 def test_each_collect_spends_its_share_and_the_report_records_the_noise(
-        people: DatasetInfo) -> None:
+    people: DatasetInfo,
+) -> None:
     result = run_job(spec(people, TWO_COLLECTS), LocalExecutor())
     assert result.status == "succeeded", result.error
     assert result.usage["epsilon_by_dataset"] == {"people": "0.3"}
     first, second = result.disclosure["releases"]
-    assert first["noise"] == [{"column": "n", "quantity": "count", "rule": "differential_privacy",
-                               "epsilon": "0.15", "mechanism": "laplace", "sensitivity": 1,
-                               "scale": pytest.approx(1 / 0.15)}]
+    assert first["noise"] == [
+        {
+            "column": "n",
+            "quantity": "count",
+            "rule": "differential_privacy",
+            "epsilon": "0.15",
+            "mechanism": "laplace",
+            "sensitivity": 1,
+            "scale": pytest.approx(1 / 0.15),
+        }
+    ]
     assert [n["epsilon"] for n in second["noise"]] == ["0.075", "0.075"]
     assert second["noise"][1]["scale"] == pytest.approx(UPPER / 0.075)
     rows = result.outputs["a"]["rows"]
@@ -212,12 +263,14 @@ def test_each_collect_spends_its_share_and_the_report_records_the_noise(
 
 
 def test_collects_beyond_the_call_sites_are_refused(people: DatasetInfo) -> None:
-    code = ("for d in ['城关区', '湖滨区']:\n"
-            "    emit(d, table('people').filter(col('district') == d).agg(n=count()).collect())\n")
+    code = (
+        "for d in ['城关区', '湖滨区']:\n"
+        "    emit(d, table('people').filter(col('district') == d).agg(n=count()).collect())\n"
+    )
     result = run_job(spec(people, code, collect_sites=1), LocalExecutor())
     assert result.status == "rejected"
     assert "ε of 0.3 for dataset 'people' is used up" in result.error.message
-    assert result.usage["epsilon_by_dataset"] == {"people": "0.3"}   # the first one spent it
+    assert result.usage["epsilon_by_dataset"] == {"people": "0.3"}  # the first one spent it
 
 
 def test_a_failure_after_a_release_still_reports_the_epsilon_used(people: DatasetInfo) -> None:
@@ -229,8 +282,9 @@ def test_a_failure_after_a_release_still_reports_the_epsilon_used(people: Datase
 
 def test_a_split_without_a_finite_decimal_is_charged_rounded_up(people: DatasetInfo) -> None:
     code = "a = table('people').agg(n=count()).collect()\nemit('a', a)\n"
-    result = run_job(spec(people, code, epsilon={"people": "0.1"}, collect_sites=3),
-                     LocalExecutor())
+    result = run_job(
+        spec(people, code, epsilon={"people": "0.1"}, collect_sites=3), LocalExecutor()
+    )
     assert result.disclosure["releases"][0]["noise"][0]["epsilon"] == "1/30"
     assert result.usage["epsilon_by_dataset"] == {"people": "0.033334"}
 
@@ -254,16 +308,21 @@ def test_the_contract_can_raise_the_threshold_but_never_lower_it(people: Dataset
 
     # Groups below the threshold are left out of the release altogether.
     everyone = shown(1)
-    assert "新城区" not in everyone                    # the level's 10 still applies
-    assert everyone - shown(260) == {"湖滨区"}          # stricter than the level's 10
+    assert "新城区" not in everyone  # the level's 10 still applies
+    assert everyone - shown(260) == {"湖滨区"}  # stricter than the level's 10
 
 
-@pytest.mark.parametrize("agg", [lambda: count_distinct("age"), lambda: var("income"),
-                                 lambda: std("income"), lambda: quantile("income", 0.5),
-                                 lambda: min_("district")])
-def test_aggregates_without_a_mechanism_are_refused_under_dp(
-    people: DatasetInfo, agg: Any
-) -> None:
+@pytest.mark.parametrize(
+    "agg",
+    [
+        lambda: count_distinct("age"),
+        lambda: var("income"),
+        lambda: std("income"),
+        lambda: quantile("income", 0.5),
+        lambda: min_("district"),
+    ],
+)
+def test_aggregates_without_a_mechanism_are_refused_under_dp(people: DatasetInfo, agg: Any) -> None:
     with pytest.raises(DisclosureRefused, match="not available under differential privacy yet"):
         dp.prepare(checked(T.group_by("district").agg(n=count(), x=agg()), people))
 
@@ -276,8 +335,10 @@ def test_a_job_using_quantile_under_dp_fails_with_the_refusal(people: DatasetInf
 
 
 def test_a_quantile_of_a_sensitive_column_is_released_coarsened(people: DatasetInfo) -> None:
-    code = ("t = table('people').derive(v=col('income') + col('age'))\n"
-            "emit('q', t.agg(q=quantile('v', 0.37)).collect())\n")
+    code = (
+        "t = table('people').derive(v=col('income') + col('age'))\n"
+        "emit('q', t.agg(q=quantile('v', 0.37)).collect())\n"
+    )
     result = run_job(spec(people, code, contract=contract(), epsilon={}), LocalExecutor())
     assert result.status == "succeeded", result.error
     exact = quantile_cont(sorted(v + 20 + i % 60 for i, v in enumerate(INCOMES)), 0.37)

@@ -30,18 +30,22 @@ def span(lo: int, hi: int) -> bytes:
 # --- dominance ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("top", "mass", "rule"), [
-    ([60.0, 10.0], 100.0, 1),          # one contributor holds 60 % > 50 %
-    ([40.0, 30.0], 100.0, 2),          # two hold 70 % > 67 %
-    ([-80.0, 5.0], 100.0, 1),          # absolute values: a large negative dominates too
-])
+@pytest.mark.parametrize(
+    ("top", "mass", "rule"),
+    [
+        ([60.0, 10.0], 100.0, 1),  # one contributor holds 60 % > 50 %
+        ([40.0, 30.0], 100.0, 2),  # two hold 70 % > 67 %
+        ([-80.0, 5.0], 100.0, 1),  # absolute values: a large negative dominates too
+    ],
+)
 def test_dominated_cells(top: list[float], mass: float, rule: int) -> None:
     hit = dominated(sorted(map(abs, top), reverse=True), mass, dominance.DEFAULT_RULES)
     assert hit is not None and hit.rule.n == rule
 
 
-@pytest.mark.parametrize(("top", "mass"), [([50.0, 17.0], 100.0), ([30.0, 30.0], 100.0),
-                                           ([0.0, 0.0], 0.0), ([], 0.0)])
+@pytest.mark.parametrize(
+    ("top", "mass"), [([50.0, 17.0], 100.0), ([30.0, 30.0], 100.0), ([0.0, 0.0], 0.0), ([], 0.0)]
+)
 def test_cells_within_the_rules_pass(top: list[float], mass: float) -> None:
     # Exactly 50 % and exactly 67 % are allowed; a zero total has no dominant contributor.
     assert dominated(top, mass, dominance.DEFAULT_RULES) is None
@@ -58,29 +62,41 @@ def test_rules_parse_from_settings_text() -> None:
 
 
 def _magnitude(tops: list[list[float]], masses: list[float], n: list[int]) -> pa.Table:
-    return pa.table({
-        "industry": [f"行业{i}" for i in range(len(n))],
-        "total": masses, "__c:total": n,
-        protection.top(0, "total"): pa.array(tops, pa.list_(pa.float64())),
-        protection.MASS + "total": masses,
-    })
+    return pa.table(
+        {
+            "industry": [f"行业{i}" for i in range(len(n))],
+            "total": masses,
+            "__c:total": n,
+            protection.top(0, "total"): pa.array(tops, pa.list_(pa.float64())),
+            protection.MASS + "total": masses,
+        }
+    )
 
 
 def test_a_dominated_sum_is_suppressed_and_reported_without_its_share_to_operators() -> None:
-    result = _magnitude([[900.0, 10.0], [30.0, 20.0], [25.0, 25.0]], [1000.0, 400.0, 500.0],
-                        [40, 40, 40])
+    result = _magnitude(
+        [[900.0, 10.0], [30.0, 20.0], [25.0, 25.0]], [1000.0, 400.0, 500.0], [40, 40, 40]
+    )
     out = release(result, ("industry",), Policy(10, secondary=False))
     assert [r[1] for r in out.body["rows"]] == [None, 400.0, 500.0]
     (cell,) = out.suppressed
-    assert cell == {"row": 0, "column": "total", "rule": "dominance", "n": 1, "k": 0.5,
-                    "share": 0.9}
+    assert cell == {
+        "row": 0,
+        "column": "total",
+        "rule": "dominance",
+        "n": 1,
+        "k": 0.5,
+        "share": 0.9,
+    }
     view = operator_view({"releases": [{"suppressed": list(out.suppressed)}]})
     assert view["releases"][0]["suppressed"] == [
-        {"row": 0, "column": "total", "rule": "dominance", "n": 1, "k": 0.5}]
+        {"row": 0, "column": "total", "rule": "dominance", "n": 1, "k": 0.5}
+    ]
 
 
-def _stats(entities: list[int], positions: list[list[int]], unique: bool = True
-           ) -> protection.PartialStats:
+def _stats(
+    entities: list[int], positions: list[list[int]], unique: bool = True
+) -> protection.PartialStats:
     table = pa.table({protection.entity(0): pa.array(entities, pa.uint64())})
     lists = pa.array(positions, pa.list_(pa.int64()))
     return protection.PartialStats(table, 1, lists, unique)
@@ -92,9 +108,13 @@ def test_the_engine_measures_contributions_for_dominance() -> None:
     assert stats.columns["__tv0:0"].to_pylist() == [[7.0, 5.0, 1.0], [2.0]]
     assert stats.columns[protection.MASS + "0"].to_pylist() == [13.0, 2.0]
     # Merged: one person's parts in two partitions are added up.
-    parts = pa.table({"__tv0:0": pa.array([[7.0, 5.0], [6.0]], pa.list_(pa.float64())),
-                      "__ti0:0": pa.array([[2, 0], [2]], pa.list_(pa.uint64())),
-                      protection.MASS + "0": [12.0, 6.0]})
+    parts = pa.table(
+        {
+            "__tv0:0": pa.array([[7.0, 5.0], [6.0]], pa.list_(pa.float64())),
+            "__ti0:0": pa.array([[2, 0], [2]], pa.list_(pa.uint64())),
+            protection.MASS + "0": [12.0, 6.0],
+        }
+    )
     merged = protection.merge_magnitudes(parts, 0, "total", 1, [np.array([0, 1])])
     assert merged[protection.top(0, "total")].to_pylist() == [[13.0, 5.0]]
     assert merged[protection.MASS + "total"].to_pylist() == [18.0]
@@ -143,9 +163,9 @@ def test_two_sets_differing_by_one_person_are_not_both_released() -> None:
     part = _partition(_ids(0, 500))
     assert _why(part.conflict(_ids(0, 501), 10)) == (1, "new")
     assert _why(part.conflict(_ids(0, 499), 10)) == (1, "atoms")
-    assert part.conflict(_ids(0, 500), 10) is None       # the same people again: same values
-    assert part.conflict(_ids(0, 510), 10) is None       # ten more people: allowed at 10
-    assert part.conflict(_ids(0, 501), 1) is None        # a threshold of 1 protects nothing
+    assert part.conflict(_ids(0, 500), 10) is None  # the same people again: same values
+    assert part.conflict(_ids(0, 510), 10) is None  # ten more people: allowed at 10
+    assert part.conflict(_ids(0, 501), 1) is None  # a threshold of 1 protects nothing
 
 
 def test_swapping_one_person_for_another_is_caught() -> None:
@@ -156,8 +176,11 @@ def test_swapping_one_person_for_another_is_caught() -> None:
 
 def test_the_tracker_of_complementary_filters_is_caught_in_any_order() -> None:
     everyone, p, rest_but_target = _ids(0, 1000), _ids(0, 400), _ids(400, 999)
-    for earlier, new in [((p, rest_but_target), everyone), ((everyone, p), rest_but_target),
-                         ((everyone, rest_but_target), p)]:
+    for earlier, new in [
+        ((p, rest_but_target), everyone),
+        ((everyone, p), rest_but_target),
+        ((everyone, rest_but_target), p),
+    ]:
         assert _partition(*earlier).conflict(new, 10) is not None, new
 
 
@@ -174,7 +197,7 @@ def test_unions_of_three_releases_cannot_isolate_anyone() -> None:
 def test_disjoint_sets_and_unions_of_released_cells_pass() -> None:
     part = _partition(_ids(0, 1000), _ids(0, 100), _ids(100, 200))
     assert part.conflict(_ids(200, 300), 10) is None
-    assert part.conflict(_ids(0, 200), 10) is None     # the union of two released cells
+    assert part.conflict(_ids(0, 200), 10) is None  # the union of two released cells
     assert _why(part.conflict(_ids(5000, 5003), 10)) == (3, "new")
 
 
@@ -196,8 +219,9 @@ def _counts(keys: list[str], n: list[int], sets: list[bytes]) -> pa.Table:
 def test_release_suppresses_a_row_the_audit_refuses_and_records_the_others() -> None:
     gate = Gate(lambda _: [("people", span(0, 100))])
     result = _counts(["甲", "乙"], [101, 50], [span(0, 101), span(200, 250)])
-    out = release(result, ("d",), Policy(10, secondary=False),
-                  lambda rows: gate.audit("op-1", rows, 10))
+    out = release(
+        result, ("d",), Policy(10, secondary=False), lambda rows: gate.audit("op-1", rows, 10)
+    )
     assert out.body["rows"] == [["甲", None], ["乙", 50]]
     assert out.suppressed[0]["rule"] == "difference" and out.suppressed[0]["differs_by"] == 1
     assert out.new_sets == (("people", span(200, 250)),)
@@ -206,8 +230,9 @@ def test_release_suppresses_a_row_the_audit_refuses_and_records_the_others() -> 
     assert gate.audit("op-2", [[("people", span(200, 249))]], 10) == [None]
     # … and for what it was released about: a measure of the same people is audited apart.
     assert gate.audit("op-1", [[("measure:population.income", span(200, 249))]], 10) == [None]
-    assert "differs_by" not in repr(operator_view({"releases": [{"suppressed":
-                                                                 list(out.suppressed)}]}))
+    assert "differs_by" not in repr(
+        operator_view({"releases": [{"suppressed": list(out.suppressed)}]})
+    )
 
 
 def test_a_row_of_a_join_passes_only_if_all_its_sets_do_together() -> None:
@@ -250,8 +275,9 @@ def test_one_suppressed_cell_takes_the_smallest_other_cell_with_it() -> None:
     # 乙 is left out (too small in every cell); a published total minus the rows shown would
     # give its count, so the smallest shown cell is hidden with it.
     assert out.body["rows"] == [["甲", 40], ["丙", None], ["丁", 90]]
-    assert out.suppressed == ({"row": 1, "column": "n", "rule": "secondary",
-                               "protects": [None, "n"]},)
+    assert out.suppressed == (
+        {"row": 1, "column": "n", "rule": "secondary", "protects": [None, "n"]},
+    )
 
 
 def test_two_suppressed_cells_need_no_more() -> None:
@@ -261,8 +287,14 @@ def test_two_suppressed_cells_need_no_more() -> None:
 
 
 def test_secondary_suppression_runs_along_every_key_until_stable() -> None:
-    rows = [("甲", "男", 50), ("甲", "女", 4), ("乙", "男", 60), ("乙", "女", 70),
-            ("丙", "男", 80), ("丙", "女", 90)]
+    rows = [
+        ("甲", "男", 50),
+        ("甲", "女", 4),
+        ("乙", "男", 60),
+        ("乙", "女", 70),
+        ("丙", "男", 80),
+        ("丙", "女", 90),
+    ]
     out = release(_table(rows, ("d", "g")), ("d", "g"), Policy(10))
     shown = {(r[0], r[1]) for r in out.body["rows"]}
     left_out = {(d, g) for d, g, _ in rows} - shown

@@ -23,24 +23,33 @@ def result(**columns: list) -> pa.Table:
 
 
 def test_cells_below_the_threshold_become_null_and_are_listed() -> None:
-    table = pa.table({
-        "district": ["城关区", "湖滨区", "新城区"],
-        "n": [25, 3, 10],
-        "__c:n": [25, 3, 10],
-        "avg": [5000.5, 7000.0, 6500.25],
-        "__c:avg": [25, 3, 9],
-    })
+    table = pa.table(
+        {
+            "district": ["城关区", "湖滨区", "新城区"],
+            "n": [25, 3, 10],
+            "__c:n": [25, 3, 10],
+            "avg": [5000.5, 7000.0, 6500.25],
+            "__c:avg": [25, 3, 9],
+        }
+    )
     release = apply_threshold(table, ("district",), 10)
     # 湖滨区 has no cell of 10 contributors: its row is left out, not shown with its key.
     assert release.body["rows"] == [["城关区", 25, 5000.5], ["新城区", 10, None]]
     assert release.body["suppressed"] == [[1, "avg"]]
     assert release.small == 1
     assert release.body["kind"] == "table"
-    assert release.body["columns"] == [{"name": "district", "type": "string"},
-                                       {"name": "n", "type": "int64"},
-                                       {"name": "avg", "type": "double"}]
-    assert release.suppressed[0] == {"row": 1, "column": "avg", "rule": RULE, "threshold": 10,
-                                     "contributors": 9}
+    assert release.body["columns"] == [
+        {"name": "district", "type": "string"},
+        {"name": "n", "type": "int64"},
+        {"name": "avg", "type": "double"},
+    ]
+    assert release.suppressed[0] == {
+        "row": 1,
+        "column": "avg",
+        "rule": RULE,
+        "threshold": 10,
+        "contributors": 9,
+    }
 
 
 def test_a_cell_at_exactly_the_threshold_is_released() -> None:
@@ -81,8 +90,9 @@ def test_a_null_contributor_count_counts_as_zero() -> None:
 
 
 def test_values_become_plain_json() -> None:
-    table = pa.table({"d": pa.array([dt.date(2026, 1, 2)], pa.date32()),
-                      "m": [float("nan")], "__c:m": [50]})
+    table = pa.table(
+        {"d": pa.array([dt.date(2026, 1, 2)], pa.date32()), "m": [float("nan")], "__c:m": [50]}
+    )
     release = apply_threshold(table, ("d",), 10)
     assert release.body["rows"] == [["2026-01-02", None]]
     assert release.body["suppressed"] == []
@@ -95,15 +105,31 @@ def test_contributor_columns_are_not_released() -> None:
 
 
 def test_operator_view_strips_contributor_counts_only() -> None:
-    report = {"releases": [{"index": 0, "dataset": "people", "rows": 1,
-                            "suppressed": [{"row": 0, "column": "n", "rule": RULE,
-                                            "threshold": 10, "contributors": 3}]}],
-              "note": "kept"}
+    report = {
+        "releases": [
+            {
+                "index": 0,
+                "dataset": "people",
+                "rows": 1,
+                "suppressed": [
+                    {"row": 0, "column": "n", "rule": RULE, "threshold": 10, "contributors": 3}
+                ],
+            }
+        ],
+        "note": "kept",
+    }
     view = operator_view(report)
-    assert view == {"releases": [{"index": 0, "dataset": "people", "rows": 1,
-                                  "suppressed": [{"row": 0, "column": "n", "rule": RULE,
-                                                  "threshold": 10}]}],
-                    "note": "kept"}
+    assert view == {
+        "releases": [
+            {
+                "index": 0,
+                "dataset": "people",
+                "rows": 1,
+                "suppressed": [{"row": 0, "column": "n", "rule": RULE, "threshold": 10}],
+            }
+        ],
+        "note": "kept",
+    }
     assert report["releases"][0]["suppressed"][0]["contributors"] == 3  # not mutated
 
 
@@ -127,20 +153,26 @@ def test_an_unknown_level_is_refused() -> None:
 
 
 def _marked(table: pa.Table, name: str) -> pa.Table:
-    fields = [f.with_metadata({COARSEN_KEY: b"2"}) if f.name == name else f
-              for f in table.schema]
+    fields = [f.with_metadata({COARSEN_KEY: b"2"}) if f.name == name else f for f in table.schema]
     return table.cast(pa.schema(fields))
 
 
 def test_a_marked_column_is_released_to_two_significant_figures_and_reported() -> None:
-    t = _marked(result(d=["a", "b", "c", "d"], q=[12345.6, 0.012345, -987.0, None],
-                       m=[12345.6, 1.0, 2.0, 3.0], **{"__c:q": [20, 20, 20, 20],
-                                                      "__c:m": [20, 20, 20, 20]}), "q")
+    t = _marked(
+        result(
+            d=["a", "b", "c", "d"],
+            q=[12345.6, 0.012345, -987.0, None],
+            m=[12345.6, 1.0, 2.0, 3.0],
+            **{"__c:q": [20, 20, 20, 20], "__c:m": [20, 20, 20, 20]},
+        ),
+        "q",
+    )
     release = apply_threshold(t, ("d",), 10)
     assert [r[1] for r in release.body["rows"]] == [12000.0, 0.012, -990.0, None]
     assert release.body["rows"][0][2] == 12345.6
     assert [(c["column"], c["rule"], c["digits"]) for c in release.coarsened] == [
-        ("q", "significant_figures", 2)]
+        ("q", "significant_figures", 2)
+    ]
     assert "one person's value" in release.coarsened[0]["reason"]
 
 
@@ -149,8 +181,16 @@ def test_unmarked_releases_report_no_coarsening() -> None:
     assert release.coarsened == ()
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (0, 0), (0.0, 0.0), (1.0, 1.0), (99.5, 100.0), (-0.0004567, -0.00046), (123456789, 120000000.0),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 0),
+        (0.0, 0.0),
+        (1.0, 1.0),
+        (99.5, 100.0),
+        (-0.0004567, -0.00046),
+        (123456789, 120000000.0),
+    ],
+)
 def test_significant_figures(value: float, expected: float) -> None:
     assert significant(value, 2) == expected

@@ -30,13 +30,24 @@ COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
 
 
 def _dataset(root: Path, parts: list[list[tuple[str, int]]]) -> DatasetInfo:
-    return partitioned(root, [pa.table({"g": [g for g, _ in rows], "x": [x for _, x in rows]},
-                                       schema=SCHEMA) for rows in parts], COLUMNS, title="缓存")
+    return partitioned(
+        root,
+        [
+            pa.table({"g": [g for g, _ in rows], "x": [x for _, x in rows]}, schema=SCHEMA)
+            for rows in parts
+        ],
+        COLUMNS,
+        title="缓存",
+    )
 
 
 def _plan(ds: DatasetInfo) -> CheckedPlan:
-    t = Table(p.Scan("t"), NoChannel()).filter(col("x") > 0).group_by("g").agg(
-        n=count(), s=sum_("x"))
+    t = (
+        Table(p.Scan("t"), NoChannel())
+        .filter(col("x") > 0)
+        .group_by("g")
+        .agg(n=count(), s=sum_("x"))
+    )
     return check_plan(t._node, {"t": ds})
 
 
@@ -57,9 +68,11 @@ PARTS = [[("城关区", 1), ("湖滨区", 2), ("城关区", 3)], [("湖滨区", 
 
 # Where a plan's partitions are read: by Ray tasks (which ask the shared store every time,
 # unless their workers keep scans too), or in place by the driving process (which keeps them).
-WAYS = {"tasks": dict(in_place_max_rows=0, keeps_scans=False),
-        "tasks-keeping": dict(in_place_max_rows=0, keeps_scans=True),
-        "in-place": dict(in_place_max_rows=1_000)}
+WAYS = {
+    "tasks": dict(in_place_max_rows=0, keeps_scans=False),
+    "tasks-keeping": dict(in_place_max_rows=0, keeps_scans=True),
+    "in-place": dict(in_place_max_rows=1_000),
+}
 
 
 @pytest.mark.parametrize("way", ["tasks", "in-place"])
@@ -91,18 +104,19 @@ def _rewrite(path: str, rows: dict[str, list[Any]]) -> None:
 def test_a_changed_file_is_not_served_stale(tmp_path: Path, way: str) -> None:
     ds = _dataset(tmp_path, PARTS)
     checked, executor = _plan(ds), RayExecutor(**WAYS[way])
-    for _ in range(3):   # every process that may read a partition has read it once
+    for _ in range(3):  # every process that may read a partition has read it once
         executor.aggregate(checked)
     _rewrite(ds.partitions[0], {"g": ["城关区"], "x": [100]})
     before = _stats()
     result = executor.aggregate(checked)
     delta = _delta(before, _stats())
-    assert delta["misses"] == 1                   # the changed file is read again, for certain
+    assert delta["misses"] == 1  # the changed file is read again, for certain
     if way == "tasks":
-        assert delta["hits"] == 1                 # the unchanged one comes from the store
+        assert delta["hits"] == 1  # the unchanged one comes from the store
     assert result.table.to_pylist() == LocalExecutor().aggregate(checked).table.to_pylist()
-    assert dict(zip(result.table.column("g").to_pylist(),
-                    result.table.column("s").to_pylist())) == {"城关区": 100, "湖滨区": 4}
+    assert dict(
+        zip(result.table.column("g").to_pylist(), result.table.column("s").to_pylist())
+    ) == {"城关区": 100, "湖滨区": 4}
 
 
 def test_a_bare_count_reads_no_columns_and_counts_every_time(tmp_path: Path) -> None:
@@ -111,7 +125,9 @@ def test_a_bare_count_reads_no_columns_and_counts_every_time(tmp_path: Path) -> 
     assert checked.reads[0].columns == ()
     executor = RayExecutor(in_place_max_rows=0, keeps_scans=False)
     assert [executor.aggregate(checked).table.column("n").to_pylist() for _ in range(2)] == [
-        [5], [5]]
+        [5],
+        [5],
+    ]
 
 
 @pytest.fixture
@@ -143,14 +159,15 @@ def test_least_recently_used_tables_are_evicted_by_bytes(small_cache: tuple[Any,
     def fetch(i: int) -> pa.Table:
         def load() -> pa.Table:
             loads.append(i)
-            return _table(100, i)   # 800 bytes of values
+            return _table(100, i)  # 800 bytes of values
+
         return cache.fetch(handle, _key(i), load, name)
 
     for i in (0, 1, 2):
         fetch(i)
-    fetch(0)                       # 0 is now the most recently used
+    fetch(0)  # 0 is now the most recently used
     assert loads == [0, 1, 2]
-    fetch(3)                       # 4 × 800 > 3000: the least recently used (1) goes
+    fetch(3)  # 4 × 800 > 3000: the least recently used (1) goes
     stats = ray.get(handle.stats.remote())
     assert stats["evictions"] == 1 and stats["entries"] == 3 and stats["bytes"] <= 3000
     assert fetch(0).column("x")[0].as_py() == 0 and fetch(2).column("x")[0].as_py() == 2
@@ -188,7 +205,7 @@ def test_a_lost_table_is_read_again(small_cache: tuple[Any, str]) -> None:
             import pyarrow
             import ray
 
-            ref = ray.put(pyarrow.table({"x": [7] * 100_000}))   # in shared memory
+            ref = ray.put(pyarrow.table({"x": [7] * 100_000}))  # in shared memory
             ray.get(handle.register.remote(key, [ref], 80))
 
         def crash(self) -> None:

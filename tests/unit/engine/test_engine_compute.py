@@ -52,118 +52,175 @@ def _table() -> pa.Table:
     income = rng.gamma(2.0, 3000.0, n).round(2).astype(object)
     income[rng.choice(n, 300, replace=False)] = None
     born = [dt.date(1930, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 30000, n)]
-    return pa.table({
-        "resident_id": [f"43990{i:06d}" for i in range(n)],
-        "district": pa.array(district, pa.string()),
-        "age": pa.array(list(age), pa.int64()),
-        "income": pa.array(list(income), pa.float64()),
-        "birth_date": pa.array(born, pa.date32()),
-    })
+    return pa.table(
+        {
+            "resident_id": [f"43990{i:06d}" for i in range(n)],
+            "district": pa.array(district, pa.string()),
+            "age": pa.array(list(age), pa.int64()),
+            "income": pa.array(list(income), pa.float64()),
+            "birth_date": pa.array(born, pa.date32()),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def people(tmp_path_factory: pytest.TempPathFactory) -> DatasetInfo:
-    return ingested(tmp_path_factory.mktemp("datasets"), "people", _table(),
-                    {"resident_id": {"role": "identifier"}, "district": {"role": "attribute"},
-                     "age": {"role": "quasi_identifier"}, "income": {"role": "sensitive"},
-                     "birth_date": {"role": "quasi_identifier"}},
-                    level="L3", partition_rows=PART, title="人口")
+    return ingested(
+        tmp_path_factory.mktemp("datasets"),
+        "people",
+        _table(),
+        {
+            "resident_id": {"role": "identifier"},
+            "district": {"role": "attribute"},
+            "age": {"role": "quasi_identifier"},
+            "income": {"role": "sensitive"},
+            "birth_date": {"role": "quasi_identifier"},
+        },
+        level="L3",
+        partition_rows=PART,
+        title="人口",
+    )
 
 
 T = Table(p.Scan("people"), NoChannel())
-BANDS = ("CASE WHEN age IS NULL THEN NULL WHEN age < 18 THEN '< 18' WHEN age < 35 THEN "
-         "'[18, 35)' WHEN age < 60 THEN '[35, 60)' ELSE '>= 60' END")
+BANDS = (
+    "CASE WHEN age IS NULL THEN NULL WHEN age < 18 THEN '< 18' WHEN age < 35 THEN "
+    "'[18, 35)' WHEN age < 60 THEN '[35, 60)' ELSE '>= 60' END"
+)
 
 CASES: dict[str, tuple[Table, str]] = {
     "filter_group_count_sum_mean": (
-        T.filter(col("age") >= 30).group_by("district")
-         .agg(n=count(), s=sum_("income"), m=mean("income")),
+        T.filter(col("age") >= 30)
+        .group_by("district")
+        .agg(n=count(), s=sum_("income"), m=mean("income")),
         "SELECT district, count(*), sum(income), avg(income) FROM t WHERE age >= 30 "
-        "GROUP BY district"),
+        "GROUP BY district",
+    ),
     "bucket": (
-        T.derive(band=col("age").bucket([18, 35, 60])).group_by("band")
-         .agg(n=count(), m=mean("income")),
-        f"SELECT {BANDS} AS band, count(*), avg(income) FROM t GROUP BY band"),
+        T.derive(band=col("age").bucket([18, 35, 60]))
+        .group_by("band")
+        .agg(n=count(), m=mean("income")),
+        f"SELECT {BANDS} AS band, count(*), avg(income) FROM t GROUP BY band",
+    ),
     "year": (
-        T.derive(y=col("birth_date").year()).filter(col("y") >= 1990).group_by("y")
-         .agg(n=count(), s=sum_("age")),
+        T.derive(y=col("birth_date").year())
+        .filter(col("y") >= 1990)
+        .group_by("y")
+        .agg(n=count(), s=sum_("age")),
         "SELECT year(birth_date) AS y, count(*), sum(age) FROM t WHERE year(birth_date) >= 1990 "
-        "GROUP BY y"),
+        "GROUP BY y",
+    ),
     "month_and_iso_date": (
-        T.filter(col("birth_date") >= "1990-06-15").group_by("district")
-         .agg(n=count(), m=mean(col("birth_date").month())),
+        T.filter(col("birth_date") >= "1990-06-15")
+        .group_by("district")
+        .agg(n=count(), m=mean(col("birth_date").month())),
         "SELECT district, count(*), avg(month(birth_date)) FROM t "
-        "WHERE birth_date >= DATE '1990-06-15' GROUP BY district"),
+        "WHERE birth_date >= DATE '1990-06-15' GROUP BY district",
+    ),
     "isin": (
         T.filter(col("district").isin(["城关区", "湖滨区"])).group_by("district").agg(n=count()),
-        "SELECT district, count(*) FROM t WHERE district IN ('城关区', '湖滨区') GROUP BY district"),
+        "SELECT district, count(*) FROM t WHERE district IN ('城关区', '湖滨区') GROUP BY district",
+    ),
     "between": (
         T.filter(col("age").between(20, 40)).agg(n=count(), s=sum_("income")),
-        "SELECT count(*), sum(income) FROM t WHERE age BETWEEN 20 AND 40"),
+        "SELECT count(*), sum(income) FROM t WHERE age BETWEEN 20 AND 40",
+    ),
     "is_null": (
         T.filter(col("income").is_null()).group_by("district").agg(n=count(), m=mean("age")),
-        "SELECT district, count(*), avg(age) FROM t WHERE income IS NULL GROUP BY district"),
+        "SELECT district, count(*), avg(age) FROM t WHERE income IS NULL GROUP BY district",
+    ),
     "not_or_arithmetic": (
-        T.filter(~(col("district") == "城关区") | col("age").is_null())
-         .agg(n=count(), s=sum_(col("income") * 2 + col("age")), m=mean(col("age") / 4)),
+        T.filter(~(col("district") == "城关区") | col("age").is_null()).agg(
+            n=count(), s=sum_(col("income") * 2 + col("age")), m=mean(col("age") / 4)
+        ),
         "SELECT count(*), sum(income * 2 + age), avg(age / 4) FROM t "
-        "WHERE NOT (district = '城关区') OR age IS NULL"),
+        "WHERE NOT (district = '城关区') OR age IS NULL",
+    ),
     "startswith": (
         T.filter(col("district").startswith("城") | col("district").endswith("滨区"))
-         .group_by("district").agg(n=count()),
+        .group_by("district")
+        .agg(n=count()),
         "SELECT district, count(*) FROM t WHERE starts_with(district, '城') "
-        "OR ends_with(district, '滨区') GROUP BY district"),
+        "OR ends_with(district, '滨区') GROUP BY district",
+    ),
     "whole_table": (
         T.agg(n=count(), s=sum_("income"), m=mean("age")),
-        "SELECT count(*), sum(income), avg(age) FROM t"),
+        "SELECT count(*), sum(income), avg(age) FROM t",
+    ),
     "whole_table_nothing_matches": (
         T.filter(col("age") > 1000).agg(n=count(), s=sum_("income"), m=mean("income")),
-        "SELECT count(*), sum(income), avg(income) FROM t WHERE age > 1000"),
+        "SELECT count(*), sum(income), avg(income) FROM t WHERE age > 1000",
+    ),
     "group_nothing_matches": (
         T.filter(col("age") > 1000).group_by("district").agg(n=count()),
-        "SELECT district, count(*) FROM t WHERE age > 1000 GROUP BY district"),
+        "SELECT district, count(*) FROM t WHERE age > 1000 GROUP BY district",
+    ),
     "count_distinct": (
-        T.group_by("district").agg(d=count_distinct("age"), b=count_distinct(
-            col("age").bucket([18, 60])), r=count_distinct("resident_id")),
+        T.group_by("district").agg(
+            d=count_distinct("age"),
+            b=count_distinct(col("age").bucket([18, 60])),
+            r=count_distinct("resident_id"),
+        ),
         "SELECT district, count(DISTINCT age), count(DISTINCT CASE WHEN age IS NULL THEN NULL "
         "WHEN age < 18 THEN '< 18' WHEN age < 60 THEN '[18, 60)' ELSE '>= 60' END), "
-        "count(DISTINCT resident_id) FROM t GROUP BY district"),
+        "count(DISTINCT resident_id) FROM t GROUP BY district",
+    ),
     "var_std": (
         T.group_by("district").agg(v=var("income"), s=std("age"), w=var(col("age") * 1.5)),
         "SELECT district, var_samp(income), stddev_samp(age), var_samp(age * 1.5) FROM t "
-        "GROUP BY district"),
+        "GROUP BY district",
+    ),
     "var_of_one_value_is_null": (
         T.filter(col("age") == 3).group_by("district").agg(v=var("age"), s=std("income")),
         "SELECT district, var_samp(age), stddev_samp(income) FROM t WHERE age = 3 "
-        "GROUP BY district"),
+        "GROUP BY district",
+    ),
     "min_max_attribute": (
         T.filter(col("age") > 50).agg(lo=min_("district"), hi=max_("district")),
-        "SELECT min(district), max(district) FROM t WHERE age > 50"),
+        "SELECT min(district), max(district) FROM t WHERE age > 50",
+    ),
     "min_max_nothing_matches": (
-        T.filter(col("age") > 1000).agg(lo=min_("district"), q=quantile("income", 0.5),
-                                         d=count_distinct("age"), v=var("age")),
+        T.filter(col("age") > 1000).agg(
+            lo=min_("district"), q=quantile("income", 0.5), d=count_distinct("age"), v=var("age")
+        ),
         "SELECT min(district), quantile_cont(income, 0.5), count(DISTINCT age), var_samp(age) "
-        "FROM t WHERE age > 1000"),
+        "FROM t WHERE age > 1000",
+    ),
     "quantile": (
-        T.group_by("district").agg(med=quantile("income", 0.5), p9=quantile("age", 0.9),
-                                   lo=quantile("age", 0.0), hi=quantile("income", 1)),
+        T.group_by("district").agg(
+            med=quantile("income", 0.5),
+            p9=quantile("age", 0.9),
+            lo=quantile("age", 0.0),
+            hi=quantile("income", 1),
+        ),
         "SELECT district, quantile_cont(income, 0.5), quantile_cont(age, 0.9), "
-        "quantile_cont(age, 0.0), quantile_cont(income, 1.0) FROM t GROUP BY district"),
+        "quantile_cont(age, 0.0), quantile_cont(income, 1.0) FROM t GROUP BY district",
+    ),
     "histogram": (
         T.histogram("age", [18, 35, 60]),
-        f"SELECT {BANDS} AS bin, count(*) FROM t GROUP BY bin"),
+        f"SELECT {BANDS} AS bin, count(*) FROM t GROUP BY bin",
+    ),
     "cast_abs_round_case": (
-        T.derive(a=(col("age") - 50).abs(), r=col("income").round(-2), f=col("age").cast("float"),
-                 i=(col("income") / 7).cast("int"),
-                 c=case((col("age") >= 65, "老"), (col("age") >= 18, "成"), default="少"))
-         .group_by("c").agg(a=sum_("a"), r=sum_("r"), f=mean("f"), i=sum_("i")),
+        T.derive(
+            a=(col("age") - 50).abs(),
+            r=col("income").round(-2),
+            f=col("age").cast("float"),
+            i=(col("income") / 7).cast("int"),
+            c=case((col("age") >= 65, "老"), (col("age") >= 18, "成"), default="少"),
+        )
+        .group_by("c")
+        .agg(a=sum_("a"), r=sum_("r"), f=mean("f"), i=sum_("i")),
         "SELECT CASE WHEN age >= 65 THEN '老' WHEN age >= 18 THEN '成' ELSE '少' END AS c, "
         "sum(abs(age - 50)), sum(round(income, -2)), avg(age::DOUBLE), "
-        "sum((income / 7)::BIGINT) FROM t GROUP BY c"),
+        "sum((income / 7)::BIGINT) FROM t GROUP BY c",
+    ),
     "derive_select_unused_identifier": (
-        T.derive(rid=col("resident_id"), a2=col("age") * 2).select("district", "a2", "rid")
-         .group_by("district").agg(s=sum_("a2")),
-        "SELECT district, sum(age * 2) FROM t GROUP BY district"),
+        T.derive(rid=col("resident_id"), a2=col("age") * 2)
+        .select("district", "a2", "rid")
+        .group_by("district")
+        .agg(s=sum_("a2")),
+        "SELECT district, sum(age * 2) FROM t GROUP BY district",
+    ),
 }
 
 
@@ -218,10 +275,16 @@ def test_local_executor_equals_duckdb(people: DatasetInfo, case: str) -> None:
 def test_contributor_counts_are_non_null_counts(people: DatasetInfo) -> None:
     t = T.group_by("district").agg(n=count(), s=sum_("income"), m=mean("age"))
     table = LocalExecutor().aggregate(_checked(t, people)).table
-    ours = sorted(zip(*(table.column(c).to_pylist()
-                        for c in ("district", "__c:n", "__c:s", "__c:m"))), key=_sort_key)
-    theirs = sorted(duckdb_rows(people, "SELECT district, count(*), count(income), count(age) "
-                                        "FROM t GROUP BY district"), key=_sort_key)
+    ours = sorted(
+        zip(*(table.column(c).to_pylist() for c in ("district", "__c:n", "__c:s", "__c:m"))),
+        key=_sort_key,
+    )
+    theirs = sorted(
+        duckdb_rows(
+            people, "SELECT district, count(*), count(income), count(age) FROM t GROUP BY district"
+        ),
+        key=_sort_key,
+    )
     assert ours == theirs
     assert table.column("n").to_pylist() == table.column("__c:n").to_pylist()
 
@@ -249,13 +312,21 @@ def test_result_types(people: DatasetInfo) -> None:
     t = T.group_by("district").agg(n=count(), s=sum_("age"), f=sum_("income"), m=mean("age"))
     schema = LocalExecutor().aggregate(_checked(t, people)).table.schema
     assert [(f.name, str(f.type)) for f in schema] == [
-        ("district", "string"), ("n", "int64"), ("__c:n", "int64"), ("s", "int64"),
-        ("__c:s", "int64"), ("f", "double"), ("__c:f", "int64"), ("m", "double"),
-        ("__c:m", "int64")]
+        ("district", "string"),
+        ("n", "int64"),
+        ("__c:n", "int64"),
+        ("s", "int64"),
+        ("__c:s", "int64"),
+        ("f", "double"),
+        ("__c:f", "int64"),
+        ("m", "double"),
+        ("__c:m", "int64"),
+    ]
 
 
-@pytest.mark.parametrize("case", ["filter_group_count_sum_mean", "bucket", "whole_table",
-                                  "whole_table_nothing_matches"])
+@pytest.mark.parametrize(
+    "case", ["filter_group_count_sum_mean", "bucket", "whole_table", "whole_table_nothing_matches"]
+)
 def test_ray_executor_gives_the_same_table_as_local(
     people: DatasetInfo, ray_local: None, case: str
 ) -> None:
@@ -267,15 +338,27 @@ def test_ray_executor_gives_the_same_table_as_local(
 
 
 def test_contributor_counts_of_new_aggregates(people: DatasetInfo) -> None:
-    t = T.group_by("district").agg(d=count_distinct("age"), q=quantile("income", 0.5),
-                                   lo=min_("district"), v=var("age"))
+    t = T.group_by("district").agg(
+        d=count_distinct("age"), q=quantile("income", 0.5), lo=min_("district"), v=var("age")
+    )
     table = LocalExecutor().aggregate(_checked(t, people)).table
-    ours = sorted(zip(*(table.column(c).to_pylist()
-                        for c in ("district", "__c:d", "__c:q", "__c:lo", "__c:v"))),
-                  key=_sort_key)
-    theirs = sorted(duckdb_rows(people, "SELECT district, count(*), count(income), "
-                                        "count(district), count(age) FROM t GROUP BY district"),
-                    key=_sort_key)
+    ours = sorted(
+        zip(
+            *(
+                table.column(c).to_pylist()
+                for c in ("district", "__c:d", "__c:q", "__c:lo", "__c:v")
+            )
+        ),
+        key=_sort_key,
+    )
+    theirs = sorted(
+        duckdb_rows(
+            people,
+            "SELECT district, count(*), count(income), "
+            "count(district), count(age) FROM t GROUP BY district",
+        ),
+        key=_sort_key,
+    )
     assert ours == theirs
 
 
@@ -296,18 +379,22 @@ def test_quantile_cont_interpolates_linearly() -> None:
 
 
 def test_a_small_scan_runs_in_place_on_ray_with_the_same_result(
-        people: DatasetInfo, ray_local: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    people: DatasetInfo, ray_local: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sandbox.engine import executor as ex
 
     checked = _checked(CASES["filter_group_count_sum_mean"][0], people)
     fanned: list[Any] = []
     real_call = ex._RayRunner.call
-    monkeypatch.setattr(ex._RayRunner, "call",
-                        lambda self, fn, *a, **k: fanned.append(fn) or real_call(self, fn, *a, **k))
+    monkeypatch.setattr(
+        ex._RayRunner,
+        "call",
+        lambda self, fn, *a, **k: fanned.append(fn) or real_call(self, fn, *a, **k),
+    )
     small = ex.RayExecutor().aggregate(checked)
-    assert fanned == []                                  # no Ray task per partition
+    assert fanned == []  # no Ray task per partition
     wide = ex.RayExecutor(in_place_max_rows=0).aggregate(checked)
-    assert fanned                                        # … unless told to fan out
+    assert fanned  # … unless told to fan out
     assert small.table.equals(wide.table) and small.rows_scanned == wide.rows_scanned == ROWS
 
 
@@ -319,13 +406,27 @@ def _wide(tmp_path: Any) -> DatasetInfo:
     (and its unique IDs are not)."""
     rng = np.random.default_rng(5)
     n = 200_000
-    district = pa.array([DISTRICTS[i] if keep else None for i, keep in
-                         zip(rng.integers(0, 3, n), rng.random(n) > 0.01)], pa.string())
-    table = pa.table({"resident_id": [f"4399{i:010d}" for i in range(n)], "district": district,
-                      "x": pa.array(rng.integers(-5, 50, n), pa.int64())})
+    district = pa.array(
+        [
+            DISTRICTS[i] if keep else None
+            for i, keep in zip(rng.integers(0, 3, n), rng.random(n) > 0.01)
+        ],
+        pa.string(),
+    )
+    table = pa.table(
+        {
+            "resident_id": [f"4399{i:010d}" for i in range(n)],
+            "district": district,
+            "x": pa.array(rng.integers(-5, 50, n), pa.int64()),
+        }
+    )
     from sandbox.catalog.models import ColumnInfo
-    columns = (ColumnInfo("resident_id", "string", "identifier"),
-               ColumnInfo("district", "string", "attribute"), ColumnInfo("x", "int64", "attribute"))
+
+    columns = (
+        ColumnInfo("resident_id", "string", "identifier"),
+        ColumnInfo("district", "string", "attribute"),
+        ColumnInfo("x", "int64", "attribute"),
+    )
     return partitioned(tmp_path, [table], columns, name="w", title="字典")
 
 
@@ -347,12 +448,15 @@ def test_dictionary_reads_give_the_same_results_as_plain_ones(tmp_path: Any) -> 
     t = Table(p.Scan("w"), NoChannel())
     plans = [
         t.filter(col("district").isin(["城关区", "新城区"]) & (col("x") > 3))
-         .group_by("district").agg(n=count(), s=sum_("x"), d=count_distinct("district")),
+        .group_by("district")
+        .agg(n=count(), s=sum_("x"), d=count_distinct("district")),
         t.filter(col("district").startswith("湖") | (col("district") < "新"))
-         .derive(c=case((col("district") == "城关区", "城"), default=col("district")))
-         .group_by("c").agg(n=count(), lo=min_("district"), hi=max_("x")),
+        .derive(c=case((col("district") == "城关区", "城"), default=col("district")))
+        .group_by("c")
+        .agg(n=count(), lo=min_("district"), hi=max_("x")),
         t.filter(col("district").is_null() | (col("district") != "湖滨区")).agg(
-            n=count(), k=count_distinct("district")),
+            n=count(), k=count_distinct("district")
+        ),
     ]
     for plan in plans:
         checked = dataclasses.replace(check_plan(plan._node, {"w": ds}), disclosure_stats=True)

@@ -28,28 +28,47 @@ from sandbox.pipeline.driver import JobSpec, run_job
 
 
 def _ds(name: str, level: str, rows: int, *columns: ColumnInfo) -> DatasetInfo:
-    return DatasetInfo(name=name, title=name, provider_id="pr-1", level=level, row_count=rows,
-                       columns=columns, partitions=())
+    return DatasetInfo(
+        name=name,
+        title=name,
+        provider_id="pr-1",
+        level=level,
+        row_count=rows,
+        columns=columns,
+        partitions=(),
+    )
 
 
-PEOPLE = _ds("people", "L3", 100,
-             ColumnInfo("resident_id", "string", "identifier"),
-             ColumnInfo("district", "string", "attribute"),
-             ColumnInfo("age", "int64", "quasi_identifier", distinct=90),
-             ColumnInfo("birth_date", "date32[day]", "quasi_identifier"),
-             ColumnInfo("income", "double", "sensitive"))
-INSURED = _ds("insured", "L2", 80,
-              ColumnInfo("resident_id", "string", "identifier"),
-              ColumnInfo("credit_code", "string", "identifier"),
-              ColumnInfo("district", "string", "attribute"),
-              ColumnInfo("base", "double", "sensitive"),
-              ColumnInfo("months", "int64", "attribute"))
-FIRMS = _ds("firms", "L1", 10,
-            ColumnInfo("credit_code", "string", "identifier"),
-            ColumnInfo("industry", "string", "attribute"),
-            ColumnInfo("employees", "int32", "attribute"),
-            ColumnInfo("share", "float64", "attribute"),
-            ColumnInfo("founded", "date32[day]", "attribute"))
+PEOPLE = _ds(
+    "people",
+    "L3",
+    100,
+    ColumnInfo("resident_id", "string", "identifier"),
+    ColumnInfo("district", "string", "attribute"),
+    ColumnInfo("age", "int64", "quasi_identifier", distinct=90),
+    ColumnInfo("birth_date", "date32[day]", "quasi_identifier"),
+    ColumnInfo("income", "double", "sensitive"),
+)
+INSURED = _ds(
+    "insured",
+    "L2",
+    80,
+    ColumnInfo("resident_id", "string", "identifier"),
+    ColumnInfo("credit_code", "string", "identifier"),
+    ColumnInfo("district", "string", "attribute"),
+    ColumnInfo("base", "double", "sensitive"),
+    ColumnInfo("months", "int64", "attribute"),
+)
+FIRMS = _ds(
+    "firms",
+    "L1",
+    10,
+    ColumnInfo("credit_code", "string", "identifier"),
+    ColumnInfo("industry", "string", "attribute"),
+    ColumnInfo("employees", "int32", "attribute"),
+    ColumnInfo("share", "float64", "attribute"),
+    ColumnInfo("founded", "date32[day]", "attribute"),
+)
 CATALOG = {d.name: d for d in (PEOPLE, INSURED, FIRMS)}
 
 
@@ -65,8 +84,12 @@ def q3() -> Table:
     """Insured people joined with their records and their employers, by industry."""
     people = t("people").select("resident_id", "income")
     firms = t("firms").select("credit_code", "industry")
-    return (t("insured").select("resident_id", "credit_code", "base")
-            .join(people, on="resident_id").join(firms, on="credit_code"))
+    return (
+        t("insured")
+        .select("resident_id", "credit_code", "base")
+        .join(people, on="resident_id")
+        .join(firms, on="credit_code")
+    )
 
 
 # --- validation -------------------------------------------------------------------------
@@ -86,9 +109,11 @@ def test_the_primary_dataset_is_the_left_most_and_every_read_has_its_own_columns
     assert checked.dataset is INSURED
     assert checked.scan_columns == ("resident_id", "credit_code")
     assert checked.datasets == (INSURED, PEOPLE, FIRMS)
-    assert checked.reads == (ScanInfo(INSURED, ("resident_id", "credit_code")),
-                             ScanInfo(PEOPLE, ("resident_id",)),
-                             ScanInfo(FIRMS, ("credit_code", "industry")))
+    assert checked.reads == (
+        ScanInfo(INSURED, ("resident_id", "credit_code")),
+        ScanInfo(PEOPLE, ("resident_id",)),
+        ScanInfo(FIRMS, ("credit_code", "industry")),
+    )
     assert checked.output_kinds == (("industry", "string"), ("n", "int"))
 
 
@@ -103,8 +128,10 @@ def test_a_table_joined_with_itself_keeps_its_two_reads_apart() -> None:
     left = t("people").select("resident_id", "income")
     right = t("people").select("resident_id", "district")
     checked = check(left.join(right, on="resident_id").group_by("district").agg(n=count()))
-    assert checked.reads == (ScanInfo(PEOPLE, ("resident_id",)),
-                             ScanInfo(PEOPLE, ("resident_id", "district")))
+    assert checked.reads == (
+        ScanInfo(PEOPLE, ("resident_id",)),
+        ScanInfo(PEOPLE, ("resident_id", "district")),
+    )
     assert checked.datasets == (PEOPLE,)
     assert checked.usage == {"people": {"district": {"group_by"}, "resident_id": {"join"}}}
 
@@ -125,10 +152,13 @@ def test_renaming_one_side_resolves_the_ambiguity() -> None:
     assert checked.usage["insured"]["district"] == {"group_by"}
 
 
-@pytest.mark.parametrize(("left", "right", "side"), [
-    ("insured", "firms", "right"),
-    ("firms", "people", "left"),
-])
+@pytest.mark.parametrize(
+    ("left", "right", "side"),
+    [
+        ("insured", "firms", "right"),
+        ("firms", "people", "left"),
+    ],
+)
 def test_a_join_key_missing_on_one_side_names_the_side(left: str, right: str, side: str) -> None:
     with pytest.raises(PlanError, match=f"no column 'resident_id' in the {side} table"):
         check(t(left).join(t(right), on="resident_id").agg(n=count()))
@@ -163,8 +193,11 @@ def test_an_unknown_dataset_on_the_right_is_refused() -> None:
 
 
 def test_identifier_join_keys_stay_identifiers_after_the_join() -> None:
-    joined = t("insured").select("resident_id", "base").join(
-        t("people").select("resident_id", "income"), on="resident_id")
+    joined = (
+        t("insured")
+        .select("resident_id", "base")
+        .join(t("people").select("resident_id", "income"), on="resident_id")
+    )
     with pytest.raises(DisclosureRefused, match="identifier column 'resident_id'"):
         check(joined.group_by("resident_id").agg(n=count()))
     with pytest.raises(DisclosureRefused, match="identifier column 'resident_id'"):
@@ -175,8 +208,11 @@ def test_identifier_join_keys_stay_identifiers_after_the_join() -> None:
 
 
 def test_a_derived_copy_of_the_joined_identifier_cannot_be_grouped_by() -> None:
-    joined = t("insured").select("resident_id", "base").join(
-        t("people").select("resident_id", "income"), on="resident_id")
+    joined = (
+        t("insured")
+        .select("resident_id", "base")
+        .join(t("people").select("resident_id", "income"), on="resident_id")
+    )
     laundered = joined.derive(x=col("resident_id")).select("x", "income")
     with pytest.raises(DisclosureRefused) as info:
         check(laundered.group_by("x").agg(n=count()))
@@ -192,8 +228,11 @@ def test_a_key_that_is_an_identifier_on_one_side_only_is_one_after_the_join() ->
 
 
 def test_raw_quasi_identifiers_stay_too_fine_to_group_by_through_a_join() -> None:
-    joined = t("insured").select("resident_id", "base").join(
-        t("people").select("resident_id", "birth_date"), on="resident_id")
+    joined = (
+        t("insured")
+        .select("resident_id", "base")
+        .join(t("people").select("resident_id", "birth_date"), on="resident_id")
+    )
     with pytest.raises(DisclosureRefused, match="quasi-identifier 'birth_date'"):
         check(joined.group_by("birth_date").agg(n=count()))
     check(joined.derive(born=col("birth_date").year()).group_by("born").agg(n=count()))
@@ -202,16 +241,25 @@ def test_raw_quasi_identifiers_stay_too_fine_to_group_by_through_a_join() -> Non
 def test_quantiles_of_a_sensitive_column_from_the_right_are_coarsened() -> None:
     from sandbox.language.api import quantile
 
-    joined = t("insured").select("resident_id", "months").join(
-        t("people").select("resident_id", "income"), on="resident_id")
+    joined = (
+        t("insured")
+        .select("resident_id", "months")
+        .join(t("people").select("resident_id", "income"), on="resident_id")
+    )
     checked = check(joined.agg(q=quantile("income", 0.5), m=quantile("months", 0.5)))
     assert checked.coarsen == ("q",)
 
 
 def test_an_aggregate_inside_a_join_side_is_refused() -> None:
-    node = p.Aggregate(p.Join(p.Aggregate(p.Scan("people"), ("district",),
-                                          (("n", p.Agg("count")),)),
-                              p.Scan("firms"), ("district",)), (), (("n", p.Agg("count")),))
+    node = p.Aggregate(
+        p.Join(
+            p.Aggregate(p.Scan("people"), ("district",), (("n", p.Agg("count")),)),
+            p.Scan("firms"),
+            ("district",),
+        ),
+        (),
+        (("n", p.Agg("count")),),
+    )
     with pytest.raises(PlanError, match="cannot be aggregated again"):
         check_plan(node, CATALOG)
 
@@ -254,15 +302,19 @@ def test_text_hashes_by_bytes_across_string_types_and_slices() -> None:
 def test_text_of_one_width_hashes_as_it_does_among_other_widths() -> None:
     ids = ["439906198209121842", "439902196505257248", "城关区0", "91439903MA8A855U5C"]
     ids = [i for i in ids if len(i.encode()) == 18] + ["439901200001011234"]
-    mixed = pa.array([*ids, "a", ""])                     # the per-byte path
-    assert _hashes(pa.array(ids)) == _hashes(mixed)[:len(ids)]
+    mixed = pa.array([*ids, "a", ""])  # the per-byte path
+    assert _hashes(pa.array(ids)) == _hashes(mixed)[: len(ids)]
     assert _hashes(pa.array(ids[1:3])) == _hashes(pa.array(ids).slice(1, 2))
     assert _hashes(pa.array(["", ""])) == _hashes(pa.array(["", "", "x"]))[:2]
 
 
 def test_split_keeps_every_non_null_key_row_once_and_equal_keys_together() -> None:
-    table = pa.table({"k": pa.array([f"k{i % 37}" for i in range(500)] + [None] * 5),
-                      "row": pa.array(range(505), pa.int64())})
+    table = pa.table(
+        {
+            "k": pa.array([f"k{i % 37}" for i in range(500)] + [None] * 5),
+            "row": pa.array(range(505), pa.int64()),
+        }
+    )
     parts = join.split(table, ["k"], 7)
     assert len(parts) == 7
     rows = sorted(r for part in parts for r in part.column("row").to_pylist())
@@ -276,26 +328,53 @@ def test_split_keeps_every_non_null_key_row_once_and_equal_keys_together() -> No
 
 
 def test_join_tables_drops_null_keys_matches_numbers_across_types_and_keeps_null_columns() -> None:
-    left = pa.table({"k": pa.array([1, None, 2, 2], pa.int64()), "a": [1, 2, 3, 4],
-                     "__e0": pa.array([10, 11, 12, 13], pa.uint64())})
-    right = pa.table({"k": pa.array([None, 2.0, 2.0, 5.0]), "b": ["x", "y", "z", "w"],
-                      "nothing": pa.nulls(4), "__e1": pa.array([0, 1, 2, 3], pa.uint64())})
+    left = pa.table(
+        {
+            "k": pa.array([1, None, 2, 2], pa.int64()),
+            "a": [1, 2, 3, 4],
+            "__e0": pa.array([10, 11, 12, 13], pa.uint64()),
+        }
+    )
+    right = pa.table(
+        {
+            "k": pa.array([None, 2.0, 2.0, 5.0]),
+            "b": ["x", "y", "z", "w"],
+            "nothing": pa.nulls(4),
+            "__e1": pa.array([0, 1, 2, 3], pa.uint64()),
+        }
+    )
     out = join.join_tables(left, right, ["k"])
     # Both sides' people travel with the joined rows.
     assert out.column_names == ["k", "a", "__e0", "b", "__e1", "nothing"]
     got = sorted(zip(*(out.column(c).to_pylist() for c in ("k", "a", "__e0", "b", "__e1"))))
-    assert got == [(2.0, 3, 12, "y", 1), (2.0, 3, 12, "z", 2), (2.0, 4, 13, "y", 1),
-                   (2.0, 4, 13, "z", 2)]
+    assert got == [
+        (2.0, 3, 12, "y", 1),
+        (2.0, 3, 12, "z", 2),
+        (2.0, 4, 13, "y", 1),
+        (2.0, 4, 13, "z", 2),
+    ]
     assert out.column("nothing").null_count == 4
 
 
 # --- the engine ---------------------------------------------------------------------------
 
 
-def _dataset(root: Path, name: str, table: pa.Table, roles: dict[str, str],
-             partition_rows: int, level: str = "L2") -> DatasetInfo:
-    return ingested(root, name, table, {c: {"role": r} for c, r in roles.items()}, level=level,
-                    partition_rows=partition_rows)
+def _dataset(
+    root: Path,
+    name: str,
+    table: pa.Table,
+    roles: dict[str, str],
+    partition_rows: int,
+    level: str = "L2",
+) -> DatasetInfo:
+    return ingested(
+        root,
+        name,
+        table,
+        {c: {"role": r} for c, r in roles.items()},
+        level=level,
+        partition_rows=partition_rows,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -303,21 +382,35 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DatasetInfo]:
     """Ten people (four partitions); jobs: person 0 holds six, person 1 one, an unknown
     person one, a null key one; firms: two of three firms have jobs."""
     root = tmp_path_factory.mktemp("town")
-    people = pa.table({"pid": [f"p{i}" for i in range(10)],
-                       "district": ["城关区", "湖滨区"] * 5,
-                       "income": [float(1000 * i) for i in range(10)]})
-    jobs = pa.table({"pid": ["p0"] * 6 + ["p1", "p99", None],
-                     "firm": ["f1", "f2", "f1", "f2", "f1", "f3", "f2", "f1", "f1"],
-                     "pay": [10, 20, 30, 40, 50, 60, 70, 80, 90]})
+    people = pa.table(
+        {
+            "pid": [f"p{i}" for i in range(10)],
+            "district": ["城关区", "湖滨区"] * 5,
+            "income": [float(1000 * i) for i in range(10)],
+        }
+    )
+    jobs = pa.table(
+        {
+            "pid": ["p0"] * 6 + ["p1", "p99", None],
+            "firm": ["f1", "f2", "f1", "f2", "f1", "f3", "f2", "f1", "f1"],
+            "pay": [10, 20, 30, 40, 50, 60, 70, 80, 90],
+        }
+    )
     firms = pa.table({"firm": ["f1", "f2", "f3"], "industry": ["制造业", "金融业", "教育"]})
     ident = {"pid": "identifier"}
     return {
-        "people": _dataset(root, "people", people,
-                           {**ident, "district": "attribute", "income": "attribute"}, 3, "L3"),
-        "jobs": _dataset(root, "jobs", jobs,
-                         {**ident, "firm": "identifier", "pay": "attribute"}, 4),
-        "firms": _dataset(root, "firms", firms, {"firm": "identifier", "industry": "attribute"},
-                          2),
+        "people": _dataset(
+            root,
+            "people",
+            people,
+            {**ident, "district": "attribute", "income": "attribute"},
+            3,
+            "L3",
+        ),
+        "jobs": _dataset(
+            root, "jobs", jobs, {**ident, "firm": "identifier", "pay": "attribute"}, 4
+        ),
+        "firms": _dataset(root, "firms", firms, {"firm": "identifier", "industry": "attribute"}, 2),
     }
 
 
@@ -346,8 +439,9 @@ def test_a_small_right_side_is_broadcast_once(town: dict[str, DatasetInfo]) -> N
     checked = _town_plan(town, _people_jobs().group_by("district").agg(n=count()))
     join.run(checked, runner)
     jobs_parts, people_parts = len(town["jobs"].partitions), len(town["people"].partitions)
-    assert runner.ran == ["part_task"] * jobs_parts + ["concat_task"] + \
-        ["partial_task"] * people_parts
+    assert (
+        runner.ran == ["part_task"] * jobs_parts + ["concat_task"] + ["partial_task"] * people_parts
+    )
 
 
 def test_a_large_right_side_is_hash_partitioned(town: dict[str, DatasetInfo]) -> None:
@@ -364,29 +458,40 @@ def test_a_right_side_that_joins_is_never_broadcast(town: dict[str, DatasetInfo]
     right = t("jobs").join(t("firms"), on="firm")
     checked = _town_plan(town, t("people").join(right, on="pid").agg(n=count()))
     join.run(checked, runner, broadcast_max_rows=10**9)
-    assert "concat_task" in runner.ran        # firms, inside the right side, is broadcast
+    assert "concat_task" in runner.ran  # firms, inside the right side, is broadcast
     assert runner.ran.count("split_task") == len(town["people"].partitions) + len(
-        town["jobs"].partitions)
+        town["jobs"].partitions
+    )
 
 
 @pytest.mark.parametrize("broadcast", [10**9, 0], ids=["broadcast", "partitioned"])
 def test_a_chain_of_joins_counts_matches_and_every_dataset_read(
-        town: dict[str, DatasetInfo], broadcast: int) -> None:
+    town: dict[str, DatasetInfo], broadcast: int
+) -> None:
     firms = t("firms").select("firm", "industry")
-    q = (t("jobs").join(t("people").select("pid", "income"), on="pid").join(firms, on="firm")
-         .group_by("industry").agg(n=count(), pay=sum_("pay"), income=sum_("income")))
+    q = (
+        t("jobs")
+        .join(t("people").select("pid", "income"), on="pid")
+        .join(firms, on="firm")
+        .group_by("industry")
+        .agg(n=count(), pay=sum_("pay"), income=sum_("income"))
+    )
     result = LocalExecutor(broadcast).aggregate(_town_plan(town, q))
     got = {r["industry"]: (r["n"], r["pay"], r["income"]) for r in result.table.to_pylist()}
     # p99 and the null key match no one; p0's six jobs and p1's one remain.
-    assert got == {"制造业": (3, 10 + 30 + 50, 0.0), "金融业": (3, 20 + 40 + 70, 1000.0),
-                   "教育": (1, 60, 0.0)}
+    assert got == {
+        "制造业": (3, 10 + 30 + 50, 0.0),
+        "金融业": (3, 20 + 40 + 70, 1000.0),
+        "教育": (1, 60, 0.0),
+    }
     assert result.rows_by_dataset == {"jobs": 9, "people": 10, "firms": 3}
     assert result.rows_scanned == 22
 
 
 @pytest.mark.parametrize("broadcast", [10**9, 0], ids=["broadcast", "partitioned"])
 def test_contributors_of_a_join_are_distinct_primary_rows(
-        town: dict[str, DatasetInfo], broadcast: int) -> None:
+    town: dict[str, DatasetInfo], broadcast: int
+) -> None:
     """p0 matches six jobs: a cell of seven joined rows has two contributing people."""
     q = _people_jobs().agg(n=count(), pay=sum_("pay"), k=count_distinct("firm"))
     table = LocalExecutor(broadcast).aggregate(_town_plan(town, q, stats=True)).table
@@ -398,20 +503,24 @@ def test_contributors_of_a_join_are_distinct_primary_rows(
     assert contributors == {0, 1}
 
 
-def test_contributors_of_an_aggregate_count_only_rows_with_a_value(
-        tmp_path: Path) -> None:
-    people = _dataset(tmp_path, "people", pa.table({"pid": ["a", "b", "c"]}),
-                      {"pid": "identifier"}, 10)
-    scores = _dataset(tmp_path, "scores",
-                      pa.table({"pid": ["a", "a", "a", "b", "c"],
-                                "v": pa.array([1.0, 2.0, 3.0, None, None])}),
-                      {"pid": "identifier", "v": "attribute"}, 10)
+def test_contributors_of_an_aggregate_count_only_rows_with_a_value(tmp_path: Path) -> None:
+    people = _dataset(
+        tmp_path, "people", pa.table({"pid": ["a", "b", "c"]}), {"pid": "identifier"}, 10
+    )
+    scores = _dataset(
+        tmp_path,
+        "scores",
+        pa.table({"pid": ["a", "a", "a", "b", "c"], "v": pa.array([1.0, 2.0, 3.0, None, None])}),
+        {"pid": "identifier", "v": "attribute"},
+        10,
+    )
     q = t("people").join(t("scores"), on="pid").agg(n=count(), m=mean("v"))
-    checked = dataclasses.replace(check_plan(q._node, {"people": people, "scores": scores}),
-                                  disclosure_stats=True)
+    checked = dataclasses.replace(
+        check_plan(q._node, {"people": people, "scores": scores}), disclosure_stats=True
+    )
     row = LocalExecutor().aggregate(checked).table.to_pylist()[0]
     assert (row["n"], row["m"]) == (5, 2.0)
-    assert (row["__c:n"], row["__c:m"]) == (3, 1)   # only a has values
+    assert (row["__c:n"], row["__c:m"]) == (3, 1)  # only a has values
 
 
 def test_a_table_joined_with_itself_is_metered_once(town: dict[str, DatasetInfo]) -> None:
@@ -420,7 +529,9 @@ def test_a_table_joined_with_itself_is_metered_once(town: dict[str, DatasetInfo]
     q = left.join(right, on="pid").group_by("d").agg(n=count(), s=sum_("income"))
     result = LocalExecutor().aggregate(_town_plan(town, q))
     assert {r["d"]: (r["n"], r["s"]) for r in result.table.to_pylist()} == {
-        "城关区": (5, 20000.0), "湖滨区": (5, 25000.0)}
+        "城关区": (5, 20000.0),
+        "湖滨区": (5, 25000.0),
+    }
     assert result.rows_by_dataset == {"people": 10}
 
 
@@ -431,46 +542,74 @@ def test_joined_results_are_the_same_every_run(town: dict[str, DatasetInfo]) -> 
     assert all(LocalExecutor(0).aggregate(checked).table.equals(first) for _ in range(5))
 
 
-def test_ray_runs_a_join_the_way_the_loop_does(town: dict[str, DatasetInfo],
-                                               ray_local: None) -> None:
-    q = (t("jobs").join(t("people").select("pid", "district"), on="pid")
-         .join(t("firms"), on="firm").group_by("district", "industry").agg(n=count()))
+def test_ray_runs_a_join_the_way_the_loop_does(
+    town: dict[str, DatasetInfo], ray_local: None
+) -> None:
+    q = (
+        t("jobs")
+        .join(t("people").select("pid", "district"), on="pid")
+        .join(t("firms"), on="firm")
+        .group_by("district", "industry")
+        .agg(n=count())
+    )
     checked = _town_plan(town, q, stats=True)
     local = LocalExecutor().aggregate(checked)
     for broadcast in (10**9, 0):
         remote = RayExecutor(broadcast, in_place_max_rows=0).aggregate(checked)
         assert remote.table.drop_columns([protection.IDS]).equals(
-            local.table.drop_columns([protection.IDS]))
+            local.table.drop_columns([protection.IDS])
+        )
         assert remote.rows_by_dataset == local.rows_by_dataset
 
 
 # --- the driver ---------------------------------------------------------------------------
 
-JOINED_COUNT = ("j = table('jobs').join(table('people').select('pid'), on='pid')\n"
-                "emit('joined', j.agg(n=count()).collect())\n")
-TOWN_GRANTS = {"jobs": {"pid": ["join"], "firm": ["join"], "pay": ["aggregate"]},
-               "people": {"pid": ["join"], "district": ["group_by"]},
-               "firms": {"firm": ["join"], "industry": ["group_by"]}}
+JOINED_COUNT = (
+    "j = table('jobs').join(table('people').select('pid'), on='pid')\n"
+    "emit('joined', j.agg(n=count()).collect())\n"
+)
+TOWN_GRANTS = {
+    "jobs": {"pid": ["join"], "firm": ["join"], "pay": ["aggregate"]},
+    "people": {"pid": ["join"], "district": ["group_by"]},
+    "firms": {"firm": ["join"], "industry": ["group_by"]},
+}
 
 
 def _contract(**terms: Any) -> ContractDocument:
     return ContractDocument(
-        id="c-1", version=1, operator_id="op-1", datasets=TOWN_GRANTS,
-        purpose="就业结构分析", purpose_class="commercial",
-        valid_from="2026-01-01T00:00:00Z", valid_to="2030-01-01T00:00:00Z",
-        quotas={}, spend_cap=None, issued_at="2026-01-01T00:00:00Z", **terms)
+        id="c-1",
+        version=1,
+        operator_id="op-1",
+        datasets=TOWN_GRANTS,
+        purpose="就业结构分析",
+        purpose_class="commercial",
+        valid_from="2026-01-01T00:00:00Z",
+        valid_to="2030-01-01T00:00:00Z",
+        quotas={},
+        spend_cap=None,
+        issued_at="2026-01-01T00:00:00Z",
+        **terms,
+    )
 
 
 def _spec(town: dict[str, DatasetInfo], code: str, **changes: Any) -> JobSpec:
-    base = JobSpec(job_id="j-1", code=code, params={}, contract=_contract(), datasets=town,
-                   thresholds={"L1": 1, "L2": 5, "L3": 10},
-                   limits=Limits(cpu_seconds=5, memory_bytes=512 * 2**20, wall_seconds=10.0),
-                   max_rows=100, max_outputs=3)
+    base = JobSpec(
+        job_id="j-1",
+        code=code,
+        params={},
+        contract=_contract(),
+        datasets=town,
+        thresholds={"L1": 1, "L2": 5, "L3": 10},
+        limits=Limits(cpu_seconds=5, memory_bytes=512 * 2**20, wall_seconds=10.0),
+        max_rows=100,
+        max_outputs=3,
+    )
     return dataclasses.replace(base, **changes)
 
 
 def test_a_joined_cell_needs_the_strictest_threshold_and_is_metered_per_dataset(
-        town: dict[str, DatasetInfo]) -> None:
+    town: dict[str, DatasetInfo],
+) -> None:
     code = JOINED_COUNT + "emit('alone', table('jobs').agg(p=sum('pay')).collect())\n"
     result = run_job(_spec(town, code), LocalExecutor())
     assert result.status == "succeeded", result.error
@@ -479,19 +618,22 @@ def test_a_joined_cell_needs_the_strictest_threshold_and_is_metered_per_dataset(
     joined, alone = result.disclosure["releases"]
     assert joined["dataset"] == "jobs" and joined["joined"] == ["people"]
     assert [(c["rule"], c["threshold"], c["contributors"]) for c in joined["suppressed"]] == [
-        ("min_contributors", 10, 2)]
+        ("min_contributors", 10, 2)
+    ]
     # Nine jobs, but held by four people (p0 six, p1, p99 and an unnamed one): thresholds
     # count people, so L2's 5 is not reached.
     assert result.outputs["alone"]["rows"] == [[None]]
     assert "joined" not in alone
     assert [(c["rule"], c["contributors"]) for c in alone["suppressed"]] == [
-        ("min_contributors", 4)]
+        ("min_contributors", 4)
+    ]
     assert result.usage["rows_by_dataset"] == {"jobs": 9 + 9, "people": 10}
     assert result.usage["rows_by_level"] == {"L2": 18, "L3": 10}
 
 
 def test_a_join_beyond_the_quoted_rows_is_refused_naming_the_datasets(
-        town: dict[str, DatasetInfo]) -> None:
+    town: dict[str, DatasetInfo],
+) -> None:
     result = run_job(_spec(town, JOINED_COUNT, max_rows=9 + 10 - 1), LocalExecutor())
     assert result.status == "rejected"
     assert result.error.code == "quota_exceeded"
@@ -500,10 +642,12 @@ def test_a_join_beyond_the_quoted_rows_is_refused_naming_the_datasets(
 
 
 def test_a_join_with_a_differentially_private_dataset_is_refused(
-        town: dict[str, DatasetInfo]) -> None:
+    town: dict[str, DatasetInfo],
+) -> None:
     contract = _contract(privacy={"people": {"epsilon": "1", "per_job_epsilon": "0.5"}})
-    result = run_job(_spec(town, JOINED_COUNT, contract=contract, epsilon={"people": "0.5"}),
-                     LocalExecutor())
+    result = run_job(
+        _spec(town, JOINED_COUNT, contract=contract, epsilon={"people": "0.5"}), LocalExecutor()
+    )
     assert result.status == "rejected"
     assert result.error.code == "disclosure_refused"
     message = result.error.message
@@ -563,31 +707,55 @@ def _joins_of(checked: CheckedPlan) -> list[join.JoinPieces]:
 
 def _unique_catalog() -> dict[str, DatasetInfo]:
     def unique_id(ds: DatasetInfo, name: str) -> DatasetInfo:
-        return dataclasses.replace(ds, columns=tuple(
-            dataclasses.replace(c, unique=True) if c.name == name else c for c in ds.columns),
-            partitions=("part-0.parquet",))
-    return {"people": unique_id(PEOPLE, "resident_id"), "firms": unique_id(FIRMS, "credit_code"),
-            "insured": dataclasses.replace(INSURED, partitions=("part-0.parquet",))}
+        return dataclasses.replace(
+            ds,
+            columns=tuple(
+                dataclasses.replace(c, unique=True) if c.name == name else c for c in ds.columns
+            ),
+            partitions=("part-0.parquet",),
+        )
+
+    return {
+        "people": unique_id(PEOPLE, "resident_id"),
+        "firms": unique_id(FIRMS, "credit_code"),
+        "insured": dataclasses.replace(INSURED, partitions=("part-0.parquet",)),
+    }
 
 
 def test_a_right_side_keyed_by_a_unique_identifier_is_looked_up() -> None:
     plan = q3().group_by("industry").agg(n=count())._node
     looked_up = [j.unique_right for j in _joins_of(check_plan(plan, _unique_catalog()))]
-    assert looked_up == [True, True]     # firms by credit_code, and people by resident_id
+    assert looked_up == [True, True]  # firms by credit_code, and people by resident_id
     # Without the catalog's word, or when the key is computed, it is a general hash join.
-    assert [j.unique_right for j in _joins_of(check_plan(plan, {
-        n: dataclasses.replace(d, partitions=("part-0.parquet",)) for n, d in CATALOG.items()}))
-            ] == [False, False]
+    assert [
+        j.unique_right
+        for j in _joins_of(
+            check_plan(
+                plan,
+                {
+                    n: dataclasses.replace(d, partitions=("part-0.parquet",))
+                    for n, d in CATALOG.items()
+                },
+            )
+        )
+    ] == [False, False]
 
 
 def test_a_lookup_join_keeps_sql_semantics() -> None:
-    left = pa.table({"k": pa.array([1, None, 2, 3, 1], pa.int64()), "v": [10, 20, 30, 40, 50],
-                     protection.entity(0): pa.array([0, 1, 2, 3, 4], pa.uint64())})
+    left = pa.table(
+        {
+            "k": pa.array([1, None, 2, 3, 1], pa.int64()),
+            "v": [10, 20, 30, 40, 50],
+            protection.entity(0): pa.array([0, 1, 2, 3, 4], pa.uint64()),
+        }
+    )
     right = pa.table({"k": pa.array([1, 3, None, 9], pa.int32()), "w": ["a", "c", "n", "z"]})
     looked = join.join_tables(left, right, ["k"], unique_right=True)
     hashed = join.join_tables(left, right, ["k"])
     assert looked.column_names == hashed.column_names == ["k", "v", protection.entity(0), "w"]
-    assert looked.to_pylist() == [{"k": 1, "v": 10, protection.entity(0): 0, "w": "a"},
-                                  {"k": 3, "v": 40, protection.entity(0): 3, "w": "c"},
-                                  {"k": 1, "v": 50, protection.entity(0): 4, "w": "a"}]
+    assert looked.to_pylist() == [
+        {"k": 1, "v": 10, protection.entity(0): 0, "w": "a"},
+        {"k": 3, "v": 40, protection.entity(0): 3, "w": "c"},
+        {"k": 1, "v": 50, protection.entity(0): 4, "w": "a"},
+    ]
     assert sorted(looked.to_pylist(), key=str) == sorted(hashed.to_pylist(), key=str)

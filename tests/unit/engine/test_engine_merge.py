@@ -33,14 +33,14 @@ from sandbox.language.api import (
     var,
 )
 
-SCHEMA = pa.schema([("k", pa.string()), ("x", pa.int64()), ("f", pa.float64()),
-                    ("d", pa.date32())])
+SCHEMA = pa.schema([("k", pa.string()), ("x", pa.int64()), ("f", pa.float64()), ("d", pa.date32())])
 COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
 
 
 def _dataset(root: Path, parts: list[list[dict[str, Any]]]) -> DatasetInfo:
-    return partitioned(root, [pa.Table.from_pylist(rows, schema=SCHEMA) for rows in parts],
-                       COLUMNS, title="测试")
+    return partitioned(
+        root, [pa.Table.from_pylist(rows, schema=SCHEMA) for rows in parts], COLUMNS, title="测试"
+    )
 
 
 def _rows(**columns: list[Any]) -> list[dict[str, Any]]:
@@ -68,8 +68,10 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _check(ds: DatasetInfo, result: pa.Table, names: list[str], sql: str) -> None:
-    ours = sorted(zip(*(result.column(n).to_pylist() for n in names)),
-                  key=lambda r: (r[0] is None, r[0] or ""))
+    ours = sorted(
+        zip(*(result.column(n).to_pylist() for n in names)),
+        key=lambda r: (r[0] is None, r[0] or ""),
+    )
     theirs = sorted(_duckdb(ds, sql), key=lambda r: (r[0] is None, r[0] or ""))
     assert len(ours) == len(theirs), (ours, theirs)
     for mine, expected in zip(ours, theirs):
@@ -81,18 +83,29 @@ T = Table(p.Scan("t"), NoChannel())
 # Group "a" spans all three partitions (the middle one empty), with values repeated across
 # them and nulls in every one; "b" lives in one partition only; the null key is a group.
 PARTS = [
-    _rows(k=["a", "a", "b", None, "a"], x=[1, 2, None, 5, 2], f=[0.5, None, 2.0, 1.0, 0.5],
-          d=[None, "2020-01-01", "2020-01-02", None, "2020-01-01"]),
+    _rows(
+        k=["a", "a", "b", None, "a"],
+        x=[1, 2, None, 5, 2],
+        f=[0.5, None, 2.0, 1.0, 0.5],
+        d=[None, "2020-01-01", "2020-01-02", None, "2020-01-01"],
+    ),
     [],
-    _rows(k=["a", "a", None, "a"], x=[2, 3, None, None], f=[0.5, 7.25, None, -1.0],
-          d=["2020-01-01", "2020-03-01", "2020-01-02", None]),
+    _rows(
+        k=["a", "a", None, "a"],
+        x=[2, 3, None, None],
+        f=[0.5, 7.25, None, -1.0],
+        d=["2020-01-01", "2020-03-01", "2020-01-02", None],
+    ),
 ]
 
 
 def _parts() -> list[list[dict[str, Any]]]:
     import datetime as dt
-    return [[{**r, "d": dt.date.fromisoformat(r["d"]) if r["d"] else None} for r in part]
-            for part in PARTS]
+
+    return [
+        [{**r, "d": dt.date.fromisoformat(r["d"]) if r["d"] else None} for r in part]
+        for part in PARTS
+    ]
 
 
 @pytest.fixture()
@@ -103,65 +116,101 @@ def spread(tmp_path: Path) -> DatasetInfo:
 @pytest.fixture(params=["per group", "all pairs"])
 def distinct_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Either way of finding a partition's distinct values per group."""
-    monkeypatch.setattr(compute, "ROWS_PER_GROUP_HASH", 1 if request.param == "per group"
-                        else 10**9)
+    monkeypatch.setattr(
+        compute, "ROWS_PER_GROUP_HASH", 1 if request.param == "per group" else 10**9
+    )
 
 
 @pytest.mark.usefixtures("distinct_path")
 def test_distinct_values_repeated_across_partitions_count_once_and_nulls_not_at_all(
-        spread: DatasetInfo) -> None:
-    t = T.group_by("k").agg(n=count(), x=count_distinct("x"), f=count_distinct("f"),
-                            d=count_distinct("d"))
-    _check(spread, _run(spread, t), ["k", "n", "x", "f", "d"],
-           "SELECT k, count(*), count(DISTINCT x), count(DISTINCT f), count(DISTINCT d) "
-           "FROM t GROUP BY k")
+    spread: DatasetInfo,
+) -> None:
+    t = T.group_by("k").agg(
+        n=count(), x=count_distinct("x"), f=count_distinct("f"), d=count_distinct("d")
+    )
+    _check(
+        spread,
+        _run(spread, t),
+        ["k", "n", "x", "f", "d"],
+        "SELECT k, count(*), count(DISTINCT x), count(DISTINCT f), count(DISTINCT d) "
+        "FROM t GROUP BY k",
+    )
 
 
 def test_whole_table_distinct_counts_and_quantiles_span_partitions(spread: DatasetInfo) -> None:
-    t = T.agg(n=count(), x=count_distinct("x"), q=quantile("x", 0.5), r=quantile("f", 0.9),
-              v=var("f"))
+    t = T.agg(
+        n=count(), x=count_distinct("x"), q=quantile("x", 0.5), r=quantile("f", 0.9), v=var("f")
+    )
     result = _run(spread, t)
-    (expected,) = _duckdb(spread, "SELECT count(*), count(DISTINCT x), quantile_cont(x, 0.5), "
-                                  "quantile_cont(f, 0.9), var_samp(f) FROM t")
+    (expected,) = _duckdb(
+        spread,
+        "SELECT count(*), count(DISTINCT x), quantile_cont(x, 0.5), "
+        "quantile_cont(f, 0.9), var_samp(f) FROM t",
+    )
     ours = tuple(result.column(n)[0].as_py() for n in ["n", "x", "q", "r", "v"])
     assert all(_same(a, b) for a, b in zip(ours, expected)), (ours, expected)
 
 
 def test_quantiles_of_a_group_spanning_partitions(spread: DatasetInfo) -> None:
-    t = T.group_by("k").agg(lo=quantile("x", 0.0), m=quantile("x", 0.5),
-                            p=quantile("f", 0.9), hi=quantile("f", 1.0), a=quantile("f", 0.25))
-    _check(spread, _run(spread, t), ["k", "lo", "m", "p", "hi", "a"],
-           "SELECT k, quantile_cont(x, 0.0), quantile_cont(x, 0.5), quantile_cont(f, 0.9), "
-           "quantile_cont(f, 1.0), quantile_cont(f, 0.25) FROM t GROUP BY k")
+    t = T.group_by("k").agg(
+        lo=quantile("x", 0.0),
+        m=quantile("x", 0.5),
+        p=quantile("f", 0.9),
+        hi=quantile("f", 1.0),
+        a=quantile("f", 0.25),
+    )
+    _check(
+        spread,
+        _run(spread, t),
+        ["k", "lo", "m", "p", "hi", "a"],
+        "SELECT k, quantile_cont(x, 0.0), quantile_cont(x, 0.5), quantile_cont(f, 0.9), "
+        "quantile_cont(f, 1.0), quantile_cont(f, 0.25) FROM t GROUP BY k",
+    )
 
 
 @pytest.mark.usefixtures("distinct_path")
 def test_a_group_with_only_nulls_has_no_quantile_and_no_distinct_values(tmp_path: Path) -> None:
-    ds = _dataset(tmp_path, [_rows(k=["a", "b"], x=[None, 1], f=[None, 1.0], d=[None, None]),
-                             _rows(k=["a"], x=[None], f=[None], d=[None])])
+    ds = _dataset(
+        tmp_path,
+        [
+            _rows(k=["a", "b"], x=[None, 1], f=[None, 1.0], d=[None, None]),
+            _rows(k=["a"], x=[None], f=[None], d=[None]),
+        ],
+    )
     t = T.group_by("k").agg(q=quantile("x", 0.5), d=count_distinct("x"), v=std("f"))
     result = _run(ds, t)
     assert result.select(["k", "q", "d", "v"]).to_pylist() == [
-        {"k": "a", "q": None, "d": 0, "v": None}, {"k": "b", "q": 1.0, "d": 1, "v": None}]
+        {"k": "a", "q": None, "d": 0, "v": None},
+        {"k": "b", "q": 1.0, "d": 1, "v": None},
+    ]
 
 
 def test_empty_partitions_alone_give_one_whole_table_row(tmp_path: Path) -> None:
     ds = _dataset(tmp_path, [[], []])
     t = T.agg(n=count(), d=count_distinct("x"), q=quantile("f", 0.5), v=var("x"))
     assert _run(ds, t, stats=True).select(["n", "d", "q", "v"]).to_pylist() == [
-        {"n": 0, "d": 0, "q": None, "v": None}]
+        {"n": 0, "d": 0, "q": None, "v": None}
+    ]
 
 
 @pytest.mark.usefixtures("distinct_path")
 def test_nan_ranks_last_in_quantiles_and_signed_zeros_are_one_value(tmp_path: Path) -> None:
     nan = float("nan")
-    ds = _dataset(tmp_path, [_rows(k=["a"] * 3, x=[1, 2, 3], f=[nan, 0.0, 1.0], d=[None] * 3),
-                             _rows(k=["a"] * 2, x=[4, 5], f=[-0.0, nan], d=[None] * 2)])
-    t = T.group_by("k").agg(m=quantile("f", 0.5), hi=quantile("f", 1.0),
-                            d=count_distinct("f"))
-    _check(ds, _run(ds, t), ["k", "m", "hi", "d"],
-           "SELECT k, quantile_cont(f, 0.5), quantile_cont(f, 1.0), count(DISTINCT f) "
-           "FROM t GROUP BY k")
+    ds = _dataset(
+        tmp_path,
+        [
+            _rows(k=["a"] * 3, x=[1, 2, 3], f=[nan, 0.0, 1.0], d=[None] * 3),
+            _rows(k=["a"] * 2, x=[4, 5], f=[-0.0, nan], d=[None] * 2),
+        ],
+    )
+    t = T.group_by("k").agg(m=quantile("f", 0.5), hi=quantile("f", 1.0), d=count_distinct("f"))
+    _check(
+        ds,
+        _run(ds, t),
+        ["k", "m", "hi", "d"],
+        "SELECT k, quantile_cont(f, 0.5), quantile_cont(f, 1.0), count(DISTINCT f) "
+        "FROM t GROUP BY k",
+    )
 
 
 def _chan(parts: list[tuple[int, float, float]]) -> float | None:
@@ -179,13 +228,18 @@ def _chan(parts: list[tuple[int, float, float]]) -> float | None:
     return m2 / (n - 1) if n >= 2 else None
 
 
-def test_variance_merges_partitions_in_order_with_the_same_float_operations(
-        tmp_path: Path) -> None:
+def test_variance_merges_partitions_in_order_with_the_same_float_operations(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     keys = ["a", "b", "c", "d"]
-    parts = [_rows(k=[keys[g] for g in rng.integers(0, 4 - (i % 2), 50)],
-                   x=rng.integers(-10**6, 10**6, 50).tolist(),
-                   f=rng.normal(1e6, 3.0, 50).tolist(), d=[None] * 50) for i in range(5)]
+    parts = [
+        _rows(
+            k=[keys[g] for g in rng.integers(0, 4 - (i % 2), 50)],
+            x=rng.integers(-(10**6), 10**6, 50).tolist(),
+            f=rng.normal(1e6, 3.0, 50).tolist(),
+            d=[None] * 50,
+        )
+        for i in range(5)
+    ]
     ds = _dataset(tmp_path, parts)
     checked = check_plan(T.group_by("k").agg(v=var("f"), w=std("x"))._node, {"t": ds})
     partials = join.run(checked, join.LocalRunner()).partials
@@ -193,11 +247,12 @@ def test_variance_merges_partitions_in_order_with_the_same_float_operations(
     merged = compute.merge(checked, partials)
     assert merged.column("k").to_pylist() == keys
     for i, (name, root) in enumerate([("v", False), ("w", True)]):
-        rows = list(zip(*(both.column(c).to_pylist()
-                          for c in ["k", f"__n{i}", f"__s{i}", f"__m{i}"])))
+        rows = list(
+            zip(*(both.column(c).to_pylist() for c in ["k", f"__n{i}", f"__s{i}", f"__m{i}"]))
+        )
         variances = [_chan([(n, s, m) for k, n, s, m in rows if k == g]) for g in keys]
         expected = [None if v is None else math.sqrt(v) if root else v for v in variances]
-        assert merged.column(name).to_pylist() == expected     # bit for bit
+        assert merged.column(name).to_pylist() == expected  # bit for bit
 
 
 def test_contributors_are_the_rows_of_each_group_across_partitions(spread: DatasetInfo) -> None:
@@ -209,28 +264,40 @@ def test_contributors_are_the_rows_of_each_group_across_partitions(spread: Datas
     for index, rows in enumerate(PARTS):
         for position, r in enumerate(rows):
             expected.setdefault(r["k"], []).append(base | (index << 32) | position)
-    ids = {k: sorted(BitMap64.deserialize(blob)) for k, blob in
-           zip(result.column("k").to_pylist(), result.column(protection.IDS).to_pylist())}
+    ids = {
+        k: sorted(BitMap64.deserialize(blob))
+        for k, blob in zip(
+            result.column("k").to_pylist(), result.column(protection.IDS).to_pylist()
+        )
+    }
     assert ids == expected
     assert result.column("n").to_pylist() == [len(expected[k]) for k in ["a", "b", None]]
 
 
 def test_a_filter_that_empties_a_group_in_some_partitions_keeps_the_others(
-        spread: DatasetInfo) -> None:
+    spread: DatasetInfo,
+) -> None:
     t = T.filter(col("x") >= 2).group_by("k").agg(d=count_distinct("x"), q=quantile("x", 0.5))
-    _check(spread, _run(spread, t, stats=True), ["k", "d", "q"],
-           "SELECT k, count(DISTINCT x), quantile_cont(x, 0.5) FROM t WHERE x >= 2 GROUP BY k")
+    _check(
+        spread,
+        _run(spread, t, stats=True),
+        ["k", "d", "q"],
+        "SELECT k, count(DISTINCT x), quantile_cont(x, 0.5) FROM t WHERE x >= 2 GROUP BY k",
+    )
 
 
-@pytest.mark.parametrize("ids", [
-    np.array([], np.uint64),
-    np.array([7], np.uint64),
-    np.arange(100_000, dtype=np.uint64) | (np.uint64(3) << np.uint64(32)),  # a whole partition
-    np.sort(np.random.default_rng(1).choice(2**32, 50_000, replace=False)).astype(np.uint64),
-    np.random.default_rng(2).choice(300_000, 20_000, replace=False).astype(np.uint64)
-    | (np.uint64(9) << np.uint64(32)),                                        # unordered
-    np.array([1, 2, (1 << 32) | 5, (7 << 32) | 1], np.uint64),                # several parts
-])
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.array([], np.uint64),
+        np.array([7], np.uint64),
+        np.arange(100_000, dtype=np.uint64) | (np.uint64(3) << np.uint64(32)),  # a whole partition
+        np.sort(np.random.default_rng(1).choice(2**32, 50_000, replace=False)).astype(np.uint64),
+        np.random.default_rng(2).choice(300_000, 20_000, replace=False).astype(np.uint64)
+        | (np.uint64(9) << np.uint64(32)),  # unordered
+        np.array([1, 2, (1 << 32) | 5, (7 << 32) | 1], np.uint64),  # several parts
+    ],
+)
 def test_bitmaps_serialize_byte_for_byte_as_64_bit_bitmaps(ids: np.ndarray) -> None:
     assert protection.serialized(ids) == protection.bitmap(ids).serialize()
     assert sorted(BitMap64.deserialize(protection.serialized(ids))) == sorted(ids.tolist())
@@ -244,31 +311,50 @@ def test_groups_list_each_groups_partial_rows_in_partition_order() -> None:
 
 
 def test_quantiles_of_the_same_values_share_one_list_per_partition(spread: DatasetInfo) -> None:
-    t = T.group_by("k").agg(m=quantile("x", 0.5), p=quantile("x", 0.9),
-                            y=quantile(col("x") * 2, 0.5), lo=quantile("x", 0.0))
+    t = T.group_by("k").agg(
+        m=quantile("x", 0.5),
+        p=quantile("x", 0.9),
+        y=quantile(col("x") * 2, 0.5),
+        lo=quantile("x", 0.0),
+    )
     checked = check_plan(t._node, {"t": spread})
     partials = join.run(checked, join.LocalRunner()).partials
     assert [c for c in partials[0].column_names if c.startswith("__q")] == ["__q0", "__q2"]
-    _check(spread, LocalExecutor().aggregate(checked).table, ["k", "m", "p", "y", "lo"],
-           "SELECT k, quantile_cont(x, 0.5), quantile_cont(x, 0.9), quantile_cont(x * 2, 0.5), "
-           "quantile_cont(x, 0.0) FROM t GROUP BY k")
+    _check(
+        spread,
+        LocalExecutor().aggregate(checked).table,
+        ["k", "m", "p", "y", "lo"],
+        "SELECT k, quantile_cont(x, 0.5), quantile_cont(x, 0.9), quantile_cont(x * 2, 0.5), "
+        "quantile_cont(x, 0.0) FROM t GROUP BY k",
+    )
 
 
 @pytest.mark.usefixtures("distinct_path")
 def test_distinct_values_of_many_groups_of_every_type(tmp_path: Path) -> None:
     import datetime as dt
+
     rng = np.random.default_rng(3)
-    parts = [_rows(k=[f"g{g}" for g in rng.integers(0, 40, 300)],
-                   x=[None if v < 0 else int(v) for v in rng.integers(-3, 12, 300)],
-                   f=[None if v < 0 else v / 2 for v in rng.integers(-3, 9, 300)],
-                   d=[dt.date(2020, 1, 1) + dt.timedelta(days=int(v))
-                      for v in rng.integers(0, 20, 300)]) for _ in range(3)]
+    parts = [
+        _rows(
+            k=[f"g{g}" for g in rng.integers(0, 40, 300)],
+            x=[None if v < 0 else int(v) for v in rng.integers(-3, 12, 300)],
+            f=[None if v < 0 else v / 2 for v in rng.integers(-3, 9, 300)],
+            d=[dt.date(2020, 1, 1) + dt.timedelta(days=int(v)) for v in rng.integers(0, 20, 300)],
+        )
+        for _ in range(3)
+    ]
     ds = _dataset(tmp_path, parts)
-    t = T.group_by("k").agg(x=count_distinct("x"), f=count_distinct("f"),
-                            d=count_distinct("d"), s=count_distinct("k"))
-    _check(ds, _run(ds, t, stats=True), ["k", "x", "f", "d", "s"],
-           "SELECT k, count(DISTINCT x), count(DISTINCT f), count(DISTINCT d), "
-           "count(DISTINCT k) FROM t GROUP BY k")
+    t = T.group_by("k").agg(
+        x=count_distinct("x"), f=count_distinct("f"), d=count_distinct("d"), s=count_distinct("k")
+    )
+    _check(
+        ds,
+        _run(ds, t, stats=True),
+        ["k", "x", "f", "d", "s"],
+        "SELECT k, count(DISTINCT x), count(DISTINCT f), count(DISTINCT d), "
+        "count(DISTINCT k) FROM t GROUP BY k",
+    )
     whole = T.agg(x=count_distinct("x"), k=count_distinct("k"))
     assert _run(ds, whole).select(["x", "k"]).to_pylist() == [
-        dict(zip(["x", "k"], _duckdb(ds, "SELECT count(DISTINCT x), count(DISTINCT k) FROM t")[0]))]
+        dict(zip(["x", "k"], _duckdb(ds, "SELECT count(DISTINCT x), count(DISTINCT k) FROM t")[0]))
+    ]

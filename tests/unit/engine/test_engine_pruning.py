@@ -30,17 +30,23 @@ from sandbox.errors import PlanError
 from sandbox.language import plan as p
 from sandbox.language.api import Expr, Table, col, count, max_, min_, sum_
 
-SCHEMA = pa.schema([("x", pa.int64()), ("f", pa.float64()), ("g", pa.string()),
-                    ("d", pa.date32())])
+SCHEMA = pa.schema([("x", pa.int64()), ("f", pa.float64()), ("g", pa.string()), ("d", pa.date32())])
 COLUMNS = tuple(ColumnInfo(f.name, str(f.type), "attribute") for f in SCHEMA)
-GROUP = 10          # rows per row group in these files
+GROUP = 10  # rows per row group in these files
 STRINGS = ["a", "b", "北京", "上海", "城关区"]
 
 
-def _write(table: pa.Table, root: Path, cuts: list[int], group: int = GROUP,
-           statistics: bool = True) -> DatasetInfo:
-    return partitioned(root, slices(table, cuts), COLUMNS, title="剪枝", row_group_size=group,
-                       write_statistics=statistics)
+def _write(
+    table: pa.Table, root: Path, cuts: list[int], group: int = GROUP, statistics: bool = True
+) -> DatasetInfo:
+    return partitioned(
+        root,
+        slices(table, cuts),
+        COLUMNS,
+        title="剪枝",
+        row_group_size=group,
+        write_statistics=statistics,
+    )
 
 
 def _sorted_table(n: int = 80) -> pa.Table:
@@ -50,9 +56,15 @@ def _sorted_table(n: int = 80) -> pa.Table:
     g = [STRINGS[min(i * len(STRINGS) // n, len(STRINGS) - 1)] for i in range(n)]
     # One row group entirely null in x (rows 30..39), a few scattered nulls elsewhere.
     xs: list[int | None] = [None if 30 <= i < 40 or i % 17 == 0 else v for i, v in enumerate(x)]
-    return pa.table({"x": pa.array(xs, pa.int64()), "f": pa.array([i / 4 for i in x]),
-                     "g": pa.array(g, pa.string()), "d": pa.array(d, pa.date32())},
-                    schema=SCHEMA)
+    return pa.table(
+        {
+            "x": pa.array(xs, pa.int64()),
+            "f": pa.array([i / 4 for i in x]),
+            "g": pa.array(g, pa.string()),
+            "d": pa.array(d, pa.date32()),
+        },
+        schema=SCHEMA,
+    )
 
 
 def _plan(ds: DatasetInfo, predicate: Expr | None, stats: bool = True) -> CheckedPlan:
@@ -89,7 +101,8 @@ def _rows(result: AggregateResult) -> list[dict[str, Any]]:
 
 
 def test_selective_filter_skips_row_groups_and_whole_partitions(
-        tmp_path: Path, reads: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, reads: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     ds = _write(_sorted_table(), tmp_path, cuts=[40])
     checked = _plan(ds, col("x") < 15)
     result = LocalExecutor().aggregate(checked)
@@ -104,29 +117,38 @@ def test_selective_filter_skips_row_groups_and_whole_partitions(
     assert result.rows_by_dataset == full.rows_by_dataset == {"t": 80}
 
 
-@pytest.mark.parametrize(("predicate", "expected"), [
-    (lambda: col("x").between(42, 57), {"part-1.parquet": [0, 1]}),
-    (lambda: col("x").isin([3, 71]), {"part-0.parquet": [0], "part-1.parquet": [3]}),
-    (lambda: (col("x") <= 5) | (col("x") >= 75), {"part-0.parquet": [0], "part-1.parquet": [3]}),
-    (lambda: (col("x") > 20) & (col("x") < 25), {"part-0.parquet": [2]}),
-    (lambda: col("x") > 2.5, {"part-0.parquet": [0, 1, 2], "part-1.parquet": None}),
-    (lambda: col("x") == 35, {}),                    # rows 30..39: every x is null
-    (lambda: col("x") > 1000, {}),
-    (lambda: col("d") >= "2004-12-01", {"part-1.parquet": [2, 3]}),   # rows 60..
-    (lambda: col("d") < "2000-06-01", {"part-0.parquet": [0]}),
-    (lambda: col("g") == "城关区", {"part-1.parquet": [2, 3]}),
-    (lambda: col("g").isin(["a"]), {"part-0.parquet": [0, 1]}),
-    (lambda: col("f") <= 1.0, {"part-0.parquet": [0]}),
-    (lambda: 70 < col("x"), {"part-1.parquet": [3]}),
-    # Not prunable: all read.
-    (lambda: col("x") != 3, {"part-0.parquet": None, "part-1.parquet": None}),
-    (lambda: ~(col("x") < 3), {"part-0.parquet": None, "part-1.parquet": None}),
-    (lambda: col("x") * 2 > 1000, {"part-0.parquet": None, "part-1.parquet": None}),
-])
-def test_what_each_predicate_reads(tmp_path: Path, reads: list[Any],
-                                   monkeypatch: pytest.MonkeyPatch,
-                                   predicate: Callable[[], Expr],
-                                   expected: dict[str, list[int] | None]) -> None:
+@pytest.mark.parametrize(
+    ("predicate", "expected"),
+    [
+        (lambda: col("x").between(42, 57), {"part-1.parquet": [0, 1]}),
+        (lambda: col("x").isin([3, 71]), {"part-0.parquet": [0], "part-1.parquet": [3]}),
+        (
+            lambda: (col("x") <= 5) | (col("x") >= 75),
+            {"part-0.parquet": [0], "part-1.parquet": [3]},
+        ),
+        (lambda: (col("x") > 20) & (col("x") < 25), {"part-0.parquet": [2]}),
+        (lambda: col("x") > 2.5, {"part-0.parquet": [0, 1, 2], "part-1.parquet": None}),
+        (lambda: col("x") == 35, {}),  # rows 30..39: every x is null
+        (lambda: col("x") > 1000, {}),
+        (lambda: col("d") >= "2004-12-01", {"part-1.parquet": [2, 3]}),  # rows 60..
+        (lambda: col("d") < "2000-06-01", {"part-0.parquet": [0]}),
+        (lambda: col("g") == "城关区", {"part-1.parquet": [2, 3]}),
+        (lambda: col("g").isin(["a"]), {"part-0.parquet": [0, 1]}),
+        (lambda: col("f") <= 1.0, {"part-0.parquet": [0]}),
+        (lambda: 70 < col("x"), {"part-1.parquet": [3]}),
+        # Not prunable: all read.
+        (lambda: col("x") != 3, {"part-0.parquet": None, "part-1.parquet": None}),
+        (lambda: ~(col("x") < 3), {"part-0.parquet": None, "part-1.parquet": None}),
+        (lambda: col("x") * 2 > 1000, {"part-0.parquet": None, "part-1.parquet": None}),
+    ],
+)
+def test_what_each_predicate_reads(
+    tmp_path: Path,
+    reads: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    predicate: Callable[[], Expr],
+    expected: dict[str, list[int] | None],
+) -> None:
     ds = _write(_sorted_table(), tmp_path, cuts=[40])
     checked = _plan(ds, predicate())
     result = LocalExecutor().aggregate(checked)
@@ -134,26 +156,33 @@ def test_what_each_predicate_reads(tmp_path: Path, reads: list[Any],
     assert _rows(result) == _rows(_unpruned(checked, monkeypatch))
 
 
-def test_filters_after_a_derive_do_not_prune(tmp_path: Path, reads: list[Any],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_filters_after_a_derive_do_not_prune(
+    tmp_path: Path, reads: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A derive may replace a column: a later filter no longer speaks of the file's column."""
     ds = _write(_sorted_table(), tmp_path, cuts=[40])
-    t = (Table(p.Scan("t"), NoChannel()).filter(col("x") < 60)
-         .derive(x=col("x") * -1).filter(col("x") < -50).agg(n=count(), s=sum_("x")))
+    t = (
+        Table(p.Scan("t"), NoChannel())
+        .filter(col("x") < 60)
+        .derive(x=col("x") * -1)
+        .filter(col("x") < -50)
+        .agg(n=count(), s=sum_("x"))
+    )
     checked = check_plan(t._node, {"t": ds})
     result = LocalExecutor().aggregate(checked)
     # Only the first filter prunes: x < 60 skips the all-null row group and rows 60..79.
     assert dict(reads) == {"part-0.parquet": [0, 1, 2], "part-1.parquet": [0, 1]}
     assert _rows(result) == _rows(_unpruned(checked, monkeypatch))
-    assert result.table.column("n").to_pylist() == [8]   # 51..59 but 51 is null
+    assert result.table.column("n").to_pylist() == [8]  # 51..59 but 51 is null
 
 
 def test_row_ids_are_true_positions(tmp_path: Path) -> None:
     ds = _write(_sorted_table(), tmp_path, cuts=[40])
     checked = _plan(ds, col("x").isin([12, 25, 63]))
     table = compute.read_partition(checked, 0, 1, (col("x").isin([12, 25, 63])._node,))
-    full = protection.with_row_entities(pq.read_table(ds.partitions[1], columns=list(
-        checked.reads[0].columns)), 0, ds.name, 1)
+    full = protection.with_row_entities(
+        pq.read_table(ds.partitions[1], columns=list(checked.reads[0].columns)), 0, ds.name, 1
+    )
     # The pruned read holds only row group 2 of the second file, ids 20..29 of partition 1.
     base = (1 << 63) | (protection._tag(ds.name) << 48) | (1 << 32)
     assert table.column(protection.entity(0)).to_pylist() == [base | i for i in range(20, 30)]
@@ -161,7 +190,8 @@ def test_row_ids_are_true_positions(tmp_path: Path) -> None:
 
 
 def test_released_contributors_are_the_same_with_and_without_pruning(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ds = _write(_sorted_table(), tmp_path, cuts=[25, 50])
     checked = _plan(ds, (col("x") >= 27) & (col("d") <= "2005-01-01"))
     pruned, full = LocalExecutor().aggregate(checked), _unpruned(checked, monkeypatch)
@@ -169,8 +199,9 @@ def test_released_contributors_are_the_same_with_and_without_pruning(
     assert pruned.table.equals(full.table)
 
 
-def test_missing_statistics_read_everything(tmp_path: Path, reads: list[Any],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_statistics_read_everything(
+    tmp_path: Path, reads: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     ds = _write(_sorted_table(), tmp_path, cuts=[40], statistics=False)
     checked = _plan(ds, col("x") < 15)
     result = LocalExecutor().aggregate(checked)
@@ -196,12 +227,14 @@ def test_ingest_writes_row_groups_a_scan_can_skip(tmp_path: Path) -> None:
 # --- random data, random prunable predicates: the same as no pruning and as DuckDB --------
 
 # Narrow ranges, so literals often fall on a row group's bounds, where off-by-ones show.
-row = st.fixed_dictionaries({
-    "x": st.none() | st.integers(-8, 8),
-    "f": st.none() | st.integers(-20, 20).map(lambda i: i / 4),
-    "g": st.none() | st.sampled_from(STRINGS),
-    "d": st.none() | st.dates(dt.date(2000, 1, 1), dt.date(2000, 1, 20)),
-})
+row = st.fixed_dictionaries(
+    {
+        "x": st.none() | st.integers(-8, 8),
+        "f": st.none() | st.integers(-20, 20).map(lambda i: i / 4),
+        "g": st.none() | st.sampled_from(STRINGS),
+        "d": st.none() | st.dates(dt.date(2000, 1, 1), dt.date(2000, 1, 20)),
+    }
+)
 rows = st.integers(0, 50).flatmap(lambda n: st.lists(row, min_size=n, max_size=n))
 
 
@@ -209,18 +242,26 @@ def _literal(column: str) -> st.SearchStrategy[tuple[Any, str]]:
     """A literal for `column` and its SQL."""
     if column == "x":
         return st.integers(-10, 10).map(lambda v: (v, str(v))) | st.integers(-20, 20).map(
-            lambda i: (i / 2, str(i / 2)))
+            lambda i: (i / 2, str(i / 2))
+        )
     if column == "f":
-        return st.integers(-24, 24).map(lambda i: (i / 4, str(i / 4))) | st.integers(
-            -6, 6).map(lambda v: (v, str(v)))
+        return st.integers(-24, 24).map(lambda i: (i / 4, str(i / 4))) | st.integers(-6, 6).map(
+            lambda v: (v, str(v))
+        )
     if column == "g":
         return st.sampled_from([*STRINGS, "c", "北"]).map(lambda v: (v, f"'{v}'"))
     return st.dates(dt.date(1999, 12, 28), dt.date(2000, 1, 23)).map(
-        lambda d: (d.isoformat(), f"DATE '{d.isoformat()}'"))
+        lambda d: (d.isoformat(), f"DATE '{d.isoformat()}'")
+    )
 
 
-OPS = {"eq": ("==", "="), "lt": ("<", "<"), "le": ("<=", "<="), "gt": (">", ">"),
-       "ge": (">=", ">=")}
+OPS = {
+    "eq": ("==", "="),
+    "lt": ("<", "<"),
+    "le": ("<=", "<="),
+    "gt": (">", ">"),
+    "ge": (">=", ">="),
+}
 
 
 @st.composite
@@ -230,18 +271,24 @@ def _atom(draw: st.DrawFn) -> tuple[Expr, str]:
     if form == "cmp":
         op = draw(st.sampled_from(sorted(OPS)))
         value, sql = draw(_literal(column))
-        expr = {"eq": col(column) == value, "lt": col(column) < value,
-                "le": col(column) <= value, "gt": col(column) > value,
-                "ge": col(column) >= value}[op]
+        expr = {
+            "eq": col(column) == value,
+            "lt": col(column) < value,
+            "le": col(column) <= value,
+            "gt": col(column) > value,
+            "ge": col(column) >= value,
+        }[op]
         return expr, f"{column} {OPS[op][1]} {sql}"
     if form == "between":
         (lo, lo_sql), (hi, hi_sql) = draw(_literal(column)), draw(_literal(column))
         return col(column).between(lo, hi), f"{column} BETWEEN {lo_sql} AND {hi_sql}"
     values = draw(st.lists(_literal(column), min_size=1, max_size=3))
     if column == "x":
-        values = [(int(v), str(int(v))) for v, _ in values]   # isin casts to the column type
-    return (col(column).isin([v for v, _ in values]),
-            f"{column} IN ({', '.join(s for _, s in values)})")
+        values = [(int(v), str(int(v))) for v, _ in values]  # isin casts to the column type
+    return (
+        col(column).isin([v for v, _ in values]),
+        f"{column} IN ({', '.join(s for _, s in values)})",
+    )
 
 
 @st.composite
@@ -263,12 +310,20 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=rows, predicates=st.lists(_predicate(), min_size=1, max_size=2),
-       cuts=st.lists(st.integers(0, 50), max_size=2), group=st.integers(1, 8),
-       order=st.sampled_from([None, "x", "f", "g", "d"]))
+@given(
+    data=rows,
+    predicates=st.lists(_predicate(), min_size=1, max_size=2),
+    cuts=st.lists(st.integers(0, 50), max_size=2),
+    group=st.integers(1, 8),
+    order=st.sampled_from([None, "x", "f", "g", "d"]),
+)
 def test_random_predicates_match_no_pruning_and_duckdb(
-        data: list[dict[str, Any]], predicates: list[tuple[Expr, str]], cuts: list[int],
-        group: int, order: str | None) -> None:
+    data: list[dict[str, Any]],
+    predicates: list[tuple[Expr, str]],
+    cuts: list[int],
+    group: int,
+    order: str | None,
+) -> None:
     table = pa.Table.from_pylist(data, schema=SCHEMA)
     if order is not None and table.num_rows:
         # Ordered files are what pruning is for: their row groups hold narrow ranges.
@@ -287,10 +342,11 @@ def test_random_predicates_match_no_pruning_and_duckdb(
             full = LocalExecutor().aggregate(checked)
         con = duckdb.connect()
         con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet({list(ds.partitions)!r})")
-        theirs = con.execute(f"SELECT count(*), sum(x), min(f), max(d) FROM t "
-                             f"WHERE {where}").fetchone()
+        theirs = con.execute(
+            f"SELECT count(*), sum(x), min(f), max(d) FROM t WHERE {where}"
+        ).fetchone()
         con.close()
-    assert pruned.table.equals(full.table), where   # values and contributor row ids
+    assert pruned.table.equals(full.table), where  # values and contributor row ids
     ours = [pruned.table.column(c)[0].as_py() for c in ("n", "s", "lo", "hi")]
     assert theirs is not None
     assert all(_same(a, b) for a, b in zip(ours, theirs)), (where, ours, theirs)

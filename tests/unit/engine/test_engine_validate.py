@@ -29,7 +29,11 @@ from sandbox.language.api import (
 )
 
 PEOPLE = DatasetInfo(
-    name="people", title="人口", provider_id="pr-1", level="L3", row_count=100,
+    name="people",
+    title="人口",
+    provider_id="pr-1",
+    level="L3",
+    row_count=100,
     columns=(
         ColumnInfo("resident_id", "string", "identifier"),
         ColumnInfo("serial", "int64", "identifier"),
@@ -59,9 +63,18 @@ def plan_error(t: Table) -> str:
 
 @pytest.mark.parametrize(
     ("arrow", "kind"),
-    [("int64", "int"), ("uint8", "int"), ("double", "float"), ("decimal128(10, 2)", "float"),
-     ("string", "string"), ("large_string", "string"), ("date32[day]", "date"),
-     ("timestamp[us]", "date"), ("bool", "bool"), ("list<item: int64>", "other")],
+    [
+        ("int64", "int"),
+        ("uint8", "int"),
+        ("double", "float"),
+        ("decimal128(10, 2)", "float"),
+        ("string", "string"),
+        ("large_string", "string"),
+        ("date32[day]", "date"),
+        ("timestamp[us]", "date"),
+        ("bool", "bool"),
+        ("list<item: int64>", "other"),
+    ],
 )
 def test_kind_of_arrow_types(arrow: str, kind: str) -> None:
     assert kind_of(arrow) == kind
@@ -79,10 +92,14 @@ def test_year_of_a_non_date_names_the_expression() -> None:
 
 
 def test_bucket_with_non_increasing_edges_names_the_expression() -> None:
-    message = plan_error(people().derive(b=col("age").bucket([60, 18])).group_by("b").agg(n=count()))
+    message = plan_error(
+        people().derive(b=col("age").bucket([60, 18])).group_by("b").agg(n=count())
+    )
     assert "bucket(col('age'), [60, 18])" in message
     assert "strictly increasing" in message
-    message = plan_error(people().derive(b=col("age").bucket([18, 18])).group_by("b").agg(n=count()))
+    message = plan_error(
+        people().derive(b=col("age").bucket([18, 18])).group_by("b").agg(n=count())
+    )
     assert "bucket(col('age'), [18, 18])" in message
 
 
@@ -106,7 +123,8 @@ def test_type_errors_are_plan_errors(build: Any, fragment: str) -> None:
 
 def test_sum_of_a_string_is_refused_as_not_numeric() -> None:
     assert "sum(col('district')) needs a numeric column, got string" in plan_error(
-        people().agg(s=sum_("district")))
+        people().agg(s=sum_("district"))
+    )
 
 
 def test_an_unknown_column_lists_the_available_ones() -> None:
@@ -116,7 +134,9 @@ def test_an_unknown_column_lists_the_available_ones() -> None:
 
 
 def test_an_unknown_group_key_lists_the_available_ones_including_derived() -> None:
-    message = plan_error(people().derive(band=col("age").bucket([18])).group_by("nope").agg(n=count()))
+    message = plan_error(
+        people().derive(band=col("age").bucket([18])).group_by("nope").agg(n=count())
+    )
     assert "group_by(): no column 'nope'" in message and "band" in message
 
 
@@ -157,8 +177,12 @@ def test_an_aggregate_cannot_be_aggregated_again() -> None:
     [
         lambda t: t.group_by("resident_id").agg(n=count()),
         lambda t: t.derive(x=col("resident_id")).group_by("x").agg(n=count()),
-        lambda t: t.derive(x=col("serial") + col("age")).derive(y=col("x") * 2)
-                   .group_by("y").agg(n=count()),
+        lambda t: (
+            t.derive(x=col("serial") + col("age"))
+            .derive(y=col("x") * 2)
+            .group_by("y")
+            .agg(n=count())
+        ),
         lambda t: t.derive(b=col("serial").bucket([1000])).group_by("district", "b").agg(n=count()),
     ],
 )
@@ -181,29 +205,40 @@ def test_counting_rows_filtered_on_an_identifier_is_a_filter_use() -> None:
 
 
 def test_usage_follows_lineage_through_derived_columns() -> None:
-    t = (people()
-         .derive(band=col("age").bucket([18, 60]), ratio=col("income") / (col("age") + 1))
-         .filter((col("band") != "< 18") & col("employed"))
-         .group_by("district", "band")
-         .agg(n=count(), total=sum_("ratio"), avg=mean("income")))
+    t = (
+        people()
+        .derive(band=col("age").bucket([18, 60]), ratio=col("income") / (col("age") + 1))
+        .filter((col("band") != "< 18") & col("employed"))
+        .group_by("district", "band")
+        .agg(n=count(), total=sum_("ratio"), avg=mean("income"))
+    )
     checked = check(t)
-    assert checked.usage == {"people": {
-        "age": frozenset({"filter", "group_by", "aggregate"}),
-        "district": frozenset({"group_by"}),
-        "employed": frozenset({"filter"}),
-        "income": frozenset({"aggregate"}),
-    }}
-    assert checked.output_kinds == (("district", "string"), ("band", "string"), ("n", "int"),
-                                    ("total", "float"), ("avg", "float"))
+    assert checked.usage == {
+        "people": {
+            "age": frozenset({"filter", "group_by", "aggregate"}),
+            "district": frozenset({"group_by"}),
+            "employed": frozenset({"filter"}),
+            "income": frozenset({"aggregate"}),
+        }
+    }
+    assert checked.output_kinds == (
+        ("district", "string"),
+        ("band", "string"),
+        ("n", "int"),
+        ("total", "float"),
+        ("avg", "float"),
+    )
 
 
 def test_scan_columns_are_the_minimal_set_in_catalog_order() -> None:
-    t = (people()
-         .derive(unused=col("resident_id"), x=col("income") * 2)
-         .select("district", "x", "age", "unused")
-         .filter(col("x") > 0)
-         .group_by("district")
-         .agg(n=count()))
+    t = (
+        people()
+        .derive(unused=col("resident_id"), x=col("income") * 2)
+        .select("district", "x", "age", "unused")
+        .filter(col("x") > 0)
+        .group_by("district")
+        .agg(n=count())
+    )
     assert check(t).scan_columns == ("district", "income")
     assert check(people().agg(n=count())).scan_columns == ()
     assert check(people().group_by("age").agg(s=sum_("income"))).scan_columns == ("age", "income")
@@ -216,10 +251,19 @@ def test_output_kinds_follow_the_aggregates() -> None:
 
 
 def test_a_fine_quasi_identifier_is_grouped_only_when_coarsened() -> None:
-    fine = DatasetInfo("people", "t", "p", "L3", 100, (
-        ColumnInfo("district", "string", "attribute"),
-        ColumnInfo("birth_date", "date32[day]", "quasi_identifier", distinct=5000),
-        ColumnInfo("income", "int64", "sensitive")), ())
+    fine = DatasetInfo(
+        "people",
+        "t",
+        "p",
+        "L3",
+        100,
+        (
+            ColumnInfo("district", "string", "attribute"),
+            ColumnInfo("birth_date", "date32[day]", "quasi_identifier", distinct=5000),
+            ColumnInfo("income", "int64", "sensitive"),
+        ),
+        (),
+    )
 
     def plan(keys: tuple[str, ...], derive: tuple[tuple[str, p.Expr], ...] = ()) -> p.Aggregate:
         node: p.Node = p.Scan("people")
@@ -229,20 +273,29 @@ def test_a_fine_quasi_identifier_is_grouped_only_when_coarsened() -> None:
 
     with pytest.raises(DisclosureRefused, match="'birth_date'.*coarsened"):
         check_plan(plan(("birth_date",)), {"people": fine})
-    with pytest.raises(DisclosureRefused, match="'birth_date'"):   # renaming keeps it fine
+    with pytest.raises(DisclosureRefused, match="'birth_date'"):  # renaming keeps it fine
         check_plan(plan(("d",), (("d", p.Col("birth_date")),)), {"people": fine})
     year = p.Call("year", (p.Col("birth_date"),))
     check_plan(plan(("y",), (("y", year),)), {"people": fine})
     check_plan(plan(("a",), (("a", p.Call("sub", (p.Lit(2024), year))),)), {"people": fine})
-    unknown = DatasetInfo("people", "t", "p", "L3", 100, (
-        ColumnInfo("birth_date", "date32[day]", "quasi_identifier"),), ())
-    with pytest.raises(DisclosureRefused):   # no recorded cardinality: assume fine-grained
+    unknown = DatasetInfo(
+        "people",
+        "t",
+        "p",
+        "L3",
+        100,
+        (ColumnInfo("birth_date", "date32[day]", "quasi_identifier"),),
+        (),
+    )
+    with pytest.raises(DisclosureRefused):  # no recorded cardinality: assume fine-grained
         check_plan(plan(("birth_date",)), {"people": unknown})
 
 
 @pytest.mark.parametrize("fn", [min_, max_])
-@pytest.mark.parametrize(("column", "role"), [
-    ("age", "quasi-identifier"), ("income", "sensitive"), ("serial", "identifier")])
+@pytest.mark.parametrize(
+    ("column", "role"),
+    [("age", "quasi-identifier"), ("income", "sensitive"), ("serial", "identifier")],
+)
 def test_min_and_max_are_refused_on_columns_that_are_not_attributes(
     fn: Any, column: str, role: str
 ) -> None:
@@ -265,15 +318,24 @@ def test_min_of_a_boolean_is_a_type_error() -> None:
 
 
 def test_new_aggregates_have_their_output_kinds() -> None:
-    c = check(people().group_by("district").agg(
-        d=count_distinct("resident_id"), v=var("age"), s=std("income"), q=quantile("age", 0.5)))
-    assert c.output_kinds == (("district", "string"), ("d", "int"), ("v", "float"),
-                              ("s", "float"), ("q", "float"))
+    c = check(
+        people()
+        .group_by("district")
+        .agg(d=count_distinct("resident_id"), v=var("age"), s=std("income"), q=quantile("age", 0.5))
+    )
+    assert c.output_kinds == (
+        ("district", "string"),
+        ("d", "int"),
+        ("v", "float"),
+        ("s", "float"),
+        ("q", "float"),
+    )
     assert c.usage["people"]["resident_id"] == frozenset({"aggregate"})
 
 
-@pytest.mark.parametrize("agg", [lambda: var("district"), lambda: std("birth_date"),
-                                 lambda: quantile("district", 0.5)])
+@pytest.mark.parametrize(
+    "agg", [lambda: var("district"), lambda: std("birth_date"), lambda: quantile("district", 0.5)]
+)
 def test_var_std_quantile_need_numbers(agg: Any) -> None:
     assert "needs a numeric column" in plan_error(people().agg(x=agg()))
 
@@ -285,34 +347,43 @@ def test_var_and_quantile_of_an_identifier_are_refused(agg: Any) -> None:
 
 
 def test_quantiles_derived_from_sensitive_columns_are_coarsened() -> None:
-    c = check(people().derive(k=col("income") / 1000).agg(
-        a=quantile("k", 0.5), b=quantile("age", 0.5), m=mean("income")))
+    c = check(
+        people()
+        .derive(k=col("income") / 1000)
+        .agg(a=quantile("k", 0.5), b=quantile("age", 0.5), m=mean("income"))
+    )
     assert c.coarsen == ("a",)
 
 
-@pytest.mark.parametrize(("build", "kind"), [
-    (lambda: col("age").cast("float"), "float"),
-    (lambda: col("district").cast("int"), "int"),
-    (lambda: col("birth_date").cast("string"), "string"),
-    (lambda: col("income").abs(), "float"),
-    (lambda: col("age").round(-1), "int"),
-    (lambda: case((col("age") > 60, 1), default=0.5), "float"),
-    (lambda: case((col("age") > 60, "老"), default=None), "string"),
-])
+@pytest.mark.parametrize(
+    ("build", "kind"),
+    [
+        (lambda: col("age").cast("float"), "float"),
+        (lambda: col("district").cast("int"), "int"),
+        (lambda: col("birth_date").cast("string"), "string"),
+        (lambda: col("income").abs(), "float"),
+        (lambda: col("age").round(-1), "int"),
+        (lambda: case((col("age") > 60, 1), default=0.5), "float"),
+        (lambda: case((col("age") > 60, "老"), default=None), "string"),
+    ],
+)
 def test_kinds_of_new_expressions(build: Any, kind: str) -> None:
     schema = {c.name: Field(kind_of(c.type), frozenset({c.name})) for c in PEOPLE.columns}
     assert _Typer(schema).kind(build()._node) == kind
     check(people().derive(x=build()).agg(n=count_distinct("x")))  # and it runs through check
 
 
-@pytest.mark.parametrize(("build", "fragment"), [
-    (lambda: col("birth_date").cast("int"), "to become int"),
-    (lambda: col("district").abs(), "needs a number"),
-    (lambda: Expr(p.Call("round", (p.Col("age"), p.Lit(1.5)))), "whole number of digits"),
-    (lambda: Expr(p.Call("cast", (p.Col("age"), p.Lit("date")))), "one of 'int', 'float'"),
-    (lambda: case((col("age"), 1), default=0), "conditions (booleans)"),
-    (lambda: case((col("age") > 1, 1), default="x"), "values of one type"),
-])
+@pytest.mark.parametrize(
+    ("build", "fragment"),
+    [
+        (lambda: col("birth_date").cast("int"), "to become int"),
+        (lambda: col("district").abs(), "needs a number"),
+        (lambda: Expr(p.Call("round", (p.Col("age"), p.Lit(1.5)))), "whole number of digits"),
+        (lambda: Expr(p.Call("cast", (p.Col("age"), p.Lit("date")))), "one of 'int', 'float'"),
+        (lambda: case((col("age"), 1), default=0), "conditions (booleans)"),
+        (lambda: case((col("age") > 1, 1), default="x"), "values of one type"),
+    ],
+)
 def test_new_expression_type_errors_name_the_expression(build: Any, fragment: str) -> None:
     assert fragment in plan_error(people().derive(x=build()).agg(n=count()))
 

@@ -44,8 +44,9 @@ class Handler:
         self.emits.append((name, value))
 
 
-def run(code: str, handler: Any = None, limits: Limits = FAST,
-        params: dict[str, Any] | None = None) -> tuple[Outcome, Any]:
+def run(
+    code: str, handler: Any = None, limits: Limits = FAST, params: dict[str, Any] | None = None
+) -> tuple[Outcome, Any]:
     handler = handler if handler is not None else Handler()
     return run_in_jail(code, params or {}, handler, limits), handler
 
@@ -60,10 +61,19 @@ def test_a_program_exchanges_plans_and_outputs_with_its_handler() -> None:
     )
     assert outcome.status == "succeeded", outcome
     assert outcome.error is None
-    assert h.plans == [{"op": "aggregate", "input": {"op": "scan", "dataset": "人口"},
-                        "keys": ["district"], "aggs": [["n", {"fn": "count", "arg": None}]]}]
-    assert h.emits == [("by_district", BODY), ("first", {"kind": "scalar", "value": 30}),
-                       ("label", {"kind": "scalar", "value": "城关区"})]
+    assert h.plans == [
+        {
+            "op": "aggregate",
+            "input": {"op": "scan", "dataset": "人口"},
+            "keys": ["district"],
+            "aggs": [["n", {"fn": "count", "arg": None}]],
+        }
+    ]
+    assert h.emits == [
+        ("by_district", BODY),
+        ("first", {"kind": "scalar", "value": 30}),
+        ("label", {"kind": "scalar", "value": "城关区"}),
+    ]
 
 
 def test_operator_code_sees_only_the_released_body() -> None:
@@ -77,7 +87,9 @@ def test_operator_code_sees_only_the_released_body() -> None:
     assert seen == repr([["district", "n"], [("城关区", 15), ("湖滨区", None)], [(1, "n")], 2])
 
 
-@pytest.mark.parametrize("reach", ["res._body_json", "res._body()", "t._channel", "emit.__closure__"])
+@pytest.mark.parametrize(
+    "reach", ["res._body_json", "res._body()", "t._channel", "emit.__closure__"]
+)
 def test_operator_code_cannot_reach_behind_the_proxies(reach: str) -> None:
     outcome, h = run(f"t = table('p').agg(n=count())\nres = t.collect()\nx = {reach}\n")
     assert outcome.status == "rejected"
@@ -110,8 +122,14 @@ def test_an_infinite_loop_ends_as_failed_within_the_cpu_limit_plus_a_second() ->
     assert time.monotonic() - started < limits.cpu_seconds + 1
 
 
-@pytest.mark.parametrize("bomb", ["x = 'a' * (10 ** 10)\n", "x = [0] * (10 ** 9)\n",
-                                  "x = []\nwhile True:\n    x.append('b' * 10 ** 6)\n"])
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "x = 'a' * (10 ** 10)\n",
+        "x = [0] * (10 ** 9)\n",
+        "x = []\nwhile True:\n    x.append('b' * 10 ** 6)\n",
+    ],
+)
 def test_a_memory_bomb_fails_cleanly(bomb: str) -> None:
     limits = Limits(cpu_seconds=5, memory_bytes=256 * 2**20, wall_seconds=10.0)
     outcome, _ = run(bomb, limits=limits)
@@ -146,8 +164,10 @@ def test_print_output_is_capped_quickly() -> None:
 
 
 def test_a_handler_refusal_ends_the_job_as_rejected() -> None:
-    outcome, h = run("t = table('p').agg(n=count())\na = t.collect()\nb = t.collect()\n"
-                     "emit('a', a)\n", handler=Handler(refuse_after=1))
+    outcome, h = run(
+        "t = table('p').agg(n=count())\na = t.collect()\nb = t.collect()\nemit('a', a)\n",
+        handler=Handler(refuse_after=1),
+    )
     assert outcome.status == "rejected"
     assert outcome.error == JobError("quota_exceeded", "beyond the rows this job was quoted for")
     assert len(h.plans) == 2
@@ -200,8 +220,9 @@ def test_a_plan_error_in_operator_code_rejects_the_job_with_its_line() -> None:
 
 def test_too_many_requests_end_the_job() -> None:
     limits = Limits(cpu_seconds=5, memory_bytes=512 * 2**20, wall_seconds=10.0, max_requests=3)
-    outcome, h = run("t = table('p').agg(n=count())\nfor i in range(10):\n    t.collect()\n",
-                     limits=limits)
+    outcome, h = run(
+        "t = table('p').agg(n=count())\nfor i in range(10):\n    t.collect()\n", limits=limits
+    )
     assert outcome.status == "failed"
     assert outcome.error.code == "too_many_requests"
     assert len(h.plans) == 3
@@ -228,8 +249,7 @@ def _jail_children_of(pid: int) -> list[int]:
     return sorted(p for p in jail if parents.get(p) == pid or parents.get(p) in templates)
 
 
-def test_a_killed_child_gives_a_failed_outcome_not_a_hang(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_child_gives_a_failed_outcome_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
     import sandbox.jail.process as jail
 
     used: list[subprocess.Popen[bytes]] = []
@@ -267,15 +287,24 @@ main()
 
 
 def test_stdout_writes_cannot_corrupt_the_frame_channel() -> None:
-    proc = subprocess.Popen([sys.executable, "-I", "-c", NOISY_CHILD], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-c", NOISY_CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     watchdog = threading.Timer(20, proc.kill)
     watchdog.start()
     try:
         assert proc.stdin and proc.stdout and proc.stderr
-        write_frame(proc.stdin, {"code": "r = table('p').agg(n=count()).collect()\n"
-                                         "print('printed by the job')\nemit('r', r)\n",
-                                 "params": {}})
+        write_frame(
+            proc.stdin,
+            {
+                "code": "r = table('p').agg(n=count()).collect()\n"
+                "print('printed by the job')\nemit('r', r)\n",
+                "params": {},
+            },
+        )
         first = read_frame(proc.stdout)
         assert first["op"] == "collect"
         write_frame(proc.stdin, {"ok": True, "result": BODY})
@@ -337,8 +366,9 @@ def test_forked_job_processes_get_their_limits_and_filter() -> None:
 
     class Inspect:
         def collect(self, plan: Any) -> dict[str, Any]:
-            (pid,) = [p for p in _jail_children_of(os.getpid())
-                      if p != jail._pool._server.process.pid]  # type: ignore[union-attr]
+            (pid,) = [
+                p for p in _jail_children_of(os.getpid()) if p != jail._pool._server.process.pid
+            ]  # type: ignore[union-attr]
             with open(f"/proc/{pid}/status") as f:
                 seen["status"] = f.read()
             with open(f"/proc/{pid}/limits") as f:
@@ -348,15 +378,17 @@ def test_forked_job_processes_get_their_limits_and_filter() -> None:
         def emit(self, name: str, value: Any) -> None:
             pass
 
-    limits = jail.Limits(fork_template=True, wall_seconds=10, cpu_seconds=7,
-                         memory_bytes=300 * 2**20)
+    limits = jail.Limits(
+        fork_template=True, wall_seconds=10, cpu_seconds=7, memory_bytes=300 * 2**20
+    )
     outcome = jail.run_in_jail("table('p').agg(n=count()).collect()\n", {}, Inspect(), limits)
     assert outcome.status == "succeeded", outcome.error
     assert "Seccomp:\t2" in seen["status"]
     cpu = next(line for line in seen["limits"].splitlines() if line.startswith("Max cpu time"))
     assert cpu.split()[3:5] == ["7", "8"]
-    memory = next(line for line in seen["limits"].splitlines()
-                  if line.startswith("Max address space"))
+    memory = next(
+        line for line in seen["limits"].splitlines() if line.startswith("Max address space")
+    )
     assert memory.split()[3] == str(300 * 2**20)
 
 
@@ -371,7 +403,11 @@ def test_driver_work_past_the_deadline_is_not_delivered() -> None:
             return super().collect(plan)
 
     started = time.monotonic()
-    outcome = jail.run_in_jail("x = table('p').agg(n=count()).collect()\nemit('x', x)\n", {},
-                               Slow(), jail.Limits(wall_seconds=1.5, fork_template=True))
+    outcome = jail.run_in_jail(
+        "x = table('p').agg(n=count()).collect()\nemit('x', x)\n",
+        {},
+        Slow(),
+        jail.Limits(wall_seconds=1.5, fork_template=True),
+    )
     assert outcome.status == "failed" and outcome.error.code == "timeout"
     assert time.monotonic() - started < 4

@@ -45,14 +45,28 @@ sys.stdout.write(json.dumps(out) + "\n") # writing to an fd it was given
 def attempts() -> dict[str, str]:
     if seccomp.probe() is not None:
         pytest.skip(f"seccomp unavailable here: {seccomp.probe()}")
-    done = subprocess.run([sys.executable, "-I", "-c", ATTEMPTS], capture_output=True,
-                          text=True, timeout=60, cwd="/")
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", ATTEMPTS], capture_output=True, text=True, timeout=60, cwd="/"
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize("call", ["open_read", "open_write", "socket", "unix_socket", "fork",
-                                  "exec", "kill_parent", "mkdir", "unlink", "chdir"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "open_read",
+        "open_write",
+        "socket",
+        "unix_socket",
+        "fork",
+        "exec",
+        "kill_parent",
+        "mkdir",
+        "unlink",
+        "chdir",
+    ],
+)
 def test_the_filter_refuses(attempts: dict[str, str], call: str) -> None:
     assert attempts[call] == "refused"
 
@@ -79,8 +93,12 @@ class _NoData:
 
 def test_a_job_runs_normally_behind_the_filter() -> None:
     handler = _NoData()
-    outcome = run_in_jail("x = sorted([3, 1, 2])\nemit('s', sum(x) * 2)\n", {}, handler,
-                          Limits(wall_seconds=10, fork_template=False))
+    outcome = run_in_jail(
+        "x = sorted([3, 1, 2])\nemit('s', sum(x) * 2)\n",
+        {},
+        handler,
+        Limits(wall_seconds=10, fork_template=False),
+    )
     assert outcome.status == "succeeded", outcome
     assert handler.emitted == ("s", {"kind": "scalar", "value": 12})
 
@@ -88,9 +106,13 @@ def test_a_job_runs_normally_behind_the_filter() -> None:
 def test_a_late_import_inside_the_job_process_fails_cleanly() -> None:
     # An encoding not loaded before the filter needs its module file: the filter refuses the
     # open(), and the job fails with an ordinary error instead of reading the disk.
-    outcome = run_in_jail("emit('s', 'x'.encode('cp1252'))\n", {}, _NoData(),
-                          Limits(wall_seconds=10, fork_template=False))
+    outcome = run_in_jail(
+        "emit('s', 'x'.encode('cp1252'))\n",
+        {},
+        _NoData(),
+        Limits(wall_seconds=10, fork_template=False),
+    )
     assert outcome.status == "failed"
     assert outcome.error is not None
     assert outcome.error.message.startswith("PermissionError: job code may not use files")
-    assert "/" not in outcome.error.message   # no host path
+    assert "/" not in outcome.error.message  # no host path

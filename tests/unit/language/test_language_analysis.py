@@ -10,7 +10,7 @@ def facts(source: str) -> CodeFacts:
     return analyse(check_source(source))
 
 
-JOB = '''
+JOB = """
 pop = table("population")
 firms = table("enterprises")
 old = pop.filter((col("age") >= 65) & col("hukou_type").isin(["本地"]))
@@ -20,7 +20,7 @@ res = by_d.collect()
 emit("elderly", res)
 emit("share", res.column("n")[0] / 100)
 emit("firms", firms.select("industry").agg(k=count()).collect())
-'''
+"""
 
 
 def test_literal_dataset_names_are_known() -> None:
@@ -35,7 +35,9 @@ def test_collect_and_emit_call_sites_are_counted() -> None:
 
 
 def test_loops_count_call_sites_not_iterations() -> None:
-    f = facts("t = table('p').agg(n=count())\nfor i in range(9):\n    emit('x' + str(i), t.collect())\n")
+    f = facts(
+        "t = table('p').agg(n=count())\nfor i in range(9):\n    emit('x' + str(i), t.collect())\n"
+    )
     assert (f.collects, f.emits) == (1, 1)
 
 
@@ -64,14 +66,14 @@ def test_sum_of_a_list_names_no_column() -> None:
     assert facts("x = sum([1, 2])\n").columns == frozenset()
 
 
-NEW_AGGREGATES = '''
+NEW_AGGREGATES = """
 t = table("population")
 r = t.group_by("district").agg(d=count_distinct("hukou_type"), v=var("income"),
     s=std(col("age") * 2), lo=min("birth_year"), hi=max("birth_year"),
     q=quantile("wage", 0.5))
 h = t.histogram("savings", [0, 1000, 5000]).collect()
 x = min([1, 2]) + max(3, 4)
-'''
+"""
 
 
 def test_new_aggregates_count_their_columns_as_aggregated() -> None:

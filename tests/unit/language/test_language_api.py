@@ -62,7 +62,9 @@ def test_collect_sends_the_plan_as_json_and_wraps_the_released_body(
     plan = plan_from_json(channel.plans[0])
     assert plan == p.Aggregate(
         p.Filter(p.Scan("population"), p.Call("ge", (p.Col("age"), p.Lit(65)))),
-        ("district",), (("n", p.Agg("count")), ("avg", p.Agg("mean", p.Col("income")))))
+        ("district",),
+        (("n", p.Agg("count")), ("avg", p.Agg("mean", p.Col("income")))),
+    )
     assert released.columns == ["district", "n"]
     assert released.rows == [("城关区", 1520), ("湖滨区", None)]
     assert released.column("n") == [1520, None]
@@ -184,16 +186,35 @@ def test_emit_and_params_go_through_the_channel(
     ns["emit"]("share", 0.5)
     assert channel.emitted == [("share", 0.5)]
     assert ns["params"] == {"year": 2026}
-    assert set(ns) == set(LANGUAGE_NAMES) == {
-        "table", "col", "lit", "count", "sum", "mean", "count_distinct", "var", "std", "min",
-        "max", "quantile", "case", "emit", "params"}
+    assert (
+        set(ns)
+        == set(LANGUAGE_NAMES)
+        == {
+            "table",
+            "col",
+            "lit",
+            "count",
+            "sum",
+            "mean",
+            "count_distinct",
+            "var",
+            "std",
+            "min",
+            "max",
+            "quantile",
+            "case",
+            "emit",
+            "params",
+        }
+    )
 
 
 def test_new_aggregates_build_their_plan_nodes(ns: dict[str, Any]) -> None:
     assert ns["count_distinct"]("district")._agg == p.Agg("count_distinct", p.Col("district"))
     assert ns["var"]("income")._agg == p.Agg("var", p.Col("income"))
     assert ns["std"](col("income") * 2)._agg == p.Agg(
-        "std", p.Call("mul", (p.Col("income"), p.Lit(2))))
+        "std", p.Call("mul", (p.Col("income"), p.Lit(2)))
+    )
     assert ns["quantile"]("income", 0.9)._agg == p.Agg("quantile", p.Col("income"), 0.9)
     with pytest.raises(PlanError, match="between 0 and 1"):
         ns["quantile"]("income", 90)
@@ -213,20 +234,31 @@ def test_cast_abs_round_and_case_build_calls(ns: dict[str, Any]) -> None:
     assert col("x").abs()._node == p.Call("abs", (p.Col("x"),))
     assert col("x").round(2)._node == p.Call("round", (p.Col("x"), p.Lit(2)))
     e = ns["case"]((col("age") >= 65, "老"), (col("age") >= 18, "成"), default="少")
-    assert e._node == p.Call("case", (p.Call("ge", (p.Col("age"), p.Lit(65))), p.Lit("老"),
-                                      p.Call("ge", (p.Col("age"), p.Lit(18))), p.Lit("成"),
-                                      p.Lit("少")))
+    assert e._node == p.Call(
+        "case",
+        (
+            p.Call("ge", (p.Col("age"), p.Lit(65))),
+            p.Lit("老"),
+            p.Call("ge", (p.Col("age"), p.Lit(18))),
+            p.Lit("成"),
+            p.Lit("少"),
+        ),
+    )
 
 
-@pytest.mark.parametrize("misuse, message", [
-    (lambda ns: col("x").cast("double"), "cast\\(\\) takes one of"),
-    (lambda ns: col("x").round(1.5), "whole number of digits"),
-    (lambda ns: ns["case"](col("a") > 1, default=0), "\\(condition, value\\) pairs"),
-    (lambda ns: ns["case"](default=0), "\\(condition, value\\) pairs"),
-    (lambda ns: ns["table"]("t").histogram(col("a"), [1, 2]), "column name and a list"),
-])
-def test_misuse_of_new_expressions_is_explained(ns: dict[str, Any], misuse: Any,
-                                                message: str) -> None:
+@pytest.mark.parametrize(
+    "misuse, message",
+    [
+        (lambda ns: col("x").cast("double"), "cast\\(\\) takes one of"),
+        (lambda ns: col("x").round(1.5), "whole number of digits"),
+        (lambda ns: ns["case"](col("a") > 1, default=0), "\\(condition, value\\) pairs"),
+        (lambda ns: ns["case"](default=0), "\\(condition, value\\) pairs"),
+        (lambda ns: ns["table"]("t").histogram(col("a"), [1, 2]), "column name and a list"),
+    ],
+)
+def test_misuse_of_new_expressions_is_explained(
+    ns: dict[str, Any], misuse: Any, message: str
+) -> None:
     with pytest.raises(PlanError, match=message):
         misuse(ns)
 

@@ -84,8 +84,11 @@ def test_a_join_collects_as_one_plan_reading_every_table(
     table: Any, channel: RecordingChannel
 ) -> None:
     firms = table("enterprises").select("credit_code", "industry")
-    q3 = (table("social_insurance").join(table("population"), on="resident_id")
-          .join(firms, on="credit_code"))
+    q3 = (
+        table("social_insurance")
+        .join(table("population"), on="resident_id")
+        .join(firms, on="credit_code")
+    )
     q3.group_by("industry").agg(n=count(), avg=mean("income")).collect()
     sent = plan_from_json(channel.plans[0])
     assert [s.dataset for s in p.scans(sent)] == ["social_insurance", "population", "enterprises"]
@@ -103,31 +106,41 @@ def test_scans_list_a_self_join_twice_and_right_nested_joins_in_order() -> None:
 def test_join_round_trips_through_json() -> None:
     left = p.Derive(p.Scan("社保"), (("k2", p.Col("k")),))
     right = p.Join(p.Select(p.Scan("人口"), ("k", "收入")), p.Scan("企业"), ("k",))
-    node = p.Aggregate(p.Join(left, right, ("k", "k2")), ("行业",),
-                       (("n", p.Agg("count")), ("s", p.Agg("sum", p.Col("收入")))))
+    node = p.Aggregate(
+        p.Join(left, right, ("k", "k2")),
+        ("行业",),
+        (("n", p.Agg("count")), ("s", p.Agg("sum", p.Col("收入")))),
+    )
     back = _through_json(node)
     assert back == node
     assert plan_to_json(back) == plan_to_json(node)
     assert plan_to_json(node)["input"] == {
-        "op": "join", "left": plan_to_json(left), "right": plan_to_json(right),
-        "on": ["k", "k2"]}
+        "op": "join",
+        "left": plan_to_json(left),
+        "right": plan_to_json(right),
+        "on": ["k", "k2"],
+    }
 
 
 def _valid_join() -> dict[str, Any]:
-    return plan_to_json(p.Aggregate(p.Join(p.Scan("a"), p.Scan("b"), ("k",)), (),
-                                    (("n", p.Agg("count")),)))
+    return plan_to_json(
+        p.Aggregate(p.Join(p.Scan("a"), p.Scan("b"), ("k",)), (), (("n", p.Agg("count")),))
+    )
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    (["input", "on"], "k"),                 # not a list
-    (["input", "on"], []),                  # no key
-    (["input", "on"], ["k", 3]),            # not a name
-    (["input", "on"], ["__row"]),           # reserved
-    (["input", "left"], None),
-    (["input", "right"], {"op": "scan"}),
-    (["input", "right"], {"op": "scan", "dataset": "b", "extra": 1}),
-    (["input", "extra"], 1),                # unknown field
-])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (["input", "on"], "k"),  # not a list
+        (["input", "on"], []),  # no key
+        (["input", "on"], ["k", 3]),  # not a name
+        (["input", "on"], ["__row"]),  # reserved
+        (["input", "left"], None),
+        (["input", "right"], {"op": "scan"}),
+        (["input", "right"], {"op": "scan", "dataset": "b", "extra": 1}),
+        (["input", "extra"], 1),  # unknown field
+    ],
+)
 def test_malformed_joins_are_plan_errors(path: list[str], value: Any) -> None:
     doc = copy.deepcopy(_valid_join())
     target = doc
@@ -150,18 +163,25 @@ def test_plans_read_at_most_a_bounded_number_of_tables() -> None:
     for i in range(1, MAX_PLAN_SCANS):
         node = p.Join(node, p.Scan(f"t{i}"), ("k",))
     plan_from_json(plan_to_json(node))  # at the limit: fine
-    doc = {"op": "join", "left": plan_to_json(node), "right": {"op": "scan", "dataset": "x"},
-           "on": ["k"]}
+    doc = {
+        "op": "join",
+        "left": plan_to_json(node),
+        "right": {"op": "scan", "dataset": "x"},
+        "on": ["k"],
+    }
     with pytest.raises(PlanError, match=f"at most {MAX_PLAN_SCANS} tables"):
         plan_from_json(doc)
 
 
 def test_analysis_knows_join_keys_as_columns_used_for_join() -> None:
-    facts = analyse(check_source(
-        'a = table("social_insurance")\n'
-        'b = table("population").select("resident_id", "income")\n'
-        'j = a.join(b, on="resident_id").join(table("enterprises"), ["credit_code", "区县"])\n'
-        'emit("r", j.group_by("industry").agg(n=count()).collect())\n'))
+    facts = analyse(
+        check_source(
+            'a = table("social_insurance")\n'
+            'b = table("population").select("resident_id", "income")\n'
+            'j = a.join(b, on="resident_id").join(table("enterprises"), ["credit_code", "区县"])\n'
+            'emit("r", j.group_by("industry").agg(n=count()).collect())\n'
+        )
+    )
     assert facts.datasets == frozenset({"social_insurance", "population", "enterprises"})
     assert {"resident_id", "credit_code", "区县"} <= facts.columns
     assert facts.uses["resident_id"] == frozenset({"join"})

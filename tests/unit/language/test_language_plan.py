@@ -42,7 +42,9 @@ def _through_json(node: p.Node) -> p.Node:
 
 @pytest.mark.parametrize("fn", sorted(FUNCTIONS))
 def test_every_function_round_trips(fn: str) -> None:
-    node = p.Aggregate(p.Filter(p.Scan("人口"), p.Call(fn, _args_for(fn))), (), (("n", p.Agg("count")),))
+    node = p.Aggregate(
+        p.Filter(p.Scan("人口"), p.Call(fn, _args_for(fn))), (), (("n", p.Agg("count")),)
+    )
     assert _through_json(node) == node
 
 
@@ -56,24 +58,44 @@ def test_every_aggregate_round_trips(fn: str) -> None:
 
 def test_every_node_round_trips_in_one_chain() -> None:
     node: p.Node = p.Scan("population")
-    node = p.Filter(node, p.Call("and", (p.Call("ge", (AGE, p.Lit(18))),
-                                         p.Call("not", (p.Call("is_null", (DISTRICT,)),)))))
-    node = p.Derive(node, (("band", p.Call("bucket", (AGE, p.Lit((18, 60))))),
-                           ("flag", p.Lit(True)), ("empty", p.Lit(())), ("s", p.Lit("文字"))))
+    node = p.Filter(
+        node,
+        p.Call(
+            "and",
+            (p.Call("ge", (AGE, p.Lit(18))), p.Call("not", (p.Call("is_null", (DISTRICT,)),))),
+        ),
+    )
+    node = p.Derive(
+        node,
+        (
+            ("band", p.Call("bucket", (AGE, p.Lit((18, 60))))),
+            ("flag", p.Lit(True)),
+            ("empty", p.Lit(())),
+            ("s", p.Lit("文字")),
+        ),
+    )
     node = p.Select(node, ("band", "区县", "age"))
-    node = p.Aggregate(node, ("band", "区县"),
-                       (("n", p.Agg("count")), ("total", p.Agg("sum", AGE)),
-                        ("avg", p.Agg("mean", AGE))))
+    node = p.Aggregate(
+        node,
+        ("band", "区县"),
+        (("n", p.Agg("count")), ("total", p.Agg("sum", AGE)), ("avg", p.Agg("mean", AGE))),
+    )
     back = _through_json(node)
     assert back == node
     assert plan_to_json(back) == plan_to_json(node)
 
 
 def _valid() -> dict[str, Any]:
-    return plan_to_json(p.Aggregate(
-        p.Derive(p.Filter(p.Scan("population"), p.Call("ge", (AGE, p.Lit(65)))),
-                 (("x", p.Call("add", (AGE, p.Lit(1)))),)),
-        ("区县",), (("n", p.Agg("count")), ("s", p.Agg("sum", AGE)))))
+    return plan_to_json(
+        p.Aggregate(
+            p.Derive(
+                p.Filter(p.Scan("population"), p.Call("ge", (AGE, p.Lit(65)))),
+                (("x", p.Call("add", (AGE, p.Lit(1)))),),
+            ),
+            ("区县",),
+            (("n", p.Agg("count")), ("s", p.Agg("sum", AGE))),
+        )
+    )
 
 
 def _mutated(path: list[Any], value: Any) -> dict[str, Any]:
@@ -88,22 +110,27 @@ def _mutated(path: list[Any], value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "doc",
     [
-        None, [], "scan", 7,
-        {"op": "drop_table", "dataset": "population"},                   # unknown op
+        None,
+        [],
+        "scan",
+        7,
+        {"op": "drop_table", "dataset": "population"},  # unknown op
         {"op": "scan", "dataset": "population", "path": "/etc/passwd"},  # extra key
-        {"op": "scan"},                                                  # missing key
-        {"op": "scan", "dataset": 5},                                    # wrong type
+        {"op": "scan"},  # missing key
+        {"op": "scan", "dataset": 5},  # wrong type
         {"op": "scan", "dataset": ""},
-        {"op": "scan", "dataset": "__secret"},                           # reserved name
+        {"op": "scan", "dataset": "__secret"},  # reserved name
         {"op": "scan", "dataset": "x" * 129},
-        _mutated(["input", "input", "predicate", "fn"], "system"),      # unknown function
+        _mutated(["input", "input", "predicate", "fn"], "system"),  # unknown function
         _mutated(["input", "input", "predicate", "args"], [{"col": "age"}]),  # arity
         _mutated(["input", "input", "predicate", "args", 1], {"lit": float("nan")}),
         _mutated(["input", "input", "predicate", "args", 1], {"lit": float("inf")}),
         _mutated(["input", "input", "predicate", "args", 1], {"lit": 2**64}),
         _mutated(["input", "input", "predicate", "args", 1], {"lit": {"a": 1}}),
         _mutated(["input", "input", "predicate", "args", 1], {"lit": [[1]]}),
-        _mutated(["input", "input", "predicate", "args", 1], {"lit": list(range(MAX_LIST_VALUES + 1))}),
+        _mutated(
+            ["input", "input", "predicate", "args", 1], {"lit": list(range(MAX_LIST_VALUES + 1))}
+        ),
         _mutated(["input", "input", "predicate", "args", 1], {"lit": 1, "col": "age"}),
         _mutated(["input", "input", "predicate", "args", 0], {"col": 3}),
         _mutated(["input", "input", "predicate", "args"], "age"),
@@ -199,8 +226,9 @@ def test_only_quantile_takes_a_parameter() -> None:
 
 
 def test_an_aggregate_without_a_parameter_keeps_its_two_key_json_form() -> None:
-    node = p.Aggregate(p.Scan("d"), (),
-                       (("s", p.Agg("sum", AGE)), ("q", p.Agg("quantile", AGE, 0.5))))
+    node = p.Aggregate(
+        p.Scan("d"), (), (("s", p.Agg("sum", AGE)), ("q", p.Agg("quantile", AGE, 0.5)))
+    )
     aggs = plan_to_json(node)["aggs"]
     assert set(aggs[0][1]) == {"fn", "arg"} and aggs[1][1]["param"] == 0.5
 
@@ -216,10 +244,14 @@ def test_a_plan_larger_than_the_cap_is_refused_before_it_is_parsed() -> None:
     from sandbox.language.plan import MAX_PLAN_NODES, plan_from_json
 
     expr: dict = {"col": "income"}
-    for _ in range(14):   # doubled: 2**14 leaves, as `e = e + e` in a loop builds
+    for _ in range(14):  # doubled: 2**14 leaves, as `e = e + e` in a loop builds
         expr = {"fn": "add", "args": [expr, expr]}
-    plan = {"op": "aggregate", "input": {"op": "scan", "dataset": "population"},
-            "keys": [], "aggs": [["s", {"fn": "sum", "arg": expr}]]}
+    plan = {
+        "op": "aggregate",
+        "input": {"op": "scan", "dataset": "population"},
+        "keys": [],
+        "aggs": [["s", {"fn": "sum", "arg": expr}]],
+    }
     with pytest.raises(PlanError, match=f"at most {MAX_PLAN_NODES} parts"):
         plan_from_json(plan)
 

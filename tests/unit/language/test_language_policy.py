@@ -85,7 +85,7 @@ def test_code_just_under_the_limit_compiles() -> None:
     assert compile_job(source) is not None
 
 
-VALID = '''
+VALID = """
 pop = table("population")
 old = pop.filter((col("age") >= 65) & col("district").isin(["城关区", "湖滨区"]))
 by_d = old.group_by("district").agg(n=count(), avg_income=mean("income"))
@@ -103,7 +103,7 @@ try:
 except KeyError:
     v = 10
 print("rows", len(res))
-'''
+"""
 
 
 def test_a_program_in_the_job_language_compiles() -> None:
@@ -122,7 +122,9 @@ def test_an_unknown_method_names_what_exists() -> None:
     from sandbox.language.policy import guarded_getattr
 
     table = Table(Scan("population"), channel=None)  # type: ignore[arg-type]
-    with pytest.raises(AttributeError, match="Table has no attribute 'pivot'; available: .*filter.*join"):
+    with pytest.raises(
+        AttributeError, match="Table has no attribute 'pivot'; available: .*filter.*join"
+    ):
         guarded_getattr(table, "pivot")
     assert guarded_getattr(table, "pivot", "fallback") == "fallback"
     with pytest.raises(AttributeError):
@@ -143,7 +145,8 @@ def test_min_and_max_in_job_code_are_aggregates_of_columns_and_pythons_of_values
             raise AssertionError("not used")
 
     scope = restricted_globals(namespace(NoChannel(), {}))
-    exec(compile_job("a = min('age')\nb = max(col('age'))\nc = min([3, 1])\nd = max(2, 5)\n"),
-         scope)
+    exec(
+        compile_job("a = min('age')\nb = max(col('age'))\nc = min([3, 1])\nd = max(2, 5)\n"), scope
+    )
     assert isinstance(scope["a"], Aggregate) and isinstance(scope["b"], Aggregate)
     assert (scope["c"], scope["d"]) == (1, 5)

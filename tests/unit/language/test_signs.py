@@ -45,26 +45,29 @@ def test_ordinary_code_gives_no_sign(code: str) -> None:
     assert signs(code) == {}
 
 
-@pytest.mark.parametrize("code, kind", [
-    ("x = (1).__class__\n", ESCAPE),
-    ("f = lambda: 0\ng = f.gi_frame\n", ESCAPE),
-    ("e = Exception.mro()\n", ESCAPE),
-    ("import os\n", ESCAPE),
-    ("from sys import modules\n", ESCAPE),
-    ("x = eval('1')\n", ESCAPE),
-    ("x = getattr(col('a'), 'x')\n", ESCAPE),
-    ('emit("x", "{0._node}".format(col("a")))\n', ESCAPE),
-    ('x = f"{col(\'a\'):{\'{0.x}\'}}"\n', ESCAPE),
-    ('x = params["__builtins__"]\n', ESCAPE),
-    ("def __iter__(self):\n    return 1\n", ESCAPE),
-    ("_getattr_ = 1\n", ESCAPE),
-    ("ｅｖａｌ('1')\n", ESCAPE),                       # full-width letters fold to eval
-    ("x = 1\nmatch x:\n    case str(channel=c):\n        pass\n", ESCAPE),
-    ("import pandas\n", PROBE),
-    ("class A:\n    pass\n", PROBE),
-    ("s = set([1, 2])\n", PROBE),
-    ("x = (" * 300 + "1" + ")" * 300 + "\n", EXHAUSTION),
-])
+@pytest.mark.parametrize(
+    "code, kind",
+    [
+        ("x = (1).__class__\n", ESCAPE),
+        ("f = lambda: 0\ng = f.gi_frame\n", ESCAPE),
+        ("e = Exception.mro()\n", ESCAPE),
+        ("import os\n", ESCAPE),
+        ("from sys import modules\n", ESCAPE),
+        ("x = eval('1')\n", ESCAPE),
+        ("x = getattr(col('a'), 'x')\n", ESCAPE),
+        ('emit("x", "{0._node}".format(col("a")))\n', ESCAPE),
+        ("x = f\"{col('a'):{'{0.x}'}}\"\n", ESCAPE),
+        ('x = params["__builtins__"]\n', ESCAPE),
+        ("def __iter__(self):\n    return 1\n", ESCAPE),
+        ("_getattr_ = 1\n", ESCAPE),
+        ("ｅｖａｌ('1')\n", ESCAPE),  # full-width letters fold to eval
+        ("x = 1\nmatch x:\n    case str(channel=c):\n        pass\n", ESCAPE),
+        ("import pandas\n", PROBE),
+        ("class A:\n    pass\n", PROBE),
+        ("s = set([1, 2])\n", PROBE),
+        ("x = (" * 300 + "1" + ")" * 300 + "\n", EXHAUSTION),
+    ],
+)
 def test_the_sign_is_seen(code: str, kind: str) -> None:
     assert kind in signs(code), signs(code)
 
@@ -76,26 +79,31 @@ def test_a_sign_after_the_first_refusal_is_still_seen() -> None:
 
 
 def test_slips_are_no_escape() -> None:
-    for code in ("emit('t', table('population').group_by('distrct').agg(n=count()).collect())\n",
-                 "x = incme + 1\n",                  # a typo: unknown name, not a builtin
-                 "for _ in range(3):\n    pass\n",
-                 "x = 1 +\n"):                       # a syntax error
+    for code in (
+        "emit('t', table('population').group_by('distrct').agg(n=count()).collect())\n",
+        "x = incme + 1\n",  # a typo: unknown name, not a builtin
+        "for _ in range(3):\n    pass\n",
+        "x = 1 +\n",
+    ):  # a syntax error
         assert ESCAPE not in signs(code), code
 
 
-@pytest.mark.parametrize("exc, kind", [
-    (MemoryError(), EXHAUSTION),
-    (RecursionError("maximum recursion depth"), EXHAUSTION),
-    (OSError("no such file"), ESCAPE),
-    (ImportError("no module"), ESCAPE),
-    (NotImplementedError("Using the format*() methods of `str` is not safe"), ESCAPE),
-    (TypeError("attribute-less object (assign or del)"), ESCAPE),
-    (TypeError("'Table' object is not iterable"), PROBE),
-    (KeyError("__builtins__"), PROBE),
-    (ValueError("print() output is limited to 65536 characters"), EXHAUSTION),
-    (ZeroDivisionError("division by zero"), None),
-    (KeyError("year"), None),
-    (TypeError("unsupported operand type(s) for +: 'int' and 'str'"), None),
-])
+@pytest.mark.parametrize(
+    "exc, kind",
+    [
+        (MemoryError(), EXHAUSTION),
+        (RecursionError("maximum recursion depth"), EXHAUSTION),
+        (OSError("no such file"), ESCAPE),
+        (ImportError("no module"), ESCAPE),
+        (NotImplementedError("Using the format*() methods of `str` is not safe"), ESCAPE),
+        (TypeError("attribute-less object (assign or del)"), ESCAPE),
+        (TypeError("'Table' object is not iterable"), PROBE),
+        (KeyError("__builtins__"), PROBE),
+        (ValueError("print() output is limited to 65536 characters"), EXHAUSTION),
+        (ZeroDivisionError("division by zero"), None),
+        (KeyError("year"), None),
+        (TypeError("unsupported operand type(s) for +: 'int' and 'str'"), None),
+    ],
+)
 def test_runtime_signs(exc: BaseException, kind: str | None) -> None:
     assert runtime_sign(exc, LANGUAGE_TYPES) == kind

@@ -40,8 +40,13 @@ def append_events(sessions: sessionmaker[Session], count: int, start: int = 0) -
     while i < start + count:
         with sessions.begin() as s:
             for _ in range(min(1 + i % 3, start + count - i)):
-                log.append(s, "job.submitted", "op-1", f"j-{i}",
-                           {"序号": i, "amount": "2.34", "ratio": 0.5})
+                log.append(
+                    s,
+                    "job.submitted",
+                    "op-1",
+                    f"j-{i}",
+                    {"序号": i, "amount": "2.34", "ratio": 0.5},
+                )
                 i += 1
 
 
@@ -112,8 +117,9 @@ def test_later_appends_stay_consistent_with_an_earlier_checkpoint(
     with sessions() as s:
         late = log.checkpoint(s, ORIGIN, key)
         proof = unb64(log.consistency_proof(s, early["size"], late["size"]))
-    merkle.verify_consistency(5, 14, base64.b64decode(early["root_hash"]),
-                              base64.b64decode(late["root_hash"]), proof)
+    merkle.verify_consistency(
+        5, 14, base64.b64decode(early["root_hash"]), base64.b64decode(late["root_hash"]), proof
+    )
 
 
 def test_editing_a_stored_leaf_fails_verification_against_an_earlier_checkpoint(
@@ -129,8 +135,9 @@ def test_editing_a_stored_leaf_fails_verification_against_an_earlier_checkpoint(
     with sessions.begin() as s:
         event = json.loads(s.get(LedgerEntry, victim).leaf)
         event["data"]["amount"] = "0.00"
-        s.execute(update(LedgerEntry).where(LedgerEntry.index == victim)
-                  .values(leaf=rfc8785.dumps(event)))
+        s.execute(
+            update(LedgerEntry).where(LedgerEntry.index == victim).values(leaf=rfc8785.dumps(event))
+        )
 
     # An auditor re-reads the entry and asks the log to prove it against the checkpoint.
     with sessions() as s:
@@ -170,8 +177,9 @@ def test_rewriting_the_whole_tree_after_an_edit_breaks_consistency(
         new_root = log.root(s, N)
         proof = unb64(log.consistency_proof(s, early["size"], N))
     with pytest.raises(ProofError):
-        merkle.verify_consistency(early["size"], N, base64.b64decode(early["root_hash"]),
-                                  new_root, proof)
+        merkle.verify_consistency(
+            early["size"], N, base64.b64decode(early["root_hash"]), new_root, proof
+        )
 
 
 def test_the_checkpoint_note_verifies_with_the_bureau_public_key(
@@ -203,15 +211,23 @@ def test_an_empty_log_has_an_empty_checkpoint(sessions: sessionmaker[Session]) -
 
 def test_events_are_canonical_json(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as s:
-        log.append(s, "dataset.registered", "bureau", "人口",
-                   {"z": 1.0, "a": "城关区", "nested": {"b": [1, 2], "a": None}})
+        log.append(
+            s,
+            "dataset.registered",
+            "bureau",
+            "人口",
+            {"z": 1.0, "a": "城关区", "nested": {"b": [1, 2], "a": None}},
+        )
     with sessions() as s:
         (leaf,) = leaves(s)
         (entry,) = log.entries(s, 0, None)
     event = json.loads(leaf)
     assert leaf == rfc8785.dumps(event)
     assert leaf.startswith(b'{"actor":"bureau","at":"')
-    assert b'"data":{"a":"\xe5\x9f\x8e\xe5\x85\xb3\xe5\x8c\xba","nested":{"a":null,"b":[1,2]},"z":1}' in leaf
+    assert (
+        b'"data":{"a":"\xe5\x9f\x8e\xe5\x85\xb3\xe5\x8c\xba","nested":{"a":null,"b":[1,2]},"z":1}'
+        in leaf
+    )
     assert b" " not in leaf
     assert event["type"] == "dataset.registered" and event["subject"] == "人口"
     assert event["at"].endswith("Z")
@@ -228,8 +244,9 @@ def test_an_event_is_logged_only_if_its_transaction_commits(
             raise RuntimeError("the state change failed")
     with sessions() as s:
         assert log.size(s) == 2
-        assert s.scalar(select(LedgerNode).where(LedgerNode.level == 0,
-                                                 LedgerNode.index == 2)) is None
+        assert (
+            s.scalar(select(LedgerNode).where(LedgerNode.level == 0, LedgerNode.index == 2)) is None
+        )
 
 
 def test_entries_are_paged_and_ranges_are_checked(sessions: sessionmaker[Session]) -> None:

@@ -149,9 +149,7 @@ def test_inline_inclusion_proofs(row: dict[str, Any]) -> None:
     verify_inclusion(LEAF_HASHES[index], index, size, want, bytes.fromhex(row["root_hex"]))
 
 
-@pytest.mark.parametrize(
-    "row", INLINE_CONSISTENCY, ids=lambda r: f"{r['size1']}-to-{r['size2']}"
-)
+@pytest.mark.parametrize("row", INLINE_CONSISTENCY, ids=lambda r: f"{r['size1']}-to-{r['size2']}")
 def test_inline_consistency_proofs(row: dict[str, Any]) -> None:
     first, second = row["size1"], row["size2"]
     want = _hashes(row["proof_hex"])
@@ -361,9 +359,7 @@ def test_completed_subtrees_follow_the_storage_layout() -> None:
     by_level = VECTORS["node_hashes_hex_by_level"]
     for level, index, value in nodes:
         assert value.hex() == by_level[f"level_{level}"][index]
-    assert [(lv, ix) for lv, ix, _ in completed_subtrees(6, LEAF_HASHES[6], tree.node)] == [
-        (0, 6)
-    ]
+    assert [(lv, ix) for lv, ix, _ in completed_subtrees(6, LEAF_HASHES[6], tree.node)] == [(0, 6)]
 
 
 def test_node_position_maps_complete_ranges_to_level_and_index() -> None:

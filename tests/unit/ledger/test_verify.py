@@ -64,8 +64,9 @@ def edit_leaf(w: World, index: int) -> None:
     with w.ctx.transaction() as s:
         event = json.loads(s.scalar(select(LedgerEntry.leaf).where(LedgerEntry.index == index)))
         event["data"] = {**event["data"], "amount": "0.01"}
-        s.execute(update(LedgerEntry).where(LedgerEntry.index == index)
-                  .values(leaf=rfc8785.dumps(event)))
+        s.execute(
+            update(LedgerEntry).where(LedgerEntry.index == index).values(leaf=rfc8785.dumps(event))
+        )
 
 
 def codes(report: VerifyReport) -> set[str]:
@@ -147,8 +148,10 @@ def test_an_edited_leaf_is_named_as_the_first_bad_entry(local_world: World, wher
     assert {"saved_root_mismatch", "root_mismatch"} <= codes(report)
     by_code = {p.code: p for p in report.problems}
     assert by_code["saved_root_mismatch"].index == victim
-    assert f"entry {victim} is the first the log cannot prove" in \
-        by_code["saved_root_mismatch"].message
+    assert (
+        f"entry {victim} is the first the log cannot prove"
+        in by_code["saved_root_mismatch"].message
+    )
     # The stored subtree hashes were left alone, so the log still proves the saved history:
     # the index is exact, not a lower bound.
     assert report.consistent_with_saved is True
@@ -183,8 +186,12 @@ def test_a_log_rewritten_with_its_subtree_hashes_breaks_consistency(local_world:
         tree = merkle.MemoryTree()
         for leaf in leaves:
             index = tree.append_data(leaf)
-            s.add_all(LedgerNode(level=level, index=i, hash=h) for level, i, h in
-                      merkle.completed_subtrees(index, merkle.leaf_hash(leaf), tree.node))
+            s.add_all(
+                LedgerNode(level=level, index=i, hash=h)
+                for level, i, h in merkle.completed_subtrees(
+                    index, merkle.leaf_hash(leaf), tree.node
+                )
+            )
 
     report = verify(w, saved)
     assert not report.ok
@@ -228,8 +235,9 @@ def test_a_checkpoint_signed_by_another_key_is_refused(local_world: World) -> No
 
     # A saved checkpoint forged with the forger's own key under the log's name.
     origin = w.ctx.settings.log_origin
-    forged = sign_note(Checkpoint(origin, 3, bytes(32)).body(), origin,
-                       Ed25519PrivateKey.generate())
+    forged = sign_note(
+        Checkpoint(origin, 3, bytes(32)).body(), origin, Ed25519PrivateKey.generate()
+    )
     report = verify(w, forged)
     assert not report.ok and codes(report) == {"saved_checkpoint_signature"}
 
@@ -244,8 +252,9 @@ def test_a_forged_checkpoint_whose_root_does_not_match_is_refused(local_world: W
     edited = saved_checkpoint(w).replace(f"\n{size}\n", f"\n{size - 1}\n")
     assert codes(verify(w, edited)) == {"saved_checkpoint_signature"}
     # Validly signed by the bureau, but for a tree this log never had (a fork).
-    fork = sign_note(Checkpoint(origin, size - 2, merkle.leaf_hash(b"fork")).body(), origin,
-                     w.ctx.bureau_key)
+    fork = sign_note(
+        Checkpoint(origin, size - 2, merkle.leaf_hash(b"fork")).body(), origin, w.ctx.bureau_key
+    )
     report = verify(w, fork)
     assert not report.ok and report.consistent_with_saved is False
     assert {"inconsistent", "saved_root_mismatch"} <= codes(report)
@@ -254,8 +263,9 @@ def test_a_forged_checkpoint_whose_root_does_not_match_is_refused(local_world: W
 class Lying(LedgerSource):
     """A service that serves its real data with one thing changed."""
 
-    def __init__(self, w: World, checkpoint: dict[str, Any] | None = None,
-                 event_at: int | None = None) -> None:
+    def __init__(
+        self, w: World, checkpoint: dict[str, Any] | None = None, event_at: int | None = None
+    ) -> None:
         super().__init__("http://testserver", w.regulator["token"], client=w.client)
         self._checkpoint, self._event_at = checkpoint, event_at
 
@@ -277,10 +287,14 @@ def test_a_served_checkpoint_that_does_not_match_the_entries_is_refused(
     size = verify(w).size
     assert size is not None
     origin = w.ctx.settings.log_origin
-    note = sign_note(Checkpoint(origin, size, merkle.leaf_hash(b"other")).body(), origin,
-                     w.ctx.bureau_key)
-    served = {"size": size, "root_hash": base64.b64encode(merkle.leaf_hash(b"other")).decode(),
-              "checkpoint": note}
+    note = sign_note(
+        Checkpoint(origin, size, merkle.leaf_hash(b"other")).body(), origin, w.ctx.bureau_key
+    )
+    served = {
+        "size": size,
+        "root_hash": base64.b64encode(merkle.leaf_hash(b"other")).decode(),
+        "checkpoint": note,
+    }
     report = verify_log(Lying(w, checkpoint=served), bureau(w))
     assert not report.ok and codes(report) == {"root_mismatch"}
     assert report.first_bad_index == 0
@@ -298,14 +312,19 @@ def test_bureau_keys_are_read_in_every_published_form(tmp_path: Path) -> None:
     public = raw(key)
     b64 = base64.b64encode(public).decode()
     assert parse_bureau_key(b64) == BureauKey(public)
-    assert parse_bureau_key(vkey("sandbox.example.gov.cn", public)) == \
-        BureauKey(public, "sandbox.example.gov.cn")
+    assert parse_bureau_key(vkey("sandbox.example.gov.cn", public)) == BureauKey(
+        public, "sandbox.example.gov.cn"
+    )
     pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     assert parse_bureau_key(pem.decode()).public_key == public
     path = tmp_path / "bureau.pub"
     path.write_text(b64 + "\n", encoding="utf-8")
     assert load_bureau_key(str(path)) == BureauKey(public)
-    for junk in ("", "not a key", base64.b64encode(public[:31]).decode(),
-                 vkey("x", public).replace("+", "+0", 1)):
+    for junk in (
+        "",
+        "not a key",
+        base64.b64encode(public[:31]).decode(),
+        vkey("x", public).replace("+", "+0", 1),
+    ):
         with pytest.raises(NoteError):
             parse_bureau_key(junk)

@@ -69,7 +69,9 @@ def test_private_key_pem_round_trip() -> None:
     verify(PUB, b"x", sign(again, b"x"))
 
 
-@pytest.mark.parametrize("data", [b"", b"garbage", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"])
+@pytest.mark.parametrize(
+    "data", [b"", b"garbage", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"]
+)
 def test_private_key_from_pem_rejects_garbage(data: bytes) -> None:
     with pytest.raises(InvalidPrivateKey, match="PEM private key"):
         private_key_from_pem(data)

@@ -15,14 +15,19 @@ def test_layout_is_domain_prefix_then_canonical_json() -> None:
     data = rotation_bytes("o-7", NEW, "k-1")
     assert KEY_ROTATION_DOMAIN == b"public-data-sandbox/key-rotation/v1\n"
     assert data.startswith(KEY_ROTATION_DOMAIN)
-    body = data[len(KEY_ROTATION_DOMAIN):]
-    assert json.loads(body) == {"principal_id": "o-7", "public_key": NEW,
-                                "previous_key_id": "k-1"}
+    body = data[len(KEY_ROTATION_DOMAIN) :]
+    assert json.loads(body) == {"principal_id": "o-7", "public_key": NEW, "previous_key_id": "k-1"}
     assert body == json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
 
 
-@pytest.mark.parametrize("changed", [("o-8", NEW, "k-1"), ("o-7", NEW, "k-2"),
-                                     ("o-7", public_key_b64(generate_private_key()), "k-1")])
+@pytest.mark.parametrize(
+    "changed",
+    [
+        ("o-8", NEW, "k-1"),
+        ("o-7", NEW, "k-2"),
+        ("o-7", public_key_b64(generate_private_key()), "k-1"),
+    ],
+)
 def test_every_field_is_bound(changed: tuple[str, str, str]) -> None:
     key = generate_private_key()
     signature = sign(key, rotation_bytes("o-7", NEW, "k-1"))

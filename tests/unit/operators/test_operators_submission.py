@@ -12,8 +12,13 @@ PARAMS = {"min_age": 65, "districts": ["城关区", "湖滨区"], "opts": {"a": 
 
 
 def _bytes(**changes: object) -> bytes:
-    args: dict = {"contract_id": "c-12", "code": CODE, "params": PARAMS, "idempotency_key": "k-1",
-                  "signed_at": "2026-11-25T08:00:00Z"}
+    args: dict = {
+        "contract_id": "c-12",
+        "code": CODE,
+        "params": PARAMS,
+        "idempotency_key": "k-1",
+        "signed_at": "2026-11-25T08:00:00Z",
+    }
     args.update(changes)
     return submission_bytes(**args)
 
@@ -22,7 +27,7 @@ def test_layout_is_domain_prefix_then_canonical_json() -> None:
     data = _bytes()
     assert SUBMISSION_DOMAIN == b"public-data-sandbox/job-submission/v1\n"
     assert data.startswith(SUBMISSION_DOMAIN)
-    body = data[len(SUBMISSION_DOMAIN):]
+    body = data[len(SUBMISSION_DOMAIN) :]
     assert json.loads(body) == {
         "contract_id": "c-12",
         "code_sha256": hashlib.sha256(CODE.encode("utf-8")).hexdigest(),
@@ -41,7 +46,11 @@ def test_stable_across_calls() -> None:
 
 
 def test_params_key_order_does_not_matter() -> None:
-    reordered = {"opts": {"b": [True, None], "a": 1}, "districts": ["城关区", "湖滨区"], "min_age": 65}
+    reordered = {
+        "opts": {"b": [True, None], "a": 1},
+        "districts": ["城关区", "湖滨区"],
+        "min_age": 65,
+    }
     assert _bytes(params=reordered) == _bytes()
 
 

@@ -20,12 +20,22 @@ JAN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def caps_of(*items: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"name": "2026 caps", "effective_from": "2026-01-01T00:00:00Z", "items": list(items), **fields}
+    return {
+        "name": "2026 caps",
+        "effective_from": "2026-01-01T00:00:00Z",
+        "items": list(items),
+        **fields,
+    }
 
 
 def schedule_of(*items: dict[str, Any], **multipliers: str) -> Any:
     return parse_schedule(
-        {"name": "fees", "effective_from": "2026-01-01T00:00:00Z", "items": list(items), "multipliers": multipliers}
+        {
+            "name": "fees",
+            "effective_from": "2026-01-01T00:00:00Z",
+            "items": list(items),
+            "multipliers": multipliers,
+        }
     )
 
 
@@ -45,7 +55,10 @@ L3_CAP = {"unit": "rows", "per": 10000, "max_price": "0.12", "level": "L3"}
 def test_parses_and_round_trips() -> None:
     obj = caps_of({"unit": "call", "max_price": "5"}, L3_CAP, name="2026年公共数据授权运营收费上限")
     caps = parse_caps(obj)
-    assert caps.items == (CapItem("call", Decimal("5.00")), CapItem("rows", Decimal("0.12"), 10000, "L3"))
+    assert caps.items == (
+        CapItem("call", Decimal("5.00")),
+        CapItem("rows", Decimal("0.12"), 10000, "L3"),
+    )
     assert caps.effective_from == JAN
     as_json = caps.to_json()
     assert as_json["items"] == [{"unit": "call", "max_price": "5.00"}, L3_CAP]
@@ -65,24 +78,57 @@ def test_cap_for_prefers_the_level_cap() -> None:
     ("obj", "message"),
     [
         (caps_of({"unit": "call"}), "items[0].max_price: missing; give the highest price allowed"),
-        (caps_of({"unit": "call", "price": "2"}), "items[0].price: unknown field; a cap has unit, max_price, per, level"),
+        (
+            caps_of({"unit": "call", "price": "2"}),
+            "items[0].price: unknown field; a cap has unit, max_price, per, level",
+        ),
         (caps_of({"max_price": "2"}), "items[0].unit: missing; use one of call, rows"),
-        (caps_of({"unit": "minutes", "max_price": "2"}), "items[0].unit: 'minutes' is not a billing unit"),
-        (caps_of({"unit": "call", "max_price": "2.001"}), "items[0].max_price: max_price '2.001' has more than 2 decimal places"),
-        (caps_of({"unit": "call", "max_price": 2.5}), "items[0].max_price: max_price 2.5 is a float"),
-        (caps_of({"unit": "call", "max_price": "-1"}), "items[0].max_price: max_price '-1' is negative"),
-        (caps_of({"unit": "rows", "max_price": "1", "per": 0}), "items[0].per: 0 is not a positive whole number"),
-        (caps_of({"unit": "rows", "max_price": "1", "level": "L5"}), "items[0].level: 'L5' is not a classification level"),
-        (caps_of({"unit": "call", "max_price": "1", "level": "L1"}), "items[0].level: only 'rows' items take a level"),
-        (caps_of(L3_CAP, {"unit": "call", "max_price": "1"}, L3_CAP), "items[2]: unit 'rows' at level 'L3' is already capped by items[0]"),
+        (
+            caps_of({"unit": "minutes", "max_price": "2"}),
+            "items[0].unit: 'minutes' is not a billing unit",
+        ),
+        (
+            caps_of({"unit": "call", "max_price": "2.001"}),
+            "items[0].max_price: max_price '2.001' has more than 2 decimal places",
+        ),
+        (
+            caps_of({"unit": "call", "max_price": 2.5}),
+            "items[0].max_price: max_price 2.5 is a float",
+        ),
+        (
+            caps_of({"unit": "call", "max_price": "-1"}),
+            "items[0].max_price: max_price '-1' is negative",
+        ),
+        (
+            caps_of({"unit": "rows", "max_price": "1", "per": 0}),
+            "items[0].per: 0 is not a positive whole number",
+        ),
+        (
+            caps_of({"unit": "rows", "max_price": "1", "level": "L5"}),
+            "items[0].level: 'L5' is not a classification level",
+        ),
+        (
+            caps_of({"unit": "call", "max_price": "1", "level": "L1"}),
+            "items[0].level: only 'rows' items take a level",
+        ),
+        (
+            caps_of(L3_CAP, {"unit": "call", "max_price": "1"}, L3_CAP),
+            "items[2]: unit 'rows' at level 'L3' is already capped by items[0]",
+        ),
         (caps_of(), "items: price caps need at least one cap"),
         (caps_of("call"), "items[0]: a cap must be an object"),
         (caps_of(items="call"), "items: must be a list of caps"),
         ({"name": "c", "effective_from": "2026-01-01T00:00:00Z"}, "items: missing"),
         (caps_of(L3_CAP, name=" "), "name: price caps need a non-empty name"),
-        (caps_of(L3_CAP, effective_from="2026-01-01T00:00:00"), "effective_from: '2026-01-01T00:00:00' has no time zone"),
+        (
+            caps_of(L3_CAP, effective_from="2026-01-01T00:00:00"),
+            "effective_from: '2026-01-01T00:00:00' has no time zone",
+        ),
         (caps_of(L3_CAP, effective_from="soon"), "effective_from: 'soon' is not an ISO 8601 time"),
-        (caps_of(L3_CAP, currency="CNY"), "currency: unknown field; price caps have name, effective_from, items"),
+        (
+            caps_of(L3_CAP, currency="CNY"),
+            "currency: unknown field; price caps have name, effective_from, items",
+        ),
         (["caps"], "price caps must be a JSON object"),
     ],
 )
@@ -104,12 +150,18 @@ def test_direct_construction_is_validated_too() -> None:
 
 
 def test_a_schedule_at_the_cap_passes() -> None:
-    schedule = schedule_of({"unit": "call", "price": "2"}, {"unit": "rows", "per": 10000, "price": "0.12", "level": "L3"})
+    schedule = schedule_of(
+        {"unit": "call", "price": "2"},
+        {"unit": "rows", "per": 10000, "price": "0.12", "level": "L3"},
+    )
     check_caps(schedule, parse_caps(caps_of(L3_CAP, {"unit": "call", "max_price": "2.00"})))
 
 
 def test_one_fen_above_the_cap_fails_naming_the_item_and_both_prices() -> None:
-    schedule = schedule_of({"unit": "call", "price": "2"}, {"unit": "rows", "per": 10000, "price": "0.13", "level": "L3"})
+    schedule = schedule_of(
+        {"unit": "call", "price": "2"},
+        {"unit": "rows", "per": 10000, "price": "0.13", "level": "L3"},
+    )
     assert exceeded(schedule, L3_CAP) == (
         "items[1].price (rows at level L3): 0.13 yuan per 10000 rows is 0.000013 yuan per row, "
         "above the cap 0.12 yuan per 10000 rows (0.000012 yuan per row) on rows at level L3 "
@@ -119,7 +171,9 @@ def test_one_fen_above_the_cap_fails_naming_the_item_and_both_prices() -> None:
 
 def test_prices_are_compared_per_single_unit_whatever_each_side_uses_as_per() -> None:
     cap = {"unit": "rows", "per": 1000000, "max_price": "12.00"}  # 0.000012 per row
-    check_caps(schedule_of({"unit": "rows", "per": 10000, "price": "0.12"}), parse_caps(caps_of(cap)))
+    check_caps(
+        schedule_of({"unit": "rows", "per": 10000, "price": "0.12"}), parse_caps(caps_of(cap))
+    )
     message = exceeded(schedule_of({"unit": "rows", "per": 3, "price": "0.01"}), cap)
     assert "0.01 yuan per 3 rows is ≈0.003333333333 yuan per row" in message
     assert "lower it to at most 0.00 yuan per 3 rows" in message
@@ -127,15 +181,24 @@ def test_prices_are_compared_per_single_unit_whatever_each_side_uses_as_per() ->
 
 def test_every_tier_counts() -> None:
     tiers = [{"up_to": 1000000, "price": "0.13"}, {"up_to": None, "price": "0.10"}]
-    message = exceeded(schedule_of({"unit": "rows", "per": 10000, "level": "L3", "tiers": tiers}), L3_CAP)
-    assert message.startswith("items[0].tiers[0].price (rows at level L3): 0.13 yuan per 10000 rows")
+    message = exceeded(
+        schedule_of({"unit": "rows", "per": 10000, "level": "L3", "tiers": tiers}), L3_CAP
+    )
+    assert message.startswith(
+        "items[0].tiers[0].price (rows at level L3): 0.13 yuan per 10000 rows"
+    )
     at_cap = [{"up_to": 1000000, "price": "0.12"}, {"up_to": None, "price": "0.10"}]
-    check_caps(schedule_of({"unit": "rows", "per": 10000, "level": "L3", "tiers": at_cap}), parse_caps(caps_of(L3_CAP)))
+    check_caps(
+        schedule_of({"unit": "rows", "per": 10000, "level": "L3", "tiers": at_cap}),
+        parse_caps(caps_of(L3_CAP)),
+    )
 
 
 def test_the_largest_multiplier_counts() -> None:
     rows_item = {"unit": "rows", "per": 10000, "price": "0.08", "level": "L3"}
-    check_caps(schedule_of(rows_item, population="1.50", weather="1.20"), parse_caps(caps_of(L3_CAP)))
+    check_caps(
+        schedule_of(rows_item, population="1.50", weather="1.20"), parse_caps(caps_of(L3_CAP))
+    )
     message = exceeded(schedule_of(rows_item, population="1.51", weather="1.20"), L3_CAP)
     assert message.startswith(
         "items[0].price (rows at level L3): 0.08 yuan per 10000 rows × multiplier 1.51 of 'population' "
@@ -145,7 +208,12 @@ def test_the_largest_multiplier_counts() -> None:
 
 
 def test_multipliers_below_one_do_not_lower_the_price_checked() -> None:
-    message = exceeded(schedule_of({"unit": "rows", "per": 10000, "price": "0.13", "level": "L3"}, population="0.50"), L3_CAP)
+    message = exceeded(
+        schedule_of(
+            {"unit": "rows", "per": 10000, "price": "0.13", "level": "L3"}, population="0.50"
+        ),
+        L3_CAP,
+    )
     assert "× multiplier" not in message
     assert "0.13 yuan per 10000 rows is 0.000013 yuan per row" in message
 
@@ -157,10 +225,18 @@ def test_multipliers_apply_to_rows_only() -> None:
 
 def test_a_level_cap_beats_the_level_less_cap() -> None:
     caps = ({"unit": "rows", "per": 10000, "max_price": "0.10"}, {**L3_CAP, "max_price": "0.20"})
-    check_caps(schedule_of({"unit": "rows", "per": 10000, "price": "0.15", "level": "L3"}), parse_caps(caps_of(*caps)))
-    message = exceeded(schedule_of({"unit": "rows", "per": 10000, "price": "0.15", "level": "L1"}), *caps)
+    check_caps(
+        schedule_of({"unit": "rows", "per": 10000, "price": "0.15", "level": "L3"}),
+        parse_caps(caps_of(*caps)),
+    )
+    message = exceeded(
+        schedule_of({"unit": "rows", "per": 10000, "price": "0.15", "level": "L1"}), *caps
+    )
     assert message.startswith("items[0].price (rows at level L1): 0.15 yuan per 10000 rows")
-    assert "above the cap 0.10 yuan per 10000 rows (0.00001 yuan per row) on rows at level L1" in message
+    assert (
+        "above the cap 0.10 yuan per 10000 rows (0.00001 yuan per row) on rows at level L1"
+        in message
+    )
 
 
 def test_a_level_less_rows_item_is_held_to_the_cap_of_each_level_it_prices() -> None:
@@ -170,10 +246,16 @@ def test_a_level_less_rows_item_is_held_to_the_cap_of_each_level_it_prices() -> 
     assert message.startswith("items[0].price (rows): 0.10 yuan per 10000 rows")
     assert "on rows at level L1" in message
     # Once L1 has an item of its own, the level-less item no longer prices L1 rows.
-    own_l1 = schedule_of({"unit": "rows", "per": 10000, "price": "0.10"}, {"unit": "rows", "per": 10000, "price": "0.05", "level": "L1"})
+    own_l1 = schedule_of(
+        {"unit": "rows", "per": 10000, "price": "0.10"},
+        {"unit": "rows", "per": 10000, "price": "0.05", "level": "L1"},
+    )
     check_caps(own_l1, parse_caps(caps_of(l1_cap)))
 
 
 def test_units_without_a_cap_are_unconstrained() -> None:
-    schedule = schedule_of({"unit": "output", "price": "1000.00"}, {"unit": "rows", "per": 10000, "price": "0.12", "level": "L3"})
+    schedule = schedule_of(
+        {"unit": "output", "price": "1000.00"},
+        {"unit": "rows", "per": 10000, "price": "0.12", "level": "L3"},
+    )
     check_caps(schedule, parse_caps(caps_of(L3_CAP)))

@@ -37,7 +37,9 @@ FEES = parse_schedule(
 
 
 def schedule_of(*items: dict[str, Any]) -> PriceSchedule:
-    return parse_schedule({"name": "fees", "effective_from": "2026-01-01T00:00:00Z", "items": list(items)})
+    return parse_schedule(
+        {"name": "fees", "effective_from": "2026-01-01T00:00:00Z", "items": list(items)}
+    )
 
 
 def test_rows_are_priced_exactly_then_rounded_half_up() -> None:
@@ -58,7 +60,9 @@ def test_exactly_half_a_fen_rounds_up() -> None:
 
 
 def test_a_line_per_unit_and_the_total_is_the_sum_of_rounded_lines() -> None:
-    metered = Metered(calls=1, rows_by_level={"L3": 123_456}, compute_seconds=Decimal("12.5"), outputs=2)
+    metered = Metered(
+        calls=1, rows_by_level={"L3": 123_456}, compute_seconds=Decimal("12.5"), outputs=2
+    )
     charge = price(FEES, metered, "commercial")
     assert [(line.unit, line.quantity, str(line.amount)) for line in charge.lines] == [
         ("call", 1, "2.00"),
@@ -81,7 +85,10 @@ def test_each_rows_level_gets_its_own_price_or_the_level_less_fallback() -> None
 
 
 def test_a_rows_level_without_an_applicable_item_is_free() -> None:
-    l3_only = schedule_of({"unit": "call", "price": "2"}, {"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"})
+    l3_only = schedule_of(
+        {"unit": "call", "price": "2"},
+        {"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"},
+    )
     charge = price(l3_only, Metered(rows_by_level={"L1": 1_000_000, "L3": 10_000}), "commercial")
     assert [(line.unit, line.level) for line in charge.lines] == [("call", None), ("rows", "L3")]
     assert charge.amount == Decimal("2.10")
@@ -89,13 +96,17 @@ def test_a_rows_level_without_an_applicable_item_is_free() -> None:
 
 def test_units_without_an_item_or_without_usage_have_no_line() -> None:
     calls_only = schedule_of({"unit": "call", "price": "2"})
-    charge = price(calls_only, Metered(calls=3, compute_seconds=Decimal("100"), outputs=4), "commercial")
+    charge = price(
+        calls_only, Metered(calls=3, compute_seconds=Decimal("100"), outputs=4), "commercial"
+    )
     assert [line.unit for line in charge.lines] == ["call"]
     assert price(FEES, Metered(calls=0), "commercial") == Charge(Decimal("0"), ())
 
 
 def test_public_interest_pays_nothing_but_is_valued_at_list_price() -> None:
-    metered = Metered(calls=1, rows_by_level={"L3": 123_456}, compute_seconds=Decimal("12.5"), outputs=2)
+    metered = Metered(
+        calls=1, rows_by_level={"L3": 123_456}, compute_seconds=Decimal("12.5"), outputs=2
+    )
     free = price(FEES, metered, "public_interest")
     paid = price(FEES, metered, "commercial")
     assert free.amount == Decimal("0.00")
@@ -108,7 +119,9 @@ def test_compute_seconds_may_be_fractional() -> None:
     seconds_only = schedule_of({"unit": "compute_seconds", "price": "0.03"})
     charge = price(seconds_only, Metered(calls=0, compute_seconds=Decimal("0.333")), "commercial")
     # 0.333 × 0.03 = 0.00999 → 0.01
-    assert charge.lines == (ChargeLine("compute_seconds", "0.333", Decimal("0.01"), Decimal("0.01")),)
+    assert charge.lines == (
+        ChargeLine("compute_seconds", "0.333", Decimal("0.01"), Decimal("0.01")),
+    )
     assert charge.to_json()["lines"][0]["quantity"] == "0.333"
 
 
@@ -125,21 +138,45 @@ def test_unknown_purpose_class_is_refused() -> None:
 
 
 def test_to_json_gives_the_api_shape() -> None:
-    charge = price(FEES, Metered(calls=1, rows_by_level={"L3": 123_456}, compute_seconds=Decimal("12.5")), "commercial")
+    charge = price(
+        FEES,
+        Metered(calls=1, rows_by_level={"L3": 123_456}, compute_seconds=Decimal("12.5")),
+        "commercial",
+    )
     assert charge.to_json() == {
         "amount": "3.36",
         "currency": "CNY",
         "lines": [
             {"unit": "call", "quantity": 1, "amount": "2.00", "list_amount": "2.00"},
-            {"unit": "rows", "quantity": 123456, "amount": "1.23", "list_amount": "1.23", "level": "L3"},
-            {"unit": "compute_seconds", "quantity": "12.5", "amount": "0.13", "list_amount": "0.13"},
+            {
+                "unit": "rows",
+                "quantity": 123456,
+                "amount": "1.23",
+                "list_amount": "1.23",
+                "level": "L3",
+            },
+            {
+                "unit": "compute_seconds",
+                "quantity": "12.5",
+                "amount": "0.13",
+                "list_amount": "0.13",
+            },
         ],
         "list_amount": "3.36",
     }
 
 
 def test_json_round_trip_is_exact_through_text() -> None:
-    charge = price(FEES, Metered(calls=1, rows_by_level={"L1": 7, "L3": 99_999}, compute_seconds=Decimal("0.50"), outputs=3), "public_interest")
+    charge = price(
+        FEES,
+        Metered(
+            calls=1,
+            rows_by_level={"L1": 7, "L3": 99_999},
+            compute_seconds=Decimal("0.50"),
+            outputs=3,
+        ),
+        "public_interest",
+    )
     text = json.dumps(charge.to_json())
     again = Charge.from_json(json.loads(text))
     assert again == charge
@@ -150,16 +187,37 @@ def test_json_round_trip_is_exact_through_text() -> None:
     ("mutate", "message"),
     [
         (lambda c: c.update(amount="9.99"), "amount: 9.99 is not the sum of the lines (2.00)"),
-        (lambda c: c.update(list_amount="1.00"), "list_amount: 1.00 is not the sum of the lines (2.00)"),
+        (
+            lambda c: c.update(list_amount="1.00"),
+            "list_amount: 1.00 is not the sum of the lines (2.00)",
+        ),
         (lambda c: c.update(currency="USD"), "currency: 'USD' is not billed here"),
         (lambda c: c.update(amount=2.0), "amount 2.0 is a float"),
         (lambda c: c.pop("lines"), "lines: missing"),
-        (lambda c: c.update(extra=1), "extra: unknown field; a charge has amount, currency, lines, list_amount"),
-        (lambda c: c["lines"][0].update(amount="2.001"), "lines[0].amount '2.001' has more than 2 decimal places"),
-        (lambda c: c["lines"][0].update(amount="3.00"), "lines[0].amount: 3.00 is above the list amount 2.00"),
-        (lambda c: c["lines"][0].update(quantity="1"), "lines[0].quantity: '1' is not a count of call"),
-        (lambda c: c["lines"][0].update(unit="minutes"), "lines[0].unit: 'minutes' is not a billing unit"),
-        (lambda c: c["lines"][0].update(level="L3"), "lines[0].level: only 'rows' lines have a level"),
+        (
+            lambda c: c.update(extra=1),
+            "extra: unknown field; a charge has amount, currency, lines, list_amount",
+        ),
+        (
+            lambda c: c["lines"][0].update(amount="2.001"),
+            "lines[0].amount '2.001' has more than 2 decimal places",
+        ),
+        (
+            lambda c: c["lines"][0].update(amount="3.00"),
+            "lines[0].amount: 3.00 is above the list amount 2.00",
+        ),
+        (
+            lambda c: c["lines"][0].update(quantity="1"),
+            "lines[0].quantity: '1' is not a count of call",
+        ),
+        (
+            lambda c: c["lines"][0].update(unit="minutes"),
+            "lines[0].unit: 'minutes' is not a billing unit",
+        ),
+        (
+            lambda c: c["lines"][0].update(level="L3"),
+            "lines[0].level: only 'rows' lines have a level",
+        ),
         (lambda c: c["lines"][0].pop("list_amount"), "lines[0].list_amount: missing"),
         (lambda c: c["lines"].append(7), "lines[1]: a charge line must be an object"),
     ],
@@ -206,7 +264,9 @@ def test_settle_refuses_an_actual_above_its_quote() -> None:
 def test_settle_catches_overrun_on_free_public_interest_jobs_too() -> None:
     quote = price(FEES, Metered(outputs=1), "public_interest")
     actual = price(FEES, Metered(outputs=2), "public_interest")
-    with pytest.raises(SettlementError, match="actual list amount 3.00 CNY is above the quoted 2.50"):
+    with pytest.raises(
+        SettlementError, match="actual list amount 3.00 CNY is above the quoted 2.50"
+    ):
         settle(quote, actual)
 
 
@@ -256,7 +316,9 @@ metereds = st.builds(
     Metered,
     calls=st.integers(min_value=0, max_value=10**6),
     rows_by_level=st.dictionaries(LEVEL, st.integers(min_value=0, max_value=10**12)),
-    compute_seconds=st.decimals(min_value=0, max_value=10**7, places=3, allow_nan=False, allow_infinity=False),
+    compute_seconds=st.decimals(
+        min_value=0, max_value=10**7, places=3, allow_nan=False, allow_infinity=False
+    ),
     outputs=st.integers(min_value=0, max_value=10**4),
 )
 purposes = st.sampled_from(["public_interest", "commercial"])
@@ -264,7 +326,9 @@ purposes = st.sampled_from(["public_interest", "commercial"])
 
 @settings(max_examples=200, deadline=None)
 @given(schedules(), metereds, purposes)
-def test_total_is_the_sum_of_lines_and_never_negative(schedule: PriceSchedule, metered: Metered, purpose: Any) -> None:
+def test_total_is_the_sum_of_lines_and_never_negative(
+    schedule: PriceSchedule, metered: Metered, purpose: Any
+) -> None:
     charge = price(schedule, metered, purpose)
     assert charge.amount == sum((line.amount for line in charge.lines), Decimal(0))
     assert charge.list_amount == sum((line.list_amount for line in charge.lines), Decimal(0))

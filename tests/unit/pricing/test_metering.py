@@ -8,7 +8,9 @@ from pricing import Metered, MeteringError, RowsUse
 
 
 def test_rows_are_kept_per_dataset_sorted_by_name_then_level() -> None:
-    metered = Metered(rows=[RowsUse("企业", "L2", 5), RowsUse("population", "L3", 10), RowsUse("health", "L3", 1)])
+    metered = Metered(
+        rows=[RowsUse("企业", "L2", 5), RowsUse("population", "L3", 10), RowsUse("health", "L3", 1)]
+    )
     assert [use.dataset for use in metered.rows] == ["health", "population", "企业"]
     assert isinstance(metered.rows, tuple)
     assert metered.rows_scanned == 16
@@ -36,7 +38,10 @@ def test_rows_by_level_alias_becomes_unnamed_uses() -> None:
 
 
 def test_rows_and_rows_by_level_together_are_refused() -> None:
-    with pytest.raises(MeteringError, match="give rows per dataset in 'rows' or per level in 'rows_by_level', not both"):
+    with pytest.raises(
+        MeteringError,
+        match="give rows per dataset in 'rows' or per level in 'rows_by_level', not both",
+    ):
         Metered(rows=(RowsUse("a", "L1", 1),), rows_by_level={"L1": 1})
 
 
@@ -55,7 +60,10 @@ def test_a_dataset_is_metered_once() -> None:
 @pytest.mark.parametrize(
     ("use", "message"),
     [
-        (lambda: RowsUse("a", "L5", 1), "level: 'L5' is not a classification level; use one of L1, L2, L3, L4"),
+        (
+            lambda: RowsUse("a", "L5", 1),
+            "level: 'L5' is not a classification level; use one of L1, L2, L3, L4",
+        ),
         (lambda: RowsUse("a", "L1", -1), "rows: -1 is not a count"),
         (lambda: RowsUse("a", "L1", 1.0), "rows: 1.0 is not a count"),
         (lambda: RowsUse("a", "L1", True), "rows: True is not a count"),
@@ -70,7 +78,9 @@ def test_rows_use_is_validated(use: object, message: str) -> None:
 
 
 def test_rows_must_be_a_sequence_of_rows_use() -> None:
-    with pytest.raises(MeteringError, match=r"rows\[0\]: expected a RowsUse\(dataset, level, rows\), not dict"):
+    with pytest.raises(
+        MeteringError, match=r"rows\[0\]: expected a RowsUse\(dataset, level, rows\), not dict"
+    ):
         Metered(rows=({"dataset": "a", "level": "L1", "rows": 1},))  # type: ignore[arg-type]
     with pytest.raises(MeteringError, match="rows: must be a sequence of RowsUse"):
         Metered(rows={"L1": 1})  # type: ignore[arg-type]
@@ -79,10 +89,17 @@ def test_rows_must_be_a_sequence_of_rows_use() -> None:
 def test_unnamed_rows_still_take_a_level_each() -> None:
     metered = Metered(rows=(RowsUse("", "L1", 1), RowsUse("", "L2", 2)))
     assert metered.rows_scanned == 3
-    with pytest.raises(MeteringError, match=r"rows\[1\]: dataset '' is already metered by rows\[0\]"):
+    with pytest.raises(
+        MeteringError, match=r"rows\[1\]: dataset '' is already metered by rows\[0\]"
+    ):
         Metered(rows=(RowsUse("", "L1", 1), RowsUse("", "L1", 2)))
 
 
 def test_defaults_are_one_call_and_nothing_else() -> None:
     metered = Metered()
-    assert (metered.calls, metered.rows, metered.compute_seconds, metered.outputs) == (1, (), Decimal(0), 0)
+    assert (metered.calls, metered.rows, metered.compute_seconds, metered.outputs) == (
+        1,
+        (),
+        Decimal(0),
+        0,
+    )

@@ -17,9 +17,17 @@ from pricing import (
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("2", "2.00"), ("2.00", "2.00"), ("0.1", "0.10"), ("0", "0.00"), ("12345678901234567890.99", "12345678901234567890.99")],
+    [
+        ("2", "2.00"),
+        ("2.00", "2.00"),
+        ("0.1", "0.10"),
+        ("0", "0.00"),
+        ("12345678901234567890.99", "12345678901234567890.99"),
+    ],
 )
-def test_parse_money_accepts_decimal_strings_and_keeps_fen_exactly(text: str, expected: str) -> None:
+def test_parse_money_accepts_decimal_strings_and_keeps_fen_exactly(
+    text: str, expected: str
+) -> None:
     parsed = parse_money(text)
     assert parsed == Decimal(expected)
     assert format_money(parsed) == expected

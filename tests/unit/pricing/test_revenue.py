@@ -91,7 +91,11 @@ def test_the_effective_allowed_revenue_never_goes_below_zero() -> None:
 
 def test_an_empty_period() -> None:
     report = revenue_report([], D("100"), D("0"))
-    assert (report.revenue, report.excess, report.effective_allowed) == (D("0.00"), D("0.00"), D("100.00"))
+    assert (report.revenue, report.excess, report.effective_allowed) == (
+        D("0.00"),
+        D("0.00"),
+        D("100.00"),
+    )
     assert report.by_operator == {} and report.by_dataset == {} and report.by_unit == {}
 
 
@@ -123,7 +127,11 @@ def test_to_json_writes_money_with_two_decimals_and_null_for_no_allowed_revenue(
 
 
 def test_charge_lines_become_revenue_lines_keeping_datasets() -> None:
-    metered = Metered(calls=1, rows=(RowsUse("population", "L3", 100_000), RowsUse("weather", "L1", 10_000)), outputs=2)
+    metered = Metered(
+        calls=1,
+        rows=(RowsUse("population", "L3", 100_000), RowsUse("weather", "L1", 10_000)),
+        outputs=2,
+    )
     charge = price(FEES, metered, "commercial")
     lines = charge_revenue_lines("op-1", "commercial", charge)
     assert [(line.unit, line.dataset, str(line.amount)) for line in lines] == [
@@ -140,7 +148,9 @@ def test_charge_lines_become_revenue_lines_keeping_datasets() -> None:
 
 def test_a_charge_that_does_not_match_its_purpose_class_is_refused() -> None:
     charge = price(FEES, Metered(calls=1), "commercial")
-    with pytest.raises(RevenueError, match=r"lines\[0\].amount: public-interest use is charged 0, not 2.00"):
+    with pytest.raises(
+        RevenueError, match=r"lines\[0\].amount: public-interest use is charged 0, not 2.00"
+    ):
         charge_revenue_lines("op-1", "public_interest", charge)
 
 
@@ -159,8 +169,12 @@ def test_a_charge_that_does_not_match_its_purpose_class_is_refused() -> None:
 )
 def test_revenue_lines_are_validated(fields: dict[str, Any], message: str) -> None:
     base: dict[str, Any] = {
-        "operator_id": "op-1", "dataset": "population", "unit": "rows",
-        "purpose_class": "commercial", "amount": D("2.00"), "list_amount": D("2.00"),
+        "operator_id": "op-1",
+        "dataset": "population",
+        "unit": "rows",
+        "purpose_class": "commercial",
+        "amount": D("2.00"),
+        "list_amount": D("2.00"),
     }
     with pytest.raises(RevenueError) as caught:
         RevenueLine(**{**base, **fields})
@@ -187,7 +201,9 @@ def revenue_lines(draw: st.DrawFn) -> RevenueLine:
     list_amount = draw(AMOUNTS)
     amount = list_amount if purpose == "commercial" else D(0)
     dataset = draw(st.sampled_from(["a", "人口", None])) if unit == "rows" else None
-    return RevenueLine(draw(st.sampled_from(["op-1", "op-2", "op-3"])), dataset, unit, purpose, amount, list_amount)
+    return RevenueLine(
+        draw(st.sampled_from(["op-1", "op-2", "op-3"])), dataset, unit, purpose, amount, list_amount
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -200,7 +216,9 @@ def test_every_breakdown_adds_up_and_the_excess_follows_the_rule(
         assert sum((t.amount for t in breakdown.values()), D(0)) == report.revenue
         assert sum((t.list_amount for t in breakdown.values()), D(0)) == report.list_value
     for operator, totals in report.by_operator.items():
-        assert totals.amount == sum((line.amount for line in lines if line.operator_id == operator), D(0))
+        assert totals.amount == sum(
+            (line.amount for line in lines if line.operator_id == operator), D(0)
+        )
     assert report.revenue == sum((line.amount for line in lines), D(0))
     if allowed is None:
         assert report.excess == report.carry_forward == 0

@@ -19,7 +19,12 @@ API_EXAMPLE: dict[str, Any] = {
 
 
 def schedule_with(*items: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"name": "2026 fees", "effective_from": "2026-01-01T00:00:00Z", "items": list(items), **fields}
+    return {
+        "name": "2026 fees",
+        "effective_from": "2026-01-01T00:00:00Z",
+        "items": list(items),
+        **fields,
+    }
 
 
 def schedule_error(obj: Any) -> str:
@@ -52,13 +57,17 @@ def test_to_json_gives_the_api_shape_and_round_trips() -> None:
 
 
 def test_chinese_schedule_name_round_trips() -> None:
-    schedule = parse_schedule(schedule_with({"unit": "call", "price": "2"}, name="2026年公共数据授权运营收费标准"))
+    schedule = parse_schedule(
+        schedule_with({"unit": "call", "price": "2"}, name="2026年公共数据授权运营收费标准")
+    )
     assert schedule.to_json()["name"] == "2026年公共数据授权运营收费标准"
     assert parse_schedule(schedule.to_json()).name == "2026年公共数据授权运营收费标准"
 
 
 def test_effective_from_with_an_offset_is_normalised_to_utc() -> None:
-    schedule = parse_schedule(schedule_with({"unit": "call", "price": "2"}, effective_from="2026-01-01T08:00:00+08:00"))
+    schedule = parse_schedule(
+        schedule_with({"unit": "call", "price": "2"}, effective_from="2026-01-01T08:00:00+08:00")
+    )
     assert schedule.effective_from.utcoffset() == timedelta(0)
     assert schedule.to_json()["effective_from"] == "2026-01-01T00:00:00Z"
 
@@ -79,19 +88,28 @@ def test_price_for_prefers_the_level_item_and_falls_back_to_the_level_less_one()
 
 
 def test_price_for_without_a_level_less_rows_item_is_none_for_other_levels() -> None:
-    schedule = parse_schedule(schedule_with({"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"}))
+    schedule = parse_schedule(
+        schedule_with({"unit": "rows", "per": 10000, "price": "0.10", "level": "L3"})
+    )
     assert schedule.price_for("rows", "L3") is not None
     assert schedule.price_for("rows", "L1") is None
     assert schedule.price_for("rows") is None
 
 
 def test_unknown_unit_lists_the_valid_ones() -> None:
-    message = schedule_error(schedule_with({"unit": "call", "price": "1"}, {"unit": "row", "price": "1"}))
-    assert message == "items[1].unit: 'row' is not a billing unit; use one of call, rows, compute_seconds, output"
+    message = schedule_error(
+        schedule_with({"unit": "call", "price": "1"}, {"unit": "row", "price": "1"})
+    )
+    assert (
+        message
+        == "items[1].unit: 'row' is not a billing unit; use one of call, rows, compute_seconds, output"
+    )
 
 
 def test_missing_unit_names_the_item() -> None:
-    assert schedule_error(schedule_with({"price": "1"})).startswith("items[0].unit: missing; use one of call")
+    assert schedule_error(schedule_with({"price": "1"})).startswith(
+        "items[0].unit: missing; use one of call"
+    )
 
 
 def test_missing_price_names_the_item_and_the_format() -> None:
@@ -101,7 +119,11 @@ def test_missing_price_names_the_item_and_the_format() -> None:
 
 
 def test_sub_fen_price_names_the_item_and_the_fen_rule() -> None:
-    message = schedule_error(schedule_with({"unit": "call", "price": "1"}, {"unit": "call", "price": "0.001", "level": None}))
+    message = schedule_error(
+        schedule_with(
+            {"unit": "call", "price": "1"}, {"unit": "call", "price": "0.001", "level": None}
+        )
+    )
     assert message == (
         "items[1].price: price '0.001' has more than 2 decimal places; prices are in yuan with fen precision"
     )
@@ -109,7 +131,13 @@ def test_sub_fen_price_names_the_item_and_the_fen_rule() -> None:
 
 @pytest.mark.parametrize(
     ("price", "reason"),
-    [(0.5, "float"), (2, "decimal string"), ("-1", "negative"), ("NaN", "finite"), ("two", "not a decimal number")],
+    [
+        (0.5, "float"),
+        (2, "decimal string"),
+        ("-1", "negative"),
+        ("NaN", "finite"),
+        ("two", "not a decimal number"),
+    ],
 )
 def test_invalid_price_names_the_item(price: object, reason: str) -> None:
     message = schedule_error(schedule_with({"unit": "output", "price": price}))
@@ -126,11 +154,15 @@ def test_per_must_be_a_positive_integer(per: object) -> None:
 
 def test_level_must_be_l1_to_l4() -> None:
     message = schedule_error(schedule_with({"unit": "rows", "price": "0.10", "level": "L5"}))
-    assert message == "items[0].level: 'L5' is not a classification level; use one of L1, L2, L3, L4"
+    assert (
+        message == "items[0].level: 'L5' is not a classification level; use one of L1, L2, L3, L4"
+    )
 
 
 def test_level_only_on_rows() -> None:
-    message = schedule_error(schedule_with({"unit": "compute_seconds", "price": "0.01", "level": "L2"}))
+    message = schedule_error(
+        schedule_with({"unit": "compute_seconds", "price": "0.01", "level": "L2"})
+    )
     assert message.startswith("items[0].level: only 'rows' items take a level")
     assert "remove 'level' from this 'compute_seconds' item" in message
 
@@ -143,23 +175,35 @@ def test_two_items_for_the_same_unit_and_level() -> None:
             {"unit": "rows", "price": "0.20", "level": "L3", "per": 10000},
         )
     )
-    assert message == "items[2]: unit 'rows' at level 'L3' is already priced by items[0]; keep one of them"
+    assert (
+        message
+        == "items[2]: unit 'rows' at level 'L3' is already priced by items[0]; keep one of them"
+    )
 
 
 def test_two_level_less_items_for_the_same_unit() -> None:
-    message = schedule_error(schedule_with({"unit": "call", "price": "2"}, {"unit": "call", "price": "3"}))
-    assert message == "items[1]: unit 'call' without a level is already priced by items[0]; keep one of them"
+    message = schedule_error(
+        schedule_with({"unit": "call", "price": "2"}, {"unit": "call", "price": "3"})
+    )
+    assert (
+        message
+        == "items[1]: unit 'call' without a level is already priced by items[0]; keep one of them"
+    )
 
 
 def test_a_level_item_and_a_level_less_item_for_rows_may_coexist() -> None:
     schedule = parse_schedule(
-        schedule_with({"unit": "rows", "price": "0.10"}, {"unit": "rows", "price": "0.20", "level": "L4"})
+        schedule_with(
+            {"unit": "rows", "price": "0.10"}, {"unit": "rows", "price": "0.20", "level": "L4"}
+        )
     )
     assert len(schedule.items) == 2
 
 
 def test_naive_effective_from_asks_for_a_time_zone() -> None:
-    message = schedule_error(schedule_with({"unit": "call", "price": "2"}, effective_from="2026-01-01T00:00:00"))
+    message = schedule_error(
+        schedule_with({"unit": "call", "price": "2"}, effective_from="2026-01-01T00:00:00")
+    )
     assert message.startswith("effective_from: '2026-01-01T00:00:00' has no time zone")
     assert "'Z'" in message
 
@@ -184,7 +228,9 @@ def test_schedule_needs_a_name(name: object) -> None:
 
 
 def test_schedule_needs_items() -> None:
-    assert schedule_error(schedule_with()).startswith("items: a price schedule needs at least one item")
+    assert schedule_error(schedule_with()).startswith(
+        "items: a price schedule needs at least one item"
+    )
     obj = schedule_with()
     del obj["items"]
     assert schedule_error(obj).startswith("items: missing")
@@ -195,14 +241,21 @@ def test_non_object_item_and_non_object_schedule() -> None:
     assert schedule_error(schedule_with({"unit": "call", "price": "2"}, "output")).startswith(
         "items[1]: a price item must be an object"
     )
-    assert schedule_error(["not", "a", "mapping"]).startswith("a price schedule must be a JSON object")
+    assert schedule_error(["not", "a", "mapping"]).startswith(
+        "a price schedule must be a JSON object"
+    )
 
 
 def test_unknown_fields_are_named_with_the_valid_ones() -> None:
     message = schedule_error(schedule_with({"unit": "call", "prcie": "2"}))
-    assert message == "items[0].prcie: unknown field; a price item has unit, price, per, level, tiers"
+    assert (
+        message == "items[0].prcie: unknown field; a price item has unit, price, per, level, tiers"
+    )
     message = schedule_error(schedule_with({"unit": "call", "price": "2"}, currency="USD"))
-    assert message == "currency: unknown field; a price schedule has name, effective_from, items, multipliers"
+    assert (
+        message
+        == "currency: unknown field; a price schedule has name, effective_from, items, multipliers"
+    )
 
 
 def test_direct_construction_is_validated_too() -> None:
@@ -216,7 +269,9 @@ def test_direct_construction_is_validated_too() -> None:
 
 def test_direct_construction_normalises_items_and_price() -> None:
     schedule = PriceSchedule(
-        "fees", datetime(2026, 1, 1, tzinfo=UTC), [PriceItem("call", Decimal("2"))]  # type: ignore[arg-type]
+        "fees",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        [PriceItem("call", Decimal("2"))],  # type: ignore[arg-type]
     )
     assert isinstance(schedule.items, tuple)
     assert str(schedule.items[0].price) == "2.00"

@@ -33,7 +33,12 @@ L3_TIERS = [
 
 def schedule_of(*items: dict[str, Any], **multipliers: str) -> PriceSchedule:
     return parse_schedule(
-        {"name": "fees", "effective_from": "2026-01-01T00:00:00Z", "items": list(items), "multipliers": multipliers}
+        {
+            "name": "fees",
+            "effective_from": "2026-01-01T00:00:00Z",
+            "items": list(items),
+            "multipliers": multipliers,
+        }
     )
 
 
@@ -53,7 +58,11 @@ def summary(charge: Charge) -> list[tuple[str | None, int | None, int | str, str
 
 def test_one_rows_line_per_dataset_sorted_by_name() -> None:
     flat = schedule_of({"unit": "rows", "per": 10000, "price": "0.10"})
-    charge = price(flat, rows(("企业", "L2", 10_000), ("health", "L2", 20_000), ("population", "L3", 30_000)), "commercial")
+    charge = price(
+        flat,
+        rows(("企业", "L2", 10_000), ("health", "L2", 20_000), ("population", "L3", 30_000)),
+        "commercial",
+    )
     assert charge.lines == (
         ChargeLine("rows", 20_000, Decimal("0.20"), Decimal("0.20"), "L2", "health"),
         ChargeLine("rows", 30_000, Decimal("0.30"), Decimal("0.30"), "L3", "population"),
@@ -71,15 +80,22 @@ def test_each_dataset_line_is_rounded_half_up_on_its_own() -> None:
 
 def test_a_multiplier_scales_its_dataset_exactly_before_rounding() -> None:
     flat = schedule_of({"unit": "rows", "per": 10000, "price": "0.10"}, population="1.50")
-    charge = price(flat, rows(("population", "L3", 123_456), ("weather", "L3", 123_456)), "commercial")
+    charge = price(
+        flat, rows(("population", "L3", 123_456), ("weather", "L3", 123_456)), "commercial"
+    )
     # 123456 / 10000 × 0.10 × 1.50 = 1.85184 → 1.85; without a multiplier 1.23456 → 1.23
-    assert summary(charge) == [("population", None, 123_456, "1.85"), ("weather", None, 123_456, "1.23")]
+    assert summary(charge) == [
+        ("population", None, 123_456, "1.85"),
+        ("weather", None, 123_456, "1.23"),
+    ]
 
 
 def test_public_interest_lines_carry_the_multiplied_list_amount() -> None:
     flat = schedule_of({"unit": "rows", "per": 10000, "price": "0.10"}, population="2")
     charge = price(flat, rows(("population", "L3", 10_000)), "public_interest")
-    assert charge.lines == (ChargeLine("rows", 10_000, Decimal("0"), Decimal("0.20"), "L3", "population"),)
+    assert charge.lines == (
+        ChargeLine("rows", 10_000, Decimal("0"), Decimal("0.20"), "L3", "population"),
+    )
     assert (charge.amount, charge.list_amount) == (Decimal("0.00"), Decimal("0.20"))
 
 
@@ -102,7 +118,10 @@ def test_a_job_within_the_first_tier() -> None:
 def test_a_job_straddling_two_tiers() -> None:
     charge = price(TIERED, rows(("population", "L3", 300_000)), "commercial", {"L3": 900_000})
     # 100 000 rows left in tier 0 at 0.10, then 200 000 in tier 1 at 0.08 (per 10 000)
-    assert summary(charge) == [("population", 0, 100_000, "1.00"), ("population", 1, 200_000, "1.60")]
+    assert summary(charge) == [
+        ("population", 0, 100_000, "1.00"),
+        ("population", 1, 200_000, "1.60"),
+    ]
     assert charge.amount == Decimal("2.60")
 
 
@@ -140,18 +159,28 @@ def test_half_a_fen_in_a_tier_rounds_up() -> None:
 
 def test_tier_lines_are_rounded_on_their_running_total() -> None:
     schedule = schedule_of(
-        {"unit": "rows", "per": 10000, "tiers": [{"up_to": 500, "price": "0.14"}, {"up_to": None, "price": "0.13"}]}
+        {
+            "unit": "rows",
+            "per": 10000,
+            "tiers": [{"up_to": 500, "price": "0.14"}, {"up_to": None, "price": "0.13"}],
+        }
     )
     charge = price(schedule, rows(("a", "L1", 1000)), "commercial")
     # 0.007 + 0.0065 = 0.0135 → 0.01 in all; rounding each segment alone would bill 0.01 + 0.01
     assert summary(charge) == [("a", 0, 500, "0.01"), ("a", 1, 500, "0.00")]
     # ...which would have made the job dearer than the same job entirely in the cheaper tier:
-    assert price(schedule, rows(("a", "L1", 1000)), "commercial", {"L1": 500}).amount == Decimal("0.01")
+    assert price(schedule, rows(("a", "L1", 1000)), "commercial", {"L1": 500}).amount == Decimal(
+        "0.01"
+    )
 
 
 def test_datasets_fill_the_tiers_together_highest_multiplier_first() -> None:
-    schedule = schedule_of({"unit": "rows", "per": 10000, "level": "L3", "tiers": L3_TIERS}, population="1.50")
-    metered = rows(("population", "L3", 3_000_000), ("企业", "L3", 2_500_000), ("weather", "L1", 12_345))
+    schedule = schedule_of(
+        {"unit": "rows", "per": 10000, "level": "L3", "tiers": L3_TIERS}, population="1.50"
+    )
+    metered = rows(
+        ("population", "L3", 3_000_000), ("企业", "L3", 2_500_000), ("weather", "L1", 12_345)
+    )
     charge = price(schedule, metered, "commercial", {"L3": 500_000})
     assert summary(charge) == [
         ("population", 0, 500_000, "7.50"),  # 50 × 0.10 × 1.5
@@ -163,7 +192,11 @@ def test_datasets_fill_the_tiers_together_highest_multiplier_first() -> None:
 
 def test_filling_highest_multiplier_first_keeps_a_quote_above_a_smaller_job() -> None:
     schedule = schedule_of(
-        {"unit": "rows", "per": 10000, "tiers": [{"up_to": 1000000, "price": "0.10"}, {"up_to": None, "price": "0.01"}]},
+        {
+            "unit": "rows",
+            "per": 10000,
+            "tiers": [{"up_to": 1000000, "price": "0.10"}, {"up_to": None, "price": "0.01"}],
+        },
         b="10",
     )
     quote = price(schedule, rows(("a", "L1", 1_000_000), ("b", "L1", 1_000_000)), "commercial")
@@ -188,20 +221,31 @@ def test_a_level_less_tiered_item_counts_the_month_of_every_level_it_prices() ->
 
 def test_flat_items_ignore_the_month() -> None:
     flat = schedule_of({"unit": "rows", "per": 10000, "price": "0.10"})
-    assert price(flat, rows(("a", "L1", 10_000)), "commercial", {"L1": 10**9}).amount == Decimal("0.10")
+    assert price(flat, rows(("a", "L1", 10_000)), "commercial", {"L1": 10**9}).amount == Decimal(
+        "0.10"
+    )
 
 
 def test_tiered_charges_round_trip_through_json() -> None:
-    schedule = schedule_of({"unit": "rows", "per": 10000, "level": "L3", "tiers": L3_TIERS}, population="1.25")
-    metered = Metered(calls=1, rows=(RowsUse("population", "L3", 1_234_567), RowsUse("人口", "L3", 7)))
+    schedule = schedule_of(
+        {"unit": "rows", "per": 10000, "level": "L3", "tiers": L3_TIERS}, population="1.25"
+    )
+    metered = Metered(
+        calls=1, rows=(RowsUse("population", "L3", 1_234_567), RowsUse("人口", "L3", 7))
+    )
     charge = price(schedule, metered, "public_interest", {"L3": 999_999})
     text = json.dumps(charge.to_json(), ensure_ascii=False)
     again = Charge.from_json(json.loads(text))
     assert again == charge
     assert json.dumps(again.to_json(), ensure_ascii=False) == text
     assert charge.to_json()["lines"][0] == {
-        "unit": "rows", "quantity": 1, "amount": "0.00", "list_amount": "0.00",
-        "level": "L3", "dataset": "population", "tier": 0,
+        "unit": "rows",
+        "quantity": 1,
+        "amount": "0.00",
+        "list_amount": "0.00",
+        "level": "L3",
+        "dataset": "population",
+        "tier": 0,
     }
 
 
@@ -240,9 +284,13 @@ LEVELS = ("L1", "L2", "L3", "L4")
 DATASETS = ("a", "b", "c", "人口")
 # Small numbers on purpose: equal or nearly equal tier prices and rows a few fen apart are
 # where rounding and fill order could break the properties; large ones rarely get there.
-FEN_PRICE = st.one_of(st.integers(min_value=0, max_value=20), st.integers(min_value=0, max_value=5000))
+FEN_PRICE = st.one_of(
+    st.integers(min_value=0, max_value=20), st.integers(min_value=0, max_value=5000)
+)
 MULTIPLIER = st.integers(min_value=1, max_value=1000).map(lambda h: Decimal(h).scaleb(-2))
-ROWS = st.one_of(st.integers(min_value=0, max_value=30_000), st.integers(min_value=0, max_value=3_000_000))
+ROWS = st.one_of(
+    st.integers(min_value=0, max_value=30_000), st.integers(min_value=0, max_value=3_000_000)
+)
 MONTH = st.dictionaries(st.sampled_from(LEVELS), st.integers(min_value=0, max_value=40_000))
 PER = st.sampled_from([1, 3, 10000])
 
@@ -250,7 +298,9 @@ PER = st.sampled_from([1, 3, 10000])
 @st.composite
 def tiers(draw: st.DrawFn) -> tuple[PriceTier, ...]:
     ends = sorted(draw(st.sets(st.integers(min_value=1, max_value=40_000), max_size=3)))
-    prices = sorted(draw(st.lists(FEN_PRICE, min_size=len(ends) + 1, max_size=len(ends) + 1)), reverse=True)
+    prices = sorted(
+        draw(st.lists(FEN_PRICE, min_size=len(ends) + 1, max_size=len(ends) + 1)), reverse=True
+    )
     bounds: list[int | None] = [*ends, None]
     return tuple(PriceTier(end, Decimal(fen).scaleb(-2)) for end, fen in zip(bounds, prices))
 
@@ -258,7 +308,10 @@ def tiers(draw: st.DrawFn) -> tuple[PriceTier, ...]:
 @st.composite
 def schedules(draw: st.DrawFn) -> PriceSchedule:
     """A level-less tiered rows item, and maybe one more rows item for a level of its own."""
-    items = [PriceItem("call", Decimal("2.00")), PriceItem("rows", per=draw(PER), tiers=draw(tiers()))]
+    items = [
+        PriceItem("call", Decimal("2.00")),
+        PriceItem("rows", per=draw(PER), tiers=draw(tiers())),
+    ]
     if draw(st.booleans()):
         level, per = draw(st.sampled_from(LEVELS)), draw(PER)
         if draw(st.booleans()):
@@ -273,7 +326,9 @@ def schedules(draw: st.DrawFn) -> PriceSchedule:
 def usages(draw: st.DrawFn) -> tuple[dict[str, str], dict[str, int]]:
     """Each dataset's level, and the rows scanned from it."""
     names = draw(st.sets(st.sampled_from(DATASETS), min_size=1))
-    return {name: draw(st.sampled_from(LEVELS)) for name in names}, {name: draw(ROWS) for name in names}
+    return {name: draw(st.sampled_from(LEVELS)) for name in names}, {
+        name: draw(ROWS) for name in names
+    }
 
 
 def metered(levels: dict[str, str], scanned: dict[str, int]) -> Metered:
@@ -286,8 +341,11 @@ purposes = st.sampled_from(["public_interest", "commercial"])
 @settings(max_examples=300, deadline=None)
 @given(schedules(), usages(), MONTH, MONTH, purposes)
 def test_more_rows_earlier_in_the_month_never_make_a_job_dearer(
-    schedule: PriceSchedule, usage: tuple[dict[str, str], dict[str, int]], month: dict[str, int],
-    later: dict[str, int], purpose: Any,
+    schedule: PriceSchedule,
+    usage: tuple[dict[str, str], dict[str, int]],
+    month: dict[str, int],
+    later: dict[str, int],
+    purpose: Any,
 ) -> None:
     job = metered(*usage)
     grown = {level: month.get(level, 0) + later.get(level, 0) for level in LEVELS}
@@ -300,8 +358,12 @@ def test_more_rows_earlier_in_the_month_never_make_a_job_dearer(
 @settings(max_examples=300, deadline=None)
 @given(schedules(), usages(), st.data(), MONTH, MONTH, purposes)
 def test_a_quote_at_the_bound_covers_any_smaller_job_settled_later_in_the_month(
-    schedule: PriceSchedule, usage: tuple[dict[str, str], dict[str, int]], data: st.DataObject,
-    month: dict[str, int], later: dict[str, int], purpose: Any,
+    schedule: PriceSchedule,
+    usage: tuple[dict[str, str], dict[str, int]],
+    data: st.DataObject,
+    month: dict[str, int],
+    later: dict[str, int],
+    purpose: Any,
 ) -> None:
     levels, bound = usage
     used = {
@@ -317,12 +379,17 @@ def test_a_quote_at_the_bound_covers_any_smaller_job_settled_later_in_the_month(
 @settings(max_examples=200, deadline=None)
 @given(schedules(), usages(), MONTH, purposes)
 def test_tiered_charges_add_up_and_round_trip(
-    schedule: PriceSchedule, usage: tuple[dict[str, str], dict[str, int]], month: dict[str, int], purpose: Any,
+    schedule: PriceSchedule,
+    usage: tuple[dict[str, str], dict[str, int]],
+    month: dict[str, int],
+    purpose: Any,
 ) -> None:
     levels, scanned = usage
     charge = price(schedule, metered(levels, scanned), purpose, month)
     rows_lines = [line for line in charge.lines if line.unit == "rows"]
-    priced = {name for name in scanned if scanned[name] and schedule.price_for("rows", levels[name])}
+    priced = {
+        name for name in scanned if scanned[name] and schedule.price_for("rows", levels[name])
+    }
     assert {line.dataset for line in rows_lines} == priced
     for name in priced:
         assert sum(line.quantity for line in rows_lines if line.dataset == name) == scanned[name]  # type: ignore[misc]

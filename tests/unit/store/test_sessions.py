@@ -44,11 +44,11 @@ def test_a_reader_does_not_wait_for_an_open_write_and_sees_the_last_commit(ctx: 
     t.start()
     assert inside.wait(10)
     started = time.monotonic()
-    before = _count(ctx)                      # the write lock is held right now
+    before = _count(ctx)  # the write lock is held right now
     assert time.monotonic() - started < 1.0
     release.set()
     t.join()
-    assert _count(ctx) == before + 1          # the snapshot did not include the open write
+    assert _count(ctx) == before + 1  # the snapshot did not include the open write
 
 
 def test_a_reading_session_cannot_write(ctx: Context) -> None:
@@ -62,10 +62,10 @@ def test_a_reading_session_cannot_write(ctx: Context) -> None:
 
 def test_writers_of_one_process_take_turns(ctx: Context) -> None:
     """Many threads writing at once all commit, none waits out SQLite's busy timeout."""
+
     def write(i: int) -> None:
         with ctx.transaction() as s:
-            s.add(Principal(id=f"p-{i}", name=f"单位{i}", role="provider",
-                            token_hash=f"{i:064d}"))
+            s.add(Principal(id=f"p-{i}", name=f"单位{i}", role="provider", token_hash=f"{i:064d}"))
 
     before = _count(ctx)
     started = time.monotonic()
