@@ -102,7 +102,9 @@ class Partition:
         split = outside > 0
         left_out = int(outside[split].sum())
         if 0 < fresh < threshold:
-            return Conflict(fresh, "new", near=left_out < threshold)
+            # Near only if it reaches into earlier releases: a few people never released
+            # before (a small cell of a first release) are no variant of anything.
+            return Conflict(fresh, "new", near=bool(known.any()) and left_out < threshold)
         small = split & ((inside < threshold) | (outside < threshold))
         if small.any():
             return Conflict(

@@ -201,6 +201,17 @@ def test_disjoint_sets_and_unions_of_released_cells_pass() -> None:
     assert _why(part.conflict(_ids(5000, 5003), 10)) == (3, "new")
 
 
+def test_near_means_a_variant_of_earlier_releases_not_a_small_new_set() -> None:
+    """Detection reads `near` as "nearly an earlier set": one person added to a released set
+    is; a few people never released before (a small cell of a first release) are not."""
+    part = _partition(_ids(0, 500))
+    added = part.conflict(_ids(0, 501), 10)
+    assert added is not None and added.near
+    fresh = part.conflict(_ids(5000, 5003), 10)
+    assert fresh is not None and fresh.via == "new" and not fresh.near
+    assert Partition().conflict(_ids(0, 3), 10).near is False  # type: ignore[union-attr]
+
+
 def test_the_cost_of_a_check_does_not_grow_with_the_number_of_releases() -> None:
     # 5 000 releases of 20 people each leave one atom per release; a check touches only the
     # atoms of its own members.
