@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from sandbox.api import errors
+from sandbox.api import errors, metrics
 from sandbox.api.routes import (
     contracts,
     datasets,
@@ -51,4 +51,5 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     errors.install(app)
     for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(metrics.router)
     return app

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from sqlalchemy import update
 
+from sandbox.common import clock, metrics
 from sandbox.context import Context, ensure_ray
 from sandbox.disclosure.dominance import parse_rules
 from sandbox.engine.executor import LocalExecutor
@@ -155,6 +156,9 @@ def run_and_settle(ctx: Context, job: Job) -> None:
     job_id = job.id
     spec = None
     started = time.monotonic()
+    if job.created_at is not None:
+        waited = (clock.stored_now() - job.created_at).total_seconds()
+        metrics.STAGE.labels("queue").observe(max(0.0, waited))
     try:
         mark_running(ctx, job_id)
         spec = _spec(ctx, job)
@@ -173,9 +177,12 @@ def run_and_settle(ctx: Context, job: Job) -> None:
                 fault=Fault.SERVICE,
             ),
         )
+    metrics.STAGE.labels("run").observe(time.monotonic() - started)
     if spec is not None and spec.epsilon:
         _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
+    settling = time.monotonic()
     settle_job(ctx, job_id, result, spec, job)
+    metrics.STAGE.labels("settle").observe(time.monotonic() - settling)
 
 
 def _hold_to_quantum(started: float, quantum: float) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pricing import Charge, settle
-from sandbox.common import clock
+from sandbox.common import clock, metrics
 from sandbox.context import Context
 from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.ledger import log
@@ -123,6 +123,15 @@ def settle_job(
             )
         # The regulator's second line: attack patterns, flags, suspension past their score.
         detect(ctx, s, job, result.observations)
+    _count(result)
+
+
+def _count(result: JobResult) -> None:
+    metrics.JOBS.labels(str(result.status), result.error.code if result.error else "").inc()
+    for release in result.disclosure.get("releases", []):
+        for cell in release.get("suppressed", []):
+            if isinstance(cell, dict) and "rule" in cell:
+                metrics.SUPPRESSED.labels(str(cell["rule"])).inc()
 
 
 def detect(ctx: Context, session: Session, job: Job, observations: Any) -> None:

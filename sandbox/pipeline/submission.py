@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -33,7 +34,7 @@ from operators.roles import Role
 from operators.submission import parse_signed_at, submission_bytes
 from pricing import Charge
 from sandbox.catalog.models import DatasetInfo
-from sandbox.common import clock
+from sandbox.common import clock, metrics
 from sandbox.context import Context
 from sandbox.engine.validate import check_group_key
 from sandbox.errors import (
@@ -484,10 +485,13 @@ def _quota_usage_query() -> Any:
 
 def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> dict[str, Any]:
     require(actor, Role.operator)
+    started = time.monotonic()
     try:
         job, created = reserve(ctx, actor, req)
     except (CompileError, ContractScopeError, DisclosureRefused) as exc:
+        metrics.JOBS.labels(str(JobStatus.REJECTED), str(getattr(exc, "code", ""))).inc()
         raise RejectedJob(exc, _record_rejection(ctx, actor, req, exc)) from exc
+    metrics.STAGE.labels("submit").observe(time.monotonic() - started)
     if created:
         future = execution.dispatch(ctx, job)
         if wait:

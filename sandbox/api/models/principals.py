@@ -18,6 +18,15 @@ class Health(Open):
     jail: Jail
 
 
+class Live(Open):
+    ok: bool
+
+
+class Ready(Open):
+    ok: bool
+    checks: dict[str, bool] = Field(description="database, ray, jail: each true when ready")
+
+
 class Me(Open):
     id: str
     name: str
