@@ -94,12 +94,16 @@ def create_instance(settings: Settings) -> Context:
     return ctx
 
 
-def open_instance(settings: Settings) -> Context:
+def check_initialised(settings: Settings) -> None:
     if not is_initialised(settings):
         raise NotFound(
             f"no instance in {settings.data_dir}; create one with: "
             f"sandbox init --data-dir {settings.data_dir}"
         )
+
+
+def open_instance(settings: Settings) -> Context:
+    check_initialised(settings)
     ctx = _context(settings, private_key_from_pem(settings.key_path.read_bytes()))
     try:
         schema.check_current(ctx.engine, settings.data_dir)

@@ -7,27 +7,24 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from sandbox.settings import Settings
+from sandbox.cli.options import DataDir, settings_for
 
 db_app = typer.Typer(help="The database schema of an instance.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
-DataDir = typer.Option(
-    None, "--data-dir", help="Instance directory (default: $SANDBOX_DATA_DIR or ./sandbox-data)."
-)
-
 
 def _engine(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from sandbox.context import check_initialised
+    from sandbox.errors import NotFound
     from sandbox.store.db import make_engine
 
-    settings = Settings(data_dir=data_dir) if data_dir else Settings()
-    if not settings.key_path.exists():
-        err.print(
-            f"[red]error:[/] no instance in {settings.data_dir}; create one with: "
-            f"sandbox init --data-dir {settings.data_dir}"
-        )
-        raise typer.Exit(1)
+    settings = settings_for(data_dir)
+    try:
+        check_initialised(settings)
+    except NotFound as e:
+        err.print(f"[red]error:[/] {e.message}")
+        raise typer.Exit(1) from None
     return make_engine(settings.resolved_database_url)
 
 

@@ -15,6 +15,7 @@ from sandbox.cli.contracts import contracts_app
 from sandbox.cli.db import db_app
 from sandbox.cli.jobs import jobs_app, keys_app
 from sandbox.cli.ledger import ledger_app
+from sandbox.cli.options import DataDir, settings_for
 from sandbox.settings import Settings
 
 app = typer.Typer(
@@ -39,17 +40,6 @@ app.add_typer(db_app, name="db")
 console = Console()
 err = Console(stderr=True)
 
-DataDir = typer.Option(
-    None, "--data-dir", help="Instance directory (default: $SANDBOX_DATA_DIR or ./sandbox-data)."
-)
-
-
-def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    return Settings(**values)
-
 
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}")
@@ -71,7 +61,7 @@ def init(
     """Create a new instance: database, the bureau's signing key, the bureau principal."""
     from sandbox.records.principals import bootstrap
 
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir)
     try:
         ctx, token = bootstrap(settings, bureau_name)
     except _domain_errors() as e:
@@ -96,18 +86,13 @@ def serve(
     """Run the HTTP API (and a local Ray, unless SANDBOX_RAY_ADDRESS/RAY_ADDRESS is set)."""
     from sandbox.cli.startup import stoppable
 
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir)
     with stoppable():
         import uvicorn
 
         from sandbox.api.app import create_app
-        from sandbox.context import is_initialised
 
-        if not is_initialised(settings):
-            _fail(
-                f"no instance in {settings.data_dir}; create one with: "
-                f"sandbox init --data-dir {settings.data_dir}"
-            )
+        # A missing instance, or one whose schema is behind: refused, with what to run.
         _check_schema(settings)
         if settings.executor == "ray":
             _start_ray(settings)
@@ -325,7 +310,7 @@ def _open(data_dir: Path | None):  # type: ignore[no-untyped-def]
     from sandbox.context import open_instance
 
     try:
-        return open_instance(_settings(data_dir, executor="local"))
+        return open_instance(settings_for(data_dir, executor="local"))
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
 
