@@ -7,6 +7,8 @@ written out as ISO 8601 in UTC with a `Z`.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from decimal import Decimal
 from typing import overload
 
 
@@ -37,3 +39,9 @@ def text(moment: dt.datetime | None) -> str | None:
         return None
     aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     return aware.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def whole_steps(seconds: Decimal, step: Decimal) -> int:
+    """How many steps of `step` seconds cover `seconds`: at least one, so that even no time
+    shows as a step (timing is reported, and private jobs are held, in whole steps)."""
+    return max(1, math.ceil(seconds / step))

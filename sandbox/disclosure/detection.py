@@ -283,27 +283,29 @@ def refused(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     return {"index": obs.get("index"), "refused": obs["refused"], "reason": obs.get("reason")}
 
 
-def _sign(kind: str) -> Check:
-    def check(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
-        shown = list((obs.get("signs") or {}).get(kind) or ())
-        return {"index": obs.get("index"), "signs": shown} if shown else None
+def about_code(obs: Observation) -> bool:
+    """Whether an observation is of the job's code (its signs), not of a release."""
+    return "signs" in obs
 
-    return check
+
+def _signs(obs: Observation, kind: str) -> dict[str, Any] | None:
+    shown = list((obs.get("signs") or {}).get(kind) or ())
+    return {"index": obs.get("index"), "signs": shown} if shown else None
 
 
 def escape(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     """Code reaching past the language for the host or the interpreter's insides."""
-    return _sign("escape")(obs, ctx)
+    return _signs(obs, "escape")
 
 
 def probe(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     """Code trying what the language leaves out, or its objects as something else."""
-    return _sign("probe")(obs, ctx)
+    return _signs(obs, "probe")
 
 
 def exhaustion(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     """Code built or run to exhaust a limit: size, depth, time, memory, requests."""
-    return _sign("exhaustion")(obs, ctx)
+    return _signs(obs, "exhaustion")
 
 
 Check = Callable[[Observation, _Context], dict[str, Any] | None]
@@ -339,6 +341,7 @@ PATTERNS: tuple[Pattern, ...] = tuple(
 )
 # Patterns about the code rather than a release: the only ones an observation of the code
 # (one with `signs`) is checked against, and checked only against such observations.
+# The kinds of sandbox.language.signs (detection imports nothing of the service).
 CODE_PATTERNS = frozenset({"escape", "probe", "exhaustion"})
 SCORES: dict[str, int] = {p.name: p.score for p in PATTERNS}
 
@@ -364,11 +367,11 @@ def detect(
                 continue
             if obs.get("refused") and pattern.check is not refused:
                 continue  # nothing was read: only the refusal itself says something
-            if ("signs" in obs) != (pattern.name in CODE_PATTERNS):
+            if about_code(obs) != (pattern.name in CODE_PATTERNS):
                 continue
             detail = pattern.check(obs, ctx)
             if detail is not None:
                 found.setdefault(pattern.name, []).append(detail)
-        if "signs" not in obs:
+        if not about_code(obs):
             earlier.append(seen(job_id, obs, now))
     return [Flag(p.name, p.score, {"releases": found[p.name]}) for p in PATTERNS if p.name in found]

@@ -26,6 +26,7 @@ from contracts.budget import ZERO, Epsilon
 from contracts.document import ContractDocument
 from contracts.scope import check_scope
 from sandbox.catalog.models import DatasetInfo
+from sandbox.common import clock
 from sandbox.disclosure import audit, control, dp
 from sandbox.disclosure.control import Policy
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
@@ -470,8 +471,7 @@ def reported_seconds(wall: float, limit: float, quantum: float = 0.0) -> str:
     if quantum <= 0:
         return str(seconds)
     step = Decimal(repr(quantum))
-    steps = max(1, math.ceil(seconds / step))
-    return str((steps * step).quantize(Decimal("0.001"), ROUND_UP))
+    return str((clock.whole_steps(seconds, step) * step).quantize(Decimal("0.001"), ROUND_UP))
 
 
 def run_job(spec: JobSpec, executor: Executor) -> JobResult:

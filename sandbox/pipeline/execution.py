@@ -4,9 +4,9 @@ then settlement. Jobs under differential privacy end on a whole step of time."""
 from __future__ import annotations
 
 import logging
-import math
 import time
 from concurrent.futures import Future
+from decimal import Decimal
 from typing import Protocol
 
 from sqlalchemy import update
@@ -192,4 +192,5 @@ def _hold_to_quantum(started: float, quantum: float) -> None:
     if quantum <= 0:
         return
     elapsed = time.monotonic() - started
-    time.sleep(max(1, math.ceil(elapsed / quantum)) * quantum - elapsed)
+    steps = clock.whole_steps(Decimal(repr(elapsed)), Decimal(repr(quantum)))
+    time.sleep(steps * quantum - elapsed)

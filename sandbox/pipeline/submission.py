@@ -489,7 +489,7 @@ def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> d
     try:
         job, created = reserve(ctx, actor, req)
     except (CompileError, ContractScopeError, DisclosureRefused) as exc:
-        metrics.JOBS.labels(str(JobStatus.REJECTED), str(getattr(exc, "code", ""))).inc()
+        metrics.JOBS.labels(str(JobStatus.REJECTED), JobError.of(exc).code).inc()
         raise RejectedJob(exc, _record_rejection(ctx, actor, req, exc)) from exc
     metrics.STAGE.labels("submit").observe(time.monotonic() - started)
     if created:

@@ -79,7 +79,7 @@ def record(
             created_at=now,
         )
         for i, o in enumerate(observed)
-        if "signs" not in o
+        if not detection.about_code(o)
     ]
     if kept:
         # A Core insert: the rows are never updated, so need no unit-of-work bookkeeping.
@@ -145,7 +145,11 @@ def _recent(
     by_constants, refused, load = _recent_queries()
     ids: set[int] = set()
     for shape in sorted(
-        {str(x.get("shape", "")) for x in observed if not x.get("private") and "signs" not in x}
+        {
+            str(x.get("shape", ""))
+            for x in observed
+            if not x.get("private") and not detection.about_code(x)
+        }
     ):
         ids.update(session.scalars(by_constants, {**window, "shape": shape}))
     if any(detection.hidden(x) or detection.differenced(x) for x in observed):

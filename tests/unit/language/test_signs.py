@@ -107,3 +107,10 @@ def test_slips_are_no_escape() -> None:
 )
 def test_runtime_signs(exc: BaseException, kind: str | None) -> None:
     assert runtime_sign(exc, LANGUAGE_TYPES) == kind
+
+
+def test_detection_has_a_pattern_for_each_kind_of_sign() -> None:
+    from sandbox.disclosure.detection import CODE_PATTERNS, SCORES
+    from sandbox.language.signs import SIGNS
+
+    assert CODE_PATTERNS == SIGNS and SIGNS <= set(SCORES)
