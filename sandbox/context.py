@@ -25,7 +25,7 @@ from operators.keys import (
 from sandbox.catalog.models import DatasetInfo
 from sandbox.errors import Conflict, NotFound, RayUnavailable
 from sandbox.settings import Settings
-from sandbox.store import schema
+from sandbox.store import liveness, schema
 from sandbox.store.db import make_engine, make_reader, make_sessionmaker
 
 
@@ -51,6 +51,19 @@ class Context:
     # SQLite has one writer at a time. Writers of this process queue here, in order, instead
     # of in SQLite's busy handler, which polls with sleeps of up to 100 ms.
     write_lock: threading.RLock = field(default_factory=threading.RLock)
+    # This process's lease (sandbox.store.liveness), taken when it first reserves a job.
+    lease: liveness.Lease | None = None
+    lease_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def runner_id(self) -> str:
+        """The lease id this process writes on the jobs it runs."""
+        with self.lease_lock:
+            if self.lease is None:
+                self.lease = liveness.hold(self.engine, self.settings.run_dir)
+            return self.lease.id
+
+    def runner_alive(self, runner: str) -> bool:
+        return liveness.alive(self.engine, self.settings.run_dir, runner)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -69,6 +82,10 @@ class Context:
 
     def close(self) -> None:
         self.jobs.shutdown(wait=True)
+        with self.lease_lock:
+            if self.lease is not None:
+                self.lease.release()
+                self.lease = None
         self.engine.dispose()
 
 

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
             "`SANDBOX_FLAG_WINDOW_DAYS` days reach this; 0 never suspends."
         ),
     )
+    recovery_interval_seconds: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "How often each API process looks for jobs left queued or running by a process "
+            "that died (several workers serve one database), and fails them uncharged."
+        ),
+    )
     timing_quantum_seconds: float = Field(
         1.0,
         ge=0,
@@ -183,6 +191,11 @@ class Settings(BaseSettings):
     @property
     def key_path(self) -> Path:
         return self.data_dir / "keys" / "bureau.pem"
+
+    @property
+    def run_dir(self) -> Path:
+        """Files of the processes serving the instance (their leases, shared metrics)."""
+        return self.data_dir / "run"
 
     @property
     def datasets_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,7 +22,7 @@ from sandbox.api.routes import (
 )
 from sandbox.context import Context, open_instance
 from sandbox.pipeline.execution import report_jail_filter, runner
-from sandbox.pipeline.settlement import recover_interrupted
+from sandbox.pipeline.settlement import keep_recovering, recover_interrupted
 from sandbox.records import agreements
 from sandbox.settings import Settings
 
@@ -37,7 +38,14 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         agreements.expire_due(ctx)
         runner(ctx)  # where jobs run, decided (and Ray started) before the first request
         app.state.ctx = ctx
+        stop = threading.Event()
+        sweeper = threading.Thread(
+            target=keep_recovering, args=(ctx, stop), name="recovery", daemon=True
+        )
+        sweeper.start()
         yield
+        stop.set()
+        sweeper.join()
         if context is None:
             ctx.close()
 

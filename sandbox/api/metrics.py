@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from operators.roles import Role
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute
-from sandbox.common.metrics import REGISTRY
+from sandbox.common.metrics import exposition
 from sandbox.context import Context
 from sandbox.ledger import log
 from sandbox.records.principals import require
@@ -64,7 +64,7 @@ def metrics(ctx: Ctx, actor: CurrentActor) -> Response:
     """Jobs by status and error code, seconds per stage, cells suppressed by rule, money and ε
     held by running jobs, the log's size. Bureau and regulators."""
     require(actor, Role.bureau, Role.regulator)
-    body = generate_latest(REGISTRY) + generate_latest(_levels(ctx))
+    body = exposition() + generate_latest(_levels(ctx))
     return Response(body, media_type=CONTENT_TYPE)
 
 

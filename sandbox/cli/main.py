@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    # Unwrapped: a message ends with the command to run, copied whole from the terminal.
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -82,6 +84,12 @@ def serve(
     data_dir: Path | None = DataDir,
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        envvar="SANDBOX_WORKERS",
+        help="API processes. More than one needs PostgreSQL and the ray executor.",
+    ),
 ) -> None:
     """Run the HTTP API (and a local Ray, unless SANDBOX_RAY_ADDRESS/RAY_ADDRESS is set)."""
     from sandbox.cli.startup import stoppable
@@ -94,10 +102,58 @@ def serve(
 
         # A missing instance, or one whose schema is behind: refused, with what to run.
         _check_schema(settings)
+        if workers > 1:
+            _check_workers(settings)
         if settings.executor == "ray":
             _start_ray(settings)
-        api = create_app(settings)
-    uvicorn.run(api, host=host, port=port, log_level="info")
+        api = create_app(settings) if workers == 1 else None
+        if api is None:
+            _share_with_workers(settings)
+    if api is not None:
+        uvicorn.run(api, host=host, port=port, log_level="info")
+        return
+    # Each worker makes its own app, from the environment set above.
+    uvicorn.run(
+        "sandbox.api.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+    )
+
+
+def _check_workers(settings: Settings) -> None:
+    from sqlalchemy.engine import make_url
+
+    if make_url(settings.resolved_database_url).get_backend_name() != "postgresql":
+        _fail(
+            "several workers need PostgreSQL: SQLite takes one writer at a time from one "
+            "process. Set SANDBOX_DATABASE_URL=postgresql+psycopg://… (see the README's "
+            "production section), or serve with --workers 1"
+        )
+    if settings.executor != "ray":
+        _fail(
+            "several workers need SANDBOX_EXECUTOR=ray: their jobs must share one release "
+            "gate, which lives in Ray. Unset SANDBOX_EXECUTOR, or serve with --workers 1"
+        )
+
+
+def _share_with_workers(settings: Settings) -> None:
+    """What every worker process must agree on, handed over in their environment: the
+    instance, the Ray this process started, and where their counts are summed."""
+    import shutil
+
+    from sandbox.common.metrics import MULTIPROCESS_DIR
+    from sandbox.context import ray_gcs_address
+
+    os.environ["SANDBOX_DATA_DIR"] = str(settings.data_dir.resolve())
+    if not settings.resolved_ray_address:
+        os.environ["SANDBOX_RAY_ADDRESS"] = ray_gcs_address()
+    counts = settings.run_dir / "metrics"
+    shutil.rmtree(counts, ignore_errors=True)  # counts start again with the service
+    counts.mkdir(parents=True)
+    os.environ[MULTIPROCESS_DIR] = str(counts)
 
 
 def _check_schema(settings: Settings) -> None:

@@ -7,7 +7,14 @@ scraped, by a collector the API registers (sandbox.api.metrics).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Set (by `sandbox serve --workers N`) before any worker imports prometheus-client: each
+# worker then keeps its counts in files there, and a scrape of any worker sums them all.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -32,3 +39,13 @@ SUPPRESSED = Counter(
     ["rule"],
     registry=REGISTRY,
 )
+
+
+def exposition() -> bytes:
+    """The counts of this process, or of every worker of the service when there are several."""
+    shared = os.environ.get(MULTIPROCESS_DIR)
+    if not shared:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)

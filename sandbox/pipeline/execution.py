@@ -7,9 +7,9 @@ import logging
 import time
 from concurrent.futures import Future
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 
 from sandbox.common import clock, metrics
 from sandbox.context import Context, ensure_ray
@@ -146,10 +146,16 @@ def execute(ctx: Context, spec: JobSpec) -> JobResult:
     return runner(ctx)(spec)
 
 
-def mark_running(ctx: Context, job_id: str) -> None:
+def mark_running(ctx: Context, job_id: str) -> bool:
+    """Start a queued job; False when it is not queued any more (settled meanwhile by a
+    process that took this one for dead)."""
     with ctx.transaction() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.RUNNING))
+        queued = (Job.id == job_id, Job.status == JobStatus.QUEUED)
+        started = s.execute(update(Job).where(*queued).values(status=JobStatus.RUNNING))
+        if cast(CursorResult[Any], started).rowcount != 1:
+            return False
         log.append(s, "job.started", None, job_id, {})
+        return True
 
 
 def run_and_settle(ctx: Context, job: Job) -> None:
@@ -160,7 +166,8 @@ def run_and_settle(ctx: Context, job: Job) -> None:
         waited = (clock.stored_now() - job.created_at).total_seconds()
         metrics.STAGE.labels("queue").observe(max(0.0, waited))
     try:
-        mark_running(ctx, job_id)
+        if not mark_running(ctx, job_id):
+            return
         spec = _spec(ctx, job)
         result = execute(ctx, spec)
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing

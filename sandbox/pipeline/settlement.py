@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from typing import Any
 
 from sqlalchemy import select
@@ -40,12 +41,18 @@ def settle_job(
     result: JobResult,
     spec: JobSpec | None = None,
     reserved: Job | None = None,
-) -> None:
+) -> bool:
     """Charge, release the reservation, store the outputs. `spec`, when the job got as far as
     one, already holds the terms and datasets it ran under; `reserved` is the row as
     reserve() wrote it (nothing but its status changes until settlement), so it need not be
-    read again."""
+    read again.
+
+    A job is settled once: if another process settled it first (it took this one for dead),
+    nothing changes and False is returned."""
     with ctx.money_lock, ctx.transaction() as s:
+        if s.scalar(select(Job.status).where(Job.id == job_id)) not in _UNSETTLED:
+            logger.info("job %s was settled already; kept as it was", job_id)
+            return False
         job = s.merge(reserved, load=False) if reserved is not None else s.get(Job, job_id)
         assert job is not None
         contract = (
@@ -124,6 +131,10 @@ def settle_job(
         # The regulator's second line: attack patterns, flags, suspension past their score.
         detect(ctx, s, job, result.observations)
     _count(result)
+    return True
+
+
+_UNSETTLED = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 
 
 def _count(result: JobResult) -> None:
@@ -164,26 +175,54 @@ def _settlement_volume(session: Session, job: Job) -> dict[str, int]:
 
 
 def recover_interrupted(ctx: Context) -> int:
-    """Jobs left queued or running by a stopped service fail, with their reservation released."""
+    """Jobs left queued or running by a process that is gone fail, uncharged, with their
+    reservation released. Jobs of processes still serving (this one, other API workers) are
+    theirs to finish."""
     with ctx.reading() as s:
-        ids = list(
-            s.scalars(select(Job.id).where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))))
+        left = list(
+            s.execute(
+                select(Job.id, Job.runner).where(
+                    Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))
+                )
+            )
         )
-    for job_id in ids:
-        settle_job(
-            ctx,
-            job_id,
-            JobResult(
-                JobStatus.FAILED,
-                {},
-                {},
-                {"releases": []},
-                JobError(
-                    "interrupted",
-                    "the service stopped while this job was waiting or running; "
-                    "nothing was charged. Submit it again",
-                    fault=Fault.SERVICE,
-                ),
-            ),
-        )
-    return len(ids)
+    own = ctx.lease.id if ctx.lease is not None else None
+    verdicts: dict[str | None, bool] = {}
+    recovered = 0
+    for job_id, runner in left:
+        if runner == own:
+            continue
+        if runner not in verdicts:
+            verdicts[runner] = runner is not None and ctx.runner_alive(runner)
+        if verdicts[runner]:
+            continue
+        if settle_job(ctx, job_id, _INTERRUPTED):
+            recovered += 1
+    if recovered:
+        logger.warning("failed %d job(s) left unfinished by a stopped process", recovered)
+    return recovered
+
+
+def keep_recovering(ctx: Context, stop: threading.Event) -> None:
+    """Recover, every `recovery_interval_seconds` until `stop`, the jobs of processes that
+    died while this one serves: an API worker killed and restarted by its supervisor leaves
+    its jobs to the others."""
+    while not stop.wait(ctx.settings.recovery_interval_seconds):
+        try:
+            recover_interrupted(ctx)
+        except Exception:  # noqa: BLE001 - the next round tries again
+            logger.exception("recovering interrupted jobs failed")
+
+
+_INTERRUPTED = JobResult(
+    JobStatus.FAILED,
+    {},
+    {},
+    {"releases": []},
+    JobError(
+        "interrupted",
+        "the service stopped while this job was waiting or running; "
+        "nothing was charged. Submit it again",
+        fault=Fault.SERVICE,
+    ),
+)

@@ -348,6 +348,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         if existing is not None:
             return existing, False
         early = _prepare_reading(ctx, s, actor, req)
+    runner = ctx.runner_id()
     with ctx.money_lock, ctx.transaction() as s:
         existing = _existing(s, actor, req)
         if existing is not None:
@@ -377,6 +378,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
             signed_at=req.signed_at if req.signature else None,
             contract_version=p.contract_version,
             status=JobStatus.QUEUED,
+            runner=runner,
             schedule_id=p.schedule_id,
             quote=p.quote.to_json(),
             quote_fen=quote_fen,

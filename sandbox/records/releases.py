@@ -122,6 +122,16 @@ def gate_handle(settings: Any, load_local: Callable[[str], Iterable[tuple[str, b
     # On this node: an SQLite database is a file only this machine can open.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0, max_restarts=-1)(GateActor)
-    return actor.options(name=name, get_if_exists=True, scheduling_strategy=here).remote(
-        functools.partial(load_from, url)
-    )
+    # One gate for every API process of the instance, whichever process made it: named in a
+    # namespace of its own (each attaching process is otherwise in an anonymous one), and
+    # detached, so that it outlives the process that made it should that one die.
+    return actor.options(
+        name=name,
+        namespace=GATE_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        scheduling_strategy=here,
+    ).remote(functools.partial(load_from, url))
+
+
+GATE_NAMESPACE = "sandbox-gates"

@@ -166,6 +166,8 @@ class Job(Base):
         UniqueConstraint("operator_id", "idempotency_key"),
         Index("ix_jobs_contract_created", "contract_id", "created_at"),
         Index("ix_jobs_operator_finished", "operator_id", "finished_at"),
+        # Finding the jobs still queued or running (recovery) reads only those.
+        Index("ix_jobs_status", "status"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
@@ -188,6 +190,8 @@ class Job(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
     finished_at: Mapped[dt.datetime | None]
+    # The lease of the process that runs it (sandbox.store.liveness) while queued or running.
+    runner: Mapped[str | None] = mapped_column(String(32))
 
 
 class JobOutput(Base):

@@ -181,6 +181,11 @@ def test_reserved_epsilon_shows_while_a_job_waits_and_comes_back_on_recovery(
     job = w.run(cid, BY_DISTRICT).json()
     assert job["status"] == "queued"
     assert budget(w, cid)["reserved"] == "0.2" and budget(w, cid)["remaining"] == "0.3"
+    assert settlement.recover_interrupted(w.ctx) == 0  # its process is alive: its job
+    # The process that reserved it dies, and its lease with it.
+    assert w.ctx.lease is not None
+    w.ctx.lease.release()
+    w.ctx.lease = None
     assert settlement.recover_interrupted(w.ctx) == 1
     assert budget(w, cid) == {
         "total": "0.5",

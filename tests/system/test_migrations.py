@@ -88,7 +88,10 @@ def test_an_instance_whose_schema_is_behind_is_refused_with_the_command(tmp_path
     sandbox = [sys.executable, "-m", "sandbox.cli.main"]
     subprocess.run([*sandbox, "init"], env=env, check=True, capture_output=True)
     settings = Settings(data_dir=home)
+    # As an instance made before migrations existed: the first revision's tables, no version.
+    (home / "sandbox.db").unlink()
     engine = make_engine(settings.resolved_database_url)
+    schema.upgrade(engine, schema.FIRST)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE alembic_version"))
     engine.dispose()
