@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,8 +68,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, limit: flo
     )
 
 
-@contextlib.contextmanager
-def run_server(root: Path, executor: str | None) -> Iterator[Server]:
+def server_env(executor: str | None, **extra: str) -> dict[str, str]:
     env = {
         **os.environ,
         "SANDBOX_JOB_WALL_SECONDS": "20",
@@ -76,10 +76,15 @@ def run_server(root: Path, executor: str | None) -> Iterator[Server]:
         "SANDBOX_RAY_NUM_CPUS": "2",
         "RAY_AUTH_MODE": "disabled",
     }
-    env.pop("SANDBOX_EXECUTOR", None)
+    for name in ("SANDBOX_EXECUTOR", "SANDBOX_DATABASE_URL", "SANDBOX_RAY_ADDRESS", "RAY_ADDRESS"):
+        env.pop(name, None)
     if executor is not None:
         env["SANDBOX_EXECUTOR"] = executor
-    data_dir = root / "instance"
+    return {**env, **extra}
+
+
+def init_instance(data_dir: Path, env: dict[str, str]) -> str:
+    """`sandbox init`; the bureau's token."""
     init = subprocess.run(
         _sandbox("init", "--data-dir", str(data_dir), "--json"),
         env=env,
@@ -90,26 +95,50 @@ def run_server(root: Path, executor: str | None) -> Iterator[Server]:
     assert init.returncode == 0, init.stderr
     created = json.loads(init.stdout)
     assert Path(created["data_dir"]) == data_dir.resolve()
+    return str(created["token"])
+
+
+@dataclass(frozen=True)
+class Serving:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, env: dict[str, str], log: Path, workers: int = 1) -> Iterator[Serving]:
+    """`sandbox serve` on a free port, in a process group of its own (so that a test can kill
+    the whole service at once), stopped at the end if still running."""
     port = _free_port()
-    log = root / "serve.log"
-    with log.open("wb") as out:
+    args = ["serve", "--data-dir", str(data_dir), "--port", str(port), "--workers", str(workers)]
+    with log.open("ab") as out:
         proc = subprocess.Popen(
-            _sandbox("serve", "--data-dir", str(data_dir), "--port", str(port)),
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            _sandbox(*args), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_healthy(url, proc, log, STARTUP_SECONDS)
-            yield Server(url, created["token"], data_dir)
+            yield Serving(url, proc, log)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def run_server(
+    root: Path, executor: str | None, workers: int = 1, database_url: str | None = None
+) -> Iterator[Server]:
+    extra = {"SANDBOX_DATABASE_URL": database_url} if database_url else {}
+    env = server_env(executor, **extra)
+    data_dir = root / "instance"
+    token = init_instance(data_dir, env)
+    with serving(data_dir, env, root / "serve.log", workers) as served:
+        yield Server(served.url, token, data_dir)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Money under concurrency, against a real `sandbox serve`: reservations against a spend cap
-are atomic, idempotency keys never charge twice, and nothing is lost."""
+are atomic, idempotency keys never charge twice, and nothing is lost; as one process on
+SQLite, and as four worker processes on PostgreSQL, where the in-process locks cannot help."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from databases import fresh_database
 from live import Cast, active_contract, cast_of, run_server
 
 from contracts.quota import BEIJING
@@ -25,10 +27,19 @@ FLAT_FEE = {
 JOB = 'emit("n", table("population").agg(n=count()).collect())'
 
 
-@pytest.fixture(scope="module")
-def cast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cast]:
+@pytest.fixture(scope="module", params=["one worker on sqlite", "four workers on postgresql"])
+def cast(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cast]:
     root = tmp_path_factory.mktemp("concurrency")
-    with run_server(root, executor="local") as server, cast_of(server, root) as cast:
+    several = request.param.startswith("four")
+    with (
+        fresh_database("postgresql" if several else "sqlite") as url,
+        run_server(
+            root, "ray" if several else "local", workers=4 if several else 1, database_url=url
+        ) as server,
+        cast_of(server, root) as cast,
+    ):
         cast.bureau.publish_prices(FLAT_FEE)
         yield cast
 
