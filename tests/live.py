@@ -141,6 +141,23 @@ def run_server(
         yield Server(served.url, token, data_dir)
 
 
+def ledger_cli(*args: str, cwd: Path, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("sandbox")
+    # Nothing about the instance leaks in through the environment: only what is passed.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    env.update({"PYTHONIOENCODING": "utf-8", "COLUMNS": "200"})
+    if token is not None:
+        env["SANDBOX_TOKEN"] = token
+    return subprocess.run(
+        [str(script) if script.exists() else "sandbox", "ledger", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @dataclass(frozen=True)
 class Cast:
     """One client per principal of a live instance with the population dataset and fees."""

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ import rfc8785
 from conftest import World
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from live import run_server
+from live import ledger_cli, run_server
 
 from operators.client import SandboxClient
 from operators.keys import private_key_from_pem, private_key_to_pem, public_key_b64
@@ -36,23 +33,6 @@ def raw(key: Ed25519PrivateKey) -> bytes:
 
 
 # --- the CLI against a live service ------------------------------------------------------------
-
-
-def ledger_cli(*args: str, cwd: Path, token: str | None = None) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).with_name("sandbox")
-    # Nothing about the instance leaks in through the environment: only what is passed.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
-    env.update({"PYTHONIOENCODING": "utf-8", "COLUMNS": "200"})
-    if token is not None:
-        env["SANDBOX_TOKEN"] = token
-    return subprocess.run(
-        [str(script) if script.exists() else "sandbox", "ledger", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def tamper(db: Path, index: int) -> None:
