@@ -67,8 +67,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, limit: flo
     )
 
 
-@contextlib.contextmanager
-def run_server(root: Path, executor: str | None) -> Iterator[Server]:
+def _environment(executor: str | None, database_url: str | None) -> dict[str, str]:
     env = {
         **os.environ,
         "SANDBOX_JOB_WALL_SECONDS": "20",
@@ -77,8 +76,21 @@ def run_server(root: Path, executor: str | None) -> Iterator[Server]:
         "RAY_AUTH_MODE": "disabled",
     }
     env.pop("SANDBOX_EXECUTOR", None)
+    env.pop("SANDBOX_DATABASE_URL", None)
     if executor is not None:
         env["SANDBOX_EXECUTOR"] = executor
+    if database_url is not None:
+        env["SANDBOX_DATABASE_URL"] = database_url
+    return env
+
+
+@contextlib.contextmanager
+def run_server(
+    root: Path, executor: str | None, database_url: str | None = None
+) -> Iterator[Server]:
+    """`sandbox init` a new instance in `root`/instance (its database at `database_url`, if
+    given) and serve it."""
+    env = _environment(executor, database_url)
     data_dir = root / "instance"
     init = subprocess.run(
         _sandbox("init", "--data-dir", str(data_dir), "--json"),
@@ -90,8 +102,18 @@ def run_server(root: Path, executor: str | None) -> Iterator[Server]:
     assert init.returncode == 0, init.stderr
     created = json.loads(init.stdout)
     assert Path(created["data_dir"]) == data_dir.resolve()
+    with serve_instance(data_dir, created["token"], executor, database_url) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_instance(
+    data_dir: Path, bureau_token: str, executor: str | None, database_url: str | None = None
+) -> Iterator[Server]:
+    """`sandbox serve` the existing instance in `data_dir` on a free port."""
+    env = _environment(executor, database_url)
     port = _free_port()
-    log = root / "serve.log"
+    log = data_dir.parent / f"serve-{data_dir.name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             _sandbox("serve", "--data-dir", str(data_dir), "--port", str(port)),
@@ -102,7 +124,7 @@ def run_server(root: Path, executor: str | None) -> Iterator[Server]:
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_healthy(url, proc, log, STARTUP_SECONDS)
-            yield Server(url, created["token"], data_dir)
+            yield Server(url, bureau_token, data_dir)
         finally:
             proc.terminate()
             try:

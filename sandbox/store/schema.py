@@ -23,7 +23,10 @@ def _config(engine: Engine | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", "sandbox.store:migrations")
     if engine is not None:
-        config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+        # The option is read through configparser's interpolation: a data directory with a
+        # Chinese name puts %-escapes in the URL.
+        url = engine.url.render_as_string(hide_password=False)
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
