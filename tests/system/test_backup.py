@@ -383,3 +383,10 @@ def test_a_restored_instance_backs_up_to_the_same_rows_byte_for_byte(
     assert second["tables"] == first["tables"] and first["tables"]["jobs"] == 1
     assert second["files"] == first["files"]
     assert "各区人口" in (again / "tables" / "job_outputs.jsonl").read_text(encoding="utf-8")
+
+
+def test_a_backup_of_no_instance_says_how_to_create_one(tmp_path: Path) -> None:
+    done = _cli("backup", str(tmp_path / "out"), "--data-dir", str(tmp_path / "nowhere"))
+    assert done.returncode == 1
+    assert f"sandbox init --data-dir {tmp_path / 'nowhere'}" in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
