@@ -141,6 +141,17 @@ def run_server(
         yield Server(served.url, token, data_dir)
 
 
+@contextlib.contextmanager
+def serve_instance(
+    data_dir: Path, bureau_token: str, executor: str | None, database_url: str | None = None
+) -> Iterator[Server]:
+    """`sandbox serve` the existing instance in `data_dir` on a free port."""
+    extra = {"SANDBOX_DATABASE_URL": database_url} if database_url else {}
+    log = data_dir.parent / f"serve-{data_dir.name}.log"
+    with serving(data_dir, server_env(executor, **extra), log) as served:
+        yield Server(served.url, bureau_token, data_dir)
+
+
 def ledger_cli(*args: str, cwd: Path, token: str | None = None) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("sandbox")
     # Nothing about the instance leaks in through the environment: only what is passed.

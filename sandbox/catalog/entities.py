@@ -17,6 +17,7 @@ file lock while it assigns numbers. Nothing here leaves the trusted side of the 
 from __future__ import annotations
 
 import fcntl
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,17 @@ class Registry:
             with open(tmp, "wb") as f:
                 np.save(f, value)
             tmp.replace(self._dir / name)
+
+    def copy_to(self, target: Path) -> list[str]:
+        """Copy the registry's files into `target` (a backup) as one consistent state, taken
+        while no ingest assigns numbers; the names of the files copied."""
+        with self._locked():
+            names = [n for n in (_KEYS, _NUMBERS, _NEXT) if (self._dir / n).exists()]
+            if names:
+                target.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                shutil.copyfile(self._dir / name, target / name)
+        return names
 
     def number(self, values: pa.ChunkedArray | pa.Array | None, rows: int) -> pa.Array:
         """The entity number of each row, given the rows' identifier values (None: the

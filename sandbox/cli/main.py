@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sandbox.cli.backup import backup, restore
 from sandbox.cli.contracts import contracts_app
 from sandbox.cli.db import db_app
 from sandbox.cli.jobs import jobs_app, keys_app
@@ -37,6 +38,8 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
+app.command()(backup)
+app.command()(restore)
 
 console = Console()
 err = Console(stderr=True)

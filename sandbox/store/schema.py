@@ -23,12 +23,21 @@ def _config(engine: Engine | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", "sandbox.store:migrations")
     if engine is not None:
-        config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+        # The option is read through configparser's interpolation: a data directory with a
+        # Chinese name puts %-escapes in the URL.
+        url = engine.url.render_as_string(hide_password=False)
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
 def head() -> str:
     return str(ScriptDirectory.from_config(_config()).get_current_head())
+
+
+def known(revision: str) -> bool:
+    """Whether `revision` is one of this version's migrations."""
+    script = ScriptDirectory.from_config(_config())
+    return any(r.revision == revision for r in script.walk_revisions())
 
 
 def current(engine: Engine) -> str | None:
