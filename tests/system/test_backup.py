@@ -126,7 +126,7 @@ def test_a_backup_taken_while_jobs_run_restores_into_a_working_instance(
         dest = tmp_path / "backups" / "备份-1"
         saved = tmp_path / "checkpoint.txt"
         with (
-            run_server(live, "local", source_url) as server,
+            run_server(live, "local", database_url=source_url) as server,
             cast_of(server, tmp_path) as cast,
         ):
             cid = active_contract(cast, spend_cap="500.00")
