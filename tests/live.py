@@ -11,7 +11,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,13 +68,17 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, limit: flo
 
 
 @contextlib.contextmanager
-def run_server(root: Path, executor: str | None) -> Iterator[Server]:
+def run_server(
+    root: Path, executor: str | None, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """`extra_env`: settings of this server on top of the suite's (its log format, say)."""
     env = {
         **os.environ,
         "SANDBOX_JOB_WALL_SECONDS": "20",
         "SANDBOX_PARTITION_ROWS": "2000",
         "SANDBOX_RAY_NUM_CPUS": "2",
         "RAY_AUTH_MODE": "disabled",
+        **(extra_env or {}),
     }
     env.pop("SANDBOX_EXECUTOR", None)
     if executor is not None:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sandbox.api import errors, metrics
+from sandbox.api.request_ids import RequestIds
 from sandbox.api.routes import (
     contracts,
     datasets,
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         "aggregates under signed contracts and published prices.",
     )
     errors.install(app)
+    app.add_middleware(RequestIds)
     for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags):
         app.include_router(module.router, prefix="/v1")
     app.include_router(metrics.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def serve(
     from sandbox.cli.startup import stoppable
 
     settings = settings_for(data_dir)
+    _configure_logs(settings)
     with stoppable():
         import uvicorn
 
@@ -97,7 +99,14 @@ def serve(
         if settings.executor == "ray":
             _start_ray(settings)
         api = create_app(settings)
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    # Neither a log_config nor a level: uvicorn's loggers stay as `logs.configure` set them.
+    uvicorn.run(api, host=host, port=port, log_config=None)
+
+
+def _configure_logs(settings: Settings) -> None:
+    from sandbox.common import logs
+
+    logs.configure(settings.log_format, settings.log_level)
 
 
 def _check_schema(settings: Settings) -> None:
@@ -124,7 +133,7 @@ def _start_ray(settings: Settings) -> None:
         if settings.resolved_ray_address
         else "started a private local Ray at"
     )
-    err.print(f"Ray: {how} {ray_gcs_address()}")
+    logging.getLogger("sandbox.cli").info("Ray: %s %s", how, ray_gcs_address())
 
 
 @app.command()

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pricing import Charge, settle
-from sandbox.common import clock, metrics
+from sandbox.common import clock, logs, metrics
 from sandbox.context import Context
 from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.ledger import log
@@ -123,7 +123,19 @@ def settle_job(
             )
         # The regulator's second line: attack patterns, flags, suspension past their score.
         detect(ctx, s, job, result.observations)
+        quote_fen, charge_fen, contract_id = job.quote_fen, job.charge_fen, job.contract_id
     _count(result)
+    with logs.bound(job_id=job_id, contract_id=contract_id):
+        logger.info(
+            "job settled",
+            extra=logs.fields(
+                status=str(result.status),
+                code=result.error.code if result.error is not None else None,
+                quote_fen=quote_fen,
+                charge_fen=charge_fen,
+                rows_scanned=result.usage.get("rows_scanned"),
+            ),
+        )
 
 
 def _count(result: JobResult) -> None:
@@ -170,20 +182,27 @@ def recover_interrupted(ctx: Context) -> int:
             s.scalars(select(Job.id).where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))))
         )
     for job_id in ids:
-        settle_job(
-            ctx,
-            job_id,
-            JobResult(
-                JobStatus.FAILED,
-                {},
-                {},
-                {"releases": []},
-                JobError(
-                    "interrupted",
-                    "the service stopped while this job was waiting or running; "
-                    "nothing was charged. Submit it again",
-                    fault=Fault.SERVICE,
-                ),
-            ),
-        )
+        with logs.bound(job_id=job_id):
+            _fail_interrupted(ctx, job_id)
+    if ids:
+        logger.info("interrupted jobs failed at start-up", extra=logs.fields(jobs=len(ids)))
     return len(ids)
+
+
+def _fail_interrupted(ctx: Context, job_id: str) -> None:
+    settle_job(
+        ctx,
+        job_id,
+        JobResult(
+            JobStatus.FAILED,
+            {},
+            {},
+            {"releases": []},
+            JobError(
+                "interrupted",
+                "the service stopped while this job was waiting or running; "
+                "nothing was charged. Submit it again",
+                fault=Fault.SERVICE,
+            ),
+        ),
+    )
