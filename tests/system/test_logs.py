@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -192,13 +193,14 @@ def _submit(cast: Cast, cid: str, code: str, rid: str) -> httpx.Response:
     )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+# `local`: the engine and each job's driver run in the serving process, so anything they let
+# slip would be in its log. `ray`, the default: what Ray adds to the serving process's output.
+@pytest.fixture(scope="module", params=["local", "ray"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     root = tmp_path_factory.mktemp("logs")
-    # The local executor: the engine and each job's driver run in the serving process, so
-    # anything they let slip would be in its log. Debug: the most the log ever says.
+    # Debug: the most the log ever says.
     env = {"SANDBOX_LOG_FORMAT": "json", "SANDBOX_LOG_LEVEL": "debug"}
-    with run_server(root, "local", env) as server, cast_of(server, root) as cast:
+    with run_server(root, request.param, env) as server, cast_of(server, root) as cast:
         cid = active_contract(cast)
         jobs = {}
         for name, code in (("released", BY_DISTRICT), ("refused", REFUSED), ("failed", FAILING)):
@@ -301,3 +303,14 @@ def test_no_data_value_token_key_code_or_parameter_reaches_the_log(run: Run) -> 
     # Not in any escaped form either.
     assert json.dumps(CODE_SENTINEL)[1:-1] not in run.text
     assert "Authorization" not in run.text and "Bearer" not in run.text
+
+
+def test_text_format_is_for_a_person_at_a_terminal(tmp_path: Path) -> None:
+    with run_server(tmp_path, "local", {"SANDBOX_LOG_FORMAT": "text"}) as server:
+        answered = httpx.get(f"{server.url}/v1/health/live", headers={"X-Request-ID": "t-1"})
+        assert answered.headers["X-Request-ID"] == "t-1"
+        text = (tmp_path / "serve.log").read_text(encoding="utf-8")
+    assert "INFO    uvicorn.error: Application startup complete." in text
+    (access,) = (line for line in text.splitlines() if "request_id=t-1" in line)
+    assert "uvicorn.access" in access and "path=/v1/health/live status=200" in access
+    assert not any(line.startswith("{") for line in text.splitlines())
