@@ -12,6 +12,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SANDBOX_", frozen=True)
@@ -164,6 +167,35 @@ class Settings(BaseSettings):
             "suspension."
         ),
     )
+
+    log_format: str = Field(
+        "json",
+        description=(
+            "How the service writes its log (stderr): `json`, one JSON object per line for a "
+            "log collector, or `text` for a person at a terminal."
+        ),
+    )
+    log_level: str = Field(
+        "info",
+        description="Least severe log lines written: `debug`, `info`, `warning` or `error`.",
+    )
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.strip().lower() not in LOG_FORMATS:
+            raise ValueError(
+                f"SANDBOX_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)} "
+                "(json for a log collector, text for a terminal)"
+            )
+        return value.strip().lower()
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.strip().lower() not in LOG_LEVELS:
+            raise ValueError(f"SANDBOX_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        return value.strip().lower()
 
     @field_validator("data_dir")
     @classmethod

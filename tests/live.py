@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,9 +131,17 @@ def serving(data_dir: Path, env: dict[str, str], log: Path, workers: int = 1) ->
 
 @contextlib.contextmanager
 def run_server(
-    root: Path, executor: str | None, workers: int = 1, database_url: str | None = None
+    root: Path,
+    executor: str | None,
+    extra_env: Mapping[str, str] | None = None,
+    workers: int = 1,
+    database_url: str | None = None,
 ) -> Iterator[Server]:
-    extra = {"SANDBOX_DATABASE_URL": database_url} if database_url else {}
+    """A new instance in `root`/instance, served. `extra_env`: settings of this server on top
+    of the suite's (its log format, say)."""
+    extra = {**(extra_env or {})}
+    if database_url:
+        extra["SANDBOX_DATABASE_URL"] = database_url
     env = server_env(executor, **extra)
     data_dir = root / "instance"
     token = init_instance(data_dir, env)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sandbox.api import errors, metrics
+from sandbox.api.request_ids import RequestIds
 from sandbox.api.routes import (
     contracts,
     datasets,
@@ -57,7 +58,18 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         "aggregates under signed contracts and published prices.",
     )
     errors.install(app)
+    app.add_middleware(RequestIds)
     for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags):
         app.include_router(module.router, prefix="/v1")
     app.include_router(metrics.router)
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one of several worker processes (`sandbox serve --workers N`): settings and
+    logging from the environment its parent set."""
+    from sandbox.common import logs
+
+    settings = Settings()
+    logs.configure(settings.log_format, settings.log_level)
+    return create_app(settings)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sandbox.api.request_ids import PRINCIPAL_KEY
 from sandbox.context import Context
 from sandbox.records.principals import Actor, authenticate
 
@@ -20,16 +21,30 @@ def get_context(request: Request) -> Context:
 def get_actor(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Actor:
-    return authenticate(get_context(request), credentials.credentials if credentials else None)
+    return _known(
+        request,
+        authenticate(get_context(request), credentials.credentials if credentials else None),
+    )
 
 
 def get_self(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Actor:
     """The caller even when suspended, so that it can still learn who it is and why."""
-    return authenticate(
-        get_context(request), credentials.credentials if credentials else None, allow_suspended=True
+    return _known(
+        request,
+        authenticate(
+            get_context(request),
+            credentials.credentials if credentials else None,
+            allow_suspended=True,
+        ),
     )
+
+
+def _known(request: Request, actor: Actor) -> Actor:
+    """The caller's id, for the request's access line (`request_ids`)."""
+    setattr(request.state, PRINCIPAL_KEY, actor.id)
+    return actor
 
 
 Ctx = Annotated[Context, Depends(get_context)]

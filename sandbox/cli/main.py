@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -98,6 +99,7 @@ def serve(
     from sandbox.cli.startup import stoppable
 
     settings = settings_for(data_dir)
+    _configure_logs(settings)
     with stoppable():
         import uvicorn
 
@@ -112,18 +114,25 @@ def serve(
         api = create_app(settings) if workers == 1 else None
         if api is None:
             _share_with_workers(settings)
+    # Neither a log_config nor a level: uvicorn's loggers stay as `logs.configure` set them.
     if api is not None:
-        uvicorn.run(api, host=host, port=port, log_level="info")
+        uvicorn.run(api, host=host, port=port, log_config=None)
         return
-    # Each worker makes its own app, from the environment set above.
+    # Each worker makes its own app (and its logging), from the environment set above.
     uvicorn.run(
-        "sandbox.api.app:create_app",
+        "sandbox.api.app:worker_app",
         factory=True,
         workers=workers,
         host=host,
         port=port,
-        log_level="info",
+        log_config=None,
     )
+
+
+def _configure_logs(settings: Settings) -> None:
+    from sandbox.common import logs
+
+    logs.configure(settings.log_format, settings.log_level)
 
 
 def _check_workers(settings: Settings) -> None:
@@ -183,7 +192,7 @@ def _start_ray(settings: Settings) -> None:
         if settings.resolved_ray_address
         else "started a private local Ray at"
     )
-    err.print(f"Ray: {how} {ray_gcs_address()}")
+    logging.getLogger("sandbox.cli").info("Ray: %s %s", how, ray_gcs_address())
 
 
 @app.command()

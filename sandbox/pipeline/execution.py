@@ -3,6 +3,7 @@ then settlement. Jobs under differential privacy end on a whole step of time."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from concurrent.futures import Future
@@ -11,7 +12,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import CursorResult, update
 
-from sandbox.common import clock, metrics
+from sandbox.common import clock, logs, metrics
 from sandbox.context import Context, ensure_ray
 from sandbox.disclosure.dominance import parse_rules
 from sandbox.engine.executor import LocalExecutor
@@ -66,7 +67,8 @@ def dispatch(ctx: Context, job: Job) -> Future[None]:
     """Run a job just reserved; `job` is the row as reserve() wrote it (it holds what the run
     needs, so the run does not read it back)."""
     job_id = job.id
-    future = ctx.jobs.submit(run_and_settle, ctx, job)
+    # A pool's thread does not take the submitter's context: the request's ids go with it.
+    future = ctx.jobs.submit(contextvars.copy_context().run, run_and_settle, ctx, job)
     ctx.running[job_id] = future
     future.add_done_callback(lambda _: ctx.running.pop(job_id, None))
     return future
@@ -159,19 +161,26 @@ def mark_running(ctx: Context, job_id: str) -> bool:
 
 
 def run_and_settle(ctx: Context, job: Job) -> None:
+    with logs.bound(job_id=job.id, contract_id=job.contract_id, principal_id=job.operator_id):
+        _run_and_settle(ctx, job)
+
+
+def _run_and_settle(ctx: Context, job: Job) -> None:
     job_id = job.id
     spec = None
     started = time.monotonic()
+    waited = 0.0
     if job.created_at is not None:
-        waited = (clock.stored_now() - job.created_at).total_seconds()
-        metrics.STAGE.labels("queue").observe(max(0.0, waited))
+        waited = max(0.0, (clock.stored_now() - job.created_at).total_seconds())
+        metrics.STAGE.labels("queue").observe(waited)
     try:
         if not mark_running(ctx, job_id):
             return
         spec = _spec(ctx, job)
         result = execute(ctx, spec)
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
-        logger.exception("job %s failed in the service", job_id)
+        # Types and frames only (`logs`): the error's text may quote a value.
+        logger.exception("job failed in the service")
         result = JobResult(
             JobStatus.FAILED,
             {},
@@ -184,12 +193,24 @@ def run_and_settle(ctx: Context, job: Job) -> None:
                 fault=Fault.SERVICE,
             ),
         )
-    metrics.STAGE.labels("run").observe(time.monotonic() - started)
+    ran = time.monotonic() - started
+    metrics.STAGE.labels("run").observe(ran)
     if spec is not None and spec.epsilon:
         _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
     settling = time.monotonic()
     settle_job(ctx, job_id, result, spec, job)
-    metrics.STAGE.labels("settle").observe(time.monotonic() - settling)
+    settled = time.monotonic() - settling
+    metrics.STAGE.labels("settle").observe(settled)
+    logger.info(
+        "job finished",
+        extra=logs.fields(
+            status=str(result.status),
+            code=result.error.code if result.error is not None else None,
+            queue_seconds=round(waited, 3),
+            run_seconds=round(ran, 3),
+            settle_seconds=round(settled, 3),
+        ),
+    )
 
 
 def _hold_to_quantum(started: float, quantum: float) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pricing import Charge, settle
-from sandbox.common import clock, metrics
+from sandbox.common import clock, logs, metrics
 from sandbox.context import Context
 from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.ledger import log
@@ -130,7 +130,19 @@ def settle_job(
             )
         # The regulator's second line: attack patterns, flags, suspension past their score.
         detect(ctx, s, job, result.observations)
+        quote_fen, charge_fen, contract_id = job.quote_fen, job.charge_fen, job.contract_id
     _count(result)
+    with logs.bound(job_id=job_id, contract_id=contract_id):
+        logger.info(
+            "job settled",
+            extra=logs.fields(
+                status=str(result.status),
+                code=result.error.code if result.error is not None else None,
+                quote_fen=quote_fen,
+                charge_fen=charge_fen,
+                rows_scanned=result.usage.get("rows_scanned"),
+            ),
+        )
     return True
 
 
@@ -196,10 +208,13 @@ def recover_interrupted(ctx: Context) -> int:
             verdicts[runner] = runner is not None and ctx.runner_alive(runner)
         if verdicts[runner]:
             continue
-        if settle_job(ctx, job_id, _INTERRUPTED):
-            recovered += 1
+        with logs.bound(job_id=job_id):
+            if settle_job(ctx, job_id, _INTERRUPTED):
+                recovered += 1
     if recovered:
-        logger.warning("failed %d job(s) left unfinished by a stopped process", recovered)
+        logger.warning(
+            "jobs left unfinished by a stopped process failed", extra=logs.fields(jobs=recovered)
+        )
     return recovered
 
 

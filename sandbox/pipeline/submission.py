@@ -34,7 +34,7 @@ from operators.roles import Role
 from operators.submission import parse_signed_at, submission_bytes
 from pricing import Charge
 from sandbox.catalog.models import DatasetInfo
-from sandbox.common import clock, metrics
+from sandbox.common import clock, logs, metrics
 from sandbox.context import Context
 from sandbox.engine.validate import check_group_key
 from sandbox.errors import (
@@ -297,40 +297,56 @@ def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exceptio
     error = JobError.of(exc).to_json()
     job_id = new_id("j")
     with ctx.transaction() as s:
-        if s.get(Contract, req.contract_id) is None:
-            return job_id  # nothing to attach a record to; the error alone explains
-        # Submitted and refused in one moment: both times from one reading of the clock, so
-        # the record never finishes before it was created.
-        at = clock.stored(clock.now())
-        job = Job(
-            id=job_id,
-            contract_id=req.contract_id,
-            operator_id=actor.id,
-            code=req.code,
-            params=req.params,
-            idempotency_key=None,
-            signature=req.signature,
-            status=JobStatus.REJECTED,
-            error=error,
-            created_at=at,
-            finished_at=at,
-        )
-        s.add(job)
-        s.flush()
-        log.append(
-            s,
-            "job.rejected",
-            actor.id,
-            job_id,
-            {"contract_id": req.contract_id, "code_sha256": _sha(req.code), "error": error},
-        )
-        observed = code_observation(req.code, 0, getattr(exc, "sign", None))
-        if isinstance(exc, DisclosureRefused):
-            # Refused by the disclosure rules before it ran: a sign for the regulator too.
-            observed.append({"index": 0, "refused": exc.code, "reason": str(exc)[:300]})
-        if observed:
-            detect(ctx, s, job, observed)
+        # Without its contract there is nothing to attach a record to; the error alone explains.
+        known = s.get(Contract, req.contract_id) is not None
+        if known:
+            _write_rejection(ctx, s, actor, req, exc, job_id, error)
+    # The contract's id only once it names a contract: otherwise it is whatever was sent.
+    with logs.bound(job_id=job_id, contract_id=req.contract_id if known else None):
+        logger.info("job refused", extra=logs.fields(code=error["code"]))
     return job_id
+
+
+def _write_rejection(
+    ctx: Context,
+    s: Session,
+    actor: Actor,
+    req: JobRequest,
+    exc: Exception,
+    job_id: str,
+    error: dict[str, Any],
+) -> None:
+    # Submitted and refused in one moment: both times from one reading of the clock, so the
+    # record never finishes before it was created.
+    at = clock.stored(clock.now())
+    job = Job(
+        id=job_id,
+        contract_id=req.contract_id,
+        operator_id=actor.id,
+        code=req.code,
+        params=req.params,
+        idempotency_key=None,
+        signature=req.signature,
+        status=JobStatus.REJECTED,
+        error=error,
+        created_at=at,
+        finished_at=at,
+    )
+    s.add(job)
+    s.flush()
+    log.append(
+        s,
+        "job.rejected",
+        actor.id,
+        job_id,
+        {"contract_id": req.contract_id, "code_sha256": _sha(req.code), "error": error},
+    )
+    observed = code_observation(req.code, 0, getattr(exc, "sign", None))
+    if isinstance(exc, DisclosureRefused):
+        # Refused by the disclosure rules before it ran: a sign for the regulator too.
+        observed.append({"index": 0, "refused": exc.code, "reason": str(exc)[:300]})
+    if observed:
+        detect(ctx, s, job, observed)
 
 
 def _sha(code: str) -> str:
@@ -487,17 +503,32 @@ def _quota_usage_query() -> Any:
 
 def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> dict[str, Any]:
     require(actor, Role.operator)
+    with logs.bound(principal_id=actor.id):
+        job = _admit(ctx, actor, req, wait)
+    return get(ctx, actor, job.id)
+
+
+def _admit(ctx: Context, actor: Actor, req: JobRequest, wait: bool) -> Job:
     started = time.monotonic()
     try:
         job, created = reserve(ctx, actor, req)
     except (CompileError, ContractScopeError, DisclosureRefused) as exc:
         metrics.JOBS.labels(str(JobStatus.REJECTED), JobError.of(exc).code).inc()
         raise RejectedJob(exc, _record_rejection(ctx, actor, req, exc)) from exc
-    metrics.STAGE.labels("submit").observe(time.monotonic() - started)
-    if created:
-        future = execution.dispatch(ctx, job)
-        if wait:
-            future.result()
-    elif wait:
-        execution.wait_for(ctx, job.id)
-    return get(ctx, actor, job.id)
+    seconds = time.monotonic() - started
+    metrics.STAGE.labels("submit").observe(seconds)
+    with logs.bound(job_id=job.id, contract_id=job.contract_id):
+        if created:
+            logger.info(
+                "job accepted",
+                extra=logs.fields(quote_fen=job.quote_fen, submit_seconds=round(seconds, 3)),
+            )
+            # The job's own thread carries this request's ids on (`logs`).
+            future = execution.dispatch(ctx, job)
+            if wait:
+                future.result()
+        else:
+            logger.info("job already submitted under this idempotency key")
+            if wait:
+                execution.wait_for(ctx, job.id)
+    return job

@@ -30,7 +30,8 @@ pytestmark = pytest.mark.ray
 
 STARTUP_SECONDS = 45.0
 STOP_SECONDS = 5.0
-STARTED = re.compile(r"started a private local Ray at (\S+)")
+# The address ends where the log line (JSON: a quote) goes on.
+STARTED = re.compile(r"started a private local Ray at ([0-9A-Za-z.:\[\]-]+)")
 
 
 @pytest.fixture
