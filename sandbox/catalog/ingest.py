@@ -183,6 +183,8 @@ def write_partitions(table: pa.Table, target: Path, partition_rows: int) -> list
                 table.slice(start, partition_rows),
                 tmp / name,
                 row_group_size=ROW_GROUP_ROWS,
+                # Checked on every read (engine.prune): damage on disk is found, not computed.
+                write_page_checksum=True,
                 **_encodings(table),
             )
             names.append(name)

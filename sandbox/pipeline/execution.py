@@ -3,6 +3,7 @@ then settlement. Jobs under differential privacy end on a whole step of time."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from concurrent.futures import Future
@@ -14,8 +15,8 @@ from sqlalchemy import update
 from sandbox.common import clock, metrics
 from sandbox.context import Context, ensure_ray
 from sandbox.disclosure.dominance import parse_rules
-from sandbox.engine.executor import LocalExecutor
-from sandbox.errors import Fault, JobError, JobStatus
+from sandbox.engine.executor import LocalExecutor, surfaced
+from sandbox.errors import Fault, JobError, JobStatus, ServiceFault
 from sandbox.jail import seccomp
 from sandbox.jail.process import Limits
 from sandbox.ledger import log
@@ -124,12 +125,16 @@ class RayRunner:
         import ray
 
         ensure_ray(settings)
+        # Never retried: a driver run again would run the operator's code again, and release
+        # (and show) what it collects a second time. A driver whose worker dies ends the job
+        # as the service's fault (`WorkerLost`): not charged, ε returned, submitted anew.
         self._task = ray.remote(run_job_on_ray).options(num_cpus=1, max_retries=0)
 
     def __call__(self, spec: JobSpec) -> JobResult:
         import ray
 
-        return ray.get(self._task.remote(spec))
+        with surfaced(ray):
+            return ray.get(self._task.remote(spec))
 
 
 def runner(ctx: Context) -> Runner:
@@ -163,6 +168,9 @@ def run_and_settle(ctx: Context, job: Job) -> None:
         mark_running(ctx, job_id)
         spec = _spec(ctx, job)
         result = execute(ctx, spec)
+    except ServiceFault as exc:
+        result = JobResult(JobStatus.FAILED, {}, {}, {"releases": []}, exc.job_error())
+        result = dataclasses.replace(result, incident=exc.incident)
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
         logger.exception("job %s failed in the service", job_id)
         result = JobResult(
@@ -177,6 +185,9 @@ def run_and_settle(ctx: Context, job: Job) -> None:
                 fault=Fault.SERVICE,
             ),
         )
+    if result.incident:
+        # For the bureau: what broke, where (a lost worker, a damaged dataset file).
+        logger.error("job %s failed at the service's fault: %s", job_id, result.incident)
     metrics.STAGE.labels("run").observe(time.monotonic() - started)
     if spec is not None and spec.epsilon:
         _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
