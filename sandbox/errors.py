@@ -16,6 +16,10 @@
     ├── Conflict                   409  duplicate name, wrong state
     ├── QuotaExceeded              429  contract quota or spend cap would be exceeded
     ├── JobFailed                  500  the job failed for a reason that is not the operator's
+    ├── ServiceFault               503  the service could not do its part of a job
+    │   ├── WorkerLost                  the Ray worker running the job's work died
+    │   └── DataUnavailable             a registered dataset's file is missing or damaged
+    ├── StorageFull                507  the data directory ran out of space; nothing was kept
     ├── LedgerInconsistent         503  the stored log does not add up; writes stop
     └── RayUnavailable             503  the configured Ray cluster cannot be reached
 
@@ -102,6 +106,59 @@ class QuotaExceeded(SandboxError):
 
 class JobFailed(SandboxError):
     code = "job_failed"
+
+
+class ServiceFault(SandboxError):
+    """The service could not do its part of a job: the job fails at the service's fault,
+    costs nothing, and may be submitted again. `incident` is what the bureau is told (which
+    file, what went wrong); it is logged, never shown to the operator."""
+
+    code = "service_error"
+
+    def __init__(self, message: str, incident: str = "") -> None:
+        super().__init__(message)
+        self.incident = incident or message
+        # Rebuilt from these when it crosses a process boundary (Ray pickles exceptions).
+        self.args = (message, self.incident)
+
+    def job_error(self) -> JobError:
+        return JobError(self.code, self.message, fault=Fault.SERVICE)
+
+
+class WorkerLost(ServiceFault):
+    code = "worker_lost"
+
+    @classmethod
+    def of(cls, cause: BaseException) -> WorkerLost:
+        return cls(
+            "the worker running this job was lost (the service's fault, not the job's): the "
+            "job was not charged and any ε it reserved was returned; you may submit it again",
+            f"{type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}",
+        )
+
+
+class DataUnavailable(ServiceFault):
+    """A registered dataset's partition file cannot be read: missing, truncated or damaged."""
+
+    code = "data_unavailable"
+
+    @classmethod
+    def of(cls, dataset: str, path: str, cause: BaseException) -> DataUnavailable:
+        reason = str(cause).splitlines()[0][:300] if str(cause) else ""
+        return cls(
+            f"dataset '{dataset}' cannot be read right now: one of its files is missing or "
+            "damaged. The bureau has been told; the job was not charged and any ε it reserved "
+            "was returned. Submit it again once the bureau has restored the dataset (contact "
+            "the bureau if this persists)",
+            f"dataset {dataset!r}: partition file {path} cannot be read "
+            f"({type(cause).__name__}: {reason})",
+        )
+
+
+class StorageFull(SandboxError):
+    """The data directory has no space left (or the file size limit was reached)."""
+
+    code = "storage_full"
 
 
 class LedgerInconsistent(SandboxError):

@@ -31,6 +31,8 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (se.JobFailed, 500),
     (se.LedgerInconsistent, 503),
     (se.RayUnavailable, 503),
+    (se.ServiceFault, 503),
+    (se.StorageFull, 507),
     (ce.ContractScopeError, 403),
     (ce.ContractQuotaExceeded, 429),
     (ce.ContractBudgetExceeded, 429),

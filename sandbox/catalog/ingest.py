@@ -7,10 +7,14 @@ so a failure leaves nothing behind.
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sandbox.catalog import entities
 from sandbox.catalog.models import ENTITY, LEVELS, ROLES, ColumnInfo, DatasetInfo
-from sandbox.errors import IngestError
+from sandbox.errors import IngestError, StorageFull
 
 NAME_PATTERN = r"^[^\W\d][\w\-]{0,127}$"
 _PARQUET_MAGIC = b"PAR1"
@@ -183,6 +187,8 @@ def write_partitions(table: pa.Table, target: Path, partition_rows: int) -> list
                 table.slice(start, partition_rows),
                 tmp / name,
                 row_group_size=ROW_GROUP_ROWS,
+                # Checked on every read (engine.prune): damage on disk is found, not computed.
+                write_page_checksum=True,
                 **_encodings(table),
             )
             names.append(name)
@@ -191,6 +197,29 @@ def write_partitions(table: pa.Table, target: Path, partition_rows: int) -> list
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return names
+
+
+# What a write gets when the disk (or the writer's quota or file size limit) is used up.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextmanager
+def _disk_space(target: Path) -> Iterator[None]:
+    """Writes of a new dataset at `target`: if any fails, its directory goes (the temporary
+    one is gone already), and a full disk is said as such."""
+    existed = target.exists()
+    try:
+        yield
+    except BaseException as exc:
+        if not existed:
+            shutil.rmtree(target, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            raise StorageFull(
+                f"the disk holding the datasets directory is full ({os.strerror(exc.errno)}): "
+                f"dataset {target.name!r} could not be written and nothing of it was kept. "
+                "Free space there and ingest it again"
+            ) from None
+        raise
 
 
 def ingest(
@@ -202,10 +231,12 @@ def ingest(
     columns = _column_infos(table, meta)
     target = datasets_dir / meta.name
     named_by = next((c.name for c in columns if c.role == "identifier"), None)
-    numbers = entities.Registry(datasets_dir / entities.DIRECTORY).number(
-        table.column(named_by) if named_by else None, table.num_rows
-    )
-    parts = write_partitions(table.append_column(ENTITY, numbers), target, partition_rows)
+    registry = entities.Registry(datasets_dir / entities.DIRECTORY)
+    with _disk_space(target):
+        with registry.numbering(
+            table.column(named_by) if named_by else None, table.num_rows
+        ) as numbers:
+            parts = write_partitions(table.append_column(ENTITY, numbers), target, partition_rows)
     return DatasetInfo(
         meta.name,
         meta.title,

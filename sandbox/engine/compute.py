@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from pyroaring import BitMap64
 from sandbox.catalog.models import ENTITY
 from sandbox.engine import cache, internal, protection, prune
 from sandbox.engine.validate import CheckedPlan
-from sandbox.errors import PlanError
+from sandbox.errors import DataUnavailable, PlanError
 from sandbox.language import plan as p
 
 
@@ -373,7 +374,9 @@ def read_partition(
     caller still applies) are skipped; ids stay each row's true place in the file. `cached`:
     serve and keep the projected table in the object store's scan cache (engine.cache)."""
     read = checked.reads[scan]
-    f = prune.footer(read.dataset.partitions[index])
+    path = read.dataset.partitions[index]
+    with _reading(read.dataset.name, path):
+        f = prune.footer(path)
     groups = prune.row_groups(f, where)
     columns = list(read.columns)
     stored = checked.disclosure_stats and ENTITY in f.schema.names
@@ -382,7 +385,8 @@ def read_partition(
     if groups == []:
         table = f.schema.empty_table().select(columns)
     else:
-        table = _load(f, columns, groups, cached, local)
+        with _reading(read.dataset.name, path):
+            table = _load(f, columns, groups, cached, local)
     if not checked.disclosure_stats:
         return table
     if stored:
@@ -397,6 +401,17 @@ def read_partition(
         if column in table.column_names:
             table = table.append_column(internal.shadow(column), perturbed(table.column(column)))
     return table
+
+
+@contextmanager
+def _reading(dataset: str, path: str) -> Iterator[None]:
+    """A partition file that is gone or does not parse (or fails its page checksums) was
+    lost or damaged on disk: a registered dataset's files never change, so this is the
+    service's problem, never the job's."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as exc:
+        raise DataUnavailable.of(dataset, path, exc) from None
 
 
 def perturbed(x: pa.Array | pa.ChunkedArray) -> Any:

@@ -9,7 +9,8 @@ same functions in a loop, for fast unit tests and tiny datasets.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 
 from sandbox.engine import compute, join
 from sandbox.engine.validate import CheckedPlan
+from sandbox.errors import ServiceFault, WorkerLost
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,36 @@ class _RayRunner:
     def call(self, fn: Callable[..., Any], *args: Any, returns: int = 1) -> Any:
         remote = self._remote.get(fn)
         if remote is None:
-            remote = self._remote[fn] = self._ray.remote(num_cpus=1)(fn)
+            # A partition task only reads files and computes: run twice it gives the same
+            # partial, so Ray may run it again on another worker when its worker dies.
+            # Exceptions it raises are not retried (retry_exceptions stays off).
+            remote = self._remote[fn] = self._ray.remote(num_cpus=1, max_retries=RETRIES)(fn)
         return remote.options(num_returns=returns).remote(*args)
 
     def get(self, handles: list[Any]) -> list[Any]:
         # Ray answers a list of handles with the list of their values.
-        return cast(list[Any], self._ray.get(handles))
+        with surfaced(self._ray):
+            return cast(list[Any], self._ray.get(handles))
+
+
+# Times Ray runs a partition task again after its worker died.
+RETRIES = 3
+
+
+@contextmanager
+def surfaced(ray: Any) -> Iterator[None]:
+    """Ray's errors as the service's: a task's own `ServiceFault` unwrapped, and a worker,
+    node or object lost beyond the retries as `WorkerLost`."""
+    from ray import exceptions as rx
+
+    try:
+        yield
+    except rx.RayTaskError as exc:
+        if isinstance(exc.cause, ServiceFault):
+            raise exc.cause from None
+        raise
+    except (rx.WorkerCrashedError, rx.NodeDiedError, rx.ObjectLostError, rx.RayActorError) as exc:
+        raise WorkerLost.of(exc) from None
 
 
 class _Deadlined:
@@ -98,7 +124,8 @@ class _Deadlined:
             for handle in pending:
                 ray.cancel(handle, force=True)
             raise DeadlinePassed("the job's time ran out while its plan was computed")
-        return cast(list[Any], ray.get(handles))
+        with surfaced(ray):
+            return cast(list[Any], ray.get(handles))
 
 
 class _InPlaceRunner(join.LocalRunner):

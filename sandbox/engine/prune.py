@@ -261,7 +261,14 @@ def read(f: Footer, columns: Sequence[str], groups: list[int] | None) -> pa.Tabl
     """The projected rows of `groups` (all when None) of the partition. Text columns stored
     as dictionaries are read as Arrow dictionaries (see `dictionary_columns`)."""
     cols = list(columns)
-    pf = pq.ParquetFile(f.path, metadata=f.metadata, read_dictionary=dictionary_columns(f, cols))
+    # Pages written with checksums (ingest writes them) are checked: bytes damaged on disk
+    # fail the read instead of becoming other values.
+    pf = pq.ParquetFile(
+        f.path,
+        metadata=f.metadata,
+        read_dictionary=dictionary_columns(f, cols),
+        page_checksum_verification=True,
+    )
     if groups is None:
         return pf.read(columns=cols)
     return pf.read_row_groups(groups, columns=cols)

@@ -148,7 +148,27 @@ def serve(sock: socket.socket) -> None:
     from sandbox.jail import seccomp
 
     seccomp.preload()
+    children: set[int] = set()
+    try:
+        _serve(sock, children)
+    finally:
+        # The driver has gone (a lost Ray worker, say): no job it started may run on alone.
+        for pid in children:
+            _kill_session(pid)
 
+
+def _kill_session(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        # Not yet the leader of its own session: kill it alone.
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _serve(sock: socket.socket, children: set[int]) -> None:
     while True:
         try:
             data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 3)
@@ -165,12 +185,16 @@ def serve(sock: socket.socket) -> None:
                 _run_child(fds, request["limits"], request["args"])
             for fd in fds:
                 os.close(fd)
+            children.add(pid)
             reply: dict[str, Any] = {"pid": pid}
         elif op in ("poll", "wait"):
             try:
                 done, raw = os.waitpid(int(request["pid"]), 0 if op == "wait" else os.WNOHANG)
                 reply = {"status": _status(raw) if done else None}
+                if done:
+                    children.discard(done)
             except ChildProcessError:
+                children.discard(int(request["pid"]))
                 reply = {"status": None if op == "poll" else -signal.SIGKILL}
         else:
             reply = {"error": "unknown request"}

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sandbox.errors import Fault, JobError, JobStatus
+from sandbox.errors import Fault, JobError, JobStatus, ServiceFault
 from sandbox.jail import seccomp
 from sandbox.jail.forkserver import ForkServer
 from sandbox.jail.protocol import FrameError, read_frame, write_frame
@@ -98,7 +98,9 @@ def _error(code: str, message: str) -> JobError:
 
 def _refusal(exc: Exception) -> dict[str, Any]:
     code = getattr(exc, "code", None)
-    if code is None:
+    # The service's own failure (a lost worker, an unreadable file) is no answer to the job:
+    # it ends the run, and the driver settles it as the service's fault.
+    if code is None or isinstance(exc, ServiceFault):
         raise exc
     return {"code": code, "message": getattr(exc, "message", None) or str(exc)}
 

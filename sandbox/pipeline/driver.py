@@ -40,8 +40,15 @@ from sandbox.engine.executor import (
     Executor,
 )
 from sandbox.engine.validate import CheckedPlan, check_plan
-from sandbox.errors import DisclosureRefused, JobError, JobStatus, PlanError, QuotaExceeded
-from sandbox.jail.process import Limits, run_in_jail
+from sandbox.errors import (
+    DisclosureRefused,
+    JobError,
+    JobStatus,
+    PlanError,
+    QuotaExceeded,
+    ServiceFault,
+)
+from sandbox.jail.process import Limits, Outcome, run_in_jail
 from sandbox.language import plan as p
 from sandbox.language import signs
 from sandbox.language.plan import plan_from_json
@@ -102,6 +109,8 @@ class JobResult:
     # Per collect, what the engine saw that the operator does not (`_observe`): the input of
     # the regulator's detection. Never part of what the operator sees.
     observations: list[dict[str, Any]] = field(default_factory=list)
+    # A service fault's details for the bureau's log (which file, what failed); never shown.
+    incident: str = ""
 
 
 def _canonical(body: Any) -> str:
@@ -476,7 +485,16 @@ def reported_seconds(wall: float, limit: float, quantum: float = 0.0) -> str:
 
 def run_job(spec: JobSpec, executor: Executor) -> JobResult:
     handler = _Handler(spec, executor, deadline=time.monotonic() + spec.limits.wall_seconds)
-    outcome = run_in_jail(spec.code, dict(spec.params), handler, spec.limits)
+    started = time.monotonic()
+    incident = ""
+    try:
+        outcome = run_in_jail(spec.code, dict(spec.params), handler, spec.limits)
+    except ServiceFault as exc:
+        # Settled as the service's failure; what the code was shown so far stays recorded.
+        # (Over Ray the fault may arrive wrapped in the task's error, which delegates to it.)
+        outcome = Outcome(JobStatus.FAILED, exc.job_error())
+        outcome.wall_seconds = time.monotonic() - started
+        incident = exc.incident
     usage = {
         "rows_scanned": handler.rows_scanned,
         "rows_by_level": handler.rows_by_level(),
@@ -500,6 +518,7 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         disclosure={"releases": handler.releases},
         error=outcome.error,
         printed=outcome.printed,
+        incident=incident,
         # Whatever the outcome, the job's code saw these cells (and may have printed them).
         released_sets=handler.new_sets,
         observations=[

@@ -4,6 +4,7 @@ then settlement. Jobs under differential privacy end on a whole step of time."""
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 import time
 from concurrent.futures import Future
@@ -15,8 +16,8 @@ from sqlalchemy import CursorResult, update
 from sandbox.common import clock, logs, metrics
 from sandbox.context import Context, ensure_ray
 from sandbox.disclosure.dominance import parse_rules
-from sandbox.engine.executor import LocalExecutor
-from sandbox.errors import Fault, JobError, JobStatus
+from sandbox.engine.executor import LocalExecutor, surfaced
+from sandbox.errors import Fault, JobError, JobStatus, ServiceFault
 from sandbox.jail import seccomp
 from sandbox.jail.process import Limits
 from sandbox.ledger import log
@@ -126,12 +127,16 @@ class RayRunner:
         import ray
 
         ensure_ray(settings)
+        # Never retried: a driver run again would run the operator's code again, and release
+        # (and show) what it collects a second time. A driver whose worker dies ends the job
+        # as the service's fault (`WorkerLost`): not charged, ε returned, submitted anew.
         self._task = ray.remote(run_job_on_ray).options(num_cpus=1, max_retries=0)
 
     def __call__(self, spec: JobSpec) -> JobResult:
         import ray
 
-        return ray.get(self._task.remote(spec))
+        with surfaced(ray):
+            return ray.get(self._task.remote(spec))
 
 
 def runner(ctx: Context) -> Runner:
@@ -178,6 +183,9 @@ def _run_and_settle(ctx: Context, job: Job) -> None:
             return
         spec = _spec(ctx, job)
         result = execute(ctx, spec)
+    except ServiceFault as exc:
+        result = JobResult(JobStatus.FAILED, {}, {}, {"releases": []}, exc.job_error())
+        result = dataclasses.replace(result, incident=exc.incident)
     except Exception:  # noqa: BLE001 - a service fault; the operator pays nothing
         # Types and frames only (`logs`): the error's text may quote a value.
         logger.exception("job failed in the service")
@@ -193,6 +201,9 @@ def _run_and_settle(ctx: Context, job: Job) -> None:
                 fault=Fault.SERVICE,
             ),
         )
+    if result.incident:
+        # For the bureau: what broke, where (a lost worker, a damaged dataset file).
+        logger.error("job failed at the service's fault: %s", result.incident)
     ran = time.monotonic() - started
     metrics.STAGE.labels("run").observe(ran)
     if spec is not None and spec.epsilon:

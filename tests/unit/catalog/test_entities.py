@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pytest
 
 from sandbox.catalog.entities import Registry
 from sandbox.common.hashing import key_hash
@@ -36,3 +38,23 @@ def test_the_identifier_hash_never_changes() -> None:
 
 PINNED_TEXT = [10533016243505075724, 16256658170840882421]
 PINNED_INT = [3035652100526550566, 1360429390938723525]
+
+
+def test_numbers_given_to_a_block_that_fails_are_not_kept(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    assert registry.number(pa.array(["甲001"]), 1).to_pylist() == [0]
+    with pytest.raises(OSError, match="disk full"):
+        with registry.numbering(pa.array(["乙002", "甲001"]), 2) as numbers:
+            assert numbers.to_pylist() == [1, 0]
+            raise OSError("disk full")
+    # 乙002 was never kept: the next ingest gives the next number to whoever comes first.
+    assert registry.number(pa.array(["丙003", "乙002"]), 2).to_pylist() == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lock", "registry.npz"]
+
+
+def test_a_registry_kept_as_three_files_is_still_read(tmp_path: Path) -> None:
+    keys = np.sort(key_hash(pa.array(["甲001"])))
+    np.save(tmp_path / "keys.npy", keys)
+    np.save(tmp_path / "numbers.npy", np.array([5], np.uint64))
+    np.save(tmp_path / "next.npy", np.array([6], np.uint64))
+    assert Registry(tmp_path).number(pa.array(["乙002", "甲001"]), 2).to_pylist() == [6, 5]

@@ -411,3 +411,48 @@ def test_driver_work_past_the_deadline_is_not_delivered() -> None:
     )
     assert outcome.status == "failed" and outcome.error.code == "timeout"
     assert time.monotonic() - started < 4
+
+
+def test_job_processes_do_not_outlive_the_driver_of_their_template() -> None:
+    """A driver that dies (a lost Ray worker) leaves no operator code running: its template
+    sees it go and kills every job process it forked."""
+    from sandbox.jail.forkserver import ForkServer
+    from sandbox.jail.process import _child_args, _environment
+
+    server = ForkServer(_environment())
+    # The job process waits for its job on stdin, which this test keeps open: nothing but
+    # the template's clean-up can end it.
+    proc = server.fork(
+        {**FAST.__dict__, "wall_seconds": 30}, _child_args(Limits(require_seccomp=True))
+    )
+    assert os.path.exists(f"/proc/{proc.pid}")
+    server._sock.close()  # the driver is gone
+    server.process.wait(timeout=10)
+
+    def gone() -> bool:
+        try:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    deadline = time.monotonic() + 10
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(), "the job process ran on after its driver and template were gone"
+    proc.stdin.close()
+
+
+def test_a_service_fault_in_the_handler_ends_the_run_instead_of_refusing() -> None:
+    """A damaged data file is no answer to the job: the run stops and the fault goes up to
+    the driver, which settles the job as the service's failure."""
+    from sandbox.errors import DataUnavailable
+
+    class Damaged(Handler):
+        def collect(self, plan: Any) -> dict[str, Any]:
+            raise DataUnavailable.of("人口", "/data/人口/part-00000.parquet", OSError("gone"))
+
+    with pytest.raises(DataUnavailable) as caught:
+        run("x = table('p').agg(n=count()).collect()\n", handler=Damaged())
+    assert caught.value.job_error().fault == "service"
+    assert "part-00000" not in caught.value.message
