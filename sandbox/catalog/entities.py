@@ -81,7 +81,7 @@ class Registry:
         """Copy the registry's files into `target` (a backup) as one consistent state, taken
         while no ingest assigns numbers; the names of the files copied."""
         with self._locked():
-            names = [n for n in (_KEYS, _NUMBERS, _NEXT) if (self._dir / n).exists()]
+            names = [n for n in (_STATE, _KEYS, _NUMBERS, _NEXT) if (self._dir / n).exists()]
             if names:
                 target.mkdir(parents=True, exist_ok=True)
             for name in names:

@@ -172,6 +172,15 @@ def test_a_backup_taken_while_jobs_run_restores_into_a_working_instance(
         restored_db = _database_of(restored, target_url)
         assert _row_counts(restored_db) == manifest["tables"]
         assert (restored / "keys" / "bureau.pem").stat().st_mode & 0o777 == 0o600
+        # The residents keep their entity numbers (no ingest ran since the backup).
+        registry = Path("datasets") / ".entities"
+        numbered = {
+            p.name: p.read_bytes()
+            for p in (server.data_dir / registry).iterdir()
+            if not p.name.startswith(("lock", "."))
+        }
+        assert numbered
+        assert {n: (restored / registry / n).read_bytes() for n in numbered} == numbered
 
         with serve_instance(restored, server.bureau_token, "local", target_url) as again:
             # The ledger is the one signed before the backup, grown only.
