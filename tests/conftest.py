@@ -258,9 +258,11 @@ def jobs_started(monkeypatch: pytest.MonkeyPatch) -> queue.Queue[str]:
     started: queue.Queue[str] = queue.Queue()
     mark_running = execution.mark_running
 
-    def spy(ctx: Context, job_id: str) -> None:
-        mark_running(ctx, job_id)
-        started.put(job_id)
+    def spy(ctx: Context, job_id: str) -> bool:
+        started_now = mark_running(ctx, job_id)
+        if started_now:
+            started.put(job_id)
+        return started_now
 
     monkeypatch.setattr(execution, "mark_running", spy)
     return started
