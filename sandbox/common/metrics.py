@@ -26,9 +26,10 @@ JOBS = Counter(
 )
 STAGE = Histogram(
     "sandbox_job_stage_seconds",
-    "Seconds per stage of a job: submit (checks, quote, reservation), queue "
-    "(waiting to run), run (the driver and its jail), settle (charging, "
-    "recording).",
+    "Seconds per stage of a job: submit (checks, quote, reservation; compile, "
+    "the code's part of it), queue (waiting to run), run (the driver and its jail; "
+    "engine and disclosure, the parts of it spent computing and applying the "
+    "disclosure rules), settle (charging, recording).",
     ["stage"],
     registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),

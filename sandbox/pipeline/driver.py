@@ -8,6 +8,7 @@ executor the driver itself runs as a Ray task, so operator code never runs on th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -15,7 +16,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_UP, Decimal
 from typing import Any
@@ -111,6 +112,9 @@ class JobResult:
     observations: list[dict[str, Any]] = field(default_factory=list)
     # A service fault's details for the bureau's log (which file, what failed); never shown.
     incident: str = ""
+    # Seconds the engine and the disclosure rules took, all collects together: for the
+    # bureau's metrics, never for the operator (that would time the work on the data).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _canonical(body: Any) -> str:
@@ -133,6 +137,7 @@ class _Handler:
     # The gate releases are audited by: the instance's, or (a job run on its own, without
     # one) a gate of the job's own, so that its releases are still audited together.
     gate: Any = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.gate is None:
@@ -189,7 +194,8 @@ class _Handler:
         else:
             checked = dataclasses.replace(checked, disclosure_stats=True, quantile_window=threshold)
         try:
-            result = self.executor.aggregate(checked, self.deadline)
+            with self._timed("engine"):
+                result = self.executor.aggregate(checked, self.deadline)
         except DeadlinePassed:
             # The jail's conversation turns this into the job's timeout.
             raise PlanError("this collect() was stopped at the job's time limit") from None
@@ -209,7 +215,8 @@ class _Handler:
         else:
             for name, rows in result.rows_by_dataset.items():
                 self.rows_by_dataset[name] = self.rows_by_dataset.get(name, 0) + rows
-            released, noise = self._release(checked, result.table, threshold, epsilon)
+            with self._timed("disclosure"):
+                released, noise = self._release(checked, result.table, threshold, epsilon)
         self.observations.append(_observe(checked, result, released, threshold, len(self.releases)))
         self.releases.append(
             {
@@ -228,6 +235,15 @@ class _Handler:
         )
         self.released.add(_canonical(released.body))
         return released.body
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            spent = time.monotonic() - started
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + spent
 
     def _release(
         self, checked: CheckedPlan, table: pa.Table, threshold: int, epsilon: Epsilon | None
@@ -519,6 +535,7 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         error=outcome.error,
         printed=outcome.printed,
         incident=incident,
+        stage_seconds=handler.stage_seconds,
         # Whatever the outcome, the job's code saw these cells (and may have printed them).
         released_sets=handler.new_sets,
         observations=[

@@ -206,6 +206,8 @@ def _run_and_settle(ctx: Context, job: Job) -> None:
         logger.error("job failed at the service's fault: %s", result.incident)
     ran = time.monotonic() - started
     metrics.STAGE.labels("run").observe(ran)
+    for stage, seconds in result.stage_seconds.items():
+        metrics.STAGE.labels(stage).observe(seconds)
     if spec is not None and spec.epsilon:
         _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
     settling = time.monotonic()

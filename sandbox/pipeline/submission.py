@@ -236,7 +236,9 @@ def _grants(contract: ContractDocument, dataset: str, column: str, uses: frozens
 def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Prepared:
     contract = load_usable_contract(session, actor, req.contract_id)
     signing_key_id = verify_signature(session, actor, req)
+    compiling = time.monotonic()
     facts = compile_code(req.code)
+    metrics.STAGE.labels("compile").observe(time.monotonic() - compiling)
     datasets = registry.get_many(ctx, session, contract.datasets)
     check_names(contract, facts, datasets)
     schedule_id, schedule = money.in_force(session)

@@ -48,7 +48,7 @@ def test_metrics_count_jobs_stages_suppression_and_levels(local_world: World) ->
 
     assert delta(r'sandbox_jobs_total\{code="",status="succeeded"\}') == 1
     assert delta(r'sandbox_jobs_total\{code="code_rejected",status="rejected"\}') == 1
-    for stage in ("submit", "queue", "run", "settle"):
+    for stage in ("submit", "compile", "queue", "run", "engine", "disclosure", "settle"):
         assert delta(rf'sandbox_job_stage_seconds_count\{{stage="{stage}"\}}') >= 1, stage
     suppressed = sum(1 for r in job["disclosure"]["releases"] for _ in r["suppressed"])
     assert delta(r'sandbox_cells_suppressed_total\{rule="[a-z_]+"\}') == suppressed

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import httpx
 import pytest
 from databases import fresh_database
 from live import (
+    RESIDENTS,
+    SEED,
     Cast,
     Server,
     Serving,
@@ -36,6 +39,7 @@ from waiting import wait_until
 
 from operators.client import SandboxClient
 from operators.keys import private_key_from_pem, public_key_b64
+from sandbox.catalog.synthetic import generate_city
 
 FLAT_FEE = {
     "name": "按次收费",
@@ -184,7 +188,36 @@ def _assert_interrupted(job: Any) -> None:
     assert not job.charge or Decimal(job.charge["amount"]) == 0
 
 
-def test_four_workers_keep_one_log_and_one_count(deployment: Deployment) -> None:
+def _targets(count: int) -> list[dict[str, Any]]:
+    """Residents with income, each alone in their (district, birth date, gender), one per
+    district."""
+    rows = generate_city(RESIDENTS, seed=SEED)["population"].table.to_pylist()
+    seen = Counter((r["district"], r["birth_date"], r["gender"]) for r in rows)
+    found: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["income"] > 0 and seen[(r["district"], r["birth_date"], r["gender"])] == 1:
+            found.setdefault(r["district"], r)
+    assert len(found) >= count
+    return list(found.values())[:count]
+
+
+def _sum_by_new_connection(cast: Cast, cid: str, where: str) -> list[Any]:
+    code = (
+        f'emit("r", table("population").filter({where})'
+        '.agg(n=count(), total=sum("income")).collect())'
+    )
+    # A client of its own: a new connection, which any of the workers may take.
+    with SandboxClient(
+        cast.server.url, token=cast.operator_token, signing_key=cast.operator_key
+    ) as operator:
+        job = operator.submit(cid, code, wait=True)
+    assert job.status == "succeeded", job.error
+    return list(job.outputs["r"]["rows"][0])
+
+
+def test_four_workers_keep_one_log_one_release_history_and_one_count(
+    deployment: Deployment,
+) -> None:
     with deployment.serve() as served, cast_of(deployment.server(served), deployment.root) as cast:
         cast.bureau.publish_prices(FLAT_FEE)
         desk, regulator = _regulator_desk(cast, deployment.root)
@@ -207,6 +240,18 @@ def test_four_workers_keep_one_log_and_one_count(deployment: Deployment) -> None
         # Whichever worker answers the scrape, it counts the jobs every worker settled.
         for _ in range(8):
             assert _succeeded_total(_scrape(served.url, cast.server.bureau_token)) == 12
+
+        # Differencing through different workers: a district, then the district without one
+        # resident, each job on a connection of its own. The workers share one release history.
+        for target in _targets(4):
+            district = f'(col("district") == "{target["district"]}")'
+            alone = (
+                f'(col("birth_date") == "{target["birth_date"].isoformat()}") & '
+                f'(col("gender") == "{target["gender"]}")'
+            )
+            whole = _sum_by_new_connection(cast, cid, district)
+            assert None not in whole
+            assert _sum_by_new_connection(cast, cid, f"{district} & ~({alone})") == [None, None]
 
 
 def test_the_whole_service_killed_while_jobs_run_comes_back_consistent(
