@@ -94,3 +94,20 @@ def test_concurrent_resubmissions_with_one_key_run_and_charge_once(cast: Cast) -
     assert len({r.json()["id"] for r in responses}) == 1
     _finish(cast, [responses[0].json()["id"]])
     assert cast.bureau.contract(cid)["spend"] == {"reserved_fen": 0, "spent_fen": 100}
+
+
+def test_a_quota_of_9_jobs_a_day_admits_exactly_9_of_30_concurrent_submissions(
+    cast: Cast,
+) -> None:
+    cid = active_contract(cast, spend_cap="100.00", quotas={"jobs_per_day": 9})
+    body = {"contract_id": cid, "code": JOB}
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        responses = list(
+            pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body), range(30))
+        )
+    codes = [r.status_code for r in responses]
+    assert codes.count(201) == 9 and codes.count(429) == 21, codes
+    assert all("9 job(s) per day" in r.json()["error"] for r in responses if r.status_code == 429)
+    jobs = _finish(cast, [r.json()["id"] for r in responses if r.status_code == 201])
+    assert [j.status for j in jobs] == ["succeeded"] * 9
+    assert cast.bureau.contract(cid)["spend"] == {"reserved_fen": 0, "spent_fen": 900}
