@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from benchmarks.instance import HTTP_TIMEOUT, Instance, auth
+from benchmarks.instance import HTTP_TIMEOUT, auth
 from benchmarks.queries import OUTPUT
 from operators.submission import sign_submission
 from sandbox.language.api import Expr, Grouped, Table, namespace
@@ -59,10 +60,23 @@ class Outcome:
         return f"{self.status} ({self.code}): {(self.message or '').strip()[:160]}"
 
 
+class JobTarget(Protocol):
+    """Where an operator submits: an in-process instance or a separately served one."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def operator_token(self) -> str: ...
+    @property
+    def operator_key(self) -> Ed25519PrivateKey: ...
+    @property
+    def contract_id(self) -> str: ...
+
+
 class JobClient:
     """An operator's HTTP client with its own connection, as one of several concurrent users."""
 
-    def __init__(self, instance: Instance) -> None:
+    def __init__(self, instance: JobTarget) -> None:
         self._instance = instance
         self._http = httpx.Client(
             base_url=instance.url, timeout=HTTP_TIMEOUT, headers=auth(instance.operator_token)
