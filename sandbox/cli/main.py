@@ -105,10 +105,10 @@ def serve(
 
         from sandbox.api.app import create_app
 
-        # A missing instance, or one whose schema is behind: refused, with what to run.
-        _check_schema(settings)
         if workers > 1:
             _check_workers(settings)
+        # A missing instance, or one whose schema is behind: refused, with what to run.
+        _check_schema(settings)
         if settings.executor == "ray":
             _start_ray(settings)
         api = create_app(settings) if workers == 1 else None

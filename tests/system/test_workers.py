@@ -10,6 +10,8 @@ import dataclasses
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -324,3 +326,24 @@ def test_killed_workers_leave_their_jobs_to_the_others(deployment: Deployment) -
         fresh = cast.operator.submit(cid, NOISY, wait=True)
         assert fresh.status == "succeeded", fresh.error
         time.sleep(0)  # nothing left to wait for
+
+
+@pytest.mark.parametrize(
+    ("database", "executor", "reason"),
+    [
+        (None, "ray", "several workers need PostgreSQL"),
+        ("postgresql+psycopg://nobody@127.0.0.1:1/none", "local", "need SANDBOX_EXECUTOR=ray"),
+    ],
+)
+def test_several_workers_are_refused_where_they_cannot_be_correct(
+    tmp_path: Path, database: str | None, executor: str, reason: str
+) -> None:
+    """SQLite (one writer, one process) and in-process jobs (a release gate per process)
+    would break the invariants the workers share: refused at once, with what to do."""
+    extra = {"SANDBOX_DATABASE_URL": database} if database else {}
+    env = server_env(executor, **extra)
+    args = ["serve", "--data-dir", str(tmp_path / "none"), "--workers", "2", "--port", "0"]
+    script = Path(sys.executable).with_name("sandbox")
+    done = subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert reason in done.stderr and "--workers 1" in done.stderr, done.stderr
