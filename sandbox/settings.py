@@ -140,6 +140,15 @@ class Settings(BaseSettings):
             "`SANDBOX_FLAG_WINDOW_DAYS` days reach this; 0 never suspends."
         ),
     )
+    console_session_hours: float = Field(
+        8.0,
+        gt=0,
+        le=24 * 30,
+        description=(
+            "How long a sign-in to the browser console lasts; signing out, or a rotated or "
+            "revoked API token, ends it sooner."
+        ),
+    )
     recovery_interval_seconds: float = Field(
         15.0,
         gt=0,

@@ -21,6 +21,7 @@ from sandbox.api.routes import (
     principals,
     reports,
 )
+from sandbox.console import web as console
 from sandbox.context import Context, open_instance
 from sandbox.pipeline.execution import report_jail_filter, runner
 from sandbox.pipeline.settlement import keep_recovering, recover_interrupted
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags):
         app.include_router(module.router, prefix="/v1")
     app.include_router(metrics.router)
+    console.install(app)
     return app
 
 

@@ -194,6 +194,20 @@ class Job(Base):
     runner: Mapped[str | None] = mapped_column(String(32))
 
 
+class ConsoleSession(Base):
+    """A browser signed in to the console. The cookie holds the secret; this row its hash,
+    and the hash of the API token it was opened with: a rotated or revoked token ends it."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_expires", "expires_at"),)
+    secret_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+
 class JobOutput(Base):
     __tablename__ = "job_outputs"
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)

@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sandbox.context",),
     ("sandbox.records",),
     ("sandbox.pipeline",),
+    ("sandbox.console",),
     ("sandbox.api",),
     ("sandbox.cli",),
 )
