@@ -1,0 +1,54 @@
+"""Signed out: the catalog, a dataset's dictionary, the language switch, a phone's menu."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conftest import Watched, sign_in
+from live import Cast
+
+
+def test_anyone_finds_a_dataset_and_reads_its_dictionary(tab: Watched, site: Cast) -> None:
+    tab.go("/")
+    page = tab.page
+    assert page.title().startswith("数据目录")
+    page.fill("#q", "population")
+    page.click("form.filters button[type=submit]")
+    cards = page.locator("#datasets .card")
+    assert cards.count() == 1
+    cards.first.locator("a").click()
+    page.wait_for_load_state()
+    assert "/catalog/population" in page.url
+    header = page.locator("#dictionary thead").inner_text()
+    assert "字段名" in header and "角色" in header
+    rows = page.locator("#dictionary tbody tr")
+    assert rows.count() >= 5
+    page.click("a.lang")
+    page.wait_for_load_state()
+    assert "Data dictionary" in page.content()
+
+
+def test_a_person_signs_in_and_out(tab: Watched, site: Cast) -> None:
+    sign_in(tab, site.operator_token)
+    page = tab.page
+    assert "某数据科技有限公司" in page.locator(".who").inner_text()
+    page.click("form[action='/signout'] button")
+    page.wait_for_load_state()
+    assert page.locator(".who").count() == 0
+
+
+def test_a_wrong_token_is_explained_next_to_the_field(tab: Watched) -> None:
+    sign_in(tab, "sbx_wrong")
+    error = tab.page.locator("#token-error")
+    assert "unknown API token" in error.inner_text()
+    assert tab.page.get_attribute("#token", "aria-describedby") == "token-help token-error"
+
+
+def test_the_catalog_works_on_a_phone(phone: Watched) -> None:
+    phone.go("/catalog")
+    page: Any = phone.page
+    assert not page.locator("nav.menu").is_visible()
+    page.click("label.menu-button")
+    assert page.locator("nav.menu").is_visible()
+    # Nothing wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
