@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .conftest import Watched, sign_in
 from live import Cast
+
+from .conftest import Watched, sign_in
 
 
 def test_anyone_finds_a_dataset_and_reads_its_dictionary(tab: Watched, site: Cast) -> None:
