@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from sandbox.console import nav
 from sandbox.console.i18n import DEFAULT, LANGUAGES, translator
 from sandbox.context import Context
 from sandbox.records.sessions import Signed, signed_in
@@ -66,6 +67,7 @@ def page(visit: Visit, template: str, status: int = 200, **values: Any) -> HTMLR
         role=visit.role,
         csrf=visit.signed.csrf if visit.signed else "",
         path=visit.path,
+        nav=nav.items(visit.role),
         **values,
     )
     response = HTMLResponse(html, status_code=status)

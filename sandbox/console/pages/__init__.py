@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sandbox.console.pages import account, public
+from sandbox.console.pages import account, bureau, operator, provider, public, regulator
 
-PAGES: tuple[APIRouter, ...] = (public.router, account.router)
+PAGES: tuple[APIRouter, ...] = (
+    public.router,
+    account.router,
+    operator.router,
+    provider.router,
+    bureau.router,
+    regulator.router,
+)

@@ -1,0 +1,40 @@
+"""The menu: what everyone sees, and what each role sees besides (label keys in `words`)."""
+
+from __future__ import annotations
+
+EVERYONE: tuple[tuple[str, str], ...] = (
+    ("/catalog", "nav.catalog"),
+    ("/fees", "nav.fees"),
+    ("/register", "nav.register"),
+    ("/log", "nav.log"),
+)
+
+# One line per role, each kept by its own area of pages.
+BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
+    "operator": (
+        ("/contracts", "nav.operator.contracts"),
+        ("/jobs", "nav.operator.jobs"),
+        ("/bills", "nav.operator.bills"),
+    ),
+    "provider": (
+        ("/requests", "nav.provider.requests"),
+        ("/usage", "nav.provider.usage"),
+    ),
+    "bureau": (
+        ("/admin/datasets", "nav.bureau.datasets"),
+        ("/admin/principals", "nav.bureau.principals"),
+        ("/admin/prices", "nav.bureau.prices"),
+        ("/admin/contracts", "nav.bureau.contracts"),
+        ("/admin/revenue", "nav.bureau.revenue"),
+    ),
+    "regulator": (
+        ("/oversight/contracts", "nav.regulator.contracts"),
+        ("/oversight/jobs", "nav.regulator.jobs"),
+        ("/oversight/reports", "nav.regulator.reports"),
+        ("/oversight/log", "nav.regulator.log"),
+    ),
+}
+
+
+def items(role: str | None) -> tuple[tuple[str, str], ...]:
+    return EVERYONE + BY_ROLE.get(role or "", ())

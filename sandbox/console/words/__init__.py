@@ -1,0 +1,1 @@
+"""The console's words, one module per area of pages; `sandbox.console.i18n` merges them."""

@@ -1,0 +1,5 @@
+"""The bureau's pages: datasets, principals, prices, revenue."""
+
+ZH: dict[str, str] = {}
+
+EN: dict[str, str] = {}
