@@ -111,3 +111,23 @@ def test_a_quota_of_9_jobs_a_day_admits_exactly_9_of_30_concurrent_submissions(
     jobs = _finish(cast, [r.json()["id"] for r in responses if r.status_code == 201])
     assert [j.status for j in jobs] == ["succeeded"] * 9
     assert cast.bureau.contract(cid)["spend"] == {"reserved_fen": 0, "spent_fen": 900}
+
+
+def test_a_privacy_budget_for_5_jobs_admits_exactly_5_of_20_concurrent_submissions(
+    cast: Cast,
+) -> None:
+    privacy = {"population": {"epsilon": "1.0", "per_job_epsilon": "0.2"}}
+    cid = active_contract(cast, spend_cap="100.00", privacy=privacy)
+    body = {"contract_id": cid, "code": JOB}
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(
+            pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body), range(20))
+        )
+    codes = [r.status_code for r in responses]
+    assert codes.count(201) == 5, codes
+    refused = [r.json() for r in responses if r.status_code != 201]
+    assert len(refused) == 15 and all("budget" in e["error"] for e in refused), refused[:2]
+    jobs = _finish(cast, [r.json()["id"] for r in responses if r.status_code == 201])
+    assert [j.status for j in jobs] == ["succeeded"] * 5
+    budget = cast.operator._request("GET", f"/contracts/{cid}/budget")["privacy"]["population"]
+    assert (budget["spent"], budget["reserved"], budget["remaining"]) == ("1", "0", "0")
