@@ -93,7 +93,8 @@ def _relative(settings: Settings, path: Path) -> str:
 def _building(dest: Path) -> Iterator[Path]:
     """A private directory beside `dest`, renamed to `dest` when the block succeeds and
     removed when it does not."""
-    tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
+    _sweep_abandoned(dest)
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir(mode=PRIVATE_DIR)
     try:
         yield tmp
@@ -103,6 +104,25 @@ def _building(dest: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _sweep_abandoned(dest: Path) -> None:
+    """Remove what earlier backups to `dest` left when they were killed (a process that dies
+    outright cannot clean up after itself): partial directories whose process is gone."""
+    for partial in dest.parent.glob(f".{dest.name}.partial-*"):
+        pid = partial.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _dump_database(engine: Engine, tmp: Path) -> Snapshot:

@@ -372,6 +372,10 @@ def test_a_killed_backup_leaves_no_destination(backed: Backed, tmp_path: Path) -
     assert not dest.exists()
     (partial,) = _leftovers(dest.parent)
     assert not (dest.parent / partial / "manifest.json").exists()
+    # The next backup to the same place clears what the killed one left, and succeeds.
+    again = _cli("backup", str(dest), "--data-dir", str(instance))
+    assert again.returncode == 0, again.stderr
+    assert dest.exists() and _leftovers(dest.parent) == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
