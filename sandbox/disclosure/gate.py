@@ -34,6 +34,7 @@ class Gate:
         self._held: LRU[str, dict[str, Partition]] = LRU(
             max_bytes, lambda spaces: sum(p.nbytes for p in spaces.values())
         )
+        self._audits: dict[str, int] = {}
 
     def _partitions(self, operator: str) -> dict[str, Partition]:
         held = self._held.get(operator)
@@ -53,7 +54,14 @@ class Gate:
             spaces = self._partitions(operator)
             out = [_admit(spaces, sets, threshold) if sets else None for sets in rows]
             self._held.put(operator, spaces)  # its size may have changed
+            self._audits[operator] = self._audits.get(operator, 0) + 1
             return out
+
+    def audits(self, operator: str) -> int:
+        """How many releases of the operator this gate has audited since it started: the
+        order in which concurrent jobs reached the gate, for whoever must check it."""
+        with self._lock:
+            return self._audits.get(operator, 0)
 
 
 def _admit(
@@ -102,3 +110,6 @@ class GateActor:
 
     def audit(self, operator: str, rows: Rows, threshold: int) -> list[Conflict | None]:
         return self._gate.audit(operator, rows, threshold)
+
+    def audits(self, operator: str) -> int:
+        return self._gate.audits(operator)

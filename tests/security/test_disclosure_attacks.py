@@ -32,7 +32,6 @@ import json
 import math
 import queue
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,8 +41,10 @@ from typing import Any
 import pytest
 from conftest import World, make_world
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from waiting import wait_until
 
 from sandbox.catalog.synthetic import HUKOU_TYPES
+from sandbox.records import releases
 
 from .conftest import LAX_GRANTS, assert_flagged
 
@@ -823,6 +824,15 @@ emit("r", table("population").filter(WHO).derive(b=bands).group_by("b").agg(n=co
 # --- 5. withheld is not unseen ------------------------------------------------------------
 
 
+def _audits(op: Operator) -> int:
+    gate = releases.gate(op.world.ctx)
+    if hasattr(gate.audits, "remote"):
+        import ray
+
+        return int(ray.get(gate.audits.remote(op.principal["id"])))
+    return int(gate.audits(op.principal["id"]))
+
+
 def _withheld(
     new_operator: Callable[..., Operator],
     target: Target,
@@ -857,9 +867,9 @@ hit = v is not None and v > params["g"]
         assert r.status_code == 201, r.text
         while jobs_started.get(timeout=30) != r.json()["id"]:
             pass  # the other job of the previous round
-        # Its first collect happens in a Ray worker, which tells this process nothing: time
-        # for it to reach the release gate before the other job does.
-        time.sleep(0.3)
+        # Its first collect happens in a Ray worker: the gate says when it has been audited,
+        # so that the other job reaches the gate after it.
+        wait_until(lambda op=op: _audits(op) >= 1, 30, interval=0.02, message="no audit")
         totals.append(cell(op.run(first), "s"))
         seen.append(op.observe(r))
     if any(total is not None for total in totals):
