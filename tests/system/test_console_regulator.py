@@ -10,14 +10,21 @@ import io
 import re
 
 from conftest import World
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import update
 from test_console import _fresh, _sign_in
 
+from operators.keys import public_key_b64
 from sandbox.common import clock
+from sandbox.ledger.note import add_signature
 from sandbox.records import money
+from sandbox.store.models import LedgerEntry
 
 BY_DISTRICT = (
     "emit('t', table('population').group_by('district').agg(n=count(), i=mean('income')).collect())"
 )
+WITNESS = "regulator.example.gov.cn"
+FORGED = b'{"actor":null,"at":"2026-01-01T00:00:00Z","data":{},"subject":null,"type":"x"}'
 SCRIPT = '<script>alert("x")</script>"><img src=x onerror=alert(1)>'
 
 
@@ -183,6 +190,23 @@ def test_the_log_shows_its_checkpoint_entries_newest_first_and_a_proof_that_veri
         for wrong in ("abc", str(size + 5), "-1"):
             r = browser.get(f"/oversight/log?index={wrong}").text
             assert 'id="index-error"' in r and 'class="ok verified"' not in r
+        # A witness's co-signature of the checkpoint is shown with its key.
+        signer = Ed25519PrivateKey.generate()
+        note = w.client.get("/v1/ledger/checkpoint", headers=w.h(w.regulator)).json()
+        body = {
+            "checkpoint": add_signature(note["checkpoint"], WITNESS, signer),
+            "witness": {"name": WITNESS, "public_key": public_key_b64(signer)},
+        }
+        cosigned = w.client.post("/v1/ledger/witness", json=body, headers=w.h(w.regulator))
+        assert cosigned.status_code == 201, cosigned.text
+        witnesses = browser.get("/oversight/log").text.split('id="witnesses"')[1]
+        assert WITNESS in witnesses.split("</ul>")[0]
+        assert public_key_b64(signer) in witnesses.split("</ul>")[0]
+        # An entry changed behind the log's back: the page says its proof does not verify.
+        with w.ctx.transaction() as s:
+            s.execute(update(LedgerEntry).where(LedgerEntry.index == 2).values(leaf=FORGED))
+        forged = browser.get("/oversight/log?index=2").text
+        assert 'class="ok verified"' not in forged and "✗" in forged
 
 
 def test_text_users_typed_reaches_the_regulators_pages_as_text(local_world: World) -> None:
