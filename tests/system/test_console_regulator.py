@@ -9,7 +9,7 @@ import csv
 import io
 import re
 
-from conftest import World
+from conftest import GRANTS, World
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 from test_console import _fresh, _sign_in
@@ -22,6 +22,10 @@ from sandbox.store.models import LedgerEntry
 
 BY_DISTRICT = (
     "emit('t', table('population').group_by('district').agg(n=count(), i=mean('income')).collect())"
+)
+SEARCH = (
+    'emit("t", table("population").filter(col("income") > params["t"])'
+    '.agg(n=count(), m=mean("income")).collect())'
 )
 WITNESS = "regulator.example.gov.cn"
 FORGED = b'{"actor":null,"at":"2026-01-01T00:00:00Z","data":{},"subject":null,"type":"x"}'
@@ -241,3 +245,18 @@ def test_a_suspension_posted_from_another_site_is_refused(local_world: World) ->
             )
             assert r.status_code == 403
         assert _status(w, cid) == "active"
+
+
+def test_flags_are_listed_with_their_jobs_for_the_regulator(local_world: World) -> None:
+    w = local_world
+    grants = {"population": {**GRANTS["population"], "income": ["aggregate", "filter"]}}
+    cid = w.active_contract(grants)
+    sweep = [w.run(cid, SEARCH, params={"t": t}).json() for t in (1000, 2000, 3000, 4000)]
+    assert all(j["status"] == "succeeded" for j in sweep), sweep
+    with _fresh(w) as browser:
+        _sign_in(browser, w.regulator["token"])
+        listed = browser.get("/oversight/jobs").text.split('id="flag-list"')[1]
+        assert "<b>search</b>" in listed and sweep[3]["id"] in listed
+        page = browser.get(f"/oversight/jobs/{sweep[3]['id']}").text
+        assert 'id="job-flags"' in page and "<b>search</b>" in page
+        assert 'id="job-flags"' not in browser.get(f"/oversight/jobs/{sweep[0]['id']}").text

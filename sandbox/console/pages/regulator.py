@@ -25,6 +25,7 @@ from sandbox.ledger.errors import ProofError
 from sandbox.ledger.note import vkey
 from sandbox.records import agreements, directory, flags, jobs, listings, money, principals
 from sandbox.records.principals import Actor, require
+from sandbox.records.sessions import Signed
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -32,10 +33,9 @@ SHOWN = 200
 LOG_PAGE = 25
 
 
-def _regulator(signed: Any) -> Actor:
-    actor: Actor = signed.actor
-    require(actor, Role.regulator)
-    return actor
+def _regulator(signed: Signed) -> Actor:
+    require(signed.actor, Role.regulator)
+    return signed.actor
 
 
 def _names(visit: Visit) -> directory.Directory:
@@ -50,6 +50,7 @@ def _names(visit: Visit) -> directory.Directory:
 def contracts(visit: VisitOf, signed: Person, status: str = "", operator: str = "") -> Response:
     actor = _regulator(signed)
     rows = listings.contracts(visit.ctx, actor, status or None, operator or None, SHOWN)
+    every = listings.contracts(visit.ctx, actor, limit=listings.PAGE_MAX)
     names = _names(visit)
     return page(
         visit,
@@ -58,8 +59,8 @@ def contracts(visit: VisitOf, signed: Person, status: str = "", operator: str = 
         names=names,
         picked=status,
         operator=operator,
-        operators=_operators(names, listings.contracts(visit.ctx, actor, limit=1000)),
-        statuses=sorted({r["status"] for r in listings.contracts(visit.ctx, actor, limit=1000)}),
+        operators=_operators(names, every),
+        statuses=sorted({r["status"] for r in every}),
     )
 
 
@@ -143,11 +144,17 @@ def job_list(
     visit: VisitOf, signed: Person, operator: str = "", contract: str = "", status: str = ""
 ) -> Response:
     actor = _regulator(signed)
+    # The listing runs oldest first: the newest SHOWN of its longest page, newest first.
     rows = listings.jobs(
-        visit.ctx, actor, contract or None, operator or None, status or None, limit=SHOWN
-    )
+        visit.ctx,
+        actor,
+        contract or None,
+        operator or None,
+        status or None,
+        limit=listings.PAGE_MAX,
+    )[-SHOWN:][::-1]
     names = _names(visit)
-    every = listings.jobs(visit.ctx, actor, limit=1000)
+    every = listings.jobs(visit.ctx, actor, limit=listings.PAGE_MAX)
     return page(
         visit,
         "regulator_jobs.html",
