@@ -1,5 +1,62 @@
 """A department's pages: requests to approve, how its data is used."""
 
-ZH: dict[str, str] = {}
+ZH: dict[str, str] = {
+    "provider.requests.title": "待审申请",
+    "provider.requests.lead": "运营单位申请使用本部门数据集的合同。请核对字段、用途和目的后批准或拒绝；拒绝须说明理由，理由会告知运营单位并记入存证日志。",
+    "provider.requests.empty": "目前没有涉及本部门数据集的合同申请。",
+    "provider.version": "版本",
+    "provider.approved_by_you": "本部门已批准",
+    "provider.reason": "说明",
+    "provider.purpose": "使用目的",
+    "provider.purpose_class": "用途类别",
+    "provider.valid": "有效期",
+    "provider.dataset": "数据集",
+    "provider.column": "字段",
+    "provider.uses": "允许的用途",
+    "provider.approve": "批准",
+    "provider.refuse": "拒绝",
+    "provider.refuse_reason": "拒绝理由",
+    "provider.refuse_help": "拒绝时必填，运营单位和监管方都能看到。",
+    "provider.usage.title": "数据使用情况",
+    "provider.usage.lead": "本部门数据集每月被读取的作业数和扫描行数，以及使用它们的合同。这里只有汇总计数，不含任何作业代码或结果。",
+    "provider.usage.none": "尚无作业读取该数据集。",
+    "provider.month": "月份",
+    "provider.jobs": "作业数",
+    "provider.rows": "扫描行数",
+    "provider.chart": "{dataset} 每月扫描行数",
+    "provider.contracts_using": "使用该数据集的合同",
+    "provider.contracts_none": "没有合同申请过该数据集。",
+    "provider.datasets_none": "本部门尚未登记数据集。",
+}
 
-EN: dict[str, str] = {}
+EN: dict[str, str] = {
+    "provider.requests.title": "Contract requests",
+    "provider.requests.lead": "Operators' contracts that read your department's datasets. "
+    "Check the columns, uses and purpose, then approve or refuse; a refusal needs a reason, "
+    "which the operator sees and the log records.",
+    "provider.requests.empty": "No contract request touches your datasets.",
+    "provider.version": "Version",
+    "provider.approved_by_you": "approved by your department",
+    "provider.reason": "Note",
+    "provider.purpose": "Purpose",
+    "provider.purpose_class": "Kind of use",
+    "provider.valid": "Valid",
+    "provider.dataset": "Dataset",
+    "provider.column": "Column",
+    "provider.uses": "Allowed uses",
+    "provider.approve": "Approve",
+    "provider.refuse": "Refuse",
+    "provider.refuse_reason": "Reason for refusing",
+    "provider.refuse_help": "Required to refuse; the operator and the regulator see it.",
+    "provider.usage.title": "How your data is used",
+    "provider.usage.lead": "Jobs that read each of your datasets and the rows they scanned, "
+    "per month, and the contracts that use them: counts only, never job code or results.",
+    "provider.usage.none": "No job has read this dataset yet.",
+    "provider.month": "Month",
+    "provider.jobs": "Jobs",
+    "provider.rows": "Rows scanned",
+    "provider.chart": "Rows of {dataset} scanned per month",
+    "provider.contracts_using": "Contracts using this dataset",
+    "provider.contracts_none": "No contract has asked for this dataset.",
+    "provider.datasets_none": "Your department has no registered dataset yet.",
+}

@@ -1,0 +1,71 @@
+"""A department in a real browser: the operator's requests, one refused with a reason (the
+reason missing first, said next to the field), one approved; the use of its datasets; the
+queue on a phone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+from conftest import GRANTS
+from live import Cast
+
+from .conftest import Watched, sign_in
+
+SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+
+
+def shoot(tab: Watched, name: str) -> None:
+    if os.environ.get("SANDBOX_SCREENSHOTS"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        tab.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def _apply(site: Cast, purpose: str) -> str:
+    applied = site.operator.apply_contract(
+        GRANTS,
+        purpose,
+        "commercial",
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "2030-01-01T00:00:00Z",
+    )
+    return str(applied["id"])
+
+
+def test_a_department_refuses_one_request_with_a_reason_and_approves_another(
+    tab: Watched, site: Cast
+) -> None:
+    refused, approved = _apply(site, "人口结构商业分析"), _apply(site, "养老服务设施规划")
+    sign_in(tab, site.provider.rotate_token())
+    tab.go("/requests")
+    page = tab.page
+    assert "某数据科技有限公司" in page.locator(f"#c-{refused}").inner_text()
+    assert "人口结构商业分析" in page.locator(f"#c-{refused} .purpose").inner_text()
+    shoot(tab, "provider-requests")
+    page.click(f"#c-{refused} form.refuse button")
+    page.wait_for_load_state()
+    error = page.locator(f"#reason-error-{refused}")
+    assert "needs a reason" in error.inner_text()
+    page.fill(f"#reason-{refused}", "申请字段超出分析目的所需")
+    page.click(f"#c-{refused} form.refuse button")
+    page.wait_for_load_state()
+    assert "申请字段超出分析目的所需" in page.locator(f"#c-{refused}").inner_text()
+    page.click(f"#c-{approved} form.approve button")
+    page.wait_for_load_state()
+    assert "本部门已批准" in page.locator(f"#c-{approved}").inner_text()
+    assert site.operator.contract(refused)["status"] == "refused"
+    assert site.operator.contract(approved)["status"] == "approved"
+    tab.go("/usage")
+    assert "population" in page.locator("#d-population").inner_text()
+    shoot(tab, "provider-usage")
+
+
+def test_the_queue_fits_a_phone(phone: Watched, site: Cast) -> None:
+    _apply(site, "手机上查看的申请")
+    sign_in(phone, site.provider.rotate_token())
+    phone.go("/requests")
+    page: Any = phone.page
+    assert page.locator("#requests .request").count() >= 1
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
