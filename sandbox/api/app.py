@@ -59,11 +59,12 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         "aggregates under signed contracts and published prices.",
     )
     errors.install(app)
-    app.add_middleware(RequestIds)
     for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags):
         app.include_router(module.router, prefix="/v1")
     app.include_router(metrics.router)
     console.install(app)
+    # Outermost (added last): every line of the request, the access line too, carries its id.
+    app.add_middleware(RequestIds)
     return app
 
 

@@ -3,11 +3,12 @@ headers every console page carries."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.console.pages import PAGES
 
@@ -35,14 +36,31 @@ def install(app: FastAPI) -> None:
     for router in PAGES:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeaders)
 
-    @app.middleware("http")
-    async def _headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if not request.url.path.startswith(_NOT_CONSOLE):
-            response.headers.update(HEADERS)
-            if request.url.scheme == "https":
-                response.headers["Strict-Transport-Security"] = "max-age=31536000"
-        return response
+
+class SecurityHeaders:
+    """ASGI middleware adding the console's headers to its responses (not the API's). Plain
+    ASGI, not a BaseHTTPMiddleware: the response goes out in the request's own context, so
+    the ids bound for its access line (`api.request_ids`) are still there."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(_NOT_CONSOLE):
+            await self.app(scope, receive, send)
+            return
+        secure = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers[name] = value
+                if secure:
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
