@@ -52,10 +52,11 @@ def _cap_of(caps: dict[str, Any] | None, item: dict[str, Any]) -> dict[str, Any]
     """The cap an item is held to: the one of its unit and level, else its unit's plain one."""
     if caps is None:
         return None
-    same_unit = [c for c in caps["items"] if c["unit"] == item["unit"]]
+    same_unit: list[dict[str, Any]] = [c for c in caps["items"] if c["unit"] == item["unit"]]
     exact = [c for c in same_unit if c.get("level") == item.get("level")]
     plain = [c for c in same_unit if c.get("level") is None]
-    return (exact or plain or [None])[0]
+    found = exact or plain
+    return found[0] if found else None
 
 
 @router.get("/fees")
