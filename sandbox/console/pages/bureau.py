@@ -177,6 +177,15 @@ def _place_dataset_error(form: DatasetForm, message: str) -> None:
 @router.post("/admin/datasets")
 async def register_dataset(request: Request, visit: VisitOf, sent: Submitted) -> Response:
     actor = _bureau(sent.signed.actor)
+    form = await request.form()  # the form `Submitted` read, with the file in it
+    try:
+        return await _register_upload(visit, actor, sent, form.get("file"))
+    finally:
+        # The upload's spooled file goes as soon as the answer is ready.
+        await form.close()
+
+
+async def _register_upload(visit: Visit, actor: Actor, sent: Posted, upload: Any) -> Response:
     form = DatasetForm(
         sent.form.get("name", "").strip(),
         sent.form.get("title", "").strip(),
@@ -184,7 +193,6 @@ async def register_dataset(request: Request, visit: VisitOf, sent: Submitted) ->
         sent.form.get("level", ""),
         _column_rows(sent.lists),
     )
-    upload = (await request.form()).get("file")
     meta = _meta(form)
     if any(row.error for row in form.columns):
         return _dataset_page(visit, actor, form, 400)
@@ -351,7 +359,7 @@ def _prices_page(
     fees = register.fees(visit.ctx)
     current = fees["schedule"]
     if preview is None and current is not None:
-        preview = _preview(current)
+        preview = _preview({k: v for k, v in current.items() if k != "id"})
     return page(
         visit,
         "bureau_prices.html",
