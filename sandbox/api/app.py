@@ -19,6 +19,7 @@ from sandbox.api.routes import (
     ledger,
     prices,
     principals,
+    public,
     reports,
 )
 from sandbox.console import web as console
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     errors.install(app)
     for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(public.router, prefix="/v1/public")
     app.include_router(metrics.router)
     console.install(app)
     # Outermost (added last): every line of the request, the access line too, carries its id.

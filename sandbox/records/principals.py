@@ -232,6 +232,14 @@ def get_principal(ctx: Context, actor: Actor, principal_id: str) -> dict[str, An
         return principal_view(s, _target(s, principal_id))
 
 
+def list_principals(ctx: Context, actor: Actor) -> list[dict[str, Any]]:
+    """Every principal with its status, oldest first (the bureau and the regulator)."""
+    require(actor, Role.bureau, Role.regulator)
+    with ctx.reading() as s:
+        rows = s.scalars(select(Principal).order_by(Principal.created_at, Principal.id))
+        return [principal_view(s, p) for p in rows]
+
+
 # --- licences ------------------------------------------------------------------------------
 
 

@@ -65,6 +65,10 @@ class Principal(Open):
     created_at: str | None
 
 
+class Principals(Open):
+    principals: list[Principal]
+
+
 class Key(Open):
     id: str
     principal_id: str

@@ -12,6 +12,7 @@ from sandbox.api.models.principals import (
     Keys,
     Principal,
     PrincipalCreated,
+    Principals,
     TokenIssued,
     TokensRevoked,
 )
@@ -79,6 +80,12 @@ def create(body: NewPrincipal, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
         "key_id": key.id if key else None,
         "token": token,
     }
+
+
+@router.get("/principals", response_model=Principals, responses=SIGNED_IN)
+def list_all(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Every principal with its status (bureau, regulator); never a token."""
+    return {"principals": principals.list_principals(ctx, actor)}
 
 
 @router.get(

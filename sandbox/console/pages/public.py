@@ -1,16 +1,22 @@
 """What anyone may see, signed out: the catalog and each dataset's data dictionary (never a
-value)."""
+value), the fees in force with their caps, the public register of contracts in force with the
+fees charged per month, and the log's latest signed checkpoint.
+
+Each page reads through `sandbox.records.register`, as /v1/public does: the console shows
+nobody more than the API would."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
+from typing import Any
 
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from sandbox.console import charts
+from sandbox.console.i18n import translator
 from sandbox.console.render import VisitOf, page
 from sandbox.console.routing import ConsoleRoute
-from sandbox.records import registry
-from sandbox.store.models import Principal
+from sandbox.records import register
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -22,25 +28,14 @@ def home(visit: VisitOf) -> Response:
 
 @router.get("/catalog")
 def catalog(visit: VisitOf, q: str = "", department: str = "", level: str = "") -> Response:
-    with visit.ctx.reading() as s:
-        datasets = registry.all_datasets(visit.ctx, s)
-        departments = {p: n for p, n in s.execute(select(Principal.id, Principal.name))}
-    needle = q.strip().lower()
-    shown = [
-        d
-        for d in datasets
-        if (not needle or needle in d.name.lower() or needle in d.title.lower())
-        and (not department or d.provider_id == department)
-        and (not level or d.level == level)
-    ]
-    used = sorted({d.provider_id for d in datasets}, key=lambda p: departments.get(p, p))
+    found = register.catalog(visit.ctx, q, department, level)
     return page(
         visit,
         "catalog.html",
-        datasets=shown,
-        departments=departments,
-        department_choices=[(p, departments.get(p, p)) for p in used],
-        levels=sorted({d.level for d in datasets}),
+        datasets=found.datasets,
+        departments=found.departments,
+        department_choices=sorted(found.departments.items(), key=lambda item: item[1]),
+        levels=found.levels,
         q=q,
         department=department,
         level=level,
@@ -49,7 +44,57 @@ def catalog(visit: VisitOf, q: str = "", department: str = "", level: str = "") 
 
 @router.get("/catalog/{name}")
 def dataset(visit: VisitOf, name: str) -> Response:
-    with visit.ctx.reading() as s:
-        info = registry.get(visit.ctx, s, name)
-        provider = s.get(Principal, info.provider_id)
-    return page(visit, "dataset.html", dataset=info, department=provider.name if provider else "")
+    info, department = register.dataset(visit.ctx, name)
+    return page(visit, "dataset.html", dataset=info, department=department)
+
+
+def _cap_of(caps: dict[str, Any] | None, item: dict[str, Any]) -> dict[str, Any] | None:
+    """The cap an item is held to: the one of its unit and level, else its unit's plain one."""
+    if caps is None:
+        return None
+    same_unit: list[dict[str, Any]] = [c for c in caps["items"] if c["unit"] == item["unit"]]
+    exact = [c for c in same_unit if c.get("level") == item.get("level")]
+    plain = [c for c in same_unit if c.get("level") is None]
+    found = exact or plain
+    return found[0] if found else None
+
+
+@router.get("/fees")
+def fees(visit: VisitOf) -> Response:
+    published = register.fees(visit.ctx)
+    schedule, caps = published["schedule"], published["caps"]
+    items = [(item, _cap_of(caps, item)) for item in (schedule or {}).get("items", [])]
+    return page(visit, "public_fees.html", schedule=schedule, caps=caps, items=items)
+
+
+@router.get("/register")
+def public_register(visit: VisitOf) -> Response:
+    published = register.public_register(visit.ctx)
+    months = published["fees_by_month"]
+    t = translator(visit.lang)
+    chart = (
+        charts.bars(
+            [m["period"] for m in months],
+            [float(m["total"]) for m in months],
+            title=t("register.chart"),
+        )
+        if months
+        else None
+    )
+    return page(
+        visit,
+        "public_register.html",
+        contracts=published["contracts"],
+        months=months,
+        chart=chart,
+    )
+
+
+@router.get("/log")
+def ledger(visit: VisitOf, request: Request) -> Response:
+    return page(
+        visit,
+        "public_log.html",
+        head=register.checkpoint(visit.ctx),
+        base_url=str(request.base_url).rstrip("/"),
+    )

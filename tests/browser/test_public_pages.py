@@ -1,0 +1,66 @@
+"""Signed out in a real browser: find a dataset, read the fees, the public register and the
+log's signed checkpoint with the command that verifies it; the same on a phone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from live import Cast, active_contract
+
+from .conftest import Watched
+
+SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+CODE = 'd = table("population").group_by("district").agg(n=count()).collect()\nemit("d", d)\n'
+
+
+def shot(page: Any, name: str) -> None:
+    """A picture of the page for the docs, only when asked for (CI writes nothing)."""
+    if os.environ.get("SANDBOX_SCREENSHOTS"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def test_anyone_reads_the_catalog_fees_register_and_log(tab: Watched, site: Cast) -> None:
+    cid = active_contract(site)
+    job = site.operator.submit(cid, CODE, wait=True)
+    assert job.status == "succeeded"
+    page = tab.page
+    tab.go("/catalog")
+    page.fill("#q", "人口")
+    page.click("form.filters button[type=submit]")
+    assert page.locator("#datasets .card").count() == 1
+    page.locator("#datasets .card a").first.click()
+    page.wait_for_load_state()
+    assert "/catalog/population" in page.url
+
+    page.click("nav.menu a[href='/fees']")
+    page.wait_for_load_state()
+    items = page.locator("#fee-items tbody tr")
+    assert items.count() == 5
+    assert "2.00" in items.first.inner_text()
+    shot(page, "public-fees")
+
+    page.click("nav.menu a[href='/register']")
+    page.wait_for_load_state()
+    row = page.locator("#register tbody tr").first.inner_text()
+    assert "某数据科技有限公司" in row and "授权运营-2026-007" in row
+    assert page.locator("#fees-chart svg.chart rect.chart-bar").count() == 1
+    assert str(job.charge_amount) in page.locator("#fees-by-month").inner_text()
+    shot(page, "public-register")
+
+    page.click("nav.menu a[href='/log']")
+    page.wait_for_load_state()
+    note = page.locator("#checkpoint").inner_text()
+    assert note.startswith("public-data-sandbox\n") and "—" in note
+    assert page.locator("#log-root").inner_text() in note
+    command = page.locator("#verify-command").inner_text()
+    assert "sandbox ledger verify" in command and "--checkpoint checkpoint.txt" in command
+    shot(page, "public-log")
+
+
+def test_the_public_pages_fit_a_phone(phone: Watched) -> None:
+    for path in ("/fees", "/register", "/log"):
+        phone.go(path)
+        assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390, path
