@@ -84,6 +84,8 @@ def test_an_operator_applies_from_the_dataset_page_with_the_columns_and_uses_tic
         assert made["document"]["spend_cap"] == "5000.00"
         shown = browser.get(r.headers["location"]).text
         assert "待部门审批" in shown and "城关区养老服务设施规划" in shown
+        # The term as typed, on the bureau's calendar.
+        assert "2026-01-01 00:00 – 2029-12-31 00:00" in shown
         assert cid in browser.get("/contracts").text
 
 

@@ -8,6 +8,7 @@ here in the same words."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from typing import Any
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 
 from contracts.document import PURPOSE_CLASSES, USES
 from contracts.errors import ContractError
+from contracts.quota import BEIJING
 from operators.client import released_table
 from operators.errors import OperatorError
 from operators.roles import Role
@@ -54,6 +56,13 @@ def _operator(visit: Visit, signed: Any) -> Actor:
 # What the service refuses with a reason for the person: shown on the form, which keeps what
 # they typed (the API answers these in its error envelope).
 REFUSALS: tuple[type[Exception], ...] = (SandboxError, ContractError, OperatorError, PricingError)
+
+
+def _beijing(moment: str) -> str:
+    """A stored UTC moment as the bureau's calendar shows it (a term typed as 2026-01-01
+    starts then, not on 2025-12-31 at 16:00 UTC)."""
+    at = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
 
 
 def _message(exc: Exception) -> str:
@@ -158,7 +167,7 @@ def apply(visit: VisitOf, sent: Submitted) -> Response:
 def contracts(visit: VisitOf, signed: Person) -> Response:
     actor = _operator(visit, signed)
     rows = listings.contracts(visit.ctx, actor)
-    return page(visit, "operator_contracts.html", contracts=list(reversed(rows)))
+    return page(visit, "operator_contracts.html", contracts=list(reversed(rows)), beijing=_beijing)
 
 
 def _to_sign(visit: Visit, actor: Actor, view: dict[str, Any]) -> dict[str, Any] | None:
@@ -183,6 +192,7 @@ def _contract_page(
         status,
         contract=view,
         names=names,
+        beijing=_beijing,
         to_sign=_to_sign(visit, actor, view),
         error=error,
     )
