@@ -113,10 +113,20 @@ def test_an_operator_applies_signs_in_the_browser_runs_a_job_and_sees_the_bill(
 def test_the_operators_pages_fit_a_phone(phone: Watched, site: Cast) -> None:
     cid = active_contract(site)
     job = site.operator.submit(cid, CODE, wait=True)
+    waiting = site.operator.apply_contract(
+        {"population": {"district": ["group_by"]}},
+        "养老服务设施规划",
+        "commercial",
+        "2026-01-01T00:00:00Z",
+        "2030-01-01T00:00:00Z",
+    )["id"]
+    site.provider.approve_contract(waiting)
+    site.bureau.sign_contract(waiting)
     sign_in(phone, site.operator_token)
     for path in (
         "/contracts/new?dataset=population",
         f"/contracts/{cid}",
+        f"/contracts/{waiting}",
         f"/jobs/new?contract={cid}",
         f"/jobs/{job.id}",
         "/jobs",
@@ -125,3 +135,9 @@ def test_the_operators_pages_fit_a_phone(phone: Watched, site: Cast) -> None:
         assert phone.go(path).status == 200, path
         width = phone.page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width)
+    # The canonical bytes and the commands to sign them wrap rather than widen the page.
+    phone.go(f"/contracts/{waiting}")
+    assert phone.page.locator("#key-file").is_visible()
+    phone.page.click("#sign-form summary")
+    assert phone.page.locator("#canonical").is_visible()
+    assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390

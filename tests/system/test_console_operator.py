@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from conftest import World
+from fastapi.testclient import TestClient
 from test_console import _fresh, _sign_in
 
 from operators.keys import sign
@@ -287,3 +288,45 @@ def test_a_post_from_another_site_changes_nothing(local_world: World) -> None:
         assert no_token.status_code in (401, 403)
     after = w.client.get("/v1/contracts", headers=w.h(w.operator)).json()["contracts"]
     assert len(after) == len(before) and _contract(w, cid)["status"] == "signed_by_bureau"
+
+
+SMALL_GROUPS = (
+    'rows = table("population").filter(col("district") == params["区"])'
+    '.group_by("hukou_type", "gender").agg(n=count(), m=mean("income")).collect()\n'
+    'emit("户籍性别", rows)\n'
+)
+TWO_NUMBERS = (
+    'emit("by_district", table("population").group_by("district")'
+    '.agg(n=count(), m=mean("income")).collect())'
+)
+
+
+def _run(browser: TestClient, csrf: str, w: World, cid: str, code: str, params: str) -> str:
+    form = {"csrf": csrf, "contract": cid, "code": code, "params": params, "action": "run"}
+    r = browser.post("/jobs/new", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    job_id = r.headers["location"].removeprefix("/jobs/")
+    assert w.wait_for_job(job_id)["status"] == "succeeded"
+    return job_id
+
+
+def test_suppressed_cells_are_marked_and_any_numeric_column_can_be_charted(
+    local_world: World,
+) -> None:
+    w = local_world
+    cid = w.active_contract()
+    with _fresh(w) as browser:
+        csrf = _sign_in(browser, w.operator["token"])
+        small = _run(browser, csrf, w, cid, SMALL_GROUPS, '{"区": "北山区"}')
+        released = w.wait_for_job(small)["outputs"]["户籍性别"]
+        page = browser.get(f"/jobs/{small}").text
+        hidden = page.count('<td class="suppressed"')
+        assert hidden == len(released["suppressed"]) > 0
+        assert 'class="legend"' in page
+        # Two key columns: no one-key chart to draw.
+        assert '<svg class="chart"' not in page
+        two = _run(browser, csrf, w, cid, TWO_NUMBERS, "{}")
+        first = browser.get(f"/jobs/{two}").text
+        assert '<option value="m">' in first and 'aria-label="by_district：n"' in first
+        chosen = browser.get(f"/jobs/{two}", params={"chart.by_district": "m"}).text
+        assert 'aria-label="by_district：m"' in chosen
