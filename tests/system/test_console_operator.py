@@ -150,6 +150,8 @@ def test_a_job_is_quoted_refused_at_its_line_run_charted_downloaded_and_billed(
     with _fresh(w) as browser:
         csrf = _sign_in(browser, w.operator["token"])
         assert browser.get(f"/jobs/new?contract={cid}").status_code == 200
+        unchosen = browser.get("/jobs/new", follow_redirects=False)
+        assert unchosen.status_code == 303 and unchosen.headers["location"] == "/contracts"
         bad = {"csrf": csrf, "contract": cid, "params": "{}", "action": "quote"}
         r = browser.post("/jobs/new", data={**bad, "code": "x = 1\nimport os\n"})
         assert r.status_code == 400

@@ -235,6 +235,9 @@ def _editor_page(
 @router.get("/jobs/new")
 def editor(visit: VisitOf, signed: Person, contract: str = "") -> Response:
     actor = _operator(visit, signed)
+    if not contract:
+        # A job runs under a contract: choose one first.
+        return RedirectResponse("/contracts", 303)
     typed = {"contract": contract, "code": "", "params": "{}"}
     return _editor_page(visit, actor, typed)
 

@@ -75,7 +75,7 @@ ZH: dict[str, str] = {
     "operator.editor.params": "参数（JSON）",
     "operator.editor.params.help": '一个 JSON 对象，代码中以 params 读取，例如 {"year": 2026}。',
     "operator.editor.unsigned": "从控制台提交的任务不带运营方签名，记录中显示为未签名。"
-    "如需签名提交，请使用 operators 客户端库或 sandbox jobs submit。",
+    "如需签名提交，请使用 sandbox jobs submit --key 私钥文件，或 operators 客户端库。",
     "operator.editor.quote": "报价",
     "operator.editor.run": "运行",
     "operator.editor.quote_title": "报价",
@@ -204,8 +204,8 @@ EN: dict[str, str] = {
     "operator.editor.params": "Parameters (JSON)",
     "operator.editor.params.help": 'A JSON object the code reads as params, e.g. {"year": 2026}.',
     "operator.editor.unsigned": "Jobs sent from the console carry no operator signature and "
-    "are recorded as unsigned. To sign a submission, use the operators client library or "
-    "sandbox jobs submit.",
+    "are recorded as unsigned. To sign a submission, use sandbox jobs submit --key KEYFILE "
+    "or the operators client library.",
     "operator.editor.quote": "Quote",
     "operator.editor.run": "Run",
     "operator.editor.quote_title": "Quote",
