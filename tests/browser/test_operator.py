@@ -1,0 +1,143 @@
+"""The operator in a real browser: from a dataset's page to an application, the contract
+signed in the browser with a key file (WebCrypto, the key never sent), a job refused at its
+line, fixed, quoted and run, its table charted and downloaded, the month's bill; and the
+pages on a phone."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from live import Cast, active_contract
+
+from operators.keys import private_key_to_pem
+
+from .conftest import Watched, sign_in
+
+CODE = 'emit("by_district", table("population").group_by("district").agg(n=count()).collect())'
+SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+
+
+def _shot(page: Any, name: str) -> None:
+    if os.environ.get("SANDBOX_SCREENSHOTS"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def _apply(tab: Watched) -> str:
+    page = tab.page
+    tab.go("/catalog/population")
+    page.click("#apply")
+    page.wait_for_load_state()
+    page.check("input[name='use.district'][value='group_by']")
+    page.check("input[name='use.income'][value='aggregate']")
+    page.fill("#purpose", "城关区养老服务设施规划")
+    page.select_option("#purpose_class", "public_interest")
+    page.fill("#valid_from", "2026-01-01")
+    page.fill("#valid_to", "2029-12-31")
+    page.evaluate("window.scrollTo(0, 0)")
+    _shot(page, "operator-apply")
+    page.click("#application button[type=submit]")
+    page.wait_for_load_state()
+    found = re.search(r"/contracts/(c-[0-9a-f]+)$", page.url)
+    assert found, page.url
+    assert "待部门审批" in page.locator("#contract-status").inner_text()
+    return found.group(1)
+
+
+def _sign_with_key_file(tab: Watched, site: Cast, cid: str, tmp_path: Path) -> None:
+    page = tab.page
+    tab.go(f"/contracts/{cid}")
+    assert "待您签署" in page.locator("#contract-status").inner_text()
+    _shot(page, "operator-contract-sign")
+    key_file = tmp_path / "operator.pem"
+    key_file.write_bytes(private_key_to_pem(site.operator_key))
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.post_data or "") if r.method == "POST" else None)
+    with page.expect_navigation():
+        page.set_input_files("#key-file", str(key_file))
+    page.wait_for_load_state()
+    assert "生效中" in page.locator("#contract-status").inner_text()
+    # Only the signature went to the service, never the key.
+    assert sent and all("PRIVATE" not in body and "MC4CAQ" not in body for body in sent)
+
+
+def _write_and_run(tab: Watched) -> str:
+    page = tab.page
+    page.click("a[href^='/jobs/new?contract=']")
+    page.wait_for_load_state()
+    assert page.locator(".editor.enhanced").count() == 1
+    page.fill("#code", "x = 1\nimport os\n")
+    page.click("#quote")
+    page.wait_for_load_state()
+    assert page.locator(".gutter li.bad").inner_text() == "2"
+    assert "第 2 行" in page.locator("#code-error").inner_text()
+    page.fill("#code", CODE)
+    assert page.locator(".highlight .tok-str").count() >= 2
+    page.click("#quote")
+    page.wait_for_load_state()
+    assert "¥" in page.locator("#quote-result").inner_text()
+    _shot(page, "operator-editor")
+    page.click("#run")
+    page.wait_for_selector("table.released", timeout=60_000)
+    assert "已完成" in page.locator("#job-status").inner_text()
+    assert page.locator("svg.chart rect.chart-bar").count() >= 3
+    _shot(page, "operator-job")
+    found = re.search(r"/jobs/(j-[0-9a-f]+)", page.url)
+    assert found, page.url
+    return found.group(1)
+
+
+def test_an_operator_applies_signs_in_the_browser_runs_a_job_and_sees_the_bill(
+    tab: Watched, site: Cast, tmp_path: Path
+) -> None:
+    sign_in(tab, site.operator_token)
+    cid = _apply(tab)
+    site.provider.approve_contract(cid)
+    site.bureau.sign_contract(cid)
+    _sign_with_key_file(tab, site, cid, tmp_path)
+    job_id = _write_and_run(tab)
+    page = tab.page
+    with page.expect_download() as download:
+        page.click("#output-1 a.download-csv")
+    header = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()[0]
+    assert "district" in header
+    tab.go("/bills")
+    assert job_id in page.locator("#charges").inner_text()
+    assert page.locator("#bill-total").inner_text().startswith("¥")
+    _shot(page, "operator-bills")
+
+
+def test_the_operators_pages_fit_a_phone(phone: Watched, site: Cast) -> None:
+    cid = active_contract(site)
+    job = site.operator.submit(cid, CODE, wait=True)
+    waiting = site.operator.apply_contract(
+        {"population": {"district": ["group_by"]}},
+        "养老服务设施规划",
+        "commercial",
+        "2026-01-01T00:00:00Z",
+        "2030-01-01T00:00:00Z",
+    )["id"]
+    site.provider.approve_contract(waiting)
+    site.bureau.sign_contract(waiting)
+    sign_in(phone, site.operator_token)
+    for path in (
+        "/contracts/new?dataset=population",
+        f"/contracts/{cid}",
+        f"/contracts/{waiting}",
+        f"/jobs/new?contract={cid}",
+        f"/jobs/{job.id}",
+        "/jobs",
+        "/bills",
+    ):
+        assert phone.go(path).status == 200, path
+        width = phone.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+    # The canonical bytes and the commands to sign them wrap rather than widen the page.
+    phone.go(f"/contracts/{waiting}")
+    assert phone.page.locator("#key-file").is_visible()
+    phone.page.click("#sign-form summary")
+    assert phone.page.locator("#canonical").is_visible()
+    assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390
