@@ -53,7 +53,7 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _domain_errors() -> tuple[type[Exception], ...]:
-    from sandbox.api.errors import DOMAIN_ERRORS
+    from sandbox.records.failures import DOMAIN_ERRORS
 
     return DOMAIN_ERRORS
 

@@ -13,23 +13,9 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from sandbox.console.render import VisitOf, _visit, page
-from sandbox.errors import (
-    Conflict,
-    Forbidden,
-    NotFound,
-    QuotaExceeded,
-    SandboxError,
-    Unauthenticated,
-)
+from sandbox.errors import Forbidden
+from sandbox.records.failures import DOMAIN_ERRORS, status_of
 from sandbox.records.sessions import Signed, check_csrf
-
-_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (Unauthenticated, 401),
-    (Forbidden, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-    (QuotaExceeded, 429),
-)
 
 
 class SignInNeeded(Exception):
@@ -45,10 +31,9 @@ class ConsoleRoute(APIRoute):
                 return await handler(request)
             except SignInNeeded:
                 return RedirectResponse(f"/signin?next={quote(request.url.path)}", 303)
-            except SandboxError as exc:
-                status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 400)
-                message = getattr(exc, "message", str(exc))
-                return page(_visit(request), "error.html", status, message=message)
+            except DOMAIN_ERRORS as exc:
+                message = getattr(exc, "message", None) or str(exc)
+                return page(_visit(request), "error.html", status_of(exc), message=message)
 
         return answer
 
