@@ -246,6 +246,8 @@ def test_four_workers_keep_one_log_one_release_history_and_one_count(
         # Differencing through different workers: a district, then the district without one
         # resident, each job on a connection of its own. The workers share one release history.
         for target in _targets(4):
+            # A contract each: detection suspends a contract whose jobs keep attacking.
+            cid = active_contract(cast, spend_cap="10.00")
             district = f'(col("district") == "{target["district"]}")'
             alone = (
                 f'(col("birth_date") == "{target["birth_date"].isoformat()}") & '
