@@ -175,6 +175,11 @@ def test_a_job_is_quoted_refused_at_its_line_run_charted_downloaded_and_billed(
         assert "district" in csv.content.decode("utf-8-sig").splitlines()[0]
         parquet = browser.get(f"/jobs/{job_id}/outputs/by_district.parquet")
         assert parquet.content[:4] == b"PAR1"
+        as_json = browser.get(f"/jobs/{job_id}/outputs/by_district.json")
+        api_body = w.client.get(
+            f"/v1/jobs/{job_id}/outputs/by_district", headers=w.h(w.operator)
+        ).json()
+        assert as_json.json() == api_body
         assert browser.get(f"/jobs/{job_id}/outputs/by_district.exe").status_code == 404
         assert job_id in browser.get("/jobs").text
         bill = browser.get("/bills").text

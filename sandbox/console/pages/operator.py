@@ -43,7 +43,7 @@ router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 APPLICATION_FIELDS = ("purpose_class", "valid_from", "valid_to", "spend_cap", "purpose")
 # The term starts and ends at midnight in Beijing, the bureau's calendar.
 BEIJING_MIDNIGHT = "T00:00:00+08:00"
-DOWNLOADS = ("csv", "xlsx", "parquet")
+DOWNLOADS = ("csv", "json", "xlsx", "parquet")
 RUNNING = ("queued", "running")
 
 
@@ -368,6 +368,13 @@ def download(visit: VisitOf, signed: Person, job_id: str, name: str, fmt: str) -
     if fmt not in DOWNLOADS:
         raise NotFound(f"no download as {fmt!r}; choose one of {', '.join(DOWNLOADS)}")
     body = jobs.output(visit.ctx, actor, job_id, name)
+    if fmt == "json":
+        # The body `GET /v1/jobs/{id}/outputs/{name}` answers, as a file.
+        return Response(
+            json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8"),
+            media_type="application/json",
+            headers=_attachment(f"{name}.json"),
+        )
     if fmt == "parquet":
         return Response(
             _parquet(body),
