@@ -24,6 +24,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/admin/datasets", "nav.bureau.datasets"),
         ("/admin/principals", "nav.bureau.principals"),
         ("/admin/prices", "nav.bureau.prices"),
+        ("/admin/caps", "nav.bureau.caps"),
         ("/admin/contracts", "nav.bureau.contracts"),
         ("/admin/revenue", "nav.bureau.revenue"),
     ),

@@ -5,6 +5,7 @@ console's own pages, user text as text."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ CAPS = {
     "items": [{"unit": "call", "max_price": "3.00"}, {"unit": "output", "max_price": "0.80"}],
 }
 EVIL = '"><img src=x onerror=alert(1)><script>alert("x")</script>'
-PAGES = ("/admin/datasets", "/admin/principals", "/admin/prices", "/admin/contracts")
+PAGES = ("/admin/datasets", "/admin/principals", "/admin/prices", "/admin/caps", "/admin/contracts")
 
 
 def _fresh(world: World) -> TestClient:
@@ -339,3 +340,34 @@ def test_a_form_posted_from_another_site_changes_nothing(local_world: World) -> 
     assert _status(w, cid) == "approved"
     assert _principal(w, w.operator["id"])["status"] == "active"
     assert w.client.get("/v1/price-schedules/current").json()["name"] == SCHEDULE["name"]
+
+
+def test_caps_below_the_schedule_in_force_are_refused_and_caps_above_it_published(
+    local_world: World,
+) -> None:
+    w = local_world
+    in_force = w.client.get("/v1/price-schedules/current").json()
+    call = next(i for i in in_force["items"] if i["unit"] == "call")
+    with _fresh(w) as browser:
+        csrf = _sign_in(browser, w.bureau)
+        form = {
+            "csrf": csrf,
+            "name": "上限收费标准 2027",
+            "effective_from": "2026-06-01T00:00:00Z",
+            "unit": ["call"],
+            "price": ["0.01"],
+            "per": [""],
+            "level": [""],
+        }
+        refused = browser.post("/admin/caps", data=form)
+        assert refused.status_code == 409, refused.text
+        assert "publish a schedule within them first" in refused.text
+        assert 'value="0.01"' in refused.text  # what was typed comes back
+        assert w.client.get("/v1/price-caps/current").status_code == 404
+        above = str(Decimal(call["price"]) * 2)
+        ok = browser.post("/admin/caps", data={**form, "price": [above]}, follow_redirects=False)
+        assert ok.status_code == 303, ok.text
+        assert 'id="published"' in browser.get(ok.headers["location"]).text
+    caps = w.client.get("/v1/price-caps/current").json()
+    assert caps["name"] == "上限收费标准 2027"
+    assert caps["items"] == [{"unit": "call", "max_price": above}]

@@ -433,6 +433,94 @@ def publish_prices(visit: VisitOf, sent: Submitted) -> Response:
     return RedirectResponse("/admin/prices?published=1", 303)
 
 
+# --- caps -----------------------------------------------------------------------------------
+
+
+def _cap_rows(caps: dict[str, Any] | None) -> list[PriceRow]:
+    if caps is None:
+        return []
+    return [
+        PriceRow(c["unit"], c["max_price"], str(c.get("per") or ""), c.get("level") or "")
+        for c in caps["items"]
+    ]
+
+
+def _cap(row: PriceRow) -> dict[str, Any]:
+    item: dict[str, Any] = {"unit": row.unit, "max_price": row.price}
+    if row.per:
+        item["per"] = int(row.per) if row.per.isdigit() else row.per
+    if row.level:
+        item["level"] = row.level
+    return item
+
+
+def _caps_page(
+    visit: Visit,
+    rows: list[PriceRow],
+    name: str,
+    effective_from: str,
+    error: str = "",
+    status: int = 200,
+    published: bool = False,
+) -> Response:
+    return page(
+        visit,
+        "bureau_caps.html",
+        status,
+        caps=register.fees(visit.ctx)["caps"],
+        rows=[*rows, *(PriceRow() for _ in range(BLANK_PRICE_ROWS))],
+        name=name,
+        effective_from=effective_from,
+        error=error,
+        units=UNITS,
+        levels=LEVELS,
+        published=published,
+    )
+
+
+@router.get("/admin/caps")
+def caps(visit: VisitOf, person: Person, published: str = "") -> Response:
+    _bureau(person.actor)
+    current = register.fees(visit.ctx)["caps"]
+    return _caps_page(
+        visit,
+        _cap_rows(current),
+        current["name"] if current else "",
+        clock.text(clock.now())[:19] + "Z",
+        published=bool(published),
+    )
+
+
+@router.post("/admin/caps")
+def publish_caps(visit: VisitOf, sent: Submitted) -> Response:
+    """The same as `POST /v1/price-caps`: refused while the schedule in force is above them."""
+    actor = _bureau(sent.signed.actor)
+    lists = sent.lists
+    rows = [
+        PriceRow(u, p.strip(), per.strip(), lv)
+        for u, p, per, lv in zip(
+            lists.get("unit", []),
+            lists.get("price", []),
+            lists.get("per", []),
+            lists.get("level", []),
+            strict=False,
+        )
+        if u and p.strip()
+    ]
+    name, effective_from = sent.form.get("name", "").strip(), sent.form.get("effective_from", "")
+    body = {"name": name, "effective_from": effective_from, "items": [_cap(r) for r in rows]}
+    try:
+        money.publish_caps(visit.ctx, actor, body)
+    except REFUSED as exc:
+        message = _message(exc)
+        found = _ITEM.search(message)
+        if found and int(found[1]) < len(rows):
+            rows[int(found[1])].error = message
+            message = ""
+        return _caps_page(visit, rows, name, effective_from, message, _status_of(exc))
+    return RedirectResponse("/admin/caps?published=1", 303)
+
+
 # --- contracts -------------------------------------------------------------------------------
 
 
