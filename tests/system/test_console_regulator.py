@@ -167,6 +167,12 @@ def test_reports_draw_charts_and_download_the_apis_csv(local_world: World) -> No
             f"/v1/reports/revenue?period={period}&format=csv", headers=w.h(w.regulator)
         )
         assert revenue.content == api.content
+        # Every release of the month, with its suppressed cells, and the API's CSV of them.
+        job_id = w.client.get("/v1/jobs", headers=w.h(w.regulator)).json()["jobs"][0]["id"]
+        assert 'id="releases"' in page and job_id in page
+        released = browser.get(f"/oversight/reports/releases.csv?period={period}")
+        api = w.client.get(f"/v1/releases?period={period}&format=csv", headers=w.h(w.regulator))
+        assert released.status_code == 200 and released.content == api.content
         bad = browser.get("/oversight/reports?period=2026-13")
         assert bad.status_code == 400 and "YYYY-MM" in bad.text
 

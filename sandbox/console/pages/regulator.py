@@ -217,6 +217,7 @@ def reports(visit: VisitOf, signed: Person, period: str = "") -> Response:
     period = _period(period)
     usage = listings.usage(visit.ctx, actor, period)
     revenue = money.revenue(visit.ctx, actor, period)
+    released = listings.releases(visit.ctx, actor, period)
     t = translator(visit.lang)
     by_operator = revenue["by_operator"]
     allowed = revenue["effective_allowed"]
@@ -226,6 +227,7 @@ def reports(visit: VisitOf, signed: Person, period: str = "") -> Response:
         period=period,
         usage=usage,
         revenue=revenue,
+        releases=released,
         jobs_chart=bars(
             [u["operator_name"] or u["operator_id"] for u in usage],
             [u["jobs"] for u in usage],
@@ -249,8 +251,10 @@ def report_csv(visit: VisitOf, signed: Person, kind: str, period: str = "") -> R
         table = listings.usage_table(listings.usage(visit.ctx, actor, period))
     elif kind == "revenue":
         table = money.revenue_table(money.revenue(visit.ctx, actor, period))
+    elif kind == "releases":
+        table = listings.releases_table(listings.releases(visit.ctx, actor, period))
     else:
-        raise BadRequest(f"no report {kind!r}; download usage or revenue")
+        raise BadRequest(f"no report {kind!r}; download usage, revenue or releases")
     return _download(table, f"{kind}-{period}.csv")
 
 
