@@ -208,6 +208,8 @@ def cast_of(server: Server, tmp: Path) -> Iterator[Cast]:
         {
             "name": "population",
             "title": population.title,
+            "topic": population.topic,
+            "description": population.description,
             "provider_id": provider["id"],
             "level": population.level,
             "columns": population.columns,

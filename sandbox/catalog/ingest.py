@@ -40,6 +40,7 @@ class ColumnPolicy(BaseModel):
     role: str
     lower: float | None = None
     upper: float | None = None
+    description: str | None = Field(None, max_length=500)
 
     @field_validator("role")
     @classmethod
@@ -58,6 +59,8 @@ class DatasetMeta(BaseModel):
     provider_id: str
     level: str
     columns: dict[str, ColumnPolicy]
+    topic: str | None = Field(None, max_length=100)
+    description: str | None = Field(None, max_length=2000)
 
     @field_validator("level")
     @classmethod
@@ -152,6 +155,7 @@ def _column_infos(table: pa.Table, meta: DatasetMeta) -> tuple[ColumnInfo, ...]:
                 pol.upper,
                 distinct,
                 _unique(table.column(name)) if pol.role == "identifier" else None,
+                (pol.description or "").strip() or None,
             )
         )
     return tuple(infos)
@@ -245,4 +249,6 @@ def ingest(
         table.num_rows,
         columns,
         tuple(str(target / p) for p in parts),
+        (meta.topic or "").strip() or None,
+        (meta.description or "").strip() or None,
     )

@@ -23,6 +23,7 @@ class ColumnInfo:
     # Identifiers only: True when no two rows share a value (one row per person), which
     # differential privacy relies on; internal, like `distinct`.
     unique: bool | None = None
+    description: str | None = None  # what the column means, in the department's words
 
     def to_record(self) -> dict[str, Any]:
         """The stored form, including what the catalog keeps to itself."""
@@ -39,6 +40,8 @@ class ColumnInfo:
             out["lower"] = self.lower
         if self.upper is not None:
             out["upper"] = self.upper
+        if self.description:
+            out["description"] = self.description
         return out
 
 
@@ -51,6 +54,9 @@ class DatasetInfo:
     row_count: int
     columns: tuple[ColumnInfo, ...]
     partitions: tuple[str, ...]  # absolute paths of the Parquet files
+    topic: str | None = None  # the catalog's subject heading (人口, 企业, 社保…)
+    description: str | None = None
+    registered_at: str | None = None  # ISO 8601 UTC: the data's last update
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -63,4 +69,13 @@ class DatasetInfo:
             "level": self.level,
             "row_count": self.row_count,
             "columns": [c.to_json() for c in self.columns],
+            **{
+                k: v
+                for k, v in (
+                    ("topic", self.topic),
+                    ("description", self.description),
+                    ("registered_at", self.registered_at),
+                )
+                if v
+            },
         }

@@ -51,6 +51,8 @@ class CityDataset:
     columns: dict[str, dict[str, Any]]
     table: pa.Table
     provider: str = ""
+    topic: str = ""
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -284,13 +286,18 @@ _DAYS_TO_EIGHTEEN = int(18 * 365.2425)
 
 def _population_columns() -> dict[str, dict[str, Any]]:
     return {
-        "resident_id": {"role": "identifier"},
-        "name": {"role": "identifier"},
-        "gender": {"role": "quasi_identifier"},
-        "birth_date": {"role": "quasi_identifier"},
-        "district": {"role": "attribute"},
-        "hukou_type": {"role": "attribute"},
-        "income": {"role": "sensitive", "lower": 0, "upper": _MAX_INCOME},
+        "resident_id": {"role": "identifier", "description": "公民身份号码（脱敏）"},
+        "name": {"role": "identifier", "description": "姓名"},
+        "gender": {"role": "quasi_identifier", "description": "性别"},
+        "birth_date": {"role": "quasi_identifier", "description": "出生日期"},
+        "district": {"role": "attribute", "description": "常住地所在区"},
+        "hukou_type": {"role": "attribute", "description": "户籍类型"},
+        "income": {
+            "role": "sensitive",
+            "lower": 0,
+            "upper": _MAX_INCOME,
+            "description": "月收入（元）",
+        },
     }
 
 
@@ -362,6 +369,8 @@ def generate_city(residents: int, seed: int = 0) -> dict[str, CityDataset]:
             columns=_population_columns(),
             table=population,
             provider="公安局",
+            topic="人口",
+            description="常住人口的户籍、性别、出生日期、所在区和收入（合成数据）",
         ),
         "enterprises": CityDataset(
             name="enterprises",
@@ -370,6 +379,8 @@ def generate_city(residents: int, seed: int = 0) -> dict[str, CityDataset]:
             columns=_enterprise_columns(),
             table=enterprises,
             provider="市场监督管理局",
+            topic="企业",
+            description="法人单位的行业、所在区、成立和注销日期、从业人数（合成数据）",
         ),
         "social_insurance": CityDataset(
             name="social_insurance",
@@ -378,6 +389,8 @@ def generate_city(residents: int, seed: int = 0) -> dict[str, CityDataset]:
             columns=_social_insurance_columns(),
             table=insurance,
             provider="人力资源和社会保障局",
+            topic="社会保障",
+            description="参保人员的险种、参保单位和缴费基数（合成数据）",
         ),
     }
 

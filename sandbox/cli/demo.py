@@ -158,6 +158,8 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
         meta = {
             "name": name,
             "title": ds.title,
+            "topic": ds.topic,
+            "description": ds.description,
             "provider_id": owners[name]["id"],
             "level": ds.level,
             "columns": ds.columns,

@@ -32,10 +32,14 @@ class Catalog:
     datasets: list[DatasetInfo]
     departments: dict[str, str]  # provider id → name, of every dataset's provider
     levels: list[str]
+    topics: list[str]
 
 
-def catalog(ctx: Context, q: str = "", department: str = "", level: str = "") -> Catalog:
-    """Datasets whose name or title contains `q` (any case), of one department and level."""
+def catalog(
+    ctx: Context, q: str = "", department: str = "", level: str = "", topic: str = ""
+) -> Catalog:
+    """Datasets whose name, title or description contains `q` (any case), of one department,
+    level and topic."""
     with ctx.reading() as s:
         everything = registry.all_datasets(ctx, s)
         names = directory.load(s)
@@ -43,12 +47,14 @@ def catalog(ctx: Context, q: str = "", department: str = "", level: str = "") ->
     shown = [
         d
         for d in everything
-        if (not needle or needle in d.name.lower() or needle in d.title.lower())
+        if (not needle or needle in " ".join((d.name, d.title, d.description or "")).lower())
         and (not department or d.provider_id == department)
         and (not level or d.level == level)
+        and (not topic or d.topic == topic)
     ]
     departments = {d.provider_id: names.name(d.provider_id) or d.provider_id for d in everything}
-    return Catalog(shown, departments, sorted({d.level for d in everything}))
+    topics = sorted({d.topic for d in everything if d.topic})
+    return Catalog(shown, departments, sorted({d.level for d in everything}), topics)
 
 
 def dataset(ctx: Context, name: str) -> tuple[DatasetInfo, str]:

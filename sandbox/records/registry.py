@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Iterable
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from operators.roles import Role
 from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
+from sandbox.common import clock
 from sandbox.context import Context
 from sandbox.errors import Conflict, IngestError, NotFound
 from sandbox.ledger import log
@@ -29,6 +31,9 @@ def to_info(ctx: Context, row: Dataset) -> DatasetInfo:
         row.row_count,
         tuple(ColumnInfo(**c) for c in row.columns),
         tuple(str(base / p) for p in row.partitions),
+        row.topic,
+        row.description,
+        clock.text(row.created_at) if row.created_at else None,
     )
 
 
@@ -47,6 +52,7 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
                 "create it first with POST /v1/principals (role 'provider')"
             )
     info = ingest(data, filename, meta, ctx.settings.datasets_dir, ctx.settings.partition_rows)
+    registered = clock.stored(clock.now())
     try:
         with ctx.transaction() as s:
             s.add(
@@ -58,6 +64,9 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
                     row_count=info.row_count,
                     columns=[c.to_record() for c in info.columns],
                     partitions=[p.rsplit("/", 1)[1] for p in info.partitions],
+                    topic=info.topic,
+                    description=info.description,
+                    created_at=registered,
                 )
             )
             s.flush()
@@ -72,7 +81,7 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
         # Nothing half-registered: the files go if the record does not commit.
         shutil.rmtree(ctx.settings.datasets_dir / info.name, ignore_errors=True)
         raise
-    return info
+    return dataclasses.replace(info, registered_at=clock.text(registered))
 
 
 def get(ctx: Context, session: Session, name: str) -> DatasetInfo:

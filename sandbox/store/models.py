@@ -76,6 +76,8 @@ class Dataset(Base):
     columns: Mapped[list[Any]] = mapped_column(JSON)  # [ColumnInfo.to_json()]
     partitions: Mapped[list[Any]] = mapped_column(JSON)  # file names under the dataset dir
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    topic: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
 
 
 class PriceSchedule(Base):

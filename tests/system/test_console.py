@@ -4,11 +4,12 @@ their token, changes only from the console's own pages, user text escaped."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
-from conftest import World
+from conftest import World, parquet_bytes
 from fastapi.testclient import TestClient
 
 from sandbox.console.i18n import MESSAGES
@@ -150,3 +151,39 @@ def test_the_next_page_after_signing_in_is_always_on_this_site(local_world: Worl
 def test_every_word_of_the_console_exists_in_both_languages(key: str) -> None:
     assert MESSAGES["en"].get(key), key
     assert set(MESSAGES["en"]) == set(MESSAGES["zh"])
+
+
+def test_the_catalog_filters_by_topic_and_the_dictionary_explains_each_column(
+    local_world: World, city: dict[str, Any]
+) -> None:
+    w = local_world
+    table = city["population"].table.select(["district", "income"]).slice(0, 300)
+    columns = {
+        "district": {"role": "attribute", "description": "所在区"},
+        "income": {"role": "sensitive", "lower": 0, "upper": 100000, "description": "月收入"},
+    }
+    meta = {
+        "name": "收入抽样",
+        "title": "收入抽样表",
+        "topic": "收入",
+        "description": "按区抽样的收入",
+        "provider_id": w.provider["id"],
+        "level": "L2",
+        "columns": columns,
+    }
+    r = w.client.post(
+        "/v1/datasets",
+        headers=w.h(w.bureau),
+        files={"file": ("s.parquet", parquet_bytes(table))},
+        data={"meta": json.dumps(meta, ensure_ascii=False)},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["topic"] == "收入" and r.json()["registered_at"].endswith("Z")
+    with _fresh(w) as browser:
+        page = browser.get("/catalog?topic=收入").text
+        assert "收入抽样表" in page and "按区抽样的收入" in page
+        assert "/catalog/population" not in page  # another topic
+        one = browser.get("/catalog/收入抽样").text
+        assert "月收入" in one and "所在区" in one and "最近更新" in one
+    public = w.client.get("/v1/public/datasets", params={"topic": "收入"}).json()
+    assert [d["name"] for d in public["datasets"]] == ["收入抽样"]

@@ -125,7 +125,15 @@ def test_catalog_shows_population_policy_without_values(local_world: World, city
         name: policy["role"] for name, policy in pop.columns.items()
     }
     assert {c["name"]: c["type"] for c in entry["columns"]}["birth_date"] == "date32[day]"
-    assert set(entry) == {"name", "title", "provider_id", "level", "row_count", "columns"}
+    assert set(entry) == {
+        "name",
+        "title",
+        "provider_id",
+        "level",
+        "row_count",
+        "columns",
+        "registered_at",
+    }
     sample = pop.table.slice(0, 3).to_pylist()
     text = json.dumps(catalog(w), ensure_ascii=False)
     for row in sample:

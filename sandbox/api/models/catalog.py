@@ -13,6 +13,7 @@ class Column(Open):
     role: str = Field(description="identifier, quasi_identifier, sensitive or attribute")
     lower: Number | None = Field(None, description="Declared lower bound, when there is one")
     upper: Number | None = Field(None, description="Declared upper bound, when there is one")
+    description: str | None = Field(None, description="What the column means")
 
 
 class Dataset(Open):
@@ -22,6 +23,9 @@ class Dataset(Open):
     level: str = Field(description="L1 to L4")
     row_count: int
     columns: list[Column]
+    topic: str | None = Field(None, description="The catalog's subject heading")
+    description: str | None = None
+    registered_at: str | None = Field(None, description="When the data was last updated")
 
 
 class Datasets(Open):

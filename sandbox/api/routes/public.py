@@ -17,9 +17,12 @@ router = APIRouter(tags=["public"], route_class=ModelRoute, responses=ERRORS)
 
 
 @router.get("/datasets", response_model=PublicDatasets)
-def datasets(ctx: Ctx, q: str = "", department: str = "", level: str = "") -> dict[str, Any]:
-    """The catalog: `q` searches names and titles; `department` is a provider id."""
-    found = register.catalog(ctx, q, department, level)
+def datasets(
+    ctx: Ctx, q: str = "", department: str = "", level: str = "", topic: str = ""
+) -> dict[str, Any]:
+    """The catalog: `q` searches names, titles and descriptions; `department` is a provider
+    id."""
+    found = register.catalog(ctx, q, department, level, topic)
     return {
         "datasets": [
             register.public_dataset(d, found.departments[d.provider_id]) for d in found.datasets

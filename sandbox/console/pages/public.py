@@ -27,8 +27,10 @@ def home(visit: VisitOf) -> Response:
 
 
 @router.get("/catalog")
-def catalog(visit: VisitOf, q: str = "", department: str = "", level: str = "") -> Response:
-    found = register.catalog(visit.ctx, q, department, level)
+def catalog(
+    visit: VisitOf, q: str = "", department: str = "", level: str = "", topic: str = ""
+) -> Response:
+    found = register.catalog(visit.ctx, q, department, level, topic)
     return page(
         visit,
         "catalog.html",
@@ -36,6 +38,8 @@ def catalog(visit: VisitOf, q: str = "", department: str = "", level: str = "") 
         departments=found.departments,
         department_choices=sorted(found.departments.items(), key=lambda item: item[1]),
         levels=found.levels,
+        topics=found.topics,
+        topic=topic,
         q=q,
         department=department,
         level=level,

@@ -132,6 +132,7 @@ def test_roles_cover_every_column_and_bounds_hold(city: dict[str, CityDataset]) 
         "role": "sensitive",
         "lower": 0,
         "upper": 200_000,
+        "description": "月收入（元）",
     }
     assert city["population"].columns["resident_id"]["role"] == "identifier"
     assert city["social_insurance"].columns["insured_since"]["role"] == "quasi_identifier"
