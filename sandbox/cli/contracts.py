@@ -1,4 +1,5 @@
-"""`sandbox contracts …`: checking exported contracts offline."""
+"""`sandbox contracts …`: signing a contract's canonical bytes and checking exported contracts,
+offline (the private key stays on the operator's machine)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import typer
 from rich.console import Console
 
 from contracts.verify import verify_export
+from operators.errors import OperatorError
+from operators.keys import private_key_from_pem, strict_b64decode
+from operators.keys import sign as sign_bytes
 from sandbox.ledger.verify import inline_or_file
 
-contracts_app = typer.Typer(
-    help="Check contracts offline against public keys.", no_args_is_help=True
-)
+contracts_app = typer.Typer(help="Sign contracts and check them, offline.", no_args_is_help=True)
 console = Console()
 
 
@@ -63,3 +65,31 @@ def verify(
     if not result.ok:
         raise typer.Exit(1)
     console.print("[bold green]verified[/]")
+
+
+@contracts_app.command("sign")
+def sign(
+    canonical: str = typer.Argument(
+        ...,
+        help="The contract's canonical bytes in base64, as the console shows them "
+        "(or GET /v1/contracts/{id}/canonical gives them), or a file holding that text.",
+    ),
+    key: Path = typer.Option(
+        ..., "--key", exists=True, dir_okay=False, help="Your Ed25519 private key (PEM)."
+    ),
+) -> None:
+    """Sign a contract's canonical bytes with your key, here; prints the base64 signature to
+    paste into the console (or send as POST /v1/contracts/{id}/sign)."""
+    data = strict_b64decode(inline_or_file(canonical))
+    if data is None:
+        console.print(
+            "[red]cannot sign: the canonical bytes are not base64; copy them whole from the "
+            "contract's page[/]"
+        )
+        raise typer.Exit(2)
+    try:
+        private = private_key_from_pem(key.read_bytes())
+    except OperatorError as e:
+        console.print(f"[red]cannot sign: {e}[/]")
+        raise typer.Exit(2) from None
+    print(sign_bytes(private, data))

@@ -104,7 +104,11 @@ def inline_or_file(value: str) -> str:
     """A key (or any short text) given inline, or the text of the file it names: how every
     command takes a public key."""
     path = Path(value)
-    return path.read_text(encoding="utf-8").strip() if path.is_file() else value.strip()
+    try:
+        named = path.is_file()
+    except OSError:  # a long inline value is no file name (ENAMETOOLONG)
+        named = False
+    return path.read_text(encoding="utf-8").strip() if named else value.strip()
 
 
 def load_bureau_key(value: str) -> BureauKey:

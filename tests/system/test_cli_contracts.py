@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import World
 
-from operators.keys import public_key_b64
+from operators.keys import generate_private_key, private_key_to_pem, public_key_b64
 
 
 def verify(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -52,3 +52,19 @@ def test_an_exported_contract_verifies_offline_and_tampering_is_caught(
 
     wrong = verify("contract.json", "--bureau-key", operator_key, cwd=tmp_path)
     assert wrong.returncode == 1 and "bureau signature" in wrong.stdout
+
+
+def test_signing_refuses_bytes_that_are_not_base64_and_a_key_that_is_not_one(
+    tmp_path: Path,
+) -> None:
+    script = Path(sys.executable).with_name("sandbox")
+    key = tmp_path / "operator.pem"
+    key.write_bytes(private_key_to_pem(generate_private_key()))
+    run = [str(script), "contracts", "sign", "--key"]
+    bad_bytes = subprocess.run([*run, str(key), "不是base64!"], capture_output=True, text=True)
+    assert bad_bytes.returncode == 2 and "not base64" in bad_bytes.stdout + bad_bytes.stderr
+    not_a_key = tmp_path / "not.pem"
+    not_a_key.write_text("hello")
+    bad_key = subprocess.run([*run, str(not_a_key), "AAAA"], capture_output=True, text=True)
+    assert bad_key.returncode == 2 and "PEM" in bad_key.stdout + bad_key.stderr
+    assert "Traceback" not in bad_key.stderr

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from conftest import World
 from fastapi.testclient import TestClient
 from test_console import _fresh, _sign_in
 
-from operators.keys import sign
+from operators.keys import private_key_to_pem, sign
 
 CODE = 'emit("by_district", table("population").group_by("district").agg(n=count()).collect())'
 SCRIPT = "<script>alert(1)</script>"
@@ -116,7 +119,7 @@ def test_a_refused_application_is_explained_next_to_its_field_and_keeps_what_was
 
 
 def test_a_signature_made_elsewhere_signs_the_contract_and_a_wrong_one_is_refused(
-    local_world: World,
+    local_world: World, tmp_path: Path
 ) -> None:
     w = local_world
     cid = _signed_by_bureau(w)
@@ -130,7 +133,21 @@ def test_a_signature_made_elsewhere_signs_the_contract_and_a_wrong_one_is_refuse
         r = browser.post(f"/contracts/{cid}/sign", data={"csrf": csrf, "signature": wrong})
         assert r.status_code == 400 and 'id="signature-error"' in r.text
         assert "signature" in r.text and _contract(w, cid)["status"] == "signed_by_bureau"
-        right = sign(w.operator_key, base64.b64decode(canonical))
+        # The page's command, run on the operator's machine with the operator's key file.
+        command = re.search(r'id="sign-command">([^<]+)</pre>', page)
+        assert command and canonical in command.group(1)
+        key_file = tmp_path / "operator.pem"
+        key_file.write_bytes(private_key_to_pem(w.operator_key))
+        script = Path(sys.executable).with_name("sandbox")
+        made = subprocess.run(
+            [str(script), "contracts", "sign", "--key", str(key_file), canonical],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert made.returncode == 0, made.stderr
+        right = made.stdout.strip()
+        assert right == sign(w.operator_key, base64.b64decode(canonical))
         r = browser.post(
             f"/contracts/{cid}/sign",
             data={"csrf": csrf, "signature": right},

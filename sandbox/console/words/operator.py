@@ -60,9 +60,10 @@ ZH: dict[str, str] = {
     "operator.sign.key_file.help": "选择 sandbox keys generate 写出的私钥文件；选中后立即在浏览器中签名并提交。",
     "operator.sign.failed": "无法用此文件签名：",
     "operator.sign.manual": "在自己的电脑上签名",
-    "operator.sign.manual.help": "下面是合同规范字节的 base64。用您自己的工具签名（例如下面的 OpenSSL 命令），"
+    "operator.sign.manual.help": "下面是合同规范字节的 base64。用 sandbox contracts sign（或 OpenSSL）签名，"
     "再把 base64 签名粘贴到签名框中。",
     "operator.sign.canonical": "规范字节（base64）",
+    "operator.sign.openssl": "或者用 OpenSSL：",
     "operator.sign.signature": "签名（base64）",
     "operator.sign.signature.help": "64 字节 Ed25519 签名的 base64。",
     "operator.sign.submit": "提交签名",
@@ -188,9 +189,9 @@ EN: dict[str, str] = {
     "operator.sign.failed": "Could not sign with this file:",
     "operator.sign.manual": "Sign on your own computer",
     "operator.sign.manual.help": "Below are the contract's canonical bytes in base64. Sign "
-    "them with your own tools (e.g. the OpenSSL commands below) and paste the base64 "
-    "signature.",
+    "them with sandbox contracts sign (or OpenSSL) and paste the base64 signature.",
     "operator.sign.canonical": "Canonical bytes (base64)",
+    "operator.sign.openssl": "Or with OpenSSL:",
     "operator.sign.signature": "Signature (base64)",
     "operator.sign.signature.help": "Base64 of the 64-byte Ed25519 signature.",
     "operator.sign.submit": "Send the signature",
