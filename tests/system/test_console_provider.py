@@ -138,6 +138,13 @@ def test_usage_shows_jobs_and_rows_per_dataset_and_month_and_the_contracts_using
         assert '<svg class="chart"' in section
         # Counts only: never the job's code or what it released.
         assert "emit(" not in page.text and job["id"] not in page.text
+    # The API gives the department the same counts, and nobody else.
+    api = w.client.get("/v1/usage/datasets", headers=w.h(w.provider))
+    assert api.status_code == 200
+    (used,) = api.json()["datasets"]
+    assert (used["dataset"], used["jobs"], used["rows"]) == ("population", 1, rows)
+    for other in (w.operator, w.regulator):
+        assert w.client.get("/v1/usage/datasets", headers=w.h(other)).status_code == 403
 
 
 def test_text_typed_by_operators_and_departments_reaches_the_page_as_text(

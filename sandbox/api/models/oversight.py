@@ -44,6 +44,18 @@ class Usage(Open):
     operators: list[OperatorUsage]
 
 
+class DatasetUse(Open):
+    dataset: str
+    title: str
+    period: str = Field(description="Billing month, YYYY-MM")
+    jobs: int = Field(description="Finished jobs that read the dataset")
+    rows: int = Field(description="Rows they scanned in it")
+
+
+class DatasetUsage(Open):
+    datasets: list[DatasetUse]
+
+
 class FlaggedJob(Open):
     id: str
     status: str

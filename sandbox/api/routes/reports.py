@@ -1,4 +1,5 @@
-"""Inspection reports for the regulator (and usage for the bureau), as JSON, CSV or XLSX."""
+"""Inspection reports for the regulator (and usage for the bureau), as JSON, CSV or XLSX; how
+a department's own datasets are used, for the department."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from fastapi import APIRouter
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import ListingFormat, export_response
 from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, files
-from sandbox.api.models.oversight import Releases, Usage
-from sandbox.records import listings
+from sandbox.api.models.oversight import DatasetUsage, Releases, Usage
+from sandbox.records import listings, provision
 
 router = APIRouter(tags=["reports"], route_class=ModelRoute, responses=ERRORS)
 
@@ -37,3 +38,10 @@ def usage(period: str, ctx: Ctx, actor: CurrentActor, format: ListingFormat = "j
     if format != "json":
         return export_response(listings.usage_table(rows), format, f"usage-{period}")
     return {"period": period, "operators": rows}
+
+
+@router.get("/usage/datasets", response_model=DatasetUsage, responses=SIGNED_IN)
+def dataset_usage(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """How the calling department's datasets are used, per month: jobs and rows scanned
+    (department). Counts only: never job code, parameters or outputs."""
+    return {"datasets": provision.dataset_usage(ctx, actor)}
