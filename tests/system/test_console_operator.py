@@ -203,6 +203,10 @@ def test_a_job_is_quoted_refused_at_its_line_run_charted_downloaded_and_billed(
         period = _period(w, job_id)
         api = w.client.get(f"/v1/bills?period={period}", headers=w.h(w.operator)).json()
         assert job_id in bill and f"¥ {api['total']}" in bill
+        sheet = browser.get(f"/bills/{period}.csv")
+        api_sheet = w.client.get(f"/v1/bills?period={period}&format=csv", headers=w.h(w.operator))
+        assert sheet.status_code == 200 and sheet.content == api_sheet.content
+        assert browser.get(f"/bills/{period}.exe").status_code == 404
 
 
 def _period(w: World, job_id: str) -> str:

@@ -410,3 +410,17 @@ def bills(visit: VisitOf, signed: Person, period: str = "") -> Response:
         for row in listings.contracts(visit.ctx, actor)
     ]
     return page(visit, "operator_bills.html", statement=statement, budgets=budgets, period=month)
+
+
+@router.get("/bills/{period}.{fmt}")
+def bill_file(visit: VisitOf, signed: Person, period: str, fmt: str) -> Response:
+    """The month's statement as a spreadsheet, as `GET /v1/bills?period=&format=` gives it."""
+    actor = _operator(visit, signed)
+    if fmt not in ("csv", "xlsx"):
+        raise NotFound(f"no statement as {fmt!r}; choose csv or xlsx")
+    statement = money.bills(visit.ctx, actor, period)
+    return Response(
+        exports.render(money.statement_table(visit.ctx, statement), fmt),
+        media_type=exports.MEDIA_TYPES[fmt],
+        headers=_attachment(f"statement-{period}.{fmt}"),
+    )

@@ -108,6 +108,7 @@ ZH: dict[str, str] = {
     "operator.job.chart_of": "{name}：{column}",
     "operator.job.report": "披露控制报告",
     "operator.job.report.help": "哪些单元格因何规则被抑制；不含规则所检查的原始值。",
+    "operator.bills.download": "下载账单",
     "operator.bills.period": "账期",
     "operator.bills.show": "查看",
     "operator.bills.bill": "{period} 账单",
@@ -240,6 +241,7 @@ EN: dict[str, str] = {
     "operator.job.report": "Disclosure report",
     "operator.job.report.help": "Which cells were suppressed and by which rule; without the "
     "values the rules looked at.",
+    "operator.bills.download": "Download the statement",
     "operator.bills.period": "Month",
     "operator.bills.show": "Show",
     "operator.bills.bill": "Bill for {period}",
