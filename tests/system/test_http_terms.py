@@ -156,4 +156,5 @@ def test_coarsened_quasi_identifiers_and_small_ones_group_fine(local_world: Worl
 def test_the_catalog_never_shows_distinct_counts(local_world: World) -> None:
     w = local_world
     cols = w.client.get("/v1/datasets/population", headers=w.h(w.operator)).json()["columns"]
-    assert all(set(c) <= {"name", "type", "role", "lower", "upper"} for c in cols)
+    assert all(set(c) <= {"name", "type", "role", "lower", "upper", "description"} for c in cols)
+    assert not any("distinct" in c or "unique" in c for c in cols)
