@@ -315,7 +315,7 @@ def resume(visit: VisitOf, sent: Submitted, principal_id: str) -> Response:
     return _change_status(visit, sent, principal_id, resume=True)
 
 
-# --- prices ----------------------------------------------------------------------------------
+# --- prices and caps -------------------------------------------------------------------------
 
 
 @dataclass
@@ -327,15 +327,107 @@ class PriceRow:
     error: str = ""
 
 
-def _rows_of(schedule: dict[str, Any] | None) -> list[PriceRow]:
-    """The schedule's flat items as editable rows (volume tiers are published through the API)."""
-    if schedule is None:
+@dataclass(frozen=True)
+class ItemsForm:
+    """A form of priced items: a fee schedule's, or the caps it must stay within. The two
+    differ only in where they post, what an item's price is called in JSON, and their words."""
+
+    action: str
+    dom_id: str
+    field: str  # an item's price in the JSON body: "price" or "max_price"
+    words: str  # the prefix of the form's words
+    tiers_note: bool = False
+
+
+SCHEDULE_FORM = ItemsForm("/admin/prices", "price-form", "price", "admin.prices", tiers_note=True)
+CAPS_FORM = ItemsForm("/admin/caps", "caps-form", "max_price", "admin.caps")
+
+
+def _rows_of(body: dict[str, Any] | None, field: str) -> list[PriceRow]:
+    """The flat items of a schedule or caps as editable rows (volume tiers, which have no
+    single price, are published through the API)."""
+    if body is None:
         return []
     return [
-        PriceRow(item["unit"], item["price"], str(item.get("per") or ""), item.get("level") or "")
-        for item in schedule["items"]
-        if item.get("price") is not None
+        PriceRow(item["unit"], item[field], str(item.get("per") or ""), item.get("level") or "")
+        for item in body["items"]
+        if item.get(field) is not None
     ]
+
+
+def _item(row: PriceRow, field: str) -> dict[str, Any]:
+    item: dict[str, Any] = {"unit": row.unit, field: row.price}
+    if row.per:
+        item["per"] = int(row.per) if row.per.isdigit() else row.per
+    if row.level:
+        item["level"] = row.level
+    return item
+
+
+def _sent_rows(sent: Posted) -> list[PriceRow]:
+    """The rows of an items form, those with a unit and a price."""
+    lists = sent.lists
+    return [
+        PriceRow(u, p.strip(), per.strip(), lv)
+        for u, p, per, lv in zip(
+            lists.get("unit", []),
+            lists.get("price", []),
+            lists.get("per", []),
+            lists.get("level", []),
+            strict=False,
+        )
+        if u and p.strip()
+    ]
+
+
+def _sent_body(sent: Posted, rows: list[PriceRow], form: ItemsForm) -> dict[str, Any]:
+    return {
+        "name": sent.form.get("name", "").strip(),
+        "effective_from": sent.form.get("effective_from", ""),
+        "items": [_item(r, form.field) for r in rows],
+    }
+
+
+_ITEM = re.compile(r"items\[(\d+)\]")
+
+
+def _beside_its_item(rows: list[PriceRow], exc: Exception) -> str:
+    """Put a refusal that names an item (`items[N]`) next to that row; what is left for the
+    top of the form."""
+    message = _message(exc)
+    found = _ITEM.search(message)
+    if found and int(found[1]) < len(rows):
+        rows[int(found[1])].error = message
+        return ""
+    return message
+
+
+def _items_page(
+    visit: Visit,
+    template: str,
+    form: ItemsForm,
+    rows: list[PriceRow],
+    name: str,
+    effective_from: str,
+    error: str = "",
+    status: int = 200,
+    published: bool = False,
+    **values: Any,
+) -> Response:
+    return page(
+        visit,
+        template,
+        status,
+        form=form,
+        rows=[*rows, *(PriceRow() for _ in range(BLANK_PRICE_ROWS))],
+        name=name,
+        effective_from=effective_from,
+        error=error,
+        units=UNITS,
+        levels=LEVELS,
+        published=published,
+        **values,
+    )
 
 
 def _preview(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -360,21 +452,24 @@ def _prices_page(
     current = fees["schedule"]
     if preview is None and current is not None:
         preview = _preview({k: v for k, v in current.items() if k != "id"})
-    return page(
+    return _items_page(
         visit,
         "bureau_prices.html",
+        SCHEDULE_FORM,
+        rows,
+        name,
+        effective_from,
+        error,
         status,
+        published,
         current=current,
         caps=fees["caps"],
-        rows=[*rows, *(PriceRow() for _ in range(BLANK_PRICE_ROWS))],
-        name=name,
-        effective_from=effective_from,
-        error=error,
         preview=preview,
-        units=UNITS,
-        levels=LEVELS,
-        published=published,
     )
+
+
+def _now_text() -> str:
+    return clock.text(clock.now())[:19] + "Z"
 
 
 @router.get("/admin/prices")
@@ -383,111 +478,47 @@ def prices(visit: VisitOf, person: Person, published: str = "") -> Response:
     current = register.fees(visit.ctx)["schedule"]
     return _prices_page(
         visit,
-        _rows_of(current),
+        _rows_of(current, SCHEDULE_FORM.field),
         current["name"] if current else "",
-        clock.text(clock.now())[:19] + "Z",
+        _now_text(),
         published=bool(published),
     )
-
-
-def _item(row: PriceRow) -> dict[str, Any]:
-    item: dict[str, Any] = {"unit": row.unit, "price": row.price}
-    if row.per:
-        item["per"] = int(row.per) if row.per.isdigit() else row.per
-    if row.level:
-        item["level"] = row.level
-    return item
-
-
-_ITEM = re.compile(r"items\[(\d+)\]")
 
 
 @router.post("/admin/prices")
 def publish_prices(visit: VisitOf, sent: Submitted) -> Response:
     actor = _bureau(sent.signed.actor)
-    lists = sent.lists
-    rows = [
-        PriceRow(u, p.strip(), per.strip(), lv)
-        for u, p, per, lv in zip(
-            lists.get("unit", []),
-            lists.get("price", []),
-            lists.get("per", []),
-            lists.get("level", []),
-            strict=False,
-        )
-        if u and p.strip()
-    ]
-    name, effective_from = sent.form.get("name", "").strip(), sent.form.get("effective_from", "")
-    body = {"name": name, "effective_from": effective_from, "items": [_item(r) for r in rows]}
+    rows = _sent_rows(sent)
+    body = _sent_body(sent, rows, SCHEDULE_FORM)
     try:
         money.publish(visit.ctx, actor, body)
     except REFUSED as exc:
-        message = _message(exc)
-        found = _ITEM.search(message)
-        if found and int(found[1]) < len(rows):
-            rows[int(found[1])].error = message
-            message = ""
+        message = _beside_its_item(rows, exc)
         return _prices_page(
-            visit, rows, name, effective_from, message, _preview(body), _status_of(exc)
+            visit,
+            rows,
+            body["name"],
+            body["effective_from"],
+            message,
+            _preview(body),
+            _status_of(exc),
         )
     return RedirectResponse("/admin/prices?published=1", 303)
-
-
-# --- caps -----------------------------------------------------------------------------------
-
-
-def _cap_rows(caps: dict[str, Any] | None) -> list[PriceRow]:
-    if caps is None:
-        return []
-    return [
-        PriceRow(c["unit"], c["max_price"], str(c.get("per") or ""), c.get("level") or "")
-        for c in caps["items"]
-    ]
-
-
-def _cap(row: PriceRow) -> dict[str, Any]:
-    item: dict[str, Any] = {"unit": row.unit, "max_price": row.price}
-    if row.per:
-        item["per"] = int(row.per) if row.per.isdigit() else row.per
-    if row.level:
-        item["level"] = row.level
-    return item
-
-
-def _caps_page(
-    visit: Visit,
-    rows: list[PriceRow],
-    name: str,
-    effective_from: str,
-    error: str = "",
-    status: int = 200,
-    published: bool = False,
-) -> Response:
-    return page(
-        visit,
-        "bureau_caps.html",
-        status,
-        caps=register.fees(visit.ctx)["caps"],
-        rows=[*rows, *(PriceRow() for _ in range(BLANK_PRICE_ROWS))],
-        name=name,
-        effective_from=effective_from,
-        error=error,
-        units=UNITS,
-        levels=LEVELS,
-        published=published,
-    )
 
 
 @router.get("/admin/caps")
 def caps(visit: VisitOf, person: Person, published: str = "") -> Response:
     _bureau(person.actor)
     current = register.fees(visit.ctx)["caps"]
-    return _caps_page(
+    return _items_page(
         visit,
-        _cap_rows(current),
+        "bureau_caps.html",
+        CAPS_FORM,
+        _rows_of(current, CAPS_FORM.field),
         current["name"] if current else "",
-        clock.text(clock.now())[:19] + "Z",
+        _now_text(),
         published=bool(published),
+        caps=current,
     )
 
 
@@ -495,29 +526,23 @@ def caps(visit: VisitOf, person: Person, published: str = "") -> Response:
 def publish_caps(visit: VisitOf, sent: Submitted) -> Response:
     """The same as `POST /v1/price-caps`: refused while the schedule in force is above them."""
     actor = _bureau(sent.signed.actor)
-    lists = sent.lists
-    rows = [
-        PriceRow(u, p.strip(), per.strip(), lv)
-        for u, p, per, lv in zip(
-            lists.get("unit", []),
-            lists.get("price", []),
-            lists.get("per", []),
-            lists.get("level", []),
-            strict=False,
-        )
-        if u and p.strip()
-    ]
-    name, effective_from = sent.form.get("name", "").strip(), sent.form.get("effective_from", "")
-    body = {"name": name, "effective_from": effective_from, "items": [_cap(r) for r in rows]}
+    rows = _sent_rows(sent)
+    body = _sent_body(sent, rows, CAPS_FORM)
     try:
         money.publish_caps(visit.ctx, actor, body)
     except REFUSED as exc:
-        message = _message(exc)
-        found = _ITEM.search(message)
-        if found and int(found[1]) < len(rows):
-            rows[int(found[1])].error = message
-            message = ""
-        return _caps_page(visit, rows, name, effective_from, message, _status_of(exc))
+        message = _beside_its_item(rows, exc)
+        return _items_page(
+            visit,
+            "bureau_caps.html",
+            CAPS_FORM,
+            rows,
+            body["name"],
+            body["effective_from"],
+            message,
+            _status_of(exc),
+            caps=register.fees(visit.ctx)["caps"],
+        )
     return RedirectResponse("/admin/caps?published=1", 303)
 
 
