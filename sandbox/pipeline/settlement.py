@@ -146,7 +146,8 @@ def settle_job(
     return True
 
 
-_UNSETTLED = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+# Not final yet: what settlement (and recovery) may still act on.
+_UNSETTLED = frozenset(status for status in JobStatus if not status.final)
 
 
 def _count(result: JobResult) -> None:
@@ -191,13 +192,7 @@ def recover_interrupted(ctx: Context) -> int:
     reservation released. Jobs of processes still serving (this one, other API workers) are
     theirs to finish."""
     with ctx.reading() as s:
-        left = list(
-            s.execute(
-                select(Job.id, Job.runner).where(
-                    Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))
-                )
-            )
-        )
+        left = list(s.execute(select(Job.id, Job.runner).where(Job.status.in_(_UNSETTLED))))
     own = ctx.lease.id if ctx.lease is not None else None
     verdicts: dict[str | None, bool] = {}
     recovered = 0
