@@ -94,13 +94,18 @@ def authenticate(ctx: Context, token: str | None, *, allow_suspended: bool = Fal
         if p is None:
             _explain_unknown_token(s, digest)
     assert p is not None
-    actor = Actor(p.id, p.name, Role(p.role), p.status, p.status_reason)
+    actor = actor_of(p)
     if p.status == SUSPENDED and not allow_suspended:
         raise PrincipalSuspended(
             f"{p.name} ({p.id}) is suspended: {p.status_reason}; until it is resumed (by the "
             "regulator, or by the bureau if the bureau suspended it) only GET /v1/me answers"
         )
     return actor
+
+
+def actor_of(p: Principal) -> Actor:
+    """The principal as the one acting in a request."""
+    return Actor(p.id, p.name, Role(p.role), p.status, p.status_reason)
 
 
 def _explain_unknown_token(session: Session, digest: str) -> None:

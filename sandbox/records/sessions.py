@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete
 
-from operators.roles import Role
 from operators.tokens import hash_token
 from sandbox.common import clock
 from sandbox.context import Context
 from sandbox.errors import Unauthenticated
-from sandbox.records.principals import Actor, authenticate
+from sandbox.records.principals import ACTIVE, Actor, actor_of, authenticate
 from sandbox.store.models import ConsoleSession, Principal
 
 
@@ -80,9 +79,9 @@ def signed_in(ctx: Context, secret: str | None) -> Signed | None:
         p = s.get(Principal, row.principal_id)
         if p is None or not hmac.compare_digest(p.token_hash, row.token_hash):
             return None  # the token it was opened with was rotated or revoked
-        actor = Actor(p.id, p.name, Role(p.role), p.status, p.status_reason)
+        actor = actor_of(p)
         csrf = row.csrf
-    if actor.status != "active":
+    if actor.status != ACTIVE:
         return None
     return Signed(actor, csrf)
 
