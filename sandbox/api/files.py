@@ -1,9 +1,8 @@
-"""File downloads: export tables as CSV or XLSX, and safe attachment names."""
+"""File downloads: export tables as CSV or XLSX."""
 
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import quote as percent_encode
 
 from fastapi.responses import Response
 
@@ -16,16 +15,10 @@ ListingFormat = Literal["json", "csv", "xlsx"]
 OutputFormat = Literal["json", "csv", "xlsx", "parquet"]
 
 
-def attachment(filename: str) -> dict[str, str]:
-    # Header values are Latin-1: a Chinese file name travels percent-encoded (RFC 6266).
-    encoded = percent_encode(filename, safe="")
-    return {"Content-Disposition": f"attachment; filename*=UTF-8''{encoded}"}
-
-
 def export_response(table: exports.Table, fmt: str, stem: str) -> Response:
     """`table` as a download in `fmt` (csv or xlsx), named `stem` plus the extension."""
     return Response(
         exports.render(table, fmt),
         media_type=exports.MEDIA_TYPES[fmt],
-        headers=attachment(f"{stem}.{fmt}"),
+        headers=exports.attachment(f"{stem}.{fmt}"),
     )

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Final
+from urllib.parse import quote as percent_encode
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
@@ -252,3 +253,10 @@ def _width(column: Column, header: str) -> float:
     wide = sum(2 if ord(ch) > 0x2E7F else 1 for ch in header)
     floor = {Kind.TIME: 20, Kind.MONEY: 12, Kind.NUMBER: 10, Kind.TEXT: 12}[column.kind]
     return float(min(max(wide + 2, floor), 60))
+
+
+def attachment(filename: str) -> dict[str, str]:
+    """The header that makes a response a download named `filename`."""
+    # Header values are Latin-1: a Chinese file name travels percent-encoded (RFC 6266).
+    encoded = percent_encode(filename, safe="")
+    return {"Content-Disposition": f"attachment; filename*=UTF-8''{encoded}"}

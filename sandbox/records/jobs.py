@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from operators.client import released_table
 from operators.roles import Role
 from sandbox.common import clock, exports
 from sandbox.context import Context
@@ -127,6 +131,17 @@ def output(ctx: Context, actor: Actor, job_id: str, name: str) -> dict[str, Any]
 
 
 _NUMERIC_TYPES = ("int", "uint", "float", "double", "decimal", "halffloat")
+
+
+def output_parquet(body: dict[str, Any]) -> bytes:
+    """A released output as a Parquet file: a table's released cells (suppressed ones null),
+    or a scalar as one row."""
+    table = (
+        released_table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
 
 
 def output_table(name: str, body: dict[str, Any]) -> exports.Table:

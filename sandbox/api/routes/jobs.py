@@ -1,19 +1,16 @@
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from operators.client import released_table
 from sandbox.api.deps import Ctx, CurrentActor
-from sandbox.api.files import ListingFormat, OutputFormat, attachment, export_response
+from sandbox.api.files import ListingFormat, OutputFormat, export_response
 from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors, files
 from sandbox.api.models.jobs import Job, Jobs, Output, Quote
+from sandbox.common import exports
 from sandbox.pipeline import submission
 from sandbox.records import jobs, listings
 
@@ -76,13 +73,8 @@ def output(
         return body
     if format != "parquet":
         return export_response(jobs.output_table(name, body), format, name)
-    table = (
-        released_table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
-    )
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
     return Response(
-        sink.getvalue(),
+        jobs.output_parquet(body),
         media_type="application/vnd.apache.parquet",
-        headers=attachment(f"{name}.parquet"),
+        headers=exports.attachment(f"{name}.parquet"),
     )

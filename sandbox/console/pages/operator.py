@@ -9,13 +9,10 @@ here in the same words."""
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from typing import Any
 from urllib.parse import quote as percent_encode
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
@@ -23,7 +20,6 @@ from pydantic import ValidationError
 from contracts.document import PURPOSE_CLASSES, USES
 from contracts.errors import ContractError
 from contracts.quota import BEIJING
-from operators.client import released_table
 from operators.errors import OperatorError
 from operators.roles import Role
 from pricing.errors import PricingError
@@ -356,11 +352,6 @@ def job(visit: VisitOf, signed: Person, request: Request, job_id: str) -> Respon
     )
 
 
-def _attachment(filename: str) -> dict[str, str]:
-    # Header values are Latin-1: a Chinese output name travels percent-encoded (RFC 6266).
-    return {"Content-Disposition": f"attachment; filename*=UTF-8''{percent_encode(filename)}"}
-
-
 @router.get("/jobs/{job_id}/outputs/{name}.{fmt}")
 def download(visit: VisitOf, signed: Person, job_id: str, name: str, fmt: str) -> Response:
     """One released output as a file, as `GET /v1/jobs/{id}/outputs/{name}?format=` gives it."""
@@ -373,28 +364,19 @@ def download(visit: VisitOf, signed: Person, job_id: str, name: str, fmt: str) -
         return Response(
             json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8"),
             media_type="application/json",
-            headers=_attachment(f"{name}.json"),
+            headers=exports.attachment(f"{name}.json"),
         )
     if fmt == "parquet":
         return Response(
-            _parquet(body),
+            jobs.output_parquet(body),
             media_type="application/vnd.apache.parquet",
-            headers=_attachment(f"{name}.parquet"),
+            headers=exports.attachment(f"{name}.parquet"),
         )
     return Response(
         exports.render(jobs.output_table(name, body), fmt),
         media_type=exports.MEDIA_TYPES[fmt],
-        headers=_attachment(f"{name}.{fmt}"),
+        headers=exports.attachment(f"{name}.{fmt}"),
     )
-
-
-def _parquet(body: dict[str, Any]) -> bytes:
-    table = (
-        released_table(body) if body["kind"] == "table" else pa.table({"value": [body["value"]]})
-    )
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 # --- the bill and the privacy budgets ------------------------------------------------------
@@ -422,5 +404,5 @@ def bill_file(visit: VisitOf, signed: Person, period: str, fmt: str) -> Response
     return Response(
         exports.render(money.statement_table(visit.ctx, statement), fmt),
         media_type=exports.MEDIA_TYPES[fmt],
-        headers=_attachment(f"statement-{period}.{fmt}"),
+        headers=exports.attachment(f"statement-{period}.{fmt}"),
     )

@@ -262,7 +262,7 @@ def _download(table: exports.Table, filename: str) -> Response:
     return Response(
         exports.render(table, "csv"),
         media_type=exports.MEDIA_TYPES["csv"],
-        headers={"Content-Disposition": f"attachment; filename={filename}"},
+        headers=exports.attachment(filename),
     )
 
 
