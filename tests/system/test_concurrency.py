@@ -50,6 +50,14 @@ def _submit(url: str, token: str, body: dict[str, Any]) -> httpx.Response:
     )
 
 
+def _submit_at_once(cast: Cast, body: dict[str, Any], times: int) -> list[httpx.Response]:
+    """`body` submitted `times` times at once, each on a connection of its own."""
+    with ThreadPoolExecutor(max_workers=times) as pool:
+        return list(
+            pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body), range(times))
+        )
+
+
 def _finish(cast: Cast, job_ids: list[str], limit: float = 120) -> list[Any]:
     deadline = time.monotonic() + limit
     return [
@@ -61,10 +69,7 @@ def test_a_cap_for_37_jobs_admits_exactly_37_of_100_concurrent_submissions(cast:
     cid = active_contract(cast, spend_cap="37.00")
     assert cast.operator.quote(cid, JOB)["quote"]["amount"] == "1.00"
     body = {"contract_id": cid, "code": JOB}
-    with ThreadPoolExecutor(max_workers=100) as pool:
-        responses = list(
-            pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body), range(100))
-        )
+    responses = _submit_at_once(cast, body, 100)
     codes = [r.status_code for r in responses]
     assert codes.count(201) == 37 and codes.count(429) == 63, codes
     for r in responses:
@@ -86,10 +91,7 @@ def test_a_cap_for_37_jobs_admits_exactly_37_of_100_concurrent_submissions(cast:
 def test_concurrent_resubmissions_with_one_key_run_and_charge_once(cast: Cast) -> None:
     cid = active_contract(cast, spend_cap="100.00")
     body = {"contract_id": cid, "code": JOB, "idempotency_key": "每日报表-2026-11-25"}
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        responses = list(
-            pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body), range(20))
-        )
+    responses = _submit_at_once(cast, body, 20)
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
     _finish(cast, [responses[0].json()["id"]])
@@ -101,10 +103,7 @@ def test_a_quota_of_9_jobs_a_day_admits_exactly_9_of_30_concurrent_submissions(
 ) -> None:
     cid = active_contract(cast, spend_cap="100.00", quotas={"jobs_per_day": 9})
     body = {"contract_id": cid, "code": JOB}
-    with ThreadPoolExecutor(max_workers=30) as pool:
-        responses = list(
-            pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body), range(30))
-        )
+    responses = _submit_at_once(cast, body, 30)
     codes = [r.status_code for r in responses]
     assert codes.count(201) == 9 and codes.count(429) == 21, codes
     assert all("9 job(s) per day" in r.json()["error"] for r in responses if r.status_code == 429)
@@ -119,10 +118,7 @@ def test_a_privacy_budget_for_5_jobs_admits_exactly_5_of_20_concurrent_submissio
     privacy = {"population": {"epsilon": "1.0", "per_job_epsilon": "0.2"}}
     cid = active_contract(cast, spend_cap="100.00", privacy=privacy)
     body = {"contract_id": cid, "code": JOB}
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        responses = list(
-            pool.map(lambda _: _submit(cast.server.url, cast.operator_token, body), range(20))
-        )
+    responses = _submit_at_once(cast, body, 20)
     codes = [r.status_code for r in responses]
     assert codes.count(201) == 5, codes
     refused = [r.json() for r in responses if r.status_code != 201]
