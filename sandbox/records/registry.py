@@ -18,7 +18,7 @@ from sandbox.context import Context
 from sandbox.errors import Conflict, IngestError, NotFound
 from sandbox.ledger import log
 from sandbox.records.principals import Actor, require
-from sandbox.store.models import Dataset, Principal
+from sandbox.store.models import Dataset, DatasetVersion, Principal
 
 
 def to_info(ctx: Context, row: Dataset) -> DatasetInfo:
@@ -70,6 +70,20 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
                 )
             )
             s.flush()
+            s.add(
+                DatasetVersion(
+                    dataset=info.name,
+                    version=1,
+                    mode="initial",
+                    source="upload",
+                    directory=info.name,
+                    partitions=[p.rsplit("/", 1)[1] for p in info.partitions],
+                    columns=[c.to_record() for c in info.columns],
+                    row_count=info.row_count,
+                    created_at=registered,
+                    created_by=actor.id,
+                )
+            )
             log.append(
                 s,
                 "dataset.registered",

@@ -78,6 +78,110 @@ class Dataset(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
     topic: Mapped[str | None] = mapped_column(String(100))
     description: Mapped[str | None] = mapped_column(Text)
+    # The version in force (dataset_versions): what new jobs read. `columns`, `partitions` and
+    # `row_count` above are that version's, kept here so the catalog reads one row.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Declared quality constraints and what a failure does (catalog.quality): None, none.
+    quality_rules: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class DatasetVersion(Base):
+    """One snapshot of a dataset. Its files never change; a job reads exactly one version."""
+
+    __tablename__ = "dataset_versions"
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))  # initial | replace | append
+    source: Mapped[str] = mapped_column(String(16))  # upload | connector
+    directory: Mapped[str] = mapped_column(String(200))  # under the datasets directory
+    partitions: Mapped[list[Any]] = mapped_column(JSON)
+    columns: Mapped[list[Any]] = mapped_column(JSON)
+    row_count: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    quality_status: Mapped[str] = mapped_column(String(16), default="unchecked")
+    # File (in `directory`) of the people whose rows changed since they were first seen,
+    # each with the number the release history knows that state of them by.
+    revisions: Mapped[str | None] = mapped_column(String(200), default=None)
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(default=None)  # files removed
+
+
+class DatasetSource(Base):
+    """Where a dataset is pulled from (a department's database). The password is only ever
+    referenced (an environment variable or a file), never stored."""
+
+    __tablename__ = "dataset_sources"
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))  # SQLAlchemy URL without a password
+    password_ref: Mapped[str | None] = mapped_column(String(500))  # env:NAME | file:/path
+    table: Mapped[str | None] = mapped_column(String(200))
+    query: Mapped[str | None] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(16), default="replace")  # replace | append
+    schedule: Mapped[str | None] = mapped_column(String(100))  # e.g. "daily 02:00 Asia/Shanghai"
+    next_run_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    updated_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class DatasetRefresh(Base):
+    """One pull of a dataset from its source, whatever its outcome."""
+
+    __tablename__ = "dataset_refreshes"
+    __table_args__ = (Index("ix_dataset_refreshes_dataset", "dataset", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name"))
+    trigger: Mapped[str] = mapped_column(String(16))  # command | schedule | api | console
+    actor: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # running | published | failed
+    started_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    version: Mapped[int | None] = mapped_column(Integer, default=None)
+    rows: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Demand(Base):
+    """An operator's request for data the catalog lacks (需求清单), and its answer."""
+
+    __tablename__ = "demands"
+    __table_args__ = (Index("ix_demands_status", "status"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(Text)
+    dataset: Mapped[str | None] = mapped_column(String(128))  # more columns of this one
+    columns: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    status: Mapped[str] = mapped_column(String(16))  # open|routed|planned|refused|published
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("principals.id"))
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
+    answer_dataset: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class Objection(Base):
+    """A quality objection about a dataset version, or an objection to a refusal."""
+
+    __tablename__ = "objections"
+    __table_args__ = (Index("ix_objections_status", "status"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # quality | refusal
+    raised_by: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    dataset: Mapped[str | None] = mapped_column(String(128))
+    version: Mapped[int | None] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    owner_id: Mapped[str | None] = mapped_column(String(32))  # who answers
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # open | answered
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
+    answered_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
 class PriceSchedule(Base):
@@ -194,6 +298,8 @@ class Job(Base):
     finished_at: Mapped[dt.datetime | None]
     # The lease of the process that runs it (sandbox.store.liveness) while queued or running.
     runner: Mapped[str | None] = mapped_column(String(32))
+    # dataset → the version it reads, fixed at submission.
+    versions: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class ConsoleSession(Base):
