@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from sandbox.catalog import entities
 from sandbox.catalog.entities import Registry
 from sandbox.common.hashing import key_hash
 
@@ -49,7 +50,7 @@ def test_numbers_given_to_a_block_that_fails_are_not_kept(tmp_path: Path) -> Non
             raise OSError("disk full")
     # 乙002 was never kept: the next ingest gives the next number to whoever comes first.
     assert registry.number(pa.array(["丙003", "乙002"]), 2).to_pylist() == [1, 2]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lock", "registry.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key", "lock", "registry.npz"]
 
 
 def test_a_registry_kept_as_three_files_is_still_read(tmp_path: Path) -> None:
@@ -58,3 +59,58 @@ def test_a_registry_kept_as_three_files_is_still_read(tmp_path: Path) -> None:
     np.save(tmp_path / "numbers.npy", np.array([5], np.uint64))
     np.save(tmp_path / "next.npy", np.array([6], np.uint64))
     assert Registry(tmp_path).number(pa.array(["乙002", "甲001"]), 2).to_pylist() == [6, 5]
+
+
+def test_the_registry_keeps_keyed_digests_not_searchable_hashes(tmp_path: Path) -> None:
+    # Resident numbers are few enough to try them all: a registry of plain hashes would say
+    # who is registered. Without the key its digests match no hash of any value.
+    ids = [f"11010119900307{i:04d}" for i in range(1000)]
+    Registry(tmp_path).number(pa.array(ids), len(ids))
+    with np.load(tmp_path / "registry.npz") as state:
+        stored = set(state["keys"].tolist())
+    assert len(stored) == 1000
+    assert not stored & set(key_hash(pa.array(ids)).tolist())
+    assert (tmp_path / "key").stat().st_mode & 0o077 == 0
+    # Another instance (another key) keeps other digests of the same people.
+    other = tmp_path / "other"
+    Registry(other).number(pa.array(ids), len(ids))
+    with np.load(other / "registry.npz") as state:
+        assert not stored & set(state["keys"].tolist())
+
+
+def test_an_unkeyed_registry_is_keyed_on_the_next_ingest_and_keeps_its_numbers(
+    tmp_path: Path,
+) -> None:
+    keys = key_hash(pa.array(["甲001", "乙002"]))
+    order = np.argsort(keys)
+    with open(tmp_path / "registry.npz", "wb") as f:
+        np.savez(
+            f,
+            keys=keys[order],
+            numbers=np.array([7, 3], np.uint64)[order],
+            next=np.array([9], np.uint64),
+        )
+    registry = Registry(tmp_path)
+    assert registry.number(pa.array(["乙002", "丙003", "甲001"]), 3).to_pylist() == [3, 9, 7]
+    with np.load(tmp_path / "registry.npz") as state:
+        assert "keyed" in state.files
+        assert not set(state["keys"].tolist()) & set(keys.tolist())
+    assert registry.number(pa.array(["甲001"]), 1).to_pylist() == [7]
+
+
+@pytest.mark.parametrize("recent_max", [100, 1 << 20])
+def test_a_session_numbers_batch_after_batch_as_one_call_would(
+    tmp_path: Path, recent_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(entities, "_RECENT_MAX", recent_max)
+    values = [f"p{i % 3000}" for i in range(10_000)]
+    whole = Registry(tmp_path / "a").number(pa.array(values), len(values)).to_pylist()
+    with Registry(tmp_path / "b").session() as numbering:
+        parts = [
+            numbering.number(pa.array(values[i : i + 700]), len(values[i : i + 700])).to_pylist()
+            for i in range(0, len(values), 700)
+        ]
+        fresh = numbering.fresh(2).tolist()
+    assert [n for part in parts for n in part] == whole
+    assert fresh == [3000, 3001]
+    assert Registry(tmp_path / "b").number(pa.array(["p5", "new"]), 2).to_pylist() == [5, 3002]
