@@ -40,7 +40,8 @@ class Context:
     running: dict[str, Future[None]] = field(default_factory=dict)  # job id → its run
     readers: sessionmaker[Session] | None = None
     # Registered datasets as read by this process (they never change once registered).
-    catalog: dict[str, DatasetInfo] = field(default_factory=dict)
+    # (dataset, version) → what the catalog says of it: versions never change.
+    catalog: dict[tuple[str, int], DatasetInfo] = field(default_factory=dict)
     # The release gate (disclosure.gate): an in-process gate or the instance's Ray actor,
     # made when the first job needs it (records.releases.gate).
     gate_handle: Any = None

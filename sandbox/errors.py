@@ -18,7 +18,8 @@
     ├── JobFailed                  500  the job failed for a reason that is not the operator's
     ├── ServiceFault               503  the service could not do its part of a job
     │   ├── WorkerLost                  the Ray worker running the job's work died
-    │   └── DataUnavailable             a registered dataset's file is missing or damaged
+    │   ├── DataUnavailable             a registered dataset's file is missing or damaged
+    │   └── VersionRetired              a job waited past its dataset version's retention
     ├── StorageFull                507  the data directory ran out of space; nothing was kept
     ├── LedgerInconsistent         503  the stored log does not add up; writes stop
     └── RayUnavailable             503  the configured Ray cluster cannot be reached
@@ -153,6 +154,12 @@ class DataUnavailable(ServiceFault):
             f"dataset {dataset!r}: partition file {path} cannot be read "
             f"({type(cause).__name__}: {reason})",
         )
+
+
+class VersionRetired(ServiceFault):
+    """The dataset version a job was submitted against has been retired (its files removed)."""
+
+    code = "version_retired"
 
 
 class StorageFull(SandboxError):

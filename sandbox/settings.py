@@ -149,6 +149,15 @@ class Settings(BaseSettings):
             "revoked API token, ends it sooner."
         ),
     )
+    version_retention_days: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "How long the files of a dataset version are kept after a newer version replaced "
+            "it (jobs submitted before read the version they were submitted against); longer "
+            "while a queued or running job still reads it."
+        ),
+    )
     recovery_interval_seconds: float = Field(
         15.0,
         gt=0,

@@ -57,6 +57,9 @@ class DatasetInfo:
     topic: str | None = None  # the catalog's subject heading (人口, 企业, 社保…)
     description: str | None = None
     registered_at: str | None = None  # ISO 8601 UTC: the data's last update
+    version: int = 1  # the snapshot these partitions are (dataset_versions)
+    # Absolute path of the version's revisions (catalog.revisions), None when no one was revised.
+    revisions: str | None = None
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -68,6 +71,7 @@ class DatasetInfo:
             "provider_id": self.provider_id,
             "level": self.level,
             "row_count": self.row_count,
+            "version": self.version,
             "columns": [c.to_json() for c in self.columns],
             **{
                 k: v

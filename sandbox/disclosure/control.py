@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sandbox.catalog.revisions import Revisions
 from sandbox.disclosure import audit as audit_rules
 from sandbox.disclosure import dominance, threshold
 from sandbox.disclosure.dominance import DominanceRule
@@ -48,6 +49,9 @@ class Policy:
     # Per magnitude aggregate (output name), what it measures (engine: CheckedPlan.measures):
     # the audit keeps the people contributing to each measure as sets of their own.
     measures: tuple[tuple[str, str], ...] = ()
+    # Per table read, the people revised in the version read (catalog.revisions): in the sets
+    # of those contributing to a magnitude, each goes by the number of their current state.
+    revisions: tuple[Revisions | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,13 @@ def _row_sets(
             if a in measures and protection.nonzero_set(j, a) in names:
                 columns.append((f"measure:{measures[a]}", a, protection.nonzero_set(j, a)))
     values = {c: result.column(c).to_pylist() for _, _, c in columns}
+    for j, revised in enumerate(policy.revisions):
+        for a in aggs:
+            column = protection.nonzero_set(j, a)
+            if revised is not None and len(revised) and column in values:
+                values[column] = [
+                    revised.apply(blob) if blob is not None else None for blob in values[column]
+                ]
     rows: list[Sets | None] = []
     for i in range(result.num_rows):
         if all((i, a) in out for a in aggs):

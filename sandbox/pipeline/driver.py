@@ -26,6 +26,7 @@ import pyarrow as pa
 from contracts.budget import ZERO, Epsilon
 from contracts.document import ContractDocument
 from contracts.scope import check_scope
+from sandbox.catalog import revisions
 from sandbox.catalog.models import DatasetInfo
 from sandbox.common import clock
 from sandbox.disclosure import audit, control, dp
@@ -266,7 +267,16 @@ class _Handler:
         released = control.release(
             table,
             checked.plan.keys,
-            Policy(threshold, self.spec.dominance, max_rows=MAX_RELEASED_ROWS, measures=measures),
+            Policy(
+                threshold,
+                self.spec.dominance,
+                max_rows=MAX_RELEASED_ROWS,
+                measures=measures,
+                revisions=tuple(
+                    revisions.load(r.dataset.revisions) if r.dataset.revisions else None
+                    for r in checked.reads
+                ),
+            ),
             functools.partial(self._audit, threshold),
         )
         for space, blob in released.new_sets:

@@ -84,7 +84,7 @@ def wait_for(ctx: Context, job_id: str) -> None:
 def _spec(ctx: Context, job: Job) -> JobSpec:
     with ctx.reading() as s:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
-        datasets = registry.get_many(ctx, s, contract.datasets)
+        datasets = registry.get_many(ctx, s, contract.datasets, job.versions)
     reserved = Reservation.of(job)
     spec = JobSpec(
         job_id=job.id,

@@ -400,6 +400,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
             schedule_id=p.schedule_id,
             quote=p.quote.to_json(),
             quote_fen=quote_fen,
+            versions={name: info.version for name, info in sorted(p.datasets.items())},
             usage={
                 "bounds": Reservation(
                     p.bound.max_rows,
@@ -430,6 +431,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                 "signed_at": job.signed_at,
                 "signing_key_id": p.signing_key_id,
                 "quote": p.quote.to_json(),
+                "versions": job.versions,
             },
         )
         budgets.reserve(s, p.contract, job.id, actor.id, epsilon)

@@ -90,6 +90,7 @@ def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
         "quote": job.quote,
         "charge": job.charge,
         "usage": job.usage,
+        "versions": job.versions,
         "outputs": outputs,
         "disclosure": disclosure if full else operator_view(disclosure),
         "error": job.error,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -15,26 +15,43 @@ from sandbox.catalog.ingest import ingest, parse_meta
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.common import clock
 from sandbox.context import Context
-from sandbox.errors import Conflict, IngestError, NotFound
+from sandbox.errors import Conflict, IngestError, NotFound, VersionRetired
 from sandbox.ledger import log
 from sandbox.records.principals import Actor, require
 from sandbox.store.models import Dataset, DatasetVersion, Principal
 
 
-def to_info(ctx: Context, row: Dataset) -> DatasetInfo:
-    base = ctx.settings.datasets_dir / row.name
+def to_info(ctx: Context, row: Dataset, version: DatasetVersion | None = None) -> DatasetInfo:
+    """The dataset as of `version` (a row of dataset_versions; None: the version in force,
+    whose columns and files the dataset's own row repeats)."""
+    number = version.version if version is not None else row.version
+    directory = ctx.settings.datasets_dir / (
+        version.directory if version is not None else directory_of(row.name, number)
+    )
+    revised = version.revisions if version is not None else None
     return DatasetInfo(
         row.name,
         row.title,
         row.provider_id,
         row.level,
-        row.row_count,
-        tuple(ColumnInfo(**c) for c in row.columns),
-        tuple(str(base / p) for p in row.partitions),
+        version.row_count if version is not None else row.row_count,
+        tuple(ColumnInfo(**c) for c in (version.columns if version is not None else row.columns)),
+        tuple(
+            str(directory / p)
+            for p in (version.partitions if version is not None else row.partitions)
+        ),
         row.topic,
         row.description,
         clock.text(row.created_at) if row.created_at else None,
+        number,
+        str(directory / revised) if revised else None,
     )
+
+
+def directory_of(name: str, version: int) -> str:
+    """Where a version's files are, under the datasets directory: the first in the
+    dataset's own directory (as every dataset was before versions), later ones beside it."""
+    return name if version == 1 else f"{name}@{version}"
 
 
 def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: Any) -> DatasetInfo:
@@ -105,22 +122,54 @@ def get(ctx: Context, session: Session, name: str) -> DatasetInfo:
     return to_info(ctx, row)
 
 
-def get_many(ctx: Context, session: Session, names: Iterable[str]) -> dict[str, DatasetInfo]:
-    """Each of `names`; refuses like `get` when one does not exist.
+def get_many(
+    ctx: Context,
+    session: Session,
+    names: Iterable[str],
+    versions: Mapping[str, Any] | None = None,
+) -> dict[str, DatasetInfo]:
+    """Each of `names`, as of the version `versions` names (a job's pinned versions) or else
+    the version in force; refuses like `get` when one does not exist, and says so when a
+    pinned version's files were retired.
 
-    A registered dataset never changes (nothing updates or removes its row or its files),
-    so what this process has read once it keeps: every job submission and run asks."""
+    A version never changes (nothing updates its row or its files), so what this process has
+    read of one it keeps: every job submission and run asks. Which version is in force is
+    read each time (one row per dataset)."""
     wanted = sorted(set(names))
-    missing = [name for name in wanted if name not in ctx.catalog]
-    if missing:
-        rows = {
-            r.name: r for r in session.scalars(select(Dataset).where(Dataset.name.in_(missing)))
+    pinned = dict(versions or {})
+    unpinned = [n for n in wanted if n not in pinned]
+    if unpinned:
+        current: dict[str, int] = {
+            name: version
+            for name, version in session.execute(
+                select(Dataset.name, Dataset.version).where(Dataset.name.in_(unpinned))
+            )
         }
-        for name in missing:
-            if name not in rows:
+        for name in unpinned:
+            if name not in current:
                 raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
-            ctx.catalog[name] = to_info(ctx, rows[name])
-    return {name: ctx.catalog[name] for name in wanted}
+        pinned.update(current)
+    out = {}
+    for name in wanted:
+        key = (name, int(pinned[name]))
+        if key not in ctx.catalog:
+            ctx.catalog[key] = _version_info(ctx, session, *key)
+        out[name] = ctx.catalog[key]
+    return out
+
+
+def _version_info(ctx: Context, session: Session, name: str, number: int) -> DatasetInfo:
+    row = session.get(Dataset, name)
+    version = session.get(DatasetVersion, (name, number))
+    if row is None or version is None:
+        raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
+    if version.retired_at is not None:
+        raise VersionRetired(
+            f"version {number} of dataset {name!r} was retired on "
+            f"{clock.text(version.retired_at)} and its files removed; submit the job again to "
+            "read the current version"
+        )
+    return to_info(ctx, row, version)
 
 
 def all_datasets(ctx: Context, session: Session) -> list[DatasetInfo]:

@@ -131,6 +131,7 @@ def test_catalog_shows_population_policy_without_values(local_world: World, city
         "provider_id",
         "level",
         "row_count",
+        "version",
         "columns",
         "registered_at",
     }

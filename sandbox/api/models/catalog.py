@@ -26,6 +26,7 @@ class Dataset(Open):
     topic: str | None = Field(None, description="The catalog's subject heading")
     description: str | None = None
     registered_at: str | None = Field(None, description="When the data was last updated")
+    version: int = Field(1, description="The version in force: what new jobs read")
 
 
 class Datasets(Open):

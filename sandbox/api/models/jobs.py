@@ -63,6 +63,9 @@ class _JobFields(Open):
     disclosure: dict[str, Any] = Field(description="Which rule suppressed what, per release")
     error: JobError | None
     contract_version: int | None
+    versions: dict[str, int] | None = Field(
+        None, description="The version of each dataset the job reads, fixed when it was submitted"
+    )
     code: str | None = None
     params: dict[str, Any] | None = None
     signature: str | None = None

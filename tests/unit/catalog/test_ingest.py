@@ -10,7 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from factories import parquet_bytes
 
-from sandbox.catalog.ingest import ingest, parse_meta, read_file, write_partitions
+from sandbox.catalog import snapshot
+from sandbox.catalog.entities import Registry
+from sandbox.catalog.ingest import ingest, parse_meta, policy_of, read_file
 from sandbox.errors import IngestError
 
 CSV = "区县,年龄,姓名,收入\n城关区,30,张三,5000.5\n湖滨区,41,李四,\n新城区,67,王五,3200\n"
@@ -196,7 +198,8 @@ def test_an_existing_dataset_directory_is_not_overwritten(tmp_path: Path) -> Non
 
 def test_a_failed_write_leaves_no_temporary_directory(tmp_path: Path) -> None:
     table = pa.table({"a": [1, 2, 3]})
-    with pytest.raises(ValueError):
-        write_partitions(table, tmp_path / "t", partition_rows=0)
-    assert listing(tmp_path) == []
+    policy = policy_of(parse_meta(meta()).columns)
+    with pytest.raises(IngestError):
+        snapshot.write([table], policy, tmp_path / "t", Registry(tmp_path / "r"), 1000)
+    assert listing(tmp_path) == ["r"]
     assert not any(name.startswith(".tmp-") for name in listing(tmp_path))

@@ -21,8 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plans import NoChannel
 
-from sandbox.catalog.ingest import ROW_GROUP_ROWS, write_partitions
+from sandbox.catalog import snapshot
+from sandbox.catalog.entities import Registry
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
+from sandbox.catalog.snapshot import ROW_GROUP_ROWS
 from sandbox.engine import compute, protection, prune
 from sandbox.engine.executor import AggregateResult, LocalExecutor
 from sandbox.engine.validate import CheckedPlan, check_plan
@@ -218,7 +220,8 @@ def test_a_bad_date_is_still_reported_when_everything_is_pruned(tmp_path: Path) 
 def test_ingest_writes_row_groups_a_scan_can_skip(tmp_path: Path) -> None:
     n = 2 * ROW_GROUP_ROWS + 5
     table = pa.table({"x": np.arange(n)})
-    names = write_partitions(table, tmp_path / "ds", partition_rows=n)
+    policy = snapshot.Policy({"x": ("attribute", None, None, None)})
+    names = snapshot.write([table], policy, tmp_path / "ds", Registry(tmp_path / "r"), n).partitions
     meta = pq.ParquetFile(tmp_path / "ds" / names[0]).metadata
     assert meta.num_row_groups == 3
     assert [meta.row_group(i).num_rows for i in range(3)] == [ROW_GROUP_ROWS] * 2 + [5]

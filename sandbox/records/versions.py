@@ -1,0 +1,343 @@
+"""Versions of a dataset: publishing a new one (replacing the rows, or appending to them),
+the history of versions, and retiring old versions' files.
+
+A version is a snapshot: its files never change, and a job reads exactly the versions in force
+when it was submitted (`jobs.versions`). Publishing writes the files first (catalog.snapshot),
+then records the version, makes it the one in force and logs it, in one transaction; if that
+fails, the files go. A schema change is reported against the contracts that use the dataset:
+a new column is granted by no one until a contract is amended; jobs that use a removed column
+are refused, saying so. Older versions' files are kept for `version_retention_days` after
+they were superseded, and longer while a queued or running job still reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.lifecycle import Status
+from operators.roles import Role
+from sandbox.catalog import entities, snapshot
+from sandbox.catalog.ingest import ColumnPolicy, disk_space, policy_of
+from sandbox.catalog.models import DatasetInfo
+from sandbox.common import clock
+from sandbox.context import Context
+from sandbox.errors import Forbidden, IngestError, JobStatus, NotFound
+from sandbox.ledger import log
+from sandbox.records import registry
+from sandbox.records.principals import Actor
+from sandbox.store.models import Contract, Dataset, DatasetVersion, Job
+
+Mode = Literal["replace", "append"]
+MODES: tuple[str, ...] = ("replace", "append")
+# Contracts in these states still grant what they grant (or will, once signed).
+_LIVE = (
+    Status.pending_approval,
+    Status.approved,
+    Status.signed_by_bureau,
+    Status.active,
+    Status.suspended,
+)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What publishing a version did, for the response and the log."""
+
+    dataset: str
+    version: int
+    mode: str
+    source: str
+    row_count: int
+    added_columns: tuple[str, ...]
+    removed_columns: tuple[str, ...]
+    retyped_columns: tuple[str, ...]
+    revised: int  # people whose rows changed since the previous version
+    # Contracts that grant a column this version no longer has: their jobs using it are refused.
+    affected_contracts: tuple[str, ...]
+    created_at: str
+    quality: dict[str, Any] | None = None
+    quality_status: str = "unchecked"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self),
+            "added_columns": list(self.added_columns),
+            "removed_columns": list(self.removed_columns),
+            "retyped_columns": list(self.retyped_columns),
+            "affected_contracts": list(self.affected_contracts),
+        }
+
+
+def may_publish(actor: Actor, row: Dataset) -> None:
+    """The bureau, and the department whose dataset it is, publish its versions."""
+    if actor.role == Role.bureau or (actor.role == Role.provider and actor.id == row.provider_id):
+        return
+    raise Forbidden(
+        "a new version of a dataset is published by the bureau or by the department that "
+        f"owns it; you are {actor.role}"
+    )
+
+
+def _policy(
+    current: DatasetInfo, schema: pa.Schema, declared: Mapping[str, ColumnPolicy]
+) -> snapshot.Policy:
+    """The policy of the new version: each column as it was, unless declared anew; a new
+    column must be declared."""
+    known = {c.name: c for c in current.columns}
+    out: dict[str, tuple[str, float | None, float | None, str | None]] = {}
+    for name in schema.names:
+        if name in declared:
+            out[name] = policy_of({name: declared[name]}).columns[name]
+        elif name in known:
+            c = known[name]
+            out[name] = (c.role, c.lower, c.upper, c.description)
+        else:
+            raise IngestError(
+                f"column {name!r} is new in this version; declare its role in meta.columns, "
+                'e.g. {"columns": {"' + name + '": {"role": "attribute"}}}'
+            )
+    return snapshot.Policy(out)
+
+
+def _declared(meta: Mapping[str, Any] | None) -> dict[str, ColumnPolicy]:
+    raw = (meta or {}).get("columns") or {}
+    if not isinstance(raw, dict):
+        raise IngestError("meta.columns must be an object mapping column names to policies")
+    try:
+        return {str(k): ColumnPolicy.model_validate(v) for k, v in raw.items()}
+    except ValueError as e:
+        raise IngestError(f"meta.columns: {str(e).splitlines()[-1].strip()}") from None
+
+
+def parse_mode(raw: Any) -> Mode:
+    if raw not in MODES:
+        raise IngestError(f"mode must be one of {', '.join(MODES)} (got {raw!r})")
+    return raw  # type: ignore[no-any-return]
+
+
+def publish(
+    ctx: Context,
+    actor: Actor,
+    name: str,
+    batches: Iterable[pa.RecordBatch | pa.Table],
+    *,
+    mode: Mode = "replace",
+    source: str = "upload",
+    meta: Mapping[str, Any] | None = None,
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
+) -> Published:
+    """Write and record a new version of dataset `name` from `batches`."""
+    with ctx.reading() as s:
+        row = s.get(Dataset, name)
+        if row is None:
+            raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
+        may_publish(actor, row)
+        current = registry.get_many(ctx, s, [name])[name]
+    number = current.version + 1
+    directory = registry.directory_of(name, number)
+    target = ctx.settings.datasets_dir / directory
+    declared = _declared(meta)
+    previous = snapshot.Previous(current.columns, current.partitions, current.revisions)
+    policy_holder: list[snapshot.Policy] = []
+
+    def policed(stream: Iterable[pa.RecordBatch | pa.Table]) -> Iterable[pa.RecordBatch]:
+        for item in stream:
+            for batch in item.to_batches() if isinstance(item, pa.Table) else [item]:
+                if not policy_holder:
+                    policy_holder.append(_policy(current, batch.schema, declared))
+                yield batch
+
+    # The policy is known once the first batch says which columns there are.
+    stream = policed(batches)
+    first = next(iter(stream), None)
+    if first is None:
+        raise IngestError("the data has no rows")
+    registry_of_people = entities.Registry(ctx.settings.datasets_dir / entities.DIRECTORY)
+    with disk_space(target):
+        written = snapshot.write(
+            _chain(first, stream),
+            policy_holder[0],
+            target,
+            registry_of_people,
+            ctx.settings.partition_rows,
+            previous=previous,
+            append=mode == "append",
+            on_batch=on_batch,
+        )
+    try:
+        return _record(ctx, actor, row.name, number, directory, mode, source, current, written)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _chain(first: pa.RecordBatch, rest: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
+    yield first
+    yield from rest
+
+
+def _record(
+    ctx: Context,
+    actor: Actor,
+    name: str,
+    number: int,
+    directory: str,
+    mode: str,
+    source: str,
+    current: DatasetInfo,
+    written: snapshot.Snapshot,
+) -> Published:
+    before = {c.name: c.type for c in current.columns}
+    after = {c.name: c.type for c in written.columns}
+    removed = tuple(sorted(set(before) - set(after)))
+    retyped = tuple(sorted(n for n in set(before) & set(after) if before[n] != after[n]))
+    now = clock.stored(clock.now())
+    with ctx.transaction() as s:
+        row = s.get(Dataset, name, with_for_update=True)
+        assert row is not None
+        if row.version != current.version:
+            raise IngestError(
+                f"another version of {name!r} was published meanwhile (now version "
+                f"{row.version}); publish again on top of it"
+            )
+        affected = _affected(s, name, set(removed) | set(retyped))
+        s.add(
+            DatasetVersion(
+                dataset=name,
+                version=number,
+                mode=mode,
+                source=source,
+                directory=directory,
+                partitions=list(written.partitions),
+                columns=[c.to_record() for c in written.columns],
+                row_count=written.row_count,
+                created_at=now,
+                created_by=actor.id,
+                revisions=written.revisions,
+            )
+        )
+        superseded = s.get(DatasetVersion, (name, current.version))
+        if superseded is not None:
+            superseded.superseded_at = now
+        row.version = number
+        row.columns = [c.to_record() for c in written.columns]
+        row.partitions = list(written.partitions)
+        row.row_count = written.row_count
+        row.created_at = now
+        published = Published(
+            name,
+            number,
+            mode,
+            source,
+            written.row_count,
+            tuple(sorted(set(after) - set(before))),
+            removed,
+            retyped,
+            written.revised,
+            affected,
+            clock.text(now),
+        )
+        s.flush()
+        log.append(s, "dataset.version_published", actor.id, name, published.to_json())
+    return published
+
+
+def _affected(session: Session, name: str, gone: set[str]) -> tuple[str, ...]:
+    if not gone:
+        return ()
+    out = []
+    for contract_id, document in session.execute(
+        select(Contract.id, Contract.document).where(Contract.status.in_(_LIVE))
+    ):
+        granted = (document.get("datasets") or {}).get(name) or {}
+        if gone & set(granted):
+            out.append(contract_id)
+    return tuple(sorted(out))
+
+
+def history(ctx: Context, session: Session, name: str) -> list[dict[str, Any]]:
+    """Every version of `name`, newest first."""
+    if session.get(Dataset, name) is None:
+        raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
+    rows = session.scalars(
+        select(DatasetVersion)
+        .where(DatasetVersion.dataset == name)
+        .order_by(DatasetVersion.version.desc())
+    )
+    return [version_json(v) for v in rows]
+
+
+def version_json(v: DatasetVersion, *, quality: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "dataset": v.dataset,
+        "version": v.version,
+        "mode": v.mode,
+        "source": v.source,
+        "row_count": v.row_count,
+        "columns": [c["name"] for c in v.columns],
+        "created_at": clock.text(v.created_at),
+        "created_by": v.created_by,
+        "quality_status": v.quality_status,
+        "superseded_at": clock.text(v.superseded_at) if v.superseded_at else None,
+        "retired_at": clock.text(v.retired_at) if v.retired_at else None,
+    }
+    if quality:
+        body["quality"] = v.quality
+    return body
+
+
+def retire(ctx: Context, at: dt.datetime | None = None) -> list[tuple[str, int]]:
+    """Remove the files of versions superseded more than the retention ago that no queued or
+    running job reads; returns the versions retired."""
+    now = clock.stored(at or clock.now())
+    cutoff = now - dt.timedelta(days=ctx.settings.version_retention_days)
+    with ctx.reading() as s:
+        due = s.scalars(
+            select(DatasetVersion).where(
+                DatasetVersion.superseded_at.is_not(None),
+                DatasetVersion.superseded_at <= cutoff,
+                DatasetVersion.retired_at.is_(None),
+            )
+        ).all()
+        if not due:
+            return []
+        pinned = {
+            (name, int(number))
+            for versions in s.scalars(
+                select(Job.versions).where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+            )
+            for name, number in (versions or {}).items()
+        }
+        candidates = [(v.dataset, v.version, v.directory) for v in due]
+    retired = []
+    for name, number, directory in candidates:
+        if (name, number) in pinned:
+            continue
+        with ctx.transaction() as s:
+            version = s.get(DatasetVersion, (name, number))
+            if version is None or version.retired_at is not None:
+                continue
+            version.retired_at = now
+            log.append(s, "dataset.version_retired", None, name, {"version": number})
+        _remove_files(ctx, directory, name, number)
+        retired.append((name, number))
+    return retired
+
+
+def _remove_files(ctx: Context, directory: str, name: str, number: int) -> None:
+    path = ctx.settings.datasets_dir / directory
+    if number == 1 and directory == name:
+        # The first version lives in the dataset's own directory; later ones beside it.
+        for part in path.glob("part-*.parquet"):
+            part.unlink(missing_ok=True)
+        return
+    shutil.rmtree(path, ignore_errors=True)
