@@ -6,6 +6,7 @@
     │   ├── PlanError                   a job's plan is invalid (type error, unknown column…)
     │   ├── CompileError                operator code refused by the language policy
     │   └── IngestError                 a dataset file or policy could not be ingested
+    │       └── QualityRefused              a version its dataset's quality rules refuse
     ├── Unauthenticated            401  missing or unknown token
     │   └── TokenRevoked                a token that was rotated or revoked
     ├── Forbidden                  403  role or ownership does not allow this
@@ -67,6 +68,10 @@ class CompileError(BadRequest):
 
 class IngestError(BadRequest):
     code = "ingest_failed"
+
+
+class QualityRefused(IngestError):
+    code = "quality_refused"
 
 
 class Unauthenticated(SandboxError):

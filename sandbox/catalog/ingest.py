@@ -22,9 +22,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sandbox.catalog import entities, snapshot
+from sandbox.catalog import entities, quality, snapshot
 from sandbox.catalog.models import LEVELS, ROLES, DatasetInfo
-from sandbox.errors import IngestError, StorageFull
+from sandbox.errors import IngestError, QualityRefused, StorageFull
 
 NAME_PATTERN = r"^[^\W\d][\w\-]{0,127}$"
 _PARQUET_MAGIC = b"PAR1"
@@ -56,6 +56,8 @@ class DatasetMeta(BaseModel):
     columns: dict[str, ColumnPolicy]
     topic: str | None = Field(None, max_length=100)
     description: str | None = Field(None, max_length=2000)
+    # Declared quality constraints (catalog.quality.Rules), checked at every version.
+    quality: dict[str, Any] | None = None
 
     @field_validator("level")
     @classmethod
@@ -141,14 +143,34 @@ def disk_space(target: Path) -> Iterator[None]:
 def ingest(
     data: bytes, filename: str, meta: DatasetMeta, datasets_dir: Path, partition_rows: int
 ) -> DatasetInfo:
+    return ingest_profiled(data, filename, meta, datasets_dir, partition_rows)[0]
+
+
+def ingest_profiled(
+    data: bytes, filename: str, meta: DatasetMeta, datasets_dir: Path, partition_rows: int
+) -> tuple[DatasetInfo, quality.QualityReport]:
+    """The dataset's first version, and its quality profile under `meta.quality`'s rules
+    (refused, with nothing written, when the rules say to)."""
     table = read_file(data, filename)
     if table.num_rows == 0:
         raise IngestError("the file has no rows")
+    policy = policy_of(meta.columns)
+    snapshot.check_columns(table.schema, policy)
+    columns = snapshot.declared_columns(table.schema, policy, {}, None)
+    profile = quality.Profile(columns, quality.parse_rules(meta.quality, columns))
+    profile.add(table)
+    report = profile.report()
+    if report.status == "refused":
+        raise QualityRefused(
+            f"dataset {meta.name!r} was refused by its quality rules and nothing was kept: "
+            + "; ".join(f.message for f in report.failures)
+            + ". Correct the data, or change the rules in meta.quality"
+        )
     target = datasets_dir / meta.name
     registry = entities.Registry(datasets_dir / entities.DIRECTORY)
     with disk_space(target):
-        written = snapshot.write([table], policy_of(meta.columns), target, registry, partition_rows)
-    return DatasetInfo(
+        written = snapshot.write([table], policy, target, registry, partition_rows)
+    info = DatasetInfo(
         meta.name,
         meta.title,
         meta.provider_id,
@@ -159,3 +181,4 @@ def ingest(
         (meta.topic or "").strip() or None,
         (meta.description or "").strip() or None,
     )
+    return info, report

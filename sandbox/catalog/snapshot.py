@@ -207,8 +207,10 @@ def write(
     previous: Previous | None = None,
     append: bool = False,
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    accept: Callable[[Snapshot], None] | None = None,
 ) -> Snapshot:
-    """Write a version into the new directory `target` (see the module's description)."""
+    """Write a version into the new directory `target` (see the module's description).
+    `accept` sees the finished snapshot before it is kept: if it raises, nothing is."""
     if target.exists():
         raise IngestError(f"a dataset directory already exists at {target.name!r}")
     tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
@@ -218,6 +220,8 @@ def write(
             snapshot = _write(
                 batches, policy, tmp, numbering, partition_rows, previous, append, on_batch
             )
+            if accept is not None:
+                accept(snapshot)
         tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -267,7 +271,7 @@ def _write(
                     for n in schema.names
                     if policy.columns[n][0] == "quasi_identifier"
                 }
-                infos = _infos(schema, policy, {}, None)
+                infos = declared_columns(schema, policy, {}, None)
                 if previous is not None:
                     content = revisions.content_columns(previous.columns, infos)
                     if named_by is None and not append:
@@ -304,7 +308,7 @@ def _write(
     unique = (
         bool(len(np.unique(people)) == len(people)) and not append if named_by is not None else None
     )
-    infos = _infos(schema, policy, {n: d.count for n, d in distinct.items()}, unique)
+    infos = declared_columns(schema, policy, {n: d.count for n, d in distinct.items()}, unique)
     if append:
         infos = _appended(infos, previous, distinct, named_by, people)
     revised_count, revisions_file = 0, None
@@ -346,7 +350,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         raise IngestError("a batch of the data has other column types than the first one") from None
 
 
-def _infos(
+def declared_columns(
     schema: pa.Schema, policy: Policy, distinct: Mapping[str, int], unique: bool | None
 ) -> tuple[ColumnInfo, ...]:
     out = []

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from operators.roles import Role
-from sandbox.catalog.ingest import ingest, parse_meta
+from sandbox.catalog.ingest import ingest_profiled, parse_meta
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.common import clock
 from sandbox.context import Context
@@ -68,7 +68,9 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
                 f"provider_id {meta.provider_id!r} is not a registered provider; "
                 "create it first with POST /v1/principals (role 'provider')"
             )
-    info = ingest(data, filename, meta, ctx.settings.datasets_dir, ctx.settings.partition_rows)
+    info, report = ingest_profiled(
+        data, filename, meta, ctx.settings.datasets_dir, ctx.settings.partition_rows
+    )
     registered = clock.stored(clock.now())
     try:
         with ctx.transaction() as s:
@@ -84,6 +86,7 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
                     topic=info.topic,
                     description=info.description,
                     created_at=registered,
+                    quality_rules=meta.quality,
                 )
             )
             s.flush()
@@ -99,6 +102,8 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
                     row_count=info.row_count,
                     created_at=registered,
                     created_by=actor.id,
+                    quality=report.to_json(),
+                    quality_status=report.status,
                 )
             )
             log.append(

@@ -25,12 +25,12 @@ from sqlalchemy.orm import Session
 
 from contracts.lifecycle import Status
 from operators.roles import Role
-from sandbox.catalog import entities, snapshot
-from sandbox.catalog.ingest import ColumnPolicy, disk_space, policy_of
-from sandbox.catalog.models import DatasetInfo
+from sandbox.catalog import entities, quality, snapshot
+from sandbox.catalog.ingest import ColumnPolicy, disk_space, policy_of, read_file
+from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.common import clock
 from sandbox.context import Context
-from sandbox.errors import Forbidden, IngestError, JobStatus, NotFound
+from sandbox.errors import Forbidden, IngestError, JobStatus, NotFound, QualityRefused
 from sandbox.ledger import log
 from sandbox.records import registry
 from sandbox.records.principals import Actor
@@ -161,6 +161,23 @@ def publish(
     first = next(iter(stream), None)
     if first is None:
         raise IngestError("the data has no rows")
+    profile = quality.Profile(
+        *_profiled(snapshot.declared_columns(first.schema, policy_holder[0], {}, None), row)
+    )
+
+    def profiled(batch: pa.RecordBatch) -> None:
+        profile.add(batch)
+        if on_batch is not None:
+            on_batch(batch)
+
+    reports: list[quality.QualityReport] = []
+
+    def accept(_: snapshot.Snapshot) -> None:
+        report = profile.report()
+        if report.status == "refused":
+            refuse(ctx, actor, name, number, report)
+        reports.append(report)
+
     registry_of_people = entities.Registry(ctx.settings.datasets_dir / entities.DIRECTORY)
     with disk_space(target):
         written = snapshot.write(
@@ -171,13 +188,50 @@ def publish(
             ctx.settings.partition_rows,
             previous=previous,
             append=mode == "append",
-            on_batch=on_batch,
+            on_batch=profiled,
+            accept=accept,
         )
     try:
-        return _record(ctx, actor, row.name, number, directory, mode, source, current, written)
+        return _record(
+            ctx, actor, row.name, number, directory, mode, source, current, written, reports[0]
+        )
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
+
+
+def _profiled(
+    columns: tuple[ColumnInfo, ...], row: Dataset
+) -> tuple[tuple[ColumnInfo, ...], quality.Rules]:
+    """The columns a version is profiled over, and the dataset's rules that still apply (a
+    rule on a column the version no longer has is dropped: the schema change says so)."""
+    names = {c.name for c in columns}
+    raw = dict(row.quality_rules or {})
+    for key in ("not_null", "unique", "within_bounds"):
+        raw[key] = [c for c in raw.get(key) or () if c in names]
+    for key in ("max_null_rate", "check_digits"):
+        raw[key] = {c: v for c, v in (raw.get(key) or {}).items() if c in names}
+    return columns, quality.parse_rules(raw, columns)
+
+
+def refuse(
+    ctx: Context, actor: Actor | None, name: str, number: int, report: quality.QualityReport
+) -> None:
+    """A version its quality rules refuse: logged, and said to whoever published it."""
+    with ctx.transaction() as s:
+        log.append(
+            s,
+            "dataset.version_refused",
+            actor.id if actor is not None else None,
+            name,
+            {"version": number, "quality": report.to_json()},
+        )
+    reasons = "; ".join(f.message for f in report.failures)
+    raise QualityRefused(
+        f"version {number} of {name!r} was refused by the dataset's quality rules and "
+        f"nothing changed: {reasons}. Correct the data, or change the rules "
+        f"(PUT /v1/datasets/{name}/quality-rules)"
+    )
 
 
 def _chain(first: pa.RecordBatch, rest: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
@@ -195,6 +249,7 @@ def _record(
     source: str,
     current: DatasetInfo,
     written: snapshot.Snapshot,
+    report: quality.QualityReport,
 ) -> Published:
     before = {c.name: c.type for c in current.columns}
     after = {c.name: c.type for c in written.columns}
@@ -223,6 +278,8 @@ def _record(
                 created_at=now,
                 created_by=actor.id,
                 revisions=written.revisions,
+                quality=report.to_json(),
+                quality_status=report.status,
             )
         )
         superseded = s.get(DatasetVersion, (name, current.version))
@@ -245,6 +302,8 @@ def _record(
             written.revised,
             affected,
             clock.text(now),
+            report.to_json(),
+            report.status,
         )
         s.flush()
         log.append(s, "dataset.version_published", actor.id, name, published.to_json())
@@ -341,3 +400,70 @@ def _remove_files(ctx: Context, directory: str, name: str, number: int) -> None:
             part.unlink(missing_ok=True)
         return
     shutil.rmtree(path, ignore_errors=True)
+
+
+def publish_upload(
+    ctx: Context, actor: Actor, name: str, data: bytes, filename: str, meta: Any
+) -> Published:
+    """A new version from an uploaded CSV or Parquet file; `meta`: {mode, columns?}."""
+    if not isinstance(meta, dict):
+        raise IngestError('meta must be a JSON object: {"mode": "replace" | "append", …}')
+    unknown = sorted(set(meta) - {"mode", "columns"})
+    if unknown:
+        raise IngestError(f"meta has unknown field {unknown[0]!r}; it takes mode and columns")
+    if len(data) > ctx.settings.max_upload_mb * 2**20:
+        raise IngestError(f"the file is larger than {ctx.settings.max_upload_mb} MiB")
+    mode = parse_mode(meta.get("mode", "replace"))
+    table = read_file(data, filename)
+    published = publish(ctx, actor, name, [table], mode=mode, source="upload", meta=meta)
+    retire(ctx)
+    return published
+
+
+def sees_quality(actor: Actor, row: Dataset) -> bool:
+    """Quality is the bureau's and the owning department's business only."""
+    return actor.role == Role.bureau or (
+        actor.role == Role.provider and actor.id == row.provider_id
+    )
+
+
+def view_history(ctx: Context, actor: Actor, name: str) -> list[dict[str, Any]]:
+    with ctx.reading() as s:
+        row = s.get(Dataset, name)
+        if row is None:
+            raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
+        owner = sees_quality(actor, row)
+        return [_visible(b, owner) for b in history(ctx, s, name)]
+
+
+def view_version(ctx: Context, actor: Actor, name: str, number: int) -> dict[str, Any]:
+    with ctx.reading() as s:
+        row = s.get(Dataset, name)
+        version = s.get(DatasetVersion, (name, number))
+        if row is None or version is None:
+            raise NotFound(
+                f"dataset {name!r} has no version {number}; "
+                f"GET /v1/datasets/{name}/versions lists them"
+            )
+        owner = sees_quality(actor, row)
+        return _visible(version_json(version, quality=owner), owner)
+
+
+def _visible(body: dict[str, Any], owner: bool) -> dict[str, Any]:
+    if owner:
+        return body
+    return {k: v for k, v in body.items() if k not in ("quality", "quality_status", "created_by")}
+
+
+def set_rules(ctx: Context, actor: Actor, name: str, raw: Any) -> dict[str, Any]:
+    """The dataset's quality rules, checked at every later version."""
+    with ctx.transaction() as s:
+        row = s.get(Dataset, name)
+        if row is None:
+            raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
+        may_publish(actor, row)
+        info = registry.to_info(ctx, row)
+        rules = quality.parse_rules(raw, info.columns)
+        row.quality_rules = rules.model_dump(mode="json")
+        log.append(s, "dataset.quality_rules", actor.id, name, row.quality_rules)
+        return dict(row.quality_rules)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from sandbox.api.models.common import Number, Open
@@ -31,3 +33,44 @@ class Dataset(Open):
 
 class Datasets(Open):
     datasets: list[Dataset]
+
+
+class DatasetVersion(Open):
+    dataset: str
+    version: int
+    mode: str = Field(description="initial, replace or append")
+    source: str = Field(description="upload or connector")
+    row_count: int
+    columns: list[str]
+    created_at: str
+    superseded_at: str | None = None
+    retired_at: str | None = Field(None, description="When its files were removed")
+    quality_status: str | None = Field(
+        None, description="passed, flagged or unchecked: the bureau and the owner only"
+    )
+
+
+class DatasetVersions(Open):
+    versions: list[DatasetVersion]
+
+
+class DatasetVersionPublished(Open):
+    dataset: str
+    version: int
+    mode: str
+    row_count: int
+    added_columns: list[str]
+    removed_columns: list[str]
+    retyped_columns: list[str]
+    revised: int = Field(description="People whose rows changed since the previous version")
+    affected_contracts: list[str] = Field(
+        description="Contracts granting a column this version no longer has"
+    )
+    quality_status: str
+    quality: dict[str, Any] | None
+
+
+class QualityRules(Open):
+    not_null: list[str] = []
+    unique: list[str] = []
+    on_failure: str = Field(description="refuse or flag")

@@ -6,10 +6,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 
 from sandbox.api.deps import Ctx, CurrentActor
-from sandbox.api.models.catalog import Dataset, Datasets
+from sandbox.api.models.catalog import (
+    Dataset,
+    Datasets,
+    DatasetVersion,
+    DatasetVersionPublished,
+    DatasetVersions,
+    QualityRules,
+)
 from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors
 from sandbox.errors import IngestError
-from sandbox.records import registry
+from sandbox.records import registry, versions
 
 router = APIRouter(tags=["datasets"], route_class=ModelRoute, responses=ERRORS)
 
@@ -40,3 +47,55 @@ def list_all(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
 def get_one(name: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     with ctx.reading() as s:
         return registry.get(ctx, s, name).to_json()
+
+
+@router.post(
+    "/datasets/{name}/versions",
+    status_code=201,
+    response_model=DatasetVersionPublished,
+    responses=SIGNED_IN | errors(404, 409),
+)
+def publish_version(
+    name: str,
+    file: Annotated[UploadFile, File()],
+    ctx: Ctx,
+    actor: CurrentActor,
+    meta: Annotated[str, Form()] = "{}",
+) -> dict[str, Any]:
+    """A new version of the dataset: `meta` = {"mode": "replace" | "append", "columns":
+    {new column: policy}}. Jobs submitted from now on read it; jobs submitted before read
+    the version they were submitted against."""
+    try:
+        meta_json = json.loads(meta)
+    except ValueError:
+        raise IngestError('meta must be a JSON object: {"mode": "replace" | "append"}') from None
+    data = file.file.read()
+    return versions.publish_upload(ctx, actor, name, data, file.filename or "", meta_json).to_json()
+
+
+@router.get(
+    "/datasets/{name}/versions", response_model=DatasetVersions, responses=SIGNED_IN | errors(404)
+)
+def list_versions(name: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Every version, newest first; quality only for the bureau and the owning department."""
+    return {"versions": versions.view_history(ctx, actor, name)}
+
+
+@router.get(
+    "/datasets/{name}/versions/{number}",
+    response_model=DatasetVersion,
+    responses=SIGNED_IN | errors(404),
+)
+def get_version(name: str, number: int, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return versions.view_version(ctx, actor, name, number)
+
+
+@router.put(
+    "/datasets/{name}/quality-rules", response_model=QualityRules, responses=SIGNED_IN | errors(404)
+)
+def put_quality_rules(
+    name: str, body: dict[str, Any], ctx: Ctx, actor: CurrentActor
+) -> dict[str, Any]:
+    """The constraints every later version is checked against, and whether a failure
+    refuses the version or flags it (`on_failure`)."""
+    return versions.set_rules(ctx, actor, name, body)
