@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -43,6 +43,7 @@ from sandbox.errors import (
     DisclosureRefused,
     JobError,
     JobStatus,
+    PlanError,
     SandboxError,
 )
 from sandbox.language.analysis import CodeFacts, analyse
@@ -221,11 +222,31 @@ def check_names(
     for column in sorted(facts.columns - facts.defined):
         holders = [d for d in sorted(used) if d in datasets and datasets[d].column(column)]
         wanted = facts.uses.get(column, frozenset())
+        if not holders:
+            _check_not_removed(contract, used, datasets, column)
         if holders and not any(_grants(contract, d, column, wanted) for d in holders):
             check_scope(contract, {holders[0]: {column: cast(frozenset[Use], wanted)}})
         if "group_by" in wanted:
             for d in holders:
                 check_group_key(datasets[d], column)
+
+
+def _check_not_removed(
+    contract: ContractDocument,
+    used: Collection[str],
+    datasets: Mapping[str, DatasetInfo],
+    column: str,
+) -> None:
+    """A column the contract grants that the dataset's current version no longer has: say
+    so, rather than that it does not exist."""
+    for name in sorted(used):
+        info = datasets.get(name)
+        if info is not None and column in contract.datasets.get(name, {}) and info.version > 1:
+            raise PlanError(
+                f"column {column!r} was removed from dataset {name!r} (it is not in version "
+                f"{info.version}, the version in force), though contract {contract.id} grants "
+                "it; change the job to do without it, or ask the department about the column"
+            )
 
 
 def _grants(contract: ContractDocument, dataset: str, column: str, uses: frozenset[str]) -> bool:
