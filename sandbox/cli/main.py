@@ -242,6 +242,97 @@ def datasets_ingest(
     _print_columns(info.to_json())
 
 
+@datasets_app.command("publish")
+def datasets_publish(
+    name: str = typer.Argument(..., help="The dataset."),
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CSV (UTF-8) or Parquet file."
+    ),
+    mode: str = typer.Option("replace", help="replace (the file is the new rows) or append."),
+    columns: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="JSON: {column: {role, …}} for new columns."
+    ),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Publish a new version of a dataset on a local instance, as the bureau."""
+    from sandbox.records import versions
+
+    meta: dict[str, Any] = {"mode": mode}
+    if columns is not None:
+        meta["columns"] = _read_json(columns)
+    ctx = _open(data_dir)
+    try:
+        done = versions.publish_upload(ctx, _bureau(ctx), name, file.read_bytes(), file.name, meta)
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
+    finally:
+        ctx.close()
+    console.print(
+        f"Published [bold]{done.dataset}[/] version {done.version} ({done.mode}): "
+        f"{done.row_count} rows, quality {done.quality_status}"
+    )
+    for label, names in (
+        ("added columns", done.added_columns),
+        ("removed columns", done.removed_columns),
+        ("contracts affected", done.affected_contracts),
+    ):
+        if names:
+            console.print(f"  {label}: {', '.join(names)}")
+
+
+@datasets_app.command("versions")
+def datasets_versions(
+    name: str = typer.Argument(..., help="The dataset."), data_dir: Path | None = DataDir
+) -> None:
+    """The versions of a dataset, newest first."""
+    from sandbox.records import versions
+
+    ctx = _open(data_dir)
+    try:
+        rows = versions.view_history(ctx, _bureau(ctx), name)
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
+    finally:
+        ctx.close()
+    table = Table("version", "mode", "source", "rows", "quality", "published", "retired")
+    for v in rows:
+        table.add_row(
+            str(v["version"]),
+            v["mode"],
+            v["source"],
+            str(v["row_count"]),
+            v["quality_status"],
+            v["created_at"],
+            v["retired_at"] or "",
+        )
+    console.print(table)
+
+
+@datasets_app.command("rules")
+def datasets_rules(
+    name: str = typer.Argument(..., help="The dataset."),
+    file: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="JSON: {not_null, unique, max_null_rate, within_bounds, check_digits, min_rows, "
+        "on_failure: refuse|flag}",
+    ),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Set the quality rules every later version of a dataset is checked against."""
+    from sandbox.records import versions
+
+    ctx = _open(data_dir)
+    try:
+        rules = versions.set_rules(ctx, _bureau(ctx), name, _read_json(file))
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
+    finally:
+        ctx.close()
+    console.print_json(json.dumps(rules, ensure_ascii=False))
+
+
 @datasets_app.command("list")
 def datasets_list(data_dir: Path | None = DataDir) -> None:
     """List the catalog of a local instance."""

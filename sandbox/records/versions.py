@@ -151,7 +151,8 @@ def publish(
 
     def policed(stream: Iterable[pa.RecordBatch | pa.Table]) -> Iterable[pa.RecordBatch]:
         for item in stream:
-            for batch in item.to_batches() if isinstance(item, pa.Table) else [item]:
+            for raw in item.to_batches() if isinstance(item, pa.Table) else [item]:
+                batch = _typed_as_before(raw, current)
                 if not policy_holder:
                     policy_holder.append(_policy(current, batch.schema, declared))
                 yield batch
@@ -232,6 +233,28 @@ def refuse(
         f"nothing changed: {reasons}. Correct the data, or change the rules "
         f"(PUT /v1/datasets/{name}/quality-rules)"
     )
+
+
+def _typed_as_before(batch: pa.RecordBatch, current: DatasetInfo) -> pa.RecordBatch:
+    """A column with no value in this batch (a CSV column left empty) has no type of its
+    own: it takes the type the current version gives it."""
+    known = {c.name: c.type for c in current.columns}
+    fields = [
+        pa.field(f.name, pa.type_for_alias(known[f.name]))
+        if pa.types.is_null(f.type) and f.name in known and _has_alias(known[f.name])
+        else f
+        for f in batch.schema
+    ]
+    schema = pa.schema(fields)
+    return batch if schema == batch.schema else batch.cast(schema)
+
+
+def _has_alias(type_name: str) -> bool:
+    try:
+        pa.type_for_alias(type_name)
+    except ValueError:
+        return False
+    return True
 
 
 def _chain(first: pa.RecordBatch, rest: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:

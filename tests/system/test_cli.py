@@ -95,6 +95,37 @@ def test_ingest_a_chinese_csv_and_list_it(instance: Path) -> None:
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
+def test_publish_versions_and_rules_of_a_chinese_dataset(instance: Path) -> None:
+    test_ingest_a_chinese_csv_and_list_it(instance)
+    more = "居民编号,街道,月收入,学历\n" + "".join(
+        f"R{i:04d},东关街道,{4000 + i},本科\n" for i in range(60)
+    )
+    (instance / "居民2.csv").write_text(more, encoding="utf-8")
+    r = sandbox("datasets", "publish", "居民", "居民2.csv", "--data-dir", "inst", cwd=instance)
+    assert r.returncode == 1 and "'学历' is new in this version" in " ".join(r.stderr.split())
+    (instance / "cols.json").write_text('{"学历": {"role": "attribute"}}', encoding="utf-8")
+    r = sandbox(
+        "datasets", "publish", "居民", "居民2.csv", "--columns", "cols.json",
+        "--data-dir", "inst", cwd=instance,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "version 2" in r.stdout and "60 rows" in r.stdout and "学历" in r.stdout
+    (instance / "rules.json").write_text(
+        '{"not_null": ["学历"], "on_failure": "refuse"}', encoding="utf-8"
+    )
+    r = sandbox("datasets", "rules", "居民", "rules.json", "--data-dir", "inst", cwd=instance)
+    assert r.returncode == 0, r.stderr
+    (instance / "居民3.csv").write_text(
+        "居民编号,街道,月收入,学历\nR0001,东关街道,100,\n", encoding="utf-8"
+    )
+    r = sandbox("datasets", "publish", "居民", "居民3.csv", "--data-dir", "inst", cwd=instance)
+    assert r.returncode == 1 and "refused by the dataset's quality rules" in r.stderr
+    r = sandbox("datasets", "versions", "居民", "--data-dir", "inst", cwd=instance)
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if "upload" in line]
+    assert len(lines) == 2 and "replace" in lines[0] and "initial" in lines[1]
+
+
 def test_ingest_with_a_bad_policy_fails_and_leaves_nothing(instance: Path) -> None:
     (instance / "d.csv").write_text("a,b\n1,2\n", encoding="utf-8")
     meta = {
