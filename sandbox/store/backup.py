@@ -146,9 +146,22 @@ def _dump_database(engine: Engine, tmp: Path) -> Snapshot:
 
 
 def _datasets_in(session: Session, tables: list[Table]) -> dict[str, list[str]]:
-    (table,) = [t for t in tables if t.name == "datasets"]
-    query = select(table.c.name, table.c.partitions).order_by(table.c.name)
-    return {name: list(parts) for name, parts in session.execute(query)}
+    """Every dataset version whose files are kept: its directory → its files."""
+    named = {t.name: t for t in tables}
+    versions = named.get("dataset_versions")
+    if versions is None:
+        table = named["datasets"]
+        query = select(table.c.name, table.c.partitions).order_by(table.c.name)
+        return {name: list(parts) for name, parts in session.execute(query)}
+    query = (
+        select(versions.c.directory, versions.c.partitions, versions.c.revisions)
+        .where(versions.c.retired_at.is_(None))
+        .order_by(versions.c.directory)
+    )
+    out: dict[str, list[str]] = {}
+    for row in session.execute(query):
+        out[str(row.directory)] = [*row.partitions, *([row.revisions] if row.revisions else [])]
+    return out
 
 
 def _copy_datasets(settings: Settings, datasets: dict[str, list[str]], tmp: Path) -> None:
@@ -162,7 +175,8 @@ def _copy_datasets(settings: Settings, datasets: dict[str, list[str]], tmp: Path
                 shutil.copyfile(source, target)
             except FileNotFoundError:
                 raise NotFound(
-                    f"the instance is missing file {part} of dataset {name!r} ({source}), so "
+                    f"the instance is missing file {part} of dataset {name.split('@')[0]!r} "
+                    f"({source}), so "
                     "no backup was written; restore that file (from an earlier backup) first"
                 ) from None
 

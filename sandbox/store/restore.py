@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Integer, MetaData, Table, func, inspect, select, text
 
+from sandbox.catalog import entities
 from sandbox.errors import BadRequest, Conflict, NotFound
 from sandbox.settings import Settings
 from sandbox.store import schema, tablefile
@@ -148,7 +149,7 @@ def _copy_files(src: Path, manifest: Manifest, settings: Settings) -> None:
         if relative.startswith("tables/"):
             continue
         target = settings.data_dir / relative
-        if relative == secret:
+        if relative == secret or relative.endswith(f"/{entities.DIRECTORY}/{entities.KEY}"):
             copy_secret(src / relative, target)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
