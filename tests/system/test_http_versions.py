@@ -14,6 +14,7 @@ from conftest import World
 
 from sandbox.common import clock
 from sandbox.errors import VersionRetired
+from sandbox.pipeline import execution
 from sandbox.records import registry, versions
 from sandbox.settings import Settings
 from sandbox.store import backup, restore
@@ -261,3 +262,24 @@ def test_a_backup_keeps_every_kept_version_and_restores_the_history_across_versi
     assert key.read_bytes() == (w.ctx.settings.datasets_dir / ".entities" / "key").read_bytes()
     assert key.stat().st_mode & 0o077 == 0
     assert (settings.datasets_dir / "population@2" / "revisions.npz").exists()
+
+
+def test_a_job_submitted_before_a_new_version_reads_the_version_it_was_submitted_against(
+    local_world: World, city: Any
+) -> None:
+    w, pop = local_world, city["population"].table
+    cid = w.active_contract()
+    before = job(w, cid, COUNT_ALL)
+    assert post_version(w, pop.slice(0, 100), mode="replace").status_code == 201
+    with w.ctx.reading() as s:
+        row = s.get(Job, before["id"])
+        assert row is not None
+        spec = execution._spec(w.ctx, row)
+    read = spec.datasets["population"]
+    assert (read.version, read.row_count) == (1, pop.num_rows)
+    assert all("/population/part-" in p for p in read.partitions)
+    after = job(w, cid, COUNT_ALL)
+    with w.ctx.reading() as s:
+        row = s.get(Job, after["id"])
+        assert row is not None
+        assert execution._spec(w.ctx, row).datasets["population"].row_count == 100
