@@ -19,6 +19,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
     "provider": (
         ("/requests", "nav.provider.requests"),
         ("/usage", "nav.provider.usage"),
+        ("/my-datasets", "nav.datasets.mine"),
     ),
     "bureau": (
         ("/admin/datasets", "nav.bureau.datasets"),

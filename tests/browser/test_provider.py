@@ -69,3 +69,35 @@ def test_the_queue_fits_a_phone(phone: Watched, site: Cast) -> None:
     page: Any = phone.page
     assert page.locator("#requests .request").count() >= 1
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_department_publishes_a_new_version_and_reads_its_quality(
+    tab: Watched, site: Cast, tmp_path: Path
+) -> None:
+    rows = "resident_id,name,gender,birth_date,district,hukou_type,income\n" + "".join(
+        f"11010119800101{i:04d},居民{i},{'男' if i % 2 else '女'},1980-01-01,城关区,本地,{3000 + i}\n"
+        for i in range(300)
+    )
+    (tmp_path / "人口.csv").write_text(rows, encoding="utf-8")
+    sign_in(tab, site.provider.rotate_token())
+    tab.go("/my-datasets")
+    page = tab.page
+    page.click("#my-datasets a[href='/datasets/population/manage']")
+    page.wait_for_load_state()
+    page.set_input_files("#file", str(tmp_path / "人口.csv"))
+    page.select_option("#mode", "replace")
+    page.click("#publish button[type=submit]")
+    page.wait_for_load_state()
+    assert "300" in page.locator("#quality").inner_text()
+    assert page.locator("#version-list tbody tr").count() >= 2
+    shoot(tab, "provider-dataset-versions")
+    page.check("#rules input[name=not_null][value=income]")
+    page.select_option("#on_failure", "refuse")
+    page.click("#rules button[type=submit]")
+    page.wait_for_load_state()
+    assert page.locator("#rules input[name=not_null][value=income]").is_checked()
+    (tmp_path / "缺收入.csv").write_text(rows.replace(",3005\n", ",\n"), encoding="utf-8")
+    page.set_input_files("#file", str(tmp_path / "缺收入.csv"))
+    page.click("#publish button[type=submit]")
+    page.wait_for_load_state()
+    assert "quality rules" in page.locator("#file-error").inner_text()
