@@ -158,6 +158,14 @@ class Settings(BaseSettings):
             "while a queued or running job still reads it."
         ),
     )
+    refresh_check_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "How often each API process looks for datasets whose scheduled pull from their "
+            "source is due (one process runs each pull)."
+        ),
+    )
     recovery_interval_seconds: float = Field(
         15.0,
         gt=0,

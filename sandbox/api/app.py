@@ -26,7 +26,7 @@ from sandbox.console import web as console
 from sandbox.context import Context, open_instance
 from sandbox.pipeline.execution import report_jail_filter, runner
 from sandbox.pipeline.settlement import keep_recovering, recover_interrupted
-from sandbox.records import agreements
+from sandbox.records import agreements, refresh
 from sandbox.settings import Settings
 
 
@@ -46,9 +46,16 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
             target=keep_recovering, args=(ctx, stop), name="recovery", daemon=True
         )
         sweeper.start()
+        puller = threading.Thread(
+            target=refresh.keep_pulling, args=(ctx, stop), name="pulls", daemon=True
+        )
+        puller.start()
         yield
         stop.set()
         sweeper.join()
+        # A pull under way may take minutes: it is not waited for (nothing of it is kept
+        # unless it finishes).
+        puller.join(timeout=1)
         if context is None:
             ctx.close()
 

@@ -333,6 +333,69 @@ def datasets_rules(
     console.print_json(json.dumps(rules, ensure_ascii=False))
 
 
+@datasets_app.command("source")
+def datasets_source(
+    name: str = typer.Argument(..., help="The dataset."),
+    url: str = typer.Option(
+        ..., help="SQLAlchemy URL of the department's database, without the password."
+    ),
+    password_ref: str | None = typer.Option(
+        None, help="env:NAME or file:/path (readable by the service's user only)."
+    ),
+    table: str | None = typer.Option(None, help="The table to pull (or --query)."),
+    query: str | None = typer.Option(None, help="A SELECT query to pull (or --table)."),
+    mode: str = typer.Option("replace", help="replace or append."),
+    schedule: str | None = typer.Option(
+        None, help='When to pull by itself, e.g. "daily 02:00 Asia/Shanghai".'
+    ),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Set where a dataset is pulled from (a department's PostgreSQL or MySQL/MariaDB)."""
+    from sandbox.records import refresh
+
+    raw = {
+        k: v
+        for k, v in (
+            ("url", url),
+            ("password_ref", password_ref),
+            ("table", table),
+            ("query", query),
+            ("mode", mode),
+            ("schedule", schedule),
+        )
+        if v is not None
+    }
+    ctx = _open(data_dir)
+    try:
+        source = refresh.set_source(ctx, _bureau(ctx), name, raw)
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
+    finally:
+        ctx.close()
+    console.print(f"Source of [bold]{name}[/] set: {source['url']}")
+    if source["next_run_at"]:
+        console.print(f"  next scheduled pull: {source['next_run_at']}")
+
+
+@datasets_app.command("refresh")
+def datasets_refresh(
+    name: str = typer.Argument(..., help="The dataset."), data_dir: Path | None = DataDir
+) -> None:
+    """Pull a dataset from its source now into a new version (nothing changes if it fails)."""
+    from sandbox.records import refresh
+
+    ctx = _open(data_dir)
+    try:
+        done = refresh.refresh(ctx, _bureau(ctx), name, "command")
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
+    finally:
+        ctx.close()
+    if done["status"] != "published":
+        _fail(f"the pull of {name!r} failed and nothing changed: {done['error']}")
+    console.print(f"Pulled [bold]{name}[/]: version {done['version']}, {done['rows']} rows")
+
+
 @datasets_app.command("list")
 def datasets_list(data_dir: Path | None = DataDir) -> None:
     """List the catalog of a local instance."""

@@ -126,7 +126,7 @@ def parse_mode(raw: Any) -> Mode:
 
 def publish(
     ctx: Context,
-    actor: Actor,
+    actor: Actor | None,
     name: str,
     batches: Iterable[pa.RecordBatch | pa.Table],
     *,
@@ -135,12 +135,14 @@ def publish(
     meta: Mapping[str, Any] | None = None,
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> Published:
-    """Write and record a new version of dataset `name` from `batches`."""
+    """Write and record a new version of dataset `name` from `batches`. `actor`: who
+    publishes it; None for the service itself (a scheduled pull from the dataset's source)."""
     with ctx.reading() as s:
         row = s.get(Dataset, name)
         if row is None:
             raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
-        may_publish(actor, row)
+        if actor is not None:
+            may_publish(actor, row)
         current = registry.get_many(ctx, s, [name])[name]
     number = current.version + 1
     directory = registry.directory_of(name, number)
@@ -264,7 +266,7 @@ def _chain(first: pa.RecordBatch, rest: Iterable[pa.RecordBatch]) -> Iterable[pa
 
 def _record(
     ctx: Context,
-    actor: Actor,
+    actor: Actor | None,
     name: str,
     number: int,
     directory: str,
@@ -299,7 +301,7 @@ def _record(
                 columns=[c.to_record() for c in written.columns],
                 row_count=written.row_count,
                 created_at=now,
-                created_by=actor.id,
+                created_by=actor.id if actor is not None else None,
                 revisions=written.revisions,
                 quality=report.to_json(),
                 quality_status=report.status,
@@ -329,7 +331,13 @@ def _record(
             report.status,
         )
         s.flush()
-        log.append(s, "dataset.version_published", actor.id, name, published.to_json())
+        log.append(
+            s,
+            "dataset.version_published",
+            actor.id if actor is not None else None,
+            name,
+            published.to_json(),
+        )
     return published
 
 

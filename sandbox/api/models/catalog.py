@@ -74,3 +74,30 @@ class QualityRules(Open):
     not_null: list[str] = []
     unique: list[str] = []
     on_failure: str = Field(description="refuse or flag")
+
+
+class DatasetSource(Open):
+    dataset: str
+    url: str = Field(description="SQLAlchemy URL of the department's database, without password")
+    password_ref: str | None = Field(None, description="env:NAME or file:/path, never the password")
+    table: str | None = None
+    query: str | None = None
+    mode: str = Field(description="replace or append")
+    schedule: str | None = Field(None, description='e.g. "daily 02:00 Asia/Shanghai"')
+    next_run_at: str | None = None
+
+
+class DatasetRefresh(Open):
+    id: int
+    dataset: str
+    trigger: str = Field(description="command, api, console or schedule")
+    status: str = Field(description="running, published or failed")
+    started_at: str
+    finished_at: str | None = None
+    version: int | None = Field(None, description="The version the pull published")
+    rows: int | None = None
+    error: str | None = Field(None, description="Why the pull failed; nothing changed")
+
+
+class DatasetRefreshes(Open):
+    refreshes: list[DatasetRefresh]

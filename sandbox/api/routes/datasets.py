@@ -8,7 +8,10 @@ from fastapi import APIRouter, File, Form, UploadFile
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.models.catalog import (
     Dataset,
+    DatasetRefresh,
+    DatasetRefreshes,
     Datasets,
+    DatasetSource,
     DatasetVersion,
     DatasetVersionPublished,
     DatasetVersions,
@@ -16,7 +19,7 @@ from sandbox.api.models.catalog import (
 )
 from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors
 from sandbox.errors import IngestError
-from sandbox.records import registry, versions
+from sandbox.records import refresh, registry, versions
 
 router = APIRouter(tags=["datasets"], route_class=ModelRoute, responses=ERRORS)
 
@@ -99,3 +102,40 @@ def put_quality_rules(
     """The constraints every later version is checked against, and whether a failure
     refuses the version or flags it (`on_failure`)."""
     return versions.set_rules(ctx, actor, name, body)
+
+
+@router.put(
+    "/datasets/{name}/source", response_model=DatasetSource, responses=SIGNED_IN | errors(404)
+)
+def put_source(name: str, body: dict[str, Any], ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Where the dataset is pulled from: a SQLAlchemy URL without its password, the password
+    referenced (`env:NAME` or `file:/path`), a table or a query, replace or append, and an
+    optional schedule ("daily 02:00 Asia/Shanghai")."""
+    return refresh.set_source(ctx, actor, name, body)
+
+
+@router.get(
+    "/datasets/{name}/source", response_model=DatasetSource, responses=SIGNED_IN | errors(404)
+)
+def get_source(name: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    return refresh.get_source(ctx, actor, name)
+
+
+@router.post(
+    "/datasets/{name}/refresh",
+    status_code=202,
+    response_model=DatasetRefresh,
+    responses=SIGNED_IN | errors(404),
+)
+def start_refresh(name: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Pull the dataset from its source now, in the background: the pull's record as it
+    starts; GET /v1/datasets/{name}/refreshes follows it."""
+    return refresh.refresh_in_background(ctx, actor, name, "api")
+
+
+@router.get(
+    "/datasets/{name}/refreshes", response_model=DatasetRefreshes, responses=SIGNED_IN | errors(404)
+)
+def list_refreshes(name: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """The dataset's pulls, newest first, failures with their reason."""
+    return {"refreshes": refresh.history(ctx, actor, name)}
