@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import GRANTS, World
 from factories import parquet_bytes
+from test_console import _fresh, _sign_in
 from typer.testing import CliRunner
 
 from operators.keys import sign as sign_bytes
@@ -415,3 +416,49 @@ def test_an_idle_month_has_zeros_and_a_malformed_month_is_refused(local_world: W
         r = w.client.get(f"/v1/statistics/datasets?month={bad}", headers=w.h(w.provider))
         assert r.status_code == 400, r.text
         assert r.json()["error"] == "month must be a month written YYYY-MM, e.g. 2026-11"
+
+
+def test_the_console_shows_each_role_its_statistics(local_world: World) -> None:
+    """The console's pages answer as the API does: a department its own, the bureau and the
+    regulator everyone's, an operator refused; a month picked, a CSV equal to the API's."""
+    w = local_world
+    cid = w.active_contract()
+    assert w.run(cid, BY_DISTRICT).json()["status"] == "succeeded"
+    month = clock.now().astimezone(BEIJING).strftime("%Y-%m")
+    other = principal(w, "市民政局", "provider")
+    pages = (
+        (w.provider, "/statistics"),
+        (w.bureau, "/admin/statistics"),
+        (w.regulator, "/oversight/statistics"),
+    )
+    for who, place in pages:
+        token = who if isinstance(who, str) else who["token"]
+        with _fresh(w) as browser:
+            _sign_in(browser, token)
+            assert f'href="{place}"' in browser.get("/catalog").text  # in the menu
+            page = browser.get(place)
+            assert page.status_code == 200, page.text
+            assert 'id="ds-population"' in page.text and "人口基础信息库" in page.text
+            assert f'value="{month}"' in page.text
+            row = page.text.split('id="ds-population"')[1].split("</tr>")[0]
+            assert '<td class="f-jobs">1 ' in row
+            shown_other = f'id="dept-{other["id"]}"' in page.text
+            assert shown_other == (place != "/statistics")
+            csv_file = browser.get(f"{place}/datasets.csv?month={month}")
+            assert csv_file.status_code == 200
+            api = get(w, f"/v1/statistics/datasets?month={month}&format=csv", who).content
+            assert csv_file.content == api
+            english = browser.get(f"{place}?month=2020-01&lang=en")
+            assert "By department" in english.text and "By dataset" in english.text
+            assert "No dataset to count this month." in english.text
+            bad = browser.get(f"{place}?month=2026-13")
+            assert bad.status_code == 400 and "YYYY-MM" in bad.text
+    with _fresh(w) as browser:
+        _sign_in(browser, w.operator["token"])
+        for _, place in pages:
+            assert browser.get(place).status_code == 403
+            assert browser.get(f"{place}/datasets.csv").status_code == 403
+    with _fresh(w) as browser:
+        _sign_in(browser, w.provider["token"])
+        assert browser.get("/admin/statistics").status_code == 403
+        assert browser.get("/oversight/statistics").status_code == 403
