@@ -285,13 +285,13 @@ def _count_jobs(s: Session, m: _Month, start: dt.datetime, end: dt.datetime) -> 
             Job.versions,
         ).where(Job.finished_at >= start, Job.finished_at < end)
     ).all()
+    recorded = [(r, _read_by_record(r)) for r in rows]
     # Only jobs that record nothing they read need their contract's datasets.
-    unnamed = {(r.contract_id, r.contract_version) for r in rows if not _read_by_record(r)}
-    granted = _contract_datasets(s, unnamed)
-    for r in rows:
-        read = _read_by_record(r) or dict.fromkeys(
-            granted.get((r.contract_id, r.contract_version), ()), 0
-        )
+    granted = _contract_datasets(
+        s, {(r.contract_id, r.contract_version) for r, read in recorded if not read}
+    )
+    for r, read in recorded:
+        read = read or dict.fromkeys(granted.get((r.contract_id, r.contract_version), ()), 0)
         code = (r.error or {}).get("code")
         refused = r.status in _REFUSED_STATUSES and code in REFUSAL_CODES
         for tally in m.tallies(read):
