@@ -21,6 +21,7 @@ from sandbox.api.routes import (
     principals,
     public,
     reports,
+    statistics,
 )
 from sandbox.console import web as console
 from sandbox.context import Context, open_instance
@@ -67,7 +68,8 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         "aggregates under signed contracts and published prices.",
     )
     errors.install(app)
-    for module in (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags):
+    routers = (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags)
+    for module in (*routers, statistics):
         app.include_router(module.router, prefix="/v1")
     app.include_router(public.router, prefix="/v1/public")
     app.include_router(metrics.router)

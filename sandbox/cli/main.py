@@ -19,6 +19,7 @@ from sandbox.cli.db import db_app
 from sandbox.cli.jobs import jobs_app, keys_app
 from sandbox.cli.ledger import ledger_app
 from sandbox.cli.options import DataDir, settings_for
+from sandbox.cli.statistics import statistics_app
 from sandbox.settings import Settings
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
+app.add_typer(statistics_app, name="statistics")
 app.command()(backup)
 app.command()(restore)
 

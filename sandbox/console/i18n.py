@@ -16,13 +16,14 @@ from sandbox.console.words import (
     provider,
     public,
     regulator,
+    statistics,
 )
 
 LANGUAGES = ("zh", "en")
 DEFAULT = "zh"
 
 MESSAGES: dict[str, dict[str, str]] = {"zh": {}, "en": {}}
-for _area in (common, public, operator, provider, bureau, regulator, datasets):
+for _area in (common, public, operator, provider, bureau, regulator, datasets, statistics):
     for _key in _area.ZH.keys() & MESSAGES["zh"].keys():
         raise ValueError(f"the console word {_key!r} is defined twice")
     MESSAGES["zh"].update(_area.ZH)

@@ -20,6 +20,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/requests", "nav.provider.requests"),
         ("/usage", "nav.provider.usage"),
         ("/my-datasets", "nav.datasets.mine"),
+        ("/statistics", "nav.provider.statistics"),
     ),
     "bureau": (
         ("/admin/datasets", "nav.bureau.datasets"),
@@ -28,11 +29,13 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/admin/caps", "nav.bureau.caps"),
         ("/admin/contracts", "nav.bureau.contracts"),
         ("/admin/revenue", "nav.bureau.revenue"),
+        ("/admin/statistics", "nav.bureau.statistics"),
     ),
     "regulator": (
         ("/oversight/contracts", "nav.regulator.contracts"),
         ("/oversight/jobs", "nav.regulator.jobs"),
         ("/oversight/reports", "nav.regulator.reports"),
+        ("/oversight/statistics", "nav.regulator.statistics"),
         ("/oversight/log", "nav.regulator.log"),
     ),
 }

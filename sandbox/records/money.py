@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,7 +13,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
-from contracts.quota import BEIJING, month_start
+from contracts.quota import month_start
 from operators.roles import Role
 from pricing import (
     CapExceeded,
@@ -34,7 +33,7 @@ from pricing import (
     revenue_report,
 )
 from sandbox.catalog.models import LEVELS, DatasetInfo
-from sandbox.common import clock
+from sandbox.common import clock, months
 from sandbox.common.exports import Column, Kind, Table
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound, QuotaExceeded
@@ -411,21 +410,12 @@ def actual(
 
 def period_of(moment: dt.datetime) -> str:
     """The billing month (Beijing time) a moment falls in, as YYYY-MM."""
-    return moment.astimezone(BEIJING).strftime("%Y-%m")
-
-
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+    return months.of(moment)
 
 
 def month_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
-    m = _PERIOD.match(period)
-    if not m:
-        raise BadRequest("period must be a month written YYYY-MM, e.g. 2026-11")
-    year, month = int(m[1]), int(m[2])
-    # Billing months are the bureau's calendar months, Beijing time.
-    start = dt.datetime(year, month, 1, tzinfo=BEIJING)
-    end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=BEIJING)
-    return clock.stored(start), clock.stored(end)
+    # Billing months are the bureau's calendar months, Beijing time (`common.months`).
+    return months.bounds(period, "period")
 
 
 def bills(

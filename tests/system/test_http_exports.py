@@ -116,6 +116,8 @@ class Exports:
             "/v1/reports/revenue": (f"/v1/reports/revenue?period={p}", w.regulator),
             "/v1/bills": (f"/v1/bills?period={p}", w.regulator),
             "/v1/bills#operator": (f"/v1/bills?period={p}", self.op),
+            "/v1/statistics/datasets": (f"/v1/statistics/datasets?month={p}", w.regulator),
+            "/v1/statistics/departments": (f"/v1/statistics/departments?month={p}", w.bureau),
         }
 
     def get(self, key: str, fmt: str) -> Any:
@@ -193,6 +195,8 @@ def test_the_walk_covers_every_export_route(exports: Exports) -> None:
         "/v1/reports/revenue",
         "/v1/bills",
         "/v1/bills#operator",
+        "/v1/statistics/datasets",
+        "/v1/statistics/departments",
     ],
 )
 def test_no_export_holds_a_cell_a_spreadsheet_would_evaluate(exports: Exports, key: str) -> None:
@@ -307,6 +311,8 @@ def test_reports_name_operators_datasets_and_departments(exports: Exports) -> No
         assert NAME in texts, key
         if key != "/v1/reports/usage":
             assert TITLE in texts and "市公安局" in texts, key
+    statistics = sheet_of(exports.get("/v1/statistics/datasets", "xlsx"))
+    assert {TITLE, "市公安局"} <= {c.value for c in cells(statistics) if c.data_type == "s"}
     revenue = exports.get("/v1/reports/revenue", "csv")
     rows = csv_cells(revenue)
     assert rows[0][:4] == ["period", "section", "key", "name"]

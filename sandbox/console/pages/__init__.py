@@ -12,6 +12,7 @@ from sandbox.console.pages import (
     provider,
     public,
     regulator,
+    statistics,
 )
 
 PAGES: tuple[APIRouter, ...] = (
@@ -22,4 +23,5 @@ PAGES: tuple[APIRouter, ...] = (
     bureau.router,
     regulator.router,
     datasets.router,
+    statistics.router,
 )

@@ -1,0 +1,83 @@
+"""The departments' statistics (考核): the page every department, the bureau and the
+regulator read, and its menu entries."""
+
+ZH: dict[str, str] = {
+    "nav.provider.statistics": "考核统计",
+    "nav.bureau.statistics": "部门考核",
+    "nav.regulator.statistics": "部门考核",
+    "statistics.title": "部门考核统计",
+    "statistics.lead": "按月统计各部门数据集的更新和使用情况：发布的版本、读取的作业和运营单位、扫描行数、收费、被拒作业、抑制的单元格、审批用时和未结需求。只有汇总计数，不含任何作业代码、参数或结果。",
+    "statistics.month": "月份",
+    "statistics.show": "查看",
+    "statistics.as_of": "{month}（北京时间）统计截至 {as_of}",
+    "statistics.charges": "本月收费合计 {amount} 元",
+    "statistics.csv": "下载 CSV",
+    "statistics.by_department": "按部门",
+    "statistics.by_dataset": "按数据集",
+    "statistics.department": "部门",
+    "statistics.datasets": "数据集数",
+    "statistics.dataset": "数据集",
+    "statistics.versions": "本月发布版本",
+    "statistics.days": "距最近版本天数",
+    "statistics.jobs": "读取作业",
+    "statistics.succeeded": "成功 {n}",
+    "statistics.operators": "运营单位",
+    "statistics.rows": "扫描行数",
+    "statistics.fees": "收费（元）",
+    "statistics.refusals": "被拒作业",
+    "statistics.suppressed": "抑制单元格",
+    "statistics.approvals": "审批用时",
+    "statistics.approval_times": "{n} 项，中位 {median} 小时，最长 {max} 小时",
+    "statistics.demands": "未结需求",
+    "statistics.code.disclosure_refused": "披露规则",
+    "statistics.code.plan_invalid": "计划无效",
+    "statistics.code.code_rejected": "代码被拒",
+    "statistics.code.contract_scope": "超出合同",
+    "statistics.chart": "{month} 各数据集读取作业数",
+    "statistics.none": "这个月没有可统计的数据集。",
+    "statistics.how": "作业按结束时间计入月份。多个数据集共用的费用（调用、计算时长、输出）按各数据集扫描行数分摊，精确到分，各数据集收费之和等于当月收费。审批用时从申请提交到本部门批准或拒绝，按决定所在月份统计。未结需求指月末（或当前）仍为待处理、已转交或已列入计划的需求。",
+}
+
+EN: dict[str, str] = {
+    "nav.provider.statistics": "Statistics",
+    "nav.bureau.statistics": "Statistics",
+    "nav.regulator.statistics": "Statistics",
+    "statistics.title": "Departments' statistics",
+    "statistics.lead": "How each department's datasets were kept up to date and used, month "
+    "by month: versions published, jobs and operators that read them, rows scanned, fees, "
+    "refused jobs, suppressed cells, approval times and open demands. Counts only, never job "
+    "code, parameters or results.",
+    "statistics.month": "Month",
+    "statistics.show": "Show",
+    "statistics.as_of": "{month} (Beijing time), counted up to {as_of}",
+    "statistics.charges": "charges this month: {amount} yuan",
+    "statistics.csv": "Download CSV",
+    "statistics.by_department": "By department",
+    "statistics.by_dataset": "By dataset",
+    "statistics.department": "Department",
+    "statistics.datasets": "Datasets",
+    "statistics.dataset": "Dataset",
+    "statistics.versions": "Versions published",
+    "statistics.days": "Days since last version",
+    "statistics.jobs": "Jobs",
+    "statistics.succeeded": "{n} succeeded",
+    "statistics.operators": "Operators",
+    "statistics.rows": "Rows scanned",
+    "statistics.fees": "Fees (yuan)",
+    "statistics.refusals": "Refused jobs",
+    "statistics.suppressed": "Suppressed cells",
+    "statistics.approvals": "Approval times",
+    "statistics.approval_times": "{n}: median {median} h, longest {max} h",
+    "statistics.demands": "Open demands",
+    "statistics.code.disclosure_refused": "disclosure rules",
+    "statistics.code.plan_invalid": "invalid plan",
+    "statistics.code.code_rejected": "code refused",
+    "statistics.code.contract_scope": "outside the contract",
+    "statistics.chart": "Jobs per dataset, {month}",
+    "statistics.none": "No dataset to count this month.",
+    "statistics.how": "Jobs count in the month they finished. Fees shared by a job's "
+    "datasets (the call, compute time, outputs) are split by the rows scanned in each, to "
+    "the fen, so the datasets' fees add up to the month's charges. Approval times run from "
+    "the application to the department's approval or refusal, in the month of the decision. "
+    "Open demands are those open, routed or planned at the month's end (or now).",
+}
