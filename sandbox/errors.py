@@ -5,7 +5,9 @@
     ├── BadRequest                 400  malformed or invalid input
     │   ├── PlanError                   a job's plan is invalid (type error, unknown column…)
     │   ├── CompileError                operator code refused by the language policy
-    │   └── IngestError                 a dataset file or policy could not be ingested
+    │   └── IngestError                 a dataset file, policy or source could not be ingested
+    │       └── SourceError             a department's database could not be read (which host
+    │                                   and database, what to check; never the password)
     ├── Unauthenticated            401  missing or unknown token
     │   └── TokenRevoked                a token that was rotated or revoked
     ├── Forbidden                  403  role or ownership does not allow this
@@ -66,6 +68,14 @@ class CompileError(BadRequest):
 
 class IngestError(BadRequest):
     code = "ingest_failed"
+
+
+class SourceError(IngestError):
+    """A pull from a department's database failed: it could not be reached, refused the
+    account, or could not give the rows (`sandbox.catalog.sources`). The message names the
+    host and database and what to check there; it never holds the password."""
+
+    code = "source_failed"
 
 
 class Unauthenticated(SandboxError):
