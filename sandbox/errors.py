@@ -5,8 +5,10 @@
     ├── BadRequest                 400  malformed or invalid input
     │   ├── PlanError                   a job's plan is invalid (type error, unknown column…)
     │   ├── CompileError                operator code refused by the language policy
-    │   └── IngestError                 a dataset file or policy could not be ingested
-    │       └── QualityRefused              a version its dataset's quality rules refuse
+    │   └── IngestError                 a dataset file, policy or source could not be ingested
+    │       ├── QualityRefused          a version its dataset's quality rules refuse
+    │       └── SourceError             a department's database could not be read (which host
+    │                                   and database, what to check; never the password)
     ├── Unauthenticated            401  missing or unknown token
     │   └── TokenRevoked                a token that was rotated or revoked
     ├── Forbidden                  403  role or ownership does not allow this
@@ -72,6 +74,14 @@ class IngestError(BadRequest):
 
 class QualityRefused(IngestError):
     code = "quality_refused"
+
+
+class SourceError(IngestError):
+    """A pull from a department's database failed: it could not be reached, refused the
+    account, or could not give the rows (`sandbox.catalog.sources`). The message names the
+    host and database and what to check there; it never holds the password."""
+
+    code = "source_failed"
 
 
 class Unauthenticated(SandboxError):
