@@ -17,9 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from sandbox.catalog import sources
 from sandbox.catalog.schedule import Schedule
@@ -219,11 +219,10 @@ def _finish(
                 {"refresh": refresh_id, "trigger": row.trigger, "reason": error},
             )
         body = refresh_json(row)
-    with logs.bound(dataset=name):
-        if status == "failed":
-            logger.warning("dataset pull failed", extra=logs.fields(reason=error))
-        else:
-            logger.info("dataset pulled", extra=logs.fields(version=version, rows=rows))
+    if status == "failed":
+        logger.warning("dataset pull failed", extra=logs.fields(dataset=name, reason=error))
+    else:
+        logger.info("dataset pulled", extra=logs.fields(dataset=name, version=version, rows=rows))
     return body
 
 
@@ -263,11 +262,12 @@ def run_due(ctx: Context, now: dt.datetime | None = None) -> list[dict[str, Any]
     done = []
     for name, at, schedule in due:
         with ctx.transaction() as s:
-            claimed = s.execute(
+            result = s.execute(
                 update(DatasetSource)
                 .where(DatasetSource.dataset == name, DatasetSource.next_run_at == at)
                 .values(next_run_at=_next_run(schedule, moment))
-            ).rowcount
+            )
+            claimed = cast(CursorResult[Any], result).rowcount
         if claimed:
             done.append(refresh(ctx, None, name, "schedule"))
     return done
