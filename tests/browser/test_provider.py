@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from conftest import GRANTS
+from databases import department_database
 from live import Cast
+from sqlalchemy import create_engine
 
 from .conftest import Watched, sign_in
 
@@ -101,3 +103,55 @@ def test_a_department_publishes_a_new_version_and_reads_its_quality(
     page.click("#publish button[type=submit]")
     page.wait_for_load_state()
     assert "quality rules" in page.locator("#file-error").inner_text()
+
+
+def test_a_department_connects_its_database_and_pulls_a_version(tab: Watched, site: Cast) -> None:
+    with department_database("postgresql") as admin:
+        engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+        rows = ", ".join(
+            f"('11010119800101{i:04d}', '居民{i}', '{'男' if i % 2 else '女'}', "
+            f"DATE '1980-01-01', '城关区', '本地', {3000 + i})"
+            for i in range(250)
+        )
+        with engine.connect() as c:
+            c.exec_driver_sql(
+                'CREATE TABLE "人口" (resident_id text, name text, gender text, '
+                "birth_date date, district text, hukou_type text, income bigint)"
+            )
+            c.exec_driver_sql(f'INSERT INTO "人口" VALUES {rows}')
+        engine.dispose()
+        sign_in(tab, site.provider.rotate_token())
+        tab.go("/datasets/population/manage")
+        page = tab.page
+        page.fill("#url", admin)
+        page.fill("#table", "没有的表")
+        page.fill("#schedule", "每天两点")
+        page.click("#source button[type=submit]")
+        page.wait_for_load_state()
+        assert "schedule" in page.locator("#source-error").inner_text()
+        page.fill("#schedule", "daily 02:00 Asia/Shanghai")
+        page.click("#source button[type=submit]")
+        page.wait_for_load_state()
+        assert "18:00" in page.locator("#source").inner_text()
+        page.click("#pull-now button")
+        page.wait_for_load_state()
+        for _ in range(100):
+            if "进行中" not in page.locator("#pull-list tbody tr").first.inner_text():
+                break
+            page.wait_for_timeout(200)
+            tab.go("/datasets/population/manage")
+        failed = page.locator("#pull-list tbody tr").first.inner_text()
+        assert "失败" in failed and "没有的表" in failed
+        page.fill("#table", "人口")
+        page.click("#source button[type=submit]")
+        page.wait_for_load_state()
+        page.click("#pull-now button")
+        page.wait_for_load_state()
+        for _ in range(150):
+            if "进行中" not in page.locator("#pull-list tbody tr").first.inner_text():
+                break
+            page.wait_for_timeout(200)
+            tab.go("/datasets/population/manage")
+        first = page.locator("#pull-list tbody tr").first.inner_text()
+        assert "已发布" in first and "250" in first
+        shoot(tab, "provider-dataset-connector")

@@ -18,9 +18,9 @@ from operators.roles import Role
 from sandbox.console.render import Visit, VisitOf, page
 from sandbox.console.routing import ConsoleRoute, Person, Submitted
 from sandbox.errors import Forbidden, NotFound, SandboxError
-from sandbox.records import registry, versions
+from sandbox.records import refresh, registry, versions
 from sandbox.records.principals import Actor
-from sandbox.store.models import Dataset
+from sandbox.store.models import Dataset, DatasetSource
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -42,6 +42,7 @@ def _page(
     shown: int | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
+    typed_source: dict[str, str] | None = None,
 ) -> Response:
     row = _owned(visit, actor, name)
     history = versions.view_history(visit.ctx, actor, name)
@@ -49,6 +50,8 @@ def _page(
     detail = versions.view_version(visit.ctx, actor, name, number)
     with visit.ctx.reading() as s:
         info = registry.to_info(visit.ctx, s.get(Dataset, name))  # type: ignore[arg-type]
+        stored = s.get(DatasetSource, name)
+        source = refresh.source_json(stored) if stored is not None else None
     return page(
         visit,
         "dataset_manage.html",
@@ -59,6 +62,8 @@ def _page(
         rules=row.quality_rules or {},
         columns=[c.name for c in info.columns],
         errors=errors or {},
+        source=typed_source or source or {},
+        pulls=refresh.history(visit.ctx, actor, name, limit=20),
     )
 
 
@@ -134,3 +139,29 @@ def rules(visit: VisitOf, name: str, sent: Submitted) -> Response:
     except SandboxError as exc:
         return _page(visit, actor, name, errors={"rules": exc.message}, status=400)
     return RedirectResponse(f"/datasets/{name}/manage#rules", 303)
+
+
+_SOURCE_FIELDS = ("url", "password_ref", "table", "query", "mode", "schedule")
+
+
+@router.post("/datasets/{name}/source")
+def source(visit: VisitOf, name: str, sent: Submitted) -> Response:
+    actor = sent.signed.actor
+    typed = {k: sent.form.get(k, "").strip() for k in _SOURCE_FIELDS}
+    try:
+        refresh.set_source(visit.ctx, actor, name, {k: v for k, v in typed.items() if v})
+    except SandboxError as exc:
+        return _page(
+            visit, actor, name, errors={"source": exc.message}, status=400, typed_source=typed
+        )
+    return RedirectResponse(f"/datasets/{name}/manage#source", 303)
+
+
+@router.post("/datasets/{name}/refresh")
+def pull(visit: VisitOf, name: str, sent: Submitted) -> Response:
+    actor = sent.signed.actor
+    try:
+        refresh.refresh_in_background(visit.ctx, actor, name, "console")
+    except SandboxError as exc:
+        return _page(visit, actor, name, errors={"source": exc.message}, status=400)
+    return RedirectResponse(f"/datasets/{name}/manage#pulls", 303)
