@@ -1,5 +1,9 @@
 """python -m benchmarks.connector [--rows N] [--compare M] [--batch-rows B] [--pg-url URL]
 
+Each size is pulled twice: by the connector alone into one Parquet file, and through the
+service as `sandbox datasets refresh` does it (a new version of a dataset: people numbered,
+quality profiled, partitions written, revisions found), each in a process of its own.
+
 How fast the connector (`sandbox.catalog.sources.stream`) pulls a department's table out of
 PostgreSQL into Parquet, and that its memory stays bounded: a pull of N rows should peak at
 about the same resident memory as one of M rows (default 1 M), since it never holds more than
@@ -72,6 +76,9 @@ def parser() -> argparse.ArgumentParser:
     # Internal: one pull, in the process that measures it.
     a.add_argument(
         "--measure", nargs=3, metavar=("URL", "TABLE", "PARQUET"), help=argparse.SUPPRESS
+    )
+    a.add_argument(
+        "--measure-service", nargs=3, metavar=("URL", "TABLE", "DIR"), help=argparse.SUPPRESS
     )
     return a
 
@@ -157,7 +164,71 @@ def measure(url: str, table: str, parquet: Path, batch_rows: int) -> dict[str, A
     }
 
 
-def _measured(url: str, table: str, parquet: Path, batch_rows: int) -> dict[str, Any]:
+def measure_service(url: str, table: str, directory: Path, batch_rows: int) -> dict[str, Any]:
+    """The whole pull as the service makes it (`sandbox datasets refresh`): the connector's
+    batches numbered by person, profiled for quality, compared with the previous version for
+    revisions and written as the dataset's next version, on an instance of its own."""
+    import pyarrow as pa
+
+    from sandbox.catalog.sources import parse_source, stream
+    from sandbox.records import principals, refresh, registry
+    from sandbox.settings import Settings
+
+    ctx, token = principals.bootstrap(Settings(data_dir=directory, executor="local"))
+    try:
+        bureau = principals.authenticate(ctx, token)
+        provider, _ = principals.create_principal(ctx, bureau, "市公安局", "provider")
+        first = parse_source({"url": url, "query": f"SELECT * FROM {table} LIMIT 1000"})
+        sample = pa.Table.from_batches(list(stream(first)))
+        meta = {
+            "name": "常住人口",
+            "title": "常住人口",
+            "provider_id": provider.id,
+            "level": "L3",
+            "columns": {
+                "id": {"role": "identifier"},
+                "district": {"role": "attribute"},
+                "birth": {"role": "quasi_identifier"},
+                "income": {"role": "sensitive", "lower": 0, "upper": 1_000_000},
+            },
+        }
+        import io
+
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        pq.write_table(sample, buffer)
+        registry.register(ctx, bureau, buffer.getvalue(), "sample.parquet", meta)
+        refresh.set_source(
+            ctx, bureau, "常住人口", {"url": url, "table": table, "batch_rows": batch_rows}
+        )
+        rss_before = _rss_mib()
+        started = time.perf_counter()
+        done = refresh.refresh(ctx, bureau, "常住人口", "command")
+        seconds = time.perf_counter() - started
+    finally:
+        ctx.close()
+    if done["status"] != "published":
+        raise SystemExit(f"the pull failed: {done['error']}")
+    rows = int(done["rows"])
+    return {
+        "rows": rows,
+        "batches": -(-rows // batch_rows),
+        "seconds": seconds,
+        "rows_per_s": rows / seconds if seconds else 0.0,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": _rss_mib(),
+        "parquet_mib": sum(
+            p.stat().st_size for p in (directory / "datasets").glob("常住人口@2/*.parquet")
+        )
+        / 2**20,
+        "schema": [],
+    }
+
+
+def _measured(
+    url: str, table: str, parquet: Path, batch_rows: int, service: bool = False
+) -> dict[str, Any]:
     # A fresh process per size: ru_maxrss is the peak of the whole process's life.
     done = subprocess.run(
         [
@@ -166,7 +237,7 @@ def _measured(url: str, table: str, parquet: Path, batch_rows: int) -> dict[str,
             "benchmarks.connector",
             "--batch-rows",
             str(batch_rows),
-            "--measure",
+            "--measure-service" if service else "--measure",
             url,
             table,
             str(parquet),
@@ -187,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         url, table, parquet = args.measure
         print(json.dumps(measure(url, table, Path(parquet), args.batch_rows)))
         return 0
+    if args.measure_service:
+        url, table, directory = args.measure_service
+        print(json.dumps(measure_service(url, table, Path(directory), args.batch_rows)))
+        return 0
     return run(args)
 
 
@@ -200,8 +275,22 @@ def run(args: argparse.Namespace) -> int:
             created = create_residents(url, name, rows)
             print(f"  created in {created:,.1f} s; pulling …", flush=True)
             parquet = Path(tmp) / f"{name}.parquet"
-            results.append({**_measured(url, name, parquet, args.batch_rows), "create_s": created})
+            results.append(
+                {
+                    **_measured(url, name, parquet, args.batch_rows),
+                    "create_s": created,
+                    "path": "connector → Parquet",
+                }
+            )
             parquet.unlink()
+            print("  and through the service (a new version) …", flush=True)
+            results.append(
+                {
+                    **_measured(url, name, Path(tmp) / f"instance-{rows}", args.batch_rows, True),
+                    "create_s": created,
+                    "path": "sandbox datasets refresh",
+                }
+            )
     report(args, results)
     return 0
 
@@ -215,10 +304,12 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
 
     console = Console()
     table = Table(title=f"connector: PostgreSQL → Arrow batches of {args.batch_rows:,} → Parquet")
+    table.add_column("path")
     for column in ("rows", "batches", "seconds", "rows/s", "RSS at start", "peak RSS", "Parquet"):
         table.add_column(column, justify="right")
     for r in results:
         table.add_row(
+            r["path"],
             f"{r['rows']:,}",
             f"{r['batches']:,}",
             f"{r['seconds']:,.1f}",
@@ -228,7 +319,7 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             f"{r['parquet_mib']:,.0f} MiB",
         )
     console.print(table)
-    console.print("schema: " + "; ".join(results[-1]["schema"]))
+    console.print("schema: " + "; ".join(results[0]["schema"]))
     info = machine()
     console.print(
         f"machine: {info['cpu']}, {info['usable_cores']} usable cores, {info['memory_gib']} GiB; "
