@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import World
@@ -142,7 +143,7 @@ def test_a_job_on_another_dataset_still_runs(local_world: World, city: Any) -> N
 def _leftovers(datasets: Path) -> list[str]:
     """Anything an ingest leaves behind in the datasets directory besides finished datasets
     and the entity registry's own files."""
-    kept = {"registry.npz", "lock"}
+    kept = {"registry.npz", "lock", "key"}
     return sorted(
         str(p.relative_to(datasets))
         for p in datasets.rglob("*")
@@ -262,3 +263,24 @@ def test_a_cli_ingest_past_the_file_size_limit_keeps_nothing(tmp_path: Path, cit
     assert r.returncode == 0, r.stderr
     assert "人口" in _cli("datasets", "list", "--data-dir", "inst", cwd=tmp_path).stdout
     assert _leftovers(datasets) == []
+
+
+def test_a_new_version_past_the_file_size_limit_keeps_nothing(tmp_path: Path, city: Any) -> None:
+    test_a_cli_ingest_past_the_file_size_limit_keeps_nothing(tmp_path, city)
+    datasets = tmp_path / "inst" / "datasets"
+    registry_before = (datasets / ".entities" / "registry.npz").read_bytes()
+    bigger = city["population"].table
+    pq.write_table(pa.concat_tables([bigger, bigger.slice(0, 10)]), tmp_path / "v2.parquet")
+    publish = ("datasets", "publish", "人口", "v2.parquet", "--data-dir", "inst")
+    database = [p for p in (tmp_path / "inst").iterdir() if p.is_file()]
+    largest = max(p.stat().st_size for p in database)
+    r = _cli(*publish, cwd=tmp_path, max_file_bytes=largest + 256 * 1024)
+    assert r.returncode == 1, r.stdout + r.stderr
+    said = " ".join(r.stderr.split())
+    assert "full" in said and "nothing of it was kept" in said and "Traceback" not in said
+    assert not (datasets / "人口@2").exists() and _leftovers(datasets) == []
+    assert (datasets / ".entities" / "registry.npz").read_bytes() == registry_before
+    versions = _cli("datasets", "versions", "人口", "--data-dir", "inst", cwd=tmp_path).stdout
+    assert "replace" not in versions
+    r = _cli(*publish, cwd=tmp_path)
+    assert r.returncode == 0 and "version 2" in r.stdout, r.stderr
