@@ -256,6 +256,7 @@ def test_a_backup_keeps_every_kept_version_and_restores_the_history_across_versi
     assert "population@2" in manifest.datasets and "population" in manifest.datasets
     assert "revisions.npz" in manifest.datasets["population@2"]
     assert "datasets/.entities/key" in manifest.files
+    assert (tmp_path / "b" / "datasets" / ".entities" / "key").stat().st_mode & 0o077 == 0
     settings = Settings(data_dir=tmp_path / "restored", executor="local")
     restore.restore(tmp_path / "b", settings)
     key = settings.datasets_dir / ".entities" / "key"
