@@ -162,6 +162,7 @@ def begin(ctx: Context, actor: Actor | None, name: str, trigger: str) -> int:
             actor=actor.id if actor is not None else None,
             status="running",
             started_at=clock.stored(clock.now()),
+            runner=ctx.runner_id(),
         )
         s.add(row)
         s.flush()
@@ -208,8 +209,11 @@ def _finish(
     with ctx.transaction() as s:
         row = s.get(DatasetRefresh, refresh_id)
         assert row is not None
+        if row.status != "running":
+            return refresh_json(row)  # already settled (as interrupted, by recovery)
         row.status, row.version, row.rows, row.error = status, version, rows, error
         row.finished_at = clock.stored(clock.now())
+        row.runner = None
         if status == "failed":
             log.append(
                 s,
@@ -273,10 +277,43 @@ def run_due(ctx: Context, now: dt.datetime | None = None) -> list[dict[str, Any]
     return done
 
 
+def recover(ctx: Context) -> int:
+    """Pulls left running by a process that is gone failed (nothing of them was published:
+    a version is kept only once its pull finishes)."""
+    with ctx.reading() as s:
+        left = list(
+            s.execute(
+                select(DatasetRefresh.id, DatasetRefresh.dataset, DatasetRefresh.runner).where(
+                    DatasetRefresh.status == "running"
+                )
+            )
+        )
+    own = ctx.lease.id if ctx.lease is not None else None
+    recovered = 0
+    for refresh_id, name, runner in left:
+        if runner == own or (runner is not None and ctx.runner_alive(runner)):
+            continue
+        _finish(
+            ctx,
+            name,
+            refresh_id,
+            "failed",
+            error="the service stopped while this pull was under way; nothing changed. Pull again",
+        )
+        recovered += 1
+    return recovered
+
+
 def keep_pulling(ctx: Context, stop: threading.Event) -> None:
-    """Run due pulls every `refresh_check_seconds` until `stop`."""
+    """Run due pulls every `refresh_check_seconds` until `stop`; pulls of processes that
+    stopped are failed first."""
+    try:
+        recover(ctx)
+    except Exception:  # noqa: BLE001 - the next round tries again
+        logger.exception("recovering interrupted dataset pulls failed")
     while not stop.wait(ctx.settings.refresh_check_seconds):
         try:
+            recover(ctx)
             run_due(ctx)
             versions.retire(ctx)
         except Exception:  # noqa: BLE001 - the next round tries again

@@ -140,6 +140,8 @@ class DatasetRefresh(Base):
     version: Mapped[int | None] = mapped_column(Integer, default=None)
     rows: Mapped[int | None] = mapped_column(BigInteger, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The lease of the process making the pull (sandbox.store.liveness) while it runs.
+    runner: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class Demand(Base):

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from sandbox.common import clock
 from sandbox.records import refresh
-from sandbox.store.models import DatasetSource
+from sandbox.store.models import DatasetRefresh, DatasetSource
 from tests.factories import parquet_bytes
 from tests.waiting import wait_until
 
@@ -255,3 +255,40 @@ def test_a_scheduled_pull_runs_once_when_due_and_appends(
         if e["event"]["type"] == "dataset.version_published"
     ]
     assert published[-1]["event"]["actor"] is None
+
+
+def test_a_pull_left_running_by_a_stopped_process_is_failed_and_nothing_changed(
+    local_world: World,
+) -> None:
+    w = local_world
+    with w.ctx.transaction() as s:
+        s.add(
+            DatasetRefresh(
+                dataset="population",
+                trigger="schedule",
+                status="running",
+                started_at=clock.stored(clock.now()),
+                runner="gone-runner",
+            )
+        )
+        s.add(
+            DatasetRefresh(
+                dataset="population",
+                trigger="console",
+                status="running",
+                started_at=clock.stored(clock.now()),
+                runner=w.ctx.runner_id(),
+            )
+        )
+    assert refresh.recover(w.ctx) == 1
+    pulls = {p["trigger"]: p for p in refresh.history(w.ctx, _bureau(w), "population")}
+    assert pulls["schedule"]["status"] == "failed"
+    assert "the service stopped while this pull was under way" in pulls["schedule"]["error"]
+    assert pulls["console"]["status"] == "running"  # this process's own, still under way
+    assert w.client.get("/v1/datasets/population", headers=w.h(w.bureau)).json()["version"] == 1
+
+
+def _bureau(w: World) -> Any:
+    from sandbox.records.principals import authenticate
+
+    return authenticate(w.ctx, w.bureau)

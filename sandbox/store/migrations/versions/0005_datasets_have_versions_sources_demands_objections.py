@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=True),
         sa.Column("rows", sa.BigInteger(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("runner", sa.String(length=32), nullable=True),
         sa.ForeignKeyConstraint(["dataset"], ["datasets.name"]),
         sa.PrimaryKeyConstraint("id"),
     )
