@@ -156,7 +156,7 @@ def ingest_profiled(
         raise IngestError("the file has no rows")
     policy = policy_of(meta.columns)
     snapshot.check_columns(table.schema, policy)
-    columns = snapshot.declared_columns(table.schema, policy, {}, None)
+    columns = snapshot.declared_columns(table.schema, policy, {}, {})
     profile = quality.Profile(columns, quality.parse_rules(meta.quality, columns))
     profile.add(table)
     report = profile.report()

@@ -11,7 +11,6 @@ anywhere leaves nothing behind, in the directory or in the registry of people.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import uuid
@@ -111,6 +110,31 @@ class _Distinct:
     @property
     def count(self) -> int:
         return len(self.seen)
+
+
+class _Unique:
+    """Whether an identifier column names every row and no two alike (one row per person):
+    what differential privacy and the join rules rely on (ColumnInfo.unique)."""
+
+    def __init__(self) -> None:
+        self.hashes: list[np.ndarray] = []
+        self.nulls = 0
+
+    def add(self, column: pa.Array | pa.ChunkedArray) -> None:
+        self.nulls += column.null_count
+        if not self.nulls:
+            self.hashes.append(key_hash(_whole(column)))
+
+    @property
+    def unique(self) -> bool:
+        if self.nulls:
+            return False
+        every = np.concatenate(self.hashes) if self.hashes else np.zeros(0, np.uint64)
+        return bool(len(np.unique(every)) == len(every))
+
+
+def _whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 class _ByContent:
@@ -253,6 +277,7 @@ def _write(
     content: tuple[str, ...] = ()
     by_content: _ByContent | None = None
     distinct: dict[str, _Distinct] = {}
+    uniques: dict[str, _Unique] = {}
     entities: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
     rows = 0
@@ -271,7 +296,18 @@ def _write(
                     for n in schema.names
                     if policy.columns[n][0] == "quasi_identifier"
                 }
-                infos = declared_columns(schema, policy, {}, None)
+                uniques = {
+                    n: _Unique() for n in schema.names if policy.columns[n][0] == "identifier"
+                }
+                if append:
+                    assert previous is not None
+                    for path in previous.partitions:
+                        old = pq.read_table(path, columns=[*distinct, *uniques])
+                        for name, counter in distinct.items():
+                            counter.add(_whole(old.column(name)))
+                        for name, tracker in uniques.items():
+                            tracker.add(old.column(name))
+                infos = declared_columns(schema, policy, {}, {})
                 if previous is not None:
                     content = revisions.content_columns(previous.columns, infos)
                     if named_by is None and not append:
@@ -295,6 +331,8 @@ def _write(
                 hashes.append(revisions.row_hashes(batch, content))
             for name, counter in distinct.items():
                 counter.add(batch.column(name))
+            for name, tracker in uniques.items():
+                tracker.add(batch.column(name))
             if on_batch is not None:
                 on_batch(batch)
             parts.add(
@@ -305,12 +343,13 @@ def _write(
         raise IngestError("the data has no rows" if not append else "there are no rows to append")
     parts.close()
     people = np.concatenate(entities) if entities else np.zeros(0, np.uint64)
-    unique = (
-        bool(len(np.unique(people)) == len(people)) and not append if named_by is not None else None
+    entities.clear()
+    infos = declared_columns(
+        schema,
+        policy,
+        {n: d.count for n, d in distinct.items()},
+        {n: u.unique for n, u in uniques.items()},
     )
-    infos = declared_columns(schema, policy, {n: d.count for n, d in distinct.items()}, unique)
-    if append:
-        infos = _appended(infos, previous, distinct, named_by, people)
     revised_count, revisions_file = 0, None
     if previous is not None:
         revised_count, revisions_file = _revise(
@@ -351,7 +390,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def declared_columns(
-    schema: pa.Schema, policy: Policy, distinct: Mapping[str, int], unique: bool | None
+    schema: pa.Schema, policy: Policy, distinct: Mapping[str, int], unique: Mapping[str, bool]
 ) -> tuple[ColumnInfo, ...]:
     out = []
     for field in schema:
@@ -364,46 +403,11 @@ def declared_columns(
                 lower,
                 upper,
                 distinct.get(field.name) if role == "quasi_identifier" else None,
-                unique if role == "identifier" else None,
+                unique.get(field.name) if role == "identifier" else None,
                 description,
             )
         )
     return tuple(out)
-
-
-def _appended(
-    infos: tuple[ColumnInfo, ...],
-    previous: Previous | None,
-    distinct: Mapping[str, _Distinct],
-    named_by: str | None,
-    people: np.ndarray,
-) -> tuple[ColumnInfo, ...]:
-    """Column facts of an appending version: over the old rows and the new together."""
-    assert previous is not None
-    out = []
-    for info, before in zip(infos, previous.columns, strict=True):
-        extra: dict[str, object] = {}
-        if info.role == "quasi_identifier":
-            counter = distinct[info.name]
-            for path in previous.partitions:
-                counter.add(pq.read_table(path, columns=[info.name]).column(0).combine_chunks())
-            extra["distinct"] = counter.count
-        if info.role == "identifier" and info.name == named_by:
-            old = np.concatenate(
-                [
-                    pq.read_table(p, columns=[ENTITY]).column(0).to_numpy().astype(np.uint64)
-                    for p in previous.partitions
-                ]
-                or [np.zeros(0, np.uint64)]
-            )
-            both = np.concatenate([old, people])
-            extra["unique"] = bool(before.unique) and len(np.unique(both)) == len(both)
-        out.append(_replace(info, **extra))
-    return tuple(out)
-
-
-def _replace(info: ColumnInfo, **changes: object) -> ColumnInfo:
-    return dataclasses.replace(info, **changes)  # type: ignore[arg-type]
 
 
 def _revise(

@@ -165,7 +165,7 @@ def publish(
     if first is None:
         raise IngestError("the data has no rows")
     profile = quality.Profile(
-        *_profiled(snapshot.declared_columns(first.schema, policy_holder[0], {}, None), row)
+        *_profiled(snapshot.declared_columns(first.schema, policy_holder[0], {}, {}), row)
     )
 
     def profiled(batch: pa.RecordBatch) -> None:
