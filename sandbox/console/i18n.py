@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sandbox.console.words import bureau, common, operator, provider, public, regulator
+from sandbox.console.words import (
+    bureau,
+    common,
+    demands,
+    operator,
+    provider,
+    public,
+    regulator,
+)
 
 LANGUAGES = ("zh", "en")
 DEFAULT = "zh"
 
 MESSAGES: dict[str, dict[str, str]] = {"zh": {}, "en": {}}
-for _area in (common, public, operator, provider, bureau, regulator):
+for _area in (common, public, operator, provider, bureau, regulator, demands):
     for _key in _area.ZH.keys() & MESSAGES["zh"].keys():
         raise ValueError(f"the console word {_key!r} is defined twice")
     MESSAGES["zh"].update(_area.ZH)

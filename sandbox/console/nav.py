@@ -15,10 +15,14 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/contracts", "nav.operator.contracts"),
         ("/jobs", "nav.operator.jobs"),
         ("/bills", "nav.operator.bills"),
+        ("/demands", "nav.demands"),
+        ("/objections", "nav.objections"),
     ),
     "provider": (
         ("/requests", "nav.provider.requests"),
         ("/usage", "nav.provider.usage"),
+        ("/demands", "nav.demands"),
+        ("/objections", "nav.objections"),
     ),
     "bureau": (
         ("/admin/datasets", "nav.bureau.datasets"),
@@ -27,12 +31,16 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/admin/caps", "nav.bureau.caps"),
         ("/admin/contracts", "nav.bureau.contracts"),
         ("/admin/revenue", "nav.bureau.revenue"),
+        ("/demands", "nav.demands"),
+        ("/objections", "nav.objections"),
     ),
     "regulator": (
         ("/oversight/contracts", "nav.regulator.contracts"),
         ("/oversight/jobs", "nav.regulator.jobs"),
         ("/oversight/reports", "nav.regulator.reports"),
         ("/oversight/log", "nav.regulator.log"),
+        ("/demands", "nav.demands"),
+        ("/objections", "nav.objections"),
     ),
 }
 

@@ -189,21 +189,21 @@ def raise_demand(ctx: Context, actor: Actor, body: dict[str, Any]) -> dict[str, 
             row = _known_dataset(s, dataset, "dataset")
             if not columns:
                 raise BadRequest(
-                    f"a demand about dataset {dataset!r} asks for more of its columns: name "
-                    'them in "columns"; to ask for other data, leave "dataset" out'
+                    f"columns is empty: a demand about dataset {dataset!r} asks for columns it "
+                    'lacks, so name them in "columns"; to ask for other data, leave "dataset" out'
                 )
             have = {c["name"] for c in row.columns}
             present = [c for c in columns if c in have]
             if present:
                 raise BadRequest(
-                    f"dataset {dataset!r} already has the column(s) {', '.join(present)}; "
-                    "apply for a contract that grants them instead, and name only columns it "
-                    "lacks here"
+                    f"columns {', '.join(present)} are already in dataset {dataset!r}: apply "
+                    "for a contract that grants them instead, and name here only columns it "
+                    "lacks"
                 )
         elif columns:
             raise BadRequest(
-                '"columns" are the columns wanted in an existing dataset: name it in "dataset", '
-                "or describe the columns of new data in the description"
+                "columns are those wanted in an existing dataset: name it in dataset, or "
+                "describe the columns of new data in the description"
             )
         now = clock.stored_now()
         d = Demand(

@@ -256,11 +256,16 @@ def _refusal(s: Session, actor: Actor, body: dict[str, Any], text: str) -> Objec
 
 
 def refused(job: Job) -> bool:
+    return was_refused(job.status, job.disclosure)
+
+
+def was_refused(status: str, disclosure: dict[str, Any] | None) -> bool:
     """Whether a job was refused, as its operator saw it: rejected or failed, or a release
-    with suppressed cells in the report the operator reads."""
-    if job.status in REFUSED_JOBS:
+    with suppressed cells in the report the operator reads (never what only the regulator
+    reads, such as groups left out: that would tell the operator of them)."""
+    if status in REFUSED_JOBS:
         return True
-    report = operator_view(job.disclosure or {"releases": []})
+    report = operator_view(disclosure or {"releases": []})
     return any(r.get("suppressed") for r in report.get("releases", []))
 
 

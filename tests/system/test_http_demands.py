@@ -255,13 +255,13 @@ def test_refusals_say_what_was_wrong_and_how_to_fix_it(local_world: World) -> No
         return post("/v1/demands", json={**WANTED, **body}, headers=w.h(w.operator))
 
     refused(raised(dataset="没有这个"), 400, "bad_request", "'没有这个' is not in the catalog")
-    refused(raised(columns=["education"]), 400, "bad_request", 'name it in "dataset"')
+    refused(raised(columns=["education"]), 400, "bad_request", "name it in dataset")
     refused(raised(dataset="population"), 400, "bad_request", 'name them in "columns"')
     refused(
         raised(dataset="population", columns=["district", "education"]),
         400,
         "bad_request",
-        "already has the column(s) district",
+        "columns district are already in dataset 'population'",
         "contract",
     )
     refused(raised(title="   "), 400, "bad_request", "title is empty")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sandbox.console.pages import account, bureau, operator, provider, public, regulator
+from sandbox.console.pages import (
+    account,
+    bureau,
+    demands,
+    operator,
+    provider,
+    public,
+    regulator,
+)
 
 PAGES: tuple[APIRouter, ...] = (
     public.router,
@@ -13,4 +21,5 @@ PAGES: tuple[APIRouter, ...] = (
     provider.router,
     bureau.router,
     regulator.router,
+    demands.router,
 )
