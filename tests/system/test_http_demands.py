@@ -6,14 +6,19 @@ wrong and how to fix it; Chinese text comes back as sent."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from conftest import World
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel
 
+from operators.roles import Role
 from sandbox.api.models.demands import Demand, Demands
+from sandbox.errors import Conflict
 from sandbox.ledger.verify import BureauKey, LedgerSource, verify_log
+from sandbox.records import demands
+from sandbox.records.principals import Actor
 
 ENVELOPE = {"ok", "status", "code", "error"}
 WANTED = {
@@ -335,3 +340,27 @@ def test_paging_is_checked(local_world: World) -> None:
     refused(
         w.client.get("/v1/demands?limit=0", headers=w.h(w.operator)), 400, "bad_request", "limit"
     )
+
+
+def test_answers_sent_at_once_are_taken_once(local_world: World) -> None:
+    """Eight answers to one demand at the same moment, each in a transaction of its own: one
+    is taken, the others are refused as a second answer, and the log holds one."""
+    w = local_world
+    d = raise_demand(w)
+    assert route(w, d["id"], w.provider["id"]).status_code == 200
+    department = Actor(w.provider["id"], w.provider["name"], Role.provider)
+
+    def send(i: int) -> str:
+        try:
+            demands.answer(w.ctx, department, d["id"], "refused", f"理由 {i}")
+        except Conflict:
+            return "conflict"
+        return "taken"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(send, range(8)))
+    assert outcomes.count("taken") == 1 and outcomes.count("conflict") == 7, outcomes
+    after = conforms(get(w, d["id"], w.operator), Demand)
+    assert [h["status"] for h in after["history"]] == ["open", "routed", "refused"]
+    assert [e["type"] for e in log_events(w, d["id"])].count("demand.answered") == 1
+    assert_log_verifies(w)

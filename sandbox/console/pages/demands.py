@@ -9,6 +9,7 @@ kept, or (for what the person may not see) on an error page."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 from urllib.parse import quote as percent_encode
@@ -16,6 +17,7 @@ from urllib.parse import quote as percent_encode
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
+from contracts.quota import BEIJING
 from operators.roles import Role
 from sandbox.console.render import Visit, VisitOf, page
 from sandbox.console.routing import ConsoleRoute, Person, Submitted
@@ -30,6 +32,14 @@ SHOWN = 500
 # Refusals shown beside the form, what was typed kept; any other (a role that never takes the
 # step, something the person may not see) is an error page, as the API answers it.
 FORM_REFUSALS = (BadRequest, Conflict)
+
+
+def _when(moment: str | None) -> str:
+    """A stored moment as the bureau's calendar shows it: Beijing time, to the minute."""
+    if not moment:
+        return ""
+    at = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
 
 
 def _names(visit: Visit) -> directory.Directory:
@@ -65,6 +75,7 @@ def _demands_page(
         visit,
         "demands.html",
         status,
+        when=_when,
         demands=rows,
         single=only is not None,
         statuses=demands.STATUSES,
@@ -169,6 +180,7 @@ def objection_list(visit: VisitOf, signed: Person, status: str = "") -> Response
     return page(
         visit,
         "objections.html",
+        when=_when,
         objections=rows,
         statuses=objections.STATUSES,
         picked=status,
@@ -254,6 +266,7 @@ def _objection_page(
         visit,
         "objection.html",
         status,
+        when=_when,
         o=o,
         may_answer=_may_answer(actor, o),
         answer=answer,
