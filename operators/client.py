@@ -611,6 +611,81 @@ class SandboxClient:
         params = {"start": start, **({"end": end} if end is not None else {})}
         return self._listing("/ledger/entries", "entries", params=params)
 
+    # -- demand lists and objections -------------------------------------------------------
+
+    def raise_demand(
+        self,
+        title: str,
+        description: str,
+        purpose: str,
+        dataset: str | None = None,
+        columns: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Operator: ask for data the catalog lacks, or for more `columns` of a `dataset`."""
+        body: dict[str, Any] = {"title": title, "description": description, "purpose": purpose}
+        if dataset is not None:
+            body["dataset"] = dataset
+        if columns is not None:
+            body["columns"] = list(columns)
+        return self._request("POST", "/demands", json=body)
+
+    def demands(self, status: str | None = None) -> list[dict[str, Any]]:
+        """The demands visible to you, newest first."""
+        return self._listing("/demands", "demands", params={"status": status} if status else None)
+
+    def demand(self, demand_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/demands/{_seg(demand_id)}")
+
+    def route_demand(
+        self, demand_id: str, provider_id: str, note: str | None = None
+    ) -> dict[str, Any]:
+        """Bureau: send a demand to the department that could provide the data."""
+        body = {"provider_id": provider_id, "note": note}
+        return self._request("POST", f"/demands/{_seg(demand_id)}/route", json=body)
+
+    def answer_demand(
+        self,
+        demand_id: str,
+        status: Literal["planned", "refused", "published"],
+        answer: str | None = None,
+        answer_dataset: str | None = None,
+    ) -> dict[str, Any]:
+        """Its department, or the bureau: planned, refused (with the reason) or published
+        (naming the dataset in `answer_dataset`)."""
+        body = {"status": status, "answer": answer, "answer_dataset": answer_dataset}
+        return self._request("POST", f"/demands/{_seg(demand_id)}/answer", json=body)
+
+    def raise_objection(
+        self,
+        kind: Literal["quality", "refusal"],
+        text: str,
+        dataset: str | None = None,
+        version: int | None = None,
+        job_id: str | None = None,
+    ) -> dict[str, Any]:
+        """`quality`: about a `dataset`'s `version`; `refusal`: about your refused `job_id`."""
+        body: dict[str, Any] = {"kind": kind, "text": text}
+        for name, value in (("dataset", dataset), ("version", version), ("job_id", job_id)):
+            if value is not None:
+                body[name] = value
+        return self._request("POST", "/objections", json=body)
+
+    def objections(
+        self, status: str | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The objections visible to you, newest first."""
+        params = {k: v for k, v in (("status", status), ("kind", kind)) if v}
+        return self._listing("/objections", "objections", params=params or None)
+
+    def objection(self, objection_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/objections/{_seg(objection_id)}")
+
+    def answer_objection(self, objection_id: str, answer: str) -> dict[str, Any]:
+        """Its owner: the dataset's department (or the bureau), or the bureau for a refusal."""
+        return self._request(
+            "POST", f"/objections/{_seg(objection_id)}/answer", json={"answer": answer}
+        )
+
     # -- plumbing -------------------------------------------------------------------------
 
     def _check_bureau_signature(self, view: Mapping[str, Any], canonical: bytes) -> None:

@@ -13,10 +13,12 @@ from sandbox.api.request_ids import RequestIds
 from sandbox.api.routes import (
     contracts,
     datasets,
+    demands,
     flags,
     health,
     jobs,
     ledger,
+    objections,
     prices,
     principals,
     public,
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     errors.install(app)
     routers = (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags)
     for module in (*routers, statistics):
+        app.include_router(module.router, prefix="/v1")
+    for module in (demands, objections):
         app.include_router(module.router, prefix="/v1")
     app.include_router(public.router, prefix="/v1/public")
     app.include_router(metrics.router)

@@ -16,6 +16,7 @@ from rich.table import Table
 from sandbox.cli.backup import backup, restore
 from sandbox.cli.contracts import contracts_app
 from sandbox.cli.db import db_app
+from sandbox.cli.demands import demands_app, objections_app
 from sandbox.cli.jobs import jobs_app, keys_app
 from sandbox.cli.ledger import ledger_app
 from sandbox.cli.options import DataDir, settings_for
@@ -41,6 +42,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
 app.add_typer(statistics_app, name="statistics")
+app.add_typer(demands_app, name="demands")
+app.add_typer(objections_app, name="objections")
 app.command()(backup)
 app.command()(restore)
 

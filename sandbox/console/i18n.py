@@ -12,6 +12,7 @@ from sandbox.console.words import (
     bureau,
     common,
     datasets,
+    demands,
     operator,
     provider,
     public,
@@ -23,7 +24,17 @@ LANGUAGES = ("zh", "en")
 DEFAULT = "zh"
 
 MESSAGES: dict[str, dict[str, str]] = {"zh": {}, "en": {}}
-for _area in (common, public, operator, provider, bureau, regulator, datasets, statistics):
+for _area in (
+    common,
+    public,
+    operator,
+    provider,
+    bureau,
+    regulator,
+    datasets,
+    statistics,
+    demands,
+):
     for _key in _area.ZH.keys() & MESSAGES["zh"].keys():
         raise ValueError(f"the console word {_key!r} is defined twice")
     MESSAGES["zh"].update(_area.ZH)

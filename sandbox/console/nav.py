@@ -15,12 +15,16 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/contracts", "nav.operator.contracts"),
         ("/jobs", "nav.operator.jobs"),
         ("/bills", "nav.operator.bills"),
+        ("/demands", "nav.demands"),
+        ("/objections", "nav.objections"),
     ),
     "provider": (
         ("/requests", "nav.provider.requests"),
         ("/usage", "nav.provider.usage"),
         ("/my-datasets", "nav.datasets.mine"),
         ("/statistics", "nav.provider.statistics"),
+        ("/demands", "nav.demands"),
+        ("/objections", "nav.objections"),
     ),
     "bureau": (
         ("/admin/datasets", "nav.bureau.datasets"),
@@ -30,6 +34,8 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/admin/contracts", "nav.bureau.contracts"),
         ("/admin/revenue", "nav.bureau.revenue"),
         ("/admin/statistics", "nav.bureau.statistics"),
+        ("/demands", "nav.demands"),
+        ("/objections", "nav.objections"),
     ),
     "regulator": (
         ("/oversight/contracts", "nav.regulator.contracts"),
@@ -37,6 +43,8 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/oversight/reports", "nav.regulator.reports"),
         ("/oversight/statistics", "nav.regulator.statistics"),
         ("/oversight/log", "nav.regulator.log"),
+        ("/demands", "nav.demands"),
+        ("/objections", "nav.objections"),
     ),
 }
 

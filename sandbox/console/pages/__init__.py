@@ -8,6 +8,7 @@ from sandbox.console.pages import (
     account,
     bureau,
     datasets,
+    demands,
     operator,
     provider,
     public,
@@ -24,4 +25,5 @@ PAGES: tuple[APIRouter, ...] = (
     regulator.router,
     datasets.router,
     statistics.router,
+    demands.router,
 )

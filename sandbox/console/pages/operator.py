@@ -30,7 +30,7 @@ from sandbox.console.render import Visit, VisitOf, page
 from sandbox.console.routing import ConsoleRoute, Person, Posted, Submitted
 from sandbox.errors import NotFound, SandboxError
 from sandbox.pipeline import submission
-from sandbox.records import agreements, directory, jobs, listings, money, registry
+from sandbox.records import agreements, directory, jobs, listings, money, objections, registry
 from sandbox.records.principals import Actor, require
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -349,6 +349,7 @@ def job(visit: VisitOf, signed: Person, request: Request, job_id: str) -> Respon
         report=report,
         running=view["status"] in RUNNING,
         downloads=DOWNLOADS,
+        objectable=objections.was_refused(view["status"], view["disclosure"]),
     )
 
 
