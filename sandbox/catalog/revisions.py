@@ -80,30 +80,29 @@ class Digests:
 
     @classmethod
     def of(cls, entities: np.ndarray, hashes: np.ndarray) -> Digests:
+        """The digests of rows given as each one's person and content hash."""
+        return cls.summed(entities, mix(hashes) if len(hashes) else hashes)
+
+    @classmethod
+    def join(cls, parts: Iterable[Digests]) -> Digests:
+        """The digests of the rows of every part together."""
+        parts = list(parts)
+        return cls.summed(
+            np.concatenate([np.zeros(0, np.uint64), *(p.entities for p in parts)]),
+            np.concatenate([np.zeros(0, np.uint64), *(p.sums for p in parts)]),
+        )
+
+    @classmethod
+    def summed(cls, entities: np.ndarray, values: np.ndarray) -> Digests:
+        """Per person, the sum (modulo 2**64) of their `values`."""
         if not len(entities):
             return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint64))
         order = np.argsort(entities, kind="stable")
         ordered = entities[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         with np.errstate(over="ignore"):
-            sums = np.add.reduceat(mix(hashes[order]), starts)
+            sums = np.add.reduceat(values[order].astype(np.uint64), starts)
         return cls(ordered[starts], sums.astype(np.uint64))
-
-    @classmethod
-    def join(cls, parts: Iterable[Digests]) -> Digests:
-        parts = list(parts)
-        if not parts:
-            return cls.of(np.zeros(0, np.uint64), np.zeros(0, np.uint64))
-        entities = np.concatenate([p.entities for p in parts])
-        sums = np.concatenate([p.sums for p in parts])
-        order = np.argsort(entities, kind="stable")
-        ordered = entities[order]
-        if not len(ordered):
-            return cls(ordered, sums)
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        with np.errstate(over="ignore"):
-            merged = np.add.reduceat(sums[order], starts)
-        return cls(ordered[starts], merged.astype(np.uint64))
 
 
 def digests_of_files(paths: Iterable[str], columns: Sequence[str]) -> Digests:

@@ -20,6 +20,7 @@ import threading
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
 
 from sandbox.catalog import sources
 from sandbox.catalog.schedule import Schedule
@@ -29,21 +30,11 @@ from sandbox.errors import NotFound, SandboxError
 from sandbox.ledger import log
 from sandbox.records import versions
 from sandbox.records.principals import Actor
-from sandbox.store.models import Dataset, DatasetRefresh, DatasetSource
+from sandbox.store.models import DatasetRefresh, DatasetSource
 
 logger = logging.getLogger(__name__)
 # Kept of a failure's message in the record and the log: enough to act on.
 _REASON_CHARS = 1000
-
-
-def _dataset(ctx: Context, actor: Actor, name: str) -> Dataset:
-    with ctx.reading() as s:
-        row = s.get(Dataset, name)
-        if row is None:
-            raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
-        versions.may_publish(actor, row)
-        s.expunge(row)
-        return row
 
 
 def source_json(row: DatasetSource) -> dict[str, Any]:
@@ -87,7 +78,7 @@ def _next_run(schedule: str | None, after: dt.datetime) -> dt.datetime | None:
 
 def set_source(ctx: Context, actor: Actor, name: str, raw: Any) -> dict[str, Any]:
     """Where dataset `name` is pulled from from now on (replacing what was set before)."""
-    _dataset(ctx, actor, name)
+    versions.owned(ctx, actor, name)
     spec = sources.parse_source(raw)
     now = clock.now()
     with ctx.transaction() as s:
@@ -112,14 +103,18 @@ def set_source(ctx: Context, actor: Actor, name: str, raw: Any) -> dict[str, Any
 
 
 def get_source(ctx: Context, actor: Actor, name: str) -> dict[str, Any]:
-    _dataset(ctx, actor, name)
+    versions.owned(ctx, actor, name)
     with ctx.reading() as s:
-        row = s.get(DatasetSource, name)
-        if row is None:
-            raise NotFound(
-                f"dataset {name!r} has no source; set one with PUT /v1/datasets/{name}/source"
-            )
-        return source_json(row)
+        return source_json(_source(s, name))
+
+
+def _source(session: Session, name: str) -> DatasetSource:
+    row = session.get(DatasetSource, name)
+    if row is None:
+        raise NotFound(
+            f"dataset {name!r} has no source; set one with PUT /v1/datasets/{name}/source"
+        )
+    return row
 
 
 def refresh_json(row: DatasetRefresh) -> dict[str, Any]:
@@ -138,7 +133,7 @@ def refresh_json(row: DatasetRefresh) -> dict[str, Any]:
 
 
 def history(ctx: Context, actor: Actor, name: str, limit: int = 50) -> list[dict[str, Any]]:
-    _dataset(ctx, actor, name)
+    versions.owned(ctx, actor, name)
     with ctx.reading() as s:
         rows = s.scalars(
             select(DatasetRefresh)
@@ -152,10 +147,7 @@ def history(ctx: Context, actor: Actor, name: str, limit: int = 50) -> list[dict
 def begin(ctx: Context, actor: Actor | None, name: str, trigger: str) -> int:
     """Record a pull as running (refused at once when the dataset has no source)."""
     with ctx.transaction() as s:
-        if s.get(DatasetSource, name) is None:
-            raise NotFound(
-                f"dataset {name!r} has no source; set one with PUT /v1/datasets/{name}/source"
-            )
+        _source(s, name)
         row = DatasetRefresh(
             dataset=name,
             trigger=trigger,
@@ -233,14 +225,14 @@ def _finish(
 def refresh(ctx: Context, actor: Actor | None, name: str, trigger: str) -> dict[str, Any]:
     """Pull `name` now, in this thread; the pull's record."""
     if actor is not None:
-        _dataset(ctx, actor, name)
+        versions.owned(ctx, actor, name)
     return run(ctx, actor, name, begin(ctx, actor, name, trigger))
 
 
 def refresh_in_background(ctx: Context, actor: Actor, name: str, trigger: str) -> dict[str, Any]:
     """Start a pull in a thread of its own; its record as it starts (GET …/refreshes follows
     it): a pull of millions of rows outlasts an HTTP request."""
-    _dataset(ctx, actor, name)
+    versions.owned(ctx, actor, name)
     refresh_id = begin(ctx, actor, name, trigger)
     threading.Thread(
         target=run, args=(ctx, actor, name, refresh_id), name=f"pull-{name}", daemon=True

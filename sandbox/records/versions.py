@@ -87,6 +87,17 @@ def may_publish(actor: Actor, row: Dataset) -> None:
     )
 
 
+def owned(ctx: Context, actor: Actor, name: str) -> Dataset:
+    """Dataset `name`'s row, for someone who may publish its versions (or refused)."""
+    with ctx.reading() as s:
+        row = s.get(Dataset, name)
+        if row is None:
+            raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
+        may_publish(actor, row)
+        s.expunge(row)
+        return row
+
+
 def _policy(
     current: DatasetInfo, schema: pa.Schema, declared: Mapping[str, ColumnPolicy]
 ) -> snapshot.Policy:
@@ -488,11 +499,10 @@ def _visible(body: dict[str, Any], owner: bool) -> dict[str, Any]:
 
 def set_rules(ctx: Context, actor: Actor, name: str, raw: Any) -> dict[str, Any]:
     """The dataset's quality rules, checked at every later version."""
+    owned(ctx, actor, name)
     with ctx.transaction() as s:
         row = s.get(Dataset, name)
-        if row is None:
-            raise NotFound(f"no dataset named {name!r}; GET /v1/datasets lists them")
-        may_publish(actor, row)
+        assert row is not None
         info = registry.to_info(ctx, row)
         rules = quality.parse_rules(raw, info.columns)
         row.quality_rules = rules.model_dump(mode="json")

@@ -17,22 +17,12 @@ from starlette.datastructures import UploadFile
 from operators.roles import Role
 from sandbox.console.render import Visit, VisitOf, page
 from sandbox.console.routing import ConsoleRoute, Person, Submitted
-from sandbox.errors import Forbidden, NotFound, SandboxError
+from sandbox.errors import Forbidden, SandboxError
 from sandbox.records import refresh, registry, versions
 from sandbox.records.principals import Actor
 from sandbox.store.models import Dataset, DatasetSource
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-
-
-def _owned(visit: Visit, actor: Actor, name: str) -> Dataset:
-    with visit.ctx.reading() as s:
-        row = s.get(Dataset, name)
-        if row is None:
-            raise NotFound(f"no dataset named {name!r}")
-        versions.may_publish(actor, row)
-        s.expunge(row)
-        return row
 
 
 def _page(
@@ -44,7 +34,7 @@ def _page(
     status: int = 200,
     typed_source: dict[str, str] | None = None,
 ) -> Response:
-    row = _owned(visit, actor, name)
+    row = versions.owned(visit.ctx, actor, name)
     history = versions.view_history(visit.ctx, actor, name)
     number = shown if shown is not None else row.version
     detail = versions.view_version(visit.ctx, actor, name, number)
