@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 with warnings.catch_warnings():
@@ -58,6 +59,11 @@ emit("residents_60_plus", released)
 counts = [(band, n) for district, band, n, avg in released.rows if n is not None]
 emit("share_80_plus", sum([n for band, n in counts if band in ("[80, 90)", ">= 90")])
      / sum([n for band, n in counts]))
+"""
+
+BY_DISTRICT = """\
+res = table("population").group_by("district").agg(n=count(), total=sum("income"))
+emit("income_by_district", res.collect())
 """
 
 OUT_OF_CONTRACT = """\
@@ -286,6 +292,8 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
     )
     story.say(f"  HTTP {r.status_code} [yellow]{r.json()['code']}[/]: {r.json()['error']}")
 
+    _new_version(story, client, police, operator, cid, city["population"].table)
+
     story.title("The regulator checks the tamper-evident log")
     head = _check(client.get("/v1/ledger/checkpoint", headers=h(regulator["token"])))
     keys = client.get("/v1/keys").json()
@@ -306,6 +314,77 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
     for e in entries:
         kinds[e["event"]["type"]] = kinds.get(e["event"]["type"], 0) + 1
     story.say("  " + ", ".join(f"{k} ×{v}" for k, v in kinds.items()))
+
+
+def _new_version(
+    story: Story,
+    client: TestClient,
+    police: dict[str, Any],
+    operator: dict[str, Any],
+    cid: str,
+    population: pa.Table,
+) -> None:
+    """A department corrects one resident's income in a new version: the same question asked
+    on each version must not give her change away."""
+
+    def by_district() -> dict[str, tuple[Any, Any]]:
+        job = _check(
+            client.post(
+                "/v1/jobs?wait=true",
+                headers={"Authorization": f"Bearer {operator['token']}"},
+                json={"contract_id": cid, "code": BY_DISTRICT},
+            ),
+            201,
+        )
+        out = job["outputs"]["income_by_district"]
+        hidden = {(i, c) for i, c in out["suppressed"]}
+        return {
+            row[0]: (row[1], None if (i, "total") in hidden else row[2])
+            for i, row in enumerate(out["rows"])
+        }
+
+    story.title("The data changes: a new version, and what it must not give away")
+    story.console.print(Syntax(BY_DISTRICT, "python", line_numbers=True, word_wrap=True))
+    before = by_district()
+    rows = population.to_pylist()
+    target = next(r for r in rows if r["income"])
+    incomes = [
+        r["income"] + 8000 if r["resident_id"] == target["resident_id"] else r["income"]
+        for r in rows
+    ]
+    corrected = population.set_column(
+        population.schema.get_field_index("income"),
+        "income",
+        pa.array(incomes, population.schema.field("income").type),
+    )
+    buf = io.BytesIO()
+    pq.write_table(corrected, buf)
+    published = _check(
+        client.post(
+            "/v1/datasets/population/versions",
+            headers={"Authorization": f"Bearer {police['token']}"},
+            files={"file": ("population.parquet", buf.getvalue())},
+            data={"meta": json.dumps({"mode": "replace"})},
+        ),
+        201,
+    )
+    story.say(
+        f"  市公安局 publishes version {published['version']} of population (one resident's "
+        f"income corrected): {published['revised']} person revised, quality "
+        f"{published['quality_status']}"
+    )
+    after = by_district()
+    table = Table("district", "total on version 1", "total on version 2")
+    for district in sorted(before):
+        total = after.get(district, (None, None))[1]
+        shown = "[red]▒ withheld (difference)[/]" if total is None else f"{total:,.0f}"
+        table.add_row(district, f"{before[district][1] or 0:,.0f}", shown)
+    story.console.print(table)
+    story.say(
+        f"  {target['district']}'s total would differ by exactly her correction, so it is "
+        "withheld (with one more cell, so it cannot be recovered from the others); "
+        "jobs record which version they read"
+    )
 
 
 def _origin(head: dict[str, Any]) -> str:

@@ -205,6 +205,10 @@ def near_duplicate(obs: Observation, ctx: _Context) -> dict[str, Any] | None:
     # in ordinary work, with small pieces inside them; those are not near.
     if not varied and not obs.get("near"):
         return None
+    # The very plan asked before, constants and all, refused now: only the data can have
+    # changed under it (a new version of a dataset), which the operator does not choose.
+    if not varied and any(s.key == mine for s in ctx.same_shape):
+        return None
     return {
         **_where(obs),
         "cells": cells,

@@ -191,6 +191,8 @@ def test_the_demo_tells_the_whole_story_on_ray(tmp_path: Path) -> None:
     assert "HTTP 403 contract_scope" in out and "'hukou_type'" in out
     assert "HTTP 400 code_rejected" in out and "line 1" in out
     assert "root hash verified against the bureau's public key" in out
+    assert "version 2 of population" in out and "1 person revised" in out
+    assert "withheld (difference)" in out
     # Detection flags the escape attempt, and nothing of the ordinary job.
     assert "flag.raised ×1" in " ".join(out.split()), out[-1500:]
     assert "charged" in out and "quoted" in out

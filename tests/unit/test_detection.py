@@ -377,6 +377,15 @@ def test_a_refusal_of_a_set_nearly_an_earlier_one_is_flagged_at_once() -> None:
     assert patterns([obs(rules={"difference": 2}, near=0)]) == []
 
 
+def test_the_same_plan_asked_again_after_the_data_changed_is_not_flagged() -> None:
+    # A monthly report run again on a new version, where someone changed: refused, not a sign.
+    same = earlier("j-1", "aaaaaaaaaaaaaaaa", [2024])
+    repeat = obs(literals=[2024], rules={"difference": 2}, near=1)
+    assert patterns([repeat], [same]) == []
+    # With other constants than before, the same refusal is the differencing attack.
+    assert patterns([repeat], [earlier("j-1", "aaaaaaaaaaaaaaaa", [2023])]) == ["near_duplicate"]
+
+
 def test_quantiles_at_the_very_ends_are_flagged() -> None:
     assert patterns([obs(extremes=["oldest"])]) == ["extreme"]
     assert patterns([obs(extremes=[])]) == []
