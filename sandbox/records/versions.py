@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fcntl
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,7 +32,7 @@ from sandbox.catalog.ingest import ColumnPolicy, disk_space, policy_of, read_fil
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.common import clock
 from sandbox.context import Context
-from sandbox.errors import Forbidden, IngestError, JobStatus, NotFound, QualityRefused
+from sandbox.errors import Conflict, Forbidden, IngestError, JobStatus, NotFound, QualityRefused
 from sandbox.ledger import log
 from sandbox.records import registry
 from sandbox.records.principals import Actor
@@ -147,7 +149,41 @@ def publish(
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> Published:
     """Write and record a new version of dataset `name` from `batches`. `actor`: who
-    publishes it; None for the service itself (a scheduled pull from the dataset's source)."""
+    publishes it; None for the service itself (a scheduled pull from the dataset's source).
+    One version of a dataset is written at a time, by any process of the instance."""
+    with _one_at_a_time(ctx, name):
+        return _publish(ctx, actor, name, batches, mode, source, meta, on_batch)
+
+
+@contextmanager
+def _one_at_a_time(ctx: Context, name: str) -> Iterator[None]:
+    # Two writers of the same next version would write one directory: the second's failure
+    # would remove the first's files.
+    ctx.settings.datasets_dir.mkdir(parents=True, exist_ok=True)
+    with open(ctx.settings.datasets_dir / f".publishing-{name}", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict(
+                f"a version of {name!r} is being published right now (an upload or a pull); "
+                "try again when it is done"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _publish(
+    ctx: Context,
+    actor: Actor | None,
+    name: str,
+    batches: Iterable[pa.RecordBatch | pa.Table],
+    mode: Mode,
+    source: str,
+    meta: Mapping[str, Any] | None,
+    on_batch: Callable[[pa.RecordBatch], None] | None,
+) -> Published:
     with ctx.reading() as s:
         row = s.get(Dataset, name)
         if row is None:

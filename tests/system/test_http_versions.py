@@ -284,3 +284,19 @@ def test_a_job_submitted_before_a_new_version_reads_the_version_it_was_submitted
         row = s.get(Job, after["id"])
         assert row is not None
         assert execution._spec(w.ctx, row).datasets["population"].row_count == 100
+
+
+def test_a_second_version_written_while_one_is_being_written_is_refused_and_harms_nothing(
+    local_world: World, city: Any
+) -> None:
+    import fcntl
+
+    w, pop = local_world, city["population"].table
+    lock = w.ctx.settings.datasets_dir / ".publishing-population"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process writing version 2
+        r = post_version(w, pop, mode="replace")
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert r.status_code == 409 and "being published right now" in r.json()["error"]
+    assert not (w.ctx.settings.datasets_dir / "population@2").exists()
+    assert post_version(w, pop, mode="replace").json()["version"] == 2
