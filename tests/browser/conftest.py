@@ -99,3 +99,13 @@ def sign_in(tab: Watched, token: str) -> None:
     tab.page.fill("#token", token)
     tab.page.click("button[type=submit]")
     tab.page.wait_for_load_state()
+
+
+SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+
+
+def shot(page: Any, name: str) -> None:
+    """A picture of the page for the docs, only when asked for (CI writes nothing)."""
+    if os.environ.get("SANDBOX_SCREENSHOTS"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)

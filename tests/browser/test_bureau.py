@@ -12,8 +12,8 @@ import httpx
 from conftest import GRANTS
 from live import Cast
 
-from .conftest import Watched, sign_in
-from .test_public_pages import CODE, shot
+from .conftest import Watched, shot, sign_in
+from .test_public_pages import CODE
 
 CAPS = {
     "name": "上限收费标准 2026",

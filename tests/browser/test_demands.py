@@ -14,7 +14,7 @@ from live import Cast, active_contract
 
 from operators.client import SandboxAPIError
 
-from .conftest import Watched, sign_in
+from .conftest import Watched, shot, sign_in
 
 TITLE = "全市养老机构床位与入住情况"
 
@@ -51,6 +51,7 @@ def test_a_demand_raised_routed_published_and_followed(tab: Watched, site: Cast)
     page.wait_for_load_state()
     assert "已转交部门" in page.locator(f"#demand-{demand_id} .meta").inner_text()
     assert "市公安局" in page.locator(f"#demand-{demand_id} .provider").inner_text()
+    shot(tab.page, "bureau-demands")
 
     page = _go_as(tab, department, "/demands")
     card = page.locator(f"#demand-{demand_id}")

@@ -5,25 +5,16 @@ pages on a phone."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
-from typing import Any
 
 from live import Cast, active_contract
 
 from operators.keys import private_key_to_pem
 
-from .conftest import Watched, sign_in
+from .conftest import Watched, shot, sign_in
 
 CODE = 'emit("by_district", table("population").group_by("district").agg(n=count()).collect())'
-SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
-
-
-def _shot(page: Any, name: str) -> None:
-    if os.environ.get("SANDBOX_SCREENSHOTS"):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
 
 def _apply(tab: Watched) -> str:
@@ -38,7 +29,7 @@ def _apply(tab: Watched) -> str:
     page.fill("#valid_from", "2026-01-01")
     page.fill("#valid_to", "2029-12-31")
     page.evaluate("window.scrollTo(0, 0)")
-    _shot(page, "operator-apply")
+    shot(page, "operator-apply")
     page.click("#application button[type=submit]")
     page.wait_for_load_state()
     found = re.search(r"/contracts/(c-[0-9a-f]+)$", page.url)
@@ -51,7 +42,7 @@ def _sign_with_key_file(tab: Watched, site: Cast, cid: str, tmp_path: Path) -> N
     page = tab.page
     tab.go(f"/contracts/{cid}")
     assert "待您签署" in page.locator("#contract-status").inner_text()
-    _shot(page, "operator-contract-sign")
+    shot(page, "operator-contract-sign")
     key_file = tmp_path / "operator.pem"
     key_file.write_bytes(private_key_to_pem(site.operator_key))
     sent: list[str] = []
@@ -79,12 +70,12 @@ def _write_and_run(tab: Watched) -> str:
     page.click("#quote")
     page.wait_for_load_state()
     assert "¥" in page.locator("#quote-result").inner_text()
-    _shot(page, "operator-editor")
+    shot(page, "operator-editor")
     page.click("#run")
     page.wait_for_selector("table.released", timeout=60_000)
     assert "已完成" in page.locator("#job-status").inner_text()
     assert page.locator("svg.chart rect.chart-bar").count() >= 3
-    _shot(page, "operator-job")
+    shot(page, "operator-job")
     found = re.search(r"/jobs/(j-[0-9a-f]+)", page.url)
     assert found, page.url
     return found.group(1)
@@ -107,7 +98,7 @@ def test_an_operator_applies_signs_in_the_browser_runs_a_job_and_sees_the_bill(
     tab.go("/bills")
     assert job_id in page.locator("#charges").inner_text()
     assert page.locator("#bill-total").inner_text().startswith("¥")
-    _shot(page, "operator-bills")
+    shot(page, "operator-bills")
 
 
 def test_the_operators_pages_fit_a_phone(phone: Watched, site: Cast) -> None:

@@ -5,7 +5,6 @@ queue on a phone."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,7 @@ from databases import department_database
 from live import Cast
 from sqlalchemy import create_engine
 
-from .conftest import Watched, sign_in
-
-SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
-
-
-def shoot(tab: Watched, name: str) -> None:
-    if os.environ.get("SANDBOX_SCREENSHOTS"):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        tab.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+from .conftest import Watched, shot, sign_in
 
 
 def _apply(site: Cast, purpose: str) -> str:
@@ -45,7 +36,7 @@ def test_a_department_refuses_one_request_with_a_reason_and_approves_another(
     page = tab.page
     assert "某数据科技有限公司" in page.locator(f"#c-{refused}").inner_text()
     assert "人口结构商业分析" in page.locator(f"#c-{refused} .purpose").inner_text()
-    shoot(tab, "provider-requests")
+    shot(tab.page, "provider-requests")
     page.click(f"#c-{refused} form.refuse button")
     page.wait_for_load_state()
     error = page.locator(f"#reason-error-{refused}")
@@ -61,7 +52,7 @@ def test_a_department_refuses_one_request_with_a_reason_and_approves_another(
     assert site.operator.contract(approved)["status"] == "approved"
     tab.go("/usage")
     assert "population" in page.locator("#d-population").inner_text()
-    shoot(tab, "provider-usage")
+    shot(tab.page, "provider-usage")
 
 
 def test_the_queue_fits_a_phone(phone: Watched, site: Cast) -> None:
@@ -92,7 +83,7 @@ def test_a_department_publishes_a_new_version_and_reads_its_quality(
     page.wait_for_load_state()
     assert "300" in page.locator("#quality").inner_text()
     assert page.locator("#version-list tbody tr").count() >= 2
-    shoot(tab, "provider-dataset-versions")
+    shot(tab.page, "provider-dataset-versions")
     page.check("#rules input[name=not_null][value=income]")
     page.select_option("#on_failure", "refuse")
     page.click("#rules button[type=submit]")
@@ -154,4 +145,4 @@ def test_a_department_connects_its_database_and_pulls_a_version(tab: Watched, si
             tab.go("/datasets/population/manage")
         first = page.locator("#pull-list tbody tr").first.inner_text()
         assert "已发布" in first and "250" in first
-        shoot(tab, "provider-dataset-connector")
+        shot(tab.page, "provider-dataset-connector")

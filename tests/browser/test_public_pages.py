@@ -3,23 +3,11 @@ log's signed checkpoint with the command that verifies it; the same on a phone."
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 from live import Cast, active_contract
 
-from .conftest import Watched
+from .conftest import Watched, shot
 
-SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
 CODE = 'd = table("population").group_by("district").agg(n=count()).collect()\nemit("d", d)\n'
-
-
-def shot(page: Any, name: str) -> None:
-    """A picture of the page for the docs, only when asked for (CI writes nothing)."""
-    if os.environ.get("SANDBOX_SCREENSHOTS"):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
 
 def test_anyone_reads_the_catalog_fees_register_and_log(tab: Watched, site: Cast) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 
 from live import Cast, active_contract
 
-from .conftest import Watched, sign_in
-from .test_provider import shoot
+from .conftest import Watched, shot, sign_in
 
 CODE = (
     "emit('by_district', table('population').group_by('district')"
@@ -30,7 +29,7 @@ def test_a_regulator_reviews_contracts_jobs_reports_and_the_log(tab: Watched, si
     page = tab.page
 
     tab.go("/oversight/contracts")
-    shoot(tab, "regulator-contracts")
+    shot(tab.page, "regulator-contracts")
     page.click(f"#contracts a[href='/oversight/contracts/{cid}']")
     page.wait_for_load_state()
     assert page.locator("#history-1 li").count() >= 4
@@ -43,7 +42,7 @@ def test_a_regulator_reviews_contracts_jobs_reports_and_the_log(tab: Watched, si
     page.click("#contract-actions button")
     page.wait_for_load_state()
     assert "生效" in page.locator("#contract-status").inner_text()
-    shoot(tab, "regulator-contract")
+    shot(tab.page, "regulator-contract")
 
     tab.go("/oversight/jobs")
     page.click(f"#jobs a[href='/oversight/jobs/{job.id}']")
@@ -52,7 +51,7 @@ def test_a_regulator_reviews_contracts_jobs_reports_and_the_log(tab: Watched, si
     assert page.locator("#signature").inner_text() != "未签名"
     assert page.locator("#disclosure table tbody tr").count() >= 1
     assert page.locator("#outputs table tbody tr").count() >= 1
-    shoot(tab, "regulator-job")
+    shot(tab.page, "regulator-job")
 
     tab.go("/oversight/reports")
     assert page.locator("#usage svg.chart").count() == 1
@@ -60,7 +59,7 @@ def test_a_regulator_reviews_contracts_jobs_reports_and_the_log(tab: Watched, si
         page.click("#usage a.download")
     assert download.value.suggested_filename.startswith("usage-")
     assert "某数据科技有限公司" in Path(download.value.path()).read_text(encoding="utf-8-sig")
-    shoot(tab, "regulator-reports")
+    shot(tab.page, "regulator-reports")
 
     tab.go("/oversight/log")
     size = int(page.locator("#log-size").inner_text())
@@ -70,7 +69,7 @@ def test_a_regulator_reviews_contracts_jobs_reports_and_the_log(tab: Watched, si
     assert "已在服务器上" in page.locator("#proof-result").inner_text()
     assert page.locator("#proof-path li").count() >= 1
     assert "sandbox ledger verify" in page.locator("#verify-command").inner_text()
-    shoot(tab, "regulator-log")
+    shot(tab.page, "regulator-log")
 
 
 def test_the_oversight_pages_fit_a_phone(phone: Watched, site: Cast) -> None:

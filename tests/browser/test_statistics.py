@@ -9,7 +9,7 @@ from pathlib import Path
 
 from live import Cast, active_contract
 
-from .conftest import Watched, sign_in
+from .conftest import Watched, shot, sign_in
 
 CODE = "emit('n', table('population').group_by('district').agg(n=count()).collect())"
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -28,6 +28,7 @@ def test_a_department_reads_its_statistics_month_by_month(tab: Watched, site: Ca
     assert row.locator("td.f-jobs").inner_text().startswith("1")
     assert page.locator("#departments tbody tr").count() == 1  # its own row only
     assert page.locator("#datasets svg.chart").count() == 1
+    shot(tab.page, "provider-statistics")
 
     page.fill("#month", "2020-01")
     page.click("#month-form button")
