@@ -29,7 +29,7 @@ def test_the_department_publishes_a_version_sees_its_quality_and_sets_rules(
         mine = browser.get("/my-datasets")
         assert mine.status_code == 200 and "/datasets/population/manage" in mine.text
         page = browser.get("/datasets/population/manage")
-        assert page.status_code == 200 and "当前版本 1" in page.text
+        assert page.status_code == 200 and "当前为第 1 版" in page.text
         r = browser.post(
             "/datasets/population/versions",
             data={"csrf": _csrf(page.text), "mode": "replace"},

@@ -6,7 +6,7 @@ ZH: dict[str, str] = {
     "mine.lead": "发布新版本、查看每个版本的质量、设定质量规则。作业读取提交时的版本；旧版本在保留期后删除。",
     "mine.manage": "版本与质量",
     "manage.title": "{name}：版本与质量",
-    "manage.lead": "当前版本 {version}，{rows} 行。新作业读取当前版本；已提交的作业读取提交时的版本。",
+    "manage.lead": "当前为第 {version} 版，共 {rows} 行。新作业读取当前版本；已提交的作业读取提交时的版本。",
     "manage.publish": "发布新版本",
     "manage.publish.help": "替换：文件即新版本的全部数据；追加：文件中的行加在当前版本之后（字段须完全相同）。新增字段须声明角色，且合同修订前任何运营单位都不能使用。",
     "manage.publish.submit": "发布",
