@@ -27,7 +27,14 @@ Grants = Mapping[str, Mapping[str, tuple[Use, ...]]]
 _CENT = Decimal("0.01")
 _EXAMPLE_GRANTS = '{"population": {"district": ["group_by"], "age": ["filter"]}}'
 _APPLICATION_REQUIRED = ("datasets", "purpose", "purpose_class", "valid_from", "valid_to")
-_APPLICATION_FIELDS = (*_APPLICATION_REQUIRED, "quotas", "spend_cap", "disclosure", "privacy")
+_APPLICATION_FIELDS = (
+    *_APPLICATION_REQUIRED,
+    "quotas",
+    "spend_cap",
+    "disclosure",
+    "privacy",
+    "review",
+)
 _DOCUMENT_FIELDS = (
     "id",
     "version",
@@ -42,8 +49,11 @@ _DOCUMENT_FIELDS = (
     "issued_at",
 )
 # Written only when set, so documents without them keep their canonical bytes (and signatures).
-_OPTIONAL_FIELDS = ("disclosure", "privacy")
+_OPTIONAL_FIELDS = ("disclosure", "privacy", "review")
 DISCLOSURE_TERMS: tuple[str, ...] = ("min_contributors",)
+# templates_only: jobs run only as approved templates; outputs: every release is held for
+# people to check before the job's code receives it.
+REVIEW_TERMS: tuple[str, ...] = ("templates_only", "outputs")
 MAX_MIN_CONTRIBUTORS = 10_000
 
 
@@ -58,6 +68,8 @@ class ContractDocument:
     ``disclosure`` can only make disclosure control stricter than the service's defaults
     (``min_contributors`` raises the per-cell threshold). A dataset named in ``privacy`` is
     analysed only under differential privacy, within the ε budget its term sets.
+    ``review`` can ask that only approved templates run, and that every release be checked
+    by people before the job receives it.
     """
 
     id: str
@@ -73,6 +85,7 @@ class ContractDocument:
     issued_at: datetime
     disclosure: Mapping[str, int] = field(default_factory=dict)
     privacy: Mapping[str, PrivacyTerm] = field(default_factory=dict)
+    review: Mapping[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_identifier(self.id, "id")
@@ -95,6 +108,7 @@ class ContractDocument:
         object.__setattr__(self, "issued_at", _parse_time(self.issued_at, "issued_at"))
         object.__setattr__(self, "disclosure", _parse_disclosure(self.disclosure))
         object.__setattr__(self, "privacy", _parse_privacy(self.privacy, self.datasets))
+        object.__setattr__(self, "review", _parse_review(self.review))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +132,7 @@ class ContractDocument:
                 if self.privacy
                 else {}
             ),
+            **({"review": dict(self.review)} if self.review else {}),
         }
 
     @classmethod
@@ -147,6 +162,7 @@ class ContractDocument:
             issued_at=obj["issued_at"],
             disclosure=obj.get("disclosure", {}),
             privacy=obj.get("privacy", {}),
+            review=obj.get("review", {}),
         )
 
     @property
@@ -154,6 +170,16 @@ class ContractDocument:
         """The contract's own per-cell threshold, if it sets one (the service takes the
         stricter of it and the level's default)."""
         return self.disclosure.get("min_contributors")
+
+    @property
+    def templates_only(self) -> bool:
+        """Jobs under this contract run only as templates the departments approved."""
+        return bool(self.review.get("templates_only"))
+
+    @property
+    def review_outputs(self) -> bool:
+        """Every release under this contract is held until reviewers release it."""
+        return bool(self.review.get("outputs"))
 
     def granted_uses(self, dataset: str, column: str) -> tuple[Use, ...]:
         """The uses granted on one column, empty when the column is not granted."""
@@ -204,6 +230,7 @@ def parse_application(
         issued_at=issued,
         disclosure={} if body.get("disclosure") is None else body["disclosure"],
         privacy={} if body.get("privacy") is None else body["privacy"],
+        review={} if body.get("review") is None else body["review"],
     )
     _check_l4_privacy(doc, levels or {})
     return doc
@@ -461,6 +488,24 @@ def _parse_disclosure(raw: object) -> dict[str, int]:
                 f"got {value!r}; it can only make the service's threshold stricter ({how})"
             )
         terms[name] = value
+    return terms
+
+
+def _parse_review(raw: object) -> dict[str, bool]:
+    how = 'e.g. {"templates_only": true, "outputs": true}'
+    if not isinstance(raw, Mapping):
+        raise ContractInvalid(f"review must be an object, got {_json_type(raw)}; {how}")
+    terms: dict[str, bool] = {}
+    for name in sorted(raw, key=str):
+        if name not in REVIEW_TERMS:
+            raise ContractInvalid(
+                f"unknown review term {name!r}; terms are: {', '.join(REVIEW_TERMS)} ({how})"
+            )
+        if not isinstance(raw[name], bool):
+            raise ContractInvalid(f"review {name} must be true or false ({how})")
+        # Only the terms that ask for something are written: false is the default.
+        if raw[name]:
+            terms[name] = True
     return terms
 
 

@@ -197,10 +197,12 @@ class RayUnavailable(SandboxError):
 
 
 class JobStatus(StrEnum):
-    """Where a job is. The last four are final."""
+    """Where a job is. The last four are final. A held job waits for people to check a
+    release before its code receives it; it runs on once they release it."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    HELD = "held"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
@@ -208,7 +210,7 @@ class JobStatus(StrEnum):
 
     @property
     def final(self) -> bool:
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.HELD)
 
 
 class Fault(StrEnum):

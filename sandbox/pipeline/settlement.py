@@ -190,9 +190,15 @@ def _settlement_volume(session: Session, job: Job) -> dict[str, int]:
 def recover_interrupted(ctx: Context) -> int:
     """Jobs left queued or running by a process that is gone fail, uncharged, with their
     reservation released. Jobs of processes still serving (this one, other API workers) are
-    theirs to finish."""
+    theirs to finish. A held job belongs to no process: it waits for its reviewers."""
     with ctx.reading() as s:
-        left = list(s.execute(select(Job.id, Job.runner).where(Job.status.in_(_UNSETTLED))))
+        left = list(
+            s.execute(
+                select(Job.id, Job.runner).where(
+                    Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))
+                )
+            )
+        )
     own = ctx.lease.id if ctx.lease is not None else None
     verdicts: dict[str | None, bool] = {}
     recovered = 0

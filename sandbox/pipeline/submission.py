@@ -55,7 +55,7 @@ from sandbox.pipeline.settlement import detect
 from sandbox.records import agreements, budgets, money, principals, registry
 from sandbox.records.jobs import Reservation, get
 from sandbox.records.principals import Actor, new_id, require
-from sandbox.store.models import Contract, Job
+from sandbox.store.models import Contract, Job, TemplateVersion
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,54 @@ class RejectedJob(SandboxError):
         super().__init__(getattr(cause, "message", None) or str(cause))
         self.cause, self.job_id = cause, job_id
         self.code = getattr(cause, "code", "rejected")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a job comes from when it is not written by hand: a run of an approved template
+    (by id and version), possibly as a call of a data product by one customer's key, with
+    the operator's price for that call in fen. Recorded on the job and in the log."""
+
+    template_id: str
+    template_version: int
+    product_id: str | None = None
+    product_key_id: str | None = None
+    price_fen: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "template_id": self.template_id,
+            "template_version": self.template_version,
+            **({"product_id": self.product_id} if self.product_id else {}),
+            **({"product_key_id": self.product_key_id} if self.product_key_id else {}),
+            **({"price_fen": self.price_fen} if self.price_fen is not None else {}),
+        }
+
+
+def check_origin(
+    session: Session, contract: ContractDocument, code: str, origin: Origin | None
+) -> None:
+    """A contract that runs approved templates only refuses any other code; a template run
+    must be of a version its departments approved, with exactly the code they approved."""
+    if origin is None:
+        if contract.templates_only:
+            raise ContractScopeError(
+                f"contract {contract.id} runs approved templates only; submit the analysis "
+                "as a template for the departments' review (POST /v1/templates), then run "
+                "it once approved (POST /v1/templates/{id}/runs)"
+            )
+        return
+    version = session.get(TemplateVersion, (origin.template_id, origin.template_version))
+    if version is None or version.status != "approved":
+        raise ContractScopeError(
+            f"template {origin.template_id} version {origin.template_version} is not "
+            "approved by every department whose data it reads; it cannot run until it is"
+        )
+    if version.code_sha256 != _sha(code):
+        raise ContractScopeError(
+            f"the code differs from what was approved as template {origin.template_id} "
+            f"version {origin.template_version}; submit the new code as a new version"
+        )
 
 
 @dataclass(frozen=True)
@@ -254,8 +302,11 @@ def _grants(contract: ContractDocument, dataset: str, column: str, uses: frozens
     return granted is not None and uses <= set(granted)
 
 
-def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Prepared:
+def prepare(
+    ctx: Context, session: Session, actor: Actor, req: JobRequest, origin: Origin | None = None
+) -> Prepared:
     contract = load_usable_contract(session, actor, req.contract_id)
+    check_origin(session, contract, req.code, origin)
     signing_key_id = verify_signature(session, actor, req)
     compiling = time.monotonic()
     facts = compile_code(req.code)
@@ -278,11 +329,13 @@ def prepare(ctx: Context, session: Session, actor: Actor, req: JobRequest) -> Pr
     )
 
 
-def quote(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
+def quote(
+    ctx: Context, actor: Actor, req: JobRequest, origin: Origin | None = None
+) -> dict[str, Any]:
     require(actor, Role.operator)
     # A transaction, not a read: finding the contract past its term records its expiry.
     with ctx.transaction() as s:
-        p = prepare(ctx, s, actor, req)
+        p = prepare(ctx, s, actor, req, origin)
     epsilon = budgets.job_epsilon(p.contract, p.facts, req.epsilon)
     return {
         "contract_id": req.contract_id,
@@ -316,14 +369,16 @@ def _existing(session: Session, actor: Actor, req: JobRequest) -> Job | None:
     return job
 
 
-def _record_rejection(ctx: Context, actor: Actor, req: JobRequest, exc: Exception) -> str:
+def _record_rejection(
+    ctx: Context, actor: Actor, req: JobRequest, exc: Exception, origin: Origin | None
+) -> str:
     error = JobError.of(exc).to_json()
     job_id = new_id("j")
     with ctx.transaction() as s:
         # Without its contract there is nothing to attach a record to; the error alone explains.
         known = s.get(Contract, req.contract_id) is not None
         if known:
-            _write_rejection(ctx, s, actor, req, exc, job_id, error)
+            _write_rejection(ctx, s, actor, req, exc, job_id, error, origin)
     # The contract's id only once it names a contract: otherwise it is whatever was sent.
     with logs.bound(job_id=job_id, contract_id=req.contract_id if known else None):
         logger.info("job refused", extra=logs.fields(code=error["code"]))
@@ -338,6 +393,7 @@ def _write_rejection(
     exc: Exception,
     job_id: str,
     error: dict[str, Any],
+    origin: Origin | None,
 ) -> None:
     # Submitted and refused in one moment: both times from one reading of the clock, so the
     # record never finishes before it was created.
@@ -354,6 +410,7 @@ def _write_rejection(
         error=error,
         created_at=at,
         finished_at=at,
+        **_origin_columns(origin),
     )
     s.add(job)
     s.flush()
@@ -362,7 +419,12 @@ def _write_rejection(
         "job.rejected",
         actor.id,
         job_id,
-        {"contract_id": req.contract_id, "code_sha256": _sha(req.code), "error": error},
+        {
+            "contract_id": req.contract_id,
+            "code_sha256": _sha(req.code),
+            "error": error,
+            **({"origin": origin.to_json()} if origin else {}),
+        },
     )
     observed = code_observation(req.code, 0, getattr(exc, "sign", None))
     if isinstance(exc, DisclosureRefused):
@@ -376,7 +438,21 @@ def _sha(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
 
-def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
+def _origin_columns(origin: Origin | None) -> dict[str, Any]:
+    if origin is None:
+        return {}
+    return {
+        "template_id": origin.template_id,
+        "template_version": origin.template_version,
+        "product_id": origin.product_id,
+        "product_key_id": origin.product_key_id,
+        "price_fen": origin.price_fen,
+    }
+
+
+def reserve(
+    ctx: Context, actor: Actor, req: JobRequest, origin: Origin | None = None
+) -> tuple[Job, bool]:
     """Quote the job and reserve its quote against the contract's spend cap, atomically.
 
     What only reads (the contract, the signature, compiling, the quote) is done first, outside
@@ -386,7 +462,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         existing = _existing(s, actor, req)
         if existing is not None:
             return existing, False
-        early = _prepare_reading(ctx, s, actor, req)
+        early = _prepare_reading(ctx, s, actor, req, origin)
     runner = ctx.runner_id()
     with ctx.money_lock, ctx.transaction() as s:
         existing = _existing(s, actor, req)
@@ -396,7 +472,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
         p = early.prepared if early is not None and early.still(contract) else None
         if p is None:
             # The contract changed (or is due to expire) since it was read: again, in here.
-            p = prepare(ctx, s, actor, req)
+            p = prepare(ctx, s, actor, req, origin)
             contract = money.lock_contract(s, req.contract_id)
         assert contract is not None
         quote_fen = money.to_fen(p.quote.amount)
@@ -433,6 +509,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                     max(p.facts.collects, 1),
                 ).to_json()
             },
+            **_origin_columns(origin),
         )
         s.add(job)
         s.flush()
@@ -453,6 +530,7 @@ def reserve(ctx: Context, actor: Actor, req: JobRequest) -> tuple[Job, bool]:
                 "signing_key_id": p.signing_key_id,
                 "quote": p.quote.to_json(),
                 "versions": job.versions,
+                **({"origin": origin.to_json()} if origin else {}),
             },
         )
         budgets.reserve(s, p.contract, job.id, actor.id, epsilon)
@@ -472,14 +550,14 @@ class _Early:
 
 
 def _prepare_reading(
-    ctx: Context, session: Session, actor: Actor, req: JobRequest
+    ctx: Context, session: Session, actor: Actor, req: JobRequest, origin: Origin | None
 ) -> _Early | None:
     """The submission prepared in a read-only session; None when preparing it must write
     (its contract is past its term, and the expiry is to be recorded)."""
     row = session.get(Contract, req.contract_id)
     if row is not None and agreements.current_due_to_expire(session, row):
         return None
-    p = prepare(ctx, session, actor, req)
+    p = prepare(ctx, session, actor, req, origin)
     assert row is not None  # prepare refuses a contract it cannot find
     return _Early(p, (row.version, row.status))
 
@@ -526,20 +604,28 @@ def _quota_usage_query() -> Any:
     )
 
 
-def submit(ctx: Context, actor: Actor, req: JobRequest, wait: bool = False) -> dict[str, Any]:
+def submit(
+    ctx: Context,
+    actor: Actor,
+    req: JobRequest,
+    wait: bool = False,
+    origin: Origin | None = None,
+) -> dict[str, Any]:
+    """Admit and start a job. `origin` says which approved template (and product call) it
+    runs; the caller has checked who may run it and with which parameters."""
     require(actor, Role.operator)
     with logs.bound(principal_id=actor.id):
-        job = _admit(ctx, actor, req, wait)
+        job = _admit(ctx, actor, req, wait, origin)
     return get(ctx, actor, job.id)
 
 
-def _admit(ctx: Context, actor: Actor, req: JobRequest, wait: bool) -> Job:
+def _admit(ctx: Context, actor: Actor, req: JobRequest, wait: bool, origin: Origin | None) -> Job:
     started = time.monotonic()
     try:
-        job, created = reserve(ctx, actor, req)
+        job, created = reserve(ctx, actor, req, origin)
     except (CompileError, ContractScopeError, DisclosureRefused) as exc:
         metrics.JOBS.labels(str(JobStatus.REJECTED), JobError.of(exc).code).inc()
-        raise RejectedJob(exc, _record_rejection(ctx, actor, req, exc)) from exc
+        raise RejectedJob(exc, _record_rejection(ctx, actor, req, exc, origin)) from exc
     seconds = time.monotonic() - started
     metrics.STAGE.labels("submit").observe(seconds)
     with logs.bound(job_id=job.id, contract_id=job.contract_id):

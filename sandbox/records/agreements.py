@@ -50,6 +50,7 @@ _APPLICATION_FIELDS = (
     "spend_cap",
     "disclosure",
     "privacy",
+    "review",
 )
 
 

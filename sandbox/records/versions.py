@@ -450,7 +450,9 @@ def retire(ctx: Context, at: dt.datetime | None = None) -> list[tuple[str, int]]
         pinned = {
             (name, int(number))
             for versions in s.scalars(
-                select(Job.versions).where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+                select(Job.versions).where(
+                    Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.HELD))
+                )
             )
             for name, number in (versions or {}).items()
         }

@@ -302,6 +302,115 @@ class Job(Base):
     runner: Mapped[str | None] = mapped_column(String(32))
     # dataset → the version it reads, fixed at submission.
     versions: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Where the job came from, when not written by hand: a template's run, a product's call
+    # (and the customer's key), with the operator's own price for that call.
+    template_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    template_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    product_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    product_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    price_fen: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class Template(Base):
+    """A parametrised analysis an operator submits for review; its code lives in versions."""
+
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("operator_id", "name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+
+
+class TemplateVersion(Base):
+    """One exact code (by its hash) of a template, with the schema of its parameters, and
+    the review of each department whose data it reads."""
+
+    __tablename__ = "template_versions"
+    __table_args__ = (Index("ix_template_versions_status", "status"),)
+    template_id: Mapped[str] = mapped_column(ForeignKey("templates.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    code: Mapped[str] = mapped_column(Text)
+    code_sha256: Mapped[str] = mapped_column(String(64))
+    params_schema: Mapped[dict[str, Any]] = mapped_column(JSON)
+    datasets: Mapped[list[Any]] = mapped_column(JSON)  # the dataset names the code reads
+    reviewers: Mapped[list[Any]] = mapped_column(JSON)  # provider ids whose approval it needs
+    reviews: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{by, decision, …}]
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | refused | withdrawn
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class OutputReview(Base):
+    """A release a rule holds for people to check before the job's code receives it.
+
+    `held` is the release as the rules made it and `state` what the job had done before
+    it (its earlier releases and usage): both stay inside the service, and a refused
+    release's body is cleared once decided."""
+
+    __tablename__ = "output_reviews"
+    __table_args__ = (Index("ix_output_reviews_status", "status"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    release_index: Mapped[int] = mapped_column(Integer)
+    reasons: Mapped[list[Any]] = mapped_column(JSON)  # the rules that held it
+    required: Mapped[int] = mapped_column(Integer)  # independent reviewers needed
+    decisions: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{by, decision, …}]
+    status: Mapped[str] = mapped_column(String(16))  # pending | released | refused
+    held: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ProductCap(Base):
+    """The most an operator's data product may charge per call in one application
+    scenario (应用场景), set by the bureau."""
+
+    __tablename__ = "product_caps"
+    scenario: Mapped[str] = mapped_column(String(100), primary_key=True)
+    max_price_fen: Mapped[int] = mapped_column(BigInteger)
+    description: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    updated_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class Product(Base):
+    """A data product an operator sells, built on an approved template, run under one of
+    its contracts; each customer's call is a job."""
+
+    __tablename__ = "products"
+    __table_args__ = (Index("ix_products_scenario", "scenario"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    operator_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"))
+    template_id: Mapped[str] = mapped_column(ForeignKey("templates.id"))
+    template_version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    scenario: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    purpose_class: Mapped[str] = mapped_column(String(32))
+    price_fen: Mapped[int] = mapped_column(BigInteger)  # per call
+    trial_price_fen: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    trial_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | suspended
+    status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+
+
+class ProductKey(Base):
+    """An API key an operator issued to one customer of a product; only its hash is kept."""
+
+    __tablename__ = "product_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    customer: Mapped[str] = mapped_column(String(200))
+    issued_at: Mapped[dt.datetime] = mapped_column(default=clock.stored_now)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class ConsoleSession(Base):

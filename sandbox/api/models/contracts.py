@@ -41,6 +41,13 @@ class ApplicationBody(DomainChecked):
     privacy: SkipValidation[dict[str, dict[str, Any]]] = Field(
         None, description=("dataset → differential-privacy terms: epsilon, per_job_epsilon")
     )
+    review: SkipValidation[dict[str, bool]] = Field(
+        None,
+        description=(
+            "templates_only: jobs run only as approved templates; outputs: every release "
+            "is held until reviewers release it"
+        ),
+    )
     draft: SkipValidation[bool] = Field(
         None, description=("Apply only: true keeps the application an editable draft")
     )
@@ -65,6 +72,7 @@ class Document(Open):
     issued_at: str
     disclosure: dict[str, Any] | None = None
     privacy: dict[str, Any] | None = None
+    review: dict[str, bool] | None = None
 
 
 class Signatures(Open):

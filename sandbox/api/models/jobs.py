@@ -52,7 +52,9 @@ class _JobFields(Open):
     id: str
     contract_id: str
     operator_id: str
-    status: str = Field(description="queued, running, succeeded, failed, rejected, cancelled")
+    status: str = Field(
+        description="queued, running, held (waiting for output reviewers), succeeded, failed, rejected, cancelled"
+    )
     created_at: str | None
     finished_at: str | None
     quote: Charge | None
