@@ -185,6 +185,41 @@ class Settings(BaseSettings):
             "boundary from its start. 0 reports milliseconds and holds no job."
         ),
     )
+    review_levels: str = Field(
+        "L4",
+        pattern=r"^\s*(L[1-4]\s*(,\s*|$))*$",
+        description=(
+            "A release reading data of any of these levels (comma-separated, e.g. `L3,L4`) is "
+            "held until reviewers release it, before the job's code receives it; empty holds "
+            "none for its level."
+        ),
+    )
+    review_max_cells: int = Field(
+        0,
+        ge=0,
+        description=(
+            "A release of more cells than this (rows × aggregates) is held for review; 0 holds "
+            "none for its size."
+        ),
+    )
+    reviewers: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description=(
+            "Independent reviewers (bureau, or a department owning data it reads) who must "
+            "release a held release; any one refusal refuses it."
+        ),
+    )
+    reviewers_l4: int = Field(
+        2,
+        ge=1,
+        le=10,
+        description=(
+            "Independent reviewers who must release a held release that reads L4 data (at "
+            "least `SANDBOX_REVIEWERS`)."
+        ),
+    )
     flag_window_days: int = Field(
         7,
         ge=1,
@@ -245,6 +280,10 @@ class Settings(BaseSettings):
             "L3": self.threshold_l3,
             "L4": self.threshold_l4,
         }
+
+    @property
+    def review_level_set(self) -> frozenset[str]:
+        return frozenset(x.strip() for x in self.review_levels.split(",") if x.strip())
 
     @property
     def key_path(self) -> Path:

@@ -34,3 +34,18 @@ def test_ray_address_falls_back_to_ray_s_own_variable(monkeypatch: pytest.Monkey
     monkeypatch.delenv("SANDBOX_RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     assert Settings().resolved_ray_address == "ray://head:10001"
+
+
+def test_review_rules_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().review_level_set == frozenset({"L4"})
+    assert (Settings().reviewers, Settings().reviewers_l4, Settings().review_max_cells) == (1, 2, 0)
+    monkeypatch.setenv("SANDBOX_REVIEW_LEVELS", "L3, L4")
+    monkeypatch.setenv("SANDBOX_REVIEWERS_L4", "3")
+    s = Settings()
+    assert s.review_level_set == frozenset({"L3", "L4"})
+    assert s.reviewers_l4 == 3
+    monkeypatch.setenv("SANDBOX_REVIEW_LEVELS", "")
+    assert Settings().review_level_set == frozenset()
+    monkeypatch.setenv("SANDBOX_REVIEW_LEVELS", "L5")
+    with pytest.raises(ValueError):
+        Settings()
