@@ -41,6 +41,12 @@ class Limits:
     require_seccomp: bool = True
 
 
+class Stop(Exception):  # noqa: N818 - an ending, not an error
+    """Raised by a handler to end the run at once: the job process is killed without a reply,
+    so its code gets nothing it could catch and go on from (a refusal would be a Python
+    exception there). It leaves `run_in_jail` to its caller."""
+
+
 class Handler(Protocol):
     """Answers the jail's requests. Raising an exception with `code` and `message` refuses the
     request; the job then ends with that refusal."""
@@ -100,7 +106,7 @@ def _refusal(exc: Exception) -> dict[str, Any]:
     code = getattr(exc, "code", None)
     # The service's own failure (a lost worker, an unreadable file) is no answer to the job:
     # it ends the run, and the driver settles it as the service's fault.
-    if code is None or isinstance(exc, ServiceFault):
+    if code is None or isinstance(exc, (ServiceFault, Stop)):
         raise exc
     return {"code": code, "message": getattr(exc, "message", None) or str(exc)}
 

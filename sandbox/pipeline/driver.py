@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_UP, Decimal
+from fractions import Fraction
 from typing import Any
 
 import pyarrow as pa
@@ -33,6 +34,7 @@ from sandbox.disclosure import audit, control, dp
 from sandbox.disclosure.control import Policy
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.gate import Gate
+from sandbox.disclosure.review import ReviewRules, hold
 from sandbox.disclosure.threshold import cell_threshold
 from sandbox.engine import internal, protection
 from sandbox.engine.executor import (
@@ -50,7 +52,7 @@ from sandbox.errors import (
     QuotaExceeded,
     ServiceFault,
 )
-from sandbox.jail.process import Limits, Outcome, run_in_jail
+from sandbox.jail.process import Limits, Outcome, Stop, run_in_jail
 from sandbox.language import plan as p
 from sandbox.language import signs
 from sandbox.language.plan import plan_from_json
@@ -95,6 +97,36 @@ class JobSpec:
     in_place_max_rows: int = IN_PLACE_MAX_ROWS
     # Reported compute time is a whole number of these seconds (0: milliseconds).
     timing_quantum: float = 0.0
+    # Which releases people check before the code receives them (None: none).
+    review: ReviewRules | None = None
+    # A held job resumed: what its earlier runs did (`Replay`).
+    replay: Replay | None = None
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a held job's earlier runs did, for the run that resumes it once its reviewers
+    released the held release: the releases in order (each with the sha256 of its plan's
+    canonical JSON, the body, the release's report), then the usage and observations so far.
+    The code's first collects are answered from these, not computed, audited, spent or
+    counted again."""
+
+    releases: tuple[dict[str, Any], ...] = ()
+    rows_by_dataset: Mapping[str, int] = field(default_factory=dict)
+    epsilon_by_dataset: Mapping[str, str] = field(default_factory=dict)
+    compute_seconds: str = "0"
+    observations: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_json(cls, state: Mapping[str, Any], held: Mapping[str, Any]) -> Replay:
+        """From a review's `state` and its released `held` entry, which comes last."""
+        return cls(
+            tuple([*state.get("releases", []), dict(held)]),
+            dict(state.get("rows_by_dataset", {})),
+            dict(state.get("epsilon_by_dataset", {})),
+            str(state.get("compute_seconds", "0")),
+            tuple(state.get("observations", [])),
+        )
 
 
 @dataclass(frozen=True)
@@ -116,6 +148,29 @@ class JobResult:
     # Seconds the engine and the disclosure rules took, all collects together: for the
     # bureau's metrics, never for the operator (that would time the work on the data).
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # A HELD result: the held release ("held": plan hash, body, report, "reasons",
+    # "required", "index") and what resuming needs ("state", `Replay.from_json`).
+    review: dict[str, Any] | None = None
+
+
+class Held(Stop):
+    """A release a rule holds: the run ends before the code receives it."""
+
+    def __init__(self, index: int, reasons: tuple[str, ...], required: int) -> None:
+        super().__init__("release held for review")
+        self.index, self.reasons, self.required = index, reasons, required
+
+
+class ReplayMismatch(Stop):
+    """A resumed job's code asked for another plan than its earlier run at that collect."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__("replay mismatch")
+        self.index = index
+
+
+def plan_digest(plan_json: Any) -> str:
+    return hashlib.sha256(_canonical(plan_json).encode("utf-8")).hexdigest()
 
 
 def _canonical(body: Any) -> str:
@@ -139,10 +194,20 @@ class _Handler:
     # one) a gate of the job's own, so that its releases are still audited together.
     gate: Any = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # Per release this run made or replayed: plan hash, body and report, for a hold.
+    made: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.gate is None:
             self.gate = self.spec.gate if self.spec.gate is not None else Gate(lambda _: ())
+        replay = self.spec.replay
+        if replay is not None:
+            # What the earlier runs read and spent counts once, with what this run adds.
+            self.rows_by_dataset.update(replay.rows_by_dataset)
+            self.epsilon_used.update(
+                {name: Epsilon(Fraction(e)) for name, e in replay.epsilon_by_dataset.items()}
+            )
+            self.observations.extend(replay.observations)
 
     @property
     def rows_scanned(self) -> int:
@@ -166,6 +231,35 @@ class _Handler:
             raise
 
     def _collect(self, plan_json: Any) -> dict[str, Any]:
+        digest = plan_digest(plan_json)
+        replayed = self.spec.replay.releases if self.spec.replay is not None else ()
+        index = len(self.releases)
+        if index < len(replayed):
+            return self._replay(replayed[index], digest, index)
+        body = self._compute(plan_json)
+        self.made.append({"plan": digest, "body": body, "release": self.releases[-1]})
+        review = self.spec.review
+        if review is not None:
+            levels = [self.spec.datasets[n].level for n in self._read_names(self.releases[-1])]
+            held = hold(review, levels, int(self.releases[-1]["cells"]))
+            if held is not None:
+                raise Held(index, held.reasons, held.required)
+        return body
+
+    def _replay(self, entry: Mapping[str, Any], digest: str, index: int) -> dict[str, Any]:
+        if entry.get("plan") != digest:
+            raise ReplayMismatch(index)
+        body: dict[str, Any] = entry["body"]
+        self.releases.append(dict(entry["release"]))
+        self.released.add(_canonical(body))
+        self.made.append(dict(entry))
+        return body
+
+    @staticmethod
+    def _read_names(release: Mapping[str, Any]) -> list[str]:
+        return [str(release["dataset"]), *release.get("joined", [])]
+
+    def _compute(self, plan_json: Any) -> dict[str, Any]:
         checked = check_plan(plan_from_json(plan_json), dict(self.spec.datasets))
         check_scope(self.spec.contract, checked.usage)
         # The primary (left-most) dataset's rows are a cell's contributors; a join reads more.
@@ -513,6 +607,7 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
     handler = _Handler(spec, executor, deadline=time.monotonic() + spec.limits.wall_seconds)
     started = time.monotonic()
     incident = ""
+    held: Held | None = None
     try:
         outcome = run_in_jail(spec.code, dict(spec.params), handler, spec.limits)
     except ServiceFault as exc:
@@ -521,13 +616,30 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         outcome = Outcome(JobStatus.FAILED, exc.job_error())
         outcome.wall_seconds = time.monotonic() - started
         incident = exc.incident
+    except Held as exc:
+        # The job process is gone: its code never saw this release, or any sign of it.
+        held = exc
+        outcome = Outcome(JobStatus.HELD, wall_seconds=time.monotonic() - started)
+    except ReplayMismatch as exc:
+        outcome = Outcome(
+            JobStatus.FAILED,
+            JobError(
+                "replay_mismatch",
+                f"this job was held for review and resumed once released; its code must "
+                f"repeat its earlier plans in the same order, but collect() number "
+                f"{exc.index + 1} asked for a different plan than before. Make the code's "
+                "plans depend only on its parameters and on what earlier collect()s returned",
+            ),
+            wall_seconds=time.monotonic() - started,
+        )
+    compute = reported_seconds(outcome.wall_seconds, spec.limits.wall_seconds, spec.timing_quantum)
+    if spec.replay is not None:
+        compute = str(Decimal(spec.replay.compute_seconds) + Decimal(compute))
     usage = {
         "rows_scanned": handler.rows_scanned,
         "rows_by_level": handler.rows_by_level(),
         "rows_by_dataset": dict(sorted(handler.rows_by_dataset.items())),
-        "compute_seconds": reported_seconds(
-            outcome.wall_seconds, spec.limits.wall_seconds, spec.timing_quantum
-        ),
+        "compute_seconds": compute,
         "collects": len(handler.releases),
         "outputs": len(handler.outputs) if outcome.status == JobStatus.SUCCEEDED else 0,
     }
@@ -536,6 +648,31 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         usage["epsilon_by_dataset"] = {
             name: str(Epsilon.from_micro(eps.micro()))
             for name, eps in sorted(handler.epsilon_used.items())
+        }
+    observations = [
+        *handler.observations,
+        *code_observation(spec.code, len(handler.releases), outcome.sign),
+    ]
+    review = None
+    if held is not None:
+        made = handler.made
+        review = {
+            "index": held.index,
+            "reasons": list(held.reasons),
+            "required": held.required,
+            "held": made[-1],
+            "state": {
+                "releases": made[:-1],
+                "rows_by_dataset": dict(handler.rows_by_dataset),
+                # Exact fractions: a share of ε need not be a decimal.
+                "epsilon_by_dataset": {
+                    n: f"{e.value.numerator}/{e.value.denominator}"
+                    for n, e in handler.epsilon_used.items()
+                },
+                "compute_seconds": compute,
+                # The code's own signs are observed once, when the job ends.
+                "observations": handler.observations,
+            },
         }
     return JobResult(
         status=outcome.status,
@@ -548,10 +685,8 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         stage_seconds=handler.stage_seconds,
         # Whatever the outcome, the job's code saw these cells (and may have printed them).
         released_sets=handler.new_sets,
-        observations=[
-            *handler.observations,
-            *code_observation(spec.code, len(handler.releases), outcome.sign),
-        ],
+        observations=observations,
+        review=review,
     )
 
 
