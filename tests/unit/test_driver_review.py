@@ -4,12 +4,15 @@ a resumed run replays what its earlier runs released."""
 from __future__ import annotations
 
 import pytest
-from test_driver import ROWS, contract, people, spec  # noqa: F401 - the fixture
+import test_driver
+from test_driver import ROWS, spec
 
 from sandbox.catalog.models import DatasetInfo
 from sandbox.disclosure.review import ReviewRules
 from sandbox.engine.executor import LocalExecutor
 from sandbox.pipeline.driver import Replay, run_job
+
+people = test_driver.people  # the fixture
 
 HOLD_L3 = ReviewRules(levels=frozenset({"L3"}), reviewers=1, reviewers_l4=2)
 
@@ -50,9 +53,7 @@ def test_a_resumed_run_replays_and_counts_each_read_once(people: DatasetInfo) ->
     # The second collect is new, so it is held in turn; the replay grows.
     assert second.status == "held" and second.review is not None
     assert second.review["index"] == 1
-    assert [r["plan"] for r in second.review["state"]["releases"]] == [
-        first.review["held"]["plan"]
-    ]
+    assert [r["plan"] for r in second.review["state"]["releases"]] == [first.review["held"]["plan"]]
     assert second.review["state"]["rows_by_dataset"] == {"people": 2 * ROWS}
     replay = Replay.from_json(second.review["state"], second.review["held"])
     done = run_job(spec(people, TWO, review=HOLD_L3, replay=replay), LocalExecutor())
