@@ -690,6 +690,28 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
     )
 
 
+def carried_usage(replay: Replay, levels: Mapping[str, str]) -> dict[str, Any]:
+    """The usage of a held job's earlier runs, ended there (its release refused): what it read
+    and spent counts, as for a job refused part-way."""
+    by_level: dict[str, int] = {}
+    for name, rows in replay.rows_by_dataset.items():
+        by_level[levels[name]] = by_level.get(levels[name], 0) + rows
+    usage: dict[str, Any] = {
+        "rows_scanned": sum(replay.rows_by_dataset.values()),
+        "rows_by_level": dict(sorted(by_level.items())),
+        "rows_by_dataset": dict(sorted(replay.rows_by_dataset.items())),
+        "compute_seconds": replay.compute_seconds,
+        "collects": len(replay.releases),
+        "outputs": 0,
+    }
+    if replay.epsilon_by_dataset:
+        usage["epsilon_by_dataset"] = {
+            name: str(Epsilon.from_micro(Epsilon(Fraction(e)).micro()))
+            for name, e in sorted(replay.epsilon_by_dataset.items())
+        }
+    return usage
+
+
 def code_observation(code: str, index: int, ending: str | None = None) -> list[dict[str, Any]]:
     """What the code itself and the way it ended say (language.signs), as an observation
     for detection; none when they say nothing."""

@@ -21,10 +21,11 @@ from sandbox.errors import Fault, JobError, JobStatus, ServiceFault
 from sandbox.jail import seccomp
 from sandbox.jail.process import Limits
 from sandbox.ledger import log
-from sandbox.pipeline.driver import JobResult, JobSpec, run_job, run_job_on_ray
-from sandbox.pipeline.settlement import settle_job
+from sandbox.disclosure.review import ReviewRules
+from sandbox.pipeline.driver import JobResult, JobSpec, Replay, run_job, run_job_on_ray
+from sandbox.pipeline.settlement import hold_job, settle_job
 from sandbox.records import agreements, registry, releases
-from sandbox.records.jobs import Reservation
+from sandbox.records.jobs import Reservation, latest_reviews
 from sandbox.settings import Settings
 from sandbox.store.models import Job
 
@@ -85,6 +86,7 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
     with ctx.reading() as s:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
         datasets = registry.get_many(ctx, s, contract.datasets, job.versions)
+        replay = _replay(s, job.id)
     reserved = Reservation.of(job)
     spec = JobSpec(
         job_id=job.id,
@@ -103,8 +105,28 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
         gate=releases.gate(ctx),
         in_place_max_rows=ctx.settings.engine_in_place_rows,
         timing_quantum=ctx.settings.timing_quantum_seconds,
+        review=review_rules(ctx.settings, contract.review_outputs),
+        replay=replay,
     )
     return spec
+
+
+def review_rules(settings: Settings, contract_asks: bool) -> ReviewRules:
+    return ReviewRules(
+        levels=settings.review_level_set,
+        max_cells=settings.review_max_cells,
+        reviewers=settings.reviewers,
+        reviewers_l4=settings.reviewers_l4,
+        contract=contract_asks,
+    )
+
+
+def _replay(session: Any, job_id: str) -> Replay | None:
+    """A resumed job's earlier runs: its latest review, released (which holds them all)."""
+    review = latest_reviews(session, [job_id]).get(job_id)
+    if review is None or review.status != "released" or not review.held or not review.state:
+        return None
+    return Replay.from_json(review.state, review.held)
 
 
 class Runner(Protocol):
@@ -211,6 +233,11 @@ def _run_and_settle(ctx: Context, job: Job) -> None:
     if spec is not None and spec.epsilon:
         _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
     settling = time.monotonic()
+    if result.status == JobStatus.HELD:
+        hold_job(ctx, job_id, result)
+        metrics.STAGE.labels("settle").observe(time.monotonic() - settling)
+        logger.info("job held for output review")
+        return
     settle_job(ctx, job_id, result, spec, job)
     settled = time.monotonic() - settling
     metrics.STAGE.labels("settle").observe(settled)

@@ -21,7 +21,8 @@ from sandbox.ledger import log
 from sandbox.pipeline.driver import JobResult, JobSpec, output_digest
 from sandbox.records import agreements, budgets, flags, money, registry, releases
 from sandbox.records.jobs import Reservation
-from sandbox.store.models import Job, JobOutput
+from sandbox.records.principals import new_id
+from sandbox.store.models import Job, JobOutput, OutputReview
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,55 @@ def settle_job(
             ),
         )
     return True
+
+
+def hold_job(ctx: Context, job_id: str, result: JobResult) -> str | None:
+    """Put a job whose release a rule held in its reviewers' hands: nothing is settled (the
+    money and ε stay reserved), the held release and what resuming needs go into a review,
+    and the sets released so far count as released from now on. Returns the review's id, or
+    None when the job was settled meanwhile."""
+    assert result.review is not None
+    with ctx.money_lock, ctx.transaction() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status != JobStatus.RUNNING:
+            logger.info("job %s was settled already; kept as it was", job_id)
+            return None
+        # Conservative: the gate audited these as released, so the history keeps them even
+        # if the reviewers refuse the release.
+        releases.record(
+            s,
+            job.operator_id,
+            job.contract_id,
+            job.id,
+            {d: sets for d, sets in result.released_sets.items() if sets},
+        )
+        review = OutputReview(
+            id=new_id("rv"),
+            job_id=job_id,
+            release_index=result.review["index"],
+            reasons=list(result.review["reasons"]),
+            required=result.review["required"],
+            decisions=[],
+            status="pending",
+            held=result.review["held"],
+            state=result.review["state"],
+        )
+        s.add(review)
+        job.status = JobStatus.HELD
+        job.runner = None
+        log.append(
+            s,
+            "job.held",
+            None,
+            job_id,
+            {
+                "review_id": review.id,
+                "release_index": review.release_index,
+                "reasons": review.reasons,
+                "required": review.required,
+            },
+        )
+        return review.id
 
 
 # Not final yet: what settlement (and recovery) may still act on.

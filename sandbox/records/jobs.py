@@ -21,7 +21,7 @@ from sandbox.errors import (
     NotFound,
 )
 from sandbox.records.principals import Actor, require
-from sandbox.store.models import Job, JobOutput
+from sandbox.store.models import Job, JobOutput, OutputReview
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,47 @@ def load_job(session: Session, actor: Actor, job_id: str) -> Job:
     return job  # type: ignore[return-value]
 
 
-def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
+def latest_reviews(session: Session, job_ids: list[str]) -> dict[str, OutputReview]:
+    """Each job's latest output review, for those that had one."""
+    latest: dict[str, OutputReview] = {}
+    for review in session.scalars(
+        select(OutputReview)
+        .where(OutputReview.job_id.in_(job_ids))
+        .order_by(OutputReview.created_at, OutputReview.release_index)
+    ):
+        latest[review.job_id] = review
+    return latest
+
+
+def review_summary(job: Job, review: OutputReview | None) -> dict[str, Any]:
+    """What anyone who may read the job sees of its output review: the rules that held it,
+    how far the reviewers are, their reasons (never the held release), and how long it has
+    waited."""
+    if review is None:
+        return {}
+    body: dict[str, Any] = {
+        "review": {
+            "id": review.id,
+            "status": review.status,
+            "release_index": review.release_index,
+            "reasons": list(review.reasons),
+            "required": review.required,
+            "released_by": sum(1 for d in review.decisions if d.get("decision") == "release"),
+            "decisions": [
+                {"decision": d.get("decision"), "reason": d.get("reason"), "at": d.get("at")}
+                for d in review.decisions
+            ],
+        }
+    }
+    if job.status == "held":
+        waited = max(0.0, (clock.stored_now() - review.created_at).total_seconds())
+        body |= {"held_since": clock.text(review.created_at), "waited_seconds": int(waited)}
+    return body
+
+
+def view(
+    job: Job, outputs: dict[str, Any], full: bool, review: OutputReview | None = None
+) -> dict[str, Any]:
     disclosure = job.disclosure or {"releases": []}
     return {
         "id": job.id,
@@ -95,6 +135,7 @@ def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
         "disclosure": disclosure if full else operator_view(disclosure),
         "error": job.error,
         "contract_version": job.contract_version,
+        **review_summary(job, review),
         **(
             {
                 "code": job.code,
@@ -118,7 +159,8 @@ def get(ctx: Context, actor: Actor, job_id: str) -> dict[str, Any]:
                 select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.name)
             )
         }
-        return view(job, outputs, full=actor.role == Role.regulator)
+        review = latest_reviews(s, [job_id]).get(job_id)
+        return view(job, outputs, full=actor.role == Role.regulator, review=review)
 
 
 def output(ctx: Context, actor: Actor, job_id: str, name: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sandbox.context import Context
 from sandbox.errors import BadRequest
 from sandbox.records import agreements, directory, money
 from sandbox.records.directory import Directory
+from sandbox.records.jobs import latest_reviews
 from sandbox.records.jobs import view as job_view
 from sandbox.records.principals import Actor, require
 from sandbox.store.models import Contract, Job, JobOutput
@@ -92,7 +93,14 @@ def jobs(
         ):
             names.setdefault(job_id, []).append(name)
         full = actor.role == Role.regulator
-        return _named(s, [{**job_view(j, {}, full), "outputs": names.get(j.id, [])} for j in page])
+        reviews = latest_reviews(s, [j.id for j in page])
+        return _named(
+            s,
+            [
+                {**job_view(j, {}, full, reviews.get(j.id)), "outputs": names.get(j.id, [])}
+                for j in page
+            ],
+        )
 
 
 def releases(
