@@ -23,6 +23,7 @@ from sandbox.api.routes import (
     principals,
     public,
     reports,
+    reviews,
     statistics,
 )
 from sandbox.console import web as console
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     routers = (health, principals, datasets, prices, contracts, jobs, ledger, reports, flags)
     for module in (*routers, statistics):
         app.include_router(module.router, prefix="/v1")
-    for module in (demands, objections):
+    for module in (demands, objections, reviews):
         app.include_router(module.router, prefix="/v1")
     app.include_router(public.router, prefix="/v1/public")
     app.include_router(metrics.router)

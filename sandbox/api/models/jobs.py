@@ -68,6 +68,13 @@ class _JobFields(Open):
     versions: dict[str, int] | None = Field(
         None, description="The version of each dataset the job reads, fixed when it was submitted"
     )
+    review: dict[str, Any] | None = Field(
+        None,
+        description="Its latest output review: id, status, reasons, required, released_by, "
+        "decisions (with the reviewers' reasons); never the held release",
+    )
+    held_since: str | None = Field(None, description="While held: when its release was held")
+    waited_seconds: int | None = Field(None, description="While held: seconds waited so far")
     code: str | None = None
     params: dict[str, Any] | None = None
     signature: str | None = None
