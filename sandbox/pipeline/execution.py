@@ -16,12 +16,12 @@ from sqlalchemy import CursorResult, update
 from sandbox.common import clock, logs, metrics
 from sandbox.context import Context, ensure_ray
 from sandbox.disclosure.dominance import parse_rules
+from sandbox.disclosure.review import ReviewRules
 from sandbox.engine.executor import LocalExecutor, surfaced
 from sandbox.errors import Fault, JobError, JobStatus, ServiceFault
 from sandbox.jail import seccomp
 from sandbox.jail.process import Limits
 from sandbox.ledger import log
-from sandbox.disclosure.review import ReviewRules
 from sandbox.pipeline.driver import JobResult, JobSpec, Replay, run_job, run_job_on_ray
 from sandbox.pipeline.settlement import hold_job, settle_job
 from sandbox.records import agreements, registry, releases

@@ -32,16 +32,15 @@ def decide(
         if review.status == "released":
             job.status = JobStatus.QUEUED
             job.runner = ctx.runner_id()
-            log.append(
-                s, "job.resumed", None, job.id, {"review_id": review.id, "queued": True}
-            )
+            log.append(s, "job.resumed", None, job.id, {"review_id": review.id, "queued": True})
             s.flush()
             resumed = job
         elif review.status == "refused":
             refused = _refused_result(ctx, s, review)
             # Nobody reads the refused release again: only which dataset it read stays.
             release = (review.held or {}).get("release", {})
-            review.held = {"release": {k: release.get(k) for k in ("index", "dataset", "joined")}}
+            kept = {k: release[k] for k in ("index", "dataset", "joined") if k in release}
+            review.held = {"release": kept}
             review.state = None
         if resumed is not None:
             s.expunge(resumed)

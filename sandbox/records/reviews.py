@@ -29,7 +29,7 @@ REVIEWERS = (Role.bureau, Role.provider, Role.regulator)
 
 def datasets_of(review: OutputReview) -> list[str]:
     release = (review.held or {}).get("release", {})
-    return [str(release.get("dataset", "")), *release.get("joined", [])]
+    return [str(release.get("dataset", "")), *(release.get("joined") or [])]
 
 
 def may_decide(session: Session, actor: Actor, review: OutputReview) -> bool:
@@ -91,7 +91,7 @@ def listing(ctx: Context, actor: Actor, status: str | None = None) -> list[dict[
             q = q.where(OutputReview.status == status)
         q = q.order_by(OutputReview.created_at, OutputReview.id)
         out = []
-        for review, job in s.execute(q).tuples():
+        for review, job in s.execute(q):
             if _may_read(s, actor, review):
                 item = view(s, actor, review, job)
                 del item["held"]  # the queue names releases; a review's page shows them

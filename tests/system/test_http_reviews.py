@@ -1,0 +1,188 @@
+"""Output review over HTTP: a flagged release is held until reviewers release or refuse it;
+the job's code never receives a held release before then, nor a refused one ever."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from conftest import World
+
+from sandbox.store.models import OutputReview
+
+TWO_COLLECTS = (
+    "a = table('population').group_by('district').agg(n=count()).collect()\n"
+    "b = table('population').group_by('gender').agg(n=count()).collect()\n"
+    "emit('by_district', a)\n"
+    "emit('by_gender', b)\n"
+)
+REVIEWED = {"outputs": True}
+
+
+def ledger(w: World, kind: str) -> list[dict[str, Any]]:
+    entries = w.client.get("/v1/ledger/entries", headers=w.h(w.regulator)).json()["entries"]
+    return [e["event"] for e in entries if e["event"]["type"] == kind]
+
+
+def decide(w: World, who: Any, review_id: str, decision: str, reason: str | None = None) -> Any:
+    body: dict[str, Any] = {"decision": decision}
+    if reason is not None:
+        body["reason"] = reason
+    return w.client.post(f"/v1/reviews/{review_id}/decisions", headers=w.h(who), json=body)
+
+
+def pending_review(w: World, job_id: str) -> dict[str, Any]:
+    listed = w.client.get("/v1/reviews?status=pending", headers=w.h(w.bureau)).json()["reviews"]
+    (review,) = [r for r in listed if r["job_id"] == job_id]
+    return review
+
+
+def second_reviewer(w: World) -> dict[str, Any]:
+    r = w.client.post(
+        "/v1/principals", headers=w.h(w.bureau), json={"name": "数据局复核员", "role": "bureau"}
+    )
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def two(tmp_path: Any, city: dict[str, Any]) -> Any:
+    """An instance whose reviewed releases need two reviewers."""
+    from conftest import make_world
+
+    yield from make_world(tmp_path, city, "local", reviewers=2)
+
+
+def test_a_held_release_is_released_by_two_reviewers_and_the_job_finishes(
+    two: World, city: Any
+) -> None:
+    w = two
+    cid = w.active_contract(review=REVIEWED)
+    submitted = w.run(cid, TWO_COLLECTS).json()
+    job = w.wait_for_job(submitted["id"])
+    assert job["status"] == "held", job
+    assert job["outputs"] == {} and job["charge"] is None
+    assert job["review"]["reasons"] == ["contract"] and job["review"]["required"] == 2
+    assert job["review"]["release_index"] == 0 and job["waited_seconds"] >= 0
+    assert job["held_since"]
+    review = pending_review(w, job["id"])
+    assert "held" not in review  # the queue lists; the review's page shows the table
+    full = w.client.get(f"/v1/reviews/{review['id']}", headers=w.h(w.provider)).json()
+    truth = dict(Counter(city["population"].table["district"].to_pylist()))
+    assert {row[0]: row[1] for row in full["held"]["rows"]} == truth
+    assert full["can_decide"] is True
+
+    r = decide(w, w.bureau, review["id"], "release", "聚合到区，无个体信息")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "pending" and r.json()["can_decide"] is False
+    again = decide(w, w.bureau, review["id"], "release")
+    assert again.status_code == 409 and again.json()["code"] == "conflict"
+    assert "2 different reviewers" in again.json()["error"]
+    assert w.wait_for_job(job["id"])["status"] == "held"
+
+    r = decide(w, second_reviewer(w), review["id"], "release")
+    assert r.status_code == 200 and r.json()["status"] == "released", r.text
+    # Resumed: the first collect is replayed, the second is new and held in its turn.
+    job = w.wait_for_job(job["id"])
+    assert job["status"] == "held" and job["review"]["release_index"] == 1, job
+    second = pending_review(w, job["id"])
+    assert decide(w, w.provider, second["id"], "release").status_code == 200
+    assert decide(w, w.bureau, second["id"], "release").json()["status"] == "released"
+
+    job = w.wait_for_job(job["id"])
+    assert job["status"] == "succeeded", job
+    released = {row[0]: row[1] for row in job["outputs"]["by_district"]["rows"]}
+    assert released == truth
+    assert job["outputs"]["by_gender"]["rows"]
+    rows = city["population"].table.num_rows
+    # Each read counted once, whatever the runs: two collects of the whole table.
+    assert job["usage"]["rows_scanned"] == 2 * rows and job["usage"]["collects"] == 2
+    assert [r["index"] for r in job["disclosure"]["releases"]] == [0, 1]
+    assert float(job["charge"]["amount"]) > 0
+    assert [e["data"]["release_index"] for e in ledger(w, "job.held")] == [0, 1]
+    assert [e["data"]["decision"] for e in ledger(w, "output.reviewed")] == ["release"] * 4
+    assert len(ledger(w, "output.released")) == 2
+    assert len(ledger(w, "job.succeeded")) == 1
+
+
+def test_a_refused_release_fails_the_job_and_its_body_is_gone(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract(review=REVIEWED)
+    job = w.wait_for_job(w.run(cid, TWO_COLLECTS).json()["id"])
+    assert job["status"] == "held"
+    review = pending_review(w, job["id"])
+    no_reason = decide(w, w.provider, review["id"], "refuse")
+    assert no_reason.status_code == 400 and no_reason.json()["code"] == "bad_request"
+    r = decide(w, w.provider, review["id"], "refuse", "分组过细，存在识别风险")
+    assert r.status_code == 200 and r.json()["status"] == "refused", r.text
+    assert r.json()["held"] is None
+    job = w.wait_for_job(job["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "output_refused", job
+    assert "分组过细，存在识别风险" in job["error"]["message"]
+    assert job["outputs"] == {}
+    assert job["review"]["status"] == "refused"
+    # Charged for what it read (one scan), like a job refused part-way.
+    assert job["usage"]["rows_scanned"] > 0 and job["usage"]["outputs"] == 0
+    assert float(job["charge"]["amount"]) > 0
+    with w.ctx.reading() as s:
+        row = s.get(OutputReview, review["id"])
+        assert row is not None and row.state is None
+        assert row.held is not None and "body" not in row.held and "plan" not in row.held
+    assert decide(w, w.bureau, review["id"], "release").status_code == 409
+    assert [e["data"]["decision"] for e in ledger(w, "output.reviewed")] == ["refuse"]
+    assert len(ledger(w, "output.refused")) == 1 and len(ledger(w, "job.failed")) == 1
+
+
+def test_operators_cannot_list_or_read_reviews(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract(review=REVIEWED)
+    job = w.wait_for_job(w.run(cid, TWO_COLLECTS).json()["id"])
+    review = pending_review(w, job["id"])
+    listed = w.client.get("/v1/reviews", headers=w.h(w.operator))
+    assert listed.status_code == 403 and listed.json()["ok"] is False
+    for who in (w.operator, w.other_operator):
+        r = w.client.get(f"/v1/reviews/{review['id']}", headers=w.h(who))
+        assert r.status_code == 403 and r.json()["code"] == "forbidden"
+        d = decide(w, who, review["id"], "release")
+        assert d.status_code == 403 and set(d.json()) == {"ok", "status", "code", "error"}
+    # The regulator reads everything, and decides nothing.
+    seen = w.client.get(f"/v1/reviews/{review['id']}", headers=w.h(w.regulator)).json()
+    assert seen["held"]["rows"] and seen["can_decide"] is False
+    assert decide(w, w.regulator, review["id"], "release").status_code == 403
+    # The other operator does not learn of the job either.
+    other = w.client.get(f"/v1/jobs/{job['id']}", headers=w.h(w.other_operator))
+    assert other.status_code == 404
+
+
+def test_a_department_reviews_only_releases_of_its_own_data(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract(review=REVIEWED)
+    job = w.wait_for_job(w.run(cid, TWO_COLLECTS).json()["id"])
+    review = pending_review(w, job["id"])
+    stranger = w.client.post(
+        "/v1/principals", headers=w.h(w.bureau), json={"name": "市人社局", "role": "provider"}
+    ).json()
+    assert w.client.get("/v1/reviews", headers=w.h(stranger)).json()["reviews"] == []
+    assert w.client.get(f"/v1/reviews/{review['id']}", headers=w.h(stranger)).status_code == 404
+    assert decide(w, stranger, review["id"], "release").status_code == 404
+    mine = w.client.get("/v1/reviews", headers=w.h(w.provider)).json()["reviews"]
+    assert [r["id"] for r in mine] == [review["id"]]
+
+
+def test_a_resumed_job_whose_code_changes_its_plans_fails_cleanly(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract(review=REVIEWED)
+    # The plan depends on how many times the job has run: the second run asks for another.
+    code = "a = table('population').group_by('district').agg(n=count()).collect()\nemit('a', a)\n"
+    job = w.wait_for_job(w.run(cid, code).json()["id"])
+    review = pending_review(w, job["id"])
+    with w.ctx.transaction() as s:
+        row = s.get(OutputReview, review["id"])
+        assert row is not None and row.held is not None
+        row.held = {**row.held, "plan": "0" * 64}
+    assert decide(w, w.bureau, review["id"], "release").json()["status"] == "released"
+    job = w.wait_for_job(job["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "replay_mismatch", job
+    assert "repeat its earlier plans" in job["error"]["message"]
+    assert job["outputs"] == {}
