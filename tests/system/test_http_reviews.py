@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from conftest import World
 
@@ -186,3 +187,44 @@ def test_a_resumed_job_whose_code_changes_its_plans_fails_cleanly(local_world: W
     assert job["status"] == "failed" and job["error"]["code"] == "replay_mismatch", job
     assert "repeat its earlier plans" in job["error"]["message"]
     assert job["outputs"] == {}
+
+
+def test_epsilon_is_spent_once_across_the_runs_of_a_held_l4_job(local_world: World) -> None:
+    w = local_world
+    table = pa.table(
+        {
+            "resident_id": [f"4399{i:06d}" for i in range(400)],
+            "district": ["城关区", "湖滨区"] * 200,
+            "benefit": [100 * (i % 7) for i in range(400)],
+        }
+    )
+    columns = {
+        "resident_id": {"role": "identifier"},
+        "district": {"role": "attribute"},
+        "benefit": {"role": "sensitive", "lower": 0, "upper": 1000},
+    }
+    assert w.ingest("低保", table, "L4", columns).status_code == 201
+    grants = {"低保": {"district": ["group_by"], "benefit": ["aggregate"]}}
+    cid = w.active_contract(grants, privacy={"低保": {"epsilon": "1", "per_job_epsilon": "0.4"}})
+    code = (
+        "a = table('低保').agg(n=count()).collect()\n"
+        "b = table('低保').group_by('district').agg(s=sum('benefit')).collect()\n"
+        "emit('a', a)\n"
+        "emit('b', b)\n"
+    )
+    job = w.wait_for_job(w.run(cid, code).json()["id"])
+    reviewer = second_reviewer(w)
+    for index in (0, 1):
+        assert job["status"] == "held" and job["review"]["release_index"] == index, job
+        assert job["review"]["reasons"] == ["level:L4"] and job["review"]["required"] == 2
+        for who in (w.provider, reviewer):
+            assert decide(w, who, job["review"]["id"], "release").status_code == 200
+        job = w.wait_for_job(job["id"])
+    assert job["status"] == "succeeded", job
+    # Two collects of ε 0.2 each: the first, replayed in the second run, is not spent again.
+    assert job["usage"]["epsilon_by_dataset"] == {"低保": "0.4"}
+    budget = w.client.get(f"/v1/contracts/{cid}/budget", headers=w.h(w.operator)).json()
+    assert budget["privacy"]["低保"]["spent"] == "0.4"
+    assert budget["privacy"]["低保"]["reserved"] == "0"
+    assert [e["data"]["epsilon"] for e in ledger(w, "privacy.spent")] == ["0.4"]
+    assert job["usage"]["rows_scanned"] == 2 * 400
