@@ -127,6 +127,9 @@ class Job:
     disclosure: Mapping[str, Any]
     error: Mapping[str, Any] | None
     client: SandboxClient = field(repr=False, compare=False)
+    # While held for output review: its review (status, reasons) and how long it has waited.
+    review: Mapping[str, Any] | None = None
+    waited_seconds: int | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any], client: SandboxClient) -> Job:
@@ -141,6 +144,8 @@ class Job:
             disclosure=body.get("disclosure") or {},
             error=body.get("error"),
             client=client,
+            review=body.get("review"),
+            waited_seconds=body.get("waited_seconds"),
         )
 
     @property

@@ -68,6 +68,17 @@ def _params(raw: str | None) -> dict[str, Any]:
 def _show(job: Job) -> None:
     colour = {"succeeded": "green", "running": "yellow", "queued": "yellow"}.get(job.status, "red")
     console.print(f"job {job.id}: [{colour}]{job.status}[/]")
+    if job.review:
+        review = job.review
+        waited = f", waiting {job.waited_seconds} s" if job.waited_seconds is not None else ""
+        console.print(
+            f"  output review {review.get('id')}: {review.get('status')}{waited} "
+            f"({review.get('released_by', 0)}/{review.get('required')} released; "
+            f"why held: {', '.join(review.get('reasons') or [])})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if job.error:
         line = f" (line {job.error['line']})" if job.error.get("line") else ""
         console.print(f"  [red]{job.error.get('code')}[/]{line}: {job.error.get('message')}")
