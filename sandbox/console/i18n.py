@@ -17,6 +17,7 @@ from sandbox.console.words import (
     provider,
     public,
     regulator,
+    reviews,
     statistics,
 )
 
@@ -34,6 +35,7 @@ for _area in (
     datasets,
     statistics,
     demands,
+    reviews,
 ):
     for _key in _area.ZH.keys() & MESSAGES["zh"].keys():
         raise ValueError(f"the console word {_key!r} is defined twice")

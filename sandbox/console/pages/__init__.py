@@ -13,6 +13,7 @@ from sandbox.console.pages import (
     provider,
     public,
     regulator,
+    reviews,
     statistics,
 )
 
@@ -26,4 +27,5 @@ PAGES: tuple[APIRouter, ...] = (
     datasets.router,
     statistics.router,
     demands.router,
+    reviews.router,
 )
