@@ -95,6 +95,7 @@ def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
         "disclosure": disclosure if full else operator_view(disclosure),
         "error": job.error,
         "contract_version": job.contract_version,
+        "origin": origin(job),
         **(
             {
                 "code": job.code,
@@ -106,6 +107,17 @@ def view(job: Job, outputs: dict[str, Any], full: bool) -> dict[str, Any]:
             if full
             else {}
         ),
+    }
+
+
+def origin(job: Job) -> dict[str, Any] | None:
+    """The approved template a job ran, and the product call it answered, if any."""
+    if job.template_id is None:
+        return None
+    return {
+        "template_id": job.template_id,
+        "template_version": job.template_version,
+        **({"product_id": job.product_id} if job.product_id else {}),
     }
 
 

@@ -68,6 +68,13 @@ class _JobFields(Open):
     versions: dict[str, int] | None = Field(
         None, description="The version of each dataset the job reads, fixed when it was submitted"
     )
+    origin: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "The approved template the job ran (template_id, template_version) and the "
+            "data product call it answered (product_id), when not written by hand"
+        ),
+    )
     code: str | None = None
     params: dict[str, Any] | None = None
     signature: str | None = None
