@@ -5,6 +5,7 @@
     ├── BadRequest                 400  malformed or invalid input
     │   ├── PlanError                   a job's plan is invalid (type error, unknown column…)
     │   ├── CompileError                operator code refused by the language policy
+    │   ├── ParamsInvalid               a template's parameter schema, or parameters it refuses
     │   └── IngestError                 a dataset file, policy or source could not be ingested
     │       ├── QualityRefused          a version its dataset's quality rules refuse
     │       └── SourceError             a department's database could not be read (which host
@@ -66,6 +67,10 @@ class CompileError(BadRequest):
     def __init__(self, message: str, line: int | None = None, *, sign: str | None = None) -> None:
         super().__init__(f"line {line}: {message}" if line else message, sign=sign)
         self.line = line
+
+
+class ParamsInvalid(BadRequest):
+    code = "params_invalid"
 
 
 class IngestError(BadRequest):

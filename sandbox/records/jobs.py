@@ -136,6 +136,7 @@ def view(
         "error": job.error,
         "contract_version": job.contract_version,
         **review_summary(job, review),
+        "origin": origin(job),
         **(
             {
                 "code": job.code,
@@ -147,6 +148,17 @@ def view(
             if full
             else {}
         ),
+    }
+
+
+def origin(job: Job) -> dict[str, Any] | None:
+    """The approved template a job ran, and the product call it answered, if any."""
+    if job.template_id is None:
+        return None
+    return {
+        "template_id": job.template_id,
+        "template_version": job.template_version,
+        **({"product_id": job.product_id} if job.product_id else {}),
     }
 
 

@@ -75,6 +75,13 @@ class _JobFields(Open):
     )
     held_since: str | None = Field(None, description="While held: when its release was held")
     waited_seconds: int | None = Field(None, description="While held: seconds waited so far")
+    origin: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "The approved template the job ran (template_id, template_version) and the "
+            "data product call it answered (product_id), when not written by hand"
+        ),
+    )
     code: str | None = None
     params: dict[str, Any] | None = None
     signature: str | None = None
