@@ -18,7 +18,7 @@ from sandbox.common import clock, logs, metrics
 from sandbox.context import Context
 from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.ledger import log
-from sandbox.pipeline.driver import JobResult, JobSpec, output_digest
+from sandbox.pipeline.driver import JobResult, JobSpec, Replay, carried_usage, output_digest
 from sandbox.records import agreements, budgets, flags, money, registry, releases
 from sandbox.records.jobs import Reservation
 from sandbox.records.principals import new_id
@@ -198,6 +198,56 @@ def hold_job(ctx: Context, job_id: str, result: JobResult) -> str | None:
         return review.id
 
 
+def conclude_refused(ctx: Context, review_id: str) -> bool:
+    """End the job of a refused review: failed, `output_refused`, charged for what it read
+    (as a job refused part-way), no outputs; then clear what was held, which nobody reads
+    again. Also run by recovery, should the process have stopped in between."""
+    with ctx.reading() as s:
+        review = s.get(OutputReview, review_id)
+        if review is None or review.status != "refused" or review.state is None:
+            return False
+        job_id, result = review.job_id, _refused_result(ctx, s, review)
+    settle_job(ctx, job_id, result)
+    with ctx.transaction() as s:
+        review = s.get(OutputReview, review_id)
+        assert review is not None
+        release = (review.held or {}).get("release", {})
+        # Only which dataset it read stays, for the reviewers' queue.
+        kept = {k: release[k] for k in ("index", "dataset", "joined") if k in release}
+        review.held, review.state = {"release": kept}, None
+        log.append(s, "output.cleared", None, review_id, {"job_id": job_id})
+    return True
+
+
+def _refused_result(ctx: Context, session: Session, review: OutputReview) -> JobResult:
+    assert review.held is not None and review.state is not None
+    replay = Replay.from_json(review.state, review.held)
+    levels = {n: registry.get(ctx, session, n).level for n in replay.rows_by_dataset}
+    reasons = "; ".join(
+        str(d.get("reason")) for d in review.decisions if d.get("decision") == "refuse"
+    )
+    shown = [dict(r["release"]) for r in replay.releases[:-1]]
+    held = replay.releases[-1]["release"]
+    return JobResult(
+        status=JobStatus.FAILED,
+        outputs={},
+        usage=carried_usage(replay, levels),
+        # The refused release's report stays inside: which cells it hid says something of it.
+        disclosure={
+            "releases": [
+                *shown,
+                {"index": held["index"], "dataset": held["dataset"], "refused": "output_refused"},
+            ]
+        },
+        error=JobError(
+            "output_refused",
+            f"reviewers refused release number {review.release_index + 1} of this job, so "
+            f"the job ended without it and without outputs: {reasons}",
+        ),
+        observations=list(replay.observations),
+    )
+
+
 # Not final yet: what settlement (and recovery) may still act on.
 _UNSETTLED = frozenset(status for status in JobStatus if not status.final)
 
@@ -251,6 +301,16 @@ def recover_interrupted(ctx: Context) -> int:
                 )
             )
         )
+    with ctx.reading() as s:
+        refused = list(
+            s.scalars(
+                select(OutputReview.id)
+                .join(Job, Job.id == OutputReview.job_id)
+                .where(OutputReview.status == "refused", Job.status == JobStatus.HELD)
+            )
+        )
+    for review_id in refused:
+        conclude_refused(ctx, review_id)
     own = ctx.lease.id if ctx.lease is not None else None
     verdicts: dict[str | None, bool] = {}
     recovered = 0

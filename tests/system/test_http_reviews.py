@@ -10,6 +10,9 @@ import pyarrow as pa
 import pytest
 from conftest import World
 
+from sandbox.pipeline import settlement
+from sandbox.records import principals, reviews
+from sandbox.records.principals import Actor
 from sandbox.store.models import OutputReview
 
 TWO_COLLECTS = (
@@ -228,3 +231,27 @@ def test_epsilon_is_spent_once_across_the_runs_of_a_held_l4_job(local_world: Wor
     assert budget["privacy"]["低保"]["reserved"] == "0"
     assert [e["data"]["epsilon"] for e in ledger(w, "privacy.spent")] == ["0.4"]
     assert job["usage"]["rows_scanned"] == 2 * 400
+
+
+def test_a_refusal_interrupted_before_its_job_ended_is_finished_by_recovery(
+    local_world: World,
+) -> None:
+    w = local_world
+    cid = w.active_contract(review=REVIEWED)
+    job = w.wait_for_job(w.run(cid, TWO_COLLECTS).json()["id"])
+    review = pending_review(w, job["id"])
+    # The decision is recorded; the process stops before the job is settled.
+    with w.ctx.transaction() as s:
+        reviews.decide(s, actor_of(w, w.provider), review["id"], "refuse", "不宜公开")
+    assert w.wait_for_job(job["id"])["status"] == "held"
+    settlement.recover_interrupted(w.ctx)
+    job = w.wait_for_job(job["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "output_refused"
+    with w.ctx.reading() as s:
+        row = s.get(OutputReview, review["id"])
+        assert row is not None and row.state is None and "body" not in (row.held or {})
+    assert len(ledger(w, "output.cleared")) == 1
+
+
+def actor_of(w: World, who: dict[str, Any]) -> Actor:
+    return principals.authenticate(w.ctx, who["token"])
