@@ -255,3 +255,17 @@ def test_a_refusal_interrupted_before_its_job_ended_is_finished_by_recovery(
 
 def actor_of(w: World, who: dict[str, Any]) -> Actor:
     return principals.authenticate(w.ctx, who["token"])
+
+
+def test_on_ray_a_held_job_resumes_and_finishes(world: World, city: Any) -> None:
+    w = world
+    cid = w.active_contract(review=REVIEWED)
+    code = "emit('a', table('population').group_by('district').agg(n=count()).collect())\n"
+    job = w.wait_for_job(w.run(cid, code).json()["id"], timeout=120)
+    assert job["status"] == "held", job
+    assert decide(w, w.bureau, job["review"]["id"], "release").json()["status"] == "released"
+    job = w.wait_for_job(job["id"], timeout=120)
+    assert job["status"] == "succeeded", job
+    truth = dict(Counter(city["population"].table["district"].to_pylist()))
+    assert {row[0]: row[1] for row in job["outputs"]["a"]["rows"]} == truth
+    assert job["usage"]["rows_scanned"] == city["population"].table.num_rows
