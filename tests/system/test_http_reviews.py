@@ -269,3 +269,22 @@ def test_on_ray_a_held_job_resumes_and_finishes(world: World, city: Any) -> None
     truth = dict(Counter(city["population"].table["district"].to_pylist()))
     assert {row[0]: row[1] for row in job["outputs"]["a"]["rows"]} == truth
     assert job["usage"]["rows_scanned"] == city["population"].table.num_rows
+
+
+@pytest.fixture
+def sized(tmp_path: Any, city: dict[str, Any]) -> Any:
+    """An instance that holds releases of more than three cells, whatever their level."""
+    from conftest import make_world
+
+    yield from make_world(tmp_path, city, "local", review_levels="", review_max_cells=3)
+
+
+def test_the_size_rule_holds_only_tables_above_its_limit(sized: World) -> None:
+    w = sized
+    cid = w.active_contract()
+    small = w.run(cid, "emit('n', table('population').agg(n=count()).collect())").json()
+    assert small["status"] == "succeeded", small
+    assert "review" not in small
+    big = w.wait_for_job(w.run(cid, TWO_COLLECTS).json()["id"])
+    assert big["status"] == "held" and big["review"]["reasons"] == ["cells"], big
+    assert big["review"]["required"] == 1
