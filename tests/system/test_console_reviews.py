@@ -61,6 +61,8 @@ def test_a_department_releases_from_its_queue_and_the_operator_sees_the_job_fini
         _sign_in(reg, w.regulator["token"])
         page = reg.get(f"/reviews/{review_id}").text
         assert 'id="held"' in page and 'id="decide"' not in page
+        page = reg.get(f"/oversight/jobs/{job_id}").text
+        assert f'href="/reviews/{review_id}"' in page
     with _fresh(w) as op:
         _sign_in(op, w.operator["token"])
         page = op.get(f"/jobs/{job_id}").text
