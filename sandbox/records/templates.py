@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from operators.roles import Role
@@ -188,11 +189,21 @@ def _load(
 
 
 def _version(
-    session: Session, t: Template, versions: Sequence[TemplateVersion], version: int
+    session: Session,
+    t: Template,
+    versions: Sequence[TemplateVersion],
+    version: int,
+    *,
+    lock: bool = False,
 ) -> TemplateVersion:
-    for v in versions:
-        if v.version == version:
-            return v
+    if any(v.version == version for v in versions):
+        # Locked for a decision: two departments deciding at once must each see the other's
+        # review, or the version could stay pending with every approval given.
+        found = session.get(
+            TemplateVersion, (t.id, version), with_for_update=lock, populate_existing=lock
+        )
+        assert found is not None
+        return found
     known = ", ".join(str(v.version) for v in sorted(versions, key=lambda v: v.version))
     raise NotFound(f"template {t.id} has no version {version}; its versions: {known or 'none'}")
 
@@ -212,63 +223,70 @@ def submit(ctx: Context, actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
     datasets = _datasets_read(code)
     schema = parse_schema(body.get("params_schema")).to_json()
     digest = sha256(code)
-    with ctx.transaction() as s:
-        reviewers = _reviewers(s, datasets)
-        t = s.scalar(
-            select(Template).where(Template.operator_id == actor.id, Template.name == name)
-        )
-        if t is None:
-            t = Template(
-                id=new_id("tp"),
-                operator_id=actor.id,
-                name=name,
-                description=description,
+    try:
+        with ctx.transaction() as s:
+            reviewers = _reviewers(s, datasets)
+            t = s.scalar(
+                select(Template).where(Template.operator_id == actor.id, Template.name == name)
+            )
+            if t is None:
+                t = Template(
+                    id=new_id("tp"),
+                    operator_id=actor.id,
+                    name=name,
+                    description=description,
+                    created_at=clock.stored_now(),
+                )
+                s.add(t)
+                s.flush()
+                number = 1
+            else:
+                versions = _versions(s, t.id)
+                same = [v for v in versions if v.code_sha256 == digest]
+                if same:
+                    raise Conflict(
+                        f"template {name!r} ({t.id}) already has this exact code as version "
+                        f"{same[0].version} ({same[0].status}); a version is its code, so change "
+                        "the code to submit a new version, or run that one"
+                    )
+                number = max(v.version for v in versions) + 1
+                if description:
+                    t.description = description
+            v = TemplateVersion(
+                template_id=t.id,
+                version=number,
+                code=code,
+                code_sha256=digest,
+                params_schema=schema,
+                datasets=datasets,
+                reviewers=reviewers,
+                reviews=[],
+                status=PENDING,
                 created_at=clock.stored_now(),
             )
-            s.add(t)
+            s.add(v)
             s.flush()
-            number = 1
-        else:
-            versions = _versions(s, t.id)
-            same = [v for v in versions if v.code_sha256 == digest]
-            if same:
-                raise Conflict(
-                    f"template {name!r} ({t.id}) already has this exact code as version "
-                    f"{same[0].version} ({same[0].status}); a version is its code, so change "
-                    "the code to submit a new version, or run that one"
-                )
-            number = max(v.version for v in versions) + 1
-            if description:
-                t.description = description
-        v = TemplateVersion(
-            template_id=t.id,
-            version=number,
-            code=code,
-            code_sha256=digest,
-            params_schema=schema,
-            datasets=datasets,
-            reviewers=reviewers,
-            reviews=[],
-            status=PENDING,
-            created_at=clock.stored_now(),
-        )
-        s.add(v)
-        s.flush()
-        log.append(
-            s,
-            "template.submitted",
-            actor.id,
-            t.id,
-            {
-                "name": name,
-                "version": number,
-                "code_sha256": digest,
-                "datasets": datasets,
-                "reviewers": reviewers,
-                "params_schema": schema,
-            },
-        )
-        return view(t, _shown(actor, _versions(s, t.id)), directory.load(s))
+            log.append(
+                s,
+                "template.submitted",
+                actor.id,
+                t.id,
+                {
+                    "name": name,
+                    "version": number,
+                    "code_sha256": digest,
+                    "datasets": datasets,
+                    "reviewers": reviewers,
+                    "params_schema": schema,
+                },
+            )
+            return view(t, _shown(actor, _versions(s, t.id)), directory.load(s))
+    except IntegrityError:
+        # The same name (or the next version of it) submitted twice at once: one wins.
+        raise Conflict(
+            f"template {name!r} was being submitted by another request at the same moment; "
+            "look at GET /v1/templates, then submit again if this code is not there"
+        ) from None
 
 
 def listing(
@@ -354,7 +372,7 @@ def review(
     conditions = _text(conditions, "conditions", TEXT_MAX, required=False)
     with ctx.transaction() as s:
         t, versions = _load(s, actor, template_id)
-        v = _version(s, t, versions, version)
+        v = _version(s, t, versions, version, lock=True)
         if actor.id not in v.reviewers:
             raise Forbidden(
                 f"template {t.id} version {version} reads none of your datasets "
@@ -417,7 +435,7 @@ def withdraw(ctx: Context, actor: Actor, template_id: str, version: int) -> dict
     require(actor, Role.operator)
     with ctx.transaction() as s:
         t, versions = _load(s, actor, template_id)
-        v = _version(s, t, versions, version)
+        v = _version(s, t, versions, version, lock=True)
         if v.status != PENDING:
             raise Conflict(
                 f"template {t.id} version {version} is {v.status}: only a pending version can "
