@@ -197,8 +197,8 @@ def _version(
     lock: bool = False,
 ) -> TemplateVersion:
     if any(v.version == version for v in versions):
-        # Locked for a decision: two departments deciding at once must each see the other's
-        # review, or the version could stay pending with every approval given.
+        # Locked for a decision, as a demand is: each department deciding must see the
+        # reviews already given, or the version could stay pending with every approval in.
         found = session.get(
             TemplateVersion, (t.id, version), with_for_update=lock, populate_existing=lock
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from conftest import World
@@ -17,9 +18,12 @@ from factories import parquet_bytes
 from pydantic import BaseModel
 
 from operators.keys import sign
+from operators.roles import Role
 from sandbox.api.models.jobs import Job
 from sandbox.api.models.templates import Template, Templates
 from sandbox.ledger.verify import BureauKey, LedgerSource, verify_log
+from sandbox.records import templates
+from sandbox.records.principals import Actor
 
 ENVELOPE = {"ok", "status", "code", "error"}
 DISTRICTS = ["城关区", "湖滨区", "新城区"]
@@ -409,3 +413,33 @@ def test_who_sees_and_reviews_what(local_world: World, city: dict[str, Any]) -> 
         f"/v1/templates/{tid}/runs", json={"contract_id": cid}, headers=w.h(w.other_operator)
     )
     refused(r, 404, "not_found")
+
+
+def test_departments_deciding_at_once_each_see_the_others_review(
+    local_world: World, city: dict[str, Any]
+) -> None:
+    """Templates each approved by its two departments at the same moment (on PostgreSQL,
+    from several connections): every one ends approved with both reviews, approved once in
+    the log, and the log still verifies."""
+    w = local_world
+    market = city_of_two(w, city)
+    ids = []
+    for i in range(4):
+        code = CODE.replace('emit("firms", firms)', f'emit("firms{i}", firms)')
+        ids.append(conforms(submit(w, code, name=f"模板 {i}"), Template, 201)["id"])
+
+    def decide(job: tuple[str, dict[str, Any]]) -> str:
+        # The function the route calls, from threads of its own: requests through one test
+        # client may be taken one at a time.
+        tid, dept = job
+        actor = Actor(dept["id"], dept["name"], Role.provider)
+        return str(templates.review(w.ctx, actor, tid, 1, "approve")["id"])
+
+    work = [(tid, dept) for tid in ids for dept in (w.provider, market)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert sorted(pool.map(decide, work)) == sorted(ids * 2)
+    for tid in ids:
+        (v,) = w.client.get(f"/v1/templates/{tid}", headers=w.h(w.regulator)).json()["versions"]
+        assert v["status"] == "approved" and len(v["reviews"]) == 2, v
+        assert [e["type"] for e in events(w, tid)].count("template.approved") == 1
+    assert_log_verifies(w)
