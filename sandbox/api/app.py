@@ -24,6 +24,7 @@ from sandbox.api.routes import (
     public,
     reports,
     statistics,
+    templates,
 )
 from sandbox.console import web as console
 from sandbox.context import Context, open_instance
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         app.include_router(module.router, prefix="/v1")
     for module in (demands, objections):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(templates.router, prefix="/v1")
     app.include_router(public.router, prefix="/v1/public")
     app.include_router(metrics.router)
     console.install(app)

@@ -18,6 +18,7 @@ from sandbox.console.words import (
     public,
     regulator,
     statistics,
+    templates,
 )
 
 LANGUAGES = ("zh", "en")
@@ -34,6 +35,7 @@ for _area in (
     datasets,
     statistics,
     demands,
+    templates,
 ):
     for _key in _area.ZH.keys() & MESSAGES["zh"].keys():
         raise ValueError(f"the console word {_key!r} is defined twice")

@@ -17,6 +17,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/bills", "nav.operator.bills"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
     "provider": (
         ("/requests", "nav.provider.requests"),
@@ -25,6 +26,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/statistics", "nav.provider.statistics"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
     "bureau": (
         ("/admin/datasets", "nav.bureau.datasets"),
@@ -36,6 +38,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/admin/statistics", "nav.bureau.statistics"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
     "regulator": (
         ("/oversight/contracts", "nav.regulator.contracts"),
@@ -45,6 +48,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/oversight/log", "nav.regulator.log"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
 }
 

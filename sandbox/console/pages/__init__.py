@@ -14,6 +14,7 @@ from sandbox.console.pages import (
     public,
     regulator,
     statistics,
+    templates,
 )
 
 PAGES: tuple[APIRouter, ...] = (
@@ -26,4 +27,5 @@ PAGES: tuple[APIRouter, ...] = (
     datasets.router,
     statistics.router,
     demands.router,
+    templates.router,
 )
