@@ -25,6 +25,7 @@ from sandbox.api.routes import (
     reports,
     reviews,
     statistics,
+    templates,
 )
 from sandbox.console import web as console
 from sandbox.context import Context, open_instance
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         app.include_router(module.router, prefix="/v1")
     for module in (demands, objections, reviews):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(templates.router, prefix="/v1")
     app.include_router(public.router, prefix="/v1/public")
     app.include_router(metrics.router)
     console.install(app)

@@ -17,6 +17,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/bills", "nav.operator.bills"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
     "provider": (
         ("/requests", "nav.provider.requests"),
@@ -26,6 +27,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/reviews", "nav.reviews"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
     "bureau": (
         ("/admin/datasets", "nav.bureau.datasets"),
@@ -38,6 +40,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/reviews", "nav.reviews"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
     "regulator": (
         ("/oversight/contracts", "nav.regulator.contracts"),
@@ -48,6 +51,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/reviews", "nav.reviews"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
 }
 

@@ -15,6 +15,7 @@ from sandbox.console.pages import (
     regulator,
     reviews,
     statistics,
+    templates,
 )
 
 PAGES: tuple[APIRouter, ...] = (
@@ -28,4 +29,5 @@ PAGES: tuple[APIRouter, ...] = (
     statistics.router,
     demands.router,
     reviews.router,
+    templates.router,
 )
