@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any, Protocol, cast
 
 from sqlalchemy import CursorResult, update
+from sqlalchemy.orm import Session
 
 from sandbox.common import clock, logs, metrics
 from sandbox.context import Context, ensure_ray
@@ -121,7 +122,7 @@ def review_rules(settings: Settings, contract_asks: bool) -> ReviewRules:
     )
 
 
-def _replay(session: Any, job_id: str) -> Replay | None:
+def _replay(session: Session, job_id: str) -> Replay | None:
     """A resumed job's earlier runs: its latest review, released (which holds them all)."""
     review = latest_reviews(session, [job_id]).get(job_id)
     if review is None or review.status != "released" or not review.held or not review.state:
