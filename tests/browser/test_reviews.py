@@ -70,3 +70,18 @@ def test_a_reviewer_releases_a_held_job_from_the_queue(tab: Watched, site: Cast)
     assert "已完成" in page.locator("#job-status").inner_text()
     assert "城关区" in page.locator("table.released").inner_text()
     assert "已放行" in page.locator("#job-review").inner_text()
+
+
+def test_the_review_pages_fit_a_phone(phone: Watched, site: Cast) -> None:
+    cid = reviewed_contract(site)
+    job = site.unsigned_operator.submit(cid, CODE, wait=True)
+    review_id = job.refresh().review["id"]  # type: ignore[index]
+    sign_in(phone, site.server.bureau_token)
+    for path in ("/reviews", f"/reviews/{review_id}"):
+        assert phone.go(path).status == 200, path
+        width = phone.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+    phone.page.context.clear_cookies()
+    sign_in(phone, site.operator_token)
+    assert phone.go(f"/jobs/{job.id}").status == 200
+    assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390
