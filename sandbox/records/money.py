@@ -39,7 +39,7 @@ from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from sandbox.language.analysis import CodeFacts
 from sandbox.ledger import log
-from sandbox.records import directory
+from sandbox.records import directory, products
 from sandbox.records.principals import Actor, require
 from sandbox.store.models import (
     AllowedRevenue,
@@ -310,7 +310,10 @@ def revenue(ctx: Context, actor: Actor, period: str) -> dict[str, Any]:
         while True:
             report = revenue_report(_revenue_lines(s, current), allowed.get(current), carried)
             if current == period:
-                return _named_revenue(directory.load(s), {"period": period, **report.to_json()})
+                # Data products' calls: what customers paid operators, against the caps.
+                by_scenario = products.revenue(s, *month_bounds(period))
+                body = {"period": period, **report.to_json(), "products_by_scenario": by_scenario}
+                return _named_revenue(directory.load(s), body)
             carried, current = report.carry_forward, _next_period(current)
 
 

@@ -28,9 +28,7 @@ UNTIL = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
 CAP = ScenarioCap("普惠金融", D("5.00"))
 
 
-def test_a_price_at_the_cap_passes_and_one_fen_above_is_refused_naming_scenario_price_cap() -> (
-    None
-):
+def test_a_price_at_the_cap_passes_and_one_fen_above_is_refused_naming_scenario_price_cap() -> None:
     check_price(ProductPrice("普惠金融", D("5.00")), CAP)
     with pytest.raises(CapExceeded) as refused:
         check_price(ProductPrice("普惠金融", D("5.01")), CAP)
