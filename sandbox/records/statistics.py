@@ -650,4 +650,5 @@ _FIGURE_COLUMNS: Final = (
     Column("approval_median_hours", "审批用时中位数（小时）", _N),
     Column("approval_max_hours", "审批用时最长（小时）", _N),
     Column("open_demands", "未结需求数", _N),
+    Column("product_calls", "数据产品调用数", _N),
 )
