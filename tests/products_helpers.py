@@ -9,6 +9,7 @@ from typing import Any
 from conftest import World
 
 from sandbox.common import clock
+from sandbox.context import Context
 from sandbox.language.params import parse_schema
 from sandbox.records.principals import new_id
 from sandbox.store.models import Template, TemplateVersion
@@ -37,9 +38,20 @@ def approved_template(
 ) -> tuple[str, int]:
     """A template of the operator's whose version 1 the department approved."""
     op = operator or w.operator
+    return approve_in(w.ctx, op["id"], w.provider["id"], code, schema)
+
+
+def approve_in(
+    ctx: Context,
+    operator_id: str,
+    provider_id: str,
+    code: str = SMALL_GROUPS,
+    schema: dict[str, Any] | None = None,
+) -> tuple[str, int]:
+    """The same, in the instance `ctx` opens (a live server's, too)."""
     template_id = new_id("t")
-    with w.ctx.transaction() as s:
-        s.add(Template(id=template_id, operator_id=op["id"], name=f"模板 {template_id}"))
+    with ctx.transaction() as s:
+        s.add(Template(id=template_id, operator_id=operator_id, name=f"模板 {template_id}"))
         s.flush()
         s.add(
             TemplateVersion(
@@ -49,8 +61,8 @@ def approved_template(
                 code_sha256=hashlib.sha256(code.encode("utf-8")).hexdigest(),
                 params_schema=parse_schema(SCHEMA if schema is None else schema).to_json(),
                 datasets=["population"],
-                reviewers=[w.provider["id"]],
-                reviews=[{"by": w.provider["id"], "decision": "approved"}],
+                reviewers=[provider_id],
+                reviews=[{"by": provider_id, "decision": "approved"}],
                 status="approved",
                 decided_at=clock.stored_now(),
             )
