@@ -14,6 +14,7 @@ from sandbox.console.words import (
     datasets,
     demands,
     operator,
+    products,
     provider,
     public,
     regulator,
@@ -34,6 +35,7 @@ for _area in (
     datasets,
     statistics,
     demands,
+    products,
 ):
     for _key in _area.ZH.keys() & MESSAGES["zh"].keys():
         raise ValueError(f"the console word {_key!r} is defined twice")

@@ -10,6 +10,7 @@ from sandbox.console.pages import (
     datasets,
     demands,
     operator,
+    products,
     provider,
     public,
     regulator,
@@ -26,4 +27,5 @@ PAGES: tuple[APIRouter, ...] = (
     datasets.router,
     statistics.router,
     demands.router,
+    products.router,
 )
