@@ -741,6 +741,10 @@ class SandboxClient:
         path = f"/products/{_seg(product_id)}/keys"
         return self._request("POST", path, json={"customer": customer})
 
+    def product_keys(self, product_id: str) -> list[dict[str, Any]]:
+        """Operator: the keys issued for a product (never the keys themselves)."""
+        return self._listing(f"/products/{_seg(product_id)}/keys", "keys")
+
     def revoke_product_key(self, product_id: str, key_id: str) -> dict[str, Any]:
         path = f"/products/{_seg(product_id)}/keys/{_seg(key_id)}/revoke"
         return self._request("POST", path)

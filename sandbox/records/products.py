@@ -157,8 +157,9 @@ def cap_view(row: ProductCap) -> dict[str, Any]:
         "description": row.description,
         "updated_at": clock.text(row.updated_at),
         "updated_by": row.updated_by,
+        # Each entry keeps its fen for `cap_at`; readers see yuan only.
         "history": [
-            {**{k: v for k, v in e.items() if k != "max_price_fen"}} for e in (row.history or [])
+            {k: v for k, v in e.items() if k != "max_price_fen"} for e in (row.history or [])
         ],
     }
 

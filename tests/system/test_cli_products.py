@@ -82,6 +82,8 @@ def test_a_product_from_the_shell(cast: Cast, tmp_path: Path) -> None:
     )
     assert code == 0, out + err
     key = next(line for line in out.splitlines() if line.startswith("pk_"))
+    key_id = out.split("key ", 1)[1].split(" ", 1)[0]
+    assert key_id.startswith("pk-") and key not in str(cast.operator.product_keys(product_id))
 
     r = cli(
         "products",
@@ -138,3 +140,21 @@ def test_a_product_from_the_shell(cast: Cast, tmp_path: Path) -> None:
     assert r.returncode == 1 and "投诉核查中" in r.stderr, r.stdout + r.stderr
     code, out, err = run(cast, None, "products", "list", "--public", cwd=tmp_path)
     assert code == 0 and "小微企业户籍结构" not in out, out + err
+
+    code, out, err = run(
+        cast, operator, "products", "keys", "revoke", product_id, key_id, cwd=tmp_path
+    )
+    assert code == 0 and "revoked" in out, out + err
+    r = cli(
+        "products",
+        "call",
+        product_id,
+        "--param",
+        "区=北山区",
+        "--key",
+        key,
+        "--url",
+        cast.server.url,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 1 and "revoked" in r.stderr, r.stdout + r.stderr

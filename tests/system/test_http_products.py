@@ -287,3 +287,31 @@ def test_revenue_report_by_scenario_and_department_statistics_count_the_calls(
     ).json()
     (mine,) = stats["departments"]
     assert mine["product_calls"] == 4 and mine["jobs"] == 5
+
+
+def test_a_call_again_under_its_idempotency_key_is_the_same_call_and_only_its_key_reads_it(
+    local_world: World,
+) -> None:
+    w = local_world
+    p = product(w)
+    mine, theirs = issue_key(w, p["id"])["key"], issue_key(w, p["id"], "另一家银行")["key"]
+    body = {"params": {"区": "北山区"}, "idempotency_key": "订单-0001"}
+    first = w.client.post(
+        f"/v1/products/{p['id']}/calls", json=body, headers={"X-Product-Key": mine}
+    )
+    again = w.client.post(
+        f"/v1/products/{p['id']}/calls", json=body, headers={"X-Product-Key": mine}
+    )
+    assert first.status_code == again.status_code == 200, again.text
+    assert first.json()["id"] == again.json()["id"]
+    # The same key text from another customer is another call.
+    other = w.client.post(
+        f"/v1/products/{p['id']}/calls", json=body, headers={"X-Product-Key": theirs}
+    )
+    assert other.status_code == 200 and other.json()["id"] != first.json()["id"]
+    shown = w.client.get(f"/v1/products/{p['id']}", headers=w.h(w.operator)).json()
+    assert (shown["calls"], shown["revenue"]) == (2, "8.00")
+    r = w.client.get(
+        f"/v1/products/{p['id']}/calls/{first.json()['id']}", headers={"X-Product-Key": theirs}
+    )
+    refused(r, 404, "not_found")
