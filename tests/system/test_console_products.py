@@ -77,6 +77,11 @@ def test_products_across_the_console(local_world: World) -> None:
         card = _card(op.get("/products").text, f"product-{product_id}")
         assert 'class="calls">1' in card and 'class="revenue">4.00' in card
 
+    with _fresh(w) as department:
+        _sign_in(department, w.provider["token"])
+        page = department.get("/statistics").text
+        assert "其中数据产品调用 1 次" in page
+
     with _fresh(w) as anyone:
         public = anyone.get("/data-products")
         assert public.status_code == 200 and "小微企业户籍结构" in public.text

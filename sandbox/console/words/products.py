@@ -59,6 +59,7 @@ ZH: dict[str, str] = {
     "products.revenue.yes": "是",
     "products.revenue.no": "否",
     "products.revenue.none": "本月没有数据产品调用。",
+    "products.statistics.calls": "其中数据产品调用 {n} 次",
 }
 
 EN: dict[str, str] = {
@@ -120,4 +121,5 @@ EN: dict[str, str] = {
     "products.revenue.yes": "yes",
     "products.revenue.no": "no",
     "products.revenue.none": "No data product calls this month.",
+    "products.statistics.calls": "{n} of them data product calls",
 }
