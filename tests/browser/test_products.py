@@ -100,3 +100,14 @@ def test_a_product_published_called_and_suspended(tab: Watched, site: Cast) -> N
     with ProductClient(site.server.url, key) as customer, pytest.raises(SandboxAPIError) as no:
         customer.call(product_id, {"区": "北山区"})
     assert no.value.code == "product_suspended" and "投诉核查中" in no.value.message
+
+
+def test_the_product_pages_fit_a_phone(phone: Watched, site: Cast) -> None:
+    for token in (site.operator_token, site.server.bureau_token, None):
+        phone.page.context.clear_cookies()
+        if token:
+            sign_in(phone, token)
+        path = "/products" if token else "/data-products"
+        assert phone.go(path).status == 200, path
+        width = phone.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
