@@ -127,6 +127,8 @@ class Job:
     disclosure: Mapping[str, Any]
     error: Mapping[str, Any] | None
     client: SandboxClient = field(repr=False, compare=False)
+    # The approved template (and product call) the job ran, when not written by hand.
+    origin: Mapping[str, Any] | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any], client: SandboxClient) -> Job:
@@ -141,6 +143,7 @@ class Job:
             disclosure=body.get("disclosure") or {},
             error=body.get("error"),
             client=client,
+            origin=body.get("origin"),
         )
 
     @property
@@ -757,6 +760,75 @@ class SandboxClient:
     def resume_product(self, product_id: str, reason: str) -> dict[str, Any]:
         path = f"/products/{_seg(product_id)}/resume"
         return self._request("POST", path, json={"reason": reason})
+
+    # -- analysis templates ---------------------------------------------------------------
+
+    def submit_template(
+        self,
+        name: str,
+        code: str,
+        params_schema: Mapping[str, Any] | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """Operator: submit code and its parameters' schema for review by the departments
+        whose data it reads; under a name used before, other code becomes the next version."""
+        body: dict[str, Any] = {"name": name, "code": code}
+        if params_schema is not None:
+            body["params_schema"] = dict(params_schema)
+        if description is not None:
+            body["description"] = description
+        return self._request("POST", "/templates", json=body)
+
+    def templates(self, status: str | None = None, awaiting: bool = False) -> list[dict[str, Any]]:
+        """The templates visible to you, newest first, without their code; `awaiting` (a
+        department) those waiting for your review."""
+        params: dict[str, str] = {}
+        if status:
+            params["status"] = status
+        if awaiting:
+            params["awaiting"] = "true"
+        return self._listing("/templates", "templates", params=params or None)
+
+    def template(self, template_id: str) -> dict[str, Any]:
+        """A template with its versions: code, schema and each department's decision."""
+        return self._request("GET", f"/templates/{_seg(template_id)}")
+
+    def review_template(
+        self,
+        template_id: str,
+        version: int,
+        decision: Literal["approve", "refuse"],
+        reason: str | None = None,
+        conditions: str | None = None,
+    ) -> dict[str, Any]:
+        """A department whose data the version reads: approve or refuse (with the reason)."""
+        body = {"decision": decision, "reason": reason, "conditions": conditions}
+        path = f"/templates/{_seg(template_id)}/versions/{int(version)}/reviews"
+        return self._request("POST", path, json=body)
+
+    def withdraw_template(self, template_id: str, version: int) -> dict[str, Any]:
+        path = f"/templates/{_seg(template_id)}/versions/{int(version)}/withdraw"
+        return self._request("POST", path)
+
+    def run_template(
+        self,
+        template_id: str,
+        contract_id: str,
+        params: Mapping[str, Any] | None = None,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+    ) -> Job:
+        """Operator: run an approved template (`version`, else its latest approved one) with
+        parameters its schema allows; a job like any other, with the template as its origin."""
+        body: dict[str, Any] = {"contract_id": contract_id, "params": dict(params or {})}
+        if version is not None:
+            body["version"] = int(version)
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        query = {"wait": "true"} if wait else None
+        path = f"/templates/{_seg(template_id)}/runs"
+        return Job.from_json(self._request("POST", path, json=body, params=query), self)
 
     # -- plumbing -------------------------------------------------------------------------
 

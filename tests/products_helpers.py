@@ -1,18 +1,14 @@
-"""What the data products' tests share: an approved template (inserted as rows until the
-templates' own API is there to submit and approve one), a scenario's cap, a product."""
+"""What the data products' tests share: an approved template (submitted by the operator,
+approved by the department), a scenario's cap, a product, a customer's key and call."""
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from typing import Any
 
 from conftest import World
 
-from sandbox.common import clock
-from sandbox.context import Context
-from sandbox.language.params import parse_schema
-from sandbox.records.principals import new_id
-from sandbox.store.models import Template, TemplateVersion
+from operators.client import SandboxClient
 
 DISTRICTS = ["北山区", "城关区", "湖滨区", "新城区", "滨江区", "经开区"]
 SMALL_GROUPS = (
@@ -36,38 +32,35 @@ def approved_template(
     schema: dict[str, Any] | None = None,
     operator: dict[str, Any] | None = None,
 ) -> tuple[str, int]:
-    """A template of the operator's whose version 1 the department approved."""
-    op = operator or w.operator
-    return approve_in(w.ctx, op["id"], w.provider["id"], code, schema)
+    """A template of the operator's whose version the department approved."""
+    body = {"name": f"户籍结构 {secrets.token_hex(3)}", "code": code}
+    body["params_schema"] = SCHEMA if schema is None else schema
+    r = w.client.post("/v1/templates", json=body, headers=w.h(operator or w.operator))
+    assert r.status_code == 201, r.text
+    template_id, version = r.json()["id"], r.json()["versions"][-1]["version"]
+    r = w.client.post(
+        f"/v1/templates/{template_id}/versions/{version}/reviews",
+        json={"decision": "approve"},
+        headers=w.h(w.provider),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["versions"][-1]["status"] == "approved", r.json()
+    return template_id, version
 
 
 def approve_in(
-    ctx: Context,
-    operator_id: str,
-    provider_id: str,
+    operator: SandboxClient,
+    provider: SandboxClient,
     code: str = SMALL_GROUPS,
     schema: dict[str, Any] | None = None,
 ) -> tuple[str, int]:
-    """The same, in the instance `ctx` opens (a live server's, too)."""
-    template_id = new_id("t")
-    with ctx.transaction() as s:
-        s.add(Template(id=template_id, operator_id=operator_id, name=f"模板 {template_id}"))
-        s.flush()
-        s.add(
-            TemplateVersion(
-                template_id=template_id,
-                version=1,
-                code=code,
-                code_sha256=hashlib.sha256(code.encode("utf-8")).hexdigest(),
-                params_schema=parse_schema(SCHEMA if schema is None else schema).to_json(),
-                datasets=["population"],
-                reviewers=[provider_id],
-                reviews=[{"by": provider_id, "decision": "approved"}],
-                status="approved",
-                decided_at=clock.stored_now(),
-            )
-        )
-    return template_id, 1
+    """The same on a live server, through the client."""
+    name = f"户籍结构 {secrets.token_hex(3)}"
+    made = operator.submit_template(name, code, SCHEMA if schema is None else schema)
+    template_id, version = made["id"], made["versions"][-1]["version"]
+    reviewed = provider.review_template(template_id, version, "approve")
+    assert reviewed["versions"][-1]["status"] == "approved", reviewed
+    return template_id, version
 
 
 def set_cap(w: World, scenario: str, max_price: str, description: str = "") -> Any:

@@ -25,6 +25,7 @@ from sandbox.api.routes import (
     public,
     reports,
     statistics,
+    templates,
 )
 from sandbox.console import web as console
 from sandbox.context import Context, open_instance
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     for module in (demands, objections):
         app.include_router(module.router, prefix="/v1")
     app.include_router(products.router, prefix="/v1")
+    app.include_router(templates.router, prefix="/v1")
     app.include_router(public.router, prefix="/v1/public")
     app.include_router(products.public_router, prefix="/v1/public")
     app.include_router(metrics.router)

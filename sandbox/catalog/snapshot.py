@@ -45,11 +45,13 @@ class Policy:
 
 @dataclass(frozen=True)
 class Previous:
-    """The version a new one follows: its columns, its files, its revisions file."""
+    """The version a new one follows: its columns, its files, its revisions file, and how
+    many rows it holds (an appended version holds those and the new ones)."""
 
     columns: tuple[ColumnInfo, ...]
     partitions: tuple[str, ...]
     revisions: str | None
+    row_count: int
 
 
 @dataclass(frozen=True)
@@ -356,16 +358,12 @@ def _write(
             previous, content, people, np.concatenate(hashes), numbering, tmp, append
         )
     return Snapshot(
-        rows + (_rows_of(previous) if append and previous else 0),
+        rows + (previous.row_count if append and previous else 0),
         infos,
         tuple(carried + parts.names),
         revisions_file,
         revised_count,
     )
-
-
-def _rows_of(previous: Previous) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in previous.partitions)
 
 
 def _check_append(schema: pa.Schema, previous: Previous | None) -> None:

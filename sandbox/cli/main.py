@@ -22,6 +22,7 @@ from sandbox.cli.ledger import ledger_app
 from sandbox.cli.options import DataDir, settings_for
 from sandbox.cli.products import products_app
 from sandbox.cli.statistics import statistics_app
+from sandbox.cli.templates import templates_app
 from sandbox.settings import Settings
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.add_typer(statistics_app, name="statistics")
 app.add_typer(demands_app, name="demands")
 app.add_typer(objections_app, name="objections")
 app.add_typer(products_app, name="products")
+app.add_typer(templates_app, name="templates")
 app.command()(backup)
 app.command()(restore)
 

@@ -19,6 +19,7 @@ from sandbox.console.words import (
     public,
     regulator,
     statistics,
+    templates,
 )
 
 LANGUAGES = ("zh", "en")
@@ -36,6 +37,7 @@ for _area in (
     statistics,
     demands,
     products,
+    templates,
 ):
     for _key in _area.ZH.keys() & MESSAGES["zh"].keys():
         raise ValueError(f"the console word {_key!r} is defined twice")

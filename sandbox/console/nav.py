@@ -19,6 +19,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/products", "nav.products"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
     "provider": (
         ("/requests", "nav.provider.requests"),
@@ -27,6 +28,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/statistics", "nav.provider.statistics"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
     "bureau": (
         ("/admin/datasets", "nav.bureau.datasets"),
@@ -39,6 +41,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/admin/statistics", "nav.bureau.statistics"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
     "regulator": (
         ("/oversight/contracts", "nav.regulator.contracts"),
@@ -49,6 +52,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/oversight/log", "nav.regulator.log"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
+        ("/templates", "nav.templates"),
     ),
 }
 

@@ -17,7 +17,7 @@ class CodeFacts:
     uses: dict[str, frozenset[str]]  # literal column → uses certain from the source alone
     defined: frozenset[str]  # names the code gives new columns (derive/agg keywords)
     collects: int  # call sites of .collect()
-    emits: int  # call sites of emit()
+    emits: int  # call sites of emit() and emit_table()
 
 
 _COLUMN_METHODS = {"group_by", "select", "histogram"}
@@ -99,7 +99,7 @@ def analyse(tree: ast.Module) -> CodeFacts:
                 datasets.update(names)
             elif f.id in _COLUMN_FUNCS:
                 columns.update(_literal_strings(node.args[:1]))
-            elif f.id == "emit":
+            elif f.id in ("emit", "emit_table"):
                 emits += 1
         elif isinstance(f, ast.Attribute):
             if f.attr == "collect":

@@ -1,4 +1,4 @@
-"""What operator code sees: `table`, `col`, `lit`, aggregates, `emit`, `params`.
+"""What operator code sees: `table`, `col`, `lit`, aggregates, `emit`, `emit_table`, `params`.
 
 These proxies only build plan nodes. `collect()` hands the plan to a `Channel` (in the jail,
 a pipe to the job driver) and gets back a released aggregate as plain JSON values, wrapped in
@@ -11,6 +11,7 @@ import builtins
 from typing import Any, Protocol
 
 from sandbox.errors import PlanError
+from sandbox.language import derived
 from sandbox.language import plan as p
 
 
@@ -389,6 +390,31 @@ class Released:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def sort(self, column: str, descending: bool = False) -> Released:
+        """The rows ordered by `column`; suppressed (None) cells last."""
+        return Released(derived.sort(self._body_json, column, descending))
+
+    def head(self, n: int = 5) -> Released:
+        """The first `n` rows."""
+        return Released(derived.head(self._body_json, n))
+
+    def pivot(self, index: str, columns: str, values: str) -> Released:
+        """One row per `index` value, one column per `columns` value, holding `values`."""
+        return Released(derived.pivot(self._body_json, index, columns, values))
+
+    def lag(
+        self, column: str, periods: int = 1, name: str | None = None, by: str | None = None
+    ) -> Released:
+        """A new column with `column` from `periods` rows earlier (within each `by` group)."""
+        return Released(derived.lag(self._body_json, column, periods, name, by))
+
+    def pct_change(
+        self, column: str, periods: int = 1, name: str | None = None, by: str | None = None
+    ) -> Released:
+        """A new column with the fractional change of `column` from `periods` rows earlier
+        (within each `by` group)."""
+        return Released(derived.pct_change(self._body_json, column, periods, name, by))
+
     def _body(self) -> dict[str, Any]:
         return self._body_json
 
@@ -407,6 +433,10 @@ def namespace(channel: Channel, params: dict[str, Any]) -> dict[str, Any]:
     def emit(name: str, value: Any) -> None:
         channel.emit(name, value)
 
+    def emit_table(name: str, columns: Any = None, rows: Any = None) -> None:
+        """Emit a table written in the job from released values (marked derived)."""
+        channel.emit(name, Released(derived.build(columns, rows)))
+
     return {
         "table": table,
         "col": col,
@@ -422,6 +452,7 @@ def namespace(channel: Channel, params: dict[str, Any]) -> dict[str, Any]:
         "quantile": quantile,
         "case": case,
         "emit": emit,
+        "emit_table": emit_table,
         "params": params,
     }
 
@@ -444,5 +475,6 @@ LANGUAGE_NAMES = (
     "quantile",
     "case",
     "emit",
+    "emit_table",
     "params",
 )

@@ -51,8 +51,8 @@ from sandbox.errors import (
     ServiceFault,
 )
 from sandbox.jail.process import Limits, Outcome, run_in_jail
+from sandbox.language import derived, signs
 from sandbox.language import plan as p
-from sandbox.language import signs
 from sandbox.language.plan import plan_from_json
 from sandbox.language.policy import allowed_names
 
@@ -472,11 +472,17 @@ def _name_sign(name: Any) -> str | None:
 
 
 def _check_output(value: Any, released: set[str]) -> dict[str, Any]:
-    """The jail is untrusted: an output must be a table this job released, or one scalar."""
+    """The jail is untrusted: an output must be a table this job released, a table derived
+    in the job from released values (its shape checked again here), or one scalar."""
     if isinstance(value, dict) and value.get("kind") == "table":
+        if value.get("derived") is True:
+            derived.check(value)
+            return value
         if _canonical(value) not in released:
             raise PlanError(
-                "emit() of a table must pass a collected result unchanged", sign="probe"
+                "emit() of a table must pass a collected result, or a table derived from "
+                "one (sort, head, pivot, lag, pct_change, emit_table)",
+                sign="probe",
             )
         return value
     if (
@@ -541,7 +547,7 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         status=outcome.status,
         outputs=handler.outputs if outcome.status == JobStatus.SUCCEEDED else {},
         usage=usage,
-        disclosure={"releases": handler.releases},
+        disclosure=_disclosure(handler, outcome.status),
         error=outcome.error,
         printed=outcome.printed,
         incident=incident,
@@ -553,6 +559,17 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
             *code_observation(spec.code, len(handler.releases), outcome.sign),
         ],
     )
+
+
+def _disclosure(handler: _Handler, status: JobStatus) -> dict[str, Any]:
+    """The job's disclosure report: each release, and which outputs the job derived itself
+    from released values (post-processing: they reveal nothing the releases did not)."""
+    made = sorted(
+        name
+        for name, value in handler.outputs.items()
+        if status == JobStatus.SUCCEEDED and value.get("derived") is True
+    )
+    return {"releases": handler.releases, **({"derived": made} if made else {})}
 
 
 def code_observation(code: str, index: int, ending: str | None = None) -> list[dict[str, Any]]:

@@ -27,12 +27,14 @@ logger = logging.getLogger(__name__)
 
 
 def _chargeable(result: JobResult) -> bool:
-    """Operators pay for work that ran, unless the service was at fault. A refusal costs
-    nothing until data was read: a job refused part-way (say, beyond its quoted scans) pays
-    for the scans it made."""
+    """Operators pay for work that ran, unless the service was at fault. A job that did not
+    succeed costs nothing until it read data (a typo found at run time before any collect()
+    is a mistake, not a use of the data); one refused or failed part-way pays for the scans it
+    made. Whether a job read data before it ended never depends on a value not released."""
     if result.error is not None and result.error.service_fault:
         return False
-    return result.status != JobStatus.REJECTED or result.usage.get("rows_scanned", 0) > 0
+    read = result.usage.get("rows_scanned", 0) > 0 or bool(result.usage.get("epsilon_by_dataset"))
+    return result.status == JobStatus.SUCCEEDED or read
 
 
 def settle_job(

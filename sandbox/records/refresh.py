@@ -144,8 +144,9 @@ def history(ctx: Context, actor: Actor, name: str, limit: int = 50) -> list[dict
         return [refresh_json(r) for r in rows]
 
 
-def begin(ctx: Context, actor: Actor | None, name: str, trigger: str) -> int:
-    """Record a pull as running (refused at once when the dataset has no source)."""
+def begin(ctx: Context, actor: Actor | None, name: str, trigger: str) -> tuple[int, dict[str, Any]]:
+    """Record a pull as running (refused at once when the dataset has no source): its id and
+    its record as it starts."""
     with ctx.transaction() as s:
         _source(s, name)
         row = DatasetRefresh(
@@ -158,7 +159,7 @@ def begin(ctx: Context, actor: Actor | None, name: str, trigger: str) -> int:
         )
         s.add(row)
         s.flush()
-        return row.id
+        return row.id, refresh_json(row)
 
 
 def run(ctx: Context, actor: Actor | None, name: str, refresh_id: int) -> dict[str, Any]:
@@ -226,21 +227,18 @@ def refresh(ctx: Context, actor: Actor | None, name: str, trigger: str) -> dict[
     """Pull `name` now, in this thread; the pull's record."""
     if actor is not None:
         versions.owned(ctx, actor, name)
-    return run(ctx, actor, name, begin(ctx, actor, name, trigger))
+    return run(ctx, actor, name, begin(ctx, actor, name, trigger)[0])
 
 
 def refresh_in_background(ctx: Context, actor: Actor, name: str, trigger: str) -> dict[str, Any]:
     """Start a pull in a thread of its own; its record as it starts (GET …/refreshes follows
     it): a pull of millions of rows outlasts an HTTP request."""
     versions.owned(ctx, actor, name)
-    refresh_id = begin(ctx, actor, name, trigger)
+    refresh_id, started = begin(ctx, actor, name, trigger)
     threading.Thread(
         target=run, args=(ctx, actor, name, refresh_id), name=f"pull-{name}", daemon=True
     ).start()
-    with ctx.reading() as s:
-        row = s.get(DatasetRefresh, refresh_id)
-        assert row is not None
-        return refresh_json(row)
+    return started
 
 
 def run_due(ctx: Context, now: dt.datetime | None = None) -> list[dict[str, Any]]:

@@ -195,24 +195,21 @@ def _publish(
     directory = registry.directory_of(name, number)
     target = ctx.settings.datasets_dir / directory
     declared = _declared(meta)
-    previous = snapshot.Previous(current.columns, current.partitions, current.revisions)
-    policy_holder: list[snapshot.Policy] = []
-
-    def policed(stream: Iterable[pa.RecordBatch | pa.Table]) -> Iterable[pa.RecordBatch]:
-        for item in stream:
-            for raw in item.to_batches() if isinstance(item, pa.Table) else [item]:
-                batch = _typed_as_before(raw, current)
-                if not policy_holder:
-                    policy_holder.append(_policy(current, batch.schema, declared))
-                yield batch
-
-    # The policy is known once the first batch says which columns there are.
-    stream = policed(batches)
-    first = next(iter(stream), None)
+    previous = snapshot.Previous(
+        current.columns, current.partitions, current.revisions, current.row_count
+    )
+    typed = (
+        _typed_as_before(raw, current)
+        for item in batches
+        for raw in (item.to_batches() if isinstance(item, pa.Table) else [item])
+    )
+    first = next(typed, None)
     if first is None:
         raise IngestError("the data has no rows")
+    # The first batch says which columns there are, and so the version's policy.
+    policy = _policy(current, first.schema, declared)
     profile = quality.Profile(
-        *_profiled(snapshot.declared_columns(first.schema, policy_holder[0], {}, {}), row)
+        *_profiled(snapshot.declared_columns(first.schema, policy, {}, {}), row)
     )
 
     def profiled(batch: pa.RecordBatch) -> None:
@@ -231,8 +228,8 @@ def _publish(
     registry_of_people = entities.Registry(ctx.settings.datasets_dir / entities.DIRECTORY)
     with disk_space(target):
         written = snapshot.write(
-            _chain(first, stream),
-            policy_holder[0],
+            _chain(first, typed),
+            policy,
             target,
             registry_of_people,
             ctx.settings.partition_rows,

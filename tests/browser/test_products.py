@@ -14,8 +14,6 @@ from live import Cast, active_contract
 from products_helpers import approve_in
 
 from operators.client import ProductClient, SandboxAPIError
-from sandbox.context import open_instance
-from sandbox.settings import Settings
 
 from .conftest import Watched, shot, sign_in
 
@@ -30,11 +28,7 @@ def _go_as(tab: Watched, token: str, path: str) -> Any:
 
 
 def test_a_product_published_called_and_suspended(tab: Watched, site: Cast) -> None:
-    ctx = open_instance(Settings(data_dir=site.server.data_dir, executor="local"))
-    try:
-        template_id, version = approve_in(ctx, site.operator.me()["id"], site.provider.me()["id"])
-    finally:
-        ctx.close()
+    template_id, version = approve_in(site.operator, site.provider)
     contract = active_contract(site)
     regulator = site.bureau.create_principal("市场监管审计处", "regulator")["token"]
 

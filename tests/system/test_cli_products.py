@@ -14,9 +14,6 @@ from live import Cast, active_contract, cast_of, run_server
 from products_helpers import approve_in
 from test_cli_jobs import cli
 
-from sandbox.context import open_instance
-from sandbox.settings import Settings
-
 
 @pytest.fixture(scope="module")
 def cast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cast]:
@@ -33,11 +30,7 @@ def run(cast: Cast, token: str | None, *args: str, cwd: Path) -> tuple[int, str,
 def test_a_product_from_the_shell(cast: Cast, tmp_path: Path) -> None:
     operator, bureau = cast.operator_token, cast.server.bureau_token
     regulator = cast.bureau.create_principal("市场监管审计处", "regulator")["token"]
-    ctx = open_instance(Settings(data_dir=cast.server.data_dir, executor="local"))
-    try:
-        template_id, version = approve_in(ctx, cast.operator.me()["id"], cast.provider.me()["id"])
-    finally:
-        ctx.close()
+    template_id, version = approve_in(cast.operator, cast.provider)
     contract = active_contract(cast)
 
     code, out, err = run(

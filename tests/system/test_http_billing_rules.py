@@ -247,3 +247,23 @@ def test_the_csv_statement_lines_sum_to_its_total(local_world: World) -> None:
     assert total["job_id"] == "total"
     assert sum(Decimal(x["amount"]) for x in body) == Decimal(total["amount"]) == Decimal("5.95")
     assert {x["job_id"] for x in body} == {j["id"] for j in jobs}
+
+
+def test_a_mistake_before_any_data_is_read_costs_nothing(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract()
+    typo = 'res = table("population").group_by("district").order_by("n")\nemit("x", res)'
+    job = w.run(cid, typo).json()
+    assert job["status"] == "failed"
+    assert "order_by" in job["error"]["message"]
+    assert job["usage"]["rows_scanned"] == 0
+    assert job["charge"] is None or Decimal(job["charge"]["amount"]) == 0
+    # The same mistake after a collect() has read the data is a use of it, and pays for it.
+    late = 'n = table("population").agg(n=count()).collect()\nn.order_by("n")'
+    job = w.run(cid, late).json()
+    assert job["status"] == "failed"
+    assert job["usage"]["rows_scanned"] == RESIDENTS
+    assert Decimal(job["charge"]["amount"]) > 0
+    with w.ctx.reading() as s:
+        spent = s.scalars(select(Job.charge_fen).where(Job.contract_id == cid)).all()
+    assert sorted(spent) == [0, int(Decimal(job["charge"]["amount"]) * 100)]

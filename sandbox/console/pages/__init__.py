@@ -15,6 +15,7 @@ from sandbox.console.pages import (
     public,
     regulator,
     statistics,
+    templates,
 )
 
 PAGES: tuple[APIRouter, ...] = (
@@ -28,4 +29,5 @@ PAGES: tuple[APIRouter, ...] = (
     statistics.router,
     demands.router,
     products.router,
+    templates.router,
 )

@@ -79,7 +79,10 @@ def test_each_identifier_column_is_unique_or_not_by_its_own_values(tmp_path: Pat
 def test_an_append_keeps_the_rows_and_counts_uniqueness_over_both(tmp_path: Path) -> None:
     first = write(tmp_path, "v1", [table(100)])
     previous = snapshot.Previous(
-        first.columns, tuple(str(tmp_path / "v1" / p) for p in first.partitions), None
+        first.columns,
+        tuple(str(tmp_path / "v1" / p) for p in first.partitions),
+        None,
+        first.row_count,
     )
     more = table(103).slice(100)
     appended = write(tmp_path, "v2", [more], previous=previous, append=True)

@@ -204,6 +204,7 @@ def test_emit_and_params_go_through_the_channel(
             "quantile",
             "case",
             "emit",
+            "emit_table",
             "params",
         }
     )
