@@ -315,3 +315,24 @@ def test_a_call_again_under_its_idempotency_key_is_the_same_call_and_only_its_ke
         f"/v1/products/{p['id']}/calls/{first.json()['id']}", headers={"X-Product-Key": theirs}
     )
     refused(r, 404, "not_found")
+
+
+def test_public_interest_products_are_free_and_only_active_contracts_hold_products(
+    local_world: World,
+) -> None:
+    w = local_world
+    assert set_cap(w, "普惠金融", "5.00").status_code == 200
+    free = w.active_contract(purpose_class="public_interest")
+    template = approved_template(w)
+    refused(publish(w, free, template, price="1.00"), 400, "invalid_product_price", "free")
+    r = publish(w, free, template, price="0.00")
+    assert r.status_code == 201 and r.json()["purpose_class"] == "public_interest", r.text
+    key = issue_key(w, r.json()["id"])["key"]
+    answer = call(w, r.json()["id"], key, 区="北山区")
+    assert answer.status_code == 200 and answer.json()["price"] == "0.00"
+    suspended = w.active_contract()
+    r = w.client.post(
+        f"/v1/contracts/{suspended}/suspend", json={"reason": "核查"}, headers=w.h(w.regulator)
+    )
+    assert r.status_code == 200, r.text
+    refused(publish(w, suspended, template), 409, "conflict", "active")
