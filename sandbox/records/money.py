@@ -508,6 +508,21 @@ def revenue_table(report: dict[str, Any]) -> Table:
             for r in report["by_dataset"]
         ),
         *({"section": "unit", "key": r["unit"], **r} for r in report["by_unit"]),
+        # Data products: what customers paid per scenario, against its caps.
+        *(
+            {
+                "section": "product_scenario",
+                "key": r["scenario"],
+                "name": r["scenario"],
+                "calls": r["calls"],
+                "amount": r["revenue"],
+                "allowed_revenue": r["max_allowed_revenue"],
+                "excess": format_money(
+                    max(Decimal(r["revenue"]) - Decimal(r["max_allowed_revenue"]), Decimal(0))
+                ),
+            }
+            for r in report.get("products_by_scenario", [])
+        ),
     ]
     return Table(
         f"收入 {report['period']}",
@@ -547,4 +562,5 @@ REVENUE_COLUMNS = (
     Column("effective_allowed", "本月准许收入（元）", _M),
     Column("excess", "超出（元）", _M),
     Column("carry_forward", "结转下月扣减（元）", _M),
+    Column("calls", "数据产品调用次数", Kind.NUMBER),
 )

@@ -6,7 +6,9 @@ report by scenario and the departments' statistics."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from decimal import Decimal
 from typing import Any
 
@@ -274,6 +276,16 @@ def test_revenue_report_by_scenario_and_department_statistics_count_the_calls(
     assert w.client.get(f"/v1/reports/revenue?period={period()}", headers=w.h(w.bureau)).json()[
         "products_by_scenario"
     ] == [row]
+    text = w.client.get(
+        f"/v1/reports/revenue?period={period()}&format=csv", headers=w.h(w.regulator)
+    ).text
+    (line,) = [x for x in csv.DictReader(io.StringIO(text)) if x["section"] == "product_scenario"]
+    assert (line["key"], line["calls"], line["amount"], line["allowed_revenue"]) == (
+        "普惠金融",
+        "4",
+        "15.00",
+        "18.00",
+    )
     stats = w.client.get(
         f"/v1/statistics/datasets?month={period()}", headers=w.h(w.provider)
     ).json()
