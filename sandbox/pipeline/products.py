@@ -32,7 +32,7 @@ from sandbox.errors import (
 )
 from sandbox.language.params import parse_schema
 from sandbox.pipeline import submission
-from sandbox.records.failures import STATUS
+from sandbox.records.failures import DOMAIN_ERRORS, STATUS
 from sandbox.records.jobs import get as get_job
 from sandbox.records.principals import ACTIVE, actor_of
 from sandbox.records.products import IDEMPOTENCY_MAX, charged_fen, hash_key
@@ -86,7 +86,15 @@ def call_view(job: Mapping[str, Any], price_fen: int | None) -> dict[str, Any]:
 
 
 def _status_of_code(code: str) -> int:
-    return next((status for cls, status in STATUS if getattr(cls, "code", None) == code), 500)
+    """The HTTP status the API answers an error of `code` with: that of the class in the
+    error trees that carries it (a job keeps its error's code, not its class)."""
+    stack: list[type[Exception]] = list(DOMAIN_ERRORS)
+    while stack:
+        cls = stack.pop()
+        if getattr(cls, "code", None) == code:
+            return next((status for c, status in STATUS if issubclass(cls, c)), 500)
+        stack.extend(cls.__subclasses__())
+    return 500
 
 
 def call(

@@ -348,3 +348,31 @@ def test_public_interest_products_are_free_and_only_active_contracts_hold_produc
     )
     assert r.status_code == 200, r.text
     refused(publish(w, suspended, template), 409, "conflict", "active")
+
+
+def test_a_call_whose_job_fails_is_answered_with_the_jobs_code_and_not_charged(
+    local_world: World,
+) -> None:
+    w = local_world
+    assert set_cap(w, "人口研究", "2.00").status_code == 200
+    cid = w.active_contract()
+    code = 'n = table("population").agg(n=count()).collect()\nemit("n", [1][params["i"]])\n'
+    schema = {
+        "type": "object",
+        "properties": {"i": {"type": "integer", "minimum": 0, "maximum": 3}},
+    }
+    r = publish(
+        w, cid, approved_template(w, code=code, schema=schema), scenario="人口研究", price="2.00"
+    )
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    key = issue_key(w, pid)["key"]
+    assert call(w, pid, key, i=0).status_code == 200
+    failed = call(w, pid, key, i=2)
+    body = failed.json()
+    job = w.client.get(f"/v1/jobs/{body['job_id']}", headers=w.h(w.operator)).json()
+    assert job["status"] == "failed" and body["code"] == job["error"]["code"], (body, job)
+    # An error in the product's own code: not the customer's doing, and not a refusal.
+    assert (failed.status_code, body["code"]) == (500, "job_code_error"), body
+    shown = w.client.get(f"/v1/products/{pid}", headers=w.h(w.operator)).json()
+    assert (shown["calls"], shown["charged_calls"], shown["revenue"]) == (2, 1, "2.00")
