@@ -131,11 +131,13 @@ def _pricing(p: Product) -> ProductPrice:
 def cap_at(row: ProductCap, when: dt.datetime) -> int:
     """The scenario's cap in fen in force at `when`, from its history (the first cap set
     if `when` is before it)."""
-    at = clock.text(when)
+    at = _aware(when)
     fen = row.max_price_fen
     for entry in reversed(row.history or []):
         fen = int(entry["max_price_fen"])
-        if entry["at"] <= at:
+        # Parsed, not compared as text: a time on the whole second is written without
+        # its fraction, which would sort after the same second's fractions.
+        if dt.datetime.fromisoformat(entry["at"].replace("Z", "+00:00")) <= at:
             break
     return fen
 
