@@ -694,6 +694,78 @@ class SandboxClient:
             "POST", f"/objections/{_seg(objection_id)}/answer", json={"answer": answer}
         )
 
+    # -- data products --------------------------------------------------------------------
+
+    def product_caps(self) -> list[dict[str, Any]]:
+        """Every scenario's cap per call (public)."""
+        return self._listing("/product-caps", "caps", auth=False)
+
+    def set_product_cap(
+        self, scenario: str, max_price: str, description: str | None = None
+    ) -> dict[str, Any]:
+        """Bureau: the most a product of `scenario` may charge per call (yuan as text)."""
+        body = {"max_price": max_price, "description": description}
+        return self._request("PUT", f"/product-caps/{_seg(scenario)}", json=body)
+
+    def publish_product(
+        self,
+        name: str,
+        scenario: str,
+        description: str,
+        contract_id: str,
+        template_id: str,
+        template_version: int,
+        price: str,
+        trial_price: str | None = None,
+        trial_until: str | None = None,
+    ) -> dict[str, Any]:
+        """Operator: sell calls of an approved template version, at most the scenario's cap."""
+        body: dict[str, Any] = {
+            "name": name,
+            "scenario": scenario,
+            "description": description,
+            "contract_id": contract_id,
+            "template_id": template_id,
+            "template_version": template_version,
+            "price": price,
+        }
+        if trial_price is not None:
+            body |= {"trial_price": trial_price, "trial_until": trial_until}
+        return self._request("POST", "/products", json=body)
+
+    def products(self) -> list[dict[str, Any]]:
+        """Your products (all, for the bureau and the regulator), with calls and revenue."""
+        return self._listing("/products", "products")
+
+    def product(self, product_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/products/{_seg(product_id)}")
+
+    def public_products(self) -> list[dict[str, Any]]:
+        """The active products by scenario (public)."""
+        return self._listing("/public/products", "scenarios", auth=False)
+
+    def issue_product_key(self, product_id: str, customer: str) -> dict[str, Any]:
+        """Operator: a key for one customer; `key` is in this answer only."""
+        path = f"/products/{_seg(product_id)}/keys"
+        return self._request("POST", path, json={"customer": customer})
+
+    def product_keys(self, product_id: str) -> list[dict[str, Any]]:
+        """Operator: the keys issued for a product (never the keys themselves)."""
+        return self._listing(f"/products/{_seg(product_id)}/keys", "keys")
+
+    def revoke_product_key(self, product_id: str, key_id: str) -> dict[str, Any]:
+        path = f"/products/{_seg(product_id)}/keys/{_seg(key_id)}/revoke"
+        return self._request("POST", path)
+
+    def suspend_product(self, product_id: str, reason: str) -> dict[str, Any]:
+        """Bureau or regulator: stop a product's calls, saying why."""
+        path = f"/products/{_seg(product_id)}/suspend"
+        return self._request("POST", path, json={"reason": reason})
+
+    def resume_product(self, product_id: str, reason: str) -> dict[str, Any]:
+        path = f"/products/{_seg(product_id)}/resume"
+        return self._request("POST", path, json={"reason": reason})
+
     # -- analysis templates ---------------------------------------------------------------
 
     def submit_template(
@@ -802,6 +874,68 @@ class SandboxClient:
         if not response.is_success:
             raise api_error(response)
         return response
+
+
+class ProductClient:
+    """A customer of a data product: calls it with the key its operator issued
+    (`X-Product-Key`), never a principal's token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = key
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"ProductClient({self.base_url!r})"
+
+    def __enter__(self) -> ProductClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def call(
+        self,
+        product_id: str,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """One call, answered when done: `{id, status, outputs, price, charged}`. A refused
+        call raises SandboxAPIError with the job's code (its id in `details["job_id"]`)."""
+        body: dict[str, Any] = {"params": dict(params or {})}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        return self._send("POST", f"/products/{_seg(product_id)}/calls", json=body)
+
+    def get_call(self, product_id: str, call_id: str) -> dict[str, Any]:
+        return self._send("GET", f"/products/{_seg(product_id)}/calls/{_seg(call_id)}")
+
+    def output(self, call: Mapping[str, Any], name: str) -> pa.Table:
+        """A released table output of a call as a pyarrow Table (None in suppressed cells)."""
+        return released_table(call["outputs"][name])
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._http.request(
+            method,
+            f"{self.base_url}/v1{path}",
+            headers={"X-Product-Key": self._key},
+            **kwargs,
+        )
+        if not response.is_success:
+            raise api_error(response)
+        return cast(dict[str, Any], response.json())
 
 
 def api_error(response: httpx.Response) -> SandboxAPIError:

@@ -8,6 +8,8 @@ envelope; messages say what was wrong and how to fix it.
     ├── ScheduleError       invalid_price_schedule    a price schedule fails validation
     ├── CapsError           invalid_price_caps        a set of price caps fails validation
     ├── CapExceeded         price_above_cap           a schedule prices a unit above its cap
+    │                                                 (or a product a call above its scenario's)
+    ├── ProductPriceError   invalid_product_price     a product's price or trial is malformed
     ├── MeteringError       invalid_metering          metered usage is malformed
     ├── ChargeError         invalid_charge            a charge is malformed or cannot be computed
     ├── SettlementError     settlement_exceeds_quote  an actual charge is above its quote
@@ -41,6 +43,10 @@ class CapsError(PricingError):
 
 class CapExceeded(PricingError):
     code = "price_above_cap"
+
+
+class ProductPriceError(PricingError):
+    code = "invalid_product_price"
 
 
 class MeteringError(PricingError):

@@ -15,6 +15,7 @@
     ├── Forbidden                  403  role or ownership does not allow this
     │   ├── DisclosureRefused           a request that disclosure rules never allow
     │   ├── PrincipalSuspended          the caller is suspended
+    │   ├── ProductSuspended            a data product the bureau or the regulator suspended
     │   └── LicenseExpired              the operator's licence is no longer valid
     ├── NotFound                   404
     ├── Conflict                   409  duplicate name, wrong state
@@ -24,6 +25,8 @@
     │   ├── WorkerLost                  the Ray worker running the job's work died
     │   ├── DataUnavailable             a registered dataset's file is missing or damaged
     │   └── VersionRetired              a job waited past its dataset version's retention
+    ├── ProductCallFailed          (the job's)  a product call whose job did not succeed, with the
+    │                                   job's own code and status
     ├── StorageFull                507  the data directory ran out of space; nothing was kept
     ├── LedgerInconsistent         503  the stored log does not add up; writes stop
     └── RayUnavailable             503  the configured Ray cluster cannot be reached
@@ -105,6 +108,10 @@ class PrincipalSuspended(Forbidden):
     code = "principal_suspended"
 
 
+class ProductSuspended(Forbidden):
+    code = "product_suspended"
+
+
 class LicenseExpired(Forbidden):
     code = "license_expired"
 
@@ -180,6 +187,15 @@ class VersionRetired(ServiceFault):
     """The dataset version a job was submitted against has been retired (its files removed)."""
 
     code = "version_retired"
+
+
+class ProductCallFailed(SandboxError):
+    """A customer's call of a data product whose job was refused or failed: answered as
+    the job would be, with the job's code and HTTP status, and the call's (job's) id."""
+
+    def __init__(self, message: str, *, code: str, status: int, call_id: str) -> None:
+        super().__init__(message)
+        self.code, self.status, self.call_id = code, status, call_id
 
 
 class StorageFull(SandboxError):

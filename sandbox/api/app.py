@@ -21,6 +21,7 @@ from sandbox.api.routes import (
     objections,
     prices,
     principals,
+    products,
     public,
     reports,
     reviews,
@@ -77,8 +78,10 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         app.include_router(module.router, prefix="/v1")
     for module in (demands, objections, reviews):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(products.router, prefix="/v1")
     app.include_router(templates.router, prefix="/v1")
     app.include_router(public.router, prefix="/v1/public")
+    app.include_router(products.public_router, prefix="/v1/public")
     app.include_router(metrics.router)
     console.install(app)
     # Outermost (added last): every line of the request, the access line too, carries its id.

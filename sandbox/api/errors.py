@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sandbox.errors import ProductCallFailed
 from sandbox.pipeline.submission import RejectedJob
 from sandbox.records.failures import DOMAIN_ERRORS, status_of
 
@@ -45,6 +46,10 @@ def install(app: FastAPI) -> None:
             job_id=exc.job_id,
             line=getattr(cause, "line", None),
         )
+
+    @app.exception_handler(ProductCallFailed)
+    async def _call_failed(_: Request, exc: ProductCallFailed) -> JSONResponse:
+        return envelope(exc.status, exc.code, exc.message, job_id=exc.call_id)
 
     for cls in DOMAIN_ERRORS:
 

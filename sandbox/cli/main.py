@@ -20,6 +20,7 @@ from sandbox.cli.demands import demands_app, objections_app
 from sandbox.cli.jobs import jobs_app, keys_app
 from sandbox.cli.ledger import ledger_app
 from sandbox.cli.options import DataDir, settings_for
+from sandbox.cli.products import products_app
 from sandbox.cli.reviews import reviews_app
 from sandbox.cli.statistics import statistics_app
 from sandbox.cli.templates import templates_app
@@ -47,6 +48,7 @@ app.add_typer(statistics_app, name="statistics")
 app.add_typer(demands_app, name="demands")
 app.add_typer(objections_app, name="objections")
 app.add_typer(reviews_app, name="reviews")
+app.add_typer(products_app, name="products")
 app.add_typer(templates_app, name="templates")
 app.command()(backup)
 app.command()(restore)

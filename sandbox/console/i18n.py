@@ -14,6 +14,7 @@ from sandbox.console.words import (
     datasets,
     demands,
     operator,
+    products,
     provider,
     public,
     regulator,
@@ -37,6 +38,7 @@ for _area in (
     statistics,
     demands,
     reviews,
+    products,
     templates,
 ):
     for _key in _area.ZH.keys() & MESSAGES["zh"].keys():

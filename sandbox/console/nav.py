@@ -7,6 +7,7 @@ EVERYONE: tuple[tuple[str, str], ...] = (
     ("/fees", "nav.fees"),
     ("/register", "nav.register"),
     ("/log", "nav.log"),
+    ("/data-products", "nav.products.public"),
 )
 
 # One line per role, each kept by its own area of pages.
@@ -15,6 +16,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/contracts", "nav.operator.contracts"),
         ("/jobs", "nav.operator.jobs"),
         ("/bills", "nav.operator.bills"),
+        ("/products", "nav.products"),
         ("/demands", "nav.demands"),
         ("/objections", "nav.objections"),
         ("/templates", "nav.templates"),
@@ -36,6 +38,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/admin/caps", "nav.bureau.caps"),
         ("/admin/contracts", "nav.bureau.contracts"),
         ("/admin/revenue", "nav.bureau.revenue"),
+        ("/products", "nav.products"),
         ("/admin/statistics", "nav.bureau.statistics"),
         ("/reviews", "nav.reviews"),
         ("/demands", "nav.demands"),
@@ -46,6 +49,7 @@ BY_ROLE: dict[str, tuple[tuple[str, str], ...]] = {
         ("/oversight/contracts", "nav.regulator.contracts"),
         ("/oversight/jobs", "nav.regulator.jobs"),
         ("/oversight/reports", "nav.regulator.reports"),
+        ("/products", "nav.products"),
         ("/oversight/statistics", "nav.regulator.statistics"),
         ("/oversight/log", "nav.regulator.log"),
         ("/reviews", "nav.reviews"),

@@ -39,7 +39,7 @@ from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from sandbox.language.analysis import CodeFacts
 from sandbox.ledger import log
-from sandbox.records import directory
+from sandbox.records import directory, products
 from sandbox.records.principals import Actor, require
 from sandbox.store.models import (
     AllowedRevenue,
@@ -310,7 +310,10 @@ def revenue(ctx: Context, actor: Actor, period: str) -> dict[str, Any]:
         while True:
             report = revenue_report(_revenue_lines(s, current), allowed.get(current), carried)
             if current == period:
-                return _named_revenue(directory.load(s), {"period": period, **report.to_json()})
+                # Data products' calls: what customers paid operators, against the caps.
+                by_scenario = products.revenue(s, *month_bounds(period))
+                body = {"period": period, **report.to_json(), "products_by_scenario": by_scenario}
+                return _named_revenue(directory.load(s), body)
             carried, current = report.carry_forward, _next_period(current)
 
 
@@ -505,6 +508,21 @@ def revenue_table(report: dict[str, Any]) -> Table:
             for r in report["by_dataset"]
         ),
         *({"section": "unit", "key": r["unit"], **r} for r in report["by_unit"]),
+        # Data products: what customers paid per scenario, against its caps.
+        *(
+            {
+                "section": "product_scenario",
+                "key": r["scenario"],
+                "name": r["scenario"],
+                "calls": r["calls"],
+                "amount": r["revenue"],
+                "allowed_revenue": r["max_allowed_revenue"],
+                "excess": format_money(
+                    max(Decimal(r["revenue"]) - Decimal(r["max_allowed_revenue"]), Decimal(0))
+                ),
+            }
+            for r in report.get("products_by_scenario", [])
+        ),
     ]
     return Table(
         f"收入 {report['period']}",
@@ -544,4 +562,5 @@ REVENUE_COLUMNS = (
     Column("effective_allowed", "本月准许收入（元）", _M),
     Column("excess", "超出（元）", _M),
     Column("carry_forward", "结转下月扣减（元）", _M),
+    Column("calls", "数据产品调用次数", Kind.NUMBER),
 )

@@ -28,6 +28,8 @@ Per dataset, for the month:
   decision's time is the log's (`contract.approved`, `contract.refused`): a contract's
   status history only holds the decision that moved its status, not those of the other
   departments asked before it;
+- `product_calls`: calls of data products (jobs with a product) among `jobs`, whatever
+  their outcome;
 - `open_demands`: demands naming the dataset that were open, routed or planned at the end
   of the month (or now).
 
@@ -139,6 +141,7 @@ class _Tally:
     releases: dict[tuple[str, int], Counter[str]] = field(default_factory=dict)
     decisions: dict[tuple[str, int], float] = field(default_factory=dict)  # → hours
     demands: set[str] = field(default_factory=set)
+    product_calls: set[str] = field(default_factory=set)
 
     def add_version(self, published: int, last: dt.datetime | None) -> None:
         self.versions_published += published
@@ -179,6 +182,7 @@ class _Tally:
             "approval_median_hours": None if median is None else round(median, 2),
             "approval_max_hours": None if longest is None else round(longest, 2),
             "open_demands": len(self.demands),
+            "product_calls": len(self.product_calls),
         }
 
 
@@ -283,6 +287,7 @@ def _count_jobs(s: Session, m: _Month, start: dt.datetime, end: dt.datetime) -> 
             Job.disclosure,
             Job.error,
             Job.versions,
+            Job.product_id,
         ).where(Job.finished_at >= start, Job.finished_at < end)
     ).all()
     recorded = [(r, _read_by_record(r)) for r in rows]
@@ -301,6 +306,8 @@ def _count_jobs(s: Session, m: _Month, start: dt.datetime, end: dt.datetime) -> 
                 tally.succeeded.add(r.id)
             if refused:
                 tally.refusals[r.id] = str(code)
+            if r.product_id is not None:
+                tally.product_calls.add(r.id)
         for name, rows_read in read.items():
             owner = m.owner(name)
             if owner is not None:
@@ -643,4 +650,5 @@ _FIGURE_COLUMNS: Final = (
     Column("approval_median_hours", "审批用时中位数（小时）", _N),
     Column("approval_max_hours", "审批用时最长（小时）", _N),
     Column("open_demands", "未结需求数", _N),
+    Column("product_calls", "数据产品调用数", _N),
 )

@@ -167,6 +167,17 @@ class RevenueByUnit(Open):
     list_amount: str
 
 
+class RevenueByScenario(Open):
+    """Data products' calls in one scenario: what customers paid, against the caps."""
+
+    scenario: str
+    calls: int
+    charged_calls: int
+    revenue: str
+    max_allowed_revenue: str
+    within: bool
+
+
 class Revenue(Open):
     period: str
     currency: str
@@ -181,3 +192,4 @@ class Revenue(Open):
     by_operator: list[RevenueByOperator]
     by_dataset: list[RevenueByDataset]
     by_unit: list[RevenueByUnit]
+    products_by_scenario: list[RevenueByScenario] = []

@@ -28,6 +28,7 @@ class Figures(Open):
     approval_median_hours: float | None = Field(description="From application to decision")
     approval_max_hours: float | None
     open_demands: int = Field(description="Demands open, routed or planned at the as-of time")
+    product_calls: int = Field(0, description="Calls of data products among the jobs")
 
 
 class DatasetFigures(Figures):

@@ -10,6 +10,7 @@ from sandbox.console.pages import (
     datasets,
     demands,
     operator,
+    products,
     provider,
     public,
     regulator,
@@ -29,5 +30,6 @@ PAGES: tuple[APIRouter, ...] = (
     statistics.router,
     demands.router,
     reviews.router,
+    products.router,
     templates.router,
 )
