@@ -26,7 +26,9 @@
     │   ├── DataUnavailable             a registered dataset's file is missing or damaged
     │   └── VersionRetired              a job waited past its dataset version's retention
     ├── ProductCallFailed          (the job's)  a product call whose job did not succeed, with the
-    │                                   job's own code and status
+    │                                   job's own code and status; 502 when the product's own
+    │                                   analysis failed (its code raised, timed out, or reviewers
+    │                                   refused its release)
     ├── StorageFull                507  the data directory ran out of space; nothing was kept
     ├── LedgerInconsistent         503  the stored log does not add up; writes stop
     └── RayUnavailable             503  the configured Ray cluster cannot be reached

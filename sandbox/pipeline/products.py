@@ -87,14 +87,17 @@ def call_view(job: Mapping[str, Any], price_fen: int | None) -> dict[str, Any]:
 
 def _status_of_code(code: str) -> int:
     """The HTTP status the API answers an error of `code` with: that of the class in the
-    error trees that carries it (a job keeps its error's code, not its class)."""
+    error trees that carries it (a job keeps its error's code, not its class). A code no
+    class carries is the product's own analysis failing (its code raised, ran out of time,
+    its release was refused by reviewers): to the customer, the product behind the service
+    failed, 502."""
     stack: list[type[Exception]] = list(DOMAIN_ERRORS)
     while stack:
         cls = stack.pop()
         if getattr(cls, "code", None) == code:
-            return next((status for c, status in STATUS if issubclass(cls, c)), 500)
+            return next((status for c, status in STATUS if issubclass(cls, c)), 502)
         stack.extend(cls.__subclasses__())
-    return 500
+    return 502
 
 
 def call(

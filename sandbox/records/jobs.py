@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from operators.client import released_table
 from operators.roles import Role
+from pricing.money import format_money
 from sandbox.common import clock, exports
 from sandbox.context import Context
 from sandbox.disclosure.threshold import operator_view
@@ -152,13 +154,19 @@ def view(
 
 
 def origin(job: Job) -> dict[str, Any] | None:
-    """The approved template a job ran, and the product call it answered, if any."""
+    """The approved template a job ran, and the product call it answered (with the price
+    the operator charged its customer for it), if any."""
     if job.template_id is None:
         return None
     return {
         "template_id": job.template_id,
         "template_version": job.template_version,
         **({"product_id": job.product_id} if job.product_id else {}),
+        **(
+            {"price": format_money(Decimal(job.price_fen) / 100)}
+            if job.price_fen is not None
+            else {}
+        ),
     }
 
 

@@ -134,6 +134,7 @@ def test_a_call_runs_as_the_operators_job_billed_under_the_schedule(local_world:
     # The operator's job: its origin, and charged under the bureau's schedule.
     job = w.client.get(f"/v1/jobs/{body['id']}", headers=w.h(w.operator)).json()
     assert job["origin"]["product_id"] == p["id"] and job["status"] == "succeeded"
+    assert job["origin"]["price"] == "4.00"
     assert Decimal(job["charge"]["amount"]) > 0
     bill = w.client.get(f"/v1/bills?period={period()}", headers=w.h(w.operator)).json()
     assert body["id"] in [c["job_id"] for c in bill["charges"]]
@@ -373,6 +374,6 @@ def test_a_call_whose_job_fails_is_answered_with_the_jobs_code_and_not_charged(
     job = w.client.get(f"/v1/jobs/{body['job_id']}", headers=w.h(w.operator)).json()
     assert job["status"] == "failed" and body["code"] == job["error"]["code"], (body, job)
     # An error in the product's own code: not the customer's doing, and not a refusal.
-    assert (failed.status_code, body["code"]) == (500, "job_code_error"), body
+    assert (failed.status_code, body["code"]) == (502, "job_code_error"), body
     shown = w.client.get(f"/v1/products/{pid}", headers=w.h(w.operator)).json()
     assert (shown["calls"], shown["charged_calls"], shown["revenue"]) == (2, 1, "2.00")

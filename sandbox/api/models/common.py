@@ -51,6 +51,8 @@ _MEANING = {
     409: "The request conflicts with the current state",
     429: "A quota, spending cap or privacy budget is used up",
     500: "The service hit an unexpected error; nothing was changed",
+    502: "A data product's own analysis failed (its code raised or ran out of time, or "
+    "reviewers refused its release); the call is not charged",
     503: "Ray is unreachable, or the ledger is inconsistent",
 }
 

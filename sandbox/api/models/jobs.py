@@ -79,7 +79,8 @@ class _JobFields(Open):
         None,
         description=(
             "The approved template the job ran (template_id, template_version) and the "
-            "data product call it answered (product_id), when not written by hand"
+            "data product call it answered (product_id, and the price the operator charged "
+            "its customer for it), when not written by hand"
         ),
     )
     code: str | None = None

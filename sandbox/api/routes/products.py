@@ -104,7 +104,7 @@ def revoke_key(product_id: str, key_id: str, ctx: Ctx, actor: CurrentActor) -> d
 @router.post(
     "/products/{product_id}/calls",
     response_model=Call,
-    responses=SIGNED_IN | errors(404, 409, 429, 503),
+    responses=SIGNED_IN | errors(404, 409, 429, 502, 503),
 )
 async def call(
     product_id: str, body: CallMade, ctx: Ctx, key: ProductKeyHeader = None
