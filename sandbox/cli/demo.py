@@ -79,6 +79,28 @@ for sub in klass.__subclasses__():
 
 BAND_ORDER = ["[60, 70)", "[70, 80)", "[80, 90)", ">= 90"]
 
+# A data product's template: its code and the parameters its customers may pass.
+ELDERLY = """\
+born_by = params["year"] - params["min_age"]
+res = (
+    table("population")
+    .filter(col("birth_date").year() <= born_by)
+    .group_by("district")
+    .agg(n=count())
+    .collect()
+)
+emit("elderly_by_district", res.sort("n", descending=True))
+"""
+ELDERLY_PARAMS = {
+    "type": "object",
+    "properties": {
+        "year": {"type": "integer", "minimum": 2020, "maximum": 2026, "default": 2026},
+        "min_age": {"type": "integer", "enum": [60, 65, 70, 80]},
+    },
+    "required": ["min_age"],
+}
+SCENARIO = "养老服务"
+
 
 class Story:
     def __init__(self, console: Console) -> None:
@@ -293,6 +315,7 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
     story.say(f"  HTTP {r.status_code} [yellow]{r.json()['code']}[/]: {r.json()['error']}")
 
     _new_version(story, client, police, operator, cid, city["population"].table)
+    _product(story, client, bureau, police, operator, regulator, cid)
 
     story.title("The regulator checks the tamper-evident log")
     head = _check(client.get("/v1/ledger/checkpoint", headers=h(regulator["token"])))
@@ -314,6 +337,99 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
     for e in entries:
         kinds[e["event"]["type"]] = kinds.get(e["event"]["type"], 0) + 1
     story.say("  " + ", ".join(f"{k} ×{v}" for k, v in kinds.items()))
+
+
+def _product(
+    story: Story,
+    client: TestClient,
+    bureau: str,
+    police: dict[str, Any],
+    operator: dict[str, Any],
+    regulator: dict[str, Any],
+    cid: str,
+) -> None:
+    """Authorized operation: an analysis reviewed once by its department becomes a product
+    the operator sells per call, within the bureau's cap for its scenario."""
+
+    def h(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    story.title("A data product: a template reviewed once, sold per call within the cap")
+    story.console.print(Syntax(ELDERLY, "python", line_numbers=True, word_wrap=True))
+    template = _check(
+        client.post(
+            "/v1/templates",
+            headers=h(operator["token"]),
+            json={"name": "分区老年人口", "code": ELDERLY, "params_schema": ELDERLY_PARAMS},
+        ),
+        201,
+    )
+    tid = template["id"]
+    story.say(f"  operator submits template {tid}: this code, parameters min_age ∈ 60/65/70/80")
+    reviewed = _check(
+        client.post(
+            f"/v1/templates/{tid}/versions/1/reviews",
+            headers=h(police["token"]),
+            json={"decision": "approve", "conditions": "仅输出区级人数"},
+        )
+    )
+    story.say(
+        f"  市公安局 reviews that exact code (sha256 "
+        f"{reviewed['versions'][0]['code_sha256'][:12]}…) → {reviewed['versions'][0]['status']}"
+    )
+    _check(
+        client.put(
+            f"/v1/product-caps/{SCENARIO}",
+            headers=h(bureau),
+            json={"max_price": "3.00", "description": "养老服务机构选址与床位规划"},
+        )
+    )
+    story.say(f"  bureau caps the scenario {SCENARIO} at 3.00 yuan per call")
+    product = {
+        "name": "分区老年人口速查",
+        "scenario": SCENARIO,
+        "description": "各区老年人口数，按年龄下限",
+        "purpose_class": "commercial",
+        "contract_id": cid,
+        "template_id": tid,
+        "template_version": 1,
+    }
+    r = client.post("/v1/products", headers=h(operator["token"]), json={**product, "price": "3.50"})
+    story.say(f"  priced at 3.50 → HTTP {r.status_code} [yellow]{r.json()['code']}[/]")
+    made = _check(
+        client.post(
+            "/v1/products", headers=h(operator["token"]), json={**product, "price": "3.00"}
+        ),
+        201,
+    )
+    key = _check(
+        client.post(
+            f"/v1/products/{made['id']}/keys",
+            headers=h(operator["token"]),
+            json={"customer": "某养老服务连锁企业"},
+        ),
+        201,
+    )["key"]
+    story.say(f"  priced at 3.00 → product {made['id']}; a customer gets its own key")
+    headers = {"X-Product-Key": key}
+    url = f"/v1/products/{made['id']}/calls"
+    answer = _check(client.post(url, headers=headers, json={"params": {"min_age": 80}}))
+    top = answer["outputs"]["elderly_by_district"]["rows"][:3]
+    story.say(
+        f"  customer calls min_age=80 → {answer['status']}, price {answer['price']}; "
+        "most: " + ", ".join(f"{d} {n}" for d, n in top)
+    )
+    r = client.post(url, headers=headers, json={"params": {"min_age": 67}})
+    story.say(f"  customer calls min_age=67 → HTTP {r.status_code} [yellow]{r.json()['code']}[/]")
+    period = answer["created_at"][:7]
+    report = _check(
+        client.get(f"/v1/reports/revenue?period={period}", headers=h(regulator["token"]))
+    )
+    for line in report["products_by_scenario"]:
+        story.say(
+            f"  regulator's revenue report, {line['scenario']}: {line['calls']} call(s), revenue "
+            f"{line['revenue']} of at most {line['max_allowed_revenue']} yuan"
+        )
 
 
 def _new_version(

@@ -196,3 +196,9 @@ def test_the_demo_tells_the_whole_story_on_ray(tmp_path: Path) -> None:
     # Detection flags the escape attempt, and nothing of the ordinary job.
     assert "flag.raised ×1" in " ".join(out.split()), out[-1500:]
     assert "charged" in out and "quoted" in out
+    # A data product: its template approved, a price above the cap refused, a call answered.
+    flat = " ".join(out.split())  # the console wraps long lines
+    assert "→ approved" in flat and "HTTP 400 price_above_cap" in flat
+    assert "customer calls min_age=80 → succeeded, price 3.00" in flat
+    assert "HTTP 400 params_invalid" in flat
+    assert "1 call(s), revenue 3.00 of at most 3.00 yuan" in flat
