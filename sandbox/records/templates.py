@@ -242,12 +242,16 @@ def submit(ctx: Context, actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
                 number = 1
             else:
                 versions = _versions(s, t.id)
-                same = [v for v in versions if v.code_sha256 == digest]
+                # A version is its code and the parameters it accepts: either changed is
+                # something new for the departments to review.
+                same = [
+                    v for v in versions if v.code_sha256 == digest and v.params_schema == schema
+                ]
                 if same:
                     raise Conflict(
-                        f"template {name!r} ({t.id}) already has this exact code as version "
-                        f"{same[0].version} ({same[0].status}); a version is its code, so change "
-                        "the code to submit a new version, or run that one"
+                        f"template {name!r} ({t.id}) already has this exact code and parameter "
+                        f"schema as version {same[0].version} ({same[0].status}); change the "
+                        "code or the schema to submit a new version, or run that one"
                     )
                 number = max(v.version for v in versions) + 1
                 if description:

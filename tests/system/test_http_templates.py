@@ -330,6 +330,12 @@ def test_changed_code_is_a_new_version_needing_new_approvals_identical_code_conf
     refused(review(w, tid, 3, market, decision="approve"), 409, "conflict", "withdrawn")
     assert "template.withdrawn" in [e["type"] for e in events(w, tid)]
 
+    # The same code accepting other parameters is new to its reviewers too.
+    wider = {**SCHEMA, "properties": {**SCHEMA["properties"], "year": {"type": "integer"}}}
+    t = conforms(submit(w, schema=wider), Template, 201)
+    assert t["versions"][0]["version"] == 4 and t["versions"][0]["status"] == "pending"
+    assert t["versions"][0]["code_sha256"] == t["versions"][-1]["code_sha256"]
+
 
 def test_a_templates_only_contract_refuses_plain_jobs_and_runs_approved_templates(
     local_world: World, city: dict[str, Any]
