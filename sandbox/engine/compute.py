@@ -136,6 +136,8 @@ def evaluate(e: p.Expr, table: pa.Table) -> Any:
         return pc.is_in(x, value_set=pa.array(values, type=kind))
     if e.fn in ("year", "month"):
         return _rowwise(getattr(pc, e.fn), _column(args[0], table))
+    if e.fn == "years_until":
+        return _years_until(*(evaluate(a, table) for a in args))
     if e.fn == "startswith":
         return pc.starts_with(plain(evaluate(args[0], table)), pattern=_param(args[1]))
     if e.fn == "endswith":
@@ -250,6 +252,21 @@ def _rowwise(kernel: Any, x: Any) -> Any:
                 contiguous(_rowwise(kernel, x.slice(half))),
             ]
         )
+
+
+def _years_until(start: Any, end: Any) -> Any:
+    """Whole years from `start` to `end` (an age at a date): the difference of their years,
+    less one when `end` falls earlier in its year than `start` did. One of the two may be an
+    ISO date literal; nulls give null."""
+    start = _lit(start, pa.date32())
+    end = _lit(end, pa.date32())
+    years = pc.subtract(pc.year(end), pc.year(start))
+
+    def day_of(x: Any) -> Any:
+        return pc.add(pc.multiply(pc.month(x), 100), pc.day(x))
+
+    earlier = pc.cast(pc.less(day_of(end), day_of(start)), pa.int64())
+    return pc.subtract(years, earlier)
 
 
 def _float_to_int(x: Any) -> Any:

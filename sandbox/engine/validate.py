@@ -9,6 +9,7 @@ identifier into a group key.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ COARSENING = frozenset(
         "bucket",
         "year",
         "month",
+        # Whole years between two dates: an age, as coarse as a year of birth.
+        "years_until",
         "eq",
         "ne",
         "lt",
@@ -174,6 +177,14 @@ def _lit_kind(v: object) -> str:
     return "string"
 
 
+def _iso_date(value: object) -> bool:
+    try:
+        dt.date.fromisoformat(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
 def _comparable(a: str, b: str) -> bool:
     if "null" in (a, b):
         return True
@@ -247,6 +258,8 @@ class _Typer:
             if kinds[0] != "date":
                 raise self._fail(e, kinds, "a date column")
             return "int"
+        if fn == "years_until":
+            return self._years(e, kinds)
         if fn in ("startswith", "endswith"):
             if kinds != ["string", "string"] or not isinstance(e.args[1], p.Lit):
                 raise self._fail(e, kinds, "a string column and a literal string")
@@ -262,6 +275,18 @@ class _Typer:
         if fn == "case":
             return self._case(e, kinds)
         raise PlanError(f"unknown function '{fn}'")
+
+    def _years(self, e: p.Call, kinds: list[str]) -> str:
+        """Both ends dates: a date column or expression, or an ISO date literal."""
+        for arg, kind in zip(e.args, kinds):
+            if kind == "date":
+                continue
+            if kind == "string" and isinstance(arg, p.Lit) and _iso_date(arg.value):
+                continue
+            raise self._fail(e, kinds, "two dates (a date column, or 'YYYY-MM-DD')")
+        if all(isinstance(a, p.Lit) for a in e.args):
+            raise self._fail(e, kinds, "at least one date column")
+        return "int"
 
     def _cast(self, e: p.Call, kinds: list[str]) -> str:
         target = e.args[1].value if isinstance(e.args[1], p.Lit) else None

@@ -128,6 +128,14 @@ class Expr:
     def month(self) -> Expr:
         return self._call("month")
 
+    def years_until(self, other: Any) -> Expr:
+        """Whole years from this date to `other` (a date column or "YYYY-MM-DD")."""
+        return self._call("years_until", other)
+
+    def age_at(self, date: Any) -> Expr:
+        """Age in whole years at `date` ("YYYY-MM-DD" or a date column) of this birth date."""
+        return self._call("years_until", date)
+
     def startswith(self, prefix: str) -> Expr:
         return self._call("startswith", prefix)
 

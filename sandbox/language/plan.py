@@ -36,6 +36,8 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
     "is_null": (1, 1),
     "year": (1, 1),
     "month": (1, 1),
+    # years_until(start, end): whole years from one date to another (an age at a date).
+    "years_until": (2, 2),
     "startswith": (2, 2),
     "endswith": (2, 2),
     "bucket": (2, 2),
