@@ -269,6 +269,26 @@ def _years_until(start: Any, end: Any) -> Any:
     return pc.subtract(years, earlier)
 
 
+def _in_key_order(table: pa.Table, plan: p.Aggregate) -> pa.Table:
+    """Groups in key order; a banded key (bucket()) in the order of its bands, from the
+    lowest, not the text order of their labels ("[10000, …)" before "[2000, …)")."""
+    order: list[tuple[str, str]] = []
+    ranks: list[str] = []
+    for k in plan.keys:
+        edges = p.bucket_edges(plan.input, k)
+        if edges is None:
+            order.append((k, "ascending"))
+            continue
+        rank = f"{internal.PREFIX}band:{k}"
+        labels = pa.array(_bucket_labels(edges), pa.string())
+        table = table.append_column(
+            rank, pc.index_in(pc.cast(plain(table.column(k)), pa.string()), value_set=labels)
+        )
+        order.append((rank, "ascending"))
+        ranks.append(rank)
+    return table.sort_by(order).drop_columns(ranks)
+
+
 def _float_to_int(x: Any) -> Any:
     # To the nearest, halves to even, as SQL engines cast doubles (and Python rounds).
     x = pc.round(finite(x), 0, round_mode="half_to_even")
@@ -739,7 +759,7 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
             i = merged.schema.get_field_index(c)
             merged = merged.set_column(i, c, pc.fill_null(merged.column(c), 0))
     if plan.keys:
-        merged = merged.sort_by([(k, "ascending") for k in plan.keys])
+        merged = _in_key_order(merged, plan)
     groups = Groups.of(merged.column(f"{internal.PARTIAL_ROW}_list"), both.num_rows)
     out: dict[str, Any] = {k: merged.column(k) for k in plan.keys}
     quantiles = _merge_quantiles(checked, both, groups)

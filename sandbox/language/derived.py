@@ -258,9 +258,15 @@ def check(body: Any) -> None:
     if not isinstance(columns, list) or not 1 <= len(columns) <= MAX_COLUMNS:
         raise PlanError(f"a derived table has 1 to {MAX_COLUMNS} columns")
     for c in columns:
-        if not isinstance(c, Mapping) or set(c) != {"name", "type"} or c["type"] not in TYPES:
+        if (
+            not isinstance(c, Mapping)
+            or not {"name", "type"} <= set(c) <= {"name", "type", "bounds"}
+            or c["type"] not in TYPES
+        ):
             raise PlanError("a derived table's columns are {name, type} with a known type")
         _check_name(c["name"])
+        if "bounds" in c:
+            _check_bounds(c["bounds"])
     names = [c["name"] for c in columns]
     if len(set(names)) != len(names):
         raise PlanError("a derived table's column names must be distinct")
@@ -285,6 +291,20 @@ def check(body: Any) -> None:
             or rows[cell[0]][names.index(cell[1])] is not None
         ):
             raise PlanError("a derived table's suppressed cells must be empty cells it has")
+
+
+def _check_bounds(bounds: Any) -> None:
+    """A banded column's bounds as released: [low, high) pairs of numbers or None."""
+    if not isinstance(bounds, list) or len(bounds) > MAX_ROWS:
+        raise PlanError("a banded column's bounds are a list of [low, high) pairs")
+    for pair in bounds:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise PlanError("a banded column's bounds are a list of [low, high) pairs")
+        for v in pair:
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            ):
+                raise PlanError("a banded column's bounds are numbers or None")
 
 
 def _check_value(v: Any) -> None:

@@ -277,6 +277,42 @@ def scan_of(node: Node) -> Scan:
     return scans(node)[0]
 
 
+def bucket_edges(node: Node, column: str) -> tuple[Scalar, ...] | None:
+    """The edges of `bucket()` that made `column` as `node` gives it, or None when the column
+    is not banded there: its bands are released in edge order and with their bounds, not
+    sorted as the text of their labels."""
+    stack: list[Node] = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Derive):
+            made = dict(n.columns)
+            if column in made:
+                e = made[column]
+                if (
+                    isinstance(e, Call)
+                    and e.fn == "bucket"
+                    and isinstance(e.args[1], Lit)
+                    and isinstance(e.args[1].value, tuple)
+                ):
+                    return e.args[1].value
+                return None
+            stack.append(n.input)
+        elif isinstance(n, Join):
+            stack += [n.right, n.left]
+        elif isinstance(n, Scan):
+            continue
+        else:
+            stack.append(n.input)
+    return None
+
+
+def bucket_bounds(edges: tuple[Scalar, ...]) -> list[list[Scalar]]:
+    """Each band's [low, high) for `edges`, in order: below the first edge, between each
+    pair, from the last (None where a band is open)."""
+    ends: list[Scalar] = [None, *edges, None]
+    return [[lo, hi] for lo, hi in zip(ends, ends[1:])]
+
+
 # --- JSON form -------------------------------------------------------------------------
 
 

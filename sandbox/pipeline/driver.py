@@ -328,8 +328,9 @@ class _Handler:
                 **({"left_out": released.small} if released.small else {}),
             }
         )
-        self.released.add(_canonical(released.body))
-        return released.body
+        body = with_bounds(released.body, checked.plan)
+        self.released.add(_canonical(body))
+        return body
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -423,6 +424,16 @@ class _Handler:
                 sign="exhaustion",
             )
         self.outputs[name] = _check_output(value, self.released)
+
+
+def with_bounds(body: dict[str, Any], plan: p.Aggregate) -> dict[str, Any]:
+    """A released table whose banded key columns (bucket(), histogram()) say their bands'
+    numeric bounds, [low, high) in order, beside the labels."""
+    columns = []
+    for c in body["columns"]:
+        edges = p.bucket_edges(plan.input, c["name"]) if c["name"] in plan.keys else None
+        columns.append(c if edges is None else {**c, "bounds": p.bucket_bounds(edges)})
+    return {**body, "columns": columns}
 
 
 def _observe(

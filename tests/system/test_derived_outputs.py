@@ -52,3 +52,31 @@ def test_a_table_shape_the_driver_does_not_accept_fails_the_job(local_world: Wor
     assert "row 0 must be a list of 2 values" in job["error"]["message"]
     assert job["usage"]["rows_scanned"] == 0
     assert job["charge"] is None or job["charge"]["amount"] == "0.00"
+
+
+def test_bands_come_in_edge_order_with_their_bounds(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract()
+    job = w.run(
+        cid,
+        'y = table("population").derive(y=col("birth_date").year())\n'
+        'h = y.histogram("y", [1950, 1970, 1990, 2010]).collect()\n'
+        'emit("h", h)\n'
+        'emit("top", h.sort("n", descending=True).head(2))',
+    ).json()
+    assert job["status"] == "succeeded", job["error"]
+    h = job["outputs"]["h"]
+    labels = [r[0] for r in h["rows"]]
+    # As text, "< 1950" and ">= 2010" would come before every "[…)".
+    order = ["< 1950", "[1950, 1970)", "[1970, 1990)", "[1990, 2010)", ">= 2010"]
+    assert labels == order
+    (band,) = [c for c in h["columns"] if c["name"] == "bin"]
+    assert band["bounds"] == [
+        [None, 1950],
+        [1950, 1970],
+        [1970, 1990],
+        [1990, 2010],
+        [2010, None],
+    ]
+    # A table derived from it keeps the bounds and leaves as a derived output.
+    assert job["outputs"]["top"]["columns"][0]["bounds"] == band["bounds"]

@@ -33,6 +33,13 @@ class JobError(Open):
 class OutputColumn(Open):
     name: str
     type: str
+    bounds: list[list[float | int | None]] | None = Field(
+        None,
+        description=(
+            "A banded key column (bucket(), histogram()): each band's [low, high), in the "
+            "order the rows come in; null where a band is open"
+        ),
+    )
 
 
 class Output(Open):

@@ -30,9 +30,7 @@ def test_an_age_at_a_date_counts_only_birthdays_passed() -> None:
     assert years(p.Col("born"), p.Lit("2025-02-28")) == [64, 64, 24, None]
     assert years(p.Col("born"), p.Lit("2025-03-01")) == [65, 65, 24, None]
     assert years(p.Col("born"), p.Col("died")) == [64, 65, None, None]
-    reference = [
-        None if b is None else 2025 - b.year - ((2, 28) < (b.month, b.day)) for b in BORN
-    ]
+    reference = [None if b is None else 2025 - b.year - ((2, 28) < (b.month, b.day)) for b in BORN]
     assert years(p.Col("born"), p.Lit("2025-02-28")) == reference
 
 
