@@ -472,6 +472,14 @@ class SandboxClient:
         body = {"contract_id": contract_id, "code": code, "params": dict(params or {})}
         return self._request("POST", "/quotes", json=body)
 
+    def check(
+        self, contract_id: str, code: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What is wrong with a job before paying for it: `{ok, problems, quote}`, each
+        problem with its line, severity, message and code. Nothing runs or is charged."""
+        body = {"contract_id": contract_id, "code": code, "params": dict(params or {})}
+        return self._request("POST", "/checks", json=body)
+
     def submit(
         self,
         contract_id: str,

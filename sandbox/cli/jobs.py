@@ -107,6 +107,33 @@ def _run(action: Any) -> None:
         raise typer.Exit(2) from None
 
 
+@jobs_app.command("check")
+def check(
+    contract: str = typer.Option(..., "--contract", help="Contract id."),
+    code: Path = typer.Option(
+        ..., "--code", exists=True, dir_okay=False, help="The job's code (UTF-8)."
+    ),
+    params: str | None = typer.Option(None, "--params", help="JSON object, or @file."),
+    url: str = Url,
+    token: str = Token,
+) -> None:
+    """Check a job before paying for it: problems with their lines, and its quote. Exits 1
+    when the job would be refused."""
+
+    def action() -> None:
+        with _client(url, token, None) as client:
+            result = client.check(contract, code.read_text(encoding="utf-8"), _params(params))
+        for p in result["problems"]:
+            where = f"line {p['line']}: " if p["line"] else ""
+            colour = "red" if p["severity"] == "error" else "yellow"
+            console.print(f"[{colour}]{p['severity']}[/] {where}{p['message']}", soft_wrap=True)
+        if not result["ok"]:
+            raise typer.Exit(1)
+        console.print(f"[green]ok[/]: quoted at most {result['quote']['amount']} yuan")
+
+    _run(action)
+
+
 @jobs_app.command("submit")
 def submit(
     contract: str = typer.Option(..., "--contract", help="Contract id."),

@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument, Use
-from contracts.errors import ContractScopeError
+from contracts.errors import ContractError, ContractScopeError
 from contracts.lifecycle import Status, check_usable
 from contracts.quota import check_quotas, day_start, month_start
 from contracts.scope import check_scope
@@ -46,6 +46,7 @@ from sandbox.errors import (
     PlanError,
     SandboxError,
 )
+from sandbox.language import check
 from sandbox.language.analysis import CodeFacts, analyse
 from sandbox.language.policy import check_source, compile_job
 from sandbox.ledger import log
@@ -255,8 +256,13 @@ def compile_code(code: str) -> CodeFacts:
     """What the code uses, once it compiles. Kept per source text: the same job is often
     submitted again and again (a dashboard's refresh), and compiling is pure. A refusal is
     not kept; it is raised anew each time."""
-    facts = analyse(check_source(code))
+    tree = check_source(code)
+    facts = analyse(tree)
     compile_job(code)
+    for problem in check.problems(tree):
+        # Certain to fail when it runs: refused now, before anything is reserved or read.
+        if problem.severity == "error":
+            raise CompileError(problem.message, problem.line, sign=problem.sign)
     return facts
 
 
@@ -346,6 +352,52 @@ def quote(
             "compute_seconds": ctx.settings.job_wall_seconds,
             **_epsilon_bounds(epsilon, p.facts),
         },
+    }
+
+
+def check_job(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
+    """What is wrong with a job, found without running it, reading data or charging: the
+    language's refusals and the source's problems (`language.check`, with their lines), then
+    the contract's (in force, granting what the code names), and the quote when all is well.
+    Submission refuses exactly the errors found here before it reserves anything."""
+    require(actor, Role.operator)
+    found: list[dict[str, Any]] = []
+    try:
+        tree = check_source(req.code)
+        compile_job(req.code)
+    except CompileError as e:
+        return _checked([_problem(e)])
+    found += [p.to_json() for p in check.problems(tree)]
+    if any(p["severity"] == "error" for p in found):
+        return _checked(found)
+    try:
+        with ctx.transaction() as s:
+            p = prepare(ctx, s, actor, req)
+    except (SandboxError, ContractError, OperatorError) as e:
+        found.append(_problem(e))
+        return _checked(found)
+    return _checked(found, p.quote.to_json())
+
+
+def _problem(e: Exception) -> dict[str, Any]:
+    line = getattr(e, "line", None)
+    message = getattr(e, "message", None) or str(e)
+    if line is not None and message.startswith(f"line {line}: "):
+        message = message[len(f"line {line}: ") :]
+    return {
+        "line": line,
+        "severity": "error",
+        "message": message,
+        "code": getattr(e, "code", "error"),
+    }
+
+
+def _checked(found: list[dict[str, Any]], quote: Any = None) -> dict[str, Any]:
+    found = sorted(found, key=lambda p: (p["line"] or 0, p["severity"]))
+    return {
+        "ok": not any(p["severity"] == "error" for p in found),
+        "problems": found,
+        "quote": quote,
     }
 
 

@@ -107,3 +107,27 @@ def test_jobs_submit_reports_a_rejection_with_its_line(cast: Cast, tmp_path: Pat
     assert r.returncode == 1 and "code_rejected" in r.stderr and "line 2" in r.stderr
     unreachable = cli("jobs", "show", "j-1", "--url", "http://127.0.0.1:9", cwd=tmp_path, token="t")
     assert unreachable.returncode == 2 and "could not reach" in unreachable.stderr
+
+
+def test_jobs_check_finds_what_would_fail_before_paying(cast: Cast, tmp_path: Path) -> None:
+    cid = active_contract(cast, spend_cap="100.00")
+    (tmp_path / "typo.py").write_text(
+        'res = table("population").group_by("district").agg(n=count())\n'
+        'emit("top", res.collect().order_by("n"))\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "good.py").write_text(
+        'emit("n", table("population").group_by("district").agg(n=count()).collect())\n',
+        encoding="utf-8",
+    )
+    before = len(cast.operator._listing("/jobs", "jobs"))
+    args = ("jobs", "check", "--url", cast.server.url, "--contract", cid, "--code")
+    r = cli(*args, "typo.py", cwd=tmp_path, token=cast.operator_token)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "error line 2: a released table has no 'order_by'" in r.stdout
+    r = cli(*args, "good.py", cwd=tmp_path, token=cast.operator_token)
+    assert r.returncode == 0 and "ok: quoted at most" in r.stdout, r.stdout + r.stderr
+    # Checking ran nothing and recorded nothing.
+    assert len(cast.operator._listing("/jobs", "jobs")) == before
+    checked = cast.operator.check(cid, (tmp_path / "typo.py").read_text(encoding="utf-8"))
+    assert checked["ok"] is False and checked["problems"][0]["line"] == 2

@@ -252,18 +252,23 @@ def test_the_csv_statement_lines_sum_to_its_total(local_world: World) -> None:
 def test_a_mistake_before_any_data_is_read_costs_nothing(local_world: World) -> None:
     w = local_world
     cid = w.active_contract()
+    # A method the language does not have is found in the source: refused before it runs.
     typo = 'res = table("population").group_by("district").order_by("n")\nemit("x", res)'
-    job = w.run(cid, typo).json()
-    assert job["status"] == "failed"
-    assert "order_by" in job["error"]["message"]
+    r = w.run(cid, typo)
+    assert r.status_code == 400 and r.json()["code"] == "code_rejected", r.text
+    assert r.json()["line"] == 1 and "'order_by'" in r.json()["error"]
+    # A mistake found only when it runs, but before any collect(): failed, and free.
+    early = 'x = [1][5]\nemit("n", table("population").agg(n=count()).collect())'
+    job = w.run(cid, early).json()
+    assert job["status"] == "failed" and job["error"]["line"] == 1, job
     assert job["usage"]["rows_scanned"] == 0
     assert job["charge"] is None or Decimal(job["charge"]["amount"]) == 0
     # The same mistake after a collect() has read the data is a use of it, and pays for it.
-    late = 'n = table("population").agg(n=count()).collect()\nn.order_by("n")'
+    late = 'n = table("population").agg(n=count()).collect()\nx = [1][5]'
     job = w.run(cid, late).json()
     assert job["status"] == "failed"
     assert job["usage"]["rows_scanned"] == RESIDENTS
     assert Decimal(job["charge"]["amount"]) > 0
     with w.ctx.reading() as s:
         spent = s.scalars(select(Job.charge_fen).where(Job.contract_id == cid)).all()
-    assert sorted(spent) == [0, int(Decimal(job["charge"]["amount"]) * 100)]
+    assert sorted(spent) == [0, 0, int(Decimal(job["charge"]["amount"]) * 100)]

@@ -24,6 +24,21 @@ class Quote(Open):
     bounds: Bounds
 
 
+class Problem(Open):
+    line: int | None = Field(description="The line of the code, when the problem has one")
+    severity: str = Field(description="error (the job would be refused or fail) or warning")
+    message: str
+    code: str = Field(description="The error code a submission would be refused with")
+
+
+class Check(Open):
+    """A job checked without running it: nothing read, nothing recorded, nothing charged."""
+
+    ok: bool = Field(description="No errors: the job would be admitted")
+    problems: list[Problem]
+    quote: Charge | None = Field(description="The job's quote, when it would be admitted")
+
+
 class JobError(Open):
     code: str
     message: str

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.files import ListingFormat, OutputFormat, export_response
 from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors, files
-from sandbox.api.models.jobs import Job, Jobs, Output, Quote
+from sandbox.api.models.jobs import Check, Job, Jobs, Output, Quote
 from sandbox.common import exports
 from sandbox.pipeline import submission
 from sandbox.records import jobs, listings
@@ -23,6 +23,15 @@ SUBMISSION = SIGNED_IN | errors(404, 409, 429, 503)
 @router.post("/quotes", response_model=Quote, responses=SUBMISSION)
 def quote(body: submission.JobRequest, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     return submission.quote(ctx, actor, body)
+
+
+@router.post("/checks", response_model=Check, responses=SUBMISSION)
+def check(body: submission.JobRequest, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """Operator: what is wrong with a job, with line numbers, before paying for it — the
+    language's refusals, methods the language lacks, aggregates of conditions, emit() or
+    collect() in a loop, names the contract does not grant — and its quote when none is an
+    error. Nothing runs, nothing is read, recorded or charged."""
+    return submission.check_job(ctx, actor, body)
 
 
 @router.post("/jobs", status_code=201, response_model=Job, responses=SUBMISSION)
