@@ -658,7 +658,7 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         "rows_by_dataset": dict(sorted(handler.rows_by_dataset.items())),
         "compute_seconds": compute,
         "collects": len(handler.releases),
-        "outputs": len(handler.outputs) if outcome.status == JobStatus.SUCCEEDED else 0,
+        "outputs": len(handler.outputs) if _delivers(outcome) else 0,
     }
     if handler.epsilon_used:
         # Charged in whole micro-ε, rounded up, so the budget never under-counts.
@@ -693,9 +693,9 @@ def run_job(spec: JobSpec, executor: Executor) -> JobResult:
         }
     return JobResult(
         status=outcome.status,
-        outputs=handler.outputs if outcome.status == JobStatus.SUCCEEDED else {},
+        outputs=handler.outputs if _delivers(outcome) else {},
         usage=usage,
-        disclosure=_disclosure(handler, outcome.status),
+        disclosure=_disclosure(handler, _delivers(outcome)),
         error=outcome.error,
         printed=outcome.printed,
         incident=incident,
@@ -729,13 +729,31 @@ def carried_usage(replay: Replay, levels: Mapping[str, str]) -> dict[str, Any]:
     return usage
 
 
-def _disclosure(handler: _Handler, status: JobStatus) -> dict[str, Any]:
+def _delivers(outcome: Outcome) -> bool:
+    """Whether the job's outputs reach the operator: when it succeeded, and when its own code
+    failed after emitting some (what it paid to collect is not lost to a later slip). Where
+    the code raised depends only on what was released to it; a timeout, a crash or a refusal
+    by the rules delivers nothing."""
+    if outcome.status == JobStatus.SUCCEEDED:
+        return True
+    return (
+        outcome.status == JobStatus.FAILED
+        and outcome.error is not None
+        and outcome.error.code == CODE_ERROR
+    )
+
+
+# The error of a job whose own code raised (sandbox.jail.child).
+CODE_ERROR = "job_code_error"
+
+
+def _disclosure(handler: _Handler, delivered: bool) -> dict[str, Any]:
     """The job's disclosure report: each release, and which outputs the job derived itself
     from released values (post-processing: they reveal nothing the releases did not)."""
     made = sorted(
         name
         for name, value in handler.outputs.items()
-        if status == JobStatus.SUCCEEDED and value.get("derived") is True
+        if delivered and value.get("derived") is True
     )
     return {"releases": handler.releases, **({"derived": made} if made else {})}
 

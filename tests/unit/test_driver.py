@@ -235,8 +235,9 @@ def test_operator_code_errors_fail_the_job(people: DatasetInfo) -> None:
     assert result.status == "failed"
     assert result.error.code == "job_code_error" and result.error.line == 3
     assert result.usage["collects"] == 1
-    assert result.outputs == {}
-    assert result.usage["outputs"] == 0
+    # What it emitted before its code raised is delivered (and counted): it paid for it.
+    assert list(result.outputs) == ["x"] and result.outputs["x"]["kind"] == "table"
+    assert result.usage["outputs"] == 1
 
 
 def test_compute_seconds_is_a_decimal_string_rounded_up_and_capped_at_the_limit() -> None:
