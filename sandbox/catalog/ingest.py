@@ -7,6 +7,7 @@ so a failure leaves nothing behind.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import io
 import os
@@ -56,6 +57,8 @@ class DatasetMeta(BaseModel):
     columns: dict[str, ColumnPolicy]
     topic: str | None = Field(None, max_length=100)
     description: str | None = Field(None, max_length=2000)
+    # The date the data describes (数据截至), when not the day it is registered.
+    as_of: dt.date | None = None
     # Declared quality constraints (catalog.quality.Rules), checked at every version.
     quality: dict[str, Any] | None = None
 
@@ -180,5 +183,6 @@ def ingest_profiled(
         tuple(str(target / p) for p in written.partitions),
         (meta.topic or "").strip() or None,
         (meta.description or "").strip() or None,
+        as_of=meta.as_of.isoformat() if meta.as_of else None,
     )
     return info, report

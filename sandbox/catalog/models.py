@@ -60,6 +60,8 @@ class DatasetInfo:
     version: int = 1  # the snapshot these partitions are (dataset_versions)
     # Absolute path of the version's revisions (catalog.revisions), None when no one was revised.
     revisions: str | None = None
+    # The date the version's data describes (YYYY-MM-DD): declared, or the day it was published.
+    as_of: str | None = None
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -79,6 +81,7 @@ class DatasetInfo:
                     ("topic", self.topic),
                     ("description", self.description),
                     ("registered_at", self.registered_at),
+                    ("as_of", self.as_of),
                 )
                 if v
             },

@@ -45,7 +45,14 @@ def to_info(ctx: Context, row: Dataset, version: DatasetVersion | None = None) -
         clock.text(row.created_at) if row.created_at else None,
         number,
         str(directory / revised) if revised else None,
+        (version.as_of if version is not None else row.as_of) or _day(row, version),
     )
+
+
+def _day(row: Dataset, version: DatasetVersion | None) -> str | None:
+    """A version's date when none was declared: the day it was published."""
+    at = version.created_at if version is not None else row.created_at
+    return at.date().isoformat() if at is not None else None
 
 
 def directory_of(name: str, version: int) -> str:
@@ -86,6 +93,7 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
                     topic=info.topic,
                     description=info.description,
                     created_at=registered,
+                    as_of=info.as_of,
                     quality_rules=meta.quality,
                 )
             )
@@ -104,6 +112,7 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
                     created_by=actor.id,
                     quality=report.to_json(),
                     quality_status=report.status,
+                    as_of=info.as_of,
                 )
             )
             log.append(
@@ -117,7 +126,11 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
         # Nothing half-registered: the files go if the record does not commit.
         shutil.rmtree(ctx.settings.datasets_dir / info.name, ignore_errors=True)
         raise
-    return dataclasses.replace(info, registered_at=clock.text(registered))
+    return dataclasses.replace(
+        info,
+        registered_at=clock.text(registered),
+        as_of=info.as_of or registered.date().isoformat(),
+    )
 
 
 def get(ctx: Context, session: Session, name: str) -> DatasetInfo:

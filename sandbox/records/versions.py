@@ -131,6 +131,19 @@ def _declared(meta: Mapping[str, Any] | None) -> dict[str, ColumnPolicy]:
         raise IngestError(f"meta.columns: {str(e).splitlines()[-1].strip()}") from None
 
 
+def _as_of(meta: Mapping[str, Any] | None) -> str | None:
+    """The date a new version's data describes, when its meta declares one (YYYY-MM-DD)."""
+    raw = (meta or {}).get("as_of")
+    if raw is None:
+        return None
+    try:
+        return dt.date.fromisoformat(str(raw)).isoformat()
+    except ValueError:
+        raise IngestError(
+            f"meta.as_of must be the date the data describes, as YYYY-MM-DD (got {raw!r})"
+        ) from None
+
+
 def parse_mode(raw: Any) -> Mode:
     if raw not in MODES:
         raise IngestError(f"mode must be one of {', '.join(MODES)} (got {raw!r})")
@@ -195,6 +208,7 @@ def _publish(
     directory = registry.directory_of(name, number)
     target = ctx.settings.datasets_dir / directory
     declared = _declared(meta)
+    as_of = _as_of(meta)
     previous = snapshot.Previous(
         current.columns, current.partitions, current.revisions, current.row_count
     )
@@ -240,7 +254,17 @@ def _publish(
         )
     try:
         return _record(
-            ctx, actor, row.name, number, directory, mode, source, current, written, reports[0]
+            ctx,
+            actor,
+            row.name,
+            number,
+            directory,
+            mode,
+            source,
+            current,
+            written,
+            reports[0],
+            as_of,
         )
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
@@ -319,6 +343,7 @@ def _record(
     current: DatasetInfo,
     written: snapshot.Snapshot,
     report: quality.QualityReport,
+    as_of: str | None,
 ) -> Published:
     before = {c.name: c.type for c in current.columns}
     after = {c.name: c.type for c in written.columns}
@@ -349,6 +374,7 @@ def _record(
                 revisions=written.revisions,
                 quality=report.to_json(),
                 quality_status=report.status,
+                as_of=as_of,
             )
         )
         superseded = s.get(DatasetVersion, (name, current.version))
@@ -359,6 +385,7 @@ def _record(
         row.partitions = list(written.partitions)
         row.row_count = written.row_count
         row.created_at = now
+        row.as_of = as_of
         published = Published(
             name,
             number,
@@ -482,12 +509,14 @@ def _remove_files(ctx: Context, directory: str, name: str, number: int) -> None:
 def publish_upload(
     ctx: Context, actor: Actor, name: str, data: bytes, filename: str, meta: Any
 ) -> Published:
-    """A new version from an uploaded CSV or Parquet file; `meta`: {mode, columns?}."""
+    """A new version from an uploaded CSV or Parquet file; `meta`: {mode, columns?, as_of?}."""
     if not isinstance(meta, dict):
         raise IngestError('meta must be a JSON object: {"mode": "replace" | "append", …}')
-    unknown = sorted(set(meta) - {"mode", "columns"})
+    unknown = sorted(set(meta) - {"mode", "columns", "as_of"})
     if unknown:
-        raise IngestError(f"meta has unknown field {unknown[0]!r}; it takes mode and columns")
+        raise IngestError(
+            f"meta has unknown field {unknown[0]!r}; it takes mode, columns and as_of"
+        )
     if len(data) > ctx.settings.max_upload_mb * 2**20:
         raise IngestError(f"the file is larger than {ctx.settings.max_upload_mb} MiB")
     mode = parse_mode(meta.get("mode", "replace"))

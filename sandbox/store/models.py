@@ -81,6 +81,8 @@ class Dataset(Base):
     # The version in force (dataset_versions): what new jobs read. `columns`, `partitions` and
     # `row_count` above are that version's, kept here so the catalog reads one row.
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The date the version in force describes (YYYY-MM-DD), as its row in dataset_versions.
+    as_of: Mapped[str | None] = mapped_column(String(10), default=None)
     # Declared quality constraints and what a failure does (catalog.quality): None, none.
     quality_rules: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
@@ -106,6 +108,7 @@ class DatasetVersion(Base):
     revisions: Mapped[str | None] = mapped_column(String(200), default=None)
     superseded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     retired_at: Mapped[dt.datetime | None] = mapped_column(default=None)  # files removed
+    as_of: Mapped[str | None] = mapped_column(String(10), default=None)  # the data's date
 
 
 class DatasetSource(Base):

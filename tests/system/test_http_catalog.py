@@ -134,6 +134,7 @@ def test_catalog_shows_population_policy_without_values(local_world: World, city
         "version",
         "columns",
         "registered_at",
+        "as_of",
     }
     sample = pop.table.slice(0, 3).to_pylist()
     text = json.dumps(catalog(w), ensure_ascii=False)

@@ -300,3 +300,44 @@ def test_a_second_version_written_while_one_is_being_written_is_refused_and_harm
     assert r.status_code == 409 and "being published right now" in r.json()["error"]
     assert not (w.ctx.settings.datasets_dir / "population@2").exists()
     assert post_version(w, pop, mode="replace").json()["version"] == 2
+
+
+def test_each_version_says_the_date_its_data_describes(local_world: World, city: Any) -> None:
+    w = local_world
+    today = clock.now().date().isoformat()
+    shown = w.client.get("/v1/datasets/population", headers=w.h(w.operator)).json()
+    # Not declared at registration: the day it was registered.
+    assert shown["as_of"] == today
+    pop = city["population"].table
+    r = post_version(w, pop, mode="replace", as_of="2025-12-31")
+    assert r.status_code == 201, r.text
+    shown = w.client.get("/v1/datasets/population", headers=w.h(w.operator)).json()
+    assert (shown["version"], shown["as_of"]) == (2, "2025-12-31")
+    # A version that declares none is dated the day it is published, not its predecessor's.
+    assert post_version(w, pop, mode="replace").status_code == 201
+    shown = w.client.get("/v1/datasets/population", headers=w.h(w.operator)).json()
+    assert (shown["version"], shown["as_of"]) == (3, today)
+    bad = post_version(w, pop, mode="replace", as_of="2025-13-01")
+    assert bad.status_code == 400 and "as_of" in bad.json()["error"]
+
+
+def test_a_dataset_registered_with_its_date_shows_it(local_world: World) -> None:
+    w = local_world
+    table = pa.table({"district": ["城关区"] * 20, "n": list(range(20))})
+    meta = {
+        "name": "街道统计",
+        "title": "街道统计",
+        "provider_id": w.provider["id"],
+        "level": "L2",
+        "columns": {"district": {"role": "attribute"}, "n": {"role": "attribute"}},
+        "as_of": "2024-06-30",
+    }
+    r = w.client.post(
+        "/v1/datasets",
+        headers=w.h(w.bureau),
+        files={"file": ("t.parquet", parquet_bytes(table))},
+        data={"meta": json.dumps(meta, ensure_ascii=False)},
+    )
+    assert r.status_code == 201, r.text
+    shown = w.client.get("/v1/datasets/街道统计", headers=w.h(w.operator)).json()
+    assert shown["as_of"] == "2024-06-30"

@@ -28,6 +28,13 @@ class Dataset(Open):
     topic: str | None = Field(None, description="The catalog's subject heading")
     description: str | None = None
     registered_at: str | None = Field(None, description="When the data was last updated")
+    as_of: str | None = Field(
+        None,
+        description=(
+            "The date the data describes (数据截至, YYYY-MM-DD): declared with the version, "
+            "or the day it was published"
+        ),
+    )
     version: int = Field(1, description="The version in force: what new jobs read")
 
 

@@ -66,7 +66,7 @@ def publish_version(
     meta: Annotated[str, Form()] = "{}",
 ) -> dict[str, Any]:
     """A new version of the dataset: `meta` = {"mode": "replace" | "append", "columns":
-    {new column: policy}}. Jobs submitted from now on read it; jobs submitted before read
+    {new column: policy}, "as_of": "YYYY-MM-DD" (the date the data describes)}. Jobs submitted from now on read it; jobs submitted before read
     the version they were submitted against."""
     try:
         meta_json = json.loads(meta)

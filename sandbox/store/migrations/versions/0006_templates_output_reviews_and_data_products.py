@@ -1,4 +1,4 @@
-"""Templates reviewed by the departments whose data they read, releases held for people to
+"""The date each dataset version describes; templates reviewed by the departments whose data they read, releases held for people to
 check, and the data products operators sell (their scenarios' caps, customers' keys), with
 where each job came from.
 
@@ -18,6 +18,11 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # The date each version's data describes (数据截至).
+    with op.batch_alter_table("datasets") as batch:
+        batch.add_column(sa.Column("as_of", sa.String(length=10), nullable=True))
+    with op.batch_alter_table("dataset_versions") as batch:
+        batch.add_column(sa.Column("as_of", sa.String(length=10), nullable=True))
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("template_id", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("template_version", sa.Integer(), nullable=True))
@@ -132,3 +137,6 @@ def downgrade() -> None:
         for column in ("price_fen", "product_key_id", "product_id", "template_version"):
             batch.drop_column(column)
         batch.drop_column("template_id")
+    for table in ("dataset_versions", "datasets"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("as_of")
