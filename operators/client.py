@@ -506,6 +506,11 @@ class SandboxClient:
     def job(self, job_id: str) -> Job:
         return Job.from_json(self._request("GET", f"/jobs/{_seg(job_id)}"), self)
 
+    def jobs(self, **filters: Any) -> list[dict[str, Any]]:
+        """Your jobs, newest first, as the listing gives them (outputs by name only);
+        `filters` are the listing's query parameters (status, contract_id…)."""
+        return self._listing("/jobs", "jobs", params={k: v for k, v in filters.items() if v})
+
     def output_file(self, job_id: str, name: str, format: OutputFormat = "parquet") -> bytes:
         """One released output as a file: Parquet, CSV (UTF-8 with BOM) or an XLSX workbook."""
         response = self._send(

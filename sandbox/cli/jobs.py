@@ -83,17 +83,21 @@ def _show(job: Job) -> None:
         line = f" (line {job.error['line']})" if job.error.get("line") else ""
         console.print(f"  [red]{job.error.get('code')}[/]{line}: {job.error.get('message')}")
     for name, body in (job.outputs or {}).items():
-        if body.get("kind") == "scalar":
-            console.print(f"  {name} = {body['value']}")
-            continue
-        suppressed = {(i, c) for i, c in body.get("suppressed", [])}
-        names = [c["name"] for c in body["columns"]]
-        table = Table(*names, title=name)
-        for i, row in enumerate(body["rows"]):
-            table.add_row(*["▒" if (i, n) in suppressed else str(v) for n, v in zip(names, row)])
-        console.print(table)
+        _show_one(name, body)
     if job.charge:
         console.print(f"  charged {job.charge_amount} yuan (quoted {job.quote_amount})")
+
+
+def _show_one(name: str, body: dict[str, Any]) -> None:
+    if body.get("kind") == "scalar":
+        console.print(f"  {name} = {body['value']}")
+        return
+    suppressed = {(i, c) for i, c in body.get("suppressed", [])}
+    names = [c["name"] for c in body["columns"]]
+    table = Table(*names, title=name)
+    for i, row in enumerate(body["rows"]):
+        table.add_row(*["▒" if (i, n) in suppressed else str(v) for n, v in zip(names, row)])
+    console.print(table)
 
 
 def _run(action: Any) -> None:
@@ -105,6 +109,96 @@ def _run(action: Any) -> None:
     except httpx.HTTPError as e:
         err.print(f"[red]error:[/] could not reach the service: {e}")
         raise typer.Exit(2) from None
+
+
+@jobs_app.command("quote")
+def quote(
+    contract: str = typer.Option(..., "--contract", help="Contract id."),
+    code: Path = typer.Option(
+        ..., "--code", exists=True, dir_okay=False, help="The job's code (UTF-8)."
+    ),
+    params: str | None = typer.Option(None, "--params", help="JSON object, or @file."),
+    url: str = Url,
+    token: str = Token,
+) -> None:
+    """The most a job would cost, line by line, without running it."""
+
+    def action() -> None:
+        with _client(url, token, None) as client:
+            q = client.quote(contract, code.read_text(encoding="utf-8"), _params(params))
+        table = Table("unit", "quantity", "amount", title=f"quote under {contract}")
+        for line in q["quote"]["lines"]:
+            table.add_row(str(line["unit"]), str(line["quantity"]), str(line["amount"]))
+        console.print(table)
+        bounds = q["bounds"]
+        console.print(
+            f"at most [bold]{q['quote']['amount']}[/] yuan "
+            f"(≤ {bounds['rows_scanned']} rows, ≤ {bounds['outputs']} outputs)"
+        )
+
+    _run(action)
+
+
+@jobs_app.command("list")
+def list_jobs(
+    status: str | None = typer.Option(None, "--status", help="Only jobs in this status."),
+    contract: str | None = typer.Option(None, "--contract", help="Only this contract's jobs."),
+    url: str = Url,
+    token: str = Token,
+) -> None:
+    """Your jobs, newest first: status, charge and outputs."""
+
+    def action() -> None:
+        with _client(url, token, None) as client:
+            listed = client.jobs(status=status, contract_id=contract)
+        table = Table("job", "contract", "status", "created", "charged", "outputs")
+        for j in listed:
+            charge = (j.get("charge") or {}).get("amount") or ""
+            table.add_row(
+                j["id"],
+                j["contract_id"],
+                j["status"],
+                str(j.get("created_at") or ""),
+                str(charge),
+                ", ".join(j.get("outputs") or []),
+            )
+        console.print(table)
+
+    _run(action)
+
+
+@jobs_app.command("output")
+def output(
+    job_id: str = typer.Argument(...),
+    name: str = typer.Argument(..., help="The output's name."),
+    csv_file: Path | None = typer.Option(
+        None, "--csv", help="Write it as CSV (UTF-8, suppressed cells marked) to this file."
+    ),
+    xlsx_file: Path | None = typer.Option(None, "--xlsx", help="Write it as an Excel workbook."),
+    parquet_file: Path | None = typer.Option(None, "--parquet", help="Write it as Parquet."),
+    url: str = Url,
+    token: str = Token,
+) -> None:
+    """Download one released output as CSV, Excel or Parquet (or show it)."""
+
+    def action() -> None:
+        with _client(url, token, None) as client:
+            wanted = [("csv", csv_file), ("xlsx", xlsx_file), ("parquet", parquet_file)]
+            written = [(fmt, path) for fmt, path in wanted if path is not None]
+            for fmt, path in written:
+                path.write_bytes(client.output_file(job_id, name, fmt))  # type: ignore[arg-type]
+                console.print(f"wrote {path} ({fmt})")
+            if not written:
+                _show_output(name, client.job(job_id).outputs.get(name))
+
+    _run(action)
+
+
+def _show_output(name: str, body: dict[str, Any] | None) -> None:
+    if body is None:
+        err.print(f"[red]error:[/] the job has no output named {name!r}")
+        raise typer.Exit(1)
+    _show_one(name, body)
 
 
 @jobs_app.command("check")

@@ -50,6 +50,10 @@ app.add_typer(objections_app, name="objections")
 app.add_typer(reviews_app, name="reviews")
 app.add_typer(products_app, name="products")
 app.add_typer(templates_app, name="templates")
+principals_app = typer.Typer(
+    help="Who takes part (acts as the bureau on a local instance).", no_args_is_help=True
+)
+app.add_typer(principals_app, name="principals")
 app.command()(backup)
 app.command()(restore)
 
@@ -220,6 +224,72 @@ def demo(
         run_demo(console, residents=residents, seed=seed, executor=executor)
     except RayUnavailable as e:
         _fail(e.message)
+
+
+@principals_app.command("create")
+def principals_create(
+    name: str = typer.Argument(..., help="Its name, e.g. 市公安局."),
+    role: str = typer.Option(..., "--role", help="bureau, provider, operator or regulator."),
+    license_no: str | None = typer.Option(None, "--license-no", help="An operator's licence."),
+    public_key: str | None = typer.Option(
+        None, "--public-key", help="An operator's Ed25519 public key (sandbox keys generate)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print {id, name, role, token} as JSON."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Register a principal on a local instance, as the bureau; prints its token once."""
+    from sandbox.records.principals import create_principal
+
+    ctx = _open(data_dir)
+    try:
+        made, token = create_principal(ctx, _bureau(ctx), name, role, license_no, public_key)
+        who = {"id": made.id, "name": made.name, "role": made.role, "token": token}
+    except _domain_errors() as e:
+        _fail(getattr(e, "message", str(e)))
+    finally:
+        ctx.close()
+    if as_json:
+        print(json.dumps(who, ensure_ascii=False))
+        return
+    console.print(f"Created {who['role']} [bold]{who['name']}[/] ({who['id']})")
+    console.print("Its API token (shown once; hand it over safely):")
+    console.print(f"  [bold green]{token}[/]")
+
+
+@app.command()
+def city(
+    out: Path = typer.Option(..., "--out", help="A directory to write the files into."),
+    residents: int = typer.Option(30_000, min=1000, help="Synthetic city size."),
+    seed: int = typer.Option(2026, help="Seed of the synthetic city."),
+    provider: str = typer.Option(
+        "", "--provider", help="The provider_id to put in each meta file (edit it later if empty)."
+    ),
+) -> None:
+    """Write the synthetic city (the demo's data) as files: per dataset, a Parquet file and
+    the meta to register it with (`sandbox datasets ingest X.parquet --meta X.meta.json`)."""
+    import pyarrow.parquet as pq
+
+    from sandbox.catalog.synthetic import generate_city
+
+    if out.exists() and any(out.iterdir()):
+        _fail(f"{out} is not empty; choose a new directory, nothing is overwritten")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, ds in generate_city(residents, seed=seed).items():
+        pq.write_table(ds.table, out / f"{name}.parquet")
+        meta = {
+            "name": name,
+            "title": ds.title,
+            "provider_id": provider,
+            "level": ds.level,
+            "topic": ds.topic,
+            "description": ds.description,
+            "columns": ds.columns,
+        }
+        (out / f"{name}.meta.json").write_text(
+            json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
+        console.print(f"  {name}.parquet  {ds.table.num_rows:>7} rows, level {ds.level}")
+    console.print(f"Wrote the synthetic city (seed {seed}) to {out}")
 
 
 @datasets_app.command("ingest")

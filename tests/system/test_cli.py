@@ -202,3 +202,45 @@ def test_the_demo_tells_the_whole_story_on_ray(tmp_path: Path) -> None:
     assert "customer calls min_age=80 → succeeded, price 3.00" in flat
     assert "HTTP 400 params_invalid" in flat
     assert "1 call(s), revenue 3.00 of at most 3.00 yuan" in flat
+
+
+def test_the_city_is_written_as_files_and_registers_as_it_says(instance: Path) -> None:
+    made = sandbox(
+        "principals",
+        "create",
+        "市公安局",
+        "--role",
+        "provider",
+        "--json",
+        "--data-dir",
+        "inst",
+        cwd=instance,
+    )
+    assert made.returncode == 0, made.stderr
+    police = json.loads(made.stdout)
+    assert police["role"] == "provider" and police["token"].startswith("sbx_")
+    bad = sandbox(
+        "principals", "create", "某局", "--role", "mayor", "--data-dir", "inst", cwd=instance
+    )
+    assert bad.returncode == 1 and "role must be one of" in bad.stderr
+
+    r = sandbox(
+        "city", "--out", "city", "--residents", "2000", "--provider", police["id"], cwd=instance
+    )
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in (instance / "city").iterdir())
+    assert "population.parquet" in files and "population.meta.json" in files
+    again = sandbox("city", "--out", "city", cwd=instance)
+    assert again.returncode == 1 and "not empty" in again.stderr
+    r = sandbox(
+        "datasets",
+        "ingest",
+        "city/population.parquet",
+        "--meta",
+        "city/population.meta.json",
+        "--data-dir",
+        "inst",
+        cwd=instance,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2000 rows" in r.stdout

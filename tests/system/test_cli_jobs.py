@@ -131,3 +131,43 @@ def test_jobs_check_finds_what_would_fail_before_paying(cast: Cast, tmp_path: Pa
     assert len(cast.operator._listing("/jobs", "jobs")) == before
     checked = cast.operator.check(cid, (tmp_path / "typo.py").read_text(encoding="utf-8"))
     assert checked["ok"] is False and checked["problems"][0]["line"] == 2
+
+
+def test_jobs_quote_list_and_output_as_csv(cast: Cast, tmp_path: Path) -> None:
+    cid = active_contract(cast, spend_cap="100.00")
+    (tmp_path / "job.py").write_text(
+        'emit("按区", table("population").group_by("district").agg(n=count()).collect())\n',
+        encoding="utf-8",
+    )
+    common = ("--url", cast.server.url)
+    r = cli(
+        "jobs",
+        "quote",
+        *common,
+        "--contract",
+        cid,
+        "--code",
+        "job.py",
+        cwd=tmp_path,
+        token=cast.operator_token,
+    )
+    assert r.returncode == 0 and "at most" in r.stdout and "call" in r.stdout, r.stderr
+    job = cast.operator.submit(cid, (tmp_path / "job.py").read_text(encoding="utf-8"), wait=True)
+    r = cli("jobs", "list", *common, "--contract", cid, cwd=tmp_path, token=cast.operator_token)
+    assert r.returncode == 0 and job.id in r.stdout and "succeeded" in r.stdout, r.stderr
+    r = cli(
+        "jobs",
+        "output",
+        job.id,
+        "按区",
+        *common,
+        "--csv",
+        "out.csv",
+        cwd=tmp_path,
+        token=cast.operator_token,
+    )
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "out.csv").read_text(encoding="utf-8-sig")
+    assert text.splitlines()[0].split(",") == ["district", "n"]
+    r = cli("jobs", "output", job.id, "无此输出", *common, cwd=tmp_path, token=cast.operator_token)
+    assert r.returncode == 1
