@@ -8,6 +8,7 @@ a pipe to the job driver) and gets back a released aggregate as plain JSON value
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from typing import Any, Protocol
 
 from sandbox.errors import PlanError
@@ -174,6 +175,13 @@ class Aggregate:
 
     def __init__(self, agg: p.Agg) -> None:
         self._agg = agg
+
+    def round(self, ndigits: int = 0) -> Aggregate:
+        """Released rounded to `ndigits` decimal digits (half away from zero; negative: tens,
+        hundreds…): the exact value never reaches the job."""
+        if isinstance(ndigits, bool) or not isinstance(ndigits, int):
+            raise PlanError("round() takes a whole number of digits, e.g. mean('income').round(1)")
+        return Aggregate(dataclasses.replace(self._agg, digits=ndigits))
 
     def __repr__(self) -> str:
         return f"<aggregate {self._agg.fn}>"

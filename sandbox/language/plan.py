@@ -145,13 +145,26 @@ class Call:
 Expr = Col | Lit | Call
 
 
+# Digits an aggregate may be rounded to at the source: from millions to 1e-15.
+ROUND_DIGITS = (-6, 15)
+
+
 @dataclass(frozen=True)
 class Agg:
     fn: str
     arg: Expr | None = None
     param: float | None = None
+    # Released rounded to this many decimal digits (half away from zero), when set.
+    digits: int | None = None
 
     def __post_init__(self) -> None:
+        lo, hi = ROUND_DIGITS
+        if self.digits is not None and (
+            isinstance(self.digits, bool)
+            or not isinstance(self.digits, int)
+            or not lo <= self.digits <= hi
+        ):
+            raise PlanError(f"round() of an aggregate takes a whole number of digits, {lo} to {hi}")
         if self.fn not in AGGREGATES:
             raise PlanError(f"unknown aggregate '{self.fn}'; available: {', '.join(AGGREGATES)}")
         if self.fn in PARAM_AGGREGATES:
@@ -354,8 +367,12 @@ def plan_to_json(n: Node) -> Any:
 
 
 def _agg_to_json(a: Agg) -> dict[str, Any]:
-    d = {"fn": a.fn, "arg": None if a.arg is None else expr_to_json(a.arg)}
-    return d if a.param is None else {**d, "param": a.param}
+    d: dict[str, Any] = {"fn": a.fn, "arg": None if a.arg is None else expr_to_json(a.arg)}
+    if a.param is not None:
+        d["param"] = a.param
+    if a.digits is not None:
+        d["digits"] = a.digits
+    return d
 
 
 def _obj(x: Any, keys: set[str]) -> dict[str, Any]:
@@ -443,12 +460,12 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
         for item in d["aggs"]:
             if not isinstance(item, list) or len(item) != 2:
                 raise PlanError("malformed plan")
-            has_param = isinstance(item[1], dict) and "param" in item[1]
-            a = _obj(item[1], {"fn", "arg", "param"} if has_param else {"fn", "arg"})
+            given = set(item[1]) if isinstance(item[1], dict) else set()
+            a = _obj(item[1], {"fn", "arg"} | (given & {"param", "digits"}))
             if not isinstance(a["fn"], str):
                 raise PlanError("malformed plan")
             arg = None if a["arg"] is None else expr_from_json(a["arg"])
-            aggs.append((item[0], Agg(a["fn"], arg, a.get("param"))))
+            aggs.append((item[0], Agg(a["fn"], arg, a.get("param"), a.get("digits"))))
         return Aggregate(plan_from_json(d["input"], depth + 1), tuple(d["keys"]), tuple(aggs))
     raise PlanError("malformed plan")
 

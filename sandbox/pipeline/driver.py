@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_UP, Decimal
+from decimal import ROUND_HALF_UP, ROUND_UP, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
@@ -328,7 +328,7 @@ class _Handler:
                 **({"left_out": released.small} if released.small else {}),
             }
         )
-        body = with_bounds(released.body, checked.plan)
+        body = rounded(with_bounds(released.body, checked.plan), checked.plan)
         self.released.add(_canonical(body))
         return body
 
@@ -424,6 +424,32 @@ class _Handler:
                 sign="exhaustion",
             )
         self.outputs[name] = _check_output(value, self.released)
+
+
+def rounded(body: dict[str, Any], plan: p.Aggregate) -> dict[str, Any]:
+    """A released table with each aggregate the code asked to round (`.round(n)`) rounded
+    half away from zero, here, before the job's process receives it."""
+    names = [c["name"] for c in body["columns"]]
+    digits = {names.index(name): a.digits for name, a in plan.aggs if a.digits is not None}
+    if not digits:
+        return body
+    rows = [
+        [_round(v, digits[i]) if i in digits else v for i, v in enumerate(row)]
+        for row in body["rows"]
+    ]
+    return {**body, "rows": rows}
+
+
+def _round(value: Any, digits: int) -> Any:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    step = Decimal(1).scaleb(-digits)
+    # Precision enough for any double's digits and an int64's: rounding never fails.
+    with localcontext(prec=400):
+        exact = Decimal(repr(value)).quantize(step, rounding=ROUND_HALF_UP)
+    return int(exact) if isinstance(value, int) else float(exact)
 
 
 def with_bounds(body: dict[str, Any], plan: p.Aggregate) -> dict[str, Any]:

@@ -80,3 +80,27 @@ def test_bands_come_in_edge_order_with_their_bounds(local_world: World) -> None:
     ]
     # A table derived from it keeps the bounds and leaves as a derived output.
     assert job["outputs"]["top"]["columns"][0]["bounds"] == band["bounds"]
+
+
+def test_an_aggregate_rounded_at_the_source_never_reaches_the_job_exact(
+    local_world: World,
+) -> None:
+    w = local_world
+    cid = w.active_contract()
+    code = (
+        'r = table("population").group_by("district").agg(\n'
+        '    exact=mean("income"), tens=mean("income").round(-1), one=mean("income").round(1)\n'
+        ").collect()\n"
+        'emit("r", r)\n'
+        'emit("seen", str([v for d, e, t, o in r.rows for v in (t, o)]))\n'
+    )
+    job = w.run(cid, code).json()
+    assert job["status"] == "succeeded", job["error"]
+    for _, exact, tens, one in job["outputs"]["r"]["rows"]:
+        if exact is None:
+            continue
+        assert tens == float(round(exact / 10)) * 10 or abs(tens - exact) <= 5
+        assert tens % 10 == 0 and abs(one - exact) <= 0.05 + 1e-9
+        assert round(one * 10) == one * 10
+    bad = w.run(cid, 'emit("x", table("population").agg(m=mean("income").round(99)).collect())')
+    assert bad.json()["status"] == "rejected" and "round()" in bad.json()["error"]["message"]
