@@ -185,6 +185,14 @@ class Settings(BaseSettings):
             "boundary from its start. 0 reports milliseconds and holds no job."
         ),
     )
+    charge_all_suppressed: bool = Field(
+        True,
+        description=(
+            "Whether a job whose every released cell was suppressed is charged; false charges "
+            "such a job nothing, as the bureau's price rules may ask (an empty table is "
+            "charged either way: whether its groups were too small is not told)."
+        ),
+    )
     review_levels: str = Field(
         "L4",
         pattern=r"^\s*(L[1-4]\s*(,\s*|$))*$",

@@ -27,6 +27,19 @@ from sandbox.store.models import Job, JobOutput, OutputReview
 logger = logging.getLogger(__name__)
 
 
+def all_suppressed(result: JobResult) -> bool:
+    """Whether the job succeeded with nothing to show: every cell of every release
+    suppressed. The operator sees that in its result already, so its charge may follow it.
+    An empty release is not "all suppressed": whether its groups were left out as too small
+    or never existed is what the rules hide, and the charge must not tell them apart."""
+    releases = result.disclosure.get("releases", [])
+    if result.status != JobStatus.SUCCEEDED or not releases:
+        return False
+    cells = sum(int(r.get("cells", 0)) for r in releases)
+    hidden = sum(len(r.get("suppressed", [])) for r in releases)
+    return cells > 0 and hidden >= cells
+
+
 def _chargeable(result: JobResult) -> bool:
     """Operators pay for work that ran, unless the service was at fault. A job that did not
     succeed costs nothing until it read data (a typo found at run time before any collect()
@@ -84,6 +97,7 @@ def settle_job(
                     _settlement_volume(s, job),
                 )
                 if _chargeable(result)
+                and (ctx.settings.charge_all_suppressed or not all_suppressed(result))
                 else Charge.from_lines(())
             )
             charge = settle(quote, actual)

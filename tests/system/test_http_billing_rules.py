@@ -272,3 +272,28 @@ def test_a_mistake_before_any_data_is_read_costs_nothing(local_world: World) -> 
     with w.ctx.reading() as s:
         spent = s.scalars(select(Job.charge_fen).where(Job.contract_id == cid)).all()
     assert sorted(spent) == [0, 0, int(Decimal(job["charge"]["amount"]) * 100)]
+
+
+def test_the_bureau_may_leave_a_wholly_suppressed_result_uncharged(
+    tmp_path: Path, city: dict[str, Any]
+) -> None:
+    from conftest import make_world
+
+    for charged in (True, False):
+        for w in make_world(tmp_path / str(charged), city, "local", charge_all_suppressed=charged):
+            cid = w.active_contract()
+            # The very oldest of the smallest district: too few to show.
+            tiny = (
+                'r = table("population").filter((col("birth_date") < "1935-01-01")'
+                ' & (col("district") == "北山区")).agg(n=count()).collect()\n'
+                'emit("r", r)'
+            )
+            job = w.run(cid, tiny).json()
+            assert job["status"] == "succeeded", job["error"]
+            cells = job["outputs"]["r"]
+            assert cells["rows"] and len(cells["suppressed"]) == len(cells["rows"]), cells
+            paid = Decimal(job["charge"]["amount"])
+            assert (paid > 0) is charged
+            # A result with something to show is charged whatever the setting.
+            shown = w.run(cid, ONE_SCAN).json()
+            assert Decimal(shown["charge"]["amount"]) > 0
