@@ -27,6 +27,9 @@ err = Console(stderr=True)
 
 Url = typer.Option("http://127.0.0.1:8000", "--url", envvar="SANDBOX_URL", help="Service URL.")
 Token = typer.Option(..., "--token", envvar="SANDBOX_TOKEN", help="Your API token.")
+ContractId = typer.Option(..., "--contract", help="Contract id.")
+CodeFile = typer.Option(..., "--code", exists=True, dir_okay=False, help="The job's code (UTF-8).")
+Params = typer.Option(None, "--params", help="JSON object, or @file.")
 
 
 @keys_app.command("generate")
@@ -113,11 +116,9 @@ def _run(action: Any) -> None:
 
 @jobs_app.command("quote")
 def quote(
-    contract: str = typer.Option(..., "--contract", help="Contract id."),
-    code: Path = typer.Option(
-        ..., "--code", exists=True, dir_okay=False, help="The job's code (UTF-8)."
-    ),
-    params: str | None = typer.Option(None, "--params", help="JSON object, or @file."),
+    contract: str = ContractId,
+    code: Path = CodeFile,
+    params: str | None = Params,
     url: str = Url,
     token: str = Token,
 ) -> None:
@@ -203,11 +204,9 @@ def _show_output(name: str, body: dict[str, Any] | None) -> None:
 
 @jobs_app.command("check")
 def check(
-    contract: str = typer.Option(..., "--contract", help="Contract id."),
-    code: Path = typer.Option(
-        ..., "--code", exists=True, dir_okay=False, help="The job's code (UTF-8)."
-    ),
-    params: str | None = typer.Option(None, "--params", help="JSON object, or @file."),
+    contract: str = ContractId,
+    code: Path = CodeFile,
+    params: str | None = Params,
     url: str = Url,
     token: str = Token,
 ) -> None:
@@ -230,11 +229,9 @@ def check(
 
 @jobs_app.command("submit")
 def submit(
-    contract: str = typer.Option(..., "--contract", help="Contract id."),
-    code: Path = typer.Option(
-        ..., "--code", exists=True, dir_okay=False, help="The job's code (UTF-8)."
-    ),
-    params: str | None = typer.Option(None, "--params", help="JSON object, or @file."),
+    contract: str = ContractId,
+    code: Path = CodeFile,
+    params: str | None = Params,
     key: Path | None = typer.Option(
         None,
         "--key",

@@ -28,7 +28,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from operators.roles import Role
-from sandbox.common import clock
+from sandbox.common import clock, fields
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound
 from sandbox.ledger import log
@@ -47,19 +47,6 @@ COLUMNS_MAX = 100
 
 
 # --- checks of what people typed -------------------------------------------------------------
-
-
-def _text(value: Any, field: str, limit: int, *, required: bool, how: str) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise BadRequest(f"{field} must be text, not {type(value).__name__}")
-    checked: str = value.strip()
-    if required and not checked:
-        raise BadRequest(f"{field} is empty: {how}")
-    if len(checked) > limit:
-        raise BadRequest(f"{field} is {len(checked)} characters; keep it to {limit}")
-    return checked
 
 
 def _columns(raw: Any) -> list[str]:
@@ -165,24 +152,24 @@ def raise_demand(ctx: Context, actor: Actor, body: dict[str, Any]) -> dict[str, 
     """An operator asks for data the catalog lacks (no `dataset`), or for more `columns` of a
     `dataset` it has."""
     require(actor, Role.operator)
-    title = _text(
+    title = fields.text(
         body.get("title"), "title", TITLE_MAX, required=True, how="name the data in a line"
     )
-    description = _text(
+    description = fields.text(
         body.get("description"),
         "description",
         TEXT_MAX,
         required=True,
         how="say what the data should hold: which facts, which years, which area",
     )
-    purpose = _text(
+    purpose = fields.text(
         body.get("purpose"),
         "purpose",
         TEXT_MAX,
         required=True,
         how="say what the data would be analysed for (the department weighs it)",
     )
-    dataset = _text(body.get("dataset"), "dataset", 128, required=False, how="")
+    dataset = fields.text(body.get("dataset"), "dataset", 128, required=False, how="")
     columns = _columns(body.get("columns"))
     with ctx.transaction() as s:
         if dataset:
@@ -284,14 +271,14 @@ def route(
     """The bureau sends an open demand to the department that could provide the data (or a
     routed one to another department, when the first says it is not theirs)."""
     require(actor, Role.bureau)
-    provider_id = _text(
+    provider_id = fields.text(
         provider_id,
         "provider_id",
         32,
         required=True,
         how="name the department's principal id (role provider) to route the demand to",
     )
-    note = _text(note, "note", TEXT_MAX, required=False, how="")
+    note = fields.text(note, "note", TEXT_MAX, required=False, how="")
     with ctx.transaction() as s:
         d = _load(s, actor, demand_id, lock=True)
         if d.status not in (OPEN, ROUTED):
@@ -344,8 +331,8 @@ def answer(
         REFUSED: "a refusal needs the reason, which the operator reads",
         PUBLISHED: "",
     }[status]
-    text = _text(text, "answer", TEXT_MAX, required=status != PUBLISHED, how=how)
-    linked = _text(answer_dataset, "answer_dataset", 128, required=False, how="")
+    text = fields.text(text, "answer", TEXT_MAX, required=status != PUBLISHED, how=how)
+    linked = fields.text(answer_dataset, "answer_dataset", 128, required=False, how="")
     if status == PUBLISHED and not linked:
         raise BadRequest(
             "a published answer names the dataset that now holds the data in answer_dataset "

@@ -26,7 +26,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from operators.roles import Role
-from sandbox.common import clock
+from sandbox.common import clock, fields
 from sandbox.context import Context
 from sandbox.disclosure.threshold import operator_view
 from sandbox.errors import BadRequest, Conflict, Forbidden, JobStatus, NotFound
@@ -46,16 +46,7 @@ REFUSED_JOBS = (JobStatus.REJECTED, JobStatus.FAILED)
 
 
 def _text(value: Any, field: str, how: str) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise BadRequest(f"{field} must be text, not {type(value).__name__}")
-    checked: str = value.strip()
-    if not checked:
-        raise BadRequest(f"{field} is empty: {how}")
-    if len(checked) > TEXT_MAX:
-        raise BadRequest(f"{field} is {len(checked)} characters; keep it to {TEXT_MAX}")
-    return checked
+    return fields.text(value, field, TEXT_MAX, required=True, how=how)
 
 
 def _entry(status: str, actor: Actor, note: str | None) -> dict[str, Any]:

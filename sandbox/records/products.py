@@ -49,7 +49,7 @@ from pricing.products import (
     revenue_by_scenario,
     to_fen,
 )
-from sandbox.common import clock
+from sandbox.common import clock, fields
 from sandbox.context import Context
 from sandbox.errors import (
     BadRequest,
@@ -70,19 +70,6 @@ NAME_MAX, TEXT_MAX, CUSTOMER_MAX, IDEMPOTENCY_MAX = 200, 4000, 200, 100
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _text(value: Any, field: str, limit: int, *, required: bool, how: str = "") -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise BadRequest(f"{field} must be text, not {type(value).__name__}")
-    checked = value.strip()
-    if required and not checked:
-        raise BadRequest(f"{field} is empty: {how}")
-    if len(checked) > limit:
-        raise BadRequest(f"{field} is {len(checked)} characters; keep it to {limit}")
-    return checked
 
 
 def _yuan(value: Any, field: str) -> Decimal:
@@ -178,9 +165,9 @@ def set_cap(
     """The bureau sets (or changes) the most a product of `scenario` may charge per call.
     Products already priced above a lowered cap are charged the cap from then on."""
     require(actor, Role.bureau)
-    name = _text(scenario, "scenario", 100, required=True, how='name it, e.g. "普惠金融"')
+    name = fields.text(scenario, "scenario", 100, required=True, how='name it, e.g. "普惠金融"')
     cap = ScenarioCap(name, _yuan(max_price, "max_price"))
-    about = _text(description, "description", TEXT_MAX, required=False)
+    about = fields.text(description, "description", TEXT_MAX, required=False)
     with ctx.transaction() as s:
         row = s.get(ProductCap, name, with_for_update=True)
         now = clock.now()
@@ -299,23 +286,27 @@ def publish(ctx: Context, actor: Actor, body: Mapping[str, Any]) -> dict[str, An
     """An operator publishes a product on one of its approved template versions, run under
     one of its active contracts, priced at or below its scenario's cap."""
     require(actor, Role.operator)
-    name = _text(body.get("name"), "name", NAME_MAX, required=True, how="name the product")
-    scenario = _text(
+    name = fields.text(body.get("name"), "name", NAME_MAX, required=True, how="name the product")
+    scenario = fields.text(
         body.get("scenario"),
         "scenario",
         100,
         required=True,
         how='name its scenario, e.g. "普惠金融"',
     )
-    description = _text(
+    description = fields.text(
         body.get("description"),
         "description",
         TEXT_MAX,
         required=True,
         how="say what the product answers, for the public list",
     )
-    contract_id = _text(body.get("contract_id"), "contract_id", 64, required=True, how="name it")
-    template_id = _text(body.get("template_id"), "template_id", 32, required=True, how="name it")
+    contract_id = fields.text(
+        body.get("contract_id"), "contract_id", 64, required=True, how="name it"
+    )
+    template_id = fields.text(
+        body.get("template_id"), "template_id", 32, required=True, how="name it"
+    )
     version_no = body.get("template_version")
     if isinstance(version_no, bool) or not isinstance(version_no, int):
         raise BadRequest("template_version must be the number of an approved version, e.g. 1")
@@ -467,7 +458,9 @@ def _set_status(
 ) -> dict[str, Any]:
     require(actor, Role.bureau, Role.regulator)
     what = "suspending" if status == SUSPENDED else "resuming"
-    why = _text(reason, "reason", TEXT_MAX, required=True, how=f"{what} a product needs a reason")
+    why = fields.text(
+        reason, "reason", TEXT_MAX, required=True, how=f"{what} a product needs a reason"
+    )
     with ctx.transaction() as s:
         p = _load(s, actor, product_id, lock=True)
         if p.status == status:
@@ -526,7 +519,7 @@ def _key_view(k: ProductKey) -> dict[str, Any]:
 def issue_key(ctx: Context, actor: Actor, product_id: str, customer: str | None) -> dict[str, Any]:
     """A key for one customer of the operator's product; the key is in this answer only."""
     require(actor, Role.operator)
-    who = _text(customer, "customer", CUSTOMER_MAX, required=True, how="name the customer")
+    who = fields.text(customer, "customer", CUSTOMER_MAX, required=True, how="name the customer")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with ctx.transaction() as s:
         p = _load(s, actor, product_id)

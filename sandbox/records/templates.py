@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from operators.roles import Role
-from sandbox.common import clock
+from sandbox.common import clock, fields
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, Forbidden, NotFound
 from sandbox.language.analysis import analyse
@@ -51,19 +51,6 @@ TEXT_MAX = 4000
 
 def sha256(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
-
-
-def _text(value: Any, field: str, limit: int, *, required: bool, how: str = "") -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise BadRequest(f"{field} must be text, not {type(value).__name__}")
-    checked = value.strip()
-    if required and not checked:
-        raise BadRequest(f"{field} is empty: {how}")
-    if len(checked) > limit:
-        raise BadRequest(f"{field} is {len(checked)} characters; keep it to {limit}")
-    return checked
 
 
 def _code(code: Any) -> str:
@@ -215,10 +202,10 @@ def submit(ctx: Context, actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
     """An operator submits code and the schema of its parameters for review; under a name it
     used before, other code becomes the template's next version."""
     require(actor, Role.operator)
-    name = _text(
+    name = fields.text(
         body.get("name"), "name", NAME_MAX, required=True, how="name the analysis in a line"
     )
-    description = _text(body.get("description"), "description", TEXT_MAX, required=False)
+    description = fields.text(body.get("description"), "description", TEXT_MAX, required=False)
     code = _code(body.get("code"))
     datasets = _datasets_read(code)
     schema = parse_schema(body.get("params_schema")).to_json()
@@ -366,14 +353,14 @@ def review(
         raise BadRequest(
             f'decision is "approve" or "refuse", not {decision!r}; a refusal needs the reason'
         )
-    reason = _text(
+    reason = fields.text(
         reason,
         "reason",
         TEXT_MAX,
         required=decision == REFUSE,
         how="a refusal needs the reason, which the operator reads",
     )
-    conditions = _text(conditions, "conditions", TEXT_MAX, required=False)
+    conditions = fields.text(conditions, "conditions", TEXT_MAX, required=False)
     with ctx.transaction() as s:
         t, versions = _load(s, actor, template_id)
         v = _version(s, t, versions, version, lock=True)
