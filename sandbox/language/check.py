@@ -97,10 +97,9 @@ def _position(node: ast.AST) -> tuple[int, int]:
 
 def _single_assignments(tree: ast.Module) -> dict[int, str]:
     """Assignments `name = …` of names bound nowhere else (no other assignment, loop target,
-    augmented assignment, deletion…): their type is their value's wherever the name is read."""
-    bound = Counter(
-        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)
-    )
+    augmented assignment, deletion, function or its parameter, `except … as`, pattern…):
+    their type is their value's wherever the name is read."""
+    bound = Counter(_bindings(tree))
     return {
         id(n): n.targets[0].id
         for n in ast.walk(tree)
@@ -109,6 +108,23 @@ def _single_assignments(tree: ast.Module) -> dict[int, str]:
         and isinstance(n.targets[0], ast.Name)
         and bound[n.targets[0].id] == 1
     }
+
+
+def _bindings(tree: ast.Module) -> list[str]:
+    """Every name the code binds, once per place it binds it."""
+    names: list[str] = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            names.append(n.id)
+        elif isinstance(n, ast.arg):
+            names.append(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+            names.append(n.name)
+        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
+            names.append(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            names.append(n.rest)
+    return names
 
 
 def _type_of(node: ast.expr, types: dict[str, type]) -> type | None:

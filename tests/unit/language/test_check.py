@@ -29,6 +29,11 @@ def test_members_are_read_from_the_language_itself() -> None:
         # Names bound more than once are not followed: nothing certain to say about them.
         't = table("population")\nt = 3\nt.order_by("x")',
         'for t in [table("population")]:\n    t.order_by("x")',
+        # A parameter, an exception or a pattern of the same name is another binding.
+        't = table("population")\ndef f(t):\n    return t.order_by("x")',
+        't = table("population")\nf = lambda t: t.order_by("x")',
+        't = table("population")\ntry:\n    x = 1\nexcept ValueError as t:\n    t.order_by("x")',
+        't = table("population")\nmatch 1:\n    case t:\n        t.order_by("x")',
         # Methods the language has; Python's own on plain values.
         'r = table("p").group_by("d").agg(n=count()).collect()\nx = r.rows\ny = [1].count(1)',
         'x = col("a").isin([1]).between(0, 1)',
