@@ -4,16 +4,14 @@ answers; the regulator reads)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, cast
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from operators.client import ClientError, SandboxClient
-from sandbox.cli.jobs import Token, Url
+from operators.client import SandboxClient
+from sandbox.cli.jobs import Token, Url, with_client
 
 demands_app = typer.Typer(
     help="Demand lists (需求清单): ask for data the catalog lacks, route and answer.",
@@ -25,18 +23,6 @@ objections_app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
-
-
-def _run(url: str, token: str, action: Callable[[SandboxClient], None]) -> None:
-    try:
-        with SandboxClient(url, token=token) as client:
-            action(client)
-    except ClientError as e:
-        err.print(f"[red]error:[/] {e}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    except httpx.HTTPError as e:
-        err.print(f"[red]error:[/] could not reach the service: {e}", soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
@@ -98,7 +84,7 @@ def demand_raise(
     token: str = Token,
 ) -> None:
     """As an operator: ask for data the catalog lacks, or for more columns of a dataset."""
-    _run(
+    with_client(
         url,
         token,
         lambda c: _show_demand(c.raise_demand(title, description, purpose, dataset, column)),
@@ -130,13 +116,13 @@ def demand_list(
         console.print(table)
         console.print(f"{len(rows)} demand(s)")
 
-    _run(url, token, action)
+    with_client(url, token, action)
 
 
 @demands_app.command("show")
 def demand_show(demand_id: str = typer.Argument(...), url: str = Url, token: str = Token) -> None:
     """A demand with its answer and every step."""
-    _run(url, token, lambda c: _show_demand(c.demand(demand_id)))
+    with_client(url, token, lambda c: _show_demand(c.demand(demand_id)))
 
 
 @demands_app.command("route")
@@ -148,7 +134,7 @@ def demand_route(
     token: str = Token,
 ) -> None:
     """As the bureau: send a demand to the department that could provide the data."""
-    _run(url, token, lambda c: _show_demand(c.route_demand(demand_id, provider, note)))
+    with_client(url, token, lambda c: _show_demand(c.route_demand(demand_id, provider, note)))
 
 
 @demands_app.command("answer")
@@ -165,7 +151,7 @@ def demand_answer(
     token: str = Token,
 ) -> None:
     """As its department or the bureau: answer a demand."""
-    _run(
+    with_client(
         url,
         token,
         lambda c: _show_demand(c.answer_demand(demand_id, cast(Any, status), answer, dataset)),
@@ -213,7 +199,7 @@ def objection_raise(
         )
         raise typer.Exit(2)
     kind = "quality" if dataset is not None else "refusal"
-    _run(
+    with_client(
         url,
         token,
         lambda c: _show_objection(c.raise_objection(cast(Any, kind), text, dataset, version, job)),
@@ -244,7 +230,7 @@ def objection_list(
         console.print(table)
         console.print(f"{len(rows)} objection(s)")
 
-    _run(url, token, action)
+    with_client(url, token, action)
 
 
 @objections_app.command("show")
@@ -252,7 +238,7 @@ def objection_show(
     objection_id: str = typer.Argument(...), url: str = Url, token: str = Token
 ) -> None:
     """An objection with its answer and every step."""
-    _run(url, token, lambda c: _show_objection(c.objection(objection_id)))
+    with_client(url, token, lambda c: _show_objection(c.objection(objection_id)))
 
 
 @objections_app.command("answer")
@@ -263,4 +249,4 @@ def objection_answer(
     token: str = Token,
 ) -> None:
     """As its owner (the dataset's department, or the bureau): answer an objection, once."""
-    _run(url, token, lambda c: _show_objection(c.answer_objection(objection_id, answer)))
+    with_client(url, token, lambda c: _show_objection(c.answer_objection(objection_id, answer)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +87,13 @@ def _show(job: Job) -> None:
         line = f" (line {job.error['line']})" if job.error.get("line") else ""
         console.print(f"  [red]{job.error.get('code')}[/]{line}: {job.error.get('message')}")
     for name, body in (job.outputs or {}).items():
-        _show_one(name, body)
+        show_table(name, body)
     if job.charge:
         console.print(f"  charged {job.charge_amount} yuan (quoted {job.quote_amount})")
 
 
-def _show_one(name: str, body: dict[str, Any]) -> None:
+def show_table(name: str, body: dict[str, Any]) -> None:
+    """A released output: a scalar on a line, a table with its suppressed cells as ▒."""
     if body.get("kind") == "scalar":
         console.print(f"  {name} = {body['value']}")
         return
@@ -103,15 +105,27 @@ def _show_one(name: str, body: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _run(action: Any) -> None:
+def guarded(action: Callable[[], None]) -> None:
+    """Run a command's work against the service: a refusal exits 1 with the service's
+    message, an unreachable service exits 2; never a traceback."""
     try:
         action()
     except ClientError as e:
-        err.print(f"[red]error:[/] {e}")
+        err.print(f"[red]error:[/] {e}", soft_wrap=True)
         raise typer.Exit(1) from None
     except httpx.HTTPError as e:
-        err.print(f"[red]error:[/] could not reach the service: {e}")
+        err.print(f"[red]error:[/] could not reach the service: {e}", soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def with_client(url: str, token: str | None, action: Callable[[SandboxClient], None]) -> None:
+    """`action` with a client of the service at `url` (signed in with `token`, if any)."""
+
+    def go() -> None:
+        with SandboxClient(url, token=token) as client:
+            action(client)
+
+    guarded(go)
 
 
 @jobs_app.command("quote")
@@ -137,7 +151,7 @@ def quote(
             f"(≤ {bounds['rows_scanned']} rows, ≤ {bounds['outputs']} outputs)"
         )
 
-    _run(action)
+    guarded(action)
 
 
 @jobs_app.command("list")
@@ -165,7 +179,7 @@ def list_jobs(
             )
         console.print(table)
 
-    _run(action)
+    guarded(action)
 
 
 @jobs_app.command("output")
@@ -192,14 +206,14 @@ def output(
             if not written:
                 _show_output(name, client.job(job_id).outputs.get(name))
 
-    _run(action)
+    guarded(action)
 
 
 def _show_output(name: str, body: dict[str, Any] | None) -> None:
     if body is None:
         err.print(f"[red]error:[/] the job has no output named {name!r}")
         raise typer.Exit(1)
-    _show_one(name, body)
+    show_table(name, body)
 
 
 @jobs_app.command("check")
@@ -224,7 +238,7 @@ def check(
             raise typer.Exit(1)
         console.print(f"[green]ok[/]: quoted at most {result['quote']['amount']} yuan")
 
-    _run(action)
+    guarded(action)
 
 
 @jobs_app.command("submit")
@@ -258,7 +272,7 @@ def submit(
                 )
             )
 
-    _run(action)
+    guarded(action)
 
 
 @jobs_app.command("show")
@@ -269,4 +283,4 @@ def show(job_id: str = typer.Argument(...), url: str = Url, token: str = Token) 
         with _client(url, token, None) as client:
             _show(client.job(job_id))
 
-    _run(action)
+    guarded(action)

@@ -5,16 +5,14 @@ or the regulator suspends and resumes; a customer calls a product with its key."
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from operators.client import ClientError, ProductClient, SandboxClient
-from sandbox.cli.jobs import Token, Url
+from operators.client import ProductClient, SandboxClient
+from sandbox.cli.jobs import Token, Url, guarded, with_client
 
 products_app = typer.Typer(
     help="Data products (数据产品): caps per scenario, products, customers' keys and calls.",
@@ -28,25 +26,6 @@ err = Console(stderr=True)
 Key = typer.Option(
     ..., "--key", envvar="SANDBOX_PRODUCT_KEY", help="The product key you were given (pk_…)."
 )
-
-
-def _guard(action: Callable[[], None]) -> None:
-    try:
-        action()
-    except ClientError as e:
-        err.print(f"[red]error:[/] {e}", soft_wrap=True, markup=True)
-        raise typer.Exit(1) from None
-    except httpx.HTTPError as e:
-        err.print(f"[red]error:[/] could not reach the service: {e}", soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _run(url: str, token: str | None, action: Callable[[SandboxClient], None]) -> None:
-    def go() -> None:
-        with SandboxClient(url, token=token) as client:
-            action(client)
-
-    _guard(go)
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
@@ -86,7 +65,7 @@ def caps(url: str = Url) -> None:
             )
         console.print(table)
 
-    _run(url, None, action)
+    with_client(url, None, action)
 
 
 @products_app.command("cap-set")
@@ -105,7 +84,7 @@ def cap_set(
             f"cap of {cap['scenario']}: {cap['max_price']} yuan per call", highlight=False
         )
 
-    _run(url, token, action)
+    with_client(url, token, action)
 
 
 @products_app.command("publish")
@@ -125,7 +104,7 @@ def publish(
     token: str = Token,
 ) -> None:
     """As an operator: publish a product on an approved template version."""
-    _run(
+    with_client(
         url,
         token,
         lambda c: _show(
@@ -182,7 +161,7 @@ def list_products(
     if not public and not token:
         err.print("[red]error:[/] give --token (or SANDBOX_TOKEN), or --public")
         raise typer.Exit(1)
-    _run(url, None if public else token, action)
+    with_client(url, None if public else token, action)
 
 
 @keys_app.command("issue")
@@ -199,7 +178,7 @@ def key_issue(
         console.print(f"key {k['id']} for {k['customer']}:", highlight=False)
         console.print(k["key"], markup=False, highlight=False, soft_wrap=True)
 
-    _run(url, token, action)
+    with_client(url, token, action)
 
 
 @keys_app.command("revoke")
@@ -215,7 +194,7 @@ def key_revoke(
         k = c.revoke_product_key(product_id, key_id)
         console.print(f"key {k['id']} revoked at {k['revoked_at']}", highlight=False)
 
-    _run(url, token, action)
+    with_client(url, token, action)
 
 
 @products_app.command("suspend")
@@ -226,7 +205,7 @@ def suspend(
     token: str = Token,
 ) -> None:
     """As the bureau or the regulator: stop a product's calls."""
-    _run(url, token, lambda c: _show(c.suspend_product(product_id, reason)))
+    with_client(url, token, lambda c: _show(c.suspend_product(product_id, reason)))
 
 
 @products_app.command("resume")
@@ -237,7 +216,7 @@ def resume(
     token: str = Token,
 ) -> None:
     """As the bureau or the regulator: let a suspended product take calls again."""
-    _run(url, token, lambda c: _show(c.resume_product(product_id, reason)))
+    with_client(url, token, lambda c: _show(c.resume_product(product_id, reason)))
 
 
 def _params(pairs: list[str] | None) -> dict[str, Any]:
@@ -289,4 +268,4 @@ def call(
             if out.get("suppressed"):
                 console.print(f"{len(out['suppressed'])} cell(s) suppressed (·)")
 
-    _guard(go)
+    guarded(go)

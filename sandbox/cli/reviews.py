@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from operators.client import SandboxClient
-from sandbox.cli.demands import _field, _run, _table, console
-from sandbox.cli.jobs import Token, Url
+from sandbox.cli.demands import _field, _table, console
+from sandbox.cli.jobs import Token, Url, show_table, with_client
 
 reviews_app = typer.Typer(
     help="Output review: releases held for people to check before a job's code receives them.",
@@ -32,12 +31,7 @@ def _show(r: dict[str, Any]) -> None:
         _field(d["decision"], f"{d['by']} {d.get('at') or ''} {d.get('reason') or ''}".strip())
     body = r.get("held")
     if body:
-        names = [c["name"] for c in body["columns"]]
-        hidden = {(i, c) for i, c in body.get("suppressed", [])}
-        table = Table(*names, title="held release")
-        for i, row in enumerate(body["rows"]):
-            table.add_row(*["▒" if (i, n) in hidden else str(v) for n, v in zip(names, row)])
-        console.print(table)
+        show_table("held release", body)
 
 
 @reviews_app.command("list")
@@ -66,18 +60,18 @@ def list_reviews(
         console.print(table)
         console.print(f"{len(items)} review(s)")
 
-    _run(url, token, action)
+    with_client(url, token, action)
 
 
 @reviews_app.command("show")
 def show(review_id: str = typer.Argument(...), url: str = Url, token: str = Token) -> None:
     """A review with its held table, as its reviewers see it."""
-    _run(url, token, lambda client: _show(client._request("GET", f"/reviews/{review_id}")))
+    with_client(url, token, lambda client: _show(client._request("GET", f"/reviews/{review_id}")))
 
 
 def _decide(review_id: str, decision: str, reason: str | None, url: str, token: str) -> None:
     body = {"decision": decision, **({"reason": reason} if reason else {})}
-    _run(
+    with_client(
         url,
         token,
         lambda client: _show(client._request("POST", f"/reviews/{review_id}/decisions", json=body)),

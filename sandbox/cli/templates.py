@@ -5,18 +5,16 @@ read)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-import httpx
 import typer
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from operators.client import ClientError, SandboxClient
-from sandbox.cli.jobs import Token, Url
+from operators.client import SandboxClient
+from sandbox.cli.jobs import Token, Url, with_client
 
 templates_app = typer.Typer(
     help="Analysis templates (分析模板): parametrised code the departments approve once.",
@@ -24,18 +22,6 @@ templates_app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
-
-
-def _run(url: str, token: str, action: Callable[[SandboxClient], None]) -> None:
-    try:
-        with SandboxClient(url, token=token) as client:
-            action(client)
-    except ClientError as e:
-        err.print(f"[red]error:[/] {e}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    except httpx.HTTPError as e:
-        err.print(f"[red]error:[/] could not reach the service: {e}", soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 def _fail(message: str) -> NoReturn:
@@ -115,7 +101,7 @@ def submit(
     except OSError as e:
         _fail(f"cannot read {e.filename}: {e.strerror}")
     params_schema = _json_object(text, "the schema") if text is not None else None
-    _run(
+    with_client(
         url,
         token,
         lambda c: _show(c.submit_template(name, code, params_schema, description), code=False),
@@ -150,13 +136,13 @@ def listing(
         console.print(table)
         console.print(f"{len(rows)} template(s)")
 
-    _run(url, token, action)
+    with_client(url, token, action)
 
 
 @templates_app.command("show")
 def show(template_id: str = typer.Argument(...), url: str = Url, token: str = Token) -> None:
     """A template: each version's code, parameters and every department's decision."""
-    _run(url, token, lambda c: _show(c.template(template_id)))
+    with_client(url, token, lambda c: _show(c.template(template_id)))
 
 
 @templates_app.command("review")
@@ -176,7 +162,7 @@ def review(
     if approve == refuse:
         _fail("say --approve or --refuse (with --reason)")
     decision: Any = "approve" if approve else "refuse"
-    _run(
+    with_client(
         url,
         token,
         lambda c: _show(
@@ -193,7 +179,7 @@ def withdraw(
     token: str = Token,
 ) -> None:
     """As its operator: take back a version still waiting for review."""
-    _run(url, token, lambda c: _show(c.withdraw_template(template_id, version), code=False))
+    with_client(url, token, lambda c: _show(c.withdraw_template(template_id, version), code=False))
 
 
 @templates_app.command("run")
@@ -228,4 +214,4 @@ def run(
         for name in sorted(job.outputs):
             _plain(f"  output {name}: {json.dumps(job.outputs[name], ensure_ascii=False)}")
 
-    _run(url, token, action)
+    with_client(url, token, action)
