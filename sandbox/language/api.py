@@ -113,20 +113,25 @@ class Expr:
         )
 
     def isin(self, values: Any) -> Expr:
+        """True where the value is one of `values` (a list of literals)."""
         if not isinstance(values, (list, tuple)):
             raise PlanError("isin() takes a list of values")
         return self._call("isin", list(values))
 
     def between(self, low: Any, high: Any) -> Expr:
+        """True where `low <= value <= high` (both ends included)."""
         return self._call("between", low, high)
 
     def is_null(self) -> Expr:
+        """True where the value is missing (null)."""
         return self._call("is_null")
 
     def year(self) -> Expr:
+        """The year of a date, as an integer."""
         return self._call("year")
 
     def month(self) -> Expr:
+        """The month of a date, 1 to 12."""
         return self._call("month")
 
     def years_until(self, other: Any) -> Expr:
@@ -138,9 +143,11 @@ class Expr:
         return self._call("years_until", date)
 
     def startswith(self, prefix: str) -> Expr:
+        """True where a string begins with the literal `prefix`."""
         return self._call("startswith", prefix)
 
     def endswith(self, suffix: str) -> Expr:
+        """True where a string ends with the literal `suffix`."""
         return self._call("endswith", suffix)
 
     def bucket(self, edges: Any) -> Expr:
@@ -156,6 +163,7 @@ class Expr:
         return self._call("cast", kind)
 
     def abs(self) -> Expr:
+        """The absolute value of a number."""
         return self._call("abs")
 
     def round(self, ndigits: int = 0) -> Expr:
@@ -188,10 +196,12 @@ class Aggregate:
 
 
 def col(name: str) -> Expr:
+    """The column `name` of the table the expression is used on."""
     return Expr(p.Col(name))
 
 
 def lit(value: Any) -> Expr:
+    """A constant as an expression, e.g. to derive a column holding one value."""
     return Expr(_expr(value))
 
 
@@ -200,6 +210,7 @@ def _agg_arg(x: Any) -> p.Expr:
 
 
 def count() -> Aggregate:
+    """The number of rows (in each group)."""
     return Aggregate(p.Agg("count"))
 
 
@@ -211,6 +222,7 @@ def sum_(x: Any, start: Any = 0) -> Any:
 
 
 def mean(x: Any) -> Aggregate:
+    """The arithmetic mean of the non-null values of a numeric column or expression."""
     return Aggregate(p.Agg("mean", _agg_arg(x)))
 
 
@@ -288,14 +300,17 @@ class Table:
         return Table(node, self._channel)
 
     def filter(self, predicate: Expr) -> Table:
+        """The rows where `predicate` is true (null counts as false)."""
         if not isinstance(predicate, Expr):
             raise PlanError("filter() takes a condition such as col('age') >= 65")
         return self._then(p.Filter(self._node, predicate._node))
 
     def derive(self, **columns: Any) -> Table:
+        """The table with new columns, each computed by an expression: derive(age=…)."""
         return self._then(p.Derive(self._node, tuple((k, _expr(v)) for k, v in columns.items())))
 
     def select(self, *columns: str) -> Table:
+        """The table with only the named columns, in that order."""
         return self._then(p.Select(self._node, tuple(columns)))
 
     def join(self, other: Table, on: Any = None) -> Table:
@@ -320,11 +335,13 @@ class Table:
         return self._then(p.Join(self._node, other._node, tuple(keys)))
 
     def group_by(self, *keys: str) -> Grouped:
+        """Groups of rows with equal values of `keys`; follow with .agg(…)."""
         if not keys or not all(isinstance(k, str) for k in keys):
             raise PlanError("group_by() takes one or more column names")
         return Grouped(self, tuple(keys))
 
     def agg(self, **aggregates: Any) -> Table:
+        """One row of aggregates over the whole table: agg(n=count(), avg=mean('income'))."""
         return self._then(p.Aggregate(self._node, (), _aggs(aggregates)))
 
     def histogram(self, column: str, edges: Any) -> Table:
@@ -339,6 +356,8 @@ class Table:
         return binned.group_by("bin").agg(n=count())
 
     def collect(self) -> Released:
+        """Run the aggregated plan and receive what the disclosure rules release: plain values,
+        None in each suppressed cell."""
         if not isinstance(self._node, p.Aggregate):
             raise PlanError(
                 "collect() releases aggregates only; rows never leave the sandbox. "
@@ -352,6 +371,8 @@ class Table:
 
 
 class Grouped:
+    """A table grouped by keys (group_by(…)); aggregate it with agg(…)."""
+
     __slots__ = ("_table", "_keys")
 
     def __init__(self, table: Table, keys: tuple[str, ...]) -> None:
@@ -359,6 +380,7 @@ class Grouped:
         self._keys = keys
 
     def agg(self, **aggregates: Any) -> Table:
+        """One row per group: its keys, then each named aggregate, e.g. agg(n=count())."""
         t = self._table
         return t._then(p.Aggregate(t._node, self._keys, _aggs(aggregates)))
 
@@ -376,23 +398,28 @@ class Released:
 
     @property
     def columns(self) -> list[str]:
+        """The column names, in order."""
         return list(self._columns)
 
     @property
     def rows(self) -> list[tuple[Any, ...]]:
+        """The rows as tuples of plain values (None where suppressed)."""
         return [tuple(r) for r in self._rows]
 
     @property
     def suppressed(self) -> list[tuple[int, str]]:
+        """The suppressed cells as (row index, column name)."""
         return [(int(i), str(c)) for i, c in self._suppressed]
 
     def column(self, name: str) -> list[Any]:
+        """The values of one column, top to bottom."""
         if name not in self._columns:
             raise PlanError(f"no column {name!r}; columns: {', '.join(self._columns)}")
         i = self._columns.index(name)
         return [r[i] for r in self._rows]
 
     def row(self, i: int) -> dict[str, Any]:
+        """Row `i` as a dict of column name to value."""
         return dict(zip(self._columns, self._rows[i]))
 
     def lookup(self, **keys: Any) -> dict[str, Any] | None:
@@ -404,6 +431,7 @@ class Released:
         return None
 
     def __len__(self) -> int:
+        """The number of rows."""
         return len(self._rows)
 
     def sort(self, column: str, descending: bool = False) -> Released:
@@ -442,11 +470,13 @@ def namespace(channel: Channel, params: dict[str, Any]) -> dict[str, Any]:
     """The job language's names, bound to one job's channel."""
 
     def table(name: str) -> Table:
+        """The dataset `name` as a lazy table (nothing is read until collect())."""
         if not isinstance(name, str):
             raise PlanError("table() takes a dataset name, e.g. table('population')", sign="probe")
         return Table(p.Scan(name), channel)
 
     def emit(name: str, value: Any) -> None:
+        """Release `value` (a collected table or a plain value) as the job's output `name`."""
         channel.emit(name, value)
 
     def emit_table(name: str, columns: Any = None, rows: Any = None) -> None:
