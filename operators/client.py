@@ -13,10 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import html
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from operators.errors import SignatureInvalid
 from operators.keys import sign, verify
+from operators.released import ReleasedTable, tables_of
 from operators.rotation import rotation_bytes
 from operators.submission import sign_submission
 
@@ -39,14 +41,38 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "ERRORS_BY_CODE",
     "ClientError",
+    "CodeRejected",
+    "Conflict",
+    "ContractInactive",
     "ContractMismatch",
+    "ContractQuota",
+    "ContractScope",
+    "DataUnavailable",
+    "DisclosureRefused",
+    "Forbidden",
+    "InvalidRequest",
     "Job",
+    "JobCodeError",
+    "JobFailed",
     "JobWaitTimeout",
+    "NotFound",
     "OutputUnavailable",
+    "ParamsInvalid",
+    "PlanInvalid",
+    "PrivacyBudgetExceeded",
+    "Progress",
+    "QuotaExceeded",
+    "ReleasedTable",
     "SandboxAPIError",
     "SandboxClient",
+    "ServiceError",
     "SigningKeyMissing",
+    "TokenRevoked",
+    "Unauthenticated",
+    "WorkerLost",
+    "error_for",
 ]
 
 # Long enough for `?wait=true` on a job that runs up to the service's default 30 s wall
@@ -66,13 +92,29 @@ class ClientError(Exception):
     code: str = "client_error"
 
 
+# Error classes by the service's code, filled in as each subclass of SandboxAPIError is made.
+ERRORS_BY_CODE: dict[str, type[SandboxAPIError]] = {}
+
+
 class SandboxAPIError(ClientError):
-    """The service answered with a non-2xx status and its JSON error envelope."""
+    """The service refused a request (a non-2xx status and its JSON error envelope), or a
+    job did not succeed (`status` None: its own answers were 2xx; `Job.raise_for_error`).
+
+    Raised as the subclass for its code where there is one (`PlanInvalid` for
+    `plan_invalid`…; `ERRORS_BY_CODE`), so callers may catch either."""
 
     code = "api_error"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        ERRORS_BY_CODE[cls.code] = cls
+
     def __init__(
-        self, status: int, code: str, message: str, details: Mapping[str, Any] | None = None
+        self,
+        status: int | None,
+        code: str,
+        message: str,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -82,11 +124,132 @@ class SandboxAPIError(ClientError):
         # Extra envelope fields, e.g. `job_id` and `line` of a rejected submission.
         self.details: dict[str, Any] = dict(details or {})
 
+    @property
+    def line(self) -> int | None:
+        """The line of the job's code the error is about, when the service names one."""
+        line = self.details.get("line")
+        return line if isinstance(line, int) and not isinstance(line, bool) else None
+
+    @property
+    def job_id(self) -> str | None:
+        job_id = self.details.get("job_id")
+        return job_id if isinstance(job_id, str) else None
+
     def __str__(self) -> str:
-        return f"HTTP {self.status} {self.code}: {self.message}"
+        where = (
+            f" (line {self.line})"
+            if self.line is not None and f"line {self.line}" not in self.message
+            else ""
+        )
+        if self.status is None:
+            return f"job {self.job_id} {self.code}: {self.message}{where}"
+        return f"HTTP {self.status} {self.code}: {self.message}{where}"
 
     def __repr__(self) -> str:
-        return f"SandboxAPIError({self.status!r}, {self.code!r}, {self.message!r})"
+        line = f", line={self.line!r}" if self.line is not None else ""
+        return f"{type(self).__name__}({self.status!r}, {self.code!r}, {self.message!r}{line})"
+
+
+def error_for(
+    status: int | None, code: str, message: str, details: Mapping[str, Any] | None = None
+) -> SandboxAPIError:
+    """The error for a service's code: its own class, else SandboxAPIError."""
+    return ERRORS_BY_CODE.get(code, SandboxAPIError)(status, code, message, details)
+
+
+class InvalidRequest(SandboxAPIError):
+    """The request's body or query was malformed (400)."""
+
+    code = "invalid_request"
+
+
+class CodeRejected(SandboxAPIError):
+    """The job's code is refused by the language before it runs; `line` says where."""
+
+    code = "code_rejected"
+
+
+class PlanInvalid(SandboxAPIError):
+    """A plan the job built is invalid: an unknown column, a type error…; `line` where the
+    job's code built it, when known."""
+
+    code = "plan_invalid"
+
+
+class ParamsInvalid(SandboxAPIError):
+    code = "params_invalid"
+
+
+class JobCodeError(SandboxAPIError):
+    """The job's code raised while it ran (e.g. ZeroDivisionError); `line` says where."""
+
+    code = "job_code_error"
+
+
+class Unauthenticated(SandboxAPIError):
+    code = "unauthenticated"
+
+
+class TokenRevoked(Unauthenticated):
+    code = "token_revoked"
+
+
+class Forbidden(SandboxAPIError):
+    code = "forbidden"
+
+
+class ContractScope(Forbidden):
+    """The job uses a dataset, column or use its contract does not grant."""
+
+    code = "contract_scope"
+
+
+class ContractInactive(Forbidden):
+    code = "contract_inactive"
+
+
+class DisclosureRefused(Forbidden):
+    """A request the disclosure rules never allow (grouping by an identifier…)."""
+
+    code = "disclosure_refused"
+
+
+class NotFound(SandboxAPIError):
+    code = "not_found"
+
+
+class Conflict(SandboxAPIError):
+    code = "conflict"
+
+
+class QuotaExceeded(SandboxAPIError):
+    code = "quota_exceeded"
+
+
+class ContractQuota(QuotaExceeded):
+    code = "contract_quota"
+
+
+class PrivacyBudgetExceeded(QuotaExceeded):
+    code = "privacy_budget_exceeded"
+
+
+class JobFailed(SandboxAPIError):
+    code = "job_failed"
+
+
+class ServiceError(SandboxAPIError):
+    """The service could not do its part of a job: nothing was charged; submit it again."""
+
+    code = "service_error"
+
+
+class WorkerLost(ServiceError):
+    code = "worker_lost"
+
+
+class DataUnavailable(ServiceError):
+    code = "data_unavailable"
 
 
 class SigningKeyMissing(ClientError):
@@ -177,13 +340,50 @@ class Job:
             return body.get("value")
         return released_table(body)
 
+    def table(self, name: str) -> ReleasedTable:
+        """A table output with its disclosure report: `.to_arrow()`, `.to_pandas()`, and in
+        a notebook an HTML table with each suppressed cell marked by its rule."""
+        if name not in self.outputs:
+            raise OutputUnavailable(self._missing_output_message(name))
+        body = self.outputs[name]
+        if body.get("kind") == "scalar":
+            raise OutputUnavailable(
+                f"output {name!r} of job {self.id} is a value, not a table; read it with "
+                f"job.output({name!r})"
+            )
+        return ReleasedTable.of(name, body, self.disclosure)
+
+    def tables(self) -> dict[str, ReleasedTable]:
+        """Every table output by name (values, emitted as scalars, left out)."""
+        return tables_of(self.outputs, self.disclosure)
+
+    def raise_for_error(self) -> Job:
+        """This job, when it succeeded or has not finished; else raise the error for its
+        code (`PlanInvalid`, `JobCodeError`…, with its message and line)."""
+        if not self.finished or self.status == "succeeded":
+            return self
+        error = dict(self.error or {})
+        code = str(error.get("code") or self.status)
+        message = str(error.get("message") or f"the job was {self.status}")
+        details = {k: v for k, v in error.items() if k not in ("code", "message")}
+        raise error_for(None, code, message, {**details, "job_id": self.id, "status": self.status})
+
     def refresh(self) -> Job:
         return self.client.job(self.id)
 
-    def wait(self, timeout: float = DEFAULT_TIMEOUT, poll: float = 0.5) -> Job:
-        """Poll until the job has finished; returns the finished snapshot."""
+    def wait(
+        self,
+        timeout: float = DEFAULT_TIMEOUT,
+        poll: float = 0.5,
+        progress: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job has finished; returns the finished snapshot. `progress` is
+        called with the first snapshot and each whose status changed (e.g. `Progress()`,
+        which prints a line each time)."""
         deadline = time.monotonic() + timeout
         job = self
+        if progress is not None:
+            progress(job)
         while not job.finished:
             if time.monotonic() >= deadline:
                 raise JobWaitTimeout(
@@ -191,8 +391,28 @@ class Job:
                     "again with a longer timeout, or check it later with client.job(id)"
                 )
             time.sleep(poll)
-            job = job.refresh()
+            previous, job = job.status, job.refresh()
+            if progress is not None and job.status != previous:
+                progress(job)
         return job
+
+    def _repr_html_(self) -> str:
+        charged = f", charged {self.charge_amount} CNY" if self.charge_amount is not None else ""
+        head = f"<p>job <code>{_html(self.id)}</code>: {_html(self.status)}{_html(charged)}</p>"
+        if self.error:
+            line = self.error.get("line")
+            where = f" (line {line})" if isinstance(line, int) else ""
+            head += (
+                f"<p><b>{_html(str(self.error.get('code')))}</b>{where}: "
+                f"{_html(str(self.error.get('message')))}</p>"
+            )
+        values = [
+            f"<li><code>{_html(name)}</code> = {_html(str(body.get('value')))}</li>"
+            for name, body in self.outputs.items()
+            if isinstance(body, Mapping) and body.get("kind") == "scalar"
+        ]
+        listed = f"<ul>{''.join(values)}</ul>" if values else ""
+        return head + listed + "".join(t._repr_html_() for t in self.tables().values())
 
     def _missing_output_message(self, name: str) -> str:
         available = ", ".join(sorted(self.outputs)) or "none"
@@ -212,6 +432,39 @@ class Job:
 
 def _amount(money: Mapping[str, Any] | None) -> Decimal | None:
     return Decimal(money["amount"]) if money and "amount" in money else None
+
+
+def _html(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+class Progress:
+    """A `progress` for `Job.wait` and `SandboxClient.run`: one line per status the job
+    reaches, with the seconds since it was first seen, printed (in a notebook, under the
+    cell) or handed to `write`."""
+
+    def __init__(self, write: Callable[[str], None] | None = None) -> None:
+        self._write = write or (lambda line: print(line, flush=True))
+        self._started: float | None = None
+
+    def __call__(self, job: Job) -> None:
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        self._write(f"job {job.id}: {self._status(job)} ({now - self._started:.1f} s)")
+
+    @staticmethod
+    def _status(job: Job) -> str:
+        if job.status == "held":
+            return "held for people to check its release"
+        if job.status == "succeeded":
+            charged = f", charged {job.charge_amount} CNY" if job.charge_amount is not None else ""
+            return f"succeeded: {len(job.outputs)} outputs{charged}"
+        if job.error:
+            line = job.error.get("line")
+            where = f" at line {line}" if isinstance(line, int) else ""
+            return f"{job.status}: {job.error.get('code')}{where}"
+        return job.status
 
 
 # --- released tables as Arrow --------------------------------------------------------------
@@ -502,6 +755,27 @@ class SandboxClient:
             body.update(sign_submission(self._key, contract_id, code, params, idempotency_key))
         query = {"wait": "true"} if wait else None
         return Job.from_json(self._request("POST", "/jobs", json=body, params=query), self)
+
+    def run(
+        self,
+        contract_id: str,
+        code: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        progress: bool | Callable[[Job], None] = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        poll: float = 0.5,
+        idempotency_key: str | None = None,
+        epsilon: Mapping[str, str] | None = None,
+    ) -> Job:
+        """Submit a job, wait for it showing its progress (`True`: a printed line per status;
+        or a callable given each new status), and return it once it succeeded; a job refused
+        or failed raises the error for its code, e.g. `PlanInvalid` with its `line`."""
+        job = self.submit(
+            contract_id, code, params, idempotency_key=idempotency_key, epsilon=epsilon
+        )
+        report = Progress() if progress is True else progress or None
+        return job.wait(timeout=timeout, poll=poll, progress=report).raise_for_error()
 
     def job(self, job_id: str) -> Job:
         return Job.from_json(self._request("GET", f"/jobs/{_seg(job_id)}"), self)
@@ -960,7 +1234,7 @@ def api_error(response: httpx.Response) -> SandboxAPIError:
     if isinstance(body, dict) and isinstance(body.get("code"), str):
         details = {k: v for k, v in body.items() if k not in ("ok", "status", "code", "error")}
         status = body.get("status")
-        return SandboxAPIError(
+        return error_for(
             status if isinstance(status, int) else response.status_code,
             body["code"],
             str(body.get("error", "")),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -24,8 +25,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from live import RESIDENTS, Cast, active_contract, cast_of, run_server
 
 from operators.client import (
+    CodeRejected,
     ContractMismatch,
+    JobCodeError,
     OutputUnavailable,
+    PlanInvalid,
+    Progress,
     SandboxAPIError,
     SandboxClient,
     SigningKeyMissing,
@@ -289,3 +294,56 @@ def test_released_table_types_columns_as_announced() -> None:
         {"kind": "table", "columns": [{"name": "n", "type": "int64"}], "rows": [], "suppressed": []}
     )
     assert empty.num_rows == 0 and empty.schema.field("n").type == pa.int64()
+
+
+# --- notebooks: released tables as pandas, Arrow and HTML; typed errors ---------------------------
+
+
+def test_a_job_run_with_progress_releases_tables_for_notebooks(
+    live: Cast, contract_id: str
+) -> None:
+    lines: list[str] = []
+    job = live.operator.run(contract_id, ELDERLY, progress=Progress(lines.append), poll=0.1)
+    assert job.status == "succeeded"
+    assert lines[-1].startswith(f"job {job.id}: succeeded: 2 outputs, charged ")
+
+    released = job.table("elderly_by_district")
+    suppressed = released.suppressed
+    assert suppressed, "the small district should have cells below the threshold"
+    assert all(cell.rule for cell in suppressed), "the report names each cell's rule"
+    arrow = released.to_arrow()
+    frame = released.to_pandas()
+    assert (
+        arrow.column_names == list(frame.columns) == ["district", "hukou_type", "n", "avg_income"]
+    )
+    for cell in suppressed:
+        assert arrow.column(cell.column)[cell.row].as_py() is None
+        assert pd.isna(frame.at[cell.row, cell.column])
+    shown = frame["n"].dropna()
+    assert len(shown) == len(frame) - sum(c.column == "n" for c in suppressed)
+
+    markup = released._repr_html_()
+    assert markup.count(f'class="sbx-suppressed" title="{suppressed[0].rule}: ') >= 1
+    assert markup.count("—</td>") == len(suppressed)
+    assert "disclosure report" in markup and f"{len(suppressed)} of " in markup
+    assert "北山区" in markup
+
+
+def test_a_job_that_fails_raises_its_typed_error_with_the_line(
+    live: Cast, contract_id: str
+) -> None:
+    plan_error = (
+        't = table("population")\n\nemit("a", t.filter("district").agg(n=count()).collect())'
+    )
+    with pytest.raises(PlanInvalid) as invalid:
+        live.operator.run(contract_id, plan_error, progress=False, poll=0.1)
+    assert (invalid.value.code, invalid.value.line) == ("plan_invalid", 3)
+    assert "filter() takes a condition" in invalid.value.message and invalid.value.job_id
+
+    with pytest.raises(JobCodeError) as raised:
+        live.operator.run(contract_id, "x = 1\ny = x / 0\n", progress=False, poll=0.1)
+    assert (raised.value.code, raised.value.line) == ("job_code_error", 2)
+
+    with pytest.raises(CodeRejected) as rejected:
+        live.operator.run(contract_id, 'x = 1\nimport os\nemit("t", 1)', progress=False)
+    assert (rejected.value.status, rejected.value.line) == (400, 2)
