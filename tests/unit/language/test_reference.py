@@ -158,6 +158,25 @@ def test_the_kinds_of_each_expression_method_are_the_engines(method: str) -> Non
     assert accepted == set(reference.NEEDS[f"Expr.{method}"].kinds)
 
 
+OPERATORS = [
+    m.name
+    for m in reference.members(api.Expr)
+    if m.is_operator and reference.OPERATORS[m.name].function is not None
+]
+
+
+@pytest.mark.parametrize("dunder", OPERATORS)
+def test_the_kinds_of_each_operator_are_the_engines(dunder: str) -> None:
+    def build(t: api.Table, c: str) -> api.Table:
+        operand = api.col(c)
+        # A column against itself: the kinds two operands of one kind may have.
+        method = getattr(operand, dunder)
+        made = method() if _required(method) == 0 else method(api.col(c))
+        return t.derive(v=made).agg(n=api.count())
+
+    assert _kinds_accepted(build) == set(reference.NEEDS[f"Expr.{dunder}"].kinds)
+
+
 def test_the_stub_parses_and_names_every_language_name() -> None:
     tree = ast.parse(reference.render_stub())
     defined = {
