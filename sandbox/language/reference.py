@@ -466,7 +466,8 @@ def render() -> str:
         "(sandbox/language/api.py); edit the docstrings and sandbox/language/reference.py, "
         "not this file. -->",
         "",
-        "Job code is Python with these names and nothing else (no imports). Tables are lazy: "
+        "Job code is Python with these names, basic builtins (`len`, `range`, …) and no "
+        "imports. Tables are lazy: "
         "nothing is read until `collect()` of an aggregated table, which returns what the "
         "disclosure rules release.",
         "",
