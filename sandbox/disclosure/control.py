@@ -18,6 +18,7 @@ report.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Callable
@@ -52,6 +53,30 @@ class Policy:
     # Per table read, the people revised in the version read (catalog.revisions): in the sets
     # of those contributing to a magnitude, each goes by the number of their current state.
     revisions: tuple[Revisions | None, ...] = ()
+    # Aggregates of a condition (count_if, mean_of): the people for whom it holds are
+    # released as a set of their own, beside the row's group.
+    conditions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Margins:
+    """A release with totals (with_totals()) or shares: which rows of the engine's result
+    are margins, and what to do with them. Every margin row passes every rule, as any row
+    does, and the lines of secondary suppression run through it: a total with one hidden
+    cell under it would give that cell away."""
+
+    # Per row of the result, the keys it is grouped by: the plan's keys for its own groups,
+    # fewer for a margin (None in the others, which it adds up over).
+    groupings: tuple[tuple[str, ...], ...]
+    # The margin groupings released as rows; the others only serve shares, and are audited
+    # and recorded all the same (a share times its cell gives its total).
+    shown: frozenset[tuple[str, ...]] = frozenset()
+    # Aggregates released as shares: (name, within keys). Each share is its cell divided by
+    # the total it is taken of, both as released: hidden when either is.
+    shares: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+MARGIN_RULE = "margin"
 
 
 @dataclass(frozen=True)
@@ -85,12 +110,15 @@ def _coarsen_digits(result: pa.Table, name: str) -> int | None:
 Cell = tuple[int, str]
 
 
-def _small_groups(result: pa.Table, keys: tuple[str, ...], minimum: int) -> list[bool]:
+def _small_groups(
+    result: pa.Table, keys: tuple[str, ...], minimum: int, margins: Margins | None = None
+) -> list[bool]:
     """Per row, whether every one of its cells has fewer than `minimum` contributors.
 
     Such rows are left out of the release: which rows appear must not depend on a group
     smaller than the threshold (a key shown with its cells hidden still says "someone here
-    matched the filter"). A whole-table aggregate keeps its one row (its key is no one's)."""
+    matched the filter"). A whole-table aggregate keeps its one row (its key is no one's),
+    and so does the grand total of a table with totals."""
     counts = internal.contributor_columns(result.column_names)
     if not keys or not counts:
         return [False] * result.num_rows
@@ -99,7 +127,10 @@ def _small_groups(result: pa.Table, keys: tuple[str, ...], minimum: int) -> list
         ok = pc.greater_equal(pc.fill_null(result.column(name), 0), minimum)
         enough = ok if enough is None else pc.or_(enough, ok)
     assert enough is not None
-    return [not v for v in enough.to_pylist()]
+    small = [not v for v in enough.to_pylist()]
+    if margins is not None:
+        small = [s and g != () for s, g in zip(small, margins.groupings)]
+    return small
 
 
 def _beyond_cap(small: list[bool], cap: int) -> int:
@@ -114,13 +145,19 @@ def _beyond_cap(small: list[bool], cap: int) -> int:
 
 
 def release(
-    result: pa.Table, keys: tuple[str, ...], policy: Policy, audit: Audit | None = None
+    result: pa.Table,
+    keys: tuple[str, ...],
+    policy: Policy,
+    audit: Audit | None = None,
+    margins: Margins | None = None,
 ) -> Release:
-    small = _small_groups(result, keys, policy.threshold)
+    small = _small_groups(result, keys, policy.threshold, margins)
     end = _beyond_cap(small, policy.max_rows)
     truncated = sum(1 for s in small[end:] if not s)
     if end < result.num_rows:
         result, small = result.slice(0, end), small[:end]
+        if margins is not None:
+            margins = dataclasses.replace(margins, groupings=margins.groupings[:end])
     values = internal.released(result.column_names)
     aggs = [n for n in values if n not in keys]
     coarse = {n: d for n in aggs if (d := _coarsen_digits(result, n)) is not None}
@@ -147,12 +184,13 @@ def release(
     if policy.secondary:
         # Left-out rows count as hidden cells here: a total published elsewhere minus the
         # rows shown would otherwise give a left-out group's value.
-        _secondary(result, keys, aggs, contributors, out)
+        _secondary(result, keys, aggs, contributors, out, margins)
+    shared = _shares(result, keys, values, rows, small, out, margins)
 
     # Shown rows, renumbered.
     place: dict[int, int] = {}
     for i, s in enumerate(small):
-        if not s:
+        if not s and _shown(i, keys, margins):
             place[i] = len(place)
     suppressed = []
     for (i, a), why in sorted(out.items(), key=lambda kv: (kv[0][0], aggs.index(kv[0][1]))):
@@ -161,12 +199,17 @@ def release(
             if "protects" in why:
                 why = {**why, "protects": [place.get(why["protects"][0]), a]}
             suppressed.append({"row": place[i], "column": a, **why})
-    body = {
+    body: dict[str, Any] = {
         "kind": "table",
-        "columns": [{"name": n, "type": str(result.schema.field(n).type)} for n in values],
+        "columns": [
+            {"name": n, "type": "double" if n in shared else str(result.schema.field(n).type)}
+            for n in values
+        ],
         "rows": [rows[i] for i in place],
         "suppressed": [[s["row"], s["column"]] for s in suppressed],
     }
+    if margins is not None and margins.shown:
+        body["margins"] = [place[i] for i in place if margins.groupings[i] != keys]
     coarsened = tuple(
         {
             "column": n,
@@ -177,7 +220,55 @@ def release(
         }
         for n, d in coarse.items()
     )
-    return Release(body, tuple(suppressed), coarsened, new_sets, sum(small), truncated)
+    left_out = sum(1 for i, s in enumerate(small) if s and _shown(i, keys, margins))
+    return Release(body, tuple(suppressed), coarsened, new_sets, left_out, truncated)
+
+
+def _shown(i: int, keys: tuple[str, ...], margins: Margins | None) -> bool:
+    """Whether row `i` is released as a row: the plan's own groups and the totals asked for."""
+    if margins is None:
+        return True
+    grouping = margins.groupings[i]
+    return grouping == keys or grouping in margins.shown
+
+
+def _shares(
+    result: pa.Table,
+    keys: tuple[str, ...],
+    values: list[str],
+    rows: list[list[Any]],
+    small: list[bool],
+    out: dict[Cell, dict[str, Any]],
+    margins: Margins | None,
+) -> set[str]:
+    """Each share's cells turned into fractions of their totals, after every rule has run on
+    the cells and totals themselves: a share is hidden when its cell or its total is (a
+    share beside its cell gives the total). Returns the names of the shares."""
+    if margins is None or not margins.shares:
+        return set()
+    place = {
+        (g, tuple(rows[i][values.index(k)] for k in g)): i for i, g in enumerate(margins.groupings)
+    }
+    for name, within in margins.shares:
+        at = values.index(name)
+        totals = [
+            place.get((within, tuple(rows[i][values.index(k)] for k in within)))
+            if set(within) <= set(g)
+            else None
+            for i, g in enumerate(margins.groupings)
+        ]
+        for i, t in enumerate(totals):
+            if (i, name) in out:
+                continue
+            if t is None:
+                rows[i][at] = None  # a total over keys the share is taken within: no share
+                continue
+            if (t, name) in out or small[t]:
+                out[(i, name)] = {"rule": MARGIN_RULE, "protects": [t, name]}
+                continue
+            cell, total = rows[i][at], rows[t][at]
+            rows[i][at] = None if not total or cell is None else cell / total
+    return {name for name, _ in margins.shares}
 
 
 UNEVALUABLE_RULE = "evaluation"
@@ -248,11 +339,16 @@ def _row_sets(
         for a in aggs:
             if a in measures and protection.nonzero_set(j, a) in names:
                 columns.append((f"measure:{measures[a]}", a, protection.nonzero_set(j, a)))
+            elif a in policy.conditions and protection.nonzero_set(j, a) in names:
+                # Counting those for whom a condition holds counts a set of people, as a
+                # filter would: with the group's count beside it, the difference is those
+                # for whom it does not.
+                columns.append((PEOPLE, a, protection.nonzero_set(j, a)))
     values = {c: result.column(c).to_pylist() for _, _, c in columns}
     for j, revised in enumerate(policy.revisions):
         for a in aggs:
             column = protection.nonzero_set(j, a)
-            if revised is not None and len(revised) and column in values:
+            if a in measures and revised is not None and len(revised) and column in values:
                 values[column] = [
                     revised.apply(blob) if blob is not None else None for blob in values[column]
                 ]
@@ -301,11 +397,23 @@ def _differences(
     return tuple(released)
 
 
-def _lines(result: pa.Table, keys: tuple[str, ...]) -> list[list[int]]:
-    """Rows that share every key but one, for each key; one line of all rows for one key."""
+# A margin's value in the keys it adds up over, for telling its rows apart from null keys.
+_TOTAL = ("__total__",)
+
+
+def _lines(
+    result: pa.Table, keys: tuple[str, ...], margins: Margins | None = None
+) -> list[list[int]]:
+    """Rows that share every key but one, for each key; one line of all rows for one key.
+    With margins, a line holds its total too: the margin that adds up over that key."""
     if not keys or result.num_rows < 2:
         return []
     key_values = list(zip(*(result.column(k).to_pylist() for k in keys)))
+    if margins is not None:
+        key_values = [
+            tuple(v if k in g else _TOTAL for k, v in zip(keys, kv))
+            for kv, g in zip(key_values, margins.groupings)
+        ]
     lines: list[list[int]] = []
     for j in range(len(keys)):
         by_rest: dict[tuple[Any, ...], list[int]] = {}
@@ -321,8 +429,9 @@ def _secondary(
     aggs: list[str],
     contributors: dict[str, list[Any]],
     out: dict[Cell, dict[str, Any]],
+    margins: Margins | None = None,
 ) -> None:
-    lines = _lines(result, keys)
+    lines = _lines(result, keys, margins)
     changed = True
     while changed:
         changed = False

@@ -7,6 +7,7 @@ be combined exactly. The counts double as contributor counts for disclosure cont
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Iterator, Sequence
@@ -583,6 +584,8 @@ def _value(checked: CheckedPlan, i: int, table: pa.Table) -> Any:
     a = checked.plan.aggs[i][1]
     assert a.arg is not None
     v = plain(_as_column(evaluate(a.arg, table), table.num_rows))
+    if a.fn in p.CONDITIONAL:
+        return _indicator(a.fn, v)
     if pa.types.is_integer(v.type):
         v = pc.cast(v, pa.int64(), safe=False)
     elif pa.types.is_floating(v.type) or pa.types.is_null(v.type):
@@ -595,6 +598,17 @@ def _value(checked: CheckedPlan, i: int, table: pa.Table) -> Any:
         # -0.0 into 0.0 and leaves every other value as it is).
         v = pc.add(v, pa.scalar(0.0, v.type))
     return v
+
+
+def _indicator(fn: str, condition: Any) -> Any:
+    """A condition's rows as the values its aggregate sums: for count_if, 1 where it holds
+    and null elsewhere (only those rows are counted, and only they contribute); for mean_of,
+    1.0 where it holds and 0.0 elsewhere (every row is counted, those where it holds are the
+    ones it tells about). A null condition does not hold."""
+    holds = pc.fill_null(pc.cast(condition, pa.bool_()), False)
+    if fn == "count_if":
+        return pc.if_else(holds, pa.scalar(1, pa.int64()), pa.scalar(None, pa.int64()))
+    return pc.if_else(holds, pa.scalar(1.0, pa.float64()), pa.scalar(0.0, pa.float64()))
 
 
 def _gather(values: Any, rows: pa.ListArray) -> pa.ListArray:
@@ -665,7 +679,7 @@ def _with_stats(
         mask = contiguous(counted).to_numpy(zero_copy_only=False).astype(bool)
         if i in checked.tainted or not checked.unique:
             stats.contributors(i, mask)
-        if a.fn in p.MAGNITUDES:  # numeric arguments only (engine.validate)
+        if a.fn in p.MAGNITUDES or a.fn in p.CONDITIONAL:  # numbers (engine.validate)
             numbers = _floats(v)
             stats.nonzero(i, mask & (numbers != 0))
             if a.fn in ("sum", "mean"):
@@ -685,7 +699,9 @@ def _specs(fn: str, i: int) -> list[tuple[str, str, Any]]:
     """Arrow aggregations of one partition for aggregate `fn` number `i`: (kernel, partial
     column, options)."""
     count = ("count", internal.partial_count(i), None)
-    if fn in ("sum", "mean"):
+    if fn == "count_if":
+        return [count]
+    if fn in ("sum", "mean", "mean_of"):
         return [count, ("sum", internal.partial_sum(i), None)]
     if fn in ("var", "std"):
         return [
@@ -773,7 +789,9 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
             out[internal.contributors(name)] = merged.column(internal.ROWS)
             continue
         n = merged.column(internal.partial_count(i))
-        if a.fn in ("sum", "mean"):
+        if a.fn == "count_if":
+            out[name] = n
+        elif a.fn in ("sum", "mean", "mean_of"):
             s = merged.column(internal.partial_sum(i))
             out[name] = (
                 s
@@ -796,6 +814,38 @@ def merge(checked: CheckedPlan, partials: list[pa.Table]) -> pa.Table:
         out.update(_merge_stats(checked, both, groups, out, quantiles))
     table = pa.table(out)
     return _mark_coarsened(table, checked.coarsen)
+
+
+def merge_all(
+    checked: CheckedPlan, partials: list[pa.Table]
+) -> tuple[pa.Table, tuple[tuple[str, ...], ...]]:
+    """The plan's groups, then the margins its totals and shares need (plan.margin_sets),
+    each merged from the same partials (no second read), with None in the keys a margin
+    adds up over. Also, per row, the keys it is grouped by; () when there are no margins."""
+    table = merge(checked, partials)
+    plan = checked.plan
+    sets = p.margin_sets(plan)
+    if not sets:
+        return table, ()
+    groupings: list[tuple[str, ...]] = [plan.keys] * table.num_rows
+    parts = [table]
+    plain_aggs = tuple((n, dataclasses.replace(a, within=None)) for n, a in plan.aggs)
+    for keys in sets:
+        coarser = dataclasses.replace(plan, keys=keys, totals=None, aggs=plain_aggs)
+        inputs = partials if keys else [_with_one_group(t) for t in partials]
+        margin = merge(dataclasses.replace(checked, plan=coarser), inputs)
+        for k in plan.keys:
+            if k not in keys:
+                kind = table.schema.field(k).type
+                margin = margin.append_column(pa.field(k, kind), pa.nulls(margin.num_rows, kind))
+        parts.append(margin.select(table.column_names).cast(table.schema))
+        groupings += [keys] * margin.num_rows
+    return pa.concat_tables(parts), tuple(groupings)
+
+
+def _with_one_group(partial: pa.Table) -> pa.Table:
+    """A grouped partial whose rows all belong to the whole table's one group."""
+    return partial.append_column(internal.ALL, pa.repeat(pa.scalar(0, pa.int8()), partial.num_rows))
 
 
 @dataclass(frozen=True)
@@ -1036,7 +1086,7 @@ def _merge_stats(
         stats[internal.contributors(name)] = protection.merge_contributors(
             both, i, reads, members, out[internal.contributors(name)]
         )
-        if a.fn in p.MAGNITUDES:
+        if a.fn in p.MAGNITUDES or a.fn in p.CONDITIONAL:
             stats.update(protection.merge_nonzero(both, i, name, reads, members))
         if a.fn in ("sum", "mean"):
             stats.update(protection.merge_magnitudes(both, i, name, reads, members))

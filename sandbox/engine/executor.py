@@ -27,6 +27,9 @@ class AggregateResult:
     rows_scanned: int
     # Rows read per dataset; a dataset joined with itself counts once.
     rows_by_dataset: dict[str, int] = field(default_factory=dict)
+    # With totals or shares: per row of `table`, the keys it is grouped by (the plan's own
+    # groups first, then its margins). Empty: every row is one of the plan's groups.
+    groupings: tuple[tuple[str, ...], ...] = ()
 
 
 class Executor(Protocol):
@@ -38,9 +41,8 @@ class DeadlinePassed(Exception):
 
 
 def _result(checked: CheckedPlan, run: join.Run) -> AggregateResult:
-    return AggregateResult(
-        compute.merge(checked, run.partials), sum(run.rows_by_dataset.values()), run.rows_by_dataset
-    )
+    table, groupings = compute.merge_all(checked, run.partials)
+    return AggregateResult(table, sum(run.rows_by_dataset.values()), run.rows_by_dataset, groupings)
 
 
 class LocalExecutor:

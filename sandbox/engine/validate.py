@@ -528,7 +528,8 @@ def _tainted(
     tainted: set[int] = set()
     shadowed: list[set[str]] = [set() for _ in read]
     for i, (_, a) in enumerate(step.aggs):
-        if a.arg is None:
+        if a.arg is None or a.fn in p.CONDITIONAL:
+            # A condition's contributors are the rows it selects, as a filter's are.
             continue
         sensitive = set()
         for j, column in typer.sources(a.arg):
@@ -574,20 +575,29 @@ def _check_aggregate(
         kinds.append((key, schema[key].kind))
     for name, a in step.aggs:
         if a.arg is None:
-            kinds.append((name, "int"))
+            kinds.append((name, "int" if a.within is None else "float"))
             continue
         k = typer.kind(a.arg)
         src = typer.sources(a.arg)
-        _check_agg_arg(a, k, src, role)
-        usage.add(src, "aggregate")
-        kinds.append((name, _agg_kind(a.fn, k)))
+        if a.fn in p.CONDITIONAL:
+            # A condition selects rows, as a filter does; it releases no value of its columns.
+            if k not in ("bool", "null"):
+                raise PlanError(
+                    f"{a.fn}({p.describe_expr(a.arg)}) needs a condition, e.g. "
+                    f"{a.fn}(col('age') >= 65), got {k}"
+                )
+            usage.add(src, "filter")
+        else:
+            _check_agg_arg(a, k, src, role)
+            usage.add(src, "aggregate")
+        kinds.append((name, "float" if a.within is not None else _agg_kind(a.fn, k)))
     return kinds
 
 
 def _agg_kind(fn: str, arg_kind: str) -> str:
-    if fn in ("count_distinct",):
+    if fn in ("count_distinct", "count_if"):
         return "int"
-    if fn in ("mean", "var", "std", "quantile"):
+    if fn in ("mean", "var", "std", "quantile", "mean_of"):
         return "float"
     return arg_kind
 

@@ -23,7 +23,9 @@ class CodeFacts:
 _COLUMN_METHODS = {"group_by", "select", "histogram"}
 # Aggregates whose first argument is a column (or an expression over columns).
 _AGGREGATE_FUNCS = {"sum", "mean", "count_distinct", "var", "std", "min", "max", "quantile"}
-_COLUMN_FUNCS = {"col", *_AGGREGATE_FUNCS}
+# Aggregates of a condition (or of whether a column is null): their columns are filtered on.
+_CONDITION_FUNCS = {"count_if", "mean_of", "count_nonnull"}
+_COLUMN_FUNCS = {"col", "count_nonnull", *_AGGREGATE_FUNCS}
 
 
 def _literal_strings(args: list[ast.expr]) -> list[str]:
@@ -79,6 +81,8 @@ def _uses(tree: ast.Module) -> dict[str, frozenset[str]]:
             add(_join_keys(node), "join")
         elif isinstance(f, ast.Name) and f.id in _AGGREGATE_FUNCS and node.args:
             add(_literal_strings(node.args[:1]) + sorted(_col_literals(node.args[0])), "aggregate")
+        elif isinstance(f, ast.Name) and f.id in _CONDITION_FUNCS and node.args:
+            add(_literal_strings(node.args[:1]) + sorted(_col_literals(node.args[0])), "filter")
     return {k: frozenset(v) for k, v in uses.items()}
 
 

@@ -246,6 +246,46 @@ def quantile(x: Any, q: Any) -> Aggregate:
     return Aggregate(p.Agg("quantile", _agg_arg(x), q))
 
 
+def _condition(fn: str, cond: Any) -> p.Expr:
+    if not isinstance(cond, Expr):
+        raise PlanError(
+            f"{fn}() takes a condition, e.g. {fn}(col('age') >= 65) or {fn}(col('hukou') == '本地')"
+        )
+    return cond._node
+
+
+def count_if(cond: Any) -> Aggregate:
+    """The number of rows where `cond` holds (a null condition does not hold). The condition
+    selects rows as filter() does: its columns need the contract's filter use."""
+    return Aggregate(p.Agg("count_if", _condition("count_if", cond)))
+
+
+def mean_of(cond: Any) -> Aggregate:
+    """The share of rows where `cond` holds, from 0 to 1 (a null condition does not hold)."""
+    return Aggregate(p.Agg("mean_of", _condition("mean_of", cond)))
+
+
+def count_nonnull(x: Any) -> Aggregate:
+    """The number of rows where the column (or expression) is not null: after a left join,
+    the rows that found a match. The same as count_if(~col(x).is_null())."""
+    if not isinstance(x, (str, Expr)):
+        raise PlanError("count_nonnull() takes a column name or expression, e.g. 'scheme'")
+    node = p.Call("not", (p.Call("is_null", (_agg_arg(x),)),))
+    return Aggregate(p.Agg("count_if", node))
+
+
+def share(of: Any, within: Any = None) -> Aggregate:
+    """`of` (count(), sum(…) or count_if(…)) as a fraction of its total over the cells that
+    share the `within` keys' values (a key name or a list; None: the whole table's total).
+    share(count(), within='district') gives each group's part of its district."""
+    if not isinstance(of, Aggregate):
+        raise PlanError("share() takes an aggregate, e.g. share(count(), within='district')")
+    keys = [] if within is None else [within] if isinstance(within, str) else within
+    if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
+        raise PlanError("share(within=…) takes a group key's name or a list of them")
+    return Aggregate(dataclasses.replace(of._agg, within=tuple(keys)))
+
+
 def _is_column(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return len(args) == 1 and not kwargs and isinstance(args[0], (str, Expr))
 
@@ -355,6 +395,20 @@ class Table:
         binned = self.derive(bin=col(column).bucket(edges))
         return binned.group_by("bin").agg(n=count())
 
+    def with_totals(self, *keys: str) -> Table:
+        """An aggregated table with its totals as rows of their own: over each named key
+        (all keys when none is named), every combination down to the grand total. A total
+        row holds None in the keys it adds up over; Released.margins lists those rows."""
+        node = self._node
+        if not isinstance(node, p.Aggregate):
+            raise PlanError(
+                "with_totals() comes after agg(), e.g. "
+                "t.group_by('district', 'sex').agg(n=count()).with_totals()"
+            )
+        if not all(isinstance(k, str) for k in keys):
+            raise PlanError("with_totals() takes group key names, e.g. with_totals('sex')")
+        return self._then(dataclasses.replace(node, totals=tuple(keys) or node.keys))
+
     def collect(self) -> Released:
         """Run the aggregated plan and receive what the disclosure rules release: plain values,
         None in each suppressed cell."""
@@ -430,6 +484,11 @@ class Released:
                 return d
         return None
 
+    @property
+    def margins(self) -> list[int]:
+        """The rows that are totals (with_totals()): None in a key there means "all"."""
+        return [int(i) for i in self._body_json.get("margins", [])]
+
     def __len__(self) -> int:
         """The number of rows."""
         return len(self._rows)
@@ -496,6 +555,10 @@ def namespace(channel: Channel, params: dict[str, Any]) -> dict[str, Any]:
         "min": min_,
         "max": max_,
         "quantile": quantile,
+        "count_if": count_if,
+        "mean_of": mean_of,
+        "count_nonnull": count_nonnull,
+        "share": share,
         "case": case,
         "emit": emit,
         "emit_table": emit_table,
@@ -519,6 +582,10 @@ LANGUAGE_NAMES = (
     "min",
     "max",
     "quantile",
+    "count_if",
+    "mean_of",
+    "count_nonnull",
+    "share",
     "case",
     "emit",
     "emit_table",

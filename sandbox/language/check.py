@@ -191,7 +191,8 @@ def _check_aggregate(
                 node.lineno,
                 "error",
                 f"{f.id}() of a condition: a condition is true or false, not a number; to "
-                "count the rows where it holds, filter(condition) and count()",
+                "count the rows where it holds, count_if(condition); for the share of rows, "
+                "mean_of(condition)",
             )
         )
 

@@ -45,15 +45,21 @@ def _index(body: Mapping[str, Any], column: Any, what: str) -> int:
 
 
 def _make(
-    columns: list[dict[str, Any]], rows: list[list[Any]], hidden: set[tuple[int, str]]
+    columns: list[dict[str, Any]],
+    rows: list[list[Any]],
+    hidden: set[tuple[int, str]],
+    margins: list[int] | None = None,
 ) -> Body:
-    return {
+    body: Body = {
         "kind": "table",
         "columns": columns,
         "rows": rows,
         "suppressed": sorted([i, c] for i, c in hidden),
         "derived": True,
     }
+    if margins:
+        body["margins"] = sorted(margins)
+    return body
 
 
 def sort(body: Mapping[str, Any], column: str, descending: bool = False) -> Body:
@@ -83,6 +89,7 @@ def _reordered(body: Mapping[str, Any], order: list[int]) -> Body:
         [dict(c) for c in body["columns"]],
         [list(body["rows"][i]) for i in order],
         {(place[i], c) for i, c in hidden if i in place},
+        [place[int(i)] for i in body.get("margins", []) if int(i) in place],
     )
 
 
@@ -252,7 +259,7 @@ def check(body: Any) -> None:
         or body.get("derived") is not True
     ):
         raise PlanError("emit() takes a collected table, a table derived from one, or one value")
-    if set(body) - {"kind", "columns", "rows", "suppressed", "derived"}:
+    if set(body) - {"kind", "columns", "rows", "suppressed", "derived", "margins"}:
         raise PlanError("a derived table holds columns, rows and suppressed cells only")
     columns, rows = body.get("columns"), body.get("rows")
     if not isinstance(columns, list) or not 1 <= len(columns) <= MAX_COLUMNS:
@@ -291,6 +298,11 @@ def check(body: Any) -> None:
             or rows[cell[0]][names.index(cell[1])] is not None
         ):
             raise PlanError("a derived table's suppressed cells must be empty cells it has")
+    margins = body.get("margins", [])
+    if not isinstance(margins, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(rows) for i in margins
+    ):
+        raise PlanError("a derived table's margins are a list of its rows")
 
 
 def _check_bounds(bounds: Any) -> None:

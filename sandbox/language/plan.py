@@ -61,7 +61,18 @@ AGGREGATES: dict[str, bool] = {  # name -> takes an argument
     "min": True,
     "max": True,
     "quantile": True,
+    # Conditional counts: the argument is a condition; the rows where it holds count.
+    "count_if": True,
+    "mean_of": True,
 }
+
+# Aggregates of a condition: its rows are selected as a filter selects them, and the people
+# for whom it holds are released as a set of their own (the audit compares it with the
+# group's: a condition true for all but one is that one person's condition).
+CONDITIONAL = frozenset({"count_if", "mean_of"})
+
+# Aggregates whose cells add up along a line: what a share or a total is taken of.
+ADDITIVE = frozenset({"count", "sum", "count_if"})
 
 # Aggregates of magnitudes, which one large contribution can dominate (counts are not).
 MAGNITUDES = frozenset({"sum", "mean", "var", "std", "quantile"})
@@ -156,8 +167,21 @@ class Agg:
     param: float | None = None
     # Released rounded to this many decimal digits (half away from zero), when set.
     digits: int | None = None
+    # Set for a share: the cell released as a fraction of the total of the cells sharing
+    # these keys' values (() for the whole table's total).
+    within: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.within is not None:
+            if self.fn not in ADDITIVE:
+                raise PlanError(
+                    f"share() takes count(), sum(…) or count_if(…), whose cells add up to a "
+                    f"total; {self.fn}() does not"
+                )
+            for name in self.within:
+                check_name(name, "share() within column name")
+            if len(set(self.within)) != len(self.within):
+                raise PlanError("share(within=…) columns must be distinct")
         lo, hi = ROUND_DIGITS
         if self.digits is not None and (
             isinstance(self.digits, bool)
@@ -225,11 +249,19 @@ class Select:
             check_name(name, "column name")
 
 
+# Group keys an aggregation with totals or shares may have: margins are taken over every
+# combination of them, which doubles with each key.
+MAX_MARGIN_KEYS = 3
+
+
 @dataclass(frozen=True)
 class Aggregate:
     input: Node
     keys: tuple[str, ...]
     aggs: tuple[tuple[str, Agg], ...]
+    # Set by with_totals(): the keys whose totals are released too, as rows of their own
+    # (the margins of a cross-tabulation). None: no totals.
+    totals: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.aggs:
@@ -239,6 +271,54 @@ class Aggregate:
             check_name(name, "output column name")
         if len(set(names)) != len(names):
             raise PlanError("output column names of an aggregation must be distinct")
+        if self.totals is not None:
+            self._check_keys(self.totals, "with_totals()")
+            if len(set(self.totals)) != len(self.totals):
+                raise PlanError("with_totals() columns must be distinct")
+        for name, a in self.aggs:
+            if a.within is not None:
+                self._check_keys(a.within, f"share() of {name!r}: within=")
+        if margin_sets(self) and len(self.keys) > MAX_MARGIN_KEYS:
+            raise PlanError(
+                f"totals and shares are taken over at most {MAX_MARGIN_KEYS} group keys; "
+                "group by fewer columns"
+            )
+
+    def _check_keys(self, names: tuple[str, ...], what: str) -> None:
+        for name in names:
+            if name not in self.keys:
+                raise PlanError(
+                    f"{what} names {name!r}, which is not a group key; "
+                    f"the keys are: {', '.join(self.keys) or 'none'}"
+                )
+
+
+def margin_sets(node: Aggregate) -> tuple[tuple[str, ...], ...]:
+    """The groupings besides the plan's own whose cells a release needs, largest first: for
+    with_totals(T), every grouping that leaves out some of T's keys (down to the grand
+    total); for a share within W, every grouping between W and all the keys (the totals the
+    share is taken of, and those linking them to the cells)."""
+    keys = node.keys
+    wanted: set[tuple[str, ...]] = set()
+    subsets = [
+        tuple(k for j, k in enumerate(keys) if mask >> j & 1) for mask in range(2 ** len(keys))
+    ]
+    if node.totals is not None:
+        kept = set(keys) - set(node.totals)
+        wanted |= {s for s in subsets if kept <= set(s)}
+    for _, a in node.aggs:
+        if a.within is not None:
+            wanted |= {s for s in subsets if set(a.within) <= set(s)}
+    wanted.discard(keys)
+    return tuple(sorted(wanted, key=lambda s: (-len(s), [keys.index(k) for k in s])))
+
+
+def shown_margins(node: Aggregate) -> frozenset[tuple[str, ...]]:
+    """The margin groupings released as rows (with_totals()); the others only serve shares."""
+    if node.totals is None:
+        return frozenset()
+    kept = set(node.keys) - set(node.totals)
+    return frozenset(s for s in margin_sets(node) if kept <= set(s))
 
 
 @dataclass(frozen=True)
@@ -358,12 +438,15 @@ def plan_to_json(n: Node) -> Any:
         }
     if isinstance(n, Select):
         return {"op": "select", "input": base, "columns": list(n.columns)}
-    return {
+    out = {
         "op": "aggregate",
         "input": base,
         "keys": list(n.keys),
         "aggs": [[k, _agg_to_json(a)] for k, a in n.aggs],
     }
+    if n.totals is not None:
+        out["totals"] = list(n.totals)
+    return out
 
 
 def _agg_to_json(a: Agg) -> dict[str, Any]:
@@ -372,7 +455,18 @@ def _agg_to_json(a: Agg) -> dict[str, Any]:
         d["param"] = a.param
     if a.digits is not None:
         d["digits"] = a.digits
+    if a.within is not None:
+        d["within"] = list(a.within)
     return d
+
+
+def _names(x: Any) -> tuple[str, ...] | None:
+    """An optional list of column names from a JSON plan."""
+    if x is None:
+        return None
+    if not isinstance(x, list) or not all(isinstance(v, str) for v in x):
+        raise PlanError("malformed plan")
+    return tuple(x)
 
 
 def _obj(x: Any, keys: set[str]) -> dict[str, Any]:
@@ -453,7 +547,8 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
             tuple(d["on"]),
         )
     if op == "aggregate":
-        d = _obj(x, {"op", "input", "keys", "aggs"})
+        given = set(x) & {"totals"}
+        d = _obj(x, {"op", "input", "keys", "aggs"} | given)
         if not isinstance(d["keys"], list) or not isinstance(d["aggs"], list):
             raise PlanError("malformed plan")
         aggs = []
@@ -461,12 +556,22 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
             if not isinstance(item, list) or len(item) != 2:
                 raise PlanError("malformed plan")
             given = set(item[1]) if isinstance(item[1], dict) else set()
-            a = _obj(item[1], {"fn", "arg"} | (given & {"param", "digits"}))
+            a = _obj(item[1], {"fn", "arg"} | (given & {"param", "digits", "within"}))
             if not isinstance(a["fn"], str):
                 raise PlanError("malformed plan")
             arg = None if a["arg"] is None else expr_from_json(a["arg"])
-            aggs.append((item[0], Agg(a["fn"], arg, a.get("param"), a.get("digits"))))
-        return Aggregate(plan_from_json(d["input"], depth + 1), tuple(d["keys"]), tuple(aggs))
+            aggs.append(
+                (
+                    item[0],
+                    Agg(a["fn"], arg, a.get("param"), a.get("digits"), _names(a.get("within"))),
+                )
+            )
+        return Aggregate(
+            plan_from_json(d["input"], depth + 1),
+            tuple(d["keys"]),
+            tuple(aggs),
+            _names(d.get("totals")),
+        )
     raise PlanError("malformed plan")
 
 

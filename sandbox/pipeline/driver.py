@@ -282,6 +282,12 @@ class _Handler:
             for d in read
         )
         if epsilon is not None:
+            if p.margin_sets(checked.plan):
+                raise DisclosureRefused(
+                    f"totals and shares are not available under differential privacy yet; "
+                    f"dataset '{ds.name}' is analysed under it by this contract, so collect "
+                    "the cells and add them up in the job"
+                )
             checked = dp.prepare(checked)
             # Spent once data is read, whatever happens next: a collect that reads data and
             # then ends in a refusal must cost what a release costs, or the refusal is free.
@@ -311,7 +317,7 @@ class _Handler:
             for name, rows in result.rows_by_dataset.items():
                 self.rows_by_dataset[name] = self.rows_by_dataset.get(name, 0) + rows
             with self._timed("disclosure"):
-                released, noise = self._release(checked, result.table, threshold, epsilon)
+                released, noise = self._release(checked, result, threshold, epsilon)
         self.observations.append(_observe(checked, result, released, threshold, len(self.releases)))
         self.releases.append(
             {
@@ -342,9 +348,13 @@ class _Handler:
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + spent
 
     def _release(
-        self, checked: CheckedPlan, table: pa.Table, threshold: int, epsilon: Epsilon | None
+        self,
+        checked: CheckedPlan,
+        result: AggregateResult,
+        threshold: int,
+        epsilon: Epsilon | None,
     ) -> tuple[control.Release, tuple[dp.Noise, ...]]:
-        ds = checked.dataset
+        ds, table = checked.dataset, result.table
         if epsilon is not None:
             # Noisy values: the noise protects cells and composes across releases, so only
             # the minimum-contributor rule is kept (on noisy counts), and the groups shown are
@@ -371,8 +381,10 @@ class _Handler:
                     revisions.load(r.dataset.revisions) if r.dataset.revisions else None
                     for r in checked.reads
                 ),
+                conditions=tuple(n for n, a in checked.plan.aggs if a.fn in p.CONDITIONAL),
             ),
             functools.partial(self._audit, threshold),
+            _margins(checked.plan, result.groupings),
         )
         for space, blob in released.new_sets:
             self.new_sets.setdefault(ds.name, []).append((blob, threshold, space))
@@ -424,6 +436,16 @@ class _Handler:
                 sign="exhaustion",
             )
         self.outputs[name] = _check_output(value, self.released)
+
+
+def _margins(plan: p.Aggregate, groupings: tuple[tuple[str, ...], ...]) -> control.Margins | None:
+    if not groupings:
+        return None
+    return control.Margins(
+        groupings,
+        p.shown_margins(plan),
+        tuple((name, a.within) for name, a in plan.aggs if a.within is not None),
+    )
 
 
 def rounded(body: dict[str, Any], plan: p.Aggregate) -> dict[str, Any]:

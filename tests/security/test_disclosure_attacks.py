@@ -22,7 +22,9 @@ Classes of attack:
 5. withheld is not unseen: a job whose outputs are withheld encodes what it saw into what
    the operator still observes of it (usage, report, charge, error);
 6. differencing beyond pairs: unions of three or more releases, or releases split across
-   contracts of one operator.
+   contracts of one operator;
+7. conditional counts, shares and totals: a condition true of all but one, a total beside
+   its cells, a share beside its cell.
 """
 
 from __future__ import annotations
@@ -1041,3 +1043,144 @@ def test_differencing_a_tracker_split_across_two_contracts(
     in_p = _total(operator, p, target)
     rest = _total(operator, f"~{p} & ~WHO", target, contract=second)
     assert missed(_minus(everyone, in_p, rest), target.income), (everyone, in_p, rest)
+
+
+# --- 7. conditional counts, shares and totals ----------------------------------------------
+# A condition true of everyone but her, beside the count of everyone, is the difference of two
+# counts inside one row; a total beside its cells is a published total inside one table; a
+# share beside its cell gives its total. A denial still tells one bit per release (auditing's
+# own limit), so the bisection over her income is also checked to be stopped by detection.
+
+
+def test_a_condition_true_of_everyone_but_her_does_not_difference_to_her(
+    operator: Operator, target: Target
+) -> None:
+    """count() − count_if(~WHO) in one row: 1 would say she is there, and with a condition on
+    her income, one bit of it per release."""
+    job = operator.run(
+        code(
+            'emit("r", table("population").agg(n=count(), rest=count_if(~WHO)).collect())',
+            target,
+        )
+    )
+    n, rest = cell(job, "n"), cell(job, "rest")
+    assert n is None or rest is None or n - rest != 1, (n, rest)
+
+
+def test_a_share_of_one_person_is_not_released(operator: Operator, target: Target) -> None:
+    """mean_of(WHO) over everyone is 1/n: her presence, and with a condition on her income a
+    bit of it, without any difference to take."""
+    job = operator.run(
+        code(
+            'emit("r", table("population").agg(n=count(), p=mean_of(WHO & (col("income") > 0)))'
+            ".collect())",
+            target,
+        )
+    )
+    p = cell(job, "p")
+    assert p is None or p == 0, p
+
+
+def test_bisecting_her_income_through_count_if_is_stopped(
+    new_operator: Callable[..., Operator], target: Target
+) -> None:
+    """A bisection over her income, one release per step: the difference is never released
+    (the row is refused instead), and detection suspends the contract before the search
+    narrows her income down."""
+    op = new_operator()
+    text = code(
+        'emit("r", table("population").agg(n=count(), '
+        'm=count_if(~(WHO & (col("income") > params["t"])))).collect())',
+        target,
+    )
+    low, high, jobs = 0, 200_000, 0
+    while high - low > 1 and jobs < 18:
+        mid = (low + high) // 2
+        r = op.post(text, {"t": mid})
+        if r.status_code != 201:
+            assert r.status_code == 403 and r.json()["code"] == "contract_inactive", r.text
+            break
+        jobs += 1
+        job = r.json()
+        n, m = cell(job, "n"), cell(job, "m")
+        assert n is None or m is None or n == m, (n, m)
+        above = n is None  # what the refusal itself tells: auditing's limit
+        low, high = (mid, high) if above else (low, mid)
+    assert high - low > 1, (low, high, jobs)
+    r = op.world.client.get(f"/v1/contracts/{op.contract}", headers=op.headers)
+    assert r.json()["status"] == "suspended", r.json()["status"]
+
+
+TOTALS = """\
+pop = table("population").filter(~DISTRICT | WHO)
+emit("r", pop.group_by("district", "gender").agg(s=sum("income")).with_totals().collect())
+"""
+
+
+def test_a_total_minus_the_shown_cells_does_not_give_her_income(
+    operator: Operator, target: Target
+) -> None:
+    """Her district holds only her: her cell is left out, and the total of her gender minus
+    the other districts' cells of that gender would be her income."""
+    job = operator.run(code(TOTALS, target))
+    out = (job.get("outputs") or {}).get("r")
+    assert out is not None, job
+    margins = set(out["margins"])
+    gender = target.row["gender"]
+    total = next(
+        (
+            s
+            for i, (d, g, s) in enumerate(out["rows"])
+            if i in margins and d is None and g == gender
+        ),
+        None,
+    )
+    cells = [s for i, (d, g, s) in enumerate(out["rows"]) if i not in margins and g == gender]
+    estimate = None if total is None or None in cells else total - sum(cells)
+    assert missed(estimate, target.income), (total, cells)
+    grand = next(
+        (s for i, (d, g, s) in enumerate(out["rows"]) if i in margins and d is None and g is None),
+        None,
+    )
+    by_district = [s for i, (d, g, s) in enumerate(out["rows"]) if i in margins and g is None and d]
+    estimate = None if grand is None or None in by_district else grand - sum(by_district)
+    assert missed(estimate, target.income), (grand, by_district)
+
+
+SHARES = """\
+pop = table("population").filter(~DISTRICT | WHO)
+emit("r", pop.group_by("district", "gender")
+     .agg(s=sum("income"), p=share(sum("income"), within="gender")).collect())
+emit("t", pop.group_by("gender").agg(s=sum("income")).collect())
+"""
+
+
+def test_shares_beside_a_published_total_do_not_give_her_income(
+    operator: Operator, target: Target
+) -> None:
+    """The shares of her gender's cells add up to one: one minus the shown ones, times the
+    total of her gender (released on its own), would be her income."""
+    job = operator.run(code(SHARES, target))
+    shares = [p for d, g, s, p in rows(job) if g == target.row["gender"]]
+    totals = {g: s for g, s in rows(job, "t")}
+    total = totals.get(target.row["gender"])
+    estimate = None if total is None or None in shares or not shares else total * (1 - sum(shares))
+    assert missed(estimate, target.income), (shares, total)
+    # Nor does a shown share times its cell's total give a hidden cell.
+    for d, g, s, p in rows(job):
+        assert (s is None) <= (p is None), (d, g, s, p)
+
+
+def test_a_share_of_a_group_of_one_is_not_released(operator: Operator, target: Target) -> None:
+    """share(count(), within=district) where her district holds only her: 1.0, and her
+    income's share of everyone's beside it."""
+    job = operator.run(
+        code(
+            'pop = table("population").filter(~DISTRICT | WHO)\n'
+            'emit("r", pop.group_by("district").agg(p=share(sum("income")), '
+            "n=share(count())).collect())",
+            target,
+        )
+    )
+    for d, p, n in rows(job):
+        assert d != target.row["district"] or (p is None and n is None), (d, p, n)
