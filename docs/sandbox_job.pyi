@@ -27,6 +27,11 @@ class Table:
         """Row counts per band of `column`: a table with columns `bin` and `n`, the same as
         derive(bin=col(column).bucket(edges)).group_by("bin").agg(n=count()).
         """
+    def with_totals(self, *keys: str) -> Table:
+        """An aggregated table with its totals as rows of their own: over each named key
+        (all keys when none is named), every combination down to the grand total. A total
+        row holds None in the keys it adds up over; Released.margins lists those rows.
+        """
     def collect(self) -> Released:
         """Run the aggregated plan and receive what the disclosure rules release: plain values,
         None in each suppressed cell.
@@ -132,6 +137,9 @@ class Released:
         """Row `i` as a dict of column name to value."""
     def lookup(self, **keys: Any) -> dict[str, Any] | None:
         """The first row whose columns equal the given values, as a dict, or None."""
+    @property
+    def margins(self) -> list[int]:
+        """The rows that are totals (with_totals()): None in a key there means "all"."""
     def sort(self, column: str, descending: bool = False) -> Released:
         """The rows ordered by `column`; suppressed (None) cells last."""
     def head(self, n: int = 5) -> Released:
@@ -171,6 +179,21 @@ def max(*args: Any, **kwargs: Any) -> Any:
     """max('col') is an aggregate; max(list) or max(a, b) is Python's max, for released values."""
 def quantile(x: Any, q: Any) -> Aggregate:
     """The q-quantile (0 ≤ q ≤ 1), linearly interpolated between the two nearest values."""
+def count_if(cond: Any) -> Aggregate:
+    """The number of rows where `cond` holds (a null condition does not hold). The condition
+    selects rows as filter() does: its columns need the contract's filter use.
+    """
+def mean_of(cond: Any) -> Aggregate:
+    """The share of rows where `cond` holds, from 0 to 1 (a null condition does not hold)."""
+def count_nonnull(x: Any) -> Aggregate:
+    """The number of rows where the column (or expression) is not null: after a left join,
+    the rows that found a match. The same as count_if(~col(x).is_null()).
+    """
+def share(of: Any, within: Any = None) -> Aggregate:
+    """`of` (count(), sum(…) or count_if(…)) as a fraction of its total over the cells that
+    share the `within` keys' values (a key name or a list; None: the whole table's total).
+    share(count(), within='district') gives each group's part of its district.
+    """
 def case(*pairs: Any, default: Any = None) -> Expr:
     """case((cond, value), …, default=value): the value of the first true condition."""
 def emit(name: str, value: Any) -> None:

@@ -134,6 +134,11 @@ NEEDS: dict[str, Needs] = {
     "min": Needs(_ORDERED, ("aggregate",), "attribute columns only"),
     "max": Needs(_ORDERED, ("aggregate",), "attribute columns only"),
     "quantile": Needs(NUMBERS, ("aggregate",), "on sensitive columns released to 2 figures"),
+    # Conditional counts select rows as a filter does, and release no value of their columns.
+    "count_if": Needs(("bool",), ("filter",), "a condition"),
+    "mean_of": Needs(("bool",), ("filter",), "a condition"),
+    "count_nonnull": Needs(ANY_KIND, ("filter",), "a column or expression, tested for null"),
+    "share": Needs((), (), "of count(), sum(…) or count_if(…); within= names group keys"),
     "case": Needs(("bool",), (), "conditions, then values of one kind (numbers may mix)"),
     # Table steps: the use each makes of the columns it names or reads.
     "Table.filter": Needs(("bool",), ("filter",), "a condition"),
@@ -145,6 +150,9 @@ NEEDS: dict[str, Needs] = {
     "Table.group_by": Needs(ANY_KIND, ("group_by",), "never identifiers; fine ones coarsened"),
     "Table.agg": Needs(ANY_KIND, ("aggregate",), "as each aggregate needs"),
     "Table.histogram": Needs(NUMBERS, ("group_by",), "numeric edges, strictly increasing"),
+    "Table.with_totals": Needs(
+        (), (), f"after agg(), naming group keys; at most {p.MAX_MARGIN_KEYS} keys"
+    ),
     "Table.collect": Needs((), (), "an aggregated table"),
     "Grouped.agg": Needs(ANY_KIND, ("aggregate",), "as each aggregate needs"),
     # Expressions: their columns count as used by the step that uses the expression.
@@ -199,6 +207,10 @@ EXAMPLES: dict[str, str] = {
     "min": 'pop.agg(first=min("birth_date"))',
     "max": 'pop.agg(last=max("birth_date"))',
     "quantile": 'pop.group_by("district").agg(median=quantile("income", 0.5))',
+    "count_if": 'pop.group_by("district").agg(women=count_if(col("gender") == "女"))',
+    "mean_of": 'pop.group_by("district").agg(local=mean_of(col("hukou_type").startswith("本地")))',
+    "count_nonnull": 'pop.agg(with_income=count_nonnull("income"))',
+    "share": 'pop.group_by("district", "gender").agg(part=share(count(), within="district"))',
     "case": 'pop.derive(band=case((col("income") < 3000, "low"), default="other"))',
     "emit": 'emit("by_district", res)',
     "emit_table": 'emit_table("share", ["district", "n"], [[r[0], r[1]] for r in res.rows])',
@@ -210,6 +222,7 @@ EXAMPLES: dict[str, str] = {
     "Table.group_by": 'pop.group_by("district", "gender")',
     "Table.agg": "pop.agg(n=count())",
     "Table.histogram": 'pop.histogram("income", [0, 1000, 5000])',
+    "Table.with_totals": 'pop.group_by("district", "gender").agg(n=count()).with_totals()',
     "Table.collect": 'pop.group_by("district").agg(n=count()).collect()',
     "Grouped.agg": 'pop.group_by("district").agg(n=count(), avg=mean("income"))',
     "Expr.isin": 'col("district").isin(["城关区", "北山区"])',
@@ -253,6 +266,7 @@ EXAMPLES: dict[str, str] = {
     "Released.column": 'res.column("n")',
     "Released.row": "res.row(0)",
     "Released.lookup": 'res.lookup(district="城关区")',
+    "Released.margins": "res.margins",
     "Released.__len__": "len(res)",
     "Released.sort": 'res.sort("n", descending=True)',
     "Released.head": "res.head(3)",
