@@ -93,6 +93,11 @@ class ReleasedTable:
             for row, column in self.body.get("suppressed") or []
         ]
 
+    @property
+    def margins(self) -> list[int]:
+        """The rows that are totals (the job's with_totals()): None in a key there is "all"."""
+        return [int(i) for i in self.body.get("margins") or []]
+
     def to_arrow(self) -> pa.Table:
         """A `pyarrow.Table`, each column typed as announced; null in suppressed cells."""
         # The client's reader, which types each column as the API announced it.
@@ -126,6 +131,8 @@ class ReleasedTable:
         for key in ("dataset", "keys", "cells", "left_out", "coarsened", "truncated", "noise"):
             if key in report:
                 out[key] = report[key]
+        if self.margins:
+            out["total_rows"] = len(self.margins)
         if self.derived:
             out["derived"] = True
         return out
@@ -200,6 +207,8 @@ def render_html(table: ReleasedTable) -> str:
     """The table, suppressed cells as "—" titled with their rule, and the report beside it.
     Every name and value is escaped: column names and labels come from job code and data."""
     hidden = {(c.row, c.column): c for c in table.suppressed}
+    keys = set((table.report or {}).get("keys") or [])
+    margins = set(table.margins)
     head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
     body_rows = []
     for i, row in enumerate(table.rows[:_MAX_ROWS]):
@@ -211,9 +220,13 @@ def render_html(table: ReleasedTable) -> str:
                     f'<td class="sbx-suppressed" title="{_e(cell.reason)}" '
                     f'data-rule="{_e(cell.rule or "")}">{MARK}</td>'
                 )
+            elif i in margins and value is None and (column in keys or not keys):
+                # A total row: None in a key it adds up over means every value of that key.
+                cells.append('<td class="sbx-total"><i>all</i></td>')
             else:
                 cells.append(f"<td>{_e(_text(value))}</td>")
-        body_rows.append(f"<tr><th>{i}</th>{''.join(cells)}</tr>")
+        label = "total" if i in margins else str(i)
+        body_rows.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
     more = len(table.rows) - _MAX_ROWS
     if more > 0:
         span = len(table.columns) + 1
@@ -237,6 +250,8 @@ def _report_html(table: ReleasedTable) -> str:
         rows.append(("dataset", str(summary["dataset"])))
     if summary.get("keys"):
         rows.append(("grouped by", ", ".join(map(str, summary["keys"]))))
+    if summary.get("total_rows"):
+        rows.append(("total rows", str(summary["total_rows"])))
     cells = f" of {summary['cells']}" if "cells" in summary else ""
     rows.append(("cells suppressed", f"{summary['cells_suppressed']}{cells}"))
     for rule, n in summary["suppressed_by_rule"].items():

@@ -168,6 +168,20 @@ def test_a_derived_table_says_so_and_a_value_is_not_a_table() -> None:
     assert "succeeded" in job_html and "1.20 CNY" in job_html and job_html.count(MARK) == 3
 
 
+def test_total_rows_show_all_in_the_keys_they_add_up_over() -> None:
+    body = {
+        **BODY,
+        "rows": [*BODY["rows"], [None, 520, 900.0]],
+        "margins": [3],
+    }
+    disclosure = {"releases": [{**DISCLOSURE["releases"][0], "rows": 4}]}
+    table = ReleasedTable.of("t", body, disclosure)
+    assert table.margins == [3] and table.summary()["total_rows"] == 1
+    markup = table._repr_html_()
+    assert "<th>total</th>" in markup and '<td class="sbx-total"><i>all</i></td>' in markup
+    assert table.to_pandas()["district"].isna().tolist() == [False, False, False, True]
+
+
 def test_released_table_reads_back_its_own_json() -> None:
     table = ReleasedTable.of("t", BODY, None)
     assert table.report is None and [c.rule for c in table.suppressed] == [None, None, None]
