@@ -98,10 +98,13 @@ def show_table(name: str, body: dict[str, Any]) -> None:
         console.print(f"  {name} = {body['value']}")
         return
     suppressed = {(i, c) for i, c in body.get("suppressed", [])}
+    margins = set(body.get("margins", []))
     names = [c["name"] for c in body["columns"]]
     table = Table(*names, title=name)
     for i, row in enumerate(body["rows"]):
-        table.add_row(*["▒" if (i, n) in suppressed else str(v) for n, v in zip(names, row)])
+        cells = ["▒" if (i, n) in suppressed else str(v) for n, v in zip(names, row)]
+        # Totals (with_totals()) in bold: None in a key there means "all".
+        table.add_row(*cells, style="bold" if i in margins else None)
     console.print(table)
 
 

@@ -825,7 +825,7 @@ def merge_all(
     table = merge(checked, partials)
     plan = checked.plan
     sets = p.margin_sets(plan)
-    if not sets:
+    if not sets and all(a.within is None for _, a in plan.aggs):
         return table, ()
     groupings: list[tuple[str, ...]] = [plan.keys] * table.num_rows
     parts = [table]

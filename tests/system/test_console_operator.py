@@ -358,3 +358,26 @@ def test_suppressed_cells_are_marked_and_any_numeric_column_can_be_charted(
         assert '<option value="m">' in first and 'aria-label="by_district：n"' in first
         chosen = browser.get(f"/jobs/{two}", params={"chart.by_district": "m"}).text
         assert 'aria-label="by_district：m"' in chosen
+
+
+TOTALS = """\
+r = table("population").group_by("district", "gender").agg(n=count()).with_totals().collect()
+emit("cross", r)
+"""
+
+
+def test_totals_are_rows_of_their_own_saying_what_they_add_up(local_world: World) -> None:
+    w = local_world
+    cid = w.active_contract()
+    with _fresh(w) as browser:
+        csrf = _sign_in(browser, w.operator["token"])
+        job_id = _run(browser, csrf, w, cid, TOTALS, "{}")
+        released = w.wait_for_job(job_id)["outputs"]["cross"]
+        page = browser.get(f"/jobs/{job_id}").text
+        assert page.count('<tr class="total">') == len(released["margins"]) > 0
+        grand = page.split('<tr class="total">')[-1].split("</tr>")[0]
+        assert grand.count("<td>合计</td>") == 2, grand
+        assert (
+            f"<td>{sum(r[2] for i, r in enumerate(released['rows']) if i not in released['margins'])}</td>"
+            in grand
+        )

@@ -56,3 +56,43 @@ def test_a_cross_tab_with_totals_and_row_shares(local_world: World, city: dict[s
     assert seen_total
     # Totals come after the cells they add up.
     assert min(margins) > max(set(range(len(out["rows"]))) - margins)
+
+
+def test_shares_of_the_whole_table(local_world: World, city: dict[str, Any]) -> None:
+    w = local_world
+    cid = w.active_contract()
+    job = w.run(
+        cid,
+        'emit("all", table("population").agg(n=count(), p=share(count())).collect())\n'
+        'emit("by", table("population").group_by("gender").agg(p=share(count())).collect())',
+    ).json()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["outputs"]["all"]["rows"] == [[len(city["population"].table), 1.0]]
+    genders = Counter(city["population"].table.column("gender").to_pylist())
+    total = sum(genders.values())
+    for g, p in job["outputs"]["by"]["rows"]:
+        assert abs(p - genders[g] / total) < 1e-12
+    assert "margins" not in job["outputs"]["by"]
+
+
+def test_totals_and_shares_are_refused_with_a_reason_when_they_cannot_be_taken(
+    local_world: World,
+) -> None:
+    w = local_world
+    cid = w.active_contract()
+    for code, message in (
+        ('table("population").agg(p=share(mean("income"), within="x"))', "share() takes count()"),
+        (
+            'table("population").group_by("district").agg(p=share(count(), within="gender"))',
+            "not a group key",
+        ),
+        ('table("population").with_totals()', "with_totals() comes after agg()"),
+        (
+            'table("population").group_by("district").agg(n=count()).with_totals("gender")',
+            "not a group key",
+        ),
+    ):
+        job = w.run(cid, f'emit("r", {code}.collect())').json()
+        assert job["status"] == "rejected", (code, job)
+        assert message in job["error"]["message"], (code, job["error"])
+        assert job["usage"]["rows_scanned"] == 0

@@ -306,25 +306,36 @@ def _chart(visit: Visit, name: str, body: dict[str, Any], chosen: str | None) ->
     value = chosen if chosen in numbers else numbers[0]
     at = next(i for i, c in enumerate(columns) if c["name"] == value)
     hidden = {(i, c) for i, c in body.get("suppressed", [])}
-    rows = body["rows"]
-    labels = [str(row[keys[0]]) for row in rows]
-    values = [None if (i, value) in hidden else row[at] for i, row in enumerate(rows)]
+    # Totals (with_totals()) would dwarf the cells they add up: the chart shows the cells.
+    margins = set(body.get("margins", []))
+    rows = [(i, row) for i, row in enumerate(body["rows"]) if i not in margins]
+    labels = [str(row[keys[0]]) for _, row in rows]
+    values = [None if (i, value) in hidden else row[at] for i, row in rows]
     t = translator(visit.lang)
     title = t("operator.job.chart_of", name=name, column=value)
     return {"svg": charts.bars(labels, values, title=title), "numbers": numbers, "chosen": value}
 
 
-def _table(body: dict[str, Any]) -> dict[str, Any]:
-    """Rows of cells, each with its text and whether disclosure control suppressed it."""
+def _table(body: dict[str, Any], total: str = "") -> dict[str, Any]:
+    """Rows of cells, each with its text and whether disclosure control suppressed it; a
+    total row (with_totals()) says `total` in the keys it adds up over."""
     if body.get("kind") != "table":
         return {"columns": [], "rows": []}
     names = [c["name"] for c in body["columns"]]
+    keys = {c["name"] for c in body["columns"] if not _numeric(c)}
     hidden = {(i, c) for i, c in body.get("suppressed", [])}
+    margins = set(body.get("margins", []))
+
+    def text(i: int, name: str, v: Any) -> Any:
+        if v is None:
+            return total if i in margins and name in keys else ""
+        return v
+
     rows = [
-        [{"text": "" if v is None else v, "hidden": (i, n) in hidden} for n, v in zip(names, row)]
+        [{"text": text(i, n, v), "hidden": (i, n) in hidden} for n, v in zip(names, row)]
         for i, row in enumerate(body["rows"])
     ]
-    return {"columns": names, "rows": rows}
+    return {"columns": names, "rows": rows, "margins": sorted(margins)}
 
 
 @router.get("/jobs/{job_id}")
@@ -335,7 +346,7 @@ def job(visit: VisitOf, signed: Person, request: Request, job_id: str) -> Respon
         {
             "name": name,
             "body": body,
-            "table": _table(body),
+            "table": _table(body, translator(visit.lang)("operator.job.total")),
             "chart": _chart(visit, name, body, request.query_params.get(f"chart.{name}")),
         }
         for name, body in view["outputs"].items()

@@ -102,6 +102,7 @@ ZH: dict[str, str] = {
     "operator.job.running": "任务运行中，本页每两秒刷新一次。",
     "operator.job.download": "下载",
     "operator.job.suppressed": "已抑制",
+    "operator.job.total": "合计",
     "operator.job.legend": "斜纹单元格已被披露控制抑制（样本过小或被个别主体主导），不公布其值。",
     "operator.job.chart_column": "图表数值列",
     "operator.job.chart_show": "绘制",
@@ -233,6 +234,7 @@ EN: dict[str, str] = {
     "operator.job.running": "The job is running; this page refreshes every two seconds.",
     "operator.job.download": "Download",
     "operator.job.suppressed": "suppressed",
+    "operator.job.total": "Total",
     "operator.job.legend": "Hatched cells were suppressed by disclosure control (too few "
     "people, or dominated by a few); their values are not released.",
     "operator.job.chart_column": "Value column",
