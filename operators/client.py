@@ -4,6 +4,10 @@
     job = c.submit(contract_id, code, params={}, wait=True)
     table = job.output("elderly_by_district")      # pyarrow.Table, None in suppressed cells
 
+In a notebook: `job = c.run(contract_id, code)` prints the job's progress and raises the error
+class of the service's code (`PlanInvalid`, with `line`); `job.table(name)` converts
+(`to_arrow()`, `to_pandas()`) and shows as HTML, suppressed cells marked with their rule.
+
 Built on a synchronous httpx client. pyarrow is imported only when an output is read, so
 importing this module stays fast.
 """
