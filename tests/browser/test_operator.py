@@ -14,7 +14,10 @@ from operators.keys import private_key_to_pem
 
 from .conftest import Watched, shot, sign_in
 
-CODE = 'emit("by_district", table("population").group_by("district").agg(n=count()).collect())'
+CODE = (
+    'emit("by_district", table("population").group_by("district")'
+    '.agg(n=count(), pct=share(count())).with_totals().collect())'
+)
 
 
 def _apply(tab: Watched) -> str:
@@ -75,6 +78,11 @@ def _write_and_run(tab: Watched) -> str:
     page.wait_for_selector("table.released", timeout=60_000)
     assert "已完成" in page.locator("#job-status").inner_text()
     assert page.locator("svg.chart rect.chart-bar").count() >= 3
+    # The total is a row of its own, saying what it adds up, and not one of the bars.
+    total = page.locator("table.released tr.total")
+    assert total.count() == 1 and "合计" in total.inner_text()
+    bars = page.locator("svg.chart rect.chart-bar").count()
+    assert bars == page.locator("table.released tbody tr").count() - 1
     shot(page, "operator-job")
     found = re.search(r"/jobs/(j-[0-9a-f]+)", page.url)
     assert found, page.url
