@@ -150,6 +150,18 @@ def test_every_example_says_what_it_answers() -> None:
         assert text.count(".collect()") <= 2, path.name
 
 
+def test_every_example_passes_the_check_before_paying(instance: World) -> None:
+    """What `sandbox jobs check` answers for each, under the contract the README points to."""
+    w = instance
+    op, key = w.register_operator("核查示例的运营单位", "授权运营-2026-099")
+    cid = w.activate(op, key, GRANTS)
+    for path in FILES:
+        body = {"contract_id": cid, "code": path.read_text(encoding="utf-8")}
+        r = w.client.post("/v1/checks", headers=w.h(op), json={**body, "params": _params(path)})
+        assert r.status_code == 200, (path.name, r.text)
+        assert r.json()["ok"] and r.json()["problems"] == [], (path.name, r.json())
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_each_example_run_first_releases_its_tables(
     first_runs: dict[str, dict[str, Any]], name: str
