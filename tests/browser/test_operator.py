@@ -16,7 +16,7 @@ from .conftest import Watched, shot, sign_in
 
 CODE = (
     'emit("by_district", table("population").group_by("district")'
-    '.agg(n=count(), pct=share(count())).with_totals().collect())'
+    ".agg(n=count(), pct=share(count())).with_totals().collect())"
 )
 
 
