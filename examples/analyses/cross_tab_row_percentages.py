@@ -6,7 +6,8 @@ and the grand total?
 Parameters: none.
 Outputs: district_by_hukou (district, hukou_type, n, row_pct) in long form, with total rows
 (None in a key means "all"; the table's margins list them); district_by_hukou_n and
-district_by_hukou_pct, the counts and the row percentages pivoted to one row per district.
+district_by_hukou_pct, the counts and the row percentages pivoted to one row per district, with
+a "total" column and a total row.
 """
 
 cross = (

@@ -95,14 +95,19 @@ def _reordered(body: Mapping[str, Any], order: list[int]) -> Body:
 
 def pivot(body: Mapping[str, Any], index: str, columns: str, values: str) -> Body:
     """One row per value of `index`, one column per value of `columns` (in the order they
-    first appear), holding `values`; a combination absent from the table is None."""
+    first appear), holding `values`; a combination absent from the table is None. Totals
+    (with_totals()) become a "total" column and a total row (listed in `margins`)."""
     at_i, at_c, at_v = (_index(body, x, "pivot()") for x in (index, columns, values))
     hidden = _hidden(body)
+    margins = {int(i) for i in body.get("margins", [])}
     keys: list[Any] = []
     heads: list[Any] = []
     cells: dict[tuple[Any, Any], tuple[Any, bool]] = {}
     for n, row in enumerate(body["rows"]):
         key, head_ = row[at_i], row[at_c]
+        if n in margins:
+            key = _TOTAL if key is None else key
+            head_ = _TOTAL if head_ is None else head_
         if key not in keys:
             keys.append(key)
         if head_ not in heads:
@@ -113,7 +118,7 @@ def pivot(body: Mapping[str, Any], index: str, columns: str, values: str) -> Bod
                 "aggregate them first so each pair appears once"
             )
         cells[(key, head_)] = (row[at_v], (n, values) in hidden)
-    names = [str(h) for h in heads]
+    names = [TOTAL_NAME if h is _TOTAL else str(h) for h in heads]
     if len(set(names)) != len(names) or index in names:
         raise PlanError(f"pivot(): the values of {columns!r} do not make distinct column names")
     value_type = body["columns"][at_v]["type"]
@@ -121,14 +126,20 @@ def pivot(body: Mapping[str, Any], index: str, columns: str, values: str) -> Bod
     out_hidden: set[tuple[int, str]] = set()
     rows = []
     for r, key in enumerate(keys):
-        row = [key]
+        row = [None if key is _TOTAL else key]
         for h, name in zip(heads, names):
             value, was_hidden = cells.get((key, h), (None, False))
             row.append(value)
             if was_hidden:
                 out_hidden.add((r, name))
         rows.append(row)
-    return _make(out_columns, rows, out_hidden)
+    totals = [r for r, key in enumerate(keys) if key is _TOTAL]
+    return _make(out_columns, rows, out_hidden, totals)
+
+
+# A key a total row adds up over, apart from a group whose key is null; its column's name.
+_TOTAL = object()
+TOTAL_NAME = "total"
 
 
 def lag(

@@ -103,3 +103,28 @@ def test_emit_table_types_columns_by_their_values() -> None:
 def test_the_driver_refuses_a_forged_table(forged: Any) -> None:
     with pytest.raises(PlanError):
         derived.check(forged)
+
+
+def test_a_pivot_of_a_table_with_totals_has_a_total_column_and_row() -> None:
+    body = {
+        "kind": "table",
+        "columns": [
+            {"name": "d", "type": "string"},
+            {"name": "g", "type": "string"},
+            {"name": "n", "type": "int64"},
+        ],
+        "rows": [
+            ["a", "x", 10],
+            ["a", None, 12],  # a real null gender: a group like any other
+            [None, "x", 11],  # a real null district
+            ["a", None, 22],  # total of a
+            [None, "x", 21],  # total of x
+            [None, None, 33],  # grand total
+        ],
+        "suppressed": [],
+        "margins": [3, 4, 5],
+    }
+    out = derived.pivot(body, "d", "g", "n")
+    assert [c["name"] for c in out["columns"]] == ["d", "x", "None", "total"]
+    assert out["rows"] == [["a", 10, 12, 22], [None, 11, None, None], [None, 21, None, 33]]
+    assert out["margins"] == [2]
