@@ -75,3 +75,15 @@ def partitioned(
     return DatasetInfo(
         name, title, "pr-1", level, sum(part.num_rows for part in parts), columns, tuple(paths)
     )
+
+
+def city_sql(city: dict[str, Any], sql: str) -> list[tuple[Any, ...]]:
+    """`sql` run by DuckDB over the synthetic city's tables: the independent answer."""
+    import duckdb
+
+    con = duckdb.connect()
+    for name in ("population", "social_insurance", "enterprises"):
+        con.register(name, city[name].table)
+    rows = con.execute(sql).fetchall()
+    con.close()
+    return rows

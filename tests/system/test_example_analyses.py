@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from conftest import World, make_world
+from factories import city_sql
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "analyses"
 FILES = sorted(EXAMPLES.glob("*.py"))
@@ -190,15 +190,6 @@ def test_every_example_runs_under_one_contract(
 # --- values, against an independent computation on the city's tables -------------------------
 
 
-def _duckdb(city: dict[str, Any], sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect()
-    for name in ("population", "social_insurance", "enterprises"):
-        con.register(name, city[name].table)
-    rows = con.execute(sql).fetchall()
-    con.close()
-    return rows
-
-
 def _rows(body: dict[str, Any]) -> list[dict[str, Any]]:
     names = [c["name"] for c in body["columns"]]
     return [dict(zip(names, r)) for r in body["rows"]]
@@ -228,7 +219,7 @@ def test_income_by_hukou(first_runs: dict[str, dict[str, Any]], city: dict[str, 
     rows = _output(first_runs, "income_by_hukou", "income_by_hukou")
     truth = {
         h: (n, mean, median)
-        for h, n, mean, median in _duckdb(
+        for h, n, mean, median in city_sql(
             city,
             "SELECT hukou_type, count(*), avg(income), quantile_cont(income, 0.5) "
             "FROM population GROUP BY 1",
@@ -313,7 +304,7 @@ def test_histogram_bands_in_edge_order(
 def test_top_industries_are_the_largest_employers(
     first_runs: dict[str, dict[str, Any]], city: dict[str, Any]
 ) -> None:
-    truth = _duckdb(
+    truth = city_sql(
         city,
         "SELECT industry, sum(employees), count(*) FROM enterprises GROUP BY 1 ORDER BY 2 DESC",
     )
@@ -337,7 +328,7 @@ def test_elderly_share_and_income_quantiles(
         d = r["district"]
         assert (r["residents"], r["aged_65_plus"]) == (residents[d], old[d])
         assert abs(r["share_65_plus"] - old[d] / residents[d]) < 1e-9
-    quantiles = _duckdb(
+    quantiles = city_sql(
         city,
         "SELECT district, quantile_cont(income, [0.25, 0.5, 0.75, 0.9]) FROM population GROUP BY 1",
     )
@@ -353,7 +344,7 @@ def test_insurance_by_industry_and_by_year(
 ) -> None:
     truth = {
         i: (n, base)
-        for i, n, base in _duckdb(
+        for i, n, base in city_sql(
             city,
             """SELECT e.industry, count(DISTINCT s.resident_id), avg(s.contribution_base)
                  FROM social_insurance s JOIN enterprises e ON e.credit_code = s.credit_code
@@ -369,7 +360,7 @@ def test_insurance_by_industry_and_by_year(
     assert counts == sorted(counts, reverse=True)
 
     per_year = dict(
-        _duckdb(
+        city_sql(
             city,
             "SELECT year(insured_since), count(*) FROM social_insurance "
             "WHERE year(insured_since) >= 2005 GROUP BY 1",

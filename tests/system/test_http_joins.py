@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import duckdb
 from conftest import World
+from factories import city_sql
 
 from benchmarks.queries import OUTPUT, Q3
 
@@ -36,15 +36,6 @@ def _ingest_city(w: World, city: dict[str, Any]) -> None:
         assert r.status_code == 201, r.text
 
 
-def _duckdb(city: dict[str, Any], sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect()
-    for name in ("population", "social_insurance", "enterprises"):
-        con.register(name, city[name].table)
-    rows = con.execute(sql).fetchall()
-    con.close()
-    return rows
-
-
 def _job(w: World, r: Any) -> dict[str, Any]:
     """The job a submission made, whether it was refused at submission (an error envelope
     naming the job) or ran and was rejected."""
@@ -70,13 +61,13 @@ def test_three_datasets_joined_on_ray_equal_duckdb(world: World, city: dict[str,
     out = job["outputs"][OUTPUT]
     names = [c["name"] for c in out["columns"]]
     assert names == ["industry", "n", "avg_income", "avg_base"]
-    expected = {r[0]: r[1:] for r in _duckdb(city, Q3.sql)}
+    expected = {r[0]: r[1:] for r in city_sql(city, Q3.sql)}
     released = {r[0]: r[1:] for r in out["rows"]}
     # A cell counts people in every table read: industries with fewer than 10 firms or
     # fewer than 10 insured residents are left out, the rest are released.
     people = {
         industry: min(firms, residents)
-        for industry, firms, residents in _duckdb(
+        for industry, firms, residents in city_sql(
             city,
             """SELECT e.industry, count(DISTINCT e.credit_code), count(DISTINCT s.resident_id)
                  FROM social_insurance s JOIN population p ON p.resident_id = s.resident_id
@@ -129,7 +120,7 @@ def test_cells_of_a_join_need_the_strictest_threshold_of_its_datasets(
     # The cell's people: the firms, and the insured residents their rows come from.
     expected = {
         industry: (n, min(firms, residents))
-        for industry, n, firms, residents in _duckdb(
+        for industry, n, firms, residents in city_sql(
             city,
             """
         SELECT e.industry, count(*), count(DISTINCT e.credit_code), count(DISTINCT s.resident_id)
