@@ -13,13 +13,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts.document import ContractDocument
 from pricing import Charge, settle
 from sandbox.common import clock, logs, metrics
 from sandbox.context import Context
 from sandbox.errors import Fault, JobError, JobStatus
 from sandbox.ledger import log
 from sandbox.pipeline.driver import JobResult, JobSpec, Replay, carried_usage, output_digest
-from sandbox.records import agreements, budgets, flags, money, registry, releases
+from sandbox.records import agreements, budgets, counters, flags, money, registry, releases
 from sandbox.records.jobs import Reservation
 from sandbox.records.principals import new_id
 from sandbox.store.models import Job, JobOutput, OutputReview
@@ -109,6 +110,7 @@ def settle_job(
         job.finished_at = max(clock.stored(clock.now()), job.created_at)
         job.charge = charge.to_json() if charge else None
         job.charge_fen = money.to_fen(charge.amount) if charge else 0
+        _add_to_counters(s, job, contract, charge is not None)
         money.settle_contract(s, job.contract_id, job.quote_fen, job.charge_fen)
         budgets.settle(
             s,
@@ -292,6 +294,25 @@ def _levels(
         name: known[name].level if name in known else registry.get(ctx, session, name).level
         for name in result.usage.get("rows_by_dataset", {})
     }
+
+
+def _add_to_counters(session: Session, job: Job, contract: ContractDocument, charged: bool) -> None:
+    """The running counters brought to the job's outcome: its month's rows hold what it
+    scanned instead of what it reserved, and a charged commercial job adds its rows to the
+    operator's volume of the month it finished in."""
+    usage = job.usage or {}
+    reserved = Reservation.of(job).rows_scanned
+    scanned = int(usage.get("rows_scanned", reserved) or 0)
+    month = counters.month_of(job.created_at)
+    counters.add(session, counters.ROWS_OF_MONTH, job.contract_id, month, scanned - reserved)
+    if charged and contract.purpose_class == "commercial":
+        counters.add_all(
+            session,
+            counters.VOLUME_OF_MONTH,
+            job.operator_id,
+            counters.month_of(job.finished_at or job.created_at),
+            {lvl: int(n or 0) for lvl, n in (usage.get("rows_by_level") or {}).items()},
+        )
 
 
 def _settlement_volume(session: Session, job: Job) -> dict[str, int]:

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument, Use
 from contracts.errors import ContractError, ContractScopeError
 from contracts.lifecycle import Status, check_usable
-from contracts.quota import check_quotas, day_start, month_start
+from contracts.quota import check_quotas
 from contracts.scope import check_scope
 from operators.errors import OperatorError, SubmissionInvalid
 from operators.keys import verify
@@ -53,7 +53,7 @@ from sandbox.ledger import log
 from sandbox.pipeline import execution
 from sandbox.pipeline.driver import code_observation
 from sandbox.pipeline.settlement import detect
-from sandbox.records import agreements, budgets, money, principals, registry
+from sandbox.records import agreements, budgets, counters, money, principals, registry
 from sandbox.records.jobs import Reservation, get
 from sandbox.records.principals import Actor, new_id, require
 from sandbox.store.models import Contract, Job, TemplateVersion
@@ -565,6 +565,15 @@ def reserve(
         )
         s.add(job)
         s.flush()
+        # Counted now, with the reservation: the quota checks of the next jobs read these.
+        counters.add(s, counters.JOBS_OF_DAY, contract.id, counters.day_of(job.created_at), 1)
+        counters.add(
+            s,
+            counters.ROWS_OF_MONTH,
+            contract.id,
+            counters.month_of(job.created_at),
+            p.bound.max_rows,
+        )
         # Enough to re-check the operator's signature from the log alone.
         log.append(
             s,
@@ -625,34 +634,12 @@ def _epsilon_bounds(epsilon: Mapping[str, Any], facts: CodeFacts) -> dict[str, A
 
 
 def _quota_usage(session: Session, contract_id: str) -> tuple[int, int]:
-    """Jobs admitted today, and rows scanned or still reserved this month, for a contract."""
-    at = clock.now()
-    today, rows = session.execute(
-        _quota_usage_query(),
-        {
-            "contract_id": contract_id,
-            "day": clock.stored(day_start(at)),
-            "month": clock.stored(month_start(at)),
-        },
-    ).one()
-    return int(today or 0), int(rows or 0)
-
-
-@functools.cache
-def _quota_usage_query() -> Any:
-    # Built once: composing the expression costs more than running it. One pass over the
-    # contract's jobs of the month (a Beijing day lies within its month), each counting its
-    # actual rows once settled, else the bound it reserved.
-    scanned = func.coalesce(
-        Job.usage["rows_scanned"].as_integer(),
-        Job.usage[("bounds", "rows_scanned")].as_integer(),
-        0,
-    )
-    today = case((Job.created_at >= bindparam("day"), 1), else_=0)
-    return select(func.sum(today), func.coalesce(func.sum(scanned), 0)).where(
-        Job.contract_id == bindparam("contract_id"),
-        Job.quote.is_not(None),
-        Job.created_at >= bindparam("month"),
+    """Jobs admitted today, and rows scanned or still reserved this month, for a contract:
+    its running counters (records.counters), one row each, whatever its history."""
+    at = clock.stored_now()
+    return (
+        counters.one(session, counters.JOBS_OF_DAY, contract_id, counters.day_of(at)),
+        counters.one(session, counters.ROWS_OF_MONTH, contract_id, counters.month_of(at)),
     )
 
 

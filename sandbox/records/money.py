@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
-from contracts.quota import month_start
 from operators.roles import Role
 from pricing import (
     CapExceeded,
@@ -32,14 +30,14 @@ from pricing import (
     price,
     revenue_report,
 )
-from sandbox.catalog.models import LEVELS, DatasetInfo
+from sandbox.catalog.models import DatasetInfo
 from sandbox.common import clock, months
 from sandbox.common.exports import Column, Kind, Table
 from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from sandbox.language.analysis import CodeFacts
 from sandbox.ledger import log
-from sandbox.records import directory, products
+from sandbox.records import counters, directory, products
 from sandbox.records.principals import Actor, require
 from sandbox.store.models import (
     AllowedRevenue,
@@ -357,27 +355,10 @@ def upper_bound(
 
 def volume_this_month(session: Session, operator_id: str, at: dt.datetime) -> dict[str, int]:
     """Rows an operator's commercial jobs scanned this billing month, by level: the position
-    on tiered volume prices (public-interest use is free and does not count)."""
-    totals = session.execute(
-        _volume_query(), {"operator_id": operator_id, "start": clock.stored(month_start(at))}
-    ).one()
-    return {level: int(n) for level, n in zip(LEVELS, totals) if n}
-
-
-@functools.cache
-def _volume_query() -> Any:
-    # Summed by the database, one column per level: this runs for every submission, so the
-    # statement is composed once.
-    sums = [func.sum(Job.usage[("rows_by_level", level)].as_integer()) for level in LEVELS]
-    return (
-        select(*sums)
-        .join(Contract, Job.contract_id == Contract.id)
-        .where(
-            Job.operator_id == bindparam("operator_id"),
-            Job.charge.is_not(None),
-            Job.finished_at >= bindparam("start"),
-            Contract.document["purpose_class"].as_string() == "commercial",
-        )
+    on tiered volume prices (public-interest use is free and does not count). A running
+    counter (records.counters), kept as jobs are settled: one read, whatever the history."""
+    return counters.read(
+        session, counters.VOLUME_OF_MONTH, operator_id, counters.month_of(clock.stored(at))
     )
 
 

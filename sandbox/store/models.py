@@ -314,6 +314,19 @@ class Job(Base):
     price_fen: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
+class UsageCounter(Base):
+    """A running total the service reads on every submission (a contract's jobs of the day,
+    its rows of the month, an operator's volume of the month by level), kept as jobs are
+    admitted and settled: reading it costs the same however many jobs came before."""
+
+    __tablename__ = "usage_counters"
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(32), primary_key=True)  # contract or operator
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD or YYYY-MM
+    label: Mapped[str] = mapped_column(String(16), primary_key=True, default="")
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Template(Base):
     """A parametrised analysis an operator submits for review; its code lives in versions."""
 
