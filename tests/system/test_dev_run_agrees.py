@@ -1,0 +1,159 @@
+"""A job run locally on dummy data (`sandbox dev run`) is accepted or refused as the service
+accepts or refuses it on the real data, with the same error code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from contracts.errors import ContractError
+from operators.errors import OperatorError
+
+from sandbox.errors import SandboxError
+from sandbox.pipeline.local import LocalContract, LocalData, run_locally
+from tests.conftest import World, make_world
+
+# The contract grants neither hukou_type nor any identifier.
+CORPUS_GRANTS = {
+    "population": {
+        "district": ["group_by", "filter"],
+        "gender": ["group_by", "filter"],
+        "birth_date": ["group_by", "filter"],
+        "income": ["aggregate", "filter"],
+    },
+}
+
+GROUPED = """
+t = table("population").group_by("district").agg(n=count(), avg=mean("income"))
+emit("by_district", t.collect())
+"""
+FILTERED = """
+rich = table("population").filter(col("income") >= params["min_income"])
+emit("n", rich.group_by("gender").agg(n=count()).collect())
+"""
+COMPUTED_NAME = """
+name = "popu" + "lation"
+emit("n", table(name).agg(n=count()).collect())
+"""
+TYPO = """
+emit("n", table("population").agg(n=count()).colect())
+"""
+NOT_GRANTED = """
+emit("t", table("population").group_by("hukou_type").agg(n=count()).collect())
+"""
+IDENTIFIER = """
+emit("t", table("population").group_by("resident_id").agg(n=count()).collect())
+"""
+ROWS = """
+emit("t", table("population").select("district", "income").collect())
+"""
+OTHER_DATASET = """
+emit("t", table("enterprises").agg(n=count()).collect())
+"""
+RAW_QUASI = """
+emit("t", table("population").group_by("birth_date").agg(n=count()).collect())
+"""
+MISSING_PARAM = """
+emit("n", table("population").filter(col("income") > params["floor"]).agg(n=count()).collect())
+"""
+SYNTAX = """
+emit("n", table("population").agg(n=count()).collect(
+"""
+IMPORT = """
+import os
+emit("n", 1)
+"""
+
+CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "grouped": (GROUPED, {}),
+    "filtered": (FILTERED, {"min_income": 3000}),
+    "computed_name": (COMPUTED_NAME, {}),
+    "typo": (TYPO, {}),
+    "not_granted": (NOT_GRANTED, {}),
+    "identifier": (IDENTIFIER, {}),
+    "rows": (ROWS, {}),
+    "other_dataset": (OTHER_DATASET, {}),
+    "raw_quasi": (RAW_QUASI, {}),
+    "missing_param": (MISSING_PARAM, {}),
+    "bad_params": (GROUPED, {"big": 2**60}),
+    "syntax": (SYNTAX, {}),
+    "import": (IMPORT, {}),
+}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any]) -> Iterator[World]:
+    # Refusals on purpose, one after another: the regulator's automatic suspension would end
+    # the corpus part-way.
+    yield from make_world(
+        tmp_path_factory.mktemp("service"), city, "local", flag_suspend_score=0
+    )
+
+
+@pytest.fixture(scope="module")
+def contract_id(service: World) -> str:
+    return service.active_contract(CORPUS_GRANTS)
+
+
+@pytest.fixture(scope="module")
+def local(
+    service: World, contract_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[LocalContract, LocalData]:
+    """What the operator downloads: the contract document, the dummy table and its catalog."""
+    h = service.h(service.operator)
+    data = tmp_path_factory.mktemp("dummy")
+    table = service.client.get("/v1/datasets/population/dummy?rows=2000", headers=h)
+    assert table.status_code == 200, table.text
+    (data / "population.parquet").write_bytes(table.content)
+    described = service.client.get("/v1/datasets/population/dummy/catalog", headers=h)
+    assert described.status_code == 200, described.text
+    (data / "population.json").write_text(described.text, encoding="utf-8")
+    contract = service.client.get(f"/v1/contracts/{contract_id}", headers=h).json()
+    return LocalContract.from_json(contract), LocalData.load(Path(data))
+
+
+def on_service(service: World, contract_id: str, code: str, params: Any) -> tuple[str, str | None]:
+    r = service.run(contract_id, code, params=params)
+    body = r.json()
+    if r.status_code != 201:
+        return "rejected", body["code"]
+    job = service.wait_for_job(body["id"])
+    return job["status"], (job.get("error") or {}).get("code")
+
+
+def locally(contract: LocalContract, data: LocalData, code: str, params: Any) -> tuple[str, str | None]:
+    try:
+        result = run_locally(code, params, contract, data).result
+    except (SandboxError, ContractError, OperatorError) as exc:
+        return "rejected", exc.code
+    return str(result.status), result.error.code if result.error else None
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_local_run_agrees_with_the_service(
+    case: str, service: World, contract_id: str, local: tuple[LocalContract, LocalData]
+) -> None:
+    code, params = CASES[case]
+    there = on_service(service, contract_id, code, params)
+    here = locally(*local, code, params)
+    assert here == there, f"{case}: locally {here}, on the service {there}"
+
+
+def test_the_corpus_holds_both_kinds(
+    service: World, contract_id: str, local: tuple[LocalContract, LocalData]
+) -> None:
+    outcomes = {case: locally(*local, *CASES[case]) for case in CASES}
+    assert outcomes["grouped"] == ("succeeded", None)
+    assert outcomes["filtered"] == ("succeeded", None)
+    refused = {code for status, code in outcomes.values() if status != "succeeded"}
+    assert {
+        "code_rejected",
+        "contract_scope",
+        "plan_invalid",
+        "invalid_request",
+        "disclosure_refused",
+        "job_code_error",
+    } <= refused
