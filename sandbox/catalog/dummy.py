@@ -160,9 +160,7 @@ def entry(info: DatasetInfo, raw_groups: frozenset[str] = frozenset()) -> dict[s
     return body
 
 
-def from_entry(
-    body: Mapping[str, Any], partitions: tuple[str, ...], row_count: int
-) -> DatasetInfo:
+def from_entry(body: Mapping[str, Any], partitions: tuple[str, ...], row_count: int) -> DatasetInfo:
     """A dataset as a local run sees it: `body` (an `entry`) over the dummy `partitions`."""
     columns = tuple(
         ColumnInfo(

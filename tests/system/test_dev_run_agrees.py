@@ -3,15 +3,14 @@ accepts or refuses it on the real data, with the same error code."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from contracts.errors import ContractError
 from operators.errors import OperatorError
-
 from sandbox.errors import SandboxError
 from sandbox.pipeline.local import LocalContract, LocalData, run_locally
 from tests.conftest import World, make_world
@@ -88,9 +87,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 def service(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any]) -> Iterator[World]:
     # Refusals on purpose, one after another: the regulator's automatic suspension would end
     # the corpus part-way.
-    yield from make_world(
-        tmp_path_factory.mktemp("service"), city, "local", flag_suspend_score=0
-    )
+    yield from make_world(tmp_path_factory.mktemp("service"), city, "local", flag_suspend_score=0)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +121,9 @@ def on_service(service: World, contract_id: str, code: str, params: Any) -> tupl
     return job["status"], (job.get("error") or {}).get("code")
 
 
-def locally(contract: LocalContract, data: LocalData, code: str, params: Any) -> tuple[str, str | None]:
+def locally(
+    contract: LocalContract, data: LocalData, code: str, params: Any
+) -> tuple[str, str | None]:
     try:
         result = run_locally(code, params, contract, data).result
     except (SandboxError, ContractError, OperatorError) as exc:
