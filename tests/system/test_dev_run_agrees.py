@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import World, make_world
 
 from contracts.errors import ContractError
 from operators.errors import OperatorError
 from sandbox.errors import SandboxError
 from sandbox.pipeline.local import LocalContract, LocalData, run_locally
-from tests.conftest import World, make_world
 
 # The contract grants neither hukou_type nor any identifier.
 CORPUS_GRANTS = {
