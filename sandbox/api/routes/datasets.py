@@ -59,6 +59,8 @@ def get_one(name: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
 
 @router.get(
     "/datasets/{name}/dummy",
+    # A file, never JSON: the OpenAPI document lists only the file types.
+    response_class=Response,
     responses=SIGNED_IN
     | errors(404)
     | {
