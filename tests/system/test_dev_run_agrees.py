@@ -25,6 +25,15 @@ CORPUS_GRANTS = {
     },
 }
 
+# Identifiers granted: what then refuses an identifier is the disclosure rules, not the contract.
+WIDE_GRANTS = {
+    "population": {
+        "resident_id": ["group_by", "join", "aggregate", "filter"],
+        "district": ["group_by", "filter"],
+        "income": ["aggregate"],
+    },
+}
+
 GROUPED = """
 t = table("population").group_by("district").agg(n=count(), avg=mean("income"))
 emit("by_district", t.collect())
@@ -65,6 +74,32 @@ IMPORT = """
 import os
 emit("n", 1)
 """
+
+GROUP_BY_IDENTIFIER = """
+emit("t", table("population").group_by("resident_id").agg(n=count()).collect())
+"""
+SUM_OF_IDENTIFIER = """
+emit("t", table("population").agg(s=sum("resident_id")).collect())
+"""
+PEOPLE = """
+emit("t", table("population").group_by("district").agg(p=count_distinct("resident_id")).collect())
+"""
+SELF_JOIN = """
+a = table("population")
+b = table("population").select("resident_id", "income")
+emit("t", a.join(b, on="resident_id").group_by("district").agg(n=count()).collect())
+"""
+LOOPED = """
+for d in params["districts"]:
+    emit(d, table("population").filter(col("district") == d).agg(n=count()).collect())
+"""
+WIDE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "group_by_identifier": (GROUP_BY_IDENTIFIER, {}),
+    "sum_of_identifier": (SUM_OF_IDENTIFIER, {}),
+    "people": (PEOPLE, {}),
+    "self_join": (SELF_JOIN, {}),
+    "looped": (LOOPED, {"districts": ["a", "b", "c"]}),
+}
 
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "grouped": (GROUPED, {}),
@@ -112,6 +147,19 @@ def local(
     return LocalContract.from_json(contract), LocalData.load(Path(data))
 
 
+@pytest.fixture(scope="module")
+def wide_contract_id(service: World) -> str:
+    return service.active_contract(WIDE_GRANTS)
+
+
+@pytest.fixture(scope="module")
+def wide_contract(service: World, wide_contract_id: str) -> LocalContract:
+    h = service.h(service.operator)
+    return LocalContract.from_json(
+        service.client.get(f"/v1/contracts/{wide_contract_id}", headers=h).json()
+    )
+
+
 def on_service(service: World, contract_id: str, code: str, params: Any) -> tuple[str, str | None]:
     r = service.run(contract_id, code, params=params)
     body = r.json()
@@ -138,6 +186,20 @@ def test_local_run_agrees_with_the_service(
     code, params = CASES[case]
     there = on_service(service, contract_id, code, params)
     here = locally(*local, code, params)
+    assert here == there, f"{case}: locally {here}, on the service {there}"
+
+
+@pytest.mark.parametrize("case", sorted(WIDE_CASES))
+def test_with_identifiers_granted_both_sides_agree(
+    case: str,
+    service: World,
+    wide_contract_id: str,
+    wide_contract: LocalContract,
+    local: tuple[LocalContract, LocalData],
+) -> None:
+    code, params = WIDE_CASES[case]
+    there = on_service(service, wide_contract_id, code, params)
+    here = locally(wide_contract, local[1], code, params)
     assert here == there, f"{case}: locally {here}, on the service {there}"
 
 
