@@ -127,9 +127,15 @@ def _column(c: ColumnInfo, rows: int, rng: np.random.Generator) -> pa.Array:
 
 
 def _bounds(c: ColumnInfo, default: tuple[float, float]) -> tuple[float, float]:
-    low = c.lower if c.lower is not None else default[0]
-    high = c.upper if c.upper is not None else max(default[1], low)
-    return (low, high) if low <= high else (high, low)
+    """The declared bounds; a missing one is the default's width away from the other."""
+    span = default[1] - default[0]
+    if c.lower is not None and c.upper is not None:
+        return (c.lower, c.upper) if c.lower <= c.upper else (c.upper, c.lower)
+    if c.lower is not None:
+        return c.lower, c.lower + span
+    if c.upper is not None:
+        return c.upper - span, c.upper
+    return default
 
 
 def _text(c: ColumnInfo, rows: int, rng: np.random.Generator) -> list[str]:

@@ -7,7 +7,6 @@ contract in force that covers the dataset; the other roles read the catalog anyw
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from typing import Any, Final
@@ -91,18 +90,19 @@ def download(
 
 
 def to_csv(table: pa.Table) -> bytes:
-    """UTF-8 with a BOM, as every CSV the service writes, text neutralised for spreadsheets."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([exports.neutralise(n) for n in table.column_names])
-    for row in table.to_pylist():
-        writer.writerow(
-            [
-                "" if v is None else (exports.neutralise(v) if isinstance(v, str) else str(v))
-                for v in row.values()
-            ]
+    """As every CSV the service writes (`common.exports`): UTF-8 with a BOM, numbers as
+    numbers, text neutralised for spreadsheets."""
+    columns = [
+        exports.Column(
+            f.name,
+            f.name,
+            exports.Kind.NUMBER
+            if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+            else exports.Kind.TEXT,
         )
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+        for f in table.schema
+    ]
+    return exports.to_csv(exports.Table("dummy", columns, table.to_pylist()))
 
 
 def preview(info: DatasetInfo, rows: int = PREVIEW_ROWS) -> dict[str, Any]:

@@ -117,3 +117,29 @@ def test_the_entry_publishes_policy_but_no_internal_count(tmp_path: Path) -> Non
 def test_an_unknown_type_is_drawn_as_text(tmp_path: Path) -> None:
     assert dummy.arrow_type("list<item: int64>") == pa.string()
     assert dummy.arrow_type("decimal128(10, 2)") == pa.float64()
+
+
+def test_one_declared_bound_is_kept_and_the_other_follows(tmp_path: Path) -> None:
+    columns = (
+        ColumnInfo("above", "int64", "sensitive", lower=5000),
+        ColumnInfo("below", "double", "sensitive", upper=-20.0),
+    )
+    table = dummy.generate(DatasetInfo("d", "d", "p", "L1", 1, columns, ()), rows=500)
+    assert pc.min(table.column("above")).as_py() >= 5000
+    assert pc.max(table.column("below")).as_py() <= -20.0
+
+
+def test_chinese_names_survive_csv_and_parquet(tmp_path: Path) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    from sandbox.pipeline.dummies import to_csv
+
+    table = dummy.generate(info(tmp_path), rows=10)
+    text = to_csv(table).decode("utf-8")
+    assert text.startswith("\ufeffresident_id,姓名,区县,")
+    assert "区县_" in text and "姓名-0000" in text
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    assert pq.read_table(io.BytesIO(sink.getvalue())).equals(table)
