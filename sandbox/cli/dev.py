@@ -16,9 +16,9 @@ import typer
 from rich.table import Table
 
 from contracts.errors import ContractError
-from operators.client import SandboxClient
+from operators.client import ClientError, SandboxClient
 from operators.errors import OperatorError
-from sandbox.cli.jobs import Params, Token, Url, _params, console, err, show_table, with_client
+from sandbox.cli.jobs import Params, Token, Url, _params, console, guarded, show_table, with_client
 from sandbox.errors import SandboxError
 
 dev_app = typer.Typer(
@@ -76,29 +76,41 @@ def run(
     # The engine is imported only here: every other command starts without it.
     from sandbox.pipeline.local import LocalContract, LocalData, run_locally
 
-    try:
-        body = json.loads(contract.read_text(encoding="utf-8"))
-        document = LocalContract.from_json(body)
-    except (ValueError, KeyError, TypeError, ContractError) as e:
-        err.print(
-            f"[red]error:[/] {contract} is not a contract document ({e}); save yours with "
-            "`sandbox contracts get ID --out FILE`",
-            soft_wrap=True,
+    def action() -> None:
+        try:
+            document = LocalContract.from_json(json.loads(contract.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError, ContractError) as e:
+            raise NotAContract(contract, e) from None
+        try:
+            done = run_locally(
+                code.read_text(encoding="utf-8"), _params(params), document, LocalData.load(data)
+            )
+        except (SandboxError, ContractError, OperatorError) as e:
+            raise LocalRefusal(e) from None
+        result = done.result
+        _report(result.status, result.error, result.outputs, result.disclosure)
+        if str(result.status) != "succeeded":
+            raise typer.Exit(1)
+
+    guarded(action)
+
+
+class LocalRefusal(ClientError):
+    """What the service would refuse, found here: its code, as the service would answer."""
+
+    def __init__(self, cause: SandboxError | ContractError | OperatorError) -> None:
+        line = getattr(cause, "line", None)
+        where = f" (line {line})" if line and not str(cause).startswith("line ") else ""
+        super().__init__(f"refused locally, as the service would: {cause.code}{where}: {cause}")
+        self.code = cause.code
+
+
+class NotAContract(ClientError):
+    def __init__(self, path: Path, cause: Exception) -> None:
+        super().__init__(
+            f"{path} is not a contract ({type(cause).__name__}: {cause}); save yours with "
+            "`sandbox contracts get ID --out FILE`"
         )
-        raise typer.Exit(1) from None
-    try:
-        done = run_locally(
-            code.read_text(encoding="utf-8"), _params(params), document, LocalData.load(data)
-        )
-    except (SandboxError, ContractError, OperatorError) as e:
-        line = getattr(e, "line", None)
-        where = f" (line {line})" if line else ""
-        err.print(f"[red]refused[/] {e.code}{where}: ", end="")
-        err.print(str(e), soft_wrap=True, markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    _report(done.result.status, done.result.error, done.result.outputs, done.result.disclosure)
-    if str(done.result.status) != "succeeded":
-        raise typer.Exit(1)
 
 
 def _report(status: Any, error: Any, outputs: dict[str, Any], disclosure: dict[str, Any]) -> None:

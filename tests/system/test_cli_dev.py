@@ -124,3 +124,20 @@ def test_dummy_download_needs_a_token(tmp_path: Path, cast: Cast) -> None:
         token="not-a-token",
     )
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_dev_run_says_what_a_contract_file_must_be(downloaded: Path, tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text('emit("n", 1)\n', encoding="utf-8")
+    (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
+    r = cli(
+        "dev",
+        "run",
+        "job.py",
+        "--contract",
+        "bad.json",
+        "--data",
+        str(downloaded / "data"),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "is not a contract" in r.stderr and "sandbox contracts get" in r.stderr
