@@ -28,11 +28,8 @@ from sandbox.records import agreements, registry
 from sandbox.records.principals import Actor
 from sandbox.store.models import Contract
 
-FORMATS: Final = ("parquet", "csv")
-MEDIA_TYPES: Final = {
-    "parquet": "application/vnd.apache.parquet",
-    "csv": "text/csv; charset=utf-8",
-}
+FORMATS: Final = ("parquet", "csv", "xlsx")
+MEDIA_TYPES: Final = {"parquet": "application/vnd.apache.parquet", **exports.MEDIA_TYPES}
 # Written into the Parquet file's metadata, so the file alone is enough for a local run.
 CATALOG_KEY: Final = b"sandbox.dummy_catalog"
 PREVIEW_ROWS: Final = 5
@@ -80,8 +77,8 @@ def download(
         raise ValueError(f"unknown dummy data format {fmt!r}; use one of {', '.join(FORMATS)}")
     info = dataset_for(ctx, actor, name)
     table = dummy.generate(info, rows, seed)
-    if fmt == "csv":
-        return to_csv(table), MEDIA_TYPES["csv"], f"{name}.dummy.csv"
+    if fmt != "parquet":
+        return spreadsheet(table, fmt), MEDIA_TYPES[fmt], f"{name}.dummy.{fmt}"
     described = dummy_catalog(info, ctx.settings)
     metadata = {CATALOG_KEY: json.dumps(described, ensure_ascii=False).encode("utf-8")}
     sink = io.BytesIO()
@@ -90,8 +87,12 @@ def download(
 
 
 def to_csv(table: pa.Table) -> bytes:
-    """As every CSV the service writes (`common.exports`): UTF-8 with a BOM, numbers as
-    numbers, text neutralised for spreadsheets."""
+    return spreadsheet(table, "csv")
+
+
+def spreadsheet(table: pa.Table, fmt: str) -> bytes:
+    """As every CSV or XLSX file the service writes (`common.exports`): numbers as numbers,
+    text that a spreadsheet would evaluate neutralised."""
     columns = [
         exports.Column(
             f.name,
@@ -102,7 +103,7 @@ def to_csv(table: pa.Table) -> bytes:
         )
         for f in table.schema
     ]
-    return exports.to_csv(exports.Table("dummy", columns, table.to_pylist()))
+    return exports.render(exports.Table("dummy", columns, table.to_pylist()), fmt)
 
 
 def preview(info: DatasetInfo, rows: int = PREVIEW_ROWS) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def test_errors_use_the_one_envelope(world: World) -> None:
         "invalid_request",
     )
     envelope(
-        world.client.get("/v1/datasets/population/dummy?format=xlsx", headers=h),
+        world.client.get("/v1/datasets/population/dummy?format=json", headers=h),
         400,
         "invalid_request",
     )

@@ -78,7 +78,7 @@ def get_dummy(
     ctx: Ctx,
     actor: CurrentActor,
     rows: Annotated[int, Query(ge=0, le=dummy.MAX_ROWS)] = dummy.DEFAULT_ROWS,
-    format: Literal["parquet", "csv"] = "parquet",
+    format: Literal["parquet", "csv", "xlsx"] = "parquet",
     seed: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> Response:
     """Dummy data: a table with the dataset's columns, types and roles, generated from its
