@@ -328,10 +328,13 @@ class SandboxClient:
         return self._request("GET", f"/datasets/{_seg(name)}")
 
     def dummy_data(
-        self, name: str, rows: int | None = None, format: Literal["parquet", "csv"] = "parquet"
+        self,
+        name: str,
+        rows: int | None = None,
+        format: Literal["parquet", "csv", "xlsx"] = "parquet",
     ) -> bytes:
         """A dataset's dummy table (generated from its published schema only: no real value,
-        no real distribution) as a Parquet or CSV file, for checking that code runs."""
+        no real distribution) as a Parquet, CSV or XLSX file, for checking that code runs."""
         params: dict[str, Any] = {"format": format}
         if rows is not None:
             params["rows"] = rows
