@@ -23,15 +23,13 @@ from sandbox.catalog.models import DatasetInfo
 from sandbox.common import clock, exports
 from sandbox.context import Context
 from sandbox.errors import Forbidden
-from sandbox.pipeline.local import NOTICE, dummy_catalog
+from sandbox.pipeline.local import CATALOG_KEY, NOTICE, dummy_catalog
 from sandbox.records import agreements, registry
 from sandbox.records.principals import Actor
 from sandbox.store.models import Contract
 
 FORMATS: Final = ("parquet", "csv", "xlsx")
 MEDIA_TYPES: Final = {"parquet": "application/vnd.apache.parquet", **exports.MEDIA_TYPES}
-# Written into the Parquet file's metadata, so the file alone is enough for a local run.
-CATALOG_KEY: Final = b"sandbox.dummy_catalog"
 PREVIEW_ROWS: Final = 5
 
 

@@ -14,7 +14,8 @@ What this cannot know is the service's state: the operator's earlier releases (a
 jobs there), quotas and money spent, privacy budget left, and releases held for review.
 
 A dummy data directory holds, per dataset, `<name>.parquet` (the table) and `<name>.json`
-(`dummy_catalog`: the catalog entry and the disclosure rules in force).
+(`dummy_catalog`: the catalog entry and the disclosure rules in force), or just the Parquet file
+as the service serves it, which carries the same JSON in its metadata.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from sandbox.settings import Settings
 
 CATALOG_SUFFIX = ".json"
 TABLE_SUFFIX = ".parquet"
+# Where a downloaded Parquet file carries its `dummy_catalog`, so the file alone will do.
+CATALOG_KEY = b"sandbox.dummy_catalog"
 NOTICE = (
     "Dummy data, generated from the catalog's published schema only: no real value and no "
     "real distribution. Results computed on it mean nothing; it shows whether code runs and "
@@ -127,12 +130,9 @@ class LocalData:
             )
         datasets: dict[str, DatasetInfo] = {}
         rules: Rules | None = None
-        for meta in sorted(directory.glob("*" + CATALOG_SUFFIX)):
-            body = json.loads(meta.read_text(encoding="utf-8"))
-            if not isinstance(body, dict) or "dataset" not in body:
-                continue
-            table = meta.with_suffix(TABLE_SUFFIX)
-            if not table.exists():
+        for table in sorted(directory.glob("*" + TABLE_SUFFIX)):
+            body = _described(table)
+            if body is None:
                 continue
             rows = pq.read_metadata(table).num_rows
             info = dummy.from_entry(body["dataset"], (str(table.resolve()),), rows)
@@ -140,6 +140,20 @@ class LocalData:
             if rules is None and "disclosure" in body:
                 rules = Rules.from_json(body["disclosure"])
         return cls(datasets, rules)
+
+
+def _described(table: Path) -> dict[str, Any] | None:
+    """A dummy table's `dummy_catalog`: the JSON file next to it, else the one the download
+    wrote into the Parquet file's metadata; None for a file that is neither."""
+    meta = table.with_suffix(CATALOG_SUFFIX)
+    if meta.exists():
+        body = json.loads(meta.read_text(encoding="utf-8"))
+    else:
+        stored = pq.read_schema(table).metadata or {}
+        if CATALOG_KEY not in stored:
+            return None
+        body = json.loads(stored[CATALOG_KEY].decode("utf-8"))
+    return body if isinstance(body, dict) and "dataset" in body else None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ accepts or refuses it on the real data, with the same error code."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,18 @@ def test_the_corpus_holds_both_kinds(
         "disclosure_refused",
         "job_code_error",
     } <= refused
+
+
+def test_the_parquet_download_alone_is_enough(
+    service: World, local: tuple[LocalContract, LocalData], tmp_path: Path
+) -> None:
+    h = service.h(service.operator)
+    table = service.client.get("/v1/datasets/population/dummy?rows=2000", headers=h)
+    (tmp_path / "population.parquet").write_bytes(table.content)
+    alone = LocalData.load(tmp_path)
+    downloaded = local[1].datasets["population"]
+    assert alone.rules == local[1].rules
+    assert alone.datasets["population"] == dataclasses.replace(
+        downloaded, partitions=(str((tmp_path / "population.parquet").resolve()),)
+    )
+    assert locally(local[0], alone, *CASES["grouped"]) == ("succeeded", None)
