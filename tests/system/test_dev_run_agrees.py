@@ -76,6 +76,27 @@ import os
 emit("n", 1)
 """
 
+JOINED_GRANTS = {
+    "population": {"resident_id": ["join"], "district": ["group_by"]},
+    "social_insurance": {"resident_id": ["join"], "contribution_base": ["aggregate"]},
+}
+JOINED = """
+people = table("population")
+insured = table("social_insurance")
+t = people.join(insured, on="resident_id").group_by("district")
+emit("t", t.agg(n=count(), base=mean("contribution_base")).collect())
+"""
+JOINED_NOT_GRANTED = """
+people = table("population")
+insured = table("social_insurance")
+t = people.join(insured, on="resident_id").group_by("gender")
+emit("t", t.agg(n=count()).collect())
+"""
+JOINED_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "joined": (JOINED, {}),
+    "joined_not_granted": (JOINED_NOT_GRANTED, {}),
+}
+
 GROUP_BY_IDENTIFIER = """
 emit("t", table("population").group_by("resident_id").agg(n=count()).collect())
 """
@@ -123,7 +144,12 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 def service(tmp_path_factory: pytest.TempPathFactory, city: dict[str, Any]) -> Iterator[World]:
     # Refusals on purpose, one after another: the regulator's automatic suspension would end
     # the corpus part-way.
-    yield from make_world(tmp_path_factory.mktemp("service"), city, "local", flag_suspend_score=0)
+    for world in make_world(
+        tmp_path_factory.mktemp("service"), city, "local", flag_suspend_score=0
+    ):
+        si = city["social_insurance"]
+        assert world.ingest(si.name, si.table, si.level, si.columns, si.title).status_code == 201
+        yield world
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +185,21 @@ def wide_contract(service: World, wide_contract_id: str) -> LocalContract:
     return LocalContract.from_json(
         service.client.get(f"/v1/contracts/{wide_contract_id}", headers=h).json()
     )
+
+
+@pytest.fixture(scope="module")
+def joined(
+    service: World, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, LocalContract, LocalData]:
+    cid = service.active_contract(JOINED_GRANTS)
+    h = service.h(service.operator)
+    data = tmp_path_factory.mktemp("joined")
+    for name in JOINED_GRANTS:
+        table = service.client.get(f"/v1/datasets/{name}/dummy", headers=h)
+        assert table.status_code == 200, table.text
+        (data / f"{name}.parquet").write_bytes(table.content)
+    contract = service.client.get(f"/v1/contracts/{cid}", headers=h).json()
+    return cid, LocalContract.from_json(contract), LocalData.load(data)
 
 
 def on_service(service: World, contract_id: str, code: str, params: Any) -> tuple[str, str | None]:
@@ -202,6 +243,24 @@ def test_with_identifiers_granted_both_sides_agree(
     there = on_service(service, wide_contract_id, code, params)
     here = locally(wide_contract, local[1], code, params)
     assert here == there, f"{case}: locally {here}, on the service {there}"
+
+
+@pytest.mark.parametrize("case", sorted(JOINED_CASES))
+def test_joins_agree(
+    case: str, service: World, joined: tuple[str, LocalContract, LocalData]
+) -> None:
+    cid, contract, data = joined
+    code, params = JOINED_CASES[case]
+    assert locally(contract, data, code, params) == on_service(service, cid, code, params)
+
+
+def test_identifiers_of_the_same_name_join_in_dummy_data(
+    joined: tuple[str, LocalContract, LocalData],
+) -> None:
+    _, contract, data = joined
+    result = run_locally(JOINED, {}, contract, data).result
+    assert str(result.status) == "succeeded", result.error
+    assert sum(row[1] for row in result.outputs["t"]["rows"] if row[1] is not None) > 0
 
 
 def test_the_corpus_holds_both_kinds(
