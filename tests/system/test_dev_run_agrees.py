@@ -97,6 +97,22 @@ JOINED_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "joined_not_granted": (JOINED_NOT_GRANTED, {}),
 }
 
+# A budget for every case: what earlier jobs spent is the service's state, which a local run
+# cannot know.
+PRIVATE = {"population": {"epsilon": "5", "per_job_epsilon": "0.2"}}
+TWO_COLLECTS = """
+a = table("population").group_by("district").agg(n=count()).collect()
+b = table("population").group_by("gender").agg(avg=mean("income")).collect()
+emit("a", a)
+emit("b", b)
+"""
+PRIVATE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "private_grouped": (GROUPED, {}),
+    "private_two_collects": (TWO_COLLECTS, {}),
+    "private_rows": (ROWS, {}),
+    "private_computed_name": (COMPUTED_NAME, {}),
+}
+
 GROUP_BY_IDENTIFIER = """
 emit("t", table("population").group_by("resident_id").agg(n=count()).collect())
 """
@@ -202,6 +218,14 @@ def joined(
     return cid, LocalContract.from_json(contract), LocalData.load(data)
 
 
+@pytest.fixture(scope="module")
+def private(service: World, local: tuple[LocalContract, LocalData]) -> tuple[str, LocalContract]:
+    cid = service.active_contract(CORPUS_GRANTS, privacy=PRIVATE)
+    h = service.h(service.operator)
+    contract = service.client.get(f"/v1/contracts/{cid}", headers=h).json()
+    return cid, LocalContract.from_json(contract)
+
+
 def on_service(service: World, contract_id: str, code: str, params: Any) -> tuple[str, str | None]:
     r = service.run(contract_id, code, params=params)
     body = r.json()
@@ -261,6 +285,20 @@ def test_identifiers_of_the_same_name_join_in_dummy_data(
     result = run_locally(JOINED, {}, contract, data).result
     assert str(result.status) == "succeeded", result.error
     assert sum(row[1] for row in result.outputs["t"]["rows"] if row[1] is not None) > 0
+
+
+@pytest.mark.parametrize("case", sorted(PRIVATE_CASES))
+def test_under_differential_privacy_both_sides_agree(
+    case: str,
+    service: World,
+    private: tuple[str, LocalContract],
+    local: tuple[LocalContract, LocalData],
+) -> None:
+    cid, contract = private
+    code, params = PRIVATE_CASES[case]
+    there = on_service(service, cid, code, params)
+    here = locally(contract, local[1], code, params)
+    assert here == there, f"{case}: locally {here}, on the service {there}"
 
 
 def test_the_corpus_holds_both_kinds(
