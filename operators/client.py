@@ -584,6 +584,24 @@ class SandboxClient:
     def dataset(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/datasets/{_seg(name)}")
 
+    def dummy_data(
+        self,
+        name: str,
+        rows: int | None = None,
+        format: Literal["parquet", "csv", "xlsx"] = "parquet",
+    ) -> bytes:
+        """A dataset's dummy table (generated from its published schema only: no real value,
+        no real distribution) as a Parquet, CSV or XLSX file, for checking that code runs."""
+        params: dict[str, Any] = {"format": format}
+        if rows is not None:
+            params["rows"] = rows
+        return self._send("GET", f"/datasets/{_seg(name)}/dummy", params=params).content
+
+    def dummy_catalog(self, name: str) -> dict[str, Any]:
+        """What a local run needs next to the dummy table: the catalog entry and the
+        disclosure rules in force."""
+        return self._request("GET", f"/datasets/{_seg(name)}/dummy/catalog")
+
     def contract(self, contract_id: str) -> dict[str, Any]:
         return self._request("GET", f"/contracts/{_seg(contract_id)}")
 

@@ -185,6 +185,14 @@ class Settings(BaseSettings):
             "boundary from its start. 0 reports milliseconds and holds no job."
         ),
     )
+    dummy_needs_contract: bool = Field(
+        True,
+        description=(
+            "Whether an operator needs a contract in force that covers a dataset to download "
+            "its dummy data (generated from the published schema only); false lets any "
+            "signed-in principal download it."
+        ),
+    )
     charge_all_suppressed: bool = Field(
         True,
         description=(

@@ -10,12 +10,16 @@ import typer
 from rich.console import Console
 
 from contracts.verify import verify_export
+from operators.client import SandboxClient
 from operators.errors import OperatorError
 from operators.keys import private_key_from_pem, strict_b64decode
 from operators.keys import sign as sign_bytes
+from sandbox.cli.jobs import Token, Url, with_client
 from sandbox.ledger.verify import inline_or_file
 
-contracts_app = typer.Typer(help="Sign contracts and check them, offline.", no_args_is_help=True)
+contracts_app = typer.Typer(
+    help="Sign contracts and check them, offline; download them.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -93,3 +97,24 @@ def sign(
         console.print(f"[red]cannot sign: {e}[/]")
         raise typer.Exit(2) from None
     print(sign_bytes(private, data))
+
+
+@contracts_app.command("get")
+def get(
+    contract_id: str = typer.Argument(..., help="The contract's id."),
+    out: Path | None = typer.Option(None, "--out", dir_okay=False, help="Write the JSON here."),
+    url: str = Url,
+    token: str = Token,
+) -> None:
+    """Download a contract as JSON (document, status, signatures): the file `sandbox contracts
+    verify` checks and `sandbox dev run --contract` reads."""
+
+    def action(client: SandboxClient) -> None:
+        text = json.dumps(client.contract(contract_id), ensure_ascii=False, indent=2)
+        if out is None:
+            print(text)
+            return
+        out.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {out}")
+
+    with_client(url, token, action)

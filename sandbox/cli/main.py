@@ -17,6 +17,7 @@ from sandbox.cli.backup import backup, restore
 from sandbox.cli.contracts import contracts_app
 from sandbox.cli.db import db_app
 from sandbox.cli.demands import demands_app, objections_app
+from sandbox.cli.dev import datasets_dummy, dev_app
 from sandbox.cli.jobs import jobs_app, keys_app
 from sandbox.cli.ledger import ledger_app
 from sandbox.cli.options import DataDir, settings_for
@@ -50,6 +51,8 @@ app.add_typer(objections_app, name="objections")
 app.add_typer(reviews_app, name="reviews")
 app.add_typer(products_app, name="products")
 app.add_typer(templates_app, name="templates")
+app.add_typer(dev_app, name="dev")
+datasets_app.command("dummy")(datasets_dummy)
 principals_app = typer.Typer(
     help="Who takes part (acts as the bureau on a local instance).", no_args_is_help=True
 )

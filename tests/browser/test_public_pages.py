@@ -52,3 +52,17 @@ def test_the_public_pages_fit_a_phone(phone: Watched) -> None:
     for path in ("/fees", "/register", "/log"):
         phone.go(path)
         assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390, path
+
+
+def test_the_dataset_page_shows_generated_rows_labelled_as_such(
+    tab: Watched, phone: Watched
+) -> None:
+    tab.go("/catalog/population")
+    section = tab.page.locator("#dummy")
+    assert tab.page.locator("#dummy-preview tbody tr").count() == 5
+    assert "示例数据（生成）" in section.inner_text()
+    assert "不含任何真实数据值" in tab.page.locator("#dummy-note").inner_text()
+    assert "district_" in tab.page.locator("#dummy-preview").inner_text()
+    phone.go("/catalog/population")
+    # The generated table scrolls inside its box; the page itself keeps to the phone's width.
+    assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -171,3 +171,17 @@ def test_script_in_titles_and_names_on_the_register_is_text(
             text = anyone.get(path).text
             assert "<script>alert" not in text and "<img src=x" not in text, path
             assert "&lt;script&gt;" in text, path
+
+
+def test_the_dataset_page_shows_a_generated_preview_labelled_as_such(local_world: World) -> None:
+    browser = _fresh(local_world)
+    page = browser.get("/catalog/population").text
+    assert 'id="dummy-preview"' in page
+    assert "示例数据（生成）" in page and "不含任何真实数据值" in page
+    assert "sandbox datasets dummy population --out DIR" in page
+    assert "district_1" in page or "district_2" in page
+    # Real districts of the test city: the preview reads no file, so none of them shows.
+    for value in ("城关区", "湖滨区"):
+        assert value not in page
+    english = browser.get("/catalog/population?lang=en").text
+    assert "Dummy data (generated)" in english and "no real value" in english

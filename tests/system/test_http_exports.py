@@ -118,6 +118,10 @@ class Exports:
             "/v1/bills#operator": (f"/v1/bills?period={p}", self.op),
             "/v1/statistics/datasets": (f"/v1/statistics/datasets?month={p}", w.regulator),
             "/v1/statistics/departments": (f"/v1/statistics/departments?month={p}", w.bureau),
+            "/v1/datasets/{name}/dummy": (
+                f"/v1/datasets/{quote('敏感分组', safe='')}/dummy?rows=20",
+                self.op,
+            ),
         }
 
     def get(self, key: str, fmt: str) -> Any:
@@ -197,6 +201,7 @@ def test_the_walk_covers_every_export_route(exports: Exports) -> None:
         "/v1/bills#operator",
         "/v1/statistics/datasets",
         "/v1/statistics/departments",
+        "/v1/datasets/{name}/dummy",
     ],
 )
 def test_no_export_holds_a_cell_a_spreadsheet_would_evaluate(exports: Exports, key: str) -> None:

@@ -108,3 +108,18 @@ class DatasetRefresh(Open):
 
 class DatasetRefreshes(Open):
     refreshes: list[DatasetRefresh]
+
+
+class DummyCatalog(Open):
+    """What a local run needs next to a dataset's dummy table."""
+
+    dataset: dict[str, Any] = Field(
+        description=(
+            "The catalog entry: schema, roles, level, bounds, and which quasi-identifiers may "
+            "be grouped by as they are (group_by_raw)"
+        )
+    )
+    disclosure: dict[str, Any] = Field(
+        description="The rules in force: minimum contributors by level, dominance rules"
+    )
+    notice: str = Field(description="What dummy data is and is not")

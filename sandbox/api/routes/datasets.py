@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import Response
 
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.models.catalog import (
@@ -15,10 +16,14 @@ from sandbox.api.models.catalog import (
     DatasetVersion,
     DatasetVersionPublished,
     DatasetVersions,
+    DummyCatalog,
     QualityRules,
 )
 from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors
+from sandbox.catalog import dummy
+from sandbox.common import exports
 from sandbox.errors import IngestError
+from sandbox.pipeline import dummies
 from sandbox.records import refresh, registry, versions
 
 router = APIRouter(tags=["datasets"], route_class=ModelRoute, responses=ERRORS)
@@ -50,6 +55,49 @@ def list_all(ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
 def get_one(name: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
     with ctx.reading() as s:
         return registry.get(ctx, s, name).to_json()
+
+
+@router.get(
+    "/datasets/{name}/dummy",
+    # A file, never JSON: the OpenAPI document lists only the file types.
+    response_class=Response,
+    responses=SIGNED_IN
+    | errors(404)
+    | {
+        200: {
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in dummies.MEDIA_TYPES.values()
+            },
+            "description": "The generated table as a download",
+        }
+    },
+)
+def get_dummy(
+    name: str,
+    ctx: Ctx,
+    actor: CurrentActor,
+    rows: Annotated[int, Query(ge=0, le=dummy.MAX_ROWS)] = dummy.DEFAULT_ROWS,
+    format: Literal["parquet", "csv", "xlsx"] = "parquet",
+    seed: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> Response:
+    """Dummy data: a table with the dataset's columns, types and roles, generated from its
+    published schema only (no real value, no real distribution), for checking that job code
+    runs and is accepted. The Parquet file carries the catalog entry in its metadata, as
+    `GET /v1/datasets/{name}/dummy/catalog` gives it."""
+    data, media, filename = dummies.download(ctx, actor, name, rows, format, seed)
+    return Response(data, media_type=media, headers=exports.attachment(filename))
+
+
+@router.get(
+    "/datasets/{name}/dummy/catalog",
+    response_model=DummyCatalog,
+    responses=SIGNED_IN | errors(404),
+)
+def get_dummy_catalog(name: str, ctx: Ctx, actor: CurrentActor) -> dict[str, Any]:
+    """What `sandbox dev run` needs next to the dummy table: the catalog entry and the
+    disclosure rules in force (thresholds by level, dominance)."""
+    return dummies.catalog(ctx, actor, name)
 
 
 @router.post(

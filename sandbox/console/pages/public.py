@@ -16,6 +16,7 @@ from sandbox.console import charts
 from sandbox.console.i18n import translator
 from sandbox.console.render import VisitOf, page
 from sandbox.console.routing import ConsoleRoute
+from sandbox.pipeline import dummies
 from sandbox.records import register
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -49,7 +50,9 @@ def catalog(
 @router.get("/catalog/{name}")
 def dataset(visit: VisitOf, name: str) -> Response:
     info, department = register.dataset(visit.ctx, name)
-    return page(visit, "dataset.html", dataset=info, department=department)
+    # Generated from the dictionary on this page alone, so anyone may see it.
+    preview = dummies.preview(info)
+    return page(visit, "dataset.html", dataset=info, department=department, dummy=preview)
 
 
 def _cap_of(caps: dict[str, Any] | None, item: dict[str, Any]) -> dict[str, Any] | None:

@@ -47,6 +47,9 @@ ZH: dict[str, str] = {
     "log.verify.step1": "保存上面的检查点文本为 checkpoint.txt，并从数据局取得其公钥 bureau.pub。",
     "log.verify.step2": "运行下面的命令：它下载全部日志条目，重建 Merkle 树，核对数据局的签名，并确认日志仍包含该检查点所签的全部内容。",
     "log.verify.token": "下载日志条目需要监管方或数据局的令牌。",
+    "dummy.title": "示例数据（生成）",
+    "dummy.note": "以下几行是按公开的数据字典随机生成的虚拟数据，不含任何真实数据值，也不反映真实分布；在其上算出的结果没有意义，只用于检查作业代码能否运行、能否通过审核。",
+    "dummy.download": "签订合同后，可用 {command} 下载完整的示例数据，并用 sandbox dev run 在本机按相同规则试运行作业。",
 }
 
 EN: dict[str, str] = {
@@ -101,4 +104,7 @@ EN: dict[str, str] = {
     "tree, checks the bureau's signature and that the log still holds everything this "
     "checkpoint signed.",
     "log.verify.token": "Downloading the entries needs a regulator's or the bureau's token.",
+    "dummy.title": "Dummy data (generated)",
+    "dummy.note": "These rows are generated at random from the published data dictionary: no real value, no real distribution. Results computed on them mean nothing; they are for checking that job code runs and is accepted.",
+    "dummy.download": "With a contract, download the full dummy data with {command} and try a job locally under the same rules with sandbox dev run.",
 }
