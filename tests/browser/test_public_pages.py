@@ -17,7 +17,9 @@ def test_anyone_reads_the_catalog_fees_register_and_log(tab: Watched, site: Cast
     page = tab.page
     tab.go("/catalog")
     page.fill("#q", "人口")
-    page.click("form.filters button[type=submit]")
+    # The search is a form submission: count the cards of the page it loads, not the last.
+    with page.expect_navigation():
+        page.click("form.filters button[type=submit]")
     assert page.locator("#datasets .card").count() == 1
     page.locator("#datasets .card a").first.click()
     page.wait_for_load_state()
