@@ -141,3 +141,33 @@ def test_dev_run_says_what_a_contract_file_must_be(downloaded: Path, tmp_path: P
     )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "is not a contract" in r.stderr and "sandbox contracts get" in r.stderr
+
+
+def test_an_analyst_goes_from_dummy_data_to_a_notebook(downloaded: Path, cast: Cast) -> None:
+    """The README's loop, end to end: a mistake found locally on dummy data is the refusal
+    the service gives; the fixed job runs locally, then on the service, and its release is
+    read as a pandas table and shown as a notebook shows it."""
+    from operators.client import PlanInvalid
+
+    cid = json.loads((downloaded / "contract.json").read_text(encoding="utf-8"))["id"]
+    wrong = 'emit("r", table("population").select("district").collect())\n'
+    right = 'emit("r", table("population").group_by("district").agg(n=count()).collect())\n'
+    (downloaded / "journey.py").write_text(wrong, encoding="utf-8")
+    local = cli(
+        "dev", "run", "journey.py", "--contract", "contract.json", "--data", "data", cwd=downloaded
+    )
+    assert local.returncode == 1 and "plan_invalid" in local.stdout + local.stderr
+    with pytest.raises(PlanInvalid) as refused:
+        cast.operator.run(cid, wrong, progress=False)
+    assert refused.value.code == "plan_invalid" and refused.value.line == 1
+    (downloaded / "journey.py").write_text(right, encoding="utf-8")
+    local = cli(
+        "dev", "run", "journey.py", "--contract", "contract.json", "--data", "data", cwd=downloaded
+    )
+    assert local.returncode == 0, local.stderr
+    job = cast.operator.run(cid, right, progress=False)
+    frame = job.table("r").to_pandas()
+    assert list(frame.columns) == ["district", "n"] and len(frame) > 1
+    assert int(frame["n"].sum()) > 0
+    html = job.table("r")._repr_html_()
+    assert "<table" in html and str(frame["district"].iloc[0]) in html
