@@ -73,6 +73,7 @@ def problems(tree: ast.Module) -> list[Problem]:
     """Everything wrong that the source shows, in source order."""
     found: list[Problem] = []
     known = _single_assignments(tree)
+    rebound = frozenset(_bindings(tree))
     types: dict[str, type] = {}
     conditions: set[str] = set()
     # Assignments are read in source order, so a name's chain is typed before it is used.
@@ -87,8 +88,71 @@ def problems(tree: ast.Module) -> list[Problem]:
             _check_attribute(node, types, found)
         if isinstance(node, ast.Call):
             _check_aggregate(node, types, conditions, found)
+            _check_arguments(node, types, rebound, found)
     _check_loops(tree, found)
     return sorted(found, key=lambda p: (p.line or 0, p.severity))
+
+
+@functools.cache
+def _functions() -> dict[str, Any]:
+    """The language's functions as job code calls them (the namespace of a job)."""
+    return dict(api.namespace(_NoChannel(), {}))
+
+
+class _NoChannel:
+    def collect(self, plan: Any) -> dict[str, Any]:
+        raise AssertionError("the check never runs code")
+
+    def emit(self, name: str, value: Any) -> None:
+        raise AssertionError("the check never runs code")
+
+
+def _callee(node: ast.Call, types: dict[str, type], rebound: frozenset[str]) -> Any:
+    """The language function or method a call certainly reaches, or None."""
+    f = node.func
+    if isinstance(f, ast.Name) and f.id not in rebound:
+        function = _functions().get(f.id)
+        return function if callable(function) else None
+    if isinstance(f, ast.Attribute):
+        owner = _type_of(f.value, types)
+        if owner is not None and f.attr in members(owner):
+            member = getattr(owner, f.attr)
+            return member if inspect.isfunction(member) else None
+    return None
+
+
+def _check_arguments(
+    node: ast.Call, types: dict[str, type], rebound: frozenset[str], found: list[Problem]
+) -> None:
+    """A call to the language with arguments its signature does not take (an unknown
+    keyword, one too many): the call fails whatever the data, so it fails here, free."""
+    if any(isinstance(a, ast.Starred) for a in node.args) or any(
+        k.arg is None for k in node.keywords
+    ):
+        return  # *args or **kwargs: what they hold is known only when the job runs
+    callee = _callee(node, types, rebound)
+    if callee is None:
+        return
+    signature = inspect.signature(callee)
+    method = isinstance(node.func, ast.Attribute)
+    given = [None] * (len(node.args) + (1 if method else 0))
+    try:
+        signature.bind(*given, **{k.arg: None for k in node.keywords if k.arg})
+    except TypeError as exc:
+        params = [n for n in signature.parameters if n != "self"]
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id  # type: ignore[attr-defined]
+        found.append(
+            Problem(
+                node.lineno,
+                "error",
+                f"{name}(): {_reason(exc)}; it takes: {', '.join(params) or 'no arguments'}",
+            )
+        )
+
+
+def _reason(exc: TypeError) -> str:
+    text = str(exc)
+    return text.replace("'self' ", "") if text else "these arguments do not fit"
 
 
 def _position(node: ast.AST) -> tuple[int, int]:

@@ -39,6 +39,11 @@ def test_members_are_read_from_the_language_itself() -> None:
         'x = col("a").isin([1]).between(0, 1)',
         # count_distinct takes a condition; min/max are refused by other rules, not here.
         'table("p").agg(n=count_distinct(col("a") > 1))',
+        # Python's sum, min and max of released values; a function of the job's own name.
+        "x = min(1, 2, 3)\ny = sum([1, 2], 0)\nz = max([1], default=0)",
+        "def share(a, b, c):\n    return a\nshare(1, 2, 3)",
+        # What *args and **kwargs hold is known only when the job runs.
+        'k = {"descending": True}\nr = table("p").agg(n=count()).collect()\nr.sort("n", **k)',
     ],
 )
 def test_nothing_is_found_where_nothing_is_certain(code: str) -> None:
@@ -64,3 +69,21 @@ def test_what_is_found_comes_with_its_line() -> None:
     messages = [m for _, _, m in found(code)]
     assert "a released table has no 'order_by'" in messages[0]
     assert "mean() of a condition" in messages[1]
+
+
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        (
+            'r = table("p").group_by("d").agg(n=count()).collect()\nr.sort("n", desc=True)',
+            "sort(): got an unexpected keyword argument 'desc'; it takes: column, descending",
+        ),
+        ('emit("x", 1, 2)', "emit(): too many positional arguments; it takes: name, value"),
+        ('c = count_if(col("a") > 1, 2)', "count_if(): too many positional arguments"),
+        ('x = col("a").bucket()', "bucket(): missing a required argument: 'edges'"),
+        ('x = share(count(), within_keys="d")', "unexpected keyword argument 'within_keys'"),
+    ],
+)
+def test_a_call_the_language_cannot_take_is_found_free(code: str, message: str) -> None:
+    (problem,) = found(code)
+    assert problem[1] == "error" and message in problem[2], problem
