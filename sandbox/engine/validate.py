@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from contracts.document import Use
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
@@ -86,6 +86,8 @@ class Field:
     sources: frozenset[Source]
     coarse: bool = True  # False: grouping by it could single out rare quasi-identifier values
     raw: bool = False  # a table's own column, as read (not computed by derive())
+    # The right-side reads of left joins whose match it depends on: null where none matched.
+    matched: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -210,6 +212,13 @@ class _Typer:
             return self.schema[e.name].sources if e.name in self.schema else frozenset()
         if isinstance(e, p.Call):
             return frozenset().union(*(self.sources(a) for a in e.args))
+        return frozenset()
+
+    def matched(self, e: p.Expr) -> frozenset[int]:
+        if isinstance(e, p.Col):
+            return self.schema[e.name].matched if e.name in self.schema else frozenset()
+        if isinstance(e, p.Call):
+            return frozenset().union(*(self.matched(a) for a in e.args))
         return frozenset()
 
     def coarse(self, e: p.Expr) -> bool:
@@ -371,9 +380,8 @@ class _Checker:
     # Joins in which no key is a column the catalog records unique on either side: each row
     # may match many rows of the other table, and one person's rows many times over.
     many_to_many: list[tuple[str, ...]] = field(default_factory=list)
-    # See CheckedPlan.unmatched; and the right-side reads of left joins.
+    # See CheckedPlan.unmatched.
     unmatched: list[tuple[int, int]] = field(default_factory=list)
-    left_joined: set[int] = field(default_factory=set)
 
     def _unique(self, f: Field) -> bool:
         if not f.raw or len(f.sources) != 1:
@@ -401,7 +409,9 @@ class _Checker:
         if isinstance(node, p.Derive):
             new = dict(schema)
             for name, e in node.columns:
-                new[name] = Field(typer.kind(e), typer.sources(e), typer.coarse(e))
+                new[name] = Field(
+                    typer.kind(e), typer.sources(e), typer.coarse(e), matched=typer.matched(e)
+                )
                 # Even a derived column no one uses may only read columns the contract grants.
                 self.usage.add(typer.sources(e), None)
             return new
@@ -431,11 +441,10 @@ class _Checker:
         left = self.relation(node.left)
         middle = len(self.read)
         right = self.relation(node.right)
+        right_reads = frozenset(range(middle, len(self.read)))
         if node.how != "inner":
             # After joins inside the right side: an outer join's entry overrides theirs.
-            self.unmatched += [(j, first) for j in range(middle, len(self.read))]
-        if node.how == "left":
-            self.left_joined.update(range(middle, len(self.read)))
+            self.unmatched += [(j, first) for j in sorted(right_reads)]
         for side, schema in (("left", left), ("right", right)):
             missing = [k for k in node.on if k not in schema]
             if missing:
@@ -475,7 +484,12 @@ class _Checker:
             self.usage.add(left[k].sources, "join")
             self.usage.add(right[k].sources, "join")
             self.used |= src
-            out[k] = Field("float" if lk != rk else lk, src, left[k].coarse and right[k].coarse)
+            out[k] = Field(
+                "float" if lk != rk else lk,
+                src,
+                left[k].coarse and right[k].coarse,
+                matched=left[k].matched | right[k].matched,
+            )
         if node.how == "anti":
             # The right table only takes rows away: what remains is the left's rows as read.
             return dict(left)
@@ -487,9 +501,12 @@ class _Checker:
                 "would be repeated onto everyone's; join on such an identifier, and join "
                 "further tables onto the result rather than inside the right table"
             )
-        # A left join's right columns are null where nothing matched; every kind may be null
-        # (evaluation is total), so their fields stay as the right table gives them.
-        out.update({c: f for c, f in right.items() if c not in node.on})
+        # A left join's right columns are null where nothing matched (every kind may be null:
+        # evaluation is total), literals derived there too.
+        outer = right_reads if node.how == "left" else frozenset()
+        out.update(
+            {c: replace(f, matched=f.matched | outer) for c, f in right.items() if c not in node.on}
+        )
         return out
 
     def _one_match(self, node: p.Node, schema: dict[str, Field], on: tuple[str, ...]) -> bool:
@@ -541,10 +558,7 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
         measures=tuple(_measure(a, typer, checker.read) for _, a in plan.aggs),
         unmatched=tuple(checker.unmatched),
         matched_only=tuple(
-            frozenset(j for j, _ in typer.sources(a.arg) if j in checker.left_joined)
-            if a.arg is not None
-            else frozenset()
-            for _, a in plan.aggs
+            typer.matched(a.arg) if a.arg is not None else frozenset() for _, a in plan.aggs
         ),
     )
 

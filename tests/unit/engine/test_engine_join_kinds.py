@@ -172,6 +172,28 @@ def test_only_aggregates_of_right_columns_count_matched_rows_alone(
     assert checked.unmatched == ((1, 0),)
 
 
+def test_a_literal_of_the_right_side_is_null_where_nothing_matched(
+    town: dict[str, DatasetInfo],
+) -> None:
+    """A right-side column made of a literal still tells who matched."""
+    right = t("scores").derive(m=lit(1)).select("pid", "m")
+    flag = case((col("m").is_null(), 0), default=1)
+    q = (
+        t("people")
+        .join(right, on="pid", how="left")
+        .derive(flag=flag)
+        .agg(f=sum_("flag"), k=count_distinct("pid"))
+    )
+    # The key is the left's own: counting it does not depend on who matched.
+    assert _checked(town, q).matched_only == (frozenset({1}), frozenset())
+
+
+def test_an_inner_join_counts_as_before(town: dict[str, DatasetInfo]) -> None:
+    q = t("people").join(t("scores"), on="pid").agg(s=sum_("v"))
+    checked = _checked(town, q)
+    assert (checked.matched_only, checked.unmatched) == ((frozenset(),), ())
+
+
 # --- the engine ---------------------------------------------------------------------------
 
 
