@@ -1090,6 +1090,10 @@ def _merge_stats(
         stats[internal.contributors(name)] = protection.merge_contributors(
             both, i, reads, members, out[internal.contributors(name)]
         )
+        if checked.matched_only and checked.matched_only[i]:
+            stats.update(
+                protection.merge_matched(both, i, name, sorted(checked.matched_only[i]), members)
+            )
         if a.fn in p.MAGNITUDES or a.fn in p.CONDITIONAL:
             stats.update(protection.merge_nonzero(both, i, name, reads, members))
         if a.fn in ("sum", "mean"):

@@ -308,6 +308,26 @@ def nonzero_set(read: int, name: str) -> str:
     return f"__nzset{read}:{name}"
 
 
+def matched_set(read: int, name: str) -> str:
+    """The column of a released row's people through read `read`, a left join's right side,
+    who matched and count for aggregate `name`. The audit takes them with the row's people:
+    a count of who matched, released twice with one person more on the right side, isolates
+    that person, though the row's people (everyone on the left) are the same both times."""
+    return f"__matched{read}:{name}"
+
+
+def merge_matched(
+    parts: pa.Table, i: int, name: str, reads: Iterable[int], groups: Sequence[np.ndarray]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for j in reads:
+        blobs = parts.column(f"__who{j}:{i}").to_pylist()
+        out[matched_set(j, name)] = pa.array(
+            [union(blobs[r] for r in rows).serialize() for rows in groups], pa.binary()
+        )
+    return out
+
+
 def merge_nonzero(
     parts: pa.Table, i: int, name: str, reads: int, groups: Sequence[np.ndarray]
 ) -> dict[str, Any]:

@@ -331,3 +331,34 @@ emit("r", everyone.join(others, on="resident_id", how="left").agg(n=count(), s=s
         rows(job, "all"),
         rows(job),
     )
+
+
+@pytest.mark.parametrize(
+    "aggregate",
+    ['sum(case((col("m").is_null(), 0), default=1))', 'sum("m")', 'count_distinct("u")'],
+    ids=["flag", "literal", "distinct"],
+)
+def test_left_join_match_counts_differenced_across_two_jobs(
+    new_operator: Callable[..., Operator], target: Target, aggregate: str
+) -> None:
+    """Left join oracle by differencing: how many of her district earn above g, with and
+    without her on the right side; the two counts differ by one when she does."""
+    operator = new_operator()
+    g = target.income - 1
+    released = []
+    for right in ("DISTRICT & ~WHO", "DISTRICT"):
+        job = operator.run(
+            code(
+                f"""
+everyone = table("population").select("resident_id", "hukou_type")
+right = (table("population").filter({right} & (col("income") > {g}))
+         .derive(m=lit(1), u=col("resident_id")).select("resident_id", "m", "u"))
+emit("r", everyone.join(right, on="resident_id", how="left").agg(a={aggregate}).collect())
+""",
+                target,
+            )
+        )
+        released.append(cell(job, "a"))
+    first, second = released
+    assert first is not None, released  # the first is released: the attack is not refused
+    assert second is None or second - first != 1, released
