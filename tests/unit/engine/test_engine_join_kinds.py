@@ -329,3 +329,14 @@ def test_entities_of_unmatched_rows_are_their_left_rows() -> None:
     assert protection.entities_of(table, 2, {2: 0}).tolist() == [5, 6, 7]
     assert protection.matched(table, 1).tolist() == [True, False, False]
     assert protection.matched(table, 2).tolist() == [False, False, False]
+
+
+def test_cells_of_right_columns_carry_the_people_who_matched_for_the_audit(
+    town: dict[str, DatasetInfo],
+) -> None:
+    right = t("scores").filter(col("v") > 0).derive(m=lit(1)).select("pid", "m")
+    q = t("people").join(right, on="pid", how="left").agg(n=count(), f=sum_("m"))
+    (row,) = _rows(town, q, 10**9, stats=True)
+    assert row["f"] == 2  # p00 and p01; p99 matches no one
+    assert len(BitMap64.deserialize(row[protection.matched_set(1, "f")])) == 2
+    assert protection.matched_set(1, "n") not in row
