@@ -353,7 +353,7 @@ class Table:
         """The table with only the named columns, in that order."""
         return self._then(p.Select(self._node, tuple(columns)))
 
-    def join(self, other: Table, on: Any = None, how: Any = "inner") -> Table:
+    def join(self, other: Table, on: Any = None, how: str = "inner") -> Table:
         """Rows of both tables whose `on` columns are equal (null keys match nothing). `on`
         is a column name or a list of names present on both sides; every other column may be
         on one side only. `how`: "inner" (the matches), "left" (every row of this table, the
