@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import World
 
 from . import test_disclosure_attacks as base
 from .test_disclosure_attacks import (
@@ -33,32 +32,12 @@ from .test_disclosure_attacks import (
     same_for_both_secrets,
 )
 
-# The instance and the target of the disclosure attacks, for this module too.
+# The instance, its attackers (each attack must raise a flag for the regulator too) and the
+# target of the disclosure attacks, for this module too.
 attack_world = base.attack_world
+new_operator = base.new_operator
+operator = base.operator
 target = base.target
-
-
-@pytest.fixture
-def new_operator(attack_world: World) -> Callable[..., Operator]:
-    """Fresh operators, each with an active contract, as in test_disclosure_attacks.py. What
-    is asserted here is the release gate alone: detection (the regulator's flags) does not
-    know these shapes of job yet."""
-
-    def make(grants: dict[str, Any] | None = None, **terms: Any) -> Operator:
-        n = next(base._registered)
-        op = Operator(
-            attack_world,
-            *attack_world.register_operator(f"连接攻击测试{n}", f"授权运营-2026-J{n:03d}"),
-        )
-        op.new_contract(grants, **terms)
-        return op
-
-    return make
-
-
-@pytest.fixture
-def operator(new_operator: Callable[..., Operator]) -> Operator:
-    return new_operator()
 
 
 # Everyone, and her alone with her income as `v`: a left join keeps everyone's row.

@@ -19,6 +19,7 @@ from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.errors import DisclosureRefused, PlanError
 from sandbox.language import plan as p
 from sandbox.language.api import Table, case, col, count, count_distinct, lit, mean, sum_
+from sandbox.pipeline import driver
 
 PIDS = [f"p{i:02d}" for i in range(12)]
 
@@ -340,3 +341,15 @@ def test_cells_of_right_columns_carry_the_people_who_matched_for_the_audit(
     assert row["f"] == 2  # p00 and p01; p99 matches no one
     assert len(BitMap64.deserialize(row[protection.matched_set(1, "f")])) == 2
     assert protection.matched_set(1, "n") not in row
+
+
+def test_detection_sees_how_many_matched_a_left_join(town: dict[str, DatasetInfo]) -> None:
+    """The regulator's detection counts the people each read selected: for a left join's
+    right side, those who matched, not everyone standing in for themselves."""
+    one = t("scores").filter(col("pid") == "p00").select("pid", "v")
+    q = t("people").join(one, on="pid", how="left").agg(n=count(), s=sum_("v"))
+    table = LocalExecutor().aggregate(_checked(town, q, stats=True)).table
+    assert [driver._selected(table, j) for j in (0, 1)] == [12, 1]
+    only_count = t("people").join(one, on="pid", how="left").agg(n=count())
+    table = LocalExecutor().aggregate(_checked(town, only_count, stats=True)).table
+    assert [driver._selected(table, j) for j in (0, 1)] == [12, 12]
