@@ -341,3 +341,23 @@ emit("r", everyone.join(right, on="resident_id", how="left").agg(a={aggregate}).
     first, second = released
     assert first is not None, released  # the first is released: the attack is not refused
     assert second is None or second - first != 1, released
+
+
+def test_anti_join_count_of_everyone_but_those_above_g(operator: Operator, target: Target) -> None:
+    """Counts only: her district, then her district less whoever of her earns above g. The
+    counts differ by one exactly when her income is above g (here it is)."""
+    g = target.income - 1
+    job = operator.run(
+        code(
+            ANTI
+            + f"""
+above = table("population").filter(WHO & (col("income") > {g})).select("resident_id")
+emit("all", pop.agg(n=count()).collect())
+emit("rest", pop.join(above, on="resident_id", how="anti").agg(n=count()).collect())
+""",
+            target,
+        )
+    )
+    whole, rest = cell(job, "n", name="all"), cell(job, "n", name="rest")
+    assert whole is not None, rows(job, "all")
+    assert rest is None or whole - rest != 1, (whole, rest)
