@@ -14,10 +14,13 @@ class Table:
         """The table with new columns, each computed by an expression: derive(age=…)."""
     def select(self, *columns: str) -> Table:
         """The table with only the named columns, in that order."""
-    def join(self, other: Table, on: Any = None) -> Table:
-        """Rows of both tables whose `on` columns are equal (an inner join; null keys match
-        nothing). `on` is a column name or a list of names present on both sides; every other
-        column may be on one side only. This table stays the primary one: cells count its rows.
+    def join(self, other: Table, on: Any = None, how: str = 'inner') -> Table:
+        """Rows of both tables whose `on` columns are equal (null keys match nothing). `on`
+        is a column name or a list of names present on both sides; every other column may be
+        on one side only. `how`: "inner" (the matches), "left" (every row of this table, the
+        other's columns null where nothing matched) or "anti" (the rows of this table that
+        match nothing, with this table's columns only). This table stays the primary one:
+        cells count its rows.
         """
     def group_by(self, *keys: str) -> Grouped:
         """Groups of rows with equal values of `keys`; follow with .agg(…)."""

@@ -344,6 +344,8 @@ def _row_sets(
                 # filter would: with the group's count beside it, the difference is those
                 # for whom it does not.
                 columns.append((PEOPLE, a, protection.nonzero_set(j, a)))
+            if protection.matched_set(j, a) in names:
+                columns.append((PEOPLE, a, protection.matched_set(j, a)))
     values = {c: result.column(c).to_pylist() for _, _, c in columns}
     for j, revised in enumerate(policy.revisions):
         for a in aggs:

@@ -664,7 +664,9 @@ def _with_stats(
     the entities in it, per aggregate who counts for it, and per magnitude aggregate its
     largest contributions."""
     plan = checked.plan
-    stats = protection.PartialStats(table, len(checked.reads), rows, checked.unique)
+    stats = protection.PartialStats(
+        table, len(checked.reads), rows, checked.unique, dict(checked.unmatched)
+    )
     stats.groups()
     view = shadow_view(table) if checked.tainted and _shadows(table) else None
     for i, (_, a) in enumerate(plan.aggs):
@@ -677,6 +679,8 @@ def _with_stats(
             changed = pc.or_kleene(pc.not_equal(plain(v), plain(moved)), pc.is_null(moved))
             counted = pc.and_(counted, pc.fill_null(changed, True))
         mask = contiguous(counted).to_numpy(zero_copy_only=False).astype(bool)
+        for j in checked.matched_only[i] if checked.matched_only else ():
+            mask &= protection.matched(table, j)
         if i in checked.tainted or not checked.unique:
             stats.contributors(i, mask)
         if a.fn in p.MAGNITUDES or a.fn in p.CONDITIONAL:  # numbers (engine.validate)
@@ -1086,6 +1090,10 @@ def _merge_stats(
         stats[internal.contributors(name)] = protection.merge_contributors(
             both, i, reads, members, out[internal.contributors(name)]
         )
+        if checked.matched_only and checked.matched_only[i]:
+            stats.update(
+                protection.merge_matched(both, i, name, sorted(checked.matched_only[i]), members)
+            )
         if a.fn in p.MAGNITUDES or a.fn in p.CONDITIONAL:
             stats.update(protection.merge_nonzero(both, i, name, reads, members))
         if a.fn in ("sum", "mean"):

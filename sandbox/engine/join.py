@@ -18,6 +18,10 @@ Left-deep chains (a.join(b).join(c)) compose: a later join's left side is the ea
 pieces, still unmaterialised. The primary (left-most) table keeps its row ids through every
 join; other tables never get any, since a cell's contributors are the primary's rows.
 
+A left join keeps the left rows that match nothing, their right columns (entity columns
+included) null; an anti join keeps only those, with the left columns alone. Who counts for
+such rows is decided with the disclosure statistics (engine.protection).
+
 A plan without joins is the simplest case: one task per partition of its table. `run`
 drives everything through a `Runner`: in-process (a loop) or Ray (tasks), the same functions
 either way.
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -94,6 +98,7 @@ class JoinPieces:
     # The right side's key is unique (an identifier the catalog recorded as one row each):
     # every left row matches at most one right row, found by a lookup.
     unique_right: bool = False
+    how: str = "inner"
 
 
 Piece = Read | Input | Concat | Steps | JoinPieces
@@ -123,7 +128,8 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
         return compute.apply_steps(piece.steps, table), reads
     left, left_reads = build(checked, piece.left, inputs)
     right, right_reads = build(checked, piece.right, inputs)
-    return (join_tables(left, right, piece.on, piece.unique_right), _add(left_reads, right_reads))
+    joined = join_tables(left, right, piece.on, piece.unique_right, piece.how)
+    return joined, _add(left_reads, right_reads)
 
 
 def _add(a: Reads, b: Reads) -> Reads:
@@ -134,23 +140,33 @@ def _add(a: Reads, b: Reads) -> Reads:
 
 
 def join_tables(
-    left: pa.Table, right: pa.Table, on: Sequence[str], unique_right: bool = False
+    left: pa.Table,
+    right: pa.Table,
+    on: Sequence[str],
+    unique_right: bool = False,
+    how: str = "inner",
 ) -> pa.Table:
-    """Inner equality join with SQL's semantics: a null key matches nothing, numbers compare
-    as numbers whatever their width. Deterministic (single-threaded), left columns first.
-    `unique_right`: the right side has at most one row per key (see `_lookup_join`)."""
+    """Equality join with SQL's semantics: a null key matches nothing, numbers compare as
+    numbers whatever their width. Deterministic (single-threaded), left columns first.
+    `unique_right`: the right side has at most one row per key (see `_lookup_join`).
+    `how`: "inner", "left" (unmatched left rows kept, right columns null) or "anti" (only
+    the unmatched left rows, left columns only)."""
     keys = list(on)
     # Bands (bucket()) are dictionaries even here; Arrow's join takes plain values.
     left, right = compute.plain_table(left), compute.plain_table(right)
-    left, right = _non_null_keys(left, keys), _non_null_keys(right, keys)
+    right = _non_null_keys(right, keys)
+    if how == "inner":
+        left = _non_null_keys(left, keys)
     for k in keys:
         lt, rt = left.schema.field(k).type, right.schema.field(k).type
         if lt != rt:
             common = _common_type(lt, rt)
             left = _cast_column(left, k, common)
             right = _cast_column(right, k, common)
+    if how == "anti":
+        return left.filter(pc.invert(_matched(left, right, keys)))
     if unique_right and len(keys) == 1:
-        return _lookup_join(left, right, keys[0])
+        return _lookup_join(left, right, keys[0], keep_unmatched=how == "left")
     # Arrow's join carries no columns of the null type; they hold nothing, so re-add them.
     empty = [
         (c, side)
@@ -160,15 +176,25 @@ def join_tables(
     ]
     left = left.drop_columns([c for c, side in empty if side is left])
     right = right.drop_columns([c for c, side in empty if side is right])
+    # Arrow's outer join gives an unmatched left row's key from the left: coalesced keys.
+    outer = how == "left"
     if right.num_rows <= left.num_rows:
         joined = left.join(
-            right, keys=keys, join_type="inner", use_threads=False, coalesce_keys=True
+            right,
+            keys=keys,
+            join_type="left outer" if outer else "inner",
+            use_threads=False,
+            coalesce_keys=True,
         )
     else:
         # Arrow builds its hash table on the second table: building on the smaller side is
         # several times faster, as when a partition meets a large broadcast table.
         joined = right.join(
-            left, keys=keys, join_type="inner", use_threads=False, coalesce_keys=True
+            left,
+            keys=keys,
+            join_type="right outer" if outer else "inner",
+            use_threads=False,
+            coalesce_keys=True,
         )
         joined = joined.select(
             [*left.column_names, *(c for c in right.column_names if c not in keys)]
@@ -178,21 +204,45 @@ def join_tables(
     return joined
 
 
-def _lookup_join(left: pa.Table, right: pa.Table, key: str) -> pa.Table:
+def _lookup_join(
+    left: pa.Table, right: pa.Table, key: str, keep_unmatched: bool = False
+) -> pa.Table:
     """The join when each key has at most one right row: every left row looks its key up
     among the right keys (one hash table of them) and takes that row's columns. About twice
-    as fast as a general hash join here, and the result keeps the left rows' order."""
+    as fast as a general hash join here, and the result keeps the left rows' order.
+    `keep_unmatched`: a left join, whose unmatched rows take nulls (a null index takes one)."""
     where = pc.index_in(
         left.column(key), value_set=compute.contiguous(right.column(key)), skip_nulls=True
     )
-    matched = pc.is_valid(where)
-    rows = pc.indices_nonzero(matched)
-    joined = left.take(rows)
-    found = pc.take(where, rows)
+    if keep_unmatched:
+        joined, found = left, where
+    else:
+        rows = pc.indices_nonzero(pc.is_valid(where))
+        joined = left.take(rows)
+        found = pc.take(where, rows)
     for name in right.column_names:
         if name != key:
             joined = joined.append_column(name, right.column(name).take(found))
     return joined
+
+
+def _matched(left: pa.Table, right: pa.Table, keys: list[str]) -> pa.Array:
+    """Per left row, whether some right row has equal keys (a null key matches nothing)."""
+    if len(keys) == 1:
+        values = compute.contiguous(right.column(keys[0]))
+        return compute.contiguous(pc.is_in(left.column(keys[0]), value_set=values, skip_nulls=True))
+    # A semi join of the keys and each row's position: the positions of the rows that match.
+    positions = left.select(keys).append_column(_POSITION, pa.array(np.arange(left.num_rows)))
+    found = positions.join(
+        right.select(keys), keys=keys, join_type="left semi", use_threads=False
+    ).column(_POSITION)
+    mask = np.zeros(left.num_rows, bool)
+    mask[found.to_numpy()] = True
+    return pa.array(mask)
+
+
+# Not a name a job can give a column (names starting "__" are the engine's).
+_POSITION = "__position"
 
 
 def _cast_column(table: pa.Table, name: str, to: pa.DataType) -> pa.Table:
@@ -245,11 +295,18 @@ def bucket_ids(table: pa.Table, on: Sequence[str], buckets: int) -> np.ndarray:
     return (h % U64(buckets)).astype(np.int64)
 
 
-def split(table: pa.Table, on: Sequence[str], buckets: int) -> list[pa.Table]:
+def split(
+    table: pa.Table, on: Sequence[str], buckets: int, keep_null_keys: bool = False
+) -> list[pa.Table]:
     """The rows of `table` with non-null keys in `buckets` parts by key hash, each part in
-    the table's row order."""
-    table = _non_null_keys(compute.plain_table(table), list(on))
+    the table's row order. `keep_null_keys`: rows with a null key too, in part 0 (they match
+    nothing, so any part does): the left side of a left or anti join keeps them."""
+    table = compute.plain_table(table)
+    if not keep_null_keys:
+        table = _non_null_keys(table, list(on))
     ids = bucket_ids(table, on, buckets)
+    if keep_null_keys:
+        ids[~_all_valid(table, on)] = 0
     # numpy sorts 16-bit integers stably by radix, several times faster than 64-bit ones.
     order = np.argsort(ids.astype(np.int16) if buckets <= 2**15 else ids, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(ids, minlength=buckets))])
@@ -270,11 +327,23 @@ def concat_task(*tables: pa.Table) -> pa.Table:
     return pa.concat_tables([compute.plain_table(t) for t in tables], promote_options="permissive")
 
 
+def _all_valid(table: pa.Table, on: Sequence[str]) -> np.ndarray:
+    valid = np.ones(table.num_rows, bool)
+    for k in on:
+        valid &= compute.contiguous(pc.is_valid(table.column(k))).to_numpy(zero_copy_only=False)
+    return valid
+
+
 def split_task(
-    checked: CheckedPlan, piece: Piece, on: tuple[str, ...], buckets: int, *inputs: pa.Table
+    checked: CheckedPlan,
+    piece: Piece,
+    on: tuple[str, ...],
+    buckets: int,
+    keep_null_keys: bool,
+    *inputs: pa.Table,
 ) -> tuple[Any, ...]:
     table, reads = build(checked, piece, inputs)
-    return (*split(table, on, buckets), reads)
+    return (*split(table, on, buckets, keep_null_keys), reads)
 
 
 def partial_task(checked: CheckedPlan, piece: Piece, *inputs: pa.Table) -> pa.Table:
@@ -358,9 +427,10 @@ class Planner:
         right_rows = self._estimate(node.right, first_right)
         unique = self._unique_key(node.right, node.on, first_right)
         right = self.parts(node.right)
+        like = JoinPieces(Input(0), Input(0), node.on, unique, node.how)
         if right_rows <= self.broadcast_max_rows:
-            return self._broadcast(left, right, node.on, unique)
-        return self._partitioned(left, right, node.on, unique)
+            return self._broadcast(left, right, like)
+        return self._partitioned(left, right, like)
 
     def _unique_key(self, node: p.Node, on: tuple[str, ...], first_scan: int) -> bool:
         """Whether the right side has one row per key value: a single key column that the
@@ -383,9 +453,7 @@ class Planner:
             return float("inf")
         return float(self.checked.reads[first_scan].dataset.row_count)
 
-    def _broadcast(
-        self, left: list[Part], right: list[Part], on: tuple[str, ...], unique: bool
-    ) -> list[Part]:
+    def _broadcast(self, left: list[Part], right: list[Part], like: JoinPieces) -> list[Part]:
         tables = []
         for part in right:
             table, reads = self.runner.call(
@@ -396,34 +464,43 @@ class Planner:
         shared = self.runner.call(concat_task, *tables)
         return [
             Part(
-                JoinPieces(part.piece, Input(len(part.inputs)), on, unique), (*part.inputs, shared)
+                replace(like, left=part.piece, right=Input(len(part.inputs))),
+                (*part.inputs, shared),
             )
             for part in left
         ]
 
-    def _partitioned(
-        self, left: list[Part], right: list[Part], on: tuple[str, ...], unique: bool
-    ) -> list[Part]:
+    def _partitioned(self, left: list[Part], right: list[Part], like: JoinPieces) -> list[Part]:
         buckets = max(1, min(MAX_BUCKETS, max(len(left), len(right))))
-        left_buckets = [self._split(part, on, buckets) for part in left]
-        right_buckets = [self._split(part, on, buckets) for part in right]
+        # Unmatched left rows stay in a left or anti join, null keys and all.
+        outer = like.how != "inner"
+        left_buckets = [self._split(part, like.on, buckets, outer) for part in left]
+        right_buckets = [self._split(part, like.on, buckets) for part in right]
         nl = len(left_buckets)
         return [
             Part(
-                JoinPieces(
-                    Concat(tuple(range(nl))),
-                    Concat(tuple(range(nl, nl + len(right_buckets)))),
-                    on,
-                    unique,
+                replace(
+                    like,
+                    left=Concat(tuple(range(nl))),
+                    right=Concat(tuple(range(nl, nl + len(right_buckets)))),
                 ),
                 (*(b[j] for b in left_buckets), *(b[j] for b in right_buckets)),
             )
             for j in range(buckets)
         ]
 
-    def _split(self, part: Part, on: tuple[str, ...], buckets: int) -> list[Any]:
+    def _split(
+        self, part: Part, on: tuple[str, ...], buckets: int, keep_null_keys: bool = False
+    ) -> list[Any]:
         out = self.runner.call(
-            split_task, self.checked_ref, part.piece, on, buckets, *part.inputs, returns=buckets + 1
+            split_task,
+            self.checked_ref,
+            part.piece,
+            on,
+            buckets,
+            keep_null_keys,
+            *part.inputs,
+            returns=buckets + 1,
         )
         self.reads.append(out[-1])
         return list(out[:-1])

@@ -15,6 +15,12 @@ differentially private) release the engine reports, per released row and per tab
   contributions of single entities of read `j`, and the total, for the dominance rule. A
   person's contribution is the sum over their rows, however many times a join repeated them.
 
+A left or anti join's row that matched nothing has no person of the right side's reads (its
+entity there is null, or the column was dropped): the left row's person stands in for it
+(`unmatched`), so the right side acts as a filter of the left, as the anti join is one. A
+left join's cell whose value comes from right-side columns counts only the rows that matched
+(engine.compute), so a right side filtered to one person still has one contributor there.
+
 Per partition these are gathered per group from the row positions the hash aggregation lists;
 merging unions bitmaps and sums each entity's contributions across partitions. Nothing here
 leaves the trusted driver: the disclosure step drops every `__` column before release.
@@ -25,11 +31,12 @@ from __future__ import annotations
 import array
 import hashlib
 import struct
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyroaring import BitMap, BitMap64
 
 # Per partition and group, the largest entity contributions kept for the merge: an entity's
@@ -143,18 +150,48 @@ def _top_two(values: np.ndarray) -> list[float]:
 # --- per partition ----------------------------------------------------------------------
 
 
+def entities_of(
+    table: pa.Table, scan: int, unmatched: Mapping[int, int] | None = None
+) -> np.ndarray:
+    """Read `scan`'s entity per row of `table`; where a left or anti join matched nothing,
+    that of the row's left side (`unmatched`: right-side read → its join's left primary)."""
+    source = (unmatched or {}).get(scan)
+    if source is None:
+        column = table.column(entity(scan))
+    elif entity(scan) not in table.column_names:
+        column = table.column(entity(source))
+    else:
+        column = pc.coalesce(table.column(entity(scan)), table.column(entity(source)))
+    return np.asarray(column.to_numpy(), dtype=np.uint64)
+
+
+def matched(table: pa.Table, scan: int) -> np.ndarray:
+    """Per row of `table`, whether it holds a row of read `scan` (not a left join's unmatched
+    row, whose entity there is null)."""
+    if entity(scan) not in table.column_names:
+        return np.zeros(table.num_rows, bool)
+    valid = pc.is_valid(table.column(entity(scan)))
+    return np.asarray(valid.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 class PartialStats:
     """The statistics of one partition's groups. `positions`: per group, the positions of
     its rows in `table`; `unique`: one read whose rows are each a different entity, where
-    counting rows counts entities (no bitmap per cell is needed)."""
+    counting rows counts entities (no bitmap per cell is needed); `unmatched`: see
+    `entities_of`."""
 
-    def __init__(self, table: pa.Table, reads: int, positions: pa.ListArray, unique: bool) -> None:
+    def __init__(
+        self,
+        table: pa.Table,
+        reads: int,
+        positions: pa.ListArray,
+        unique: bool,
+        unmatched: Mapping[int, int] | None = None,
+    ) -> None:
         offsets = positions.offsets.to_numpy()
         self.bounds = (offsets - offsets[0]).astype(np.int64)
         self.rows = positions.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-        self.entities = [
-            table.column(entity(j)).to_numpy().astype(np.uint64)[self.rows] for j in range(reads)
-        ]
+        self.entities = [entities_of(table, j, unmatched)[self.rows] for j in range(reads)]
         self.unique = unique
         self.columns: dict[str, pa.Array] = {}
 
@@ -269,6 +306,26 @@ def nonzero_set(read: int, name: str) -> str:
     people: a difference of two sums isolates whoever is in one and not the other *and
     contributes*, so ten people of whom nine contribute 0 isolate the tenth."""
     return f"__nzset{read}:{name}"
+
+
+def matched_set(read: int, name: str) -> str:
+    """The column of a released row's people through read `read`, a left join's right side,
+    who matched and count for aggregate `name`. The audit takes them with the row's people:
+    a count of who matched, released twice with one person more on the right side, isolates
+    that person, though the row's people (everyone on the left) are the same both times."""
+    return f"__matched{read}:{name}"
+
+
+def merge_matched(
+    parts: pa.Table, i: int, name: str, reads: Iterable[int], groups: Sequence[np.ndarray]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for j in reads:
+        blobs = parts.column(f"__who{j}:{i}").to_pylist()
+        out[matched_set(j, name)] = pa.array(
+            [union(blobs[r] for r in rows).serialize() for rows in groups], pa.binary()
+        )
+    return out
 
 
 def merge_nonzero(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from contracts.document import Use
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
@@ -86,6 +86,8 @@ class Field:
     sources: frozenset[Source]
     coarse: bool = True  # False: grouping by it could single out rare quasi-identifier values
     raw: bool = False  # a table's own column, as read (not computed by derive())
+    # The right-side reads of left joins whose match it depends on: null where none matched.
+    matched: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -142,6 +144,13 @@ class CheckedPlan:
     # Set for an exact release: a quantile is released as the mean of this many order
     # statistics around its position, never as one person's value (0: exact, as computed).
     quantile_window: int = 0
+    # Left and anti joins: (a right-side read, the primary read of its join's left side). A
+    # row that matched nothing there has no right-side person; its left one stands in, as
+    # for a filter, so that a cell is not suppressed for how few rows matched.
+    unmatched: tuple[tuple[int, int], ...] = ()
+    # Per aggregate, the right-side reads of left joins whose columns its value comes from:
+    # only the rows that matched there count for it (the others' values are padding).
+    matched_only: tuple[frozenset[int], ...] = ()
 
     @property
     def unique(self) -> bool:
@@ -203,6 +212,13 @@ class _Typer:
             return self.schema[e.name].sources if e.name in self.schema else frozenset()
         if isinstance(e, p.Call):
             return frozenset().union(*(self.sources(a) for a in e.args))
+        return frozenset()
+
+    def matched(self, e: p.Expr) -> frozenset[int]:
+        if isinstance(e, p.Col):
+            return self.schema[e.name].matched if e.name in self.schema else frozenset()
+        if isinstance(e, p.Call):
+            return frozenset().union(*(self.matched(a) for a in e.args))
         return frozenset()
 
     def coarse(self, e: p.Expr) -> bool:
@@ -364,6 +380,8 @@ class _Checker:
     # Joins in which no key is a column the catalog records unique on either side: each row
     # may match many rows of the other table, and one person's rows many times over.
     many_to_many: list[tuple[str, ...]] = field(default_factory=list)
+    # See CheckedPlan.unmatched.
+    unmatched: list[tuple[int, int]] = field(default_factory=list)
 
     def _unique(self, f: Field) -> bool:
         if not f.raw or len(f.sources) != 1:
@@ -391,7 +409,9 @@ class _Checker:
         if isinstance(node, p.Derive):
             new = dict(schema)
             for name, e in node.columns:
-                new[name] = Field(typer.kind(e), typer.sources(e), typer.coarse(e))
+                new[name] = Field(
+                    typer.kind(e), typer.sources(e), typer.coarse(e), matched=typer.matched(e)
+                )
                 # Even a derived column no one uses may only read columns the contract grants.
                 self.usage.add(typer.sources(e), None)
             return new
@@ -417,7 +437,14 @@ class _Checker:
         }
 
     def _join(self, node: p.Join) -> dict[str, Field]:
-        left, right = self.relation(node.left), self.relation(node.right)
+        first = len(self.read)
+        left = self.relation(node.left)
+        middle = len(self.read)
+        right = self.relation(node.right)
+        right_reads = frozenset(range(middle, len(self.read)))
+        if node.how != "inner":
+            # After joins inside the right side: an outer join's entry overrides theirs.
+            self.unmatched += [(j, first) for j in sorted(right_reads)]
         for side, schema in (("left", left), ("right", right)):
             missing = [k for k in node.on if k not in schema]
             if missing:
@@ -457,9 +484,37 @@ class _Checker:
             self.usage.add(left[k].sources, "join")
             self.usage.add(right[k].sources, "join")
             self.used |= src
-            out[k] = Field("float" if lk != rk else lk, src, left[k].coarse and right[k].coarse)
-        out.update({c: f for c, f in right.items() if c not in node.on})
+            out[k] = Field(
+                "float" if lk != rk else lk,
+                src,
+                left[k].coarse and right[k].coarse,
+                matched=left[k].matched | right[k].matched,
+            )
+        if node.how == "anti":
+            # The right table only takes rows away: what remains is the left's rows as read.
+            return dict(left)
+        if node.how == "left" and not self._one_match(node.right, right, node.on):
+            raise DisclosureRefused(
+                f"join(how='left', on={', '.join(repr(k) for k in node.on)}): the right table "
+                "must hold each key at most once (a column the catalog records as a unique "
+                "identifier, read through filter/derive/select only), or a few people's rows "
+                "would be repeated onto everyone's; join on such an identifier, and join "
+                "further tables onto the result rather than inside the right table"
+            )
+        # A left join's right columns are null where nothing matched (every kind may be null:
+        # evaluation is total), literals derived there too.
+        outer = right_reads if node.how == "left" else frozenset()
+        out.update(
+            {c: replace(f, matched=f.matched | outer) for c, f in right.items() if c not in node.on}
+        )
         return out
+
+    def _one_match(self, node: p.Node, schema: dict[str, Field], on: tuple[str, ...]) -> bool:
+        """Whether each left row matches at most one row of `node`: one table, read through
+        row steps that never add rows, with a key column the catalog records unique."""
+        while isinstance(node, (p.Filter, p.Derive, p.Select)):
+            node = node.input
+        return isinstance(node, p.Scan) and any(self._unique(schema[k]) for k in on)
 
 
 def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
@@ -501,6 +556,10 @@ def check_plan(plan: p.Node, datasets: dict[str, DatasetInfo]) -> CheckedPlan:
         shadowed=shadowed,
         many_to_many=tuple(checker.many_to_many),
         measures=tuple(_measure(a, typer, checker.read) for _, a in plan.aggs),
+        unmatched=tuple(checker.unmatched),
+        matched_only=tuple(
+            typer.matched(a.arg) if a.arg is not None else frozenset() for _, a in plan.aggs
+        ),
     )
 
 

@@ -353,10 +353,19 @@ class Table:
         """The table with only the named columns, in that order."""
         return self._then(p.Select(self._node, tuple(columns)))
 
-    def join(self, other: Table, on: Any = None) -> Table:
-        """Rows of both tables whose `on` columns are equal (an inner join; null keys match
-        nothing). `on` is a column name or a list of names present on both sides; every other
-        column may be on one side only. This table stays the primary one: cells count its rows."""
+    def join(self, other: Table, on: Any = None, how: str = "inner") -> Table:
+        """Rows of both tables whose `on` columns are equal (null keys match nothing). `on`
+        is a column name or a list of names present on both sides; every other column may be
+        on one side only. `how`: "inner" (the matches), "left" (every row of this table, the
+        other's columns null where nothing matched) or "anti" (the rows of this table that
+        match nothing, with this table's columns only). This table stays the primary one:
+        cells count its rows."""
+        if not isinstance(how, str) or how not in p.JOIN_KINDS:
+            raise PlanError(
+                "join() takes how='inner' (rows that match), how='left' (every row of this "
+                "table, the other's columns null where nothing matches) or how='anti' (the "
+                "rows of this table that match nothing)"
+            )
         if not isinstance(other, Table):
             raise PlanError(
                 "join() takes another table, e.g. "
@@ -372,7 +381,7 @@ class Table:
                 "join() needs on= a column name or a list of column names present "
                 "in both tables, e.g. on='resident_id'"
             )
-        return self._then(p.Join(self._node, other._node, tuple(keys)))
+        return self._then(p.Join(self._node, other._node, tuple(keys), how))
 
     def group_by(self, *keys: str) -> Grouped:
         """Groups of rows with equal values of `keys`; follow with .agg(…)."""

@@ -321,17 +321,30 @@ def shown_margins(node: Aggregate) -> frozenset[tuple[str, ...]]:
     return frozenset(s for s in margin_sets(node) if kept <= set(s))
 
 
+# "inner" first: the default, which a plan's JSON leaves out.
+JOIN_KINDS = ("inner", "left", "anti")
+
+
 @dataclass(frozen=True)
 class Join:
-    """Inner equality join: rows of `left` and `right` whose `on` columns are all equal (a
-    null key matches nothing, as in SQL). The result has the left columns, then the right
-    columns other than the keys; `left` is the primary side, whose rows are the contributors."""
+    """Equality join: rows of `left` and `right` whose `on` columns are all equal (a null key
+    matches nothing, as in SQL). `how`: "inner" keeps the matches; "left" also keeps each
+    left row that matches nothing, its right columns null; "anti" keeps only the left rows
+    that match nothing, with the left columns alone. Otherwise the result has the left
+    columns, then the right columns other than the keys; `left` is the primary side, whose
+    rows are the contributors."""
 
     left: Node
     right: Node
     on: tuple[str, ...]
+    how: str = "inner"
 
     def __post_init__(self) -> None:
+        if self.how not in JOIN_KINDS:
+            raise PlanError(
+                f"join(how=...) must be one of {', '.join(repr(k) for k in JOIN_KINDS)}, "
+                "e.g. how='left' to keep the left rows that match nothing"
+            )
         if not self.on:
             raise PlanError("join() needs the column(s) to join on, e.g. on='resident_id'")
         for name in self.on:
@@ -426,6 +439,8 @@ def plan_to_json(n: Node) -> Any:
             "left": plan_to_json(n.left),
             "right": plan_to_json(n.right),
             "on": list(n.on),
+            # Left out for an inner join: plans written before `how` keep their JSON (and hash).
+            **({"how": n.how} if n.how != "inner" else {}),
         }
     base = plan_to_json(n.input)
     if isinstance(n, Filter):
@@ -538,13 +553,15 @@ def plan_from_json(x: Any, depth: int = 0) -> Node:
             raise PlanError("malformed plan")
         return Select(plan_from_json(d["input"], depth + 1), tuple(d["columns"]))
     if op == "join":
-        d = _obj(x, {"op", "left", "right", "on"})
-        if not isinstance(d["on"], list):
+        d = _obj(x, {"op", "left", "right", "on"} | ({"how"} & set(x)))
+        how = d.get("how", "inner")
+        if not isinstance(d["on"], list) or not isinstance(how, str):
             raise PlanError("malformed plan")
         return Join(
             plan_from_json(d["left"], depth + 1),
             plan_from_json(d["right"], depth + 1),
             tuple(d["on"]),
+            how,
         )
     if op == "aggregate":
         given = set(x) & {"totals"}

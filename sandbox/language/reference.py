@@ -218,7 +218,8 @@ EXAMPLES: dict[str, str] = {
     "Table.filter": 'pop.filter(col("birth_date").year() <= 1959)',
     "Table.derive": 'pop.derive(born=col("birth_date").year())',
     "Table.select": 'pop.select("district", "income")',
-    "Table.join": 'table("insured").join(pop, on="resident_id")',
+    "Table.join": 'pop.join(table("insured").select("resident_id", "scheme"), '
+    'on="resident_id", how="left")',
     "Table.group_by": 'pop.group_by("district", "gender")',
     "Table.agg": "pop.agg(n=count())",
     "Table.histogram": 'pop.histogram("income", [0, 1000, 5000])',

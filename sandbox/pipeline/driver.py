@@ -484,6 +484,15 @@ def with_bounds(body: dict[str, Any], plan: p.Aggregate) -> dict[str, Any]:
     return {**body, "columns": columns}
 
 
+def _selected(table: pa.Table, read: int) -> int:
+    """How many people of read `read` the plan selected: for a left join's right side, those
+    who matched (the others stand in for themselves, engine.protection), as far as the
+    released cells tell."""
+    matched = [c for c in table.column_names if c.startswith(protection.matched_set(read, ""))]
+    columns = matched or [protection.ids(read)]
+    return len(protection.union(b for c in columns for b in table.column(c).to_pylist()))
+
+
 def _observe(
     checked: CheckedPlan,
     result: AggregateResult | None,
@@ -502,10 +511,7 @@ def _observe(
     selected = (
         []
         if table is None
-        else [
-            len(protection.union(table.column(protection.ids(j)).to_pylist()))
-            for j in range(protection.reads_in(table.column_names))
-        ]
+        else [_selected(table, j) for j in range(protection.reads_in(table.column_names))]
     )
     sensitive = any(
         c is not None and c.role == "sensitive"

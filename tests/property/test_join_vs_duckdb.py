@@ -1,6 +1,7 @@
 """Random tables sharing keys, random joins and aggregations: the engine's merged table
 equals DuckDB's SQL over the same Parquet partitions, cell by cell (before disclosure
-control). Keys repeat on the right, go unmatched and are null, which an inner join drops."""
+control). Keys repeat on the right, go unmatched and are null, which an inner join drops; left
+joins (SQL's LEFT JOIN) and anti joins (WHERE NOT EXISTS) keep the unmatched left rows."""
 
 from __future__ import annotations
 
@@ -181,7 +182,11 @@ def _job(plan: dict[str, Any]) -> tuple[Table, list[str], str]:
     right = Table(p.Scan("r"), NoChannel()).select(*right_columns)
     for piece in plan["right_filters"]:
         right = right.filter(piece.build())
-    joined = left.join(right, on=on if len(on) > 1 else on[0])
+    how = plan.get("how", "inner")
+    joined = left.join(right, on=on if len(on) > 1 else on[0], how=how)
+    if how == "anti":
+        # Only the left's columns remain: the right's are stood in for by left ones.
+        joined = joined.derive(h=col("g"), y=col("f"))
     if plan["third"]:
         joined = joined.join(Table(p.Scan("t"), NoChannel()), on="s")
     joined = joined.derive(w=col("x") + col("y"))
@@ -191,10 +196,17 @@ def _job(plan: dict[str, Any]) -> tuple[Table, list[str], str]:
 
     lw = " AND ".join(f"({piece.sql})" for piece in plan["left_filters"]) or "TRUE"
     rw = " AND ".join(f"({piece.sql})" for piece in plan["right_filters"]) or "TRUE"
-    sql_from = (
-        f"(SELECT * FROM l WHERE {lw}) l JOIN "
-        f"(SELECT {', '.join(right_columns)} FROM r WHERE {rw}) r USING ({', '.join(on)})"
-    )
+    sql_right = f"(SELECT {', '.join(right_columns)} FROM r WHERE {rw}) r"
+    if how == "anti":
+        # NOT EXISTS, not NOT IN: a null key matches nothing, and its row stays.
+        matches = " AND ".join(f"r.{k} = l.{k}" for k in on)
+        sql_from = (
+            f"(SELECT *, g AS h, f AS y FROM (SELECT * FROM l WHERE {lw}) l "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {sql_right} WHERE {matches})) l"
+        )
+    else:
+        sql_join = "LEFT JOIN" if how == "left" else "JOIN"
+        sql_from = f"(SELECT * FROM l WHERE {lw}) l {sql_join} {sql_right} USING ({', '.join(on)})"
     if plan["third"]:
         sql_from = f"(SELECT * FROM {sql_from}) lr JOIN t USING (s)"
     select = ", ".join([*keys, *(sql for _, sql in plan["aggs"])])
@@ -263,6 +275,32 @@ def test_joins_equal_duckdb(
         _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan, unique)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=tables,
+    plan=plans,
+    how=st.sampled_from(["left", "anti"]),
+    broadcast=st.booleans(),
+    dictionary=st.booleans(),
+    unique=st.booleans(),
+)
+def test_left_and_anti_joins_equal_duckdb(
+    data: tuple[Any, ...],
+    plan: dict[str, Any],
+    how: str,
+    broadcast: bool,
+    dictionary: bool,
+    unique: bool,
+) -> None:
+    plan = {**plan, "how": how}
+    if how == "left":
+        # A left join needs one right row per key: the right's k, recorded unique.
+        unique = True
+        plan["on"] = ("k",) if plan["on"] == ("s",) else plan["on"]
+    with dictionaries(dictionary):
+        _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan, unique)
+
+
 @pytest.mark.parametrize("broadcast", [True, False], ids=["broadcast", "partitioned"])
 def test_joins_on_ray_equal_duckdb(ray_local: None, broadcast: bool) -> None:
     executor = RayExecutor(broadcast_max_rows=10**9 if broadcast else 0, in_place_max_rows=0)
@@ -273,8 +311,10 @@ def test_joins_on_ray_equal_duckdb(ray_local: None, broadcast: bool) -> None:
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
-    @given(data=tables, plan=plans)
-    def check(data: tuple[Any, ...], plan: dict[str, Any]) -> None:
-        _compare(executor, data, plan)
+    @given(data=tables, plan=plans, how=st.sampled_from(["inner", "left", "anti"]))
+    def check(data: tuple[Any, ...], plan: dict[str, Any], how: str) -> None:
+        if how == "left":
+            plan = {**plan, "on": ("k",) if plan["on"] == ("s",) else plan["on"]}
+        _compare(executor, data, {**plan, "how": how}, unique=how == "left")
 
     check()

@@ -92,9 +92,31 @@ insured = table("social_insurance")
 t = people.join(insured, on="resident_id").group_by("gender")
 emit("t", t.agg(n=count()).collect())
 """
+LEFT_JOINED = """
+people = table("population")
+insured = table("social_insurance").select("resident_id", "contribution_base")
+t = people.join(insured, on="resident_id", how="left").group_by("district")
+emit("t", t.agg(n=count(), base=mean("contribution_base")).collect())
+"""
+# A left join whose right side is itself a join (which could repeat its rows): refused.
+LEFT_JOINED_ONTO_A_JOIN = """
+people = table("population").select("resident_id", "district")
+insured = table("social_insurance")
+t = insured.join(people, on="resident_id").join(people.select("resident_id"), on="resident_id")
+emit("t", people.join(t.select("resident_id"), on="resident_id", how="left").agg(n=count()).collect())
+"""
+ANTI_JOINED = """
+people = table("population")
+insured = table("social_insurance").select("resident_id")
+t = people.join(insured, on="resident_id", how="anti").group_by("district")
+emit("t", t.agg(n=count()).collect())
+"""
 JOINED_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "joined": (JOINED, {}),
     "joined_not_granted": (JOINED_NOT_GRANTED, {}),
+    "left_joined": (LEFT_JOINED, {}),
+    "left_joined_onto_a_join": (LEFT_JOINED_ONTO_A_JOIN, {}),
+    "anti_joined": (ANTI_JOINED, {}),
 }
 
 # A budget for every case: what earlier jobs spent is the service's state, which a local run

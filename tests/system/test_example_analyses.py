@@ -57,10 +57,6 @@ GRANTS = {
     },
 }
 
-# Left and anti joins are not in the language yet: these examples are expected to fail, and
-# only because join() does not take how=.
-NEEDS_JOIN_HOW = {"insurance_coverage_by_district", "uninsured_by_district"}
-JOIN_HOW = pytest.mark.xfail(strict=True, reason="join(how=…) is not available yet")
 AS_OF = dt.date(2026, 1, 1)
 
 
@@ -116,18 +112,10 @@ def together(instance: World) -> dict[str, dict[str, Any]]:
     return {path.stem: _run(w, cid, path, w.operator) for path in FILES}
 
 
-def _case(path: Path) -> Any:
-    marks = [JOIN_HOW] if path.stem in NEEDS_JOIN_HOW else []
-    return pytest.param(path.stem, id=path.stem, marks=marks)
-
-
-CASES = [_case(p) for p in FILES]
+CASES = [pytest.param(path.stem, id=path.stem) for path in FILES]
 
 
 def _succeeded(job: dict[str, Any], name: str) -> None:
-    if name in NEEDS_JOIN_HOW and job["status"] != "succeeded":
-        # Failing for the missing keyword only: anything else is a fault of its own.
-        assert "'how'" in json.dumps(job.get("error") or job.get("refusal"), ensure_ascii=False)
     assert job["status"] == "succeeded", job.get("error") or job.get("refusal")
     assert job["outputs"], job
     for output, body in job["outputs"].items():
@@ -388,7 +376,6 @@ def test_years_insured(first_runs: dict[str, dict[str, Any]], city: dict[str, An
         assert r["n"] == n and abs(r["share"] - n / len(since)) < 1e-9
 
 
-@JOIN_HOW
 def test_coverage_and_uninsured_by_district(
     first_runs: dict[str, dict[str, Any]], city: dict[str, Any]
 ) -> None:
