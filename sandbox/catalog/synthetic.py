@@ -309,6 +309,8 @@ def _enterprise_columns() -> dict[str, dict[str, Any]]:
         "district": {"role": "attribute"},
         "registered_capital": {"role": "sensitive", "lower": 0, "upper": _MAX_REGISTERED_CAPITAL},
         "employees": {"role": "sensitive", "lower": 0, "upper": _MAX_EMPLOYEES},
+        "established": {"role": "attribute", "description": "成立日期"},
+        "deregistered": {"role": "attribute", "description": "注销日期（存续为空）"},
     }
 
 
@@ -358,6 +360,9 @@ def generate_city(residents: int, seed: int = 0) -> dict[str, CityDataset]:
     population = _population_table(rng, people, resident_ids, income)
     insured_per_firm = np.bincount(employer, minlength=len(firms.district))
     enterprises = _enterprise_table(rng, firms, credit_codes, insured_per_firm)
+    # Drawn apart, so that adding them changed no value of the other columns or datasets.
+    for name, dates in _lifespans(np.random.default_rng([seed, 2]), firms, insured_per_firm):
+        enterprises = enterprises.append_column(name, dates)
     insurance = _social_insurance_table(
         rng, people, workers, income[workers], resident_ids, credit_codes, employer
     )
@@ -638,6 +643,32 @@ def _enterprise_table(
             "employees": pa.array(employees.astype(np.int64), type=pa.int64()),
         }
     )
+
+
+# Enterprises founded up to this many years before the reference date, most recently; and
+# the yearly chance that one closes, higher where firms are small (shops, restaurants).
+_OLDEST_FIRM_YEARS = 35
+_MEAN_FIRM_AGE_YEARS = 9.0
+_BASE_EXIT_RATE = 0.05
+
+
+def _lifespans(
+    rng: np.random.Generator, firms: _Enterprises, insured: np.ndarray
+) -> list[tuple[str, pa.Array]]:
+    """Each enterprise's date of establishment and, for those that closed before the
+    reference date, of deregistration (None while it exists). An enterprise with insured
+    workers on the reference date still exists."""
+    count = len(firms.district)
+    age_years = np.minimum(rng.exponential(_MEAN_FIRM_AGE_YEARS, count), _OLDEST_FIRM_YEARS)
+    established = _REFERENCE_DAYS - np.rint(age_years * 365.25).astype(np.int64)
+    size = np.array([i.size_factor for i in _INDUSTRIES])[firms.industry]
+    rate = _BASE_EXIT_RATE / np.sqrt(size)
+    lifetime = np.rint(rng.exponential(1.0 / rate) * 365.25).astype(np.int64) + 1
+    closed = (established + lifetime <= _REFERENCE_DAYS) & (insured == 0)
+    deregistered = pa.array(
+        np.where(closed, established + lifetime, 0).astype(np.int32), mask=~closed
+    ).view(pa.date32())
+    return [("established", _dates(established)), ("deregistered", deregistered)]
 
 
 def _company_names(

@@ -49,6 +49,8 @@ EXPECTED_SCHEMAS = {
             ("district", pa.string()),
             ("registered_capital", pa.int64()),
             ("employees", pa.int64()),
+            ("established", pa.date32()),
+            ("deregistered", pa.date32()),
         ]
     ),
     "social_insurance": pa.schema(
@@ -340,3 +342,17 @@ def test_residents_must_be_an_integer() -> None:
     with pytest.raises(TypeError, match="whole number"):
         generate_city(2_000.0)  # type: ignore[arg-type]
     assert generate_city(np.int64(200))["population"].table.num_rows == 200
+
+
+def test_enterprises_are_founded_before_they_close_and_employers_still_exist(
+    city: dict[str, CityDataset],
+) -> None:
+    firms = city["enterprises"].table.to_pylist()
+    employers = set(city["social_insurance"].table.column("credit_code").to_pylist())
+    closed = [f for f in firms if f["deregistered"] is not None]
+    assert 0 < len(closed) < len(firms)
+    for f in firms:
+        assert f["established"] <= REFERENCE_DATE
+        if f["deregistered"] is not None:
+            assert f["established"] < f["deregistered"] <= REFERENCE_DATE
+            assert f["credit_code"] not in employers
