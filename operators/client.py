@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from operators.errors import SignatureInvalid
-from operators.keys import sign, verify
+from operators.keys import PrivateKey, public_key_b64, sign, verify
 from operators.released import ReleasedTable, tables_of
 from operators.rotation import rotation_bytes
 from operators.submission import sign_submission
@@ -536,7 +536,7 @@ class SandboxClient:
         self,
         base_url: str,
         token: str | None = None,
-        signing_key: Ed25519PrivateKey | None = None,
+        signing_key: PrivateKey | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         *,
         http_client: httpx.Client | None = None,
@@ -672,7 +672,7 @@ class SandboxClient:
         self._token = token
         return token
 
-    def rotate_key(self, new_key: Ed25519PrivateKey) -> dict[str, Any]:
+    def rotate_key(self, new_key: PrivateKey) -> dict[str, Any]:
         """Register `new_key`'s public half as this principal's key, signed by the current
         signing key; the client signs with `new_key` from now on. Contracts signed with the
         old key stay verifiable against it (`principal_keys` lists every key)."""
@@ -689,7 +689,7 @@ class SandboxClient:
                 f"{me} has no current key to rotate from; the bureau registers "
                 "a principal's first key"
             )
-        public = _public_key_b64(new_key.public_key())
+        public = public_key_b64(new_key)
         signature = sign(self._key, rotation_bytes(me, public, current["id"]))
         registered = self._request(
             "POST",

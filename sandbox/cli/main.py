@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from operators.suite import Suite
 from sandbox.cli.backup import backup, restore
 from sandbox.cli.contracts import contracts_app
 from sandbox.cli.db import db_app
@@ -78,13 +79,19 @@ def init(
     data_dir: Path | None = DataDir,
     as_json: bool = typer.Option(False, "--json", help="Print {data_dir, token} as JSON."),
     bureau_name: str = typer.Option("数据局", help="Name of the bureau principal."),
+    crypto_suite: Suite = typer.Option(
+        Suite.international,
+        "--crypto-suite",
+        help="international: Ed25519 and SHA-256. sm: SM2 and SM3 (GB/T 39786). Fixed for "
+        "the instance's life.",
+    ),
 ) -> None:
     """Create a new instance: database, the bureau's signing key, the bureau principal."""
     from sandbox.records.principals import bootstrap
 
     settings = settings_for(data_dir)
     try:
-        ctx, token = bootstrap(settings, bureau_name)
+        ctx, token = bootstrap(settings, bureau_name, crypto_suite)
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
     ctx.close()
@@ -92,7 +99,10 @@ def init(
     if as_json:
         print(json.dumps({"data_dir": where, "token": token}, ensure_ascii=False))
         return
-    console.print(f"Created an instance in [bold]{where}[/]")
+    console.print(
+        f"Created an instance in [bold]{where}[/] (crypto suite {crypto_suite.value}: "
+        f"{crypto_suite.signature_name}, {crypto_suite.hash_name})"
+    )
     console.print("The bureau's API token (shown once; keep it safe):")
     console.print(f"  [bold green]{token}[/]")
     console.print(f"Run the API with: sandbox serve --data-dir {where}")
