@@ -242,7 +242,9 @@ def principals_create(
     role: str = typer.Option(..., "--role", help="bureau, provider, operator or regulator."),
     license_no: str | None = typer.Option(None, "--license-no", help="An operator's licence."),
     public_key: str | None = typer.Option(
-        None, "--public-key", help="An operator's Ed25519 public key (sandbox keys generate)."
+        None,
+        "--public-key",
+        help="An operator's public key (sandbox keys generate; SM2 on an sm instance).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print {id, name, role, token} as JSON."),
     data_dir: Path | None = DataDir,
