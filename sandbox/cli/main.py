@@ -225,13 +225,20 @@ def demo(
     residents: int = typer.Option(30_000, min=1000, help="Synthetic city size."),
     seed: int = typer.Option(2026, help="Seed of the synthetic city."),
     executor: str = typer.Option("ray", help="ray (default) or local."),
+    crypto_suite: Suite = typer.Option(
+        Suite.international,
+        "--crypto-suite",
+        help="international (Ed25519, SHA-256) or sm (SM2, SM3).",
+    ),
 ) -> None:
     """The whole story on a throw-away instance with synthetic city data."""
     from sandbox.cli.demo import run_demo
     from sandbox.errors import RayUnavailable
 
     try:
-        run_demo(console, residents=residents, seed=seed, executor=executor)
+        run_demo(
+            console, residents=residents, seed=seed, executor=executor, crypto_suite=crypto_suite
+        )
     except RayUnavailable as e:
         _fail(e.message)
 

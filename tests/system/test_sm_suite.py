@@ -164,3 +164,13 @@ def test_an_sm_instance_signs_with_sm2_hashes_with_sm3_and_verifies_from_outside
     )
     assert reopened.returncode != 0
     assert "keeps the suite it was created with" in " ".join(reopened.stderr.split())
+
+
+def test_the_demo_tells_the_story_with_sm2_and_an_sm3_log(tmp_path: Path) -> None:
+    told = cli(
+        "demo", "--crypto-suite", "sm", "--executor", "local", "--residents", "5000", cwd=tmp_path
+    )
+    assert told.returncode == 0, told.stdout + told.stderr
+    text = " ".join(told.stdout.split())
+    assert "operator signs the canonical bytes with its SM2 key → active" in text
+    assert "rebuilt the SM3 Merkle tree" in text and "SM2-signed checkpoint: verified" in text
