@@ -29,16 +29,16 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote as _quote
 
 import httpx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
 from operators.errors import SignatureInvalid
-from operators.keys import PrivateKey, public_key_b64, sign, verify
+from operators.keys import PrivateKey, public_key_b64, raw_public_bytes, sign, verify
 from operators.released import ReleasedTable, tables_of
 from operators.rotation import rotation_bytes
+from operators.sm2 import SM2PrivateKey, SM2PublicKey
 from operators.submission import sign_submission
 
 if TYPE_CHECKING:
@@ -822,7 +822,7 @@ class SandboxClient:
         name: str,
         role: str,
         license_no: str | None = None,
-        public_key: str | Ed25519PublicKey | None = None,
+        public_key: str | Ed25519PublicKey | SM2PublicKey | None = None,
         license_valid_to: str | dt.datetime | None = None,
     ) -> dict[str, Any]:
         """Bureau: register a principal. The answer holds its token, shown only this once."""
@@ -879,7 +879,10 @@ class SandboxClient:
         return self._listing(f"/principals/{_seg(principal_id)}/keys", "keys")
 
     def register_key(
-        self, principal_id: str, public_key: str | Ed25519PublicKey, reason: str | None = None
+        self,
+        principal_id: str,
+        public_key: str | Ed25519PublicKey | SM2PublicKey,
+        reason: str | None = None,
     ) -> dict[str, Any]:
         """Bureau: make `public_key` the principal's current key (the previous one is revoked
         and kept). A principal rotates its own key with `rotate_key`."""
@@ -1328,13 +1331,12 @@ def _money(value: str | Decimal | int, what: str) -> str:
     return str(value)
 
 
-def _public_key_b64(key: str | Ed25519PublicKey) -> str:
-    if isinstance(key, Ed25519PrivateKey):
+def _public_key_b64(key: str | Ed25519PublicKey | SM2PublicKey) -> str:
+    if isinstance(key, Ed25519PrivateKey | SM2PrivateKey):
         raise TypeError(
             "pass the public key (private_key.public_key()), never the private "
             "key, when registering a principal"
         )
-    if isinstance(key, Ed25519PublicKey):
-        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return base64.b64encode(raw).decode("ascii")
+    if isinstance(key, Ed25519PublicKey | SM2PublicKey):
+        return base64.b64encode(raw_public_bytes(key)).decode("ascii")
     return key
