@@ -49,7 +49,8 @@ _DOCUMENT_FIELDS = (
     "issued_at",
 )
 # Written only when set, so documents without them keep their canonical bytes (and signatures).
-_OPTIONAL_FIELDS = ("disclosure", "privacy", "review")
+_OPTIONAL_FIELDS = ("disclosure", "privacy", "review", "crypto_suite")
+CRYPTO_SUITES = ("international", "sm")
 DISCLOSURE_TERMS: tuple[str, ...] = ("min_contributors",)
 # templates_only: jobs run only as approved templates; outputs: every release is held for
 # people to check before the job's code receives it.
@@ -86,6 +87,9 @@ class ContractDocument:
     disclosure: Mapping[str, int] = field(default_factory=dict)
     privacy: Mapping[str, PrivacyTerm] = field(default_factory=dict)
     review: Mapping[str, bool] = field(default_factory=dict)
+    # The suite both parties sign with (operators.suite); written only when it is not the
+    # default, so documents of international instances keep their bytes.
+    crypto_suite: str = "international"
 
     def __post_init__(self) -> None:
         _check_identifier(self.id, "id")
@@ -109,6 +113,11 @@ class ContractDocument:
         object.__setattr__(self, "disclosure", _parse_disclosure(self.disclosure))
         object.__setattr__(self, "privacy", _parse_privacy(self.privacy, self.datasets))
         object.__setattr__(self, "review", _parse_review(self.review))
+        if self.crypto_suite not in CRYPTO_SUITES:
+            raise ContractInvalid(
+                f"crypto_suite must be one of {', '.join(CRYPTO_SUITES)}, got "
+                f"{self.crypto_suite!r}; it is set by the service, not by the application"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +142,7 @@ class ContractDocument:
                 else {}
             ),
             **({"review": dict(self.review)} if self.review else {}),
+            **({"crypto_suite": self.crypto_suite} if self.crypto_suite != "international" else {}),
         }
 
     @classmethod
@@ -163,6 +173,7 @@ class ContractDocument:
             disclosure=obj.get("disclosure", {}),
             privacy=obj.get("privacy", {}),
             review=obj.get("review", {}),
+            crypto_suite=obj.get("crypto_suite", "international"),
         )
 
     @property

@@ -29,16 +29,16 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote as _quote
 
 import httpx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
 from operators.errors import SignatureInvalid
-from operators.keys import sign, verify
+from operators.keys import PrivateKey, public_key_b64, raw_public_bytes, sign, verify
 from operators.released import ReleasedTable, tables_of
 from operators.rotation import rotation_bytes
+from operators.sm2 import SM2PrivateKey, SM2PublicKey
 from operators.submission import sign_submission
 
 if TYPE_CHECKING:
@@ -536,7 +536,7 @@ class SandboxClient:
         self,
         base_url: str,
         token: str | None = None,
-        signing_key: Ed25519PrivateKey | None = None,
+        signing_key: PrivateKey | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         *,
         http_client: httpx.Client | None = None,
@@ -690,7 +690,7 @@ class SandboxClient:
         self._token = token
         return token
 
-    def rotate_key(self, new_key: Ed25519PrivateKey) -> dict[str, Any]:
+    def rotate_key(self, new_key: PrivateKey) -> dict[str, Any]:
         """Register `new_key`'s public half as this principal's key, signed by the current
         signing key; the client signs with `new_key` from now on. Contracts signed with the
         old key stay verifiable against it (`principal_keys` lists every key)."""
@@ -707,7 +707,7 @@ class SandboxClient:
                 f"{me} has no current key to rotate from; the bureau registers "
                 "a principal's first key"
             )
-        public = _public_key_b64(new_key.public_key())
+        public = public_key_b64(new_key)
         signature = sign(self._key, rotation_bytes(me, public, current["id"]))
         registered = self._request(
             "POST",
@@ -840,7 +840,7 @@ class SandboxClient:
         name: str,
         role: str,
         license_no: str | None = None,
-        public_key: str | Ed25519PublicKey | None = None,
+        public_key: str | Ed25519PublicKey | SM2PublicKey | None = None,
         license_valid_to: str | dt.datetime | None = None,
     ) -> dict[str, Any]:
         """Bureau: register a principal. The answer holds its token, shown only this once."""
@@ -897,7 +897,10 @@ class SandboxClient:
         return self._listing(f"/principals/{_seg(principal_id)}/keys", "keys")
 
     def register_key(
-        self, principal_id: str, public_key: str | Ed25519PublicKey, reason: str | None = None
+        self,
+        principal_id: str,
+        public_key: str | Ed25519PublicKey | SM2PublicKey,
+        reason: str | None = None,
     ) -> dict[str, Any]:
         """Bureau: make `public_key` the principal's current key (the previous one is revoked
         and kept). A principal rotates its own key with `rotate_key`."""
@@ -1346,13 +1349,12 @@ def _money(value: str | Decimal | int, what: str) -> str:
     return str(value)
 
 
-def _public_key_b64(key: str | Ed25519PublicKey) -> str:
-    if isinstance(key, Ed25519PrivateKey):
+def _public_key_b64(key: str | Ed25519PublicKey | SM2PublicKey) -> str:
+    if isinstance(key, Ed25519PrivateKey | SM2PrivateKey):
         raise TypeError(
             "pass the public key (private_key.public_key()), never the private "
             "key, when registering a principal"
         )
-    if isinstance(key, Ed25519PublicKey):
-        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return base64.b64encode(raw).decode("ascii")
+    if isinstance(key, Ed25519PublicKey | SM2PublicKey):
+        return base64.b64encode(raw_public_bytes(key)).decode("ascii")
     return key

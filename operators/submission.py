@@ -1,6 +1,7 @@
-"""The canonical bytes of a job submission, which an operator signs with its Ed25519 key.
+"""The canonical bytes of a job submission, which an operator signs with its key.
 
-The code is represented by its SHA-256 so the signed message stays small; the domain
+The code is represented by its SHA-256 (``code_sha256``), or by its SM3 (``code_sm3``) when
+signed with an SM2 key of the ``sm`` suite, so the signed message stays small; the domain
 prefix keeps a submission signature from ever being valid as any other kind of signature.
 The signing time is part of the bytes, so a signed submission cannot be replayed later.
 """
@@ -8,15 +9,14 @@ The signing time is part of the bytes, so a signed submission cannot be replayed
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import rfc8785
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from operators.errors import SubmissionInvalid
-from operators.keys import sign
+from operators.keys import PrivateKey, sign, suite_of
+from operators.suite import DEFAULT_SUITE, Suite, digest
 
 SUBMISSION_DOMAIN = b"public-data-sandbox/job-submission/v1\n"
 
@@ -27,10 +27,12 @@ def submission_bytes(
     params: Mapping[str, Any],
     idempotency_key: str | None,
     signed_at: str,
+    suite: Suite = DEFAULT_SUITE,
 ) -> bytes:
+    code_field = "code_sha256" if suite is Suite.international else "code_sm3"
     body = {
         "contract_id": contract_id,
-        "code_sha256": hashlib.sha256(code.encode("utf-8")).hexdigest(),
+        code_field: digest(suite, code.encode("utf-8")).hex(),
         "params": _plain_json(params, "params"),
         "idempotency_key": idempotency_key,
         "signed_at": signed_at,
@@ -66,7 +68,7 @@ def now_text() -> str:
 
 
 def sign_submission(
-    private_key: Ed25519PrivateKey,
+    private_key: PrivateKey,
     contract_id: str,
     code: str,
     params: Mapping[str, Any] | None = None,
@@ -75,7 +77,9 @@ def sign_submission(
 ) -> dict[str, str]:
     """The `signature` and `signed_at` fields of a signed job submission (signed now)."""
     at = signed_at or now_text()
-    data = submission_bytes(contract_id, code, params or {}, idempotency_key, at)
+    data = submission_bytes(
+        contract_id, code, params or {}, idempotency_key, at, suite_of(private_key)
+    )
     return {"signature": sign(private_key, data), "signed_at": at}
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
+
+from operators.suite import DEFAULT_SUITE, Suite, digest
 
 TOKEN_PREFIX = "sbx_"
 
@@ -17,18 +18,20 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
 
 
-def hash_token(token: str) -> str:
-    """Hex SHA-256 of the token, the only form that is stored.
+def hash_token(token: str, suite: Suite = DEFAULT_SUITE) -> str:
+    """Hex SHA-256 (SM3 for the ``sm`` suite) of the token, the only form that is stored.
 
     A fast unsalted hash is right here: tokens are 256-bit random values, so there is no
     dictionary to attack and a slow password hash (bcrypt, argon2) would only make every
     authenticated request slower without adding security.
     """
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return digest(suite, token.encode("utf-8")).hex()
 
 
-def token_matches(token: str, stored_hash: str) -> bool:
+def token_matches(token: str, stored_hash: str, suite: Suite = DEFAULT_SUITE) -> bool:
     """Whether ``token`` hashes to ``stored_hash``, compared in constant time."""
     # Compare bytes, not str: hmac.compare_digest refuses non-ASCII str, and a
     # malformed stored value must yield False rather than an exception.
-    return hmac.compare_digest(hash_token(token).encode("utf-8"), stored_hash.encode("utf-8"))
+    return hmac.compare_digest(
+        hash_token(token, suite).encode("utf-8"), stored_hash.encode("utf-8")
+    )

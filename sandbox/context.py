@@ -1,4 +1,9 @@
-"""One running instance: settings, database, the bureau's key, and where jobs run."""
+"""One running instance: settings, database, the bureau's key, and where jobs run.
+
+The instance's crypto suite (:mod:`operators.suite`) is the bureau key's: an Ed25519 key
+means ``international``, an SM2 key ``sm``. It is chosen once, by ``create_instance``, and
+an instance opened with a key of the other suite is refused (its log would not verify).
+"""
 
 from __future__ import annotations
 
@@ -13,17 +18,20 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from operators.keys import (
-    generate_private_key,
+    PrivateKey,
+    generate_key,
     private_key_from_pem,
     private_key_to_pem,
+    suite_of,
 )
+from operators.suite import DEFAULT_SUITE, Suite
 from sandbox.catalog.models import DatasetInfo
 from sandbox.errors import Conflict, NotFound, RayUnavailable
+from sandbox.ledger import log
 from sandbox.settings import Settings
 from sandbox.store import liveness, schema
 from sandbox.store.db import make_engine, make_reader, make_sessionmaker
@@ -34,7 +42,7 @@ class Context:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    bureau_key: Ed25519PrivateKey
+    bureau_key: PrivateKey
     jobs: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16, "job"))
     money_lock: threading.Lock = field(default_factory=threading.Lock)
     running: dict[str, Future[None]] = field(default_factory=dict)  # job id → its run
@@ -55,6 +63,17 @@ class Context:
     # This process's lease (sandbox.store.liveness), taken when it first reserves a job.
     lease: liveness.Lease | None = None
     lease_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        # The ledger reads the tree hash from each session's info (sandbox.ledger.log).
+        for maker in (self.sessions, self.readers):
+            if maker is not None:
+                maker.configure(info={log.SUITE_INFO: self.suite})
+
+    @property
+    def suite(self) -> Suite:
+        """The instance's crypto suite, fixed by the type of the bureau key."""
+        return suite_of(self.bureau_key)
 
     def runner_id(self) -> str:
         """The lease id this process writes on the jobs it runs."""
@@ -94,16 +113,16 @@ def is_initialised(settings: Settings) -> bool:
     return settings.key_path.exists()
 
 
-def create_instance(settings: Settings) -> Context:
-    """Create the data directory, database and bureau key of a new instance."""
+def create_instance(settings: Settings, suite: Suite = DEFAULT_SUITE) -> Context:
+    """Create the data directory, database and bureau key of a new instance of ``suite``."""
     if is_initialised(settings):
         raise Conflict(
             f"an instance already exists in {settings.data_dir}; use another "
-            "--data-dir or remove it first"
+            "--data-dir or remove it first (an instance's crypto suite cannot be changed)"
         )
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     settings.key_path.parent.mkdir(parents=True, exist_ok=True)
-    key = generate_private_key()
+    key = generate_key(suite)
     fd = os.open(settings.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(private_key_to_pem(key))
@@ -125,13 +144,19 @@ def open_instance(settings: Settings) -> Context:
     ctx = _context(settings, private_key_from_pem(settings.key_path.read_bytes()))
     try:
         schema.check_current(ctx.engine, settings.data_dir)
+        _check_suite(ctx)
     except Conflict:
         ctx.engine.dispose()
         raise
     return ctx
 
 
-def _context(settings: Settings, key: Ed25519PrivateKey) -> Context:
+def _check_suite(ctx: Context) -> None:
+    with ctx.reading() as session:
+        log.check_hash(session, ctx.suite)
+
+
+def _context(settings: Settings, key: PrivateKey) -> Context:
     engine = make_engine(settings.resolved_database_url)
     return Context(settings, engine, make_sessionmaker(engine), key, readers=make_reader(engine))
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from waiting import wait_until
 
 from operators.client import SandboxClient
-from operators.keys import generate_private_key
+from operators.keys import PrivateKey, generate_private_key, public_key_b64
 from sandbox.catalog.synthetic import generate_city, write_city
 
 RESIDENTS = 5000
@@ -83,10 +83,10 @@ def server_env(executor: str | None, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def init_instance(data_dir: Path, env: dict[str, str]) -> str:
+def init_instance(data_dir: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> str:
     """`sandbox init`; the bureau's token."""
     init = subprocess.run(
-        _sandbox("init", "--data-dir", str(data_dir), "--json"),
+        _sandbox("init", "--data-dir", str(data_dir), "--json", *args),
         env=env,
         capture_output=True,
         text=True,
@@ -136,15 +136,16 @@ def run_server(
     extra_env: Mapping[str, str] | None = None,
     workers: int = 1,
     database_url: str | None = None,
+    init_args: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     """A new instance in `root`/instance, served. `extra_env`: settings of this server on top
-    of the suite's (its log format, say)."""
+    of the suite's (its log format, say); `init_args`: more options of `sandbox init`."""
     extra = {**(extra_env or {})}
     if database_url:
         extra["SANDBOX_DATABASE_URL"] = database_url
     env = server_env(executor, **extra)
     data_dir = root / "instance"
-    token = init_instance(data_dir, env)
+    token = init_instance(data_dir, env, init_args)
     with serving(data_dir, env, root / "serve.log", workers) as served:
         yield Server(served.url, token, data_dir)
 
@@ -185,21 +186,22 @@ class Cast:
     bureau: SandboxClient
     provider: SandboxClient
     operator: SandboxClient
-    operator_key: Ed25519PrivateKey
+    operator_key: Ed25519PrivateKey | PrivateKey
     operator_token: str
     unsigned_operator: SandboxClient
 
 
 @contextlib.contextmanager
-def cast_of(server: Server, tmp: Path) -> Iterator[Cast]:
+def cast_of(server: Server, tmp: Path, key: PrivateKey | None = None) -> Iterator[Cast]:
+    """`key`: the operator's signing key (a new Ed25519 key unless given)."""
     bureau = SandboxClient(server.url, token=server.bureau_token)
-    key = generate_private_key()
+    key = key or generate_private_key()
     provider = bureau.create_principal("市公安局", "provider")
     operator = bureau.create_principal(
         "某数据科技有限公司",
         "operator",
         license_no="授权运营-2026-007",
-        public_key=key.public_key(),
+        public_key=public_key_b64(key),
     )
     population = generate_city(RESIDENTS, seed=SEED)["population"]
     paths = write_city(tmp / "city", RESIDENTS, seed=SEED)

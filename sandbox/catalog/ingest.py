@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sandbox.catalog import entities, quality, snapshot
+from sandbox.catalog import encryption, entities, quality, snapshot
 from sandbox.catalog.models import LEVELS, ROLES, DatasetInfo
 from sandbox.errors import IngestError, QualityRefused, StorageFull
 
@@ -150,10 +150,17 @@ def ingest(
 
 
 def ingest_profiled(
-    data: bytes, filename: str, meta: DatasetMeta, datasets_dir: Path, partition_rows: int
+    data: bytes,
+    filename: str,
+    meta: DatasetMeta,
+    datasets_dir: Path,
+    partition_rows: int,
+    *,
+    at_rest: bool = False,
 ) -> tuple[DatasetInfo, quality.QualityReport]:
     """The dataset's first version, and its quality profile under `meta.quality`'s rules
-    (refused, with nothing written, when the rules say to)."""
+    (refused, with nothing written, when the rules say to). `at_rest`: encrypt its files if
+    it is L3 or L4, under the master key of the instance `datasets_dir` belongs to."""
     table = read_file(data, filename)
     if table.num_rows == 0:
         raise IngestError("the file has no rows")
@@ -172,7 +179,14 @@ def ingest_profiled(
     target = datasets_dir / meta.name
     registry = entities.Registry(datasets_dir / entities.DIRECTORY)
     with disk_space(target):
-        written = snapshot.write([table], policy, target, registry, partition_rows)
+        written = snapshot.write(
+            [table],
+            policy,
+            target,
+            registry,
+            partition_rows,
+            encrypt=at_rest and encryption.is_encrypted_level(meta.level),
+        )
     info = DatasetInfo(
         meta.name,
         meta.title,

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyroaring import BitMap64
 
+from sandbox.catalog import encryption
 from sandbox.catalog.models import ENTITY, ColumnInfo
 from sandbox.common.hashing import K, is_text, is_time, key_hash, mix
 
@@ -109,7 +110,9 @@ def digests_of_files(paths: Iterable[str], columns: Sequence[str]) -> Digests:
     """The content digests of a stored version, read a partition at a time."""
     parts = []
     for path in paths:
-        table = pq.read_table(path, columns=[*columns, ENTITY])
+        table = pq.read_table(
+            path, columns=[*columns, ENTITY], decryption_properties=encryption.decryption_for(path)
+        )
         parts.append(
             Digests.of(
                 table.column(ENTITY).to_numpy().astype(np.uint64), row_hashes(table, columns)

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sandbox.catalog import revisions
+from sandbox.catalog import encryption, revisions
 from sandbox.catalog.entities import Numbering, Registry
 from sandbox.catalog.models import ENTITY, ROLES, ColumnInfo
 from sandbox.common.hashing import key_hash
@@ -168,7 +168,9 @@ def _rows_by_content(paths: Iterable[str], columns: tuple[str, ...]) -> revision
     """A previous version's rows as (person, row hash) pairs, one per distinct row."""
     entities, hashes = [], []
     for path in paths:
-        table = pq.read_table(path, columns=[*columns, ENTITY])
+        table = pq.read_table(
+            path, columns=[*columns, ENTITY], decryption_properties=encryption.decryption_for(path)
+        )
         entities.append(table.column(ENTITY).to_numpy().astype(np.uint64))
         hashes.append(revisions.row_hashes(table, columns))
     if not entities:
@@ -181,8 +183,11 @@ def _rows_by_content(paths: Iterable[str], columns: tuple[str, ...]) -> revision
 class _Partitions:
     """Rows gathered into partitions of `partition_rows`, each written when full."""
 
-    def __init__(self, directory: Path, partition_rows: int, start: int) -> None:
+    def __init__(
+        self, directory: Path, partition_rows: int, start: int, encrypt: bool = False
+    ) -> None:
         self._dir, self._rows, self._next = directory, partition_rows, start
+        self._encrypt = encrypt
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self.names: list[str] = []
@@ -214,6 +219,7 @@ class _Partitions:
             # per thousand rows instead of eight per row, and read five times faster.
             use_dictionary=[c for c in table.column_names if c != ENTITY],
             column_encoding={ENTITY: "DELTA_BINARY_PACKED"},
+            encryption_properties=encryption.encryption_for(self._dir) if self._encrypt else None,
         )
         self.names.append(name)
         self._next += 1
@@ -234,9 +240,11 @@ def write(
     append: bool = False,
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
     accept: Callable[[Snapshot], None] | None = None,
+    encrypt: bool = False,
 ) -> Snapshot:
     """Write a version into the new directory `target` (see the module's description).
-    `accept` sees the finished snapshot before it is kept: if it raises, nothing is."""
+    `accept` sees the finished snapshot before it is kept: if it raises, nothing is.
+    `encrypt` writes the partitions encrypted (L3/L4 data, see `catalog.encryption`)."""
     if target.exists():
         raise IngestError(f"a dataset directory already exists at {target.name!r}")
     tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
@@ -244,7 +252,7 @@ def write(
     try:
         with registry.session() as numbering:
             snapshot = _write(
-                batches, policy, tmp, numbering, partition_rows, previous, append, on_batch
+                batches, policy, tmp, numbering, partition_rows, previous, append, on_batch, encrypt
             )
             if accept is not None:
                 accept(snapshot)
@@ -264,6 +272,7 @@ def _write(
     previous: Previous | None,
     append: bool,
     on_batch: Callable[[pa.RecordBatch], None] | None,
+    encrypt: bool = False,
 ) -> Snapshot:
     carried: list[str] = []
     if append:
@@ -273,7 +282,7 @@ def _write(
             name = f"part-{i:05d}.parquet"
             os.link(path, tmp / name)
             carried.append(name)
-    parts = _Partitions(tmp, partition_rows, len(carried))
+    parts = _Partitions(tmp, partition_rows, len(carried), encrypt)
     schema: pa.Schema | None = None
     named_by: str | None = None
     content: tuple[str, ...] = ()
@@ -304,7 +313,11 @@ def _write(
                 if append:
                     assert previous is not None
                     for path in previous.partitions:
-                        old = pq.read_table(path, columns=[*distinct, *uniques])
+                        old = pq.read_table(
+                            path,
+                            columns=[*distinct, *uniques],
+                            decryption_properties=encryption.decryption_for(path),
+                        )
                         for name, counter in distinct.items():
                             counter.add(_whole(old.column(name)))
                         for name, tracker in uniques.items():

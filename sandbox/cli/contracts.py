@@ -24,7 +24,8 @@ console = Console()
 
 
 def read_key(value: str, party: str = "bureau") -> str:
-    """A base64 raw Ed25519 key given inline, or a file holding one (or `GET /v1/keys` JSON)."""
+    """A base64 raw public key (Ed25519 or SM2) given inline, or a file holding one (or
+    `GET /v1/keys` JSON)."""
     text = inline_or_file(value)
     if text.startswith("{"):
         keys = json.loads(text)
@@ -79,7 +80,11 @@ def sign(
         "(or GET /v1/contracts/{id}/canonical gives them), or a file holding that text.",
     ),
     key: Path = typer.Option(
-        ..., "--key", exists=True, dir_okay=False, help="Your Ed25519 private key (PEM)."
+        ...,
+        "--key",
+        exists=True,
+        dir_okay=False,
+        help="Your private key (PEM): Ed25519, or SM2 on an sm instance.",
     ),
 ) -> None:
     """Sign a contract's canonical bytes with your key, here; prints the base64 signature to

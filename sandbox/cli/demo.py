@@ -27,13 +27,15 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from operators.keys import generate_private_key, public_key_b64, sign
+from operators.keys import generate_key, public_key_b64, sign
 from operators.submission import sign_submission
+from operators.suite import DEFAULT_SUITE, Suite
 from sandbox.api.app import create_app
 from sandbox.catalog.synthetic import generate_city
 from sandbox.cli.startup import stoppable
 from sandbox.context import ensure_ray
 from sandbox.ledger.note import open_checkpoint
+from sandbox.ledger.verify import LedgerSource, parse_bureau_key, verify_log
 from sandbox.records.principals import bootstrap
 from sandbox.settings import Settings
 
@@ -122,7 +124,11 @@ def _check(r: Any, status: int = 200) -> dict[str, Any]:
 
 
 def run_demo(
-    console: Console, residents: int = 30_000, seed: int = 2026, executor: str = "ray"
+    console: Console,
+    residents: int = 30_000,
+    seed: int = 2026,
+    executor: str = "ray",
+    crypto_suite: Suite = DEFAULT_SUITE,
 ) -> None:
     started = time.monotonic()
     story = Story(console)
@@ -131,14 +137,17 @@ def run_demo(
         if executor == "ray":
             with stoppable():  # Ctrl-C stops the demo while Ray starts, too
                 ensure_ray(settings)  # from the main thread: Ray's processes live as long as it
-        ctx, bureau = bootstrap(settings)
+        ctx, bureau = bootstrap(settings, suite=crypto_suite)
         story.title("A throw-away instance")
         story.say(
-            f"SQLite, the bureau's Ed25519 key and Parquet files live in {tmp}. Jobs run "
-            f"on {'a local Ray cluster started now' if executor == 'ray' else 'this process'}."
+            f"SQLite, the bureau's {crypto_suite.signature_name} key and Parquet files live in "
+            f"{tmp}. Jobs run on "
+            f"{'a local Ray cluster started now' if executor == 'ray' else 'this process'}. "
+            f"Crypto suite: {crypto_suite.value} ({crypto_suite.signature_name} signatures, "
+            f"{crypto_suite.hash_name} for the log and the tokens)."
         )
         with TestClient(create_app(context=ctx)) as client:
-            _tell(story, client, bureau, residents, seed)
+            _tell(story, client, bureau, residents, seed, crypto_suite)
         ctx.close()
     console.rule()
     console.print(
@@ -147,12 +156,14 @@ def run_demo(
     )
 
 
-def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: int) -> None:
+def _tell(
+    story: Story, client: TestClient, bureau: str, residents: int, seed: int, suite: Suite
+) -> None:
     def h(token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
     story.title("The bureau registers who takes part")
-    op_key = generate_private_key()
+    op_key = generate_key(suite)
     people = {}
     for name, role, extra in [
         ("市公安局", "provider", {}),
@@ -264,7 +275,10 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
             json={"signature": sign(op_key, canonical)},
         )
     )
-    story.say(f"  operator signs the canonical bytes with its Ed25519 key → {signed['status']}")
+    story.say(
+        f"  operator signs the canonical bytes with its {suite.signature_name} key → "
+        f"{signed['status']}"
+    )
 
     story.title("The operator's job: residents 60+ by district and age band")
     story.console.print(Syntax(JOB, "python", line_numbers=True, word_wrap=True))
@@ -337,6 +351,20 @@ def _tell(story: Story, client: TestClient, bureau: str, residents: int, seed: i
     for e in entries:
         kinds[e["event"]["type"]] = kinds.get(e["event"]["type"], 0) + 1
     story.say("  " + ", ".join(f"{k} ×{v}" for k, v in kinds.items()))
+    _verify_from_outside(story, client, regulator["token"], keys["ledger_vkey"])
+
+
+def _verify_from_outside(story: Story, client: TestClient, token: str, vkey: str) -> None:
+    """What `sandbox ledger verify` does, through the same HTTP API and the same code."""
+    key = parse_bureau_key(vkey)
+    report = verify_log(LedgerSource("", token, client=client), key)
+    if not report.ok:
+        raise RuntimeError(f"the log does not verify: {report.problems}")
+    story.say(
+        f"  `sandbox ledger verify` rebuilt the {key.hasher.name} Merkle tree of all "
+        f"{report.entries_checked} entries and checked its root against the "
+        f"{key.suite.signature_name}-signed checkpoint: verified"
+    )
 
 
 def _product(

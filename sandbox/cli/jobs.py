@@ -15,13 +15,16 @@ from rich.table import Table
 
 from operators.client import ClientError, Job, SandboxClient
 from operators.keys import (
-    generate_private_key,
+    generate_key,
     private_key_from_pem,
     private_key_to_pem,
     public_key_b64,
 )
+from operators.suite import Suite
 
-keys_app = typer.Typer(help="An operator's Ed25519 signing key.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="A signing key (Ed25519, or SM2 for an instance of the sm suite).", no_args_is_help=True
+)
 jobs_app = typer.Typer(help="Submit and read jobs on a running service.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
@@ -38,12 +41,18 @@ def generate(
     out: Path = typer.Option(
         ..., "--out", help="Where to write the private key (PEM, readable by you only)."
     ),
+    suite: Suite = typer.Option(
+        Suite.international,
+        "--suite",
+        help="The instance's crypto suite (GET /v1/keys says it): international makes an "
+        "Ed25519 key, sm an SM2 key.",
+    ),
 ) -> None:
     """Make a key pair; prints the public key to register with the bureau."""
     if out.exists():
         err.print(f"[red]error:[/] {out} exists; choose another file, a key is never overwritten")
         raise typer.Exit(1)
-    key = generate_private_key()
+    key = generate_key(suite)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(private_key_to_pem(key))

@@ -179,7 +179,11 @@ def cosign_command(
     url: str = Url,
     token: str | None = Token,
     key: Path = typer.Option(
-        ..., "--key", exists=True, dir_okay=False, help="The witness's Ed25519 private key (PEM)."
+        ...,
+        "--key",
+        exists=True,
+        dir_okay=False,
+        help="The witness's private key (PEM): Ed25519, or SM2 on an instance of the sm suite.",
     ),
     name: str = typer.Option(
         ..., "--name", help="The witness's key name, e.g. regulator.example.gov.cn"

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from operators.suite import Suite
 from sandbox.cli.backup import backup, restore
 from sandbox.cli.contracts import contracts_app
 from sandbox.cli.db import db_app
@@ -81,13 +82,19 @@ def init(
     data_dir: Path | None = DataDir,
     as_json: bool = typer.Option(False, "--json", help="Print {data_dir, token} as JSON."),
     bureau_name: str = typer.Option("数据局", help="Name of the bureau principal."),
+    crypto_suite: Suite = typer.Option(
+        Suite.international,
+        "--crypto-suite",
+        help="international: Ed25519 and SHA-256. sm: SM2 and SM3 (GB/T 39786). Fixed for "
+        "the instance's life.",
+    ),
 ) -> None:
     """Create a new instance: database, the bureau's signing key, the bureau principal."""
     from sandbox.records.principals import bootstrap
 
     settings = settings_for(data_dir)
     try:
-        ctx, token = bootstrap(settings, bureau_name)
+        ctx, token = bootstrap(settings, bureau_name, crypto_suite)
     except _domain_errors() as e:
         _fail(getattr(e, "message", str(e)))
     ctx.close()
@@ -95,7 +102,10 @@ def init(
     if as_json:
         print(json.dumps({"data_dir": where, "token": token}, ensure_ascii=False))
         return
-    console.print(f"Created an instance in [bold]{where}[/]")
+    console.print(
+        f"Created an instance in [bold]{where}[/] (crypto suite {crypto_suite.value}: "
+        f"{crypto_suite.signature_name}, {crypto_suite.hash_name})"
+    )
     console.print("The bureau's API token (shown once; keep it safe):")
     console.print(f"  [bold green]{token}[/]")
     console.print(f"Run the API with: sandbox serve --data-dir {where}")
@@ -218,13 +228,20 @@ def demo(
     residents: int = typer.Option(30_000, min=1000, help="Synthetic city size."),
     seed: int = typer.Option(2026, help="Seed of the synthetic city."),
     executor: str = typer.Option("ray", help="ray (default) or local."),
+    crypto_suite: Suite = typer.Option(
+        Suite.international,
+        "--crypto-suite",
+        help="international (Ed25519, SHA-256) or sm (SM2, SM3).",
+    ),
 ) -> None:
     """The whole story on a throw-away instance with synthetic city data."""
     from sandbox.cli.demo import run_demo
     from sandbox.errors import RayUnavailable
 
     try:
-        run_demo(console, residents=residents, seed=seed, executor=executor)
+        run_demo(
+            console, residents=residents, seed=seed, executor=executor, crypto_suite=crypto_suite
+        )
     except RayUnavailable as e:
         _fail(e.message)
 
@@ -235,7 +252,9 @@ def principals_create(
     role: str = typer.Option(..., "--role", help="bureau, provider, operator or regulator."),
     license_no: str | None = typer.Option(None, "--license-no", help="An operator's licence."),
     public_key: str | None = typer.Option(
-        None, "--public-key", help="An operator's Ed25519 public key (sandbox keys generate)."
+        None,
+        "--public-key",
+        help="An operator's public key (sandbox keys generate; SM2 on an sm instance).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print {id, name, role, token} as JSON."),
     data_dir: Path | None = DataDir,

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sandbox.catalog import encryption
 from sandbox.language import plan as p
 
 _ORDERING = frozenset({"eq", "lt", "le", "gt", "ge"})
@@ -62,7 +63,7 @@ def footer(path: str) -> Footer:
 
 @functools.lru_cache(maxsize=512)
 def _footer(path: str, mtime_ns: int, size: int) -> Footer:
-    f = pq.ParquetFile(path)
+    f = pq.ParquetFile(path, decryption_properties=encryption.decryption_for(path))
     return Footer(path, mtime_ns, size, f.metadata, f.schema_arrow)
 
 
@@ -268,6 +269,7 @@ def read(f: Footer, columns: Sequence[str], groups: list[int] | None) -> pa.Tabl
         metadata=f.metadata,
         read_dictionary=dictionary_columns(f, cols),
         page_checksum_verification=True,
+        decryption_properties=encryption.decryption_for(f.path),
     )
     if groups is None:
         return pf.read(columns=cols)

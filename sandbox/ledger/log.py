@@ -1,7 +1,9 @@
 """The transparency log in the database: append events, serve checkpoints and proofs, and
 keep the checkpoints witnesses (the regulator) co-signed.
 
-An event's leaf is its RFC 8785 canonical JSON. Appends run inside the caller's transaction,
+An event's leaf is its RFC 8785 canonical JSON. The tree hash is the instance's crypto suite's
+(SHA-256, or SM3 for the ``sm`` suite), which the session carries in its ``info`` under
+:data:`SUITE_INFO` (the instance's sessionmakers set it). Appends run inside the caller's transaction,
 so an event is logged if and only if the state change it records is committed. Complete
 subtree hashes are stored as they form (`LedgerNode`), so roots and proofs cost O(log n)
 lookups rather than a rehash of the log.
@@ -17,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import rfc8785
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Select, and_, bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from operators.keys import PrivateKey
+from operators.suite import Suite
 from sandbox.common import clock
 from sandbox.errors import BadRequest, Conflict, Forbidden, LedgerInconsistent
 from sandbox.ledger import merkle
@@ -31,6 +34,7 @@ from sandbox.store.models import LedgerEntry, LedgerNode, LedgerWitness
 
 MAX_ENTRIES_PER_PAGE = 1000
 WITNESSED_EVENT = "ledger.witnessed"
+SUITE_INFO = "sandbox.crypto_suite"
 
 _T = TypeVar("_T")
 _Position = tuple[int, int]
@@ -54,6 +58,38 @@ _SIZE_QUERY = select(func.max(LedgerEntry.index))
 def size(session: Session) -> int:
     last = session.connection().scalar(_SIZE_QUERY)
     return 0 if last is None else last + 1
+
+
+def suite(session: Session) -> Suite:
+    """The crypto suite of the instance ``session`` belongs to (international unless set)."""
+    value: Suite = session.info.get(SUITE_INFO, Suite.international)
+    return value
+
+
+def hasher(session: Session) -> merkle.TreeHasher:
+    """The tree hash of the instance ``session`` belongs to (SHA-256 unless it says SM3)."""
+    return merkle.hasher_for(suite(session))
+
+
+def check_hash(session: Session, expected: Suite) -> None:
+    """Refuse to run an instance whose log was hashed with another hash than ``expected``'s.
+
+    The suite follows from the bureau key's type; a key of the other suite put in its place
+    would otherwise extend a SHA-256 log with SM3 nodes, or the reverse, and break it.
+    """
+    leaf = session.scalar(select(LedgerEntry.leaf).where(LedgerEntry.index == 0))
+    stored = session.scalar(
+        select(LedgerNode.hash).where(LedgerNode.level == 0, LedgerNode.index == 0)
+    )
+    if leaf is None or stored is None or merkle.hasher_for(expected).leaf(leaf) == stored:
+        return
+    other = Suite.sm if expected is Suite.international else Suite.international
+    raise Conflict(
+        f"this instance's log is hashed with {other.hash_name} (crypto suite {other.value}), "
+        f"but its bureau key is a {expected.signature_name} key of the {expected.value} suite; an "
+        "instance keeps the suite it was created with. Put back the bureau key made by "
+        "'sandbox init' (or restore it from backup)"
+    )
 
 
 # --- appending -------------------------------------------------------------------------------
@@ -116,10 +152,11 @@ def append(
         "at": clock.now().isoformat().replace("+00:00", "Z"),
     }
     leaf = rfc8785.dumps(event)
+    tree = hasher(session)
     tail = _tail(session)
     index = tail.size
     nodes = merkle.completed_subtrees(
-        index, merkle.leaf_hash(leaf), lambda level, i: tail.border[(level, i)]
+        index, tree.leaf(leaf), lambda level, i: tail.border[(level, i)], tree
     )
     # Core inserts on the session's connection: same transaction, without the unit of work's
     # per-object bookkeeping (the log's rows are never updated through the ORM).
@@ -195,12 +232,13 @@ def _with_nodes(session: Session, compute: Callable[[merkle.HashAt], _T]) -> _T:
 
 
 def root(session: Session, tree_size: int) -> bytes:
+    tree = hasher(session)
     if not tree_size:
-        return merkle.EMPTY_ROOT
-    return _with_nodes(session, lambda hash_at: merkle.range_hash(0, tree_size, hash_at))
+        return tree.empty_root
+    return _with_nodes(session, lambda hash_at: merkle.range_hash(0, tree_size, hash_at, tree))
 
 
-def checkpoint(session: Session, origin: str, key: Ed25519PrivateKey) -> dict[str, Any]:
+def checkpoint(session: Session, origin: str, key: PrivateKey) -> dict[str, Any]:
     n = size(session)
     head = root(session, n)
     note = sign_note(Checkpoint(origin, n, head).body(), origin, key)
@@ -231,16 +269,20 @@ def _b64(hashes: list[bytes]) -> list[str]:
 def inclusion_proof(session: Session, index: int, tree_size: int) -> list[str]:
     if not 0 <= index < tree_size <= size(session):
         raise BadRequest(f"ask for 0 <= index < size <= {size(session)} (the log's size)")
+    tree = hasher(session)
     return _b64(
-        _with_nodes(session, lambda hash_at: merkle.inclusion_proof(index, tree_size, hash_at))
+        _with_nodes(
+            session, lambda hash_at: merkle.inclusion_proof(index, tree_size, hash_at, tree)
+        )
     )
 
 
 def consistency_proof(session: Session, first: int, second: int) -> list[str]:
     if not 0 < first <= second <= size(session):
         raise BadRequest(f"ask for 0 < first <= second <= {size(session)} (the log's size)")
+    tree = hasher(session)
     return _b64(
-        _with_nodes(session, lambda hash_at: merkle.consistency_proof(first, second, hash_at))
+        _with_nodes(session, lambda hash_at: merkle.consistency_proof(first, second, hash_at, tree))
     )
 
 
@@ -249,7 +291,8 @@ def consistency_proof(session: Session, first: int, second: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Witness:
-    """Who co-signs: the key name on the signature line and the raw Ed25519 public key."""
+    """Who co-signs: the key name on the signature line and the raw public key (Ed25519 or
+    SM2, as the instance's suite)."""
 
     name: str
     public_key: bytes

@@ -1,4 +1,9 @@
-"""RFC 6962 / RFC 9162 Merkle tree hashing, proofs and their verification (SHA-256).
+"""RFC 6962 / RFC 9162 Merkle tree hashing, proofs and their verification.
+
+The hash is SHA-256 as RFC 6962 says, or SM3 for an instance of the ``sm`` crypto suite: the
+structure (leaf prefix 0x00, node prefix 0x01, the split at the largest power of two) is
+RFC 6962's either way, and both hashes are 32 bytes. Every function takes the hash as
+``hasher`` (a :class:`TreeHasher`), SHA-256 unless told.
 
 Proofs are built from a ``hash_at(start, end)`` callable that returns the Merkle tree hash
 (MTH) of leaves ``[start, end)``. Every function here calls it only for *complete aligned
@@ -17,14 +22,47 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
+from operators.suite import Suite, sm3
 from sandbox.ledger.errors import ProofError, ProofRangeError
 
 HASH_SIZE = 32
-EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
+
+
+@dataclass(frozen=True)
+class TreeHasher:
+    """RFC 6962's leaf and node hashes over one 32-byte hash function."""
+
+    name: str
+    digest: Callable[[bytes], bytes]
+
+    def leaf(self, data: bytes) -> bytes:
+        return self.digest(_LEAF_PREFIX + data)
+
+    def node(self, left: bytes, right: bytes) -> bytes:
+        return self.digest(_NODE_PREFIX + left + right)
+
+    @property
+    def empty_root(self) -> bytes:
+        return self.digest(b"")
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+SHA256 = TreeHasher("SHA-256", _sha256)
+SM3 = TreeHasher("SM3", sm3)
+EMPTY_ROOT = SHA256.empty_root
+
+
+def hasher_for(suite: Suite) -> TreeHasher:
+    return SHA256 if suite is Suite.international else SM3
+
 
 HashAt = Callable[[int, int], bytes]
 """``hash_at(start, end)``: MTH of leaves [start, end), asked only for complete aligned subtrees."""
@@ -33,26 +71,26 @@ NodeAt = Callable[[int, int], bytes]
 """``node_at(level, index)``: the stored hash of a complete subtree (see the module docstring)."""
 
 
-def leaf_hash(data: bytes) -> bytes:
-    return hashlib.sha256(_LEAF_PREFIX + data).digest()
+def leaf_hash(data: bytes, hasher: TreeHasher = SHA256) -> bytes:
+    return hasher.leaf(data)
 
 
-def node_hash(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(_NODE_PREFIX + left + right).digest()
+def node_hash(left: bytes, right: bytes, hasher: TreeHasher = SHA256) -> bytes:
+    return hasher.node(left, right)
 
 
-def root_hash(leaf_hashes: Sequence[bytes]) -> bytes:
+def root_hash(leaf_hashes: Sequence[bytes], hasher: TreeHasher = SHA256) -> bytes:
     """MTH of a whole list of leaf hashes: the reference definition, O(n) hashing."""
     if not leaf_hashes:
-        return EMPTY_ROOT
-    return _mth(leaf_hashes, 0, len(leaf_hashes))
+        return hasher.empty_root
+    return _mth(leaf_hashes, 0, len(leaf_hashes), hasher)
 
 
-def _mth(leaves: Sequence[bytes], start: int, end: int) -> bytes:
+def _mth(leaves: Sequence[bytes], start: int, end: int, hasher: TreeHasher) -> bytes:
     if end - start == 1:
         return leaves[start]
     mid = start + _split(end - start)
-    return node_hash(_mth(leaves, start, mid), _mth(leaves, mid, end))
+    return hasher.node(_mth(leaves, start, mid, hasher), _mth(leaves, mid, end, hasher))
 
 
 def _split(n: int) -> int:
@@ -76,7 +114,7 @@ def node_position(start: int, end: int) -> tuple[int, int]:
     return level, start >> level
 
 
-def range_hash(start: int, end: int, hash_at: HashAt) -> bytes:
+def range_hash(start: int, end: int, hash_at: HashAt, hasher: TreeHasher = SHA256) -> bytes:
     """MTH of leaves [start, end), composed from complete aligned subtrees.
 
     Ranges whose start is a multiple of the largest power of two not above their width (all
@@ -84,7 +122,7 @@ def range_hash(start: int, end: int, hash_at: HashAt) -> bytes:
     of ``hash_at``; other ranges are correct but may cost more.
     """
     if start == end == 0:
-        return EMPTY_ROOT
+        return hasher.empty_root
     if not 0 <= start < end:
         raise ProofRangeError(
             f"leaf range [{start}, {end}) is empty or negative; ask for 0 <= start < end"
@@ -92,10 +130,14 @@ def range_hash(start: int, end: int, hash_at: HashAt) -> bytes:
     if is_complete_subtree(start, end):
         return hash_at(start, end)
     mid = start + _split(end - start)
-    return node_hash(range_hash(start, mid, hash_at), range_hash(mid, end, hash_at))
+    return hasher.node(
+        range_hash(start, mid, hash_at, hasher), range_hash(mid, end, hash_at, hasher)
+    )
 
 
-def completed_subtrees(index: int, leaf: bytes, node_at: NodeAt) -> list[tuple[int, int, bytes]]:
+def completed_subtrees(
+    index: int, leaf: bytes, node_at: NodeAt, hasher: TreeHasher = SHA256
+) -> list[tuple[int, int, bytes]]:
     """Nodes ``(level, index, hash)`` that become complete when leaf ``index`` is appended.
 
     The first entry is the leaf itself; each further one joins the previous entry with its
@@ -104,13 +146,15 @@ def completed_subtrees(index: int, leaf: bytes, node_at: NodeAt) -> list[tuple[i
     nodes = [(0, index, leaf)]
     level, position, current = 0, index, leaf
     while position & 1:
-        current = node_hash(node_at(level, position - 1), current)
+        current = hasher.node(node_at(level, position - 1), current)
         level, position = level + 1, position >> 1
         nodes.append((level, position, current))
     return nodes
 
 
-def inclusion_proof(index: int, size: int, hash_at: HashAt) -> list[bytes]:
+def inclusion_proof(
+    index: int, size: int, hash_at: HashAt, hasher: TreeHasher = SHA256
+) -> list[bytes]:
     """RFC 9162 §2.1.3.1 audit path for leaf ``index`` in the tree of the first ``size`` leaves."""
     if not 0 <= index < size:
         raise ProofRangeError(
@@ -122,17 +166,19 @@ def inclusion_proof(index: int, size: int, hash_at: HashAt) -> list[bytes]:
     while end - start > 1:
         mid = start + _split(end - start)
         if index < mid:
-            siblings.append(range_hash(mid, end, hash_at))
+            siblings.append(range_hash(mid, end, hash_at, hasher))
             end = mid
         else:
-            siblings.append(range_hash(start, mid, hash_at))
+            siblings.append(range_hash(start, mid, hash_at, hasher))
             start = mid
     # Collected root-down; the proof lists siblings leaf-up.
     siblings.reverse()
     return siblings
 
 
-def consistency_proof(first: int, second: int, hash_at: HashAt) -> list[bytes]:
+def consistency_proof(
+    first: int, second: int, hash_at: HashAt, hasher: TreeHasher = SHA256
+) -> list[bytes]:
     """RFC 9162 §2.1.4.1 proof that the tree of size ``first`` is a prefix of size ``second``."""
     if not 0 < first <= second:
         raise ProofRangeError(
@@ -144,21 +190,26 @@ def consistency_proof(first: int, second: int, hash_at: HashAt) -> list[bytes]:
     while first != end:
         mid = start + _split(end - start)
         if first <= mid:
-            nodes.append(range_hash(mid, end, hash_at))
+            nodes.append(range_hash(mid, end, hash_at, hasher))
             end = mid
         else:
-            nodes.append(range_hash(start, mid, hash_at))
+            nodes.append(range_hash(start, mid, hash_at, hasher))
             start = mid
     # SUBPROOF's flag b: while the walk only went left, [0, first) is itself a node of the
     # old tree and the verifier already knows it as the old root; otherwise it needs it.
     if start > 0:
-        nodes.append(range_hash(start, end, hash_at))
+        nodes.append(range_hash(start, end, hash_at, hasher))
     nodes.reverse()
     return nodes
 
 
 def verify_inclusion(
-    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+    leaf: bytes,
+    index: int,
+    size: int,
+    proof: Sequence[bytes],
+    root: bytes,
+    hasher: TreeHasher = SHA256,
 ) -> None:
     """Check an audit path (RFC 9162 §2.1.3.2); raise :class:`ProofError` saying why it fails."""
     if not 0 <= index < size:
@@ -174,11 +225,11 @@ def verify_inclusion(
         if sn == 0:
             raise _inclusion_length_error(index, size, proof)
         if fn & 1 or fn == sn:
-            r = node_hash(p, r)
+            r = hasher.node(p, r)
             while not fn & 1 and fn != 0:
                 fn, sn = fn >> 1, sn >> 1
         else:
-            r = node_hash(r, p)
+            r = hasher.node(r, p)
         fn, sn = fn >> 1, sn >> 1
     if sn != 0:
         raise _inclusion_length_error(index, size, proof)
@@ -191,7 +242,12 @@ def verify_inclusion(
 
 
 def verify_consistency(
-    first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
+    first: int,
+    second: int,
+    first_root: bytes,
+    second_root: bytes,
+    proof: Sequence[bytes],
+    hasher: TreeHasher = SHA256,
 ) -> None:
     """Check a consistency proof (RFC 9162 §2.1.4.2); raise :class:`ProofError` saying why."""
     if first < 0 or second < first:
@@ -234,11 +290,11 @@ def verify_consistency(
         if sn == 0:
             raise _consistency_length_error(first, second, proof)
         if fn & 1 or fn == sn:
-            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            fr, sr = hasher.node(c, fr), hasher.node(c, sr)
             while not fn & 1 and fn != 0:
                 fn, sn = fn >> 1, sn >> 1
         else:
-            sr = node_hash(sr, c)
+            sr = hasher.node(sr, c)
         fn, sn = fn >> 1, sn >> 1
     if sn != 0:
         raise _consistency_length_error(first, second, proof)
@@ -290,8 +346,8 @@ def _consistency_length(first: int, second: int) -> int:
 def _check_hash(what: str, value: bytes) -> None:
     if len(value) != HASH_SIZE:
         raise ProofError(
-            f"{what} is {len(value)} bytes; a SHA-256 hash is {HASH_SIZE} bytes — "
-            "decode it from base64 exactly once"
+            f"{what} is {len(value)} bytes; a tree hash (SHA-256 or SM3) is {HASH_SIZE} "
+            "bytes — decode it from base64 exactly once"
         )
 
 
@@ -309,7 +365,8 @@ class MemoryTree:
     proofs fetch O(log n) nodes.
     """
 
-    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
+    def __init__(self, leaf_hashes: Iterable[bytes] = (), hasher: TreeHasher = SHA256) -> None:
+        self.hasher = hasher
         self._levels: list[list[bytes]] = [[]]
         for leaf in leaf_hashes:
             self.append(leaf)
@@ -329,7 +386,7 @@ class MemoryTree:
                 "hash the entry with leaf_hash(data) or use append_data(data)"
             )
         index = self.size
-        for level, _position, value in completed_subtrees(index, leaf, self.node):
+        for level, _position, value in completed_subtrees(index, leaf, self.node, self.hasher):
             if level == len(self._levels):
                 self._levels.append([])
             # Subtrees of one level complete left to right, so `position` is the next slot.
@@ -337,7 +394,7 @@ class MemoryTree:
         return index
 
     def append_data(self, data: bytes) -> int:
-        return self.append(leaf_hash(data))
+        return self.append(self.hasher.leaf(data))
 
     def node(self, level: int, index: int) -> bytes:
         """Stored hash of the complete subtree (level, index)."""
@@ -356,23 +413,23 @@ class MemoryTree:
     def hash_at(self, start: int, end: int) -> bytes:
         """MTH of leaves [start, end) of this tree (any non-empty range inside it)."""
         self._check_size(end)
-        return range_hash(start, end, self._complete)
+        return range_hash(start, end, self._complete, self.hasher)
 
     def root(self, size: int | None = None) -> bytes:
         """Root hash of the first ``size`` leaves (default: all of them)."""
         size = self.size if size is None else size
         self._check_size(size)
-        return range_hash(0, size, self._complete)
+        return range_hash(0, size, self._complete, self.hasher)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         size = self.size if size is None else size
         self._check_size(size)
-        return inclusion_proof(index, size, self._complete)
+        return inclusion_proof(index, size, self._complete, self.hasher)
 
     def consistency_proof(self, first: int, second: int | None = None) -> list[bytes]:
         second = self.size if second is None else second
         self._check_size(second)
-        return consistency_proof(first, second, self._complete)
+        return consistency_proof(first, second, self._complete, self.hasher)
 
     def _complete(self, start: int, end: int) -> bytes:
         return self.node(*node_position(start, end))

@@ -16,6 +16,9 @@ What is checked:
    the rebuilt root at its size is its root, and that the log's consistency proof from its size
    to the current size verifies.
 
+The crypto suite is read from the bureau key: an Ed25519 key signs a log hashed with
+SHA-256, an SM2 key (``sm`` suite) one hashed with SM3 (see :mod:`sandbox.ledger.note`).
+
 Finding the first bad entry. When the rebuilt root at a signed size ``n`` differs from the
 signed root ``R`` (current or saved checkpoint), the verifier bisects over prefix sizes ``m``:
 prefix ``m`` is *proven* when the log's consistency proof from ``m`` to ``n`` verifies from the
@@ -44,17 +47,25 @@ from typing import Any, Literal, cast
 
 import httpx
 import rfc8785
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from tongsuopy.crypto import serialization as tongsuo_serialization
 
 from operators.client import SandboxAPIError, api_error
-from operators.keys import strict_b64decode
+from operators.keys import PrivateKey, public_raw, strict_b64decode
+from operators.sm2 import SM2PublicKey
+from operators.suite import Suite
 from sandbox.ledger import merkle
 from sandbox.ledger.errors import LedgerError, NoteError, ProofError
-from sandbox.ledger.note import Checkpoint, add_signature, open_checkpoint, parse_vkey
+from sandbox.ledger.note import (
+    SM2_PUBLIC_KEY_BYTES,
+    Checkpoint,
+    add_signature,
+    key_suite,
+    open_checkpoint,
+    parse_vkey,
+)
 
 DEFAULT_TIMEOUT = 60.0
 # Past this many, per-entry problems are summed up in one line: a rewritten log would
@@ -79,23 +90,35 @@ class BureauKey:
     name: str | None = None
     source: Literal["given", "served"] = "given"
 
+    @property
+    def suite(self) -> Suite:
+        return key_suite(self.public_key)
+
+    @property
+    def hasher(self) -> merkle.TreeHasher:
+        """The hash of the log this key signs: SHA-256 for Ed25519, SM3 for SM2."""
+        return merkle.hasher_for(self.suite)
+
 
 def parse_bureau_key(text: str) -> BureauKey:
-    """A bureau key written as base64 of the raw 32 bytes, a verifier key string
-    (``<origin>+<key id>+<base64>``, as ``/v1/keys`` shows in ``ledger_vkey``) or a PEM
-    public key."""
+    """A bureau key written as base64 of its raw bytes (32 for Ed25519, the 65-byte point for
+    SM2), a verifier key string (``<origin>+<key id>+<base64>``, as ``/v1/keys`` shows in
+    ``ledger_vkey``) or a PEM public key."""
     text = text.strip()
     raw = strict_b64decode(text, canonical=True)
     if raw is not None and len(raw) == 32:
         return BureauKey(raw)
+    if raw is not None and len(raw) == SM2_PUBLIC_KEY_BYTES:
+        return BureauKey(_sm2_raw(raw))
     if text.startswith("-----BEGIN PUBLIC KEY-----"):
         return BureauKey(_pem_public_raw(text))
     if text.count("+") >= 2:
         name, public_raw = parse_vkey(text)
         return BureauKey(public_raw, name)
     raise NoteError(
-        "the bureau key must be base64 of the 32 raw bytes of its Ed25519 public key, a "
-        "verifier key '<origin>+<key id>+<base64>' or a PEM public key; get it from the "
+        "the bureau key must be base64 of the raw bytes of its public key (32 for Ed25519, "
+        "65 for SM2), a verifier key '<origin>+<key id>+<base64>' or a PEM public key; get "
+        "it from the "
         "bureau through a channel you trust (not only from the service you are checking)"
     )
 
@@ -116,16 +139,37 @@ def load_bureau_key(value: str) -> BureauKey:
     return parse_bureau_key(inline_or_file(value))
 
 
+def _sm2_raw(raw: bytes) -> bytes:
+    try:
+        return SM2PublicKey.from_raw(raw).raw()
+    except ValueError:
+        raise NoteError(
+            "the bureau key is 65 bytes but not a point of the SM2 curve; copy it whole"
+        ) from None
+
+
 def _pem_public_raw(text: str) -> bytes:
     try:
         key = serialization.load_pem_public_key(text.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         key = None
+    except UnsupportedAlgorithm:
+        # pyca/cryptography has no SM2 curve: Tongsuo reads SM2 keys.
+        return _sm2_pem_public_raw(text)
     if not isinstance(key, Ed25519PublicKey):
         raise NoteError(
-            "the PEM bureau key is not an Ed25519 public key; ask the bureau for its ledger key"
+            "the PEM bureau key is not an Ed25519 or SM2 public key; ask the bureau for its "
+            "ledger key"
         )
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _sm2_pem_public_raw(text: str) -> bytes:
+    key = tongsuo_serialization.load_pem_public_key(text.encode("ascii"))
+    raw = key.public_bytes(
+        tongsuo_serialization.Encoding.X962, tongsuo_serialization.PublicFormat.UncompressedPoint
+    )
+    return _sm2_raw(bytes(raw))
 
 
 # --- talking to the service ----------------------------------------------------------------------
@@ -285,7 +329,7 @@ def verify_log(source: LedgerSource, key: BureauKey, saved: str | None = None) -
         )
     problems += _served_fields(served, current)
     previous = _open_saved(saved, key, origin, problems) if saved is not None else None
-    tree = _download(source, current.size, problems)
+    tree = _download(source, current.size, problems, key.hasher)
     problems += _against(source, tree, current, "root_mismatch", "the latest signed checkpoint")
     consistent: bool | None = None
     if previous is not None:
@@ -332,14 +376,16 @@ def _open_saved(
     return previous
 
 
-def _download(source: LedgerSource, size: int, problems: list[Problem]) -> merkle.MemoryTree:
+def _download(
+    source: LedgerSource, size: int, problems: list[Problem], hasher: merkle.TreeHasher
+) -> merkle.MemoryTree:
     """Fetch entries [0, size) page by page into a tree of their leaf hashes.
 
     Stops at the first entry that cannot be hashed in its place (missing, out of order,
     undecodable leaf); content problems (event ≠ leaf, non-canonical JSON) are noted and the
     leaf is still hashed, so the roots can tell whether the leaf itself was altered.
     """
-    tree = merkle.MemoryTree()
+    tree = merkle.MemoryTree(hasher=hasher)
     noted = 0
     while tree.size < size:
         page = source.entries(tree.size, size)
@@ -462,7 +508,7 @@ def _against_saved(
         ]
     if previous.size == 0:
         return None, []
-    consistent = _consistent(source, previous, current)
+    consistent = _consistent(source, previous, current, tree.hasher)
     problems = (
         []
         if consistent
@@ -489,13 +535,15 @@ def _against_saved(
     return consistent, problems + found
 
 
-def _consistent(source: LedgerSource, previous: Checkpoint, current: Checkpoint) -> bool:
+def _consistent(
+    source: LedgerSource, previous: Checkpoint, current: Checkpoint, hasher: merkle.TreeHasher
+) -> bool:
     try:
         proof = (
             [] if previous.size == current.size else source.consistency(previous.size, current.size)
         )
         merkle.verify_consistency(
-            previous.size, current.size, previous.root_hash, current.root_hash, proof
+            previous.size, current.size, previous.root_hash, current.root_hash, proof, hasher
         )
     except (ProofError, SandboxAPIError) as exc:
         if isinstance(exc, SandboxAPIError) and exc.status != 400:
@@ -532,7 +580,7 @@ def _proven(
         return tree.root(size) == root
     try:
         proof = source.consistency(prefix, size)
-        merkle.verify_consistency(prefix, size, tree.root(prefix), root, proof)
+        merkle.verify_consistency(prefix, size, tree.root(prefix), root, proof, tree.hasher)
     except SandboxAPIError as exc:
         # A refused proof is an unproven prefix; other failures mean the log cannot be asked.
         if exc.status != 400:
@@ -560,7 +608,7 @@ class Cosigned:
 def cosign(
     source: LedgerSource,
     key: BureauKey,
-    witness_key: Ed25519PrivateKey,
+    witness_key: PrivateKey,
     name: str,
     previous: str | None = None,
 ) -> Cosigned:
@@ -585,11 +633,8 @@ def cosign(
         if held.size > 0:
             proof = [] if held.size == current.size else source.consistency(held.size, current.size)
             merkle.verify_consistency(
-                held.size, current.size, held.root_hash, current.root_hash, proof
+                held.size, current.size, held.root_hash, current.root_hash, proof, key.hasher
             )
     cosigned = add_signature(note, name, witness_key)
-    public = witness_key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    record = source.witness(cosigned, name, public)
+    record = source.witness(cosigned, name, public_raw(witness_key))
     return Cosigned(current.size, current.root_hash, held.size if held else None, cosigned, record)

@@ -29,7 +29,7 @@ from contracts.lifecycle import Status, check_usable
 from contracts.quota import check_quotas
 from contracts.scope import check_scope
 from operators.errors import OperatorError, SubmissionInvalid
-from operators.keys import verify
+from operators.keys import parse_public_key, suite_of, verify
 from operators.roles import Role
 from operators.submission import parse_signed_at, submission_bytes
 from pricing import Charge
@@ -239,8 +239,10 @@ def verify_signature(session: Session, actor: Actor, req: JobRequest) -> str | N
             "now (a signature is only accepted close to when it was made, so it cannot be "
             "replayed)"
         )
+    # The code's digest is the registered key's suite's, as the signer's client computes it.
+    suite = suite_of(parse_public_key(key.public_key))
     data = submission_bytes(
-        req.contract_id, req.code, req.params, req.idempotency_key, req.signed_at
+        req.contract_id, req.code, req.params, req.idempotency_key, req.signed_at, suite
     )
     verify(
         key.public_key,

@@ -24,6 +24,7 @@ from contracts.errors import ContractInvalid, ContractStateError
 from contracts.lifecycle import FINAL_STATUSES, Status
 from contracts.signing import sign_contract, verify_contract
 from operators.roles import Role
+from operators.suite import Suite
 from sandbox.common import clock
 from sandbox.context import Context
 from sandbox.disclosure.dp import ineligibility
@@ -253,6 +254,9 @@ def _parse(
             )
     if version != 1:
         doc = dataclasses.replace(doc, version=version)
+    if ctx.suite is not Suite.international:
+        # Signed into the document, so that anyone checking it knows the algorithms.
+        doc = dataclasses.replace(doc, crypto_suite=ctx.suite.value)
     return doc, sorted({datasets[name].provider_id for name in doc.datasets})
 
 

@@ -20,6 +20,7 @@ from operators.errors import SignatureInvalid
 from operators.keys import parse_public_key, verify
 from operators.roles import Role
 from operators.rotation import rotation_bytes
+from operators.suite import DEFAULT_SUITE, Suite
 from operators.tokens import hash_token, new_token
 from sandbox.common import clock
 from sandbox.context import Context
@@ -88,7 +89,7 @@ def authenticate(ctx: Context, token: str | None, *, allow_suspended: bool = Fal
     """
     if not token:
         raise Unauthenticated("send your API token as 'Authorization: Bearer <token>'")
-    digest = hash_token(token)
+    digest = hash_token(token, ctx.suite)
     with ctx.reading() as s:
         p = s.scalar(select(Principal).where(Principal.token_hash == digest))
         if p is None:
@@ -160,7 +161,7 @@ def create_principal(
     if not name.strip():
         raise BadRequest("name must not be empty")
     if public_key is not None:
-        parse_public_key(public_key)
+        parse_public_key(public_key, ctx.suite)
     valid_to = parse_license_valid_to(license_valid_to)
     token = new_token()
     p = Principal(
@@ -169,7 +170,7 @@ def create_principal(
         role=role,
         license_no=license_no,
         public_key=public_key,
-        token_hash=hash_token(token),
+        token_hash=hash_token(token, ctx.suite),
         license_valid_to=clock.stored(valid_to) if valid_to else None,
         status=ACTIVE,
         history=[history_entry(ACTIVE, actor.id if actor else None, "created")],
@@ -367,7 +368,7 @@ def revoke_tokens(
             _issue(s, p, token)
         else:
             # The column must hold some hash; this one belongs to a token nobody ever saw.
-            p.token_hash = hash_token(new_token())
+            p.token_hash = hash_token(new_token(), log.suite(s))
         log.append(
             s,
             "principal.tokens_revoked",
@@ -396,7 +397,7 @@ def _revoke_tokens(session: Session, p: Principal, reason: str) -> None:
 
 
 def _issue(session: Session, p: Principal, token: str) -> None:
-    p.token_hash = hash_token(token)
+    p.token_hash = hash_token(token, log.suite(session))
     session.add(
         PrincipalToken(token_hash=p.token_hash, principal_id=p.id, issued_at=clock.stored_now())
     )
@@ -470,7 +471,7 @@ def register_key(
             f"only the bureau, or the principal itself, registers a principal's "
             f"keys; you are {actor.role} {actor.id}"
         )
-    parse_public_key(public_key)
+    parse_public_key(public_key, ctx.suite)
     with ctx.transaction() as s:
         p = _target(s, principal_id)
         previous = current_key(s, p.id)
@@ -505,7 +506,7 @@ def _check_rotation_signature(
     if not signature:
         raise BadRequest(
             'registering your next key needs {"public_key": …, "signature": …}: base64 '
-            f"Ed25519 signature by your current key ({previous.id}) over "
+            f"signature by your current key ({previous.id}) over "
             "operators.rotation.rotation_bytes(your id, the new public key, "
             f"'{previous.id}')"
         )
@@ -551,10 +552,12 @@ def _add_key(
     return key
 
 
-def bootstrap(settings: Settings, bureau_name: str = "数据局") -> tuple[Context, str]:
+def bootstrap(
+    settings: Settings, bureau_name: str = "数据局", suite: Suite = DEFAULT_SUITE
+) -> tuple[Context, str]:
     """A new instance with its first principal, the bureau; returns the bureau's token."""
     from sandbox.context import create_instance
 
-    ctx = create_instance(settings)
+    ctx = create_instance(settings, suite)
     _, token = create_principal(ctx, None, bureau_name, Role.bureau)
     return ctx, token

@@ -76,7 +76,7 @@ def register(ctx: Context, actor: Actor, data: bytes, filename: str, meta_raw: A
                 "create it first with POST /v1/principals (role 'provider')"
             )
     info, report = ingest_profiled(
-        data, filename, meta, ctx.settings.datasets_dir, ctx.settings.partition_rows
+        data, filename, meta, ctx.settings.datasets_dir, ctx.settings.partition_rows, at_rest=True
     )
     registered = clock.stored(clock.now())
     try:

@@ -9,13 +9,13 @@ whose token was rotated or revoked, or whose principal is suspended, no longer a
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import delete
 
+from operators.suite import Suite, digest
 from operators.tokens import hash_token
 from sandbox.common import clock
 from sandbox.context import Context
@@ -40,8 +40,8 @@ class Signed:
     csrf: str
 
 
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+def _hash(secret: str, suite: Suite) -> str:
+    return digest(suite, secret.encode("utf-8")).hex()
 
 
 def open_session(ctx: Context, token: str) -> Opened:
@@ -56,9 +56,9 @@ def open_session(ctx: Context, token: str) -> Opened:
         s.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < clock.stored(now)))
         s.add(
             ConsoleSession(
-                secret_hash=_hash(secret),
+                secret_hash=_hash(secret, ctx.suite),
                 principal_id=actor.id,
-                token_hash=hash_token(token.strip()),
+                token_hash=hash_token(token.strip(), ctx.suite),
                 csrf=csrf,
                 created_at=clock.stored(now),
                 expires_at=clock.stored(expires),
@@ -73,7 +73,7 @@ def signed_in(ctx: Context, secret: str | None) -> Signed | None:
     if not secret:
         return None
     with ctx.reading() as s:
-        row = s.get(ConsoleSession, _hash(secret))
+        row = s.get(ConsoleSession, _hash(secret, ctx.suite))
         if row is None or row.expires_at <= clock.stored(clock.now()):
             return None
         p = s.get(Principal, row.principal_id)
@@ -90,7 +90,9 @@ def close_session(ctx: Context, secret: str | None) -> None:
     if not secret:
         return
     with ctx.transaction() as s:
-        s.execute(delete(ConsoleSession).where(ConsoleSession.secret_hash == _hash(secret)))
+        s.execute(
+            delete(ConsoleSession).where(ConsoleSession.secret_hash == _hash(secret, ctx.suite))
+        )
 
 
 def check_csrf(signed: Signed, given: str | None) -> None:

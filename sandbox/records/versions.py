@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from contracts.lifecycle import Status
 from operators.roles import Role
-from sandbox.catalog import entities, quality, snapshot
+from sandbox.catalog import encryption, entities, quality, snapshot
 from sandbox.catalog.ingest import ColumnPolicy, disk_space, policy_of, read_file
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.common import clock
@@ -251,6 +251,7 @@ def _publish(
             append=mode == "append",
             on_batch=profiled,
             accept=accept,
+            encrypt=encryption.is_encrypted_level(current.level),
         )
     try:
         return _record(

@@ -23,7 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, Table, select
 from sqlalchemy.orm import Session
 
-from sandbox.catalog import entities
+from sandbox.catalog import encryption, entities
 from sandbox.common import clock
 from sandbox.errors import Conflict, NotFound
 from sandbox.settings import Settings
@@ -61,6 +61,10 @@ def take(settings: Settings, engine: Engine, dest: Path) -> Manifest:
         )
         key = tmp / _relative(settings, settings.key_path)
         copy_secret(settings.key_path, key)
+        # Without the master key the encrypted (L3/L4) partitions of the backup are noise.
+        master = settings.data_dir / encryption.MASTER_KEY_FILE
+        if master.exists():
+            copy_secret(master, tmp / _relative(settings, master))
         files = {
             path.relative_to(tmp).as_posix(): FileSum.of(path)
             for path in sorted(tmp.rglob("*"))

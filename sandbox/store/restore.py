@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Integer, MetaData, Table, func, inspect, select, text
 
-from sandbox.catalog import entities
+from sandbox.catalog import encryption, entities
 from sandbox.errors import BadRequest, Conflict, NotFound
 from sandbox.settings import Settings
 from sandbox.store import schema, tablefile
@@ -144,12 +144,12 @@ def _continue_sequences(conn: Connection, tables: list[Table]) -> None:
 
 
 def _copy_files(src: Path, manifest: Manifest, settings: Settings) -> None:
-    secret = key_file(settings)
+    secrets = {key_file(settings), encryption.MASTER_KEY_FILE.as_posix()}
     for relative in sorted(manifest.files):
         if relative.startswith("tables/"):
             continue
         target = settings.data_dir / relative
-        if relative == secret or relative.endswith(f"/{entities.DIRECTORY}/{entities.KEY}"):
+        if relative in secrets or relative.endswith(f"/{entities.DIRECTORY}/{entities.KEY}"):
             copy_secret(src / relative, target)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)

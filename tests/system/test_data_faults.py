@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import World
 
+from sandbox.catalog import encryption
+
 PRIVATE = {"population": {"epsilon": "0.5", "per_job_epsilon": "0.2"}}
 BY_DISTRICT = (
     "emit('t', table('population').group_by('district').agg(n=count(), i=mean('income')).collect())"
@@ -43,7 +45,7 @@ def _truncate(path: Path) -> None:
 
 def _overwrite(path: Path) -> None:
     """Some bytes in the middle of the pages the job reads (its district column) replaced."""
-    meta = pq.ParquetFile(path).metadata
+    meta = pq.ParquetFile(path, decryption_properties=encryption.decryption_for(path)).metadata
     names = [meta.schema.column(i).path for i in range(meta.num_columns)]
     chunk = meta.row_group(0).column(names.index("district"))
     start = chunk.dictionary_page_offset or chunk.data_page_offset

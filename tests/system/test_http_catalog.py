@@ -14,6 +14,8 @@ from conftest import World
 from factories import parquet_bytes
 from httpx import Response
 
+from sandbox.catalog.encryption import decryption_for as decrypt
+
 SURVEY_CSV = (
     "区县,性别,年龄,月收入\n"
     "城关区,男,34,5200\n"
@@ -294,7 +296,10 @@ def test_duplicate_keeps_the_first_dataset(local_world: World) -> None:
     assert w.client.get("/v1/datasets/population", headers=w.h(w.operator)).json() == before
     parts = sorted((w.ctx.settings.datasets_dir / "population").iterdir())
     assert len(parts) == 4  # 20 000 rows in partitions of 6 000
-    assert sum(pq.read_metadata(p).num_rows for p in parts) == before["row_count"]
+    assert (
+        sum(pq.read_metadata(p, decryption_properties=decrypt(p)).num_rows for p in parts)
+        == (before["row_count"])
+    )
 
 
 def test_parquet_upload_keeps_types(local_world: World) -> None:

@@ -21,6 +21,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from sandbox.catalog.encryption import decryption_for as decrypt
+
 SCENARIO = Path(__file__).with_name("multinode_scenario.py")
 ROOT = Path(__file__).resolve().parents[2]
 RESIDENTS = 3000
@@ -94,7 +96,9 @@ def test_instance_attaches_to_the_cluster_and_partitions_the_dataset(
     parts = [Path(p) for p in out["partitions"]]
     assert len(parts) == math.ceil(RESIDENTS / PARTITION_ROWS) > 2
     assert all(p.is_absolute() and p.is_relative_to(workdir) for p in parts)
-    assert sum(pq.read_metadata(p).num_rows for p in parts) == RESIDENTS
+    assert sum(pq.read_metadata(p, decryption_properties=decrypt(p)).num_rows for p in parts) == (
+        RESIDENTS
+    )
 
 
 def test_released_table_matches_an_independent_computation(

@@ -10,8 +10,15 @@ from sandbox.api.models.common import Open
 
 
 class ServiceKeys(Open):
-    bureau: str = Field(description="base64 raw Ed25519 public key of the bureau")
+    bureau: str = Field(
+        description="base64 raw public key of the bureau: 32-byte Ed25519, or the 65-byte "
+        "uncompressed SM2 point on an instance of the sm suite"
+    )
     ledger_vkey: str = Field(description="The log's verifier key in signed-note form")
+    crypto_suite: str = Field(
+        description="The instance's crypto suite, fixed at 'sandbox init': 'international' "
+        "(Ed25519, SHA-256) or 'sm' (SM2, SM3)"
+    )
 
 
 class Checkpoint(Open):

@@ -72,7 +72,9 @@ class Principals(Open):
 class Key(Open):
     id: str
     principal_id: str
-    public_key: str = Field(description="base64 raw Ed25519 public key")
+    public_key: str = Field(
+        description="base64 raw public key: Ed25519, or SM2 (65-byte point) on an sm instance"
+    )
     valid_from: str | None
     revoked_at: str | None
     revoked_reason: str | None

@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from operators.keys import parse_public_key, public_key_b64
+from operators.keys import parse_public_key, public_key_b64, public_raw, raw_public_bytes
 from operators.roles import Role
 from sandbox.api.deps import Ctx, CurrentActor
 from sandbox.api.models.common import ERRORS, SIGNED_IN, ModelRoute, errors
@@ -37,6 +36,7 @@ def keys(ctx: Ctx) -> dict[str, Any]:
     return {
         "bureau": public,
         "ledger_vkey": vkey(ctx.settings.log_origin, base64.b64decode(public)),
+        "crypto_suite": ctx.suite.value,
     }
 
 
@@ -77,7 +77,9 @@ def consistency(first: int, second: int, ctx: Ctx, actor: CurrentActor) -> dict[
 class WitnessKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    public_key: str = Field(description="base64 of the witness's raw Ed25519 public key")
+    public_key: str = Field(
+        description="base64 of the witness's raw public key (Ed25519, or SM2 on an sm instance)"
+    )
 
 
 class Cosignature(BaseModel):
@@ -103,7 +105,7 @@ class Cosignature(BaseModel):
 def witness(body: Cosignature, ctx: Ctx, actor: CurrentActor, response: Response) -> dict[str, Any]:
     """Regulator: keep a checkpoint co-signed as a witness (idempotent per size and key)."""
     require(actor, Role.regulator)
-    signer = log.Witness(body.witness.name, _raw_public_key(body.witness.public_key))
+    signer = log.Witness(body.witness.name, _raw_public_key(ctx, body.witness.public_key))
     with ctx.transaction() as s:
         principal = s.get(Principal, actor.id)
         record, created = log.add_witness(
@@ -128,9 +130,8 @@ def witnessed(ctx: Ctx, actor: CurrentActor, size: int | None = None) -> dict[st
 
 
 def _bureau_public(ctx: Context) -> bytes:
-    return ctx.bureau_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return public_raw(ctx.bureau_key)
 
 
-def _raw_public_key(b64: str) -> bytes:
-    key = parse_public_key(b64)
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+def _raw_public_key(ctx: Context, b64: str) -> bytes:
+    return raw_public_bytes(parse_public_key(b64, ctx.suite))

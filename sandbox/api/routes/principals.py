@@ -52,7 +52,8 @@ class NewKey(BaseModel):
     signature: str | None = Field(
         None,
         description=(
-            "needed when a principal registers its own next key: base64 Ed25519 signature by "
+            "needed when a principal registers its own next key: base64 signature (Ed25519, "
+            "or SM2 on an sm instance) by "
             "its current key over operators.rotation.rotation_bytes"
         ),
     )

@@ -9,10 +9,10 @@ import base64
 import json
 from typing import Annotated, Any
 
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from operators.keys import public_raw
 from operators.roles import Role
 from sandbox.common import clock, exports
 from sandbox.console.charts import bars
@@ -289,8 +289,7 @@ def ledger(
         shown = log.entries(s, max(end - LOG_PAGE, 0), end)[::-1]
         witnesses = [w for w in log.witnessed(s) if w["size"] == _last_witnessed(s)]
         proof = _proof(s, index, head) if isinstance(index, int) else None
-    public = ctx.bureau_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    verifier = vkey(ctx.settings.log_origin, public)
+    verifier = vkey(ctx.settings.log_origin, public_raw(ctx.bureau_key))
     base = f"{request.url.scheme}://{request.url.netloc}"
     return page(
         visit,
@@ -331,7 +330,8 @@ def _proof(session: Any, index: int, head: dict[str, Any]) -> dict[str, Any]:
     except SandboxError as exc:
         return {"error": exc.message}
     leaf = base64.b64decode(log.entries(session, index, index + 1)[0]["leaf"])
-    leaf_hash = merkle.leaf_hash(leaf)
+    tree = log.hasher(session)
+    leaf_hash = tree.leaf(leaf)
     try:
         merkle.verify_inclusion(
             leaf_hash,
@@ -339,6 +339,7 @@ def _proof(session: Any, index: int, head: dict[str, Any]) -> dict[str, Any]:
             size,
             [base64.b64decode(p) for p in path],
             base64.b64decode(head["root_hash"]),
+            tree,
         )
         verified, why = True, ""
     except ProofError as exc:
