@@ -209,9 +209,10 @@ class _Partitions:
 
     def _write(self, table: pa.Table) -> None:
         name = f"part-{self._next:05d}.parquet"
+        path = self._dir / name
         pq.write_table(
             table,
-            self._dir / name,
+            path,
             row_group_size=ROW_GROUP_ROWS,
             # Checked on every read (engine.prune): damage on disk is found, not computed.
             write_page_checksum=True,
@@ -219,7 +220,7 @@ class _Partitions:
             # per thousand rows instead of eight per row, and read five times faster.
             use_dictionary=[c for c in table.column_names if c != ENTITY],
             column_encoding={ENTITY: "DELTA_BINARY_PACKED"},
-            encryption_properties=encryption.encryption_for(self._dir) if self._encrypt else None,
+            encryption_properties=encryption.encryption_for(path) if self._encrypt else None,
         )
         self.names.append(name)
         self._next += 1
@@ -281,6 +282,10 @@ def _write(
         for i, path in enumerate(previous.partitions):
             name = f"part-{i:05d}.parquet"
             os.link(path, tmp / name)
+            # An encrypted partition keeps its wrapped keys beside it, under its new name.
+            material = encryption.key_material(Path(path))
+            if material.exists():
+                shutil.copyfile(material, encryption.key_material(tmp / name))
             carried.append(name)
     parts = _Partitions(tmp, partition_rows, len(carried), encrypt)
     schema: pa.Schema | None = None

@@ -16,6 +16,7 @@ from rich.table import Table
 from operators.suite import Suite
 from sandbox.cli.backup import backup, restore
 from sandbox.cli.contracts import contracts_app
+from sandbox.cli.datakey import rotate_data_key
 from sandbox.cli.db import db_app
 from sandbox.cli.demands import demands_app, objections_app
 from sandbox.cli.dev import datasets_dummy, dev_app
@@ -54,6 +55,7 @@ app.add_typer(products_app, name="products")
 app.add_typer(templates_app, name="templates")
 app.add_typer(dev_app, name="dev")
 datasets_app.command("dummy")(datasets_dummy)
+keys_app.command("rotate-data-key")(rotate_data_key)
 principals_app = typer.Typer(
     help="Who takes part (acts as the bureau on a local instance).", no_args_is_help=True
 )

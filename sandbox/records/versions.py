@@ -503,6 +503,7 @@ def _remove_files(ctx: Context, directory: str, name: str, number: int) -> None:
         # The first version lives in the dataset's own directory; later ones beside it.
         for part in path.glob("part-*.parquet"):
             part.unlink(missing_ok=True)
+            encryption.key_material(part).unlink(missing_ok=True)
         return
     shutil.rmtree(path, ignore_errors=True)
 

@@ -177,6 +177,10 @@ def _copy_datasets(settings: Settings, datasets: dict[str, list[str]], tmp: Path
             try:
                 # A copy, never a link: a backup must survive the instance's own files.
                 shutil.copyfile(source, target)
+                # An encrypted partition's wrapped keys lie beside it: without them it is noise.
+                material = encryption.key_material(source)
+                if material.exists():
+                    shutil.copyfile(material, encryption.key_material(target))
             except FileNotFoundError:
                 raise NotFound(
                     f"the instance is missing file {part} of dataset {name.split('@')[0]!r} "

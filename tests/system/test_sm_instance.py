@@ -148,9 +148,22 @@ def test_an_sm_instance_signs_with_sm2_hashes_with_sm3_and_verifies_from_outside
         )
         assert wrong.returncode == 1, wrong.stdout + wrong.stderr
 
+    # With the service stopped, the bureau rotates the master key of the encrypted (L3) data:
+    # the partitions' wrapped keys move to a new SM4 master key, the data files stay.
+    settings = Settings(data_dir=server.data_dir)
+    files = sorted(settings.datasets_dir.rglob("*.parquet"))
+    before = {f: f.read_bytes() for f in files}
+    rotated = cli("keys", "rotate-data-key", "--data-dir", str(server.data_dir), cwd=desk)
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    told = " ".join(rotated.stdout.split())
+    assert "Master key v2 in force" in told and "retired: v1" in told
+    assert {f: f.read_bytes() for f in files} == before
+    master = (settings.data_dir / "keys" / "data.key").read_text()
+    assert master.startswith("v2 sm4-gcm:") and master.count("\n") == 1
+
     # Opened again with an Ed25519 bureau key in place of the SM2 one, the instance refuses:
     # its log is hashed with SM3.
-    key_path = Settings(data_dir=server.data_dir).key_path
+    key_path = settings.key_path
     key_path.write_bytes(private_key_to_pem(generate_private_key()))
     reopened = cli(
         "principals",

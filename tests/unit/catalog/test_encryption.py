@@ -81,7 +81,7 @@ def test_the_master_key_is_made_once_readable_by_the_service_only(tmp_path: Path
     ingest(instance(tmp_path), "L3")
     key = tmp_path / "keys" / "data.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert key.read_text().startswith("aes-256-gcm:")
+    assert key.read_text().startswith("v1 aes-256-gcm:")
     first = key.read_bytes()
     ingest(tmp_path / "datasets", "L4", "另一个")
     assert key.read_bytes() == first
@@ -89,7 +89,7 @@ def test_the_master_key_is_made_once_readable_by_the_service_only(tmp_path: Path
 
 def test_an_sm_instance_wraps_data_keys_with_sm4(tmp_path: Path) -> None:
     info = ingest(instance(tmp_path, Suite.sm), "L3")
-    assert (tmp_path / "keys" / "data.key").read_text().startswith("sm4-gcm:")
+    assert (tmp_path / "keys" / "data.key").read_text().startswith("v1 sm4-gcm:")
     table = pa.concat_tables(prune.read(prune.footer(p), ["姓名"], None) for p in info.partitions)
     assert table.column("姓名").to_pylist() == ["张三丰", "李四光", "王五哥"]
 
@@ -119,3 +119,49 @@ def test_outside_an_instance_an_l3_dataset_is_refused_rather_than_left_plain(
 ) -> None:
     with pytest.raises(encryption.DataKeyMissing, match="sandbox init"):
         ingest(tmp_path / "datasets", "L3")
+
+
+def _read_all(paths: list[str]) -> list[Any]:
+    return [
+        pq.read_table(p, decryption_properties=encryption.decryption_for(p)).to_pylist()
+        for p in paths
+    ]
+
+
+@pytest.mark.parametrize("suite", [Suite.international, Suite.sm])
+def test_rotating_the_master_key_rewraps_keys_without_rewriting_data(
+    tmp_path: Path, suite: Suite
+) -> None:
+    datasets = instance(tmp_path, suite)
+    info = ingest(datasets, "L3")
+    plain = ingest(datasets, "L2", "企业")
+    before = _read_all(info.partitions)
+    data = {p: Path(p).read_bytes() for p in info.partitions}
+    material = {p: encryption.key_material(Path(p)).read_bytes() for p in info.partitions}
+    key = tmp_path / "keys" / "data.key"
+    old_key = key.read_bytes()
+    done = encryption.rotate(tmp_path, sorted(datasets.rglob("*.parquet")))
+    assert (done.version, done.files, done.retired) == (2, len(info.partitions), (1,))
+    # The data files are as they were; only their wrapped keys changed, under version 2 alone.
+    assert {p: Path(p).read_bytes() for p in info.partitions} == data
+    assert all(encryption.key_material(Path(p)).read_bytes() != material[p] for p in data)
+    assert key.read_text().startswith("v2 ") and key.read_text().count("\n") == 1
+    assert not encryption.key_material(Path(plain.partitions[0])).exists()
+    encryption._factory.cache_clear()
+    assert _read_all(info.partitions) == before
+    # A copy of the retired master key opens nothing any more.
+    key.write_bytes(old_key)
+    encryption._factory.cache_clear()
+    with pytest.raises(OSError):
+        _read_all(info.partitions)
+
+
+def test_a_partition_whose_key_material_is_missing_stops_the_rotation(tmp_path: Path) -> None:
+    datasets = instance(tmp_path)
+    info = ingest(datasets, "L3")
+    encryption.key_material(Path(info.partitions[0])).unlink()
+    with pytest.raises(encryption.DataKeyMissing, match="restore it from backup before rotating"):
+        encryption.rotate(tmp_path, sorted(datasets.rglob("*.parquet")))
+    # Nothing was retired: the files rotated so far and those not yet both still open.
+    encryption._factory.cache_clear()
+    assert _read_all(info.partitions[1:])
