@@ -294,7 +294,7 @@ def test_duplicate_keeps_the_first_dataset(local_world: World) -> None:
     assert r.status_code == 409
     assert "population" in r.json()["error"]
     assert w.client.get("/v1/datasets/population", headers=w.h(w.operator)).json() == before
-    parts = sorted((w.ctx.settings.datasets_dir / "population").iterdir())
+    parts = sorted((w.ctx.settings.datasets_dir / "population").glob("*.parquet"))
     assert len(parts) == 4  # 20 000 rows in partitions of 6 000
     assert (
         sum(pq.read_metadata(p, decryption_properties=decrypt(p)).num_rows for p in parts)
