@@ -132,10 +132,8 @@ def rotate(data_dir: Path, partitions: Iterable[Path]) -> Rotation:
         newest = max(versions)
         algorithm = versions[newest][0]
         version = newest + 1
-        _write_versions(
-            key_file,
-            {**versions, version: (algorithm, secrets.token_bytes(_ALGORITHMS[algorithm]))},
-        )
+        fresh = {version: (algorithm, secrets.token_bytes(_ALGORITHMS[algorithm]))}
+        _write_versions(key_file, {**versions, **fresh})
         factory = _factory(str(key_file))
         factory.remove_cache_entries_for_all_tokens()
         files = 0
@@ -152,7 +150,7 @@ def rotate(data_dir: Path, partitions: Iterable[Path]) -> Rotation:
                 pe.KmsConnectionConfig(), str(path), _LOCAL, True, _KEY_CACHE.total_seconds()
             )
             files += 1
-        _write_versions(key_file, {version: _read_versions(key_file)[version]})
+        _write_versions(key_file, fresh)
         factory.remove_cache_entries_for_all_tokens()
     return Rotation(version, files, tuple(sorted(v for v in versions if v != version)))
 

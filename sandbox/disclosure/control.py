@@ -185,7 +185,7 @@ def release(
         # Left-out rows count as hidden cells here: a total published elsewhere minus the
         # rows shown would otherwise give a left-out group's value.
         _secondary(result, keys, aggs, contributors, out, margins)
-    shared = _shares(result, keys, values, rows, small, out, margins)
+    shared = _shares(values, rows, small, out, margins)
 
     # Shown rows, renumbered.
     place: dict[int, int] = {}
@@ -233,8 +233,6 @@ def _shown(i: int, keys: tuple[str, ...], margins: Margins | None) -> bool:
 
 
 def _shares(
-    result: pa.Table,
-    keys: tuple[str, ...],
     values: list[str],
     rows: list[list[Any]],
     small: list[bool],
@@ -246,20 +244,17 @@ def _shares(
     share beside its cell gives the total). Returns the names of the shares."""
     if margins is None or not margins.shares:
         return set()
-    place = {
-        (g, tuple(rows[i][values.index(k)] for k in g)): i for i, g in enumerate(margins.groupings)
-    }
+
+    def key(i: int, names: tuple[str, ...]) -> tuple[Any, ...]:
+        return tuple(rows[i][values.index(k)] for k in names)
+
+    place = {(g, key(i, g)): i for i, g in enumerate(margins.groupings)}
     for name, within in margins.shares:
         at = values.index(name)
-        totals = [
-            place.get((within, tuple(rows[i][values.index(k)] for k in within)))
-            if set(within) <= set(g)
-            else None
-            for i, g in enumerate(margins.groupings)
-        ]
-        for i, t in enumerate(totals):
+        for i, g in enumerate(margins.groupings):
             if (i, name) in out:
                 continue
+            t = place.get((within, key(i, within))) if set(within) <= set(g) else None
             if t is None:
                 rows[i][at] = None  # a total over keys the share is taken within: no share
                 continue

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from contracts.quota import BEIJING
+from sandbox.common import months
 from sandbox.store.models import UsageCounter
 
 JOBS_OF_DAY = "contract_jobs_day"
@@ -32,7 +33,7 @@ def day_of(stored: dt.datetime) -> str:
 
 def month_of(stored: dt.datetime) -> str:
     """The Beijing month of a stored (naive UTC) time, YYYY-MM."""
-    return stored.replace(tzinfo=dt.UTC).astimezone(BEIJING).strftime("%Y-%m")
+    return months.of(stored.replace(tzinfo=dt.UTC))
 
 
 def add(

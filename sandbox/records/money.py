@@ -357,9 +357,7 @@ def volume_this_month(session: Session, operator_id: str, at: dt.datetime) -> di
     """Rows an operator's commercial jobs scanned this billing month, by level: the position
     on tiered volume prices (public-interest use is free and does not count). A running
     counter (records.counters), kept as jobs are settled: one read, whatever the history."""
-    return counters.read(
-        session, counters.VOLUME_OF_MONTH, operator_id, counters.month_of(clock.stored(at))
-    )
+    return counters.read(session, counters.VOLUME_OF_MONTH, operator_id, months.of(at))
 
 
 def quote(

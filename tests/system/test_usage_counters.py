@@ -4,6 +4,7 @@ the number of jobs before it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from conftest import World
@@ -30,7 +31,6 @@ def _summed(w: World, contract_id: str, operator_id: str) -> tuple[int, int, dic
     admitted = {j["id"] for j in jobs}
     today = rows_month = 0
     volume: dict[str, int] = {}
-    import json
 
     def parsed(v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
