@@ -57,6 +57,16 @@ class Options:
 
 
 @dataclass(frozen=True)
+class Seat:
+    """An operator's token, key and contract: what a job client needs."""
+
+    url: str
+    operator_token: str
+    operator_key: Ed25519PrivateKey
+    contract_id: str
+
+
+@dataclass(frozen=True)
 class Instance:
     url: str
     ctx: Context
@@ -64,6 +74,10 @@ class Instance:
     operator_key: Ed25519PrivateKey
     contract_id: str
     ingest_seconds: dict[str, float]
+    # q5's operator: its own contract on the sample only. One operator's releases are audited
+    # together, so the large queries' fine cells and a sample of the same people would hide
+    # each other (and a job asked for again and again, then hidden, is flagged).
+    small: Seat | None = None
 
     def partitions(self, dataset: str) -> list[str]:
         with self.ctx.reading() as s:
@@ -283,5 +297,15 @@ def _populate(
         seconds[name] = ingest(client, ctx, bureau, opts.ingest, name, files[name], provider["id"])
     _check(client.post("/v1/price-schedules", headers=auth(bureau), json=SCHEDULE))
     columns = {name: list(_meta(name, provider["id"])["columns"]) for name in seconds}
-    cid = active_contract(client, bureau, provider["token"], operator["token"], key, columns)
-    return Instance(url, ctx, operator["token"], key, cid, seconds)
+    small = {name: cols for name, cols in columns.items() if name == SMALL_DATASET}
+    large = {name: cols for name, cols in columns.items() if name != SMALL_DATASET}
+    cid = active_contract(client, bureau, provider["token"], operator["token"], key, large or small)
+    seat = None
+    if small:
+        small_key = generate_private_key()
+        other = principal(client, bureau, "小微数据服务有限公司", "operator", small_key)
+        small_cid = active_contract(
+            client, bureau, provider["token"], other["token"], small_key, small
+        )
+        seat = Seat(url, other["token"], small_key, small_cid)
+    return Instance(url, ctx, operator["token"], key, cid, seconds, seat)

@@ -17,7 +17,7 @@ import duckdb
 from benchmarks.compare import Check, compare
 from benchmarks.duck import DuckResult, DuckSide
 from benchmarks.instance import Instance
-from benchmarks.jobs import JobClient, Outcome, missing_features
+from benchmarks.jobs import JobClient, JobTarget, Outcome, missing_features
 from benchmarks.queries import Query
 
 
@@ -137,7 +137,7 @@ def measure_query(inst: Instance, duck: DuckSide, query: Query, repeat: int) -> 
 
 
 def _client_loop(
-    inst: Instance, code: str, jobs: int, start: threading.Barrier, out: list[Outcome]
+    inst: JobTarget, code: str, jobs: int, start: threading.Barrier, out: list[Outcome]
 ) -> None:
     with JobClient(inst) as client:
         start.wait()
@@ -146,7 +146,7 @@ def _client_loop(
 
 
 def run_concurrently(
-    inst: Instance, code: str, clients: int, total: int
+    inst: JobTarget, code: str, clients: int, total: int
 ) -> tuple[float, list[Outcome]]:
     """`total` jobs from `clients` threads, each with its own connection; returns wall seconds."""
     shares = [total // clients + (1 if i < total % clients else 0) for i in range(clients)]
@@ -180,13 +180,14 @@ def measure_small_jobs(
             0.0,
             (),
         )
-    with JobClient(inst) as client:
+    seat: JobTarget = inst.small or inst
+    with JobClient(seat) as client:
         first = [client.submit(query.code) for _ in range(warmup)]
         if (bad := _first_failure(first)) is not None:
             duck_s = time_duckdb(duck, query.sql, jobs)[0]
             return SmallJobs(_refused(query, rows, bad, duck_s), (), clients, 0, 0.0, ())
         duck_s, expected, sequential = alternate(duck, client, query, jobs)
-    wall, concurrent = run_concurrently(inst, query.code, clients, jobs)
+    wall, concurrent = run_concurrently(seat, query.code, clients, jobs)
     failures = tuple(o.explain() for o in sequential + concurrent if not o.ok)
     ok = [o for o in sequential if o.ok]
     result = QueryResult(
