@@ -224,10 +224,10 @@ class PartialStats:
     def nonzero(self, i: int, counted: np.ndarray) -> None:
         """Per group and read, the people whose contribution to magnitude aggregate `i` is
         not zero: what a sum over the group says something about (see `nonzero_set`)."""
+        mask = counted[self.rows]
         for j, members in enumerate(self.entities):
             self.columns[f"__z{j}:{i}"] = pa.array(
-                [serialized(members[a:b][counted[self.rows][a:b]]) for a, b in self._segments()],
-                pa.binary(),
+                [serialized(members[a:b][mask[a:b]]) for a, b in self._segments()], pa.binary()
             )
 
     def magnitudes(self, i: int, contributions: np.ndarray) -> None:
