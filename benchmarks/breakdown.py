@@ -13,7 +13,6 @@ the same partitions, in-process and as Ray tasks started from here.
 from __future__ import annotations
 
 import dataclasses
-
 import time
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from unittest import mock
 
-from sandbox.engine import prune
+from sandbox.engine import join, prune
 
 
 class NoChannel:
@@ -23,3 +23,9 @@ def dictionaries(on: bool) -> Any:
     """Within the block, every text column stored with a dictionary is read as an Arrow
     dictionary (on), or none is (off); by default only those of large partitions are."""
     return mock.patch.object(prune, "_DICTIONARY_BYTES_PER_VALUE", float("inf") if on else -1.0)
+
+
+def lookups(vectorised: bool) -> Any:
+    """Within the block, every lookup join matches its keys in DuckDB (on) or with Arrow's
+    `index_in` (off); by default only those with many left rows go to DuckDB."""
+    return mock.patch.object(join, "VECTORISED_MIN_ROWS", 0 if vectorised else 2**62)

@@ -30,6 +30,7 @@ either way.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -211,6 +212,8 @@ def _lookup_join(
     among the right keys (one hash table of them) and takes that row's columns. About twice
     as fast as a general hash join here, and the result keeps the left rows' order.
     `keep_unmatched`: a left join, whose unmatched rows take nulls (a null index takes one)."""
+    if left.num_rows >= VECTORISED_MIN_ROWS:
+        return _vectorised_lookup(left, right, key, keep_unmatched)
     where = pc.index_in(
         left.column(key), value_set=compute.contiguous(right.column(key)), skip_nulls=True
     )
@@ -220,6 +223,48 @@ def _lookup_join(
         rows = pc.indices_nonzero(pc.is_valid(where))
         joined = left.take(rows)
         found = pc.take(where, rows)
+    for name in right.column_names:
+        if name != key:
+            joined = joined.append_column(name, right.column(name).take(found))
+    return joined
+
+
+# From this many left rows a lookup runs in DuckDB (one thread, over the two key columns and
+# row positions only): its join is about twice as fast as Arrow's `index_in` on a million
+# text keys, while for a few thousand rows a query's fixed cost (a few ms) would dominate.
+VECTORISED_MIN_ROWS = 50_000
+
+# Fixed text, never operator input: the key columns are renamed to `k` before DuckDB sees them.
+_PAIRS = {
+    False: "SELECT l.p AS lp, r.p AS rp FROM l JOIN r ON l.k = r.k ORDER BY l.p",
+    True: "SELECT l.p AS lp, r.p AS rp FROM l LEFT JOIN r ON l.k = r.k ORDER BY l.p",
+}
+_duck = threading.local()
+
+
+def _duckdb() -> Any:
+    """This thread's DuckDB connection (opening one costs tens of ms; a cursor, nothing)."""
+    con = getattr(_duck, "con", None)
+    if con is None:
+        import duckdb
+
+        con = _duck.con = duckdb.connect(config={"threads": 1})
+    return con
+
+
+def _vectorised_lookup(left: pa.Table, right: pa.Table, key: str, keep_unmatched: bool) -> pa.Table:
+    """`_lookup_join` with the matching done by DuckDB: pairs of (left, right) positions, in
+    left order, then the same takes. Keys are already of one type, nulls removed from the
+    right; a null left key matches nothing, as in SQL."""
+    cursor = _duckdb().cursor()
+    try:
+        cursor.register("l", pa.table({"k": left.column(key), "p": np.arange(left.num_rows)}))
+        cursor.register("r", pa.table({"k": right.column(key), "p": np.arange(right.num_rows)}))
+        pairs = cursor.sql(_PAIRS[keep_unmatched]).to_arrow_table()
+    finally:
+        cursor.close()
+    joined = left if keep_unmatched else left.take(pairs.column("lp"))
+    found = pairs.column("rp")
     for name in right.column_names:
         if name != key:
             joined = joined.append_column(name, right.column(name).take(found))

@@ -103,7 +103,8 @@ def with_row_entities(
 
 def bitmap(members: np.ndarray) -> BitMap64:
     # Through array.array: pyroaring reads its buffer directly, ~10x faster than from numpy.
-    return BitMap64(array.array("Q", np.ascontiguousarray(members, dtype=np.uint64).tobytes()))
+    ordered = _ascending(np.asarray(members, dtype=np.uint64))
+    return BitMap64(array.array("Q", np.ascontiguousarray(ordered).tobytes()))
 
 
 _LOW = np.uint64(0xFFFFFFFF)
@@ -120,8 +121,17 @@ def serialized(members: np.ndarray) -> bytes:
     high = int(members.min() >> _HIGH)
     if high != int(members.max() >> _HIGH):
         return bitmap(members).serialize()
-    low = array.array("I", (members & _LOW).astype(np.uint32).tobytes())
+    low = array.array("I", _ascending((members & _LOW).astype(np.uint32)).tobytes())
     return struct.pack("<QI", 1, high) + BitMap(low).serialize()
+
+
+def _ascending(values: np.ndarray) -> np.ndarray:
+    """`values` sorted. Roaring adds ascending runs of values a container at a time and
+    unordered ones one by one: after a join a group's people come in the joined table's
+    order, and sorting them first builds their bitmap about eight times faster."""
+    if len(values) < 2 or bool((values[1:] >= values[:-1]).all()):
+        return values
+    return np.sort(values, kind="quicksort")
 
 
 def union(blobs: Iterable[bytes | None]) -> BitMap64:

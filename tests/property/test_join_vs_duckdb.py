@@ -18,7 +18,7 @@ import pytest
 from factories import partitioned, slices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plans import NoChannel, dictionaries
+from plans import NoChannel, dictionaries, lookups
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.engine.executor import Executor, LocalExecutor, RayExecutor
@@ -266,12 +266,22 @@ def _compare(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    data=tables, plan=plans, broadcast=st.booleans(), dictionary=st.booleans(), unique=st.booleans()
+    data=tables,
+    plan=plans,
+    broadcast=st.booleans(),
+    dictionary=st.booleans(),
+    unique=st.booleans(),
+    vectorised=st.booleans(),
 )
 def test_joins_equal_duckdb(
-    data: tuple[Any, ...], plan: dict[str, Any], broadcast: bool, dictionary: bool, unique: bool
+    data: tuple[Any, ...],
+    plan: dict[str, Any],
+    broadcast: bool,
+    dictionary: bool,
+    unique: bool,
+    vectorised: bool,
 ) -> None:
-    with dictionaries(dictionary):
+    with dictionaries(dictionary), lookups(vectorised):
         _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan, unique)
 
 
@@ -283,6 +293,7 @@ def test_joins_equal_duckdb(
     broadcast=st.booleans(),
     dictionary=st.booleans(),
     unique=st.booleans(),
+    vectorised=st.booleans(),
 )
 def test_left_and_anti_joins_equal_duckdb(
     data: tuple[Any, ...],
@@ -291,13 +302,14 @@ def test_left_and_anti_joins_equal_duckdb(
     broadcast: bool,
     dictionary: bool,
     unique: bool,
+    vectorised: bool,
 ) -> None:
     plan = {**plan, "how": how}
     if how == "left":
         # A left join needs one right row per key: the right's k, recorded unique.
         unique = True
         plan["on"] = ("k",) if plan["on"] == ("s",) else plan["on"]
-    with dictionaries(dictionary):
+    with dictionaries(dictionary), lookups(vectorised):
         _compare(LocalExecutor(broadcast_max_rows=10**9 if broadcast else 0), data, plan, unique)
 
 
