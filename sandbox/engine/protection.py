@@ -214,6 +214,19 @@ class PartialStats:
                 [serialized(members[a:b]) for a, b in self._segments()], pa.binary()
             )
 
+    def _subsets(self, j: int, members: np.ndarray, mask: np.ndarray) -> pa.Array:
+        """Per group, the bitmap of its `members` where `mask` (per row of the groups): a
+        group where the mask holds everywhere (no nulls, no zeros: the usual case) is the
+        group itself, whose bitmap `groups` already built."""
+        whole = self.columns[ids(j)]
+        return pa.array(
+            [
+                whole[g].as_py() if mask[a:b].all() else serialized(members[a:b][mask[a:b]])
+                for g, (a, b) in enumerate(self._segments())
+            ],
+            pa.binary(),
+        )
+
     def contributors(self, i: int, counted: np.ndarray) -> None:
         """Who counts for aggregate `i`: the rows where `counted` (per row of the table)."""
         mask = counted[self.rows]
@@ -227,18 +240,14 @@ class PartialStats:
             self.columns[f"__k{i}"] = pa.array(counts, pa.int64())
             return
         for j, members in enumerate(self.entities):
-            self.columns[f"__who{j}:{i}"] = pa.array(
-                [serialized(members[a:b][mask[a:b]]) for a, b in self._segments()], pa.binary()
-            )
+            self.columns[f"__who{j}:{i}"] = self._subsets(j, members, mask)
 
     def nonzero(self, i: int, counted: np.ndarray) -> None:
         """Per group and read, the people whose contribution to magnitude aggregate `i` is
         not zero: what a sum over the group says something about (see `nonzero_set`)."""
         mask = counted[self.rows]
         for j, members in enumerate(self.entities):
-            self.columns[f"__z{j}:{i}"] = pa.array(
-                [serialized(members[a:b][mask[a:b]]) for a, b in self._segments()], pa.binary()
-            )
+            self.columns[f"__z{j}:{i}"] = self._subsets(j, members, mask)
 
     def magnitudes(self, i: int, contributions: np.ndarray) -> None:
         """Per group and read, the largest contributions of single entities (with who made
