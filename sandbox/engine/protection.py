@@ -204,6 +204,7 @@ class PartialStats:
         self.entities = [entities_of(table, j, unmatched)[self.rows] for j in range(reads)]
         self.unique = unique
         self.columns: dict[str, pa.Array] = {}
+        self._distinct_seen: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _segments(self) -> Iterable[tuple[int, int]]:
         return zip(self.bounds[:-1].tolist(), self.bounds[1:].tolist())
@@ -258,16 +259,24 @@ class PartialStats:
         self.columns[f"{MASS}{i}"] = pa.array(masses, pa.float64())
         for j, members in enumerate(self.entities):
             tops, who = [], []
-            for a, b in self._segments():
+            for g, (a, b) in enumerate(self._segments()):
                 seg, ent = values[a:b], members[a:b]
                 if not self.unique and len(ent):
-                    ent, which = np.unique(ent, return_inverse=True)
+                    ent, which = self._distinct(j, g, ent)
                     seg = np.bincount(which, weights=seg)
                 order = _largest(seg, KEEP_TOP)
                 tops.append(seg[order].tolist())
                 who.append(ent[order].tolist())
             self.columns[f"__tv{j}:{i}"] = pa.array(tops, pa.list_(pa.float64()))
             self.columns[f"__ti{j}:{i}"] = pa.array(who, pa.list_(pa.uint64()))
+
+    def _distinct(self, j: int, g: int, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Group `g`'s distinct entities of read `j` and each row's among them: the same for
+        every magnitude aggregate of the plan, so sorted once."""
+        found = self._distinct_seen.get((j, g))
+        if found is None:
+            found = self._distinct_seen[(j, g)] = np.unique(members, return_inverse=True)
+        return found
 
     def extremes(self, i: int, values: np.ndarray, counted: np.ndarray) -> None:
         """Per group, the two largest and two smallest counted values (for the squared
