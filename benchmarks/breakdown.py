@@ -1,13 +1,12 @@
 """Where a job's time goes: its parts measured one at a time, next to the end-to-end time.
 
-    end to end (HTTP)  = API: auth, quote and reserve, ledger (SQLite)  + dispatch to the driver
-                         + jail wall (metered compute_seconds)          + settle, store, respond
-    jail wall          = job process (forked from its template), compile, exit (bare jail)
-                         + plan validation + engine (Parquet read, Arrow compute, merge)
-                         + disclosure control
+    end to end (HTTP)  = submit (API: auth, checks, quote, reservation, ledger)  + queue
+                         + run (the driver task: jail, plan check, engine, disclosure rules)
+                         + settle (charging, recording)  + HTTP and the client's own work
 
-The bare jail runs a job that only emits a number; the engine runs the job's checked plan on
-the same partitions, in-process and as Ray tasks started from here.
+The stages are the service's own measurements (`sandbox_job_stage_seconds`, means over the
+timed jobs). Beside them, parts measured apart: a bare jail (a job that only emits a number)
+and the engine alone on the job's checked plan, in-process and as Ray tasks started here.
 """
 
 from __future__ import annotations
@@ -31,6 +30,16 @@ from sandbox.language.policy import compile_job, restricted_globals
 from sandbox.records import registry
 
 BARE_JOB = 'emit("one", 1)\n'
+
+# The stages the service measures itself (sandbox_job_stage_seconds), mean ms per job.
+STAGES = (
+    ("submit", "checks, quote, reservation (the API)"),
+    ("queue", "waiting for a job slot"),
+    ("run", "the job's driver task: jail, code, engine, rules"),
+    ("engine", "  … of which computing the plan (partition tasks, merge)"),
+    ("disclosure", "  … of which the disclosure rules and the release audit"),
+    ("settle", "charging and recording the job"),
+)
 
 
 @dataclass(frozen=True)
@@ -136,14 +145,16 @@ def parts(
 ) -> list[Part]:
     """The parts of one measured query's job time, median milliseconds each."""
     checked = checked_plan(inst, result.query)
-    e2e, jail = median_ms(result.sandbox_s), median_ms(result.compute_s)
+    e2e = median_ms(result.sandbox_s)
+    stages = result.stages_ms
+    inside = sum(stages.get(k, 0.0) for k in ("submit", "queue", "run", "settle"))
     out = [
-        Part("end to end over HTTP", e2e, "client: submit → released result"),
-        Part("jail wall (metered)", jail, "job's compute_seconds: jail start → exit"),
+        Part("end to end over HTTP", e2e, "client: submit → released result (median)"),
+        *(Part(f"  {stage}", stages[stage], how) for stage, how in STAGES if stage in stages),
         Part(
-            "outside the jail",
-            e2e - jail if e2e is not None and jail is not None else None,
-            "API, SQLite writes, ledger, dispatch, settle, response",
+            "  HTTP and client",
+            e2e - inside if e2e is not None and stages else None,
+            "the rest: the request and response, signing, JSON (median less the means)",
         ),
         Part(
             "bare jail",

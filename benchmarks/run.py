@@ -19,6 +19,7 @@ from benchmarks.duck import DuckResult, DuckSide
 from benchmarks.instance import Instance
 from benchmarks.jobs import JobClient, JobTarget, Outcome, missing_features
 from benchmarks.queries import Query
+from sandbox.common.metrics import STAGE
 
 
 def median_ms(seconds: tuple[float, ...] | list[float]) -> float | None:
@@ -46,6 +47,9 @@ class QueryResult:
     first_s: float | None = None  # the untimed warm-up submission
     check: Check | None = None
     note: str = ""
+    # Mean ms per timed job in each stage the service itself measures (its Prometheus
+    # histogram `sandbox_job_stage_seconds`): where the time goes, from the inside.
+    stages_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float | None:
@@ -121,7 +125,9 @@ def measure_query(inst: Instance, duck: DuckSide, query: Query, repeat: int) -> 
         first = client.submit(query.code)
         if not first.ok:
             return _refused(query, rows, first, time_duckdb(duck, query.sql, repeat)[0])
+        before = stage_seconds()
         duck_s, expected, runs = alternate(duck, client, query, repeat)
+        stages = stages_ms(before, stage_seconds(), len(runs))
     if (failed := _first_failure(runs)) is not None:
         return QueryResult(query, rows, "failed", duckdb_s=duck_s, note=failed.explain())
     return QueryResult(
@@ -133,7 +139,27 @@ def measure_query(inst: Instance, duck: DuckSide, query: Query, repeat: int) -> 
         tuple(o.compute_seconds for o in runs if o.compute_seconds is not None),
         first.seconds,
         compare(runs[-1].output or {}, expected, query.keys, query.rel_tol),
+        stages_ms=stages,
     )
+
+
+def stage_seconds() -> dict[str, float]:
+    """Seconds spent so far in each stage of a job, summed over every job this process's
+    service ran (the service runs in this process)."""
+    out: dict[str, float] = {}
+    for metric in STAGE.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_sum"):
+                out[sample.labels["stage"]] = sample.value
+    return out
+
+
+def stages_ms(before: dict[str, float], after: dict[str, float], jobs: int) -> dict[str, float]:
+    return {
+        stage: (seconds - before.get(stage, 0.0)) / jobs * 1000
+        for stage, seconds in after.items()
+        if jobs and stage != "compile"
+    }
 
 
 def _client_loop(
@@ -186,7 +212,9 @@ def measure_small_jobs(
         if (bad := _first_failure(first)) is not None:
             duck_s = time_duckdb(duck, query.sql, jobs)[0]
             return SmallJobs(_refused(query, rows, bad, duck_s), (), clients, 0, 0.0, ())
+        before = stage_seconds()
         duck_s, expected, sequential = alternate(duck, client, query, jobs)
+        stages = stages_ms(before, stage_seconds(), len(sequential))
     wall, concurrent = run_concurrently(seat, query.code, clients, jobs)
     failures = tuple(o.explain() for o in sequential + concurrent if not o.ok)
     ok = [o for o in sequential if o.ok]
@@ -200,6 +228,7 @@ def measure_small_jobs(
         first[0].seconds,
         compare(ok[-1].output or {}, expected, query.keys, query.rel_tol) if ok else None,
         note=f"{len(failures)} of {2 * jobs} jobs failed: {failures[0]}" if failures else "",
+        stages_ms=stages,
     )
     return SmallJobs(
         result,
