@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sandbox.common.hashing import U64, K, is_text, is_time, key_hash, mix
-from sandbox.engine import compute, prune
+from sandbox.engine import compute, prune, simplify
 from sandbox.engine.validate import CheckedPlan
 from sandbox.language import plan as p
 
@@ -473,7 +473,10 @@ class Planner:
         if isinstance(node, p.Scan):
             scan = self.next_scan
             self.next_scan += 1
-            n = len(self.checked.reads[scan].dataset.partitions)
+            read = self.checked.reads[scan]
+            n = len(read.dataset.partitions)
+            types = {c.name: c.type for c in read.dataset.columns if c.name in read.columns}
+            steps = list(simplify.row_steps(steps[::-1], types))[::-1]
             where = prune.scan_predicates(steps[::-1])
             cached = bool(getattr(self.runner, "caches_scans", False))
             local = bool(getattr(self.runner, "keeps_scans", False))
