@@ -10,11 +10,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks import breakdown
+from benchmarks import breakdown, history
 from benchmarks.duck import DuckSide
 from benchmarks.instance import Instance, Options, running_instance
 from benchmarks.queries import QUERIES, SMALL_DATASET
-from benchmarks.report import Setup, print_report, write_json
+from benchmarks.report import Setup, print_flat_cost, print_report, write_json
 from benchmarks.run import QueryResult, SmallJobs, measure_query, measure_small_jobs
 
 
@@ -79,6 +79,14 @@ def parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--no-breakdown", action="store_true", help="skip measuring the parts of q1's and q5's jobs"
+    )
+    a.add_argument(
+        "--history",
+        type=history.sizes,
+        default=None,
+        metavar="SIZES",
+        help="also measure the small job on an instance seeded with this many earlier jobs "
+        "(ten log entries each), e.g. 0,100000: the flat-cost ratios",
     )
     a.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     return a
@@ -157,8 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         duck.close()
     print_report(console, setup, results, small, parts)
+    extra: dict[str, object] = {}
+    if args.history:
+        console.print(f"measuring the small job against history: {args.history} earlier jobs …")
+        points, duck_ms = history.run(
+            args.history, history.LOG_ENTRIES, history.JOBS, args.small_rows, args.executor
+        )
+        history.report(points, duck_ms, args.small_rows)
+        print_flat_cost(console, points)
+        extra["history"] = {"points": [p.__dict__ for p in points], "duckdb_ms": duck_ms}
     if args.json:
-        write_json(args.json, setup, results, small, parts)
+        write_json(args.json, setup, results, small, parts, extra)
         console.print(f"numbers written to {args.json}")
     return 0
 

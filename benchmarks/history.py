@@ -42,6 +42,9 @@ from sandbox.store.models import Job, JobObservation, Principal
 
 console = Console()
 BATCH = 5_000
+# Log entries seeded per job, and small jobs measured at each size, unless told otherwise.
+LOG_ENTRIES = 10
+JOBS = 40
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ def measure(inst: Instance, jobs: int, history: int, entries: int) -> Point:
     )
 
 
-def _sizes(text: str) -> list[int]:
+def sizes(text: str) -> list[int]:
     sizes = sorted({int(x) for x in text.split(",") if x.strip()})
     if not sizes or sizes[0] < 0:
         raise argparse.ArgumentTypeError("sizes are job counts, e.g. 0,20000,100000")
@@ -171,9 +174,11 @@ def _sizes(text: str) -> list[int]:
 
 def parser() -> argparse.ArgumentParser:
     a = argparse.ArgumentParser(prog="python -m benchmarks.history", description=__doc__)
-    a.add_argument("--sizes", type=_sizes, default=[0, 20_000, 100_000])
-    a.add_argument("--log-entries", type=int, default=10, help="log entries seeded per job")
-    a.add_argument("--jobs", type=int, default=40, help="small jobs measured at each size")
+    a.add_argument("--sizes", type=sizes, default=[0, 20_000, 100_000])
+    a.add_argument(
+        "--log-entries", type=int, default=LOG_ENTRIES, help="log entries seeded per job"
+    )
+    a.add_argument("--jobs", type=int, default=JOBS, help="small jobs measured at each size")
     a.add_argument("--rows", type=int, default=100_000, help="rows of the small dataset")
     a.add_argument("--executor", choices=("local", "ray"), default="local")
     return a
@@ -182,11 +187,20 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    points, duck_ms = run(args.sizes, args.log_entries, args.jobs, args.rows, args.executor)
+    report(points, duck_ms, args.rows)
+
+
+def run(
+    sizes: list[int], log_entries: int, jobs: int, rows: int, executor: str
+) -> tuple[list[Point], float]:
+    """The small job measured at each history size (ascending, from a fresh instance), and
+    DuckDB's median on the same files."""
     opts = Options(
-        residents=args.rows,
-        small_rows=args.rows,
+        residents=rows,
+        small_rows=rows,
         seed=7,
-        executor=args.executor,
+        executor=executor,
         partition_rows=50_000,
         ingest="direct",
         datasets=frozenset({SMALL_DATASET}),
@@ -194,28 +208,28 @@ def main(argv: list[str] | None = None) -> None:
     points: list[Point] = []
     with running_instance(opts) as inst:
         duck = DuckSide({SMALL_DATASET: inst.partitions(SMALL_DATASET)})
-        duck_ms = statistics.median(duck.timed(Q5.sql)[0] for _ in range(max(args.jobs, 5))) * 1000
+        duck_ms = statistics.median(duck.timed(Q5.sql)[0] for _ in range(max(jobs, 5))) * 1000
         seeded = entries = 0
-        for size in args.sizes:
+        for size in sizes:
             if size > seeded:
                 started = time.perf_counter()
                 seed_jobs(inst, seeded, size - seeded)
-                seed_log(inst, (size - seeded) * args.log_entries)
-                entries += (size - seeded) * args.log_entries
+                seed_log(inst, (size - seeded) * log_entries)
+                entries += (size - seeded) * log_entries
                 seeded = size
                 console.print(
                     f"seeded {seeded:,} jobs and {entries:,} log entries "
                     f"({time.perf_counter() - started:.0f} s)"
                 )
-            points.append(measure(inst, args.jobs, seeded, entries))
+            points.append(measure(inst, jobs, seeded, entries))
             console.print(f"measured at {seeded:,} jobs: p50 {points[-1].p50_ms:.1f} ms")
         duck.close()
-    _report(points, duck_ms, args)
+    return points, duck_ms
 
 
-def _report(points: list[Point], duck_ms: float, args: argparse.Namespace) -> None:
+def report(points: list[Point], duck_ms: float, rows: int) -> None:
     fresh = points[0]
-    table = Table(title=f"small job (q5, {args.rows:,} rows) against the history before it")
+    table = Table(title=f"small job (q5, {rows:,} rows) against the history before it")
     for column in (
         "jobs before",
         "log entries",

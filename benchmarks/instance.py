@@ -301,7 +301,7 @@ def _populate(
     large = {name: cols for name, cols in columns.items() if name != SMALL_DATASET}
     cid = active_contract(client, bureau, provider["token"], operator["token"], key, large or small)
     seat = None
-    if small:
+    if small and large:
         small_key = generate_private_key()
         other = principal(client, bureau, "小微数据服务有限公司", "operator", small_key)
         small_cid = active_contract(

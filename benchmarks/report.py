@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -189,6 +190,30 @@ def _verdict(ok: bool) -> str:
     return "[green]met[/]" if ok else "[red]missed[/]"
 
 
+# After the largest history measured, within this of the fresh instance (p50 and jobs/s).
+TARGET_FLAT = 0.10
+
+
+def print_flat_cost(console: Console, points: Sequence[Any]) -> None:
+    """The flat-cost targets: the small job after the largest history against a fresh
+    instance (`points`: benchmarks.history's, the first on the fresh instance)."""
+    fresh, last = points[0], points[-1]
+    t = Table("target", "measured", "", title="Targets: cost against history")
+    p50 = last.p50_ms / fresh.p50_ms
+    rate = last.jobs_per_second / fresh.jobs_per_second
+    t.add_row(
+        f"p50 after {last.history_jobs:,} jobs / fresh ≤ {1 + TARGET_FLAT:.2f}",
+        f"{p50:.2f}",
+        _verdict(p50 <= 1 + TARGET_FLAT),
+    )
+    t.add_row(
+        f"jobs/s after {last.history_jobs:,} jobs / fresh ≥ {1 - TARGET_FLAT:.2f}",
+        f"{rate:.2f}",
+        _verdict(rate >= 1 - TARGET_FLAT),
+    )
+    console.print(t)
+
+
 def print_targets(
     console: Console, setup: Setup, results: list[QueryResult], small: SmallJobs | None
 ) -> None:
@@ -268,6 +293,7 @@ def write_json(
     results: list[QueryResult],
     small: SmallJobs | None,
     breakdowns: dict[str, list[Part]],
+    extra: dict[str, Any] | None = None,
 ) -> None:
     body: dict[str, Any] = {
         "machine": machine(),
@@ -288,5 +314,6 @@ def write_json(
             "failures": list(small.failures),
         },
         "breakdown": {name: [p.__dict__ for p in parts] for name, parts in breakdowns.items()},
+        **(extra or {}),
     }
     path.write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
