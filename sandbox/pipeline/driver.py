@@ -490,7 +490,7 @@ def _selected(table: pa.Table, read: int) -> int:
     released cells tell."""
     matched = [c for c in table.column_names if c.startswith(protection.matched_set(read, ""))]
     columns = matched or [protection.ids(read)]
-    return len(protection.union(b for c in columns for b in table.column(c).to_pylist()))
+    return protection.merged(b for c in columns for b in table.column(c).to_pylist())[1]
 
 
 def _observe(

@@ -303,6 +303,24 @@ def test_bitmaps_serialize_byte_for_byte_as_64_bit_bitmaps(ids: np.ndarray) -> N
     assert sorted(BitMap64.deserialize(protection.serialized(ids))) == sorted(ids.tolist())
 
 
+@pytest.mark.parametrize(
+    "highs",
+    [[7], [7, 7, 7], [7, 8], [0, 0, 0, 0, 0], []],
+    ids=["one", "one-bucket", "two-buckets", "many", "none"],
+)
+def test_merged_sets_serialize_as_the_union_of_64_bit_bitmaps(highs: list[int]) -> None:
+    rng = np.random.default_rng(len(highs))
+    sets = [
+        (np.uint64(h) << np.uint64(32)) | rng.choice(1 << 20, 3000, replace=False).astype(np.uint64)
+        for h in highs
+    ]
+    empty = protection.serialized(np.zeros(0, np.uint64))
+    blobs: list[bytes | None] = [protection.serialized(s) for s in sets] + [None, b"", empty]
+    blob, size = protection.merged(blobs)
+    assert blob == protection.union(blobs).serialize()
+    assert size == len(set(np.concatenate([*sets, np.zeros(0, np.uint64)]).tolist()))
+
+
 def test_groups_list_each_groups_partial_rows_in_partition_order() -> None:
     groups = compute.Groups.of(pa.array([[4, 0, 2], None, [3, 1]], pa.list_(pa.int64())), 5)
     assert [rows.tolist() for rows in groups] == [[0, 2, 4], [], [1, 3]]
