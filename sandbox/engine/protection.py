@@ -320,9 +320,7 @@ def merge_groups(parts: pa.Table, reads: int, groups: Sequence[np.ndarray]) -> d
     out: dict[str, Any] = {}
     for j in range(reads):
         blobs = parts.column(ids(j)).to_pylist()
-        out[ids(j)] = pa.array(
-            [merged(blobs[r] for r in rows)[0] for rows in groups], pa.binary()
-        )
+        out[ids(j)] = pa.array([merged(blobs[r] for r in rows)[0] for rows in groups], pa.binary())
     return out
 
 
