@@ -56,7 +56,21 @@ class Settings(BaseSettings):
         ),
     )
     ray_num_cpus: int | None = Field(
-        None, ge=1, description=("CPUs for a locally started Ray; default: all of this machine's.")
+        None,
+        ge=1,
+        description=(
+            "CPUs for a locally started Ray; default: all of this machine's. Also how many "
+            "partition tasks run at once, each holding about one partition's working set."
+        ),
+    )
+    ray_object_store_mb: int | None = Field(
+        None,
+        ge=75,
+        description=(
+            "Size of the object store (shared memory) of a locally started Ray, in MiB; objects "
+            "beyond it spill to disk, and the scan cache takes a share of it. Default: Ray's "
+            "own (30 % of the machine's memory, at most 200 GB)."
+        ),
     )
     partition_rows: int = Field(
         1_000_000,
