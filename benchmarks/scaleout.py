@@ -98,18 +98,33 @@ def warm_up(nodes: int) -> None:
     ray.get([ready.options(resources={f"node-{i + 1}": 0.01}).remote() for i in range(nodes)])
 
 
-def noop_ms(repeat: int = 20) -> float:
-    """Submit and get of an empty task on the cluster: a task's fixed cost."""
+@dataclass(frozen=True)
+class TaskCosts:
+    """A task's fixed costs on the cluster: the driver's own time to submit one (the driver
+    submits without waiting, so this is what it spends per task), and a no-op's round trip
+    (submit → result back: the latency a stage of tasks adds once)."""
+
+    submit_ms: float
+    round_trip_ms: float
+
+
+def task_costs(repeat: int = 20, batch: int = 200) -> TaskCosts:
     import ray
 
     noop = ray.remote(num_cpus=1)(lambda: None)
     ray.get(noop.remote())
-    times = []
+    trips = []
     for _ in range(repeat):
         started = time.perf_counter()
         ray.get(noop.remote())
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+        trips.append(time.perf_counter() - started)
+    submits = []
+    for _ in range(3):
+        started = time.perf_counter()
+        refs = [noop.remote() for _ in range(batch)]
+        submits.append((time.perf_counter() - started) / batch)
+        ray.get(refs)
+    return TaskCosts(statistics.median(submits) * 1000, statistics.median(trips) * 1000)
 
 
 # --- where tasks ran ------------------------------------------------------------------------
@@ -182,6 +197,7 @@ class QueryRun:
     partitions: dict[str, int]
     engine_ms: list[float]  # end to end, per run: the first is cold (empty scan cache)
     merge_ms: list[float]  # the driver's merge of the partials alone
+    partial_mb: float  # what the partials weigh: contributor sets grow with the rows read
     tasks: list[list[TaskRecord]]  # per run
     bytes_per_row: dict[str, float]  # in-memory bytes of the columns read, per dataset
     equal_to_local: bool | None = None
@@ -213,10 +229,11 @@ def run_query(
         name,
         {r.dataset.name: r.dataset.row_count for r in checked.reads},
         {r.dataset.name: len(r.dataset.partitions) for r in checked.reads},
-        [],
-        [],
-        [],
-        _read_bytes_per_row(checked),
+        engine_ms=[],
+        merge_ms=[],
+        partial_mb=0.0,
+        tasks=[],
+        bytes_per_row=_read_bytes_per_row(checked),
     )
     tasks_since(seen, names, wait_s=0)  # whatever ran before is not this query's
     table = None
@@ -234,6 +251,7 @@ def run_query(
         started = time.perf_counter()
         compute.merge_all(checked, partials)
         result.merge_ms.append((time.perf_counter() - started) * 1000)
+        result.partial_mb = sum(t.nbytes for t in partials) / MB
     tasks_since(seen, names)
     local = LocalExecutor().aggregate(checked).table
     result.equal_to_local = table is not None and _sorted_rows(table) == _sorted_rows(local)
@@ -290,8 +308,9 @@ def estimate(
     ratios: dict[str, float],
     broadcast: list[str],
     costs: dict[str, dict[str, float]],
-    task_ms: float,
-    merge_ms_per_partial: float,
+    submit_ms: float,
+    round_trip_ms: float,
+    merge_ms_per_m_rows: float,
     shuffle_bytes_per_row: float,
     a: Assumptions,
 ) -> dict[str, float]:
@@ -303,10 +322,12 @@ def estimate(
     Without a hash join (q1) there is one wave kind: a partition → its partial. With one (q3):
     the broadcast side's reads, then a split of every partition of the large tables, then
     one task per bucket (as many as the larger side has partitions, at most
-    join.MAX_BUCKETS) that joins its share and aggregates. The driver submits every task one
-    after another (`task_ms` each, a no-op task's round trip: an upper bound of its share)
-    and merges every partial (`merge_ms_per_partial` each). The shuffle moves every row of
-    the large tables once, (N−1)/N of it to another node, spread over all nodes' links."""
+    join.MAX_BUCKETS) that joins its share and aggregates. Each stage adds a no-op task's
+    round trip once; the driver submits every task one after another (`submit_ms` each).
+    The driver's merge grows with the rows read (the partials carry contributor sets for
+    disclosure control): `merge_ms_per_m_rows` over all tables' rows, linear. The shuffle
+    moves every row of the large tables once, (N−1)/N of it to another node, spread over
+    all nodes' links."""
     slots = nodes * a.cores_per_node
     m = a.partition_rows / 1e6
     split = "split_task" in costs
@@ -325,7 +346,8 @@ def estimate(
         waves_s += math.ceil(n_split / slots) * costs["split_task"]["ms_per_m_rows"] * m
         per_bucket = sum(large.values()) / buckets / 1e6
         waves_s += math.ceil(buckets / slots) * costs["partial_task"]["ms_per_m_rows"] * per_bucket
-        partials, tasks = buckets, small_parts + 1 * bool(broadcast) + n_split + buckets
+        tasks = small_parts + 1 * bool(broadcast) + n_split + buckets
+        stages = 2 + bool(broadcast)
         if nodes > 1:
             volume = sum(large.values()) * shuffle_bytes_per_row * (nodes - 1) / nodes
             shuffle_s = volume / (nodes * a.network_gbit * 1e9 / 8)
@@ -333,30 +355,34 @@ def estimate(
         partials = sum(parts.values())
         waves_s += math.ceil(partials / slots) * costs["partial_task"]["ms_per_m_rows"] * m
         tasks = small_parts + 1 * bool(broadcast) + partials
-    driver_s = tasks * task_ms / 1000 + partials * merge_ms_per_partial / 1000
+        stages = 1 + bool(broadcast)
+    all_rows = rows * sum(ratios.values())
+    merge_s = merge_ms_per_m_rows * all_rows / 1e6 / 1000
+    driver_s = (tasks * submit_ms + stages * round_trip_ms) / 1000 + merge_s
     compute_s = waves_s / 1000
     return {
         "seconds": compute_s + shuffle_s + driver_s,
         "compute_s": compute_s,
         "shuffle_s": shuffle_s,
         "driver_s": driver_s,
+        "merge_s": merge_s,
         "tasks": tasks,
     }
 
 
-def model_inputs(run: QueryRun, task_ms: float) -> dict[str, Any]:
+def model_inputs(run: QueryRun, fixed: TaskCosts) -> dict[str, Any]:
     """Everything `estimate` needs besides rows, nodes and assumptions, from one query's run."""
     costs = per_kind(run)
     # Sizes are population's rows (q1's only table, q3's middle one); the others scale with it.
     base = "population" if "population" in run.rows else next(iter(run.rows))
     large, small = _sides(run)
-    partials = costs["partial_task"]["tasks_per_run"]
     return {
         "ratios": {d: n / run.rows[base] for d, n in run.rows.items()},
         "broadcast": small,
         "costs": costs,
-        "task_ms": task_ms,
-        "merge_ms_per_partial": statistics.median(run.merge_ms) / partials,
+        "submit_ms": fixed.submit_ms,
+        "round_trip_ms": fixed.round_trip_ms,
+        "merge_ms_per_m_rows": statistics.median(run.merge_ms) / sum(run.rows.values()) * 1e6,
         "shuffle_bytes_per_row": sum(run.bytes_per_row[d] * run.rows[d] for d in large)
         / sum(run.rows[d] for d in large),
     }
@@ -378,14 +404,19 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(args: argparse.Namespace, runs: list[QueryRun], task_ms: float, a: Assumptions) -> dict:
+def report(
+    args: argparse.Namespace, runs: list[QueryRun], fixed: TaskCosts, a: Assumptions
+) -> dict:
     print()
     print(
         f"{args.nodes} worker nodes of 1 CPU each (+ a head without CPUs for the driver), all on "
         f"this machine's {os.cpu_count()} cores: the nodes share the same cores, so this shows "
         "how the work is distributed, not a speed-up."
     )
-    print(f"Ray no-op task round trip on the cluster: {task_ms:.2f} ms (median)")
+    print(
+        f"a task on the cluster: the driver submits one in {fixed.submit_ms:.2f} ms; a no-op's "
+        f"round trip {fixed.round_trip_ms:.2f} ms (medians)"
+    )
     for run in runs:
         print()
         rows = ", ".join(
@@ -395,7 +426,8 @@ def report(args: argparse.Namespace, runs: list[QueryRun], task_ms: float, a: As
         warm = run.engine_ms[1:] or run.engine_ms
         print(
             f"  engine end to end: first (cold scan cache) {run.engine_ms[0]:.0f} ms, then median "
-            f"{_median(warm):.0f} ms over {len(warm)} runs; driver's merge {_median(run.merge_ms):.1f} ms"
+            f"{_median(warm):.0f} ms over {len(warm)} runs; driver's merge "
+            f"{_median(run.merge_ms):.1f} ms of {run.partial_mb:.1f} MB of partials"
         )
         nodes = sorted({r.node for records in run.tasks for r in records})
         print(
@@ -419,33 +451,51 @@ def report(args: argparse.Namespace, runs: list[QueryRun], task_ms: float, a: As
             "  same plan on the local executor: "
             + ("equal" if run.equal_to_local else "MISMATCH: the merged tables differ")
         )
-    inputs = {run.query: model_inputs(run, task_ms) for run in runs}
+    inputs = {run.query: model_inputs(run, fixed) for run in runs}
     rows = estimates(inputs, a)
     print()
     print(
-        "Estimate (a model, not a measurement): nodes of "
-        f"{a.cores_per_node} cores, each core as fast as one of this machine's; partitions of "
-        f"{a.partition_rows:,} rows read from each node's local disk; tasks cost the warm medians "
-        "above per million rows; the driver submits each task (a no-op's round trip) and merges "
-        f"each partial (measured per partial); q3's hash join moves every row read once over a "
-        f"{a.network_gbit:g} Gbit/s link per node, (N−1)/N of it to other nodes, in the measured "
-        "bytes per row. q3's other tables grow with population in the measured proportion. "
-        "Stragglers, skew, spilling and disk bandwidth are not modelled."
+        "Estimate (a model, not a measurement; `estimate` in benchmarks/scaleout.py, inputs in "
+        "the JSON). Rows are population's; q3's other tables grow with it in the measured "
+        f"proportion. Nodes of {a.cores_per_node} cores, each core as fast as one here; "
+        f"partitions of {a.partition_rows:,} rows read from the node's local disk; tasks run "
+        "in waves of nodes × cores and cost the warm medians above per million rows; the driver "
+        "submits every task and merges the partials, which carry contributor sets and so grow "
+        "with the rows (merge cost linear in rows, as measured here); q3's hash join sends "
+        f"every row of the two large tables once, (N−1)/N of it over a {a.network_gbit:g} "
+        "Gbit/s link per node. Not modelled: stragglers, skew, spilling, disk bandwidth, q3's "
+        "enterprises outgrowing the broadcast limit."
     )
     print(f"  {'query':<6}{'rows':>15}" + "".join(f"{f'N={n}':>10}" for n in MODEL_NODES))
     for query in inputs:
         for nrows in MODEL_ROWS:
             cells = [r["seconds"] for r in rows if r["query"] == query and r["rows"] == nrows]
             print(f"  {query:<6}{nrows:>15,}" + "".join(f"{s:>9.1f}s" for s in cells))
+    print("  of which, at 1 B rows: tasks' compute / shuffle / driver (submit + merge), seconds")
+    for query in inputs:
+        cells = [
+            f"{r['compute_s']:.0f}/{r['shuffle_s']:.0f}/{r['driver_s']:.0f}"
+            for r in rows
+            if r["query"] == query and r["rows"] == MODEL_ROWS[-1]
+        ]
+        print(f"  {query:<6}{'':>15}" + "".join(f"{c:>10}" for c in cells))
     for query, given in inputs.items():
+        outgrown = [
+            d
+            for d in given["broadcast"]
+            if MODEL_ROWS[0] * given["ratios"][d] > join.BROADCAST_MAX_ROWS
+        ]
+        if outgrown:
+            print(
+                f"  {query}: measured with {', '.join(outgrown)} broadcast, which the engine "
+                "hash-joins at the modelled sizes: run with more residents for its estimate"
+            )
         print(
             f"  {query} inputs: "
             + ", ".join(
-                f"{k} {v['ms_per_m_rows']:.0f} ms/M rows"
-                for k, v in given["costs"].items()
-                if k != "_"
+                f"{k} {v['ms_per_m_rows']:.0f} ms/M rows" for k, v in given["costs"].items()
             )
-            + f"; merge {given['merge_ms_per_partial']:.2f} ms per partial"
+            + f"; driver's merge {given['merge_ms_per_m_rows']:.0f} ms/M rows"
             + (f"; {given['shuffle_bytes_per_row']:.0f} B/row shuffled" if query == "q3" else "")
         )
     return {
@@ -453,7 +503,7 @@ def report(args: argparse.Namespace, runs: list[QueryRun], task_ms: float, a: As
         "residents": args.residents,
         "partition_rows": args.partition_rows,
         "cpu_count": os.cpu_count(),
-        "noop_task_ms": task_ms,
+        "task_costs": asdict(fixed),
         "runs": [asdict(run) for run in runs],
         "model": {"assumptions": asdict(a), "inputs": inputs, "estimates": rows},
     }
@@ -494,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
         warm_up(args.nodes)
         names = node_names()
-        task_ms = noop_ms()
+        fixed = task_costs()
         opts = Options(
             residents=args.residents,
             small_rows=0,
@@ -513,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"running {name} …", flush=True)
                 runs.append(run_query(inst, name, args.repeat, seen, names))
         a = Assumptions(args.model_cores, args.model_partition_rows, args.model_network_gbit)
-        out = report(args, runs, task_ms, a)
+        out = report(args, runs, fixed, a)
     finally:
         ray.shutdown()
         cluster.shutdown()
