@@ -111,7 +111,9 @@ class Sampler:
         for proc in tree:
             known = self._procs.get(proc.pid)
             if known is None or known[0] != proc:  # a new process (or a reused pid)
-                known = self._procs[proc.pid] = (proc, kind_of(proc, me.pid))
+                known = (proc, "")
+            # Asked every time: a Ray worker names itself only once it has started.
+            known = self._procs[proc.pid] = (known[0], kind_of(known[0], me.pid))
             try:
                 info = known[0].memory_full_info()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
