@@ -483,12 +483,12 @@ def report(
         outgrown = [
             d
             for d in given["broadcast"]
-            if MODEL_ROWS[0] * given["ratios"][d] > join.BROADCAST_MAX_ROWS
+            if MODEL_ROWS[-1] * given["ratios"][d] > join.BROADCAST_MAX_ROWS
         ]
         if outgrown:
             print(
-                f"  {query}: measured with {', '.join(outgrown)} broadcast, which the engine "
-                "hash-joins at the modelled sizes: run with more residents for its estimate"
+                f"  {query}: {', '.join(outgrown)} is broadcast as measured; at the larger "
+                "sizes the engine hash-joins it instead, which the model does not follow"
             )
         print(
             f"  {query} inputs: "
