@@ -68,8 +68,10 @@ class Settings(BaseSettings):
         ge=75,
         description=(
             "Size of the object store (shared memory) of a locally started Ray, in MiB; objects "
-            "beyond it spill to disk, and the scan cache takes a share of it. Default: Ray's "
-            "own (30 % of the machine's memory, at most 200 GB)."
+            "beyond it spill to disk, and the scan cache keeps at most a quarter of it. It "
+            "bounds the shared memory only, not what Ray's worker processes hold themselves, "
+            "which is most of a large job's peak. Default: Ray's (about 30 % of the memory "
+            "free when Ray starts)."
         ),
     )
     partition_rows: int = Field(
