@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -537,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # A private Ray directory: the cluster's "current cluster" file must not be what a bare
     # ray.init() elsewhere on the machine picks up.
-    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="pds-ray-", dir="/tmp")
+    ray_dir = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="pds-ray-", dir="/tmp")
     print(f"starting a Ray cluster: head (0 CPUs) + {args.nodes} nodes of 1 CPU …", flush=True)
     cluster = start_cluster(args.nodes, args.node_store_mb)
     try:
@@ -567,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(ray_dir, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=str))
         print(f"numbers written to {args.json}")
