@@ -184,6 +184,9 @@ def ensure_ray(settings: Settings) -> None:
             ray.init(
                 address="local",
                 num_cpus=settings.ray_num_cpus,
+                object_store_memory=(
+                    settings.ray_object_store_mb << 20 if settings.ray_object_store_mb else None
+                ),
                 include_dashboard=False,
                 log_to_driver=False,
                 logging_level=logging.WARNING,

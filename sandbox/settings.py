@@ -56,7 +56,23 @@ class Settings(BaseSettings):
         ),
     )
     ray_num_cpus: int | None = Field(
-        None, ge=1, description=("CPUs for a locally started Ray; default: all of this machine's.")
+        None,
+        ge=1,
+        description=(
+            "CPUs for a locally started Ray; default: all of this machine's. Also how many "
+            "partition tasks run at once, each holding about one partition's working set."
+        ),
+    )
+    ray_object_store_mb: int | None = Field(
+        None,
+        ge=75,
+        description=(
+            "Size of the object store (shared memory) of a locally started Ray, in MiB; objects "
+            "beyond it spill to disk, and the scan cache keeps at most a quarter of it. It "
+            "bounds the shared memory only, not what Ray's worker processes hold themselves, "
+            "which is most of a large job's peak. Default: Ray's (about 30 % of the memory "
+            "free when Ray starts)."
+        ),
     )
     partition_rows: int = Field(
         1_000_000,
