@@ -46,6 +46,9 @@ def test_parse_public_key_round_trip() -> None:
         "公钥",
         bytes(32).hex(),  # hex, not base64: decodes to 48 bytes
     ],
+    # Named, not shown: the truncated key is new in each process, and every worker of the
+    # run must collect the same tests.
+    ids=["empty", "not-base64", "31-bytes", "33-bytes", "truncated", "cjk", "hex"],
 )
 def test_parse_public_key_rejects_malformed(bad: str) -> None:
     with pytest.raises(InvalidPublicKey, match="base64 of the 32 raw bytes") as info:
