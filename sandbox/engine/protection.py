@@ -240,10 +240,12 @@ class PartialStats:
         """Per group, the bitmap of its `members` where `mask` (per row of the groups): a
         group where the mask holds everywhere (no nulls, no zeros: the usual case) is the
         group itself, whose bitmap `groups` already built."""
-        whole = self.columns[ids(j)]
+        whole = self.columns.get(ids(j))
         return pa.array(
             [
-                whole[g].as_py() if mask[a:b].all() else serialized(members[a:b][mask[a:b]])
+                whole[g].as_py()
+                if whole is not None and mask[a:b].all()
+                else serialized(members[a:b][mask[a:b]])
                 for g, (a, b) in enumerate(self._segments())
             ],
             pa.binary(),
