@@ -69,17 +69,31 @@ class Outcome:
     sign: str | None = None
 
 
+def _rlimits(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
+    return [
+        (resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1)),
+        (resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes)),
+        (resource.RLIMIT_FSIZE, (0, 0)),
+        (resource.RLIMIT_CORE, (0, 0)),
+        (resource.RLIMIT_NOFILE, (64, 64)),
+        # No new processes (the system-call filter refuses fork too; this limit does not bind
+        # a process running as root, the filter does).
+        (resource.RLIMIT_NPROC, (0, 0)),
+    ]
+
+
 def apply_limits(limits: Limits) -> None:
-    # Runs in the job process before any job code: between fork and exec, or after the
-    # template's fork.
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-    # No new processes (the system-call filter refuses fork too; this limit does not bind
-    # a process running as root, the filter does).
-    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    """The limits, set by the job process on itself before any job code (after the
+    template's fork)."""
+    for kind, value in _rlimits(limits):
+        resource.setrlimit(kind, value)
+
+
+def _limit(pid: int, limits: Limits) -> None:
+    """The limits, set on a started job process from outside. Before its first frame is
+    sent: the process runs no job code until it reads one."""
+    for kind, value in _rlimits(limits):
+        resource.prlimit(pid, kind, value)
 
 
 def _reader(stream: Any, inbox: queue.Queue[Any]) -> None:
@@ -120,16 +134,24 @@ def _child_args(limits: Limits) -> tuple[str, ...]:
 
 
 def _spawn(limits: Limits) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    # No preexec_fn: Python code between fork and exec in a parent with other threads (Arrow's,
+    # DuckDB's) can crash or deadlock the child; the limits are set from here once it runs.
+    proc = subprocess.Popen(
         [sys.executable, "-I", "-m", "sandbox.jail.child", *_child_args(limits)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        preexec_fn=lambda: apply_limits(limits),
         start_new_session=True,
         env=_environment(),
         cwd="/",
     )
+    try:
+        _limit(proc.pid, limits)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
 
 
 class _Starter:
