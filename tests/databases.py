@@ -44,16 +44,38 @@ def fresh_database(backend: str) -> Iterator[str | None]:
             "PostgreSQL: set SANDBOX_TEST_DATABASE_URL "
             "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) to run on it"
         )
-    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    name = f"sandbox_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = create_database()
     try:
-        yield make_url(SERVER).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
+        drop_database(url)
+
+
+def _admin(statement: str) -> None:
+    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    try:
         with admin.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            c.exec_driver_sql(statement)
+    finally:
         admin.dispose()
+
+
+def create_database() -> str:
+    """The URL of a new, empty PostgreSQL database on the suite's server."""
+    name = f"sandbox_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    return make_url(SERVER).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    _admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+def refill_database(url: str, template: str) -> None:
+    """Make the (new, unused) database at `url` a copy of the database at `template`, which
+    nobody may be connected to (PostgreSQL copies it file by file)."""
+    drop_database(url)
+    _admin(f'CREATE DATABASE "{make_url(url).database}" TEMPLATE "{make_url(template).database}"')
 
 
 def _answers(url: str) -> bool:

@@ -252,17 +252,27 @@ def _duckdb() -> Any:
     return con
 
 
+def _duckdb_query(sql: str, **tables: pa.Table) -> pa.Table:
+    """One of this module's fixed queries over Arrow tables registered under the given names,
+    on a cursor of this thread's connection (closed after, which drops the registrations)."""
+    cursor = _duckdb().cursor()
+    try:
+        for name, table in tables.items():
+            cursor.register(name, table)
+        return cursor.sql(sql).to_arrow_table()
+    finally:
+        cursor.close()
+
+
 def _vectorised_lookup(left: pa.Table, right: pa.Table, key: str, keep_unmatched: bool) -> pa.Table:
     """`_lookup_join` with the matching done by DuckDB: pairs of (left, right) positions, in
     left order, then the same takes. Keys are already of one type, nulls removed from the
     right; a null left key matches nothing, as in SQL."""
-    cursor = _duckdb().cursor()
-    try:
-        cursor.register("l", pa.table({"k": left.column(key), "p": np.arange(left.num_rows)}))
-        cursor.register("r", pa.table({"k": right.column(key), "p": np.arange(right.num_rows)}))
-        pairs = cursor.sql(_PAIRS[keep_unmatched]).to_arrow_table()
-    finally:
-        cursor.close()
+    pairs = _duckdb_query(
+        _PAIRS[keep_unmatched],
+        l=pa.table({"k": left.column(key), "p": np.arange(left.num_rows)}),
+        r=pa.table({"k": right.column(key), "p": np.arange(right.num_rows)}),
+    )
     joined = left if keep_unmatched else left.take(pairs.column("lp"))
     found = pairs.column("rp")
     for name in right.column_names:
@@ -348,12 +358,7 @@ def _partition_hash(values: pa.Array) -> np.ndarray:
     the size of a table: both sides of a join must hash alike."""
     if not is_text(values.type):
         return key_hash(values)
-    cursor = _duckdb().cursor()
-    try:
-        cursor.register("t", pa.table({"k": values}))
-        hashed = cursor.sql(_HASHES).to_arrow_table().column(0)
-    finally:
-        cursor.close()
+    hashed = _duckdb_query(_HASHES, t=pa.table({"k": values})).column(0)
     return np.asarray(hashed.to_numpy(), dtype=np.uint64)
 
 
@@ -466,18 +471,20 @@ class Planner:
         self.checked_ref = self.runner.put(self.checked)
 
     def parts(self, node: p.Node) -> list[Part]:
-        steps: list[p.Node] = []
+        above: list[p.Node] = []
         while isinstance(node, (p.Filter, p.Derive, p.Select)):
-            steps.append(node)
+            above.append(node)
             node = node.input
+        # Bottom-up from here on: the order in which the steps apply to the rows.
+        steps = tuple(reversed(above))
         if isinstance(node, p.Scan):
             scan = self.next_scan
             self.next_scan += 1
             read = self.checked.reads[scan]
             n = len(read.dataset.partitions)
             types = {c.name: c.type for c in read.dataset.columns if c.name in read.columns}
-            steps = list(simplify.row_steps(steps[::-1], types))[::-1]
-            where = prune.scan_predicates(steps[::-1])
+            steps = tuple(simplify.row_steps(steps, types))
+            where = prune.scan_predicates(steps)
             cached = bool(getattr(self.runner, "caches_scans", False))
             local = bool(getattr(self.runner, "keeps_scans", False))
             base = [Part(Read(scan, i, where, cached, local)) for i in range(n)]
@@ -487,8 +494,7 @@ class Planner:
             raise AssertionError("a checked plan aggregates once, at the top")
         if not steps:
             return base
-        ordered = tuple(steps[::-1])
-        return [Part(Steps(part.piece, ordered), part.inputs) for part in base]
+        return [Part(Steps(part.piece, steps), part.inputs) for part in base]
 
     def _join(self, node: p.Join) -> list[Part]:
         first_right = self.next_scan + len(p.scans(node.left))
