@@ -41,14 +41,17 @@ from benchmarks.queries import QUERIES
 
 MB = 1 << 20
 QUERY = "q3"
-# name → (SANDBOX_RAY_OBJECT_STORE_MB, SANDBOX_RAY_NUM_CPUS); None leaves Ray's default.
-CONFIGS: dict[str, tuple[int | None, int | None]] = {
-    "default": (None, None),
-    "store512": (512, None),
-    "store256": (256, None),
-    "cpus1": (None, 1),
-    "store256-cpus1": (256, 1),
+# name → the settings it runs under (environment variables); the rest keep their defaults.
+CONFIGS: dict[str, dict[str, str]] = {
+    "default": {},
+    "store512": {"SANDBOX_RAY_OBJECT_STORE_MB": "512"},
+    "store256": {"SANDBOX_RAY_OBJECT_STORE_MB": "256"},
+    "cpus1": {"SANDBOX_RAY_NUM_CPUS": "1"},
+    "store256-cpus1": {"SANDBOX_RAY_OBJECT_STORE_MB": "256", "SANDBOX_RAY_NUM_CPUS": "1"},
+    "tables64": {"SANDBOX_ENGINE_WORKER_TABLES_MB": "64"},
+    "tables0": {"SANDBOX_ENGINE_WORKER_TABLES_MB": "0"},
 }
+SETTINGS = sorted({name for config in CONFIGS.values() for name in config})
 KINDS = (
     "benchmark + API process",
     "Ray GCS",
@@ -210,24 +213,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_config(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    store, cpus = CONFIGS[name]
+    settings = CONFIGS[name]
     ray_dir = tempfile.mkdtemp(prefix="pds-ray-", dir="/tmp")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in (
-            "RAY_ADDRESS",
-            "SANDBOX_RAY_ADDRESS",
-            "SANDBOX_RAY_OBJECT_STORE_MB",
-            "SANDBOX_RAY_NUM_CPUS",
-        )
-    }
+    unset = {"RAY_ADDRESS", "SANDBOX_RAY_ADDRESS", *SETTINGS}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["RAY_TMPDIR"] = ray_dir
-    if store is not None:
-        env["SANDBOX_RAY_OBJECT_STORE_MB"] = str(store)
-    if cpus is not None:
-        env["SANDBOX_RAY_NUM_CPUS"] = str(cpus)
+    env.update(settings)
     argv = [sys.executable, "-m", "benchmarks.memory", "--child", name]
     argv += ["--residents", str(args.residents), "--partition-rows", str(args.partition_rows)]
     argv += ["--jobs", str(args.jobs), "--interval", str(args.interval), "--seed", str(args.seed)]
@@ -240,7 +231,7 @@ def run_config(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if proc.returncode != 0:
         return {"name": name, "error": proc.stderr[-3000:]}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"name": name, "store_setting": store, "cpus_setting": cpus, **out}
+    return {"name": name, "settings": settings, **out}
 
 
 def _rows(result: Any) -> Any:

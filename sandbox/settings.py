@@ -117,6 +117,16 @@ class Settings(BaseSettings):
             "costs more than such a scan; 0 always fans out."
         ),
     )
+    engine_worker_tables_mb: int = Field(
+        256,
+        ge=0,
+        description=(
+            "Partition tables each Ray worker that reads partitions keeps for the next job "
+            "that reads them, in MiB (0: none). With the partition size and the number of "
+            "Ray CPUs it bounds the engine's memory: a worker holds these tables and one "
+            "task's working set, and returns the rest to the system after every task."
+        ),
+    )
     threshold_l1: int = Field(
         1, ge=1, description="Minimum contributors per released cell, L1 data."
     )

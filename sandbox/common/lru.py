@@ -43,9 +43,18 @@ class LRU(Generic[K, V]):
                 self._total -= self._kept.pop(old)[1]
             self._kept[key] = (value, w)
             self._total += w
-            while self._total > self.max_weight:
-                _, (_, dropped) = self._kept.popitem(last=False)
-                self._total -= dropped
+            self._evict()
+
+    def resize(self, max_weight: int) -> None:
+        """A new bound; the least recently used entries go until it holds."""
+        with self._lock:
+            self.max_weight = max_weight
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._total > self.max_weight:
+            _, (_, dropped) = self._kept.popitem(last=False)
+            self._total -= dropped
 
     def clear(self) -> None:
         with self._lock:

@@ -16,9 +16,9 @@ Any trouble with the cache (the actor died, an object was lost with its owner) f
 reading the file: the cache is never needed for a correct answer.
 
 The processes that read partitions for jobs (job drivers computing small plans in place, and
-the workers of partition tasks) also keep the tables they read in their own memory (`local`),
-a few hundred MB at most per process: asking the actor, mapping the object and releasing it
-again costs several milliseconds a partition, more than a small job's whole scan.
+the workers of partition tasks) also keep the tables they read in their own memory (`keep_bytes`,
+`SANDBOX_ENGINE_WORKER_TABLES_MB` per process): asking the actor, mapping the object and
+releasing it again costs several milliseconds a partition, more than a small job's whole scan.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ CACHE_NAME = "sandbox-scan-cache"
 # At most this many bytes of tables, and at most this share of the cluster's object store.
 MAX_BYTES = 2 << 30
 STORE_FRACTION = 0.25
-# Tables a reading process keeps of its own.
-LOCAL_MAX_BYTES = 256 << 20
+# Tables a reading process keeps of its own, unless the job says otherwise
+# (settings.engine_worker_tables_mb).
+WORKER_TABLES_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def forget(name: str = CACHE_NAME) -> None:
 
 # This process's most recently used tables. Tables only: the shared memory they map stays
 # pinned while they are held, which the bound keeps small.
-_local: LRU[ScanKey, pa.Table] = LRU(LOCAL_MAX_BYTES, lambda t: t.get_total_buffer_size())
+_local: LRU[ScanKey, pa.Table] = LRU(WORKER_TABLES_BYTES, lambda t: t.get_total_buffer_size())
 
 
 def fetch(
@@ -155,11 +156,13 @@ def fetch(
     key: ScanKey,
     load: Callable[[], pa.Table],
     name: str = CACHE_NAME,
-    local: bool = False,
+    keep_bytes: int = 0,
 ) -> pa.Table:
     """The table `key` names: from the cache when it holds it, else `load()`ed and cached.
-    `local`: this process's own tables first, and keep it among them."""
-    if not local:
+    `keep_bytes`: this process's own tables first, and keep it among them, which then
+    weigh at most that many bytes (0: this process keeps none)."""
+    keep(keep_bytes)
+    if not keep_bytes:
         return _fetch_shared(handle, key, load, name)
     table = _local.get(key)
     if table is None:
@@ -167,6 +170,13 @@ def fetch(
         # The file's older versions are never asked for again.
         _local.put(key, table, replaces=lambda k: k.path == key.path and k.version != key.version)
     return table
+
+
+def keep(max_bytes: int) -> None:
+    """Bound this process's own tables (the job's setting, which may have changed since the
+    process last read a partition)."""
+    if _local.max_weight != max_bytes:
+        _local.resize(max_bytes)
 
 
 def _fetch_shared(handle: Any, key: ScanKey, load: Callable[[], pa.Table], name: str) -> pa.Table:

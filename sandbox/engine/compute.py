@@ -416,7 +416,7 @@ def read_partition(
     index: int,
     where: Sequence[p.Expr] = (),
     cached: bool = False,
-    local: bool = False,
+    keep_bytes: int = 0,
 ) -> pa.Table:
     """Partition `index` of the plan's read number `scan`: only the columns the plan uses,
     and for the primary (left-most) table, when disclosure statistics are wanted, global
@@ -438,7 +438,7 @@ def read_partition(
         table = f.schema.empty_table().select(columns)
     else:
         with _reading(read.dataset.name, path):
-            table = _load(f, columns, groups, cached, local)
+            table = _load(f, columns, groups, cached, keep_bytes)
     if not checked.disclosure_stats:
         return table
     if stored:
@@ -497,7 +497,7 @@ def _load(
     columns: Sequence[str],
     groups: list[int] | None,
     cached: bool,
-    local: bool = False,
+    keep_bytes: int = 0,
 ) -> pa.Table:
     def load() -> pa.Table:
         return prune.read(f, columns, groups)
@@ -510,7 +510,7 @@ def _load(
     key = cache.ScanKey(
         f.path, f.mtime_ns, f.size, tuple(columns), None if groups is None else tuple(groups)
     )
-    return cache.fetch(handle, key, load, local=local)
+    return cache.fetch(handle, key, load, keep_bytes=keep_bytes)
 
 
 def apply_steps(steps: Sequence[p.Node], table: pa.Table) -> pa.Table:

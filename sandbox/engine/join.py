@@ -67,8 +67,9 @@ class Read:
     # only let the read skip row groups), and whether the read may use the scan cache.
     where: tuple[p.Expr, ...] = ()
     cached: bool = False
-    # …and whether the process that reads it keeps the table too (cache.fetch's `local`).
-    local: bool = False
+    # …and how many bytes of tables the process that reads it keeps (cache.fetch's
+    # `keep_bytes`; 0: none).
+    keep_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
         read = checked.reads[piece.scan]
         path = read.dataset.partitions[piece.index]
         table = compute.read_partition(
-            checked, piece.scan, piece.index, piece.where, piece.cached, piece.local
+            checked, piece.scan, piece.index, piece.where, piece.cached, piece.keep_bytes
         )
         if len(checked.reads) > 1:
             # Arrow's joins, and the key hashes here, take plain values, not dictionaries.
@@ -486,8 +487,8 @@ class Planner:
             steps = tuple(simplify.row_steps(steps, types))
             where = prune.scan_predicates(steps)
             cached = bool(getattr(self.runner, "caches_scans", False))
-            local = bool(getattr(self.runner, "keeps_scans", False))
-            base = [Part(Read(scan, i, where, cached, local)) for i in range(n)]
+            keep = int(getattr(self.runner, "keep_bytes", 0))
+            base = [Part(Read(scan, i, where, cached, keep)) for i in range(n)]
         elif isinstance(node, p.Join):
             base = self._join(node)
         else:

@@ -37,11 +37,13 @@ from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.review import ReviewRules, hold
 from sandbox.disclosure.threshold import cell_threshold
 from sandbox.engine import internal, protection
+from sandbox.engine.cache import WORKER_TABLES_BYTES
 from sandbox.engine.executor import (
     IN_PLACE_MAX_ROWS,
     AggregateResult,
     DeadlinePassed,
     Executor,
+    released,
 )
 from sandbox.engine.validate import CheckedPlan, check_plan
 from sandbox.errors import (
@@ -95,6 +97,8 @@ class JobSpec:
     gate: Any = None
     # Plans reading at most this many rows run in the driver's own Ray task.
     in_place_max_rows: int = IN_PLACE_MAX_ROWS
+    # Bytes of partition tables each reading worker keeps (settings.engine_worker_tables_mb).
+    worker_tables_bytes: int = WORKER_TABLES_BYTES
     # Reported compute time is a whole number of these seconds (0: milliseconds).
     timing_quantum: float = 0.0
     # Which releases people check before the code receives them (None: none).
@@ -824,15 +828,18 @@ def code_observation(code: str, index: int, ending: str | None = None) -> list[d
 def run_job_on_ray(spec: JobSpec) -> JobResult:
     """Body of the Ray task that drives one job; its partition work fans out as Ray tasks
     (or, for a small scan, runs right here)."""
-    return run_job(spec, _ray_executor(spec.in_place_max_rows))
+    try:
+        return run_job(spec, _ray_executor(spec.in_place_max_rows, spec.worker_tables_bytes))
+    finally:
+        released()
 
 
 @functools.cache
-def _ray_executor(in_place_max_rows: int) -> Executor:
+def _ray_executor(in_place_max_rows: int, worker_tables_bytes: int) -> Executor:
     # One per worker process: registering the partition task with Ray costs milliseconds.
     from sandbox.engine.executor import RayExecutor
 
-    return RayExecutor(in_place_max_rows=in_place_max_rows)
+    return RayExecutor(in_place_max_rows=in_place_max_rows, keep_bytes=worker_tables_bytes)
 
 
 def output_digest(body: Any) -> str:

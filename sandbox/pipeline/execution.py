@@ -105,6 +105,7 @@ def _spec(ctx: Context, job: Job) -> JobSpec:
         operator_id=job.operator_id,
         gate=releases.gate(ctx),
         in_place_max_rows=ctx.settings.engine_in_place_rows,
+        worker_tables_bytes=ctx.settings.engine_worker_tables_mb << 20,
         timing_quantum=ctx.settings.timing_quantum_seconds,
         review=review_rules(ctx.settings, contract.review_outputs),
         replay=replay,

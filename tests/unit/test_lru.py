@@ -52,3 +52,16 @@ def test_threads_may_share_one() -> None:
     for t in threads:
         t.join()
     assert sum(kept.get(j * 1000 + i) is not None for j in range(8) for i in range(80)) == 50
+
+
+def test_a_smaller_bound_drops_the_least_recently_used_at_once() -> None:
+    kept: LRU[int, str] = LRU(4)
+    for i in range(4):
+        kept.put(i, str(i))
+    kept.get(0)  # 0 is now the most recently used
+    kept.resize(2)
+    assert [kept.get(i) is not None for i in range(4)] == [True, False, False, True]
+    kept.resize(0)
+    assert all(kept.get(i) is None for i in range(4))
+    kept.put(5, "5")  # nothing fits a bound of nothing
+    assert kept.get(5) is None

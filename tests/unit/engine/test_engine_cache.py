@@ -69,8 +69,8 @@ PARTS = [[("城关区", 1), ("湖滨区", 2), ("城关区", 3)], [("湖滨区", 
 # Where a plan's partitions are read: by Ray tasks (which ask the shared store every time,
 # unless their workers keep scans too), or in place by the driving process (which keeps them).
 WAYS = {
-    "tasks": dict(in_place_max_rows=0, keeps_scans=False),
-    "tasks-keeping": dict(in_place_max_rows=0, keeps_scans=True),
+    "tasks": dict(in_place_max_rows=0, keep_bytes=0),
+    "tasks-keeping": dict(in_place_max_rows=0, keep_bytes=cache.WORKER_TABLES_BYTES),
     "in-place": dict(in_place_max_rows=1_000),
 }
 
@@ -123,7 +123,7 @@ def test_a_bare_count_reads_no_columns_and_counts_every_time(tmp_path: Path) -> 
     ds = _dataset(tmp_path, PARTS)
     checked = check_plan(Table(p.Scan("t"), NoChannel()).agg(n=count())._node, {"t": ds})
     assert checked.reads[0].columns == ()
-    executor = RayExecutor(in_place_max_rows=0, keeps_scans=False)
+    executor = RayExecutor(in_place_max_rows=0, keep_bytes=0)
     assert [executor.aggregate(checked).table.column("n").to_pylist() for _ in range(2)] == [
         [5],
         [5],
@@ -148,6 +148,18 @@ def _table(n: int, value: int) -> pa.Table:
 
 def _key(i: int) -> cache.ScanKey:
     return cache.ScanKey(f"/data/part-{i}.parquet", 1, 100, ("x",), None)
+
+
+def test_a_process_keeps_at_most_the_bytes_its_job_allows(small_cache: tuple[Any, str]) -> None:
+    handle, name = small_cache
+    cache._local.clear()
+    two = 2 * _table(10, 0).get_total_buffer_size()
+    for i in range(3):
+        cache.fetch(handle, _key(i), lambda i=i: _table(10, i), name, keep_bytes=two)
+    assert [cache._local.get(_key(i)) is not None for i in range(3)] == [False, True, True]
+    # A job that allows none empties what the process kept for earlier ones.
+    cache.fetch(handle, _key(9), lambda: _table(10, 9), name, keep_bytes=0)
+    assert all(cache._local.get(_key(i)) is None for i in (1, 2, 9))
 
 
 def test_least_recently_used_tables_are_evicted_by_bytes(small_cache: tuple[Any, str]) -> None:
