@@ -50,6 +50,7 @@ CONFIGS: dict[str, dict[str, str]] = {
     "store256-cpus1": {"SANDBOX_RAY_OBJECT_STORE_MB": "256", "SANDBOX_RAY_NUM_CPUS": "1"},
     "tables64": {"SANDBOX_ENGINE_WORKER_TABLES_MB": "64"},
     "tables0": {"SANDBOX_ENGINE_WORKER_TABLES_MB": "0"},
+    "tables0-cpus1": {"SANDBOX_ENGINE_WORKER_TABLES_MB": "0", "SANDBOX_RAY_NUM_CPUS": "1"},
 }
 SETTINGS = sorted({name for config in CONFIGS.values() for name in config})
 KINDS = (
