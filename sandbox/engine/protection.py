@@ -241,6 +241,8 @@ class PartialStats:
         group where the mask holds everywhere (no nulls, no zeros: the usual case) is the
         group itself, whose bitmap `groups` already built."""
         whole = self.columns.get(ids(j))
+        if whole is not None and mask.all():
+            return whole
         return pa.array(
             [
                 whole[g].as_py()
