@@ -44,10 +44,12 @@ def contracts(
     operator_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    *,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
     limit, offset = checked_page(limit, offset)
     with ctx.reading() as s:
-        q = select(Contract).order_by(Contract.created_at, Contract.id)
+        q = select(Contract).order_by(*_order(Contract, newest_first))
         if status:
             q = q.where(Contract.status == status)
         if operator_id:
@@ -59,6 +61,22 @@ def contracts(
         return [agreements.view(s, r) for r in rows]
 
 
+def _order(record: Any, newest_first: bool) -> tuple[Any, ...]:
+    if newest_first:
+        return record.created_at.desc(), record.id.desc()
+    return record.created_at, record.id
+
+
+def job_facets(ctx: Context, actor: Actor) -> tuple[list[str], list[str]]:
+    """The operators and the statuses of every job the regulator may filter its listing by
+    (the index answers; the jobs themselves are not read)."""
+    require(actor, Role.regulator)
+    with ctx.reading() as s:
+        operators = list(s.scalars(select(Job.operator_id).distinct()))
+        statuses = sorted(str(v) for v in s.scalars(select(Job.status).distinct()))
+    return operators, statuses
+
+
 def jobs(
     ctx: Context,
     actor: Actor,
@@ -68,11 +86,15 @@ def jobs(
     period: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    *,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
+    """A page of the jobs `actor` may see, oldest first (the API's pages, which stay put as
+    jobs are added), or `newest_first` (what a person looks at first)."""
     require(actor, Role.operator, Role.regulator)
     limit, offset = checked_page(limit, offset)
     with ctx.reading() as s:
-        q = select(Job).order_by(Job.created_at, Job.id)
+        q = select(Job).order_by(*_order(Job, newest_first))
         if actor.role == Role.operator:
             q = q.where(Job.operator_id == actor.id)
         elif operator_id:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import World
 from fastapi.testclient import TestClient
 from test_console import _fresh, _sign_in
@@ -381,3 +382,29 @@ def test_totals_are_rows_of_their_own_saying_what_they_add_up(local_world: World
             f"<td>{sum(r[2] for i, r in enumerate(released['rows']) if i not in released['margins'])}</td>"
             in grand
         )
+
+
+def test_the_job_listing_shows_the_newest_first_however_many_there_are(
+    local_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more jobs than the page shows, the page holds the newest (it once held the
+    oldest: an operator with a long history never saw a new job in the console)."""
+    from sandbox.console.pages import operator, regulator
+
+    monkeypatch.setattr(operator, "SHOWN", 2)
+    monkeypatch.setattr(regulator, "SHOWN", 2)
+    w = local_world
+    cid = w.active_contract()
+    ids = [w.run(cid, CODE).json()["id"] for _ in range(3)]
+    newest = ids[::-1][:2]
+    for who, path in ((w.operator, "/jobs"), (w.regulator, "/oversight/jobs")):
+        with _fresh(w) as browser:
+            _sign_in(browser, who["token"])
+            page = browser.get(path).text
+            shown = [i for i in re.findall(r"j-[0-9a-f]+", page) if i in ids]
+            assert list(dict.fromkeys(shown)) == newest, (path, shown)
+    with _fresh(w) as browser:
+        _sign_in(browser, w.regulator["token"])
+        page = browser.get("/oversight/jobs").text
+        # The filters still offer every operator and status there are.
+        assert f'value="{w.operator["id"]}"' in page and 'value="succeeded"' in page

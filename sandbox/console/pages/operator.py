@@ -41,6 +41,8 @@ APPLICATION_FIELDS = ("purpose_class", "valid_from", "valid_to", "spend_cap", "p
 BEIJING_MIDNIGHT = "T00:00:00+08:00"
 DOWNLOADS = ("csv", "json", "xlsx", "parquet")
 RUNNING = ("queued", "running")
+# Jobs in the listing, newest first; the API pages through all of them.
+SHOWN = 200
 
 
 def _operator(visit: Visit, signed: Any) -> Actor:
@@ -285,8 +287,8 @@ def _validation_text(exc: ValueError | ValidationError) -> str:
 @router.get("/jobs")
 def job_list(visit: VisitOf, signed: Person) -> Response:
     actor = _operator(visit, signed)
-    rows = listings.jobs(visit.ctx, actor)
-    return page(visit, "operator_jobs.html", jobs=list(reversed(rows)))
+    rows = listings.jobs(visit.ctx, actor, limit=SHOWN, newest_first=True)
+    return page(visit, "operator_jobs.html", jobs=rows)
 
 
 def _numeric(column: dict[str, Any]) -> bool:

@@ -49,7 +49,9 @@ def _names(visit: Visit) -> directory.Directory:
 @router.get("/oversight/contracts")
 def contracts(visit: VisitOf, signed: Person, status: str = "", operator: str = "") -> Response:
     actor = _regulator(signed)
-    rows = listings.contracts(visit.ctx, actor, status or None, operator or None, SHOWN)
+    rows = listings.contracts(
+        visit.ctx, actor, status or None, operator or None, SHOWN, newest_first=True
+    )
     every = listings.contracts(visit.ctx, actor, limit=listings.PAGE_MAX)
     names = _names(visit)
     return page(
@@ -144,17 +146,17 @@ def job_list(
     visit: VisitOf, signed: Person, operator: str = "", contract: str = "", status: str = ""
 ) -> Response:
     actor = _regulator(signed)
-    # The listing runs oldest first: the newest SHOWN of its longest page, newest first.
     rows = listings.jobs(
         visit.ctx,
         actor,
         contract or None,
         operator or None,
         status or None,
-        limit=listings.PAGE_MAX,
-    )[-SHOWN:][::-1]
+        limit=SHOWN,
+        newest_first=True,
+    )
     names = _names(visit)
-    every = listings.jobs(visit.ctx, actor, limit=listings.PAGE_MAX)
+    operators, statuses = listings.job_facets(visit.ctx, actor)
     return page(
         visit,
         "regulator_jobs.html",
@@ -163,11 +165,8 @@ def job_list(
         operator=operator,
         contract=contract,
         picked=status,
-        operators=sorted(
-            {(j["operator_id"], names.name(j["operator_id"]) or "") for j in every},
-            key=lambda p: p[1],
-        ),
-        statuses=sorted({j["status"] for j in every}),
+        operators=sorted(((i, names.name(i) or "") for i in operators), key=lambda p: p[1]),
+        statuses=statuses,
     )
 
 
