@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from databases import BACKENDS, create_database, drop_database, fresh_database, refill_database
+from databases import BACKENDS, create_database, drop_database, require_server
 from factories import parquet_bytes
 from fastapi.testclient import TestClient
 
@@ -287,41 +287,47 @@ def make_world(
     executor: str,
     *,
     raise_server_exceptions: bool = True,
+    postgresql: bool = False,
     **settings: Any,
 ) -> Iterator[World]:
-    """A populated instance; `settings` override the test defaults above. It is a copy of a
-    template made once per kind of instance (files and database), which is the same as made
-    afresh at a fraction of the cost. Made afresh where the test prepared the directory (and
-    its database) itself."""
-    url = settings.pop("database_url", None)
+    """A populated instance; `settings` override the test defaults above; `postgresql`: its
+    database on the suite's PostgreSQL server (else SQLite). It is a copy of a template made
+    once per kind of instance (files and database), which is the same as made afresh at a
+    fraction of the cost. Made afresh where the test prepared the directory and its database
+    (`database_url`) itself."""
     data_dir = tmp_path / "instance"
     chosen = {**WORLD_DEFAULTS, **settings, "executor": executor, "data_dir": data_dir}
-    if url:
-        chosen["database_url"] = url
-    if not data_dir.exists():
-        made = _template(city, bool(url), settings)
+    copied = None
+    if "database_url" not in settings:
+        if postgresql:
+            require_server()
+        made = _template(city, postgresql, settings)
         shutil.copytree(made.data_dir, data_dir)
-        if url and made.database_url:
-            refill_database(url, made.database_url)
+        if made.database_url:
+            copied = chosen["database_url"] = create_database(made.database_url)
         ctx = open_instance(Settings(**chosen))
         # Keys are shared (they are never changed); the principals' records are the test's own.
         cast = {k: copy.deepcopy(v) if isinstance(v, dict) else v for k, v in made.cast.items()}
     else:
         ctx, bureau = bootstrap(Settings(**chosen))
         cast = None
-    with TestClient(
-        create_app(context=ctx), raise_server_exceptions=raise_server_exceptions
-    ) as client:
-        if cast is None:
-            cast = _populate(client, bureau, city)
-        yield World(client, ctx, **cast)
-    ctx.close()
-    if executor == "ray" and ctx.gate_handle is not None:
-        # The gate is a detached actor, made to outlive any one process of its instance; this
-        # instance is gone, and a run makes hundreds.
-        import ray
+    try:
+        with TestClient(
+            create_app(context=ctx), raise_server_exceptions=raise_server_exceptions
+        ) as client:
+            if cast is None:
+                cast = _populate(client, bureau, city)
+            yield World(client, ctx, **cast)
+    finally:
+        ctx.close()
+        if copied:
+            drop_database(copied)
+        if executor == "ray" and ctx.gate_handle is not None:
+            # The gate is a detached actor, made to outlive any one process of its instance;
+            # this instance is gone, and a run makes hundreds.
+            import ray
 
-        ray.kill(ctx.gate_handle)
+            ray.kill(ctx.gate_handle)
 
 
 @pytest.fixture
@@ -352,5 +358,4 @@ def local_world(
 ) -> Iterator[World]:
     """An instance whose jobs run in-process (fast; for HTTP behaviour that is not about Ray),
     on each database the suite runs on."""
-    with fresh_database(request.param) as url:
-        yield from make_world(tmp_path, city, "local", **({"database_url": url} if url else {}))
+    yield from make_world(tmp_path, city, "local", postgresql=request.param == "postgresql")
