@@ -403,6 +403,8 @@ def test_the_job_listing_shows_the_newest_first_however_many_there_are(
             page = browser.get(path).text
             shown = [i for i in re.findall(r"j-[0-9a-f]+", page) if i in ids]
             assert list(dict.fromkeys(shown)) == newest, (path, shown)
+            # …and says there are more than it shows, and where to find them.
+            assert 'id="jobs-newest"' in page and "GET /v1/jobs" in page
     with _fresh(w) as browser:
         _sign_in(browser, w.regulator["token"])
         page = browser.get("/oversight/jobs").text

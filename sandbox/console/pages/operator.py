@@ -288,7 +288,7 @@ def _validation_text(exc: ValueError | ValidationError) -> str:
 def job_list(visit: VisitOf, signed: Person) -> Response:
     actor = _operator(visit, signed)
     rows = listings.jobs(visit.ctx, actor, limit=SHOWN, newest_first=True)
-    return page(visit, "operator_jobs.html", jobs=rows)
+    return page(visit, "operator_jobs.html", jobs=rows, shown=SHOWN)
 
 
 def _numeric(column: dict[str, Any]) -> bool:

@@ -161,6 +161,7 @@ def job_list(
         visit,
         "regulator_jobs.html",
         jobs=rows,
+        shown=SHOWN,
         flags=flags.listing(visit.ctx, actor, limit=50),
         operator=operator,
         contract=contract,

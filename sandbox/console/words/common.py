@@ -59,6 +59,7 @@ ZH = {
     "error.back": "返回",
     "error.signin_needed": "请先登录。",
     "footer.offline": "本控制台的所有资源均由本服务提供，无需访问互联网。",
+    "jobs.newest": "仅列出最近的 {n} 个任务，更早的任务请用 sandbox jobs list 或 GET /v1/jobs 分页查看。",
 }
 
 EN = {
@@ -123,4 +124,6 @@ EN = {
     "error.signin_needed": "Please sign in first.",
     "footer.offline": "Every resource of this console is served by this service; no "
     "internet access is needed.",
+    "jobs.newest": "Only the newest {n} jobs are listed; page through earlier ones with "
+    "sandbox jobs list or GET /v1/jobs.",
 }
