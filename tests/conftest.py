@@ -224,8 +224,9 @@ class _Template:
 _TEMPLATES: dict[tuple[Any, ...], _Template] = {}
 
 
-def _populate(client: TestClient, bureau: str, city: dict[str, Any]) -> dict[str, Any]:
-    """The world's principals, its population dataset and the demo's fees; who is who."""
+def principals(client: TestClient, bureau: str) -> dict[str, Any]:
+    """The world's principals, made by the bureau, and the operators' keys: World's fields
+    after the bureau's token."""
 
     def principal(name: str, role: str, key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "role": role}
@@ -237,8 +238,7 @@ def _populate(client: TestClient, bureau: str, city: dict[str, Any]) -> dict[str
         return r.json()
 
     op_key, other_key = generate_private_key(), generate_private_key()
-    cast = {
-        "bureau": bureau,
+    return {
         "provider": principal("市公安局", "provider"),
         "operator": principal("某数据科技有限公司", "operator", op_key),
         "operator_key": op_key,
@@ -246,6 +246,11 @@ def _populate(client: TestClient, bureau: str, city: dict[str, Any]) -> dict[str
         "other_key": other_key,
         "regulator": principal("市场监管审计处", "regulator"),
     }
+
+
+def _populate(client: TestClient, bureau: str, city: dict[str, Any]) -> dict[str, Any]:
+    """The world's principals, its population dataset and the demo's fees; who is who."""
+    cast = {"bureau": bureau, **principals(client, bureau)}
     r = post_dataset(client, bureau, cast["provider"]["id"], city["population"])
     assert r.status_code == 201, r.text
     assert (

@@ -34,11 +34,10 @@ if str(TESTS) not in sys.path:
 
 import pyarrow.parquet as pq
 import ray
-from conftest import GRANTS, SCHEDULE, World, auth
+from conftest import GRANTS, SCHEDULE, World, auth, principals
 from fastapi.testclient import TestClient
 from ray.cluster_utils import Cluster
 
-from operators.keys import generate_private_key, public_key_b64
 from sandbox.api.app import create_app
 from sandbox.catalog.synthetic import generate_city
 from sandbox.records.principals import bootstrap
@@ -87,31 +86,6 @@ def warm_up() -> None:
             for _ in range(WORKER_CPUS)
         ]
     )
-
-
-def principals(client: TestClient, bureau: str) -> dict[str, Any]:
-    def make(name: str, role: str, licensed: bool = False) -> tuple[dict[str, Any], Any]:
-        key = generate_private_key() if licensed else None
-        body: dict[str, Any] = {"name": name, "role": role}
-        if key is not None:
-            body["public_key"] = public_key_b64(key)
-            body["license_no"] = "授权运营-2026-001"
-        r = client.post("/v1/principals", json=body, headers=auth(bureau))
-        assert r.status_code == 201, r.text
-        return r.json(), key
-
-    provider, _ = make("市公安局", "provider")
-    operator, op_key = make("某数据科技有限公司", "operator", licensed=True)
-    other, other_key = make("另一家运营公司", "operator", licensed=True)
-    regulator, _ = make("市场监管审计处", "regulator")
-    return {
-        "provider": provider,
-        "operator": operator,
-        "operator_key": op_key,
-        "other_operator": other,
-        "other_key": other_key,
-        "regulator": regulator,
-    }
 
 
 @contextmanager
