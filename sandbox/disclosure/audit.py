@@ -19,9 +19,10 @@ unions of three or more releases, and the same queries spread over several contr
 datasets of one operator (one partition per operator, over everyone in every dataset). A set
 that repeats earlier ones (a union of atoms) changes nothing and is always allowed.
 
-The cost of a check is proportional to the set's size (a binary search per member into the
-sorted people released so far), never to the number of earlier releases: the partition holds
-one atom number per person, however many sets made it. Not covered: a small atom whose sum is
+The cost of a check or of recording a set is proportional to the set's size, never to the number
+of earlier releases nor to the number of people released before: entity numbers are dense
+(catalog.entities), so the partition is a table indexed by entity number holding each person's
+atom, and a set's members are looked up in it directly. Not covered: a small atom whose sum is
 dominated by one large contribution (dominance is checked per released cell, not per atom),
 and atoms whose members were released under a lower level's threshold.
 """
@@ -59,36 +60,61 @@ def members(blob: bytes) -> np.ndarray:
     return np.asarray(BitMap64.deserialize(blob).to_array(), dtype=np.uint64)
 
 
+# No atom yet: never released.
+_NONE = -1
+
+
+@dataclass(frozen=True)
+class Undo:
+    """What recording one set changed, to take it back when the rest of its row is refused."""
+
+    ids: np.ndarray
+    before: np.ndarray  # the members' atoms before
+    atoms: int  # how many atoms there were
+    split: np.ndarray  # atoms that lost members to new ones …
+    moved: np.ndarray  # … and how many each lost
+
+
 @dataclass
 class Partition:
-    """The atoms of one operator's released sets: for each person ever released (sorted
-    `people`), the number of their atom; `sizes[a]`: how many people atom `a` holds."""
+    """The atoms of one operator's released sets: `atom_of[e]` is the atom of entity number
+    `e` (`_NONE` if never released), `sizes[a]` how many people atom `a` holds."""
 
-    people: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
-    atoms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    atom_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    _sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _atoms: int = 0
+    # How many people were ever released.
+    people: int = 0
     # Digests of the sets added: a set released before is a union of atoms, always allowed,
-    # and recognised without a search (the same query asked again costs a hash).
+    # and recognised without a lookup (the same query asked again costs a hash).
     known: set[bytes] = field(default_factory=set)
 
     @property
+    def sizes(self) -> np.ndarray:
+        return self._sizes[: self._atoms]
+
+    @property
     def nbytes(self) -> int:
-        return int(
-            self.people.nbytes + self.atoms.nbytes + self.sizes.nbytes + 48 * len(self.known)
-        )
+        return int(self.atom_of.nbytes + self._sizes.nbytes + 48 * len(self.known))
 
-    def _locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's place in `people`, and whether it is there."""
-        at = np.searchsorted(self.people, ids)
-        known = np.zeros(len(ids), bool)
-        inside = at < len(self.people)
-        known[inside] = self.people[at[inside]] == ids[inside]
-        return at, known
+    def _lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Each member's atom, `_NONE` for people never released."""
+        if len(ids) and int(ids[-1]) < len(self.atom_of):
+            return self.atom_of[ids]
+        out = np.full(len(ids), _NONE, np.int32)
+        inside = ids < len(self.atom_of)
+        out[inside] = self.atom_of[ids[inside]]
+        return out
 
-    def _pieces(
-        self, at: np.ndarray, known: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        touched, inside = np.unique(self.atoms[at[known]], return_counts=True)
+    def _pieces(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The atoms the members fall in (sorted), how many of the members each holds, and
+        how many of its people are not members."""
+        if self._atoms <= 4 * len(current) + 1024:
+            counts = np.bincount(current, minlength=self._atoms)
+            touched = np.flatnonzero(counts)
+            inside = counts[touched]
+        else:
+            touched, inside = np.unique(current, return_counts=True)
         return touched, inside, self.sizes[touched] - inside
 
     def conflict(self, ids: np.ndarray, threshold: int) -> Conflict | None:
@@ -96,15 +122,16 @@ class Partition:
         `threshold` people when combined with what was released before, or None."""
         if threshold <= 1 or len(ids) == 0:
             return None
-        at, known = self._locate(ids)
-        fresh = int(len(ids) - known.sum())
-        _, inside, outside = self._pieces(at, known)
+        current = self._lookup(ids)
+        known = current != _NONE
+        fresh = int(len(ids) - np.count_nonzero(known))
+        _, inside, outside = self._pieces(current[known])
         split = outside > 0
         left_out = int(outside[split].sum())
         if 0 < fresh < threshold:
             # Near only if it reaches into earlier releases: a few people never released
             # before (a small cell of a first release) are no variant of anything.
-            return Conflict(fresh, "new", near=bool(known.any()) and left_out < threshold)
+            return Conflict(fresh, "new", near=fresh < len(ids) and left_out < threshold)
         small = split & ((inside < threshold) | (outside < threshold))
         if small.any():
             return Conflict(
@@ -114,27 +141,51 @@ class Partition:
             )
         return None
 
-    def add(self, ids: np.ndarray) -> None:
+    def add(self, ids: np.ndarray) -> Undo:
         """Refine the atoms by a released set (sorted `ids`)."""
+        empty = np.zeros(0, np.int64)
         if len(ids) == 0:
-            return
-        at, known = self._locate(ids)
-        touched, inside, outside = self._pieces(at, known)
+            return Undo(ids, np.zeros(0, np.int32), self._atoms, empty, empty)
+        self._reserve_people(int(ids[-1]) + 1)
+        before = self.atom_of[ids]
+        known = before != _NONE
+        atoms = self._atoms
+        touched, inside, outside = self._pieces(before[known])
         split = touched[outside > 0]
+        moved_sizes = inside[outside > 0]
+        fresh = int(len(ids) - np.count_nonzero(known))
+        self._reserve_atoms(atoms + len(split) + (fresh > 0))
         if len(split):
             # The part of each split atom inside the set becomes a new atom.
-            renumbered = np.arange(len(self.sizes), len(self.sizes) + len(split))
-            current = self.atoms[at[known]]
-            where = np.searchsorted(split, current)
-            moved = (where < len(split)) & (split[np.minimum(where, len(split) - 1)] == current)
-            self.atoms[at[known][moved]] = renumbered[where[moved]]
-            moved_sizes = inside[outside > 0]
-            self.sizes[split] -= moved_sizes
-            self.sizes = np.concatenate([self.sizes, moved_sizes])
-        fresh = ids[~known]
-        if len(fresh):
-            atom = len(self.sizes)
-            self.sizes = np.concatenate([self.sizes, [len(fresh)]])
-            place = np.searchsorted(self.people, fresh)
-            self.people = np.insert(self.people, place, fresh)
-            self.atoms = np.insert(self.atoms, place, atom)
+            old = before[known]
+            where = np.searchsorted(split, old)
+            moved = (where < len(split)) & (split[np.minimum(where, len(split) - 1)] == old)
+            self.atom_of[ids[known][moved]] = atoms + where[moved]
+            self._sizes[split] -= moved_sizes
+            self._sizes[atoms : atoms + len(split)] = moved_sizes
+        if fresh:
+            self.atom_of[ids[~known]] = atoms + len(split)
+            self._sizes[atoms + len(split)] = fresh
+        self._atoms = atoms + len(split) + (fresh > 0)
+        self.people += fresh
+        return Undo(ids, before, atoms, split, moved_sizes)
+
+    def undo(self, change: Undo) -> None:
+        """Take back a set recorded by `add` (the last one recorded, or one of the last ones
+        in the reverse order of recording)."""
+        self.people -= int(np.count_nonzero(change.before == _NONE))
+        self.atom_of[change.ids] = change.before
+        self._sizes[change.split] += change.moved
+        self._atoms = change.atoms
+
+    def _reserve_people(self, n: int) -> None:
+        if n > len(self.atom_of):
+            grown = np.full(max(n, len(self.atom_of) * 5 // 4), _NONE, np.int32)
+            grown[: len(self.atom_of)] = self.atom_of
+            self.atom_of = grown
+
+    def _reserve_atoms(self, n: int) -> None:
+        if n > len(self._sizes):
+            grown = np.zeros(max(n, len(self._sizes) * 3 // 2, 64), np.int64)
+            grown[: self._atoms] = self.sizes
+            self._sizes = grown

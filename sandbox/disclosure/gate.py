@@ -14,10 +14,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
-import numpy as np
-
 from sandbox.common.lru import LRU
-from sandbox.disclosure.audit import Conflict, Partition, digest, members
+from sandbox.disclosure.audit import Conflict, Partition, Undo, digest, members
 
 # Per released row, its sets: (space, serialized bitmap), the space saying what the people
 # were released about ("people" for groups, "measure:<columns>" for those contributing to a
@@ -74,31 +72,22 @@ def _admit(
         return None  # asked before: the same people, nothing new to combine
     # A row with several sets (a join's tables, its measures) passes only as a whole: the
     # later sets are checked against the earlier ones too, and a refusal undoes them all.
-    touched = {space for space, _ in sets}
-    saved = (
-        {space: _copy(spaces[space]) for space in touched if space in spaces}
-        if len(sets) > 1
-        else {}
-    )
+    created = {space for space, _ in sets if space not in spaces}
+    recorded: list[tuple[Partition, Undo]] = []
     for space, blob in sets:
         partition = spaces.setdefault(space, Partition())
         ids = members(blob)
         conflict = partition.conflict(ids, threshold)
         if conflict is not None:
-            for name in touched:
-                if name in saved:
-                    spaces[name].people, spaces[name].atoms, spaces[name].sizes = saved[name]
-                elif len(sets) > 1:
-                    spaces.pop(name, None)
+            for done, change in reversed(recorded):
+                done.undo(change)
+            for name in created:
+                spaces.pop(name, None)
             return conflict
-        partition.add(ids)
+        recorded.append((partition, partition.add(ids)))
     for space, d in digests:
         spaces[space].known.add(d)
     return None
-
-
-def _copy(partition: Partition) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return partition.people.copy(), partition.atoms.copy(), partition.sizes.copy()
 
 
 class GateActor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from fractions import Fraction
 from typing import Any
 
@@ -218,9 +219,56 @@ def test_the_cost_of_a_check_does_not_grow_with_the_number_of_releases() -> None
     part = Partition()
     for k in range(5000):
         part.add(_ids(k * 20, k * 20 + 20))
-    assert len(part.sizes) == 5000 and part.people.nbytes == 100_000 * 8
+    assert len(part.sizes) == 5000 and part.people == 100_000
     assert part.conflict(_ids(0, 40), 10) is None
     assert _why(part.conflict(_ids(0, 25), 10)) == (5, "atoms")
+
+
+def test_checking_recording_and_undoing_a_set_cost_its_size_not_everyone_released() -> None:
+    # Five million people released in 50 cells; a cell of 20 more is checked, recorded and
+    # taken back: none of it may copy what is held (which the partition used to do, twice
+    # per row of several sets).
+    part = Partition()
+    for k in range(50):
+        part.add(_ids(k * 100_000, (k + 1) * 100_000))
+    held = part.nbytes
+    assert held >= 5_000_000 * 4
+    small = np.concatenate([_ids(0, 10), _ids(5_000_000, 5_000_010)])
+    tracemalloc.start()
+    try:
+        assert part.conflict(small, 10) is None
+        change = part.add(small)
+        part.undo(change)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64_000, peak
+    assert part.people == 5_000_000 and len(part.sizes) == 50
+
+
+def _state(part: Partition) -> tuple[list[tuple[int, int]], list[int], int]:
+    # Room made for higher entity numbers stays; who is in which atom is what must not change.
+    held = [(e, a) for e, a in enumerate(part.atom_of.tolist()) if a >= 0]
+    return held, part.sizes.tolist(), part.people
+
+
+def test_undoing_sets_restores_the_partition_exactly() -> None:
+    rng = np.random.default_rng(7)
+    part = _partition(_ids(0, 300), _ids(100, 400), _ids(50, 60))
+    for _ in range(50):
+        before = _state(part)
+        changes = []
+        for _ in range(3):
+            ids = np.unique(rng.integers(0, 600, rng.integers(1, 200))).astype(np.uint64)
+            changes.append(part.add(ids))
+        for change in reversed(changes):
+            part.undo(change)
+        assert _state(part) == before
+    # … and what is recorded after an undo is what it would have been without it.
+    part.add(_ids(500, 700))
+    fresh = _partition(_ids(0, 300), _ids(100, 400), _ids(50, 60), _ids(500, 700))
+    assert part.conflict(_ids(550, 560), 10) == fresh.conflict(_ids(550, 560), 10)
+    assert sorted(part.sizes.tolist()) == sorted(fresh.sizes.tolist())
 
 
 def _counts(keys: list[str], n: list[int], sets: list[bytes]) -> pa.Table:
