@@ -1000,11 +1000,10 @@ def _merge_quantiles(
         qs = [_level(checked.plan.aggs[i][1]) for i in aggs]
         column = both.column(internal.partial_values(j))
         if checked.quantile_window:
-            for i, q in zip(aggs, qs):
-                name = checked.plan.aggs[i][0]
-                out[i], out[("stats", i)] = _windowed(
-                    column, groups, q, name, checked.quantile_window
-                )
+            names = [checked.plan.aggs[i][0] for i in aggs]
+            windowed = _windowed(column, groups, qs, names, checked.quantile_window)
+            for i, (means, stats) in zip(aggs, windowed):
+                out[i], out[("stats", i)] = means, stats
             continue
         for i, values in zip(aggs, _quantiles(column, groups, qs)):
             out[i] = values
@@ -1038,22 +1037,35 @@ def _quantiles(column: pa.ChunkedArray, groups: Groups, qs: list[Any]) -> list[p
 
 
 def _windowed(
-    column: pa.ChunkedArray, groups: Groups, q: float, name: str, size: int
-) -> tuple[pa.Array, dict[str, pa.Array]]:
-    means: list[float | None] = []
-    tops, masses = [], []
+    column: pa.ChunkedArray, groups: Groups, qs: list[float], names: list[str], size: int
+) -> list[tuple[pa.Array, dict[str, pa.Array]]]:
+    """Per quantile of one value list, each group's window mean and the window's statistics
+    for the dominance rule; every group's values are gathered and sorted once for all the
+    quantiles."""
+    means: list[list[float | None]] = [[] for _ in qs]
+    tops: list[list[list[float]]] = [[] for _ in qs]
+    masses: list[list[float]] = [[] for _ in qs]
     for selected in _group_values(column, groups):
+        # One sort for all the quantiles (numpy's vectorised sort beats a selection of the
+        # window's ends here, measured on incomes).
         selected = np.sort(selected.astype(np.float64))
         selected = selected[np.isfinite(selected)]
-        near = protection.window(selected, q, size)
-        means.append(float(near.mean()) if near.size else None)
-        magnitude = np.abs(near)
-        tops.append(sorted(magnitude.tolist(), reverse=True)[:2])
-        masses.append(float(magnitude.sum()))
-    return pa.array(means, pa.float64()), {
-        protection.top(0, name): pa.array(tops, pa.list_(pa.float64())),
-        protection.MASS + name: pa.array(masses, pa.float64()),
-    }
+        for k, q in enumerate(qs):
+            near = protection.window(selected, q, size)
+            means[k].append(float(near.mean()) if near.size else None)
+            magnitude = np.abs(near)
+            tops[k].append(sorted(magnitude.tolist(), reverse=True)[:2])
+            masses[k].append(float(magnitude.sum()))
+    return [
+        (
+            pa.array(means[k], pa.float64()),
+            {
+                protection.top(0, name): pa.array(tops[k], pa.list_(pa.float64())),
+                protection.MASS + name: pa.array(masses[k], pa.float64()),
+            },
+        )
+        for k, name in enumerate(names)
+    ]
 
 
 def quantiles_of(values: np.ndarray, qs: Sequence[float]) -> list[float]:
