@@ -124,7 +124,8 @@ class Settings(BaseSettings):
             "Partition tables each Ray worker that reads partitions keeps for the next job "
             "that reads them, in MiB (0: none). With the partition size and the number of "
             "Ray CPUs it bounds the engine's memory: a worker holds these tables and one "
-            "task's working set, and returns the rest to the system after every task."
+            "task's working set; after a task it keeps freed memory up to half this bound "
+            "for its next task and returns the rest to the system."
         ),
     )
     threshold_l1: int = Field(

@@ -100,7 +100,8 @@ class Partition:
     def _lookup(self, ids: np.ndarray) -> np.ndarray:
         """Each member's atom, `_NONE` for people never released."""
         if len(ids) and int(ids[-1]) < len(self.atom_of):
-            return self.atom_of[ids]
+            found: np.ndarray = self.atom_of[ids]
+            return found
         out = np.full(len(ids), _NONE, np.int32)
         inside = ids < len(self.atom_of)
         out[inside] = self.atom_of[ids[inside]]
