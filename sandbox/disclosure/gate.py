@@ -55,6 +55,12 @@ class Gate:
             self._audits[operator] = self._audits.get(operator, 0) + 1
             return out
 
+    def held_bytes(self, operator: str) -> int:
+        """What the gate holds for the operator's releases (0 when it holds nothing now)."""
+        with self._lock:
+            spaces = self._held.get(operator) or {}
+            return sum(p.nbytes for p in spaces.values())
+
     def audits(self, operator: str) -> int:
         """How many releases of the operator this gate has audited since it started: the
         order in which concurrent jobs reached the gate, for whoever must check it."""

@@ -382,3 +382,11 @@ def test_a_set_nearly_an_earlier_one_is_told_from_a_cross_classification() -> No
     # A small group inside people already released: a cross-classification, not near.
     inside = part.conflict(_ids(0, 5), 10)
     assert inside is not None and not inside.near
+
+
+def test_the_gate_says_what_it_holds_for_an_operator() -> None:
+    gate = Gate(lambda _: [])
+    assert gate.held_bytes("op") == 0
+    gate.audit("op", [[("people", span(0, 1000))]], 10)
+    assert gate.held_bytes("op") >= 1000 * 4
+    assert gate.held_bytes("someone else") == 0
