@@ -27,5 +27,9 @@ def dictionaries(on: bool) -> Any:
 
 def lookups(vectorised: bool) -> Any:
     """Within the block, every lookup join matches its keys in DuckDB (on) or with Arrow's
-    `index_in` (off); by default only those with many left rows go to DuckDB."""
-    return mock.patch.object(join, "VECTORISED_MIN_ROWS", 0 if vectorised else 2**62)
+    `index_in` (off); by default only those with many rows on both sides go to DuckDB."""
+    return mock.patch.multiple(
+        join,
+        VECTORISED_MIN_ROWS=0 if vectorised else 2**62,
+        VECTORISED_MIN_RIGHT_ROWS=0 if vectorised else 2**62,
+    )

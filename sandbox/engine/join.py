@@ -213,7 +213,7 @@ def _lookup_join(
     among the right keys (one hash table of them) and takes that row's columns. About twice
     as fast as a general hash join here, and the result keeps the left rows' order.
     `keep_unmatched`: a left join, whose unmatched rows take nulls (a null index takes one)."""
-    if left.num_rows >= VECTORISED_MIN_ROWS:
+    if left.num_rows >= VECTORISED_MIN_ROWS and right.num_rows >= VECTORISED_MIN_RIGHT_ROWS:
         return _vectorised_lookup(left, right, key, keep_unmatched)
     where = pc.index_in(
         left.column(key), value_set=compute.contiguous(right.column(key)), skip_nulls=True
@@ -230,16 +230,17 @@ def _lookup_join(
     return joined
 
 
-# From this many left rows a lookup runs in DuckDB (one thread, over the two key columns and
-# row positions only): its join is about twice as fast as Arrow's `index_in` on a million
-# text keys, while for a few thousand rows a query's fixed cost (a few ms) would dominate.
+# From this many left rows, and this many right rows, a lookup runs in DuckDB (one thread,
+# over the two key columns and row positions only). Arrow's `index_in` hashes the right keys
+# into one table: fastest while that table is small (200 000 text keys: half DuckDB's time),
+# slower once it outgrows the caches (a million: two to four times DuckDB's); for a few
+# thousand left rows a query's fixed cost (a few ms) would dominate.
 VECTORISED_MIN_ROWS = 50_000
+VECTORISED_MIN_RIGHT_ROWS = 300_000
 
 # Fixed text, never operator input: the key columns are renamed to `k` before DuckDB sees them.
-_PAIRS = {
-    False: "SELECT l.p AS lp, r.p AS rp FROM l JOIN r ON l.k = r.k ORDER BY l.p",
-    True: "SELECT l.p AS lp, r.p AS rp FROM l LEFT JOIN r ON l.k = r.k ORDER BY l.p",
-}
+# Pairs come in no promised order; `_vectorised_lookup` puts them in the left rows' order.
+_PAIRS = "SELECT l.p AS lp, r.p AS rp FROM l JOIN r ON l.k = r.k"
 _duck = threading.local()
 
 
@@ -266,16 +267,27 @@ def _duckdb_query(sql: str, **tables: pa.Table) -> pa.Table:
 
 
 def _vectorised_lookup(left: pa.Table, right: pa.Table, key: str, keep_unmatched: bool) -> pa.Table:
-    """`_lookup_join` with the matching done by DuckDB: pairs of (left, right) positions, in
-    left order, then the same takes. Keys are already of one type, nulls removed from the
-    right; a null left key matches nothing, as in SQL."""
+    """`_lookup_join` with the matching done by DuckDB: pairs of (left, right) positions,
+    put in left order, then the same takes. Keys are already of one type, nulls removed from
+    the right; a null left key matches nothing, as in SQL."""
     pairs = _duckdb_query(
-        _PAIRS[keep_unmatched],
+        _PAIRS,
         l=pa.table({"k": left.column(key), "p": np.arange(left.num_rows)}),
         r=pa.table({"k": right.column(key), "p": np.arange(right.num_rows)}),
     )
-    joined = left if keep_unmatched else left.take(pairs.column("lp"))
-    found = pairs.column("rp")
+    lp = pairs.column("lp").to_numpy()
+    # Each left row's match, by scattering the pairs (linear, where sorting them by left
+    # position cost a third of the query): at most one each, the right keys being unique.
+    match = np.full(left.num_rows, -1, np.int64)
+    match[lp] = pairs.column("rp").to_numpy()
+    found_rows = match >= 0
+    if np.count_nonzero(found_rows) != len(lp):
+        raise AssertionError("a lookup join's right keys are not unique")
+    if keep_unmatched:
+        joined, found = left, pa.array(match, mask=~found_rows)
+    else:
+        rows = np.flatnonzero(found_rows)
+        joined, found = left.take(rows), pa.array(match[rows])
     for name in right.column_names:
         if name != key:
             joined = joined.append_column(name, right.column(name).take(found))

@@ -759,3 +759,10 @@ def test_a_lookup_join_keeps_sql_semantics() -> None:
         {"k": 1, "v": 50, protection.entity(0): 4, "w": "a"},
     ]
     assert sorted(looked.to_pylist(), key=str) == sorted(hashed.to_pylist(), key=str)
+
+
+def test_a_lookup_whose_right_keys_repeat_fails_loudly_instead_of_dropping_rows() -> None:
+    left = pa.table({"k": pa.array(["a", "b"]), "v": [1, 2]})
+    right = pa.table({"k": pa.array(["a", "a"]), "w": [10, 20]})
+    with pytest.raises(AssertionError, match="not unique"):
+        join._vectorised_lookup(left, right, "k", keep_unmatched=False)
