@@ -218,7 +218,8 @@ def _lookup_join(
     where = pc.index_in(
         left.column(key), value_set=compute.contiguous(right.column(key)), skip_nulls=True
     )
-    if keep_unmatched:
+    if keep_unmatched or not where.null_count:
+        # Every left row kept (a left join, or every key found): no copy of the left side.
         joined, found = left, where
     else:
         rows = pc.indices_nonzero(pc.is_valid(where))
@@ -285,6 +286,8 @@ def _vectorised_lookup(left: pa.Table, right: pa.Table, key: str, keep_unmatched
         raise AssertionError("a lookup join's right keys are not unique")
     if keep_unmatched:
         joined, found = left, pa.array(match, mask=~found_rows)
+    elif len(lp) == left.num_rows:
+        joined, found = left, pa.array(match)  # every key found: no copy of the left side
     else:
         rows = np.flatnonzero(found_rows)
         joined, found = left.take(rows), pa.array(match[rows])

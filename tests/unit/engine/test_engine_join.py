@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from factories import ingested
-from plans import NoChannel
+from plans import NoChannel, lookups
 from pyroaring import BitMap64
 
 from contracts.document import ContractDocument
@@ -766,3 +766,15 @@ def test_a_lookup_whose_right_keys_repeat_fails_loudly_instead_of_dropping_rows(
     right = pa.table({"k": pa.array(["a", "a"]), "w": [10, 20]})
     with pytest.raises(AssertionError, match="not unique"):
         join._vectorised_lookup(left, right, "k", keep_unmatched=False)
+
+
+@pytest.mark.parametrize("vectorised", [False, True])
+def test_a_lookup_where_every_key_is_found_keeps_every_left_row_in_order(vectorised: bool) -> None:
+    left = pa.table({"k": pa.array(["b", "a", "b", "c"]), "v": [1, 2, 3, 4]})
+    right = pa.table({"k": pa.array(["c", "a", "b", "z"]), "w": [30, 10, 20, 99]})
+    with lookups(vectorised):
+        inner = join.join_tables(left, right, ["k"], unique_right=True)
+        outer = join.join_tables(left, right, ["k"], unique_right=True, how="left")
+    expected = [("b", 1, 20), ("a", 2, 10), ("b", 3, 20), ("c", 4, 30)]
+    for joined in (inner, outer):
+        assert list(zip(*(joined.column(c).to_pylist() for c in ("k", "v", "w")))) == expected
