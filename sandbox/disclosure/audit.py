@@ -62,6 +62,11 @@ def members(blob: bytes) -> np.ndarray:
 
 # No atom yet: never released.
 _NONE = -1
+# Entity numbers below this are the registry's (dense, from 0: catalog.entities) and are
+# looked up in a table indexed by number. Numbers at or above it are those of rows stored
+# without entity numbers (engine.protection.with_row_entities: the top bit set), kept sorted
+# apart, with a binary search per member: a table indexed by them could not be allocated.
+DENSE_LIMIT = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -78,9 +83,12 @@ class Undo:
 @dataclass
 class Partition:
     """The atoms of one operator's released sets: `atom_of[e]` is the atom of entity number
-    `e` (`_NONE` if never released), `sizes[a]` how many people atom `a` holds."""
+    `e` (`_NONE` if never released), `sizes[a]` how many people atom `a` holds. Numbers from
+    `DENSE_LIMIT` up are in `sparse_people` (sorted) with their atoms in `sparse_atoms`."""
 
     atom_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    sparse_people: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    sparse_atoms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     _sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _atoms: int = 0
     # How many people were ever released.
@@ -95,17 +103,46 @@ class Partition:
 
     @property
     def nbytes(self) -> int:
-        return int(self.atom_of.nbytes + self._sizes.nbytes + 48 * len(self.known))
+        held = self.atom_of.nbytes + self.sparse_people.nbytes + self.sparse_atoms.nbytes
+        return int(held + self._sizes.nbytes + 48 * len(self.known))
 
     def _lookup(self, ids: np.ndarray) -> np.ndarray:
-        """Each member's atom, `_NONE` for people never released."""
-        if len(ids) and int(ids[-1]) < len(self.atom_of):
-            found: np.ndarray = self.atom_of[ids]
-            return found
-        out = np.full(len(ids), _NONE, np.int32)
-        inside = ids < len(self.atom_of)
-        out[inside] = self.atom_of[ids[inside]]
-        return out
+        """Each member's atom (`ids` sorted), `_NONE` for people never released."""
+        k = int(np.searchsorted(ids, DENSE_LIMIT))
+        dense, sparse = ids[:k], ids[k:]
+        if k and int(dense[-1]) < len(self.atom_of):
+            out: np.ndarray = self.atom_of[dense]
+        else:
+            out = np.full(k, _NONE, np.int32)
+            inside = dense < len(self.atom_of)
+            out[inside] = self.atom_of[dense[inside]]
+        if not len(sparse):
+            return out
+        at = np.searchsorted(self.sparse_people, sparse)
+        there = at < len(self.sparse_people)
+        there[there] = self.sparse_people[at[there]] == sparse[there]
+        found = np.full(len(sparse), _NONE, np.int32)
+        found[there] = self.sparse_atoms[at[there]]
+        return np.concatenate([out, found])
+
+    def _assign(self, ids: np.ndarray, atoms: np.ndarray) -> None:
+        """Put each of `ids` (sorted) in its atom (`_NONE`: back to never released)."""
+        k = int(np.searchsorted(ids, DENSE_LIMIT))
+        if k:
+            self._reserve_people(int(ids[k - 1]) + 1)
+            self.atom_of[ids[:k]] = atoms[:k]
+        sparse, values = ids[k:], atoms[k:]
+        if not len(sparse):
+            return
+        at = np.searchsorted(self.sparse_people, sparse)
+        there = at < len(self.sparse_people)
+        there[there] = self.sparse_people[at[there]] == sparse[there]
+        self.sparse_atoms[at[there]] = values[there]
+        if not there.all():
+            # Inserting costs the sparse people held: rows stored without entity numbers
+            # are the exception (instances older than the registry).
+            self.sparse_people = np.insert(self.sparse_people, at[~there], sparse[~there])
+            self.sparse_atoms = np.insert(self.sparse_atoms, at[~there], values[~there])
 
     def _pieces(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The atoms the members fall in (sorted), how many of the members each holds, and
@@ -147,8 +184,7 @@ class Partition:
         empty = np.zeros(0, np.int64)
         if len(ids) == 0:
             return Undo(ids, np.zeros(0, np.int32), self._atoms, empty, empty)
-        self._reserve_people(int(ids[-1]) + 1)
-        before = self.atom_of[ids]
+        before = self._lookup(ids)
         known = before != _NONE
         atoms = self._atoms
         touched, inside, outside = self._pieces(before[known])
@@ -156,17 +192,21 @@ class Partition:
         moved_sizes = inside[outside > 0]
         fresh = int(len(ids) - np.count_nonzero(known))
         self._reserve_atoms(atoms + len(split) + (fresh > 0))
+        after = before.copy()
         if len(split):
             # The part of each split atom inside the set becomes a new atom.
             old = before[known]
             where = np.searchsorted(split, old)
             moved = (where < len(split)) & (split[np.minimum(where, len(split) - 1)] == old)
-            self.atom_of[ids[known][moved]] = atoms + where[moved]
+            renumbered = after[known]
+            renumbered[moved] = atoms + where[moved]
+            after[known] = renumbered
             self._sizes[split] -= moved_sizes
             self._sizes[atoms : atoms + len(split)] = moved_sizes
         if fresh:
-            self.atom_of[ids[~known]] = atoms + len(split)
+            after[~known] = atoms + len(split)
             self._sizes[atoms + len(split)] = fresh
+        self._assign(ids, after)
         self._atoms = atoms + len(split) + (fresh > 0)
         self.people += fresh
         return Undo(ids, before, atoms, split, moved_sizes)
@@ -175,7 +215,7 @@ class Partition:
         """Take back a set recorded by `add` (the last one recorded, or one of the last ones
         in the reverse order of recording)."""
         self.people -= int(np.count_nonzero(change.before == _NONE))
-        self.atom_of[change.ids] = change.before
+        self._assign(change.ids, change.before)
         self._sizes[change.split] += change.moved
         self._atoms = change.atoms
 
