@@ -48,7 +48,7 @@ from sandbox.errors import (
 )
 from sandbox.language import check
 from sandbox.language.analysis import CodeFacts, analyse
-from sandbox.language.policy import check_source, compile_job
+from sandbox.language.policy import check_source, compile_checked
 from sandbox.ledger import log
 from sandbox.pipeline import execution
 from sandbox.pipeline.driver import code_observation
@@ -260,7 +260,7 @@ def compile_code(code: str) -> CodeFacts:
     not kept; it is raised anew each time."""
     tree = check_source(code)
     facts = analyse(tree)
-    compile_job(code)
+    compile_checked(code)
     for problem in check.problems(tree):
         # Certain to fail when it runs: refused now, before anything is reserved or read.
         if problem.severity == "error":
@@ -366,7 +366,7 @@ def check_job(ctx: Context, actor: Actor, req: JobRequest) -> dict[str, Any]:
     found: list[dict[str, Any]] = []
     try:
         tree = check_source(req.code)
-        compile_job(req.code)
+        compile_checked(req.code)
     except CompileError as e:
         return _checked([_problem(e)])
     found += [p.to_json() for p in check.problems(tree)]

@@ -36,7 +36,7 @@ from sandbox.context import Context
 from sandbox.errors import BadRequest, Conflict, Forbidden, NotFound
 from sandbox.language.analysis import analyse
 from sandbox.language.params import parse_schema
-from sandbox.language.policy import check_source, compile_job
+from sandbox.language.policy import check_source, compile_checked
 from sandbox.ledger import log
 from sandbox.records import directory, listings
 from sandbox.records.principals import Actor, new_id, require
@@ -62,7 +62,7 @@ def _code(code: Any) -> str:
 def _datasets_read(code: str) -> list[str]:
     """The datasets the code reads, once it passes the same checks as a job's code."""
     facts = analyse(check_source(code))
-    compile_job(code)
+    compile_checked(code)
     if facts.datasets is None:
         raise BadRequest(
             "the code computes a dataset's name at run time: a template names every dataset "

@@ -150,3 +150,18 @@ def test_min_and_max_in_job_code_are_aggregates_of_columns_and_pythons_of_values
     )
     assert isinstance(scope["a"], Aggregate) and isinstance(scope["b"], Aggregate)
     assert (scope["c"], scope["d"]) == (1, 5)
+
+
+def test_compiling_a_checked_source_does_not_check_it_again() -> None:
+    # Submission and the check endpoint parse and check the source once, then compile it.
+    from unittest import mock
+
+    from sandbox.language import policy
+
+    with mock.patch.object(policy, "check_source", wraps=policy.check_source) as checked:
+        assert policy.compile_checked(VALID) is not None
+        assert checked.call_count == 0
+        assert policy.compile_job(VALID) is not None
+        assert checked.call_count == 1
+    with pytest.raises(CompileError):
+        policy.compile_job("import os\n")  # compile_job alone still applies the rules
