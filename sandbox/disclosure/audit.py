@@ -118,9 +118,7 @@ class Partition:
             out[inside] = self.atom_of[dense[inside]]
         if not len(sparse):
             return out
-        at = np.searchsorted(self.sparse_people, sparse)
-        there = at < len(self.sparse_people)
-        there[there] = self.sparse_people[at[there]] == sparse[there]
+        at, there = self._sparse_at(sparse)
         found = np.full(len(sparse), _NONE, np.int32)
         found[there] = self.sparse_atoms[at[there]]
         return np.concatenate([out, found])
@@ -134,15 +132,21 @@ class Partition:
         sparse, values = ids[k:], atoms[k:]
         if not len(sparse):
             return
-        at = np.searchsorted(self.sparse_people, sparse)
-        there = at < len(self.sparse_people)
-        there[there] = self.sparse_people[at[there]] == sparse[there]
+        at, there = self._sparse_at(sparse)
         self.sparse_atoms[at[there]] = values[there]
         if not there.all():
             # Inserting costs the sparse people held: rows stored without entity numbers
             # are the exception (instances older than the registry).
             self.sparse_people = np.insert(self.sparse_people, at[~there], sparse[~there])
             self.sparse_atoms = np.insert(self.sparse_atoms, at[~there], values[~there])
+
+    def _sparse_at(self, sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each of `sparse` (sorted) is or would go in `sparse_people`, and whether it
+        is there."""
+        at = np.searchsorted(self.sparse_people, sparse)
+        there = at < len(self.sparse_people)
+        there[there] = self.sparse_people[at[there]] == sparse[there]
+        return at, there
 
     def _pieces(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The atoms the members fall in (sorted), how many of the members each holds, and
@@ -186,8 +190,9 @@ class Partition:
             return Undo(ids, np.zeros(0, np.int32), self._atoms, empty, empty)
         before = self._lookup(ids)
         known = before != _NONE
+        old = before[known]
         atoms = self._atoms
-        touched, inside, outside = self._pieces(before[known])
+        touched, inside, outside = self._pieces(old)
         split = touched[outside > 0]
         moved_sizes = inside[outside > 0]
         fresh = int(len(ids) - np.count_nonzero(known))
@@ -195,12 +200,9 @@ class Partition:
         after = before.copy()
         if len(split):
             # The part of each split atom inside the set becomes a new atom.
-            old = before[known]
             where = np.searchsorted(split, old)
             moved = (where < len(split)) & (split[np.minimum(where, len(split) - 1)] == old)
-            renumbered = after[known]
-            renumbered[moved] = atoms + where[moved]
-            after[known] = renumbered
+            after[np.flatnonzero(known)[moved]] = atoms + where[moved]
             self._sizes[split] -= moved_sizes
             self._sizes[atoms : atoms + len(split)] = moved_sizes
         if fresh:

@@ -29,9 +29,7 @@ class Gate:
     ) -> None:
         self._load = load
         self._lock = threading.Lock()
-        self._held: LRU[str, dict[str, Partition]] = LRU(
-            max_bytes, lambda spaces: sum(p.nbytes for p in spaces.values())
-        )
+        self._held: LRU[str, dict[str, Partition]] = LRU(max_bytes, _nbytes)
         self._audits: dict[str, int] = {}
 
     def _partitions(self, operator: str) -> dict[str, Partition]:
@@ -58,14 +56,17 @@ class Gate:
     def held_bytes(self, operator: str) -> int:
         """What the gate holds for the operator's releases (0 when it holds nothing now)."""
         with self._lock:
-            spaces = self._held.get(operator) or {}
-            return sum(p.nbytes for p in spaces.values())
+            return _nbytes(self._held.get(operator) or {})
 
     def audits(self, operator: str) -> int:
         """How many releases of the operator this gate has audited since it started: the
         order in which concurrent jobs reached the gate, for whoever must check it."""
         with self._lock:
             return self._audits.get(operator, 0)
+
+
+def _nbytes(spaces: dict[str, Partition]) -> int:
+    return sum(p.nbytes for p in spaces.values())
 
 
 def _admit(

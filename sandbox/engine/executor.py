@@ -116,8 +116,8 @@ def released(retain: int = 0) -> None:
     millisecond, and nothing when there is nothing to return.
 
     With `retain`, freed memory up to that many bytes stays for the next task: giving back
-    every task's pages makes the next task fault them in again (a tenth of a 1 M-row
-    partition task's time, measured on q1). What is held is the growth of the resident size
+    every task's pages makes the next task fault them in again (q1's ten 1 M-row partition
+    tasks on two workers: 134 ms releasing every time, 111 ms keeping up to 128 MiB). What is held is the growth of the resident size
     since the last time memory was given back, less the growth of what Arrow has in use."""
     global _floor
     pool = pa.default_memory_pool()

@@ -218,6 +218,14 @@ def _lookup_join(
     where = pc.index_in(
         left.column(key), value_set=compute.contiguous(right.column(key)), skip_nulls=True
     )
+    return _gathered(left, right, key, where, keep_unmatched)
+
+
+def _gathered(
+    left: pa.Table, right: pa.Table, key: str, where: pa.Array, keep_unmatched: bool
+) -> pa.Table:
+    """The lookup's result from `where`, each left row's right row (null: none): the left
+    rows that matched (all of them when `keep_unmatched`), then the right side's columns."""
     if keep_unmatched or not where.null_count:
         # Every left row kept (a left join, or every key found): no copy of the left side.
         joined, found = left, where
@@ -281,20 +289,10 @@ def _vectorised_lookup(left: pa.Table, right: pa.Table, key: str, keep_unmatched
     # position cost a third of the query): at most one each, the right keys being unique.
     match = np.full(left.num_rows, -1, np.int64)
     match[lp] = pairs.column("rp").to_numpy()
-    found_rows = match >= 0
-    if np.count_nonzero(found_rows) != len(lp):
+    unmatched = match < 0
+    if len(lp) != left.num_rows - np.count_nonzero(unmatched):
         raise AssertionError("a lookup join's right keys are not unique")
-    if keep_unmatched:
-        joined, found = left, pa.array(match, mask=~found_rows)
-    elif len(lp) == left.num_rows:
-        joined, found = left, pa.array(match)  # every key found: no copy of the left side
-    else:
-        rows = np.flatnonzero(found_rows)
-        joined, found = left.take(rows), pa.array(match[rows])
-    for name in right.column_names:
-        if name != key:
-            joined = joined.append_column(name, right.column(name).take(found))
-    return joined
+    return _gathered(left, right, key, pa.array(match, mask=unmatched), keep_unmatched)
 
 
 def _matched(left: pa.Table, right: pa.Table, keys: list[str]) -> pa.Array:
