@@ -439,3 +439,18 @@ def test_the_gate_audits_people_numbered_by_row() -> None:
     (verdict,) = gate.audit("op", [[("people", but_one)]], 10)
     assert verdict is not None and verdict.differs_by == 1
     assert gate.held_bytes("op") < 1 << 20
+
+
+def test_a_row_refused_on_its_measure_leaves_no_trace_of_its_people() -> None:
+    """Attack on the undo: a row whose people pass but whose measure set is refused must not
+    leave its people recorded, or a later release would be judged against people never
+    released (here: refused as a difference of them, a denial the operator could read)."""
+    earlier = BitMap64(list(range(200, 301))).serialize()
+    elsewhere = BitMap64(list(range(1000, 1100))).serialize()  # the people space exists
+    gate = Gate(lambda _: [("measure:income", earlier), ("people", elsewhere)])
+    people = BitMap64(list(range(100)) + [int(_TOP | np.uint64(7))]).serialize()
+    measure = BitMap64(list(range(200, 300))).serialize()  # the earlier set less one person
+    (verdict,) = gate.audit("op", [[("people", people), ("measure:income", measure)]], 10)
+    assert verdict is not None and verdict.differs_by == 1
+    most = BitMap64(list(range(95))).serialize()
+    assert gate.audit("op", [[("people", most)]], 10) == [None]
