@@ -62,12 +62,12 @@ def check_money(value: Decimal, *, what: str = "amount") -> Decimal:
         raise MoneyError(f'{what} is not a finite amount; write yuan like "2.00"')
     if value.is_signed():
         raise MoneyError(f"{what} is negative; amounts are zero or more yuan")
-    exact = Fraction(value)
-    if (exact * 100).denominator != 1:
+    fen = _fen_of(value)
+    if fen is None:
         raise MoneyError(
             f"{what} has more than 2 decimal places; prices are in yuan with fen precision"
         )
-    return _fen_to_decimal(_exact_fen(exact))
+    return _fen_to_decimal(fen)
 
 
 def round_fen(x: Decimal | Fraction) -> Decimal:
@@ -92,19 +92,33 @@ def format_money(x: Decimal) -> str:
     """Render an amount with exactly two decimals (``Decimal("2")`` → ``"2.00"``)."""
     if not isinstance(x, Decimal) or not x.is_finite():
         raise MoneyError(f"cannot format {x!r} as money; pass a finite Decimal")
-    exact = Fraction(x)
-    if (exact * 100).denominator != 1:
+    fen = _fen_of(x)
+    if fen is None:
         raise MoneyError(
             f"cannot format {x} as money: it has more than 2 decimal places; "
             "round it with round_fen first"
         )
-    return _fen_text(_exact_fen(exact))
+    return _fen_text(fen)
 
 
 def sum_money(amounts: Iterable[Decimal]) -> Decimal:
     """Exact sum of fen amounts, immune to the Decimal context's precision."""
-    total = sum((Fraction(a) for a in amounts), Fraction(0))
+    values = list(amounts)
+    fens = [_fen_of(a) for a in values]
+    if all(f is not None for f in fens):
+        return _fen_to_decimal(sum(f for f in fens if f is not None))
+    # Amounts finer than a fen may still add up to whole fen.
+    total = sum((Fraction(a) for a in values), Fraction(0))
     return _fen_to_decimal(_exact_fen(total))
+
+
+def _fen_of(x: Decimal) -> int | None:
+    """A finite amount in whole fen, exactly; None when it has finer than fen precision.
+    (Bills are formatted and checked many times per job: integer arithmetic on the exact
+    ratio, without building fractions.)"""
+    numerator, denominator = x.as_integer_ratio()
+    fen, rest = divmod(numerator * 100, denominator)
+    return None if rest else fen
 
 
 def _exact_fen(x: Fraction) -> int:

@@ -54,8 +54,13 @@ def dominated(top: list[float], mass: float, rules: tuple[DominanceRule, ...]) -
     """The first rule the cell breaks, given its largest |contributions| and their total."""
     if mass <= 0:
         return None
+    ordered = sorted(top, reverse=True)
+    mass_n, mass_d = float(mass).as_integer_ratio()
     for rule in rules:
-        largest = sum(sorted(top, reverse=True)[: rule.n])
-        if Fraction(largest) > rule.k * Fraction(mass):
+        largest = sum(ordered[: rule.n])
+        # largest > k × mass, exactly: in integers, without building fractions per cell.
+        top_n, top_d = float(largest).as_integer_ratio()
+        k = rule.k
+        if top_n * k.denominator * mass_d > k.numerator * mass_n * top_d:
             return Dominated(rule, largest / mass)
     return None

@@ -819,10 +819,17 @@ def _disclosure(handler: _Handler, delivered: bool) -> dict[str, Any]:
 def code_observation(code: str, index: int, ending: str | None = None) -> list[dict[str, Any]]:
     """What the code itself and the way it ended say (language.signs), as an observation
     for detection; none when they say nothing."""
-    found = signs.static_signs(code, allowed_names())
+    found = {kind: list(whats) for kind, whats in _static_signs(code)}
     if ending is not None:
         found.setdefault(ending, []).append("how the job ended")
     return [{"index": index, "signs": found}] if found else []
+
+
+@functools.lru_cache(maxsize=256)
+def _static_signs(code: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    # Kept per source text: the same job is submitted again and again (a dashboard's refresh),
+    # and reading it is pure.
+    return tuple((k, tuple(v)) for k, v in signs.static_signs(code, allowed_names()).items())
 
 
 def run_job_on_ray(spec: JobSpec) -> JobResult:

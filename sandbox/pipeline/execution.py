@@ -9,9 +9,9 @@ import logging
 import time
 from concurrent.futures import Future
 from decimal import Decimal
-from typing import Any, Protocol, cast
+from typing import Protocol
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from sandbox.common import clock, logs, metrics
@@ -28,6 +28,7 @@ from sandbox.pipeline.settlement import hold_job, settle_job
 from sandbox.records import agreements, registry, releases
 from sandbox.records.jobs import Reservation, latest_reviews
 from sandbox.settings import Settings
+from sandbox.store import core
 from sandbox.store.models import Job
 
 logger = logging.getLogger(__name__)
@@ -177,13 +178,18 @@ def execute(ctx: Context, spec: JobSpec) -> JobResult:
     return runner(ctx)(spec)
 
 
+_START = (
+    update(Job)
+    .where(Job.id == bindparam("key"), Job.status == JobStatus.QUEUED)
+    .values(status=JobStatus.RUNNING)
+)
+
+
 def mark_running(ctx: Context, job_id: str) -> bool:
     """Start a queued job; False when it is not queued any more (settled meanwhile by a
     process that took this one for dead)."""
     with ctx.transaction() as s:
-        queued = (Job.id == job_id, Job.status == JobStatus.QUEUED)
-        started = s.execute(update(Job).where(*queued).values(status=JobStatus.RUNNING))
-        if cast(CursorResult[Any], started).rowcount != 1:
+        if core.execute(s, _START, {"key": job_id}).rowcount != 1:
             return False
         log.append(s, "job.started", None, job_id, {})
         return True

@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
@@ -23,6 +23,7 @@ from sandbox.pipeline.driver import JobResult, JobSpec, Replay, carried_usage, o
 from sandbox.records import agreements, budgets, counters, flags, money, registry, releases
 from sandbox.records.jobs import Reservation
 from sandbox.records.principals import new_id
+from sandbox.store import core
 from sandbox.store.models import Job, JobOutput, OutputReview
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ def _chargeable(result: JobResult) -> bool:
     return result.status == JobStatus.SUCCEEDED or read
 
 
+_STATUS = select(Job.status).where(Job.id == bindparam("key"))
+
+
 def settle_job(
     ctx: Context,
     job_id: str,
@@ -67,7 +71,7 @@ def settle_job(
     A job is settled once: if another process settled it first (it took this one for dead),
     nothing changes and False is returned."""
     with ctx.money_lock, ctx.transaction() as s:
-        if s.scalar(select(Job.status).where(Job.id == job_id)) not in _UNSETTLED:
+        if core.execute(s, _STATUS, {"key": job_id}).scalar() not in _UNSETTLED:
             logger.info("job %s was settled already; kept as it was", job_id)
             return False
         job = s.merge(reserved, load=False) if reserved is not None else s.get(Job, job_id)

@@ -11,14 +11,16 @@ workers admit jobs at once.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 
-from sqlalchemy import select
+from sqlalchemy import Insert, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from contracts.quota import BEIJING
 from sandbox.common import months
+from sandbox.store import core
 from sandbox.store.models import UsageCounter
 
 JOBS_OF_DAY = "contract_jobs_day"
@@ -36,31 +38,33 @@ def month_of(stored: dt.datetime) -> str:
     return months.of(stored.replace(tzinfo=dt.UTC))
 
 
+# Built once per dialect, with bound parameters (store.core).
+_READ = select(UsageCounter.label, UsageCounter.value).where(
+    UsageCounter.scope == bindparam("scope"),
+    UsageCounter.owner == bindparam("owner"),
+    UsageCounter.period == bindparam("period"),
+)
+_KEY = ("scope", "owner", "period", "label")
+
+
+@functools.cache
+def _upsert(dialect: str) -> Insert:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(UsageCounter).values({c: bindparam(c) for c in (*_KEY, "value")})
+    return stmt.on_conflict_do_update(
+        index_elements=list(_KEY), set_={"value": UsageCounter.value + stmt.excluded.value}
+    )
+
+
 def add(
     session: Session, scope: str, owner: str, period: str, amount: int, label: str = ""
 ) -> None:
-    if amount == 0:
-        return
-    values = {"scope": scope, "owner": owner, "period": period, "label": label, "value": amount}
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(UsageCounter).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["scope", "owner", "period", "label"],
-        set_={"value": UsageCounter.value + stmt.excluded.value},
-    )
-    session.execute(stmt)
+    add_all(session, scope, owner, period, {label: amount})
 
 
 def read(session: Session, scope: str, owner: str, period: str) -> dict[str, int]:
     """The counter's value per label (absent: 0)."""
-    rows = session.execute(
-        select(UsageCounter.label, UsageCounter.value).where(
-            UsageCounter.scope == scope,
-            UsageCounter.owner == owner,
-            UsageCounter.period == period,
-        )
-    )
+    rows = core.execute(session, _READ, {"scope": scope, "owner": owner, "period": period})
     return {label: int(value) for label, value in rows if value}
 
 
@@ -71,5 +75,10 @@ def one(session: Session, scope: str, owner: str, period: str) -> int:
 def add_all(
     session: Session, scope: str, owner: str, period: str, amounts: Mapping[str, int]
 ) -> None:
-    for label, amount in sorted(amounts.items()):
-        add(session, scope, owner, period, int(amount), label)
+    values = [
+        {"scope": scope, "owner": owner, "period": period, "label": label, "value": int(amount)}
+        for label, amount in sorted(amounts.items())
+        if amount
+    ]
+    if values:
+        core.execute(session, _upsert(core.dialect(session)), values)

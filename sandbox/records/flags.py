@@ -34,6 +34,7 @@ from sandbox.errors import BadRequest, Conflict, NotFound
 from sandbox.ledger import log
 from sandbox.records import agreements, listings
 from sandbox.records.principals import Actor, require
+from sandbox.store import core
 from sandbox.store.models import Contract, Flag, Job, JobObservation
 
 NOTE_MAX = 4000
@@ -83,7 +84,7 @@ def record(
     ]
     if kept:
         # A Core insert: the rows are never updated, so need no unit-of-work bookkeeping.
-        session.execute(insert(JobObservation), kept)
+        core.execute(session, _INSERT_OBSERVATIONS, kept)
     if not found:
         return []
     _name_earlier_constants(session, job.operator_id, [f.detail for f in found])
@@ -115,6 +116,9 @@ def record(
     if suspend_score > 0:
         _suspend_if_due(session, job.contract_id, suspend_score, now - window)
     return rows
+
+
+_INSERT_OBSERVATIONS = insert(JobObservation)
 
 
 def _with_cells(
@@ -151,12 +155,12 @@ def _recent(
             if not x.get("private") and not detection.about_code(x)
         }
     ):
-        ids.update(session.scalars(by_constants, {**window, "shape": shape}))
+        ids.update(core.execute(session, by_constants, {**window, "shape": shape}).scalars())
     if any(detection.hidden(x) or detection.differenced(x) for x in observed):
-        ids.update(session.scalars(refused, window))
+        ids.update(core.execute(session, refused, window).scalars())
     if not ids:
         return []
-    return [detection.Seen(*row) for row in session.execute(load, {"ids": list(ids)})]
+    return [detection.Seen(*row) for row in core.execute(session, load, {"ids": list(ids)})]
 
 
 @functools.cache

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from contracts.document import ContractDocument
@@ -39,6 +39,7 @@ from sandbox.language.analysis import CodeFacts
 from sandbox.ledger import log
 from sandbox.records import counters, directory, products
 from sandbox.records.principals import Actor, require
+from sandbox.store import core
 from sandbox.store.models import (
     AllowedRevenue,
     Contract,
@@ -73,14 +74,19 @@ def publish(ctx: Context, actor: Actor, body: Any) -> dict[str, Any]:
         return {"id": row.id, **schedule.to_json()}
 
 
+# Every submission and settlement reads these: built once, run on the connection (store.core).
+_IN_FORCE = (
+    select(ScheduleRow.id, ScheduleRow.body)
+    .where(ScheduleRow.effective_from <= bindparam("at"))
+    .order_by(ScheduleRow.effective_from.desc(), ScheduleRow.id.desc())
+    .limit(1)
+)
+_SCHEDULE = select(ScheduleRow.body).where(ScheduleRow.id == bindparam("key"))
+
+
 def in_force(session: Session, at: dt.datetime | None = None) -> tuple[int, PriceSchedule]:
     at = at or clock.now()
-    row = session.scalar(
-        select(ScheduleRow)
-        .where(ScheduleRow.effective_from <= clock.stored(at))
-        .order_by(ScheduleRow.effective_from.desc(), ScheduleRow.id.desc())
-        .limit(1)
-    )
+    row = core.execute(session, _IN_FORCE, {"at": clock.stored(at)}).one_or_none()
     if row is None:
         raise Conflict(
             "no price schedule is in force yet; the bureau publishes one with "
@@ -90,10 +96,14 @@ def in_force(session: Session, at: dt.datetime | None = None) -> tuple[int, Pric
 
 
 def schedule_by_id(session: Session, schedule_id: int | None) -> PriceSchedule:
-    row = session.get(ScheduleRow, schedule_id) if schedule_id is not None else None
-    if row is None:
+    body = (
+        core.execute(session, _SCHEDULE, {"key": schedule_id}).scalar_one_or_none()
+        if schedule_id is not None
+        else None
+    )
+    if body is None:
         raise NotFound(f"price schedule {schedule_id} does not exist")
-    return _stored_schedule(row.body)
+    return _stored_schedule(body)
 
 
 # Every submission and settlement reads the schedule it is priced under.
@@ -164,13 +174,16 @@ class ContractMoney:
     reserved_fen: int
 
 
+# Only these columns: the row's document and canonical bytes are not needed here.
+_LOCK_CONTRACT = (
+    select(Contract.version, Contract.status, Contract.spent_fen, Contract.reserved_fen)
+    .where(Contract.id == bindparam("key"))
+    .with_for_update()
+)
+
+
 def lock_contract(session: Session, contract_id: str) -> ContractMoney | None:
-    # Only these columns: the row's document and canonical bytes are not needed here.
-    row = session.execute(
-        select(Contract.version, Contract.status, Contract.spent_fen, Contract.reserved_fen)
-        .where(Contract.id == contract_id)
-        .with_for_update()
-    ).one_or_none()
+    row = core.execute(session, _LOCK_CONTRACT, {"key": contract_id}).one_or_none()
     return None if row is None else ContractMoney(contract_id, *row)
 
 
@@ -194,21 +207,43 @@ def settle_contract(session: Session, contract_id: str, quote_fen: int, charge_f
     _add_to_contract(session, contract_id, reserved=-quote_fen, spent=charge_fen)
 
 
-def _add_to_contract(session: Session, contract_id: str, reserved: int = 0, spent: int = 0) -> None:
-    # In the database, not through a loaded row: no one reads the row back in this
-    # transaction, and loading it means decoding its whole document.
-    session.execute(
-        update(Contract)
-        .where(Contract.id == contract_id)
-        .values(reserved_fen=Contract.reserved_fen + reserved, spent_fen=Contract.spent_fen + spent)
-        .execution_options(synchronize_session=False)
+# In the database, not through a loaded row: no one reads the row back in this
+# transaction, and loading it means decoding its whole document.
+_ADD_TO_CONTRACT = (
+    update(Contract)
+    .where(Contract.id == bindparam("key"))
+    .values(
+        reserved_fen=Contract.reserved_fen + bindparam("reserved"),
+        spent_fen=Contract.spent_fen + bindparam("spent"),
     )
+)
+
+
+def _add_to_contract(session: Session, contract_id: str, reserved: int = 0, spent: int = 0) -> None:
+    core.execute(
+        session, _ADD_TO_CONTRACT, {"key": contract_id, "reserved": reserved, "spent": spent}
+    )
+
+
+_LOCK_PREPAID = (
+    select(PrepaidAccount.balance_fen, PrepaidAccount.reserved_fen)
+    .where(PrepaidAccount.operator_id == bindparam("key"))
+    .with_for_update()
+)
+_ADD_TO_PREPAID = (
+    update(PrepaidAccount)
+    .where(PrepaidAccount.operator_id == bindparam("key"))
+    .values(
+        reserved_fen=PrepaidAccount.reserved_fen + bindparam("reserved"),
+        balance_fen=PrepaidAccount.balance_fen + bindparam("balance"),
+    )
+)
 
 
 def reserve_prepaid(session: Session, operator_id: str, quote_fen: int) -> None:
     """Hold a quote against the operator's prepaid balance, if it has one (in the caller's
     transaction, beside the spend-cap reservation)."""
-    account = session.get(PrepaidAccount, operator_id, with_for_update=True)
+    account = core.execute(session, _LOCK_PREPAID, {"key": operator_id}).one_or_none()
     if account is None:
         return
     available = account.balance_fen - account.reserved_fen
@@ -218,14 +253,16 @@ def reserve_prepaid(session: Session, operator_id: str, quote_fen: int) -> None:
             f"{max(available, 0) / 100:.2f} yuan available; ask the bureau to top it up or wait "
             "for running jobs to settle"
         )
-    account.reserved_fen += quote_fen
+    core.execute(session, _ADD_TO_PREPAID, {"key": operator_id, "reserved": quote_fen, "balance": 0})
 
 
 def settle_prepaid(session: Session, operator_id: str, quote_fen: int, charge_fen: int) -> None:
-    account = session.get(PrepaidAccount, operator_id, with_for_update=True)
-    if account is not None:
-        account.reserved_fen -= quote_fen
-        account.balance_fen -= charge_fen
+    # No account: nothing is changed (the operator is billed in arrears).
+    core.execute(
+        session,
+        _ADD_TO_PREPAID,
+        {"key": operator_id, "reserved": -quote_fen, "balance": -charge_fen},
+    )
 
 
 def prepaid_view(account: PrepaidAccount) -> dict[str, Any]:

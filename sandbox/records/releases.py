@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pyroaring import FrozenBitMap64
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from sandbox.context import Context
+from sandbox.store import core
 from sandbox.store.models import ReleasedSet
 
 # dataset → (set, threshold it passed, what it was released about: disclosure.gate's space)
@@ -66,6 +67,13 @@ def gate(ctx: Context) -> Any:
         return ctx.gate_handle
 
 
+_KNOWN = select(ReleasedSet.digest).where(
+    ReleasedSet.operator_id == bindparam("operator_id"),
+    ReleasedSet.digest.in_(bindparam("digests", expanding=True)),
+)
+_INSERT = insert(ReleasedSet)
+
+
 def record(session: Session, operator_id: str, contract_id: str, job_id: str, new: NewSets) -> int:
     """Keep a job's released sets (each distinct set of the operator once)."""
     # A set is kept once per operator and space.
@@ -76,32 +84,26 @@ def record(session: Session, operator_id: str, contract_id: str, job_id: str, ne
     }
     if not digests:
         return 0
-    known = set(
-        session.scalars(
-            select(ReleasedSet.digest).where(
-                ReleasedSet.operator_id == operator_id, ReleasedSet.digest.in_(list(digests))
-            )
-        )
-    )
-    added = 0
-    for d, (dataset, blob, threshold, space) in digests.items():
-        if d in known:
-            continue
-        session.add(
-            ReleasedSet(
-                operator_id=operator_id,
-                contract_id=contract_id,
-                dataset=dataset,
-                digest=d,
-                threshold=threshold,
-                space=space,
-                cardinality=len(FrozenBitMap64.deserialize(blob)),
-                members=blob,
-                job_id=job_id,
-            )
-        )
-        added += 1
-    return added
+    params = {"operator_id": operator_id, "digests": list(digests)}
+    known = set(core.execute(session, _KNOWN, params).scalars())
+    rows = [
+        {
+            "operator_id": operator_id,
+            "contract_id": contract_id,
+            "dataset": dataset,
+            "digest": d,
+            "threshold": threshold,
+            "space": space,
+            "cardinality": len(FrozenBitMap64.deserialize(blob)),
+            "members": blob,
+            "job_id": job_id,
+        }
+        for d, (dataset, blob, threshold, space) in digests.items()
+        if d not in known
+    ]
+    if rows:
+        core.execute(session, _INSERT, rows)
+    return len(rows)
 
 
 def gate_handle(settings: Any, load_local: Callable[[str], Iterable[tuple[str, bytes]]]) -> Any:

@@ -52,6 +52,28 @@ def test_cells_within_the_rules_pass(top: list[float], mass: float) -> None:
     assert dominated(top, mass, dominance.DEFAULT_RULES) is None
 
 
+def test_dominance_is_decided_exactly_at_the_share_s_edge() -> None:
+    # Shares at, just below and just above each rule's k, in floats whose decimal forms
+    # round either way: the decision must be the exact rational comparison.
+    rng = np.random.default_rng(7)
+    rules = (*dominance.DEFAULT_RULES, DominanceRule(1, Fraction(1, 3)))
+    cases = [([0.5, 0.0], 1.0), ([0.67, 0.0], 1.0), ([1 / 3, 0.0], 1.0), ([0.1, 0.2], 0.3)]
+    for _ in range(2000):
+        mass = float(rng.uniform(0.001, 1e6))
+        share = float(rng.choice([0.5, 0.67, 1 / 3, rng.uniform(0, 1)]))
+        first = np.nextafter(share * mass, rng.choice([0.0, np.inf]))
+        cases.append(([float(first), float(rng.uniform(0, mass - first))], mass))
+    for top, mass in cases:
+        expected = None
+        for rule in rules:
+            largest = sum(sorted(top, reverse=True)[: rule.n])
+            if Fraction(largest) > rule.k * Fraction(mass):
+                expected = rule
+                break
+        hit = dominated(top, mass, rules)
+        assert (hit.rule if hit else None) == expected, (top, mass)
+
+
 def test_rules_parse_from_settings_text() -> None:
     assert parse_rules("1:50,2:67") == dominance.DEFAULT_RULES
     assert parse_rules(" 1 : 40 ") == (DominanceRule(1, Fraction(2, 5)),)
