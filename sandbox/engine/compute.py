@@ -1040,18 +1040,20 @@ def _windowed(
     column: pa.ChunkedArray, groups: Groups, qs: list[float], names: list[str], size: int
 ) -> list[tuple[pa.Array, dict[str, pa.Array]]]:
     """Per quantile of one value list, each group's window mean and the window's statistics
-    for the dominance rule; every group's values are gathered and sorted once for all the
-    quantiles."""
+    for the dominance rule; every group's values are gathered once for all the quantiles,
+    and only the windows' ends are selected (linear time; sorting the whole group was three
+    times slower on a group of 175 000 incomes)."""
     means: list[list[float | None]] = [[] for _ in qs]
     tops: list[list[list[float]]] = [[] for _ in qs]
     masses: list[list[float]] = [[] for _ in qs]
     for selected in _group_values(column, groups):
-        # One sort for all the quantiles (numpy's vectorised sort beats a selection of the
-        # window's ends here, measured on incomes).
-        selected = np.sort(selected.astype(np.float64))
+        # Infinities and NaN out first: a window is taken among finite values only.
+        selected = selected.astype(np.float64)
         selected = selected[np.isfinite(selected)]
-        for k, q in enumerate(qs):
-            near = protection.window(selected, q, size)
+        for k, near in enumerate(protection.windows(selected, qs, size)):
+            # The window's members in order: its mean is then summed in one order whatever
+            # the order the selection left them in, so a release repeats exactly.
+            near = np.sort(near)
             means[k].append(float(near.mean()) if near.size else None)
             magnitude = np.abs(near)
             tops[k].append(sorted(magnitude.tolist(), reverse=True)[:2])

@@ -442,13 +442,22 @@ def merge_deviations(
     }
 
 
-def window(values: np.ndarray, q: float, size: int) -> np.ndarray:
-    """The `size` order statistics nearest position q·(n − 1) of sorted `values` (all of
-    them when there are fewer): what a quantile is released as the mean of, so that no one
-    person's value is ever released as an order statistic."""
+def _window_start(n: int, q: float, size: int) -> int:
+    centre = q * (n - 1)
+    return int(min(max(round(centre - (size - 1) / 2), 0), n - size))
+
+
+def windows(values: np.ndarray, qs: Sequence[float], size: int) -> list[np.ndarray]:
+    """For each q, the `size` order statistics nearest position q·(n − 1) of `values` (all
+    of them when there are fewer), in no particular order: what a quantile is released as the
+    mean of, so that no one person's value is ever released as an order statistic.
+
+    `values` (finite) is reordered in place: only the windows' first and last ranks are put in
+    their sorted places, which puts every window's members between them (a selection, linear
+    in the group, instead of sorting it)."""
     n = len(values)
     if n <= size:
-        return values
-    centre = q * (n - 1)
-    start = int(min(max(round(centre - (size - 1) / 2), 0), n - size))
-    return values[start : start + size]
+        return [values for _ in qs]
+    starts = [_window_start(n, q, size) for q in qs]
+    values.partition(sorted({r for s in starts for r in (s, s + size - 1)}))
+    return [values[s : s + size] for s in starts]

@@ -253,7 +253,9 @@ def reserve_prepaid(session: Session, operator_id: str, quote_fen: int) -> None:
             f"{max(available, 0) / 100:.2f} yuan available; ask the bureau to top it up or wait "
             "for running jobs to settle"
         )
-    core.execute(session, _ADD_TO_PREPAID, {"key": operator_id, "reserved": quote_fen, "balance": 0})
+    core.execute(
+        session, _ADD_TO_PREPAID, {"key": operator_id, "reserved": quote_fen, "balance": 0}
+    )
 
 
 def settle_prepaid(session: Session, operator_id: str, quote_fen: int, charge_fen: int) -> None:

@@ -376,3 +376,24 @@ def test_distinct_values_of_many_groups_of_every_type(tmp_path: Path) -> None:
     assert _run(ds, whole).select(["x", "k"]).to_pylist() == [
         dict(zip(["x", "k"], _duckdb(ds, "SELECT count(DISTINCT x), count(DISTINCT k) FROM t")[0]))
     ]
+
+
+@pytest.mark.parametrize("size", [1, 3, 10])
+def test_quantile_windows_are_the_order_statistics_of_the_sorted_values(size: int) -> None:
+    # The windows are selected, not sorted: they must hold exactly the values a sort would put
+    # at those ranks, ties and tiny groups included.
+    rng = np.random.default_rng(size)
+    qs = [0.0, 0.1, 0.5, 0.9, 0.99, 1.0]
+    for n in [*range(0, 25), 101, 1000, 4099]:
+        values = rng.integers(0, 40, n).astype(np.float64)  # many ties
+        if n % 2:
+            values = rng.lognormal(10, 1, n)
+        ordered = np.sort(values)
+        got = protection.windows(values.copy(), qs, size)
+        for q, window in zip(qs, got):
+            if n <= size:
+                expected = ordered
+            else:
+                start = min(max(round(q * (n - 1) - (size - 1) / 2), 0), n - size)
+                expected = ordered[start : start + size]
+            assert np.array_equal(np.sort(window), expected), (n, q)
