@@ -108,6 +108,15 @@ class Settings(BaseSettings):
             "(the service warns at start)."
         ),
     )
+    jail_read_straight_line: bool = Field(
+        True,
+        description=(
+            "Answer a straight-line job (only the language's calls on literals, names "
+            "assigned once, no loop, condition, function or parameter) from its requests read "
+            "off its code, without starting a job process: its code is never run, only read "
+            "(a few ms less per job). `false` starts a process for every job."
+        ),
+    )
     engine_in_place_rows: int = Field(
         250_000,
         ge=0,

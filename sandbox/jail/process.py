@@ -18,14 +18,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sandbox.errors import Fault, JobError, JobStatus, ServiceFault
 from sandbox.jail import seccomp
 from sandbox.jail.forkserver import ForkServer
-from sandbox.jail.protocol import FrameError, read_frame, write_frame
+from sandbox.jail.protocol import FrameError, as_sent, read_frame, write_frame
 from sandbox.language.signs import ESCAPE, EXHAUSTION, PROBE, SIGNS
+from sandbox.language.straight import Collect, Request
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class Limits:
     fork_template: bool = True
     # False runs jobs even where the system-call filter cannot be installed (never by default).
     require_seccomp: bool = True
+    # True answers straight-line jobs' requests read from their code, without a process
+    # (`language.straight`); False starts a process for every job.
+    read_straight_line: bool = True
 
 
 class Stop(Exception):  # noqa: N818 - an ending, not an error
@@ -199,6 +204,39 @@ def run_in_jail(code: str, params: dict[str, Any], handler: Handler, limits: Lim
         outcome = _crash_outcome(proc.returncode, limits)
     outcome.wall_seconds = time.monotonic() - started
     outcome.diagnostics = b"".join(stderr).decode("utf-8", "replace")
+    return outcome
+
+
+def answer_in_place(requests: Sequence[Request], handler: Handler, limits: Limits) -> Outcome:
+    """A straight-line job (`language.straight`) run without a process: its requests, read
+    from its code, answered in order as `_converse` answers a job process's, each message and
+    reply through a frame's JSON as over the pipe; it ends where the process would have."""
+    started = time.monotonic()
+    deadline = started + limits.wall_seconds
+    bodies: list[Any] = []
+    outcome = Outcome(JobStatus.SUCCEEDED)
+    assert len(requests) < limits.max_requests, "a job process would have been refused"
+    for request in requests:
+        if isinstance(request, Collect):
+            message = as_sent({"op": "collect", "plan": request.plan})
+        else:
+            value = (
+                bodies[request.collect]
+                if request.collect is not None
+                else {"kind": "scalar", "value": request.value}
+            )
+            message = as_sent({"op": "emit", "name": request.name, "value": value})
+        reply, sign = _answer(handler, message["op"], message)
+        if time.monotonic() > deadline:
+            outcome = _timeout(limits)
+            break
+        reply = as_sent(reply)
+        if not reply["ok"]:
+            outcome = Outcome(JobStatus.REJECTED, JobError.from_json(reply["error"]), sign=sign)
+            break
+        if isinstance(request, Collect):
+            bodies.append(reply["result"])
+    outcome.wall_seconds = time.monotonic() - started
     return outcome
 
 

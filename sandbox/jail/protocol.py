@@ -14,12 +14,22 @@ class FrameError(Exception):
     """The peer sent something that is not a well-formed frame."""
 
 
-def write_frame(stream: IO[bytes], message: Any) -> None:
+def encode_frame(message: Any) -> bytes:
     data = json.dumps(message, ensure_ascii=False, allow_nan=False).encode("utf-8")
     if len(data) > MAX_FRAME_BYTES:
         raise FrameError(f"message larger than {MAX_FRAME_BYTES} bytes")
+    return data
+
+
+def write_frame(stream: IO[bytes], message: Any) -> None:
+    data = encode_frame(message)
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
+
+
+def as_sent(message: Any) -> Any:
+    """`message` as its reader gets it: through a frame's JSON, without a stream."""
+    return decode_frame(encode_frame(message))
 
 
 def decode_frame(data: bytes) -> Any:

@@ -42,6 +42,7 @@ def limits(ctx: Context) -> Limits:
         wall_seconds=s.job_wall_seconds,
         fork_template=s.jail_fork_template,
         require_seccomp=s.jail_require_seccomp,
+        read_straight_line=s.jail_read_straight_line,
     )
 
 

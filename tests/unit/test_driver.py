@@ -16,6 +16,7 @@ from sandbox.disclosure.threshold import operator_view
 from sandbox.engine.executor import LocalExecutor
 from sandbox.errors import PlanError, QuotaExceeded
 from sandbox.jail.process import Limits
+from sandbox.pipeline import driver
 from sandbox.pipeline.driver import (
     JobSpec,
     _Handler,
@@ -361,3 +362,63 @@ def test_a_release_with_too_many_groups_is_capped(
     assert result.status == "succeeded", result.error
     assert [r[0] for r in result.outputs["x"]["rows"]] == ["城关区"]
     assert result.disclosure["releases"][0]["truncated"] == 1
+
+
+IN_PLACE = {
+    "released": (
+        "t = table('people').group_by('district').agg(n=count(), avg=mean('income'))\n"
+        "res = t.collect()\nemit('by_district', res)\nemit('note', '按区')\n"
+    ),
+    "with parameters": BY_DISTRICT + "emit('r', res.collect())\n",
+    "refused by the contract": (
+        "res = table('people').group_by('age').agg(n=count()).collect()\nemit('r', res)\n"
+    ),
+    "an output name used twice": (
+        "res = table('people').group_by('district').agg(n=count()).collect()\n"
+        "emit('r', res)\nemit('r', res)\n"
+    ),
+    "beyond the quoted outputs": "emit('a', 1)\nemit('b', 2)\nemit('c', 3)\nemit('d', 4)\n",
+}
+
+
+@pytest.mark.parametrize("code", IN_PLACE.values(), ids=IN_PLACE.keys())
+def test_a_straight_line_job_ends_as_in_its_job_process(
+    people: DatasetInfo, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jailed_spec = spec(people, code)
+    jailed_spec = dataclasses.replace(
+        jailed_spec, limits=dataclasses.replace(jailed_spec.limits, read_straight_line=False)
+    )
+    jailed = run_job(jailed_spec, LocalExecutor())
+
+    def no_process(*_: Any) -> None:
+        raise AssertionError("a straight-line job started a job process")
+
+    monkeypatch.setattr("sandbox.pipeline.driver.run_in_jail", no_process)
+    in_place = run_job(spec(people, code), LocalExecutor())
+    assert in_place.status == jailed.status
+    assert in_place.error == jailed.error
+    assert in_place.outputs == jailed.outputs
+    assert in_place.disclosure == jailed.disclosure
+    assert in_place.released_sets == jailed.released_sets
+    assert in_place.observations == jailed.observations
+    drop = {"compute_seconds"}
+    assert {k: v for k, v in in_place.usage.items() if k not in drop} == {
+        k: v for k, v in jailed.usage.items() if k not in drop
+    }
+
+
+def test_a_job_that_is_not_straight_line_runs_in_its_job_process(
+    people: DatasetInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = []
+    real = driver.run_in_jail
+
+    def counted(*args: Any) -> Any:
+        started.append(1)
+        return real(*args)
+
+    monkeypatch.setattr("sandbox.pipeline.driver.run_in_jail", counted)
+    looped = "for d in ['城关区']:\n    emit(d, 1)\n"
+    assert run_job(spec(people, looped), LocalExecutor()).status == "succeeded"
+    assert started == [1]
