@@ -111,8 +111,9 @@ class Settings(BaseSettings):
     jail_read_straight_line: bool = Field(
         True,
         description=(
-            "Answer a straight-line job (only the language's calls on literals, names "
-            "assigned once, no loop, condition, function or parameter) from its requests read "
+            "Answer a straight-line job (only the language's calls on literals and "
+            '`params["name"]`, names assigned once, no loop, condition or function) from '
+            "its requests read "
             "off its code, without starting a job process: its code is never run, only read "
             "(a few ms less per job). `false` starts a process for every job."
         ),

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.language.api import Aggregate, Expr, Grouped, Released, Table, namespace
+from sandbox.language.policy import check_source, compile_checked
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,12 @@ def requests(code: str, params: Mapping[str, Any]) -> tuple[Request, ...] | None
 def _requests(code: str, params: str) -> tuple[Request, ...] | None:
     # Kept per source text and parameters: the same job is submitted again and again.
     try:
-        return _Reader(json.loads(params)).program(ast.parse(code))
+        # What the job process would refuse to compile is left to it, to refuse.
+        tree = check_source(code)
+        compile_checked(code)
+        if _depth(tree) > MAX_DEPTH:
+            return None
+        return _Reader(json.loads(params)).program(tree)
     except Exception:  # noqa: BLE001 - whatever it is, the jail runs the job and reports it
         return None
 
@@ -250,6 +256,20 @@ class _Reader:
                 raise _Unsupported
             return getattr(owner, node.attr)  # type: ignore[no-any-return]
         raise _Unsupported
+
+
+# Deeper trees are left to the job process, whose compiler refuses what the interpreter's
+# recursion limit cannot hold: this process's limit may have been raised by a library.
+MAX_DEPTH = 200
+
+
+def _depth(tree: ast.AST) -> int:
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _constant(value: Any) -> Any:

@@ -54,7 +54,8 @@ def report_jail_filter(settings: Settings) -> str | None:
     if settings.jail_require_seccomp:
         logger.error(
             "JOBS WILL BE REFUSED: the job process's system-call filter (seccomp) "
-            "cannot be installed on this host (%s). Run the service on Linux with "
+            "cannot be installed on this host (%s); only straight-line jobs, which need no "
+            "job process, are answered. Run the service on Linux with "
             "libseccomp, or set SANDBOX_JAIL_REQUIRE_SECCOMP=false to run jobs "
             "without it.",
             problem,
