@@ -131,6 +131,12 @@ LEFT_TO_THE_JAIL = {
     "a class": "class A:\n    pass\n",
     "a non-text output name": "emit(1, 2)\n",
     "a global": "global x\n",
+    "a dunder called": "x = table('p').__class__('q')\n",
+    "an attribute of a method": "x = col('a').isin.__self__\n",
+    "a function as a value": "emit('a', table)\n",
+    "a function as an argument": "t = table('p').derive(x=col)\n",
+    "a dunder keyword": "t = table('p').derive(__class__=col('a'))\n",
+    "a method of a plain value": "x = 'a'.join(['b'])\n",
 }
 
 
