@@ -5,7 +5,7 @@
                          + settle (charging, recording)  + HTTP and the client's own work
 
 The stages are the service's own measurements (`sandbox_job_stage_seconds`, means over the
-timed jobs). Beside them, parts measured apart: a bare jail (a job that only emits a number)
+timed jobs). Beside them, parts measured apart: a bare job process (one that only emits a number)
 and the engine alone on the job's checked plan, in-process and as Ray tasks started here.
 """
 
@@ -35,7 +35,7 @@ BARE_JOB = 'emit("one", 1)\n'
 STAGES = (
     ("submit", "checks, quote, reservation (the API)"),
     ("queue", "waiting for a job slot"),
-    ("run", "the job's driver task: jail, code, engine, rules"),
+    ("run", "the job's driver task: its code (read, or run in a job process), engine, rules"),
     ("engine", "  … of which computing the plan (partition tasks, merge)"),
     ("disclosure", "  … of which the disclosure rules and the release audit"),
     ("settle", "charging and recording the job"),
@@ -157,10 +157,10 @@ def parts(
             "the rest: the request and response, signing, JSON (median less the means)",
         ),
         Part(
-            "bare jail",
+            "bare job process",
             bare_ms,
-            "a job that only emits 1: fork from the template, filter, "
-            "compile, exit; started "
+            "what a job that is not straight-line adds: a process that only emits 1, forked "
+            "from the template, filtered, compiled, exited; started "
             + ("in a Ray worker" if executor == "ray" else "by the API process"),
         ),
         Part(
