@@ -1,7 +1,7 @@
 """Where a job's time goes: its parts measured one at a time, next to the end-to-end time.
 
     end to end (HTTP)  = submit (API: auth, checks, quote, reservation, ledger)  + queue
-                         + run (the driver task: jail, plan check, engine, disclosure rules)
+                         + run (the driver task: its code, plan check, engine, disclosure rules)
                          + settle (charging, recording)  + HTTP and the client's own work
 
 The stages are the service's own measurements (`sandbox_job_stage_seconds`, means over the

@@ -1047,9 +1047,12 @@ def _windowed(
     tops: list[list[list[float]]] = [[] for _ in qs]
     masses: list[list[float]] = [[] for _ in qs]
     for selected in _group_values(column, groups):
-        # Infinities and NaN out first: a window is taken among finite values only.
-        selected = selected.astype(np.float64)
-        selected = selected[np.isfinite(selected)]
+        # Infinities and NaN out first: a window is taken among finite values only. The group's
+        # values are a copy of their own already (`_group_values`), reordered here in place.
+        selected = selected.astype(np.float64, copy=False)
+        finite = np.isfinite(selected)
+        if not finite.all():
+            selected = selected[finite]
         for k, near in enumerate(protection.windows(selected, qs, size)):
             # The window's members in order: its mean is then summed in one order whatever
             # the order the selection left them in, so a release repeats exactly.
