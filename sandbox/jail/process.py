@@ -27,7 +27,7 @@ from sandbox.jail import seccomp
 from sandbox.jail.forkserver import ForkServer
 from sandbox.jail.protocol import FrameError, as_sent, read_frame, write_frame
 from sandbox.language.signs import ESCAPE, EXHAUSTION, PROBE, SIGNS
-from sandbox.language.straight import Collect, Request
+from sandbox.language.straight import Collect, Request, reordered
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def answer_in_place(requests: Sequence[Request], handler: Handler, limits: Limit
             message = as_sent({"op": "collect", "plan": request.plan})
         else:
             value = (
-                bodies[request.collect]
+                reordered(bodies[request.collect], request.steps)
                 if request.collect is not None
                 else {"kind": "scalar", "value": request.value}
             )

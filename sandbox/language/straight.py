@@ -10,7 +10,8 @@ an evaluation touches is the language's own objects, built from literals, never 
 
 Anything else — a loop, a condition, a function or lambda, a subscript other than `params["name"]`,
 arithmetic on plain values, any other name or attribute, `print`, a released table used for anything but
-emit(), a refusal by the language — makes `requests` return None, and the job runs in its jail
+emit() (sorted by one of its columns or cut with head() first, at most), a refusal by the
+language — makes `requests` return None, and the job runs in its jail
 process as before, which reports what is wrong with the same words and line numbers it always
 did. The driver answers the requests read here as it answers a job process's (`jail.process`).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import inspect
 import json
 import math
 import operator
@@ -26,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.language import plan as p
 from sandbox.language.api import Aggregate, Expr, Grouped, Released, Table, namespace
 from sandbox.language.policy import check_source, compile_checked
 
@@ -35,11 +38,32 @@ class Collect:
     plan: Any  # the plan's JSON form, as Table.collect() sends it
 
 
+# A released table's reordering before it is emitted: ("sort", {"column": …, "descending": …})
+# or ("head", {"n": …}), applied by the language's own `Released` methods.
+Step = tuple[str, dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Emit:
     name: str
     collect: int | None  # the collect() whose released table is emitted, or None for `value`
     value: Any = None  # a plain value (None, bool, int, float, str)
+    steps: tuple[Step, ...] = ()  # applied to the released table, in order
+
+
+@dataclass(frozen=True)
+class _Reordered:
+    """A released table sorted or cut (`sort()`, `head()`), to be emitted."""
+
+    collect: int
+    steps: tuple[Step, ...]
+
+
+def reordered(body: dict[str, Any], steps: tuple[Step, ...]) -> dict[str, Any]:
+    """`body` with `steps` applied, as the job process's `Released` methods apply them."""
+    for name, arguments in steps:
+        body = getattr(Released(body), name)(**arguments)._body()
+    return body
 
 
 Request = Collect | Emit
@@ -127,19 +151,28 @@ class _Recorder:
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.bodies: list[dict[str, Any]] = []
+        # Each collect()'s released columns: its keys, then its aggregates, as released.
+        self.columns: list[frozenset[str]] = []
 
     def collect(self, plan: Any) -> dict[str, Any]:
         body: dict[str, Any] = {"kind": "table", "columns": [], "rows": [], "suppressed": []}
+        node = p.plan_from_json(plan)
+        assert isinstance(node, p.Aggregate)  # Table.collect() sends aggregates only
         self.requests.append(Collect(plan))
         self.bodies.append(body)
+        self.columns.append(frozenset([*node.keys, *(name for name, _ in node.aggs)]))
         return body
+
+    def index(self, value: Released) -> int:
+        return next(i for i, b in enumerate(self.bodies) if b is value._body())
 
     def emit(self, name: Any, value: Any) -> None:
         if not isinstance(name, str):
             raise _Unsupported
         if isinstance(value, Released):
-            index = next(i for i, b in enumerate(self.bodies) if b is value._body())
-            self.requests.append(Emit(name, index))
+            self.requests.append(Emit(name, self.index(value)))
+        elif isinstance(value, _Reordered):
+            self.requests.append(Emit(name, value.collect, steps=value.steps))
         elif isinstance(value, _PLAIN):
             self.requests.append(Emit(name, None, value))
         else:
@@ -213,7 +246,7 @@ class _Reader:
 
     def argument(self, node: ast.expr) -> Any:
         value = self.value(node)
-        if isinstance(value, Released):
+        if isinstance(value, (Released, _Reordered)):
             raise _Unsupported  # a released table is only ever emitted
         return value
 
@@ -240,7 +273,7 @@ class _Reader:
         ]
         kwargs = {k.arg: self.argument(k.value) for k in node.keywords if k.arg is not None}
         result = function(*args, **kwargs)
-        if result is not None and not isinstance(result, (*_LANGUAGE, Released)):
+        if result is not None and not isinstance(result, (*_LANGUAGE, Released, _Reordered)):
             raise _Unsupported  # min()/max()/sum() of plain values: Python's, left to the jail
         return result
 
@@ -251,11 +284,43 @@ class _Reader:
             return self.functions[node.id]  # type: ignore[no-any-return]
         if isinstance(node, ast.Attribute):
             owner = self.value(node.value)
+            if isinstance(owner, (Released, _Reordered)):
+                return self.reordering(owner, node.attr)
             allowed = _METHODS.get(type(owner), frozenset())
             if node.attr not in allowed:
                 raise _Unsupported
             return getattr(owner, node.attr)  # type: ignore[no-any-return]
         raise _Unsupported
+
+    def reordering(self, table: Released | _Reordered, method: str) -> Callable[..., Any]:
+        """`sort()` or `head()` of a released table, whose arguments are checked here against
+        what they can meet (the table's columns are its plan's), so that applying them to the
+        released table cannot fail: anything else is left to the job process."""
+        if method not in _REORDERINGS:
+            raise _Unsupported
+        collect, steps = (
+            (self.channel.index(table), ())
+            if isinstance(table, Released)
+            else (table.collect, table.steps)
+        )
+        columns = self.channel.columns[collect]
+
+        def step(*args: Any, **kwargs: Any) -> _Reordered:
+            bound = _REORDERINGS[method].bind(None, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(list(bound.arguments.items())[1:])
+            if method == "sort" and not (
+                isinstance(arguments["column"], str)
+                and arguments["column"] in columns
+                and isinstance(arguments["descending"], bool)
+            ):
+                raise _Unsupported
+            n = arguments.get("n")
+            if method == "head" and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+                raise _Unsupported
+            return _Reordered(collect, (*steps, (method, arguments)))
+
+        return step
 
 
 # Deeper trees are left to the job process, whose compiler refuses what the interpreter's
@@ -272,6 +337,9 @@ def _depth(tree: ast.AST) -> int:
     return deepest
 
 
+_REORDERINGS = {name: inspect.signature(getattr(Released, name)) for name in ("sort", "head")}
+
+
 def _constant(value: Any) -> Any:
     # Finite numbers only: a job process cannot send an infinity (its frames are strict JSON).
     if isinstance(value, float) and not math.isfinite(value):
@@ -286,6 +354,6 @@ def _on_expressions(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any
     are Python's, and left to the jail)."""
     if not (isinstance(left, Expr) or isinstance(right, Expr)):
         raise _Unsupported
-    if isinstance(left, Released) or isinstance(right, Released):
+    if isinstance(left, (Released, _Reordered)) or isinstance(right, (Released, _Reordered)):
         raise _Unsupported
     return op(left, right)

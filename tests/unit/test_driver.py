@@ -378,6 +378,13 @@ IN_PLACE = {
         "emit('r', res)\nemit('r', res)\n"
     ),
     "beyond the quoted outputs": "emit('a', 1)\nemit('b', 2)\nemit('c', 3)\nemit('d', 4)\n",
+    "sorted and cut": (
+        "res = table('people').group_by('district').agg(n=count(), avg=mean('income'))"
+        ".with_totals().collect()\n"
+        "emit('by_n', res.sort('n', descending=True))\n"
+        "emit('by_district', res.sort('district').head(2))\n"
+        "emit('by_avg', res.sort(column='avg'))\n"
+    ),
 }
 
 

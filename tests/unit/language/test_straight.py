@@ -44,7 +44,11 @@ def read(code: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...
         if isinstance(r, Collect):
             out.append(("collect", as_sent(r.plan)))
         else:
-            value = BODY if r.collect is not None else {"kind": "scalar", "value": r.value}
+            value = (
+                straight.reordered(BODY, r.steps)
+                if r.collect is not None
+                else {"kind": "scalar", "value": r.value}
+            )
             out.append(("emit", r.name, as_sent(value)))
     return out
 
@@ -71,6 +75,11 @@ STRAIGHT = [
     "emit('first', first)\n"
     "emit('second', second)\n"
     "emit('again', first)\n",
+    "r = table('people').group_by('district').agg(n=count()).collect()\n"
+    "top = r.sort('n', descending=True).head(1)\n"
+    "emit('top', top)\n"
+    "emit('all', r.sort(column='district'))\n"
+    "emit('first', r.head())\n",
 ]
 
 
@@ -96,7 +105,26 @@ LEFT_TO_THE_JAIL = {
     "a chained comparison": "t = table('p').filter(1 < col('a') < 3)\n",
     "and/or": "t = table('p').filter(col('a') > 1 and col('b') > 2)\n",
     "a released table's method": (
-        "r = table('p').group_by('d').agg(n=count()).collect()\nemit('a', r.sort('n'))\n"
+        "r = table('p').group_by('d').agg(n=count()).collect()\nemit('a', r.pivot('d', 'd', 'n'))\n"
+    ),
+    "a sort by a column the table lacks": (
+        "r = table('p').group_by('d').agg(n=count()).collect()\nemit('a', r.sort('m'))\n"
+    ),
+    "a sort whose order is not a boolean": (
+        "r = table('p').group_by('d').agg(n=count()).collect()\nemit('a', r.sort('n', 1))\n"
+    ),
+    "a negative head": (
+        "r = table('p').group_by('d').agg(n=count()).collect()\nemit('a', r.head(-1))\n"
+    ),
+    "a head of a boolean": (
+        "r = table('p').group_by('d').agg(n=count()).collect()\nemit('a', r.head(True))\n"
+    ),
+    "a sorted table used but not emitted": (
+        "r = table('p').group_by('d').agg(n=count()).collect()\n"
+        "t = table('p').filter(col('d').isin(r.sort('n')))\n"
+    ),
+    "a sort with an unknown argument": (
+        "r = table('p').group_by('d').agg(n=count()).collect()\nemit('a', r.sort('n', by=1))\n"
     ),
     "a released table as an argument": (
         "r = table('p').group_by('d').agg(n=count()).collect()\n"
