@@ -8,10 +8,10 @@ language's functions and of the public methods of its tables, groupings and expr
 literals, and the operators that build expressions (`2024 - col("y")`, `col("a") >= 65`). What
 an evaluation touches is the language's own objects, built from literals, never the code's.
 
-Anything else — a loop, a condition, a function or lambda, a subscript other than `params["name"]`,
-arithmetic on plain values, any other name or attribute, `print`, a released table used for anything but
-emit() (sorted by one of its columns or cut with head() first, at most), a refusal by the
-language — makes `requests` return None, and the job runs in its jail
+Anything else — a loop, a condition, a function or lambda, a subscript other than
+`params["name"]`, arithmetic on plain values, any other name or attribute, `print`, a released
+table used for anything but emit() (sorted by one of its columns or cut with head() first, at
+most), a refusal by the language — makes `requests` return None, and the job runs in its jail
 process as before, which reports what is wrong with the same words and line numbers it always
 did. The driver answers the requests read here as it answers a job process's (`jail.process`).
 """
@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.language import plan as p
-from sandbox.language.api import Aggregate, Expr, Grouped, Released, Table, namespace
+from sandbox.language.api import (
+    LANGUAGE_NAMES,
+    Aggregate,
+    Expr,
+    Grouped,
+    Released,
+    Table,
+    namespace,
+)
 from sandbox.language.policy import check_source, compile_checked
 
 
@@ -77,30 +85,9 @@ def _public_methods(cls: type) -> frozenset[str]:
     return frozenset(n for n, v in vars(cls).items() if not n.startswith("_") and callable(v))
 
 
-# The names a straight-line job may call: the language's, less `params` (a job that reads its
-# parameters is left to the jail) and `emit_table` (it builds tables from released values).
-_FUNCTIONS = frozenset(
-    {
-        "table",
-        "col",
-        "lit",
-        "count",
-        "sum",
-        "mean",
-        "count_distinct",
-        "var",
-        "std",
-        "min",
-        "max",
-        "quantile",
-        "count_if",
-        "mean_of",
-        "count_nonnull",
-        "share",
-        "case",
-        "emit",
-    }
-)
+# The names a straight-line job may call: the language's, less `params` (read only by its
+# subscript, `params["name"]`) and `emit_table` (it builds tables from released values).
+_FUNCTIONS = frozenset(LANGUAGE_NAMES) - {"params", "emit_table"}
 _METHODS: dict[type, frozenset[str]] = {
     cls: _public_methods(cls) for cls in (Table, Grouped, Expr, Aggregate)
 }
