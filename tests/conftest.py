@@ -58,12 +58,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
-    """One local Ray for the whole test run (starting Ray costs seconds)."""
+    """One local Ray per test process (starting Ray costs seconds): one for the whole run, or one
+    per pytest-xdist worker."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # As the service does (context.ensure_ray): this process owns the scan cache, not the first
+    # worker that reads a partition, whose exit would take the cache with it mid-run.
+    from sandbox.engine import cache
+
+    cache.actor()
     yield
     ray.shutdown()
 
