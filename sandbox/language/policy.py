@@ -28,6 +28,11 @@ from sandbox.language.api import LANGUAGE_NAMES
 
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_SOURCE_NODES = 50_000
+# Levels of nesting of the syntax tree. Compiling recurses per level, so without a fixed bound
+# whether deep code compiles would depend on the interpreter's recursion limit, which a
+# library may have raised, and on how deep the stack already is. Far beyond what an analysis
+# writes (a chain of twenty method calls with their arguments is some fifty levels).
+MAX_NESTING = 100
 FILENAME = "<job>"
 
 _SAFE_BUILTIN_NAMES = (
@@ -114,6 +119,16 @@ def bound_names(tree: ast.AST) -> set[str]:
     return names
 
 
+def nesting(tree: ast.AST) -> int:
+    """The levels of the deepest path from `tree` to a leaf, found without recursing."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def _position(node: ast.AST) -> tuple[int, int]:
     return getattr(node, "lineno", 0), getattr(node, "col_offset", 0)
 
@@ -138,6 +153,13 @@ def check_source(source: str) -> ast.Module:
         raise CompileError(
             f"job code has {nodes} syntax elements, more than the "
             f"{MAX_SOURCE_NODES} allowed; simplify it",
+            sign="exhaustion",
+        )
+    depth = nesting(tree)
+    if depth > MAX_NESTING:
+        raise CompileError(
+            f"job code is nested too deeply ({depth} levels, at most {MAX_NESTING}: a very "
+            "long chained expression?); split it into several statements",
             sign="exhaustion",
         )
     known = allowed_names() | bound_names(tree)

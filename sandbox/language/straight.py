@@ -124,8 +124,6 @@ def _requests(code: str, params: str) -> tuple[Request, ...] | None:
         # What the job process would refuse to compile is left to it, to refuse.
         tree = check_source(code)
         compile_checked(code)
-        if _depth(tree) > MAX_DEPTH:
-            return None
         return _Reader(json.loads(params)).program(tree)
     except Exception:  # noqa: BLE001 - whatever it is, the jail runs the job and reports it
         return None
@@ -308,20 +306,6 @@ class _Reader:
             return _Reordered(collect, (*steps, (method, arguments)))
 
         return step
-
-
-# Deeper trees are left to the job process, whose compiler refuses what the interpreter's
-# recursion limit cannot hold: this process's limit may have been raised by a library.
-MAX_DEPTH = 200
-
-
-def _depth(tree: ast.AST) -> int:
-    deepest, todo = 0, [(tree, 1)]
-    while todo:
-        node, depth = todo.pop()
-        deepest = max(deepest, depth)
-        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
 
 
 _REORDERINGS = {name: inspect.signature(getattr(Released, name)) for name in ("sort", "head")}

@@ -262,3 +262,28 @@ def test_compiling_a_very_long_chain_is_a_refusal_not_a_crash() -> None:
 
     with pytest.raises(CompileError, match="nested too deeply"):
         compile_job("x = " + "1+" * 300 + "1\n")
+
+
+def test_nesting_is_refused_by_its_count_whatever_the_recursion_limit() -> None:
+    """Whether deep code compiles must not depend on how high a library raised the limit."""
+    import sys
+
+    from sandbox.errors import CompileError
+    from sandbox.language.policy import MAX_NESTING, compile_job, nesting
+
+    chain = "x = " + "1+" * MAX_NESTING + "1\n"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        with pytest.raises(CompileError, match=f"nested too deeply .*at most {MAX_NESTING}"):
+            compile_job(chain)
+    finally:
+        sys.setrecursionlimit(limit)
+    # Just within the bound compiles, at the default limit, from a stack already 300 deep.
+    within = "x = " + "1+" * (MAX_NESTING - 5) + "1\n"
+    assert nesting(__import__("ast").parse(within)) <= MAX_NESTING
+
+    def deep(n: int) -> object:
+        return compile_job(within) if n == 0 else deep(n - 1)
+
+    assert deep(300) is not None
