@@ -112,14 +112,16 @@ def test_emitting_a_table_that_was_not_collected_says_to_collect_it() -> None:
     assert h.plans == [] and h.emits == []
 
 
-def test_an_infinite_loop_ends_as_failed_within_the_cpu_limit_plus_a_second() -> None:
+def test_an_infinite_loop_ends_as_failed_at_the_cpu_limit_long_before_the_wall_limit() -> None:
     limits = Limits(cpu_seconds=1, memory_bytes=512 * 2**20, wall_seconds=20.0)
     started = time.monotonic()
     outcome, _ = run("while True:\n    pass\n", limits=limits)
     assert outcome.status == "failed"
     assert outcome.error.code == "cpu_limit"
     assert "1 s of CPU" in outcome.error.message
-    assert time.monotonic() - started < limits.cpu_seconds + 1
+    # Wall time, not CPU time: the suite's other workers share the cores, so a second of CPU
+    # may take two; the wall limit (20 s) is far off either way.
+    assert time.monotonic() - started < limits.cpu_seconds + 3
 
 
 @pytest.mark.parametrize(
