@@ -56,7 +56,7 @@ from sandbox.pipeline.settlement import detect
 from sandbox.records import agreements, budgets, counters, money, principals, registry
 from sandbox.records.jobs import Reservation, get
 from sandbox.records.principals import Actor, new_id, require
-from sandbox.store.models import Contract, Job, TemplateVersion
+from sandbox.store.models import Contract, ContractVersion, Job, TemplateVersion
 
 logger = logging.getLogger(__name__)
 
@@ -618,10 +618,13 @@ def _prepare_reading(
     """The submission prepared in a read-only session; None when preparing it must write
     (its contract is past its term, and the expiry is to be recorded)."""
     row = session.get(Contract, req.contract_id)
+    # Held while prepare() runs, which reads the same version again: the session's identity
+    # map keeps a row only while something refers to it, and would load it a second time.
+    current = None if row is None else session.get(ContractVersion, (row.id, row.version))
     if row is not None and agreements.current_due_to_expire(session, row):
         return None
     p = prepare(ctx, session, actor, req, origin)
-    assert row is not None  # prepare refuses a contract it cannot find
+    assert row is not None and current is not None  # prepare refuses a contract it cannot find
     return _Early(p, (row.version, row.status))
 
 
