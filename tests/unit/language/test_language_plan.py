@@ -266,6 +266,7 @@ def test_compiling_a_very_long_chain_is_a_refusal_not_a_crash() -> None:
 
 def test_nesting_is_refused_by_its_count_whatever_the_recursion_limit() -> None:
     """Whether deep code compiles must not depend on how high a library raised the limit."""
+    import ast
     import sys
 
     from sandbox.errors import CompileError
@@ -281,7 +282,7 @@ def test_nesting_is_refused_by_its_count_whatever_the_recursion_limit() -> None:
         sys.setrecursionlimit(limit)
     # Just within the bound compiles, at the default limit, from a stack already 300 deep.
     within = "x = " + "1+" * (MAX_NESTING - 5) + "1\n"
-    assert nesting(__import__("ast").parse(within)) <= MAX_NESTING
+    assert nesting(ast.parse(within)) <= MAX_NESTING
 
     def deep(n: int) -> object:
         return compile_job(within) if n == 0 else deep(n - 1)
