@@ -39,8 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sandbox.catalog.models import ENTITY
 from sandbox.common.hashing import U64, K, is_text, is_time, key_hash, mix
-from sandbox.engine import compute, prune, simplify
+from sandbox.engine import compute, protection, prune, simplify
 from sandbox.engine.validate import CheckedPlan
 from sandbox.language import plan as p
 
@@ -101,6 +102,10 @@ class JoinPieces:
     # every left row matches at most one right row, found by a lookup.
     unique_right: bool = False
     how: str = "inner"
+    # (left, right) entity-number columns, when the key is the identifier that numbered both
+    # sides' people (see `Planner._entity_bounds`): equal keys have equal numbers, so rows are
+    # matched on the numbers and only the pairs found compare their keys.
+    entities: tuple[str, str] | None = None
 
 
 Piece = Read | Input | Concat | Steps | JoinPieces
@@ -130,7 +135,7 @@ def build(checked: CheckedPlan, piece: Piece, inputs: Sequence[pa.Table]) -> tup
         return compute.apply_steps(piece.steps, table), reads
     left, left_reads = build(checked, piece.left, inputs)
     right, right_reads = build(checked, piece.right, inputs)
-    joined = join_tables(left, right, piece.on, piece.unique_right, piece.how)
+    joined = join_tables(left, right, piece.on, piece.unique_right, piece.how, piece.entities)
     return joined, _add(left_reads, right_reads)
 
 
@@ -147,12 +152,13 @@ def join_tables(
     on: Sequence[str],
     unique_right: bool = False,
     how: str = "inner",
+    entities: tuple[str, str] | None = None,
 ) -> pa.Table:
     """Equality join with SQL's semantics: a null key matches nothing, numbers compare as
     numbers whatever their width. Deterministic (single-threaded), left columns first.
     `unique_right`: the right side has at most one row per key (see `_lookup_join`).
     `how`: "inner", "left" (unmatched left rows kept, right columns null) or "anti" (only
-    the unmatched left rows, left columns only)."""
+    the unmatched left rows, left columns only). `entities`: see `JoinPieces`."""
     keys = list(on)
     # Bands (bucket()) are dictionaries even here; Arrow's join takes plain values.
     left, right = compute.plain_table(left), compute.plain_table(right)
@@ -168,6 +174,10 @@ def join_tables(
     if how == "anti":
         return left.filter(pc.invert(_matched(left, right, keys)))
     if unique_right and len(keys) == 1:
+        if entities is not None:
+            where = _entity_matches(left, right, keys[0], entities)
+            if where is not None:
+                return _gathered(left, right, keys[0], where, keep_unmatched=how == "left")
         return _lookup_join(left, right, keys[0], keep_unmatched=how == "left")
     # Arrow's join carries no columns of the null type; they hold nothing, so re-add them.
     empty = [
@@ -219,6 +229,50 @@ def _lookup_join(
         left.column(key), value_set=compute.contiguous(right.column(key)), skip_nulls=True
     )
     return _gathered(left, right, key, where, keep_unmatched)
+
+
+def _entity_matches(
+    left: pa.Table, right: pa.Table, key: str, entities: tuple[str, str]
+) -> pa.Array | None:
+    """Each left row's right row (null: none), found by entity number: the right side's
+    numbers index an array over their range, every left number looks itself up there, and
+    the pairs found compare their keys, since two values whose hashes collide share a number.
+    None when the numbers cannot index the rows: two right rows share one (such a collision),
+    or they are too sparse for an array over their range; the caller matches keys instead."""
+    numbers = _entity_numbers(right, entities[1])
+    if numbers is None:
+        return None
+    lo = int(numbers.min()) if len(numbers) else 0
+    span = int(numbers.max()) - lo + 1 if len(numbers) else 0
+    if span > 4 * len(numbers) + 4096:
+        return None
+    index = np.full(span, -1, np.int64)
+    index[numbers - lo] = np.arange(len(numbers))
+    if len(numbers) and np.count_nonzero(index >= 0) != len(numbers):
+        return None
+    wanted = _entity_numbers(left, entities[0])
+    if wanted is None:
+        return None
+    match = np.full(left.num_rows, -1, np.int64)
+    inside = np.flatnonzero((wanted >= lo) & (wanted < lo + span))
+    match[inside] = index[wanted[inside] - lo]
+    found = np.flatnonzero(match >= 0)
+    if len(found):
+        same = pc.equal(
+            left.column(key).take(found) if len(found) < left.num_rows else left.column(key),
+            right.column(key).take(match[found]),
+        )
+        differ = ~compute.contiguous(pc.fill_null(same, False)).to_numpy(zero_copy_only=False)
+        match[found[differ]] = -1
+    return pa.array(match, mask=match < 0)
+
+
+def _entity_numbers(table: pa.Table, name: str) -> np.ndarray | None:
+    """A table's entity numbers as int64 (None when some are missing: no number to match)."""
+    column = compute.contiguous(table.column(name))
+    if column.null_count:
+        return None
+    return np.asarray(column.to_numpy(zero_copy_only=False)).astype(np.int64, copy=False)
 
 
 def _gathered(
@@ -392,11 +446,7 @@ def split(
     ids = bucket_ids(table, on, buckets)
     if keep_null_keys:
         ids[~_all_valid(table, on)] = 0
-    # numpy sorts 16-bit integers stably by radix, several times faster than 64-bit ones.
-    order = np.argsort(ids.astype(np.int16) if buckets <= 2**15 else ids, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(ids, minlength=buckets))])
-    ordered = table.take(pa.array(order))
-    return [ordered.slice(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return _parts(table, ids, buckets)
 
 
 # --- task bodies ------------------------------------------------------------------------
@@ -417,6 +467,52 @@ def _all_valid(table: pa.Table, on: Sequence[str]) -> np.ndarray:
     for k in on:
         valid &= compute.contiguous(pc.is_valid(table.column(k))).to_numpy(zero_copy_only=False)
     return valid
+
+
+def entity_split_task(
+    checked: CheckedPlan,
+    piece: Piece,
+    column: str,
+    bounds: tuple[tuple[int, int], ...],
+    keep_unmatched: bool,
+    *inputs: pa.Table,
+) -> tuple[Any, ...]:
+    table, reads = build(checked, piece, inputs)
+    return (*split_by_entity(table, column, bounds, keep_unmatched), reads)
+
+
+def split_by_entity(
+    table: pa.Table, column: str, bounds: Sequence[tuple[int, int]], keep_unmatched: bool
+) -> list[pa.Table]:
+    """The rows of `table` in one part per range of entity numbers (`bounds`, inclusive, in
+    no particular order and disjoint), each part in the table's row order: a row goes with
+    the range its number falls in. A row in none matches nothing; it is kept, in part 0,
+    only when `keep_unmatched` (the left side of a left join)."""
+    numbers = _entity_numbers(table, column)
+    if numbers is None:
+        raise AssertionError("a primary read's entity numbers are never null")
+    # An empty partition's range is empty (lo > hi): no row goes there.
+    order = np.array(sorted((lo, i) for i, (lo, hi) in enumerate(bounds) if lo <= hi), np.int64)
+    order = order[:, 1] if len(order) else np.zeros(0, np.int64)
+    los = np.array([bounds[i][0] for i in order], np.int64)
+    his = np.array([bounds[i][1] for i in order], np.int64)
+    at = np.searchsorted(los, numbers, side="right") - 1
+    valid = at >= 0
+    valid[valid] = numbers[valid] <= his[at[valid]]
+    ids = np.full(len(numbers), 0 if keep_unmatched else len(bounds), np.int64)
+    ids[valid] = order[at[valid]]
+    return _parts(table, ids, len(bounds))
+
+
+def _parts(table: pa.Table, ids: np.ndarray, count: int) -> list[pa.Table]:
+    """`table`'s rows in `count` parts by `ids` (a row with id `count` is in none), each part
+    in the table's row order."""
+    # numpy sorts 16-bit integers stably by radix, several times faster than 64-bit ones.
+    order = np.argsort(ids.astype(np.int16) if count < 2**15 else ids, kind="stable")
+    sizes = np.bincount(ids, minlength=count + 1)[:count]
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    ordered = table.take(pa.array(order[: bounds[-1]]))
+    return [ordered.slice(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def split_task(
@@ -511,6 +607,7 @@ class Planner:
         return [Part(Steps(part.piece, steps), part.inputs) for part in base]
 
     def _join(self, node: p.Join) -> list[Part]:
+        first_left = self.next_scan
         first_right = self.next_scan + len(p.scans(node.left))
         left = self.parts(node.left)
         right_rows = self._estimate(node.right, first_right)
@@ -519,6 +616,10 @@ class Planner:
         like = JoinPieces(Input(0), Input(0), node.on, unique, node.how)
         if right_rows <= self.broadcast_max_rows:
             return self._broadcast(left, right, like)
+        bounds = self._entity_bounds(node, first_left, first_right) if unique else None
+        if bounds is not None:
+            entities = (protection.entity(first_left), protection.entity(first_right))
+            return self._by_entity(left, right, replace(like, entities=entities), bounds)
         return self._partitioned(left, right, like)
 
     def _unique_key(self, node: p.Node, on: tuple[str, ...], first_scan: int) -> bool:
@@ -533,6 +634,85 @@ class Planner:
             return False
         column = self.checked.reads[first_scan].dataset.column(on[0])
         return column is not None and column.unique is True
+
+    def _entity_bounds(
+        self, node: p.Join, first_left: int, first_right: int
+    ) -> tuple[tuple[int, int], ...] | None:
+        """The range of entity numbers of each right partition, when the join can be cut by
+        them instead of by key hashes (None otherwise): an inner or left join on one key that
+        is, on both sides, the identifier that numbered its dataset's people (the first
+        identifier column: equal values, equal numbers, through the one registry), read
+        through filters and selects only (a derive could redefine it, and a join put other
+        people's numbers beside it), with every partition's numbers stored, and the right
+        partitions' ranges, from their footers' statistics, apart. Ingest numbers people in
+        order of first appearance, so a table ingested in one pass has such ranges; the right
+        side is then joined where it lies and only the left side's rows move."""
+        if (
+            node.how not in ("inner", "left")
+            or len(node.on) != 1
+            or not self.checked.disclosure_stats
+        ):
+            return None
+        key = node.on[0]
+        for side, scan in ((node.left, first_left), (node.right, first_right)):
+            while isinstance(side, (p.Filter, p.Select)):
+                side = side.input
+            if not isinstance(side, p.Scan):
+                return None
+            dataset = self.checked.reads[scan].dataset
+            named = next((c for c in dataset.columns if c.role == "identifier"), None)
+            if named is None or named.name != key:
+                return None
+            try:
+                stored = all(ENTITY in prune.footer(f).schema.names for f in dataset.partitions)
+            except (OSError, pa.ArrowException):
+                return None  # the read itself reports a lost file, as a read's error
+            if not stored:
+                return None
+        bounds = [
+            prune.column_range(prune.footer(path), ENTITY)
+            for path in self.checked.reads[first_right].dataset.partitions
+        ]
+        if any(b is None for b in bounds):
+            return None
+        ranges = [b for b in bounds if b is not None]
+        spans = sorted(r for r in ranges if r[0] <= r[1])
+        if any(a[1] >= b[0] for a, b in zip(spans, spans[1:])):
+            return None
+        return tuple(ranges)
+
+    def _by_entity(
+        self,
+        left: list[Part],
+        right: list[Part],
+        like: JoinPieces,
+        bounds: tuple[tuple[int, int], ...],
+    ) -> list[Part]:
+        """One task per right partition, which reads it and joins it with the left rows whose
+        numbers fall in its range (the left partitions are split by those ranges)."""
+        assert like.entities is not None
+        keep = like.how == "left"
+        splits = []
+        for part in left:
+            out = self.runner.call(
+                entity_split_task,
+                self.checked_ref,
+                part.piece,
+                like.entities[0],
+                bounds,
+                keep,
+                *part.inputs,
+                returns=len(bounds) + 1,
+            )
+            self.reads.append(out[-1])
+            splits.append(list(out[:-1]))
+        nl = len(splits)
+        out_parts = []
+        for j, part in enumerate(right):
+            assert not part.inputs, "a right side read through filters and selects only"
+            piece = replace(like, left=Concat(tuple(range(nl))), right=part.piece)
+            out_parts.append(Part(piece, tuple(s[j] for s in splits)))
+        return out_parts
 
     def _estimate(self, node: p.Node, first_scan: int) -> float:
         """Rows the right side may have: what its table holds (filters only remove rows), or

@@ -67,6 +67,28 @@ def _footer(path: str, mtime_ns: int, size: int) -> Footer:
     return Footer(path, mtime_ns, size, f.metadata, f.schema_arrow)
 
 
+def column_range(f: Footer, name: str) -> tuple[int, int] | None:
+    """The least and greatest value of integer column `name` in the partition, from its row
+    groups' statistics ((1, 0) when it has no rows); None when some row group has none."""
+    columns = [f.metadata.schema.column(j).path for j in range(f.metadata.num_columns)]
+    if name not in columns:
+        return None
+    j = columns.index(name)
+    lo, hi = None, None
+    for g in range(f.metadata.num_row_groups):
+        group = f.metadata.row_group(g)
+        if not group.num_rows:
+            continue
+        stats = group.column(j).statistics
+        if stats is None or not stats.has_min_max or stats.null_count:
+            return None
+        lo = stats.min if lo is None else min(lo, stats.min)
+        hi = stats.max if hi is None else max(hi, stats.max)
+    if lo is None or hi is None:
+        return (1, 0)
+    return (int(lo), int(hi))
+
+
 def scan_predicates(steps: Sequence[p.Node]) -> tuple[p.Expr, ...]:
     """Predicates of the filters among `steps` (bottom-up) that see the read's own columns:
     those before the first derive, which may replace a column. A select only drops columns."""

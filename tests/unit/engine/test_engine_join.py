@@ -17,7 +17,7 @@ from pyroaring import BitMap64
 from contracts.document import ContractDocument
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.common.hashing import key_hash
-from sandbox.engine import join, protection
+from sandbox.engine import compute, join, protection
 from sandbox.engine.executor import LocalExecutor, RayExecutor
 from sandbox.engine.validate import CheckedPlan, ScanInfo, check_group_key, check_plan
 from sandbox.errors import DisclosureRefused, PlanError
@@ -778,3 +778,121 @@ def test_a_lookup_where_every_key_is_found_keeps_every_left_row_in_order(vectori
     expected = [("b", 1, 20), ("a", 2, 10), ("b", 3, 20), ("c", 4, 30)]
     for joined in (inner, outer):
         assert list(zip(*(joined.column(c).to_pylist() for c in ("k", "v", "w")))) == expected
+
+
+# --- joins cut and matched by entity numbers ----------------------------------------------
+
+E0, E1 = protection.entity(0), protection.entity(1)
+
+
+def test_a_lookup_by_numbers_still_compares_the_keys_of_the_pairs_it_finds() -> None:
+    """Two values whose hashes collide share a number: "b" and "x" below. The pair the number
+    finds is compared by key and dropped; an inner join loses the row, a left one keeps it."""
+    left = pa.table(
+        {"k": ["a", "b", "c", None], "v": [1, 2, 3, 4], E0: pa.array([5, 7, 9, 11], pa.uint64())}
+    )
+    right = pa.table(
+        {"k": ["a", "x", "c"], "w": [10, 20, 30], E1: pa.array([5, 7, 9], pa.uint64())}
+    )
+    inner = join.join_tables(left, right, ["k"], unique_right=True, entities=(E0, E1))
+    assert [(r["k"], r["w"]) for r in inner.to_pylist()] == [("a", 10), ("c", 30)]
+    outer = join.join_tables(left, right, ["k"], True, "left", entities=(E0, E1))
+    assert [(r["k"], r["w"]) for r in outer.to_pylist()] == [
+        ("a", 10),
+        ("b", None),
+        ("c", 30),
+        (None, None),
+    ]
+
+
+def test_right_rows_sharing_a_number_are_matched_by_their_keys_instead() -> None:
+    left = pa.table({"k": ["a", "b"], "v": [1, 2], E0: pa.array([3, 3], pa.uint64())})
+    right = pa.table({"k": ["b", "a"], "w": [20, 10], E1: pa.array([3, 3], pa.uint64())})
+    joined = join.join_tables(left, right, ["k"], unique_right=True, entities=(E0, E1))
+    assert [(r["k"], r["w"]) for r in joined.to_pylist()] == [("a", 10), ("b", 20)]
+
+
+def test_numbers_sparse_over_their_range_are_matched_by_their_keys_instead() -> None:
+    """An array over 0…10¹² would not fit: the keys are matched as they would be without."""
+    left = pa.table({"k": ["a", "b"], E0: pa.array([0, 10**12], pa.uint64())})
+    right = pa.table({"k": ["b", "a"], "w": [2, 1], E1: pa.array([10**12, 0], pa.uint64())})
+    assert join._entity_matches(left, right, "k", (E0, E1)) is None
+    joined = join.join_tables(left, right, ["k"], unique_right=True, entities=(E0, E1))
+    assert [(r["k"], r["w"]) for r in joined.to_pylist()] == [("a", 1), ("b", 2)]
+
+
+def test_a_split_by_numbers_sends_each_row_to_the_range_holding_it() -> None:
+    table = pa.table({"v": list(range(7)), E0: pa.array([0, 15, 3, 40, 10, 20, 99], pa.uint64())})
+    # Partition 1 is empty; 2 holds 10–20, 0 holds 0–5, 3 holds 30–40; 99 is in none.
+    bounds = ((0, 5), (1, 0), (10, 20), (30, 40))
+    parts = join.split_by_entity(table, E0, bounds, keep_unmatched=False)
+    assert [part.column("v").to_pylist() for part in parts] == [[0, 2], [], [1, 4, 5], [3]]
+    kept = join.split_by_entity(table, E0, bounds, keep_unmatched=True)
+    assert [part.column("v").to_pylist() for part in kept] == [[0, 2, 6], [], [1, 4, 5], [3]]
+
+
+def _jobs_people() -> Table:
+    return t("jobs").join(t("people").select("pid", "income", "district"), on="pid")
+
+
+def test_a_join_on_the_identifier_both_sides_were_numbered_by_is_cut_by_numbers(
+    town: dict[str, DatasetInfo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """People were ingested in one pass (apart ranges): each task reads one partition of
+    people where it lies, and only the jobs move; the answer is the hash join's."""
+    q = _jobs_people().group_by("district").agg(n=count(), s=sum_("income"), p=sum_("pay"))
+    checked = _town_plan(town, q, stats=True)
+    runner = RecordingRunner()
+    by_numbers = join.run(checked, runner, broadcast_max_rows=0)
+    n_jobs, n_people = len(town["jobs"].partitions), len(town["people"].partitions)
+    assert runner.ran == ["entity_split_task"] * n_jobs + ["partial_task"] * n_people
+    monkeypatch.setattr(join.Planner, "_entity_bounds", lambda self, *args: None)
+    runner = RecordingRunner()
+    by_hash = join.run(checked, runner, broadcast_max_rows=0)
+    assert "entity_split_task" not in runner.ran
+    merged = [compute.merge_all(checked, r.partials)[0] for r in (by_numbers, by_hash)]
+    assert by_numbers.rows_by_dataset == by_hash.rows_by_dataset == {"jobs": 9, "people": 10}
+    assert sorted(merged[0].to_pylist(), key=str) == sorted(merged[1].to_pylist(), key=str)
+
+
+def test_joins_not_on_the_numbering_identifier_are_cut_by_key_hashes(
+    town: dict[str, DatasetInfo],
+) -> None:
+    runner = RecordingRunner()
+    # firm is the jobs' second identifier: their people were numbered by pid.
+    q = t("jobs").join(t("firms"), on="firm").agg(n=count())
+    join.run(_town_plan(town, q, stats=True), runner, broadcast_max_rows=0)
+    assert "entity_split_task" not in runner.ran and "split_task" in runner.ran
+    # Without the disclosure statistics the numbers are not read.
+    runner = RecordingRunner()
+    join.run(_town_plan(town, _jobs_people().agg(n=count())), runner, broadcast_max_rows=0)
+    assert "entity_split_task" not in runner.ran
+    # A left key redefined by a derive (the numbers were the old key's): by key hashes, and
+    # the firms' codes match no one.
+    runner = RecordingRunner()
+    q = t("jobs").derive(pid=col("firm")).join(t("people").select("pid"), on="pid").agg(n=count())
+    result = join.run(_town_plan(town, q, stats=True), runner, broadcast_max_rows=0)
+    assert "entity_split_task" not in runner.ran
+    assert sum(partial.num_rows for partial in result.partials) == 0
+
+
+def test_overlapping_ranges_of_numbers_are_cut_by_key_hashes(tmp_path: Path) -> None:
+    """People added in two passes whose numbers interleave (the second pass met some of them
+    before, in another dataset): the ranges overlap, so the key hashes cut the join."""
+    first = _dataset(tmp_path, "visits", pa.table({"pid": ["b", "d"]}), {"pid": "identifier"}, 10)
+    people = _dataset(
+        tmp_path,
+        "people",
+        pa.table({"pid": ["a", "b", "c", "d"], "income": [1.0, 2.0, 3.0, 4.0]}),
+        {"pid": "identifier", "income": "attribute"},
+        2,
+    )
+    catalog = {"visits": first, "people": people}
+    checked = dataclasses.replace(
+        check_plan(t("visits").join(t("people"), on="pid").agg(s=sum_("income"))._node, catalog),
+        disclosure_stats=True,
+    )
+    runner = RecordingRunner()
+    result = join.run(checked, runner, broadcast_max_rows=0)
+    assert "entity_split_task" not in runner.ran
+    assert compute.merge_all(checked, result.partials)[0].column("s").to_pylist() == [6.0]
