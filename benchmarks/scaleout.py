@@ -42,8 +42,9 @@ QUERY_NAMES = ("q1", "q3")
 MB = 1 << 20
 # Task functions of the engine (sandbox.engine.join) and what each does, for the tables.
 KINDS = {
-    "partial_task": "partition → partial aggregate (q3: a hash bucket's join, then aggregate)",
+    "partial_task": "partition → partial aggregate (q3: a right partition's join, then aggregate)",
     "split_task": "partition → hash buckets on the join key (the shuffle's send side)",
+    "entity_split_task": "left partition → the right partitions' ranges of entity numbers",
     "part_task": "small right side's partition, for a broadcast join",
     "concat_task": "the broadcast side, concatenated once",
 }
@@ -277,6 +278,8 @@ def _task_rows(run: QueryRun, kind: str, per_run: float) -> float:
     large, small = _sides(run)
     if kind in ("part_task", "concat_task"):
         return sum(run.rows[d] for d in small) / per_run
+    if kind == "entity_split_task":
+        return run.rows[large[0]] / per_run  # only the left (primary) side is split
     return sum(run.rows[d] for d in large) / per_run
 
 
@@ -320,18 +323,22 @@ def estimate(
 
     Tasks run in waves of nodes × cores slots, one core each; a wave lasts as long as one
     task of its kind on a full partition (Parquet read from the node's local disk, as here).
-    Without a hash join (q1) there is one wave kind: a partition → its partial. With one (q3):
-    the broadcast side's reads, then a split of every partition of the large tables, then
-    one task per bucket (as many as the larger side has partitions, at most
-    join.MAX_BUCKETS) that joins its share and aggregates. Each stage adds a no-op task's
-    round trip once; the driver submits every task one after another (`submit_ms` each).
-    The driver's merge grows with the rows read (the partials carry contributor sets for
-    disclosure control): `merge_ms_per_m_rows` over all tables' rows, linear. The shuffle
-    moves every row of the large tables once, (N−1)/N of it to another node, spread over
-    all nodes' links."""
+    Without a join of large tables (q1) there is one wave kind: a partition → its partial.
+    With a hash join: the broadcast side's reads, then a split of every partition of the
+    large tables, then one task per bucket (as many as the larger side has partitions, at
+    most join.MAX_BUCKETS) that joins its share and aggregates. With a join cut by entity
+    numbers (q3 as measured, `entity_split_task`): a split of the left (first) table's
+    partitions only, then one task per partition of the right table, which reads it where it
+    lies and joins the left rows in its range; only the left rows move. Each stage adds a
+    no-op task's round trip once; the driver submits every task one after another
+    (`submit_ms` each). The driver's merge grows with the rows read (the partials carry
+    contributor sets for disclosure control): `merge_ms_per_m_rows` over all tables' rows,
+    linear. The shuffle moves every row it splits once, (N−1)/N of it to another node,
+    spread over all nodes' links."""
     slots = nodes * a.cores_per_node
     m = a.partition_rows / 1e6
     split = "split_task" in costs
+    by_entity = "entity_split_task" in costs
     large = {d: rows * r for d, r in ratios.items() if d not in broadcast}
     parts = {d: math.ceil(n / a.partition_rows) for d, n in large.items()}
     small_rows = sum(rows * r for d, r in ratios.items() if d in broadcast)
@@ -341,7 +348,19 @@ def estimate(
         waves_s += math.ceil(small_parts / slots) * costs["part_task"]["ms_per_m_rows"] * m
         waves_s += costs["concat_task"]["ms_per_m_rows"] * small_rows / 1e6
     shuffle_s = 0.0
-    if split:
+    if by_entity:
+        left, *right = large
+        n_split = parts[left]
+        buckets = sum(parts[d] for d in right)
+        waves_s += math.ceil(n_split / slots) * costs["entity_split_task"]["ms_per_m_rows"] * m
+        per_bucket = sum(large.values()) / buckets / 1e6
+        waves_s += math.ceil(buckets / slots) * costs["partial_task"]["ms_per_m_rows"] * per_bucket
+        tasks = small_parts + 1 * bool(broadcast) + n_split + buckets
+        stages = 2 + bool(broadcast)
+        if nodes > 1:
+            volume = large[left] * shuffle_bytes_per_row * (nodes - 1) / nodes
+            shuffle_s = volume / (nodes * a.network_gbit * 1e9 / 8)
+    elif split:
         n_split = sum(parts.values())
         buckets = max(1, min(join.MAX_BUCKETS, max(parts.values())))
         waves_s += math.ceil(n_split / slots) * costs["split_task"]["ms_per_m_rows"] * m
@@ -384,9 +403,15 @@ def model_inputs(run: QueryRun, fixed: TaskCosts) -> dict[str, Any]:
         "submit_ms": fixed.submit_ms,
         "round_trip_ms": fixed.round_trip_ms,
         "merge_ms_per_m_rows": statistics.median(run.merge_ms) / sum(run.rows.values()) * 1e6,
-        "shuffle_bytes_per_row": sum(run.bytes_per_row[d] * run.rows[d] for d in large)
-        / sum(run.rows[d] for d in large),
+        "shuffle_bytes_per_row": _shuffled_bytes_per_row(run, large),
     }
+
+
+def _shuffled_bytes_per_row(run: QueryRun, large: list[str]) -> float:
+    """In-memory bytes per row of what the join moves: the left table's rows when it is cut
+    by entity numbers, every large table's otherwise."""
+    moved = large[:1] if any(r.kind == "entity_split_task" for t in run.tasks for r in t) else large
+    return sum(run.bytes_per_row[d] * run.rows[d] for d in moved) / sum(run.rows[d] for d in moved)
 
 
 def estimates(inputs: dict[str, dict[str, Any]], a: Assumptions) -> list[dict[str, Any]]:
@@ -432,7 +457,7 @@ def report(
         )
         nodes = sorted({r.node for records in run.tasks for r in records})
         print(
-            f"  {'task kind':<14}{'tasks/run':>10}  "
+            f"  {'task kind':<18}{'tasks/run':>10}  "
             + "".join(f"{n:>9}" for n in nodes)
             + f"{'median ms':>11}{'cold ms':>9}{'ms/M rows':>11}"
         )
@@ -444,7 +469,7 @@ def report(
             per_node = Counter(r.node for records in run.tasks for r in records if r.kind == kind)
             share = "".join(f"{per_node[n] / len(run.tasks):>9.1f}" for n in nodes)
             print(
-                f"  {kind:<14}{c['tasks_per_run']:>10.0f}  {share}{c['median_ms']:>11.1f}"
+                f"  {kind:<18}{c['tasks_per_run']:>10.0f}  {share}{c['median_ms']:>11.1f}"
                 f"{cold.get(kind, {}).get('median_ms', float('nan')):>9.1f}{c['ms_per_m_rows']:>11.1f}"
             )
         print("  (per node: tasks per run, averaged over all runs)")
@@ -462,8 +487,9 @@ def report(
         f"partitions of {a.partition_rows:,} rows read from the node's local disk; tasks run "
         "in waves of nodes × cores and cost the warm medians above per million rows; the driver "
         "submits every task and merges the partials, which carry contributor sets and so grow "
-        "with the rows (merge cost linear in rows, as measured here); q3's hash join sends "
-        f"every row of the two large tables once, (N−1)/N of it over a {a.network_gbit:g} "
+        "with the rows (merge cost linear in rows, as measured here); q3's join sends every "
+        "row it splits once (cut by entity numbers: social insurance's rows only; by key "
+        f"hashes: both large tables'), (N−1)/N of it over a {a.network_gbit:g} "
         "Gbit/s link per node. Not modelled: stragglers, skew, spilling, disk bandwidth, q3's "
         "enterprises outgrowing the broadcast limit."
     )

@@ -397,3 +397,41 @@ def test_quantile_windows_are_the_order_statistics_of_the_sorted_values(size: in
                 start = min(max(round(q * (n - 1) - (size - 1) / 2), 0), n - size)
                 expected = ordered[start : start + size]
             assert np.array_equal(np.sort(window), expected), (n, q)
+
+
+@pytest.mark.parametrize("window", [0, 5])
+def test_quantiles_selected_on_threads_equal_those_selected_one_group_after_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    """Many values select each group's order statistics on several threads: the same
+    quantiles, windows and dominance statistics, bit for bit, in the groups' order."""
+    rng = np.random.default_rng(7)
+    parts = [
+        pa.table(
+            {
+                "k": pa.array(rng.choice(["城关区", "湖滨区", "a", "b", "c"], 3000)),
+                "x": pa.array(rng.integers(-50, 1000, 3000)),
+                "f": pa.array(np.where(rng.random(3000) < 0.01, np.inf, rng.lognormal(8, 1, 3000))),
+                "d": pa.array([None] * 3000, pa.date32()),
+            },
+            schema=SCHEMA,
+        )
+        for _ in range(4)
+    ]
+    ds = partitioned(tmp_path, parts, COLUMNS, title="测试")
+    t = T.group_by("k").agg(m=quantile("x", 0.5), p=quantile("f", 0.9), q=quantile("x", 0.1))
+    checked = dataclasses.replace(
+        check_plan(t._node, {"t": ds}), disclosure_stats=True, quantile_window=window
+    )
+    results = []
+    for least in (10**12, 0):
+        monkeypatch.setattr(compute, "PARALLEL_MIN_VALUES", least)
+        results.append(LocalExecutor().aggregate(checked).table)
+    assert results[0].equals(results[1])
+    by_key = {r["k"]: r for r in results[1].to_pylist()}
+    assert len(by_key) == 5
+    if window == 0:
+        everything = pa.concat_tables(parts)
+        for k, row in by_key.items():
+            xs = np.sort(everything.filter(pa.compute.equal(everything["k"], k))["x"].to_numpy())
+            assert row["m"] == compute.quantile_cont(xs, 0.5)
