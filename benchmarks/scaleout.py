@@ -45,6 +45,7 @@ KINDS = {
     "partial_task": "partition → partial aggregate (q3: a right partition's join, then aggregate)",
     "split_task": "partition → hash buckets on the join key (the shuffle's send side)",
     "entity_split_task": "left partition → the right partitions' ranges of entity numbers",
+    "partials_task": "several partitions → their partial aggregates (one task per CPU)",
     "part_task": "small right side's partition, for a broadcast join",
     "concat_task": "the broadcast side, concatenated once",
 }
@@ -373,7 +374,9 @@ def estimate(
             shuffle_s = volume / (nodes * a.network_gbit * 1e9 / 8)
     else:
         partials = sum(parts.values())
-        waves_s += math.ceil(partials / slots) * costs["partial_task"]["ms_per_m_rows"] * m
+        # Grouped one task per slot when they outnumber the slots: the same waves, one task.
+        per_m = (costs.get("partial_task") or costs["partials_task"])["ms_per_m_rows"]
+        waves_s += math.ceil(partials / slots) * per_m * m
         tasks = small_parts + 1 * bool(broadcast) + partials
         stages = 1 + bool(broadcast)
     all_rows = rows * sum(ratios.values())

@@ -67,6 +67,16 @@ class _RayRunner:
         self._ray = ray
         self.keep_bytes = keep_bytes
         self._remote: dict[Callable[..., Any], Any] = {}
+        self._slots: tuple[float, int] | None = None  # (when read, CPUs)
+
+    @property
+    def slots(self) -> int:
+        """Partition tasks that can run at once: the cluster's CPUs (a task takes one), read
+        again every `SLOTS_SECONDS` (nodes come and go)."""
+        now = time.monotonic()
+        if self._slots is None or now - self._slots[0] > SLOTS_SECONDS:
+            self._slots = (now, int(self._ray.cluster_resources().get("CPU", 0)))
+        return self._slots[1]
 
     def put(self, value: Any) -> Any:
         return self._ray.put(value)
@@ -86,6 +96,8 @@ class _RayRunner:
         with surfaced(self._ray):
             return cast(list[Any], self._ray.get(handles))
 
+
+SLOTS_SECONDS = 10.0
 
 # Times Ray runs a partition task again after its worker died.
 RETRIES = 3
@@ -166,6 +178,7 @@ class _Deadlined:
     def __init__(self, runner: _RayRunner, deadline: float) -> None:
         self._runner, self._deadline = runner, deadline
         self.caches_scans, self.keep_bytes = runner.caches_scans, runner.keep_bytes
+        self.slots = runner.slots
 
     def put(self, value: Any) -> Any:
         return self._runner.put(value)

@@ -896,3 +896,46 @@ def test_overlapping_ranges_of_numbers_are_cut_by_key_hashes(tmp_path: Path) -> 
     result = join.run(checked, runner, broadcast_max_rows=0)
     assert "entity_split_task" not in runner.ran
     assert compute.merge_all(checked, result.partials)[0].column("s").to_pylist() == [6.0]
+
+
+# --- final tasks grouped per slot ---------------------------------------------------------
+
+
+class SlottedRunner(RecordingRunner):
+    def __init__(self, slots: int) -> None:
+        super().__init__()
+        self.slots = slots
+
+
+@pytest.mark.parametrize("slots", [0, 1, 3, 4, 100])
+def test_partitions_beyond_the_slots_are_read_in_one_task_per_slot(
+    town: dict[str, DatasetInfo], slots: int
+) -> None:
+    """People has four partitions: with fewer slots, each slot's task reads consecutive
+    partitions, the shares differing by one at most; the partials and rows are the same."""
+    q = t("people").group_by("district").agg(n=count(), s=sum_("income"))
+    checked = _town_plan(town, q, stats=True)
+    plain = join.run(checked, RecordingRunner())
+    runner = SlottedRunner(slots)
+    grouped = join.run(checked, runner)
+    n = len(town["people"].partitions)
+    assert n == 4
+    if 0 < slots < n:
+        # A slot's one partition is a task of its own, as without slots.
+        assert len(runner.ran) == slots and runner.ran[0] == "partials_task"
+    else:
+        assert runner.ran == ["partial_task"] * n
+    assert [p.to_pylist() for p in grouped.partials] == [p.to_pylist() for p in plain.partials]
+    assert grouped.rows_by_dataset == plain.rows_by_dataset == {"people": 10}
+
+
+def test_parts_with_inputs_are_never_grouped(town: dict[str, DatasetInfo]) -> None:
+    runner = SlottedRunner(1)
+    join.run(_town_plan(town, _people_jobs().agg(n=count())), runner)
+    assert "partials_task" not in runner.ran
+
+
+def test_groups_of_parts_are_consecutive_and_even() -> None:
+    parts = [join.Part(join.Read(0, i)) for i in range(10)]
+    sizes = [[part.piece.index for part in g] for g in join.batches(parts, 3)]  # type: ignore[union-attr]
+    assert sizes == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
