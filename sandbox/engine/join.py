@@ -5,11 +5,17 @@ A plan is cut into *pieces*: descriptions of how one task builds one partition o
 piece's inputs that other tasks computed are passed to its task as arguments, so the
 scheduler starts it only once they exist and nothing waits inside a task.
 
-Each join picks one of two strategies, from catalog row counts alone:
+Each join picks one of three strategies, from the catalog and the partitions' footers:
 
 - **broadcast** when the right side is small (at most `BROADCAST_MAX_ROWS` rows read):
   its partitions are computed by one task each and concatenated once; every left partition
   is joined against that one shared table inside the task that goes on to aggregate it;
+- **cut by entity numbers** when the key is, on both sides, the identifier that numbered
+  their people (catalog.entities: equal values have equal numbers) and the right side's
+  partitions hold ranges of numbers apart (as ingest leaves a table numbered in one pass):
+  the left partitions are split by those ranges, and one task per right partition reads it
+  where it lies and joins the left rows of its range, matching numbers and then comparing
+  the keys of the pairs found. Only the left side's rows move;
 - **partitioned hash join** otherwise: both sides are split into P buckets by a hash of the
   key (one task per partition, P results each), and one task per bucket joins the bucket's
   pieces of both sides and carries on.
@@ -22,9 +28,10 @@ A left join keeps the left rows that match nothing, their right columns (entity 
 included) null; an anti join keeps only those, with the left columns alone. Who counts for
 such rows is decided with the disclosure statistics (engine.protection).
 
-A plan without joins is the simplest case: one task per partition of its table. `run`
-drives everything through a `Runner`: in-process (a loop) or Ray (tasks), the same functions
-either way.
+A plan without joins is the simplest case: one task per partition of its table, or, when
+the partitions outnumber the CPUs that run them, one task per CPU reading consecutive
+partitions (`batches`). `run` drives everything through a `Runner`: in-process (a loop) or
+Ray (tasks), the same functions either way.
 """
 
 from __future__ import annotations
