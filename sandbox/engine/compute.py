@@ -1148,7 +1148,8 @@ def _merge_stats(
     fewest counted entities over the reads); per magnitude aggregate, its largest
     contributions (see engine.protection)."""
     plan, reads, members = checked.plan, len(checked.reads), list(groups)
-    stats = protection.merge_groups(both, reads, members)
+    unions = protection.Unions(both, members)
+    stats = protection.merge_groups(unions, reads)
     for i, (name, a) in enumerate(plan.aggs):
         if a.arg is None:
             if not checked.unique:
@@ -1163,14 +1164,12 @@ def _merge_stats(
         if i in checked.tainted:
             stats[internal.valued(name)] = out[internal.contributors(name)]
         stats[internal.contributors(name)] = protection.merge_contributors(
-            both, i, reads, members, out[internal.contributors(name)]
+            both, unions, i, reads, members, out[internal.contributors(name)]
         )
         if checked.matched_only and checked.matched_only[i]:
-            stats.update(
-                protection.merge_matched(both, i, name, sorted(checked.matched_only[i]), members)
-            )
+            stats.update(protection.merge_matched(unions, i, name, sorted(checked.matched_only[i])))
         if a.fn in p.MAGNITUDES or a.fn in p.CONDITIONAL:
-            stats.update(protection.merge_nonzero(both, i, name, reads, members))
+            stats.update(protection.merge_nonzero(unions, i, name, reads))
         if a.fn in ("sum", "mean"):
             stats.update(protection.merge_magnitudes(both, i, name, reads, members))
         elif ("stats", i) in quantiles:

@@ -320,16 +320,37 @@ class PartialStats:
 # --- merged --------------------------------------------------------------------------------
 
 
-def merge_groups(parts: pa.Table, reads: int, groups: Sequence[np.ndarray]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for j in range(reads):
-        blobs = parts.column(ids(j)).to_pylist()
-        out[ids(j)] = pa.array([merged(blobs[r] for r in rows)[0] for rows in groups], pa.binary())
-    return out
+class Unions:
+    """Per merged group, the union of a partial column's sets (`merged`: portable form and
+    size), each column merged once: a column equal to one merged before is answered from it.
+    A group's people who count, or whose value is not zero, are usually all its people, so
+    most such columns repeat the groups' own (q4: three equal columns of 7 M people)."""
+
+    def __init__(self, parts: pa.Table, groups: Sequence[np.ndarray]) -> None:
+        self._parts, self._groups = parts, groups
+        self._done: list[tuple[pa.ChunkedArray, list[tuple[bytes, int]]]] = []
+
+    def of(self, column: str) -> list[tuple[bytes, int]]:
+        source = self._parts.column(column)
+        for seen, result in self._done:
+            if seen.equals(source):
+                return result
+        blobs = source.to_pylist()
+        result = [merged(blobs[r] for r in rows) for rows in self._groups]
+        self._done.append((source, result))
+        return result
+
+    def sets(self, column: str) -> pa.Array:
+        return pa.array([blob for blob, _ in self.of(column)], pa.binary())
+
+
+def merge_groups(unions: Unions, reads: int) -> dict[str, Any]:
+    return {ids(j): unions.sets(ids(j)) for j in range(reads)}
 
 
 def merge_contributors(
     parts: pa.Table,
+    unions: Unions,
     i: int,
     reads: int,
     groups: Sequence[np.ndarray],
@@ -345,8 +366,7 @@ def merge_contributors(
         return fallback
     fewest: list[int] | None = None
     for j in range(reads):
-        blobs = parts.column(f"__who{j}:{i}").to_pylist()
-        sizes = [merged(blobs[r] for r in rows)[1] for rows in groups]
+        sizes = [size for _, size in unions.of(f"__who{j}:{i}")]
         fewest = sizes if fewest is None else [min(a, b) for a, b in zip(fewest, sizes)]
     return pa.array(fewest or [], pa.int64())
 
@@ -367,28 +387,12 @@ def matched_set(read: int, name: str) -> str:
     return f"__matched{read}:{name}"
 
 
-def merge_matched(
-    parts: pa.Table, i: int, name: str, reads: Iterable[int], groups: Sequence[np.ndarray]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for j in reads:
-        blobs = parts.column(f"__who{j}:{i}").to_pylist()
-        out[matched_set(j, name)] = pa.array(
-            [merged(blobs[r] for r in rows)[0] for rows in groups], pa.binary()
-        )
-    return out
+def merge_matched(unions: Unions, i: int, name: str, reads: Iterable[int]) -> dict[str, Any]:
+    return {matched_set(j, name): unions.sets(f"__who{j}:{i}") for j in reads}
 
 
-def merge_nonzero(
-    parts: pa.Table, i: int, name: str, reads: int, groups: Sequence[np.ndarray]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for j in range(reads):
-        blobs = parts.column(f"__z{j}:{i}").to_pylist()
-        out[nonzero_set(j, name)] = pa.array(
-            [merged(blobs[r] for r in rows)[0] for rows in groups], pa.binary()
-        )
-    return out
+def merge_nonzero(unions: Unions, i: int, name: str, reads: int) -> dict[str, Any]:
+    return {nonzero_set(j, name): unions.sets(f"__z{j}:{i}") for j in range(reads)}
 
 
 def merge_magnitudes(
