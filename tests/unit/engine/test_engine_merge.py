@@ -435,3 +435,25 @@ def test_quantiles_selected_on_threads_equal_those_selected_one_group_after_anot
         for k, row in by_key.items():
             xs = np.sort(everything.filter(pa.compute.equal(everything["k"], k))["x"].to_numpy())
             assert row["m"] == compute.quantile_cont(xs, 0.5)
+
+
+def test_a_column_of_sets_equal_to_one_merged_before_is_not_merged_again() -> None:
+    """Two partitions, two groups: the nonzero sets repeat the groups' own, the counted ones
+    differ in one person; each union is the sets' union whichever way it was found."""
+    s = protection.serialized
+    parts = pa.table(
+        {
+            "__ids0": pa.array([s(np.array([1, 2])), s(np.array([5])), s(np.array([2, 3]))]),
+            "__z0:0": pa.array([s(np.array([1, 2])), s(np.array([5])), s(np.array([2, 3]))]),
+            "__who0:0": pa.array([s(np.array([1])), s(np.array([5])), s(np.array([2, 3]))]),
+        }
+    )
+    groups = [np.array([0, 2]), np.array([1])]
+    unions = protection.Unions(parts, groups)
+    people = unions.of("__ids0")
+    assert unions.of("__z0:0") is people  # the same answer, not merged again
+    assert [(set(BitMap64.deserialize(b)), n) for b, n in people] == [({1, 2, 3}, 3), ({5}, 1)]
+    counted = unions.of("__who0:0")
+    assert counted is not people
+    assert [(set(BitMap64.deserialize(b)), n) for b, n in counted] == [({1, 2, 3}, 3), ({5}, 1)]
+    assert unions.sets("__ids0").to_pylist() == [b for b, _ in people]
