@@ -1,8 +1,10 @@
-"""Helpers for tests that build plans: a channel for plans never run, and a switch for how
-partitions' text columns are read."""
+"""Helpers for tests that build plans: a channel for plans never run, switches for how
+partitions' text columns are read and lookups matched, and a cell comparison with SQL's
+answers."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from unittest import mock
 
@@ -33,3 +35,13 @@ def lookups(vectorised: bool) -> Any:
         VECTORISED_MIN_ROWS=0 if vectorised else 2**62,
         VECTORISED_MIN_RIGHT_ROWS=0 if vectorised else 2**62,
     )
+
+
+def same_cell(a: Any, b: Any) -> bool:
+    """One result cell against DuckDB's: nulls alike, numbers within 1e-9 (float sums depend
+    on the order of addition), anything else equal."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    return bool(a == b)

@@ -8,7 +8,6 @@ must give SQL's answer."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from factories import ingested
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plans import NoChannel
+from plans import NoChannel, same_cell
 
 from sandbox.catalog.models import DatasetInfo
 from sandbox.engine import join
@@ -70,14 +69,6 @@ def _plan(how: str, keyed: bool, filtered: bool) -> tuple[Table, list[str], str]
         f"{sql_join} (SELECT * FROM people {where}) USING (pid) GROUP BY {', '.join(keys)}"
     )
     return table, [*keys, "n", "s", "m"], sql
-
-
-def _same(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
-    return bool(a == b)
 
 
 def _compare(
@@ -153,7 +144,7 @@ def _compare(
         con.close()
     assert len(ours) == len(theirs), (sql, ours, theirs)
     for mine, expected in zip(ours, theirs):
-        assert all(_same(a, b) for a, b in zip(mine, expected)), (sql, mine, expected)
+        assert all(same_cell(a, b) for a, b in zip(mine, expected)), (sql, mine, expected)
     return cut
 
 

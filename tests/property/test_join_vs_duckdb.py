@@ -5,7 +5,6 @@ joins (SQL's LEFT JOIN) and anti joins (WHERE NOT EXISTS) keep the unmatched lef
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import pytest
 from factories import partitioned, slices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plans import NoChannel, dictionaries, lookups
+from plans import NoChannel, dictionaries, lookups, same_cell
 
 from sandbox.catalog.models import ColumnInfo, DatasetInfo
 from sandbox.engine.executor import Executor, LocalExecutor, RayExecutor
@@ -215,14 +214,6 @@ def _job(plan: dict[str, Any]) -> tuple[Table, list[str], str]:
     return table, [*keys, *named], sql
 
 
-def _same(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
-    return bool(a == b)
-
-
 def _by_key(rows: list[tuple[Any, ...]], n_keys: int) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     out = {tuple(r[:n_keys]): tuple(r[n_keys:]) for r in rows}
     assert len(out) == len(rows), "group keys must be distinct"
@@ -261,7 +252,12 @@ def _compare(
     mine, expected = _by_key(ours, n_keys), _by_key(theirs, n_keys)
     assert mine.keys() == expected.keys(), (sql, ours, theirs)
     for key, values in expected.items():
-        assert all(_same(a, b) for a, b in zip(mine[key], values)), (sql, key, mine[key], values)
+        assert all(same_cell(a, b) for a, b in zip(mine[key], values)), (
+            sql,
+            key,
+            mine[key],
+            values,
+        )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from factories import ingested, partitioned
-from plans import NoChannel
+from plans import NoChannel, same_cell
 
 from sandbox.catalog.models import DatasetInfo
 from sandbox.engine import compute, internal
@@ -237,14 +237,6 @@ def _sort_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple((v is None, v if v is not None else 0) for v in row)
 
 
-def _same(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
-    return bool(a == b)
-
-
 def duckdb_rows(ds: DatasetInfo, sql: str) -> list[tuple[Any, ...]]:
     con = duckdb.connect()
     con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet({list(ds.partitions)!r})")
@@ -268,7 +260,7 @@ def test_local_executor_equals_duckdb(people: DatasetInfo, case: str) -> None:
     assert len(ours) == len(theirs), (ours, theirs)
     for mine, expected in zip(ours, theirs):
         assert len(mine) == len(expected)
-        assert all(_same(a, b) for a, b in zip(mine, expected)), (mine, expected)
+        assert all(same_cell(a, b) for a, b in zip(mine, expected)), (mine, expected)
     assert result.rows_scanned == ROWS
 
 
