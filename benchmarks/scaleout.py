@@ -349,28 +349,24 @@ def estimate(
         waves_s += math.ceil(small_parts / slots) * costs["part_task"]["ms_per_m_rows"] * m
         waves_s += costs["concat_task"]["ms_per_m_rows"] * small_rows / 1e6
     shuffle_s = 0.0
-    if by_entity:
-        left, *right = large
-        n_split = parts[left]
-        buckets = sum(parts[d] for d in right)
-        waves_s += math.ceil(n_split / slots) * costs["entity_split_task"]["ms_per_m_rows"] * m
+    if by_entity or split:
+        # What the join splits and what moves: the left table alone when it is cut by the
+        # right partitions' ranges of entity numbers (one task per right partition), every
+        # large table into hash buckets otherwise.
+        if by_entity:
+            left, *right = large
+            kind, n_split, moved = "entity_split_task", parts[left], large[left]
+            buckets = sum(parts[d] for d in right)
+        else:
+            kind, n_split, moved = "split_task", sum(parts.values()), sum(large.values())
+            buckets = max(1, min(join.MAX_BUCKETS, max(parts.values())))
+        waves_s += math.ceil(n_split / slots) * costs[kind]["ms_per_m_rows"] * m
         per_bucket = sum(large.values()) / buckets / 1e6
         waves_s += math.ceil(buckets / slots) * costs["partial_task"]["ms_per_m_rows"] * per_bucket
         tasks = small_parts + 1 * bool(broadcast) + n_split + buckets
         stages = 2 + bool(broadcast)
         if nodes > 1:
-            volume = large[left] * shuffle_bytes_per_row * (nodes - 1) / nodes
-            shuffle_s = volume / (nodes * a.network_gbit * 1e9 / 8)
-    elif split:
-        n_split = sum(parts.values())
-        buckets = max(1, min(join.MAX_BUCKETS, max(parts.values())))
-        waves_s += math.ceil(n_split / slots) * costs["split_task"]["ms_per_m_rows"] * m
-        per_bucket = sum(large.values()) / buckets / 1e6
-        waves_s += math.ceil(buckets / slots) * costs["partial_task"]["ms_per_m_rows"] * per_bucket
-        tasks = small_parts + 1 * bool(broadcast) + n_split + buckets
-        stages = 2 + bool(broadcast)
-        if nodes > 1:
-            volume = sum(large.values()) * shuffle_bytes_per_row * (nodes - 1) / nodes
+            volume = moved * shuffle_bytes_per_row * (nodes - 1) / nodes
             shuffle_s = volume / (nodes * a.network_gbit * 1e9 / 8)
     else:
         partials = sum(parts.values())
