@@ -66,6 +66,12 @@ class DatasetInfo:
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
 
+    @property
+    def named_by(self) -> ColumnInfo | None:
+        """The identifier column that names the dataset's people (its first), by whose values
+        ingest numbered them (catalog.entities); None when rows are each their own person."""
+        return next((c for c in self.columns if c.role == "identifier"), None)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -655,11 +655,7 @@ class Planner:
         """Whether the right side has one row per key value: a single key column that the
         catalog recorded as unique in its dataset, read through filters and selects only
         (which keep it unique) and no derive (which could redefine it)."""
-        if len(on) != 1:
-            return False
-        while isinstance(node, (p.Filter, p.Select)):
-            node = node.input
-        if not isinstance(node, p.Scan):
+        if len(on) != 1 or _scan_below(node) is None:
             return False
         column = self.checked.reads[first_scan].dataset.column(on[0])
         return column is not None and column.unique is True
@@ -684,12 +680,10 @@ class Planner:
             return None
         key = node.on[0]
         for side, scan in ((node.left, first_left), (node.right, first_right)):
-            while isinstance(side, (p.Filter, p.Select)):
-                side = side.input
-            if not isinstance(side, p.Scan):
+            if _scan_below(side) is None:
                 return None
             dataset = self.checked.reads[scan].dataset
-            named = next((c for c in dataset.columns if c.role == "identifier"), None)
+            named = dataset.named_by
             if named is None or named.name != key:
                 return None
             try:
@@ -802,6 +796,14 @@ class Planner:
         )
         self.reads.append(out[-1])
         return list(out[:-1])
+
+
+def _scan_below(node: p.Node) -> p.Scan | None:
+    """The table `node` reads when it reads one through filters and selects only (which keep
+    its rows' values as they are: no derive, which could redefine a column, and no join)."""
+    while isinstance(node, (p.Filter, p.Select)):
+        node = node.input
+    return node if isinstance(node, p.Scan) else None
 
 
 @dataclass(frozen=True)

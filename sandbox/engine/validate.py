@@ -158,7 +158,7 @@ class CheckedPlan:
         people."""
         if len(self.reads) != 1:
             return False
-        named = next((c for c in self.dataset.columns if c.role == "identifier"), None)
+        named = self.dataset.named_by
         return named is None or bool(named.unique)
 
     @property
