@@ -939,3 +939,32 @@ def test_groups_of_parts_are_consecutive_and_even() -> None:
     parts = [join.Part(join.Read(0, i)) for i in range(10)]
     sizes = [[part.piece.index for part in g] for g in join.batches(parts, 3)]  # type: ignore[union-attr]
     assert sizes == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+
+
+@pytest.mark.parametrize("how", ["inner", "left"])
+def test_a_right_side_of_one_person_gives_the_gate_the_same_statistics_cut_by_numbers(
+    town: dict[str, DatasetInfo], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The attack shape of a left join (everyone, and one person's income beside her row)
+    with nothing derived, so that the cut by entity numbers takes it: every statistic the
+    release gate reads (each cell's people per read, contributors, who matched, the largest
+    contributions) is what the hash join gives, so the gate decides the same."""
+    her = t("people").filter(col("income") == 3000.0).select("pid", "income")
+    q = (
+        t("people")
+        .select("pid", "district")
+        .join(her, on="pid", how=how)
+        .group_by("district")
+        .agg(n=count(), s=sum_("income"), m=mean("income"))
+    )
+    checked = _town_plan(town, q, stats=True)
+    runner = RecordingRunner()
+    by_numbers = join.run(checked, runner, broadcast_max_rows=0)
+    assert "entity_split_task" in runner.ran
+    monkeypatch.setattr(join.Planner, "_entity_bounds", lambda self, *args: None)
+    by_hash = join.run(checked, RecordingRunner(), broadcast_max_rows=0)
+    tables = [compute.merge_all(checked, r.partials)[0] for r in (by_numbers, by_hash)]
+    assert [c for c in tables[0].column_names if c.startswith("__")]  # the statistics
+    rows = [sorted(table.to_pylist(), key=lambda r: r["district"]) for table in tables]
+    assert rows[0] == rows[1]
+    assert sum(r["s"] or 0 for r in rows[0]) == 3000.0
