@@ -181,21 +181,36 @@ def ensure_ray(settings: Settings) -> None:
             # "local", not None: with None Ray looks for a cluster to join, and joins the one
             # named in the file the last `ray start` left in its temp directory even when that
             # cluster is long gone (then it retries for minutes).
-            ray.init(
-                address="local",
-                num_cpus=settings.ray_num_cpus,
-                object_store_memory=(
-                    settings.ray_object_store_mb << 20 if settings.ray_object_store_mb else None
-                ),
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-            )
+            start_local_ray(settings.ray_num_cpus, settings.ray_object_store_mb)
         # The scan cache lives as long as this process's Ray job, not as long as the first
         # worker that happens to read a partition.
         from sandbox.engine import cache
 
         cache.actor()
+
+
+def start_local_ray(num_cpus: int | None, object_store_mb: int | None = None) -> None:
+    """Start a private Ray on this machine, with `num_cpus` (all of them when None)."""
+    import ray
+
+    cpus = num_cpus or os.cpu_count() or 1
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        object_store_memory=object_store_mb << 20 if object_store_mb else None,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        # Idle workers beyond this many are stopped after a second (Ray's default: one per
+        # CPU). A job's driver waits on a worker of its own while its partition tasks run on
+        # others, so a CPU is used by up to two workers; kept, they stay ready (`RayRunner`)
+        # instead of being started again, seconds each, for every job that needs them.
+        _system_config={"num_workers_soft_limit": WORKERS_PER_CPU * cpus},
+    )
+
+
+# Ready workers kept per CPU: one driver waiting on its partitions, one computing them.
+WORKERS_PER_CPU = 2
 
 
 def ray_gcs_address() -> str:

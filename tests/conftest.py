@@ -64,7 +64,9 @@ def ray_local() -> Iterator[None]:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        from sandbox.context import start_local_ray
+
+        start_local_ray(num_cpus=2)
     # As the service does (context.ensure_ray): this process owns the scan cache, not the first
     # worker that reads a partition, whose exit would take the cache with it mid-run.
     from sandbox.engine import cache

@@ -32,7 +32,7 @@ from sandbox.console import web as console
 from sandbox.context import Context, open_instance
 from sandbox.pipeline.execution import report_jail_filter, runner
 from sandbox.pipeline.settlement import keep_recovering, recover_interrupted
-from sandbox.records import agreements, refresh
+from sandbox.records import agreements, refresh, releases
 from sandbox.settings import Settings
 
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         report_jail_filter(settings)
         agreements.expire_due(ctx)
         runner(ctx)  # where jobs run, decided (and Ray started) before the first request
+        releases.gate(ctx)  # and the release gate's process started
         app.state.ctx = ctx
         stop = threading.Event()
         sweeper = threading.Thread(

@@ -171,14 +171,23 @@ class _Starter:
     def take(self, limits: Limits) -> Any:
         if not limits.fork_template:
             return _spawn(limits)
+        return self._template().fork(dataclasses.asdict(limits), _child_args(limits))
+
+    def _template(self) -> ForkServer:
         with self._lock:
             if self._server is None or not self._server.alive():
                 self._server = ForkServer(_environment())
-            server = self._server
-        return server.fork(dataclasses.asdict(limits), _child_args(limits))
+            return self._server
 
 
 _pool = _Starter()
+
+
+def prepare(limits: Limits) -> None:
+    """Start this process's job-process template now, so that its first job does not wait
+    for the template's interpreter and imports (a second or more on a busy machine)."""
+    if limits.fork_template:
+        _pool._template()
 
 
 def run_in_jail(code: str, params: dict[str, Any], handler: Handler, limits: Limits) -> Outcome:

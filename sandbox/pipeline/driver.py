@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -36,7 +37,7 @@ from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.review import ReviewRules, hold
 from sandbox.disclosure.threshold import cell_threshold
-from sandbox.engine import internal, protection
+from sandbox.engine import internal, protection, ready
 from sandbox.engine.cache import WORKER_TABLES_BYTES
 from sandbox.engine.executor import (
     IN_PLACE_MAX_ROWS,
@@ -54,7 +55,7 @@ from sandbox.errors import (
     QuotaExceeded,
     ServiceFault,
 )
-from sandbox.jail.process import Limits, Outcome, Stop, answer_in_place, run_in_jail
+from sandbox.jail.process import Limits, Outcome, Stop, answer_in_place, prepare, run_in_jail
 from sandbox.language import derived, signs, straight
 from sandbox.language import plan as p
 from sandbox.language.plan import plan_from_json
@@ -849,6 +850,26 @@ def run_job_on_ray(spec: JobSpec) -> JobResult:
         return run_job(spec, _ray_executor(spec.in_place_max_rows, spec.worker_tables_bytes))
     finally:
         released()
+
+
+def ready_worker(limits: Limits) -> int:
+    """Body of the Ray task that readies a worker before any job needs it: the worker has
+    imported what drivers and partition tasks run (this module) when it runs this; here it
+    takes the Arrow paths they take once (`ready.exercise`) and starts the job-process
+    template. Returns the worker's process id.
+
+    It holds its worker for at least `READY_HOLD_SECONDS`: a worker that is ready already
+    would finish it at once and be handed the next one, and the others would stay cold."""
+    import ray
+
+    started = time.monotonic()
+    ready.exercise(ray)
+    prepare(limits)
+    time.sleep(max(0.0, READY_HOLD_SECONDS - (time.monotonic() - started)))
+    return os.getpid()
+
+
+READY_HOLD_SECONDS = 0.3
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from sandbox.common import clock, logs, metrics
-from sandbox.context import Context, ensure_ray
+from sandbox.context import WORKERS_PER_CPU, Context, ensure_ray
 from sandbox.disclosure.dominance import parse_rules
 from sandbox.disclosure.review import ReviewRules
 from sandbox.engine.executor import LocalExecutor, surfaced
@@ -23,7 +23,14 @@ from sandbox.errors import Fault, JobError, JobStatus, ServiceFault
 from sandbox.jail import seccomp
 from sandbox.jail.process import Limits
 from sandbox.ledger import log
-from sandbox.pipeline.driver import JobResult, JobSpec, Replay, run_job, run_job_on_ray
+from sandbox.pipeline.driver import (
+    JobResult,
+    JobSpec,
+    Replay,
+    ready_worker,
+    run_job,
+    run_job_on_ray,
+)
 from sandbox.pipeline.settlement import hold_job, settle_job
 from sandbox.records import agreements, registry, releases
 from sandbox.records.jobs import Reservation, latest_reviews
@@ -150,7 +157,7 @@ class LocalRunner:
 class RayRunner:
     """As a Ray task, next to the data; its partition work fans out as Ray tasks."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limits: Limits) -> None:
         import ray
 
         ensure_ray(settings)
@@ -158,6 +165,16 @@ class RayRunner:
         # (and show) what it collects a second time. A driver whose worker dies ends the job
         # as the service's fault (`WorkerLost`): not charged, ε returned, submitted anew.
         self._task = ray.remote(run_job_on_ray).options(num_cpus=1, max_retries=0)
+        # Workers readied in the background, as many as the cluster keeps (`WORKERS_PER_CPU`
+        # per CPU): a cold worker spends seconds on imports, first uses of Arrow and the
+        # job-process template, which the first jobs would otherwise wait for, and so would a
+        # job arriving while another holds the only ready worker. Each task takes its share
+        # of a CPU, so that they run side by side on workers of their own, and no more of them
+        # at once however many API processes start together.
+        ready = ray.remote(ready_worker).options(num_cpus=1 / WORKERS_PER_CPU, max_retries=0)
+        cpus = ray.cluster_resources().get("CPU", 0)  # type: ignore[no-untyped-call]
+        workers = WORKERS_PER_CPU * int(cpus)
+        self.readying = [ready.remote(limits) for _ in range(workers)]
 
     def __call__(self, spec: JobSpec) -> JobResult:
         import ray
@@ -171,7 +188,9 @@ def runner(ctx: Context) -> Runner:
     with ctx.runner_lock:
         if ctx.runner is None:
             ctx.runner = (
-                RayRunner(ctx.settings) if ctx.settings.executor == "ray" else LocalRunner()
+                RayRunner(ctx.settings, limits(ctx))
+                if ctx.settings.executor == "ray"
+                else LocalRunner()
             )
         return ctx.runner  # type: ignore[no-any-return]
 

@@ -14,6 +14,8 @@ import pytest
 from conftest import World, make_world
 from waiting import wait_until
 
+from sandbox.context import WORKERS_PER_CPU
+
 PRIVATE = {"population": {"epsilon": "0.5", "per_job_epsilon": "0.2"}}
 # A release, then a loop long enough to be killed in (well inside the CPU and wall limits).
 LONG_JOB = (
@@ -126,3 +128,18 @@ def test_the_instance_runs_jobs_again_after_a_worker_was_lost(ray_world: World) 
     again = w.run(cid, "emit('n', table('population').agg(n=count()).collect())").json()
     assert again["status"] == "succeeded", again
     assert again["outputs"]["n"]["rows"] == [[20_000]]
+
+
+def test_the_service_readies_its_workers_with_their_job_template(ray_world: World) -> None:
+    """A cold worker spends seconds on imports and on the job-process template; a job that
+    arrives while another holds the one ready worker would wait for them (a spinning job then
+    holds up the next operator's). The service readies workers as it starts."""
+    import ray
+
+    readying = ray_world.ctx.runner.readying
+    assert len(readying) == WORKERS_PER_CPU * int(ray.cluster_resources()["CPU"])
+    workers = set(ray.get(readying, timeout=60))
+    table = _processes()
+    for worker in workers:
+        children = [cmd for parent, cmd in table.values() if parent == worker]
+        assert any("sandbox.jail.forkserver" in cmd for cmd in children), (worker, children)
