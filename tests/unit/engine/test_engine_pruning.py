@@ -353,3 +353,41 @@ def test_random_predicates_match_no_pruning_and_duckdb(
     ours = [pruned.table.column(c)[0].as_py() for c in ("n", "s", "lo", "hi")]
     assert theirs is not None
     assert all(_same(a, b) for a, b in zip(ours, theirs)), (where, ours, theirs)
+
+
+def test_footers_of_more_partitions_than_a_count_would_keep_are_read_once(tmp_path: Path) -> None:
+    """The planner reads every partition's footer for a join: with a cache bounded by count
+    (512 once), the 513th partition pushed out the first, and every job read them all again."""
+    paths = []
+    for i in range(700):
+        path = tmp_path / f"part-{i:04d}.parquet"
+        pq.write_table(pa.table({"x": pa.array([i, i + 1], pa.int64())}), path)
+        paths.append(str(path))
+    first = [prune.footer(path) for path in paths]
+    again = [prune.footer(path) for path in paths]
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert [f.num_rows for f in again] == [2] * 700
+
+
+def test_the_footer_cache_keeps_to_its_bytes_dropping_the_least_recently_used(
+    tmp_path: Path,
+) -> None:
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"part-{i}.parquet"
+        pq.write_table(pa.table({"x": pa.array([i], pa.int64())}), path)
+        paths.append(str(path))
+    size = prune.footer(paths[0]).metadata.serialized_size
+    footers = prune._Footers(budget=3 * size)
+    for path in paths[:3]:
+        footers.put(_key(path), prune.footer(path))
+    assert footers.get(_key(paths[0])) is not None  # now the most recently used
+    footers.put(_key(paths[3]), prune.footer(paths[3]))
+    assert len(footers) == 3 and footers.held <= footers.budget
+    assert footers.get(_key(paths[1])) is None  # the least recently used went
+    assert all(footers.get(_key(p)) is not None for p in (paths[0], paths[2], paths[3]))
+
+
+def _key(path: str) -> tuple[str, int, int]:
+    st = Path(path).stat()
+    return path, st.st_mtime_ns, st.st_size
