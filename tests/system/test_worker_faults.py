@@ -143,3 +143,7 @@ def test_the_service_readies_its_workers_with_their_job_template(ray_world: Worl
     for worker in workers:
         children = [cmd for parent, cmd in table.values() if parent == worker]
         assert any("sandbox.jail.forkserver" in cmd for cmd in children), (worker, children)
+    # Ray stops idle workers beyond its soft limit after a second (one per CPU by default):
+    # the service's Ray keeps the readied ones.
+    time.sleep(3)
+    assert all(_alive(worker) for worker in workers), [w for w in workers if not _alive(w)]
