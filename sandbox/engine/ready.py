@@ -7,12 +7,14 @@ met them would spend that second inside its time limit."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 
-def exercise(ray: object | None = None) -> None:
+def exercise(ray: Any = None) -> None:
     """Run, on a few rows, the Arrow paths partition tasks and drivers take; with `ray`
     (the module, in a worker), also put a table of strings through its serializer."""
     table = pa.table({"k": ["甲", "乙", "甲"], "v": pa.array([1, 2, 3], pa.int64())})
@@ -22,4 +24,4 @@ def exercise(ray: object | None = None) -> None:
     pq.write_table(table, sink)
     pq.read_table(pa.BufferReader(sink.getvalue()))
     if ray is not None:
-        ray.put(table)  # type: ignore[attr-defined]
+        ray.put(table)
