@@ -59,14 +59,19 @@ class Footer:
 def footer(path: str) -> Footer:
     """The partition's footer, read once per process for as long as the file is unchanged
     and its footer is among the most recently used (`FOOTERS_BYTES`)."""
-    st = os.stat(path)
-    key = (path, st.st_mtime_ns, st.st_size)
+    key = file_key(path)
     found = _footers.get(key)
     if found is None:
         f = pq.ParquetFile(path, decryption_properties=encryption.decryption_for(path))
-        found = Footer(path, st.st_mtime_ns, st.st_size, f.metadata, f.schema_arrow)
+        found = Footer(*key, f.metadata, f.schema_arrow)
         _footers.put(key, found)
     return found
+
+
+def file_key(path: str) -> tuple[str, int, int]:
+    """The file as it is now: its path, modification time (ns) and size."""
+    st = os.stat(path)
+    return path, st.st_mtime_ns, st.st_size
 
 
 class _Footers:

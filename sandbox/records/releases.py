@@ -55,7 +55,8 @@ def load_from(database_url: str, operator_id: str) -> list[tuple[str, bytes]]:
 
 
 def gate(ctx: Context) -> Any:
-    """The instance's release gate, made when the first job needs it."""
+    """The instance's release gate, made once: at the API's start, or by the first job
+    where the service's app does not run."""
     with ctx.gate_lock:
         if ctx.gate_handle is None:
 

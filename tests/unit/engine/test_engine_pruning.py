@@ -358,11 +358,7 @@ def test_random_predicates_match_no_pruning_and_duckdb(
 def test_footers_of_more_partitions_than_a_count_would_keep_are_read_once(tmp_path: Path) -> None:
     """The planner reads every partition's footer for a join: with a cache bounded by count
     (512 once), the 513th partition pushed out the first, and every job read them all again."""
-    paths = []
-    for i in range(700):
-        path = tmp_path / f"part-{i:04d}.parquet"
-        pq.write_table(pa.table({"x": pa.array([i, i + 1], pa.int64())}), path)
-        paths.append(str(path))
+    paths = _two_row_partitions(tmp_path, 700)
     first = [prune.footer(path) for path in paths]
     again = [prune.footer(path) for path in paths]
     assert all(a is b for a, b in zip(first, again, strict=True))
@@ -372,22 +368,22 @@ def test_footers_of_more_partitions_than_a_count_would_keep_are_read_once(tmp_pa
 def test_the_footer_cache_keeps_to_its_bytes_dropping_the_least_recently_used(
     tmp_path: Path,
 ) -> None:
-    paths = []
-    for i in range(6):
-        path = tmp_path / f"part-{i}.parquet"
-        pq.write_table(pa.table({"x": pa.array([i], pa.int64())}), path)
-        paths.append(str(path))
-    size = prune.footer(paths[0]).metadata.serialized_size
+    paths = _two_row_partitions(tmp_path, 4)
+    size = max(prune.footer(path).metadata.serialized_size for path in paths)
     footers = prune._Footers(budget=3 * size)
     for path in paths[:3]:
-        footers.put(_key(path), prune.footer(path))
-    assert footers.get(_key(paths[0])) is not None  # now the most recently used
-    footers.put(_key(paths[3]), prune.footer(paths[3]))
+        footers.put(prune.file_key(path), prune.footer(path))
+    assert footers.get(prune.file_key(paths[0])) is not None  # now the most recently used
+    footers.put(prune.file_key(paths[3]), prune.footer(paths[3]))
     assert len(footers) == 3 and footers.held <= footers.budget
-    assert footers.get(_key(paths[1])) is None  # the least recently used went
-    assert all(footers.get(_key(p)) is not None for p in (paths[0], paths[2], paths[3]))
+    assert footers.get(prune.file_key(paths[1])) is None  # the least recently used went
+    assert all(footers.get(prune.file_key(p)) is not None for p in (paths[0], paths[2], paths[3]))
 
 
-def _key(path: str) -> tuple[str, int, int]:
-    st = Path(path).stat()
-    return path, st.st_mtime_ns, st.st_size
+def _two_row_partitions(root: Path, n: int) -> list[str]:
+    paths = []
+    for i in range(n):
+        path = root / f"part-{i:04d}.parquet"
+        pq.write_table(pa.table({"x": pa.array([i, i + 1], pa.int64())}), path)
+        paths.append(str(path))
+    return paths
