@@ -10,11 +10,12 @@ import os
 import queue
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plain_terminal  # noqa: F401  (first: see its docstring)
 import pytest
@@ -32,6 +33,9 @@ from sandbox.pipeline import execution
 from sandbox.records.principals import bootstrap
 from sandbox.settings import Settings
 
+if TYPE_CHECKING:
+    import fleet
+
 # The demo's published fees: tests compute expected charges from the same schedule.
 SCHEDULE = PRICES
 
@@ -48,12 +52,47 @@ GRANTS = {
 RESIDENTS = 20_000
 
 
+# Modules that start whole services or clusters, a minute or more each in all (`--durations`):
+# handed out first, so that the run does not end with one of them alone on one core.
+# pytest-xdist hands out a module at a time in collection order (`--no-loadscope-reorder`);
+# the other modules follow, most tests first, as its own reordering would put them.
+FIRST = (
+    "system/test_workers_killed_service.py",
+    "system/test_workers_killed_workers.py",
+    "system/test_workers.py",
+    "system/test_multinode.py",
+    "system/test_concurrency.py",
+    "system/test_ray_startup.py",
+    "system/test_cli.py",
+    "system/test_backup.py",
+    "system/test_client_live.py",
+    "system/test_logs.py",
+    "property/test_engine_vs_duckdb.py",
+    "system/test_data_faults.py",
+    "property/test_join_vs_duckdb.py",
+    "system/test_sm_instance.py",
+)
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0].removeprefix("tests/")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that needs ray_local, however indirectly, is marked `ray`, so that
-    `-m "not ray"` selects the part that runs without starting Ray."""
+    `-m "not ray"` selects the part that runs without starting Ray; and the modules are
+    ordered for the workers (FIRST)."""
     for item in items:
         if "ray_local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+    sizes = Counter(_module(item) for item in items)
+    first = {name: i for i, name in enumerate(FIRST)}
+
+    def rank(item: pytest.Item) -> tuple[int, int, str]:
+        module = _module(item)
+        return (first.get(module, len(first)), -sizes[module], module)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +113,15 @@ def ray_local() -> Iterator[None]:
     cache.actor()
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[fleet.Deployment]:
+    """A new instance on a PostgreSQL database of its own, to be served by four workers."""
+    import fleet  # here: fleet imports live, which imports this module
+
+    with fleet.deployment(tmp_path) as made:
+        yield made
 
 
 @pytest.fixture(scope="session")
