@@ -53,24 +53,20 @@ RESIDENTS = 20_000
 
 
 # Modules that start whole services or clusters, a minute or more each in all (`--durations`):
-# handed out first, so that the run does not end with one of them alone on one core.
+# handed out first, so that the run does not end with one of them alone on one core. Not
+# test_ray_startup: its tests time a start-up, which the others' start-ups would slow.
 # pytest-xdist hands out a module at a time in collection order (`--no-loadscope-reorder`);
 # the other modules follow, most tests first, as its own reordering would put them.
 FIRST = (
     "system/test_workers_killed_service.py",
     "system/test_workers_killed_workers.py",
     "system/test_workers.py",
-    "system/test_multinode.py",
-    "system/test_concurrency.py",
-    "system/test_ray_startup.py",
     "system/test_cli.py",
+    "system/test_concurrency.py",
     "system/test_backup.py",
     "system/test_client_live.py",
-    "system/test_logs.py",
-    "property/test_engine_vs_duckdb.py",
     "system/test_data_faults.py",
-    "property/test_join_vs_duckdb.py",
-    "system/test_sm_instance.py",
+    "system/test_multinode.py",
 )
 
 

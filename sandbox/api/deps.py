@@ -14,8 +14,14 @@ from sandbox.records.principals import Actor, authenticate
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_context(request: Request) -> Context:
+def context_of(request: Request) -> Context:
     return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+async def get_context(request: Request) -> Context:
+    # async: FastAPI runs a plain function dependency on a thread of its pool, a hand-over
+    # there and back on every request for what is only an attribute read.
+    return context_of(request)
 
 
 def get_actor(
@@ -23,7 +29,7 @@ def get_actor(
 ) -> Actor:
     return _known(
         request,
-        authenticate(get_context(request), credentials.credentials if credentials else None),
+        authenticate(context_of(request), credentials.credentials if credentials else None),
     )
 
 
@@ -34,7 +40,7 @@ def get_self(
     return _known(
         request,
         authenticate(
-            get_context(request),
+            context_of(request),
             credentials.credentials if credentials else None,
             allow_suspended=True,
         ),

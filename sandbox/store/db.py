@@ -11,6 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 READ_ONLY = "sandbox_read_only"
 
 
+# Where a pooled SQLite connection remembers whether it is set read-only (`_begin`): in the
+# pool's `info` of the connection, which goes with it when it is dropped and replaced.
+QUERY_ONLY = "sandbox_query_only"
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -35,9 +40,16 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             reader = bool(conn.get_execution_options().get(READ_ONLY, False))
+            # Straight to the driver: every session begins here, and SQLAlchemy's execution
+            # of a statement costs many times SQLite's own for these two.
+            proxied = conn.connection
+            driver = proxied.driver_connection
             # query_only makes a reader's mistaken write an error instead of a lock upgrade.
-            conn.exec_driver_sql(f"PRAGMA query_only={int(reader)}")
-            conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
+            # It stays set on the connection: changed only when the kind of session changes.
+            if proxied.info.get(QUERY_ONLY) is not reader:
+                driver.execute(f"PRAGMA query_only={int(reader)}")
+                proxied.info[QUERY_ONLY] = reader
+            driver.execute("BEGIN" if reader else "BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
         if engine.dialect.name == "postgresql":

@@ -76,3 +76,27 @@ def test_writers_of_one_process_take_turns(ctx: Context) -> None:
         t.join()
     assert _count(ctx) == before + 40
     assert time.monotonic() - started < 10
+
+
+def test_sessions_of_both_kinds_on_the_same_connections_keep_their_kind(ctx: Context) -> None:
+    """A connection remembers being read-only between sessions (the pragma is set only when
+    the kind changes): readers that follow writers still cannot write, writers that follow
+    readers can, and a connection made anew after its predecessor was dropped starts over."""
+    for i in range(12):
+        with ctx.transaction() as s:
+            s.add(Principal(id=f"p-w{i}", name=f"单位{i}", role="provider", token_hash=f"{i:064x}"))
+        with ctx.reading() as s:
+            s.add(Principal(id=f"p-r{i}", name="不该写入", role="provider", token_hash="z" * 64))
+            with pytest.raises(OperationalError, match="readonly"):
+                s.flush()
+        if i % 4 == 1:
+            with ctx.reading() as s:
+                # Dropped mid-session (as after an error): its record connects again.
+                s.connection().invalidate()
+        if i % 4 == 3:
+            # Every pooled connection closed: the next sessions connect again.
+            ctx.engine.dispose()
+    with ctx.reading() as s:
+        names = set(s.scalars(select(Principal.id).where(Principal.id.like("p-%"))))
+    assert {f"p-w{i}" for i in range(12)} <= names
+    assert not any(n.startswith("p-r") for n in names)
