@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from databases import fresh_database
 from live import Cast, Server, Serving, init_instance, ledger_cli, server_env, serving
+from waiting import wait_until
 
 from operators.client import SandboxClient
 from operators.keys import private_key_from_pem, public_key_b64
@@ -119,6 +120,15 @@ def reconnected(cast: Cast, server: Server) -> Iterator[Cast]:
 
 def statuses(cast: Cast, ids: list[str]) -> dict[str, Any]:
     return {j: cast.operator.job(j) for j in ids}
+
+
+def wait_all_running(cast: Cast, ids: list[str]) -> None:
+    wait_until(
+        lambda: all(j.status == "running" for j in statuses(cast, ids).values()),
+        30,
+        interval=0.2,
+        message="the jobs did not all start",
+    )
 
 
 def worker_pids(parent: int) -> list[int]:

@@ -19,9 +19,9 @@ from fleet import (
     statuses,
     submit_all,
     verify,
+    wait_all_running,
 )
 from live import active_contract, cast_of
-from waiting import wait_until
 
 
 def test_the_whole_service_killed_while_jobs_run_comes_back_consistent(
@@ -33,12 +33,7 @@ def test_the_whole_service_killed_while_jobs_run_comes_back_consistent(
         cid = active_contract(cast, spend_cap="100.00", privacy=PRIVATE)
         keys = [f"夜间报表-{i}" for i in range(8)]
         ids = submit_all(cast, cid, NOISY, keys)
-        wait_until(
-            lambda: all(j.status == "running" for j in statuses(cast, ids).values()),
-            30,
-            interval=0.2,
-            message="the jobs did not all start",
-        )
+        wait_all_running(cast, ids)
         # Every process of the service at once: the workers, their supervisor, Ray.
         os.killpg(served.process.pid, signal.SIGKILL)
         served.process.wait(timeout=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Any
 
 import fleet
@@ -19,6 +18,7 @@ from fleet import (
     assert_settled_consistently,
     statuses,
     submit_all,
+    wait_all_running,
     worker_pids,
 )
 from live import active_contract, cast_of
@@ -30,12 +30,7 @@ def test_killed_workers_leave_their_jobs_to_the_others(deployment: fleet.Deploym
         cast.bureau.publish_prices(FLAT_FEE)
         cid = active_contract(cast, spend_cap="100.00", privacy=PRIVATE)
         ids = submit_all(cast, cid, NOISY, [f"报表-{i}" for i in range(12)])
-        wait_until(
-            lambda: all(j.status == "running" for j in statuses(cast, ids).values()),
-            30,
-            interval=0.2,
-            message="the jobs did not all start",
-        )
+        wait_all_running(cast, ids)
         workers = worker_pids(served.process.pid)
         assert len(workers) == 4
         for pid in workers[:3]:
@@ -59,4 +54,3 @@ def test_killed_workers_leave_their_jobs_to_the_others(deployment: fleet.Deploym
         wait_until(lambda: len(worker_pids(served.process.pid)) == 4, 60, interval=0.5)
         fresh = cast.operator.submit(cid, NOISY, wait=True)
         assert fresh.status == "succeeded", fresh.error
-        time.sleep(0)  # nothing left to wait for
