@@ -52,7 +52,18 @@ class Conflict:
 
 
 def digest(blob: bytes) -> bytes:
-    return hashlib.blake2b(blob, digest_size=16).digest()
+    # SHA-256, not BLAKE2: x86's SHA extensions make it twice as fast on a q4-sized release
+    # (37 MB of sets: 21 against 43 ms), and a release is hashed whole at every audit.
+    return hashlib.sha256(blob).digest()[:16]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A row that passed because every one of its sets was released and recorded before:
+    nothing new for the history, so the job need not hand its sets on to be recorded."""
+
+
+RECORDED = Recorded()
 
 
 def members(blob: bytes) -> np.ndarray:
@@ -96,6 +107,10 @@ class Partition:
     # Digests of the sets added: a set released before is a union of atoms, always allowed,
     # and recognised without a lookup (the same query asked again costs a hash).
     known: set[bytes] = field(default_factory=set)
+    # Those of `known` that no settlement is known to have recorded yet (admitted by a job
+    # still running, or by one that failed before its settlement): a job releasing one of
+    # them again hands it on to be recorded, so the recorded history never misses a set.
+    unrecorded: set[bytes] = field(default_factory=set)
 
     @property
     def sizes(self) -> np.ndarray:

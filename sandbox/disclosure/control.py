@@ -369,13 +369,14 @@ def _differences(
 ) -> tuple[tuple[str, bytes], ...]:
     """Audit each row still to be released (its people, per table read and per measure)
     against everything the operator was released before (disclosure.audit); a row that
-    fails loses every cell. Returns the (space, set) pairs released."""
+    fails loses every cell. Returns the (space, set) pairs released that the recorded
+    history may not hold yet (a row the audit says is `Recorded` adds none)."""
     if audit is None or protection.ids(0) not in result.column_names:
         return ()
     rows = _row_sets(result, aggs, policy, out)
     released: list[tuple[str, bytes]] = []
     for i, (row, conflict) in enumerate(zip(rows, audit(rows))):
-        if row is None:
+        if row is None or isinstance(conflict, audit_rules.Recorded):
             continue
         if conflict is None:
             released += row

@@ -7,20 +7,68 @@ and its recording are one step, taken under one lock, at the moment of release (
 job settles, by which time its code has seen the cells). With Ray the gate is one actor that
 every job's driver calls; in-process, one object. A partition not held yet is rebuilt from the
 operator's recorded sets (`load`), once per process.
+
+A release repeated (a dashboard's refresh) should cost no more than its digests. A job's
+driver sends each row's sets as digests (`entries`), and the sets themselves only for the
+rows the gate asks for (`NEEDED`: a set it does not know), or at once when they are small.
+And the gate knows which of the sets it holds the history has recorded: a row whose sets all
+were released and recorded before passes as `RECORDED`, and the job need not hand them on to
+settlement (q4's release is 37 MB of sets). A set stays unrecorded from its admission until
+the settlement of a job that handed it on says it was recorded (`settled`); until then every
+job releasing it hands it on again, so a job that dies before its settlement loses nothing.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from sandbox.common.lru import LRU
-from sandbox.disclosure.audit import Conflict, Partition, Undo, digest, members
+from sandbox.disclosure.audit import RECORDED, Conflict, Partition, Recorded, Undo, digest, members
 
 # Per released row, its sets: (space, serialized bitmap), the space saying what the people
 # were released about ("people" for groups, "measure:<columns>" for those contributing to a
 # magnitude). Each space has its own partition: a count says nothing about incomes.
 Rows = Sequence[Sequence[tuple[str, bytes]] | None]
+# One set as a driver sends it: (space, digest, serialized bitmap or None until asked for).
+Entry = tuple[str, bytes, bytes | None]
+Entries = Sequence[Sequence[Entry] | None]
+
+
+@dataclass(frozen=True)
+class Needed:
+    """The row holds a set the gate does not know, sent without its members: send them."""
+
+
+NEEDED = Needed()
+# Per row: why it may not be released, None (released: its sets go to the history),
+# RECORDED (released, every set of it recorded already) or NEEDED.
+Verdict = Conflict | Recorded | Needed | None
+# Sets up to this size in all go with their digests: asking for them would cost a round trip.
+INLINE_BYTES = 1 << 16
+
+
+def entries(rows: Rows, inline_bytes: int | None = INLINE_BYTES) -> list[list[Entry] | None]:
+    """Rows as a driver sends them: each set's digest, and its members too when the rows'
+    sets add up to at most `inline_bytes` (None: always)."""
+    size = sum(len(blob) for row in rows if row for _, blob in row)
+    inline = inline_bytes is None or size <= inline_bytes
+    return [
+        [(space, digest(blob), blob if inline else None) for space, blob in row] if row else None
+        for row in rows
+    ]
+
+
+def with_sets(rows: Rows, sent: Entries, wanted: set[int]) -> list[list[Entry] | None]:
+    """The `wanted` rows again, members and all; the others left out (None)."""
+    out: list[list[Entry] | None] = []
+    for i, (row, row_sent) in enumerate(zip(rows, sent)):
+        if i in wanted and row and row_sent:
+            out.append([(s, d, blob) for (s, d, _), (_, blob) in zip(row_sent, row)])
+        else:
+            out.append(None)
+    return out
 
 
 class Gate:
@@ -31,6 +79,8 @@ class Gate:
         self._lock = threading.Lock()
         self._held: LRU[str, dict[str, Partition]] = LRU(max_bytes, _nbytes)
         self._audits: dict[str, int] = {}
+        # Per running job, the sets it handed on that were unrecorded: (operator, space, digest).
+        self._pending: dict[str, list[tuple[str, str, bytes]]] = {}
 
     def _partitions(self, operator: str) -> dict[str, Partition]:
         held = self._held.get(operator)
@@ -46,12 +96,37 @@ class Gate:
     def audit(self, operator: str, rows: Rows, threshold: int) -> list[Conflict | None]:
         """Check each row's sets against the operator's releases (and the rows before it)
         and record the rows that pass; per row, why it may not be released, or None."""
+        verdicts = self.release(operator, entries(rows, inline_bytes=None), threshold, None)
+        return [v if isinstance(v, Conflict) else None for v in verdicts]
+
+    def release(
+        self, operator: str, rows: Entries, threshold: int, job: str | None
+    ) -> list[Verdict]:
+        """`audit` for a job's release, its sets sent as `entries`: a row that passes is
+        RECORDED when the history holds every set of it (the others' unrecorded sets wait
+        for `job`'s settlement), and NEEDED when it holds a set the gate does not know
+        whose members were not sent."""
         with self._lock:
             spaces = self._partitions(operator)
-            out = [_admit(spaces, sets, threshold) if sets else None for sets in rows]
+            handed: list[tuple[str, bytes]] = []
+            out = [_admit(spaces, sets, threshold, handed) if sets else None for sets in rows]
+            if job is not None and handed:
+                self._pending.setdefault(job, []).extend((operator, s, d) for s, d in handed)
             self._held.put(operator, spaces)  # its size may have changed
-            self._audits[operator] = self._audits.get(operator, 0) + 1
+            if not any(isinstance(v, Needed) for v in out):  # else audited when they come
+                self._audits[operator] = self._audits.get(operator, 0) + 1
             return out
+
+    def settled(self, job: str, recorded: bool) -> None:
+        """`job` was settled: when `recorded`, the history now holds every set it handed on."""
+        with self._lock:
+            handed = self._pending.pop(job, [])
+            if not recorded:
+                return
+            for operator, space, d in handed:
+                held = self._held.get(operator)
+                if held is not None and space in held:
+                    held[space].unrecorded.discard(d)
 
     def held_bytes(self, operator: str) -> int:
         """What the gate holds for the operator's releases (0 when it holds nothing now)."""
@@ -70,18 +145,28 @@ def _nbytes(spaces: dict[str, Partition]) -> int:
 
 
 def _admit(
-    spaces: dict[str, Partition], sets: Sequence[tuple[str, bytes]], threshold: int
-) -> Conflict | None:
+    spaces: dict[str, Partition],
+    sets: Sequence[Entry],
+    threshold: int,
+    handed: list[tuple[str, bytes]],
+) -> Verdict:
+    """One row's verdict; the unrecorded sets of a row that passes go to `handed`."""
     if threshold <= 1:
         return None
-    digests = [(space, digest(blob)) for space, blob in sets]
+    digests = [(space, d) for space, d, _ in sets]
     if all(space in spaces and d in spaces[space].known for space, d in digests):
-        return None  # asked before: the same people, nothing new to combine
+        # Asked before: the same people, nothing new to combine.
+        unrecorded = [(s, d) for s, d in digests if d in spaces[s].unrecorded]
+        handed += unrecorded
+        return None if unrecorded else RECORDED
+    if any(blob is None for _, _, blob in sets):
+        return NEEDED
     # A row with several sets (a join's tables, its measures) passes only as a whole: the
     # later sets are checked against the earlier ones too, and a refusal undoes them all.
-    created = {space for space, _ in sets if space not in spaces}
+    created = {space for space, _, _ in sets if space not in spaces}
     recorded: list[tuple[Partition, Undo]] = []
-    for space, blob in sets:
+    for space, _, blob in sets:
+        assert blob is not None
         partition = spaces.setdefault(space, Partition())
         ids = members(blob)
         conflict = partition.conflict(ids, threshold)
@@ -93,7 +178,11 @@ def _admit(
             return conflict
         recorded.append((partition, partition.add(ids)))
     for space, d in digests:
-        spaces[space].known.add(d)
+        partition = spaces[space]
+        if d not in partition.known or d in partition.unrecorded:
+            partition.known.add(d)
+            partition.unrecorded.add(d)
+            handed.append((space, d))
     return None
 
 
@@ -106,6 +195,14 @@ class GateActor:
 
     def audit(self, operator: str, rows: Rows, threshold: int) -> list[Conflict | None]:
         return self._gate.audit(operator, rows, threshold)
+
+    def release(
+        self, operator: str, rows: Entries, threshold: int, job: str | None
+    ) -> list[Verdict]:
+        return self._gate.release(operator, rows, threshold, job)
+
+    def settled(self, job: str, recorded: bool) -> None:
+        self._gate.settled(job, recorded)
 
     def audits(self, operator: str) -> int:
         return self._gate.audits(operator)

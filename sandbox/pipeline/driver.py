@@ -32,6 +32,7 @@ from sandbox.catalog import revisions
 from sandbox.catalog.models import DatasetInfo
 from sandbox.common import clock
 from sandbox.disclosure import audit, control, dp
+from sandbox.disclosure import gate as gates
 from sandbox.disclosure.control import Policy
 from sandbox.disclosure.dominance import DEFAULT_RULES, DominanceRule
 from sandbox.disclosure.gate import Gate
@@ -396,12 +397,23 @@ class _Handler:
         return released, ()
 
     def _audit(self, threshold: int, rows: list[control.Sets | None]) -> list[Any]:
-        gate = self.gate
-        if hasattr(gate.audit, "remote"):  # the Ray actor
+        """The gate's verdict on each row: the sets go as digests, and their members only
+        where the gate asks for them (a release repeated costs its digests)."""
+        sent = gates.entries(rows, gates.INLINE_BYTES)
+        verdicts = self._at_gate(threshold, sent)
+        wanted = {i for i, v in enumerate(verdicts) if isinstance(v, gates.Needed)}
+        if wanted:
+            again = self._at_gate(threshold, gates.with_sets(rows, sent, wanted))
+            verdicts = [again[i] if i in wanted else v for i, v in enumerate(verdicts)]
+        return verdicts
+
+    def _at_gate(self, threshold: int, rows: gates.Entries) -> list[Any]:
+        gate, operator, job = self.gate, self.spec.operator_id, self.spec.job_id
+        if hasattr(gate.release, "remote"):  # the Ray actor
             import ray
 
-            return ray.get(gate.audit.remote(self.spec.operator_id, rows, threshold))  # type: ignore[no-any-return]
-        return gate.audit(self.spec.operator_id, rows, threshold)  # type: ignore[no-any-return]
+            return ray.get(gate.release.remote(operator, rows, threshold, job))  # type: ignore[no-any-return]
+        return gate.release(operator, rows, threshold, job)  # type: ignore[no-any-return]
 
     def _private_share(self, dataset: str) -> Epsilon | None:
         """The ε one collect() of `dataset` spends, or None when the contract does not put

@@ -76,12 +76,15 @@ def report_jail_filter(settings: Settings) -> str | None:
     return problem
 
 
-def dispatch(ctx: Context, job: Job) -> Future[None]:
-    """Run a job just reserved; `job` is the row as reserve() wrote it (it holds what the run
-    needs, so the run does not read it back)."""
+def dispatch(ctx: Context, job: Job, *, resumed: bool = False) -> Future[None]:
+    """Run a job just reserved, or `resumed` after its held release was released; `job` is
+    the row as reserve() wrote it (it holds what the run needs, so the run does not read it
+    back)."""
     job_id = job.id
     # A pool's thread does not take the submitter's context: the request's ids go with it.
-    future = ctx.jobs.submit(contextvars.copy_context().run, run_and_settle, ctx, job)
+    future = ctx.jobs.submit(
+        contextvars.copy_context().run, run_and_settle, ctx, job, resumed=resumed
+    )
     ctx.running[job_id] = future
     future.add_done_callback(lambda _: ctx.running.pop(job_id, None))
     return future
@@ -93,11 +96,12 @@ def wait_for(ctx: Context, job_id: str) -> None:
         future.result()
 
 
-def _spec(ctx: Context, job: Job) -> JobSpec:
+def _spec(ctx: Context, job: Job, resumed: bool) -> JobSpec:
     with ctx.reading() as s:
         contract = agreements.version_document(s, job.contract_id, job.contract_version)
         datasets = registry.get_many(ctx, s, contract.datasets, job.versions)
-        replay = _replay(s, job.id)
+        # Only a resumed job has runs to replay: a fresh one skips the reviews' query.
+        replay = _replay(s, job.id) if resumed else None
     reserved = Reservation.of(job)
     spec = JobSpec(
         job_id=job.id,
@@ -216,12 +220,12 @@ def mark_running(ctx: Context, job_id: str) -> bool:
         return True
 
 
-def run_and_settle(ctx: Context, job: Job) -> None:
+def run_and_settle(ctx: Context, job: Job, *, resumed: bool = False) -> None:
     with logs.bound(job_id=job.id, contract_id=job.contract_id, principal_id=job.operator_id):
-        _run_and_settle(ctx, job)
+        _run_and_settle(ctx, job, resumed)
 
 
-def _run_and_settle(ctx: Context, job: Job) -> None:
+def _run_and_settle(ctx: Context, job: Job, resumed: bool) -> None:
     job_id = job.id
     spec = None
     started = time.monotonic()
@@ -229,11 +233,15 @@ def _run_and_settle(ctx: Context, job: Job) -> None:
     if job.created_at is not None:
         waited = max(0.0, (clock.stored_now() - job.created_at).total_seconds())
         metrics.STAGE.labels("queue").observe(waited)
+    # Whether the result is the driver's own, holding the sets it released: only then does
+    # settlement record what the gate let this job hand on.
+    delivered = False
     try:
         if not mark_running(ctx, job_id):
             return
-        spec = _spec(ctx, job)
+        spec = _spec(ctx, job, resumed)
         result = execute(ctx, spec)
+        delivered = True
     except ServiceFault as exc:
         result = JobResult(JobStatus.FAILED, {}, {}, {"releases": []}, exc.job_error())
         result = dataclasses.replace(result, incident=exc.incident)
@@ -263,11 +271,13 @@ def _run_and_settle(ctx: Context, job: Job) -> None:
         _hold_to_quantum(started, ctx.settings.timing_quantum_seconds)
     settling = time.monotonic()
     if result.status == JobStatus.HELD:
-        hold_job(ctx, job_id, result)
+        held = hold_job(ctx, job_id, result) is not None
+        releases.settled(ctx, job_id, recorded=held and delivered)
         metrics.STAGE.labels("settle").observe(time.monotonic() - settling)
         logger.info("job held for output review")
         return
-    settle_job(ctx, job_id, result, spec, job)
+    recorded = settle_job(ctx, job_id, result, spec, job)
+    releases.settled(ctx, job_id, recorded=recorded and delivered)
     settled = time.monotonic() - settling
     metrics.STAGE.labels("settle").observe(settled)
     logger.info(

@@ -36,7 +36,7 @@ def decide(
         if resumed is not None:
             s.expunge(resumed)
     if resumed is not None:
-        execution.dispatch(ctx, resumed)
+        execution.dispatch(ctx, resumed, resumed=True)
     if refused:
         conclude_refused(ctx, review_id)
     return reviews.get(ctx, actor, review_id)

@@ -107,6 +107,19 @@ def record(session: Session, operator_id: str, contract_id: str, job_id: str, ne
     return len(rows)
 
 
+def settled(ctx: Context, job_id: str, recorded: bool) -> None:
+    """Tell the gate a job was settled, and whether the sets it handed on are recorded now
+    (the job was settled here, not by a process that took it for dead): the gate then
+    knows it holds them. Not waited for: until the gate hears it, jobs hand them on again."""
+    handle = ctx.gate_handle
+    if handle is None:
+        return
+    if hasattr(handle.settled, "remote"):  # the Ray actor
+        handle.settled.remote(job_id, recorded)
+    else:
+        handle.settled(job_id, recorded)
+
+
 def gate_handle(settings: Any, load_local: Callable[[str], Iterable[tuple[str, bytes]]]) -> Any:
     """The instance's gate: a Ray actor shared by every process of the instance (one per
     database), or an in-process gate when jobs run in-process."""

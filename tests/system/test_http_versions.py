@@ -275,7 +275,7 @@ def test_a_job_submitted_before_a_new_version_reads_the_version_it_was_submitted
     with w.ctx.reading() as s:
         row = s.get(Job, before["id"])
         assert row is not None
-        spec = execution._spec(w.ctx, row)
+        spec = execution._spec(w.ctx, row, False)
     read = spec.datasets["population"]
     assert (read.version, read.row_count) == (1, pop.num_rows)
     assert all("/population/part-" in p for p in read.partitions)
@@ -283,7 +283,7 @@ def test_a_job_submitted_before_a_new_version_reads_the_version_it_was_submitted
     with w.ctx.reading() as s:
         row = s.get(Job, after["id"])
         assert row is not None
-        assert execution._spec(w.ctx, row).datasets["population"].row_count == 100
+        assert execution._spec(w.ctx, row, False).datasets["population"].row_count == 100
 
 
 def test_a_second_version_written_while_one_is_being_written_is_refused_and_harms_nothing(

@@ -141,10 +141,12 @@ def test_partition_tasks_ran_on_more_than_one_node(scenario: tuple[Path, dict[st
     _, out = scenario
     assert out["job"]["status"] == "succeeded", out["job"]
     (driver,) = [t for t in out["tasks"] if t["role"] == "driver"]
-    # Besides the partition tasks, the driver calls only the instance's release gate.
+    # Besides the partition tasks, the driver calls only the instance's release gate (and
+    # the API tells the gate the job was settled).
     started = [t for t in out["tasks"] if t["role"] == "started by the driver"]
     assert {t["function"] for t in out["tasks"] if t["role"] == "release gate"} <= {
-        "GateActor.audit"
+        "GateActor.release",
+        "GateActor.settled",
     }
     # The job's driver (and so its operator code) ran on a worker node: the head, where the
     # API process is attached, offers no CPU.

@@ -6,11 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import World
+from sqlalchemy import select
 
-from sandbox.disclosure.gate import Gate
+from sandbox.disclosure.audit import RECORDED
+from sandbox.disclosure.gate import Gate, entries
 from sandbox.engine import protection
+from sandbox.errors import WorkerLost
+from sandbox.pipeline import execution
 from sandbox.records import releases
+from sandbox.store.models import ReleasedSet
 
 
 def _target(city: Any) -> dict[str, Any]:
@@ -62,3 +68,48 @@ def test_the_audit_spans_contracts_and_survives_a_new_gate(local_world: World, c
     all_but_one = protection.bitmap(np.array(everyone[:-1], dtype=np.uint64)).serialize()
     (verdict,) = Gate(load).audit(w.operator["id"], [[("people", all_but_one)]], 10)
     assert verdict is not None and verdict.differs_by == 1
+
+
+def test_sets_a_lost_result_released_are_recorded_by_the_next_job(
+    local_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate admitted the first job's sets, but its result never came back (its worker
+    died after the release): the history lacks them, so the next job releasing the same
+    people must hand them on, although the gate knows them."""
+    w = local_world
+    contract = w.active_contract()
+    code = _total('col("district") == "城关区"')
+    real = execution.execute
+
+    def lost(ctx: Any, spec: Any) -> Any:
+        real(ctx, spec)
+        raise WorkerLost.of(RuntimeError("worker died"))
+
+    monkeypatch.setattr(execution, "execute", lost)
+    job = w.run(contract, code).json()
+    assert job["status"] == "failed" and job["error"]["code"] == "worker_lost"
+
+    def recorded() -> list[str]:
+        with w.ctx.reading() as s:
+            rows = s.execute(
+                select(ReleasedSet.space).where(ReleasedSet.operator_id == w.operator["id"])
+            )
+            return sorted(space for (space,) in rows)
+
+    assert recorded() == []
+    monkeypatch.setattr(execution, "execute", real)
+    job = w.run(contract, code).json()
+    assert job["status"] == "succeeded" and job["outputs"]["r"]["rows"][0][0] is not None
+    assert recorded() == ["measure:population.income", "people"]
+    # Recorded now and known so: a third run hands nothing on, and releases the same.
+    sets = [(space, blob) for space, blob in _load(w)]
+    gate = releases.gate(w.ctx)
+    assert gate.release(w.operator["id"], entries([sets]), 10, "probe") == [RECORDED]
+    again = w.run(contract, code).json()
+    assert again["outputs"] == job["outputs"]
+    assert recorded() == ["measure:population.income", "people"]
+
+
+def _load(w: World) -> list[tuple[str, bytes]]:
+    with w.ctx.reading() as s:
+        return list(releases.load(s, w.operator["id"]))

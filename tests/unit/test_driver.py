@@ -12,6 +12,8 @@ from factories import ingested
 
 from contracts.document import ContractDocument
 from sandbox.catalog.models import DatasetInfo
+from sandbox.disclosure import gate as gates
+from sandbox.disclosure.gate import Gate
 from sandbox.disclosure.threshold import operator_view
 from sandbox.engine.executor import LocalExecutor
 from sandbox.errors import PlanError, QuotaExceeded
@@ -429,3 +431,36 @@ def test_a_job_that_is_not_straight_line_runs_in_its_job_process(
     looped = "for d in ['城关区']:\n    emit(d, 1)\n"
     assert run_job(spec(people, looped), LocalExecutor()).status == "succeeded"
     assert started == [1]
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["sets sent at once", "asked for"])
+def test_a_repeated_release_hands_on_its_sets_until_they_are_recorded(
+    people: DatasetInfo, inline: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not inline:
+        monkeypatch.setattr(gates, "INLINE_BYTES", 0)
+    gate = Gate(lambda _: [])
+    code = (
+        "t = table('people').group_by('district').agg(n=count(), avg=mean('income'))\n"
+        "emit('by_district', t.collect())\n"
+    )
+    first = run_job(
+        spec(people, code, gate=gate, job_id="j-1", operator_id="op-1"), LocalExecutor()
+    )
+    assert first.status == "succeeded", first.error
+    spaces = {space for _, _, space in first.released_sets["people"]}
+    assert spaces == {"measure:people.income", "people"}
+    # Before the first job's settlement says the history holds them, a repeat hands them on.
+    again = run_job(
+        spec(people, code, gate=gate, job_id="j-2", operator_id="op-1"), LocalExecutor()
+    )
+    assert again.released_sets == first.released_sets
+    gate.settled("j-1", recorded=True)
+    repeat = run_job(
+        spec(people, code, gate=gate, job_id="j-3", operator_id="op-1"), LocalExecutor()
+    )
+    assert repeat.released_sets == {}
+    # What the operator receives is the same release.
+    assert repeat.outputs == first.outputs
+    assert repeat.disclosure == first.disclosure
+    assert gate.audits("op-1") == 3  # one audit per release, however many calls it took
