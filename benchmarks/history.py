@@ -2,8 +2,10 @@
 
 A bureau's operators run hundreds of thousands of jobs a year. Whatever a submission reads
 that grows with the jobs, releases or log entries before it (a month's sums, a history read
-whole) makes each job dearer than the last. This benchmark measures the small job (q5) on a
-fresh instance, then seeds history into the same instance and measures again, at each size:
+whole) makes each job dearer than the last. This benchmark serves two instances set up alike,
+seeds history into one of them, and at each size measures the small job (q5) on both in turns
+(`ROUNDS` turns of a few jobs each), so that what else the machine does in those minutes
+slows both alike; at size 0 both are fresh, which shows the method's own spread. Seeded:
 
 - jobs: settled job records of the same contract and operator, this month, with their quotes,
   charges and usage (as the service writes them), and one detection observation each;
@@ -11,9 +13,9 @@ fresh instance, then seeds history into the same instance and measures again, at
 
 Seeding writes the records directly (a job through the whole pipeline takes tens of
 milliseconds; a hundred thousand would take an hour). It prints, per history size, the small
-job's median and 99th percentile, jobs per second (one client, one after another), the ratio
-of the median to the fresh instance's, and DuckDB's median for the same SQL on the same
-partition files.
+job's median and 99th percentile, jobs per second (one client, one after another), the ratios
+of the median and of the rate to the fresh instance's measured in the same turns, and DuckDB's
+median for the same SQL on the same partition files.
 
     python -m benchmarks.history --sizes 0,20000,100000 --log-entries 10 --jobs 40
 """
@@ -47,6 +49,10 @@ LOG_ENTRIES = 10
 JOBS = 40
 
 
+# Turns between the fresh instance and the seeded one at each size.
+ROUNDS = 5
+
+
 @dataclass(frozen=True)
 class Point:
     history_jobs: int
@@ -54,6 +60,9 @@ class Point:
     p50_ms: float
     p99_ms: float
     jobs_per_second: float
+    # The fresh instance, measured in the same turns.
+    fresh_p50_ms: float
+    fresh_jobs_per_second: float
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -144,24 +153,46 @@ def seed_log(inst: Instance, count: int) -> None:
         done += n
 
 
-def measure(inst: Instance, jobs: int, history: int, entries: int) -> Point:
-    with JobClient(inst) as client:
-        for _ in range(3):
-            client.submit(Q5.code)  # warm: caches, connections, the jail's fork server
-        seconds = []
+@dataclass
+class _Runs:
+    """One instance's timed jobs at one size."""
+
+    seconds: list[float]
+    wall: float = 0.0
+
+    def time(self, client: JobClient, jobs: int) -> None:
         started = time.perf_counter()
         for _ in range(jobs):
             outcome = client.submit(Q5.code)
             if not outcome.ok:
                 raise RuntimeError(f"a small job failed: {outcome.explain()}")
-            seconds.append(outcome.seconds)
-        wall = time.perf_counter() - started
+            self.seconds.append(outcome.seconds)
+        self.wall += time.perf_counter() - started
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.seconds) * 1000
+
+    @property
+    def rate(self) -> float:
+        return len(self.seconds) / self.wall
+
+
+def measure(seeded: JobClient, fresh: JobClient, jobs: int, history: int, entries: int) -> Point:
+    """`jobs` small jobs on each instance, in `ROUNDS` turns: fresh, seeded, fresh, …"""
+    on_seeded, on_fresh = _Runs([]), _Runs([])
+    per_turn = max(1, jobs // ROUNDS)
+    for _ in range(ROUNDS):
+        on_fresh.time(fresh, per_turn)
+        on_seeded.time(seeded, per_turn)
     return Point(
         history,
         entries,
-        statistics.median(seconds) * 1000,
-        _percentile(seconds, 0.99) * 1000,
-        jobs / wall,
+        on_seeded.p50_ms,
+        _percentile(on_seeded.seconds, 0.99) * 1000,
+        on_seeded.rate,
+        on_fresh.p50_ms,
+        on_fresh.rate,
     )
 
 
@@ -206,9 +237,17 @@ def run(
         datasets=frozenset({SMALL_DATASET}),
     )
     points: list[Point] = []
-    with running_instance(opts) as inst:
+    with (
+        running_instance(opts) as inst,
+        running_instance(opts) as twin,
+        JobClient(inst) as seeded_client,
+        JobClient(twin) as fresh_client,
+    ):
         duck = DuckSide({SMALL_DATASET: inst.partitions(SMALL_DATASET)})
         duck_ms = statistics.median(duck.timed(Q5.sql)[0] for _ in range(max(jobs, 5))) * 1000
+        for client in (seeded_client, fresh_client):
+            for _ in range(3):
+                client.submit(Q5.code)  # warm: caches, connections, the jail's fork server
         seeded = entries = 0
         for size in sizes:
             if size > seeded:
@@ -221,14 +260,16 @@ def run(
                     f"seeded {seeded:,} jobs and {entries:,} log entries "
                     f"({time.perf_counter() - started:.0f} s)"
                 )
-            points.append(measure(inst, jobs, seeded, entries))
-            console.print(f"measured at {seeded:,} jobs: p50 {points[-1].p50_ms:.1f} ms")
+            points.append(measure(seeded_client, fresh_client, jobs, seeded, entries))
+            console.print(
+                f"measured at {seeded:,} jobs: p50 {points[-1].p50_ms:.1f} ms, "
+                f"fresh in the same turns {points[-1].fresh_p50_ms:.1f} ms"
+            )
         duck.close()
     return points, duck_ms
 
 
 def report(points: list[Point], duck_ms: float, rows: int) -> None:
-    fresh = points[0]
     table = Table(title=f"small job (q5, {rows:,} rows) against the history before it")
     for column in (
         "jobs before",
@@ -236,7 +277,9 @@ def report(points: list[Point], duck_ms: float, rows: int) -> None:
         "p50 ms",
         "p99 ms",
         "jobs/s",
+        "fresh p50 ms",
         "p50 / fresh",
+        "jobs/s / fresh",
         "p50 / DuckDB",
     ):
         table.add_column(column, justify="right")
@@ -247,11 +290,16 @@ def report(points: list[Point], duck_ms: float, rows: int) -> None:
             f"{p.p50_ms:.1f}",
             f"{p.p99_ms:.1f}",
             f"{p.jobs_per_second:.1f}",
-            f"{p.p50_ms / fresh.p50_ms:.2f}",
+            f"{p.fresh_p50_ms:.1f}",
+            f"{p.p50_ms / p.fresh_p50_ms:.2f}",
+            f"{p.jobs_per_second / p.fresh_jobs_per_second:.2f}",
             f"{p.p50_ms / duck_ms:.0f}×",
         )
     console.print(table)
-    console.print(f"DuckDB median on the same files: {duck_ms:.1f} ms")
+    console.print(
+        f"DuckDB median on the same files: {duck_ms:.1f} ms. Fresh: a second instance set up "
+        "alike, measured in the same turns."
+    )
 
 
 if __name__ == "__main__":
