@@ -17,7 +17,7 @@ job's median and 99th percentile, jobs per second (one client, one after another
 of the median and of the rate to the fresh instance's measured in the same turns, and DuckDB's
 median for the same SQL on the same partition files.
 
-    python -m benchmarks.history --sizes 0,20000,100000 --log-entries 10 --jobs 40
+    python -m benchmarks.history --sizes 0,20000,100000 --log-entries 10 --jobs 100 --executor ray
 """
 
 from __future__ import annotations

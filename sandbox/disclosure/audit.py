@@ -57,15 +57,6 @@ def digest(blob: bytes) -> bytes:
     return hashlib.sha256(blob).digest()[:16]
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """A row that passed because every one of its sets was released and recorded before:
-    nothing new for the history, so the job need not hand its sets on to be recorded."""
-
-
-RECORDED = Recorded()
-
-
 def members(blob: bytes) -> np.ndarray:
     """A serialized bitmap's members, sorted."""
     return np.asarray(BitMap64.deserialize(blob).to_array(), dtype=np.uint64)

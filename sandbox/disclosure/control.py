@@ -32,6 +32,7 @@ from sandbox.catalog.revisions import Revisions
 from sandbox.disclosure import audit as audit_rules
 from sandbox.disclosure import dominance, threshold
 from sandbox.disclosure.dominance import DominanceRule
+from sandbox.disclosure.gate import Recorded
 from sandbox.engine import internal, protection
 
 SECONDARY_RULE = "secondary"
@@ -376,7 +377,7 @@ def _differences(
     rows = _row_sets(result, aggs, policy, out)
     released: list[tuple[str, bytes]] = []
     for i, (row, conflict) in enumerate(zip(rows, audit(rows))):
-        if row is None or isinstance(conflict, audit_rules.Recorded):
+        if row is None or isinstance(conflict, Recorded):
             continue
         if conflict is None:
             released += row

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sandbox.common.lru import LRU
-from sandbox.disclosure.audit import RECORDED, Conflict, Partition, Recorded, Undo, digest, members
+from sandbox.disclosure.audit import Conflict, Partition, Undo, digest, members
 
 # Per released row, its sets: (space, serialized bitmap), the space saying what the people
 # were released about ("people" for groups, "measure:<columns>" for those contributing to a
@@ -37,11 +37,17 @@ Entries = Sequence[Sequence[Entry] | None]
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """A row that passed because every one of its sets was released and recorded before:
+    nothing new for the history, so the job need not hand its sets on to be recorded."""
+
+
+@dataclass(frozen=True)
 class Needed:
     """The row holds a set the gate does not know, sent without its members: send them."""
 
 
-NEEDED = Needed()
+RECORDED, NEEDED = Recorded(), Needed()
 # Per row: why it may not be released, None (released: its sets go to the history),
 # RECORDED (released, every set of it recorded already) or NEEDED.
 Verdict = Conflict | Recorded | Needed | None

@@ -10,8 +10,7 @@ import pytest
 from conftest import World
 from sqlalchemy import select
 
-from sandbox.disclosure.audit import RECORDED
-from sandbox.disclosure.gate import Gate, entries
+from sandbox.disclosure.gate import RECORDED, Gate, entries
 from sandbox.engine import protection
 from sandbox.errors import WorkerLost
 from sandbox.pipeline import execution

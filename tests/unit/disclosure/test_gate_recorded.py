@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from sandbox.disclosure.audit import RECORDED, Conflict
-from sandbox.disclosure.gate import NEEDED, Gate, entries, with_sets
+from sandbox.disclosure.audit import Conflict
+from sandbox.disclosure.gate import NEEDED, RECORDED, Gate, entries, with_sets
 from sandbox.engine import protection
 
 
@@ -117,3 +117,14 @@ def test_only_the_wanted_rows_are_sent_again() -> None:
     again = with_sets(rows, sent, {2})
     assert again[0] is None and again[1] is None
     assert again[2] == [("people", sent[2][0][1], span(5, 50))]  # type: ignore[index]
+
+
+def test_a_difference_behind_a_recorded_row_is_still_refused_when_sent_as_digests() -> None:
+    """The district is recorded; the same release then adds the district less one person.
+    Sent as digests, the first row passes on its digest, the second is asked for and refused."""
+    gate = Gate(lambda _: list(DISTRICT))
+    rows = [DISTRICT, [("people", span(0, 99))]]
+    sent = entries(rows, inline_bytes=0)
+    assert gate.release("op", sent, 10, "j1") == [RECORDED, NEEDED]
+    first, second = gate.release("op", with_sets(rows, sent, {1}), 10, "j1")
+    assert first is None and isinstance(second, Conflict) and second.differs_by == 1
