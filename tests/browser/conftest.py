@@ -94,11 +94,23 @@ def phone(browser: Any, site: Cast) -> Iterator[Watched]:
     assert not watched.errors, f"errors in the page: {watched.errors}"
 
 
+def follow(page: Any, target: Any) -> None:
+    """Click what loads another page and wait for that page.
+
+    Waiting for the load state after a click can return at once, on the page clicked on, when the
+    next page has not begun to load: what the test reads then is the old page or a blank one.
+    """
+    with page.expect_navigation():
+        if isinstance(target, str):
+            page.click(target)
+        else:
+            target.click()
+
+
 def sign_in(tab: Watched, token: str) -> None:
     tab.go("/signin")
     tab.page.fill("#token", token)
-    tab.page.click("button[type=submit]")
-    tab.page.wait_for_load_state()
+    follow(tab.page, "button[type=submit]")
 
 
 SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"

@@ -12,7 +12,7 @@ import httpx
 from conftest import GRANTS
 from live import Cast
 
-from .conftest import Watched, shot, sign_in
+from .conftest import Watched, follow, shot, sign_in
 from .test_public_pages import CODE
 
 CAPS = {
@@ -81,8 +81,7 @@ def test_the_bureau_runs_the_service_from_its_pages(
     _submit(page)
     token = page.locator("#token").inner_text()
     assert token.startswith("sbx_")
-    page.click("a[href='/admin/principals']")
-    page.wait_for_load_state()
+    follow(page, "a[href='/admin/principals']")
     assert "新运营公司" in page.locator("#principals").inner_text()
     assert token not in page.content()
     shot(page, "bureau-principals")

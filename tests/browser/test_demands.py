@@ -14,7 +14,7 @@ from live import Cast, active_contract
 
 from operators.client import SandboxAPIError
 
-from .conftest import Watched, shot, sign_in
+from .conftest import Watched, follow, shot, sign_in
 
 TITLE = "全市养老机构床位与入住情况"
 
@@ -34,8 +34,7 @@ def test_a_demand_raised_routed_published_and_followed(tab: Watched, site: Cast)
     page.fill("#demand-title", TITLE)
     page.fill("#demand-description", "各区养老机构的床位数、入住人数，按月，2023 年起")
     page.fill("#demand-purpose", "测算社区养老服务缺口")
-    page.click("form.raise button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "form.raise button[type=submit]")
     found = re.search(r"#demand-(dm-[0-9a-f]+)$", page.url)
     assert found, page.url
     demand_id = found.group(1)
@@ -47,8 +46,7 @@ def test_a_demand_raised_routed_published_and_followed(tab: Watched, site: Cast)
     assert "某数据科技有限公司" in card.inner_text()
     card.locator(f"#provider-{demand_id}").select_option(provider_id)
     card.locator(f"#route-note-{demand_id}").fill("人口相关数据请公安局答复")
-    card.locator("form.route button").click()
-    page.wait_for_load_state()
+    follow(page, card.locator("form.route button"))
     assert "已转交部门" in page.locator(f"#demand-{demand_id} .meta").inner_text()
     assert "市公安局" in page.locator(f"#demand-{demand_id} .provider").inner_text()
     shot(tab.page, "bureau-demands")
@@ -57,23 +55,20 @@ def test_a_demand_raised_routed_published_and_followed(tab: Watched, site: Cast)
     card = page.locator(f"#demand-{demand_id}")
     assert TITLE in card.inner_text()
     card.locator(f"#answer-status-{demand_id}").select_option("refused")
-    card.locator("form.answer button").click()
-    page.wait_for_load_state()
+    follow(page, card.locator("form.answer button"))
     assert "needs the reason" in page.locator(f"#answer-error-{demand_id}").inner_text()
     card = page.locator(f"#demand-{demand_id}")
     card.locator(f"#answer-status-{demand_id}").select_option("published")
     card.locator(f"#answer-text-{demand_id}").fill("已在人口基础信息库中提供，可申请使用")
     card.locator(f"#answer-dataset-{demand_id}").fill("population")
-    card.locator("form.answer button").click()
-    page.wait_for_load_state()
+    follow(page, card.locator("form.answer button"))
     assert "已发布" in page.locator(f"#demand-{demand_id} .meta").inner_text()
 
     page = _go_as(tab, site.operator_token, "/demands")
     card = page.locator(f"#demand-{demand_id}")
     assert "已发布" in card.inner_text()
     assert "已在人口基础信息库中提供，可申请使用" in card.locator(".answer").inner_text()
-    card.locator(".answer-dataset a[href='/catalog/population']").click()
-    page.wait_for_load_state()
+    follow(page, card.locator(".answer-dataset a[href='/catalog/population']"))
     assert page.url.endswith("/catalog/population")
     assert page.locator("#dictionary").count() == 1
     assert site.operator.demand(demand_id)["status"] == "published"
@@ -89,11 +84,9 @@ def test_objections_to_a_refusal_and_to_quality_raised_and_answered(
     job_id = refused.value.details["job_id"]
 
     page = _go_as(tab, site.operator_token, f"/jobs/{job_id}")
-    page.click("#object")
-    page.wait_for_load_state()
+    follow(page, "#object")
     page.fill("#objection-text", "第 2 行的 import 是注释示例，请复核")
-    page.click("form.raise button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "form.raise button[type=submit]")
     found = re.search(r"/objections/(ob-[0-9a-f]+)$", page.url)
     assert found, page.url
     refusal = found.group(1)
@@ -101,35 +94,28 @@ def test_objections_to_a_refusal_and_to_quality_raised_and_answered(
     assert "数据局" in page.locator("#objection .owner").inner_text()
 
     tab.go("/catalog/population")
-    page.click("#object")
-    page.wait_for_load_state()
+    follow(page, "#object")
     page.fill("#objection-version", "7")
     page.fill("#objection-text", "出生日期有大量 1900-01-01")
-    page.click("form.raise button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "form.raise button[type=submit]")
     assert "has no version 7" in page.locator("#objection-error").inner_text()
     assert page.locator("#objection-text").input_value() == "出生日期有大量 1900-01-01"
     page.fill("#objection-version", "")
-    page.click("form.raise button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "form.raise button[type=submit]")
     quality = page.url.rsplit("/", 1)[1]
     assert "市公安局" in page.locator("#objection .owner").inner_text()
 
     page = _go_as(tab, site.server.bureau_token, "/objections")
-    page.click(f"#objection-{refusal} h2 a")
-    page.wait_for_load_state()
+    follow(page, f"#objection-{refusal} h2 a")
     page.fill("#objection-answer", "代码含 import 语句，按规定拒绝；注释中的示例请删除")
-    page.click("form.answer button")
-    page.wait_for_load_state()
+    follow(page, "form.answer button")
     assert "已答复" in page.locator("#objection-status").inner_text()
 
     page = _go_as(tab, department, f"/objections/{quality}")
-    page.click("form.answer button")
-    page.wait_for_load_state()
+    follow(page, "form.answer button")
     assert "answer is empty" in page.locator("#objection-answer-error").inner_text()
     page.fill("#objection-answer", "已核实，将发布清洗后的第 2 版")
-    page.click("form.answer button")
-    page.wait_for_load_state()
+    follow(page, "form.answer button")
     assert "已答复" in page.locator("#objection-status").inner_text()
 
     page = _go_as(tab, site.operator_token, "/objections")

@@ -12,7 +12,7 @@ from live import Cast, active_contract
 
 from operators.keys import private_key_to_pem
 
-from .conftest import Watched, shot, sign_in
+from .conftest import Watched, follow, shot, sign_in
 
 CODE = (
     'emit("by_district", table("population").group_by("district")'
@@ -23,8 +23,7 @@ CODE = (
 def _apply(tab: Watched) -> str:
     page = tab.page
     tab.go("/catalog/population")
-    page.click("#apply")
-    page.wait_for_load_state()
+    follow(page, "#apply")
     page.check("input[name='use.district'][value='group_by']")
     page.check("input[name='use.income'][value='aggregate']")
     page.fill("#purpose", "城关区养老服务设施规划")
@@ -33,8 +32,7 @@ def _apply(tab: Watched) -> str:
     page.fill("#valid_to", "2029-12-31")
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "operator-apply")
-    page.click("#application button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#application button[type=submit]")
     found = re.search(r"/contracts/(c-[0-9a-f]+)$", page.url)
     assert found, page.url
     assert "待部门审批" in page.locator("#contract-status").inner_text()
@@ -60,18 +58,15 @@ def _sign_with_key_file(tab: Watched, site: Cast, cid: str, tmp_path: Path) -> N
 
 def _write_and_run(tab: Watched) -> str:
     page = tab.page
-    page.click("a[href^='/jobs/new?contract=']")
-    page.wait_for_load_state()
+    follow(page, "a[href^='/jobs/new?contract=']")
     assert page.locator(".editor.enhanced").count() == 1
     page.fill("#code", "x = 1\nimport os\n")
-    page.click("#quote")
-    page.wait_for_load_state()
+    follow(page, "#quote")
     assert page.locator(".gutter li.bad").inner_text() == "2"
     assert "第 2 行" in page.locator("#code-error").inner_text()
     page.fill("#code", CODE)
     assert page.locator(".highlight .tok-str").count() >= 2
-    page.click("#quote")
-    page.wait_for_load_state()
+    follow(page, "#quote")
     assert "¥" in page.locator("#quote-result").inner_text()
     shot(page, "operator-editor")
     page.click("#run")

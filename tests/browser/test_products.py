@@ -15,7 +15,7 @@ from products_helpers import approve_in
 
 from operators.client import ProductClient, SandboxAPIError
 
-from .conftest import Watched, shot, sign_in
+from .conftest import Watched, follow, shot, sign_in
 
 NAME = "小微企业户籍结构"
 
@@ -36,8 +36,7 @@ def test_a_product_published_called_and_suspended(tab: Watched, site: Cast) -> N
     page.fill("#cap-scenario", "普惠金融")
     page.fill("#cap-price", "5.00")
     page.fill("#cap-description", "面向小微企业的信贷服务")
-    page.click("#cap-form button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#cap-form button[type=submit]")
     assert "普惠金融" in page.locator("#caps-table").inner_text()
 
     page = _go_as(tab, site.operator_token, "/products")
@@ -47,21 +46,18 @@ def test_a_product_published_called_and_suspended(tab: Watched, site: Cast) -> N
     page.select_option("#p-contract", contract)
     page.select_option("#p-template", f"{template_id}:{version}")
     page.fill("#p-price", "6.00")
-    page.click("#publish-form button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#publish-form button[type=submit]")
     error = page.locator("#publish-error").inner_text()
     assert "above the cap" in error and "5.00" in error
     assert page.input_value("#p-name") == NAME  # what was typed, kept
     page.fill("#p-price", "4.00")
-    page.click("#publish-form button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#publish-form button[type=submit]")
     found = re.search(r"#product-(pr-[0-9a-f]+)$", page.url)
     assert found, page.url
     product_id = found.group(1)
     card = page.locator(f"#product-{product_id}")
     card.locator(f"#customer-{product_id}").fill("某城商行")
-    card.locator("form.issue-key button").click()
-    page.wait_for_load_state()
+    follow(page, card.locator("form.issue-key button"))
     key = page.locator("#new-key").inner_text().strip()
     assert key.startswith("pk_")
     shot(tab.page, "operator-products")
@@ -84,8 +80,7 @@ def test_a_product_published_called_and_suspended(tab: Watched, site: Cast) -> N
     page = _go_as(tab, regulator, "/products")
     card = page.locator(f"#product-{product_id}")
     card.locator(f"#reason-{product_id}").fill("投诉核查中")
-    card.locator("form.status-form button").click()
-    page.wait_for_load_state()
+    follow(page, card.locator("form.status-form button"))
     card = page.locator(f"#product-{product_id}")
     assert "已暂停" in card.inner_text() and "投诉核查中" in card.inner_text()
     tab.page.context.clear_cookies()

@@ -13,7 +13,7 @@ from databases import department_database
 from live import Cast
 from sqlalchemy import create_engine
 
-from .conftest import Watched, shot, sign_in
+from .conftest import Watched, follow, shot, sign_in
 
 
 def _apply(site: Cast, purpose: str) -> str:
@@ -37,16 +37,13 @@ def test_a_department_refuses_one_request_with_a_reason_and_approves_another(
     assert "某数据科技有限公司" in page.locator(f"#c-{refused}").inner_text()
     assert "人口结构商业分析" in page.locator(f"#c-{refused} .purpose").inner_text()
     shot(tab.page, "provider-requests")
-    page.click(f"#c-{refused} form.refuse button")
-    page.wait_for_load_state()
+    follow(page, f"#c-{refused} form.refuse button")
     error = page.locator(f"#reason-error-{refused}")
     assert "needs a reason" in error.inner_text()
     page.fill(f"#reason-{refused}", "申请字段超出分析目的所需")
-    page.click(f"#c-{refused} form.refuse button")
-    page.wait_for_load_state()
+    follow(page, f"#c-{refused} form.refuse button")
     assert "申请字段超出分析目的所需" in page.locator(f"#c-{refused}").inner_text()
-    page.click(f"#c-{approved} form.approve button")
-    page.wait_for_load_state()
+    follow(page, f"#c-{approved} form.approve button")
     assert "本部门已批准" in page.locator(f"#c-{approved}").inner_text()
     assert site.operator.contract(refused)["status"] == "refused"
     assert site.operator.contract(approved)["status"] == "approved"
@@ -75,24 +72,20 @@ def test_a_department_publishes_a_new_version_and_reads_its_quality(
     sign_in(tab, site.provider.rotate_token())
     tab.go("/my-datasets")
     page = tab.page
-    page.click("#my-datasets a[href='/datasets/population/manage']")
-    page.wait_for_load_state()
+    follow(page, "#my-datasets a[href='/datasets/population/manage']")
     page.set_input_files("#file", str(tmp_path / "人口.csv"))
     page.select_option("#mode", "replace")
-    page.click("#publish button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#publish button[type=submit]")
     assert "300" in page.locator("#quality").inner_text()
     assert page.locator("#version-list tbody tr").count() >= 2
     shot(tab.page, "provider-dataset-versions")
     page.check("#rules input[name=not_null][value=income]")
     page.select_option("#on_failure", "refuse")
-    page.click("#rules button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#rules button[type=submit]")
     assert page.locator("#rules input[name=not_null][value=income]").is_checked()
     (tmp_path / "缺收入.csv").write_text(rows.replace(",3005\n", ",\n"), encoding="utf-8")
     page.set_input_files("#file", str(tmp_path / "缺收入.csv"))
-    page.click("#publish button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "#publish button[type=submit]")
     assert "quality rules" in page.locator("#file-error").inner_text()
 
 
@@ -117,15 +110,12 @@ def test_a_department_connects_its_database_and_pulls_a_version(tab: Watched, si
         page.fill("#url", admin)
         page.fill("#table", "没有的表")
         page.fill("#schedule", "每天两点")
-        page.click("#source button[type=submit]")
-        page.wait_for_load_state()
+        follow(page, "#source button[type=submit]")
         assert "schedule" in page.locator("#source-error").inner_text()
         page.fill("#schedule", "daily 02:00 Asia/Shanghai")
-        page.click("#source button[type=submit]")
-        page.wait_for_load_state()
+        follow(page, "#source button[type=submit]")
         assert "18:00" in page.locator("#source").inner_text()
-        page.click("#pull-now button")
-        page.wait_for_load_state()
+        follow(page, "#pull-now button")
         for _ in range(100):
             if "进行中" not in page.locator("#pull-list tbody tr").first.inner_text():
                 break
@@ -134,10 +124,8 @@ def test_a_department_connects_its_database_and_pulls_a_version(tab: Watched, si
         failed = page.locator("#pull-list tbody tr").first.inner_text()
         assert "失败" in failed and "没有的表" in failed
         page.fill("#table", "人口")
-        page.click("#source button[type=submit]")
-        page.wait_for_load_state()
-        page.click("#pull-now button")
-        page.wait_for_load_state()
+        follow(page, "#source button[type=submit]")
+        follow(page, "#pull-now button")
         for _ in range(150):
             if "进行中" not in page.locator("#pull-list tbody tr").first.inner_text():
                 break

@@ -6,7 +6,7 @@ from typing import Any
 
 from live import Cast
 
-from .conftest import Watched, sign_in
+from .conftest import Watched, follow, sign_in
 
 
 def test_anyone_finds_a_dataset_and_reads_its_dictionary(tab: Watched, site: Cast) -> None:
@@ -14,18 +14,16 @@ def test_anyone_finds_a_dataset_and_reads_its_dictionary(tab: Watched, site: Cas
     page = tab.page
     assert page.title().startswith("数据目录")
     page.fill("#q", "population")
-    page.click("form.filters button[type=submit]")
+    follow(page, "form.filters button[type=submit]")
     cards = page.locator("#datasets .card")
     assert cards.count() == 1
-    cards.first.locator("a").click()
-    page.wait_for_load_state()
+    follow(page, cards.first.locator("a"))
     assert "/catalog/population" in page.url
     header = page.locator("#dictionary thead").inner_text()
     assert "字段名" in header and "角色" in header
     rows = page.locator("#dictionary tbody tr")
     assert rows.count() >= 5
-    page.click("a.lang")
-    page.wait_for_load_state()
+    follow(page, "a.lang")
     assert "Data dictionary" in page.content()
 
 
@@ -33,8 +31,7 @@ def test_a_person_signs_in_and_out(tab: Watched, site: Cast) -> None:
     sign_in(tab, site.operator_token)
     page = tab.page
     assert "某数据科技有限公司" in page.locator(".who").inner_text()
-    page.click("form[action='/signout'] button")
-    page.wait_for_load_state()
+    follow(page, "form[action='/signout'] button")
     assert page.locator(".who").count() == 0
 
 

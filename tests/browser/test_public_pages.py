@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from live import Cast, active_contract
 
-from .conftest import Watched, shot
+from .conftest import Watched, follow, shot
 
 CODE = 'd = table("population").group_by("district").agg(n=count()).collect()\nemit("d", d)\n'
 
@@ -17,31 +17,25 @@ def test_anyone_reads_the_catalog_fees_register_and_log(tab: Watched, site: Cast
     page = tab.page
     tab.go("/catalog")
     page.fill("#q", "人口")
-    # The search is a form submission: count the cards of the page it loads, not the last.
-    with page.expect_navigation():
-        page.click("form.filters button[type=submit]")
+    follow(page, "form.filters button[type=submit]")
     assert page.locator("#datasets .card").count() == 1
-    page.locator("#datasets .card a").first.click()
-    page.wait_for_load_state()
+    follow(page, page.locator("#datasets .card a").first)
     assert "/catalog/population" in page.url
 
-    page.click("nav.menu a[href='/fees']")
-    page.wait_for_load_state()
+    follow(page, "nav.menu a[href='/fees']")
     items = page.locator("#fee-items tbody tr")
     assert items.count() == 5
     assert "2.00" in items.first.inner_text()
     shot(page, "public-fees")
 
-    page.click("nav.menu a[href='/register']")
-    page.wait_for_load_state()
+    follow(page, "nav.menu a[href='/register']")
     row = page.locator("#register tbody tr").first.inner_text()
     assert "某数据科技有限公司" in row and "授权运营-2026-007" in row
     assert page.locator("#fees-chart svg.chart rect.chart-bar").count() == 1
     assert str(job.charge_amount) in page.locator("#fees-by-month").inner_text()
     shot(page, "public-register")
 
-    page.click("nav.menu a[href='/log']")
-    page.wait_for_load_state()
+    follow(page, "nav.menu a[href='/log']")
     note = page.locator("#checkpoint").inner_text()
     assert note.startswith("public-data-sandbox\n") and "—" in note
     assert page.locator("#log-root").inner_text() in note

@@ -9,7 +9,7 @@ from typing import Any
 
 from live import Cast, active_contract
 
-from .conftest import Watched, shot, sign_in
+from .conftest import Watched, follow, shot, sign_in
 
 CODE = (
     "emit('by_district', table('population').group_by('district')"
@@ -30,23 +30,19 @@ def test_a_regulator_reviews_contracts_jobs_reports_and_the_log(tab: Watched, si
 
     tab.go("/oversight/contracts")
     shot(tab.page, "regulator-contracts")
-    page.click(f"#contracts a[href='/oversight/contracts/{cid}']")
-    page.wait_for_load_state()
+    follow(page, f"#contracts a[href='/oversight/contracts/{cid}']")
     assert page.locator("#history-1 li").count() >= 4
     page.fill("#reason-contract-suspend", "抽查：核对查询用途")
-    page.click("#contract-actions button")
-    page.wait_for_load_state()
+    follow(page, "#contract-actions button")
     assert "已暂停" in page.locator("#contract-status").inner_text()
     assert "抽查：核对查询用途" in page.locator("#history-1").inner_text()
     page.fill("#reason-contract-resume", "核对完毕，用途相符")
-    page.click("#contract-actions button")
-    page.wait_for_load_state()
+    follow(page, "#contract-actions button")
     assert "生效" in page.locator("#contract-status").inner_text()
     shot(tab.page, "regulator-contract")
 
     tab.go("/oversight/jobs")
-    page.click(f"#jobs a[href='/oversight/jobs/{job.id}']")
-    page.wait_for_load_state()
+    follow(page, f"#jobs a[href='/oversight/jobs/{job.id}']")
     assert "group_by('district')" in page.locator("#code").inner_text()
     assert page.locator("#signature").inner_text() != "未签名"
     assert page.locator("#disclosure table tbody tr").count() >= 1
@@ -64,8 +60,7 @@ def test_a_regulator_reviews_contracts_jobs_reports_and_the_log(tab: Watched, si
     tab.go("/oversight/log")
     size = int(page.locator("#log-size").inner_text())
     page.fill("#index", str(size // 2))
-    page.click("#proof form button")
-    page.wait_for_load_state()
+    follow(page, "#proof form button")
     assert "已在服务器上" in page.locator("#proof-result").inner_text()
     assert page.locator("#proof-path li").count() >= 1
     assert "sandbox ledger verify" in page.locator("#verify-command").inner_text()

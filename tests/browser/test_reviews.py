@@ -8,7 +8,7 @@ from typing import Any
 
 from live import GRANTS, Cast
 
-from .conftest import Watched, shot, sign_in
+from .conftest import Watched, follow, shot, sign_in
 
 CODE = "emit('按区', table('population').group_by('district').agg(n=count()).collect())"
 
@@ -52,16 +52,13 @@ def test_a_reviewer_releases_a_held_job_from_the_queue(tab: Watched, site: Cast)
     page = _go_as(tab, department, "/reviews")
     card = page.locator(f"#review-{review_id}")
     assert "合同要求审核全部结果" in card.inner_text()
-    card.locator("h2 a").click()
-    page.wait_for_load_state()
+    follow(page, card.locator("h2 a"))
     assert "城关区" in page.locator("#held").inner_text()
     shot(tab.page, "provider-review")
-    page.click("#refuse")
-    page.wait_for_load_state()
+    follow(page, "#refuse")
     assert page.locator("#review-error").count() == 1  # a refusal needs its reason
     page.fill("#review-reason", "按区汇总，无个体信息")
-    page.click("#release")
-    page.wait_for_load_state()
+    follow(page, "#release")
     assert "已放行" in page.locator("#review-status").inner_text()
     assert "按区汇总，无个体信息" in page.locator("#decisions").inner_text()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from live import Cast, active_contract
 
-from .conftest import Watched, shot, sign_in
+from .conftest import Watched, follow, shot, sign_in
 
 CODE = "emit('n', table('population').group_by('district').agg(n=count()).collect())"
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -21,8 +21,7 @@ def test_a_department_reads_its_statistics_month_by_month(tab: Watched, site: Ca
     month = dt.datetime.now(BEIJING).strftime("%Y-%m")
     sign_in(tab, site.provider.rotate_token())
     page = tab.page
-    page.click("nav.menu a[href='/statistics']")
-    page.wait_for_load_state()
+    follow(page, "nav.menu a[href='/statistics']")
     row = page.locator("#ds-population")
     assert "人口基础信息库" in row.inner_text()
     assert row.locator("td.f-jobs").inner_text().startswith("1")
@@ -31,14 +30,12 @@ def test_a_department_reads_its_statistics_month_by_month(tab: Watched, site: Ca
     shot(tab.page, "provider-statistics")
 
     page.fill("#month", "2020-01")
-    page.click("#month-form button")
-    page.wait_for_load_state()
+    follow(page, "#month-form button")
     assert page.url.endswith("/statistics?month=2020-01")
     assert page.locator("#datasets .empty").count() == 1
 
     page.fill("#month", month)
-    page.click("#month-form button")
-    page.wait_for_load_state()
+    follow(page, "#month-form button")
     assert page.locator("#ds-population td.f-jobs").inner_text().startswith("1")
     with page.expect_download() as download:
         page.click("#datasets a.download")

@@ -10,7 +10,7 @@ from typing import Any
 
 from live import Cast, active_contract
 
-from .conftest import Watched, shot, sign_in
+from .conftest import Watched, follow, shot, sign_in
 
 CODE = (
     'rows = table("population").filter(col("district") == params["district"])'
@@ -39,8 +39,7 @@ def test_a_template_submitted_approved_and_run(tab: Watched, phone: Watched, sit
     page.fill("#template-description", "按区统计常住人口性别构成")
     page.fill("#template-code", CODE)
     page.fill("#template-schema", json.dumps(SCHEMA, ensure_ascii=False))
-    page.click("#template-submit")
-    page.wait_for_load_state()
+    follow(page, "#template-submit")
     tid = page.url.rsplit("/", 1)[1]
     assert tid.startswith("tp-"), page.url
     assert "审核中" in page.locator("#version-1").inner_text()
@@ -49,33 +48,28 @@ def test_a_template_submitted_approved_and_run(tab: Watched, phone: Watched, sit
     page = _go_as(tab, department, "/templates")
     card = page.locator(f"#template-{tid}")
     assert "待本部门审核" in card.inner_text()
-    card.locator("h2 a").click()
-    page.wait_for_load_state()
+    follow(page, card.locator("h2 a"))
     version = page.locator("#version-1")
     assert 'params["district"]' in version.locator("pre.code").first.inner_text()
     assert "湖滨区" in version.locator("pre.code").nth(1).inner_text()
     version.locator("input[value=refuse]").check()
-    version.locator("form.review-form button").click()
-    page.wait_for_load_state()
+    follow(page, version.locator("form.review-form button"))
     assert "reason" in page.locator("#review-error-1").inner_text()
     version = page.locator("#version-1")
     version.locator("input[value=approve]").check()
     version.locator("#review-conditions-1").fill("结果仅用于养老服务规划")
     shot(tab.page, "provider-template-review")
-    version.locator("form.review-form button").click()
-    page.wait_for_load_state()
+    follow(page, version.locator("form.review-form button"))
     assert "已通过" in page.locator("#version-1 h2").inner_text()
     assert "结果仅用于养老服务规划" in page.locator("#version-1 .reviews").inner_text()
 
     page = _go_as(tab, site.operator_token, f"/templates/{tid}")
     page.locator("#run-contract").select_option(cid)
     page.fill("#run-params", '{"district": "火星区"}')
-    page.click("#run-submit")
-    page.wait_for_load_state()
+    follow(page, "#run-submit")
     assert "district" in page.locator("#run-error").inner_text()
     page.fill("#run-params", '{"district": "湖滨区"}')
-    page.click("#run-submit")
-    page.wait_for_load_state()
+    follow(page, "#run-submit")
     assert "/jobs/" in page.url
     job_id = page.url.rsplit("/", 1)[1]
     job = site.operator.job(job_id).wait()
