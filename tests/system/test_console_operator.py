@@ -6,6 +6,7 @@ what operators type, posts from another site, other roles."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from test_console import _fresh, _sign_in
 
 from operators.keys import private_key_to_pem, sign
+from operators.submission import SUBMISSION_DOMAIN, sign_submission
 
 CODE = 'emit("by_district", table("population").group_by("district").agg(n=count()).collect())'
 SCRIPT = "<script>alert(1)</script>"
@@ -208,6 +210,51 @@ def test_a_job_is_quoted_refused_at_its_line_run_charted_downloaded_and_billed(
         api_sheet = w.client.get(f"/v1/bills?period={period}&format=csv", headers=w.h(w.operator))
         assert sheet.status_code == 200 and sheet.content == api_sheet.content
         assert browser.get(f"/bills/{period}.exe").status_code == 404
+
+
+def test_a_job_signed_where_the_key_is_runs_signed_and_a_changed_one_is_refused_by_the_key(
+    local_world: World,
+) -> None:
+    """What the editor's script sends: the signature over the code as typed (LF), while the
+    form carries the code's line breaks as CRLF; any change after signing is refused beside
+    the key picker, and nothing runs or is reserved."""
+    w = local_world
+    cid = w.active_contract()
+    code = 'd = table("population").group_by("district").agg(n=count()).collect()\nemit("d", d)\n'
+    params = {"年份": 2026}
+    with _fresh(w) as browser:
+        csrf = _sign_in(browser, w.operator["token"])
+        editor = browser.get(f"/jobs/new?contract={cid}").text
+        assert 'id="key-file"' in editor and 'name="signature"' in editor
+        domain = re.search(r'id="job-signing" data-domain="([^"]+)"', editor)
+        assert domain and base64.b64decode(domain.group(1)) == SUBMISSION_DOMAIN
+        form = {
+            "csrf": csrf,
+            "contract": cid,
+            "code": code.replace("\n", "\r\n"),
+            "params": json.dumps(params, ensure_ascii=False),
+            "action": "run",
+        }
+        before = len(w.client.get("/v1/jobs", headers=w.h(w.operator)).json()["jobs"])
+        changed = sign_submission(w.operator_key, cid, code.replace("d)", "d) "), params)
+        r = browser.post("/jobs/new", data={**form, **changed})
+        assert r.status_code == 400
+        assert re.search(r'id="key-error"[^>]*>[^<]*does not verify', r.text), r.text
+        late = sign_submission(w.operator_key, cid, code, params, signed_at="2020-01-01T00:00:00Z")
+        r = browser.post("/jobs/new", data={**form, **late})
+        assert r.status_code == 400 and "sign it again" in r.text
+        assert len(w.client.get("/v1/jobs", headers=w.h(w.operator)).json()["jobs"]) == before
+        # The quote needs no signature, and ignores one.
+        quoted = browser.post("/jobs/new", data={**form, **changed, "action": "quote"})
+        assert quoted.status_code == 200 and 'id="quote-result"' in quoted.text
+
+        signed = sign_submission(w.operator_key, cid, code, params)
+        r = browser.post("/jobs/new", data={**form, **signed}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        job_id = r.headers["location"].removeprefix("/jobs/")
+    job = w.client.get(f"/v1/jobs/{job_id}", headers=w.h(w.regulator)).json()
+    assert job["signature"] == signed["signature"] and job["signing_key_id"]
+    assert job["code"] == code and job["signed_at"] == signed["signed_at"]
 
 
 def _period(w: World, job_id: str) -> str:

@@ -8,6 +8,7 @@ here in the same words."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from typing import Any
@@ -22,6 +23,8 @@ from contracts.errors import ContractError
 from contracts.quota import BEIJING
 from operators.errors import OperatorError
 from operators.roles import Role
+from operators.submission import SUBMISSION_DOMAIN
+from operators.suite import Suite
 from pricing.errors import PricingError
 from sandbox.common import clock, exports
 from sandbox.console import charts
@@ -226,8 +229,16 @@ def _editor_page(
 ) -> Response:
     view = agreements.get(visit.ctx, actor, typed["contract"])
     values: dict[str, Any] = {"error": None, "error_line": None, "params_error": None}
-    values |= {"quote": None, **found}
-    return page(visit, "operator_editor.html", status, contract=view, typed=typed, **values)
+    values |= {"quote": None, "sign_error": None, **found}
+    # WebCrypto signs with Ed25519 only: an SM2 operator signs with the CLI.
+    signing = {
+        # As base64: the domain ends in a line break, which an attribute need not keep.
+        "domain": base64.b64encode(SUBMISSION_DOMAIN).decode("ascii"),
+        "in_browser": visit.ctx.suite is Suite.international,
+    }
+    return page(
+        visit, "operator_editor.html", status, contract=view, typed=typed, signing=signing, **values
+    )
 
 
 @router.get("/jobs/new")
@@ -240,8 +251,24 @@ def editor(visit: VisitOf, signed: Person, contract: str = "") -> Response:
     return _editor_page(visit, actor, typed)
 
 
-def _request(typed: dict[str, str], params: dict[str, Any]) -> submission.JobRequest:
-    return submission.JobRequest(contract_id=typed["contract"], code=typed["code"], params=params)
+def _request(
+    typed: dict[str, str], params: dict[str, Any], signed: dict[str, str | None] | None = None
+) -> submission.JobRequest:
+    return submission.JobRequest(
+        contract_id=typed["contract"], code=typed["code"], params=params, **(signed or {})
+    )
+
+
+def _typed(text: str) -> str:
+    """A text area's value as it was typed: browsers send its line breaks as CRLF, and the
+    page's script signs (and the CLI sends) the code with LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _signed(form: Any) -> dict[str, str | None]:
+    """The signature the page's script made from the operator's key file, if any."""
+    fields = {k: (form.get(k) or "").strip() or None for k in ("signature", "signed_at")}
+    return fields if fields["signature"] else {}
 
 
 def _params(text: str) -> dict[str, Any]:
@@ -264,15 +291,20 @@ def _line_of(exc: BaseException) -> int | None:
 @router.post("/jobs/new")
 def submit(visit: VisitOf, sent: Submitted) -> Response:
     actor = _operator(visit, sent.signed)
-    typed = {k: sent.form.get(k, "") for k in ("contract", "code", "params")}
+    typed = {k: _typed(sent.form.get(k, "")) for k in ("contract", "code", "params")}
+    quoting = sent.form.get("action") == "quote"
+    signed = {} if quoting else _signed(sent.form)
     try:
-        req = _request(typed, _params(typed["params"]))
+        req = _request(typed, _params(typed["params"]), signed)
     except (ValueError, ValidationError) as exc:
         return _editor_page(visit, actor, typed, 400, params_error=_validation_text(exc))
     try:
-        if sent.form.get("action") == "quote":
+        if quoting:
             return _editor_page(visit, actor, typed, quote=submission.quote(visit.ctx, actor, req))
         job = submission.submit(visit.ctx, actor, req)
+    except OperatorError as exc:
+        # Only a signature brings the operators package's refusals here: shown by the key.
+        return _editor_page(visit, actor, typed, 400, sign_error=_message(exc))
     except REFUSALS as exc:
         return _editor_page(visit, actor, typed, 400, error=_message(exc), error_line=_line_of(exc))
     return RedirectResponse(f"/jobs/{percent_encode(job['id'], safe='')}", 303)

@@ -75,7 +75,10 @@ ZH: dict[str, str] = {
     "operator.editor.at_line": "第 {line} 行：",
     "operator.editor.params": "参数（JSON）",
     "operator.editor.params.help": '一个 JSON 对象，代码中以 params 读取，例如 {"year": 2026}。',
-    "operator.editor.unsigned": "从控制台提交的任务不带运营方签名，记录中显示为未签名。"
+    "operator.editor.key_file": "签名私钥文件（PEM，可选）",
+    "operator.editor.key_file.help": "选择您在数据局登记的 Ed25519 私钥文件：点击“运行”时浏览器用它为本次提交签名，"
+    "私钥不会离开本机，只有签名随任务提交。不选择则任务以未签名记录。",
+    "operator.editor.unsigned": "本实例使用 SM2 密钥，浏览器无法签名：从控制台提交的任务以未签名记录。"
     "如需签名提交，请使用 sandbox jobs submit --key 私钥文件，或 operators 客户端库。",
     "operator.editor.quote": "报价",
     "operator.editor.run": "运行",
@@ -206,9 +209,13 @@ EN: dict[str, str] = {
     "operator.editor.at_line": "Line {line}:",
     "operator.editor.params": "Parameters (JSON)",
     "operator.editor.params.help": 'A JSON object the code reads as params, e.g. {"year": 2026}.',
-    "operator.editor.unsigned": "Jobs sent from the console carry no operator signature and "
-    "are recorded as unsigned. To sign a submission, use sandbox jobs submit --key KEYFILE "
-    "or the operators client library.",
+    "operator.editor.key_file": "Private key file to sign with (PEM, optional)",
+    "operator.editor.key_file.help": "Your Ed25519 private key registered with the bureau: "
+    "when you press Run, the browser signs this submission with it; the key never leaves this "
+    "computer, only the signature is sent. Without it, the job is recorded as unsigned.",
+    "operator.editor.unsigned": "This instance uses SM2 keys, which browsers cannot sign with: "
+    "jobs sent from the console are recorded as unsigned. To sign a submission, use sandbox "
+    "jobs submit --key KEYFILE or the operators client library.",
     "operator.editor.quote": "Quote",
     "operator.editor.run": "Run",
     "operator.editor.quote_title": "Quote",
