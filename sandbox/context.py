@@ -193,7 +193,7 @@ def start_local_ray(num_cpus: int | None, object_store_mb: int | None = None) ->
     """Start a private Ray on this machine, with `num_cpus` (all of them when None)."""
     import ray
 
-    cpus = num_cpus or os.cpu_count() or 1
+    cpus = num_cpus or ray_detected_cpus()
     ray.init(
         address="local",
         num_cpus=num_cpus,
@@ -211,6 +211,17 @@ def start_local_ray(num_cpus: int | None, object_store_mb: int | None = None) ->
 
 # Ready workers kept per CPU: one driver waiting on its partitions, one computing them.
 WORKERS_PER_CPU = 2
+
+
+def ray_detected_cpus() -> int:
+    """The CPUs a local Ray gives itself when not told: in a container, its CPU quota, not
+    the host's processors (`os.cpu_count()`), which would keep dozens of idle workers of a
+    few hundred megabytes each on a container allowed two CPUs."""
+    try:
+        from ray._private.utils import get_num_cpus
+    except ImportError:  # moved in a later Ray: the host's count, as before
+        return os.cpu_count() or 1
+    return max(1, int(get_num_cpus(override_docker_cpu_warning=True)))
 
 
 def ray_gcs_address() -> str:
