@@ -1081,17 +1081,20 @@ def _windowed(
     times slower on a group of 175 000 incomes)."""
 
     def of(selected: np.ndarray) -> list[tuple[float | None, list[float], float]]:
-        # Infinities and NaN out first: a window is taken among finite values only. The group's
-        # values are a copy of their own already (`_group_values`), reordered here in place.
-        selected = selected.astype(np.float64, copy=False)
-        finite = np.isfinite(selected)
-        if not finite.all():
-            selected = selected[finite]
+        # The group's values are a copy of their own already (`_group_values`), reordered
+        # here in place. Integers are selected as they are (every one finite, and ordered
+        # as the doubles they become); only each window becomes doubles, not the group.
+        if selected.dtype.kind not in "iu":
+            # Infinities and NaN out first: a window is taken among finite values only.
+            selected = selected.astype(np.float64, copy=False)
+            finite = np.isfinite(selected)
+            if not finite.all():
+                selected = selected[finite]
         found = []
         for near in protection.windows(selected, qs, size):
             # The window's members in order: its mean is then summed in one order whatever
             # the order the selection left them in, so a release repeats exactly.
-            near = np.sort(near)
+            near = np.sort(near).astype(np.float64, copy=False)
             magnitude = np.abs(near)
             found.append(
                 (

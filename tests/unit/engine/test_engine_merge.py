@@ -437,6 +437,32 @@ def test_quantiles_selected_on_threads_equal_those_selected_one_group_after_anot
             assert row["m"] == compute.quantile_cont(xs, 0.5)
 
 
+@pytest.mark.parametrize("window", [1, 5, 5000])
+def test_integer_windows_equal_those_of_the_same_values_as_doubles(window: int) -> None:
+    """Integers are selected as integers and only each window becomes doubles: the released
+    means and the dominance statistics are those of the values as doubles, bit for bit, ties,
+    negatives and integers past 2**53 (which doubles round) included."""
+    rng = np.random.default_rng(window)
+    partials, groups = 12, 3  # partial rows 0, 3, 6, 9 are group 0's, and so on
+    lists = []
+    for _ in range(partials):
+        n = int(rng.integers(0, 4000))
+        small = rng.integers(-50, 40, n)
+        lists.append(np.where(rng.random(n) < 0.2, 2**53 + rng.integers(-4, 4, n), small))
+    members = pa.array([list(range(g, partials, groups)) for g in range(groups)])
+    shape = compute.Groups.of(members, partials)
+    qs, names = [0.0, 0.5, 0.9, 1.0], ["a", "b", "c", "d"]
+    doubles = [v.astype(np.float64) for v in lists]
+    found = [
+        compute._windowed(pa.chunked_array([pa.array(values)]), shape, qs, names, window)
+        for values in (lists, doubles)
+    ]
+    for (means, stats), (means_d, stats_d) in zip(*found):
+        assert means.type == pa.float64() and means.equals(means_d)
+        assert stats.keys() == stats_d.keys()
+        assert all(stats[k].equals(stats_d[k]) for k in stats)
+
+
 def test_a_column_of_sets_equal_to_one_merged_before_is_not_merged_again() -> None:
     """Two partitions, two groups: the nonzero sets repeat the groups' own, the counted ones
     differ in one person; each union is the sets' union whichever way it was found."""
