@@ -355,9 +355,14 @@ def _row_sets(
         if all((i, a) in out for a in aggs):
             rows.append(None)
             continue
-        rows.append(
-            [(space, values[c][i]) for space, a, c in columns if a is None or (i, a) not in out]
-        )
+        row: Sets = []
+        for space, a, c in columns:
+            blob = values[c][i]
+            # The same people in the same space twice (those who count for a group's median
+            # and for its 90th percentile) are one set to audit, send and record.
+            if (a is None or (i, a) not in out) and (space, blob) not in row:
+                row.append((space, blob))
+        rows.append(row)
     return rows
 
 

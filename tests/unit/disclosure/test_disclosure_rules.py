@@ -476,3 +476,29 @@ def test_a_row_refused_on_its_measure_leaves_no_trace_of_its_people() -> None:
     assert verdict is not None and verdict.differs_by == 1
     most = BitMap64(list(range(95))).serialize()
     assert gate.audit("op", [[("people", most)]], 10) == [None]
+
+
+def test_the_same_people_in_one_space_are_one_set_of_the_row_whichever_cell_is_out() -> None:
+    # Those who count for a group's median and for its 90th percentile are the same people,
+    # in the same space: the row audits, sends and records them once; the group's people,
+    # in a space of their own, stay beside them.
+    people = [span(0, 100), span(100, 230)]
+    earners = [bytes(span(0, 90)), bytes(span(100, 230))]
+    result = pa.table(
+        {
+            "d": ["甲", "乙"],
+            protection.IDS: pa.array(people, pa.binary()),
+            protection.nonzero_set(0, "median"): pa.array(earners, pa.binary()),
+            protection.nonzero_set(0, "p90"): pa.array([bytes(b) for b in earners], pa.binary()),
+        }
+    )
+    measures = (("median", "population.income"), ("p90", "population.income"))
+    policy = Policy(10, measures=measures)
+    rows = control._row_sets(result, ["median", "p90"], policy, {(0, "median"): {}})
+    spaces = [[space for space, _ in row or []] for row in rows]
+    # Row 0's median is out, its p90 is not: the earners go once, for the p90.
+    assert spaces == [["people", "measure:population.income"]] * 2
+    assert [row[1][1] for row in rows if row] == earners
+    # With both cells out, nothing of the row is released.
+    both = {(1, "median"): {}, (1, "p90"): {}}
+    assert control._row_sets(result, ["median", "p90"], policy, both)[1] is None

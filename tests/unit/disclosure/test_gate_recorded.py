@@ -128,3 +128,32 @@ def test_a_difference_behind_a_recorded_row_is_still_refused_when_sent_as_digest
     assert gate.release("op", sent, 10, "j1") == [RECORDED, NEEDED]
     first, second = gate.release("op", with_sets(rows, sent, {1}), 10, "j1")
     assert first is None and isinstance(second, Conflict) and second.differs_by == 1
+
+
+def test_a_set_repeated_in_a_release_is_hashed_once_and_a_lookalike_is_not_taken_for_it(
+    monkeypatch: Any,
+) -> None:
+    from sandbox.disclosure import gate as gates
+
+    hashed: list[int] = []
+    real = gates.digest
+    monkeypatch.setattr(gates, "digest", lambda blob: hashed.append(len(blob)) or real(blob))
+    people = protection.bitmap(np.arange(0, 200_000, 3, dtype=np.uint64)).serialize()
+    assert len(people) > 1000
+    again = bytes(bytearray(people))  # equal, another object
+    assert again == people and again is not people
+    # Same length and the same first and last 32 bytes, one byte apart in the middle.
+    middle = len(people) // 2
+    lookalike = people[:middle] + bytes([people[middle] ^ 1]) + people[middle + 1 :]
+    assert lookalike[:32] == people[:32] and lookalike[-32:] == people[-32:]
+    rows = [
+        [("people", people), ("measure:population.income", again)],
+        [("people", lookalike)],
+    ]
+    sent = entries(rows, inline_bytes=0)
+    assert [[d for _, d, _ in row or []] for row in sent] == [
+        [real(people), real(people)],
+        [real(lookalike)],
+    ]
+    assert real(lookalike) != real(people)
+    assert len(hashed) == 2  # people once, the lookalike once
