@@ -356,11 +356,11 @@ def _row_sets(
             rows.append(None)
             continue
         row: Sets = []
-        for space, a, c in columns:
+        for space, of, c in columns:
             blob = values[c][i]
             # The same people in the same space twice (those who count for a group's median
             # and for its 90th percentile) are one set to audit, send and record.
-            if (a is None or (i, a) not in out) and (space, blob) not in row:
+            if (of is None or (i, of) not in out) and (space, blob) not in row:
                 row.append((space, blob))
         rows.append(row)
     return rows
