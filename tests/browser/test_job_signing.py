@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import rfc8785
 from live import Cast, active_contract
 
 from operators.keys import generate_private_key, private_key_to_pem, public_key_b64, verify
@@ -107,3 +108,23 @@ def test_a_file_that_holds_no_key_is_explained_and_nothing_is_sent(
     error.wait_for(state="visible")
     assert "PKCS#8" in error.inner_text()
     assert sent == []
+
+
+# Where canonical JSON is easy to get wrong: key order by UTF-16 code units (a character
+# beyond the BMP sorts before U+FFFF there, after it by code point), numbers in their shortest
+# form and exponents, and strings with line separators, controls, quotes and backslashes.
+TRICKY: list[Any] = [
+    {"\uffff": 1, "😀": 2, "z": 3, "Z": 4, "é": 5, "城": 6, "": 7},
+    {"n": [0, -1, 1.5, 0.1, 1e21, 1e-7, 123456789012345, 2**53 - 1, -2.5e-300, 1e300]},
+    {"s": 'line\u2028sep\u2029para\x00\x1f"quoted" back\\slash /slash tab\t 中文 😀'},
+    {"nested": {"b": [True, False, None, {"y": {}, "x": []}], "a": "甲"}},
+]
+
+
+def test_the_pages_canonical_json_is_rfc_8785_byte_for_byte(tab: Watched, site: Cast) -> None:
+    cid = active_contract(site)
+    sign_in(tab, site.operator_token)
+    tab.go(f"/jobs/new?contract={cid}")
+    for value in TRICKY:
+        made = tab.page.evaluate("(v) => canonicalJson(v)", value)
+        assert made.encode("utf-8") == rfc8785.dumps(value), value
