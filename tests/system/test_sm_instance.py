@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from live import active_contract, cast_of, ledger_cli, run_server
@@ -80,6 +81,12 @@ def test_an_sm_instance_signs_with_sm2_hashes_with_sm3_and_verifies_from_outside
         cid = active_contract(cast)
         job = cast.operator.submit(cid, JOB, wait=True)
         assert job.status == "succeeded", job.error
+        # Browsers cannot sign with SM2: the console's editor says so and offers no key file.
+        with httpx.Client(base_url=server.url) as browser:
+            signin = {"token": cast.operator_token, "next": "/catalog"}
+            assert browser.post("/signin", data=signin).status_code == 303
+            editor = browser.get(f"/jobs/new?contract={cid}").text
+        assert 'id="key-file"' not in editor and "SM2" in editor
 
         export = cast.bureau.contract(cid)
         assert export["document"]["crypto_suite"] == "sm"
