@@ -35,8 +35,7 @@ def _approved_contract(site: Cast) -> str:
 
 
 def _submit(page: Any) -> None:
-    with page.expect_navigation():
-        page.click("form.card button[type=submit]")
+    follow(page, "form.card button[type=submit]")
 
 
 def test_the_bureau_runs_the_service_from_its_pages(
@@ -69,8 +68,7 @@ def test_the_bureau_runs_the_service_from_its_pages(
     page.fill("#col_lower_2", "0")
     page.fill("#col_upper_2", "500")
     shot(page, "bureau-datasets")
-    with page.expect_navigation():
-        page.click("#dataset-form > button[type=submit]")
+    follow(page, "#dataset-form > button[type=submit]")
     assert page.url.endswith("/catalog/care_homes")
     assert "床位数" in page.locator("#dictionary").inner_text()
 
@@ -104,8 +102,7 @@ def test_the_bureau_runs_the_service_from_its_pages(
     card = page.locator(f"#contract-{cid}")
     assert "某数据科技有限公司" in card.inner_text()
     shot(page, "bureau-contracts")
-    with page.expect_navigation():
-        card.locator("button[type=submit]").click()
+    follow(page, card.locator("button[type=submit]"))
     assert page.locator("#signed").is_visible()
     signed = site.operator.sign_contract(cid)
     assert signed["status"] == "active"

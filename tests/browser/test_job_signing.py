@@ -31,7 +31,11 @@ def _posts(page: Any) -> list[str]:
     return sent
 
 
-def _write(tab: Watched, cid: str, key_pem: bytes, tmp_path: Path) -> None:
+def _write(tab: Watched, site: Cast, key_pem: bytes, tmp_path: Path) -> str:
+    """A contract, the operator signed in at its editor with the job typed and `key_pem`
+    chosen; the contract's id."""
+    cid = active_contract(site)
+    sign_in(tab, site.operator_token)
     page = tab.page
     tab.go(f"/jobs/new?contract={cid}")
     page.fill("#code", CODE)
@@ -39,6 +43,7 @@ def _write(tab: Watched, cid: str, key_pem: bytes, tmp_path: Path) -> None:
     key_file = tmp_path / "operator.pem"
     key_file.write_bytes(key_pem)
     page.set_input_files("#key-file", str(key_file))
+    return cid
 
 
 def _regulator_view(site: Cast, job_id: str) -> dict[str, Any]:
@@ -53,11 +58,9 @@ def _regulator_view(site: Cast, job_id: str) -> dict[str, Any]:
 def test_a_job_signed_in_the_browser_verifies_from_its_record(
     tab: Watched, site: Cast, tmp_path: Path
 ) -> None:
-    cid = active_contract(site)
-    sign_in(tab, site.operator_token)
+    cid = _write(tab, site, private_key_to_pem(site.operator_key), tmp_path)
     page = tab.page
     sent = _posts(page)
-    _write(tab, cid, private_key_to_pem(site.operator_key), tmp_path)
     follow(page, "#run")
     page.wait_for_selector("table.released", timeout=60_000)
     job_id = page.url.rsplit("/", 1)[-1]
@@ -80,11 +83,9 @@ def test_a_job_signed_in_the_browser_verifies_from_its_record(
 def test_a_key_that_is_not_the_operators_is_refused_and_runs_nothing(
     tab: Watched, site: Cast, tmp_path: Path
 ) -> None:
-    cid = active_contract(site)
     before = len(site.operator.jobs())
-    sign_in(tab, site.operator_token)
+    _write(tab, site, private_key_to_pem(generate_private_key()), tmp_path)
     page = tab.page
-    _write(tab, cid, private_key_to_pem(generate_private_key()), tmp_path)
     follow(page, "#run")
     assert "/jobs/new" in page.url
     error = page.locator("#key-error")
@@ -98,10 +99,8 @@ def test_a_key_that_is_not_the_operators_is_refused_and_runs_nothing(
 def test_a_file_that_holds_no_key_is_explained_and_nothing_is_sent(
     tab: Watched, site: Cast, tmp_path: Path
 ) -> None:
-    cid = active_contract(site)
-    sign_in(tab, site.operator_token)
+    _write(tab, site, b"not a key\n", tmp_path)
     page = tab.page
-    _write(tab, cid, b"not a key\n", tmp_path)
     sent = _posts(page)
     page.click("#run")
     error = page.locator("#key-error")

@@ -45,10 +45,9 @@ async function sha256Hex(text) {
 }
 
 // The bytes the service verifies (operators/submission.py): the domain line, then the
-// canonical JSON of the contract, the code's SHA-256, the params, no idempotency key and the
-// time of signing, to the second.
-async function submissionBytes(domain, form, signedAt) {
-  const params = JSON.parse(form.elements.params.value.trim() || "{}");
+// canonical JSON of the contract, the code's SHA-256, the params (as parsed), no idempotency
+// key and the time of signing, to the second.
+async function submissionBytes(domain, form, params, signedAt) {
   const body = {
     contract_id: form.elements.contract.value,
     code_sha256: await sha256Hex(form.elements.code.value.replace(/\r\n?/g, "\n")),
@@ -76,8 +75,9 @@ function signJobs() {
     if (!file || !run || form.dataset.signed) return;
     event.preventDefault();
     problem.hidden = true;
+    let params;
     try {
-      JSON.parse(form.elements.params.value.trim() || "{}");
+      params = JSON.parse(form.elements.params.value.trim() || "{}");
     } catch {
       // Sent as typed: the service says what is wrong with the params, and runs nothing.
       form.dataset.signed = "no";
@@ -86,7 +86,7 @@ function signJobs() {
     }
     try {
       const signedAt = new Date().toISOString().replace(/\.\d+Z$/, "Z");
-      const bytes = await submissionBytes(signing.dataset.domain, form, signedAt);
+      const bytes = await submissionBytes(signing.dataset.domain, form, params, signedAt);
       form.elements.signature.value = await signWith(file, base64OfBytes(bytes));
       form.elements.signed_at.value = signedAt;
       form.dataset.signed = "yes";
